@@ -1,0 +1,297 @@
+"""The project store: one DuckDB database file per project, owned by one :class:`Project` object.
+
+Nothing else in glmmlab opens a project file. All changes go through :meth:`Project.write`, which holds the single
+writer lock and wraps the work in one DuckDB transaction, so a change is either committed completely or not at all
+(also when the process is killed half-way). Reads go through :meth:`Project.read`, which hands each caller its own
+cursor, so several threads can read while one writes.
+
+Catalogue tables (see ``_MIGRATIONS`` for the exact columns):
+
+- ``datasets``: one row per dataset, primary or derived (``parent_id``, ``operation`` JSON, ``read_only``).
+- ``columns``: one row per column of a dataset, in order (``position``), with the user's ``name``, ``dtype``
+  and measurement ``scale``.
+- ``models``: saved models (``spec`` and ``result`` JSON, ``diagnostics_dataset_id``).
+- ``reports`` and ``report_items``: reports and their items in order.
+- ``meta``: key/value settings of the project (for example whether the sample datasets were created).
+- ``schema_version``: the version of this layout; :func:`_migrate` brings older files up to date.
+
+The data of dataset ``id`` live in the table ``ds_<id>`` whose columns are ``c0``, ``c1``, ... in the order of the
+``columns`` catalogue. Table and column names are therefore never built from user text; user text only ever
+reaches SQL as a bound parameter or through :func:`quote_ident`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from glmmlab.services.errors import NotFound, ServiceError
+
+SCHEMA_VERSION = 1
+
+# Each entry brings the schema from version i to i + 1. Append new entries; never edit old ones.
+_MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE SEQUENCE IF NOT EXISTS dataset_ids START 1",
+        "CREATE SEQUENCE IF NOT EXISTS model_ids START 1",
+        "CREATE SEQUENCE IF NOT EXISTS report_ids START 1",
+        "CREATE SEQUENCE IF NOT EXISTS report_item_ids START 1",
+        """CREATE TABLE IF NOT EXISTS datasets (
+            id BIGINT PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            n_rows BIGINT NOT NULL,
+            parent_id BIGINT,
+            operation JSON NOT NULL,
+            read_only BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )""",
+        """CREATE TABLE IF NOT EXISTS columns (
+            dataset_id BIGINT NOT NULL,
+            position INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            dtype VARCHAR NOT NULL,
+            scale VARCHAR NOT NULL,
+            PRIMARY KEY (dataset_id, position)
+        )""",
+        """CREATE TABLE IF NOT EXISTS models (
+            id BIGINT PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            dataset_id BIGINT NOT NULL,
+            spec JSON NOT NULL,
+            result JSON,
+            diagnostics_dataset_id BIGINT,
+            created_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )""",
+        """CREATE TABLE IF NOT EXISTS reports (
+            id BIGINT PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )""",
+        """CREATE TABLE IF NOT EXISTS report_items (
+            id BIGINT PRIMARY KEY,
+            report_id BIGINT NOT NULL,
+            position INTEGER NOT NULL,
+            kind VARCHAR NOT NULL,
+            title VARCHAR,
+            payload JSON,
+            html VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )""",
+        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value JSON)",
+    ],
+]
+
+_CATALOGUE_TABLES = ("datasets", "columns", "models", "reports", "report_items", "meta")
+
+
+def quote_ident(name: str) -> str:
+    """Quote ``name`` as a DuckDB identifier (double quotes, inner quotes doubled), safe for any text."""
+    if "\x00" in name:
+        raise ServiceError("A name cannot contain the NUL character; rename the column or dataset.")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def data_table(dataset_id: int) -> str:
+    """The name of the table that holds the rows of dataset ``dataset_id`` (built from the integer id only)."""
+    return f"ds_{int(dataset_id)}"
+
+
+def data_column(position: int) -> str:
+    """The stored name of the column at ``position`` (0-based) in a dataset table."""
+    return f"c{int(position)}"
+
+
+class Project:
+    """An open project file: the only owner of its DuckDB connection.
+
+    Use :meth:`open` (or the class as a context manager after opening) rather than the constructor::
+
+        with Project.open("analysis.duckdb") as project:
+            with project.write() as cur:
+                cur.execute("INSERT INTO meta VALUES (?, ?)", ["k", "1"])
+            with project.read() as cur:
+                cur.execute("SELECT count(*) FROM datasets").fetchone()
+    """
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection):
+        self.path = path
+        self._con = con
+        self._write_lock = threading.RLock()
+        self._closed = False
+
+    # -- opening and closing ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, create: bool = True) -> "Project":
+        """Open the project file at ``path``; create an empty project there when it is missing and ``create``.
+
+        Raises :class:`NotFound` when the file is missing and ``create`` is false, and :class:`ServiceError` when
+        the file is not a glmmlab project, was written by a newer glmmlab, or is open in another process.
+        """
+        path = Path(path).expanduser().resolve()
+        existed = path.exists()
+        if not existed and not create:
+            raise NotFound(f"There is no project file at {path}; check the path or create a new project.")
+        if existed and path.is_dir():
+            raise ServiceError(f"{path} is a folder, not a project file; choose a file name such as project.duckdb.")
+        if not existed:
+            if not path.parent.is_dir():
+                raise NotFound(f"The folder {path.parent} does not exist; create it first or choose another place.")
+        try:
+            con = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise ServiceError(
+                    f"The project {path.name} is open in another program (or another glmmlab); close it there first."
+                ) from exc
+            raise ServiceError(f"{path.name} is not a glmmlab project file (DuckDB could not read it: {text}).") from exc
+        except duckdb.Error as exc:
+            raise ServiceError(f"{path.name} is not a glmmlab project file (DuckDB could not read it: {exc}).") from exc
+        project = cls(path, con)
+        try:
+            project._migrate(existed)
+        except BaseException:
+            con.close()
+            raise
+        return project
+
+    def close(self) -> None:
+        """Close the connection (committed work is already on disk). Closing twice is harmless."""
+        with self._write_lock:
+            if not self._closed:
+                self._closed = True
+                self._con.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.path)!r}{', closed' if self._closed else ''})"
+
+    # -- reading and writing ---------------------------------------------------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise ServiceError(f"The project {self.path.name} is closed; open it again.")
+        return self._con.cursor()
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Yield a cursor of its own for reading; safe to use from several threads at once.
+
+        The cursor sees committed data only. Reads inside one ``with`` block that must agree with each other
+        should run in a transaction (``cur.begin()``), which gives them one snapshot.
+        """
+        cur = self._cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Yield a cursor inside a transaction, holding the project's single writer lock.
+
+        The transaction commits when the block ends normally and rolls back when it raises, so a change is all or
+        nothing. Nested ``write()`` blocks in the same thread join the outer transaction.
+        """
+        with self._write_lock:
+            outer = getattr(self._local, "cursor", None)
+            if outer is not None:
+                yield outer
+                return
+            cur = self._cursor()
+            cur.begin()
+            self._local.cursor = cur
+            try:
+                yield cur
+            except BaseException:
+                try:
+                    cur.rollback()
+                finally:
+                    self._local.cursor = None
+                    cur.close()
+                raise
+            try:
+                cur.commit()
+            except duckdb.Error as exc:
+                raise ServiceError(f"The change could not be saved to {self.path.name}: {exc}") from exc
+            finally:
+                self._local.cursor = None
+                cur.close()
+
+    @property
+    def _local(self) -> threading.local:
+        local = self.__dict__.get("_thread_local")
+        if local is None:
+            local = self.__dict__.setdefault("_thread_local", threading.local())
+        return local
+
+    # -- settings --------------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default=None):
+        """The value stored under ``key`` in the project's settings (JSON-decoded), or ``default``."""
+        import json
+
+        with self.read() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return default if row is None or row[0] is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value) -> None:
+        """Store ``value`` (JSON-encodable) under ``key`` (joins the running ``write()`` of this thread, if any)."""
+        import json
+
+        with self.write() as w:
+            w.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, json.dumps(value)])
+
+    # -- schema ----------------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self.read() as cur:
+            row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _migrate(self, existed: bool) -> None:
+        with self.write() as cur:
+            tables = {r[0] for r in cur.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                " AND schema_name = 'main'").fetchall()}
+            if "schema_version" not in tables:
+                if existed and tables:
+                    raise ServiceError(
+                        f"{self.path.name} is a DuckDB database but not a glmmlab project; open a glmmlab project "
+                        "file or choose a new file name.")
+                cur.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP "
+                            "DEFAULT current_localtimestamp())")
+                version = 0
+            else:
+                version = int(cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise ServiceError(
+                    f"{self.path.name} was written by a newer glmmlab (project format {version}, this one reads up to "
+                    f"{SCHEMA_VERSION}); update glmmlab to open it.")
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[target]:
+                    cur.execute(statement)
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", [target + 1])
+
+    def next_id(self, cur: duckdb.DuckDBPyConnection, kind: str) -> int:
+        """A new id for ``kind`` ('dataset', 'model', 'report' or 'report_item'); ids are never reused."""
+        sequences = {"dataset": "dataset_ids", "model": "model_ids", "report": "report_ids",
+                     "report_item": "report_item_ids"}
+        if kind not in sequences:
+            raise ValueError(f"unknown id kind {kind!r}")
+        return int(cur.execute(f"SELECT nextval('{sequences[kind]}')").fetchone()[0])
