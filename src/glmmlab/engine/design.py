@@ -1,0 +1,210 @@
+"""Data preparation: listwise deletion, group coding, response checks, dropping of degenerate predictors and
+internal scaling of the fixed-effects design.
+
+The engine works on rows sorted by group (stable, so the input order survives within a group); every
+per-group sum is then one ``np.add.reduceat`` over contiguous blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families import Family
+
+
+@dataclass
+class Design:
+    """A model's data after preparation, rows sorted by group.
+
+    ``X`` holds the scaled predictors (the intercept column first when there is one);
+    ``T`` maps scaled coefficients to the original scale: beta = T @ beta_scaled.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    group: np.ndarray  # 0-based group code of each (sorted) row
+    levels: list[str]  # label of each group code
+    starts: np.ndarray  # first row of each group
+    counts: np.ndarray  # rows per group
+    rows: np.ndarray  # index of each sorted row in the caller's input
+    n_input: int
+    T: np.ndarray
+    dropped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    intercept: bool = True
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.levels)
+
+    @property
+    def n_excluded(self) -> int:
+        return self.n_input - self.n
+
+    def group_sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum ``values`` (rows x ... ) within each group."""
+        return np.add.reduceat(values, self.starts, axis=0)
+
+    def log_abs_det_T(self) -> float:
+        """log |det T|: how the scaling changes the volume of the coefficient space."""
+        return float(np.sum(np.log(np.abs(np.diag(self.T)))))
+
+
+def _check_response(y: np.ndarray, family: Family, response: str) -> None:
+    if family.name == "binomial" and (np.any(y < 0) or np.any(y > 1)):
+        bad = y[(y < 0) | (y > 1)][0]
+        raise GlmmInputError(
+            f"response '{response}' must lie between 0 and 1 for the binomial family "
+            f"(found {bad:g}); code the outcome as 0/1 or choose another family"
+        )
+    if family.name == "poisson" and np.any(y < 0):
+        bad = y[y < 0][0]
+        raise GlmmInputError(
+            f"response '{response}' must be a non-negative count for the poisson family "
+            f"(found {bad:g}); choose another family or fix the data"
+        )
+    if family.name == "gamma" and np.any(y <= 0):
+        bad = y[y <= 0][0]
+        raise GlmmInputError(
+            f"response '{response}' must be strictly positive for the gamma family "
+            f"(found {bad:g}); choose another family or remove those rows"
+        )
+
+
+def prepare(
+    y: np.ndarray,
+    X: np.ndarray,
+    names: list[str],
+    group_codes: np.ndarray,
+    group_levels: list[str],
+    family: Family,
+    *,
+    response: str = "y",
+    group_name: str = "group",
+    intercept: bool = True,
+) -> Design:
+    """Build the :class:`Design` of a fit.
+
+    ``y`` (n,) and ``X`` (n, k) are floats in which NaN or infinity marks a missing or non-numeric value;
+    ``group_codes`` (n,) are integer codes into ``group_levels``, negative where the group is missing.
+    """
+    y = np.asarray(y, dtype=float)
+    X = np.asarray(X, dtype=float).reshape(y.shape[0], -1)
+    group_codes = np.asarray(group_codes)
+    n_input = y.shape[0]
+    keep = np.isfinite(y) & (group_codes >= 0)
+    if X.shape[1]:
+        keep &= np.isfinite(X).all(axis=1)
+    if not keep.any():
+        raise GlmmInputError(
+            "no complete rows: every row has a missing, non-numeric or infinite value in "
+            f"'{response}', the fixed effects or '{group_name}'"
+        )
+    rows = np.flatnonzero(keep)
+    codes = group_codes[rows]
+    used, codes = np.unique(codes, return_inverse=True)
+    levels = [group_levels[int(c)] for c in used]
+    order = np.argsort(codes, kind="stable")
+    rows, codes = rows[order], codes[order]
+    yv = y[rows]
+    Xv = X[rows]
+
+    _check_response(yv, family, response)
+    if len(levels) < 2:
+        raise GlmmInputError(
+            f"group variable '{group_name}' has {len(levels)} group after excluding incomplete rows; "
+            "a random intercept needs at least 2 groups (choose another group variable)"
+        )
+    warnings: list[str] = []
+    dropped: list[str] = []
+
+    # Degenerate predictors: constant columns and exact linear dependence.
+    kept_cols: list[int] = []
+    for k, name in enumerate(names):
+        col = Xv[:, k]
+        if np.ptp(col) == 0 and (intercept or np.all(col == 0)):
+            dropped.append(name)
+            warnings.append(
+                f"Fixed effect '{name}' is constant in the rows used and was dropped from the model."
+            )
+        else:
+            kept_cols.append(k)
+    Xv = Xv[:, kept_cols]
+    kept_names = [names[k] for k in kept_cols]
+
+    center = Xv.mean(axis=0) if intercept else np.zeros(Xv.shape[1])
+    scale = Xv.std(axis=0) if intercept else np.sqrt(np.mean(Xv * Xv, axis=0))
+    scale = np.where(scale > 0, scale, 1.0)
+    Z = (Xv - center) / scale
+    if intercept:
+        Z = np.column_stack([np.ones(len(yv)), Z])
+
+    # Collinearity: a column whose part orthogonal to the columns before it is negligible is dropped.
+    if Z.shape[1] > 1:
+        _, R = np.linalg.qr(Z)
+        diag = np.abs(np.diag(R)) / np.sqrt(len(yv))
+        off = 1 if intercept else 0
+        collinear = [k for k in range(off, Z.shape[1]) if diag[k] < 1e-7]
+        if collinear:
+            for k in collinear:
+                name = kept_names[k - off]
+                dropped.append(name)
+                warnings.append(
+                    f"Fixed effect '{name}' is a linear combination of the other predictors "
+                    "(collinear) and was dropped from the model."
+                )
+            keep_z = [k for k in range(Z.shape[1]) if k not in set(collinear)]
+            Z = Z[:, keep_z]
+            keep_x = [k - off for k in keep_z if k >= off]
+            center, scale = center[keep_x], scale[keep_x]
+            kept_names = [kept_names[k] for k in keep_x]
+    if Z.shape[1] == 0:
+        raise GlmmInputError(
+            "the model has no fixed effects: include the intercept or choose at least one usable fixed effect"
+        )
+    if Z.shape[0] <= Z.shape[1]:
+        raise GlmmInputError(
+            f"only {Z.shape[0]} complete rows for {Z.shape[1]} fixed-effect parameters: "
+            "use fewer fixed effects or more data"
+        )
+
+    k = len(kept_names)
+    if intercept:
+        T = np.zeros((k + 1, k + 1))
+        T[0, 0] = 1.0
+        T[0, 1:] = -center / scale
+        T[np.arange(1, k + 1), np.arange(1, k + 1)] = 1.0 / scale
+        out_names = ["(Intercept)"] + kept_names
+    else:
+        T = np.diag(1.0 / scale)
+        out_names = kept_names
+
+    counts = np.bincount(codes, minlength=len(levels))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return Design(
+        y=yv,
+        X=np.ascontiguousarray(Z),
+        names=out_names,
+        group=codes,
+        levels=levels,
+        starts=starts,
+        counts=counts,
+        rows=rows,
+        n_input=n_input,
+        T=T,
+        dropped=dropped,
+        warnings=warnings,
+        intercept=intercept,
+    )

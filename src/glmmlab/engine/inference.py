@@ -1,0 +1,67 @@
+"""Inference on a fitted model: covariance of the fixed effects, Wald intervals, ICC, information criteria and
+the likelihood-ratio test of the random intercept."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg, stats
+
+from glmmlab.engine.design import Design
+
+ICC_RESIDUAL = {
+    ("binomial", "logit"): float(np.pi ** 2 / 3.0),
+    ("binomial", "probit"): 1.0,
+}
+
+
+def working_precision(d: Design, w: np.ndarray, theta: float, W: np.ndarray) -> np.ndarray:
+    """R_X'R_X: the Schur complement of the random-effects block in the penalised weighted system,
+    X'WX - sum_j theta^2 (X_j'w_j)(X_j'w_j)' / (1 + theta^2 W_j). Cost O(n p^2)."""
+    Xw = d.X * w[:, None]
+    Sxw = d.group_sum(Xw)
+    c = theta * theta / (1.0 + theta * theta * W)
+    return d.X.T @ Xw - Sxw.T @ (Sxw * c[:, None])
+
+
+def inverse_spd(M: np.ndarray) -> np.ndarray:
+    try:
+        L = linalg.cho_factor(M, lower=True)
+        return linalg.cho_solve(L, np.eye(M.shape[0]))
+    except linalg.LinAlgError:
+        return linalg.pinvh(M)
+
+
+def to_original_scale(d: Design, beta_s: np.ndarray, vcov_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return d.T @ beta_s, d.T @ vcov_s @ d.T.T
+
+
+def z_quantile(conf_level: float) -> float:
+    return float(stats.norm.ppf(0.5 + conf_level / 2.0))
+
+
+def wald(beta: np.ndarray, se: np.ndarray, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
+    z = z_quantile(conf_level)
+    return beta - z * se, beta + z * se
+
+
+def icc(family: str, link: str, var_group: float, var_residual: float | None) -> float | None:
+    """ICC where the spec defines one (Gaussian+identity, Binomial+logit, Binomial+probit), else None."""
+    if family == "gaussian" and link == "identity":
+        resid = var_residual
+    else:
+        resid = ICC_RESIDUAL.get((family, link))
+    if resid is None:
+        return None
+    total = var_group + resid
+    return float(var_group / total) if total > 0 else None
+
+
+def information_criteria(loglik: float, k: int, n: int) -> tuple[float, float]:
+    return -2.0 * loglik + 2.0 * k, -2.0 * loglik + k * np.log(n)
+
+
+def boundary_lrt(loglik_full: float, loglik_null: float) -> tuple[float, float]:
+    """LRT of sigma_u^2 = 0: the statistic and the p-value from the 50:50 mixture of chi2(0) and chi2(1)."""
+    stat = max(0.0, 2.0 * (loglik_full - loglik_null))
+    p = 0.5 * float(stats.chi2.sf(stat, 1)) if stat > 0 else 1.0
+    return stat, p

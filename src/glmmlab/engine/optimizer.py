@@ -1,0 +1,157 @@
+"""Minimising a smooth deviance over (theta, beta) with theta >= 0.
+
+Quasi-Newton (L-BFGS-B) with the caller's gradient does the bulk of the work; a few Newton steps with a
+finite-difference Hessian of that gradient then polish the optimum (and give the Hessian that the
+Hessian-based standard errors use). Every iteration is logged so a fit keeps a record of its optimisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy import optimize
+
+FunGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+@dataclass
+class OptimizationRecord:
+    """What happened during an optimisation: start, end, objective, counts and a per-iteration log."""
+
+    x0: list[float]
+    x: list[float]
+    objective: float
+    iterations: int
+    evaluations: int
+    converged: bool
+    message: str
+    log: list[dict] = field(default_factory=list)
+    hessian: np.ndarray | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "start": self.x0, "final": self.x, "objective": self.objective,
+            "iterations": self.iterations, "evaluations": self.evaluations,
+            "converged": self.converged, "message": self.message, "log": self.log,
+        }
+
+
+def numeric_gradient(fun: Callable[[np.ndarray], float], lower: np.ndarray) -> FunGrad:
+    """Wrap a value-only function into value-and-central-difference-gradient (one-sided at a bound)."""
+
+    def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        f0 = fun(x)
+        g = np.zeros_like(x)
+        for k in range(x.size):
+            h = 1e-5 * max(1.0, abs(x[k]))
+            xp, xm = x.copy(), x.copy()
+            xp[k] += h
+            if x[k] - h < lower[k]:
+                g[k] = (fun(xp) - f0) / h
+            else:
+                xm[k] -= h
+                g[k] = (fun(xp) - fun(xm)) / (2 * h)
+        return f0, g
+
+    return fg
+
+
+def fd_hessian(fg: FunGrad, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Symmetrised finite-difference Hessian from gradients (forward step where a bound is near)."""
+    k = x.size
+    H = np.zeros((k, k))
+    for i in range(k):
+        h = 1e-4 * max(1.0, abs(x[i]))
+        xp = x.copy()
+        xp[i] += h
+        gp = fg(xp)[1]
+        if x[i] - h >= lower[i]:
+            xm = x.copy()
+            xm[i] -= h
+            H[:, i] = (gp - fg(xm)[1]) / (2 * h)
+        else:
+            H[:, i] = (gp - fg(x)[1]) / h
+    return 0.5 * (H + H.T)
+
+
+def minimize(
+    fg: FunGrad,
+    x0: np.ndarray,
+    lower: np.ndarray,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    on_iteration: Callable[[int, float], None] | None = None,
+    polish: bool = True,
+) -> tuple[np.ndarray, OptimizationRecord]:
+    """Minimise ``fg`` from ``x0`` subject to x >= lower (entries of -inf mean free)."""
+    log: list[dict] = []
+    evaluations = 0
+    cache: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def counted(x: np.ndarray) -> tuple[float, np.ndarray]:
+        nonlocal evaluations
+        key = x.tobytes()
+        if key not in cache:
+            evaluations += 1
+            cache.clear()
+            cache[key] = fg(x)
+        return cache[key]
+
+    def callback(xk: np.ndarray) -> None:
+        f = counted(xk)[0]
+        log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(xk[0])})
+        if on_iteration is not None:
+            on_iteration(len(log), f)
+
+    bounds = [(None if not np.isfinite(lo) else lo, None) for lo in lower]
+    res = optimize.minimize(
+        counted, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+        options={"maxiter": int(max_iter), "ftol": 1e-15, "gtol": 1e-9, "maxcor": 20},
+    )
+    x, f = res.x.copy(), float(res.fun)
+    iterations = int(res.nit)
+    hessian = None
+    f_prev = f
+    if polish:
+        for _ in range(4):
+            hessian = fd_hessian(counted, x, lower)
+            g = counted(x)[1]
+            free = ~((x <= lower) & (g > 0))
+            if not free.any():
+                break
+            try:
+                step = np.zeros_like(x)
+                step[free] = -np.linalg.solve(hessian[np.ix_(free, free)], g[free])
+            except np.linalg.LinAlgError:
+                break
+            improved = False
+            for _h in range(20):
+                cand = np.maximum(x + step, lower)
+                fc = counted(cand)[0]
+                if np.isfinite(fc) and fc <= f:
+                    improved = True
+                    break
+                step = step / 2.0
+            if not improved:
+                break
+            f_prev, x, f = f, cand, fc
+            iterations += 1
+            log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]), "newton": True})
+            if f_prev - f < 1e-12 * (1.0 + abs(f)):
+                break
+        hessian = fd_hessian(counted, x, lower)
+    g = counted(x)[1]
+    projected = np.where((x <= lower) & (g > 0), 0.0, g)
+    gnorm = float(np.max(np.abs(projected))) if projected.size else 0.0
+    converged = iterations < max_iter and gnorm <= max(tol, 1e-6) * max(1.0, abs(f)) ** 0.5 * 10
+    message = str(res.message) if not converged else "converged"
+    if not converged and iterations >= max_iter:
+        message = f"reached the maximum of {max_iter} iterations"
+    record = OptimizationRecord(
+        x0=[float(v) for v in x0], x=[float(v) for v in x], objective=float(f), iterations=iterations,
+        evaluations=evaluations, converged=bool(converged), message=message, log=log, hessian=hessian,
+    )
+    return x, record
