@@ -18,14 +18,29 @@ its scale is nominal or ordinal or its type is string (:attr:`ColumnInfo.categor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Union
+import csv
+import datetime
+import decimal
+import io
+import json
+import math
 import os
+import re
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Union
 
+import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.store import Project
+from glmmlab.services.store import Project, data_column, data_table
 
 DTYPES = ("boolean", "int64", "float64", "date", "datetime", "string")
 SCALES = ("nominal", "ordinal", "interval", "ratio")
@@ -38,6 +53,7 @@ SCALES_BY_DTYPE: dict[str, tuple[str, ...]] = {
     "datetime": ("ordinal", "interval"),
 }
 FORMATS = ("csv", "tsv", "parquet")
+MAX_PAGE_ROWS = 10_000
 
 Source = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
 Progress = Callable[[str, float], None]
@@ -107,9 +123,432 @@ class DatasetInfo:
                 "columns": [c.to_dict() for c in self.columns]}
 
 
+# -- type rules for text -------------------------------------------------------------------------------------------
+#
+# Each rule says, in SQL over a VARCHAR expression ``v``, whether a cell fits a type (blank cells always fit, they
+# become null) and how to convert it. Inference tries them in the order of ``_INFERENCE_ORDER``; the same rules convert
+# a string column when the user changes its type.
+
+_INT_RE = r"\s*([+-]?[0-9]{1,18})?\s*"
+_FLOAT_RE = (r"\s*([+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?|[+-]?(?i:nan|inf|infinity))?\s*")
+_DATE_RE = r"\s*([0-9]{4}-[0-9]{2}-[0-9]{2})?\s*"
+_DATETIME_RE = r"\s*([0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?)?\s*"
+_SQL_TYPES = {"boolean": "BOOLEAN", "int64": "BIGINT", "float64": "DOUBLE", "date": "DATE",
+              "datetime": "TIMESTAMP", "string": "VARCHAR"}
+_INFERENCE_ORDER = ("boolean", "int64", "float64", "date", "datetime", "string")
+
+
+def _blank(v: str) -> str:
+    return f"nullif(trim({v}), '')"
+
+
+def _text_fits(v: str, dtype: str) -> str:
+    """SQL that is true when the text ``v`` (null or blank included) can become ``dtype``."""
+    if dtype == "boolean":
+        return f"({v} IS NULL OR lower(trim({v})) IN ('true', 'false', ''))"
+    if dtype == "int64":
+        return f"({v} IS NULL OR regexp_full_match({v}, '{_INT_RE}'))"
+    if dtype == "float64":
+        return f"({v} IS NULL OR regexp_full_match({v}, '{_FLOAT_RE}'))"
+    if dtype == "date":
+        return (f"({v} IS NULL OR (regexp_full_match({v}, '{_DATE_RE}')"
+                f" AND ({_blank(v)} IS NULL OR try_cast(trim({v}) AS DATE) IS NOT NULL)))")
+    if dtype == "datetime":
+        return (f"({v} IS NULL OR (regexp_full_match({v}, '{_DATETIME_RE}')"
+                f" AND ({_blank(v)} IS NULL OR try_cast(trim({v}) AS TIMESTAMP) IS NOT NULL)))")
+    return "TRUE"
+
+
+def _text_convert(v: str, dtype: str) -> str:
+    """SQL converting the text ``v`` (which fits ``dtype``) to ``dtype``; blank cells become null."""
+    if dtype == "boolean":
+        return f"CASE lower(trim({v})) WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE END"
+    if dtype == "string":
+        return f"CASE WHEN trim({v}) = '' THEN NULL ELSE {v} END"
+    return f"CAST({_blank(v)} AS {_SQL_TYPES[dtype]})"
+
+
 def default_scale(dtype: str, has_negative: bool = False) -> str:
     """The scale a new column of type ``dtype`` gets (rule in the module docstring)."""
-    raise NotImplementedError
+    if dtype in ("string", "boolean"):
+        return "nominal"
+    if dtype in ("date", "datetime"):
+        return "interval"
+    return "interval" if has_negative else "ratio"
+
+
+# -- small helpers -------------------------------------------------------------------------------------------------
+
+def _dataset_id(dataset_id: Any) -> int:
+    try:
+        return int(dataset_id)
+    except (TypeError, ValueError):
+        raise NotFound(f"There is no dataset with id {dataset_id!r}.") from None
+
+
+def _sql_string(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _check_name(name: Any, what: str = "dataset") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ServiceError(f"Give the {what} a name (it cannot be empty).")
+    name = name.strip()
+    if len(name) > 200:
+        raise ServiceError(f"The {what} name '{name[:40]}...' is too long; use at most 200 characters.")
+    if "\x00" in name:
+        raise ServiceError(f"The {what} name cannot contain the NUL character.")
+    return name
+
+
+def _unique_name(cur, name: str) -> str:
+    taken = {r[0] for r in cur.execute("SELECT name FROM datasets").fetchall()}
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} ({n})" in taken:
+        n += 1
+    return f"{name} ({n})"
+
+
+def _unique_column_names(names: list[str]) -> list[str]:
+    """Blank names become ``column_<n>``; repeated names get ``_2``, ``_3`` ... so every name is unique."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(names):
+        name = raw.strip() if isinstance(raw, str) else str(raw)
+        name = name.replace("\x00", "")
+        if not name:
+            name = f"column_{i + 1}"
+        candidate, n = name, 2
+        while candidate in seen:
+            candidate = f"{name}_{n}"
+            n += 1
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _now_iso(value) -> str:
+    return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
+
+
+def _load_info(cur, dataset_id: int) -> DatasetInfo:
+    row = cur.execute("SELECT id, name, n_rows, parent_id, operation, read_only, created_at FROM datasets "
+                      "WHERE id = ?", [dataset_id]).fetchone()
+    if row is None:
+        raise NotFound(f"There is no dataset with id {dataset_id}; it may have been deleted. Reload the list.")
+    cols = cur.execute("SELECT position, name, dtype, scale FROM columns WHERE dataset_id = ? ORDER BY position",
+                       [dataset_id]).fetchall()
+    return _info_from_rows(row, cols)
+
+
+def _info_from_rows(row, cols) -> DatasetInfo:
+    return DatasetInfo(id=int(row[0]), name=row[1], n_rows=int(row[2]),
+                       parent_id=None if row[3] is None else int(row[3]),
+                       operation=json.loads(row[4]) if row[4] else {}, read_only=bool(row[5]),
+                       created_at=_now_iso(row[6]),
+                       columns=tuple(ColumnInfo(int(c[0]), c[1], c[2], c[3]) for c in cols))
+
+
+def _register_dataset(cur, dataset_id: int, name: str, columns: list[tuple[str, str, str]], *,
+                      parent_id: int | None, operation: dict, read_only: bool) -> None:
+    """Write the catalogue rows of a dataset whose table ``ds_<id>`` already exists (same transaction)."""
+    n_rows = cur.execute(f"SELECT count(*) FROM {data_table(dataset_id)}").fetchone()[0]
+    cur.execute("INSERT INTO datasets (id, name, n_rows, parent_id, operation, read_only) VALUES (?, ?, ?, ?, ?, ?)",
+                [dataset_id, name, n_rows, parent_id, json.dumps(operation, default=str), read_only])
+    cur.executemany("INSERT INTO columns (dataset_id, position, name, dtype, scale) VALUES (?, ?, ?, ?, ?)",
+                    [[dataset_id, i, n, d, s] for i, (n, d, s) in enumerate(columns)])
+
+
+def _negative_columns(cur, table: str, dtypes: list[str]) -> set[int]:
+    numeric = [i for i, d in enumerate(dtypes) if d in ("int64", "float64")]
+    if not numeric:
+        return set()
+    row = cur.execute("SELECT " + ", ".join(f"coalesce(bool_or({data_column(i)} < 0), FALSE)" for i in numeric)
+                      + f" FROM {table}").fetchone()
+    return {i for i, neg in zip(numeric, row) if neg}
+
+
+# -- storing a DataFrame as a dataset (samples, derived datasets, model diagnostics) ---------------------------------
+
+def _arrow_dtype(t: pa.DataType) -> str | None:
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t):
+        return "int64"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float64"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "datetime"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "string"
+    if pa.types.is_null(t):
+        return "string"
+    return None
+
+
+def store_frame(project: Project, frame: pd.DataFrame, name: str, *, parent_id: int | None = None,
+                operation: dict[str, Any], read_only: bool | None = None,
+                scales: dict[str, str] | None = None) -> DatasetInfo:
+    """Store a pandas DataFrame as a new dataset and return its entry.
+
+    For code that makes datasets (samples, model diagnostics): column types follow the frame's dtypes (bool, ints,
+    floats, dates, datetimes, strings; anything else is stored as text), scales follow :func:`default_scale` unless
+    given in ``scales``. ``read_only`` defaults to true for derived datasets (``parent_id`` given). Call it inside a
+    ``project.write()`` block to make it part of a larger change (for example saving a model together with its
+    diagnostics dataset).
+    """
+    name = _check_name(name)
+    names = _unique_column_names([str(c) for c in frame.columns])
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    arrays, dtypes = [], []
+    for i, column in enumerate(table.columns):
+        dtype = _arrow_dtype(column.type)
+        if dtype is None:
+            column = pa.array([None if v is None else str(v) for v in column.to_pylist()], type=pa.string())
+            dtype = "string"
+        elif pa.types.is_dictionary(column.type):
+            column = column.cast(pa.string())
+        arrays.append(column)
+        dtypes.append(dtype)
+    staged = pa.Table.from_arrays(arrays, names=[data_column(i) for i in range(len(arrays))])
+    if read_only is None:
+        read_only = parent_id is not None
+    with project.write() as cur:
+        dataset_id = project.next_id(cur, "dataset")
+        table_name = data_table(dataset_id)
+        view = f"_frame_{dataset_id}"
+        cur.register(view, staged)
+        try:
+            select = ", ".join(f"CAST({data_column(i)} AS {_SQL_TYPES[d]}) AS {data_column(i)}"
+                               for i, d in enumerate(dtypes))
+            cur.execute(f"CREATE TABLE {table_name} AS SELECT {select or '1 AS _empty'} FROM {view}")
+        finally:
+            cur.unregister(view)
+        negative = _negative_columns(cur, table_name, dtypes)
+        scales = scales or {}
+        columns = []
+        for i, (n, d) in enumerate(zip(names, dtypes)):
+            scale = scales.get(n) or default_scale(d, i in negative)
+            _check_scale(name, n, d, scale)
+            columns.append((n, d, scale))
+        unique = _unique_name(cur, name)
+        _register_dataset(cur, dataset_id, unique, columns, parent_id=parent_id, operation=operation,
+                          read_only=read_only)
+        return _load_info(cur, dataset_id)
+
+
+def _check_scale(dataset_name: str, column: str, dtype: str, scale: str) -> None:
+    if scale not in SCALES:
+        raise ServiceError(f"'{scale}' is not a measurement scale; use one of {', '.join(SCALES)} "
+                           f"(column '{column}' of dataset '{dataset_name}').")
+    if scale not in SCALES_BY_DTYPE[dtype]:
+        raise ServiceError(f"Column '{column}' of dataset '{dataset_name}' is {dtype}, which cannot be on the "
+                           f"{scale} scale; choose {' or '.join(SCALES_BY_DTYPE[dtype])}, or change the type first.")
+
+
+# -- import --------------------------------------------------------------------------------------------------------
+
+@contextmanager
+def _source_path(source: Source, fmt: str | None) -> Iterator[tuple[Path, str]]:
+    """Yield a path to the source's bytes on disk and the format; bytes and file objects go to a temporary file."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise NotFound(f"There is no file at {path}; check the path.")
+        yield path, _format_of(fmt, path.name)
+        return
+    filename = getattr(source, "name", None)
+    fmt = _format_of(fmt, filename if isinstance(filename, str) else None)
+    handle = tempfile.NamedTemporaryFile(prefix="glmmlab-import-", suffix="." + fmt, delete=False)
+    try:
+        with handle:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                handle.write(source)
+            elif hasattr(source, "read"):
+                shutil.copyfileobj(source, handle, 1 << 20)
+            else:
+                raise ServiceError("The data to import must be a file path, bytes or a binary file object.")
+        yield Path(handle.name), fmt
+    finally:
+        with suppress(OSError):
+            os.unlink(handle.name)
+
+
+def _format_of(fmt: str | None, filename: str | None) -> str:
+    if fmt is None:
+        suffix = Path(filename).suffix.lower().lstrip(".") if filename else ""
+        fmt = {"txt": "tsv", "tab": "tsv", "pq": "parquet"}.get(suffix, suffix)
+        if fmt not in FORMATS:
+            shown = f"'{Path(filename).name}'" if filename else "The data"
+            raise ServiceError(f"{shown} is not a .csv, .tsv or .parquet file; say which format it is "
+                               "(csv, tsv or parquet).")
+    fmt = str(fmt).lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ServiceError(f"'{fmt}' is not a format glmmlab reads; use csv, tsv or parquet.")
+    return fmt
+
+
+def _read_header(path: Path, delim: str) -> list[str]:
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    if not head.strip():
+        raise ServiceError(f"The file '{path.name}' is empty; it needs a header row with the column names.")
+    text = head.decode("utf-8", errors="replace")
+    first_bad = head.find(b"\n")
+    try:
+        head[: first_bad if first_bad >= 0 else len(head)].decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ServiceError(f"Line 1 of '{path.name}' is not valid UTF-8 text; save the file as UTF-8 (CSV UTF-8) "
+                           "and import it again.") from None
+    text = text.lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quotechar='"', doublequote=True, strict=False)
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error) as exc:
+        raise ServiceError(f"Line 1 of '{path.name}' is not a header row ({exc}); the first line must hold the "
+                           "column names.") from None
+    if not header or all(not h.strip() for h in header):
+        raise ServiceError(f"Line 1 of '{path.name}' is empty; the first line must hold the column names.")
+    return header
+
+
+def _record_to_line(path: Path, record: int, delim: str) -> int:
+    """The physical line on which record number ``record`` (1-based, header included) starts."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            reader = csv.reader(fh, delimiter=delim, quotechar='"', doublequote=True, strict=False)
+            start = 1
+            for number, _ in enumerate(reader, start=1):
+                if number == record:
+                    return start
+                start = reader.line_num + 1
+    except (OSError, csv.Error):
+        pass
+    return record
+
+
+_CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
+
+
+def _csv_error(exc: Exception, path: Path, display: str, delim: str) -> ServiceError:
+    text = str(exc)
+    match = _CSV_LINE.search(text)
+    if not match:
+        first = text.splitlines()[0] if text else type(exc).__name__
+        return ServiceError(f"'{display}' could not be read: {first.removeprefix('Invalid Input Error: ')}. "
+                            "Check that it is a UTF-8 CSV/TSV file with a header row.")
+    line = _record_to_line(path, int(match.group(1)), delim)
+    fields = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    if fields:
+        want, got = fields.groups()
+        reason = (f"it has {got} field{'s' if got != '1' else ''} but the header has {want}; "
+                  "fix that line (a missing or extra separator, or an unquoted separator inside a value) and import "
+                  "again")
+    elif "unicode" in text.lower() or "utf-8" in text.lower():
+        reason = "it is not valid UTF-8 text; save the file as UTF-8 (CSV UTF-8) and import it again"
+    elif "unterminated quote" in text.lower():
+        reason = "a quoted value is never closed; add the missing double quote and import again"
+    else:
+        detail = [ln for ln in text.splitlines()[2:] if ln.strip()]
+        reason = (detail[0].rstrip(".") if detail else "it cannot be read") + "; fix that line and import again"
+    return ServiceError(f"Line {line} of '{display}' is malformed: {reason}. Nothing was imported.")
+
+
+class _ProgressPoller:
+    """Reports DuckDB's progress on the running query of ``cur`` as ``progress(stage, lo + share * (hi - lo))``."""
+
+    def __init__(self, cur, progress: Progress | None, stage: str, lo: float, hi: float):
+        self.cur, self.progress, self.stage, self.lo, self.hi = cur, progress, stage, lo, hi
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress(self.stage, self.lo)
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self):
+        last = -1.0
+        while not self._stop.wait(0.1):
+            try:
+                pct = self.cur.query_progress()
+            except Exception:  # noqa: BLE001 - progress is best effort
+                return
+            if pct is not None and pct >= 0 and pct / 100 > last + 0.01:
+                last = min(pct / 100, 1.0)
+                with suppress(Exception):
+                    self.progress(self.stage, self.lo + last * (self.hi - self.lo))
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return False
+
+
+def _choose_types(cur, relation: str, n: int) -> list[str]:
+    """Infer the type of each VARCHAR column c0..c{n-1} of ``relation``: the first type that every cell fits."""
+    if n == 0:
+        return []
+    # A first guess from the first rows, then a check of that guess over all rows (one condition per column);
+    # columns whose guess fails move on to the next type that fits everything.
+    sample = f"(SELECT * FROM {relation} LIMIT 2000)"
+    candidates: list[tuple[str, ...]] = []
+    conds = [f"bool_and({_text_fits(data_column(i), t)})" for i in range(n) for t in _INFERENCE_ORDER[:-1]]
+    row = cur.execute(f"SELECT {', '.join(conds)} FROM {sample}").fetchone()
+    k = len(_INFERENCE_ORDER) - 1
+    for i in range(n):
+        fits = [t for j, t in enumerate(_INFERENCE_ORDER[:-1]) if row[i * k + j] is not False]
+        candidates.append(tuple(fits) + ("string",))
+    chosen = [c[0] for c in candidates]
+    pending = [i for i in range(n) if chosen[i] != "string"]
+    if pending:
+        row = cur.execute("SELECT " + ", ".join(f"coalesce(bool_and({_text_fits(data_column(i), chosen[i])}), TRUE)"
+                                                for i in pending) + f" FROM {relation}").fetchone()
+        failed = [i for i, ok in zip(pending, row) if not ok]
+        if failed:
+            checks = [(i, t) for i in failed for t in candidates[i][1:-1]]
+            if checks:
+                row = cur.execute("SELECT " + ", ".join(
+                    f"coalesce(bool_and({_text_fits(data_column(i), t)}), TRUE)" for i, t in checks)
+                    + f" FROM {relation}").fetchone()
+                ok = {(i, t) for (i, t), good in zip(checks, row) if good}
+            else:
+                ok = set()
+            for i in failed:
+                chosen[i] = next((t for t in candidates[i][1:-1] if (i, t) in ok), "string")
+    # A column with no values at all stays text.
+    counts = cur.execute("SELECT " + ", ".join(f"count({_blank(data_column(i))})" for i in range(n))
+                         + f" FROM {sample}").fetchone()
+    if any(c == 0 for c in counts):
+        full = cur.execute("SELECT " + ", ".join(f"count({_blank(data_column(i))})" for i in range(n))
+                           + f" FROM {relation}").fetchone()
+        chosen = ["string" if full[i] == 0 else t for i, t in enumerate(chosen)]
+    return chosen
+
+
+def _duck_dtype(type_name: str) -> str | None:
+    t = type_name.upper()
+    if t == "BOOLEAN":
+        return "boolean"
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+             "HUGEINT", "UHUGEINT"):
+        return "int64"
+    if t in ("FLOAT", "DOUBLE", "REAL") or t.startswith("DECIMAL"):
+        return "float64"
+    if t == "DATE":
+        return "date"
+    if t.startswith("TIMESTAMP"):
+        return "datetime"
+    if t in ("VARCHAR", "NULL") or t.startswith("ENUM"):
+        return "string"
+    return None
 
 
 def import_dataset(project: Project, source: Source, name: str, fmt: str | None = None,
@@ -119,24 +558,165 @@ def import_dataset(project: Project, source: Source, name: str, fmt: str | None 
     ``source`` is a path, the file's bytes, or a binary file object. ``fmt`` is ``'csv'``, ``'tsv'`` or
     ``'parquet'``; when None it comes from the file extension of a path (bytes and file objects need ``fmt``
     unless the object has a ``name`` with an extension). CSV/TSV files are UTF-8 with a header row; types are
-    inferred per column from all rows, empty cells are missing (null). ``progress(stage, fraction)`` is called
-    now and then with ``stage`` one of ``'reading'``, ``'checking types'``, ``'storing'``, ``'done'`` and
-    ``fraction`` the overall share done, from 0.0 to 1.0.
+    inferred per column from all rows (rules in :func:`_text_fits`: ``true``/``false`` in any case is boolean; whole
+    numbers of up to 18 digits int64; decimals, exponents, ``nan`` and ``inf`` float64 (so integers mixed with
+    decimals are float64); ``YYYY-MM-DD`` date; ``YYYY-MM-DD HH:MM[:SS[.fff]]`` (or with ``T``) datetime; anything
+    else string). Empty or blank cells are missing (null). Blank or repeated header names are made unique
+    (``column_3``, ``score_2``). ``progress(stage, fraction)`` is called now and then with ``stage`` one of
+    ``'reading'``, ``'checking types'``, ``'storing'``, ``'done'`` and ``fraction`` the overall share done,
+    from 0.0 to 1.0.
 
     A malformed file raises :class:`ServiceError` naming the line, and nothing is imported. If the name is already
     taken, a number is added (``'scores (2)'``).
     """
-    raise NotImplementedError
+    name = _check_name(name)
+    display = name
+    if isinstance(source, (str, os.PathLike)):
+        display = Path(source).name
+    elif isinstance(getattr(source, "name", None), str):
+        display = Path(source.name).name
+    with _source_path(source, fmt) as (path, fmt):
+        if fmt == "parquet":
+            info = _import_parquet(project, path, name, display, progress)
+        else:
+            info = _import_text(project, path, name, display, fmt, progress)
+    if progress:
+        progress("done", 1.0)
+    return info
 
+
+def _configure_progress(cur, on: bool) -> None:
+    if on:
+        cur.execute("SET enable_progress_bar = true")
+        cur.execute("SET enable_progress_bar_print = false")
+
+
+def _import_text(project: Project, path: Path, name: str, display: str, fmt: str,
+                 progress: Progress | None) -> DatasetInfo:
+    delim = "\t" if fmt == "tsv" else ","
+    header = _read_header(path, delim)
+    names = _unique_column_names(header)
+    n = len(names)
+    columns_arg = "{" + ", ".join(f"'{data_column(i)}': 'VARCHAR'" for i in range(n)) + "}"
+    relation = (f"read_csv({_sql_string(str(path))}, header = true, delim = {_sql_string(delim)}, quote = '\"', "
+                f"escape = '\"', auto_detect = false, columns = {columns_arg}, strict_mode = true, "
+                "null_padding = false, ignore_errors = false, encoding = 'utf-8')")
+    with project.write() as cur:
+        _configure_progress(cur, progress is not None)
+        try:
+            # Reading the text once into a temporary table makes the type checks and the typed copy fast.
+            with _ProgressPoller(cur, progress, "reading", 0.0, 0.6):
+                cur.execute(f"CREATE OR REPLACE TEMP TABLE _import_text AS SELECT * FROM {relation}")
+        except duckdb.Error as exc:
+            raise _csv_error(exc, path, display, delim) from None
+        try:
+            if progress:
+                progress("checking types", 0.6)
+            dtypes = _choose_types(cur, "_import_text", n)
+            dataset_id = project.next_id(cur, "dataset")
+            table = data_table(dataset_id)
+            select = ", ".join(f"{_text_convert(data_column(i), d)} AS {data_column(i)}" for i, d in enumerate(dtypes))
+            try:
+                with _ProgressPoller(cur, progress, "storing", 0.8, 0.98):
+                    cur.execute(f"CREATE TABLE {table} AS SELECT {select or '1 AS _empty'} FROM _import_text")
+            except duckdb.ConversionException as exc:
+                raise ServiceError(f"'{display}' could not be stored: {exc}. Nothing was imported.") from None
+            negative = _negative_columns(cur, table, dtypes)
+            columns = [(nm, d, default_scale(d, i in negative)) for i, (nm, d) in enumerate(zip(names, dtypes))]
+            unique = _unique_name(cur, name)
+            _register_dataset(cur, dataset_id, unique, columns, parent_id=None, read_only=False,
+                              operation={"type": "import", "source": display, "format": fmt})
+            return _load_info(cur, dataset_id)
+        finally:
+            cur.execute("DROP TABLE IF EXISTS _import_text")
+
+
+def _import_parquet(project: Project, path: Path, name: str, display: str,
+                    progress: Progress | None) -> DatasetInfo:
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
+        raise ServiceError(f"'{display}' is not a readable Parquet file ({exc}); check the file and import it "
+                           "again.") from None
+    names = _unique_column_names(list(schema.names))
+    n = len(names)
+    if n == 0:
+        raise ServiceError(f"'{display}' has no columns; there is nothing to import.")
+    aliases = ", ".join(data_column(i) for i in range(n))
+    relation = f"(SELECT * FROM read_parquet({_sql_string(str(path))}) AS _p({aliases}))"
+    with project.write() as cur:
+        _configure_progress(cur, progress is not None)
+        try:
+            described = cur.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        except duckdb.Error as exc:
+            raise ServiceError(f"'{display}' is not a readable Parquet file ({str(exc).splitlines()[0]}).") from None
+        dtypes, exprs = [], []
+        for i, row in enumerate(described):
+            col, type_name = data_column(i), str(row[1])
+            dtype = _duck_dtype(type_name)
+            if dtype is None:
+                dtype, expr = "string", f"CAST({col} AS VARCHAR)"
+            elif type_name.upper() == "TIMESTAMP WITH TIME ZONE":
+                expr = f"CAST(timezone('UTC', {col}) AS TIMESTAMP)"
+            else:
+                expr = f"CAST({col} AS {_SQL_TYPES[dtype]})"
+            dtypes.append(dtype)
+            exprs.append(f"{expr} AS {col}")
+        dataset_id = project.next_id(cur, "dataset")
+        table = data_table(dataset_id)
+        try:
+            with _ProgressPoller(cur, progress, "storing", 0.0, 0.95):
+                cur.execute(f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM {relation}")
+        except duckdb.Error as exc:
+            raise ServiceError(f"'{display}' could not be read: {str(exc).splitlines()[0]}. Nothing was "
+                               "imported.") from None
+        negative = _negative_columns(cur, table, dtypes)
+        columns = [(nm, d, default_scale(d, i in negative)) for i, (nm, d) in enumerate(zip(names, dtypes))]
+        unique = _unique_name(cur, name)
+        _register_dataset(cur, dataset_id, unique, columns, parent_id=None, read_only=False,
+                          operation={"type": "import", "source": display, "format": "parquet"})
+        return _load_info(cur, dataset_id)
+
+
+# -- reading -------------------------------------------------------------------------------------------------------
 
 def list_datasets(project: Project) -> list[DatasetInfo]:
     """All datasets of the project, primary and derived, oldest first."""
-    raise NotImplementedError
+    with project.read() as cur:
+        cur.begin()
+        rows = cur.execute("SELECT id, name, n_rows, parent_id, operation, read_only, created_at FROM datasets "
+                           "ORDER BY id").fetchall()
+        cols = cur.execute("SELECT dataset_id, position, name, dtype, scale FROM columns "
+                           "ORDER BY dataset_id, position").fetchall()
+        cur.commit()
+    by_dataset: dict[int, list] = {}
+    for c in cols:
+        by_dataset.setdefault(int(c[0]), []).append(c[1:])
+    return [_info_from_rows(r, by_dataset.get(int(r[0]), [])) for r in rows]
 
 
 def get_dataset(project: Project, dataset_id: int) -> DatasetInfo:
     """The dataset with id ``dataset_id``; :class:`NotFound` when there is none."""
-    raise NotImplementedError
+    dataset_id = _dataset_id(dataset_id)
+    with project.read() as cur:
+        cur.begin()
+        try:
+            return _load_info(cur, dataset_id)
+        finally:
+            cur.commit()
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    return str(value)
 
 
 def read_rows(project: Project, dataset_id: int, offset: int = 0, limit: int = 100) -> dict[str, Any]:
@@ -146,15 +726,87 @@ def read_rows(project: Project, dataset_id: int, offset: int = 0, limit: int = 1
     "offset": offset, "limit": limit}``. Dates and datetimes are ISO 8601 strings; NaN and infinities are None.
     ``limit`` is at most 10,000.
     """
-    raise NotImplementedError
+    dataset_id = _dataset_id(dataset_id)
+    try:
+        offset, limit = int(offset), int(limit)
+    except (TypeError, ValueError):
+        raise ServiceError("The row offset and limit must be whole numbers.") from None
+    if offset < 0 or limit < 0:
+        raise ServiceError("The row offset and limit cannot be negative.")
+    limit = min(limit, MAX_PAGE_ROWS)
+    with project.read() as cur:
+        cur.begin()
+        try:
+            info = _load_info(cur, dataset_id)
+            select = ", ".join(data_column(c.position) for c in info.columns) or "*"
+            rows = cur.execute(f"SELECT {select} FROM {data_table(dataset_id)} LIMIT ? OFFSET ?",
+                               [limit, offset]).fetchall() if info.columns else []
+        finally:
+            cur.commit()
+    return {"columns": [c.to_dict() for c in info.columns],
+            "rows": [[_json_value(v) for v in row] for row in rows],
+            "total": info.n_rows, "offset": offset, "limit": limit}
 
 
 def read_frame(project: Project, dataset_id: int, columns: list[str] | None = None) -> pd.DataFrame:
     """The dataset (or the named ``columns``, in that order) as a pandas DataFrame with the users' column names.
 
-    int64 columns with missing values come back as float64 with NaN; strings as Python objects.
+    int64 columns with missing values come back as float64 with NaN; booleans with missing values as objects;
+    strings as Python objects; dates and datetimes as ``datetime64``.
     """
-    raise NotImplementedError
+    dataset_id = _dataset_id(dataset_id)
+    with project.read() as cur:
+        cur.begin()
+        try:
+            info = _load_info(cur, dataset_id)
+            wanted = list(info.columns) if columns is None else [info.column(c) for c in columns]
+            select = ", ".join(data_column(c.position) for c in wanted)
+            if not wanted:
+                n = info.n_rows
+                return pd.DataFrame(index=range(n))
+            frame = cur.execute(f"SELECT {select} FROM {data_table(dataset_id)}").df()
+        finally:
+            cur.commit()
+    frame.columns = [c.name for c in wanted]
+    return frame
+
+
+# -- changing ------------------------------------------------------------------------------------------------------
+
+def _writable(info: DatasetInfo, what: str) -> None:
+    if info.read_only:
+        parent = f" from dataset {info.parent_id}" if info.parent_id is not None else ""
+        raise ServiceError(f"Dataset '{info.name}' is read-only (it was derived{parent}), so its {what} cannot "
+                           "change; change the original dataset and derive it again.")
+
+
+def _conversion(col: str, src: str, dst: str) -> tuple[str | None, str | None, str]:
+    """(SQL condition true for convertible cells, SQL converting them, the rule in words) for ``src`` -> ``dst``.
+
+    The condition is None when the conversion is not offered at all.
+    """
+    if dst == "string":
+        return "TRUE", f"CAST({col} AS VARCHAR)", ""
+    if src == "string":
+        words = {"boolean": "true or false", "int64": "a whole number", "float64": "a number",
+                 "date": "a date written YYYY-MM-DD", "datetime": "a date and time written YYYY-MM-DD HH:MM:SS"}
+        return _text_fits(col, dst), _text_convert(col, dst), words[dst]
+    if dst == "int64":
+        if src == "boolean":
+            return "TRUE", f"CAST({col} AS BIGINT)", ""
+        if src == "float64":
+            return (f"({col} IS NULL OR (isfinite({col}) AND {col} = round({col}) AND abs({col}) < 9.2e18))",
+                    f"CAST({col} AS BIGINT)", "a whole number")
+    if dst == "float64" and src in ("int64", "boolean"):
+        return "TRUE", f"CAST({col} AS DOUBLE)", ""
+    if dst == "boolean" and src in ("int64", "float64"):
+        return f"({col} IS NULL OR {col} IN (0, 1))", f"{col} = 1", "0 or 1"
+    if dst == "datetime" and src == "date":
+        return "TRUE", f"CAST({col} AS TIMESTAMP)", ""
+    if dst == "date" and src == "datetime":
+        return (f"({col} IS NULL OR CAST({col} AS TIME) = TIME '00:00:00')", f"CAST({col} AS DATE)",
+                "a date without a time of day")
+    return None, None, ""
 
 
 def set_column_type(project: Project, dataset_id: int, column: str, dtype: str) -> DatasetInfo:
@@ -164,17 +816,107 @@ def set_column_type(project: Project, dataset_id: int, column: str, dtype: str) 
     changes. When the current scale does not suit the new type, the column gets the new type's default scale.
     Derived datasets are read-only.
     """
-    raise NotImplementedError
+    dataset_id = _dataset_id(dataset_id)
+    if dtype not in DTYPES:
+        raise ServiceError(f"'{dtype}' is not a column type; use one of {', '.join(DTYPES)}.")
+    with project.write() as cur:
+        info = _load_info(cur, dataset_id)
+        col = info.column(column)
+        _writable(info, "column types")
+        if col.dtype == dtype:
+            return info
+        stored, table = data_column(col.position), data_table(dataset_id)
+        fits, convert, rule = _conversion(stored, col.dtype, dtype)
+        if fits is None:
+            raise ServiceError(f"Column '{column}' of dataset '{info.name}' is {col.dtype} and cannot become "
+                               f"{dtype}; convert it to string first if you need to.")
+        if fits != "TRUE":
+            bad = cur.execute(f"SELECT CAST({stored} AS VARCHAR), count(*) OVER () FROM {table} "
+                              f"WHERE {stored} IS NOT NULL AND NOT coalesce({fits}, FALSE) LIMIT 1").fetchone()
+            if bad is not None:
+                others = f" (and {bad[1] - 1} other value{'s' if bad[1] != 2 else ''})" if bad[1] > 1 else ""
+                raise ServiceError(f"Column '{column}' of dataset '{info.name}' cannot become {dtype}: the value "
+                                   f"'{bad[0]}'{others} is not {rule}. Fix those values in the file and import it "
+                                   f"again, or keep the type {col.dtype}.")
+        cur.execute(f"ALTER TABLE {table} ALTER {stored} SET DATA TYPE {_SQL_TYPES[dtype]} USING ({convert})")
+        scale = col.scale
+        if scale not in SCALES_BY_DTYPE[dtype]:
+            negative = bool(_negative_columns(cur, table, [dtype if i == col.position else "string"
+                                                           for i in range(len(info.columns))]))
+            scale = default_scale(dtype, negative)
+        cur.execute("UPDATE columns SET dtype = ?, scale = ? WHERE dataset_id = ? AND position = ?",
+                    [dtype, scale, dataset_id, col.position])
+        return _load_info(cur, dataset_id)
 
 
 def set_column_scale(project: Project, dataset_id: int, column: str, scale: str) -> DatasetInfo:
     """Set the measurement scale of ``column`` (one of :data:`SCALES_BY_DTYPE` for its type)."""
-    raise NotImplementedError
+    dataset_id = _dataset_id(dataset_id)
+    with project.write() as cur:
+        info = _load_info(cur, dataset_id)
+        col = info.column(column)
+        _writable(info, "column scales")
+        _check_scale(info.name, column, col.dtype, scale)
+        cur.execute("UPDATE columns SET scale = ? WHERE dataset_id = ? AND position = ?",
+                    [scale, dataset_id, col.position])
+        return _load_info(cur, dataset_id)
 
 
 def rename_dataset(project: Project, dataset_id: int, name: str) -> DatasetInfo:
     """Give the dataset a new name (not empty, not used by another dataset)."""
-    raise NotImplementedError
+    dataset_id = _dataset_id(dataset_id)
+    name = _check_name(name)
+    with project.write() as cur:
+        info = _load_info(cur, dataset_id)
+        if info.name == name:
+            return info
+        if cur.execute("SELECT 1 FROM datasets WHERE name = ? AND id <> ?", [name, dataset_id]).fetchone():
+            raise ServiceError(f"Another dataset is already called '{name}'; choose a different name.")
+        cur.execute("UPDATE datasets SET name = ? WHERE id = ?", [name, dataset_id])
+        return _load_info(cur, dataset_id)
+
+
+# -- lineage and deletion ------------------------------------------------------------------------------------------
+
+def _closure(cur, dataset_id: int) -> tuple[list[tuple], list[tuple]]:
+    """Datasets (id, name, parent_id) and models (id, name, dataset_id) depending on ``dataset_id``, in order found."""
+    datasets = cur.execute("SELECT id, name, parent_id FROM datasets ORDER BY id").fetchall()
+    models = cur.execute("SELECT id, name, dataset_id, diagnostics_dataset_id FROM models ORDER BY id").fetchall()
+    children: dict[int, list[tuple]] = {}
+    for d in datasets:
+        if d[2] is not None:
+            children.setdefault(int(d[2]), []).append(d)
+    by_id = {int(d[0]): d for d in datasets}
+    fitted_on: dict[int, list[tuple]] = {}
+    for m in models:
+        fitted_on.setdefault(int(m[2]), []).append(m)
+    seen_d, seen_m = {dataset_id}, set()
+    found_d, found_m = [], []
+    queue = [dataset_id]
+    while queue:
+        current = queue.pop(0)
+        for child in children.get(current, []):
+            if int(child[0]) not in seen_d:
+                seen_d.add(int(child[0]))
+                found_d.append(child)
+                queue.append(int(child[0]))
+        for model in fitted_on.get(current, []):
+            if int(model[0]) in seen_m:
+                continue
+            seen_m.add(int(model[0]))
+            found_m.append(model[:3])
+            diag = model[3]
+            if diag is not None and int(diag) not in seen_d and int(diag) in by_id:
+                seen_d.add(int(diag))
+                found_d.append(by_id[int(diag)])
+                queue.append(int(diag))
+    return found_d, found_m
+
+
+def _lineage_dict(datasets: list[tuple], models: list[tuple]) -> dict[str, list[dict[str, Any]]]:
+    return {"datasets": [{"id": int(d[0]), "name": d[1], "parent_id": None if d[2] is None else int(d[2])}
+                         for d in datasets],
+            "models": [{"id": int(m[0]), "name": m[1], "dataset_id": int(m[2])} for m in models]}
 
 
 def dependents(project: Project, dataset_id: int) -> dict[str, list[dict[str, Any]]]:
@@ -184,12 +926,36 @@ def dependents(project: Project, dataset_id: int) -> dict[str, list[dict[str, An
     datasets of those models (with their own dependents). Each entry is ``{"id", "name"}`` (datasets also
     ``"parent_id"``; models also ``"dataset_id"``). The dataset itself is not listed.
     """
-    raise NotImplementedError
+    dataset_id = _dataset_id(dataset_id)
+    with project.read() as cur:
+        cur.begin()
+        try:
+            _load_info(cur, dataset_id)
+            return _lineage_dict(*_closure(cur, dataset_id))
+        finally:
+            cur.commit()
 
 
 def delete_dataset(project: Project, dataset_id: int) -> dict[str, list[dict[str, Any]]]:
     """Delete the dataset and everything in :func:`dependents`, in one transaction.
 
     Returns what was deleted, in the shape of :func:`dependents` with the dataset itself first in ``datasets``.
+    A model whose diagnostics dataset is deleted (but not the model's own data) keeps its results and loses the
+    link to the diagnostics.
     """
-    raise NotImplementedError
+    dataset_id = _dataset_id(dataset_id)
+    with project.write() as cur:
+        info = _load_info(cur, dataset_id)
+        found_d, found_m = _closure(cur, dataset_id)
+        doomed_d = [(info.id, info.name, info.parent_id)] + found_d
+        ids = [int(d[0]) for d in doomed_d]
+        model_ids = [int(m[0]) for m in found_m]
+        for i in ids:
+            cur.execute(f"DROP TABLE IF EXISTS {data_table(i)}")
+        cur.execute("DELETE FROM columns WHERE dataset_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+        cur.execute("DELETE FROM datasets WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids])
+        if model_ids:
+            cur.execute("DELETE FROM models WHERE id IN (SELECT unnest(?::BIGINT[]))", [model_ids])
+        cur.execute("UPDATE models SET diagnostics_dataset_id = NULL "
+                    "WHERE diagnostics_dataset_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+        return _lineage_dict(doomed_d, found_m)
