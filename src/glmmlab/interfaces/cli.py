@@ -1,0 +1,160 @@
+"""The ``glmmlab`` command line: ``glmmlab fit`` and ``glmmlab serve``.
+
+Bad input or a bad option: one line on stderr that begins ``error: ``, exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families import FAMILIES, LINKS
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        raise UsageError(f"{message} (see 'glmmlab {self.prog.split()[-1] if ' ' in self.prog else ''} --help')".replace("  ", " "))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="glmmlab", description="Random-intercept generalized linear mixed models.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    f = sub.add_parser("fit", help="fit a model to a CSV, TSV or Parquet file")
+    f.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file (or a Parquet directory)")
+    f.add_argument("--response", required=True, metavar="Y")
+    f.add_argument("--group", required=True, metavar="G")
+    f.add_argument("--fixed", nargs="*", default=[], metavar="X")
+    f.add_argument("--family", default="gaussian", choices=list(FAMILIES))
+    f.add_argument("--link", default=None, choices=list(LINKS))
+    f.add_argument("--no-intercept", action="store_true")
+    f.add_argument("--conf-level", type=float, default=0.95)
+    f.add_argument("--max-iter", type=int, default=100)
+    f.add_argument("--tol", type=float, default=1e-6)
+    f.add_argument("--nagq", type=int, default=1)
+    f.add_argument("--se", choices=["working", "hessian"], default="working",
+                   help="standard errors: working weights at PIRLS convergence (default) or also the Hessian")
+    f.add_argument("--format", choices=["text", "json"], default="text")
+    f.add_argument("--engine", choices=["memory", "dask"], default="memory",
+                   help="fit in memory (default) or on a Dask cluster (Parquet data)")
+    f.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler address (a local cluster when omitted)")
+    s = sub.add_parser("serve", help="start the web workbench")
+    s.add_argument("--project", default=None, metavar="PATH")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    return p
+
+
+def read_table(path: str):
+    """Read DATA by its extension: .csv, .tsv (or .txt with tabs), .parquet / a Parquet directory."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"data file '{path}' does not exist")
+    suffix = p.suffix.lower()
+    try:
+        if p.is_dir() or suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        if suffix == ".csv":
+            return pd.read_csv(p)
+        if suffix in (".tsv", ".tab"):
+            return pd.read_csv(p, sep="\t")
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot read '{path}': {first}") from None
+    raise UsageError(f"data file '{path}' must end in .csv, .tsv or .parquet")
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, shown only on a terminal and only after the first half second."""
+
+    def __init__(self, stream=sys.stderr, delay: float = 0.5):
+        self.stream, self.delay = stream, delay
+        self.start = time.perf_counter()
+        self.shown = False
+        self.enabled = hasattr(stream, "isatty") and stream.isatty()
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if not self.enabled or time.perf_counter() - self.start < self.delay:
+            return
+        width = 30
+        filled = int(round(fraction * width))
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% {stage[:60]:<60}")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * 110 + "\r")
+            self.stream.flush()
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from glmmlab.interfaces.api import fit_glmm
+    from glmmlab.interfaces.text import render
+
+    bar = ProgressBar()
+    options = dict(
+        response=args.response, group=args.group, fixed=args.fixed, family=args.family, link=args.link,
+        intercept=not args.no_intercept, conf_level=args.conf_level, max_iter=args.max_iter, tol=args.tol,
+        nagq=args.nagq, se=args.se, progress=bar,
+    )
+    try:
+        if args.engine == "dask":
+            from glmmlab.interfaces.distributed import fit_parquet_on_dask
+
+            result = fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options)
+        else:
+            if args.scheduler:
+                raise UsageError("--scheduler needs --engine dask")
+            data = read_table(args.data)
+            result = fit_glmm(data, **options)
+    finally:
+        bar.close()
+    if args.format == "json":
+        sys.stdout.write(json.dumps(result.to_dict(), allow_nan=False) + "\n")
+    else:
+        sys.stdout.write(render(result))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from glmmlab.interfaces.web.server import serve
+
+    serve(args.project, host=args.host, port=args.port)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command == "fit":
+            return cmd_fit(args)
+        return cmd_serve(args)
+    except (UsageError, GlmmInputError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except MemoryError:
+        sys.stderr.write("error: not enough memory for this data; try --engine dask with Parquet data\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
