@@ -751,8 +751,9 @@ def read_rows(project: Project, dataset_id: int, offset: int = 0, limit: int = 1
 def read_frame(project: Project, dataset_id: int, columns: list[str] | None = None) -> pd.DataFrame:
     """The dataset (or the named ``columns``, in that order) as a pandas DataFrame with the users' column names.
 
-    int64 columns with missing values come back as float64 with NaN; booleans with missing values as objects;
-    strings as Python objects; dates and datetimes as ``datetime64``.
+    int64 columns with missing values come back as float64 with NaN (without missing values as int64); booleans
+    with missing values as pandas' nullable ``boolean``; strings as pandas strings; dates and datetimes as
+    ``datetime64`` (missing: NaT).
     """
     dataset_id = _dataset_id(dataset_id)
     with project.read() as cur:
@@ -768,6 +769,10 @@ def read_frame(project: Project, dataset_id: int, columns: list[str] | None = No
         finally:
             cur.commit()
     frame.columns = [c.name for c in wanted]
+    for i, col in enumerate(wanted):
+        series = frame.iloc[:, i]
+        if col.dtype == "int64" and series.dtype != "int64":
+            frame.isetitem(i, series.astype("float64"))
     return frame
 
 

@@ -294,4 +294,4 @@ class Project:
                      "report_item": "report_item_ids"}
         if kind not in sequences:
             raise ValueError(f"unknown id kind {kind!r}")
-        return int(cur.execute(f"SELECT nextval('{sequences[kind]}')").fetchone()[0])
+        return int(cur.execute(f"SELECT nextval('{sequences[kind]}')").fetchall()[0][0])
