@@ -1,0 +1,127 @@
+"""Request guards: Host check, cross-site request protection, upload size limit.
+
+``Guard`` is a plain ASGI middleware so that it runs before any body is read:
+
+- **Host**: the ``Host`` header must name this machine (``127.0.0.1``, ``localhost``, ``[::1]``, the bound host or one
+  of ``allowed_hosts``). This stops DNS-rebinding pages from talking to the workbench.
+- **Cross-site requests**: POST, PUT, PATCH and DELETE need the header ``X-CSRF-Token`` with the app's token (the page
+  has it in ``<meta name="csrf-token">``; scripts get it from ``GET /api/token``, which a foreign page cannot read).
+  An ``Origin`` header, when present, must be this server's own origin, and ``Sec-Fetch-Site: cross-site`` is refused.
+- **Size**: a body larger than ``max_body_bytes`` is refused with 413, from ``Content-Length`` before reading, and while
+  streaming for bodies without one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CSRF_HEADER = "x-csrf-token"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "testserver"}
+
+
+class BodyTooLarge(Exception):
+    """Raised from ``receive`` when a streamed body passes the limit; the app turns it into a 413."""
+
+    def __init__(self, limit: int):
+        super().__init__(too_large_message(limit))
+        self.limit = limit
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def too_large_message(limit: int) -> str:
+    return (f"The upload is larger than the limit of {human_bytes(limit)}. "
+            "Split the file, or start the workbench with a larger upload limit.")
+
+
+def _host_only(host_header: str) -> str:
+    host_header = host_header.strip().lower()
+    if host_header.startswith("["):  # [::1]:8765
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+class Guard:
+    def __init__(self, app: Any, *, csrf_token: str, max_body_bytes: int, allowed_hosts: Iterable[str] = ()):
+        self.app = app
+        self.csrf_token = csrf_token
+        self.max_body_bytes = max_body_bytes
+        self.allowed_hosts = {h.lower().strip("[]") for h in allowed_hosts} | LOCAL_HOSTS
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        if _host_only(host) not in self.allowed_hosts:
+            await _send_error(send, 400, f"Host '{host}' is not allowed; open the workbench at 127.0.0.1.")
+            return
+
+        method = scope["method"].upper()
+        if method in UNSAFE_METHODS:
+            problem = self._cross_site_problem(headers, host, scope.get("scheme", "http"))
+            if problem:
+                await _send_error(send, 403, problem)
+                return
+
+        length = headers.get("content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body_bytes
+            except ValueError:
+                await _send_error(send, 400, "The Content-Length header is not a number.")
+                return
+            if too_big:
+                await _send_error(send, 413, too_large_message(self.max_body_bytes))
+                return
+            await self.app(scope, receive, send)
+            return
+
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def counting_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _cross_site_problem(self, headers: dict[str, str], host: str, scheme: str) -> str | None:
+        if headers.get("sec-fetch-site") == "cross-site":
+            return "Cross-site requests are not allowed."
+        origin = headers.get("origin")
+        if origin is not None and origin != "null":
+            parts = urlsplit(origin)
+            if parts.netloc.lower() != host.lower():
+                return f"Requests from {origin} are not allowed."
+        elif origin == "null":
+            return "Requests from an opaque origin are not allowed."
+        token = headers.get(CSRF_HEADER, "")
+        if not token or not hmac.compare_digest(token, self.csrf_token):
+            return ("Missing or wrong X-CSRF-Token header. Reload the page; scripts get the token from "
+                    "GET /api/token.")
+        return None
+
+
+async def _send_error(send: Any, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

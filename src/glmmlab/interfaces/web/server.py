@@ -1,0 +1,66 @@
+"""Start the workbench: ``serve()`` is what ``glmmlab serve`` calls; ``python -m glmmlab.interfaces.web.server`` too."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_PROJECT = Path("projects") / "default.duckdb"
+
+
+def prepare_project(project_path: str | Path | None) -> Path:
+    """The project file to open: ``projects/default.duckdb`` under the current directory unless one is given.
+
+    A missing project is created, with the sample datasets, so a first start shows something to work with.
+    """
+    from glmmlab.services import samples
+    from glmmlab.services.store import Project
+
+    path = Path(project_path) if project_path else Path.cwd() / DEFAULT_PROJECT
+    path = path.expanduser().absolute()
+    if path.suffix == "":
+        path = path.with_suffix(".duckdb")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        project = Project.open(path, create=True)
+        try:
+            samples.create_sample_datasets(project)
+        finally:
+            project.close()
+    return path
+
+
+def serve(project_path: str | Path | None = None, host: str = "127.0.0.1", port: int = 8765,
+          max_upload_bytes: int | None = None, log_level: str = "warning") -> None:
+    """Open (or create) the project and serve the workbench at http://host:port until interrupted."""
+    import uvicorn
+
+    from glmmlab.interfaces.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+    from glmmlab.services.errors import ServiceError
+
+    try:
+        path = prepare_project(project_path)
+        app = create_app(path, max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+                         allowed_hosts=[host])
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    shown = f"[{host}]" if ":" in host else host
+    print(f"glmmlab workbench: http://{shown}:{port}/  (project {path}; press Ctrl+C to stop)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m glmmlab.interfaces.web.server", description=serve.__doc__)
+    parser.add_argument("--project", default=None, help="project file (default: projects/default.duckdb)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--max-upload-mb", type=int, default=None, help="upload size limit in MiB (default 1024)")
+    args = parser.parse_args(argv)
+    serve(args.project, host=args.host, port=args.port,
+          max_upload_bytes=args.max_upload_mb * (1 << 20) if args.max_upload_mb else None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""The workbench's server-side state: the open project, the projects directory it may touch, background jobs.
+
+One ``Workbench`` object belongs to one app (``app.state.workbench``). Every view reaches the project through
+``workbench.project()``, a context manager that holds a shared hold on the open project: many requests (and a
+background import) use it at once, since ``Project`` itself serialises writes and gives each reader its own cursor;
+switching to another project takes the exclusive hold, so it never happens under a running request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import shutil
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from typing import Any, Callable, Iterator
+
+from glmmlab.services import errors as service_errors
+from glmmlab.services.store import Project
+
+PROJECT_SUFFIX = ".duckdb"
+UPLOAD_DIR_NAME = ".uploads"
+_NAME_PART = re.compile(r"^[^\x00-\x1f<>:\"|?*]+$")
+
+
+class PathNotAllowed(service_errors.ServiceError):
+    """A requested project path lies outside the projects directory or is malformed."""
+
+
+class Busy(service_errors.ServiceError):
+    """The workbench cannot do this now (for example, switching projects while an import runs)."""
+
+
+@dataclass
+class Job:
+    """A background task the page polls: an import of an uploaded file, for now."""
+
+    id: str
+    kind: str
+    label: str
+    state: str = "queued"  # queued -> running -> done | failed
+    phase: str = "waiting"
+    fraction: float = 0.0
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.label,
+            "state": self.state,
+            "phase": self.phase,
+            "fraction": round(self.fraction, 4),
+            "error": self.error,
+            "result": self.result,
+            "elapsed_seconds": round((self.finished_at or time.time()) - self.started_at, 3),
+        }
+
+
+class SharedLock:
+    """Many holders at once (``shared()``), or one alone (``exclusive()``); re-entrant for the exclusive holder."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._owner: int | None = None
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner != me:
+                while self._owner is not None:
+                    self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+            else:
+                while self._owner is not None or self._shared:
+                    self._cond.wait()
+                self._owner, self._depth = me, 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
+                self._cond.notify_all()
+
+
+class Workbench:
+    """Owns the open ``Project`` and confines every project path to ``projects_dir``."""
+
+    def __init__(self, project_path: str | Path, projects_dir: str | Path | None = None,
+                 max_upload_bytes: int = 1 << 30):
+        project_path = Path(project_path).expanduser().absolute()
+        self.projects_dir = Path(projects_dir or project_path.parent).expanduser().resolve()
+        self.projects_dir.mkdir(parents=True, exist_ok=True)
+        self.max_upload_bytes = int(max_upload_bytes)
+        self.csrf_token = secrets.token_urlsafe(32)
+        self._lock = SharedLock()
+        self._jobs: dict[str, Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._project: Project | None = None
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self._clear_stale_uploads()
+        self._open(self.confine(str(project_path)), create=True)
+
+    # ---- paths -------------------------------------------------------------------------------------------------
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.projects_dir / UPLOAD_DIR_NAME
+
+    def confine(self, name: str) -> Path:
+        """Turn a user-given project name or path into a path inside ``projects_dir``, or refuse it.
+
+        Accepted: ``"study"``, ``"study.duckdb"``, ``"2024/study"``, or an absolute path inside the projects
+        directory. Refused: empty names, ``..`` anywhere, control characters, and anything that resolves (symbolic
+        links included) outside the projects directory.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise PathNotAllowed("Give a project name.")
+        name = name.strip()
+        if len(name) > 255:
+            raise PathNotAllowed("The project name is too long (at most 255 characters).")
+        parts = set(PurePosixPath(name).parts) | set(PureWindowsPath(name).parts)
+        if ".." in parts:
+            raise PathNotAllowed("A project path must not contain '..'.")
+        if not all(_NAME_PART.match(p) for p in PurePath(name).parts if p != "/"):
+            raise PathNotAllowed("A project name must not contain control characters or any of < > : \" | ? *.")
+        candidate = Path(name) if Path(name).is_absolute() else self.projects_dir / name
+        if candidate.suffix != PROJECT_SUFFIX:
+            candidate = candidate.with_name(candidate.name + PROJECT_SUFFIX)
+        resolved = candidate.resolve()
+        if not resolved.is_relative_to(self.projects_dir) or resolved == self.projects_dir:
+            raise PathNotAllowed(f"Projects live in {self.projects_dir}; '{name}' is outside it.")
+        if any(part.startswith(".") for part in resolved.relative_to(self.projects_dir).parts):
+            raise PathNotAllowed("A project name must not start with '.'.")
+        return resolved
+
+    def display_name(self, path: Path) -> str:
+        rel = Path(path).resolve().relative_to(self.projects_dir).as_posix()
+        return rel[: -len(PROJECT_SUFFIX)] if rel.endswith(PROJECT_SUFFIX) else rel
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        out = []
+        for p in sorted(self.projects_dir.rglob("*" + PROJECT_SUFFIX)):
+            rel = p.relative_to(self.projects_dir)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            stat = p.stat()
+            out.append({"name": self.display_name(p), "size_bytes": stat.st_size,
+                        "modified": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(stat.st_mtime)),
+                        "current": self._project is not None and p.resolve() == Path(self._project.path).resolve()})
+        return out
+
+    def new_upload_path(self, filename: str | None = None) -> Path:
+        """A fresh path in the upload area that keeps the (sanitised) name of the uploaded file."""
+        base = PurePath((filename or "upload").replace("\\", "/")).name
+        base = re.sub(r"[^\w .()+-]", "_", base).strip(" .")[:120] or "upload"
+        folder = self.upload_dir / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        return folder / base
+
+    def discard_upload(self, path: Path) -> None:
+        """Remove an uploaded file and its folder in the upload area."""
+        path = Path(path)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if path.parent.parent == self.upload_dir:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+
+    def _clear_stale_uploads(self) -> None:
+        """Uploads left behind by a server that was killed mid-import are useless: remove them."""
+        for p in self.upload_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+
+    # ---- the open project --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def project(self) -> Iterator[Project]:
+        """The open project; it stays open (no project switch) for the duration of the ``with`` block."""
+        with self._lock.shared():
+            if self._project is None:
+                raise Busy("No project is open. Use File > New Project or File > Open Project.")
+            yield self._project
+
+    def project_info(self) -> dict[str, Any]:
+        with self._lock.shared():
+            path = Path(self._project.path) if self._project is not None else None
+            return {"name": self.display_name(path) if path else None,
+                    "path": str(path) if path else None,
+                    "projects_dir": str(self.projects_dir),
+                    "max_upload_bytes": self.max_upload_bytes}
+
+    def _open(self, path: Path, create: bool) -> None:
+        with self._lock.exclusive():
+            project = Project.open(path, create=create)
+            if self._project is not None:
+                self._project.close()
+            self._project = project
+
+    def switch(self, path: Path, create: bool, setup: Callable[[Project], Any] | None = None,
+               make: Callable[[Path], Project] | None = None) -> None:
+        """Make the project at ``path`` the current one.
+
+        ``create``: create it when missing (and then run ``setup`` on it). ``make``: build a new project file at
+        ``path`` (which must not exist) and return it open, e.g. from an export file.
+        """
+        with self._lock.exclusive():
+            if self.running_jobs():
+                raise Busy("An import is still running; wait for it to finish before switching projects.")
+            existed = path.exists()
+            if make is not None:
+                if existed:
+                    raise service_errors.ServiceError(
+                        f"A project named '{self.display_name(path)}' already exists; choose another name.")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                project = make(path)
+                if self._project is not None:
+                    self._project.close()
+                self._project = project
+                return
+            if not create and not existed:
+                raise service_errors.NotFound(f"There is no project named '{self.display_name(path)}'.")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._open(path, create=True)
+            if setup is not None and not existed:
+                setup(self._project)
+
+    def close(self) -> None:
+        with self._lock.exclusive():
+            if self._project is not None:
+                self._project.close()
+                self._project = None
+
+    # ---- background jobs ---------------------------------------------------------------------------------------
+
+    def running_jobs(self) -> list[Job]:
+        with self._jobs_lock:
+            return [j for j in self._jobs.values() if j.state in ("queued", "running")]
+
+    def get_job(self, job_id: str) -> Job:
+        with self._jobs_lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise service_errors.NotFound(f"There is no job '{job_id}'.")
+        return job
+
+    def start_job(self, kind: str, label: str, work: Callable[[Job], dict[str, Any] | None],
+                  cleanup: Callable[[], None] | None = None) -> Job:
+        """Run ``work(job)`` in a thread; it reports through ``job.phase``/``job.fraction`` and returns the result."""
+        job = Job(id=uuid.uuid4().hex[:16], kind=kind, label=label)
+        with self._jobs_lock:
+            self._jobs[job.id] = job
+            self._forget_old_jobs()
+
+        def run() -> None:
+            job.state = "running"
+            try:
+                job.result = work(job)
+                job.fraction = 1.0
+                job.phase = "done"
+                job.state = "done"
+            except service_errors.ServiceError as exc:
+                job.error = str(exc)
+                job.state = "failed"
+            except Exception as exc:  # noqa: BLE001 - the page gets a message, the log gets the traceback
+                traceback.print_exc()
+                job.error = f"The import failed unexpectedly: {exc.__class__.__name__}: {exc}"
+                job.state = "failed"
+            finally:
+                job.finished_at = time.time()
+                if cleanup is not None:
+                    with contextlib.suppress(Exception):
+                        cleanup()
+
+        threading.Thread(target=run, name=f"glmmlab-job-{job.id}", daemon=True).start()
+        return job
+
+    def _forget_old_jobs(self, keep: int = 200) -> None:
+        finished = [j for j in self._jobs.values() if j.finished_at is not None]
+        for j in sorted(finished, key=lambda j: j.finished_at)[: max(0, len(finished) - keep)]:
+            self._jobs.pop(j.id, None)

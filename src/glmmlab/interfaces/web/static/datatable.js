@@ -1,0 +1,142 @@
+/* The data view: a tab of kind "dataset" (params {id}) showing one dataset a page at a time, with the column
+ * types and measurement scales editable for primary datasets. */
+(function () {
+  "use strict";
+  const g = window.glmmlab;
+  const { el, clear, api } = g;
+  const PAGE_SIZES = [50, 100, 250, 1000];
+
+  function lineageText(info, all) {
+    const parts = [`${g.formatNumber(info.n_rows)} rows × ${info.columns.length} columns`];
+    if (info.parent_id !== null && info.parent_id !== undefined) {
+      const parent = all.find((d) => d.id === info.parent_id);
+      const op = info.operation && info.operation.type ? info.operation.type.replace(/_/g, " ") : "derived";
+      parts.push(`${op} of ${parent ? parent.name : "dataset " + info.parent_id}`);
+    }
+    if (info.read_only) parts.push("read-only");
+    return parts.join(" · ");
+  }
+
+  function option(value, label, selected) {
+    return el("option", { value, selected: selected || null }, label);
+  }
+
+  function openDataset(panel, params, tab) {
+    const id = params.id;
+    const state = { offset: 0, limit: 100, info: null, vocab: null };
+    const title = el("h2", { class: "ds-title" });
+    const lineage = el("p", { class: "muted ds-lineage" });
+    const error = el("p", { class: "error", role: "alert", hidden: true });
+    const tableBox = el("div", { class: "table-scroll", tabindex: "0" });
+    const rangeText = el("span", { class: "range" });
+    const first = el("button", { type: "button", title: "First page", "aria-label": "First page" }, "«");
+    const prev = el("button", { type: "button", title: "Previous page", "aria-label": "Previous page" }, "‹");
+    const next = el("button", { type: "button", title: "Next page", "aria-label": "Next page" }, "›");
+    const last = el("button", { type: "button", title: "Last page", "aria-label": "Last page" }, "»");
+    const size = el("select", { "aria-label": "Rows per page" },
+      PAGE_SIZES.map((n) => option(String(n), `${n} rows`, n === state.limit)));
+    const goto = el("input", { type: "number", min: "1", placeholder: "Go to row", "aria-label": "Go to row", class: "goto" });
+
+    g.append(panel,
+      el("div", { class: "ds-head" },
+        el("div", {}, title, lineage),
+        el("div", { class: "ds-actions" },
+          el("button", { type: "button", onclick: () => g.runAction("dummy-coding", { id }) }, "Dummy Coding..."),
+          el("button", { type: "button", class: "danger", onclick: () => g.runAction("delete-dataset", { id }) }, "Delete..."))),
+      error,
+      tableBox,
+      el("div", { class: "pager" }, first, prev, rangeText, next, last, size, goto));
+
+    first.addEventListener("click", () => load(0));
+    prev.addEventListener("click", () => load(state.offset - state.limit));
+    next.addEventListener("click", () => load(state.offset + state.limit));
+    last.addEventListener("click", () => load(Math.floor(Math.max(0, state.info.n_rows - 1) / state.limit) * state.limit));
+    size.addEventListener("change", () => { state.limit = Number(size.value); load(Math.floor(state.offset / state.limit) * state.limit); });
+    goto.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter") return;
+      const row = Math.max(1, Number(goto.value) || 1);
+      load(Math.floor((row - 1) / state.limit) * state.limit);
+    });
+
+    async function refreshInfo() {
+      const [info, all, vocab] = await Promise.all([api.get(`/api/datasets/${id}`), g.datasets(), g.vocabulary()]);
+      state.info = info;
+      state.vocab = vocab;
+      tab.setTitle(info.name);
+      title.textContent = info.name;
+      lineage.textContent = lineageText(info, all);
+      panel.dataset.readOnly = info.read_only ? "true" : "false";
+    }
+
+    function header(col) {
+      const th = el("th", { scope: "col", title: `${col.name} (${col.dtype}, ${col.scale})`, dataset: { column: col.name } },
+        el("span", { class: "col-name" }, col.name));
+      if (state.info.read_only) {
+        th.appendChild(el("span", { class: "col-type" }, `${col.dtype} · ${col.scale}`));
+        return th;
+      }
+      const dtype = el("select", { class: "dtype", "aria-label": `Type of ${col.name}` },
+        state.vocab.dtypes.map((t) => option(t, t, t === col.dtype)));
+      const scales = state.vocab.scales_by_dtype[col.dtype] || state.vocab.scales;
+      const scale = el("select", { class: "scale", "aria-label": `Scale of ${col.name}` },
+        scales.map((s) => option(s, s, s === col.scale)));
+      dtype.addEventListener("change", () => change(col, { dtype: dtype.value }, dtype, col.dtype));
+      scale.addEventListener("change", () => change(col, { scale: scale.value }, scale, col.scale));
+      th.appendChild(el("span", { class: "col-controls" }, dtype, scale));
+      return th;
+    }
+
+    async function change(col, what, select, previous) {
+      g.showError(error, "");
+      select.disabled = true;
+      try {
+        await api.patch(`/api/datasets/${id}/columns`, Object.assign({ column: col.name }, what));
+        g.status(`${col.name}: ${what.dtype ? "type " + what.dtype : "scale " + what.scale}.`);
+        g.emit("datasets-changed", { id });
+      } catch (err) {
+        select.value = previous;
+        g.showError(error, err.message);
+      } finally {
+        select.disabled = false;
+      }
+    }
+
+    async function load(offset, withInfo) {
+      try {
+        if (withInfo || !state.info) await refreshInfo();
+        const maxOffset = Math.max(0, state.info.n_rows - 1);
+        offset = Math.max(0, Math.min(offset, Math.floor(maxOffset / state.limit) * state.limit));
+        const page = await api.get(`/api/datasets/${id}/rows?offset=${offset}&limit=${state.limit}`);
+        state.offset = offset;
+        state.info.n_rows = page.total;
+        const head = el("tr", {}, el("th", { class: "rownum", scope: "col" }, "#"), page.columns.map(header));
+        const body = el("tbody", {}, page.rows.map((row, i) => el("tr", {},
+          el("th", { scope: "row", class: "rownum" }, g.formatNumber(offset + i + 1)),
+          row.map((v) => el("td", { class: v === null ? "null" : (typeof v === "number" ? "num" : null) }, g.formatCell(v))))));
+        clear(tableBox).appendChild(el("table", { class: "grid data" }, el("thead", {}, head), body));
+        const end = Math.min(offset + page.rows.length, page.total);
+        rangeText.textContent = page.total
+          ? `Rows ${g.formatNumber(offset + 1)}–${g.formatNumber(end)} of ${g.formatNumber(page.total)}`
+          : "No rows";
+        first.disabled = prev.disabled = offset === 0;
+        next.disabled = last.disabled = end >= page.total;
+      } catch (err) {
+        g.showError(error, err.message);
+        if (err.status === 404) clear(tableBox);
+      }
+    }
+
+    const onChanged = (detail) => {
+      if (detail && detail.id === id) load(state.offset, true);
+    };
+    const onDeleted = (detail) => {
+      if (detail && detail.ids && detail.ids.includes(id)) tab.close();
+    };
+    g.on("datasets-changed", onChanged);
+    g.on("datasets-deleted", onDeleted);
+    tab.onClose(() => { g.off("datasets-changed", onChanged); g.off("datasets-deleted", onDeleted); });
+    return load(0, true);
+  }
+
+  g.registerTab("dataset", { open: openDataset, key: (params) => String(params.id), title: () => "Dataset" });
+})();

@@ -1,0 +1,492 @@
+/* glmmlab workbench: the core every tab builds on.
+ *
+ * window.glmmlab is the one global. What a tab module (for example static/glmm.js) uses:
+ *
+ *   glmmlab.registerTab(kind, spec)     spec is a function open(panel, params, tab) or an object
+ *                                       {open(panel, params, tab), title(params) -> string, key(params) -> string}.
+ *                                       open() builds the tab's content inside `panel` (an empty <div>); it may
+ *                                       return a Promise. `key` makes a second openTab with the same key focus the
+ *                                       existing tab instead of opening another (leave it out to allow several).
+ *   glmmlab.openTab(kind, params, opts) opens (or focuses) a tab; an unregistered kind opens a placeholder tab.
+ *                                       opts: {title}. Returns the tab object:
+ *       tab.id, tab.kind, tab.params, tab.panel, tab.setTitle(text), tab.activate(), tab.close(),
+ *       tab.onClose(fn), tab.onActivate(fn)
+ *   glmmlab.tabs()                      the open tabs, in order.
+ *   glmmlab.api.get(url) / .post(url, body) / .put / .patch / .del(url)
+ *                                       JSON requests that send the CSRF token; they resolve to the JSON answer
+ *                                       and reject with an Error whose .message is the server's {"error"} text
+ *                                       (.status and .body too).
+ *   glmmlab.api.upload(url, file, onProgress)   raw-body upload with progress(fraction) callbacks.
+ *   glmmlab.el(tag, attrs, ...children) builds DOM safely: strings become text nodes, never HTML.
+ *   glmmlab.table(columns, rows, opts)  a <table> of values (columns: names or {name, dtype, scale}).
+ *   glmmlab.vocabulary()                Promise of GET /api/vocabulary (types, scales, scales_by_dtype, actions).
+ *   glmmlab.on(event, fn) / .off(event, fn) / .emit(event, detail)   events: 'datasets-changed', 'models-changed',
+ *                                       'reports-changed', 'tab-opened', 'tab-closed'.
+ *   glmmlab.refreshSidebar()            reloads datasets, models and reports into the sidebar.
+ *   glmmlab.datasets()                  Promise of the dataset list (GET /api/datasets, in lineage order).
+ *   glmmlab.registerAction(name, fn)    what a menu item with data-action="name" does.
+ *   glmmlab.addMenuItem(menu, label, action)   adds an item to the File/Data/Analysis/Help menu.
+ *   glmmlab.showError(element, message) fills a role=alert element (hidden when message is empty).
+ *   glmmlab.status(text)                a short message in the status bar.
+ *
+ * Only textContent and DOM nodes ever carry data into the page; innerHTML is never used.
+ */
+(function () {
+  "use strict";
+
+  const meta = (name) => (document.querySelector(`meta[name="${name}"]`) || {}).content || "";
+  const listeners = {};
+  const tabKinds = {};
+  const actions = {};
+  const openTabs = [];
+  let nextTabId = 1;
+  let activeTab = null;
+  let datasetCache = null;
+  let restoring = false;
+
+  // ---- DOM helpers ----------------------------------------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+      else if (key in node && typeof value !== "string") node[key] = value;
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+    return node;
+  }
+
+  function showError(node, message) {
+    if (!node) return;
+    node.textContent = message || "";
+    node.hidden = !message;
+  }
+
+  function formatNumber(n) {
+    return typeof n === "number" ? n.toLocaleString("en-US") : String(n);
+  }
+
+  function formatCell(value) {
+    if (value === null || value === undefined) return "";
+    if (typeof value === "number" && !Number.isInteger(value)) {
+      return Math.abs(value) >= 1e-4 && Math.abs(value) < 1e9 ? String(+value.toPrecision(10)) : value.toPrecision(6);
+    }
+    return String(value);
+  }
+
+  function table(columns, rows, opts) {
+    opts = opts || {};
+    const head = el("tr", {}, columns.map((c) => {
+      const name = typeof c === "string" ? c : c.name;
+      return el("th", { scope: "col", title: name }, el("span", { class: "col-name" }, name),
+        typeof c === "object" && c.dtype ? el("span", { class: "col-type" }, c.dtype + (c.scale ? " · " + c.scale : "")) : null);
+    }));
+    const body = el("tbody", {}, rows.map((row, i) => el("tr", {},
+      opts.rowNumbers ? el("th", { scope: "row", class: "rownum" }, formatNumber(opts.rowOffset + i + 1)) : null,
+      row.map((v) => el("td", { class: v === null ? "null" : (typeof v === "number" ? "num" : null) }, formatCell(v))))));
+    if (opts.rowNumbers) head.insertBefore(el("th", { class: "rownum" }, "#"), head.firstChild);
+    return el("table", { class: "grid" + (opts.className ? " " + opts.className : "") }, el("thead", {}, head), body);
+  }
+
+  // ---- events ---------------------------------------------------------------------------------------------
+
+  function on(event, fn) {
+    (listeners[event] = listeners[event] || []).push(fn);
+  }
+
+  function off(event, fn) {
+    listeners[event] = (listeners[event] || []).filter((f) => f !== fn);
+  }
+
+  function emit(event, detail) {
+    if (event.startsWith("datasets-")) datasetCache = null;
+    for (const fn of listeners[event] || []) {
+      try { fn(detail); } catch (err) { console.error(err); }
+    }
+  }
+
+  // ---- the JSON API ---------------------------------------------------------------------------------------
+
+  async function request(method, url, body) {
+    const headers = { "Accept": "application/json" };
+    const init = { method, headers, credentials: "same-origin" };
+    if (method !== "GET") headers["X-CSRF-Token"] = meta("csrf-token");
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(url, init);
+    } catch (err) {
+      throw apiError(0, null, "The workbench server does not answer. Is it still running?");
+    }
+    return readResponse(response.status, await response.text());
+  }
+
+  function readResponse(status, text) {
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (err) { data = null; }
+    if (status >= 200 && status < 300) return data;
+    const message = data && data.error ? data.error : `The server answered ${status}.`;
+    throw apiError(status, data, message);
+  }
+
+  function apiError(status, body, message) {
+    const err = new Error(message);
+    err.status = status;
+    err.body = body;
+    return err;
+  }
+
+  function upload(url, file, onProgress) {
+    const limit = Number(meta("max-upload-bytes"));
+    if (limit && file.size > limit) {
+      return Promise.reject(apiError(413, null,
+        `The file is ${(file.size / 1048576).toFixed(1)} MiB, larger than the upload limit of ${meta("max-upload-human")}.`));
+    }
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.setRequestHeader("X-CSRF-Token", meta("csrf-token"));
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total); };
+      xhr.onload = () => {
+        try { resolve(readResponse(xhr.status, xhr.responseText)); } catch (err) { reject(err); }
+      };
+      xhr.onerror = () => reject(apiError(0, null, "The upload was interrupted. Is the server still running?"));
+      xhr.send(file);
+    });
+  }
+
+  const api = {
+    get: (url) => request("GET", url),
+    post: (url, body) => request("POST", url, body === undefined ? {} : body),
+    put: (url, body) => request("PUT", url, body),
+    patch: (url, body) => request("PATCH", url, body),
+    del: (url) => request("DELETE", url),
+    upload,
+  };
+
+  async function pollJob(jobId, onUpdate) {
+    for (;;) {
+      const job = await api.get(`/api/jobs/${encodeURIComponent(jobId)}`);
+      if (onUpdate) onUpdate(job);
+      if (job.state === "done") return job;
+      if (job.state === "failed") throw apiError(400, job, job.error || "The job failed.");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  // ---- tabs -----------------------------------------------------------------------------------------------
+
+  function registerTab(kind, spec) {
+    tabKinds[kind] = typeof spec === "function" ? { open: spec } : spec;
+  }
+
+  function findTab(kind, key) {
+    return openTabs.find((t) => t.kind === kind && t.key === key);
+  }
+
+  function openTab(kind, params, opts) {
+    params = params || {};
+    opts = opts || {};
+    const spec = tabKinds[kind];
+    const key = spec && spec.key ? String(spec.key(params)) : null;
+    if (key !== null) {
+      const existing = findTab(kind, key);
+      if (existing) { existing.activate(); return existing; }
+    }
+    const id = nextTabId++;
+    const title = opts.title || (spec && spec.title ? spec.title(params) : null) || kind;
+    const label = el("span", { class: "tab-label" }, title);
+    const closeBtn = el("button", { type: "button", class: "tab-close", title: "Close tab", "aria-label": "Close tab" }, "×");
+    const handle = el("div", { class: "tab", role: "tab", id: `tab-${id}`, "aria-controls": `panel-${id}`,
+      "aria-selected": "false", tabindex: "0", dataset: { kind } }, label, closeBtn);
+    const panel = el("div", { class: "tabpanel", role: "tabpanel", id: `panel-${id}`, "aria-labelledby": `tab-${id}`,
+      hidden: true, dataset: { kind } });
+    const closers = [];
+    const activators = [];
+    const tab = {
+      id, kind, params, key, panel, handle,
+      setTitle(text) { label.textContent = text; handle.title = text; },
+      activate() { activate(tab); },
+      close() { closeTab(tab); },
+      onClose(fn) { closers.push(fn); },
+      onActivate(fn) { activators.push(fn); },
+      _closers: closers,
+      _activators: activators,
+    };
+    tab.setTitle(title);
+    handle.addEventListener("click", (e) => { if (e.target !== closeBtn) activate(tab); });
+    handle.addEventListener("auxclick", (e) => { if (e.button === 1) closeTab(tab); });
+    handle.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); activate(tab); }
+    });
+    closeBtn.addEventListener("click", () => closeTab(tab));
+    document.getElementById("tabstrip").appendChild(handle);
+    document.getElementById("tabpanels").appendChild(panel);
+    openTabs.push(tab);
+    activate(tab);
+    const opener = spec ? spec.open : placeholder;
+    Promise.resolve()
+      .then(() => opener(panel, params, tab))
+      .catch((err) => {
+        console.error(err);
+        append(clear(panel), el("p", { class: "error", role: "alert" }, err.message || String(err)));
+      });
+    emit("tab-opened", tab);
+    saveTabs();
+    return tab;
+  }
+
+  function placeholder(panel, params, tab) {
+    tab.setTitle(tab.kind === "glmm" ? "GLMM" : tab.kind);
+    append(panel, el("section", { class: "placeholder" },
+      el("h2", {}, tab.kind === "glmm" ? "Mixed Effects Model (GLMM)" : `“${tab.kind}”`),
+      el("p", {}, "This analysis is not available yet in this version of the workbench.")));
+  }
+
+  function activate(tab) {
+    for (const t of openTabs) {
+      const on = t === tab;
+      t.handle.classList.toggle("active", on);
+      t.handle.setAttribute("aria-selected", on ? "true" : "false");
+      t.panel.hidden = !on;
+    }
+    activeTab = tab;
+    document.getElementById("welcome").hidden = openTabs.length > 0;
+    tab.handle.scrollIntoView({ block: "nearest", inline: "nearest" });
+    for (const fn of tab._activators) fn(tab);
+    saveTabs();
+  }
+
+  function closeTab(tab) {
+    const i = openTabs.indexOf(tab);
+    if (i < 0) return;
+    for (const fn of tab._closers) { try { fn(tab); } catch (err) { console.error(err); } }
+    openTabs.splice(i, 1);
+    tab.handle.remove();
+    tab.panel.remove();
+    if (activeTab === tab) {
+      activeTab = null;
+      const next = openTabs[Math.min(i, openTabs.length - 1)];
+      if (next) activate(next);
+    }
+    document.getElementById("welcome").hidden = openTabs.length > 0;
+    emit("tab-closed", tab);
+    saveTabs();
+  }
+
+  // Open tabs survive a page reload (per project, in this browser tab's session storage).
+  function storageKey() { return "glmmlab.tabs." + meta("project-name"); }
+
+  function saveTabs() {
+    if (restoring) return;
+    try {
+      const state = openTabs.filter((t) => t.kind in tabKinds && tabKinds[t.kind].restore !== false)
+        .map((t) => ({ kind: t.kind, params: t.params, active: t === activeTab }));
+      sessionStorage.setItem(storageKey(), JSON.stringify(state));
+    } catch (err) { /* storage unavailable: nothing to keep */ }
+  }
+
+  function restoreTabs() {
+    let state = [];
+    try { state = JSON.parse(sessionStorage.getItem(storageKey()) || "[]"); } catch (err) { state = []; }
+    restoring = true;
+    let active = null;
+    try {
+      for (const s of state) {
+        if (!(s.kind in tabKinds)) continue;
+        const tab = openTab(s.kind, s.params || {});
+        if (s.active) active = tab;
+      }
+    } finally {
+      restoring = false;
+    }
+    if (active) active.activate();
+    saveTabs();
+  }
+
+  // ---- sidebar --------------------------------------------------------------------------------------------
+
+  let vocabularyCache = null;
+  function vocabulary() {
+    if (!vocabularyCache) vocabularyCache = api.get("/api/vocabulary").catch((err) => { vocabularyCache = null; throw err; });
+    return vocabularyCache;
+  }
+
+  async function datasets() {
+    if (!datasetCache) datasetCache = api.get("/api/datasets").then((r) => r.datasets);
+    try {
+      return await datasetCache;
+    } catch (err) {
+      datasetCache = null;
+      throw err;
+    }
+  }
+
+  function datasetItem(d) {
+    const meta = [`${formatNumber(d.n_rows)} row${d.n_rows === 1 ? "" : "s"}`];
+    if (d.parent_name) meta.push(`${d.operation_label} of ${d.parent_name}`);
+    if (d.read_only) meta.push("read-only");
+    const li = el("li", { class: "item dataset" + (d.parent_id !== null && d.parent_id !== undefined ? " derived" : ""),
+      dataset: { kind: "dataset", id: String(d.id) } },
+      el("button", { type: "button", class: "open", title: `Open ${d.name}` }, d.name),
+      el("span", { class: "meta" }, meta.join(" · ")),
+      el("button", { type: "button", class: "delete", title: `Delete ${d.name}...`, "aria-label": `Delete ${d.name}` }, "×"));
+    li.style.setProperty("--depth", String(d.depth || 0));
+    return li;
+  }
+
+  function simpleItem(kind, item) {
+    return el("li", { class: "item", dataset: { kind, id: String(item.id) } },
+      el("button", { type: "button", class: "open" }, item.name || `${kind} ${item.id}`));
+  }
+
+  function fillList(id, items, make, emptyText) {
+    const list = clear(document.getElementById(id));
+    if (!items.length) list.appendChild(el("li", { class: "empty" }, emptyText));
+    for (const item of items) list.appendChild(make(item));
+  }
+
+  async function refreshSidebar() {
+    datasetCache = null;
+    const [ds, models, reports] = await Promise.all([
+      datasets(),
+      api.get("/api/models").then((r) => r.models).catch(() => []),
+      api.get("/api/reports").then((r) => r.reports).catch(() => []),
+    ]);
+    fillList("dataset-list", ds, datasetItem, "No datasets yet.");
+    fillList("model-list", models, (m) => simpleItem("model", m), "No saved models.");
+    fillList("report-list", reports, (r) => simpleItem("report", r), "No reports.");
+    return ds;
+  }
+
+  function onSidebarClick(e) {
+    const li = e.target.closest("li.item");
+    if (!li) return;
+    const id = /^\d+$/.test(li.dataset.id) ? Number(li.dataset.id) : li.dataset.id;
+    if (e.target.closest("button.delete")) {
+      runAction("delete-dataset", { id });
+    } else if (e.target.closest("button.open")) {
+      openTab(li.dataset.kind, { id }, { title: e.target.closest("button.open").textContent });
+    }
+  }
+
+  // ---- menus and actions ----------------------------------------------------------------------------------
+
+  function registerAction(name, fn) { actions[name] = fn; }
+
+  function runAction(name, detail) {
+    const fn = actions[name];
+    if (!fn) { status(`“${name}” is not available yet.`); return; }
+    Promise.resolve().then(() => fn(detail)).catch((err) => { console.error(err); status(err.message || String(err)); });
+  }
+
+  function closeMenus(except) {
+    for (const m of document.querySelectorAll(".menu.open")) {
+      if (m === except) continue;
+      m.classList.remove("open");
+      m.querySelector(".menu-title").setAttribute("aria-expanded", "false");
+    }
+  }
+
+  function setUpMenus() {
+    const bar = document.querySelector(".menubar");
+    bar.addEventListener("click", (e) => {
+      const title = e.target.closest(".menu-title");
+      if (title) {
+        const menu = title.parentElement;
+        const open = !menu.classList.contains("open");
+        closeMenus(menu);
+        menu.classList.toggle("open", open);
+        title.setAttribute("aria-expanded", open ? "true" : "false");
+        if (open) { const first = menu.querySelector(".menu-items [role=menuitem]"); if (first) first.focus(); }
+        return;
+      }
+      const item = e.target.closest("[data-action]");
+      if (item) { closeMenus(); runAction(item.dataset.action); }
+      else if (e.target.closest("a[role=menuitem]")) closeMenus();
+    });
+    bar.addEventListener("mouseover", (e) => {
+      const menu = e.target.closest(".menu");
+      if (menu && document.querySelector(".menu.open") && !menu.classList.contains("open")) {
+        closeMenus(menu);
+        menu.classList.add("open");
+        menu.querySelector(".menu-title").setAttribute("aria-expanded", "true");
+      }
+    });
+    document.addEventListener("click", (e) => { if (!e.target.closest(".menubar")) closeMenus(); });
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeMenus(); });
+  }
+
+  function addMenuItem(menuName, label, action) {
+    for (const menu of document.querySelectorAll(".menu")) {
+      if (menu.querySelector(".menu-title").textContent.trim() !== menuName) continue;
+      const item = el("button", { type: "button", role: "menuitem", dataset: { action } }, label);
+      menu.querySelector(".menu-items").appendChild(item);
+      return item;
+    }
+    throw new Error(`There is no menu called ${menuName}.`);
+  }
+
+  let statusTimer = null;
+  function status(text, sticky) {
+    const bar = document.getElementById("statusbar");
+    bar.textContent = text || "";
+    clearTimeout(statusTimer);
+    if (text && !sticky) statusTimer = setTimeout(() => { bar.textContent = ""; }, 8000);
+  }
+
+  // ---- built-in actions -----------------------------------------------------------------------------------
+
+  registerAction("open-glmm", () => openTab("glmm", {}));
+  registerAction("export-project", () => { window.location.href = "/api/project/export"; });
+  registerAction("add-samples", async () => {
+    const r = await api.post("/api/samples");
+    emit("datasets-changed");
+    status(r.datasets.length ? `Added ${r.datasets.length} sample datasets.`
+      : "The sample datasets were added to this project before; nothing to add.");
+  });
+
+  function start() {
+    setUpMenus();
+    document.querySelector(".sidebar").addEventListener("click", onSidebarClick);
+    for (const event of ["datasets-changed", "datasets-deleted", "models-changed", "reports-changed"]) {
+      on(event, () => refreshSidebar().catch((err) => status(err.message)));
+    }
+    restoreTabs();
+    document.getElementById("welcome").hidden = openTabs.length > 0;
+    document.body.dataset.ready = "true";
+  }
+
+  window.glmmlab = {
+    el, append, clear, table, formatNumber, formatCell, showError, status,
+    on, off, emit, api, pollJob, vocabulary,
+    registerTab, openTab, closeTab, tabs: () => openTabs.slice(), activeTab: () => activeTab,
+    hasTab: (kind) => kind in tabKinds,
+    datasets, refreshSidebar,
+    registerAction, runAction, addMenuItem,
+    start,
+  };
+})();
