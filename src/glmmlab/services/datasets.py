@@ -628,7 +628,8 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
                               operation={"type": "import", "source": display, "format": fmt})
             return _load_info(cur, dataset_id)
         finally:
-            cur.execute("DROP TABLE IF EXISTS _import_text")
+            with suppress(duckdb.Error):
+                cur.execute("DROP TABLE IF EXISTS _import_text")
 
 
 def _import_parquet(project: Project, path: Path, name: str, display: str,
@@ -683,12 +684,10 @@ def _import_parquet(project: Project, path: Path, name: str, display: str,
 def list_datasets(project: Project) -> list[DatasetInfo]:
     """All datasets of the project, primary and derived, oldest first."""
     with project.read() as cur:
-        cur.begin()
         rows = cur.execute("SELECT id, name, n_rows, parent_id, operation, read_only, created_at FROM datasets "
                            "ORDER BY id").fetchall()
         cols = cur.execute("SELECT dataset_id, position, name, dtype, scale FROM columns "
                            "ORDER BY dataset_id, position").fetchall()
-        cur.commit()
     by_dataset: dict[int, list] = {}
     for c in cols:
         by_dataset.setdefault(int(c[0]), []).append(c[1:])
@@ -699,11 +698,7 @@ def get_dataset(project: Project, dataset_id: int) -> DatasetInfo:
     """The dataset with id ``dataset_id``; :class:`NotFound` when there is none."""
     dataset_id = _dataset_id(dataset_id)
     with project.read() as cur:
-        cur.begin()
-        try:
-            return _load_info(cur, dataset_id)
-        finally:
-            cur.commit()
+        return _load_info(cur, dataset_id)
 
 
 def _json_value(value: Any) -> Any:
@@ -735,14 +730,10 @@ def read_rows(project: Project, dataset_id: int, offset: int = 0, limit: int = 1
         raise ServiceError("The row offset and limit cannot be negative.")
     limit = min(limit, MAX_PAGE_ROWS)
     with project.read() as cur:
-        cur.begin()
-        try:
-            info = _load_info(cur, dataset_id)
-            select = ", ".join(data_column(c.position) for c in info.columns) or "*"
-            rows = cur.execute(f"SELECT {select} FROM {data_table(dataset_id)} LIMIT ? OFFSET ?",
-                               [limit, offset]).fetchall() if info.columns else []
-        finally:
-            cur.commit()
+        info = _load_info(cur, dataset_id)
+        select = ", ".join(data_column(c.position) for c in info.columns)
+        rows = cur.execute(f"SELECT {select} FROM {data_table(dataset_id)} LIMIT ? OFFSET ?",
+                           [limit, offset]).fetchall() if info.columns else []
     return {"columns": [c.to_dict() for c in info.columns],
             "rows": [[_json_value(v) for v in row] for row in rows],
             "total": info.n_rows, "offset": offset, "limit": limit}
@@ -757,17 +748,12 @@ def read_frame(project: Project, dataset_id: int, columns: list[str] | None = No
     """
     dataset_id = _dataset_id(dataset_id)
     with project.read() as cur:
-        cur.begin()
-        try:
-            info = _load_info(cur, dataset_id)
-            wanted = list(info.columns) if columns is None else [info.column(c) for c in columns]
-            select = ", ".join(data_column(c.position) for c in wanted)
-            if not wanted:
-                n = info.n_rows
-                return pd.DataFrame(index=range(n))
-            frame = cur.execute(f"SELECT {select} FROM {data_table(dataset_id)}").df()
-        finally:
-            cur.commit()
+        info = _load_info(cur, dataset_id)
+        wanted = list(info.columns) if columns is None else [info.column(c) for c in columns]
+        if not wanted:
+            return pd.DataFrame(index=range(info.n_rows))
+        select = ", ".join(data_column(c.position) for c in wanted)
+        frame = cur.execute(f"SELECT {select} FROM {data_table(dataset_id)}").df()
     frame.columns = [c.name for c in wanted]
     for i, col in enumerate(wanted):
         series = frame.iloc[:, i]
@@ -933,12 +919,8 @@ def dependents(project: Project, dataset_id: int) -> dict[str, list[dict[str, An
     """
     dataset_id = _dataset_id(dataset_id)
     with project.read() as cur:
-        cur.begin()
-        try:
-            _load_info(cur, dataset_id)
-            return _lineage_dict(*_closure(cur, dataset_id))
-        finally:
-            cur.commit()
+        _load_info(cur, dataset_id)
+        return _lineage_dict(*_closure(cur, dataset_id))
 
 
 def delete_dataset(project: Project, dataset_id: int) -> dict[str, list[dict[str, Any]]]:

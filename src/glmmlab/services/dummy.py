@@ -202,13 +202,9 @@ def preview_dummy_coding(project: Project, dataset_id: int, spec: list[dict[str,
     Raises :class:`ServiceError` for the same problems as :func:`create_dummy_coded`.
     """
     with project.read() as cur:
-        cur.begin()
-        try:
-            plan = _plan(cur, dataset_id, spec)
-            rows = cur.execute(f"SELECT {_select(plan)} FROM {data_table(plan.info.id)} "
-                               f"LIMIT {PREVIEW_ROWS}").fetchall()
-        finally:
-            cur.commit()
+        plan = _plan(cur, dataset_id, spec)
+        rows = cur.execute(f"SELECT {_select(plan)} FROM {data_table(plan.info.id)} "
+                           f"LIMIT {PREVIEW_ROWS}").fetchall()
     return {"dataset_id": plan.info.id, "dataset_name": plan.info.name, "n_rows": plan.info.n_rows,
             "encodings": plan.encodings,
             "columns": [{"name": o.name, "dtype": o.dtype, "scale": o.scale, "source": o.source}

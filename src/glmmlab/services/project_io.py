@@ -8,25 +8,124 @@ The export file is a ZIP archive (suggested extension ``.glmmlab``) holding
 - ``data/ds_<id>.parquet``: the rows of each dataset, one Parquet file per dataset.
 
 It is written from one consistent snapshot of the project, so it can be made while the workbench is in use, and it
-does not depend on the DuckDB file format, so any glmmlab (or any Parquet reader) can open it.
+does not depend on the DuckDB file format, so any glmmlab (or any Parquet reader) can open it. Importing reads only
+those two kinds of members (never paths taken from the archive), checks every dataset against its catalogue entry,
+builds the new project under a temporary name and renames it into place only when everything has loaded.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
+import re
+import shutil
+import tempfile
+import zipfile
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
 
-from glmmlab.services.store import Project
+import duckdb
+
+from glmmlab.services.datasets import DTYPES, SCALES, _SQL_TYPES, _sql_string
+from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.store import SCHEMA_VERSION, Project, data_column, data_table
 
 FORMAT = "glmmlab-project"
 FORMAT_VERSION = 1
+_TABLES = ("datasets", "columns", "models", "reports", "report_items", "meta")
+_SEQUENCES = {"dataset_ids": ("datasets", "id"), "model_ids": ("models", "id"), "report_ids": ("reports", "id"),
+              "report_item_ids": ("report_items", "id")}
+_MEMBER = re.compile(r"data/ds_(\d+)\.parquet")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
+    return value
 
 
 def export_project(project: Project, dest_path: str | os.PathLike) -> dict:
     """Write the whole project to the single file ``dest_path`` (replaced if it exists).
 
-    Returns ``{"path", "datasets", "models", "reports", "bytes"}``.
+    Returns ``{"path", "datasets", "models", "reports", "bytes"}``. The file appears only when complete.
     """
-    raise NotImplementedError
+    dest = Path(dest_path).expanduser().resolve()
+    if dest.is_dir():
+        raise ServiceError(f"{dest} is a folder; give a file name for the export, such as project.glmmlab.")
+    if not dest.parent.is_dir():
+        raise NotFound(f"The folder {dest.parent} does not exist; create it first or choose another place.")
+    manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                                "schema_version": SCHEMA_VERSION, "project": project.path.name,
+                                "exported_at": datetime.datetime.now().isoformat(timespec="seconds")}
+    with tempfile.TemporaryDirectory(prefix="glmmlab-export-") as tmp:
+        with project.read() as cur:  # one snapshot for the catalogue and all the data
+            for table in _TABLES:
+                result = cur.execute(f"SELECT * FROM {table}")
+                names = [d[0] for d in result.description]
+                manifest[table] = [{k: _plain(v) for k, v in zip(names, row)} for row in result.fetchall()]
+            manifest["sequences"] = {name: int(value) for name, value in cur.execute(
+                "SELECT sequence_name, coalesce(last_value, start_value - 1) + 1 FROM duckdb_sequences() "
+                "WHERE database_name = current_database()").fetchall() if name in _SEQUENCES}
+            for row in manifest["datasets"]:
+                target = Path(tmp) / f"ds_{int(row['id'])}.parquet"
+                cur.execute(f"COPY (SELECT * FROM {data_table(row['id'])}) TO {_sql_string(str(target))} "
+                            "(FORMAT parquet, COMPRESSION zstd)")
+        partial = dest.with_name(dest.name + ".partial")
+        try:
+            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("manifest.json", json.dumps(manifest, indent=1, default=str))
+                for row in manifest["datasets"]:
+                    zf.write(Path(tmp) / f"ds_{int(row['id'])}.parquet", f"data/ds_{int(row['id'])}.parquet",
+                             compress_type=zipfile.ZIP_STORED)
+            os.replace(partial, dest)
+        finally:
+            with suppress(OSError):
+                partial.unlink()
+    return {"path": str(dest), "datasets": len(manifest["datasets"]), "models": len(manifest["models"]),
+            "reports": len(manifest["reports"]), "bytes": dest.stat().st_size}
+
+
+def _bad(src: Path, why: str) -> ServiceError:
+    return ServiceError(f"'{src.name}' is not a usable glmmlab project export: {why}. Export the project again "
+                        "and import the new file.")
+
+
+def _read_manifest(src: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
+    try:
+        manifest = json.loads(zf.read("manifest.json").decode("utf-8"))
+    except KeyError:
+        raise _bad(src, "it has no manifest.json") from None
+    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
+        raise _bad(src, f"its manifest.json cannot be read ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise _bad(src, "its manifest.json does not describe a glmmlab project")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ServiceError(f"'{src.name}' was exported by a newer glmmlab (export format {version}); update glmmlab "
+                           "to import it.")
+    schema = manifest.get("schema_version")
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        raise ServiceError(f"'{src.name}' holds a project from a newer glmmlab (project format {schema}); update "
+                           "glmmlab to import it.")
+    for table in _TABLES:
+        rows = manifest.get(table, [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise _bad(src, f"the '{table}' list in manifest.json is damaged")
+        manifest[table] = rows
+    members = set(zf.namelist())
+    for row in manifest["datasets"]:
+        if not isinstance(row.get("id"), int) or not isinstance(row.get("name"), str):
+            raise _bad(src, "a dataset entry in manifest.json has no id or name")
+        if f"data/ds_{row['id']}.parquet" not in members:
+            raise _bad(src, f"the data of dataset '{row['name']}' are missing")
+    ids = {row["id"] for row in manifest["datasets"]}
+    for col in manifest["columns"]:
+        if col.get("dataset_id") not in ids or col.get("dtype") not in DTYPES or col.get("scale") not in SCALES \
+                or not isinstance(col.get("name"), str) or not isinstance(col.get("position"), int):
+            raise _bad(src, "a column entry in manifest.json is damaged")
+    return manifest
 
 
 def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike) -> Project:
@@ -35,4 +134,83 @@ def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike) ->
     Refuses (``ServiceError``) a file that is not a glmmlab export or is damaged, and a ``dest_path`` that already
     exists; nothing is left behind at ``dest_path`` when it refuses.
     """
-    raise NotImplementedError
+    src = Path(src_path).expanduser().resolve()
+    dest = Path(dest_path).expanduser().resolve()
+    if not src.is_file():
+        raise NotFound(f"There is no file at {src}; check the path of the export file.")
+    if dest.exists():
+        raise ServiceError(f"There is already a file at {dest}; choose another name for the imported project.")
+    if not dest.parent.is_dir():
+        raise NotFound(f"The folder {dest.parent} does not exist; create it first or choose another place.")
+    if not zipfile.is_zipfile(src):
+        raise _bad(src, "it is not a ZIP archive")
+    building = dest.with_name(f".{dest.name}.importing")
+    for leftover in (building, building.with_name(building.name + ".wal")):
+        with suppress(OSError):
+            leftover.unlink()
+    try:
+        with zipfile.ZipFile(src) as zf, tempfile.TemporaryDirectory(prefix="glmmlab-import-") as tmp:
+            manifest = _read_manifest(src, zf)
+            project = Project.open(building, create=True)
+            try:
+                _load(project, src, zf, manifest, Path(tmp))
+            finally:
+                project.close()
+        os.replace(building, dest)
+    except zipfile.BadZipFile as exc:
+        raise _bad(src, f"the archive is damaged ({exc})") from None
+    finally:
+        for leftover in (building, building.with_name(building.name + ".wal")):
+            with suppress(OSError):
+                leftover.unlink()
+    return Project.open(dest, create=False)
+
+
+def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, Any], tmp: Path) -> None:
+    columns_of: dict[int, list[dict]] = {}
+    for col in manifest["columns"]:
+        columns_of.setdefault(col["dataset_id"], []).append(col)
+    with project.write() as cur:
+        for table in _TABLES:
+            have = [r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()]
+            for row in manifest[table]:
+                unknown = set(row) - set(have)
+                if unknown:
+                    raise _bad(src, f"the '{table}' entries have fields this glmmlab does not know "
+                                    f"({', '.join(sorted(unknown))})")
+                names = list(row)
+                try:
+                    cur.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                                [row[n] for n in names])
+                except duckdb.Error as exc:
+                    raise _bad(src, f"an entry of '{table}' cannot be stored ({str(exc).splitlines()[0]})") from None
+        for row in manifest["datasets"]:
+            dataset_id = row["id"]
+            cols = sorted(columns_of.get(dataset_id, []), key=lambda c: c["position"])
+            if [c["position"] for c in cols] != list(range(len(cols))):
+                raise _bad(src, f"the columns of dataset '{row['name']}' are damaged")
+            target = tmp / f"ds_{dataset_id}.parquet"
+            with zf.open(f"data/ds_{dataset_id}.parquet") as member, open(target, "wb") as out:
+                shutil.copyfileobj(member, out, 1 << 20)
+            try:
+                found = cur.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_string(str(target))})").fetchall()
+                if len(found) != len(cols):
+                    raise _bad(src, f"the data of dataset '{row['name']}' do not match its columns")
+                aliases = ", ".join(data_column(i) for i in range(len(cols)))
+                select = ", ".join(f"CAST({data_column(c['position'])} AS {_SQL_TYPES[c['dtype']]}) AS "
+                                   f"{data_column(c['position'])}" for c in cols)
+                cur.execute(f"CREATE TABLE {data_table(dataset_id)} AS SELECT {select or '1 AS _empty'} FROM "
+                            f"(SELECT * FROM read_parquet({_sql_string(str(target))}) AS _p({aliases}))")
+                n = cur.execute(f"SELECT count(*) FROM {data_table(dataset_id)}").fetchall()[0][0]
+            except duckdb.Error as exc:
+                raise _bad(src, f"the data of dataset '{row['name']}' cannot be read "
+                                f"({str(exc).splitlines()[0]})") from None
+            finally:
+                with suppress(OSError):
+                    target.unlink()
+            if n != row.get("n_rows"):
+                raise _bad(src, f"dataset '{row['name']}' should have {row.get('n_rows')} rows but has {n}")
+        for sequence, (table, column) in _SEQUENCES.items():
+            top = cur.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchall()[0][0]
+            start = max(int(top), int(manifest.get("sequences", {}).get(sequence, 1) or 1))
+            cur.execute(f"CREATE OR REPLACE SEQUENCE {sequence} START {start}")

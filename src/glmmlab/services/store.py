@@ -122,6 +122,7 @@ class Project:
         self.path = path
         self._con = con
         self._write_lock = threading.RLock()
+        self._local = threading.local()  # .cursor: the cursor of this thread's running write(), if any
         self._closed = False
 
     # -- opening and closing ---------------------------------------------------------------------------------
@@ -190,15 +191,25 @@ class Project:
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Yield a cursor of its own for reading; safe to use from several threads at once.
+        """Yield a cursor for reading, inside a read transaction, so everything read in the block is one snapshot.
 
-        The cursor sees committed data only. Reads inside one ``with`` block that must agree with each other
-        should run in a transaction (``cur.begin()``), which gives them one snapshot.
+        Each call gets a cursor of its own, so several threads can read at once (also while another thread
+        writes); the cursor sees committed data only. Inside a :meth:`write` block of the same thread it yields
+        that block's cursor instead, so the reads see the block's own changes.
         """
+        active = getattr(self._local, "cursor", None)
+        if active is not None:
+            yield active
+            return
         cur = self._cursor()
         try:
+            cur.begin()
             yield cur
         finally:
+            try:
+                cur.rollback()
+            except duckdb.Error:
+                pass
             cur.close()
 
     @contextmanager
@@ -232,13 +243,6 @@ class Project:
             finally:
                 self._local.cursor = None
                 cur.close()
-
-    @property
-    def _local(self) -> threading.local:
-        local = self.__dict__.get("_thread_local")
-        if local is None:
-            local = self.__dict__.setdefault("_thread_local", threading.local())
-        return local
 
     # -- settings --------------------------------------------------------------------------------------------
 
