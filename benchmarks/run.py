@@ -1,0 +1,594 @@
+"""glmmlab benchmarks: one command, peers measured in the same run.
+
+    .venv/bin/python benchmarks/run.py [--quick] [--only NAME[,NAME...]] [--no-r] [--fitters glmmlab,lme4,...]
+                                       [--timeout 600] [--all-peers] [--no-cli]
+
+For every case (see cases.py) each fitter runs in its own subprocess (workers/), which reads the data, resets the
+memory high-water mark, times the fit call alone and writes a JSON record.  This script generates the data, runs
+the workers with a time limit, prints the tables and writes benchmarks/results/latest.json.
+See benchmarks/README.md for the columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import cases as case_defs  # noqa: E402
+
+RESULTS_DIR = HERE / "results"
+WORKERS = HERE / "workers"
+PY = sys.executable
+
+ALL_FITTERS = ["glmmlab", "glmmlab-cli", "lme4", "statsmodels"]
+
+# Peers left out of the default run where they would take far longer than the time limit (measured on the 2-core
+# machine; see README).  --all-peers runs them anyway, each still under --timeout.
+HEAVY_SKIPS = {
+    "sim_binomial_logit_1m": {
+        "lme4": "skipped: glmer on 1M rows x 11 fixed effects x 10,000 groups takes far longer than the time limit "
+        "(--all-peers to try)",
+        "statsmodels": "skipped: BinomialBayesMixedGLM.fit_vb optimises 2 x 10,012 variational parameters over "
+        "1M rows; far beyond the time limit (--all-peers to try, with L-BFGS-B)",
+    },
+    "sim_gaussian_1m": {},
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# running one worker
+
+
+def run_child(cmd: list[str], timeout: float, stdout_path: Path, stderr_path: Path, env=None) -> dict:
+    """Run cmd in its own process group with a time limit; return exit code, wall time and the child's ru_maxrss."""
+    t0 = time.perf_counter()
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, env=env, cwd=str(ROOT))
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "returncode": proc.returncode,
+        "timed_out": timed_out,
+        "wall_seconds": time.perf_counter() - t0,
+        "child_maxrss_kb": int(usage.ru_maxrss),
+    }
+
+
+def worker_spec(case, fitter: str) -> dict:
+    spec = {
+        "fitter": fitter,
+        "data": str(case.path),
+        "response": case.response,
+        "group": case.group,
+        "fixed": list(case.fixed),
+        "family": case.family,
+        "link": case.link,
+        "nagq": 1,
+    }
+    if fitter == "statsmodels" and case.n and case.n_groups and case.n_groups > 5_000:
+        # dense BFGS over 2 x (p + 1 + groups) parameters would need a (20,000 x 20,000) matrix
+        spec["vb_method"] = "L-BFGS-B"
+    return spec
+
+
+def run_fitter(case, fitter: str, timeout: float, logdir: Path) -> dict:
+    tag = f"{case.name.replace(':', '_')}.{fitter}"
+    spec_path = logdir / f"{tag}.spec.json"
+    out_path = logdir / f"{tag}.out.json"
+    spec = worker_spec(case, fitter)
+    spec_path.write_text(json.dumps(spec, indent=1))
+    out_path.unlink(missing_ok=True)
+    if fitter == "glmmlab-cli":
+        return run_cli(case, timeout, logdir, tag)
+    if fitter == "lme4":
+        cmd = ["Rscript", str(WORKERS / "fit_lme4.R"), str(spec_path), str(out_path)]
+    else:
+        cmd = [PY, str(WORKERS / "fit_python.py"), str(spec_path), str(out_path)]
+    run = run_child(cmd, timeout, logdir / f"{tag}.stdout", logdir / f"{tag}.stderr")
+    if run["timed_out"]:
+        rec = {"fitter": fitter, "status": "timeout", "error": f"no result within {timeout:.0f} s (killed)"}
+    elif out_path.exists():
+        rec = json.loads(out_path.read_text())
+    else:
+        tail = (logdir / f"{tag}.stderr").read_text(errors="replace")[-1500:]
+        rec = {"fitter": fitter, "status": "error", "error": f"worker exited {run['returncode']}: {tail.strip()}"}
+    rec["process"] = run
+    return rec
+
+
+def run_cli(case, timeout: float, logdir: Path, tag: str) -> dict:
+    """The command line end to end: `glmmlab fit DATA ... --format json` (start-up, reading the CSV, JSON out)."""
+    exe = Path(PY).parent / "glmmlab"
+    if not exe.exists():
+        return {"fitter": "glmmlab-cli", "status": "unavailable", "error": f"{exe} not found"}
+    cmd = [str(exe), "fit", str(case.path), "--response", case.response, "--group", case.group,
+           "--family", case.family, "--link", case.link, "--format", "json"]
+    if case.fixed:
+        cmd[5:5] = ["--fixed", *case.fixed]
+    stdout = logdir / f"{tag}.stdout"
+    run = run_child(cmd, timeout, stdout, logdir / f"{tag}.stderr")
+    rec: dict = {"fitter": "glmmlab-cli", "process": run, "command": " ".join(cmd)}
+    if run["timed_out"]:
+        rec.update(status="timeout", error=f"no result within {timeout:.0f} s (killed)")
+        return rec
+    if run["returncode"] != 0:
+        err = (logdir / f"{tag}.stderr").read_text(errors="replace").strip()
+        rec.update(status="error", error=f"exit {run['returncode']}: {err[-1500:]}")
+        return rec
+    try:
+        doc = json.loads(stdout.read_text())
+    except ValueError as exc:
+        rec.update(status="error", error=f"stdout is not one JSON document: {exc}")
+        return rec
+    fe = {r["variable"]: r.get("estimate") for r in doc.get("fixed_effects", [])}
+    rec.update(
+        status="ok",
+        fit_seconds=(doc.get("timing") or {}).get("fit_seconds"),
+        log_likelihood=(doc.get("fit") or {}).get("log_likelihood"),
+        log_likelihood_kind=(doc.get("fit") or {}).get("log_likelihood_kind"),
+        fixef=fe,
+        converged=doc.get("converged"),
+        warnings=doc.get("warnings") or [],
+        peak_total_kb=run["child_maxrss_kb"],
+        json_bytes=stdout.stat().st_size,
+    )
+    stdout.unlink(missing_ok=True)  # can be large (per-row diagnostics)
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# comparing
+
+
+def agreement(rec: dict, ref: dict | None) -> dict:
+    """Log-likelihood difference (rec - lme4, positive = higher) and fixed-effect differences against lme4."""
+    if not ref or rec.get("status") != "ok":
+        return {}
+    out: dict = {}
+    ll, ll_ref = rec.get("log_likelihood"), ref.get("log_likelihood")
+    if ll is not None and ll_ref is not None:
+        out["dloglik"] = ll - ll_ref
+    fe, fe_ref, se_ref = rec.get("fixef") or {}, ref.get("fixef") or {}, ref.get("se") or {}
+    common = [k for k in fe_ref if fe.get(k) is not None and fe_ref.get(k) is not None]
+    if common:
+        diffs = {k: abs(fe[k] - fe_ref[k]) for k in common}
+        worst = max(diffs, key=diffs.get)
+        out["max_abs_dfixef"] = diffs[worst]
+        out["max_abs_dfixef_term"] = worst
+        scaled = [diffs[k] / se_ref[k] for k in common if se_ref.get(k)]
+        if scaled:
+            out["max_dfixef_over_se"] = max(scaled)
+        missing = sorted(set(fe_ref) - set(common))
+        if missing:
+            out["terms_missing"] = missing
+    return out
+
+
+def stored_lme4(case) -> dict | None:
+    """lme4's fit from the reference JSON, shaped like a worker record."""
+    fit = case.stored_lme4
+    if not fit:
+        return None
+    return {
+        "fitter": "lme4 (stored)",
+        "status": "ok",
+        "log_likelihood": fit.get("logLik"),
+        "fixef": fit.get("fixef"),
+        "se": fit.get("se"),
+        "var_group": fit.get("var_group"),
+        "fit_seconds": fit.get("seconds"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# printing
+
+
+def _mb(kb) -> str:
+    return "-" if kb is None else f"{kb / 1024:.0f}"
+
+
+def _sec(s) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.3f}" if s < 100 else f"{s:.1f}"
+
+
+def _ll(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _ratio(t, t_ref) -> str:
+    if not t or not t_ref:
+        return "-"
+    r = t / t_ref
+    return f"{r:.0f}x" if r >= 10 else f"{r:.2f}x"
+
+
+def format_case(entry: dict) -> str:
+    c = entry["case"]
+    lines = [
+        f"== {c['name']}: {c['family']}/{c['link']}, n={c['n']:,}, groups={c['n_groups']:,}, "
+        f"fixed effects={len(c['fixed']) + 1}, numeric data {c['data_bytes'] / 2**20:.1f} MB"
+    ]
+    lines += [f"   ({n})" for n in c["notes"]]
+    head = (f"   {'fitter':<14}{'status':<10}{'fit s':>9}{'peak MB':>9}{'net MB':>8}  {'log-likelihood':>16}  "
+            f"{'time vs glmmlab':<26}{'dLL vs lme4':>12}  {'max|dβ| vs lme4 (/SE)':<24}")
+    lines.append(head)
+    g = entry["fitters"].get("glmmlab", {})
+    t_g = g.get("fit_seconds") if g.get("status") == "ok" else None
+    ref_name = entry.get("agreement_reference")
+    for name, rec in entry["fitters"].items():
+        status = rec.get("status", "?")
+        ok = status == "ok"
+        t = rec.get("fit_seconds") if ok else None
+        if name == "glmmlab-cli":
+            peak = rec.get("peak_total_kb")
+            net = None
+        else:
+            peak = rec.get("peak_fit_kb")
+            net = (peak - rec["rss_baseline_kb"]) if (peak and rec.get("rss_baseline_kb")) else None
+        if ok and rec.get("log_likelihood") is None and "variational" in str(rec.get("log_likelihood_kind")):
+            ll = "n/a (VB)"
+        else:
+            ll = _ll(rec.get("log_likelihood")) if ok else "-"
+        if name in ("glmmlab", "glmmlab-cli") or not ok or not t_g:
+            vs = "" if name == "glmmlab" else "-"
+            if name == "glmmlab-cli" and ok and t_g and t:
+                vs = f"engine {t:.3f}s / api {t_g:.3f}s"
+        else:
+            vs = f"{name}/glmmlab = {_ratio(t, t_g)}"
+        agr = entry["agreement"].get(name, {})
+        dll = f"{agr['dloglik']:+.4g}" if "dloglik" in agr else "-"
+        if "max_abs_dfixef" in agr:
+            db = f"{agr['max_abs_dfixef']:.2g}"
+            if "max_dfixef_over_se" in agr:
+                db += f" ({agr['max_dfixef_over_se']:.2g})"
+        else:
+            db = "-"
+        lines.append(f"   {name:<14}{status:<10}{_sec(t):>9}{_mb(peak):>9}{_mb(net):>8}  {ll:>16}  "
+                     f"{vs:<26}{dll:>12}  {db:<24}")
+        for note in row_notes(name, rec, entry):
+            lines.append(f"   {'':<14}note: {note}")
+    if ref_name and ref_name != "lme4":
+        lines.append(f"   agreement is against {ref_name} (lme4 was not run live here)")
+    return "\n".join(lines)
+
+
+def row_notes(name: str, rec: dict, entry: dict) -> list[str]:
+    notes = []
+    status = rec.get("status")
+    if status in ("error", "timeout", "unavailable", "n/a", "skipped"):
+        notes.append(_one_line(rec.get("error") or rec.get("reason") or ""))
+    if status == "ok":
+        if rec.get("converged") is False:
+            notes.append("reports NOT converged")
+        for w in (rec.get("warnings") or [])[:3]:
+            notes.append("warning: " + str(w)[:200])
+        if name == "statsmodels" and "fit_vb" in str(rec.get("method")):
+            notes.append(f"{rec['method']}: variational Bayes posterior means (priors fe_p=2, vcp_p=1), "
+                         "no comparable likelihood")
+        if name == "glmmlab" and rec.get("engine_fit_seconds") is not None:
+            notes.append(f"engine's own timing.fit_seconds = {rec['engine_fit_seconds']:.3f}")
+        if name == "glmmlab-cli":
+            pr = rec.get("process", {})
+            notes.append(f"whole command {pr.get('wall_seconds', 0):.2f}s wall (start-up, CSV, fit, "
+                         f"{rec.get('json_bytes', 0) / 2**20:.1f} MB JSON); peak MB is the whole process")
+        if rec.get("hwm_reset") is False:
+            notes.append("could not reset the memory high-water mark: peak includes reading the data")
+    return [n for n in notes if n]
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """The last non-empty line of a message (a traceback's last line is the exception), shortened."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    head = lines[0].split(":")[0] + ": " if len(lines) > 1 and lines[0].startswith(("exit", "worker exited")) else ""
+    return (head + lines[-1])[:limit]
+
+
+def format_reference(entries: list[dict]) -> str:
+    """The small reference cases, one line each (the per-fitter details are in the JSON)."""
+    rows = [e for e in entries if e["case"]["kind"] == "reference"]
+    lines = ["== reference cases (../shared/reference; small data, fixed costs dominate)",
+             f"   {'case':<30}{'family/link':<19}{'n':>6}{'groups':>7}{'glmmlab s':>11}{'lme4 s':>9}"
+             f"{'lme4/glmmlab':>13}{'statsmodels s':>15}  {'glmmlab logLik':>15}{'dLL vs lme4':>12}"
+             f"  {'max|dβ| (/SE)':<18}{'agreement vs':<14}"]
+    for e in rows:
+        c, f = e["case"], e["fitters"]
+        g, r, sm = f.get("glmmlab", {}), f.get("lme4", {}), f.get("statsmodels", {})
+        tg = g.get("fit_seconds") if g.get("status") == "ok" else None
+        tr = r.get("fit_seconds") if r.get("status") == "ok" else None
+        if sm.get("status") == "ok":
+            tsm = _sec(sm.get("fit_seconds"))
+        else:
+            tsm = sm.get("status", "-") if sm else "-"
+        agr = e["agreement"].get("glmmlab", {})
+        dll = f"{agr['dloglik']:+.3g}" if "dloglik" in agr else "-"
+        db = "-"
+        if "max_abs_dfixef" in agr:
+            db = f"{agr['max_abs_dfixef']:.2g}" + (f" ({agr['max_dfixef_over_se']:.2g})"
+                                                   if "max_dfixef_over_se" in agr else "")
+        against = "live lme4" if e.get("agreement_reference") == "lme4" else "stored lme4"
+        gstat = _sec(tg) if tg is not None else g.get("status", "-")
+        lines.append(f"   {c['name'].removeprefix('ref:'):<30}{c['family'] + '/' + c['link']:<19}{c['n']:>6}"
+                     f"{c['n_groups']:>7}{gstat:>11}{_sec(tr):>9}{_ratio(tr, tg):>13}{tsm:>15}  "
+                     f"{_ll(g.get('log_likelihood')):>15}{dll:>12}  {db:<18}{against:<14}")
+        for note in row_notes("glmmlab", g, e):
+            if not note.startswith("engine's own"):
+                lines.append(f"   {'':<30}glmmlab: {note}")
+        if sm.get("status") == "ok" and sm.get("converged") is False:
+            lines.append(f"   {'':<30}statsmodels: reports NOT converged")
+    return "\n".join(lines)
+
+
+def format_memory(entries: list[dict]) -> str:
+    lines = ["== glmmlab memory (API worker; MB = 2^20 bytes)",
+             f"   {'case':<30}{'data MB':>9}{'baseline':>10}{'loaded':>9}{'peak':>9}{'net':>9}"
+             f"{'peak/data':>11}{'net/data':>10}{'fit extra/data':>16}"]
+    for e in entries:
+        rec = e["fitters"].get("glmmlab", {})
+        c = e["case"]
+        if rec.get("status") != "ok" or not c["data_bytes"] or c["kind"] == "reference":
+            continue
+        data_kb = c["data_bytes"] / 1024
+        base, load, peak = rec.get("rss_baseline_kb"), rec.get("rss_after_load_kb"), rec.get("peak_fit_kb")
+        if not (base and load and peak):
+            continue
+        lines.append(f"   {c['name']:<30}{data_kb / 1024:>9.1f}{base / 1024:>10.0f}{load / 1024:>9.0f}"
+                     f"{peak / 1024:>9.0f}{(peak - base) / 1024:>9.0f}{peak / data_kb:>11.1f}"
+                     f"{(peak - base) / data_kb:>10.2f}{(peak - load) / data_kb:>16.2f}")
+    lines.append("   baseline = RSS after imports; loaded = after reading the CSV into pandas; peak = high-water mark "
+                 "during the fit; net = peak - baseline (includes the DataFrame); fit extra = peak - loaded")
+    return "\n".join(lines)
+
+
+TARGETS = [
+    # (case, kind, threshold, text)
+    ("sim_poisson_log_big", "speedup", 50.0, ">= 50x faster than lme4 glmer"),
+    ("verbagg_binary", "speedup", 50.0, ">= 50x faster than lme4 glmer"),
+    ("sim_binomial_logit_1m", "seconds", 5.0, "fit < 5 s"),
+    ("sim_gaussian_1m", "seconds", 1.0, "fit < 1 s"),
+]
+
+
+def format_targets(entries: list[dict]) -> str:
+    by_name = {e["case"]["name"]: e for e in entries}
+    lines = ["== targets from the engine issue (measured, not asserted)"]
+    for name, kind, thr, text in TARGETS:
+        e = by_name.get(name)
+        if not e:
+            continue
+        g = e["fitters"].get("glmmlab", {})
+        if g.get("status") != "ok":
+            lines.append(f"   {name:<24}{text:<32}glmmlab: {g.get('status', 'not run')}")
+            continue
+        if kind == "seconds":
+            val = g["fit_seconds"]
+            lines.append(f"   {name:<24}{text:<32}{val:.3f} s  -> {'met' if val < thr else 'NOT met'}")
+        else:
+            r = e["fitters"].get("lme4", {})
+            if r.get("status") != "ok":
+                lines.append(f"   {name:<24}{text:<32}lme4: {r.get('status', 'not run')}")
+                continue
+            sp = r["fit_seconds"] / g["fit_seconds"]
+            lines.append(f"   {name:<24}{text:<32}{sp:.1f}x ({r['fit_seconds']:.2f} s / {g['fit_seconds']:.3f} s)"
+                         f"  -> {'met' if sp >= thr else 'NOT met'}")
+    worst = None
+    for e in entries:
+        g = e["fitters"].get("glmmlab", {})
+        if e["case"]["kind"] == "reference" or g.get("status") != "ok":
+            continue
+        if g.get("peak_fit_kb") and g.get("rss_baseline_kb") and e["case"]["data_bytes"]:
+            r = (g["peak_fit_kb"] - g["rss_baseline_kb"]) * 1024 / e["case"]["data_bytes"]
+            if worst is None or r > worst[1]:
+                worst = (e["case"]["name"], r)
+    if worst:
+        lines.append(f"   {'memory':<24}{'net peak < 3x numeric data':<32}worst {worst[1]:.2f}x ({worst[0]})"
+                     f"  -> {'met' if worst[1] < 3 else 'NOT met'}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def environment(r_msg: str) -> dict:
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": list(os.getloadavg()),
+        "r": r_msg,
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            env["cpu"] = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
+    except OSError:
+        pass
+    try:
+        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                           text=True).stdout.strip()
+    except OSError:
+        pass
+    for mod in ("numpy", "scipy", "pandas", "statsmodels"):
+        try:
+            env[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            env[mod] = None
+    return env
+
+
+def select(cases: list, only: str | None) -> list:
+    if not only:
+        return cases
+    out = []
+    for want in [w.strip() for w in only.split(",") if w.strip()]:
+        exact = [c for c in cases if c.name == want]
+        hits = exact or [c for c in cases if want in c.name]
+        out += [c for c in hits if c not in out]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="shrink the simulated cases to 2,000 rows (smoke run)")
+    ap.add_argument("--only", help="comma-separated case names (exact, else substring: 'ref' = reference cases)")
+    ap.add_argument("--no-r", action="store_true", help="do not run R/lme4 (agreement uses stored lme4 fits)")
+    ap.add_argument("--fitters", default=",".join(ALL_FITTERS), help=f"subset of {','.join(ALL_FITTERS)}")
+    ap.add_argument("--no-cli", action="store_true", help="leave out the glmmlab command-line row")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per fitter per case (default 600)")
+    ap.add_argument("--all-peers", action="store_true", help="also run the peers skipped on the 1M-row cases")
+    ap.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
+    args = ap.parse_args(argv)
+
+    fitters = [f.strip() for f in args.fitters.split(",") if f.strip()]
+    unknown = set(fitters) - set(ALL_FITTERS)
+    if unknown:
+        ap.error(f"unknown fitter(s) {sorted(unknown)}; choose from {ALL_FITTERS}")
+    if args.no_cli and "glmmlab-cli" in fitters:
+        fitters.remove("glmmlab-cli")
+
+    t_start = time.perf_counter()
+    if args.no_r:
+        r_ok, r_msg = False, "not used (--no-r)"
+    else:
+        r_ok, r_msg = case_defs.r_status()
+    use_lme4 = "lme4" in fitters and r_ok
+
+    cases = select(case_defs.all_cases(args.quick, use_r=not args.no_r, r_ok=r_ok), args.only)
+    if not cases:
+        print(f"no case matches --only {args.only!r}", file=sys.stderr)
+        return 2
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    logdir = RESULTS_DIR / "logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+
+    env = environment(r_msg)
+    print(f"glmmlab benchmarks{' (--quick)' if args.quick else ''}: {len(cases)} case(s), fitters {fitters}, "
+          f"time limit {args.timeout:.0f} s each")
+    print(f"machine: {env.get('cpu')}, {env['cpu_count']} cores, load average {env['loadavg_start'][0]:.2f}; "
+          f"python {env['python']}, numpy {env['numpy']}, statsmodels {env['statsmodels']}; R: {r_msg}")
+    sys.stdout.flush()
+
+    entries = []
+    for case in cases:
+        t_gen = time.perf_counter()
+        if case.build:
+            case.build()
+        gen_s = time.perf_counter() - t_gen
+        entry: dict = {"case": case.describe(), "data_seconds": gen_s, "fitters": {}, "agreement": {}}
+        for fitter in fitters:
+            if fitter == "lme4" and not use_lme4:
+                if "lme4" in fitters and not args.no_r:
+                    entry["fitters"]["lme4"] = {"fitter": "lme4", "status": "skipped", "reason": r_msg}
+                continue
+            if fitter == "glmmlab-cli" and case.kind == "reference":
+                continue  # the API row covers these small cases
+            if args.quick and case.kind == "reference" and fitter != "glmmlab":
+                continue  # keeps the smoke run short; the full run has the peers on these cases
+            # the quick run mirrors the full run's skips (and stays short)
+            reason = None if args.all_peers else HEAVY_SKIPS.get(case.name.removesuffix("_quick"), {}).get(fitter)
+            if reason:
+                entry["fitters"][fitter] = {"fitter": fitter, "status": "skipped", "reason": reason}
+                continue
+            print(f"   running {case.name} / {fitter} ...", end="", flush=True)
+            rec = run_fitter(case, fitter, args.timeout, logdir)
+            entry["fitters"][fitter] = rec
+            print(f" {rec.get('status')}" + (f" {rec['fit_seconds']:.3f}s" if rec.get("fit_seconds") else ""),
+                  flush=True)
+        ref = entry["fitters"].get("lme4")
+        if ref and ref.get("status") == "ok":
+            entry["agreement_reference"] = "lme4"
+        else:
+            ref = stored_lme4(case)
+            entry["agreement_reference"] = "lme4 (stored reference JSON)" if ref else None
+        for name, rec in entry["fitters"].items():
+            if name != "lme4":
+                entry["agreement"][name] = agreement(rec, ref)
+        entries.append(entry)
+
+    env["loadavg_end"] = list(os.getloadavg())
+    versions = {}
+    for e in entries:
+        for rec in e["fitters"].values():
+            versions.update(rec.get("versions") or {})
+    env["fitter_versions"] = versions
+
+    print()
+    print("glmmlab benchmark results" + (" (--quick: shrunken data, figures mean nothing)" if args.quick else ""))
+    print("fit s = the fit call alone, inside the worker process; peak MB = memory high-water mark during the fit; "
+          "net MB = peak minus the RSS after imports")
+    print()
+    for e in entries:
+        if e["case"]["kind"] != "reference":
+            print(format_case(e))
+            print()
+    if any(e["case"]["kind"] == "reference" for e in entries):
+        print(format_reference(entries))
+        print()
+    print(format_memory(entries))
+    print()
+    print(format_targets(entries))
+    print()
+    vtxt = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+    print(f"versions: {vtxt or '-'}; load average {env['loadavg_start'][0]:.2f} -> {env['loadavg_end'][0]:.2f}")
+    total = time.perf_counter() - t_start
+    print(f"total run time {total:.1f} s")
+
+    doc = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "arguments": vars(args) | {"output": str(args.output)},
+        "environment": env,
+        "total_seconds": total,
+        "cases": entries,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(_clean(doc), indent=1, default=str, allow_nan=False))
+    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    return 0
+
+
+def _clean(o):
+    """NaN and infinities become null so the file is valid JSON."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, Path):
+        return str(o)
+    return o
+
+
+if __name__ == "__main__":
+    sys.exit(main())
