@@ -1,0 +1,172 @@
+"""Importing CSV, TSV and Parquet: type inference, nulls, names, malformed files, progress."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from glmmlab.services import datasets as D
+from glmmlab.services.errors import NotFound, ServiceError
+
+
+def dtypes(info):
+    return {c.name: c.dtype for c in info.columns}
+
+
+def test_type_inference_per_column(project, write_file):
+    path = write_file("t.csv",
+                      "n,x,when,flag,at,label,blank,mixed,big\n"
+                      "1,2,2020-01-05,TRUE,2020-01-01 10:00,a,,1,12345678901234567890\n"
+                      "2,2.5,2021-12-31,false,2020-01-01T11:30:15,b,,x,1\n"
+                      "-3,,, ,2020-01-02,\"c, d\",,3,2\n")
+    info = D.import_dataset(project, path, "t")
+    assert dtypes(info) == {"n": "int64", "x": "float64", "when": "date", "flag": "boolean", "at": "datetime",
+                            "label": "string", "blank": "string", "mixed": "string", "big": "float64"}
+    page = D.read_rows(project, info.id)
+    assert page["rows"] == [
+        [1, 2.0, "2020-01-05", True, "2020-01-01T10:00:00", "a", None, "1", 1.2345678901234567e19],
+        [2, 2.5, "2021-12-31", False, "2020-01-01T11:30:15", "b", None, "x", 1.0],
+        [-3, None, None, None, "2020-01-02T00:00:00", "c, d", None, "3", 2.0],
+    ]
+    assert info.n_rows == 3 and page["total"] == 3
+
+
+def test_integers_mixed_with_decimals_are_float64(project, write_file):
+    info = D.import_dataset(project, write_file("m.csv", "v\n1\n2\n3.5\n4\n"), "m")
+    assert info.columns[0].dtype == "float64"
+    assert D.read_frame(project, info.id)["v"].tolist() == [1.0, 2.0, 3.5, 4.0]
+
+
+def test_a_decimal_far_down_the_file_still_makes_float64(project, write_file):
+    lines = "v,w\n" + "".join(f"{i},{i}\n" for i in range(5000)) + "0.5,x\n"
+    info = D.import_dataset(project, write_file("late.csv", lines), "late")
+    assert dtypes(info) == {"v": "float64", "w": "string"}
+
+
+def test_empty_cells_are_null(project, write_file):
+    info = D.import_dataset(project, write_file("e.csv", 'a,b,c\n1,,x\n,2.5,\n3,"",y\n'), "e")
+    assert dtypes(info) == {"a": "int64", "b": "float64", "c": "string"}
+    assert D.read_rows(project, info.id)["rows"] == [[1, None, "x"], [None, 2.5, None], [3, None, "y"]]
+    frame = D.read_frame(project, info.id)
+    assert frame["a"].dtype == "float64" and frame["a"].isna().tolist() == [False, True, False]
+
+
+def test_number_like_text_that_is_not_a_number_stays_text(project, write_file):
+    info = D.import_dataset(project, write_file("n.csv", "hex,under,comma,date\n0x1F,1_000,\"1,5\",2020-02-30\n"), "n")
+    assert dtypes(info) == {"hex": "string", "under": "string", "comma": "string", "date": "string"}
+
+
+def test_nan_and_inf_are_float_and_read_back_as_none(project, write_file):
+    info = D.import_dataset(project, write_file("f.csv", "v\n1.5\nnan\ninf\n-Infinity\n"), "f")
+    assert info.columns[0].dtype == "float64"
+    assert D.read_rows(project, info.id)["rows"] == [[1.5], [None], [None], [None]]
+
+
+def test_default_scales(project, write_file):
+    info = D.import_dataset(project, write_file("s.csv", "g,pos,neg,d,b\nA,1.5,-1,2020-01-01,true\nB,2,3,2020-01-02,false\n"),
+                            "s")
+    assert {c.name: c.scale for c in info.columns} == {"g": "nominal", "pos": "ratio", "neg": "interval",
+                                                       "d": "interval", "b": "nominal"}
+    assert [c.numeric for c in info.columns] == [False, True, True, False, False]
+    assert [c.categorical for c in info.columns] == [True, False, False, False, True]
+
+
+def test_header_names_are_kept_and_made_unique(project, write_file):
+    weird = 'a"; drop table x; --'
+    text = f'"{weird.replace(chr(34), chr(34) * 2)}",A,a,,a,Größe,"with space"\n1,2,3,4,5,6,7\n'
+    info = D.import_dataset(project, write_file("w.csv", text), "w")
+    assert [c.name for c in info.columns] == [weird, "A", "a", "column_4", "a_2", "Größe", "with space"]
+    frame = D.read_frame(project, info.id, columns=[weird, "a_2"])
+    assert list(frame.columns) == [weird, "a_2"] and frame.iloc[0].tolist() == [1, 5]
+
+
+def test_bom_crlf_and_tsv(project, write_file):
+    info = D.import_dataset(project, write_file("b.csv", "\ufeffid,v\r\n1,a\r\n2,b\r\n"), "b")
+    assert [c.name for c in info.columns] == ["id", "v"]
+    tsv = D.import_dataset(project, write_file("t.tsv", "x\ty, z\n1\ta,b\n"), "t")
+    assert [c.name for c in tsv.columns] == ["x", "y, z"]
+    assert D.read_rows(project, tsv.id)["rows"] == [[1, "a,b"]]
+
+
+def test_header_only_file_gives_an_empty_dataset(project, write_file):
+    info = D.import_dataset(project, write_file("h.csv", "a,b\n"), "h")
+    assert info.n_rows == 0 and dtypes(info) == {"a": "string", "b": "string"}
+
+
+@pytest.mark.parametrize("content, line, words", [
+    ("a,b,c\n1,x,2.5\n2,y,3\n3,z,4,5\n4,w,1\n", 4, "4 fields but the header has 3"),
+    ("a,b\n1,x\n2\n", 3, "1 field but the header has 2"),
+    (b"a,b\n1,x\n2,\xff\xfey\n3,z\n", 3, "not valid UTF-8"),
+    ('a,b\n1,x\n\n2,y\n3,"unterminated\n4,z\n', 5, "quoted value is never closed"),
+    ('a,b\n1,"two\nlines"\n2,ok\n3,q,extra\n', 5, "3 fields but the header has 2"),
+    (b"a,\xffb\n1,2\n", 1, "not valid UTF-8"),
+])
+def test_malformed_file_names_the_line_and_imports_nothing(project, write_file, content, line, words):
+    D.import_dataset(project, write_file("ok.csv", "a\n1\n"), "before")
+    path = write_file("bad.csv", content)
+    with pytest.raises(ServiceError) as err:
+        D.import_dataset(project, path, "bad")
+    message = str(err.value)
+    assert f"Line {line} of 'bad.csv'" in message and words in message
+    assert [d.name for d in D.list_datasets(project)] == ["before"]
+    with project.read() as cur:
+        tables = {r[0] for r in cur.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'ds_%'")
+                  .fetchall()}
+    assert tables == {f"ds_{D.list_datasets(project)[0].id}"}
+
+
+def test_empty_file_is_refused(project, write_file):
+    with pytest.raises(ServiceError, match="empty"):
+        D.import_dataset(project, write_file("e.csv", ""), "e")
+
+
+def test_sources_bytes_file_objects_and_formats(project, write_file):
+    data = b"a,b\n1,x\n"
+    assert D.import_dataset(project, data, "bytes", fmt="csv").n_rows == 1
+    assert D.import_dataset(project, io.BytesIO(data), "fileobj", fmt="csv").n_rows == 1
+    with pytest.raises(ServiceError, match="csv, tsv or parquet"):
+        D.import_dataset(project, data, "nofmt")
+    with pytest.raises(ServiceError, match="not a .csv, .tsv or .parquet"):
+        D.import_dataset(project, write_file("x.xlsx", data), "xlsx")
+    with pytest.raises(NotFound):
+        D.import_dataset(project, "/no/such/file.csv", "missing")
+
+
+def test_names_are_made_unique_and_must_not_be_empty(project):
+    assert D.import_dataset(project, b"a\n1\n", "scores", fmt="csv").name == "scores"
+    assert D.import_dataset(project, b"a\n1\n", "scores", fmt="csv").name == "scores (2)"
+    with pytest.raises(ServiceError, match="name"):
+        D.import_dataset(project, b"a\n1\n", "  ", fmt="csv")
+
+
+def test_parquet_import_keeps_types_and_names(project, tmp_path):
+    frame = pd.DataFrame({"i": pd.array([1, None, 3], dtype="Int32"), "f": [1.5, float("nan"), 2.0],
+                          "s": ["a", None, "c"], "b": [True, False, True],
+                          "d": pd.to_datetime(["2020-01-01", "2020-01-02", None]).date,
+                          "t": pd.to_datetime(["2020-01-01 10:00", None, "2020-01-03 00:00"]),
+                          'we"ird': [1, 2, 3]})
+    path = tmp_path / "p.parquet"
+    frame.to_parquet(path)
+    info = D.import_dataset(project, path, "p")
+    assert dtypes(info) == {"i": "int64", "f": "float64", "s": "string", "b": "boolean", "d": "date",
+                            "t": "datetime", 'we"ird': "int64"}
+    assert D.read_rows(project, info.id)["rows"][1] == [None, None, None, False, "2020-01-02", None, 2]
+
+
+def test_damaged_parquet_is_refused(project, write_file):
+    with pytest.raises(ServiceError, match="not a readable Parquet file"):
+        D.import_dataset(project, write_file("x.parquet", b"PAR1 this is not parquet"), "x")
+    assert D.list_datasets(project) == []
+
+
+def test_progress_reports_stages_in_order(project, tmp_path):
+    path = tmp_path / "p.csv"
+    pd.DataFrame({"a": range(50_000), "b": ["x"] * 50_000}).to_csv(path, index=False)
+    calls = []
+    D.import_dataset(project, path, "p", progress=lambda stage, fraction: calls.append((stage, fraction)))
+    stages = [s for s, _ in calls]
+    assert stages[0] == "reading" and stages[-1] == "done" and "checking types" in stages and "storing" in stages
+    fractions = [f for _, f in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and all(0 <= f <= 1 for f in fractions)
