@@ -12,7 +12,7 @@ from glmmlab.engine.design import Design, prepare
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, resolve
 from glmmlab.engine.glm import fit_glm
-from glmmlab.engine.laplace import LaplaceObjective, LaplacePoint, dispersion_term
+from glmmlab.engine.laplace import LaplaceObjective, LaplacePoint
 from glmmlab.engine.lmm import LmmFit, fit_reml, reml_state, LmmSums
 from glmmlab.engine.optimizer import OptimizationRecord, fd_hessian, minimize, numeric_gradient
 from glmmlab.engine.progress import ProgressFn, report
@@ -147,7 +147,8 @@ def _fit_glmm(
 
     report(progress, "Optimizing Laplace deviance", 0.1)
     x, record = minimize(lap.value_and_grad, np.concatenate([[theta0], beta0]), lower,
-                         max_iter=max_iter, tol=tol, on_iteration=on_iter)
+                         max_iter=max_iter, tol=tol, on_iteration=on_iter,
+                         hessian=(se == "hessian" and nagq == 1))
     method, kind = "Laplace", "Laplace"
     objective = lap
     if nagq > 1:
@@ -159,7 +160,8 @@ def _fit_glmm(
                    0.7 + 0.15 * min(k / 20.0, 1.0))
 
         fg = numeric_gradient(agq.value, lower)
-        x, record = minimize(fg, x, lower, max_iter=max_iter, tol=tol, on_iteration=on_iter_agq)
+        x, record = minimize(fg, x, lower, max_iter=max_iter, tol=tol, on_iteration=on_iter_agq,
+                             hessian=(se == "hessian"))
         method, kind = "AGQ", "AGQ"
         objective = agq
     report(progress, "Computing standard errors", 0.85)

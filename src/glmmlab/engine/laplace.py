@@ -18,33 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from glmmlab.engine.design import Design
 from glmmlab.engine.families import Family, Link
 from glmmlab.engine.pirls import RowState, find_modes
-
-LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-def dispersion_term(family: Family, y: np.ndarray, rs: RowState) -> tuple[float, float, float]:
-    """Return (A, c, phi): minus twice the conditional log-likelihood, dA/d(deviance) per row, and phi.
-
-    ``c`` is the factor with dA/d eta_i = c * d dev_i / d eta_i.
-    """
-    n = y.shape[0]
-    if family.name == "gaussian":
-        dev = float(np.sum(rs.dev))
-        phi = dev / n
-        return n * (LOG_2PI + np.log(phi) + 1.0) + 2.0, n / dev, phi
-    if family.name == "gamma":
-        dev = float(np.sum(rs.dev))
-        phi = dev / n
-        A = -2.0 * float(np.sum(family.logpdf(y, rs.mu, phi))) + 2.0
-        c = 1.0 / phi - 2.0 * (phi / 2.0 + np.log(phi) + special.digamma(1.0 / phi)) / (phi * phi)
-        return A, c, phi
-    return -2.0 * float(np.sum(family.logpdf(y, rs.mu, 1.0))), 1.0, 1.0
-
+from glmmlab.engine.response import Response
 
 @dataclass
 class LaplacePoint:
@@ -65,16 +43,17 @@ class LaplaceObjective:
 
     def __init__(self, d: Design, family: Family, link: Link):
         self.d, self.family, self.link = d, family, link
+        self.resp = Response(d.y, family)
         self._u = np.zeros(d.n_groups)
         self.evaluations = 0
 
     def point(self, theta: float, beta: np.ndarray) -> LaplacePoint:
         d = self.d
         eta_fixed = d.X @ beta
-        u, rs, ok = find_modes(d, self.family, self.link, theta, eta_fixed, self._u)
+        u, rs, ok = find_modes(d, self.resp, self.link, theta, eta_fixed, self._u)
         if np.all(np.isfinite(u)):
             self._u = u
-        A, _, phi = dispersion_term(self.family, d.y, rs)
+        A, _, phi = self.resp.minus2_loglik(float(np.sum(rs.dev)))
         W = d.group_sum(rs.w)
         dev = A + float(u @ u) + float(np.sum(np.log1p(theta * theta * W)))
         self.evaluations += 1
@@ -90,7 +69,7 @@ class LaplaceObjective:
     def gradient(self, pt: LaplacePoint) -> np.ndarray:
         d, rs, theta, u = self.d, pt.rows, pt.theta, pt.u
         fam, link = self.family, self.link
-        _, c, _ = dispersion_term(fam, d.y, rs)
+        _, c, _ = self.resp.minus2_loglik(float(np.sum(rs.dev)))
         var1 = fam.variance_d1(rs.mu)
         w_eta = 2.0 * rs.h1 * rs.h2 / rs.var - rs.h1 ** 3 * var1 / (rs.var * rs.var)
         L = 1.0 + theta * theta * pt.W

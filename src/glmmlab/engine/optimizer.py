@@ -85,8 +85,13 @@ def minimize(
     tol: float = 1e-6,
     on_iteration: Callable[[int, float], None] | None = None,
     polish: bool = True,
+    hessian: bool = False,
 ) -> tuple[np.ndarray, OptimizationRecord]:
-    """Minimise ``fg`` from ``x0`` subject to x >= lower (entries of -inf mean free)."""
+    """Minimise ``fg`` from ``x0`` subject to x >= lower (entries of -inf mean free).
+
+    ``polish``: when the quasi-Newton run ends with a gradient above the tolerance, take Newton steps with a
+    finite-difference Hessian. ``hessian``: return that Hessian at the optimum in the record.
+    """
     log: list[dict] = []
     evaluations = 0
     cache: dict[bytes, tuple[float, np.ndarray]] = {}
@@ -113,18 +118,27 @@ def minimize(
     )
     x, f = res.x.copy(), float(res.fun)
     iterations = int(res.nit)
-    hessian = None
+    H = None
     f_prev = f
-    if polish:
+
+    def small_gradient(x_: np.ndarray) -> bool:
+        g_ = counted(x_)[1]
+        proj = np.where((x_ <= lower) & (g_ > 0), 0.0, g_)
+        return float(np.max(np.abs(proj))) <= gtol_abs(counted(x_)[0])
+
+    def gtol_abs(f_: float) -> float:
+        return max(tol, 1e-6) * max(1.0, abs(f_)) ** 0.5 * 10
+
+    if polish and not small_gradient(x):
         for _ in range(4):
-            hessian = fd_hessian(counted, x, lower)
+            H = fd_hessian(counted, x, lower)
             g = counted(x)[1]
             free = ~((x <= lower) & (g > 0))
             if not free.any():
                 break
             try:
                 step = np.zeros_like(x)
-                step[free] = -np.linalg.solve(hessian[np.ix_(free, free)], g[free])
+                step[free] = -np.linalg.solve(H[np.ix_(free, free)], g[free])
             except np.linalg.LinAlgError:
                 break
             improved = False
@@ -140,18 +154,19 @@ def minimize(
             f_prev, x, f = f, cand, fc
             iterations += 1
             log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]), "newton": True})
-            if f_prev - f < 1e-12 * (1.0 + abs(f)):
+            if f_prev - f < 1e-12 * (1.0 + abs(f)) or small_gradient(x):
                 break
-        hessian = fd_hessian(counted, x, lower)
+    if hessian:
+        H = fd_hessian(counted, x, lower)
     g = counted(x)[1]
     projected = np.where((x <= lower) & (g > 0), 0.0, g)
     gnorm = float(np.max(np.abs(projected))) if projected.size else 0.0
-    converged = iterations < max_iter and gnorm <= max(tol, 1e-6) * max(1.0, abs(f)) ** 0.5 * 10
+    converged = iterations < max_iter and gnorm <= gtol_abs(f)
     message = str(res.message) if not converged else "converged"
     if not converged and iterations >= max_iter:
         message = f"reached the maximum of {max_iter} iterations"
     record = OptimizationRecord(
         x0=[float(v) for v in x0], x=[float(v) for v in x], objective=float(f), iterations=iterations,
-        evaluations=evaluations, converged=bool(converged), message=message, log=log, hessian=hessian,
+        evaluations=evaluations, converged=bool(converged), message=message, log=log, hessian=H,
     )
     return x, record

@@ -15,6 +15,7 @@ import numpy as np
 
 from glmmlab.engine.design import Design
 from glmmlab.engine.families import Family, Link
+from glmmlab.engine.response import Response
 
 
 @dataclass
@@ -32,7 +33,22 @@ class RowState:
     w: np.ndarray  # working (expected-information) weights h1^2 / V
 
 
-def row_state(y: np.ndarray, eta: np.ndarray, family: Family, link: Link) -> RowState:
+FAST_PATHS = {("binomial", "logit"), ("poisson", "log")}
+
+
+def row_state(resp: Response, eta: np.ndarray, link: Link) -> RowState:
+    """Means, weights and deviance derivatives at eta (fast paths for binomial-logit and Poisson-log)."""
+    family, y = resp.family, resp.y
+    if family.name == "binomial" and link.name == "logit":
+        sp = np.logaddexp(0.0, eta)
+        mu = np.exp(eta - sp)
+        var = np.maximum(mu * (1.0 - mu), 1e-300)
+        return RowState(eta=eta, mu=mu, h1=var, h2=var * (1.0 - 2.0 * mu), var=var,
+                        dev=2.0 * (resp.ylogy + sp - y * eta), dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * var, w=var)
+    if family.name == "poisson" and link.name == "log":
+        mu = np.exp(np.minimum(eta, 700.0))
+        return RowState(eta=eta, mu=mu, h1=mu, h2=mu, var=mu,
+                        dev=resp.pois_const + 2.0 * (mu - y * eta), dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * mu, w=mu)
     mu = link.linkinv(eta)
     h1 = link.mu_eta(eta)
     h2 = link.mu_eta2(eta)
@@ -56,7 +72,7 @@ def _valid(family: Family, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def find_modes(
     d: Design,
-    family: Family,
+    resp: Response,
     link: Link,
     theta: float,
     eta_fixed: np.ndarray,
@@ -69,13 +85,17 @@ def find_modes(
     G = d.n_groups
     u = np.zeros(G) if u0 is None or theta == 0.0 else u0.copy()
     if theta == 0.0:
-        return np.zeros(G), row_state(d.y, eta_fixed, family, link), True
+        return np.zeros(G), row_state(resp, eta_fixed, link), True
     g = d.group
 
     def penalised(u_: np.ndarray) -> tuple[np.ndarray, RowState, np.ndarray]:
         eta = eta_fixed + theta * u_[g]
-        rs = row_state(d.y, eta, family, link)
-        ok = d.group_sum((~_valid(family, eta, rs.mu)).astype(float)) == 0
+        rs = row_state(resp, eta, link)
+        bad = ~np.isfinite(rs.dev)
+        if (resp.family.name, link.name) not in FAST_PATHS:
+            bad |= ~_valid(resp.family, eta, rs.mu)
+        ok = ~bad.any() or d.group_sum(bad.astype(float)) == 0
+        ok = np.broadcast_to(ok, u_.shape)
         pen = d.group_sum(rs.dev) + u_ * u_
         pen = np.where(ok, pen, np.inf)
         return pen, rs, ok

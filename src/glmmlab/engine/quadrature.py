@@ -15,6 +15,7 @@ from scipy import special
 from glmmlab.engine.design import Design
 from glmmlab.engine.families import Family, Link
 from glmmlab.engine.laplace import LaplaceObjective, LaplacePoint
+from glmmlab.engine.pirls import row_state
 
 
 def normal_nodes(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,8 +45,8 @@ class AgqObjective:
         terms = np.empty((d.n_groups, self.z.size))
         for k, zk in enumerate(self.z):
             uk = u + s * zk
-            mu = self.link.linkinv(eta_fixed + theta * uk[d.group])
-            ll = d.group_sum(fam.logpdf(d.y, mu, pt.phi))
+            dev = row_state(self.laplace.resp, eta_fixed + theta * uk[d.group], self.link).dev
+            ll = d.group_sum(self.laplace.resp.row_loglik(dev, pt.phi))
             terms[:, k] = logw[k] + ll - 0.5 * uk * uk + 0.5 * zk * zk
         log_int = np.log(s) + special.logsumexp(terms, axis=1)
         value = -2.0 * float(np.sum(log_int)) + const
