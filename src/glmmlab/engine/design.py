@@ -31,6 +31,7 @@ class Design:
     starts: np.ndarray  # first row of each group
     counts: np.ndarray  # rows per group
     rows: np.ndarray  # index of each sorted row in the caller's input
+    input_order: np.ndarray  # permutation putting the sorted rows back in input order
     n_input: int
     T: np.ndarray
     dropped: list[str] = field(default_factory=list)
@@ -60,6 +61,41 @@ class Design:
     def log_abs_det_T(self) -> float:
         """log |det T|: how the scaling changes the volume of the coefficient space."""
         return float(np.sum(np.log(np.abs(np.diag(self.T)))))
+
+
+def sort_by_group(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """A stable permutation that sorts rows by group code (radix sort when the codes fit in 16 bits)."""
+    if codes.size < 2 or np.all(codes[1:] >= codes[:-1]):
+        return np.arange(codes.size)
+    if n_groups <= np.iinfo(np.uint16).max:
+        return np.argsort(codes.astype(np.uint16), kind="stable")
+    return np.argsort(codes, kind="stable")
+
+
+def inverse_permutation(order: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(order)
+    inv[order] = np.arange(order.size)
+    return inv
+
+
+def collinear_columns(gram: np.ndarray, first: int, eps: float = 1e-10) -> list[int]:
+    """Columns (from ``first`` on) whose squared residual on the kept earlier columns is below ``eps`` of the
+    column's squared norm: Gram-Schmidt on the (scaled) Gram matrix, O(p^3)."""
+    kept: list[int] = list(range(first))
+    out: list[int] = []
+    for k in range(first, gram.shape[0]):
+        if kept:
+            G = gram[np.ix_(kept, kept)]
+            b = gram[kept, k]
+            coef = np.linalg.lstsq(G, b, rcond=None)[0]
+            resid = gram[k, k] - b @ coef
+        else:
+            resid = gram[k, k]
+        if resid <= eps * max(gram[k, k], 1e-300):
+            out.append(k)
+        else:
+            kept.append(k)
+    return out
 
 
 def _check_response(y: np.ndarray, family: Family, response: str) -> None:
@@ -114,9 +150,14 @@ def prepare(
         )
     rows = np.flatnonzero(keep)
     codes = group_codes[rows]
-    used, codes = np.unique(codes, return_inverse=True)
+    # Renumber the groups that still have rows (O(n), no sort of the rows).
+    present = np.bincount(codes, minlength=len(group_levels)) > 0
+    used = np.flatnonzero(present)
+    remap = np.full(len(group_levels), -1, dtype=np.int64)
+    remap[used] = np.arange(used.size)
+    codes = remap[codes]
     levels = [group_levels[int(c)] for c in used]
-    order = np.argsort(codes, kind="stable")
+    order = sort_by_group(codes, used.size)
     rows, codes = rows[order], codes[order]
     yv = y[rows]
     Xv = X[rows]
@@ -151,12 +192,10 @@ def prepare(
     if intercept:
         Z = np.column_stack([np.ones(len(yv)), Z])
 
-    # Collinearity: a column whose part orthogonal to the columns before it is negligible is dropped.
+    # Collinearity: a column whose part orthogonal to the columns kept before it is negligible is dropped.
     if Z.shape[1] > 1:
-        _, R = np.linalg.qr(Z)
-        diag = np.abs(np.diag(R)) / np.sqrt(len(yv))
         off = 1 if intercept else 0
-        collinear = [k for k in range(off, Z.shape[1]) if diag[k] < 1e-7]
+        collinear = collinear_columns(Z.T @ Z / len(yv), off)
         if collinear:
             for k in collinear:
                 name = kept_names[k - off]
@@ -202,6 +241,7 @@ def prepare(
         starts=starts,
         counts=counts,
         rows=rows,
+        input_order=inverse_permutation(order),
         n_input=n_input,
         T=T,
         dropped=dropped,
