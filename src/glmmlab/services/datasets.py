@@ -136,6 +136,8 @@ _DATETIME_RE = r"\s*([0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(
 _SQL_TYPES = {"boolean": "BOOLEAN", "int64": "BIGINT", "float64": "DOUBLE", "date": "DATE",
               "datetime": "TIMESTAMP", "string": "VARCHAR"}
 _INFERENCE_ORDER = ("boolean", "int64", "float64", "date", "datetime", "string")
+_FAMILY = {"boolean": "text", "string": "text", "int64": "number", "float64": "number", "date": "time",
+           "datetime": "time"}
 
 
 def _blank(v: str) -> str:
@@ -804,8 +806,13 @@ def set_column_type(project: Project, dataset_id: int, column: str, dtype: str) 
     """Convert the stored values of ``column`` to ``dtype`` and return the updated entry.
 
     A value that cannot be converted raises :class:`ServiceError` naming the column and that value, and nothing
-    changes. When the current scale does not suit the new type, the column gets the new type's default scale.
+    changes. The scale is kept when the type stays in the same family (numbers; dates and datetimes; text and
+    booleans) and suits the new type; otherwise the column gets the new type's default scale (:func:`default_scale`).
     Derived datasets are read-only.
+
+    Offered conversions: anything to string; string to any type (cells must fit the import rules); boolean and
+    int64 to float64; boolean and whole-numbered float64 to int64; int64/float64 holding only 0 and 1 to boolean;
+    date to datetime; datetime at midnight to date.
     """
     dataset_id = _dataset_id(dataset_id)
     if dtype not in DTYPES:
@@ -831,7 +838,7 @@ def set_column_type(project: Project, dataset_id: int, column: str, dtype: str) 
                                    f"again, or keep the type {col.dtype}.")
         cur.execute(f"ALTER TABLE {table} ALTER {stored} SET DATA TYPE {_SQL_TYPES[dtype]} USING ({convert})")
         scale = col.scale
-        if scale not in SCALES_BY_DTYPE[dtype]:
+        if _FAMILY[col.dtype] != _FAMILY[dtype] or scale not in SCALES_BY_DTYPE[dtype]:
             negative = bool(_negative_columns(cur, table, [dtype if i == col.position else "string"
                                                            for i in range(len(info.columns))]))
             scale = default_scale(dtype, negative)

@@ -1,0 +1,79 @@
+"""Export to one file and import again; damaged or foreign files are refused."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+
+from glmmlab.services import datasets as D
+from glmmlab.services import dummy, project_io, samples
+from glmmlab.services.errors import ServiceError
+
+
+def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, tmp_path):
+    samples.create_sample_datasets(project)
+    weird = D.store_frame(project, pd.DataFrame({'a"; --': [1.5, None], "d": pd.to_datetime(["2020-01-01", None])}),
+                          "wéird 'name'", operation={"type": "test"})
+    D.set_column_scale(project, weird.id, 'a"; --', "interval")
+    coded = dummy.create_dummy_coded(project, 1, [{"column": "track", "action": "dummy_drop"}])
+    with project.write() as cur:
+        cur.execute("INSERT INTO models (id, name, dataset_id, spec, result) VALUES (?, 'm', ?, ?, ?)",
+                    [project.next_id(cur, "model"), coded.id, json.dumps({"family": "gaussian"}), json.dumps({"n": 1})])
+        cur.execute("INSERT INTO reports (id, name) VALUES (?, 'r')", [project.next_id(cur, "report")])
+    summary = project_io.export_project(project, tmp_path / "out.glmmlab")
+    assert summary["datasets"] == 6 and summary["models"] == 1 and summary["reports"] == 1
+
+    with project_io.import_project(tmp_path / "out.glmmlab", tmp_path / "copy.duckdb") as copy:
+        assert D.list_datasets(copy) == D.list_datasets(project)
+        for info in D.list_datasets(project):
+            pd.testing.assert_frame_equal(D.read_frame(copy, info.id), D.read_frame(project, info.id))
+        with copy.read() as cur:
+            assert cur.execute("SELECT name, dataset_id, spec FROM models").fetchall() == [
+                ("m", coded.id, json.dumps({"family": "gaussian"}))]
+        # new ids continue after the imported ones
+        assert D.import_dataset(copy, b"a\n1\n", "new", fmt="csv").id == coded.id + 1
+        assert D.get_dataset(copy, coded.id).read_only
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("not a zip"), "not a ZIP archive"),
+    (lambda p: zipfile.ZipFile(p, "w").writestr("x.txt", "hi"), "no manifest.json"),
+    (lambda p: zipfile.ZipFile(p, "w").writestr("manifest.json", "{bad json"), "cannot be read"),
+    (lambda p: zipfile.ZipFile(p, "w").writestr("manifest.json", json.dumps({"format": "other"})),
+     "does not describe a glmmlab project"),
+    (lambda p: zipfile.ZipFile(p, "w").writestr("manifest.json", json.dumps(
+        {"format": "glmmlab-project", "format_version": 99, "schema_version": 1})), "newer glmmlab"),
+    (lambda p: zipfile.ZipFile(p, "w").writestr("manifest.json", json.dumps(
+        {"format": "glmmlab-project", "format_version": 1, "schema_version": 1,
+         "datasets": [{"id": 1, "name": "lost", "n_rows": 1}]})), "data of dataset 'lost' are missing"),
+])
+def test_bad_files_are_refused_and_leave_nothing(tmp_path, make, message):
+    src = tmp_path / "bad.glmmlab"
+    make(src)
+    with pytest.raises(ServiceError, match=message):
+        project_io.import_project(src, tmp_path / "new.duckdb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.glmmlab"]
+
+
+def test_tampered_data_is_refused(project, tmp_path):
+    D.import_dataset(project, b"a,b\n1,x\n2,y\n", "t", fmt="csv")
+    project_io.export_project(project, tmp_path / "out.glmmlab")
+    with zipfile.ZipFile(tmp_path / "out.glmmlab") as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        data = zf.read("data/ds_1.parquet")
+    manifest["datasets"][0]["n_rows"] = 5
+    with zipfile.ZipFile(tmp_path / "tampered.glmmlab", "w") as zf:
+        zf.writestr("manifest.json", json.dumps(manifest))
+        zf.writestr("data/ds_1.parquet", data)
+    with pytest.raises(ServiceError, match="should have 5 rows but has 2"):
+        project_io.import_project(tmp_path / "tampered.glmmlab", tmp_path / "new.duckdb")
+    assert not (tmp_path / "new.duckdb").exists()
+
+
+def test_import_refuses_an_existing_destination(project, tmp_path):
+    project_io.export_project(project, tmp_path / "out.glmmlab")
+    with pytest.raises(ServiceError, match="already a file"):
+        project_io.import_project(tmp_path / "out.glmmlab", project.path)
