@@ -121,7 +121,8 @@
       const isDummy = tr.querySelector(".action").value.startsWith("dummy");
       const levels = dummy.levels[tr.dataset.column] || [];
       const chosen = ref.value;
-      clear(ref).appendChild(el("option", { value: "" }, levels.length ? `${g.formatCell(levels[0])} (first alphabetical)` : "First alphabetical"));
+      clear(ref).appendChild(el("option", { value: "" }, !isDummy ? "—"
+        : levels.length ? `${g.formatCell(levels[0])} (first alphabetical)` : "First alphabetical"));
       levels.forEach((lv, i) => ref.appendChild(el("option", { value: String(i) }, g.formatCell(lv))));
       ref.value = chosen !== "" && Number(chosen) < levels.length ? chosen : "";
       ref.disabled = !isDummy;

@@ -57,11 +57,11 @@
       else if (key in node && typeof value !== "string") node[key] = value;
       else node.setAttribute(key, value === true ? "" : String(value));
     }
-    append(node, children);
+    append(node, ...children);
     return node;
   }
 
-  function append(node, children) {
+  function append(node, ...children) {
     for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
