@@ -136,9 +136,8 @@ def _fit_glmm(
     report(progress, "Initial values (GLM)", 0.05)
     beta0 = fit_glm(d, fam, lk)
     lap = LaplaceObjective(d, fam, lk)
-    thetas = [0.25, 0.5, 1.0, 2.0]
-    devs = [lap.point(t, beta0).deviance for t in thetas]
-    theta0 = thetas[int(np.nanargmin(devs))]
+    null_point = lap.point(0.0, beta0)
+    theta0 = moment_theta(d, null_point, fam.has_dispersion)
     lower = np.concatenate([[0.0], np.full(d.p, -np.inf)])
 
     def on_iter(k: int, f: float) -> None:
@@ -199,7 +198,7 @@ def _fit_glmm(
     report(progress, "Fitting the GLM without random effects", 0.93)
     # The conditional part of the objective is increasing in the total deviance for every family, so the
     # IRLS estimate (minimum deviance) is also the GLM's maximum-likelihood estimate under our conventions.
-    null_loglik = -0.5 * lap.point(0.0, beta0).deviance
+    null_loglik = -0.5 * null_point.deviance
     converged = record.converged and pt.modes_converged
     opt = record.to_dict()
     opt["parameters"] = ["theta"] + [f"beta[{n}] (scaled)" for n in d.names]
@@ -211,6 +210,20 @@ def _fit_glmm(
     if fam.name == "binomial":
         result.warnings.extend(advice.separation(d, beta_s, rs.mu))
     return result
+
+
+def moment_theta(d: Design, pt: LaplacePoint, has_dispersion: bool) -> float:
+    """A starting value for theta from the GLM fit: the between-group variance of the groups' weighted mean
+    working residuals, less their average sampling variance (method of moments on the link scale)."""
+    rs = pt.rows
+    r = (d.y - rs.mu) / rs.h1
+    w = rs.w
+    W = d.group_sum(w)
+    phi = float(np.sum(w * r * r) / max(d.n - d.p, 1)) if has_dispersion else 1.0
+    rbar = d.group_sum(w * r) / np.maximum(W, 1e-300)
+    tau2 = float(np.mean(rbar * rbar) - np.mean(phi / np.maximum(W, 1e-300)))
+    theta = np.sqrt(max(tau2, 0.0))
+    return float(min(max(theta, 0.1), 5.0))
 
 
 def _assemble(

@@ -45,19 +45,42 @@ class LaplaceObjective:
         self.d, self.family, self.link = d, family, link
         self.resp = Response(d.y, family)
         self._u = np.zeros(d.n_groups)
+        self._last: LaplacePoint | None = None
         self.evaluations = 0
 
+    def _predicted_modes(self, theta: float, eta_fixed: np.ndarray) -> np.ndarray:
+        """Modes at the new (theta, beta) predicted from the last point by one linearised Newton step with the
+        last point's derivatives: saves a full evaluation of the row state in most calls."""
+        last = self._last
+        if last is None or theta == 0.0 or last.theta == 0.0:
+            return self._u
+        d, rs = self.d, last.rows
+        u = last.u
+        eta_held = eta_fixed + theta * u[d.group]  # new linear predictor with the old modes
+        delta = eta_held - rs.eta
+        G = theta * (d.group_sum(rs.dev_eta) + d.group_sum(rs.dev_eta2 * delta)) + 2.0 * u
+        H = theta * theta * d.group_sum(rs.dev_eta2) + 2.0
+        pred = u - G / H
+        return np.where((H > 0) & np.isfinite(pred), pred, u)
+
     def point(self, theta: float, beta: np.ndarray) -> LaplacePoint:
+        last = self._last
+        if last is not None and last.theta == theta and np.array_equal(last.beta, beta):
+            return last
         d = self.d
         eta_fixed = d.X @ beta
-        u, rs, ok = find_modes(d, self.resp, self.link, theta, eta_fixed, self._u)
+        u0 = self._predicted_modes(theta, eta_fixed)
+        u, rs, ok = find_modes(d, self.resp, self.link, theta, eta_fixed, u0)
         if np.all(np.isfinite(u)):
             self._u = u
         A, _, phi = self.resp.minus2_loglik(float(np.sum(rs.dev)))
         W = d.group_sum(rs.w)
         dev = A + float(u @ u) + float(np.sum(np.log1p(theta * theta * W)))
         self.evaluations += 1
-        return LaplacePoint(theta, beta, u, rs, dev, W, phi, ok)
+        pt = LaplacePoint(theta, np.array(beta, copy=True), u, rs, dev, W, phi, ok)
+        if np.isfinite(dev):
+            self._last = pt
+        return pt
 
     def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         theta, beta = float(params[0]), params[1:]

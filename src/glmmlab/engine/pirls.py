@@ -40,8 +40,9 @@ def row_state(resp: Response, eta: np.ndarray, link: Link) -> RowState:
     """Means, weights and deviance derivatives at eta (fast paths for binomial-logit and Poisson-log)."""
     family, y = resp.family, resp.y
     if family.name == "binomial" and link.name == "logit":
-        sp = np.logaddexp(0.0, eta)
-        mu = np.exp(eta - sp)
+        e = np.exp(-np.abs(eta))
+        sp = np.maximum(eta, 0.0) + np.log1p(e)  # log(1 + exp(eta)), stable
+        mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
         var = np.maximum(mu * (1.0 - mu), 1e-300)
         return RowState(eta=eta, mu=mu, h1=var, h2=var * (1.0 - 2.0 * mu), var=var,
                         dev=2.0 * (resp.ylogy + sp - y * eta), dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * var, w=var)
