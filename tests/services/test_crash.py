@@ -31,8 +31,9 @@ IMPORTER = textwrap.dedent("""
 
 
 def _env():
+    """The child imports glmmlab from where this test process does (the source tree as a fallback)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [SRC])
     return env
 
 

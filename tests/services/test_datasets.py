@@ -124,3 +124,13 @@ def test_weird_column_names_work_everywhere(project):
     assert D.read_frame(project, info.id, columns=[names[0]])[names[0]].tolist() == [1.0, 2.0, 3.0]
     assert D.rename_dataset(project, info.id, "x'); DROP TABLE columns; --").name.startswith("x')")
     assert len(D.list_datasets(project)) == 1
+
+
+def test_store_frame_handles_mixed_objects_categories_and_time_zones(project):
+    frame = pd.DataFrame({"mix": [1, "a", None], "cat": pd.Categorical(["x", "y", "x"]),
+                          "tz": pd.to_datetime(["2020-01-01 10:00"] * 3).tz_localize("Europe/Berlin"),
+                          "n": pd.array([1, None, 3], dtype="Int64")})
+    info = D.store_frame(project, frame, "mixed", operation={"type": "test"})
+    assert {c.name: c.dtype for c in info.columns} == {"mix": "string", "cat": "string", "tz": "datetime",
+                                                       "n": "int64"}
+    assert D.read_rows(project, info.id)["rows"][1] == ["a", "y", "2020-01-01T09:00:00", None]

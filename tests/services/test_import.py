@@ -99,7 +99,8 @@ def test_header_only_file_gives_an_empty_dataset(project, write_file):
     ("a,b,c\n1,x,2.5\n2,y,3\n3,z,4,5\n4,w,1\n", 4, "4 fields but the header has 3"),
     ("a,b\n1,x\n2\n", 3, "1 field but the header has 2"),
     (b"a,b\n1,x\n2,\xff\xfey\n3,z\n", 3, "not valid UTF-8"),
-    ('a,b\n1,x\n\n2,y\n3,"unterminated\n4,z\n', 5, "quoted value is never closed"),
+    ('a,b\n1,x\n\n2,y\n3,"unterminated\n4,z\n', 5, "double quote is out of place"),
+    ('a,b\n1,x\n3,"x"y\n', 3, "double quote is out of place"),
     ('a,b\n1,"two\nlines"\n2,ok\n3,q,extra\n', 5, "3 fields but the header has 2"),
     (b"a,\xffb\n1,2\n", 1, "not valid UTF-8"),
 ])

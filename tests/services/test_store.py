@@ -109,3 +109,16 @@ def test_quote_ident_handles_quotes():
     con.execute(f"CREATE TABLE t ({quote_ident(name)} INT)")
     assert con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 't'").fetchall() == [
         (name,)]
+
+
+def test_two_project_objects_on_one_file_share_the_writer(tmp_path):
+    path = tmp_path / "p.duckdb"
+    with Project.open(path) as a, Project.open(path) as b:
+        with a.write():
+            a.set_meta("from", "a")
+            blocked = threading.Thread(target=lambda: b.set_meta("from", "b"))
+            blocked.start()
+            blocked.join(0.3)
+            assert blocked.is_alive()  # b waits for a's transaction instead of conflicting with it
+        blocked.join(5)
+        assert b.get_meta("from") == "b" and a.get_meta("from") == "b"

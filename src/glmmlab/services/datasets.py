@@ -305,12 +305,18 @@ def store_frame(project: Project, frame: pd.DataFrame, name: str, *, parent_id: 
     """
     name = _check_name(name)
     names = _unique_column_names([str(c) for c in frame.columns])
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     arrays, dtypes = [], []
-    for i, column in enumerate(table.columns):
-        dtype = _arrow_dtype(column.type)
-        if dtype is None:
-            column = pa.array([None if v is None else str(v) for v in column.to_pylist()], type=pa.string())
+    for i in range(frame.shape[1]):
+        series = frame.iloc[:, i].reset_index(drop=True)
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        try:
+            column = pa.array(series, from_pandas=True)
+            dtype = _arrow_dtype(column.type)
+        except (pa.ArrowException, TypeError, ValueError):
+            dtype = None
+        if dtype is None:  # mixed or unusual objects: stored as their text
+            column = pa.array([None if pd.isna(v) else str(v) for v in series.astype(object)], type=pa.string())
             dtype = "string"
         elif pa.types.is_dictionary(column.type):
             column = column.cast(pa.string())
@@ -453,7 +459,8 @@ def _csv_error(exc: Exception, path: Path, display: str, delim: str) -> ServiceE
     elif "unicode" in text.lower() or "utf-8" in text.lower():
         reason = "it is not valid UTF-8 text; save the file as UTF-8 (CSV UTF-8) and import it again"
     elif "unterminated quote" in text.lower():
-        reason = "a quoted value is never closed; add the missing double quote and import again"
+        reason = ("a double quote is out of place (a quoted value must be closed, and followed by a separator or the "
+                  "end of the line); fix the quotes on that line and import again")
     else:
         detail = [ln for ln in text.splitlines()[2:] if ln.strip()]
         reason = (detail[0].rstrip(".") if detail else "it cannot be read") + "; fix that line and import again"

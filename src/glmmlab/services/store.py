@@ -88,6 +88,15 @@ _MIGRATIONS: list[list[str]] = [
 
 _CATALOGUE_TABLES = ("datasets", "columns", "models", "reports", "report_items", "meta")
 
+# One writer lock per project file, shared by every Project object of this process that opens the same file.
+_WRITER_LOCKS: dict[Path, threading.RLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(path, threading.RLock())
+
 
 def quote_ident(name: str) -> str:
     """Quote ``name`` as a DuckDB identifier (double quotes, inner quotes doubled), safe for any text."""
@@ -121,7 +130,7 @@ class Project:
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection):
         self.path = path
         self._con = con
-        self._write_lock = threading.RLock()
+        self._write_lock = _writer_lock(path)
         self._local = threading.local()  # .cursor: the cursor of this thread's running write(), if any
         self._closed = False
 

@@ -1,0 +1,161 @@
+"""Saved models: a fit's specification and result document, stored with its diagnostics dataset.
+
+:func:`save_model` writes the model row and creates the read-only derived dataset of diagnostics (source ``row``,
+``fitted_values``, ``deviance_residuals``, ``pearson_residuals``, ``group_random_effect``) in one transaction, so a
+project never holds one without the other. Deleting the analysed dataset deletes its models (see
+:func:`glmmlab.services.datasets.delete_dataset`); :func:`delete_model` removes a model and its diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from statistics import NormalDist
+from typing import Any
+
+import pandas as pd
+
+from glmmlab.services import datasets
+from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.store import Project
+
+DIAGNOSTIC_COLUMNS = ("row", "fitted_values", "deviance_residuals", "pearson_residuals", "group_random_effect")
+MAX_NAME = 200
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ServiceError("Give the model a name (Model Name).")
+    name = name.strip()
+    if len(name) > MAX_NAME:
+        raise ServiceError(f"The model name is too long (at most {MAX_NAME} characters).")
+    if any(ord(c) < 32 for c in name):
+        raise ServiceError("A model name cannot contain control characters.")
+    return name
+
+
+def _model_id(model_id: Any) -> int:
+    try:
+        return int(model_id)
+    except (TypeError, ValueError):
+        raise NotFound(f"There is no model with id {model_id!r}.") from None
+
+
+def diagnostics_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """The diagnostics dataset of a result document: one row per observation used in the fit."""
+    diag = result.get("diagnostics") or {}
+    rows = diag.get("row") or []
+    frame = pd.DataFrame({"row": pd.Series(rows, dtype="int64")})
+    for col in DIAGNOSTIC_COLUMNS[1:]:
+        values = diag.get(col) or []
+        if len(values) != len(rows):
+            raise ServiceError(f"The fit's diagnostics are incomplete ('{col}' has {len(values)} values for "
+                               f"{len(rows)} rows); run the model again.")
+        frame[col] = pd.Series([math.nan if v is None else float(v) for v in values], dtype="float64")
+    return frame
+
+
+def save_model(project: Project, name: str, dataset_id: int, spec: dict[str, Any],
+               result: dict[str, Any]) -> dict[str, Any]:
+    """Store a fitted model and create its diagnostics dataset (child of ``dataset_id``), all or nothing."""
+    name = _check_name(name)
+    frame = diagnostics_frame(result)
+    with project.write() as cur:
+        parent = datasets.get_dataset(project, dataset_id)
+        model_id = project.next_id(cur, "model")
+        diag = datasets.store_frame(
+            project, frame, f"{name} diagnostics", parent_id=parent.id, read_only=True,
+            operation={"type": "model_diagnostics", "model_id": model_id, "model_name": name,
+                       "description": f"Diagnostics of model '{name}' fitted on '{parent.name}'"})
+        cur.execute("INSERT INTO models (id, name, dataset_id, spec, result, diagnostics_dataset_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [model_id, name, parent.id, json.dumps(spec), json.dumps(result, allow_nan=False),
+                     diag.id])
+    return get_model(project, model_id)
+
+
+def _row_to_dict(row, full: bool) -> dict[str, Any]:
+    spec = json.loads(row[3]) if row[3] else {}
+    out = {"id": int(row[0]), "name": row[1], "dataset_id": int(row[2]), "spec": spec,
+           "diagnostics_dataset_id": None if row[5] is None else int(row[5]),
+           "created_at": row[6].isoformat() if hasattr(row[6], "isoformat") else str(row[6]),
+           "dataset_name": row[7]}
+    if full:
+        out["result"] = json.loads(row[4]) if row[4] else None
+    return out
+
+
+_SELECT = ("SELECT m.id, m.name, m.dataset_id, m.spec, {result}, m.diagnostics_dataset_id, m.created_at, d.name "
+           "FROM models m LEFT JOIN datasets d ON d.id = m.dataset_id")
+
+
+def list_models(project: Project) -> list[dict[str, Any]]:
+    """Saved models, oldest first (without their result documents)."""
+    with project.read() as cur:
+        rows = cur.execute(_SELECT.format(result="NULL") + " ORDER BY m.id").fetchall()
+    return [_row_to_dict(r, full=False) for r in rows]
+
+
+def get_model(project: Project, model_id: int) -> dict[str, Any]:
+    """One saved model with its ``spec`` and ``result`` document; :class:`NotFound` when there is none."""
+    mid = _model_id(model_id)
+    with project.read() as cur:
+        row = cur.execute(_SELECT.format(result="m.result") + " WHERE m.id = ?", [mid]).fetchone()
+    if row is None:
+        raise NotFound(f"There is no model with id {mid}; it may have been deleted.")
+    return _row_to_dict(row, full=True)
+
+
+def delete_model(project: Project, model_id: int) -> dict[str, Any]:
+    """Delete a model and its diagnostics dataset (with anything derived from that) in one transaction."""
+    model = get_model(project, model_id)
+    with project.write() as cur:
+        cur.execute("DELETE FROM models WHERE id = ?", [model["id"]])
+        deleted = {"datasets": []}
+        if model["diagnostics_dataset_id"] is not None:
+            try:
+                deleted = datasets.delete_dataset(project, model["diagnostics_dataset_id"])
+            except NotFound:
+                pass
+    return {"model": {"id": model["id"], "name": model["name"]}, "datasets": deleted.get("datasets", [])}
+
+
+def check_conf_level(conf_level: Any) -> float:
+    try:
+        level = float(conf_level)
+    except (TypeError, ValueError):
+        raise ServiceError("Confidence Level must be a number between 50 and 99.99 (%).") from None
+    if not (0.5 <= level <= 0.9999) or not math.isfinite(level):
+        raise ServiceError(f"Confidence Level must be between 50% and 99.99%; got {level * 100:g}%.")
+    return level
+
+
+def fixed_effects_at(result: dict[str, Any], conf_level: float) -> list[dict[str, Any]]:
+    """The fixed-effects table recomputed at ``conf_level`` from the stored estimates and standard errors.
+
+    Wald intervals with the standard normal quantile, as the engine computes them; ``exp_*`` where the stored
+    table has them (logit and log links). The stored result is not changed.
+    """
+    level = check_conf_level(conf_level)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    out = []
+    for row in result.get("fixed_effects", []):
+        est, se = row.get("estimate"), row.get("std_error")
+        lower = upper = None
+        if est is not None and se is not None:
+            lower, upper = est - z * se, est + z * se
+        new = {"variable": row["variable"], "estimate": est, "std_error": se, "lower": lower, "upper": upper}
+        if "exp_estimate" in row:
+            new.update({"exp_estimate": row.get("exp_estimate"), "exp_lower": _exp(lower), "exp_upper": _exp(upper)})
+        out.append(new)
+    return out
+
+
+def _exp(x: float | None) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = math.exp(x)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
