@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from glmmlab.services import datasets as D
+from glmmlab.services.errors import ServiceError
 from glmmlab.services.store import Project
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -103,3 +104,19 @@ def test_committed_work_survives_a_kill(tmp_path):
     with Project.open(path) as project:
         (info,) = D.list_datasets(project)
         assert info.name == "kept" and info.columns[0].scale == "nominal" and info.n_rows == 2
+
+
+def test_a_project_open_in_another_process_is_refused_with_a_message(tmp_path):
+    path = tmp_path / "p.duckdb"
+    Project.open(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom glmmlab.services.store import Project\n"
+                               "p = Project.open(sys.argv[1])\nprint('open', flush=True)\ntime.sleep(60)", str(path)],
+                              stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(ServiceError, match="open in another program"):
+            Project.open(path)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    Project.open(path).close()

@@ -65,8 +65,8 @@ def test_nan_and_inf_are_float_and_read_back_as_none(project, write_file):
 
 
 def test_default_scales(project, write_file):
-    info = D.import_dataset(project, write_file("s.csv", "g,pos,neg,d,b\nA,1.5,-1,2020-01-01,true\nB,2,3,2020-01-02,false\n"),
-                            "s")
+    text = "g,pos,neg,d,b\nA,1.5,-1,2020-01-01,true\nB,2,3,2020-01-02,false\n"
+    info = D.import_dataset(project, write_file("s.csv", text), "s")
     assert {c.name: c.scale for c in info.columns} == {"g": "nominal", "pos": "ratio", "neg": "interval",
                                                        "d": "interval", "b": "nominal"}
     assert [c.numeric for c in info.columns] == [False, True, True, False, False]

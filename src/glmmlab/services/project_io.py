@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import shutil
 import tempfile
 import zipfile
@@ -30,14 +29,12 @@ import duckdb
 
 from glmmlab.services.datasets import DTYPES, SCALES, _SQL_TYPES, _sql_string
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.store import SCHEMA_VERSION, Project, data_column, data_table
+from glmmlab.services.store import CATALOGUE_TABLES, ID_SEQUENCES, SCHEMA_VERSION, Project, data_column, data_table
 
 FORMAT = "glmmlab-project"
 FORMAT_VERSION = 1
-_TABLES = ("datasets", "columns", "models", "reports", "report_items", "meta")
-_SEQUENCES = {"dataset_ids": ("datasets", "id"), "model_ids": ("models", "id"), "report_ids": ("reports", "id"),
-              "report_item_ids": ("report_items", "id")}
-_MEMBER = re.compile(r"data/ds_(\d+)\.parquet")
+_TABLES = CATALOGUE_TABLES
+_SEQUENCES = dict(ID_SEQUENCES.values())  # sequence -> table
 
 
 def _plain(value: Any) -> Any:
@@ -210,7 +207,7 @@ def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, 
                     target.unlink()
             if n != row.get("n_rows"):
                 raise _bad(src, f"dataset '{row['name']}' should have {row.get('n_rows')} rows but has {n}")
-        for sequence, (table, column) in _SEQUENCES.items():
-            top = cur.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchall()[0][0]
+        for sequence, table in _SEQUENCES.items():
+            top = cur.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
             start = max(int(top), int(manifest.get("sequences", {}).get(sequence, 1) or 1))
             cur.execute(f"CREATE OR REPLACE SEQUENCE {sequence} START {start}")

@@ -34,7 +34,9 @@ from glmmlab.services.errors import NotFound, ServiceError
 
 SCHEMA_VERSION = 1
 
-# Each entry brings the schema from version i to i + 1. Append new entries; never edit old ones.
+# Each entry brings the schema from version i to i + 1. Append new entries (and raise SCHEMA_VERSION); never edit
+# old ones. A new catalogue table also goes into CATALOGUE_TABLES (so exports include it) and a new id sequence into
+# ID_SEQUENCES.
 _MIGRATIONS: list[list[str]] = [
     [
         "CREATE SEQUENCE IF NOT EXISTS dataset_ids START 1",
@@ -86,7 +88,10 @@ _MIGRATIONS: list[list[str]] = [
     ],
 ]
 
-_CATALOGUE_TABLES = ("datasets", "columns", "models", "reports", "report_items", "meta")
+CATALOGUE_TABLES = ("datasets", "columns", "models", "reports", "report_items", "meta")
+# id kind -> (sequence, table whose ``id`` column it feeds)
+ID_SEQUENCES = {"dataset": ("dataset_ids", "datasets"), "model": ("model_ids", "models"),
+                "report": ("report_ids", "reports"), "report_item": ("report_item_ids", "report_items")}
 
 # One writer lock per project file, shared by every Project object of this process that opens the same file.
 _WRITER_LOCKS: dict[Path, threading.RLock] = {}
@@ -160,7 +165,8 @@ class Project:
                 raise ServiceError(
                     f"The project {path.name} is open in another program (or another glmmlab); close it there first."
                 ) from exc
-            raise ServiceError(f"{path.name} is not a glmmlab project file (DuckDB could not read it: {text}).") from exc
+            raise ServiceError(f"{path.name} is not a glmmlab project file (DuckDB could not read it: {text}).") \
+                from exc
         except duckdb.Error as exc:
             raise ServiceError(f"{path.name} is not a glmmlab project file (DuckDB could not read it: {exc}).") from exc
         project = cls(path, con)
@@ -303,8 +309,6 @@ class Project:
 
     def next_id(self, cur: duckdb.DuckDBPyConnection, kind: str) -> int:
         """A new id for ``kind`` ('dataset', 'model', 'report' or 'report_item'); ids are never reused."""
-        sequences = {"dataset": "dataset_ids", "model": "model_ids", "report": "report_ids",
-                     "report_item": "report_item_ids"}
-        if kind not in sequences:
+        if kind not in ID_SEQUENCES:
             raise ValueError(f"unknown id kind {kind!r}")
-        return int(cur.execute(f"SELECT nextval('{sequences[kind]}')").fetchall()[0][0])
+        return int(cur.execute(f"SELECT nextval('{ID_SEQUENCES[kind][0]}')").fetchall()[0][0])

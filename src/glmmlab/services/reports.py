@@ -1,0 +1,249 @@
+"""Reports: ordered lists of tables and plots collected from models, exported as one self-contained HTML file.
+
+An item is ``{"kind": "table", "title", "payload": {"columns": [...], "rows": [[...]], "note": "..."}}`` or
+``{"kind": "plot", "title", "payload": {"png_base64": "...", "note": "..."}}``. Positions are kept dense (0, 1, ...)
+so moving and removing are simple swaps. :func:`export_html` writes a page with inline CSS and images (data: URIs)
+and no scripts or external references, so it opens anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import json
+import math
+from typing import Any
+
+from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.store import Project
+
+KINDS = ("table", "plot")
+MAX_TITLE = 300
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _id(value: Any, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound(f"There is no {what} with id {value!r}.") from None
+
+
+def _name(name: Any, what: str = "report") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ServiceError(f"Give the {what} a name.")
+    name = name.strip()
+    if len(name) > MAX_TITLE:
+        raise ServiceError(f"The {what} name is too long (at most {MAX_TITLE} characters).")
+    return name
+
+
+def create_report(project: Project, name: str) -> dict[str, Any]:
+    name = _name(name)
+    with project.write() as cur:
+        rid = project.next_id(cur, "report")
+        cur.execute("INSERT INTO reports (id, name) VALUES (?, ?)", [rid, name])
+    return get_report(project, rid)
+
+
+def list_reports(project: Project) -> list[dict[str, Any]]:
+    with project.read() as cur:
+        rows = cur.execute("SELECT r.id, r.name, r.created_at, count(i.id) FROM reports r "
+                           "LEFT JOIN report_items i ON i.report_id = r.id GROUP BY r.id, r.name, r.created_at "
+                           "ORDER BY r.id").fetchall()
+    return [{"id": int(r[0]), "name": r[1], "created_at": _iso(r[2]), "n_items": int(r[3])} for r in rows]
+
+
+def _iso(v: Any) -> str:
+    return v.isoformat() if hasattr(v, "isoformat") else str(v)
+
+
+def get_report(project: Project, report_id: int) -> dict[str, Any]:
+    """A report with its items in order (each with ``id``, ``position``, ``kind``, ``title``, ``payload``)."""
+    rid = _id(report_id, "report")
+    with project.read() as cur:
+        row = cur.execute("SELECT id, name, created_at FROM reports WHERE id = ?", [rid]).fetchone()
+        if row is None:
+            raise NotFound(f"There is no report with id {rid}; it may have been deleted.")
+        items = cur.execute("SELECT id, position, kind, title, payload FROM report_items WHERE report_id = ? "
+                            "ORDER BY position, id", [rid]).fetchall()
+    return {"id": int(row[0]), "name": row[1], "created_at": _iso(row[2]),
+            "items": [{"id": int(i[0]), "position": int(i[1]), "kind": i[2], "title": i[3],
+                       "payload": json.loads(i[4]) if i[4] else {}} for i in items]}
+
+
+def default_report(project: Project) -> dict[str, Any]:
+    """The newest report, or a new one called 'Report' when the project has none."""
+    reports = list_reports(project)
+    return get_report(project, reports[-1]["id"]) if reports else create_report(project, "Report")
+
+
+def _check_item(kind: str, title: Any, payload: Any) -> tuple[str, str, dict]:
+    if kind not in KINDS:
+        raise ServiceError(f"A report item is a table or a plot, not {kind!r}.")
+    title = _name(title, "item")
+    if not isinstance(payload, dict):
+        raise ServiceError("A report item needs a payload object.")
+    if kind == "table":
+        cols, rows = payload.get("columns"), payload.get("rows")
+        if not isinstance(cols, list) or not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+            raise ServiceError("A table item needs 'columns' (a list of names) and 'rows' (a list of lists).")
+        if any(len(r) != len(cols) for r in rows):
+            raise ServiceError("Every row of a table item must have one value per column.")
+    else:
+        data = payload.get("png_base64")
+        try:
+            raw = base64.b64decode(data or "", validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raw = b""
+        if not raw.startswith(PNG_MAGIC):
+            raise ServiceError("A plot item needs 'png_base64', a PNG image in base64.")
+    return kind, title, payload
+
+
+def add_items(project: Project, report_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Append items (each ``{"kind", "title", "payload"}``) to the end of the report, in one transaction."""
+    checked = [_check_item(i.get("kind"), i.get("title"), i.get("payload")) for i in items]
+    rid = _id(report_id, "report")
+    with project.write() as cur:
+        if cur.execute("SELECT 1 FROM reports WHERE id = ?", [rid]).fetchone() is None:
+            raise NotFound(f"There is no report with id {rid}; it may have been deleted.")
+        pos = int(cur.execute("SELECT coalesce(max(position) + 1, 0) FROM report_items WHERE report_id = ?",
+                              [rid]).fetchone()[0])
+        for kind, title, payload in checked:
+            iid = project.next_id(cur, "report_item")
+            cur.execute("INSERT INTO report_items (id, report_id, position, kind, title, payload) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", [iid, rid, pos, kind, title, json.dumps(payload, allow_nan=False)])
+            pos += 1
+    return get_report(project, rid)
+
+
+def _renumber(cur, rid: int, ids: list[int]) -> None:
+    for pos, iid in enumerate(ids):
+        cur.execute("UPDATE report_items SET position = ? WHERE id = ?", [pos, iid])
+
+
+def move_item(project: Project, report_id: int, item_id: int, direction: str) -> dict[str, Any]:
+    """Move an item one place ``"up"`` or ``"down"`` (nothing happens at either end)."""
+    if direction not in ("up", "down"):
+        raise ServiceError("Move an item 'up' or 'down'.")
+    report = get_report(project, report_id)
+    ids = [i["id"] for i in report["items"]]
+    iid = _id(item_id, "report item")
+    if iid not in ids:
+        raise NotFound(f"Report '{report['name']}' has no item {iid}.")
+    k = ids.index(iid)
+    j = k - 1 if direction == "up" else k + 1
+    if 0 <= j < len(ids):
+        ids[k], ids[j] = ids[j], ids[k]
+    with project.write() as cur:
+        _renumber(cur, report["id"], ids)
+    return get_report(project, report["id"])
+
+
+def reorder(project: Project, report_id: int, item_ids: list[int]) -> dict[str, Any]:
+    """Put the items in the order of ``item_ids`` (which must name each item once)."""
+    report = get_report(project, report_id)
+    current = sorted(i["id"] for i in report["items"])
+    wanted = [_id(i, "report item") for i in item_ids]
+    if sorted(wanted) != current:
+        raise ServiceError("Give every item of the report exactly once to reorder it.")
+    with project.write() as cur:
+        _renumber(cur, report["id"], wanted)
+    return get_report(project, report["id"])
+
+
+def remove_item(project: Project, report_id: int, item_id: int) -> dict[str, Any]:
+    report = get_report(project, report_id)
+    iid = _id(item_id, "report item")
+    ids = [i["id"] for i in report["items"]]
+    if iid not in ids:
+        raise NotFound(f"Report '{report['name']}' has no item {iid}.")
+    with project.write() as cur:
+        cur.execute("DELETE FROM report_items WHERE id = ?", [iid])
+        _renumber(cur, report["id"], [i for i in ids if i != iid])
+    return get_report(project, report["id"])
+
+
+def rename_report(project: Project, report_id: int, name: str) -> dict[str, Any]:
+    report = get_report(project, report_id)
+    with project.write() as cur:
+        cur.execute("UPDATE reports SET name = ? WHERE id = ?", [_name(name), report["id"]])
+    return get_report(project, report["id"])
+
+
+def delete_report(project: Project, report_id: int) -> dict[str, Any]:
+    report = get_report(project, report_id)
+    with project.write() as cur:
+        cur.execute("DELETE FROM report_items WHERE report_id = ?", [report["id"]])
+        cur.execute("DELETE FROM reports WHERE id = ?", [report["id"]])
+    return {"id": report["id"], "name": report["name"]}
+
+
+# -- export --------------------------------------------------------------------------------------------------------
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color: #1d2430;
+  margin: 0 auto; max-width: 1000px; padding: 24px 28px; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 16px; margin: 28px 0 8px; }
+.meta, .note { color: #5f6b7a; font-size: 12.5px; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }
+th, td { border: 1px solid #d9dee5; padding: 3px 10px; text-align: left; }
+th { background: #f4f6f9; }
+td.num { text-align: right; }
+img { max-width: 100%; height: auto; border: 1px solid #e3e7ec; }
+@media print { section { break-inside: avoid; } }
+"""
+
+
+def format_value(v: Any) -> str:
+    """Numbers as a person reads them in a table: 4 decimals, scientific notation for very small or large."""
+    if v is None:
+        return "NA"
+    if isinstance(v, bool) or isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "NA"
+        a = abs(v)
+        return f"{v:.4e}" if a != 0 and (a < 1e-3 or a >= 1e6) else f"{v:.4f}"
+    return str(v)
+
+
+def _table_html(payload: dict[str, Any]) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in payload["columns"])
+    body = []
+    for row in payload["rows"]:
+        cells = "".join(
+            f'<td class="num">{html.escape(format_value(v))}</td>' if isinstance(v, (int, float))
+            and not isinstance(v, bool) else f"<td>{html.escape(format_value(v))}</td>" for v in row)
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def export_html(project: Project, report_id: int) -> str:
+    """The report as one HTML document: inline CSS, plots as data: URIs, no scripts, no external references."""
+    report = get_report(project, report_id)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{html.escape(report['name'])}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(report['name'])}</h1>",
+             f'<p class="meta">glmmlab report · {len(report["items"])} item'
+             f'{"" if len(report["items"]) == 1 else "s"} · created {html.escape(report["created_at"][:19])}</p>']
+    for item in report["items"]:
+        p = item["payload"]
+        parts.append(f'<section class="item {item["kind"]}"><h2>{html.escape(item["title"] or "")}</h2>')
+        if p.get("note"):
+            parts.append(f'<p class="note">{html.escape(str(p["note"]))}</p>')
+        if item["kind"] == "table":
+            parts.append(_table_html(p))
+        else:
+            data = base64.b64encode(base64.b64decode(p["png_base64"])).decode("ascii")
+            parts.append(f'<img alt="{html.escape(item["title"] or "plot")}" src="data:image/png;base64,{data}">')
+        parts.append("</section>")
+    if not report["items"]:
+        parts.append('<p class="note">This report is empty.</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts)
