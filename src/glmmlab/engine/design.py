@@ -137,18 +137,23 @@ def prepare(
     ``group_codes`` (n,) are integer codes into ``group_levels``, negative where the group is missing.
     """
     y = np.asarray(y, dtype=float)
-    X = np.asarray(X, dtype=float).reshape(y.shape[0], -1)
-    group_codes = np.asarray(group_codes)
     n_input = y.shape[0]
+    if isinstance(X, np.ndarray):
+        X = np.asarray(X, dtype=float).reshape(n_input, -1)
+        columns = [X[:, j] for j in range(X.shape[1])]
+    else:
+        columns = [np.asarray(c, dtype=float) for c in X]
+    group_codes = np.asarray(group_codes)
     keep = np.isfinite(y) & (group_codes >= 0)
-    if X.shape[1]:
-        keep &= np.isfinite(X).all(axis=1)
+    for col in columns:
+        keep &= np.isfinite(col)
     if not keep.any():
         raise GlmmInputError(
             "no complete rows: every row has a missing, non-numeric or infinite value in "
             f"'{response}', the fixed effects or '{group_name}'"
         )
-    rows = np.flatnonzero(keep)
+    keep_all = bool(keep.all())
+    rows = np.arange(n_input) if keep_all else np.flatnonzero(keep)
     codes = group_codes[rows]
     # Renumber the groups that still have rows (O(n), no sort of the rows).
     present = np.bincount(codes, minlength=len(group_levels)) > 0
@@ -160,7 +165,6 @@ def prepare(
     order = sort_by_group(codes, used.size)
     rows, codes = rows[order], codes[order]
     yv = y[rows]
-    Xv = X[rows]
 
     _check_response(yv, family, response)
     if len(levels) < 2:
@@ -171,30 +175,39 @@ def prepare(
     warnings: list[str] = []
     dropped: list[str] = []
 
-    # Degenerate predictors: constant columns and exact linear dependence.
+    # The scaled design is built in place, one column at a time: one n x p allocation in all.
+    n = len(yv)
+    off = 1 if intercept else 0
+    center = np.zeros(len(columns))
+    scale = np.ones(len(columns))
     kept_cols: list[int] = []
-    for k, name in enumerate(names):
-        col = Xv[:, k]
-        if np.ptp(col) == 0 and (intercept or np.all(col == 0)):
+    for k, (name, col) in enumerate(zip(names, columns)):
+        v = col if keep_all else col[keep]  # order does not matter for these statistics
+        lo, hi = float(v.min()), float(v.max())
+        if lo == hi and (intercept or lo == 0.0):
             dropped.append(name)
             warnings.append(
                 f"Fixed effect '{name}' is constant in the rows used and was dropped from the model."
             )
+            continue
+        kept_cols.append(k)
+        if intercept:
+            center[k] = float(np.mean(v))
+            sd = float(np.std(v))
         else:
-            kept_cols.append(k)
-    Xv = Xv[:, kept_cols]
-    kept_names = [names[k] for k in kept_cols]
-
-    center = Xv.mean(axis=0) if intercept else np.zeros(Xv.shape[1])
-    scale = Xv.std(axis=0) if intercept else np.sqrt(np.mean(Xv * Xv, axis=0))
-    scale = np.where(scale > 0, scale, 1.0)
-    Z = (Xv - center) / scale
+            sd = float(np.sqrt(np.mean(v * v)))
+        scale[k] = sd if sd > 0 else 1.0
+    Z = np.empty((n, off + len(kept_cols)))
     if intercept:
-        Z = np.column_stack([np.ones(len(yv)), Z])
+        Z[:, 0] = 1.0
+    for j, k in enumerate(kept_cols):
+        np.subtract(columns[k][rows], center[k], out=Z[:, off + j])
+        Z[:, off + j] /= scale[k]
+    center, scale = center[kept_cols], scale[kept_cols]
+    kept_names = [names[k] for k in kept_cols]
 
     # Collinearity: a column whose part orthogonal to the columns kept before it is negligible is dropped.
     if Z.shape[1] > 1:
-        off = 1 if intercept else 0
         collinear = collinear_columns(Z.T @ Z / len(yv), off)
         if collinear:
             for k in collinear:
@@ -234,7 +247,7 @@ def prepare(
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     return Design(
         y=yv,
-        X=np.ascontiguousarray(Z),
+        X=Z,
         names=out_names,
         group=codes,
         levels=levels,

@@ -55,26 +55,21 @@ def _numeric_column(df: pd.DataFrame, name: str, role: str) -> np.ndarray:
 
 
 def _group_codes(df: pd.DataFrame, name: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes (-1 where missing) into the sorted group labels; O(n) hashing, only the labels sorted."""
     col = df[name]
-    missing = col.isna().to_numpy()
-    values = col.to_numpy()
-    codes = np.full(len(col), -1, dtype=np.int64)
-    present = values[~missing]
-    if present.size == 0:
-        return codes, []
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        numeric = present.astype(float)
-        ok = np.isfinite(numeric)
-        uniq, inv = np.unique(numeric[ok], return_inverse=True)
-        sub = np.full(present.size, -1, dtype=np.int64)
-        sub[ok] = inv
-        codes[~missing] = sub
-        labels = list(group_labels_of(uniq))
-        return codes, labels
-    labels_all = group_labels_of(present.astype(str) if present.dtype == object else present)
-    uniq, inv = np.unique(labels_all, return_inverse=True)
-    codes[~missing] = inv
-    return codes, [str(u) for u in uniq]
+    numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+    if numeric:
+        col = col.astype(float).where(np.isfinite(col.astype(float)))
+    codes, uniques = pd.factorize(col, sort=False, use_na_sentinel=True)
+    uniques = np.asarray(uniques)
+    if uniques.size == 0:
+        return codes.astype(np.int64), []
+    order = np.argsort(uniques.astype(float) if numeric else group_labels_of(uniques), kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+    labels = [str(v) for v in group_labels_of(uniques[order])]
+    return codes, labels
 
 
 def fit_glmm(
@@ -111,7 +106,7 @@ def fit_glmm(
     fixed = list(fixed or [])
     _check_columns(df, response, group, fixed)
     y = _numeric_column(df, response, "response")
-    X = np.column_stack([_numeric_column(df, f, "fixed-effect") for f in fixed]) if fixed else np.empty((len(df), 0))
+    X = [_numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
     codes, levels = _group_codes(df, group)
     return fit_arrays(
         y, X, fixed, codes, levels, response=response, group_name=group, family=family, link=link,
