@@ -14,6 +14,9 @@ Measurement scales (``scale``): ``nominal``, ``ordinal``, ``interval``, ``ratio`
 
 Which scales a type may take is in :data:`SCALES_BY_DTYPE`. A column is categorical (usable as a group variable) when
 its scale is nominal or ordinal or its type is string (:attr:`ColumnInfo.categorical`).
+
+Code that makes datasets (samples, model diagnostics) stores a pandas DataFrame with :func:`store_frame`, inside a
+``project.write()`` block when it belongs to a larger change.
 """
 
 from __future__ import annotations
