@@ -28,7 +28,7 @@ from glmmlab.services.errors import NotFound, ServiceError
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 TEMPLATES_DIR = HERE / "templates"
-CORE_ROUTES = ("pages", "projects", "datasets", "imports", "dummy", "catalog")
+CORE_ROUTES = ("pages", "projects", "datasets", "imports", "dummy")
 EXTENSIONS = ("glmm",)
 DEFAULT_MAX_UPLOAD_BYTES = 1 << 30
 
@@ -66,6 +66,7 @@ def create_app(project_path: str | Path, *, projects_dir: str | Path | None = No
     app.state.scripts = []
     app.state.styles = []
 
+    # Extensions come before the catalogue, so that a tab module may answer /api/models and /api/reports itself.
     for name in CORE_ROUTES:
         module = importlib.import_module(f"glmmlab.interfaces.web.routes.{name}")
         app.include_router(module.router)
@@ -77,6 +78,7 @@ def create_app(project_path: str | Path, *, projects_dir: str | Path | None = No
             app.include_router(module.router)
         app.state.scripts.extend(getattr(module, "scripts", []))
         app.state.styles.extend(getattr(module, "styles", []))
+    app.include_router(importlib.import_module("glmmlab.interfaces.web.routes.catalog").router)
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     _install_error_handlers(app)
@@ -86,12 +88,16 @@ def create_app(project_path: str | Path, *, projects_dir: str | Path | None = No
 
 
 def _optional_module(dotted: str) -> Any:
+    """The extension module, or None when it does not exist or fails to import (then the log says why)."""
     try:
         return importlib.import_module(dotted)
     except ModuleNotFoundError as exc:
         if exc.name == dotted:
             return None
-        raise
+        log.exception("the workbench extension %s failed to load and is left out", dotted)
+    except Exception:  # noqa: BLE001 - a broken tab module must not take the workbench down
+        log.exception("the workbench extension %s failed to load and is left out", dotted)
+    return None
 
 
 def _version() -> str:

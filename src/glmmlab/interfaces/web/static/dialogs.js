@@ -102,7 +102,7 @@
   const dummy = { info: null, timer: null, seq: 0, levels: {} };
 
   function specRows() {
-    return Array.from(document.querySelectorAll("#dlg-dummy tbody tr"));
+    return Array.from(document.querySelectorAll("#dlg-dummy table.dummy-spec tbody tr"));
   }
 
   function currentSpec() {
@@ -133,7 +133,7 @@
     const [info, vocab] = await Promise.all([api.get(`/api/datasets/${id}`), g.vocabulary()]);
     dummy.info = info;
     dummy.levels = {};
-    const body = clear(dlg.querySelector("tbody"));
+    const body = clear(dlg.querySelector("table.dummy-spec tbody"));
     for (const col of info.columns) {
       const scales = vocab.scales_by_dtype[col.dtype] || vocab.scales;
       const tr = el("tr", { dataset: { column: col.name } },
@@ -219,20 +219,20 @@
       dlg.dataset.dummyWired = "true";
       select.addEventListener("change", () => loadDummyDataset(dlg, select.value)
         .catch((err) => g.showError(dlg.querySelector(".error"), err.message)));
-      dlg.querySelector("tbody").addEventListener("change", (e) => {
+      dlg.querySelector("table.dummy-spec tbody").addEventListener("change", (e) => {
         if (e.target.classList.contains("action")) fillReferences();
         schedulePreview(dlg);
       });
       dlg.querySelector("[data-preview]").addEventListener("click", () => runPreview(dlg, true));
     }
-    const all = await g.datasets();
+    const all = await g.refreshSidebar();  // fresh: another window or a script may have changed the project
     clear(select);
     for (const d of all) {
       select.appendChild(el("option", { value: String(d.id) }, "\u00a0\u00a0".repeat(d.depth || 0) + d.name));
     }
     if (!all.length) {
       g.showError(dlg.querySelector(".error"), "The project has no datasets yet; import one first (File > Import Data...).");
-      clear(dlg.querySelector("tbody"));
+      clear(dlg.querySelector("table.dummy-spec tbody"));
       return;
     }
     const wanted = (detail && detail.id) || datasetIdOfActiveTab() || all[0].id;

@@ -373,8 +373,8 @@
     datasetCache = null;
     const [ds, models, reports] = await Promise.all([
       datasets(),
-      api.get("/api/models").then((r) => r.models).catch(() => []),
-      api.get("/api/reports").then((r) => r.reports).catch(() => []),
+      api.get("/api/models").then((r) => (Array.isArray(r) ? r : r.models) || []).catch(() => []),
+      api.get("/api/reports").then((r) => (Array.isArray(r) ? r : r.reports) || []).catch(() => []),
     ]);
     fillList("dataset-list", ds, datasetItem, "No datasets yet.");
     fillList("model-list", models, (m) => simpleItem("model", m), "No saved models.");
@@ -476,6 +476,7 @@
       on(event, () => refreshSidebar().catch((err) => status(err.message)));
     }
     restoreTabs();
+    refreshSidebar().catch((err) => status(err.message));
     document.getElementById("welcome").hidden = openTabs.length > 0;
     document.body.dataset.ready = "true";
   }
