@@ -1,0 +1,315 @@
+"""The GLMM tab's API: form options, background fits with progress and cancel, and (included from here) saved
+models and reports.
+
+A fit is a job: ``POST /api/glmm/fits`` checks the form (answering 422 with ``field`` naming the control when a
+choice is invalid), then runs ``glmmlab.fit_glmm`` in a thread pool; poll ``GET /api/glmm/fits/{id}`` for ``state``
+(queued, running, done, failed, cancelled), ``stage`` and ``fraction``; ``POST /api/glmm/fits/{id}/cancel`` stops
+it. A finished fit is saved with ``POST /api/models`` (``{"fit_id", "name"}``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+import glmmlab
+from glmmlab.engine.families import FAMILIES
+from glmmlab.engine.progress import FitCancelled
+from glmmlab.interfaces.text import fixed_effects_headers
+from glmmlab.interfaces.web.deps import workbench
+from glmmlab.interfaces.web.encode import jsonable
+from glmmlab.interfaces.web.routes import models as models_routes
+from glmmlab.interfaces.web.routes import reports as reports_routes
+from glmmlab.services import datasets
+from glmmlab.services.errors import NotFound, ServiceError
+
+_glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
+scripts = ["glmm.js"]
+styles = ["glmm.css"]
+
+MAX_WORKERS = 4
+FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "fixed": "Fixed Effects (X)",
+                "group": "Group Variable (Random Intercept)", "family": "Distribution Family",
+                "link": "Link Function", "conf_level": "Confidence Level", "max_iter": "Max Iterations",
+                "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name"}
+
+
+class FitBody(BaseModel):
+    dataset_id: Any = Field(description="The dataset to analyse.")
+    response: Optional[str] = Field(None, description="Response Variable (Y): a numeric column.")
+    fixed: list[str] = Field(default_factory=list, description="Fixed Effects (X): numeric columns.")
+    group: Optional[str] = Field(None, description="Group Variable (Random Intercept): nominal, ordinal or string.")
+    family: str = Field("gaussian", description="gaussian, binomial, poisson or gamma.")
+    link: Optional[str] = Field(None, description="Default: the family's canonical link.")
+    intercept: bool = True
+    conf_level: Any = Field(0.95, description="A fraction between 0.5 and 0.9999 (the form shows percent).")
+    max_iter: Any = 100
+    tol: Any = 1e-6
+    nagq: Any = 1
+
+
+class FieldError(ServiceError):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class FitJob:
+    id: str
+    label: str
+    dataset_id: int
+    spec: dict[str, Any]
+    state: str = "queued"
+    stage: str = "Waiting to start"
+    fraction: float = 0.0
+    error: Optional[str] = None
+    result: Optional[dict[str, Any]] = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started_at: float = field(default_factory=time.time)
+    finished_at: Optional[float] = None
+
+    def to_dict(self, diagnostics: bool = False) -> dict[str, Any]:
+        result = self.result
+        if result is not None and not diagnostics:
+            result = {k: v for k, v in result.items() if k != "diagnostics"}
+        return {"id": self.id, "kind": "glmm", "label": self.label, "state": self.state, "stage": self.stage,
+                "phase": self.stage, "fraction": round(self.fraction, 4), "error": self.error,
+                "dataset_id": self.dataset_id, "spec": self.spec, "result": result,
+                "display": display(self.result) if self.result else None,
+                "elapsed_seconds": round((self.finished_at or time.time()) - self.started_at, 3)}
+
+
+class FitJobs:
+    """The fits of one app: a small thread pool, so several fits run at once and the server stays responsive."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="glmmlab-fit")
+        self.jobs: dict[str, FitJob] = {}
+        self.lock = threading.Lock()
+
+    def get(self, job_id: str) -> FitJob:
+        with self.lock:
+            job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"There is no fit '{job_id}'; fits are kept in memory until the server stops.")
+        return job
+
+    def add(self, job: FitJob) -> None:
+        with self.lock:
+            self.jobs[job.id] = job
+            finished = sorted((j for j in self.jobs.values() if j.finished_at), key=lambda j: j.finished_at)
+            for old in finished[:-50]:
+                self.jobs.pop(old.id, None)
+
+
+def fit_jobs(request: Request) -> FitJobs:
+    state = request.app.state
+    with _JOBS_LOCK:
+        if not hasattr(state, "glmm_fits"):
+            state.glmm_fits = FitJobs()
+        return state.glmm_fits
+
+
+_JOBS_LOCK = threading.Lock()
+
+
+def ll_label(kind: str, nagq: int = 1) -> str:
+    if kind == "REML":
+        return "REML Log-Likelihood"
+    if kind == "Laplace":
+        return "Log-Likelihood (Laplace)"
+    return f"Log-Likelihood (AGQ, {nagq} nodes)"
+
+
+def level_text(conf_level: float) -> str:
+    return f"{conf_level * 100:g}%"
+
+
+def display(result: dict[str, Any], conf_level: float | None = None) -> dict[str, Any]:
+    """The words the page shows for a result: table headers and metric labels."""
+    m = result["model"]
+    level = m["conf_level"] if conf_level is None else conf_level
+    return {"fixed_effects_headers": fixed_effects_headers(m["family"], m["link"], level),
+            "level_text": level_text(level),
+            "log_likelihood_label": ll_label(result["fit"]["log_likelihood_kind"], m.get("nagq", 1)),
+            "family_label": FAMILIES[m["family"]].label}
+
+
+def _number(value: Any, field: str, kind=float) -> Any:
+    try:
+        x = kind(value)
+        if isinstance(value, bool) or (isinstance(x, float) and not math.isfinite(x)):
+            raise ValueError
+        if kind is int and float(value) != int(value):
+            raise ValueError
+        return x
+    except (TypeError, ValueError):
+        raise FieldError(field, f"{FIELD_LABELS[field]} must be {'a whole number' if kind is int else 'a number'}; "
+                                f"got {value!r}.") from None
+
+
+def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
+    """Check the form against the dataset; returns (dataset info, fit spec) or raises FieldError."""
+    if body.dataset_id in (None, ""):
+        raise FieldError("dataset_id", "Choose a Dataset.")
+    try:
+        info = datasets.get_dataset(project, body.dataset_id)
+    except (NotFound, ServiceError):
+        raise FieldError("dataset_id", f"There is no dataset {body.dataset_id!r}; choose one from the list.") from None
+    cols = {c.name: c for c in info.columns}
+    if not body.response:
+        raise FieldError("response", "Choose a Response Variable (Y).")
+    if body.response not in cols:
+        raise FieldError("response", f"Dataset '{info.name}' has no column '{body.response}'.")
+    if not cols[body.response].numeric:
+        raise FieldError("response", f"Response Variable (Y) must be numeric; '{body.response}' is "
+                                     f"{cols[body.response].dtype}. Only numeric columns are available.")
+    if len(set(body.fixed)) != len(body.fixed):
+        raise FieldError("fixed", "Each Fixed Effects (X) column can be chosen once.")
+    for f in body.fixed:
+        if f not in cols:
+            raise FieldError("fixed", f"Dataset '{info.name}' has no column '{f}'.")
+        if not cols[f].numeric:
+            raise FieldError("fixed", f"Fixed Effects (X) must be numeric; '{f}' is {cols[f].dtype}. "
+                                      "Convert categorical columns with Data > Dummy Coding first.")
+    if body.response in body.fixed:
+        raise FieldError("fixed", f"'{body.response}' is the Response Variable (Y); it cannot also be a fixed effect.")
+    if not body.group:
+        raise FieldError("group", "Choose a Group Variable (Random Intercept): a GLMM needs groups.")
+    if body.group not in cols:
+        raise FieldError("group", f"Dataset '{info.name}' has no column '{body.group}'.")
+    if not cols[body.group].categorical:
+        raise FieldError("group", f"The Group Variable must be a nominal, ordinal or string column; '{body.group}' "
+                                  f"is {cols[body.group].dtype} · {cols[body.group].scale}. Set its scale to nominal "
+                                  "in the dataset tab to use it.")
+    if body.group == body.response or body.group in body.fixed:
+        raise FieldError("group", f"'{body.group}' is already the response or a fixed effect.")
+    if not body.intercept and not body.fixed:
+        raise FieldError("fixed", "Without an intercept, choose at least one Fixed Effects (X) column.")
+    family = str(body.family or "").lower()
+    if family not in FAMILIES:
+        raise FieldError("family", f"Distribution Family must be one of {', '.join(FAMILIES)}; got {body.family!r}.")
+    links = FAMILIES[family].links
+    link = str(body.link).lower() if body.link else links[0]
+    if link not in links:
+        raise FieldError("link", f"The {FAMILIES[family].label} family offers the links {', '.join(links)}; "
+                                 f"not {body.link!r}.")
+    level = _number(body.conf_level, "conf_level")
+    if not 0.5 <= level <= 0.9999:
+        raise FieldError("conf_level", f"Confidence Level must be between 50 and 99.99 (%); got {level * 100:g}.")
+    max_iter = _number(body.max_iter, "max_iter", int)
+    if not 1 <= max_iter <= 100_000:
+        raise FieldError("max_iter", "Max Iterations must be between 1 and 100000.")
+    tol = _number(body.tol, "tol")
+    if not 0 < tol < 1:
+        raise FieldError("tol", "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).")
+    nagq = _number(body.nagq, "nagq", int)
+    if not 1 <= nagq <= 25:
+        raise FieldError("nagq", "Quadrature nodes must be between 1 and 25 (1 is the Laplace approximation).")
+    spec = {"response": body.response, "fixed": list(body.fixed), "group": body.group, "family": family,
+            "link": link, "intercept": bool(body.intercept), "conf_level": level, "max_iter": max_iter,
+            "tol": tol, "nagq": nagq}
+    return info, spec
+
+
+def field_error(exc: FieldError) -> JSONResponse:
+    return JSONResponse({"error": f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc}", "field": exc.field,
+                         "message": str(exc)}, status_code=422)
+
+
+@_glmm.get("/options", summary="Families, their links (canonical first) and the form's defaults")
+def options() -> dict[str, Any]:
+    return {"families": [{"value": k, "label": f.label, "links": list(f.links), "canonical_link": f.links[0]}
+                         for k, f in FAMILIES.items()],
+            "defaults": {"family": "gaussian", "intercept": True, "conf_level": 0.95, "max_iter": 100,
+                         "tol": 1e-6, "nagq": 1},
+            "conf_level_range": [0.5, 0.9999]}
+
+
+@_glmm.post("/fits", status_code=202, summary="Check the form and start a fit in the background")
+def start_fit(body: FitBody, request: Request):
+    wb = workbench(request)
+    try:
+        with wb.project() as project:
+            info, spec = check_form(project, body)
+    except FieldError as exc:
+        return field_error(exc)
+    jobs = fit_jobs(request)
+    label = f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {info.name}"
+    job = FitJob(id=uuid.uuid4().hex[:16], label=label, dataset_id=info.id, spec=spec)
+    jobs.add(job)
+
+    def progress(stage: str, fraction: float) -> None:
+        if job.cancel.is_set():
+            raise FitCancelled()
+        job.stage = stage
+        job.fraction = max(job.fraction, min(1.0, float(fraction)))
+
+    def run() -> None:
+        try:
+            if job.cancel.is_set():
+                raise FitCancelled()
+            job.state = "running"
+            job.stage = "Reading data"
+            with wb.project() as project:
+                columns = list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
+                frame = datasets.read_frame(project, info.id, columns)
+            if job.cancel.is_set():
+                raise FitCancelled()
+            result = glmmlab.fit_glmm(
+                frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"], link=spec["link"],
+                intercept=spec["intercept"], conf_level=spec["conf_level"], max_iter=spec["max_iter"],
+                tol=spec["tol"], nagq=spec["nagq"], progress=progress)
+            job.result = jsonable(result.to_dict())
+            job.fraction, job.stage, job.state = 1.0, "Done", "done"
+        except FitCancelled:
+            job.state, job.stage, job.error = "cancelled", "Cancelled", "The fit was cancelled."
+        except (glmmlab.GlmmInputError, ServiceError) as exc:
+            job.state, job.error = "failed", str(exc)
+        except Exception as exc:  # noqa: BLE001 - the page gets a sentence, the log the traceback
+            traceback.print_exc()
+            job.state, job.error = "failed", f"The fit failed unexpectedly ({exc.__class__.__name__}: {exc})."
+        finally:
+            job.finished_at = time.time()
+
+    jobs.pool.submit(run)
+    return JSONResponse(job.to_dict(), status_code=202)
+
+
+@_glmm.get("/fits", summary="Fits of this session, newest first (without results)")
+def list_fits(request: Request) -> dict[str, Any]:
+    jobs = fit_jobs(request)
+    with jobs.lock:
+        items = sorted(jobs.jobs.values(), key=lambda j: -j.started_at)
+    return {"fits": [{k: v for k, v in j.to_dict().items() if k not in ("result", "display")} for j in items]}
+
+
+@_glmm.get("/fits/{fit_id}", summary="A fit's state, stage and progress; with the result when done")
+def get_fit(fit_id: str, request: Request, diagnostics: bool = False) -> dict[str, Any]:
+    return fit_jobs(request).get(fit_id).to_dict(diagnostics=diagnostics)
+
+
+@_glmm.post("/fits/{fit_id}/cancel", summary="Ask a running fit to stop (it stops at its next progress report)")
+def cancel_fit(fit_id: str, request: Request) -> dict[str, Any]:
+    job = fit_jobs(request).get(fit_id)
+    if job.state in ("queued", "running"):
+        job.cancel.set()
+        job.stage = "Cancelling"
+    return job.to_dict()
+
+
+router = APIRouter()
+router.include_router(_glmm)
+router.include_router(models_routes.make_router(fit_jobs))
+router.include_router(reports_routes.router)

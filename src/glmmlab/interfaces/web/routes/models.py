@@ -1,0 +1,149 @@
+"""Saved models: save a finished fit, read it (with the fixed effects at any confidence level), its diagnostic
+plots, delete it, and add its tables or plots to a report. ``GET /api/models`` (the list) lives in catalog.py."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Callable, Optional
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from glmmlab.interfaces.text import fixed_effects_headers
+from glmmlab.interfaces.web.deps import workbench
+from glmmlab.interfaces.web.encode import jsonable
+from glmmlab.services import models, plots, reports
+from glmmlab.services.errors import ServiceError
+
+
+class SaveBody(BaseModel):
+    fit_id: str = Field(description="The id of a finished fit (POST /api/glmm/fits).")
+    name: str = Field(description="Model Name.")
+
+
+class ToReportBody(BaseModel):
+    report_id: Optional[int] = Field(None, description="Default: the newest report (one is created if none).")
+    conf_level: Optional[float] = Field(None, description="Level of the fixed-effects intervals; default: saved.")
+
+
+def level_text(conf_level: float) -> str:
+    return f"{conf_level * 100:g}%"
+
+
+def fixed_effects_view(result: dict[str, Any], conf_level: float) -> dict[str, Any]:
+    m = result["model"]
+    rows = models.fixed_effects_at(result, conf_level)
+    headers = fixed_effects_headers(m["family"], m["link"], conf_level)
+    keys = ["variable", "estimate", "std_error", "lower", "upper"]
+    if rows and "exp_estimate" in rows[0]:
+        keys += ["exp_estimate", "exp_lower", "exp_upper"]
+    return {"conf_level": conf_level, "level_text": level_text(conf_level), "headers": headers, "keys": keys,
+            "rows": rows, "saved_conf_level": m["conf_level"]}
+
+
+def report_tables(model: dict[str, Any], conf_level: float) -> list[dict[str, Any]]:
+    result = model["result"]
+    fe = fixed_effects_view(result, conf_level)
+    m = result["model"]
+    formula = f"{m['response']} ~ {' + '.join((['1'] if m['intercept'] else ['0']) + m['fixed'])} + (1 | {m['group']})"
+    note = (f"{formula}; family {m['family']}, link {m['link']}; {result['n_obs']} observations in "
+            f"{result['n_groups']} groups; Wald intervals at {fe['level_text']}.")
+    return [
+        {"kind": "table", "title": f"{model['name']}: Fixed Effects",
+         "payload": {"columns": fe["headers"], "rows": [[r.get(k) for k in fe["keys"]] for r in fe["rows"]],
+                     "note": note}},
+        {"kind": "table", "title": f"{model['name']}: BLUP (Random Effect Predictions)",
+         "payload": {"columns": ["Group", "Random Intercept", "Std. Error", "Rank"],
+                     "rows": [[b["group"], b["random_intercept"], b["std_error"], b["rank"]]
+                              for b in result.get("blup", [])],
+                     "note": f"Group variable {m['group']}; rank 1 is the largest random intercept."}},
+    ]
+
+
+def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
+    router = APIRouter(prefix="/api/models", tags=["models"])
+
+    @router.post("", status_code=201, summary="Save a finished fit as a model, with its diagnostics dataset")
+    def save(body: SaveBody, request: Request):
+        job = fit_jobs(request).get(body.fit_id)
+        if job.state != "done" or job.result is None:
+            raise ServiceError("Only a finished fit can be saved; this one is " + job.state + ".")
+        if not body.name or not body.name.strip():
+            return JSONResponse({"error": "Model Name: give the model a name.", "field": "name"}, status_code=422)
+        with workbench(request).project() as project:
+            model = models.save_model(project, body.name, job.dataset_id, job.spec, job.result)
+        return JSONResponse(jsonable(_summary(model)), status_code=201)
+
+    @router.get("/{model_id}", summary="A saved model: spec, result and the fixed effects at conf_level")
+    def get(model_id: int, request: Request, conf_level: Optional[float] = Query(None),
+            diagnostics: bool = False) -> dict[str, Any]:
+        with workbench(request).project() as project:
+            model = models.get_model(project, model_id)
+        result = model["result"]
+        if not diagnostics:
+            result = {k: v for k, v in result.items() if k != "diagnostics"}
+        level = result["model"]["conf_level"] if conf_level is None else models.check_conf_level(conf_level)
+        out = dict(model, result=result)
+        out["fixed_effects"] = fixed_effects_view(result, level)
+        out["saved_conf_level"] = result["model"]["conf_level"]
+        return jsonable(out)
+
+    @router.get("/{model_id}/fixed-effects", summary="The fixed effects recomputed at another confidence level "
+                                                     "(the saved level does not change)")
+    def fixed_effects(model_id: int, request: Request, conf_level: float = Query(...)) -> dict[str, Any]:
+        with workbench(request).project() as project:
+            model = models.get_model(project, model_id)
+        return jsonable(fixed_effects_view(model["result"], models.check_conf_level(conf_level)))
+
+    @router.delete("/{model_id}", summary="Delete a model and its diagnostics dataset")
+    def delete(model_id: int, request: Request) -> dict[str, Any]:
+        with workbench(request).project() as project:
+            return jsonable(models.delete_model(project, model_id))
+
+    @router.get("/{model_id}/diagnostics", summary="The diagnostics dataset and the plots of a model")
+    def diagnostics(model_id: int, request: Request) -> dict[str, Any]:
+        with workbench(request).project() as project:
+            model = models.get_model(project, model_id)
+        return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
+                "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
+                          for k, t in plots.PLOTS.items()]}
+
+    @router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",
+                response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def plot(model_id: int, kind: str, request: Request):
+        with workbench(request).project() as project:
+            png = plots.plot_png(project, model_id, kind)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @router.post("/{model_id}/report", summary="Add the fixed-effects and BLUP tables to a report")
+    def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None) -> dict[str, Any]:
+        body = body or ToReportBody()
+        with workbench(request).project() as project:
+            model = models.get_model(project, model_id)
+            level = model["result"]["model"]["conf_level"] if body.conf_level is None \
+                else models.check_conf_level(body.conf_level)
+            report = _target(project, body.report_id)
+            return jsonable(reports.add_items(project, report["id"], report_tables(model, level)))
+
+    @router.post("/{model_id}/plots/{kind}/report", summary="Add a diagnostic plot to a report")
+    def plot_to_report(model_id: int, kind: str, request: Request,
+                       body: Optional[ToReportBody] = None) -> dict[str, Any]:
+        body = body or ToReportBody()
+        with workbench(request).project() as project:
+            model = models.get_model(project, model_id)
+            png = plots.plot_png(project, model_id, kind)
+            report = _target(project, body.report_id)
+            item = {"kind": "plot", "title": f"{model['name']}: {plots.PLOTS[kind]}",
+                    "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
+            return jsonable(reports.add_items(project, report["id"], [item]))
+
+    return router
+
+
+def _target(project, report_id: Optional[int]) -> dict[str, Any]:
+    return reports.get_report(project, report_id) if report_id is not None else reports.default_report(project)
+
+
+def _summary(model: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in model.items() if k != "result"}

@@ -1,0 +1,92 @@
+"""Saved models: a model and its diagnostics dataset are stored together, and leave together."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import glmmlab
+from glmmlab.services import datasets, models
+from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.samples import create_sample_datasets
+
+
+@pytest.fixture
+def fitted(project):
+    create_sample_datasets(project)
+    ds = next(d for d in datasets.list_datasets(project) if d.name == "school scores")
+    frame = datasets.read_frame(project, ds.id, ["score", "school", "study_hours"])
+    frame.loc[3, "score"] = float("nan")  # one excluded row: the diagnostics keep the source row numbers
+    result = glmmlab.fit_glmm(frame, "score", "school", ["study_hours"])
+    return ds, result
+
+
+def test_save_model_stores_the_model_and_its_diagnostics_dataset(project, fitted):
+    ds, result = fitted
+    doc = result.to_dict()
+    model = models.save_model(project, "scores", ds.id, {"response": "score"}, doc)
+    assert model["name"] == "scores" and model["result"]["n_obs"] == doc["n_obs"]
+    diag = datasets.get_dataset(project, model["diagnostics_dataset_id"])
+    assert diag.parent_id == ds.id and diag.read_only and diag.operation["type"] == "model_diagnostics"
+    assert [c.name for c in diag.columns] == list(models.DIAGNOSTIC_COLUMNS)
+    frame = datasets.read_frame(project, diag.id)
+    assert len(frame) == doc["n_obs"] == ds.n_rows - 1
+    assert 3 not in set(frame["row"]) and frame["row"].iloc[3] == 4
+    assert frame["fitted_values"].tolist() == pytest.approx(doc["diagnostics"]["fitted_values"])
+    assert frame["deviance_residuals"].tolist() == pytest.approx(frame["pearson_residuals"].tolist())
+    assert [m["name"] for m in models.list_models(project)] == ["scores"]
+
+
+def test_save_is_atomic(project, fitted, monkeypatch):
+    ds, result = fitted
+    before = len(datasets.list_datasets(project))
+    real = datasets.store_frame
+
+    def store_then_fail(*args, **kwargs):
+        real(*args, **kwargs)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(datasets, "store_frame", store_then_fail)
+    with pytest.raises(RuntimeError):
+        models.save_model(project, "broken", ds.id, {}, result.to_dict())
+    assert models.list_models(project) == [] and len(datasets.list_datasets(project)) == before
+
+    doc = result.to_dict()
+    doc["diagnostics"]["fitted_values"] = doc["diagnostics"]["fitted_values"][:-1]
+    monkeypatch.setattr(datasets, "store_frame", real)
+    with pytest.raises(ServiceError, match="incomplete"):
+        models.save_model(project, "short", ds.id, {}, doc)
+    with pytest.raises(ServiceError, match="name"):
+        models.save_model(project, "  ", ds.id, {}, result.to_dict())
+    assert models.list_models(project) == [] and len(datasets.list_datasets(project)) == before
+
+
+def test_deleting_the_dataset_cascades_to_models_and_diagnostics(project, fitted):
+    ds, result = fitted
+    model = models.save_model(project, "m", ds.id, {}, result.to_dict())
+    deps = datasets.dependents(project, ds.id)
+    assert [m["name"] for m in deps["models"]] == ["m"]
+    assert model["diagnostics_dataset_id"] in [d["id"] for d in deps["datasets"]]
+    datasets.delete_dataset(project, ds.id)
+    with pytest.raises(NotFound):
+        models.get_model(project, model["id"])
+    with pytest.raises(NotFound):
+        datasets.get_dataset(project, model["diagnostics_dataset_id"])
+
+
+def test_delete_model_and_recompute_intervals(project, fitted):
+    ds, result = fitted
+    model = models.save_model(project, "m", ds.id, {}, result.to_dict())
+    for level in (0.5, 0.9, 0.99, 0.9999):
+        got = models.fixed_effects_at(model["result"], level)
+        want = result.fixed_effects_table(level)
+        for a, b in zip(got, want):
+            assert a["lower"] == pytest.approx(b["lower"], rel=1e-12)
+            assert a["upper"] == pytest.approx(b["upper"], rel=1e-12)
+    with pytest.raises(ServiceError, match="between 50% and 99.99%"):
+        models.fixed_effects_at(model["result"], 0.49)
+    assert models.get_model(project, model["id"])["result"]["model"]["conf_level"] == 0.95
+    models.delete_model(project, model["id"])
+    assert models.list_models(project) == []
+    with pytest.raises(NotFound):
+        datasets.get_dataset(project, model["diagnostics_dataset_id"])

@@ -1,0 +1,194 @@
+"""The GLMM tab's JSON API, in process: run a fit, poll it, save it, read it back, recompute intervals, report."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+import glmmlab
+from glmmlab.services import datasets
+
+
+def wait_fit(client, fit_id: str, timeout: float = 60) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/api/glmm/fits/{fit_id}").json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.02)
+    raise AssertionError("the fit did not finish")
+
+
+@pytest.fixture
+def samples(client):
+    r = client.post("/api/samples")
+    assert r.status_code == 201, r.text
+    return {d["name"]: d for d in r.json()["datasets"]}
+
+
+def frame_of(client, dataset_id, columns):
+    with client.workbench.project() as project:
+        return datasets.read_frame(project, dataset_id, columns)
+
+
+def close(a, b, rel=1e-9):
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def run(client, **body) -> dict:
+    r = client.post("/api/glmm/fits", json=body)
+    assert r.status_code == 202, r.text
+    job = wait_fit(client, r.json()["id"])
+    assert job["state"] == "done", job
+    return job
+
+
+def test_options_list_families_with_canonical_links_first(client):
+    o = client.get("/api/glmm/options").json()
+    fams = {f["value"]: f for f in o["families"]}
+    assert fams["gaussian"]["label"] == "Gaussian (Normal)" and fams["gaussian"]["links"] == ["identity", "log"]
+    assert fams["binomial"]["links"] == ["logit", "probit"]
+    assert fams["poisson"]["links"] == ["log", "identity"]
+    assert fams["gamma"]["links"] == ["inverse", "log", "identity"]
+    assert o["defaults"] == {"family": "gaussian", "intercept": True, "conf_level": 0.95, "max_iter": 100,
+                             "tol": 1e-6, "nagq": 1}
+
+
+def test_a_fit_through_the_api_equals_fit_glmm_then_save_read_and_recompute(client, samples):
+    ds = samples["clinic recovery"]
+    job = run(client, dataset_id=ds["id"], response="recovered", fixed=["age"], group="clinic", family="binomial")
+    got = job["result"]
+    want = glmmlab.fit_glmm(frame_of(client, ds["id"], ["recovered", "clinic", "age"]), "recovered", "clinic",
+                            ["age"], family="binomial").to_dict()
+    assert got["n_obs"] == want["n_obs"] and got["n_groups"] == want["n_groups"]
+    for a, b in zip(got["fixed_effects"], want["fixed_effects"]):
+        assert a["variable"] == b["variable"]
+        for k in ("estimate", "std_error", "lower", "upper", "exp_estimate", "exp_lower", "exp_upper"):
+            assert close(a[k], b[k]), (k, a, b)
+    assert close(got["fit"]["log_likelihood"], want["fit"]["log_likelihood"])
+    assert close(got["icc"], want["icc"])
+    assert [b["rank"] for b in got["blup"]] == [b["rank"] for b in want["blup"]]
+    assert "diagnostics" not in got
+    assert job["display"]["fixed_effects_headers"] == ["Variable", "Estimate", "Std. Error", "Lower 95%",
+                                                       "Upper 95%", "OR", "exp(Lower 95%)", "exp(Upper 95%)"]
+    assert job["display"]["log_likelihood_label"] == "Log-Likelihood (Laplace)"
+    assert got["glm_comparison"]["lrt_p_value"] is not None
+
+    r = client.post("/api/models", json={"fit_id": job["id"], "name": "recovery by age"})
+    assert r.status_code == 201, r.text
+    model = r.json()
+    assert model["name"] == "recovery by age" and model["dataset_id"] == ds["id"]
+    diag = client.get(f"/api/datasets/{model['diagnostics_dataset_id']}").json()
+    assert [c["name"] for c in diag["columns"]] == ["row", "fitted_values", "deviance_residuals",
+                                                    "pearson_residuals", "group_random_effect"]
+    assert diag["read_only"] and diag["parent_id"] == ds["id"] and diag["n_rows"] == got["n_obs"]
+    assert [m["name"] for m in client.get("/api/models").json()["models"]] == ["recovery by age"]
+
+    detail = client.get(f"/api/models/{model['id']}").json()
+    assert detail["saved_conf_level"] == 0.95 and detail["fixed_effects"]["level_text"] == "95%"
+    for a, b in zip(detail["fixed_effects"]["rows"], want["fixed_effects"]):
+        assert close(a["lower"], b["lower"], 1e-9) and close(a["upper"], b["upper"], 1e-9)
+
+    at90 = client.get(f"/api/models/{model['id']}/fixed-effects", params={"conf_level": 0.9}).json()
+    assert at90["headers"][3:5] == ["Lower 90%", "Upper 90%"] and at90["headers"][6] == "exp(Lower 90%)"
+    want90 = glmmlab.fit_glmm(frame_of(client, ds["id"], ["recovered", "clinic", "age"]), "recovered", "clinic",
+                              ["age"], family="binomial").fixed_effects_table(0.9)
+    for a, b, c in zip(at90["rows"], want90, detail["fixed_effects"]["rows"]):
+        assert close(a["lower"], b["lower"], 1e-9) and close(a["upper"], b["upper"], 1e-9)
+        assert a["lower"] > c["lower"] and a["upper"] < c["upper"]
+    again = client.get(f"/api/models/{model['id']}").json()
+    assert again["saved_conf_level"] == 0.95 and again["result"]["model"]["conf_level"] == 0.95
+    assert client.get(f"/api/models/{model['id']}/fixed-effects", params={"conf_level": 0.3}).status_code == 400
+
+    # tables and a plot into a report, reorder, export
+    rep = client.post(f"/api/models/{model['id']}/report", json={"conf_level": 0.9}).json()
+    assert [i["title"] for i in rep["items"]] == ["recovery by age: Fixed Effects",
+                                                  "recovery by age: BLUP (Random Effect Predictions)"]
+    assert rep["items"][0]["payload"]["columns"][3] == "Lower 90%"
+    assert len(rep["items"][1]["payload"]["rows"]) == got["n_groups"]
+    png = client.get(f"/api/models/{model['id']}/plots/caterpillar.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    rep = client.post(f"/api/models/{model['id']}/plots/qq/report", json={}).json()
+    assert [i["kind"] for i in rep["items"]] == ["table", "table", "plot"]
+    plot_id = rep["items"][2]["id"]
+    rep = client.post(f"/api/reports/{rep['id']}/items/{plot_id}/move", json={"direction": "up"}).json()
+    assert [i["kind"] for i in rep["items"]] == ["table", "plot", "table"]
+    page = client.get(f"/api/reports/{rep['id']}/export")
+    assert page.status_code == 200 and "attachment" in page.headers["content-disposition"]
+    assert "data:image/png;base64," in page.text and "<script" not in page.text and "Lower 90%" in page.text
+
+
+def test_gaussian_fit_shows_reml_and_no_exp_columns(client, samples):
+    ds = samples["school scores"]
+    job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school",
+              conf_level=0.9)
+    assert job["display"]["fixed_effects_headers"] == ["Variable", "Estimate", "Std. Error", "Lower 90%",
+                                                       "Upper 90%"]
+    assert job["display"]["log_likelihood_label"] == "REML Log-Likelihood"
+    assert [r["component"] for r in job["result"]["random_effects"]] == ["school", "Residual"]
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"response": None}, "response"),
+    ({"response": "school"}, "response"),
+    ({"fixed": ["score"]}, "fixed"),
+    ({"fixed": ["track"]}, "fixed"),
+    ({"group": None}, "group"),
+    ({"group": "study_hours"}, "group"),
+    ({"family": "negbin"}, "family"),
+    ({"link": "logit"}, "link"),
+    ({"conf_level": 0.3}, "conf_level"),
+    ({"conf_level": 1.0}, "conf_level"),
+    ({"max_iter": 0}, "max_iter"),
+    ({"tol": -1}, "tol"),
+    ({"dataset_id": 999}, "dataset_id"),
+])
+def test_bad_form_input_is_refused_naming_the_field(client, samples, change, field):
+    body = {"dataset_id": samples["school scores"]["id"], "response": "score", "fixed": ["study_hours"],
+            "group": "school", **change}
+    r = client.post("/api/glmm/fits", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field and r.json()["error"]
+
+
+def test_cancel_stops_a_running_fit(client, samples, monkeypatch):
+    import glmmlab.interfaces.web.routes.glmm as glmm_routes
+
+    def slow_fit(*args, progress=None, **kwargs):
+        for i in range(500):
+            progress(f"Slow stage {i}", i / 500)
+            time.sleep(0.01)
+        raise AssertionError("not cancelled")
+
+    monkeypatch.setattr(glmm_routes.glmmlab, "fit_glmm", slow_fit)
+    ds = samples["school scores"]
+    r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "response": "score", "group": "school"})
+    fit_id = r.json()["id"]
+    while client.get(f"/api/glmm/fits/{fit_id}").json()["state"] != "running":
+        time.sleep(0.01)
+    assert client.post(f"/api/glmm/fits/{fit_id}/cancel").status_code == 200
+    job = wait_fit(client, fit_id, timeout=10)
+    assert job["state"] == "cancelled" and job["error"] == "The fit was cancelled."
+    r = client.post("/api/models", json={"fit_id": fit_id, "name": "x"})
+    assert r.status_code == 400 and "finished" in r.json()["error"]
+
+
+def test_delete_model_removes_its_diagnostics_and_dataset_delete_cascades(client, samples):
+    ds = samples["regional incidents"]
+    job = run(client, dataset_id=ds["id"], response="incidents", fixed=["population_k"], group="region",
+              family="poisson")
+    assert job["display"]["fixed_effects_headers"][5] == "IRR"
+    m1 = client.post("/api/models", json={"fit_id": job["id"], "name": "a"}).json()
+    m2 = client.post("/api/models", json={"fit_id": job["id"], "name": "b"}).json()
+    assert client.delete(f"/api/models/{m1['id']}").status_code == 200
+    assert client.get(f"/api/datasets/{m1['diagnostics_dataset_id']}").status_code == 404
+    assert client.get(f"/api/models/{m1['id']}").status_code == 404
+    deps = client.get(f"/api/datasets/{ds['id']}/dependents").json()
+    assert [m["name"] for m in deps["models"]] == ["b"]
+    assert client.delete(f"/api/datasets/{ds['id']}", params={"cascade": "true"}).status_code == 200
+    assert client.get(f"/api/models/{m2['id']}").status_code == 404
+    assert client.get(f"/api/datasets/{m2['diagnostics_dataset_id']}").status_code == 404
