@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from glmmlab.engine.design import Design
 
 SINGULAR = (
     "Singular fit: the random-intercept variance is at or near zero, on the boundary of the parameter space. "
@@ -30,32 +29,38 @@ def few_groups(n_groups: int) -> str:
     )
 
 
-def separation(d: Design, beta_s: np.ndarray, mu: np.ndarray) -> list[str]:
-    """Signs of complete or quasi-complete separation in binomial data, naming the predictors."""
-    out: list[str] = []
-    offset = 1 if d.intercept else 0
-    names = d.names[offset:]
+def separation(meta, binary_columns: list[list[dict | None]], beta_s: np.ndarray, extreme: float) -> list[str]:
+    """Signs of complete or quasi-complete separation in binomial data, naming the predictors.
+
+    ``binary_columns`` has, per block, per column of the design, None or {value: (all y == 0, all y == 1)};
+    a two-valued predictor with a level whose responses are all 0 or all 1 separates the data. A coefficient
+    above 10 per standard deviation of its predictor is flagged too.
+    """
+    offset = 1 if meta.intercept else 0
+    names = meta.names[offset:]
     flagged: set[str] = set()
-    y = d.y
     for k, name in enumerate(names):
-        x = d.X[:, k + offset]
-        values = np.unique(x)
-        if values.size == 2:
-            for v in values:
-                sel = x == v
-                ys = y[sel]
-                if ys.size and (np.all(ys == 0) or np.all(ys == 1)):
-                    flagged.add(name)
-        if abs(beta_s[k + offset]) > 10.0:
+        col = k + offset
+        levels: dict[float, tuple[bool, bool]] | None = {}
+        for block in binary_columns:
+            info = block[col]
+            if info is None or levels is None:
+                levels = None
+                break
+            for value, (zeros, ones) in info.items():
+                z0, o0 = levels.get(value, (True, True))
+                levels[value] = (z0 and zeros, o0 and ones)
+        if levels is not None and len(levels) == 2 and any(z or o for z, o in levels.values()):
             flagged.add(name)
-    for name in names:
-        if name in flagged:
-            out.append(
-                f"Possible separation: the response is (almost) perfectly predicted by '{name}', so its "
-                "coefficient and standard error may be unreliable (very large). Consider removing or "
-                "combining categories of that predictor."
-            )
-    if not out and np.mean((mu < 1e-8) | (mu > 1 - 1e-8)) > 0.5:
+        if abs(beta_s[col]) > 10.0:
+            flagged.add(name)
+    out = [
+        f"Possible separation: the response is (almost) perfectly predicted by '{name}', so its coefficient "
+        "and standard error may be unreliable (very large). Consider removing or combining categories of that "
+        "predictor."
+        for name in names if name in flagged
+    ]
+    if not out and extreme > 0.5:
         out.append(
             "Possible separation: most fitted probabilities are 0 or 1; coefficients and standard errors may "
             "be unreliable."

@@ -1,27 +1,67 @@
 """One function that fits a random-intercept GLMM from arrays: validation of options, data preparation,
-the right estimator for the family and link, inference, BLUPs, diagnostics, warnings and the GLM comparison."""
+the right estimator for the family and link, inference, BLUPs, diagnostics, warnings and the GLM comparison.
+
+The estimation itself (:func:`fit_blocks`) sees the data only through blocks of whole groups
+(:mod:`glmmlab.engine.blocks`): in memory they are slices of one design run in threads; on a Dask cluster
+(:mod:`glmmlab.services.distributed`) they live on the workers. Both run this same code.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from glmmlab.engine import inference
+from glmmlab.engine import advice, inference
+from glmmlab.engine.blocks import LocalBlocks, default_block_count, split_design
 from glmmlab.engine.design import Design, prepare
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, resolve
 from glmmlab.engine.glm import fit_glm
-from glmmlab.engine.laplace import LaplaceObjective, LaplacePoint
-from glmmlab.engine.lmm import LmmFit, fit_reml, reml_state, LmmSums
-from glmmlab.engine.optimizer import OptimizationRecord, fd_hessian, minimize, numeric_gradient
+from glmmlab.engine.laplace import LaplaceObjective
+from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state
+from glmmlab.engine.optimizer import minimize, numeric_gradient
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.quadrature import AgqObjective
 from glmmlab.engine.results import GlmmResult
-from glmmlab.engine import advice
 
 SINGULAR_THETA = 1e-4
 MAX_NAGQ = 50
+
+
+@dataclass
+class DesignMeta:
+    """What the driver needs to know about a prepared design besides the blocks' data."""
+
+    names: list[str]
+    levels: list[str]
+    T: np.ndarray
+    n: int
+    n_input: int
+    intercept: bool
+    dropped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def p(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.levels)
+
+    @property
+    def n_excluded(self) -> int:
+        return self.n_input - self.n
+
+    def log_abs_det_T(self) -> float:
+        return float(np.sum(np.log(np.abs(np.diag(self.T)))))
+
+    @classmethod
+    def of(cls, d: Design) -> "DesignMeta":
+        return cls(names=list(d.names), levels=list(d.levels), T=d.T, n=d.n, n_input=d.n_input,
+                   intercept=d.intercept, dropped=list(d.dropped), warnings=list(d.warnings))
 
 
 def validate_options(
@@ -67,11 +107,13 @@ def fit_arrays(
     nagq: int = 1,
     se: str = "working",
     progress: ProgressFn = None,
+    n_blocks: int | None = None,
 ) -> GlmmResult:
     """Fit g(mu_i) = x_i' beta + u_j[i], u_j ~ N(0, sigma_u^2), and return a :class:`GlmmResult`.
 
     ``y`` and ``X`` are floats with NaN/inf for missing or non-numeric values; ``group_codes`` index
-    ``group_levels`` (negative for a missing group).
+    ``group_levels`` (negative for a missing group). ``n_blocks`` sets how many blocks (threads) share the
+    work; by default one per core for large data.
     """
     fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
     start = time.perf_counter()
@@ -83,62 +125,77 @@ def fit_arrays(
         "link": lk.name, "intercept": bool(intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol),
     }
-    if fam.name == "gaussian" and lk.name == "identity":
-        result = _fit_lmm(d, model, max_iter, tol, se, progress)
-    else:
-        result = _fit_glmm(d, fam, lk, model, max_iter, tol, nagq, se, progress)
+    blocks = LocalBlocks(split_design(d, fam.name, lk.name, n_blocks or default_block_count(d.n)))
+    try:
+        result = fit_blocks(blocks, DesignMeta.of(d), fam, lk, model, se=se, progress=progress,
+                            input_order=d.input_order)
+    finally:
+        blocks.close()
     result.fit_seconds = time.perf_counter() - start
     report(progress, "Done", 1.0)
     return result
 
 
 # ---------------------------------------------------------------------------------------------------------
-def _fit_lmm(d: Design, model: dict, max_iter: int, tol: float, se: str, progress: ProgressFn) -> GlmmResult:
-    fit: LmmFit = fit_reml(d, max_iter=max_iter, tol=tol, progress=progress)
+def fit_blocks(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, *, se: str = "working",
+               progress: ProgressFn = None, input_order: np.ndarray | None = None) -> GlmmResult:
+    """Estimate from blocks of whole groups; ``input_order`` puts the blocks' rows back in input order
+    (computed from the blocks' row indices when None)."""
+    if fam.name == "gaussian" and lk.name == "identity":
+        return _fit_lmm(blocks, meta, model, se, progress, input_order)
+    return _fit_glmm(blocks, meta, fam, lk, model, se, progress, input_order)
+
+
+def _rows(parts: list[dict], input_order: np.ndarray | None) -> dict:
+    """Concatenate the blocks' per-row results and put them in the input's row order."""
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.argsort(out["rows"], kind="stable") if input_order is None else input_order
+    return {k: v[order] for k, v in out.items()}
+
+
+def _fit_lmm(blocks, meta: DesignMeta, model: dict, se: str, progress: ProgressFn,
+             input_order: np.ndarray | None) -> GlmmResult:
+    max_iter, tol = model["max_iter"], model["tol"]
+    report(progress, "Computing group sums", 0.05)
+    s = LmmSums.from_parts(blocks.map("lmm_sums"), meta.n_groups)
+    fit: LmmFit = fit_reml(s, max_iter=max_iter, tol=tol, progress=progress)
     st = fit.state
     report(progress, "Computing standard errors", 0.8)
     vcov_s = st.sigma2 * inference.inverse_spd(st.A)
-    beta, vcov = inference.to_original_scale(d, st.beta, vcov_s)
+    beta, vcov = inference.to_original_scale(meta.T, st.beta, vcov_s)
     # The REML criterion depends on the parameterisation of X; report it for the original columns.
-    deviance = st.deviance - 2.0 * d.log_abs_det_T()
-    loglik = -0.5 * deviance
+    loglik = -0.5 * (st.deviance - 2.0 * meta.log_abs_det_T())
     var_group = st.sigma2 * st.theta ** 2
-    k = d.p + 2
-    aic, bic = inference.information_criteria(loglik, k, d.n)
+    k = meta.p + 2
+    aic, bic = inference.information_criteria(loglik, k, meta.n)
 
     report(progress, "Computing BLUPs and diagnostics", 0.9)
-    s = LmmSums.from_design(d)
     blup = st.c * (s.Sy - s.Sx @ st.beta)
     blup_se = np.sqrt(st.sigma2 * st.c)
-    fitted = d.X @ st.beta + blup[d.group]
-    resid = d.y - fitted
-
-    null = reml_state(s, 0.0)
-    null_loglik = -0.5 * (null.deviance - 2.0 * d.log_abs_det_T())
+    rows = _rows(blocks.map("lmm_rows", st.beta, blup), input_order)
+    null_loglik = -0.5 * (reml_state(s, 0.0).deviance - 2.0 * meta.log_abs_det_T())
     icc = inference.icc("gaussian", "identity", var_group, st.sigma2)
-    se_hessian = None
-    if se == "hessian":
-        se_hessian = np.sqrt(np.diag(vcov))
+    se_hessian = np.sqrt(np.diag(vcov)) if se == "hessian" else None
     opt = {"start": [float(h["theta"]) for h in fit.history[:1]], "final": [float(st.theta)],
            "objective": float(st.deviance), "iterations": fit.iterations, "evaluations": len(fit.history),
            "converged": fit.converged, "parameter": "theta = sigma_u / sigma_e", "log": fit.history}
     return _assemble(
-        d, model, "REML", "REML", fit.converged, st.theta, beta, vcov, "X'V^-1X",
-        var_group, st.sigma2, icc, loglik, k, aic, bic, blup, blup_se, fitted, resid, resid,
-        null_loglik, opt, se_hessian,
+        meta, model, "REML", "REML", fit.converged, st.theta, beta, vcov, "X'V^-1X",
+        var_group, st.sigma2, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
 
 
-def _fit_glmm(
-    d: Design, fam: Family, lk: Link, model: dict, max_iter: int, tol: float, nagq: int, se: str,
-    progress: ProgressFn,
-) -> GlmmResult:
+def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: str, progress: ProgressFn,
+              input_order: np.ndarray | None) -> GlmmResult:
+    max_iter, tol, nagq = model["max_iter"], model["tol"], model["nagq"]
     report(progress, "Initial values (GLM)", 0.05)
-    beta0 = fit_glm(d, fam, lk)
-    lap = LaplaceObjective(d, fam, lk)
-    null_point = lap.point(0.0, beta0)
-    theta0 = moment_theta(d, null_point, fam.has_dispersion)
-    lower = np.concatenate([[0.0], np.full(d.p, -np.inf)])
+    beta0 = fit_glm(blocks)
+    lap = LaplaceObjective(blocks, fam.name)
+    # The conditional part of the objective is increasing in the total deviance for every family, so the
+    # IRLS estimate (minimum deviance) is also the GLM's maximum-likelihood estimate under our conventions.
+    null_loglik = -0.5 * lap.value(np.concatenate([[0.0], beta0]))
+    theta0 = moment_theta(blocks.map("moment_pieces", beta0), meta, fam.has_dispersion)
+    lower = np.concatenate([[0.0], np.full(meta.p, -np.inf)])
 
     def on_iter(k: int, f: float) -> None:
         report(progress, f"Optimizing Laplace deviance (iteration {k}, deviance {f:.4f})",
@@ -148,89 +205,76 @@ def _fit_glmm(
     x, record = minimize(lap.value_and_grad, np.concatenate([[theta0], beta0]), lower,
                          max_iter=max_iter, tol=tol, on_iteration=on_iter,
                          hessian=(se == "hessian" and nagq == 1))
-    method, kind = "Laplace", "Laplace"
-    objective = lap
+    method = "Laplace"
     if nagq > 1:
-        agq = AgqObjective(d, fam, lk, nagq)
-        agq.laplace._u = lap._u.copy()
+        agq = AgqObjective(lap, nagq, fam.has_dispersion)
 
         def on_iter_agq(k: int, f: float) -> None:
             report(progress, f"Optimizing AGQ deviance, {nagq} nodes (iteration {k})",
                    0.7 + 0.15 * min(k / 20.0, 1.0))
 
-        fg = numeric_gradient(agq.value, lower)
-        x, record = minimize(fg, x, lower, max_iter=max_iter, tol=tol, on_iteration=on_iter_agq,
-                             hessian=(se == "hessian"))
-        method, kind = "AGQ", "AGQ"
-        objective = agq
+        x, record = minimize(numeric_gradient(agq.value, lower), x, lower, max_iter=max_iter, tol=tol,
+                             on_iteration=on_iter_agq, hessian=(se == "hessian"))
+        method = "AGQ"
+        deviance = agq.value(x)
+    else:
+        deviance = lap.value(x)
     report(progress, "Computing standard errors", 0.85)
-    theta, beta_s = float(x[0]), x[1:]
-    pt = lap.point(theta, beta_s)
-    deviance = objective.deviance_at(pt) if nagq > 1 else pt.deviance
+    theta, beta_s = float(x[0]), np.asarray(x[1:], dtype=float)
     loglik = -0.5 * deviance
-    rs = pt.rows
-    sigma2 = 1.0
-    var_residual = None
+    parts = blocks.map("final", theta, beta_s)
+    G = meta.n_groups
+    u, W = np.zeros(G), np.zeros(G)
+    for part in parts:
+        u[part["group_ids"]], W[part["group_ids"]] = part["u"], part["W"]
+    sigma2, var_residual = 1.0, None
     if fam.has_dispersion:
-        sigma2 = float((np.sum((d.y - rs.mu) ** 2 / rs.var) + pt.u @ pt.u) / d.n)
+        sigma2 = float((sum(p["pearson2"] for p in parts) + u @ u) / meta.n)
         var_residual = sigma2
-    prec = inference.working_precision(d, rs.w, theta, pt.W)
-    vcov_s = sigma2 * inference.inverse_spd(prec)
-    beta, vcov = inference.to_original_scale(d, beta_s, vcov_s)
+    vcov_s = sigma2 * inference.inverse_spd(sum(p["precision"] for p in parts))
+    beta, vcov = inference.to_original_scale(meta.T, beta_s, vcov_s)
     se_hessian = None
     if se == "hessian" and record.hessian is not None:
         cov_all = 2.0 * inference.inverse_spd(record.hessian)
-        _, vcov_h = inference.to_original_scale(d, beta_s, cov_all[1:, 1:])
+        _, vcov_h = inference.to_original_scale(meta.T, beta_s, cov_all[1:, 1:])
         se_hessian = np.sqrt(np.abs(np.diag(vcov_h)))
 
-    k = d.p + 1 + (1 if fam.has_dispersion else 0)
-    aic, bic = inference.information_criteria(loglik, k, d.n)
+    k = meta.p + 1 + (1 if fam.has_dispersion else 0)
+    aic, bic = inference.information_criteria(loglik, k, meta.n)
     var_group = theta * theta
     icc = inference.icc(fam.name, lk.name, var_group, var_residual)
 
     report(progress, "Computing BLUPs and diagnostics", 0.9)
-    blup = theta * pt.u
-    blup_se = np.sqrt(sigma2 * theta * theta / (1.0 + theta * theta * pt.W))
-    fitted = rs.mu
-    dev_resid = np.sign(d.y - rs.mu) * np.sqrt(np.maximum(rs.dev, 0.0))
-    pearson = (d.y - rs.mu) / np.sqrt(rs.var)
-
-    report(progress, "Fitting the GLM without random effects", 0.93)
-    # The conditional part of the objective is increasing in the total deviance for every family, so the
-    # IRLS estimate (minimum deviance) is also the GLM's maximum-likelihood estimate under our conventions.
-    null_loglik = -0.5 * null_point.deviance
-    converged = record.converged and pt.modes_converged
+    blup = theta * u
+    blup_se = np.sqrt(sigma2 * theta * theta / (1.0 + theta * theta * W))
+    rows = _rows(blocks.map("diagnostics", theta, beta_s), input_order)
+    converged = record.converged and all(p["modes_converged"] for p in parts)
     opt = record.to_dict()
-    opt["parameters"] = ["theta"] + [f"beta[{n}] (scaled)" for n in d.names]
+    opt["parameters"] = ["theta"] + [f"beta[{n}] (scaled)" for n in meta.names]
     result = _assemble(
-        d, model, method, kind, converged, theta, beta, vcov, "working weights at PIRLS convergence",
-        var_group, var_residual, icc, loglik, k, aic, bic, blup, blup_se, fitted, dev_resid, pearson,
-        null_loglik, opt, se_hessian,
+        meta, model, method, method, converged, theta, beta, vcov, "working weights at PIRLS convergence",
+        var_group, var_residual, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
     if fam.name == "binomial":
-        result.warnings.extend(advice.separation(d, beta_s, rs.mu))
+        extreme = sum(p["extreme"] for p in parts) / meta.n
+        result.warnings.extend(advice.separation(meta, blocks.map("binary_columns"), beta_s, extreme))
     return result
 
 
-def moment_theta(d: Design, pt: LaplacePoint, has_dispersion: bool) -> float:
+def moment_theta(pieces: list[dict], meta: DesignMeta, has_dispersion: bool) -> float:
     """A starting value for theta from the GLM fit: the between-group variance of the groups' weighted mean
     working residuals, less their average sampling variance (method of moments on the link scale)."""
-    rs = pt.rows
-    r = (d.y - rs.mu) / rs.h1
-    w = rs.w
-    W = d.group_sum(w)
-    phi = float(np.sum(w * r * r) / max(d.n - d.p, 1)) if has_dispersion else 1.0
-    rbar = d.group_sum(w * r) / np.maximum(W, 1e-300)
-    tau2 = float(np.mean(rbar * rbar) - np.mean(phi / np.maximum(W, 1e-300)))
-    theta = np.sqrt(max(tau2, 0.0))
-    return float(min(max(theta, 0.1), 5.0))
+    G = sum(p["groups"] for p in pieces)
+    phi = sum(p["wr2"] for p in pieces) / max(meta.n - meta.p, 1) if has_dispersion else 1.0
+    tau2 = (sum(p["rbar2"] for p in pieces) - phi * sum(p["inv_W"] for p in pieces)) / G
+    return float(min(max(np.sqrt(max(tau2, 0.0)), 0.1), 5.0))
 
 
 def _assemble(
-    d: Design, model: dict, method: str, kind: str, converged: bool, theta: float, beta: np.ndarray,
+    d: DesignMeta, model: dict, method: str, kind: str, converged: bool, theta: float, beta: np.ndarray,
     vcov: np.ndarray, se_kind: str, var_group: float, var_residual: float | None, icc: float | None,
-    loglik: float, k: int, aic: float, bic: float, blup: np.ndarray, blup_se: np.ndarray, fitted: np.ndarray,
-    dev_resid: np.ndarray, pearson: np.ndarray, null_loglik: float, opt: dict, se_hessian: np.ndarray | None,
+    loglik: float, k: int, aic: float, bic: float, blup: np.ndarray, blup_se: np.ndarray, rows: dict,
+    null_loglik: float, opt: dict, se_hessian: np.ndarray | None,
 ) -> GlmmResult:
     singular = theta < SINGULAR_THETA
     warnings = list(d.warnings)
@@ -240,7 +284,6 @@ def _assemble(
         warnings.append(advice.not_converged(model["max_iter"], model["tol"]))
     if d.n_groups < 5:
         warnings.append(advice.few_groups(d.n_groups))
-    order = d.input_order  # diagnostics in the input's row order
     stat, pval = inference.boundary_lrt(loglik, null_loglik)
     glm_k = k - 1
     glm_aic, glm_bic = inference.information_criteria(null_loglik, glm_k, d.n)
@@ -258,8 +301,8 @@ def _assemble(
         beta=beta, vcov=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
         var_group=float(var_group), var_residual=None if var_residual is None else float(var_residual),
         icc=icc, log_likelihood=float(loglik), log_likelihood_kind=kind, aic=float(aic), bic=float(bic), k=k,
-        group_labels=list(d.levels), blup=blup, blup_se=blup_se, rows=d.rows[order],
-        fitted=fitted[order], deviance_residuals=dev_resid[order], pearson_residuals=pearson[order],
-        row_random_effect=blup[d.group][order], fit_seconds=0.0, theta=float(theta), dropped=list(d.dropped),
+        group_labels=list(d.levels), blup=blup, blup_se=blup_se, rows=rows["rows"],
+        fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
+        pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"], fit_seconds=0.0, theta=float(theta), dropped=list(d.dropped),
         glm_comparison=comparison, optimization=opt, se_hessian=se_hessian,
     )

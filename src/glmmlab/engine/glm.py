@@ -1,14 +1,11 @@
 """Iteratively reweighted least squares for the GLM without random effects: the starting values of the GLMM
-and the model of the GLM comparison."""
+and the model of the GLM comparison. The sums X'WX and X'Wz come from the blocks."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from glmmlab.engine.design import Design
 from glmmlab.engine.families import Family, Link
-from glmmlab.engine.pirls import row_state
-from glmmlab.engine.response import Response
 
 
 def starting_mu(y: np.ndarray, family: Family, link: Link) -> np.ndarray:
@@ -23,39 +20,29 @@ def starting_mu(y: np.ndarray, family: Family, link: Link) -> np.ndarray:
     return y.copy()
 
 
-def fit_glm(d: Design, family: Family, link: Link, *, max_iter: int = 50, tol: float = 1e-10) -> np.ndarray:
-    """Return the GLM coefficients (on the design's scaled columns) by IRLS with step halving."""
-    resp = Response(d.y, family)
-    X = d.X
-    mu = starting_mu(d.y, family, link)
-    eta = link.linkfun(mu)
-    h1 = link.mu_eta(eta)
-    w = h1 * h1 / np.maximum(family.variance(mu), 1e-300)
-    z = eta + (d.y - mu) / h1
-    beta = _wls(X, w, z)
-    dev_old = np.inf
-    step = np.zeros_like(beta)
-    base = beta
+def _solve(parts: list[dict]) -> np.ndarray:
+    return np.linalg.solve(sum(p["XtWX"] for p in parts), sum(p["XtWz"] for p in parts))
+
+
+def fit_glm(blocks, *, max_iter: int = 50, tol: float = 1e-10) -> np.ndarray:
+    """The GLM coefficients (on the design's scaled columns) by IRLS with step halving on the deviance."""
+    beta = _solve(blocks.map("irls_start"))
+    parts = blocks.map("irls_step", beta, True)
+    dev = sum(p["dev_sum"] for p in parts)
     for _ in range(max_iter):
+        step = _solve(parts) - beta
         for _h in range(30):
-            cand = base + step if np.isfinite(dev_old) else beta
-            rs = row_state(resp, X @ cand, link)
-            dev = float(np.sum(rs.dev))
-            if np.isfinite(dev) and np.all(family.mu_valid(rs.mu)) and dev <= dev_old * (1 + 1e-12) + 1e-12:
-                break
-            if not np.isfinite(dev_old):
+            cand = beta + step
+            new = blocks.map("irls_step", cand, True)
+            dev_new = sum(p["dev_sum"] for p in new)
+            if np.isfinite(dev_new) and all(p["valid"] for p in new) and (
+                    not np.isfinite(dev) or dev_new <= dev * (1 + 1e-12) + 1e-12):
                 break
             step = step / 2.0
-        beta = cand
-        if abs(dev_old - dev) <= tol * (abs(dev) + 0.1):
+        else:
             break
-        dev_old = dev
-        z = rs.eta + (d.y - rs.mu) / rs.h1
-        base = beta
-        step = _wls(X, rs.w, z) - beta
+        done = abs(dev - dev_new) <= tol * (abs(dev_new) + 0.1)
+        beta, parts, dev = cand, new, dev_new
+        if done:
+            break
     return beta
-
-
-def _wls(X: np.ndarray, w: np.ndarray, z: np.ndarray) -> np.ndarray:
-    Xw = X * w[:, None]
-    return np.linalg.solve(X.T @ Xw, Xw.T @ z)

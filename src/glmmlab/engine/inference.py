@@ -6,21 +6,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg, special
 
-from glmmlab.engine.design import Design
 
 ICC_RESIDUAL = {
     ("binomial", "logit"): float(np.pi ** 2 / 3.0),
     ("binomial", "probit"): 1.0,
 }
-
-
-def working_precision(d: Design, w: np.ndarray, theta: float, W: np.ndarray) -> np.ndarray:
-    """R_X'R_X: the Schur complement of the random-effects block in the penalised weighted system,
-    X'WX - sum_j theta^2 (X_j'w_j)(X_j'w_j)' / (1 + theta^2 W_j). Cost O(n p^2)."""
-    Xw = d.X * w[:, None]
-    Sxw = d.group_sum(Xw)
-    c = theta * theta / (1.0 + theta * theta * W)
-    return d.X.T @ Xw - Sxw.T @ (Sxw * c[:, None])
 
 
 def inverse_spd(M: np.ndarray) -> np.ndarray:
@@ -31,8 +21,9 @@ def inverse_spd(M: np.ndarray) -> np.ndarray:
         return linalg.pinvh(M)
 
 
-def to_original_scale(d: Design, beta_s: np.ndarray, vcov_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return d.T @ beta_s, d.T @ vcov_s @ d.T.T
+def to_original_scale(T: np.ndarray, beta_s: np.ndarray, vcov_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients and covariance for the original predictors: beta = T beta_scaled."""
+    return T @ beta_s, T @ vcov_s @ T.T
 
 
 def z_quantile(conf_level: float) -> float:

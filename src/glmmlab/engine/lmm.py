@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import linalg, optimize
 
-from glmmlab.engine.design import Design
 from glmmlab.engine.progress import ProgressFn, report
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -32,15 +31,16 @@ class LmmSums:
     n: int
 
     @classmethod
-    def from_design(cls, d: Design) -> "LmmSums":
+    def from_parts(cls, parts: list[dict], n_groups: int) -> "LmmSums":
+        """Add up the blocks' ``lmm_sums``; per-group rows go to their global group index."""
+        p = parts[0]["XtX"].shape[0]
+        Sx, Sy, nj = np.zeros((n_groups, p)), np.zeros(n_groups), np.zeros(n_groups)
+        for part in parts:
+            ids = part["group_ids"]
+            Sx[ids], Sy[ids], nj[ids] = part["Sx"], part["Sy"], part["nj"]
         return cls(
-            XtX=d.X.T @ d.X,
-            Xty=d.X.T @ d.y,
-            yty=float(d.y @ d.y),
-            Sx=d.group_sum(d.X),
-            Sy=d.group_sum(d.y),
-            nj=d.counts.astype(float),
-            n=d.n,
+            XtX=sum(part["XtX"] for part in parts), Xty=sum(part["Xty"] for part in parts),
+            yty=float(sum(part["yty"] for part in parts)), Sx=Sx, Sy=Sy, nj=nj, n=int(nj.sum()),
         )
 
 
@@ -83,15 +83,48 @@ def reml_state(s: LmmSums, theta: float) -> LmmState:
     return LmmState(theta=theta, beta=beta, sigma2=sigma2, A=A, c=c, deviance=float(deviance))
 
 
+def reml_slope(s: LmmSums, psi: float) -> float:
+    """d(-2 REML log-likelihood)/d psi with psi = theta^2, analytically:
+    (n - p) dq/q + sum n_j/(1 + n_j psi) + tr(A^-1 dA), where dc_j/dpsi = 1/(1 + n_j psi)^2,
+    dq = -sum dc_j R_j^2 (R_j the group's residual sum) and dA = -Sx' diag(dc) Sx."""
+    st = reml_state(s, float(np.sqrt(psi)))
+    dc = 1.0 / (1.0 + s.nj * psi) ** 2
+    R = s.Sy - s.Sx @ st.beta
+    p = st.A.shape[0]
+    q = st.sigma2 * (s.n - p)
+    dq = -float(np.sum(dc * R * R))
+    Ainv_Sx = linalg.cho_solve(linalg.cho_factor(st.A, lower=True), s.Sx.T)
+    tr = -float(np.sum(dc * np.einsum("gk,kg->g", s.Sx, Ainv_Sx)))
+    return (s.n - p) * dq / q + float(np.sum(s.nj / (1.0 + s.nj * psi))) + tr
+
+
+def _polish(s: LmmSums, theta: float) -> float:
+    """Solve slope = 0 near Brent's answer: the root of the derivative is determined to rounding error,
+    where the minimum of the (flat) criterion is determined only to about the square root of it."""
+    psi = theta * theta
+    if psi <= 0.0:
+        return theta
+    lo, hi = psi * 0.999, psi * 1.001
+    f_lo, f_hi = reml_slope(s, lo), reml_slope(s, hi)
+    for _ in range(20):
+        if f_lo < 0 < f_hi:
+            root = optimize.brentq(lambda q: reml_slope(s, q), lo, hi, xtol=1e-15 * psi, rtol=1e-15)
+            return float(np.sqrt(root))
+        if f_lo >= 0:
+            lo, f_lo = lo * 0.5, reml_slope(s, lo * 0.5)
+        if f_hi <= 0:
+            hi, f_hi = hi * 2.0, reml_slope(s, hi * 2.0)
+    return theta
+
+
 def fit_reml(
-    d: Design, *, max_iter: int = 100, tol: float = 1e-6, progress: ProgressFn = None
+    s: LmmSums, *, max_iter: int = 100, tol: float = 1e-6, progress: ProgressFn = None
 ) -> LmmFit:
     """Minimise the profiled REML criterion over theta >= 0.
 
     A coarse grid over log(theta) brackets the minimum, Brent's method refines it, and the boundary
     theta = 0 is compared explicitly so that singular fits land exactly on it, as lme4's do.
     """
-    s = LmmSums.from_design(d)
     history: list[dict] = []
 
     def f(theta: float) -> float:
@@ -112,7 +145,7 @@ def fit_reml(
         f, bounds=(lo, hi), method="bounded",
         options={"xatol": 1e-10 * max(1.0, hi), "maxiter": max(int(max_iter), 1)},
     )
-    theta = float(res.x)
+    theta = _polish(s, float(res.x))
     best = reml_state(s, theta)
     zero = reml_state(s, 0.0)
     if zero.deviance <= best.deviance + 1e-10:

@@ -105,6 +105,9 @@ def find_modes(
     if not ok.all():
         u = np.where(ok, u, 0.0)
         pen, rs, ok = penalised(u)
+    # Each group iterates until its own step is negligible and then stays put, so a group's mode depends on
+    # its rows alone, not on which other groups share the block.
+    active = np.ones(G, dtype=bool)
     converged = False
     for _ in range(max_iter):
         grad = theta * d.group_sum(rs.dev_eta) + 2.0 * u
@@ -112,14 +115,16 @@ def find_modes(
         h_obs = theta * theta * d.group_sum(rs.dev_eta2) + 2.0
         hess = np.where(h_obs > 0.1 * h_fisher, h_obs, h_fisher)
         step = -grad / hess
-        if np.max(np.abs(step)) < tol * (1.0 + np.max(np.abs(u))):
+        active &= ~(np.abs(step) < tol * (1.0 + np.abs(u)))
+        if not active.any():
             converged = True
             break
+        step = np.where(active, step, 0.0)
         factor = np.ones(G)
         for _halving in range(30):
             u_new = u + factor * step
             pen_new, rs_new, ok_new = penalised(u_new)
-            worse = ~(pen_new <= pen + 1e-12 * (1.0 + np.abs(pen)))
+            worse = active & ~(pen_new <= pen + 1e-12 * (1.0 + np.abs(pen)))
             if not worse.any():
                 break
             factor = np.where(worse, factor * 0.5, factor)

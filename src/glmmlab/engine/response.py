@@ -16,6 +16,27 @@ from glmmlab.engine.families import Family
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
+def minus2_loglik(family: str, const: dict, dev_sum: float) -> tuple[float, float, float]:
+    """(A, c, phi): minus twice the conditional log-likelihood given the total deviance, dA/d(dev_sum), and
+    the dispersion. Gaussian and Gamma use lme4's convention phi = dev_sum / n and add 2, as lme4 does.
+    ``const`` holds the row sums of :meth:`Response.constants` (n, sum_sat, sum_log_y)."""
+    n = const["n"]
+    if family == "gaussian":
+        phi = dev_sum / n
+        return n * (LOG_2PI + np.log(phi) + 1.0) + 2.0, n / dev_sum, phi
+    if family == "gamma":
+        phi = dev_sum / n
+        A = (2.0 * const["sum_log_y"] + n + 2.0 * n * (1.0 + np.log(phi)) / phi
+             + 2.0 * n * special.gammaln(1.0 / phi) + 2.0)
+        c = -2.0 * (np.log(phi) + special.digamma(1.0 / phi)) / (phi * phi)
+        return float(A), float(c), phi
+    return dev_sum - 2.0 * const["sum_sat"], 1.0, 1.0
+
+
+def add_constants(parts: list[dict]) -> dict:
+    return {k: sum(p[k] for p in parts) for k in ("n", "sum_sat", "sum_log_y")}
+
+
 class Response:
     def __init__(self, y: np.ndarray, family: Family):
         self.y = y
@@ -34,21 +55,12 @@ class Response:
             self.sum_log_y = float(np.sum(self.log_y))
         self.sum_sat = float(np.sum(self.sat)) if hasattr(self, "sat") else 0.0
 
+    def constants(self) -> dict:
+        """The sums over rows the likelihood needs besides the deviance (they add over blocks of rows)."""
+        return {"n": self.n, "sum_sat": self.sum_sat, "sum_log_y": getattr(self, "sum_log_y", 0.0)}
+
     def minus2_loglik(self, dev_sum: float) -> tuple[float, float, float]:
-        """(A, c, phi): minus twice the conditional log-likelihood given the deviance sum, dA/d(dev_sum), and
-        the dispersion. Gaussian and Gamma use lme4's convention phi = dev_sum / n and add 2, as lme4 does."""
-        n = self.n
-        name = self.family.name
-        if name == "gaussian":
-            phi = dev_sum / n
-            return n * (LOG_2PI + np.log(phi) + 1.0) + 2.0, n / dev_sum, phi
-        if name == "gamma":
-            phi = dev_sum / n
-            A = (2.0 * self.sum_log_y + n + 2.0 * n * (1.0 + np.log(phi)) / phi
-                 + 2.0 * n * special.gammaln(1.0 / phi) + 2.0)
-            c = -2.0 * (np.log(phi) + special.digamma(1.0 / phi)) / (phi * phi)
-            return float(A), float(c), phi
-        return dev_sum - 2.0 * self.sum_sat, 1.0, 1.0
+        return minus2_loglik(self.family.name, self.constants(), dev_sum)
 
     def row_loglik(self, dev: np.ndarray, phi: float) -> np.ndarray:
         """log p(y_i | mu_i) from the unit deviances, at dispersion phi (families with a free dispersion)."""

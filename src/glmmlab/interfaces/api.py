@@ -87,6 +87,7 @@ def fit_glmm(
     nagq: int = 1,
     se: str = "working",
     progress: Optional[Callable[[str, float], None]] = None,
+    n_blocks: Optional[int] = None,
 ) -> GlmmResult:
     """Fit a random-intercept GLMM ``g(mu_i) = x_i' beta + u_group`` and return its :class:`GlmmResult`.
 
@@ -94,6 +95,8 @@ def fit_glmm(
     ``nagq`` 1 is the Laplace approximation, > 1 adaptive Gauss-Hermite quadrature (non-Gaussian families).
     ``se`` "working" (default: working weights at PIRLS convergence) or "hessian" (also reports the
     Hessian-based standard errors). ``progress(stage, fraction)`` is called as the fit proceeds.
+    ``n_blocks``: how many blocks of whole groups (run in threads) share the work; default one per core
+    for large data.
     Rows with a missing, non-numeric or infinite value in any model column are excluded (listwise).
     """
     if type(data).__module__.startswith("dask"):
@@ -111,7 +114,7 @@ def fit_glmm(
     return fit_arrays(
         y, X, fixed, codes, levels, response=response, group_name=group, family=family, link=link,
         intercept=intercept, conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
-        progress=progress,
+        progress=progress, n_blocks=n_blocks,
     )
 
 
