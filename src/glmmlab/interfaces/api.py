@@ -6,15 +6,16 @@ float arrays.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.fit import fit_arrays
-from glmmlab.engine.results import GlmmResult, group_labels_of
+from glmmlab.engine.results import GlmmResult
 from glmmlab.interfaces.formula import parse_formula
+from glmmlab.services import frames
 
 
 def to_pandas(data: Any) -> pd.DataFrame:
@@ -35,41 +36,6 @@ def to_pandas(data: Any) -> pd.DataFrame:
     raise GlmmInputError(
         f"data must be a pandas, polars or Arrow table (or a dict of columns); got {type(data).__name__}"
     )
-
-
-def _numeric_column(df: pd.DataFrame, name: str, role: str) -> np.ndarray:
-    col = df[name]
-    if pd.api.types.is_bool_dtype(col):
-        return col.astype(float).to_numpy()
-    if pd.api.types.is_numeric_dtype(col):
-        return col.to_numpy(dtype=float, na_value=np.nan)
-    converted = pd.to_numeric(col, errors="coerce")
-    present = col.notna()
-    if present.any() and converted[present].isna().all():
-        example = col[present].iloc[0]
-        raise GlmmInputError(
-            f"{role} column '{name}' is not numeric (e.g. value {str(example)!r}); "
-            "choose a numeric column, or convert a categorical one with Dummy Coding first"
-        )
-    return converted.to_numpy(dtype=float, na_value=np.nan)
-
-
-def _group_codes(df: pd.DataFrame, name: str) -> tuple[np.ndarray, list[str]]:
-    """Integer codes (-1 where missing) into the sorted group labels; O(n) hashing, only the labels sorted."""
-    col = df[name]
-    numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-    if numeric:
-        col = col.astype(float).where(np.isfinite(col.astype(float)))
-    codes, uniques = pd.factorize(col, sort=False, use_na_sentinel=True)
-    uniques = np.asarray(uniques)
-    if uniques.size == 0:
-        return codes.astype(np.int64), []
-    order = np.argsort(uniques.astype(float) if numeric else group_labels_of(uniques), kind="stable")
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(order.size)
-    codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
-    labels = [str(v) for v in group_labels_of(uniques[order])]
-    return codes, labels
 
 
 def fit_glmm(
@@ -100,42 +66,22 @@ def fit_glmm(
     Rows with a missing, non-numeric or infinite value in any model column are excluded (listwise).
     """
     if type(data).__module__.startswith("dask"):
-        from glmmlab.interfaces.distributed import fit_dask  # scale-out path, imported only when used
+        from glmmlab.services.distributed import fit_dask  # scale-out path, imported only when used
 
         return fit_dask(data, response=response, group=group, fixed=fixed, family=family, link=link,
                         intercept=intercept, conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq,
                         se=se, progress=progress)
     df = to_pandas(data)
     fixed = list(fixed or [])
-    _check_columns(df, response, group, fixed)
-    y = _numeric_column(df, response, "response")
-    X = [_numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
-    codes, levels = _group_codes(df, group)
+    frames.check_columns(df.columns, len(df), response, group, fixed)
+    y = frames.numeric_column(df, response, "response")
+    X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
+    codes, levels = frames.group_codes(df, group)
     return fit_arrays(
         y, X, fixed, codes, levels, response=response, group_name=group, family=family, link=link,
         intercept=intercept, conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
         progress=progress, n_blocks=n_blocks,
     )
-
-
-def _check_columns(df: pd.DataFrame, response: str, group: str, fixed: Iterable[str]) -> None:
-    available = [str(c) for c in df.columns]
-    shown = ", ".join(available[:20]) + (" ..." if len(available) > 20 else "")
-    for role, name in [("response", response), ("group", group)] + [("fixed-effect", f) for f in fixed]:
-        if not isinstance(name, str) or name not in df.columns:
-            raise GlmmInputError(f"{role} column {name!r} is not in the data; available columns: {shown}")
-    fixed = list(fixed)
-    if len(set(fixed)) != len(fixed):
-        dup = next(f for f in fixed if fixed.count(f) > 1)
-        raise GlmmInputError(f"fixed effect '{dup}' is listed twice; list each column once")
-    if response in fixed:
-        raise GlmmInputError(f"'{response}' is the response and cannot also be a fixed effect")
-    if group == response or group in fixed:
-        raise GlmmInputError(
-            f"'{group}' is the group variable and cannot also be the response or a fixed effect"
-        )
-    if len(df) == 0:
-        raise GlmmInputError("the data have no rows")
 
 
 def glmm(formula: str, data: Any, *, family: str = "gaussian", link: Optional[str] = None, **options: Any) -> GlmmResult:

@@ -111,7 +111,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     )
     try:
         if args.engine == "dask":
-            from glmmlab.interfaces.distributed import fit_parquet_on_dask
+            from glmmlab.services.distributed import fit_parquet_on_dask
 
             result = fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options)
         else:

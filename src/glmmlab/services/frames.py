@@ -1,0 +1,101 @@
+"""From DataFrame columns to the engine's arrays: numeric conversion and group coding, with messages that name
+the column. Used by the Python API (whole frames) and by the Dask path (one partition at a time)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.results import group_labels_of
+
+
+def numeric_values(col: pd.Series) -> tuple[np.ndarray, int, int, object]:
+    """(floats with NaN for missing or non-numeric, present count, numeric count among present, an example of
+    a non-numeric value or None)."""
+    if pd.api.types.is_bool_dtype(col):
+        values = col.astype(float).to_numpy()
+        return values, len(col), len(col), None
+    if pd.api.types.is_numeric_dtype(col):
+        values = col.to_numpy(dtype=float, na_value=np.nan)
+        return values, len(col), len(col), None
+    converted = pd.to_numeric(col, errors="coerce")
+    present = col.notna().to_numpy()
+    numeric = converted.notna().to_numpy()
+    example = None
+    bad = present & ~numeric
+    if bad.any():
+        example = col[bad].iloc[0]
+    return converted.to_numpy(dtype=float, na_value=np.nan), int(present.sum()), int(numeric.sum()), example
+
+
+def not_numeric_error(name: str, role: str, example: object) -> GlmmInputError:
+    return GlmmInputError(
+        f"{role} column '{name}' is not numeric (e.g. value {str(example)!r}); "
+        "choose a numeric column, or convert a categorical one with Dummy Coding first"
+    )
+
+
+def numeric_column(df: pd.DataFrame, name: str, role: str) -> np.ndarray:
+    """A column as floats; refused when no present value is a number."""
+    values, present, numeric, example = numeric_values(df[name])
+    if present and not numeric:
+        raise not_numeric_error(name, role, example)
+    return values
+
+
+def is_numeric_group(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def group_keys(col: pd.Series) -> pd.Series:
+    """The values groups are told apart by: floats for a numeric column (NaN/inf missing), labels otherwise."""
+    if is_numeric_group(col):
+        v = col.astype(float)
+        return v.where(np.isfinite(v))
+    return col
+
+
+def sorted_levels(uniques: np.ndarray, numeric: bool) -> tuple[np.ndarray, list[str]]:
+    """The distinct keys in the order groups are reported (numeric order for numbers), and their labels."""
+    uniques = np.asarray(uniques)
+    order = np.argsort(uniques.astype(float) if numeric else group_labels_of(uniques), kind="stable")
+    keys = uniques[order]
+    return keys, [str(v) for v in group_labels_of(keys)]
+
+
+def group_codes(df: pd.DataFrame, name: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes (-1 where missing) into the sorted group labels; O(n) hashing, only the labels sorted."""
+    col = df[name]
+    numeric = is_numeric_group(col)
+    codes, uniques = pd.factorize(group_keys(col), sort=False, use_na_sentinel=True)
+    uniques = np.asarray(uniques)
+    if uniques.size == 0:
+        return codes.astype(np.int64), []
+    order = np.argsort(uniques.astype(float) if numeric else group_labels_of(uniques), kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+    return codes, [str(v) for v in group_labels_of(uniques[order])]
+
+
+def check_columns(columns: Iterable[str], n_rows: int | None, response: str, group: str, fixed: list[str]) -> None:
+    """The model's columns exist and play one role each."""
+    available = [str(c) for c in columns]
+    shown = ", ".join(available[:20]) + (" ..." if len(available) > 20 else "")
+    for role, name in [("response", response), ("group", group)] + [("fixed-effect", f) for f in fixed]:
+        if not isinstance(name, str) or name not in available:
+            raise GlmmInputError(f"{role} column {name!r} is not in the data; available columns: {shown}")
+    if len(set(fixed)) != len(fixed):
+        dup = next(f for f in fixed if fixed.count(f) > 1)
+        raise GlmmInputError(f"fixed effect '{dup}' is listed twice; list each column once")
+    if response in fixed:
+        raise GlmmInputError(f"'{response}' is the response and cannot also be a fixed effect")
+    if group == response or group in fixed:
+        raise GlmmInputError(
+            f"'{group}' is the group variable and cannot also be the response or a fixed effect"
+        )
+    if n_rows == 0:
+        raise GlmmInputError("the data have no rows")
