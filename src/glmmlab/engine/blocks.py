@@ -39,7 +39,9 @@ class Block:
         self.rows = rows
         self.group_ids = group_ids if group_ids is not None else np.arange(self.counts.size)
         self._u = np.zeros(self.counts.size)
-        self._last: tuple | None = None  # (theta, beta, u, rows state, modes converged)
+        # The last point: (theta, beta, u, eta, d dev/d eta, d2 dev/d eta2, modes converged). Only what the
+        # prediction of the next modes needs is kept, not the whole row state.
+        self._last: tuple | None = None
 
     # -- shape ---------------------------------------------------------------------------------------------
     @property
@@ -62,24 +64,24 @@ class Block:
         point's derivatives: usually saves a full evaluation of the row state."""
         if self._last is None or theta == 0.0 or self._last[0] == 0.0:
             return self._u
-        _, _, u, rs, _ = self._last
-        delta = eta_fixed + theta * u[self.group] - rs.eta
-        G = theta * (self.group_sum(rs.dev_eta) + self.group_sum(rs.dev_eta2 * delta)) + 2.0 * u
-        H = theta * theta * self.group_sum(rs.dev_eta2) + 2.0
+        _, _, u, eta, dev_eta, dev_eta2, _ = self._last
+        delta = eta_fixed + theta * u[self.group] - eta
+        G = theta * (self.group_sum(dev_eta) + self.group_sum(dev_eta2 * delta)) + 2.0 * u
+        H = theta * theta * self.group_sum(dev_eta2) + 2.0
         pred = u - G / H
         return np.where((H > 0) & np.isfinite(pred), pred, u)
 
     def modes(self, theta: float, beta: np.ndarray) -> tuple[np.ndarray, RowState, bool]:
         last = self._last
         if last is not None and last[0] == theta and np.array_equal(last[1], beta):
-            return last[2], last[3], last[4]
+            return last[2], row_state(self.resp, last[3], self.link), last[6]
         eta_fixed = self.X @ beta
         u0 = self._predicted_modes(theta, eta_fixed)
         u, rs, ok = find_modes(self, self.resp, self.link, theta, eta_fixed, u0)
         if np.all(np.isfinite(u)):
             self._u = u
         if np.all(np.isfinite(rs.dev)):
-            self._last = (theta, np.array(beta, copy=True), u, rs, ok)
+            self._last = (theta, np.array(beta, copy=True), u, rs.eta, rs.dev_eta, rs.dev_eta2, ok)
         return u, rs, ok
 
     # -- Laplace deviance and gradient ---------------------------------------------------------------------

@@ -63,6 +63,42 @@ class Design:
         return float(np.sum(np.log(np.abs(np.diag(self.T)))))
 
 
+def scale_transform(center: np.ndarray, scale: np.ndarray, names: list[str], intercept: bool
+                    ) -> tuple[np.ndarray, list[str]]:
+    """T with beta = T beta_scaled for columns scaled as (x - center) / scale, and the coefficient names."""
+    k = len(names)
+    if intercept:
+        T = np.zeros((k + 1, k + 1))
+        T[0, 0] = 1.0
+        T[0, 1:] = -center / scale
+        T[np.arange(1, k + 1), np.arange(1, k + 1)] = 1.0 / scale
+        return T, ["(Intercept)"] + list(names)
+    return np.diag(1.0 / scale), list(names)
+
+
+def constant_column_warning(name: str) -> str:
+    return f"Fixed effect '{name}' is constant in the rows used and was dropped from the model."
+
+
+def collinear_column_warning(name: str) -> str:
+    return (f"Fixed effect '{name}' is a linear combination of the other predictors (collinear) and was "
+            "dropped from the model.")
+
+
+def too_few_groups(group_name: str, n_groups: int) -> GlmmInputError:
+    return GlmmInputError(
+        f"group variable '{group_name}' has {n_groups} group after excluding incomplete rows; "
+        "a random intercept needs at least 2 groups (choose another group variable)"
+    )
+
+
+def no_complete_rows(response: str, group_name: str) -> GlmmInputError:
+    return GlmmInputError(
+        "no complete rows: every row has a missing, non-numeric or infinite value in "
+        f"'{response}', the fixed effects or '{group_name}'"
+    )
+
+
 def sort_by_group(codes: np.ndarray, n_groups: int) -> np.ndarray:
     """A stable permutation that sorts rows by group code (radix sort when the codes fit in 16 bits)."""
     if codes.size < 2 or np.all(codes[1:] >= codes[:-1]):
@@ -98,7 +134,7 @@ def collinear_columns(gram: np.ndarray, first: int, eps: float = 1e-10) -> list[
     return out
 
 
-def _check_response(y: np.ndarray, family: Family, response: str) -> None:
+def check_response(y: np.ndarray, family: Family, response: str) -> None:
     if family.name == "binomial" and (np.any(y < 0) or np.any(y > 1)):
         bad = y[(y < 0) | (y > 1)][0]
         raise GlmmInputError(
@@ -148,10 +184,7 @@ def prepare(
     for col in columns:
         keep &= np.isfinite(col)
     if not keep.any():
-        raise GlmmInputError(
-            "no complete rows: every row has a missing, non-numeric or infinite value in "
-            f"'{response}', the fixed effects or '{group_name}'"
-        )
+        raise no_complete_rows(response, group_name)
     keep_all = bool(keep.all())
     rows = np.arange(n_input) if keep_all else np.flatnonzero(keep)
     codes = group_codes[rows]
@@ -166,12 +199,9 @@ def prepare(
     rows, codes = rows[order], codes[order]
     yv = y[rows]
 
-    _check_response(yv, family, response)
+    check_response(yv, family, response)
     if len(levels) < 2:
-        raise GlmmInputError(
-            f"group variable '{group_name}' has {len(levels)} group after excluding incomplete rows; "
-            "a random intercept needs at least 2 groups (choose another group variable)"
-        )
+        raise too_few_groups(group_name, len(levels))
     warnings: list[str] = []
     dropped: list[str] = []
 
@@ -186,9 +216,7 @@ def prepare(
         lo, hi = float(v.min()), float(v.max())
         if lo == hi and (intercept or lo == 0.0):
             dropped.append(name)
-            warnings.append(
-                f"Fixed effect '{name}' is constant in the rows used and was dropped from the model."
-            )
+            warnings.append(constant_column_warning(name))
             continue
         kept_cols.append(k)
         if intercept:
@@ -213,10 +241,7 @@ def prepare(
             for k in collinear:
                 name = kept_names[k - off]
                 dropped.append(name)
-                warnings.append(
-                    f"Fixed effect '{name}' is a linear combination of the other predictors "
-                    "(collinear) and was dropped from the model."
-                )
+                warnings.append(collinear_column_warning(name))
             keep_z = [k for k in range(Z.shape[1]) if k not in set(collinear)]
             Z = Z[:, keep_z]
             keep_x = [k - off for k in keep_z if k >= off]
@@ -232,16 +257,7 @@ def prepare(
             "use fewer fixed effects or more data"
         )
 
-    k = len(kept_names)
-    if intercept:
-        T = np.zeros((k + 1, k + 1))
-        T[0, 0] = 1.0
-        T[0, 1:] = -center / scale
-        T[np.arange(1, k + 1), np.arange(1, k + 1)] = 1.0 / scale
-        out_names = ["(Intercept)"] + kept_names
-    else:
-        T = np.diag(1.0 / scale)
-        out_names = kept_names
+    T, out_names = scale_transform(center, scale, kept_names, intercept)
 
     counts = np.bincount(codes, minlength=len(levels))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
