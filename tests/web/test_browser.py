@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -72,10 +73,10 @@ def test_import_types_scale_dummy_coding_delete_and_persistence(page, live_serve
     expect(dlg.locator("select[name=dataset]")).to_have_value(str(ds_id))
     track = dlg.locator('tr[data-column="track"]')
     track.locator("select.action").select_option("dummy_drop")
-    expect(dlg.locator(".encodings")).to_contain_text("reference academic; new columns: track_general, track_vocational")
+    expect(dlg.locator(".encodings")).to_contain_text("reference academic; 2 new columns: track_general, track_vocational")
     expect(track.locator("select.reference option").first).to_have_text("academic (first alphabetical)")
     track.locator("select.reference").select_option(label="vocational")
-    expect(dlg.locator(".encodings")).to_contain_text("new columns: track_academic, track_general")
+    expect(dlg.locator(".encodings")).to_contain_text("2 new columns: track_academic, track_general")
     expect(dlg.locator(".preview-rows thead")).to_contain_text("track_academic")
     expect(dlg.locator(".preview-rows tbody tr")).to_have_count(6)
     dlg.locator('tr[data-column="student"] select.action').select_option("exclude")
@@ -161,6 +162,43 @@ def test_import_types_scale_dummy_coding_delete_and_persistence(page, live_serve
     expect(page.locator("#dlg-import .error")).to_contain_text("larger than the upload limit of 1 MiB")
     page.locator("#dlg-import [data-close]").click()
     assert len(api.get("/api/datasets").json()["datasets"]) == 4
+
+
+def test_a_large_file_imports_with_a_progress_bar_and_pages_fast(page, live_server_factory, tmp_path):
+    rows = 1_000_000
+    path = tmp_path / "large.csv"
+    block = "".join(f"g{i % 3000},{i % 1000 / 8},{i % 9}\n" for i in range(50_000))
+    path.write_text("group,x,k\n" + block * (rows // 50_000))
+    server = live_server_factory()
+    ready(page, server.url)
+    menu(page, "File", "Import Data...")
+    page.set_input_files("#dlg-import input[type=file]", str(path))
+    # record what the progress bar shows while the upload and the server-side import run
+    page.evaluate("""() => {
+        window.__seen = [];
+        const box = document.querySelector('#dlg-import .progress-box');
+        window.__timer = setInterval(() => {
+            if (!box.hidden) window.__seen.push(box.querySelector('.progress-text').textContent);
+        }, 15);
+    }""")
+    page.locator("#dlg-import [data-submit]").click()
+    panel = active_panel(page)
+    expect(panel.locator(".ds-title")).to_have_text("large", timeout=60_000)
+    seen = page.evaluate("clearInterval(window.__timer), window.__seen")
+    assert any(t.startswith("Uploading") for t in seen), seen
+    assert any(t.startswith("Importing") for t in seen), seen
+    expect(panel.locator(".range")).to_have_text("Rows 1–100 of 1,000,000")
+    t0 = time.perf_counter()
+    panel.locator("button[title='Last page']").click()
+    expect(panel.locator(".range")).to_have_text("Rows 999,901–1,000,000 of 1,000,000")
+    panel.locator("input.goto").fill("500001")
+    panel.locator("input.goto").press("Enter")
+    expect(panel.locator(".range")).to_have_text("Rows 500,001–500,100 of 1,000,000")
+    expect(panel.locator("tbody tr").first.locator("th")).to_have_text("500,001")
+    assert time.perf_counter() - t0 < 5
+    panel.locator("select[aria-label='Rows per page']").select_option("1000")
+    expect(panel.locator(".range")).to_have_text("Rows 500,001–501,000 of 1,000,000")
+    expect(panel.locator("tbody tr")).to_have_count(1000)
 
 
 def test_user_text_renders_as_text(page, live_server_factory):
@@ -270,6 +308,10 @@ def test_screenshots(page, live_server_factory, tmp_path):
     """Pictures of the main pages. Set GLMMLAB_SCREENSHOTS=1 to write them to docs/ (otherwise to a temp folder)."""
     out = DOCS if os.environ.get("GLMMLAB_SCREENSHOTS") == "1" else tmp_path
     server = live_server_factory()
+    with server.api() as api:
+        school = next(d for d in api.get("/api/datasets").json()["datasets"] if d["name"] == "school scores")
+        api.post("/api/dummy", json={"dataset_id": school["id"], "spec": [
+            {"column": "track", "action": "dummy_drop"}]}).raise_for_status()
     ready(page, server.url)
     page.locator("#dataset-list li.item .open", has_text="school").first.click()
     panel = active_panel(page)
@@ -280,14 +322,10 @@ def test_screenshots(page, live_server_factory, tmp_path):
 
     menu(page, "Data", "Dummy Coding...")
     dlg = page.locator("#dlg-dummy")
-    column = dlg.locator("tbody tr select.action").nth(2)
-    for i in range(dlg.locator("tbody tr").count()):
-        row = dlg.locator("tbody tr").nth(i)
-        if row.locator("td").first.text_content() == "string" and row.get_attribute("data-column") not in ("school",):
-            column = row.locator("select.action")
-            break
-    column.select_option("dummy_drop")
+    dlg.locator('tr[data-column="track"] select.action').select_option("dummy_drop")
+    dlg.locator('tr[data-column="student"] select.action').select_option("exclude")
     expect(dlg.locator(".encodings .encoding")).to_have_count(1)
+    expect(dlg.locator(".preview-rows tbody tr").first).to_be_visible()
     page.screenshot(path=str(out / "dummy-coding.png"))
     for name in ("workbench.png", "dummy-coding.png"):
         size = (out / name).stat().st_size

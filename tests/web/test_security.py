@@ -59,6 +59,14 @@ def test_extra_allowed_hosts(make_client):
     assert c.get("/api/project", headers={"Host": "workbench.lan:8765"}).status_code == 200
 
 
+def test_a_server_bound_to_all_interfaces_accepts_any_host(make_client):
+    c = make_client(allowed_hosts=["*"])
+    assert c.get("/api/project", headers={"Host": "192.168.1.20:8765"}).status_code == 200
+    # cross-site protection still holds
+    r = c.post("/api/samples", headers={"Host": "192.168.1.20:8765", "Origin": "http://evil.example"})
+    assert r.status_code == 403
+
+
 def test_the_page_carries_the_token(client):
     html = client.get("/").text
     assert f'<meta name="csrf-token" content="{client.workbench.csrf_token}">' in html

@@ -3,7 +3,8 @@
 ``Guard`` is a plain ASGI middleware so that it runs before any body is read:
 
 - **Host**: the ``Host`` header must name this machine (``127.0.0.1``, ``localhost``, ``[::1]``, the bound host or one
-  of ``allowed_hosts``). This stops DNS-rebinding pages from talking to the workbench.
+  of ``allowed_hosts``; ``"*"`` allows any, for a server deliberately bound to all interfaces). This stops
+  DNS-rebinding pages from talking to the workbench.
 - **Cross-site requests**: POST, PUT, PATCH and DELETE need the header ``X-CSRF-Token`` with the app's token (the page
   has it in ``<meta name="csrf-token">``; scripts get it from ``GET /api/token``, which a foreign page cannot read).
   An ``Origin`` header, when present, must be this server's own origin, and ``Sec-Fetch-Site: cross-site`` is refused.
@@ -64,7 +65,7 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
-        if _host_only(host) not in self.allowed_hosts:
+        if "*" not in self.allowed_hosts and _host_only(host) not in self.allowed_hosts:
             await _send_error(send, 400, f"Host '{host}' is not allowed; open the workbench at 127.0.0.1.")
             return
 

@@ -39,15 +39,19 @@ def serve(project_path: str | Path | None = None, host: str = "127.0.0.1", port:
     from glmmlab.interfaces.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
     from glmmlab.services.errors import ServiceError
 
+    everywhere = host in ("0.0.0.0", "::", "")
     try:
         path = prepare_project(project_path)
         app = create_app(path, max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
-                         allowed_hosts=[host])
+                         allowed_hosts=["*"] if everywhere else [host])
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     shown = f"[{host}]" if ":" in host else host
     print(f"glmmlab workbench: http://{shown}:{port}/  (project {path}; press Ctrl+C to stop)", flush=True)
+    if everywhere:
+        print(f"warning: listening on all network interfaces ({host}); anyone who can reach this machine can use "
+              "the workbench and its project files.", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
 
 

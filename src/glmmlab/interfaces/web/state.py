@@ -125,7 +125,7 @@ class Workbench:
         self._project: Project | None = None
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self._clear_stale_uploads()
-        self._open(self.confine(str(project_path)), create=True)
+        self._open(project_path.resolve(), create=True)  # the path the person started with; requests are confined
 
     # ---- paths -------------------------------------------------------------------------------------------------
 
@@ -161,7 +161,10 @@ class Workbench:
         return resolved
 
     def display_name(self, path: Path) -> str:
-        rel = Path(path).resolve().relative_to(self.projects_dir).as_posix()
+        path = Path(path).resolve()
+        if not path.is_relative_to(self.projects_dir):
+            return path.stem
+        rel = path.relative_to(self.projects_dir).as_posix()
         return rel[: -len(PROJECT_SUFFIX)] if rel.endswith(PROJECT_SUFFIX) else rel
 
     def list_projects(self) -> list[dict[str, Any]]:

@@ -161,12 +161,14 @@
     statusText.textContent = message || (preview ? "" : "Choose a dummy-coding action for a column to see its encoding.");
     statusText.hidden = !statusText.textContent;
     if (!preview) return;
+    const shortList = (items, n) => items.length <= n ? items.join(", ")
+      : `${items.slice(0, n).join(", ")} … and ${items.length - n} more`;
     for (const e of preview.encodings) {
-      const counts = e.levels.map((lv, i) => `${g.formatCell(lv)} (${g.formatNumber(e.counts[i])})`).join(", ");
+      const counts = e.levels.map((lv, i) => `${g.formatCell(lv)} (${g.formatNumber(e.counts[i])})`);
       encodings.appendChild(el("div", { class: "encoding" },
-        el("b", {}, e.column), ` — reference ${g.formatCell(e.reference)}; new columns: `,
-        el("code", {}, e.new_columns.join(", ")),
-        el("div", { class: "muted" }, `Categories: ${counts}`)));
+        el("b", {}, e.column), ` — reference ${g.formatCell(e.reference)}; ${e.new_columns.length} new columns: `,
+        el("code", {}, shortList(e.new_columns, 12)),
+        el("div", { class: "muted" }, `${e.levels.length} categories: ${shortList(counts, 12)}`)));
     }
     rows.appendChild(g.table(preview.columns, preview.rows, { className: "preview" }));
     statusText.textContent = `The new dataset: ${g.formatNumber(preview.n_rows)} rows × ${preview.columns.length} columns; the first rows:`;
