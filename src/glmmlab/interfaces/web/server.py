@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -40,6 +41,12 @@ def serve(project_path: str | Path | None = None, host: str = "127.0.0.1", port:
     from glmmlab.services.errors import ServiceError
 
     everywhere = host in ("0.0.0.0", "::", "")
+    shown = f"[{host}]" if ":" in host else host
+    problem = _port_problem(host, port)
+    if problem:
+        print(f"error: cannot listen on {shown}:{port}: {problem}. Is the workbench already running there (open "
+              f"http://{shown}:{port}/)? Otherwise choose another port with --port.", file=sys.stderr)
+        raise SystemExit(2)
     try:
         path = prepare_project(project_path)
         app = create_app(path, max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
@@ -47,12 +54,23 @@ def serve(project_path: str | Path | None = None, host: str = "127.0.0.1", port:
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    shown = f"[{host}]" if ":" in host else host
     print(f"glmmlab workbench: http://{shown}:{port}/  (project {path}; press Ctrl+C to stop)", flush=True)
     if everywhere:
         print(f"warning: listening on all network interfaces ({host}); anyone who can reach this machine can use "
               "the workbench and its project files.", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, or None when it can (checked before the project is opened)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
