@@ -1,0 +1,519 @@
+/* The GLMM tab (kind "glmm"), the Model Detail tab ("model"), the Diagnostics tab ("diagnostics") and the Reports
+ * tab ("report"). Everything goes through the JSON API (/api/glmm, /api/models, /api/reports); data reach the page
+ * only as text nodes (glmmlab.el), never as HTML. */
+(function () {
+  "use strict";
+  const g = window.glmmlab;
+  const { el, clear, api } = g;
+  const BLUP_ROWS = 50;
+  let optionsCache = null;
+
+  function options() {
+    if (!optionsCache) optionsCache = api.get("/api/glmm/options").catch((err) => { optionsCache = null; throw err; });
+    return optionsCache;
+  }
+
+  // ---- numbers and tables ---------------------------------------------------------------------------------
+
+  function fmt(v) {
+    if (v === null || v === undefined) return "NA";
+    if (typeof v !== "number") return String(v);
+    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
+    const a = Math.abs(v);
+    return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(4) : v.toFixed(4);
+  }
+
+  function levelText(level) { return `${+(level * 100).toPrecision(10)}%`; }
+
+  /* A results table: numbers formatted for reading, the full value kept in data-value. */
+  function resultTable(name, headers, rows, caption) {
+    return el("table", { class: "grid result-grid", dataset: { table: name } },
+      caption ? el("caption", {}, caption) : null,
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, rows.map((row) => el("tr", {}, row.map((v) => {
+        const num = typeof v === "number";
+        return el("td", { class: num ? "num" : (v === null ? "na" : null), dataset: { value: v === null ? "" : String(v) } }, fmt(v));
+      })))));
+  }
+
+  function fixedRows(rows, keys) {
+    return rows.map((r) => keys.map((k) => r[k]));
+  }
+
+  function feKeys(rows) {
+    const keys = ["variable", "estimate", "std_error", "lower", "upper"];
+    if (rows.length && "exp_estimate" in rows[0]) keys.push("exp_estimate", "exp_lower", "exp_upper");
+    return keys;
+  }
+
+  function blupSection(blup) {
+    const box = el("div", { class: "blup" });
+    let all = false;
+    function render() {
+      const shown = all ? blup : blup.slice(0, BLUP_ROWS);
+      clear(box).appendChild(resultTable("blup", ["Group", "Random Intercept", "Std. Error", "Rank"],
+        shown.map((b) => [b.group, b.random_intercept, b.std_error, b.rank])));
+      if (blup.length > BLUP_ROWS) {
+        box.appendChild(el("p", { class: "muted blup-count" },
+          all ? `All ${blup.length} rows shown. ` : `Showing ${BLUP_ROWS} of ${blup.length} rows. `,
+          el("button", { type: "button", class: "show-all", onclick: () => { all = !all; render(); } },
+            all ? `Show first ${BLUP_ROWS} rows` : `Show all ${blup.length} rows`)));
+      }
+    }
+    render();
+    return box;
+  }
+
+  function section(title, ...children) {
+    return el("section", { class: "result-section", dataset: { section: title } }, el("h3", {}, title), ...children);
+  }
+
+  function warningsBox(result) {
+    const items = (result.warnings || []).slice();
+    if (result.singular && !items.some((w) => /singular/i.test(w))) {
+      items.unshift("Singular fit: the random-intercept variance is at or near zero. Interpret the ICC and the " +
+        "variance components with caution; a GLM without random effects may be more appropriate.");
+    }
+    if (!result.converged && !items.some((w) => /converge/i.test(w))) {
+      items.unshift("The fit did not converge. Increase Max Iterations (for example 100 → 500) or relax the " +
+        "Convergence Tolerance (1e-6 → 1e-4).");
+    }
+    if (!items.length) return null;
+    return el("div", { class: "warnings", role: "status" }, el("strong", {}, "Warnings"),
+      el("ul", {}, items.map((w) => el("li", {}, w))));
+  }
+
+  function formula(m) {
+    const terms = [m.intercept ? "1" : "0"].concat(m.fixed);
+    return `${m.response} ~ ${terms.join(" + ")} + (1 | ${m.group})`;
+  }
+
+  function renderResults(result, disp) {
+    const m = result.model;
+    const fit = result.fit;
+    const out = el("div", { class: "results" });
+    g.append(out,
+      el("p", { class: "model-line" }, el("code", {}, formula(m)),
+        ` · ${disp.family_label}, ${m.link} link · ${result.method}` +
+        ` · ${result.converged ? "converged" : "not converged"} in ${fmt(result.timing.fit_seconds)} s`),
+      warningsBox(result),
+      section("Random Effects", resultTable("random-effects", ["Component", "Variance", "Std.Dev."],
+        result.random_effects.map((r) => [r.component, r.variance, r.std_dev]))),
+      section("ICC", el("p", { class: "icc", dataset: { value: result.icc === null ? "" : String(result.icc) } },
+        "ICC: ", el("b", {}, result.icc === null ? "N/A (ICC not defined)" : fmt(result.icc)))),
+      section("Fixed Effects", resultTable("fixed-effects", disp.fixed_effects_headers,
+        fixedRows(result.fixed_effects, feKeys(result.fixed_effects))),
+        el("p", { class: "muted note" }, `Wald intervals at ${disp.level_text} with the standard normal quantile.`)),
+      section("Model Fit", resultTable("model-fit", ["Metric", "Value"], [
+        [disp.log_likelihood_label, fit.log_likelihood], ["AIC", fit.aic], ["BIC", fit.bic],
+        ["Observations", result.n_obs], ["Groups", result.n_groups], ["Rows excluded", result.n_excluded]])));
+    const c = result.glm_comparison;
+    if (c) {
+      out.appendChild(section("Comparison with GLM (no random intercept)",
+        resultTable("glm-comparison", ["Metric", "Value"], [
+          ["GLM Log-Likelihood", c.glm_log_likelihood], ["GLM AIC", c.glm_aic],
+          ["LRT statistic (σu² = 0)", c.lrt_statistic], ["p-value (boundary-corrected)", c.lrt_p_value],
+          ["Mean group size", c.mean_group_size], ["Design effect (DEFF)", c.design_effect]]),
+        el("p", { class: "muted note" }, "The p-value halves the χ²(1) tail probability because σu² = 0 lies on " +
+          "the boundary. DEFF = 1 + (mean group size − 1) × ICC.")));
+    }
+    out.appendChild(section("BLUP (Random Effect Predictions)", blupSection(result.blup)));
+    return out;
+  }
+
+  // ---- the GLMM form --------------------------------------------------------------------------------------
+
+  function field(name, label, control, extra) {
+    const err = el("p", { class: "field-error", role: "alert", hidden: true, dataset: { errorFor: name } });
+    return { row: el("div", { class: "field", dataset: { field: name } },
+      el("label", { class: "field-label", for: control.id }, label), el("div", { class: "field-control" }, control, extra || null), err), err };
+  }
+
+  let formCounter = 0;
+
+  async function openGlmm(panel, params, tab) {
+    tab.setTitle("GLMM");
+    const n = ++formCounter;
+    const id = (s) => `glmm${n}-${s}`;
+    const opts = await options();
+    const dsSelect = el("select", { id: id("dataset"), name: "dataset" });
+    const response = el("select", { id: id("response"), name: "response" });
+    const fixedBox = el("div", { id: id("fixed"), class: "checklist", role: "group", "aria-label": "Fixed Effects (X)" });
+    const group = el("select", { id: id("group"), name: "group" });
+    const family = el("select", { id: id("family"), name: "family" },
+      opts.families.map((f) => el("option", { value: f.value }, f.label)));
+    const link = el("select", { id: id("link"), name: "link" });
+    const intercept = el("input", { type: "checkbox", id: id("intercept"), name: "intercept", checked: true });
+    const level = el("input", { type: "number", id: id("conf"), name: "conf_level", value: "95", min: "50", max: "99.99", step: "any", class: "short" });
+    const maxIter = el("input", { type: "number", id: id("maxiter"), name: "max_iter", value: "100", min: "1", step: "1", class: "short" });
+    const tol = el("input", { type: "text", id: id("tol"), name: "tol", value: "1e-6", class: "short" });
+    const run = el("button", { type: "button", class: "primary run" }, "Run GLMM");
+    const formError = el("p", { class: "error", role: "alert", hidden: true });
+    const runs = el("div", { class: "runs" });
+
+    const f = {
+      dataset_id: field("dataset_id", "Dataset", dsSelect),
+      response: field("response", "Response Variable (Y)", response),
+      fixed: field("fixed", "Fixed Effects (X)", fixedBox),
+      group: field("group", "Group Variable (Random Intercept)", group),
+      family: field("family", "Distribution Family", family),
+      link: field("link", "Link Function", link),
+      intercept: field("intercept", "Include intercept", intercept),
+      conf_level: field("conf_level", "Confidence Level", level, el("span", { class: "unit" }, "%")),
+      max_iter: field("max_iter", "Max Iterations", maxIter),
+      tol: field("tol", "Convergence Tolerance", tol),
+    };
+    f.fixed.row.querySelector("label").removeAttribute("for");
+    const form = el("form", { class: "glmm-form", novalidate: true, onsubmit: (e) => e.preventDefault() },
+      el("h2", {}, "Generalized Linear Mixed Model (GLMM)"),
+      el("p", { class: "muted" }, "Random intercept model g(μ) = Xβ + u_group, u ~ N(0, σu²)."),
+      el("div", { class: "form-grid" },
+        el("div", { class: "col" }, f.dataset_id.row, f.response.row, f.fixed.row, f.group.row),
+        el("div", { class: "col" }, f.family.row, f.link.row, f.intercept.row, f.conf_level.row,
+          el("details", { class: "advanced" }, el("summary", {}, "Advanced Options"), f.max_iter.row, f.tol.row))),
+      formError,
+      el("div", { class: "form-actions" }, run));
+    g.append(panel, el("div", { class: "glmm-tab" }, form, runs));
+
+    let columns = [];
+
+    function fillLinks() {
+      const fam = opts.families.find((x) => x.value === family.value);
+      clear(link);
+      for (const l of fam.links) link.appendChild(el("option", { value: l }, l === fam.canonical_link ? `${cap(l)} (canonical)` : cap(l)));
+      link.value = fam.canonical_link;
+    }
+
+    function fillColumns() {
+      const numeric = columns.filter((c) => c.numeric);
+      const categorical = columns.filter((c) => c.categorical);
+      const keepY = response.value, keepG = group.value;
+      const keepX = new Set(checkedFixed());
+      clear(response).appendChild(el("option", { value: "" }, numeric.length ? "— choose —" : "(no numeric columns)"));
+      for (const c of numeric) response.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})`));
+      clear(group).appendChild(el("option", { value: "" }, categorical.length ? "— choose —" : "(no nominal, ordinal or string columns)"));
+      for (const c of categorical) group.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype} · ${c.scale})`));
+      clear(fixedBox);
+      if (!numeric.length) fixedBox.appendChild(el("span", { class: "muted" }, "No numeric columns."));
+      for (const c of numeric) {
+        fixedBox.appendChild(el("label", { class: "check" },
+          el("input", { type: "checkbox", value: c.name, checked: keepX.has(c.name), onchange: () => validate(false) }), c.name));
+      }
+      if (numeric.some((c) => c.name === keepY)) response.value = keepY;
+      if (categorical.some((c) => c.name === keepG)) group.value = keepG;
+    }
+
+    function checkedFixed() {
+      return Array.from(fixedBox.querySelectorAll("input:checked")).map((i) => i.value);
+    }
+
+    async function loadDatasets(selectId) {
+      const list = await g.datasets();
+      const keep = selectId !== undefined ? String(selectId) : dsSelect.value;
+      clear(dsSelect).appendChild(el("option", { value: "" }, list.length ? "— choose a dataset —" : "(no datasets: import one or add the samples)"));
+      for (const d of list) dsSelect.appendChild(el("option", { value: String(d.id) }, `${"  ".repeat(d.depth || 0)}${d.name}`));
+      if (list.some((d) => String(d.id) === keep)) dsSelect.value = keep;
+      await loadColumns();
+    }
+
+    async function loadColumns() {
+      columns = [];
+      if (dsSelect.value) {
+        try {
+          columns = (await api.get(`/api/datasets/${encodeURIComponent(dsSelect.value)}`)).columns;
+          g.showError(f.dataset_id.err, "");
+        } catch (err) { g.showError(f.dataset_id.err, err.message); }
+      }
+      fillColumns();
+    }
+
+    function showFieldError(name, message) {
+      if (f[name]) { g.showError(f[name].err, message); f[name].row.classList.toggle("invalid", !!message); }
+      else g.showError(formError, message);
+    }
+
+    function collect() {
+      return {
+        dataset_id: dsSelect.value ? (/^\d+$/.test(dsSelect.value) ? Number(dsSelect.value) : dsSelect.value) : null,
+        response: response.value || null, fixed: checkedFixed(), group: group.value || null,
+        family: family.value, link: link.value, intercept: intercept.checked,
+        conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
+        max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
+      };
+    }
+
+    /* The form's rules, checked before anything runs; `all` also reports missing choices. */
+    function validate(all) {
+      const b = collect();
+      const e = {};
+      if (!b.dataset_id && all) e.dataset_id = "Choose a Dataset.";
+      if (!b.response && all) e.response = "Choose a Response Variable (Y) (numeric columns only).";
+      if (b.response && b.fixed.includes(b.response)) e.fixed = `'${b.response}' is the Response Variable (Y); it cannot also be a fixed effect.`;
+      if (!b.intercept && !b.fixed.length && all) e.fixed = "Without an intercept, choose at least one Fixed Effects (X) column.";
+      if (!b.group && all) e.group = "Choose a Group Variable (Random Intercept): a GLMM needs groups.";
+      if (b.group && (b.group === b.response || b.fixed.includes(b.group))) e.group = `'${b.group}' is already used as the response or a fixed effect.`;
+      if (!(b.conf_level >= 0.5 && b.conf_level <= 0.9999)) e.conf_level = "Confidence Level must be between 50 and 99.99 (%).";
+      if (!(Number.isInteger(b.max_iter) && b.max_iter >= 1)) e.max_iter = "Max Iterations must be a whole number of at least 1.";
+      if (!(b.tol > 0 && b.tol < 1)) e.tol = "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).";
+      for (const name of Object.keys(f)) showFieldError(name, e[name] || "");
+      g.showError(formError, "");
+      return Object.keys(e).length ? null : b;
+    }
+
+    dsSelect.addEventListener("change", () => loadColumns().then(() => validate(false)));
+    family.addEventListener("change", () => { fillLinks(); validate(false); });
+    for (const c of [response, group, intercept]) c.addEventListener("change", () => validate(false));
+    for (const c of [level, maxIter, tol]) c.addEventListener("input", () => validate(false));
+    run.addEventListener("click", async () => {
+      const body = validate(true);
+      if (!body) { const bad = form.querySelector(".field.invalid select, .field.invalid input"); if (bad) bad.focus(); return; }
+      let job;
+      try {
+        job = await api.post("/api/glmm/fits", body);
+      } catch (err) {
+        if (err.body && err.body.field) showFieldError(err.body.field, err.body.message || err.message);
+        else g.showError(formError, err.message);
+        return;
+      }
+      startRun(job, body);
+    });
+
+    function startRun(job, body) {
+      const bar = el("progress", { max: "1", value: "0", "aria-label": "Fit progress" });
+      const stage = el("span", { class: "stage", "aria-live": "polite" }, job.stage || "Starting");
+      const cancel = el("button", { type: "button", class: "cancel" }, "Cancel");
+      const head = el("div", { class: "run-head" }, el("b", {}, job.label));
+      const progress = el("div", { class: "progress-box run-progress" }, bar, stage, cancel);
+      const body_ = el("div", { class: "run-body" });
+      const card = el("article", { class: "run", dataset: { fitId: job.id, state: job.state } }, head, progress, body_);
+      runs.insertBefore(card, runs.firstChild);
+      let cancelled = false;
+      cancel.addEventListener("click", async () => {
+        cancelled = true; cancel.disabled = true; stage.textContent = "Cancelling…";
+        try { await api.post(`/api/glmm/fits/${job.id}/cancel`); } catch (err) { stage.textContent = err.message; }
+      });
+      let stopped = false;
+      tab.onClose(() => { stopped = true; });
+      (async function poll() {
+        for (;;) {
+          if (stopped) return;
+          let j;
+          try { j = await api.get(`/api/glmm/fits/${job.id}`); } catch (err) { stage.textContent = err.message; return; }
+          card.dataset.state = j.state;
+          bar.value = j.fraction;
+          stage.textContent = `${j.stage} (${Math.round(j.fraction * 100)}%)`;
+          if (j.state === "done") { progress.remove(); showDone(j, body_, body); return; }
+          if (j.state === "failed" || j.state === "cancelled") {
+            cancel.remove();
+            bar.remove();
+            stage.textContent = j.state === "cancelled" ? "Cancelled." : "";
+            if (j.state === "failed") body_.appendChild(el("p", { class: "error", role: "alert" }, j.error));
+            return;
+          }
+          await new Promise((r) => setTimeout(r, cancelled ? 100 : 200));
+        }
+      })();
+    }
+
+    function showDone(job, box, body) {
+      const name = el("input", { type: "text", class: "model-name", "aria-label": "Model Name", value: `${body.response} GLMM (${body.family})` });
+      const save = el("button", { type: "button", class: "primary save" }, "Save Model");
+      const details = el("button", { type: "button", class: "view-details", disabled: true }, "View Model Details");
+      const diag = el("button", { type: "button", class: "view-diagnostics", disabled: true }, "View Diagnostics");
+      const err = el("p", { class: "field-error", role: "alert", hidden: true });
+      const saved = el("span", { class: "saved muted" });
+      let model = null;
+      save.addEventListener("click", async () => {
+        if (!name.value.trim()) { g.showError(err, "Give the model a name (Model Name)."); name.focus(); return; }
+        save.disabled = true;
+        g.showError(err, "");
+        try {
+          model = await api.post("/api/models", { fit_id: job.id, name: name.value.trim() });
+          saved.textContent = `Saved as “${model.name}”, with the diagnostics dataset “${model.name} diagnostics”.`;
+          details.disabled = false; diag.disabled = false; name.disabled = true;
+          g.emit("models-changed", model);
+          g.emit("datasets-changed", { id: model.diagnostics_dataset_id });
+        } catch (e) { g.showError(err, e.message); save.disabled = false; }
+      });
+      details.addEventListener("click", () => model && g.openTab("model", { id: model.id }, { title: model.name }));
+      diag.addEventListener("click", () => model && g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }));
+      g.append(box, renderResults(job.result, job.display),
+        el("div", { class: "save-row" },
+          el("label", { class: "inline" }, "Model Name ", name), save, details, diag, saved), err);
+    }
+
+    fillLinks();
+    await loadDatasets(params.dataset);
+    const onDatasets = () => loadDatasets().catch(() => {});
+    g.on("datasets-changed", onDatasets);
+    g.on("datasets-deleted", onDatasets);
+    tab.onClose(() => { g.off("datasets-changed", onDatasets); g.off("datasets-deleted", onDatasets); });
+  }
+
+  function cap(s) { return s.charAt(0).toUpperCase() + s.slice(1); }
+
+  // ---- Model Detail ---------------------------------------------------------------------------------------
+
+  async function openModel(panel, params, tab) {
+    const model = await api.get(`/api/models/${params.id}`);
+    const result = model.result;
+    tab.setTitle(model.name);
+    const saved = model.saved_conf_level;
+    const level = el("input", { type: "number", class: "short conf-level", min: "50", max: "99.99", step: "any",
+      value: String(+(saved * 100).toPrecision(10)), "aria-label": "Confidence Level" });
+    const levelErr = el("p", { class: "field-error", role: "alert", hidden: true });
+    const feBox = el("div", { class: "fe-box" });
+    const status = el("p", { class: "muted report-status", "aria-live": "polite" });
+    let current = model.fixed_effects;
+
+    function renderFe(view) {
+      current = view;
+      clear(feBox).appendChild(resultTable("fixed-effects", view.headers, fixedRows(view.rows, view.keys)));
+    }
+    let seq = 0;
+    async function recompute() {
+      const pct = Number(level.value);
+      if (level.value.trim() === "" || !(pct >= 50 && pct <= 99.99)) {
+        g.showError(levelErr, "Confidence Level must be between 50 and 99.99 (%).");
+        return;
+      }
+      g.showError(levelErr, "");
+      const mine = ++seq;
+      try {
+        const view = await api.get(`/api/models/${params.id}/fixed-effects?conf_level=${pct / 100}`);
+        if (mine === seq) renderFe(view);
+      } catch (err) { g.showError(levelErr, err.message); }
+    }
+    level.addEventListener("input", recompute);
+    level.addEventListener("change", recompute);
+    const addBtn = el("button", { type: "button", class: "add-report" }, "Add to Report");
+    addBtn.addEventListener("click", async () => {
+      addBtn.disabled = true;
+      try {
+        const rep = await api.post(`/api/models/${params.id}/report`, { conf_level: current.conf_level });
+        status.textContent = "";
+        g.append(status, `Added the Fixed Effects and BLUP tables to report “${rep.name}” (${rep.items.length} items). `,
+          el("button", { type: "button", class: "open-report", onclick: () => g.openTab("report", { id: rep.id }, { title: rep.name }) }, "Open Report"));
+        g.emit("reports-changed", rep);
+      } catch (err) { status.textContent = err.message; }
+      addBtn.disabled = false;
+    });
+    const m = result.model;
+    g.append(panel, el("div", { class: "model-detail" },
+      el("div", { class: "ds-head" },
+        el("div", {}, el("h2", { class: "ds-title" }, model.name),
+          el("p", { class: "muted" }, el("code", {}, formula(m)), ` · ${m.family}, ${m.link} link · ${result.method} · `,
+            `${result.n_obs} observations, ${result.n_groups} groups · dataset ${model.dataset_name || model.dataset_id}`,
+            ` · saved level ${levelText(saved)}`)),
+        el("div", { class: "ds-actions" }, addBtn,
+          el("button", { type: "button", onclick: () => g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }) }, "View Diagnostics"))),
+      status,
+      section("Fixed Effects",
+        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr),
+        feBox),
+      section("BLUP (Random Effect Predictions)", blupSection(result.blup))));
+    renderFe(model.fixed_effects);
+  }
+
+  // ---- Diagnostics ----------------------------------------------------------------------------------------
+
+  async function openDiagnostics(panel, params, tab) {
+    const d = await api.get(`/api/models/${params.id}/diagnostics`);
+    tab.setTitle(`Diagnostics: ${d.name}`);
+    const status = el("p", { class: "muted report-status", "aria-live": "polite" });
+    const plots = el("div", { class: "plots" }, d.plots.map((p) => {
+      const btn = el("button", { type: "button", class: "add-plot" }, "Add to Report");
+      btn.addEventListener("click", async () => {
+        btn.disabled = true;
+        try {
+          const rep = await api.post(`/api/models/${params.id}/plots/${p.kind}/report`, {});
+          status.textContent = `Added “${p.title}” to report “${rep.name}” (${rep.items.length} items).`;
+          g.emit("reports-changed", rep);
+        } catch (err) { status.textContent = err.message; }
+        btn.disabled = false;
+      });
+      return el("figure", { class: "plot", dataset: { kind: p.kind } },
+        el("img", { src: p.url, alt: p.title, loading: "lazy", width: "504", height: "360" }),
+        el("figcaption", {}, p.title, " ", btn));
+    }));
+    const tableBox = el("div", { class: "table-scroll diag-table" });
+    const pager = el("div", { class: "pager" });
+    g.append(panel, el("div", { class: "diagnostics" },
+      el("h2", { class: "ds-title" }, `Diagnostics: ${d.name}`), status,
+      el("div", { class: "diag-layout" }, plots,
+        el("div", { class: "diag-data" },
+          el("h3", {}, "Diagnostic dataset ",
+            d.dataset_id !== null ? el("button", { type: "button", onclick: () => g.openTab("dataset", { id: d.dataset_id }) }, "Open as dataset") : null),
+          tableBox, pager))));
+    if (d.dataset_id === null) { tableBox.appendChild(el("p", { class: "muted" }, "The diagnostics dataset was deleted.")); return; }
+    const limit = 100;
+    async function load(offset) {
+      const page = await api.get(`/api/datasets/${d.dataset_id}/rows?offset=${offset}&limit=${limit}`);
+      clear(tableBox).appendChild(g.table(page.columns, page.rows, { rowNumbers: true, rowOffset: offset }));
+      const end = Math.min(offset + page.rows.length, page.total);
+      clear(pager).appendChild(el("button", { type: "button", disabled: offset === 0, onclick: () => load(Math.max(0, offset - limit)) }, "‹"));
+      pager.appendChild(el("span", { class: "range" }, `Rows ${offset + 1}–${end} of ${page.total}`));
+      pager.appendChild(el("button", { type: "button", disabled: end >= page.total, onclick: () => load(offset + limit) }, "›"));
+    }
+    await load(0);
+  }
+
+  // ---- Reports --------------------------------------------------------------------------------------------
+
+  async function openReport(panel, params, tab) {
+    const error = el("p", { class: "error", role: "alert", hidden: true });
+    const list = el("ol", { class: "report-items" });
+    const title = el("h2", { class: "ds-title" });
+    const exportLink = el("a", { class: "button export", href: `/api/reports/${params.id}/export`, download: "" }, "Export HTML");
+    g.append(panel, el("div", { class: "report-tab" },
+      el("div", { class: "ds-head" }, el("div", {}, title, el("p", { class: "muted" }, "Tables and plots added from models, in order.")),
+        el("div", { class: "ds-actions" }, exportLink)),
+      error, list));
+
+    function render(rep) {
+      tab.setTitle(rep.name);
+      title.textContent = rep.name;
+      clear(list);
+      if (!rep.items.length) list.appendChild(el("li", { class: "empty muted" }, "This report is empty. Use Add to Report in a Model Detail or Diagnostics tab."));
+      rep.items.forEach((item, i) => {
+        const up = el("button", { type: "button", class: "up", title: "Move up", "aria-label": `Move ${item.title} up`, disabled: i === 0 }, "↑");
+        const down = el("button", { type: "button", class: "down", title: "Move down", "aria-label": `Move ${item.title} down`, disabled: i === rep.items.length - 1 }, "↓");
+        const remove = el("button", { type: "button", class: "remove danger", "aria-label": `Remove ${item.title}` }, "Remove");
+        up.addEventListener("click", () => change(api.post(`/api/reports/${rep.id}/items/${item.id}/move`, { direction: "up" })));
+        down.addEventListener("click", () => change(api.post(`/api/reports/${rep.id}/items/${item.id}/move`, { direction: "down" })));
+        remove.addEventListener("click", () => change(api.del(`/api/reports/${rep.id}/items/${item.id}`)));
+        const p = item.payload;
+        const content = item.kind === "table"
+          ? resultTable("report-table", p.columns, p.rows)
+          : el("img", { src: `data:image/png;base64,${p.png_base64}`, alt: item.title, class: "report-plot" });
+        list.appendChild(el("li", { class: "report-item", dataset: { kind: item.kind, id: String(item.id) } },
+          el("div", { class: "item-head" }, el("b", { class: "item-title" }, item.title),
+            el("span", { class: "muted" }, ` ${item.kind}`), el("span", { class: "item-buttons" }, up, down, remove)),
+          p.note ? el("p", { class: "muted note" }, p.note) : null,
+          el("div", { class: "item-content" }, content)));
+      });
+    }
+    async function change(promise) {
+      try { render(await promise); g.emit("reports-changed"); g.showError(error, ""); } catch (err) { g.showError(error, err.message); }
+    }
+    const onChanged = (detail) => { if (!detail || detail.id === params.id) reload(); };
+    async function reload() {
+      try { render(await api.get(`/api/reports/${params.id}`)); } catch (err) { g.showError(error, err.message); }
+    }
+    g.on("reports-changed", onChanged);
+    tab.onClose(() => g.off("reports-changed", onChanged));
+    await reload();
+  }
+
+  g.registerTab("glmm", { open: openGlmm, title: () => "GLMM" });
+  g.registerTab("model", { open: openModel, key: (p) => String(p.id), title: () => "Model" });
+  g.registerTab("diagnostics", { open: openDiagnostics, key: (p) => String(p.id), title: () => "Diagnostics" });
+  g.registerTab("report", { open: openReport, key: (p) => String(p.id), title: () => "Report" });
+  g.registerAction("open-reports", async () => {
+    const list = (await api.get("/api/reports")).reports;
+    const rep = list.length ? list[list.length - 1] : await api.post("/api/reports", { name: "Report" });
+    if (!list.length) g.emit("reports-changed", rep);
+    g.openTab("report", { id: rep.id }, { title: rep.name });
+  });
+  try { g.addMenuItem("Analysis", "Reports...", "open-reports"); } catch (err) { console.error(err); }
+})();
