@@ -1,0 +1,134 @@
+"""The Dask path: equal to the in-memory engine to 1e-8 relative on every reference case, on a local cluster
+with two workers; Parquet directories through the command line; bad input answered as in memory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("dask.distributed")
+
+import glmmlab  # noqa: E402
+from tests.conftest import load_case, reference_cases  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  memory_limit="2GiB") as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def _cases():
+    out = []
+    for case in reference_cases():
+        ref, _ = load_case(case)
+        for key, r in ref["results"].items():
+            out.append(pytest.param(case, r["nAGQ"], id=f"{case}-{key}"))
+    return out
+
+
+def rel_close(a, b, rel=1e-8):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    scale = np.maximum(np.abs(b), np.max(np.abs(b)) * 1e-6 + 1e-300)
+    err = np.max(np.abs(a - b) / scale) if a.size else 0.0
+    assert err <= rel, err
+
+
+@pytest.mark.parametrize("case,nagq", _cases())
+def test_dask_equals_in_memory(client, case, nagq):
+    ref, data = load_case(case)
+    kw = dict(family=ref["family"].lower(), link=ref["link"], nagq=nagq)
+    a = glmmlab.fit_glmm(data, ref["response"], ref["group"], ref["fixed"], **kw)
+    stages = []
+    b = glmmlab.fit_glmm(dd.from_pandas(data, npartitions=4), ref["response"], ref["group"], ref["fixed"],
+                         progress=lambda s, f: stages.append(s), **kw)
+    assert any(s.startswith("Pass 1") for s in stages)
+    if a.method != "REML":
+        assert any("iteration" in s for s in stages)
+    da, db = a.to_dict(), b.to_dict()
+    for key in ("n_obs", "n_groups", "n_excluded", "converged", "singular", "warnings", "method"):
+        assert db[key] == da[key], key
+    rel_close(b.log_likelihood, a.log_likelihood)
+    rel_close(b.beta, a.beta)
+    rel_close(b.se, a.se)
+    if a.var_group > 0:
+        rel_close(b.var_group, a.var_group)
+    assert b.group_labels == a.group_labels
+    rel_close(b.blup, a.blup)
+    rel_close(b.blup_se, a.blup_se)
+    assert b.rows.tolist() == a.rows.tolist()
+    for k in ("fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
+        rel_close(getattr(b, k), getattr(a, k))
+
+
+def test_listwise_deletion_and_refusals_match(client):
+    ref, data = load_case("grouseticks_poisson_log")
+    data = data.copy()
+    data.loc[[3, 50, 200], "cHEIGHT"] = np.nan
+    data.loc[10, "BROOD"] = None
+    a = glmmlab.fit_glmm(data, "TICKS", "BROOD", ref["fixed"], family="poisson")
+    b = glmmlab.fit_glmm(dd.from_pandas(data, npartitions=5), "TICKS", "BROOD", ref["fixed"], family="poisson")
+    assert b.n_excluded == a.n_excluded == 4
+    rel_close(b.beta, a.beta)
+    bad = data.copy()
+    bad["TICKS"] = -bad["TICKS"] - 1
+    with pytest.raises(glmmlab.GlmmInputError, match="non-negative count"):
+        glmmlab.fit_glmm(dd.from_pandas(bad, npartitions=3), "TICKS", "BROOD", ref["fixed"], family="poisson")
+    with pytest.raises(glmmlab.GlmmInputError, match="'nope' is not in the data"):
+        glmmlab.fit_glmm(dd.from_pandas(data, npartitions=3), "TICKS", "BROOD", ["nope"], family="poisson")
+    text = data.copy()
+    text["word"] = "abc"
+    with pytest.raises(glmmlab.GlmmInputError, match="fixed-effect column 'word' is not numeric"):
+        glmmlab.fit_glmm(dd.from_pandas(text, npartitions=3), "TICKS", "BROOD", ["word"], family="poisson")
+
+
+def test_constant_and_collinear_columns_dropped_as_in_memory(client):
+    ref, data = load_case("sim_binomial_probit")
+    data = data.copy()
+    data["const"] = 2.0
+    data["twice"] = 2 * data["x1"] - 1
+    fixed = ref["fixed"] + ["const", "twice"]
+    a = glmmlab.fit_glmm(data, "y", "grp", fixed, family="binomial", link="probit")
+    b = glmmlab.fit_glmm(dd.from_pandas(data, npartitions=4), "y", "grp", fixed, family="binomial", link="probit")
+    assert b.names == a.names == ["(Intercept)", "x1", "x2"]
+    assert b.warnings == a.warnings
+    rel_close(b.beta, a.beta)
+
+
+def test_parquet_directory_through_the_command_line(tmp_path):
+    ref, data = load_case("exam_gaussian")
+    folder = tmp_path / "exam"
+    dd.from_pandas(data, npartitions=7).to_parquet(folder)
+    assert len(list(folder.glob("*.parquet"))) == 7
+    csv = tmp_path / "exam.csv"
+    data.to_csv(csv, index=False)
+    args = ["--response", "normexam", "--group", "school", "--fixed", *ref["fixed"], "--format", "json"]
+    mem = subprocess.run([sys.executable, "-m", "glmmlab.interfaces.cli", "fit", str(csv), *args],
+                         capture_output=True, text=True, timeout=300)
+    dsk = subprocess.run([sys.executable, "-m", "glmmlab.interfaces.cli", "fit", str(folder), "--engine", "dask",
+                          *args], capture_output=True, text=True, timeout=300)
+    assert mem.returncode == 0 and dsk.returncode == 0, dsk.stderr[-2000:]
+    a, b = json.loads(mem.stdout), json.loads(dsk.stdout)
+    rel_close(b["fit"]["log_likelihood"], a["fit"]["log_likelihood"])
+    rel_close([f["estimate"] for f in b["fixed_effects"]], [f["estimate"] for f in a["fixed_effects"]])
+    assert b["diagnostics"]["row"] == a["diagnostics"]["row"]
+
+
+def test_unreachable_scheduler_exits_2(tmp_path):
+    ref, data = load_case("dyestuff_gaussian")
+    path = tmp_path / "d.parquet"
+    data.to_parquet(path)
+    p = subprocess.run([sys.executable, "-m", "glmmlab.interfaces.cli", "fit", str(path), "--response", "Yield",
+                        "--group", "Batch", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Dask scheduler"), p.stderr
