@@ -268,6 +268,7 @@ def test_analysis_menu_and_the_tab_registry(page, live_server_factory):
     expect(page.locator("#dlg-about")).to_contain_text("glmmlab")
     page.locator("#dlg-about button").click()
     assert page.locator('.menu a[href="/docs"]').count() == 1
+    assert page.locator('.menu a[href="/api-reference"]').count() == 1
 
 
 def test_projects_new_open_export_import(page, live_server_factory, tmp_path):

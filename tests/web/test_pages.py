@@ -26,6 +26,18 @@ def test_the_page_has_the_menus_and_their_items(client):
     assert "No datasets yet." in html and "No saved models." in html and "No reports." in html
 
 
+def test_the_api_reference_page_lists_every_endpoint_offline(client):
+    spec = client.get("/openapi.json").json()
+    html = client.get("/api-reference").text
+    for path in spec["paths"]:
+        assert f"<code>{path}</code>" in html
+    assert "<code>cascade</code> (query)" in html and "application/json: ColumnChange" in html
+    assert '<h3 id="DummyBody">DummyBody</h3>' in html
+    assert "http" not in "".join(__import__("re").findall(r'(?:src|href)="([^"]*)"', html))
+    page = client.get("/").text
+    assert 'href="/api-reference"' in page and 'href="/docs"' in page
+
+
 def test_the_sidebar_shows_lineage(client, scores_csv):
     ds = client.import_dataset(scores_csv, name="scores")
     client.post("/api/dummy", json={"dataset_id": ds["id"], "spec": [{"column": "track", "action": "dummy_drop"}]})

@@ -33,3 +33,42 @@ def workbench_page(request: Request):
         "version": request.app.version,
     }
     return request.app.state.templates.TemplateResponse(request, "workbench.html", context)
+
+
+@router.get("/api-reference", response_class=HTMLResponse)
+def api_reference(request: Request):
+    """The JSON API as a plain page built from the OpenAPI document (works offline, unlike /docs)."""
+    spec = request.app.openapi()
+    endpoints = []
+    for path, operations in spec.get("paths", {}).items():
+        for method, op in operations.items():
+            params = [{"name": p["name"], "where": p["in"], "required": p.get("required", False),
+                       "description": p.get("description") or p.get("schema", {}).get("description", "")}
+                      for p in op.get("parameters", [])]
+            body = op.get("requestBody", {}).get("content", {})
+            body_types = []
+            for media, content in body.items():
+                ref = content.get("schema", {}).get("$ref", "")
+                body_types.append(f"{media}: {ref.rsplit('/', 1)[-1]}" if ref else media)
+            endpoints.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                              "description": op.get("description", ""), "tag": (op.get("tags") or ["other"])[0],
+                              "params": params, "body": ", ".join(body_types)})
+    schemas = [{"name": name, "fields": [{"name": f, "type": _type_text(s), "description": s.get("description", "")}
+                                         for f, s in schema.get("properties", {}).items()]}
+               for name, schema in sorted(spec.get("components", {}).get("schemas", {}).items())
+               if not name.startswith(("HTTPValidationError", "ValidationError"))]
+    return request.app.state.templates.TemplateResponse(request, "api_reference.html", {
+        "title": spec["info"]["title"], "version": spec["info"]["version"], "endpoints": endpoints,
+        "schemas": schemas, "styles": []})
+
+
+def _type_text(schema: dict) -> str:
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if "enum" in schema:
+        return " | ".join(str(v) for v in schema["enum"])
+    if "anyOf" in schema:
+        return " or ".join(_type_text(s) for s in schema["anyOf"])
+    if schema.get("type") == "array":
+        return f"list of {_type_text(schema.get('items', {}))}"
+    return str(schema.get("type", "any"))

@@ -7,6 +7,8 @@
  *                                       open() builds the tab's content inside `panel` (an empty <div>); it may
  *                                       return a Promise. `key` makes a second openTab with the same key focus the
  *                                       existing tab instead of opening another (leave it out to allow several).
+ *                                       Open tabs are reopened after a page reload with the same params (kept in
+ *                                       sessionStorage, per project); set spec.restore = false to opt out.
  *   glmmlab.openTab(kind, params, opts) opens (or focuses) a tab; an unregistered kind opens a placeholder tab.
  *                                       opts: {title}. Returns the tab object:
  *       tab.id, tab.kind, tab.params, tab.panel, tab.setTitle(text), tab.activate(), tab.close(),
