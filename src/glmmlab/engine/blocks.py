@@ -30,8 +30,10 @@ class Block:
     indices and ``rows`` the input row index of each row."""
 
     def __init__(self, y: np.ndarray, X: np.ndarray, group: np.ndarray, family: str, link: str,
-                 rows: np.ndarray | None = None, group_ids: np.ndarray | None = None):
-        self.y, self.X, self.group = y, X, group
+                 rows: np.ndarray | None = None, group_ids: np.ndarray | None = None, keep_last: bool = True):
+        self.y, self.X = y, X
+        self.group = group.astype(np.int32) if group.size and group.max() < 2**31 - 1 else group
+        self.keep_last = keep_last
         self.counts = np.bincount(group)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
         self.family, self.link = FAMILIES[family], LINKS[link]
@@ -81,7 +83,10 @@ class Block:
         if np.all(np.isfinite(u)):
             self._u = u
         if np.all(np.isfinite(rs.dev)):
-            self._last = (theta, np.array(beta, copy=True), u, rs.eta, rs.dev_eta, rs.dev_eta2, ok)
+            if self.keep_last:
+                self._last = (theta, np.array(beta, copy=True), u, rs.eta, rs.dev_eta, rs.dev_eta2, ok)
+            else:  # memory-lean: keep only the modes; a repeated point recomputes its row state
+                self._last = None
         return u, rs, ok
 
     # -- Laplace deviance and gradient ---------------------------------------------------------------------

@@ -32,6 +32,8 @@ from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.services import frames
 
+BLOCK_ROWS = 1_000_000
+LEAN_ROWS = 5_000_000  # above this many rows the block actors keep no per-row state between evaluations
 ROW = "__glmmlab_row__"
 GROUP = "__glmmlab_group__"
 
@@ -98,7 +100,8 @@ class BlockActor(Block):
             Z[:, off + j] /= spec["scale"][j]
         ids, local = np.unique(part[GROUP].to_numpy(), return_inverse=True)
         super().__init__(y, Z, local.astype(np.int64), spec["family"], spec["link"],
-                         rows=part[ROW].to_numpy().astype(np.int64), group_ids=ids.astype(np.int64))
+                         rows=part[ROW].to_numpy().astype(np.int64), group_ids=ids.astype(np.int64),
+                         keep_last=not spec["lean"])
 
     def gram(self) -> np.ndarray:
         return self.X.T @ self.X
@@ -211,14 +214,19 @@ def fit_dask(
     report(progress, "Pass 2 of 2: arranging rows so that each group lives in one partition", 0.02)
     coded = ddf.map_partitions(_add_codes, response, group, fixed, keys, offsets,
                                meta=_coded_meta(ddf, response, fixed))
-    nparts = npartitions or max(1, min(ddf.npartitions, meta.n_groups))
+    # Blocks of about BLOCK_ROWS rows keep each evaluation's temporary arrays small on the workers.
+    nparts = npartitions or max(1, min(max(ddf.npartitions, meta.n // BLOCK_ROWS + 1), meta.n_groups))
     shuffled = client.persist(coded.shuffle(GROUP, npartitions=nparts))
     lengths = client.compute(shuffled.map_partitions(len), sync=True)
     parts = [f for f, n in zip(client.futures_of(shuffled), lengths) if n > 0]
+    del shuffled, coded
     report(progress, f"Loading {len(parts)} blocks of whole groups on the workers", 0.04)
-    actors = [f.result() for f in [client.submit(BlockActor, part, spec, actor=True) for part in parts]]
+    actors = []
+    while parts:  # one partition at a time, released as soon as its block holds the rows
+        part = parts.pop(0)
+        actors.append(client.submit(BlockActor, part, spec, actor=True).result())
+        del part
     blocks = ActorBlocks(actors)
-    del shuffled, parts  # the actors hold the data now
 
     # Collinearity, as in memory: the Gram matrix of the scaled design, added over the blocks.
     gram = sum(blocks.map("gram")) / meta.n
@@ -319,7 +327,7 @@ def _plan(summaries: list[dict], response: str, group: str, fixed: list[str], fa
     meta = DesignMeta(names=names, levels=levels, T=T, n=n, n_input=n_input, intercept=intercept,
                       dropped=dropped, warnings=warnings)
     spec = {"response": response, "fixed": kept, "family": fam.name, "link": lk.name, "intercept": intercept,
-            "center": center, "scale": scale}
+            "center": center, "scale": scale, "lean": n > LEAN_ROWS}
     return meta, spec, keys
 
 
