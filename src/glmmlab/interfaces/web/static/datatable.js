@@ -121,6 +121,11 @@
         first.disabled = prev.disabled = offset === 0;
         next.disabled = last.disabled = end >= page.total;
       } catch (err) {
+        if (err.status === 404 && !state.info) {  // e.g. a tab kept over a reload whose dataset is gone
+          tab.close();
+          g.status(err.message);
+          return;
+        }
         g.showError(error, err.message);
         if (err.status === 404) clear(tableBox);
       }
