@@ -70,8 +70,10 @@ def validate_options(
     """Check every option once, at the edge; messages name the option and the rule."""
     fam, lk = resolve(family, link)
     if not isinstance(conf_level, (int, float)) or not (0.5 <= float(conf_level) <= 0.9999):
+        hint = f" (for {conf_level}% use {float(conf_level) / 100:g})" if isinstance(conf_level, (int, float)) \
+            and 50 <= conf_level <= 99.99 else ""
         raise GlmmInputError(
-            f"conf_level must be between 0.5 and 0.9999 (50% to 99.99%); got {conf_level!r}"
+            f"conf_level must be between 0.5 and 0.9999 (50% to 99.99%); got {conf_level!r}{hint}"
         )
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise GlmmInputError(f"max_iter must be an integer >= 1; got {max_iter!r}")
