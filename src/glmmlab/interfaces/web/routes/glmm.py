@@ -14,7 +14,6 @@ import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -91,10 +90,11 @@ class FitJob:
 
 
 class FitJobs:
-    """The fits of one app: a small thread pool, so several fits run at once and the server stays responsive."""
+    """The fits of one app: at most MAX_WORKERS run at once (the rest wait, queued), each in a daemon thread so a
+    long fit never holds up the server's shutdown."""
 
     def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="glmmlab-fit")
+        self.slots = threading.BoundedSemaphore(MAX_WORKERS)
         self.jobs: dict[str, FitJob] = {}
         self.lock = threading.Lock()
 
@@ -257,6 +257,10 @@ def start_fit(body: FitBody, request: Request):
         job.fraction = max(job.fraction, min(1.0, float(fraction)))
 
     def run() -> None:
+        with jobs.slots:
+            work()
+
+    def work() -> None:
         try:
             if job.cancel.is_set():
                 raise FitCancelled()
@@ -283,7 +287,7 @@ def start_fit(body: FitBody, request: Request):
         finally:
             job.finished_at = time.time()
 
-    jobs.pool.submit(run)
+    threading.Thread(target=run, name=f"glmmlab-fit-{job.id}", daemon=True).start()
     return JSONResponse(job.to_dict(), status_code=202)
 
 
