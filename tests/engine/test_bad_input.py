@@ -156,3 +156,20 @@ def test_non_convergence_is_flagged_with_advice():
     assert res.converged is False
     assert any("did not converge within 1 iterations" in w and "Max Iterations" in w for w in res.warnings)
     assert np.all(np.isfinite(res.beta))
+
+
+@pytest.mark.parametrize("family,value", [("binomial", 0.0), ("binomial", 1.0), ("poisson", 0.0),
+                                          ("gaussian", 2.5), ("gamma", 2.5)])
+def test_constant_response_is_refused(family, value):
+    df = _data()
+    df["k"] = value
+    with pytest.raises(GlmmInputError, match=r"response 'k' has the same value .* nothing to model"):
+        glmmlab.fit_glmm(df, "k", "g", ["x"], family=family)
+
+
+def test_numerical_breakdown_is_a_clear_refusal():
+    """A log link cannot fit a response whose mean is negative: refused in words, not with a traceback."""
+    df = _data()
+    df["neg"] = -5.0 + df["y"]
+    with pytest.raises(GlmmInputError, match=r"the fit broke down numerically.*gaussian family with the log link"):
+        glmmlab.fit_glmm(df, "neg", "g", ["x"], family="gaussian", link="log")

@@ -135,6 +135,12 @@ def collinear_columns(gram: np.ndarray, first: int, eps: float = 1e-10) -> list[
 
 
 def check_response(y: np.ndarray, family: Family, response: str) -> None:
+    """Refuse a response outside the family's range, or one with a single value (nothing to model)."""
+    if y.size and np.min(y) == np.max(y):
+        raise GlmmInputError(
+            f"response '{response}' has the same value ({y[0]:g}) in every complete row: there is nothing to "
+            "model; choose another response or check the data"
+        )
     if family.name == "binomial" and (np.any(y < 0) or np.any(y > 1)):
         bad = y[(y < 0) | (y > 1)][0]
         raise GlmmInputError(

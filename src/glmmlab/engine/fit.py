@@ -142,10 +142,21 @@ def fit_arrays(
 def fit_blocks(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, *, se: str = "working",
                progress: ProgressFn = None, input_order: np.ndarray | None = None) -> GlmmResult:
     """Estimate from blocks of whole groups; ``input_order`` puts the blocks' rows back in input order
-    (computed from the blocks' row indices when None)."""
-    if fam.name == "gaussian" and lk.name == "identity":
-        return _fit_lmm(blocks, meta, model, se, progress, input_order)
-    return _fit_glmm(blocks, meta, fam, lk, model, se, progress, input_order)
+    (computed from the blocks' row indices when None).
+
+    Floating-point warnings are silenced (overflow in a rejected trial step is expected); a numerical
+    breakdown becomes a :class:`GlmmInputError` that says what to try."""
+    try:
+        with np.errstate(all="ignore"):
+            if fam.name == "gaussian" and lk.name == "identity":
+                return _fit_lmm(blocks, meta, model, se, progress, input_order)
+            return _fit_glmm(blocks, meta, fam, lk, model, se, progress, input_order)
+    except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
+        raise GlmmInputError(
+            f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
+            f"{lk.name} link (for example a log link needs a positive mean, an identity or inverse link a mean "
+            "inside the family's range). Check the response and predictors, or try another link"
+        ) from None
 
 
 def _rows(parts: list[dict], input_order: np.ndarray | None) -> dict:

@@ -154,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         sys.stderr.write("error: not enough memory for this data; try --engine dask with Parquet data\n")
         return 2
+    except Exception as exc:  # never a traceback: one line that says what failed
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        sys.stderr.write(f"error: the fit failed ({type(exc).__name__}{': ' + first if first else ''}); "
+                         "check the data and options\n")
+        return 2
 
 
 if __name__ == "__main__":
