@@ -12,7 +12,7 @@ import pytest
 
 from glmmlab.interfaces.web.server import prepare_project
 
-from conftest import free_port
+from tests.web.conftest import free_port
 
 GLMMLAB = Path(sys.executable).parent / "glmmlab"
 
