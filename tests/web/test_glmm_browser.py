@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import json
 import math
 import subprocess
@@ -17,7 +20,8 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs"
+# Screenshots go to docs/ only when GLMMLAB_SCREENSHOTS=1 (as in test_browser.py); otherwise to a temp folder.
+DOCS = ROOT / "docs" if os.environ.get("GLMMLAB_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp(prefix="glmm-shots-"))
 GLMMLAB = Path(sys.executable).parent / "glmmlab"
 
 
