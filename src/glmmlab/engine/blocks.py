@@ -70,7 +70,9 @@ class Block:
         delta = eta_fixed + theta * u[self.group] - eta
         G = theta * (self.group_sum(dev_eta) + self.group_sum(dev_eta2 * delta)) + 2.0 * u
         H = theta * theta * self.group_sum(dev_eta2) + 2.0
-        pred = u - G / H
+        # One linearised step is good for the small moves of a converging optimiser; a long trial step of
+        # the line search is not trusted further than one prior standard deviation.
+        pred = u - np.clip(G / H, -1.0, 1.0)
         return np.where((H > 0) & np.isfinite(pred), pred, u)
 
     def modes(self, theta: float, beta: np.ndarray) -> tuple[np.ndarray, RowState, bool]:
@@ -101,10 +103,8 @@ class Block:
         if not gradient:
             return out
         g = self.group
-        var1 = self.family.variance_d1(rs.mu)
-        w_eta = 2.0 * rs.h1 * rs.h2 / rs.var - rs.h1 ** 3 * var1 / (rs.var * rs.var)
         e1 = rs.dev_eta
-        e2 = (theta * theta / L)[g] * w_eta
+        e2 = (theta * theta / L)[g] * rs.w_eta
         s_e1 = self.group_sum(e1)
         s_e2 = self.group_sum(e2)
         s_d2 = self.group_sum(rs.dev_eta2)
@@ -247,7 +247,12 @@ class LocalBlocks:
     def map(self, method: str, *args: Any) -> list[Any]:
         if self._pool is None:
             return [getattr(b, method)(*args) for b in self.blocks]
-        return list(self._pool.map(lambda b: getattr(b, method)(*args), self.blocks))
+
+        def run(block: Block) -> Any:
+            with np.errstate(all="ignore"):  # numpy's error state is per thread
+                return getattr(block, method)(*args)
+
+        return list(self._pool.map(run, self.blocks))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -210,24 +210,43 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
     theta0 = moment_theta(blocks.map("moment_pieces", beta0), meta, fam.has_dispersion)
     lower = np.concatenate([[0.0], np.full(meta.p, -np.inf)])
 
+    report(progress, "Optimizing Laplace deviance", 0.1)
+    state = {"iteration": 0}
+
     def on_iter(k: int, f: float) -> None:
+        state["iteration"] = k
         report(progress, f"Optimizing Laplace deviance (iteration {k}, deviance {f:.4f})",
                0.1 + 0.6 * min(k / 30.0, 1.0))
 
-    report(progress, "Optimizing Laplace deviance", 0.1)
-    x, record = minimize(lap.value_and_grad, np.concatenate([[theta0], beta0]), lower,
+    def laplace_fg(params: np.ndarray) -> tuple[float, np.ndarray]:
+        # Reported at every evaluation too, so a cancel request is honoured between any two passes.
+        k = state["iteration"]
+        report(progress, f"Optimizing Laplace deviance (iteration {k + 1}, evaluation {lap.evaluations + 1})",
+               0.1 + 0.6 * min(k / 30.0, 1.0))
+        return lap.value_and_grad(params)
+
+    x, record = minimize(laplace_fg, np.concatenate([[theta0], beta0]), lower,
                          max_iter=max_iter, tol=tol, on_iteration=on_iter,
                          hessian=(se == "hessian" and nagq == 1))
     method = "Laplace"
     if nagq > 1:
         agq = AgqObjective(lap, nagq, fam.has_dispersion)
 
+        agq_state = {"iteration": 0}
+
         def on_iter_agq(k: int, f: float) -> None:
+            agq_state["iteration"] = k
             report(progress, f"Optimizing AGQ deviance, {nagq} nodes (iteration {k})",
                    0.7 + 0.15 * min(k / 20.0, 1.0))
 
-        x, record = minimize(numeric_gradient(agq.value, lower), x, lower, max_iter=max_iter, tol=tol,
-                             on_iteration=on_iter_agq, hessian=(se == "hessian"))
+        def agq_value(params: np.ndarray) -> float:
+            k = agq_state["iteration"]
+            report(progress, f"Optimizing AGQ deviance, {nagq} nodes (iteration {k + 1})",
+                   0.7 + 0.15 * min(k / 20.0, 1.0))
+            return agq.value(params)
+
+        x, record = minimize(numeric_gradient(agq_value, lower), x, lower, max_iter=max_iter, tol=tol,
+                             on_iteration=on_iter_agq, hessian=(se == "hessian"), polish_gtol=1e-8)
         method = "AGQ"
         deviance = agq.value(x)
     else:

@@ -86,11 +86,14 @@ def minimize(
     on_iteration: Callable[[int, float], None] | None = None,
     polish: bool = True,
     hessian: bool = False,
+    polish_gtol: float | None = None,
 ) -> tuple[np.ndarray, OptimizationRecord]:
     """Minimise ``fg`` from ``x0`` subject to x >= lower (entries of -inf mean free).
 
     ``polish``: when the quasi-Newton run ends with a gradient above the tolerance, take Newton steps with a
-    finite-difference Hessian. ``hessian``: return that Hessian at the optimum in the record.
+    finite-difference Hessian; ``polish_gtol`` (times sqrt(|f|)) sets a tighter gradient for that polish, for
+    objectives whose gradient is itself a finite difference (quasi-Newton stops early on them).
+    ``hessian``: return that Hessian at the optimum in the record.
     """
     log: list[dict] = []
     evaluations = 0
@@ -121,14 +124,24 @@ def minimize(
     H = None
     f_prev = f
 
-    def small_gradient(x_: np.ndarray) -> bool:
-        g_ = counted(x_)[1]
-        proj = np.where((x_ <= lower) & (g_ > 0), 0.0, g_)
-        return float(np.max(np.abs(proj))) <= gtol_abs(counted(x_)[0])
-
     def gtol_abs(f_: float) -> float:
         return max(tol, 1e-6) * max(1.0, abs(f_)) ** 0.5 * 10
 
+    def polish_threshold(f_: float) -> float:
+        return gtol_abs(f_) if polish_gtol is None else polish_gtol * max(1.0, abs(f_)) ** 0.5
+
+    def small_gradient(x_: np.ndarray) -> bool:
+        g_ = counted(x_)[1]
+        proj = np.where((x_ <= lower) & (g_ > 0), 0.0, g_)
+        return float(np.max(np.abs(proj))) <= polish_threshold(counted(x_)[0])
+
+    if not small_gradient(x) and not (iterations >= max_iter):
+        # L-BFGS-B's line search cannot step back from an infinite objective (a trial point where a mean
+        # leaves the family's range, e.g. identity links); continue with a quasi-Newton method whose line
+        # search halves the step until the objective is finite and decreases enough.
+        x, f, extra = _bfgs_backtracking(counted, x, f, lower, max_iter - iterations,
+                                         lambda x_: small_gradient(x_), log)
+        iterations += extra
     if polish and not small_gradient(x):
         for _ in range(4):
             H = fd_hessian(counted, x, lower)
@@ -170,3 +183,42 @@ def minimize(
         evaluations=evaluations, converged=bool(converged), message=message, log=log, hessian=H,
     )
     return x, record
+
+
+def _bfgs_backtracking(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, max_iter: int,
+                       done: Callable[[np.ndarray], bool], log: list[dict]) -> tuple[np.ndarray, float, int]:
+    """Projected BFGS with Armijo backtracking, started from the inverse of a finite-difference Hessian."""
+    try:
+        Hinv = np.linalg.inv(fd_hessian(fg, x, lower))
+        if not np.all(np.isfinite(Hinv)) or np.any(np.diag(Hinv) <= 0):
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        Hinv = np.eye(x.size)
+    g = fg(x)[1]
+    it = 0
+    while it < max_iter and not done(x):
+        free = ~((x <= lower) & (g > 0))
+        d = np.where(free, -(Hinv @ np.where(free, g, 0.0)), 0.0)
+        if not g @ d < 0:
+            Hinv = np.eye(x.size)
+            d = np.where(free, -g, 0.0)
+        t, accepted = 1.0, False
+        for _ in range(60):
+            xn = np.maximum(x + t * d, lower)
+            fn, gn = fg(xn)
+            if np.isfinite(fn) and fn <= f + 1e-4 * float(g @ (xn - x)):
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
+            break
+        s_, y_ = xn - x, gn - g
+        sy = float(s_ @ y_)
+        if sy > 1e-12 * float(np.linalg.norm(s_) * np.linalg.norm(y_)):
+            rho = 1.0 / sy
+            V = np.eye(x.size) - rho * np.outer(s_, y_)
+            Hinv = V @ Hinv @ V.T + rho * np.outer(s_, s_)
+        x, f, g = xn, float(fn), gn
+        it += 1
+        log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]), "bfgs": True})
+    return x, f, it
