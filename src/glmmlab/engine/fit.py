@@ -246,7 +246,7 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
             return agq.value(params)
 
         x, record = minimize(numeric_gradient(agq_value, lower), x, lower, max_iter=max_iter, tol=tol,
-                             on_iteration=on_iter_agq, hessian=(se == "hessian"), polish_gtol=1e-8)
+                             on_iteration=on_iter_agq, hessian=(se == "hessian"), polish_gtol=1e-9)
         method = "AGQ"
         deviance = agq.value(x)
     else:

@@ -39,20 +39,25 @@ class OptimizationRecord:
 
 
 def numeric_gradient(fun: Callable[[np.ndarray], float], lower: np.ndarray) -> FunGrad:
-    """Wrap a value-only function into value-and-central-difference-gradient (one-sided at a bound)."""
+    """Wrap a value-only function into value and gradient by fourth-order central differences (a
+    second-order one-sided formula where the bound is within reach). With h = 1e-3 the truncation error is
+    O(h^4) and the rounding error about eps * |f| / h, so the gradient is good to about 1e-9 relative."""
 
     def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
         f0 = fun(x)
         g = np.zeros_like(x)
         for k in range(x.size):
-            h = 1e-5 * max(1.0, abs(x[k]))
-            xp, xm = x.copy(), x.copy()
-            xp[k] += h
-            if x[k] - h < lower[k]:
-                g[k] = (fun(xp) - f0) / h
+            h = 1e-3 * max(1.0, abs(x[k]))
+
+            def at(step: float) -> float:
+                xs = x.copy()
+                xs[k] += step
+                return fun(xs)
+
+            if x[k] - 2 * h < lower[k]:
+                g[k] = (-3.0 * f0 + 4.0 * at(h) - at(2 * h)) / (2 * h)
             else:
-                xm[k] -= h
-                g[k] = (fun(xp) - fun(xm)) / (2 * h)
+                g[k] = (8.0 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
         return f0, g
 
     return fg

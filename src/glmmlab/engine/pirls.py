@@ -107,7 +107,7 @@ def find_modes(
     eta_fixed: np.ndarray,
     u0: np.ndarray | None = None,
     *,
-    tol: float = 1e-10,
+    tol: float = 1e-12,
     max_iter: int = 60,
 ) -> tuple[np.ndarray, RowState, bool]:
     """Return the conditional modes u, the row state at them, and whether the iteration converged."""
