@@ -15,7 +15,7 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("dask.distributed")
 
 import glmmlab  # noqa: E402
-from tests.conftest import load_case, reference_cases  # noqa: E402
+from tests.conftest import assert_rel_close, fit_params, load_case  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +26,11 @@ def client():
         yield c
 
 
-def _cases():
-    out = []
-    for case in reference_cases():
-        ref, _ = load_case(case)
-        for key, r in ref["results"].items():
-            out.append(pytest.param(case, r["nAGQ"], id=f"{case}-{key}"))
-    return out
-
-
 def rel_close(a, b, rel=1e-8):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    scale = np.maximum(np.abs(b), np.max(np.abs(b)) * 1e-6 + 1e-300)
-    err = np.max(np.abs(a - b) / scale) if a.size else 0.0
-    assert err <= rel, err
+    assert_rel_close(a, b, rel)
 
 
-@pytest.mark.parametrize("case,nagq", _cases())
+@pytest.mark.parametrize("case,nagq", fit_params())
 def test_dask_equals_in_memory(client, case, nagq):
     ref, data = load_case(case)
     kw = dict(family=ref["family"].lower(), link=ref["link"], nagq=nagq)

@@ -91,6 +91,16 @@ def validate_options(
     return fam, lk
 
 
+def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Link, intercept: bool,
+               conf_level: float, nagq: int, max_iter: int, tol: float) -> dict:
+    """The "model" object of a fit's JSON: what was asked for."""
+    return {
+        "response": response, "fixed": list(fixed), "group": group, "family": fam.name, "link": lk.name,
+        "intercept": bool(intercept), "conf_level": float(conf_level), "nagq": int(nagq),
+        "max_iter": int(max_iter), "tol": float(tol),
+    }
+
+
 def fit_arrays(
     y: np.ndarray,
     X: np.ndarray,
@@ -122,11 +132,7 @@ def fit_arrays(
     report(progress, "Preparing data", 0.0)
     d = prepare(y, X, list(names), group_codes, group_levels, fam,
                 response=response, group_name=group_name, intercept=intercept)
-    model = {
-        "response": response, "fixed": list(names), "group": group_name, "family": fam.name,
-        "link": lk.name, "intercept": bool(intercept), "conf_level": float(conf_level), "nagq": int(nagq),
-        "max_iter": int(max_iter), "tol": float(tol),
-    }
+    model = model_spec(response, list(names), group_name, fam, lk, intercept, conf_level, nagq, max_iter, tol)
     blocks = LocalBlocks(split_design(d, fam.name, lk.name, n_blocks or default_block_count(d.n)))
     try:
         result = fit_blocks(blocks, DesignMeta.of(d), fam, lk, model, se=se, progress=progress,

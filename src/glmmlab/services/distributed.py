@@ -27,7 +27,7 @@ import pandas as pd
 from glmmlab.engine import design
 from glmmlab.engine.blocks import Block
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.fit import DesignMeta, fit_blocks, validate_options
+from glmmlab.engine.fit import DesignMeta, fit_blocks, model_spec, validate_options
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.services import frames
@@ -242,11 +242,7 @@ def fit_dask(
         kept = [k - off for k in keep if k >= off]
         names = [meta.names[k] for k in keep if k >= off]
         meta.T, meta.names = design.scale_transform(spec["center"][kept], spec["scale"][kept], names, intercept)
-    model = {
-        "response": response, "fixed": fixed, "group": group, "family": fam.name, "link": lk.name,
-        "intercept": bool(intercept), "conf_level": float(conf_level), "nagq": int(nagq),
-        "max_iter": int(max_iter), "tol": float(tol),
-    }
+    model = model_spec(response, fixed, group, fam, lk, intercept, conf_level, nagq, max_iter, tol)
     try:
         result = fit_blocks(blocks, meta, fam, lk, model, se=se, progress=progress)
     finally:
