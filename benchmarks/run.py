@@ -461,6 +461,9 @@ def environment(r_msg: str) -> dict:
     try:
         env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip()
+        # the fit measured is the working tree's: say whether it differs from that commit
+        env["src_uncommitted_changes"] = bool(subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
     except OSError:
         pass
     for mod in ("numpy", "scipy", "pandas", "statsmodels"):
