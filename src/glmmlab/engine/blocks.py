@@ -32,7 +32,7 @@ class Block:
     def __init__(self, y: np.ndarray, X: np.ndarray, group: np.ndarray, family: str, link: str,
                  rows: np.ndarray | None = None, group_ids: np.ndarray | None = None, keep_last: bool = True):
         self.y, self.X = y, X
-        self.group = group.astype(np.int32) if group.size and group.max() < 2**31 - 1 else group
+        self.group = group.astype(np.int32, copy=False) if group.size and group.max() < 2**31 - 1 else group
         self.keep_last = keep_last
         self.counts = np.bincount(group)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
@@ -242,7 +242,7 @@ class LocalBlocks:
 
     def __init__(self, blocks: list[Block]):
         self.blocks = blocks
-        self._pool = ThreadPoolExecutor(len(blocks)) if len(blocks) > 1 else None
+        self._pool = ThreadPoolExecutor(min(len(blocks), cpu_count())) if len(blocks) > 1 else None
 
     def map(self, method: str, *args: Any) -> list[Any]:
         if self._pool is None:
@@ -259,10 +259,21 @@ class LocalBlocks:
             self._pool.shutdown(wait=False)
 
 
+BLOCK_ROWS = 131_072
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_block_count(n_rows: int) -> int:
-    """One block per core for large designs; a single block when threads would cost more than they save."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, n_rows // 100_000))
+    """A single block for small designs (threads would cost more than they save); otherwise blocks of about
+    BLOCK_ROWS rows, at least one per core. Small blocks keep each evaluation's temporary arrays (a dozen
+    vectors per row of the block being worked on) small next to the data: only as many blocks are in work at
+    once as there are threads."""
+    if n_rows < 100_000:
+        return 1
+    return max(cpu_count(), -(-n_rows // BLOCK_ROWS))
 
 
 def split_design(d, family: str, link: str, n_blocks: int) -> list[Block]:
@@ -282,6 +293,7 @@ def split_design(d, family: str, link: str, n_blocks: int) -> list[Block]:
             continue
         r0 = int(d.starts[g0])
         r1 = int(d.starts[g1 - 1] + d.counts[g1 - 1])
-        blocks.append(Block(d.y[r0:r1], d.X[r0:r1], d.group[r0:r1] - g0, family, link,
+        local = d.group[r0:r1] if g0 == 0 else d.group[r0:r1] - d.group.dtype.type(g0)
+        blocks.append(Block(d.y[r0:r1], d.X[r0:r1], local, family, link,
                             rows=d.rows[r0:r1], group_ids=np.arange(g0, g1)))
     return blocks

@@ -110,7 +110,7 @@ def sort_by_group(codes: np.ndarray, n_groups: int) -> np.ndarray:
 
 def inverse_permutation(order: np.ndarray) -> np.ndarray:
     inv = np.empty_like(order)
-    inv[order] = np.arange(order.size)
+    inv[order] = np.arange(order.size, dtype=order.dtype)
     return inv
 
 
@@ -192,16 +192,17 @@ def prepare(
     if not keep.any():
         raise no_complete_rows(response, group_name)
     keep_all = bool(keep.all())
-    rows = np.arange(n_input) if keep_all else np.flatnonzero(keep)
+    index = np.int32 if n_input < np.iinfo(np.int32).max else np.int64  # row and group indices: 4 bytes
+    rows = np.arange(n_input, dtype=index) if keep_all else np.flatnonzero(keep).astype(index)
     codes = group_codes[rows]
     # Renumber the groups that still have rows (O(n), no sort of the rows).
     present = np.bincount(codes, minlength=len(group_levels)) > 0
     used = np.flatnonzero(present)
-    remap = np.full(len(group_levels), -1, dtype=np.int64)
+    remap = np.full(len(group_levels), -1, dtype=index)
     remap[used] = np.arange(used.size)
     codes = remap[codes]
     levels = [group_levels[int(c)] for c in used]
-    order = sort_by_group(codes, used.size)
+    order = sort_by_group(codes, used.size).astype(index, copy=False)
     rows, codes = rows[order], codes[order]
     yv = y[rows]
 

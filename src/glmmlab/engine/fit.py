@@ -166,10 +166,15 @@ def fit_blocks(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, *, 
 
 
 def _rows(parts: list[dict], input_order: np.ndarray | None) -> dict:
-    """Concatenate the blocks' per-row results and put them in the input's row order."""
-    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    order = np.argsort(out["rows"], kind="stable") if input_order is None else input_order
-    return {k: v[order] for k, v in out.items()}
+    """Concatenate the blocks' per-row results and put them in the input's row order (one column at a
+    time, dropping the blocks' pieces as it goes, to keep the peak memory low)."""
+    rows = np.concatenate([p.pop("rows") for p in parts])
+    order = np.argsort(rows, kind="stable") if input_order is None else input_order
+    out = {"rows": rows[order]}
+    del rows
+    for key in list(parts[0]):
+        out[key] = np.concatenate([p.pop(key) for p in parts])[order]
+    return out
 
 
 def _fit_lmm(blocks, meta: DesignMeta, model: dict, se: str, progress: ProgressFn,

@@ -19,7 +19,10 @@ def numeric_values(col: pd.Series) -> tuple[np.ndarray, int, int, object]:
         values = col.astype(float).to_numpy()
         return values, len(col), len(col), None
     if pd.api.types.is_numeric_dtype(col):
-        values = col.to_numpy(dtype=float, na_value=np.nan)
+        if isinstance(col.dtype, np.dtype):  # plain numpy storage: NaN is the missing value; no copy for floats
+            values = np.asarray(col.to_numpy(), dtype=float)
+        else:  # pandas' nullable or Arrow-backed dtypes
+            values = col.to_numpy(dtype=float, na_value=np.nan)
         return values, len(col), len(col), None
     converted = pd.to_numeric(col, errors="coerce")
     present = col.notna().to_numpy()
