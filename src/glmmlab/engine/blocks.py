@@ -66,7 +66,7 @@ class Block:
         point's derivatives: usually saves a full evaluation of the row state."""
         if self._last is None or theta == 0.0 or self._last[0] == 0.0:
             return self._u
-        _, _, u, eta, dev_eta, dev_eta2, _ = self._last
+        _, _, u, eta, dev_eta, dev_eta2, _, _ = self._last
         delta = eta_fixed + theta * u[self.group] - eta
         G = theta * (self.group_sum(dev_eta) + self.group_sum(dev_eta2 * delta)) + 2.0 * u
         H = theta * theta * self.group_sum(dev_eta2) + 2.0
@@ -75,18 +75,21 @@ class Block:
         pred = u - np.clip(G / H, -1.0, 1.0)
         return np.where((H > 0) & np.isfinite(pred), pred, u)
 
-    def modes(self, theta: float, beta: np.ndarray) -> tuple[np.ndarray, RowState, bool]:
+    def modes(self, theta: float, beta: np.ndarray, exact: bool = False) -> tuple[np.ndarray, RowState, bool]:
+        """The conditional modes at (theta, beta), their row state and whether they converged; ``exact``
+        asks for modes exact to rounding (see ``find_modes(finish=True)``)."""
         last = self._last
-        if last is not None and last[0] == theta and np.array_equal(last[1], beta):
+        if last is not None and last[0] == theta and np.array_equal(last[1], beta) and (last[7] or not exact):
             return last[2], row_state(self.resp, last[3], self.link), last[6]
         eta_fixed = self.X @ beta
-        u0 = self._predicted_modes(theta, eta_fixed)
-        u, rs, ok = find_modes(self, self.resp, self.link, theta, eta_fixed, u0)
+        same_point = last is not None and last[0] == theta and np.array_equal(last[1], beta)
+        u0 = last[2] if same_point else self._predicted_modes(theta, eta_fixed)
+        u, rs, ok = find_modes(self, self.resp, self.link, theta, eta_fixed, u0, finish=exact)
         if np.all(np.isfinite(u)):
             self._u = u
         if np.all(np.isfinite(rs.dev)):
             if self.keep_last:
-                self._last = (theta, np.array(beta, copy=True), u, rs.eta, rs.dev_eta, rs.dev_eta2, ok)
+                self._last = (theta, np.array(beta, copy=True), u, rs.eta, rs.dev_eta, rs.dev_eta2, ok, exact)
             else:  # memory-lean: keep only the modes; a repeated point recomputes its row state
                 self._last = None
         return u, rs, ok
@@ -127,7 +130,7 @@ class Block:
     def agq(self, theta: float, beta: np.ndarray, phi: float, z: np.ndarray, w: np.ndarray) -> float:
         """Sum over this block's groups of log int p(y_j | u) phi(u) du by the rule (z, w) for N(0, 1),
         centred on the modes and scaled by the conditional SD from the expected information."""
-        u, rs, _ = self.modes(theta, beta)
+        u, rs, _ = self.modes(theta, beta, exact=True)
         if theta == 0.0:
             return float(np.sum(self.resp.row_loglik(rs.dev, phi)))
         W = self.group_sum(rs.w)
@@ -190,9 +193,10 @@ class Block:
 
     def diagnostics(self, theta: float, beta: np.ndarray) -> dict:
         u, rs, _ = self.modes(theta, beta)
+        dev = self.family.unit_deviance(self.y, rs.mu)  # the accurate form (the fast paths' dev cancels near y = mu)
         return {
             "rows": self.rows, "fitted": rs.mu,
-            "deviance_residuals": np.sign(self.y - rs.mu) * np.sqrt(np.maximum(rs.dev, 0.0)),
+            "deviance_residuals": np.sign(self.y - rs.mu) * np.sqrt(np.maximum(dev, 0.0)),
             "pearson_residuals": (self.y - rs.mu) / np.sqrt(rs.var),
             "group_random_effect": theta * u[self.group],
         }

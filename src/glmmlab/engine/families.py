@@ -113,9 +113,47 @@ def _gaussian_logpdf(y, mu, phi):
     return -0.5 * (np.log(2.0 * np.pi * phi) + (y - mu) ** 2 / phi)
 
 
+# Near y = mu the textbook unit deviances cancel (y log(y/mu) - (y - mu) is a difference of two numbers much
+# larger than itself), so a deviance residual there would carry only a few correct digits. They are written
+# here through r = (y - mu) / mu and two functions that are computed by their Taylor series for small |r|.
+_SERIES_R = 0.1
+_SERIES_K = np.arange(2, 19, dtype=float)
+
+
+def _series(r: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """sum_k coef[k] r^(k+2), by Horner's rule."""
+    acc = np.zeros_like(r)
+    for c in coef[::-1]:
+        acc = acc * r + c
+    return acc * r * r
+
+
+def xlog1p_minus(r: np.ndarray) -> np.ndarray:
+    """(1 + r) log(1 + r) - r for r >= -1, without cancellation for small |r|."""
+    r = np.asarray(r, dtype=float)
+    out = special.xlog1py(1.0 + r, r) - r
+    small = np.abs(r) < _SERIES_R
+    if small.any():
+        k = _SERIES_K
+        out[small] = _series(r[small], (-1.0) ** k / (k * (k - 1.0)))
+    return out
+
+
+def minus_log1p(r: np.ndarray) -> np.ndarray:
+    """r - log(1 + r) for r > -1, without cancellation for small |r|."""
+    r = np.asarray(r, dtype=float)
+    out = r - np.log1p(r)
+    small = np.abs(r) < _SERIES_R
+    if small.any():
+        k = _SERIES_K
+        out[small] = _series(r[small], (-1.0) ** k / k)
+    return out
+
+
 def _binomial_dev(y, mu):
     mu = np.clip(mu, _EPS, 1.0 - _EPS)
-    return 2.0 * (special.xlogy(y, y / mu) + special.xlogy(1.0 - y, (1.0 - y) / (1.0 - mu)))
+    # y log(y/mu) + (1-y) log((1-y)/(1-mu)) = mu B((y-mu)/mu) + (1-mu) B((mu-y)/(1-mu)), B(r) = (1+r)log(1+r) - r
+    return 2.0 * (mu * xlog1p_minus((y - mu) / mu) + (1.0 - mu) * xlog1p_minus((mu - y) / (1.0 - mu)))
 
 
 def _binomial_logpdf(y, mu, phi):
@@ -125,7 +163,7 @@ def _binomial_logpdf(y, mu, phi):
 
 def _poisson_dev(y, mu):
     mu = np.maximum(mu, _TINY)
-    return 2.0 * (special.xlogy(y, y / mu) - (y - mu))
+    return 2.0 * mu * xlog1p_minus((y - mu) / mu)
 
 
 def _poisson_logpdf(y, mu, phi):
@@ -135,7 +173,7 @@ def _poisson_logpdf(y, mu, phi):
 
 def _gamma_dev(y, mu):
     mu = np.maximum(mu, _TINY)
-    return -2.0 * (np.log(y / mu) - (y - mu) / mu)
+    return 2.0 * minus_log1p((y - mu) / mu)
 
 
 def _gamma_logpdf(y, mu, phi):

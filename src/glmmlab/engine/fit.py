@@ -238,7 +238,7 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
 
     x, record = minimize(laplace_fg, np.concatenate([[theta0], beta0]), lower,
                          max_iter=max_iter, tol=tol, on_iteration=on_iter,
-                         hessian=(se == "hessian" and nagq == 1))
+                         hessian=(se == "hessian" and nagq == 1), approx_hessian=lap.approx_hessian)
     method = "Laplace"
     if nagq > 1:
         agq = AgqObjective(lap, nagq, fam.has_dispersion)
@@ -257,7 +257,8 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
             return agq.value(params)
 
         x, record = minimize(numeric_gradient(agq_value, lower), x, lower, max_iter=max_iter, tol=tol,
-                             on_iteration=on_iter_agq, hessian=(se == "hessian"), polish_gtol=1e-9)
+                             on_iteration=on_iter_agq, hessian=(se == "hessian"), polish_gtol=1e-9,
+                             approx_hessian=lap.approx_hessian)
         method = "AGQ"
         deviance = agq.value(x)
     else:

@@ -109,8 +109,12 @@ def find_modes(
     *,
     tol: float = 1e-12,
     max_iter: int = 60,
+    finish: bool = False,
 ) -> tuple[np.ndarray, RowState, bool]:
-    """Return the conditional modes u, the row state at them, and whether the iteration converged."""
+    """Return the conditional modes u, the row state at them, and whether the iteration converged.
+
+    ``finish``: after convergence take the last (tiny) Newton step too, so the modes are exact to rounding
+    rather than to ``tol``; quadrature needs that, as its value is not stationary in the modes."""
     G = d.n_groups
     u = np.zeros(G) if u0 is None or theta == 0.0 else u0.copy()
     if theta == 0.0:
@@ -150,6 +154,9 @@ def find_modes(
         active &= ~(np.abs(step) < tol * (1.0 + np.abs(u)))
         if not active.any():
             converged = True
+            if finish:
+                u = u + np.where(np.isfinite(step), step, 0.0)
+                rs = row_state(resp, eta_fixed + theta * u[g], link)
             break
         step = np.where(active, step, 0.0)
         factor = np.ones(G)
