@@ -172,7 +172,17 @@ def _rows(parts: list[dict], input_order: np.ndarray | None) -> dict:
     order = np.argsort(rows, kind="stable") if input_order is None else input_order
     out = {"rows": rows[order]}
     del rows
-    for key in list(parts[0]):
+    keys = list(parts[0])
+    # A column that is the same array as an earlier one (Gaussian + identity: the deviance and Pearson
+    # residuals are both the raw residual) is shared, not copied.
+    twins = {key: next((k for k in keys[:i] if all(p[key] is p[k] for p in parts)), None)
+             for i, key in enumerate(keys)}
+    for key in keys:
+        if twins[key] is not None:
+            out[key] = out[twins[key]]
+            for p in parts:
+                p.pop(key)
+            continue
         out[key] = np.concatenate([p.pop(key) for p in parts])[order]
     return out
 
