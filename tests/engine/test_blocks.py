@@ -23,3 +23,15 @@ def test_blocks_do_not_change_the_fit(case, nagq):
     close(three.blup, one.blup)
     close(three.fitted, one.fitted)
     assert three.rows.tolist() == one.rows.tolist()
+
+
+def test_blas_runs_on_one_thread_during_a_fit():
+    """The blocks are the engine's parallelism: BLAS threads on top of them only contend for the cores."""
+    from threadpoolctl import threadpool_info
+
+    ref, data = load_case("cbpp_binomial_logit")
+    seen = []
+    glmmlab.fit_glmm(data, ref["response"], ref["group"], ref["fixed"], family="binomial",
+                     progress=lambda stage, fraction: seen.extend(
+                         i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+    assert seen and set(seen) == {1}

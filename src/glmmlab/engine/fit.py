@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from glmmlab.engine import advice, inference
-from glmmlab.engine.blocks import LocalBlocks, default_block_count, split_design
+from glmmlab.engine.blocks import LocalBlocks, default_block_count, one_blas_thread, split_design
 from glmmlab.engine.design import Design, prepare
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, resolve
@@ -128,6 +128,13 @@ def fit_arrays(
     work; by default one per core for large data.
     """
     fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
+    with one_blas_thread():
+        return _fit_arrays(y, X, names, group_codes, group_levels, fam, lk, response, group_name, intercept,
+                           conf_level, max_iter, tol, nagq, se, progress, n_blocks)
+
+
+def _fit_arrays(y, X, names, group_codes, group_levels, fam, lk, response, group_name, intercept, conf_level,
+                max_iter, tol, nagq, se, progress, n_blocks) -> GlmmResult:
     start = time.perf_counter()
     report(progress, "Preparing data", 0.0)
     d = prepare(y, X, list(names), group_codes, group_levels, fam,

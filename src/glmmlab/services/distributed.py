@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from glmmlab.engine import design
-from glmmlab.engine.blocks import Block
+from glmmlab.engine.blocks import Block, one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.fit import DesignMeta, fit_blocks, model_spec, validate_options
 from glmmlab.engine.progress import ProgressFn, report
@@ -244,7 +244,8 @@ def fit_dask(
         meta.T, meta.names = design.scale_transform(spec["center"][kept], spec["scale"][kept], names, intercept)
     model = model_spec(response, fixed, group, fam, lk, intercept, conf_level, nagq, max_iter, tol)
     try:
-        result = fit_blocks(blocks, meta, fam, lk, model, se=se, progress=progress)
+        with one_blas_thread():
+            result = fit_blocks(blocks, meta, fam, lk, model, se=se, progress=progress)
     finally:
         blocks.close()
     result.fit_seconds = time.perf_counter() - start
