@@ -426,19 +426,27 @@ def format_targets(entries: list[dict]) -> str:
             sp = r["fit_seconds"] / g["fit_seconds"]
             lines.append(f"   {name:<24}{text:<32}{sp:.1f}x ({r['fit_seconds']:.2f} s / {g['fit_seconds']:.3f} s)"
                          f"  -> {'met' if sp >= thr else 'NOT met'}")
-    worst = None
+    # Two readings of "peak memory below three times the numeric data", both reported: the net peak
+    # (includes the DataFrame the caller already holds, whose string group column alone can exceed the
+    # numeric data) and what the fit itself adds on top of the loaded data.
+    worst = {"net": None, "extra": None}
     for e in entries:
         g = e["fitters"].get("glmmlab", {})
         # small data sets measure the fixed overhead (threads, buffers), not the scaling with n
         if e["case"]["kind"] == "reference" or g.get("status") != "ok" or e["case"]["data_bytes"] < 10 * 2**20:
             continue
-        if g.get("peak_fit_kb") and g.get("rss_baseline_kb") and e["case"]["data_bytes"]:
-            r = (g["peak_fit_kb"] - g["rss_baseline_kb"]) * 1024 / e["case"]["data_bytes"]
-            if worst is None or r > worst[1]:
-                worst = (e["case"]["name"], r)
-    if worst:
-        lines.append(f"   {'memory (>= 10 MB data)':<24}{'net peak < 3x numeric data':<32}worst {worst[1]:.2f}x ({worst[0]})"
-                     f"  -> {'met' if worst[1] < 3 else 'NOT met'}")
+        base, load, peak = g.get("rss_baseline_kb"), g.get("rss_after_load_kb"), g.get("peak_fit_kb")
+        if not (base and load and peak):
+            continue
+        for key, used in (("net", peak - base), ("extra", peak - load)):
+            r = used * 1024 / e["case"]["data_bytes"]
+            if worst[key] is None or r > worst[key][1]:
+                worst[key] = (e["case"]["name"], r)
+    for key, text in (("net", "net peak < 3x numeric data"), ("extra", "fit's own extra < 3x data")):
+        if worst[key]:
+            name, r = worst[key]
+            lines.append(f"   {'memory (>= 10 MB data)':<24}{text:<32}worst {r:.2f}x ({name})"
+                         f"  -> {'met' if r < 3 else 'NOT met'}")
     return "\n".join(lines)
 
 
