@@ -128,26 +128,30 @@ def fit_arrays(
     work; by default one per core for large data.
     """
     fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
-    with one_blas_thread():
-        return _fit_arrays(y, X, names, group_codes, group_levels, fam, lk, response, group_name, intercept,
-                           conf_level, max_iter, tol, nagq, se, progress, n_blocks)
-
-
-def _fit_arrays(y, X, names, group_codes, group_levels, fam, lk, response, group_name, intercept, conf_level,
-                max_iter, tol, nagq, se, progress, n_blocks) -> GlmmResult:
     start = time.perf_counter()
-    report(progress, "Preparing data", 0.0)
-    d = prepare(y, X, list(names), group_codes, group_levels, fam,
-                response=response, group_name=group_name, intercept=intercept)
+    with one_blas_thread():
+        report(progress, "Preparing data", 0.0)
+        d = prepare(y, X, list(names), group_codes, group_levels, fam,
+                    response=response, group_name=group_name, intercept=intercept)
     model = model_spec(response, list(names), group_name, fam, lk, intercept, conf_level, nagq, max_iter, tol)
+    return fit_design(d, fam, lk, model, se=se, progress=progress, n_blocks=n_blocks, start=start)
+
+
+def fit_design(d: Design, fam: Family, lk: Link, model: dict, *, se: str = "working",
+               progress: ProgressFn = None, n_blocks: int | None = None, start: float | None = None
+               ) -> GlmmResult:
+    """Fit a prepared design (see :func:`prepare`) in memory; ``start`` is when the fit's clock started.
+    A caller that converts its own columns can drop them once the design is built and call this."""
+    start = time.perf_counter() if start is None else start
     blocks = LocalBlocks(split_design(d, fam.name, lk.name, n_blocks or default_block_count(d.n)))
     try:
-        result = fit_blocks(blocks, DesignMeta.of(d), fam, lk, model, se=se, progress=progress,
-                            input_order=d.input_order)
+        with one_blas_thread():
+            result = fit_blocks(blocks, DesignMeta.of(d), fam, lk, model, se=se, progress=progress,
+                                input_order=d.input_order)
+            result.fit_seconds = time.perf_counter() - start
+            report(progress, "Done", 1.0)
     finally:
         blocks.close()
-    result.fit_seconds = time.perf_counter() - start
-    report(progress, "Done", 1.0)
     return result
 
 
