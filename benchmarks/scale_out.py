@@ -75,13 +75,13 @@ def worker_dask(folder: str, worker_memory: str) -> dict:
     from dask.distributed import Client, LocalCluster
 
     import glmmlab
-    from glmmlab.services.distributed import fit_dask
+    from glmmlab.services.distributed import fit_dask, worker_config
 
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
     stages: list[tuple[float, str]] = []
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit=worker_memory) as cluster, Client(cluster) as client:
+    with worker_config(), LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       memory_limit=worker_memory) as cluster, Client(cluster) as client:
         ddf = dd.read_parquet(folder, columns=["y", "g"] + [f"x{j + 1}" for j in range(P)])
         last = [""]
 

@@ -120,3 +120,21 @@ def test_unreachable_scheduler_exits_2(tmp_path):
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Dask scheduler"), p.stderr
+
+
+def test_lean_blocks_store_the_design_in_float32_and_agree_to_its_precision(client, monkeypatch):
+    """Above LEAN_ROWS the actors keep the scaled design in float32 and no per-row state between
+    evaluations; the fit then agrees with the in-memory one to float32's precision of the data (~1e-6)."""
+    from glmmlab.services import distributed as dist
+
+    monkeypatch.setattr(dist, "LEAN_ROWS", 0)
+    for case in ("cbpp_binomial_logit", "sleepstudy_gaussian", "sim_gamma_log"):
+        ref, data = load_case(case)
+        kw = dict(family=ref["family"].lower(), link=ref["link"])
+        a = glmmlab.fit_glmm(data, ref["response"], ref["group"], ref["fixed"], **kw)
+        b = glmmlab.fit_glmm(dd.from_pandas(data, npartitions=3), ref["response"], ref["group"], ref["fixed"], **kw)
+        assert b.converged and b.n_obs == a.n_obs
+        assert_rel_close(b.log_likelihood, a.log_likelihood, 1e-6)
+        np.testing.assert_allclose(b.beta, a.beta, rtol=0, atol=1e-4 * np.max(a.se))
+        np.testing.assert_allclose(b.se, a.se, rtol=1e-4)
+        assert_rel_close(b.var_group, a.var_group, 1e-4)

@@ -27,7 +27,8 @@ from glmmlab.engine.response import Response
 
 class Block:
     """Rows of whole groups, sorted by group; ``group`` holds local codes 0..G_b-1, ``group_ids`` their global
-    indices and ``rows`` the input row index of each row."""
+    indices and ``rows`` the input row index of each row. ``X`` may be stored as float32 to halve the memory
+    of very large designs (the Dask path's lean blocks); every product with it is computed in float64."""
 
     def __init__(self, y: np.ndarray, X: np.ndarray, group: np.ndarray, family: str, link: str,
                  rows: np.ndarray | None = None, group_ids: np.ndarray | None = None, keep_last: bool = True):
@@ -228,8 +229,9 @@ class Block:
 
     # -- REML (Gaussian + identity) ------------------------------------------------------------------------
     def lmm_sums(self) -> dict:
-        return {"XtX": self.X.T @ self.X, "Xty": self.X.T @ self.y, "yty": float(self.y @ self.y),
-                "Sx": self.group_sum(self.X), "Sy": self.group_sum(self.y), "nj": self.counts.astype(float),
+        X = np.asarray(self.X, dtype=float)
+        return {"XtX": X.T @ X, "Xty": X.T @ self.y, "yty": float(self.y @ self.y),
+                "Sx": self.group_sum(X), "Sy": self.group_sum(self.y), "nj": self.counts.astype(float),
                 "group_ids": self.group_ids}
 
     def lmm_rows(self, beta: np.ndarray, blup: np.ndarray) -> dict:

@@ -44,7 +44,10 @@ class Response:
         self.n = y.shape[0]
         name = family.name
         if name == "binomial":
-            self.ylogy = special.xlogy(y, y) + special.xlogy(1.0 - y, 1.0 - y)
+            if np.all((y == 0.0) | (y == 1.0)):
+                self.ylogy = 0.0  # 0/1 data: zero in every row (a scalar saves a vector of the data's length)
+            else:
+                self.ylogy = special.xlogy(y, y) + special.xlogy(1.0 - y, 1.0 - y)
             self.sat = self.ylogy  # log p(y | mu = y) per row
         elif name == "poisson":
             self.ylogy = special.xlogy(y, y)

@@ -91,7 +91,9 @@ class BlockActor(Block):
         part = part.iloc[order]
         y = frames.numeric_values(part[spec["response"]])[0]
         off = 1 if spec["intercept"] else 0
-        Z = np.empty((len(part), off + len(spec["fixed"])))
+        # Lean blocks (very large data) hold the scaled design in float32, half the memory; the products
+        # with it are still computed in float64.
+        Z = np.empty((len(part), off + len(spec["fixed"])), dtype=np.float32 if spec["lean"] else float)
         if off:
             Z[:, 0] = 1.0
         for j, name in enumerate(spec["fixed"]):
@@ -99,12 +101,15 @@ class BlockActor(Block):
             np.subtract(x, spec["center"][j], out=Z[:, off + j])
             Z[:, off + j] /= spec["scale"][j]
         ids, local = np.unique(part[GROUP].to_numpy(), return_inverse=True)
-        super().__init__(y, Z, local.astype(np.int64), spec["family"], spec["link"],
-                         rows=part[ROW].to_numpy().astype(np.int64), group_ids=ids.astype(np.int64),
-                         keep_last=not spec["lean"])
+        rows = part[ROW].to_numpy()
+        index = np.int32 if rows.size == 0 or rows.max() < np.iinfo(np.int32).max else np.int64
+        del part
+        super().__init__(y, Z, local.astype(np.int32), spec["family"], spec["link"],
+                         rows=rows.astype(index), group_ids=ids.astype(np.int64), keep_last=not spec["lean"])
 
     def gram(self) -> np.ndarray:
-        return self.X.T @ self.X
+        X = np.asarray(self.X, dtype=float)
+        return X.T @ X
 
     def keep_columns(self, columns: list[int]) -> None:
         self.X = np.ascontiguousarray(self.X[:, columns])
@@ -164,9 +169,20 @@ def dask_client(scheduler: Optional[str] = None, n_workers: int = 2,
     # The scheduler runs in this process; its shuffle plug-in logs routine start/stop lines as warnings.
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
     kwargs = {"memory_limit": memory_limit} if memory_limit else {}
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      **kwargs) as cluster, Client(cluster) as client:
+    with worker_config(), LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, **kwargs) as cluster, Client(cluster) as client:
         yield client
+
+
+def worker_config():
+    """Dask settings for the workers of a cluster that glmmlab starts: no pausing at high memory. The block
+    actors hold the design as unmanaged memory that spilling cannot move, so near a memory limit a paused
+    worker would never run the next task and the fit would wait forever; unpaused, managed data (the
+    shuffled partitions) still spill to disk and the nanny still stops a worker that exceeds its limit.
+    Give the same setting to the workers of your own cluster (distributed.worker.memory.pause: false)."""
+    import dask
+
+    return dask.config.set({"distributed.worker.memory.pause": False})
 
 
 def fit_dask(
