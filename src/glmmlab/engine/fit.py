@@ -177,12 +177,17 @@ def fit_blocks(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, *, 
 
 
 def _rows(parts: list[dict], input_order: np.ndarray | None) -> dict:
-    """Concatenate the blocks' per-row results and put them in the input's row order (one column at a
-    time, dropping the blocks' pieces as it goes, to keep the peak memory low)."""
+    """Concatenate the blocks' per-row results and put them in the input's row order. Each column is
+    written straight to its place (no concatenated copy), and the blocks' pieces are dropped as they are
+    written, to keep the peak memory low."""
     rows = np.concatenate([p.pop("rows") for p in parts])
     order = np.argsort(rows, kind="stable") if input_order is None else input_order
+    n = rows.size
     out = {"rows": rows[order]}
     del rows
+    index = np.int32 if n < np.iinfo(np.int32).max else np.int64
+    dest = np.empty(n, dtype=index)  # where each concatenated row goes in the output
+    dest[order] = np.arange(n, dtype=index)
     keys = list(parts[0])
     # A column that is the same array as an earlier one (Gaussian + identity: the deviance and Pearson
     # residuals are both the raw residual) is shared, not copied.
@@ -194,7 +199,14 @@ def _rows(parts: list[dict], input_order: np.ndarray | None) -> dict:
             for p in parts:
                 p.pop(key)
             continue
-        out[key] = np.concatenate([p.pop(key) for p in parts])[order]
+        col = np.empty(n, dtype=parts[0][key].dtype)
+        start = 0
+        for p in parts:
+            piece = p.pop(key)
+            col[dest[start:start + piece.size]] = piece
+            start += piece.size
+            del piece
+        out[key] = col
     return out
 
 
