@@ -42,6 +42,13 @@ class OptimizationRecord:
         }
 
 
+def projected_gradient(x: np.ndarray, g: np.ndarray, lower: np.ndarray) -> float:
+    """The largest gradient entry that a step inside the bounds could still use (a component pushing
+    against its bound does not count)."""
+    proj = np.where((x <= lower) & (g > 0), 0.0, g)
+    return float(np.max(np.abs(proj))) if proj.size else 0.0
+
+
 def numeric_gradient(fun: Callable[[np.ndarray], float], lower: np.ndarray) -> FunGrad:
     """Wrap a value-only function into value and gradient by fourth-order central differences (a
     second-order one-sided formula where the bound is within reach). With h = 1e-3 the truncation error is
@@ -143,14 +150,12 @@ def minimize(
         return gtol_abs(f_) if polish_gtol is None else polish_gtol * max(1.0, abs(f_)) ** 0.5
 
     def small_gradient(x_: np.ndarray) -> bool:
-        g_ = counted(x_)[1]
-        proj = np.where((x_ <= lower) & (g_ > 0), 0.0, g_)
-        return float(np.max(np.abs(proj))) <= polish_threshold(counted(x_)[0])
+        f_, g_ = counted(x_)
+        return projected_gradient(x_, g_, lower) <= polish_threshold(f_)
 
     def near_rounding(x_: np.ndarray) -> bool:
         f_, g_ = counted(x_)
-        proj = np.where((x_ <= lower) & (g_ > 0), 0.0, g_)
-        return float(np.max(np.abs(proj))) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
+        return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
 
     if polish and not (iterations >= max_iter) and not near_rounding(x):
         # L-BFGS-B stops once f no longer falls measurably, which can leave a gradient large enough that the
@@ -195,9 +200,7 @@ def minimize(
                 break
     if hessian:
         H = fd_hessian(counted, x, lower)
-    g = counted(x)[1]
-    projected = np.where((x <= lower) & (g > 0), 0.0, g)
-    gnorm = float(np.max(np.abs(projected))) if projected.size else 0.0
+    gnorm = projected_gradient(x, counted(x)[1], lower)
     converged = iterations < max_iter and gnorm <= gtol_abs(f)
     message = str(res.message) if not converged else "converged"
     if not converged and iterations >= max_iter:
@@ -258,10 +261,6 @@ def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H:
     if H is None or H.shape != (x.size, x.size) or not np.all(np.isfinite(H)):
         return x, f, 0
     g = fg(x)[1]
-
-    def pnorm(x_: np.ndarray, g_: np.ndarray) -> float:
-        return float(np.max(np.abs(np.where((x_ <= lower) & (g_ > 0), 0.0, g_))))
-
     steps = 0
     while steps < max_steps and not done(x):
         free = ~((x <= lower) & (g > 0))
@@ -278,7 +277,7 @@ def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H:
             xn = np.maximum(x + t * d, lower)
             fn, gn = fg(xn)
             if np.isfinite(fn) and fn <= f + 64 * np.finfo(float).eps * max(1.0, abs(f)) \
-                    and pnorm(xn, gn) < pnorm(x, g):
+                    and projected_gradient(xn, gn, lower) < projected_gradient(x, g, lower):
                 accepted = True
                 break
             t *= 0.25
