@@ -94,14 +94,17 @@ def worker_dask(folder: str, worker_memory: str) -> dict:
         res = fit_dask(ddf, "y", "g", [f"x{j + 1}" for j in range(P)], family="binomial", client=client,
                        progress=progress)
         workers = client.run(vm_hwm_mb)
-        # (The nannies of a LocalCluster run inside this process, so "client+scheduler" covers them.)
-    doc = res.to_dict()
+        # Read before anything turns the result into Python lists (to_dict() of 50M rows of diagnostics
+        # would take several GB of its own). The nannies of a LocalCluster run inside this process, so
+        # "client+scheduler" covers them.
+        client_peak = vm_hwm_mb()
     return {
         "fit_seconds": res.fit_seconds, "wall_seconds": time.perf_counter() - t0,
-        "log_likelihood": res.log_likelihood, "converged": res.converged, "iterations": doc["optimization"]["iterations"],
-        "evaluations": doc["optimization"]["evaluations"], "n_obs": res.n_obs, "n_groups": res.n_groups,
-        "fixed_effects": {f["variable"]: f["estimate"] for f in doc["fixed_effects"]},
-        "var_group": res.var_group, "peak_mb": {"client+scheduler": vm_hwm_mb(),
+        "log_likelihood": res.log_likelihood, "converged": res.converged,
+        "iterations": res.optimization["iterations"], "evaluations": res.optimization["evaluations"],
+        "n_obs": res.n_obs, "n_groups": res.n_groups,
+        "fixed_effects": dict(zip(res.names, res.beta.tolist())),
+        "var_group": res.var_group, "peak_mb": {"client+scheduler": client_peak,
                                                **{f"worker {k}": v for k, v in workers.items()}},
         "stages": stages,
     }
