@@ -101,7 +101,19 @@ def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Lin
     }
 
 
-def fit_arrays(
+@dataclass
+class PreparedFit:
+    """A checked model and its design, ready to fit; ``start`` is when the fit's clock started."""
+
+    design: Design
+    family: Family
+    link: Link
+    model: dict
+    se: str
+    start: float
+
+
+def prepare_fit(
     y: np.ndarray,
     X: np.ndarray,
     names: list[str],
@@ -119,14 +131,9 @@ def fit_arrays(
     nagq: int = 1,
     se: str = "working",
     progress: ProgressFn = None,
-    n_blocks: int | None = None,
-) -> GlmmResult:
-    """Fit g(mu_i) = x_i' beta + u_j[i], u_j ~ N(0, sigma_u^2), and return a :class:`GlmmResult`.
-
-    ``y`` and ``X`` are floats with NaN/inf for missing or non-numeric values; ``group_codes`` index
-    ``group_levels`` (negative for a missing group). ``n_blocks`` sets how many blocks (threads) share the
-    work; by default one per core for large data.
-    """
+) -> PreparedFit:
+    """Check the options and build the design (see :func:`fit_arrays` for the arguments). The design holds
+    what the fit needs, so a caller may drop its input columns before :func:`fit_prepared`."""
     fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
     start = time.perf_counter()
     with one_blas_thread():
@@ -134,25 +141,35 @@ def fit_arrays(
         d = prepare(y, X, list(names), group_codes, group_levels, fam,
                     response=response, group_name=group_name, intercept=intercept)
     model = model_spec(response, list(names), group_name, fam, lk, intercept, conf_level, nagq, max_iter, tol)
-    return fit_design(d, fam, lk, model, se=se, progress=progress, n_blocks=n_blocks, start=start)
+    return PreparedFit(d, fam, lk, model, se, start)
 
 
-def fit_design(d: Design, fam: Family, lk: Link, model: dict, *, se: str = "working",
-               progress: ProgressFn = None, n_blocks: int | None = None, start: float | None = None
-               ) -> GlmmResult:
-    """Fit a prepared design (see :func:`prepare`) in memory; ``start`` is when the fit's clock started.
-    A caller that converts its own columns can drop them once the design is built and call this."""
-    start = time.perf_counter() if start is None else start
-    blocks = LocalBlocks(split_design(d, fam.name, lk.name, n_blocks or default_block_count(d.n)))
+def fit_prepared(p: PreparedFit, *, progress: ProgressFn = None, n_blocks: int | None = None) -> GlmmResult:
+    """Fit a prepared design in memory, its blocks in threads (``n_blocks``: by default one per core for
+    large data)."""
+    d = p.design
+    blocks = LocalBlocks(split_design(d, p.family.name, p.link.name, n_blocks or default_block_count(d.n)))
     try:
         with one_blas_thread():
-            result = fit_blocks(blocks, DesignMeta.of(d), fam, lk, model, se=se, progress=progress,
-                                input_order=d.input_order)
-            result.fit_seconds = time.perf_counter() - start
+            result = fit_blocks(blocks, DesignMeta.of(d), p.family, p.link, p.model, se=p.se,
+                                progress=progress, input_order=d.input_order)
+            result.fit_seconds = time.perf_counter() - p.start
             report(progress, "Done", 1.0)
     finally:
         blocks.close()
     return result
+
+
+def fit_arrays(y: np.ndarray, X: np.ndarray, names: list[str], group_codes: np.ndarray, group_levels: list[str],
+               *, progress: ProgressFn = None, n_blocks: int | None = None, **options) -> GlmmResult:
+    """Fit g(mu_i) = x_i' beta + u_j[i], u_j ~ N(0, sigma_u^2), and return a :class:`GlmmResult`.
+
+    ``y`` and ``X`` are floats with NaN/inf for missing or non-numeric values; ``group_codes`` index
+    ``group_levels`` (negative for a missing group). ``options`` are those of :func:`prepare_fit`
+    (response, group_name, family, link, intercept, conf_level, max_iter, tol, nagq, se).
+    """
+    return fit_prepared(prepare_fit(y, X, names, group_codes, group_levels, progress=progress, **options),
+                        progress=progress, n_blocks=n_blocks)
 
 
 # ---------------------------------------------------------------------------------------------------------

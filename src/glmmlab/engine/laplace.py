@@ -45,12 +45,17 @@ class LaplaceObjective:
         return dev if np.isfinite(dev) else np.inf
 
     def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        dev, _, grad = self._value_c_grad(params)
+        return dev, grad
+
+    def _value_c_grad(self, params: np.ndarray) -> tuple[float, float, np.ndarray]:
+        """D, c = dA/d(total deviance) and the gradient of D."""
         dev, c, parts = self.parts(params[0], params[1:], True)
         if not np.isfinite(dev):
-            return np.inf, np.zeros_like(params)
+            return np.inf, c, np.zeros_like(params)
         g_beta = c * sum(p["grad_beta_c"] for p in parts) + sum(p["grad_beta_0"] for p in parts)
         g_theta = c * sum(p["grad_theta_c"] for p in parts) + sum(p["grad_theta_0"] for p in parts)
-        return dev, np.concatenate([[g_theta], g_beta])
+        return dev, c, np.concatenate([[g_theta], g_beta])
 
     def dispersion(self, theta: float, beta: np.ndarray) -> float:
         """lme4's phi = total deviance / n at the modes (1 for binomial and Poisson)."""
@@ -63,9 +68,8 @@ class LaplaceObjective:
         working-weight precision at the modes (c = dA/d total deviance); the theta row and column by a forward
         difference of the exact gradient. Costs one pass for the precision and one gradient evaluation."""
         theta, beta = float(params[0]), np.asarray(params[1:], dtype=float)
-        _, c, _ = self.parts(theta, beta, False)
+        _, c, g0 = self._value_c_grad(params)
         P = sum(p["precision"] for p in self.blocks.map("final", theta, beta))
-        g0 = self.value_and_grad(params)[1]
         h = 1e-5 * max(abs(theta), 0.1)
         step = params.copy()
         step[0] += h

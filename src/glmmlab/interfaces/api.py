@@ -6,17 +6,13 @@ float arrays.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.blocks import one_blas_thread
-from glmmlab.engine.design import prepare
-from glmmlab.engine.fit import fit_design, model_spec, validate_options
-from glmmlab.engine.progress import report
+from glmmlab.engine.fit import fit_prepared, prepare_fit
 from glmmlab.engine.results import GlmmResult
 from glmmlab.interfaces.formula import parse_formula
 from glmmlab.services import frames
@@ -78,17 +74,14 @@ def fit_glmm(
     df = to_pandas(data)
     fixed = list(fixed or [])
     frames.check_columns(df.columns, len(df), response, group, fixed)
-    fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
     y = frames.numeric_column(df, response, "response")
     X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
     codes, levels = frames.group_codes(df, group)
-    start = time.perf_counter()
-    with one_blas_thread():
-        report(progress, "Preparing data", 0.0)
-        d = prepare(y, X, fixed, codes, levels, fam, response=response, group_name=group, intercept=intercept)
+    prepared = prepare_fit(y, X, fixed, codes, levels, response=response, group_name=group, family=family,
+                           link=link, intercept=intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,
+                           nagq=nagq, se=se, progress=progress)
     del y, X, codes  # converted copies are freed here: the design holds what the fit needs
-    model = model_spec(response, fixed, group, fam, lk, intercept, conf_level, nagq, max_iter, tol)
-    return fit_design(d, fam, lk, model, se=se, progress=progress, n_blocks=n_blocks, start=start)
+    return fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
 
 
 def glmm(formula: str, data: Any, *, family: str = "gaussian", link: Optional[str] = None, **options: Any) -> GlmmResult:

@@ -119,7 +119,7 @@ class BlockActor(Block):
         return getattr(self, method)(*args)
 
 
-def release_unused_memory() -> int:
+def release_unused_memory() -> None:
     """Give memory that this worker process has freed back to the operating system: Arrow's buffer pool and
     glibc's heap both keep it otherwise. The shuffle and the building of the blocks free far more than the
     blocks keep (measured: 750 MB resident after loading 5M rows on a worker whose blocks hold 210 MB;
@@ -138,7 +138,6 @@ def release_unused_memory() -> int:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
-    return 0
 
 
 class ActorBlocks:
