@@ -1,0 +1,156 @@
+"""Random-effects terms: the engine's unit for general mixed models.
+
+A :class:`RandomTerm` is one parenthesised term of lme4's language after expansion, ``(1 + x | g)``: the
+grouping codes of ``g``, the term's model-matrix columns Z (n x q) and whether its q effects are correlated
+(an unstructured q x q covariance) or not (``(x || g)``: a diagonal one). A :class:`ModelFrame` is what every
+front door hands the engine: the response, the fixed-effects design X, prior weights, an offset and the random
+terms, all as arrays on the rows used.
+
+:class:`FactorBlock` merges the terms on one grouping factor into one block of q effects per level, with a
+covariance that is block-diagonal over its terms; theta holds, per correlated sub-block, the lower triangle of
+its relative Cholesky factor column by column (lme4's order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class RandomTerm:
+    """One random-effects term on the rows used: ``(names | component)``."""
+
+    component: str  # the grouping factor as lme4 names it: "Subject", "cask:batch"
+    codes: np.ndarray  # int, (n,), index into levels
+    levels: list[str]  # level labels ("a:A" for an interaction factor)
+    Z: np.ndarray  # float, (n, q): the term's model-matrix columns
+    names: list[str]  # the q column names: "(Intercept)", "Days", "urbanY"
+    correlated: bool = True  # False for (x || g): independent effects
+
+    @property
+    def q(self) -> int:
+        return int(self.Z.shape[1])
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+
+@dataclass
+class ModelFrame:
+    """A model's data, ready for the engine (all arrays on the ``n`` rows used, in input order)."""
+
+    response: str  # the response as written ("y", "cbind(s, f)")
+    y: np.ndarray  # float (n,); for binomial trials the proportion
+    X: np.ndarray  # float (n, p)
+    x_names: list[str]  # R's coefficient names
+    terms: list[RandomTerm]
+    rows: np.ndarray  # int (n,): 0-based input rows used
+    n_input: int
+    weights: np.ndarray | None = None  # prior weights (binomial: trials), None = all 1
+    offset: np.ndarray | None = None  # None = 0
+    intercept: bool = True
+    formula: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class FactorBlock:
+    """The random effects of one grouping factor: q effects per level, ordered level-major
+    (u[level * q + k]), with a covariance block-diagonal over ``groups`` (lists of column indices)."""
+
+    component: str
+    codes: np.ndarray
+    levels: list[str]
+    Z: np.ndarray  # (n, q)
+    names: list[str]
+    groups: list[list[int]]  # correlated sub-blocks, e.g. [[0, 1]] or [[0], [1]]
+
+    @property
+    def q(self) -> int:
+        return int(self.Z.shape[1])
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def size(self) -> int:
+        return self.q * self.n_levels
+
+    @property
+    def n_theta(self) -> int:
+        return sum(len(g) * (len(g) + 1) // 2 for g in self.groups)
+
+    def theta_lower(self) -> np.ndarray:
+        """0 for diagonal entries of the Cholesky factor, -inf for the rest (lme4's bounds)."""
+        out = []
+        for g in self.groups:
+            m = len(g)
+            for j in range(m):
+                for i in range(j, m):
+                    out.append(0.0 if i == j else -np.inf)
+        return np.asarray(out)
+
+    def theta_start(self) -> np.ndarray:
+        out = []
+        for g in self.groups:
+            m = len(g)
+            for j in range(m):
+                for i in range(j, m):
+                    out.append(1.0 if i == j else 0.0)
+        return np.asarray(out)
+
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        """The q x q relative Cholesky factor Lambda (lower triangular) for this block's theta."""
+        L = np.zeros((self.q, self.q))
+        k = 0
+        for g in self.groups:
+            m = len(g)
+            for j in range(m):
+                for i in range(j, m):
+                    L[g[i], g[j]] = theta[k]
+                    k += 1
+        return L
+
+    def diagonal_theta_index(self) -> list[int]:
+        """Positions in this block's theta of the Cholesky diagonal (lme4's isSingular looks at these)."""
+        out, k = [], 0
+        for g in self.groups:
+            m = len(g)
+            for j in range(m):
+                for i in range(j, m):
+                    if i == j:
+                        out.append(k)
+                    k += 1
+        return out
+
+
+def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:
+    """One :class:`FactorBlock` per grouping factor, ordered by decreasing number of levels (lme4's order;
+    ties keep the formula's order). Terms on the same factor stack their columns; each correlated term is one
+    sub-block, each uncorrelated term gives one sub-block per column."""
+    by_name: dict[str, list[RandomTerm]] = {}
+    for t in terms:
+        by_name.setdefault(t.component, []).append(t)
+    blocks = []
+    for name, ts in by_name.items():
+        Z = np.column_stack([t.Z for t in ts]) if len(ts) > 1 else ts[0].Z
+        names, groups, k = [], [], 0
+        for t in ts:
+            names.extend(t.names)
+            if t.correlated:
+                groups.append(list(range(k, k + t.q)))
+            else:
+                groups.extend([[k + j] for j in range(t.q)])
+            k += t.q
+        blocks.append(FactorBlock(name, np.asarray(ts[0].codes), list(ts[0].levels),
+                                  np.ascontiguousarray(Z, dtype=float), names, groups))
+    order = sorted(range(len(blocks)), key=lambda i: -blocks[i].n_levels)
+    return [blocks[i] for i in order]
