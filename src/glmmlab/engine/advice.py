@@ -66,3 +66,11 @@ def separation(meta, binary_columns: list[list[dict | None]], beta_s: np.ndarray
             "be unreliable."
         )
     return out
+
+
+SINGULAR_GENERAL = (
+    "Singular fit: at least one random-effect variance is at or near zero, or a correlation is at +/-1, on the "
+    "boundary of the parameter space. The grouping factors may explain very little of the variation for that "
+    "term, or the data may not hold enough information to estimate every variance and correlation asked for. "
+    "Interpret the variance components with caution and consider a simpler random-effects structure."
+)

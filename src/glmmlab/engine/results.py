@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from glmmlab.engine.families import LINKS
 from glmmlab.engine.inference import wald
@@ -76,6 +77,13 @@ class GlmmResult:
     glm_comparison: dict | None = None
     optimization: dict | None = None
     se_hessian: np.ndarray | None = None
+    # General models (contract version 2). For a random-intercept fit these are derived from the fields above.
+    re_rows: list[dict] | None = None  # {"component", "term", "variance"}
+    correlations: list[dict] | None = None  # {"component", "term1", "term2", "correlation"}
+    groups: dict | None = None  # levels per grouping factor
+    blup_rows: list[dict] | None = None  # {"component", "group", "term", "value", "std_error"}
+    family_parameter: dict | None = None
+    predictor: Any = None  # new data -> (eta without random effects, random-effects contribution); set by services
 
     # -- derived views -------------------------------------------------------------------------------
     @property
@@ -106,8 +114,10 @@ class GlmmResult:
         with_exp = exp_label(self.family, self.link) is not None
         table = []
         for k, name in enumerate(self.names):
+            z = self.beta[k] / self.se[k] if self.se[k] > 0 else np.nan
             row = {
                 "variable": name, "estimate": _num(self.beta[k]), "std_error": _num(self.se[k]),
+                "statistic": _num(z), "p_value": _num(2.0 * special.ndtr(-abs(z))) if np.isfinite(z) else None,
                 "lower": _num(lower[k]), "upper": _num(upper[k]),
             }
             if with_exp:
@@ -120,10 +130,14 @@ class GlmmResult:
         return table
 
     def random_effects_table(self) -> list[dict]:
-        rows = [{"component": self.model["group"], "variance": _num(self.var_group),
-                 "std_dev": _num(np.sqrt(max(self.var_group, 0.0)))}]
+        if self.re_rows is not None:
+            rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
+                     "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.re_rows]
+        else:
+            rows = [{"component": self.model["group"], "term": "(Intercept)", "variance": _num(self.var_group),
+                     "std_dev": _num(np.sqrt(max(self.var_group, 0.0)))}]
         if self.var_residual is not None:
-            rows.append({"component": "Residual", "variance": _num(self.var_residual),
+            rows.append({"component": "Residual", "term": None, "variance": _num(self.var_residual),
                          "std_dev": _num(np.sqrt(self.var_residual))})
         return rows
 
@@ -138,11 +152,20 @@ class GlmmResult:
         return np.where(hit, self.blup[order][pos], 0.0)
 
     def blup_table(self) -> list[dict]:
+        if self.blup_rows is not None:
+            return long_blups(self.blup_rows)
         rank = self.blup_rank()
+        comp = self.model["group"]
         return [
-            {"group": g, "random_intercept": _num(v), "std_error": _num(s), "rank": int(r)}
+            {"component": comp, "group": g, "term": "(Intercept)", "value": _num(v), "random_intercept": _num(v),
+             "std_error": _num(s), "rank": int(r)}
             for g, v, s, r in zip(self.group_labels, self.blup, self.blup_se, rank)
         ]
+
+    def groups_table(self) -> dict:
+        if self.groups is not None:
+            return {k: int(v) for k, v in self.groups.items()}
+        return {self.model["group"]: int(self.n_groups)}
 
     def to_dict(self, conf_level: float | None = None) -> dict:
         """The JSON document of the contract (valid JSON: no NaN or infinities)."""
@@ -157,6 +180,10 @@ class GlmmResult:
             "warnings": list(self.warnings),
             "fixed_effects": self.fixed_effects_table(conf_level),
             "random_effects": self.random_effects_table(),
+            "random_correlations": [dict(c, correlation=_num(c["correlation"])) for c in (self.correlations or [])],
+            "groups": self.groups_table(),
+            "family_parameter": None if self.family_parameter is None else
+            {"name": self.family_parameter["name"], "value": _num(self.family_parameter["value"])},
             "icc": _num(self.icc),
             "fit": {"log_likelihood": _num(self.log_likelihood), "log_likelihood_kind": self.log_likelihood_kind,
                     "aic": _num(self.aic), "bic": _num(self.bic), "k": int(self.k)},
@@ -187,6 +214,10 @@ class GlmmResult:
         """
         if type not in ("response", "link"):
             raise ValueError("type must be 'response' or 'link'")
+        if self.predictor is not None:  # a general model: the services layer rebuilds its design for new rows
+            eta_fixed, random_part = self.predictor(new_data)
+            eta = eta_fixed + random_part if include_random else eta_fixed
+            return eta if type == "link" else LINKS[self.link].linkinv(eta)
         n_rows = None
         eta = 0.0
         for name, b in zip(self.names, self.beta):
@@ -205,6 +236,28 @@ class GlmmResult:
         if type == "link":
             return eta
         return LINKS[self.link].linkinv(eta)
+
+
+def long_blups(rows: list[dict]) -> list[dict]:
+    """BLUP rows in long form with rank 1 for the largest value within each component and term."""
+    keys: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        keys.setdefault((r["component"], r["term"]), []).append(i)
+    rank = np.zeros(len(rows), dtype=int)
+    for idx in keys.values():
+        vals = np.array([rows[i]["value"] for i in idx], dtype=float)
+        order = np.argsort(-vals, kind="stable")
+        for r, k in enumerate(order):
+            rank[idx[k]] = r + 1
+    out = []
+    for i, r in enumerate(rows):
+        row = {"component": r["component"], "group": r["group"], "term": r["term"], "value": _num(r["value"])}
+        if r["term"] == "(Intercept)":
+            row["random_intercept"] = _num(r["value"])
+        row["std_error"] = _num(r["std_error"])
+        row["rank"] = int(rank[i])
+        out.append(row)
+    return out
 
 
 def group_labels_of(values: np.ndarray) -> np.ndarray:

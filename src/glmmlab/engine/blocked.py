@@ -1,0 +1,260 @@
+"""The penalised system of a general mixed model, factored block by block.
+
+With b = Lambda u (u spherical) the penalised least-squares problem for row weights W is governed by
+
+    [ Lambda' Z' W Z Lambda + I    Lambda' Z' W E ]        E: extra dense columns (X and/or a response)
+    [ E' W Z Lambda                E' W E         ]
+
+The random effects come in grouping factors, ordered by decreasing number of levels. The first (leading)
+factor's block is block-diagonal, one q1 x q1 block per level, and is factored level by level (batched). The
+remaining factors (crossed with the first, or the outer factors of a nesting) form one coupled block of side
+Q2 = sum of levels x q; after the leading block is eliminated its Schur complement is dense, and so is the
+block of E. A model with one grouping factor has no coupled block at all: everything is batched q x q work.
+
+:class:`Structure` holds the fixed part (codes, Z columns, sparse patterns); :meth:`Structure.crossprods`
+computes the weighted cross-products from the rows (O(n q^2)); :func:`factor` scales them by Lambda(theta)
+and factors them (no pass over the rows). A linear mixed model computes its cross-products once; PIRLS
+recomputes them per iteration as the weights change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg, sparse
+
+from glmmlab.engine.terms import FactorBlock
+
+
+def _level_sum(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarray:
+    return np.bincount(codes, weights=values, minlength=n_levels)
+
+
+class Structure:
+    """The random-effects structure of a model: factor blocks and their theta layout."""
+
+    def __init__(self, blocks: list[FactorBlock]):
+        if not blocks:
+            raise ValueError("a mixed model needs at least one random-effects term")
+        self.blocks = blocks
+        self.lead = blocks[0]
+        self.rest = blocks[1:]
+        self.n = int(self.lead.Z.shape[0])
+        self.L1, self.q1 = self.lead.n_levels, self.lead.q
+        self.codes1 = np.ascontiguousarray(self.lead.codes, dtype=np.intp)
+        sizes = [b.n_theta for b in blocks]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.theta_slices = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(blocks))]
+        self.n_theta = int(bounds[-1])
+        offs = np.concatenate([[0], np.cumsum([b.size for b in self.rest])]).astype(int)
+        self.rest_offsets = [int(o) for o in offs[:-1]]
+        self.Q2 = int(offs[-1])
+        self.Q = self.L1 * self.q1 + self.Q2
+        if self.rest:
+            self.Z1 = self._sparse_block(self.lead)
+            self.Z2 = sparse.hstack([self._sparse_block(b) for b in self.rest], format="csr")
+        else:
+            self.Z1 = self.Z2 = None
+
+    def _sparse_block(self, b: FactorBlock) -> sparse.csr_matrix:
+        """The n x (levels * q) indicator-times-columns matrix of one factor (columns level-major)."""
+        n, q = b.Z.shape
+        cols = (np.asarray(b.codes, dtype=np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
+        rows = np.repeat(np.arange(n), q)
+        return sparse.csr_matrix((b.Z.ravel(), (rows, cols)), shape=(n, b.size))
+
+    # -- theta ---------------------------------------------------------------------------------------
+    def theta_lower(self) -> np.ndarray:
+        return np.concatenate([b.theta_lower() for b in self.blocks])
+
+    def theta_start(self) -> np.ndarray:
+        return np.concatenate([b.theta_start() for b in self.blocks])
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        return [b.lam(theta[s]) for b, s in zip(self.blocks, self.theta_slices)]
+
+    def lambda2(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
+        """Lambda of the coupled block as a sparse block-diagonal matrix."""
+        return sparse.block_diag(
+            [sparse.kron(sparse.identity(b.n_levels, format="csr"), sparse.csr_matrix(L), format="csr")
+             for b, L in zip(self.rest, lams[1:])], format="csr")
+
+    def diagonal_theta(self, theta: np.ndarray) -> np.ndarray:
+        return np.concatenate([theta[s][b.diagonal_theta_index()] for b, s in zip(self.blocks, self.theta_slices)])
+
+    # -- rows ----------------------------------------------------------------------------------------
+    def split_u(self, u: np.ndarray) -> list[np.ndarray]:
+        """u (length Q) as one (levels, q) array per block."""
+        out = [u[: self.L1 * self.q1].reshape(self.L1, self.q1)]
+        base = self.L1 * self.q1
+        for b, o in zip(self.rest, self.rest_offsets):
+            out.append(u[base + o: base + o + b.size].reshape(b.n_levels, b.q))
+        return out
+
+    def b_of_u(self, u: np.ndarray, lams: list[np.ndarray]) -> list[np.ndarray]:
+        """The random effects b = Lambda u, one (levels, q) array per block."""
+        return [ub @ L.T for ub, L in zip(self.split_u(u), lams)]
+
+    def row_effect(self, bs: list[np.ndarray]) -> np.ndarray:
+        """Each row's total random-effects contribution to the linear predictor, sum_t z_it' b_t[level]."""
+        out = np.zeros(self.n)
+        for blk, b in zip(self.blocks, bs):
+            codes = np.asarray(blk.codes, dtype=np.intp)
+            if blk.q == 1:
+                out += blk.Z[:, 0] * b[codes, 0]
+            else:
+                out += np.einsum("nq,nq->n", blk.Z, b[codes])
+        return out
+
+    # -- cross-products ------------------------------------------------------------------------------
+    def crossprods(self, w: np.ndarray, E: np.ndarray | None) -> "CrossProducts":
+        """Weighted cross-products of [Z, E] (E: n x m dense, or None)."""
+        Z1, c1, L1, q1 = self.lead.Z, self.codes1, self.L1, self.q1
+        A11 = np.empty((L1, q1, q1))
+        for a in range(q1):
+            wa = w * Z1[:, a]
+            for b in range(a, q1):
+                A11[:, a, b] = _level_sum(c1, wa * Z1[:, b], L1)
+                A11[:, b, a] = A11[:, a, b]
+        m = 0 if E is None else E.shape[1]
+        E1 = np.empty((L1, q1, m))
+        EE = np.empty((m, m))
+        if m:
+            wE = w[:, None] * E
+            for a in range(q1):
+                za = Z1[:, a]
+                for c in range(m):
+                    E1[:, a, c] = _level_sum(c1, za * wE[:, c], L1)
+            EE = E.T @ wE
+        A21 = A22 = E2 = None
+        if self.rest:
+            Wd = sparse.diags(w)
+            Z2w = (Wd @ self.Z2).tocsr()
+            A21 = (Z2w.T @ self.Z1).tocsr()
+            A22 = (Z2w.T @ self.Z2).tocsr()
+            E2 = np.asarray(Z2w.T @ E) if m else np.empty((self.Q2, 0))
+        return CrossProducts(A11, E1, EE, A21, A22, E2)
+
+
+@dataclass
+class CrossProducts:
+    A11: np.ndarray  # (L1, q1, q1)   Z1' W Z1 per level
+    E1: np.ndarray  # (L1, q1, m)     Z1' W E per level
+    EE: np.ndarray  # (m, m)          E' W E
+    A21: sparse.csr_matrix | None  # (Q2, L1 q1)  Z2' W Z1
+    A22: sparse.csr_matrix | None  # (Q2, Q2)     Z2' W Z2
+    E2: np.ndarray | None  # (Q2, m)          Z2' W E
+
+
+@dataclass
+class Factor:
+    """The blocked Cholesky factor of the penalised system at one theta."""
+
+    L11: np.ndarray  # (L1, q1, q1) lower
+    G1: np.ndarray  # (L1, q1, m)  L11^-1 Lambda1' Z1' W E
+    C21: sparse.csr_matrix | None  # (Q2, L1 q1): (L11^-1 Lambda1' Z1' W Z2 Lambda2)'
+    L22: np.ndarray | None  # (Q2, Q2) lower
+    G2: np.ndarray | None  # (Q2, m)
+    SEE: np.ndarray  # (m, m): E' W E - G1'G1 - G2'G2 (the Schur complement of E)
+    logdet: float  # log det(Lambda' Z' W Z Lambda + I)
+
+    def solve_u(self, col: int) -> np.ndarray:
+        """u = H^-1 Lambda' Z' W e for the E column ``col`` (back substitution of the stored forward pass)."""
+        L1, q1 = self.L11.shape[0], self.L11.shape[1]
+        rhs1 = self.G1[:, :, col]
+        if self.L22 is not None:
+            u2 = linalg.solve_triangular(self.L22, self.G2[:, col], lower=True, trans="T")
+            rhs1 = rhs1 - (self.C21.T @ u2).reshape(L1, q1)
+        else:
+            u2 = np.empty(0)
+        u1 = _batched_solve_upper(self.L11, rhs1)
+        return np.concatenate([u1.ravel(), u2])
+
+    def diag_blocks_inverse(self, structure: Structure) -> list[np.ndarray]:
+        """The diagonal blocks of H^-1 per level of each factor: (levels, q, q) arrays."""
+        L1, q1 = self.L11.shape[0], self.L11.shape[1]
+        Linv1 = np.linalg.inv(self.L11)  # (L1, q1, q1), lower
+        out1 = np.einsum("jka,jkb->jab", Linv1, Linv1)
+        res = [out1]
+        if self.L22 is None:
+            return res
+        # L^-1 = [[L11^-1, 0], [-L22^-1 C21 L11^-1, L22^-1]]; the lower-left block adds to the leading
+        # factor's diagonal blocks, and L22^-1 gives those of the coupled factors.
+        L22inv = linalg.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True)
+        Linv1_sp = _block_diag_sparse(Linv1)
+        Q2 = self.L22.shape[0]
+        chunk = max(1, int(2e7 // max(Q2, 1)))
+        add = np.zeros((L1, q1, q1))
+        M_T = (Linv1_sp.T @ self.C21.T).tocsc()  # (L1 q1, Q2)
+        for start in range(0, L1 * q1, chunk * q1):
+            stop = min(L1 * q1, start + chunk * q1)
+            part = np.asarray(M_T[start:stop].todense()) @ L22inv.T  # rows of (L22^-1 C21 L11^-1)'
+            part = part.reshape(-1, q1, Q2)
+            add[start // q1: stop // q1] = np.einsum("jak,jbk->jab", part, part)
+        res[0] = out1 + add
+        for b, o in zip(structure.rest, structure.rest_offsets):
+            cols = L22inv[:, o: o + b.size].reshape(Q2, b.n_levels, b.q)
+            res.append(np.einsum("kja,kjb->jab", cols, cols))
+        return res
+
+
+def _block_diag_sparse(B: np.ndarray) -> sparse.csr_matrix:
+    L, q, _ = B.shape
+    rows = (np.arange(L)[:, None, None] * q + np.arange(q)[None, :, None]) * np.ones((1, 1, q), dtype=int)
+    cols = (np.arange(L)[:, None, None] * q + np.arange(q)[None, None, :]) * np.ones((1, q, 1), dtype=int)
+    return sparse.csr_matrix((B.ravel(), (rows.ravel(), cols.ravel())), shape=(L * q, L * q))
+
+
+def _batched_solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Solve L x = B per level; L (k, q, q) lower, B (k, q) or (k, q, m)."""
+    q = L.shape[1]
+    if q == 1:
+        return B / (L[:, 0, 0] if B.ndim == 2 else L[:, 0, :1])
+    return np.linalg.solve(L, B[..., None])[..., 0] if B.ndim == 2 else np.linalg.solve(L, B)
+
+
+def _batched_solve_upper(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Solve L' x = B per level (L lower)."""
+    q = L.shape[1]
+    if q == 1:
+        return B / L[:, 0, :1] if B.ndim == 2 else B / L[:, 0, :1, None]
+    Lt = np.swapaxes(L, 1, 2)
+    return np.linalg.solve(Lt, B[..., None])[..., 0] if B.ndim == 2 else np.linalg.solve(Lt, B)
+
+
+def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor:
+    """Scale the cross-products by Lambda(theta) and factor the penalised system blockwise."""
+    lams = structure.lambdas(theta)
+    Lam1 = lams[0]
+    L1, q1 = structure.L1, structure.q1
+    if q1 == 1:
+        t = Lam1[0, 0]
+        H11 = cp.A11 * (t * t) + 1.0
+        L11 = np.sqrt(H11)
+        G1 = cp.E1 * (t / L11)
+    else:
+        H11 = np.einsum("ba,jbc,cd->jad", Lam1, cp.A11, Lam1) + np.eye(q1)[None]
+        L11 = np.linalg.cholesky(H11)
+        F1 = np.einsum("ba,jbm->jam", Lam1, cp.E1)
+        G1 = np.linalg.solve(L11, F1) if F1.shape[2] else F1
+    logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
+    m = cp.EE.shape[0]
+    SEE = cp.EE - np.einsum("jam,jak->mk", G1, G1) if m else cp.EE
+    C21 = L22 = G2 = None
+    if structure.rest:
+        Lam2 = structure.lambda2(lams)
+        Lam1_sp = sparse.kron(sparse.identity(L1, format="csr"), sparse.csr_matrix(Lam1), format="csr")
+        B21 = (Lam2.T @ cp.A21 @ Lam1_sp).tocsr()
+        L11inv = _block_diag_sparse(np.linalg.inv(L11) if q1 > 1 else 1.0 / L11)
+        C21 = (B21 @ L11inv.T).tocsr()
+        S22 = (Lam2.T @ cp.A22 @ Lam2).toarray() + np.eye(structure.Q2) - (C21 @ C21.T).toarray()
+        L22 = linalg.cholesky(S22, lower=True, check_finite=False)
+        logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
+        if m:
+            S2E = np.asarray(Lam2.T @ cp.E2) - np.asarray(C21 @ G1.reshape(L1 * q1, m))
+            G2 = linalg.solve_triangular(L22, S2E, lower=True, check_finite=False)
+            SEE = SEE - G2.T @ G2
+        else:
+            G2 = np.empty((structure.Q2, 0))
+    return Factor(L11, G1, C21, L22, G2, SEE, logdet)

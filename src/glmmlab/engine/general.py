@@ -1,0 +1,443 @@
+"""Fitting general mixed models: any random-effects terms (slopes, several terms per factor, nested and crossed
+factors), prior weights and offsets.
+
+- Gaussian + identity: REML, profiled as lme4 does: for each theta the blocked factor of
+  [Z Lambda, X, y]' W [Z Lambda, X, y] + diag(I, 0, 0) gives log det(H), log det(R_X'R_X) and the penalised
+  residual sum of squares, so each evaluation costs no pass over the rows.
+- Every other family and link: the Laplace approximation at the conditional modes, found by penalised IRLS
+  (:mod:`glmmlab.engine.blocked` does the linear algebra), optimised jointly over (theta, beta).
+
+The numbers follow lme4's conventions (see :mod:`glmmlab.engine.response` for the likelihood constants).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy import linalg, special
+
+from glmmlab.engine import advice, inference
+from glmmlab.engine.blocked import Structure, factor
+from glmmlab.engine.blocks import one_blas_thread
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families import Family, Link
+from glmmlab.engine.glm import starting_mu
+from glmmlab.engine.optimizer import minimize, numeric_gradient
+from glmmlab.engine.pirls import row_state
+from glmmlab.engine.progress import ProgressFn, report
+from glmmlab.engine.response import LOG_2PI, Response
+from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
+
+SINGULAR_THETA = 1e-4
+
+
+# -- the fixed-effects design ------------------------------------------------------------------------------
+def scaled_design(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """X_s = X[:, kept] T^-1 with X_s' X_s = n I, and T (beta = T gamma). Columns that are linear
+    combinations of earlier ones are dropped (lme4 drops rank-deficient columns too), named in ``dropped``."""
+    n, p = X.shape
+    if p == 0:
+        return X, np.zeros((0, 0)), [], []
+    _, R, piv = linalg.qr(X, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    tol = max(n, p) * np.finfo(float).eps * (d[0] if d.size else 0.0) * 10
+    rank = int(np.sum(d > tol))
+    keep = np.sort(piv[:rank])
+    dropped = [names[j] for j in range(p) if j not in set(keep.tolist())]
+    Xk = X[:, keep]
+    _, Rk = linalg.qr(Xk, mode="economic")
+    T = np.sqrt(n) * linalg.solve_triangular(Rk, np.eye(Rk.shape[0]))
+    Xs = Xk @ T
+    return Xs, T, [names[j] for j in keep], dropped
+
+
+# -- likelihood constants with prior weights ---------------------------------------------------------------
+class Likelihood:
+    """-2 log p(y | mu) from the weighted total deviance, with lme4's conventions (the weights of a binomial
+    proportion are the trials; Gaussian weights are precisions; Gaussian and Gamma with phi = deviance / n)."""
+
+    def __init__(self, fam: Family, y: np.ndarray, pw: np.ndarray):
+        self.fam, self.n = fam.name, y.shape[0]
+        self.sum_log_w = float(np.sum(np.log(pw[pw > 0])))
+        self.sum_w = float(np.sum(pw))
+        self.sat = 0.0
+        if fam.name == "binomial":
+            k = pw * y  # successes
+            lchoose = special.gammaln(pw + 1.0) - special.gammaln(k + 1.0) - special.gammaln(pw - k + 1.0)
+            self.sat = float(np.sum(lchoose + pw * (special.xlogy(y, y) + special.xlog1py(1.0 - y, -y))))
+        elif fam.name == "poisson":
+            self.sat = float(np.sum(pw * (special.xlogy(y, y) - y - special.gammaln(y + 1.0))))
+        elif fam.name == "gamma":
+            self.sum_w_log_y = float(np.sum(pw * np.log(y)))
+
+    def minus2(self, dev: float) -> float:
+        """-2 log p(y | mu) given the weighted total deviance ``dev``."""
+        if self.fam == "gaussian":
+            return self.n * (LOG_2PI + np.log(dev / self.n) + 1.0) + 2.0 - self.sum_log_w
+        if self.fam == "gamma":
+            sw = self.sum_w
+            phi = dev / sw
+            return float(2.0 * self.sum_w_log_y + sw + 2.0 * sw * (1.0 + np.log(phi)) / phi
+                         + 2.0 * sw * special.gammaln(1.0 / phi) + 2.0)
+        return dev - 2.0 * self.sat
+
+    def phi(self, dev: float) -> float:
+        """lme4's dispersion for the likelihood: deviance / n (Gaussian), / sum of weights (Gamma); else 1."""
+        if self.fam == "gaussian":
+            return dev / self.n
+        if self.fam == "gamma":
+            return dev / self.sum_w
+        return 1.0
+
+
+# -- Gaussian + identity: profiled REML ---------------------------------------------------------------------
+class ProfiledLmm:
+    """The REML criterion as a function of theta alone (beta and sigma profiled out)."""
+
+    def __init__(self, st: Structure, Xs: np.ndarray, z: np.ndarray, pw: np.ndarray):
+        self.st, self.n, self.p = st, Xs.shape[0], Xs.shape[1]
+        self.cp = st.crossprods(pw, np.column_stack([Xs, z]))
+        self.sum_log_w = float(np.sum(np.log(pw)))
+        self.evaluations = 0
+
+    def parts(self, theta: np.ndarray, reml: bool = True):
+        F = factor(self.st, self.cp, np.asarray(theta, dtype=float))
+        R = linalg.cholesky(F.SEE, lower=True)
+        p = self.p
+        ld_x = 2.0 * float(np.sum(np.log(np.diag(R)[:p])))
+        pwrss = float(R[p, p] ** 2)
+        nmp = self.n - p if reml else self.n
+        dev = F.logdet + (ld_x if reml else 0.0) + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp)) - self.sum_log_w
+        return float(dev), F, pwrss
+
+    def value(self, theta: np.ndarray) -> float:
+        self.evaluations += 1
+        try:
+            dev = self.parts(theta)[0]
+        except (np.linalg.LinAlgError, ValueError):
+            return np.inf
+        return dev if np.isfinite(dev) else np.inf
+
+
+# -- every other family: Laplace ----------------------------------------------------------------------------
+class GeneralLaplace:
+    """lme4's Laplace deviance D(theta, beta) = -2 log p(y | mu) + |u|^2 + log det(H) at the conditional modes."""
+
+    def __init__(self, st: Structure, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
+                 fam: Family, lk: Link):
+        self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
+        self.fam, self.lk = fam, lk
+        self.resp = Response(y, fam)
+        self.lik = Likelihood(fam, y, pw)
+        self.nt = st.n_theta
+        self.u = np.zeros(st.Q)
+        self.evaluations = 0
+        self.modes_converged = True
+
+    def _state(self, eta_f: np.ndarray, u: np.ndarray, lams: list[np.ndarray]):
+        re = self.st.row_effect(self.st.b_of_u(u, lams))
+        rs = row_state(self.resp, eta_f + re, self.lk)
+        pdev = float(np.sum(self.pw * rs.dev)) + float(u @ u)
+        ok = bool(np.all(self.fam.mu_valid(rs.mu))) and np.isfinite(pdev)
+        return re, rs, (pdev if ok else np.inf)
+
+    def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, max_iter: int = 200) -> dict:
+        """The conditional modes u at (theta, beta) by penalised IRLS with step halving."""
+        st = self.st
+        lams = st.lambdas(theta)
+        eta_f = self.Xs @ beta + self.off
+        u = u0.copy()
+        re, rs, pdev = self._state(eta_f, u, lams)
+        if not np.isfinite(pdev):
+            u = np.zeros(st.Q)
+            re, rs, pdev = self._state(eta_f, u, lams)
+            if not np.isfinite(pdev):
+                raise FloatingPointError("no valid mean at the starting modes")
+        converged = False
+        for _ in range(max_iter):
+            w = self.pw * rs.w
+            r = re + (self.y - rs.mu) / rs.h1
+            F = factor(st, st.crossprods(w, r[:, None]), theta)
+            delta = F.solve_u(0) - u
+            if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
+                converged = True
+                break
+            t = 1.0
+            for _h in range(30):
+                cand = u + t * delta
+                re_c, rs_c, pdev_c = self._state(eta_f, cand, lams)
+                if pdev_c <= pdev + 1e-12 * abs(pdev):
+                    break
+                t *= 0.5
+            else:
+                converged = True  # no descent left at rounding level
+                break
+            u, re, rs, pdev = cand, re_c, rs_c, pdev_c
+        else:
+            w = self.pw * rs.w
+            F = factor(st, st.crossprods(w, None), theta)
+        dev = float(np.sum(self.pw * rs.dev))
+        return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged}
+
+    def value(self, params: np.ndarray) -> float:
+        self.evaluations += 1
+        theta, beta = params[: self.nt], params[self.nt:]
+        try:
+            m = self.pirls(theta, beta, self.u)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf
+        D = self.lik.minus2(m["dev"]) + float(m["u"] @ m["u"]) + m["F"].logdet
+        if not np.isfinite(D):
+            return np.inf
+        self.u = m["u"]
+        self.modes_converged = m["converged"]
+        return float(D)
+
+
+def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
+             max_iter: int = 100) -> tuple[np.ndarray, float]:
+    """The GLM without random effects by IRLS with step halving: (coefficients, weighted deviance)."""
+    resp = Response(y, fam)
+    mu = starting_mu(y, fam, lk)
+    eta = lk.linkfun(mu)
+    z = eta - off
+    w0 = pw * lk.mu_eta(eta) ** 2 / np.maximum(fam.variance(mu), 1e-300)
+    zw = z + (y - mu) / lk.mu_eta(eta) - 0.0
+    beta = np.linalg.lstsq(Xs * np.sqrt(w0)[:, None], zw * np.sqrt(w0), rcond=None)[0]
+
+    def dev_at(b):
+        rs = row_state(resp, Xs @ b + off, lk)
+        ok = np.all(fam.mu_valid(rs.mu))
+        return (float(np.sum(pw * rs.dev)) if ok else np.inf), rs
+
+    dev, rs = dev_at(beta)
+    for _ in range(max_iter):
+        w = pw * rs.w
+        zc = Xs @ beta + (y - rs.mu) / rs.h1
+        new = np.linalg.lstsq(Xs * np.sqrt(w)[:, None], zc * np.sqrt(w), rcond=None)[0]
+        step = new - beta
+        for _h in range(30):
+            d_new, rs_new = dev_at(beta + step)
+            if d_new <= dev * (1 + 1e-12) + 1e-12:
+                break
+            step /= 2.0
+        else:
+            break
+        done = abs(dev - d_new) <= 1e-12 * (abs(d_new) + 0.1)
+        beta, dev, rs = beta + step, d_new, rs_new
+        if done:
+            break
+    return beta, dev
+
+
+# -- the driver ---------------------------------------------------------------------------------------------
+def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
+    if nagq > 1 and not (len(blocks) == 1 and blocks[0].q == 1):
+        raise GlmmInputError(
+            "nagq > 1 (adaptive Gauss-Hermite quadrature) needs a model whose random effects are one scalar "
+            "term such as (1 | g); this model has "
+            + ", ".join(f"{b.q} effect(s) on {b.component}" for b in blocks)
+            + ". Use nagq 1 (the Laplace approximation), as lme4 requires too"
+        )
+
+
+def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
+              progress: ProgressFn = None, start: float | None = None) -> "GlmmResult":
+    """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result."""
+    from glmmlab.engine.results import GlmmResult  # noqa: F401  (type of the return value)
+
+    start = time.perf_counter() if start is None else start
+    blocks = merge_terms(mf.terms)
+    _check_nagq(blocks, int(model.get("nagq", 1)))
+    if model.get("nagq", 1) > 1:
+        raise GlmmInputError("nagq > 1 with prior weights or an offset is not available yet; use nagq 1")
+    n = mf.n
+    pw = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
+    off = np.zeros(n) if mf.offset is None else np.asarray(mf.offset, dtype=float)
+    keep_rows = pw > 0
+    if not np.all(keep_rows):
+        raise GlmmInputError("weights must be positive for every row used; drop rows with weight 0 first")
+    Xs, T, names, dropped = scaled_design(np.asarray(mf.X, dtype=float), list(mf.x_names))
+    warnings = list(mf.warnings)
+    if dropped:
+        warnings.append("fixed-effect model matrix is rank deficient so dropping "
+                        f"{len(dropped)} column(s): {', '.join(dropped)}")
+    st = Structure(blocks)
+    try:
+        with np.errstate(all="ignore"), one_blas_thread():
+            if fam.name == "gaussian" and lk.name == "identity":
+                out = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress)
+            else:
+                out = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress)
+    except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
+        raise GlmmInputError(
+            f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
+            f"{lk.name} link, or the random-effects terms may ask more than the data can tell. Check the "
+            "response and predictors, simplify the random effects, or try another link"
+        ) from None
+    out.warnings[:0] = warnings
+    out.dropped = dropped
+    out.fit_seconds = time.perf_counter() - start
+    report(progress, "Done", 1.0)
+    return out
+
+
+def _optimize(fun, x0, lower, model, progress, label, lo, hi):
+    state = {"it": 0}
+
+    def on_iter(k: int, f: float) -> None:
+        state["it"] = k
+        report(progress, f"{label} (iteration {k}, deviance {f:.4f})", lo + (hi - lo) * min(k / 30.0, 1.0))
+
+    def counted(x):
+        report(progress, f"{label} (iteration {state['it'] + 1})", lo + (hi - lo) * min(state["it"] / 30.0, 1.0))
+        return fun(x)
+
+    return minimize(numeric_gradient(counted, lower), x0, lower, max_iter=model["max_iter"], tol=model["tol"],
+                    on_iteration=on_iter, polish_gtol=1e-8)
+
+
+def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
+    report(progress, "Computing cross-products", 0.05)
+    prof = ProfiledLmm(st, Xs, mf.y - off, pw)
+    lower = st.theta_lower()
+    report(progress, "Optimizing REML criterion", 0.1)
+    theta, record = _optimize(prof.value, st.theta_start(), lower, model, progress,
+                              "Optimizing REML criterion", 0.1, 0.8)
+    dev, F, pwrss = prof.parts(theta)
+    p = Xs.shape[1]
+    n = mf.n
+    SEE = F.SEE
+    A = SEE[:p, :p]
+    beta_s = linalg.solve(A, SEE[:p, p], assume_a="pos") if p else np.zeros(0)
+    sigma2 = pwrss / (n - p)
+    vcov_s = sigma2 * inference.inverse_spd(A) if p else np.zeros((0, 0))
+    beta, vcov = T @ beta_s, T @ vcov_s @ T.T
+    log_det_T = float(np.sum(np.log(np.abs(np.diag(linalg.qr(T)[1]))))) if p else 0.0
+    loglik = -0.5 * (dev - 2.0 * log_det_T)
+    u = F.solve_u(p) - sum((F.solve_u(k) * beta_s[k] for k in range(p)), np.zeros(st.Q))
+    lams = st.lambdas(theta)
+    bs = st.b_of_u(u, lams)
+    re = st.row_effect(bs)
+    fitted = Xs @ beta_s + off + re
+    resid = mf.y - fitted
+    rows = {"fitted": fitted, "deviance_residuals": np.sqrt(pw) * resid, "pearson_residuals": np.sqrt(pw) * resid,
+            "group_random_effect": re}
+    cond = [sigma2 * c for c in F.diag_blocks_inverse(st)]
+    null_loglik = None
+    if len(st.blocks) == 1 and st.q1 == 1:
+        d0 = prof.parts(np.zeros(st.n_theta))[0]
+        null_loglik = -0.5 * (d0 - 2.0 * log_det_T)
+    k = p + st.n_theta + 1
+    return _assemble(st, mf, model, "REML", record.converged, theta, lams, sigma2, True, beta, vcov, names,
+                     "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, record.to_dict(), None, sigma2)
+
+
+def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress):
+    report(progress, "Initial values (GLM)", 0.05)
+    beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk)
+    lap = GeneralLaplace(st, Xs, mf.y, pw, off, fam, lk)
+    nt = st.n_theta
+    x0 = np.concatenate([st.theta_start(), beta0])
+    lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
+    report(progress, "Optimizing Laplace deviance", 0.1)
+    x, record = _optimize(lap.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8)
+    deviance = lap.value(x)
+    theta, beta_s = x[:nt], x[nt:]
+    report(progress, "Computing standard errors", 0.85)
+    m = lap.pirls(theta, beta_s, lap.u)
+    u, rs = m["u"], m["rs"]
+    w = pw * rs.w
+    F = factor(st, st.crossprods(w, Xs), theta)
+    sigma2, var_residual = 1.0, None
+    resid = mf.y - rs.mu
+    pearson = resid * np.sqrt(pw / rs.var)
+    if fam.has_dispersion:
+        sigma2 = float((pearson @ pearson + u @ u) / mf.n)
+        var_residual = sigma2
+    vcov_s = sigma2 * inference.inverse_spd(F.SEE)
+    beta, vcov = T @ beta_s, T @ vcov_s @ T.T
+    se_hessian = None
+    if se == "hessian" and record.hessian is not None:
+        cov_all = 2.0 * inference.inverse_spd(record.hessian)
+        se_hessian = np.sqrt(np.abs(np.diag(T @ cov_all[nt:, nt:] @ T.T)))
+    loglik = -0.5 * deviance
+    lams = st.lambdas(theta)
+    bs = st.b_of_u(u, lams)
+    cond = [sigma2 * c for c in F.diag_blocks_inverse(st)]
+    rows = {"fitted": rs.mu, "deviance_residuals": np.sign(resid) * np.sqrt(np.maximum(pw * rs.dev, 0.0)),
+            "pearson_residuals": pearson, "group_random_effect": m["re"]}
+    null_loglik = -0.5 * lap.lik.minus2(glm_dev) if (len(st.blocks) == 1 and st.q1 == 1) else None
+    k = Xs.shape[1] + nt + (1 if fam.has_dispersion else 0)
+    converged = record.converged and m["converged"]
+    return _assemble(st, mf, model, "Laplace", converged, theta, lams, 1.0, False, beta, vcov, names,
+                     "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
+                     record.to_dict(), se_hessian, var_residual)
+
+
+def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged: bool, theta: np.ndarray,
+              lams: list[np.ndarray], scale2: float, reml: bool, beta, vcov, names, se_kind, loglik, k, bs, cond,
+              rows, null_loglik, opt, se_hessian, var_residual):
+    from glmmlab.engine.results import GlmmResult
+
+    re_rows, corr_rows, blup_rows = [], [], []
+    for blk, L, b, cv in zip(st.blocks, lams, bs, cond):
+        S = scale2 * (L @ L.T)
+        M = np.einsum("ab,jbc,dc->jad", L, cv, L)  # conditional covariance of b per level
+        for a, name in enumerate(blk.names):
+            re_rows.append({"component": blk.component, "term": name, "variance": float(S[a, a])})
+        for g in blk.groups:
+            for i in range(len(g)):
+                for j in range(i + 1, len(g)):
+                    a, c = g[i], g[j]
+                    denom = np.sqrt(S[a, a] * S[c, c])
+                    corr_rows.append({"component": blk.component, "term1": blk.names[a], "term2": blk.names[c],
+                                      "correlation": float(S[a, c] / denom) if denom > 0 else None})
+        sd = np.sqrt(np.maximum(np.diagonal(M, axis1=1, axis2=2), 0.0))
+        for a, name in enumerate(blk.names):
+            for j, level in enumerate(blk.levels):
+                blup_rows.append({"component": blk.component, "group": level, "term": name,
+                                  "value": float(b[j, a]), "std_error": float(sd[j, a])})
+    diag = st.diagonal_theta(theta)
+    singular = bool(np.any(diag < SINGULAR_THETA))
+    warnings = []
+    scalar = len(st.blocks) == 1 and st.q1 == 1
+    if singular:
+        warnings.append(advice.SINGULAR if scalar else advice.SINGULAR_GENERAL)
+    if not converged:
+        warnings.append(advice.not_converged(model["max_iter"], model["tol"]))
+    lead = st.lead
+    if lead.n_levels < 5:
+        warnings.append(advice.few_groups(lead.n_levels))
+    aic, bic = inference.information_criteria(loglik, k, mf.n)
+    var_group = re_rows[0]["variance"]
+    icc = inference.icc(model["family"], model["link"], var_group, var_residual) if scalar else None
+    comparison = None
+    if null_loglik is not None:
+        stat, pval = inference.boundary_lrt(loglik, null_loglik)
+        glm_k = k - 1
+        glm_aic, glm_bic = inference.information_criteria(null_loglik, glm_k, mf.n)
+        mean_size = mf.n / lead.n_levels
+        comparison = {
+            "glm_log_likelihood": float(null_loglik), "glm_aic": float(glm_aic), "glm_bic": float(glm_bic),
+            "glm_k": int(glm_k), "lrt_statistic": float(stat), "lrt_df": 1, "lrt_p_value": float(pval),
+            "lrt_note": "boundary-corrected: p = 0.5 * P(chi2(1) > statistic)",
+            "mean_group_size": float(mean_size),
+            "design_effect": None if icc is None else float(1.0 + (mean_size - 1.0) * icc),
+        }
+    lead_rows = [r for r in blup_rows if r["component"] == lead.component and r["term"] == lead.names[0]]
+    return GlmmResult(
+        model=model, method=method, n_obs=mf.n, n_groups=lead.n_levels, n_excluded=mf.n_input - mf.n,
+        converged=bool(converged), singular=singular, warnings=warnings, names=list(names),
+        beta=beta, vcov=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
+        var_group=float(var_group), var_residual=None if var_residual is None else float(var_residual),
+        icc=icc, log_likelihood=float(loglik), log_likelihood_kind=method, aic=float(aic), bic=float(bic), k=int(k),
+        group_labels=list(lead.levels), blup=np.array([r["value"] for r in lead_rows]),
+        blup_se=np.array([r["std_error"] for r in lead_rows]), rows=np.asarray(mf.rows),
+        fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
+        pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"],
+        fit_seconds=0.0, theta=float(theta[0]), glm_comparison=comparison, optimization=opt,
+        se_hessian=se_hessian, re_rows=re_rows, correlations=corr_rows,
+        groups={b.component: b.n_levels for b in st.blocks}, blup_rows=blup_rows,
+    )
