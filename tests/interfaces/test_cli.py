@@ -31,10 +31,14 @@ def test_json_contract_keys_and_values():
         assert key in doc
     assert doc["model"] == {"response": "y", "fixed": ref["fixed"], "group": "herd", "family": "binomial",
                             "link": "logit", "intercept": True, "conf_level": 0.95, "nagq": 1, "max_iter": 100,
-                            "tol": 1e-06}
+                            "tol": 1e-06, "formula": f"y ~ {' + '.join(ref['fixed'])} + (1 | herd)",
+                            "weights": None, "offset": None}
     assert doc["method"] == "Laplace"
-    assert set(doc["fixed_effects"][0]) == {"variable", "estimate", "std_error", "lower", "upper", "exp_estimate",
-                                            "exp_lower", "exp_upper"}
+    assert set(doc["fixed_effects"][0]) == {"variable", "estimate", "std_error", "statistic", "p_value", "lower",
+                                            "upper", "exp_estimate", "exp_lower", "exp_upper"}
+    for key in ["random_correlations", "groups", "family_parameter"]:  # contract version 2
+        assert key in doc
+    assert doc["groups"] == {"herd": doc["n_groups"]} and doc["family_parameter"] is None
     assert [r["component"] for r in doc["random_effects"]] == ["herd"]
     assert doc["fit"]["log_likelihood"] >= ref["results"]["nAGQ1"]["logLik"] - 1e-3
     assert doc["fit"]["log_likelihood_kind"] == "Laplace"
