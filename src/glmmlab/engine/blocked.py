@@ -27,6 +27,9 @@ from scipy import linalg, sparse
 from glmmlab.engine.terms import FactorBlock
 
 
+DENSE_COUPLING = 400_000  # entries of the Q2 x (L1 q1) coupling below which it is held dense
+
+
 def _level_sum(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=n_levels)
 
@@ -51,6 +54,8 @@ class Structure:
         self.rest_offsets = [int(o) for o in offs[:-1]]
         self.Q2 = int(offs[-1])
         self.Q = self.L1 * self.q1 + self.Q2
+        # A small coupling (e.g. 24 x 6 levels) is cheaper dense than through scipy.sparse's per-call overhead.
+        self.dense = self.Q2 * self.L1 * self.q1 <= DENSE_COUPLING
         if self.rest:
             self.Z1 = self._sparse_block(self.lead)
             self.Z2 = sparse.hstack([self._sparse_block(b) for b in self.rest], format="csr")
@@ -75,10 +80,21 @@ class Structure:
         return [b.lam(theta[s]) for b, s in zip(self.blocks, self.theta_slices)]
 
     def lambda2(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
-        """Lambda of the coupled block as a sparse block-diagonal matrix."""
-        return sparse.block_diag(
-            [sparse.kron(sparse.identity(b.n_levels, format="csr"), sparse.csr_matrix(L), format="csr")
-             for b, L in zip(self.rest, lams[1:])], format="csr")
+        """Lambda of the coupled block as a sparse block-diagonal matrix (pattern built once, data refilled)."""
+        if not hasattr(self, "_lam2"):
+            self._lam2 = _BlockDiagPattern([(b.n_levels, b.q) for b in self.rest])
+        return self._lam2.fill(lams[1:])
+
+    def lambda1_sparse(self, lam1: np.ndarray) -> sparse.csr_matrix:
+        if not hasattr(self, "_lam1"):
+            self._lam1 = _BlockDiagPattern([(self.L1, self.q1)])
+        return self._lam1.fill([lam1])
+
+    def block_diag1(self, B: np.ndarray) -> sparse.csr_matrix:
+        """A (L1, q1, q1) stack as a sparse block-diagonal matrix."""
+        if not hasattr(self, "_bd1"):
+            self._bd1 = _BlockDiagPattern([(self.L1, self.q1)])
+        return self._bd1.fill_stack(B)
 
     def diagonal_theta(self, theta: np.ndarray) -> np.ndarray:
         return np.concatenate([theta[s][b.diagonal_theta_index()] for b, s in zip(self.blocks, self.theta_slices)])
@@ -133,8 +149,41 @@ class Structure:
             Z2w = (Wd @ self.Z2).tocsr()
             A21 = (Z2w.T @ self.Z1).tocsr()
             A22 = (Z2w.T @ self.Z2).tocsr()
+            if self.dense:
+                A21, A22 = A21.toarray(), A22.toarray()
             E2 = np.asarray(Z2w.T @ E) if m else np.empty((self.Q2, 0))
         return CrossProducts(A11, E1, EE, A21, A22, E2)
+
+
+class _BlockDiagPattern:
+    """The sparsity pattern of block-diagonal matrices made of repeated q x q blocks (full blocks), so a new
+    matrix of the same shape costs one fill of its data array."""
+
+    def __init__(self, parts: list[tuple[int, int]]):
+        rows, cols, base = [], [], 0
+        for L, q in parts:
+            r = (base + np.arange(L)[:, None, None] * q + np.arange(q)[None, :, None]) * np.ones((1, 1, q), int)
+            c = (base + np.arange(L)[:, None, None] * q + np.arange(q)[None, None, :]) * np.ones((1, q, 1), int)
+            rows.append(r.ravel())
+            cols.append(c.ravel())
+            base += L * q
+        self.parts = parts
+        self.size = base
+        m = sparse.csr_matrix((np.arange(1, sum(r.size for r in rows) + 1, dtype=float),
+                               (np.concatenate(rows), np.concatenate(cols))), shape=(base, base))
+        self.order = (m.data - 1).astype(np.intp)  # position in the row-major fill of each stored entry
+        self.indices, self.indptr = m.indices.copy(), m.indptr.copy()
+
+    def _make(self, flat: np.ndarray) -> sparse.csr_matrix:
+        return sparse.csr_matrix((flat[self.order], self.indices, self.indptr), shape=(self.size, self.size))
+
+    def fill(self, blocks: list[np.ndarray]) -> sparse.csr_matrix:
+        flat = np.concatenate([np.tile(np.asarray(B, dtype=float).ravel(), L)
+                               for (L, _q), B in zip(self.parts, blocks)])
+        return self._make(flat)
+
+    def fill_stack(self, B: np.ndarray) -> sparse.csr_matrix:
+        return self._make(np.ascontiguousarray(B, dtype=float).ravel())
 
 
 @dataclass
@@ -170,6 +219,34 @@ class Factor:
             u2 = np.empty(0)
         u1 = _batched_solve_upper(self.L11, rhs1)
         return np.concatenate([u1.ravel(), u2])
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """H^-1 rhs for a vector of length Q (forward and back substitution through the blocks)."""
+        L1, q1 = self.L11.shape[0], self.L11.shape[1]
+        y1 = _batched_solve_lower(self.L11, rhs[: L1 * q1].reshape(L1, q1))
+        if self.L22 is None:
+            return _batched_solve_upper(self.L11, y1).ravel()
+        y2 = linalg.solve_triangular(self.L22, rhs[L1 * q1:] - self.C21 @ y1.ravel(), lower=True)
+        x2 = linalg.solve_triangular(self.L22, y2, lower=True, trans="T")
+        x1 = _batched_solve_upper(self.L11, y1 - (self.C21.T @ x2).reshape(L1, q1))
+        return np.concatenate([x1.ravel(), x2])
+
+    def inverse_parts(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(diagonal blocks of (H^-1)_11 per leading level, (H^-1)_12 dense, (H^-1)_22 dense)."""
+        L1, q1 = self.L11.shape[0], self.L11.shape[1]
+        Linv1 = np.linalg.inv(self.L11)
+        H11 = np.einsum("jka,jkb->jab", Linv1, Linv1)
+        if self.L22 is None:
+            return H11, None, None
+        Q2 = self.L22.shape[0]
+        L22inv = linalg.solve_triangular(self.L22, np.eye(Q2), lower=True)
+        Sinv = L22inv.T @ L22inv
+        C = self.C21.toarray() if sparse.issparse(self.C21) else np.asarray(self.C21)  # (Q2, L1 q1)
+        # X12 = H11^-1 H12 = L11^-T C21'; (H^-1)_12 = -X12 S^-1; diag blocks of (H^-1)_11 add X12 S^-1 X12'
+        X12 = np.einsum("jba,kjb->jak", Linv1, C.reshape(Q2, L1, q1)).reshape(L1 * q1, Q2)
+        H12 = -(X12 @ Sinv)
+        add = np.einsum("jak,jbk->jab", (-H12).reshape(L1, q1, Q2), X12.reshape(L1, q1, Q2))
+        return H11 + add, H12, Sinv
 
     def diag_blocks_inverse(self, structure: Structure) -> list[np.ndarray]:
         """The diagonal blocks of H^-1 per level of each factor: (levels, q, q) arrays."""
@@ -210,7 +287,7 @@ def _batched_solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Solve L x = B per level; L (k, q, q) lower, B (k, q) or (k, q, m)."""
     q = L.shape[1]
     if q == 1:
-        return B / (L[:, 0, 0] if B.ndim == 2 else L[:, 0, :1])
+        return B / (L[:, 0, :1] if B.ndim == 2 else L[:, :1, :1])
     return np.linalg.solve(L, B[..., None])[..., 0] if B.ndim == 2 else np.linalg.solve(L, B)
 
 
@@ -218,7 +295,7 @@ def _batched_solve_upper(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Solve L' x = B per level (L lower)."""
     q = L.shape[1]
     if q == 1:
-        return B / L[:, 0, :1] if B.ndim == 2 else B / L[:, 0, :1, None]
+        return B / L[:, 0, :1] if B.ndim == 2 else B / L[:, :1, :1]
     Lt = np.swapaxes(L, 1, 2)
     return np.linalg.solve(Lt, B[..., None])[..., 0] if B.ndim == 2 else np.linalg.solve(Lt, B)
 
@@ -242,11 +319,13 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
     m = cp.EE.shape[0]
     SEE = cp.EE - np.einsum("jam,jak->mk", G1, G1) if m else cp.EE
     C21 = L22 = G2 = None
+    if structure.rest and structure.dense:
+        return _factor_dense_coupling(structure, cp, lams, L11, G1, SEE, logdet)
     if structure.rest:
         Lam2 = structure.lambda2(lams)
-        Lam1_sp = sparse.kron(sparse.identity(L1, format="csr"), sparse.csr_matrix(Lam1), format="csr")
+        Lam1_sp = structure.lambda1_sparse(Lam1)
         B21 = (Lam2.T @ cp.A21 @ Lam1_sp).tocsr()
-        L11inv = _block_diag_sparse(np.linalg.inv(L11) if q1 > 1 else 1.0 / L11)
+        L11inv = structure.block_diag1(np.linalg.inv(L11) if q1 > 1 else 1.0 / L11)
         C21 = (B21 @ L11inv.T).tocsr()
         S22 = (Lam2.T @ cp.A22 @ Lam2).toarray() + np.eye(structure.Q2) - (C21 @ C21.T).toarray()
         L22 = linalg.cholesky(S22, lower=True, check_finite=False)
@@ -258,3 +337,35 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
         else:
             G2 = np.empty((structure.Q2, 0))
     return Factor(L11, G1, C21, L22, G2, SEE, logdet)
+
+
+def _apply_lambda_rows(structure: Structure, lams: list[np.ndarray], M: np.ndarray) -> np.ndarray:
+    """Lambda2' M for the coupled block's rows (M: Q2 x k), block by block."""
+    out = np.empty_like(M)
+    for b, o, L in zip(structure.rest, structure.rest_offsets, lams[1:]):
+        part = M[o: o + b.size].reshape(b.n_levels, b.q, -1)
+        out[o: o + b.size] = np.einsum("ba,jbk->jak", L, part).reshape(b.size, -1)
+    return out
+
+
+def _factor_dense_coupling(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], L11: np.ndarray,
+                           G1: np.ndarray, SEE: np.ndarray, logdet: float) -> Factor:
+    L1, q1, Q2 = structure.L1, structure.q1, structure.Q2
+    Lam1 = lams[0]
+    # B21 = Lambda2' A21 Lambda1, then C21 = B21 L11^-T (per level of the leading factor)
+    B = _apply_lambda_rows(structure, lams, cp.A21)
+    B = np.einsum("kjb,ba->kja", B.reshape(Q2, L1, q1), Lam1)
+    Linv = np.linalg.inv(L11) if q1 > 1 else 1.0 / L11
+    C = np.einsum("kjb,jab->kja", B, Linv).reshape(Q2, L1 * q1)
+    S22 = _apply_lambda_rows(structure, lams, _apply_lambda_rows(structure, lams, cp.A22).T).T
+    S22 = S22 + np.eye(Q2) - C @ C.T
+    L22 = linalg.cholesky(S22, lower=True, check_finite=False)
+    logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
+    m = cp.EE.shape[0]
+    if m:
+        S2E = _apply_lambda_rows(structure, lams, cp.E2) - C @ G1.reshape(L1 * q1, m)
+        G2 = linalg.solve_triangular(L22, S2E, lower=True, check_finite=False)
+        SEE = SEE - G2.T @ G2
+    else:
+        G2 = np.empty((Q2, 0))
+    return Factor(L11, G1, sparse.csr_matrix(C), L22, G2, SEE, logdet)

@@ -82,6 +82,15 @@ class Likelihood:
                          + 2.0 * sw * special.gammaln(1.0 / phi) + 2.0)
         return dev - 2.0 * self.sat
 
+    def slope(self, dev: float) -> float:
+        """d(-2 log p) / d(weighted total deviance)."""
+        if self.fam == "gaussian":
+            return self.n / dev
+        if self.fam == "gamma":
+            phi = dev / self.sum_w
+            return float(-2.0 * (np.log(phi) + special.digamma(1.0 / phi)) / (phi * phi))
+        return 1.0
+
     def phi(self, dev: float) -> float:
         """lme4's dispersion for the likelihood: deviance / n (Gaussian), / sum of weights (Gamma); else 1."""
         if self.fam == "gaussian":
@@ -179,6 +188,101 @@ class GeneralLaplace:
             F = factor(st, st.crossprods(w, None), theta)
         dev = float(np.sum(self.pw * rs.dev))
         return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged}
+
+    def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        """D and its exact gradient (one grouping factor: the implicit function theorem, level by level)."""
+        self.evaluations += 1
+        theta, beta = params[: self.nt], params[self.nt:]
+        try:
+            m = self.pirls(theta, beta, self.u)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf, np.zeros_like(params)
+        D = self.lik.minus2(m["dev"]) + float(m["u"] @ m["u"]) + m["F"].logdet
+        if not np.isfinite(D):
+            return np.inf, np.zeros_like(params)
+        self.u = m["u"]
+        self.modes_converged = m["converged"]
+        return float(D), self._gradient(theta, m)
+
+    def _gradient(self, theta: np.ndarray, m: dict) -> np.ndarray:
+        """The exact gradient of D through the implicit function theorem (see the module notes of
+        :func:`exact_gradient_ok`); every factor block enters through its rows' own levels."""
+        st = self.st
+        lams = st.lambdas(theta)
+        u_blocks = st.split_u(m["u"])
+        rs, pw, F = m["rs"], self.pw, m["F"]
+        c = self.lik.slope(m["dev"])
+        d1 = pw * rs.dev_eta
+        w_eta = pw * rs.w_eta
+        wobs = 0.5 * pw * rs.dev_eta2
+        w = pw * rs.w
+        n = self.Xs.shape[0]
+        # per row: its scaled columns z~_it = Lambda_t' z_it for every factor, stacked (n, q_tot)
+        codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
+        Zt = np.concatenate([b.Z @ L for b, L in zip(st.blocks, lams)], axis=1)
+        qs = [b.q for b in st.blocks]
+        starts = np.concatenate([[0], np.cumsum(qs)]).astype(int)
+        P = self._row_inverse_blocks(F, codes, qs, starts, n)
+        hz = np.einsum("nab,nb->na", P, Zt)  # (H^-1 z~_i) at the row's own levels
+        s = np.einsum("na,na->n", Zt, hz)
+        sw = s * w_eta
+        # g_u = dD/du at the modes, scattered to each factor's levels
+        g_u = 2.0 * (1.0 - c) * m["u"]
+        pieces = []
+        for t, b in enumerate(st.blocks):
+            part = np.column_stack([np.bincount(codes[t], weights=sw * Zt[:, starts[t] + a], minlength=b.n_levels)
+                                    for a in range(b.q)])
+            pieces.append(part.ravel())
+        g_u = g_u + np.concatenate(pieces)
+        canonical = bool(np.allclose(wobs, w, rtol=1e-12, atol=0.0))
+        K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
+        v = K.solve(g_u)
+        v_blocks = st.split_u(v)
+        tv = np.zeros(n)
+        for t, b in enumerate(st.blocks):
+            tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], v_blocks[t][codes[t]])
+        a_i = c * d1 + sw - wobs * tv
+        grad_beta = self.Xs.T @ a_i
+        grad_theta = np.empty(self.nt)
+        k = 0
+        for t, b in enumerate(st.blocks):
+            Zr, ut, vt = b.Z, u_blocks[t][codes[t]], v_blocks[t]
+            hzt = hz[:, starts[t]: starts[t + 1]]
+            g = np.column_stack([np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels)
+                                 for a in range(b.q)])
+            for grp in b.groups:
+                mm = len(grp)
+                for jj in range(mm):
+                    for ii in range(jj, mm):
+                        ra, cb = grp[ii], grp[jj]
+                        grad_theta[k] = float(np.sum(a_i * Zr[:, ra] * ut[:, cb])
+                                              + 2.0 * np.sum(w * Zr[:, ra] * hzt[:, cb])
+                                              - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
+                        k += 1
+        return np.concatenate([grad_theta, grad_beta])
+
+    def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:
+        """Per row, the q_tot x q_tot block of H^-1 at the row's own levels of every factor."""
+        st = self.st
+        H11, H12, H22 = F.inverse_parts()
+        qt = int(starts[-1])
+        P = np.empty((n, qt, qt))
+        q1 = qs[0]
+        P[:, :q1, :q1] = H11[codes[0]]
+        if H12 is None:
+            return P
+        rows1 = codes[0][:, None] * q1 + np.arange(q1)[None, :]  # (n, q1) rows of H12
+        cols = []
+        for t, (b, o) in enumerate(zip(st.rest, st.rest_offsets), start=1):
+            cols.append(o + codes[t][:, None] * b.q + np.arange(b.q)[None, :])
+        for t, ct in enumerate(cols, start=1):
+            s0, s1 = starts[t], starts[t + 1]
+            blk = H12[rows1[:, :, None], ct[:, None, :]]
+            P[:, :q1, s0:s1] = blk
+            P[:, s0:s1, :q1] = np.swapaxes(blk, 1, 2)
+            for t2, ct2 in enumerate(cols, start=1):
+                P[:, s0:s1, starts[t2]: starts[t2 + 1]] = H22[ct[:, :, None], ct2[:, None, :]]
+        return P
 
     def value(self, params: np.ndarray) -> float:
         self.evaluations += 1
@@ -283,7 +387,13 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     return out
 
 
-def _optimize(fun, x0, lower, model, progress, label, lo, hi):
+def exact_gradient_ok(st: Structure) -> bool:
+    """Whether the exact gradient is cheap: always for one grouping factor; with a coupled block it needs the
+    dense (H^-1)_12, which costs (L1 q1) x Q2^2 operations per evaluation."""
+    return not st.rest or st.L1 * st.q1 * st.Q2 * st.Q2 <= 2e9 and st.L1 * st.q1 * st.Q2 <= 5e7
+
+
+def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None):
     state = {"it": 0}
 
     def on_iter(k: int, f: float) -> None:
@@ -294,6 +404,13 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi):
         report(progress, f"{label} (iteration {state['it'] + 1})", lo + (hi - lo) * min(state["it"] / 30.0, 1.0))
         return fun(x)
 
+    if fun_grad is not None:
+        def counted_fg(x):
+            report(progress, f"{label} (iteration {state['it'] + 1})",
+                   lo + (hi - lo) * min(state["it"] / 30.0, 1.0))
+            return fun_grad(x)
+
+        return minimize(counted_fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], on_iteration=on_iter)
     return minimize(numeric_gradient(counted, lower), x0, lower, max_iter=model["max_iter"], tol=model["tol"],
                     on_iteration=on_iter, polish_gtol=1e-8)
 
@@ -342,7 +459,9 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress):
     x0 = np.concatenate([st.theta_start(), beta0])
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
     report(progress, "Optimizing Laplace deviance", 0.1)
-    x, record = _optimize(lap.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8)
+    exact = exact_gradient_ok(st)
+    x, record = _optimize(lap.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
+                          fun_grad=lap.value_and_grad if exact else None)
     deviance = lap.value(x)
     theta, beta_s = x[:nt], x[nt:]
     report(progress, "Computing standard errors", 0.85)
