@@ -283,7 +283,12 @@ def _number_label(v: float) -> str:
 
 def _numeric_factor(v: _Num) -> _Fac:
     codes, uniques = pd.factorize(v.values, sort=True, use_na_sentinel=True)
-    return _Fac(np.asarray(codes, dtype=np.int64), [_number_label(float(u)) for u in uniques])
+    u = np.asarray(uniques, dtype=float)
+    if np.all(np.abs(u) < 1e15) and np.array_equal(u, np.round(u)):  # whole numbers: "308", fast
+        labels = u.astype(np.int64).astype(str).tolist()
+    else:
+        labels = [_number_label(float(x)) for x in u]
+    return _Fac(np.asarray(codes, dtype=np.int64), labels)
 
 
 # ------------------------------------------------------------------------------------- design matrices
