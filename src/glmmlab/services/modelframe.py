@@ -1,0 +1,611 @@
+"""From a formula string and a pandas DataFrame to the engine's :class:`~glmmlab.engine.terms.ModelFrame`.
+
+lme4's rules (``lFormula``/``glFormula`` with R's ``model.frame`` and ``model.matrix``):
+
+- string, pandas categorical and boolean columns are factors; their levels are the values present on the rows
+  used, in code-point order (a categorical keeps its own category order; booleans are ``FALSE``/``TRUE``);
+  factors get treatment contrasts (the first level is the reference) unless R's marginality rule asks for
+  indicator columns (``0 + f``, ``x:f`` without ``x``);
+- a numeric column used as a grouping factor becomes a factor with numerically sorted levels labelled as R
+  prints them (``"308"``, ``"0.5"``); an interaction grouping ``b:a`` has levels ``"<b>:<a>"`` for the combinations
+  present, ``b`` varying slowest;
+- expressions (``I()``, ``log()``, ``scale()``...) are evaluated on every input row, then rows with a missing value
+  in any variable the model uses (response, fixed and random terms, grouping factors, weights, offsets) are
+  dropped (listwise deletion): NaN, None and +-inf in numeric columns, None/NaN in the others;
+- binomial responses: 0/1 or boolean; ``cbind(s, f)`` (y = s / (s + f), weights = s + f times any prior
+  weights); a proportion with ``weights=`` giving the trials.
+
+Everything is vectorized over rows: factors are coded with ``pandas.factorize`` and level bookkeeping loops only
+over levels.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.formula import (
+    BinOp,
+    Call,
+    Expr,
+    Formula,
+    ModelPart,
+    Name,
+    Num,
+    Paren,
+    Unary,
+    format_number,
+    is_syntactic,
+    parse_formula,
+)
+from glmmlab.engine.terms import ModelFrame, RandomTerm
+
+__all__ = ["build_model_frame", "random_intercept_formula"]
+
+_FAMILIES = {"gaussian": "gaussian", "binomial": "binomial", "poisson": "poisson", "gamma": "gamma",
+             "negbin": "negbin", "negative_binomial": "negbin", "nbinom2": "negbin"}
+
+
+# --------------------------------------------------------------------------------------------- values
+
+
+@dataclass
+class _Num:
+    values: np.ndarray  # float (n_input,); NaN where missing
+    missing: np.ndarray  # bool (n_input,)
+
+
+@dataclass
+class _Fac:
+    codes: np.ndarray  # int64 (n_input,); -1 where missing
+    levels: list[str]
+
+    @property
+    def missing(self) -> np.ndarray:
+        return self.codes < 0
+
+
+def _quote(name: str) -> str:
+    return name if is_syntactic(name) else f"`{name}`"
+
+
+def random_intercept_formula(response: str, group: str, fixed: list[str] | tuple[str, ...] | None = None,
+                             intercept: bool = True) -> str:
+    """The formula of the random-intercept form ``--response Y --group G --fixed X1 X2``:
+    ``Y ~ X1 + X2 + (1 | G)`` (``Y ~ 0 + X1 + X2 + (1 | G)`` without the intercept). Names R would not accept
+    unquoted are backquoted. String, categorical and boolean fixed columns become factors when the formula is
+    built into a model frame, exactly as with ``--formula``."""
+    for what, v in (("response", response), ("group", group)):
+        if not isinstance(v, str) or not v:
+            raise GlmmInputError(f"{what} must be a column name; got {v!r}")
+    fixed = list(fixed or [])
+    for v in fixed:
+        if not isinstance(v, str) or not v:
+            raise GlmmInputError(f"fixed effects must be column names; got {v!r}")
+        if "`" in v:
+            raise GlmmInputError(f"column name {v!r} contains a backquote, which formulas cannot quote; rename it")
+    parts = ([] if intercept else ["0"]) + [_quote(v) for v in fixed]
+    if not parts:
+        parts = ["1"]
+    return f"{_quote(response)} ~ {' + '.join(parts)} + (1 | {_quote(group)})"
+
+
+class _Data:
+    """Column lookup and evaluation of formula expressions on every input row."""
+
+    def __init__(self, df: pd.DataFrame, formula_text: str):
+        self.df = df
+        self.n = len(df)
+        self.formula = formula_text
+        self.names = {str(c): c for c in df.columns}
+        self.cache: dict[tuple[Expr, bool], _Num | _Fac] = {}
+
+    def column(self, name: str, used_in: str) -> pd.Series:
+        if name not in self.names:
+            near = difflib.get_close_matches(name, list(self.names), n=3, cutoff=0.6)
+            near += [c for c in self.names if c.lower() == name.lower() and c not in near]
+            hint = f"; did you mean {', '.join(repr(c) for c in near)}?" if near else ""
+            cols = list(self.names)
+            shown = ", ".join(cols[:20]) + (", ..." if len(cols) > 20 else "")
+            raise GlmmInputError(
+                f"column {name!r} (in {used_in}) is not in the data{hint} Columns: {shown}. "
+                "Fix the name in the formula (quote names with spaces in backquotes: `my column`)"
+            )
+        s = self.df[self.names[name]]
+        if isinstance(s, pd.DataFrame):
+            raise GlmmInputError(f"column name {name!r} occurs more than once in the data; rename the copies")
+        return s
+
+    # -- one expression ------------------------------------------------------------------------------
+
+    def eval(self, e: Expr, used_in: str, as_factor: bool = False) -> _Num | _Fac:
+        key = (e, as_factor)
+        if key not in self.cache:
+            out = self._eval(e, used_in)
+            if as_factor and isinstance(out, _Num):
+                out = _numeric_factor(out)
+            self.cache[key] = out
+        return self.cache[key]
+
+    def numeric(self, e: Expr, used_in: str, what: str | None = None) -> _Num:
+        v = self.eval(e, used_in)
+        if isinstance(v, _Fac):
+            raise GlmmInputError(
+                f"{what or e.deparse()!r} (in {used_in}) is a factor with levels "
+                f"{_show_levels(v.levels)}; it must be numeric here. Recode it as numbers in the data"
+            )
+        return v
+
+    def _eval(self, e: Expr, used_in: str) -> _Num | _Fac:
+        if isinstance(e, Name):
+            return _series_value(self.column(e.name, used_in), e.name)
+        if isinstance(e, Num):
+            return _Num(np.full(self.n, e.value), np.zeros(self.n, dtype=bool))
+        if isinstance(e, Paren):
+            return self._eval(e.inner, used_in)
+        if isinstance(e, Unary):
+            v = self._arith_arg(e.operand, e, used_in)
+            return _Num(-v.values if e.op == "-" else v.values, v.missing)
+        if isinstance(e, BinOp):
+            a = self._arith_arg(e.left, e, used_in)
+            b = self._arith_arg(e.right, e, used_in)
+            with np.errstate(all="ignore"):
+                x, y = a.values, b.values
+                r = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power}[e.op](x, y)
+            return self._checked(e, r, a.missing | b.missing, used_in)
+        if isinstance(e, Call):
+            fn = e.fn
+            if fn in ("factor", "as.factor"):
+                v = self._eval(e.args[0], used_in)
+                return v if isinstance(v, _Fac) else _numeric_factor(v)
+            if fn == "I":
+                v = self._eval(e.args[0], used_in)
+                if isinstance(v, _Fac):
+                    raise GlmmInputError(f"I() needs numbers; {e.args[0].deparse()!r} (in {used_in}) is a factor")
+                return v
+            a = self._arith_arg(e.args[0], e, used_in)
+            x = a.values
+            miss = a.missing
+            with np.errstate(all="ignore"):
+                if fn == "log":
+                    r = np.log(x)
+                    if len(e.args) == 2:
+                        b = self._arith_arg(e.args[1], e, used_in)
+                        r = r / np.log(b.values)
+                        miss = miss | b.missing
+                elif fn == "scale":
+                    ok = ~miss
+                    m = x[ok].mean() if ok.any() else np.nan
+                    sd = x[ok].std(ddof=1) if ok.sum() > 1 else np.nan
+                    if not np.isfinite(sd) or sd == 0:
+                        raise GlmmInputError(
+                            f"{e.deparse()} (in {used_in}) cannot scale {e.args[0].deparse()!r}: its standard "
+                            "deviation is zero or it has fewer than two values"
+                        )
+                    r = (x - m) / sd
+                else:
+                    r = {"log2": np.log2, "log10": np.log10, "log1p": np.log1p, "exp": np.exp,
+                         "sqrt": np.sqrt, "abs": np.abs}[fn](x)
+            return self._checked(e, r, miss, used_in)
+        raise GlmmInputError(f"cannot evaluate {e.deparse()!r} in {used_in}")  # pragma: no cover
+
+    def _arith_arg(self, arg: Expr, whole: Expr, used_in: str) -> _Num:
+        v = self._eval(arg, used_in)
+        if isinstance(v, _Fac):
+            if v.levels == ["FALSE", "TRUE"]:  # R: arithmetic on a logical uses 0/1
+                vals = v.codes.astype(float)
+                vals[v.codes < 0] = np.nan
+                return _Num(vals, v.codes < 0)
+            raise GlmmInputError(
+                f"{whole.deparse()!r} (in {used_in}) does arithmetic on {arg.deparse()!r}, a factor with levels "
+                f"{_show_levels(v.levels)}; use numbers, or the factor on its own as a term"
+            )
+        return v
+
+    def _checked(self, e: Expr, r: np.ndarray, miss: np.ndarray, used_in: str) -> _Num:
+        r = np.asarray(r, dtype=float)
+        bad = ~np.isfinite(r) & ~miss
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise GlmmInputError(
+                f"{e.deparse()} (in {used_in}) is not a finite number on {int(bad.sum())} row(s), first on row {i} "
+                "(0-based), although its inputs are; fix those values or change the term (log() and sqrt() need "
+                "positive values)"
+            )
+        return _Num(r, miss)
+
+
+def _show_levels(levels: list[str]) -> str:
+    shown = ", ".join(repr(x) for x in levels[:6])
+    return shown + (", ..." if len(levels) > 6 else "")
+
+
+def _is_bool_object(s: pd.Series) -> bool:
+    v = s.dropna()
+    if len(v) == 0:
+        return False
+    return bool(v.map(type).isin([bool, np.bool_]).all())
+
+
+def _series_value(s: pd.Series, name: str) -> _Num | _Fac:
+    dt = s.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        codes = np.asarray(s.cat.codes, dtype=np.int64)
+        cats = list(dt.categories)
+        if cats and all(isinstance(c, (bool, np.bool_)) for c in cats):
+            levels = ["TRUE" if c else "FALSE" for c in cats]
+        elif cats and all(isinstance(c, (int, float, np.integer, np.floating)) for c in cats):
+            levels = [_number_label(float(c)) for c in cats]
+        else:
+            levels = [str(c) for c in cats]
+        return _Fac(codes, levels)
+    if pd.api.types.is_bool_dtype(dt):
+        arr = s.to_numpy()
+        if dt == object or str(dt) == "boolean":
+            miss = np.asarray(s.isna())
+            codes = np.where(miss, -1, np.asarray(s.fillna(False), dtype=bool).astype(np.int64))
+        else:
+            codes = arr.astype(np.int64)
+        return _Fac(codes, ["FALSE", "TRUE"])
+    if pd.api.types.is_numeric_dtype(dt):
+        vals = s.to_numpy(dtype=float, na_value=np.nan)
+        miss = ~np.isfinite(vals)
+        if miss.any():
+            vals = vals.copy()
+            vals[miss] = np.nan
+        return _Num(vals, miss)
+    if dt == object and _is_bool_object(s):
+        miss = np.asarray(s.isna())
+        codes = np.full(len(s), -1, dtype=np.int64)
+        codes[~miss] = np.asarray(s[~miss].astype(bool), dtype=np.int64)
+        return _Fac(codes, ["FALSE", "TRUE"])
+    # strings (object, pandas string dtypes) and anything else: a factor of the values' text
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    labels = [u if isinstance(u, str) else str(u) for u in uniques]
+    return _relevel(np.asarray(codes, dtype=np.int64), labels)
+
+
+def _relevel(codes: np.ndarray, labels: list[str]) -> _Fac:
+    """Sort labels in code-point order (merging equal texts) and recode."""
+    levels = sorted(set(labels))
+    pos = {lab: i for i, lab in enumerate(levels)}
+    perm = np.array([pos[lab] for lab in labels] + [-1], dtype=np.int64)  # index -1 -> -1
+    return _Fac(perm[codes], levels)
+
+
+def _number_label(v: float) -> str:
+    return format_number(v)
+
+
+def _numeric_factor(v: _Num) -> _Fac:
+    codes, uniques = pd.factorize(v.values, sort=True, use_na_sentinel=True)
+    u = np.asarray(uniques, dtype=float)
+    if np.all(np.abs(u) < 1e15) and np.array_equal(u, np.round(u)):  # whole numbers: "308", fast
+        labels = u.astype(np.int64).astype(str).tolist()
+    else:
+        labels = [_number_label(float(x)) for x in u]
+    return _Fac(np.asarray(codes, dtype=np.int64), labels)
+
+
+# ------------------------------------------------------------------------------------- design matrices
+
+
+def _compact(codes: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop unused levels: (new codes, indices of the kept levels)."""
+    present = np.bincount(codes, minlength=n_levels) > 0
+    keep = np.flatnonzero(present)
+    if len(keep) == n_levels:
+        return codes, keep
+    remap = np.full(n_levels, -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    return remap[codes], keep
+
+
+@dataclass
+class _UsedFactor:
+    codes: np.ndarray  # on used rows, 0..L-1
+    levels: list[str]
+
+
+def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, where: str,
+            factors: dict[Expr, _UsedFactor]) -> tuple[np.ndarray, list[str]]:
+    """R's model.matrix for one part: columns and names, with R's contrast rules."""
+    n = len(rows)
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    if part.intercept:
+        cols.append(np.ones(n))
+        names.append("(Intercept)")
+    sets = [frozenset(t.variables) for t in part.terms]
+    # R's TermCode: a factor is coded by contrasts when the term without it is empty or contained in a
+    # preceding term; otherwise by indicators of all its levels.
+    full: list[dict[Expr, bool]] = []
+    for j, t in enumerate(part.terms):
+        codes = {}
+        for v in t.variables:
+            margin = sets[j] - {v}
+            codes[v] = not (not margin or any(margin <= sets[k] for k in range(j)))
+        full.append(codes)
+    if not part.intercept:  # the first factor of the first term holding one gets all its levels
+        done = False
+        for j, t in enumerate(part.terms):
+            for v in t.variables:
+                if isinstance(values[v], _Fac):
+                    full[j][v] = True
+                    done = True
+                    break
+            if done:
+                break
+    for j, t in enumerate(part.terms):
+        block_cols: list[np.ndarray] = [np.ones(n)]
+        block_names: list[str] = [""]
+        for v in t.variables:
+            val = values[v]
+            label = v.deparse()
+            if isinstance(val, _Fac):
+                f = factors[v]
+                if len(f.levels) < 2:
+                    raise GlmmInputError(
+                        f"factor {label!r} (in {where}) has only one level ({f.levels[0]!r}) on the rows used; "
+                        "a factor needs two or more levels: drop it from the formula or check the data"
+                    )
+                lv = range(len(f.levels)) if full[j][v] else range(1, len(f.levels))
+                vcols = [(f.codes == k).astype(float) for k in lv]
+                vnames = [label + f.levels[k] for k in lv]
+            else:
+                vcols = [val.values[rows]]
+                vnames = [label]
+            # earlier variables vary fastest (R's column order)
+            block_cols = [pc * vc for vc in vcols for pc in block_cols]
+            block_names = [(pn + ":" + vn) if pn else vn for vn in vnames for pn in block_names]
+        if t.degree > 1:
+            for c, nm in zip(block_cols, block_names):
+                if not c.any():
+                    raise GlmmInputError(
+                        f"the interaction column {nm!r} (term {t.label!r} in {where}) is zero on every row used: "
+                        "no row has that combination. Drop the interaction, or merge levels of its factors"
+                    )
+        cols.extend(block_cols)
+        names.extend(block_names)
+    X = np.column_stack(cols) if cols else np.zeros((n, 0))
+    return np.ascontiguousarray(X, dtype=float), names
+
+
+# ------------------------------------------------------------------------------------------- the builder
+
+
+def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian", weights: str | None = None,
+                      offset: str | None = None) -> ModelFrame:
+    """Build the engine's :class:`ModelFrame` for an lme4 ``formula`` on ``df`` (see the module docstring).
+
+    ``family`` is gaussian, binomial, poisson, gamma or negbin (any case); ``weights`` and ``offset`` are column
+    names (prior weights; an offset added to ``offset()`` terms in the formula). Raises
+    :class:`GlmmInputError` for input a person can fix; a non-integer count response is a warning in
+    ``ModelFrame.warnings``.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise GlmmInputError(f"data must be a pandas DataFrame; got {type(df).__name__}")
+    fam = _FAMILIES.get(str(family).strip().lower())
+    if fam is None:
+        raise GlmmInputError(f"unknown family {family!r}: choose one of gaussian, binomial, poisson, gamma, negbin")
+    f: Formula = parse_formula(formula)
+    if f.response is None:  # pragma: no cover - the parser requires one
+        raise GlmmInputError(f"formula {formula!r} needs a response on the left of '~'")
+    if not f.random:
+        raise GlmmInputError(
+            f"formula {formula!r} has no random term: add one such as (1 | group) (a mixed model needs one)"
+        )
+    data = _Data(df, formula)
+    n_input = data.n
+    ftxt = f"formula {formula!r}"
+
+    # ---- evaluate every variable on all input rows
+    resp_expr = f.response
+    is_cbind = isinstance(resp_expr, Call) and resp_expr.fn == "cbind"
+    resp_vals: list[_Num | _Fac] = []
+    if is_cbind:
+        resp_vals = [data.numeric(a, f"the response of {ftxt}") for a in resp_expr.args]
+    else:
+        resp_vals = [data.eval(resp_expr, f"the response of {ftxt}")]
+    fixed_vals = {v: data.eval(v, f"term of {ftxt}") for v in f.fixed.variables}
+    offset_vals = [data.numeric(o, f"offset({o.deparse()}) of {ftxt}") for o in f.fixed.offsets]
+    rand_vals: dict[Expr, _Num | _Fac] = {}
+    group_vals: dict[Expr, _Fac] = {}
+    for r in f.random:
+        for v in r.lhs.variables:
+            rand_vals[v] = data.eval(v, f"random term {r.written} of {ftxt}")
+        for g in r.group:
+            gv = data.eval(g, f"the grouping of {r.written} in {ftxt}", as_factor=True)
+            assert isinstance(gv, _Fac)
+            group_vals[g] = gv
+    w_val = o_val = None
+    if weights is not None:
+        w_val = data.numeric(Name(str(weights)), "weights=", what=str(weights))
+        _finite_or_missing(data.column(str(weights), "weights="), str(weights), "weights")
+    if offset is not None:
+        o_val = data.numeric(Name(str(offset)), "offset=", what=str(offset))
+        _finite_or_missing(data.column(str(offset), "offset="), str(offset), "offset")
+
+    # ---- listwise deletion
+    missing = np.zeros(n_input, dtype=bool)
+    for v in [*resp_vals, *fixed_vals.values(), *offset_vals, *rand_vals.values(), *group_vals.values()]:
+        missing |= v.missing
+    for v in (w_val, o_val):
+        if v is not None:
+            missing |= v.missing
+    rows = np.flatnonzero(~missing)
+    n = len(rows)
+    if n == 0:
+        raise GlmmInputError(
+            f"no row is complete for {ftxt}: every row has a missing value in a variable the model uses"
+        )
+
+    # ---- factors on the rows used (unused levels dropped, as lme4's model frame does)
+    used: dict[Expr, _UsedFactor] = {}
+    for v, val in {**fixed_vals, **rand_vals}.items():
+        if isinstance(val, _Fac):
+            codes, keep = _compact(val.codes[rows], len(val.levels))
+            used[v] = _UsedFactor(codes, [val.levels[k] for k in keep])
+
+    # ---- fixed design
+    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used)
+    if X.shape[1] == 0:
+        raise GlmmInputError(f"{ftxt} has no fixed effects: keep the intercept (1) or add a term")
+
+    # ---- random terms
+    terms: list[RandomTerm] = []
+    for r in f.random:
+        comp = r.component
+        codes, levels = _grouping(r.group, group_vals, rows)
+        nl = len(levels)
+        if nl < 2:
+            raise GlmmInputError(
+                f"the grouping factor {comp!r} of {r.written} has only {nl} level on the rows used; "
+                "grouping factors need two or more levels"
+            )
+        if fam == "gaussian" and nl >= n:
+            raise GlmmInputError(
+                f"the grouping factor {comp!r} of {r.written} has {nl} levels for {n} rows: each group is a "
+                "single row, so its variance cannot be told apart from the residual variance (lme4 refuses this "
+                "too). Group by a coarser column or drop the term"
+            )
+        if nl > n:  # pragma: no cover - levels are dropped to those present
+            raise GlmmInputError(f"the grouping factor {comp!r} has more levels than rows")
+        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {r.written} of {ftxt}", used)
+        correlated = r.correlated or Z.shape[1] > 1
+        terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated))
+
+    # ---- response, weights, offset
+    warnings: list[str] = []
+    w = None
+    if w_val is not None:
+        w = w_val.values[rows]
+        if (w < 0).any():
+            i = int(rows[np.flatnonzero(w < 0)[0]])
+            raise GlmmInputError(
+                f"weights column {weights!r} has negative values (first on row {i}, 0-based); "
+                "prior weights must be >= 0"
+            )
+    y, w = _response(fam, f, resp_expr, resp_vals, rows, w, weights, warnings)
+    off = None
+    if offset_vals or o_val is not None:
+        off = np.zeros(n)
+        for o in offset_vals:
+            off += o.values[rows]
+        if o_val is not None:
+            off += o_val.values[rows]
+    return ModelFrame(
+        response=f.response_label, y=y, X=X, x_names=x_names, terms=terms, rows=rows, n_input=n_input,
+        weights=w, offset=off, intercept=f.fixed.intercept, formula=formula, warnings=warnings,
+    )
+
+
+def _finite_or_missing(s: pd.Series, name: str, what: str) -> None:
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        v = s.to_numpy(dtype=float, na_value=np.nan)
+        bad = np.isinf(v)
+        if bad.any():
+            raise GlmmInputError(
+                f"{what} column {name!r} has infinite values (first on row {int(np.flatnonzero(bad)[0])}, "
+                f"0-based); {what} must be finite"
+            )
+
+
+def _grouping(group: tuple[Expr, ...], vals: dict[Expr, _Fac], rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Codes and labels of a grouping factor on the rows used; ``b:a`` sorts by b, then a."""
+    if len(group) == 1:
+        g = vals[group[0]]
+        codes, keep = _compact(g.codes[rows], len(g.levels))
+        return codes, [g.levels[k] for k in keep]
+    key = np.zeros(len(rows), dtype=np.int64)
+    for g in group:
+        gv = vals[g]
+        key = key * len(gv.levels) + gv.codes[rows]
+    uniq, codes = np.unique(key, return_inverse=True)
+    parts = []
+    rest = uniq.copy()
+    for g in reversed(group):
+        L = len(vals[g].levels)
+        parts.append(rest % L)
+        rest = rest // L
+    parts.reverse()
+    level_arrays = [np.asarray(vals[g].levels, dtype=object)[p] for g, p in zip(group, parts)]
+    labels = [":".join(x) for x in zip(*level_arrays)]
+    return codes.astype(np.int64), labels
+
+
+def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: np.ndarray, w: np.ndarray | None,
+              weights: str | None, warnings: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    label = f.response_label
+    if isinstance(expr, Call) and expr.fn == "cbind":
+        if fam != "binomial":
+            raise GlmmInputError(
+                f"the response {label} gives binomial successes and failures; use family='binomial' "
+                f"(not {fam}) or a single response column"
+            )
+        s = vals[0].values[rows]
+        fl = vals[1].values[rows]
+        for arr, part in ((s, expr.args[0]), (fl, expr.args[1])):
+            if (arr < 0).any():
+                i = int(rows[np.flatnonzero(arr < 0)[0]])
+                raise GlmmInputError(
+                    f"{part.deparse()!r} in the response {label} is negative on row {i} (0-based); "
+                    "successes and failures must be counts >= 0"
+                )
+        trials = s + fl
+        with np.errstate(all="ignore"):
+            y = np.where(trials > 0, s / np.where(trials > 0, trials, 1.0), 0.0)
+        if not (_is_integer(s) and _is_integer(fl)):
+            warnings.append(f"non-integer counts in the binomial response {label}")
+        return y, trials if w is None else w * trials
+    v = vals[0]
+    if isinstance(v, _Fac):
+        if fam == "binomial":
+            # R: the first level is failure, every other level success
+            lv = v.codes[rows]
+            return (lv > 0).astype(float), w
+        raise GlmmInputError(
+            f"the response {label!r} is a factor with levels {_show_levels(v.levels)}; the {fam} family needs "
+            "numbers"
+        )
+    y = np.ascontiguousarray(v.values[rows], dtype=float)
+    if fam == "binomial":
+        if ((y < 0) | (y > 1)).any():
+            i = int(rows[np.flatnonzero((y < 0) | (y > 1))[0]])
+            raise GlmmInputError(
+                f"the binomial response {label!r} must lie in [0, 1] (0/1 outcomes or proportions); row {i} "
+                f"(0-based) has {format_number(float(v.values[i]))}. For counts of successes use "
+                "cbind(successes, failures)"
+            )
+        if w is None and ((y > 0) & (y < 1)).any():
+            raise GlmmInputError(
+                f"the binomial response {label!r} has proportions between 0 and 1 but no weights: give the "
+                "number of trials with weights= (--weights), or write the response as cbind(successes, failures)"
+            )
+        if w is not None and not _is_integer(y * w):
+            warnings.append(f"non-integer numbers of successes: {label} x weights {weights!r} is not whole")
+    elif fam in ("poisson", "negbin"):
+        if (y < 0).any():
+            i = int(rows[np.flatnonzero(y < 0)[0]])
+            raise GlmmInputError(
+                f"the {fam} response {label!r} must be counts >= 0; row {i} (0-based) has "
+                f"{format_number(float(v.values[i]))}"
+            )
+        if not _is_integer(y):
+            warnings.append(f"non-integer values in the {fam} response {label!r}: the model expects counts")
+    elif fam == "gamma":
+        if (y <= 0).any():
+            i = int(rows[np.flatnonzero(y <= 0)[0]])
+            raise GlmmInputError(
+                f"the gamma response {label!r} must be > 0; row {i} (0-based) has "
+                f"{format_number(float(v.values[i]))}"
+            )
+    return y, w
+
+
+def _is_integer(x: np.ndarray) -> bool:
+    return bool(np.all(np.abs(x - np.round(x)) <= 1e-7 * np.maximum(1.0, np.abs(x))))
