@@ -415,13 +415,60 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None):
                     on_iteration=on_iter, polish_gtol=1e-8)
 
 
+def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: ProgressFn, label: str, lo: float,
+           hi: float):
+    """Minimise a value-only function by BOBYQA (NLopt), the derivative-free optimiser lme4 uses for lmer;
+    a profiled REML criterion over a few thetas needs some tens of evaluations with it."""
+    import nlopt
+
+    from glmmlab.engine.optimizer import OptimizationRecord
+
+    log: list[dict] = []
+    best = {"f": np.inf, "x": np.asarray(x0, dtype=float)}
+
+    def objective(x, grad):
+        k = len(log) + 1
+        report(progress, f"{label} (evaluation {k})", lo + (hi - lo) * min(k / 100.0, 1.0))
+        f = fun(np.asarray(x))
+        f = float(f) if np.isfinite(f) else 1e300
+        log.append({"iteration": k, "objective": f, "theta": float(x[0]) if len(x) else 0.0})
+        if f < best["f"]:
+            best["f"], best["x"] = f, np.array(x, dtype=float)
+        return f
+
+    k = x0.size
+    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -1e300).tolist())
+    opt.set_min_objective(objective)
+    opt.set_ftol_abs(1e-12)
+    opt.set_ftol_rel(1e-14)
+    opt.set_xtol_abs(1e-10)
+    max_eval = int(model["max_iter"]) * 10 * (1 + k)
+    opt.set_maxeval(max_eval)
+    opt.set_initial_step(np.where(np.isfinite(lower) & (x0 <= lower + 1e-12), 0.5, 0.75).tolist())
+    try:
+        x = np.asarray(opt.optimize(np.asarray(x0, dtype=float).tolist()))
+        code = opt.last_optimize_result()
+    except (nlopt.RoundoffLimited, RuntimeError):
+        x, code = best["x"], nlopt.ROUNDOFF_LIMITED
+    if best["f"] < fun(x):
+        x = best["x"]
+    converged = code > 0 and code != nlopt.MAXEVAL_REACHED
+    message = "converged" if converged else (
+        f"reached the maximum of {max_eval} evaluations" if code == nlopt.MAXEVAL_REACHED else f"NLopt code {code}")
+    record = OptimizationRecord(x0=[float(v) for v in x0], x=[float(v) for v in x], objective=float(best["f"]),
+                                iterations=len(log), evaluations=len(log), converged=bool(converged),
+                                message=message, log=log)
+    return x, record
+
+
 def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
     report(progress, "Computing cross-products", 0.05)
     prof = ProfiledLmm(st, Xs, mf.y - off, pw)
     lower = st.theta_lower()
     report(progress, "Optimizing REML criterion", 0.1)
-    theta, record = _optimize(prof.value, st.theta_start(), lower, model, progress,
-                              "Optimizing REML criterion", 0.1, 0.8)
+    theta, record = bobyqa(prof.value, st.theta_start(), lower, model, progress, "Optimizing REML criterion",
+                           0.1, 0.8)
     dev, F, pwrss = prof.parts(theta)
     p = Xs.shape[1]
     n = mf.n

@@ -87,6 +87,11 @@ class GlmmResult:
 
     # -- derived views -------------------------------------------------------------------------------
     @property
+    def component(self) -> str:
+        """The grouping factor of a random-intercept fit."""
+        return next(iter(self.groups)) if self.groups else self.model["group"]
+
+    @property
     def family(self) -> str:
         return self.model["family"]
 
@@ -134,7 +139,7 @@ class GlmmResult:
             rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
                      "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.re_rows]
         else:
-            rows = [{"component": self.model["group"], "term": "(Intercept)", "variance": _num(self.var_group),
+            rows = [{"component": self.component, "term": "(Intercept)", "variance": _num(self.var_group),
                      "std_dev": _num(np.sqrt(max(self.var_group, 0.0)))}]
         if self.var_residual is not None:
             rows.append({"component": "Residual", "term": None, "variance": _num(self.var_residual),
@@ -155,7 +160,7 @@ class GlmmResult:
         if self.blup_rows is not None:
             return long_blups(self.blup_rows)
         rank = self.blup_rank()
-        comp = self.model["group"]
+        comp = self.component
         return [
             {"component": comp, "group": g, "term": "(Intercept)", "value": _num(v), "random_intercept": _num(v),
              "std_error": _num(s), "rank": int(r)}
@@ -165,7 +170,7 @@ class GlmmResult:
     def groups_table(self) -> dict:
         if self.groups is not None:
             return {k: int(v) for k, v in self.groups.items()}
-        return {self.model["group"]: int(self.n_groups)}
+        return {self.component: int(self.n_groups)}
 
     def to_dict(self, conf_level: float | None = None) -> dict:
         """The JSON document of the contract (valid JSON: no NaN or infinities)."""

@@ -14,6 +14,7 @@ its relative Cholesky factor column by column (lme4's order).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,7 @@ class ModelFrame:
     intercept: bool = True
     formula: str = ""
     warnings: list[str] = field(default_factory=list)
+    recipe: Any = None  # how the services rebuild this design for new rows (prediction); opaque to the engine
 
     @property
     def n(self) -> int:

@@ -14,28 +14,9 @@ import pandas as pd
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.fit import fit_prepared, prepare_fit
 from glmmlab.engine.results import GlmmResult
-from glmmlab.interfaces.formula import parse_formula
 from glmmlab.services import frames
-
-
-def to_pandas(data: Any) -> pd.DataFrame:
-    """Accept pandas, polars (eager or lazy), pyarrow Tables or a mapping of columns."""
-    if isinstance(data, pd.DataFrame):
-        return data
-    module = type(data).__module__
-    if module.startswith("polars"):
-        if hasattr(data, "collect"):
-            data = data.collect()
-        return data.to_pandas()
-    if module.startswith("pyarrow"):
-        return data.to_pandas()
-    if isinstance(data, dict):
-        return pd.DataFrame(data)
-    if hasattr(data, "to_pandas"):
-        return data.to_pandas()
-    raise GlmmInputError(
-        f"data must be a pandas, polars or Arrow table (or a dict of columns); got {type(data).__name__}"
-    )
+from glmmlab.services.fitting import fit_formula, to_pandas
+from glmmlab.services.modelframe import random_intercept_formula
 
 
 def fit_glmm(
@@ -52,6 +33,8 @@ def fit_glmm(
     tol: float = 1e-6,
     nagq: int = 1,
     se: str = "working",
+    weights: Optional[str] = None,
+    offset: Optional[str] = None,
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
 ) -> GlmmResult:
@@ -64,8 +47,13 @@ def fit_glmm(
     ``n_blocks``: how many blocks of whole groups (run in threads) share the work; default one per core
     for large data.
     Rows with a missing, non-numeric or infinite value in any model column are excluded (listwise).
+    String, categorical and boolean fixed-effect columns become factors (treatment contrasts); ``weights`` and
+    ``offset`` name columns of prior weights and of an offset.
     """
     if type(data).__module__.startswith("dask"):
+        if weights is not None or offset is not None:
+            raise GlmmInputError("weights and offset are not available on a Dask DataFrame yet; fit in memory "
+                                 "(a pandas, polars or Arrow table)")
         from glmmlab.services.distributed import fit_dask  # scale-out path, imported only when used
 
         return fit_dask(data, response=response, group=group, fixed=fixed, family=family, link=link,
@@ -74,6 +62,12 @@ def fit_glmm(
     df = to_pandas(data)
     fixed = list(fixed or [])
     frames.check_columns(df.columns, len(df), response, group, fixed)
+    if weights is not None or offset is not None or any(not _numeric(df[f]) for f in fixed):
+        # factors, weights or an offset: the model language's path (a random-intercept fit all the same)
+        formula = random_intercept_formula(response, group, fixed, intercept)
+        return fit_formula(df, formula, family=family, link=link, weights=weights, offset=offset,
+                           conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se, progress=progress,
+                           n_blocks=n_blocks)
     y = frames.numeric_column(df, response, "response")
     X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
     codes, levels = frames.group_codes(df, group)
@@ -84,12 +78,49 @@ def fit_glmm(
     return fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
 
 
-def glmm(formula: str, data: Any, *, family: str = "gaussian", link: Optional[str] = None, **options: Any) -> GlmmResult:
-    """Fit from an lme4-style formula, e.g. ``glmm("y ~ x1 + x2 + (1 | g)", data, family="binomial")``.
+def _numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
-    Supported: a response, ``+``-separated column names, ``0 +`` or ``- 1`` to drop the intercept, and exactly
-    one random-intercept term ``(1 | group)``.
+
+def glmm(
+    formula: str,
+    data: Any,
+    *,
+    family: str = "gaussian",
+    link: Optional[str] = None,
+    weights: Optional[str] = None,
+    offset: Optional[str] = None,
+    conf_level: float = 0.95,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    nagq: int = 1,
+    se: str = "working",
+    progress: Optional[Callable[[str, float], None]] = None,
+    n_blocks: Optional[int] = None,
+) -> GlmmResult:
+    """Fit a model written in lme4's language, e.g.
+    ``glmm("Reaction ~ Days + (Days | Subject)", df)`` or
+    ``glmm("cbind(s, f) ~ period + (1 | herd)", df, family="binomial")``.
+
+    Fixed part: numeric columns, factors (string, categorical and boolean columns; treatment contrasts),
+    ``a:b``, ``a*b``, ``0 +``/``- 1``, ``I()``, ``log()``, ``exp()``, ``sqrt()``, ``scale()``, ``offset()``.
+    Random part: ``(1 | g)``, ``(1 + x | g)``, ``(x || g)``, ``(1 | a/b)``, ``(1 | a) + (1 | b)`` and any mix.
+    ``weights`` names a column of prior weights (binomial: the number of trials for a proportion response),
+    ``offset`` a column added to the linear predictor. Other options as :func:`fit_glmm`.
     """
-    spec = parse_formula(formula)
-    return fit_glmm(data, spec.response, spec.group, spec.fixed, family=family, link=link,
-                    intercept=spec.intercept, **options)
+    if type(data).__module__.startswith("dask"):
+        from glmmlab.interfaces.formula import parse_formula as parse_random_intercept
+
+        try:
+            spec = parse_random_intercept(formula)
+        except GlmmInputError:
+            raise GlmmInputError(
+                "on a Dask DataFrame glmmlab fits the random-intercept form 'y ~ x1 + x2 + (1 | g)' over numeric "
+                "columns; fit other models in memory (a pandas, polars or Arrow table)"
+            ) from None
+        return fit_glmm(data, spec.response, spec.group, spec.fixed, family=family, link=link,
+                        intercept=spec.intercept, conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq,
+                        se=se, weights=weights, offset=offset, progress=progress)
+    return fit_formula(to_pandas(data), formula, family=family, link=link, weights=weights, offset=offset,
+                       conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se, progress=progress,
+                       n_blocks=n_blocks)

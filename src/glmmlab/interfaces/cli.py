@@ -26,13 +26,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="glmmlab", description="Random-intercept generalized linear mixed models.")
+    p = _Parser(prog="glmmlab", description="Generalized linear mixed models in lme4's model language.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     f = sub.add_parser("fit", help="fit a model to a CSV, TSV or Parquet file")
     f.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file (or a Parquet directory)")
-    f.add_argument("--response", required=True, metavar="Y")
-    f.add_argument("--group", required=True, metavar="G")
+    f.add_argument("--formula", default=None, metavar="FORMULA",
+                   help="a model in lme4's language, e.g. 'y ~ x * f + (1 + x | g)' (instead of --response/--group)")
+    f.add_argument("--response", default=None, metavar="Y")
+    f.add_argument("--group", default=None, metavar="G")
     f.add_argument("--fixed", nargs="*", default=[], metavar="X")
+    f.add_argument("--weights", default=None, metavar="COLUMN", help="prior weights (binomial: trials)")
+    f.add_argument("--offset", default=None, metavar="COLUMN", help="an offset added to the linear predictor")
     f.add_argument("--family", default="gaussian", type=str.lower, choices=list(FAMILIES))
     f.add_argument("--link", default=None, type=str.lower, choices=list(LINKS))
     f.add_argument("--no-intercept", action="store_true")
@@ -54,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MISSING = ["NA", "NaN", "n/a", ".", ""]  # cells read as missing values, as R's read.csv and SPSS/Stata exports
+
+
 def read_table(path: str):
     """Read DATA by its extension: .csv, .tsv (or .txt with tabs), .parquet / a Parquet directory."""
     import pandas as pd
@@ -66,9 +73,9 @@ def read_table(path: str):
         if p.is_dir() or suffix in (".parquet", ".pq"):
             return pd.read_parquet(p)
         if suffix == ".csv":
-            return pd.read_csv(p)
+            return pd.read_csv(p, na_values=MISSING)
         if suffix in (".tsv", ".tab"):
-            return pd.read_csv(p, sep="\t")
+            return pd.read_csv(p, sep="\t", na_values=MISSING)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot read '{path}': {first}") from None
@@ -103,14 +110,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from glmmlab.interfaces.api import fit_glmm
     from glmmlab.interfaces.text import render
 
+    if args.formula is not None:
+        if args.response or args.group or args.fixed or args.no_intercept:
+            raise UsageError("give either --formula or --response/--group/--fixed, not both")
+    elif not args.response or not args.group:
+        raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
     bar = ProgressBar()
-    options = dict(
-        response=args.response, group=args.group, fixed=args.fixed, family=args.family, link=args.link,
-        intercept=not args.no_intercept, conf_level=args.conf_level, max_iter=args.max_iter, tol=args.tol,
-        nagq=args.nagq, se=args.se, progress=bar,
-    )
+    common = dict(family=args.family, link=args.link, conf_level=args.conf_level, max_iter=args.max_iter,
+                  tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights, offset=args.offset, progress=bar)
+    options = dict(common, response=args.response, group=args.group, fixed=args.fixed,
+                   intercept=not args.no_intercept)
     try:
-        if args.engine == "dask":
+        if args.formula is not None:
+            from glmmlab.interfaces.api import glmm
+
+            if args.engine == "dask":
+                raise UsageError("--formula runs in memory; for --engine dask use --response/--group/--fixed")
+            if args.scheduler:
+                raise UsageError("--scheduler needs --engine dask")
+            result = glmm(args.formula, read_table(args.data), **common)
+        elif args.engine == "dask":
+            if args.weights or args.offset:
+                raise UsageError("--weights and --offset run in memory; leave out --engine dask")
+            options.pop("weights"), options.pop("offset")
             from glmmlab.services.distributed import fit_parquet_on_dask
 
             result = fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options)

@@ -44,7 +44,7 @@ from glmmlab.engine.formula import (
 )
 from glmmlab.engine.terms import ModelFrame, RandomTerm
 
-__all__ = ["build_model_frame", "random_intercept_formula"]
+__all__ = ["DesignRecipe", "RandomTermRecipe", "build_model_frame", "random_intercept_formula"]
 
 _FAMILIES = {"gaussian": "gaussian", "binomial": "binomial", "poisson": "poisson", "gamma": "gamma",
              "negbin": "negbin", "negative_binomial": "negbin", "nbinom2": "negbin"}
@@ -103,6 +103,10 @@ class _Data:
         self.formula = formula_text
         self.names = {str(c): c for c in df.columns}
         self.cache: dict[tuple[Expr, bool], _Num | _Fac] = {}
+        # scale(): the centre and scale each call used; given (``fixed_scales``) when rebuilding for new rows
+        self.scale_params: dict[Expr, tuple[float, float]] = {}
+        self.fixed_scales: dict[Expr, tuple[float, float]] | None = None
+        self.kinds: dict[str, str] = {}  # "numeric" or "factor" per column read
 
     def column(self, name: str, used_in: str) -> pd.Series:
         if name not in self.names:
@@ -142,7 +146,9 @@ class _Data:
 
     def _eval(self, e: Expr, used_in: str) -> _Num | _Fac:
         if isinstance(e, Name):
-            return _series_value(self.column(e.name, used_in), e.name)
+            out = _series_value(self.column(e.name, used_in), e.name)
+            self.kinds.setdefault(e.name, "factor" if isinstance(out, _Fac) else "numeric")
+            return out
         if isinstance(e, Num):
             return _Num(np.full(self.n, e.value), np.zeros(self.n, dtype=bool))
         if isinstance(e, Paren):
@@ -178,14 +184,18 @@ class _Data:
                         r = r / np.log(b.values)
                         miss = miss | b.missing
                 elif fn == "scale":
-                    ok = ~miss
-                    m = x[ok].mean() if ok.any() else np.nan
-                    sd = x[ok].std(ddof=1) if ok.sum() > 1 else np.nan
-                    if not np.isfinite(sd) or sd == 0:
-                        raise GlmmInputError(
-                            f"{e.deparse()} (in {used_in}) cannot scale {e.args[0].deparse()!r}: its standard "
-                            "deviation is zero or it has fewer than two values"
-                        )
+                    if self.fixed_scales is not None:  # new rows: the fit's centre and scale
+                        m, sd = self.fixed_scales[e]
+                    else:
+                        ok = ~miss
+                        m = x[ok].mean() if ok.any() else np.nan
+                        sd = x[ok].std(ddof=1) if ok.sum() > 1 else np.nan
+                        if not np.isfinite(sd) or sd == 0:
+                            raise GlmmInputError(
+                                f"{e.deparse()} (in {used_in}) cannot scale {e.args[0].deparse()!r}: its standard "
+                                "deviation is zero or it has fewer than two values"
+                            )
+                    self.scale_params[e] = (float(m), float(sd))
                     r = (x - m) / sd
                 else:
                     r = {"log2": np.log2, "log10": np.log10, "log1p": np.log1p, "exp": np.exp,
@@ -312,8 +322,9 @@ class _UsedFactor:
 
 
 def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, where: str,
-            factors: dict[Expr, _UsedFactor]) -> tuple[np.ndarray, list[str]]:
-    """R's model.matrix for one part: columns and names, with R's contrast rules."""
+            factors: dict[Expr, _UsedFactor], check: bool = True) -> tuple[np.ndarray, list[str]]:
+    """R's model.matrix for one part: columns and names, with R's contrast rules. ``check=False`` (new rows for
+    prediction, coded into the fit's levels) skips the checks that only make sense on the data of a fit."""
     n = len(rows)
     cols: list[np.ndarray] = []
     names: list[str] = []
@@ -348,7 +359,7 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
             label = v.deparse()
             if isinstance(val, _Fac):
                 f = factors[v]
-                if len(f.levels) < 2:
+                if check and len(f.levels) < 2:
                     raise GlmmInputError(
                         f"factor {label!r} (in {where}) has only one level ({f.levels[0]!r}) on the rows used; "
                         "a factor needs two or more levels: drop it from the formula or check the data"
@@ -362,7 +373,7 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
             # earlier variables vary fastest (R's column order)
             block_cols = [pc * vc for vc in vcols for pc in block_cols]
             block_names = [(pn + ":" + vn) if pn else vn for vn in vnames for pn in block_names]
-        if t.degree > 1:
+        if check and t.degree > 1:
             for c, nm in zip(block_cols, block_names):
                 if not c.any():
                     raise GlmmInputError(
@@ -373,6 +384,50 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
         names.extend(block_names)
     X = np.column_stack(cols) if cols else np.zeros((n, 0))
     return np.ascontiguousarray(X, dtype=float), names
+
+
+# ----------------------------------------------------------------------------------------------- recipe
+
+
+@dataclass(frozen=True)
+class RandomTermRecipe:
+    """One random term as the fit coded it: its grouping factor's levels on the rows used and its Z columns."""
+
+    component: str
+    levels: tuple[str, ...]
+    names: tuple[str, ...]
+    correlated: bool
+
+
+@dataclass(frozen=True)
+class DesignRecipe:
+    """Everything needed to rebuild a fit's design for new rows (``ModelFrame.recipe``).
+
+    ``levels`` holds, per factor-valued variable of the fixed part and of the random terms' left-hand sides, its
+    levels on the rows used (the first is the reference of treatment contrasts); ``scales`` the centre and scale
+    of every ``scale()`` call from the fit's data; ``column_kinds`` whether each data column read was numeric or a
+    factor; ``terms`` the random terms in the formula's order (their grouping levels and column names). The
+    structure of the fixed and random parts and the offset expressions are the parsed ``formula``'s.
+    """
+
+    formula: Formula
+    x_names: tuple[str, ...]
+    levels: dict[Expr, tuple[str, ...]]
+    scales: dict[Expr, tuple[float, float]]
+    column_kinds: dict[str, str]
+    terms: tuple[RandomTermRecipe, ...]
+    offset_column: str | None = None
+
+    @property
+    def factors(self) -> dict[str, dict]:
+        """Per factor variable (by its label): ``{"levels": [...], "reference": first level}``."""
+        return {v.deparse(): {"levels": list(lv), "reference": lv[0]} for v, lv in self.levels.items()}
+
+    @property
+    def offsets(self) -> list[str]:
+        """The offset expressions: the formula's ``offset()`` terms, then the ``offset=`` column."""
+        out = [o.deparse() for o in self.formula.fixed.offsets]
+        return out + ([self.offset_column] if self.offset_column is not None else [])
 
 
 # ------------------------------------------------------------------------------------------- the builder
@@ -498,9 +553,15 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
             off += o.values[rows]
         if o_val is not None:
             off += o_val.values[rows]
+    recipe = DesignRecipe(
+        formula=f, x_names=tuple(x_names), levels={v: tuple(u.levels) for v, u in used.items()},
+        scales=dict(data.scale_params), column_kinds=dict(data.kinds),
+        terms=tuple(RandomTermRecipe(t.component, tuple(t.levels), tuple(t.names), t.correlated) for t in terms),
+        offset_column=None if offset is None else str(offset),
+    )
     return ModelFrame(
         response=f.response_label, y=y, X=X, x_names=x_names, terms=terms, rows=rows, n_input=n_input,
-        weights=w, offset=off, intercept=f.fixed.intercept, formula=formula, warnings=warnings,
+        weights=w, offset=off, intercept=f.fixed.intercept, formula=formula, warnings=warnings, recipe=recipe,
     )
 
 

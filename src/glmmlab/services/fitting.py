@@ -1,0 +1,140 @@
+"""One way from a formula and a table to a fit, for every front door (Python API, command line, web app).
+
+The formula is turned into a :class:`~glmmlab.engine.terms.ModelFrame` (:mod:`glmmlab.services.modelframe`);
+then the model picks its estimator: a single random intercept ``(1 | g)`` without prior weights or an offset
+takes the engine's random-intercept path (blocks of whole groups, exact gradients, AGQ), every other model the
+general path (:mod:`glmmlab.engine.general`). Both give the same numbers where both apply.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.fit import fit_prepared, prepare_fit, validate_options
+from glmmlab.engine.formula import Name, parse_formula
+from glmmlab.engine.general import fit_frame
+from glmmlab.engine.progress import ProgressFn, report
+from glmmlab.engine.results import GlmmResult
+from glmmlab.engine.terms import ModelFrame
+from glmmlab.services.modelframe import build_model_frame
+
+
+def _plain_columns(formula: str, df: pd.DataFrame) -> tuple[list[str] | None, str | None]:
+    """(fixed columns, grouping column) when the formula is the random-intercept form over plain numeric
+    columns (the contract fills ``model.fixed`` and ``model.group`` only then), else (None, None)."""
+    try:
+        f = parse_formula(formula)
+    except GlmmInputError:
+        return None, None
+    if len(f.random) != 1 or f.fixed.offsets:
+        return None, None
+    r = f.random[0]
+    if len(r.group) != 1 or not isinstance(r.group[0], Name) or r.lhs.terms or not r.lhs.intercept:
+        return None, None
+    fixed = []
+    for t in f.fixed.terms:
+        if len(t.variables) != 1 or not isinstance(t.variables[0], Name):
+            return None, None
+        name = t.variables[0].name
+        if name not in df.columns or not pd.api.types.is_numeric_dtype(df[name]) \
+                or pd.api.types.is_bool_dtype(df[name]):
+            return None, None
+        fixed.append(name)
+    return fixed, r.component
+
+
+def _random_intercept_only(mf: ModelFrame) -> bool:
+    if len(mf.terms) != 1:
+        return False
+    t = mf.terms[0]
+    return (t.q == 1 and t.names == ["(Intercept)"] and bool(np.all(t.Z[:, 0] == 1.0))
+            and (mf.weights is None or bool(np.all(mf.weights == 1.0)))
+            and (mf.offset is None or bool(np.all(mf.offset == 0.0))))
+
+
+def fit_formula(
+    df: pd.DataFrame,
+    formula: str,
+    *,
+    family: str = "gaussian",
+    link: str | None = None,
+    weights: str | None = None,
+    offset: str | None = None,
+    conf_level: float = 0.95,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    nagq: int = 1,
+    se: str = "working",
+    progress: ProgressFn = None,
+    n_blocks: int | None = None,
+) -> GlmmResult:
+    """Fit an lme4 formula to a pandas DataFrame (see :func:`glmmlab.glmm` for the options)."""
+    fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
+    if not isinstance(formula, str) or not formula.strip():
+        raise GlmmInputError("formula must be text such as 'y ~ x + (1 | g)'")
+    for option, col in (("weights", weights), ("offset", offset)):
+        if col is not None and col not in df.columns:
+            raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
+                                 + ", ".join(map(str, df.columns[:20])))
+    start = time.perf_counter()
+    report(progress, "Preparing data", 0.0)
+    mf = build_model_frame(df, formula, family=fam.name, weights=weights, offset=offset)
+    fixed_cols, group_col = _plain_columns(formula, df)
+    model = {
+        "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
+        "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
+        "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
+        "offset": offset,
+    }
+    if _random_intercept_only(mf):
+        result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
+    else:
+        result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start)
+    result.fit_seconds = time.perf_counter() - start
+    result.warnings[:0] = [w for w in mf.warnings if w not in result.warnings]
+    return result
+
+
+def _fit_random_intercept(mf: ModelFrame, model: dict, family: str, link: str, se: str, progress: ProgressFn,
+                          n_blocks: int | None) -> GlmmResult:
+    t = mf.terms[0]
+    names = list(mf.x_names)
+    cols = [mf.X[:, j] for j, nm in enumerate(names) if not (nm == "(Intercept)" and mf.intercept)]
+    fixed_names = [nm for nm in names if not (nm == "(Intercept)" and mf.intercept)]
+    prepared = prepare_fit(mf.y, cols, fixed_names, np.asarray(t.codes), list(t.levels), response=mf.response,
+                           group_name=t.component, family=family, link=link, intercept=mf.intercept,
+                           conf_level=model["conf_level"], max_iter=model["max_iter"], tol=model["tol"],
+                           nagq=model["nagq"], se=se, progress=progress)
+    result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
+    # the design saw only the frame's rows: report input rows and the frame's own exclusions too
+    result.rows = np.asarray(mf.rows)[np.asarray(result.rows)]
+    result.n_excluded += mf.n_input - mf.n
+    result.groups = {t.component: len(t.levels)}
+    keep = {k: result.model[k] for k in ("response",)}
+    result.model = dict(model, **keep)
+    return result
+
+
+def to_pandas(data: Any) -> pd.DataFrame:
+    """Accept pandas, polars (eager or lazy), pyarrow Tables or a mapping of columns."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    module = type(data).__module__
+    if module.startswith("polars"):
+        if hasattr(data, "collect"):
+            data = data.collect()
+        return data.to_pandas()
+    if module.startswith("pyarrow"):
+        return data.to_pandas()
+    if isinstance(data, dict):
+        return pd.DataFrame(data)
+    if hasattr(data, "to_pandas"):
+        return data.to_pandas()
+    raise GlmmInputError(
+        f"data must be a pandas, polars or Arrow table (or a dict of columns); got {type(data).__name__}"
+    )
