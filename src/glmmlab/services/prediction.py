@@ -104,7 +104,11 @@ class _NewData(_Data):
                 and e.name not in self.group_only:
             s = self.column(e.name, used_in)
             out = _series_value(s, e.name)
-            if isinstance(out, _Fac) and out.levels != ["FALSE", "TRUE"]:
+            if isinstance(out, _Fac):
+                if out.levels == ["FALSE", "TRUE"]:  # logical: 0/1, as R's arithmetic does
+                    vals = out.codes.astype(float)
+                    vals[out.codes < 0] = np.nan
+                    return _Num(vals, out.codes < 0)
                 out = _to_numbers(s, e.name, used_in)
             return out
         return super()._eval(e, used_in)
@@ -189,7 +193,8 @@ def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | No
                 new = [val.levels[k] for k in np.unique(val.codes[codes < 0])]
                 k = int((codes < 0).sum())
                 cols = v.names()
-                col = f"column {cols[0]!r}" if isinstance(v, Name) else f"{v.deparse()!r} (columns {cols})"
+                col = f"column {cols[0]!r}" if isinstance(v, Name) else \
+                    f"{v.deparse()!r} (column {', '.join(repr(c) for c in cols)})"
                 raise GlmmInputError(
                     f"{col} (in {used_in}) has level(s) {_show_levels(new)} on {k} new row(s) that the fit "
                     f"never saw; its levels are {_show_levels(list(levels))}. A fixed effect cannot be predicted "
