@@ -28,7 +28,7 @@ from glmmlab.interfaces.api import glmm
 from glmmlab.interfaces.cli import read_table
 
 MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
-IMPLEMENTED_FAMILIES = {"gaussian", "binomial", "poisson", "gamma"}
+IMPLEMENTED_FAMILIES = {"gaussian", "binomial", "poisson", "gamma", "negbin"}
 
 
 def model_cases() -> list:
@@ -123,6 +123,8 @@ def test_values(case, key):
             key_ = ("Residual", None) if v["grp"] == "Residual" else (v["component"], v["var1"])
             expected = v["vcov"] if v["grp"] == "Residual" else v["vcov"] / scale
             assert mine[key_] == pytest.approx(expected, rel=var_tol), key_
+    if fam == "negbin":
+        assert doc["family_parameter"]["value"] == pytest.approx(r["family_parameter"]["value"], rel=0.03)
     corr = {(c["component"], frozenset((c["term1"], c["term2"]))): c["correlation"]
             for c in doc["random_correlations"]}
     for v in r["varcorr"]:

@@ -98,6 +98,7 @@ class Family:
     unit_deviance: Callable[[np.ndarray, np.ndarray], np.ndarray]
     logpdf: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
     mu_valid: Callable[[np.ndarray], np.ndarray]
+    parameter: float | None = None  # the negative binomial's theta; None for the others
 
     @property
     def canonical_link(self) -> str:
@@ -205,6 +206,36 @@ FAMILIES: dict[str, Family] = {
         lambda mu: mu > 0,
     ),
 }
+
+
+def negbin_family(theta: float) -> Family:
+    """The negative binomial NB2 with size theta: Var(Y) = mu + mu^2 / theta (glmmTMB's nbinom2)."""
+    th = float(theta)
+
+    def variance(mu):
+        return mu + mu * mu / th
+
+    def variance_d1(mu):
+        return 1.0 + 2.0 * mu / th
+
+    def unit_deviance(y, mu):
+        mu = np.maximum(mu, _TINY)
+        # 2 [y log(y / mu) - (y + theta) log((y + theta) / (mu + theta))], written through r = (y - mu) / mu
+        # and r' = (y - mu) / (mu + theta) so that it does not cancel near y = mu
+        r1 = (y - mu) / mu
+        r2 = (y - mu) / (mu + th)
+        return 2.0 * (mu * xlog1p_minus(r1) - (mu + th) * xlog1p_minus(r2))
+
+    def logpdf(y, mu, phi):
+        mu = np.maximum(mu, _TINY)
+        return (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
+                + th * np.log(th / (th + mu)) + special.xlogy(y, mu / (th + mu)))
+
+    return Family("negbin", "Negative Binomial (NB2)", ("log", "identity"), False, variance, variance_d1,
+                  unit_deviance, logpdf, lambda mu: mu > 0, th)
+
+
+FAMILIES["negbin"] = negbin_family(1.0)
 
 
 def resolve(family: str, link: str | None) -> tuple[Family, Link]:

@@ -86,6 +86,11 @@ def validate_options(
             "nagq > 1 (adaptive Gauss-Hermite quadrature) is for the binomial, poisson and gamma families; "
             "use nagq 1 with the gaussian family"
         )
+    if nagq > 1 and fam.name == "negbin":
+        raise GlmmInputError(
+            "nagq > 1 (adaptive Gauss-Hermite quadrature) is not available for the negbin family yet; use nagq 1 "
+            "(the Laplace approximation, as glmmTMB)"
+        )
     if se not in ("working", "hessian"):
         raise GlmmInputError(f"se must be 'working' or 'hessian'; got {se!r}")
     return fam, lk

@@ -21,7 +21,7 @@ from glmmlab.engine import advice, inference
 from glmmlab.engine.blocked import Structure, factor
 from glmmlab.engine.blocks import one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families import Family, Link
+from glmmlab.engine.families import Family, Link, negbin_family
 from glmmlab.engine.glm import starting_mu
 from glmmlab.engine.optimizer import minimize, numeric_gradient
 from glmmlab.engine.pirls import row_state
@@ -70,6 +70,8 @@ class Likelihood:
             self.sat = float(np.sum(pw * (special.xlogy(y, y) - y - special.gammaln(y + 1.0))))
         elif fam.name == "gamma":
             self.sum_w_log_y = float(np.sum(pw * np.log(y)))
+        elif fam.name == "negbin":
+            self.sat = float(np.sum(pw * fam.logpdf(y, np.maximum(y, 1e-300), 1.0)))
 
     def minus2(self, dev: float) -> float:
         """-2 log p(y | mu) given the weighted total deviance ``dev``."""
@@ -143,6 +145,15 @@ class GeneralLaplace:
         self.u = np.zeros(st.Q)
         self.evaluations = 0
         self.modes_converged = True
+        # glmmTMB's Laplace approximation for the negative binomial: the log-determinant uses the observed
+        # information (the exact Hessian of the joint log-density) rather than the expected one
+        self.observed = fam.name == "negbin"
+
+    def set_family(self, fam: Family) -> None:
+        """Use another member of the family (the negative binomial's theta)."""
+        self.fam = fam
+        self.resp = Response(self.y, fam)
+        self.lik = Likelihood(fam, self.y, self.pw)
 
     def _state(self, eta_f: np.ndarray, u: np.ndarray, lams: list[np.ndarray]):
         re = self.st.row_effect(self.st.b_of_u(u, lams))
@@ -187,7 +198,11 @@ class GeneralLaplace:
             w = self.pw * rs.w
             F = factor(st, st.crossprods(w, None), theta)
         dev = float(np.sum(self.pw * rs.dev))
-        return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged}
+        logdet = F.logdet
+        if self.observed:
+            logdet = factor(st, st.crossprods(0.5 * self.pw * rs.dev_eta2, None), theta).logdet
+        return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
+                "logdet": logdet}
 
     def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         """D and its exact gradient (one grouping factor: the implicit function theorem, level by level)."""
@@ -291,12 +306,44 @@ class GeneralLaplace:
             m = self.pirls(theta, beta, self.u)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf
-        D = self.lik.minus2(m["dev"]) + float(m["u"] @ m["u"]) + m["F"].logdet
+        D = self.lik.minus2(m["dev"]) + float(m["u"] @ m["u"]) + m["logdet"]
         if not np.isfinite(D):
             return np.inf
         self.u = m["u"]
         self.modes_converged = m["converged"]
         return float(D)
+
+
+class NegbinLaplace:
+    """The Laplace deviance over (theta, beta, log theta_nb) for the negative binomial."""
+
+    def __init__(self, lap: GeneralLaplace):
+        self.lap = lap
+
+    def value(self, params: np.ndarray) -> float:
+        log_nb = float(params[-1])
+        if not -20.0 < log_nb < 20.0:
+            return np.inf
+        self.lap.set_family(negbin_family(np.exp(log_nb)))
+        return self.lap.value(params[:-1])
+
+
+def negbin_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, lk: Link
+               ) -> tuple[np.ndarray, float, float]:
+    """The negative binomial GLM: (coefficients, theta, -2 log-likelihood), theta by maximum likelihood."""
+    from scipy.optimize import minimize_scalar
+
+    def profile(log_th: float):
+        fam = negbin_family(np.exp(log_th))
+        beta, dev = glm_irls(Xs, y, pw, off, fam, lk)
+        return Likelihood(fam, y, pw).minus2(dev), beta
+
+    mean, var = float(np.mean(y)), float(np.var(y))
+    start = np.log(mean * mean / (var - mean)) if var > mean * 1.01 else np.log(100.0)
+    res = minimize_scalar(lambda t: profile(t)[0], bracket=(start - 1.0, start + 1.0),
+                          options={"xtol": 1e-10})
+    m2, beta = profile(float(res.x))
+    return beta, float(np.exp(res.x)), float(m2)
 
 
 def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
@@ -393,7 +440,7 @@ def exact_gradient_ok(st: Structure) -> bool:
     return not st.rest or st.L1 * st.q1 * st.Q2 * st.Q2 <= 2e9 and st.L1 * st.q1 * st.Q2 <= 5e7
 
 
-def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None):
+def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False):
     state = {"it": 0}
 
     def on_iter(k: int, f: float) -> None:
@@ -410,9 +457,10 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None):
                    lo + (hi - lo) * min(state["it"] / 30.0, 1.0))
             return fun_grad(x)
 
-        return minimize(counted_fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], on_iteration=on_iter)
+        return minimize(counted_fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], on_iteration=on_iter,
+                        hessian=hessian)
     return minimize(numeric_gradient(counted, lower), x0, lower, max_iter=model["max_iter"], tol=model["tol"],
-                    on_iteration=on_iter, polish_gtol=1e-8)
+                    on_iteration=on_iter, polish_gtol=1e-8, hessian=hessian)
 
 
 def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: ProgressFn, label: str, lo: float,
@@ -500,16 +548,29 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
 
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress):
     report(progress, "Initial values (GLM)", 0.05)
-    beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk)
+    negbin = fam.name == "negbin"
+    if negbin:
+        beta0, nb0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)
+        fam = negbin_family(nb0)
+    else:
+        beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk)
     lap = GeneralLaplace(st, Xs, mf.y, pw, off, fam, lk)
     nt = st.n_theta
     x0 = np.concatenate([st.theta_start(), beta0])
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
     report(progress, "Optimizing Laplace deviance", 0.1)
-    exact = exact_gradient_ok(st)
-    x, record = _optimize(lap.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
-                          fun_grad=lap.value_and_grad if exact else None)
-    deviance = lap.value(x)
+    if negbin:
+        nbl = NegbinLaplace(lap)
+        x, record = _optimize(nbl.value, np.append(x0, np.log(nb0)), np.append(lower, -np.inf), model, progress,
+                              "Optimizing Laplace deviance", 0.1, 0.8, hessian=(se == "hessian"))
+        deviance = nbl.value(x)
+        fam = lap.fam
+        x = x[:-1]
+    else:
+        exact = exact_gradient_ok(st)
+        x, record = _optimize(lap.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
+                              fun_grad=lap.value_and_grad if exact else None, hessian=(se == "hessian"))
+        deviance = lap.value(x)
     theta, beta_s = x[:nt], x[nt:]
     report(progress, "Computing standard errors", 0.85)
     m = lap.pirls(theta, beta_s, lap.u)
@@ -527,19 +588,27 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress):
     se_hessian = None
     if se == "hessian" and record.hessian is not None:
         cov_all = 2.0 * inference.inverse_spd(record.hessian)
-        se_hessian = np.sqrt(np.abs(np.diag(T @ cov_all[nt:, nt:] @ T.T)))
+        p_ = Xs.shape[1]
+        se_hessian = np.sqrt(np.abs(np.diag(T @ cov_all[nt:nt + p_, nt:nt + p_] @ T.T)))
     loglik = -0.5 * deviance
     lams = st.lambdas(theta)
     bs = st.b_of_u(u, lams)
     cond = [sigma2 * c for c in F.diag_blocks_inverse(st)]
     rows = {"fitted": rs.mu, "deviance_residuals": np.sign(resid) * np.sqrt(np.maximum(pw * rs.dev, 0.0)),
             "pearson_residuals": pearson, "group_random_effect": m["re"]}
-    null_loglik = -0.5 * lap.lik.minus2(glm_dev) if (len(st.blocks) == 1 and st.q1 == 1) else None
-    k = Xs.shape[1] + nt + (1 if fam.has_dispersion else 0)
+    scalar = len(st.blocks) == 1 and st.q1 == 1
+    if not scalar:
+        null_loglik = None
+    else:
+        null_loglik = -0.5 * glm_m2 if negbin else -0.5 * lap.lik.minus2(glm_dev)
+    k = Xs.shape[1] + nt + (1 if (fam.has_dispersion or negbin) else 0)
     converged = record.converged and m["converged"]
-    return _assemble(st, mf, model, "Laplace", converged, theta, lams, 1.0, False, beta, vcov, names,
-                     "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
-                     record.to_dict(), se_hessian, var_residual)
+    out = _assemble(st, mf, model, "Laplace", converged, theta, lams, 1.0, False, beta, vcov, names,
+                    "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
+                    record.to_dict(), se_hessian, var_residual)
+    if negbin:
+        out.family_parameter = {"name": "theta", "value": float(fam.parameter)}
+    return out
 
 
 def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged: bool, theta: np.ndarray,

@@ -91,7 +91,7 @@ def fit_formula(
         "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
         "offset": offset,
     }
-    if _random_intercept_only(mf):
+    if fam.name != "negbin" and _random_intercept_only(mf):
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:
         result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start)

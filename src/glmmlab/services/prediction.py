@@ -115,13 +115,14 @@ class _NewData(_Data):
 
 
 def _to_numbers(s: pd.Series, name: str, used_in: str) -> _Num:
-    vals = pd.to_numeric(s.astype(object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    vals = np.array(pd.to_numeric(s.astype(object), errors="coerce").to_numpy(dtype=float, na_value=np.nan))
     bad = np.isnan(vals) & ~np.asarray(s.isna())
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise GlmmInputError(
             f"column {name!r} (in {used_in}) was numeric in the fit but the new data has values that are not "
-            f"numbers: {s.iloc[i]!r} on row {i} (0-based) and {int(bad.sum()) - 1} more"
+            f"numbers: {s.iloc[i]!r} on row {i} (0-based)"
+            + (f" and {int(bad.sum()) - 1} more row(s)" if bad.sum() > 1 else "")
         )
     miss = ~np.isfinite(vals)
     vals[miss] = np.nan
