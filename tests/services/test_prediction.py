@@ -328,3 +328,14 @@ def test_blups_by_name_in_any_order_and_uncorrelated_terms():
         make_predictor(mf.recipe, mf.x_names, beta, short)
     with pytest.raises(ValueError, match="beta has"):
         make_predictor(mf.recipe, mf.x_names, beta[:1], blups)
+
+
+def test_many_rows_with_an_interaction_grouping_match_the_frame():
+    rng = np.random.default_rng(3)
+    n = 200_000
+    df = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "f": rng.choice(list("abc"), n),
+                       "g": rng.integers(0, 300, n), "h": rng.choice(["p", "q", "r"], n)})
+    mf = build_model_frame(df, "y ~ x * f + (1 + x | g) + (1 | h:g)")
+    perm = rng.permutation(n)
+    d = prediction_design(mf.recipe, df.drop(columns="y").iloc[perm])
+    _assert_same_design(d, mf, perm)

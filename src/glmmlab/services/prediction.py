@@ -241,12 +241,19 @@ def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | No
         if len(gvals) == 1:
             codes = _recode(gvals[0], tr.levels)
         else:  # b:a: look up the label of each combination present
-            stacked = np.column_stack([gv.codes for gv in gvals])
-            uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
+            key = np.zeros(m, dtype=np.int64)
+            for gv in gvals:
+                key = key * len(gv.levels) + gv.codes
+            kcodes, kuniq = pd.factorize(key)
             pos = {lab: i for i, lab in enumerate(tr.levels)}
-            combo = np.array([pos.get(":".join(gv.levels[c] for gv, c in zip(gvals, row)), -1) for row in uniq],
-                             dtype=np.int64)
-            codes = combo[np.asarray(inv).reshape(-1)] if m else np.zeros(0, dtype=np.int64)
+            combo = np.empty(len(kuniq), dtype=np.int64)
+            for j, k in enumerate(int(x) for x in np.asarray(kuniq)):
+                parts = []
+                for gv in reversed(gvals):
+                    parts.append(gv.levels[k % len(gv.levels)])
+                    k //= len(gv.levels)
+                combo[j] = pos.get(":".join(reversed(parts)), -1)
+            codes = combo[kcodes]
         Z, z_names = _design(r.lhs, values, rows, f"random term {r.written} of {ftxt}", factors, check=False)
         if z_names != list(tr.names):  # pragma: no cover - same formula, same levels
             raise ValueError(f"random term {r.written}: columns {z_names} differ from the fit's {list(tr.names)}")
