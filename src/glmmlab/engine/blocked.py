@@ -46,6 +46,11 @@ class Structure:
         self.n = int(self.lead.Z.shape[0])
         self.L1, self.q1 = self.lead.n_levels, self.lead.q
         self.codes1 = np.ascontiguousarray(self.lead.codes, dtype=np.intp)
+        self.counts1 = np.bincount(self.codes1, minlength=self.L1)
+        # rows sorted by the leading factor (fit_frame sorts them) make its per-level sums one np.add.reduceat
+        # and its per-row gathers one np.repeat
+        self.sorted1 = bool(np.all(self.codes1[1:] >= self.codes1[:-1])) and bool(np.all(self.counts1 > 0))
+        self.starts1 = np.concatenate([[0], np.cumsum(self.counts1)[:-1]]).astype(np.intp)
         sizes = [b.n_theta for b in blocks]
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.theta_slices = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(blocks))]
@@ -68,6 +73,18 @@ class Structure:
         cols = (np.asarray(b.codes, dtype=np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
         rows = np.repeat(np.arange(n), q)
         return sparse.csr_matrix((b.Z.ravel(), (rows, cols)), shape=(n, b.size))
+
+    def lead_sum(self, M: np.ndarray) -> np.ndarray:
+        """Per-level sums of the leading factor: (n,) -> (L1,), (n, k) -> (L1, k)."""
+        if self.sorted1:
+            return np.add.reduceat(M, self.starts1, axis=0)
+        if M.ndim == 1:
+            return _level_sum(self.codes1, M, self.L1)
+        return np.column_stack([_level_sum(self.codes1, M[:, k], self.L1) for k in range(M.shape[1])])
+
+    def lead_expand(self, A: np.ndarray) -> np.ndarray:
+        """Each row's entry of a per-level array of the leading factor: (L1, ...) -> (n, ...)."""
+        return np.repeat(A, self.counts1, axis=0) if self.sorted1 else A[self.codes1]
 
     # -- theta ---------------------------------------------------------------------------------------
     def theta_lower(self) -> np.ndarray:
@@ -115,7 +132,11 @@ class Structure:
     def row_effect(self, bs: list[np.ndarray]) -> np.ndarray:
         """Each row's total random-effects contribution to the linear predictor, sum_t z_it' b_t[level]."""
         out = np.zeros(self.n)
-        for blk, b in zip(self.blocks, bs):
+        for i, (blk, b) in enumerate(zip(self.blocks, bs)):
+            if i == 0:
+                bl = self.lead_expand(b)
+                out += blk.Z[:, 0] * bl[:, 0] if blk.q == 1 else np.einsum("nq,nq->n", blk.Z, bl)
+                continue
             codes = np.asarray(blk.codes, dtype=np.intp)
             if blk.q == 1:
                 out += blk.Z[:, 0] * b[codes, 0]
@@ -126,22 +147,23 @@ class Structure:
     # -- cross-products ------------------------------------------------------------------------------
     def crossprods(self, w: np.ndarray, E: np.ndarray | None) -> "CrossProducts":
         """Weighted cross-products of [Z, E] (E: n x m dense, or None)."""
-        Z1, c1, L1, q1 = self.lead.Z, self.codes1, self.L1, self.q1
+        Z1, L1, q1 = self.lead.Z, self.L1, self.q1
         A11 = np.empty((L1, q1, q1))
-        for a in range(q1):
-            wa = w * Z1[:, a]
-            for b in range(a, q1):
-                A11[:, a, b] = _level_sum(c1, wa * Z1[:, b], L1)
-                A11[:, b, a] = A11[:, a, b]
+        pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
+        wZ = w[:, None] * Z1
+        prods = np.empty((self.n, len(pairs)))
+        for k, (a, b) in enumerate(pairs):
+            np.multiply(wZ[:, a], Z1[:, b], out=prods[:, k])
+        sums = self.lead_sum(prods)
+        for k, (a, b) in enumerate(pairs):
+            A11[:, a, b] = sums[:, k]
+            A11[:, b, a] = sums[:, k]
         m = 0 if E is None else E.shape[1]
         E1 = np.empty((L1, q1, m))
         EE = np.empty((m, m))
         if m:
             wE = w[:, None] * E
-            for a in range(q1):
-                za = Z1[:, a]
-                for c in range(m):
-                    E1[:, a, c] = _level_sum(c1, za * wE[:, c], L1)
+            E1[:] = self.lead_sum((Z1[:, :, None] * wE[:, None, :]).reshape(self.n, q1 * m)).reshape(L1, q1, m)
             EE = E.T @ wE
         A21 = A22 = E2 = None
         if self.rest:

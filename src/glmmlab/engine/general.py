@@ -245,8 +245,9 @@ class GeneralLaplace:
         g_u = 2.0 * (1.0 - c) * m["u"]
         pieces = []
         for t, b in enumerate(st.blocks):
-            part = np.column_stack([np.bincount(codes[t], weights=sw * Zt[:, starts[t] + a], minlength=b.n_levels)
-                                    for a in range(b.q)])
+            zt = Zt[:, starts[t]: starts[t + 1]]
+            part = st.lead_sum(sw[:, None] * zt) if t == 0 else np.column_stack(
+                [np.bincount(codes[t], weights=sw * zt[:, a], minlength=b.n_levels) for a in range(b.q)])
             pieces.append(part.ravel())
         g_u = g_u + np.concatenate(pieces)
         canonical = bool(np.allclose(wobs, w, rtol=1e-12, atol=0.0))
@@ -255,16 +256,18 @@ class GeneralLaplace:
         v_blocks = st.split_u(v)
         tv = np.zeros(n)
         for t, b in enumerate(st.blocks):
-            tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], v_blocks[t][codes[t]])
+            vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
+            tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
         a_i = c * d1 + sw - wobs * tv
         grad_beta = self.Xs.T @ a_i
         grad_theta = np.empty(self.nt)
         k = 0
         for t, b in enumerate(st.blocks):
-            Zr, ut, vt = b.Z, u_blocks[t][codes[t]], v_blocks[t]
+            Zr, vt = b.Z, v_blocks[t]
+            ut = st.lead_expand(u_blocks[t]) if t == 0 else u_blocks[t][codes[t]]
             hzt = hz[:, starts[t]: starts[t + 1]]
-            g = np.column_stack([np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels)
-                                 for a in range(b.q)])
+            g = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
+                [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
             for grp in b.groups:
                 mm = len(grp)
                 for jj in range(mm):
@@ -283,7 +286,7 @@ class GeneralLaplace:
         qt = int(starts[-1])
         P = np.empty((n, qt, qt))
         q1 = qs[0]
-        P[:, :q1, :q1] = H11[codes[0]]
+        P[:, :q1, :q1] = st.lead_expand(H11)
         if H12 is None:
             return P
         rows1 = codes[0][:, None] * q1 + np.arange(q1)[None, :]  # (n, q1) rows of H12
@@ -414,6 +417,14 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     if dropped:
         warnings.append("fixed-effect model matrix is rank deficient so dropping "
                         f"{len(dropped)} column(s): {', '.join(dropped)}")
+    # rows sorted by the leading factor's levels (stable): its per-level work becomes contiguous
+    perm = np.argsort(np.asarray(blocks[0].codes), kind="stable")
+    if np.any(perm != np.arange(n)):
+        mf = _permuted(mf, perm)
+        Xs, pw, off = Xs[perm], pw[perm], off[perm]
+        blocks = merge_terms(mf.terms)
+    else:
+        perm = None
     st = Structure(blocks)
     try:
         with np.errstate(all="ignore"), one_blas_thread():
@@ -429,6 +440,11 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
         ) from None
     out.warnings[:0] = warnings
     out.dropped = dropped
+    if perm is not None:  # per-row results back in input order
+        back = np.empty_like(perm)
+        back[perm] = np.arange(n)
+        for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
+            setattr(out, name, np.asarray(getattr(out, name))[back])
     out.fit_seconds = time.perf_counter() - start
     report(progress, "Done", 1.0)
     return out
@@ -438,6 +454,18 @@ def exact_gradient_ok(st: Structure) -> bool:
     """Whether the exact gradient is cheap: always for one grouping factor; with a coupled block it needs the
     dense (H^-1)_12, which costs (L1 q1) x Q2^2 operations per evaluation."""
     return not st.rest or st.L1 * st.q1 * st.Q2 * st.Q2 <= 2e9 and st.L1 * st.q1 * st.Q2 <= 5e7
+
+
+def _permuted(mf: ModelFrame, perm: np.ndarray) -> ModelFrame:
+    from dataclasses import replace
+
+    from glmmlab.engine.terms import RandomTerm
+
+    terms = [RandomTerm(t.component, np.asarray(t.codes)[perm], t.levels, t.Z[perm], t.names, t.correlated)
+             for t in mf.terms]
+    return replace(mf, y=mf.y[perm], X=mf.X[perm], rows=np.asarray(mf.rows)[perm], terms=terms,
+                   weights=None if mf.weights is None else np.asarray(mf.weights)[perm],
+                   offset=None if mf.offset is None else np.asarray(mf.offset)[perm])
 
 
 def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False):
