@@ -69,9 +69,20 @@ def test_missing_column_names_it():
         glmmlab.fit_glmm(_data(), "y", "g", ["x", "nope"])
 
 
-def test_text_column_as_predictor_is_refused():
+def test_text_column_as_predictor_becomes_a_factor():
+    """A text fixed effect is a factor with treatment contrasts (the first level in sorted order is the
+    reference), in the random-intercept form as in a formula, and both give the same fit."""
     df = _data()
-    with pytest.raises(GlmmInputError, match=r"fixed-effect column 'g' is not numeric .*Dummy Coding"):
+    df["t"] = np.array(["b", "a", "c"])[np.arange(len(df)) % 3]
+    res = glmmlab.fit_glmm(df, "y", "g", ["x", "t"])
+    assert res.names == ["(Intercept)", "x", "tb", "tc"]
+    same = glmmlab.glmm("y ~ x + t + (1 | g)", df)
+    np.testing.assert_allclose(res.beta, same.beta, rtol=1e-10)
+
+
+def test_grouping_factor_with_a_level_per_row_is_refused():
+    df = _data()
+    with pytest.raises(GlmmInputError, match=r"'x'"):
         glmmlab.fit_glmm(df, "y", "x", ["g"])
 
 

@@ -22,6 +22,7 @@ from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import ModelFrame
 from glmmlab.services.modelframe import build_model_frame
+from glmmlab.services.prediction import make_predictor
 
 
 def _plain_columns(formula: str, df: pd.DataFrame) -> tuple[list[str] | None, str | None]:
@@ -97,7 +98,27 @@ def fit_formula(
         result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start)
     result.fit_seconds = time.perf_counter() - start
     result.warnings[:0] = [w for w in mf.warnings if w not in result.warnings]
+    if mf.recipe is not None:
+        result.predictor = make_predictor(mf.recipe, list(result.names), np.asarray(result.beta),
+                                          blups_by_component(result))
     return result
+
+
+def blups_by_component(result: GlmmResult) -> dict:
+    """The conditional modes per grouping factor: {component: {"levels", "names", "values" (levels x q)}}."""
+    out: dict = {}
+    for b in result.blup_table():
+        c = out.setdefault(b["component"], {"levels": [], "names": [], "cells": {}})
+        if b["group"] not in c["cells"]:
+            c["levels"].append(b["group"])
+            c["cells"][b["group"]] = {}
+        if b["term"] not in c["names"]:
+            c["names"].append(b["term"])
+        c["cells"][b["group"]][b["term"]] = 0.0 if b["value"] is None else b["value"]
+    for c in out.values():
+        c["values"] = np.array([[c["cells"][lv].get(t, 0.0) for t in c["names"]] for lv in c["levels"]])
+        del c["cells"]
+    return out
 
 
 def _fit_random_intercept(mf: ModelFrame, model: dict, family: str, link: str, se: str, progress: ProgressFn,
