@@ -10,6 +10,11 @@ Model for every simulated case (random intercept per group):
     eta_i = beta_0 + x_i' beta + u_g[i],   u_g ~ N(0, sigma_u^2)
 
 with the response drawn from the family.  Rows are in random order (not sorted by group) and group sizes vary.
+
+General cases (``kind`` ``formula``) carry an lme4 formula: a simulated binomial ``(1 + x1 | g)`` (correlated
+intercept and slope), lme4's InstEval and VerbAgg with crossed factors (exported from R once; R's factor level
+order is written beside the CSV and applied by every fitter), sleepstudy; ``models:*`` are the general reference
+cases of ``../shared/reference/models`` (kind ``models``), checked against the lme4 fit stored there.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class Case:
     path: Path | None = None
     n: int | None = None
     n_groups: int | None = None
-    kind: str = "sim"  # sim | real | reference
+    kind: str = "sim"  # sim | real | reference (random intercept); formula | models (general, lme4 formula)
     notes: list[str] = field(default_factory=list)
     # fitter name -> reason it is not run for this case (by default)
     skip: dict[str, str] = field(default_factory=dict)
@@ -50,10 +55,21 @@ class Case:
     stored_lme4: dict | None = None
     # builds the CSV when it is missing or stale; set for generated cases
     build: object = None
+    # general (formula) cases: the model in lme4's language; response/group/fixed are then informative only
+    formula: str | None = None
+    weights: str | None = None  # column of prior weights
+    offset: str | None = None  # column added to the linear predictor
+    # factor columns whose level order is R's (not sorted): column -> levels, first = reference
+    levels: dict | None = None
+    n_columns: int | None = None  # columns of the CSV (formula cases: the size of the data)
+    groups: dict | None = None  # levels per grouping factor (formula cases)
 
     @property
     def data_bytes(self) -> int:
-        """Size of the numeric data: n x (p + 2) x 8 bytes (p predictors, the response and the group id)."""
+        """Size of the numeric data: n x (p + 2) x 8 bytes (p predictors, the response and the group id);
+        formula cases: n x (columns of the CSV) x 8 bytes (a string column counted as 8-byte codes)."""
+        if self.formula and self.n_columns:
+            return int(self.n or 0) * self.n_columns * 8
         return int(self.n or 0) * (len(self.fixed) + 2) * 8
 
     def describe(self) -> dict:
@@ -70,6 +86,11 @@ class Case:
             "data_bytes": self.data_bytes,
             "path": str(self.path) if self.path else None,
             "notes": list(self.notes),
+            "formula": self.formula,
+            "weights": self.weights,
+            "offset": self.offset,
+            "levels": self.levels,
+            "groups": self.groups,
         }
 
 
@@ -360,6 +381,217 @@ def reference_cases() -> list[Case]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# general (formula) cases: random slopes, crossed factors, factors; fitted by glmmlab.glmm and lme4/glmmTMB
+
+
+SLOPE_FORMULA = "y ~ x1 + x2 + (1 + x1 | g)"
+
+
+@dataclass
+class SlopeSpec:
+    """Binomial logit with a correlated random intercept and slope on x1 per group:
+
+        eta_i = b0 + b1 x1_i + b2 x2_i + u0_g[i] + u1_g[i] x1_i,   (u0, u1) ~ N(0, [[s0^2, r s0 s1], [., s1^2]])
+    """
+
+    n: int
+    n_groups: int
+    intercept: float = -0.4
+    beta: tuple[float, float] = (0.5, -0.3)
+    sd: tuple[float, float] = (0.8, 0.5)
+    corr: float = 0.3
+    seed: int = 20240601
+
+    def meta(self) -> dict:
+        return {"generator_version": GENERATOR_VERSION, "kind": "binomial_slope", "n": self.n,
+                "n_groups": self.n_groups, "intercept": self.intercept, "beta": list(self.beta),
+                "sd": list(self.sd), "corr": self.corr, "seed": self.seed}
+
+    def write(self, path: Path) -> None:
+        rng = np.random.default_rng(self.seed)
+        g = _group_ids(rng, self.n, self.n_groups)
+        x1 = rng.normal(size=self.n)
+        x2 = rng.uniform(-1.0, 1.0, size=self.n)
+        s0, s1 = self.sd
+        cov = np.array([[s0 * s0, self.corr * s0 * s1], [self.corr * s0 * s1, s1 * s1]])
+        u = rng.multivariate_normal(np.zeros(2), cov, size=self.n_groups)
+        eta = self.intercept + self.beta[0] * x1 + self.beta[1] * x2 + u[g, 0] + u[g, 1] * x1
+        y = (rng.random(self.n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+        _write_csv(path, {"y": y, "x1": x1, "x2": x2, "g": g}, self.meta())
+
+
+def slope_case(name: str, spec: SlopeSpec, notes: list[str] | None = None) -> Case:
+    path = DATA_DIR / f"{name}.csv"
+
+    def build() -> None:
+        if not _is_current(path, spec.meta()):
+            spec.write(path)
+
+    return Case(name=name, family="binomial", link="logit", response="y", group="g", fixed=["x1", "x2"],
+                path=path, n=spec.n, n_groups=spec.n_groups, kind="formula", notes=list(notes or []),
+                build=build, formula=SLOPE_FORMULA, n_columns=4, groups={"g": spec.n_groups})
+
+
+# R exports a data set with its factors as strings and writes R's level order beside it
+_R_EXPORT = r"""
+suppressMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+d <- get(args[1])
+keep <- strsplit(args[4], ",")[[1]]
+d <- d[, keep]
+lv <- list()
+for (col in names(d)) {
+  if (is.logical(d[[col]])) d[[col]] <- as.integer(d[[col]])
+  if (is.factor(d[[col]])) {
+    lv[[col]] <- levels(d[[col]])
+    d[[col]] <- as.character(d[[col]])
+  }
+}
+if (args[1] == "VerbAgg") d$r2 <- as.integer(d$r2 == "Y")
+write.csv(d, args[2], row.names = FALSE)
+writeLines(jsonlite::toJSON(lv, auto_unbox = FALSE), args[3])
+"""
+
+
+def _export_r_dataset(dataset: str, columns: list[str], path: Path) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    lv = path.with_name(path.stem + ".levels.json")
+    proc = subprocess.run(["Rscript", "-e", _R_EXPORT, dataset, str(tmp), str(lv), ",".join(columns)],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 or not tmp.exists() or not lv.exists():
+        return False
+    tmp.replace(path)
+    return True
+
+
+def _simulate_crossed(path: Path, kind: str) -> None:
+    """Stand-ins of the real data's shape for runs without R (the figures then say SIMULATED)."""
+    import pandas as pd
+
+    if kind == "insteval":
+        rng = np.random.default_rng(7342)
+        n, ns, nd, ndept = 73_421, 2_972, 1_128, 14
+        s = rng.integers(0, ns, n)
+        d = rng.integers(0, nd, n)
+        dept = (np.arange(nd) % ndept)[d]
+        service = (rng.random(n) < 0.43).astype(np.int64)
+        eta = 3.28 - 0.07 * service + rng.normal(0, 0.32, ns)[s] + rng.normal(0, 0.51, nd)[d] \
+            + rng.normal(0, 0.08, ndept)[dept]
+        y = np.clip(np.round(eta + rng.normal(0, 1.18, n)), 1, 5).astype(np.int64)
+        frame = pd.DataFrame({"s": s + 1, "d": d + 1, "service": service.astype(str), "dept": dept + 1, "y": y})
+    else:  # verbagg
+        rng = np.random.default_rng(3160)
+        nsub = 316
+        anger = np.clip(np.round(rng.normal(20.0, 4.5, nsub)), 11, 39).astype(np.int64)
+        gender = np.where(rng.random(nsub) < 0.24, "M", "F")
+        items = [(s, m, b) for s in ("S1", "S2", "S3", "S4") for m in ("want", "do") for b in ("curse", "scold",
+                                                                                               "shout")]
+        sub = np.repeat(np.arange(nsub), len(items))
+        it = np.tile(np.arange(len(items)), nsub)
+        situ = np.array(["other" if s in ("S1", "S2") else "self" for s, _, _ in items])[it]
+        mode = np.array([m for _, m, _ in items])[it]
+        btype = np.array([b for _, _, b in items])[it]
+        eta = (0.2 + 0.057 * anger[sub] + 0.32 * (gender[sub] == "M") - 1.06 * (btype == "scold")
+               - 2.1 * (btype == "shout") - 1.05 * (situ == "self") - 0.71 * (mode == "do")
+               + rng.normal(0, 1.34, nsub)[sub] + rng.normal(0, 0.45, len(items))[it])
+        r2 = (rng.random(eta.shape[0]) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+        names = np.array([f"{s}{m.capitalize()}{b.capitalize()}" for s, m, b in items])
+        frame = pd.DataFrame({"Anger": anger[sub], "Gender": gender[sub], "item": names[it], "id": sub + 1,
+                              "btype": btype, "situ": situ, "mode": mode, "r2": r2})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+_REAL = {
+    # case -> (R data set, columns kept, formula, family, link, factor columns whose R level order is kept,
+    #          grouping column the quick run subsets on, groups, quick groups kept)
+    "insteval_crossed": ("InstEval", ["s", "d", "service", "dept", "y"], "y ~ service + (1 | s) + (1 | d) + (1 | dept)",
+                         "gaussian", "identity", ["service"], "s", ["s", "d", "dept"], 100),
+    "verbagg_crossed": ("VerbAgg", ["Anger", "Gender", "item", "id", "btype", "situ", "mode", "r2"],
+                        "r2 ~ Anger + Gender + btype + situ + mode + (1 | id) + (1 | item)", "binomial", "logit",
+                        ["Gender", "btype", "situ", "mode"], "id", ["id", "item"], 84),
+}
+
+
+def real_formula_case(name: str, quick: bool, use_r: bool, r_ok: bool) -> Case:
+    """InstEval / VerbAgg exported from R once (factors as strings, R's level order kept beside the CSV)."""
+    dataset, columns, formula, family, link, factor_cols, sub_col, group_cols, quick_groups = _REAL[name]
+    export = DATA_DIR / f"{dataset.lower()}_factors_export.csv"  # verbagg_export.csv is verbagg_binary's
+    case = Case(name=name, family=family, link=link, response=formula.split("~")[0].strip(), group=group_cols[0],
+                fixed=[], kind="formula", formula=formula, n_columns=len(columns))
+
+    def build() -> None:
+        import pandas as pd
+
+        real = export.exists()
+        if not real and use_r and r_ok:
+            real = _export_r_dataset(dataset, columns, export)
+        if real:
+            src = export
+            lv = json.loads(export.with_name(export.stem + ".levels.json").read_text())
+            case.levels = {c: lv[c] for c in factor_cols if c in lv}
+            case.notes.append(f"lme4::{dataset}, exported from R; factors {', '.join(factor_cols)} keep R's level "
+                              f"order (first = reference)")
+        else:
+            src = DATA_DIR / f"{dataset.lower()}_simulated.csv"
+            if not src.exists():
+                _simulate_crossed(src, dataset.lower())
+            why = "R/lme4 not available" if not (use_r and r_ok) else "R export failed"
+            case.notes.append(f"SIMULATED stand-in for {dataset} ({why}): same shape, not the real data")
+        frame = pd.read_csv(src)
+        if quick:
+            keep = frame[sub_col].drop_duplicates().iloc[:quick_groups]
+            frame = frame[frame[sub_col].isin(keep)]
+            case.path = DATA_DIR / f"{name}_quick.csv"
+            frame.to_csv(case.path, index=False)
+            case.notes.append(f"--quick: the first {quick_groups} levels of {sub_col}")
+        else:
+            case.path = src
+        case.n = int(frame.shape[0])
+        case.groups = {c: int(frame[c].nunique()) for c in group_cols}
+        case.n_groups = max(case.groups.values())
+
+    case.build = build
+    return case
+
+
+def sleepstudy_case() -> Case | None:
+    csv = REFERENCE_DIR / "models" / "sleepstudy_slope.csv"
+    if not csv.exists():
+        return None
+    return Case(name="sleepstudy_slope", family="gaussian", link="identity", response="Reaction", group="Subject",
+                fixed=["Days"], path=csv, n=180, n_groups=18, kind="formula",
+                formula="Reaction ~ Days + (Days | Subject)", n_columns=3, groups={"Subject": 18},
+                notes=["lme4::sleepstudy (../shared/reference/models/sleepstudy_slope.csv)"])
+
+
+def model_reference_cases() -> list[Case]:
+    """../shared/reference/models/*.json: the general reference cases (glmmlab only by default)."""
+    out: list[Case] = []
+    mdir = REFERENCE_DIR / "models"
+    if not mdir.is_dir():
+        return out
+    for jpath in sorted(mdir.glob("*.json")):
+        csv = jpath.with_suffix(".csv")
+        if not csv.exists():
+            continue
+        ref = json.loads(jpath.read_text())
+        fit = ref["results"]["nAGQ1"]
+        groups = {k: int(v) for k, v in (fit.get("ngroups") or {}).items()}
+        with open(csv) as fh:
+            ncol = len(fh.readline().split(","))
+        out.append(Case(
+            name=f"models:{jpath.stem}", family=str(ref["family"]).lower(), link=ref["link"],
+            response=ref["formula"].split("~")[0].strip(), group=next(iter(groups), ""), fixed=[], path=csv,
+            n=int(fit["nobs"]), n_groups=max(groups.values()) if groups else None, kind="models",
+            stored_lme4=fit, formula=ref["formula"], weights=ref.get("weights"), offset=ref.get("offset"),
+            n_columns=ncol, groups=groups,
+            notes=[f"stored fit: {fit.get('engine', 'lme4')}"] if fit.get("engine", "lme4") != "lme4" else []))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # the list
 
 
@@ -393,4 +625,13 @@ def all_cases(quick: bool, use_r: bool, r_ok: bool) -> list[Case]:
                 [("x1", "normal", 1.5), ("x2", "binary:0.5", -2.0), ("x3", "group_normal", 0.8)],
                 sigma_u=2.0, sigma=3.0, seed=303),
     )
-    return [poisson, verbagg, binom, gauss, *reference_cases()]
+    n, gr = size(200_000, 2_000)
+    slope_200k = slope_case("sim_binomial_slope_200k" + ("_quick" if quick else ""), SlopeSpec(n, gr, seed=401))
+    n, gr = size(1_000_000, 10_000)
+    slope_1m = slope_case("sim_binomial_slope_1m" + ("_quick" if quick else ""), SlopeSpec(n, gr, seed=402))
+    general = [slope_200k, slope_1m, real_formula_case("insteval_crossed", quick, use_r, r_ok),
+               real_formula_case("verbagg_crossed", quick, use_r, r_ok)]
+    sleep = sleepstudy_case()
+    if sleep:
+        general.append(sleep)
+    return [poisson, verbagg, binom, gauss, *general, *reference_cases(), *model_reference_cases()]

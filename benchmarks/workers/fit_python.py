@@ -2,7 +2,9 @@
 
     python fit_python.py SPEC.json OUT.json
 
-SPEC holds: fitter (glmmlab | statsmodels), data (CSV path), response, group, fixed, family, link, nagq.
+SPEC holds: fitter (glmmlab | statsmodels), data (CSV path), family, link, nagq, and either response, group, fixed
+(a random-intercept model: ``glmmlab.fit_glmm``) or formula, weights, offset (lme4's language: ``glmmlab.glmm``);
+``levels`` (column -> R's level order) turns those columns into pandas categoricals before the fit (not timed).
 
 Measured here:
 - ``rss_baseline_kb``: resident memory after the imports, before the data are read;
@@ -66,6 +68,16 @@ def _glmmlab(spec, frame):
     import glmmlab
 
     def fit():
+        if spec.get("formula"):
+            return glmmlab.glmm(
+                spec["formula"],
+                frame,
+                family=spec["family"],
+                link=spec["link"],
+                weights=spec.get("weights"),
+                offset=spec.get("offset"),
+                nagq=int(spec.get("nagq", 1)),
+            )
         return glmmlab.fit_glmm(
             frame,
             response=spec["response"],
@@ -95,6 +107,7 @@ def _glmmlab(spec, frame):
             "engine_fit_seconds": _num((d.get("timing") or {}).get("fit_seconds")),
             "n_obs": d.get("n_obs"),
             "method": d.get("method"),
+            "groups": d.get("groups"),
         }
 
     return fit, extract, {"glmmlab": getattr(glmmlab, "__version__", "?")}
@@ -107,11 +120,13 @@ def _statsmodels(spec, frame):
     import statsmodels
 
     family, link = spec["family"], spec["link"]
+    versions = {"statsmodels": statsmodels.__version__}
+    if spec.get("formula"):
+        return _statsmodels_formula(spec, frame, versions)
     y = frame[spec["response"]].to_numpy(dtype=float)
     names = ["(Intercept)", *spec["fixed"]]
     X = np.column_stack([np.ones(len(frame)), *(frame[c].to_numpy(dtype=float) for c in spec["fixed"])])
     codes, uniques = pd.factorize(frame[spec["group"]])
-    versions = {"statsmodels": statsmodels.__version__}
 
     if family == "gaussian" and link == "identity":
         from statsmodels.regression.mixed_linear_model import MixedLM
@@ -174,6 +189,46 @@ def _statsmodels(spec, frame):
     raise NotImplementedError(f"statsmodels has no random-intercept fitter for {family}/{link}")
 
 
+_ONE_SLOPE = re.compile(r"^\s*(\w+)\s*~\s*(\w+)\s*\+\s*\(\s*(?:1\s*\+\s*)?(\w+)\s*\|\s*(\w+)\s*\)\s*$")
+
+
+def _statsmodels_formula(spec, frame, versions):
+    """The one general model statsmodels fits directly: Gaussian ``y ~ x + (1 + x | g)`` (MixedLM, REML)."""
+    import numpy as np
+
+    m = _ONE_SLOPE.match(spec["formula"])
+    if not (m and spec["family"] == "gaussian" and spec["link"] == "identity" and m.group(2) == m.group(3)
+            and not spec.get("weights") and not spec.get("offset")):
+        raise NotImplementedError("statsmodels: no comparable fitter for this general model (MixedLM fits "
+                                  "Gaussian models with one grouping factor only; its Bayes GLMMs have no slopes "
+                                  "with correlation)")
+    yname, x, _, g = m.groups()
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    y = frame[yname].to_numpy(dtype=float)
+    xv = frame[x].to_numpy(dtype=float)
+    X = np.column_stack([np.ones(len(frame)), xv])
+    codes = frame[g].to_numpy()
+
+    def fit():
+        return MixedLM(y, X, groups=codes, exog_re=X).fit(reml=True)
+
+    def extract(res):
+        names = ["(Intercept)", x]
+        return {
+            "method": "MixedLM REML (exog_re = [1, x])",
+            "log_likelihood": _num(res.llf),
+            "log_likelihood_kind": "REML",
+            "fixef": {n: _num(v) for n, v in zip(names, res.fe_params)},
+            "se": {n: _num(v) for n, v in zip(names, res.bse_fe)},
+            "var_group": _num(np.asarray(res.cov_re)[0, 0]),
+            "converged": bool(getattr(res, "converged", True)),
+            "warnings": [],
+        }
+
+    return fit, extract, versions
+
+
 FITTERS = {"glmmlab": _glmmlab, "statsmodels": _statsmodels}
 
 
@@ -212,6 +267,9 @@ def main(argv: list[str]) -> int:
     out["rss_baseline_kb"] = _status_kb("VmRSS")
 
     frame = pd.read_csv(spec["data"])
+    for col, levels in (spec.get("levels") or {}).items():  # R's level order (first = reference)
+        if col in frame.columns:
+            frame[col] = pd.Categorical(frame[col].astype(str), categories=[str(v) for v in levels])
     out["rss_after_load_kb"] = _status_kb("VmRSS")
     out["n_rows_read"] = int(frame.shape[0])
 
