@@ -1,7 +1,10 @@
 """glmmlab benchmarks: one command, peers measured in the same run.
 
     .venv/bin/python benchmarks/run.py [--quick] [--only NAME[,NAME...]] [--no-r] [--fitters glmmlab,lme4,...]
-                                       [--timeout 600] [--all-peers] [--no-cli]
+                                       [--timeout 600] [--all-peers] [--no-cli] [--repeat N] [--peer-repeat N]
+
+Random-intercept cases are given as response/group/fixed; general cases as an lme4 formula (glmmlab.glmm against
+lmer/glmer and glmmTMB).
 
 For every case (see cases.py) each fitter runs in its own subprocess (workers/), which reads the data, resets the
 memory high-water mark, times the fit call alone and writes a JSON record.  This script generates the data, runs
