@@ -19,7 +19,8 @@ from scipy import linalg, special
 
 from glmmlab.engine import advice, inference
 from glmmlab.engine.blocked import Structure, factor
-from glmmlab.engine.blocks import one_blas_thread
+from glmmlab.engine.blocks import cpu_count, one_blas_thread
+from glmmlab.engine.general_blocks import MIN_BLOCK_ROWS, BlockedLaplace, cut_blocks, local_blocks
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, negbin_family
 from glmmlab.engine.glm import starting_mu
@@ -198,11 +199,22 @@ class GeneralLaplace:
             w = self.pw * rs.w
             F = factor(st, st.crossprods(w, None), theta)
         dev = float(np.sum(self.pw * rs.dev))
-        logdet = F.logdet
+        logdet, F_ld = F.logdet, F
         if self.observed:
-            logdet = factor(st, st.crossprods(0.5 * self.pw * rs.dev_eta2, None), theta).logdet
+            F_ld = factor(st, st.crossprods(0.5 * self.pw * rs.dev_eta2, None), theta)
+            logdet = F_ld.logdet
         return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
-                "logdet": logdet}
+                "logdet": logdet, "F_ld": F_ld}
+
+    def _dev_eta3(self, rs) -> np.ndarray:
+        """The third derivative of the negative binomial's unit deviance in eta (log and identity links)."""
+        th, y, mu = float(self.fam.parameter), self.y, rs.mu
+        if self.lk.name == "log":
+            return 2.0 * (y + th) * th * mu * (th - mu) / (mu + th) ** 3
+        V = mu + mu * mu / th
+        V1 = 1.0 + 2.0 * mu / th
+        r = y - mu
+        return -4.0 * V1 / V ** 2 + 4.0 * r / (th * V * V) - 4.0 * r * V1 * V1 / V ** 3
 
     def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         """D and its exact gradient (one grouping factor: the implicit function theorem, level by level)."""
@@ -220,8 +232,32 @@ class GeneralLaplace:
         return float(D), self._gradient(theta, m)
 
     def _gradient(self, theta: np.ndarray, m: dict) -> np.ndarray:
-        """The exact gradient of D through the implicit function theorem (see the module notes of
-        :func:`exact_gradient_ok`); every factor block enters through its rows' own levels."""
+        g_c, g_0 = self._gradient_split(theta, m)
+        return self.lik.slope(m["dev"]) * g_c + g_0
+
+    def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
+        """This block's share of D and of its gradient (as c * g_c + g_0) at (theta, beta)."""
+        m = self.pirls(theta, beta, self.u)
+        self.u = m["u"]
+        out = {"dev": m["dev"], "uu": float(m["u"] @ m["u"]), "logdet": m["logdet"], "converged": m["converged"]}
+        if gradient:
+            out["g_c"], out["g_0"] = self._gradient_split(theta, m)
+        return out
+
+    def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
+        """What the results need from this block at the optimum."""
+        st = self.st
+        m = self.pirls(theta, beta, self.u)
+        rs = m["rs"]
+        w = self.pw * rs.w
+        F = factor(st, st.crossprods(w, self.Xs), theta)
+        resid = self.y - rs.mu
+        return {"u": m["u"], "SEE": F.SEE, "cond": F.diag_blocks_inverse(st), "mu": rs.mu, "resid": resid,
+                "var": rs.var, "dev_rows": self.pw * rs.dev, "re": m["re"], "converged": m["converged"]}
+
+    def _gradient_split(self, theta: np.ndarray, m: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The exact gradient of D through the implicit function theorem; every factor block enters through its
+        rows' own levels."""
         st = self.st
         lams = st.lambdas(theta)
         u_blocks = st.split_u(m["u"])
@@ -231,6 +267,10 @@ class GeneralLaplace:
         w_eta = pw * rs.w_eta
         wobs = 0.5 * pw * rs.dev_eta2
         w = pw * rs.w
+        if self.observed:  # the log-determinant's weights are the observed information (negative binomial)
+            F = m["F_ld"]
+            w = wobs
+            w_eta = 0.5 * pw * self._dev_eta3(rs)
         n = self.Xs.shape[0]
         # per row: its scaled columns z~_it = Lambda_t' z_it for every factor, stacked (n, q_tot)
         codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
@@ -242,42 +282,49 @@ class GeneralLaplace:
         s = np.einsum("na,na->n", Zt, hz)
         sw = s * w_eta
         # g_u = dD/du at the modes, scattered to each factor's levels
-        g_u = 2.0 * (1.0 - c) * m["u"]
+        # g_u = dD/du at the modes = 2 (1 - c) u + S, scattered to each factor's levels; the gradient is linear
+        # in c, so it is returned as (g_c, g_0) with gradient = c g_c + g_0 (blocks add both up before c is known)
         pieces = []
         for t, b in enumerate(st.blocks):
             zt = Zt[:, starts[t]: starts[t + 1]]
             part = st.lead_sum(sw[:, None] * zt) if t == 0 else np.column_stack(
                 [np.bincount(codes[t], weights=sw * zt[:, a], minlength=b.n_levels) for a in range(b.q)])
             pieces.append(part.ravel())
-        g_u = g_u + np.concatenate(pieces)
+        S = np.concatenate(pieces)
         canonical = bool(np.allclose(wobs, w, rtol=1e-12, atol=0.0))
         K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
-        v = K.solve(g_u)
-        v_blocks = st.split_u(v)
-        tv = np.zeros(n)
-        for t, b in enumerate(st.blocks):
-            vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
-            tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
-        a_i = c * d1 + sw - wobs * tv
-        grad_beta = self.Xs.T @ a_i
-        grad_theta = np.empty(self.nt)
-        k = 0
-        for t, b in enumerate(st.blocks):
-            Zr, vt = b.Z, v_blocks[t]
-            ut = st.lead_expand(u_blocks[t]) if t == 0 else u_blocks[t][codes[t]]
-            hzt = hz[:, starts[t]: starts[t + 1]]
-            g = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
-                [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
-            for grp in b.groups:
-                mm = len(grp)
-                for jj in range(mm):
-                    for ii in range(jj, mm):
-                        ra, cb = grp[ii], grp[jj]
-                        grad_theta[k] = float(np.sum(a_i * Zr[:, ra] * ut[:, cb])
-                                              + 2.0 * np.sum(w * Zr[:, ra] * hzt[:, cb])
-                                              - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
-                        k += 1
-        return np.concatenate([grad_theta, grad_beta])
+        v0 = K.solve(2.0 * m["u"] + S)
+        v1 = K.solve(-2.0 * m["u"])
+        out = []
+        for v, a_i in ((v1, d1), (v0, sw)):  # (c part, constant part)
+            v_blocks = st.split_u(v)
+            tv = np.zeros(n)
+            for t, b in enumerate(st.blocks):
+                vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
+                tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
+            a_i = a_i - wobs * tv
+            grad_beta = self.Xs.T @ a_i
+            grad_theta = np.empty(self.nt)
+            k = 0
+            constant = v is v0
+            for t, b in enumerate(st.blocks):
+                Zr, vt = b.Z, v_blocks[t]
+                ut = st.lead_expand(u_blocks[t]) if t == 0 else u_blocks[t][codes[t]]
+                hzt = hz[:, starts[t]: starts[t + 1]]
+                g = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
+                    [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
+                for grp in b.groups:
+                    mm = len(grp)
+                    for jj in range(mm):
+                        for ii in range(jj, mm):
+                            ra, cb = grp[ii], grp[jj]
+                            val = float(np.sum(a_i * Zr[:, ra] * ut[:, cb]) - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
+                            if constant:
+                                val += 2.0 * float(np.sum(w * Zr[:, ra] * hzt[:, cb]))
+                            grad_theta[k] = val
+                            k += 1
+            out.append(np.concatenate([grad_theta, grad_beta]))
+        return out[0], out[1]
 
     def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:
         """Per row, the q_tot x q_tot block of H^-1 at the row's own levels of every factor."""
@@ -315,20 +362,6 @@ class GeneralLaplace:
         self.u = m["u"]
         self.modes_converged = m["converged"]
         return float(D)
-
-
-class NegbinLaplace:
-    """The Laplace deviance over (theta, beta, log theta_nb) for the negative binomial."""
-
-    def __init__(self, lap: GeneralLaplace):
-        self.lap = lap
-
-    def value(self, params: np.ndarray) -> float:
-        log_nb = float(params[-1])
-        if not -20.0 < log_nb < 20.0:
-            return np.inf
-        self.lap.set_family(negbin_family(np.exp(log_nb)))
-        return self.lap.value(params[:-1])
 
 
 def negbin_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, lk: Link
@@ -397,7 +430,7 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
 
 
 def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
-              progress: ProgressFn = None, start: float | None = None) -> "GlmmResult":
+              progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None) -> "GlmmResult":
     """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result."""
     from glmmlab.engine.results import GlmmResult  # noqa: F401  (type of the return value)
 
@@ -417,8 +450,12 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     if dropped:
         warnings.append("fixed-effect model matrix is rank deficient so dropping "
                         f"{len(dropped)} column(s): {', '.join(dropped)}")
-    # rows sorted by the leading factor's levels (stable): its per-level work becomes contiguous
-    perm = np.argsort(np.asarray(blocks[0].codes), kind="stable")
+    # rows sorted by outer group, then by the leading factor's levels: per-level work is contiguous and the rows
+    # can be cut into blocks of whole outer groups (threads; see general_blocks)
+    gaussian_identity = fam.name == "gaussian" and lk.name == "identity"
+    if n_blocks is None:
+        n_blocks = cpu_count() if n >= 2 * MIN_BLOCK_ROWS else 1
+    perm, specs = cut_blocks(blocks, 1 if gaussian_identity else max(1, int(n_blocks)))
     if np.any(perm != np.arange(n)):
         mf = _permuted(mf, perm)
         Xs, pw, off = Xs[perm], pw[perm], off[perm]
@@ -431,7 +468,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
             if fam.name == "gaussian" and lk.name == "identity":
                 out = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress)
             else:
-                out = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress)
+                out = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
@@ -574,7 +611,7 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
                      "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, record.to_dict(), None, sigma2)
 
 
-def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress):
+def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs):
     report(progress, "Initial values (GLM)", 0.05)
     negbin = fam.name == "negbin"
     if negbin:
@@ -582,36 +619,76 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress):
         fam = negbin_family(nb0)
     else:
         beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk)
-    lap = GeneralLaplace(st, Xs, mf.y, pw, off, fam, lk)
+    ident = np.arange(mf.n)
+    laps = []
+    for spec in specs:
+        r = spec.rows
+        local = Structure(local_blocks(st.blocks, ident, spec)) if len(specs) > 1 else st
+        laps.append(GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk))
+    obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw), st.n_theta)
+    try:
+        return _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0,
+                            nb0 if negbin else None, glm_m2 if negbin else None, None if negbin else glm_dev)
+    finally:
+        obj.close()
+
+
+def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
+                 glm_dev):
+    negbin = nb0 is not None
     nt = st.n_theta
     x0 = np.concatenate([st.theta_start(), beta0])
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
     report(progress, "Optimizing Laplace deviance", 0.1)
     if negbin:
-        nbl = NegbinLaplace(lap)
-        x, record = _optimize(nbl.value, np.append(x0, np.log(nb0)), np.append(lower, -np.inf), model, progress,
-                              "Optimizing Laplace deviance", 0.1, 0.8, hessian=(se == "hessian"))
-        deviance = nbl.value(x)
-        fam = lap.fam
+        def nb_value(params):
+            log_nb = float(params[-1])
+            if not -20.0 < log_nb < 20.0:
+                return np.inf
+            f = negbin_family(np.exp(log_nb))
+            obj.set_family(f, Likelihood(f, mf.y, pw))
+            return obj.value(params[:-1])
+
+        def nb_value_grad(params):
+            # exact over (theta, beta); a central difference over log theta_nb
+            h = 1e-4
+            fp = nb_value(np.append(params[:-1], params[-1] + h))
+            fm = nb_value(np.append(params[:-1], params[-1] - h))
+            nb_value(params)  # the family of this point
+            f, g = obj.value_and_grad(params[:-1])
+            return f, np.append(g, (fp - fm) / (2 * h) if np.isfinite(fp) and np.isfinite(fm) else 0.0)
+
+        exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
+        x, record = _optimize(nb_value, np.append(x0, np.log(nb0)), np.append(lower, -np.inf), model, progress,
+                              "Optimizing Laplace deviance", 0.1, 0.8, hessian=(se == "hessian"),
+                              fun_grad=nb_value_grad if exact else None)
+        deviance = nb_value(x)
+        fam = obj.laps[0].fam
         x = x[:-1]
     else:
-        exact = exact_gradient_ok(st)
-        x, record = _optimize(lap.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
-                              fun_grad=lap.value_and_grad if exact else None, hessian=(se == "hessian"))
-        deviance = lap.value(x)
+        exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
+        x, record = _optimize(obj.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
+                              fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"))
+        deviance = obj.value(x)
     theta, beta_s = x[:nt], x[nt:]
     report(progress, "Computing standard errors", 0.85)
-    m = lap.pirls(theta, beta_s, lap.u)
-    u, rs = m["u"], m["rs"]
-    w = pw * rs.w
-    F = factor(st, st.crossprods(w, Xs), theta)
+    finals = obj.finals(theta, beta_s)
+    # the blocks' modes and conditional covariances, put at their global levels
+    us = [np.zeros((b.n_levels, b.q)) for b in st.blocks]
+    conds = [np.zeros((b.n_levels, b.q, b.q)) for b in st.blocks]
+    for lap, spec, fin in zip(obj.laps, specs, finals):
+        for t, (ub, cb) in enumerate(zip(lap.st.split_u(fin["u"]), fin["cond"])):
+            us[t][spec.level_maps[t]] = ub
+            conds[t][spec.level_maps[t]] = cb
+    cat = lambda key: np.concatenate([f[key] for f in finals])  # noqa: E731  rows in block order
+    mu, resid, var, dev_rows, re = cat("mu"), cat("resid"), cat("var"), cat("dev_rows"), cat("re")
+    uu = float(sum(float(np.sum(u * u)) for u in us))
     sigma2, var_residual = 1.0, None
-    resid = mf.y - rs.mu
-    pearson = resid * np.sqrt(pw / rs.var)
+    pearson = resid * np.sqrt(pw / var)
     if fam.has_dispersion:
-        sigma2 = float((pearson @ pearson + u @ u) / mf.n)
+        sigma2 = float((pearson @ pearson + uu) / mf.n)
         var_residual = sigma2
-    vcov_s = sigma2 * inference.inverse_spd(F.SEE)
+    vcov_s = sigma2 * inference.inverse_spd(sum(f["SEE"] for f in finals))
     beta, vcov = T @ beta_s, T @ vcov_s @ T.T
     se_hessian = None
     if se == "hessian" and record.hessian is not None:
@@ -620,17 +697,17 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress):
         se_hessian = np.sqrt(np.abs(np.diag(T @ cov_all[nt:nt + p_, nt:nt + p_] @ T.T)))
     loglik = -0.5 * deviance
     lams = st.lambdas(theta)
-    bs = st.b_of_u(u, lams)
-    cond = [sigma2 * c for c in F.diag_blocks_inverse(st)]
-    rows = {"fitted": rs.mu, "deviance_residuals": np.sign(resid) * np.sqrt(np.maximum(pw * rs.dev, 0.0)),
-            "pearson_residuals": pearson, "group_random_effect": m["re"]}
+    bs = [u @ L.T for u, L in zip(us, lams)]
+    cond = [sigma2 * c for c in conds]
+    rows = {"fitted": mu, "deviance_residuals": np.sign(resid) * np.sqrt(np.maximum(dev_rows, 0.0)),
+            "pearson_residuals": pearson, "group_random_effect": re}
     scalar = len(st.blocks) == 1 and st.q1 == 1
     if not scalar:
         null_loglik = None
     else:
-        null_loglik = -0.5 * glm_m2 if negbin else -0.5 * lap.lik.minus2(glm_dev)
+        null_loglik = -0.5 * glm_m2 if negbin else -0.5 * obj.lik.minus2(glm_dev)
     k = Xs.shape[1] + nt + (1 if (fam.has_dispersion or negbin) else 0)
-    converged = record.converged and m["converged"]
+    converged = record.converged and all(f["converged"] for f in finals)
     out = _assemble(st, mf, model, "Laplace", converged, theta, lams, 1.0, False, beta, vcov, names,
                     "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
                     record.to_dict(), se_hessian, var_residual)

@@ -95,7 +95,7 @@ def fit_formula(
     if fam.name != "negbin" and _random_intercept_only(mf):
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:
-        result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start)
+        result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start, n_blocks=n_blocks)
     result.fit_seconds = time.perf_counter() - start
     result.warnings[:0] = [w for w in mf.warnings if w not in result.warnings]
     if mf.recipe is not None:
