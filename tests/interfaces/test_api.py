@@ -40,12 +40,16 @@ def test_formula_front_door():
     assert c.names == ["period2"]
     d = glmmlab.glmm("y ~ period2 - 1 + (1|herd)", data, family="binomial")
     assert d.names == ["period2"]
-    with pytest.raises(glmmlab.GlmmInputError, match="only random intercepts"):
-        glmmlab.glmm("y ~ period2 + (period2 | herd)", data, family="binomial")
-    with pytest.raises(glmmlab.GlmmInputError, match="exactly one random-intercept term"):
-        glmmlab.glmm("y ~ period2", data, family="binomial")
-    with pytest.raises(glmmlab.GlmmInputError, match="interactions"):
+    # the whole of lme4's language now: random slopes and interactions fit ...
+    e = glmmlab.glmm("y ~ period2 + (period2 | herd)", data, family="binomial")
+    assert [(r["component"], r["term"]) for r in e.to_dict()["random_effects"]] == \
+        [("herd", "(Intercept)"), ("herd", "period2")]
+    # period2 and period3 never meet: their interaction is refused by name (an all-zero column)
+    with pytest.raises(glmmlab.GlmmInputError, match=r"period2:period3.*zero on every row"):
         glmmlab.glmm("y ~ period2 * period3 + (1 | herd)", data, family="binomial")
+    # ... but a model needs a random-effects term
+    with pytest.raises(glmmlab.GlmmInputError, match=r"no random term"):
+        glmmlab.glmm("y ~ period2", data, family="binomial")
 
 
 def test_predict_with_and_without_random_effects():

@@ -62,17 +62,19 @@ class Likelihood:
         self.fam, self.n = fam.name, y.shape[0]
         self.sum_log_w = float(np.sum(np.log(pw[pw > 0])))
         self.sum_w = float(np.sum(pw))
-        self.sat = 0.0
+        self.sat, self.sat_rows = 0.0, None
         if fam.name == "binomial":
             k = pw * y  # successes
             lchoose = special.gammaln(pw + 1.0) - special.gammaln(k + 1.0) - special.gammaln(pw - k + 1.0)
-            self.sat = float(np.sum(lchoose + pw * (special.xlogy(y, y) + special.xlog1py(1.0 - y, -y))))
+            self.sat_rows = lchoose + pw * (special.xlogy(y, y) + special.xlog1py(1.0 - y, -y))
         elif fam.name == "poisson":
-            self.sat = float(np.sum(pw * (special.xlogy(y, y) - y - special.gammaln(y + 1.0))))
+            self.sat_rows = pw * (special.xlogy(y, y) - y - special.gammaln(y + 1.0))
         elif fam.name == "gamma":
             self.sum_w_log_y = float(np.sum(pw * np.log(y)))
         elif fam.name == "negbin":
-            self.sat = float(np.sum(pw * fam.logpdf(y, np.maximum(y, 1e-300), 1.0)))
+            self.sat_rows = pw * fam.logpdf(y, np.maximum(y, 1e-300), 1.0)
+        if self.sat_rows is not None:
+            self.sat = float(np.sum(self.sat_rows))
 
     def minus2(self, dev: float) -> float:
         """-2 log p(y | mu) given the weighted total deviance ``dev``."""
@@ -243,6 +245,35 @@ class GeneralLaplace:
         if gradient:
             out["g_c"], out["g_0"] = self._gradient_split(theta, m)
         return out
+
+    def agq(self, theta: np.ndarray, beta: np.ndarray, z: np.ndarray, wq: np.ndarray) -> float:
+        """Sum over this block's levels of log int p(y_j | u) phi(u) du by adaptive Gauss-Hermite quadrature
+        (one scalar random-effects term; families without a dispersion): the rule (z, wq) for N(0, 1) centred on
+        each level's mode and scaled by its conditional SD (the information the Laplace approximation uses, so
+        one node gives the Laplace value)."""
+        st = self.st
+        m = self.pirls(theta, beta, self.u)
+        t = float(theta[0])
+        rs = m["rs"]
+        zc = st.lead.Z[:, 0]
+        eta_f = self.Xs @ beta + self.off
+        sat = self.lik.sat_rows
+        if t == 0.0:
+            return float(np.sum(sat - 0.5 * self.pw * rs.dev))
+        # one more Newton step puts the modes at rounding level (the quadrature is not stationary in them)
+        F = m["F"]
+        u = F.solve_u(0) if F.G1.shape[2] else m["u"]
+        info = 0.5 * self.pw * rs.dev_eta2 if self.observed else self.pw * rs.w
+        W = st.lead_sum(info * zc * zc)
+        sd = 1.0 / np.sqrt(1.0 + t * t * W)
+        terms = np.empty((st.L1, z.size))
+        logw = np.log(wq)
+        for k, zk in enumerate(z):
+            uk = u + sd * zk
+            dev = row_state(self.resp, eta_f + t * zc * st.lead_expand(uk), self.lk).dev
+            terms[:, k] = logw[k] + st.lead_sum(sat - 0.5 * self.pw * dev) - 0.5 * uk * uk + 0.5 * zk * zk
+        value = float(np.sum(np.log(sd) + special.logsumexp(terms, axis=1)))
+        return value if np.isfinite(value) else -np.inf
 
     def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
         """What the results need from this block at the optimum."""
@@ -437,8 +468,10 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     start = time.perf_counter() if start is None else start
     blocks = merge_terms(mf.terms)
     _check_nagq(blocks, int(model.get("nagq", 1)))
-    if model.get("nagq", 1) > 1:
-        raise GlmmInputError("nagq > 1 with prior weights or an offset is not available yet; use nagq 1")
+    if model.get("nagq", 1) > 1 and fam.has_dispersion:
+        raise GlmmInputError(
+            f"nagq > 1 with the {fam.name} family and prior weights or an offset is not available; use nagq 1 "
+            "(the Laplace approximation)")
     n = mf.n
     pw = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
     off = np.zeros(n) if mf.offset is None else np.asarray(mf.offset, dtype=float)
@@ -670,6 +703,33 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x, record = _optimize(obj.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
                               fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"))
         deviance = obj.value(x)
+    method = "Laplace"
+    nagq = int(model.get("nagq", 1))
+    if nagq > 1:
+        from glmmlab.engine.quadrature import normal_nodes
+
+        zq, wq = normal_nodes(nagq)
+        nb_log = np.log(fam.parameter) if negbin else None
+
+        def agq_value(params):
+            if negbin:
+                f = negbin_family(np.exp(params[-1]))
+                obj.set_family(f, Likelihood(f, mf.y, pw))
+                params = params[:-1]
+            try:
+                total = sum(obj.map(lambda lap: lap.agq(params[:nt], params[nt:], zq, wq)))
+            except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+                return np.inf
+            return -2.0 * total if np.isfinite(total) else np.inf
+
+        x_agq = np.append(x, nb_log) if negbin else x
+        lower_agq = np.append(lower, -np.inf) if negbin else lower
+        x_agq, record = _optimize(agq_value, x_agq, lower_agq, model, progress,
+                                  f"Optimizing AGQ deviance, {nagq} nodes", 0.8, 0.85, hessian=(se == "hessian"))
+        deviance = agq_value(x_agq)
+        fam = obj.laps[0].fam
+        x = x_agq[:-1] if negbin else x_agq
+        method = "AGQ"
     theta, beta_s = x[:nt], x[nt:]
     report(progress, "Computing standard errors", 0.85)
     finals = obj.finals(theta, beta_s)
@@ -708,7 +768,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         null_loglik = -0.5 * glm_m2 if negbin else -0.5 * obj.lik.minus2(glm_dev)
     k = Xs.shape[1] + nt + (1 if (fam.has_dispersion or negbin) else 0)
     converged = record.converged and all(f["converged"] for f in finals)
-    out = _assemble(st, mf, model, "Laplace", converged, theta, lams, 1.0, False, beta, vcov, names,
+    out = _assemble(st, mf, model, method, converged, theta, lams, 1.0, False, beta, vcov, names,
                     "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
                     record.to_dict(), se_hessian, var_residual)
     if negbin:

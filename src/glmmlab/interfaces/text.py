@@ -31,7 +31,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def fixed_effects_headers(family: str, link: str, conf_level: float) -> list[str]:
     lv = _level(conf_level)
-    headers = ["Variable", "Estimate", "Std. Error", "z", "p", f"Lower {lv}", f"Upper {lv}"]
+    headers = ["Variable", "Estimate", "Std. Error", f"Lower {lv}", f"Upper {lv}"]
     label = exp_label(family, link)
     if label:
         headers += [label, f"exp(Lower {lv})", f"exp(Upper {lv})"]
@@ -65,6 +65,7 @@ def render(result: GlmmResult) -> str:
     parts.append(f"\nICC: {_fmt(icc) if icc is not None else 'N/A (ICC not defined)'}")
     parts.append("\nFixed Effects")
     headers = fixed_effects_headers(m["family"], m["link"], m["conf_level"])
+    headers[3:3] = ["z", "p"]
     rows = []
     for f in d["fixed_effects"]:
         row = [f["variable"], _fmt(f["estimate"]), _fmt(f["std_error"]), _fmt(f.get("statistic"), 3),

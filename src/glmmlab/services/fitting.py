@@ -85,6 +85,10 @@ def fit_formula(
     start = time.perf_counter()
     report(progress, "Preparing data", 0.0)
     mf = build_model_frame(df, formula, family=fam.name, weights=weights, offset=offset)
+    if not mf.terms:
+        raise GlmmInputError(
+            f"the formula {formula.strip()!r} has no random-effects term: add one such as (1 | group), or "
+            "(1 + x | group) for a random slope")
     fixed_cols, group_col = _plain_columns(formula, df)
     model = {
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
