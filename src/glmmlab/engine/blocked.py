@@ -148,23 +148,25 @@ class Structure:
     def crossprods(self, w: np.ndarray, E: np.ndarray | None) -> "CrossProducts":
         """Weighted cross-products of [Z, E] (E: n x m dense, or None)."""
         Z1, L1, q1 = self.lead.Z, self.L1, self.q1
-        A11 = np.empty((L1, q1, q1))
-        pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
-        wZ = w[:, None] * Z1
-        prods = np.empty((self.n, len(pairs)))
-        for k, (a, b) in enumerate(pairs):
-            np.multiply(wZ[:, a], Z1[:, b], out=prods[:, k])
+        if not hasattr(self, "_ZZ"):  # the products z_a z_b of the leading factor's columns, once
+            self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
+            self._ZZ = np.column_stack([Z1[:, a] * Z1[:, b] for a, b in self._pairs])
+        pairs, npair = self._pairs, len(self._pairs)
+        m = 0 if E is None else E.shape[1]
+        # one matrix of every per-row product, then one pass of per-level sums
+        prods = np.empty((self.n, npair + q1 * m))
+        np.multiply(self._ZZ, w[:, None], out=prods[:, :npair])
+        wE = None
+        if m:
+            wE = w[:, None] * E
+            prods[:, npair:] = (Z1[:, :, None] * wE[:, None, :]).reshape(self.n, q1 * m)
         sums = self.lead_sum(prods)
+        A11 = np.empty((L1, q1, q1))
         for k, (a, b) in enumerate(pairs):
             A11[:, a, b] = sums[:, k]
             A11[:, b, a] = sums[:, k]
-        m = 0 if E is None else E.shape[1]
-        E1 = np.empty((L1, q1, m))
-        EE = np.empty((m, m))
-        if m:
-            wE = w[:, None] * E
-            E1[:] = self.lead_sum((Z1[:, :, None] * wE[:, None, :]).reshape(self.n, q1 * m)).reshape(L1, q1, m)
-            EE = E.T @ wE
+        E1 = sums[:, npair:].reshape(L1, q1, m) if m else np.empty((L1, q1, 0))
+        EE = E.T @ wE if m else np.empty((0, 0))
         A21 = A22 = E2 = None
         if self.rest:
             Wd = sparse.diags(w)
