@@ -22,12 +22,12 @@ from glmmlab.engine.glm import fit_glm
 from glmmlab.engine.laplace import LaplaceObjective
 from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state
 from glmmlab.engine.optimizer import minimize, numeric_gradient
+from glmmlab.engine.options import MAX_NAGQ, check_options  # noqa: F401  (MAX_NAGQ re-exported)
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.quadrature import AgqObjective
 from glmmlab.engine.results import GlmmResult
 
 SINGULAR_THETA = 1e-4
-MAX_NAGQ = 50
 
 
 @dataclass
@@ -67,33 +67,8 @@ class DesignMeta:
 def validate_options(
     family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int, se: str
 ) -> tuple[Family, Link]:
-    """Check every option once, at the edge; messages name the option and the rule."""
-    fam, lk = resolve(family, link)
-    if not isinstance(conf_level, (int, float)) or not (0.5 <= float(conf_level) <= 0.9999):
-        hint = f" (for {conf_level}% use {float(conf_level) / 100:g})" if isinstance(conf_level, (int, float)) \
-            and 50 <= conf_level <= 99.99 else ""
-        raise GlmmInputError(
-            f"conf_level must be between 0.5 and 0.9999 (50% to 99.99%); got {conf_level!r}{hint}"
-        )
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise GlmmInputError(f"max_iter must be an integer >= 1; got {max_iter!r}")
-    if not isinstance(tol, (int, float)) or not np.isfinite(tol) or not (0 < tol < 1):
-        raise GlmmInputError(f"tol must be a number between 0 and 1 (e.g. 1e-6); got {tol!r}")
-    if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or not (1 <= nagq <= MAX_NAGQ):
-        raise GlmmInputError(f"nagq must be an integer from 1 to {MAX_NAGQ}; got {nagq!r}")
-    if nagq > 1 and fam.name == "gaussian":
-        raise GlmmInputError(
-            "nagq > 1 (adaptive Gauss-Hermite quadrature) is for the binomial, poisson and gamma families; "
-            "use nagq 1 with the gaussian family"
-        )
-    if nagq > 1 and fam.name == "negbin":
-        raise GlmmInputError(
-            "nagq > 1 (adaptive Gauss-Hermite quadrature) is not available for the negbin family yet; use nagq 1 "
-            "(the Laplace approximation, as glmmTMB)"
-        )
-    if se not in ("working", "hessian"):
-        raise GlmmInputError(f"se must be 'working' or 'hessian'; got {se!r}")
-    return fam, lk
+    """Check every option once, at the edge (the rules are declared in :mod:`glmmlab.engine.options`)."""
+    return check_options(family, link, conf_level, max_iter, tol, nagq, se)
 
 
 def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Link, intercept: bool,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families import FAMILIES, LINKS
+from glmmlab.engine.options import OPTIONS
 
 
 class UsageError(Exception):
@@ -37,15 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--fixed", nargs="*", default=[], metavar="X")
     f.add_argument("--weights", default=None, metavar="COLUMN", help="prior weights (binomial: trials)")
     f.add_argument("--offset", default=None, metavar="COLUMN", help="an offset added to the linear predictor")
-    f.add_argument("--family", default="gaussian", type=str.lower, choices=list(FAMILIES))
-    f.add_argument("--link", default=None, type=str.lower, choices=list(LINKS))
     f.add_argument("--no-intercept", action="store_true")
-    f.add_argument("--conf-level", type=float, default=0.95)
-    f.add_argument("--max-iter", type=int, default=100)
-    f.add_argument("--tol", type=float, default=1e-6)
-    f.add_argument("--nagq", type=int, default=1)
-    f.add_argument("--se", choices=["working", "hessian"], default="working",
-                   help="standard errors: working weights at PIRLS convergence (default) or also the Hessian")
+    kinds = {"int": int, "float": float, "choice": str.lower}
+    for opt in OPTIONS.values():  # the options' flags, defaults and help come from their one declaration
+        extra = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
+        f.add_argument(opt.flag, type=kinds[opt.kind], default=opt.default, help=f"{opt.help} ({opt.rule()})".replace("%", "%%"),
+                       **extra)
     f.add_argument("--format", choices=["text", "json"], default="text")
     f.add_argument("--engine", choices=["memory", "dask"], default="memory",
                    help="fit in memory (default) or on a Dask cluster (Parquet data)")

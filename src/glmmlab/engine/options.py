@@ -1,0 +1,114 @@
+"""The options of a fit, declared once as data: name, kind, default, the rule and how to say it.
+
+Every front door takes its defaults, limits and messages from :data:`OPTIONS`: the Python API (through
+:func:`check_options`), the command line (its flags, defaults and help) and the web form (its limits and labels).
+A message always names the option and the rule, e.g. ``nagq must be an integer from 1 to 50; got 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families import FAMILIES, LINKS, Family, Link, resolve
+
+MAX_NAGQ = 50
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: ``kind`` is "int", "float", "choice" or "column"; ``low``/``high`` bound numbers (``open``
+    makes the bounds exclusive); ``choices`` lists the allowed words."""
+
+    name: str
+    kind: str
+    default: Any
+    label: str  # the form's label (the product page's words)
+    help: str
+    low: float | None = None
+    high: float | None = None
+    open: bool = False
+    choices: tuple[str, ...] = ()
+    rule_text: str | None = None  # the rule in words, where the generic one would say less
+    examples_bad: tuple = field(default=(), compare=False)  # values the generic bad-input test feeds
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def rule(self) -> str:
+        if self.rule_text:
+            return self.rule_text
+        if self.kind == "choice":
+            return f"one of {', '.join(self.choices)}"
+        if self.kind == "int":
+            return f"an integer from {self.low:g} to {self.high:g}" if self.high is not None else \
+                f"an integer >= {self.low:g}"
+        if self.kind == "float":
+            return (f"a number between {self.low:g} and {self.high:g}" + (" (exclusive)" if self.open else ""))
+        return "a column of the data"
+
+    def check(self, value: Any) -> Any:
+        """The value if it keeps the rule, else a GlmmInputError naming the option and the rule."""
+        if self.kind == "choice":
+            key = str(value).strip().lower() if value is not None else ""
+            if key not in self.choices:
+                raise GlmmInputError(f"{self.name} must be {self.rule()}; got {value!r}")
+            return key
+        if self.kind == "int":
+            ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= self.low \
+                and (self.high is None or value <= self.high)
+            if not ok:
+                raise GlmmInputError(f"{self.name} must be {self.rule()}; got {value!r}")
+            return int(value)
+        if self.kind == "float":
+            ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating)) \
+                and np.isfinite(value)
+            if ok:
+                v = float(value)
+                ok = (self.low < v < self.high) if self.open else (self.low <= v <= self.high)
+            if not ok:
+                hint = ""
+                if self.name == "conf_level" and isinstance(value, (int, float)) and 50 <= value <= 99.99:
+                    hint = f" (for {value}% use {float(value) / 100:g})"
+                raise GlmmInputError(f"{self.name} must be {self.rule()}; got {value!r}{hint}")
+            return float(value)
+        return value
+
+
+OPTIONS: dict[str, Option] = {o.name: o for o in [
+    Option("family", "choice", "gaussian", "Distribution Family", "the distribution of the response",
+           choices=tuple(FAMILIES), examples_bad=("tweedie", "")),
+    Option("link", "choice", None, "Link Function", "the link (default: the family's canonical link)",
+           choices=tuple(LINKS), examples_bad=("cloglog",)),
+    Option("conf_level", "float", 0.95, "Confidence Level", "the level of the Wald intervals",
+           low=0.5, high=0.9999, rule_text="between 0.5 and 0.9999 (50% to 99.99%)", examples_bad=(0.3, 1.0, 95, float("nan"), "high")),
+    Option("max_iter", "int", 100, "Max Iterations", "the optimiser's iteration limit", low=1,
+           examples_bad=(0, -5, 2.5, True)),
+    Option("tol", "float", 1e-6, "Convergence Tolerance", "the optimiser's gradient tolerance",
+           low=0.0, high=1.0, open=True, rule_text="a number between 0 and 1 (e.g. 1e-6)", examples_bad=(0, -1, 1.0, float("inf"))),
+    Option("nagq", "int", 1, "Quadrature Points (nAGQ)",
+           "1 = Laplace approximation; > 1 = adaptive Gauss-Hermite quadrature with that many nodes",
+           low=1, high=MAX_NAGQ, examples_bad=(0, MAX_NAGQ + 1, 1.5)),
+    Option("se", "choice", "working", "Standard Errors",
+           "working: from the working weights at convergence; hessian: also from the Hessian",
+           choices=("working", "hessian"), rule_text="'working' or 'hessian'", examples_bad=("sandwich",)),
+]}
+
+
+def check_options(family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int,
+                  se: str) -> tuple[Family, Link]:
+    """Check every option against :data:`OPTIONS` and the rules that join them; (family, link) objects."""
+    fam, lk = resolve(family, link)  # its messages name the family or link and list the choices
+    for name, value in (("conf_level", conf_level), ("max_iter", max_iter), ("tol", tol), ("nagq", nagq),
+                        ("se", se)):
+        OPTIONS[name].check(value)
+    if nagq > 1 and fam.name == "gaussian":
+        raise GlmmInputError(
+            "nagq > 1 (adaptive Gauss-Hermite quadrature) is for the binomial, poisson, gamma and negbin "
+            "families; use nagq 1 with the gaussian family"
+        )
+    return fam, lk
