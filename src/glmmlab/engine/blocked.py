@@ -148,19 +148,24 @@ class Structure:
     def crossprods(self, w: np.ndarray, E: np.ndarray | None) -> "CrossProducts":
         """Weighted cross-products of [Z, E] (E: n x m dense, or None)."""
         Z1, L1, q1 = self.lead.Z, self.L1, self.q1
-        if not hasattr(self, "_ZZ"):  # the products z_a z_b of the leading factor's columns, once
+        if not hasattr(self, "_ZZ"):  # the products z_a z_b of the leading factor's columns, once (rows of a k x n)
             self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
-            self._ZZ = np.column_stack([Z1[:, a] * Z1[:, b] for a, b in self._pairs])
+            self._ZZ = np.stack([Z1[:, a] * Z1[:, b] for a, b in self._pairs])
         pairs, npair = self._pairs, len(self._pairs)
         m = 0 if E is None else E.shape[1]
-        # one matrix of every per-row product, then one pass of per-level sums
-        prods = np.empty((self.n, npair + q1 * m))
-        np.multiply(self._ZZ, w[:, None], out=prods[:, :npair])
+        # every per-row product as one contiguous row of a k x n array, then one pass of per-level sums
+        prods = np.empty((npair + q1 * m, self.n))
+        np.multiply(self._ZZ, w[None, :], out=prods[:npair])
         wE = None
         if m:
             wE = w[:, None] * E
-            prods[:, npair:] = (Z1[:, :, None] * wE[:, None, :]).reshape(self.n, q1 * m)
-        sums = self.lead_sum(prods)
+            for a in range(q1):
+                for c in range(m):
+                    np.multiply(Z1[:, a], wE[:, c], out=prods[npair + a * m + c])
+        if self.sorted1:
+            sums = np.add.reduceat(prods, self.starts1, axis=1).T
+        else:
+            sums = np.column_stack([_level_sum(self.codes1, row, L1) for row in prods])
         A11 = np.empty((L1, q1, q1))
         for k, (a, b) in enumerate(pairs):
             A11[:, a, b] = sums[:, k]
