@@ -69,3 +69,28 @@ def test_agq_with_trials_and_offsets_equals_lme4(tmp_path, name, family):
     for name_, b, se in zip(res.names, res.beta, res.se):
         assert abs(b - lme4["fixef"][name_]) <= 0.02 * lme4["se"][name_], name_
     assert res.theta == pytest.approx(lme4["theta"], rel=5e-3)
+
+
+def test_singular_random_slope_fit_equals_lmer(tmp_path):
+    """A random slope with no variance: a boundary fit that must still converge to lmer's optimum."""
+    rng = np.random.default_rng(3)
+    n, G = 3000, 60
+    g = rng.integers(0, G, n)
+    x = rng.normal(size=n)
+    y = 0.2 + 0.5 * x + rng.normal(scale=0.6, size=G)[g] + rng.normal(size=n)
+    import pandas as pd
+
+    path = tmp_path / "sing.csv"
+    pd.DataFrame({"y": y, "x": x, "g": g}).to_csv(path, index=False)
+    script = tmp_path / "fit.R"
+    script.write_text('suppressMessages({library(lme4); library(jsonlite)}); d <- read.csv(commandArgs(TRUE)[1]);'
+                      'm <- lmer(y ~ x + (1 + x | g), d); cat(toJSON(list(logLik=as.numeric(logLik(m)),'
+                      'singular=isSingular(m), fixef=unname(fixef(m))), digits=15, auto_unbox=TRUE))')
+    p = subprocess.run(["Rscript", str(script), str(path)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lme4 = json.loads(p.stdout)
+    res = glmmlab.glmm("y ~ x + (1 + x | g)", read_table(str(path)))
+    assert res.singular is True and lme4["singular"] is True and res.converged
+    assert abs(res.log_likelihood - lme4["logLik"]) <= 1e-4
+    assert any(w.startswith("Singular fit") for w in res.warnings)
+    np.testing.assert_allclose(res.beta, lme4["fixef"], rtol=1e-4)
