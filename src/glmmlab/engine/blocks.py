@@ -189,7 +189,7 @@ class Block:
             "group_ids": self.group_ids, "u": u, "W": W, "modes_converged": bool(ok),
             "precision": self.X.T @ Xw - Sxw.T @ (Sxw * c[:, None]),
             "pearson2": float(np.sum((self.y - rs.mu) ** 2 / rs.var)),
-            "extreme": int(np.sum((rs.mu < 1e-8) | (rs.mu > 1 - 1e-8))) if self.family.name == "binomial" else 0,
+            "extreme": int(np.sum((rs.mu < 1e-8) | (rs.mu > 1 - 1e-8))) if self.family.bounded_mean else 0,
         }
 
     def diagnostics(self, theta: float, beta: np.ndarray) -> dict:

@@ -141,24 +141,7 @@ def check_response(y: np.ndarray, family: Family, response: str) -> None:
             f"response '{response}' has the same value ({y[0]:g}) in every complete row: there is nothing to "
             "model; choose another response or check the data"
         )
-    if family.name == "binomial" and (np.any(y < 0) or np.any(y > 1)):
-        bad = y[(y < 0) | (y > 1)][0]
-        raise GlmmInputError(
-            f"response '{response}' must lie between 0 and 1 for the binomial family "
-            f"(found {bad:g}); code the outcome as 0/1 or choose another family"
-        )
-    if family.name == "poisson" and np.any(y < 0):
-        bad = y[y < 0][0]
-        raise GlmmInputError(
-            f"response '{response}' must be a non-negative count for the poisson family "
-            f"(found {bad:g}); choose another family or fix the data"
-        )
-    if family.name == "gamma" and np.any(y <= 0):
-        bad = y[y <= 0][0]
-        raise GlmmInputError(
-            f"response '{response}' must be strictly positive for the gamma family "
-            f"(found {bad:g}); choose another family or remove those rows"
-        )
+    family.check_response(y, response)
 
 
 def prepare(

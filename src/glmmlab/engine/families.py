@@ -17,6 +17,64 @@ from glmmlab.engine.errors import GlmmInputError
 
 _EPS = np.finfo(float).eps
 _TINY = 1e-300
+LOG_2PI = float(np.log(2.0 * np.pi))
+LOG_SQRT_2PI = 0.5 * LOG_2PI
+ICC_LATENT = {"logit": float(np.pi ** 2 / 3.0), "probit": 1.0}  # latent-scale level-1 variances
+
+
+@dataclass
+class RowState:
+    """Row-level quantities at a linear predictor eta."""
+
+    eta: np.ndarray
+    mu: np.ndarray
+    h1: np.ndarray  # dmu/deta
+    h2: np.ndarray  # d2mu/deta2
+    var: np.ndarray  # V(mu)
+    dev: np.ndarray  # unit deviances
+    dev_eta: np.ndarray  # d dev / d eta
+    dev_eta2: np.ndarray  # d2 dev / d eta2 (observed)
+    w: np.ndarray  # working (expected-information) weights h1^2 / V
+    w_eta: np.ndarray  # dw / deta
+
+
+def _logit_state(resp, eta):
+    y = resp.y
+    e = np.exp(-np.abs(eta))
+    sp = np.maximum(eta, 0.0) + np.log1p(e)  # log(1 + exp(eta)), stable
+    mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
+    var = np.maximum(mu * (1.0 - mu), 1e-300)
+    h2 = var * (1.0 - 2.0 * mu)
+    return RowState(eta=eta, mu=mu, h1=var, h2=h2, var=var, dev=2.0 * (resp.ylogy + sp - y * eta),
+                    dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * var, w=var, w_eta=h2)
+
+
+def _poisson_log_state(resp, eta):
+    y = resp.y
+    mu = np.exp(np.minimum(eta, 700.0))
+    return RowState(eta=eta, mu=mu, h1=mu, h2=mu, var=mu, dev=resp.pois_const + 2.0 * (mu - y * eta),
+                    dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * mu, w=mu, w_eta=mu)
+
+
+def _probit_state(resp, eta):
+    """Binomial-probit on the log scale: with the inverse Mills ratios l1 = phi/Phi(eta) and
+    l0 = phi/Phi(-eta), everything stays finite far into the tails, where Phi itself rounds to 0 or 1."""
+    y = resp.y
+    log_p1 = special.log_ndtr(eta)
+    log_p0 = special.log_ndtr(-eta)
+    log_phi = -0.5 * eta * eta - LOG_SQRT_2PI
+    l1 = np.exp(log_phi - log_p1)
+    l0 = np.exp(log_phi - log_p0)
+    mu = np.exp(log_p1)
+    phi = np.exp(log_phi)
+    w = l1 * np.exp(log_phi - log_p0)  # phi^2 / (Phi (1 - Phi)) = l1 * l0, without cancellation
+    return RowState(
+        eta=eta, mu=mu, h1=phi, h2=-eta * phi, var=np.maximum(mu * (1.0 - mu), 1e-300),
+        dev=2.0 * (resp.ylogy - y * log_p1 - (1.0 - y) * log_p0),
+        dev_eta=-2.0 * (y * l1 - (1.0 - y) * l0),
+        dev_eta2=2.0 * (y * l1 * (eta + l1) + (1.0 - y) * l0 * (l0 - eta)),
+        w=w, w_eta=w * (l0 - l1 - 2.0 * eta),
+    )
 
 
 @dataclass(frozen=True)
@@ -99,10 +157,58 @@ class Family:
     logpdf: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
     mu_valid: Callable[[np.ndarray], np.ndarray]
     parameter: float | None = None  # the negative binomial's theta; None for the others
+    # the Laplace log-determinant uses the observed information (glmmTMB's convention for the negative binomial)
+    observed_information: bool = False
+    bounded_mean: bool = False  # a mean bounded on both sides (binomial): separation can occur
 
     @property
     def canonical_link(self) -> str:
         return self.links[0]
+
+    # -- behaviour each family carries (overridden below) ---------------------------------------------------
+    def check_response(self, y: np.ndarray, response: str) -> None:
+        """Refuse a response outside the family's range, naming the column."""
+
+    def start_mu(self, y: np.ndarray, link: str) -> np.ndarray:
+        """Starting means for IRLS."""
+        if link == "log" and np.any(y <= 0):
+            return np.full_like(y, max(float(np.mean(y)), 1e-3))
+        return y.copy()
+
+    def saturated_rows(self, y: np.ndarray, pw: np.ndarray) -> np.ndarray | None:
+        """log p(y_i | mu_i = y_i) with prior weights (families whose -2 log p is deviance - 2 sat), or None."""
+        return None
+
+    def minus2_loglik(self, dev: float, const: dict) -> tuple[float, float, float]:
+        """(-2 log p(y | mu), its slope in the weighted total deviance, the dispersion) from the deviance and
+        the data's constants (n, sum_w, sum_log_w, sum_w_log_y, sat); lme4's conventions."""
+        return dev - 2.0 * const["sat"], 1.0, 1.0
+
+    def row_loglik(self, resp, dev: np.ndarray, phi: float) -> np.ndarray:
+        """log p(y_i | mu_i) from the unit deviances (no prior weights), for quadrature."""
+        return resp.sat - 0.5 * dev
+
+    def prepare_response(self, resp) -> None:
+        """Per-row constants of the response that the fast paths and the likelihood need, computed once."""
+
+    def fast_state(self, resp, eta: np.ndarray, link: str):
+        """The row state at eta by a family-specific fast path for this link, or None for the generic one."""
+        return None
+
+    def has_fast_path(self, link: str) -> bool:
+        """Whether :meth:`fast_state` handles this link (its means are then always in range)."""
+        return False
+
+    def icc_residual(self, link: str, var_residual: float | None) -> float | None:
+        """The level-1 variance of the ICC on the latent scale, where the product page defines one."""
+        return None
+
+    def exp_label(self, link: str) -> str | None:
+        """The column title of exp(estimate)."""
+        return "exp(Est.)" if link == "log" else None
+
+    def with_parameter(self, value: float) -> "Family":
+        return self
 
 
 def _gaussian_dev(y, mu):
@@ -184,28 +290,169 @@ def _gamma_logpdf(y, mu, phi):
     return (shape - 1.0) * np.log(y) - y / scale - shape * np.log(scale) - special.gammaln(shape)
 
 
+@dataclass(frozen=True)
+class Gaussian(Family):
+    def minus2_loglik(self, dev, const):
+        n = const["n"]
+        phi = dev / n
+        return n * (LOG_2PI + np.log(phi) + 1.0) + 2.0 - const.get("sum_log_w", 0.0), n / dev, phi
+
+    def row_loglik(self, resp, dev, phi):
+        return -0.5 * (LOG_2PI + np.log(phi)) - dev / (2.0 * phi)
+
+    def icc_residual(self, link, var_residual):
+        return var_residual if link == "identity" else None
+
+
+@dataclass(frozen=True)
+class Binomial(Family):
+    def check_response(self, y, response):
+        if np.any(y < 0) or np.any(y > 1):
+            bad = y[(y < 0) | (y > 1)][0]
+            raise GlmmInputError(
+                f"response '{response}' must lie between 0 and 1 for the binomial family "
+                f"(found {bad:g}); code the outcome as 0/1 or choose another family"
+            )
+
+    def start_mu(self, y, link):
+        return (y + 0.5) / 2.0
+
+    def saturated_rows(self, y, pw):
+        k = pw * y  # successes
+        lchoose = special.gammaln(pw + 1.0) - special.gammaln(k + 1.0) - special.gammaln(pw - k + 1.0)
+        return lchoose + pw * (special.xlogy(y, y) + special.xlog1py(1.0 - y, -y))
+
+    def prepare_response(self, resp):
+        y = resp.y
+        if np.all((y == 0.0) | (y == 1.0)):
+            resp.ylogy = 0.0  # 0/1 data: zero in every row (a scalar saves a vector of the data's length)
+        else:
+            resp.ylogy = special.xlogy(y, y) + special.xlogy(1.0 - y, 1.0 - y)
+        resp.sat = resp.ylogy  # log p(y | mu = y) per row
+
+    def has_fast_path(self, link):
+        return link in ("logit", "probit")
+
+    def fast_state(self, resp, eta, link):
+        if link == "logit":
+            return _logit_state(resp, eta)
+        if link == "probit":
+            return _probit_state(resp, eta)
+        return None
+
+    def icc_residual(self, link, var_residual):
+        return ICC_LATENT.get(link)
+
+    def exp_label(self, link):
+        return "OR" if link == "logit" else None
+
+
+@dataclass(frozen=True)
+class Poisson(Family):
+    def check_response(self, y, response):
+        if np.any(y < 0):
+            bad = y[y < 0][0]
+            raise GlmmInputError(
+                f"response '{response}' must be a non-negative count for the poisson family "
+                f"(found {bad:g}); choose another family or fix the data"
+            )
+
+    def start_mu(self, y, link):
+        return y + 0.1
+
+    def saturated_rows(self, y, pw):
+        return pw * (special.xlogy(y, y) - y - special.gammaln(y + 1.0))
+
+    def prepare_response(self, resp):
+        y = resp.y
+        resp.ylogy = special.xlogy(y, y)
+        resp.sat = resp.ylogy - y - special.gammaln(y + 1.0)
+        resp.pois_const = 2.0 * (resp.ylogy - y)
+
+    def has_fast_path(self, link):
+        return link == "log"
+
+    def fast_state(self, resp, eta, link):
+        return _poisson_log_state(resp, eta) if link == "log" else None
+
+    def exp_label(self, link):
+        return "IRR" if link == "log" else None
+
+
+@dataclass(frozen=True)
+class Gamma(Family):
+    def check_response(self, y, response):
+        if np.any(y <= 0):
+            bad = y[y <= 0][0]
+            raise GlmmInputError(
+                f"response '{response}' must be strictly positive for the gamma family "
+                f"(found {bad:g}); choose another family or remove those rows"
+            )
+
+    def start_mu(self, y, link):
+        return np.maximum(y, 1e-8)
+
+    def minus2_loglik(self, dev, const):
+        sw = const.get("sum_w", const["n"])
+        phi = dev / sw
+        A = (2.0 * const["sum_w_log_y"] + sw + 2.0 * sw * (1.0 + np.log(phi)) / phi
+             + 2.0 * sw * special.gammaln(1.0 / phi) + 2.0)
+        c = -2.0 * (np.log(phi) + special.digamma(1.0 / phi)) / (phi * phi)
+        return float(A), float(c), phi
+
+    def prepare_response(self, resp):
+        resp.log_y = np.log(resp.y)
+        resp.sum_log_y = float(np.sum(resp.log_y))
+
+    def row_loglik(self, resp, dev, phi):
+        return -resp.log_y - dev / (2.0 * phi) - (1.0 + np.log(phi)) / phi - special.gammaln(1.0 / phi)
+
+
 FAMILIES: dict[str, Family] = {
-    "gaussian": Family(
+    "gaussian": Gaussian(
         "gaussian", "Gaussian (Normal)", ("identity", "log"), True,
         np.ones_like, np.zeros_like, _gaussian_dev, _gaussian_logpdf,
         lambda mu: np.isfinite(mu),
     ),
-    "binomial": Family(
+    "binomial": Binomial(
         "binomial", "Binomial (Logistic)", ("logit", "probit"), False,
         lambda mu: mu * (1.0 - mu), lambda mu: 1.0 - 2.0 * mu, _binomial_dev, _binomial_logpdf,
-        lambda mu: (mu > 0) & (mu < 1),
+        lambda mu: (mu > 0) & (mu < 1), bounded_mean=True,
     ),
-    "poisson": Family(
+    "poisson": Poisson(
         "poisson", "Poisson (Count)", ("log", "identity"), False,
         lambda mu: mu, np.ones_like, _poisson_dev, _poisson_logpdf,
         lambda mu: mu > 0,
     ),
-    "gamma": Family(
+    "gamma": Gamma(
         "gamma", "Gamma", ("inverse", "log", "identity"), True,
         lambda mu: mu * mu, lambda mu: 2.0 * mu, _gamma_dev, _gamma_logpdf,
         lambda mu: mu > 0,
     ),
 }
+
+
+@dataclass(frozen=True)
+class NegativeBinomial(Family):
+    def check_response(self, y, response):
+        if np.any(y < 0):
+            bad = y[y < 0][0]
+            raise GlmmInputError(
+                f"response '{response}' must be a non-negative count for the negbin family "
+                f"(found {bad:g}); choose another family or fix the data"
+            )
+
+    def saturated_rows(self, y, pw):
+        return pw * self.logpdf(y, np.maximum(y, 1e-300), 1.0)
+
+    def prepare_response(self, resp):
+        resp.sat = self.logpdf(resp.y, np.maximum(resp.y, 1e-300), 1.0)
+
+    def exp_label(self, link):
+        return "IRR" if link == "log" else None
+
+    def with_parameter(self, value):
+        return negbin_family(value)
 
 
 def negbin_family(theta: float) -> Family:
@@ -231,8 +478,8 @@ def negbin_family(theta: float) -> Family:
         return (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
                 + th * np.log(th / (th + mu)) + special.xlogy(y, mu / (th + mu)))
 
-    return Family("negbin", "Negative Binomial (NB2)", ("log", "identity"), False, variance, variance_d1,
-                  unit_deviance, logpdf, lambda mu: mu > 0, th)
+    return NegativeBinomial("negbin", "Negative Binomial (NB2)", ("log", "identity"), False, variance,
+                            variance_d1, unit_deviance, logpdf, lambda mu: mu > 0, th, observed_information=True)
 
 
 FAMILIES["negbin"] = negbin_family(1.0)

@@ -340,7 +340,7 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
         meta, model, method, method, converged, theta, beta, vcov, "working weights at PIRLS convergence",
         var_group, var_residual, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
-    if fam.name == "binomial":
+    if fam.bounded_mean:
         extreme = sum(p["extreme"] for p in parts) / meta.n
         result.warnings.extend(advice.separation(meta, blocks.map("binary_columns"), beta_s, extreme))
     return result

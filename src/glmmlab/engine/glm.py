@@ -9,15 +9,7 @@ from glmmlab.engine.families import Family, Link
 
 
 def starting_mu(y: np.ndarray, family: Family, link: Link) -> np.ndarray:
-    if family.name == "binomial":
-        return (y + 0.5) / 2.0
-    if family.name == "poisson":
-        return y + 0.1
-    if family.name == "gamma":
-        return np.maximum(y, 1e-8)
-    if link.name == "log" and np.any(y <= 0):
-        return np.full_like(y, max(float(np.mean(y)), 1e-3))
-    return y.copy()
+    return family.start_mu(y, link.name)
 
 
 def _solve(parts: list[dict]) -> np.ndarray:

@@ -7,10 +7,6 @@ import numpy as np
 from scipy import linalg, special
 
 
-ICC_RESIDUAL = {
-    ("binomial", "logit"): float(np.pi ** 2 / 3.0),
-    ("binomial", "probit"): 1.0,
-}
 
 
 def inverse_spd(M: np.ndarray) -> np.ndarray:
@@ -37,10 +33,9 @@ def wald(beta: np.ndarray, se: np.ndarray, conf_level: float) -> tuple[np.ndarra
 
 def icc(family: str, link: str, var_group: float, var_residual: float | None) -> float | None:
     """ICC where the spec defines one (Gaussian+identity, Binomial+logit, Binomial+probit), else None."""
-    if family == "gaussian" and link == "identity":
-        resid = var_residual
-    else:
-        resid = ICC_RESIDUAL.get((family, link))
+    from glmmlab.engine.families import FAMILIES
+
+    resid = FAMILIES[family].icc_residual(link, var_residual)
     if resid is None:
         return None
     total = var_group + resid

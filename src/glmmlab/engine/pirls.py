@@ -15,47 +15,20 @@ import numpy as np
 from scipy import special
 
 from glmmlab.engine.design import Design
-from glmmlab.engine.families import Family, Link
+from glmmlab.engine.families import Family, Link, RowState  # noqa: F401  (RowState re-exported)
 from glmmlab.engine.response import Response
 
 
-@dataclass
-class RowState:
-    """Row-level quantities at a linear predictor eta."""
-
-    eta: np.ndarray
-    mu: np.ndarray
-    h1: np.ndarray  # dmu/deta
-    h2: np.ndarray  # d2mu/deta2
-    var: np.ndarray  # V(mu)
-    dev: np.ndarray  # unit deviances
-    dev_eta: np.ndarray  # d dev / d eta
-    dev_eta2: np.ndarray  # d2 dev / d eta2 (observed)
-    w: np.ndarray  # working (expected-information) weights h1^2 / V
-    w_eta: np.ndarray  # dw / deta
-
-
-FAST_PATHS = {("binomial", "logit"), ("binomial", "probit"), ("poisson", "log")}
 LOG_SQRT_2PI = 0.5 * float(np.log(2.0 * np.pi))
 
 
 def row_state(resp: Response, eta: np.ndarray, link: Link) -> RowState:
-    """Means, weights and deviance derivatives at eta (fast paths for binomial-logit and Poisson-log)."""
+    """Means, weights and deviance derivatives at eta (the family's own fast path where it has one for this
+    link: binomial logit and probit, Poisson log)."""
     family, y = resp.family, resp.y
-    if family.name == "binomial" and link.name == "logit":
-        e = np.exp(-np.abs(eta))
-        sp = np.maximum(eta, 0.0) + np.log1p(e)  # log(1 + exp(eta)), stable
-        mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
-        var = np.maximum(mu * (1.0 - mu), 1e-300)
-        h2 = var * (1.0 - 2.0 * mu)
-        return RowState(eta=eta, mu=mu, h1=var, h2=h2, var=var, dev=2.0 * (resp.ylogy + sp - y * eta),
-                        dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * var, w=var, w_eta=h2)
-    if family.name == "binomial" and link.name == "probit":
-        return _probit_state(resp, eta)
-    if family.name == "poisson" and link.name == "log":
-        mu = np.exp(np.minimum(eta, 700.0))
-        return RowState(eta=eta, mu=mu, h1=mu, h2=mu, var=mu, dev=resp.pois_const + 2.0 * (mu - y * eta),
-                        dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * mu, w=mu, w_eta=mu)
+    fast = family.fast_state(resp, eta, link.name)
+    if fast is not None:
+        return fast
     mu = link.linkinv(eta)
     h1 = link.mu_eta(eta)
     h2 = link.mu_eta2(eta)
@@ -70,27 +43,6 @@ def row_state(resp: Response, eta: np.ndarray, link: Link) -> RowState:
         dev_eta2=dev_mu2 * h1 * h1 + dev_mu * h2,
         w=h1 * h1 / var,
         w_eta=2.0 * h1 * h2 / var - h1 ** 3 * family.variance_d1(mu) / (var * var),
-    )
-
-
-def _probit_state(resp: Response, eta: np.ndarray) -> RowState:
-    """Binomial-probit on the log scale: with the inverse Mills ratios l1 = phi/Phi(eta) and
-    l0 = phi/Phi(-eta), everything stays finite far into the tails, where Phi itself rounds to 0 or 1."""
-    y = resp.y
-    log_p1 = special.log_ndtr(eta)
-    log_p0 = special.log_ndtr(-eta)
-    log_phi = -0.5 * eta * eta - LOG_SQRT_2PI
-    l1 = np.exp(log_phi - log_p1)
-    l0 = np.exp(log_phi - log_p0)
-    mu = np.exp(log_p1)
-    phi = np.exp(log_phi)
-    w = l1 * np.exp(log_phi - log_p0)  # phi^2 / (Phi (1 - Phi)) = l1 * l0, without cancellation
-    return RowState(
-        eta=eta, mu=mu, h1=phi, h2=-eta * phi, var=np.maximum(mu * (1.0 - mu), 1e-300),
-        dev=2.0 * (resp.ylogy - y * log_p1 - (1.0 - y) * log_p0),
-        dev_eta=-2.0 * (y * l1 - (1.0 - y) * l0),
-        dev_eta2=2.0 * (y * l1 * (eta + l1) + (1.0 - y) * l0 * (l0 - eta)),
-        w=w, w_eta=w * (l0 - l1 - 2.0 * eta),
     )
 
 
@@ -125,7 +77,7 @@ def find_modes(
         eta = eta_fixed + theta * u_[g]
         rs = row_state(resp, eta, link)
         bad = ~np.isfinite(rs.dev)
-        if (resp.family.name, link.name) not in FAST_PATHS:
+        if not resp.family.has_fast_path(link.name):
             bad |= ~_valid(resp.family, eta, rs.mu)
         ok = ~bad.any() or d.group_sum(bad.astype(float)) == 0
         ok = np.broadcast_to(ok, u_.shape)

@@ -11,26 +11,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from glmmlab.engine.families import Family
+from glmmlab.engine.families import FAMILIES, Family
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def minus2_loglik(family: str, const: dict, dev_sum: float) -> tuple[float, float, float]:
     """(A, c, phi): minus twice the conditional log-likelihood given the total deviance, dA/d(dev_sum), and
-    the dispersion. Gaussian and Gamma use lme4's convention phi = dev_sum / n and add 2, as lme4 does.
+    the dispersion (the family's own rule; Gaussian and Gamma use lme4's phi = dev_sum / n and its "+2").
     ``const`` holds the row sums of :meth:`Response.constants` (n, sum_sat, sum_log_y)."""
-    n = const["n"]
-    if family == "gaussian":
-        phi = dev_sum / n
-        return n * (LOG_2PI + np.log(phi) + 1.0) + 2.0, n / dev_sum, phi
-    if family == "gamma":
-        phi = dev_sum / n
-        A = (2.0 * const["sum_log_y"] + n + 2.0 * n * (1.0 + np.log(phi)) / phi
-             + 2.0 * n * special.gammaln(1.0 / phi) + 2.0)
-        c = -2.0 * (np.log(phi) + special.digamma(1.0 / phi)) / (phi * phi)
-        return float(A), float(c), phi
-    return dev_sum - 2.0 * const["sum_sat"], 1.0, 1.0
+    c = {"n": const["n"], "sat": const["sum_sat"], "sum_w_log_y": const["sum_log_y"]}
+    return FAMILIES[family].minus2_loglik(dev_sum, c)
 
 
 def add_constants(parts: list[dict]) -> dict:
@@ -42,21 +33,10 @@ class Response:
         self.y = y
         self.family = family
         self.n = y.shape[0]
-        name = family.name
-        if name == "binomial":
-            if np.all((y == 0.0) | (y == 1.0)):
-                self.ylogy = 0.0  # 0/1 data: zero in every row (a scalar saves a vector of the data's length)
-            else:
-                self.ylogy = special.xlogy(y, y) + special.xlogy(1.0 - y, 1.0 - y)
-            self.sat = self.ylogy  # log p(y | mu = y) per row
-        elif name == "poisson":
-            self.ylogy = special.xlogy(y, y)
-            self.sat = self.ylogy - y - special.gammaln(y + 1.0)
-            self.pois_const = 2.0 * (self.ylogy - y)
-        elif name == "gamma":
-            self.log_y = np.log(y)
-            self.sum_log_y = float(np.sum(self.log_y))
-        self.sum_sat = float(np.sum(self.sat)) if hasattr(self, "sat") else 0.0
+        family.prepare_response(self)
+        sat = getattr(self, "sat", None)
+        self.sum_sat = float(np.sum(sat)) if sat is not None and not np.isscalar(sat) else (
+            float(sat) * self.n if sat is not None else 0.0)
 
     def constants(self) -> dict:
         """The sums over rows the likelihood needs besides the deviance (they add over blocks of rows)."""
@@ -67,9 +47,4 @@ class Response:
 
     def row_loglik(self, dev: np.ndarray, phi: float) -> np.ndarray:
         """log p(y_i | mu_i) from the unit deviances, at dispersion phi (families with a free dispersion)."""
-        name = self.family.name
-        if name == "gamma":
-            return -self.log_y - dev / (2.0 * phi) - (1.0 + np.log(phi)) / phi - special.gammaln(1.0 / phi)
-        if name == "gaussian":
-            return -0.5 * (LOG_2PI + np.log(phi)) - dev / (2.0 * phi)
-        return self.sat - 0.5 * dev
+        return self.family.row_loglik(self, dev, phi)

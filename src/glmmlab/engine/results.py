@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from glmmlab.engine.families import LINKS
+from glmmlab.engine.families import FAMILIES, LINKS
 from glmmlab.engine.inference import wald
 
 
@@ -26,12 +26,9 @@ def _nums(a: np.ndarray) -> list:
 
 
 def exp_label(family: str, link: str) -> str | None:
-    """The column title of exp(estimate): OR for logit, IRR for Poisson+log, exp(Est.) for other log links."""
-    if link == "logit":
-        return "OR"
-    if link == "log":
-        return "IRR" if family == "poisson" else "exp(Est.)"
-    return None
+    """The column title of exp(estimate): OR for logit, IRR for counts with a log link, exp(Est.) for other
+    log links (the family's own rule)."""
+    return FAMILIES[family].exp_label(link)
 
 
 @dataclass
