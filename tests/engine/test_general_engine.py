@@ -58,18 +58,23 @@ def _dense_system(st: Structure, w, E, theta):
     return H, S, Zl
 
 
-@pytest.mark.parametrize("crossed", [False, True])
-def test_blocked_factor_equals_dense_algebra(crossed):
+@pytest.mark.parametrize("crossed,slope,coupling", [(False, True, "dense"), (True, True, "dense"),
+                                                    (True, True, "sparse"), (True, False, "sparse"),
+                                                    (True, False, "dense")])
+def test_blocked_factor_equals_dense_algebra(crossed, slope, coupling, monkeypatch):
+    import glmmlab.engine.blocked as blocked
+
+    monkeypatch.setattr(blocked, "DENSE_COUPLING", 10**9 if coupling == "dense" else 0)
     rng = np.random.default_rng(1)
     n = 300
     g, h = rng.integers(0, 12, n), rng.integers(0, 5, n)
     x = rng.normal(size=n)
-    terms = [RandomTerm("g", g, [str(i) for i in range(12)], np.column_stack([np.ones(n), x]),
-                        ["(Intercept)", "x"])]
+    Z = np.column_stack([np.ones(n), x]) if slope else np.ones((n, 1))
+    terms = [RandomTerm("g", g, [str(i) for i in range(12)], Z, ["(Intercept)", "x"][:Z.shape[1]])]
     if crossed:
         terms.append(RandomTerm("h", h, [str(i) for i in range(5)], np.ones((n, 1)), ["(Intercept)"]))
     st = Structure(merge_terms(terms))
-    theta = np.array([0.8, 0.3, 0.5] + ([1.3] if crossed else []))
+    theta = np.array(([0.8, 0.3, 0.5] if slope else [0.8]) + ([1.3] if crossed else []))
     w = rng.uniform(0.5, 2.0, n)
     E = np.column_stack([np.ones(n), x, rng.normal(size=n)])
     F = factor(st, st.crossprods(w, E), theta)

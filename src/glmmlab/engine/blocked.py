@@ -59,6 +59,7 @@ class Structure:
         self.rest_offsets = [int(o) for o in offs[:-1]]
         self.Q2 = int(offs[-1])
         self.Q = self.L1 * self.q1 + self.Q2
+        self.all_scalar = all(b.q == 1 for b in blocks)
         # A small coupling (e.g. 24 x 6 levels) is cheaper dense than through scipy.sparse's per-call overhead.
         self.dense = self.Q2 * self.L1 * self.q1 <= DENSE_COUPLING
         if self.rest:
@@ -350,6 +351,8 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
     C21 = L22 = G2 = None
     if structure.rest and structure.dense:
         return _factor_dense_coupling(structure, cp, lams, L11, G1, SEE, logdet)
+    if structure.rest and structure.all_scalar:
+        return _factor_scalar_coupling(structure, cp, lams, L11, G1, SEE, logdet)
     if structure.rest:
         Lam2 = structure.lambda2(lams)
         Lam1_sp = structure.lambda1_sparse(Lam1)
@@ -365,6 +368,36 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
             SEE = SEE - G2.T @ G2
         else:
             G2 = np.empty((structure.Q2, 0))
+    return Factor(L11, G1, C21, L22, G2, SEE, logdet)
+
+
+def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], L11: np.ndarray,
+                            G1: np.ndarray, SEE: np.ndarray, logdet: float) -> Factor:
+    """Crossed scalar terms with a large sparse coupling (InstEval's students x instructors): Lambda is
+    diagonal, so scaling the stored cross-products is a scaling of their data arrays; the only sparse product
+    per evaluation is C21 C21'."""
+    L1, Q2 = structure.L1, structure.Q2
+    t1 = float(lams[0][0, 0])
+    lam2 = np.concatenate([np.full(b.n_levels, float(L[0, 0])) for b, L in zip(structure.rest, lams[1:])])
+    A21 = cp.A21
+    if not hasattr(cp, "_rows21"):
+        cp._rows21 = np.repeat(np.arange(A21.shape[0]), np.diff(A21.indptr))
+        cp._A22 = A22 = cp.A22.toarray() if sparse.issparse(cp.A22) else cp.A22
+    d1 = L11[:, 0, 0]
+    data = A21.data * lam2[cp._rows21] * (t1 / d1[A21.indices])
+    C21 = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)
+    S22 = cp._A22 * np.outer(lam2, lam2)
+    S22 -= (C21 @ C21.T).toarray()
+    S22[np.diag_indices(Q2)] += 1.0
+    L22 = linalg.cholesky(S22, lower=True, check_finite=False, overwrite_a=True)
+    logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
+    m = cp.EE.shape[0]
+    if m:
+        S2E = lam2[:, None] * np.asarray(cp.E2) - np.asarray(C21 @ G1.reshape(L1, m))
+        G2 = linalg.solve_triangular(L22, S2E, lower=True, check_finite=False)
+        SEE = SEE - G2.T @ G2
+    else:
+        G2 = np.empty((Q2, 0))
     return Factor(L11, G1, C21, L22, G2, SEE, logdet)
 
 
