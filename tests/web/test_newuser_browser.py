@@ -113,3 +113,40 @@ def test_missing_value_markers_import_as_missing_numbers_and_a_type_change_offer
     info = api.get(f"/api/datasets/{ds['id']}").json()
     assert {c["name"]: c["dtype"] for c in info["columns"]}["note"] == "float64"
     assert all(r[5] is None for r in api.get(f"/api/datasets/{ds['id']}/rows").json()["rows"])
+
+
+def test_glmm_menu_starts_on_the_dataset_in_view_and_a_boolean_is_a_binomial_response(page, live_server_factory):
+    server = live_server_factory()
+    api = server.api()
+    ds = import_frame(api, MISSING_CSV, "flags")
+    ready(page, server.url)
+
+    # with no dataset in view the form asks for one instead of saying there are no numeric columns
+    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
+    panel = active_panel(page)
+    expect(control(panel, "dataset_id")).to_have_value("")
+    expect(control(panel, "response").locator("option").first).to_have_text("Choose a dataset first")
+    expect(control(panel, "group").locator("option").first).to_have_text("Choose a dataset first")
+    expect(field(panel, "fixed")).to_contain_text("Choose a dataset first.")
+    expect(panel).not_to_contain_text("(no numeric columns)")
+
+    # from a dataset tab the form starts on that dataset
+    page.locator(f'#dataset-list li.item[data-id="{ds["id"]}"] button.open').click()
+    expect(active_panel(page).locator(".ds-title")).to_have_text("flags")
+    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
+    panel = active_panel(page)
+    expect(control(panel, "dataset_id")).to_have_value(str(ds["id"]))
+    expect(control(panel, "response").locator('option[value="passed"]')).to_have_count(1)
+    assert options_of(control(panel, "response")) == ["hours", "score", "passed"]
+
+    # a boolean response: the family follows, and the fit runs
+    control(panel, "response").select_option("passed")
+    expect(control(panel, "family")).to_have_value("binomial")
+    expect(control(panel, "link")).to_have_value("logit")
+    control(panel, "group").select_option("school")
+    panel.locator("button.run").click()
+    run = panel.locator("article.run").first
+    expect(run).to_have_attribute("data-state", "done", timeout=30_000)
+    fit = dict(run.locator('table[data-table="model-fit"] tbody tr').evaluate_all(
+        "trs => trs.map(tr => [tr.cells[0].textContent, tr.cells[1].dataset.value])"))
+    assert fit["Observations"] == "7" and fit["Rows excluded"] == "1"

@@ -172,8 +172,13 @@ def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
         raise FieldError("response", "Choose a Response Variable (Y).")
     if body.response not in cols:
         raise FieldError("response", f"Dataset '{info.name}' has no column '{body.response}'.")
-    if not cols[body.response].numeric:
-        raise FieldError("response", f"Response Variable (Y) must be numeric; '{body.response}' is "
+    family = str(body.family or "").lower()
+    if cols[body.response].dtype == "boolean":
+        if family != "binomial":
+            raise FieldError("response", f"'{body.response}' is boolean: it can be the response of the Binomial "
+                                         "family (true = 1, false = 0); choose Binomial (Logistic).")
+    elif not cols[body.response].numeric:
+        raise FieldError("response", f"Response Variable (Y) must be numeric or boolean; '{body.response}' is "
                                      f"{cols[body.response].dtype}. Only numeric columns are available.")
     if len(set(body.fixed)) != len(body.fixed):
         raise FieldError("fixed", "Each Fixed Effects (X) column can be chosen once.")
@@ -197,7 +202,6 @@ def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
         raise FieldError("group", f"'{body.group}' is already the response or a fixed effect.")
     if not body.intercept and not body.fixed:
         raise FieldError("fixed", "Without an intercept, choose at least one Fixed Effects (X) column.")
-    family = str(body.family or "").lower()
     if family not in FAMILIES:
         raise FieldError("family", f"Distribution Family must be one of {', '.join(FAMILIES)}; got {body.family!r}.")
     links = FAMILIES[family].links

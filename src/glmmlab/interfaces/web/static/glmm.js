@@ -186,20 +186,22 @@
 
     function fillColumns() {
       const numeric = columns.filter((c) => c.numeric);
+      const responses = columns.filter((c) => c.numeric || c.dtype === "boolean");  // a boolean is a 0/1 response
       const categorical = columns.filter((c) => c.categorical);
       const keepY = response.value, keepG = group.value;
       const keepX = new Set(checkedFixed());
-      clear(response).appendChild(el("option", { value: "" }, numeric.length ? "— choose —" : "(no numeric columns)"));
-      for (const c of numeric) response.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})`));
-      clear(group).appendChild(el("option", { value: "" }, categorical.length ? "— choose —" : "(no nominal, ordinal or string columns)"));
+      const none = (what) => (dsSelect.value ? what : "Choose a dataset first");
+      clear(response).appendChild(el("option", { value: "" }, responses.length ? "— choose —" : none("(no numeric columns)")));
+      for (const c of responses) response.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})`));
+      clear(group).appendChild(el("option", { value: "" }, categorical.length ? "— choose —" : none("(no nominal, ordinal or string columns)")));
       for (const c of categorical) group.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype} · ${c.scale})`));
       clear(fixedBox);
-      if (!numeric.length) fixedBox.appendChild(el("span", { class: "muted" }, "No numeric columns."));
+      if (!numeric.length) fixedBox.appendChild(el("span", { class: "muted" }, dsSelect.value ? "No numeric columns." : "Choose a dataset first."));
       for (const c of numeric) {
         fixedBox.appendChild(el("label", { class: "check" },
           el("input", { type: "checkbox", value: c.name, checked: keepX.has(c.name), onchange: () => validate(false) }), c.name));
       }
-      if (numeric.some((c) => c.name === keepY)) response.value = keepY;
+      if (responses.some((c) => c.name === keepY)) response.value = keepY;
       if (categorical.some((c) => c.name === keepG)) group.value = keepG;
     }
 
@@ -262,7 +264,12 @@
 
     dsSelect.addEventListener("change", () => loadColumns().then(() => validate(false)));
     family.addEventListener("change", () => { fillLinks(); validate(false); });
-    for (const c of [response, group, intercept]) c.addEventListener("change", () => validate(false));
+    response.addEventListener("change", () => {
+      const col = columns.find((c) => c.name === response.value);
+      if (col && col.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
+      validate(false);
+    });
+    for (const c of [group, intercept]) c.addEventListener("change", () => validate(false));
     for (const c of [level, maxIter, tol]) c.addEventListener("input", () => validate(false));
     run.addEventListener("click", async () => {
       const body = validate(true);
@@ -358,6 +365,7 @@
     const model = await api.get(`/api/models/${params.id}`);
     const result = model.result;
     tab.setTitle(model.name);
+    tab.datasetId = model.dataset_id;
     const saved = model.saved_conf_level;
     const level = el("input", { type: "number", class: "short conf-level", min: "50", max: "99.99", step: "any",
       value: String(+(saved * 100).toPrecision(10)), "aria-label": "Confidence Level" });
