@@ -150,3 +150,149 @@ def test_glmm_menu_starts_on_the_dataset_in_view_and_a_boolean_is_a_binomial_res
     fit = dict(run.locator('table[data-table="model-fit"] tbody tr').evaluate_all(
         "trs => trs.map(tr => [tr.cells[0].textContent, tr.cells[1].dataset.value])"))
     assert fit["Observations"] == "7" and fit["Rows excluded"] == "1"
+
+
+def run_fit(api, body: dict) -> str:
+    fit_id = api.post("/api/glmm/fits", json=body).json()["id"]
+    for _ in range(600):
+        job = api.get(f"/api/glmm/fits/{fit_id}").json()
+        if job["state"] == "done":
+            return fit_id
+        assert job["state"] in ("queued", "running"), job
+        time.sleep(0.05)
+    raise AssertionError("the fit did not finish")
+
+
+def clinic(api) -> dict:
+    return next(d for d in api.get("/api/datasets").json()["datasets"] if d["name"] == "clinic recovery")
+
+
+def open_glmm_on(page, dataset_id, response, group, fixed=(), family=None):
+    page.locator(f'#dataset-list li.item[data-id="{dataset_id}"] button.open').click()
+    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
+    panel = active_panel(page)
+    expect(control(panel, "dataset_id")).to_have_value(str(dataset_id))
+    expect(control(panel, "response").locator(f'option[value="{response}"]')).to_have_count(1)
+    control(panel, "response").select_option(response)
+    if family:
+        control(panel, "family").select_option(family)
+    for x in fixed:
+        field(panel, "fixed").locator(f'input[value="{x}"]').check()
+    control(panel, "group").select_option(group)
+    return panel
+
+
+# ---- 3. complete saved models, unique names ---------------------------------------------------------------------
+
+def test_model_detail_shows_every_table_and_the_warnings_and_names_are_unique(page, live_server_factory):
+    server = live_server_factory()
+    api = server.api()
+    ds = clinic(api)
+    ready(page, server.url)
+    panel = open_glmm_on(page, ds["id"], "recovered", "clinic", ["age"], "binomial")
+    panel.locator('summary:text-is("Advanced Options")').click()
+    control(panel, "max_iter").fill("1")  # stops early: a warning to carry over
+    panel.locator("button.run").click()
+    run = panel.locator("article.run").first
+    expect(run).to_have_attribute("data-state", "done", timeout=30_000)
+    run = panel.locator(f'article.run[data-fit-id="{run.get_attribute("data-fit-id")}"]')  # newer runs come first
+    expect(run.locator(".warnings")).to_contain_text("did not converge")
+    run.locator("input.model-name").fill("early stop")
+    run.locator("button.save").click()
+    expect(run.locator(".saved")).to_have_text(
+        "Saved as “early stop”, with the diagnostics dataset “early stop diagnostics”.")
+
+    # the same name again is refused inline, and nothing is saved
+    panel.locator("button.run").click()
+    second = panel.locator("article.run").first
+    expect(panel.locator("article.run")).to_have_count(2)
+    expect(second).to_have_attribute("data-state", "done", timeout=30_000)
+    second.locator("input.model-name").fill("Early Stop")
+    second.locator("button.save").click()
+    expect(second.locator(".field-error")).to_have_text(
+        "There is already a model called 'early stop' in this project; choose another Model Name.")
+    assert [m["name"] for m in api.get("/api/models").json()["models"]] == ["early stop"]
+    # a dataset already holding the diagnostics name: the message names the dataset truly made
+    api.post("/api/datasets/import", params={"filename": "x.csv", "name": "other diagnostics"},
+             content=b"a,b\n1,2\n")
+    time.sleep(1)
+    second.locator("input.model-name").fill("other")
+    second.locator("button.save").click()
+    expect(second.locator(".saved")).to_have_text(
+        "Saved as “other”, with the diagnostics dataset “other diagnostics (2)”.")
+
+    # Model Detail: every table of the run and the warnings
+    names = ("random-effects", "fixed-effects", "model-fit", "glm-comparison")
+    run_cells = {name: run.locator(f'table[data-table="{name}"] td').all_inner_texts() for name in names}
+    run.locator("button.view-details").click()
+    detail = active_panel(page)
+    expect(detail.locator(".ds-title")).to_have_text("early stop")
+    expect(detail.locator(".result-section h3")).to_have_text(
+        ["Random Effects", "ICC", "Fixed Effects", "Model Fit", "Comparison with GLM (no random intercept)",
+         "BLUP (Random Effect Predictions)"])
+    expect(detail.locator(".warnings")).to_contain_text("did not converge")
+    for name in ("random-effects", "fixed-effects", "model-fit", "glm-comparison", "blup"):
+        expect(detail.locator(f'table[data-table="{name}"]')).to_have_count(1)
+    # the same cells as the run's tables
+    for name in names:
+        assert detail.locator(f'table[data-table="{name}"] td').all_inner_texts() == run_cells[name] != []
+    detail.locator(".result-section h3").first.scroll_into_view_if_needed()
+    shot(page, "model-detail-complete.png")
+    detail.locator("button.add-report").click()
+    expect(detail.locator(".report-status")).to_contain_text("Added 6 tables")
+    rep = api.get("/api/reports").json()["reports"][0]
+    items = api.get(f"/api/reports/{rep['id']}").json()["items"]
+    assert [i["title"] for i in items] == [f"early stop: {t}" for t in (
+        "Random Effects", "ICC", "Fixed Effects", "Model Fit", "Comparison with GLM (no random intercept)",
+        "BLUP (Random Effect Predictions)")]
+    assert "did not converge" in items[0]["payload"]["note"]
+
+
+# ---- 6. one number formatter ------------------------------------------------------------------------------------
+
+def cli_text(api, dataset_id, path: Path, *args) -> str:
+    import subprocess
+    import sys
+
+    page = api.get(f"/api/datasets/{dataset_id}/rows", params={"limit": 5000}).json()
+    pd.DataFrame(page["rows"], columns=[c["name"] for c in page["columns"]]).to_csv(path, index=False)
+    glmmlab = Path(sys.executable).parent / "glmmlab"
+    return subprocess.run([str(glmmlab), "fit", str(path), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def text_block(text: str, title: str) -> list[list[str]]:
+    """The rows of a table of the command line's text output, split on runs of two or more blanks."""
+    import re
+
+    lines = text.split(f"\n{title}\n", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    return [re.split(r"\s{2,}", line.strip()) for line in lines]
+
+
+def test_the_web_and_the_command_line_write_the_same_digits(page, live_server_factory, tmp_path):
+    server = live_server_factory()
+    api = server.api()
+    ds = clinic(api)
+    ready(page, server.url)
+    panel = open_glmm_on(page, ds["id"], "recovered", "clinic", ["age"], "binomial")
+    panel.locator("button.run").click()
+    run = panel.locator("article.run").first
+    expect(run).to_have_attribute("data-state", "done", timeout=30_000)
+    text = cli_text(api, ds["id"], tmp_path / "clinic.csv", "--response", "recovered", "--group", "clinic",
+                    "--fixed", "age", "--family", "binomial")
+    for name, title in [("random-effects", "Random Effects"), ("fixed-effects", "Fixed Effects"),
+                        ("model-fit", "Model Fit"), ("glm-comparison", "Comparison with GLM (no random intercept)"),
+                        ("blup", "BLUP (Random Effect Predictions)")]:
+        web = run.locator(f'table[data-table="{name}"] tbody tr').evaluate_all(
+            "trs => trs.map(tr => Array.from(tr.cells).map(td => td.textContent))")
+        assert web == text_block(text, title)[:len(web)], name
+    cells = run.locator("table.result-grid td").all_inner_texts()
+    assert "NA" not in cells and not any("e-" in c for c in cells)
+    fit = dict(run.locator('table[data-table="model-fit"] tbody tr').evaluate_all(
+        "trs => trs.map(tr => [tr.cells[0].textContent, tr.cells[1].textContent])"))
+    assert fit["Observations"] == "1,293"  # thousands separators for counts
+    # a decimal column never shows a bare integer beside fixed decimals
+    for name in ("random-effects", "fixed-effects"):
+        for row in run.locator(f'table[data-table="{name}"] tbody tr').evaluate_all(
+                "trs => trs.map(tr => Array.from(tr.cells).map(td => td.textContent))"):
+            assert all(len(c.split(".")[1]) == 4 for c in row[1:]), row

@@ -24,12 +24,11 @@ from pydantic import BaseModel, Field
 import glmmlab
 from glmmlab.engine.families import FAMILIES
 from glmmlab.engine.progress import FitCancelled
-from glmmlab.interfaces.text import fixed_effects_headers
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
-from glmmlab.services import datasets
+from glmmlab.services import datasets, result_view
 from glmmlab.services.errors import NotFound, ServiceError
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
@@ -124,26 +123,10 @@ def fit_jobs(request: Request) -> FitJobs:
 _JOBS_LOCK = threading.Lock()
 
 
-def ll_label(kind: str, nagq: int = 1) -> str:
-    if kind == "REML":
-        return "REML Log-Likelihood"
-    if kind == "Laplace":
-        return "Log-Likelihood (Laplace)"
-    return f"Log-Likelihood (AGQ, {nagq} nodes)"
-
-
-def level_text(conf_level: float) -> str:
-    return f"{conf_level * 100:g}%"
-
-
 def display(result: dict[str, Any], conf_level: float | None = None) -> dict[str, Any]:
-    """The words the page shows for a result: table headers and metric labels."""
-    m = result["model"]
-    level = m["conf_level"] if conf_level is None else conf_level
-    return {"fixed_effects_headers": fixed_effects_headers(m["family"], m["link"], level),
-            "level_text": level_text(level),
-            "log_likelihood_label": ll_label(result["fit"]["log_likelihood_kind"], m.get("nagq", 1)),
-            "family_label": FAMILIES[m["family"]].label}
+    """What the page shows for a result: labels, warnings and every table, numbers already written
+    (:func:`glmmlab.services.result_view.view`)."""
+    return result_view.view(result, conf_level)
 
 
 def _number(value: Any, field: str, kind=float) -> Any:
