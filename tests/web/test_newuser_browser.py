@@ -296,3 +296,84 @@ def test_the_web_and_the_command_line_write_the_same_digits(page, live_server_fa
         for row in run.locator(f'table[data-table="{name}"] tbody tr').evaluate_all(
                 "trs => trs.map(tr => Array.from(tr.cells).map(td => td.textContent))"):
             assert all(len(c.split(".")[1]) == 4 for c in row[1:]), row
+
+
+# ---- 5. copy and CSV of every results table ---------------------------------------------------------------------
+
+def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(page, live_server_factory, tmp_path):
+    import urllib.parse
+
+    server = live_server_factory()
+    api = server.api()
+    ds = clinic(api)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    ready(page, server.url)
+    panel = open_glmm_on(page, ds["id"], "recovered", "clinic", ["age"], "binomial")
+    panel.locator("button.run").click()
+    run = panel.locator("article.run").first
+    expect(run).to_have_attribute("data-state", "done", timeout=30_000)
+    job = api.get(f"/api/glmm/fits/{run.get_attribute('data-fit-id')}").json()
+    sections = run.locator("section.result-section")
+    expect(sections).to_have_count(6)
+    for k in range(6):  # every table has both
+        expect(sections.nth(k).locator("h3 button.copy-table")).to_have_count(1)
+        expect(sections.nth(k).locator("h3 button.csv-table")).to_have_count(1)
+
+    fe = run.locator('section[data-section="Fixed Effects"]')
+    fe.locator("button.copy-table").click()
+    expect(fe.locator(".copy-status")).to_have_text("Copied.")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    lines = [line.split("\t") for line in copied.strip("\n").split("\n")]
+    assert lines[0] == job["display"]["fixed_effects_headers"]
+    assert lines[1:] == fe.locator("tbody tr").evaluate_all(
+        "trs => trs.map(tr => Array.from(tr.cells).map(td => td.textContent))")
+
+    blup = run.locator('section[data-section="BLUP (Random Effect Predictions)"]')
+    with page.expect_download() as download:
+        blup.locator("button.csv-table").click()
+    assert download.value.suggested_filename == "BLUP_Random_Effect_Predictions.csv"
+    frame = pd.read_csv(download.value.path())
+    assert list(frame.columns) == ["Group", "Random Intercept", "Std. Error", "Rank"]
+    assert len(frame) == job["result"]["n_groups"]  # all rows, not only the ones shown
+    assert np.allclose(frame["Random Intercept"], [b["random_intercept"] for b in job["result"]["blup"]],
+                       rtol=1e-12)  # full precision
+
+    # Model Detail: the table at the level in view; the report tab; the exported file
+    run.locator("input.model-name").fill("copy me")
+    run.locator("button.save").click()
+    expect(run.locator(".saved")).to_contain_text("copy me")
+    run.locator("button.view-details").click()
+    detail = active_panel(page)
+    detail.locator("input.conf-level").fill("90")
+    expect(detail.locator('table[data-table="fixed-effects"] th').nth(3)).to_have_text("Lower 90%")
+    with page.expect_download() as download:
+        detail.locator('section[data-section="Fixed Effects"] button.csv-table').click()
+    assert list(pd.read_csv(download.value.path()).columns)[3:5] == ["Lower 90%", "Upper 90%"]
+    detail.locator("button.add-report").click()
+    detail.locator("button.open-report").click()
+    report = active_panel(page)
+    expect(report.locator("li.report-item")).to_have_count(6)
+    item = report.locator("li.report-item").nth(2)
+    expect(item.locator(".item-title")).to_have_text("copy me: Fixed Effects")
+    item.locator("button.copy-table").click()
+    expect(item.locator(".copy-status")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()").split("\n")[0].split("\t")[3] == "Lower 90%"
+    shot(page, "report-copy-csv.png")
+
+    with page.expect_download() as download:
+        report.locator("a.export").click()
+    exported = tmp_path / "report.html"
+    download.value.save_as(exported)
+    other = page.context.new_page()
+    other.goto(exported.as_uri())
+    links = other.locator("a.csv")
+    expect(links).to_have_count(6)
+    href = links.nth(2).get_attribute("href")
+    assert href.startswith("data:text/csv;charset=utf-8,")
+    csv_text = urllib.parse.unquote(href.split(",", 1)[1])
+    assert csv_text.splitlines()[0].split(",")[3] == "Lower 90%"
+    other.locator("details.copy").nth(2).locator("summary").click()
+    tsv = other.locator("details.copy textarea").nth(2).input_value()
+    assert tsv.split("\n")[0].split("\t")[3] == "Lower 90%"
+    assert "<script" not in exported.read_text()
+    other.close()

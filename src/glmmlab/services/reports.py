@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import html
+import io
 import json
+import re
+import urllib.parse
 from typing import Any
 
 from glmmlab.services.errors import NotFound, ServiceError
@@ -201,7 +205,10 @@ th, td { border: 1px solid #d9dee5; padding: 3px 10px; text-align: left; }
 th { background: #f4f6f9; }
 td.num { text-align: right; }
 img { max-width: 100%; height: auto; border: 1px solid #e3e7ec; }
-@media print { section { break-inside: avoid; } }
+.tools { margin: 4px 0 0; font-size: 12.5px; }
+details.copy { font-size: 12.5px; color: #5f6b7a; }
+details.copy textarea { width: 100%; font: 12px ui-monospace, Menlo, Consolas, monospace; }
+@media print { section { break-inside: avoid; } .tools, details.copy { display: none; } }
 """
 
 
@@ -224,6 +231,36 @@ def table_kinds(payload: dict[str, Any]) -> list:
 def table_cells(payload: dict[str, Any]) -> list[list[str]]:
     """A table item's values written by the one number formatter (:mod:`glmmlab.services.numbers`)."""
     return format_rows(payload["rows"], table_kinds(payload))
+
+
+def table_csv(payload: dict[str, Any]) -> str:
+    """A table item as CSV: the header and the values at full precision (missing values empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(payload["columns"])
+    writer.writerows([["" if v is None else v for v in row] for row in payload["rows"]])
+    return out.getvalue()
+
+
+def table_tsv(payload: dict[str, Any]) -> str:
+    """A table item as tab-separated text, the values as shown (pastes into a spreadsheet)."""
+    clean = lambda v: " ".join(str(v).split()) if any(c in str(v) for c in "\t\r\n") else str(v)  # noqa: E731
+    lines = ["\t".join(clean(c) for c in payload["columns"])]
+    lines += ["\t".join(clean(c) for c in row) for row in table_cells(payload)]
+    return "\n".join(lines) + "\n"
+
+
+def _file_stem(title: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", title).strip("_") or "table"
+
+
+def _table_tools_html(title: str, payload: dict[str, Any]) -> str:
+    """Without scripts: a CSV download (a data: link) and the tab-separated text ready to select and copy."""
+    href = "data:text/csv;charset=utf-8," + urllib.parse.quote(table_csv(payload))
+    return (f'<p class="tools"><a class="csv" download="{html.escape(_file_stem(title))}.csv" '
+            f'href="{html.escape(href)}">Download CSV</a></p>'
+            f'<details class="copy"><summary>Copy as tab-separated text</summary>'
+            f'<textarea readonly rows="4">{html.escape(table_tsv(payload))}</textarea></details>')
 
 
 def _table_html(payload: dict[str, Any]) -> str:
@@ -253,6 +290,7 @@ def export_html(project: Project, report_id: int) -> str:
             parts.append(f'<p class="note">{html.escape(str(p["note"]))}</p>')
         if item["kind"] == "table":
             parts.append(_table_html(p))
+            parts.append(_table_tools_html(item["title"] or "table", p))
         else:
             data = base64.b64encode(base64.b64decode(p["png_base64"])).decode("ascii")
             parts.append(f'<img alt="{html.escape(item["title"] or "plot")}" src="data:image/png;base64,{data}">')

@@ -36,6 +36,54 @@
       el("tbody", {}, body));
   }
 
+  // Copy (tab-separated, the cells as shown: pastes into a spreadsheet) and CSV (the values at full precision).
+  function tsvOf(t) {
+    const clean = (s) => String(s).replace(/[\t\r\n]+/g, " ");
+    return [t.columns.map(clean).join("\t")].concat(t.cells.map((r) => r.map(clean).join("\t"))).join("\n") + "\n";
+  }
+
+  function csvOf(t) {
+    const q = (v) => {
+      const s = v === null || v === undefined ? "" : String(v);
+      return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+    };
+    return [t.columns.map(q).join(",")].concat(t.rows.map((r) => r.map(q).join(","))).join("\r\n") + "\r\n";
+  }
+
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch (err) { /* no clipboard permission: fall back to a selection */ }
+    const area = el("textarea", { class: "copy-buffer", readonly: true }, text);
+    document.body.appendChild(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    if (!ok) throw new Error("The browser did not allow copying; select the table and copy it instead.");
+  }
+
+  function fileName(title) { return (title || "table").replace(/[^\w.-]+/g, "_").replace(/^_+|_+$/g, "") || "table"; }
+
+  function tableTools(t, title) {
+    const note = el("span", { class: "muted copy-status", "aria-live": "polite" });
+    const copy = el("button", { type: "button", class: "copy-table", title: "Copy the table as tab-separated text (pastes into a spreadsheet)" }, "Copy");
+    copy.addEventListener("click", async () => {
+      try { await copyText(tsvOf(t)); note.textContent = "Copied."; } catch (err) { note.textContent = err.message; }
+      setTimeout(() => { note.textContent = ""; }, 3000);
+    });
+    const csv = el("button", { type: "button", class: "csv-table", title: "Download the table as CSV (full precision)" }, "CSV");
+    csv.addEventListener("click", () => {
+      const url = URL.createObjectURL(new Blob([csvOf(t)], { type: "text/csv;charset=utf-8" }));
+      const a = el("a", { href: url, download: `${fileName(title || t.title)}.csv`, hidden: true });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    });
+    return el("span", { class: "table-tools" }, copy, csv, note);
+  }
+
   function blupSection(t) {
     const box = el("div", { class: "blup" });
     const total = t.rows.length;
@@ -53,8 +101,9 @@
     return box;
   }
 
-  function section(title, ...children) {
-    return el("section", { class: "result-section", dataset: { section: title } }, el("h3", {}, title), ...children);
+  function section(title, table, ...children) {
+    return el("section", { class: "result-section", dataset: { section: title } },
+      el("h3", {}, title, table ? tableTools(table, title) : null), ...children);
   }
 
   function warningsBox(disp) {
@@ -74,12 +123,12 @@
     extra = extra || {};
     return disp.tables.map((t) => {
       if (t.name === "icc") {
-        return section("ICC", el("p", { class: "icc", dataset: { value: t.rows[0][1] === null ? "" : String(t.rows[0][1]) } },
+        return section("ICC", t, el("p", { class: "icc", dataset: { value: t.rows[0][1] === null ? "" : String(t.rows[0][1]) } },
           "ICC: ", el("b", {}, t.cells[0][1])), t.note ? el("p", { class: "muted note" }, t.note) : null);
       }
-      if (t.name === "fixed-effects" && extra.fixedEffects) return section(t.title, extra.fixedEffects);
+      if (t.name === "fixed-effects" && extra.fixedEffects) return section(t.title, extra.fixedTable, extra.fixedEffects);
       const content = t.name === "blup" ? blupSection(t) : resultTable(t);
-      return section(t.title, content, t.note && t.name !== "blup" ? el("p", { class: "muted note" }, t.note) : null);
+      return section(t.title, t, content, t.note && t.name !== "blup" ? el("p", { class: "muted note" }, t.note) : null);
     });
   }
 
@@ -345,9 +394,11 @@
     const feBox = el("div", { class: "fe-box" });
     const status = el("p", { class: "muted report-status", "aria-live": "polite" });
     let current = model.fixed_effects;
+    const feTable = { title: "Fixed Effects", columns: [], rows: [], cells: [] };  // what Copy and CSV take
 
     function renderFe(view) {
       current = view;
+      Object.assign(feTable, { columns: view.columns, rows: view.values, cells: view.cells });
       clear(feBox).appendChild(resultTable(Object.assign({}, view, { rows: view.values })));
       feBox.appendChild(el("p", { class: "muted note" }, view.note));
     }
@@ -391,7 +442,7 @@
           el("button", { type: "button", class: "view-diagnostics", onclick: () => g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }) }, "View Diagnostics"))),
       status,
       warningsBox(disp),
-      tableSections(disp, { fixedEffects: el("div", {},
+      tableSections(disp, { fixedTable: feTable, fixedEffects: el("div", {},
         el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox) })));
     renderFe(model.fixed_effects);
   }
@@ -469,7 +520,8 @@
           : el("img", { src: `data:image/png;base64,${p.png_base64}`, alt: item.title, class: "report-plot" });
         list.appendChild(el("li", { class: "report-item", dataset: { kind: item.kind, id: String(item.id) } },
           el("div", { class: "item-head" }, el("b", { class: "item-title" }, item.title),
-            el("span", { class: "muted" }, ` ${item.kind}`), el("span", { class: "item-buttons" }, up, down, remove)),
+            el("span", { class: "muted" }, ` ${item.kind}`), item.kind === "table" ? tableTools(p, item.title) : null,
+            el("span", { class: "item-buttons" }, up, down, remove)),
           p.note ? el("p", { class: "muted note" }, p.note) : null,
           el("div", { class: "item-content" }, content)));
       });
