@@ -377,3 +377,59 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     assert tsv.split("\n")[0].split("\t")[3] == "Lower 90%"
     assert "<script" not in exported.read_text()
     other.close()
+
+
+# ---- 7. plots -----------------------------------------------------------------------------------------------------
+
+def test_plots_are_drawn_at_twice_their_size_binomial_residuals_are_binned_and_reports_keep_them(
+        page, live_server_factory, tmp_path):
+    import base64
+    import struct
+
+    server = live_server_factory()
+    api = server.api()
+    ds = clinic(api)
+    fit_id = run_fit(api, {"dataset_id": ds["id"], "response": "recovered", "fixed": ["age"], "group": "clinic",
+                           "family": "binomial"})
+    model = api.post("/api/models", json={"fit_id": fit_id, "name": "plots"}).json()
+    ready(page, server.url)
+    page.locator('#model-list li.item button.open:text-is("plots")').click()
+    active_panel(page).locator("button.view-diagnostics").click()
+    diag = active_panel(page)
+    expect(diag.locator("figure.plot")).to_have_count(4)
+    expect(diag.locator("figure.plot figcaption").first).to_contain_text("Binned Residuals vs Fitted")
+    for img in diag.locator("figure.plot img").all():
+        img.scroll_into_view_if_needed()
+        expect(img).to_have_js_property("complete", True)
+        natural, shown = img.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
+        assert natural >= 2 * shown - 1 and shown > 200, (natural, shown)
+    diag.locator('figure.plot[data-kind="residuals"]').scroll_into_view_if_needed()
+    shot(page, "diagnostics-binned.png")
+    png = api.get(f"/api/models/{model['id']}/plots/residuals.png").content
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1008, 720)
+
+    # into a report at full quality
+    diag.locator('figure.plot[data-kind="residuals"] button.add-plot').click()
+    expect(diag.locator(".report-status")).to_contain_text("Added")
+    rep = api.get("/api/reports").json()["reports"][0]
+    item = api.get(f"/api/reports/{rep['id']}").json()["items"][0]
+    assert item["title"] == "plots: Binned Residuals vs Fitted"
+    assert struct.unpack(">II", base64.b64decode(item["payload"]["png_base64"])[16:24]) == (1008, 720)
+    page.evaluate(f"glmmlab.openTab('report', {{id: {rep['id']}}})")
+    img = active_panel(page).locator("img.report-plot")
+    expect(img).to_have_js_property("complete", True)
+    natural, shown = img.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
+    assert natural >= 2 * shown - 1
+
+
+def test_binned_residuals_average_observed_minus_fitted_per_bin():
+    from glmmlab.services.plots import binned_residuals
+
+    fitted = np.linspace(0.05, 0.95, 400)
+    observed = (np.arange(400) % 2).astype(float)
+    b = binned_residuals(fitted, observed)
+    assert len(b["fitted"]) == 20  # sqrt(400)
+    assert np.allclose(b["fitted"], [fitted[k * 20:(k + 1) * 20].mean() for k in range(20)])
+    assert np.allclose(b["residual"], [(observed - fitted)[k * 20:(k + 1) * 20].mean() for k in range(20)])
+    assert np.allclose(b["band"], 2 * np.sqrt(b["fitted"] * (1 - b["fitted"]) / 20))

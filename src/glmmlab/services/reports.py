@@ -204,7 +204,7 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size
 th, td { border: 1px solid #d9dee5; padding: 3px 10px; text-align: left; }
 th { background: #f4f6f9; }
 td.num { text-align: right; }
-img { max-width: 100%; height: auto; border: 1px solid #e3e7ec; }
+img { width: 504px; max-width: 100%; height: auto; border: 1px solid #e3e7ec; } /* plots are drawn at 2x */
 .tools { margin: 4px 0 0; font-size: 12.5px; }
 details.copy { font-size: 12.5px; color: #5f6b7a; }
 details.copy textarea { width: 100%; font: 12px ui-monospace, Menlo, Consolas, monospace; }

@@ -97,8 +97,9 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
         with workbench(request).project() as project:
             model = models.get_model(project, model_id)
         return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
+                "display_size": list(plots.DISPLAY_SIZE),
                 "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
-                          for k, t in plots.PLOTS.items()]}
+                          for k, t in plots.titles(model["result"]).items()]}
 
     @router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",
                 response_class=Response, responses={200: {"content": {"image/png": {}}}})
@@ -126,7 +127,7 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
             model = models.get_model(project, model_id)
             png = plots.plot_png(project, model_id, kind)
             report = _target(project, body.report_id)
-            item = {"kind": "plot", "title": f"{model['name']}: {plots.PLOTS[kind]}",
+            item = {"kind": "plot", "title": f"{model['name']}: {plots.titles(model['result'])[kind]}",
                     "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
             return jsonable(reports.add_items(project, report["id"], [item]))
 

@@ -484,7 +484,7 @@
       clear(tableBox).appendChild(g.table(page.columns, page.rows, { rowNumbers: true, rowOffset: offset }));
       const end = Math.min(offset + page.rows.length, page.total);
       clear(pager).appendChild(el("button", { type: "button", disabled: offset === 0, onclick: () => load(Math.max(0, offset - limit)) }, "‹"));
-      pager.appendChild(el("span", { class: "range" }, `Rows ${offset + 1}–${end} of ${page.total}`));
+      pager.appendChild(el("span", { class: "range" }, `Rows ${g.formatNumber(offset + 1)}–${g.formatNumber(end)} of ${g.formatNumber(page.total)}`));
       pager.appendChild(el("button", { type: "button", disabled: end >= page.total, onclick: () => load(offset + limit) }, "›"));
     }
     await load(0);
