@@ -316,8 +316,8 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     sections = run.locator("section.result-section")
     expect(sections).to_have_count(6)
     for k in range(6):  # every table has both
-        expect(sections.nth(k).locator("h3 button.copy-table")).to_have_count(1)
-        expect(sections.nth(k).locator("h3 button.csv-table")).to_have_count(1)
+        expect(sections.nth(k).locator(".section-head button.copy-table")).to_have_count(1)
+        expect(sections.nth(k).locator(".section-head button.csv-table")).to_have_count(1)
 
     fe = run.locator('section[data-section="Fixed Effects"]')
     fe.locator("button.copy-table").click()

@@ -103,7 +103,7 @@
 
   function section(title, table, ...children) {
     return el("section", { class: "result-section", dataset: { section: title } },
-      el("h3", {}, title, table ? tableTools(table, title) : null), ...children);
+      el("div", { class: "section-head" }, el("h3", {}, title), table ? tableTools(table, title) : null), ...children);
   }
 
   function warningsBox(disp) {
