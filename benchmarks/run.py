@@ -373,7 +373,8 @@ def row_notes(name: str, rec: dict, entry: dict) -> list[str]:
             runs = ", ".join(f"{t:.3f}" for t in rec["fit_seconds_runs"])
             notes.append(f"fit s is the median of {len(rec['fit_seconds_runs'])} runs: {runs}")
         if name == "glmmlab" and rec.get("engine_fit_seconds") is not None:
-            notes.append(f"engine's own timing.fit_seconds = {rec['engine_fit_seconds']:.3f}")
+            first = " (first run)" if len(rec.get("fit_seconds_runs") or []) > 1 else ""
+            notes.append(f"engine's own timing.fit_seconds{first} = {rec['engine_fit_seconds']:.3f}")
         if rec.get("coding"):
             notes.append(f"reads the CSV, so its factors have {rec['coding']} (not R's order): other coefficient "
                          "names, the log-likelihood alone is compared")

@@ -105,18 +105,21 @@ def test_a_fit_through_the_api_equals_fit_glmm_then_save_read_and_recompute(clie
     assert client.get(f"/api/models/{model['id']}/fixed-effects", params={"conf_level": 0.3}).status_code == 400
 
     # tables and a plot into a report, reorder, export
+    # (issue 10.3: Add to Report adds every table of the model, not only the fixed effects and the BLUPs)
     rep = client.post(f"/api/models/{model['id']}/report", json={"conf_level": 0.9}).json()
-    assert [i["title"] for i in rep["items"]] == ["recovery by age: Fixed Effects",
-                                                  "recovery by age: BLUP (Random Effect Predictions)"]
-    assert rep["items"][0]["payload"]["columns"][3] == "Lower 90%"
-    assert len(rep["items"][1]["payload"]["rows"]) == got["n_groups"]
+    assert [i["title"] for i in rep["items"]] == [
+        "recovery by age: Random Effects", "recovery by age: ICC", "recovery by age: Fixed Effects",
+        "recovery by age: Model Fit", "recovery by age: Comparison with GLM (no random intercept)",
+        "recovery by age: BLUP (Random Effect Predictions)"]
+    assert rep["items"][2]["payload"]["columns"][3] == "Lower 90%"
+    assert len(rep["items"][5]["payload"]["rows"]) == got["n_groups"]
     png = client.get(f"/api/models/{model['id']}/plots/caterpillar.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     rep = client.post(f"/api/models/{model['id']}/plots/qq/report", json={}).json()
-    assert [i["kind"] for i in rep["items"]] == ["table", "table", "plot"]
-    plot_id = rep["items"][2]["id"]
+    assert [i["kind"] for i in rep["items"]] == ["table"] * 6 + ["plot"]
+    plot_id = rep["items"][6]["id"]
     rep = client.post(f"/api/reports/{rep['id']}/items/{plot_id}/move", json={"direction": "up"}).json()
-    assert [i["kind"] for i in rep["items"]] == ["table", "plot", "table"]
+    assert [i["kind"] for i in rep["items"]] == ["table"] * 5 + ["plot", "table"]
     page = client.get(f"/api/reports/{rep['id']}/export")
     assert page.status_code == 200 and "attachment" in page.headers["content-disposition"]
     assert "data:image/png;base64," in page.text and "<script" not in page.text and "Lower 90%" in page.text

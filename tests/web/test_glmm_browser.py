@@ -247,18 +247,24 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     saved = api.get(f"/api/models/{model['id']}").json()
     assert saved["saved_conf_level"] == 0.95 and saved["result"]["model"]["conf_level"] == 0.95
 
+    # (issue 10.3: Add to Report adds every table of the model)
     detail.locator("button.add-report").click()
-    expect(detail.locator(".report-status")).to_contain_text("Added the Fixed Effects and BLUP tables")
+    expect(detail.locator(".report-status")).to_contain_text(
+        "Added 6 tables (Random Effects, ICC, Fixed Effects, Model Fit, Comparison with GLM, BLUP)")
     detail.locator("button.open-report").click()
     report = active_panel(page)
-    expect(report.locator("li.report-item")).to_have_count(3)
+    expect(report.locator("li.report-item")).to_have_count(7)
     titles = report.locator(".item-title").all_inner_texts()
-    assert titles == ["recovery by age: Caterpillar Plot of Random Intercepts", "recovery by age: Fixed Effects",
+    assert titles == ["recovery by age: Caterpillar Plot of Random Intercepts", "recovery by age: Random Effects",
+                      "recovery by age: ICC", "recovery by age: Fixed Effects", "recovery by age: Model Fit",
+                      "recovery by age: Comparison with GLM (no random intercept)",
                       "recovery by age: BLUP (Random Effect Predictions)"]
-    report.locator("li.report-item").nth(0).locator("button.down").click()
-    expect(report.locator(".item-title").nth(0)).to_have_text("recovery by age: Fixed Effects")
+    for k in range(3):  # move the Fixed Effects table to the top
+        report.locator("li.report-item").nth(3 - k).locator("button.up").click()
+        expect(report.locator(".item-title").nth(2 - k)).to_have_text("recovery by age: Fixed Effects")
     expect(report.locator(".item-title").nth(1)).to_have_text("recovery by age: Caterpillar Plot of Random Intercepts")
-    assert report.locator('table[data-table="report-table"] th').nth(3).inner_text() == "Lower 90%"
+    fe = report.locator("li.report-item").nth(0)
+    assert fe.locator('table[data-table="report-table"] th').nth(3).inner_text() == "Lower 90%"
     with page.expect_download() as download:
         report.locator("a.export").click()
     exported = tmp_path / "report.html"
@@ -272,6 +278,9 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     other.goto(exported.as_uri())
     expect(other.locator("h2")).to_have_text(["recovery by age: Fixed Effects",
                                               "recovery by age: Caterpillar Plot of Random Intercepts",
+                                              "recovery by age: Random Effects", "recovery by age: ICC",
+                                              "recovery by age: Model Fit",
+                                              "recovery by age: Comparison with GLM (no random intercept)",
                                               "recovery by age: BLUP (Random Effect Predictions)"])
     expect(other.locator("table").first.locator("th").nth(3)).to_have_text("Lower 90%")
     assert other.locator("img").evaluate("i => i.naturalWidth") > 100

@@ -143,24 +143,35 @@ _FAMILY = {"boolean": "text", "string": "text", "int64": "number", "float64": "n
            "datetime": "time"}
 
 
+# Cells that mean "missing" in text files: empty or blank, R's NA, SPSS/Stata's ".", and the usual hand-written
+# ways (compared without case and surrounding blanks). They count as missing when a column's type is inferred or
+# changed; a column that stays text keeps them as they are.
+MISSING_TOKENS = ("", "na", "n/a", "nan", "null", ".", "#n/a")
+# A regular expression rather than an IN list: DuckDB turns a long IN list into a join, which loses the row order
+# of CREATE TABLE ... AS SELECT.
+_MISSING_RE = r"\s*(" + "|".join(re.escape(t).replace(r"\.", "[.]") for t in MISSING_TOKENS if t) + r")?\s*"
+
+
 def _blank(v: str) -> str:
-    return f"nullif(trim({v}), '')"
+    """SQL: the trimmed text ``v``, or null when it is one of :data:`MISSING_TOKENS`."""
+    return f"(CASE WHEN regexp_full_match({v}, {_sql_string(_MISSING_RE)}, 'i') THEN NULL ELSE trim({v}) END)"
 
 
 def _text_fits(v: str, dtype: str) -> str:
     """SQL that is true when the text ``v`` (null or blank included) can become ``dtype``."""
+    missing = f"{_blank(v)} IS NULL"
     if dtype == "boolean":
-        return f"({v} IS NULL OR lower(trim({v})) IN ('true', 'false', ''))"
+        return f"({missing} OR lower(trim({v})) IN ('true', 'false'))"
     if dtype == "int64":
-        return f"({v} IS NULL OR regexp_full_match({v}, '{_INT_RE}'))"
+        return f"({missing} OR regexp_full_match({v}, '{_INT_RE}'))"
     if dtype == "float64":
-        return f"({v} IS NULL OR regexp_full_match({v}, '{_FLOAT_RE}'))"
+        return f"({missing} OR regexp_full_match({v}, '{_FLOAT_RE}'))"
     if dtype == "date":
-        return (f"({v} IS NULL OR (regexp_full_match({v}, '{_DATE_RE}')"
-                f" AND ({_blank(v)} IS NULL OR try_cast(trim({v}) AS DATE) IS NOT NULL)))")
+        return (f"({missing} OR (regexp_full_match({v}, '{_DATE_RE}')"
+                f" AND try_cast(trim({v}) AS DATE) IS NOT NULL))")
     if dtype == "datetime":
-        return (f"({v} IS NULL OR (regexp_full_match({v}, '{_DATETIME_RE}')"
-                f" AND ({_blank(v)} IS NULL OR try_cast(trim({v}) AS TIMESTAMP) IS NOT NULL)))")
+        return (f"({missing} OR (regexp_full_match({v}, '{_DATETIME_RE}')"
+                f" AND try_cast(trim({v}) AS TIMESTAMP) IS NOT NULL))")
     return "TRUE"
 
 
@@ -571,9 +582,10 @@ def import_dataset(project: Project, source: Source, name: str, fmt: str | None 
     ``'parquet'``; when None it comes from the file extension of a path (bytes and file objects need ``fmt``
     unless the object has a ``name`` with an extension). CSV/TSV files are UTF-8 with a header row; types are
     inferred per column from all rows (rules in :func:`_text_fits`: ``true``/``false`` in any case is boolean; whole
-    numbers of up to 18 digits int64; decimals, exponents, ``nan`` and ``inf`` float64 (so integers mixed with
+    numbers of up to 18 digits int64; decimals, exponents and ``inf`` float64 (so integers mixed with
     decimals are float64); ``YYYY-MM-DD`` date; ``YYYY-MM-DD HH:MM[:SS[.fff]]`` (or with ``T``) datetime; anything
-    else string). Empty or blank cells are missing (null). Blank or repeated header names are made unique
+    else string). Empty or blank cells and the :data:`MISSING_TOKENS` (``NA``, ``N/A``, ``NaN``, ``NULL``, ``.``,
+    ``#N/A`` in any case) are missing (null) in a column of any type but string. Blank or repeated header names are made unique
     (``column_3``, ``score_2``). ``progress(stage, fraction)`` is called now and then with ``stage`` one of
     ``'reading'``, ``'checking types'``, ``'storing'``, ``'done'`` and ``fraction`` the overall share done,
     from 0.0 to 1.0.
@@ -812,11 +824,13 @@ def _conversion(col: str, src: str, dst: str) -> tuple[str | None, str | None, s
     return None, None, ""
 
 
-def set_column_type(project: Project, dataset_id: int, column: str, dtype: str) -> DatasetInfo:
+def set_column_type(project: Project, dataset_id: int, column: str, dtype: str,
+                    invalid: str = "refuse") -> DatasetInfo:
     """Convert the stored values of ``column`` to ``dtype`` and return the updated entry.
 
-    A value that cannot be converted raises :class:`ServiceError` naming the column and that value, and nothing
-    changes. The scale is kept when the type stays in the same family (numbers; dates and datetimes; text and
+    With ``invalid="refuse"`` (the default) a value that cannot be converted raises :class:`ServiceError` naming the
+    column and that value, with ``details`` ``{"invalid_count": n, "example": value}``, and nothing changes. With
+    ``invalid="missing"`` such values become missing (null) instead. The scale is kept when the type stays in the same family (numbers; dates and datetimes; text and
     booleans) and suits the new type; otherwise the column gets the new type's default scale (:func:`default_scale`).
     Derived datasets are read-only.
 
@@ -827,6 +841,8 @@ def set_column_type(project: Project, dataset_id: int, column: str, dtype: str) 
     dataset_id = _dataset_id(dataset_id)
     if dtype not in DTYPES:
         raise ServiceError(f"'{dtype}' is not a column type; use one of {', '.join(DTYPES)}.")
+    if invalid not in ("refuse", "missing"):
+        raise ServiceError(f"invalid must be 'refuse' or 'missing', not {invalid!r}.")
     with project.write() as cur:
         info = _load_info(cur, dataset_id)
         col = info.column(column)
@@ -841,11 +857,16 @@ def set_column_type(project: Project, dataset_id: int, column: str, dtype: str) 
         if fits != "TRUE":
             bad = cur.execute(f"SELECT CAST({stored} AS VARCHAR), count(*) OVER () FROM {table} "
                               f"WHERE {stored} IS NOT NULL AND NOT coalesce({fits}, FALSE) LIMIT 1").fetchone()
-            if bad is not None:
-                others = f" (and {bad[1] - 1} other value{'s' if bad[1] != 2 else ''})" if bad[1] > 1 else ""
+            if bad is not None and invalid == "refuse":
+                n_bad = int(bad[1])
+                others = f" (and {n_bad - 1} other value{'s' if n_bad != 2 else ''})" if n_bad > 1 else ""
                 raise ServiceError(f"Column '{column}' of dataset '{info.name}' cannot become {dtype}: the value "
-                                   f"'{bad[0]}'{others} is not {rule}. Fix those values in the file and import it "
-                                   f"again, or keep the type {col.dtype}.")
+                                   f"'{bad[0]}'{others} is not {rule}. Turn the {n_bad:,} value"
+                                   f"{'s' if n_bad != 1 else ''} that {'are' if n_bad != 1 else 'is'} not {rule} "
+                                   f"into missing values, fix them in the file and import it again, or keep the "
+                                   f"type {col.dtype}.", invalid_count=n_bad, example=bad[0], rule=rule)
+            if bad is not None:
+                convert = f"CASE WHEN coalesce({fits}, FALSE) THEN {convert} END"
         cur.execute(f"ALTER TABLE {table} ALTER {stored} SET DATA TYPE {_SQL_TYPES[dtype]} USING ({convert})")
         scale = col.scale
         if _FAMILY[col.dtype] != _FAMILY[dtype] or scale not in SCALES_BY_DTYPE[dtype]:

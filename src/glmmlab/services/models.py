@@ -2,7 +2,7 @@
 
 :func:`save_model` writes the model row and creates the read-only derived dataset of diagnostics (source ``row``,
 ``fitted_values``, ``deviance_residuals``, ``pearson_residuals``, ``group_random_effect``) in one transaction, so a
-project never holds one without the other. Deleting the analysed dataset deletes its models (see
+project never holds one without the other. Model names are unique in a project. Deleting the analysed dataset deletes its models (see
 :func:`glmmlab.services.datasets.delete_dataset`); :func:`delete_model` removes a model and its diagnostics.
 """
 
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-from statistics import NormalDist
 from typing import Any
 
 import pandas as pd
 
-from glmmlab.services import datasets
+from glmmlab.services import datasets, result_view
 from glmmlab.services.errors import NotFound, ServiceError
 from glmmlab.services.store import Project
 
@@ -61,6 +60,7 @@ def save_model(project: Project, name: str, dataset_id: int, spec: dict[str, Any
     name = _check_name(name)
     frame = diagnostics_frame(result)
     with project.write() as cur:
+        _check_unique(cur, name)
         parent = datasets.get_dataset(project, dataset_id)
         model_id = project.next_id(cur, "model")
         diag = datasets.store_frame(
@@ -71,7 +71,16 @@ def save_model(project: Project, name: str, dataset_id: int, spec: dict[str, Any
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     [model_id, name, parent.id, json.dumps(spec), json.dumps(result, allow_nan=False),
                      diag.id])
-    return get_model(project, model_id)
+    return dict(get_model(project, model_id), diagnostics_dataset_name=diag.name)
+
+
+def _check_unique(cur, name: str, model_id: int | None = None) -> None:
+    """Model names are unique in a project (compared without case)."""
+    row = cur.execute("SELECT name FROM models WHERE lower(name) = lower(?) AND id IS DISTINCT FROM ?",
+                      [name, model_id]).fetchone()
+    if row is not None:
+        raise ServiceError(f"There is already a model called '{row[0]}' in this project; choose another Model Name.",
+                           field="name")
 
 
 def _row_to_dict(row, full: bool) -> dict[str, Any]:
@@ -131,31 +140,6 @@ def check_conf_level(conf_level: Any) -> float:
 
 
 def fixed_effects_at(result: dict[str, Any], conf_level: float) -> list[dict[str, Any]]:
-    """The fixed-effects table recomputed at ``conf_level`` from the stored estimates and standard errors.
-
-    Wald intervals with the standard normal quantile, as the engine computes them; ``exp_*`` where the stored
-    table has them (logit and log links). The stored result is not changed.
-    """
-    level = check_conf_level(conf_level)
-    z = NormalDist().inv_cdf(0.5 + level / 2.0)
-    out = []
-    for row in result.get("fixed_effects", []):
-        est, se = row.get("estimate"), row.get("std_error")
-        lower = upper = None
-        if est is not None and se is not None:
-            lower, upper = est - z * se, est + z * se
-        new = {"variable": row["variable"], "estimate": est, "std_error": se, "lower": lower, "upper": upper}
-        if "exp_estimate" in row:
-            new.update({"exp_estimate": row.get("exp_estimate"), "exp_lower": _exp(lower), "exp_upper": _exp(upper)})
-        out.append(new)
-    return out
-
-
-def _exp(x: float | None) -> float | None:
-    if x is None:
-        return None
-    try:
-        v = math.exp(x)
-    except OverflowError:
-        return None
-    return v if math.isfinite(v) else None
+    """The fixed-effects table recomputed at ``conf_level`` (checked) from the stored estimates and standard errors;
+    the stored result is not changed. See :func:`glmmlab.services.result_view.fixed_effects_at`."""
+    return result_view.fixed_effects_at(result, check_conf_level(conf_level))

@@ -1,6 +1,9 @@
-"""Diagnostic plots of a saved model as PNG images (matplotlib, Agg backend: no display needed).
+"""Diagnostic plots of a saved model as PNG images (matplotlib, Agg backend: no display needed), drawn at twice
+their display size (:data:`DISPLAY_SIZE`) so they stay sharp on high-density screens and in reports.
 
-- ``residuals``: deviance residuals against fitted values;
+- ``residuals``: deviance residuals against fitted values; for the binomial family, binned residuals (the mean
+  observed-minus-fitted in bins of the fitted values, with +-2 SE bands), since the raw residuals of 0/1 data only
+  form two bands;
 - ``qq``: normal Q-Q plot of the deviance residuals;
 - ``caterpillar``: the groups' random intercepts (BLUPs / conditional modes), sorted, with +-1.96 SE bars;
 - ``observed``: observed response against fitted values, with the line y = x.
@@ -26,6 +29,9 @@ PLOTS = {
     "caterpillar": "Caterpillar Plot of Random Intercepts",
     "observed": "Observed vs Fitted",
 }
+BINNED_TITLE = "Binned Residuals vs Fitted"
+DISPLAY_SIZE = (504, 360)  # CSS pixels; the PNG has twice as many in each direction
+_FIGSIZE, _DPI = (4.2, 3.0), 240  # a small figure: its text is large beside the data
 _LOCK = threading.Lock()  # pyplot's state is global; draw one figure at a time
 MAX_POINTS = 20_000
 
@@ -39,6 +45,31 @@ def _thin(n: int) -> np.ndarray:
     return np.arange(n) if n <= MAX_POINTS else np.linspace(0, n - 1, MAX_POINTS).astype(int)
 
 
+def titles(result: dict[str, Any]) -> dict[str, str]:
+    """The plots' titles for this model (the residual plot of a binomial model is binned)."""
+    out = dict(PLOTS)
+    if (result.get("model") or {}).get("family") == "binomial":
+        out["residuals"] = BINNED_TITLE
+    return out
+
+
+def binned_residuals(fitted: np.ndarray, observed: np.ndarray) -> dict[str, np.ndarray]:
+    """Bins of about equal size along the fitted values: mean fitted, mean residual (observed - fitted) and the
+    +-2 SE band 2 sqrt(p (1 - p) / n) of each bin."""
+    ok = np.isfinite(fitted) & np.isfinite(observed)
+    f, r = fitted[ok], observed[ok] - fitted[ok]
+    n = f.size
+    if n == 0:
+        return {"fitted": np.array([]), "residual": np.array([]), "band": np.array([])}
+    n_bins = int(min(50, max(1, min(n // 5, np.floor(np.sqrt(n))))))
+    order = np.argsort(f, kind="stable")
+    bins = np.array_split(order, n_bins)
+    mf = np.array([f[b].mean() for b in bins])
+    mr = np.array([r[b].mean() for b in bins])
+    band = np.array([2 * np.sqrt(max(p * (1 - p), 0.0) / len(b)) for p, b in zip(mf, bins)])
+    return {"fitted": mf, "residual": mr, "band": band}
+
+
 def plot_png(project: Project, model_id: int, kind: str) -> bytes:
     """One diagnostic plot of the saved model as PNG bytes."""
     if kind not in PLOTS:
@@ -49,7 +80,8 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
     fitted = _arr(diag.get("fitted_values", []))
     resid = _arr(diag.get("deviance_residuals", []))
     observed = None
-    if kind == "observed":
+    binned = kind == "residuals" and result["model"]["family"] == "binomial"
+    if kind == "observed" or binned:
         response = result["model"]["response"]
         try:
             frame = datasets.read_frame(project, model["dataset_id"], [response])
@@ -65,10 +97,17 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
     from matplotlib.figure import Figure
 
     with _LOCK:
-        fig = Figure(figsize=(5.6, 4.0), dpi=90)
+        fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
         ax = fig.add_subplot()
-        title = f"{PLOTS[kind]} — {model['name']}"
-        if kind == "residuals":
+        title = f"{titles(result)[kind]} — {model['name']}"
+        if binned:
+            b = binned_residuals(fitted, observed)
+            ax.fill_between(b["fitted"], -b["band"], b["band"], color="#9bb7e8", alpha=.35, lw=0)
+            ax.plot(b["fitted"], b["residual"], "o", ms=4, color="#2f6fdb")
+            ax.axhline(0.0, color="#c0392b", lw=1)
+            ax.set_xlabel(f"Fitted values ({len(b['fitted'])} bins; band ±2 SE)")
+            ax.set_ylabel("Mean residual (observed − fitted)")
+        elif kind == "residuals":
             idx = _thin(fitted.size)
             ax.scatter(fitted[idx], resid[idx], s=8, alpha=.45, color="#2f6fdb", edgecolors="none")
             ax.axhline(0.0, color="#c0392b", lw=1)
@@ -97,7 +136,7 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
                         ecolor="#9bb7e8", elinewidth=1)
             ax.axvline(0.0, color="#c0392b", lw=1)
             if len(order) <= 40:
-                ax.set_yticks(pos, [str(blup[i]["group"]) for i in order], fontsize=7)
+                ax.set_yticks(pos, [str(blup[i]["group"]) for i in order], fontsize=7 if len(order) <= 25 else 5.5)
             else:
                 ax.set_yticks([])
                 ax.set_ylabel(f"{len(order)} groups, sorted")

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import html
+import io
 import json
-import math
+import re
+import urllib.parse
 from typing import Any
 
 from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.numbers import format_rows, numeric_kind
 from glmmlab.services.store import Project
 
 KINDS = ("table", "plot")
@@ -70,7 +74,14 @@ def get_report(project: Project, report_id: int) -> dict[str, Any]:
                             "ORDER BY position, id", [rid]).fetchall()
     return {"id": int(row[0]), "name": row[1], "created_at": _iso(row[2]),
             "items": [{"id": int(i[0]), "position": int(i[1]), "kind": i[2], "title": i[3],
-                       "payload": json.loads(i[4]) if i[4] else {}} for i in items]}
+                       "payload": _with_cells(i[2], json.loads(i[4]) if i[4] else {})} for i in items]}
+
+
+def _with_cells(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A table item's payload with its ``kinds`` and its values written (``cells``), as every page shows them."""
+    if kind != "table" or "columns" not in payload:
+        return payload
+    return dict(payload, kinds=table_kinds(payload), cells=table_cells(payload))
 
 
 def default_report(project: Project) -> dict[str, Any]:
@@ -193,32 +204,72 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size
 th, td { border: 1px solid #d9dee5; padding: 3px 10px; text-align: left; }
 th { background: #f4f6f9; }
 td.num { text-align: right; }
-img { max-width: 100%; height: auto; border: 1px solid #e3e7ec; }
-@media print { section { break-inside: avoid; } }
+img { width: 504px; max-width: 100%; height: auto; border: 1px solid #e3e7ec; } /* plots are drawn at 2x */
+.tools { margin: 4px 0 0; font-size: 12.5px; }
+details.copy { font-size: 12.5px; color: #5f6b7a; }
+details.copy textarea { width: 100%; font: 12px ui-monospace, Menlo, Consolas, monospace; }
+@media print { section { break-inside: avoid; } .tools, details.copy { display: none; } }
 """
 
 
-def format_value(v: Any) -> str:
-    """Numbers as a person reads them in a table: 4 decimals, scientific notation for very small or large."""
-    if v is None:
-        return "NA"
-    if isinstance(v, bool) or isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "NA"
-        a = abs(v)
-        return f"{v:.4e}" if a != 0 and (a < 1e-3 or a >= 1e6) else f"{v:.4f}"
-    return str(v)
+def table_kinds(payload: dict[str, Any]) -> list:
+    """The number kinds of a table item's columns: as stored (``payload["kinds"]``), or, for items stored without
+    them, ``count`` for columns of whole numbers, ``decimal`` for other numbers and ``text`` for the rest."""
+    kinds = payload.get("kinds")
+    if isinstance(kinds, list) and len(kinds) == len(payload["columns"]):
+        return kinds
+    out = []
+    for j in range(len(payload["columns"])):
+        values = [r[j] for r in payload["rows"] if r[j] is not None]
+        if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            out.append("count" if all(isinstance(v, int) for v in values) else "decimal")
+        else:
+            out.append("text")
+    return out
+
+
+def table_cells(payload: dict[str, Any]) -> list[list[str]]:
+    """A table item's values written by the one number formatter (:mod:`glmmlab.services.numbers`)."""
+    return format_rows(payload["rows"], table_kinds(payload))
+
+
+def table_csv(payload: dict[str, Any]) -> str:
+    """A table item as CSV: the header and the values at full precision (missing values empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(payload["columns"])
+    writer.writerows([["" if v is None else v for v in row] for row in payload["rows"]])
+    return out.getvalue()
+
+
+def table_tsv(payload: dict[str, Any]) -> str:
+    """A table item as tab-separated text, the values as shown (pastes into a spreadsheet)."""
+    clean = lambda v: " ".join(str(v).split()) if any(c in str(v) for c in "\t\r\n") else str(v)  # noqa: E731
+    lines = ["\t".join(clean(c) for c in payload["columns"])]
+    lines += ["\t".join(clean(c) for c in row) for row in table_cells(payload)]
+    return "\n".join(lines) + "\n"
+
+
+def _file_stem(title: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", title).strip("_") or "table"
+
+
+def _table_tools_html(title: str, payload: dict[str, Any]) -> str:
+    """Without scripts: a CSV download (a data: link) and the tab-separated text ready to select and copy."""
+    href = "data:text/csv;charset=utf-8," + urllib.parse.quote(table_csv(payload))
+    return (f'<p class="tools"><a class="csv" download="{html.escape(_file_stem(title))}.csv" '
+            f'href="{html.escape(href)}">Download CSV</a></p>'
+            f'<details class="copy"><summary>Copy as tab-separated text</summary>'
+            f'<textarea readonly rows="4">{html.escape(table_tsv(payload))}</textarea></details>')
 
 
 def _table_html(payload: dict[str, Any]) -> str:
+    kinds = table_kinds(payload)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in payload["columns"])
     body = []
-    for row in payload["rows"]:
-        cells = "".join(
-            f'<td class="num">{html.escape(format_value(v))}</td>' if isinstance(v, (int, float))
-            and not isinstance(v, bool) else f"<td>{html.escape(format_value(v))}</td>" for v in row)
+    for row in table_cells(payload):
+        cells = "".join(f'<td class="num">{html.escape(v)}</td>' if numeric_kind(k) else f"<td>{html.escape(v)}</td>"
+                        for v, k in zip(row, kinds))
         body.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -239,6 +290,7 @@ def export_html(project: Project, report_id: int) -> str:
             parts.append(f'<p class="note">{html.escape(str(p["note"]))}</p>')
         if item["kind"] == "table":
             parts.append(_table_html(p))
+            parts.append(_table_tools_html(item["title"] or "table", p))
         else:
             data = base64.b64encode(base64.b64decode(p["png_base64"])).decode("ascii")
             parts.append(f'<img alt="{html.escape(item["title"] or "plot")}" src="data:image/png;base64,{data}">')

@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.security import BodyTooLarge, Guard
 from glmmlab.interfaces.web.state import Busy, PathNotAllowed, Workbench
 from glmmlab.services.errors import NotFound, ServiceError
@@ -127,7 +128,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError):
-        return error(getattr(exc, "status", 400), str(exc))
+        response = error(getattr(exc, "status", 400), str(exc))
+        details = getattr(exc, "details", None)
+        if details:
+            return JSONResponse(jsonable({**details, "error": str(exc)}), status_code=response.status_code)
+        return response
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge):

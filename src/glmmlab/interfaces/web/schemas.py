@@ -79,6 +79,9 @@ class ColumnChange(BaseModel):
     column: str = Field(description="The column's current name.")
     dtype: Optional[DType] = Field(None, description="New type; leave out to keep the type.")
     scale: Optional[Scale] = Field(None, description="New measurement scale; leave out to keep it.")
+    invalid: Literal["refuse", "missing"] = Field(
+        "refuse", description="With a new dtype: 'refuse' the change when a value does not fit (the error then "
+                              "carries invalid_count), or turn such values into 'missing'.")
 
 
 class Dependents(BaseModel):

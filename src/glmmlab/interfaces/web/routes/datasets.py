@@ -65,7 +65,7 @@ def change_column(id: str, body: ColumnChange, request: Request) -> dict[str, An
     with workbench(request).project() as project:
         did = dataset_id(id)
         if body.dtype is not None:
-            datasets.set_column_type(project, did, body.column, body.dtype)
+            datasets.set_column_type(project, did, body.column, body.dtype, invalid=body.invalid)
         if body.scale is not None:
             datasets.set_column_scale(project, did, body.column, body.scale)
         return jsonable(datasets.get_dataset(project, did))

@@ -28,12 +28,11 @@ from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
 # model form (issue 11), until then through the command line and Python.
 FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if k != "negbin"}
 from glmmlab.engine.progress import FitCancelled
-from glmmlab.interfaces.text import fixed_effects_headers
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
-from glmmlab.services import datasets
+from glmmlab.services import datasets, result_view
 from glmmlab.services.errors import NotFound, ServiceError
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
@@ -128,26 +127,10 @@ def fit_jobs(request: Request) -> FitJobs:
 _JOBS_LOCK = threading.Lock()
 
 
-def ll_label(kind: str, nagq: int = 1) -> str:
-    if kind == "REML":
-        return "REML Log-Likelihood"
-    if kind == "Laplace":
-        return "Log-Likelihood (Laplace)"
-    return f"Log-Likelihood (AGQ, {nagq} nodes)"
-
-
-def level_text(conf_level: float) -> str:
-    return f"{conf_level * 100:g}%"
-
-
 def display(result: dict[str, Any], conf_level: float | None = None) -> dict[str, Any]:
-    """The words the page shows for a result: table headers and metric labels."""
-    m = result["model"]
-    level = m["conf_level"] if conf_level is None else conf_level
-    return {"fixed_effects_headers": fixed_effects_headers(m["family"], m["link"], level),
-            "level_text": level_text(level),
-            "log_likelihood_label": ll_label(result["fit"]["log_likelihood_kind"], m.get("nagq", 1)),
-            "family_label": ALL_FAMILIES[m["family"]].label}
+    """What the page shows for a result: labels, warnings and every table, numbers already written
+    (:func:`glmmlab.services.result_view.view`)."""
+    return result_view.view(result, conf_level)
 
 
 def _number(value: Any, field: str, kind=float) -> Any:
@@ -176,8 +159,13 @@ def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
         raise FieldError("response", "Choose a Response Variable (Y).")
     if body.response not in cols:
         raise FieldError("response", f"Dataset '{info.name}' has no column '{body.response}'.")
-    if not cols[body.response].numeric:
-        raise FieldError("response", f"Response Variable (Y) must be numeric; '{body.response}' is "
+    family = str(body.family or "").lower()
+    if cols[body.response].dtype == "boolean":
+        if family != "binomial":
+            raise FieldError("response", f"'{body.response}' is boolean: it can be the response of the Binomial "
+                                         "family (true = 1, false = 0); choose Binomial (Logistic).")
+    elif not cols[body.response].numeric:
+        raise FieldError("response", f"Response Variable (Y) must be numeric or boolean; '{body.response}' is "
                                      f"{cols[body.response].dtype}. Only numeric columns are available.")
     if len(set(body.fixed)) != len(body.fixed):
         raise FieldError("fixed", "Each Fixed Effects (X) column can be chosen once.")
@@ -201,7 +189,6 @@ def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
         raise FieldError("group", f"'{body.group}' is already the response or a fixed effect.")
     if not body.intercept and not body.fixed:
         raise FieldError("fixed", "Without an intercept, choose at least one Fixed Effects (X) column.")
-    family = str(body.family or "").lower()
     if family not in FAMILIES:
         raise FieldError("family", f"Distribution Family must be one of {', '.join(FAMILIES)}; got {body.family!r}.")
     links = FAMILIES[family].links

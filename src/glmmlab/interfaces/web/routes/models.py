@@ -10,10 +10,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from glmmlab.interfaces.text import fixed_effects_headers
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.services import models, plots, reports
+from glmmlab.services import models, plots, reports, result_view
 from glmmlab.services.errors import ServiceError
 
 
@@ -27,38 +26,29 @@ class ToReportBody(BaseModel):
     conf_level: Optional[float] = Field(None, description="Level of the fixed-effects intervals; default: saved.")
 
 
-def level_text(conf_level: float) -> str:
-    return f"{conf_level * 100:g}%"
-
-
 def fixed_effects_view(result: dict[str, Any], conf_level: float) -> dict[str, Any]:
-    m = result["model"]
-    rows = models.fixed_effects_at(result, conf_level)
-    headers = fixed_effects_headers(m["family"], m["link"], conf_level)
-    keys = ["variable", "estimate", "std_error", "lower", "upper"]
-    if rows and "exp_estimate" in rows[0]:
-        keys += ["exp_estimate", "exp_lower", "exp_upper"]
-    return {"conf_level": conf_level, "level_text": level_text(conf_level), "headers": headers, "keys": keys,
-            "rows": rows, "saved_conf_level": m["conf_level"]}
+    """The Fixed Effects table at ``conf_level`` (values, written cells, headers) and the saved level."""
+    table = result_view.fixed_effects_table(result, models.check_conf_level(conf_level))
+    rows = [dict(zip(table["keys"], values)) for values in table["rows"]]
+    return dict(table, values=table["rows"], rows=rows, headers=table["columns"],
+                level_text=result_view.level_text(conf_level), saved_conf_level=result["model"]["conf_level"])
 
 
 def report_tables(model: dict[str, Any], conf_level: float) -> list[dict[str, Any]]:
+    """Every table of the model (as Model Detail shows them, fixed effects at ``conf_level``) as report items; the
+    first carries the model line and the warnings as its note."""
     result = model["result"]
-    fe = fixed_effects_view(result, conf_level)
-    m = result["model"]
-    formula = f"{m['response']} ~ {' + '.join((['1'] if m['intercept'] else ['0']) + m['fixed'])} + (1 | {m['group']})"
-    note = (f"{formula}; family {m['family']}, link {m['link']}; {result['n_obs']} observations in "
-            f"{result['n_groups']} groups; Wald intervals at {fe['level_text']}.")
-    return [
-        {"kind": "table", "title": f"{model['name']}: Fixed Effects",
-         "payload": {"columns": fe["headers"], "rows": [[r.get(k) for k in fe["keys"]] for r in fe["rows"]],
-                     "note": note}},
-        {"kind": "table", "title": f"{model['name']}: BLUP (Random Effect Predictions)",
-         "payload": {"columns": ["Group", "Random Intercept", "Std. Error", "Rank"],
-                     "rows": [[b["group"], b["random_intercept"], b["std_error"], b["rank"]]
-                              for b in result.get("blup", [])],
-                     "note": f"Group variable {m['group']}; rank 1 is the largest random intercept."}},
-    ]
+    items = []
+    for t in result_view.result_tables(result, conf_level):
+        note = t["note"] or ""
+        if not items:
+            warnings = result_view.warnings_of(result)
+            note = " ".join([result_view.summary_line(result) + "."] + [f"Warning: {w}" for w in warnings]
+                            + ([note] if note else []))
+        items.append({"kind": "table", "title": f"{model['name']}: {t['title']}",
+                      "payload": {"columns": t["columns"], "rows": t["rows"], "kinds": t["kinds"],
+                                  "note": note}})
+    return items
 
 
 def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
@@ -87,6 +77,7 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
         out = dict(model, result=result)
         out["fixed_effects"] = fixed_effects_view(result, level)
         out["saved_conf_level"] = result["model"]["conf_level"]
+        out["display"] = result_view.view(result, level)
         return jsonable(out)
 
     @router.get("/{model_id}/fixed-effects", summary="The fixed effects recomputed at another confidence level "
@@ -106,8 +97,9 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
         with workbench(request).project() as project:
             model = models.get_model(project, model_id)
         return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
+                "display_size": list(plots.DISPLAY_SIZE),
                 "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
-                          for k, t in plots.PLOTS.items()]}
+                          for k, t in plots.titles(model["result"]).items()]}
 
     @router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",
                 response_class=Response, responses={200: {"content": {"image/png": {}}}})
@@ -116,7 +108,8 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
             png = plots.plot_png(project, model_id, kind)
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @router.post("/{model_id}/report", summary="Add the fixed-effects and BLUP tables to a report")
+    @router.post("/{model_id}/report", summary="Add every table of the model (Random Effects, ICC, Fixed Effects, "
+                                               "Model Fit, GLM comparison, BLUP) to a report")
     def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None) -> dict[str, Any]:
         body = body or ToReportBody()
         with workbench(request).project() as project:
@@ -134,7 +127,7 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
             model = models.get_model(project, model_id)
             png = plots.plot_png(project, model_id, kind)
             report = _target(project, body.report_id)
-            item = {"kind": "plot", "title": f"{model['name']}: {plots.PLOTS[kind]}",
+            item = {"kind": "plot", "title": f"{model['name']}: {plots.titles(model['result'])[kind]}",
                     "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
             return jsonable(reports.add_items(project, report["id"], [item]))
 

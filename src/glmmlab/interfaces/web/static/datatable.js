@@ -96,9 +96,28 @@
       } catch (err) {
         select.value = previous;
         g.showError(error, err.message);
+        if (what.dtype && err.body && err.body.invalid_count) offerMissing(col, what.dtype, err.body);
       } finally {
         select.disabled = false;
       }
+    }
+
+    /* A type change refused because some cells do not fit: offer to turn exactly those cells into missing values. */
+    function offerMissing(col, dtype, info) {
+      const n = info.invalid_count;
+      const label = `Turn the ${g.formatNumber(n)} value${n === 1 ? "" : "s"} that ${n === 1 ? "is" : "are"} not ` +
+        `${info.rule || dtype} into missing and make '${col.name}' ${dtype}`;
+      const btn = el("button", { type: "button", class: "set-missing" }, label);
+      btn.addEventListener("click", async () => {
+        btn.disabled = true;
+        try {
+          await api.patch(`/api/datasets/${id}/columns`, { column: col.name, dtype, invalid: "missing" });
+          g.showError(error, "");
+          g.status(`${col.name}: type ${dtype}; ${g.formatNumber(n)} cell${n === 1 ? "" : "s"} set to missing.`);
+          g.emit("datasets-changed", { id });
+        } catch (err) { g.showError(error, err.message); }
+      });
+      error.appendChild(el("span", { class: "error-actions" }, " ", btn));
     }
 
     async function load(offset, withInfo) {

@@ -13,74 +13,103 @@
     return optionsCache;
   }
 
-  // ---- numbers and tables ---------------------------------------------------------------------------------
-
-  function fmt(v) {
-    if (v === null || v === undefined) return "NA";
-    if (typeof v !== "number") return String(v);
-    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
-    const a = Math.abs(v);
-    return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(4) : v.toFixed(4);
-  }
+  // ---- tables ---------------------------------------------------------------------------------------------
+  // Every results table comes from the server's one result view: `rows` hold the values (kept in data-value),
+  // `cells` the same values written by the one number formatter (glmmlab/services/numbers.py); the page never
+  // formats a number itself.
 
   function levelText(level) { return `${+(level * 100).toPrecision(10)}%`; }
 
-  /* A results table: numbers formatted for reading, the full value kept in data-value. */
-  function resultTable(name, headers, rows, caption) {
-    return el("table", { class: "grid result-grid", dataset: { table: name } },
-      caption ? el("caption", {}, caption) : null,
-      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
-      el("tbody", {}, rows.map((row) => el("tr", {}, row.map((v) => {
-        const num = typeof v === "number";
-        return el("td", { class: num ? "num" : (v === null ? "na" : null), dataset: { value: v === null ? "" : String(v) } }, fmt(v));
-      })))));
+  function isNumberKind(kind, i) { return (Array.isArray(kind) ? kind[i] : kind) !== "text"; }
+
+  /* A results table from a view table {name, columns, kinds, rows, cells}; `limit` shows only the first rows. */
+  function resultTable(t, limit, name) {
+    const n = limit === undefined ? t.rows.length : Math.min(limit, t.rows.length);
+    const body = [];
+    for (let i = 0; i < n; i++) {
+      body.push(el("tr", {}, t.rows[i].map((v, j) => el("td", {
+        class: v === null ? "na" : (isNumberKind(t.kinds[j], i) ? "num" : null),
+        dataset: { value: v === null ? "" : String(v) } }, t.cells[i][j]))));
+    }
+    return el("table", { class: "grid result-grid", dataset: { table: name || t.name } },
+      el("thead", {}, el("tr", {}, t.columns.map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, body));
   }
 
-  function fixedRows(rows, keys) {
-    return rows.map((r) => keys.map((k) => r[k]));
+  // Copy (tab-separated, the cells as shown: pastes into a spreadsheet) and CSV (the values at full precision).
+  function tsvOf(t) {
+    const clean = (s) => String(s).replace(/[\t\r\n]+/g, " ");
+    return [t.columns.map(clean).join("\t")].concat(t.cells.map((r) => r.map(clean).join("\t"))).join("\n") + "\n";
   }
 
-  function feKeys(rows) {
-    const keys = ["variable", "estimate", "std_error", "lower", "upper"];
-    if (rows.length && "exp_estimate" in rows[0]) keys.push("exp_estimate", "exp_lower", "exp_upper");
-    return keys;
+  function csvOf(t) {
+    const q = (v) => {
+      const s = v === null || v === undefined ? "" : String(v);
+      return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+    };
+    return [t.columns.map(q).join(",")].concat(t.rows.map((r) => r.map(q).join(","))).join("\r\n") + "\r\n";
   }
 
-  function blupSection(blup) {
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch (err) { /* no clipboard permission: fall back to a selection */ }
+    const area = el("textarea", { class: "copy-buffer", readonly: true }, text);
+    document.body.appendChild(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    if (!ok) throw new Error("The browser did not allow copying; select the table and copy it instead.");
+  }
+
+  function fileName(title) { return (title || "table").replace(/[^\w.-]+/g, "_").replace(/^_+|_+$/g, "") || "table"; }
+
+  function tableTools(t, title) {
+    const note = el("span", { class: "muted copy-status", "aria-live": "polite" });
+    const copy = el("button", { type: "button", class: "copy-table", title: "Copy the table as tab-separated text (pastes into a spreadsheet)" }, "Copy");
+    copy.addEventListener("click", async () => {
+      try { await copyText(tsvOf(t)); note.textContent = "Copied."; } catch (err) { note.textContent = err.message; }
+      setTimeout(() => { note.textContent = ""; }, 3000);
+    });
+    const csv = el("button", { type: "button", class: "csv-table", title: "Download the table as CSV (full precision)" }, "CSV");
+    csv.addEventListener("click", () => {
+      const url = URL.createObjectURL(new Blob([csvOf(t)], { type: "text/csv;charset=utf-8" }));
+      const a = el("a", { href: url, download: `${fileName(title || t.title)}.csv`, hidden: true });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    });
+    return el("span", { class: "table-tools" }, copy, csv, note);
+  }
+
+  function blupSection(t) {
     const box = el("div", { class: "blup" });
+    const total = t.rows.length;
     let all = false;
     function render() {
-      const shown = all ? blup : blup.slice(0, BLUP_ROWS);
-      clear(box).appendChild(resultTable("blup", ["Group", "Random Intercept", "Std. Error", "Rank"],
-        shown.map((b) => [b.group, b.random_intercept, b.std_error, b.rank])));
-      if (blup.length > BLUP_ROWS) {
+      clear(box).appendChild(resultTable(t, all ? undefined : BLUP_ROWS));
+      if (total > BLUP_ROWS) {
         box.appendChild(el("p", { class: "muted blup-count" },
-          all ? `All ${blup.length} rows shown. ` : `Showing ${BLUP_ROWS} of ${blup.length} rows. `,
+          all ? `All ${total} rows shown. ` : `Showing ${BLUP_ROWS} of ${total} rows. `,
           el("button", { type: "button", class: "show-all", onclick: () => { all = !all; render(); } },
-            all ? `Show first ${BLUP_ROWS} rows` : `Show all ${blup.length} rows`)));
+            all ? `Show first ${BLUP_ROWS} rows` : `Show all ${total} rows`)));
       }
     }
     render();
     return box;
   }
 
-  function section(title, ...children) {
-    return el("section", { class: "result-section", dataset: { section: title } }, el("h3", {}, title), ...children);
+  function section(title, table, ...children) {
+    return el("section", { class: "result-section", dataset: { section: title } },
+      el("div", { class: "section-head" }, el("h3", {}, title), table ? tableTools(table, title) : null), ...children);
   }
 
-  function warningsBox(result) {
-    const items = (result.warnings || []).slice();
-    if (result.singular && !items.some((w) => /singular/i.test(w))) {
-      items.unshift("Singular fit: the random-intercept variance is at or near zero. Interpret the ICC and the " +
-        "variance components with caution; a GLM without random effects may be more appropriate.");
-    }
-    if (!result.converged && !items.some((w) => /converge/i.test(w))) {
-      items.unshift("The fit did not converge. Increase Max Iterations (for example 100 → 500) or relax the " +
-        "Convergence Tolerance (1e-6 → 1e-4).");
-    }
-    if (!items.length) return null;
+  function warningsBox(disp) {
+    if (!disp.warnings.length) return null;
     return el("div", { class: "warnings", role: "status" }, el("strong", {}, "Warnings"),
-      el("ul", {}, items.map((w) => el("li", {}, w))));
+      el("ul", {}, disp.warnings.map((w) => el("li", {}, w))));
   }
 
   function formula(m) {
@@ -88,36 +117,28 @@
     return `${m.response} ~ ${terms.join(" + ")} + (1 | ${m.group})`;
   }
 
+  /* One section per table of the view; `feBox` (Model Detail) replaces the Fixed Effects table with a box the
+   * page refills when the confidence level changes. */
+  function tableSections(disp, extra) {
+    extra = extra || {};
+    return disp.tables.map((t) => {
+      if (t.name === "icc") {
+        return section("ICC", t, el("p", { class: "icc", dataset: { value: t.rows[0][1] === null ? "" : String(t.rows[0][1]) } },
+          "ICC: ", el("b", {}, t.cells[0][1])), t.note ? el("p", { class: "muted note" }, t.note) : null);
+      }
+      if (t.name === "fixed-effects" && extra.fixedEffects) return section(t.title, extra.fixedTable, extra.fixedEffects);
+      const content = t.name === "blup" ? blupSection(t) : resultTable(t);
+      return section(t.title, t, content, t.note && t.name !== "blup" ? el("p", { class: "muted note" }, t.note) : null);
+    });
+  }
+
   function renderResults(result, disp) {
-    const m = result.model;
-    const fit = result.fit;
     const out = el("div", { class: "results" });
     g.append(out,
-      el("p", { class: "model-line" }, el("code", {}, formula(m)),
-        ` · ${disp.family_label}, ${m.link} link · ${result.method}` +
-        ` · ${result.converged ? "converged" : "not converged"} in ${fmt(result.timing.fit_seconds)} s`),
-      warningsBox(result),
-      section("Random Effects", resultTable("random-effects", ["Component", "Variance", "Std.Dev."],
-        result.random_effects.map((r) => [r.component, r.variance, r.std_dev]))),
-      section("ICC", el("p", { class: "icc", dataset: { value: result.icc === null ? "" : String(result.icc) } },
-        "ICC: ", el("b", {}, result.icc === null ? "N/A (ICC not defined)" : fmt(result.icc)))),
-      section("Fixed Effects", resultTable("fixed-effects", disp.fixed_effects_headers,
-        fixedRows(result.fixed_effects, feKeys(result.fixed_effects))),
-        el("p", { class: "muted note" }, `Wald intervals at ${disp.level_text} with the standard normal quantile.`)),
-      section("Model Fit", resultTable("model-fit", ["Metric", "Value"], [
-        [disp.log_likelihood_label, fit.log_likelihood], ["AIC", fit.aic], ["BIC", fit.bic],
-        ["Observations", result.n_obs], ["Groups", result.n_groups], ["Rows excluded", result.n_excluded]])));
-    const c = result.glm_comparison;
-    if (c) {
-      out.appendChild(section("Comparison with GLM (no random intercept)",
-        resultTable("glm-comparison", ["Metric", "Value"], [
-          ["GLM Log-Likelihood", c.glm_log_likelihood], ["GLM AIC", c.glm_aic],
-          ["LRT statistic (σu² = 0)", c.lrt_statistic], ["p-value (boundary-corrected)", c.lrt_p_value],
-          ["Mean group size", c.mean_group_size], ["Design effect (DEFF)", c.design_effect]]),
-        el("p", { class: "muted note" }, "The p-value halves the χ²(1) tail probability because σu² = 0 lies on " +
-          "the boundary. DEFF = 1 + (mean group size − 1) × ICC.")));
-    }
-    out.appendChild(section("BLUP (Random Effect Predictions)", blupSection(result.blup)));
+      el("p", { class: "model-line" }, el("code", {}, disp.formula),
+        ` · ${disp.family_label}, ${result.model.link} link · ${result.method}` +
+        ` · ${result.converged ? "converged" : "not converged"} in ${disp.fit_time_text}`),
+      warningsBox(disp), tableSections(disp));
     return out;
   }
 
@@ -186,20 +207,22 @@
 
     function fillColumns() {
       const numeric = columns.filter((c) => c.numeric);
+      const responses = columns.filter((c) => c.numeric || c.dtype === "boolean");  // a boolean is a 0/1 response
       const categorical = columns.filter((c) => c.categorical);
       const keepY = response.value, keepG = group.value;
       const keepX = new Set(checkedFixed());
-      clear(response).appendChild(el("option", { value: "" }, numeric.length ? "— choose —" : "(no numeric columns)"));
-      for (const c of numeric) response.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})`));
-      clear(group).appendChild(el("option", { value: "" }, categorical.length ? "— choose —" : "(no nominal, ordinal or string columns)"));
+      const none = (what) => (dsSelect.value ? what : "Choose a dataset first");
+      clear(response).appendChild(el("option", { value: "" }, responses.length ? "— choose —" : none("(no numeric columns)")));
+      for (const c of responses) response.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})`));
+      clear(group).appendChild(el("option", { value: "" }, categorical.length ? "— choose —" : none("(no nominal, ordinal or string columns)")));
       for (const c of categorical) group.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype} · ${c.scale})`));
       clear(fixedBox);
-      if (!numeric.length) fixedBox.appendChild(el("span", { class: "muted" }, "No numeric columns."));
+      if (!numeric.length) fixedBox.appendChild(el("span", { class: "muted" }, dsSelect.value ? "No numeric columns." : "Choose a dataset first."));
       for (const c of numeric) {
         fixedBox.appendChild(el("label", { class: "check" },
           el("input", { type: "checkbox", value: c.name, checked: keepX.has(c.name), onchange: () => validate(false) }), c.name));
       }
-      if (numeric.some((c) => c.name === keepY)) response.value = keepY;
+      if (responses.some((c) => c.name === keepY)) response.value = keepY;
       if (categorical.some((c) => c.name === keepG)) group.value = keepG;
     }
 
@@ -262,7 +285,12 @@
 
     dsSelect.addEventListener("change", () => loadColumns().then(() => validate(false)));
     family.addEventListener("change", () => { fillLinks(); validate(false); });
-    for (const c of [response, group, intercept]) c.addEventListener("change", () => validate(false));
+    response.addEventListener("change", () => {
+      const col = columns.find((c) => c.name === response.value);
+      if (col && col.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
+      validate(false);
+    });
+    for (const c of [group, intercept]) c.addEventListener("change", () => validate(false));
     for (const c of [level, maxIter, tol]) c.addEventListener("input", () => validate(false));
     run.addEventListener("click", async () => {
       const body = validate(true);
@@ -329,7 +357,7 @@
         g.showError(err, "");
         try {
           model = await api.post("/api/models", { fit_id: job.id, name: name.value.trim() });
-          saved.textContent = `Saved as “${model.name}”, with the diagnostics dataset “${model.name} diagnostics”.`;
+          saved.textContent = `Saved as “${model.name}”, with the diagnostics dataset “${model.diagnostics_dataset_name}”.`;
           details.disabled = false; diag.disabled = false; name.disabled = true;
           g.emit("models-changed", model);
           g.emit("datasets-changed", { id: model.diagnostics_dataset_id });
@@ -358,6 +386,7 @@
     const model = await api.get(`/api/models/${params.id}`);
     const result = model.result;
     tab.setTitle(model.name);
+    tab.datasetId = model.dataset_id;
     const saved = model.saved_conf_level;
     const level = el("input", { type: "number", class: "short conf-level", min: "50", max: "99.99", step: "any",
       value: String(+(saved * 100).toPrecision(10)), "aria-label": "Confidence Level" });
@@ -365,10 +394,13 @@
     const feBox = el("div", { class: "fe-box" });
     const status = el("p", { class: "muted report-status", "aria-live": "polite" });
     let current = model.fixed_effects;
+    const feTable = { title: "Fixed Effects", columns: [], rows: [], cells: [] };  // what Copy and CSV take
 
     function renderFe(view) {
       current = view;
-      clear(feBox).appendChild(resultTable("fixed-effects", view.headers, fixedRows(view.rows, view.keys)));
+      Object.assign(feTable, { columns: view.columns, rows: view.values, cells: view.cells });
+      clear(feBox).appendChild(resultTable(Object.assign({}, view, { rows: view.values })));
+      feBox.appendChild(el("p", { class: "muted note" }, view.note));
     }
     let seq = 0;
     async function recompute() {
@@ -392,26 +424,26 @@
       try {
         const rep = await api.post(`/api/models/${params.id}/report`, { conf_level: current.conf_level });
         status.textContent = "";
-        g.append(status, `Added the Fixed Effects and BLUP tables to report “${rep.name}” (${rep.items.length} items). `,
+        const titles = model.display.tables.map((t) => t.title.replace(/ \(.*\)$/, ""));
+        g.append(status, `Added ${titles.length} tables (${titles.join(", ")}) to report “${rep.name}” (${rep.items.length} items). `,
           el("button", { type: "button", class: "open-report", onclick: () => g.openTab("report", { id: rep.id }, { title: rep.name }) }, "Open Report"));
         g.emit("reports-changed", rep);
       } catch (err) { status.textContent = err.message; }
       addBtn.disabled = false;
     });
-    const m = result.model;
+    const disp = model.display;
     g.append(panel, el("div", { class: "model-detail" },
       el("div", { class: "ds-head" },
         el("div", {}, el("h2", { class: "ds-title" }, model.name),
-          el("p", { class: "muted" }, el("code", {}, formula(m)), ` · ${m.family}, ${m.link} link · ${result.method} · `,
-            `${result.n_obs} observations, ${result.n_groups} groups · dataset ${model.dataset_name || model.dataset_id}`,
+          el("p", { class: "muted model-line" }, el("code", {}, disp.formula), ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
+            `${disp.summary.split("; ").pop()} · dataset ${model.dataset_name || model.dataset_id}`,
             ` · saved level ${levelText(saved)}`)),
         el("div", { class: "ds-actions" }, addBtn,
-          el("button", { type: "button", onclick: () => g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }) }, "View Diagnostics"))),
+          el("button", { type: "button", class: "view-diagnostics", onclick: () => g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }) }, "View Diagnostics"))),
       status,
-      section("Fixed Effects",
-        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr),
-        feBox),
-      section("BLUP (Random Effect Predictions)", blupSection(result.blup))));
+      warningsBox(disp),
+      tableSections(disp, { fixedTable: feTable, fixedEffects: el("div", {},
+        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox) })));
     renderFe(model.fixed_effects);
   }
 
@@ -452,7 +484,7 @@
       clear(tableBox).appendChild(g.table(page.columns, page.rows, { rowNumbers: true, rowOffset: offset }));
       const end = Math.min(offset + page.rows.length, page.total);
       clear(pager).appendChild(el("button", { type: "button", disabled: offset === 0, onclick: () => load(Math.max(0, offset - limit)) }, "‹"));
-      pager.appendChild(el("span", { class: "range" }, `Rows ${offset + 1}–${end} of ${page.total}`));
+      pager.appendChild(el("span", { class: "range" }, `Rows ${g.formatNumber(offset + 1)}–${g.formatNumber(end)} of ${g.formatNumber(page.total)}`));
       pager.appendChild(el("button", { type: "button", disabled: end >= page.total, onclick: () => load(offset + limit) }, "›"));
     }
     await load(0);
@@ -484,11 +516,12 @@
         remove.addEventListener("click", () => change(api.del(`/api/reports/${rep.id}/items/${item.id}`)));
         const p = item.payload;
         const content = item.kind === "table"
-          ? resultTable("report-table", p.columns, p.rows)
+          ? resultTable(p, undefined, "report-table")
           : el("img", { src: `data:image/png;base64,${p.png_base64}`, alt: item.title, class: "report-plot" });
         list.appendChild(el("li", { class: "report-item", dataset: { kind: item.kind, id: String(item.id) } },
           el("div", { class: "item-head" }, el("b", { class: "item-title" }, item.title),
-            el("span", { class: "muted" }, ` ${item.kind}`), el("span", { class: "item-buttons" }, up, down, remove)),
+            el("span", { class: "muted" }, ` ${item.kind}`), item.kind === "table" ? tableTools(p, item.title) : null,
+            el("span", { class: "item-buttons" }, up, down, remove)),
           p.note ? el("p", { class: "muted note" }, p.note) : null,
           el("div", { class: "item-content" }, content)));
       });

@@ -462,7 +462,12 @@
 
   // ---- built-in actions -----------------------------------------------------------------------------------
 
-  registerAction("open-glmm", () => openTab("glmm", {}));
+  // The GLMM form starts on the dataset in view (a dataset tab, or the dataset of a model or diagnostics tab).
+  registerAction("open-glmm", () => {
+    const t = activeTab;
+    const dataset = t && t.kind === "dataset" ? t.params.id : (t && t.datasetId !== undefined ? t.datasetId : undefined);
+    openTab("glmm", dataset !== undefined ? { dataset } : {});
+  });
   registerAction("export-project", () => { window.location.href = "/api/project/export"; });
   registerAction("add-samples", async () => {
     const r = await api.post("/api/samples");

@@ -1,0 +1,228 @@
+"""The one view of a fit's result: its tables with their titles, column headers, labels, notes and number kinds,
+and its warnings. The command line's text, the web pages and the reports all show these tables.
+
+A table is a dict ``{"name", "title", "columns", "kinds", "rows", "cells", "note"}``: ``rows`` hold the values
+(full precision; None for missing), ``cells`` the same values written by :mod:`glmmlab.services.numbers`, and
+``kinds`` one kind per column (or, for Metric/Value tables, a list with one kind per row).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from glmmlab.engine.families import FAMILIES
+from glmmlab.engine.inference import z_quantile
+from glmmlab.engine.results import exp_label
+from glmmlab.services.numbers import format_rows
+
+TABLE_NAMES = ("random-effects", "icc", "fixed-effects", "model-fit", "glm-comparison", "blup")
+ICC_NA = "N/A (ICC not defined)"
+
+
+def level_text(conf_level: float) -> str:
+    """95%, 90%, 99.9%: the confidence level as the column headers write it."""
+    return f"{conf_level * 100:g}%"
+
+
+def formula(model: dict[str, Any]) -> str:
+    """The model in lme4's notation: as given (``Reaction ~ Days + (Days | Subject)``), or ``y ~ 1 + x + (1 | g)``
+    for the random-intercept form."""
+    if model.get("formula"):
+        return model["formula"]
+    terms = (["1"] if model["intercept"] else ["0"]) + list(model["fixed"])
+    return f"{model['response']} ~ {' + '.join(terms)} + (1 | {model['group']})"
+
+
+def log_likelihood_label(kind: str, nagq: int = 1) -> str:
+    if kind == "REML":
+        return "REML Log-Likelihood"
+    if kind == "Laplace":
+        return "Log-Likelihood (Laplace)"
+    return f"Log-Likelihood (AGQ, {nagq} nodes)"
+
+
+def fixed_effects_headers(family: str, link: str, conf_level: float) -> list[str]:
+    lv = level_text(conf_level)
+    headers = ["Variable", "Estimate", "Std. Error", "z", "p", f"Lower {lv}", f"Upper {lv}"]
+    label = exp_label(family, link)
+    if label:
+        headers += [label, f"exp(Lower {lv})", f"exp(Upper {lv})"]
+    return headers
+
+
+def family_label(family: str) -> str:
+    return FAMILIES[family].label if family in FAMILIES else family
+
+
+def warnings_of(result: dict[str, Any]) -> list[str]:
+    """The fit's warnings, with the singular-fit and convergence advice added when the engine did not word it."""
+    items = list(result.get("warnings") or [])
+    if result.get("singular") and not any("singular" in w.lower() for w in items):
+        items.insert(0, "Singular fit: the random-intercept variance is at or near zero. Interpret the ICC and the "
+                        "variance components with caution; a GLM without random effects may be more appropriate.")
+    if result.get("converged") is False and not any("converge" in w.lower() for w in items):
+        items.insert(0, "The fit did not converge. Increase Max Iterations (for example 100 -> 500) or relax the "
+                        "Convergence Tolerance (1e-6 -> 1e-4).")
+    return items
+
+
+def _table(name: str, title: str, columns: list[str], kinds: list, rows: list[list[Any]],
+           note: str | None = None, na: str | None = None) -> dict[str, Any]:
+    cells = format_rows(rows, kinds)
+    if na is not None:
+        cells = [[na if v is None else c for v, c in zip(row, crow)] for row, crow in zip(rows, cells)]
+    return {"name": name, "title": title, "columns": columns, "kinds": kinds, "rows": rows, "cells": cells,
+            "note": note}
+
+
+def fixed_effects_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    keys = ["variable", "estimate", "std_error", "statistic", "p_value", "lower", "upper"]
+    if rows and "exp_estimate" in rows[0]:
+        keys += ["exp_estimate", "exp_lower", "exp_upper"]
+    return keys, [[r.get(k) for k in keys] for r in rows]
+
+
+def _exp(x: float | None) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = math.exp(x)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def fixed_effects_at(result: dict[str, Any], conf_level: float) -> list[dict[str, Any]]:
+    """The fixed-effects rows with Wald intervals at ``conf_level``, from the stored estimates and standard errors
+    (the standard normal quantile, as the engine computes them); ``exp_*`` where the stored table has them."""
+    z = float(z_quantile(conf_level))
+    out = []
+    for row in result.get("fixed_effects", []):
+        est, se = row.get("estimate"), row.get("std_error")
+        lower = upper = None
+        if est is not None and se is not None:
+            lower, upper = est - z * se, est + z * se
+        new = {"variable": row["variable"], "estimate": est, "std_error": se, "statistic": row.get("statistic"),
+               "p_value": row.get("p_value"), "lower": lower, "upper": upper}
+        if "exp_estimate" in row:
+            new.update({"exp_estimate": row.get("exp_estimate"), "exp_lower": _exp(lower), "exp_upper": _exp(upper)})
+        out.append(new)
+    return out
+
+
+def fixed_effects_table(result: dict[str, Any], conf_level: float | None = None) -> dict[str, Any]:
+    """The Fixed Effects table, at the fit's level or recomputed at ``conf_level``."""
+    m = result["model"]
+    level = m["conf_level"] if conf_level is None else conf_level
+    rows = result["fixed_effects"] if level == m["conf_level"] else fixed_effects_at(result, level)
+    keys, values = fixed_effects_rows(rows)
+    table = _table("fixed-effects", "Fixed Effects", fixed_effects_headers(m["family"], m["link"], level),
+                   ["text", "decimal", "decimal", "decimal", "p"] + ["decimal"] * (len(keys) - 5), values,
+                   note=f"Wald z tests and intervals at {level_text(level)} with the standard normal quantile.")
+    table["keys"] = keys
+    table["conf_level"] = level
+    return table
+
+
+def result_tables(result: dict[str, Any], conf_level: float | None = None) -> list[dict[str, Any]]:
+    """Every table of a result document, in the order the GLMM tab shows them (see :data:`TABLE_NAMES`)."""
+    m = result["model"]
+    fit = result["fit"]
+    general = is_general(result)
+    groups = result.get("groups") or {}
+    group_rows = ([[f"Groups ({k})", v] for k, v in groups.items()] if len(groups) > 1
+                  else [["Groups", result["n_groups"]]])
+    extra = []
+    fp = result.get("family_parameter")
+    if fp:
+        extra = [[f"Negative binomial {fp['name']} (θ)", fp["value"]]]
+    tables = [
+        random_effects_table(result) if general else
+        _table("random-effects", "Random Effects", ["Component", "Variance", "Std.Dev."],
+               ["text", "decimal", "decimal"],
+               [[r["component"], r["variance"], r["std_dev"]] for r in result["random_effects"]]),
+        _table("icc", "ICC", ["Metric", "Value"], ["text", "decimal"], [["ICC", result.get("icc")]],
+               na=ICC_NA, note=None if result.get("icc") is not None else
+               "No theoretically grounded residual variance exists for this family and link."),
+        fixed_effects_table(result, conf_level),
+        _table("model-fit", "Model Fit", ["Metric", "Value"],
+               ["text", ["decimal", "decimal", "decimal", "count", "count"] + ["count"] * len(group_rows)
+                + ["count"] + ["decimal"] * len(extra)],
+               [[log_likelihood_label(fit["log_likelihood_kind"], m.get("nagq", 1)), fit["log_likelihood"]],
+                ["AIC", fit["aic"]], ["BIC", fit["bic"]], ["Parameters (k)", fit.get("k")],
+                ["Observations", result["n_obs"]]] + group_rows
+               + [["Rows excluded", result["n_excluded"]]] + extra),
+    ]
+    c = result.get("glm_comparison")
+    if c:
+        tables.append(_table(
+            "glm-comparison", "Comparison with GLM (no random intercept)", ["Metric", "Value"],
+            ["text", ["decimal", "decimal", "decimal", "p", "decimal", "decimal"]],
+            [["GLM Log-Likelihood", c.get("glm_log_likelihood")], ["GLM AIC", c.get("glm_aic")],
+             ["LRT statistic (σu² = 0)", c.get("lrt_statistic")],
+             ["p-value (boundary-corrected)", c.get("lrt_p_value")],
+             ["Mean group size", c.get("mean_group_size")], ["Design effect (DEFF)", c.get("design_effect")]],
+            note="The p-value halves the χ²(1) tail probability because σu² = 0 lies on the boundary. "
+                 "DEFF = 1 + (mean group size − 1) × ICC."))
+    if general:
+        tables.append(_table(
+            "blup", "BLUP (Random Effect Predictions)", ["Component", "Level", "Term", "Value", "Std. Error", "Rank"],
+            ["text", "text", "text", "decimal", "decimal", "count"],
+            [[b["component"], b["group"], b["term"], b["value"], b["std_error"], b["rank"]]
+             for b in result.get("blup", [])],
+            note="Conditional modes per grouping factor, level and term; rank 1 is the largest within its "
+                 "component and term."))
+        return tables
+    tables.append(_table(
+        "blup", "BLUP (Random Effect Predictions)", ["Group", "Random Intercept", "Std. Error", "Rank"],
+        ["text", "decimal", "decimal", "count"],
+        [[b["group"], b["random_intercept"], b["std_error"], b["rank"]] for b in result.get("blup", [])],
+        note=f"Group variable {m['group']}; rank 1 is the largest random intercept."))
+    return tables
+
+
+def is_general(result: dict[str, Any]) -> bool:
+    """Whether a result is beyond the product page's random-intercept model (slopes, several factors)."""
+    rows = [r for r in result.get("random_effects", []) if r.get("component") != "Residual"]
+    return len(rows) != 1 or rows[0].get("term", "(Intercept)") != "(Intercept)"
+
+
+def random_effects_table(result: dict[str, Any]) -> dict[str, Any]:
+    """lme4's VarCorr layout: Groups, Name, Variance, Std.Dev., Corr (a term's correlations with the terms before
+    it in its component, on its row)."""
+    corr: dict = {}
+    for c in result.get("random_correlations", []):
+        corr.setdefault((c["component"], c["term2"]), []).append(c["correlation"])
+    rows, last = [], None
+    for r in result["random_effects"]:
+        comp = r["component"]
+        cs = corr.get((comp, r["term"]), [])
+        rows.append([comp if comp != last else "", r["term"] or "", r["variance"], r["std_dev"],
+                     " ".join("N/A" if c is None else f"{c:.2f}" for c in cs)])
+        last = comp
+    return _table("random-effects", "Random Effects", ["Groups", "Name", "Variance", "Std.Dev.", "Corr"],
+                  ["text", "text", "decimal", "decimal", "text"], rows)
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """One line naming the model: formula, family, link, method, observations and groups."""
+    m = result["model"]
+    method = result["method"] + (f" ({m.get('nagq')} nodes)" if result["method"] == "AGQ" else "")
+    groups = result.get("groups") or {}
+    where = (", ".join(f"{v:,} {k}" for k, v in groups.items()) if len(groups) > 1
+             else f"{result['n_groups']:,} groups")
+    return (f"{formula(m)}; {family_label(m['family'])}, {m['link']} link, {method}; "
+            f"{result['n_obs']:,} observations in {where}")
+
+
+def view(result: dict[str, Any], conf_level: float | None = None) -> dict[str, Any]:
+    """What a page shows for a result: labels, warnings and every table (without the per-row diagnostics)."""
+    m = result["model"]
+    level = m["conf_level"] if conf_level is None else conf_level
+    return {"formula": formula(m), "family_label": family_label(m["family"]), "level_text": level_text(level),
+            "log_likelihood_label": log_likelihood_label(result["fit"]["log_likelihood_kind"], m.get("nagq", 1)),
+            "fixed_effects_headers": fixed_effects_headers(m["family"], m["link"], level),
+            "summary": summary_line(result), "warnings": warnings_of(result),
+            "fit_time_text": f"{(result.get('timing') or {}).get('fit_seconds') or 0:.2f} s",
+            "tables": result_tables(result, conf_level)}
