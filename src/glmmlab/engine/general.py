@@ -53,6 +53,24 @@ def scaled_design(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarr
     return Xs, T, [names[j] for j in keep], dropped
 
 
+def design_scaling(A: np.ndarray, n: int, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """:func:`scaled_design`'s kept columns and T for an n-row X known only through a matrix A with
+    A'A = X'X (the stacked R factors of X's row blocks, when X never meets in one place):
+    (kept column indices, T, kept names, dropped names); X_s = X[:, kept] T."""
+    p = A.shape[1]
+    if p == 0:
+        return np.zeros(0, dtype=int), np.zeros((0, 0)), [], []
+    _, R, piv = linalg.qr(A, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    tol = max(n, p) * np.finfo(float).eps * (d[0] if d.size else 0.0) * 10
+    rank = int(np.sum(d > tol))
+    keep = np.sort(piv[:rank])
+    dropped = [names[j] for j in range(p) if j not in set(keep.tolist())]
+    _, Rk = linalg.qr(A[:, keep], mode="economic")
+    T = np.sqrt(n) * linalg.solve_triangular(Rk, np.eye(Rk.shape[0]))
+    return keep, T, [names[j] for j in keep], dropped
+
+
 # -- likelihood constants with prior weights ---------------------------------------------------------------
 class Likelihood:
     """-2 log p(y | mu) from the weighted total deviance, with lme4's conventions (the weights of a binomial

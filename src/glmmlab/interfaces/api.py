@@ -78,6 +78,10 @@ def fit_glmm(
     return fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
 
 
+def _is_negbin(family: Any) -> bool:
+    return isinstance(family, str) and family.strip().lower() in ("negbin", "negative_binomial", "nbinom2")
+
+
 def _numeric(col: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
@@ -114,13 +118,17 @@ def glmm(
         try:
             spec = parse_random_intercept(formula)
         except GlmmInputError:
-            raise GlmmInputError(
-                "on a Dask DataFrame glmmlab fits the random-intercept form 'y ~ x1 + x2 + (1 | g)' over numeric "
-                "columns; fit other models in memory (a pandas, polars or Arrow table)"
-            ) from None
-        return fit_glmm(data, spec.response, spec.group, spec.fixed, family=family, link=link,
-                        intercept=spec.intercept, conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq,
-                        se=se, weights=weights, offset=offset, progress=progress)
+            spec = None
+        if spec is not None and weights is None and offset is None and not _is_negbin(family):
+            # '(1 | g)' over numeric columns: the random-intercept engine's Dask path, as in memory
+            return fit_glmm(data, spec.response, spec.group, spec.fixed, family=family, link=link,
+                            intercept=spec.intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,
+                            nagq=nagq, se=se, progress=progress)
+        from glmmlab.services.distributed_general import fit_formula_dask  # scale-out path, imported when used
+
+        return fit_formula_dask(data, formula, family=family, link=link, weights=weights, offset=offset,
+                                conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
+                                progress=progress)
     return fit_formula(to_pandas(data), formula, family=family, link=link, weights=weights, offset=offset,
                        conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se, progress=progress,
                        n_blocks=n_blocks)

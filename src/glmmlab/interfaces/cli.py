@@ -122,10 +122,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
             from glmmlab.interfaces.api import glmm
 
             if args.engine == "dask":
-                raise UsageError("--formula runs in memory; for --engine dask use --response/--group/--fixed")
-            if args.scheduler:
+                from glmmlab.services.distributed import dask_client
+                from glmmlab.services.distributed_general import read_parquet_lazily
+
+                data = read_parquet_lazily(args.data)
+                with dask_client(args.scheduler):  # glmm picks the random-intercept or the general Dask path
+                    result = glmm(args.formula, data, **common)
+            elif args.scheduler:
                 raise UsageError("--scheduler needs --engine dask")
-            result = glmm(args.formula, read_table(args.data), **common)
+            else:
+                result = glmm(args.formula, read_table(args.data), **common)
         elif args.engine == "dask":
             if args.weights or args.offset:
                 raise UsageError("--weights and --offset run in memory; leave out --engine dask")

@@ -44,7 +44,7 @@ from glmmlab.engine.formula import (
 )
 from glmmlab.engine.terms import ModelFrame, RandomTerm
 
-__all__ = ["DesignRecipe", "RandomTermRecipe", "build_model_frame", "random_intercept_formula"]
+__all__ = ["DesignRecipe", "RandomTermRecipe", "build_model_frame", "grouping_levels", "random_intercept_formula"]
 
 _FAMILIES = {"gaussian": "gaussian", "binomial": "binomial", "poisson": "poisson", "gamma": "gamma",
              "negbin": "negbin", "negative_binomial": "negbin", "nbinom2": "negbin"}
@@ -434,13 +434,17 @@ class DesignRecipe:
 
 
 def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian", weights: str | None = None,
-                      offset: str | None = None) -> ModelFrame:
+                      offset: str | None = None, whole: bool = True) -> ModelFrame:
     """Build the engine's :class:`ModelFrame` for an lme4 ``formula`` on ``df`` (see the module docstring).
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (any case); ``weights`` and ``offset`` are column
     names (prior weights; an offset added to ``offset()`` terms in the formula). Raises
     :class:`GlmmInputError` for input a person can fix; a non-integer count response is a warning in
     ``ModelFrame.warnings``.
+
+    ``whole=False`` says ``df`` is one part of the data (a Dask partition): the checks that only the whole data
+    can answer (some complete row, two or more levels of each factor, a grouping factor coarser than the rows,
+    interaction columns not all zero) are left to the caller, which makes them on the combined parts.
     """
     if not isinstance(df, pd.DataFrame):
         raise GlmmInputError(f"data must be a pandas DataFrame; got {type(df).__name__}")
@@ -494,7 +498,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
             missing |= v.missing
     rows = np.flatnonzero(~missing)
     n = len(rows)
-    if n == 0:
+    if n == 0 and whole:
         raise GlmmInputError(
             f"no row is complete for {ftxt}: every row has a missing value in a variable the model uses"
         )
@@ -507,7 +511,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
             used[v] = _UsedFactor(codes, [val.levels[k] for k in keep])
 
     # ---- fixed design
-    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used)
+    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole)
     if X.shape[1] == 0:
         raise GlmmInputError(f"{ftxt} has no fixed effects: keep the intercept (1) or add a term")
 
@@ -517,12 +521,12 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         comp = r.component
         codes, levels = _grouping(r.group, group_vals, rows)
         nl = len(levels)
-        if nl < 2:
+        if nl < 2 and whole:
             raise GlmmInputError(
                 f"the grouping factor {comp!r} of {r.written} has only {nl} level on the rows used; "
                 "grouping factors need two or more levels"
             )
-        if fam == "gaussian" and nl >= n:
+        if fam == "gaussian" and nl >= n and whole:
             raise GlmmInputError(
                 f"the grouping factor {comp!r} of {r.written} has {nl} levels for {n} rows: each group is a "
                 "single row, so its variance cannot be told apart from the residual variance (lme4 refuses this "
@@ -530,7 +534,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
             )
         if nl > n:  # pragma: no cover - levels are dropped to those present
             raise GlmmInputError(f"the grouping factor {comp!r} has more levels than rows")
-        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {r.written} of {ftxt}", used)
+        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {r.written} of {ftxt}", used, check=whole)
         correlated = r.correlated or Z.shape[1] > 1
         terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated))
 
@@ -563,6 +567,26 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         response=f.response_label, y=y, X=X, x_names=x_names, terms=terms, rows=rows, n_input=n_input,
         weights=w, offset=off, intercept=f.fixed.intercept, formula=formula, warnings=warnings, recipe=recipe,
     )
+
+
+def grouping_levels(df: pd.DataFrame, formula: str) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per grouping factor of ``formula`` (by component, in the formula's order): its codes on every row of
+    ``df`` and its levels, exactly as :func:`build_model_frame` codes them when these are the rows used. The
+    levels and their order depend only on the set of values present, so ``df`` may hold just the distinct
+    grouping values of data too large for memory (one row per combination)."""
+    f = parse_formula(formula)
+    data = _Data(df, formula)
+    rows = np.arange(len(df))
+    out: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for r in f.random:
+        vals = {}
+        for g in r.group:
+            gv = data.eval(g, f"the grouping of {r.written} in formula {formula!r}", as_factor=True)
+            assert isinstance(gv, _Fac)
+            vals[g] = gv
+        if r.component not in out:
+            out[r.component] = _grouping(r.group, vals, rows)
+    return out
 
 
 def _finite_or_missing(s: pd.Series, name: str, what: str) -> None:

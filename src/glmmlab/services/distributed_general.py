@@ -1,0 +1,463 @@
+"""General mixed models on a Dask DataFrame: any random-effects part whose grouping factors nest (one factor,
+``(1 + x | g)``, ``(x || g)``, or ``(1 | a/b)``), fitted as in memory (:mod:`glmmlab.engine.general`).
+
+When every factor nests in one outer factor, the modes of one outer group depend only on its own rows, so the
+Laplace deviance and its gradient are sums over blocks of whole outer groups (:class:`BlockedLaplace`). Here the
+blocks are Dask actors:
+
+1. one pass over the partitions builds each partition's model frame (the in-memory checks and messages), counts
+   the rows used, collects the distinct grouping values on those rows and the R factor of the partition's X;
+   the driver turns the distinct values into the global levels (the same code as in memory, so the same order),
+   checks that the factors nest, and takes the scaling T of the fixed effects from the stacked R factors;
+2. the rows used are shuffled once so that each outer group lives in one partition, and each partition becomes
+   an actor holding its rows' model frame and a :class:`GeneralLaplace` block (local levels, global T);
+3. the in-memory driver (:func:`glmmlab.engine.general._laplace_run`) runs unchanged against an adapter that
+   sends (theta, beta) to every actor and adds up their small sums.
+
+The GLM start values and the per-row results need the rows' response, weights and scaled design on the driver
+(p + 3 numbers per row, as the per-row results the fit returns anyway); the modes, the Laplace sums and the
+conditional covariances stay on the workers.
+
+Fixed parts built row by row are supported: numeric columns, ``I()``, ``log()``, ``exp()``, ``sqrt()``,
+products and interactions of numeric columns, offsets, weights, ``cbind()``. Fixed factors and ``scale()`` need
+the whole data's levels or moments, and Gaussian identity models need REML's profiled cross-products; they are
+refused with a message saying to fit in memory. Crossed factors couple every row and are refused too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from glmmlab.engine.blocked import Structure
+from glmmlab.engine.blocks import one_blas_thread
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families import negbin_family
+from glmmlab.engine.fit import validate_options
+from glmmlab.engine.formula import BinOp, Call, Expr, Paren, Unary, parse_formula
+from glmmlab.engine.general import (
+    GeneralLaplace,
+    Likelihood,
+    _check_nagq,
+    _laplace_run,
+    design_scaling,
+    glm_irls,
+    negbin_glm,
+)
+from glmmlab.engine.general_blocks import BlockedLaplace, BlockSpec, outer_factor
+from glmmlab.engine.progress import ProgressFn, report
+from glmmlab.engine.results import GlmmResult
+from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
+from glmmlab.services.distributed import BLOCK_ROWS, dask_client, release_unused_memory
+from glmmlab.services.fitting import _plain_columns, blups_by_component
+from glmmlab.services.modelframe import build_model_frame, grouping_levels
+from glmmlab.services.prediction import make_predictor
+
+ROW = "__glmmlab_row__"
+OUTER = "__glmmlab_outer__"
+IN_MEMORY = "fit in memory (a pandas, polars or Arrow table)"
+
+
+# -- what runs on Dask -------------------------------------------------------------------------------------
+def _walk(e: Expr):
+    yield e
+    if isinstance(e, Call):
+        for a in e.args:
+            yield from _walk(a)
+    elif isinstance(e, BinOp):
+        yield from _walk(e.left)
+        yield from _walk(e.right)
+    elif isinstance(e, Unary):
+        yield from _walk(e.operand)
+    elif isinstance(e, Paren):
+        yield from _walk(e.inner)
+
+
+def _check_supported(formula: str, meta: pd.DataFrame, family: str, weights, offset) -> ModelFrame:
+    """Refuse what needs the whole data before any pass; return the model frame of the (empty) meta frame."""
+    f = parse_formula(formula)
+    exprs = ([f.response] if f.response is not None else []) + list(f.fixed.variables) + list(f.fixed.offsets)
+    for r in f.random:
+        exprs += list(r.lhs.variables) + list(r.group)
+    scaled = sorted({e.deparse() for x in exprs for e in _walk(x) if isinstance(e, Call) and e.fn == "scale"})
+    if scaled:
+        raise GlmmInputError(
+            f"{', '.join(scaled)} in the formula needs the mean and SD of the whole data, which a Dask "
+            f"DataFrame does not give in one place; centre and scale the column beforehand, or {IN_MEMORY}")
+    mf0 = build_model_frame(meta, formula, family=family, weights=weights, offset=offset, whole=False)
+    factors = [v.deparse() for v in mf0.recipe.levels]
+    if factors:
+        raise GlmmInputError(
+            f"on a Dask DataFrame the fixed part and the random terms' columns must be numeric; "
+            f"{', '.join(repr(x) for x in factors)} {'is a factor' if len(factors) == 1 else 'are factors'}, "
+            f"whose coding needs the whole data's levels. Recode as 0/1 columns, or {IN_MEMORY}")
+    resp = f.response
+    if resp is not None and not (isinstance(resp, Call) and resp.fn == "cbind"):
+        names = resp.names()
+        if any(mf0.recipe.column_kinds.get(n) == "factor" and not pd.api.types.is_bool_dtype(meta[n])
+               for n in names):
+            raise GlmmInputError(
+                f"the response {f.response_label!r} is text or a factor; on a Dask DataFrame give it as 0/1 "
+                f"numbers or booleans, or {IN_MEMORY}")
+    for r in f.random:
+        for g in r.group:
+            for n in g.names():
+                dt = meta[n].dtype
+                if isinstance(dt, pd.CategoricalDtype) and not _known(dt):
+                    raise GlmmInputError(
+                        f"the grouping column {n!r} is categorical with unknown categories; make them known "
+                        f"(ddf[{n!r}] = ddf[{n!r}].cat.as_known()) or use a text or number column")
+    return mf0
+
+
+def _known(dt) -> bool:
+    from dask.dataframe.utils import has_known_categories
+
+    return has_known_categories(pd.Series(dtype=dt))
+
+
+def _group_columns(formula: str) -> list[str]:
+    out: list[str] = []
+    for r in parse_formula(formula).random:
+        for g in r.group:
+            out += [n for n in g.names() if n not in out]
+    return out
+
+
+# -- pass 1 ------------------------------------------------------------------------------------------------
+def _summary(part: pd.DataFrame, formula: str, family: str, weights, offset, gcols: list[str]) -> dict:
+    try:
+        mf = build_model_frame(part, formula, family=family, weights=weights, offset=offset, whole=False)
+    except GlmmInputError as exc:  # the driver says which partition (row numbers and counts are within it)
+        return {"error": str(exc)}
+    out = {"n_input": len(part), "n": mf.n, "warnings": list(mf.warnings), "x_names": list(mf.x_names),
+           "distinct": part.iloc[mf.rows][gcols].drop_duplicates(), "R": None, "w_min": None}
+    if mf.n:
+        out["R"] = np.linalg.qr(mf.X, mode="r")
+        if mf.weights is not None:
+            out["w_min"] = float(np.min(mf.weights))
+    return out
+
+
+def _coded(part: pd.DataFrame, formula: str, family: str, weights, offset, cols: list[str], outer: str,
+           outer_levels: pd.Index, offsets: np.ndarray, partition_info: dict | None = None) -> pd.DataFrame:
+    """The rows used, with their input row numbers and their outer group's global code."""
+    number = partition_info["number"] if partition_info else 0
+    mf = build_model_frame(part, formula, family=family, weights=weights, offset=offset, whole=False)
+    out = part.iloc[mf.rows][cols].copy()
+    out[ROW] = offsets[number] + np.asarray(mf.rows, dtype=np.int64)
+    term = next((t for t in mf.terms if t.component == outer), None)
+    codes = np.zeros(mf.n, dtype=np.int64)
+    if term is not None and mf.n:
+        codes = outer_levels.get_indexer(term.levels)[np.asarray(term.codes)]
+    out[OUTER] = codes.astype(np.int64)
+    return out
+
+
+# -- the block actors ----------------------------------------------------------------------------------------
+class GeneralBlockActor:
+    """A block of whole outer groups, built on a worker from one partition of the shuffled rows: its model
+    frame, its factor blocks on local levels (in the global order of blocks and levels) and a GeneralLaplace."""
+
+    def __init__(self, part: pd.DataFrame, spec: dict):
+        part = part.sort_values(ROW, kind="stable")
+        rows = part[ROW].to_numpy()
+        mf = build_model_frame(part.drop(columns=[ROW, OUTER]), spec["formula"], family=spec["family"],
+                               weights=spec["weights"], offset=spec["offset"], whole=False)
+        fam, lk = validate_options(spec["family"], spec["link"], 0.95, 100, 1e-6, 1, "working")
+        local = {b.component: b for b in merge_terms(mf.terms)}
+        gcodes, maps = [], []
+        for comp in spec["order"]:
+            b = local[comp]
+            glob = pd.Index(spec["levels"][comp]).get_indexer(b.levels)
+            gc = glob[np.asarray(b.codes)]
+            gcodes.append(gc)
+            maps.append(np.unique(gc))
+        perm = np.lexsort((rows, gcodes[0], gcodes[spec["outer"]]))
+        blocks = []
+        for comp, gc, lmap in zip(spec["order"], gcodes, maps):
+            b = local[comp]
+            blocks.append(FactorBlock(comp, np.searchsorted(lmap, gc[perm]), [spec["levels"][comp][i] for i in lmap],
+                                      np.ascontiguousarray(b.Z[perm]), b.names, b.groups))
+        n = mf.n
+        Xs = np.asarray(mf.X, dtype=float)[perm][:, spec["keep"]] @ spec["T"]
+        pw = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)[perm]
+        off = np.zeros(n) if mf.offset is None else np.asarray(mf.offset, dtype=float)[perm]
+        y = np.asarray(mf.y, dtype=float)[perm]
+        self.rows, self.level_maps = rows[perm], maps
+        self.lap = GeneralLaplace(Structure(blocks), Xs, y, pw, off, fam, lk)
+        del part, mf
+        release_unused_memory()
+
+    def info(self) -> dict:
+        lap = self.lap
+        return {"rows": self.rows, "y": lap.y, "pw": lap.pw, "off": lap.off, "Xs": lap.Xs,
+                "level_maps": self.level_maps, "sizes": [b.n_levels for b in lap.st.blocks]}
+
+    def set_family(self, parameter: float) -> None:
+        self.lap.set_family(negbin_family(parameter))
+
+    def parts(self, theta, beta, gradient: bool) -> dict:
+        with np.errstate(all="ignore"), one_blas_thread():
+            return self.lap.parts(theta, beta, gradient)
+
+    def final(self, theta, beta) -> dict:
+        with np.errstate(all="ignore"), one_blas_thread():
+            return self.lap.final(theta, beta)
+
+    def agq(self, theta, beta, z, wq) -> float:
+        with np.errstate(all="ignore"), one_blas_thread():
+            return self.lap.agq(theta, beta, z, wq)
+
+
+class _Block:
+    """The driver's view of one actor, as BlockedLaplace sees a block: its local structure (levels only, no
+    rows), its current family, and methods that return futures."""
+
+    def __init__(self, actor, st: Structure, fam):
+        self.actor, self.st, self.fam = actor, st, fam
+
+    def parts(self, theta, beta, gradient):
+        return self.actor.parts(theta, beta, gradient)
+
+    def final(self, theta, beta):
+        return self.actor.final(theta, beta)
+
+    def agq(self, theta, beta, z, wq):
+        return self.actor.agq(theta, beta, z, wq)
+
+
+class ActorLaplace(BlockedLaplace):
+    """BlockedLaplace over Dask actors: ``map`` sends the same call to every block, then gathers the answers."""
+
+    def __init__(self, laps: list[_Block], lik, nt: int):
+        self.laps, self.lik, self.nt = laps, lik, nt
+        self.evaluations = 0
+        self.modes_converged = True
+        self.pool = None
+
+    def map(self, fn):
+        futures = [fn(lap) for lap in self.laps]
+        return [f.result() for f in futures]
+
+    def set_family(self, fam, lik) -> None:
+        for f in [lap.actor.set_family(float(fam.parameter)) for lap in self.laps]:
+            f.result()
+        for lap in self.laps:
+            lap.fam = fam
+        self.lik = lik
+
+
+def _skeleton(blocks: list[FactorBlock], sizes: list[int], levels: list[list[str]] | None = None) -> Structure:
+    """A Structure with the blocks' shapes and no rows (what the driver needs of it: theta, u, levels)."""
+    out = []
+    for b, nl, k in zip(blocks, sizes, range(len(blocks))):
+        lv = levels[k] if levels is not None else [""] * nl
+        out.append(FactorBlock(b.component, np.zeros(0, dtype=np.int64), lv, np.zeros((0, b.q)), b.names, b.groups))
+    return Structure(out)
+
+
+# -- the driver ----------------------------------------------------------------------------------------------
+def fit_formula_dask(
+    data: Any,
+    formula: str,
+    *,
+    family: str = "gaussian",
+    link: Optional[str] = None,
+    weights: Optional[str] = None,
+    offset: Optional[str] = None,
+    conf_level: float = 0.95,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    nagq: int = 1,
+    se: str = "working",
+    progress: ProgressFn = None,
+    client: Any = None,
+    scheduler: Optional[str] = None,
+    npartitions: Optional[int] = None,
+) -> GlmmResult:
+    """Fit an lme4 formula whose grouping factors nest to a Dask DataFrame (see the module docstring)."""
+    if client is None:
+        from dask.distributed import default_client
+
+        try:
+            client = default_client()
+        except ValueError:
+            with dask_client(scheduler) as c:
+                return fit_formula_dask(data, formula, family=family, link=link, weights=weights, offset=offset,
+                                        conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
+                                        progress=progress, client=c, npartitions=npartitions)
+    fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
+    if not isinstance(formula, str) or not formula.strip():
+        raise GlmmInputError("formula must be text such as 'y ~ x + (1 | g)'")
+    for option, col in (("weights", weights), ("offset", offset)):
+        if col is not None and col not in data.columns:
+            raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
+                                 + ", ".join(map(str, list(data.columns)[:20])))
+    start = time.perf_counter()
+    meta = data._meta
+    mf0 = _check_supported(formula, meta, fam.name, weights, offset)
+    if not mf0.terms:  # pragma: no cover - the parser and the model frame require a random term
+        raise GlmmInputError(f"the formula {formula.strip()!r} has no random-effects term")
+    shapes = merge_terms(mf0.terms)  # names, q and theta layout of each factor; levels come from the data
+    _check_nagq(shapes, int(nagq))
+    if fam.name == "gaussian" and lk.name == "identity":
+        raise GlmmInputError(
+            "REML (the gaussian family with the identity link) for a model other than '(1 | g)' over numeric "
+            f"columns is not available on a Dask DataFrame yet; {IN_MEMORY}, or use another link")
+    cols = list(dict.fromkeys(parse_formula(formula).columns() + [c for c in (weights, offset) if c is not None]))
+    gcols = _group_columns(formula)
+    ddf = data[cols]
+
+    report(progress, "Pass 1 of 2 over the data: checking columns and collecting groups", 0.0)
+    import dask
+
+    summaries = client.compute([dask.delayed(_summary)(p, formula, fam.name, weights, offset, gcols)
+                                for p in ddf.to_delayed()], sync=True)
+    for k, s in enumerate(summaries):
+        if "error" in s:
+            raise GlmmInputError(f"{s['error']} [rows counted and numbered within partition {k} of the Dask "
+                                 "DataFrame]")
+    n_input = sum(s["n_input"] for s in summaries)
+    n = sum(s["n"] for s in summaries)
+    if n == 0:
+        build_model_frame(meta, formula, family=fam.name, weights=weights, offset=offset)  # raises the message
+    full = [s for s in summaries if s["n"]]
+    x_names = full[0]["x_names"]
+    warnings: list[str] = []
+    for s in summaries:
+        warnings += [w for w in s["warnings"] if w not in warnings]
+    if weights is not None and min(s["w_min"] for s in full) <= 0:
+        raise GlmmInputError("weights must be positive for every row used; drop rows with weight 0 first")
+
+    # the global levels, in build_model_frame's order, from the distinct grouping values on the rows used
+    distinct = pd.concat([s["distinct"] for s in full], ignore_index=True).drop_duplicates(ignore_index=True)
+    coded = grouping_levels(distinct, formula)
+    f = parse_formula(formula)
+    for r in f.random:
+        nl = len(coded[r.component][1])
+        if nl < 2:
+            raise GlmmInputError(
+                f"the grouping factor {r.component!r} of {r.written} has only {nl} level on the rows used; "
+                "grouping factors need two or more levels")
+    shapes = sorted(shapes, key=lambda b: -len(coded[b.component][1]))  # merge_terms' order on the whole data
+    order = [b.component for b in shapes]
+    levels = {c: list(coded[c][1]) for c in order}
+    probe = [FactorBlock(c, coded[c][0], levels[c], np.zeros((len(distinct), 0)), [], []) for c in order]
+    outer = outer_factor(probe)
+    if outer is None:
+        raise GlmmInputError(_crossed_message(probe))
+
+    keep, T, names, dropped = design_scaling(np.vstack([s["R"] for s in full]), n, list(x_names))
+    if dropped:
+        warnings.append("fixed-effect model matrix is rank deficient so dropping "
+                        f"{len(dropped)} column(s): {', '.join(dropped)}")
+    offsets = np.concatenate([[0], np.cumsum([s["n_input"] for s in summaries])[:-1]]).astype(np.int64)
+
+    report(progress, "Pass 2 of 2: arranging rows so that each outer group lives in one partition", 0.02)
+    outer_name = order[outer]
+    cmeta = meta[cols].iloc[:0].copy()
+    cmeta[ROW] = pd.Series(dtype=np.int64)
+    cmeta[OUTER] = pd.Series(dtype=np.int64)
+    coded_rows = ddf.map_partitions(_coded, formula, fam.name, weights, offset, cols, outer_name,
+                                    pd.Index(levels[outer_name]), offsets, meta=cmeta)
+    n_outer = len(levels[outer_name])
+    nparts = npartitions or max(1, min(max(ddf.npartitions, n // BLOCK_ROWS + 1), n_outer))
+    shuffled = client.persist(coded_rows.shuffle(OUTER, npartitions=nparts))
+    lengths = client.compute(shuffled.map_partitions(len), sync=True)
+    parts = [p for p, k in zip(client.futures_of(shuffled), lengths) if k > 0]
+    del shuffled, coded_rows
+    spec = {"formula": formula, "family": fam.name, "link": lk.name, "weights": weights, "offset": offset,
+            "order": order, "levels": levels, "outer": outer, "keep": keep, "T": T}
+    report(progress, f"Loading {len(parts)} blocks of whole groups on the workers", 0.04)
+    actors = []
+    while parts:
+        part = parts.pop(0)
+        actors.append(client.submit(GeneralBlockActor, part, spec, actor=True).result())
+        del part
+    client.run(release_unused_memory)
+
+    infos = [a.info().result() for a in actors]
+    cat = lambda key: np.concatenate([i[key] for i in infos])  # noqa: E731  rows in block order
+    rows, y, pw, off, Xs = cat("rows"), cat("y"), cat("pw"), cat("off"), cat("Xs")
+    specs = [BlockSpec(slice(0, 0), i["level_maps"]) for i in infos]
+    st = _skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
+    laps = [_Block(a, _skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]
+    del infos
+    mf = ModelFrame(response=mf0.response, y=y, X=np.zeros((n, 0)), x_names=list(x_names), terms=[], rows=rows,
+                    n_input=n_input, weights=pw, offset=off, intercept=mf0.intercept, formula=formula,
+                    warnings=list(warnings), recipe=None)
+    fixed_cols, group_col = _plain_columns(formula, meta)
+    model = {
+        "response": mf0.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
+        "intercept": bool(mf0.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
+        "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
+        "offset": offset,
+    }
+    try:
+        with np.errstate(all="ignore"), one_blas_thread():
+            report(progress, "Initial values (GLM)", 0.05)
+            negbin = fam.name == "negbin"
+            if negbin:
+                beta0, nb0, glm_m2 = negbin_glm(Xs, y, pw, off, lk)
+                fam = negbin_family(nb0)
+                glm_dev = None
+            else:
+                beta0, glm_dev = glm_irls(Xs, y, pw, off, fam, lk)
+                nb0 = glm_m2 = None
+            p = Xs.shape[1]
+            del Xs
+            obj = ActorLaplace(laps, Likelihood(fam, y, pw), st.n_theta)
+            if negbin:
+                obj.set_family(fam, Likelihood(fam, y, pw))
+            out = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, pw, off, fam, lk, model, se,
+                               progress, beta0, nb0, glm_m2, glm_dev)
+    except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
+        raise GlmmInputError(
+            f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
+            f"{lk.name} link, or the random-effects terms may ask more than the data can tell. Check the "
+            "response and predictors, simplify the random effects, or try another link") from None
+    finally:  # the actors end when the last handle goes
+        laps.clear()
+        actors.clear()
+    out.warnings[:0] = [w for w in warnings if w not in out.warnings]
+    out.dropped = dropped
+    back = np.argsort(rows, kind="stable")  # per-row results in input order
+    for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
+        setattr(out, name, np.asarray(getattr(out, name))[back])
+    recipe = replace(mf0.recipe, terms=tuple(replace(t, levels=tuple(levels[t.component]))
+                                             for t in mf0.recipe.terms))
+    out.predictor = make_predictor(recipe, list(out.names), np.asarray(out.beta), blups_by_component(out))
+    out.fit_seconds = time.perf_counter() - start
+    report(progress, "Done", 1.0)
+    return out
+
+
+def _crossed_message(blocks: list[FactorBlock]) -> str:
+    pairs = []
+    for i, a in enumerate(blocks):
+        for b in blocks[i + 1:]:
+            if outer_factor([a, b]) is None:
+                pairs.append(f"{a.component!r} and {b.component!r}")
+    which = "; ".join(pairs) if pairs else ", ".join(repr(b.component) for b in blocks)
+    return (f"the grouping factors {which} cross (neither nests in the other), so every row is coupled to every "
+            "other and the rows cannot be cut into blocks of whole groups. On a Dask DataFrame glmmlab fits "
+            "models whose grouping factors nest, such as (1 + x | g) or (1 | a/b); fit crossed models "
+            f"{IN_MEMORY[4:]}")
+
+
+
+def read_parquet_lazily(path: str) -> Any:
+    """A Parquet file or directory as a Dask DataFrame (only the columns a fit selects are ever loaded), for
+    ``glmmlab fit DATA.parquet --formula ... --engine dask``."""
+    import dask.dataframe as dd
+
+    try:
+        return dd.read_parquet(path)
+    except (ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GlmmInputError(f"cannot read Parquet data '{path}': {first}") from None

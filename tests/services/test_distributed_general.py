@@ -1,0 +1,166 @@
+"""General models whose grouping factors nest, on a Dask DataFrame (services/distributed_general.py): equal to the
+in-memory fit to 1e-8 on the reference cases (random slopes, nested factors, offsets, weights, the negative
+binomial, AGQ), through glmmlab.glmm and the command line; crossed factors, fixed factors, scale() and REML
+refused with messages that say what to do; bad input refused with the in-memory message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+dd = pytest.importorskip("dask.dataframe")
+pytest.importorskip("dask.distributed")
+
+import glmmlab  # noqa: E402
+from glmmlab.engine.errors import GlmmInputError  # noqa: E402
+from tests.conftest import REFERENCE, assert_rel_close  # noqa: E402
+from tests.services.test_distributed import client  # noqa: E402,F401  (the local two-worker cluster)
+
+
+def load(case: str) -> tuple[dict, pd.DataFrame]:
+    ref = json.loads((REFERENCE / "models" / f"{case}.json").read_text())
+    return ref, pd.read_csv(REFERENCE / "models" / f"{case}.csv")
+
+
+def assert_same_fit(b, a, tol: float = 1e-8) -> None:
+    """b (Dask) equals a (in memory): the log-likelihood relative, estimates relative to their SE, variances and
+    SEs relative, conditional modes relative to their spread per component and term, per-row results."""
+    for key in ("n_obs", "n_groups", "n_excluded", "converged", "singular", "method", "names", "groups", "k"):
+        assert getattr(b, key) == getattr(a, key), key
+    assert b.warnings == a.warnings
+    assert abs(b.log_likelihood - a.log_likelihood) <= tol * abs(a.log_likelihood)
+    assert np.max(np.abs(b.beta - a.beta) / a.se) <= tol
+    assert_rel_close(b.se, a.se, tol)
+    assert [r["term"] for r in b.re_rows] == [r["term"] for r in a.re_rows]
+    assert_rel_close([r["variance"] for r in b.re_rows], [r["variance"] for r in a.re_rows], tol)
+    if a.correlations:
+        assert_rel_close([r["correlation"] or 0.0 for r in b.correlations],
+                         [r["correlation"] or 0.0 for r in a.correlations], tol)
+    ta, tb = pd.DataFrame(a.blup_rows), pd.DataFrame(b.blup_rows)
+    assert tb[["component", "group", "term"]].equals(ta[["component", "group", "term"]])
+    for _, idx in ta.groupby(["component", "term"]).groups.items():
+        spread = float(ta.loc[idx, "value"].std()) or 1.0
+        assert np.max(np.abs(tb.loc[idx, "value"] - ta.loc[idx, "value"])) <= tol * spread
+        assert_rel_close(tb.loc[idx, "std_error"], ta.loc[idx, "std_error"], tol)
+    assert b.rows.tolist() == a.rows.tolist()
+    for k in ("fitted", "pearson_residuals", "row_random_effect"):
+        x, y = np.asarray(getattr(b, k)), np.asarray(getattr(a, k))
+        assert np.max(np.abs(x - y)) <= tol * (np.std(y) + np.max(np.abs(y)) * 1e-6), k
+
+
+def both(case: str, npartitions: int, client, data=None, **kw):  # noqa: F811
+    ref, df = load(case)
+    df = df if data is None else data
+    kw = {"family": ref["family"].lower(), "link": ref["link"], **kw}
+    if ref.get("weights"):
+        kw["weights"] = ref["weights"]
+    a = glmmlab.glmm(ref["formula"], df, **kw)
+    stages = []
+    b = glmmlab.glmm(ref["formula"], dd.from_pandas(df, npartitions=npartitions),
+                     progress=lambda s, f: stages.append(s), **kw)
+    assert any(s.startswith("Pass 1") for s in stages) and any("iteration" in s for s in stages)
+    return a, b
+
+
+@pytest.mark.parametrize("case,npartitions", [("grouseticks_nested", 4), ("mmmec_offset", 3),
+                                              ("sim_binomial_proportion", 3)])
+def test_nested_offset_and_weights_equal_in_memory(client, case, npartitions):  # noqa: F811
+    a, b = both(case, npartitions, client)
+    assert_same_fit(b, a)
+    new = load(case)[1].head(40)
+    assert_rel_close(b.predict(new), a.predict(new))
+
+
+@pytest.mark.slow
+def test_random_slope_equals_in_memory(client):  # noqa: F811
+    a, b = both("sim_binomial_slope", 4, client)
+    assert [r["term"] for r in a.re_rows] == ["(Intercept)", "x1"]
+    assert_same_fit(b, a)
+
+
+@pytest.mark.slow
+def test_uncorrelated_slopes_and_missing_rows_equal_in_memory(client):  # noqa: F811
+    """(x1 || g) with a log link on a Gamma-free family, and rows missing in several columns."""
+    ref, df = load("sim_binomial_slope")
+    df = df.copy()
+    df.loc[df.index[::97], "x2"] = np.nan
+    df.loc[df.index[5::131], "g"] = None
+    formula = "y ~ x1 + I(x2^2) + exp(x2 / 4) + x1:x2 + (x1 || g)"
+    a = glmmlab.glmm(formula, df, family="binomial")
+    b = glmmlab.glmm(formula, dd.from_pandas(df, npartitions=3), family="binomial")
+    assert a.n_excluded > 0
+    assert_same_fit(b, a)
+
+
+@pytest.mark.slow
+def test_negative_binomial_and_agq_equal_in_memory(client):  # noqa: F811
+    ref, df = load("salamanders_negbin")
+    df = df.assign(mined=(df["mined"].astype(str) == "yes").astype(float))
+    formula = "count ~ mined + (1 | site)"
+    a = glmmlab.glmm(formula, df, family="negbin")
+    b = glmmlab.glmm(formula, dd.from_pandas(df, npartitions=3), family="negbin")
+    assert_same_fit(b, a)
+    assert abs(b.family_parameter["value"] - a.family_parameter["value"]) <= 1e-8 * a.family_parameter["value"]
+    a, b = both("mmmec_offset", 3, client, nagq=7)
+    assert a.method == "AGQ"
+    assert_same_fit(b, a)
+
+
+def test_crossed_factors_refused_by_name(client):  # noqa: F811
+    ref, df = load("sim_poisson_crossed_slope")
+    with pytest.raises(GlmmInputError) as exc:
+        glmmlab.glmm(ref["formula"], dd.from_pandas(df, npartitions=3), family="poisson")
+    msg = str(exc.value)
+    assert "'a' and 'b' cross" in msg and "in memory" in msg
+
+
+def test_whole_data_features_refused_with_what_to_do(client):  # noqa: F811
+    ref, df = load("cbpp_trials")
+    ddf = dd.from_pandas(df, npartitions=2)
+    with pytest.raises(GlmmInputError, match=r"'period' is a factor.*fit in memory"):
+        glmmlab.glmm(ref["formula"], ddf, family="binomial")
+    with pytest.raises(GlmmInputError, match=r"scale\(size\).*mean and SD of the whole data"):
+        glmmlab.glmm("cbind(incidence, size - incidence) ~ scale(size) + (1 | herd)", ddf, family="binomial")
+    ref, df = load("sleepstudy_uncorrelated")
+    with pytest.raises(GlmmInputError, match=r"REML .* not available on a Dask DataFrame yet; fit in memory"):
+        glmmlab.glmm(ref["formula"], dd.from_pandas(df, npartitions=2))
+
+
+def test_bad_input_refused_with_the_in_memory_message(client):  # noqa: F811
+    ref, df = load("grouseticks_nested")
+    ddf = dd.from_pandas(df, npartitions=3)
+    for formula, kw in [("TICKS ~ YEAR96 + cHEIGT + (1 | LOCATION/BROOD)", {"family": "poisson"}),
+                        ("TICKS ~ log(cHEIGHT) + (1 | LOCATION/BROOD)", {"family": "poisson"}),
+                        ("TICKS ~ cHEIGHT + (1 | LOCATION/BROOD)", {"family": "binomial"})]:
+        with pytest.raises(GlmmInputError) as mem:
+            glmmlab.glmm(formula, df, **kw)
+        with pytest.raises(GlmmInputError) as dsk:
+            glmmlab.glmm(formula, ddf, **kw)
+        if "row" in str(mem.value):  # counts and row numbers are the first failing partition's
+            head = str(mem.value).split(" on ")[0]
+            assert str(dsk.value).startswith(head) and "within partition 0 of the Dask DataFrame" in str(dsk.value)
+        else:
+            assert str(dsk.value) == str(mem.value), formula
+
+
+@pytest.mark.slow
+def test_formula_on_parquet_through_the_command_line(tmp_path):
+    ref, df = load("grouseticks_nested")
+    folder = tmp_path / "grouse"
+    dd.from_pandas(df, npartitions=3).to_parquet(folder)
+    csv = tmp_path / "grouse.csv"
+    df.to_csv(csv, index=False)
+    args = ["--formula", ref["formula"], "--family", "poisson", "--format", "json"]
+    run = lambda *a: subprocess.run([sys.executable, "-m", "glmmlab.interfaces.cli", "fit", *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    mem, dsk = run(str(csv), *args), run(str(folder), "--engine", "dask", *args)
+    assert mem.returncode == 0 and dsk.returncode == 0, dsk.stderr[-2000:]
+    a, b = json.loads(mem.stdout), json.loads(dsk.stdout)
+    assert abs(b["fit"]["log_likelihood"] - a["fit"]["log_likelihood"]) <= 1e-8 * abs(a["fit"]["log_likelihood"])
+    assert_rel_close([f["estimate"] for f in b["fixed_effects"]], [f["estimate"] for f in a["fixed_effects"]])
+    assert b["diagnostics"]["row"] == a["diagnostics"]["row"]
