@@ -73,7 +73,7 @@ def test_a_fit_through_the_api_equals_fit_glmm_then_save_read_and_recompute(clie
     assert close(got["icc"], want["icc"])
     assert [b["rank"] for b in got["blup"]] == [b["rank"] for b in want["blup"]]
     assert "diagnostics" not in got
-    assert job["display"]["fixed_effects_headers"] == ["Variable", "Estimate", "Std. Error", "Lower 95%",
+    assert job["display"]["fixed_effects_headers"] == ["Variable", "Estimate", "Std. Error", "z", "p", "Lower 95%",
                                                        "Upper 95%", "OR", "exp(Lower 95%)", "exp(Upper 95%)"]
     assert job["display"]["log_likelihood_label"] == "Log-Likelihood (Laplace)"
     assert got["glm_comparison"]["lrt_p_value"] is not None
@@ -94,7 +94,7 @@ def test_a_fit_through_the_api_equals_fit_glmm_then_save_read_and_recompute(clie
         assert close(a["lower"], b["lower"], 1e-9) and close(a["upper"], b["upper"], 1e-9)
 
     at90 = client.get(f"/api/models/{model['id']}/fixed-effects", params={"conf_level": 0.9}).json()
-    assert at90["headers"][3:5] == ["Lower 90%", "Upper 90%"] and at90["headers"][6] == "exp(Lower 90%)"
+    assert at90["headers"][3:7] == ["z", "p", "Lower 90%", "Upper 90%"] and at90["headers"][8] == "exp(Lower 90%)"
     want90 = glmmlab.fit_glmm(frame_of(client, ds["id"], ["recovered", "clinic", "age"]), "recovered", "clinic",
                               ["age"], family="binomial").fixed_effects_table(0.9)
     for a, b, c in zip(at90["rows"], want90, detail["fixed_effects"]["rows"]):
@@ -111,7 +111,7 @@ def test_a_fit_through_the_api_equals_fit_glmm_then_save_read_and_recompute(clie
         "recovery by age: Random Effects", "recovery by age: ICC", "recovery by age: Fixed Effects",
         "recovery by age: Model Fit", "recovery by age: Comparison with GLM (no random intercept)",
         "recovery by age: BLUP (Random Effect Predictions)"]
-    assert rep["items"][2]["payload"]["columns"][3] == "Lower 90%"
+    assert rep["items"][2]["payload"]["columns"][5] == "Lower 90%"
     assert len(rep["items"][5]["payload"]["rows"]) == got["n_groups"]
     png = client.get(f"/api/models/{model['id']}/plots/caterpillar.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
@@ -129,7 +129,7 @@ def test_gaussian_fit_shows_reml_and_no_exp_columns(client, samples):
     ds = samples["school scores"]
     job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school",
               conf_level=0.9)
-    assert job["display"]["fixed_effects_headers"] == ["Variable", "Estimate", "Std. Error", "Lower 90%",
+    assert job["display"]["fixed_effects_headers"] == ["Variable", "Estimate", "Std. Error", "z", "p", "Lower 90%",
                                                        "Upper 90%"]
     assert job["display"]["log_likelihood_label"] == "REML Log-Likelihood"
     assert [r["component"] for r in job["result"]["random_effects"]] == ["school", "Residual"]
@@ -184,7 +184,7 @@ def test_delete_model_removes_its_diagnostics_and_dataset_delete_cascades(client
     ds = samples["regional incidents"]
     job = run(client, dataset_id=ds["id"], response="incidents", fixed=["population_k"], group="region",
               family="poisson")
-    assert job["display"]["fixed_effects_headers"][5] == "IRR"
+    assert job["display"]["fixed_effects_headers"][7] == "IRR"
     m1 = client.post("/api/models", json={"fit_id": job["id"], "name": "a"}).json()
     m2 = client.post("/api/models", json={"fit_id": job["id"], "name": "b"}).json()
     assert client.delete(f"/api/models/{m1['id']}").status_code == 200

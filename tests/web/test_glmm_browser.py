@@ -185,9 +185,10 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     assert close(rows[0][1], want["random_effects"][0]["variance"])
     assert close(float(run.locator(".icc").get_attribute("data-value")), want["icc"])
     headers, rows = table_values(run, "fixed-effects")
-    assert headers == ["Variable", "Estimate", "Std. Error", "Lower 95%", "Upper 95%", "OR", "exp(Lower 95%)",
-                       "exp(Upper 95%)"]
-    keys = ["estimate", "std_error", "lower", "upper", "exp_estimate", "exp_lower", "exp_upper"]
+    assert headers == ["Variable", "Estimate", "Std. Error", "z", "p", "Lower 95%", "Upper 95%", "OR",
+                       "exp(Lower 95%)", "exp(Upper 95%)"]
+    keys = ["estimate", "std_error", "statistic", "p_value", "lower", "upper", "exp_estimate", "exp_lower",
+            "exp_upper"]
     for row, fe in zip(rows, want["fixed_effects"], strict=True):
         assert row[0] == fe["variable"]
         assert all(close(v, fe[k]) for v, k in zip(row[1:], keys)), (row, fe)
@@ -239,11 +240,11 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     expect(level).to_have_value("95")
     _, at95 = table_values(detail, "fixed-effects")
     level.fill("90")
-    expect(detail.locator('table[data-table="fixed-effects"] th').nth(3)).to_have_text("Lower 90%")
+    expect(detail.locator('table[data-table="fixed-effects"] th').nth(5)).to_have_text("Lower 90%")
     headers, at90 = table_values(detail, "fixed-effects")
-    assert headers[3:] == ["Lower 90%", "Upper 90%", "OR", "exp(Lower 90%)", "exp(Upper 90%)"]
-    for a, b in zip(at90, at95):
-        assert a[1] == b[1] and a[3] > b[3] and a[4] < b[4]
+    assert headers[3:] == ["z", "p", "Lower 90%", "Upper 90%", "OR", "exp(Lower 90%)", "exp(Upper 90%)"]
+    for a, b in zip(at90, at95):  # estimate, z and p do not depend on the level; the interval widens
+        assert a[1] == b[1] and a[3] == b[3] and a[4] == b[4] and a[5] > b[5] and a[6] < b[6]
     saved = api.get(f"/api/models/{model['id']}").json()
     assert saved["saved_conf_level"] == 0.95 and saved["result"]["model"]["conf_level"] == 0.95
 
@@ -264,7 +265,7 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
         expect(report.locator(".item-title").nth(2 - k)).to_have_text("recovery by age: Fixed Effects")
     expect(report.locator(".item-title").nth(1)).to_have_text("recovery by age: Caterpillar Plot of Random Intercepts")
     fe = report.locator("li.report-item").nth(0)
-    assert fe.locator('table[data-table="report-table"] th').nth(3).inner_text() == "Lower 90%"
+    assert fe.locator('table[data-table="report-table"] th').nth(5).inner_text() == "Lower 90%"
     with page.expect_download() as download:
         report.locator("a.export").click()
     exported = tmp_path / "report.html"
@@ -282,7 +283,7 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
                                               "recovery by age: Model Fit",
                                               "recovery by age: Comparison with GLM (no random intercept)",
                                               "recovery by age: BLUP (Random Effect Predictions)"])
-    expect(other.locator("table").first.locator("th").nth(3)).to_have_text("Lower 90%")
+    expect(other.locator("table").first.locator("th").nth(5)).to_have_text("Lower 90%")
     assert other.locator("img").evaluate("i => i.naturalWidth") > 100
     other.close()
 

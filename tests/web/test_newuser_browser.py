@@ -345,10 +345,10 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     run.locator("button.view-details").click()
     detail = active_panel(page)
     detail.locator("input.conf-level").fill("90")
-    expect(detail.locator('table[data-table="fixed-effects"] th').nth(3)).to_have_text("Lower 90%")
+    expect(detail.locator('table[data-table="fixed-effects"] th').nth(5)).to_have_text("Lower 90%")
     with page.expect_download() as download:
         detail.locator('section[data-section="Fixed Effects"] button.csv-table').click()
-    assert list(pd.read_csv(download.value.path()).columns)[3:5] == ["Lower 90%", "Upper 90%"]
+    assert list(pd.read_csv(download.value.path()).columns)[3:7] == ["z", "p", "Lower 90%", "Upper 90%"]
     detail.locator("button.add-report").click()
     detail.locator("button.open-report").click()
     report = active_panel(page)
@@ -357,7 +357,7 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     expect(item.locator(".item-title")).to_have_text("copy me: Fixed Effects")
     item.locator("button.copy-table").click()
     expect(item.locator(".copy-status")).to_have_text("Copied.")
-    assert page.evaluate("navigator.clipboard.readText()").split("\n")[0].split("\t")[3] == "Lower 90%"
+    assert page.evaluate("navigator.clipboard.readText()").split("\n")[0].split("\t")[5] == "Lower 90%"
     shot(page, "report-copy-csv.png")
 
     with page.expect_download() as download:
@@ -371,10 +371,10 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     href = links.nth(2).get_attribute("href")
     assert href.startswith("data:text/csv;charset=utf-8,")
     csv_text = urllib.parse.unquote(href.split(",", 1)[1])
-    assert csv_text.splitlines()[0].split(",")[3] == "Lower 90%"
+    assert csv_text.splitlines()[0].split(",")[5] == "Lower 90%"
     other.locator("details.copy").nth(2).locator("summary").click()
     tsv = other.locator("details.copy textarea").nth(2).input_value()
-    assert tsv.split("\n")[0].split("\t")[3] == "Lower 90%"
+    assert tsv.split("\n")[0].split("\t")[5] == "Lower 90%"
     assert "<script" not in exported.read_text()
     other.close()
 
