@@ -73,54 +73,28 @@ def design_scaling(A: np.ndarray, n: int, names: list[str]) -> tuple[np.ndarray,
 
 # -- likelihood constants with prior weights ---------------------------------------------------------------
 class Likelihood:
-    """-2 log p(y | mu) from the weighted total deviance, with lme4's conventions (the weights of a binomial
-    proportion are the trials; Gaussian weights are precisions; Gaussian and Gamma with phi = deviance / n)."""
+    """-2 log p(y | mu) from the weighted total deviance, by the family's own rule with lme4's conventions (the
+    weights of a binomial proportion are the trials; Gaussian weights are precisions; Gaussian and Gamma with
+    phi = deviance / n, resp. / sum of weights)."""
 
     def __init__(self, fam: Family, y: np.ndarray, pw: np.ndarray):
-        self.fam, self.n = fam.name, y.shape[0]
-        self.sum_log_w = float(np.sum(np.log(pw[pw > 0])))
-        self.sum_w = float(np.sum(pw))
-        self.sat, self.sat_rows = 0.0, None
-        if fam.name == "binomial":
-            k = pw * y  # successes
-            lchoose = special.gammaln(pw + 1.0) - special.gammaln(k + 1.0) - special.gammaln(pw - k + 1.0)
-            self.sat_rows = lchoose + pw * (special.xlogy(y, y) + special.xlog1py(1.0 - y, -y))
-        elif fam.name == "poisson":
-            self.sat_rows = pw * (special.xlogy(y, y) - y - special.gammaln(y + 1.0))
-        elif fam.name == "gamma":
-            self.sum_w_log_y = float(np.sum(pw * np.log(y)))
-        elif fam.name == "negbin":
-            self.sat_rows = pw * fam.logpdf(y, np.maximum(y, 1e-300), 1.0)
-        if self.sat_rows is not None:
-            self.sat = float(np.sum(self.sat_rows))
+        self.family = fam
+        self.sat_rows = fam.saturated_rows(y, pw)
+        self.sat = float(np.sum(self.sat_rows)) if self.sat_rows is not None else 0.0
+        self.const = {"n": y.shape[0], "sum_w": float(np.sum(pw)), "sum_log_w": float(np.sum(np.log(pw[pw > 0]))),
+                      "sum_w_log_y": float(np.sum(pw * np.log(y))) if np.all(y > 0) else 0.0, "sat": self.sat}
 
     def minus2(self, dev: float) -> float:
         """-2 log p(y | mu) given the weighted total deviance ``dev``."""
-        if self.fam == "gaussian":
-            return self.n * (LOG_2PI + np.log(dev / self.n) + 1.0) + 2.0 - self.sum_log_w
-        if self.fam == "gamma":
-            sw = self.sum_w
-            phi = dev / sw
-            return float(2.0 * self.sum_w_log_y + sw + 2.0 * sw * (1.0 + np.log(phi)) / phi
-                         + 2.0 * sw * special.gammaln(1.0 / phi) + 2.0)
-        return dev - 2.0 * self.sat
+        return float(self.family.minus2_loglik(dev, self.const)[0])
 
     def slope(self, dev: float) -> float:
         """d(-2 log p) / d(weighted total deviance)."""
-        if self.fam == "gaussian":
-            return self.n / dev
-        if self.fam == "gamma":
-            phi = dev / self.sum_w
-            return float(-2.0 * (np.log(phi) + special.digamma(1.0 / phi)) / (phi * phi))
-        return 1.0
+        return float(self.family.minus2_loglik(dev, self.const)[1])
 
     def phi(self, dev: float) -> float:
-        """lme4's dispersion for the likelihood: deviance / n (Gaussian), / sum of weights (Gamma); else 1."""
-        if self.fam == "gaussian":
-            return dev / self.n
-        if self.fam == "gamma":
-            return dev / self.sum_w
-        return 1.0
+        """lme4's dispersion for the likelihood (1 for families without one)."""
+        return float(self.family.minus2_loglik(dev, self.const)[2])
 
 
 # -- Gaussian + identity: profiled REML ---------------------------------------------------------------------
@@ -168,7 +142,7 @@ class GeneralLaplace:
         self.modes_converged = True
         # glmmTMB's Laplace approximation for the negative binomial: the log-determinant uses the observed
         # information (the exact Hessian of the joint log-density) rather than the expected one
-        self.observed = fam.name == "negbin"
+        self.observed = fam.observed_information
 
     def set_family(self, fam: Family) -> None:
         """Use another member of the family (the negative binomial's theta)."""
@@ -664,7 +638,7 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
 
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs):
     report(progress, "Initial values (GLM)", 0.05)
-    negbin = fam.name == "negbin"
+    negbin = fam.parameter is not None  # a family with a parameter of its own (the negative binomial's theta)
     if negbin:
         beta0, nb0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)
         fam = negbin_family(nb0)
