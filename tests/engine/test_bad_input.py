@@ -29,7 +29,7 @@ def _data(n=200, groups=10, seed=0):
     (dict(family="tweedie"), r"unknown family .tweedie."),
     (dict(conf_level=0.4), r"conf_level must be between 0.5 and 0.9999"),
     (dict(conf_level=1.0), r"conf_level must be between 0.5 and 0.9999"),
-    (dict(max_iter=0), r"max_iter must be an integer >= 1"),
+    (dict(max_iter=0), r"max_iter must be an integer from 1 to 100000"),
     (dict(tol=0.0), r"tol must be a number between 0 and 1"),
     (dict(nagq=0), r"nagq must be an integer from 1"),
     (dict(nagq=5), r"nagq > 1 .* gaussian"),

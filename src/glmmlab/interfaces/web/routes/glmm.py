@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 import glmmlab
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
+from glmmlab.engine.options import OPTIONS
 
 # The GLMM tab offers the families of the product page; the negative binomial comes to the form with the general
 # model form (issue 11), until then through the command line and Python.
@@ -196,18 +197,22 @@ def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
     if link not in links:
         raise FieldError("link", f"The {FAMILIES[family].label} family offers the links {', '.join(links)}; "
                                  f"not {body.link!r}.")
+    # the limits are the options' one declaration (glmmlab.engine.options), in the form's words
+    lv, it, tl, nq = OPTIONS["conf_level"], OPTIONS["max_iter"], OPTIONS["tol"], OPTIONS["nagq"]
     level = _number(body.conf_level, "conf_level")
-    if not 0.5 <= level <= 0.9999:
-        raise FieldError("conf_level", f"Confidence Level must be between 50 and 99.99 (%); got {level * 100:g}.")
+    if not lv.low <= level <= lv.high:
+        raise FieldError("conf_level", f"Confidence Level must be between {lv.low * 100:g} and {lv.high * 100:g} (%); "
+                                       f"got {level * 100:g}.")
     max_iter = _number(body.max_iter, "max_iter", int)
-    if not 1 <= max_iter <= 100_000:
-        raise FieldError("max_iter", "Max Iterations must be between 1 and 100000.")
+    if not it.low <= max_iter <= it.high:
+        raise FieldError("max_iter", f"Max Iterations must be between {it.low:g} and {it.high:g}.")
     tol = _number(body.tol, "tol")
-    if not 0 < tol < 1:
+    if not tl.low < tol < tl.high:
         raise FieldError("tol", "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).")
     nagq = _number(body.nagq, "nagq", int)
-    if not 1 <= nagq <= 25:
-        raise FieldError("nagq", "Quadrature nodes must be between 1 and 25 (1 is the Laplace approximation).")
+    if not nq.low <= nagq <= nq.high:
+        raise FieldError("nagq", f"Quadrature nodes must be between {nq.low:g} and {nq.high:g} (1 is the Laplace "
+                                 "approximation).")
     spec = {"response": body.response, "fixed": list(body.fixed), "group": body.group, "family": family,
             "link": link, "intercept": bool(body.intercept), "conf_level": level, "max_iter": max_iter,
             "tol": tol, "nagq": nagq}
@@ -223,9 +228,11 @@ def field_error(exc: FieldError) -> JSONResponse:
 def options() -> dict[str, Any]:
     return {"families": [{"value": k, "label": f.label, "links": list(f.links), "canonical_link": f.links[0]}
                          for k, f in FAMILIES.items()],
-            "defaults": {"family": "gaussian", "intercept": True, "conf_level": 0.95, "max_iter": 100,
-                         "tol": 1e-6, "nagq": 1},
-            "conf_level_range": [0.5, 0.9999]}
+            "defaults": {"intercept": True} | {o.name: o.default for o in OPTIONS.values()
+                                               if o.name in ("family", "conf_level", "max_iter", "tol", "nagq")},
+            "conf_level_range": [OPTIONS["conf_level"].low, OPTIONS["conf_level"].high],
+            "limits": {o.name: {"low": o.low, "high": o.high, "label": o.label, "rule": o.rule()}
+                       for o in OPTIONS.values() if o.kind in ("int", "float")}}
 
 
 @_glmm.post("/fits", status_code=202, summary="Check the form and start a fit in the background")
