@@ -427,6 +427,81 @@ def _read_header(path: Path, delim: str) -> list[str]:
     return header
 
 
+_COUNT_CHUNK = 8 << 20
+
+
+def _count_records(path: Path) -> int:
+    """The number of non-empty records in a CSV/TSV file (header included), counted independently of DuckDB.
+
+    A record ends at a line break (``\\n``, ``\\r`` or ``\\r\\n``) outside double quotes; quotes are RFC 4180
+    (a doubled quote inside a quoted value flips the state twice, so the parity of the quotes seen so far says
+    whether a byte is inside quotes). Empty lines are not records, as in DuckDB's reader for files of several
+    columns (for files of one column DuckDB reads some empty lines as missing values; the caller allows for that).
+    The file is read in chunks with numpy, so the count costs about as much as reading the file once.
+    """
+    import numpy as np
+
+    count = 0
+    in_quote = 0          # 1 when the previous chunk ended inside quotes
+    prev_break = True     # the byte before this chunk (or the start of the file) was a line break outside quotes
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_COUNT_CHUNK):
+            a = np.frombuffer(chunk, dtype=np.uint8)
+            quotes = np.flatnonzero(a == 34)
+            breaks = np.flatnonzero((a == 10) | (a == 13))
+            # a break is outside quotes when the quotes before it (and the carried state) are even in number
+            breaks = breaks[(np.searchsorted(quotes, breaks) + in_quote) % 2 == 0]
+            # a record starts at every byte that is not an outside break but follows one (or the start)
+            if breaks.size == 0:
+                count += int(prev_break)
+                prev_break = False
+            else:
+                count += int(prev_break and breaks[0] != 0)
+                count += int(np.count_nonzero(np.diff(breaks) != 1))
+                last = int(breaks[-1])
+                if last != a.size - 1:
+                    count += 1
+                prev_break = last == a.size - 1
+            in_quote = (in_quote + quotes.size) % 2
+    return count
+
+
+def _header_end(path: Path) -> tuple[int, bool]:
+    """(byte offset where the header record's text ends, whether that record spans several physical lines)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    in_quote = False
+    for i, b in enumerate(head):
+        if b == 34:
+            in_quote = not in_quote
+        elif b in (10, 13) and not in_quote:
+            return i, any(c in (10, 13) for c in head[:i])
+    return len(head), any(c in (10, 13) for c in head)
+
+
+@contextmanager
+def _plain_header(path: Path, names: list[str], delim: str) -> Iterator[Path]:
+    """The file itself, or (when its header holds a quoted line break) a copy whose header is plain column ids.
+
+    DuckDB 1.x-2.x reads a CRLF file whose quoted header name holds a bare LF as having no rows at all; the names are
+    taken from our own header parser anyway, so the copy's header only needs the right number of fields.
+    """
+    end, multiline = _header_end(path)
+    if not multiline:
+        yield path
+        return
+    handle = tempfile.NamedTemporaryFile(prefix="glmmlab-header-", suffix=path.suffix, delete=False)
+    try:
+        with handle, open(path, "rb") as src:
+            handle.write(delim.join(data_column(i) for i in range(len(names))).encode())
+            src.seek(end)
+            shutil.copyfileobj(src, handle, 1 << 20)
+        yield Path(handle.name)
+    finally:
+        with suppress(OSError):
+            os.unlink(handle.name)
+
+
 def _record_to_line(path: Path, record: int, delim: str) -> int:
     """The physical line on which record number ``record`` (1-based, header included) starts."""
     try:
@@ -613,8 +688,9 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
     relation = (f"read_csv({_sql_string(str(path))}, header = true, delim = {_sql_string(delim)}, quote = '\"', "
                 f"escape = '\"', auto_detect = false, columns = {columns_arg}, strict_mode = true, "
                 "null_padding = false, ignore_errors = false, encoding = 'utf-8')")
-    with project.write() as cur:
+    with project.write() as cur, _plain_header(path, names, delim) as readable:
         _configure_progress(cur, progress is not None)
+        relation = relation.replace(_sql_string(str(path)), _sql_string(str(readable)), 1)
         try:
             # Reading the text once into a temporary table makes the type checks and the typed copy fast.
             with _ProgressPoller(cur, progress, "reading", 0.0, 0.6):
@@ -622,6 +698,7 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
         except duckdb.Error as exc:
             raise _csv_error(exc, path, display, delim) from None
         try:
+            _check_row_count(cur, path, display, n)
             if progress:
                 progress("checking types", 0.6)
             dtypes = _choose_types(cur, "_import_text", n)
@@ -642,6 +719,23 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
         finally:
             with suppress(duckdb.Error):
                 cur.execute("DROP TABLE IF EXISTS _import_text")
+
+
+def _check_row_count(cur, path: Path, display: str, n_columns: int) -> None:
+    """Refuse the import when DuckDB read another number of rows than the file has records (never lose rows)."""
+    expected = max(_count_records(path) - 1, 0)  # less the header
+    if n_columns == 1:  # DuckDB reads some empty lines of a one-column file as missing values
+        read, with_value = cur.execute(
+            "SELECT count(*), count(c0) FROM _import_text").fetchone()
+        ok = with_value <= expected <= read
+    else:
+        read = cur.execute("SELECT count(*) FROM _import_text").fetchone()[0]
+        ok = read == expected
+    if not ok:
+        raise ServiceError(
+            f"'{display}' could not be read reliably: the file has {expected:,} data row"
+            f"{'' if expected == 1 else 's'} but {read:,} were read, so nothing was imported. Save it again as a "
+            "plain UTF-8 CSV (one line per row, no line breaks inside the header names) and import it again.")
 
 
 def _import_parquet(project: Project, path: Path, name: str, display: str,
