@@ -123,6 +123,8 @@ class Workbench:
         self._jobs: dict[str, Job] = {}
         self._jobs_lock = threading.Lock()
         self._project: Project | None = None
+        self._key = ""
+        self._key_names: dict[str, str] = {}
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self._clear_stale_uploads()
         self._open(project_path.resolve(), create=True)  # the path the person started with; requests are confined
@@ -215,6 +217,38 @@ class Workbench:
                 raise Busy("No project is open. Use File > New Project or File > Open Project.")
             yield self._project
 
+    @contextlib.contextmanager
+    def project_for(self, key: str, what: str = "This fit") -> Iterator[Project]:
+        """The open project, provided it is the one ``key`` (from :meth:`project_key`) names; else a refusal.
+
+        Work made on one project (a fit) must never land in another one that happens to be open later, even when
+        that one has a dataset with the same id.
+        """
+        with self.project() as project:
+            if self._key != key:
+                made_on = self._key_names.get(key, "another project")
+                raise service_errors.ServiceError(
+                    f"{what} belongs to the project '{made_on}', but '{self.display_name(Path(project.path))}' is "
+                    f"open now; open '{made_on}' again to use it, or run it again on this project.")
+            yield project
+
+    def project_key(self) -> str:
+        """Names the open project: its path and the id stored in it (a copy or a re-created file differs)."""
+        with self._lock.shared():
+            if self._project is None:
+                raise Busy("No project is open. Use File > New Project or File > Open Project.")
+            return self._key
+
+    def _set_key(self) -> None:
+        """Called under the exclusive hold after a project is opened: give the project a lasting id."""
+        assert self._project is not None
+        uid = self._project.get_meta("project_uid")
+        if not isinstance(uid, str) or not uid:
+            uid = uuid.uuid4().hex
+            self._project.set_meta("project_uid", uid)
+        self._key = f"{self._project.path}#{uid}"
+        self._key_names[self._key] = self.display_name(Path(self._project.path))
+
     def project_info(self) -> dict[str, Any]:
         with self._lock.shared():
             path = Path(self._project.path) if self._project is not None else None
@@ -229,6 +263,7 @@ class Workbench:
             if self._project is not None:
                 self._project.close()
             self._project = project
+            self._set_key()
 
     def switch(self, path: Path, create: bool, setup: Callable[[Project], Any] | None = None,
                make: Callable[[Path], Project] | None = None) -> None:
@@ -250,6 +285,7 @@ class Workbench:
                 if self._project is not None:
                     self._project.close()
                 self._project = project
+                self._set_key()
                 return
             if not create and not existed:
                 raise service_errors.NotFound(f"There is no project named '{self.display_name(path)}'.")

@@ -69,6 +69,7 @@ class FitJob:
     label: str
     dataset_id: int
     spec: dict[str, Any]
+    project_key: str = ""  # the project the fit belongs to (Workbench.project_key); only it may read or save it
     state: str = "queued"
     stage: str = "Waiting to start"
     fraction: float = 0.0
@@ -243,11 +244,12 @@ def start_fit(body: FitBody, request: Request):
     try:
         with wb.project() as project:
             info, spec = check_form(project, body)
+            project_key = wb.project_key()
     except FieldError as exc:
         return field_error(exc)
     jobs = fit_jobs(request)
     label = f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {info.name}"
-    job = FitJob(id=uuid.uuid4().hex[:16], label=label, dataset_id=info.id, spec=spec)
+    job = FitJob(id=uuid.uuid4().hex[:16], label=label, dataset_id=info.id, spec=spec, project_key=project_key)
     jobs.add(job)
 
     def progress(stage: str, fraction: float) -> None:
@@ -266,7 +268,7 @@ def start_fit(body: FitBody, request: Request):
                 raise FitCancelled()
             job.state = "running"
             job.stage = "Reading data"
-            with wb.project() as project:
+            with wb.project_for(job.project_key) as project:
                 columns = list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
                 frame = datasets.read_frame(project, info.id, columns)
             if job.cancel.is_set():
