@@ -43,10 +43,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def export_project(project: Project, dest_path: str | os.PathLike) -> dict:
+def export_project(project: Project, dest_path: str | os.PathLike,
+                   work_dir: str | os.PathLike | None = None) -> dict:
     """Write the whole project to the single file ``dest_path`` (replaced if it exists).
 
-    Returns ``{"path", "datasets", "models", "reports", "bytes"}``. The file appears only when complete.
+    Returns ``{"path", "datasets", "models", "reports", "bytes"}``. The file appears only when complete. Scratch
+    files go to a temporary folder in ``work_dir`` (default: the system's temporary folder).
     """
     dest = Path(dest_path).expanduser().resolve()
     if dest.is_dir():
@@ -56,7 +58,7 @@ def export_project(project: Project, dest_path: str | os.PathLike) -> dict:
     manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
                                 "schema_version": SCHEMA_VERSION, "project": project.path.name,
                                 "exported_at": datetime.datetime.now().isoformat(timespec="seconds")}
-    with tempfile.TemporaryDirectory(prefix="glmmlab-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="glmmlab-export-", dir=work_dir) as tmp:
         with project.read() as cur:  # one snapshot for the catalogue and all the data
             for table in _TABLES:
                 result = cur.execute(f"SELECT * FROM {table}")
@@ -125,11 +127,13 @@ def _read_manifest(src: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
     return manifest
 
 
-def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike) -> Project:
+def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike,
+                   work_dir: str | os.PathLike | None = None) -> Project:
     """Create the project file ``dest_path`` from the export file ``src_path`` and return it open.
 
     Refuses (``ServiceError``) a file that is not a glmmlab export or is damaged, and a ``dest_path`` that already
-    exists; nothing is left behind at ``dest_path`` when it refuses.
+    exists; nothing is left behind at ``dest_path`` when it refuses. Scratch files go to a temporary folder in
+    ``work_dir`` (default: the system's temporary folder).
     """
     src = Path(src_path).expanduser().resolve()
     dest = Path(dest_path).expanduser().resolve()
@@ -146,7 +150,7 @@ def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike) ->
         with suppress(OSError):
             leftover.unlink()
     try:
-        with zipfile.ZipFile(src) as zf, tempfile.TemporaryDirectory(prefix="glmmlab-import-") as tmp:
+        with zipfile.ZipFile(src) as zf, tempfile.TemporaryDirectory(prefix="glmmlab-import-", dir=work_dir) as tmp:
             manifest = _read_manifest(src, zf)
             project = Project.open(building, create=True)
             try:

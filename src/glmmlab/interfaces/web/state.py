@@ -9,6 +9,7 @@ switching to another project takes the exclusive hold, so it never happens under
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import re
 import secrets
 import shutil
@@ -25,6 +26,7 @@ from glmmlab.services.store import Project
 
 PROJECT_SUFFIX = ".duckdb"
 UPLOAD_DIR_NAME = ".uploads"
+OWNER_FILE = ".owner"
 _NAME_PART = re.compile(r"^[^\x00-\x1f<>:\"|?*]+$")
 
 
@@ -125,9 +127,13 @@ class Workbench:
         self._project: Project | None = None
         self._key = ""
         self._key_names: dict[str, str] = {}
+        self._owned: dict[Path, Any] = {}  # folder in the upload area -> the open lock file that marks it ours
+        self._owned_lock = threading.Lock()
         self.upload_dir.mkdir(parents=True, exist_ok=True)
-        self._clear_stale_uploads()
+        # Open (and so lock) the project first: a second server on the same project stops here, before it touches
+        # anything, and the leftovers it then removes are only those no living process owns.
         self._open(project_path.resolve(), create=True)  # the path the person started with; requests are confined
+        self._clear_leftovers()
 
     # ---- paths -------------------------------------------------------------------------------------------------
 
@@ -182,29 +188,70 @@ class Workbench:
         return out
 
     def new_upload_path(self, filename: str | None = None) -> Path:
-        """A fresh path in the upload area that keeps the (sanitised) name of the uploaded file."""
+        """A fresh path in the upload area that keeps the (sanitised) name of the uploaded file.
+
+        Its folder is this process's (a lock on ``.owner`` in it says so, for as long as the process lives), so
+        scratch files of the same job (an export's Parquet files) can go there too; :meth:`discard_upload` removes
+        the folder with everything in it.
+        """
         base = PurePath((filename or "upload").replace("\\", "/")).name
         base = re.sub(r"[^\w .()+-]", "_", base).strip(" .")[:120] or "upload"
+        if base == OWNER_FILE:
+            base = "upload"
         folder = self.upload_dir / uuid.uuid4().hex
         folder.mkdir(parents=True)
+        owner = open(folder / OWNER_FILE, "wb")
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with self._owned_lock:
+            self._owned[folder] = owner
         return folder / base
 
     def discard_upload(self, path: Path) -> None:
-        """Remove an uploaded file and its folder in the upload area."""
+        """Remove an uploaded file and its folder (with any scratch files in it) in the upload area."""
         path = Path(path)
-        with contextlib.suppress(OSError):
-            path.unlink()
-        if path.parent.parent == self.upload_dir:
+        folder = path.parent
+        if folder.parent == self.upload_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+            with self._owned_lock:
+                owner = self._owned.pop(folder, None)
+            if owner is not None:
+                owner.close()
+        else:
             with contextlib.suppress(OSError):
-                path.parent.rmdir()
+                path.unlink()
 
-    def _clear_stale_uploads(self) -> None:
-        """Uploads left behind by a server that was killed mid-import are useless: remove them."""
+    def _clear_leftovers(self) -> None:
+        """Remove what killed processes left behind; never what a living process (another server) is using.
+
+        - folders in the upload area whose ``.owner`` lock no process holds (uploads, export scratch files);
+        - unmarked entries there (from older versions) that have not changed for an hour;
+        - half-built project imports (``.NAME.duckdb.importing`` and its ``.wal``) that no process has open and
+          that have not changed for a minute.
+        """
+        now = time.time()
         for p in self.upload_dir.iterdir():
             with contextlib.suppress(OSError):
-                if p.is_dir():
-                    shutil.rmtree(p)
-                else:
+                if p.is_dir() and (p / OWNER_FILE).exists():
+                    with open(p / OWNER_FILE, "rb") as fh:
+                        try:
+                            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        except OSError:
+                            continue  # a living process owns it
+                        shutil.rmtree(p, ignore_errors=True)
+                elif now - p.stat().st_mtime > 3600:
+                    if p.is_dir():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink()
+        for p in self.projects_dir.rglob(".*.importing*"):
+            with contextlib.suppress(OSError):
+                if not p.is_file() or now - p.stat().st_mtime < 60:
+                    continue
+                with open(p, "rb+") as fh:
+                    try:
+                        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # DuckDB holds this lock while it is open
+                    except OSError:
+                        continue
                     p.unlink()
 
     # ---- the open project --------------------------------------------------------------------------------------
@@ -299,6 +346,11 @@ class Workbench:
             if self._project is not None:
                 self._project.close()
                 self._project = None
+        with self._owned_lock:
+            owned, self._owned = dict(self._owned), {}
+        for folder, owner in owned.items():
+            shutil.rmtree(folder, ignore_errors=True)
+            owner.close()
 
     # ---- background jobs ---------------------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def export_project(request: Request):
         name = wb.display_name(Path(project.path)).replace("/", "_")
         dest = wb.new_upload_path(f"{name}.glmmlab")
         try:
-            project_io.export_project(project, dest)
+            project_io.export_project(project, dest, work_dir=dest.parent)
         except Exception:
             wb.discard_upload(dest)
             raise
@@ -87,7 +87,7 @@ async def import_project(request: Request,
         if not stem:
             raise ServiceError("Give the imported project a name.")
         dest = wb.confine(stem)
-        await run_in_threadpool(wb.switch, dest, False, None, lambda path: project_io.import_project(upload, path))
+        await run_in_threadpool(wb.switch, dest, False, None, lambda path: project_io.import_project(upload, path, work_dir=upload.parent))
     finally:
         wb.discard_upload(upload)
     return wb.project_info()
