@@ -353,3 +353,53 @@ def test_an_unexpected_failure_is_a_json_500_without_traceback(client, monkeypat
     assert r.status_code == 500
     assert r.json() == {"error": "Internal error (RuntimeError); the server log has the details."}
     assert "Traceback" not in r.text
+
+
+# -- issue 13.11: bad input is a 4xx that names the field, never a 500 ---------------------------------------------
+
+@pytest.mark.parametrize("raw", ["²", "١٢", "99999999999999999999999", "Infinity"])
+def test_dataset_ids_that_are_not_plain_integers_are_404(client, raw):
+    for url in (f"/api/datasets/{raw}", f"/api/datasets/{raw}/rows", f"/api/datasets/{raw}/dependents"):
+        r = client.get(url)
+        assert r.status_code == 404, (url, r.text)
+        assert "no dataset with id" in r.json()["error"]
+
+
+@pytest.mark.parametrize("offset", ["9223372036854775808", "18446744073709551616", "99999999999999999999999999"])
+def test_row_offsets_past_64_bits_are_refused_by_name(client, offset):
+    ds = client.import_dataset("a\n1\n", name="one")
+    r = client.get(f"/api/datasets/{ds['id']}/rows", params={"offset": offset})
+    assert r.status_code == 400 and "row offset" in r.json()["error"], r.text
+    assert client.get(f"/api/datasets/{ds['id']}/rows", params={"offset": 2 ** 63 - 1}).json()["rows"] == []
+
+
+@pytest.mark.parametrize("value", ["1e400", "Infinity", "-Infinity", "NaN"])
+def test_non_finite_json_numbers_as_ids_are_4xx(client, value):
+    headers = {"content-type": "application/json"}
+    r = client.post("/api/glmm/fits", content=f'{{"dataset_id": {value}, "response": "y", "group": "g"}}',
+                    headers=headers)
+    assert r.status_code == 422 and r.json()["field"] == "dataset_id", r.text
+    r = client.post("/api/dummy", content=f'{{"dataset_id": {value}, "spec": []}}', headers=headers)
+    assert 400 <= r.status_code < 500 and "dataset" in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize("name", ["x" * 250, "ü" * 120, "a/" + "b" * 240])
+def test_project_names_too_long_for_the_file_system_are_refused(client, name):
+    for url in ("/api/projects/new", "/api/projects/open"):
+        r = client.post(url, json={"name": name})
+        assert r.status_code == 400 and "project name is too long" in r.json()["error"], r.text
+    r = client.post("/api/projects/import", params={"name": name, "filename": "p.glmmlab"}, content=b"PK")
+    assert r.status_code == 400 and "project name is too long" in r.json()["error"], r.text
+    assert client.post("/api/projects/new", json={"name": "x" * 200}).status_code == 201
+
+
+def test_a_report_with_a_non_latin_name_exports_with_its_name(client):
+    from urllib.parse import unquote
+
+    r = client.post("/api/reports", json={"name": "Ωmega 报告"})
+    assert r.status_code == 201, r.text
+    r = client.get(f"/api/reports/{r.json()['id']}/export")
+    assert r.status_code == 200, r.text
+    disposition = r.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="mega.html"; ')  # an ASCII fallback for old clients
+    assert unquote(disposition.split("filename*=UTF-8''")[1]) == "Ωmega 报告.html"

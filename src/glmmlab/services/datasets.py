@@ -57,6 +57,7 @@ SCALES_BY_DTYPE: dict[str, tuple[str, ...]] = {
 }
 FORMATS = ("csv", "tsv", "parquet")
 MAX_PAGE_ROWS = 10_000
+MAX_OFFSET = (1 << 63) - 1
 
 Source = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
 Progress = Callable[[str, float], None]
@@ -187,7 +188,7 @@ def default_scale(dtype: str, has_negative: bool = False) -> str:
 def _dataset_id(dataset_id: Any) -> int:
     try:
         return int(dataset_id)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NotFound(f"There is no dataset with id {dataset_id!r}.") from None
 
 
@@ -830,10 +831,12 @@ def read_rows(project: Project, dataset_id: int, offset: int = 0, limit: int = 1
     dataset_id = _dataset_id(dataset_id)
     try:
         offset, limit = int(offset), int(limit)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ServiceError("The row offset and limit must be whole numbers.") from None
     if offset < 0 or limit < 0:
         raise ServiceError("The row offset and limit cannot be negative.")
+    if offset > MAX_OFFSET:
+        raise ServiceError(f"The row offset {offset} is too large; it can be at most {MAX_OFFSET:,}.")
     limit = min(limit, MAX_PAGE_ROWS)
     with project.read() as cur:
         info = _load_info(cur, dataset_id)

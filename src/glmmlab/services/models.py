@@ -37,7 +37,7 @@ def _check_name(name: Any) -> str:
 def _model_id(model_id: Any) -> int:
     try:
         return int(model_id)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NotFound(f"There is no model with id {model_id!r}.") from None
 
 
@@ -123,7 +123,7 @@ def delete_model(project: Project, model_id: int) -> dict[str, Any]:
 def check_conf_level(conf_level: Any) -> float:
     try:
         level = float(conf_level)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ServiceError("Confidence Level must be a number between 50 and 99.99 (%).") from None
     if not (0.5 <= level <= 0.9999) or not math.isfinite(level):
         raise ServiceError(f"Confidence Level must be between 50% and 99.99%; got {level * 100:g}%.")

@@ -21,8 +21,12 @@ def workbench(request: Request) -> Workbench:
 
 
 def dataset_id(raw: str) -> Any:
-    """Dataset ids arrive as path text; the store's ids are integers when they look like integers."""
-    return int(raw) if raw.isdigit() else raw
+    """Dataset ids arrive as path text; the store's ids are integers when they look like integers.
+
+    Only ASCII digits count (``'²'.isdigit()`` is true, but ``int('²')`` fails); anything else goes to the store
+    as it is, which answers that there is no such dataset.
+    """
+    return int(raw) if raw.isascii() and raw.isdigit() else raw
 
 
 def dataset_tree(infos: list[Any]) -> list[dict[str, Any]]:

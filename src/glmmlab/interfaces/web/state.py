@@ -27,6 +27,7 @@ from glmmlab.services.store import Project
 PROJECT_SUFFIX = ".duckdb"
 UPLOAD_DIR_NAME = ".uploads"
 OWNER_FILE = ".owner"
+MAX_NAME_BYTES = 255 - len(".importing.wal") - 1
 _NAME_PART = re.compile(r"^[^\x00-\x1f<>:\"|?*]+$")
 
 
@@ -161,7 +162,15 @@ class Workbench:
         candidate = Path(name) if Path(name).is_absolute() else self.projects_dir / name
         if candidate.suffix != PROJECT_SUFFIX:
             candidate = candidate.with_name(candidate.name + PROJECT_SUFFIX)
-        resolved = candidate.resolve()
+        # the file system takes at most 255 bytes per name; the import builds ".NAME.importing.wal" beside it
+        if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in candidate.parts):
+            raise PathNotAllowed(f"The project name is too long: each part of it can be at most "
+                                 f"{MAX_NAME_BYTES - len(PROJECT_SUFFIX)} bytes (letters outside A-Z take 2-4).")
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError) as exc:
+            raise PathNotAllowed(f"The project name '{name[:60]}' cannot be used ({exc.__class__.__name__}).") \
+                from None
         if not resolved.is_relative_to(self.projects_dir) or resolved == self.projects_dir:
             raise PathNotAllowed(f"Projects live in {self.projects_dir}; '{name}' is outside it.")
         if any(part.startswith(".") for part in resolved.relative_to(self.projects_dir).parts):

@@ -155,7 +155,7 @@ def _number(value: Any, field: str, kind=float) -> Any:
         if kind is int and float(value) != int(value):
             raise ValueError
         return x
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise FieldError(field, f"{FIELD_LABELS[field]} must be {'a whole number' if kind is int else 'a number'}; "
                                 f"got {value!r}.") from None
 
