@@ -19,9 +19,10 @@ def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, t
                           "wéird 'name'", operation={"type": "test"})
     D.set_column_scale(project, weird.id, 'a"; --', "interval")
     coded = dummy.create_dummy_coded(project, 1, [{"column": "track", "action": "dummy_drop"}])
+    result = _real_result()  # an import checks that a model's result can be shown, so it must be a real one
     with project.write() as cur:
         cur.execute("INSERT INTO models (id, name, dataset_id, spec, result) VALUES (?, 'm', ?, ?, ?)",
-                    [project.next_id(cur, "model"), coded.id, json.dumps({"family": "gaussian"}), json.dumps({"n": 1})])
+                    [project.next_id(cur, "model"), coded.id, json.dumps({"family": "gaussian"}), json.dumps(result)])
         cur.execute("INSERT INTO reports (id, name) VALUES (?, 'r')", [project.next_id(cur, "report")])
     summary = project_io.export_project(project, tmp_path / "out.glmmlab")
     assert summary["datasets"] == 6 and summary["models"] == 1 and summary["reports"] == 1
@@ -36,6 +37,18 @@ def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, t
         # new ids continue after the imported ones
         assert D.import_dataset(copy, b"a\n1\n", "new", fmt="csv").id == coded.id + 1
         assert D.get_dataset(copy, coded.id).read_only
+
+
+def _real_result() -> dict:
+    import numpy as np
+
+    import glmmlab
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"y": rng.normal(size=120), "x": rng.normal(size=120), "g": [f"g{i % 12}" for i in range(120)]})
+    result = glmmlab.fit_glmm(frame, "y", "g", ["x"]).to_dict()
+    result.pop("diagnostics", None)
+    return json.loads(json.dumps(result, default=float))
 
 
 @pytest.mark.parametrize("make, message", [

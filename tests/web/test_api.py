@@ -403,3 +403,52 @@ def test_a_report_with_a_non_latin_name_exports_with_its_name(client):
     disposition = r.headers["content-disposition"]
     assert disposition.startswith('attachment; filename="mega.html"; ')  # an ASCII fallback for old clients
     assert unquote(disposition.split("filename*=UTF-8''")[1]) == "Ωmega 报告.html"
+
+
+def test_a_damaged_project_opens_with_a_warning_and_its_intact_data_can_be_exported(make_client, tmp_path):
+    # issue 13.5: a flipped data block made the rows and the export answer 500, so nothing could be rescued
+    import numpy as np
+    import pandas as pd
+
+    from glmmlab.services import datasets as D
+    from glmmlab.services.store import Project
+
+    path = tmp_path / "projects" / "hurt.duckdb"
+    path.parent.mkdir(parents=True)
+    with Project.open(path) as p:
+        small = D.import_dataset(p, b"a,b\n1,x\n2,y\n", "small", fmt="csv").id
+        big = D.store_frame(p, pd.DataFrame({"x": np.random.default_rng(1).normal(size=400_000)}), "big",
+                            operation={"type": "test"}).id
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        block = f.read(64)
+        f.seek(size // 2)
+        f.write(bytes(b ^ 0xFF for b in block))
+    client = make_client(path)
+    info = client.get("/api/project").json()
+    assert "hurt.duckdb is damaged: dataset 'big'" in info["damaged"]
+    page = client.get("/")
+    assert page.status_code == 200 and "is damaged: dataset" in page.text
+    r = client.get(f"/api/datasets/{big}/rows")
+    assert r.status_code == 409 and "is damaged" in r.json()["error"]
+    assert client.get(f"/api/datasets/{small}/rows").json()["rows"] == [[1, "x"], [2, "y"]]
+    r = client.get("/api/project/export")
+    assert r.status_code == 200 and r.headers["x-glmmlab-left-out"] == "dataset%20%27big%27"
+    r = client.post("/api/projects/import", params={"filename": "rescued.glmmlab"}, content=r.content)
+    assert r.status_code == 201, r.text
+    assert [d["name"] for d in client.get("/api/datasets").json()["datasets"]] == ["small"]
+
+
+def test_opening_a_truncated_project_is_refused_with_a_message(client, tmp_path):
+    from glmmlab.services import samples
+    from glmmlab.services.store import Project
+
+    path = client.workbench.projects_dir / "cut.duckdb"
+    with Project.open(path) as p:
+        samples.create_sample_datasets(p)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    r = client.post("/api/projects/open", json={"name": "cut"})
+    assert r.status_code == 409 and "cut.duckdb is damaged" in r.json()["error"], r.text
+    assert client.get("/api/datasets").status_code == 200  # the open project stays open

@@ -840,6 +840,7 @@ def read_rows(project: Project, dataset_id: int, offset: int = 0, limit: int = 1
     limit = min(limit, MAX_PAGE_ROWS)
     with project.read() as cur:
         info = _load_info(cur, dataset_id)
+        project.check_readable(dataset_id)
         select = ", ".join(data_column(c.position) for c in info.columns)
         rows = cur.execute(f"SELECT {select} FROM {data_table(dataset_id)} LIMIT ? OFFSET ?",
                            [limit, offset]).fetchall() if info.columns else []
@@ -858,6 +859,7 @@ def read_frame(project: Project, dataset_id: int, columns: list[str] | None = No
     dataset_id = _dataset_id(dataset_id)
     with project.read() as cur:
         info = _load_info(cur, dataset_id)
+        project.check_readable(dataset_id)
         wanted = list(info.columns) if columns is None else [info.column(c) for c in columns]
         if not wanted:
             return pd.DataFrame(index=range(info.n_rows))

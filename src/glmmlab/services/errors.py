@@ -11,3 +11,9 @@ class ServiceError(ValueError):
 
 class NotFound(ServiceError):
     """A dataset, model, report or project file that does not exist."""
+
+
+class ProjectDamaged(ServiceError):
+    """The project file is damaged: part of it (or all of it) cannot be read. The message says what can be saved."""
+
+    status = 409

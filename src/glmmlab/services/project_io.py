@@ -27,8 +27,9 @@ from typing import Any
 
 import duckdb
 
+from glmmlab.services import models, reports
 from glmmlab.services.datasets import DTYPES, SCALES, _SQL_TYPES, _sql_string
-from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.errors import NotFound, ProjectDamaged, ServiceError
 from glmmlab.services.store import CATALOGUE_TABLES, ID_SEQUENCES, SCHEMA_VERSION, Project, data_column, data_table
 
 FORMAT = "glmmlab-project"
@@ -58,6 +59,7 @@ def export_project(project: Project, dest_path: str | os.PathLike,
     manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
                                 "schema_version": SCHEMA_VERSION, "project": project.path.name,
                                 "exported_at": datetime.datetime.now().isoformat(timespec="seconds")}
+    left_out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="glmmlab-export-", dir=work_dir) as tmp:
         with project.read() as cur:  # one snapshot for the catalogue and all the data
             for table in _TABLES:
@@ -67,10 +69,20 @@ def export_project(project: Project, dest_path: str | os.PathLike,
             manifest["sequences"] = {name: int(value) for name, value in cur.execute(
                 "SELECT sequence_name, coalesce(last_value, start_value - 1) + 1 FROM duckdb_sequences() "
                 "WHERE database_name = current_database()").fetchall() if name in _SEQUENCES}
-            for row in manifest["datasets"]:
-                target = Path(tmp) / f"ds_{int(row['id'])}.parquet"
-                cur.execute(f"COPY (SELECT * FROM {data_table(row['id'])}) TO {_sql_string(str(target))} "
-                            "(FORMAT parquet, COMPRESSION zstd)")
+        damaged: set[int] = set(project.damaged)
+        for row in manifest["datasets"]:
+            if int(row["id"]) in damaged:
+                continue
+            target = Path(tmp) / f"ds_{int(row['id'])}.parquet"
+            try:
+                with project.read() as cur:
+                    cur.execute(f"COPY (SELECT * FROM {data_table(row['id'])}) TO {_sql_string(str(target))} "
+                                "(FORMAT parquet, COMPRESSION zstd)")
+            except ProjectDamaged:  # found only now: leave it out too, so the rest is saved
+                damaged.add(int(row["id"]))
+        if damaged:
+            left_out = _leave_out(manifest, damaged)
+        manifest["left_out"] = left_out
         partial = dest.with_name(dest.name + ".partial")
         try:
             with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -83,7 +95,27 @@ def export_project(project: Project, dest_path: str | os.PathLike,
             with suppress(OSError):
                 partial.unlink()
     return {"path": str(dest), "datasets": len(manifest["datasets"]), "models": len(manifest["models"]),
-            "reports": len(manifest["reports"]), "bytes": dest.stat().st_size}
+            "reports": len(manifest["reports"]), "bytes": dest.stat().st_size, "left_out": left_out}
+
+
+def _leave_out(manifest: dict[str, Any], damaged: set[int]) -> list[str]:
+    """Drop damaged datasets from an export's catalogue with what cannot stand without them; returns their names.
+
+    Models fitted on a dropped dataset go too; a dataset derived from one keeps its rows and becomes primary; a
+    model whose diagnostics dataset is dropped keeps its results without the link.
+    """
+    names = [f"dataset '{r['name']}'" for r in manifest["datasets"] if int(r["id"]) in damaged]
+    manifest["datasets"] = [r for r in manifest["datasets"] if int(r["id"]) not in damaged]
+    manifest["columns"] = [c for c in manifest["columns"] if int(c["dataset_id"]) not in damaged]
+    for r in manifest["datasets"]:
+        if r.get("parent_id") is not None and int(r["parent_id"]) in damaged:
+            r["parent_id"] = None
+    names += [f"model '{m['name']}'" for m in manifest["models"] if int(m["dataset_id"]) in damaged]
+    manifest["models"] = [m for m in manifest["models"] if int(m["dataset_id"]) not in damaged]
+    for m in manifest["models"]:
+        if m.get("diagnostics_dataset_id") is not None and int(m["diagnostics_dataset_id"]) in damaged:
+            m["diagnostics_dataset_id"] = None
+    return names
 
 
 def _bad(src: Path, why: str) -> ServiceError:
@@ -124,7 +156,57 @@ def _read_manifest(src: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
         if col.get("dataset_id") not in ids or col.get("dtype") not in DTYPES or col.get("scale") not in SCALES \
                 or not isinstance(col.get("name"), str) or not isinstance(col.get("position"), int):
             raise _bad(src, "a column entry in manifest.json is damaged")
+    _check_entries(src, manifest, ids)
     return manifest
+
+
+def _json_field(value: Any) -> Any:
+    """A JSON column as exported (text), or already decoded."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def _check_entries(src: Path, manifest: dict[str, Any], dataset_ids: set) -> None:
+    """Everything the pages will read must make sense before the project is accepted: lineage, models, reports."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for row in manifest["datasets"]:
+        if not whole(row.get("n_rows")) or row["n_rows"] < 0 or \
+                (row.get("parent_id") is not None and row["parent_id"] not in dataset_ids):
+            raise _bad(src, f"the entry of dataset '{row['name']}' is damaged")
+        try:
+            if not isinstance(_json_field(row.get("operation")), dict):
+                raise ValueError
+        except (ValueError, TypeError):
+            raise _bad(src, f"the operation of dataset '{row['name']}' is damaged") from None
+    for m in manifest["models"]:
+        name = m.get("name")
+        if not whole(m.get("id")) or not isinstance(name, str) or m.get("dataset_id") not in dataset_ids or \
+                (m.get("diagnostics_dataset_id") is not None and m["diagnostics_dataset_id"] not in dataset_ids):
+            raise _bad(src, f"the entry of model {name!r} is damaged")
+        try:
+            if not isinstance(_json_field(m.get("spec")), dict):
+                raise ValueError("the spec is not an object")
+            models.check_result(_json_field(m.get("result")))
+        except (ValueError, TypeError) as exc:  # ServiceError is a ValueError
+            raise _bad(src, f"model '{name}': {exc}") from None
+    report_ids = set()
+    for r in manifest["reports"]:
+        if not whole(r.get("id")) or not isinstance(r.get("name"), str):
+            raise _bad(src, "a report entry is damaged")
+        report_ids.add(r["id"])
+    for item in manifest["report_items"]:
+        if not whole(item.get("id")) or item.get("report_id") not in report_ids or not whole(item.get("position")):
+            raise _bad(src, "a report item entry is damaged")
+        try:
+            reports.check_item(item.get("kind"), item.get("title"), _json_field(item.get("payload")))
+        except (ValueError, TypeError) as exc:
+            raise _bad(src, f"an item of a report is damaged ({exc})") from None
+    for entry in manifest["meta"]:
+        if not isinstance(entry.get("key"), str):
+            raise _bad(src, "a setting in manifest.json is damaged")
 
 
 def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike,
@@ -155,6 +237,7 @@ def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike,
             project = Project.open(building, create=True)
             try:
                 _load(project, src, zf, manifest, Path(tmp))
+                _render_all(project, src)
             finally:
                 project.close()
         os.replace(building, dest)
@@ -165,6 +248,21 @@ def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike,
             with suppress(OSError):
                 leftover.unlink()
     return Project.open(dest, create=False)
+
+
+def _render_all(project: Project, src: Path) -> None:
+    """Read back every model and report of the new project the way the pages do; any failure refuses the import."""
+    for entry in reports.list_reports(project):
+        try:
+            reports.export_html(project, entry["id"])
+        except Exception as exc:  # noqa: BLE001 - whatever breaks here would break the page later
+            raise _bad(src, f"report '{entry['name']}' cannot be shown ({exc.__class__.__name__}: {exc})") from None
+    for entry in models.list_models(project):
+        try:
+            model = models.get_model(project, entry["id"])
+            models.fixed_effects_at(model["result"], model["result"]["model"]["conf_level"])
+        except Exception as exc:  # noqa: BLE001
+            raise _bad(src, f"model '{entry['name']}' cannot be shown ({exc.__class__.__name__}: {exc})") from None
 
 
 def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, Any], tmp: Path) -> None:

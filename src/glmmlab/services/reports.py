@@ -102,6 +102,11 @@ def _check_item(kind: str, title: Any, payload: Any) -> tuple[str, str, dict]:
     return kind, title, payload
 
 
+def check_item(kind: Any, title: Any, payload: Any) -> None:
+    """Raise :class:`ServiceError` unless this is a valid report item (used on items from a project import)."""
+    _check_item(kind, title, payload)
+
+
 def add_items(project: Project, report_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
     """Append items (each ``{"kind", "title", "payload"}``) to the end of the report, in one transaction."""
     checked = [_check_item(i.get("kind"), i.get("title"), i.get("payload")) for i in items]

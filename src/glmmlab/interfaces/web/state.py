@@ -301,7 +301,10 @@ class Workbench:
         uid = self._project.get_meta("project_uid")
         if not isinstance(uid, str) or not uid:
             uid = uuid.uuid4().hex
-            self._project.set_meta("project_uid", uid)
+            try:
+                self._project.set_meta("project_uid", uid)
+            except service_errors.ServiceError:  # a damaged file that can be read but not written: this opening only
+                pass
         self._key = f"{self._project.path}#{uid}"
         self._key_names[self._key] = self.display_name(Path(self._project.path))
 
@@ -310,6 +313,7 @@ class Workbench:
             path = Path(self._project.path) if self._project is not None else None
             return {"name": self.display_name(path) if path else None,
                     "path": str(path) if path else None,
+                    "damaged": self._project.damaged_message() if self._project is not None else None,
                     "projects_dir": str(self.projects_dir),
                     "max_upload_bytes": self.max_upload_bytes}
 
