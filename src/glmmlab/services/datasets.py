@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.errors import NotFound, ServiceError, disk_full, is_disk_full
 from glmmlab.services.store import Project, data_column, data_table
 
 DTYPES = ("boolean", "int64", "float64", "date", "datetime", "string")
@@ -390,6 +390,17 @@ def _source_path(source: Source, fmt: str | None) -> Iterator[tuple[Path, str]]:
             os.unlink(handle.name)
 
 
+@contextmanager
+def _full_disk(display: str) -> Iterator[None]:
+    """Turn a full disk met while copying files (OSError) into a clear :class:`DiskFull` naming the import."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(f"'{display}' could not be imported") from None
+        raise
+
+
 def _format_of(fmt: str | None, filename: str | None) -> str:
     if fmt is None:
         suffix = Path(filename).suffix.lower().lstrip(".") if filename else ""
@@ -522,6 +533,8 @@ _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 
 
 def _csv_error(exc: Exception, path: Path, display: str, delim: str) -> ServiceError:
+    if is_disk_full(exc):
+        return disk_full(f"'{display}' could not be imported")
     text = str(exc)
     match = _CSV_LINE.search(text)
     if not match:
@@ -663,7 +676,7 @@ def import_dataset(project: Project, source: Source, name: str, fmt: str | None 
         display = Path(source).name
     elif isinstance(getattr(source, "name", None), str):
         display = Path(source.name).name
-    with _source_path(source, fmt) as (path, fmt):
+    with _full_disk(display), _source_path(source, fmt) as (path, fmt):
         if fmt == "parquet":
             info = _import_parquet(project, path, name, display, progress)
         else:
@@ -689,7 +702,7 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
     relation = (f"read_csv({_sql_string(str(path))}, header = true, delim = {_sql_string(delim)}, quote = '\"', "
                 f"escape = '\"', auto_detect = false, columns = {columns_arg}, strict_mode = true, "
                 "null_padding = false, ignore_errors = false, encoding = 'utf-8')")
-    with project.write() as cur, _plain_header(path, names, delim) as readable:
+    with project.write() as cur, _full_disk(display), _plain_header(path, names, delim) as readable:
         _configure_progress(cur, progress is not None)
         relation = relation.replace(_sql_string(str(path)), _sql_string(str(readable)), 1)
         try:
@@ -776,6 +789,8 @@ def _import_parquet(project: Project, path: Path, name: str, display: str,
             with _ProgressPoller(cur, progress, "storing", 0.0, 0.95):
                 cur.execute(f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM {relation}")
         except duckdb.Error as exc:
+            if is_disk_full(exc):
+                raise disk_full(f"'{display}' could not be imported") from None
             raise ServiceError(f"'{display}' could not be read: {str(exc).splitlines()[0]}. Nothing was "
                                "imported.") from None
         negative = _negative_columns(cur, table, dtypes)

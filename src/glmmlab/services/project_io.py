@@ -29,7 +29,7 @@ import duckdb
 
 from glmmlab.services import models, reports
 from glmmlab.services.datasets import DTYPES, SCALES, _SQL_TYPES, _sql_string
-from glmmlab.services.errors import NotFound, ProjectDamaged, ServiceError
+from glmmlab.services.errors import DiskFull, NotFound, ProjectDamaged, ServiceError, disk_full, is_disk_full
 from glmmlab.services.store import CATALOGUE_TABLES, ID_SEQUENCES, SCHEMA_VERSION, Project, data_column, data_table
 
 FORMAT = "glmmlab-project"
@@ -80,6 +80,8 @@ def export_project(project: Project, dest_path: str | os.PathLike,
                                 "(FORMAT parquet, COMPRESSION zstd)")
             except ProjectDamaged:  # found only now: leave it out too, so the rest is saved
                 damaged.add(int(row["id"]))
+            except DiskFull:
+                raise disk_full("The project could not be exported") from None
         if damaged:
             left_out = _leave_out(manifest, damaged)
         manifest["left_out"] = left_out
@@ -91,6 +93,9 @@ def export_project(project: Project, dest_path: str | os.PathLike,
                     zf.write(Path(tmp) / f"ds_{int(row['id'])}.parquet", f"data/ds_{int(row['id'])}.parquet",
                              compress_type=zipfile.ZIP_STORED)
             os.replace(partial, dest)
+        except OSError as exc:
+            _full(exc, "The project could not be exported")
+            raise
         finally:
             with suppress(OSError):
                 partial.unlink()
@@ -116,6 +121,11 @@ def _leave_out(manifest: dict[str, Any], damaged: set[int]) -> list[str]:
         if m.get("diagnostics_dataset_id") is not None and int(m["diagnostics_dataset_id"]) in damaged:
             m["diagnostics_dataset_id"] = None
     return names
+
+
+def _full(exc: BaseException, what: str) -> None:
+    if is_disk_full(exc):
+        raise disk_full(what) from None
 
 
 def _bad(src: Path, why: str) -> ServiceError:
@@ -243,6 +253,9 @@ def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike,
         os.replace(building, dest)
     except zipfile.BadZipFile as exc:
         raise _bad(src, f"the archive is damaged ({exc})") from None
+    except (OSError, duckdb.Error) as exc:
+        _full(exc, f"'{src.name}' could not be imported")
+        raise
     finally:
         for leftover in (building, building.with_name(building.name + ".wal")):
             with suppress(OSError):
@@ -282,6 +295,7 @@ def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, 
                     cur.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                                 [row[n] for n in names])
                 except duckdb.Error as exc:
+                    _full(exc, f"'{src.name}' could not be imported")
                     raise _bad(src, f"an entry of '{table}' cannot be stored ({str(exc).splitlines()[0]})") from None
         for row in manifest["datasets"]:
             dataset_id = row["id"]
@@ -302,6 +316,7 @@ def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, 
                             f"(SELECT * FROM read_parquet({_sql_string(str(target))}) AS _p({aliases}))")
                 n = cur.execute(f"SELECT count(*) FROM {data_table(dataset_id)}").fetchall()[0][0]
             except duckdb.Error as exc:
+                _full(exc, f"'{src.name}' could not be imported")
                 raise _bad(src, f"the data of dataset '{row['name']}' cannot be read "
                                 f"({str(exc).splitlines()[0]})") from None
             finally:

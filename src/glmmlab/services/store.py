@@ -30,7 +30,7 @@ from typing import Iterator
 
 import duckdb
 
-from glmmlab.services.errors import NotFound, ProjectDamaged, ServiceError
+from glmmlab.services.errors import NotFound, ProjectDamaged, ServiceError, disk_full, is_disk_full
 
 SCHEMA_VERSION = 1
 
@@ -183,6 +183,8 @@ class Project:
             con = duckdb.connect(str(path))
         except duckdb.IOException as exc:
             text = str(exc)
+            if is_disk_full(exc):
+                raise disk_full(f"The project {path.name} could not be opened") from None
             if "lock" in text.lower():
                 raise ServiceError(
                     f"The project {path.name} is open in another program (or another glmmlab); close it there first."
@@ -301,6 +303,8 @@ class Project:
             cur.begin()
             yield cur
         except duckdb.Error as exc:
+            if is_disk_full(exc):
+                raise disk_full(f"{self.path.name} could not be read (the space for its temporary files)") from None
             if is_damage(exc):
                 raise ProjectDamaged(
                     f"The project file {self.path.name} is damaged: part of it cannot be read ({_first_line(exc)}). "
@@ -338,6 +342,8 @@ class Project:
                 finally:
                     self._local.cursor = None
                     cur.close()
+                if is_disk_full(exc):
+                    raise disk_full(f"The change could not be saved to {self.path.name}") from None
                 if is_damage(exc):
                     raise ProjectDamaged(
                         f"The project file {self.path.name} is damaged: the change could not be made "
@@ -347,6 +353,8 @@ class Project:
             try:
                 cur.commit()
             except duckdb.Error as exc:
+                if is_disk_full(exc):
+                    raise disk_full(f"The change could not be saved to {self.path.name}") from None
                 raise ServiceError(f"The change could not be saved to {self.path.name}: {exc}") from exc
             finally:
                 self._local.cursor = None

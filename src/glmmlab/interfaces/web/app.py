@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from glmmlab.interfaces.web.security import BodyTooLarge, Guard
 from glmmlab.interfaces.web.state import Busy, PathNotAllowed, Workbench
-from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.errors import NotFound, ServiceError, disk_full, is_disk_full
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -152,5 +152,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
+        if is_disk_full(exc):
+            return error(507, str(disk_full(f"{request.method} {request.url.path} failed")))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error(500, f"Internal error ({exc.__class__.__name__}); the server log has the details.")

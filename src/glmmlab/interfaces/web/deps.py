@@ -10,7 +10,7 @@ from starlette.requests import ClientDisconnect
 
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.state import Workbench
-from glmmlab.services.errors import ServiceError
+from glmmlab.services.errors import ServiceError, disk_full, is_disk_full
 
 OPERATION_LABELS = {"dummy_coding": "dummy coding", "model_diagnostics": "model diagnostics", "import": "imported",
                     "sample": "sample data"}
@@ -91,8 +91,10 @@ async def receive_upload(request: Request, wb: Workbench, filename: str | None) 
             with open(dest, "wb") as out:
                 while chunk := await upload.read(1 << 20):
                     out.write(chunk)
-        except Exception:
+        except Exception as exc:
             wb.discard_upload(dest)
+            if is_disk_full(exc):
+                raise disk_full("The upload could not be stored") from None
             raise
         finally:
             await upload.close()
@@ -102,7 +104,9 @@ async def receive_upload(request: Request, wb: Workbench, filename: str | None) 
         with open(dest, "wb") as out:
             async for chunk in request.stream():
                 out.write(chunk)
-    except (ClientDisconnect, Exception):
+    except (ClientDisconnect, Exception) as exc:
         wb.discard_upload(dest)
+        if is_disk_full(exc):
+            raise disk_full("The upload could not be stored") from None
         raise
     return dest, filename
