@@ -58,6 +58,7 @@ SCALES_BY_DTYPE: dict[str, tuple[str, ...]] = {
 FORMATS = ("csv", "tsv", "parquet")
 MAX_PAGE_ROWS = 10_000
 MAX_OFFSET = (1 << 63) - 1
+MAX_COLUMNS = 10_000  # an import's time and memory grow with the columns (10,000 text columns: ~40 s, ~0.6 GB)
 
 Source = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
 Progress = Callable[[str, float], None]
@@ -263,16 +264,18 @@ def _register_dataset(cur, dataset_id: int, name: str, columns: list[tuple[str, 
     n_rows = cur.execute(f"SELECT count(*) FROM {data_table(dataset_id)}").fetchone()[0]
     cur.execute("INSERT INTO datasets (id, name, n_rows, parent_id, operation, read_only) VALUES (?, ?, ?, ?, ?, ?)",
                 [dataset_id, name, n_rows, parent_id, json.dumps(operation, default=str), read_only])
-    cur.executemany("INSERT INTO columns (dataset_id, position, name, dtype, scale) VALUES (?, ?, ?, ?, ?)",
-                    [[dataset_id, i, n, d, s] for i, (n, d, s) in enumerate(columns)])
+    if columns:  # one statement for all columns (executemany runs one per row: seconds for thousands of columns)
+        cur.execute("INSERT INTO columns (dataset_id, position, name, dtype, scale) "
+                    "SELECT ?, unnest(?::INTEGER[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+                    [dataset_id, list(range(len(columns))), [c[0] for c in columns], [c[1] for c in columns],
+                     [c[2] for c in columns]])
 
 
 def _negative_columns(cur, table: str, dtypes: list[str]) -> set[int]:
     numeric = [i for i, d in enumerate(dtypes) if d in ("int64", "float64")]
     if not numeric:
         return set()
-    row = cur.execute("SELECT " + ", ".join(f"coalesce(bool_or({data_column(i)} < 0), FALSE)" for i in numeric)
-                      + f" FROM {table}").fetchone()
+    row = _batched(cur, table, [f"coalesce(bool_or({data_column(i)} < 0), FALSE)" for i in numeric])
     return {i for i, neg in zip(numeric, row) if neg}
 
 
@@ -420,6 +423,9 @@ def _read_header(path: Path, delim: str) -> list[str]:
         head = fh.read(1 << 20)
     if not head.strip():
         raise ServiceError(f"The file '{path.name}' is empty; it needs a header row with the column names.")
+    if len(head) == 1 << 20 and b"\n" not in head and b"\r" not in head:
+        raise ServiceError(f"The first line of '{path.name}' is longer than 1 MiB, so it is not a header row glmmlab "
+                           f"can read (at most {MAX_COLUMNS:,} columns). Nothing was imported.")
     text = head.decode("utf-8", errors="replace")
     first_bad = head.find(b"\n")
     try:
@@ -514,6 +520,13 @@ def _plain_header(path: Path, names: list[str], delim: str) -> Iterator[Path]:
             os.unlink(handle.name)
 
 
+def _check_width(n_columns: int, display: str) -> None:
+    if n_columns > MAX_COLUMNS:
+        raise ServiceError(f"'{display}' has {n_columns:,} columns; glmmlab imports at most {MAX_COLUMNS:,}. Keep the "
+                           "columns the analysis needs (the response, predictors and group) and import that file. "
+                           "Nothing was imported.")
+
+
 def _record_to_line(path: Path, record: int, delim: str) -> int:
     """The physical line on which record number ``record`` (1-based, header included) starts."""
     try:
@@ -593,44 +606,98 @@ class _ProgressPoller:
         return False
 
 
+_BATCH = 200  # expressions per query: DuckDB's cost per expression grows with their number in one query
+
+
+def _batched(cur, relation: str, exprs: list[str]) -> list[Any]:
+    """``SELECT expr, ... FROM relation`` in batches of :data:`_BATCH` expressions; the one row's values in order.
+
+    One query with thousands of expressions costs DuckDB time quadratic in their number; batches keep it linear.
+    """
+    out: list[Any] = []
+    for b in range(0, len(exprs), _BATCH):
+        out.extend(cur.execute(f"SELECT {', '.join(exprs[b:b + _BATCH])} FROM {relation}").fetchone())
+    return out
+
+
+def _create_converted(cur, table: str, source: str, exprs: list[str]) -> None:
+    """``CREATE TABLE table AS SELECT exprs FROM source``, built in batches of columns for wide sources.
+
+    Each batch becomes a temporary table in the source's row order; a positional join puts them side by side.
+    """
+    if len(exprs) <= _BATCH:
+        cur.execute(f"CREATE TABLE {table} AS SELECT {', '.join(exprs) or '1 AS _empty'} FROM {source}")
+        return
+    parts = []
+    try:
+        for b in range(0, len(exprs), _BATCH):
+            part = f"_part_{table}_{b // _BATCH}"
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE {part} AS SELECT {', '.join(exprs[b:b + _BATCH])} FROM {source}")
+            parts.append(part)
+        cur.execute(f"CREATE TABLE {table} AS SELECT * FROM {' POSITIONAL JOIN '.join(parts)}")
+    finally:
+        for part in parts:
+            with suppress(duckdb.Error):
+                cur.execute(f"DROP TABLE IF EXISTS {part}")
+
+
+def _sample_fits(cur, relation: str, n: int, rows: int) -> tuple[list[dict[str, bool]], list[int]]:
+    """For the first ``rows`` rows: per column, which types every cell fits, and how many cells are not blank.
+
+    The sample is unpivoted (one row per cell, in batches of columns), so the same six expressions serve every
+    column and the cost is linear in the number of cells.
+    """
+    fits: list[dict[str, bool]] = [dict() for _ in range(n)]
+    counts = [0] * n
+    kinds = _INFERENCE_ORDER[:-1]
+    step = 1000
+    for b in range(0, n, step):
+        cols = ", ".join(f"{data_column(i)} AS \"{i}\"" for i in range(b, min(n, b + step)))
+        conds = ", ".join(f"bool_and({_text_fits('v', t)})" for t in kinds)
+        result = cur.execute(
+            f"SELECT CAST(k AS INTEGER), {conds}, count({_blank('v')}) FROM (UNPIVOT (SELECT {cols} FROM {relation} "
+            f"LIMIT {rows}) ON COLUMNS(*) INTO NAME k VALUE v) GROUP BY k").fetchall()
+        for row in result:
+            i = int(row[0])
+            fits[i] = {t: row[1 + j] is not False for j, t in enumerate(kinds)}
+            counts[i] = int(row[-1])
+    for i in range(n):  # a column with no values in the sample (all null) fits everything so far
+        if not fits[i]:
+            fits[i] = {t: True for t in kinds}
+    return fits, counts
+
+
 def _choose_types(cur, relation: str, n: int) -> list[str]:
     """Infer the type of each VARCHAR column c0..c{n-1} of ``relation``: the first type that every cell fits."""
     if n == 0:
         return []
     # A first guess from the first rows, then a check of that guess over all rows (one condition per column);
     # columns whose guess fails move on to the next type that fits everything.
-    sample = f"(SELECT * FROM {relation} LIMIT 2000)"
-    candidates: list[tuple[str, ...]] = []
-    conds = [f"bool_and({_text_fits(data_column(i), t)})" for i in range(n) for t in _INFERENCE_ORDER[:-1]]
-    row = cur.execute(f"SELECT {', '.join(conds)} FROM {sample}").fetchone()
-    k = len(_INFERENCE_ORDER) - 1
-    for i in range(n):
-        fits = [t for j, t in enumerate(_INFERENCE_ORDER[:-1]) if row[i * k + j] is not False]
-        candidates.append(tuple(fits) + ("string",))
+    fits, counts = _sample_fits(cur, relation, n, 2000)
+    candidates = [tuple(t for t in _INFERENCE_ORDER[:-1] if fits[i][t]) + ("string",) for i in range(n)]
     chosen = [c[0] for c in candidates]
     pending = [i for i in range(n) if chosen[i] != "string"]
     if pending:
-        row = cur.execute("SELECT " + ", ".join(f"coalesce(bool_and({_text_fits(data_column(i), chosen[i])}), TRUE)"
-                                                for i in pending) + f" FROM {relation}").fetchone()
+        row = _batched(cur, relation, [f"coalesce(bool_and({_text_fits(data_column(i), chosen[i])}), TRUE)"
+                                       for i in pending])
         failed = [i for i, ok in zip(pending, row) if not ok]
         if failed:
             checks = [(i, t) for i in failed for t in candidates[i][1:-1]]
             if checks:
-                row = cur.execute("SELECT " + ", ".join(
-                    f"coalesce(bool_and({_text_fits(data_column(i), t)}), TRUE)" for i, t in checks)
-                    + f" FROM {relation}").fetchone()
+                row = _batched(cur, relation, [f"coalesce(bool_and({_text_fits(data_column(i), t)}), TRUE)"
+                                               for i, t in checks])
                 ok = {(i, t) for (i, t), good in zip(checks, row) if good}
             else:
                 ok = set()
             for i in failed:
                 chosen[i] = next((t for t in candidates[i][1:-1] if (i, t) in ok), "string")
     # A column with no values at all stays text.
-    counts = cur.execute("SELECT " + ", ".join(f"count({_blank(data_column(i))})" for i in range(n))
-                         + f" FROM {sample}").fetchone()
-    if any(c == 0 for c in counts):
-        full = cur.execute("SELECT " + ", ".join(f"count({_blank(data_column(i))})" for i in range(n))
-                           + f" FROM {relation}").fetchone()
-        chosen = ["string" if full[i] == 0 else t for i, t in enumerate(chosen)]
+    empty = [i for i in range(n) if counts[i] == 0]
+    if empty:
+        full = _batched(cur, relation, [f"count({_blank(data_column(i))})" for i in empty])
+        for i, c in zip(empty, full):
+            if c == 0:
+                chosen[i] = "string"
     return chosen
 
 
@@ -696,6 +763,7 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
                  progress: Progress | None) -> DatasetInfo:
     delim = "\t" if fmt == "tsv" else ","
     header = _read_header(path, delim)
+    _check_width(len(header), display)
     names = _unique_column_names(header)
     n = len(names)
     columns_arg = "{" + ", ".join(f"'{data_column(i)}': 'VARCHAR'" for i in range(n)) + "}"
@@ -718,10 +786,11 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
             dtypes = _choose_types(cur, "_import_text", n)
             dataset_id = project.next_id(cur, "dataset")
             table = data_table(dataset_id)
-            select = ", ".join(f"{_text_convert(data_column(i), d)} AS {data_column(i)}" for i, d in enumerate(dtypes))
             try:
                 with _ProgressPoller(cur, progress, "storing", 0.8, 0.98):
-                    cur.execute(f"CREATE TABLE {table} AS SELECT {select or '1 AS _empty'} FROM _import_text")
+                    _create_converted(cur, table, "_import_text",
+                                      [f"{_text_convert(data_column(i), d)} AS {data_column(i)}"
+                                       for i, d in enumerate(dtypes)])
             except duckdb.ConversionException as exc:
                 raise ServiceError(f"'{display}' could not be stored: {exc}. Nothing was imported.") from None
             negative = _negative_columns(cur, table, dtypes)
@@ -759,6 +828,7 @@ def _import_parquet(project: Project, path: Path, name: str, display: str,
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
         raise ServiceError(f"'{display}' is not a readable Parquet file ({exc}); check the file and import it "
                            "again.") from None
+    _check_width(len(schema.names), display)
     names = _unique_column_names(list(schema.names))
     n = len(names)
     if n == 0:
