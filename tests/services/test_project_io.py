@@ -90,3 +90,45 @@ def test_import_refuses_an_existing_destination(project, tmp_path):
     project_io.export_project(project, tmp_path / "out.glmmlab")
     with pytest.raises(ServiceError, match="already a file"):
         project_io.import_project(tmp_path / "out.glmmlab", project.path)
+
+
+# -- issue 13.7: zip bombs -------------------------------------------------------------------------------------------
+
+def test_a_manifest_bomb_is_refused_while_streaming_without_taking_its_size_in_memory(tmp_path, monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr(project_io, "MAX_MANIFEST_BYTES", 4 << 20)
+    bomb = tmp_path / "bomb.glmmlab"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("manifest.json", "w") as member:  # valid JSON, 64 MiB of it white space
+            member.write(b'{"format": "glmmlab-project"')
+            for _ in range(64):
+                member.write(b" " * (1 << 20))
+            member.write(b"}")
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ServiceError, match="manifest.json' unpacks to more than 4 MiB.*zip bomb"):
+            project_io.import_project(bomb, tmp_path / "new.duckdb")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.glmmlab"]
+
+
+def test_data_members_share_one_unpacking_budget(project, tmp_path, monkeypatch):
+    D.import_dataset(project, b"a,b\n1,x\n2,y\n", "t", fmt="csv")
+    project_io.export_project(project, tmp_path / "out.glmmlab")
+    with zipfile.ZipFile(tmp_path / "out.glmmlab") as zf:
+        manifest = zf.read("manifest.json")
+    bomb = tmp_path / "bomb.glmmlab"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", manifest)
+        with zf.open("data/ds_1.parquet", "w", force_zip64=True) as member:
+            for _ in range(48):
+                member.write(b"\0" * (1 << 20))
+    monkeypatch.setattr(project_io, "MAX_INFLATED_BYTES", 8 << 20)
+    with pytest.raises(ServiceError, match="ds_1.parquet' unpacks to more than 8 MiB"):
+        project_io.import_project(bomb, tmp_path / "new.duckdb")
+    assert not [p.name for p in tmp_path.iterdir() if "new.duckdb" in p.name]

@@ -18,10 +18,9 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 import tempfile
 import zipfile
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from glmmlab.services.errors import DiskFull, NotFound, ProjectDamaged, ServiceE
 from glmmlab.services.store import CATALOGUE_TABLES, ID_SEQUENCES, SCHEMA_VERSION, Project, data_column, data_table
 
 FORMAT = "glmmlab-project"
+MAX_MANIFEST_BYTES = 512 << 20  # the catalogue, model results with their per-row diagnostics included
+MAX_INFLATED_BYTES = 32 << 30   # everything in one export, unpacked
 FORMAT_VERSION = 1
 _TABLES = CATALOGUE_TABLES
 _SEQUENCES = dict(ID_SEQUENCES.values())  # sequence -> table
@@ -128,6 +129,44 @@ def _full(exc: BaseException, what: str) -> None:
         raise disk_full(what) from None
 
 
+class _Budget:
+    """What may still be unpacked from one export (a zip bomb stops here, whatever its members claim)."""
+
+    def __init__(self, total: int):
+        self.left = total
+
+
+def _inflate(src: Path, zf: zipfile.ZipFile, name: str, dest: Path | None, limit: int | _Budget) -> bytes:
+    """Unpack member ``name`` (into ``dest``, or returned as bytes), counting while streaming.
+
+    Refuses a member larger than its limit (an int, or what is left of a :class:`_Budget`) or than the size its
+    header states, before more than one chunk past the limit is held or written.
+    """
+    info = zf.getinfo(name)
+    cap = limit.left if isinstance(limit, _Budget) else limit
+    if info.file_size > cap:
+        raise _too_big(src, name, cap)
+    seen = 0
+    chunks: list[bytes] = []
+    with zf.open(info) as member, (open(dest, "wb") if dest is not None else nullcontext()) as out:
+        while chunk := member.read(1 << 20):
+            seen += len(chunk)
+            if seen > cap or seen > info.file_size:
+                raise _too_big(src, name, cap)
+            if out is not None:
+                out.write(chunk)
+            else:
+                chunks.append(chunk)
+    if isinstance(limit, _Budget):
+        limit.left -= seen
+    return b"".join(chunks)
+
+
+def _too_big(src: Path, name: str, cap: int) -> ServiceError:
+    return _bad(src, f"'{name}' unpacks to more than {cap / (1 << 20):,.0f} MiB (more than its size says, or more "
+                     "than an export of a project can hold); it looks like a zip bomb")
+
+
 def _bad(src: Path, why: str) -> ServiceError:
     return ServiceError(f"'{src.name}' is not a usable glmmlab project export: {why}. Export the project again "
                         "and import the new file.")
@@ -135,7 +174,7 @@ def _bad(src: Path, why: str) -> ServiceError:
 
 def _read_manifest(src: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
     try:
-        manifest = json.loads(zf.read("manifest.json").decode("utf-8"))
+        manifest = json.loads(_inflate(src, zf, "manifest.json", None, MAX_MANIFEST_BYTES).decode("utf-8"))
     except KeyError:
         raise _bad(src, "it has no manifest.json") from None
     except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
@@ -246,7 +285,7 @@ def import_project(src_path: str | os.PathLike, dest_path: str | os.PathLike,
             manifest = _read_manifest(src, zf)
             project = Project.open(building, create=True)
             try:
-                _load(project, src, zf, manifest, Path(tmp))
+                _load(project, src, zf, manifest, Path(tmp), _Budget(MAX_INFLATED_BYTES))
                 _render_all(project, src)
             finally:
                 project.close()
@@ -278,7 +317,8 @@ def _render_all(project: Project, src: Path) -> None:
             raise _bad(src, f"model '{entry['name']}' cannot be shown ({exc.__class__.__name__}: {exc})") from None
 
 
-def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, Any], tmp: Path) -> None:
+def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, Any], tmp: Path,
+          budget: _Budget) -> None:
     columns_of: dict[int, list[dict]] = {}
     for col in manifest["columns"]:
         columns_of.setdefault(col["dataset_id"], []).append(col)
@@ -303,8 +343,7 @@ def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, 
             if [c["position"] for c in cols] != list(range(len(cols))):
                 raise _bad(src, f"the columns of dataset '{row['name']}' are damaged")
             target = tmp / f"ds_{dataset_id}.parquet"
-            with zf.open(f"data/ds_{dataset_id}.parquet") as member, open(target, "wb") as out:
-                shutil.copyfileobj(member, out, 1 << 20)
+            _inflate(src, zf, f"data/ds_{dataset_id}.parquet", target, budget)
             try:
                 found = cur.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_string(str(target))})").fetchall()
                 if len(found) != len(cols):
