@@ -243,3 +243,31 @@ def test_a_fit_started_before_a_project_switch_does_not_read_the_new_project(cli
     gate.set()
     job = wait_fit(client, r.json()["id"])
     assert job["state"] == "failed" and "belongs to the project" in job["error"], job
+
+
+def test_a_finished_fit_keeps_its_per_row_diagnostics_on_disk_not_in_memory(client, samples):
+    # issue 13.8: 20 finished 1M-row fits held 4.3 GB, mostly the per-row diagnostics lists
+    from glmmlab.interfaces.web.routes.glmm import FitJob
+
+    ds = samples["clinic recovery"]
+    job = run(client, dataset_id=ds["id"], response="recovered", fixed=["age"], group="clinic", family="binomial")
+    kept = client.app.state.glmm_fits.jobs[job["id"]]
+    assert kept.result is not None and "diagnostics" not in kept.result
+    assert kept.diagnostics_path is not None and kept.diagnostics_path.is_file()
+    assert kept.diagnostics_path.parent.parent == client.workbench.upload_dir
+    full = client.get(f"/api/glmm/fits/{job['id']}", params={"diagnostics": True}).json()["result"]["diagnostics"]
+    want = glmmlab.fit_glmm(frame_of(client, ds["id"], ["recovered", "clinic", "age"]), "recovered", "clinic",
+                            ["age"], family="binomial").to_dict()["diagnostics"]
+    assert full["row"] == want["row"]
+    assert all(close(a, b) for a, b in zip(full["fitted_values"], want["fitted_values"]))
+    r = client.post("/api/models", json={"fit_id": job["id"], "name": "kept"})
+    assert r.status_code == 201, r.text
+    saved = client.get(f"/api/datasets/{r.json()['diagnostics_dataset_id']}").json()
+    assert saved["n_rows"] == job["result"]["n_obs"] == len(full["row"])
+    # the fits of an app are forgotten (with their files) after the newest 50
+    path = kept.diagnostics_path
+    kept.finished_at = 1.0
+    for n in range(50):
+        client.app.state.glmm_fits.add(FitJob(id=f"x{n}", label="", dataset_id=0, spec={}, finished_at=time.time()))
+    assert kept.id not in client.app.state.glmm_fits.jobs
+    assert not path.exists()

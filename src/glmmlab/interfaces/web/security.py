@@ -9,7 +9,8 @@
   has it in ``<meta name="csrf-token">``; scripts get it from ``GET /api/token``, which a foreign page cannot read).
   An ``Origin`` header, when present, must be this server's own origin, and ``Sec-Fetch-Site: cross-site`` is refused.
 - **Size**: a body larger than ``max_body_bytes`` is refused with 413, from ``Content-Length`` before reading, and while
-  streaming for bodies without one.
+  streaming for bodies without one. Only the upload endpoints (``UPLOAD_PATHS``) take bodies that large; every other
+  body (JSON) is held to ``max_json_bytes``, since a parsed JSON document takes many times its size in memory.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from urllib.parse import urlsplit
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_HEADER = "x-csrf-token"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "testserver"}
+UPLOAD_PATHS = {"/api/datasets/import", "/api/projects/import"}
+DEFAULT_MAX_JSON_BYTES = 8 << 20
 
 
 class BodyTooLarge(Exception):
     """Raised from ``receive`` when a streamed body passes the limit; the app turns it into a 413."""
 
-    def __init__(self, limit: int):
-        super().__init__(too_large_message(limit))
+    def __init__(self, limit: int, upload: bool = True):
+        super().__init__(too_large_message(limit) if upload else json_too_large_message(limit))
         self.limit = limit
 
 
@@ -45,6 +48,10 @@ def too_large_message(limit: int) -> str:
             "Split the file, or start the workbench with a larger upload limit.")
 
 
+def json_too_large_message(limit: int) -> str:
+    return f"The request body is larger than the limit of {human_bytes(limit)} for requests other than uploads."
+
+
 def _host_only(host_header: str) -> str:
     host_header = host_header.strip().lower()
     if host_header.startswith("["):  # [::1]:8765
@@ -53,10 +60,12 @@ def _host_only(host_header: str) -> str:
 
 
 class Guard:
-    def __init__(self, app: Any, *, csrf_token: str, max_body_bytes: int, allowed_hosts: Iterable[str] = ()):
+    def __init__(self, app: Any, *, csrf_token: str, max_body_bytes: int, allowed_hosts: Iterable[str] = (),
+                 max_json_bytes: int = DEFAULT_MAX_JSON_BYTES):
         self.app = app
         self.csrf_token = csrf_token
         self.max_body_bytes = max_body_bytes
+        self.max_json_bytes = min(max_json_bytes, max_body_bytes)
         self.allowed_hosts = {h.lower().strip("[]") for h in allowed_hosts} | LOCAL_HOSTS
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -76,21 +85,45 @@ class Guard:
                 await _send_error(send, 403, problem)
                 return
 
+        upload = scope.get("path", "") in UPLOAD_PATHS
+        limit = self.max_body_bytes if upload else self.max_json_bytes
         length = headers.get("content-length")
         if length is not None:
             try:
-                too_big = int(length) > self.max_body_bytes
+                too_big = int(length) > limit
             except ValueError:
                 await _send_error(send, 400, "The Content-Length header is not a number.")
                 return
             if too_big:
-                await _send_error(send, 413, too_large_message(self.max_body_bytes))
+                await _send_error(send, 413, too_large_message(limit) if upload else json_too_large_message(limit))
                 return
-            await self.app(scope, receive, send)
+
+        if not upload and method in UNSAFE_METHODS:
+            # JSON bodies are small: read them here, so one that is too large is refused before the app parses it
+            body, more = bytearray(), True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    await self.app(scope, receive, send)
+                    return
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > limit:
+                    await _send_error(send, 413, json_too_large_message(limit))
+                    return
+            delivered = False
+
+            async def replay() -> dict:
+                nonlocal delivered
+                if not delivered:
+                    delivered = True
+                    return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
             return
 
         seen = 0
-        limit = self.max_body_bytes
 
         async def counting_receive() -> dict:
             nonlocal seen
@@ -98,7 +131,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, upload)
             return message
 
         await self.app(scope, counting_receive, send)
