@@ -22,7 +22,11 @@ from urllib.parse import urlsplit
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_HEADER = "x-csrf-token"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "testserver"}
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}  # tests that use another name (testserver) pass it in allowed_hosts
+# Sent with every response: no framing by other pages (clickjacking), no guessing of content types.
+SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+                    (b"content-security-policy", b"frame-ancestors 'none'"),
+                    (b"referrer-policy", b"same-origin")]
 UPLOAD_PATHS = {"/api/datasets/import", "/api/projects/import"}
 DEFAULT_MAX_JSON_BYTES = 8 << 20
 
@@ -72,6 +76,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = _with_security_headers(send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         if "*" not in self.allowed_hosts and _host_only(host) not in self.allowed_hosts:
@@ -151,6 +156,17 @@ class Guard:
             return ("Missing or wrong X-CSRF-Token header. Reload the page; scripts get the token from "
                     "GET /api/token.")
         return None
+
+
+def _with_security_headers(send: Any) -> Any:
+    async def sending(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            present = {k.lower() for k, _ in message.get("headers", [])}
+            message = dict(message, headers=list(message.get("headers", []))
+                           + [(k, v) for k, v in SECURITY_HEADERS if k not in present])
+        await send(message)
+
+    return sending
 
 
 async def _send_error(send: Any, status: int, message: str) -> None:
