@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Any, Iterable
@@ -29,6 +30,14 @@ SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b
                     (b"referrer-policy", b"same-origin")]
 UPLOAD_PATHS = {"/api/datasets/import", "/api/projects/import"}
 DEFAULT_MAX_JSON_BYTES = 8 << 20
+DEFAULT_BODY_TIMEOUT = 60.0
+
+
+class BodyTimeout(Exception):
+    """Raised from ``receive`` when the body stops arriving for ``body_timeout`` seconds; the app answers 408."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"The request body stopped arriving (nothing for {seconds:g} s); send the request again.")
 
 
 class BodyTooLarge(Exception):
@@ -65,11 +74,12 @@ def _host_only(host_header: str) -> str:
 
 class Guard:
     def __init__(self, app: Any, *, csrf_token: str, max_body_bytes: int, allowed_hosts: Iterable[str] = (),
-                 max_json_bytes: int = DEFAULT_MAX_JSON_BYTES):
+                 max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, body_timeout: float = DEFAULT_BODY_TIMEOUT):
         self.app = app
         self.csrf_token = csrf_token
         self.max_body_bytes = max_body_bytes
         self.max_json_bytes = min(max_json_bytes, max_body_bytes)
+        self.body_timeout = float(body_timeout)
         self.allowed_hosts = {h.lower().strip("[]") for h in allowed_hosts} | LOCAL_HOSTS
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -77,6 +87,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         send = _with_security_headers(send)
+        receive = self._patient_receive(receive)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         if "*" not in self.allowed_hosts and _host_only(host) not in self.allowed_hosts:
@@ -107,7 +118,11 @@ class Guard:
             # JSON bodies are small: read them here, so one that is too large is refused before the app parses it
             body, more = bytearray(), True
             while more:
-                message = await receive()
+                try:
+                    message = await receive()
+                except BodyTimeout as exc:
+                    await _send_error(send, 408, str(exc))
+                    return
                 if message["type"] != "http.request":
                     await self.app(scope, receive, send)
                     return
@@ -140,6 +155,26 @@ class Guard:
             return message
 
         await self.app(scope, counting_receive, send)
+
+    def _patient_receive(self, receive: Any) -> Any:
+        """``receive`` that gives up (BodyTimeout) when the body stalls; after the body, it waits as long as needed
+        (the app listens for the client's disconnect while it streams a response)."""
+        done = False
+        seconds = self.body_timeout
+
+        async def receiving() -> dict:
+            nonlocal done
+            if done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), seconds)
+            except asyncio.TimeoutError:
+                raise BodyTimeout(seconds) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True
+            return message
+
+        return receiving
 
     def _cross_site_problem(self, headers: dict[str, str], host: str, scheme: str) -> str | None:
         if headers.get("sec-fetch-site") == "cross-site":
