@@ -17,6 +17,12 @@ class NotFound(ServiceError):
     """A dataset, model, report or project file that does not exist."""
 
 
+class ProjectBusy(ServiceError):
+    """Another change to the project is running and did not finish within the time a caller may wait."""
+
+    status = 503
+
+
 class ProjectDamaged(ServiceError):
     """The project file is damaged: part of it (or all of it) cannot be read. The message says what can be saved."""
 

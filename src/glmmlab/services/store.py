@@ -30,7 +30,7 @@ from typing import Iterator
 
 import duckdb
 
-from glmmlab.services.errors import NotFound, ProjectDamaged, ServiceError, disk_full, is_disk_full
+from glmmlab.services.errors import NotFound, ProjectBusy, ProjectDamaged, ServiceError, disk_full, is_disk_full
 
 SCHEMA_VERSION = 1
 
@@ -160,6 +160,9 @@ class Project:
         self._local = threading.local()  # .cursor: the cursor of this thread's running write(), if any
         self._closed = False
         self.damaged: dict[int, str] = {}  # dataset id -> why it cannot be read (found when the file was opened)
+        # How long write() waits for another thread's change; None: as long as it takes. A server sets a few
+        # seconds, so requests answer "busy" instead of piling up behind a long import; see patient().
+        self.write_wait: float | None = None
 
     # -- opening and closing ---------------------------------------------------------------------------------
 
@@ -322,9 +325,10 @@ class Project:
         """Yield a cursor inside a transaction, holding the project's single writer lock.
 
         The transaction commits when the block ends normally and rolls back when it raises, so a change is all or
-        nothing. Nested ``write()`` blocks in the same thread join the outer transaction.
+        nothing. Nested ``write()`` blocks in the same thread join the outer transaction. When another thread's change
+        holds the lock for longer than :attr:`write_wait` (outside :meth:`patient`), :class:`ProjectBusy` is raised.
         """
-        with self._write_lock:
+        with self._locked_for_writing():
             outer = getattr(self._local, "cursor", None)
             if outer is not None:
                 yield outer
@@ -359,6 +363,27 @@ class Project:
             finally:
                 self._local.cursor = None
                 cur.close()
+
+    @contextmanager
+    def _locked_for_writing(self) -> Iterator[None]:
+        wait = None if getattr(self._local, "patient", False) else self.write_wait
+        if not self._write_lock.acquire(timeout=-1 if wait is None else wait):
+            raise ProjectBusy(f"The project {self.path.name} is busy with another change (an import, perhaps); "
+                              "nothing was changed. Try again in a moment.")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+    @contextmanager
+    def patient(self) -> Iterator[None]:
+        """Inside this block, this thread's writes wait for the lock as long as it takes (background jobs queue)."""
+        before = getattr(self._local, "patient", False)
+        self._local.patient = True
+        try:
+            yield
+        finally:
+            self._local.patient = before
 
     # -- settings --------------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from glmmlab.services.store import Project
 PROJECT_SUFFIX = ".duckdb"
 UPLOAD_DIR_NAME = ".uploads"
 OWNER_FILE = ".owner"
+WRITE_WAIT = 5.0  # seconds a request waits for another change to the project before it answers "busy" (503)
 MAX_NAME_BYTES = 255 - len(".importing.wal") - 1
 _NAME_PART = re.compile(r"^[^\x00-\x1f<>:\"|?*]+$")
 
@@ -127,6 +128,7 @@ class Workbench:
         self._jobs_lock = threading.Lock()
         self._project: Project | None = None
         self._key = ""
+        self._building: set[Path] = set()  # project files being built by an import (outside the exclusive hold)
         self._key_names: dict[str, str] = {}
         self._owned: dict[Path, Any] = {}  # folder in the upload area -> the open lock file that marks it ours
         self._owned_lock = threading.Lock()
@@ -320,6 +322,7 @@ class Workbench:
     def _open(self, path: Path, create: bool) -> None:
         with self._lock.exclusive():
             project = Project.open(path, create=create)
+            project.write_wait = WRITE_WAIT
             if self._project is not None:
                 self._project.close()
             self._project = project
@@ -330,29 +333,47 @@ class Workbench:
         """Make the project at ``path`` the current one.
 
         ``create``: create it when missing (and then run ``setup`` on it). ``make``: build a new project file at
-        ``path`` (which must not exist) and return it open, e.g. from an export file.
+        ``path`` (which must not exist) and return it open, e.g. from an export file. The build runs without the
+        exclusive hold (pages keep answering from the open project); only the swap takes it.
         """
+        if make is not None:
+            self._build_and_swap(path, make)
+            return
         with self._lock.exclusive():
             if self.running_jobs():
                 raise Busy("An import is still running; wait for it to finish before switching projects.")
             existed = path.exists()
-            if make is not None:
-                if existed:
-                    raise service_errors.ServiceError(
-                        f"A project named '{self.display_name(path)}' already exists; choose another name.")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                project = make(path)
-                if self._project is not None:
-                    self._project.close()
-                self._project = project
-                self._set_key()
-                return
             if not create and not existed:
                 raise service_errors.NotFound(f"There is no project named '{self.display_name(path)}'.")
             path.parent.mkdir(parents=True, exist_ok=True)
             self._open(path, create=True)
             if setup is not None and not existed:
                 setup(self._project)
+
+    def _build_and_swap(self, path: Path, make: Callable[[Path], Project]) -> None:
+        if self.running_jobs():
+            raise Busy("An import is still running; wait for it to finish before switching projects.")
+        with self._jobs_lock:
+            if path.exists() or path in self._building:
+                raise service_errors.ServiceError(
+                    f"A project named '{self.display_name(path)}' already exists; choose another name.")
+            self._building.add(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            project = make(path)
+        finally:
+            with self._jobs_lock:
+                self._building.discard(path)
+        project.write_wait = WRITE_WAIT
+        with self._lock.exclusive():
+            if self.running_jobs():
+                project.close()
+                raise Busy(f"The project was imported as '{self.display_name(path)}', but an import into the open "
+                           "project is still running, so it was not opened; open it when that import has finished.")
+            if self._project is not None:
+                self._project.close()
+            self._project = project
+            self._set_key()
 
     def close(self) -> None:
         with self._lock.exclusive():
