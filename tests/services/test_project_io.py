@@ -19,9 +19,10 @@ def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, t
                           "wéird 'name'", operation={"type": "test"})
     D.set_column_scale(project, weird.id, 'a"; --', "interval")
     coded = dummy.create_dummy_coded(project, 1, [{"column": "track", "action": "dummy_drop"}])
+    result = _real_result()  # an import checks that a model's result can be shown, so it must be a real one
     with project.write() as cur:
         cur.execute("INSERT INTO models (id, name, dataset_id, spec, result) VALUES (?, 'm', ?, ?, ?)",
-                    [project.next_id(cur, "model"), coded.id, json.dumps({"family": "gaussian"}), json.dumps({"n": 1})])
+                    [project.next_id(cur, "model"), coded.id, json.dumps({"family": "gaussian"}), json.dumps(result)])
         cur.execute("INSERT INTO reports (id, name) VALUES (?, 'r')", [project.next_id(cur, "report")])
     summary = project_io.export_project(project, tmp_path / "out.glmmlab")
     assert summary["datasets"] == 6 and summary["models"] == 1 and summary["reports"] == 1
@@ -36,6 +37,18 @@ def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, t
         # new ids continue after the imported ones
         assert D.import_dataset(copy, b"a\n1\n", "new", fmt="csv").id == coded.id + 1
         assert D.get_dataset(copy, coded.id).read_only
+
+
+def _real_result() -> dict:
+    import numpy as np
+
+    import glmmlab
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"y": rng.normal(size=120), "x": rng.normal(size=120), "g": [f"g{i % 12}" for i in range(120)]})
+    result = glmmlab.fit_glmm(frame, "y", "g", ["x"]).to_dict()
+    result.pop("diagnostics", None)
+    return json.loads(json.dumps(result, default=float))
 
 
 @pytest.mark.parametrize("make, message", [
@@ -77,3 +90,45 @@ def test_import_refuses_an_existing_destination(project, tmp_path):
     project_io.export_project(project, tmp_path / "out.glmmlab")
     with pytest.raises(ServiceError, match="already a file"):
         project_io.import_project(tmp_path / "out.glmmlab", project.path)
+
+
+# -- issue 13.7: zip bombs -------------------------------------------------------------------------------------------
+
+def test_a_manifest_bomb_is_refused_while_streaming_without_taking_its_size_in_memory(tmp_path, monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr(project_io, "MAX_MANIFEST_BYTES", 4 << 20)
+    bomb = tmp_path / "bomb.glmmlab"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("manifest.json", "w") as member:  # valid JSON, 64 MiB of it white space
+            member.write(b'{"format": "glmmlab-project"')
+            for _ in range(64):
+                member.write(b" " * (1 << 20))
+            member.write(b"}")
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ServiceError, match="manifest.json' unpacks to more than 4 MiB.*zip bomb"):
+            project_io.import_project(bomb, tmp_path / "new.duckdb")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.glmmlab"]
+
+
+def test_data_members_share_one_unpacking_budget(project, tmp_path, monkeypatch):
+    D.import_dataset(project, b"a,b\n1,x\n2,y\n", "t", fmt="csv")
+    project_io.export_project(project, tmp_path / "out.glmmlab")
+    with zipfile.ZipFile(tmp_path / "out.glmmlab") as zf:
+        manifest = zf.read("manifest.json")
+    bomb = tmp_path / "bomb.glmmlab"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", manifest)
+        with zf.open("data/ds_1.parquet", "w", force_zip64=True) as member:
+            for _ in range(48):
+                member.write(b"\0" * (1 << 20))
+    monkeypatch.setattr(project_io, "MAX_INFLATED_BYTES", 8 << 20)
+    with pytest.raises(ServiceError, match="ds_1.parquet' unpacks to more than 8 MiB"):
+        project_io.import_project(bomb, tmp_path / "new.duckdb")
+    assert not [p.name for p in tmp_path.iterdir() if "new.duckdb" in p.name]

@@ -74,6 +74,7 @@ def make_client(tmp_path):
 
     def make(project: str | Path | None = None, **options) -> Client:
         projects_dir = options.pop("projects_dir", tmp_path / "projects")
+        options.setdefault("allowed_hosts", ["testserver"])  # the test client's Host; the app itself does not allow it
         project = Path(project) if project else Path(projects_dir) / "test.duckdb"
         app = create_app(project, projects_dir=projects_dir, **options)
         client = Client(app, raise_server_exceptions=False)

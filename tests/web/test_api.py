@@ -353,3 +353,102 @@ def test_an_unexpected_failure_is_a_json_500_without_traceback(client, monkeypat
     assert r.status_code == 500
     assert r.json() == {"error": "Internal error (RuntimeError); the server log has the details."}
     assert "Traceback" not in r.text
+
+
+# -- issue 13.11: bad input is a 4xx that names the field, never a 500 ---------------------------------------------
+
+@pytest.mark.parametrize("raw", ["²", "١٢", "99999999999999999999999", "Infinity"])
+def test_dataset_ids_that_are_not_plain_integers_are_404(client, raw):
+    for url in (f"/api/datasets/{raw}", f"/api/datasets/{raw}/rows", f"/api/datasets/{raw}/dependents"):
+        r = client.get(url)
+        assert r.status_code == 404, (url, r.text)
+        assert "no dataset with id" in r.json()["error"]
+
+
+@pytest.mark.parametrize("offset", ["9223372036854775808", "18446744073709551616", "99999999999999999999999999"])
+def test_row_offsets_past_64_bits_are_refused_by_name(client, offset):
+    ds = client.import_dataset("a\n1\n", name="one")
+    r = client.get(f"/api/datasets/{ds['id']}/rows", params={"offset": offset})
+    assert r.status_code == 400 and "row offset" in r.json()["error"], r.text
+    assert client.get(f"/api/datasets/{ds['id']}/rows", params={"offset": 2 ** 63 - 1}).json()["rows"] == []
+
+
+@pytest.mark.parametrize("value", ["1e400", "Infinity", "-Infinity", "NaN"])
+def test_non_finite_json_numbers_as_ids_are_4xx(client, value):
+    headers = {"content-type": "application/json"}
+    r = client.post("/api/glmm/fits", content=f'{{"dataset_id": {value}, "response": "y", "group": "g"}}',
+                    headers=headers)
+    assert r.status_code == 422 and r.json()["field"] == "dataset_id", r.text
+    r = client.post("/api/dummy", content=f'{{"dataset_id": {value}, "spec": []}}', headers=headers)
+    assert 400 <= r.status_code < 500 and "dataset" in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize("name", ["x" * 250, "ü" * 120, "a/" + "b" * 240])
+def test_project_names_too_long_for_the_file_system_are_refused(client, name):
+    for url in ("/api/projects/new", "/api/projects/open"):
+        r = client.post(url, json={"name": name})
+        assert r.status_code == 400 and "project name is too long" in r.json()["error"], r.text
+    r = client.post("/api/projects/import", params={"name": name, "filename": "p.glmmlab"}, content=b"PK")
+    assert r.status_code == 400 and "project name is too long" in r.json()["error"], r.text
+    assert client.post("/api/projects/new", json={"name": "x" * 200}).status_code == 201
+
+
+def test_a_report_with_a_non_latin_name_exports_with_its_name(client):
+    from urllib.parse import unquote
+
+    r = client.post("/api/reports", json={"name": "Ωmega 报告"})
+    assert r.status_code == 201, r.text
+    r = client.get(f"/api/reports/{r.json()['id']}/export")
+    assert r.status_code == 200, r.text
+    disposition = r.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="mega.html"; ')  # an ASCII fallback for old clients
+    assert unquote(disposition.split("filename*=UTF-8''")[1]) == "Ωmega 报告.html"
+
+
+def test_a_damaged_project_opens_with_a_warning_and_its_intact_data_can_be_exported(make_client, tmp_path):
+    # issue 13.5: a flipped data block made the rows and the export answer 500, so nothing could be rescued
+    import numpy as np
+    import pandas as pd
+
+    from glmmlab.services import datasets as D
+    from glmmlab.services.store import Project
+
+    path = tmp_path / "projects" / "hurt.duckdb"
+    path.parent.mkdir(parents=True)
+    with Project.open(path) as p:
+        small = D.import_dataset(p, b"a,b\n1,x\n2,y\n", "small", fmt="csv").id
+        big = D.store_frame(p, pd.DataFrame({"x": np.random.default_rng(1).normal(size=400_000)}), "big",
+                            operation={"type": "test"}).id
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        block = f.read(64)
+        f.seek(size // 2)
+        f.write(bytes(b ^ 0xFF for b in block))
+    client = make_client(path)
+    info = client.get("/api/project").json()
+    assert "hurt.duckdb is damaged: dataset 'big'" in info["damaged"]
+    page = client.get("/")
+    assert page.status_code == 200 and "is damaged: dataset" in page.text
+    r = client.get(f"/api/datasets/{big}/rows")
+    assert r.status_code == 409 and "is damaged" in r.json()["error"]
+    assert client.get(f"/api/datasets/{small}/rows").json()["rows"] == [[1, "x"], [2, "y"]]
+    r = client.get("/api/project/export")
+    assert r.status_code == 200 and r.headers["x-glmmlab-left-out"] == "dataset%20%27big%27"
+    r = client.post("/api/projects/import", params={"filename": "rescued.glmmlab"}, content=r.content)
+    assert r.status_code == 201, r.text
+    assert [d["name"] for d in client.get("/api/datasets").json()["datasets"]] == ["small"]
+
+
+def test_opening_a_truncated_project_is_refused_with_a_message(client, tmp_path):
+    from glmmlab.services import samples
+    from glmmlab.services.store import Project
+
+    path = client.workbench.projects_dir / "cut.duckdb"
+    with Project.open(path) as p:
+        samples.create_sample_datasets(p)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    r = client.post("/api/projects/open", json={"name": "cut"})
+    assert r.status_code == 409 and "cut.duckdb is damaged" in r.json()["error"], r.text
+    assert client.get("/api/datasets").status_code == 200  # the open project stays open

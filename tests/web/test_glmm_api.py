@@ -195,3 +195,82 @@ def test_delete_model_removes_its_diagnostics_and_dataset_delete_cascades(client
     assert client.delete(f"/api/datasets/{ds['id']}", params={"cascade": "true"}).status_code == 200
     assert client.get(f"/api/models/{m2['id']}").status_code == 404
     assert client.get(f"/api/datasets/{m2['diagnostics_dataset_id']}").status_code == 404
+
+
+def test_a_fit_is_saved_only_into_the_project_it_was_made_on(client, samples):
+    # issue 13.2: the fit used to be attached to whatever dataset had the same id in the newly opened project.
+    ds = samples["clinic recovery"]
+    job = run(client, dataset_id=ds["id"], response="recovered", fixed=["age"], group="clinic", family="binomial")
+    start = client.get("/api/project").json()["name"]
+    r = client.post("/api/projects/new", json={"name": "other", "samples": True})
+    assert r.status_code == 201, r.text
+    other_ids = {d["id"] for d in client.get("/api/datasets").json()["datasets"]}
+    assert ds["id"] in other_ids  # the same id exists in the new project: the trap
+    r = client.post("/api/models", json={"fit_id": job["id"], "name": "misplaced"})
+    assert r.status_code == 400, r.text
+    assert f"belongs to the project '{start}'" in r.json()["error"] and "'other' is open now" in r.json()["error"]
+    assert client.get("/api/models").json()["models"] == []
+    assert len(client.get("/api/datasets").json()["datasets"]) == len(other_ids)  # no diagnostics dataset either
+    # back on its own project, the fit saves
+    assert client.post("/api/projects/open", json={"name": start}).status_code == 200
+    r = client.post("/api/models", json={"fit_id": job["id"], "name": "at home"})
+    assert r.status_code == 201, r.text
+    assert [m["name"] for m in client.get("/api/models").json()["models"]] == ["at home"]
+
+
+def test_a_fit_started_before_a_project_switch_does_not_read_the_new_project(client, samples, monkeypatch):
+    ds = samples["clinic recovery"]
+    from glmmlab.interfaces.web.routes import glmm as glmm_routes
+
+    gate = glmm_routes.threading.Event()
+    real = glmm_routes.FitJobs.__init__
+
+    def slow_slots(self):
+        real(self)
+        outer = self.slots
+
+        class Gated:
+            def __enter__(self_inner):
+                gate.wait(10)
+                return outer.__enter__()
+
+            def __exit__(self_inner, *a):
+                return outer.__exit__(*a)
+        self.slots = Gated()
+
+    monkeypatch.setattr(glmm_routes.FitJobs, "__init__", slow_slots)
+    r = client.post("/api/glmm/fits", json=dict(dataset_id=ds["id"], response="recovered", fixed=["age"],
+                                                group="clinic", family="binomial"))
+    assert r.status_code == 202, r.text
+    assert client.post("/api/projects/new", json={"name": "other2", "samples": True}).status_code == 201
+    gate.set()
+    job = wait_fit(client, r.json()["id"])
+    assert job["state"] == "failed" and "belongs to the project" in job["error"], job
+
+
+def test_a_finished_fit_keeps_its_per_row_diagnostics_on_disk_not_in_memory(client, samples):
+    # issue 13.8: 20 finished 1M-row fits held 4.3 GB, mostly the per-row diagnostics lists
+    from glmmlab.interfaces.web.routes.glmm import FitJob
+
+    ds = samples["clinic recovery"]
+    job = run(client, dataset_id=ds["id"], response="recovered", fixed=["age"], group="clinic", family="binomial")
+    kept = client.app.state.glmm_fits.jobs[job["id"]]
+    assert kept.result is not None and "diagnostics" not in kept.result
+    assert kept.diagnostics_path is not None and kept.diagnostics_path.is_file()
+    assert kept.diagnostics_path.parent.parent == client.workbench.upload_dir
+    full = client.get(f"/api/glmm/fits/{job['id']}", params={"diagnostics": True}).json()["result"]["diagnostics"]
+    want = glmmlab.fit_glmm(frame_of(client, ds["id"], ["recovered", "clinic", "age"]), "recovered", "clinic",
+                            ["age"], family="binomial").to_dict()["diagnostics"]
+    assert full["row"] == want["row"]
+    assert all(close(a, b) for a, b in zip(full["fitted_values"], want["fitted_values"]))
+    r = client.post("/api/models", json={"fit_id": job["id"], "name": "kept"})
+    assert r.status_code == 201, r.text
+    saved = client.get(f"/api/datasets/{r.json()['diagnostics_dataset_id']}").json()
+    assert saved["n_rows"] == job["result"]["n_obs"] == len(full["row"])
+    # the fits of an app are forgotten (with their files) after the newest 50
+    path = kept.diagnostics_path
+    kept.finished_at = 1.0
+    for n in range(50):
+        client.app.state.glmm_fits.add(FitJob(id=f"x{n}", label="", dataset_id=0, spec={}, finished_at=time.time()))
+    assert kept.id not in client.app.state.glmm_fits.jobs
+    assert not path.exists()

@@ -176,3 +176,48 @@ def test_static_files_cannot_escape_their_folder(client):
     for url in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py"):
         r = client.get(url)
         assert r.status_code == 404 and "create_app" not in r.text
+
+
+def test_json_bodies_have_their_own_small_limit_but_uploads_do_not(make_client):
+    # issue 13.8: a 200 MB JSON body took 5.9 GB of memory
+    client = make_client()
+    big = b'{"name": "' + b"x" * (9 << 20) + b'"}'
+    r = client.post("/api/reports", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "8 MiB for requests other than uploads" in r.json()["error"], r.text
+
+    def chunks():
+        yield big[: 1 << 20]
+        yield big[1 << 20:]
+
+    r = client.post("/api/reports", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert client.post("/api/reports", json={"name": "small"}).status_code == 201
+    csv = b"a,b\n" + b"1,xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n" * 250_000  # 12 MB: an upload may be large
+    assert client.import_dataset(csv, name="large")["n_rows"] == 250_000
+
+
+def test_every_response_refuses_framing_and_content_sniffing(client):
+    # issue 13.12
+    for method, url in (("GET", "/"), ("GET", "/api/datasets"), ("GET", "/static/glmm.js"), ("GET", "/nowhere"),
+                        ("POST", "/api/samples")):
+        r = client.request(method, url, headers={} if method == "GET" else {"X-CSRF-Token": "wrong"})
+        assert r.headers["x-frame-options"] == "DENY", url
+        assert r.headers["x-content-type-options"] == "nosniff", url
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], url
+
+
+def test_the_test_clients_host_name_is_not_allowed_unless_asked_for(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from glmmlab.interfaces.web.app import create_app
+
+    app = create_app(tmp_path / "p.duckdb")
+    with TestClient(app) as plain:  # Host: testserver
+        r = plain.get("/api/project")
+        assert r.status_code == 400 and "Host 'testserver' is not allowed" in r.json()["error"]
+        assert r.headers["x-frame-options"] == "DENY"
+        assert plain.get("/api/project", headers={"Host": "127.0.0.1:8765"}).status_code == 200

@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.errors import NotFound, ServiceError, disk_full, is_disk_full
 from glmmlab.services.store import Project, data_column, data_table
 
 DTYPES = ("boolean", "int64", "float64", "date", "datetime", "string")
@@ -57,6 +57,8 @@ SCALES_BY_DTYPE: dict[str, tuple[str, ...]] = {
 }
 FORMATS = ("csv", "tsv", "parquet")
 MAX_PAGE_ROWS = 10_000
+MAX_OFFSET = (1 << 63) - 1
+MAX_COLUMNS = 10_000  # an import's time and memory grow with the columns (10,000 text columns: ~40 s, ~0.6 GB)
 
 Source = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
 Progress = Callable[[str, float], None]
@@ -198,7 +200,7 @@ def default_scale(dtype: str, has_negative: bool = False) -> str:
 def _dataset_id(dataset_id: Any) -> int:
     try:
         return int(dataset_id)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NotFound(f"There is no dataset with id {dataset_id!r}.") from None
 
 
@@ -273,16 +275,18 @@ def _register_dataset(cur, dataset_id: int, name: str, columns: list[tuple[str, 
     n_rows = cur.execute(f"SELECT count(*) FROM {data_table(dataset_id)}").fetchone()[0]
     cur.execute("INSERT INTO datasets (id, name, n_rows, parent_id, operation, read_only) VALUES (?, ?, ?, ?, ?, ?)",
                 [dataset_id, name, n_rows, parent_id, json.dumps(operation, default=str), read_only])
-    cur.executemany("INSERT INTO columns (dataset_id, position, name, dtype, scale) VALUES (?, ?, ?, ?, ?)",
-                    [[dataset_id, i, n, d, s] for i, (n, d, s) in enumerate(columns)])
+    if columns:  # one statement for all columns (executemany runs one per row: seconds for thousands of columns)
+        cur.execute("INSERT INTO columns (dataset_id, position, name, dtype, scale) "
+                    "SELECT ?, unnest(?::INTEGER[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+                    [dataset_id, list(range(len(columns))), [c[0] for c in columns], [c[1] for c in columns],
+                     [c[2] for c in columns]])
 
 
 def _negative_columns(cur, table: str, dtypes: list[str]) -> set[int]:
     numeric = [i for i, d in enumerate(dtypes) if d in ("int64", "float64")]
     if not numeric:
         return set()
-    row = cur.execute("SELECT " + ", ".join(f"coalesce(bool_or({data_column(i)} < 0), FALSE)" for i in numeric)
-                      + f" FROM {table}").fetchone()
+    row = _batched(cur, table, [f"coalesce(bool_or({data_column(i)} < 0), FALSE)" for i in numeric])
     return {i for i, neg in zip(numeric, row) if neg}
 
 
@@ -400,6 +404,17 @@ def _source_path(source: Source, fmt: str | None) -> Iterator[tuple[Path, str]]:
             os.unlink(handle.name)
 
 
+@contextmanager
+def _full_disk(display: str) -> Iterator[None]:
+    """Turn a full disk met while copying files (OSError) into a clear :class:`DiskFull` naming the import."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(f"'{display}' could not be imported") from None
+        raise
+
+
 def _format_of(fmt: str | None, filename: str | None) -> str:
     if fmt is None:
         suffix = Path(filename).suffix.lower().lstrip(".") if filename else ""
@@ -419,6 +434,9 @@ def _read_header(path: Path, delim: str) -> list[str]:
         head = fh.read(1 << 20)
     if not head.strip():
         raise ServiceError(f"The file '{path.name}' is empty; it needs a header row with the column names.")
+    if len(head) == 1 << 20 and b"\n" not in head and b"\r" not in head:
+        raise ServiceError(f"The first line of '{path.name}' is longer than 1 MiB, so it is not a header row glmmlab "
+                           f"can read (at most {MAX_COLUMNS:,} columns). Nothing was imported.")
     text = head.decode("utf-8", errors="replace")
     first_bad = head.find(b"\n")
     try:
@@ -436,6 +454,88 @@ def _read_header(path: Path, delim: str) -> list[str]:
     if not header or all(not h.strip() for h in header):
         raise ServiceError(f"Line 1 of '{path.name}' is empty; the first line must hold the column names.")
     return header
+
+
+_COUNT_CHUNK = 8 << 20
+
+
+def _count_records(path: Path) -> int:
+    """The number of non-empty records in a CSV/TSV file (header included), counted independently of DuckDB.
+
+    A record ends at a line break (``\\n``, ``\\r`` or ``\\r\\n``) outside double quotes; quotes are RFC 4180
+    (a doubled quote inside a quoted value flips the state twice, so the parity of the quotes seen so far says
+    whether a byte is inside quotes). Empty lines are not records, as in DuckDB's reader for files of several
+    columns (for files of one column DuckDB reads some empty lines as missing values; the caller allows for that).
+    The file is read in chunks with numpy, so the count costs about as much as reading the file once.
+    """
+    import numpy as np
+
+    count = 0
+    in_quote = 0          # 1 when the previous chunk ended inside quotes
+    prev_break = True     # the byte before this chunk (or the start of the file) was a line break outside quotes
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_COUNT_CHUNK):
+            a = np.frombuffer(chunk, dtype=np.uint8)
+            quotes = np.flatnonzero(a == 34)
+            breaks = np.flatnonzero((a == 10) | (a == 13))
+            # a break is outside quotes when the quotes before it (and the carried state) are even in number
+            breaks = breaks[(np.searchsorted(quotes, breaks) + in_quote) % 2 == 0]
+            # a record starts at every byte that is not an outside break but follows one (or the start)
+            if breaks.size == 0:
+                count += int(prev_break)
+                prev_break = False
+            else:
+                count += int(prev_break and breaks[0] != 0)
+                count += int(np.count_nonzero(np.diff(breaks) != 1))
+                last = int(breaks[-1])
+                if last != a.size - 1:
+                    count += 1
+                prev_break = last == a.size - 1
+            in_quote = (in_quote + quotes.size) % 2
+    return count
+
+
+def _header_end(path: Path) -> tuple[int, bool]:
+    """(byte offset where the header record's text ends, whether that record spans several physical lines)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    in_quote = False
+    for i, b in enumerate(head):
+        if b == 34:
+            in_quote = not in_quote
+        elif b in (10, 13) and not in_quote:
+            return i, any(c in (10, 13) for c in head[:i])
+    return len(head), any(c in (10, 13) for c in head)
+
+
+@contextmanager
+def _plain_header(path: Path, names: list[str], delim: str) -> Iterator[Path]:
+    """The file itself, or (when its header holds a quoted line break) a copy whose header is plain column ids.
+
+    DuckDB 1.x-2.x reads a CRLF file whose quoted header name holds a bare LF as having no rows at all; the names are
+    taken from our own header parser anyway, so the copy's header only needs the right number of fields.
+    """
+    end, multiline = _header_end(path)
+    if not multiline:
+        yield path
+        return
+    handle = tempfile.NamedTemporaryFile(prefix="glmmlab-header-", suffix=path.suffix, delete=False)
+    try:
+        with handle, open(path, "rb") as src:
+            handle.write(delim.join(data_column(i) for i in range(len(names))).encode())
+            src.seek(end)
+            shutil.copyfileobj(src, handle, 1 << 20)
+        yield Path(handle.name)
+    finally:
+        with suppress(OSError):
+            os.unlink(handle.name)
+
+
+def _check_width(n_columns: int, display: str) -> None:
+    if n_columns > MAX_COLUMNS:
+        raise ServiceError(f"'{display}' has {n_columns:,} columns; glmmlab imports at most {MAX_COLUMNS:,}. Keep the "
+                           "columns the analysis needs (the response, predictors and group) and import that file. "
+                           "Nothing was imported.")
 
 
 def _record_to_line(path: Path, record: int, delim: str) -> int:
@@ -457,6 +557,8 @@ _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 
 
 def _csv_error(exc: Exception, path: Path, display: str, delim: str) -> ServiceError:
+    if is_disk_full(exc):
+        return disk_full(f"'{display}' could not be imported")
     text = str(exc)
     match = _CSV_LINE.search(text)
     if not match:
@@ -515,44 +617,98 @@ class _ProgressPoller:
         return False
 
 
+_BATCH = 200  # expressions per query: DuckDB's cost per expression grows with their number in one query
+
+
+def _batched(cur, relation: str, exprs: list[str]) -> list[Any]:
+    """``SELECT expr, ... FROM relation`` in batches of :data:`_BATCH` expressions; the one row's values in order.
+
+    One query with thousands of expressions costs DuckDB time quadratic in their number; batches keep it linear.
+    """
+    out: list[Any] = []
+    for b in range(0, len(exprs), _BATCH):
+        out.extend(cur.execute(f"SELECT {', '.join(exprs[b:b + _BATCH])} FROM {relation}").fetchone())
+    return out
+
+
+def _create_converted(cur, table: str, source: str, exprs: list[str]) -> None:
+    """``CREATE TABLE table AS SELECT exprs FROM source``, built in batches of columns for wide sources.
+
+    Each batch becomes a temporary table in the source's row order; a positional join puts them side by side.
+    """
+    if len(exprs) <= _BATCH:
+        cur.execute(f"CREATE TABLE {table} AS SELECT {', '.join(exprs) or '1 AS _empty'} FROM {source}")
+        return
+    parts = []
+    try:
+        for b in range(0, len(exprs), _BATCH):
+            part = f"_part_{table}_{b // _BATCH}"
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE {part} AS SELECT {', '.join(exprs[b:b + _BATCH])} FROM {source}")
+            parts.append(part)
+        cur.execute(f"CREATE TABLE {table} AS SELECT * FROM {' POSITIONAL JOIN '.join(parts)}")
+    finally:
+        for part in parts:
+            with suppress(duckdb.Error):
+                cur.execute(f"DROP TABLE IF EXISTS {part}")
+
+
+def _sample_fits(cur, relation: str, n: int, rows: int) -> tuple[list[dict[str, bool]], list[int]]:
+    """For the first ``rows`` rows: per column, which types every cell fits, and how many cells are not blank.
+
+    The sample is unpivoted (one row per cell, in batches of columns), so the same six expressions serve every
+    column and the cost is linear in the number of cells.
+    """
+    fits: list[dict[str, bool]] = [dict() for _ in range(n)]
+    counts = [0] * n
+    kinds = _INFERENCE_ORDER[:-1]
+    step = 1000
+    for b in range(0, n, step):
+        cols = ", ".join(f"{data_column(i)} AS \"{i}\"" for i in range(b, min(n, b + step)))
+        conds = ", ".join(f"bool_and({_text_fits('v', t)})" for t in kinds)
+        result = cur.execute(
+            f"SELECT CAST(k AS INTEGER), {conds}, count({_blank('v')}) FROM (UNPIVOT (SELECT {cols} FROM {relation} "
+            f"LIMIT {rows}) ON COLUMNS(*) INTO NAME k VALUE v) GROUP BY k").fetchall()
+        for row in result:
+            i = int(row[0])
+            fits[i] = {t: row[1 + j] is not False for j, t in enumerate(kinds)}
+            counts[i] = int(row[-1])
+    for i in range(n):  # a column with no values in the sample (all null) fits everything so far
+        if not fits[i]:
+            fits[i] = {t: True for t in kinds}
+    return fits, counts
+
+
 def _choose_types(cur, relation: str, n: int) -> list[str]:
     """Infer the type of each VARCHAR column c0..c{n-1} of ``relation``: the first type that every cell fits."""
     if n == 0:
         return []
     # A first guess from the first rows, then a check of that guess over all rows (one condition per column);
     # columns whose guess fails move on to the next type that fits everything.
-    sample = f"(SELECT * FROM {relation} LIMIT 2000)"
-    candidates: list[tuple[str, ...]] = []
-    conds = [f"bool_and({_text_fits(data_column(i), t)})" for i in range(n) for t in _INFERENCE_ORDER[:-1]]
-    row = cur.execute(f"SELECT {', '.join(conds)} FROM {sample}").fetchone()
-    k = len(_INFERENCE_ORDER) - 1
-    for i in range(n):
-        fits = [t for j, t in enumerate(_INFERENCE_ORDER[:-1]) if row[i * k + j] is not False]
-        candidates.append(tuple(fits) + ("string",))
+    fits, counts = _sample_fits(cur, relation, n, 2000)
+    candidates = [tuple(t for t in _INFERENCE_ORDER[:-1] if fits[i][t]) + ("string",) for i in range(n)]
     chosen = [c[0] for c in candidates]
     pending = [i for i in range(n) if chosen[i] != "string"]
     if pending:
-        row = cur.execute("SELECT " + ", ".join(f"coalesce(bool_and({_text_fits(data_column(i), chosen[i])}), TRUE)"
-                                                for i in pending) + f" FROM {relation}").fetchone()
+        row = _batched(cur, relation, [f"coalesce(bool_and({_text_fits(data_column(i), chosen[i])}), TRUE)"
+                                       for i in pending])
         failed = [i for i, ok in zip(pending, row) if not ok]
         if failed:
             checks = [(i, t) for i in failed for t in candidates[i][1:-1]]
             if checks:
-                row = cur.execute("SELECT " + ", ".join(
-                    f"coalesce(bool_and({_text_fits(data_column(i), t)}), TRUE)" for i, t in checks)
-                    + f" FROM {relation}").fetchone()
+                row = _batched(cur, relation, [f"coalesce(bool_and({_text_fits(data_column(i), t)}), TRUE)"
+                                               for i, t in checks])
                 ok = {(i, t) for (i, t), good in zip(checks, row) if good}
             else:
                 ok = set()
             for i in failed:
                 chosen[i] = next((t for t in candidates[i][1:-1] if (i, t) in ok), "string")
     # A column with no values at all stays text.
-    counts = cur.execute("SELECT " + ", ".join(f"count({_blank(data_column(i))})" for i in range(n))
-                         + f" FROM {sample}").fetchone()
-    if any(c == 0 for c in counts):
-        full = cur.execute("SELECT " + ", ".join(f"count({_blank(data_column(i))})" for i in range(n))
-                           + f" FROM {relation}").fetchone()
-        chosen = ["string" if full[i] == 0 else t for i, t in enumerate(chosen)]
+    empty = [i for i in range(n) if counts[i] == 0]
+    if empty:
+        full = _batched(cur, relation, [f"count({_blank(data_column(i))})" for i in empty])
+        for i, c in zip(empty, full):
+            if c == 0:
+                chosen[i] = "string"
     return chosen
 
 
@@ -599,7 +755,7 @@ def import_dataset(project: Project, source: Source, name: str, fmt: str | None 
         display = Path(source).name
     elif isinstance(getattr(source, "name", None), str):
         display = Path(source.name).name
-    with _source_path(source, fmt) as (path, fmt):
+    with _full_disk(display), _source_path(source, fmt) as (path, fmt):
         if fmt == "parquet":
             info = _import_parquet(project, path, name, display, progress)
         else:
@@ -619,14 +775,16 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
                  progress: Progress | None) -> DatasetInfo:
     delim = "\t" if fmt == "tsv" else ","
     header = _read_header(path, delim)
+    _check_width(len(header), display)
     names = _unique_column_names(header)
     n = len(names)
     columns_arg = "{" + ", ".join(f"'{data_column(i)}': 'VARCHAR'" for i in range(n)) + "}"
     relation = (f"read_csv({_sql_string(str(path))}, header = true, delim = {_sql_string(delim)}, quote = '\"', "
                 f"escape = '\"', auto_detect = false, columns = {columns_arg}, strict_mode = true, "
                 "null_padding = false, ignore_errors = false, encoding = 'utf-8')")
-    with project.write() as cur:
+    with project.write() as cur, _full_disk(display), _plain_header(path, names, delim) as readable:
         _configure_progress(cur, progress is not None)
+        relation = relation.replace(_sql_string(str(path)), _sql_string(str(readable)), 1)
         try:
             # Reading the text once into a temporary table makes the type checks and the typed copy fast.
             with _ProgressPoller(cur, progress, "reading", 0.0, 0.6):
@@ -634,15 +792,17 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
         except duckdb.Error as exc:
             raise _csv_error(exc, path, display, delim) from None
         try:
+            _check_row_count(cur, path, display, n)
             if progress:
                 progress("checking types", 0.6)
             dtypes = _choose_types(cur, "_import_text", n)
             dataset_id = project.next_id(cur, "dataset")
             table = data_table(dataset_id)
-            select = ", ".join(f"{_text_convert(data_column(i), d)} AS {data_column(i)}" for i, d in enumerate(dtypes))
             try:
                 with _ProgressPoller(cur, progress, "storing", 0.8, 0.98):
-                    cur.execute(f"CREATE TABLE {table} AS SELECT {select or '1 AS _empty'} FROM _import_text")
+                    _create_converted(cur, table, "_import_text",
+                                      [f"{_text_convert(data_column(i), d)} AS {data_column(i)}"
+                                       for i, d in enumerate(dtypes)])
             except duckdb.ConversionException as exc:
                 raise ServiceError(f"'{display}' could not be stored: {exc}. Nothing was imported.") from None
             negative = _negative_columns(cur, table, dtypes)
@@ -656,6 +816,23 @@ def _import_text(project: Project, path: Path, name: str, display: str, fmt: str
                 cur.execute("DROP TABLE IF EXISTS _import_text")
 
 
+def _check_row_count(cur, path: Path, display: str, n_columns: int) -> None:
+    """Refuse the import when DuckDB read another number of rows than the file has records (never lose rows)."""
+    expected = max(_count_records(path) - 1, 0)  # less the header
+    if n_columns == 1:  # DuckDB reads some empty lines of a one-column file as missing values
+        read, with_value = cur.execute(
+            "SELECT count(*), count(c0) FROM _import_text").fetchone()
+        ok = with_value <= expected <= read
+    else:
+        read = cur.execute("SELECT count(*) FROM _import_text").fetchone()[0]
+        ok = read == expected
+    if not ok:
+        raise ServiceError(
+            f"'{display}' could not be read reliably: the file has {expected:,} data row"
+            f"{'' if expected == 1 else 's'} but {read:,} were read, so nothing was imported. Save it again as a "
+            "plain UTF-8 CSV (one line per row, no line breaks inside the header names) and import it again.")
+
+
 def _import_parquet(project: Project, path: Path, name: str, display: str,
                     progress: Progress | None) -> DatasetInfo:
     try:
@@ -663,6 +840,7 @@ def _import_parquet(project: Project, path: Path, name: str, display: str,
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
         raise ServiceError(f"'{display}' is not a readable Parquet file ({exc}); check the file and import it "
                            "again.") from None
+    _check_width(len(schema.names), display)
     names = _unique_column_names(list(schema.names))
     n = len(names)
     if n == 0:
@@ -693,6 +871,8 @@ def _import_parquet(project: Project, path: Path, name: str, display: str,
             with _ProgressPoller(cur, progress, "storing", 0.0, 0.95):
                 cur.execute(f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM {relation}")
         except duckdb.Error as exc:
+            if is_disk_full(exc):
+                raise disk_full(f"'{display}' could not be imported") from None
             raise ServiceError(f"'{display}' could not be read: {str(exc).splitlines()[0]}. Nothing was "
                                "imported.") from None
         negative = _negative_columns(cur, table, dtypes)
@@ -748,13 +928,16 @@ def read_rows(project: Project, dataset_id: int, offset: int = 0, limit: int = 1
     dataset_id = _dataset_id(dataset_id)
     try:
         offset, limit = int(offset), int(limit)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ServiceError("The row offset and limit must be whole numbers.") from None
     if offset < 0 or limit < 0:
         raise ServiceError("The row offset and limit cannot be negative.")
+    if offset > MAX_OFFSET:
+        raise ServiceError(f"The row offset {offset} is too large; it can be at most {MAX_OFFSET:,}.")
     limit = min(limit, MAX_PAGE_ROWS)
     with project.read() as cur:
         info = _load_info(cur, dataset_id)
+        project.check_readable(dataset_id)
         select = ", ".join(data_column(c.position) for c in info.columns)
         rows = cur.execute(f"SELECT {select} FROM {data_table(dataset_id)} LIMIT ? OFFSET ?",
                            [limit, offset]).fetchall() if info.columns else []
@@ -773,6 +956,7 @@ def read_frame(project: Project, dataset_id: int, columns: list[str] | None = No
     dataset_id = _dataset_id(dataset_id)
     with project.read() as cur:
         info = _load_info(cur, dataset_id)
+        project.check_readable(dataset_id)
         wanted = list(info.columns) if columns is None else [info.column(c) for c in columns]
         if not wanted:
             return pd.DataFrame(index=range(info.n_rows))

@@ -36,8 +36,63 @@ def _check_name(name: Any) -> str:
 def _model_id(model_id: Any) -> int:
     try:
         return int(model_id)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NotFound(f"There is no model with id {model_id!r}.") from None
+
+
+def _number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def check_result(result: Any) -> None:
+    """Raise :class:`ServiceError` unless ``result`` has the shape of a fit's result document that the pages read.
+
+    Used on documents that come from outside (a project import): the keys, their types, a family and link that
+    exist, and the fixed-effects, random-effects and BLUP rows.
+    """
+    from glmmlab.engine.families import FAMILIES
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ServiceError(f"the model result is damaged: {what}")
+
+    need(isinstance(result, dict), "it is not an object")
+    m = result.get("model")
+    need(isinstance(m, dict), "'model' is missing")
+    need(m.get("family") in FAMILIES, "'model.family' is not a family")
+    need(m.get("link") in FAMILIES[m["family"]].links, "'model.link' is not a link of its family")
+    for key in ("response", "group"):
+        need(isinstance(m.get(key), str), f"'model.{key}' is not text")
+    need(isinstance(m.get("fixed"), list) and all(isinstance(f, str) for f in m["fixed"]),
+         "'model.fixed' is not a list of names")
+    need(isinstance(m.get("intercept"), bool), "'model.intercept' is not true or false")
+    need(isinstance(m.get("nagq", 1), int) and not isinstance(m.get("nagq", 1), bool), "'model.nagq' is not whole")
+    try:
+        check_conf_level(m.get("conf_level"))
+    except ServiceError:
+        need(False, "'model.conf_level' is not a confidence level")
+    for key in ("n_obs", "n_groups"):
+        need(isinstance(result.get(key), int) and not isinstance(result.get(key), bool), f"'{key}' is not whole")
+    fit = result.get("fit")
+    need(isinstance(fit, dict) and isinstance(fit.get("log_likelihood_kind"), str), "'fit' is missing")
+    for key in ("log_likelihood", "aic", "bic"):
+        need(_number_or_none(fit.get(key)), f"'fit.{key}' is not a number")
+    need(_number_or_none(result.get("icc")), "'icc' is not a number")
+    rows = result.get("fixed_effects")
+    need(isinstance(rows, list) and all(isinstance(r, dict) for r in rows), "'fixed_effects' is not a table")
+    for r in rows:
+        need(isinstance(r.get("variable"), str), "a fixed effect has no name")
+        need(all(_number_or_none(v) for k, v in r.items() if k != "variable"), "a fixed effect is not a number")
+    for key in ("random_effects", "blup", "warnings"):
+        need(isinstance(result.get(key, []), list), f"'{key}' is not a list")
+    need(all(isinstance(r, dict) for r in result.get("random_effects", [])), "'random_effects' is not a table")
+    for b in result.get("blup", []):
+        need(isinstance(b, dict) and {"group", "random_intercept", "std_error", "rank"} <= set(b),
+             "a BLUP row is damaged")
+        need(all(_number_or_none(b[k]) for k in ("random_intercept", "std_error", "rank")), "a BLUP is not a number")
+    need(all(isinstance(w, str) for w in result.get("warnings", [])), "'warnings' is not a list of sentences")
+    if result.get("diagnostics") is not None:
+        diagnostics_frame(result)
 
 
 def diagnostics_frame(result: dict[str, Any]) -> pd.DataFrame:
@@ -132,7 +187,7 @@ def delete_model(project: Project, model_id: int) -> dict[str, Any]:
 def check_conf_level(conf_level: Any) -> float:
     try:
         level = float(conf_level)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ServiceError("Confidence Level must be a number between 50 and 99.99 (%).") from None
     if not (0.5 <= level <= 0.9999) or not math.isfinite(level):
         raise ServiceError(f"Confidence Level must be between 50% and 99.99%; got {level * 100:g}%.")

@@ -30,7 +30,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _id(value: Any, what: str) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NotFound(f"There is no {what} with id {value!r}.") from None
 
 
@@ -111,6 +111,11 @@ def _check_item(kind: str, title: Any, payload: Any) -> tuple[str, str, dict]:
         if not raw.startswith(PNG_MAGIC):
             raise ServiceError("A plot item needs 'png_base64', a PNG image in base64.")
     return kind, title, payload
+
+
+def check_item(kind: Any, title: Any, payload: Any) -> None:
+    """Raise :class:`ServiceError` unless this is a valid report item (used on items from a project import)."""
+    _check_item(kind, title, payload)
 
 
 def add_items(project: Project, report_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:

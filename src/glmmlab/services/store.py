@@ -30,7 +30,7 @@ from typing import Iterator
 
 import duckdb
 
-from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.errors import NotFound, ProjectBusy, ProjectDamaged, ServiceError, disk_full, is_disk_full
 
 SCHEMA_VERSION = 1
 
@@ -103,6 +103,27 @@ def _writer_lock(path: Path) -> threading.RLock:
         return _WRITER_LOCKS.setdefault(path, threading.RLock())
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def is_damage(exc: BaseException) -> bool:
+    """True when a DuckDB error says the file's bytes are bad (rather than that a query was wrong)."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(
+        w in text for w in ("corrupt", "checksum", "could not read enough bytes", "invalid block", "failed to read"))
+
+
+def _looks_like_duckdb(path: Path) -> bool:
+    """True when the file starts like a DuckDB database (its magic bytes), so a failure to open it means damage."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(12)[8:12] == b"DUCK"
+    except OSError:
+        return False
+
+
 def quote_ident(name: str) -> str:
     """Quote ``name`` as a DuckDB identifier (double quotes, inner quotes doubled), safe for any text."""
     if "\x00" in name:
@@ -138,6 +159,10 @@ class Project:
         self._write_lock = _writer_lock(path)
         self._local = threading.local()  # .cursor: the cursor of this thread's running write(), if any
         self._closed = False
+        self.damaged: dict[int, str] = {}  # dataset id -> why it cannot be read (found when the file was opened)
+        # How long write() waits for another thread's change; None: as long as it takes. A server sets a few
+        # seconds, so requests answer "busy" instead of piling up behind a long import; see patient().
+        self.write_wait: float | None = None
 
     # -- opening and closing ---------------------------------------------------------------------------------
 
@@ -161,10 +186,17 @@ class Project:
             con = duckdb.connect(str(path))
         except duckdb.IOException as exc:
             text = str(exc)
+            if is_disk_full(exc):
+                raise disk_full(f"The project {path.name} could not be opened") from None
             if "lock" in text.lower():
                 raise ServiceError(
                     f"The project {path.name} is open in another program (or another glmmlab); close it there first."
                 ) from exc
+            if _looks_like_duckdb(path):
+                raise ProjectDamaged(
+                    f"The project file {path.name} is damaged and cannot be opened ({_first_line(exc)}). Nothing in "
+                    "it can be read; restore it from a backup or an exported copy (File > Export Project). The file "
+                    "is left as it is.") from None
             raise ServiceError(f"{path.name} is not a glmmlab project file (DuckDB could not read it: {text}).") \
                 from exc
         except duckdb.Error as exc:
@@ -172,10 +204,63 @@ class Project:
         project = cls(path, con)
         try:
             project._migrate(existed)
+            if existed:
+                project._check()
+        except duckdb.Error as exc:
+            con.close()
+            raise ProjectDamaged(
+                f"The project file {path.name} is damaged and cannot be opened ({_first_line(exc)}). Nothing in it "
+                "can be read; restore it from a backup or an exported copy (File > Export Project). The file is "
+                "left as it is.") from None
         except BaseException:
             con.close()
             raise
         return project
+
+    def _check(self) -> None:
+        """Read the whole file once: the catalogue (a failure there is fatal) and every value of every dataset.
+
+        Datasets that cannot be read go to :attr:`damaged` (id -> reason); the project still opens, so the rest can
+        be used and exported. DuckDB checks each block's checksum as it reads it, so a full scan finds flipped bits.
+        """
+        with self.read() as cur:
+            for table in CATALOGUE_TABLES:
+                cur.execute(f"SELECT * FROM {table}").fetchall()
+            rows = cur.execute("SELECT id, name, n_rows FROM datasets ORDER BY id").fetchall()
+            tables = {r[0] for r in cur.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                " AND schema_name = 'main'").fetchall()}
+            columns = {}
+            for dataset_id, position in cur.execute("SELECT dataset_id, position FROM columns").fetchall():
+                columns.setdefault(int(dataset_id), []).append(int(position))
+        for dataset_id, name, n_rows in rows:
+            table = data_table(dataset_id)
+            if table not in tables:
+                self.damaged[int(dataset_id)] = f"dataset '{name}': its data are missing"
+                continue
+            scan = ", ".join(f"bit_xor(hash({data_column(i)}))" for i in sorted(columns.get(int(dataset_id), [])))
+            try:
+                with self.read() as cur:
+                    found = cur.execute(f"SELECT count(*){', ' + scan if scan else ''} FROM {table}").fetchone()[0]
+            except (duckdb.Error, ProjectDamaged) as exc:
+                self.damaged[int(dataset_id)] = f"dataset '{name}': {_first_line(exc.__cause__ or exc)}"
+                continue
+            if int(found) != int(n_rows):
+                self.damaged[int(dataset_id)] = f"dataset '{name}': {found} rows where {n_rows} were stored"
+
+    def damaged_message(self, dataset_ids: list[int] | None = None) -> str | None:
+        """What is damaged and what can be saved, or None when the file is whole (for ``dataset_ids``, if given)."""
+        hit = [why for i, why in self.damaged.items() if dataset_ids is None or i in dataset_ids]
+        if not hit:
+            return None
+        return (f"The project file {self.path.name} is damaged: {'; '.join(hit)}. The other datasets, models and "
+                "reports can be used and are saved by File > Export Project (which leaves the damaged datasets out).")
+
+    def check_readable(self, dataset_id: int) -> None:
+        """Raise :class:`ProjectDamaged` when dataset ``dataset_id`` is one of the damaged ones."""
+        message = self.damaged_message([int(dataset_id)])
+        if message:
+            raise ProjectDamaged(message)
 
     def close(self) -> None:
         """Close the connection (committed work is already on disk). Closing twice is harmless."""
@@ -220,6 +305,14 @@ class Project:
         try:
             cur.begin()
             yield cur
+        except duckdb.Error as exc:
+            if is_disk_full(exc):
+                raise disk_full(f"{self.path.name} could not be read (the space for its temporary files)") from None
+            if is_damage(exc):
+                raise ProjectDamaged(
+                    f"The project file {self.path.name} is damaged: part of it cannot be read ({_first_line(exc)}). "
+                    "Export the project (File > Export Project) to save what can still be read.") from None
+            raise
         finally:
             try:
                 cur.rollback()
@@ -232,9 +325,10 @@ class Project:
         """Yield a cursor inside a transaction, holding the project's single writer lock.
 
         The transaction commits when the block ends normally and rolls back when it raises, so a change is all or
-        nothing. Nested ``write()`` blocks in the same thread join the outer transaction.
+        nothing. Nested ``write()`` blocks in the same thread join the outer transaction. When another thread's change
+        holds the lock for longer than :attr:`write_wait` (outside :meth:`patient`), :class:`ProjectBusy` is raised.
         """
-        with self._write_lock:
+        with self._locked_for_writing():
             outer = getattr(self._local, "cursor", None)
             if outer is not None:
                 yield outer
@@ -244,20 +338,52 @@ class Project:
             self._local.cursor = cur
             try:
                 yield cur
-            except BaseException:
+            except BaseException as exc:
                 try:
                     cur.rollback()
+                except duckdb.Error:
+                    pass
                 finally:
                     self._local.cursor = None
                     cur.close()
+                if is_disk_full(exc):
+                    raise disk_full(f"The change could not be saved to {self.path.name}") from None
+                if is_damage(exc):
+                    raise ProjectDamaged(
+                        f"The project file {self.path.name} is damaged: the change could not be made "
+                        f"({_first_line(exc)}), and nothing was changed. Export the project (File > Export Project) "
+                        "to save what can still be read, and import the export as a new project.") from None
                 raise
             try:
                 cur.commit()
             except duckdb.Error as exc:
+                if is_disk_full(exc):
+                    raise disk_full(f"The change could not be saved to {self.path.name}") from None
                 raise ServiceError(f"The change could not be saved to {self.path.name}: {exc}") from exc
             finally:
                 self._local.cursor = None
                 cur.close()
+
+    @contextmanager
+    def _locked_for_writing(self) -> Iterator[None]:
+        wait = None if getattr(self._local, "patient", False) else self.write_wait
+        if not self._write_lock.acquire(timeout=-1 if wait is None else wait):
+            raise ProjectBusy(f"The project {self.path.name} is busy with another change (an import, perhaps); "
+                              "nothing was changed. Try again in a moment.")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+    @contextmanager
+    def patient(self) -> Iterator[None]:
+        """Inside this block, this thread's writes wait for the lock as long as it takes (background jobs queue)."""
+        before = getattr(self._local, "patient", False)
+        self._local.patient = True
+        try:
+            yield
+        finally:
+            self._local.patient = before
 
     # -- settings --------------------------------------------------------------------------------------------
 

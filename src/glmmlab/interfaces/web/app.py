@@ -22,9 +22,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.interfaces.web.security import BodyTooLarge, Guard
+from glmmlab.interfaces.web.security import DEFAULT_BODY_TIMEOUT, BodyTimeout, BodyTooLarge, Guard
 from glmmlab.interfaces.web.state import Busy, PathNotAllowed, Workbench
-from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.errors import NotFound, ServiceError, disk_full, is_disk_full
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -46,7 +46,7 @@ The JSON API of the glmmlab workbench: everything the pages do.
 
 def create_app(project_path: str | Path, *, projects_dir: str | Path | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, allowed_hosts: Iterable[str] = (),
-               extensions: Iterable[str] = EXTENSIONS) -> FastAPI:
+               extensions: Iterable[str] = EXTENSIONS, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> FastAPI:
     """Build the workbench app for the project at ``project_path`` (created if missing).
 
     ``projects_dir`` is the only directory requests may open, create or import projects in (default: the project's
@@ -84,7 +84,7 @@ def create_app(project_path: str | Path, *, projects_dir: str | Path | None = No
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     _install_error_handlers(app)
     app.add_middleware(Guard, csrf_token=workbench.csrf_token, max_body_bytes=max_upload_bytes,
-                       allowed_hosts=allowed_hosts)
+                       allowed_hosts=allowed_hosts, body_timeout=body_timeout)
     return app
 
 
@@ -134,6 +134,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(jsonable({**details, "error": str(exc)}), status_code=response.status_code)
         return response
 
+    @app.exception_handler(BodyTimeout)
+    async def body_timeout(request: Request, exc: BodyTimeout):
+        return JSONResponse({"error": str(exc)}, status_code=408, headers={"connection": "close"})
+
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge):
         return error(413, str(exc))
@@ -157,5 +161,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
+        if is_disk_full(exc):
+            return error(507, str(disk_full(f"{request.method} {request.url.path} failed")))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error(500, f"Internal error ({exc.__class__.__name__}); the server log has the details.")

@@ -10,7 +10,7 @@ from starlette.requests import ClientDisconnect
 
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.state import Workbench
-from glmmlab.services.errors import ServiceError
+from glmmlab.services.errors import ServiceError, disk_full, is_disk_full
 
 OPERATION_LABELS = {"dummy_coding": "dummy coding", "model_diagnostics": "model diagnostics", "import": "imported",
                     "sample": "sample data"}
@@ -21,8 +21,12 @@ def workbench(request: Request) -> Workbench:
 
 
 def dataset_id(raw: str) -> Any:
-    """Dataset ids arrive as path text; the store's ids are integers when they look like integers."""
-    return int(raw) if raw.isdigit() else raw
+    """Dataset ids arrive as path text; the store's ids are integers when they look like integers.
+
+    Only ASCII digits count (``'²'.isdigit()`` is true, but ``int('²')`` fails); anything else goes to the store
+    as it is, which answers that there is no such dataset.
+    """
+    return int(raw) if raw.isascii() and raw.isdigit() else raw
 
 
 def dataset_tree(infos: list[Any]) -> list[dict[str, Any]]:
@@ -87,8 +91,10 @@ async def receive_upload(request: Request, wb: Workbench, filename: str | None) 
             with open(dest, "wb") as out:
                 while chunk := await upload.read(1 << 20):
                     out.write(chunk)
-        except Exception:
+        except Exception as exc:
             wb.discard_upload(dest)
+            if is_disk_full(exc):
+                raise disk_full("The upload could not be stored") from None
             raise
         finally:
             await upload.close()
@@ -98,7 +104,9 @@ async def receive_upload(request: Request, wb: Workbench, filename: str | None) 
         with open(dest, "wb") as out:
             async for chunk in request.stream():
                 out.write(chunk)
-    except (ClientDisconnect, Exception):
+    except (ClientDisconnect, Exception) as exc:
         wb.discard_upload(dest)
+        if is_disk_full(exc):
+            raise disk_full("The upload could not be stored") from None
         raise
     return dest, filename

@@ -22,6 +22,7 @@ class TokenBody(BaseModel):
 class ProjectInfo(BaseModel):
     name: Optional[str] = Field(description="The open project's name inside the projects directory.")
     path: Optional[str]
+    damaged: Optional[str] = Field(None, description="When the project file is damaged: what, and what can be saved.")
     projects_dir: str
     max_upload_bytes: int
 

@@ -33,11 +33,19 @@ def prepare_project(project_path: str | Path | None) -> Path:
 
 
 def serve(project_path: str | Path | None = None, host: str = "127.0.0.1", port: int = 8765,
-          max_upload_bytes: int | None = None, log_level: str = "warning") -> None:
-    """Open (or create) the project and serve the workbench at http://host:port until interrupted."""
+          max_upload_bytes: int | None = None, log_level: str = "warning", header_timeout: float | None = None,
+          body_timeout: float | None = None, max_connections: int | None = None) -> None:
+    """Open (or create) the project and serve the workbench at http://host:port until interrupted.
+
+    Request headers must arrive within ``header_timeout`` seconds and a body must not stall for ``body_timeout``
+    seconds (else 408); at most ``max_connections`` connections are open at once (see ``connections.py``).
+    """
     import uvicorn
 
     from glmmlab.interfaces.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+    from glmmlab.interfaces.web.connections import (DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+                                                    GuardedH11Protocol)
+    from glmmlab.interfaces.web.security import DEFAULT_BODY_TIMEOUT
     from glmmlab.services.errors import ServiceError
 
     everywhere = host in ("0.0.0.0", "::", "")
@@ -50,7 +58,8 @@ def serve(project_path: str | Path | None = None, host: str = "127.0.0.1", port:
     try:
         path = prepare_project(project_path)
         app = create_app(path, max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
-                         allowed_hosts=["*"] if everywhere else [host])
+                         allowed_hosts=["*"] if everywhere else [host],
+                         body_timeout=body_timeout or DEFAULT_BODY_TIMEOUT)
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -58,7 +67,24 @@ def serve(project_path: str | Path | None = None, host: str = "127.0.0.1", port:
     if everywhere:
         print(f"warning: listening on all network interfaces ({host}); anyone who can reach this machine can use "
               "the workbench and its project files.", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
+    limit = max_connections or DEFAULT_MAX_CONNECTIONS
+    _raise_file_limit(limit + 256)  # room for the connections, the project, uploads and the Python runtime
+    protocol = GuardedH11Protocol.configured(header_timeout or DEFAULT_HEADER_TIMEOUT, limit)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3, http=protocol,
+                backlog=min(2048, limit * 2))
+
+
+def _raise_file_limit(wanted: int) -> None:
+    """Raise the soft limit on open files towards ``wanted`` (within the hard limit), so the cap is what bounds."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def _port_problem(host: str, port: int) -> str | None:
@@ -79,9 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--max-upload-mb", type=int, default=None, help="upload size limit in MiB (default 1024)")
+    parser.add_argument("--header-timeout", type=float, default=None, help="seconds for a request's headers (10)")
+    parser.add_argument("--body-timeout", type=float, default=None, help="seconds a body may stall (60)")
+    parser.add_argument("--max-connections", type=int, default=None, help="open connections at most (512)")
     args = parser.parse_args(argv)
     serve(args.project, host=args.host, port=args.port,
-          max_upload_bytes=args.max_upload_mb * (1 << 20) if args.max_upload_mb else None)
+          max_upload_bytes=args.max_upload_mb * (1 << 20) if args.max_upload_mb else None,
+          header_timeout=args.header_timeout, body_timeout=args.body_timeout, max_connections=args.max_connections)
 
 
 if __name__ == "__main__":

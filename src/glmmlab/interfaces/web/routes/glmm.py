@@ -15,7 +15,11 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -73,6 +77,9 @@ class FitJob:
     label: str
     dataset_id: int
     spec: dict[str, Any]
+    project_key: str = ""  # the project the fit belongs to (Workbench.project_key); only it may read or save it
+    diagnostics_path: Optional[Path] = None  # the per-row diagnostics, kept on disk (Parquet), not in memory
+    discard: Optional[Callable[[Path], None]] = None
     state: str = "queued"
     stage: str = "Waiting to start"
     fraction: float = 0.0
@@ -82,10 +89,31 @@ class FitJob:
     started_at: float = field(default_factory=time.time)
     finished_at: Optional[float] = None
 
+    def full_result(self) -> Optional[dict[str, Any]]:
+        """The result with its per-row diagnostics, read back from disk."""
+        if self.result is None:
+            return None
+        if self.diagnostics_path is None:
+            return self.result
+        table = pq.read_table(self.diagnostics_path)
+        return {**self.result, "diagnostics": {name: table.column(name).to_pylist() for name in table.column_names}}
+
+    def keep_result(self, result: dict[str, Any], place: Callable[[str], Path]) -> None:
+        """Keep ``result`` without its per-row diagnostics, which go to a Parquet file at ``place(name)``."""
+        diagnostics = result.pop("diagnostics", None)
+        if diagnostics:
+            path = place(f"fit-{self.id}.parquet")
+            pq.write_table(pa.table({k: pa.array(v) for k, v in diagnostics.items()}), path)
+            self.diagnostics_path = path
+        self.result = result
+
+    def forget(self) -> None:
+        if self.diagnostics_path is not None and self.discard is not None:
+            self.discard(self.diagnostics_path)
+            self.diagnostics_path = None
+
     def to_dict(self, diagnostics: bool = False) -> dict[str, Any]:
-        result = self.result
-        if result is not None and not diagnostics:
-            result = {k: v for k, v in result.items() if k != "diagnostics"}
+        result = self.full_result() if diagnostics else self.result
         return {"id": self.id, "kind": "glmm", "label": self.label, "state": self.state, "stage": self.stage,
                 "phase": self.stage, "fraction": round(self.fraction, 4), "error": self.error,
                 "dataset_id": self.dataset_id, "spec": self.spec, "result": result,
@@ -115,6 +143,7 @@ class FitJobs:
             finished = sorted((j for j in self.jobs.values() if j.finished_at), key=lambda j: j.finished_at)
             for old in finished[:-50]:
                 self.jobs.pop(old.id, None)
+                old.forget()
 
 
 def fit_jobs(request: Request) -> FitJobs:
@@ -142,7 +171,7 @@ def _number(value: Any, field: str, kind=float) -> Any:
         if kind is int and float(value) != int(value):
             raise ValueError
         return x
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise FieldError(field, f"{FIELD_LABELS[field]} must be {'a whole number' if kind is int else 'a number'}; "
                                 f"got {value!r}.") from None
 
@@ -241,11 +270,13 @@ def start_fit(body: FitBody, request: Request):
     try:
         with wb.project() as project:
             info, spec = check_form(project, body)
+            project_key = wb.project_key()
     except FieldError as exc:
         return field_error(exc)
     jobs = fit_jobs(request)
     label = f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {info.name}"
-    job = FitJob(id=uuid.uuid4().hex[:16], label=label, dataset_id=info.id, spec=spec)
+    job = FitJob(id=uuid.uuid4().hex[:16], label=label, dataset_id=info.id, spec=spec, project_key=project_key,
+                 discard=wb.discard_upload)
     jobs.add(job)
 
     def progress(stage: str, fraction: float) -> None:
@@ -264,7 +295,7 @@ def start_fit(body: FitBody, request: Request):
                 raise FitCancelled()
             job.state = "running"
             job.stage = "Reading data"
-            with wb.project() as project:
+            with wb.project_for(job.project_key) as project:
                 columns = list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
                 frame = datasets.read_frame(project, info.id, columns)
             if job.cancel.is_set():
@@ -273,7 +304,9 @@ def start_fit(body: FitBody, request: Request):
                 frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"], link=spec["link"],
                 intercept=spec["intercept"], conf_level=spec["conf_level"], max_iter=spec["max_iter"],
                 tol=spec["tol"], nagq=spec["nagq"], progress=progress)
-            job.result = jsonable(result.to_dict())
+            document = jsonable(result.to_dict())
+            del result  # the arrays of the fit go now; the per-row diagnostics go to disk
+            job.keep_result(document, wb.new_upload_path)
             job.fraction, job.stage, job.state = 1.0, "Done", "done"
         except FitCancelled:
             job.state, job.stage, job.error = "cancelled", "Cancelled", "The fit was cancelled."

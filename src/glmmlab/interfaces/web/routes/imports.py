@@ -52,7 +52,7 @@ async def import_data(request: Request,
 def start_import(wb: Workbench, path: Path, name: str, fmt: str, label: str) -> Job:
     def work(job: Job) -> dict[str, Any]:
         job.phase = "waiting for the project"
-        with wb.project() as project:
+        with wb.project() as project, project.patient():  # a background job queues for the project's writer lock
             job.phase = "importing"
             info = datasets.import_dataset(project, path, name, fmt=fmt, progress=_reporter(job))
         return {"dataset": jsonable(info)}

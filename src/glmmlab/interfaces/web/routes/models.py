@@ -61,8 +61,8 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
             raise ServiceError("Only a finished fit can be saved; this one is " + job.state + ".")
         if not body.name or not body.name.strip():
             return JSONResponse({"error": "Model Name: give the model a name.", "field": "name"}, status_code=422)
-        with workbench(request).project() as project:
-            model = models.save_model(project, body.name, job.dataset_id, job.spec, job.result)
+        with workbench(request).project_for(job.project_key, "This fit") as project:
+            model = models.save_model(project, body.name, job.dataset_id, job.spec, job.full_result())
         return JSONResponse(jsonable(_summary(model)), status_code=201)
 
     @router.get("/{model_id}", summary="A saved model: spec, result and the fixed effects at conf_level")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePath
 from typing import Optional
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
@@ -63,11 +64,12 @@ def export_project(request: Request):
         name = wb.display_name(Path(project.path)).replace("/", "_")
         dest = wb.new_upload_path(f"{name}.glmmlab")
         try:
-            project_io.export_project(project, dest)
+            summary = project_io.export_project(project, dest, work_dir=dest.parent)
         except Exception:
             wb.discard_upload(dest)
             raise
-    return FileResponse(dest, filename=dest.name, media_type="application/octet-stream",
+    headers = {"X-Glmmlab-Left-Out": quote("; ".join(summary["left_out"]))} if summary.get("left_out") else None
+    return FileResponse(dest, filename=dest.name, media_type="application/octet-stream", headers=headers,
                         background=BackgroundTask(wb.discard_upload, dest))
 
 
@@ -87,7 +89,7 @@ async def import_project(request: Request,
         if not stem:
             raise ServiceError("Give the imported project a name.")
         dest = wb.confine(stem)
-        await run_in_threadpool(wb.switch, dest, False, None, lambda path: project_io.import_project(upload, path))
+        await run_in_threadpool(wb.switch, dest, False, None, lambda path: project_io.import_project(upload, path, work_dir=upload.parent))
     finally:
         wb.discard_upload(upload)
     return wb.project_info()

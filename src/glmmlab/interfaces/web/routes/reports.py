@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Request
@@ -97,6 +98,13 @@ def export(report_id: int, request: Request):
     with workbench(request).project() as project:
         report = reports.get_report(project, report_id)
         page = reports.export_html(project, report_id)
-    filename = re.sub(r"[^\w.-]+", "_", report["name"]).strip("_") or "report"
     return Response(page, media_type="text/html; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}.html"'})
+                    headers={"Content-Disposition": attachment(report["name"], ".html")})
+
+
+def attachment(name: str, suffix: str) -> str:
+    """A Content-Disposition for a download named after ``name``: an ASCII ``filename`` for old clients and the
+    full name as ``filename*`` (RFC 6266/5987), since header values must be Latin-1 and names may be any text."""
+    plain = re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "report"
+    full = re.sub(r'[\x00-\x1f\x7f/\\"]+', "_", name).strip() or plain
+    return f"attachment; filename=\"{plain}{suffix}\"; filename*=UTF-8''{quote(full + suffix, safe='')}"
