@@ -131,10 +131,20 @@ class Block:
     def agq(self, theta: float, beta: np.ndarray, phi: float, z: np.ndarray, w: np.ndarray) -> float:
         """Sum over this block's groups of log int p(y_j | u) phi(u) du by the rule (z, w) for N(0, 1),
         centred on the modes and scaled by the conditional SD from the expected information."""
-        u, rs, _ = self.modes(theta, beta, exact=True)
         if theta == 0.0:
+            _, rs, _ = self.modes(theta, beta, exact=True)
             return float(np.sum(self.resp.row_loglik(rs.dev, phi)))
-        W = self.group_sum(rs.w)
+        if phi == 1.0:
+            u, rs, _ = self.modes(theta, beta, exact=True)
+        else:
+            # The integrand is exp(-sum dev / (2 phi) - u^2 / 2): its mode minimises sum dev + phi u^2, which is
+            # the usual penalised deviance in v = sqrt(phi) u at theta' = theta / sqrt(phi). Centre and scale the
+            # rule there (centring on the phi = 1 modes put the nodes off the integrand's mass).
+            root = float(np.sqrt(phi))
+            eta0 = self.X @ beta
+            v, rs, _ = find_modes(self, self.resp, self.link, theta / root, eta0, None, finish=True)
+            u = v / root
+        W = self.group_sum(rs.w) / phi
         s = 1.0 / np.sqrt(1.0 + theta * theta * W)
         eta_fixed = rs.eta - theta * u[self.group]
         terms = np.empty((self.n_groups, z.size))
