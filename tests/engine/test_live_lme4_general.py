@@ -94,3 +94,37 @@ def test_singular_random_slope_fit_equals_lmer(tmp_path):
     assert abs(res.log_likelihood - lme4["logLik"]) <= 1e-4
     assert any(w.startswith("Singular fit") for w in res.warnings)
     np.testing.assert_allclose(res.beta, lme4["fixef"], rtol=1e-4)
+
+
+def _have_glmmtmb() -> bool:
+    return shutil.which("Rscript") is not None and subprocess.run(
+        ["Rscript", "-e", "library(glmmTMB); library(jsonlite)"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _have_glmmtmb(), reason="Rscript with glmmTMB not installed")
+def test_negative_binomial_identity_link_equals_glmmtmb(tmp_path):
+    """The negative binomial with the identity link (the references have the log link only)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(2)
+    n, G = 800, 40
+    g = rng.integers(0, G, n)
+    x = rng.uniform(0, 1, n)
+    mu = 3 + 4 * x + rng.normal(scale=0.8, size=G)[g]
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    path = tmp_path / "nb.csv"
+    pd.DataFrame({"y": y, "x": x, "g": g}).to_csv(path, index=False)
+    script = tmp_path / "fit.R"
+    script.write_text('suppressMessages({library(glmmTMB); library(jsonlite)}); d <- read.csv(commandArgs(TRUE)[1]);'
+                      'm <- glmmTMB(y ~ x + (1 | g), d, family = nbinom2(link = "identity"));'
+                      'cat(toJSON(list(logLik=as.numeric(logLik(m)), fixef=unname(fixef(m)$cond),'
+                      'theta=sigma(m), sd=sqrt(VarCorr(m)$cond$g[1])), digits=15, auto_unbox=TRUE))')
+    p = subprocess.run(["Rscript", str(script), str(path)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    tmb = json.loads(p.stdout)
+    res = glmmlab.glmm("y ~ x + (1 | g)", read_table(str(path)), family="negbin", link="identity")
+    assert res.converged and res.log_likelihood >= tmb["logLik"] - 1e-3
+    assert res.log_likelihood <= tmb["logLik"] + 0.05
+    np.testing.assert_allclose(res.beta, tmb["fixef"], rtol=1e-4)
+    assert res.family_parameter["value"] == pytest.approx(tmb["theta"], rel=1e-3)
+    assert res.theta == pytest.approx(tmb["sd"], rel=1e-3)
