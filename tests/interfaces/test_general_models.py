@@ -140,3 +140,18 @@ def test_cli_reads_r_style_missing_values(tmp_path):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["n_excluded"] == 2 and doc["diagnostics"]["row"][:2] == [2, 3]
+
+
+def test_one_model_spec_for_every_front_door():
+    ref, data = case("cbpp_trials")
+    spec = glmmlab.ModelSpec(ref["formula"], family="binomial")
+    a = glmmlab.fit(spec, data)
+    b = glmmlab.glmm(ref["formula"], data, family="binomial")
+    assert a.log_likelihood == b.log_likelihood and a.to_dict()["model"] == b.to_dict()["model"]
+    ri = glmmlab.ModelSpec.random_intercept("incidence", "herd", ["size", "period"], family="poisson")
+    assert ri.formula == "incidence ~ size + period + (1 | herd)"
+    assert glmmlab.fit(ri, data).names == ["(Intercept)", "size", "periodP2", "periodP3", "periodP4"]
+    with pytest.raises(GlmmInputError, match=r"nagq must be an integer from 1 to 50"):
+        glmmlab.fit(glmmlab.ModelSpec(ref["formula"], family="binomial", nagq=0), data)
+    with pytest.raises(GlmmInputError, match=r"spec must be a glmmlab.ModelSpec"):
+        glmmlab.fit({"formula": ref["formula"]}, data)

@@ -23,6 +23,7 @@ from glmmlab.engine.laplace import LaplaceObjective
 from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state
 from glmmlab.engine.optimizer import minimize, numeric_gradient
 from glmmlab.engine.options import MAX_NAGQ, check_options  # noqa: F401  (MAX_NAGQ re-exported)
+from glmmlab.engine.spec import random_intercept_formula
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.quadrature import AgqObjective
 from glmmlab.engine.results import GlmmResult
@@ -78,18 +79,9 @@ def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Lin
         "response": response, "fixed": list(fixed), "group": group, "family": fam.name, "link": lk.name,
         "intercept": bool(intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol),
-        "formula": random_intercept_formula(response, list(fixed), group, intercept),
+        "formula": random_intercept_formula(response, group, list(fixed), intercept),
         "weights": None, "offset": None,
     }
-
-
-def random_intercept_formula(response: str, fixed: list[str], group: str, intercept: bool = True) -> str:
-    """The lme4 formula of the random-intercept form: ``y ~ x1 + x2 + (1 | g)`` (``0 +`` without intercept)."""
-    def q(name: str) -> str:
-        return name if name.replace("_", "a").replace(".", "a").isalnum() and not name[0].isdigit() else f"`{name}`"
-
-    parts = ([] if intercept else ["0"]) + [q(f) for f in fixed] + [f"(1 | {q(group)})"]
-    return f"{q(response)} ~ {' + '.join(parts)}"
 
 
 @dataclass

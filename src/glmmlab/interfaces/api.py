@@ -15,8 +15,8 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.fit import fit_prepared, prepare_fit
 from glmmlab.engine.results import GlmmResult
 from glmmlab.services import frames
-from glmmlab.services.fitting import fit_formula, to_pandas
-from glmmlab.services.modelframe import random_intercept_formula
+from glmmlab.engine.spec import ModelSpec
+from glmmlab.services.fitting import fit_spec, to_pandas
 
 
 def fit_glmm(
@@ -64,10 +64,10 @@ def fit_glmm(
     frames.check_columns(df.columns, len(df), response, group, fixed)
     if weights is not None or offset is not None or any(not _numeric(df[f]) for f in fixed):
         # factors, weights or an offset: the model language's path (a random-intercept fit all the same)
-        formula = random_intercept_formula(response, group, fixed, intercept)
-        return fit_formula(df, formula, family=family, link=link, weights=weights, offset=offset,
-                           conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se, progress=progress,
-                           n_blocks=n_blocks)
+        spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
+                                          weights=weights, offset=offset, conf_level=conf_level, max_iter=max_iter,
+                                          tol=tol, nagq=nagq, se=se)
+        return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
     y = frames.numeric_column(df, response, "response")
     X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
     codes, levels = frames.group_codes(df, group)
@@ -129,6 +129,18 @@ def glmm(
         return fit_formula_dask(data, formula, family=family, link=link, weights=weights, offset=offset,
                                 conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
                                 progress=progress)
-    return fit_formula(to_pandas(data), formula, family=family, link=link, weights=weights, offset=offset,
-                       conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se, progress=progress,
-                       n_blocks=n_blocks)
+    spec = ModelSpec(formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
+                     max_iter=max_iter, tol=tol, nagq=nagq, se=se)
+    return fit(spec, data, progress=progress, n_blocks=n_blocks)
+
+
+def fit(spec: ModelSpec, data: Any, *, progress: Optional[Callable[[str, float], None]] = None,
+        n_blocks: Optional[int] = None) -> GlmmResult:
+    """Fit a :class:`~glmmlab.engine.spec.ModelSpec` (``glmmlab.ModelSpec("y ~ x + (1 | g)", family=...)``) to a
+    pandas, polars or Arrow table, or a Dask DataFrame."""
+    if not isinstance(spec, ModelSpec):
+        raise GlmmInputError(f"spec must be a glmmlab.ModelSpec; got {type(spec).__name__}")
+    if type(data).__module__.startswith("dask"):
+        opts = dict(spec.options(), weights=spec.weights, offset=spec.offset)
+        return glmm(spec.formula, data, progress=progress, **opts)
+    return fit_spec(to_pandas(data), spec, progress=progress, n_blocks=n_blocks)

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.fit import fit_prepared, prepare_fit, validate_options
+from glmmlab.engine.fit import fit_prepared, prepare_fit
+from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.formula import Name, parse_formula
 from glmmlab.engine.general import fit_frame
 from glmmlab.engine.progress import ProgressFn, report
@@ -58,26 +59,18 @@ def _random_intercept_only(mf: ModelFrame) -> bool:
             and (mf.offset is None or bool(np.all(mf.offset == 0.0))))
 
 
-def fit_formula(
-    df: pd.DataFrame,
-    formula: str,
-    *,
-    family: str = "gaussian",
-    link: str | None = None,
-    weights: str | None = None,
-    offset: str | None = None,
-    conf_level: float = 0.95,
-    max_iter: int = 100,
-    tol: float = 1e-6,
-    nagq: int = 1,
-    se: str = "working",
-    progress: ProgressFn = None,
-    n_blocks: int | None = None,
-) -> GlmmResult:
-    """Fit an lme4 formula to a pandas DataFrame (see :func:`glmmlab.glmm` for the options)."""
-    fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
-    if not isinstance(formula, str) or not formula.strip():
-        raise GlmmInputError("formula must be text such as 'y ~ x + (1 | g)'")
+def fit_formula(df: pd.DataFrame, formula: str, *, progress: ProgressFn = None, n_blocks: int | None = None,
+                **options: Any) -> GlmmResult:
+    """Fit an lme4 formula to a pandas DataFrame (``options``: those of :class:`ModelSpec`)."""
+    return fit_spec(df, ModelSpec(formula, **options), progress=progress, n_blocks=n_blocks)
+
+
+def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
+             n_blocks: int | None = None) -> GlmmResult:
+    """Fit a :class:`ModelSpec` to a pandas DataFrame: the one way every front door reaches a fit."""
+    fam, lk = spec.check()
+    formula, weights, offset = spec.formula, spec.weights, spec.offset
+    conf_level, max_iter, tol, nagq, se = spec.conf_level, spec.max_iter, spec.tol, spec.nagq, spec.se
     for option, col in (("weights", weights), ("offset", offset)):
         if col is not None and col not in df.columns:
             raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
@@ -96,7 +89,7 @@ def fit_formula(
         "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
         "offset": offset,
     }
-    if fam.name != "negbin" and _random_intercept_only(mf):
+    if fam.parameter is None and _random_intercept_only(mf):
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:
         result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start, n_blocks=n_blocks)

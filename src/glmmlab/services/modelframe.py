@@ -42,6 +42,7 @@ from glmmlab.engine.formula import (
     is_syntactic,
     parse_formula,
 )
+from glmmlab.engine.spec import random_intercept_formula  # noqa: F401  (re-exported: the one definition)
 from glmmlab.engine.terms import ModelFrame, RandomTerm
 
 __all__ = ["DesignRecipe", "RandomTermRecipe", "build_model_frame", "grouping_levels", "random_intercept_formula"]
@@ -71,27 +72,6 @@ class _Fac:
 
 def _quote(name: str) -> str:
     return name if is_syntactic(name) else f"`{name}`"
-
-
-def random_intercept_formula(response: str, group: str, fixed: list[str] | tuple[str, ...] | None = None,
-                             intercept: bool = True) -> str:
-    """The formula of the random-intercept form ``--response Y --group G --fixed X1 X2``:
-    ``Y ~ X1 + X2 + (1 | G)`` (``Y ~ 0 + X1 + X2 + (1 | G)`` without the intercept). Names R would not accept
-    unquoted are backquoted. String, categorical and boolean fixed columns become factors when the formula is
-    built into a model frame, exactly as with ``--formula``."""
-    for what, v in (("response", response), ("group", group)):
-        if not isinstance(v, str) or not v:
-            raise GlmmInputError(f"{what} must be a column name; got {v!r}")
-    fixed = list(fixed or [])
-    for v in fixed:
-        if not isinstance(v, str) or not v:
-            raise GlmmInputError(f"fixed effects must be column names; got {v!r}")
-        if "`" in v:
-            raise GlmmInputError(f"column name {v!r} contains a backquote, which formulas cannot quote; rename it")
-    parts = ([] if intercept else ["0"]) + [_quote(v) for v in fixed]
-    if not parts:
-        parts = ["1"]
-    return f"{_quote(response)} ~ {' + '.join(parts)} + (1 | {_quote(group)})"
 
 
 class _Data:

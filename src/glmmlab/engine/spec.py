@@ -1,0 +1,77 @@
+"""The model specification: one object that every front door builds (the Python API, the command line, the web
+form through the API, the Dask path) and the fit consumes. Its option rules are declared once, in
+:mod:`glmmlab.engine.options`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families import Family, Link
+from glmmlab.engine.formula import is_syntactic
+from glmmlab.engine.options import OPTIONS, check_options
+
+
+def _quote(name: str) -> str:
+    return name if is_syntactic(name) else f"`{name}`"
+
+
+def random_intercept_formula(response: str, group: str, fixed: list[str] | tuple[str, ...] | None = None,
+                             intercept: bool = True) -> str:
+    """The formula of the random-intercept form ``--response Y --group G --fixed X1 X2``:
+    ``Y ~ X1 + X2 + (1 | G)`` (``Y ~ 0 + X1 + X2 + (1 | G)`` without the intercept). Names R would not accept
+    unquoted are backquoted. String, categorical and boolean fixed columns become factors when the formula is
+    built into a model frame, exactly as with ``--formula``."""
+    for what, v in (("response", response), ("group", group)):
+        if not isinstance(v, str) or not v:
+            raise GlmmInputError(f"{what} must be a column name; got {v!r}")
+    fixed = list(fixed or [])
+    for v in fixed:
+        if not isinstance(v, str) or not v:
+            raise GlmmInputError(f"fixed effects must be column names; got {v!r}")
+        if "`" in v:
+            raise GlmmInputError(f"column name {v!r} contains a backquote, which formulas cannot quote; rename it")
+    parts = ([] if intercept else ["0"]) + [_quote(v) for v in fixed]
+    if not parts:
+        parts = ["1"]
+    return f"{_quote(response)} ~ {' + '.join(parts)} + (1 | {_quote(group)})"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to fit: a formula in lme4's language, the family and link, prior weights and an offset (column
+    names), and the fit's options (defaults from :data:`~glmmlab.engine.options.OPTIONS`)."""
+
+    formula: str
+    family: str = OPTIONS["family"].default
+    link: str | None = OPTIONS["link"].default
+    weights: str | None = None
+    offset: str | None = None
+    conf_level: float = OPTIONS["conf_level"].default
+    max_iter: int = OPTIONS["max_iter"].default
+    tol: float = OPTIONS["tol"].default
+    nagq: int = OPTIONS["nagq"].default
+    se: str = OPTIONS["se"].default
+
+    @classmethod
+    def random_intercept(cls, response: str, group: str, fixed: list[str] | None = None, intercept: bool = True,
+                         **options) -> "ModelSpec":
+        """The spec of the random-intercept form (``--response/--group/--fixed``)."""
+        return cls(random_intercept_formula(response, group, fixed, intercept), **options)
+
+    def check(self) -> tuple[Family, Link]:
+        """Check every option (messages name the option and its rule); the family and link objects."""
+        if not isinstance(self.formula, str) or not self.formula.strip():
+            raise GlmmInputError("formula must be text such as 'y ~ x + (1 | g)'")
+        for option, col in (("weights", self.weights), ("offset", self.offset)):
+            if col is not None and (not isinstance(col, str) or not col):
+                raise GlmmInputError(f"{option} must be a column name; got {col!r}")
+        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se)
+
+    def options(self) -> dict:
+        """The fit's options (everything but the formula, weights and offset)."""
+        d = asdict(self)
+        for k in ("formula", "weights", "offset"):
+            d.pop(k)
+        return d
