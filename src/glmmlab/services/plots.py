@@ -5,7 +5,9 @@ their display size (:data:`DISPLAY_SIZE`) so they stay sharp on high-density scr
   observed-minus-fitted in bins of the fitted values, with +-2 SE bands), since the raw residuals of 0/1 data only
   form two bands;
 - ``qq``: normal Q-Q plot of the deviance residuals;
-- ``caterpillar``: the groups' random intercepts (BLUPs / conditional modes), sorted, with +-1.96 SE bars;
+- ``caterpillar``: the groups' random intercepts (BLUPs / conditional modes), sorted, with +-1.96 SE bars; a general
+  model (slopes, several grouping factors) has one per grouping factor and term, ``caterpillar-1``,
+  ``caterpillar-2``... in the order of the result's BLUP rows;
 - ``observed``: observed response against fitted values, with the line y = x.
 """
 
@@ -20,7 +22,9 @@ import numpy as np
 
 from glmmlab.services import datasets
 from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.modelframe import build_model_frame
 from glmmlab.services.models import get_model
+from glmmlab.services.result_view import is_general
 from glmmlab.services.store import Project
 
 PLOTS = {
@@ -45,12 +49,50 @@ def _thin(n: int) -> np.ndarray:
     return np.arange(n) if n <= MAX_POINTS else np.linspace(0, n - 1, MAX_POINTS).astype(int)
 
 
+def caterpillar_terms(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """(component, term) of each caterpillar plot of a general model, in the order of the BLUP rows."""
+    return list(dict.fromkeys((b["component"], b["term"]) for b in result.get("blup", [])))
+
+
 def titles(result: dict[str, Any]) -> dict[str, str]:
-    """The plots' titles for this model (the residual plot of a binomial model is binned)."""
+    """The plots' titles for this model (the residual plot of a binomial model is binned; a general model has a
+    caterpillar plot per grouping factor and term)."""
     out = dict(PLOTS)
     if (result.get("model") or {}).get("family") == "binomial":
         out["residuals"] = BINNED_TITLE
+    if is_general(result):
+        out.pop("caterpillar")
+        observed = out.pop("observed")
+        for i, (comp, term) in enumerate(caterpillar_terms(result), 1):
+            out[f"caterpillar-{i}"] = f"Caterpillar Plot: {term} | {comp}"
+        out["observed"] = observed
     return out
+
+
+def _observed(project: Project, model: dict[str, Any], rows: np.ndarray, n: int) -> np.ndarray:
+    """The response on the fit's rows: the column, or for a formula's response (``cbind(s, n - s)``, ``log(y)``)
+    the model frame's response built again from the dataset."""
+    result = model["result"]
+    m = result["model"]
+    response = m["response"]
+    try:
+        cols = datasets.get_dataset(project, model["dataset_id"]).columns
+    except NotFound:
+        raise ServiceError(f"The dataset of model '{model['name']}' was deleted.") from None
+    names = [c.name for c in cols]
+    if response in names:
+        frame = datasets.read_frame(project, model["dataset_id"], [response])
+        y = frame[response].to_numpy(dtype=float, na_value=np.nan)
+        return y[rows] if rows.size and rows.max() < y.size else np.full(n, np.nan)
+    formula = m.get("formula") or ""
+    wanted = [c for c in names if c in formula or c == m.get("weights")]
+    try:
+        mf = build_model_frame(datasets.read_frame(project, model["dataset_id"], wanted), formula,
+                               family=m["family"], weights=m.get("weights"), offset=m.get("offset"))
+    except Exception:  # noqa: BLE001 - the data changed since the fit: no observed values to draw
+        return np.full(n, np.nan)
+    by_row = dict(zip(np.asarray(mf.rows).tolist(), np.asarray(mf.y, dtype=float).tolist()))
+    return np.array([by_row.get(int(r), np.nan) for r in rows], dtype=float)
 
 
 def binned_residuals(fitted: np.ndarray, observed: np.ndarray) -> dict[str, np.ndarray]:
@@ -72,24 +114,23 @@ def binned_residuals(fitted: np.ndarray, observed: np.ndarray) -> dict[str, np.n
 
 def plot_png(project: Project, model_id: int, kind: str) -> bytes:
     """One diagnostic plot of the saved model as PNG bytes."""
-    if kind not in PLOTS:
-        raise NotFound(f"There is no plot called {kind!r}; choose one of {', '.join(PLOTS)}.")
     model = get_model(project, model_id)
     result = model["result"] or {}
+    names = titles(result)
+    if kind not in names:
+        raise NotFound(f"There is no plot called {kind!r}; choose one of {', '.join(names)}.")
     diag = result.get("diagnostics") or {}
     fitted = _arr(diag.get("fitted_values", []))
     resid = _arr(diag.get("deviance_residuals", []))
     observed = None
     binned = kind == "residuals" and result["model"]["family"] == "binomial"
     if kind == "observed" or binned:
-        response = result["model"]["response"]
-        try:
-            frame = datasets.read_frame(project, model["dataset_id"], [response])
-        except NotFound:
-            raise ServiceError(f"The dataset of model '{model['name']}' no longer has column '{response}'.") from None
-        y = frame[response].to_numpy(dtype=float, na_value=np.nan)
         rows = np.asarray(diag.get("row", []), dtype=int)
-        observed = y[rows] if rows.size and rows.max() < y.size else np.full(fitted.size, np.nan)
+        try:
+            observed = _observed(project, model, rows, fitted.size)
+        except NotFound:
+            response = result["model"]["response"]
+            raise ServiceError(f"The dataset of model '{model['name']}' no longer has column '{response}'.") from None
 
     import matplotlib
 
@@ -99,7 +140,7 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
     with _LOCK:
         fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
         ax = fig.add_subplot()
-        title = f"{titles(result)[kind]} — {model['name']}"
+        title = f"{names[kind]} — {model['name']}"
         if binned:
             b = binned_residuals(fitted, observed)
             ax.fill_between(b["fitted"], -b["band"], b["band"], color="#9bb7e8", alpha=.35, lw=0)
@@ -126,9 +167,12 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
                 ax.axline((t1, q1), slope=slope, color="#c0392b", lw=1)
             ax.set_xlabel("Theoretical normal quantiles")
             ax.set_ylabel("Deviance residuals (sorted)")
-        elif kind == "caterpillar":
+        elif kind.startswith("caterpillar"):
             blup = result.get("blup", [])
-            est = _arr([b["random_intercept"] for b in blup])
+            if kind != "caterpillar":
+                comp, term = caterpillar_terms(result)[int(kind.split("-")[1]) - 1]
+                blup = [b for b in blup if b["component"] == comp and b["term"] == term]
+            est = _arr([b["value"] if "value" in b else b["random_intercept"] for b in blup])
             se = _arr([b["std_error"] for b in blup])
             order = np.argsort(est, kind="stable")
             pos = np.arange(len(order))
@@ -140,7 +184,8 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
             else:
                 ax.set_yticks([])
                 ax.set_ylabel(f"{len(order)} groups, sorted")
-            ax.set_xlabel("Random intercept ± 1.96 SE")
+            ax.set_xlabel("Random intercept ± 1.96 SE" if kind == "caterpillar" else
+                          f"{comp}: {term} ± 1.96 SE" if len(f"{comp}: {term}") < 40 else "Conditional mode ± 1.96 SE")
         else:
             idx = _thin(fitted.size)
             ax.scatter(fitted[idx], observed[idx], s=8, alpha=.45, color="#2f6fdb", edgecolors="none")

@@ -166,14 +166,7 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
             note="The p-value halves the χ²(1) tail probability because σu² = 0 lies on the boundary. "
                  "DEFF = 1 + (mean group size − 1) × ICC."))
     if general:
-        tables.append(_table(
-            "blup", "BLUP (Random Effect Predictions)", ["Component", "Level", "Term", "Value", "Std. Error", "Rank"],
-            ["text", "text", "text", "decimal", "decimal", "count"],
-            [[b["component"], b["group"], b["term"], b["value"], b["std_error"], b["rank"]]
-             for b in result.get("blup", [])],
-            note="Conditional modes per grouping factor, level and term; rank 1 is the largest within its "
-                 "component and term."))
-        return tables
+        return tables + blup_tables(result)
     tables.append(_table(
         "blup", "BLUP (Random Effect Predictions)", ["Group", "Random Intercept", "Std. Error", "Rank"],
         ["text", "decimal", "decimal", "count"],
@@ -188,20 +181,41 @@ def is_general(result: dict[str, Any]) -> bool:
     return len(rows) != 1 or rows[0].get("term", "(Intercept)") != "(Intercept)"
 
 
+def blup_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One BLUP table per grouping factor (``blup-<component>``): a row per level, a column per term and a Std. Error
+    column per term (the long rows of the result document, laid out as lme4's ``ranef``)."""
+    by_comp: dict[str, dict] = {}
+    for b in result.get("blup", []):
+        c = by_comp.setdefault(b["component"], {"terms": [], "levels": {}})
+        if b["term"] not in c["terms"]:
+            c["terms"].append(b["term"])
+        c["levels"].setdefault(b["group"], {})[b["term"]] = (b["value"], b["std_error"])
+    tables = []
+    for comp, c in by_comp.items():
+        terms = c["terms"]
+        columns = ["Level"] + terms + [f"Std. Error ({t})" for t in terms]
+        rows = [[level] + [cells.get(t, (None, None))[0] for t in terms]
+                + [cells.get(t, (None, None))[1] for t in terms] for level, cells in c["levels"].items()]
+        tables.append(_table(
+            f"blup-{comp}", f"BLUP: {comp}", columns, ["text"] + ["decimal"] * (2 * len(terms)), rows,
+            note=f"Conditional modes of the grouping factor {comp}, one column per term, with their conditional "
+                 "standard deviations."))
+    return tables
+
+
 def random_effects_table(result: dict[str, Any]) -> dict[str, Any]:
-    """lme4's VarCorr layout: Groups, Name, Variance, Std.Dev., Corr (a term's correlations with the terms before
-    it in its component, on its row)."""
+    """Random Effects in lme4's VarCorr order: Component, Term, Variance, Std.Dev., Corr (a term's correlations
+    with the terms before it in its component, on its row)."""
     corr: dict = {}
     for c in result.get("random_correlations", []):
         corr.setdefault((c["component"], c["term2"]), []).append(c["correlation"])
-    rows, last = [], None
+    rows = []
     for r in result["random_effects"]:
         comp = r["component"]
         cs = corr.get((comp, r["term"]), [])
-        rows.append([comp if comp != last else "", r["term"] or "", r["variance"], r["std_dev"],
+        rows.append([comp, r["term"] or "", r["variance"], r["std_dev"],
                      " ".join("N/A" if c is None else f"{c:.2f}" for c in cs)])
-        last = comp
-    return _table("random-effects", "Random Effects", ["Groups", "Name", "Variance", "Std.Dev.", "Corr"],
+    return _table("random-effects", "Random Effects", ["Component", "Term", "Variance", "Std.Dev.", "Corr"],
                   ["text", "text", "decimal", "decimal", "text"], rows)
 
 

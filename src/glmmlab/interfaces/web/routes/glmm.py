@@ -2,7 +2,10 @@
 models and reports.
 
 A fit is a job: ``POST /api/glmm/fits`` checks the form (answering 422 with ``field`` naming the control when a
-choice is invalid), then runs ``glmmlab.fit_glmm`` in a thread pool; poll ``GET /api/glmm/fits/{id}`` for ``state``
+choice is invalid), then runs ``glmmlab.fit_glmm`` (the product page's random-intercept form) or, when the body
+carries a ``formula`` (the general form: the Model section or a typed "Model formula"), ``fit_spec`` with a
+:class:`glmmlab.ModelSpec`, in a thread pool; ``POST /api/glmm/formula`` checks a formula against the dataset with
+the model frame builder before anything runs; poll ``GET /api/glmm/fits/{id}`` for ``state``
 (queued, running, done, failed, cancelled), ``stage`` and ``fraction``; ``POST /api/glmm/fits/{id}/cancel`` stops
 it. A finished fit is saved with ``POST /api/models`` (``{"fit_id", "name"}``).
 """
@@ -10,6 +13,7 @@ it. A finished fit is saved with ``POST /api/models`` (``{"fit_id", "name"}``).
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 import traceback
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -28,10 +33,6 @@ from pydantic import BaseModel, Field
 import glmmlab
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
 from glmmlab.engine.options import OPTIONS
-
-# The GLMM tab offers the families of the product page; the negative binomial comes to the form with the general
-# model form (issue 11), until then through the command line and Python.
-FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if k != "negbin"}
 from glmmlab.engine.progress import FitCancelled
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
@@ -39,6 +40,13 @@ from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
 from glmmlab.services import datasets, result_view
 from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.fitting import fit_spec
+from glmmlab.services.modelframe import build_model_frame
+
+# The simple form offers the families of the product page; the general form (a formula) adds the negative
+# binomial (issue 11).
+FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if k != "negbin"}
+GENERAL_FAMILIES = dict(ALL_FAMILIES)
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
 scripts = ["glmm.js"]
@@ -48,7 +56,8 @@ MAX_WORKERS = 4
 FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "fixed": "Fixed Effects (X)",
                 "group": "Group Variable (Random Intercept)", "family": "Distribution Family",
                 "link": "Link Function", "conf_level": "Confidence Level", "max_iter": "Max Iterations",
-                "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name"}
+                "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name",
+                "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials"}
 
 
 class FitBody(BaseModel):
@@ -63,6 +72,16 @@ class FitBody(BaseModel):
     max_iter: Any = 100
     tol: Any = 1e-6
     nagq: Any = 1
+    formula: Optional[str] = Field(None, description="Model formula (lme4's language). When given, it is the model: "
+                                                     "response, fixed and group are not used.")
+    weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
+
+
+class FormulaBody(BaseModel):
+    dataset_id: Any = Field(description="The dataset the formula is checked against.")
+    formula: Optional[str] = None
+    family: str = "gaussian"
+    weights: Optional[str] = None
 
 
 class FieldError(ServiceError):
@@ -178,12 +197,9 @@ def _number(value: Any, field: str, kind=float) -> Any:
 
 def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
     """Check the form against the dataset; returns (dataset info, fit spec) or raises FieldError."""
-    if body.dataset_id in (None, ""):
-        raise FieldError("dataset_id", "Choose a Dataset.")
-    try:
-        info = datasets.get_dataset(project, body.dataset_id)
-    except (NotFound, ServiceError):
-        raise FieldError("dataset_id", f"There is no dataset {body.dataset_id!r}; choose one from the list.") from None
+    if body.formula is not None:
+        return check_general_form(project, body)
+    info = _dataset(project, body.dataset_id)
     cols = {c.name: c for c in info.columns}
     if not body.response:
         raise FieldError("response", "Choose a Response Variable (Y).")
@@ -219,12 +235,24 @@ def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
         raise FieldError("group", f"'{body.group}' is already the response or a fixed effect.")
     if not body.intercept and not body.fixed:
         raise FieldError("fixed", "Without an intercept, choose at least one Fixed Effects (X) column.")
-    if family not in FAMILIES:
-        raise FieldError("family", f"Distribution Family must be one of {', '.join(FAMILIES)}; got {body.family!r}.")
-    links = FAMILIES[family].links
+    family, link, options = check_options(body, FAMILIES)
+    spec = {"response": body.response, "fixed": list(body.fixed), "group": body.group, "family": family,
+            "link": link, "intercept": bool(body.intercept), **options}
+    return info, spec
+
+
+def check_options(body: FitBody, families: dict) -> tuple[str, str, dict[str, Any]]:
+    """The family, link and fit options of the form, checked (FieldError names the control)."""
+    family = str(body.family or "").lower()
+    if family not in families:
+        extra = (" (Negative Binomial is offered with a Model formula: open the Model section or type one)"
+                 if family == "negbin" else "")
+        raise FieldError("family", f"Distribution Family must be one of {', '.join(families)}; got "
+                                   f"{body.family!r}{extra}.")
+    links = families[family].links
     link = str(body.link).lower() if body.link else links[0]
     if link not in links:
-        raise FieldError("link", f"The {FAMILIES[family].label} family offers the links {', '.join(links)}; "
+        raise FieldError("link", f"The {families[family].label} family offers the links {', '.join(links)}; "
                                  f"not {body.link!r}.")
     # the limits are the options' one declaration (glmmlab.engine.options), in the form's words
     lv, it, tl, nq = OPTIONS["conf_level"], OPTIONS["max_iter"], OPTIONS["tol"], OPTIONS["nagq"]
@@ -242,9 +270,58 @@ def check_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
     if not nq.low <= nagq <= nq.high:
         raise FieldError("nagq", f"Quadrature nodes must be between {nq.low:g} and {nq.high:g} (1 is the Laplace "
                                  "approximation).")
-    spec = {"response": body.response, "fixed": list(body.fixed), "group": body.group, "family": family,
-            "link": link, "intercept": bool(body.intercept), "conf_level": level, "max_iter": max_iter,
-            "tol": tol, "nagq": nagq}
+    return family, link, {"conf_level": level, "max_iter": max_iter, "tol": tol, "nagq": nagq}
+
+
+_NAME = re.compile(r"`([^`]+)`|([A-Za-z.][A-Za-z0-9._]*)")
+
+
+def formula_columns(formula: str, info) -> list[str]:
+    """The dataset's columns a formula names (in the dataset's order): all that the model frame needs."""
+    named = {a or b for a, b in _NAME.findall(formula)}
+    return [c.name for c in info.columns if c.name in named]
+
+
+def _dataset(project, dataset_id):
+    if dataset_id in (None, ""):
+        raise FieldError("dataset_id", "Choose a Dataset.")
+    try:
+        return datasets.get_dataset(project, dataset_id)
+    except (NotFound, ServiceError):
+        raise FieldError("dataset_id", f"There is no dataset {dataset_id!r}; choose one from the list.") from None
+
+
+def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str]):
+    """Build the formula's model frame on the dataset (the fit's own builder): the model frame, or FieldError
+    naming the Model formula (or the Weights column) with the builder's explanation."""
+    text = (formula or "").strip()
+    if not text:
+        raise FieldError("formula", "Type a Model formula such as y ~ x + (1 | g), or build one with the form.")
+    cols = {c.name: c for c in info.columns}
+    if weights:
+        if weights not in cols:
+            raise FieldError("weights", f"Dataset '{info.name}' has no column '{weights}'.")
+        if not cols[weights].numeric:
+            raise FieldError("weights", f"Weights must be a numeric column; '{weights}' is {cols[weights].dtype}.")
+    names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
+    frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
+    try:
+        return build_model_frame(frame, text, family=family, weights=weights or None), names
+    except glmmlab.GlmmInputError as exc:
+        message = str(exc)
+        field = "weights" if weights and message.startswith("weights") else "formula"
+        raise FieldError(field, message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")) from None
+
+
+def check_general_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
+    """The general form (a formula): dataset, family and options, then the formula on the data."""
+    info = _dataset(project, body.dataset_id)
+    family, link, options = check_options(body, GENERAL_FAMILIES)
+    weights = (body.weights or "").strip() or None
+    mf, columns = check_formula(project, info, body.formula, family, weights)
+    spec = {"formula": body.formula.strip(), "response": mf.response, "fixed": None, "group": None,
+            "family": family, "link": link, "intercept": bool(mf.intercept), "weights": weights,
+            "columns": columns, **options}
     return info, spec
 
 
@@ -255,13 +332,38 @@ def field_error(exc: FieldError) -> JSONResponse:
 
 @_glmm.get("/options", summary="Families, their links (canonical first) and the form's defaults")
 def options() -> dict[str, Any]:
+    """``families`` are the simple form's; ``general_families`` add those offered with a Model formula."""
     return {"families": [{"value": k, "label": f.label, "links": list(f.links), "canonical_link": f.links[0]}
                          for k, f in FAMILIES.items()],
+            "general_families": [{"value": k, "label": f.label, "links": list(f.links),
+                                  "canonical_link": f.links[0]} for k, f in GENERAL_FAMILIES.items()],
             "defaults": {"intercept": True} | {o.name: o.default for o in OPTIONS.values()
                                                if o.name in ("family", "conf_level", "max_iter", "tol", "nagq")},
             "conf_level_range": [OPTIONS["conf_level"].low, OPTIONS["conf_level"].high],
             "limits": {o.name: {"low": o.low, "high": o.high, "label": o.label, "rule": o.rule()}
                        for o in OPTIONS.values() if o.kind in ("int", "float")}}
+
+
+@_glmm.post("/formula", summary="Check a Model formula against a dataset before anything runs")
+def check_formula_route(body: FormulaBody, request: Request):
+    """200 with the formula's response, fixed-effect columns and random terms, or 422 with ``field`` (formula,
+    weights, family or dataset_id) and a sentence explaining what is wrong."""
+    wb = workbench(request)
+    try:
+        with wb.project() as project:
+            info = _dataset(project, body.dataset_id)
+            family = str(body.family or "").lower()
+            if family not in GENERAL_FAMILIES:
+                raise FieldError("family", f"Distribution Family must be one of {', '.join(GENERAL_FAMILIES)}; "
+                                           f"got {body.family!r}.")
+            mf, _ = check_formula(project, info, body.formula, family, (body.weights or "").strip() or None)
+    except FieldError as exc:
+        return field_error(exc)
+    return {"ok": True, "formula": body.formula.strip(), "response": mf.response, "n_obs": int(mf.n),
+            "n_excluded": int(mf.n_input - mf.n), "fixed_effects": list(mf.x_names),
+            "random_terms": [{"component": t.component, "terms": list(t.names), "levels": len(t.levels),
+                              "correlated": bool(t.correlated)} for t in mf.terms],
+            "warnings": list(mf.warnings)}
 
 
 @_glmm.post("/fits", status_code=202, summary="Check the form and start a fit in the background")
@@ -274,7 +376,10 @@ def start_fit(body: FitBody, request: Request):
     except FieldError as exc:
         return field_error(exc)
     jobs = fit_jobs(request)
-    label = f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {info.name}"
+    if spec.get("formula"):
+        label = f"{spec['formula']} on {info.name}"
+    else:
+        label = f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {info.name}"
     job = FitJob(id=uuid.uuid4().hex[:16], label=label, dataset_id=info.id, spec=spec, project_key=project_key,
                  discard=wb.discard_upload)
     jobs.add(job)
@@ -295,15 +400,23 @@ def start_fit(body: FitBody, request: Request):
                 raise FitCancelled()
             job.state = "running"
             job.stage = "Reading data"
+            general = bool(spec.get("formula"))
             with wb.project_for(job.project_key) as project:
-                columns = list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
+                columns = spec["columns"] if general else \
+                    list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
                 frame = datasets.read_frame(project, info.id, columns)
             if job.cancel.is_set():
                 raise FitCancelled()
-            result = glmmlab.fit_glmm(
-                frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"], link=spec["link"],
-                intercept=spec["intercept"], conf_level=spec["conf_level"], max_iter=spec["max_iter"],
-                tol=spec["tol"], nagq=spec["nagq"], progress=progress)
+            if general:
+                model = glmmlab.ModelSpec(spec["formula"], family=spec["family"], link=spec["link"],
+                                          weights=spec["weights"], conf_level=spec["conf_level"],
+                                          max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"])
+                result = fit_spec(frame, model, progress=progress)
+            else:
+                result = glmmlab.fit_glmm(
+                    frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],
+                    link=spec["link"], intercept=spec["intercept"], conf_level=spec["conf_level"],
+                    max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], progress=progress)
             document = jsonable(result.to_dict())
             del result  # the arrays of the fit go now; the per-row diagnostics go to disk
             job.keep_result(document, wb.new_upload_path)

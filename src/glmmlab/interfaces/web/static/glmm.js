@@ -127,8 +127,9 @@
           "ICC: ", el("b", {}, t.cells[0][1])), t.note ? el("p", { class: "muted note" }, t.note) : null);
       }
       if (t.name === "fixed-effects" && extra.fixedEffects) return section(t.title, extra.fixedTable, extra.fixedEffects);
-      const content = t.name === "blup" ? blupSection(t) : resultTable(t);
-      return section(t.title, t, content, t.note && t.name !== "blup" ? el("p", { class: "muted note" }, t.note) : null);
+      const blup = t.name === "blup" || t.name.startsWith("blup-");
+      const content = blup ? blupSection(t) : resultTable(t);
+      return section(t.title, t, content, t.note && !blup ? el("p", { class: "muted note" }, t.note) : null);
     });
   }
 
@@ -168,6 +169,18 @@
     const level = el("input", { type: "number", id: id("conf"), name: "conf_level", value: "95", min: "50", max: "99.99", step: "any", class: "short" });
     const maxIter = el("input", { type: "number", id: id("maxiter"), name: "max_iter", value: "100", min: "1", step: "1", class: "short" });
     const tol = el("input", { type: "text", id: id("tol"), name: "tol", value: "1e-6", class: "short" });
+    const formulaInput = el("input", { type: "text", id: id("formula"), name: "formula", class: "formula", spellcheck: "false",
+      autocomplete: "off", "aria-describedby": id("formula-help") });
+    const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the form again" }, "Use the form");
+    const formulaHelp = el("p", { class: "muted formula-help", id: id("formula-help") });
+    const factorBox = el("div", { id: id("factors"), class: "checks", role: "group", "aria-label": "Factors" });
+    const interactionPick = el("div", { class: "checks inline-checks", role: "group", "aria-label": "Effects to interact" });
+    const interactionAdd = el("button", { type: "button", class: "add-interaction" }, "Add interaction");
+    const interactionList = el("ul", { class: "interactions" });
+    const randomBox = el("div", { class: "random-rows" });
+    const randomAdd = el("button", { type: "button", class: "add-grouping" }, "Add grouping variable");
+    const colSelect = (name) => el("select", { id: id(name), name });
+    const offsetSel = colSelect("offset"), weightsSel = colSelect("weights"), trialsSel = colSelect("trials");
     const run = el("button", { type: "button", class: "primary run" }, "Run GLMM");
     const formError = el("p", { class: "error", role: "alert", hidden: true });
     const runs = el("div", { class: "runs" });
@@ -183,8 +196,24 @@
       conf_level: field("conf_level", "Confidence Level", level, el("span", { class: "unit" }, "%")),
       max_iter: field("max_iter", "Max Iterations", maxIter),
       tol: field("tol", "Convergence Tolerance", tol),
+      formula: field("formula", "Model formula", formulaInput, formulaReset),
+      factors: field("factors", "Factors (categorical fixed effects)", factorBox),
+      interactions: field("interactions", "Interactions", el("div", { class: "interaction-box" }, interactionPick, interactionAdd, interactionList)),
+      random: field("random", "Random effects", el("div", { class: "random-box" }, randomBox, randomAdd)),
+      offset: field("offset", "Offset", offsetSel),
+      weights: field("weights", "Weights", weightsSel),
+      trials: field("trials", "Trials", trialsSel),
     };
     f.fixed.row.querySelector("label").removeAttribute("for");
+    for (const k of ["factors", "interactions", "random"]) f[k].row.querySelector("label").removeAttribute("for");
+    f.formula.row.classList.add("wide");
+    f.formula.row.appendChild(formulaHelp);
+    const modelSection = el("details", { class: "model-section" }, el("summary", {}, "Model"),
+      el("p", { class: "muted" }, "Everything beyond the random-intercept form: factors, interactions, random slopes and " +
+        "several grouping variables, offsets, prior weights and binomial trials. The Model formula shows the result."),
+      el("div", { class: "form-grid" },
+        el("div", { class: "col" }, f.factors.row, f.interactions.row, f.random.row),
+        el("div", { class: "col" }, f.offset.row, f.weights.row, f.trials.row)));
     const form = el("form", { class: "glmm-form", novalidate: true, onsubmit: (e) => e.preventDefault() },
       el("h2", {}, "Generalized Linear Mixed Model (GLMM)"),
       el("p", { class: "muted" }, "Random intercept model g(μ) = Xβ + u_group, u ~ N(0, σu²)."),
@@ -192,14 +221,30 @@
         el("div", { class: "col" }, f.dataset_id.row, f.response.row, f.fixed.row, f.group.row),
         el("div", { class: "col" }, f.family.row, f.link.row, f.intercept.row, f.conf_level.row,
           el("details", { class: "advanced" }, el("summary", {}, "Advanced Options"), f.max_iter.row, f.tol.row))),
+      modelSection,
+      f.formula.row,
       formError,
       el("div", { class: "form-actions" }, run));
     g.append(panel, el("div", { class: "glmm-tab" }, form, runs));
 
     let columns = [];
 
+    function families() { return general() ? opts.general_families : opts.families; }
+
+    /* The simple form's four families, or with the general form (Model section open, a typed formula) the
+     * negative binomial too. */
+    function fillFamilies() {
+      const keep = family.value;
+      const list = families();
+      if (Array.from(family.options).map((o) => o.value).join() === list.map((x) => x.value).join()) return;
+      clear(family);
+      for (const x of list) family.appendChild(el("option", { value: x.value }, x.label));
+      if (list.some((x) => x.value === keep)) family.value = keep;
+      else { family.value = list[0].value; fillLinks(); }
+    }
+
     function fillLinks() {
-      const fam = opts.families.find((x) => x.value === family.value);
+      const fam = opts.general_families.find((x) => x.value === family.value);
       clear(link);
       for (const l of fam.links) link.appendChild(el("option", { value: l }, l === fam.canonical_link ? `${cap(l)} (canonical)` : cap(l)));
       link.value = fam.canonical_link;
@@ -220,11 +265,167 @@
       if (!numeric.length) fixedBox.appendChild(el("span", { class: "muted" }, dsSelect.value ? "No numeric columns." : "Choose a dataset first."));
       for (const c of numeric) {
         fixedBox.appendChild(el("label", { class: "check" },
-          el("input", { type: "checkbox", value: c.name, checked: keepX.has(c.name), onchange: () => validate(false) }), c.name));
+          el("input", { type: "checkbox", value: c.name, checked: keepX.has(c.name), onchange: changed }), c.name));
       }
       if (responses.some((c) => c.name === keepY)) response.value = keepY;
       if (categorical.some((c) => c.name === keepG)) group.value = keepG;
+      const keepF = new Set(checkedIn(factorBox));
+      clear(factorBox);
+      if (!categorical.length) factorBox.appendChild(el("span", { class: "muted" }, dsSelect.value ? "No categorical columns." : "Choose a dataset first."));
+      for (const c of categorical) {
+        factorBox.appendChild(el("label", { class: "check" },
+          el("input", { type: "checkbox", value: c.name, checked: keepF.has(c.name), onchange: changed }), c.name));
+      }
+      for (const sel of [offsetSel, weightsSel, trialsSel]) {
+        const keep = sel.value;
+        clear(sel).appendChild(el("option", { value: "" }, "— none —"));
+        for (const c of numeric) sel.appendChild(el("option", { value: c.name }, c.name));
+        if (numeric.some((c) => c.name === keep)) sel.value = keep;
+      }
+      randomRows = randomRows.filter((r) => categorical.some((c) => c.name === r.group));
+      renderModel();
     }
+
+    // ---- the Model section: its state and the formula it makes ----
+    let interactions = [];  // arrays of effect names
+    let randomRows = [];    // extra grouping variables: {group, intercept, slopes: Set, correlated, nestedIn}
+    const firstRandom = { intercept: true, slopes: new Set(), correlated: true };  // for the Group Variable
+    let typed = false;      // the Model formula was edited by hand: it is the model
+
+    function checkedIn(box) { return Array.from(box.querySelectorAll("input:checked")).map((i) => i.value); }
+    function quote(name) { return /^[A-Za-z.][A-Za-z0-9._]*$/.test(name) ? name : "`" + name + "`"; }
+    function effects() { return checkedFixed().concat(checkedIn(factorBox)); }
+    function general() {
+      return typed || modelSection.open || family.value === "negbin";
+    }
+
+    function randomTerm(r, grouping) {
+      const slopes = effects().filter((e) => r.slopes.has(e)).map(quote);
+      if (!r.intercept && !slopes.length) return null;
+      const lhs = r.intercept ? ["1"].concat(slopes) : ["0"].concat(slopes);
+      return `(${lhs.join(" + ")} ${r.correlated || slopes.length === 0 || !r.intercept ? "|" : "||"} ${grouping})`;
+    }
+
+    /* The lme4 formula of the form. */
+    function formFormula() {
+      const y = response.value ? quote(response.value) : "y";
+      const lhs = trialsSel.value && family.value === "binomial" ? `cbind(${y}, ${quote(trialsSel.value)} - ${y})` : y;
+      let mains = effects();
+      const inter = interactions.filter((t) => t.every((e) => mains.includes(e)));
+      const parts = [];
+      const used = new Set();
+      for (const t of inter) {  // a two-way interaction of two main effects is written a * b (= a + b + a:b)
+        if (t.length === 2 && !used.has(t[0]) && !used.has(t[1])) { parts.push(t.map(quote).join(" * ")); t.forEach((e) => used.add(e)); }
+        else parts.push(t.map(quote).join(":"));
+      }
+      mains = mains.filter((e) => !used.has(e));
+      const fixed = (intercept.checked ? [] : ["0"]).concat(mains.map(quote), parts);
+      if (!fixed.length) fixed.push("1");
+      if (offsetSel.value) fixed.push(`offset(${quote(offsetSel.value)})`);
+      const random = [];
+      if (group.value) random.push(randomTerm(firstRandom, quote(group.value)));
+      for (const r of randomRows) {
+        if (!r.group) continue;
+        const grouping = r.nestedIn ? `${quote(r.nestedIn)}:${quote(r.group)}` : quote(r.group);
+        random.push(randomTerm(r, grouping));
+      }
+      return `${lhs} ~ ${fixed.concat(random.filter(Boolean)).join(" + ")}`;
+    }
+
+    function renderModel() {
+      const eff = effects();
+      const keepPick = new Set(checkedIn(interactionPick));
+      clear(interactionPick);
+      if (eff.length < 2) interactionPick.appendChild(el("span", { class: "muted" }, "Choose two or more fixed effects or factors to interact."));
+      for (const e of eff) interactionPick.appendChild(el("label", { class: "check" }, el("input", { type: "checkbox", value: e, checked: keepPick.has(e) }), e));
+      interactionAdd.disabled = eff.length < 2;
+      interactions = interactions.filter((t) => t.every((e) => eff.includes(e)));
+      clear(interactionList);
+      interactions.forEach((t, i) => interactionList.appendChild(el("li", { class: "interaction" }, el("code", {}, t.join(":")), " ",
+        el("button", { type: "button", class: "remove-interaction", "aria-label": `Remove ${t.join(":")}`,
+          onclick: () => { interactions.splice(i, 1); changed(); } }, "×"))));
+      const categorical = columns.filter((c) => c.categorical);
+      clear(randomBox);
+      const slopeChecks = (r) => eff.map((e) => el("label", { class: "check" }, el("input", { type: "checkbox", class: "slope", value: e,
+        checked: r.slopes.has(e), onchange: (ev) => { if (ev.target.checked) r.slopes.add(e); else r.slopes.delete(e); changed(); } }), e));
+      const common = (r) => [
+        el("label", { class: "check" }, el("input", { type: "checkbox", class: "intercept", checked: r.intercept,
+          onchange: (ev) => { r.intercept = ev.target.checked; changed(); } }), "Intercept"),
+        slopeChecks(r),
+        el("label", { class: "check" }, el("input", { type: "checkbox", class: "correlated", checked: r.correlated,
+          onchange: (ev) => { r.correlated = ev.target.checked; changed(); } }), "Correlated")];
+      randomBox.appendChild(el("div", { class: "random-row", dataset: { group: group.value || "" } },
+        el("span", { class: "grouping" }, group.value ? `${group.value} (Group Variable)` : "Group Variable: choose one above"), common(firstRandom)));
+      randomRows.forEach((r, i) => {
+        const sel = el("select", { class: "grouping-select", "aria-label": "Grouping variable",
+          onchange: (ev) => { r.group = ev.target.value; changed(); } },
+          el("option", { value: "" }, "— grouping variable —"), categorical.map((c) => el("option", { value: c.name }, c.name)));
+        sel.value = r.group || "";
+        const nest = el("select", { class: "nested-in", "aria-label": "Nested in",
+          onchange: (ev) => { r.nestedIn = ev.target.value; changed(); } },
+          el("option", { value: "" }, "— not nested —"), categorical.filter((c) => c.name !== r.group).map((c) => el("option", { value: c.name }, c.name)));
+        nest.value = r.nestedIn || "";
+        randomBox.appendChild(el("div", { class: "random-row", dataset: { group: r.group || "" } }, sel, common(r),
+          el("label", { class: "check" }, "nested in ", nest),
+          el("button", { type: "button", class: "remove-grouping", "aria-label": "Remove grouping variable",
+            onclick: () => { randomRows.splice(i, 1); changed(); } }, "×")));
+      });
+      f.trials.row.hidden = family.value !== "binomial";
+      if (!typed) formulaInput.value = formFormula();
+      formulaReset.hidden = !typed;
+      formulaHelp.textContent = typed ? "Typed by hand: it runs as typed. “Use the form” shows the form's formula again."
+        : "The formula of the form; edit it to run any model of lme4's language.";
+    }
+
+    let checkSeq = 0, checkTimer = null;
+    /* Check the formula against the dataset on the server (the fit's own model frame builder), soon after a change. */
+    function checkFormulaSoon() {
+      clearTimeout(checkTimer);
+      if (!general()) return;
+      checkTimer = setTimeout(checkFormula, 250);
+    }
+    async function checkFormula() {
+      const mine = ++checkSeq;
+      if (!dsSelect.value) return true;
+      try {
+        await api.post("/api/glmm/formula", { dataset_id: collect().dataset_id, formula: formulaInput.value,
+          family: family.value, weights: weightsSel.value || null });
+        if (mine === checkSeq) { showFieldError("formula", ""); showFieldError("weights", ""); }
+        return true;
+      } catch (err) {
+        if (mine === checkSeq) {
+          if (err.body && err.body.field) showFieldError(err.body.field, err.body.message || err.message);
+          else showFieldError("formula", err.message);
+        }
+        return false;
+      }
+    }
+
+    function changed() {
+      fillFamilies();
+      renderModel();
+      validate(false);
+      checkFormulaSoon();
+    }
+
+    interactionAdd.addEventListener("click", () => {
+      const pick = checkedIn(interactionPick);
+      if (pick.length < 2) { showFieldError("interactions", "Pick two or more effects, then Add interaction."); return; }
+      showFieldError("interactions", "");
+      if (!interactions.some((t) => t.join(":") === pick.join(":"))) interactions.push(pick);
+      changed();
+    });
+    randomAdd.addEventListener("click", () => {
+      randomRows.push({ group: "", intercept: true, slopes: new Set(), correlated: true, nestedIn: "" });
+      changed();
+    });
+    formulaInput.addEventListener("input", () => {
+      typed = formulaInput.value.trim() !== "" && formulaInput.value !== formFormula();
+      changed();
+    });
+    formulaReset.addEventListener("click", () => { typed = false; changed(); });
+    modelSection.addEventListener("toggle", changed);
+    for (const sel of [offsetSel, weightsSel, trialsSel]) sel.addEventListener("change", changed);
 
     function checkedFixed() {
       return Array.from(fixedBox.querySelectorAll("input:checked")).map((i) => i.value);
@@ -256,6 +457,15 @@
     }
 
     function collect() {
+      if (general()) {
+        return {
+          dataset_id: dsSelect.value ? (/^\d+$/.test(dsSelect.value) ? Number(dsSelect.value) : dsSelect.value) : null,
+          formula: formulaInput.value, weights: weightsSel.value || null, family: family.value, link: link.value,
+          response: response.value || null,
+          conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
+          max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
+        };
+      }
       return {
         dataset_id: dsSelect.value ? (/^\d+$/.test(dsSelect.value) ? Number(dsSelect.value) : dsSelect.value) : null,
         response: response.value || null, fixed: checkedFixed(), group: group.value || null,
@@ -269,6 +479,16 @@
     function validate(all) {
       const b = collect();
       const e = {};
+      if (b.formula !== undefined) {  // the general form: the formula is checked on the server, next to its field
+        if (!b.dataset_id && all) e.dataset_id = "Choose a Dataset.";
+        if (!b.formula.trim() && all) e.formula = "Type a Model formula such as y ~ x + (1 | g), or build one with the form.";
+        if (!(b.conf_level >= 0.5 && b.conf_level <= 0.9999)) e.conf_level = "Confidence Level must be between 50 and 99.99 (%).";
+        if (!(Number.isInteger(b.max_iter) && b.max_iter >= 1)) e.max_iter = "Max Iterations must be a whole number of at least 1.";
+        if (!(b.tol > 0 && b.tol < 1)) e.tol = "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).";
+        for (const name of Object.keys(f)) if (name !== "formula" && name !== "weights" || e[name]) showFieldError(name, e[name] || "");
+        g.showError(formError, "");
+        return Object.keys(e).length ? null : b;
+      }
       if (!b.dataset_id && all) e.dataset_id = "Choose a Dataset.";
       if (!b.response && all) e.response = "Choose a Response Variable (Y) (numeric columns only).";
       if (b.response && b.fixed.includes(b.response)) e.fixed = `'${b.response}' is the Response Variable (Y); it cannot also be a fixed effect.`;
@@ -283,14 +503,14 @@
       return Object.keys(e).length ? null : b;
     }
 
-    dsSelect.addEventListener("change", () => loadColumns().then(() => validate(false)));
-    family.addEventListener("change", () => { fillLinks(); validate(false); });
+    dsSelect.addEventListener("change", () => loadColumns().then(() => { validate(false); checkFormulaSoon(); }));
+    family.addEventListener("change", () => { fillLinks(); changed(); });
     response.addEventListener("change", () => {
       const col = columns.find((c) => c.name === response.value);
       if (col && col.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
-      validate(false);
+      changed();
     });
-    for (const c of [group, intercept]) c.addEventListener("change", () => validate(false));
+    for (const c of [group, intercept]) c.addEventListener("change", changed);
     for (const c of [level, maxIter, tol]) c.addEventListener("input", () => validate(false));
     run.addEventListener("click", async () => {
       const body = validate(true);
@@ -344,7 +564,7 @@
     }
 
     function showDone(job, box, body) {
-      const name = el("input", { type: "text", class: "model-name", "aria-label": "Model Name", value: `${body.response} GLMM (${body.family})` });
+      const name = el("input", { type: "text", class: "model-name", "aria-label": "Model Name", value: `${job.result.model.response} GLMM (${body.family})` });
       const save = el("button", { type: "button", class: "primary save" }, "Save Model");
       const details = el("button", { type: "button", class: "view-details", disabled: true }, "View Model Details");
       const diag = el("button", { type: "button", class: "view-diagnostics", disabled: true }, "View Diagnostics");
@@ -372,6 +592,7 @@
 
     fillLinks();
     await loadDatasets(params.dataset);
+    renderModel();
     const onDatasets = () => loadDatasets().catch(() => {});
     g.on("datasets-changed", onDatasets);
     g.on("datasets-deleted", onDatasets);
