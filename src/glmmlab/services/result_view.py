@@ -144,6 +144,7 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
                [[r["component"], r["variance"], r["std_dev"]] for r in result["random_effects"]]),
         _table("icc", "ICC", ["Metric", "Value"], ["text", "decimal"], [["ICC", result.get("icc")]],
                na=ICC_NA, note=None if result.get("icc") is not None else
+               "The ICC is defined for a model whose random effects are one random intercept." if general else
                "No theoretically grounded residual variance exists for this family and link."),
         fixed_effects_table(result, conf_level),
         _table("model-fit", "Model Fit", ["Metric", "Value"],
