@@ -36,8 +36,20 @@ def render_document(d: dict[str, Any]) -> str:
             parts.append(f"\nICC: {t['cells'][0][1]}")
             continue
         parts.append(f"\n{t['title']}")
-        parts.append(render_table(t))
+        parts.append(render_table(varcorr_layout(t) if t["name"] == "random-effects" else t))
     return "\n".join(parts) + "\n"
+
+
+def varcorr_layout(t: dict[str, Any]) -> dict[str, Any]:
+    """lme4's printed VarCorr layout for a general model's Random Effects (the web's Component/Term table):
+    headed Groups and Name, each grouping factor named once."""
+    if t["columns"][:2] != ["Component", "Term"]:
+        return t
+    cells, last = [], None
+    for row in t["cells"]:
+        cells.append([row[0] if row[0] != last else ""] + list(row[1:]))
+        last = row[0]
+    return dict(t, columns=["Groups", "Name"] + list(t["columns"][2:]), cells=cells)
 
 
 def _groups(d: dict[str, Any]) -> str:
