@@ -5,14 +5,44 @@ Public Python API:
 - ``glmm("y ~ x + (1 + x | g)", data, family=..., weights=..., offset=...)``: fit a model of lme4's language.
 - ``fit_glmm(data, response, group, fixed=..., family=..., link=..., ...)``: the random-intercept form.
 - ``ModelSpec(formula, family=..., ...)`` and ``fit(spec, data)``: the model as one object, fitted.
-- ``GlmmResult``: what a fit returns (``.to_dict()`` gives the JSON contract).
+- ``GlmmResult``: what a fit returns (``.to_dict()`` gives the JSON contract, ``.summary()`` lme4-like text,
+  ``.params``, ``.bse``, ``.pvalues``, ``.conf_int()``, ``.ranef``, ``.varcorr`` as pandas objects).
 - ``GlmmInputError``: raised for bad input, with a message that names the column or option.
+- ``FitCancelled``: raised inside a fit when its ``progress`` callback asks to stop.
+
+The names that need numpy, scipy and pandas are imported on first use (module ``__getattr__``), so that
+``import glmmlab`` and the command line's ``--help`` start without them.
 """
 
-from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.results import GlmmResult
-from glmmlab.engine.spec import ModelSpec
-from glmmlab.interfaces.api import fit, fit_glmm, glmm
+from __future__ import annotations
 
-__all__ = ["fit_glmm", "glmm", "fit", "ModelSpec", "GlmmResult", "GlmmInputError"]
+from typing import Any
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.progress import FitCancelled
+
+__all__ = ["fit_glmm", "glmm", "fit", "ModelSpec", "GlmmResult", "GlmmInputError", "FitCancelled"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "fit_glmm": "glmmlab.interfaces.api",
+    "glmm": "glmmlab.interfaces.api",
+    "fit": "glmmlab.interfaces.api",
+    "ModelSpec": "glmmlab.engine.spec",
+    "GlmmResult": "glmmlab.engine.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'glmmlab' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

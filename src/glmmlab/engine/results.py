@@ -1,16 +1,41 @@
-"""The result of a fit: every number the GLMM tab shows, on the original scale of the predictors."""
+"""The result of a fit: every number the GLMM tab shows, on the original scale of the predictors.
+
+Besides the JSON document (``to_dict``) a result reads as lme4 and statsmodels users expect: ``summary()``,
+a short ``repr``, ``_repr_html_`` for notebooks, and ``params``, ``bse``, ``tvalues``, ``pvalues``,
+``conf_int()``, ``ranef``, ``varcorr`` and ``re_correlations`` as pandas objects.
+
+The engine stays numpy/scipy at import time: pandas is imported inside those accessors, when one is first used.
+The text and HTML of ``summary()`` and ``_repr_html_`` are the one result view of the command line, the web and
+the reports (:mod:`glmmlab.interfaces.text`), which the engine cannot import (layers: interfaces -> services ->
+engine). The interfaces layer registers its renderers here with :func:`register_renderer` when it is imported,
+which every public way to a fit does (``glmmlab.glmm``, ``fit_glmm``, ``fit``, the command line, the web).
+"""
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy import special
 
+from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import FAMILIES, LINKS
 from glmmlab.engine.inference import wald
+from glmmlab.engine.options import OPTIONS
+from glmmlab.engine.spec import random_intercept_formula
+
+# "text" -> result -> str (summary), "html" -> result -> str (_repr_html_); set by glmmlab.interfaces.text
+_RENDERERS: dict[str, Callable[[Any], str]] = {}
+
+CONF_INT_METHODS = ("wald",)
+
+
+def register_renderer(kind: str, render: Callable[[Any], str]) -> None:
+    """Register how a result is written as ``kind`` ("text" for ``summary()``, "html" for ``_repr_html_``)."""
+    _RENDERERS[kind] = render
 
 
 def _num(x: Any) -> Any:
@@ -169,8 +194,11 @@ class GlmmResult:
             return {k: int(v) for k, v in self.groups.items()}
         return {self.component: int(self.n_groups)}
 
-    def to_dict(self, conf_level: float | None = None) -> dict:
-        """The JSON document of the contract (valid JSON: no NaN or infinities)."""
+    def to_dict(self, conf_level: float | None = None, diagnostics: bool = True) -> dict:
+        """The JSON document of the contract (valid JSON: no NaN or infinities).
+
+        ``diagnostics=False`` leaves out the per-row arrays (fitted values, residuals, each row's random effect):
+        ``"diagnostics"`` is then None. They are most of the document for large data."""
         model = dict(self.model)
         if conf_level is not None:
             model["conf_level"] = conf_level
@@ -196,7 +224,7 @@ class GlmmResult:
                 "deviance_residuals": _nums(self.deviance_residuals),
                 "pearson_residuals": _nums(self.pearson_residuals),
                 "group_random_effect": _nums(self.row_random_effect),
-            },
+            } if diagnostics else None,
             "timing": {"fit_seconds": _num(self.fit_seconds)},
             "dropped_fixed_effects": list(self.dropped),
             "std_error_kind": self.se_kind,
@@ -206,6 +234,118 @@ class GlmmResult:
         if self.se_hessian is not None:
             out["std_error_hessian"] = {n: _num(s) for n, s in zip(self.names, self.se_hessian)}
         return out
+
+    # -- reading a result: text, notebooks and pandas accessors -----------------------------------------
+    @property
+    def formula(self) -> str:
+        """The model in lme4's notation."""
+        m = self.model
+        if m.get("formula"):
+            return m["formula"]
+        return random_intercept_formula(m["response"], m["group"], list(m.get("fixed") or []),
+                                        m.get("intercept", True))
+
+    def summary(self) -> str:
+        """lme4-like text: the model, the random effects in VarCorr layout, the fixed effects with z tests and
+        Wald intervals, the model fit and the warnings (the command line's tables without the BLUPs, which are
+        in :attr:`ranef`)."""
+        render = _RENDERERS.get("text")
+        if render is None:
+            raise RuntimeError("summary() needs glmmlab's text renderer: import glmmlab.interfaces.text (importing "
+                               "glmmlab.glmm, fit_glmm or fit does this)")
+        return render(self)
+
+    def __repr__(self) -> str:
+        groups = self.groups_table()
+        where = ", ".join(f"{k} {v:,}" for k, v in groups.items())
+        return (f"<GlmmResult {self.formula}; {self.family}/{self.link}, {self.method}; {self.n_obs:,} obs, "
+                f"groups: {where}; logLik {self.log_likelihood:.4f}; "
+                f"{'converged' if self.converged else 'NOT converged'}{', singular' if self.singular else ''}>")
+
+    def _repr_html_(self) -> str:
+        render = _RENDERERS.get("html")
+        if render is not None:
+            return render(self)
+        return f"<pre>{html.escape(repr(self))}</pre>"
+
+    def _coefficients(self, values: np.ndarray, name: str):
+        import pandas as pd  # lazily: the engine does not need pandas to fit
+
+        return pd.Series(np.asarray(values, dtype=float), index=pd.Index(list(self.names), name="term"), name=name)
+
+    @property
+    def params(self):
+        """The fixed-effect estimates (pandas Series by coefficient name)."""
+        return self._coefficients(self.beta, "estimate")
+
+    @property
+    def bse(self):
+        """The standard errors of the fixed effects (pandas Series by coefficient name)."""
+        return self._coefficients(self.se, "std_error")
+
+    @property
+    def tvalues(self):
+        """The Wald z statistics, estimate / standard error (pandas Series; NaN where the error is 0)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(self.se > 0, self.beta / np.where(self.se > 0, self.se, 1.0), np.nan)
+        return self._coefficients(z, "statistic")
+
+    @property
+    def pvalues(self):
+        """Two-sided p-values of the Wald z tests (pandas Series by coefficient name)."""
+        z = self.tvalues.to_numpy()
+        with np.errstate(invalid="ignore"):
+            p = np.where(np.isfinite(z), 2.0 * special.ndtr(-np.abs(z)), np.nan)
+        return self._coefficients(p, "p_value")
+
+    def conf_int(self, level: float = 0.95, method: str = "wald"):
+        """Confidence intervals of the fixed effects at ``level``: a pandas DataFrame with columns ``lower`` and
+        ``upper``, one row per coefficient. ``method`` is "wald" (estimate -/+ z * standard error)."""
+        if not isinstance(method, str) or method.strip().lower() not in CONF_INT_METHODS:
+            raise GlmmInputError(f"method must be {' or '.join(repr(m) for m in CONF_INT_METHODS)}; got {method!r} "
+                                 "(profile and bootstrap intervals are not available yet)")
+        try:
+            level = OPTIONS["conf_level"].check(level)
+        except GlmmInputError as exc:  # the option's own rule and hint, named as this argument is named
+            raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
+        import pandas as pd
+
+        lower, upper = self.intervals(level)
+        return pd.DataFrame({"lower": np.asarray(lower, dtype=float), "upper": np.asarray(upper, dtype=float)},
+                            index=pd.Index(list(self.names), name="term"))
+
+    @property
+    def ranef(self):
+        """The BLUPs (conditional modes) in long form: a pandas DataFrame with columns component, group, term,
+        value and std_error, one row per grouping level and term."""
+        import pandas as pd
+
+        cols = ["component", "group", "term", "value", "std_error"]
+        rows = self.blup_table()
+        df = pd.DataFrame({c: [r[c] for r in rows] for c in cols}, columns=cols)
+        return df.astype({"value": float, "std_error": float})
+
+    @property
+    def varcorr(self):
+        """The random-effects variances: a pandas DataFrame with columns component, term, variance and std_dev
+        (the residual row has component "Residual" and term None). Correlations are in :attr:`re_correlations`."""
+        import pandas as pd
+
+        cols = ["component", "term", "variance", "std_dev"]
+        rows = self.random_effects_table()
+        df = pd.DataFrame({c: [r[c] for r in rows] for c in cols}, columns=cols)
+        return df.astype({"variance": float, "std_dev": float})
+
+    @property
+    def re_correlations(self):
+        """The correlations between random terms of one grouping factor: a pandas DataFrame with columns
+        component, term1, term2 and correlation (no rows when the model has no correlated terms)."""
+        import pandas as pd
+
+        cols = ["component", "term1", "term2", "correlation"]
+        rows = self.correlations or []
+        df = pd.DataFrame({c: [r[c] for r in rows] for c in cols}, columns=cols)
+        return df.astype({"correlation": float})
 
     # -- prediction ----------------------------------------------------------------------------------
     def predict(self, new_data: Any, include_random: bool = True, type: str = "response") -> np.ndarray:

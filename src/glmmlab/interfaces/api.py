@@ -14,8 +14,9 @@ import pandas as pd
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.fit import fit_prepared, prepare_fit
 from glmmlab.engine.results import GlmmResult
-from glmmlab.services import frames
 from glmmlab.engine.spec import ModelSpec
+from glmmlab.interfaces import text as _text  # noqa: F401  (registers GlmmResult.summary() and _repr_html_)
+from glmmlab.services import frames
 from glmmlab.services.fitting import fit_spec, to_pandas
 
 

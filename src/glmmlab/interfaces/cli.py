@@ -1,6 +1,10 @@
 """The ``glmmlab`` command line: ``glmmlab fit`` and ``glmmlab serve``.
 
 Bad input or a bad option: one line on stderr that begins ``error: ``, exit status 2, never a traceback.
+
+Start-up: a command imports what it needs when it runs. ``glmmlab --help`` and ``glmmlab serve --help`` load no
+numpy; ``glmmlab fit --help`` loads the options table (numpy and scipy.special, for the family and link names);
+pandas and the fitting code come with ``fit`` itself, the web app with ``serve``, Dask with ``--engine dask``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import time
 from pathlib import Path
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.options import OPTIONS
 
 
 class UsageError(Exception):
@@ -25,34 +28,64 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see 'glmmlab {self.prog.split()[-1] if ' ' in self.prog else ''} --help')".replace("  ", " "))
 
 
-def build_parser() -> argparse.ArgumentParser:
+FIT_EPILOG = """examples:
+  glmmlab fit sleep.csv --formula "Reaction ~ Days + (Days | Subject)"
+  glmmlab fit herds.csv --formula "cbind(incidence, size - incidence) ~ period + (1 | herd)" --family binomial
+  glmmlab fit scores.csv --response score --group school --fixed hours female --format json --diagnostics none
+
+Bad input or a bad option exits with status 2 and one 'error: ...' line on stderr."""
+
+
+def build_parser(fit_options: bool = True) -> argparse.ArgumentParser:
+    """The parser of every command. ``fit_options=False`` leaves out the options of ``fit`` (the commands' list
+    and ``serve`` need no options table, and so no numpy)."""
     p = _Parser(prog="glmmlab", description="Generalized linear mixed models in lme4's model language.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    f = sub.add_parser("fit", help="fit a model to a CSV, TSV or Parquet file")
-    f.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file (or a Parquet directory)")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,serve}")
+    f = sub.add_parser("fit", help="fit a model to a CSV, TSV or Parquet file and print its tables or JSON",
+                       description="Fit a generalized linear mixed model to a CSV, TSV or Parquet file.\nGive the "
+                                   "model as --formula, or as --response/--group/--fixed (a random intercept).",
+                       epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if fit_options:
+        _add_fit_options(f)
+    s = sub.add_parser("serve", help="start the web workbench", description="Start the web workbench.")
+    s.add_argument("--project", default=None, metavar="PATH",
+                   help="the project file (.duckdb) to open or create (default: projects/default.duckdb)")
+    s.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8765, help="the port to listen on (default: %(default)s)")
+    return p
+
+
+def _add_fit_options(f: argparse.ArgumentParser) -> None:
+    from glmmlab.engine.options import OPTIONS  # numpy and scipy.special: only when fit's options are needed
+
+    f.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file (or a Parquet directory); in CSV "
+                   "and TSV the cells NA, NaN, n/a, '.' and empty cells are missing values")
     f.add_argument("--formula", default=None, metavar="FORMULA",
                    help="a model in lme4's language, e.g. 'y ~ x * f + (1 + x | g)' (instead of --response/--group)")
-    f.add_argument("--response", default=None, metavar="Y")
-    f.add_argument("--group", default=None, metavar="G")
-    f.add_argument("--fixed", nargs="*", default=[], metavar="X")
+    f.add_argument("--response", default=None, metavar="Y",
+                   help="the response column of the random-intercept form Y ~ X1 + X2 + (1 | G)")
+    f.add_argument("--group", default=None, metavar="G", help="the grouping column of the random intercept")
+    f.add_argument("--fixed", nargs="*", default=[], metavar="X",
+                   help="fixed-effect columns (text columns become factors); none: intercept only")
     f.add_argument("--weights", default=None, metavar="COLUMN", help="prior weights (binomial: trials)")
     f.add_argument("--offset", default=None, metavar="COLUMN", help="an offset added to the linear predictor")
-    f.add_argument("--no-intercept", action="store_true")
+    f.add_argument("--no-intercept", action="store_true",
+                   help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
     kinds = {"int": int, "float": float, "choice": str.lower}
     for opt in OPTIONS.values():  # the options' flags, defaults and help come from their one declaration
         extra = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
-        f.add_argument(opt.flag, type=kinds[opt.kind], default=opt.default, help=f"{opt.help} ({opt.rule()})".replace("%", "%%"),
-                       **extra)
-    f.add_argument("--format", choices=["text", "json"], default="text")
+        default = "" if opt.default is None else f"; default {opt.default}"
+        f.add_argument(opt.flag, type=kinds[opt.kind], default=opt.default,
+                       help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)
+    f.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: the tables (default); json: the result document")
+    f.add_argument("--diagnostics", choices=["full", "none"], default="full", type=str.lower,
+                   help="with --format json: full (default) includes the per-row fitted values and residuals; "
+                        "none leaves them out (\"diagnostics\": null), which keeps the JSON of large data small")
     f.add_argument("--engine", choices=["memory", "dask"], default="memory",
                    help="fit in memory (default) or on a Dask cluster (Parquet data)")
     f.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler address (a local cluster when omitted)")
-    s = sub.add_parser("serve", help="start the web workbench")
-    s.add_argument("--project", default=None, metavar="PATH")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
-    return p
 
 
 MISSING = ["NA", "NaN", "n/a", ".", ""]  # cells read as missing values, as R's read.csv and SPSS/Stata exports
@@ -147,7 +180,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.format == "json":
-        sys.stdout.write(json.dumps(result.to_dict(), allow_nan=False) + "\n")
+        doc = result.to_dict(diagnostics=args.diagnostics == "full")
+        sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
     else:
         sys.stdout.write(render(result))
     return 0
@@ -160,9 +194,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(argv: list[str]) -> str | None:
+    """The command word: the first argument that is not an option (the top level has only -h)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        parser = build_parser(fit_options=_command(argv) == "fit")
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

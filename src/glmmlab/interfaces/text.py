@@ -1,10 +1,15 @@
 """Plain-text tables of a fit, as a person reads them in the GLMM tab: the same tables, labels and digits
-(:mod:`glmmlab.services.result_view`, :mod:`glmmlab.services.numbers`) as the web pages and the reports."""
+(:mod:`glmmlab.services.result_view`, :mod:`glmmlab.services.numbers`) as the web pages and the reports.
+
+Importing this module registers :func:`summary` and :func:`render_html` as the renderers of
+``GlmmResult.summary()`` and ``GlmmResult._repr_html_()`` (the engine cannot import this layer)."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
+from glmmlab.engine.results import register_renderer
 from glmmlab.services.numbers import numeric_kind
 from glmmlab.services.result_view import ICC_NA, result_tables, warnings_of, formula
 
@@ -23,15 +28,21 @@ def render_table(t: dict[str, Any]) -> str:
     return table(t["columns"], t["cells"], [numeric_kind(k) for k in t["kinds"]])
 
 
-def render_document(d: dict[str, Any]) -> str:
-    """The text of a result document (``GlmmResult.to_dict()``)."""
+def _header(d: dict[str, Any]) -> list[str]:
     m = d["model"]
-    parts = [f"GLMM: {formula(m)}   family {m['family']}, link {m['link']}, method {d['method']}"
-             + (f" ({m['nagq']} nodes)" if d["method"] == "AGQ" else ""),
-             f"Observations: {d['n_obs']:,}   Groups: {_groups(d)}   Rows excluded: {d['n_excluded']:,}   "
-             f"Converged: {'yes' if d['converged'] else 'no'}   Fit time: {d['timing']['fit_seconds']:.3f} s"]
+    return [f"GLMM: {formula(m)}   family {m['family']}, link {m['link']}, method {d['method']}"
+            + (f" ({m['nagq']} nodes)" if d["method"] == "AGQ" else ""),
+            f"Observations: {d['n_obs']:,}   Groups: {_groups(d)}   Rows excluded: {d['n_excluded']:,}   "
+            f"Converged: {'yes' if d['converged'] else 'no'}   Fit time: {d['timing']['fit_seconds']:.3f} s"]
+
+
+def render_document(d: dict[str, Any], blups: bool = True) -> str:
+    """The text of a result document (``GlmmResult.to_dict()``); ``blups=False`` leaves out the BLUP table."""
+    parts = _header(d)
     parts += [f"Warning: {w}" for w in warnings_of(d)]
     for t in result_tables(d):
+        if t["name"] == "blup" and not blups:
+            continue
         if t["name"] == "icc":
             parts.append(f"\nICC: {t['cells'][0][1]}")
             continue
@@ -64,4 +75,36 @@ def render(result) -> str:
     return render_document(result.to_dict())
 
 
-__all__ = ["table", "render", "render_document", "render_table", "ICC_NA"]
+def summary(result) -> str:
+    """``GlmmResult.summary()``: the text of :func:`render` without the BLUP table (``result.ranef`` has it) and
+    without the per-row diagnostics."""
+    return render_document(result.to_dict(diagnostics=False), blups=False) + \
+        "\nBLUPs: result.ranef; variances: result.varcorr; coefficients: result.params, result.conf_int()\n"
+
+
+def render_html(result) -> str:
+    """``GlmmResult._repr_html_()``: the header, the warnings and the tables of :func:`summary` as HTML tables
+    (every text escaped)."""
+    d = result.to_dict(diagnostics=False)
+    e = html.escape
+    parts = ['<div class="glmmlab-result">'] + [f"<p>{e(line)}</p>" for line in _header(d)]
+    parts += [f'<p class="warning"><strong>Warning:</strong> {e(w)}</p>' for w in warnings_of(d)]
+    for t in result_tables(d):
+        if t["name"] == "blup":
+            continue
+        right = [numeric_kind(k) for k in t["kinds"]]
+        head = "".join(f"<th>{e(c)}</th>" for c in t["columns"])
+        body = "".join(
+            "<tr>" + "".join(f'<td style="text-align:{"right" if r else "left"}">{e(c)}</td>'
+                             for c, r in zip(row, right)) + "</tr>"
+            for row in t["cells"])
+        parts.append(f"<table><caption>{e(t['title'])}</caption><thead><tr>{head}</tr></thead>"
+                     f"<tbody>{body}</tbody></table>")
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+register_renderer("text", summary)
+register_renderer("html", render_html)
+
+__all__ = ["table", "render", "render_document", "render_table", "summary", "render_html", "ICC_NA"]

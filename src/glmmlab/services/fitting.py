@@ -18,7 +18,6 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.fit import fit_prepared, prepare_fit
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.formula import Name, parse_formula
-from glmmlab.engine.general import fit_frame
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import ModelFrame
@@ -92,6 +91,8 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
     if fam.parameter is None and _random_intercept_only(mf):
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:
+        from glmmlab.engine.general import fit_frame  # the general engine, imported when a model needs it
+
         result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start, n_blocks=n_blocks)
     result.fit_seconds = time.perf_counter() - start
     result.warnings[:0] = [w for w in mf.warnings if w not in result.warnings]
