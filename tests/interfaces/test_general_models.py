@@ -155,3 +155,12 @@ def test_one_model_spec_for_every_front_door():
         glmmlab.fit(glmmlab.ModelSpec(ref["formula"], family="binomial", nagq=0), data)
     with pytest.raises(GlmmInputError, match=r"spec must be a glmmlab.ModelSpec"):
         glmmlab.fit({"formula": ref["formula"]}, data)
+
+
+def test_a_backquoted_column_name_fits_in_both_engines():
+    ref, data = case("sleepstudy_slope")
+    data = data.rename(columns={"Days": "a b"})
+    ri = glmmlab.glmm("Reaction ~ `a b` + (1 | Subject)", data)
+    slope = glmmlab.glmm("Reaction ~ `a b` + (`a b` | Subject)", data)
+    assert ri.names == ["(Intercept)", "`a b`"] == slope.names
+    assert ri.to_dict()["model"]["formula"] == "Reaction ~ `a b` + (1 | Subject)"

@@ -72,6 +72,15 @@ def validate_options(
     return check_options(family, link, conf_level, max_iter, tol, nagq, se)
 
 
+def _formula_or_none(response: str, group: str, fixed: list[str], intercept: bool) -> str | None:
+    """The formula of the random-intercept form, or None when the names are R coefficient names that a formula
+    cannot hold (a backquoted name); the formula front door then sets the formula it was given."""
+    try:
+        return random_intercept_formula(response, group, fixed, intercept)
+    except GlmmInputError:
+        return None
+
+
 def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Link, intercept: bool,
                conf_level: float, nagq: int, max_iter: int, tol: float) -> dict:
     """The "model" object of a fit's JSON: what was asked for."""
@@ -79,7 +88,7 @@ def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Lin
         "response": response, "fixed": list(fixed), "group": group, "family": fam.name, "link": lk.name,
         "intercept": bool(intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol),
-        "formula": random_intercept_formula(response, group, list(fixed), intercept),
+        "formula": _formula_or_none(response, group, list(fixed), intercept),
         "weights": None, "offset": None,
     }
 
