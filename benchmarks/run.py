@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -74,7 +73,6 @@ def worker_dask(folder: str, worker_memory: str) -> dict:
     import dask.dataframe as dd
     from dask.distributed import Client, LocalCluster
 
-    import glmmlab
     from glmmlab.services.distributed import fit_dask, worker_config
 
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
@@ -164,8 +162,10 @@ def main() -> int:
         out[kind] = json.loads(p.stdout.strip().splitlines()[-1])
         r = out[kind]
         if kind == "memory":
-            print(f"in memory, {r['n_obs']:,} rows: fit {r['fit_seconds']:.1f} s, peak {r['peak_mb_during_fit']:,.0f} MB "
-                  f"(+{r['peak_mb_during_fit'] - r['rss_mb_before_fit']:,.0f} MB over the {r['rss_mb_before_fit']:,.0f} MB "
+            print(f"in memory, {r['n_obs']:,} rows: fit {r['fit_seconds']:.1f} s, "
+                  f"peak {r['peak_mb_during_fit']:,.0f} MB "
+                  f"(+{r['peak_mb_during_fit'] - r['rss_mb_before_fit']:,.0f} MB "
+                  f"over the {r['rss_mb_before_fit']:,.0f} MB "
                   f"before the fit; data {r['data_mb']:,.0f} MB), logLik {r['log_likelihood']:.3f}, "
                   f"converged {r['converged']}")
         else:

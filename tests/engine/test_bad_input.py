@@ -22,7 +22,8 @@ def _data(n=200, groups=10, seed=0):
 
 
 @pytest.mark.parametrize("kwargs,pattern", [
-    (dict(family="binomial", link="log"), r"link 'log' is not available for the binomial family: choose one of logit, probit"),
+    (dict(family="binomial", link="log"),
+     r"link 'log' is not available for the binomial family: choose one of logit, probit"),
     (dict(family="poisson", link="logit"), r"choose one of log, identity"),
     (dict(family="gamma", link="probit"), r"choose one of inverse, log, identity"),
     (dict(family="gaussian", link="inverse"), r"choose one of identity, log"),
@@ -65,7 +66,8 @@ def test_response_range(family, value, pattern):
 
 
 def test_missing_column_names_it():
-    with pytest.raises(GlmmInputError, match=r"fixed-effect column 'nope' is not in the data; available columns: y, yb"):
+    with pytest.raises(GlmmInputError,
+                       match=r"fixed-effect column 'nope' is not in the data; available columns: y, yb"):
         glmmlab.fit_glmm(_data(), "y", "g", ["x", "nope"])
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 import glmmlab
-from tests.conftest import assert_rel_close as close, fit_params, load_case
+from tests.conftest import assert_rel_close as close
+from tests.conftest import fit_params, load_case
 
 
 @pytest.mark.parametrize("case,nagq", fit_params())

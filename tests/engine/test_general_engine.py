@@ -11,7 +11,7 @@ import pytest
 
 import glmmlab
 from glmmlab.engine.blocked import Structure, factor
-from glmmlab.engine.families import LINKS, FAMILIES
+from glmmlab.engine.families import FAMILIES, LINKS
 from glmmlab.engine.general import GeneralLaplace, glm_irls, scaled_design
 from glmmlab.engine.general_blocks import cut_blocks, outer_factor
 from glmmlab.engine.terms import FactorBlock, RandomTerm, merge_terms

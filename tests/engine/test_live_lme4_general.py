@@ -60,13 +60,14 @@ def test_agq_with_trials_and_offsets_equals_lme4(tmp_path, name, family):
     if family == "binomial":
         s, f = data["incidence"].to_numpy(float), (data["size"] - data["incidence"]).to_numpy(float)
         m, y = s + f, s / (s + f)
-        const = float(np.sum(gammaln(m + 1) - gammaln(s + 1) - gammaln(f + 1) + m * (xlogy(y, y) + xlogy(1 - y, 1 - y))))
+        const = float(np.sum(gammaln(m + 1) - gammaln(s + 1) - gammaln(f + 1)
+                             + m * (xlogy(y, y) + xlogy(1 - y, 1 - y))))
     else:
         y = data["deaths"].to_numpy(float)
         const = float(np.sum(xlogy(y, y) - y - gammaln(y + 1)))
     assert res.log_likelihood >= lme4["logLik"] + const - 1e-3
     assert res.log_likelihood <= lme4["logLik"] + const + 0.05
-    for name_, b, se in zip(res.names, res.beta, res.se):
+    for name_, b, _se in zip(res.names, res.beta, res.se):
         assert abs(b - lme4["fixef"][name_]) <= 0.02 * lme4["se"][name_], name_
     assert res.theta == pytest.approx(lme4["theta"], rel=5e-3)
 

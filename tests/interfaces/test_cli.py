@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from tests.conftest import REFERENCE, load_case
@@ -102,7 +100,8 @@ def test_no_intercept():
     (["fit", "{ref}", "--response", "y", "--group", "herd", "--conf-level", "2"], "conf_level must be between"),
     (["fit", "{ref}", "--response", "y", "--group", "herd", "--max-iter", "abc"], "--max-iter"),
     (["fit", "{ref}", "--response", "y"], "--group"),
-    (["fit", "{ref}", "--response", "herd", "--group", "y", "--fixed", "period2"], "response column 'herd' is not numeric"),
+    (["fit", "{ref}", "--response", "herd", "--group", "y", "--fixed", "period2"],
+     "response column 'herd' is not numeric"),
     (["fit", "{txt}", "--response", "y", "--group", "g"], "must end in .csv, .tsv or .parquet"),
     (["fit", "{bad}", "--response", "y", "--group", "g"], "cannot read"),
 ])

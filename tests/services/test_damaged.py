@@ -96,7 +96,8 @@ def _with_model_and_report(project):
     import glmmlab
 
     rng = np.random.default_rng(2)
-    frame = pd.DataFrame({"y": rng.normal(size=100), "x": rng.normal(size=100), "g": [f"g{i % 10}" for i in range(100)]})
+    frame = pd.DataFrame({"y": rng.normal(size=100), "x": rng.normal(size=100),
+                          "g": [f"g{i % 10}" for i in range(100)]})
     info = D.store_frame(project, frame, "d", operation={"type": "test"})
     result = json.loads(json.dumps(glmmlab.fit_glmm(frame, "y", "g", ["x"]).to_dict(), default=float))
     models.save_model(project, "m", info.id, {"response": "y"}, result)

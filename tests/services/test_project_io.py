@@ -45,7 +45,8 @@ def _real_result() -> dict:
     import glmmlab
 
     rng = np.random.default_rng(3)
-    frame = pd.DataFrame({"y": rng.normal(size=120), "x": rng.normal(size=120), "g": [f"g{i % 12}" for i in range(120)]})
+    frame = pd.DataFrame({"y": rng.normal(size=120), "x": rng.normal(size=120),
+                          "g": [f"g{i % 12}" for i in range(120)]})
     result = glmmlab.fit_glmm(frame, "y", "g", ["x"]).to_dict()
     result.pop("diagnostics", None)
     return json.loads(json.dumps(result, default=float))

@@ -15,9 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import httpx
 import pytest

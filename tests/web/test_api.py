@@ -8,7 +8,6 @@ import time
 import pandas as pd
 import pytest
 
-
 # ---- project information ---------------------------------------------------------------------------------------
 
 def test_token_project_and_vocabulary(client):
@@ -215,7 +214,8 @@ def test_dummy_preview_then_create(client, scores_csv):
 def test_dummy_errors(client, scores_csv):
     one_value = "g,y\na,1\na,2\n"
     ds = client.import_dataset(one_value, name="one")
-    r = client.post("/api/dummy/preview", json={"dataset_id": ds["id"], "spec": [{"column": "g", "action": "dummy_drop"}]})
+    r = client.post("/api/dummy/preview",
+                    json={"dataset_id": ds["id"], "spec": [{"column": "g", "action": "dummy_drop"}]})
     assert r.status_code == 400 and "g" in r.json()["error"]
     r = client.post("/api/dummy", json={"dataset_id": ds["id"], "spec": [{"column": "g", "action": "dummy_drop"}]})
     assert r.status_code == 400
@@ -288,7 +288,8 @@ def test_export_and_import_project(client, scores_csv):
     client.post("/api/dummy", json={"dataset_id": ds["id"], "spec": [{"column": "track", "action": "dummy_drop"}]})
     r = client.get("/api/project/export")
     assert r.status_code == 200
-    assert r.headers["content-disposition"].startswith("attachment") and "test.glmmlab" in r.headers["content-disposition"]
+    disposition = r.headers["content-disposition"]
+    assert disposition.startswith("attachment") and "test.glmmlab" in disposition
     exported = r.content
     assert exported[:2] == b"PK"
     assert list(client.workbench.upload_dir.iterdir()) == []

@@ -73,7 +73,8 @@ def test_import_types_scale_dummy_coding_delete_and_persistence(page, live_serve
     expect(dlg.locator("select[name=dataset]")).to_have_value(str(ds_id))
     track = dlg.locator('tr[data-column="track"]')
     track.locator("select.action").select_option("dummy_drop")
-    expect(dlg.locator(".encodings")).to_contain_text("reference academic; 2 new columns: track_general, track_vocational")
+    expect(dlg.locator(".encodings")).to_contain_text(
+        "reference academic; 2 new columns: track_general, track_vocational")
     expect(track.locator("select.reference option").first).to_have_text("academic (first alphabetical)")
     track.locator("select.reference").select_option(label="vocational")
     expect(dlg.locator(".encodings")).to_contain_text("2 new columns: track_academic, track_general")
@@ -247,7 +248,8 @@ def test_analysis_menu_and_the_tab_registry(page, live_server_factory):
         window.glmmlab.registerTab('glmm', {
             title: () => 'GLMM',
             open(panel, params, tab) {
-                panel.appendChild(window.glmmlab.el('p', {class: 'probe'}, 'form for ', params.dataset || 'no dataset'));
+                panel.appendChild(window.glmmlab.el('p', {class: 'probe'}, 'form for ',
+                                                    params.dataset || 'no dataset'));
                 tab.onClose(() => { window.__closed = (window.__closed || 0) + 1; });
             },
         });

@@ -3,8 +3,6 @@ plots, layout, keyboard). Screenshots go to docs/ when GLMMLAB_SCREENSHOTS=1, el
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import tempfile
 import time

@@ -146,7 +146,7 @@ def test_the_default_limit_is_one_gibibyte(client):
 # ---- escaping ---------------------------------------------------------------------------------------------------
 
 def test_user_text_is_escaped_in_the_page(client):
-    csv = f'"<img src=x onerror=alert(2)>",g\n1,a\n2,b\n'
+    csv = '"<img src=x onerror=alert(2)>",g\n1,a\n2,b\n'
     ds = client.import_dataset(csv, name=EVIL, filename="evil.csv")
     assert ds["name"] == EVIL
     client.post("/api/dummy", json={"dataset_id": ds["id"], "spec": [{"column": "g", "action": "dummy_drop"}]})

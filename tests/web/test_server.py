@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from glmmlab.interfaces.web.server import prepare_project
-
 from tests.web.conftest import free_port
 
 GLMMLAB = Path(sys.executable).parent / "glmmlab"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 SINGULAR = (
     "Singular fit: the random-intercept variance is at or near zero, on the boundary of the parameter space. "
     "The group variable may explain very little of the variation in the response, or there may be too few "

@@ -26,7 +26,6 @@ from scipy import linalg, sparse
 
 from glmmlab.engine.terms import FactorBlock
 
-
 DENSE_COUPLING = 400_000  # entries of the Q2 x (L1 q1) coupling below which it is held dense
 
 
@@ -382,7 +381,7 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     A21 = cp.A21
     if not hasattr(cp, "_rows21"):
         cp._rows21 = np.repeat(np.arange(A21.shape[0]), np.diff(A21.indptr))
-        cp._A22 = A22 = cp.A22.toarray() if sparse.issparse(cp.A22) else cp.A22
+        cp._A22 = cp.A22.toarray() if sparse.issparse(cp.A22) else cp.A22
     d1 = L11[:, 0, 0]
     data = A21.data * lam2[cp._rows21] * (t1 / d1[A21.indices])
     C21 = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)

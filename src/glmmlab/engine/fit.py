@@ -17,7 +17,7 @@ from glmmlab.engine import advice, inference
 from glmmlab.engine.blocks import LocalBlocks, default_block_count, one_blas_thread, split_design
 from glmmlab.engine.design import Design, prepare
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families import Family, Link, resolve
+from glmmlab.engine.families import Family, Link
 from glmmlab.engine.glm import fit_glm
 from glmmlab.engine.laplace import LaplaceObjective
 from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state
@@ -389,6 +389,7 @@ def _assemble(
         icc=icc, log_likelihood=float(loglik), log_likelihood_kind=kind, aic=float(aic), bic=float(bic), k=k,
         group_labels=list(d.levels), blup=blup, blup_se=blup_se, rows=rows["rows"],
         fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
-        pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"], fit_seconds=0.0, theta=float(theta), dropped=list(d.dropped),
+        pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"], fit_seconds=0.0,
+        theta=float(theta), dropped=list(d.dropped),
         glm_comparison=comparison, optimization=opt, se_hessian=se_hessian,
     )

@@ -13,6 +13,7 @@ The numbers follow lme4's conventions (see :mod:`glmmlab.engine.response` for th
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import linalg, special
@@ -20,15 +21,18 @@ from scipy import linalg, special
 from glmmlab.engine import advice, inference
 from glmmlab.engine.blocked import Structure, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
-from glmmlab.engine.general_blocks import MIN_BLOCK_ROWS, BlockedLaplace, cut_blocks, local_blocks
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, negbin_family
+from glmmlab.engine.general_blocks import MIN_BLOCK_ROWS, BlockedLaplace, cut_blocks, local_blocks
 from glmmlab.engine.glm import starting_mu
 from glmmlab.engine.optimizer import minimize, numeric_gradient
 from glmmlab.engine.pirls import row_state
 from glmmlab.engine.progress import ProgressFn, report
-from glmmlab.engine.response import LOG_2PI, Response
+from glmmlab.engine.response import Response
 from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
+
+if TYPE_CHECKING:
+    from glmmlab.engine.results import GlmmResult
 
 SINGULAR_THETA = 1e-4
 
@@ -285,7 +289,6 @@ class GeneralLaplace:
         lams = st.lambdas(theta)
         u_blocks = st.split_u(m["u"])
         rs, pw, F = m["rs"], self.pw, m["F"]
-        c = self.lik.slope(m["dev"])
         d1 = pw * rs.dev_eta
         w_eta = pw * rs.w_eta
         wobs = 0.5 * pw * rs.dev_eta2
@@ -322,7 +325,7 @@ class GeneralLaplace:
         for v, a_i in ((v1, d1), (v0, sw)):  # (c part, constant part)
             v_blocks = st.split_u(v)
             tv = np.zeros(n)
-            for t, b in enumerate(st.blocks):
+            for t in range(len(st.blocks)):
                 vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
                 tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
             a_i = a_i - wobs * tv
@@ -455,8 +458,6 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
 def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
               progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None) -> "GlmmResult":
     """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result."""
-    from glmmlab.engine.results import GlmmResult  # noqa: F401  (type of the return value)
-
     start = time.perf_counter() if start is None else start
     blocks = merge_terms(mf.terms)
     _check_nagq(blocks, int(model.get("nagq", 1)))

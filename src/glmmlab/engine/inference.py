@@ -7,8 +7,6 @@ import numpy as np
 from scipy import linalg, special
 
 
-
-
 def inverse_spd(M: np.ndarray) -> np.ndarray:
     try:
         L = linalg.cho_factor(M, lower=True)

@@ -60,7 +60,7 @@ def numeric_gradient(fun: Callable[[np.ndarray], float], lower: np.ndarray) -> F
         for k in range(x.size):
             h = 1e-3 * max(1.0, abs(x[k]))
 
-            def at(step: float) -> float:
+            def at(step: float, k: int = k) -> float:
                 xs = x.copy()
                 xs[k] += step
                 return fun(xs)

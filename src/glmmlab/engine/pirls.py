@@ -9,15 +9,11 @@ step when its penalised deviance would rise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from scipy import special
 
 from glmmlab.engine.design import Design
 from glmmlab.engine.families import Family, Link, RowState  # noqa: F401  (RowState re-exported)
 from glmmlab.engine.response import Response
-
 
 LOG_SQRT_2PI = 0.5 * float(np.log(2.0 * np.pi))
 

@@ -9,7 +9,6 @@ quadrature need only the unit deviances.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from glmmlab.engine.families import FAMILIES, Family
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
-        raise UsageError(f"{message} (see 'glmmlab {self.prog.split()[-1] if ' ' in self.prog else ''} --help')".replace("  ", " "))
+        command = self.prog.split()[-1] if " " in self.prog else ""
+        raise UsageError(f"{message} (see 'glmmlab {command} --help')".replace("  ", " "))
 
 
 FIT_EPILOG = """examples:

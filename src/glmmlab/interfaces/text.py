@@ -11,7 +11,7 @@ from typing import Any
 
 from glmmlab.engine.results import register_renderer
 from glmmlab.services.numbers import numeric_kind
-from glmmlab.services.result_view import ICC_NA, result_tables, warnings_of, formula
+from glmmlab.services.result_view import ICC_NA, formula, result_tables, warnings_of
 
 
 def table(headers: list[str], rows: list[list[str]], right: list[bool] | None = None) -> str:

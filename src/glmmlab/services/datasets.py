@@ -741,8 +741,8 @@ def import_dataset(project: Project, source: Source, name: str, fmt: str | None 
     numbers of up to 18 digits int64; decimals, exponents and ``inf`` float64 (so integers mixed with
     decimals are float64); ``YYYY-MM-DD`` date; ``YYYY-MM-DD HH:MM[:SS[.fff]]`` (or with ``T``) datetime; anything
     else string). Empty or blank cells and the :data:`MISSING_TOKENS` (``NA``, ``N/A``, ``NaN``, ``NULL``, ``.``,
-    ``#N/A`` in any case) are missing (null) in a column of any type but string. Blank or repeated header names are made unique
-    (``column_3``, ``score_2``). ``progress(stage, fraction)`` is called now and then with ``stage`` one of
+    ``#N/A`` in any case) are missing (null) in a column of any type but string. Blank or repeated header names are
+    made unique (``column_3``, ``score_2``). ``progress(stage, fraction)`` is called now and then with ``stage`` one of
     ``'reading'``, ``'checking types'``, ``'storing'``, ``'done'`` and ``fraction`` the overall share done,
     from 0.0 to 1.0.
 
@@ -1014,8 +1014,9 @@ def set_column_type(project: Project, dataset_id: int, column: str, dtype: str,
 
     With ``invalid="refuse"`` (the default) a value that cannot be converted raises :class:`ServiceError` naming the
     column and that value, with ``details`` ``{"invalid_count": n, "example": value}``, and nothing changes. With
-    ``invalid="missing"`` such values become missing (null) instead. The scale is kept when the type stays in the same family (numbers; dates and datetimes; text and
-    booleans) and suits the new type; otherwise the column gets the new type's default scale (:func:`default_scale`).
+    ``invalid="missing"`` such values become missing (null) instead. The scale is kept when the type stays in the
+    same family (numbers; dates and datetimes; text and booleans) and suits the new type; otherwise the column gets
+    the new type's default scale (:func:`default_scale`).
     Derived datasets are read-only.
 
     Offered conversions: anything to string; string to any type (cells must fit the import rules); boolean and

@@ -382,8 +382,8 @@ def fit_formula_dask(
     client.run(release_unused_memory)
 
     infos = [a.info().result() for a in actors]
-    cat = lambda key: np.concatenate([i[key] for i in infos])  # noqa: E731  rows in block order
-    rows, y, pw, off, Xs = cat("rows"), cat("y"), cat("pw"), cat("off"), cat("Xs")
+    # the blocks' rows concatenated in block order
+    rows, y, pw, off, Xs = (np.concatenate([i[key] for i in infos]) for key in ("rows", "y", "pw", "off", "Xs"))
     specs = [BlockSpec(slice(0, 0), i["level_maps"]) for i in infos]
     st = _skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
     laps = [_Block(a, _skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]

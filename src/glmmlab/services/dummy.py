@@ -28,9 +28,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from glmmlab.services.datasets import (SCALES_BY_DTYPE, DatasetInfo, _check_name, _check_scale, _dataset_id,
-                                       _json_value, _load_info, _register_dataset, _sql_string, _SQL_TYPES,
-                                       _unique_name)
+from glmmlab.services.datasets import (
+    _SQL_TYPES,
+    SCALES_BY_DTYPE,
+    DatasetInfo,
+    _check_name,
+    _check_scale,
+    _dataset_id,
+    _json_value,
+    _load_info,
+    _register_dataset,
+    _sql_string,
+    _unique_name,
+)
 from glmmlab.services.errors import ServiceError
 from glmmlab.services.store import Project, data_column, data_table
 

@@ -235,7 +235,7 @@ def _series_value(s: pd.Series, name: str) -> _Num | _Fac:
         return _Fac(codes, levels)
     if pd.api.types.is_bool_dtype(dt):
         arr = s.to_numpy()
-        if dt == object or str(dt) == "boolean":
+        if dt == object or str(dt) == "boolean":  # noqa: E721  (a dtype compared with object dtype, not a type check)
             miss = np.asarray(s.isna())
             codes = np.where(miss, -1, np.asarray(s.fillna(False), dtype=bool).astype(np.int64))
         else:
@@ -248,7 +248,7 @@ def _series_value(s: pd.Series, name: str) -> _Num | _Fac:
             vals = vals.copy()
             vals[miss] = np.nan
         return _Num(vals, miss)
-    if dt == object and _is_bool_object(s):
+    if dt == object and _is_bool_object(s):  # noqa: E721  (a dtype compared with object dtype)
         miss = np.asarray(s.isna())
         codes = np.full(len(s), -1, dtype=np.int64)
         codes[~miss] = np.asarray(s[~miss].astype(bool), dtype=np.int64)

@@ -2,8 +2,9 @@
 
 :func:`save_model` writes the model row and creates the read-only derived dataset of diagnostics (source ``row``,
 ``fitted_values``, ``deviance_residuals``, ``pearson_residuals``, ``group_random_effect``) in one transaction, so a
-project never holds one without the other. Model names are unique in a project. Deleting the analysed dataset deletes its models (see
-:func:`glmmlab.services.datasets.delete_dataset`); :func:`delete_model` removes a model and its diagnostics.
+project never holds one without the other. Model names are unique in a project. Deleting the analysed dataset deletes
+its models (see :func:`glmmlab.services.datasets.delete_dataset`); :func:`delete_model` removes a model and its
+diagnostics.
 """
 
 from __future__ import annotations

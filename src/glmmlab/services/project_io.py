@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 
 from glmmlab.services import models, reports
-from glmmlab.services.datasets import DTYPES, SCALES, _SQL_TYPES, _sql_string
+from glmmlab.services.datasets import _SQL_TYPES, DTYPES, SCALES, _sql_string
 from glmmlab.services.errors import DiskFull, NotFound, ProjectDamaged, ServiceError, disk_full, is_disk_full
 from glmmlab.services.store import CATALOGUE_TABLES, ID_SEQUENCES, SCHEMA_VERSION, Project, data_column, data_table
 

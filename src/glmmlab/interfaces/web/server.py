@@ -43,8 +43,7 @@ def serve(project_path: str | Path | None = None, host: str = "127.0.0.1", port:
     import uvicorn
 
     from glmmlab.interfaces.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
-    from glmmlab.interfaces.web.connections import (DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-                                                    GuardedH11Protocol)
+    from glmmlab.interfaces.web.connections import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, GuardedH11Protocol
     from glmmlab.interfaces.web.security import DEFAULT_BODY_TIMEOUT
     from glmmlab.services.errors import ServiceError
 

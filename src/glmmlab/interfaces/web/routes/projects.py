@@ -13,8 +13,14 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from glmmlab.interfaces.web.deps import receive_upload, workbench
-from glmmlab.interfaces.web.schemas import (ErrorBody, NewProjectBody, OpenProjectBody, ProjectEntry, ProjectInfo,
-                                            TokenBody)
+from glmmlab.interfaces.web.schemas import (
+    ErrorBody,
+    NewProjectBody,
+    OpenProjectBody,
+    ProjectEntry,
+    ProjectInfo,
+    TokenBody,
+)
 from glmmlab.services import project_io, samples
 from glmmlab.services.errors import ServiceError
 
@@ -89,7 +95,8 @@ async def import_project(request: Request,
         if not stem:
             raise ServiceError("Give the imported project a name.")
         dest = wb.confine(stem)
-        await run_in_threadpool(wb.switch, dest, False, None, lambda path: project_io.import_project(upload, path, work_dir=upload.parent))
+        await run_in_threadpool(wb.switch, dest, False, None,
+                                lambda path: project_io.import_project(upload, path, work_dir=upload.parent))
     finally:
         wb.discard_upload(upload)
     return wb.project_info()

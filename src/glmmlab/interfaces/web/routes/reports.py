@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 from typing import Any, Literal, Optional
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
