@@ -19,7 +19,7 @@ recomputes them per iteration as the weights change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import linalg, sparse
@@ -171,7 +171,7 @@ class Structure:
             A11[:, a, b] = sums[:, k]
             A11[:, b, a] = sums[:, k]
         E1 = sums[:, npair:].reshape(L1, q1, m) if m else np.empty((L1, q1, 0))
-        EE = E.T @ wE if m else np.empty((0, 0))
+        EE = E.T @ wE if m and E is not None else np.empty((0, 0))
         A21 = A22 = E2 = None
         if self.rest:
             Wd = sparse.diags(w)
@@ -223,6 +223,9 @@ class CrossProducts:
     A21: sparse.csr_matrix | None  # (Q2, L1 q1)  Z2' W Z1
     A22: sparse.csr_matrix | None  # (Q2, Q2)     Z2' W Z2
     E2: np.ndarray | None  # (Q2, m)          Z2' W E
+    # kept by the crossed scalar factorisation on its first call: the row of each A21 entry and A22 dense
+    _rows21: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _A22: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass
@@ -242,6 +245,7 @@ class Factor:
         L1, q1 = self.L11.shape[0], self.L11.shape[1]
         rhs1 = self.G1[:, :, col]
         if self.L22 is not None:
+            assert self.G2 is not None and self.C21 is not None  # the coupled factors' parts come together
             u2 = linalg.solve_triangular(self.L22, self.G2[:, col], lower=True, trans="T")
             rhs1 = rhs1 - (self.C21.T @ u2).reshape(L1, q1)
         else:
@@ -255,6 +259,7 @@ class Factor:
         y1 = _batched_solve_lower(self.L11, rhs[: L1 * q1].reshape(L1, q1))
         if self.L22 is None:
             return _batched_solve_upper(self.L11, y1).ravel()
+        assert self.C21 is not None
         y2 = linalg.solve_triangular(self.L22, rhs[L1 * q1:] - self.C21 @ y1.ravel(), lower=True)
         x2 = linalg.solve_triangular(self.L22, y2, lower=True, trans="T")
         x1 = _batched_solve_upper(self.L11, y1 - (self.C21.T @ x2).reshape(L1, q1))
@@ -267,6 +272,7 @@ class Factor:
         H11 = np.einsum("jka,jkb->jab", Linv1, Linv1)
         if self.L22 is None:
             return H11, None, None
+        assert self.C21 is not None
         Q2 = self.L22.shape[0]
         L22inv = linalg.solve_triangular(self.L22, np.eye(Q2), lower=True)
         Sinv = L22inv.T @ L22inv
@@ -285,6 +291,7 @@ class Factor:
         res = [out1]
         if self.L22 is None:
             return res
+        assert self.C21 is not None
         # L^-1 = [[L11^-1, 0], [-L22^-1 C21 L11^-1, L22^-1]]; the lower-left block adds to the leading
         # factor's diagonal blocks, and L22^-1 gives those of the coupled factors.
         L22inv = linalg.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True)
@@ -379,7 +386,8 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     t1 = float(lams[0][0, 0])
     lam2 = np.concatenate([np.full(b.n_levels, float(L[0, 0])) for b, L in zip(structure.rest, lams[1:])])
     A21 = cp.A21
-    if not hasattr(cp, "_rows21"):
+    assert A21 is not None and cp.A22 is not None  # the model has coupled factors
+    if cp._rows21 is None or cp._A22 is None:
         cp._rows21 = np.repeat(np.arange(A21.shape[0]), np.diff(A21.indptr))
         cp._A22 = cp.A22.toarray() if sparse.issparse(cp.A22) else cp.A22
     d1 = L11[:, 0, 0]
@@ -412,6 +420,7 @@ def _apply_lambda_rows(structure: Structure, lams: list[np.ndarray], M: np.ndarr
 def _factor_dense_coupling(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], L11: np.ndarray,
                            G1: np.ndarray, SEE: np.ndarray, logdet: float) -> Factor:
     L1, q1, Q2 = structure.L1, structure.q1, structure.Q2
+    assert cp.A21 is not None and cp.A22 is not None and cp.E2 is not None  # the model has coupled factors
     Lam1 = lams[0]
     # B21 = Lambda2' A21 Lambda1, then C21 = B21 L11^-T (per level of the leading factor)
     B = _apply_lambda_rows(structure, lams, cp.A21)

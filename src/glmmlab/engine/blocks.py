@@ -84,7 +84,7 @@ class Block:
             return last[2], row_state(self.resp, last[3], self.link), last[6]
         eta_fixed = self.X @ beta
         same_point = last is not None and last[0] == theta and np.array_equal(last[1], beta)
-        u0 = last[2] if same_point else self._predicted_modes(theta, eta_fixed)
+        u0 = last[2] if same_point and last is not None else self._predicted_modes(theta, eta_fixed)
         u, rs, ok = find_modes(self, self.resp, self.link, theta, eta_fixed, u0, finish=exact)
         if np.all(np.isfinite(u)):
             self._u = u

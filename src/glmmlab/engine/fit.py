@@ -203,8 +203,9 @@ def _rows(parts: list[dict], input_order: np.ndarray | None) -> dict:
     twins = {key: next((k for k in keys[:i] if all(p[key] is p[k] for p in parts)), None)
              for i, key in enumerate(keys)}
     for key in keys:
-        if twins[key] is not None:
-            out[key] = out[twins[key]]
+        twin = twins[key]
+        if twin is not None:
+            out[key] = out[twin]
             for p in parts:
                 p.pop(key)
             continue

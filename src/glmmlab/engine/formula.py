@@ -153,6 +153,7 @@ def format_number(v: float) -> str:
         return "0"
     d = Decimal(f"{v:.15g}").normalize()
     sign, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)  # v is finite, so the exponent is a number (not 'n', 'N' or 'F')
     mant = "".join(map(str, digits))
     e10 = exp + len(mant) - 1  # exponent of the leading digit
     sci_m = mant[0] + ("." + mant[1:] if len(mant) > 1 else "")
@@ -194,6 +195,7 @@ def _tokenize(s: str) -> list[_Tok]:
             break
         pos = m.end()
         kind = m.lastgroup
+        assert kind is not None  # a match of nonzero length went through one of the named alternatives
         text = m.group(kind)
         start = m.start(kind)
         if kind == "bad":
@@ -474,7 +476,7 @@ class _Expander:
                 return _union(lt, rt), (ri if ri is not None else li)
             if op == "-":
                 lt, li = self.expand(e.left)
-                if isinstance(_strip(e.right), BinOp) and _strip(e.right).op in ("|", "||"):
+                if isinstance(rhs := _strip(e.right), BinOp) and rhs.op in ("|", "||"):
                     raise GlmmInputError(f"cannot remove a random term in formula {self.text!r}")
                 rt, ri = self.expand(e.right)
                 icpt = li
@@ -612,7 +614,7 @@ def _check_arith(e: Expr, text: str, top: bool = False) -> None:
     if isinstance(e, (Name, Num)):
         return
     if isinstance(e, Paren):
-        if isinstance(_strip(e), BinOp) and _strip(e).op in ("|", "||"):
+        if isinstance(inner := _strip(e), BinOp) and inner.op in ("|", "||"):
             raise GlmmInputError(f"a random term {e.deparse()} cannot be the response in formula {text!r}")
         _check_arith(e.inner, text)
         return

@@ -13,7 +13,7 @@ The numbers follow lme4's conventions (see :mod:`glmmlab.engine.response` for th
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import linalg, special
@@ -206,6 +206,7 @@ class GeneralLaplace:
 
     def _dev_eta3(self, rs) -> np.ndarray:
         """The third derivative of the negative binomial's unit deviance in eta (log and identity links)."""
+        assert self.fam.parameter is not None  # the negative binomial's theta
         th, y, mu = float(self.fam.parameter), self.y, rs.mu
         if self.lk.name == "log":
             return 2.0 * (y + th) * th * mu * (th - mu) / (mu + th) ** 3
@@ -481,6 +482,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     gaussian_identity = fam.name == "gaussian" and lk.name == "identity"
     if n_blocks is None:
         n_blocks = cpu_count() if n >= 2 * MIN_BLOCK_ROWS else 1
+    perm: np.ndarray | None
     perm, specs = cut_blocks(blocks, 1 if gaussian_identity else max(1, int(n_blocks)))
     if np.any(perm != np.arange(n)):
         mf = _permuted(mf, perm)
@@ -563,7 +565,7 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
     from glmmlab.engine.optimizer import OptimizationRecord
 
     log: list[dict] = []
-    best = {"f": np.inf, "x": np.asarray(x0, dtype=float)}
+    best: dict[str, Any] = {"f": np.inf, "x": np.asarray(x0, dtype=float)}
 
     def objective(x, grad):
         k = len(log) + 1
@@ -715,7 +717,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                 return np.inf
             return -2.0 * total if np.isfinite(total) else np.inf
 
-        x_agq = np.append(x, nb_log) if negbin else x
+        x_agq = np.append(x, nb_log) if nb_log is not None else x  # negbin: its log theta too
         lower_agq = np.append(lower, -np.inf) if negbin else lower
         x_agq, record = _optimize(agq_value, x_agq, lower_agq, model, progress,
                                   f"Optimizing AGQ deviance, {nagq} nodes", 0.8, 0.85, hessian=(se == "hessian"))
@@ -774,7 +776,9 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
               rows, null_loglik, opt, se_hessian, var_residual):
     from glmmlab.engine.results import GlmmResult
 
-    re_rows, corr_rows, blup_rows = [], [], []
+    re_rows: list[dict[str, Any]] = []
+    corr_rows: list[dict[str, Any]] = []
+    blup_rows: list[dict[str, Any]] = []
     for blk, L, b, cv in zip(st.blocks, lams, bs, cond):
         S = scale2 * (L @ L.T)
         M = np.einsum("ab,jbc,dc->jad", L, cv, L)  # conditional covariance of b per level

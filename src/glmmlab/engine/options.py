@@ -59,6 +59,7 @@ class Option:
                 raise GlmmInputError(f"{self.name} must be {self.rule()}; got {value!r}")
             return key
         if self.kind == "int":
+            assert self.low is not None  # an integer option has a lower bound
             ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= self.low \
                 and (self.high is None or value <= self.high)
             if not ok:
@@ -68,6 +69,7 @@ class Option:
             ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating)) \
                 and np.isfinite(value)
             if ok:
+                assert self.low is not None and self.high is not None  # a number option has both bounds
                 v = float(value)
                 ok = (self.low < v < self.high) if self.open else (self.low <= v <= self.high)
             if not ok:

@@ -9,9 +9,10 @@ step when its penalised deviance would rise.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
-from glmmlab.engine.design import Design
 from glmmlab.engine.families import Family, Link, RowState  # noqa: F401  (RowState re-exported)
 from glmmlab.engine.response import Response
 
@@ -47,8 +48,20 @@ def _valid(family: Family, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return np.isfinite(mu) & family.mu_valid(mu) & np.isfinite(eta)
 
 
+class GroupedRows(Protocol):
+    """What the mode finder needs of the rows: each row's group code and sums within groups. A prepared
+    :class:`~glmmlab.engine.design.Design` has it, and so does a :class:`~glmmlab.engine.blocks.Block` of one."""
+
+    group: np.ndarray
+
+    @property
+    def n_groups(self) -> int: ...
+
+    def group_sum(self, values: np.ndarray) -> np.ndarray: ...
+
+
 def find_modes(
-    d: Design,
+    d: GroupedRows,
     resp: Response,
     link: Link,
     theta: float,

@@ -35,7 +35,7 @@ class Response:
         family.prepare_response(self)
         sat = getattr(self, "sat", None)
         self.sum_sat = float(np.sum(sat)) if sat is not None and not np.isscalar(sat) else (
-            float(sat) * self.n if sat is not None else 0.0)
+            float(sat) * self.n if sat is not None else 0.0)  # type: ignore[arg-type]  # a number here
 
     def constants(self) -> dict:
         """The sums over rows the likelihood needs besides the deviance (they add over blocks of rows)."""

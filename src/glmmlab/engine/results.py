@@ -373,7 +373,7 @@ class GlmmResult:
         if n_rows is None:
             n_rows = len(groups) if groups is not None else len(next(iter(new_data.values())))
         eta = np.broadcast_to(np.asarray(eta, dtype=float), (n_rows,)).copy()
-        if include_random:
+        if groups is not None:  # include_random
             eta += self.random_intercepts_for(groups)
         if type == "link":
             return eta
@@ -389,8 +389,8 @@ def long_blups(rows: list[dict]) -> list[dict]:
     for idx in keys.values():
         vals = np.array([rows[i]["value"] for i in idx], dtype=float)
         order = np.argsort(-vals, kind="stable")
-        for r, k in enumerate(order):
-            rank[idx[k]] = r + 1
+        for pos, k in enumerate(order):
+            rank[idx[k]] = pos + 1
     out = []
     for i, r in enumerate(rows):
         row = {"component": r["component"], "group": r["group"], "term": r["term"], "value": _num(r["value"])}
