@@ -12,6 +12,8 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/de
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 .venv/bin/lint-imports
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy src
 if [ "${1:-}" = "--all" ]; then
   shift
   .venv/bin/python -m pytest "$@"

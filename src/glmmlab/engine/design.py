@@ -7,6 +7,7 @@ per-group sum is then one ``np.add.reduceat`` over contiguous blocks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,7 +147,7 @@ def check_response(y: np.ndarray, family: Family, response: str) -> None:
 
 def prepare(
     y: np.ndarray,
-    X: np.ndarray,
+    X: np.ndarray | Sequence[np.ndarray],
     names: list[str],
     group_codes: np.ndarray,
     group_levels: list[str],
@@ -158,7 +159,8 @@ def prepare(
 ) -> Design:
     """Build the :class:`Design` of a fit.
 
-    ``y`` (n,) and ``X`` (n, k) are floats in which NaN or infinity marks a missing or non-numeric value;
+    ``y`` (n,) and ``X`` (n, k), or a list of its k columns, are floats in which NaN or infinity marks a missing
+    or non-numeric value;
     ``group_codes`` (n,) are integer codes into ``group_levels``, negative where the group is missing.
     """
     y = np.asarray(y, dtype=float)

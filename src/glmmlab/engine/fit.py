@@ -9,6 +9,7 @@ The estimation itself (:func:`fit_blocks`) sees the data only through blocks of 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,7 +108,7 @@ class PreparedFit:
 
 def prepare_fit(
     y: np.ndarray,
-    X: np.ndarray,
+    X: np.ndarray | Sequence[np.ndarray],
     names: list[str],
     group_codes: np.ndarray,
     group_levels: list[str],

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, NoReturn
 
 from glmmlab.engine.errors import GlmmInputError
 
@@ -23,7 +24,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+    def error(self, message: str) -> NoReturn:  # argparse's own errors: one line, exit 2
         command = self.prog.split()[-1] if " " in self.prog else ""
         raise UsageError(f"{message} (see 'glmmlab {command} --help')".replace("  ", " "))
 
@@ -71,9 +72,9 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
     f.add_argument("--offset", default=None, metavar="COLUMN", help="an offset added to the linear predictor")
     f.add_argument("--no-intercept", action="store_true",
                    help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
-    kinds = {"int": int, "float": float, "choice": str.lower}
+    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower}
     for opt in OPTIONS.values():  # the options' flags, defaults and help come from their one declaration
-        extra = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
+        extra: dict[str, Any] = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
         default = "" if opt.default is None else f"; default {opt.default}"
         f.add_argument(opt.flag, type=kinds[opt.kind], default=opt.default,
                        help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)

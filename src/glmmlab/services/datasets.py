@@ -589,7 +589,7 @@ class _ProgressPoller:
     def __init__(self, cur, progress: Progress | None, stage: str, lo: float, hi: float):
         self.cur, self.progress, self.stage, self.lo, self.hi = cur, progress, stage, lo, hi
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def __enter__(self):
         if self.progress is not None:
@@ -599,6 +599,8 @@ class _ProgressPoller:
         return self
 
     def _run(self):
+        progress = self.progress
+        assert progress is not None  # the poller only runs for a progress callback
         last = -1.0
         while not self._stop.wait(0.1):
             try:
@@ -608,7 +610,7 @@ class _ProgressPoller:
             if pct is not None and pct >= 0 and pct / 100 > last + 0.01:
                 last = min(pct / 100, 1.0)
                 with suppress(Exception):
-                    self.progress(self.stage, self.lo + last * (self.hi - self.lo))
+                    progress(self.stage, self.lo + last * (self.hi - self.lo))
 
     def __exit__(self, *exc):
         self._stop.set()
@@ -753,8 +755,8 @@ def import_dataset(project: Project, source: Source, name: str, fmt: str | None 
     display = name
     if isinstance(source, (str, os.PathLike)):
         display = Path(source).name
-    elif isinstance(getattr(source, "name", None), str):
-        display = Path(source.name).name
+    elif isinstance(source_name := getattr(source, "name", None), str):
+        display = Path(source_name).name
     with _full_disk(display), _source_path(source, fmt) as (path, fmt):
         if fmt == "parquet":
             info = _import_parquet(project, path, name, display, progress)

@@ -346,11 +346,11 @@ def _plan(summaries: list[dict], response: str, group: str, fixed: list[str], fa
             continue
         mean, m2 = _combine_moments(stats)
         if intercept:
-            center, sd = mean, float(np.sqrt(m2 / n))
+            ctr, sd = mean, float(np.sqrt(m2 / n))
         else:
-            center, sd = 0.0, float(np.sqrt(m2 / n + mean * mean))
+            ctr, sd = 0.0, float(np.sqrt(m2 / n + mean * mean))
         kept.append(name)
-        centers.append(center)
+        centers.append(ctr)
         scales.append(sd if sd > 0 else 1.0)
     center, scale = np.array(centers), np.array(scales)
     p = len(kept) + (1 if intercept else 0)

@@ -402,6 +402,8 @@ def fit_formula_dask(
         with np.errstate(all="ignore"), one_blas_thread():
             report(progress, "Initial values (GLM)", 0.05)
             negbin = fam.name == "negbin"
+            nb0: float | None
+            glm_m2: float | None
             if negbin:
                 beta0, nb0, glm_m2 = negbin_glm(Xs, y, pw, off, lk)
                 fam = negbin_family(nb0)

@@ -146,13 +146,13 @@ class _Data:
         if isinstance(e, Call):
             fn = e.fn
             if fn in ("factor", "as.factor"):
-                v = self._eval(e.args[0], used_in)
-                return v if isinstance(v, _Fac) else _numeric_factor(v)
+                arg = self._eval(e.args[0], used_in)
+                return arg if isinstance(arg, _Fac) else _numeric_factor(arg)
             if fn == "I":
-                v = self._eval(e.args[0], used_in)
-                if isinstance(v, _Fac):
+                arg = self._eval(e.args[0], used_in)
+                if isinstance(arg, _Fac):
                     raise GlmmInputError(f"I() needs numbers; {e.args[0].deparse()!r} (in {used_in}) is a factor")
-                return v
+                return arg
             a = self._arith_arg(e.args[0], e, used_in)
             x = a.values
             miss = a.missing
@@ -446,7 +446,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
     resp_expr = f.response
     is_cbind = isinstance(resp_expr, Call) and resp_expr.fn == "cbind"
     resp_vals: list[_Num | _Fac] = []
-    if is_cbind:
+    if isinstance(resp_expr, Call) and is_cbind:
         resp_vals = [data.numeric(a, f"the response of {ftxt}") for a in resp_expr.args]
     else:
         resp_vals = [data.eval(resp_expr, f"the response of {ftxt}")]
@@ -471,11 +471,11 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
 
     # ---- listwise deletion
     missing = np.zeros(n_input, dtype=bool)
-    for v in [*resp_vals, *fixed_vals.values(), *offset_vals, *rand_vals.values(), *group_vals.values()]:
-        missing |= v.missing
-    for v in (w_val, o_val):
-        if v is not None:
-            missing |= v.missing
+    for val in [*resp_vals, *fixed_vals.values(), *offset_vals, *rand_vals.values(), *group_vals.values()]:
+        missing |= val.missing
+    for wo in (w_val, o_val):
+        if wo is not None:
+            missing |= wo.missing
     rows = np.flatnonzero(~missing)
     n = len(rows)
     if n == 0 and whole:
@@ -583,9 +583,9 @@ def _finite_or_missing(s: pd.Series, name: str, what: str) -> None:
 def _grouping(group: tuple[Expr, ...], vals: dict[Expr, _Fac], rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Codes and labels of a grouping factor on the rows used; ``b:a`` sorts by b, then a."""
     if len(group) == 1:
-        g = vals[group[0]]
-        codes, keep = _compact(g.codes[rows], len(g.levels))
-        return codes, [g.levels[k] for k in keep]
+        gf = vals[group[0]]
+        codes, keep = _compact(gf.codes[rows], len(gf.levels))
+        return codes, [gf.levels[k] for k in keep]
     key = np.zeros(len(rows), dtype=np.int64)
     for g in group:
         gv = vals[g]
@@ -612,6 +612,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
                 f"the response {label} gives binomial successes and failures; use family='binomial' "
                 f"(not {fam}) or a single response column"
             )
+        assert isinstance(vals[0], _Num) and isinstance(vals[1], _Num)  # cbind's arguments were read as numbers
         s = vals[0].values[rows]
         fl = vals[1].values[rows]
         for arr, part in ((s, expr.args[0]), (fl, expr.args[1])):

@@ -176,7 +176,7 @@ def delete_model(project: Project, model_id: int) -> dict[str, Any]:
     model = get_model(project, model_id)
     with project.write() as cur:
         cur.execute("DELETE FROM models WHERE id = ?", [model["id"]])
-        deleted = {"datasets": []}
+        deleted: dict[str, Any] = {"datasets": []}
         if model["diagnostics_dataset_id"] is not None:
             try:
                 deleted = datasets.delete_dataset(project, model["diagnostics_dataset_id"])

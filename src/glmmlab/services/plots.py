@@ -142,6 +142,7 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
         ax = fig.add_subplot()
         title = f"{names[kind]} — {model['name']}"
         if binned:
+            assert observed is not None  # read above for the binned residuals
             b = binned_residuals(fitted, observed)
             ax.fill_between(b["fitted"], -b["band"], b["band"], color="#9bb7e8", alpha=.35, lw=0)
             ax.plot(b["fitted"], b["residual"], "o", ms=4, color="#2f6fdb")
@@ -188,6 +189,7 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
                           f"{comp}: {term} ± 1.96 SE" if len(f"{comp}: {term}") < 40 else "Conditional mode ± 1.96 SE")
         else:
             idx = _thin(fitted.size)
+            assert observed is not None  # read above for this plot
             ax.scatter(fitted[idx], observed[idx], s=8, alpha=.45, color="#2f6fdb", edgecolors="none")
             finite = np.concatenate([fitted[np.isfinite(fitted)], observed[np.isfinite(observed)]])
             if finite.size:

@@ -304,7 +304,7 @@ def make_predictor(recipe: DesignRecipe, x_names: list[str], beta: Any,
         if missing:
             raise ValueError(f"blups of {t.component!r} lack the fit's level(s) {_show_levels(missing)}")
         rows = np.array([pos[lab] for lab in t.levels], dtype=np.int64)
-        coefs.append(np.vstack([vals[np.ix_(rows, cols)], np.zeros((1, len(cols)))]))
+        coefs.append(np.vstack([vals[np.ix_(rows, np.asarray(cols, dtype=np.intp))], np.zeros((1, len(cols)))]))
 
     def predictor(new_data: Any) -> tuple[np.ndarray, np.ndarray]:
         d = prediction_design(recipe, new_data, x_names)

@@ -90,7 +90,7 @@ def default_report(project: Project) -> dict[str, Any]:
     return get_report(project, reports[-1]["id"]) if reports else create_report(project, "Report")
 
 
-def _check_item(kind: str, title: Any, payload: Any) -> tuple[str, str, dict]:
+def _check_item(kind: Any, title: Any, payload: Any) -> tuple[str, str, dict]:
     if kind not in KINDS:
         raise ServiceError(f"A report item is a table or a plot, not {kind!r}.")
     title = _name(title, "item")
@@ -126,7 +126,7 @@ def add_items(project: Project, report_id: int, items: list[dict[str, Any]]) -> 
         if cur.execute("SELECT 1 FROM reports WHERE id = ?", [rid]).fetchone() is None:
             raise NotFound(f"There is no report with id {rid}; it may have been deleted.")
         pos = int(cur.execute("SELECT coalesce(max(position) + 1, 0) FROM report_items WHERE report_id = ?",
-                              [rid]).fetchone()[0])
+                              [rid]).fetchone()[0])  # type: ignore[index]  # an aggregate: one row
         for kind, title, payload in checked:
             iid = project.next_id(cur, "report_item")
             cur.execute("INSERT INTO report_items (id, report_id, position, kind, title, payload) "

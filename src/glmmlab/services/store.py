@@ -230,7 +230,7 @@ class Project:
             tables = {r[0] for r in cur.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
                 " AND schema_name = 'main'").fetchall()}
-            columns = {}
+            columns: dict[int, list[int]] = {}
             for dataset_id, position in cur.execute("SELECT dataset_id, position FROM columns").fetchall():
                 columns.setdefault(int(dataset_id), []).append(int(position))
         for dataset_id, name, n_rows in rows:
@@ -241,7 +241,8 @@ class Project:
             scan = ", ".join(f"bit_xor(hash({data_column(i)}))" for i in sorted(columns.get(int(dataset_id), [])))
             try:
                 with self.read() as cur:
-                    found = cur.execute(f"SELECT count(*){', ' + scan if scan else ''} FROM {table}").fetchone()[0]
+                    found = cur.execute(  # an aggregate: one row
+                        f"SELECT count(*){', ' + scan if scan else ''} FROM {table}").fetchone()[0]  # type: ignore[index]
             except (duckdb.Error, ProjectDamaged) as exc:
                 self.damaged[int(dataset_id)] = f"dataset '{name}': {_first_line(exc.__cause__ or exc)}"
                 continue
@@ -407,7 +408,7 @@ class Project:
     def schema_version(self) -> int:
         with self.read() as cur:
             row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
-        return int(row[0] or 0)
+        return int(row[0] or 0)  # type: ignore[index]  # an aggregate: one row
 
     def _migrate(self, existed: bool) -> None:
         with self.write() as cur:
@@ -423,7 +424,8 @@ class Project:
                             "DEFAULT current_localtimestamp())")
                 version = 0
             else:
-                version = int(cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
+                version = int(cur.execute(  # an aggregate: one row
+                    "SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])  # type: ignore[index]
             if version > SCHEMA_VERSION:
                 raise ServiceError(
                     f"{self.path.name} was written by a newer glmmlab (project format {version}, this one reads up to "

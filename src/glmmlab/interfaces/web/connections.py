@@ -43,7 +43,7 @@ class GuardedH11Protocol(H11Protocol):
         return type("GuardedH11Protocol", (cls,), {"header_timeout": float(header_timeout),
                                                    "max_connections": int(max_connections)})
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         if len(self.connections) > self.max_connections and not self._evict_a_stalled_one():
             transport.write(_raw_response(503, "Service Unavailable",

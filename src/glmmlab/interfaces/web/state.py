@@ -348,6 +348,7 @@ class Workbench:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._open(path, create=True)
             if setup is not None and not existed:
+                assert self._project is not None  # just opened
                 setup(self._project)
 
     def _build_and_swap(self, path: Path, make: Callable[[Path], Project]) -> None:
@@ -432,5 +433,5 @@ class Workbench:
 
     def _forget_old_jobs(self, keep: int = 200) -> None:
         finished = [j for j in self._jobs.values() if j.finished_at is not None]
-        for j in sorted(finished, key=lambda j: j.finished_at)[: max(0, len(finished) - keep)]:
+        for j in sorted(finished, key=lambda j: j.finished_at or 0.0)[: max(0, len(finished) - keep)]:
             self._jobs.pop(j.id, None)

@@ -14,7 +14,8 @@ from glmmlab.services import datasets, samples
 from glmmlab.services.errors import ServiceError
 
 router = APIRouter(prefix="/api", tags=["datasets"])
-ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody}, 404: {"model": ErrorBody},
+                                           409: {"model": ErrorBody}}
 MAX_PAGE = 5000
 DUMMY_ACTIONS = (("exclude", "Not included"), ("as_is", "Include as-is"),
                  ("dummy_drop", "Dummy code, drop the original"), ("dummy_keep", "Dummy code, keep the original"))

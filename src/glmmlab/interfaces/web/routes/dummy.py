@@ -12,7 +12,7 @@ from glmmlab.interfaces.web.schemas import DummyBody, ErrorBody
 from glmmlab.services import dummy
 
 router = APIRouter(prefix="/api", tags=["dummy coding"])
-ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}}
 
 
 def _spec(body: DummyBody) -> list[dict[str, Any]]:

@@ -162,7 +162,7 @@ class FitJobs:
     def add(self, job: FitJob) -> None:
         with self.lock:
             self.jobs[job.id] = job
-            finished = sorted((j for j in self.jobs.values() if j.finished_at), key=lambda j: j.finished_at)
+            finished = sorted((j for j in self.jobs.values() if j.finished_at), key=lambda j: j.finished_at or 0.0)
             for old in finished[:-50]:
                 self.jobs.pop(old.id, None)
                 old.forget()
@@ -259,6 +259,7 @@ def check_options(body: FitBody, families: dict) -> tuple[str, str, dict[str, An
                                  f"not {body.link!r}.")
     # the limits are the options' one declaration (glmmlab.engine.options), in the form's words
     lv, it, tl, nq = OPTIONS["conf_level"], OPTIONS["max_iter"], OPTIONS["tol"], OPTIONS["nagq"]
+    assert lv.low is not None and lv.high is not None  # a number option has both bounds
     level = _number(body.conf_level, "conf_level")
     if not lv.low <= level <= lv.high:
         raise FieldError("conf_level", f"Confidence Level must be between {lv.low * 100:g} and {lv.high * 100:g} (%); "

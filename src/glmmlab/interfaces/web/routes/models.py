@@ -38,7 +38,7 @@ def report_tables(model: dict[str, Any], conf_level: float) -> list[dict[str, An
     """Every table of the model (as Model Detail shows them, fixed effects at ``conf_level``) as report items; the
     first carries the model line and the warnings as its note."""
     result = model["result"]
-    items = []
+    items: list[dict[str, Any]] = []
     for t in result_view.result_tables(result, conf_level):
         note = t["note"] or ""
         if not items:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePath
-from typing import Optional
+from typing import Any, Optional
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
@@ -25,8 +25,9 @@ from glmmlab.services import project_io, samples
 from glmmlab.services.errors import ServiceError
 
 router = APIRouter(prefix="/api", tags=["project"])
-ERRORS = {400: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
-          409: {"model": ErrorBody}, 413: {"model": ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody}, 403: {"model": ErrorBody},
+                                           404: {"model": ErrorBody}, 409: {"model": ErrorBody},
+                                           413: {"model": ErrorBody}}
 
 
 @router.get("/token", response_model=TokenBody, summary="The token to send as X-CSRF-Token")
