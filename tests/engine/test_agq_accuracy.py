@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import special
 
 from glmmlab.engine.blocks import LocalBlocks, split_design
 from glmmlab.engine.design import prepare
