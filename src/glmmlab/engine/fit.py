@@ -24,10 +24,10 @@ from glmmlab.engine.laplace import LaplaceObjective
 from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state
 from glmmlab.engine.optimizer import minimize, numeric_gradient
 from glmmlab.engine.options import MAX_NAGQ, check_options  # noqa: F401  (MAX_NAGQ re-exported)
-from glmmlab.engine.spec import random_intercept_formula
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.quadrature import AgqObjective
 from glmmlab.engine.results import GlmmResult
+from glmmlab.engine.spec import random_intercept_formula
 
 SINGULAR_THETA = 1e-4
 

@@ -116,13 +116,13 @@ def glmm(
         from glmmlab.interfaces.formula import parse_formula as parse_random_intercept
 
         try:
-            spec = parse_random_intercept(formula)
+            ri = parse_random_intercept(formula)
         except GlmmInputError:
-            spec = None
-        if spec is not None and weights is None and offset is None and not _is_negbin(family):
+            ri = None
+        if ri is not None and weights is None and offset is None and not _is_negbin(family):
             # '(1 | g)' over numeric columns: the random-intercept engine's Dask path, as in memory
-            return fit_glmm(data, spec.response, spec.group, spec.fixed, family=family, link=link,
-                            intercept=spec.intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,
+            return fit_glmm(data, ri.response, ri.group, ri.fixed, family=family, link=link,
+                            intercept=ri.intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,
                             nagq=nagq, se=se, progress=progress)
         from glmmlab.services.distributed_general import fit_formula_dask  # scale-out path, imported when used
 

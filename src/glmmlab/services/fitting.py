@@ -16,10 +16,10 @@ import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.fit import fit_prepared, prepare_fit
-from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.formula import Name, parse_formula
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
+from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.terms import ModelFrame
 from glmmlab.services.modelframe import build_model_frame
 from glmmlab.services.prediction import make_predictor
