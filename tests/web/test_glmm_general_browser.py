@@ -9,8 +9,19 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.test_glmm_browser import (DOCS, active_panel, cli_fit, close, control, export_csv, field, import_frame,
-                                         menu, ready, table_values)
+from tests.web.test_glmm_browser import (
+    DOCS,
+    active_panel,
+    cli_fit,
+    close,
+    control,
+    export_csv,
+    field,
+    import_frame,
+    menu,
+    ready,
+    table_values,
+)
 
 pytestmark = pytest.mark.browser
 

@@ -323,7 +323,7 @@ def check_general_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
     family, link, options = check_options(body, GENERAL_FAMILIES)
     weights = (body.weights or "").strip() or None
     mf, columns = check_formula(project, info, body.formula, family, weights)
-    spec = {"formula": body.formula.strip(), "response": mf.response, "fixed": None, "group": None,
+    spec = {"formula": (body.formula or "").strip(), "response": mf.response, "fixed": None, "group": None,
             "family": family, "link": link, "intercept": bool(mf.intercept), "weights": weights,
             "columns": columns, **options}
     return info, spec
@@ -363,7 +363,7 @@ def check_formula_route(body: FormulaBody, request: Request):
             mf, _ = check_formula(project, info, body.formula, family, (body.weights or "").strip() or None)
     except FieldError as exc:
         return field_error(exc)
-    return {"ok": True, "formula": body.formula.strip(), "response": mf.response, "n_obs": int(mf.n),
+    return {"ok": True, "formula": (body.formula or "").strip(), "response": mf.response, "n_obs": int(mf.n),
             "n_excluded": int(mf.n_input - mf.n), "fixed_effects": list(mf.x_names),
             "random_terms": [{"component": t.component, "terms": list(t.names), "levels": len(t.levels),
                               "correlated": bool(t.correlated)} for t in mf.terms],
