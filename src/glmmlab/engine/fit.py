@@ -372,17 +372,7 @@ def _assemble(
         warnings.append(advice.not_converged(model["max_iter"], model["tol"]))
     if d.n_groups < 5:
         warnings.append(advice.few_groups(d.n_groups))
-    stat, pval = inference.boundary_lrt(loglik, null_loglik)
-    glm_k = k - 1
-    glm_aic, glm_bic = inference.information_criteria(null_loglik, glm_k, d.n)
-    mean_size = d.n / d.n_groups
-    comparison = {
-        "glm_log_likelihood": float(null_loglik), "glm_aic": float(glm_aic), "glm_bic": float(glm_bic),
-        "glm_k": int(glm_k), "lrt_statistic": float(stat), "lrt_df": 1, "lrt_p_value": float(pval),
-        "lrt_note": "boundary-corrected: p = 0.5 * P(chi2(1) > statistic)",
-        "mean_group_size": float(mean_size),
-        "design_effect": None if icc is None else float(1.0 + (mean_size - 1.0) * icc),
-    }
+    comparison = inference.glm_comparison(loglik, null_loglik, k, d.n, d.n_groups, icc)
     return GlmmResult(
         model=model, method=method, n_obs=d.n, n_groups=d.n_groups, n_excluded=d.n_excluded,
         converged=bool(converged), singular=bool(singular), warnings=warnings, names=d.names,

@@ -812,17 +812,7 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
     icc = inference.icc(model["family"], model["link"], var_group, var_residual) if scalar else None
     comparison = None
     if null_loglik is not None:
-        stat, pval = inference.boundary_lrt(loglik, null_loglik)
-        glm_k = k - 1
-        glm_aic, glm_bic = inference.information_criteria(null_loglik, glm_k, mf.n)
-        mean_size = mf.n / lead.n_levels
-        comparison = {
-            "glm_log_likelihood": float(null_loglik), "glm_aic": float(glm_aic), "glm_bic": float(glm_bic),
-            "glm_k": int(glm_k), "lrt_statistic": float(stat), "lrt_df": 1, "lrt_p_value": float(pval),
-            "lrt_note": "boundary-corrected: p = 0.5 * P(chi2(1) > statistic)",
-            "mean_group_size": float(mean_size),
-            "design_effect": None if icc is None else float(1.0 + (mean_size - 1.0) * icc),
-        }
+        comparison = inference.glm_comparison(loglik, null_loglik, k, mf.n, lead.n_levels, icc)
     lead_rows = [r for r in blup_rows if r["component"] == lead.component and r["term"] == lead.names[0]]
     return GlmmResult(
         model=model, method=method, n_obs=mf.n, n_groups=lead.n_levels, n_excluded=mf.n_input - mf.n,

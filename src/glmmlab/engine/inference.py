@@ -49,3 +49,19 @@ def boundary_lrt(loglik_full: float, loglik_null: float) -> tuple[float, float]:
     stat = max(0.0, 2.0 * (loglik_full - loglik_null))
     p = 0.5 * float(special.chdtrc(1, stat)) if stat > 0 else 1.0
     return stat, p
+
+
+def glm_comparison(loglik: float, null_loglik: float, k: int, n: int, n_groups: int, icc: float | None) -> dict:
+    """The comparison with the GLM without the random intercept: its fit, the boundary-corrected LRT of
+    sigma_u^2 = 0 and the design effect."""
+    stat, pval = boundary_lrt(loglik, null_loglik)
+    glm_k = k - 1
+    glm_aic, glm_bic = information_criteria(null_loglik, glm_k, n)
+    mean_size = n / n_groups
+    return {
+        "glm_log_likelihood": float(null_loglik), "glm_aic": float(glm_aic), "glm_bic": float(glm_bic),
+        "glm_k": int(glm_k), "lrt_statistic": float(stat), "lrt_df": 1, "lrt_p_value": float(pval),
+        "lrt_note": "boundary-corrected: p = 0.5 * P(chi2(1) > statistic)",
+        "mean_group_size": float(mean_size),
+        "design_effect": None if icc is None else float(1.0 + (mean_size - 1.0) * icc),
+    }
