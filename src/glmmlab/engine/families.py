@@ -354,15 +354,20 @@ class Binomial(Family):
         return "OR" if link == "logit" else None
 
 
+def _check_counts(y: np.ndarray, response: str, family: str) -> None:
+    """A count family's response: no negative values."""
+    if np.any(y < 0):
+        bad = y[y < 0][0]
+        raise GlmmInputError(
+            f"response '{response}' must be a non-negative count for the {family} family "
+            f"(found {bad:g}); choose another family or fix the data"
+        )
+
+
 @dataclass(frozen=True)
 class Poisson(Family):
     def check_response(self, y, response):
-        if np.any(y < 0):
-            bad = y[y < 0][0]
-            raise GlmmInputError(
-                f"response '{response}' must be a non-negative count for the poisson family "
-                f"(found {bad:g}); choose another family or fix the data"
-            )
+        _check_counts(y, response, self.name)
 
     def start_mu(self, y, link):
         return y + 0.1
@@ -444,12 +449,7 @@ FAMILIES: dict[str, Family] = {
 @dataclass(frozen=True)
 class NegativeBinomial(Family):
     def check_response(self, y, response):
-        if np.any(y < 0):
-            bad = y[y < 0][0]
-            raise GlmmInputError(
-                f"response '{response}' must be a non-negative count for the negbin family "
-                f"(found {bad:g}); choose another family or fix the data"
-            )
+        _check_counts(y, response, self.name)
 
     def saturated_rows(self, y, pw):
         return pw * self.logpdf(y, np.maximum(y, 1e-300), 1.0)

@@ -216,23 +216,26 @@ class GeneralLaplace:
         return -4.0 * V1 / V ** 2 + 4.0 * r / (th * V * V) - 4.0 * r * V1 * V1 / V ** 3
 
     def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
-        """D and its exact gradient (one grouping factor: the implicit function theorem, level by level)."""
-        self.evaluations += 1
-        theta, beta = params[: self.nt], params[self.nt:]
-        try:
-            m = self.pirls(theta, beta, self.u)
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+        """D and its exact gradient, this block alone (the fit sums blocks with BlockedLaplace)."""
+        D, p = self._total(params, True)
+        if p is None:
             return np.inf, np.zeros_like(params)
-        D = self.lik.minus2(m["dev"]) + float(m["u"] @ m["u"]) + m["F"].logdet
-        if not np.isfinite(D):
-            return np.inf, np.zeros_like(params)
-        self.u = m["u"]
-        self.modes_converged = m["converged"]
-        return float(D), self._gradient(theta, m)
+        return D, self.lik.slope(p["dev"]) * p["g_c"] + p["g_0"]
 
-    def _gradient(self, theta: np.ndarray, m: dict) -> np.ndarray:
-        g_c, g_0 = self._gradient_split(theta, m)
-        return self.lik.slope(m["dev"]) * g_c + g_0
+    def value(self, params: np.ndarray) -> float:
+        return self._total(params, False)[0]
+
+    def _total(self, params: np.ndarray, gradient: bool) -> tuple[float, dict | None]:
+        self.evaluations += 1
+        try:
+            p = self.parts(params[: self.nt], params[self.nt:], gradient)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf, None
+        D = self.lik.minus2(p["dev"]) + p["uu"] + p["logdet"]
+        if not np.isfinite(D):
+            return np.inf, None
+        self.modes_converged = p["converged"]
+        return float(D), p
 
     def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
         """This block's share of D and of its gradient (as c * g_c + g_0) at (theta, beta)."""
@@ -340,16 +343,12 @@ class GeneralLaplace:
                 hzt = hz[:, starts[t]: starts[t + 1]]
                 g = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
                     [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
-                for grp in b.groups:
-                    mm = len(grp)
-                    for jj in range(mm):
-                        for ii in range(jj, mm):
-                            ra, cb = grp[ii], grp[jj]
-                            val = float(np.sum(a_i * Zr[:, ra] * ut[:, cb]) - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
-                            if constant:
-                                val += 2.0 * float(np.sum(w * Zr[:, ra] * hzt[:, cb]))
-                            grad_theta[k] = val
-                            k += 1
+                for ra, cb in b.theta_positions():
+                    val = float(np.sum(a_i * Zr[:, ra] * ut[:, cb]) - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
+                    if constant:
+                        val += 2.0 * float(np.sum(w * Zr[:, ra] * hzt[:, cb]))
+                    grad_theta[k] = val
+                    k += 1
             out.append(np.concatenate([grad_theta, grad_beta]))
         return out[0], out[1]
 
@@ -375,20 +374,6 @@ class GeneralLaplace:
             for t2, ct2 in enumerate(cols, start=1):
                 P[:, s0:s1, starts[t2]: starts[t2 + 1]] = H22[ct[:, :, None], ct2[:, None, :]]
         return P
-
-    def value(self, params: np.ndarray) -> float:
-        self.evaluations += 1
-        theta, beta = params[: self.nt], params[self.nt:]
-        try:
-            m = self.pirls(theta, beta, self.u)
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
-            return np.inf
-        D = self.lik.minus2(m["dev"]) + float(m["u"] @ m["u"]) + m["logdet"]
-        if not np.isfinite(D):
-            return np.inf
-        self.u = m["u"]
-        self.modes_converged = m["converged"]
-        return float(D)
 
 
 def negbin_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, lk: Link

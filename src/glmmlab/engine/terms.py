@@ -90,48 +90,28 @@ class FactorBlock:
     def n_theta(self) -> int:
         return sum(len(g) * (len(g) + 1) // 2 for g in self.groups)
 
+    def theta_positions(self) -> list[tuple[int, int]]:
+        """(row, column) in Lambda of each theta entry, in lme4's order: per correlated sub-block, the lower
+        triangle column by column."""
+        return [(g[i], g[j]) for g in self.groups for j in range(len(g)) for i in range(j, len(g))]
+
     def theta_lower(self) -> np.ndarray:
         """0 for diagonal entries of the Cholesky factor, -inf for the rest (lme4's bounds)."""
-        out = []
-        for g in self.groups:
-            m = len(g)
-            for j in range(m):
-                for i in range(j, m):
-                    out.append(0.0 if i == j else -np.inf)
-        return np.asarray(out)
+        return np.array([0.0 if r == c else -np.inf for r, c in self.theta_positions()])
 
     def theta_start(self) -> np.ndarray:
-        out = []
-        for g in self.groups:
-            m = len(g)
-            for j in range(m):
-                for i in range(j, m):
-                    out.append(1.0 if i == j else 0.0)
-        return np.asarray(out)
+        return np.array([1.0 if r == c else 0.0 for r, c in self.theta_positions()])
 
     def lam(self, theta: np.ndarray) -> np.ndarray:
         """The q x q relative Cholesky factor Lambda (lower triangular) for this block's theta."""
         L = np.zeros((self.q, self.q))
-        k = 0
-        for g in self.groups:
-            m = len(g)
-            for j in range(m):
-                for i in range(j, m):
-                    L[g[i], g[j]] = theta[k]
-                    k += 1
+        for k, (r, c) in enumerate(self.theta_positions()):
+            L[r, c] = theta[k]
         return L
 
     def diagonal_theta_index(self) -> list[int]:
         """Positions in this block's theta of the Cholesky diagonal (lme4's isSingular looks at these)."""
-        out, k = [], 0
-        for g in self.groups:
-            m = len(g)
-            for j in range(m):
-                for i in range(j, m):
-                    if i == j:
-                        out.append(k)
-                    k += 1
-        return out
+        return [k for k, (r, c) in enumerate(self.theta_positions()) if r == c]
 
 
 def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:

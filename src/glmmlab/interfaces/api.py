@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families import FAMILIES
 from glmmlab.engine.fit import fit_prepared, prepare_fit
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
@@ -78,8 +79,11 @@ def fit_glmm(
     return fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
 
 
-def _is_negbin(family: Any) -> bool:
-    return isinstance(family, str) and family.strip().lower() in ("negbin", "negative_binomial", "nbinom2")
+def _has_parameter(family: Any) -> bool:
+    """Whether the family estimates a parameter of its own (the negative binomial's theta), which only the
+    general engine does; the family's own record says so (unknown names are refused later, by name)."""
+    fam = FAMILIES.get(str(family).strip().lower())
+    return fam is not None and fam.parameter is not None
 
 
 def _numeric(col: pd.Series) -> bool:
@@ -119,7 +123,7 @@ def glmm(
             ri = parse_random_intercept(formula)
         except GlmmInputError:
             ri = None
-        if ri is not None and weights is None and offset is None and not _is_negbin(family):
+        if ri is not None and weights is None and offset is None and not _has_parameter(family):
             # '(1 | g)' over numeric columns: the random-intercept engine's Dask path, as in memory
             return fit_glmm(data, ri.response, ri.group, ri.fixed, family=family, link=link,
                             intercept=ri.intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,

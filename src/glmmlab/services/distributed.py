@@ -196,6 +196,19 @@ def dask_client(scheduler: Optional[str] = None, n_workers: int = 2,
         yield client
 
 
+def on_client(scheduler: Optional[str], fit: Callable[[Any], GlmmResult]) -> GlmmResult:
+    """``fit(client)`` on the current Dask client, or, when there is none, on a client for ``scheduler`` (a local
+    cluster when no address is given) that is closed afterwards."""
+    from dask.distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:
+        with dask_client(scheduler) as c:
+            return fit(c)
+    return fit(client)
+
+
 def worker_config():
     """Dask settings for the workers of a cluster that glmmlab starts: no pausing at high memory. The block
     actors hold the design as unmanaged memory that spilling cannot move, so near a memory limit a paused
@@ -228,15 +241,9 @@ def fit_dask(
 ) -> GlmmResult:
     """Fit on a Dask DataFrame with the client given (or the default client, or a local cluster)."""
     if client is None:
-        from dask.distributed import default_client
-
-        try:
-            client = default_client()
-        except ValueError:
-            with dask_client(scheduler) as c:
-                return fit_dask(data, response, group, fixed, family=family, link=link, intercept=intercept,
-                                conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
-                                progress=progress, client=c, npartitions=npartitions)
+        return on_client(scheduler, lambda c: fit_dask(
+            data, response, group, fixed, family=family, link=link, intercept=intercept, conf_level=conf_level,
+            max_iter=max_iter, tol=tol, nagq=nagq, se=se, progress=progress, client=c, npartitions=npartitions))
     fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
     fixed = list(fixed or [])
     frames.check_columns(data.columns, None, response, group, fixed)

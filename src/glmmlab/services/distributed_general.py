@@ -52,7 +52,7 @@ from glmmlab.engine.general_blocks import BlockedLaplace, BlockSpec, outer_facto
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
-from glmmlab.services.distributed import BLOCK_ROWS, dask_client, release_unused_memory
+from glmmlab.services.distributed import BLOCK_ROWS, on_client, release_unused_memory
 from glmmlab.services.fitting import _plain_columns, blups_by_component
 from glmmlab.services.modelframe import build_model_frame, grouping_levels
 from glmmlab.services.prediction import make_predictor
@@ -282,15 +282,9 @@ def fit_formula_dask(
 ) -> GlmmResult:
     """Fit an lme4 formula whose grouping factors nest to a Dask DataFrame (see the module docstring)."""
     if client is None:
-        from dask.distributed import default_client
-
-        try:
-            client = default_client()
-        except ValueError:
-            with dask_client(scheduler) as c:
-                return fit_formula_dask(data, formula, family=family, link=link, weights=weights, offset=offset,
-                                        conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
-                                        progress=progress, client=c, npartitions=npartitions)
+        return on_client(scheduler, lambda c: fit_formula_dask(
+            data, formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
+            max_iter=max_iter, tol=tol, nagq=nagq, se=se, progress=progress, client=c, npartitions=npartitions))
     fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
     if not isinstance(formula, str) or not formula.strip():
         raise GlmmInputError("formula must be text such as 'y ~ x + (1 | g)'")
