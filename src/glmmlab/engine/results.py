@@ -106,6 +106,10 @@ class GlmmResult:
     blup_rows: list[dict] | None = None  # {"component", "group", "term", "value", "std_error"}
     family_parameter: dict | None = None
     predictor: Any = None  # new data -> (eta without random effects, random-effects contribution); set by services
+    # What was fitted, kept so the services can refit (model comparison refits REML by ML, the bootstrap refits
+    # simulated responses): the ModelSpec and the engine's ModelFrame. In memory only, never in to_dict().
+    spec: Any = None
+    frame: Any = None
 
     # -- derived views -------------------------------------------------------------------------------
     @property

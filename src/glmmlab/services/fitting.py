@@ -8,6 +8,7 @@ general path (:mod:`glmmlab.engine.general`). Both give the same numbers where b
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -68,20 +69,29 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
              n_blocks: int | None = None) -> GlmmResult:
     """Fit a :class:`ModelSpec` to a pandas DataFrame: the one way every front door reaches a fit."""
     fam, lk = spec.check()
-    formula, weights, offset = spec.formula, spec.weights, spec.offset
-    conf_level, max_iter, tol, nagq, se = spec.conf_level, spec.max_iter, spec.tol, spec.nagq, spec.se
-    for option, col in (("weights", weights), ("offset", offset)):
+    start = time.perf_counter()
+    report(progress, "Preparing data", 0.0)
+    for option, col in (("weights", spec.weights), ("offset", spec.offset)):
         if col is not None and col not in df.columns:
             raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
                                  + ", ".join(map(str, df.columns[:20])))
-    start = time.perf_counter()
-    report(progress, "Preparing data", 0.0)
-    mf = build_model_frame(df, formula, family=fam.name, weights=weights, offset=offset)
+    mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset)
+    return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
+
+
+def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None = None, progress: ProgressFn = None,
+                   n_blocks: int | None = None, start: float | None = None) -> GlmmResult:
+    """Fit a :class:`ModelSpec` whose model frame is already built (``df``, the input table, is only used to
+    tell whether the formula is the random-intercept form over plain numeric columns)."""
+    fam, lk = spec.check()
+    start = time.perf_counter() if start is None else start
+    formula, weights, offset = spec.formula, spec.weights, spec.offset
+    conf_level, max_iter, tol, nagq, se = spec.conf_level, spec.max_iter, spec.tol, spec.nagq, spec.se
     if not mf.terms:
         raise GlmmInputError(
             f"the formula {formula.strip()!r} has no random-effects term: add one such as (1 | group), or "
             "(1 + x | group) for a random slope")
-    fixed_cols, group_col = _plain_columns(formula, df)
+    fixed_cols, group_col = _plain_columns(formula, df) if df is not None else (None, None)
     model = {
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
@@ -99,7 +109,29 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
     if mf.recipe is not None:
         result.predictor = make_predictor(mf.recipe, list(result.names), np.asarray(result.beta),
                                           blups_by_component(result))
+    result.spec, result.frame = spec, mf
     return result
+
+
+def refit(result: GlmmResult, *, y: np.ndarray | None = None, progress: ProgressFn = None,
+          **spec_changes: Any) -> GlmmResult:
+    """Fit ``result``'s model again on the same rows: with another response ``y`` (same length and scale as
+    ``result.frame.y``; the bootstrap's simulated responses) and/or changed options (``spec_changes``, fields of
+    :class:`ModelSpec`). Needs a fit made in memory (``result.frame`` is set by :func:`fit_spec`)."""
+    if result.frame is None or result.spec is None:
+        raise GlmmInputError("this fit cannot be refitted: it was not made in memory by glmmlab.glmm/fit "
+                             "(a Dask fit or a model loaded from a project keeps no data)")
+    mf = result.frame
+    if y is not None:
+        y = np.asarray(y, dtype=float)
+        if y.shape != mf.y.shape:
+            raise GlmmInputError(f"refit needs a response of {mf.y.shape[0]} values; got shape {y.shape}")
+        mf = dataclasses.replace(mf, y=y, warnings=[])
+    spec = dataclasses.replace(result.spec, **spec_changes) if spec_changes else result.spec
+    out = fit_frame_spec(mf, spec, progress=progress)
+    # the model's description (the fixed/group columns of the random-intercept form) is the original fit's
+    out.model = dict(out.model, fixed=result.model.get("fixed"), group=result.model.get("group"))
+    return out
 
 
 def blups_by_component(result: GlmmResult) -> dict:
