@@ -110,6 +110,9 @@ class GlmmResult:
     # simulated responses): the ModelSpec and the engine's ModelFrame. In memory only, never in to_dict().
     spec: Any = None
     frame: Any = None
+    # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
+    # the tests are then t tests. None: Wald z tests.
+    df: np.ndarray | None = None
 
     # -- derived views -------------------------------------------------------------------------------
     @property
@@ -144,13 +147,16 @@ class GlmmResult:
         lower, upper = self.intervals(conf_level)
         with_exp = exp_label(self.family, self.link) is not None
         table = []
+        p_values = self._p_values()
         for k, name in enumerate(self.names):
             z = self.beta[k] / self.se[k] if self.se[k] > 0 else np.nan
             row = {
                 "variable": name, "estimate": _num(self.beta[k]), "std_error": _num(self.se[k]),
-                "statistic": _num(z), "p_value": _num(2.0 * special.ndtr(-abs(z))) if np.isfinite(z) else None,
+                "statistic": _num(z), "p_value": _num(p_values[k]),
                 "lower": _num(lower[k]), "upper": _num(upper[k]),
             }
+            if self.df is not None:  # Satterthwaite: statistic is a t with df degrees of freedom
+                row["df"] = _num(self.df[k])
             if with_exp:
                 with np.errstate(over="ignore"):
                     row.update({
@@ -159,6 +165,24 @@ class GlmmResult:
                     })
             table.append(row)
         return table
+
+    @property
+    def test_kind(self) -> str:
+        """"t" when the fixed effects' tests are t tests (Satterthwaite's degrees of freedom), else "z"."""
+        return "t" if self.df is not None else "z"
+
+    def _statistics(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.se > 0, self.beta / np.where(self.se > 0, self.se, 1.0), np.nan)
+
+    def _p_values(self) -> np.ndarray:
+        """Two-sided p-values: from the t distribution with the Satterthwaite df when present, else normal."""
+        z = self._statistics()
+        with np.errstate(invalid="ignore"):
+            if self.df is not None:
+                return np.where(np.isfinite(z) & np.isfinite(self.df),
+                                2.0 * special.stdtr(np.where(np.isfinite(self.df), self.df, 1.0), -np.abs(z)), np.nan)
+            return np.where(np.isfinite(z), 2.0 * special.ndtr(-np.abs(z)), np.nan)
 
     def random_effects_table(self) -> list[dict]:
         if self.re_rows is not None:
@@ -289,18 +313,20 @@ class GlmmResult:
 
     @property
     def tvalues(self):
-        """The Wald z statistics, estimate / standard error (pandas Series; NaN where the error is 0)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(self.se > 0, self.beta / np.where(self.se > 0, self.se, 1.0), np.nan)
-        return self._coefficients(z, "statistic")
+        """The Wald statistics, estimate / standard error (pandas Series; NaN where the error is 0): z tests, or
+        t tests with ``ddf="satterthwaite"``."""
+        return self._coefficients(self._statistics(), "statistic")
 
     @property
     def pvalues(self):
-        """Two-sided p-values of the Wald z tests (pandas Series by coefficient name)."""
-        z = self.tvalues.to_numpy()
-        with np.errstate(invalid="ignore"):
-            p = np.where(np.isfinite(z), 2.0 * special.ndtr(-np.abs(z)), np.nan)
-        return self._coefficients(p, "p_value")
+        """Two-sided p-values of the Wald z tests, or of the t tests with Satterthwaite's degrees of freedom
+        (pandas Series by coefficient name)."""
+        return self._coefficients(self._p_values(), "p_value")
+
+    @property
+    def df_resid(self):
+        """Satterthwaite's degrees of freedom per fixed effect (pandas Series), or None without ``ddf``."""
+        return None if self.df is None else self._coefficients(self.df, "df")
 
     def conf_int(self, level: float = 0.95, method: str = "wald"):
         """Confidence intervals of the fixed effects at ``level``: a pandas DataFrame with columns ``lower`` and

@@ -53,6 +53,8 @@ class ModelSpec:
     tol: float = OPTIONS["tol"].default
     nagq: int = OPTIONS["nagq"].default
     se: str = OPTIONS["se"].default
+    reml: bool = OPTIONS["reml"].default
+    ddf: str = OPTIONS["ddf"].default
 
     @classmethod
     def random_intercept(cls, response: str, group: str, fixed: list[str] | None = None, intercept: bool = True,
@@ -67,7 +69,8 @@ class ModelSpec:
         for option, col in (("weights", self.weights), ("offset", self.offset)):
             if col is not None and (not isinstance(col, str) or not col):
                 raise GlmmInputError(f"{option} must be a column name; got {col!r}")
-        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se)
+        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
+                             self.reml, self.ddf)
 
     def options(self) -> dict:
         """The fit's options (everything but the formula, weights and offset)."""
