@@ -33,6 +33,15 @@ _RENDERERS: dict[str, Callable[[Any], str]] = {}
 CONF_INT_METHODS = ("wald",)
 
 
+# what the services compute for a result and the engine cannot (it needs the data, or a refit): "r2" -> result -> dict
+_SERVICES: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_service(name: str, fn: Callable[[Any], Any]) -> None:
+    """Register a computation of the services layer on a result (``"r2"``: :meth:`GlmmResult.r2`)."""
+    _SERVICES[name] = fn
+
+
 def register_renderer(kind: str, render: Callable[[Any], str]) -> None:
     """Register how a result is written as ``kind`` ("text" for ``summary()``, "html" for ``_repr_html_``)."""
     _RENDERERS[kind] = render
@@ -113,6 +122,7 @@ class GlmmResult:
     # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
     # the tests are then t tests. None: Wald z tests.
     df: np.ndarray | None = None
+    r2_values: dict | None = None  # Nakagawa's R², once computed (see r2())
 
     # -- derived views -------------------------------------------------------------------------------
     @property
@@ -165,6 +175,17 @@ class GlmmResult:
                     })
             table.append(row)
         return table
+
+    def r2(self) -> dict:
+        """Nakagawa's R² (as ``performance::r2_nakagawa`` 0.10.2): ``{"marginal": x, "conditional": y}``; a value is
+        None where it is not defined, with a ``"reason"`` key. Computed once, when first asked for (a Poisson or
+        negative binomial model refits its null model for it; see :mod:`glmmlab.services.r2`)."""
+        if self.r2_values is None:
+            compute = _SERVICES.get("r2")
+            if compute is None:
+                return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab.services.r2"}
+            self.r2_values = compute(self)
+        return dict(self.r2_values)
 
     @property
     def test_kind(self) -> str:
@@ -258,6 +279,7 @@ class GlmmResult:
             "std_error_kind": self.se_kind,
             "glm_comparison": self.glm_comparison,
             "optimization": self.optimization,
+            "r2": {k: (_num(v) if k != "reason" else v) for k, v in self.r2().items()},
         }
         if self.se_hessian is not None:
             out["std_error_hessian"] = {n: _num(s) for n, s in zip(self.names, self.se_hessian)}

@@ -22,6 +22,7 @@ from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.terms import ModelFrame
+from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
 from glmmlab.services.modelframe import build_model_frame
 from glmmlab.services.prediction import make_predictor
 

@@ -150,6 +150,9 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
     fp = result.get("family_parameter")
     if fp:
         extra = [[f"Negative binomial {fp['name']} (θ)", fp["value"]]]
+    r2 = result.get("r2")
+    r2_rows = [["Marginal R² (Nakagawa)", r2.get("marginal")],
+               ["Conditional R² (Nakagawa)", r2.get("conditional")]] if r2 else []
     tables = [
         random_effects_table(result) if general else
         _table("random-effects", "Random Effects", ["Component", "Variance", "Std.Dev."],
@@ -162,11 +165,12 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
         fixed_effects_table(result, conf_level),
         _table("model-fit", "Model Fit", ["Metric", "Value"],
                ["text", ["decimal", "decimal", "decimal", "count", "count"] + ["count"] * len(group_rows)
-                + ["count"] + ["decimal"] * len(extra)],
+                + ["count"] + ["decimal"] * (len(extra) + len(r2_rows))],
                [[log_likelihood_label(fit["log_likelihood_kind"], m.get("nagq", 1)), fit["log_likelihood"]],
                 ["AIC", fit["aic"]], ["BIC", fit["bic"]], ["Parameters (k)", fit.get("k")],
                 ["Observations", result["n_obs"]]] + group_rows
-               + [["Rows excluded", result["n_excluded"]]] + extra),
+               + [["Rows excluded", result["n_excluded"]]] + extra + r2_rows, na="N/A",
+               note=f"R²: {r2['reason']}" if r2 and r2.get("reason") else None),
     ]
     c = result.get("glm_comparison")
     if c:

@@ -98,6 +98,9 @@ r2fit("mmmec", "models/mmmec_offset.csv", "deaths ~ uvb + offset(log(expected)) 
       glmer(deaths ~ uvb + offset(log(expected)) + (1 | region), mmmec, poisson, control = ctrl))
 r2fit("gamma", "sim_gamma_log.csv", "y ~ x1 + x2 + (1 | grp)",
       glmer(y ~ x1 + x2 + (1 | grp), gam, Gamma("log"), control = ctrl))
+r2fit("salamanders", "models/salamanders_negbin.csv", "count ~ mined + (1 | site)",
+      glmmTMB::glmmTMB(count ~ mined + (1 | site), sala, family = glmmTMB::nbinom2))
+r2fit("sleep_uncorrelated", "sleepstudy_gaussian.csv", "Reaction ~ Days + (Days || Subject)", mu)
 out$r2 <- r2
 
 # -- prediction intervals: predict(re.form = NA) and the vcov-based Wald bounds on the link scale --------------------
