@@ -103,12 +103,14 @@ r2fit("salamanders", "models/salamanders_negbin.csv", "count ~ mined + (1 | site
 r2fit("sleep_uncorrelated", "sleepstudy_gaussian.csv", "Reaction ~ Days + (Days || Subject)", mu)
 out$r2 <- r2
 
-# -- prediction intervals: predict(re.form = NA) and the vcov-based Wald bounds on the link scale --------------------
+# -- prediction intervals: predict(re.form = NA) and the vcov-based Wald bounds on the link scale ---------------------
 cbpp_f <- cbpp; cbpp_f$period <- factor(cbpp_f$period)
 gp <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp_f, binomial, control = ctrl)
 Xn <- model.matrix(~ period, data.frame(period = factor(levels(cbpp_f$period), levels = levels(cbpp_f$period))))
 eta <- predict(gp, newdata = data.frame(period = levels(cbpp_f$period)), re.form = NA, type = "link")
-se <- sqrt(rowSums((Xn %*% as.matrix(vcov(gp))) * Xn))
+# glmmlab's covariance of the fixed effects is lme4's from the working weights (use.hessian = FALSE); lme4's default
+# vcov() for a glmer fit uses the finite-difference Hessian instead
+se <- sqrt(rowSums((Xn %*% as.matrix(vcov(gp, use.hessian = FALSE))) * Xn))
 z <- qnorm(0.975)
 out$predict <- list(cbpp = list(data = "models/cbpp_trials.csv",
                                 formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
