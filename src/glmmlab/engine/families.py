@@ -160,6 +160,16 @@ class Family:
     # the Laplace log-determinant uses the observed information (glmmTMB's convention for the negative binomial)
     observed_information: bool = False
     bounded_mean: bool = False  # a mean bounded on both sides (binomial): separation can occur
+    mean_range: tuple[float, float] = (-np.inf, np.inf)  # the open interval of valid means
+
+    def eta_range(self, link: Link) -> tuple[float, float]:
+        """The open interval of linear predictors whose mean is valid under ``link`` (e.g. (0, inf) for a
+        Poisson identity or a Gamma inverse link; the whole line for a log link)."""
+        with np.errstate(all="ignore"):
+            ends = link.linkfun(np.array(self.mean_range, dtype=float))
+        if np.any(np.isnan(ends)):
+            return -np.inf, np.inf
+        return float(np.min(ends)), float(np.max(ends))
 
     @property
     def canonical_link(self) -> str:
@@ -431,17 +441,17 @@ FAMILIES: dict[str, Family] = {
     "binomial": Binomial(
         "binomial", "Binomial (Logistic)", ("logit", "probit"), False,
         lambda mu: mu * (1.0 - mu), lambda mu: 1.0 - 2.0 * mu, _binomial_dev, _binomial_logpdf,
-        lambda mu: (mu > 0) & (mu < 1), bounded_mean=True,
+        lambda mu: (mu > 0) & (mu < 1), bounded_mean=True, mean_range=(0.0, 1.0),
     ),
     "poisson": Poisson(
         "poisson", "Poisson (Count)", ("log", "identity"), False,
         lambda mu: mu, np.ones_like, _poisson_dev, _poisson_logpdf,
-        lambda mu: mu > 0,
+        lambda mu: mu > 0, mean_range=(0.0, np.inf),
     ),
     "gamma": Gamma(
         "gamma", "Gamma", ("inverse", "log", "identity"), True,
         lambda mu: mu * mu, lambda mu: 2.0 * mu, _gamma_dev, _gamma_logpdf,
-        lambda mu: mu > 0,
+        lambda mu: mu > 0, mean_range=(0.0, np.inf),
     ),
 }
 
@@ -488,7 +498,8 @@ def negbin_family(theta: float) -> Family:
                 + th * np.log(th / (th + mu)) + special.xlogy(y, mu / (th + mu)))
 
     return NegativeBinomial("negbin", "Negative Binomial (NB2)", ("log", "identity"), False, variance,
-                            variance_d1, unit_deviance, logpdf, lambda mu: mu > 0, th, observed_information=True)
+                            variance_d1, unit_deviance, logpdf, lambda mu: mu > 0, th, observed_information=True,
+                            mean_range=(0.0, np.inf))
 
 
 FAMILIES["negbin"] = negbin_family(1.0)

@@ -19,7 +19,7 @@ from glmmlab.engine.blocks import LocalBlocks, default_block_count, one_blas_thr
 from glmmlab.engine.design import Design, prepare
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link
-from glmmlab.engine.glm import fit_glm
+from glmmlab.engine.glm import glm_fit
 from glmmlab.engine.laplace import LaplaceObjective
 from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state, varpar_deviance
 from glmmlab.engine.optimizer import minimize, numeric_gradient
@@ -288,13 +288,20 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
               input_order: np.ndarray | None) -> GlmmResult:
     max_iter, tol, nagq = model["max_iter"], model["tol"], model["nagq"]
     report(progress, "Initial values (GLM)", 0.05)
-    beta0 = fit_glm(blocks)
+    beta0, glm_converged = glm_fit(blocks)
     lap = LaplaceObjective(blocks, fam.name)
     # The conditional part of the objective is increasing in the total deviance for every family, so the
     # IRLS estimate (minimum deviance) is also the GLM's maximum-likelihood estimate under our conventions.
-    null_loglik = -0.5 * lap.value(np.concatenate([[0.0], beta0]))
+    # When IRLS stalls on the edge of the means' range it is not, and the GLM comparison is left out.
+    null_loglik = -0.5 * lap.value(np.concatenate([[0.0], beta0])) if glm_converged else None
     theta0 = moment_theta(blocks.map("moment_pieces", beta0), meta, fam.has_dispersion)
     lower = np.concatenate([[0.0], np.full(meta.p, -np.inf)])
+    for _ in range(60):
+        # Under an identity or inverse link a large theta can drive some group's mode to the edge of the means'
+        # range, where the deviance is infinite: start from a smaller theta (theta = 0 is the GLM, feasible).
+        if theta0 == 0.0 or np.isfinite(lap.value(np.concatenate([[theta0], beta0]))):
+            break
+        theta0 = theta0 / 2.0 if theta0 > 1e-8 else 0.0
 
     report(progress, "Optimizing Laplace deviance", 0.1)
     state = {"iteration": 0}
@@ -311,7 +318,8 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
                0.1 + 0.6 * min(k / 30.0, 1.0))
         return lap.value_and_grad(params)
 
-    x, record = minimize(laplace_fg, np.concatenate([[theta0], beta0]), lower,
+    x0 = np.concatenate([[theta0], beta0])
+    x, record = minimize(laplace_fg, x0, lower,
                          max_iter=max_iter, tol=tol, on_iteration=on_iter,
                          hessian=(se == "hessian" and nagq == 1), approx_hessian=lap.approx_hessian)
     method = "Laplace"
@@ -374,6 +382,12 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
         meta, model, method, method, converged, theta, beta, vcov, "working weights at PIRLS convergence",
         var_group, var_residual, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
+    edge = bool(np.isfinite(fam.eta_range(lk)).any())
+    if edge and (not converged or null_loglik is None):
+        # the generic advice (more iterations, another tolerance) does not help against that edge
+        generic = advice.not_converged(max_iter, tol)
+        result.warnings = [w for w in result.warnings if w != generic]
+        result.warnings.append(advice.mean_at_edge(fam.name, lk.name, null_loglik is None))
     if fam.bounded_mean:
         extreme = sum(p["extreme"] for p in parts) / meta.n
         result.warnings.extend(advice.separation(meta, blocks.map("binary_columns"), beta_s, extreme))
@@ -393,7 +407,7 @@ def _assemble(
     d: DesignMeta, model: dict, method: str, kind: str, converged: bool, theta: float, beta: np.ndarray,
     vcov: np.ndarray, se_kind: str, var_group: float, var_residual: float | None, icc: float | None,
     loglik: float, k: int, aic: float, bic: float, blup: np.ndarray, blup_se: np.ndarray, rows: dict,
-    null_loglik: float, opt: dict, se_hessian: np.ndarray | None,
+    null_loglik: float | None, opt: dict, se_hessian: np.ndarray | None,
 ) -> GlmmResult:
     singular = theta < SINGULAR_THETA
     warnings = list(d.warnings)
@@ -403,7 +417,8 @@ def _assemble(
         warnings.append(advice.not_converged(model["max_iter"], model["tol"]))
     if d.n_groups < 5:
         warnings.append(advice.few_groups(d.n_groups))
-    comparison = inference.glm_comparison(loglik, null_loglik, k, d.n, d.n_groups, icc)
+    comparison = (None if null_loglik is None
+                  else inference.glm_comparison(loglik, null_loglik, k, d.n, d.n_groups, icc))
     return GlmmResult(
         model=model, method=method, n_obs=d.n, n_groups=d.n_groups, n_excluded=d.n_excluded,
         converged=bool(converged), singular=bool(singular), warnings=warnings, names=d.names,

@@ -78,6 +78,9 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
                    help="fixed-effect columns (text columns become factors); none: intercept only")
     f.add_argument("--weights", default=None, metavar="COLUMN", help="prior weights (binomial: trials)")
     f.add_argument("--offset", default=None, metavar="COLUMN", help="an offset added to the linear predictor")
+    f.add_argument("--reference", action="append", default=[], metavar="COLUMN=LEVEL",
+                   help="the reference level of a factor, e.g. --reference f=b (R's relevel(f, \"b\"): "
+                        "coefficients fa, fc); repeat for several factors")
     f.add_argument("--no-intercept", action="store_true",
                    help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
     _add_option_flags(f, list(OPTIONS))
@@ -185,6 +188,19 @@ class ProgressBar:
             self.stream.flush()
 
 
+def reference_levels(pairs: list[str]) -> dict[str, str] | None:
+    """``--reference f=b`` (repeatable) as ``{"f": "b"}``; the column is the text before the first '='."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        col, sep, level = pair.partition("=")
+        if not sep or not col.strip() or not level:
+            raise UsageError(f"--reference must be COLUMN=LEVEL, e.g. --reference f=b; got {pair!r}")
+        if col.strip() in out:
+            raise UsageError(f"--reference names {col.strip()!r} twice; give one reference level per factor")
+        out[col.strip()] = level
+    return out or None
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from glmmlab.interfaces.api import fit_glmm
     from glmmlab.interfaces.text import render
@@ -194,10 +210,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise UsageError("give either --formula or --response/--group/--fixed, not both")
     elif not args.response or not args.group:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
+    references = reference_levels(args.reference)
     bar = ProgressBar()
     common = dict(family=args.family, link=args.link, conf_level=args.conf_level, max_iter=args.max_iter,
-                  tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights, offset=args.offset, progress=bar,
-                  reml=args.reml, ddf=args.ddf)
+                  tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights, offset=args.offset,
+                  reference_levels=references, progress=bar, reml=args.reml, ddf=args.ddf)
     options = dict(common, response=args.response, group=args.group, fixed=args.fixed,
                    intercept=not args.no_intercept)
     try:
@@ -216,9 +233,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
             else:
                 result = glmm(args.formula, read_table(args.data), **common)
         elif args.engine == "dask":
-            if args.weights or args.offset:
-                raise UsageError("--weights and --offset run in memory; leave out --engine dask")
-            options.pop("weights"), options.pop("offset")
+            if args.weights or args.offset or references:
+                raise UsageError("--weights, --offset and --reference run in memory; leave out --engine dask")
+            options.pop("weights"), options.pop("offset"), options.pop("reference_levels")
             if options.pop("reml") is not True or options.pop("ddf") != "none":
                 raise UsageError("--reml false and --ddf satterthwaite run in memory; leave out --engine dask")
             from glmmlab.services.distributed import fit_parquet_on_dask

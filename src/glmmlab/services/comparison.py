@@ -190,7 +190,8 @@ def _spec_of_saved(spec: dict[str, Any]) -> ModelSpec:
     """The ModelSpec of a saved model's spec (the GLMM tab's form: its formula, or the random-intercept form)."""
     options = {k: spec[k] for k in ("family", "link", "conf_level", "max_iter", "tol", "nagq") if k in spec}
     if spec.get("formula"):
-        return ModelSpec(spec["formula"], weights=spec.get("weights"), **options)
+        return ModelSpec(spec["formula"], weights=spec.get("weights"),
+                         reference_levels=spec.get("reference_levels") or None, **options)
     return ModelSpec.random_intercept(spec["response"], spec["group"], list(spec.get("fixed") or []),
                                       bool(spec.get("intercept", True)), **options)
 

@@ -23,7 +23,7 @@ from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.terms import ModelFrame
 from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
-from glmmlab.services.modelframe import build_model_frame
+from glmmlab.services.modelframe import build_model_frame, level_label
 from glmmlab.services.prediction import make_predictor
 
 
@@ -76,7 +76,8 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
         if col is not None and col not in df.columns:
             raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
                                  + ", ".join(map(str, df.columns[:20])))
-    mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset)
+    mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset,
+                           reference_levels=spec.reference_levels)
     return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
 
 
@@ -93,12 +94,14 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
             f"the formula {formula.strip()!r} has no random-effects term: add one such as (1 | group), or "
             "(1 + x | group) for a random slope")
     fixed_cols, group_col = _plain_columns(formula, df) if df is not None else (None, None)
-    model = {
+    model: dict[str, Any] = {
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
         "offset": offset, **nondefault_options(spec.reml, spec.ddf),
     }
+    if spec.reference_levels:  # only when asked for: a document without them keeps its keys
+        model["reference_levels"] = {str(k): level_label(v) for k, v in spec.reference_levels.items()}
     if fam.parameter is None and _random_intercept_only(mf):
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:
