@@ -1,5 +1,7 @@
-"""Analysis > Compare Models... in a real browser: two saved models of sleepstudy compared as lme4's anova (the
-table, the reading sentence, the ML-refit note); a model of another dataset refused inline."""
+"""Issue 12 in a real browser: Analysis > Compare Models... (two saved models of sleepstudy compared as lme4's anova:
+the table, the reading sentence, the ML-refit note; a model of another dataset refused inline), and the GLMM form's
+Satterthwaite t tests (df, t and Pr(>|t|) in Fixed Effects, equal to lmerTest's; refused next to the field for a
+binomial model), with R² in Model Fit."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.inference.conftest import REF, SHARED
-from tests.web.test_glmm_browser import DOCS, import_frame, menu, ready
+from tests.web.test_glmm_browser import DOCS, active_panel, control, field, import_frame, menu, ready, table_values
 
 pytestmark = pytest.mark.browser
 
@@ -65,3 +67,35 @@ def test_compare_models_dialog(live_server_factory, page):
     expect(dlg).to_contain_text("Note: refitting model(s) with ML (instead of REML).")
     expect(dlg).to_contain_text("slopes: Reaction ~ Days + (Days | Subject)")
     dlg.screenshot(path=str(DOCS / "compare-models.png"))
+
+
+def test_satterthwaite_tests_in_the_form(live_server_factory, page):
+    server = live_server_factory()
+    sleep = import_frame(server.api(), pd.read_csv(SHARED / "sleepstudy_gaussian.csv"), "sleepstudy")
+    ready(page, server.url)
+    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
+    panel = active_panel(page)
+    control(panel, "dataset_id").select_option(str(sleep["id"]))
+    control(panel, "response").select_option("Reaction")
+    field(panel, "fixed").locator('input[value="Days"]').check()
+    control(panel, "group").select_option("Subject")
+    panel.locator("details.advanced summary").click()
+    control(panel, "family").select_option("binomial")
+    control(panel, "ddf").select_option("satterthwaite")
+    expect(field(panel, "ddf").locator(".field-error")).to_contain_text("Gaussian family with the identity link")
+    control(panel, "family").select_option("gaussian")
+    control(panel, "ddf").select_option("satterthwaite")
+    expect(field(panel, "ddf").locator(".field-error")).to_be_hidden()
+    panel.locator("button.run").click()
+    run = panel.locator("article.run").first
+    expect(run).to_have_attribute("data-state", "done", timeout=60_000)
+    headers, rows = table_values(run, "fixed-effects")
+    assert headers[:6] == ["Variable", "Estimate", "Std. Error", "df", "t", "Pr(>|t|)"]
+    want = REF["satterthwaite"]["sleep_ri"]
+    assert [r[3] for r in rows] == pytest.approx(want["df"], rel=1e-3)
+    assert [r[5] for r in rows] == pytest.approx(want["p"], rel=1e-3)
+    _, fit = table_values(run, "model-fit")
+    labels = [r[0] for r in fit]
+    assert labels[-2:] == ["Marginal R² (Nakagawa)", "Conditional R² (Nakagawa)"]
+    assert fit[-1][1] == pytest.approx(REF["r2"]["sleep_ri"]["conditional"], rel=1e-5)
+    run.locator('table[data-table="fixed-effects"]').screenshot(path=str(DOCS / "glmm-satterthwaite.png"))

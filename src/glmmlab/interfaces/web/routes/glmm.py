@@ -61,7 +61,7 @@ FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "f
                 "link": "Link Function", "conf_level": "Confidence Level", "max_iter": "Max Iterations",
                 "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name",
                 "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials",
-                "reference_levels": "Reference level"}
+                "reference_levels": "Reference level", "ddf": "Fixed-effect tests"}
 
 
 class FitBody(BaseModel):
@@ -76,6 +76,8 @@ class FitBody(BaseModel):
     max_iter: Any = 100
     tol: Any = 1e-6
     nagq: Any = 1
+    ddf: str = Field("none", description="Fixed-effect tests: none (Wald z) or satterthwaite (t tests with "
+                                         "Satterthwaite's df; Gaussian + identity only).")
     formula: Optional[str] = Field(None, description="Model formula (lme4's language). When given, it is the model: "
                                                      "response, fixed and group are not used.")
     weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
@@ -278,7 +280,14 @@ def check_options(body: FitBody, families: dict) -> tuple[str, str, dict[str, An
     if not nq.low <= nagq <= nq.high:
         raise FieldError("nagq", f"Quadrature nodes must be between {nq.low:g} and {nq.high:g} (1 is the Laplace "
                                  "approximation).")
-    return family, link, {"conf_level": level, "max_iter": max_iter, "tol": tol, "nagq": nagq}
+    ddf = str(body.ddf or "none").strip().lower()
+    if ddf not in OPTIONS["ddf"].choices:
+        raise FieldError("ddf", f"Fixed-effect tests must be one of {', '.join(OPTIONS['ddf'].choices)}; "
+                                f"got {body.ddf!r}.")
+    if ddf != "none" and (family, link) != ("gaussian", "identity"):
+        raise FieldError("ddf", "Satterthwaite t tests are for the Gaussian family with the identity link; choose Wald "
+                                "z tests.")
+    return family, link, {"conf_level": level, "max_iter": max_iter, "tol": tol, "nagq": nagq, "ddf": ddf}
 
 
 _NAME = re.compile(r"`([^`]+)`|([A-Za-z.][A-Za-z0-9._]*)")
@@ -429,13 +438,15 @@ def start_fit(body: FitBody, request: Request):
                 model = glmmlab.ModelSpec(spec["formula"], family=spec["family"], link=spec["link"],
                                           weights=spec["weights"], reference_levels=spec["reference_levels"],
                                           conf_level=spec["conf_level"],
-                                          max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"])
+                                          max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"],
+                                          ddf=spec.get("ddf", "none"))
                 result = fit_spec(frame, model, progress=progress)
             else:
                 result = glmmlab.fit_glmm(
                     frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],
                     link=spec["link"], intercept=spec["intercept"], conf_level=spec["conf_level"],
-                    max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], progress=progress)
+                    max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], ddf=spec.get("ddf", "none"),
+                    progress=progress)
             document = jsonable(result.to_dict())
             del result  # the arrays of the fit go now; the per-row diagnostics go to disk
             job.keep_result(document, wb.new_upload_path)
