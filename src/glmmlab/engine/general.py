@@ -103,13 +103,15 @@ class Likelihood:
 
 # -- Gaussian + identity: profiled REML ---------------------------------------------------------------------
 class ProfiledLmm:
-    """The REML criterion as a function of theta alone (beta and sigma profiled out)."""
+    """The REML (or, with ``reml = False``, ML) criterion as a function of theta alone (beta and sigma profiled
+    out)."""
 
     def __init__(self, st: Structure, Xs: np.ndarray, z: np.ndarray, pw: np.ndarray):
         self.st, self.n, self.p = st, Xs.shape[0], Xs.shape[1]
         self.cp = st.crossprods(pw, np.column_stack([Xs, z]))
         self.sum_log_w = float(np.sum(np.log(pw)))
         self.evaluations = 0
+        self.reml = True  # False: the maximum-likelihood criterion (lmer's REML = FALSE)
 
     def parts(self, theta: np.ndarray, reml: bool = True):
         F = factor(self.st, self.cp, np.asarray(theta, dtype=float))
@@ -121,10 +123,27 @@ class ProfiledLmm:
         dev = F.logdet + (ld_x if reml else 0.0) + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp)) - self.sum_log_w
         return float(dev), F, pwrss
 
+    def varpar_deviance(self, theta: np.ndarray, sigma: float, reml: bool = True) -> float:
+        """The deviance at (theta, sigma) without profiling sigma out (lmerTest's, for Satterthwaite's degrees of
+        freedom): log det(L)^2 + pwrss / sigma^2 + n log(2 pi sigma^2) [+ log det(R_X)^2 - p log(2 pi sigma^2)]."""
+        F = factor(self.st, self.cp, np.asarray(theta, dtype=float))
+        R = linalg.cholesky(F.SEE, lower=True)
+        p = self.p
+        log2ps = np.log(2.0 * np.pi * sigma * sigma)
+        dev = F.logdet + float(R[p, p] ** 2) / (sigma * sigma) + self.n * log2ps - self.sum_log_w
+        if reml:
+            dev += 2.0 * float(np.sum(np.log(np.diag(R)[:p]))) - p * log2ps
+        return float(dev)
+
+    def unscaled_vcov(self, theta: np.ndarray) -> np.ndarray:
+        """(X' V(theta)^-1 X)^-1 for the scaled X: the fixed effects' covariance over sigma^2."""
+        F = factor(self.st, self.cp, np.asarray(theta, dtype=float))
+        return inference.inverse_spd(F.SEE[:self.p, :self.p])
+
     def value(self, theta: np.ndarray) -> float:
         self.evaluations += 1
         try:
-            dev = self.parts(theta)[0]
+            dev = self.parts(theta, self.reml)[0]
         except (np.linalg.LinAlgError, ValueError):
             return np.inf
         return dev if np.isfinite(dev) else np.inf
@@ -591,20 +610,22 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
 def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
     report(progress, "Computing cross-products", 0.05)
     prof = ProfiledLmm(st, Xs, mf.y - off, pw)
+    reml = prof.reml = bool(model.get("reml", True))
     lower = st.theta_lower()
-    report(progress, "Optimizing REML criterion", 0.1)
-    theta, record = bobyqa(prof.value, st.theta_start(), lower, model, progress, "Optimizing REML criterion",
-                           0.1, 0.8)
-    dev, F, pwrss = prof.parts(theta)
+    label = "Optimizing REML criterion" if reml else "Optimizing ML criterion"
+    report(progress, label, 0.1)
+    theta, record = bobyqa(prof.value, st.theta_start(), lower, model, progress, label, 0.1, 0.8)
+    dev, F, pwrss = prof.parts(theta, reml)
     p = Xs.shape[1]
     n = mf.n
     SEE = F.SEE
     A = SEE[:p, :p]
     beta_s = linalg.solve(A, SEE[:p, p], assume_a="pos") if p else np.zeros(0)
-    sigma2 = pwrss / (n - p)
+    sigma2 = pwrss / (n - p) if reml else pwrss / n
     vcov_s = sigma2 * inference.inverse_spd(A) if p else np.zeros((0, 0))
     beta, vcov = T @ beta_s, T @ vcov_s @ T.T
-    log_det_T = float(np.sum(np.log(np.abs(np.diag(linalg.qr(T)[1]))))) if p else 0.0
+    # the REML criterion depends on the parameterisation of X (reported for the original columns); ML's does not
+    log_det_T = float(np.sum(np.log(np.abs(np.diag(linalg.qr(T)[1]))))) if p and reml else 0.0
     loglik = -0.5 * (dev - 2.0 * log_det_T)
     u = F.solve_u(p) - sum((F.solve_u(k) * beta_s[k] for k in range(p)), np.zeros(st.Q))
     lams = st.lambdas(theta)
@@ -617,11 +638,19 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
     cond = [sigma2 * c for c in F.diag_blocks_inverse(st)]
     null_loglik = None
     if len(st.blocks) == 1 and st.q1 == 1:
-        d0 = prof.parts(np.zeros(st.n_theta))[0]
+        d0 = prof.parts(np.zeros(st.n_theta), reml)[0]
         null_loglik = -0.5 * (d0 - 2.0 * log_det_T)
     k = p + st.n_theta + 1
-    return _assemble(st, mf, model, "REML", record.converged, theta, lams, sigma2, True, beta, vcov, names,
-                     "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, record.to_dict(), None, sigma2)
+    out = _assemble(st, mf, model, "REML" if reml else "ML", record.converged, theta, lams, sigma2, True, beta,
+                    vcov, names, "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, record.to_dict(), None, sigma2)
+    if model.get("ddf", "none") == "satterthwaite" and p:
+        report(progress, "Satterthwaite degrees of freedom", 0.95)
+        nt = st.n_theta
+        out.df = inference.satterthwaite_df(
+            lambda vp: prof.varpar_deviance(vp[:nt], vp[nt], reml),
+            lambda vp: vp[nt] ** 2 * (T @ prof.unscaled_vcov(vp[:nt]) @ T.T),
+            np.append(theta, np.sqrt(sigma2)))
+    return out
 
 
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs):

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.fit import fit_prepared, prepare_fit
+from glmmlab.engine.fit import fit_prepared, nondefault_options, prepare_fit
 from glmmlab.engine.formula import Name, parse_formula
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.terms import ModelFrame
+from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
 from glmmlab.services.modelframe import build_model_frame, level_label
 from glmmlab.services.prediction import make_predictor
 
@@ -97,7 +98,7 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
-        "offset": offset,
+        "offset": offset, **nondefault_options(spec.reml, spec.ddf),
     }
     if spec.reference_levels:  # only when asked for: a document without them keeps its keys
         model["reference_levels"] = {str(k): level_label(v) for k, v in spec.reference_levels.items()}
@@ -137,6 +138,18 @@ def refit(result: GlmmResult, *, y: np.ndarray | None = None, progress: Progress
     return out
 
 
+def keep_for_refit(result: GlmmResult, df: pd.DataFrame, spec: ModelSpec) -> None:
+    """Keep a fit's ModelSpec and ModelFrame when it was made without them (the Python API's random-intercept
+    fast path over numeric columns), so it can be refitted and compared like any other fit. The frame is built
+    from the same table and rows; a fit whose rows it does not reproduce keeps none (and refit says so)."""
+    try:
+        mf = build_model_frame(df, spec.formula, family=result.family)
+    except GlmmInputError:
+        return
+    if mf.n == result.n_obs and np.array_equal(np.asarray(mf.rows), np.sort(np.asarray(result.rows))):
+        result.spec, result.frame = spec, mf
+
+
 def blups_by_component(result: GlmmResult) -> dict:
     """The conditional modes per grouping factor: {component: {"levels", "names", "values" (levels x q)}}."""
     out: dict = {}
@@ -163,7 +176,8 @@ def _fit_random_intercept(mf: ModelFrame, model: dict, family: str, link: str, s
     prepared = prepare_fit(mf.y, cols, fixed_names, np.asarray(t.codes), list(t.levels), response=mf.response,
                            group_name=t.component, family=family, link=link, intercept=mf.intercept,
                            conf_level=model["conf_level"], max_iter=model["max_iter"], tol=model["tol"],
-                           nagq=model["nagq"], se=se, progress=progress)
+                           nagq=model["nagq"], se=se, reml=model.get("reml", True),
+                           ddf=model.get("ddf", "none"), progress=progress)
     result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
     # the design saw only the frame's rows: report input rows and the frame's own exclusions too
     result.rows = np.asarray(mf.rows)[np.asarray(result.rows)]
