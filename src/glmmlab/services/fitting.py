@@ -22,6 +22,7 @@ from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.terms import ModelFrame
+from glmmlab.services import bootstrap as _bootstrap  # noqa: F401  registers result.conf_int(method="boot")
 from glmmlab.services.modelframe import build_model_frame
 from glmmlab.services.prediction import make_predictor
 
