@@ -119,6 +119,9 @@ class GlmmResult:
     # simulated responses): the ModelSpec and the engine's ModelFrame. In memory only, never in to_dict().
     spec: Any = None
     frame: Any = None
+    # a fit from arrays (fit_glmm's random-intercept path) builds its frame only when an interval method needs it:
+    # () -> ModelFrame | None, set by the API (None once the data is gone)
+    frame_loader: Any = None
 
     # -- derived views -------------------------------------------------------------------------------
     @property
@@ -340,10 +343,13 @@ class GlmmResult:
             names = list(self.names)
             lower, upper = self.intervals(level)
         else:
+            if self.frame is None and self.frame_loader is not None:
+                self.frame = self.frame_loader()
             if self.frame is None:
                 raise GlmmInputError(
                     f"{method} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
-                    "model loaded from a project keeps no data); fit it with glmmlab.glmm or fit_glmm")
+                    "model loaded from a project keeps no data, and a fit_glmm fit keeps a weak reference to its "
+                    "pandas data); fit it in memory with glmmlab.glmm or fit_glmm and keep the data")
             if method == "profile":
                 names, lower, upper = self._profile(level, progress)
             else:

@@ -17,7 +17,7 @@ from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.interfaces import text as _text  # noqa: F401  (registers GlmmResult.summary() and _repr_html_)
 from glmmlab.services import frames
-from glmmlab.services.fitting import fit_spec, to_pandas
+from glmmlab.services.fitting import fit_spec, frame_loader, to_pandas
 
 
 def fit_glmm(
@@ -76,7 +76,12 @@ def fit_glmm(
                            link=link, intercept=intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,
                            nagq=nagq, se=se, progress=progress)
     del y, X, codes  # converted copies are freed here: the design holds what the fit needs
-    return fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
+    result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
+    # profile/bootstrap intervals refit the data: its model frame is built when they first need it
+    result.spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
+                                             conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se)
+    result.frame_loader = frame_loader(df, result.spec, result.n_obs)
+    return result
 
 
 def _has_parameter(family: Any) -> bool:

@@ -135,6 +135,25 @@ def refit(result: GlmmResult, *, y: np.ndarray | None = None, progress: Progress
     return out
 
 
+def frame_loader(df: pd.DataFrame, spec: ModelSpec, n_obs: int):
+    """For a fit made from arrays (no model frame kept): a function that builds its frame from ``df`` when an
+    interval method needs it. ``df`` is held by a weak reference (a fit does not keep large data alive); the
+    function returns None once it is gone."""
+    import weakref
+
+    ref = weakref.ref(df)
+
+    def load() -> ModelFrame | None:
+        data = ref()
+        if data is None:
+            return None
+        fam, _ = spec.check()
+        mf = build_model_frame(data, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset)
+        return mf if mf.n == n_obs else None
+
+    return load
+
+
 def blups_by_component(result: GlmmResult) -> dict:
     """The conditional modes per grouping factor: {component: {"levels", "names", "values" (levels x q)}}."""
     out: dict = {}
