@@ -121,12 +121,14 @@
    * page refills when the confidence level changes. */
   function tableSections(disp, extra) {
     extra = extra || {};
-    return disp.tables.map((t) => {
+    return disp.tables.flatMap((t) => {
       if (t.name === "icc") {
         return section("ICC", t, el("p", { class: "icc", dataset: { value: t.rows[0][1] === null ? "" : String(t.rows[0][1]) } },
           "ICC: ", el("b", {}, t.cells[0][1])), t.note ? el("p", { class: "muted note" }, t.note) : null);
       }
-      if (t.name === "fixed-effects" && extra.fixedEffects) return section(t.title, extra.fixedTable, extra.fixedEffects);
+      if (t.name === "fixed-effects" && extra.fixedEffects) {
+        return [section(t.title, extra.fixedTable, extra.fixedEffects)].concat(extra.afterFixed ? [extra.afterFixed] : []);
+      }
       const blup = t.name === "blup" || t.name.startsWith("blup-");
       const content = blup ? blupSection(t) : resultTable(t);
       return section(t.title, t, content, t.note && !blup ? el("p", { class: "muted note" }, t.note) : null);
@@ -664,8 +666,8 @@
       status,
       warningsBox(disp),
       tableSections(disp, { fixedTable: feTable, fixedEffects: el("div", {},
-        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox) }),
-      intervalsSection(params.id, () => Number(level.value) / 100, tab)));
+        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox),
+        afterFixed: intervalsSection(params.id, () => Number(level.value) / 100, tab) })));
     renderFe(model.fixed_effects);
   }
 
