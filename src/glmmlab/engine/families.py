@@ -220,6 +220,11 @@ class Family:
     def with_parameter(self, value: float) -> "Family":
         return self
 
+    def sample(self, rng: np.random.Generator, mu: np.ndarray, pw: np.ndarray, phi: float) -> np.ndarray:
+        """Draw responses with means ``mu``, prior weights ``pw`` and dispersion ``phi`` (the parametric
+        bootstrap's simulation, on the scale the fit reads ``y``: a binomial proportion of ``pw`` trials)."""
+        raise NotImplementedError(f"no sampler for the {self.name} family")
+
 
 def _gaussian_dev(y, mu):
     r = y - mu
@@ -320,6 +325,9 @@ class Gaussian(Family):
     def icc_residual(self, link, var_residual):
         return var_residual if link == "identity" else None
 
+    def sample(self, rng, mu, pw, phi):
+        return mu + np.sqrt(phi / pw) * rng.standard_normal(mu.shape)
+
 
 @dataclass(frozen=True)
 class Binomial(Family):
@@ -363,6 +371,10 @@ class Binomial(Family):
     def exp_label(self, link):
         return "OR" if link == "logit" else None
 
+    def sample(self, rng, mu, pw, phi):
+        trials = np.maximum(np.rint(pw), 1.0)  # the trials of a proportion (1 for 0/1 rows)
+        return rng.binomial(trials.astype(np.int64), np.clip(mu, 0.0, 1.0)) / trials
+
 
 def _check_counts(y: np.ndarray, response: str, family: str) -> None:
     """A count family's response: no negative values."""
@@ -400,6 +412,9 @@ class Poisson(Family):
     def exp_label(self, link):
         return "IRR" if link == "log" else None
 
+    def sample(self, rng, mu, pw, phi):
+        return rng.poisson(np.maximum(mu, 0.0)).astype(float)
+
 
 @dataclass(frozen=True)
 class Gamma(Family):
@@ -430,6 +445,10 @@ class Gamma(Family):
 
     def row_loglik(self, resp, dev, phi):
         return -resp.log_y - dev / (2.0 * phi) - (1.0 + np.log(phi)) / phi - special.gammaln(1.0 / phi)
+
+    def sample(self, rng, mu, pw, phi):
+        shape = pw / phi  # prior weights scale the shape, as lme4's simulate uses them
+        return rng.gamma(shape, mu / shape)
 
 
 FAMILIES: dict[str, Family] = {
@@ -472,6 +491,11 @@ class NegativeBinomial(Family):
 
     def with_parameter(self, value):
         return negbin_family(value)
+
+    def sample(self, rng, mu, pw, phi):
+        assert self.parameter is not None  # the negative binomial's theta
+        th = float(self.parameter)
+        return rng.negative_binomial(th, th / (th + np.maximum(mu, 1e-300))).astype(float)
 
 
 def negbin_family(theta: float) -> Family:

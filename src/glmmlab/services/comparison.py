@@ -56,9 +56,10 @@ def _check_same_data(named: Sequence[tuple[str, GlmmResult]]) -> None:
             raise GlmmInputError(
                 f"models {first_name!r} and {name!r} were fitted to different rows of the data; fit both to the "
                 "same rows")
-        if r.frame is not None and first.frame is not None:
-            same_y = np.allclose(_by_row(r, r.frame.y), _by_row(first, first.frame.y), rtol=1e-12, atol=0.0)
-            w_r, w_f = r.frame.weights, first.frame.weights
+        mf_r, mf_first = r.model_frame(), first.model_frame()
+        if mf_r is not None and mf_first is not None:
+            same_y = np.allclose(_by_row(r, mf_r.y), _by_row(first, mf_first.y), rtol=1e-12, atol=0.0)
+            w_r, w_f = mf_r.weights, mf_first.weights
             same_w = (w_r is None and w_f is None) or (
                 w_r is not None and w_f is not None and np.allclose(_by_row(r, w_r), _by_row(first, w_f)))
             if not (same_y and same_w):
@@ -69,7 +70,7 @@ def _check_same_data(named: Sequence[tuple[str, GlmmResult]]) -> None:
 
 def _by_row(r: GlmmResult, values: np.ndarray) -> np.ndarray:
     """A frame's per-row values in the order of the input rows."""
-    rows = np.asarray(r.frame.rows)
+    rows = np.asarray(r.model_frame().rows)
     return np.asarray(values, dtype=float)[np.argsort(rows, kind="stable")]
 
 
@@ -89,7 +90,7 @@ def compare(named: Sequence[tuple[str, GlmmResult]]) -> pd.DataFrame:
     _check_same_data(named)
     notes: list[str] = []
     if any(_is_reml(r) for _, r in named):
-        missing = [n for n, r in named if _is_reml(r) and r.frame is None]
+        missing = [n for n, r in named if _is_reml(r) and r.model_frame() is None]
         if missing:
             raise GlmmInputError(
                 f"model(s) {', '.join(map(repr, missing))} must be refitted by maximum likelihood for the comparison "
