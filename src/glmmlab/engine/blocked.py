@@ -401,7 +401,7 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     cp._calls += 1
     if cp._pairs is None and cp._calls == 2:
         cp._pairs = _CoupledPairs.build(A21, cp.A22, cp.A11[:, 0, 0], Q2)
-    if cp._pairs:
+    if isinstance(cp._pairs, _CoupledPairs):
         S22 = cp._pairs.lower(t1, lam2)
     else:
         S22 = cp._A22 * np.outer(lam2, lam2)
