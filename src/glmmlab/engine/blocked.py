@@ -145,13 +145,35 @@ class Structure:
                 out += np.einsum("nq,nq->n", blk.Z, b[codes])
         return out
 
+    def _lead_products(self) -> None:
+        """The products z_a z_b (a <= b) of the leading factor's columns, once (rows of a k x n array)."""
+        if not hasattr(self, "_ZZ"):
+            Z1, q1 = self.lead.Z, self.q1
+            self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
+            self._ZZ = np.stack([Z1[:, a] * Z1[:, b] for a, b in self._pairs])
+
+    def lead_quadratic(self, C: np.ndarray) -> np.ndarray:
+        """Per row, z_i' C_j z_i for a symmetric (L1, q1, q1) stack C at the row's leading level j."""
+        self._lead_products()
+        out = np.zeros(self.n)
+        for k, (a, b) in enumerate(self._pairs):
+            coef = C[:, a, b] if a == b else 2.0 * C[:, a, b]
+            out += self._ZZ[k] * self.lead_expand(coef)
+        return out
+
+    def lead_dot(self, V: np.ndarray) -> np.ndarray:
+        """Per row, z_i' V_j for an (L1, q1) array V at the row's leading level j."""
+        Z1 = self.lead.Z
+        out = Z1[:, 0] * self.lead_expand(V[:, 0])
+        for a in range(1, self.q1):
+            out += Z1[:, a] * self.lead_expand(V[:, a])
+        return out
+
     # -- cross-products ------------------------------------------------------------------------------
     def crossprods(self, w: np.ndarray, E: np.ndarray | None) -> "CrossProducts":
         """Weighted cross-products of [Z, E] (E: n x m dense, or None)."""
         Z1, L1, q1 = self.lead.Z, self.L1, self.q1
-        if not hasattr(self, "_ZZ"):  # the products z_a z_b of the leading factor's columns, once (rows of a k x n)
-            self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
-            self._ZZ = np.stack([Z1[:, a] * Z1[:, b] for a, b in self._pairs])
+        self._lead_products()
         pairs, npair = self._pairs, len(self._pairs)
         m = 0 if E is None else E.shape[1]
         # every per-row product as one contiguous row of a k x n array, then one pass of per-level sums

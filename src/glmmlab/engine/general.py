@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from glmmlab.engine.results import GlmmResult
 
 SINGULAR_THETA = 1e-4
+MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts from by prediction
 
 
 # -- the fixed-effects design ------------------------------------------------------------------------------
@@ -142,6 +143,7 @@ class GeneralLaplace:
         self.lik = Likelihood(fam, y, pw)
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
+        self._last: dict | None = None  # what predicts the next modes (one grouping factor; see _predicted_modes)
         self.evaluations = 0
         self.modes_converged = True
         # glmmTMB's Laplace approximation for the negative binomial: the log-determinant uses the observed
@@ -168,16 +170,20 @@ class GeneralLaplace:
         eta_f = self.Xs @ beta + self.off
         u = u0.copy()
         re, rs, pdev = self._state(eta_f, u, lams)
-        if not np.isfinite(pdev):
-            u = np.zeros(st.Q)
+        for fallback in ((self.u,) if u0 is not self.u else ()) + (np.zeros(st.Q),):
+            if np.isfinite(pdev):
+                break
+            u = fallback.copy()
             re, rs, pdev = self._state(eta_f, u, lams)
-            if not np.isfinite(pdev):
-                raise FloatingPointError("no valid mean at the starting modes")
+        if not np.isfinite(pdev):
+            raise FloatingPointError("no valid mean at the starting modes")
+        cp = None
         converged = False
         for _ in range(max_iter):
             w = self.pw * rs.w
             r = re + (self.y - rs.mu) / rs.h1
-            F = factor(st, st.crossprods(w, r[:, None]), theta)
+            cp = st.crossprods(w, r[:, None])
+            F = factor(st, cp, theta)
             delta = F.solve_u(0) - u
             if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
                 converged = True
@@ -195,14 +201,46 @@ class GeneralLaplace:
             u, re, rs, pdev = cand, re_c, rs_c, pdev_c
         else:
             w = self.pw * rs.w
-            F = factor(st, st.crossprods(w, None), theta)
+            cp = st.crossprods(w, None)
+            F = factor(st, cp, theta)
         dev = float(np.sum(self.pw * rs.dev))
-        logdet, F_ld = F.logdet, F
+        logdet, F_ld, cp_ld = F.logdet, F, cp
         if self.observed:
-            F_ld = factor(st, st.crossprods(0.5 * self.pw * rs.dev_eta2, None), theta)
+            cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
+            F_ld = factor(st, cp_ld, theta)
             logdet = F_ld.logdet
+        if not st.rest and converged and cp is not None and cp.E1.shape[2] == 1:
+            # the score per level, Z' (pw (y - mu) h1 / V), from the last iteration's cross-products of the
+            # working response r = Z Lambda u + (y - mu) / h1: Z'W r = A Lambda u + score
+            score = cp.E1[:, :, 0] - np.einsum("jab,jb->ja", cp.A11, u.reshape(st.L1, st.q1) @ lams[0].T)
+            self._last = {"theta": np.array(theta), "beta": np.array(beta), "u": u, "F": F, "w": w, "A": cp.A11,
+                          "score": score, "lam": lams[0]}
+        else:
+            self._last = None
         return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
-                "logdet": logdet, "F_ld": F_ld}
+                "logdet": logdet, "F_ld": F_ld, "cp_ld": cp_ld}
+
+    def _predicted_modes(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """Starting modes for PIRLS at (theta, beta): the last modes moved along their derivative in (theta,
+        beta) (the implicit function theorem with the last factor, one grouping factor), so PIRLS starts at an
+        error of the order of the step squared and needs one Newton step less; otherwise the last modes."""
+        last = self._last
+        if last is None or last["theta"].shape != np.shape(theta) or last["beta"].shape != np.shape(beta):
+            return self.u
+        st = self.st
+        L1, q = st.L1, st.q1
+        lam, U = last["lam"], last["u"].reshape(L1, q)
+        dlam = st.lead.lam(np.asarray(theta)[: st.n_theta]) - lam
+        # d(Lambda' Z' score - u) = dLambda' score - Lambda' A dLambda u - Lambda' Z' W X dbeta
+        rhs = last["score"] @ dlam - np.einsum("jab,jb->ja", last["A"], U @ dlam.T) @ lam
+        dbeta = np.asarray(beta) - last["beta"]
+        if np.any(dbeta != 0.0):
+            xb = last["w"] * (self.Xs @ dbeta)
+            rhs -= st.lead_sum(xb[:, None] * st.lead.Z) @ lam
+        du = last["F"].solve(rhs.ravel())
+        # a long step (the optimiser's first iterations) is beyond the linearisation: start from the last modes
+        step = float(np.max(np.abs(du), initial=0.0))
+        return last["u"] + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
 
     def _dev_eta3(self, rs) -> np.ndarray:
         """The third derivative of the negative binomial's unit deviance in eta (log and identity links)."""
@@ -239,7 +277,7 @@ class GeneralLaplace:
 
     def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
         """This block's share of D and of its gradient (as c * g_c + g_0) at (theta, beta)."""
-        m = self.pirls(theta, beta, self.u)
+        m = self.pirls(theta, beta, self._predicted_modes(theta, beta))
         self.u = m["u"]
         out = {"dev": m["dev"], "uu": float(m["u"] @ m["u"]), "logdet": m["logdet"], "converged": m["converged"]}
         if gradient:
@@ -301,6 +339,11 @@ class GeneralLaplace:
             F = m["F_ld"]
             w = wobs
             w_eta = 0.5 * pw * self._dev_eta3(rs)
+        # |wobs - w| <= 1e-12 |w| (np.allclose's rule with rtol 1e-12, without its cost)
+        canonical = bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
+        K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
+        if not st.rest:
+            return self._gradient_one_factor(lams[0], m, F, K, d1, w_eta, wobs, m["cp_ld"].A11)
         n = self.Xs.shape[0]
         # per row: its scaled columns z~_it = Lambda_t' z_it for every factor, stacked (n, q_tot)
         codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
@@ -321,8 +364,6 @@ class GeneralLaplace:
                 [np.bincount(codes[t], weights=sw * zt[:, a], minlength=b.n_levels) for a in range(b.q)])
             pieces.append(part.ravel())
         S = np.concatenate(pieces)
-        canonical = bool(np.allclose(wobs, w, rtol=1e-12, atol=0.0))
-        K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
         v0 = K.solve(2.0 * m["u"] + S)
         v1 = K.solve(-2.0 * m["u"])
         out = []
@@ -350,6 +391,34 @@ class GeneralLaplace:
                     grad_theta[k] = val
                     k += 1
             out.append(np.concatenate([grad_theta, grad_beta]))
+        return out[0], out[1]
+
+    def _gradient_one_factor(self, lam: np.ndarray, m: dict, F, K, d1: np.ndarray, w_eta: np.ndarray,
+                             wobs: np.ndarray, Aw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_gradient_split` for one grouping factor: every sum over rows that meets a per-level matrix is
+        taken per level first (Aw = Z'WZ per level, from the factor's own cross-products), so the rows are
+        passed over a few times instead of once per term and theta entry."""
+        st = self.st
+        L1, q = st.L1, st.q1
+        Z = st.lead.Z
+        U = m["u"].reshape(L1, q)
+        Linv = np.linalg.inv(F.L11)
+        P = np.matmul(np.swapaxes(Linv, 1, 2), Linv)  # diagonal blocks of H^-1
+        s = st.lead_quadratic(lam @ P @ lam.T)  # z~_i' H^-1 z~_i with z~ = Lambda' z
+        sw = s * w_eta
+        S = st.lead_sum(sw[:, None] * Z) @ lam
+        g = st.lead_sum(d1[:, None] * Z)
+        const = (Aw @ lam @ P).sum(axis=0)  # sum_j Aw_j Lambda P_j: the log-determinant's direct term
+        tp = st.lead.theta_positions()
+        out = []
+        for v, a0, constant in ((K.solve(-2.0 * m["u"]), d1, False), (K.solve(2.0 * m["u"] + S.ravel()), sw, True)):
+            V = v.reshape(L1, q)
+            a_i = a0 - wobs * st.lead_dot(V @ lam.T)
+            AZ = st.lead_sum(a_i[:, None] * Z)
+            grad_theta = np.array([float(AZ[:, ra] @ U[:, cb] - 0.5 * (V[:, cb] @ g[:, ra])) for ra, cb in tp])
+            if constant:
+                grad_theta += 2.0 * np.array([const[ra, cb] for ra, cb in tp])
+            out.append(np.concatenate([grad_theta, self.Xs.T @ a_i]))
         return out[0], out[1]
 
     def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:
