@@ -135,8 +135,7 @@ class Structure:
         out = np.zeros(self.n)
         for i, (blk, b) in enumerate(zip(self.blocks, bs)):
             if i == 0:
-                bl = self.lead_expand(b)
-                out += blk.Z[:, 0] * bl[:, 0] if blk.q == 1 else np.einsum("nq,nq->n", blk.Z, bl)
+                out += self.lead_dot(b)
                 continue
             codes = np.asarray(blk.codes, dtype=np.intp)
             if blk.q == 1:
@@ -346,11 +345,22 @@ def _block_diag_sparse(B: np.ndarray) -> sparse.csr_matrix:
     return sparse.csr_matrix((B.ravel(), (rows.ravel(), cols.ravel())), shape=(L * q, L * q))
 
 
+SUBSTITUTION_Q = 4  # up to this block size, batched triangular solves run as substitution over the levels
+
+
 def _batched_solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Solve L x = B per level; L (k, q, q) lower, B (k, q) or (k, q, m)."""
     q = L.shape[1]
     if q == 1:
         return B / (L[:, 0, :1] if B.ndim == 2 else L[:, :1, :1])
+    if q <= SUBSTITUTION_Q:  # forward substitution, each step vectorised over the levels (no LU per level)
+        X = np.empty(B.shape)
+        for a in range(q):
+            acc = B[:, a].copy()
+            for c in range(a):
+                acc -= (L[:, a, c, None] if B.ndim == 3 else L[:, a, c]) * X[:, c]
+            X[:, a] = acc / (L[:, a, a, None] if B.ndim == 3 else L[:, a, a])
+        return X
     return np.linalg.solve(L, B[..., None])[..., 0] if B.ndim == 2 else np.linalg.solve(L, B)
 
 
@@ -359,6 +369,14 @@ def _batched_solve_upper(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     q = L.shape[1]
     if q == 1:
         return B / L[:, 0, :1] if B.ndim == 2 else B / L[:, :1, :1]
+    if q <= SUBSTITUTION_Q:  # back substitution with L' (row a of L' is column a of L)
+        X = np.empty(B.shape)
+        for a in range(q - 1, -1, -1):
+            acc = B[:, a].copy()
+            for c in range(a + 1, q):
+                acc -= (L[:, c, a, None] if B.ndim == 3 else L[:, c, a]) * X[:, c]
+            X[:, a] = acc / (L[:, a, a, None] if B.ndim == 3 else L[:, a, a])
+        return X
     Lt = np.swapaxes(L, 1, 2)
     return np.linalg.solve(Lt, B[..., None])[..., 0] if B.ndim == 2 else np.linalg.solve(Lt, B)
 
@@ -374,10 +392,11 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
         L11 = np.sqrt(H11)
         G1 = cp.E1 * (t / L11)
     else:
-        H11 = np.einsum("ba,jbc,cd->jad", Lam1, cp.A11, Lam1) + np.eye(q1)[None]
+        H11 = Lam1.T @ cp.A11 @ Lam1
+        H11[:, np.arange(q1), np.arange(q1)] += 1.0
         L11 = np.linalg.cholesky(H11)
-        F1 = np.einsum("ba,jbm->jam", Lam1, cp.E1)
-        G1 = np.linalg.solve(L11, F1) if F1.shape[2] else F1
+        F1 = Lam1.T @ cp.E1
+        G1 = _batched_solve_lower(L11, F1) if F1.shape[2] else F1
     logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
     m = cp.EE.shape[0]
     SEE = cp.EE - np.einsum("jam,jak->mk", G1, G1) if m else cp.EE

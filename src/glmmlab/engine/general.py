@@ -138,6 +138,7 @@ class GeneralLaplace:
     def __init__(self, st: Structure, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
                  fam: Family, lk: Link):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
+        self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
         self.fam, self.lk = fam, lk
         self.resp = Response(y, fam)
         self.lik = Likelihood(fam, y, pw)
@@ -156,10 +157,13 @@ class GeneralLaplace:
         self.resp = Response(self.y, fam)
         self.lik = Likelihood(fam, self.y, self.pw)
 
+    def _weighted(self, a: np.ndarray) -> np.ndarray:
+        return a if self.unit_weights else self.pw * a
+
     def _state(self, eta_f: np.ndarray, u: np.ndarray, lams: list[np.ndarray]):
         re = self.st.row_effect(self.st.b_of_u(u, lams))
         rs = row_state(self.resp, eta_f + re, self.lk)
-        pdev = float(np.sum(self.pw * rs.dev)) + float(u @ u)
+        pdev = float(np.sum(self._weighted(rs.dev))) + float(u @ u)
         ok = bool(np.all(self.fam.mu_valid(rs.mu))) and np.isfinite(pdev)
         return re, rs, (pdev if ok else np.inf)
 
@@ -180,7 +184,7 @@ class GeneralLaplace:
         cp = None
         converged = False
         for _ in range(max_iter):
-            w = self.pw * rs.w
+            w = self._weighted(rs.w)
             r = re + (self.y - rs.mu) / rs.h1
             cp = st.crossprods(w, r[:, None])
             F = factor(st, cp, theta)
@@ -200,10 +204,10 @@ class GeneralLaplace:
                 break
             u, re, rs, pdev = cand, re_c, rs_c, pdev_c
         else:
-            w = self.pw * rs.w
+            w = self._weighted(rs.w)
             cp = st.crossprods(w, None)
             F = factor(st, cp, theta)
-        dev = float(np.sum(self.pw * rs.dev))
+        dev = float(np.sum(self._weighted(rs.dev)))
         logdet, F_ld, cp_ld = F.logdet, F, cp
         if self.observed:
             cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
@@ -331,10 +335,10 @@ class GeneralLaplace:
         lams = st.lambdas(theta)
         u_blocks = st.split_u(m["u"])
         rs, pw, F = m["rs"], self.pw, m["F"]
-        d1 = pw * rs.dev_eta
-        w_eta = pw * rs.w_eta
-        wobs = 0.5 * pw * rs.dev_eta2
-        w = pw * rs.w
+        d1 = self._weighted(rs.dev_eta)
+        w_eta = self._weighted(rs.w_eta)
+        wobs = 0.5 * self._weighted(rs.dev_eta2)
+        w = self._weighted(rs.w)
         if self.observed:  # the log-determinant's weights are the observed information (negative binomial)
             F = m["F_ld"]
             w = wobs
@@ -611,9 +615,13 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hes
 
 
 def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: ProgressFn, label: str, lo: float,
-           hi: float):
+           hi: float, scale_start: bool = False):
     """Minimise a value-only function by BOBYQA (NLopt), the derivative-free optimiser lme4 uses for lmer;
-    a profiled REML criterion over a few thetas needs some tens of evaluations with it."""
+    a profiled REML criterion over a few thetas needs some tens of evaluations with it.
+
+    ``scale_start``: first move x0 along its own ray (halving or doubling while the value falls, at most
+    six times), then start BOBYQA there with its first steps scaled alike. From lme4's start (every relative
+    SD 1) to InstEval's (0.33, 0.51, 0.08) BOBYQA spent some 60 of its 114 evaluations; the scan takes 4."""
     import nlopt
 
     from glmmlab.engine.optimizer import OptimizationRecord
@@ -631,6 +639,20 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
             best["f"], best["x"] = f, np.array(x, dtype=float)
         return f
 
+    scale = 1.0
+    if scale_start and np.any(x0 != 0.0):
+        f_best = objective(x0, None)
+        for factor_ in (0.5, 2.0):
+            c = scale
+            for _ in range(6):
+                c *= factor_
+                f = objective(x0 * c, None)
+                if not f < f_best:
+                    break
+                scale, f_best = c, f
+            if scale != 1.0:
+                break
+        x0 = x0 * scale
     k = x0.size
     opt = nlopt.opt(nlopt.LN_BOBYQA, k)
     opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -1e300).tolist())
@@ -640,7 +662,7 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
     opt.set_xtol_abs(1e-10)
     max_eval = int(model["max_iter"]) * 10 * (1 + k)
     opt.set_maxeval(max_eval)
-    opt.set_initial_step(np.where(np.isfinite(lower) & (x0 <= lower + 1e-12), 0.5, 0.75).tolist())
+    opt.set_initial_step((scale * np.where(np.isfinite(lower) & (x0 <= lower + 1e-12), 0.5, 0.75)).tolist())
     try:
         x = np.asarray(opt.optimize(np.asarray(x0, dtype=float).tolist()))
         code = opt.last_optimize_result()
@@ -663,7 +685,7 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
     lower = st.theta_lower()
     report(progress, "Optimizing REML criterion", 0.1)
     theta, record = bobyqa(prof.value, st.theta_start(), lower, model, progress, "Optimizing REML criterion",
-                           0.1, 0.8)
+                           0.1, 0.8, scale_start=True)
     dev, F, pwrss = prof.parts(theta)
     p = Xs.shape[1]
     n = mf.n
