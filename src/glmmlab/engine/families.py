@@ -8,6 +8,7 @@ the unit deviance and the log-density of one observation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -38,15 +39,38 @@ class RowState:
     w_eta: np.ndarray  # dw / deta
 
 
+class _LogitState(RowState):
+    """The binomial logit's row state. The mean, weights and deviance are computed at once; the derivatives
+    that only the gradient reads (h2 = w_eta, dev_eta, dev_eta2) when first read, so the states that PIRLS
+    only tries (step candidates) cost less. The values are those of the same formulas computed eagerly."""
+
+    def __init__(self, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, var: np.ndarray, dev: np.ndarray):
+        self.y, self.eta, self.mu, self.h1, self.var, self.w, self.dev = y, eta, mu, var, var, var, dev
+
+    @cached_property
+    def h2(self) -> np.ndarray:  # type: ignore[override]
+        return self.var * (1.0 - 2.0 * self.mu)
+
+    @property
+    def w_eta(self) -> np.ndarray:  # type: ignore[override]
+        return self.h2
+
+    @cached_property
+    def dev_eta(self) -> np.ndarray:  # type: ignore[override]
+        return -2.0 * (self.y - self.mu)
+
+    @cached_property
+    def dev_eta2(self) -> np.ndarray:  # type: ignore[override]
+        return 2.0 * self.var
+
+
 def _logit_state(resp, eta):
     y = resp.y
     e = np.exp(-np.abs(eta))
     sp = np.maximum(eta, 0.0) + np.log1p(e)  # log(1 + exp(eta)), stable
     mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
     var = np.maximum(mu * (1.0 - mu), 1e-300)
-    h2 = var * (1.0 - 2.0 * mu)
-    return RowState(eta=eta, mu=mu, h1=var, h2=h2, var=var, dev=2.0 * (resp.ylogy + sp - y * eta),
-                    dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * var, w=var, w_eta=h2)
+    return _LogitState(y, eta, mu, var, 2.0 * (resp.ylogy + sp - y * eta))
 
 
 def _poisson_log_state(resp, eta):
