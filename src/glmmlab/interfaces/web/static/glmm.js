@@ -136,7 +136,7 @@
   function renderResults(result, disp) {
     const out = el("div", { class: "results" });
     g.append(out,
-      el("p", { class: "model-line" }, el("code", {}, disp.formula),
+      el("p", { class: "model-line" }, el("code", {}, disp.formula), disp.reference_text ? ` · ${disp.reference_text}` : "",
         ` · ${disp.family_label}, ${result.model.link} link · ${result.method}` +
         ` · ${result.converged ? "converged" : "not converged"} in ${disp.fit_time_text}`),
       warningsBox(disp), tableSections(disp));
@@ -773,7 +773,7 @@
     g.append(panel, el("div", { class: "model-detail" },
       el("div", { class: "ds-head" },
         el("div", {}, el("h2", { class: "ds-title" }, model.name),
-          el("p", { class: "muted model-line" }, el("code", {}, disp.formula), ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
+          el("p", { class: "muted model-line" }, el("code", {}, disp.formula), disp.reference_text ? ` · ${disp.reference_text}` : "", ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
             `${disp.summary.split("; ").pop()} · dataset ${model.dataset_name || model.dataset_id}`,
             ` · saved level ${levelText(saved)}`)),
         el("div", { class: "ds-actions" }, addBtn,
