@@ -398,6 +398,7 @@
       }
       if (mine !== checkSeq || !typed || formulaInput.value !== text) return;
       if (same) { applyState(st); matched = true; notForm = ""; }
+      else if (answer.form && !st) notForm = "a column it uses is not offered by the form's controls";
       else notForm = answer.not_form || "the form writes this model differently (for example in another order)";
       renderModel();
     }
