@@ -51,7 +51,7 @@ GENERAL_FAMILIES = dict(ALL_FAMILIES)
 FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if k != "negbin"}
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
-scripts = ["glmm.js"]
+scripts = ["glmm.js", "compare.js"]
 styles = ["glmm.css"]
 
 MAX_WORKERS = 4

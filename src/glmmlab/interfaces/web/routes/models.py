@@ -20,13 +20,17 @@ from glmmlab.engine.options import INTERVAL_OPTIONS
 from glmmlab.engine.progress import FitCancelled
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.services import models, plots, reports, result_view
+from glmmlab.services import comparison, models, plots, reports, result_view
 from glmmlab.services.errors import ServiceError
 
 
 class SaveBody(BaseModel):
     fit_id: str = Field(description="The id of a finished fit (POST /api/glmm/fits).")
     name: str = Field(description="Model Name.")
+
+
+class CompareBody(BaseModel):
+    model_ids: list[int] = Field(description="Two or more saved models of one dataset.")
 
 
 class ToReportBody(BaseModel):
@@ -127,6 +131,13 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
         with workbench(request).project_for(job.project_key, "This fit") as project:
             model = models.save_model(project, body.name, job.dataset_id, job.spec, job.full_result())
         return JSONResponse(jsonable(_summary(model)), status_code=201)
+
+    @router.post("/compare", summary="Compare saved models of one dataset by likelihood-ratio tests (lme4's "
+                                      "anova); each is refitted from its dataset, REML fits by ML")
+    def compare(body: CompareBody, request: Request) -> dict[str, Any]:
+        with workbench(request).project() as project:
+            loaded = comparison.load_saved(project, body.model_ids)
+        return jsonable(comparison.compare_loaded(loaded))
 
     @router.get("/{model_id}", summary="A saved model: spec, result and the fixed effects at conf_level")
     def get(model_id: int, request: Request, conf_level: Optional[float] = Query(None),
