@@ -343,13 +343,7 @@ class GlmmResult:
             names = list(self.names)
             lower, upper = self.intervals(level)
         else:
-            if self.frame is None and self.frame_loader is not None:
-                self.frame = self.frame_loader()
-            if self.frame is None:
-                raise GlmmInputError(
-                    f"{method} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
-                    "model loaded from a project keeps no data, and a fit_glmm fit keeps a weak reference to its "
-                    "pandas data); fit it in memory with glmmlab.glmm or fit_glmm and keep the data")
+            self.model_frame(method)
             if method == "profile":
                 parallel = _INTERVAL_METHODS.get("profile")  # the services' process pool, when registered
                 if parallel is not None:
@@ -374,6 +368,18 @@ class GlmmResult:
         df.attrs.update(attrs)
         return df
 
+    def model_frame(self, what: str = "this") -> Any:
+        """The fit's model frame (what profile and bootstrap intervals refit), built from the data's weak
+        reference for a fit_glmm fit from arrays; a GlmmInputError when the fit keeps no data."""
+        if self.frame is None and self.frame_loader is not None:
+            self.frame = self.frame_loader()
+        if self.frame is None:
+            raise GlmmInputError(
+                f"{what} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
+                "model loaded from a project keeps no data, and a fit_glmm fit keeps a weak reference to its "
+                "pandas data); fit it in memory with glmmlab.glmm or fit_glmm and keep the data")
+        return self.frame
+
     def profile_arguments(self) -> dict:
         """What :func:`glmmlab.engine.profile.make_problem` needs to profile this fit (checked)."""
         from glmmlab.engine.families import resolve
@@ -388,7 +394,7 @@ class GlmmResult:
                 "dispersion parameter is estimated, and lme4 cannot profile such models either. Use "
                 "method='boot' (parametric bootstrap) or 'wald'")
         fp = None if self.family_parameter is None else self.family_parameter["value"]
-        return {"mf": self.frame, "fam": fam, "lk": lk, "variances": self.random_effects_table(),
+        return {"mf": self.model_frame("profile"), "fam": fam, "lk": lk, "variances": self.random_effects_table(),
                 "correlations": self.correlations or [],
                 "beta": dict(zip(self.names, np.asarray(self.beta, dtype=float))), "family_parameter": fp}
 
