@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -20,6 +19,7 @@ from glmmlab.engine.options import INTERVAL_OPTIONS
 from glmmlab.engine.progress import FitCancelled
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
+from glmmlab.interfaces.web.jobs import run_job
 from glmmlab.services import comparison, models, plots, reports, result_view
 from glmmlab.services.errors import ServiceError
 
@@ -194,33 +194,18 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
             return progress
 
         def work() -> None:
-            try:
-                job.state, job.stage = "running", "Reading data"
+            job.state, job.stage = "running", "Reading data"
+            if method == "wald":
+                doc = _wald_document(model["result"], level)
+            else:
                 with wb.project_for(job.project_key) as project:
-                    refit_share = 0.0 if method == "wald" else 0.1
-                    if method == "wald":
-                        result = None
-                    else:
-                        result = models.refit_model(project, model, progress=step(0.0, refit_share))
-                if result is None:
-                    doc = _wald_document(model["result"], level)
-                else:
-                    ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed,
-                                         progress=step(refit_share, 1.0))
-                    doc = result_view.intervals_document(ci)
-                job.intervals, job.table = doc, result_view.intervals_table(doc)
-                job.fraction, job.stage, job.state = 1.0, "Done", "done"
-            except FitCancelled:
-                job.state, job.stage, job.error = "cancelled", "Cancelled", "The computation was cancelled."
-            except (GlmmInputError, ServiceError) as exc:
-                job.state, job.error = "failed", str(exc)
-            except Exception as exc:  # noqa: BLE001 - the page gets a sentence, the log the traceback
-                traceback.print_exc()
-                job.state, job.error = "failed", f"The intervals failed unexpectedly ({type(exc).__name__}: {exc})."
-            finally:
-                job.finished_at = time.time()
+                    result = models.refit_model(project, model, progress=step(0.0, 0.1))
+                ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed, progress=step(0.1, 1.0))
+                doc = result_view.intervals_document(ci)
+            job.intervals, job.table = doc, result_view.intervals_table(doc)
 
-        threading.Thread(target=work, name=f"glmmlab-intervals-{job.id}", daemon=True).start()
+        threading.Thread(target=run_job, args=(job, work, "interval computation"), name=f"glmmlab-intervals-{job.id}",
+                         daemon=True).start()
         return JSONResponse(jsonable(job.to_dict()), status_code=202)
 
     @router.get("/{model_id}/intervals/{job_id}", summary="An interval computation's state and progress; the table "
