@@ -145,6 +145,7 @@ class GeneralLaplace:
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
         self._last: dict | None = None  # what predicts the next modes (one grouping factor; see _predicted_modes)
+        self._last_dev = 0.0
         self.evaluations = 0
         self.modes_converged = True
         # glmmTMB's Laplace approximation for the negative binomial: the log-determinant uses the observed
@@ -208,6 +209,7 @@ class GeneralLaplace:
             cp = st.crossprods(w, None)
             F = factor(st, cp, theta)
         dev = float(np.sum(self._weighted(rs.dev)))
+        self._last_dev = dev
         logdet, F_ld, cp_ld = F.logdet, F, cp
         if self.observed:
             cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
@@ -316,6 +318,16 @@ class GeneralLaplace:
             terms[:, k] = logw[k] + st.lead_sum(sat - 0.5 * self.pw * dev) - 0.5 * uk * uk + 0.5 * zk * zk
         value = float(np.sum(np.log(sd) + special.logsumexp(terms, axis=1)))
         return value if np.isfinite(value) else -np.inf
+
+    def deviance_at_modes(self) -> float:
+        """The weighted total deviance at the last modes found."""
+        return self._last_dev
+
+    def fixed_precision(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """X'WX - X'WZ Lambda H^-1 Lambda'Z'WX at the modes of (theta, beta), with the working weights."""
+        m = self.pirls(theta, beta, self.u)
+        self.u = m["u"]
+        return factor(self.st, self.st.crossprods(self._weighted(m["rs"].w), self.Xs), theta).SEE
 
     def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
         """What the results need from this block at the optimum."""
@@ -591,7 +603,7 @@ def _permuted(mf: ModelFrame, perm: np.ndarray) -> ModelFrame:
                    offset=None if mf.offset is None else np.asarray(mf.offset)[perm])
 
 
-def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False):
+def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False, approx_hessian=None):
     state = {"it": 0}
 
     def on_iter(k: int, f: float) -> None:
@@ -609,7 +621,7 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hes
             return fun_grad(x)
 
         return minimize(counted_fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], on_iteration=on_iter,
-                        hessian=hessian)
+                        hessian=hessian, approx_hessian=approx_hessian)
     return minimize(numeric_gradient(counted, lower), x0, lower, max_iter=model["max_iter"], tol=model["tol"],
                     on_iteration=on_iter, polish_gtol=1e-8, hessian=hessian)
 
@@ -792,7 +804,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     else:
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
         x, record = _optimize(obj.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
-                              fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"))
+                              fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
+                              approx_hessian=obj.approx_hessian if exact else None)
         deviance = obj.value(x)
     method = "Laplace"
     nagq = int(model.get("nagq", 1))
