@@ -19,7 +19,7 @@ import numpy as np
 from scipy import linalg, special
 
 from glmmlab.engine import advice, inference
-from glmmlab.engine.blocked import Structure, factor
+from glmmlab.engine.blocked import Structure, batched_inverse_lower, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, negbin_family
@@ -242,7 +242,7 @@ class GeneralLaplace:
         dbeta = np.asarray(beta) - last["beta"]
         if np.any(dbeta != 0.0):
             xb = last["w"] * (self.Xs @ dbeta)
-            rhs -= st.lead_sum(xb[:, None] * st.lead.Z) @ lam
+            rhs -= st.lead_sums_z(xb)[0] @ lam
         du = last["F"].solve(rhs.ravel())
         # a long step (the optimiser's first iterations) is beyond the linearisation: start from the last modes
         step = float(np.max(np.abs(du), initial=0.0))
@@ -416,21 +416,26 @@ class GeneralLaplace:
         passed over a few times instead of once per term and theta entry."""
         st = self.st
         L1, q = st.L1, st.q1
-        Z = st.lead.Z
         U = m["u"].reshape(L1, q)
-        Linv = np.linalg.inv(F.L11)
+        Linv = batched_inverse_lower(F.L11)
         P = np.matmul(np.swapaxes(Linv, 1, 2), Linv)  # diagonal blocks of H^-1
         s = st.lead_quadratic(lam @ P @ lam.T)  # z~_i' H^-1 z~_i with z~ = Lambda' z
         sw = s * w_eta
-        S = st.lead_sum(sw[:, None] * Z) @ lam
-        g = st.lead_sum(d1[:, None] * Z)
+        v1 = K.solve(-2.0 * m["u"])  # the c part needs no S: its row sums go with those of sw and d1
+        a1 = d1 - wobs * st.lead_dot(v1.reshape(L1, q) @ lam.T)
+        SZ, g, AZ1 = st.lead_sums_z(sw, d1, a1)
+        S = SZ @ lam
         const = (Aw @ lam @ P).sum(axis=0)  # sum_j Aw_j Lambda P_j: the log-determinant's direct term
         tp = st.lead.theta_positions()
         out = []
-        for v, a0, constant in ((K.solve(-2.0 * m["u"]), d1, False), (K.solve(2.0 * m["u"] + S.ravel()), sw, True)):
+        v0 = K.solve(2.0 * m["u"] + S.ravel())
+        for v, a_i, constant in ((v1, a1, False), (v0, None, True)):
             V = v.reshape(L1, q)
-            a_i = a0 - wobs * st.lead_dot(V @ lam.T)
-            AZ = st.lead_sum(a_i[:, None] * Z)
+            if a_i is None:
+                a_i = sw - wobs * st.lead_dot(V @ lam.T)
+                AZ = st.lead_sums_z(a_i)[0]
+            else:
+                AZ = AZ1
             grad_theta = np.array([float(AZ[:, ra] @ U[:, cb] - 0.5 * (V[:, cb] @ g[:, ra])) for ra, cb in tp])
             if constant:
                 grad_theta += 2.0 * np.array([const[ra, cb] for ra, cb in tp])
