@@ -134,10 +134,9 @@ class Structure:
 
     def row_effect(self, bs: list[np.ndarray]) -> np.ndarray:
         """Each row's total random-effects contribution to the linear predictor, sum_t z_it' b_t[level]."""
-        out = np.zeros(self.n)
+        out = self.lead_dot(bs[0])  # a new array: the other factors add into it
         for i, (blk, b) in enumerate(zip(self.blocks, bs)):
             if i == 0:
-                out += self.lead_dot(b)
                 continue
             codes = np.asarray(blk.codes, dtype=np.intp)
             if blk.q == 1:
@@ -210,22 +209,29 @@ class Structure:
                 prods[k] = w
             else:
                 np.multiply(self._ZZ[k], w, out=prods[k])
-        wE = None
-        if m:
-            wE = w[:, None] * E
+        wE = None  # (m, n): the rows w e_c
+        if m and E is not None:
+            a1 = self.ones1.index(True) if any(self.ones1) else None
+            if a1 is not None:  # an intercept column's products are the rows w e_c themselves
+                wE = prods[npair + a1 * m: npair + (a1 + 1) * m]
+                np.multiply(E.T, w[None, :], out=wE)
+            else:
+                wE = (w[:, None] * E).T
             for a in range(q1):
                 for c in range(m):
+                    if a == a1:
+                        continue
                     if self.ones1[a]:
-                        prods[npair + a * m + c] = wE[:, c]
+                        prods[npair + a * m + c] = wE[c]
                     else:
-                        np.multiply(Z1[:, a], wE[:, c], out=prods[npair + a * m + c])
+                        np.multiply(Z1[:, a], wE[c], out=prods[npair + a * m + c])
         sums = self._row_sums(prods)
         A11 = np.empty((L1, q1, q1))
         for k, (a, b) in enumerate(pairs):
             A11[:, a, b] = sums[:, k]
             A11[:, b, a] = sums[:, k]
         E1 = sums[:, npair:].reshape(L1, q1, m) if m else np.empty((L1, q1, 0))
-        EE = E.T @ wE if m and E is not None else np.empty((0, 0))
+        EE = wE @ E if wE is not None and E is not None else np.empty((0, 0))
         A21 = A22 = E2 = None
         if self.rest:
             Wd = sparse.diags(w)

@@ -139,6 +139,7 @@ class GeneralLaplace:
                  fam: Family, lk: Link):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
+        self.fast = fam.has_fast_path(lk.name)
         self.fam, self.lk = fam, lk
         self.resp = Response(y, fam)
         self.lik = Likelihood(fam, y, pw)
@@ -155,6 +156,7 @@ class GeneralLaplace:
     def set_family(self, fam: Family) -> None:
         """Use another member of the family (the negative binomial's theta)."""
         self.fam = fam
+        self.fast = fam.has_fast_path(self.lk.name)
         self.resp = Response(self.y, fam)
         self.lik = Likelihood(fam, self.y, self.pw)
 
@@ -165,7 +167,8 @@ class GeneralLaplace:
         re = self.st.row_effect(self.st.b_of_u(u, lams))
         rs = row_state(self.resp, eta_f + re, self.lk)
         pdev = float(np.sum(self._weighted(rs.dev))) + float(u @ u)
-        ok = bool(np.all(self.fam.mu_valid(rs.mu))) and np.isfinite(pdev)
+        # a family's fast path keeps its means in range (its has_fast_path promise): no check over the rows
+        ok = np.isfinite(pdev) and (self.fast or bool(np.all(self.fam.mu_valid(rs.mu))))
         return re, rs, (pdev if ok else np.inf)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, max_iter: int = 200) -> dict:
