@@ -116,6 +116,21 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
            "degrees of freedom (lmerTest's)", choices=("none", "satterthwaite"), examples_bad=("kenward-roger",)),
 ]}
 
+# The options of a fitted model's confidence intervals (result.conf_int, the command line's --ci/--nsim/--seed,
+# Model Detail's interval choice): the method, the bootstrap's size and its seed.
+INTERVAL_OPTIONS: dict[str, Option] = {o.name: o for o in [
+    Option("ci", "choice", "wald", "Interval Method",
+           "wald: fixed effects, estimate -/+ z SE; profile: likelihood profile (lme4's confint method='profile'), "
+           "also the random-effect SDs and correlations and sigma; boot: parametric bootstrap percentile "
+           "intervals (lme4's method='boot')",
+           choices=("wald", "profile", "boot"), rule_text="'wald', 'profile' or 'boot'", examples_bad=("bca",)),
+    Option("nsim", "int", 1000, "Bootstrap Samples", "the number of bootstrap samples (ci boot)", low=10,
+           high=100_000, examples_bad=(0, 9, 2.5, True, 100_001)),
+    Option("seed", "int", None, "Random Seed", "the bootstrap's random seed (ci boot); the same seed gives the "
+           "same intervals whatever the number of processes", low=0, high=2**63 - 1,
+           rule_text="an integer >= 0", examples_bad=(-1, 1.5, "x")),
+]}
+
 
 def check_options(family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int,
                   se: str, reml: bool = True, ddf: str = "none") -> tuple[Family, Link]:

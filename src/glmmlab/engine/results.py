@@ -30,7 +30,16 @@ from glmmlab.engine.spec import random_intercept_formula
 # "text" -> result -> str (summary), "html" -> result -> str (_repr_html_); set by glmmlab.interfaces.text
 _RENDERERS: dict[str, Callable[[Any], str]] = {}
 
-CONF_INT_METHODS = ("wald",)
+CONF_INT_METHODS = ("wald", "profile", "boot")
+# method -> (result, level, nsim, seed, progress) -> (names, lower, upper, notes); the services layer registers
+# "boot" (the bootstrap refits through services.fitting and runs a process pool, which the engine cannot do)
+_INTERVAL_METHODS: dict[str, Callable[..., tuple[list[str], np.ndarray, np.ndarray, dict]]] = {}
+
+
+def register_interval_method(method: str, compute: Callable[..., tuple[list[str], np.ndarray, np.ndarray, dict]]
+                             ) -> None:
+    """Register how ``conf_int(method=...)`` computes intervals that need the services layer."""
+    _INTERVAL_METHODS[method] = compute
 
 
 # what the services compute for a result and the engine cannot (it needs the data, or a refit): "r2" -> result -> dict
@@ -123,6 +132,16 @@ class GlmmResult:
     # the tests are then t tests. None: Wald z tests.
     df: np.ndarray | None = None
     r2_values: dict | None = None  # Nakagawa's R², once computed (see r2())
+    # a fit from arrays (fit_glmm's random-intercept path) builds its frame only when first needed (refits,
+    # intervals, R²): () -> ModelFrame | None, set by the API
+    frame_loader: Any = None
+
+    def model_frame(self) -> Any:
+        """The fit's ModelFrame (built on first use for fits made from arrays), or None when there is none (a
+        Dask fit, a model loaded from a project)."""
+        if self.frame is None and self.frame_loader is not None:
+            self.frame, self.frame_loader = self.frame_loader(), None
+        return self.frame
 
     # -- derived views -------------------------------------------------------------------------------
     @property
@@ -350,21 +369,87 @@ class GlmmResult:
         """Satterthwaite's degrees of freedom per fixed effect (pandas Series), or None without ``ddf``."""
         return None if self.df is None else self._coefficients(self.df, "df")
 
-    def conf_int(self, level: float = 0.95, method: str = "wald"):
-        """Confidence intervals of the fixed effects at ``level``: a pandas DataFrame with columns ``lower`` and
-        ``upper``, one row per coefficient. ``method`` is "wald" (estimate -/+ z * standard error)."""
-        if not isinstance(method, str) or method.strip().lower() not in CONF_INT_METHODS:
-            raise GlmmInputError(f"method must be {' or '.join(repr(m) for m in CONF_INT_METHODS)}; got {method!r} "
-                                 "(profile and bootstrap intervals are not available yet)")
-        try:
-            level = OPTIONS["conf_level"].check(level)
-        except GlmmInputError as exc:  # the option's own rule and hint, named as this argument is named
-            raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
+    def conf_int(self, level: float = 0.95, method: str = "wald", nsim: int = 1000, seed: int | None = None,
+                 progress: Callable[[str, float], None] | None = None):
+        """Confidence intervals at ``level``: a pandas DataFrame with columns ``lower`` and ``upper``.
+
+        ``method``:
+        - "wald": the fixed effects, estimate -/+ z * standard error;
+        - "profile": likelihood-profile intervals (lme4's ``confint(method = "profile")``) of the random-effect
+          standard deviations and correlations, ``sigma`` (Gaussian) and the fixed effects, named as lme4's
+          ``oldNames = FALSE`` (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``);
+        - "boot": parametric bootstrap percentile intervals of the same parameters (lme4's
+          ``confint(method = "boot", nsim = nsim)``): ``nsim`` responses simulated from the fit, each refitted on
+          every core; ``seed`` makes them reproducible whatever the number of processes. ``df.attrs`` holds
+          ``nsim``, ``failed`` (refits that failed and were left out), ``seed`` and ``seconds``.
+
+        ``progress(stage, fraction)`` is called as the profile or the bootstrap proceeds; raising
+        :class:`glmmlab.FitCancelled` from it stops them. Profile and bootstrap need a fit made in memory
+        (``glmmlab.glmm``/``fit_glmm``): they refit the model's data.
+        """
+        from glmmlab.engine.options import INTERVAL_OPTIONS
+
+        method = _checked(INTERVAL_OPTIONS["ci"], method, "method")
+        level = _checked(OPTIONS["conf_level"], level, "level")
         import pandas as pd
 
-        lower, upper = self.intervals(level)
-        return pd.DataFrame({"lower": np.asarray(lower, dtype=float), "upper": np.asarray(upper, dtype=float)},
-                            index=pd.Index(list(self.names), name="term"))
+        attrs: dict = {"method": method, "level": level}
+        if method == "wald":
+            names = list(self.names)
+            lower, upper = self.intervals(level)
+        else:
+            self.require_frame(method)
+            if method == "profile":
+                parallel = _INTERVAL_METHODS.get("profile")  # the services' process pool, when registered
+                if parallel is not None:
+                    names, lower, upper, notes = parallel(self, level, nsim, seed, progress)
+                    attrs.update(notes)
+                else:
+                    from glmmlab.engine.profile import make_problem, profile_intervals
+
+                    names, lower, upper = profile_intervals(make_problem(**self.profile_arguments()), level,
+                                                            progress)
+            else:
+                nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")
+                if seed is not None:
+                    seed = _checked(INTERVAL_OPTIONS["seed"], seed, "seed")
+                compute = _INTERVAL_METHODS.get(method)
+                if compute is None:
+                    raise RuntimeError("bootstrap intervals need glmmlab.services (import glmmlab.services.bootstrap)")
+                names, lower, upper, notes = compute(self, level, nsim, seed, progress)
+                attrs.update(notes)
+        df = pd.DataFrame({"lower": np.asarray(lower, dtype=float), "upper": np.asarray(upper, dtype=float)},
+                          index=pd.Index(list(names), name="term"))
+        df.attrs.update(attrs)
+        return df
+
+    def require_frame(self, what: str = "this") -> Any:
+        """The fit's model frame (what profile and bootstrap intervals refit), or a GlmmInputError saying why
+        there is none."""
+        frame = self.model_frame()
+        if frame is None:
+            raise GlmmInputError(
+                f"{what} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
+                "model loaded from a project keeps no data); fit it in memory with glmmlab.glmm or fit_glmm")
+        return frame
+
+    def profile_arguments(self) -> dict:
+        """What :func:`glmmlab.engine.profile.make_problem` needs to profile this fit (checked)."""
+        from glmmlab.engine.families import resolve
+
+        if int(self.model.get("nagq", 1)) > 1:
+            raise GlmmInputError("profile intervals use the Laplace deviance: refit with nagq 1, or use "
+                                 "method='boot' for an AGQ fit")
+        fam, lk = resolve(self.family, self.link)
+        if fam.has_dispersion and not (fam.name == "gaussian" and lk.name == "identity"):
+            raise GlmmInputError(
+                f"profile intervals are not available for the {fam.name} family with the {lk.name} link: its "
+                "dispersion parameter is estimated, and lme4 cannot profile such models either. Use "
+                "method='boot' (parametric bootstrap) or 'wald'")
+        fp = None if self.family_parameter is None else self.family_parameter["value"]
+        return {"mf": self.require_frame("profile"), "fam": fam, "lk": lk, "variances": self.random_effects_table(),
+                "correlations": self.correlations or [],
+                "beta": dict(zip(self.names, np.asarray(self.beta, dtype=float))), "family_parameter": fp}
 
     @property
     def ranef(self):
@@ -464,7 +549,8 @@ class GlmmResult:
         except GlmmInputError as exc:
             raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
         design = _SERVICES.get("fixed_design")
-        if self.frame is not None and getattr(self.frame, "recipe", None) is not None and design is not None:
+        frame = self.model_frame()
+        if frame is not None and getattr(frame, "recipe", None) is not None and design is not None:
             X, offset = design(self, new_data)
         else:
             X, n_rows = self._simple_design(new_data)
@@ -481,6 +567,14 @@ class GlmmResult:
             eta, a, b = inv(eta), inv(lower), inv(upper)
             lower, upper = np.minimum(a, b), np.maximum(a, b)  # a decreasing link (inverse) swaps the ends
         return pd.DataFrame({"prediction": eta, "lower": lower, "upper": upper})
+
+
+def _checked(option: Any, value: Any, name: str) -> Any:
+    """An option's value checked by its declared rule, the message naming the argument as it is named here."""
+    try:
+        return option.check(value)
+    except GlmmInputError as exc:
+        raise GlmmInputError(str(exc).replace(option.name, name, 1)) from None
 
 
 def long_blups(rows: list[dict]) -> list[dict]:

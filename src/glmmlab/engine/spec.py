@@ -56,9 +56,9 @@ class ModelSpec:
     tol: float = OPTIONS["tol"].default
     nagq: int = OPTIONS["nagq"].default
     se: str = OPTIONS["se"].default
+    reference_levels: Mapping[str, str] | None = field(default=None, hash=False)
     reml: bool = OPTIONS["reml"].default
     ddf: str = OPTIONS["ddf"].default
-    reference_levels: Mapping[str, str] | None = field(default=None, hash=False)
 
     @classmethod
     def random_intercept(cls, response: str, group: str, fixed: list[str] | None = None, intercept: bool = True,

@@ -17,7 +17,7 @@ from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.interfaces import text as _text  # noqa: F401  (registers GlmmResult.summary() and _repr_html_)
 from glmmlab.services import frames
-from glmmlab.services.fitting import fit_spec, keep_for_refit, to_pandas
+from glmmlab.services.fitting import fit_spec, frame_loader, to_pandas
 
 
 def fit_glmm(
@@ -87,9 +87,12 @@ def fit_glmm(
                            nagq=nagq, se=se, reml=reml, ddf=ddf, progress=progress)
     del y, X, codes  # converted copies are freed here: the design holds what the fit needs
     result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
-    keep_for_refit(result, df, ModelSpec.random_intercept(
-        response, group, fixed, intercept, family=family, link=link, conf_level=conf_level, max_iter=max_iter,
-        tol=tol, nagq=nagq, se=se, reml=reml, ddf=ddf))
+    # refits (model comparison, profile and bootstrap intervals) and R² need the model frame: it is built from
+    # the same table when first needed
+    result.spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
+                                             conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
+                                             reml=reml, ddf=ddf)
+    result.frame_loader = frame_loader(df, result.spec, result.rows)
     return result
 
 

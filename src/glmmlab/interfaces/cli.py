@@ -84,6 +84,7 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
     f.add_argument("--no-intercept", action="store_true",
                    help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
     _add_option_flags(f, list(OPTIONS))
+    _add_interval_flags(f)
     f.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: the tables (default); json: the result document")
     f.add_argument("--diagnostics", choices=["full", "none"], default="full", type=str.lower,
@@ -114,6 +115,20 @@ def _add_option_flags(parser: argparse.ArgumentParser, names: list[str]) -> None
         default = "" if opt.default is None else f"; default {str(opt.default).lower()}"
         parser.add_argument(opt.flag, type=kinds[opt.kind], default=opt.default, metavar=opt.name.upper()
                             if opt.kind == "bool" else None,
+                            help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)
+
+
+def _add_interval_flags(parser: argparse.ArgumentParser) -> None:
+    """--ci, --nsim, --seed from their one declaration; without --ci no interval table is added."""
+    from glmmlab.engine.options import INTERVAL_OPTIONS
+
+    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower}
+    for opt in INTERVAL_OPTIONS.values():
+        extra: dict[str, Any] = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
+        default = "" if opt.default is None else f"; default {opt.default}"
+        if opt.name == "ci":
+            default = "; without it the Fixed Effects table has the Wald intervals and no table is added"
+        parser.add_argument(opt.flag, type=kinds[opt.kind], default=None if opt.name == "ci" else opt.default,
                             help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)
 
 
@@ -211,6 +226,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     elif not args.response or not args.group:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
     references = reference_levels(args.reference)
+    if args.ci is not None:  # the interval options' rules, before the fit runs
+        from glmmlab.engine.options import INTERVAL_OPTIONS
+
+        INTERVAL_OPTIONS["nsim"].check(args.nsim)
+        if args.seed is not None:
+            INTERVAL_OPTIONS["seed"].check(args.seed)
     bar = ProgressBar()
     common = dict(family=args.family, link=args.link, conf_level=args.conf_level, max_iter=args.max_iter,
                   tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights, offset=args.offset,
@@ -248,11 +269,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
             result = fit_glmm(data, **options)
     finally:
         bar.close()
+    intervals = _intervals(result, args) if args.ci is not None else None
     if args.format == "json":
         doc = result.to_dict(diagnostics=args.diagnostics == "full")
+        if intervals is not None:
+            doc["intervals"] = intervals
         sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
     else:
         sys.stdout.write(render(result))
+        if intervals is not None:
+            from glmmlab.interfaces.text import render_table
+            from glmmlab.services.result_view import intervals_table
+
+            t = intervals_table(intervals)
+            sys.stdout.write(f"\n{t['title']}\n{render_table(t)}\n{t['note']}\n")
     return 0
 
 
@@ -281,6 +311,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(comparison.text(table, data=Path(args.data).name))
     return 0
+
+
+def _intervals(result, args: argparse.Namespace) -> dict:
+    """--ci profile|boot|wald: the interval document of the fit (result.conf_int at --conf-level)."""
+    from glmmlab.services.result_view import intervals_document
+
+    if args.ci != "wald" and result.model_frame() is None:
+        raise UsageError(f"--ci {args.ci} refits the model's data and runs in memory; leave out --engine dask")
+    bar = ProgressBar()
+    try:
+        ci = result.conf_int(level=args.conf_level, method=args.ci, nsim=args.nsim, seed=args.seed, progress=bar)
+    finally:
+        bar.close()
+    return intervals_document(ci)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -26,7 +26,6 @@ from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.results import GlmmResult
-from glmmlab.engine.spec import ModelSpec
 from glmmlab.services.fitting import refit
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -57,9 +56,10 @@ def _check_same_data(named: Sequence[tuple[str, GlmmResult]]) -> None:
             raise GlmmInputError(
                 f"models {first_name!r} and {name!r} were fitted to different rows of the data; fit both to the "
                 "same rows")
-        if r.frame is not None and first.frame is not None:
-            same_y = np.allclose(_by_row(r, r.frame.y), _by_row(first, first.frame.y), rtol=1e-12, atol=0.0)
-            w_r, w_f = r.frame.weights, first.frame.weights
+        mf_r, mf_first = r.model_frame(), first.model_frame()
+        if mf_r is not None and mf_first is not None:
+            same_y = np.allclose(_by_row(r, mf_r.y), _by_row(first, mf_first.y), rtol=1e-12, atol=0.0)
+            w_r, w_f = mf_r.weights, mf_first.weights
             same_w = (w_r is None and w_f is None) or (
                 w_r is not None and w_f is not None and np.allclose(_by_row(r, w_r), _by_row(first, w_f)))
             if not (same_y and same_w):
@@ -70,7 +70,7 @@ def _check_same_data(named: Sequence[tuple[str, GlmmResult]]) -> None:
 
 def _by_row(r: GlmmResult, values: np.ndarray) -> np.ndarray:
     """A frame's per-row values in the order of the input rows."""
-    rows = np.asarray(r.frame.rows)
+    rows = np.asarray(r.model_frame().rows)
     return np.asarray(values, dtype=float)[np.argsort(rows, kind="stable")]
 
 
@@ -90,7 +90,7 @@ def compare(named: Sequence[tuple[str, GlmmResult]]) -> pd.DataFrame:
     _check_same_data(named)
     notes: list[str] = []
     if any(_is_reml(r) for _, r in named):
-        missing = [n for n, r in named if _is_reml(r) and r.frame is None]
+        missing = [n for n, r in named if _is_reml(r) and r.model_frame() is None]
         if missing:
             raise GlmmInputError(
                 f"model(s) {', '.join(map(repr, missing))} must be refitted by maximum likelihood for the comparison "
@@ -186,19 +186,9 @@ def reading(table: pd.DataFrame) -> str:
 KINDS = ["text", "count", "decimal", "decimal", "decimal", "decimal", "decimal", "count", "p"]
 
 
-def _spec_of_saved(spec: dict[str, Any]) -> ModelSpec:
-    """The ModelSpec of a saved model's spec (the GLMM tab's form: its formula, or the random-intercept form)."""
-    options = {k: spec[k] for k in ("family", "link", "conf_level", "max_iter", "tol", "nagq") if k in spec}
-    if spec.get("formula"):
-        return ModelSpec(spec["formula"], weights=spec.get("weights"),
-                         reference_levels=spec.get("reference_levels") or None, **options)
-    return ModelSpec.random_intercept(spec["response"], spec["group"], list(spec.get("fixed") or []),
-                                      bool(spec.get("intercept", True)), **options)
-
-
 def load_saved(project: Any, model_ids: Sequence[Any]) -> dict[str, Any]:
     """What comparing saved models needs from the project: the saved models (one dataset, else
-    :class:`ServiceError` naming both), their ModelSpecs and the dataset. Fitting happens in
+    :class:`ServiceError` naming both) and the dataset's columns they use. Fitting happens in
     :func:`compare_loaded`, after the project is released."""
     from glmmlab.services import datasets, models
     from glmmlab.services.errors import ServiceError
@@ -213,8 +203,8 @@ def load_saved(project: Any, model_ids: Sequence[Any]) -> dict[str, Any]:
             raise ServiceError(
                 f"“{first['name']}” was fitted to dataset “{first['dataset_name']}” and “{m['name']}” to "
                 f"“{m['dataset_name']}”: models can only be compared on the same data. Choose models of one dataset.")
-    return {"saved": saved, "specs": [_spec_of_saved(m["spec"]) for m in saved],
-            "frame": datasets.read_frame(project, first["dataset_id"])}
+    columns = list(dict.fromkeys(c for m in saved for c in models.spec_columns(m["spec"])))
+    return {"saved": saved, "frame": datasets.read_frame(project, first["dataset_id"], columns)}
 
 
 def compare_loaded(loaded: dict[str, Any], progress: Any = None) -> dict[str, Any]:
@@ -222,16 +212,21 @@ def compare_loaded(loaded: dict[str, Any], progress: Any = None) -> dict[str, An
     them. The answer holds the table as the result view's tables are (columns, kinds, rows, cells), the notes, the
     sentence that reads it and each model's formula. A model that cannot be compared: :class:`ServiceError`."""
     from glmmlab.services.errors import ServiceError
-    from glmmlab.services.fitting import fit_spec
+    from glmmlab.services.models import fit_form
     from glmmlab.services.numbers import format_rows
 
-    saved, specs = loaded["saved"], loaded["specs"]
+    saved = loaded["saved"]
     try:
         fits = []
-        for k, (m, s) in enumerate(zip(saved, specs)):
+        for k, m in enumerate(saved):
             if progress is not None:
                 progress(f"Refitting {m['name']}", k / len(saved))
-            fits.append((m["name"], fit_spec(loaded["frame"], s)))
+            fit = fit_form(loaded["frame"], dict(m["spec"], ddf="none"))
+            was = (m.get("result") or {}).get("n_obs")
+            if was is not None and fit.n_obs != was:
+                raise ServiceError(f"The dataset of “{m['name']}” has changed since it was saved ({fit.n_obs:,} rows "
+                                   f"used now, {was:,} then); run the model again.")
+            fits.append((m["name"], fit))
         table = compare(fits)
     except GlmmInputError as exc:
         raise ServiceError(str(exc)) from None

@@ -22,6 +22,8 @@ from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.terms import ModelFrame
+from glmmlab.services import bootstrap as _bootstrap  # noqa: F401  registers result.conf_int(method="boot")
+from glmmlab.services import profiling as _profiling  # noqa: F401  and method="profile" on every core
 from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
 from glmmlab.services.modelframe import build_model_frame, level_label
 from glmmlab.services.prediction import make_predictor
@@ -122,10 +124,10 @@ def refit(result: GlmmResult, *, y: np.ndarray | None = None, progress: Progress
     """Fit ``result``'s model again on the same rows: with another response ``y`` (same length and scale as
     ``result.frame.y``; the bootstrap's simulated responses) and/or changed options (``spec_changes``, fields of
     :class:`ModelSpec`). Needs a fit made in memory (``result.frame`` is set by :func:`fit_spec`)."""
-    if result.frame is None or result.spec is None:
+    if result.model_frame() is None or result.spec is None:
         raise GlmmInputError("this fit cannot be refitted: it was not made in memory by glmmlab.glmm/fit "
                              "(a Dask fit or a model loaded from a project keeps no data)")
-    mf = result.frame
+    mf = result.model_frame()
     if y is not None:
         y = np.asarray(y, dtype=float)
         if y.shape != mf.y.shape:
@@ -138,16 +140,21 @@ def refit(result: GlmmResult, *, y: np.ndarray | None = None, progress: Progress
     return out
 
 
-def keep_for_refit(result: GlmmResult, df: pd.DataFrame, spec: ModelSpec) -> None:
-    """Keep a fit's ModelSpec and ModelFrame when it was made without them (the Python API's random-intercept
-    fast path over numeric columns), so it can be refitted and compared like any other fit. The frame is built
-    from the same table and rows; a fit whose rows it does not reproduce keeps none (and refit says so)."""
-    try:
-        mf = build_model_frame(df, spec.formula, family=result.family)
-    except GlmmInputError:
-        return
-    if mf.n == result.n_obs and np.array_equal(np.asarray(mf.rows), np.sort(np.asarray(result.rows))):
-        result.spec, result.frame = spec, mf
+def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
+    """For a fit made from arrays (fit_glmm's random-intercept path keeps no model frame): a function that builds
+    its frame from ``df`` when first needed (refits, intervals, R²). The fit holds ``df`` until then, as a
+    statsmodels result holds its data. None when the frame does not reproduce the fit's rows."""
+
+    def load() -> ModelFrame | None:
+        fam, _ = spec.check()
+        try:
+            mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset)
+        except GlmmInputError:
+            return None
+        same = mf.n == len(rows) and np.array_equal(np.asarray(mf.rows), np.sort(np.asarray(rows)))
+        return mf if same else None
+
+    return load
 
 
 def blups_by_component(result: GlmmResult) -> dict:

@@ -323,7 +323,7 @@ def make_predictor(recipe: DesignRecipe, x_names: list[str], beta: Any,
 
 def _fixed_design(result: Any, new_data: Any) -> tuple[np.ndarray, np.ndarray]:
     """(X, offset) of the fixed part of ``result``'s model on new rows (``GlmmResult.predict`` with an interval)."""
-    d = prediction_design(result.frame.recipe, new_data, list(result.names), fixed_only=True)
+    d = prediction_design(result.model_frame().recipe, new_data, list(result.names), fixed_only=True)
     return d.X, d.offset
 
 

@@ -76,7 +76,7 @@ def _null_intercept(result: GlmmResult) -> float:
     """The intercept of the null model: the same random effects, offsets and weights, only an intercept."""
     from glmmlab.services.fitting import fit_frame_spec
 
-    mf = result.frame
+    mf = result.model_frame()
     null = dataclasses.replace(mf, X=np.ones((mf.n, 1)), x_names=["(Intercept)"], intercept=True, recipe=None,
                                warnings=[])
     spec = dataclasses.replace(result.spec, ddf="none", se="working")
@@ -89,7 +89,7 @@ def nakagawa(result: GlmmResult) -> dict[str, Any]:
     if fam == "gaussian" and link != "identity" or fam in ("poisson", "negbin") and link != "log":
         return _na(f"Nakagawa's R² is not defined for the {fam} family with the {link} link (performance has no "
                    "distribution-specific variance for it)")
-    mf = result.frame
+    mf = result.model_frame()
     if mf is None:
         return _na("R² needs the model's data, which this fit does not keep (a Dask fit or a model loaded from a "
                    "project)")

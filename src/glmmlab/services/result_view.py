@@ -34,6 +34,14 @@ def formula(model: dict[str, Any]) -> str:
     return f"{model['response']} ~ {' + '.join(terms)} + (1 | {model['group']})"
 
 
+def reference_text(model: dict[str, Any]) -> str:
+    """The factors' reference levels chosen for the fit (``reference level f = b``), or "" for R's defaults."""
+    refs = model.get("reference_levels") or {}
+    if not refs:
+        return ""
+    return f"reference level{'s' if len(refs) > 1 else ''} " + ", ".join(f"{k} = {v}" for k, v in refs.items())
+
+
 def log_likelihood_label(kind: str, nagq: int = 1) -> str:
     if kind == "REML":
         return "REML Log-Likelihood"
@@ -244,7 +252,8 @@ def summary_line(result: dict[str, Any]) -> str:
     groups = result.get("groups") or {}
     where = (", ".join(f"{v:,} {k}" for k, v in groups.items()) if len(groups) > 1
              else f"{result['n_groups']:,} groups")
-    return (f"{formula(m)}; {family_label(m['family'])}, {m['link']} link, {method}; "
+    refs = reference_text(m)
+    return (f"{formula(m)}{'; ' + refs if refs else ''}; {family_label(m['family'])}, {m['link']} link, {method}; "
             f"{result['n_obs']:,} observations in {where}")
 
 
@@ -252,10 +261,54 @@ def view(result: dict[str, Any], conf_level: float | None = None) -> dict[str, A
     """What a page shows for a result: labels, warnings and every table (without the per-row diagnostics)."""
     m = result["model"]
     level = m["conf_level"] if conf_level is None else conf_level
-    return {"formula": formula(m), "family_label": family_label(m["family"]), "level_text": level_text(level),
+    return {"formula": formula(m), "reference_text": reference_text(m), "family_label": family_label(m["family"]),
+            "level_text": level_text(level),
             "log_likelihood_label": log_likelihood_label(result["fit"]["log_likelihood_kind"], m.get("nagq", 1)),
             "fixed_effects_headers": fixed_effects_headers(
                 m["family"], m["link"], level, any("df" in r for r in result.get("fixed_effects", [])[:1])),
             "summary": summary_line(result), "warnings": warnings_of(result),
             "fit_time_text": f"{(result.get('timing') or {}).get('fit_seconds') or 0:.2f} s",
             "tables": result_tables(result, conf_level)}
+
+
+# -- confidence intervals of a fit (result.conf_int: --ci on the command line, Model Detail's interval choice) ----
+INTERVAL_METHOD_LABELS = {"wald": "Wald", "profile": "Profile likelihood", "boot": "Parametric bootstrap"}
+
+
+def intervals_document(ci: Any) -> dict[str, Any]:
+    """The JSON form of ``result.conf_int(...)`` (a DataFrame with ``lower``/``upper`` and its ``attrs``):
+    {"method", "level", "rows": [{"parameter", "lower", "upper"}], and for the bootstrap "nsim", "failed",
+    "not_converged", "seed", "seconds"}."""
+    def num(v: Any) -> float | None:
+        v = float(v)
+        return v if math.isfinite(v) else None
+
+    a = ci.attrs
+    doc: dict[str, Any] = {"method": a["method"], "level": a["level"],
+                           "rows": [{"parameter": str(name), "lower": num(lo), "upper": num(up)}
+                                    for name, lo, up in zip(ci.index, ci["lower"], ci["upper"])]}
+    if a["method"] == "boot":
+        doc.update({k: a[k] for k in ("nsim", "failed", "not_converged", "workers") if k in a})
+        doc["seed"] = int(a["seed"]) if a.get("seed") is not None else None
+        doc["seconds"] = num(a.get("seconds", float("nan")))
+    return doc
+
+
+def intervals_table(doc: dict[str, Any]) -> dict[str, Any]:
+    """The Confidence Intervals table of an :func:`intervals_document`."""
+    lv = level_text(doc["level"])
+    method = doc["method"]
+    notes = {
+        "wald": "Wald intervals of the fixed effects: estimate ± z × standard error.",
+        "profile": "Likelihood-profile intervals (lme4's confint method \"profile\"): where the signed root of the "
+                   "deviance change reaches ± z. Gaussian models are profiled on the ML deviance, as lme4 does.",
+        "boot": "Parametric bootstrap percentile intervals (lme4's confint method \"boot\")",
+    }
+    note = notes[method]
+    if method == "boot":
+        note += (f" from {doc.get('nsim', 0):,} simulated refits (seed {doc.get('seed')})"
+                 + (f"; {doc['failed']:,} refits failed and are left out" if doc.get("failed") else "") + ".")
+    t = _table("intervals", f"Confidence Intervals ({INTERVAL_METHOD_LABELS[method]}, {lv})",
+               ["Parameter", f"Lower {lv}", f"Upper {lv}"], ["text", "decimal", "decimal"],
+               [[r["parameter"], r["lower"], r["upper"]] for r in doc["rows"]], note=note)
+    return t

@@ -16,7 +16,6 @@ import math
 import re
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +34,11 @@ from glmmlab.engine.options import OPTIONS
 from glmmlab.engine.progress import FitCancelled
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
+from glmmlab.interfaces.web.jobs import run_job
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
-from glmmlab.services import datasets, model_form, result_view
+from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.fitting import fit_spec
 from glmmlab.services.modelframe import build_model_frame
 
 # The simple form offers the families of the product page; the general form (a formula) adds the negative
@@ -419,47 +418,29 @@ def start_fit(body: FitBody, request: Request):
 
     def run() -> None:
         with jobs.slots:
-            work()
+            run_job(job, work, "fit")
 
     def work() -> None:
-        try:
-            if job.cancel.is_set():
-                raise FitCancelled()
-            job.state = "running"
-            job.stage = "Reading data"
-            general = bool(spec.get("formula"))
-            with wb.project_for(job.project_key) as project:
-                columns = spec["columns"] if general else \
-                    list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
-                frame = datasets.read_frame(project, info.id, columns)
-            if job.cancel.is_set():
-                raise FitCancelled()
-            if general:
-                model = glmmlab.ModelSpec(spec["formula"], family=spec["family"], link=spec["link"],
-                                          weights=spec["weights"], reference_levels=spec["reference_levels"],
-                                          conf_level=spec["conf_level"],
-                                          max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"],
-                                          ddf=spec.get("ddf", "none"))
-                result = fit_spec(frame, model, progress=progress)
-            else:
-                result = glmmlab.fit_glmm(
-                    frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],
-                    link=spec["link"], intercept=spec["intercept"], conf_level=spec["conf_level"],
-                    max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], ddf=spec.get("ddf", "none"),
-                    progress=progress)
-            document = jsonable(result.to_dict())
-            del result  # the arrays of the fit go now; the per-row diagnostics go to disk
-            job.keep_result(document, wb.new_upload_path)
-            job.fraction, job.stage, job.state = 1.0, "Done", "done"
-        except FitCancelled:
-            job.state, job.stage, job.error = "cancelled", "Cancelled", "The fit was cancelled."
-        except (glmmlab.GlmmInputError, ServiceError) as exc:
-            job.state, job.error = "failed", str(exc)
-        except Exception as exc:  # noqa: BLE001 - the page gets a sentence, the log the traceback
-            traceback.print_exc()
-            job.state, job.error = "failed", f"The fit failed unexpectedly ({exc.__class__.__name__}: {exc})."
-        finally:
-            job.finished_at = time.time()
+        if job.cancel.is_set():
+            raise FitCancelled()
+        job.state = "running"
+        job.stage = "Reading data"
+        general = bool(spec.get("formula"))
+        with wb.project_for(job.project_key) as project:
+            frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
+        if job.cancel.is_set():
+            raise FitCancelled()
+        if general:
+            result = models.fit_form(frame, spec, progress=progress)
+        else:
+            result = glmmlab.fit_glmm(
+                frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],
+                link=spec["link"], intercept=spec["intercept"], conf_level=spec["conf_level"],
+                max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], ddf=spec.get("ddf", "none"),
+                progress=progress)
+        document = jsonable(result.to_dict())
+        del result  # the arrays of the fit go now; the per-row diagnostics go to disk
+        job.keep_result(document, wb.new_upload_path)
 
     threading.Thread(target=run, name=f"glmmlab-fit-{job.id}", daemon=True).start()
     return JSONResponse(job.to_dict(), status_code=202)
