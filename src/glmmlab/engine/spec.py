@@ -57,6 +57,8 @@ class ModelSpec:
     nagq: int = OPTIONS["nagq"].default
     se: str = OPTIONS["se"].default
     reference_levels: Mapping[str, str] | None = field(default=None, hash=False)
+    reml: bool = OPTIONS["reml"].default
+    ddf: str = OPTIONS["ddf"].default
 
     @classmethod
     def random_intercept(cls, response: str, group: str, fixed: list[str] | None = None, intercept: bool = True,
@@ -72,7 +74,8 @@ class ModelSpec:
             if col is not None and (not isinstance(col, str) or not col):
                 raise GlmmInputError(f"{option} must be a column name; got {col!r}")
         check_reference_levels(self.reference_levels)
-        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se)
+        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
+                             self.reml, self.ddf)
 
     def options(self) -> dict:
         """The fit's options (everything but the formula, weights, offset and reference levels)."""

@@ -37,9 +37,8 @@ from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
-from glmmlab.services import datasets, model_form, result_view
+from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.fitting import fit_spec
 from glmmlab.services.modelframe import build_model_frame
 
 # The simple form offers the families of the product page; the general form (a formula) adds the negative
@@ -52,7 +51,7 @@ GENERAL_FAMILIES = dict(ALL_FAMILIES)
 FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if k != "negbin"}
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
-scripts = ["glmm.js"]
+scripts = ["glmm.js", "compare.js"]
 styles = ["glmm.css"]
 
 MAX_WORKERS = 4
@@ -420,17 +419,11 @@ def start_fit(body: FitBody, request: Request):
             job.stage = "Reading data"
             general = bool(spec.get("formula"))
             with wb.project_for(job.project_key) as project:
-                columns = spec["columns"] if general else \
-                    list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
-                frame = datasets.read_frame(project, info.id, columns)
+                frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
             if job.cancel.is_set():
                 raise FitCancelled()
             if general:
-                model = glmmlab.ModelSpec(spec["formula"], family=spec["family"], link=spec["link"],
-                                          weights=spec["weights"], reference_levels=spec["reference_levels"],
-                                          conf_level=spec["conf_level"],
-                                          max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"])
-                result = fit_spec(frame, model, progress=progress)
+                result = models.fit_form(frame, spec, progress=progress)
             else:
                 result = glmmlab.fit_glmm(
                     frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],

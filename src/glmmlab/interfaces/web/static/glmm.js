@@ -121,12 +121,14 @@
    * page refills when the confidence level changes. */
   function tableSections(disp, extra) {
     extra = extra || {};
-    return disp.tables.map((t) => {
+    return disp.tables.flatMap((t) => {
       if (t.name === "icc") {
         return section("ICC", t, el("p", { class: "icc", dataset: { value: t.rows[0][1] === null ? "" : String(t.rows[0][1]) } },
           "ICC: ", el("b", {}, t.cells[0][1])), t.note ? el("p", { class: "muted note" }, t.note) : null);
       }
-      if (t.name === "fixed-effects" && extra.fixedEffects) return section(t.title, extra.fixedTable, extra.fixedEffects);
+      if (t.name === "fixed-effects" && extra.fixedEffects) {
+        return [section(t.title, extra.fixedTable, extra.fixedEffects)].concat(extra.afterFixed ? [extra.afterFixed] : []);
+      }
       const blup = t.name === "blup" || t.name.startsWith("blup-");
       const content = blup ? blupSection(t) : resultTable(t);
       return section(t.title, t, content, t.note && !blup ? el("p", { class: "muted note" }, t.note) : null);
@@ -782,8 +784,75 @@
       status,
       warningsBox(disp),
       tableSections(disp, { fixedTable: feTable, fixedEffects: el("div", {},
-        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox) })));
+        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox),
+        afterFixed: intervalsSection(params.id, () => Number(level.value) / 100, tab) })));
     renderFe(model.fixed_effects);
+  }
+
+  /* Confidence intervals by another method (Wald / Profile / Bootstrap): the server refits the saved model on its
+   * dataset and profiles or bootstraps it in the background; the page polls the job for progress and the table. */
+  function intervalsSection(modelId, currentLevel, tab) {
+    const method = el("select", { class: "ci-method", "aria-label": "Interval Method" },
+      el("option", { value: "profile" }, "Profile likelihood"),
+      el("option", { value: "boot" }, "Parametric bootstrap"),
+      el("option", { value: "wald" }, "Wald (fixed effects)"));
+    const nsim = el("input", { type: "number", class: "short ci-nsim", min: "10", max: "100000", step: "1", value: "1000", "aria-label": "Bootstrap Samples" });
+    const seed = el("input", { type: "number", class: "short ci-seed", min: "0", step: "1", placeholder: "random", "aria-label": "Random Seed" });
+    const bootFields = el("span", { class: "ci-boot-fields", hidden: true },
+      el("label", {}, " Samples ", nsim), el("label", {}, " Seed ", seed));
+    const run = el("button", { type: "button", class: "ci-run" }, "Compute Intervals");
+    const err = el("p", { class: "field-error", role: "alert", hidden: true });
+    const box = el("div", { class: "ci-box" });
+    const tableRef = { title: "Confidence Intervals", columns: [], rows: [], cells: [] };
+    method.addEventListener("change", () => { bootFields.hidden = method.value !== "boot"; });
+    let stopped = false;
+    tab.onClose(() => { stopped = true; });
+    run.addEventListener("click", async () => {
+      g.showError(err, "");
+      const body = { method: method.value, conf_level: currentLevel() };
+      if (method.value === "boot") {
+        const n = Number(nsim.value);
+        if (!Number.isInteger(n) || n < 10 || n > 100000) { g.showError(err, "Bootstrap Samples must be a whole number from 10 to 100000."); return; }
+        body.nsim = n;
+        if (seed.value.trim() !== "") body.seed = Number(seed.value);
+      }
+      let job;
+      try { job = await api.post(`/api/models/${modelId}/intervals`, body); } catch (e) { g.showError(err, e.message); return; }
+      run.disabled = true;
+      const bar = el("progress", { max: "1", value: "0", "aria-label": "Interval progress" });
+      const stage = el("span", { class: "stage", "aria-live": "polite" }, "Starting");
+      const cancel = el("button", { type: "button", class: "cancel" }, "Cancel");
+      cancel.addEventListener("click", async () => {
+        cancel.disabled = true; stage.textContent = "Cancelling…";
+        try { await api.post(`/api/models/${modelId}/intervals/${job.id}/cancel`); } catch (e) { stage.textContent = e.message; }
+      });
+      clear(box).appendChild(el("div", { class: "progress-box ci-progress" }, bar, stage, cancel));
+      for (;;) {
+        if (stopped) return;
+        let j;
+        try { j = await api.get(`/api/models/${modelId}/intervals/${job.id}`); } catch (e) { g.showError(err, e.message); break; }
+        box.dataset.state = j.state;
+        bar.value = j.fraction;
+        stage.textContent = `${j.stage} (${Math.round(j.fraction * 100)}%)`;
+        if (j.state === "done") {
+          Object.assign(tableRef, { title: j.table.title, columns: j.table.columns, rows: j.table.rows, cells: j.table.cells });
+          clear(box).append(el("h4", { class: "ci-title" }, j.table.title), resultTable(j.table, undefined, "intervals"),
+            el("p", { class: "muted note" }, j.table.note + ` (${j.elapsed_seconds.toFixed(1)} s)`));
+          break;
+        }
+        if (j.state === "failed" || j.state === "cancelled") {
+          clear(box).appendChild(el("p", { class: j.state === "failed" ? "error" : "muted", role: "alert" },
+            j.state === "cancelled" ? "Cancelled." : j.error));
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      run.disabled = false;
+    });
+    return section("Confidence Intervals", tableRef,
+      el("div", { class: "field inline-field ci-controls" }, el("label", {}, "Interval Method ", method), bootFields, " ", run), err,
+      el("p", { class: "muted note" }, "Profile and bootstrap intervals cover the random-effect standard deviations and correlations, sigma and the fixed effects (lme4's confint). They refit the model on its dataset, at the Confidence Level above."),
+      box);
   }
 
   // ---- Diagnostics ----------------------------------------------------------------------------------------
