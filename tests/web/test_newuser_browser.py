@@ -398,7 +398,7 @@ def test_plots_are_drawn_at_twice_their_size_binomial_residuals_are_binned_and_r
     expect(diag.locator("figure.plot figcaption").first).to_contain_text("Binned Residuals vs Fitted")
     for img in diag.locator("figure.plot img").all():
         img.scroll_into_view_if_needed()
-        expect(img).to_have_js_property("complete", True)
+        expect(img).to_have_js_property("complete", True, timeout=30_000)  # plots render on the server: slow under load
         natural, shown = img.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
         assert natural >= 2 * shown - 1 and shown > 200, (natural, shown)
     diag.locator('figure.plot[data-kind="residuals"]').scroll_into_view_if_needed()
@@ -416,7 +416,7 @@ def test_plots_are_drawn_at_twice_their_size_binomial_residuals_are_binned_and_r
     assert struct.unpack(">II", base64.b64decode(item["payload"]["png_base64"])[16:24]) == (1008, 720)
     page.evaluate(f"glmmlab.openTab('report', {{id: {rep['id']}}})")
     img = active_panel(page).locator("img.report-plot")
-    expect(img).to_have_js_property("complete", True)
+    expect(img).to_have_js_property("complete", True, timeout=30_000)  # plots render on the server: slow under load
     natural, shown = img.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
     assert natural >= 2 * shown - 1
 
