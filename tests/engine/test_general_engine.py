@@ -221,3 +221,16 @@ def test_reml_blocks_do_not_change_the_fit(name, formula):
     np.testing.assert_allclose(sb, sa, rtol=1e-8)
     np.testing.assert_array_equal(a.rows, b.rows)
     np.testing.assert_allclose(b.fitted, a.fitted, rtol=0, atol=1e-8 * np.std(a.fitted))
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+def test_batched_triangular_solves_equal_lapack(q):
+    from glmmlab.engine.blocked import _batched_solve_lower, _batched_solve_upper
+
+    rng = np.random.default_rng(q)
+    L = np.tril(rng.normal(size=(7, q, q))) + 3.0 * np.eye(q)[None]
+    for B in (rng.normal(size=(7, q)), rng.normal(size=(7, q, 4))):
+        want_lo = np.stack([np.linalg.solve(Lj, Bj) for Lj, Bj in zip(L, B)])
+        want_up = np.stack([np.linalg.solve(Lj.T, Bj) for Lj, Bj in zip(L, B)])
+        np.testing.assert_allclose(_batched_solve_lower(L, B), want_lo, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(_batched_solve_upper(L, B), want_up, rtol=1e-12, atol=1e-14)

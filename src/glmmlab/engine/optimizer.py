@@ -326,7 +326,21 @@ def polish_value_only(fun: Callable[[np.ndarray], float], x: np.ndarray, lower: 
     if not np.isfinite(f) or near_rounding(x):
         return x, float(f), 0, evaluations
     H = _value_hessian(counted, x, f, lower)
-    x, f, steps = _gradient_polish(fg, x, f, lower, H, near_rounding, log)
+
+    def done(x_: np.ndarray) -> bool:
+        # with large |f| (many rows) the finite-difference gradient's rounding floor, eps |f| / h, lies above
+        # the rounding-level gradient; there the optimum is fixed once the Newton step is below 1e-10 of theta
+        if near_rounding(x_):
+            return True
+        g_ = fg(x_)[1]
+        free = ~((x_ <= lower) & (g_ > 0))
+        try:
+            d = np.linalg.solve(H[np.ix_(free, free)], g_[free])
+        except np.linalg.LinAlgError:
+            return False
+        return bool(np.all(np.abs(d) <= 1e-10 * np.maximum(1.0, np.abs(x_[free]))))
+
+    x, f, steps = _gradient_polish(fg, x, f, lower, H, done, log)
     return x, float(f), steps, evaluations
 
 
