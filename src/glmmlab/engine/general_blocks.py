@@ -107,7 +107,12 @@ class BlockSet:
     def map(self, fn):
         if self.pool is None:
             return [fn(unit) for unit in self.units]
-        return list(self.pool.map(fn, self.units))
+
+        def quiet(unit):  # np.errstate is per thread: the fit's own setting does not reach the pool's threads
+            with np.errstate(all="ignore"):
+                return fn(unit)
+
+        return list(self.pool.map(quiet, self.units))
 
 
 class BlockedLaplace(BlockSet):
@@ -178,30 +183,42 @@ def reml_criterion(logdet: float, SEE: np.ndarray, n: int, sum_log_w: float, rem
     return float(dev), pwrss
 
 
+def normal_equations(Xs: np.ndarray, z: np.ndarray, pw: np.ndarray) -> np.ndarray:
+    """[X_s, z]' W [X_s, z] of some rows; summed over the blocks they give :func:`centring_fit`."""
+    E = np.column_stack([Xs, z])
+    return E.T @ (pw[:, None] * E)
+
+
+def centring_fit(A: np.ndarray) -> np.ndarray:
+    """The weighted least-squares coefficients from the normal equations ``A`` = [X_s, z]' W [X_s, z]. The
+    response is centred on this fit before its cross-products are taken: the REML criterion does not change
+    (the fit lies in X's column space), but z'z no longer carries the mean, so the penalised RSS is no longer a
+    small difference of large sums (which left ~1e-12 relative rounding noise in the criterion, enough to keep
+    theta from being resolved)."""
+    p = A.shape[0] - 1
+    return linalg.solve(A[:p, :p], A[:p, p], assume_a="pos") if p else np.zeros(0)
+
+
 class BlockedProfiledLmm(BlockSet):
-    """The profiled REML criterion as a function of theta, summed over blocks of whole outer groups (``blocks``:
-    objects with ``normal_equations()``, ``centre(beta0)``, ``parts(theta) -> {"logdet", "SEE"}`` and
-    ``final(theta, beta_s)``, e.g. one ProfiledLmm per block of rows, or actors on a cluster); ``n`` and
-    ``sum_log_w`` are the whole data's. The blocks first centre the response on the weighted least-squares fit
-    ``beta0`` (from their summed normal equations); SEE is then that of the centred response, and
-    beta = beta0 + SEE[:p, :p]^-1 SEE[:p, p]."""
+    """The profiled REML (``reml`` False: ML) criterion as a function of theta, summed over blocks of whole outer
+    groups (``blocks``: objects with ``sums(theta) -> {"logdet", "SEE"}`` and ``final(theta, beta_s)``, e.g. one
+    ProfiledLmm per block of rows, or actors on a cluster), each holding the cross-products of the response
+    centred on the same ``beta0``; ``n`` and ``sum_log_w`` are the whole data's. beta = beta0 +
+    SEE[:p, :p]^-1 SEE[:p, p] from the summed SEE."""
 
-    def __init__(self, blocks: list, n: int, sum_log_w: float, threads: bool = True):
+    def __init__(self, blocks: list, n: int, sum_log_w: float, beta0: np.ndarray, threads: bool = True):
         super().__init__(blocks, threads)
-        self.n, self.sum_log_w = n, sum_log_w
+        self.n, self.sum_log_w, self.beta0 = n, sum_log_w, np.asarray(beta0, dtype=float)
+        self.reml = True
         self.evaluations = 0
-        A = sum(self.map(lambda b: b.normal_equations()))
-        p = A.shape[0] - 1
-        self.beta0 = linalg.solve(A[:p, :p], A[:p, p], assume_a="pos") if p else np.zeros(0)
-        self.map(lambda b: b.centre(self.beta0))
 
-    def criterion(self, theta: np.ndarray, reml: bool = True) -> tuple[float, np.ndarray, float]:
+    def criterion(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
         """(deviance, SEE summed over the blocks, penalised RSS) at theta."""
         theta = np.asarray(theta, dtype=float)
-        parts = self.map(lambda b: b.parts(theta))
+        parts = self.map(lambda b: b.sums(theta))
         logdet = float(sum(p["logdet"] for p in parts))
         SEE = sum(p["SEE"] for p in parts)
-        dev, pwrss = reml_criterion(logdet, SEE, self.n, self.sum_log_w, reml)
+        dev, pwrss = reml_criterion(logdet, SEE, self.n, self.sum_log_w, self.reml)
         return dev, SEE, pwrss
 
     def value(self, theta: np.ndarray) -> float:

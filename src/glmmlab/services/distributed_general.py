@@ -12,7 +12,8 @@ block's log-determinant and reduced cross-products of [X, y]). Here the blocks a
    checks that the factors nest, and takes the scaling T of the fixed effects from the stacked R factors;
 2. the rows used are shuffled once so that each outer group lives in one partition, and each partition becomes
    an actor holding its rows' model frame and a :class:`GeneralLaplace` block (REML: a :class:`ProfiledLmm`
-   block, whose cross-products are computed once on the worker), on local levels with the global T;
+   block, whose cross-products are computed once on the worker, of the response centred on the least-squares
+   fit that the driver solves from the actors' summed normal equations), on local levels with the global T;
 3. the in-memory driver (:func:`glmmlab.engine.general._laplace_run`, resp. ``_reml_run``) runs unchanged
    against an adapter that sends (theta, beta), resp. theta, to every actor and adds up their small sums.
 
@@ -53,7 +54,14 @@ from glmmlab.engine.general import (
     glm_irls,
     negbin_glm,
 )
-from glmmlab.engine.general_blocks import BlockedLaplace, BlockedProfiledLmm, BlockSpec, outer_factor
+from glmmlab.engine.general_blocks import (
+    BlockedLaplace,
+    BlockedProfiledLmm,
+    BlockSpec,
+    centring_fit,
+    normal_equations,
+    outer_factor,
+)
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
@@ -197,37 +205,43 @@ class GeneralBlockActor:
         self.rows, self.level_maps = rows[perm], maps
         self.y, self.pw, self.off = y, pw, off
         self.reml = fam.name == "gaussian" and lk.name == "identity"
+        self.st = Structure(blocks)
         self.block: GeneralLaplace | ProfiledLmm
-        if self.reml:
-            self.block = self.prof = ProfiledLmm(Structure(blocks), Xs, y - off, pw)
+        if self.reml:  # the ProfiledLmm comes with the centring fit of every block's rows (centre)
+            self.Xs = Xs
+            self.normal = normal_equations(Xs, y - off, pw)
         else:
-            self.block = self.lap = GeneralLaplace(Structure(blocks), Xs, y, pw, off, fam, lk)
+            self.block = self.lap = GeneralLaplace(self.st, Xs, y, pw, off, fam, lk)
         del part, mf
         release_unused_memory()
 
     def info(self) -> dict:
-        """The rows' input numbers, response, weights and offset (and, for the Laplace path's GLM start, the
-        scaled design) and the block's levels."""
+        """The rows' input numbers, response, weights and offset, the block's levels, and the scaled design (for
+        the Laplace path's GLM start) or the normal equations (for REML's centring fit)."""
         out = {"rows": self.rows, "y": self.y, "pw": self.pw, "off": self.off, "level_maps": self.level_maps,
-               "sizes": [b.n_levels for b in self.block.st.blocks]}
-        if not self.reml:
+               "sizes": [b.n_levels for b in self.st.blocks]}
+        if self.reml:
+            out["normal"] = self.normal
+        else:
             out["Xs"] = self.lap.Xs
         return out
+
+    def centre(self, beta0) -> None:
+        """REML: the block's cross-products of [Z, X_s, y - offset - X_s beta0] (one pass over its rows)."""
+        with np.errstate(all="ignore"), one_blas_thread():
+            self.block = self.prof = ProfiledLmm(self.st, self.Xs, self.y - self.off, self.pw, beta0)
+        del self.Xs
 
     def set_family(self, parameter: float) -> None:
         self.lap.set_family(negbin_family(parameter))
 
-    def normal_equations(self) -> np.ndarray:
-        return self.prof.normal_equations()
-
-    def centre(self, beta0) -> None:
-        with one_blas_thread():
-            self.prof.centre(beta0)
-
-    def parts(self, *args) -> dict:
-        """Laplace: (theta, beta, gradient); REML: (theta,)."""
+    def parts(self, theta, beta, gradient: bool) -> dict:
         with np.errstate(all="ignore"), one_blas_thread():
-            return self.block.parts(*args)
+            return self.lap.parts(theta, beta, gradient)
+
+    def sums(self, theta) -> dict:
+        with np.errstate(all="ignore"), one_blas_thread():
+            return self.prof.sums(theta)
 
     def final(self, *args) -> dict:
         """Laplace: (theta, beta); REML: (theta, beta_s)."""
@@ -246,14 +260,11 @@ class _Block:
     def __init__(self, actor, st: Structure, fam):
         self.actor, self.st, self.fam = actor, st, fam
 
-    def normal_equations(self):
-        return self.actor.normal_equations()
+    def parts(self, theta, beta, gradient):
+        return self.actor.parts(theta, beta, gradient)
 
-    def centre(self, beta0):
-        return self.actor.centre(beta0)
-
-    def parts(self, *args):
-        return self.actor.parts(*args)
+    def sums(self, theta):
+        return self.actor.sums(theta)
 
     def final(self, *args):
         return self.actor.final(*args)
@@ -276,8 +287,8 @@ class _OnActors:
 class ActorProfiledLmm(_OnActors, BlockedProfiledLmm):
     """BlockedProfiledLmm over Dask actors."""
 
-    def __init__(self, blocks: list[_Block], n: int, sum_log_w: float):
-        super().__init__(blocks, n, sum_log_w, threads=False)
+    def __init__(self, blocks: list[_Block], n: int, sum_log_w: float, beta0: np.ndarray):
+        super().__init__(blocks, n, sum_log_w, beta0, threads=False)
 
 
 class ActorLaplace(_OnActors, BlockedLaplace):
@@ -421,6 +432,7 @@ def fit_formula_dask(
     specs = [BlockSpec(slice(0, 0), i["level_maps"]) for i in infos]
     st = _skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
     laps = [_Block(a, _skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]
+    normals = [i["normal"] for i in infos] if reml else []
     del infos
     mf = ModelFrame(response=mf0.response, y=y, X=np.zeros((n, 0)), x_names=list(x_names), terms=[], rows=rows,
                     n_input=n_input, weights=pw, offset=off, intercept=mf0.intercept, formula=formula,
@@ -434,9 +446,12 @@ def fit_formula_dask(
     }
     try:
         with np.errstate(all="ignore"), one_blas_thread():
-            if Xs is None:  # REML
-                out = _reml_run(ActorProfiledLmm(laps, n, float(np.sum(np.log(pw)))), specs, st, T, names, mf,
-                                pw, off, model, progress)
+            if Xs is None:  # REML: every block centres the response on the whole data's least-squares fit
+                beta0 = centring_fit(sum(normals))
+                for f in [a.centre(beta0) for a in actors]:
+                    f.result()
+                out = _reml_run(ActorProfiledLmm(laps, n, float(np.sum(np.log(pw))), beta0), specs, st, T, names,
+                                mf, pw, off, model, progress)
             else:
                 report(progress, "Initial values (GLM)", 0.05)
                 negbin = fam.name == "negbin"

@@ -37,9 +37,8 @@ from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
-from glmmlab.services import datasets, result_view
+from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.fitting import fit_spec
 from glmmlab.services.modelframe import build_model_frame
 
 # The simple form offers the families of the product page; the general form (a formula) adds the negative
@@ -60,7 +59,8 @@ FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "f
                 "group": "Group Variable (Random Intercept)", "family": "Distribution Family",
                 "link": "Link Function", "conf_level": "Confidence Level", "max_iter": "Max Iterations",
                 "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name",
-                "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials"}
+                "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials",
+                "reference_levels": "Reference level"}
 
 
 class FitBody(BaseModel):
@@ -78,6 +78,8 @@ class FitBody(BaseModel):
     formula: Optional[str] = Field(None, description="Model formula (lme4's language). When given, it is the model: "
                                                      "response, fixed and group are not used.")
     weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
+    reference_levels: Optional[dict[str, str]] = Field(
+        None, description="Reference level per factor column (with a formula), e.g. {\"f\": \"b\"}: R's relevel.")
 
 
 class FormulaBody(BaseModel):
@@ -85,6 +87,7 @@ class FormulaBody(BaseModel):
     formula: Optional[str] = None
     family: str = "gaussian"
     weights: Optional[str] = None
+    reference_levels: Optional[dict[str, str]] = None
 
 
 class FieldError(ServiceError):
@@ -295,7 +298,8 @@ def _dataset(project, dataset_id):
         raise FieldError("dataset_id", f"There is no dataset {dataset_id!r}; choose one from the list.") from None
 
 
-def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str]):
+def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str],
+                  reference_levels: Optional[dict[str, str]] = None):
     """Build the formula's model frame on the dataset (the fit's own builder): the model frame, or FieldError
     naming the Model formula (or the Weights column) with the builder's explanation."""
     text = (formula or "").strip()
@@ -310,10 +314,12 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
     names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
     frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
     try:
-        return build_model_frame(frame, text, family=family, weights=weights or None), names
+        return build_model_frame(frame, text, family=family, weights=weights or None,
+                                 reference_levels=reference_levels or None), names
     except glmmlab.GlmmInputError as exc:
         message = str(exc)
-        field = "weights" if weights and message.startswith("weights") else "formula"
+        field = "weights" if weights and message.startswith("weights") else \
+            "reference_levels" if message.startswith("reference_levels") else "formula"
         raise FieldError(field, message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")) from None
 
 
@@ -322,10 +328,10 @@ def check_general_form(project, body: FitBody) -> tuple[Any, dict[str, Any]]:
     info = _dataset(project, body.dataset_id)
     family, link, options = check_options(body, GENERAL_FAMILIES)
     weights = (body.weights or "").strip() or None
-    mf, columns = check_formula(project, info, body.formula, family, weights)
+    mf, columns = check_formula(project, info, body.formula, family, weights, body.reference_levels)
     spec = {"formula": (body.formula or "").strip(), "response": mf.response, "fixed": None, "group": None,
             "family": family, "link": link, "intercept": bool(mf.intercept), "weights": weights,
-            "columns": columns, **options}
+            "reference_levels": body.reference_levels or None, "columns": columns, **options}
     return info, spec
 
 
@@ -350,8 +356,10 @@ def options() -> dict[str, Any]:
 
 @_glmm.post("/formula", summary="Check a Model formula against a dataset before anything runs")
 def check_formula_route(body: FormulaBody, request: Request):
-    """200 with the formula's response, fixed-effect columns and random terms, or 422 with ``field`` (formula,
-    weights, family or dataset_id) and a sentence explaining what is wrong."""
+    """200 with the formula's response, fixed-effect columns and random terms, its factors (levels and reference),
+    its ``signature`` and ``form`` (how the form's controls express it; null with ``not_form`` saying why, see
+    :mod:`glmmlab.services.model_form`), or 422 with ``field`` (formula, weights, reference_levels, family or
+    dataset_id) and a sentence explaining what is wrong."""
     wb = workbench(request)
     try:
         with wb.project() as project:
@@ -360,14 +368,19 @@ def check_formula_route(body: FormulaBody, request: Request):
             if family not in GENERAL_FAMILIES:
                 raise FieldError("family", f"Distribution Family must be one of {', '.join(GENERAL_FAMILIES)}; "
                                            f"got {body.family!r}.")
-            mf, _ = check_formula(project, info, body.formula, family, (body.weights or "").strip() or None)
+            mf, _ = check_formula(project, info, body.formula, family, (body.weights or "").strip() or None,
+                                  body.reference_levels)
     except FieldError as exc:
         return field_error(exc)
+    assert mf.recipe is not None  # build_model_frame always records one
+    parsed = mf.recipe.formula
+    form, why = model_form.form_of(parsed, mf, info.columns, family)
     return {"ok": True, "formula": (body.formula or "").strip(), "response": mf.response, "n_obs": int(mf.n),
             "n_excluded": int(mf.n_input - mf.n), "fixed_effects": list(mf.x_names),
             "random_terms": [{"component": t.component, "terms": list(t.names), "levels": len(t.levels),
                               "correlated": bool(t.correlated)} for t in mf.terms],
-            "warnings": list(mf.warnings)}
+            "warnings": list(mf.warnings), "factors": model_form.factor_levels(mf),
+            "signature": model_form.signature(parsed), "form": form, "not_form": why}
 
 
 @_glmm.post("/fits", status_code=202, summary="Check the form and start a fit in the background")
@@ -406,16 +419,11 @@ def start_fit(body: FitBody, request: Request):
             job.stage = "Reading data"
             general = bool(spec.get("formula"))
             with wb.project_for(job.project_key) as project:
-                columns = spec["columns"] if general else \
-                    list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
-                frame = datasets.read_frame(project, info.id, columns)
+                frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
             if job.cancel.is_set():
                 raise FitCancelled()
             if general:
-                model = glmmlab.ModelSpec(spec["formula"], family=spec["family"], link=spec["link"],
-                                          weights=spec["weights"], conf_level=spec["conf_level"],
-                                          max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"])
-                result = fit_spec(frame, model, progress=progress)
+                result = models.fit_form(frame, spec, progress=progress)
             else:
                 result = glmmlab.fit_glmm(
                     frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],

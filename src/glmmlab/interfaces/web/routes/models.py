@@ -4,12 +4,20 @@ plots, delete it, and add its tables or plots to a report. ``GET /api/models`` (
 from __future__ import annotations
 
 import base64
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.options import INTERVAL_OPTIONS
+from glmmlab.engine.progress import FitCancelled
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.services import models, plots, reports, result_view
@@ -24,6 +32,61 @@ class SaveBody(BaseModel):
 class ToReportBody(BaseModel):
     report_id: Optional[int] = Field(None, description="Default: the newest report (one is created if none).")
     conf_level: Optional[float] = Field(None, description="Level of the fixed-effects intervals; default: saved.")
+
+
+class IntervalsBody(BaseModel):
+    method: str = Field("profile", description="Interval Method: wald, profile or boot.")
+    conf_level: Optional[float] = Field(None, description="Confidence level; default: the model's saved level.")
+    nsim: int = Field(INTERVAL_OPTIONS["nsim"].default, description="Bootstrap Samples (method boot).")
+    seed: Optional[int] = Field(None, description="Random Seed of the bootstrap (method boot).")
+
+
+@dataclass
+class IntervalJob:
+    """Confidence intervals of a saved model, computed in the background: the model is refitted on its dataset
+    (a saved model keeps JSON only), then profiled or bootstrapped, with progress and cancel."""
+
+    id: str
+    model_id: int
+    project_key: str
+    method: str
+    state: str = "queued"
+    stage: str = "Waiting to start"
+    fraction: float = 0.0
+    error: Optional[str] = None
+    intervals: Optional[dict[str, Any]] = None
+    table: Optional[dict[str, Any]] = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started_at: float = field(default_factory=time.time)
+    finished_at: Optional[float] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "model_id": self.model_id, "method": self.method, "state": self.state,
+                "stage": self.stage, "fraction": round(self.fraction, 4), "error": self.error,
+                "intervals": self.intervals, "table": self.table,
+                "elapsed_seconds": round((self.finished_at or time.time()) - self.started_at, 3)}
+
+
+_INTERVAL_LOCK = threading.Lock()
+
+
+def interval_jobs(request: Request) -> dict[str, IntervalJob]:
+    state = request.app.state
+    with _INTERVAL_LOCK:
+        if not hasattr(state, "interval_jobs"):
+            state.interval_jobs = {}
+        return state.interval_jobs
+
+
+def _interval_job(request: Request, model_id: int, job_id: str) -> IntervalJob:
+    job = interval_jobs(request).get(job_id)
+    if job is None or job.model_id != model_id:
+        raise ServiceError(f"There is no interval computation '{job_id}' for model {model_id}.")
+    return job
+
+
+def _interval_field_error(name: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "message": message, "field": name}, status_code=422)
 
 
 def fixed_effects_view(result: dict[str, Any], conf_level: float) -> dict[str, Any]:
@@ -87,6 +150,81 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
             model = models.get_model(project, model_id)
         return jsonable(fixed_effects_view(model["result"], models.check_conf_level(conf_level)))
 
+    @router.post("/{model_id}/intervals", status_code=202,
+                 summary="Start confidence intervals of a saved model (wald, profile or boot) in the background")
+    def start_intervals(model_id: int, body: IntervalsBody, request: Request):
+        try:
+            method = INTERVAL_OPTIONS["ci"].check(body.method)
+            nsim = INTERVAL_OPTIONS["nsim"].check(body.nsim)
+            seed = None if body.seed is None else INTERVAL_OPTIONS["seed"].check(body.seed)
+        except GlmmInputError as exc:
+            name = str(exc).split(" ", 1)[0]
+            return _interval_field_error({"ci": "method"}.get(name, name), str(exc).replace("ci ", "method ", 1))
+        wb = workbench(request)
+        with wb.project() as project:
+            model = models.get_model(project, model_id)
+            project_key = wb.project_key()
+        level = model["result"]["model"]["conf_level"] if body.conf_level is None \
+            else models.check_conf_level(body.conf_level)
+        job = IntervalJob(id=uuid.uuid4().hex[:16], model_id=model["id"], project_key=project_key, method=method)
+        jobs = interval_jobs(request)
+        with _INTERVAL_LOCK:
+            jobs[job.id] = job
+            finished = sorted((j for j in jobs.values() if j.finished_at), key=lambda j: j.finished_at or 0.0)
+            for old in finished[:-50]:
+                jobs.pop(old.id, None)
+
+        def step(lo: float, hi: float):
+            def progress(stage: str, fraction: float) -> None:
+                if job.cancel.is_set():
+                    raise FitCancelled()
+                job.stage = stage
+                job.fraction = max(job.fraction, lo + (hi - lo) * min(1.0, float(fraction)))
+            return progress
+
+        def work() -> None:
+            try:
+                job.state, job.stage = "running", "Reading data"
+                with wb.project_for(job.project_key) as project:
+                    refit_share = 0.0 if method == "wald" else 0.1
+                    if method == "wald":
+                        result = None
+                    else:
+                        result = models.refit_model(project, model, progress=step(0.0, refit_share))
+                if result is None:
+                    doc = _wald_document(model["result"], level)
+                else:
+                    ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed,
+                                         progress=step(refit_share, 1.0))
+                    doc = result_view.intervals_document(ci)
+                job.intervals, job.table = doc, result_view.intervals_table(doc)
+                job.fraction, job.stage, job.state = 1.0, "Done", "done"
+            except FitCancelled:
+                job.state, job.stage, job.error = "cancelled", "Cancelled", "The computation was cancelled."
+            except (GlmmInputError, ServiceError) as exc:
+                job.state, job.error = "failed", str(exc)
+            except Exception as exc:  # noqa: BLE001 - the page gets a sentence, the log the traceback
+                traceback.print_exc()
+                job.state, job.error = "failed", f"The intervals failed unexpectedly ({type(exc).__name__}: {exc})."
+            finally:
+                job.finished_at = time.time()
+
+        threading.Thread(target=work, name=f"glmmlab-intervals-{job.id}", daemon=True).start()
+        return JSONResponse(jsonable(job.to_dict()), status_code=202)
+
+    @router.get("/{model_id}/intervals/{job_id}", summary="An interval computation's state and progress; the table "
+                                                          "when done")
+    def get_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
+        return jsonable(_interval_job(request, model_id, job_id).to_dict())
+
+    @router.post("/{model_id}/intervals/{job_id}/cancel", summary="Ask an interval computation to stop")
+    def cancel_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
+        job = _interval_job(request, model_id, job_id)
+        if job.state in ("queued", "running"):
+            job.cancel.set()
+            job.stage = "Cancelling"
+        return jsonable(job.to_dict())
+
     @router.delete("/{model_id}", summary="Delete a model and its diagnostics dataset")
     def delete(model_id: int, request: Request) -> dict[str, Any]:
         with workbench(request).project() as project:
@@ -132,6 +270,13 @@ def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
             return jsonable(reports.add_items(project, report["id"], [item]))
 
     return router
+
+
+def _wald_document(result: dict[str, Any], level: float) -> dict[str, Any]:
+    """The Wald intervals of a saved result (no refit: its estimates and standard errors)."""
+    rows = result_view.fixed_effects_at(result, level)
+    return {"method": "wald", "level": level,
+            "rows": [{"parameter": r["variable"], "lower": r["lower"], "upper": r["upper"]} for r in rows]}
 
 
 def _target(project, report_id: Optional[int]) -> dict[str, Any]:
