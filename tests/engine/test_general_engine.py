@@ -178,3 +178,87 @@ def test_blocks_do_not_change_the_fit(name):
     vb = np.array([r["value"] for r in b["blup"]])
     assert np.max(np.abs(va - vb)) <= 1e-7 * np.std(va)
     np.testing.assert_array_equal(a["diagnostics"]["row"], b["diagnostics"]["row"])
+
+
+def _gaussian_frame(name: str, formula: str | None = None):
+    ref = json.loads((MODELS / f"{name}.json").read_text())
+    data = read_table(str(MODELS / f"{name}.csv"))
+    mf = build_model_frame(data, formula or ref["formula"], family="gaussian", weights=ref.get("weights"))
+    return mf, data, formula or ref["formula"], ref.get("weights")
+
+
+# Gaussian identity models whose factors nest: sleepstudy's correlated and uncorrelated slopes, pastes' (1 | a/b),
+# a nested model with a slope on the grouse ticks' data, prior weights
+REML_NESTED = [("sleepstudy_slope", None), ("sleepstudy_uncorrelated", None), ("pastes_nested", None),
+               ("grouseticks_nested", "log(TICKS + 1) ~ YEAR96 + YEAR97 + cHEIGHT + (1 | LOCATION/BROOD)"),
+               ("sim_lmm_weights", None)]
+
+
+@pytest.mark.parametrize("name,formula", REML_NESTED)
+def test_blocked_reml_criterion_equals_the_whole_data_and_dense_algebra(name, formula):
+    from glmmlab.engine.general import ProfiledLmm
+    from glmmlab.engine.general_blocks import BlockedProfiledLmm, centring_fit, local_blocks, normal_equations
+
+    mf, _, _, _ = _gaussian_frame(name, formula)
+    Xs, _, _, _ = scaled_design(mf.X, mf.x_names)
+    pw = np.ones(mf.n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
+    blocks = merge_terms(mf.terms)
+    perm, specs = cut_blocks(blocks, 3)
+    assert len(specs) == 3
+    whole_st = Structure(blocks)
+    whole = ProfiledLmm(whole_st, Xs, mf.y, pw)  # the whole data, response not centred
+    # three blocks of whole outer groups, each centring the response on the whole data's least-squares fit
+    beta0 = centring_fit(sum(normal_equations(Xs[perm[s.rows]], mf.y[perm[s.rows]], pw[perm[s.rows]])
+                             for s in specs))
+    parts = []
+    for spec in specs:
+        r = perm[spec.rows]
+        parts.append(ProfiledLmm(Structure(local_blocks(blocks, perm, spec)), Xs[r], mf.y[r], pw[r], beta0))
+    blocked = BlockedProfiledLmm(parts, mf.n, float(np.sum(np.log(pw))), beta0)
+    try:
+        rng = np.random.default_rng(3)
+        p = Xs.shape[1]
+        for _ in range(3):
+            theta = whole_st.theta_start() * rng.uniform(0.3, 1.5, whole_st.n_theta) + 0.1 * (
+                np.isinf(whole_st.theta_lower()))
+            d_whole, d_blocked = whole.value(theta), blocked.value(theta)
+            assert abs(d_blocked - d_whole) <= 1e-10 * abs(d_whole)
+            # lme4's REML criterion written densely: log det H + log det(X' V^-1 X / sigma^2 part) + (n - p) terms
+            E = np.column_stack([Xs, mf.y])
+            H, S, _ = _dense_system(whole_st, pw, E, theta)
+            pwrss = S[p, p] - S[p, :p] @ np.linalg.solve(S[:p, :p], S[:p, p])
+            dense = (np.linalg.slogdet(H)[1] + np.linalg.slogdet(S[:p, :p])[1]
+                     + (mf.n - p) * (1 + np.log(2 * np.pi * pwrss / (mf.n - p))) - np.sum(np.log(pw)))
+            assert abs(d_blocked - dense) <= 1e-10 * abs(dense)
+    finally:
+        blocked.close()
+
+
+@pytest.mark.parametrize("name,formula", REML_NESTED)
+def test_reml_blocks_do_not_change_the_fit(name, formula):
+    _, data, formula, weights = _gaussian_frame(name, formula)
+    a, b = (glmmlab.glmm(formula, data, weights=weights, n_blocks=k) for k in (1, 3))
+    assert a.method == b.method == "REML"
+    assert abs(a.log_likelihood - b.log_likelihood) <= 1e-8 * abs(a.log_likelihood)
+    assert np.max(np.abs(a.beta - b.beta) / a.se) <= 1e-8
+    np.testing.assert_allclose(b.se, a.se, rtol=1e-8)
+    np.testing.assert_allclose([r["variance"] for r in b.re_rows], [r["variance"] for r in a.re_rows], rtol=1e-8)
+    va, vb = (np.array([r["value"] for r in f.blup_rows]) for f in (a, b))
+    assert np.max(np.abs(va - vb)) <= 1e-8 * np.std(va)
+    sa, sb = (np.array([r["std_error"] for r in f.blup_rows]) for f in (a, b))
+    np.testing.assert_allclose(sb, sa, rtol=1e-8)
+    np.testing.assert_array_equal(a.rows, b.rows)
+    np.testing.assert_allclose(b.fitted, a.fitted, rtol=0, atol=1e-8 * np.std(a.fitted))
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 5])
+def test_batched_triangular_solves_equal_lapack(q):
+    from glmmlab.engine.blocked import _batched_solve_lower, _batched_solve_upper
+
+    rng = np.random.default_rng(q)
+    L = np.tril(rng.normal(size=(7, q, q))) + 3.0 * np.eye(q)[None]
+    for B in (rng.normal(size=(7, q)), rng.normal(size=(7, q, 4))):
+        want_lo = np.stack([np.linalg.solve(Lj, Bj) for Lj, Bj in zip(L, B)])
+        want_up = np.stack([np.linalg.solve(Lj.T, Bj) for Lj, Bj in zip(L, B)])
+        np.testing.assert_allclose(_batched_solve_lower(L, B), want_lo, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(_batched_solve_upper(L, B), want_up, rtol=1e-12, atol=1e-14)

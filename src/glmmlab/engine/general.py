@@ -23,9 +23,19 @@ from glmmlab.engine.blocked import Structure, batched_inverse_lower, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, negbin_family
-from glmmlab.engine.general_blocks import MIN_BLOCK_ROWS, BlockedLaplace, cut_blocks, local_blocks
+from glmmlab.engine.general_blocks import (
+    MIN_BLOCK_ROWS,
+    BlockedLaplace,
+    BlockedProfiledLmm,
+    centring_fit,
+    cut_blocks,
+    local_blocks,
+    normal_equations,
+    outer_factor,
+    reml_criterion,
+)
 from glmmlab.engine.glm import starting_mu
-from glmmlab.engine.optimizer import minimize, numeric_gradient
+from glmmlab.engine.optimizer import minimize, numeric_gradient, polish_value_only
 from glmmlab.engine.pirls import row_state
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.response import Response
@@ -105,24 +115,42 @@ class Likelihood:
 # -- Gaussian + identity: profiled REML ---------------------------------------------------------------------
 class ProfiledLmm:
     """The REML (or, with ``reml = False``, ML) criterion as a function of theta alone (beta and sigma profiled
-    out)."""
+    out), for the whole data or one block of whole outer groups (:class:`BlockedProfiledLmm` adds the blocks'
+    :meth:`sums`). The cross-products of [Z, X_s, z - X_s beta0] are computed once; each theta costs one blocked
+    factor of them (no pass over the rows). ``beta0``: a fit the response is centred on (see
+    :func:`~glmmlab.engine.general_blocks.centring_fit`); the criterion does not depend on it."""
 
-    def __init__(self, st: Structure, Xs: np.ndarray, z: np.ndarray, pw: np.ndarray):
-        self.st, self.n, self.p = st, Xs.shape[0], Xs.shape[1]
-        self.cp = st.crossprods(pw, np.column_stack([Xs, z]))
+    def __init__(self, st: Structure, Xs: np.ndarray, z: np.ndarray, pw: np.ndarray,
+                 beta0: np.ndarray | None = None):
+        self.st, self.Xs, self.n, self.p = st, Xs, Xs.shape[0], Xs.shape[1]
+        self.beta0 = np.zeros(self.p) if beta0 is None else np.asarray(beta0, dtype=float)
+        zc = z - Xs @ self.beta0 if np.any(self.beta0 != 0.0) else z
+        self.cp = st.crossprods(pw, np.column_stack([Xs, zc]))
         self.sum_log_w = float(np.sum(np.log(pw)))
         self.evaluations = 0
         self.reml = True  # False: the maximum-likelihood criterion (lmer's REML = FALSE)
 
     def parts(self, theta: np.ndarray, reml: bool = True):
+        """(criterion, factor, penalised RSS) at theta, this data alone."""
         F = factor(self.st, self.cp, np.asarray(theta, dtype=float))
-        R = linalg.cholesky(F.SEE, lower=True)
-        p = self.p
-        ld_x = 2.0 * float(np.sum(np.log(np.diag(R)[:p])))
-        pwrss = float(R[p, p] ** 2)
-        nmp = self.n - p if reml else self.n
-        dev = F.logdet + (ld_x if reml else 0.0) + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp)) - self.sum_log_w
-        return float(dev), F, pwrss
+        dev, pwrss = reml_criterion(F.logdet, F.SEE, self.n, self.sum_log_w, reml)
+        return dev, F, pwrss
+
+    def sums(self, theta: np.ndarray) -> dict:
+        """This block's log det(Lambda' Z' W Z Lambda + I) and Schur complement of [X_s, z - X_s beta0]."""
+        F = factor(self.st, self.cp, np.asarray(theta, dtype=float))
+        return {"logdet": F.logdet, "SEE": F.SEE}
+
+    def final(self, theta: np.ndarray, beta_s: np.ndarray) -> dict:
+        """What the results need from this block at the optimum: the spherical modes u = H^-1 Lambda' Z' W
+        (z - X_s beta), the diagonal blocks of H^-1 per level (conditional covariances over sigma^2), each row's
+        random-effects contribution and X_s beta."""
+        st, p = self.st, self.p
+        F = factor(st, self.cp, np.asarray(theta, dtype=float))
+        shift = np.asarray(beta_s, dtype=float) - self.beta0
+        u = F.solve_u(p) - sum((F.solve_u(k) * shift[k] for k in range(p)), np.zeros(st.Q))
+        re = st.row_effect(st.b_of_u(u, st.lambdas(theta)))
+        return {"u": u, "cond": F.diag_blocks_inverse(st), "re": re, "xb": self.Xs @ beta_s}
 
     def varpar_deviance(self, theta: np.ndarray, sigma: float, reml: bool = True) -> float:
         """The deviance at (theta, sigma) without profiling sigma out (lmerTest's, for Satterthwaite's degrees of
@@ -578,9 +606,9 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     # can be cut into blocks of whole outer groups (threads; see general_blocks)
     gaussian_identity = fam.name == "gaussian" and lk.name == "identity"
     if n_blocks is None:
-        n_blocks = cpu_count() if n >= 2 * MIN_BLOCK_ROWS else 1
+        n_blocks = 1 if gaussian_identity else cpu_count() if n >= 2 * MIN_BLOCK_ROWS else 1
     perm: np.ndarray | None
-    perm, specs = cut_blocks(blocks, 1 if gaussian_identity else max(1, int(n_blocks)))
+    perm, specs = cut_blocks(blocks, max(1, int(n_blocks)))
     if np.any(perm != np.arange(n)):
         mf = _permuted(mf, perm)
         Xs, pw, off = Xs[perm], pw[perm], off[perm]
@@ -591,7 +619,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     try:
         with np.errstate(all="ignore"), one_blas_thread():
             if fam.name == "gaussian" and lk.name == "identity":
-                out = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress)
+                out = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
             else:
                 out = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
@@ -738,50 +766,97 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
     return x, record
 
 
-def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress):
+def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
     report(progress, "Computing cross-products", 0.05)
-    prof = ProfiledLmm(st, Xs, mf.y - off, pw)
-    reml = prof.reml = bool(model.get("reml", True))
+    z = mf.y - off
+    beta0 = centring_fit(normal_equations(Xs, z, pw))
+    blocks = [ProfiledLmm(local, Xs[r], z[r], pw[r], beta0) for local, r in _block_rows(st, specs)]
+    obj = BlockedProfiledLmm(blocks, mf.n, float(np.sum(np.log(pw))), beta0)
+    obj.reml = reml = bool(model.get("reml", True))
+    try:
+        out = _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress,
+                        polish=outer_factor(st.blocks) is not None)
+    finally:
+        obj.close()
+    p = Xs.shape[1]
+    if model.get("ddf", "none") == "satterthwaite" and p:
+        report(progress, "Satterthwaite degrees of freedom", 0.95)
+        prof = blocks[0] if len(blocks) == 1 else ProfiledLmm(st, Xs, z, pw, beta0)
+        nt = st.n_theta
+        theta = np.asarray(out.optimization["final"], dtype=float)
+        out.df = inference.satterthwaite_df(
+            lambda vp: prof.varpar_deviance(vp[:nt], vp[nt], reml),
+            lambda vp: vp[nt] ** 2 * (T @ prof.unscaled_vcov(vp[:nt]) @ T.T),
+            np.append(theta, np.sqrt(out.var_residual)))
+    return out
+
+
+def _block_rows(st: Structure, specs: list) -> list[tuple[Structure, slice]]:
+    """Each block's structure on its local levels and its slice of the (sorted) rows."""
+    if len(specs) == 1:
+        return [(st, specs[0].rows)]
+    ident = np.arange(st.n)
+    return [(Structure(local_blocks(st.blocks, ident, spec)), spec.rows) for spec in specs]
+
+
+def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bool = True):
+    """Optimise the profiled REML (``obj.reml`` False: ML) criterion of ``obj`` (a BlockedProfiledLmm over threads
+    or actors) and assemble the result: beta and its covariance from the summed Schur complement, the modes and
+    conditional covariances from the blocks, put at their global levels. ``polish``: Newton steps after BOBYQA
+    take theta to rounding level, so the fit does not depend on how the rows are cut into blocks (models whose
+    factors nest; each evaluation is cheap there)."""
+    reml = obj.reml
     lower = st.theta_lower()
     label = "Optimizing REML criterion" if reml else "Optimizing ML criterion"
     report(progress, label, 0.1)
-    theta, record = bobyqa(prof.value, st.theta_start(), lower, model, progress, label, 0.1, 0.8, scale_start=True)
-    dev, F, pwrss = prof.parts(theta, reml)
-    p = Xs.shape[1]
+    theta, record = bobyqa(obj.value, st.theta_start(), lower, model, progress, label, 0.1, 0.8, scale_start=True)
+    if polish and record.converged:
+        report(progress, f"{label} (Newton steps)", 0.8)
+        theta, f, steps, evals = polish_value_only(obj.value, theta, lower, record.log)
+        record.x, record.objective = [float(v) for v in theta], float(f)
+        record.iterations += steps
+        record.evaluations += evals
+    dev, SEE, pwrss = obj.criterion(theta)
+    p = SEE.shape[0] - 1
     n = mf.n
-    SEE = F.SEE
     A = SEE[:p, :p]
-    beta_s = linalg.solve(A, SEE[:p, p], assume_a="pos") if p else np.zeros(0)
+    beta_s = obj.beta0 + linalg.solve(A, SEE[:p, p], assume_a="pos") if p else np.zeros(0)
     sigma2 = pwrss / (n - p) if reml else pwrss / n
     vcov_s = sigma2 * inference.inverse_spd(A) if p else np.zeros((0, 0))
     beta, vcov = T @ beta_s, T @ vcov_s @ T.T
     # the REML criterion depends on the parameterisation of X (reported for the original columns); ML's does not
     log_det_T = float(np.sum(np.log(np.abs(np.diag(linalg.qr(T)[1]))))) if p and reml else 0.0
     loglik = -0.5 * (dev - 2.0 * log_det_T)
-    u = F.solve_u(p) - sum((F.solve_u(k) * beta_s[k] for k in range(p)), np.zeros(st.Q))
+    finals = obj.finals(theta, beta_s)
+    us, conds = _at_global_levels(st, obj.units, specs, finals)
     lams = st.lambdas(theta)
-    bs = st.b_of_u(u, lams)
-    re = st.row_effect(bs)
-    fitted = Xs @ beta_s + off + re
+    bs = [u @ L.T for u, L in zip(us, lams)]
+    re = np.concatenate([f["re"] for f in finals])  # rows in block order
+    fitted = np.concatenate([f["xb"] for f in finals]) + off + re
     resid = mf.y - fitted
     rows = {"fitted": fitted, "deviance_residuals": np.sqrt(pw) * resid, "pearson_residuals": np.sqrt(pw) * resid,
             "group_random_effect": re}
-    cond = [sigma2 * c for c in F.diag_blocks_inverse(st)]
+    cond = [sigma2 * c for c in conds]
     null_loglik = None
     if len(st.blocks) == 1 and st.q1 == 1:
-        d0 = prof.parts(np.zeros(st.n_theta), reml)[0]
+        d0 = obj.criterion(np.zeros(st.n_theta))[0]
         null_loglik = -0.5 * (d0 - 2.0 * log_det_T)
     k = p + st.n_theta + 1
-    out = _assemble(st, mf, model, "REML" if reml else "ML", record.converged, theta, lams, sigma2, True, beta,
-                    vcov, names, "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, record.to_dict(), None, sigma2)
-    if model.get("ddf", "none") == "satterthwaite" and p:
-        report(progress, "Satterthwaite degrees of freedom", 0.95)
-        nt = st.n_theta
-        out.df = inference.satterthwaite_df(
-            lambda vp: prof.varpar_deviance(vp[:nt], vp[nt], reml),
-            lambda vp: vp[nt] ** 2 * (T @ prof.unscaled_vcov(vp[:nt]) @ T.T),
-            np.append(theta, np.sqrt(sigma2)))
-    return out
+    return _assemble(st, mf, model, "REML" if reml else "ML", record.converged, theta, lams, sigma2, True, beta,
+                     vcov, names, "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, record.to_dict(), None, sigma2)
+
+
+def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict]
+                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The blocks' modes u and diagonal blocks of H^-1 (``finals``), put at their factors' global levels: one
+    (levels, q) and one (levels, q, q) array per factor."""
+    us = [np.zeros((b.n_levels, b.q)) for b in st.blocks]
+    conds = [np.zeros((b.n_levels, b.q, b.q)) for b in st.blocks]
+    for unit, spec, fin in zip(units, specs, finals):
+        for t, (ub, cb) in enumerate(zip(unit.st.split_u(fin["u"]), fin["cond"])):
+            us[t][spec.level_maps[t]] = ub
+            conds[t][spec.level_maps[t]] = cb
+    return us, conds
 
 
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs):
@@ -792,12 +867,7 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
         fam = negbin_family(nb0)
     else:
         beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk)
-    ident = np.arange(mf.n)
-    laps = []
-    for spec in specs:
-        r = spec.rows
-        local = Structure(local_blocks(st.blocks, ident, spec)) if len(specs) > 1 else st
-        laps.append(GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk))
+    laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk) for local, r in _block_rows(st, specs)]
     obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw), st.n_theta)
     try:
         return _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0,
@@ -874,13 +944,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     theta, beta_s = x[:nt], x[nt:]
     report(progress, "Computing standard errors", 0.85)
     finals = obj.finals(theta, beta_s)
-    # the blocks' modes and conditional covariances, put at their global levels
-    us = [np.zeros((b.n_levels, b.q)) for b in st.blocks]
-    conds = [np.zeros((b.n_levels, b.q, b.q)) for b in st.blocks]
-    for lap, spec, fin in zip(obj.laps, specs, finals):
-        for t, (ub, cb) in enumerate(zip(lap.st.split_u(fin["u"]), fin["cond"])):
-            us[t][spec.level_maps[t]] = ub
-            conds[t][spec.level_maps[t]] = cb
+    us, conds = _at_global_levels(st, obj.laps, specs, finals)
     cat = lambda key: np.concatenate([f[key] for f in finals])  # noqa: E731  rows in block order
     mu, resid, var, dev_rows, re = cat("mu"), cat("resid"), cat("var"), cat("dev_rows"), cat("re")
     uu = float(sum(float(np.sum(u * u)) for u in us))

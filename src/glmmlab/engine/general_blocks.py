@@ -4,9 +4,12 @@ When every grouping factor nests in one outer factor (one factor alone, or ``(1 
 is block-diagonal over the outer factor's levels: the conditional modes of one outer group depend only on its own
 rows. The rows are then cut into blocks of whole outer groups; each block finds its modes and returns the sums
 the Laplace deviance and its gradient need (the deviance, |u|^2, log det, and the gradient split as
-c * g_c + g_0, where c = d(-2 log p)/d(total deviance) is known only once every block has reported). The blocks
-run in threads; the same cut is the unit of work on a cluster. Crossed factors couple every row, so such
-models run as one block.
+c * g_c + g_0, where c = d(-2 log p)/d(total deviance) is known only once every block has reported). The
+profiled REML criterion of a linear mixed model decomposes the same way: for a given theta each block returns
+its log det(Lambda' Z_b' W Z_b Lambda + I) and the Schur complement of [X, y] in its penalised system (the
+(p + 1) x (p + 1) reduced cross-products); their sums give beta, the penalised RSS, log det(R_X' R_X) and the
+criterion. The blocks run in threads; the same cut is the unit of work on a cluster. Crossed factors couple
+every row, so such models run as one block.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import linalg
 
 from glmmlab.engine.terms import FactorBlock
 
@@ -88,15 +92,13 @@ def local_blocks(blocks: list[FactorBlock], perm: np.ndarray, spec: BlockSpec) -
     return out
 
 
-class BlockedLaplace:
-    """The Laplace deviance and its gradient summed over blocks (``laps``: one GeneralLaplace per block) with the
-    whole data's likelihood constants (``lik``)."""
+class BlockSet:
+    """Blocks that each answer the same call, run in threads (one per block); on a cluster a subclass sends the
+    call to actors instead (services/distributed_general.py)."""
 
-    def __init__(self, laps: list, lik, nt: int):
-        self.laps, self.lik, self.nt = laps, lik, nt
-        self.evaluations = 0
-        self.modes_converged = True
-        self.pool = ThreadPoolExecutor(max_workers=len(laps)) if len(laps) > 1 else None
+    def __init__(self, units: list, threads: bool = True):
+        self.units = units
+        self.pool = ThreadPoolExecutor(max_workers=len(units)) if threads and len(units) > 1 else None
 
     def close(self) -> None:
         if self.pool is not None:
@@ -104,12 +106,28 @@ class BlockedLaplace:
 
     def map(self, fn):
         if self.pool is None:
-            return [fn(lap) for lap in self.laps]
-        def quiet(lap):  # np.errstate is per thread: the fit's own setting does not reach the pool's threads
-            with np.errstate(all="ignore"):
-                return fn(lap)
+            return [fn(unit) for unit in self.units]
 
-        return list(self.pool.map(quiet, self.laps))
+        def quiet(unit):  # np.errstate is per thread: the fit's own setting does not reach the pool's threads
+            with np.errstate(all="ignore"):
+                return fn(unit)
+
+        return list(self.pool.map(quiet, self.units))
+
+
+class BlockedLaplace(BlockSet):
+    """The Laplace deviance and its gradient summed over blocks (``laps``: one GeneralLaplace per block) with the
+    whole data's likelihood constants (``lik``)."""
+
+    def __init__(self, laps: list, lik, nt: int, threads: bool = True):
+        super().__init__(laps, threads)
+        self.lik, self.nt = lik, nt
+        self.evaluations = 0
+        self.modes_converged = True
+
+    @property
+    def laps(self) -> list:
+        return self.units
 
     def set_family(self, fam, lik) -> None:
         for lap in self.laps:
@@ -170,3 +188,67 @@ class BlockedLaplace:
 
     def finals(self, theta: np.ndarray, beta: np.ndarray) -> list[dict]:
         return self.map(lambda lap: lap.final(theta, beta))
+
+
+# -- Gaussian + identity: the profiled REML criterion over blocks ------------------------------------------------
+def reml_criterion(logdet: float, SEE: np.ndarray, n: int, sum_log_w: float, reml: bool = True
+                   ) -> tuple[float, float]:
+    """lme4's profiled REML (or ML) deviance and the penalised RSS from log det(Lambda' Z' W Z Lambda + I) and
+    the Schur complement SEE of [X, y] ((p + 1) x (p + 1), y last) in the penalised system."""
+    p = SEE.shape[0] - 1
+    R = linalg.cholesky(SEE, lower=True)
+    ld_x = 2.0 * float(np.sum(np.log(np.diag(R)[:p])))
+    pwrss = float(R[p, p] ** 2)
+    nmp = n - p if reml else n
+    dev = logdet + (ld_x if reml else 0.0) + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp)) - sum_log_w
+    return float(dev), pwrss
+
+
+def normal_equations(Xs: np.ndarray, z: np.ndarray, pw: np.ndarray) -> np.ndarray:
+    """[X_s, z]' W [X_s, z] of some rows; summed over the blocks they give :func:`centring_fit`."""
+    E = np.column_stack([Xs, z])
+    return E.T @ (pw[:, None] * E)
+
+
+def centring_fit(A: np.ndarray) -> np.ndarray:
+    """The weighted least-squares coefficients from the normal equations ``A`` = [X_s, z]' W [X_s, z]. The
+    response is centred on this fit before its cross-products are taken: the REML criterion does not change
+    (the fit lies in X's column space), but z'z no longer carries the mean, so the penalised RSS is no longer a
+    small difference of large sums (which left ~1e-12 relative rounding noise in the criterion, enough to keep
+    theta from being resolved)."""
+    p = A.shape[0] - 1
+    return linalg.solve(A[:p, :p], A[:p, p], assume_a="pos") if p else np.zeros(0)
+
+
+class BlockedProfiledLmm(BlockSet):
+    """The profiled REML (``reml`` False: ML) criterion as a function of theta, summed over blocks of whole outer
+    groups (``blocks``: objects with ``sums(theta) -> {"logdet", "SEE"}`` and ``final(theta, beta_s)``, e.g. one
+    ProfiledLmm per block of rows, or actors on a cluster), each holding the cross-products of the response
+    centred on the same ``beta0``; ``n`` and ``sum_log_w`` are the whole data's. beta = beta0 +
+    SEE[:p, :p]^-1 SEE[:p, p] from the summed SEE."""
+
+    def __init__(self, blocks: list, n: int, sum_log_w: float, beta0: np.ndarray, threads: bool = True):
+        super().__init__(blocks, threads)
+        self.n, self.sum_log_w, self.beta0 = n, sum_log_w, np.asarray(beta0, dtype=float)
+        self.reml = True
+        self.evaluations = 0
+
+    def criterion(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """(deviance, SEE summed over the blocks, penalised RSS) at theta."""
+        theta = np.asarray(theta, dtype=float)
+        parts = self.map(lambda b: b.sums(theta))
+        logdet = float(sum(p["logdet"] for p in parts))
+        SEE = sum(p["SEE"] for p in parts)
+        dev, pwrss = reml_criterion(logdet, SEE, self.n, self.sum_log_w, self.reml)
+        return dev, SEE, pwrss
+
+    def value(self, theta: np.ndarray) -> float:
+        self.evaluations += 1
+        try:
+            dev = self.criterion(theta)[0]
+        except (np.linalg.LinAlgError, ValueError):
+            return np.inf
+        return dev if np.isfinite(dev) else np.inf
+
+    def finals(self, theta: np.ndarray, beta_s: np.ndarray) -> list[dict]:
+        return self.map(lambda b: b.final(theta, beta_s))

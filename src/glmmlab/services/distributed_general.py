@@ -2,26 +2,30 @@
 ``(1 + x | g)``, ``(x || g)``, or ``(1 | a/b)``), fitted as in memory (:mod:`glmmlab.engine.general`).
 
 When every factor nests in one outer factor, the modes of one outer group depend only on its own rows, so the
-Laplace deviance and its gradient are sums over blocks of whole outer groups (:class:`BlockedLaplace`). Here the
-blocks are Dask actors:
+Laplace deviance and its gradient are sums over blocks of whole outer groups (:class:`BlockedLaplace`), and so
+are the parts of the profiled REML criterion of a Gaussian identity model (:class:`BlockedProfiledLmm`: each
+block's log-determinant and reduced cross-products of [X, y]). Here the blocks are Dask actors:
 
 1. one pass over the partitions builds each partition's model frame (the in-memory checks and messages), counts
    the rows used, collects the distinct grouping values on those rows and the R factor of the partition's X;
    the driver turns the distinct values into the global levels (the same code as in memory, so the same order),
    checks that the factors nest, and takes the scaling T of the fixed effects from the stacked R factors;
 2. the rows used are shuffled once so that each outer group lives in one partition, and each partition becomes
-   an actor holding its rows' model frame and a :class:`GeneralLaplace` block (local levels, global T);
-3. the in-memory driver (:func:`glmmlab.engine.general._laplace_run`) runs unchanged against an adapter that
-   sends (theta, beta) to every actor and adds up their small sums.
+   an actor holding its rows' model frame and a :class:`GeneralLaplace` block (REML: a :class:`ProfiledLmm`
+   block, whose cross-products are computed once on the worker, of the response centred on the least-squares
+   fit that the driver solves from the actors' summed normal equations), on local levels with the global T;
+3. the in-memory driver (:func:`glmmlab.engine.general._laplace_run`, resp. ``_reml_run``) runs unchanged
+   against an adapter that sends (theta, beta), resp. theta, to every actor and adds up their small sums.
 
 The GLM start values and the per-row results need the rows' response, weights and scaled design on the driver
-(p + 3 numbers per row, as the per-row results the fit returns anyway); the modes, the Laplace sums and the
-conditional covariances stay on the workers.
+(p + 3 numbers per row, as the per-row results the fit returns anyway; REML needs no design there, and each
+actor returns its rows' X beta and random-effects contribution at the optimum); the modes, the Laplace sums,
+the cross-products and the conditional covariances stay on the workers.
 
 Fixed parts built row by row are supported: numeric columns, ``I()``, ``log()``, ``exp()``, ``sqrt()``,
 products and interactions of numeric columns, offsets, weights, ``cbind()``. Fixed factors and ``scale()`` need
-the whole data's levels or moments, and Gaussian identity models need REML's profiled cross-products; they are
-refused with a message saying to fit in memory. Crossed factors couple every row and are refused too.
+the whole data's levels or moments; they are refused with a message saying to fit in memory. Crossed factors
+couple every row and are refused too.
 """
 
 from __future__ import annotations
@@ -42,13 +46,22 @@ from glmmlab.engine.formula import BinOp, Call, Expr, Paren, Unary, parse_formul
 from glmmlab.engine.general import (
     GeneralLaplace,
     Likelihood,
+    ProfiledLmm,
     _check_nagq,
     _laplace_run,
+    _reml_run,
     design_scaling,
     glm_irls,
     negbin_glm,
 )
-from glmmlab.engine.general_blocks import BlockedLaplace, BlockSpec, outer_factor
+from glmmlab.engine.general_blocks import (
+    BlockedLaplace,
+    BlockedProfiledLmm,
+    BlockSpec,
+    centring_fit,
+    normal_equations,
+    outer_factor,
+)
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
@@ -161,7 +174,8 @@ def _coded(part: pd.DataFrame, formula: str, family: str, weights, offset, cols:
 # -- the block actors ----------------------------------------------------------------------------------------
 class GeneralBlockActor:
     """A block of whole outer groups, built on a worker from one partition of the shuffled rows: its model
-    frame, its factor blocks on local levels (in the global order of blocks and levels) and a GeneralLaplace."""
+    frame, its factor blocks on local levels (in the global order of blocks and levels) and a GeneralLaplace,
+    or for a Gaussian identity model a ProfiledLmm (REML)."""
 
     def __init__(self, part: pd.DataFrame, spec: dict):
         part = part.sort_values(ROW, kind="stable")
@@ -189,14 +203,34 @@ class GeneralBlockActor:
         off = np.zeros(n) if mf.offset is None else np.asarray(mf.offset, dtype=float)[perm]
         y = np.asarray(mf.y, dtype=float)[perm]
         self.rows, self.level_maps = rows[perm], maps
-        self.lap = GeneralLaplace(Structure(blocks), Xs, y, pw, off, fam, lk)
+        self.y, self.pw, self.off = y, pw, off
+        self.reml = fam.name == "gaussian" and lk.name == "identity"
+        self.st = Structure(blocks)
+        self.block: GeneralLaplace | ProfiledLmm
+        if self.reml:  # the ProfiledLmm comes with the centring fit of every block's rows (centre)
+            self.Xs = Xs
+            self.normal = normal_equations(Xs, y - off, pw)
+        else:
+            self.block = self.lap = GeneralLaplace(self.st, Xs, y, pw, off, fam, lk)
         del part, mf
         release_unused_memory()
 
     def info(self) -> dict:
-        lap = self.lap
-        return {"rows": self.rows, "y": lap.y, "pw": lap.pw, "off": lap.off, "Xs": lap.Xs,
-                "level_maps": self.level_maps, "sizes": [b.n_levels for b in lap.st.blocks]}
+        """The rows' input numbers, response, weights and offset, the block's levels, and the scaled design (for
+        the Laplace path's GLM start) or the normal equations (for REML's centring fit)."""
+        out = {"rows": self.rows, "y": self.y, "pw": self.pw, "off": self.off, "level_maps": self.level_maps,
+               "sizes": [b.n_levels for b in self.st.blocks]}
+        if self.reml:
+            out["normal"] = self.normal
+        else:
+            out["Xs"] = self.lap.Xs
+        return out
+
+    def centre(self, beta0) -> None:
+        """REML: the block's cross-products of [Z, X_s, y - offset - X_s beta0] (one pass over its rows)."""
+        with np.errstate(all="ignore"), one_blas_thread():
+            self.block = self.prof = ProfiledLmm(self.st, self.Xs, self.y - self.off, self.pw, beta0)
+        del self.Xs
 
     def set_family(self, parameter: float) -> None:
         self.lap.set_family(negbin_family(parameter))
@@ -205,9 +239,14 @@ class GeneralBlockActor:
         with np.errstate(all="ignore"), one_blas_thread():
             return self.lap.parts(theta, beta, gradient)
 
-    def final(self, theta, beta) -> dict:
+    def sums(self, theta) -> dict:
         with np.errstate(all="ignore"), one_blas_thread():
-            return self.lap.final(theta, beta)
+            return self.prof.sums(theta)
+
+    def final(self, *args) -> dict:
+        """Laplace: (theta, beta); REML: (theta, beta_s)."""
+        with np.errstate(all="ignore"), one_blas_thread():
+            return self.block.final(*args)
 
     def agq(self, theta, beta, z, wq) -> float:
         with np.errstate(all="ignore"), one_blas_thread():
@@ -231,8 +270,11 @@ class _Block:
     def parts(self, theta, beta, gradient):
         return self.actor.parts(theta, beta, gradient)
 
-    def final(self, theta, beta):
-        return self.actor.final(theta, beta)
+    def sums(self, theta):
+        return self.actor.sums(theta)
+
+    def final(self, *args):
+        return self.actor.final(*args)
 
     def agq(self, theta, beta, z, wq):
         return self.actor.agq(theta, beta, z, wq)
@@ -244,18 +286,29 @@ class _Block:
         return self.actor.fixed_precision(theta, beta)
 
 
-class ActorLaplace(BlockedLaplace):
-    """BlockedLaplace over Dask actors: ``map`` sends the same call to every block, then gathers the answers."""
+class _OnActors:
+    """``map`` for blocks that are Dask actors: the same call goes to every block, then the answers are
+    gathered (the actors work at the same time)."""
 
-    def __init__(self, laps: list[_Block], lik, nt: int):
-        self.laps, self.lik, self.nt = laps, lik, nt
-        self.evaluations = 0
-        self.modes_converged = True
-        self.pool = None
+    units: list
 
     def map(self, fn):
-        futures = [fn(lap) for lap in self.laps]
+        futures = [fn(unit) for unit in self.units]
         return [f.result() for f in futures]
+
+
+class ActorProfiledLmm(_OnActors, BlockedProfiledLmm):
+    """BlockedProfiledLmm over Dask actors."""
+
+    def __init__(self, blocks: list[_Block], n: int, sum_log_w: float, beta0: np.ndarray):
+        super().__init__(blocks, n, sum_log_w, beta0, threads=False)
+
+
+class ActorLaplace(_OnActors, BlockedLaplace):
+    """BlockedLaplace over Dask actors."""
+
+    def __init__(self, laps: list[_Block], lik, nt: int):
+        super().__init__(laps, lik, nt, threads=False)
 
     def set_family(self, fam, lik) -> None:
         for f in [lap.actor.set_family(float(fam.parameter)) for lap in self.laps]:
@@ -312,10 +365,6 @@ def fit_formula_dask(
         raise GlmmInputError(f"the formula {formula.strip()!r} has no random-effects term")
     shapes = merge_terms(mf0.terms)  # names, q and theta layout of each factor; levels come from the data
     _check_nagq(shapes, int(nagq))
-    if fam.name == "gaussian" and lk.name == "identity":
-        raise GlmmInputError(
-            "REML (the gaussian family with the identity link) for a model other than '(1 | g)' over numeric "
-            f"columns is not available on a Dask DataFrame yet; {IN_MEMORY}, or use another link")
     cols = list(dict.fromkeys(parse_formula(formula).columns() + [c for c in (weights, offset) if c is not None]))
     gcols = _group_columns(formula)
     ddf = data[cols]
@@ -390,10 +439,13 @@ def fit_formula_dask(
 
     infos = [a.info().result() for a in actors]
     # the blocks' rows concatenated in block order
-    rows, y, pw, off, Xs = (np.concatenate([i[key] for i in infos]) for key in ("rows", "y", "pw", "off", "Xs"))
+    rows, y, pw, off = (np.concatenate([i[key] for i in infos]) for key in ("rows", "y", "pw", "off"))
+    reml = fam.name == "gaussian" and lk.name == "identity"
+    Xs = None if reml else np.concatenate([i["Xs"] for i in infos])
     specs = [BlockSpec(slice(0, 0), i["level_maps"]) for i in infos]
     st = _skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
     laps = [_Block(a, _skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]
+    normals = [i["normal"] for i in infos] if reml else []
     del infos
     mf = ModelFrame(response=mf0.response, y=y, X=np.zeros((n, 0)), x_names=list(x_names), terms=[], rows=rows,
                     n_input=n_input, weights=pw, offset=off, intercept=mf0.intercept, formula=formula,
@@ -407,24 +459,31 @@ def fit_formula_dask(
     }
     try:
         with np.errstate(all="ignore"), one_blas_thread():
-            report(progress, "Initial values (GLM)", 0.05)
-            negbin = fam.name == "negbin"
-            nb0: float | None
-            glm_m2: float | None
-            if negbin:
-                beta0, nb0, glm_m2 = negbin_glm(Xs, y, pw, off, lk)
-                fam = negbin_family(nb0)
-                glm_dev = None
+            if Xs is None:  # REML: every block centres the response on the whole data's least-squares fit
+                beta0 = centring_fit(sum(normals))
+                for f in [a.centre(beta0) for a in actors]:
+                    f.result()
+                out = _reml_run(ActorProfiledLmm(laps, n, float(np.sum(np.log(pw))), beta0), specs, st, T, names,
+                                mf, pw, off, model, progress)
             else:
-                beta0, glm_dev = glm_irls(Xs, y, pw, off, fam, lk)
-                nb0 = glm_m2 = None
-            p = Xs.shape[1]
-            del Xs
-            obj = ActorLaplace(laps, Likelihood(fam, y, pw), st.n_theta)
-            if negbin:
-                obj.set_family(fam, Likelihood(fam, y, pw))
-            out = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, pw, off, fam, lk, model, se,
-                               progress, beta0, nb0, glm_m2, glm_dev)
+                report(progress, "Initial values (GLM)", 0.05)
+                negbin = fam.name == "negbin"
+                nb0: float | None
+                glm_m2: float | None
+                if negbin:
+                    beta0, nb0, glm_m2 = negbin_glm(Xs, y, pw, off, lk)
+                    fam = negbin_family(nb0)
+                    glm_dev = None
+                else:
+                    beta0, glm_dev = glm_irls(Xs, y, pw, off, fam, lk)
+                    nb0 = glm_m2 = None
+                p = Xs.shape[1]
+                del Xs
+                obj = ActorLaplace(laps, Likelihood(fam, y, pw), st.n_theta)
+                if negbin:
+                    obj.set_family(fam, Likelihood(fam, y, pw))
+                out = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, pw, off, fam, lk, model, se,
+                                   progress, beta0, nb0, glm_m2, glm_dev)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
