@@ -4,7 +4,7 @@ plots, delete it, and add its tables or plots to a report. ``GET /api/models`` (
 from __future__ import annotations
 
 import base64
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -12,13 +12,17 @@ from pydantic import BaseModel, Field
 
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.services import models, plots, reports, result_view
+from glmmlab.services import fits, models, plots, reports, result_view
 from glmmlab.services.errors import ServiceError
 
 
 class SaveBody(BaseModel):
     fit_id: str = Field(description="The id of a finished fit (POST /api/glmm/fits).")
     name: str = Field(description="Model Name.")
+
+
+class RenameBody(BaseModel):
+    name: str = Field(description="The new Model Name.")
 
 
 class ToReportBody(BaseModel):
@@ -51,87 +55,101 @@ def report_tables(model: dict[str, Any], conf_level: float) -> list[dict[str, An
     return items
 
 
-def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
-    router = APIRouter(prefix="/api/models", tags=["models"])
+router = APIRouter(prefix="/api/models", tags=["models"])
 
-    @router.post("", status_code=201, summary="Save a finished fit as a model, with its diagnostics dataset")
-    def save(body: SaveBody, request: Request):
-        job = fit_jobs(request).get(body.fit_id)
-        if job.state != "done" or job.result is None:
-            raise ServiceError("Only a finished fit can be saved; this one is " + job.state + ".")
-        if not body.name or not body.name.strip():
-            return JSONResponse({"error": "Model Name: give the model a name.", "field": "name"}, status_code=422)
-        with workbench(request).project_for(job.project_key, "This fit") as project:
-            model = models.save_model(project, body.name, job.dataset_id, job.spec, job.full_result())
-        return JSONResponse(jsonable(_summary(model)), status_code=201)
 
-    @router.get("/{model_id}", summary="A saved model: spec, result and the fixed effects at conf_level")
-    def get(model_id: int, request: Request, conf_level: Optional[float] = Query(None),
-            diagnostics: bool = False) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-        result = model["result"]
-        if not diagnostics:
-            result = {k: v for k, v in result.items() if k != "diagnostics"}
-        level = result["model"]["conf_level"] if conf_level is None else models.check_conf_level(conf_level)
-        out = dict(model, result=result)
-        out["fixed_effects"] = fixed_effects_view(result, level)
-        out["saved_conf_level"] = result["model"]["conf_level"]
-        out["display"] = result_view.view(result, level)
-        return jsonable(out)
+@router.post("", status_code=201, summary="Save a finished fit as a model, with its diagnostics dataset")
+def save(body: SaveBody, request: Request):
+    wb = workbench(request)
+    job = wb.jobs.get(body.fit_id, "fit")
+    result = fits.full_result(job)
+    if job.state != "done" or result is None:
+        raise ServiceError("Only a finished fit can be saved; this one is " + job.state + ".")
+    if not body.name or not body.name.strip():
+        return JSONResponse({"error": "Model Name: give the model a name.", "field": "name"}, status_code=422)
+    with wb.project_for(job.kept["project_key"], "This fit") as project:
+        model = models.save_model(project, body.name, job.info["dataset_id"], job.info["spec"], result)
+    return JSONResponse(jsonable(_summary(model)), status_code=201)
 
-    @router.get("/{model_id}/fixed-effects", summary="The fixed effects recomputed at another confidence level "
-                                                     "(the saved level does not change)")
-    def fixed_effects(model_id: int, request: Request, conf_level: float = Query(...)) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-        return jsonable(fixed_effects_view(model["result"], models.check_conf_level(conf_level)))
 
-    @router.delete("/{model_id}", summary="Delete a model and its diagnostics dataset")
-    def delete(model_id: int, request: Request) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            return jsonable(models.delete_model(project, model_id))
+@router.get("/{model_id}", summary="A saved model: spec, result and the fixed effects at conf_level")
+def get(model_id: int, request: Request, conf_level: Optional[float] = Query(None),
+        diagnostics: bool = False) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+        result = {k: v for k, v in model["result"].items() if k != "diagnostics"}
+        if diagnostics:
+            result["diagnostics"] = models.diagnostics_of(project, model)
+    level = result["model"]["conf_level"] if conf_level is None else models.check_conf_level(conf_level)
+    out = dict(model, result=result)
+    out["fixed_effects"] = fixed_effects_view(result, level)
+    out["saved_conf_level"] = result["model"]["conf_level"]
+    out["display"] = result_view.view(result, level)
+    return jsonable(out)
 
-    @router.get("/{model_id}/diagnostics", summary="The diagnostics dataset and the plots of a model")
-    def diagnostics(model_id: int, request: Request) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-        return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
-                "display_size": list(plots.DISPLAY_SIZE),
-                "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
-                          for k, t in plots.titles(model["result"]).items()]}
 
-    @router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",
-                response_class=Response, responses={200: {"content": {"image/png": {}}}})
-    def plot(model_id: int, kind: str, request: Request):
-        with workbench(request).project() as project:
-            png = plots.plot_png(project, model_id, kind)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+@router.get("/{model_id}/fixed-effects", summary="The fixed effects recomputed at another confidence level "
+                                                 "(the saved level does not change)")
+def fixed_effects(model_id: int, request: Request, conf_level: float = Query(...)) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+    return jsonable(fixed_effects_view(model["result"], models.check_conf_level(conf_level)))
 
-    @router.post("/{model_id}/report", summary="Add every table of the model (Random Effects, ICC, Fixed Effects, "
-                                               "Model Fit, GLM comparison, BLUP) to a report")
-    def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None) -> dict[str, Any]:
-        body = body or ToReportBody()
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-            level = model["result"]["model"]["conf_level"] if body.conf_level is None \
-                else models.check_conf_level(body.conf_level)
-            report = _target(project, body.report_id)
-            return jsonable(reports.add_items(project, report["id"], report_tables(model, level)))
 
-    @router.post("/{model_id}/plots/{kind}/report", summary="Add a diagnostic plot to a report")
-    def plot_to_report(model_id: int, kind: str, request: Request,
-                       body: Optional[ToReportBody] = None) -> dict[str, Any]:
-        body = body or ToReportBody()
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-            png = plots.plot_png(project, model_id, kind)
-            report = _target(project, body.report_id)
-            item = {"kind": "plot", "title": f"{model['name']}: {plots.titles(model['result'])[kind]}",
-                    "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
-            return jsonable(reports.add_items(project, report["id"], [item]))
+@router.patch("/{model_id}", summary="Rename a model (names are unique in a project)")
+def rename(model_id: int, body: RenameBody, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        return jsonable(_summary(models.rename_model(project, model_id, body.name)))
 
-    return router
+
+@router.delete("/{model_id}", summary="Delete a model and its diagnostics dataset")
+def delete(model_id: int, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        return jsonable(models.delete_model(project, model_id))
+
+
+@router.get("/{model_id}/diagnostics", summary="The diagnostics dataset and the plots of a model")
+def diagnostics(model_id: int, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+    return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
+            "display_size": list(plots.DISPLAY_SIZE),
+            "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
+                      for k, t in plots.titles(model["result"]).items()]}
+
+
+@router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def plot(model_id: int, kind: str, request: Request):
+    with workbench(request).project() as project:
+        png = plots.plot_png(project, model_id, kind)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{model_id}/report", summary="Add every table of the model (Random Effects, ICC, Fixed Effects, "
+                                           "Model Fit, GLM comparison, BLUP) to a report")
+def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None) -> dict[str, Any]:
+    body = body or ToReportBody()
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+        level = model["result"]["model"]["conf_level"] if body.conf_level is None \
+            else models.check_conf_level(body.conf_level)
+        report = _target(project, body.report_id)
+        return jsonable(reports.add_items(project, report["id"], report_tables(model, level)))
+
+
+@router.post("/{model_id}/plots/{kind}/report", summary="Add a diagnostic plot to a report")
+def plot_to_report(model_id: int, kind: str, request: Request,
+                   body: Optional[ToReportBody] = None) -> dict[str, Any]:
+    body = body or ToReportBody()
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+        png = plots.plot_png(project, model_id, kind)
+        report = _target(project, body.report_id)
+        item = {"kind": "plot", "title": f"{model['name']}: {plots.titles(model['result'])[kind]}",
+                "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
+        return jsonable(reports.add_items(project, report["id"], [item]))
+
 
 
 def _target(project, report_id: Optional[int]) -> dict[str, Any]:
