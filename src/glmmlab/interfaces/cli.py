@@ -58,9 +58,10 @@ def build_parser(fit_options: bool = True) -> argparse.ArgumentParser:
 
 def _add_fit_options(f: argparse.ArgumentParser) -> None:
     from glmmlab.engine.options import OPTIONS  # numpy and scipy.special: only when fit's options are needed
+    from glmmlab.services import formats  # the one suffix table (no heavy imports)
 
-    f.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file (or a Parquet directory); in CSV "
-                   "and TSV the cells NA, NaN, n/a, '.' and empty cells are missing values")
+    f.add_argument("data", metavar="DATA", help=f"a {formats.KNOWN} file (or a Parquet directory; .txt is "
+                   "tab-separated); in CSV and TSV the cells NA, NaN, n/a, '.' and empty cells are missing values")
     f.add_argument("--formula", default=None, metavar="FORMULA",
                    help="a model in lme4's language, e.g. 'y ~ x * f + (1 + x | g)' (instead of --response/--group)")
     f.add_argument("--response", default=None, metavar="Y",

@@ -588,6 +588,8 @@
       const body_ = el("div", { class: "run-body" });
       const card = el("article", { class: "run", dataset: { fitId: job.id, state: job.state } }, head, progress, body_);
       runs.insertBefore(card, runs.firstChild);
+      runs.parentElement.classList.add("has-runs");
+      runs.scrollTop = 0;
       const record = { card, id: job.id, state: job.state, saved: false };
       runList.push(record);
       remove.addEventListener("click", async () => {
@@ -597,6 +599,7 @@
         stopped = true;
         runList.splice(runList.indexOf(record), 1);
         card.remove();
+        runs.parentElement.classList.toggle("has-runs", runs.children.length > 0);
       });
       let cancelled = false;
       cancel.addEventListener("click", async () => {
@@ -739,14 +742,14 @@
     const disp = model.display;
     g.append(panel, el("div", { class: "model-detail" },
       el("div", { class: "ds-head" },
-        el("div", {}, el("h2", { class: "ds-title" }, model.name),
-          el("p", { class: "muted model-line" }, el("code", {}, disp.formula), ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
-            `${disp.summary.split("; ").pop()} · dataset ${model.dataset_name || model.dataset_id}`,
-            ` · saved level ${levelText(saved)}`)),
+        el("div", {}, el("h2", { class: "ds-title" }, model.name)),
         el("div", { class: "ds-actions" }, addBtn,
           el("button", { type: "button", class: "reopen", title: "Open a GLMM tab with this model's settings (nothing runs)",
             onclick: () => g.openTab("glmm", { dataset: model.dataset_id, model: model.id }) }, "Open in GLMM Form"),
           el("button", { type: "button", class: "view-diagnostics", onclick: () => g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }) }, "View Diagnostics"))),
+      el("p", { class: "muted model-line" }, el("code", {}, disp.formula), ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
+        `${disp.summary.split("; ").pop()} · dataset ${model.dataset_name || model.dataset_id}`,
+        ` · saved level ${levelText(saved)}`),
       status,
       warningsBox(disp),
       tableSections(disp, { fixedTable: feTable, fixedEffects: el("div", {},

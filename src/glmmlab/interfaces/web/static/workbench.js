@@ -248,7 +248,7 @@
     tab.setTitle(title);
     handle.addEventListener("click", (e) => { if (e.target !== closeBtn) activate(tab); });
     handle.addEventListener("auxclick", (e) => { if (e.button === 1) requestClose(tab); });
-    closeBtn.addEventListener("click", () => closeTab(tab));
+    closeBtn.addEventListener("click", () => requestClose(tab));
     document.getElementById("tabstrip").appendChild(handle);
     document.getElementById("tabpanels").appendChild(panel);
     openTabs.push(tab);
@@ -327,8 +327,8 @@
     box.insertBefore(right, strip.nextSibling);
     const update = () => {
       const more = strip.scrollWidth - strip.clientWidth;
-      left.hidden = !(more > 1 && strip.scrollLeft > 1);
-      right.hidden = !(more > 1 && strip.scrollLeft < more - 1);
+      left.hidden = !(more > 1 && strip.scrollLeft > 10);  // the strip's own padding is not "more tabs"
+      right.hidden = !(more > 1 && strip.scrollLeft < more - 10);
       box.classList.toggle("tabs-overflow", more > 1);
     };
     strip.addEventListener("scroll", update, { passive: true });
