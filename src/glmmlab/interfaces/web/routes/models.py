@@ -112,10 +112,13 @@ def delete(model_id: int, request: Request) -> dict[str, Any]:
 def diagnostics(model_id: int, request: Request) -> dict[str, Any]:
     with workbench(request).project() as project:
         model = models.get_model(project, model_id)
+    available = models.has_diagnostics(model)
     return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
             "display_size": list(plots.DISPLAY_SIZE),
+            "note": None if available else "The per-row diagnostics were deleted with the diagnostics dataset; "
+                                           "run the model again to see its plots.",
             "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
-                      for k, t in plots.titles(model["result"]).items()]}
+                      for k, t in plots.titles(model["result"]).items()] if available else []}
 
 
 @router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",

@@ -595,7 +595,7 @@
       remove.addEventListener("click", async () => {
         if (record.state === "done" && !record.saved && !await g.confirm({ title: "Remove run",
           message: "This run's results are not saved. Remove it from the list anyway?", ok: "Remove" })) return;
-        if (record.state === "queued" || record.state === "running") api.post(`/api/glmm/fits/${job.id}/cancel`).catch(() => {});
+        api.del(`/api/glmm/fits/${job.id}`).catch(() => {});  // the server forgets it (a running fit stops)
         stopped = true;
         runList.splice(runList.indexOf(record), 1);
         card.remove();
@@ -782,6 +782,7 @@
     const pager = el("div", { class: "pager" });
     g.append(panel, el("div", { class: "diagnostics" },
       el("h2", { class: "ds-title" }, `Diagnostics: ${d.name}`), status,
+      d.note ? el("p", { class: "muted diag-note" }, d.note) : null,
       el("div", { class: "diag-layout" }, plots,
         el("div", { class: "diag-data" },
           el("h3", {}, "Diagnostic dataset ",
