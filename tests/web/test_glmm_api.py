@@ -158,14 +158,16 @@ def test_bad_form_input_is_refused_naming_the_field(client, samples, change, fie
     assert r.json()["field"] == field and r.json()["error"]
 
 
+def slow_fit(*args, progress=None, **kwargs):
+    """A fit that reports progress for 5 s and never finishes on its own (it must be cancelled)."""
+    for i in range(500):
+        progress(f"Slow stage {i}", i / 500)
+        time.sleep(0.01)
+    raise AssertionError("not cancelled")
+
+
 def test_cancel_stops_a_running_fit(client, samples, monkeypatch):
     from glmmlab.services import fits
-
-    def slow_fit(*args, progress=None, **kwargs):
-        for i in range(500):
-            progress(f"Slow stage {i}", i / 500)
-            time.sleep(0.01)
-        raise AssertionError("not cancelled")
 
     monkeypatch.setattr(fits.glmmlab, "fit_glmm", slow_fit)
     ds = samples["school scores"]
@@ -314,12 +316,6 @@ def test_a_removed_fit_is_forgotten_with_its_diagnostics_file(client, samples, m
 
     # a running fit is cancelled and dropped when it has stopped
     from glmmlab.services import fits
-
-    def slow_fit(*args, progress=None, **kwargs):
-        for i in range(500):
-            progress(f"Slow stage {i}", i / 500)
-            time.sleep(0.01)
-        raise AssertionError("not cancelled")
 
     monkeypatch.setattr(fits.glmmlab, "fit_glmm", slow_fit)
     r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "response": "score", "group": "school"})
