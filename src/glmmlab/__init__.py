@@ -7,6 +7,7 @@ Public Python API:
 - ``ModelSpec(formula, family=..., ...)`` and ``fit(spec, data)``: the model as one object, fitted.
 - ``GlmmResult``: what a fit returns (``.to_dict()`` gives the JSON contract, ``.summary()`` lme4-like text,
   ``.params``, ``.bse``, ``.pvalues``, ``.conf_int()``, ``.ranef``, ``.varcorr`` as pandas objects).
+- ``anova(m1, m2, ...)``: lme4's likelihood-ratio comparison of nested models (a pandas DataFrame).
 - ``GlmmInputError``: raised for bad input, with a message that names the column or option.
 - ``FitCancelled``: raised inside a fit when its ``progress`` callback asks to stop.
 
@@ -21,13 +22,14 @@ from typing import Any
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.progress import FitCancelled
 
-__all__ = ["fit_glmm", "glmm", "fit", "ModelSpec", "GlmmResult", "GlmmInputError", "FitCancelled"]
+__all__ = ["fit_glmm", "glmm", "fit", "anova", "ModelSpec", "GlmmResult", "GlmmInputError", "FitCancelled"]
 __version__ = "0.1.0"
 
 _LAZY = {
     "fit_glmm": "glmmlab.interfaces.api",
     "glmm": "glmmlab.interfaces.api",
     "fit": "glmmlab.interfaces.api",
+    "anova": "glmmlab.interfaces.api",
     "ModelSpec": "glmmlab.engine.spec",
     "GlmmResult": "glmmlab.engine.results",
 }

@@ -94,6 +94,31 @@ def test_blocked_factor_equals_dense_algebra(crossed, slope, coupling, monkeypat
         np.testing.assert_allclose(got[1][:, 0, 0], np.diag(Hinv)[base:], rtol=1e-9)
 
 
+def test_crossed_scalar_factor_reused_over_thetas_equals_dense_algebra(monkeypatch):
+    """REML factors one set of cross-products at every theta; from the second call on, the crossed scalar path
+    builds the Schur complement from stored products (levels with equal weight sums share a column)."""
+    import glmmlab.engine.blocked as blocked
+
+    monkeypatch.setattr(blocked, "DENSE_COUPLING", 0)
+    rng = np.random.default_rng(7)
+    n = 400
+    codes = [rng.integers(0, 40, n), rng.integers(0, 9, n), rng.integers(0, 3, n)]
+    terms = [RandomTerm(name, c, [str(i) for i in range(c.max() + 1)], np.ones((n, 1)), ["(Intercept)"])
+             for name, c in zip("ghk", codes)]
+    st = Structure(merge_terms(terms))
+    assert [b.component for b in st.blocks] == ["g", "h", "k"] and not st.dense and st.all_scalar
+    w = rng.integers(1, 3, n).astype(float)  # integer weights: many leading levels share their sum
+    E = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
+    cp = st.crossprods(w, E)
+    for theta in ([0.8, 1.3, 0.4], [0.2, 0.0, 2.5], [1.7, 0.6, 0.05]):
+        F = factor(st, cp, np.array(theta))
+        H, S, Zl = _dense_system(st, w, E, np.array(theta))
+        assert F.logdet == pytest.approx(np.linalg.slogdet(H)[1], rel=1e-12)
+        np.testing.assert_allclose(F.SEE, S, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(F.solve_u(2), np.linalg.solve(H, Zl.T @ (w * E[:, 2])), rtol=1e-10, atol=1e-12)
+    assert isinstance(cp._pairs, blocked._CoupledPairs) and cp._pairs.a.size < st.L1
+
+
 def test_nesting_is_detected_and_crossing_is_not():
     a = np.repeat(np.arange(4), 6)
     b = np.arange(24) // 2  # 12 levels, each within one level of a

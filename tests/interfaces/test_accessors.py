@@ -78,9 +78,11 @@ def test_conf_int_is_a_wald_dataframe_at_any_level(sleep):
     ({"level": 0.3}, ["level must be", "got 0.3"]),
     ({"level": "high"}, ["level must be"]),
     ({"level": 1.0}, ["level must be"]),
-    ({"method": "profile"}, ["method must be 'wald'", "'profile'"]),
-    ({"method": "boot"}, ["method must be 'wald'"]),
-    ({"method": None}, ["method must be 'wald'"]),
+    ({"method": "bca"}, ["method must be 'wald', 'profile' or 'boot'", "'bca'"]),
+    ({"method": None}, ["method must be 'wald', 'profile' or 'boot'"]),
+    ({"method": "boot", "nsim": 0}, ["nsim must be an integer from 10"]),
+    ({"method": "boot", "nsim": 2.5}, ["nsim must be"]),
+    ({"method": "boot", "seed": -1}, ["seed must be an integer >= 0"]),
 ])
 def test_conf_int_refuses_bad_arguments_by_name(sleep, kwargs, words):
     _, res = sleep

@@ -21,6 +21,18 @@ def not_converged(max_iter: int, tol: float) -> str:
     )
 
 
+def mean_at_edge(family: str, link: str, no_glm: bool) -> str:
+    text = (
+        f"The likelihood's maximum lies where some fitted means reach 0, the edge of what the {link} link allows "
+        f"for the {family} family: the estimates are the best point found next to that edge (the log-likelihood "
+        "shown is the value at these estimates), and there the Laplace approximation is unreliable. A log link "
+        "keeps every mean positive."
+    )
+    if no_glm:
+        text += " The GLM comparison is left out: the GLM's own maximum lies on that edge too."
+    return text
+
+
 def few_groups(n_groups: int) -> str:
     return (
         f"Only {n_groups} groups: the random-intercept variance is estimated from very few groups and may be "

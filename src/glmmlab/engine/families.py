@@ -8,6 +8,7 @@ the unit deviance and the log-density of one observation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -38,15 +39,38 @@ class RowState:
     w_eta: np.ndarray  # dw / deta
 
 
+class _LogitState(RowState):
+    """The binomial logit's row state. The mean, weights and deviance are computed at once; the derivatives
+    that only the gradient reads (h2 = w_eta, dev_eta, dev_eta2) when first read, so the states that PIRLS
+    only tries (step candidates) cost less. The values are those of the same formulas computed eagerly."""
+
+    def __init__(self, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, var: np.ndarray, dev: np.ndarray):
+        self.y, self.eta, self.mu, self.h1, self.var, self.w, self.dev = y, eta, mu, var, var, var, dev
+
+    @cached_property
+    def h2(self) -> np.ndarray:  # type: ignore[override]
+        return self.var * (1.0 - 2.0 * self.mu)
+
+    @property
+    def w_eta(self) -> np.ndarray:  # type: ignore[override]
+        return self.h2
+
+    @cached_property
+    def dev_eta(self) -> np.ndarray:  # type: ignore[override]
+        return -2.0 * (self.y - self.mu)
+
+    @cached_property
+    def dev_eta2(self) -> np.ndarray:  # type: ignore[override]
+        return 2.0 * self.var
+
+
 def _logit_state(resp, eta):
     y = resp.y
     e = np.exp(-np.abs(eta))
     sp = np.maximum(eta, 0.0) + np.log1p(e)  # log(1 + exp(eta)), stable
     mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
     var = np.maximum(mu * (1.0 - mu), 1e-300)
-    h2 = var * (1.0 - 2.0 * mu)
-    return RowState(eta=eta, mu=mu, h1=var, h2=h2, var=var, dev=2.0 * (resp.ylogy + sp - y * eta),
-                    dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * var, w=var, w_eta=h2)
+    return _LogitState(y, eta, mu, var, 2.0 * (resp.ylogy + sp - y * eta))
 
 
 def _poisson_log_state(resp, eta):
@@ -160,6 +184,16 @@ class Family:
     # the Laplace log-determinant uses the observed information (glmmTMB's convention for the negative binomial)
     observed_information: bool = False
     bounded_mean: bool = False  # a mean bounded on both sides (binomial): separation can occur
+    mean_range: tuple[float, float] = (-np.inf, np.inf)  # the open interval of valid means
+
+    def eta_range(self, link: Link) -> tuple[float, float]:
+        """The open interval of linear predictors whose mean is valid under ``link`` (e.g. (0, inf) for a
+        Poisson identity or a Gamma inverse link; the whole line for a log link)."""
+        with np.errstate(all="ignore"):
+            ends = link.linkfun(np.array(self.mean_range, dtype=float))
+        if np.any(np.isnan(ends)):
+            return -np.inf, np.inf
+        return float(np.min(ends)), float(np.max(ends))
 
     @property
     def canonical_link(self) -> str:
@@ -209,6 +243,11 @@ class Family:
 
     def with_parameter(self, value: float) -> "Family":
         return self
+
+    def sample(self, rng: np.random.Generator, mu: np.ndarray, pw: np.ndarray, phi: float) -> np.ndarray:
+        """Draw responses with means ``mu``, prior weights ``pw`` and dispersion ``phi`` (the parametric
+        bootstrap's simulation, on the scale the fit reads ``y``: a binomial proportion of ``pw`` trials)."""
+        raise NotImplementedError(f"no sampler for the {self.name} family")
 
 
 def _gaussian_dev(y, mu):
@@ -310,6 +349,9 @@ class Gaussian(Family):
     def icc_residual(self, link, var_residual):
         return var_residual if link == "identity" else None
 
+    def sample(self, rng, mu, pw, phi):
+        return mu + np.sqrt(phi / pw) * rng.standard_normal(mu.shape)
+
 
 @dataclass(frozen=True)
 class Binomial(Family):
@@ -353,6 +395,10 @@ class Binomial(Family):
     def exp_label(self, link):
         return "OR" if link == "logit" else None
 
+    def sample(self, rng, mu, pw, phi):
+        trials = np.maximum(np.rint(pw), 1.0)  # the trials of a proportion (1 for 0/1 rows)
+        return rng.binomial(trials.astype(np.int64), np.clip(mu, 0.0, 1.0)) / trials
+
 
 def _check_counts(y: np.ndarray, response: str, family: str) -> None:
     """A count family's response: no negative values."""
@@ -390,6 +436,9 @@ class Poisson(Family):
     def exp_label(self, link):
         return "IRR" if link == "log" else None
 
+    def sample(self, rng, mu, pw, phi):
+        return rng.poisson(np.maximum(mu, 0.0)).astype(float)
+
 
 @dataclass(frozen=True)
 class Gamma(Family):
@@ -421,6 +470,10 @@ class Gamma(Family):
     def row_loglik(self, resp, dev, phi):
         return -resp.log_y - dev / (2.0 * phi) - (1.0 + np.log(phi)) / phi - special.gammaln(1.0 / phi)
 
+    def sample(self, rng, mu, pw, phi):
+        shape = pw / phi  # prior weights scale the shape, as lme4's simulate uses them
+        return rng.gamma(shape, mu / shape)
+
 
 FAMILIES: dict[str, Family] = {
     "gaussian": Gaussian(
@@ -431,17 +484,17 @@ FAMILIES: dict[str, Family] = {
     "binomial": Binomial(
         "binomial", "Binomial (Logistic)", ("logit", "probit"), False,
         lambda mu: mu * (1.0 - mu), lambda mu: 1.0 - 2.0 * mu, _binomial_dev, _binomial_logpdf,
-        lambda mu: (mu > 0) & (mu < 1), bounded_mean=True,
+        lambda mu: (mu > 0) & (mu < 1), bounded_mean=True, mean_range=(0.0, 1.0),
     ),
     "poisson": Poisson(
         "poisson", "Poisson (Count)", ("log", "identity"), False,
         lambda mu: mu, np.ones_like, _poisson_dev, _poisson_logpdf,
-        lambda mu: mu > 0,
+        lambda mu: mu > 0, mean_range=(0.0, np.inf),
     ),
     "gamma": Gamma(
         "gamma", "Gamma", ("inverse", "log", "identity"), True,
         lambda mu: mu * mu, lambda mu: 2.0 * mu, _gamma_dev, _gamma_logpdf,
-        lambda mu: mu > 0,
+        lambda mu: mu > 0, mean_range=(0.0, np.inf),
     ),
 }
 
@@ -462,6 +515,11 @@ class NegativeBinomial(Family):
 
     def with_parameter(self, value):
         return negbin_family(value)
+
+    def sample(self, rng, mu, pw, phi):
+        assert self.parameter is not None  # the negative binomial's theta
+        th = float(self.parameter)
+        return rng.negative_binomial(th, th / (th + np.maximum(mu, 1e-300))).astype(float)
 
 
 def negbin_family(theta: float) -> Family:
@@ -488,7 +546,8 @@ def negbin_family(theta: float) -> Family:
                 + th * np.log(th / (th + mu)) + special.xlogy(y, mu / (th + mu)))
 
     return NegativeBinomial("negbin", "Negative Binomial (NB2)", ("log", "identity"), False, variance,
-                            variance_d1, unit_deviance, logpdf, lambda mu: mu > 0, th, observed_information=True)
+                            variance_d1, unit_deviance, logpdf, lambda mu: mu > 0, th, observed_information=True,
+                            mean_range=(0.0, np.inf))
 
 
 FAMILIES["negbin"] = negbin_family(1.0)

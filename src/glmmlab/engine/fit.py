@@ -19,9 +19,9 @@ from glmmlab.engine.blocks import LocalBlocks, default_block_count, one_blas_thr
 from glmmlab.engine.design import Design, prepare
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link
-from glmmlab.engine.glm import fit_glm
+from glmmlab.engine.glm import glm_fit
 from glmmlab.engine.laplace import LaplaceObjective
-from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state
+from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state, varpar_deviance
 from glmmlab.engine.optimizer import minimize, numeric_gradient
 from glmmlab.engine.options import MAX_NAGQ, check_options  # noqa: F401  (MAX_NAGQ re-exported)
 from glmmlab.engine.progress import ProgressFn, report
@@ -67,10 +67,11 @@ class DesignMeta:
 
 
 def validate_options(
-    family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int, se: str
+    family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int, se: str,
+    reml: bool = True, ddf: str = "none",
 ) -> tuple[Family, Link]:
     """Check every option once, at the edge (the rules are declared in :mod:`glmmlab.engine.options`)."""
-    return check_options(family, link, conf_level, max_iter, tol, nagq, se)
+    return check_options(family, link, conf_level, max_iter, tol, nagq, se, reml, ddf)
 
 
 def _formula_or_none(response: str, group: str, fixed: list[str], intercept: bool) -> str | None:
@@ -83,15 +84,28 @@ def _formula_or_none(response: str, group: str, fixed: list[str], intercept: boo
 
 
 def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Link, intercept: bool,
-               conf_level: float, nagq: int, max_iter: int, tol: float) -> dict:
+               conf_level: float, nagq: int, max_iter: int, tol: float, reml: bool = True,
+               ddf: str = "none") -> dict:
     """The "model" object of a fit's JSON: what was asked for."""
     return {
         "response": response, "fixed": list(fixed), "group": group, "family": fam.name, "link": lk.name,
         "intercept": bool(intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol),
         "formula": _formula_or_none(response, group, list(fixed), intercept),
-        "weights": None, "offset": None,
+        "weights": None, "offset": None, **nondefault_options(reml, ddf),
     }
+
+
+def nondefault_options(reml: bool, ddf: str) -> dict:
+    """The "model" keys of options the contract's document does not list (so a default fit's document keeps
+    exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``."""
+    out: dict = {}
+    if reml is False:
+        out["reml"] = False
+    key = str(ddf).strip().lower()
+    if key != "none":
+        out["ddf"] = key
+    return out
 
 
 @dataclass
@@ -123,17 +137,20 @@ def prepare_fit(
     tol: float = 1e-6,
     nagq: int = 1,
     se: str = "working",
+    reml: bool = True,
+    ddf: str = "none",
     progress: ProgressFn = None,
 ) -> PreparedFit:
     """Check the options and build the design (see :func:`fit_arrays` for the arguments). The design holds
     what the fit needs, so a caller may drop its input columns before :func:`fit_prepared`."""
-    fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
+    fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se, reml, ddf)
     start = time.perf_counter()
     with one_blas_thread():
         report(progress, "Preparing data", 0.0)
         d = prepare(y, X, list(names), group_codes, group_levels, fam,
                     response=response, group_name=group_name, intercept=intercept)
-    model = model_spec(response, list(names), group_name, fam, lk, intercept, conf_level, nagq, max_iter, tol)
+    model = model_spec(response, list(names), group_name, fam, lk, intercept, conf_level, nagq, max_iter, tol,
+                       reml, ddf)
     return PreparedFit(d, fam, lk, model, se, start)
 
 
@@ -159,7 +176,7 @@ def fit_arrays(y: np.ndarray, X: np.ndarray, names: list[str], group_codes: np.n
 
     ``y`` and ``X`` are floats with NaN/inf for missing or non-numeric values; ``group_codes`` index
     ``group_levels`` (negative for a missing group). ``options`` are those of :func:`prepare_fit`
-    (response, group_name, family, link, intercept, conf_level, max_iter, tol, nagq, se).
+    (response, group_name, family, link, intercept, conf_level, max_iter, tol, nagq, se, reml, ddf).
     """
     return fit_prepared(prepare_fit(y, X, names, group_codes, group_levels, progress=progress, **options),
                         progress=progress, n_blocks=n_blocks)
@@ -224,15 +241,18 @@ def _rows(parts: list[dict], input_order: np.ndarray | None) -> dict:
 def _fit_lmm(blocks, meta: DesignMeta, model: dict, se: str, progress: ProgressFn,
              input_order: np.ndarray | None) -> GlmmResult:
     max_iter, tol = model["max_iter"], model["tol"]
+    reml = bool(model.get("reml", True))
     report(progress, "Computing group sums", 0.05)
     s = LmmSums.from_parts(blocks.map("lmm_sums"), meta.n_groups)
-    fit: LmmFit = fit_reml(s, max_iter=max_iter, tol=tol, progress=progress)
+    fit: LmmFit = fit_reml(s, max_iter=max_iter, tol=tol, progress=progress, reml=reml)
     st = fit.state
     report(progress, "Computing standard errors", 0.8)
     vcov_s = st.sigma2 * inference.inverse_spd(st.A)
     beta, vcov = inference.to_original_scale(meta.T, st.beta, vcov_s)
-    # The REML criterion depends on the parameterisation of X; report it for the original columns.
-    loglik = -0.5 * (st.deviance - 2.0 * meta.log_abs_det_T())
+    # The REML criterion depends on the parameterisation of X; report it for the original columns (the ML
+    # criterion does not).
+    shift = 2.0 * meta.log_abs_det_T() if reml else 0.0
+    loglik = -0.5 * (st.deviance - shift)
     var_group = st.sigma2 * st.theta ** 2
     k = meta.p + 2
     aic, bic = inference.information_criteria(loglik, k, meta.n)
@@ -241,29 +261,47 @@ def _fit_lmm(blocks, meta: DesignMeta, model: dict, se: str, progress: ProgressF
     blup = st.c * (s.Sy - s.Sx @ st.beta)
     blup_se = np.sqrt(st.sigma2 * st.c)
     rows = _rows(blocks.map("lmm_rows", st.beta, blup), input_order)
-    null_loglik = -0.5 * (reml_state(s, 0.0).deviance - 2.0 * meta.log_abs_det_T())
+    null_loglik = -0.5 * (reml_state(s, 0.0, reml).deviance - shift)
     icc = inference.icc("gaussian", "identity", var_group, st.sigma2)
     se_hessian = np.sqrt(np.diag(vcov)) if se == "hessian" else None
     opt = {"start": [float(h["theta"]) for h in fit.history[:1]], "final": [float(st.theta)],
            "objective": float(st.deviance), "iterations": fit.iterations, "evaluations": len(fit.history),
            "converged": fit.converged, "parameter": "theta = sigma_u / sigma_e", "log": fit.history}
-    return _assemble(
-        meta, model, "REML", "REML", fit.converged, st.theta, beta, vcov, "X'V^-1X",
+    method = "REML" if reml else "ML"
+    result = _assemble(
+        meta, model, method, method, fit.converged, st.theta, beta, vcov, "X'V^-1X",
         var_group, st.sigma2, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
+    if model.get("ddf", "none") == "satterthwaite":
+        report(progress, "Satterthwaite degrees of freedom", 0.95)
+
+        def vcov_at(vp: np.ndarray) -> np.ndarray:
+            A = reml_state(s, abs(float(vp[0])), reml).A
+            return inference.to_original_scale(meta.T, st.beta, vp[1] ** 2 * inference.inverse_spd(A))[1]
+
+        result.df = inference.satterthwaite_df(lambda vp: varpar_deviance(s, vp[0], vp[1], reml), vcov_at,
+                                               np.array([st.theta, np.sqrt(st.sigma2)]))
+    return result
 
 
 def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: str, progress: ProgressFn,
               input_order: np.ndarray | None) -> GlmmResult:
     max_iter, tol, nagq = model["max_iter"], model["tol"], model["nagq"]
     report(progress, "Initial values (GLM)", 0.05)
-    beta0 = fit_glm(blocks)
+    beta0, glm_converged = glm_fit(blocks)
     lap = LaplaceObjective(blocks, fam.name)
     # The conditional part of the objective is increasing in the total deviance for every family, so the
     # IRLS estimate (minimum deviance) is also the GLM's maximum-likelihood estimate under our conventions.
-    null_loglik = -0.5 * lap.value(np.concatenate([[0.0], beta0]))
+    # When IRLS stalls on the edge of the means' range it is not, and the GLM comparison is left out.
+    null_loglik = -0.5 * lap.value(np.concatenate([[0.0], beta0])) if glm_converged else None
     theta0 = moment_theta(blocks.map("moment_pieces", beta0), meta, fam.has_dispersion)
     lower = np.concatenate([[0.0], np.full(meta.p, -np.inf)])
+    for _ in range(60):
+        # Under an identity or inverse link a large theta can drive some group's mode to the edge of the means'
+        # range, where the deviance is infinite: start from a smaller theta (theta = 0 is the GLM, feasible).
+        if theta0 == 0.0 or np.isfinite(lap.value(np.concatenate([[theta0], beta0]))):
+            break
+        theta0 = theta0 / 2.0 if theta0 > 1e-8 else 0.0
 
     report(progress, "Optimizing Laplace deviance", 0.1)
     state = {"iteration": 0}
@@ -280,7 +318,8 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
                0.1 + 0.6 * min(k / 30.0, 1.0))
         return lap.value_and_grad(params)
 
-    x, record = minimize(laplace_fg, np.concatenate([[theta0], beta0]), lower,
+    x0 = np.concatenate([[theta0], beta0])
+    x, record = minimize(laplace_fg, x0, lower,
                          max_iter=max_iter, tol=tol, on_iteration=on_iter,
                          hessian=(se == "hessian" and nagq == 1), approx_hessian=lap.approx_hessian)
     method = "Laplace"
@@ -343,6 +382,12 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
         meta, model, method, method, converged, theta, beta, vcov, "working weights at PIRLS convergence",
         var_group, var_residual, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
+    edge = bool(np.isfinite(fam.eta_range(lk)).any())
+    if edge and (not converged or null_loglik is None):
+        # the generic advice (more iterations, another tolerance) does not help against that edge
+        generic = advice.not_converged(max_iter, tol)
+        result.warnings = [w for w in result.warnings if w != generic]
+        result.warnings.append(advice.mean_at_edge(fam.name, lk.name, null_loglik is None))
     if fam.bounded_mean:
         extreme = sum(p["extreme"] for p in parts) / meta.n
         result.warnings.extend(advice.separation(meta, blocks.map("binary_columns"), beta_s, extreme))
@@ -362,7 +407,7 @@ def _assemble(
     d: DesignMeta, model: dict, method: str, kind: str, converged: bool, theta: float, beta: np.ndarray,
     vcov: np.ndarray, se_kind: str, var_group: float, var_residual: float | None, icc: float | None,
     loglik: float, k: int, aic: float, bic: float, blup: np.ndarray, blup_se: np.ndarray, rows: dict,
-    null_loglik: float, opt: dict, se_hessian: np.ndarray | None,
+    null_loglik: float | None, opt: dict, se_hessian: np.ndarray | None,
 ) -> GlmmResult:
     singular = theta < SINGULAR_THETA
     warnings = list(d.warnings)
@@ -372,7 +417,8 @@ def _assemble(
         warnings.append(advice.not_converged(model["max_iter"], model["tol"]))
     if d.n_groups < 5:
         warnings.append(advice.few_groups(d.n_groups))
-    comparison = inference.glm_comparison(loglik, null_loglik, k, d.n, d.n_groups, icc)
+    comparison = (None if null_loglik is None
+                  else inference.glm_comparison(loglik, null_loglik, k, d.n, d.n_groups, icc))
     return GlmmResult(
         model=model, method=method, n_obs=d.n, n_groups=d.n_groups, n_excluded=d.n_excluded,
         converged=bool(converged), singular=bool(singular), warnings=warnings, names=d.names,

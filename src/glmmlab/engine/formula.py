@@ -46,6 +46,10 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "cbind": (2, 2),
 }
 _FACTOR_FUNCTIONS = ("factor", "as.factor")
+# R users write relevel(f, "b") in data preparation; here the reference level is an option of the fit
+_RELEVEL_HINT = ("; relevel() is not part of the formula here: write the factor (f) and give its reference level "
+                 "with reference_levels={'f': 'b'} in Python, --reference f=b on the command line, or the "
+                 "Model section's Reference level in the workbench")
 
 
 # --------------------------------------------------------------------------------------------------- the tree
@@ -204,6 +208,8 @@ def _tokenize(s: str) -> list[_Tok]:
                 hint = " (comparisons and logic are not supported; add such a column to the data)"
             elif text in "\"'":
                 hint = " (quote a column name with backquotes: `my column`)"
+                if re.search(r"\brelevel\s*\(", s):
+                    hint = _RELEVEL_HINT
             raise GlmmInputError(f"cannot read {text!r} at position {start + 1} of formula {s!r}{hint}")
         if kind == "bq":
             if len(text) == 2:
@@ -304,6 +310,7 @@ class _Parser:
             raise GlmmInputError(
                 f"unknown function {fn}() in formula {self.text!r}: use one of "
                 f"{', '.join(f + '()' for f in FUNCTIONS)}, or add the transformed column to the data"
+                + (_RELEVEL_HINT if fn == "relevel" else "")
             )
         lo, hi = FUNCTIONS[fn]
         if not lo <= len(args) <= hi:

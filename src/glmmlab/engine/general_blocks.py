@@ -105,7 +105,11 @@ class BlockedLaplace:
     def map(self, fn):
         if self.pool is None:
             return [fn(lap) for lap in self.laps]
-        return list(self.pool.map(fn, self.laps))
+        def quiet(lap):  # np.errstate is per thread: the fit's own setting does not reach the pool's threads
+            with np.errstate(all="ignore"):
+                return fn(lap)
+
+        return list(self.pool.map(quiet, self.laps))
 
     def set_family(self, fam, lik) -> None:
         for lap in self.laps:

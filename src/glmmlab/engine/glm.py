@@ -18,6 +18,14 @@ def _solve(parts: list[dict]) -> np.ndarray:
 
 def fit_glm(blocks, *, max_iter: int = 50, tol: float = 1e-10) -> np.ndarray:
     """The GLM coefficients (on the design's scaled columns) by IRLS with step halving on the deviance."""
+    return glm_fit(blocks, max_iter=max_iter, tol=tol)[0]
+
+
+def glm_fit(blocks, *, max_iter: int = 50, tol: float = 1e-10) -> tuple[np.ndarray, bool]:
+    """:func:`fit_glm` and whether IRLS converged. It does not when the maximum lies on the edge of the means'
+    range (an identity link with fitted means at 0): the full steps leave the range and the halved ones stall,
+    so the coefficients are not the GLM's maximum-likelihood estimate."""
+    converged = False
     beta = _solve(blocks.map("irls_start"))
     parts = blocks.map("irls_step", beta, True)
     dev = sum(p["dev_sum"] for p in parts)
@@ -36,5 +44,6 @@ def fit_glm(blocks, *, max_iter: int = 50, tol: float = 1e-10) -> np.ndarray:
         done = abs(dev - dev_new) <= tol * (abs(dev_new) + 0.1)
         beta, parts, dev = cand, new, dev_new
         if done:
+            converged = True
             break
-    return beta
+    return beta, converged

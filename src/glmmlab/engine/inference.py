@@ -65,3 +65,74 @@ def glm_comparison(loglik: float, null_loglik: float, k: int, n: int, n_groups: 
         "mean_group_size": float(mean_size),
         "design_effect": None if icc is None else float(1.0 + (mean_size - 1.0) * icc),
     }
+
+
+# -- Satterthwaite's degrees of freedom (lmerTest's method) ----------------------------------------------------------
+def _richardson(d):
+    """Richardson extrapolation of a central difference d(scale) with O(h^2) error: (4 d(1/2) - d(1)) / 3."""
+    return (4.0 * d(0.5) - d(1.0)) / 3.0
+
+
+def _steps(x: np.ndarray) -> np.ndarray:
+    # the deviance is accurate to about 1e-12 relative (a factorisation): larger steps than usual keep rounding
+    # out of the second differences, and the Richardson step takes the O(h^2) error to O(h^4) ~ 1e-8
+    return 1e-2 * np.abs(x) + 1e-4
+
+
+def numeric_hessian(f, x: np.ndarray) -> np.ndarray:
+    """The Hessian of a scalar function by central differences with one Richardson step (error O(h^4))."""
+    x = np.asarray(x, dtype=float)
+    k = x.size
+    h0 = _steps(x)
+    f0 = f(x)
+
+    def at(scale: float) -> np.ndarray:
+        h = h0 * scale
+        H = np.empty((k, k))
+        for i in range(k):
+            e_i = np.zeros(k)
+            e_i[i] = h[i]
+            H[i, i] = (f(x + e_i) - 2.0 * f0 + f(x - e_i)) / (h[i] * h[i])
+            for j in range(i):
+                e_j = np.zeros(k)
+                e_j[j] = h[j]
+                H[i, j] = H[j, i] = (f(x + e_i + e_j) - f(x + e_i - e_j) - f(x - e_i + e_j)
+                                     + f(x - e_i - e_j)) / (4.0 * h[i] * h[j])
+        return H
+
+    return _richardson(at)
+
+
+def numeric_jacobian(f, x: np.ndarray) -> np.ndarray:
+    """d f(x) / d x_i for an array-valued f, stacked along the first axis (central differences, one Richardson
+    step)."""
+    x = np.asarray(x, dtype=float)
+    h0 = _steps(x)
+
+    def at(scale: float) -> np.ndarray:
+        out = []
+        for i in range(x.size):
+            e = np.zeros(x.size)
+            e[i] = h0[i] * scale
+            out.append((np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2.0 * e[i]))
+        return np.array(out)
+
+    return _richardson(at)
+
+
+def satterthwaite_df(deviance, vcov, varpar: np.ndarray) -> np.ndarray:
+    """Satterthwaite's denominator degrees of freedom of each fixed effect, as lmerTest computes them.
+
+    ``varpar`` are the variance parameters (lme4's theta and the residual standard deviation sigma), ``deviance``
+    the (not profiled) REML or ML deviance as a function of them and ``vcov`` the covariance of the fixed effects
+    as a function of them. With A = 2 H^-1 (H the deviance's Hessian: the asymptotic covariance of the variance
+    parameters) and g = d(e_k' V e_k)/d varpar, df_k = 2 (e_k' V e_k)^2 / (g' A g)."""
+    varpar = np.asarray(varpar, dtype=float)
+    H = numeric_hessian(deviance, varpar)
+    A = 2.0 * linalg.pinvh(H)
+    V = np.asarray(vcov(varpar))
+    J = numeric_jacobian(lambda v: np.diag(vcov(v)), varpar)  # (k, p): d V_jj / d varpar_i
+    denom = np.einsum("ij,ik,kj->j", J, A, J)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(denom > 0, 2.0 * np.diag(V) ** 2 / denom, np.nan)
+    return df

@@ -222,8 +222,8 @@ def _bfgs_backtracking(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, 
     except np.linalg.LinAlgError:
         Hinv = np.eye(x.size)
     g = fg(x)[1]
-    it = 0
-    while it < max_iter and not done(x):
+    it = stalled = 0
+    while it < max_iter and not done(x) and stalled < 3:
         free = ~((x <= lower) & (g > 0))
         d = np.where(free, -(Hinv @ np.where(free, g, 0.0)), 0.0)
         if not g @ d < 0:
@@ -245,6 +245,9 @@ def _bfgs_backtracking(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, 
             rho = 1.0 / sy
             V = np.eye(x.size) - rho * np.outer(s_, y_)
             Hinv = V @ Hinv @ V.T + rho * np.outer(s_, s_)
+        # against a wall of infinite objective (an identity link's means at zero) the steps can shrink to
+        # nothing without converging: stop after three steps that no longer lower f
+        stalled = stalled + 1 if f - float(fn) <= 1e-12 * (1.0 + abs(f)) else 0
         x, f, g = xn, float(fn), gn
         it += 1
         log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]), "bfgs": True})

@@ -20,8 +20,8 @@ MAX_NAGQ = 50
 
 @dataclass(frozen=True)
 class Option:
-    """One option: ``kind`` is "int", "float", "choice" or "column"; ``low``/``high`` bound numbers (``open``
-    makes the bounds exclusive); ``choices`` lists the allowed words."""
+    """One option: ``kind`` is "int", "float", "choice", "bool" or "column"; ``low``/``high`` bound numbers
+    (``open`` makes the bounds exclusive); ``choices`` lists the allowed words."""
 
     name: str
     kind: str
@@ -44,6 +44,8 @@ class Option:
             return self.rule_text
         if self.kind == "choice":
             return f"one of {', '.join(self.choices)}"
+        if self.kind == "bool":
+            return "true or false"
         if self.kind == "int":
             return f"an integer from {self.low:g} to {self.high:g}" if self.high is not None else \
                 f"an integer >= {self.low:g}"
@@ -58,6 +60,10 @@ class Option:
             if key not in self.choices:
                 raise GlmmInputError(f"{self.name} must be {self.rule()}; got {value!r}")
             return key
+        if self.kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise GlmmInputError(f"{self.name} must be {self.rule()}; got {value!r}")
+            return bool(value)
         if self.kind == "int":
             assert self.low is not None  # an integer option has a lower bound
             ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= self.low \
@@ -100,16 +106,44 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("se", "choice", "working", "Standard Errors",
            "working: from the working weights at convergence; hessian: also from the Hessian",
            choices=("working", "hessian"), rule_text="'working' or 'hessian'", examples_bad=("sandwich",)),
+    # Gaussian + identity only: restricted (REML, lme4's default) or full maximum likelihood (lmer's REML = FALSE);
+    # every other family is fitted by maximum likelihood (Laplace or AGQ) whatever this says.
+    Option("reml", "bool", True, "REML", "Gaussian + identity: true = REML (default), false = maximum likelihood "
+           "(lmer's REML = FALSE); other families always use maximum likelihood", examples_bad=("yes", 1, None)),
+    # Gaussian + identity only: the denominator degrees of freedom of the fixed-effect tests
+    Option("ddf", "choice", "none", "Degrees of Freedom",
+           "Gaussian + identity: none = Wald z tests (default); satterthwaite = t tests with Satterthwaite's "
+           "degrees of freedom (lmerTest's)", choices=("none", "satterthwaite"), examples_bad=("kenward-roger",)),
+]}
+
+# The options of a fitted model's confidence intervals (result.conf_int, the command line's --ci/--nsim/--seed,
+# Model Detail's interval choice): the method, the bootstrap's size and its seed.
+INTERVAL_OPTIONS: dict[str, Option] = {o.name: o for o in [
+    Option("ci", "choice", "wald", "Interval Method",
+           "wald: fixed effects, estimate -/+ z SE; profile: likelihood profile (lme4's confint method='profile'), "
+           "also the random-effect SDs and correlations and sigma; boot: parametric bootstrap percentile "
+           "intervals (lme4's method='boot')",
+           choices=("wald", "profile", "boot"), rule_text="'wald', 'profile' or 'boot'", examples_bad=("bca",)),
+    Option("nsim", "int", 1000, "Bootstrap Samples", "the number of bootstrap samples (ci boot)", low=10,
+           high=100_000, examples_bad=(0, 9, 2.5, True, 100_001)),
+    Option("seed", "int", None, "Random Seed", "the bootstrap's random seed (ci boot); the same seed gives the "
+           "same intervals whatever the number of processes", low=0, high=2**63 - 1,
+           rule_text="an integer >= 0", examples_bad=(-1, 1.5, "x")),
 ]}
 
 
 def check_options(family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int,
-                  se: str) -> tuple[Family, Link]:
+                  se: str, reml: bool = True, ddf: str = "none") -> tuple[Family, Link]:
     """Check every option against :data:`OPTIONS` and the rules that join them; (family, link) objects."""
     fam, lk = resolve(family, link)  # its messages name the family or link and list the choices
     for name, value in (("conf_level", conf_level), ("max_iter", max_iter), ("tol", tol), ("nagq", nagq),
-                        ("se", se)):
+                        ("se", se), ("reml", reml), ("ddf", ddf)):
         OPTIONS[name].check(value)
+    if OPTIONS["ddf"].check(ddf) != "none" and not (fam.name == "gaussian" and lk.name == "identity"):
+        raise GlmmInputError(
+            f"ddf {ddf!r} (Satterthwaite's t tests) is for linear mixed models, the gaussian family with the "
+            f"identity link; this model is {fam.name} with the {lk.name} link, whose tests are Wald z tests: "
+            "leave ddf at 'none'")
     if nagq > 1 and fam.name == "gaussian":
         raise GlmmInputError(
             "nagq > 1 (adaptive Gauss-Hermite quadrature) is for the binomial, poisson, gamma and negbin "

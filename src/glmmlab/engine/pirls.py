@@ -9,6 +9,7 @@ step when its penalised deviance would rise.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -48,6 +49,23 @@ def _valid(family: Family, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return np.isfinite(mu) & family.mu_valid(mu) & np.isfinite(eta)
 
 
+def _feasible_start(family: Family, link: Link, theta: float, eta_fixed: np.ndarray, g: np.ndarray, G: int,
+                    u: np.ndarray) -> np.ndarray:
+    """Per group, a start inside the random effects that keep every mean in the family's range (identity and
+    inverse links of positive families: eta > 0 on every row of the group). The feasible set of a group's
+    scalar effect is an interval; the start is ``u`` moved half a prior standard deviation inside it (the
+    middle of a narrower interval). The mode is then found from that start whatever the last point was, so
+    the deviance at (theta, beta) does not depend on the path of the optimiser."""
+    a, b = family.eta_range(link)
+    lo, hi = np.full(G, -np.inf), np.full(G, np.inf)
+    if np.isfinite(a):
+        np.maximum.at(lo, g, (a - eta_fixed) / theta)
+    if np.isfinite(b):
+        np.minimum.at(hi, g, (b - eta_fixed) / theta)
+    margin = np.minimum(0.5, 0.5 * (hi - lo))
+    return np.clip(u, lo + margin, hi - margin)
+
+
 class GroupedRows(Protocol):
     """What the mode finder needs of the rows: each row's group code and sums within groups. A prepared
     :class:`~glmmlab.engine.design.Design` has it, and so does a :class:`~glmmlab.engine.blocks.Block` of one."""
@@ -79,7 +97,12 @@ def find_modes(
     G = d.n_groups
     u = np.zeros(G) if u0 is None or theta == 0.0 else u0.copy()
     if theta == 0.0:
-        return np.zeros(G), row_state(resp, eta_fixed, link), True
+        rs = row_state(resp, eta_fixed, link)
+        if not resp.family.has_fast_path(link.name):
+            bad = ~_valid(resp.family, eta_fixed, rs.mu)
+            if bad.any():  # a mean outside the family's range: the point is infeasible
+                return np.zeros(G), replace(rs, dev=np.where(bad, np.inf, rs.dev)), False
+        return np.zeros(G), rs, True
     g = d.group
 
     def penalised(u_: np.ndarray) -> tuple[np.ndarray, RowState, np.ndarray]:
@@ -96,10 +119,10 @@ def find_modes(
 
     pen, rs, ok = penalised(u)
     if not ok.all():
-        u = np.where(ok, u, 0.0)
+        u = np.where(ok, u, _feasible_start(resp.family, link, theta, eta_fixed, g, G, u))
         pen, rs, ok = penalised(u)
         if not ok.all():
-            # Even the prior mode gives some group a mean outside the family's range: treat the point as
+            # No random effect gives some group means inside the family's range: treat the point as
             # infeasible (infinite deviance) and let the optimiser step back, rather than iterate on it.
             return u, rs, False
     # Each group iterates until its own step is negligible and then stays put, so a group's mode depends on
@@ -112,7 +135,10 @@ def find_modes(
         h_obs = theta * theta * d.group_sum(rs.dev_eta2) + 2.0
         hess = np.where(h_obs > 0.1 * h_fisher, h_obs, h_fisher)
         step = -grad / hess
-        active &= ~(np.abs(step) < tol * (1.0 + np.abs(u)))
+        # Converged when the step at the observed curvature (at least the prior's) is negligible: a Fisher
+        # step can be tiny only because the expected information is huge (a mean near the edge of its range
+        # under an identity link), which is not convergence.
+        active &= ~(np.abs(grad) < tol * (1.0 + np.abs(u)) * np.maximum(h_obs, 2.0))
         if not active.any():
             converged = True
             if finish:
@@ -132,4 +158,27 @@ def find_modes(
             u_new = np.where(worse, u, u_new)
             pen_new, rs_new, ok_new = penalised(u_new)
         u, pen, rs = u_new, pen_new, rs_new
+    if not converged and active.any():
+        rs = _mark_pinned(resp, link, theta, eta_fixed, g, G, active, rs)
     return u, rs, converged
+
+
+def _mark_pinned(resp: Response, link: Link, theta: float, eta_fixed: np.ndarray, g: np.ndarray, G: int,
+                 active: np.ndarray, rs: RowState) -> RowState:
+    """Groups whose penalised deviance still falls at the edge of the feasible interval have their mode on
+    that edge (a row with y = 0 whose mean is driven to 0 under an identity link). The Laplace
+    log-determinant, with the expected information 1 / mu of that row, is infinite there, and it grows
+    without bound as (theta, beta) approach such a point, so the deviance is +inf: those groups' unit
+    deviances are set to inf and the optimiser steps back."""
+    a, _b = resp.family.eta_range(link)
+    if not np.isfinite(a):
+        return rs
+    lo = np.full(G, -np.inf)
+    np.maximum.at(lo, g, (a - eta_fixed) / theta)
+    edge = lo + 1e-9 * (1.0 + np.abs(lo))
+    at_edge = row_state(resp, eta_fixed + theta * edge[g], link)
+    grad = theta * np.bincount(g, weights=at_edge.dev_eta, minlength=G) + 2.0 * edge
+    pinned = active & np.isfinite(lo) & (grad >= 0)
+    if not pinned.any():
+        return rs
+    return replace(rs, dev=np.where(pinned[g], np.inf, rs.dev))

@@ -30,7 +30,25 @@ from glmmlab.engine.spec import random_intercept_formula
 # "text" -> result -> str (summary), "html" -> result -> str (_repr_html_); set by glmmlab.interfaces.text
 _RENDERERS: dict[str, Callable[[Any], str]] = {}
 
-CONF_INT_METHODS = ("wald",)
+CONF_INT_METHODS = ("wald", "profile", "boot")
+# method -> (result, level, nsim, seed, progress) -> (names, lower, upper, notes); the services layer registers
+# "boot" (the bootstrap refits through services.fitting and runs a process pool, which the engine cannot do)
+_INTERVAL_METHODS: dict[str, Callable[..., tuple[list[str], np.ndarray, np.ndarray, dict]]] = {}
+
+
+def register_interval_method(method: str, compute: Callable[..., tuple[list[str], np.ndarray, np.ndarray, dict]]
+                             ) -> None:
+    """Register how ``conf_int(method=...)`` computes intervals that need the services layer."""
+    _INTERVAL_METHODS[method] = compute
+
+
+# what the services compute for a result and the engine cannot (it needs the data, or a refit): "r2" -> result -> dict
+_SERVICES: dict[str, Callable[..., Any]] = {}
+
+
+def register_service(name: str, fn: Callable[..., Any]) -> None:
+    """Register a computation of the services layer on a result (``"r2"``: :meth:`GlmmResult.r2`)."""
+    _SERVICES[name] = fn
 
 
 def register_renderer(kind: str, render: Callable[[Any], str]) -> None:
@@ -110,6 +128,20 @@ class GlmmResult:
     # simulated responses): the ModelSpec and the engine's ModelFrame. In memory only, never in to_dict().
     spec: Any = None
     frame: Any = None
+    # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
+    # the tests are then t tests. None: Wald z tests.
+    df: np.ndarray | None = None
+    r2_values: dict | None = None  # Nakagawa's R², once computed (see r2())
+    # a fit from arrays (fit_glmm's random-intercept path) builds its frame only when first needed (refits,
+    # intervals, R²): () -> ModelFrame | None, set by the API
+    frame_loader: Any = None
+
+    def model_frame(self) -> Any:
+        """The fit's ModelFrame (built on first use for fits made from arrays), or None when there is none (a
+        Dask fit, a model loaded from a project)."""
+        if self.frame is None and self.frame_loader is not None:
+            self.frame, self.frame_loader = self.frame_loader(), None
+        return self.frame
 
     # -- derived views -------------------------------------------------------------------------------
     @property
@@ -144,13 +176,16 @@ class GlmmResult:
         lower, upper = self.intervals(conf_level)
         with_exp = exp_label(self.family, self.link) is not None
         table = []
+        p_values = self._p_values()
         for k, name in enumerate(self.names):
             z = self.beta[k] / self.se[k] if self.se[k] > 0 else np.nan
             row = {
                 "variable": name, "estimate": _num(self.beta[k]), "std_error": _num(self.se[k]),
-                "statistic": _num(z), "p_value": _num(2.0 * special.ndtr(-abs(z))) if np.isfinite(z) else None,
+                "statistic": _num(z), "p_value": _num(p_values[k]),
                 "lower": _num(lower[k]), "upper": _num(upper[k]),
             }
+            if self.df is not None:  # Satterthwaite: statistic is a t with df degrees of freedom
+                row["df"] = _num(self.df[k])
             if with_exp:
                 with np.errstate(over="ignore"):
                     row.update({
@@ -159,6 +194,35 @@ class GlmmResult:
                     })
             table.append(row)
         return table
+
+    def r2(self) -> dict:
+        """Nakagawa's R² (as ``performance::r2_nakagawa`` 0.10.2): ``{"marginal": x, "conditional": y}``; a value is
+        None where it is not defined, with a ``"reason"`` key. Computed once, when first asked for (a Poisson or
+        negative binomial model refits its null model for it; see :mod:`glmmlab.services.r2`)."""
+        if self.r2_values is None:
+            compute = _SERVICES.get("r2")
+            if compute is None:
+                return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab.services.r2"}
+            self.r2_values = compute(self)
+        return dict(self.r2_values)
+
+    @property
+    def test_kind(self) -> str:
+        """"t" when the fixed effects' tests are t tests (Satterthwaite's degrees of freedom), else "z"."""
+        return "t" if self.df is not None else "z"
+
+    def _statistics(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.se > 0, self.beta / np.where(self.se > 0, self.se, 1.0), np.nan)
+
+    def _p_values(self) -> np.ndarray:
+        """Two-sided p-values: from the t distribution with the Satterthwaite df when present, else normal."""
+        z = self._statistics()
+        with np.errstate(invalid="ignore"):
+            if self.df is not None:
+                return np.where(np.isfinite(z) & np.isfinite(self.df),
+                                2.0 * special.stdtr(np.where(np.isfinite(self.df), self.df, 1.0), -np.abs(z)), np.nan)
+            return np.where(np.isfinite(z), 2.0 * special.ndtr(-np.abs(z)), np.nan)
 
     def random_effects_table(self) -> list[dict]:
         if self.re_rows is not None:
@@ -234,6 +298,7 @@ class GlmmResult:
             "std_error_kind": self.se_kind,
             "glm_comparison": self.glm_comparison,
             "optimization": self.optimization,
+            "r2": {k: (_num(v) if k != "reason" else v) for k, v in self.r2().items()},
         }
         if self.se_hessian is not None:
             out["std_error_hessian"] = {n: _num(s) for n, s in zip(self.names, self.se_hessian)}
@@ -289,34 +354,83 @@ class GlmmResult:
 
     @property
     def tvalues(self):
-        """The Wald z statistics, estimate / standard error (pandas Series; NaN where the error is 0)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(self.se > 0, self.beta / np.where(self.se > 0, self.se, 1.0), np.nan)
-        return self._coefficients(z, "statistic")
+        """The Wald statistics, estimate / standard error (pandas Series; NaN where the error is 0): z tests, or
+        t tests with ``ddf="satterthwaite"``."""
+        return self._coefficients(self._statistics(), "statistic")
 
     @property
     def pvalues(self):
-        """Two-sided p-values of the Wald z tests (pandas Series by coefficient name)."""
-        z = self.tvalues.to_numpy()
-        with np.errstate(invalid="ignore"):
-            p = np.where(np.isfinite(z), 2.0 * special.ndtr(-np.abs(z)), np.nan)
-        return self._coefficients(p, "p_value")
+        """Two-sided p-values of the Wald z tests, or of the t tests with Satterthwaite's degrees of freedom
+        (pandas Series by coefficient name)."""
+        return self._coefficients(self._p_values(), "p_value")
 
-    def conf_int(self, level: float = 0.95, method: str = "wald"):
-        """Confidence intervals of the fixed effects at ``level``: a pandas DataFrame with columns ``lower`` and
-        ``upper``, one row per coefficient. ``method`` is "wald" (estimate -/+ z * standard error)."""
-        if not isinstance(method, str) or method.strip().lower() not in CONF_INT_METHODS:
-            raise GlmmInputError(f"method must be {' or '.join(repr(m) for m in CONF_INT_METHODS)}; got {method!r} "
-                                 "(profile and bootstrap intervals are not available yet)")
-        try:
-            level = OPTIONS["conf_level"].check(level)
-        except GlmmInputError as exc:  # the option's own rule and hint, named as this argument is named
-            raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
+    @property
+    def df_resid(self):
+        """Satterthwaite's degrees of freedom per fixed effect (pandas Series), or None without ``ddf``."""
+        return None if self.df is None else self._coefficients(self.df, "df")
+
+    def conf_int(self, level: float = 0.95, method: str = "wald", nsim: int = 1000, seed: int | None = None,
+                 progress: Callable[[str, float], None] | None = None):
+        """Confidence intervals at ``level``: a pandas DataFrame with columns ``lower`` and ``upper``.
+
+        ``method``:
+        - "wald": the fixed effects, estimate -/+ z * standard error;
+        - "profile": likelihood-profile intervals (lme4's ``confint(method = "profile")``) of the random-effect
+          standard deviations and correlations, ``sigma`` (Gaussian) and the fixed effects, named as lme4's
+          ``oldNames = FALSE`` (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``);
+        - "boot": parametric bootstrap percentile intervals of the same parameters (lme4's
+          ``confint(method = "boot", nsim = nsim)``): ``nsim`` responses simulated from the fit, each refitted on
+          every core; ``seed`` makes them reproducible whatever the number of processes. ``df.attrs`` holds
+          ``nsim``, ``failed`` (refits that failed and were left out), ``seed`` and ``seconds``.
+
+        ``progress(stage, fraction)`` is called as the profile or the bootstrap proceeds; raising
+        :class:`glmmlab.FitCancelled` from it stops them. Profile and bootstrap need a fit made in memory
+        (``glmmlab.glmm``/``fit_glmm``): they refit the model's data.
+        """
+        from glmmlab.engine.options import INTERVAL_OPTIONS
+
+        method = _checked(INTERVAL_OPTIONS["ci"], method, "method")
+        level = _checked(OPTIONS["conf_level"], level, "level")
         import pandas as pd
 
-        lower, upper = self.intervals(level)
-        return pd.DataFrame({"lower": np.asarray(lower, dtype=float), "upper": np.asarray(upper, dtype=float)},
-                            index=pd.Index(list(self.names), name="term"))
+        attrs: dict = {"method": method, "level": level}
+        if method == "wald":
+            names = list(self.names)
+            lower, upper = self.intervals(level)
+        else:
+            if self.model_frame() is None:
+                raise GlmmInputError(
+                    f"{method} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
+                    "model loaded from a project keeps no data, and a fit_glmm fit keeps a weak reference to its "
+                    "pandas data); fit it in memory with glmmlab.glmm or fit_glmm and keep the data")
+            if method == "profile":
+                names, lower, upper = self._profile(level, progress)
+            else:
+                nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")
+                if seed is not None:
+                    seed = _checked(INTERVAL_OPTIONS["seed"], seed, "seed")
+                compute = _INTERVAL_METHODS.get(method)
+                if compute is None:
+                    raise RuntimeError("bootstrap intervals need glmmlab.services (import glmmlab.services.bootstrap)")
+                names, lower, upper, notes = compute(self, level, nsim, seed, progress)
+                attrs.update(notes)
+        df = pd.DataFrame({"lower": np.asarray(lower, dtype=float), "upper": np.asarray(upper, dtype=float)},
+                          index=pd.Index(list(names), name="term"))
+        df.attrs.update(attrs)
+        return df
+
+    def _profile(self, level: float, progress) -> tuple[list[str], np.ndarray, np.ndarray]:
+        from glmmlab.engine.families import resolve
+        from glmmlab.engine.profile import make_problem, profile_intervals
+
+        if int(self.model.get("nagq", 1)) > 1:
+            raise GlmmInputError("profile intervals use the Laplace deviance: refit with nagq 1, or use "
+                                 "method='boot' for an AGQ fit")
+        fam, lk = resolve(self.family, self.link)
+        fp = None if self.family_parameter is None else self.family_parameter["value"]
+        problem = make_problem(self.frame, fam, lk, self.random_effects_table(), self.correlations or [],
+                               dict(zip(self.names, np.asarray(self.beta, dtype=float))), fp)
+        return profile_intervals(problem, level, progress)
 
     @property
     def ranef(self):
@@ -352,36 +466,95 @@ class GlmmResult:
         return df.astype({"correlation": float})
 
     # -- prediction ----------------------------------------------------------------------------------
-    def predict(self, new_data: Any, include_random: bool = True, type: str = "response") -> np.ndarray:
+    def predict(self, new_data: Any, include_random: bool | None = None, type: str = "response",
+                interval: str | None = None, level: float = 0.95) -> Any:
         """Predict for new rows (anything indexable by column name: pandas, polars, a dict of arrays).
 
         ``type`` is "response" (the mean) or "link" (the linear predictor). Groups not seen in the fit, or
         ``include_random=False``, get the population-level prediction (random intercept 0).
+
+        ``interval="confidence"`` returns a pandas DataFrame with columns ``prediction``, ``lower`` and ``upper``:
+        the population-level prediction x' beta (+ offsets; lme4's ``re.form = NA``) and its Wald interval at
+        ``level``, x' beta -/+ z sqrt(x' V x) with V the fixed effects' covariance, on the link scale and, for
+        ``type="response"``, mapped through the inverse link (so the bounds stay inside the mean's range).
+        Random effects are not part of it: ``include_random=True`` is refused there.
         """
         if type not in ("response", "link"):
             raise ValueError("type must be 'response' or 'link'")
+        if interval is not None:
+            return self._predict_interval(new_data, include_random, type, interval, level)
+        include_random = True if include_random is None else include_random
         if self.predictor is not None:  # a general model: the services layer rebuilds its design for new rows
             eta_fixed, random_part = self.predictor(new_data)
             eta = eta_fixed + random_part if include_random else eta_fixed
             return eta if type == "link" else LINKS[self.link].linkinv(eta)
-        n_rows = None
-        eta = 0.0
-        for name, b in zip(self.names, self.beta):
-            if name == "(Intercept)":
-                eta = eta + b
-                continue
-            col = np.asarray(new_data[name], dtype=float)
-            n_rows = col.shape[0]
-            eta = eta + b * col
+        eta, n_rows = self._simple_design(new_data)
         groups = np.asarray(new_data[self.model["group"]]) if include_random else None
         if n_rows is None:
             n_rows = len(groups) if groups is not None else len(next(iter(new_data.values())))
-        eta = np.broadcast_to(np.asarray(eta, dtype=float), (n_rows,)).copy()
+        eta = np.broadcast_to(np.asarray(eta @ self.beta if eta.ndim == 2 else eta, dtype=float), (n_rows,)).copy()
         if groups is not None:  # include_random
             eta += self.random_intercepts_for(groups)
         if type == "link":
             return eta
         return LINKS[self.link].linkinv(eta)
+
+    def _simple_design(self, new_data: Any) -> tuple[np.ndarray, int | None]:
+        """X of the random-intercept form over numeric columns (the columns named as the coefficients), or the
+        intercept alone as a 0-d array when no column is named; and the number of rows (None: not known)."""
+        cols: list[np.ndarray | None] = []
+        n_rows: int | None = None
+        for name in self.names:
+            if name == "(Intercept)":
+                cols.append(None)
+                continue
+            col = np.asarray(new_data[name], dtype=float)
+            n_rows = col.shape[0]
+            cols.append(col)
+        if n_rows is None:
+            return np.asarray(float(self.beta[0]) if len(self.beta) else 0.0), None
+        return np.column_stack([np.ones(n_rows) if c is None else c for c in cols]), n_rows
+
+    def _predict_interval(self, new_data: Any, include_random: bool | None, type: str, interval: str,
+                          level: float):
+        import pandas as pd
+
+        if interval != "confidence":
+            raise GlmmInputError(f"interval must be 'confidence' (or None); got {interval!r}")
+        if include_random:
+            raise GlmmInputError("interval='confidence' is the interval of the population-level prediction (the "
+                                 "fixed effects, random effects 0, as lme4's re.form = NA); leave include_random "
+                                 "out or set it to False")
+        try:
+            level = OPTIONS["conf_level"].check(level)
+        except GlmmInputError as exc:
+            raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
+        design = _SERVICES.get("fixed_design")
+        if self.frame is not None and getattr(self.frame, "recipe", None) is not None and design is not None:
+            X, offset = design(self, new_data)
+        else:
+            X, n_rows = self._simple_design(new_data)
+            if n_rows is None:
+                n_rows = len(next(iter(new_data.values()))) if hasattr(new_data, "values") else 1
+                X = np.ones((n_rows, 1))
+            offset = np.zeros(X.shape[0])
+        eta = X @ np.asarray(self.beta, dtype=float) + offset
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, np.asarray(self.vcov, dtype=float), X), 0.0))
+        z = float(special.ndtri(0.5 + level / 2.0))
+        lower, upper = eta - z * se, eta + z * se
+        if type == "response":
+            inv = LINKS[self.link].linkinv
+            eta, a, b = inv(eta), inv(lower), inv(upper)
+            lower, upper = np.minimum(a, b), np.maximum(a, b)  # a decreasing link (inverse) swaps the ends
+        return pd.DataFrame({"prediction": eta, "lower": lower, "upper": upper})
+
+
+def _checked(option: Any, value: Any, name: str) -> Any:
+    """An option's value checked by its declared rule, the message naming the argument as it is named here."""
+    try:
+        return option.check(value)
+    except GlmmInputError as exc:
+        raise GlmmInputError(str(exc).replace(option.name, name, 1)) from None
 
 
 def long_blups(rows: list[dict]) -> list[dict]:

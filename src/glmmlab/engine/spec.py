@@ -5,7 +5,8 @@ form through the API, the Dask path) and the fit consumes. Its option rules are 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link
@@ -41,7 +42,9 @@ def random_intercept_formula(response: str, group: str, fixed: list[str] | tuple
 @dataclass(frozen=True)
 class ModelSpec:
     """What to fit: a formula in lme4's language, the family and link, prior weights and an offset (column
-    names), and the fit's options (defaults from :data:`~glmmlab.engine.options.OPTIONS`)."""
+    names), the reference level of factors (``{column: level}``, R's ``relevel`` in data preparation: ``{"f": "b"}``
+    gives the coefficients ``fa``, ``fc``), and the fit's options (defaults from
+    :data:`~glmmlab.engine.options.OPTIONS`)."""
 
     formula: str
     family: str = OPTIONS["family"].default
@@ -53,6 +56,9 @@ class ModelSpec:
     tol: float = OPTIONS["tol"].default
     nagq: int = OPTIONS["nagq"].default
     se: str = OPTIONS["se"].default
+    reference_levels: Mapping[str, str] | None = field(default=None, hash=False)
+    reml: bool = OPTIONS["reml"].default
+    ddf: str = OPTIONS["ddf"].default
 
     @classmethod
     def random_intercept(cls, response: str, group: str, fixed: list[str] | None = None, intercept: bool = True,
@@ -67,11 +73,29 @@ class ModelSpec:
         for option, col in (("weights", self.weights), ("offset", self.offset)):
             if col is not None and (not isinstance(col, str) or not col):
                 raise GlmmInputError(f"{option} must be a column name; got {col!r}")
-        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se)
+        check_reference_levels(self.reference_levels)
+        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
+                             self.reml, self.ddf)
 
     def options(self) -> dict:
-        """The fit's options (everything but the formula, weights and offset)."""
+        """The fit's options (everything but the formula, weights, offset and reference levels)."""
         d = asdict(self)
-        for k in ("formula", "weights", "offset"):
+        for k in ("formula", "weights", "offset", "reference_levels"):
             d.pop(k)
         return d
+
+
+def check_reference_levels(reference_levels: object) -> None:
+    """``reference_levels`` is None or a mapping of column names to levels (text, a number or a boolean); whether
+    each names a factor of the model and one of its levels is checked on the data (the model frame)."""
+    if reference_levels is None:
+        return
+    if not isinstance(reference_levels, Mapping):
+        raise GlmmInputError("reference_levels must map factor columns to their reference level, e.g. "
+                             f"{{'f': 'b'}}; got {type(reference_levels).__name__}")
+    for col, level in reference_levels.items():
+        if not isinstance(col, str) or not col:
+            raise GlmmInputError(f"reference_levels: the keys are factor column names; got {col!r}")
+        if level is None or not isinstance(level, (str, bool, int, float)) or level == "":
+            raise GlmmInputError(f"reference_levels: the reference level of {col!r} must be one of its levels "
+                                 f"(text); got {level!r}")

@@ -6,7 +6,7 @@ float arrays.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -17,7 +17,7 @@ from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.interfaces import text as _text  # noqa: F401  (registers GlmmResult.summary() and _repr_html_)
 from glmmlab.services import frames
-from glmmlab.services.fitting import fit_spec, to_pandas
+from glmmlab.services.fitting import fit_spec, frame_loader, to_pandas
 
 
 def fit_glmm(
@@ -36,6 +36,9 @@ def fit_glmm(
     se: str = "working",
     weights: Optional[str] = None,
     offset: Optional[str] = None,
+    reference_levels: Optional[Mapping[str, Any]] = None,
+    reml: bool = True,
+    ddf: str = "none",
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
 ) -> GlmmResult:
@@ -48,10 +51,16 @@ def fit_glmm(
     ``n_blocks``: how many blocks of whole groups (run in threads) share the work; default one per core
     for large data.
     Rows with a missing, non-numeric or infinite value in any model column are excluded (listwise).
-    String, categorical and boolean fixed-effect columns become factors (treatment contrasts); ``weights`` and
-    ``offset`` name columns of prior weights and of an offset.
+    String, categorical and boolean fixed-effect columns become factors (treatment contrasts; ``reference_levels``
+    ``{"f": "b"}`` makes level b the reference of factor f, as R's ``relevel``); ``weights`` and ``offset`` name
+    columns of prior weights and of an offset.
+    ``reml`` (Gaussian + identity): True = REML (default), False = maximum likelihood (lmer's ``REML = FALSE``).
+    ``ddf`` (Gaussian + identity): "none" = Wald z tests (default), "satterthwaite" = t tests with
+    Satterthwaite's degrees of freedom, as lmerTest's.
     """
     if type(data).__module__.startswith("dask"):
+        _no_references_on_dask(reference_levels)
+        _in_memory_only(reml, ddf)
         if weights is not None or offset is not None:
             raise GlmmInputError("weights and offset are not available on a Dask DataFrame yet; fit in memory "
                                  "(a pandas, polars or Arrow table)")
@@ -63,20 +72,42 @@ def fit_glmm(
     df = to_pandas(data)
     fixed = list(fixed or [])
     frames.check_columns(df.columns, len(df), response, group, fixed)
-    if weights is not None or offset is not None or any(not _numeric(df[f]) for f in fixed):
+    if weights is not None or offset is not None or reference_levels or any(not _numeric(df[f]) for f in fixed):
         # factors, weights or an offset: the model language's path (a random-intercept fit all the same)
         spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
                                           weights=weights, offset=offset, conf_level=conf_level, max_iter=max_iter,
-                                          tol=tol, nagq=nagq, se=se)
+                                          tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
+                                          reml=reml, ddf=ddf)
         return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
     y = frames.numeric_column(df, response, "response")
     X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
     codes, levels = frames.group_codes(df, group)
     prepared = prepare_fit(y, X, fixed, codes, levels, response=response, group_name=group, family=family,
                            link=link, intercept=intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,
-                           nagq=nagq, se=se, progress=progress)
+                           nagq=nagq, se=se, reml=reml, ddf=ddf, progress=progress)
     del y, X, codes  # converted copies are freed here: the design holds what the fit needs
-    return fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
+    result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
+    # refits (model comparison, profile and bootstrap intervals) and R² need the model frame: it is built from
+    # the same table when first needed
+    result.spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
+                                             conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
+                                             reml=reml, ddf=ddf)
+    result.frame_loader = frame_loader(df, result.spec, result.rows)
+    return result
+
+
+def _in_memory_only(reml: Any, ddf: Any) -> None:
+    """The Dask paths fit by REML with Wald tests; maximum likelihood and Satterthwaite's df run in memory."""
+    if reml is not True or str(ddf).strip().lower() != "none":
+        raise GlmmInputError("reml=False and ddf='satterthwaite' are available for fits in memory only; fit a "
+                             "pandas, polars or Arrow table")
+
+
+def _no_references_on_dask(reference_levels: Any) -> None:
+    if reference_levels:
+        raise GlmmInputError("reference_levels need a fit in memory (a pandas, polars or Arrow table): factors in "
+                             "the fixed part are not available on a Dask DataFrame; recode the factor as 0/1 "
+                             "columns there")
 
 
 def _has_parameter(family: Any) -> bool:
@@ -98,11 +129,14 @@ def glmm(
     link: Optional[str] = None,
     weights: Optional[str] = None,
     offset: Optional[str] = None,
+    reference_levels: Optional[Mapping[str, Any]] = None,
     conf_level: float = 0.95,
     max_iter: int = 100,
     tol: float = 1e-6,
     nagq: int = 1,
     se: str = "working",
+    reml: bool = True,
+    ddf: str = "none",
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
 ) -> GlmmResult:
@@ -114,9 +148,13 @@ def glmm(
     ``a:b``, ``a*b``, ``0 +``/``- 1``, ``I()``, ``log()``, ``exp()``, ``sqrt()``, ``scale()``, ``offset()``.
     Random part: ``(1 | g)``, ``(1 + x | g)``, ``(x || g)``, ``(1 | a/b)``, ``(1 | a) + (1 | b)`` and any mix.
     ``weights`` names a column of prior weights (binomial: the number of trials for a proportion response),
-    ``offset`` a column added to the linear predictor. Other options as :func:`fit_glmm`.
+    ``offset`` a column added to the linear predictor. ``reference_levels`` chooses a factor's reference level
+    (``{"f": "b"}``: coefficients ``fa``, ``fc``), as ``relevel(f, "b")`` in R's data preparation would; the formula
+    itself stays as written. Other options (``reml``, ``ddf`` too) as :func:`fit_glmm`.
     """
     if type(data).__module__.startswith("dask"):
+        _no_references_on_dask(reference_levels)
+        _in_memory_only(reml, ddf)
         from glmmlab.interfaces.formula import parse_formula as parse_random_intercept
 
         try:
@@ -134,7 +172,8 @@ def glmm(
                                 conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
                                 progress=progress)
     spec = ModelSpec(formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
-                     max_iter=max_iter, tol=tol, nagq=nagq, se=se)
+                     max_iter=max_iter, tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
+                     reml=reml, ddf=ddf)
     return fit(spec, data, progress=progress, n_blocks=n_blocks)
 
 
@@ -145,6 +184,28 @@ def fit(spec: ModelSpec, data: Any, *, progress: Optional[Callable[[str, float],
     if not isinstance(spec, ModelSpec):
         raise GlmmInputError(f"spec must be a glmmlab.ModelSpec; got {type(spec).__name__}")
     if type(data).__module__.startswith("dask"):
-        opts = dict(spec.options(), weights=spec.weights, offset=spec.offset)
+        _in_memory_only(spec.reml, spec.ddf)
+        opts = dict(spec.options(), weights=spec.weights, offset=spec.offset, reference_levels=spec.reference_levels)
+        opts.pop("reml"), opts.pop("ddf")
         return glmm(spec.formula, data, progress=progress, **opts)
     return fit_spec(to_pandas(data), spec, progress=progress, n_blocks=n_blocks)
+
+
+def anova(*models: GlmmResult, **named: GlmmResult) -> pd.DataFrame:
+    """Compare nested models by likelihood-ratio tests, as lme4's ``anova(m1, m2, ...)``: a pandas DataFrame with
+    columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``, one row per model in order of npar, each
+    tested against the row before it. Rows are named ``m1, m2, ...`` in the order given, or by keyword:
+    ``glmmlab.anova(null=m0, full=m1)``.
+
+    Gaussian + identity REML fits are refitted by maximum likelihood first; ``df.attrs["notes"]`` says so and a
+    ``UserWarning`` is issued (lme4: "refitting model(s) with ML (instead of REML)"). Models fitted to different
+    rows, responses, families or links are refused with the reason (:class:`GlmmInputError`)."""
+    import warnings
+
+    from glmmlab.services.comparison import compare
+
+    pairs = [(f"m{i + 1}", m) for i, m in enumerate(models)] + list(named.items())
+    table = compare(pairs)
+    for note in table.attrs["notes"]:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return table

@@ -1,4 +1,4 @@
-"""The ``glmmlab`` command line: ``glmmlab fit`` and ``glmmlab serve``.
+"""The ``glmmlab`` command line: ``glmmlab fit``, ``glmmlab compare`` and ``glmmlab serve``.
 
 Bad input or a bad option: one line on stderr that begins ``error: ``, exit status 2, never a traceback.
 
@@ -41,13 +41,21 @@ def build_parser(fit_options: bool = True) -> argparse.ArgumentParser:
     """The parser of every command. ``fit_options=False`` leaves out the options of ``fit`` (the commands' list
     and ``serve`` need no options table, and so no numpy)."""
     p = _Parser(prog="glmmlab", description="Generalized linear mixed models in lme4's model language.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,serve}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,compare,serve}")
     f = sub.add_parser("fit", help="fit a model to a CSV, TSV or Parquet file and print its tables or JSON",
                        description="Fit a generalized linear mixed model to a CSV, TSV or Parquet file.\nGive the "
                                    "model as --formula, or as --response/--group/--fixed (a random intercept).",
                        epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     if fit_options:
         _add_fit_options(f)
+    c = sub.add_parser("compare", help="compare nested models by likelihood-ratio tests (lme4's anova)",
+                       description="Fit two or more models to one data file and compare them as lme4's anova() "
+                                   "does:\nnpar, AIC, BIC, logLik, deviance, Chisq, Df and Pr(>Chisq), in order of "
+                                   "npar, each row\ntested against the row before it. Gaussian + identity (REML) "
+                                   "fits are refitted by\nmaximum likelihood first.",
+                       epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if fit_options:
+        _add_compare_options(c)
     s = sub.add_parser("serve", help="start the web workbench", description="Start the web workbench.")
     s.add_argument("--project", default=None, metavar="PATH",
                    help="the project file (.duckdb) to open or create (default: projects/default.duckdb)")
@@ -71,14 +79,13 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
                    help="fixed-effect columns (text columns become factors); none: intercept only")
     f.add_argument("--weights", default=None, metavar="COLUMN", help="prior weights (binomial: trials)")
     f.add_argument("--offset", default=None, metavar="COLUMN", help="an offset added to the linear predictor")
+    f.add_argument("--reference", action="append", default=[], metavar="COLUMN=LEVEL",
+                   help="the reference level of a factor, e.g. --reference f=b (R's relevel(f, \"b\"): "
+                        "coefficients fa, fc); repeat for several factors")
     f.add_argument("--no-intercept", action="store_true",
                    help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
-    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower}
-    for opt in OPTIONS.values():  # the options' flags, defaults and help come from their one declaration
-        extra: dict[str, Any] = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
-        default = "" if opt.default is None else f"; default {opt.default}"
-        f.add_argument(opt.flag, type=kinds[opt.kind], default=opt.default,
-                       help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)
+    _add_option_flags(f, list(OPTIONS))
+    _add_interval_flags(f)
     f.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: the tables (default); json: the result document")
     f.add_argument("--diagnostics", choices=["full", "none"], default="full", type=str.lower,
@@ -88,6 +95,65 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
                    help="fit in memory (default) or on a Dask cluster (Parquet data)")
     f.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler address (a local cluster when omitted)")
+
+
+def _true_or_false(word: str) -> bool:
+    key = word.strip().lower()
+    if key not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"must be true or false; got {word!r}")
+    return key == "true"
+
+
+def _add_option_flags(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """The flags of the named options: their flags, defaults and help come from their one declaration."""
+    from glmmlab.engine.options import OPTIONS
+
+    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower,
+                                              "bool": _true_or_false}
+    for name in names:
+        opt = OPTIONS[name]
+        extra: dict[str, Any] = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
+        default = "" if opt.default is None else f"; default {str(opt.default).lower()}"
+        parser.add_argument(opt.flag, type=kinds[opt.kind], default=opt.default, metavar=opt.name.upper()
+                            if opt.kind == "bool" else None,
+                            help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)
+
+
+def _add_interval_flags(parser: argparse.ArgumentParser) -> None:
+    """--ci, --nsim, --seed from their one declaration; without --ci no interval table is added."""
+    from glmmlab.engine.options import INTERVAL_OPTIONS
+
+    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower}
+    for opt in INTERVAL_OPTIONS.values():
+        extra: dict[str, Any] = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
+        default = "" if opt.default is None else f"; default {opt.default}"
+        if opt.name == "ci":
+            default = "; without it the Fixed Effects table has the Wald intervals and no table is added"
+        parser.add_argument(opt.flag, type=kinds[opt.kind], default=None if opt.name == "ci" else opt.default,
+                            help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)
+
+
+COMPARE_EPILOG = """examples:
+  glmmlab compare sleep.csv --formula "Reaction ~ Days + (1 | Subject)" --formula "Reaction ~ Days + (Days | Subject)"
+  glmmlab compare herds.csv --family binomial --format json \\
+      --formula "cbind(incidence, size - incidence) ~ 1 + (1 | herd)" \\
+      --formula "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+Models are named m1, m2, ... in the order of --formula. Bad input or a bad option exits with status 2 and one
+'error: ...' line on stderr."""
+
+
+def _add_compare_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file; in CSV and TSV the cells NA, NaN, "
+                   "n/a, '.' and empty cells are missing values")
+    c.add_argument("--formula", action="append", default=[], metavar="FORMULA", required=True,
+                   help="a model in lme4's language; give --formula once per model (two or more)")
+    c.add_argument("--weights", default=None, metavar="COLUMN", help="prior weights (binomial: trials)")
+    c.add_argument("--offset", default=None, metavar="COLUMN", help="an offset added to the linear predictor")
+    _add_option_flags(c, ["family", "link", "max_iter", "tol", "nagq"])
+    c.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: lme4's printed table (default); json: {\"rows\": [...], \"notes\": [...], "
+                        "\"reading\": ...}")
 
 
 MISSING = ["NA", "NaN", "n/a", ".", ""]  # cells read as missing values, as R's read.csv and SPSS/Stata exports
@@ -138,6 +204,19 @@ class ProgressBar:
             self.stream.flush()
 
 
+def reference_levels(pairs: list[str]) -> dict[str, str] | None:
+    """``--reference f=b`` (repeatable) as ``{"f": "b"}``; the column is the text before the first '='."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        col, sep, level = pair.partition("=")
+        if not sep or not col.strip() or not level:
+            raise UsageError(f"--reference must be COLUMN=LEVEL, e.g. --reference f=b; got {pair!r}")
+        if col.strip() in out:
+            raise UsageError(f"--reference names {col.strip()!r} twice; give one reference level per factor")
+        out[col.strip()] = level
+    return out or None
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from glmmlab.interfaces.api import fit_glmm
     from glmmlab.interfaces.text import render
@@ -147,9 +226,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise UsageError("give either --formula or --response/--group/--fixed, not both")
     elif not args.response or not args.group:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
+    references = reference_levels(args.reference)
+    if args.ci is not None:  # the interval options' rules, before the fit runs
+        from glmmlab.engine.options import INTERVAL_OPTIONS
+
+        INTERVAL_OPTIONS["nsim"].check(args.nsim)
+        if args.seed is not None:
+            INTERVAL_OPTIONS["seed"].check(args.seed)
     bar = ProgressBar()
     common = dict(family=args.family, link=args.link, conf_level=args.conf_level, max_iter=args.max_iter,
-                  tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights, offset=args.offset, progress=bar)
+                  tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights, offset=args.offset,
+                  reference_levels=references, progress=bar, reml=args.reml, ddf=args.ddf)
     options = dict(common, response=args.response, group=args.group, fixed=args.fixed,
                    intercept=not args.no_intercept)
     try:
@@ -168,9 +255,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
             else:
                 result = glmm(args.formula, read_table(args.data), **common)
         elif args.engine == "dask":
-            if args.weights or args.offset:
-                raise UsageError("--weights and --offset run in memory; leave out --engine dask")
-            options.pop("weights"), options.pop("offset")
+            if args.weights or args.offset or references:
+                raise UsageError("--weights, --offset and --reference run in memory; leave out --engine dask")
+            options.pop("weights"), options.pop("offset"), options.pop("reference_levels")
+            if options.pop("reml") is not True or options.pop("ddf") != "none":
+                raise UsageError("--reml false and --ddf satterthwaite run in memory; leave out --engine dask")
             from glmmlab.services.distributed import fit_parquet_on_dask
 
             result = fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options)
@@ -181,12 +270,62 @@ def cmd_fit(args: argparse.Namespace) -> int:
             result = fit_glmm(data, **options)
     finally:
         bar.close()
+    intervals = _intervals(result, args) if args.ci is not None else None
     if args.format == "json":
         doc = result.to_dict(diagnostics=args.diagnostics == "full")
+        if intervals is not None:
+            doc["intervals"] = intervals
         sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
     else:
         sys.stdout.write(render(result))
+        if intervals is not None:
+            from glmmlab.interfaces.text import render_table
+            from glmmlab.services.result_view import intervals_table
+
+            t = intervals_table(intervals)
+            sys.stdout.write(f"\n{t['title']}\n{render_table(t)}\n{t['note']}\n")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from glmmlab.interfaces.api import glmm
+    from glmmlab.services import comparison
+
+    if len(args.formula) < 2:
+        raise UsageError("give two or more models, each as --formula 'y ~ x + (1 | g)'")
+    data = read_table(args.data)
+    bar = ProgressBar()
+    fits = []
+    try:
+        for i, formula in enumerate(args.formula):
+            fits.append((f"m{i + 1}", glmm(formula, data, family=args.family, link=args.link, weights=args.weights,
+                                          offset=args.offset, max_iter=args.max_iter, tol=args.tol, nagq=args.nagq,
+                                          progress=bar)))
+        table = comparison.compare(fits)
+    finally:
+        bar.close()
+    if args.format == "json":
+        doc = {"data": args.data, "family": table.attrs["family"], "n_obs": table.attrs["n_obs"],
+               "rows": comparison.rows(table), "notes": list(table.attrs["notes"]),
+               "reading": comparison.reading(table)}
+        sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
+    else:
+        sys.stdout.write(comparison.text(table, data=Path(args.data).name))
+    return 0
+
+
+def _intervals(result, args: argparse.Namespace) -> dict:
+    """--ci profile|boot|wald: the interval document of the fit (result.conf_int at --conf-level)."""
+    from glmmlab.services.result_view import intervals_document
+
+    if args.ci != "wald" and result.model_frame() is None:
+        raise UsageError(f"--ci {args.ci} refits the model's data and runs in memory; leave out --engine dask")
+    bar = ProgressBar()
+    try:
+        ci = result.conf_int(level=args.conf_level, method=args.ci, nsim=args.nsim, seed=args.seed, progress=bar)
+    finally:
+        bar.close()
+    return intervals_document(ci)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -204,13 +343,15 @@ def _command(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        parser = build_parser(fit_options=_command(argv) == "fit")
+        parser = build_parser(fit_options=_command(argv) in ("fit", "compare"))
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
             return 2
         if args.command == "fit":
             return cmd_fit(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_serve(args)
     except (UsageError, GlmmInputError) as exc:
         sys.stderr.write(f"error: {exc}\n")

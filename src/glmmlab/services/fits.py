@@ -23,9 +23,8 @@ import pyarrow.parquet as pq
 import glmmlab
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
 from glmmlab.engine.options import OPTIONS
-from glmmlab.services import datasets, result_view
+from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.fitting import fit_spec
 from glmmlab.services.jobs import Job, JobRunner
 from glmmlab.services.jsonable import jsonable
 from glmmlab.services.modelframe import build_model_frame
@@ -42,7 +41,8 @@ FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "f
                 "group": "Group Variable (Random Intercept)", "family": "Distribution Family",
                 "link": "Link Function", "conf_level": "Confidence Level", "max_iter": "Max Iterations",
                 "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name",
-                "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials"}
+                "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials",
+                "reference_levels": "Reference level"}
 
 
 class FieldError(ServiceError):
@@ -74,12 +74,13 @@ class Form:
         self.nagq = body.get("nagq", 1)
         self.formula: Optional[str] = body.get("formula")
         self.weights: Optional[str] = body.get("weights")
+        self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels")
         self.form: Optional[dict[str, Any]] = body.get("form")
 
 
 def runner_limits() -> dict[str, Any]:
     """What a :class:`JobRunner` serving fits is made with."""
-    return {"limits": {"fit": MAX_RUNNING}, "keep": {"fit": KEEP}}
+    return {"limits": {"fit": MAX_RUNNING}, "keep": {"fit": KEEP, "interval": KEEP}}
 
 
 def form_options() -> dict[str, Any]:
@@ -213,7 +214,8 @@ def _dataset(project, dataset_id):
         raise FieldError("dataset_id", f"There is no dataset {dataset_id!r}; choose one from the list.") from None
 
 
-def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str]):
+def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str],
+                  reference_levels: Optional[dict[str, str]] = None):
     """Build the formula's model frame on the dataset (the fit's own builder): the model frame, or FieldError
     naming the Model formula (or the Weights column) with the builder's explanation."""
     text = (formula or "").strip()
@@ -228,10 +230,12 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
     names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
     frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
     try:
-        return build_model_frame(frame, text, family=family, weights=weights or None), names
+        return build_model_frame(frame, text, family=family, weights=weights or None,
+                                 reference_levels=reference_levels or None), names
     except glmmlab.GlmmInputError as exc:
         message = str(exc)
-        field = "weights" if weights and message.startswith("weights") else "formula"
+        field = "weights" if weights and message.startswith("weights") else \
+            "reference_levels" if message.startswith("reference_levels") else "formula"
         raise FieldError(field, message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")) from None
 
 
@@ -240,28 +244,34 @@ def check_general_form(project: Project, body: Form) -> tuple[Any, dict[str, Any
     info = _dataset(project, body.dataset_id)
     family, link, options = check_options(body, GENERAL_FAMILIES)
     weights = (body.weights or "").strip() or None
-    mf, columns = check_formula(project, info, body.formula, family, weights)
+    mf, columns = check_formula(project, info, body.formula, family, weights, body.reference_levels)
     spec = {"formula": (body.formula or "").strip(), "response": mf.response, "fixed": None, "group": None,
             "family": family, "link": link, "intercept": bool(mf.intercept), "weights": weights,
-            "columns": columns, **options}
+            "reference_levels": body.reference_levels or None, "columns": columns, **options}
     return info, spec
 
 
 def check_formula_on(project: Project, dataset_id: Any, formula: Optional[str], family: str,
-                     weights: Optional[str]) -> dict[str, Any]:
+                     weights: Optional[str], reference_levels: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """The "Model formula" check before anything runs: the formula's response, fixed-effect columns and random
-    terms on the dataset, or FieldError (formula, weights, family or dataset_id)."""
+    terms on the dataset, its factors (levels and reference), its ``signature`` and ``form`` (how the form's
+    controls express it; None with ``not_form`` saying why, see :mod:`glmmlab.services.model_form`), or
+    FieldError (formula, weights, reference_levels, family or dataset_id)."""
     info = _dataset(project, dataset_id)
     family = str(family or "").lower()
     if family not in GENERAL_FAMILIES:
         raise FieldError("family", f"Distribution Family must be one of {', '.join(GENERAL_FAMILIES)}; "
                                    f"got {family!r}.")
-    mf, _ = check_formula(project, info, formula, family, (weights or "").strip() or None)
+    mf, _ = check_formula(project, info, formula, family, (weights or "").strip() or None, reference_levels)
+    assert mf.recipe is not None  # build_model_frame always records one
+    parsed = mf.recipe.formula
+    form, why = model_form.form_of(parsed, mf, info.columns, family)
     return {"ok": True, "formula": (formula or "").strip(), "response": mf.response, "n_obs": int(mf.n),
             "n_excluded": int(mf.n_input - mf.n), "fixed_effects": list(mf.x_names),
             "random_terms": [{"component": t.component, "terms": list(t.names), "levels": len(t.levels),
                               "correlated": bool(t.correlated)} for t in mf.terms],
-            "warnings": list(mf.warnings)}
+            "warnings": list(mf.warnings), "factors": model_form.factor_levels(mf),
+            "signature": model_form.signature(parsed), "form": form, "not_form": why}
 
 
 def fit_label(spec: dict[str, Any], dataset_name: str) -> str:
@@ -279,18 +289,14 @@ def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Proje
     gives a path for the per-row diagnostics file and ``discard`` removes it when the job is forgotten.
     """
     general = bool(spec.get("formula"))
-    columns = spec["columns"] if general else list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
 
     def work(job: Job) -> dict[str, Any]:
         job.report("Reading data", 0.0)
         with open_project() as project:
-            frame = datasets.read_frame(project, info.id, columns)
+            frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
         job.check_cancelled()
         if general:
-            model = glmmlab.ModelSpec(spec["formula"], family=spec["family"], link=spec["link"],
-                                      weights=spec["weights"], conf_level=spec["conf_level"],
-                                      max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"])
-            result = fit_spec(frame, model, progress=job.report)
+            result = models.fit_form(frame, spec, progress=job.report)
         else:
             result = glmmlab.fit_glmm(
                 frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],
@@ -343,3 +349,46 @@ def fit_view(job: Job, diagnostics: bool = False) -> dict[str, Any]:
         out["result"] = full_result(job)
     out["display"] = result_view.view(job.result) if job.result else None
     return out
+
+
+# -- confidence intervals of a saved model: a job too (a saved model keeps JSON only, so it is fitted again) --------
+
+def start_intervals(runner: JobRunner, open_project: Callable[[], ContextManager[Project]], model: dict[str, Any],
+                    method: str, level: float, nsim: int, seed: Optional[int]) -> Job:
+    """Wald intervals from the saved estimates, or profile/bootstrap intervals of the model fitted again on its
+    dataset, as a background job (kind ``"interval"``) with progress and cancel."""
+
+    def work(job: Job) -> dict[str, Any]:
+        job.report("Reading data", 0.0)
+        if method == "wald":
+            doc = wald_document(model["result"], level)
+        else:
+            refit_share = 0.1
+            with open_project() as project:
+                result = models.refit_model(project, model, progress=_share(job, 0.0, refit_share))
+            ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed,
+                                 progress=_share(job, refit_share, 1.0))
+            doc = result_view.intervals_document(ci)
+        return {"intervals": doc, "table": result_view.intervals_table(doc)}
+
+    return runner.start("interval", f"{method} intervals of {model['name']}", work,
+                        info={"model_id": model["id"], "method": method})
+
+
+def _share(job: Job, lo: float, hi: float) -> Callable[[str, float], None]:
+    """A progress callback that maps a step's own 0..1 onto ``lo``..``hi`` of the job."""
+    return lambda stage, fraction: job.report(stage, lo + (hi - lo) * min(1.0, float(fraction)))
+
+
+def intervals_view(job: Job) -> dict[str, Any]:
+    """An interval job as the page polls it: with ``intervals`` and ``table`` when done."""
+    out = {k: v for k, v in job.to_dict().items() if k != "result"}
+    out.update(intervals=(job.result or {}).get("intervals"), table=(job.result or {}).get("table"))
+    return out
+
+
+def wald_document(result: dict[str, Any], level: float) -> dict[str, Any]:
+    """The Wald intervals of a saved result (no refit: its estimates and standard errors)."""
+    rows = result_view.fixed_effects_at(result, level)
+    return {"method": "wald", "level": level,
+            "rows": [{"parameter": r["variable"], "lower": r["lower"], "upper": r["upper"]} for r in rows]}

@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.fit import fit_prepared, prepare_fit
+from glmmlab.engine.fit import fit_prepared, nondefault_options, prepare_fit
 from glmmlab.engine.formula import Name, parse_formula
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.terms import ModelFrame
-from glmmlab.services.modelframe import build_model_frame
+from glmmlab.services import bootstrap as _bootstrap  # noqa: F401  registers result.conf_int(method="boot")
+from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
+from glmmlab.services.modelframe import build_model_frame, level_label
 from glmmlab.services.prediction import make_predictor
 
 
@@ -75,7 +77,8 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
         if col is not None and col not in df.columns:
             raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
                                  + ", ".join(map(str, df.columns[:20])))
-    mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset)
+    mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset,
+                           reference_levels=spec.reference_levels)
     return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
 
 
@@ -92,12 +95,14 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
             f"the formula {formula.strip()!r} has no random-effects term: add one such as (1 | group), or "
             "(1 + x | group) for a random slope")
     fixed_cols, group_col = _plain_columns(formula, df) if df is not None else (None, None)
-    model = {
+    model: dict[str, Any] = {
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
-        "offset": offset,
+        "offset": offset, **nondefault_options(spec.reml, spec.ddf),
     }
+    if spec.reference_levels:  # only when asked for: a document without them keeps its keys
+        model["reference_levels"] = {str(k): level_label(v) for k, v in spec.reference_levels.items()}
     if fam.parameter is None and _random_intercept_only(mf):
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:
@@ -118,10 +123,10 @@ def refit(result: GlmmResult, *, y: np.ndarray | None = None, progress: Progress
     """Fit ``result``'s model again on the same rows: with another response ``y`` (same length and scale as
     ``result.frame.y``; the bootstrap's simulated responses) and/or changed options (``spec_changes``, fields of
     :class:`ModelSpec`). Needs a fit made in memory (``result.frame`` is set by :func:`fit_spec`)."""
-    if result.frame is None or result.spec is None:
+    if result.model_frame() is None or result.spec is None:
         raise GlmmInputError("this fit cannot be refitted: it was not made in memory by glmmlab.glmm/fit "
                              "(a Dask fit or a model loaded from a project keeps no data)")
-    mf = result.frame
+    mf = result.model_frame()
     if y is not None:
         y = np.asarray(y, dtype=float)
         if y.shape != mf.y.shape:
@@ -132,6 +137,23 @@ def refit(result: GlmmResult, *, y: np.ndarray | None = None, progress: Progress
     # the model's description (the fixed/group columns of the random-intercept form) is the original fit's
     out.model = dict(out.model, fixed=result.model.get("fixed"), group=result.model.get("group"))
     return out
+
+
+def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
+    """For a fit made from arrays (fit_glmm's random-intercept path keeps no model frame): a function that builds
+    its frame from ``df`` when first needed (refits, intervals, R²). The fit holds ``df`` until then, as a
+    statsmodels result holds its data. None when the frame does not reproduce the fit's rows."""
+
+    def load() -> ModelFrame | None:
+        fam, _ = spec.check()
+        try:
+            mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset)
+        except GlmmInputError:
+            return None
+        same = mf.n == len(rows) and np.array_equal(np.asarray(mf.rows), np.sort(np.asarray(rows)))
+        return mf if same else None
+
+    return load
 
 
 def blups_by_component(result: GlmmResult) -> dict:
@@ -160,7 +182,8 @@ def _fit_random_intercept(mf: ModelFrame, model: dict, family: str, link: str, s
     prepared = prepare_fit(mf.y, cols, fixed_names, np.asarray(t.codes), list(t.levels), response=mf.response,
                            group_name=t.component, family=family, link=link, intercept=mf.intercept,
                            conf_level=model["conf_level"], max_iter=model["max_iter"], tol=model["tol"],
-                           nagq=model["nagq"], se=se, progress=progress)
+                           nagq=model["nagq"], se=se, reml=model.get("reml", True),
+                           ddf=model.get("ddf", "none"), progress=progress)
     result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
     # the design saw only the frame's rows: report input rows and the frame's own exclusions too
     result.rows = np.asarray(mf.rows)[np.asarray(result.rows)]

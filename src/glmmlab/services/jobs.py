@@ -198,4 +198,4 @@ class JobRunner:
 
 
 def _noun(kind: str) -> str:
-    return {"fit": "fit", "import": "import"}.get(kind, kind)
+    return {"interval": "computation"}.get(kind, kind)

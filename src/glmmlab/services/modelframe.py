@@ -22,7 +22,8 @@ over levels.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -397,11 +398,16 @@ class DesignRecipe:
     column_kinds: dict[str, str]
     terms: tuple[RandomTermRecipe, ...]
     offset_column: str | None = None
+    # factors given a reference level (``reference_levels``): their levels in R's default order (``levels``
+    # holds the coding order, the chosen reference first)
+    default_levels: dict[Expr, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def factors(self) -> dict[str, dict]:
-        """Per factor variable (by its label): ``{"levels": [...], "reference": first level}``."""
-        return {v.deparse(): {"levels": list(lv), "reference": lv[0]} for v, lv in self.levels.items()}
+        """Per factor variable (by its label): ``{"levels": [...] in R's default order, "reference": the level
+        coded as the reference (the first of ``levels`` unless one was chosen)}``."""
+        return {v.deparse(): {"levels": list(self.default_levels.get(v, lv)), "reference": lv[0]}
+                for v, lv in self.levels.items()}
 
     @property
     def offsets(self) -> list[str]:
@@ -414,11 +420,14 @@ class DesignRecipe:
 
 
 def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian", weights: str | None = None,
-                      offset: str | None = None, whole: bool = True) -> ModelFrame:
+                      offset: str | None = None, whole: bool = True,
+                      reference_levels: Mapping[str, object] | None = None) -> ModelFrame:
     """Build the engine's :class:`ModelFrame` for an lme4 ``formula`` on ``df`` (see the module docstring).
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (any case); ``weights`` and ``offset`` are column
-    names (prior weights; an offset added to ``offset()`` terms in the formula). Raises
+    names (prior weights; an offset added to ``offset()`` terms in the formula); ``reference_levels`` maps a
+    factor of the fixed part or of a random term's columns (its column name, or its label such as
+    ``factor(cyl)``) to the level to use as its reference (R's ``relevel``). Raises
     :class:`GlmmInputError` for input a person can fix; a non-integer count response is a warning in
     ``ModelFrame.warnings``.
 
@@ -489,6 +498,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         if isinstance(val, _Fac):
             codes, keep = _compact(val.codes[rows], len(val.levels))
             used[v] = _UsedFactor(codes, [val.levels[k] for k in keep])
+    default_levels = _apply_references(reference_levels, used, data, ftxt) if reference_levels else {}
 
     # ---- fixed design
     X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole)
@@ -541,12 +551,63 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         formula=f, x_names=tuple(x_names), levels={v: tuple(u.levels) for v, u in used.items()},
         scales=dict(data.scale_params), column_kinds=dict(data.kinds),
         terms=tuple(RandomTermRecipe(t.component, tuple(t.levels), tuple(t.names), t.correlated) for t in terms),
-        offset_column=None if offset is None else str(offset),
+        offset_column=None if offset is None else str(offset), default_levels=default_levels,
     )
     return ModelFrame(
         response=f.response_label, y=y, X=X, x_names=x_names, terms=terms, rows=rows, n_input=n_input,
         weights=w, offset=off, intercept=f.fixed.intercept, formula=formula, warnings=warnings, recipe=recipe,
     )
+
+
+def level_label(level: object) -> str:
+    """A level as the model frame labels it: text as it is, ``TRUE``/``FALSE`` for booleans, numbers as R prints
+    them (``3``, ``0.5``)."""
+    if isinstance(level, (bool, np.bool_)):
+        return "TRUE" if level else "FALSE"
+    if isinstance(level, (int, float, np.integer, np.floating)):
+        return format_number(float(level))
+    return str(level)
+
+
+def _apply_references(reference_levels: Mapping[str, object], used: dict[Expr, _UsedFactor], data: _Data,
+                      ftxt: str) -> dict[Expr, tuple[str, ...]]:
+    """R's ``relevel`` on the factors named in ``reference_levels`` (in place in ``used``): the chosen level
+    becomes code 0, the others keep their order. Returns the relevelled factors' levels in R's default order."""
+    if not isinstance(reference_levels, Mapping):
+        raise GlmmInputError("reference_levels must map factor columns to levels, e.g. {'f': 'b'}; got "
+                             f"{type(reference_levels).__name__}")
+    by_name: dict[str, Expr] = {}
+    for v in used:
+        by_name.setdefault(v.deparse(), v)
+        if isinstance(v, Name):
+            by_name.setdefault(v.name, v)
+    default: dict[Expr, tuple[str, ...]] = {}
+    for key, level in reference_levels.items():
+        found = by_name.get(str(key))
+        if found is None:
+            kind = data.kinds.get(str(key))
+            factors = ", ".join(repr(n) for n in dict.fromkeys(x.deparse() for x in used)) or "none"
+            why = (f"{key!r} is a numeric column in {ftxt}; a reference level is for a factor (a text, categorical "
+                   "or boolean column, or factor(x))" if kind == "numeric" else
+                   f"{key!r} is not a factor among the fixed effects or random-effect terms of {ftxt}")
+            raise GlmmInputError(f"reference_levels: {why}. The formula's factors: {factors}")
+        v = found
+        u = used[v]
+        label = level_label(level)
+        if label not in u.levels:
+            raise GlmmInputError(
+                f"reference_levels: {label!r} is not a level of {v.deparse()!r} on the rows used; its levels are "
+                f"{_show_levels(u.levels)}"
+            )
+        k = u.levels.index(label)
+        if k == 0:
+            continue
+        default[v] = tuple(u.levels)
+        order = [k] + [i for i in range(len(u.levels)) if i != k]
+        remap = np.empty(len(order), dtype=np.int64)
+        remap[order] = np.arange(len(order))
+        used[v] = _UsedFactor(remap[u.codes], [u.levels[i] for i in order])
+    return default
 
 
 def grouping_levels(df: pd.DataFrame, formula: str) -> dict[str, tuple[np.ndarray, list[str]]]:

@@ -234,3 +234,46 @@ def fixed_effects_at(result: dict[str, Any], conf_level: float) -> list[dict[str
     """The fixed-effects table recomputed at ``conf_level`` (checked) from the stored estimates and standard errors;
     the stored result is not changed. See :func:`glmmlab.services.result_view.fixed_effects_at`."""
     return result_view.fixed_effects_at(result, check_conf_level(conf_level))
+
+
+# -- fitting a form's spec, and refitting a saved model (its intervals need the data; a model keeps JSON only) ----
+def spec_columns(spec: dict[str, Any]) -> list[str]:
+    """The dataset columns a GLMM form's spec reads (the general form lists them; the simple one names them)."""
+    if spec.get("formula"):
+        return list(spec["columns"])
+    return list(dict.fromkeys([spec["response"], spec["group"], *spec["fixed"]]))
+
+
+def fit_form(frame: pd.DataFrame, spec: dict[str, Any], progress=None):
+    """Fit a GLMM form's spec to its dataset's columns: ``fit_spec`` with a ModelSpec for the general form (a
+    formula), ``fit_glmm`` for the product page's random-intercept form."""
+    from glmmlab.engine.spec import ModelSpec
+    from glmmlab.services.fitting import fit_spec
+
+    if spec.get("formula"):
+        model = ModelSpec(spec["formula"], family=spec["family"], link=spec["link"], weights=spec.get("weights"),
+                          reference_levels=spec.get("reference_levels"), conf_level=spec["conf_level"],
+                          max_iter=spec["max_iter"], tol=spec["tol"],
+                          nagq=spec["nagq"])
+        return fit_spec(frame, model, progress=progress)
+    model = ModelSpec.random_intercept(spec["response"], spec["group"], list(spec["fixed"]), spec["intercept"],
+                                       family=spec["family"], link=spec["link"], conf_level=spec["conf_level"],
+                                       max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"])
+    return fit_spec(frame, model, progress=progress)
+
+
+def refit_model(project: Project, model: dict[str, Any], progress=None):
+    """Fit a saved model again on its dataset (a model keeps its spec and result JSON, not the data): the fit in
+    memory that profile and bootstrap intervals need. Refused when the dataset has changed since."""
+    spec = model.get("spec") or {}
+    try:
+        frame = datasets.read_frame(project, model["dataset_id"], spec_columns(spec))
+    except (NotFound, KeyError) as exc:
+        raise ServiceError(f"The model's dataset or one of its columns is gone ({exc}); run the model again.") \
+            from None
+    result = fit_form(frame, spec, progress=progress)
+    saved = model.get("result") or {}
+    if saved.get("n_obs") is not None and result.n_obs != saved["n_obs"]:
+        raise ServiceError(f"The model's dataset has changed since it was saved ({result.n_obs:,} rows used now, "
+                           f"{saved['n_obs']:,} then); run the model again.")
+    return result

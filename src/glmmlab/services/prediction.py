@@ -25,6 +25,7 @@ import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.formula import Expr, Name
+from glmmlab.engine.results import register_service
 from glmmlab.services.modelframe import (
     DesignRecipe,
     _Data,
@@ -155,14 +156,16 @@ def _recode(val: _Fac, levels: tuple[str, ...]) -> np.ndarray:
     return perm[val.codes]
 
 
-def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | None = None) -> PredictionDesign:
+def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | None = None,
+                      fixed_only: bool = False) -> PredictionDesign:
     """The fit's design on new rows: ``(X_new, offset_new, random)``.
 
     ``x_names`` are the fixed-effect columns wanted, in order (default: all the fit's columns; leave out columns
     the fit dropped as rank-deficient). ``random`` holds one :class:`NewRandomTerm` per random term in the
     formula's order: its codes into the fit's levels (-1 for a new level) and its Z columns. Raises
     :class:`GlmmInputError` naming the column for a missing or unconvertible column, missing values, or a
-    level of a fixed-effect factor the fit never saw.
+    level of a fixed-effect factor the fit never saw. ``fixed_only``: the fixed part alone (``random`` empty; the
+    grouping columns and the random terms' own columns are not needed).
     """
     if not isinstance(recipe, DesignRecipe):
         raise TypeError(f"recipe must be a DesignRecipe (ModelFrame.recipe); got {type(recipe).__name__}")
@@ -180,7 +183,8 @@ def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | No
     values: dict[Expr, _Num | _Fac] = {}
     factors: dict[Expr, _UsedFactor] = {}
     variables = [(v, f"term of {ftxt}") for v in f.fixed.variables]
-    variables += [(v, f"random term {r.written} of {ftxt}") for r in f.random for v in r.lhs.variables]
+    if not fixed_only:
+        variables += [(v, f"random term {r.written} of {ftxt}") for r in f.random for v in r.lhs.variables]
     for v, used_in in variables:
         if v in values:
             continue
@@ -229,7 +233,7 @@ def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | No
         offset += val.values
 
     random: list[NewRandomTerm] = []
-    for r, tr in zip(f.random, recipe.terms):
+    for r, tr in zip([] if fixed_only else f.random, recipe.terms):
         used_in = f"the grouping of {r.written} in {ftxt}"
         gvals = []
         for g in r.group:
@@ -315,3 +319,12 @@ def make_predictor(recipe: DesignRecipe, x_names: list[str], beta: Any,
         return eta_fixed, random_part
 
     return predictor
+
+
+def _fixed_design(result: Any, new_data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(X, offset) of the fixed part of ``result``'s model on new rows (``GlmmResult.predict`` with an interval)."""
+    d = prediction_design(result.model_frame().recipe, new_data, list(result.names), fixed_only=True)
+    return d.X, d.offset
+
+
+register_service("fixed_design", _fixed_design)

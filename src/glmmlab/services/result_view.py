@@ -39,12 +39,16 @@ def log_likelihood_label(kind: str, nagq: int = 1) -> str:
         return "REML Log-Likelihood"
     if kind == "Laplace":
         return "Log-Likelihood (Laplace)"
+    if kind == "ML":
+        return "Log-Likelihood (ML)"
     return f"Log-Likelihood (AGQ, {nagq} nodes)"
 
 
-def fixed_effects_headers(family: str, link: str, conf_level: float) -> list[str]:
+def fixed_effects_headers(family: str, link: str, conf_level: float, t_tests: bool = False) -> list[str]:
+    """The Fixed Effects headers; ``t_tests``: Satterthwaite's t tests (a df column, t and Pr(>|t|), as lmerTest)."""
     lv = level_text(conf_level)
-    headers = ["Variable", "Estimate", "Std. Error", "z", "p", f"Lower {lv}", f"Upper {lv}"]
+    tests = ["df", "t", "Pr(>|t|)"] if t_tests else ["z", "p"]
+    headers = ["Variable", "Estimate", "Std. Error"] + tests + [f"Lower {lv}", f"Upper {lv}"]
     label = exp_label(family, link)
     if label:
         headers += [label, f"exp(Lower {lv})", f"exp(Upper {lv})"]
@@ -77,7 +81,9 @@ def _table(name: str, title: str, columns: list[str], kinds: list, rows: list[li
 
 
 def fixed_effects_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    keys = ["variable", "estimate", "std_error", "statistic", "p_value", "lower", "upper"]
+    t_tests = bool(rows) and "df" in rows[0]
+    keys = ["variable", "estimate", "std_error"] + (["df"] if t_tests else []) + ["statistic", "p_value", "lower",
+                                                                                  "upper"]
     if rows and "exp_estimate" in rows[0]:
         keys += ["exp_estimate", "exp_lower", "exp_upper"]
     return keys, [[r.get(k) for k in keys] for r in rows]
@@ -105,6 +111,8 @@ def fixed_effects_at(result: dict[str, Any], conf_level: float) -> list[dict[str
             lower, upper = est - z * se, est + z * se
         new = {"variable": row["variable"], "estimate": est, "std_error": se, "statistic": row.get("statistic"),
                "p_value": row.get("p_value"), "lower": lower, "upper": upper}
+        if "df" in row:
+            new["df"] = row["df"]
         if "exp_estimate" in row:
             new.update({"exp_estimate": row.get("exp_estimate"), "exp_lower": _exp(lower), "exp_upper": _exp(upper)})
         out.append(new)
@@ -117,9 +125,14 @@ def fixed_effects_table(result: dict[str, Any], conf_level: float | None = None)
     level = m["conf_level"] if conf_level is None else conf_level
     rows = result["fixed_effects"] if level == m["conf_level"] else fixed_effects_at(result, level)
     keys, values = fixed_effects_rows(rows)
-    table = _table("fixed-effects", "Fixed Effects", fixed_effects_headers(m["family"], m["link"], level),
-                   ["text", "decimal", "decimal", "decimal", "p"] + ["decimal"] * (len(keys) - 5), values,
-                   note=f"Wald z tests and intervals at {level_text(level)} with the standard normal quantile.")
+    t_tests = "df" in keys
+    note = f"Wald z tests and intervals at {level_text(level)} with the standard normal quantile."
+    if t_tests:
+        note = ("t tests with Satterthwaite's degrees of freedom (lmerTest's); Wald intervals at "
+                f"{level_text(level)} with the standard normal quantile.")
+    table = _table("fixed-effects", "Fixed Effects", fixed_effects_headers(m["family"], m["link"], level, t_tests),
+                   ["text", "decimal", "decimal"] + (["decimal"] if t_tests else []) + ["decimal", "p"]
+                   + ["decimal"] * (len(keys) - 5 - t_tests), values, note=note)
     table["keys"] = keys
     table["conf_level"] = level
     return table
@@ -137,6 +150,9 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
     fp = result.get("family_parameter")
     if fp:
         extra = [[f"Negative binomial {fp['name']} (θ)", fp["value"]]]
+    r2 = result.get("r2")
+    r2_rows = [["Marginal R² (Nakagawa)", r2.get("marginal")],
+               ["Conditional R² (Nakagawa)", r2.get("conditional")]] if r2 else []
     tables = [
         random_effects_table(result) if general else
         _table("random-effects", "Random Effects", ["Component", "Variance", "Std.Dev."],
@@ -149,11 +165,12 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
         fixed_effects_table(result, conf_level),
         _table("model-fit", "Model Fit", ["Metric", "Value"],
                ["text", ["decimal", "decimal", "decimal", "count", "count"] + ["count"] * len(group_rows)
-                + ["count"] + ["decimal"] * len(extra)],
+                + ["count"] + ["decimal"] * (len(extra) + len(r2_rows))],
                [[log_likelihood_label(fit["log_likelihood_kind"], m.get("nagq", 1)), fit["log_likelihood"]],
                 ["AIC", fit["aic"]], ["BIC", fit["bic"]], ["Parameters (k)", fit.get("k")],
                 ["Observations", result["n_obs"]]] + group_rows
-               + [["Rows excluded", result["n_excluded"]]] + extra),
+               + [["Rows excluded", result["n_excluded"]]] + extra + r2_rows, na="N/A",
+               note=f"R²: {r2['reason']}" if r2 and r2.get("reason") else None),
     ]
     c = result.get("glm_comparison")
     if c:
@@ -237,7 +254,51 @@ def view(result: dict[str, Any], conf_level: float | None = None) -> dict[str, A
     level = m["conf_level"] if conf_level is None else conf_level
     return {"formula": formula(m), "family_label": family_label(m["family"]), "level_text": level_text(level),
             "log_likelihood_label": log_likelihood_label(result["fit"]["log_likelihood_kind"], m.get("nagq", 1)),
-            "fixed_effects_headers": fixed_effects_headers(m["family"], m["link"], level),
+            "fixed_effects_headers": fixed_effects_headers(
+                m["family"], m["link"], level, any("df" in r for r in result.get("fixed_effects", [])[:1])),
             "summary": summary_line(result), "warnings": warnings_of(result),
             "fit_time_text": f"{(result.get('timing') or {}).get('fit_seconds') or 0:.2f} s",
             "tables": result_tables(result, conf_level)}
+
+
+# -- confidence intervals of a fit (result.conf_int: --ci on the command line, Model Detail's interval choice) ----
+INTERVAL_METHOD_LABELS = {"wald": "Wald", "profile": "Profile likelihood", "boot": "Parametric bootstrap"}
+
+
+def intervals_document(ci: Any) -> dict[str, Any]:
+    """The JSON form of ``result.conf_int(...)`` (a DataFrame with ``lower``/``upper`` and its ``attrs``):
+    {"method", "level", "rows": [{"parameter", "lower", "upper"}], and for the bootstrap "nsim", "failed",
+    "not_converged", "seed", "seconds"}."""
+    def num(v: Any) -> float | None:
+        v = float(v)
+        return v if math.isfinite(v) else None
+
+    a = ci.attrs
+    doc: dict[str, Any] = {"method": a["method"], "level": a["level"],
+                           "rows": [{"parameter": str(name), "lower": num(lo), "upper": num(up)}
+                                    for name, lo, up in zip(ci.index, ci["lower"], ci["upper"])]}
+    if a["method"] == "boot":
+        doc.update({k: a[k] for k in ("nsim", "failed", "not_converged", "workers") if k in a})
+        doc["seed"] = int(a["seed"]) if a.get("seed") is not None else None
+        doc["seconds"] = num(a.get("seconds", float("nan")))
+    return doc
+
+
+def intervals_table(doc: dict[str, Any]) -> dict[str, Any]:
+    """The Confidence Intervals table of an :func:`intervals_document`."""
+    lv = level_text(doc["level"])
+    method = doc["method"]
+    notes = {
+        "wald": "Wald intervals of the fixed effects: estimate ± z × standard error.",
+        "profile": "Likelihood-profile intervals (lme4's confint method \"profile\"): where the signed root of the "
+                   "deviance change reaches ± z. Gaussian models are profiled on the ML deviance, as lme4 does.",
+        "boot": "Parametric bootstrap percentile intervals (lme4's confint method \"boot\")",
+    }
+    note = notes[method]
+    if method == "boot":
+        note += (f" from {doc.get('nsim', 0):,} simulated refits (seed {doc.get('seed')})"
+                 + (f"; {doc['failed']:,} refits failed and are left out" if doc.get("failed") else "") + ".")
+    t = _table("intervals", f"Confidence Intervals ({INTERVAL_METHOD_LABELS[method]}, {lv})",
+               ["Parameter", f"Lower {lv}", f"Upper {lv}"], ["text", "decimal", "decimal"],
+               [[r["parameter"], r["lower"], r["upper"]] for r in doc["rows"]], note=note)
+    return t

@@ -41,6 +41,8 @@ class FitBody(BaseModel):
     formula: Optional[str] = Field(None, description="Model formula (lme4's language). When given, it is the model: "
                                                      "response, fixed and group are not used.")
     weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
+    reference_levels: Optional[dict[str, str]] = Field(
+        None, description="Reference level per factor column (with a formula), e.g. {\"f\": \"b\"}: R's relevel.")
     form: Optional[dict[str, Any]] = Field(None, description="The page's record of every control of the form, kept "
                                                               "with a saved model to fill the form again.")
 
@@ -50,6 +52,7 @@ class FormulaBody(BaseModel):
     formula: Optional[str] = None
     family: str = "gaussian"
     weights: Optional[str] = None
+    reference_levels: Optional[dict[str, str]] = None
 
 
 def field_error(exc: fits.FieldError) -> JSONResponse:
@@ -64,11 +67,14 @@ def options() -> dict[str, Any]:
 
 @_glmm.post("/formula", summary="Check a Model formula against a dataset before anything runs")
 def check_formula_route(body: FormulaBody, request: Request):
-    """200 with the formula's response, fixed-effect columns and random terms, or 422 with ``field`` (formula,
-    weights, family or dataset_id) and a sentence explaining what is wrong."""
+    """200 with the formula's response, fixed-effect columns and random terms, its factors (levels and reference),
+    its ``signature`` and ``form`` (how the form's controls express it; null with ``not_form`` saying why, see
+    :mod:`glmmlab.services.model_form`), or 422 with ``field`` (formula, weights, reference_levels, family or
+    dataset_id) and a sentence explaining what is wrong."""
     try:
         with workbench(request).project() as project:
-            return fits.check_formula_on(project, body.dataset_id, body.formula, body.family, body.weights)
+            return fits.check_formula_on(project, body.dataset_id, body.formula, body.family, body.weights,
+                                         body.reference_levels)
     except fits.FieldError as exc:
         return field_error(exc)
 

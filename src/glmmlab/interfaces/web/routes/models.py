@@ -10,6 +10,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.options import INTERVAL_OPTIONS
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.services import fits, models, plots, reports, result_view
@@ -19,6 +21,17 @@ from glmmlab.services.errors import ServiceError
 class SaveBody(BaseModel):
     fit_id: str = Field(description="The id of a finished fit (POST /api/glmm/fits).")
     name: str = Field(description="Model Name.")
+
+
+class IntervalsBody(BaseModel):
+    method: str = Field("profile", description="Interval Method: wald, profile or boot.")
+    conf_level: Optional[float] = Field(None, description="Confidence level; default: the model's saved level.")
+    nsim: int = Field(INTERVAL_OPTIONS["nsim"].default, description="Bootstrap Samples (method boot).")
+    seed: Optional[int] = Field(None, description="Random Seed of the bootstrap (method boot).")
+
+
+def _interval_field_error(name: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "message": message, "field": name}, status_code=422)
 
 
 class RenameBody(BaseModel):
@@ -94,6 +107,48 @@ def fixed_effects(model_id: int, request: Request, conf_level: float = Query(...
     with workbench(request).project() as project:
         model = models.get_model(project, model_id)
     return jsonable(fixed_effects_view(model["result"], models.check_conf_level(conf_level)))
+
+
+@router.post("/{model_id}/intervals", status_code=202,
+             summary="Start confidence intervals of a saved model (wald, profile or boot) in the background")
+def start_intervals(model_id: int, body: IntervalsBody, request: Request):
+    try:
+        method = INTERVAL_OPTIONS["ci"].check(body.method)
+        nsim = INTERVAL_OPTIONS["nsim"].check(body.nsim)
+        seed = None if body.seed is None else INTERVAL_OPTIONS["seed"].check(body.seed)
+    except GlmmInputError as exc:
+        name = str(exc).split(" ", 1)[0]
+        return _interval_field_error({"ci": "method"}.get(name, name), str(exc).replace("ci ", "method ", 1))
+    wb = workbench(request)
+    with wb.project() as project:
+        model = models.get_model(project, model_id)
+        key = wb.project_key()
+    level = model["result"]["model"]["conf_level"] if body.conf_level is None \
+        else models.check_conf_level(body.conf_level)
+    job = fits.start_intervals(wb.jobs, lambda: wb.project_for(key), model, method, level, nsim, seed)
+    return JSONResponse(jsonable(fits.intervals_view(job)), status_code=202)
+
+
+@router.get("/{model_id}/intervals/{job_id}", summary="An interval computation's state and progress; the table "
+                                                      "when done")
+def get_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
+    return jsonable(fits.intervals_view(_interval_job(request, model_id, job_id)))
+
+
+@router.post("/{model_id}/intervals/{job_id}/cancel", summary="Ask an interval computation to stop")
+def cancel_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
+    job = _interval_job(request, model_id, job_id)
+    return jsonable(fits.intervals_view(workbench(request).jobs.cancel(job.id)))
+
+
+def _interval_job(request: Request, model_id: int, job_id: str):
+    try:
+        job = workbench(request).jobs.get(job_id, "interval")
+    except ServiceError:
+        job = None
+    if job is None or job.info.get("model_id") != model_id:
+        raise ServiceError(f"There is no interval computation '{job_id}' for model {model_id}.")
+    return job
 
 
 @router.patch("/{model_id}", summary="Rename a model (names are unique in a project)")

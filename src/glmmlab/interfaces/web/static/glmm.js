@@ -121,12 +121,14 @@
    * page refills when the confidence level changes. */
   function tableSections(disp, extra) {
     extra = extra || {};
-    return disp.tables.map((t) => {
+    return disp.tables.flatMap((t) => {
       if (t.name === "icc") {
         return section("ICC", t, el("p", { class: "icc", dataset: { value: t.rows[0][1] === null ? "" : String(t.rows[0][1]) } },
           "ICC: ", el("b", {}, t.cells[0][1])), t.note ? el("p", { class: "muted note" }, t.note) : null);
       }
-      if (t.name === "fixed-effects" && extra.fixedEffects) return section(t.title, extra.fixedTable, extra.fixedEffects);
+      if (t.name === "fixed-effects" && extra.fixedEffects) {
+        return [section(t.title, extra.fixedTable, extra.fixedEffects)].concat(extra.afterFixed ? [extra.afterFixed] : []);
+      }
       const blup = t.name === "blup" || t.name.startsWith("blup-");
       const content = blup ? blupSection(t) : resultTable(t);
       return section(t.title, t, content, t.note && !blup ? el("p", { class: "muted note" }, t.note) : null);
@@ -174,6 +176,7 @@
     const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the form again" }, "Use the form");
     const formulaHelp = el("p", { class: "muted formula-help", id: id("formula-help") });
     const factorBox = el("div", { id: id("factors"), class: "checks", role: "group", "aria-label": "Factors" });
+    const referenceBox = el("div", { class: "references" });
     const interactionPick = el("div", { class: "checks inline-checks", role: "group", "aria-label": "Effects to interact" });
     const interactionAdd = el("button", { type: "button", class: "add-interaction" }, "Add interaction");
     const interactionList = el("ul", { class: "interactions" });
@@ -197,7 +200,7 @@
       max_iter: field("max_iter", "Max Iterations", maxIter),
       tol: field("tol", "Convergence Tolerance", tol),
       formula: field("formula", "Model formula", formulaInput, formulaReset),
-      factors: field("factors", "Factors (categorical fixed effects)", factorBox),
+      factors: field("factors", "Factors (categorical fixed effects)", factorBox, referenceBox),
       interactions: field("interactions", "Interactions", el("div", { class: "interaction-box" }, interactionPick, interactionAdd, interactionList)),
       random: field("random", "Random effects", el("div", { class: "random-box" }, randomBox, randomAdd)),
       offset: field("offset", "Offset", offsetSel),
@@ -291,6 +294,10 @@
     let randomRows = [];    // extra grouping variables: {group, intercept, slopes: Set, correlated, nestedIn}
     const firstRandom = { intercept: true, slopes: new Set(), correlated: true };  // for the Group Variable
     let typed = false;      // the Model formula was edited by hand: it is the model
+    let matched = false;    // ... and the form's controls were filled to express it (the next change rewrites it)
+    let notForm = "";       // why the form cannot express the typed formula (from the server), once known
+    let factorLevels = {};  // factor column -> {levels (R's order), reference}: from the last formula check
+    const references = {};  // factor column -> the reference level chosen (absent: R's default, the first level)
 
     function checkedIn(box) { return Array.from(box.querySelectorAll("input:checked")).map((i) => i.value); }
     function quote(name) { return /^[A-Za-z.][A-Za-z0-9._]*$/.test(name) ? name : "`" + name + "`"; }
@@ -299,19 +306,29 @@
       return typed || modelSection.open || family.value === "negbin";
     }
 
-    function randomTerm(r, grouping) {
-      const slopes = effects().filter((e) => r.slopes.has(e)).map(quote);
+    function randomTerm(r, grouping, eff) {
+      const slopes = eff.filter((e) => r.slopes.has(e)).map(quote);
       if (!r.intercept && !slopes.length) return null;
       const lhs = r.intercept ? ["1"].concat(slopes) : ["0"].concat(slopes);
-      return `(${lhs.join(" + ")} ${r.correlated || slopes.length === 0 || !r.intercept ? "|" : "||"} ${grouping})`;
+      const columns = slopes.length + (r.intercept ? 1 : 0);
+      return `(${lhs.join(" + ")} ${r.correlated || columns < 2 ? "|" : "||"} ${grouping})`;
+    }
+
+    /* The form's controls as one record (what formulaOf writes and applyState fills). */
+    function readState() {
+      return { response: response.value, trials: trialsSel.value, fixed: checkedFixed(), factors: checkedIn(factorBox),
+        interactions, intercept: intercept.checked, group: group.value, first: firstRandom, rows: randomRows, offset: offsetSel.value };
     }
 
     /* The lme4 formula of the form. */
-    function formFormula() {
-      const y = response.value ? quote(response.value) : "y";
-      const lhs = trialsSel.value && family.value === "binomial" ? `cbind(${y}, ${quote(trialsSel.value)} - ${y})` : y;
-      let mains = effects();
-      const inter = interactions.filter((t) => t.every((e) => mains.includes(e)));
+    function formFormula() { return formulaOf(readState()); }
+
+    function formulaOf(st) {
+      const y = st.response ? quote(st.response) : "y";
+      const lhs = st.trials && family.value === "binomial" ? `cbind(${y}, ${quote(st.trials)} - ${y})` : y;
+      const eff = st.fixed.concat(st.factors);
+      let mains = eff;
+      const inter = st.interactions.filter((t) => t.every((e) => mains.includes(e)));
       const parts = [];
       const used = new Set();
       for (const t of inter) {  // a two-way interaction of two main effects is written a * b (= a + b + a:b)
@@ -319,17 +336,99 @@
         else parts.push(t.map(quote).join(":"));
       }
       mains = mains.filter((e) => !used.has(e));
-      const fixed = (intercept.checked ? [] : ["0"]).concat(mains.map(quote), parts);
+      const fixed = (st.intercept ? [] : ["0"]).concat(mains.map(quote), parts);
       if (!fixed.length) fixed.push("1");
-      if (offsetSel.value) fixed.push(`offset(${quote(offsetSel.value)})`);
+      if (st.offset) fixed.push(`offset(${quote(st.offset)})`);
       const random = [];
-      if (group.value) random.push(randomTerm(firstRandom, quote(group.value)));
-      for (const r of randomRows) {
+      if (st.group) random.push(randomTerm(st.first, quote(st.group), eff));
+      for (const r of st.rows) {
         if (!r.group) continue;
-        const grouping = r.nestedIn ? `${quote(r.nestedIn)}:${quote(r.group)}` : quote(r.group);
-        random.push(randomTerm(r, grouping));
+        // "b nested in a" is lme4's inner factor of a/b, named b:a
+        const grouping = r.nestedIn ? `${quote(r.group)}:${quote(r.nestedIn)}` : quote(r.group);
+        random.push(randomTerm(r, grouping, eff));
       }
       return `${lhs} ~ ${fixed.concat(random.filter(Boolean)).join(" + ")}`;
+    }
+
+    /* The server's description of a typed formula ({response, trials, fixed, factors, interactions, intercept,
+     * group, first, rows, offset}) as the form's record, or null when a column is not offered by its control. */
+    function stateOf(form) {
+      const offered = (sel, v) => !v || Array.from(sel.options).some((o) => o.value === v);
+      const checkable = (box, names) => names.every((n) => box.querySelector(`input[value="${CSS.escape(n)}"]`));
+      const categorical = new Set(columns.filter((c) => c.categorical).map((c) => c.name));
+      if (!offered(response, form.response) || !offered(group, form.group) || !offered(offsetSel, form.offset) ||
+          !offered(trialsSel, form.trials) || !checkable(fixedBox, form.fixed) || !checkable(factorBox, form.factors) ||
+          !form.rows.every((r) => categorical.has(r.group) && (!r.nested_in || categorical.has(r.nested_in)))) return null;
+      const row = (r) => ({ group: r.group || "", nestedIn: r.nested_in || "", intercept: r.intercept, slopes: new Set(r.slopes), correlated: r.correlated });
+      return { response: form.response, trials: form.trials || "", fixed: form.fixed, factors: form.factors,
+        interactions: form.interactions, intercept: form.intercept, group: form.group || "", first: row(form.first),
+        rows: form.rows.map(row), offset: form.offset || "" };
+    }
+
+    /* Set the controls to a record from stateOf (the typed formula stays in its field). */
+    function applyState(st) {
+      response.value = st.response;
+      trialsSel.value = st.trials;
+      offsetSel.value = st.offset;
+      for (const i of fixedBox.querySelectorAll("input")) i.checked = st.fixed.includes(i.value);
+      for (const i of factorBox.querySelectorAll("input")) i.checked = st.factors.includes(i.value);
+      interactions = st.interactions.map((t) => t.slice());
+      intercept.checked = st.intercept;
+      group.value = st.group;
+      Object.assign(firstRandom, { intercept: st.first.intercept, slopes: st.first.slopes, correlated: st.first.correlated });
+      randomRows = st.rows;
+      const beyond = st.factors.length || st.interactions.length || st.rows.length || st.first.slopes.size ||
+        !st.first.intercept || st.offset || st.trials || !st.intercept;
+      if (beyond && !modelSection.open) modelSection.open = true;
+    }
+
+    /* After the server accepted a typed formula: fill the form when its formula for the description is the same
+     * model (the same signature), else say that the formula runs as typed. */
+    async function fillFrom(answer, text, mine) {
+      const st = answer.form ? stateOf(answer.form) : null;
+      let same = false;
+      if (st) {
+        const candidate = formulaOf(st);
+        if (candidate.trim() === text.trim()) same = true;
+        else {
+          try {
+            const other = await api.post("/api/glmm/formula", { dataset_id: collect().dataset_id, formula: candidate,
+              family: family.value, weights: weightsSel.value || null });
+            same = other.signature === answer.signature;
+          } catch (err) { same = false; }
+        }
+      }
+      if (mine !== checkSeq || !typed || formulaInput.value !== text) return;
+      if (same) { applyState(st); matched = true; notForm = ""; }
+      else notForm = answer.not_form || "the form writes this model differently (for example in another order)";
+      renderModel();
+    }
+
+    /* The reference levels chosen for the factors of the model (sent with a general fit). */
+    function chosenReferences() {
+      const out = {};
+      for (const name of checkedIn(factorBox)) {
+        const info = factorLevels[name];
+        if (references[name] && info && info.levels.includes(references[name]) && references[name] !== info.levels[0]) out[name] = references[name];
+      }
+      return Object.keys(out).length ? out : null;
+    }
+
+    function renderReferences() {
+      clear(referenceBox);
+      for (const name of checkedIn(factorBox)) {
+        const info = factorLevels[name];
+        const sel = el("select", { class: "reference-level", "aria-label": `Reference level of ${name}`, dataset: { factor: name },
+          disabled: !info, onchange: (ev) => {
+            if (ev.target.value === info.levels[0]) delete references[name]; else references[name] = ev.target.value;
+            changed();
+          } });
+        if (info) {
+          info.levels.forEach((lv, i) => sel.appendChild(el("option", { value: lv }, i === 0 ? `${lv} (first level)` : lv)));
+          sel.value = references[name] && info.levels.includes(references[name]) ? references[name] : info.levels[0];
+        } else sel.appendChild(el("option", { value: "" }, "(levels when the formula is checked)"));
+        referenceBox.appendChild(el("label", { class: "reference" }, el("span", {}, `Reference level of ${name} `), sel));
+      }
     }
 
     function renderModel() {
@@ -371,10 +470,14 @@
             onclick: () => { randomRows.splice(i, 1); changed(); } }, "×")));
       });
       f.trials.row.hidden = family.value !== "binomial";
+      renderReferences();
       if (!typed) formulaInput.value = formFormula();
-      formulaReset.hidden = !typed;
-      formulaHelp.textContent = typed ? "Typed by hand: it runs as typed. “Use the form” shows the form's formula again."
-        : "The formula of the form; edit it to run any model of lme4's language.";
+      formulaReset.hidden = !typed || matched;
+      formulaHelp.dataset.state = !typed ? "form" : matched ? "filled" : notForm ? "typed" : "checking";
+      formulaHelp.textContent = !typed ? "The formula of the form; edit it to run any model of lme4's language."
+        : matched ? "The form now shows this formula; changing the form writes the form's formula again."
+          : notForm ? `The form cannot show this formula (${notForm}): it runs as typed. “Use the form” shows the form's formula again.`
+            : "Typed by hand: it runs as typed. “Use the form” shows the form's formula again.";
     }
 
     let checkSeq = 0, checkTimer = null;
@@ -387,10 +490,16 @@
     async function checkFormula() {
       const mine = ++checkSeq;
       if (!dsSelect.value) return true;
+      const text = formulaInput.value;
       try {
-        await api.post("/api/glmm/formula", { dataset_id: collect().dataset_id, formula: formulaInput.value,
-          family: family.value, weights: weightsSel.value || null });
-        if (mine === checkSeq) { showFieldError("formula", ""); showFieldError("weights", ""); }
+        const answer = await api.post("/api/glmm/formula", { dataset_id: collect().dataset_id, formula: text,
+          family: family.value, weights: weightsSel.value || null, reference_levels: chosenReferences() });
+        if (mine === checkSeq) {
+          for (const name of ["formula", "weights", "reference_levels"]) showFieldError(name, "");
+          factorLevels = answer.factors || {};
+          renderReferences();
+          if (typed && !matched) fillFrom(answer, text, mine);
+        }
         return true;
       } catch (err) {
         if (mine === checkSeq) {
@@ -401,7 +510,13 @@
       }
     }
 
+    /* A control of the form changed: once the form showed a typed formula, the form is the model again. */
     function changed() {
+      if (matched) { typed = false; matched = false; }
+      refresh();
+    }
+
+    function refresh() {
       fillFamilies();
       renderModel();
       validate(false);
@@ -421,10 +536,12 @@
     });
     formulaInput.addEventListener("input", () => {
       typed = formulaInput.value.trim() !== "" && formulaInput.value !== formFormula();
-      changed();
+      matched = false;
+      notForm = "";
+      refresh();
     });
-    formulaReset.addEventListener("click", () => { typed = false; changed(); });
-    modelSection.addEventListener("toggle", changed);
+    formulaReset.addEventListener("click", () => { typed = false; matched = false; refresh(); });
+    modelSection.addEventListener("toggle", refresh);  // opening the section changes no choice
     for (const sel of [offsetSel, weightsSel, trialsSel]) sel.addEventListener("change", changed);
 
     function checkedFixed() {
@@ -452,6 +569,7 @@
     }
 
     function showFieldError(name, message) {
+      if (name === "reference_levels") name = "factors";  // the reference levels sit with the factors
       if (f[name]) { g.showError(f[name].err, message); f[name].row.classList.toggle("invalid", !!message); }
       else g.showError(formError, message);
     }
@@ -461,6 +579,7 @@
         return {
           dataset_id: dsSelect.value ? (/^\d+$/.test(dsSelect.value) ? Number(dsSelect.value) : dsSelect.value) : null,
           formula: formulaInput.value, weights: weightsSel.value || null, family: family.value, link: link.value,
+          reference_levels: chosenReferences(),
           response: response.value || null,
           conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
           max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
@@ -485,7 +604,7 @@
         if (!(b.conf_level >= 0.5 && b.conf_level <= 0.9999)) e.conf_level = "Confidence Level must be between 50 and 99.99 (%).";
         if (!(Number.isInteger(b.max_iter) && b.max_iter >= 1)) e.max_iter = "Max Iterations must be a whole number of at least 1.";
         if (!(b.tol > 0 && b.tol < 1)) e.tol = "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).";
-        for (const name of Object.keys(f)) if (name !== "formula" && name !== "weights" || e[name]) showFieldError(name, e[name] || "");
+        for (const name of Object.keys(f)) if (name !== "formula" && name !== "weights" && name !== "factors" || e[name]) showFieldError(name, e[name] || "");
         g.showError(formError, "");
         return Object.keys(e).length ? null : b;
       }
@@ -514,7 +633,8 @@
         first_random: { intercept: firstRandom.intercept, slopes: Array.from(firstRandom.slopes), correlated: firstRandom.correlated },
         random_rows: randomRows.map((r) => ({ group: r.group, intercept: r.intercept, slopes: Array.from(r.slopes),
           correlated: r.correlated, nestedIn: r.nestedIn })),
-        offset: offsetSel.value, weights: weightsSel.value, trials: trialsSel.value, typed, formula: formulaInput.value,
+        offset: offsetSel.value, weights: weightsSel.value, trials: trialsSel.value, typed, matched,
+        formula: formulaInput.value, references: Object.assign({}, references),
       };
     }
 
@@ -526,6 +646,7 @@
         family: spec.family, link: spec.link, intercept: spec.intercept !== false,
         conf_level: String(+(spec.conf_level * 100).toPrecision(10)), max_iter: String(spec.max_iter), tol: String(spec.tol),
         model_open: !!spec.formula, weights: spec.weights || "", typed: !!spec.formula, formula: spec.formula || "",
+        references: spec.reference_levels || {},
       };
       dsSelect.value = String(st.dataset_id || datasetId);
       await loadColumns();
@@ -543,7 +664,10 @@
       randomRows = (st.random_rows || []).map((r) => ({ group: r.group || "", intercept: r.intercept !== false,
         slopes: new Set(r.slopes || []), correlated: r.correlated !== false, nestedIn: r.nestedIn || "" }));
       offsetSel.value = st.offset || ""; weightsSel.value = st.weights || ""; trialsSel.value = st.trials || "";
+      for (const k of Object.keys(references)) delete references[k];
+      Object.assign(references, st.references || {});
       typed = !!st.typed;
+      matched = typed && !!st.matched;
       if (typed) formulaInput.value = st.formula || "";
       fillFamilies();
       family.value = st.family;
@@ -753,8 +877,75 @@
       status,
       warningsBox(disp),
       tableSections(disp, { fixedTable: feTable, fixedEffects: el("div", {},
-        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox) })));
+        el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox),
+        afterFixed: intervalsSection(params.id, () => Number(level.value) / 100, tab) })));
     renderFe(model.fixed_effects);
+  }
+
+  /* Confidence intervals by another method (Wald / Profile / Bootstrap): the server refits the saved model on its
+   * dataset and profiles or bootstraps it in the background; the page polls the job for progress and the table. */
+  function intervalsSection(modelId, currentLevel, tab) {
+    const method = el("select", { class: "ci-method", "aria-label": "Interval Method" },
+      el("option", { value: "profile" }, "Profile likelihood"),
+      el("option", { value: "boot" }, "Parametric bootstrap"),
+      el("option", { value: "wald" }, "Wald (fixed effects)"));
+    const nsim = el("input", { type: "number", class: "short ci-nsim", min: "10", max: "100000", step: "1", value: "1000", "aria-label": "Bootstrap Samples" });
+    const seed = el("input", { type: "number", class: "short ci-seed", min: "0", step: "1", placeholder: "random", "aria-label": "Random Seed" });
+    const bootFields = el("span", { class: "ci-boot-fields", hidden: true },
+      el("label", {}, " Samples ", nsim), el("label", {}, " Seed ", seed));
+    const run = el("button", { type: "button", class: "ci-run" }, "Compute Intervals");
+    const err = el("p", { class: "field-error", role: "alert", hidden: true });
+    const box = el("div", { class: "ci-box" });
+    const tableRef = { title: "Confidence Intervals", columns: [], rows: [], cells: [] };
+    method.addEventListener("change", () => { bootFields.hidden = method.value !== "boot"; });
+    let stopped = false;
+    tab.onClose(() => { stopped = true; });
+    run.addEventListener("click", async () => {
+      g.showError(err, "");
+      const body = { method: method.value, conf_level: currentLevel() };
+      if (method.value === "boot") {
+        const n = Number(nsim.value);
+        if (!Number.isInteger(n) || n < 10 || n > 100000) { g.showError(err, "Bootstrap Samples must be a whole number from 10 to 100000."); return; }
+        body.nsim = n;
+        if (seed.value.trim() !== "") body.seed = Number(seed.value);
+      }
+      let job;
+      try { job = await api.post(`/api/models/${modelId}/intervals`, body); } catch (e) { g.showError(err, e.message); return; }
+      run.disabled = true;
+      const bar = el("progress", { max: "1", value: "0", "aria-label": "Interval progress" });
+      const stage = el("span", { class: "stage", "aria-live": "polite" }, "Starting");
+      const cancel = el("button", { type: "button", class: "cancel" }, "Cancel");
+      cancel.addEventListener("click", async () => {
+        cancel.disabled = true; stage.textContent = "Cancelling…";
+        try { await api.post(`/api/models/${modelId}/intervals/${job.id}/cancel`); } catch (e) { stage.textContent = e.message; }
+      });
+      clear(box).appendChild(el("div", { class: "progress-box ci-progress" }, bar, stage, cancel));
+      for (;;) {
+        if (stopped) return;
+        let j;
+        try { j = await api.get(`/api/models/${modelId}/intervals/${job.id}`); } catch (e) { g.showError(err, e.message); break; }
+        box.dataset.state = j.state;
+        bar.value = j.fraction;
+        stage.textContent = `${j.stage} (${Math.round(j.fraction * 100)}%)`;
+        if (j.state === "done") {
+          Object.assign(tableRef, { title: j.table.title, columns: j.table.columns, rows: j.table.rows, cells: j.table.cells });
+          clear(box).append(el("h4", { class: "ci-title" }, j.table.title), resultTable(j.table, undefined, "intervals"),
+            el("p", { class: "muted note" }, j.table.note + ` (${j.elapsed_seconds.toFixed(1)} s)`));
+          break;
+        }
+        if (j.state === "failed" || j.state === "cancelled") {
+          clear(box).appendChild(el("p", { class: j.state === "failed" ? "error" : "muted", role: "alert" },
+            j.state === "cancelled" ? "Cancelled." : j.error));
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      run.disabled = false;
+    });
+    return section("Confidence Intervals", tableRef,
+      el("div", { class: "field inline-field ci-controls" }, el("label", {}, "Interval Method ", method), bootFields, " ", run), err,
+      el("p", { class: "muted note" }, "Profile and bootstrap intervals cover the random-effect standard deviations and correlations, sigma and the fixed effects (lme4's confint). They refit the model on its dataset, at the Confidence Level above."),
+      box);
   }
 
   // ---- Diagnostics ----------------------------------------------------------------------------------------
