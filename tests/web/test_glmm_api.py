@@ -158,14 +158,16 @@ def test_bad_form_input_is_refused_naming_the_field(client, samples, change, fie
     assert r.json()["field"] == field and r.json()["error"]
 
 
+def slow_fit(*args, progress=None, **kwargs):
+    """A fit that reports progress for 5 s and never finishes on its own (it must be cancelled)."""
+    for i in range(500):
+        progress(f"Slow stage {i}", i / 500)
+        time.sleep(0.01)
+    raise AssertionError("not cancelled")
+
+
 def test_cancel_stops_a_running_fit(client, samples, monkeypatch):
     from glmmlab.services import fits
-
-    def slow_fit(*args, progress=None, **kwargs):
-        for i in range(500):
-            progress(f"Slow stage {i}", i / 500)
-            time.sleep(0.01)
-        raise AssertionError("not cancelled")
 
     monkeypatch.setattr(fits.glmmlab, "fit_glmm", slow_fit)
     ds = samples["school scores"]
@@ -299,3 +301,41 @@ def test_a_saved_model_keeps_the_form_record_and_can_be_renamed(client, samples)
     r = client.patch(f"/api/models/{m['id']}", json={"name": "Second"})
     assert r.status_code == 400 and "already a model called 'second'" in r.json()["error"]
     assert [x["name"] for x in client.get("/api/models").json()["models"]] == ["renamed", "second"]
+
+
+def test_a_removed_fit_is_forgotten_with_its_diagnostics_file(client, samples, monkeypatch):
+    ds = samples["school scores"]
+    job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school")
+    path = client.workbench.jobs.get(job["id"], "fit").kept["diagnostics_path"]
+    assert path.is_file()
+    r = client.delete(f"/api/glmm/fits/{job['id']}")
+    assert r.status_code == 200 and r.json()["removed"] is True
+    assert client.get(f"/api/glmm/fits/{job['id']}").status_code == 404
+    assert not path.exists()
+    assert client.post("/api/models", json={"fit_id": job["id"], "name": "x"}).status_code == 404
+
+    # a running fit is cancelled and dropped when it has stopped
+    from glmmlab.services import fits
+
+    monkeypatch.setattr(fits.glmmlab, "fit_glmm", slow_fit)
+    r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "response": "score", "group": "school"})
+    kept = client.workbench.jobs.get(r.json()["id"], "fit")
+    assert client.delete(f"/api/glmm/fits/{kept.id}").status_code == 200
+    deadline = time.time() + 10
+    while kept.state != "cancelled":
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert client.get(f"/api/glmm/fits/{kept.id}").status_code == 404
+
+
+def test_a_model_whose_diagnostics_dataset_was_deleted_says_so_instead_of_plotting(client, samples):
+    ds = samples["school scores"]
+    job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school")
+    m = client.post("/api/models", json={"fit_id": job["id"], "name": "lonely"}).json()
+    assert client.get(f"/api/models/{m['id']}/diagnostics").json()["note"] is None
+    assert client.delete(f"/api/datasets/{m['diagnostics_dataset_id']}", params={"cascade": "true"}).status_code == 200
+    d = client.get(f"/api/models/{m['id']}/diagnostics").json()
+    assert d["plots"] == [] and d["dataset_id"] is None and "deleted" in d["note"]
+    r = client.get(f"/api/models/{m['id']}/plots/qq.png")
+    assert r.status_code == 400 and "run the model again" in r.json()["error"]
+    assert client.get(f"/api/models/{m['id']}").json()["display"]["tables"]  # the results stay

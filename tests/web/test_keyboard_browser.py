@@ -6,15 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.web.pages import ready
+
 pytestmark = pytest.mark.browser
-
-FOCUSED = "() => { const a = document.activeElement; return a ? (a.id || a.textContent.trim().slice(0, 40)) : null; }"
-
-
-def ready(page, url):
-    page.goto(url)
-    page.wait_for_selector("body[data-ready=true]")
-
 
 def focused_text(page) -> str:
     return page.evaluate("() => document.activeElement.textContent.trim()")

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.web.pages import active_panel, menu, sized_page
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,11 +25,6 @@ SHOTS = ROOT / "docs" if os.environ.get("GLMMLAB_SCREENSHOTS") == "1" else Path(
 CHECKS = Path(tempfile.mkdtemp(prefix="layout-checks-"))  # the measured tests' own pictures, not for docs/
 SIZES = [(1024, 700), (1280, 800)]
 TOL = 0.5  # px: boxes are fractional
-
-
-def ready(page, url):
-    page.goto(url)
-    page.wait_for_selector("body[data-ready=true]")
 
 
 def box(locator) -> dict:
@@ -76,9 +73,8 @@ def no_page_scroll(page) -> None:
 
 
 def open_glmm_with_results(page):
-    page.locator('.menu-title:text-is("Analysis")').click()
-    page.locator('.menu.open [role=menuitem]:text-is("Mixed Effects Model (GLMM)...")').click()
-    panel = page.locator(".tabpanel:not([hidden])")
+    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
+    panel = active_panel(page)
     panel.locator('.field[data-field="dataset_id"] select').select_option(label="school scores")
     expect(panel.locator('.field[data-field="response"] option[value=score]')).to_have_count(1)
     panel.locator('.field[data-field="response"] select').select_option("score")
@@ -95,10 +91,7 @@ def run_and_wait(panel):
 @pytest.mark.parametrize("width, height", SIZES)
 def test_the_glmm_tab_and_model_detail_fit_the_window(browser, live_server_factory, width, height):
     server = live_server_factory()
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    try:
-        ready(page, server.url)
+    with sized_page(browser, server.url, width, height) as page:
         assert_apart(page, frame_parts(page))
         panel = open_glmm_with_results(page)
         cols = panel.locator(".glmm-form > .form-grid > .col")
@@ -155,17 +148,12 @@ def test_the_glmm_tab_and_model_detail_fit_the_window(browser, live_server_facto
         no_page_scroll(page)
         if width == 1024:
             page.screenshot(path=str(CHECKS / "layout-1024-model-detail.png"))
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("width, height", SIZES)
 def test_the_tab_strip_scrolls_with_a_visible_overflow_indicator(browser, live_server_factory, width, height):
     server = live_server_factory()
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    try:
-        ready(page, server.url)
+    with sized_page(browser, server.url, width, height) as page:
         for name in ("school scores", "clinic recovery", "regional incidents", "hospital costs"):
             page.locator("#dataset-list button.open", has_text=name).click()
         strip = page.locator("#tabstrip")
@@ -190,16 +178,11 @@ def test_the_tab_strip_scrolls_with_a_visible_overflow_indicator(browser, live_s
             parts["left"] = left
         assert_apart(page, parts)
         no_page_scroll(page)
-    finally:
-        context.close()
 
 
 def test_the_dataset_tables_sticky_header_sits_flush(browser, live_server_factory):
     server = live_server_factory()
-    context = browser.new_context(viewport={"width": 1024, "height": 700})
-    page = context.new_page()
-    try:
-        ready(page, server.url)
+    with sized_page(browser, server.url, 1024, 700) as page:
         page.locator("#dataset-list button.open", has_text="school scores").click()
         scroller = page.locator(".tabpanel:not([hidden]) .table-scroll")
         expect(scroller.locator("tbody tr")).not_to_have_count(0)
@@ -211,17 +194,12 @@ def test_the_dataset_tables_sticky_header_sits_flush(browser, live_server_factor
         assert box(first_row)["y"] < top  # the rows did scroll under the header
         assert_apart(page, frame_parts(page))
         page.screenshot(path=str(CHECKS / "layout-1024-workbench.png"))
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("height", [900, 700])
 def test_the_dummy_coding_dialogs_buttons_stay_on_screen(browser, live_server_factory, height):
     server = live_server_factory()
-    context = browser.new_context(viewport={"width": 1280, "height": height})
-    page = context.new_page()
-    try:
-        ready(page, server.url)
+    with sized_page(browser, server.url, 1280, height) as page:
         page.locator("#dataset-list button.open", has_text="hospital costs").click()
         page.locator('.menu-title:text-is("Data")').click()
         page.locator('.menu.open [role=menuitem]:text-is("Dummy Coding...")').click()
@@ -240,18 +218,13 @@ def test_the_dummy_coding_dialogs_buttons_stay_on_screen(browser, live_server_fa
             assert hit == b.inner_text().strip(), "the button is covered"
         dlg.locator("[data-submit]").click()
         expect(dlg).to_be_hidden()
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("width, height", [(1024, 700), (1400, 900)])
 def test_screenshots_of_the_workbench_glmm_form_and_model_detail(browser, live_server_factory, width, height):
     """The docs' pictures (look at them): the workbench with a dataset, the GLMM form with results, Model Detail."""
     server = live_server_factory()
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    try:
-        ready(page, server.url)
+    with sized_page(browser, server.url, width, height) as page:
         page.locator("#dataset-list button.open", has_text="school scores").click()
         expect(page.locator(".tabpanel:not([hidden]) tbody tr")).not_to_have_count(0)
         page.screenshot(path=str(SHOTS / f"workbench-{width}.png"))
@@ -265,5 +238,3 @@ def test_screenshots_of_the_workbench_glmm_form_and_model_detail(browser, live_s
         run.locator("button.view-details").click()
         expect(page.locator(".tabpanel:not([hidden]) .model-detail")).to_have_count(1)
         page.screenshot(path=str(SHOTS / f"model-detail-{width}.png"))
-    finally:
-        context.close()

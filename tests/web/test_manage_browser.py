@@ -8,25 +8,9 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from tests.web.pages import active_panel, control, menu, ready
+
 pytestmark = pytest.mark.browser
-
-
-def ready(page, url):
-    page.goto(url)
-    page.wait_for_selector("body[data-ready=true]")
-
-
-def menu(page, title, item):
-    page.locator(f'.menu-title:text-is("{title}")').click()
-    page.locator(f'.menu.open [role=menuitem]:text-is("{item}")').click()
-
-
-def active_panel(page):
-    return page.locator(".tabpanel:not([hidden])")
-
-
-def control(panel, name):
-    return panel.locator(f'.field[data-field="{name}"] .field-control').locator("select, input").first
 
 
 def sample_ids(api) -> dict:
@@ -50,6 +34,13 @@ def sidebar_item(page, kind, name):
     return page.locator(f'#{kind}-list li.item:has(button.open:text-is("{name}"))')
 
 
+def item_button(page, kind, name, button):
+    """Press the sidebar item's rename or delete button (they show on hover)."""
+    item = sidebar_item(page, kind, name)
+    item.hover()
+    item.locator(f"button.{button}").click()
+
+
 def test_models_and_reports_are_renamed_and_deleted_from_the_sidebar(page, live_server_factory):
     server = live_server_factory()
     with server.api() as api:
@@ -63,9 +54,7 @@ def test_models_and_reports_are_renamed_and_deleted_from_the_sidebar(page, live_
     expect(active_panel(page).locator(".model-detail .ds-title")).to_have_text("first model")
 
     # rename: the app's dialog, a clash refused inline, then the new name everywhere
-    item = sidebar_item(page, "model", "first model")
-    item.hover()
-    item.locator("button.rename").click()
+    item_button(page, "model", "first model", "rename")
     dlg = page.locator("#dlg-rename")
     expect(dlg).to_be_visible()
     name = dlg.locator("input[name=name]")
@@ -81,17 +70,14 @@ def test_models_and_reports_are_renamed_and_deleted_from_the_sidebar(page, live_
     expect(active_panel(page).locator(".ds-title")).to_have_text("renamed model")
 
     # delete: the app's confirm (Cancel keeps it), then the model, its tab and its diagnostics dataset go
-    item = sidebar_item(page, "model", "renamed model")
-    item.hover()
-    item.locator("button.delete").click()
+    item_button(page, "model", "renamed model", "delete")
     confirm = page.locator("#dlg-confirm")
     expect(confirm).to_be_visible()
     expect(confirm.locator(".question")).to_contain_text("renamed model")
     confirm.locator("[data-close]").click()
     expect(confirm).to_be_hidden()
     expect(sidebar_item(page, "model", "renamed model")).to_have_count(1)
-    item.hover()
-    item.locator("button.delete").click()
+    item_button(page, "model", "renamed model", "delete")
     confirm.locator("[data-submit]").click()
     expect(sidebar_item(page, "model", "renamed model")).to_have_count(0)
     expect(page.locator(".tab")).to_have_count(0)
@@ -101,15 +87,11 @@ def test_models_and_reports_are_renamed_and_deleted_from_the_sidebar(page, live_
         assert api.get(f"/api/datasets/{model['diagnostics_dataset_id']}").status_code == 404
 
     # reports the same way
-    item = sidebar_item(page, "report", "weekly")
-    item.hover()
-    item.locator("button.rename").click()
+    item_button(page, "report", "weekly", "rename")
     dlg.locator("input[name=name]").fill("monthly")
     dlg.locator("input[name=name]").press("Enter")
     expect(sidebar_item(page, "report", "monthly")).to_have_count(1)
-    item = sidebar_item(page, "report", "monthly")
-    item.hover()
-    item.locator("button.delete").click()
+    item_button(page, "report", "monthly", "delete")
     confirm.locator("[data-submit]").click()
     expect(page.locator("#report-list li.empty")).to_have_text("No reports.")
     with server.api() as api:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 import glmmlab
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
-from glmmlab.engine.options import INTERVAL_OPTIONS, OPTIONS
+from glmmlab.engine.options import OPTIONS
 from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
 from glmmlab.services.jobs import Job, JobRunner
@@ -35,7 +35,7 @@ from glmmlab.services.store import Project
 FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if k != "negbin"}
 GENERAL_FAMILIES = dict(ALL_FAMILIES)
 MAX_RUNNING = 4  # fits at once; the others wait, queued
-KEEP = 50  # finished fits kept in memory (their diagnostics on disk); as many finished interval computations
+KEEP = 50  # finished fits kept in memory (their diagnostics on disk)
 
 FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "fixed": "Fixed Effects (X)",
                 "group": "Group Variable (Random Intercept)", "family": "Distribution Family",
@@ -74,13 +74,13 @@ class Form:
         self.nagq = body.get("nagq", 1)
         self.formula: Optional[str] = body.get("formula")
         self.weights: Optional[str] = body.get("weights")
-        self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels") or None
+        self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels")
         self.form: Optional[dict[str, Any]] = body.get("form")
 
 
 def runner_limits() -> dict[str, Any]:
-    """What a :class:`JobRunner` serving fits (and saved models' interval computations) is made with."""
-    return {"limits": {"fit": MAX_RUNNING}, "keep": {"fit": KEEP, "intervals": KEEP}}
+    """What a :class:`JobRunner` serving fits is made with."""
+    return {"limits": {"fit": MAX_RUNNING}, "keep": {"fit": KEEP, "interval": KEEP}}
 
 
 def form_options() -> dict[str, Any]:
@@ -217,7 +217,7 @@ def _dataset(project, dataset_id):
 def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str],
                   reference_levels: Optional[dict[str, str]] = None):
     """Build the formula's model frame on the dataset (the fit's own builder): the model frame, or FieldError
-    naming the Model formula (or the Weights column, or the Reference level) with the builder's explanation."""
+    naming the Model formula (or the Weights column) with the builder's explanation."""
     text = (formula or "").strip()
     if not text:
         raise FieldError("formula", "Type a Model formula such as y ~ x + (1 | g), or build one with the form.")
@@ -255,8 +255,8 @@ def check_formula_on(project: Project, dataset_id: Any, formula: Optional[str], 
                      weights: Optional[str], reference_levels: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """The "Model formula" check before anything runs: the formula's response, fixed-effect columns and random
     terms on the dataset, its factors (levels and reference), its ``signature`` and ``form`` (how the form's
-    controls express it; None with ``not_form`` saying why, see :mod:`glmmlab.services.model_form`), or FieldError
-    (formula, weights, reference_levels, family or dataset_id)."""
+    controls express it; None with ``not_form`` saying why, see :mod:`glmmlab.services.model_form`), or
+    FieldError (formula, weights, reference_levels, family or dataset_id)."""
     info = _dataset(project, dataset_id)
     family = str(family or "").lower()
     if family not in GENERAL_FAMILIES:
@@ -288,13 +288,14 @@ def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Proje
     ``open_project()`` gives the project the fit belongs to (or refuses when another one is open now); ``place``
     gives a path for the per-row diagnostics file and ``discard`` removes it when the job is forgotten.
     """
+    general = bool(spec.get("formula"))
 
     def work(job: Job) -> dict[str, Any]:
         job.report("Reading data", 0.0)
         with open_project() as project:
             frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
         job.check_cancelled()
-        if spec.get("formula"):
+        if general:
             result = models.fit_form(frame, spec, progress=job.report)
         else:
             result = glmmlab.fit_glmm(
@@ -350,43 +351,40 @@ def fit_view(job: Job, diagnostics: bool = False) -> dict[str, Any]:
     return out
 
 
-# -- confidence intervals of a saved model (Model Detail), jobs of kind "intervals" --------------------------------
-def check_intervals(method: Any, nsim: Any, seed: Any) -> tuple[str, int, Optional[int]]:
-    """The Interval Method, Bootstrap Samples and Random Seed, checked by the options' one declaration
-    (:data:`glmmlab.engine.options.INTERVAL_OPTIONS`); FieldError names ``method``, ``nsim`` or ``seed``."""
-    try:
-        return (INTERVAL_OPTIONS["ci"].check(method), INTERVAL_OPTIONS["nsim"].check(nsim),
-                None if seed is None else INTERVAL_OPTIONS["seed"].check(seed))
-    except glmmlab.GlmmInputError as exc:
-        name = str(exc).split(" ", 1)[0]
-        raise FieldError({"ci": "method"}.get(name, name), str(exc).replace("ci ", "method ", 1)) from None
-
+# -- confidence intervals of a saved model: a job too (a saved model keeps JSON only, so it is fitted again) --------
 
 def start_intervals(runner: JobRunner, open_project: Callable[[], ContextManager[Project]], model: dict[str, Any],
                     method: str, level: float, nsim: int, seed: Optional[int]) -> Job:
-    """Confidence intervals of a saved ``model`` as a background job (kind ``"intervals"``): for profile and
-    bootstrap the model is refitted on its dataset (a saved model keeps JSON only; :func:`models.refit_model`, the
-    first tenth of the progress), Wald intervals come from its saved estimates. The result is ``{"intervals": the
-    document, "table": its table}`` (:func:`glmmlab.services.result_view.intervals_document`)."""
-
-    def share(job: Job, low: float, high: float) -> Callable[[str, float], None]:
-        def progress(stage: str, fraction: float) -> None:
-            job.report(stage, low + (high - low) * min(1.0, float(fraction)))
-        return progress
+    """Wald intervals from the saved estimates, or profile/bootstrap intervals of the model fitted again on its
+    dataset, as a background job (kind ``"interval"``) with progress and cancel."""
 
     def work(job: Job) -> dict[str, Any]:
         job.report("Reading data", 0.0)
         if method == "wald":
             doc = wald_document(model["result"], level)
         else:
+            refit_share = 0.1
             with open_project() as project:
-                result = models.refit_model(project, model, progress=share(job, 0.0, 0.1))
-            ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed, progress=share(job, 0.1, 1.0))
+                result = models.refit_model(project, model, progress=_share(job, 0.0, refit_share))
+            ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed,
+                                 progress=_share(job, refit_share, 1.0))
             doc = result_view.intervals_document(ci)
         return {"intervals": doc, "table": result_view.intervals_table(doc)}
 
-    return runner.start("intervals", f"{method} intervals of {model['name']}", work,
+    return runner.start("interval", f"{method} intervals of {model['name']}", work,
                         info={"model_id": model["id"], "method": method})
+
+
+def _share(job: Job, lo: float, hi: float) -> Callable[[str, float], None]:
+    """A progress callback that maps a step's own 0..1 onto ``lo``..``hi`` of the job."""
+    return lambda stage, fraction: job.report(stage, lo + (hi - lo) * min(1.0, float(fraction)))
+
+
+def intervals_view(job: Job) -> dict[str, Any]:
+    """An interval job as the page polls it: with ``intervals`` and ``table`` when done."""
+    out = {k: v for k, v in job.to_dict().items() if k != "result"}
+    out.update(intervals=(job.result or {}).get("intervals"), table=(job.result or {}).get("table"))
+    return out
 
 
 def wald_document(result: dict[str, Any], level: float) -> dict[str, Any]:
@@ -394,22 +392,3 @@ def wald_document(result: dict[str, Any], level: float) -> dict[str, Any]:
     rows = result_view.fixed_effects_at(result, level)
     return {"method": "wald", "level": level,
             "rows": [{"parameter": r["variable"], "lower": r["lower"], "upper": r["upper"]} for r in rows]}
-
-
-def interval_job(runner: JobRunner, model_id: int, job_id: str) -> Job:
-    """The interval computation ``job_id`` of model ``model_id`` (NotFound otherwise)."""
-    try:
-        job = runner.get(job_id, "intervals")
-    except NotFound:
-        job = None
-    if job is None or job.info.get("model_id") != model_id:
-        raise NotFound(f"There is no interval computation '{job_id}' for model {model_id}.")
-    return job
-
-
-def intervals_view(job: Job) -> dict[str, Any]:
-    """An interval job as Model Detail polls it: state, stage, fraction, and when done ``intervals`` (the
-    document) and ``table``."""
-    out = job.to_dict()
-    done = out.pop("result", None) or {}
-    return out | {"intervals": done.get("intervals"), "table": done.get("table")}

@@ -46,6 +46,7 @@ class Job:
     kept: dict[str, Any] = field(default_factory=dict)  # what the work keeps for later, not in the JSON
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     on_forget: Callable[[], None] | None = None
+    forgotten: bool = False  # dropped from the runner (removed by the person, or old); a running job ends first
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
@@ -125,6 +126,8 @@ class JobRunner:
                 if cleanup is not None:
                     with contextlib.suppress(Exception):
                         cleanup()
+                if job.forgotten:  # removed while it ran: what it kept goes now
+                    self._drop(job)
 
         threading.Thread(target=run, name=f"glmmlab-{kind}-{job.id}", daemon=True).start()
         return job
@@ -154,6 +157,28 @@ class JobRunner:
             job.stage = "Cancelling"
         return job
 
+    def forget(self, job_id: str, kind: str | None = None) -> Job:
+        """Drop a job (a run removed from the page's list): a running one is asked to stop and dropped when it has;
+        what a finished one kept (its files) goes at once."""
+        job = self.get(job_id, kind)
+        job.forgotten = True
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        if job.finished:
+            self._drop(job)
+        else:
+            job.cancel_requested.set()
+            job.stage = "Cancelling"
+        return job
+
+    def _drop(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        if job.on_forget is not None:
+            with contextlib.suppress(Exception):
+                job.on_forget()
+            job.on_forget = None
+
     def add(self, job: Job) -> None:
         """Keep a job made elsewhere (finished or not) as if it had been started here."""
         with self._lock:
@@ -164,11 +189,13 @@ class JobRunner:
         finished = sorted((j for j in self._jobs.values() if j.kind == kind and j.finished_at is not None),
                           key=lambda j: j.finished_at or 0.0)
         for old in finished[: max(0, len(finished) - self.keep.get(kind, 200))]:
+            old.forgotten = True
             self._jobs.pop(old.id, None)
             if old.on_forget is not None:
                 with contextlib.suppress(Exception):
                     old.on_forget()
+                old.on_forget = None
 
 
 def _noun(kind: str) -> str:
-    return {"fit": "fit", "import": "import", "intervals": "interval computation"}.get(kind, kind)
+    return {"interval": "computation"}.get(kind, kind)

@@ -131,6 +131,11 @@ def save_model(project: Project, name: str, dataset_id: int, spec: dict[str, Any
     return dict(get_model(project, model_id), diagnostics_dataset_name=diag.name)
 
 
+def has_diagnostics(model: dict[str, Any]) -> bool:
+    """Whether the model's per-row diagnostics can be read (its diagnostics dataset, or an older document's copy)."""
+    return model.get("diagnostics_dataset_id") is not None or bool((model.get("result") or {}).get("diagnostics"))
+
+
 def diagnostics_of(project: Project, model: dict[str, Any]) -> dict[str, list] | None:
     """The model's per-row diagnostics in the result document's shape (``{"row": [...], "fitted_values": [...],
     ...}``), read from its diagnostics dataset; a model saved before they were stored once, whose dataset was

@@ -109,6 +109,13 @@ def cancel_fit(fit_id: str, request: Request) -> dict[str, Any]:
     return jsonable(fits.fit_view(workbench(request).jobs.cancel(fit_id, "fit")))
 
 
+@_glmm.delete("/fits/{fit_id}", summary="Remove a fit from this session (a running one is cancelled first); its "
+                                       "result can no longer be saved")
+def forget_fit(fit_id: str, request: Request) -> dict[str, Any]:
+    job = workbench(request).jobs.forget(fit_id, "fit")
+    return {"id": job.id, "state": job.state, "removed": True}
+
+
 router = APIRouter()
 router.include_router(_glmm)
 router.include_router(models_routes.router)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.options import INTERVAL_OPTIONS
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
@@ -22,15 +23,19 @@ class SaveBody(BaseModel):
     name: str = Field(description="Model Name.")
 
 
-class RenameBody(BaseModel):
-    name: str = Field(description="The new Model Name.")
-
-
 class IntervalsBody(BaseModel):
     method: str = Field("profile", description="Interval Method: wald, profile or boot.")
     conf_level: Optional[float] = Field(None, description="Confidence level; default: the model's saved level.")
     nsim: int = Field(INTERVAL_OPTIONS["nsim"].default, description="Bootstrap Samples (method boot).")
     seed: Optional[int] = Field(None, description="Random Seed of the bootstrap (method boot).")
+
+
+def _interval_field_error(name: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "message": message, "field": name}, status_code=422)
+
+
+class RenameBody(BaseModel):
+    name: str = Field(description="The new Model Name.")
 
 
 class ToReportBody(BaseModel):
@@ -107,12 +112,13 @@ def fixed_effects(model_id: int, request: Request, conf_level: float = Query(...
 @router.post("/{model_id}/intervals", status_code=202,
              summary="Start confidence intervals of a saved model (wald, profile or boot) in the background")
 def start_intervals(model_id: int, body: IntervalsBody, request: Request):
-    """202 with the job (poll ``GET /api/models/{id}/intervals/{job_id}``: ``state``, ``stage``, ``fraction``, and
-    when done ``intervals`` and ``table``), or 422 with ``field`` (method, nsim or seed)."""
     try:
-        method, nsim, seed = fits.check_intervals(body.method, body.nsim, body.seed)
-    except fits.FieldError as exc:
-        return JSONResponse({"error": str(exc), "message": str(exc), "field": exc.field}, status_code=422)
+        method = INTERVAL_OPTIONS["ci"].check(body.method)
+        nsim = INTERVAL_OPTIONS["nsim"].check(body.nsim)
+        seed = None if body.seed is None else INTERVAL_OPTIONS["seed"].check(body.seed)
+    except GlmmInputError as exc:
+        name = str(exc).split(" ", 1)[0]
+        return _interval_field_error({"ci": "method"}.get(name, name), str(exc).replace("ci ", "method ", 1))
     wb = workbench(request)
     with wb.project() as project:
         model = models.get_model(project, model_id)
@@ -126,14 +132,23 @@ def start_intervals(model_id: int, body: IntervalsBody, request: Request):
 @router.get("/{model_id}/intervals/{job_id}", summary="An interval computation's state and progress; the table "
                                                       "when done")
 def get_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
-    return jsonable(fits.intervals_view(fits.interval_job(workbench(request).jobs, model_id, job_id)))
+    return jsonable(fits.intervals_view(_interval_job(request, model_id, job_id)))
 
 
 @router.post("/{model_id}/intervals/{job_id}/cancel", summary="Ask an interval computation to stop")
 def cancel_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
-    runner = workbench(request).jobs
-    job = fits.interval_job(runner, model_id, job_id)
-    return jsonable(fits.intervals_view(runner.cancel(job.id, "intervals")))
+    job = _interval_job(request, model_id, job_id)
+    return jsonable(fits.intervals_view(workbench(request).jobs.cancel(job.id)))
+
+
+def _interval_job(request: Request, model_id: int, job_id: str):
+    try:
+        job = workbench(request).jobs.get(job_id, "interval")
+    except ServiceError:
+        job = None
+    if job is None or job.info.get("model_id") != model_id:
+        raise ServiceError(f"There is no interval computation '{job_id}' for model {model_id}.")
+    return job
 
 
 @router.patch("/{model_id}", summary="Rename a model (names are unique in a project)")
@@ -152,10 +167,13 @@ def delete(model_id: int, request: Request) -> dict[str, Any]:
 def diagnostics(model_id: int, request: Request) -> dict[str, Any]:
     with workbench(request).project() as project:
         model = models.get_model(project, model_id)
+    available = models.has_diagnostics(model)
     return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
             "display_size": list(plots.DISPLAY_SIZE),
+            "note": None if available else "The per-row diagnostics were deleted with the diagnostics dataset; "
+                                           "run the model again to see its plots.",
             "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
-                      for k, t in plots.titles(model["result"]).items()]}
+                      for k, t in plots.titles(model["result"]).items()] if available else []}
 
 
 @router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",

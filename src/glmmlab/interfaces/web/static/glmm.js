@@ -633,8 +633,8 @@
         first_random: { intercept: firstRandom.intercept, slopes: Array.from(firstRandom.slopes), correlated: firstRandom.correlated },
         random_rows: randomRows.map((r) => ({ group: r.group, intercept: r.intercept, slopes: Array.from(r.slopes),
           correlated: r.correlated, nestedIn: r.nestedIn })),
-        offset: offsetSel.value, weights: weightsSel.value, trials: trialsSel.value, typed, formula: formulaInput.value,
-        references: Object.assign({}, references),
+        offset: offsetSel.value, weights: weightsSel.value, trials: trialsSel.value, typed, matched,
+        formula: formulaInput.value, references: Object.assign({}, references),
       };
     }
 
@@ -664,10 +664,11 @@
       randomRows = (st.random_rows || []).map((r) => ({ group: r.group || "", intercept: r.intercept !== false,
         slopes: new Set(r.slopes || []), correlated: r.correlated !== false, nestedIn: r.nestedIn || "" }));
       offsetSel.value = st.offset || ""; weightsSel.value = st.weights || ""; trialsSel.value = st.trials || "";
+      for (const k of Object.keys(references)) delete references[k];
+      Object.assign(references, st.references || {});
       typed = !!st.typed;
+      matched = typed && !!st.matched;
       if (typed) formulaInput.value = st.formula || "";
-      for (const name of Object.keys(references)) delete references[name];
-      Object.assign(references, st.references || spec.reference_levels || {});
       fillFamilies();
       family.value = st.family;
       fillLinks();
@@ -718,7 +719,7 @@
       remove.addEventListener("click", async () => {
         if (record.state === "done" && !record.saved && !await g.confirm({ title: "Remove run",
           message: "This run's results are not saved. Remove it from the list anyway?", ok: "Remove" })) return;
-        if (record.state === "queued" || record.state === "running") api.post(`/api/glmm/fits/${job.id}/cancel`).catch(() => {});
+        api.del(`/api/glmm/fits/${job.id}`).catch(() => {});  // the server forgets it (a running fit stops)
         stopped = true;
         runList.splice(runList.indexOf(record), 1);
         card.remove();
@@ -972,6 +973,7 @@
     const pager = el("div", { class: "pager" });
     g.append(panel, el("div", { class: "diagnostics" },
       el("h2", { class: "ds-title" }, `Diagnostics: ${d.name}`), status,
+      d.note ? el("p", { class: "muted diag-note" }, d.note) : null,
       el("div", { class: "diag-layout" }, plots,
         el("div", { class: "diag-data" },
           el("h3", {}, "Diagnostic dataset ",
