@@ -102,11 +102,11 @@ def test_no_intercept():
     (["fit", "{ref}", "--response", "y"], "--group"),
     (["fit", "{ref}", "--response", "herd", "--group", "y", "--fixed", "period2"],
      "response column 'herd' is not numeric"),
-    (["fit", "{txt}", "--response", "y", "--group", "g"], "must end in .csv, .tsv or .parquet"),
+    (["fit", "{txt}", "--response", "y", "--group", "g"], "must end in .csv, .tsv (.tab, .txt) or .parquet"),
     (["fit", "{bad}", "--response", "y", "--group", "g"], "cannot read"),
 ])
 def test_bad_input_exits_2_with_one_error_line(tmp_path, args, pattern):
-    txt = tmp_path / "data.txt"
+    txt = tmp_path / "data.dat"
     txt.write_text("y,g\n1,a\n")
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet at all")

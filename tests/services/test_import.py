@@ -129,7 +129,7 @@ def test_sources_bytes_file_objects_and_formats(project, write_file):
     assert D.import_dataset(project, io.BytesIO(data), "fileobj", fmt="csv").n_rows == 1
     with pytest.raises(ServiceError, match="csv, tsv or parquet"):
         D.import_dataset(project, data, "nofmt")
-    with pytest.raises(ServiceError, match="not a .csv, .tsv or .parquet"):
+    with pytest.raises(ServiceError, match=r"not a \.csv, \.tsv \(\.tab, \.txt\) or \.parquet"):
         D.import_dataset(project, write_file("x.xlsx", data), "xlsx")
     with pytest.raises(NotFound):
         D.import_dataset(project, "/no/such/file.csv", "missing")

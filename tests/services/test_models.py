@@ -89,3 +89,59 @@ def test_delete_model_and_recompute_intervals(project, fitted):
     assert models.list_models(project) == []
     with pytest.raises(NotFound):
         datasets.get_dataset(project, model["diagnostics_dataset_id"])
+
+
+def test_the_per_row_diagnostics_are_stored_once_and_read_back_from_the_dataset(project, fitted):
+    ds, result = fitted
+    doc = result.to_dict()
+    model = models.save_model(project, "once", ds.id, {}, doc)
+    with project.read() as cur:
+        stored = cur.execute("SELECT result FROM models WHERE id = ?", [model["id"]]).fetchone()[0]
+    assert '"diagnostics"' not in stored  # the diagnostics dataset is the one store
+    back = models.diagnostics_of(project, models.get_model(project, model["id"]))
+    assert back["row"] == doc["diagnostics"]["row"]
+    for key in models.DIAGNOSTIC_COLUMNS[1:]:
+        assert back[key] == pytest.approx(doc["diagnostics"][key], rel=1e-15, abs=0)
+
+
+def test_a_version_1_project_is_migrated_to_diagnostics_stored_once(tmp_path, fitted, project):
+    """Version 1 kept the arrays in the model's document too; opening the file moves to one store, except for a
+    model whose diagnostics dataset was deleted (its document is then their only copy)."""
+    from glmmlab.services import plots
+    from glmmlab.services.store import Project
+
+    ds, result = fitted
+    doc = result.to_dict()
+    keep = models.save_model(project, "keep", ds.id, {}, doc)
+    lone = models.save_model(project, "lone", ds.id, {}, doc)
+    datasets.delete_dataset(project, lone["diagnostics_dataset_id"])
+    with project.write() as cur:  # make the file as version 1 wrote it
+        for m in (keep, lone):
+            cur.execute("UPDATE models SET result = ? WHERE id = ?", [__import__("json").dumps(doc), m["id"]])
+        cur.execute("DELETE FROM schema_version WHERE version = 2")
+    path = project.path
+    project.close()
+    with Project.open(path) as again:
+        assert again.schema_version() == 2
+        with again.read() as cur:
+            rows = dict(cur.execute("SELECT name, result FROM models").fetchall())
+        assert '"diagnostics"' not in rows["keep"] and '"diagnostics"' in rows["lone"]
+        for name in ("keep", "lone"):
+            m = next(x for x in models.list_models(again) if x["name"] == name)
+            back = models.diagnostics_of(again, models.get_model(again, m["id"]))
+            assert back["row"] == doc["diagnostics"]["row"]
+            assert back["fitted_values"] == pytest.approx(doc["diagnostics"]["fitted_values"], rel=1e-15)
+            assert plots.plot_png(again, m["id"], "residuals")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rename_model_keeps_names_unique(project, fitted):
+    ds, result = fitted
+    a = models.save_model(project, "first", ds.id, {}, result.to_dict())
+    models.save_model(project, "second", ds.id, {}, result.to_dict())
+    assert models.rename_model(project, a["id"], "  renamed ")["name"] == "renamed"
+    with pytest.raises(ServiceError, match="already a model called 'second'"):
+        models.rename_model(project, a["id"], "SECOND")
+    with pytest.raises(ServiceError, match="name"):
+        models.rename_model(project, a["id"], " ")
+    with pytest.raises(NotFound):
+        models.rename_model(project, 999, "x")

@@ -133,3 +133,35 @@ def test_data_members_share_one_unpacking_budget(project, tmp_path, monkeypatch)
     with pytest.raises(ServiceError, match="ds_1.parquet' unpacks to more than 8 MiB"):
         project_io.import_project(bomb, tmp_path / "new.duckdb")
     assert not [p.name for p in tmp_path.iterdir() if "new.duckdb" in p.name]
+
+
+def test_an_export_of_a_version_1_project_is_imported_with_the_diagnostics_stored_once(project, tmp_path):
+    """Version 1 repeated the per-row diagnostics in each model's document; the import keeps one store (the
+    diagnostics dataset) and reads them back from it."""
+    import glmmlab
+    from glmmlab.services import models
+
+    samples.create_sample_datasets(project)
+    ds = next(d for d in D.list_datasets(project) if d.name == "school scores")
+    doc = glmmlab.fit_glmm(D.read_frame(project, ds.id, ["score", "school"]), "score", "school").to_dict()
+    doc = json.loads(json.dumps(doc))
+    model = models.save_model(project, "old", ds.id, {}, doc)
+    src, old = tmp_path / "new.glmmlab", tmp_path / "old.glmmlab"
+    project_io.export_project(project, src)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(old, "w") as zout:  # as version 1 wrote it
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "manifest.json":
+                manifest = json.loads(data)
+                manifest["schema_version"] = 1
+                for m in manifest["models"]:
+                    m["result"] = json.dumps(doc)
+                data = json.dumps(manifest).encode()
+            zout.writestr(info, data)
+    with project_io.import_project(old, tmp_path / "imported.duckdb") as again:
+        with again.read() as cur:
+            stored = cur.execute("SELECT result FROM models WHERE id = ?", [model["id"]]).fetchone()[0]
+        assert '"diagnostics"' not in stored
+        back = models.diagnostics_of(again, models.get_model(again, model["id"]))
+        assert back["row"] == doc["diagnostics"]["row"]
+        assert back["fitted_values"] == pytest.approx(doc["diagnostics"]["fitted_values"], rel=1e-15)

@@ -453,3 +453,9 @@ def test_opening_a_truncated_project_is_refused_with_a_message(client, tmp_path)
     r = client.post("/api/projects/open", json={"name": "cut"})
     assert r.status_code == 409 and "cut.duckdb is damaged" in r.json()["error"], r.text
     assert client.get("/api/datasets").status_code == 200  # the open project stays open
+
+
+def test_upload_of_a_txt_file_is_tab_separated_like_the_importer_and_the_cli(client):
+    """services/formats.py is the one suffix table: a .txt upload is tab-separated text, as for the CLI."""
+    ds = client.import_dataset("y\tx\tg\n1.5\t2\ta\n2.5\t3\tb\n", name="export", filename="export.txt")
+    assert [c["name"] for c in ds["columns"]] == ["y", "x", "g"]

@@ -69,7 +69,7 @@ def test_kill_during_a_large_import_keeps_the_project_intact(live_server_factory
         job_id = r.json()["id"]
         deadline = time.time() + 30
         job = api.get(f"/api/jobs/{job_id}").json()
-        while job["state"] == "queued" or job["phase"] in ("waiting", "waiting for the project"):
+        while job["state"] == "queued" or job["stage"] in ("Waiting to start", "Waiting for the project"):
             assert time.time() < deadline
             time.sleep(0.01)
             job = api.get(f"/api/jobs/{job_id}").json()

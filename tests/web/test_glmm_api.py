@@ -158,16 +158,18 @@ def test_bad_form_input_is_refused_naming_the_field(client, samples, change, fie
     assert r.json()["field"] == field and r.json()["error"]
 
 
+def slow_fit(*args, progress=None, **kwargs):
+    """A fit that reports progress for 5 s and never finishes on its own (it must be cancelled)."""
+    for i in range(500):
+        progress(f"Slow stage {i}", i / 500)
+        time.sleep(0.01)
+    raise AssertionError("not cancelled")
+
+
 def test_cancel_stops_a_running_fit(client, samples, monkeypatch):
-    import glmmlab.interfaces.web.routes.glmm as glmm_routes
+    from glmmlab.services import fits
 
-    def slow_fit(*args, progress=None, **kwargs):
-        for i in range(500):
-            progress(f"Slow stage {i}", i / 500)
-            time.sleep(0.01)
-        raise AssertionError("not cancelled")
-
-    monkeypatch.setattr(glmm_routes.glmmlab, "fit_glmm", slow_fit)
+    monkeypatch.setattr(fits.glmmlab, "fit_glmm", slow_fit)
     ds = samples["school scores"]
     r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "response": "score", "group": "school"})
     fit_id = r.json()["id"]
@@ -220,25 +222,21 @@ def test_a_fit_is_saved_only_into_the_project_it_was_made_on(client, samples):
 
 def test_a_fit_started_before_a_project_switch_does_not_read_the_new_project(client, samples, monkeypatch):
     ds = samples["clinic recovery"]
-    from glmmlab.interfaces.web.routes import glmm as glmm_routes
+    import threading
 
-    gate = glmm_routes.threading.Event()
-    real = glmm_routes.FitJobs.__init__
+    gate = threading.Event()
+    runner = client.workbench.jobs
+    outer = runner._slots["fit"]
 
-    def slow_slots(self):
-        real(self)
-        outer = self.slots
+    class Gated:
+        def __enter__(self_inner):
+            gate.wait(10)
+            return outer.__enter__()
 
-        class Gated:
-            def __enter__(self_inner):
-                gate.wait(10)
-                return outer.__enter__()
+        def __exit__(self_inner, *a):
+            return outer.__exit__(*a)
 
-            def __exit__(self_inner, *a):
-                return outer.__exit__(*a)
-        self.slots = Gated()
-
-    monkeypatch.setattr(glmm_routes.FitJobs, "__init__", slow_slots)
+    monkeypatch.setitem(runner._slots, "fit", Gated())
     r = client.post("/api/glmm/fits", json=dict(dataset_id=ds["id"], response="recovered", fixed=["age"],
                                                 group="clinic", family="binomial"))
     assert r.status_code == 202, r.text
@@ -250,14 +248,15 @@ def test_a_fit_started_before_a_project_switch_does_not_read_the_new_project(cli
 
 def test_a_finished_fit_keeps_its_per_row_diagnostics_on_disk_not_in_memory(client, samples):
     # issue 13.8: 20 finished 1M-row fits held 4.3 GB, mostly the per-row diagnostics lists
-    from glmmlab.interfaces.web.routes.glmm import FitJob
+    from glmmlab.services.jobs import Job
 
     ds = samples["clinic recovery"]
     job = run(client, dataset_id=ds["id"], response="recovered", fixed=["age"], group="clinic", family="binomial")
-    kept = client.app.state.glmm_fits.jobs[job["id"]]
+    kept = client.workbench.jobs.get(job["id"], "fit")
+    path = kept.kept["diagnostics_path"]
     assert kept.result is not None and "diagnostics" not in kept.result
-    assert kept.diagnostics_path is not None and kept.diagnostics_path.is_file()
-    assert kept.diagnostics_path.parent.parent == client.workbench.upload_dir
+    assert path is not None and path.is_file()
+    assert path.parent.parent == client.workbench.upload_dir
     full = client.get(f"/api/glmm/fits/{job['id']}", params={"diagnostics": True}).json()["result"]["diagnostics"]
     want = glmmlab.fit_glmm(frame_of(client, ds["id"], ["recovered", "clinic", "age"]), "recovered", "clinic",
                             ["age"], family="binomial").to_dict()["diagnostics"]
@@ -268,9 +267,75 @@ def test_a_finished_fit_keeps_its_per_row_diagnostics_on_disk_not_in_memory(clie
     saved = client.get(f"/api/datasets/{r.json()['diagnostics_dataset_id']}").json()
     assert saved["n_rows"] == job["result"]["n_obs"] == len(full["row"])
     # the fits of an app are forgotten (with their files) after the newest 50
-    path = kept.diagnostics_path
     kept.finished_at = 1.0
     for n in range(50):
-        client.app.state.glmm_fits.add(FitJob(id=f"x{n}", label="", dataset_id=0, spec={}, finished_at=time.time()))
-    assert kept.id not in client.app.state.glmm_fits.jobs
+        client.workbench.jobs.add(Job(id=f"x{n}", kind="fit", label="", state="done", finished_at=time.time()))
+    assert kept.id not in [j.id for j in client.workbench.jobs.jobs("fit")]
     assert not path.exists()
+
+
+def test_imports_and_fits_are_jobs_of_one_runner_with_one_progress_vocabulary(client, samples, scores_csv):
+    """issue 10.12: one job object (services/jobs.py) for imports and fits: state, stage and fraction."""
+    imported = client.import_text(scores_csv, name="again")
+    fit = run(client, dataset_id=samples["school scores"]["id"], response="score", fixed=["study_hours"],
+              group="school")
+    for job in (imported, fit):
+        assert {"id", "kind", "label", "state", "stage", "fraction", "error", "result", "elapsed_seconds"} <= set(job)
+        assert "phase" not in job and job["state"] == "done" and job["stage"] == "Done" and job["fraction"] == 1.0
+    assert (imported["kind"], fit["kind"]) == ("import", "fit")
+    assert client.get(f"/api/jobs/{fit['id']}").json()["kind"] == "fit"  # one runner answers for both
+    assert client.get(f"/api/glmm/fits/{imported['id']}").status_code == 404  # the fits route serves fits only
+    assert {j.id for j in client.workbench.jobs.jobs()} >= {imported["id"], fit["id"]}
+
+
+def test_a_saved_model_keeps_the_form_record_and_can_be_renamed(client, samples):
+    ds = samples["school scores"]
+    form = {"dataset_id": str(ds["id"]), "response": "score", "model_open": True, "interactions": [["a", "b"]]}
+    job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school", form=form)
+    assert job["spec"]["form"] == form
+    m = client.post("/api/models", json={"fit_id": job["id"], "name": "first"}).json()
+    client.post("/api/models", json={"fit_id": job["id"], "name": "second"})
+    assert client.get(f"/api/models/{m['id']}").json()["spec"]["form"] == form
+    r = client.patch(f"/api/models/{m['id']}", json={"name": "renamed"})
+    assert r.status_code == 200 and r.json()["name"] == "renamed"
+    r = client.patch(f"/api/models/{m['id']}", json={"name": "Second"})
+    assert r.status_code == 400 and "already a model called 'second'" in r.json()["error"]
+    assert [x["name"] for x in client.get("/api/models").json()["models"]] == ["renamed", "second"]
+
+
+def test_a_removed_fit_is_forgotten_with_its_diagnostics_file(client, samples, monkeypatch):
+    ds = samples["school scores"]
+    job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school")
+    path = client.workbench.jobs.get(job["id"], "fit").kept["diagnostics_path"]
+    assert path.is_file()
+    r = client.delete(f"/api/glmm/fits/{job['id']}")
+    assert r.status_code == 200 and r.json()["removed"] is True
+    assert client.get(f"/api/glmm/fits/{job['id']}").status_code == 404
+    assert not path.exists()
+    assert client.post("/api/models", json={"fit_id": job["id"], "name": "x"}).status_code == 404
+
+    # a running fit is cancelled and dropped when it has stopped
+    from glmmlab.services import fits
+
+    monkeypatch.setattr(fits.glmmlab, "fit_glmm", slow_fit)
+    r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "response": "score", "group": "school"})
+    kept = client.workbench.jobs.get(r.json()["id"], "fit")
+    assert client.delete(f"/api/glmm/fits/{kept.id}").status_code == 200
+    deadline = time.time() + 10
+    while kept.state != "cancelled":
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert client.get(f"/api/glmm/fits/{kept.id}").status_code == 404
+
+
+def test_a_model_whose_diagnostics_dataset_was_deleted_says_so_instead_of_plotting(client, samples):
+    ds = samples["school scores"]
+    job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school")
+    m = client.post("/api/models", json={"fit_id": job["id"], "name": "lonely"}).json()
+    assert client.get(f"/api/models/{m['id']}/diagnostics").json()["note"] is None
+    assert client.delete(f"/api/datasets/{m['diagnostics_dataset_id']}", params={"cascade": "true"}).status_code == 200
+    d = client.get(f"/api/models/{m['id']}/diagnostics").json()
+    assert d["plots"] == [] and d["dataset_id"] is None and "deleted" in d["note"]
+    r = client.get(f"/api/models/{m['id']}/plots/qq.png")
+    assert r.status_code == 400 and "run the model again" in r.json()["error"]
+    assert client.get(f"/api/models/{m['id']}").json()["display"]["tables"]  # the results stay

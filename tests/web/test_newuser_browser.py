@@ -226,8 +226,8 @@ def test_model_detail_shows_every_table_and_the_warnings_and_names_are_unique(pa
     detail = active_panel(page)
     expect(detail.locator(".ds-title")).to_have_text("early stop")
     expect(detail.locator(".result-section h3")).to_have_text(
-        ["Random Effects", "ICC", "Fixed Effects", "Model Fit", "Comparison with GLM (no random intercept)",
-         "BLUP (Random Effect Predictions)"])
+        ["Random Effects", "ICC", "Fixed Effects", "Confidence Intervals", "Model Fit",
+         "Comparison with GLM (no random intercept)", "BLUP (Random Effect Predictions)"])
     expect(detail.locator(".warnings")).to_contain_text("did not converge")
     for name in ("random-effects", "fixed-effects", "model-fit", "glm-comparison", "blup"):
         expect(detail.locator(f'table[data-table="{name}"]')).to_have_count(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -12,8 +13,10 @@ from glmmlab.interfaces.web.deps import dataset_tree
 
 def test_the_page_has_the_menus_and_their_items(client):
     html = client.get("/").text
+    assert 'role="menubar"' in html
     for title in ("File", "Data", "Analysis", "Help"):
-        assert f'aria-expanded="false">{title}</button>' in html
+        assert re.search(f'class="menu-title" role="menuitem" aria-haspopup="menu" aria-expanded="false" '
+                         f'tabindex="-?[01]">{title}</button>', html)
     for action, label in [("new-project", "New Project..."), ("open-project", "Open Project..."),
                           ("export-project", "Export Project"), ("import-project", "Import Project..."),
                           ("import-data", "Import Data..."), ("dummy-coding", "Dummy Coding..."),

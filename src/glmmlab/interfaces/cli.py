@@ -66,9 +66,10 @@ def build_parser(fit_options: bool = True) -> argparse.ArgumentParser:
 
 def _add_fit_options(f: argparse.ArgumentParser) -> None:
     from glmmlab.engine.options import OPTIONS  # numpy and scipy.special: only when fit's options are needed
+    from glmmlab.services import formats  # the one suffix table (no heavy imports)
 
-    f.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file (or a Parquet directory); in CSV "
-                   "and TSV the cells NA, NaN, n/a, '.' and empty cells are missing values")
+    f.add_argument("data", metavar="DATA", help=f"a {formats.KNOWN} file (or a Parquet directory; .txt is "
+                   "tab-separated); in CSV and TSV the cells NA, NaN, n/a, '.' and empty cells are missing values")
     f.add_argument("--formula", default=None, metavar="FORMULA",
                    help="a model in lme4's language, e.g. 'y ~ x * f + (1 + x | g)' (instead of --response/--group)")
     f.add_argument("--response", default=None, metavar="Y",
@@ -159,24 +160,24 @@ MISSING = ["NA", "NaN", "n/a", ".", ""]  # cells read as missing values, as R's 
 
 
 def read_table(path: str):
-    """Read DATA by its extension: .csv, .tsv (or .txt with tabs), .parquet / a Parquet directory."""
+    """Read DATA by its suffix (the one table of :mod:`glmmlab.services.formats`) or a Parquet directory."""
     import pandas as pd
+
+    from glmmlab.services import formats
 
     p = Path(path)
     if not p.exists():
         raise UsageError(f"data file '{path}' does not exist")
-    suffix = p.suffix.lower()
+    fmt = "parquet" if p.is_dir() else formats.format_of_name(p.name)
+    if fmt is None:
+        raise UsageError(f"data file '{path}' must end in {formats.KNOWN}")
     try:
-        if p.is_dir() or suffix in (".parquet", ".pq"):
+        if fmt == "parquet":
             return pd.read_parquet(p)
-        if suffix == ".csv":
-            return pd.read_csv(p, na_values=MISSING)
-        if suffix in (".tsv", ".tab"):
-            return pd.read_csv(p, sep="\t", na_values=MISSING)
+        return pd.read_csv(p, sep="\t" if fmt == "tsv" else ",", na_values=MISSING)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot read '{path}': {first}") from None
-    raise UsageError(f"data file '{path}' must end in .csv, .tsv or .parquet")
 
 
 class ProgressBar:

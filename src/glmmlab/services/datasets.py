@@ -42,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from glmmlab.services import formats
 from glmmlab.services.errors import NotFound, ServiceError, disk_full, is_disk_full
 from glmmlab.services.store import Project, data_column, data_table
 
@@ -55,7 +56,6 @@ SCALES_BY_DTYPE: dict[str, tuple[str, ...]] = {
     "date": ("ordinal", "interval"),
     "datetime": ("ordinal", "interval"),
 }
-FORMATS = ("csv", "tsv", "parquet")
 MAX_PAGE_ROWS = 10_000
 MAX_OFFSET = (1 << 63) - 1
 MAX_COLUMNS = 10_000  # an import's time and memory grow with the columns (10,000 text columns: ~40 s, ~0.6 GB)
@@ -417,14 +417,13 @@ def _full_disk(display: str) -> Iterator[None]:
 
 def _format_of(fmt: str | None, filename: str | None) -> str:
     if fmt is None:
-        suffix = Path(filename).suffix.lower().lstrip(".") if filename else ""
-        fmt = {"txt": "tsv", "tab": "tsv", "pq": "parquet"}.get(suffix, suffix)
-        if fmt not in FORMATS:
+        fmt = formats.format_of_name(filename)
+        if fmt is None:
             shown = f"'{Path(filename).name}'" if filename else "The data"
-            raise ServiceError(f"{shown} is not a .csv, .tsv or .parquet file; say which format it is "
+            raise ServiceError(f"{shown} is not a {formats.KNOWN} file; say which format it is "
                                "(csv, tsv or parquet).")
     fmt = str(fmt).lower().lstrip(".")
-    if fmt not in FORMATS:
+    if fmt not in formats.FORMATS:
         raise ServiceError(f"'{fmt}' is not a format glmmlab reads; use csv, tsv or parquet.")
     return fmt
 

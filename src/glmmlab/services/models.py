@@ -2,10 +2,10 @@
 
 :func:`save_model` writes the model row and creates the read-only derived dataset of diagnostics (source ``row``,
 ``fitted_values``, ``deviance_residuals``, ``pearson_residuals``, ``group_random_effect``) in one transaction, so a
-project never holds one without the other. Model names are unique in a project. Deleting the analysed dataset deletes
-its models (see :func:`glmmlab.services.datasets.delete_dataset`); :func:`delete_model` removes a model and its
-diagnostics.
-"""
+project never holds one without the other. The per-row diagnostics are stored once, in that dataset: the stored
+result document leaves them out, and :func:`diagnostics_of` reads them back in the document's shape. Model names are
+unique in a project. Deleting the analysed dataset deletes its models (see
+:func:`glmmlab.services.datasets.delete_dataset`); :func:`delete_model` removes a model and its diagnostics."""
 
 from __future__ import annotations
 
@@ -123,11 +123,34 @@ def save_model(project: Project, name: str, dataset_id: int, spec: dict[str, Any
             project, frame, f"{name} diagnostics", parent_id=parent.id, read_only=True,
             operation={"type": "model_diagnostics", "model_id": model_id, "model_name": name,
                        "description": f"Diagnostics of model '{name}' fitted on '{parent.name}'"})
+        stored = {k: v for k, v in result.items() if k != "diagnostics"}  # they are the diagnostics dataset
         cur.execute("INSERT INTO models (id, name, dataset_id, spec, result, diagnostics_dataset_id) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    [model_id, name, parent.id, json.dumps(spec), json.dumps(result, allow_nan=False),
+                    [model_id, name, parent.id, json.dumps(spec), json.dumps(stored, allow_nan=False),
                      diag.id])
     return dict(get_model(project, model_id), diagnostics_dataset_name=diag.name)
+
+
+def has_diagnostics(model: dict[str, Any]) -> bool:
+    """Whether the model's per-row diagnostics can be read (its diagnostics dataset, or an older document's copy)."""
+    return model.get("diagnostics_dataset_id") is not None or bool((model.get("result") or {}).get("diagnostics"))
+
+
+def diagnostics_of(project: Project, model: dict[str, Any]) -> dict[str, list] | None:
+    """The model's per-row diagnostics in the result document's shape (``{"row": [...], "fitted_values": [...],
+    ...}``), read from its diagnostics dataset; a model saved before they were stored once, whose dataset was
+    deleted, still has them in its document; otherwise None."""
+    if model.get("diagnostics_dataset_id") is not None:
+        try:
+            frame = datasets.read_frame(project, model["diagnostics_dataset_id"], list(DIAGNOSTIC_COLUMNS))
+        except NotFound:
+            frame = None
+        if frame is not None:
+            out: dict[str, list] = {"row": [int(r) for r in frame["row"]]}
+            for col in DIAGNOSTIC_COLUMNS[1:]:
+                out[col] = [None if math.isnan(v) else float(v) for v in frame[col].to_numpy(dtype=float)]
+            return out
+    return (model.get("result") or {}).get("diagnostics")
 
 
 def _check_unique(cur, name: str, model_id: int | None = None) -> None:
@@ -169,6 +192,18 @@ def get_model(project: Project, model_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"There is no model with id {mid}; it may have been deleted.")
     return _row_to_dict(row, full=True)
+
+
+def rename_model(project: Project, model_id: int, name: str) -> dict[str, Any]:
+    """Give the model a new name (checked as at saving: not empty, unique in the project without case)."""
+    name = _check_name(name)
+    mid = _model_id(model_id)
+    with project.write() as cur:
+        if cur.execute("SELECT 1 FROM models WHERE id = ?", [mid]).fetchone() is None:
+            raise NotFound(f"There is no model with id {mid}; it may have been deleted.")
+        _check_unique(cur, name, mid)
+        cur.execute("UPDATE models SET name = ? WHERE id = ?", [name, mid])
+    return get_model(project, mid)
 
 
 def delete_model(project: Project, model_id: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from glmmlab.services import datasets
 from glmmlab.services.errors import NotFound, ServiceError
 from glmmlab.services.modelframe import build_model_frame
-from glmmlab.services.models import get_model
+from glmmlab.services.models import diagnostics_of, get_model
 from glmmlab.services.result_view import is_general
 from glmmlab.services.store import Project
 
@@ -119,7 +119,10 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
     names = titles(result)
     if kind not in names:
         raise NotFound(f"There is no plot called {kind!r}; choose one of {', '.join(names)}.")
-    diag = result.get("diagnostics") or {}
+    diag = diagnostics_of(project, model)
+    if diag is None:
+        raise ServiceError(f"The per-row diagnostics of model '{model['name']}' were deleted with its diagnostics "
+                           "dataset; run the model again to plot them.")
     fitted = _arr(diag.get("fitted_values", []))
     resid = _arr(diag.get("deviance_residuals", []))
     observed = None

@@ -29,7 +29,15 @@ import duckdb
 from glmmlab.services import models, reports
 from glmmlab.services.datasets import _SQL_TYPES, DTYPES, SCALES, _sql_string
 from glmmlab.services.errors import DiskFull, NotFound, ProjectDamaged, ServiceError, disk_full, is_disk_full
-from glmmlab.services.store import CATALOGUE_TABLES, ID_SEQUENCES, SCHEMA_VERSION, Project, data_column, data_table
+from glmmlab.services.store import (
+    CATALOGUE_TABLES,
+    DIAGNOSTICS_STORED_ONCE,
+    ID_SEQUENCES,
+    SCHEMA_VERSION,
+    Project,
+    data_column,
+    data_table,
+)
 
 FORMAT = "glmmlab-project"
 MAX_MANIFEST_BYTES = 512 << 20  # the catalogue, model results with their per-row diagnostics included
@@ -363,6 +371,7 @@ def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, 
                     target.unlink()
             if n != row.get("n_rows"):
                 raise _bad(src, f"dataset '{row['name']}' should have {row.get('n_rows')} rows but has {n}")
+        cur.execute(DIAGNOSTICS_STORED_ONCE)  # an export of a version-1 project repeats them in the documents
         for sequence, table in _SEQUENCES.items():
             top = cur.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
             start = max(int(top), int(manifest.get("sequences", {}).get(sequence, 1) or 1))

@@ -32,7 +32,14 @@ import duckdb
 
 from glmmlab.services.errors import NotFound, ProjectBusy, ProjectDamaged, ServiceError, disk_full, is_disk_full
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# A saved model's per-row diagnostics live once, in its diagnostics dataset; the model's result document does not
+# repeat them (version 1 did). A model whose diagnostics dataset was deleted keeps them in its document: there is no
+# other copy. Used by the migration to version 2 and by the import of older exports.
+DIAGNOSTICS_STORED_ONCE = ("""UPDATE models SET result = json_merge_patch(result, '{"diagnostics": null}') """
+                           "WHERE result IS NOT NULL AND json_exists(result, '$.diagnostics') "
+                           "AND diagnostics_dataset_id IN (SELECT id FROM datasets)")
 
 # Each entry brings the schema from version i to i + 1. Append new entries (and raise SCHEMA_VERSION); never edit
 # old ones. A new catalogue table also goes into CATALOGUE_TABLES (so exports include it) and a new id sequence into
@@ -86,6 +93,7 @@ _MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value JSON)",
     ],
+    [DIAGNOSTICS_STORED_ONCE],
 ]
 
 CATALOGUE_TABLES = ("datasets", "columns", "models", "reports", "report_items", "meta")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -65,12 +65,6 @@ def operation_label(operation: Any) -> str | None:
     kind = (operation.get("type") or operation.get("kind")) if isinstance(operation, dict) else operation
     kind = str(kind) if kind is not None else "derived"
     return OPERATION_LABELS.get(kind, kind.replace("_", " "))
-
-
-def upload_suffix(filename: str | None) -> str:
-    if not filename:
-        return ""
-    return PurePath(filename).suffix.lower()
 
 
 async def receive_upload(request: Request, wb: Workbench, filename: str | None) -> tuple[Path, str | None]:

@@ -112,8 +112,8 @@ class JobOut(BaseModel):
     id: str
     kind: str
     label: str
-    state: Literal["queued", "running", "done", "failed"]
-    phase: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    stage: str
     fraction: float
     error: Optional[str]
     result: Optional[dict[str, Any]]

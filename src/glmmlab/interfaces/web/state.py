@@ -15,13 +15,13 @@ import secrets
 import shutil
 import threading
 import time
-import traceback
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Iterator
 
 from glmmlab.services import errors as service_errors
+from glmmlab.services import fits
+from glmmlab.services.jobs import Job, JobRunner
 from glmmlab.services.store import Project
 
 PROJECT_SUFFIX = ".duckdb"
@@ -38,35 +38,6 @@ class PathNotAllowed(service_errors.ServiceError):
 
 class Busy(service_errors.ServiceError):
     """The workbench cannot do this now (for example, switching projects while an import runs)."""
-
-
-@dataclass
-class Job:
-    """A background task the page polls: an import of an uploaded file, for now."""
-
-    id: str
-    kind: str
-    label: str
-    state: str = "queued"  # queued -> running -> done | failed
-    phase: str = "waiting"
-    fraction: float = 0.0
-    error: str | None = None
-    result: dict[str, Any] | None = None
-    started_at: float = field(default_factory=time.time)
-    finished_at: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "label": self.label,
-            "state": self.state,
-            "phase": self.phase,
-            "fraction": round(self.fraction, 4),
-            "error": self.error,
-            "result": self.result,
-            "elapsed_seconds": round((self.finished_at or time.time()) - self.started_at, 3),
-        }
 
 
 class SharedLock:
@@ -124,7 +95,7 @@ class Workbench:
         self.max_upload_bytes = int(max_upload_bytes)
         self.csrf_token = secrets.token_urlsafe(32)
         self._lock = SharedLock()
-        self._jobs: dict[str, Job] = {}
+        self.jobs = JobRunner(**fits.runner_limits())  # imports and fits
         self._jobs_lock = threading.Lock()
         self._project: Project | None = None
         self._key = ""
@@ -390,48 +361,13 @@ class Workbench:
     # ---- background jobs ---------------------------------------------------------------------------------------
 
     def running_jobs(self) -> list[Job]:
-        with self._jobs_lock:
-            return [j for j in self._jobs.values() if j.state in ("queued", "running")]
+        """Running imports (a project switch waits for them; fits belong to their project and need not)."""
+        return self.jobs.running("import")
 
     def get_job(self, job_id: str) -> Job:
-        with self._jobs_lock:
-            job = self._jobs.get(job_id)
-        if job is None:
-            raise service_errors.NotFound(f"There is no job '{job_id}'.")
-        return job
+        return self.jobs.get(job_id)
 
     def start_job(self, kind: str, label: str, work: Callable[[Job], dict[str, Any] | None],
                   cleanup: Callable[[], None] | None = None) -> Job:
-        """Run ``work(job)`` in a thread; it reports through ``job.phase``/``job.fraction`` and returns the result."""
-        job = Job(id=uuid.uuid4().hex[:16], kind=kind, label=label)
-        with self._jobs_lock:
-            self._jobs[job.id] = job
-            self._forget_old_jobs()
-
-        def run() -> None:
-            job.state = "running"
-            try:
-                job.result = work(job)
-                job.fraction = 1.0
-                job.phase = "done"
-                job.state = "done"
-            except service_errors.ServiceError as exc:
-                job.error = str(exc)
-                job.state = "failed"
-            except Exception as exc:  # noqa: BLE001 - the page gets a message, the log gets the traceback
-                traceback.print_exc()
-                job.error = f"The import failed unexpectedly: {exc.__class__.__name__}: {exc}"
-                job.state = "failed"
-            finally:
-                job.finished_at = time.time()
-                if cleanup is not None:
-                    with contextlib.suppress(Exception):
-                        cleanup()
-
-        threading.Thread(target=run, name=f"glmmlab-job-{job.id}", daemon=True).start()
-        return job
-
-    def _forget_old_jobs(self, keep: int = 200) -> None:
-        finished = [j for j in self._jobs.values() if j.finished_at is not None]
-        for j in sorted(finished, key=lambda j: j.finished_at or 0.0)[: max(0, len(finished) - keep)]:
-            self._jobs.pop(j.id, None)
+        """Run ``work(job)`` in a thread; it reports through ``job.report(stage, fraction)`` and returns the result."""
+        return self.jobs.start(kind, label, work, cleanup=cleanup)

@@ -4,11 +4,7 @@ plots, delete it, and add its tables or plots to a report. ``GET /api/models`` (
 from __future__ import annotations
 
 import base64
-import threading
-import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,26 +12,15 @@ from pydantic import BaseModel, Field
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.options import INTERVAL_OPTIONS
-from glmmlab.engine.progress import FitCancelled
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.interfaces.web.jobs import run_job
-from glmmlab.services import comparison, models, plots, reports, result_view
+from glmmlab.services import comparison, fits, models, plots, reports, result_view
 from glmmlab.services.errors import ServiceError
 
 
 class SaveBody(BaseModel):
     fit_id: str = Field(description="The id of a finished fit (POST /api/glmm/fits).")
     name: str = Field(description="Model Name.")
-
-
-class CompareBody(BaseModel):
-    model_ids: list[int] = Field(description="Two or more saved models of one dataset.")
-
-
-class ToReportBody(BaseModel):
-    report_id: Optional[int] = Field(None, description="Default: the newest report (one is created if none).")
-    conf_level: Optional[float] = Field(None, description="Level of the fixed-effects intervals; default: saved.")
 
 
 class IntervalsBody(BaseModel):
@@ -45,52 +30,21 @@ class IntervalsBody(BaseModel):
     seed: Optional[int] = Field(None, description="Random Seed of the bootstrap (method boot).")
 
 
-@dataclass
-class IntervalJob:
-    """Confidence intervals of a saved model, computed in the background: the model is refitted on its dataset
-    (a saved model keeps JSON only), then profiled or bootstrapped, with progress and cancel."""
-
-    id: str
-    model_id: int
-    project_key: str
-    method: str
-    state: str = "queued"
-    stage: str = "Waiting to start"
-    fraction: float = 0.0
-    error: Optional[str] = None
-    intervals: Optional[dict[str, Any]] = None
-    table: Optional[dict[str, Any]] = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    started_at: float = field(default_factory=time.time)
-    finished_at: Optional[float] = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "model_id": self.model_id, "method": self.method, "state": self.state,
-                "stage": self.stage, "fraction": round(self.fraction, 4), "error": self.error,
-                "intervals": self.intervals, "table": self.table,
-                "elapsed_seconds": round((self.finished_at or time.time()) - self.started_at, 3)}
-
-
-_INTERVAL_LOCK = threading.Lock()
-
-
-def interval_jobs(request: Request) -> dict[str, IntervalJob]:
-    state = request.app.state
-    with _INTERVAL_LOCK:
-        if not hasattr(state, "interval_jobs"):
-            state.interval_jobs = {}
-        return state.interval_jobs
-
-
-def _interval_job(request: Request, model_id: int, job_id: str) -> IntervalJob:
-    job = interval_jobs(request).get(job_id)
-    if job is None or job.model_id != model_id:
-        raise ServiceError(f"There is no interval computation '{job_id}' for model {model_id}.")
-    return job
-
-
 def _interval_field_error(name: str, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "message": message, "field": name}, status_code=422)
+
+
+class RenameBody(BaseModel):
+    name: str = Field(description="The new Model Name.")
+
+
+class CompareBody(BaseModel):
+    model_ids: list[int] = Field(description="Two or more saved models of one dataset.")
+
+
+class ToReportBody(BaseModel):
+    report_id: Optional[int] = Field(None, description="Default: the newest report (one is created if none).")
+    conf_level: Optional[float] = Field(None, description="Level of the fixed-effects intervals; default: saved.")
 
 
 def fixed_effects_view(result: dict[str, Any], conf_level: float) -> dict[str, Any]:
@@ -118,161 +72,154 @@ def report_tables(model: dict[str, Any], conf_level: float) -> list[dict[str, An
     return items
 
 
-def make_router(fit_jobs: Callable[[Request], Any]) -> APIRouter:
-    router = APIRouter(prefix="/api/models", tags=["models"])
+router = APIRouter(prefix="/api/models", tags=["models"])
 
-    @router.post("", status_code=201, summary="Save a finished fit as a model, with its diagnostics dataset")
-    def save(body: SaveBody, request: Request):
-        job = fit_jobs(request).get(body.fit_id)
-        if job.state != "done" or job.result is None:
-            raise ServiceError("Only a finished fit can be saved; this one is " + job.state + ".")
-        if not body.name or not body.name.strip():
-            return JSONResponse({"error": "Model Name: give the model a name.", "field": "name"}, status_code=422)
-        with workbench(request).project_for(job.project_key, "This fit") as project:
-            model = models.save_model(project, body.name, job.dataset_id, job.spec, job.full_result())
-        return JSONResponse(jsonable(_summary(model)), status_code=201)
 
-    @router.post("/compare", summary="Compare saved models of one dataset by likelihood-ratio tests (lme4's "
-                                      "anova); each is refitted from its dataset, REML fits by ML")
-    def compare(body: CompareBody, request: Request) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            loaded = comparison.load_saved(project, body.model_ids)
-        return jsonable(comparison.compare_loaded(loaded))
+@router.post("", status_code=201, summary="Save a finished fit as a model, with its diagnostics dataset")
+def save(body: SaveBody, request: Request):
+    wb = workbench(request)
+    job = wb.jobs.get(body.fit_id, "fit")
+    result = fits.full_result(job)
+    if job.state != "done" or result is None:
+        raise ServiceError("Only a finished fit can be saved; this one is " + job.state + ".")
+    if not body.name or not body.name.strip():
+        return JSONResponse({"error": "Model Name: give the model a name.", "field": "name"}, status_code=422)
+    with wb.project_for(job.kept["project_key"], "This fit") as project:
+        model = models.save_model(project, body.name, job.info["dataset_id"], job.info["spec"], result)
+    return JSONResponse(jsonable(_summary(model)), status_code=201)
 
-    @router.get("/{model_id}", summary="A saved model: spec, result and the fixed effects at conf_level")
-    def get(model_id: int, request: Request, conf_level: Optional[float] = Query(None),
-            diagnostics: bool = False) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-        result = model["result"]
-        if not diagnostics:
-            result = {k: v for k, v in result.items() if k != "diagnostics"}
-        level = result["model"]["conf_level"] if conf_level is None else models.check_conf_level(conf_level)
-        out = dict(model, result=result)
-        out["fixed_effects"] = fixed_effects_view(result, level)
-        out["saved_conf_level"] = result["model"]["conf_level"]
-        out["display"] = result_view.view(result, level)
-        return jsonable(out)
 
-    @router.get("/{model_id}/fixed-effects", summary="The fixed effects recomputed at another confidence level "
-                                                     "(the saved level does not change)")
-    def fixed_effects(model_id: int, request: Request, conf_level: float = Query(...)) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-        return jsonable(fixed_effects_view(model["result"], models.check_conf_level(conf_level)))
+@router.post("/compare", summary="Compare saved models of one dataset by likelihood-ratio tests (lme4's "
+                                  "anova); each is refitted from its dataset, REML fits by ML")
+def compare(body: CompareBody, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        loaded = comparison.load_saved(project, body.model_ids)
+    return jsonable(comparison.compare_loaded(loaded))
 
-    @router.post("/{model_id}/intervals", status_code=202,
-                 summary="Start confidence intervals of a saved model (wald, profile or boot) in the background")
-    def start_intervals(model_id: int, body: IntervalsBody, request: Request):
-        try:
-            method = INTERVAL_OPTIONS["ci"].check(body.method)
-            nsim = INTERVAL_OPTIONS["nsim"].check(body.nsim)
-            seed = None if body.seed is None else INTERVAL_OPTIONS["seed"].check(body.seed)
-        except GlmmInputError as exc:
-            name = str(exc).split(" ", 1)[0]
-            return _interval_field_error({"ci": "method"}.get(name, name), str(exc).replace("ci ", "method ", 1))
-        wb = workbench(request)
-        with wb.project() as project:
-            model = models.get_model(project, model_id)
-            project_key = wb.project_key()
+
+@router.get("/{model_id}", summary="A saved model: spec, result and the fixed effects at conf_level")
+def get(model_id: int, request: Request, conf_level: Optional[float] = Query(None),
+        diagnostics: bool = False) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+        result = {k: v for k, v in model["result"].items() if k != "diagnostics"}
+        if diagnostics:
+            result["diagnostics"] = models.diagnostics_of(project, model)
+    level = result["model"]["conf_level"] if conf_level is None else models.check_conf_level(conf_level)
+    out = dict(model, result=result)
+    out["fixed_effects"] = fixed_effects_view(result, level)
+    out["saved_conf_level"] = result["model"]["conf_level"]
+    out["display"] = result_view.view(result, level)
+    return jsonable(out)
+
+
+@router.get("/{model_id}/fixed-effects", summary="The fixed effects recomputed at another confidence level "
+                                                 "(the saved level does not change)")
+def fixed_effects(model_id: int, request: Request, conf_level: float = Query(...)) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+    return jsonable(fixed_effects_view(model["result"], models.check_conf_level(conf_level)))
+
+
+@router.post("/{model_id}/intervals", status_code=202,
+             summary="Start confidence intervals of a saved model (wald, profile or boot) in the background")
+def start_intervals(model_id: int, body: IntervalsBody, request: Request):
+    try:
+        method = INTERVAL_OPTIONS["ci"].check(body.method)
+        nsim = INTERVAL_OPTIONS["nsim"].check(body.nsim)
+        seed = None if body.seed is None else INTERVAL_OPTIONS["seed"].check(body.seed)
+    except GlmmInputError as exc:
+        name = str(exc).split(" ", 1)[0]
+        return _interval_field_error({"ci": "method"}.get(name, name), str(exc).replace("ci ", "method ", 1))
+    wb = workbench(request)
+    with wb.project() as project:
+        model = models.get_model(project, model_id)
+        key = wb.project_key()
+    level = model["result"]["model"]["conf_level"] if body.conf_level is None \
+        else models.check_conf_level(body.conf_level)
+    job = fits.start_intervals(wb.jobs, lambda: wb.project_for(key), model, method, level, nsim, seed)
+    return JSONResponse(jsonable(fits.intervals_view(job)), status_code=202)
+
+
+@router.get("/{model_id}/intervals/{job_id}", summary="An interval computation's state and progress; the table "
+                                                      "when done")
+def get_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
+    return jsonable(fits.intervals_view(_interval_job(request, model_id, job_id)))
+
+
+@router.post("/{model_id}/intervals/{job_id}/cancel", summary="Ask an interval computation to stop")
+def cancel_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
+    job = _interval_job(request, model_id, job_id)
+    return jsonable(fits.intervals_view(workbench(request).jobs.cancel(job.id)))
+
+
+def _interval_job(request: Request, model_id: int, job_id: str):
+    try:
+        job = workbench(request).jobs.get(job_id, "interval")
+    except ServiceError:
+        job = None
+    if job is None or job.info.get("model_id") != model_id:
+        raise ServiceError(f"There is no interval computation '{job_id}' for model {model_id}.")
+    return job
+
+
+@router.patch("/{model_id}", summary="Rename a model (names are unique in a project)")
+def rename(model_id: int, body: RenameBody, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        return jsonable(_summary(models.rename_model(project, model_id, body.name)))
+
+
+@router.delete("/{model_id}", summary="Delete a model and its diagnostics dataset")
+def delete(model_id: int, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        return jsonable(models.delete_model(project, model_id))
+
+
+@router.get("/{model_id}/diagnostics", summary="The diagnostics dataset and the plots of a model")
+def diagnostics(model_id: int, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+    available = models.has_diagnostics(model)
+    return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
+            "display_size": list(plots.DISPLAY_SIZE),
+            "note": None if available else "The per-row diagnostics were deleted with the diagnostics dataset; "
+                                           "run the model again to see its plots.",
+            "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
+                      for k, t in plots.titles(model["result"]).items()] if available else []}
+
+
+@router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def plot(model_id: int, kind: str, request: Request):
+    with workbench(request).project() as project:
+        png = plots.plot_png(project, model_id, kind)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{model_id}/report", summary="Add every table of the model (Random Effects, ICC, Fixed Effects, "
+                                           "Model Fit, GLM comparison, BLUP) to a report")
+def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None) -> dict[str, Any]:
+    body = body or ToReportBody()
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
         level = model["result"]["model"]["conf_level"] if body.conf_level is None \
             else models.check_conf_level(body.conf_level)
-        job = IntervalJob(id=uuid.uuid4().hex[:16], model_id=model["id"], project_key=project_key, method=method)
-        jobs = interval_jobs(request)
-        with _INTERVAL_LOCK:
-            jobs[job.id] = job
-            finished = sorted((j for j in jobs.values() if j.finished_at), key=lambda j: j.finished_at or 0.0)
-            for old in finished[:-50]:
-                jobs.pop(old.id, None)
-
-        def step(lo: float, hi: float):
-            def progress(stage: str, fraction: float) -> None:
-                if job.cancel.is_set():
-                    raise FitCancelled()
-                job.stage = stage
-                job.fraction = max(job.fraction, lo + (hi - lo) * min(1.0, float(fraction)))
-            return progress
-
-        def work() -> None:
-            job.state, job.stage = "running", "Reading data"
-            if method == "wald":
-                doc = _wald_document(model["result"], level)
-            else:
-                with wb.project_for(job.project_key) as project:
-                    result = models.refit_model(project, model, progress=step(0.0, 0.1))
-                ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed, progress=step(0.1, 1.0))
-                doc = result_view.intervals_document(ci)
-            job.intervals, job.table = doc, result_view.intervals_table(doc)
-
-        threading.Thread(target=run_job, args=(job, work, "interval computation"), name=f"glmmlab-intervals-{job.id}",
-                         daemon=True).start()
-        return JSONResponse(jsonable(job.to_dict()), status_code=202)
-
-    @router.get("/{model_id}/intervals/{job_id}", summary="An interval computation's state and progress; the table "
-                                                          "when done")
-    def get_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
-        return jsonable(_interval_job(request, model_id, job_id).to_dict())
-
-    @router.post("/{model_id}/intervals/{job_id}/cancel", summary="Ask an interval computation to stop")
-    def cancel_intervals(model_id: int, job_id: str, request: Request) -> dict[str, Any]:
-        job = _interval_job(request, model_id, job_id)
-        if job.state in ("queued", "running"):
-            job.cancel.set()
-            job.stage = "Cancelling"
-        return jsonable(job.to_dict())
-
-    @router.delete("/{model_id}", summary="Delete a model and its diagnostics dataset")
-    def delete(model_id: int, request: Request) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            return jsonable(models.delete_model(project, model_id))
-
-    @router.get("/{model_id}/diagnostics", summary="The diagnostics dataset and the plots of a model")
-    def diagnostics(model_id: int, request: Request) -> dict[str, Any]:
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-        return {"model_id": model["id"], "name": model["name"], "dataset_id": model["diagnostics_dataset_id"],
-                "display_size": list(plots.DISPLAY_SIZE),
-                "plots": [{"kind": k, "title": t, "url": f"/api/models/{model['id']}/plots/{k}.png"}
-                          for k, t in plots.titles(model["result"]).items()]}
-
-    @router.get("/{model_id}/plots/{kind}.png", summary="A diagnostic plot as PNG",
-                response_class=Response, responses={200: {"content": {"image/png": {}}}})
-    def plot(model_id: int, kind: str, request: Request):
-        with workbench(request).project() as project:
-            png = plots.plot_png(project, model_id, kind)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
-
-    @router.post("/{model_id}/report", summary="Add every table of the model (Random Effects, ICC, Fixed Effects, "
-                                               "Model Fit, GLM comparison, BLUP) to a report")
-    def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None) -> dict[str, Any]:
-        body = body or ToReportBody()
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-            level = model["result"]["model"]["conf_level"] if body.conf_level is None \
-                else models.check_conf_level(body.conf_level)
-            report = _target(project, body.report_id)
-            return jsonable(reports.add_items(project, report["id"], report_tables(model, level)))
-
-    @router.post("/{model_id}/plots/{kind}/report", summary="Add a diagnostic plot to a report")
-    def plot_to_report(model_id: int, kind: str, request: Request,
-                       body: Optional[ToReportBody] = None) -> dict[str, Any]:
-        body = body or ToReportBody()
-        with workbench(request).project() as project:
-            model = models.get_model(project, model_id)
-            png = plots.plot_png(project, model_id, kind)
-            report = _target(project, body.report_id)
-            item = {"kind": "plot", "title": f"{model['name']}: {plots.titles(model['result'])[kind]}",
-                    "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
-            return jsonable(reports.add_items(project, report["id"], [item]))
-
-    return router
+        report = _target(project, body.report_id)
+        return jsonable(reports.add_items(project, report["id"], report_tables(model, level)))
 
 
-def _wald_document(result: dict[str, Any], level: float) -> dict[str, Any]:
-    """The Wald intervals of a saved result (no refit: its estimates and standard errors)."""
-    rows = result_view.fixed_effects_at(result, level)
-    return {"method": "wald", "level": level,
-            "rows": [{"parameter": r["variable"], "lower": r["lower"], "upper": r["upper"]} for r in rows]}
+@router.post("/{model_id}/plots/{kind}/report", summary="Add a diagnostic plot to a report")
+def plot_to_report(model_id: int, kind: str, request: Request,
+                   body: Optional[ToReportBody] = None) -> dict[str, Any]:
+    body = body or ToReportBody()
+    with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+        png = plots.plot_png(project, model_id, kind)
+        report = _target(project, body.report_id)
+        item = {"kind": "plot", "title": f"{model['name']}: {plots.titles(model['result'])[kind]}",
+                "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
+        return jsonable(reports.add_items(project, report["id"], [item]))
+
 
 
 def _target(project, report_id: Optional[int]) -> dict[str, Any]:

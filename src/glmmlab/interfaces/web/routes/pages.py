@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse
 from glmmlab.interfaces.web.deps import dataset_tree, workbench
 from glmmlab.interfaces.web.routes.catalog import list_models, list_reports
 from glmmlab.interfaces.web.security import human_bytes
-from glmmlab.services import datasets
+from glmmlab.services import datasets, formats
 
 router = APIRouter(include_in_schema=False)
 
@@ -28,6 +28,7 @@ def workbench_page(request: Request):
         "reports": reports,
         "max_upload_bytes": wb.max_upload_bytes,
         "max_upload_human": human_bytes(wb.max_upload_bytes),
+        "data_suffixes": ",".join(formats.SUFFIXES),  # the file dialog offers what the importer reads
         "scripts": request.app.state.scripts,
         "styles": request.app.state.styles,
         "version": request.app.version,

@@ -1,10 +1,44 @@
-/* The workbench's dialogs: Import Data, Dummy Coding, Delete Dataset, New/Open/Import Project, About. */
+/* The workbench's dialogs: Import Data, Dummy Coding, Delete Dataset, New/Open/Import Project, About, and the
+ * app's own confirm (glmmlab.confirm) and rename (glmmlab.rename) dialogs.
+ *
+ * Every dialog is modal: Escape closes it (the browser's own), Tab and Shift+Tab stay inside it, and when it closes
+ * the focus goes back to the element that opened it. */
 (function () {
   "use strict";
   const g = window.glmmlab;
   const { el, clear, api } = g;
   const enc = encodeURIComponent;
   const field = (form, name) => form.elements.namedItem(name);
+
+  function focusables(dlg) {
+    return Array.from(dlg.querySelectorAll("button, [href], input, select, textarea, [tabindex]"))
+      .filter((n) => n.tabIndex >= 0 && !n.disabled && n.getClientRects().length > 0);
+  }
+
+  // Show a <dialog> modally; the focus goes back to its opener when it closes.
+  function showDialog(dlg) {
+    if (dlg.open) return dlg;
+    const opener = document.activeElement;
+    dlg.addEventListener("close", () => {
+      if (opener && opener !== document.body && opener.isConnected && opener.getClientRects().length) opener.focus();
+    }, { once: true });
+    dlg.showModal();
+    return dlg;
+  }
+
+  // Focus stays in the open dialog: Tab from its last control goes to its first, Shift+Tab from the first to the last.
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Tab") return;
+    const open = Array.from(document.querySelectorAll("dialog[open]"));
+    const dlg = open[open.length - 1];
+    if (!dlg) return;
+    const items = focusables(dlg);
+    if (!items.length) { e.preventDefault(); return; }
+    const first = items[0], last = items[items.length - 1];
+    if (!dlg.contains(document.activeElement)) { e.preventDefault(); first.focus(); }
+    else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
+    else if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
+  });
 
   // Opens a <dialog>, clears its error, and wires its Close buttons and its submit handler (once).
   function dialog(id, onSubmit) {
@@ -30,8 +64,7 @@
       }
     }
     g.showError(dlg.querySelector(".error"), "");
-    if (!dlg.open) dlg.showModal();
-    return dlg;
+    return showDialog(dlg);
   }
 
   function progress(dlg, fraction, text) {
@@ -62,7 +95,7 @@
       const job = await api.upload(url, file, (f) => progress(dlg, f, `Uploading… ${Math.round(f * 100)}%`));
       progress(dlg, 0, "Importing…");
       const done = await g.pollJob(job.id, (j) =>
-        progress(dlg, j.fraction, `Importing: ${j.phase} ${Math.round(j.fraction * 100)}%`));
+        progress(dlg, j.fraction, `${j.stage} ${Math.round(j.fraction * 100)}%`));
       const ds = done.result.dataset;
       progress(dlg, null);
       dlg.close();
@@ -319,4 +352,89 @@
   });
 
   g.registerAction("about", () => dialog("dlg-about"));
+
+  // ---- the app's own confirm and rename dialogs -----------------------------------------------------------
+
+  /* Ask a question; resolves true when the person presses the OK button (Cancel, Escape: false). */
+  g.confirm = function (opts) {
+    const dlg = document.getElementById("dlg-confirm");
+    const form = dlg.querySelector("form");
+    const ok = dlg.querySelector("[data-submit]");
+    const cancel = dlg.querySelector("[data-close]");
+    dlg.querySelector("h2").textContent = opts.title || "Are you sure?";
+    dlg.querySelector(".question").textContent = opts.message || "";
+    ok.textContent = opts.ok || "OK";
+    ok.className = opts.danger === false ? "primary" : "danger";
+    return new Promise((resolve) => {
+      let answer = false;
+      const onSubmit = (e) => { e.preventDefault(); answer = true; dlg.close(); };
+      const onCancel = () => dlg.close();
+      form.addEventListener("submit", onSubmit);
+      cancel.addEventListener("click", onCancel);
+      dlg.addEventListener("close", () => {
+        form.removeEventListener("submit", onSubmit);
+        cancel.removeEventListener("click", onCancel);
+        resolve(answer);
+      }, { once: true });
+      showDialog(dlg);
+      cancel.focus();  // the safe answer has the focus
+    });
+  };
+
+  let renameSave = null;
+  /* Ask for a new name; `save(name)` (a Promise) does the renaming, and its error shows in the dialog. */
+  g.rename = function (opts) {
+    renameSave = opts.save;
+    const dlg = dialog("dlg-rename", async (d, form) => {
+      await renameSave(field(form, "name").value.trim());
+      d.close();
+    });
+    dlg.querySelector("h2").textContent = opts.title || "Rename";
+    const input = field(dlg.querySelector("form"), "name");
+    input.value = opts.value || "";
+    input.select();
+    return dlg;
+  };
+
+  // ---- rename and delete saved models and reports (the sidebar's ✎ and × buttons) -----------------------
+
+  const ITEMS = {
+    model: { url: "/api/models", noun: "model", event: "models-changed", tabs: ["model", "diagnostics"] },
+    report: { url: "/api/reports", noun: "report", event: "reports-changed", tabs: ["report"] },
+  };
+
+  function tabsOf(kind, id) {
+    return g.tabs().filter((t) => ITEMS[kind].tabs.includes(t.kind) && String(t.params.id) === String(id));
+  }
+
+  g.registerAction("rename-item", ({ kind, id, name }) => {
+    const it = ITEMS[kind];
+    g.rename({
+      title: `Rename ${it.noun} “${name}”`, value: name,
+      save: async (value) => {
+        const r = await api.patch(`${it.url}/${id}`, { name: value });
+        for (const t of tabsOf(kind, id)) {
+          t.setTitle(t.kind === "diagnostics" ? `Diagnostics: ${r.name}` : r.name);
+          const heading = t.panel.querySelector(".ds-title");
+          if (heading) heading.textContent = t.kind === "diagnostics" ? `Diagnostics: ${r.name}` : r.name;
+        }
+        g.emit(it.event, r);
+        g.status(`Renamed the ${it.noun} “${name}” to “${r.name}”.`);
+      },
+    });
+  });
+
+  g.registerAction("delete-item", async ({ kind, id, name }) => {
+    const it = ITEMS[kind];
+    const message = kind === "model"
+      ? `Delete the model “${name}” and its diagnostics dataset? This cannot be undone.`
+      : `Delete the report “${name}” with all its items? This cannot be undone.`;
+    if (!await g.confirm({ title: `Delete ${it.noun}`, message, ok: "Delete" })) return;
+    const r = await api.del(`${it.url}/${id}`);
+    for (const t of tabsOf(kind, id)) t.close();
+    g.emit(it.event);
+    const gone = (r.datasets || []).map((d) => d.id);
+    if (gone.length) g.emit("datasets-deleted", { ids: gone });
+    g.status(`Deleted the ${it.noun} “${name}”` + (gone.length ? " and its diagnostics dataset." : "."));
+  });
 })();

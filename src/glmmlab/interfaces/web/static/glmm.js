@@ -637,6 +637,62 @@
       return Object.keys(e).length ? null : b;
     }
 
+    /* Every control of the form, with the Model section's state: kept with a fit (and a saved model) so the form
+     * can be filled again (Model Detail > Open in GLMM Form). */
+    function formState() {
+      return {
+        dataset_id: dsSelect.value, response: response.value, fixed: checkedFixed(), group: group.value,
+        family: family.value, link: link.value, intercept: intercept.checked, conf_level: level.value,
+        max_iter: maxIter.value, tol: tol.value, model_open: modelSection.open, factors: checkedIn(factorBox),
+        interactions: interactions.map((t) => t.slice()),
+        first_random: { intercept: firstRandom.intercept, slopes: Array.from(firstRandom.slopes), correlated: firstRandom.correlated },
+        random_rows: randomRows.map((r) => ({ group: r.group, intercept: r.intercept, slopes: Array.from(r.slopes),
+          correlated: r.correlated, nestedIn: r.nestedIn })),
+        offset: offsetSel.value, weights: weightsSel.value, trials: trialsSel.value, typed, matched,
+        formula: formulaInput.value, references: Object.assign({}, references),
+      };
+    }
+
+    /* Fill the form from a saved model's spec (its `form` record, or for older models the spec's own fields);
+     * nothing runs. */
+    async function applySpec(spec, datasetId) {
+      const st = spec.form || {
+        dataset_id: String(datasetId), response: spec.response || "", fixed: spec.fixed || [], group: spec.group || "",
+        family: spec.family, link: spec.link, intercept: spec.intercept !== false,
+        conf_level: String(+(spec.conf_level * 100).toPrecision(10)), max_iter: String(spec.max_iter), tol: String(spec.tol),
+        model_open: !!spec.formula, weights: spec.weights || "", typed: !!spec.formula, formula: spec.formula || "",
+        references: spec.reference_levels || {},
+      };
+      dsSelect.value = String(st.dataset_id || datasetId);
+      await loadColumns();
+      const tick = (box, names) => { for (const i of box.querySelectorAll("input[type=checkbox]")) i.checked = (names || []).includes(i.value); };
+      response.value = st.response || "";
+      tick(fixedBox, st.fixed);
+      group.value = st.group || "";
+      tick(factorBox, st.factors);
+      modelSection.open = !!st.model_open;
+      intercept.checked = st.intercept !== false;
+      level.value = st.conf_level; maxIter.value = st.max_iter; tol.value = st.tol;
+      interactions = (st.interactions || []).map((t) => t.slice());
+      const fr = st.first_random || {};
+      Object.assign(firstRandom, { intercept: fr.intercept !== false, slopes: new Set(fr.slopes || []), correlated: fr.correlated !== false });
+      randomRows = (st.random_rows || []).map((r) => ({ group: r.group || "", intercept: r.intercept !== false,
+        slopes: new Set(r.slopes || []), correlated: r.correlated !== false, nestedIn: r.nestedIn || "" }));
+      offsetSel.value = st.offset || ""; weightsSel.value = st.weights || ""; trialsSel.value = st.trials || "";
+      for (const k of Object.keys(references)) delete references[k];
+      Object.assign(references, st.references || {});
+      typed = !!st.typed;
+      matched = typed && !!st.matched;
+      if (typed) formulaInput.value = st.formula || "";
+      fillFamilies();
+      family.value = st.family;
+      fillLinks();
+      link.value = st.link;
+      renderModel();
+      validate(false);
+      checkFormulaSoon();
+    }
+
     dsSelect.addEventListener("change", () => loadColumns().then(() => { validate(false); checkFormulaSoon(); }));
     family.addEventListener("change", () => { fillLinks(); changed(); });
     response.addEventListener("change", () => {
@@ -652,7 +708,7 @@
       if (!body) { const bad = form.querySelector(".field.invalid select, .field.invalid input"); if (bad) bad.focus(); return; }
       let job;
       try {
-        job = await api.post("/api/glmm/fits", body);
+        job = await api.post("/api/glmm/fits", Object.assign({}, body, { form: formState() }));
       } catch (err) {
         if (err.body && err.body.field) showFieldError(err.body.field, err.body.message || err.message);
         else g.showError(formError, err.message);
@@ -665,11 +721,26 @@
       const bar = el("progress", { max: "1", value: "0", "aria-label": "Fit progress" });
       const stage = el("span", { class: "stage", "aria-live": "polite" }, job.stage || "Starting");
       const cancel = el("button", { type: "button", class: "cancel" }, "Cancel");
-      const head = el("div", { class: "run-head" }, el("b", {}, job.label));
+      const remove = el("button", { type: "button", class: "remove-run", title: "Remove this run from the list",
+        "aria-label": `Remove the run ${job.label}` }, "×");
+      const head = el("div", { class: "run-head" }, el("b", {}, job.label), remove);
       const progress = el("div", { class: "progress-box run-progress" }, bar, stage, cancel);
       const body_ = el("div", { class: "run-body" });
       const card = el("article", { class: "run", dataset: { fitId: job.id, state: job.state } }, head, progress, body_);
       runs.insertBefore(card, runs.firstChild);
+      runs.parentElement.classList.add("has-runs");
+      runs.scrollTop = 0;
+      const record = { card, id: job.id, state: job.state, saved: false };
+      runList.push(record);
+      remove.addEventListener("click", async () => {
+        if (record.state === "done" && !record.saved && !await g.confirm({ title: "Remove run",
+          message: "This run's results are not saved. Remove it from the list anyway?", ok: "Remove" })) return;
+        api.del(`/api/glmm/fits/${job.id}`).catch(() => {});  // the server forgets it (a running fit stops)
+        stopped = true;
+        runList.splice(runList.indexOf(record), 1);
+        card.remove();
+        runs.parentElement.classList.toggle("has-runs", runs.children.length > 0);
+      });
       let cancelled = false;
       cancel.addEventListener("click", async () => {
         cancelled = true; cancel.disabled = true; stage.textContent = "Cancelling…";
@@ -683,9 +754,10 @@
           let j;
           try { j = await api.get(`/api/glmm/fits/${job.id}`); } catch (err) { stage.textContent = err.message; return; }
           card.dataset.state = j.state;
+          record.state = j.state;
           bar.value = j.fraction;
           stage.textContent = `${j.stage} (${Math.round(j.fraction * 100)}%)`;
-          if (j.state === "done") { progress.remove(); showDone(j, body_, body); return; }
+          if (j.state === "done") { progress.remove(); showDone(j, body_, body, record); return; }
           if (j.state === "failed" || j.state === "cancelled") {
             cancel.remove();
             bar.remove();
@@ -698,7 +770,7 @@
       })();
     }
 
-    function showDone(job, box, body) {
+    function showDone(job, box, body, record) {
       const name = el("input", { type: "text", class: "model-name", "aria-label": "Model Name", value: `${job.result.model.response} GLMM (${body.family})` });
       const save = el("button", { type: "button", class: "primary save" }, "Save Model");
       const details = el("button", { type: "button", class: "view-details", disabled: true }, "View Model Details");
@@ -713,6 +785,7 @@
         try {
           model = await api.post("/api/models", { fit_id: job.id, name: name.value.trim() });
           saved.textContent = `Saved as “${model.name}”, with the diagnostics dataset “${model.diagnostics_dataset_name}”.`;
+          record.saved = true;
           details.disabled = false; diag.disabled = false; name.disabled = true;
           g.emit("models-changed", model);
           g.emit("datasets-changed", { id: model.diagnostics_dataset_id });
@@ -725,9 +798,28 @@
           el("label", { class: "inline" }, "Model Name ", name), save, details, diag, saved), err);
     }
 
+    // Closing the tab with runs that are not saved (or still running) asks first.
+    const runList = [];
+    tab.beforeClose(() => {
+      const open = runList.filter((r) => !r.saved && ["queued", "running", "done"].includes(r.state));
+      if (!open.length) return true;
+      const running = open.filter((r) => r.state !== "done").length;
+      const done = open.length - running;
+      const parts = [];
+      if (done) parts.push(`${done} run${done === 1 ? "" : "s"} with results that are not saved`);
+      if (running) parts.push(`${running} run${running === 1 ? "" : "s"} still running`);
+      return g.confirm({ title: "Close GLMM tab", ok: "Close tab",
+        message: `This tab has ${parts.join(" and ")}. Close it and lose them?` });
+    });
+
     fillLinks();
     await loadDatasets(params.dataset);
     renderModel();
+    if (params.model !== undefined) {
+      const saved = await api.get(`/api/models/${encodeURIComponent(params.model)}`);
+      tab.setTitle(`GLMM: ${saved.name}`);
+      await applySpec(saved.spec || {}, saved.dataset_id);
+    }
     const onDatasets = () => loadDatasets().catch(() => {});
     g.on("datasets-changed", onDatasets);
     g.on("datasets-deleted", onDatasets);
@@ -790,12 +882,14 @@
     const disp = model.display;
     g.append(panel, el("div", { class: "model-detail" },
       el("div", { class: "ds-head" },
-        el("div", {}, el("h2", { class: "ds-title" }, model.name),
-          el("p", { class: "muted model-line" }, el("code", {}, disp.formula), disp.reference_text ? ` · ${disp.reference_text}` : "", ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
-            `${disp.summary.split("; ").pop()} · dataset ${model.dataset_name || model.dataset_id}`,
-            ` · saved level ${levelText(saved)}`)),
+        el("div", {}, el("h2", { class: "ds-title" }, model.name)),
         el("div", { class: "ds-actions" }, addBtn,
+          el("button", { type: "button", class: "reopen", title: "Open a GLMM tab with this model's settings (nothing runs)",
+            onclick: () => g.openTab("glmm", { dataset: model.dataset_id, model: model.id }) }, "Open in GLMM Form"),
           el("button", { type: "button", class: "view-diagnostics", onclick: () => g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }) }, "View Diagnostics"))),
+      el("p", { class: "muted model-line" }, el("code", {}, disp.formula), disp.reference_text ? ` · ${disp.reference_text}` : "", ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
+        `${disp.summary.split("; ").pop()} · dataset ${model.dataset_name || model.dataset_id}`,
+        ` · saved level ${levelText(saved)}`),
       status,
       warningsBox(disp),
       tableSections(disp, { fixedTable: feTable, fixedEffects: el("div", {},
@@ -895,6 +989,7 @@
     const pager = el("div", { class: "pager" });
     g.append(panel, el("div", { class: "diagnostics" },
       el("h2", { class: "ds-title" }, `Diagnostics: ${d.name}`), status,
+      d.note ? el("p", { class: "muted diag-note" }, d.note) : null,
       el("div", { class: "diag-layout" }, plots,
         el("div", { class: "diag-data" },
           el("h3", {}, "Diagnostic dataset ",

@@ -11,8 +11,10 @@
  *                                       sessionStorage, per project); set spec.restore = false to opt out.
  *   glmmlab.openTab(kind, params, opts) opens (or focuses) a tab; an unregistered kind opens a placeholder tab.
  *                                       opts: {title}. Returns the tab object:
- *       tab.id, tab.kind, tab.params, tab.panel, tab.setTitle(text), tab.activate(), tab.close(),
- *       tab.onClose(fn), tab.onActivate(fn)
+ *       tab.id, tab.kind, tab.params, tab.panel, tab.setTitle(text), tab.activate(), tab.close() (at once),
+ *       tab.requestClose() (as the close button: asks the beforeClose guards first), tab.onClose(fn),
+ *       tab.onActivate(fn), tab.beforeClose(fn) (fn(tab) -> true, false or a Promise of either; false keeps the
+ *       tab open: a tab with unsaved work asks first)
  *   glmmlab.tabs()                      the open tabs, in order.
  *   glmmlab.api.get(url) / .post(url, body) / .put / .patch / .del(url)
  *                                       JSON requests that send the CSRF token; they resolve to the JSON answer
@@ -221,30 +223,32 @@
     const id = nextTabId++;
     const title = opts.title || (spec && spec.title ? spec.title(params) : null) || kind;
     const label = el("span", { class: "tab-label" }, title);
-    const closeBtn = el("button", { type: "button", class: "tab-close", title: "Close tab", "aria-label": "Close tab" }, "×");
+    const closeBtn = el("button", { type: "button", class: "tab-close", title: "Close tab (Delete)", "aria-label": "Close tab",
+      tabindex: "-1" }, "×");
     const handle = el("div", { class: "tab", role: "tab", id: `tab-${id}`, "aria-controls": `panel-${id}`,
-      "aria-selected": "false", tabindex: "0", dataset: { kind } }, label, closeBtn);
+      "aria-selected": "false", tabindex: "-1", dataset: { kind } }, label, closeBtn);
     const panel = el("div", { class: "tabpanel", role: "tabpanel", id: `panel-${id}`, "aria-labelledby": `tab-${id}`,
       hidden: true, dataset: { kind } });
     const closers = [];
     const activators = [];
+    const guards = [];
     const tab = {
       id, kind, params, key, panel, handle,
-      setTitle(text) { label.textContent = text; handle.title = text; },
+      setTitle(text) { label.textContent = text; handle.title = text; closeBtn.setAttribute("aria-label", `Close ${text}`); },
       activate() { activate(tab); },
       close() { closeTab(tab); },
+      requestClose() { return requestClose(tab); },
       onClose(fn) { closers.push(fn); },
       onActivate(fn) { activators.push(fn); },
+      beforeClose(fn) { guards.push(fn); },
       _closers: closers,
       _activators: activators,
+      _guards: guards,
     };
     tab.setTitle(title);
     handle.addEventListener("click", (e) => { if (e.target !== closeBtn) activate(tab); });
-    handle.addEventListener("auxclick", (e) => { if (e.button === 1) closeTab(tab); });
-    handle.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); activate(tab); }
-    });
-    closeBtn.addEventListener("click", () => closeTab(tab));
+    handle.addEventListener("auxclick", (e) => { if (e.button === 1) requestClose(tab); });
+    closeBtn.addEventListener("click", () => requestClose(tab));
     document.getElementById("tabstrip").appendChild(handle);
     document.getElementById("tabpanels").appendChild(panel);
     openTabs.push(tab);
@@ -273,6 +277,7 @@
       const on = t === tab;
       t.handle.classList.toggle("active", on);
       t.handle.setAttribute("aria-selected", on ? "true" : "false");
+      t.handle.tabIndex = on ? 0 : -1;  // one tab stop for the strip; arrow keys move between tabs
       t.panel.hidden = !on;
     }
     activeTab = tab;
@@ -280,6 +285,56 @@
     tab.handle.scrollIntoView({ block: "nearest", inline: "nearest" });
     for (const fn of tab._activators) fn(tab);
     saveTabs();
+  }
+
+  /* Close a tab as the person asked (close button, middle click, Delete): a tab may ask first (beforeClose
+   * guards return false, or a Promise of false, to keep it open). Resolves true when the tab was closed. */
+  async function requestClose(tab) {
+    for (const guard of tab._guards) {
+      let ok = false;
+      try { ok = await guard(tab); } catch (err) { console.error(err); ok = false; }
+      if (!ok) return false;
+    }
+    const hadFocus = tab.handle.contains(document.activeElement);
+    closeTab(tab);
+    if (hadFocus && activeTab) activeTab.handle.focus();
+    return true;
+  }
+
+  // The tab strip with the keyboard: arrows (and Home/End) move between tabs, Enter or Space opens the focused one,
+  // Delete closes it.
+  function onTabKey(e) {
+    const i = openTabs.findIndex((t) => t.handle === e.target);
+    if (i < 0) return;
+    const go = (j) => { e.preventDefault(); const t = openTabs[(j + openTabs.length) % openTabs.length]; t.handle.focus(); t.handle.scrollIntoView({ block: "nearest", inline: "nearest" }); };
+    if (e.key === "ArrowRight") go(i + 1);
+    else if (e.key === "ArrowLeft") go(i - 1);
+    else if (e.key === "Home") go(0);
+    else if (e.key === "End") go(openTabs.length - 1);
+    else if (e.key === "Enter" || e.key === " ") { e.preventDefault(); activate(openTabs[i]); openTabs[i].handle.focus(); }
+    else if (e.key === "Delete") { e.preventDefault(); requestClose(openTabs[i]); }
+  }
+
+  // A strip wider than its box scrolls; the ‹ › buttons at its ends show that there is more and scroll to it.
+  function setUpTabOverflow() {
+    const strip = document.getElementById("tabstrip");
+    const box = strip.parentElement;
+    const left = el("button", { type: "button", class: "tab-scroll left", tabindex: "-1", "aria-hidden": "true",
+      title: "More tabs to the left", onclick: () => strip.scrollBy({ left: -strip.clientWidth * 0.8 }) }, "‹");
+    const right = el("button", { type: "button", class: "tab-scroll right", tabindex: "-1", "aria-hidden": "true",
+      title: "More tabs to the right", onclick: () => strip.scrollBy({ left: strip.clientWidth * 0.8 }) }, "›");
+    box.insertBefore(left, strip);
+    box.insertBefore(right, strip.nextSibling);
+    const update = () => {
+      const more = strip.scrollWidth - strip.clientWidth;
+      left.hidden = !(more > 1 && strip.scrollLeft > 10);  // the strip's own padding is not "more tabs"
+      right.hidden = !(more > 1 && strip.scrollLeft < more - 10);
+      box.classList.toggle("tabs-overflow", more > 1);
+    };
+    strip.addEventListener("scroll", update, { passive: true });
+    window.addEventListener("resize", update);
+    new MutationObserver(update).observe(strip, { childList: true, subtree: true, characterData: true });
+    update();
   }
 
   function closeTab(tab) {
@@ -361,8 +416,12 @@
   }
 
   function simpleItem(kind, item) {
+    const name = item.name || `${kind} ${item.id}`;
     return el("li", { class: "item", dataset: { kind, id: String(item.id) } },
-      el("button", { type: "button", class: "open" }, item.name || `${kind} ${item.id}`));
+      el("button", { type: "button", class: "open" }, name),
+      el("span", { class: "item-tools" },
+        el("button", { type: "button", class: "rename", title: `Rename ${name}...`, "aria-label": `Rename ${name}` }, "✎"),
+        el("button", { type: "button", class: "delete", title: `Delete ${name}...`, "aria-label": `Delete ${name}` }, "×")));
   }
 
   function fillList(id, items, make, emptyText) {
@@ -388,8 +447,12 @@
     const li = e.target.closest("li.item");
     if (!li) return;
     const id = /^\d+$/.test(li.dataset.id) ? Number(li.dataset.id) : li.dataset.id;
+    const name = li.querySelector("button.open").textContent;
     if (e.target.closest("button.delete")) {
-      runAction("delete-dataset", { id });
+      if (li.dataset.kind === "dataset") runAction("delete-dataset", { id });
+      else runAction("delete-item", { kind: li.dataset.kind, id, name });
+    } else if (e.target.closest("button.rename")) {
+      runAction("rename-item", { kind: li.dataset.kind, id, name });
     } else if (e.target.closest("button.open")) {
       openTab(li.dataset.kind, { id }, { title: e.target.closest("button.open").textContent });
     }
@@ -413,33 +476,101 @@
     }
   }
 
+  /* The menu bar (WAI-ARIA menubar): Enter, Space or ArrowDown on a title opens its menu at the first item (ArrowUp
+   * at the last); ArrowUp/ArrowDown/Home/End move in a menu, ArrowLeft/ArrowRight go to the next menu; Enter
+   * activates an item; Escape closes the menu and puts the focus back where it was before the menu opened. */
   function setUpMenus() {
     const bar = document.querySelector(".menubar");
+    const titles = () => Array.from(bar.querySelectorAll(".menu-title"));
+    const itemsOf = (menu) => Array.from(menu.querySelectorAll(".menu-items [role=menuitem]"));
+    let returnTo = null;  // where the focus was before a menu opened
+
+    function remember(node) {
+      if (!bar.querySelector(".menu.open")) returnTo = node && node !== document.body && !bar.contains(node) ? node : null;
+    }
+    function openMenu(menu, focus) {
+      closeMenus(menu);
+      menu.classList.add("open");
+      const title = menu.querySelector(".menu-title");
+      title.setAttribute("aria-expanded", "true");
+      for (const t of titles()) t.tabIndex = t === title ? 0 : -1;
+      const items = itemsOf(menu);
+      if (focus === "first" && items.length) items[0].focus();
+      else if (focus === "last" && items.length) items[items.length - 1].focus();
+      else title.focus();
+    }
+    function close(restoreFocus, title) {
+      closeMenus();
+      const target = returnTo && returnTo.isConnected ? returnTo : title;
+      returnTo = null;
+      if (restoreFocus && target) target.focus();
+    }
+    function neighbour(menu, step) {
+      const all = titles();
+      const i = all.indexOf(menu.querySelector(".menu-title"));
+      return all[(i + step + all.length) % all.length].parentElement;
+    }
+
+    bar.addEventListener("pointerdown", (e) => { if (e.target.closest(".menu-title")) remember(document.activeElement); }, true);
     bar.addEventListener("click", (e) => {
       const title = e.target.closest(".menu-title");
       if (title) {
         const menu = title.parentElement;
-        const open = !menu.classList.contains("open");
-        closeMenus(menu);
-        menu.classList.toggle("open", open);
-        title.setAttribute("aria-expanded", open ? "true" : "false");
-        if (open) { const first = menu.querySelector(".menu-items [role=menuitem]"); if (first) first.focus(); }
+        if (menu.classList.contains("open")) close(false);
+        else openMenu(menu, "first");
         return;
       }
       const item = e.target.closest("[data-action]");
-      if (item) { closeMenus(); runAction(item.dataset.action); }
-      else if (e.target.closest("a[role=menuitem]")) closeMenus();
+      const menu = e.target.closest(".menu");
+      if (item) { close(true, menu && menu.querySelector(".menu-title")); runAction(item.dataset.action); }
+      else if (e.target.closest("a[role=menuitem]")) close(false);
     });
     bar.addEventListener("mouseover", (e) => {
       const menu = e.target.closest(".menu");
-      if (menu && document.querySelector(".menu.open") && !menu.classList.contains("open")) {
-        closeMenus(menu);
-        menu.classList.add("open");
-        menu.querySelector(".menu-title").setAttribute("aria-expanded", "true");
+      if (menu && bar.querySelector(".menu.open") && !menu.classList.contains("open")) openMenu(menu, null);
+    });
+    bar.addEventListener("keydown", (e) => {
+      const menu = e.target.closest(".menu");
+      if (!menu) return;
+      const title = menu.querySelector(".menu-title");
+      const onTitle = e.target === title;
+      const key = e.key;
+      if (onTitle) {
+        if (key === "Enter" || key === " " || key === "ArrowDown") { e.preventDefault(); remember(title); openMenu(menu, "first"); }
+        else if (key === "ArrowUp") { e.preventDefault(); remember(title); openMenu(menu, "last"); }
+        else if (key === "ArrowRight" || key === "ArrowLeft") {
+          e.preventDefault();
+          const next = neighbour(menu, key === "ArrowRight" ? 1 : -1);
+          if (menu.classList.contains("open")) openMenu(next, "first");
+          else { for (const t of titles()) t.tabIndex = -1; const t = next.querySelector(".menu-title"); t.tabIndex = 0; t.focus(); }
+        } else if (key === "Escape") { e.preventDefault(); close(true, title); }
+        return;
+      }
+      const items = itemsOf(menu);
+      const i = items.indexOf(e.target);
+      if (key === "ArrowDown" || key === "ArrowUp") {
+        e.preventDefault();
+        items[(i + (key === "ArrowDown" ? 1 : -1) + items.length) % items.length].focus();
+      } else if (key === "Home" || key === "End") {
+        e.preventDefault();
+        items[key === "Home" ? 0 : items.length - 1].focus();
+      } else if (key === "ArrowRight" || key === "ArrowLeft") {
+        e.preventDefault();
+        openMenu(neighbour(menu, key === "ArrowRight" ? 1 : -1), "first");
+      } else if (key === "Escape") {
+        e.preventDefault();
+        close(true, title);
+      } else if (key === "Tab") {
+        close(false);
+      } else if (key === " " && e.target.tagName === "A") {
+        e.preventDefault();
+        e.target.click();
       }
     });
     document.addEventListener("click", (e) => { if (!e.target.closest(".menubar")) closeMenus(); });
-    document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeMenus(); });
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && bar.querySelector(".menu.open") && !bar.contains(e.target)) close(true);
+    });
   }
 
   function addMenuItem(menuName, label, action) {
@@ -478,6 +609,8 @@
 
   function start() {
     setUpMenus();
+    setUpTabOverflow();
+    document.getElementById("tabstrip").addEventListener("keydown", onTabKey);
     document.querySelector(".sidebar").addEventListener("click", onSidebarClick);
     for (const event of ["datasets-changed", "datasets-deleted", "models-changed", "reports-changed"]) {
       on(event, () => refreshSidebar().catch((err) => status(err.message)));
@@ -491,7 +624,7 @@
   window.glmmlab = {
     el, append, clear, table, formatNumber, formatCell, showError, status,
     on, off, emit, api, pollJob, vocabulary,
-    registerTab, openTab, closeTab, tabs: () => openTabs.slice(), activeTab: () => activeTab,
+    registerTab, openTab, closeTab, requestClose, tabs: () => openTabs.slice(), activeTab: () => activeTab,
     hasTab: (kind) => kind in tabKinds,
     datasets, refreshSidebar,
     registerAction, runAction, addMenuItem,

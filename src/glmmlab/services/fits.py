@@ -1,0 +1,403 @@
+"""Fits for the workbench: the GLMM form's checks, the form's options, and fits run as background jobs.
+
+The form comes as a plain dict (the web app's body). :func:`check_form` checks it against the dataset and returns
+the fit's ``spec`` or raises :class:`FieldError` naming the control; the random-intercept form (``response``,
+``fixed``, ``group``) runs :func:`glmmlab.services.fitting.fit_spec` on ``y ~ x + (1 | g)`` as the product page
+describes it, and the general form (a ``formula``: the Model section or a typed "Model formula") on that formula.
+:func:`start_fit` runs a checked spec as a job of :mod:`glmmlab.services.jobs` (kind ``"fit"``); the finished
+job's result is the fit's JSON document without its per-row diagnostics, which wait on disk (Parquet) until the
+fit is saved (:func:`full_result`) or forgotten.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import glmmlab
+from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
+from glmmlab.engine.options import OPTIONS
+from glmmlab.services import datasets, model_form, models, result_view
+from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.jobs import Job, JobRunner
+from glmmlab.services.jsonable import jsonable
+from glmmlab.services.modelframe import build_model_frame
+from glmmlab.services.store import Project
+
+# The simple form offers the families of the product page; the general form (a formula) adds the negative
+# binomial (issue 11).
+FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if k != "negbin"}
+GENERAL_FAMILIES = dict(ALL_FAMILIES)
+MAX_RUNNING = 4  # fits at once; the others wait, queued
+KEEP = 50  # finished fits kept in memory (their diagnostics on disk)
+
+FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "fixed": "Fixed Effects (X)",
+                "group": "Group Variable (Random Intercept)", "family": "Distribution Family",
+                "link": "Link Function", "conf_level": "Confidence Level", "max_iter": "Max Iterations",
+                "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name",
+                "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials",
+                "reference_levels": "Reference level", "ddf": "Fixed-effect tests"}
+
+
+class FieldError(ServiceError):
+    """A choice of the form that cannot be used; ``field`` names the control."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+    @property
+    def label(self) -> str:
+        return FIELD_LABELS.get(self.field, self.field)
+
+
+class Form:
+    """The GLMM form's values (a dict from the page) with the defaults of the options."""
+
+    def __init__(self, body: dict[str, Any]):
+        self.dataset_id = body.get("dataset_id")
+        self.response: Optional[str] = body.get("response")
+        self.fixed: list[str] = list(body.get("fixed") or [])
+        self.group: Optional[str] = body.get("group")
+        self.family: str = body.get("family") or "gaussian"
+        self.link: Optional[str] = body.get("link")
+        self.intercept = bool(body.get("intercept", True))
+        self.conf_level = body.get("conf_level", 0.95)
+        self.max_iter = body.get("max_iter", 100)
+        self.tol = body.get("tol", 1e-6)
+        self.nagq = body.get("nagq", 1)
+        self.ddf = body.get("ddf") or "none"
+        self.formula: Optional[str] = body.get("formula")
+        self.weights: Optional[str] = body.get("weights")
+        self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels")
+        self.form: Optional[dict[str, Any]] = body.get("form")
+
+
+def runner_limits() -> dict[str, Any]:
+    """What a :class:`JobRunner` serving fits is made with."""
+    return {"limits": {"fit": MAX_RUNNING}, "keep": {"fit": KEEP, "interval": KEEP}}
+
+
+def form_options() -> dict[str, Any]:
+    """Families, their links (canonical first), the form's defaults and the options' limits. ``families`` are the
+    simple form's; ``general_families`` add those offered with a Model formula."""
+    return {"families": [{"value": k, "label": f.label, "links": list(f.links), "canonical_link": f.links[0]}
+                         for k, f in FAMILIES.items()],
+            "general_families": [{"value": k, "label": f.label, "links": list(f.links),
+                                  "canonical_link": f.links[0]} for k, f in GENERAL_FAMILIES.items()],
+            "defaults": {"intercept": True} | {o.name: o.default for o in OPTIONS.values()
+                                               if o.name in ("family", "conf_level", "max_iter", "tol", "nagq")},
+            "conf_level_range": [OPTIONS["conf_level"].low, OPTIONS["conf_level"].high],
+            "limits": {o.name: {"low": o.low, "high": o.high, "label": o.label, "rule": o.rule()}
+                       for o in OPTIONS.values() if o.kind in ("int", "float")}}
+
+
+def _number(value: Any, field: str, kind=float) -> Any:
+    try:
+        x = kind(value)
+        if isinstance(value, bool) or (isinstance(x, float) and not math.isfinite(x)):
+            raise ValueError
+        if kind is int and float(value) != int(value):
+            raise ValueError
+        return x
+    except (TypeError, ValueError, OverflowError):
+        raise FieldError(field, f"{FIELD_LABELS[field]} must be {'a whole number' if kind is int else 'a number'}; "
+                                f"got {value!r}.") from None
+
+
+def check_form(project: Project, body: Form) -> tuple[Any, dict[str, Any]]:
+    """Check the form against the dataset; returns (dataset info, fit spec) or raises FieldError. The page's own
+    record of the form (``form``: every control, the Model section's state) goes into the spec as it is, so a
+    saved model can fill the form again."""
+    info, spec = check_general_form(project, body) if body.formula is not None else _check_simple_form(project, body)
+    if isinstance(body.form, dict):
+        spec["form"] = body.form
+    return info, spec
+
+
+def _check_simple_form(project: Project, body: Form) -> tuple[Any, dict[str, Any]]:
+    info = _dataset(project, body.dataset_id)
+    cols = {c.name: c for c in info.columns}
+    if not body.response:
+        raise FieldError("response", "Choose a Response Variable (Y).")
+    if body.response not in cols:
+        raise FieldError("response", f"Dataset '{info.name}' has no column '{body.response}'.")
+    family = str(body.family or "").lower()
+    if cols[body.response].dtype == "boolean":
+        if family != "binomial":
+            raise FieldError("response", f"'{body.response}' is boolean: it can be the response of the Binomial "
+                                         "family (true = 1, false = 0); choose Binomial (Logistic).")
+    elif not cols[body.response].numeric:
+        raise FieldError("response", f"Response Variable (Y) must be numeric or boolean; '{body.response}' is "
+                                     f"{cols[body.response].dtype}. Only numeric columns are available.")
+    if len(set(body.fixed)) != len(body.fixed):
+        raise FieldError("fixed", "Each Fixed Effects (X) column can be chosen once.")
+    for f in body.fixed:
+        if f not in cols:
+            raise FieldError("fixed", f"Dataset '{info.name}' has no column '{f}'.")
+        if not cols[f].numeric:
+            raise FieldError("fixed", f"Fixed Effects (X) must be numeric; '{f}' is {cols[f].dtype}. "
+                                      "Convert categorical columns with Data > Dummy Coding first.")
+    if body.response in body.fixed:
+        raise FieldError("fixed", f"'{body.response}' is the Response Variable (Y); it cannot also be a fixed effect.")
+    if not body.group:
+        raise FieldError("group", "Choose a Group Variable (Random Intercept): a GLMM needs groups.")
+    if body.group not in cols:
+        raise FieldError("group", f"Dataset '{info.name}' has no column '{body.group}'.")
+    if not cols[body.group].categorical:
+        raise FieldError("group", f"The Group Variable must be a nominal, ordinal or string column; '{body.group}' "
+                                  f"is {cols[body.group].dtype} · {cols[body.group].scale}. Set its scale to nominal "
+                                  "in the dataset tab to use it.")
+    if body.group == body.response or body.group in body.fixed:
+        raise FieldError("group", f"'{body.group}' is already the response or a fixed effect.")
+    if not body.intercept and not body.fixed:
+        raise FieldError("fixed", "Without an intercept, choose at least one Fixed Effects (X) column.")
+    family, link, options = check_options(body, FAMILIES)
+    spec = {"response": body.response, "fixed": list(body.fixed), "group": body.group, "family": family,
+            "link": link, "intercept": bool(body.intercept), **options}
+    return info, spec
+
+
+def check_options(body: Form, families: dict) -> tuple[str, str, dict[str, Any]]:
+    """The family, link and fit options of the form, checked (FieldError names the control)."""
+    family = str(body.family or "").lower()
+    if family not in families:
+        extra = (" (Negative Binomial is offered with a Model formula: open the Model section or type one)"
+                 if family == "negbin" else "")
+        raise FieldError("family", f"Distribution Family must be one of {', '.join(families)}; got "
+                                   f"{body.family!r}{extra}.")
+    links = families[family].links
+    link = str(body.link).lower() if body.link else links[0]
+    if link not in links:
+        raise FieldError("link", f"The {families[family].label} family offers the links {', '.join(links)}; "
+                                 f"not {body.link!r}.")
+    # the limits are the options' one declaration (glmmlab.engine.options), in the form's words
+    lv, it, tl, nq = OPTIONS["conf_level"], OPTIONS["max_iter"], OPTIONS["tol"], OPTIONS["nagq"]
+    assert lv.low is not None and lv.high is not None  # a number option has both bounds
+    level = _number(body.conf_level, "conf_level")
+    if not lv.low <= level <= lv.high:
+        raise FieldError("conf_level", f"Confidence Level must be between {lv.low * 100:g} and {lv.high * 100:g} (%); "
+                                       f"got {level * 100:g}.")
+    max_iter = _number(body.max_iter, "max_iter", int)
+    if not it.low <= max_iter <= it.high:
+        raise FieldError("max_iter", f"Max Iterations must be between {it.low:g} and {it.high:g}.")
+    tol = _number(body.tol, "tol")
+    if not tl.low < tol < tl.high:
+        raise FieldError("tol", "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).")
+    nagq = _number(body.nagq, "nagq", int)
+    if not nq.low <= nagq <= nq.high:
+        raise FieldError("nagq", f"Quadrature nodes must be between {nq.low:g} and {nq.high:g} (1 is the Laplace "
+                                 "approximation).")
+    ddf = str(body.ddf or "none").strip().lower()
+    if ddf not in OPTIONS["ddf"].choices:
+        raise FieldError("ddf", f"Fixed-effect tests must be one of {', '.join(OPTIONS['ddf'].choices)}; "
+                                f"got {body.ddf!r}.")
+    if ddf != "none" and (family, link) != ("gaussian", "identity"):
+        raise FieldError("ddf", "Satterthwaite t tests are for the Gaussian family with the identity link; choose Wald "
+                                "z tests.")
+    return family, link, {"conf_level": level, "max_iter": max_iter, "tol": tol, "nagq": nagq, "ddf": ddf}
+
+
+_NAME = re.compile(r"`([^`]+)`|([A-Za-z.][A-Za-z0-9._]*)")
+
+
+def formula_columns(formula: str, info) -> list[str]:
+    """The dataset's columns a formula names (in the dataset's order): all that the model frame needs."""
+    named = {a or b for a, b in _NAME.findall(formula)}
+    return [c.name for c in info.columns if c.name in named]
+
+
+def _dataset(project, dataset_id):
+    if dataset_id in (None, ""):
+        raise FieldError("dataset_id", "Choose a Dataset.")
+    try:
+        return datasets.get_dataset(project, dataset_id)
+    except (NotFound, ServiceError):
+        raise FieldError("dataset_id", f"There is no dataset {dataset_id!r}; choose one from the list.") from None
+
+
+def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str],
+                  reference_levels: Optional[dict[str, str]] = None):
+    """Build the formula's model frame on the dataset (the fit's own builder): the model frame, or FieldError
+    naming the Model formula (or the Weights column) with the builder's explanation."""
+    text = (formula or "").strip()
+    if not text:
+        raise FieldError("formula", "Type a Model formula such as y ~ x + (1 | g), or build one with the form.")
+    cols = {c.name: c for c in info.columns}
+    if weights:
+        if weights not in cols:
+            raise FieldError("weights", f"Dataset '{info.name}' has no column '{weights}'.")
+        if not cols[weights].numeric:
+            raise FieldError("weights", f"Weights must be a numeric column; '{weights}' is {cols[weights].dtype}.")
+    names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
+    frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
+    try:
+        return build_model_frame(frame, text, family=family, weights=weights or None,
+                                 reference_levels=reference_levels or None), names
+    except glmmlab.GlmmInputError as exc:
+        message = str(exc)
+        field = "weights" if weights and message.startswith("weights") else \
+            "reference_levels" if message.startswith("reference_levels") else "formula"
+        raise FieldError(field, message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")) from None
+
+
+def check_general_form(project: Project, body: Form) -> tuple[Any, dict[str, Any]]:
+    """The general form (a formula): dataset, family and options, then the formula on the data."""
+    info = _dataset(project, body.dataset_id)
+    family, link, options = check_options(body, GENERAL_FAMILIES)
+    weights = (body.weights or "").strip() or None
+    mf, columns = check_formula(project, info, body.formula, family, weights, body.reference_levels)
+    spec = {"formula": (body.formula or "").strip(), "response": mf.response, "fixed": None, "group": None,
+            "family": family, "link": link, "intercept": bool(mf.intercept), "weights": weights,
+            "reference_levels": body.reference_levels or None, "columns": columns, **options}
+    return info, spec
+
+
+def check_formula_on(project: Project, dataset_id: Any, formula: Optional[str], family: str,
+                     weights: Optional[str], reference_levels: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The "Model formula" check before anything runs: the formula's response, fixed-effect columns and random
+    terms on the dataset, its factors (levels and reference), its ``signature`` and ``form`` (how the form's
+    controls express it; None with ``not_form`` saying why, see :mod:`glmmlab.services.model_form`), or
+    FieldError (formula, weights, reference_levels, family or dataset_id)."""
+    info = _dataset(project, dataset_id)
+    family = str(family or "").lower()
+    if family not in GENERAL_FAMILIES:
+        raise FieldError("family", f"Distribution Family must be one of {', '.join(GENERAL_FAMILIES)}; "
+                                   f"got {family!r}.")
+    mf, _ = check_formula(project, info, formula, family, (weights or "").strip() or None, reference_levels)
+    assert mf.recipe is not None  # build_model_frame always records one
+    parsed = mf.recipe.formula
+    form, why = model_form.form_of(parsed, mf, info.columns, family)
+    return {"ok": True, "formula": (formula or "").strip(), "response": mf.response, "n_obs": int(mf.n),
+            "n_excluded": int(mf.n_input - mf.n), "fixed_effects": list(mf.x_names),
+            "random_terms": [{"component": t.component, "terms": list(t.names), "levels": len(t.levels),
+                              "correlated": bool(t.correlated)} for t in mf.terms],
+            "warnings": list(mf.warnings), "factors": model_form.factor_levels(mf),
+            "signature": model_form.signature(parsed), "form": form, "not_form": why}
+
+
+def fit_label(spec: dict[str, Any], dataset_name: str) -> str:
+    if spec.get("formula"):
+        return f"{spec['formula']} on {dataset_name}"
+    return f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {dataset_name}"
+
+
+def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Project]], info: Any,
+              spec: dict[str, Any], place: Callable[[str], Path], discard: Callable[[Path], None],
+              project_key: str = "") -> Job:
+    """Run the checked ``spec`` on dataset ``info`` as a background job (kind ``"fit"``).
+
+    ``open_project()`` gives the project the fit belongs to (or refuses when another one is open now); ``place``
+    gives a path for the per-row diagnostics file and ``discard`` removes it when the job is forgotten.
+    """
+    general = bool(spec.get("formula"))
+
+    def work(job: Job) -> dict[str, Any]:
+        job.report("Reading data", 0.0)
+        with open_project() as project:
+            frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
+        job.check_cancelled()
+        if general:
+            result = models.fit_form(frame, spec, progress=job.report)
+        else:
+            result = glmmlab.fit_glmm(
+                frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],
+                link=spec["link"], intercept=spec["intercept"], conf_level=spec["conf_level"],
+                max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], ddf=spec.get("ddf", "none"),
+                progress=job.report)
+        document = jsonable(result.to_dict())
+        del result  # the arrays of the fit go now; the per-row diagnostics go to disk
+        return _keep_diagnostics(job, document, place)
+
+    def attach(job: Job) -> None:
+        job.kept["project_key"] = project_key
+        job.on_forget = lambda: _forget_diagnostics(job, discard)
+
+    return runner.start("fit", fit_label(spec, info.name), work, info={"dataset_id": info.id, "spec": spec},
+                        before_start=attach)
+
+
+def _keep_diagnostics(job: Job, document: dict[str, Any], place: Callable[[str], Path]) -> dict[str, Any]:
+    """The document without its per-row diagnostics, which go to a Parquet file at ``place(name)``."""
+    diagnostics = document.pop("diagnostics", None)
+    if diagnostics:
+        path = place(f"fit-{job.id}.parquet")
+        pq.write_table(pa.table({k: pa.array(v) for k, v in diagnostics.items()}), path)
+        job.kept["diagnostics_path"] = path
+    return document
+
+
+def _forget_diagnostics(job: Job, discard: Callable[[Path], None]) -> None:
+    path = job.kept.pop("diagnostics_path", None)
+    if path is not None:
+        discard(path)
+
+
+def full_result(job: Job) -> Optional[dict[str, Any]]:
+    """A finished fit's document with its per-row diagnostics, read back from disk."""
+    if job.result is None:
+        return None
+    path = job.kept.get("diagnostics_path")
+    if path is None:
+        return job.result
+    table = pq.read_table(path)
+    return {**job.result, "diagnostics": {name: table.column(name).to_pylist() for name in table.column_names}}
+
+
+def fit_view(job: Job, diagnostics: bool = False) -> dict[str, Any]:
+    """A fit job as the page polls it: state, stage and fraction, and when done the result and its ``display``
+    (:func:`glmmlab.services.result_view.view`)."""
+    out = job.to_dict()
+    if diagnostics:
+        out["result"] = full_result(job)
+    out["display"] = result_view.view(job.result) if job.result else None
+    return out
+
+
+# -- confidence intervals of a saved model: a job too (a saved model keeps JSON only, so it is fitted again) --------
+
+def start_intervals(runner: JobRunner, open_project: Callable[[], ContextManager[Project]], model: dict[str, Any],
+                    method: str, level: float, nsim: int, seed: Optional[int]) -> Job:
+    """Wald intervals from the saved estimates, or profile/bootstrap intervals of the model fitted again on its
+    dataset, as a background job (kind ``"interval"``) with progress and cancel."""
+
+    def work(job: Job) -> dict[str, Any]:
+        job.report("Reading data", 0.0)
+        if method == "wald":
+            doc = wald_document(model["result"], level)
+        else:
+            refit_share = 0.1
+            with open_project() as project:
+                result = models.refit_model(project, model, progress=_share(job, 0.0, refit_share))
+            ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed,
+                                 progress=_share(job, refit_share, 1.0))
+            doc = result_view.intervals_document(ci)
+        return {"intervals": doc, "table": result_view.intervals_table(doc)}
+
+    return runner.start("interval", f"{method} intervals of {model['name']}", work,
+                        info={"model_id": model["id"], "method": method})
+
+
+def _share(job: Job, lo: float, hi: float) -> Callable[[str, float], None]:
+    """A progress callback that maps a step's own 0..1 onto ``lo``..``hi`` of the job."""
+    return lambda stage, fraction: job.report(stage, lo + (hi - lo) * min(1.0, float(fraction)))
+
+
+def intervals_view(job: Job) -> dict[str, Any]:
+    """An interval job as the page polls it: with ``intervals`` and ``table`` when done."""
+    out = {k: v for k, v in job.to_dict().items() if k != "result"}
+    out.update(intervals=(job.result or {}).get("intervals"), table=(job.result or {}).get("table"))
+    return out
+
+
+def wald_document(result: dict[str, Any], level: float) -> dict[str, Any]:
+    """The Wald intervals of a saved result (no refit: its estimates and standard errors)."""
+    rows = result_view.fixed_effects_at(result, level)
+    return {"method": "wald", "level": level,
+            "rows": [{"parameter": r["variable"], "lower": r["lower"], "upper": r["upper"]} for r in rows]}

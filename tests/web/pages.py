@@ -1,0 +1,38 @@
+"""Helpers for the real-browser tests of the workbench page (not fixtures: plain functions on a Playwright page)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+
+def ready(page, url: str) -> None:
+    """Load the workbench and wait until its script has started."""
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+
+
+def menu(page, title: str, item: str) -> None:
+    page.locator(f'.menu-title:text-is("{title}")').click()
+    page.locator(f'.menu.open [role=menuitem]:text-is("{item}")').click()
+
+
+def active_panel(page):
+    return page.locator(".tabpanel:not([hidden])")
+
+
+def control(panel, name: str):
+    """The select or input of the GLMM form's field ``name``."""
+    return panel.locator(f'.field[data-field="{name}"] .field-control').locator("select, input").first
+
+
+@contextlib.contextmanager
+def sized_page(browser, url: str, width: int, height: int) -> Iterator:
+    """A fresh page of ``width`` x ``height`` on the workbench at ``url``, ready."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = context.new_page()
+        ready(page, url)
+        yield page
+    finally:
+        context.close()
