@@ -31,8 +31,10 @@ one <- function(case, fit, boot = TRUE, note = "") {
         ss <- if (isLMM(x)) Cv_to_Sv(th, n = nvec, s = sigma(x)) else Cv_to_Sv(th, n = nvec)
         c(ss, fixef(x))
       }, nsim = nsim))[["elapsed"]]
-    set.seed(20261129)
-    bt <- confint(fit, method = "boot", nsim = nsim, oldNames = FALSE, quiet = TRUE)
+    # what confint(fit, method = "boot", nsim = nsim, oldNames = FALSE) does: bootMer with these statistics,
+    # then percentile intervals (one bootMer run, whose replicates also give the Monte Carlo standard errors)
+    bt <- confint(bb, type = "perc", level = 0.95)
+    rownames(bt) <- c(lme4:::profnames(fit, FALSE, useSc = as.logical(fit@devcomp$dims[["useSc"]])), names(fixef(fit)))
     tt <- bb$t
     res$boot <- list(names = rownames(bt), nsim = nsim, seed = 20261129,
                      lower = unname(bt[, 1]), upper = unname(bt[, 2]),
@@ -44,6 +46,9 @@ one <- function(case, fit, boot = TRUE, note = "") {
 }
 
 rd <- function(f) read.csv(file.path(ref, f), stringsAsFactors = FALSE)
+only <- commandArgs(trailingOnly = TRUE)  # case names to (re)make; none: every case
+one_case <- one
+one <- function(case, ...) if (!length(only) || case %in% only) one_case(case, ...)
 
 d <- rd("models/sleepstudy_slope.csv")
 one("sleepstudy_slope", lmer(Reaction ~ Days + (Days | Subject), d), note = "REML fit; lme4 profiles the ML deviance")
@@ -59,5 +64,3 @@ d <- rd("models/contraception_slope.csv")
 one("contraception_slope", glmer(use ~ age + I(age^2) + urban + livch + (1 + urban | district), d, family = binomial,
                                  control = glmerControl(optimizer = "bobyqa")), boot = FALSE,
     note = "general GLMM: correlated random slope")
-d <- rd("grouseticks_poisson_log.csv")
-cat(names(d), "\n")
