@@ -200,3 +200,16 @@ def test_boot_matches_lme4_within_monte_carlo_error(case):
                                       (up[j], rb["upper"][j], 0.975, rb["se_upper"][j])):
             tol = 4.0 * math.hypot(se_r, qse(t[:, j], p))
             assert abs(ours - theirs) <= tol, (name, p, ours, theirs, tol)
+
+
+def test_profile_in_parallel_processes_equals_the_serial_profile():
+    from glmmlab.engine.profile import make_problem, profile_intervals
+    from glmmlab.services import profiling
+
+    res = _fit("cbpp_binomial_logit")
+    names, lower, upper, notes = profiling.profile(res, 0.95, 0, None, None, workers=2)
+    assert notes["workers"] == 2
+    serial = profile_intervals(make_problem(**res.profile_arguments()), 0.95)
+    assert names == serial[0]
+    np.testing.assert_allclose(lower, serial[1], rtol=1e-9)
+    np.testing.assert_allclose(upper, serial[2], rtol=1e-9)

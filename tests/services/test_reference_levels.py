@@ -124,6 +124,8 @@ def test_the_command_line_takes_reference(data, tmp_path):
     doc = json.loads(p.stdout)
     assert [r["variable"] for r in doc["fixed_effects"]] == list(REF["gaussian"]["fixef"])
     assert doc["model"]["reference_levels"] == {"f": "b"}
+    p = cli("--formula", "y ~ x * f + (1 | g)", "--reference", "f=b")
+    assert p.returncode == 0 and "GLMM: y ~ x * f + (1 | g)   reference level f = b   family gaussian" in p.stdout
     for args, words in ((["--reference", "f"], "COLUMN=LEVEL"), (["--reference", "f=q"], "'q' is not a level")):
         p = cli("--formula", "y ~ x * f + (1 | g)", *args)
         assert p.returncode == 2 and p.stderr.startswith("error:") and words in p.stderr, p.stderr

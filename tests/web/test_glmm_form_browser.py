@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 from scipy.stats import norm
 
 from tests.web.test_glmm_browser import (
+    DOCS,
     active_panel,
     cli_fit,
     close,
@@ -49,6 +50,16 @@ def simple_form_then_model(panel, response, family, fixed, group):
     field(panel, "fixed").locator(f'input[value="{fixed}"]').check()
     control(panel, "group").select_option(group)
     panel.locator('summary:text-is("Model")').click()
+
+
+def screenshot(page, panel, name):
+    """The form from its top, in a taller window (docs/ with GLMMLAB_SCREENSHOTS=1)."""
+    panel.evaluate("p => p.closest('.tabpanel').scrollTop = 0")
+    DOCS.mkdir(exist_ok=True)
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": 1000})
+    page.screenshot(path=str(DOCS / name))
+    page.set_viewport_size(size)
 
 
 def run_form(panel):
@@ -103,7 +114,9 @@ def test_a_reference_level_chosen_in_the_model_section(page, live_server_factory
     expect(ref).to_have_value("a")
     ref.select_option("b")
     expect(control(panel, "formula")).to_have_value("y ~ x * f + (1 | g)")  # the formula stays as R users write it
+    screenshot(page, panel, "glmm-reference-level.png")
     run = run_form(panel)
+    expect(run.locator(".model-line")).to_contain_text("y ~ x * f + (1 | g) · reference level f = b · Gaussian")
     want = cli_fit(export_csv(api, ds["id"], tmp_path / "relevel.csv"), "--formula", "y ~ x * f + (1 | g)",
                    "--reference", "f=b")
     same_fixed_effects(run, want)
@@ -132,6 +145,7 @@ def test_a_typed_formula_fills_the_form_or_runs_as_typed(page, live_server_facto
     expect(rows.nth(0).locator('input.slope[value="x"]')).to_be_checked()
     expect(rows.nth(1).locator("select.grouping-select")).to_have_value("h")
     expect(formula).to_have_value("y ~ x * f + (1 + x | g) + (1 | h)")
+    screenshot(page, panel, "glmm-formula-fills-form.png")
     # a control changed now: the form is the model again and writes its formula
     rows.nth(0).locator('input.slope[value="x"]').uncheck()
     expect(formula).to_have_value("y ~ x * f + (1 | g) + (1 | h)")
@@ -275,7 +289,7 @@ def test_offset_weights_show_all_and_the_saved_model(page, live_server_factory, 
     expect(diag.locator("figure.plot")).to_have_count(6)  # residuals, Q-Q, a caterpillar per term (3), observed
     for img in diag.locator("figure.plot img").all():
         img.scroll_into_view_if_needed()
-        expect(img).to_have_js_property("complete", True)
+        expect(img).to_have_js_property("complete", True, timeout=30_000)  # plots render on the server: slow under load
         assert img.evaluate("i => i.naturalWidth") > 100
     diag.locator('figure.plot[data-kind="caterpillar-2"] button.add-plot').click()
     expect(diag.locator(".report-status")).to_contain_text("Added")

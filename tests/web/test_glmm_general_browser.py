@@ -146,7 +146,7 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     assert diag.locator("figcaption").all_inner_texts()[2].startswith("Caterpillar Plot: (Intercept) | g")
     for img in diag.locator("figure.plot img").all():
         img.scroll_into_view_if_needed()
-        expect(img).to_have_js_property("complete", True)
+        expect(img).to_have_js_property("complete", True, timeout=30_000)  # plots render on the server: slow under load
         assert img.evaluate("i => i.naturalWidth") > 100
     diag.locator('figure.plot[data-kind="caterpillar-2"] button.add-plot').click()
     expect(diag.locator(".report-status")).to_contain_text("Added")

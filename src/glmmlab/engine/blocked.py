@@ -51,6 +51,8 @@ class Structure:
         # and its per-row gathers one np.repeat
         self.sorted1 = bool(np.all(self.codes1[1:] >= self.codes1[:-1])) and bool(np.all(self.counts1 > 0))
         self.starts1 = np.concatenate([[0], np.cumsum(self.counts1)[:-1]]).astype(np.intp)
+        # the leading factor's columns that are all ones (an intercept): products with them are skipped
+        self.ones1 = [bool(np.all(self.lead.Z[:, a] == 1.0)) for a in range(self.q1)]
         sizes = [b.n_theta for b in blocks]
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.theta_slices = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(blocks))]
@@ -132,10 +134,9 @@ class Structure:
 
     def row_effect(self, bs: list[np.ndarray]) -> np.ndarray:
         """Each row's total random-effects contribution to the linear predictor, sum_t z_it' b_t[level]."""
-        out = np.zeros(self.n)
+        out = self.lead_dot(bs[0])  # a new array: the other factors add into it
         for i, (blk, b) in enumerate(zip(self.blocks, bs)):
             if i == 0:
-                out += self.lead_dot(b)
                 continue
             codes = np.asarray(blk.codes, dtype=np.intp)
             if blk.q == 1:
@@ -156,17 +157,43 @@ class Structure:
         self._lead_products()
         out = np.zeros(self.n)
         for k, (a, b) in enumerate(self._pairs):
-            coef = C[:, a, b] if a == b else 2.0 * C[:, a, b]
-            out += self._ZZ[k] * self.lead_expand(coef)
+            coef = self.lead_expand(C[:, a, b] if a == b else 2.0 * C[:, a, b])
+            if not (self.ones1[a] and self.ones1[b]):
+                coef *= self._ZZ[k]
+            out += coef
         return out
 
     def lead_dot(self, V: np.ndarray) -> np.ndarray:
         """Per row, z_i' V_j for an (L1, q1) array V at the row's leading level j."""
         Z1 = self.lead.Z
-        out = Z1[:, 0] * self.lead_expand(V[:, 0])
+        out = self.lead_expand(np.ascontiguousarray(V[:, 0]))
+        if not self.ones1[0]:
+            out *= Z1[:, 0]
         for a in range(1, self.q1):
-            out += Z1[:, a] * self.lead_expand(V[:, a])
+            col = self.lead_expand(np.ascontiguousarray(V[:, a]))
+            if not self.ones1[a]:
+                col *= Z1[:, a]
+            out += col
         return out
+
+    def lead_sums_z(self, *vectors: np.ndarray) -> list[np.ndarray]:
+        """Per-level sums of v_i z_i for each row vector v: one (L1, q1) array each, from one pass of sums."""
+        Z1, q1 = self.lead.Z, self.q1
+        prods = np.empty((len(vectors) * q1, self.n))
+        for k, v in enumerate(vectors):
+            for a in range(q1):
+                if self.ones1[a]:
+                    prods[k * q1 + a] = v
+                else:
+                    np.multiply(v, Z1[:, a], out=prods[k * q1 + a])
+        sums = self._row_sums(prods)
+        return [sums[:, k * q1:(k + 1) * q1] for k in range(len(vectors))]
+
+    def _row_sums(self, prods: np.ndarray) -> np.ndarray:
+        """Per-level sums of the rows of a k x n array: (L1, k)."""
+        if self.sorted1:
+            return np.add.reduceat(prods, self.starts1, axis=1).T
+        return np.column_stack([_level_sum(self.codes1, row, self.L1) for row in prods])
 
     # -- cross-products ------------------------------------------------------------------------------
     def crossprods(self, w: np.ndarray, E: np.ndarray | None) -> "CrossProducts":
@@ -177,23 +204,34 @@ class Structure:
         m = 0 if E is None else E.shape[1]
         # every per-row product as one contiguous row of a k x n array, then one pass of per-level sums
         prods = np.empty((npair + q1 * m, self.n))
-        np.multiply(self._ZZ, w[None, :], out=prods[:npair])
-        wE = None
-        if m:
-            wE = w[:, None] * E
+        for k, (a, b) in enumerate(pairs):
+            if self.ones1[a] and self.ones1[b]:
+                prods[k] = w
+            else:
+                np.multiply(self._ZZ[k], w, out=prods[k])
+        wE = None  # (m, n): the rows w e_c
+        if m and E is not None:
+            a1 = self.ones1.index(True) if any(self.ones1) else None
+            if a1 is not None:  # an intercept column's products are the rows w e_c themselves
+                wE = prods[npair + a1 * m: npair + (a1 + 1) * m]
+                np.multiply(E.T, w[None, :], out=wE)
+            else:
+                wE = (w[:, None] * E).T
             for a in range(q1):
                 for c in range(m):
-                    np.multiply(Z1[:, a], wE[:, c], out=prods[npair + a * m + c])
-        if self.sorted1:
-            sums = np.add.reduceat(prods, self.starts1, axis=1).T
-        else:
-            sums = np.column_stack([_level_sum(self.codes1, row, L1) for row in prods])
+                    if a == a1:
+                        continue
+                    if self.ones1[a]:
+                        prods[npair + a * m + c] = wE[c]
+                    else:
+                        np.multiply(Z1[:, a], wE[c], out=prods[npair + a * m + c])
+        sums = self._row_sums(prods)
         A11 = np.empty((L1, q1, q1))
         for k, (a, b) in enumerate(pairs):
             A11[:, a, b] = sums[:, k]
             A11[:, b, a] = sums[:, k]
         E1 = sums[:, npair:].reshape(L1, q1, m) if m else np.empty((L1, q1, 0))
-        EE = E.T @ wE if m and E is not None else np.empty((0, 0))
+        EE = wE @ E if wE is not None and E is not None else np.empty((0, 0))
         A21 = A22 = E2 = None
         if self.rest:
             Wd = sparse.diags(w)
@@ -294,7 +332,7 @@ class Factor:
     def inverse_parts(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(diagonal blocks of (H^-1)_11 per leading level, (H^-1)_12 dense, (H^-1)_22 dense)."""
         L1, q1 = self.L11.shape[0], self.L11.shape[1]
-        Linv1 = np.linalg.inv(self.L11)
+        Linv1 = batched_inverse_lower(self.L11)
         H11 = np.einsum("jka,jkb->jab", Linv1, Linv1)
         if self.L22 is None:
             return H11, None, None
@@ -312,7 +350,7 @@ class Factor:
     def diag_blocks_inverse(self, structure: Structure) -> list[np.ndarray]:
         """The diagonal blocks of H^-1 per level of each factor: (levels, q, q) arrays."""
         L1, q1 = self.L11.shape[0], self.L11.shape[1]
-        Linv1 = np.linalg.inv(self.L11)  # (L1, q1, q1), lower
+        Linv1 = batched_inverse_lower(self.L11)  # (L1, q1, q1), lower
         out1 = np.einsum("jka,jkb->jab", Linv1, Linv1)
         res = [out1]
         if self.L22 is None:
@@ -346,6 +384,32 @@ def _block_diag_sparse(B: np.ndarray) -> sparse.csr_matrix:
 
 
 SUBSTITUTION_Q = 4  # up to this block size, batched triangular solves run as substitution over the levels
+
+
+def batched_cholesky(H: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factors of a (k, q, q) stack of positive definite matrices; for small q column by
+    column, each step vectorised over the stack (LAPACK per 2 x 2 matrix costs more than the arithmetic)."""
+    q = H.shape[1]
+    if q > SUBSTITUTION_Q:
+        return np.linalg.cholesky(H)
+    L = np.zeros_like(H)
+    for j in range(q):
+        d = H[:, j, j] - np.sum(L[:, j, :j] ** 2, axis=1) if j else H[:, j, j]
+        if not np.all(d > 0):
+            raise np.linalg.LinAlgError("Matrix is not positive definite")
+        L[:, j, j] = np.sqrt(d)
+        for i in range(j + 1, q):
+            num = H[:, i, j] - np.sum(L[:, i, :j] * L[:, j, :j], axis=1) if j else H[:, i, j]
+            L[:, i, j] = num / L[:, j, j]
+    return L
+
+
+def batched_inverse_lower(L: np.ndarray) -> np.ndarray:
+    """L^-1 for a (k, q, q) stack of lower triangular matrices."""
+    q = L.shape[1]
+    if q > SUBSTITUTION_Q:
+        return np.linalg.inv(L)
+    return _batched_solve_lower(L, np.broadcast_to(np.eye(q), L.shape))
 
 
 def _batched_solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -394,7 +458,7 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
     else:
         H11 = Lam1.T @ cp.A11 @ Lam1
         H11[:, np.arange(q1), np.arange(q1)] += 1.0
-        L11 = np.linalg.cholesky(H11)
+        L11 = batched_cholesky(H11)
         F1 = Lam1.T @ cp.E1
         G1 = _batched_solve_lower(L11, F1) if F1.shape[2] else F1
     logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
@@ -409,7 +473,7 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
         Lam2 = structure.lambda2(lams)
         Lam1_sp = structure.lambda1_sparse(Lam1)
         B21 = (Lam2.T @ cp.A21 @ Lam1_sp).tocsr()
-        L11inv = structure.block_diag1(np.linalg.inv(L11) if q1 > 1 else 1.0 / L11)
+        L11inv = structure.block_diag1(batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11)
         C21 = (B21 @ L11inv.T).tocsr()
         S22 = (Lam2.T @ cp.A22 @ Lam2).toarray() + np.eye(structure.Q2) - (C21 @ C21.T).toarray()
         L22 = linalg.cholesky(S22, lower=True, check_finite=False)
@@ -533,7 +597,7 @@ def _factor_dense_coupling(structure: Structure, cp: CrossProducts, lams: list[n
     # B21 = Lambda2' A21 Lambda1, then C21 = B21 L11^-T (per level of the leading factor)
     B = _apply_lambda_rows(structure, lams, cp.A21)
     B = np.einsum("kjb,ba->kja", B.reshape(Q2, L1, q1), Lam1)
-    Linv = np.linalg.inv(L11) if q1 > 1 else 1.0 / L11
+    Linv = batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11
     C = np.einsum("kjb,jab->kja", B, Linv).reshape(Q2, L1 * q1)
     S22 = _apply_lambda_rows(structure, lams, _apply_lambda_rows(structure, lams, cp.A22).T).T
     S22 = S22 + np.eye(Q2) - C @ C.T

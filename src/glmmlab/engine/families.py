@@ -65,12 +65,24 @@ class _LogitState(RowState):
 
 
 def _logit_state(resp, eta):
+    # the same arithmetic as e = exp(-|eta|), sp = max(eta, 0) + log1p(e), mu = where(eta >= 0, 1, e) / (1 + e),
+    # var = max(mu (1 - mu), 1e-300), dev = 2 (ylogy + sp - y eta), in place where it can be (fewer temporaries)
     y = resp.y
-    e = np.exp(-np.abs(eta))
-    sp = np.maximum(eta, 0.0) + np.log1p(e)  # log(1 + exp(eta)), stable
-    mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
-    var = np.maximum(mu * (1.0 - mu), 1e-300)
-    return _LogitState(y, eta, mu, var, 2.0 * (resp.ylogy + sp - y * eta))
+    e = np.abs(eta)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    sp = np.log1p(e)  # log(1 + exp(eta)), stable
+    sp += np.maximum(eta, 0.0)
+    mu = np.where(eta >= 0, 1.0, e)
+    e += 1.0
+    mu /= e
+    var = 1.0 - mu
+    var *= mu
+    np.maximum(var, 1e-300, out=var)
+    sp += resp.ylogy
+    sp -= y * eta
+    sp *= 2.0
+    return _LogitState(y, eta, mu, var, sp)
 
 
 def _poisson_log_state(resp, eta):

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import linalg, special
 
 from glmmlab.engine import advice, inference
-from glmmlab.engine.blocked import Structure, factor
+from glmmlab.engine.blocked import Structure, batched_inverse_lower, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, negbin_family
@@ -158,12 +158,14 @@ class GeneralLaplace:
                  fam: Family, lk: Link):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
+        self.fast = fam.has_fast_path(lk.name)
         self.fam, self.lk = fam, lk
         self.resp = Response(y, fam)
         self.lik = Likelihood(fam, y, pw)
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
         self._last: dict | None = None  # what predicts the next modes (one grouping factor; see _predicted_modes)
+        self._last_dev = 0.0
         self.evaluations = 0
         self.modes_converged = True
         # glmmTMB's Laplace approximation for the negative binomial: the log-determinant uses the observed
@@ -173,6 +175,7 @@ class GeneralLaplace:
     def set_family(self, fam: Family) -> None:
         """Use another member of the family (the negative binomial's theta)."""
         self.fam = fam
+        self.fast = fam.has_fast_path(self.lk.name)
         self.resp = Response(self.y, fam)
         self.lik = Likelihood(fam, self.y, self.pw)
 
@@ -183,7 +186,8 @@ class GeneralLaplace:
         re = self.st.row_effect(self.st.b_of_u(u, lams))
         rs = row_state(self.resp, eta_f + re, self.lk)
         pdev = float(np.sum(self._weighted(rs.dev))) + float(u @ u)
-        ok = bool(np.all(self.fam.mu_valid(rs.mu))) and np.isfinite(pdev)
+        # a family's fast path keeps its means in range (its has_fast_path promise): no check over the rows
+        ok = np.isfinite(pdev) and (self.fast or bool(np.all(self.fam.mu_valid(rs.mu))))
         return re, rs, (pdev if ok else np.inf)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, max_iter: int = 200) -> dict:
@@ -227,6 +231,7 @@ class GeneralLaplace:
             cp = st.crossprods(w, None)
             F = factor(st, cp, theta)
         dev = float(np.sum(self._weighted(rs.dev)))
+        self._last_dev = dev
         logdet, F_ld, cp_ld = F.logdet, F, cp
         if self.observed:
             cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
@@ -259,7 +264,7 @@ class GeneralLaplace:
         dbeta = np.asarray(beta) - last["beta"]
         if np.any(dbeta != 0.0):
             xb = last["w"] * (self.Xs @ dbeta)
-            rhs -= st.lead_sum(xb[:, None] * st.lead.Z) @ lam
+            rhs -= st.lead_sums_z(xb)[0] @ lam
         du = last["F"].solve(rhs.ravel())
         # a long step (the optimiser's first iterations) is beyond the linearisation: start from the last modes
         step = float(np.max(np.abs(du), initial=0.0))
@@ -335,6 +340,16 @@ class GeneralLaplace:
             terms[:, k] = logw[k] + st.lead_sum(sat - 0.5 * self.pw * dev) - 0.5 * uk * uk + 0.5 * zk * zk
         value = float(np.sum(np.log(sd) + special.logsumexp(terms, axis=1)))
         return value if np.isfinite(value) else -np.inf
+
+    def deviance_at_modes(self) -> float:
+        """The weighted total deviance at the last modes found."""
+        return self._last_dev
+
+    def fixed_precision(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """X'WX - X'WZ Lambda H^-1 Lambda'Z'WX at the modes of (theta, beta), with the working weights."""
+        m = self.pirls(theta, beta, self.u)
+        self.u = m["u"]
+        return factor(self.st, self.st.crossprods(self._weighted(m["rs"].w), self.Xs), theta).SEE
 
     def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
         """What the results need from this block at the optimum."""
@@ -423,21 +438,26 @@ class GeneralLaplace:
         passed over a few times instead of once per term and theta entry."""
         st = self.st
         L1, q = st.L1, st.q1
-        Z = st.lead.Z
         U = m["u"].reshape(L1, q)
-        Linv = np.linalg.inv(F.L11)
+        Linv = batched_inverse_lower(F.L11)
         P = np.matmul(np.swapaxes(Linv, 1, 2), Linv)  # diagonal blocks of H^-1
         s = st.lead_quadratic(lam @ P @ lam.T)  # z~_i' H^-1 z~_i with z~ = Lambda' z
         sw = s * w_eta
-        S = st.lead_sum(sw[:, None] * Z) @ lam
-        g = st.lead_sum(d1[:, None] * Z)
+        v1 = K.solve(-2.0 * m["u"])  # the c part needs no S: its row sums go with those of sw and d1
+        a1 = d1 - wobs * st.lead_dot(v1.reshape(L1, q) @ lam.T)
+        SZ, g, AZ1 = st.lead_sums_z(sw, d1, a1)
+        S = SZ @ lam
         const = (Aw @ lam @ P).sum(axis=0)  # sum_j Aw_j Lambda P_j: the log-determinant's direct term
         tp = st.lead.theta_positions()
         out = []
-        for v, a0, constant in ((K.solve(-2.0 * m["u"]), d1, False), (K.solve(2.0 * m["u"] + S.ravel()), sw, True)):
+        v0 = K.solve(2.0 * m["u"] + S.ravel())
+        for v, a_i, constant in ((v1, a1, False), (v0, None, True)):
             V = v.reshape(L1, q)
-            a_i = a0 - wobs * st.lead_dot(V @ lam.T)
-            AZ = st.lead_sum(a_i[:, None] * Z)
+            if a_i is None:
+                a_i = sw - wobs * st.lead_dot(V @ lam.T)
+                AZ = st.lead_sums_z(a_i)[0]
+            else:
+                AZ = AZ1
             grad_theta = np.array([float(AZ[:, ra] @ U[:, cb] - 0.5 * (V[:, cb] @ g[:, ra])) for ra, cb in tp])
             if constant:
                 grad_theta += 2.0 * np.array([const[ra, cb] for ra, cb in tp])
@@ -610,7 +630,7 @@ def _permuted(mf: ModelFrame, perm: np.ndarray) -> ModelFrame:
                    offset=None if mf.offset is None else np.asarray(mf.offset)[perm])
 
 
-def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False):
+def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False, approx_hessian=None):
     state = {"it": 0}
 
     def on_iter(k: int, f: float) -> None:
@@ -628,7 +648,7 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hes
             return fun_grad(x)
 
         return minimize(counted_fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], on_iteration=on_iter,
-                        hessian=hessian)
+                        hessian=hessian, approx_hessian=approx_hessian)
     return minimize(numeric_gradient(counted, lower), x0, lower, max_iter=model["max_iter"], tol=model["tol"],
                     on_iteration=on_iter, polish_gtol=1e-8, hessian=hessian)
 
@@ -821,7 +841,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     else:
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
         x, record = _optimize(obj.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
-                              fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"))
+                              fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
+                              approx_hessian=obj.approx_hessian if exact else None)
         deviance = obj.value(x)
     method = "Laplace"
     nagq = int(model.get("nagq", 1))

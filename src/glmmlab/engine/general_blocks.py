@@ -147,5 +147,26 @@ class BlockedLaplace:
         g = c * sum(p["g_c"] for p in parts) + sum(p["g_0"] for p in parts)
         return float(D), g
 
+    def approx_hessian(self, params: np.ndarray) -> np.ndarray:
+        """An approximation of the Hessian of D for the optimiser's final Newton polish (as the random-intercept
+        engine's): over beta, 2 c times the fixed effects' precision at the modes (c = d(-2 log p)/d(total
+        deviance)); each theta's row and column by a forward difference of the exact gradient. Costs one pass
+        for the precision and one gradient per theta, where a finite-difference Hessian costs two gradients
+        per parameter (the 200k-row slope case: 4 evaluations instead of 12)."""
+        nt, k = self.nt, params.size
+        theta, beta = params[:nt], params[nt:]
+        g0 = self.value_and_grad(params)[1]
+        c = self.lik.slope(sum(self.map(lambda lap: lap.deviance_at_modes())))
+        H = np.empty((k, k))
+        H[nt:, nt:] = 2.0 * c * sum(self.map(lambda lap: lap.fixed_precision(theta, beta)))
+        for i in range(nt):
+            h = 1e-5 * max(abs(float(params[i])), 0.1)
+            step = params.copy()
+            step[i] += h
+            H[:, i] = (self.value_and_grad(step)[1] - g0) / h
+        H[:nt, :nt] = 0.5 * (H[:nt, :nt] + H[:nt, :nt].T)
+        H[:nt, nt:] = H[nt:, :nt].T
+        return H
+
     def finals(self, theta: np.ndarray, beta: np.ndarray) -> list[dict]:
         return self.map(lambda lap: lap.final(theta, beta))

@@ -69,20 +69,16 @@ class VarianceLayout:
         for b in self.blocks:
             for g in b.groups:
                 m = len(g)
+                tri = _lower_triangle(m)
                 L = np.zeros((m, m))
-                for j in range(m):
-                    for i in range(j, m):
-                        L[i, j] = theta[k]
-                        k += 1
+                for i, j in tri:
+                    L[i, j] = theta[k]
+                    k += 1
                 S = scale * scale * (L @ L.T)
                 sd = np.sqrt(np.maximum(np.diag(S), 0.0))
-                for j in range(m):
-                    for i in range(j, m):
-                        if i == j:
-                            out.append(sd[i])
-                        else:
-                            d = sd[i] * sd[j]
-                            out.append(S[i, j] / d if d > 0 else 0.0)
+                for i, j in tri:
+                    d = sd[i] * sd[j]
+                    out.append(sd[i] if i == j else (S[i, j] / d if d > 0 else 0.0))
         return np.asarray(out, dtype=float)
 
     def theta(self, v: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
@@ -93,10 +89,9 @@ class VarianceLayout:
             for g in b.groups:
                 m = len(g)
                 S = np.zeros((m, m))
-                for j in range(m):
-                    for i in range(j, m):
-                        S[i, j] = S[j, i] = v[k]
-                        k += 1
+                for i, j in _lower_triangle(m):
+                    S[i, j] = S[j, i] = v[k]
+                    k += 1
                 sd = np.diag(S).copy()
                 C = S.copy()
                 np.fill_diagonal(C, 1.0)
@@ -108,6 +103,11 @@ class VarianceLayout:
 
     def bounds(self) -> list[tuple[float | None, float | None]]:
         return [(0.0, None) if kind == "sd" else (-1.0, 1.0) for kind in self.kinds]
+
+
+def _lower_triangle(m: int) -> list[tuple[int, int]]:
+    """(row, column) of an m x m lower triangle column by column: theta's order within a correlated term."""
+    return [(i, j) for j in range(m) for i in range(j, m)]
 
 
 def _cholesky_psd(S: np.ndarray) -> np.ndarray | None:

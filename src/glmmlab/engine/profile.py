@@ -276,6 +276,41 @@ class LaplaceProblem(_Problem):
         vcov = T @ np.linalg.inv(fin["SEE"]) @ T.T if len(names) else np.zeros((0, 0))
         self.se = np.concatenate([np.full(nt, np.nan), np.sqrt(np.maximum(np.diag(vcov), 0.0))])
         self._beta_laps: dict[int, tuple] = {}
+        # the Hessian at the optimum over (theta, gamma), once: mapped into each profile's own coordinates it
+        # starts a Newton iteration per profile point (a few gradients each, where L-BFGS-B needs ten or more)
+        from glmmlab.engine.optimizer import fd_hessian
+
+        lower = np.concatenate([self.st.theta_lower(), np.full(len(names), -np.inf)])
+        self.hessian = fd_hessian(self._fg(self.lap), x, lower) if self.exact else None
+        self._h: dict[int, np.ndarray] = {}
+
+    def _start_hessian(self, k: int) -> np.ndarray | None:
+        """The Hessian at the optimum in the coordinates of parameter k's profile (cached, then carried along
+        the profile as its Newton iterations update it)."""
+        if self.hessian is None:
+            return None
+        if k not in self._h:
+            nt, nvc = self.nt, self.nvc
+            p = self.hessian.shape[0] - nt
+            if k < nvc:
+                J = np.delete(_jacobian(self.layout.theta, self.vc_hat), k, axis=1)
+                M = linalg.block_diag(J, np.eye(p))
+            else:
+                j = k - nvc
+                _, T_j = self._beta_lap(j)
+                P = np.delete(np.eye(p), j, axis=1)  # beta_-j into the full beta
+                M = linalg.block_diag(np.eye(nt), linalg.solve(self.T, P @ T_j))
+            self._h[k] = M.T @ self.hessian @ M
+        return self._h[k]
+
+    def _solve(self, k: int, fg, start: np.ndarray, bounds: Bounds) -> tuple[float, np.ndarray]:
+        H0 = self._start_hessian(k)
+        if H0 is not None:
+            out = _newton(fg, start, bounds, H0)
+            if out is not None:
+                f, x, self._h[k] = out
+                return f, x
+        return self._minimize(fg, start, bounds)
 
     def _fg(self, lap):
         if self.exact:
@@ -287,7 +322,7 @@ class LaplaceProblem(_Problem):
     @staticmethod
     def _minimize(fg, x0, bounds) -> tuple[float, np.ndarray]:
         res = optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": 500, "ftol": 1e-14, "gtol": 1e-7, "maxcor": 20})
+                                options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-4, "maxcor": 20})
         return float(res.fun), np.asarray(res.x, dtype=float)
 
     def start(self, k: int) -> np.ndarray:
@@ -319,12 +354,11 @@ class LaplaceProblem(_Problem):
 
             vc_bounds = layout.bounds()
             del vc_bounds[k]
-            return self._minimize(fun, start, vc_bounds + [(None, None)] * (start.size - (nvc - 1)))
+            return self._solve(k, fun, start, vc_bounds + [(None, None)] * (start.size - (nvc - 1)))
         j = k - nvc
         lap, _ = self._beta_lap(j)
         lap.off = self.off + value * self.X[:, j]
-        return self._minimize(self._fg(lap), start,
-                              _theta_bounds(self.st) + [(None, None)] * (start.size - self.nt))
+        return self._solve(k, self._fg(lap), start, _theta_bounds(self.st) + [(None, None)] * (start.size - self.nt))
 
     def _beta_lap(self, j: int):
         from glmmlab.engine.general import GeneralLaplace, scaled_design
@@ -336,6 +370,51 @@ class LaplaceProblem(_Problem):
             lap.u = self.lap.u.copy()
             self._beta_laps[j] = (lap, T)
         return self._beta_laps[j]
+
+
+def _newton(fg, x0: np.ndarray, bounds: Bounds, H0: np.ndarray, max_iter: int = 40
+            ) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """Minimise ``fg`` (value and gradient) within box ``bounds`` by Newton steps from the Hessian ``H0``, updated
+    by BFGS, with step halving; stops when the Newton decrement (the deviance still to gain) is below 1e-8.
+    (f, x, H) or None when it cannot make progress (the caller falls back to L-BFGS-B)."""
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    x = np.clip(np.asarray(x0, dtype=float), lo, hi)
+    f, g = fg(x)
+    if not np.isfinite(f):
+        return None
+    H = np.array(H0, dtype=float)
+    for _ in range(max_iter):
+        free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
+        if not free.any():
+            return f, x, H
+        try:
+            step_f = -np.linalg.solve(H[np.ix_(free, free)], g[free])
+        except np.linalg.LinAlgError:
+            return None
+        decrement = -0.5 * float(g[free] @ step_f)
+        if decrement < 0:
+            return None
+        if decrement < 1e-8:
+            return f, x, H
+        step = np.zeros_like(x)
+        step[free] = step_f
+        t = 1.0
+        for _h in range(30):
+            x_new = np.clip(x + t * step, lo, hi)
+            f_new, g_new = fg(x_new)
+            if np.isfinite(f_new) and f_new <= f - 1e-4 * t * decrement:
+                break
+            t *= 0.5
+        else:
+            return None
+        s, y = x_new - x, g_new - g
+        sy = float(s @ y)
+        if sy > 1e-12:
+            Hs = H @ s
+            H = H - np.outer(Hs, Hs) / float(s @ Hs) + np.outer(y, y) / sy
+        x, f, g = x_new, float(f_new), g_new
+    return None
 
 
 # -- the roots of zeta -----------------------------------------------------------------------------------------
@@ -463,13 +542,17 @@ def make_problem(mf: ModelFrame, fam: Family, lk: Link, variances: list[dict], c
 def profile_intervals(problem: _Problem, level: float, progress: ProgressFn = None
                       ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(names, lower, upper) of every parameter at ``level``."""
-    target = float(special.ndtri(0.5 + level / 2.0))
     k_all = len(problem.names)
     lower, upper = np.full(k_all, np.nan), np.full(k_all, np.nan)
-    with np.errstate(all="ignore"):
-        for k in range(k_all):
-            report(progress, f"Profiling {problem.names[k]} ({k + 1} of {k_all})", k / k_all)
-            lower[k] = _bound(problem, k, -1, target)
-            upper[k] = _bound(problem, k, +1, target)
+    for k in range(k_all):
+        report(progress, f"Profiling {problem.names[k]} ({k + 1} of {k_all})", k / k_all)
+        lower[k], upper[k] = profile_parameter(problem, k, level)
     report(progress, "Profile intervals done", 1.0)
     return list(problem.names), lower, upper
+
+
+def profile_parameter(problem: _Problem, k: int, level: float) -> tuple[float, float]:
+    """(lower, upper) of parameter k at ``level`` (the services layer runs parameters in parallel)."""
+    target = float(special.ndtri(0.5 + level / 2.0))
+    with np.errstate(all="ignore"):
+        return _bound(problem, k, -1, target), _bound(problem, k, +1, target)

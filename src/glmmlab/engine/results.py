@@ -398,13 +398,17 @@ class GlmmResult:
             names = list(self.names)
             lower, upper = self.intervals(level)
         else:
-            if self.model_frame() is None:
-                raise GlmmInputError(
-                    f"{method} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
-                    "model loaded from a project keeps no data, and a fit_glmm fit keeps a weak reference to its "
-                    "pandas data); fit it in memory with glmmlab.glmm or fit_glmm and keep the data")
+            self.require_frame(method)
             if method == "profile":
-                names, lower, upper = self._profile(level, progress)
+                parallel = _INTERVAL_METHODS.get("profile")  # the services' process pool, when registered
+                if parallel is not None:
+                    names, lower, upper, notes = parallel(self, level, nsim, seed, progress)
+                    attrs.update(notes)
+                else:
+                    from glmmlab.engine.profile import make_problem, profile_intervals
+
+                    names, lower, upper = profile_intervals(make_problem(**self.profile_arguments()), level,
+                                                            progress)
             else:
                 nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")
                 if seed is not None:
@@ -419,18 +423,33 @@ class GlmmResult:
         df.attrs.update(attrs)
         return df
 
-    def _profile(self, level: float, progress) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def require_frame(self, what: str = "this") -> Any:
+        """The fit's model frame (what profile and bootstrap intervals refit), or a GlmmInputError saying why
+        there is none."""
+        frame = self.model_frame()
+        if frame is None:
+            raise GlmmInputError(
+                f"{what} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
+                "model loaded from a project keeps no data); fit it in memory with glmmlab.glmm or fit_glmm")
+        return frame
+
+    def profile_arguments(self) -> dict:
+        """What :func:`glmmlab.engine.profile.make_problem` needs to profile this fit (checked)."""
         from glmmlab.engine.families import resolve
-        from glmmlab.engine.profile import make_problem, profile_intervals
 
         if int(self.model.get("nagq", 1)) > 1:
             raise GlmmInputError("profile intervals use the Laplace deviance: refit with nagq 1, or use "
                                  "method='boot' for an AGQ fit")
         fam, lk = resolve(self.family, self.link)
+        if fam.has_dispersion and not (fam.name == "gaussian" and lk.name == "identity"):
+            raise GlmmInputError(
+                f"profile intervals are not available for the {fam.name} family with the {lk.name} link: its "
+                "dispersion parameter is estimated, and lme4 cannot profile such models either. Use "
+                "method='boot' (parametric bootstrap) or 'wald'")
         fp = None if self.family_parameter is None else self.family_parameter["value"]
-        problem = make_problem(self.frame, fam, lk, self.random_effects_table(), self.correlations or [],
-                               dict(zip(self.names, np.asarray(self.beta, dtype=float))), fp)
-        return profile_intervals(problem, level, progress)
+        return {"mf": self.require_frame("profile"), "fam": fam, "lk": lk, "variances": self.random_effects_table(),
+                "correlations": self.correlations or [],
+                "beta": dict(zip(self.names, np.asarray(self.beta, dtype=float))), "family_parameter": fp}
 
     @property
     def ranef(self):

@@ -184,9 +184,8 @@ def fit(spec: ModelSpec, data: Any, *, progress: Optional[Callable[[str, float],
     if not isinstance(spec, ModelSpec):
         raise GlmmInputError(f"spec must be a glmmlab.ModelSpec; got {type(spec).__name__}")
     if type(data).__module__.startswith("dask"):
-        _in_memory_only(spec.reml, spec.ddf)
+        # reml and ddf are among the options: glmm refuses them on Dask with a message
         opts = dict(spec.options(), weights=spec.weights, offset=spec.offset, reference_levels=spec.reference_levels)
-        opts.pop("reml"), opts.pop("ddf")
         return glmm(spec.formula, data, progress=progress, **opts)
     return fit_spec(to_pandas(data), spec, progress=progress, n_blocks=n_blocks)
 

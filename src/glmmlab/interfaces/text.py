@@ -11,7 +11,7 @@ from typing import Any
 
 from glmmlab.engine.results import register_renderer
 from glmmlab.services.numbers import numeric_kind
-from glmmlab.services.result_view import ICC_NA, formula, result_tables, warnings_of
+from glmmlab.services.result_view import ICC_NA, formula, reference_text, result_tables, warnings_of
 
 
 def table(headers: list[str], rows: list[list[str]], right: list[bool] | None = None) -> str:
@@ -30,7 +30,9 @@ def render_table(t: dict[str, Any]) -> str:
 
 def _header(d: dict[str, Any]) -> list[str]:
     m = d["model"]
-    return [f"GLMM: {formula(m)}   family {m['family']}, link {m['link']}, method {d['method']}"
+    refs = reference_text(m)
+    return [f"GLMM: {formula(m)}   {refs + '   ' if refs else ''}family {m['family']}, link {m['link']}, "
+            f"method {d['method']}"
             + (f" ({m['nagq']} nodes)" if d["method"] == "AGQ" else ""),
             f"Observations: {d['n_obs']:,}   Groups: {_groups(d)}   Rows excluded: {d['n_excluded']:,}   "
             f"Converged: {'yes' if d['converged'] else 'no'}   Fit time: {d['timing']['fit_seconds']:.3f} s"]

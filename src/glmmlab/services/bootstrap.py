@@ -41,7 +41,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _payload(result: GlmmResult) -> dict:
-    mf = dataclasses.replace(result.model_frame(), recipe=None, warnings=[])
+    mf = dataclasses.replace(result.require_frame("bootstrap"), recipe=None, warnings=[])
     names = parameter_names(mf, result.family, list(result.names))
     layout = VarianceLayout.of(merge_terms(mf.terms))
     sd_cor = layout.values(result.random_effects_table(), result.correlations or [])

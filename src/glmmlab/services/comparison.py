@@ -26,6 +26,7 @@ from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.results import GlmmResult
+from glmmlab.engine.spec import ModelSpec
 from glmmlab.services.fitting import refit
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -180,3 +181,64 @@ def reading(table: pd.DataFrame) -> str:
     if p < 0.05:
         return f"The model {names[-1]} fits better than {names[-2]}: {stat}."
     return f"The model {names[-1]} does not fit significantly better than {names[-2]}: {stat}."
+
+
+# -- saved models of a project (the web's Compare Models dialog) ----------------------------------------------------
+KINDS = ["text", "count", "decimal", "decimal", "decimal", "decimal", "decimal", "count", "p"]
+
+
+def _spec_of_saved(spec: dict[str, Any]) -> ModelSpec:
+    """The ModelSpec of a saved model's spec (the GLMM tab's form: its formula, or the random-intercept form)."""
+    options = {k: spec[k] for k in ("family", "link", "conf_level", "max_iter", "tol", "nagq") if k in spec}
+    if spec.get("formula"):
+        return ModelSpec(spec["formula"], weights=spec.get("weights"),
+                         reference_levels=spec.get("reference_levels") or None, **options)
+    return ModelSpec.random_intercept(spec["response"], spec["group"], list(spec.get("fixed") or []),
+                                      bool(spec.get("intercept", True)), **options)
+
+
+def load_saved(project: Any, model_ids: Sequence[Any]) -> dict[str, Any]:
+    """What comparing saved models needs from the project: the saved models (one dataset, else
+    :class:`ServiceError` naming both), their ModelSpecs and the dataset. Fitting happens in
+    :func:`compare_loaded`, after the project is released."""
+    from glmmlab.services import datasets, models
+    from glmmlab.services.errors import ServiceError
+
+    ids = list(dict.fromkeys(model_ids))
+    if len(ids) < 2:
+        raise ServiceError("Choose at least two saved models to compare.")
+    saved = [models.get_model(project, i) for i in ids]
+    first = saved[0]
+    for m in saved[1:]:
+        if m["dataset_id"] != first["dataset_id"]:
+            raise ServiceError(
+                f"“{first['name']}” was fitted to dataset “{first['dataset_name']}” and “{m['name']}” to "
+                f"“{m['dataset_name']}”: models can only be compared on the same data. Choose models of one dataset.")
+    return {"saved": saved, "specs": [_spec_of_saved(m["spec"]) for m in saved],
+            "frame": datasets.read_frame(project, first["dataset_id"])}
+
+
+def compare_loaded(loaded: dict[str, Any], progress: Any = None) -> dict[str, Any]:
+    """Refit each saved model from its dataset (saved models keep their result document, not the data) and compare
+    them. The answer holds the table as the result view's tables are (columns, kinds, rows, cells), the notes, the
+    sentence that reads it and each model's formula. A model that cannot be compared: :class:`ServiceError`."""
+    from glmmlab.services.errors import ServiceError
+    from glmmlab.services.fitting import fit_spec
+    from glmmlab.services.numbers import format_rows
+
+    saved, specs = loaded["saved"], loaded["specs"]
+    try:
+        fits = []
+        for k, (m, s) in enumerate(zip(saved, specs)):
+            if progress is not None:
+                progress(f"Refitting {m['name']}", k / len(saved))
+            fits.append((m["name"], fit_spec(loaded["frame"], s)))
+        table = compare(fits)
+    except GlmmInputError as exc:
+        raise ServiceError(str(exc)) from None
+    keys = ["model"] + COLUMNS
+    body = [[r[k] for k in keys] for r in rows(table)]
+    return {"dataset_id": saved[0]["dataset_id"], "dataset_name": saved[0]["dataset_name"],
+            "columns": ["Model"] + COLUMNS, "kinds": KINDS, "rows": body, "cells": format_rows(body, KINDS),
+            "formulas": table.attrs["formulas"], "notes": list(table.attrs["notes"]), "reading": reading(table),
+            "n_obs": table.attrs["n_obs"], "family": table.attrs["family"]}

@@ -213,6 +213,13 @@ class GeneralBlockActor:
         with np.errstate(all="ignore"), one_blas_thread():
             return self.lap.agq(theta, beta, z, wq)
 
+    def deviance_at_modes(self) -> float:
+        return self.lap.deviance_at_modes()
+
+    def fixed_precision(self, theta, beta) -> np.ndarray:
+        with np.errstate(all="ignore"), one_blas_thread():
+            return self.lap.fixed_precision(theta, beta)
+
 
 class _Block:
     """The driver's view of one actor, as BlockedLaplace sees a block: its local structure (levels only, no
@@ -229,6 +236,12 @@ class _Block:
 
     def agq(self, theta, beta, z, wq):
         return self.actor.agq(theta, beta, z, wq)
+
+    def deviance_at_modes(self):
+        return self.actor.deviance_at_modes()
+
+    def fixed_precision(self, theta, beta):
+        return self.actor.fixed_precision(theta, beta)
 
 
 class ActorLaplace(BlockedLaplace):

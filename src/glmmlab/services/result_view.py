@@ -34,6 +34,14 @@ def formula(model: dict[str, Any]) -> str:
     return f"{model['response']} ~ {' + '.join(terms)} + (1 | {model['group']})"
 
 
+def reference_text(model: dict[str, Any]) -> str:
+    """The factors' reference levels chosen for the fit (``reference level f = b``), or "" for R's defaults."""
+    refs = model.get("reference_levels") or {}
+    if not refs:
+        return ""
+    return f"reference level{'s' if len(refs) > 1 else ''} " + ", ".join(f"{k} = {v}" for k, v in refs.items())
+
+
 def log_likelihood_label(kind: str, nagq: int = 1) -> str:
     if kind == "REML":
         return "REML Log-Likelihood"
@@ -244,7 +252,8 @@ def summary_line(result: dict[str, Any]) -> str:
     groups = result.get("groups") or {}
     where = (", ".join(f"{v:,} {k}" for k, v in groups.items()) if len(groups) > 1
              else f"{result['n_groups']:,} groups")
-    return (f"{formula(m)}; {family_label(m['family'])}, {m['link']} link, {method}; "
+    refs = reference_text(m)
+    return (f"{formula(m)}{'; ' + refs if refs else ''}; {family_label(m['family'])}, {m['link']} link, {method}; "
             f"{result['n_obs']:,} observations in {where}")
 
 
@@ -252,7 +261,8 @@ def view(result: dict[str, Any], conf_level: float | None = None) -> dict[str, A
     """What a page shows for a result: labels, warnings and every table (without the per-row diagnostics)."""
     m = result["model"]
     level = m["conf_level"] if conf_level is None else conf_level
-    return {"formula": formula(m), "family_label": family_label(m["family"]), "level_text": level_text(level),
+    return {"formula": formula(m), "reference_text": reference_text(m), "family_label": family_label(m["family"]),
+            "level_text": level_text(level),
             "log_likelihood_label": log_likelihood_label(result["fit"]["log_likelihood_kind"], m.get("nagq", 1)),
             "fixed_effects_headers": fixed_effects_headers(
                 m["family"], m["link"], level, any("df" in r for r in result.get("fixed_effects", [])[:1])),

@@ -22,7 +22,7 @@ from glmmlab.interfaces.web.routes import reports as reports_routes
 from glmmlab.services import fits
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
-scripts = ["glmm.js"]
+scripts = ["glmm.js", "compare.js"]
 styles = ["glmm.css"]
 
 

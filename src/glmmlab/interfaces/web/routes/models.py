@@ -14,7 +14,7 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.options import INTERVAL_OPTIONS
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.services import fits, models, plots, reports, result_view
+from glmmlab.services import comparison, fits, models, plots, reports, result_view
 from glmmlab.services.errors import ServiceError
 
 
@@ -36,6 +36,10 @@ def _interval_field_error(name: str, message: str) -> JSONResponse:
 
 class RenameBody(BaseModel):
     name: str = Field(description="The new Model Name.")
+
+
+class CompareBody(BaseModel):
+    model_ids: list[int] = Field(description="Two or more saved models of one dataset.")
 
 
 class ToReportBody(BaseModel):
@@ -83,6 +87,14 @@ def save(body: SaveBody, request: Request):
     with wb.project_for(job.kept["project_key"], "This fit") as project:
         model = models.save_model(project, body.name, job.info["dataset_id"], job.info["spec"], result)
     return JSONResponse(jsonable(_summary(model)), status_code=201)
+
+
+@router.post("/compare", summary="Compare saved models of one dataset by likelihood-ratio tests (lme4's anova); "
+                                  "each is refitted from its dataset, REML fits by ML")
+def compare(body: CompareBody, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        loaded = comparison.load_saved(project, body.model_ids)
+    return jsonable(comparison.compare_loaded(loaded))
 
 
 @router.get("/{model_id}", summary="A saved model: spec, result and the fixed effects at conf_level")

@@ -138,7 +138,7 @@
   function renderResults(result, disp) {
     const out = el("div", { class: "results" });
     g.append(out,
-      el("p", { class: "model-line" }, el("code", {}, disp.formula),
+      el("p", { class: "model-line" }, el("code", {}, disp.formula), disp.reference_text ? ` · ${disp.reference_text}` : "",
         ` · ${disp.family_label}, ${result.model.link} link · ${result.method}` +
         ` · ${result.converged ? "converged" : "not converged"} in ${disp.fit_time_text}`),
       warningsBox(disp), tableSections(disp));
@@ -400,6 +400,7 @@
       }
       if (mine !== checkSeq || !typed || formulaInput.value !== text) return;
       if (same) { applyState(st); matched = true; notForm = ""; }
+      else if (answer.form && !st) notForm = "a column it uses is not offered by the form's controls";
       else notForm = answer.not_form || "the form writes this model differently (for example in another order)";
       renderModel();
     }
@@ -871,7 +872,8 @@
           el("button", { type: "button", class: "reopen", title: "Open a GLMM tab with this model's settings (nothing runs)",
             onclick: () => g.openTab("glmm", { dataset: model.dataset_id, model: model.id }) }, "Open in GLMM Form"),
           el("button", { type: "button", class: "view-diagnostics", onclick: () => g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }) }, "View Diagnostics"))),
-      el("p", { class: "muted model-line" }, el("code", {}, disp.formula), ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
+      el("p", { class: "muted model-line" }, el("code", {}, disp.formula), disp.reference_text ? ` · ${disp.reference_text}` : "",
+        ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
         `${disp.summary.split("; ").pop()} · dataset ${model.dataset_name || model.dataset_id}`,
         ` · saved level ${levelText(saved)}`),
       status,

@@ -1,0 +1,160 @@
+"""Profile and bootstrap intervals: glmmlab against lme4's confint in the same run (issue 12).
+
+    .venv/bin/python benchmarks/intervals.py [--nsim 1000] [--quick] [--no-r] [--workers N] [--timeout 3600]
+
+The case is the random-intercept binomial model of lme4's VerbAgg (7,584 rows, 316 subjects; `verbagg_binary` of
+cases.py): r2 ~ Anger + GenderM + btypescold + btypeshout + situself + modedo + (1 | id). glmmlab runs
+`result.conf_int(method="profile")` and `conf_int(method="boot", nsim=N, seed=1)` (every core); R runs
+`confint(m, method="profile")` and `confint(m, method="boot", nsim=N)` (one core: bootMer's default) on a glmer fit
+of the same data. The fits themselves are not timed. Printed: seconds, the ratio lme4 / glmmlab, and agreement:
+the profile bounds' largest difference as a fraction of lme4's interval width, the bootstrap bounds' largest
+difference in Monte Carlo standard errors of the two runs combined. Results go to
+benchmarks/results/intervals.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cases import r_status, verbagg_case  # noqa: E402
+
+FIXED = ["Anger", "GenderM", "btypescold", "btypeshout", "situself", "modedo"]
+
+R_SCRIPT = r"""
+suppressMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1]); nsim <- as.integer(args[2]); out <- args[3]
+m <- glmer(r2 ~ Anger + GenderM + btypescold + btypeshout + situself + modedo + (1 | id), d, family = binomial,
+           control = glmerControl(optimizer = "bobyqa"))
+t_prof <- system.time(pr <- confint(m, method = "profile", oldNames = FALSE, quiet = TRUE))[["elapsed"]]
+set.seed(1)
+t_boot <- system.time(bb <- bootMer(m, FUN = function(x) c(Cv_to_Sv(x@theta, n = lengths(x@cnms)), fixef(x)),
+                                    nsim = nsim))[["elapsed"]]
+ci <- confint(bb, type = "perc", level = 0.95)
+qse <- function(x, p) { x <- sort(x[is.finite(x)]); n <- length(x); s <- sqrt(n * p * (1 - p))
+  (x[min(n, ceiling(n * p + s))] - x[max(1, floor(n * p - s))]) / 2 }
+writeLines(jsonlite::toJSON(list(
+  profile = list(names = rownames(pr), lower = unname(pr[, 1]), upper = unname(pr[, 2]), seconds = t_prof),
+  boot = list(lower = unname(ci[, 1]), upper = unname(ci[, 2]), seconds = t_boot,
+              se_lower = unname(apply(bb$t, 2, qse, p = 0.025)), se_upper = unname(apply(bb$t, 2, qse, p = 0.975)),
+              failed = sum(!complete.cases(bb$t)))),
+  auto_unbox = TRUE, digits = NA), out)
+"""
+
+
+def quantile_se(x: np.ndarray, p: float) -> float:
+    x = np.sort(x[np.isfinite(x)])
+    n = x.size
+    s = math.sqrt(n * p * (1 - p))
+    return float(x[min(n, math.ceil(n * p + s)) - 1] - x[max(1, math.floor(n * p - s)) - 1]) / 2
+
+
+def run_glmmlab(path: Path, nsim: int, workers: int | None) -> dict:
+    import pandas as pd
+
+    import glmmlab
+    from glmmlab.engine.intervals import percentile_interval
+    from glmmlab.services.bootstrap import bootstrap
+
+    data = pd.read_csv(path)
+    res = glmmlab.fit_glmm(data, response="r2", group="id", fixed=FIXED, family="binomial")
+    t0 = time.perf_counter()
+    prof = res.conf_int(method="profile")
+    t_prof = time.perf_counter() - t0
+    run = bootstrap(res, nsim=nsim, seed=1, workers=workers)
+    lo, up = percentile_interval(run["replicates"], 0.95)
+    reps = run["replicates"]
+    return {"n": int(res.n_obs), "groups": int(res.n_groups),
+            "profile": {"names": list(prof.index), "lower": prof["lower"].tolist(), "upper": prof["upper"].tolist(),
+                        "seconds": t_prof},
+            "boot": {"names": run["names"], "lower": lo.tolist(), "upper": up.tolist(), "seconds": run["seconds"],
+                     "workers": run["workers"], "failed": run["failed"],
+                     "se_lower": [quantile_se(reps[:, j], 0.025) for j in range(reps.shape[1])],
+                     "se_upper": [quantile_se(reps[:, j], 0.975) for j in range(reps.shape[1])]}}
+
+
+def run_lme4(path: Path, nsim: int, timeout: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        script, out = Path(tmp) / "ci.R", Path(tmp) / "ci.json"
+        script.write_text(R_SCRIPT)
+        try:
+            proc = subprocess.run(["Rscript", str(script), str(path), str(nsim), str(out)], capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout:.0f} s"}
+        if proc.returncode != 0 or not out.exists():
+            return {"error": (proc.stderr.strip().splitlines() or ["R failed"])[-1]}
+        return json.loads(out.read_text())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nsim", type=int, default=1000, help="bootstrap samples (default 1000)")
+    ap.add_argument("--quick", action="store_true", help="the first 84 subjects of VerbAgg (smoke run)")
+    ap.add_argument("--no-r", action="store_true", help="do not run lme4")
+    ap.add_argument("--workers", type=int, default=None, help="bootstrap processes (default: every core)")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds for R (default 3600)")
+    ap.add_argument("--output", type=Path, default=HERE / "results" / "intervals.json")
+    args = ap.parse_args(argv)
+
+    r_ok, r_msg = (False, "--no-r") if args.no_r else r_status()
+    case = verbagg_case(args.quick, not args.no_r, r_ok)
+    case.build()
+    print(f"VerbAgg random-intercept binomial: {case.n:,} rows, {case.n_groups} subjects ({'; '.join(case.notes)})")
+    print(f"cores: {os.cpu_count()}; nsim {args.nsim}; R: {r_msg}")
+    # lme4 first (the long part), then glmmlab, one after the other: neither competes with the other for the cores
+    theirs = run_lme4(case.path, args.nsim, args.timeout) if r_ok else {"error": r_msg}
+    ours = run_glmmlab(case.path, args.nsim, args.workers)
+    print(f"\n{'':24s}{'glmmlab s':>12s}{'lme4 s':>12s}{'lme4/glmmlab':>14s}  agreement")
+    for kind in ("profile", "boot"):
+        o = ours[kind]
+        t = theirs.get(kind) if "error" not in theirs else None
+        if t is None:
+            print(f"{kind:24s}{o['seconds']:12.2f}{'-':>12s}{'-':>14s}  lme4: {theirs.get('error')}")
+            continue
+        lo_o, up_o = np.array(o["lower"]), np.array(o["upper"])
+        lo_t, up_t = np.array(t["lower"], dtype=float), np.array(t["upper"], dtype=float)
+        if kind == "profile":
+            width = up_t - lo_t
+            worst = max(np.max(np.abs(lo_o - lo_t) / width), np.max(np.abs(up_o - up_t) / width))
+            agree = f"max |diff| = {worst:.2e} of lme4's width"
+        else:
+            se_lo = np.hypot(o["se_lower"], t["se_lower"])
+            se_up = np.hypot(o["se_upper"], t["se_upper"])
+            agree = (f"max |diff| = {max(np.max(np.abs(lo_o - lo_t) / se_lo), np.max(np.abs(up_o - up_t) / se_up)):.2f}"
+                     f" Monte Carlo SEs (glmmlab {o['workers']} processes, {o['failed']} failed; lme4 "
+                     f"{t.get('failed', 0)} failed)")
+        t["ratio"] = t["seconds"] / o["seconds"]
+        print(f"{kind:24s}{o['seconds']:12.2f}{t['seconds']:12.2f}{t['ratio']:14.1f}  {agree}")
+    names = ours["profile"]["names"]
+    print("\nintervals (glmmlab profile | lme4 profile | glmmlab boot | lme4 boot)")
+    for j, name in enumerate(names):
+        cells = [f"{ours['profile']['lower'][j]:9.4f} {ours['profile']['upper'][j]:9.4f}"]
+        if "error" not in theirs:
+            cells.append(f"{theirs['profile']['lower'][j]:9.4f} {theirs['profile']['upper'][j]:9.4f}")
+        cells.append(f"{ours['boot']['lower'][j]:9.4f} {ours['boot']['upper'][j]:9.4f}")
+        if "error" not in theirs:
+            cells.append(f"{theirs['boot']['lower'][j]:9.4f} {theirs['boot']['upper'][j]:9.4f}")
+        print(f"  {name:22s} " + " | ".join(cells))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"n": case.n, "groups": case.n_groups, "nsim": args.nsim, "cores": os.cpu_count(),
+                                       "glmmlab": ours, "lme4": theirs}, indent=1))
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
