@@ -198,4 +198,4 @@ class JobRunner:
 
 
 def _noun(kind: str) -> str:
-    return {"interval": "computation"}.get(kind, kind)
+    return {"interval": "interval computation"}.get(kind, kind)

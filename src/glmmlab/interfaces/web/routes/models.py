@@ -89,8 +89,8 @@ def save(body: SaveBody, request: Request):
     return JSONResponse(jsonable(_summary(model)), status_code=201)
 
 
-@router.post("/compare", summary="Compare saved models of one dataset by likelihood-ratio tests (lme4's "
-                                  "anova); each is refitted from its dataset, REML fits by ML")
+@router.post("/compare", summary="Compare saved models of one dataset by likelihood-ratio tests (lme4's anova); "
+                                  "each is refitted from its dataset, REML fits by ML")
 def compare(body: CompareBody, request: Request) -> dict[str, Any]:
     with workbench(request).project() as project:
         loaded = comparison.load_saved(project, body.model_ids)

@@ -70,7 +70,7 @@
         el("input", { type: "checkbox", value: String(m.id), name: "model" }),
         `${m.name} `, el("span", { class: "muted" }, `(${m.dataset_name || "deleted dataset"})`)));
     }
-    if (!dlg.open) dlg.showModal();
+    g.showDialog(dlg);  // modal; focus returns to the opener on close
   }
 
   g.addMenuItem("Analysis", "Compare Models...", "compare-models");

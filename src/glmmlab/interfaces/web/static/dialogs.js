@@ -26,6 +26,8 @@
     return dlg;
   }
 
+  g.showDialog = showDialog;  // for dialogs made by tab modules (Compare Models)
+
   // Focus stays in the open dialog: Tab from its last control goes to its first, Shift+Tab from the first to the last.
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Tab") return;
