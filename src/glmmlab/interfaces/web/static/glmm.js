@@ -171,6 +171,8 @@
     const level = el("input", { type: "number", id: id("conf"), name: "conf_level", value: "95", min: "50", max: "99.99", step: "any", class: "short" });
     const maxIter = el("input", { type: "number", id: id("maxiter"), name: "max_iter", value: "100", min: "1", step: "1", class: "short" });
     const tol = el("input", { type: "text", id: id("tol"), name: "tol", value: "1e-6", class: "short" });
+    const ddf = el("select", { id: id("ddf"), name: "ddf" }, el("option", { value: "none" }, "Wald z tests"),
+      el("option", { value: "satterthwaite" }, "t tests, Satterthwaite df (Gaussian, identity)"));
     const formulaInput = el("input", { type: "text", id: id("formula"), name: "formula", class: "formula", spellcheck: "false",
       autocomplete: "off", "aria-describedby": id("formula-help") });
     const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the form again" }, "Use the form");
@@ -199,6 +201,7 @@
       conf_level: field("conf_level", "Confidence Level", level, el("span", { class: "unit" }, "%")),
       max_iter: field("max_iter", "Max Iterations", maxIter),
       tol: field("tol", "Convergence Tolerance", tol),
+      ddf: field("ddf", "Fixed-effect tests", ddf),
       formula: field("formula", "Model formula", formulaInput, formulaReset),
       factors: field("factors", "Factors (categorical fixed effects)", factorBox, referenceBox),
       interactions: field("interactions", "Interactions", el("div", { class: "interaction-box" }, interactionPick, interactionAdd, interactionList)),
@@ -223,7 +226,8 @@
       el("div", { class: "form-grid" },
         el("div", { class: "col" }, f.dataset_id.row, f.response.row, f.fixed.row, f.group.row),
         el("div", { class: "col" }, f.family.row, f.link.row, f.intercept.row, f.conf_level.row,
-          el("details", { class: "advanced" }, el("summary", {}, "Advanced Options"), f.max_iter.row, f.tol.row))),
+          el("details", { class: "advanced" }, el("summary", {}, "Advanced Options"), f.max_iter.row, f.tol.row,
+            f.ddf.row))),
       modelSection,
       f.formula.row,
       formError,
@@ -584,6 +588,7 @@
           response: response.value || null,
           conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
           max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
+          ddf: ddf.value,
         };
       }
       return {
@@ -592,7 +597,14 @@
         family: family.value, link: link.value, intercept: intercept.checked,
         conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
         max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
+        ddf: ddf.value,
       };
+    }
+
+    // Satterthwaite's t tests are for linear mixed models only (the server says the same, next to the field)
+    function ddfError(b) {
+      return b.ddf === "satterthwaite" && !(b.family === "gaussian" && b.link === "identity")
+        ? "Satterthwaite t tests are for the Gaussian family with the identity link; choose Wald z tests." : null;
     }
 
     /* The form's rules, checked before anything runs; `all` also reports missing choices. */
@@ -605,6 +617,7 @@
         if (!(b.conf_level >= 0.5 && b.conf_level <= 0.9999)) e.conf_level = "Confidence Level must be between 50 and 99.99 (%).";
         if (!(Number.isInteger(b.max_iter) && b.max_iter >= 1)) e.max_iter = "Max Iterations must be a whole number of at least 1.";
         if (!(b.tol > 0 && b.tol < 1)) e.tol = "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).";
+        if (ddfError(b)) e.ddf = ddfError(b);
         for (const name of Object.keys(f)) if (name !== "formula" && name !== "weights" && name !== "factors" || e[name]) showFieldError(name, e[name] || "");
         g.showError(formError, "");
         return Object.keys(e).length ? null : b;
@@ -618,6 +631,7 @@
       if (!(b.conf_level >= 0.5 && b.conf_level <= 0.9999)) e.conf_level = "Confidence Level must be between 50 and 99.99 (%).";
       if (!(Number.isInteger(b.max_iter) && b.max_iter >= 1)) e.max_iter = "Max Iterations must be a whole number of at least 1.";
       if (!(b.tol > 0 && b.tol < 1)) e.tol = "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).";
+      if (ddfError(b)) e.ddf = ddfError(b);
       for (const name of Object.keys(f)) showFieldError(name, e[name] || "");
       g.showError(formError, "");
       return Object.keys(e).length ? null : b;
@@ -687,6 +701,7 @@
       changed();
     });
     for (const c of [group, intercept]) c.addEventListener("change", changed);
+    ddf.addEventListener("change", () => validate(false));
     for (const c of [level, maxIter, tol]) c.addEventListener("input", () => validate(false));
     run.addEventListener("click", async () => {
       const body = validate(true);
@@ -872,8 +887,7 @@
           el("button", { type: "button", class: "reopen", title: "Open a GLMM tab with this model's settings (nothing runs)",
             onclick: () => g.openTab("glmm", { dataset: model.dataset_id, model: model.id }) }, "Open in GLMM Form"),
           el("button", { type: "button", class: "view-diagnostics", onclick: () => g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }) }, "View Diagnostics"))),
-      el("p", { class: "muted model-line" }, el("code", {}, disp.formula), disp.reference_text ? ` · ${disp.reference_text}` : "",
-        ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
+      el("p", { class: "muted model-line" }, el("code", {}, disp.formula), disp.reference_text ? ` · ${disp.reference_text}` : "", ` · ${disp.family_label}, ${result.model.link} link · ${result.method} · `,
         `${disp.summary.split("; ").pop()} · dataset ${model.dataset_name || model.dataset_id}`,
         ` · saved level ${levelText(saved)}`),
       status,
