@@ -49,6 +49,19 @@ def _valid(family: Family, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return np.isfinite(mu) & family.mu_valid(mu) & np.isfinite(eta)
 
 
+def _feasible_interval(family: Family, link: Link, theta: float, eta_fixed: np.ndarray, g: np.ndarray,
+                       G: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the open interval of its scalar random effect that keeps every row's mean in the family's
+    range under ``link`` (theta > 0); infinite ends where the range has none."""
+    a, b = family.eta_range(link)
+    lo, hi = np.full(G, -np.inf), np.full(G, np.inf)
+    if np.isfinite(a):
+        np.maximum.at(lo, g, (a - eta_fixed) / theta)
+    if np.isfinite(b):
+        np.minimum.at(hi, g, (b - eta_fixed) / theta)
+    return lo, hi
+
+
 def _feasible_start(family: Family, link: Link, theta: float, eta_fixed: np.ndarray, g: np.ndarray, G: int,
                     u: np.ndarray) -> np.ndarray:
     """Per group, a start inside the random effects that keep every mean in the family's range (identity and
@@ -56,12 +69,7 @@ def _feasible_start(family: Family, link: Link, theta: float, eta_fixed: np.ndar
     scalar effect is an interval; the start is ``u`` moved half a prior standard deviation inside it (the
     middle of a narrower interval). The mode is then found from that start whatever the last point was, so
     the deviance at (theta, beta) does not depend on the path of the optimiser."""
-    a, b = family.eta_range(link)
-    lo, hi = np.full(G, -np.inf), np.full(G, np.inf)
-    if np.isfinite(a):
-        np.maximum.at(lo, g, (a - eta_fixed) / theta)
-    if np.isfinite(b):
-        np.minimum.at(hi, g, (b - eta_fixed) / theta)
+    lo, hi = _feasible_interval(family, link, theta, eta_fixed, g, G)
     margin = np.minimum(0.5, 0.5 * (hi - lo))
     return np.clip(u, lo + margin, hi - margin)
 
@@ -170,11 +178,9 @@ def _mark_pinned(resp: Response, link: Link, theta: float, eta_fixed: np.ndarray
     log-determinant, with the expected information 1 / mu of that row, is infinite there, and it grows
     without bound as (theta, beta) approach such a point, so the deviance is +inf: those groups' unit
     deviances are set to inf and the optimiser steps back."""
-    a, _b = resp.family.eta_range(link)
-    if not np.isfinite(a):
+    if not np.isfinite(resp.family.eta_range(link)[0]):
         return rs
-    lo = np.full(G, -np.inf)
-    np.maximum.at(lo, g, (a - eta_fixed) / theta)
+    lo, _hi = _feasible_interval(resp.family, link, theta, eta_fixed, g, G)
     edge = lo + 1e-9 * (1.0 + np.abs(lo))
     at_edge = row_state(resp, eta_fixed + theta * edge[g], link)
     grad = theta * np.bincount(g, weights=at_edge.dev_eta, minlength=G) + 2.0 * edge

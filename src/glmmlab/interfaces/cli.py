@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterable, NoReturn
 
 from glmmlab.engine.errors import GlmmInputError
 
@@ -65,7 +65,7 @@ def build_parser(fit_options: bool = True) -> argparse.ArgumentParser:
 
 
 def _add_fit_options(f: argparse.ArgumentParser) -> None:
-    from glmmlab.engine.options import OPTIONS  # numpy and scipy.special: only when fit's options are needed
+    from glmmlab.engine.options import INTERVAL_OPTIONS, OPTIONS  # numpy, scipy.special: when fit's options are needed
     from glmmlab.services import formats  # the one suffix table (no heavy imports)
 
     f.add_argument("data", metavar="DATA", help=f"a {formats.KNOWN} file (or a Parquet directory; .txt is "
@@ -84,8 +84,9 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
                         "coefficients fa, fc); repeat for several factors")
     f.add_argument("--no-intercept", action="store_true",
                    help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
-    _add_option_flags(f, list(OPTIONS))
-    _add_interval_flags(f)
+    _add_option_flags(f, OPTIONS.values())
+    _add_option_flags(f, INTERVAL_OPTIONS.values(), unset={
+        "ci": "without it the Fixed Effects table has the Wald intervals and no table is added"})
     f.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: the tables (default); json: the result document")
     f.add_argument("--diagnostics", choices=["full", "none"], default="full", type=str.lower,
@@ -104,32 +105,21 @@ def _true_or_false(word: str) -> bool:
     return key == "true"
 
 
-def _add_option_flags(parser: argparse.ArgumentParser, names: list[str]) -> None:
-    """The flags of the named options: their flags, defaults and help come from their one declaration."""
-    from glmmlab.engine.options import OPTIONS
-
+def _add_option_flags(parser: argparse.ArgumentParser, options: Iterable[Any],
+                      unset: dict[str, str] | None = None) -> None:
+    """The flags of ``options`` (declared once in :mod:`glmmlab.engine.options`): flags, defaults and help come
+    from their declaration. ``unset`` names options whose flag defaults to None (not given), with what the help
+    says of that case (``--ci``: without it no interval table is added)."""
     kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower,
                                               "bool": _true_or_false}
-    for name in names:
-        opt = OPTIONS[name]
+    for opt in options:
         extra: dict[str, Any] = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
-        default = "" if opt.default is None else f"; default {str(opt.default).lower()}"
-        parser.add_argument(opt.flag, type=kinds[opt.kind], default=opt.default, metavar=opt.name.upper()
+        if unset and opt.name in unset:
+            value, default = None, f"; {unset[opt.name]}"
+        else:
+            value, default = opt.default, "" if opt.default is None else f"; default {str(opt.default).lower()}"
+        parser.add_argument(opt.flag, type=kinds[opt.kind], default=value, metavar=opt.name.upper()
                             if opt.kind == "bool" else None,
-                            help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)
-
-
-def _add_interval_flags(parser: argparse.ArgumentParser) -> None:
-    """--ci, --nsim, --seed from their one declaration; without --ci no interval table is added."""
-    from glmmlab.engine.options import INTERVAL_OPTIONS
-
-    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower}
-    for opt in INTERVAL_OPTIONS.values():
-        extra: dict[str, Any] = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
-        default = "" if opt.default is None else f"; default {opt.default}"
-        if opt.name == "ci":
-            default = "; without it the Fixed Effects table has the Wald intervals and no table is added"
-        parser.add_argument(opt.flag, type=kinds[opt.kind], default=None if opt.name == "ci" else opt.default,
                             help=f"{opt.help} ({opt.rule()}{default})".replace("%", "%%"), **extra)
 
 
@@ -144,13 +134,15 @@ Models are named m1, m2, ... in the order of --formula. Bad input or a bad optio
 
 
 def _add_compare_options(c: argparse.ArgumentParser) -> None:
+    from glmmlab.engine.options import OPTIONS
+
     c.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file; in CSV and TSV the cells NA, NaN, "
                    "n/a, '.' and empty cells are missing values")
     c.add_argument("--formula", action="append", default=[], metavar="FORMULA", required=True,
                    help="a model in lme4's language; give --formula once per model (two or more)")
     c.add_argument("--weights", default=None, metavar="COLUMN", help="prior weights (binomial: trials)")
     c.add_argument("--offset", default=None, metavar="COLUMN", help="an offset added to the linear predictor")
-    _add_option_flags(c, ["family", "link", "max_iter", "tol", "nagq"])
+    _add_option_flags(c, [OPTIONS[n] for n in ("family", "link", "max_iter", "tol", "nagq")])
     c.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: lme4's printed table (default); json: {\"rows\": [...], \"notes\": [...], "
                         "\"reading\": ...}")
