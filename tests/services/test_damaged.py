@@ -6,6 +6,7 @@ import json
 import shutil
 import zipfile
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from glmmlab.services import datasets as D
 from glmmlab.services import models, project_io, reports
 from glmmlab.services.errors import ProjectDamaged, ServiceError
-from glmmlab.services.store import Project
+from glmmlab.services.store import Project, data_table
 
 
 def _make(path):
@@ -25,18 +26,33 @@ def _make(path):
         return small.id, big.id
 
 
-def _flip(path, at: float) -> None:
-    size = path.stat().st_size
+_HEADERS = 3 * 4096  # DuckDB's file starts with a main header and two database headers; blocks follow
+
+
+def _flip_block_of(path, dataset_id: int) -> None:
+    """Flip 64 bytes inside a block that holds values of dataset ``dataset_id`` (where DuckDB put them).
+
+    Where a table's blocks lie in the file depends on DuckDB's threads and free list, so a fixed fraction of the
+    file can land in a free block (then nothing is damaged and the test would be about luck); the storage table
+    names the blocks.
+    """
+    with duckdb.connect(str(path), read_only=True) as con:
+        size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
+        blocks = sorted({int(r[0]) for r in con.execute(
+            f"SELECT block_id FROM pragma_storage_info('{data_table(dataset_id)}') "
+            "WHERE block_id >= 0 AND segment_type = 'DOUBLE'").fetchall()})
+    assert blocks, "the dataset has no blocks of its own"
     with open(path, "r+b") as f:
-        f.seek(int(size * at))
+        at = _HEADERS + blocks[len(blocks) // 2] * size + size // 2
+        f.seek(at)
         block = f.read(64)
-        f.seek(int(size * at))
+        f.seek(at)
         f.write(bytes(b ^ 0xFF for b in block))
 
 
 def test_a_flipped_data_block_is_found_on_opening_and_the_rest_can_be_read_and_exported(tmp_path):
     small, big = _make(tmp_path / "p.duckdb")
-    _flip(tmp_path / "p.duckdb", 0.5)
+    _flip_block_of(tmp_path / "p.duckdb", big)
     with Project.open(tmp_path / "p.duckdb") as p:
         assert set(p.damaged) == {big}
         assert "The project file p.duckdb is damaged: dataset 'big'" in p.damaged_message()
