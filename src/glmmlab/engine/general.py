@@ -658,7 +658,8 @@ def _permuted(mf: ModelFrame, perm: np.ndarray) -> ModelFrame:
                    offset=None if mf.offset is None else np.asarray(mf.offset)[perm])
 
 
-def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False, approx_hessian=None):
+def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False, approx_hessian=None,
+              handover=False):
     state = {"it": 0}
 
     def on_iter(k: int, f: float) -> None:
@@ -676,7 +677,7 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hes
             return fun_grad(x)
 
         return minimize(counted_fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], on_iteration=on_iter,
-                        hessian=hessian, approx_hessian=approx_hessian)
+                        hessian=hessian, approx_hessian=approx_hessian, handover=handover)
     return minimize(numeric_gradient(counted, lower), x0, lower, max_iter=model["max_iter"], tol=model["tol"],
                     on_iteration=on_iter, polish_gtol=1e-8, hessian=hessian)
 
@@ -912,7 +913,10 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
         x, record = _optimize(obj.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
                               fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
-                              approx_hessian=obj.approx_hessian if exact else None)
+                              approx_hessian=obj.approx_hessian if exact else None,
+                              # without a dispersion c = d(-2 log p)/d(deviance) is 1 and the approximate
+                              # Hessian's fixed-effects block is close to the true one: Newton steps finish
+                              handover=not fam.has_dispersion)
         deviance = obj.value(x)
     method = "Laplace"
     nagq = int(model.get("nagq", 1))
