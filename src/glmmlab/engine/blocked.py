@@ -94,7 +94,18 @@ class Structure:
         return np.concatenate([b.theta_lower() for b in self.blocks])
 
     def theta_start(self) -> np.ndarray:
-        return np.concatenate([b.theta_start() for b in self.blocks])
+        """lme4's start (relative SDs 1, correlations 0), or the start given by :meth:`start_at`."""
+        given = getattr(self, "_start", None)
+        return given.copy() if given is not None else np.concatenate([b.theta_start() for b in self.blocks])
+
+    def start_at(self, theta: np.ndarray | None) -> None:
+        """Start the optimiser at ``theta`` (kept inside the bounds; ignored unless it has one entry per theta):
+        a refit of a related model (an R² null model, a bootstrap replicate) starts near its own optimum."""
+        self._start: np.ndarray | None = None
+        if theta is not None:
+            t = np.asarray(theta, dtype=float).ravel()
+            if t.size == self.n_theta and bool(np.all(np.isfinite(t))):
+                self._start = np.maximum(t, self.theta_lower())
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         return [b.lam(theta[s]) for b, s in zip(self.blocks, self.theta_slices)]

@@ -582,8 +582,10 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
 
 
 def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
-              progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None) -> "GlmmResult":
-    """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result."""
+              progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None,
+              theta_start: np.ndarray | None = None) -> "GlmmResult":
+    """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result.
+    ``theta_start``: where the optimiser starts in theta (default lme4's: relative SDs 1, correlations 0)."""
     start = time.perf_counter() if start is None else start
     blocks = merge_terms(mf.terms)
     _check_nagq(blocks, int(model.get("nagq", 1)))
@@ -616,6 +618,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     else:
         perm = None
     st = Structure(blocks)
+    st.start_at(theta_start)
     try:
         with np.errstate(all="ignore"), one_blas_thread():
             if fam.name == "gaussian" and lk.name == "identity":
@@ -1038,7 +1041,8 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
         blup_se=np.array([r["std_error"] for r in lead_rows]), rows=np.asarray(mf.rows),
         fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
         pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"],
-        fit_seconds=0.0, theta=float(theta[0]), glm_comparison=comparison, optimization=opt,
+        fit_seconds=0.0, theta=float(theta[0]), thetas=np.array(theta, dtype=float), glm_comparison=comparison,
+        optimization=opt,
         se_hessian=se_hessian, re_rows=re_rows, correlations=corr_rows,
         groups={b.component: b.n_levels for b in st.blocks}, blup_rows=blup_rows,
     )

@@ -113,6 +113,7 @@ class GlmmResult:
     row_random_effect: np.ndarray
     fit_seconds: float
     theta: float
+    thetas: np.ndarray | None = None  # every theta of a general model (lme4's getME(, "theta")); None: [theta]
     dropped: list[str] = field(default_factory=list)
     glm_comparison: dict | None = None
     optimization: dict | None = None

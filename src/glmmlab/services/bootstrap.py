@@ -48,7 +48,8 @@ def _payload(result: GlmmResult) -> dict:
     fp = None if result.family_parameter is None else result.family_parameter["value"]
     beta = dict(zip(result.names, np.asarray(result.beta, dtype=float)))
     return {"frame": mf, "spec": result.spec, "names": names, "family": result.family, "link": result.link,
-            "sd_cor": sd_cor, "beta": beta, "var_residual": result.var_residual, "family_parameter": fp}
+            "sd_cor": sd_cor, "beta": beta, "var_residual": result.var_residual, "family_parameter": fp,
+            "thetas": result.thetas}
 
 
 def _init_worker(payload: dict) -> None:
@@ -71,7 +72,8 @@ def _refit_one(seed: np.random.SeedSequence) -> tuple[np.ndarray | None, bool, s
     mf = dataclasses.replace(w["frame"], y=y)
     try:
         with np.errstate(all="ignore"):
-            res = fit_frame_spec(mf, w["spec"], n_blocks=1)
+            # from the original fit's theta, as lme4's refit() does for bootMer
+            res = fit_frame_spec(mf, w["spec"], n_blocks=1, theta_start=w["thetas"])
     except Exception as exc:  # a failed refit is counted (lme4 records it and warns), never fatal
         return None, False, f"{type(exc).__name__}: {exc}"
     res.frame = mf

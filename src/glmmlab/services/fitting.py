@@ -84,9 +84,12 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
 
 
 def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None = None, progress: ProgressFn = None,
-                   n_blocks: int | None = None, start: float | None = None) -> GlmmResult:
+                   n_blocks: int | None = None, start: float | None = None,
+                   theta_start: np.ndarray | None = None) -> GlmmResult:
     """Fit a :class:`ModelSpec` whose model frame is already built (``df``, the input table, is only used to
-    tell whether the formula is the random-intercept form over plain numeric columns)."""
+    tell whether the formula is the random-intercept form over plain numeric columns). ``theta_start``: where a
+    general model's optimiser starts in theta (a related fit's thetas; the random-intercept engine has its own
+    moment start)."""
     fam, lk = spec.check()
     start = time.perf_counter() if start is None else start
     formula, weights, offset = spec.formula, spec.weights, spec.offset
@@ -109,7 +112,8 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
     else:
         from glmmlab.engine.general import fit_frame  # the general engine, imported when a model needs it
 
-        result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start, n_blocks=n_blocks)
+        result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start, n_blocks=n_blocks,
+                           theta_start=theta_start)
     result.fit_seconds = time.perf_counter() - start
     result.warnings[:0] = [w for w in mf.warnings if w not in result.warnings]
     if mf.recipe is not None:

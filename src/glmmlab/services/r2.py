@@ -80,7 +80,9 @@ def _null_intercept(result: GlmmResult) -> float:
     null = dataclasses.replace(mf, X=np.ones((mf.n, 1)), x_names=["(Intercept)"], intercept=True, recipe=None,
                                warnings=[])
     spec = dataclasses.replace(result.spec, ddf="none", se="working")
-    return float(fit_frame_spec(null, spec).beta[0])
+    # the null model has the same random effects: its optimum in theta lies near the full model's (the slope
+    # Poisson case of 200,000 rows: 24 evaluations from lme4's start, 16 from here)
+    return float(fit_frame_spec(null, spec, theta_start=result.thetas).beta[0])
 
 
 def nakagawa(result: GlmmResult) -> dict[str, Any]:
