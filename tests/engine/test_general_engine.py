@@ -283,3 +283,21 @@ def test_a_start_in_theta_reaches_the_same_optimum(name):
     np.testing.assert_allclose(warm.thetas, cold.thetas, atol=1e-5)
     ignored = fit_frame(mf, fam, lk, model, theta_start=np.ones(start.size + 1))
     assert ignored.optimization["start"] == cold.optimization["start"]
+
+
+def test_the_later_of_collinear_columns_is_dropped_as_lme4_does():
+    """lme4 (and the random-intercept engine) drop a column that is a linear combination of the columns before
+    it, whatever the columns' scales: here x3 = x1 + x2 has the largest norm, which a norm-pivoted QR would
+    keep (dropping x1 instead), and a constant column goes with the intercept."""
+    rng = np.random.default_rng(3)
+    n = 400
+    df = {"x1": rng.normal(size=n), "x2": rng.normal(size=n), "g": rng.integers(0, 20, n)}
+    df["x3"] = df["x1"] + df["x2"]
+    df["c"] = np.full(n, 2.0)
+    df["y"] = rng.poisson(np.exp(0.2 + 0.3 * df["x1"] - 0.2 * df["x2"]))
+    r = glmmlab.glmm("y ~ x1 + x2 + x3 + c + (1 + x1 | g)", df, family="poisson")
+    assert r.names == ["(Intercept)", "x1", "x2"]
+    assert any("dropping 2 column(s): x3, c" in w for w in r.warnings)
+    ref = glmmlab.glmm("y ~ x1 + x2 + (1 + x1 | g)", df, family="poisson")
+    assert r.log_likelihood == pytest.approx(ref.log_likelihood, abs=1e-8)
+    np.testing.assert_allclose(r.beta, ref.beta, rtol=1e-7, atol=1e-9)

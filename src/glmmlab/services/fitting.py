@@ -163,15 +163,19 @@ def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
 
 def blups_by_component(result: GlmmResult) -> dict:
     """The conditional modes per grouping factor: {component: {"levels", "names", "values" (levels x q)}}."""
+    if result.blup_rows is None:  # a random-intercept fit: one component, one term
+        return {result.component: {"levels": list(result.group_labels), "names": ["(Intercept)"],
+                                    "values": np.nan_to_num(np.asarray(result.blup, dtype=float)).reshape(-1, 1)}}
     out: dict = {}
-    for b in result.blup_table():
+    for b in result.blup_rows:  # the engine's rows (blup_table() would rank them for the document first)
         c = out.setdefault(b["component"], {"levels": [], "names": [], "cells": {}})
         if b["group"] not in c["cells"]:
             c["levels"].append(b["group"])
             c["cells"][b["group"]] = {}
         if b["term"] not in c["names"]:
             c["names"].append(b["term"])
-        c["cells"][b["group"]][b["term"]] = 0.0 if b["value"] is None else b["value"]
+        v = b["value"]
+        c["cells"][b["group"]][b["term"]] = float(v) if v is not None and np.isfinite(v) else 0.0
     for c in out.values():
         c["values"] = np.array([[c["cells"][lv].get(t, 0.0) for t in c["names"]] for lv in c["levels"]])
         del c["cells"]
