@@ -528,6 +528,17 @@ def negbin_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, l
     return beta, float(np.exp(res.x)), float(m2)
 
 
+def _wls(Xs: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least squares on the scaled design by its normal equations (X_s has orthogonal columns, so
+    X_s' W X_s is as well conditioned as the weights; an SVD per IRLS step cost 0.2 s on 1M rows), by an SVD
+    when they are not positive definite."""
+    Xw = Xs * w[:, None]
+    try:
+        return linalg.cho_solve(linalg.cho_factor(Xw.T @ Xs), Xw.T @ z)
+    except (np.linalg.LinAlgError, ValueError):
+        return np.linalg.lstsq(Xs * np.sqrt(w)[:, None], z * np.sqrt(w), rcond=None)[0]
+
+
 def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
              max_iter: int = 100) -> tuple[np.ndarray, float]:
     """The GLM without random effects by IRLS with step halving: (coefficients, weighted deviance)."""
@@ -537,7 +548,7 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
     z = eta - off
     w0 = pw * lk.mu_eta(eta) ** 2 / np.maximum(fam.variance(mu), 1e-300)
     zw = z + (y - mu) / lk.mu_eta(eta) - 0.0
-    beta = np.linalg.lstsq(Xs * np.sqrt(w0)[:, None], zw * np.sqrt(w0), rcond=None)[0]
+    beta = _wls(Xs, zw, w0)
 
     def dev_at(b):
         rs = row_state(resp, Xs @ b + off, lk)
@@ -548,7 +559,7 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
     for _ in range(max_iter):
         w = pw * rs.w
         zc = Xs @ beta + (y - rs.mu) / rs.h1
-        new = np.linalg.lstsq(Xs * np.sqrt(w)[:, None], zc * np.sqrt(w), rcond=None)[0]
+        new = _wls(Xs, zc, w)
         step = new - beta
         for _h in range(30):
             d_new, rs_new = dev_at(beta + step)
