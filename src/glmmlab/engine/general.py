@@ -183,7 +183,7 @@ class GeneralLaplace:
         self.fast = fam.has_fast_path(lk.name)
         self.fam, self.lk = fam, lk
         self.resp = Response(y, fam)
-        self.lik = Likelihood(fam, y, pw)
+        self._lik: Likelihood | None = None
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
         self._last: dict | None = None  # what predicts the next modes (one grouping factor; see _predicted_modes)
@@ -199,7 +199,15 @@ class GeneralLaplace:
         self.fam = fam
         self.fast = fam.has_fast_path(self.lk.name)
         self.resp = Response(self.y, fam)
-        self.lik = Likelihood(fam, self.y, self.pw)
+        self._lik = None
+
+    @property
+    def lik(self) -> Likelihood:
+        """This block's likelihood constants, made when first needed: a fit over several blocks uses the whole
+        data's (BlockedLaplace), and their saturated log-densities cost three log-gamma passes over the rows."""
+        if self._lik is None:
+            self._lik = Likelihood(self.fam, self.y, self.pw)
+        return self._lik
 
     def _weighted(self, a: np.ndarray) -> np.ndarray:
         return a if self.unit_weights else self.pw * a
