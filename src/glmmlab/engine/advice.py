@@ -33,6 +33,18 @@ def mean_at_edge(family: str, link: str, no_glm: bool) -> str:
     return text
 
 
+def at_edge(warnings: list[str], family: str, link: str, edge: bool, converged: bool, no_glm: bool,
+            max_iter: int, tol: float) -> list[str]:
+    """The warnings of a fit under a link whose means have an edge (``edge``: e.g. Poisson or Gamma with the
+    identity link): when the fit stopped short (``not converged``) or the GLM's own maximum lies on the edge
+    (``no_glm``), :func:`mean_at_edge` replaces the generic advice (more iterations, another tolerance), which
+    does not help against that edge. Other fits keep their warnings."""
+    if not edge or (converged and not no_glm):
+        return warnings
+    generic = not_converged(max_iter, tol)
+    return [w for w in warnings if w != generic] + [mean_at_edge(family, link, no_glm)]
+
+
 def few_groups(n_groups: int) -> str:
     return (
         f"Only {n_groups} groups: the random-intercept variance is estimated from very few groups and may be "

@@ -207,6 +207,11 @@ class Family:
             return -np.inf, np.inf
         return float(np.min(ends)), float(np.max(ends))
 
+    def has_edge(self, link: Link) -> bool:
+        """Whether some linear predictor under ``link`` gives no valid mean (an end of :meth:`eta_range`), so a
+        fit must keep its means inside and its maximum can lie on that edge."""
+        return bool(np.isfinite(self.eta_range(link)).any())
+
     @property
     def canonical_link(self) -> str:
         return self.links[0]

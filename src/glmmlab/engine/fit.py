@@ -382,12 +382,8 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
         meta, model, method, method, converged, theta, beta, vcov, "working weights at PIRLS convergence",
         var_group, var_residual, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
-    edge = bool(np.isfinite(fam.eta_range(lk)).any())
-    if edge and (not converged or null_loglik is None):
-        # the generic advice (more iterations, another tolerance) does not help against that edge
-        generic = advice.not_converged(max_iter, tol)
-        result.warnings = [w for w in result.warnings if w != generic]
-        result.warnings.append(advice.mean_at_edge(fam.name, lk.name, null_loglik is None))
+    result.warnings = advice.at_edge(result.warnings, fam.name, lk.name, fam.has_edge(lk), converged,
+                                     null_loglik is None, max_iter, tol)
     if fam.bounded_mean:
         extreme = sum(p["extreme"] for p in parts) / meta.n
         result.warnings.extend(advice.separation(meta, blocks.map("binary_columns"), beta_s, extreme))

@@ -46,6 +46,13 @@ if TYPE_CHECKING:
     from glmmlab.engine.results import GlmmResult
 
 SINGULAR_THETA = 1e-4
+# a mode whose linear predictor comes within this fraction of the scale of the row effects of the edge of the link's
+# range (a mean of 0 under an identity link) is on that edge: see GeneralLaplace.pirls
+EDGE_GAP = 1e-8
+EDGE_STEPS = 3
+# under such a link the mode search's curvature of a row with no observed curvature (y = 0 under the identity link):
+# this fraction of the expected information, so the steps do not crawl towards the edge (see _edge_weights)
+EDGE_CURVATURE = 1e-3
 MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts from by prediction
 
 
@@ -78,6 +85,38 @@ def design_scaling(A: np.ndarray, n: int, names: list[str]) -> tuple[np.ndarray,
     Rk = linalg.qr(A[:, keep], mode="r", check_finite=False)[0][: keep.size]
     T = np.sqrt(n) * linalg.solve_triangular(Rk, np.eye(keep.size))
     return keep, T, [names[j] for j in keep], dropped
+
+
+def edge_gap(eta: np.ndarray, lo: float, hi: float) -> float:
+    """The smallest distance of a row's linear predictor from an end of the open range (lo, hi) (inf without
+    ends; negative when a row is outside)."""
+    gap = np.inf
+    if np.isfinite(lo):
+        gap = min(gap, float(np.min(eta - lo, initial=np.inf)))
+    if np.isfinite(hi):
+        gap = min(gap, float(np.min(hi - eta, initial=np.inf)))
+    return gap
+
+
+def inside_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
+                 lk: Link) -> np.ndarray:
+    """A start for the fixed effects inside the link's range. The GLM's maximum can lie on its edge (a Poisson
+    mean of 0 under the identity link), where no random effect keeps every mean valid: the start is then moved a
+    tenth of the way towards the coefficients whose linear predictor is closest to the constant
+    link(mean of y), which lies well inside. Returns ``beta`` when it already keeps a hundredth of that
+    distance from the edge."""
+    if not fam.has_edge(lk):
+        return beta
+    lo, hi = fam.eta_range(lk)
+    with np.errstate(all="ignore"):
+        c = float(lk.linkfun(np.array([np.average(y, weights=pw)]))[0])
+    if not np.isfinite(c) or Xs.shape[1] == 0:
+        return beta
+    centre = np.linalg.lstsq(Xs, c - off, rcond=None)[0]
+    margin = edge_gap(Xs @ centre + off, lo, hi)
+    if not margin > 0 or edge_gap(Xs @ beta + off, lo, hi) >= 0.01 * margin:
+        return beta
+    return centre + 0.9 * (beta - centre)
 
 
 # -- likelihood constants with prior weights ---------------------------------------------------------------
@@ -180,8 +219,8 @@ class GeneralLaplace:
                  fam: Family, lk: Link):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
-        self.fast = fam.has_fast_path(lk.name)
         self.fam, self.lk = fam, lk
+        self._set_edge()
         self.resp = Response(y, fam)
         self._lik: Likelihood | None = None
         self.nt = st.n_theta
@@ -197,7 +236,7 @@ class GeneralLaplace:
     def set_family(self, fam: Family) -> None:
         """Use another member of the family (the negative binomial's theta)."""
         self.fam = fam
-        self.fast = fam.has_fast_path(self.lk.name)
+        self._set_edge()
         self.resp = Response(self.y, fam)
         self._lik = None
 
@@ -208,6 +247,19 @@ class GeneralLaplace:
         if self._lik is None:
             self._lik = Likelihood(self.fam, self.y, self.pw)
         return self._lik
+
+    def reset_modes(self) -> None:
+        """Forget the last modes: the next mode search starts from u = 0."""
+        self.u = np.zeros(self.st.Q)
+        self._last = None
+
+    def _set_edge(self) -> None:
+        """The family's fast path (its means always valid) and, without it, the link's range of linear
+        predictors when it has an end (``edge``: e.g. a Poisson or Gamma mean must stay above 0 under an identity
+        link); the mode search then keeps every row inside that range."""
+        self.fast = self.fam.has_fast_path(self.lk.name)
+        self.eta_lo, self.eta_hi = self.fam.eta_range(self.lk)
+        self.edge = not self.fast and self.fam.has_edge(self.lk)
 
     def _weighted(self, a: np.ndarray) -> np.ndarray:
         return a if self.unit_weights else self.pw * a
@@ -221,7 +273,14 @@ class GeneralLaplace:
         return re, rs, (pdev if ok else np.inf)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, max_iter: int = 200) -> dict:
-        """The conditional modes u at (theta, beta) by penalised IRLS with step halving."""
+        """The conditional modes u at (theta, beta) by penalised IRLS with step halving.
+
+        Under a link whose linear predictors have an edge (``self.edge``) every step stays inside it (the
+        feasible set of u is a polyhedron: a step is first cut to 0.9 of the way to the nearest row's edge),
+        the steps use the observed curvature where the expected one would make them crawl (see
+        :meth:`_edge_working`), and a mode that reaches the edge (a row with y = 0 whose mean is driven to 0)
+        makes the point infeasible: the Laplace log-determinant, with the expected information 1 / mu of that
+        row, is infinite there, so the deviance is +inf (``dev``) and the optimiser steps back."""
         st = self.st
         lams = st.lambdas(theta)
         eta_f = self.Xs @ beta + self.off
@@ -232,20 +291,24 @@ class GeneralLaplace:
                 break
             u = fallback.copy()
             re, rs, pdev = self._state(eta_f, u, lams)
+        if not np.isfinite(pdev) and self.edge:
+            u = self._moved_in(eta_f, lams)
+            re, rs, pdev = self._state(eta_f, u, lams)
         if not np.isfinite(pdev):
             raise FloatingPointError("no valid mean at the starting modes")
         cp = None
-        converged = False
+        converged = at_edge = False
+        near = 0
         for _ in range(max_iter):
-            w = self._weighted(rs.w)
-            r = re + (self.y - rs.mu) / rs.h1
+            w, r = self._edge_working(rs, re) if self.edge else (self._weighted(rs.w),
+                                                                  re + (self.y - rs.mu) / rs.h1)
             cp = st.crossprods(w, r[:, None])
             F = factor(st, cp, theta)
             delta = F.solve_u(0) - u
             if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
                 converged = True
                 break
-            t = 1.0
+            t = self._edge_step(eta_f + re, st.row_effect(st.b_of_u(delta, lams))) if self.edge else 1.0
             for _h in range(30):
                 cand = u + t * delta
                 re_c, rs_c, pdev_c = self._state(eta_f, cand, lams)
@@ -256,10 +319,23 @@ class GeneralLaplace:
                 converged = True  # no descent left at rounding level
                 break
             u, re, rs, pdev = cand, re_c, rs_c, pdev_c
+            # a mode that stays at the edge for EDGE_STEPS steps in a row is on it (a start next to the edge
+            # may touch it on the way)
+            near = near + 1 if self.edge and self._at_edge(eta_f + re) else 0
+            if near >= EDGE_STEPS:
+                at_edge = True
+                break
         else:
+            cp = None
+        if cp is None or self.edge:
+            # the log-determinant, the gradient and the predicted modes use the expected information
             w = self._weighted(rs.w)
-            cp = st.crossprods(w, None)
+            cp = st.crossprods(w, (re + (self.y - rs.mu) / rs.h1)[:, None] if self.edge else None)
             F = factor(st, cp, theta)
+        if at_edge:
+            self._last = None
+            return {"u": u, "F": F, "rs": rs, "re": re, "dev": np.inf, "pdev": np.inf, "converged": False,
+                    "logdet": np.inf, "F_ld": F, "cp_ld": cp, "at_edge": True}
         dev = float(np.sum(self._weighted(rs.dev)))
         self._last_dev = dev
         logdet, F_ld, cp_ld = F.logdet, F, cp
@@ -277,6 +353,78 @@ class GeneralLaplace:
             self._last = None
         return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
                 "logdet": logdet, "F_ld": F_ld, "cp_ld": cp_ld}
+
+    def _edge_working(self, rs, re: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weights and working response of a mode-search step under a link with an edge: a Newton step with the
+        observed curvature (half the second derivative of the unit deviance) where it is positive, at least
+        EDGE_CURVATURE of the expected information, and the expected information where the observed is
+        negative. A row with y = 0 under the identity link has no observed curvature but an expected
+        information 1 / mu that grows without bound near the edge: with it the steps would approach a mode on
+        the edge ever more slowly (geometrically) instead of reaching it."""
+        w = self._weighted(rs.w)
+        wobs = 0.5 * self._weighted(rs.dev_eta2)
+        wh = np.where(wobs >= 0.0, np.maximum(wobs, EDGE_CURVATURE * w), w)
+        return wh, re - 0.5 * self._weighted(rs.dev_eta) / wh
+
+    def _moved_in(self, eta_f: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
+        """A start inside the link's range when u = 0 is outside it (the fixed part alone puts some row past the
+        edge): each level of the leading factor with such a row moves along the first coordinate of its
+        spherical effect whose rows all can be brought inside (row effects s * z_i' Lambda[:, k]: an interval of
+        s per level), as far inside that interval as its end is from 0 (at least half a prior standard
+        deviation; the middle of a narrower interval), as the random-intercept engine's start does.
+        Deterministic in (theta, beta), so the modes, and the deviance, do not depend on the path of the
+        optimiser. Levels that cannot be brought inside stay at 0."""
+        st = self.st
+        L1, q = st.L1, st.q1
+        codes = st.codes1
+        lo, hi = self.eta_lo, self.eta_hi
+        bad = (eta_f <= lo) | (eta_f >= hi)
+        todo = np.bincount(codes, weights=bad.astype(float), minlength=L1) > 0
+        U = np.zeros((L1, q))
+        for k in range(q):
+            if not todo.any():
+                break
+            a = st.lead.Z @ lams[0][:, k]  # each row's effect per unit of the level's k-th coordinate
+            s_lo, s_hi = np.full(L1, -np.inf), np.full(L1, np.inf)
+            with np.errstate(all="ignore"):
+                for end, sign in ((lo, 1.0), (hi, -1.0)):
+                    if not np.isfinite(end):
+                        continue
+                    bound = (end - eta_f) / a  # eta_f + s a crosses the end at this s
+                    up = sign * a > 0  # rows whose effect moves them away from this end as s grows
+                    np.maximum.at(s_lo, codes[up], bound[up])
+                    np.minimum.at(s_hi, codes[~up & (a != 0)], bound[~up & (a != 0)])
+                    stuck = (a == 0) & (sign * (eta_f - end) <= 0)  # a row this coordinate cannot move
+                    s_lo[np.unique(codes[stuck])] = np.inf
+                ok = todo & (s_lo < s_hi)
+                # as far inside again as the edge is from 0 (at least half a prior SD), or the middle of a
+                # narrower interval: a row whose effect per unit is small still gets a margin
+                margin = np.minimum(np.maximum(0.5, np.abs(np.where(np.isfinite(s_lo), s_lo, s_hi))),
+                                    0.5 * (s_hi - s_lo))
+                U[ok, k] = np.clip(0.0, s_lo + margin, s_hi - margin)[ok]
+            todo &= ~ok
+        u = np.zeros(st.Q)
+        u[: L1 * q] = U.ravel()
+        return u
+
+    def _edge_step(self, eta: np.ndarray, d_eta: np.ndarray) -> float:
+        """The first step length of a mode-search step that changes the linear predictor by ``d_eta``: 1, or 0.9
+        of the way to where the first row reaches an end of the link's range."""
+        t = 1.0
+        if np.isfinite(self.eta_lo):
+            m = d_eta < 0.0
+            if m.any():
+                t = min(t, 0.9 * float(np.min((eta[m] - self.eta_lo) / -d_eta[m])))
+        if np.isfinite(self.eta_hi):
+            m = d_eta > 0.0
+            if m.any():
+                t = min(t, 0.9 * float(np.min((self.eta_hi - eta[m]) / d_eta[m])))
+        return t
+
+    def _at_edge(self, eta: np.ndarray) -> bool:
+        """Whether some row's linear predictor is within EDGE_GAP (relative to the largest |eta|) of an end of the
+        link's range."""
+        return edge_gap(eta, self.eta_lo, self.eta_hi) <= EDGE_GAP * (1.0 + float(np.max(np.abs(eta))))
 
     def _predicted_modes(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """Starting modes for PIRLS at (theta, beta): the last modes moved along their derivative in (theta,
@@ -336,6 +484,8 @@ class GeneralLaplace:
     def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
         """This block's share of D and of its gradient (as c * g_c + g_0) at (theta, beta)."""
         m = self.pirls(theta, beta, self._predicted_modes(theta, beta))
+        if m.get("at_edge"):  # an infeasible point: its modes are no start for the next one
+            return {"dev": np.inf, "uu": 0.0, "logdet": np.inf, "converged": False}
         self.u = m["u"]
         out = {"dev": m["dev"], "uu": float(m["u"] @ m["u"]), "logdet": m["logdet"], "converged": m["converged"]}
         if gradient:
@@ -885,6 +1035,7 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
         fam = negbin_family(nb0)
     else:
         beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk)
+    beta0 = inside_start(Xs, mf.y, pw, off, beta0, fam, lk)
     laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk) for local, r in _block_rows(st, specs)]
     obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw), st.n_theta)
     try:
@@ -894,12 +1045,36 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
         obj.close()
 
 
+def feasible_theta(value, theta0: np.ndarray) -> np.ndarray:
+    """Under a link with an edge a large theta can drive some level's modes to the edge of the means' range,
+    where the deviance is infinite (``value`` of theta is not finite): halve theta until it is finite (theta = 0
+    is the GLM's fit, which is feasible), as the random-intercept engine does."""
+    theta = np.asarray(theta0, dtype=float).copy()
+    for _ in range(60):
+        if not np.any(theta) or np.isfinite(value(theta)):
+            return theta
+        theta = theta / 2.0 if np.max(np.abs(theta)) > 1e-8 else np.zeros_like(theta)
+    return theta
+
+
+def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:
+    """The deviance reported at the estimates ``x`` (``value``: another function of the parameters than
+    ``obj.value``). Under a link with an edge (``edge``) it is evaluated from cold modes (every block's modes
+    reset to 0), so it is the objective at the estimates whatever point the optimiser evaluated last; elsewhere
+    PIRLS from the last modes reaches the same modes to rounding level."""
+    if edge:
+        obj.reset_modes()
+    return (obj.value if value is None else value)(x)
+
+
 def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
                  glm_dev):
     negbin = nb0 is not None
     nt = st.n_theta
     x0 = np.concatenate([st.theta_start(), beta0])
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
+    if fam.has_edge(lk):
+        x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
     report(progress, "Optimizing Laplace deviance", 0.1)
     if negbin:
         def nb_value(params):
@@ -923,7 +1098,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x, record = _optimize(nb_value, np.append(x0, np.log(nb0)), np.append(lower, -np.inf), model, progress,
                               "Optimizing Laplace deviance", 0.1, 0.8, hessian=(se == "hessian"),
                               fun_grad=nb_value_grad if exact else None)
-        deviance = nb_value(x)
+        deviance = cold_value(obj, x, fam.has_edge(lk), nb_value)
         fam = obj.laps[0].fam
         x = x[:-1]
     else:
@@ -934,7 +1109,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                               # without a dispersion c = d(-2 log p)/d(deviance) is 1 and the approximate
                               # Hessian's fixed-effects block is close to the true one: Newton steps finish
                               handover=not fam.has_dispersion)
-        deviance = obj.value(x)
+        deviance = cold_value(obj, x, fam.has_edge(lk))
     method = "Laplace"
     nagq = int(model.get("nagq", 1))
     if nagq > 1:
@@ -997,6 +1172,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     out = _assemble(st, mf, model, method, converged, theta, lams, 1.0, False, beta, vcov, names,
                     "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
                     record.to_dict(), se_hessian, var_residual)
+    out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, fam.has_edge(lk), converged, False,
+                                  model["max_iter"], model["tol"])
     if negbin:
         out.family_parameter = {"name": "theta", "value": float(fam.parameter)}
     return out

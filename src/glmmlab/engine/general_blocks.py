@@ -197,6 +197,10 @@ class BlockedLaplace(BlockSet):
     def finals(self, theta: np.ndarray, beta: np.ndarray) -> list[dict]:
         return self.map(lambda lap: lap.final(theta, beta))
 
+    def reset_modes(self) -> None:
+        """Every block forgets its last modes (the next evaluation starts from u = 0)."""
+        self.map(lambda lap: lap.reset_modes())
+
 
 # -- Gaussian + identity: the profiled REML criterion over blocks ------------------------------------------------
 def reml_criterion(logdet: float, SEE: np.ndarray, n: int, sum_log_w: float, reml: bool = True

@@ -52,6 +52,7 @@ from glmmlab.engine.general import (
     _reml_run,
     design_scaling,
     glm_irls,
+    inside_start,
     negbin_glm,
 )
 from glmmlab.engine.general_blocks import (
@@ -259,6 +260,9 @@ class GeneralBlockActor:
         with np.errstate(all="ignore"), one_blas_thread():
             return self.lap.fixed_precision(theta, beta)
 
+    def reset_modes(self) -> None:
+        self.lap.reset_modes()
+
 
 class _Block:
     """The driver's view of one actor, as BlockedLaplace sees a block: its local structure (levels only, no
@@ -284,6 +288,9 @@ class _Block:
 
     def fixed_precision(self, theta, beta):
         return self.actor.fixed_precision(theta, beta)
+
+    def reset_modes(self):
+        return self.actor.reset_modes()
 
 
 class _OnActors:
@@ -477,6 +484,7 @@ def fit_formula_dask(
                 else:
                     beta0, glm_dev = glm_irls(Xs, y, pw, off, fam, lk)
                     nb0 = glm_m2 = None
+                beta0 = inside_start(Xs, y, pw, off, beta0, fam, lk)
                 p = Xs.shape[1]
                 del Xs
                 obj = ActorLaplace(laps, Likelihood(fam, y, pw), st.n_theta)
