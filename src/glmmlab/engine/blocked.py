@@ -62,6 +62,7 @@ class Structure:
         sizes = [b.n_theta for b in blocks]
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.theta_slices = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(blocks))]
+        self._start: np.ndarray | None = None  # the optimiser's start in theta when given (start_at)
         self.n_theta = int(bounds[-1])
         offs = np.concatenate([[0], np.cumsum([b.size for b in self.rest])]).astype(int)
         self.rest_offsets = [int(o) for o in offs[:-1]]
@@ -101,13 +102,14 @@ class Structure:
 
     def theta_start(self) -> np.ndarray:
         """lme4's start (relative SDs 1, correlations 0), or the start given by :meth:`start_at`."""
-        given = getattr(self, "_start", None)
-        return given.copy() if given is not None else np.concatenate([b.theta_start() for b in self.blocks])
+        if self._start is not None:
+            return self._start.copy()
+        return np.concatenate([b.theta_start() for b in self.blocks])
 
     def start_at(self, theta: np.ndarray | None) -> None:
         """Start the optimiser at ``theta`` (kept inside the bounds; ignored unless it has one entry per theta):
         a refit of a related model (an R² null model, a bootstrap replicate) starts near its own optimum."""
-        self._start: np.ndarray | None = None
+        self._start = None
         if theta is not None:
             t = np.asarray(theta, dtype=float).ravel()
             if t.size == self.n_theta and bool(np.all(np.isfinite(t))):

@@ -22,7 +22,7 @@ from glmmlab.engine.families import Family, Link
 from glmmlab.engine.glm import glm_fit
 from glmmlab.engine.laplace import LaplaceObjective
 from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state, varpar_deviance
-from glmmlab.engine.optimizer import minimize, numeric_gradient
+from glmmlab.engine.optimizer import feasible_theta, minimize, numeric_gradient
 from glmmlab.engine.options import MAX_NAGQ, check_options  # noqa: F401  (MAX_NAGQ re-exported)
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.quadrature import AgqObjective
@@ -296,12 +296,7 @@ def _fit_glmm(blocks, meta: DesignMeta, fam: Family, lk: Link, model: dict, se: 
     null_loglik = -0.5 * lap.value(np.concatenate([[0.0], beta0])) if glm_converged else None
     theta0 = moment_theta(blocks.map("moment_pieces", beta0), meta, fam.has_dispersion)
     lower = np.concatenate([[0.0], np.full(meta.p, -np.inf)])
-    for _ in range(60):
-        # Under an identity or inverse link a large theta can drive some group's mode to the edge of the means'
-        # range, where the deviance is infinite: start from a smaller theta (theta = 0 is the GLM, feasible).
-        if theta0 == 0.0 or np.isfinite(lap.value(np.concatenate([[theta0], beta0]))):
-            break
-        theta0 = theta0 / 2.0 if theta0 > 1e-8 else 0.0
+    theta0 = float(feasible_theta(lambda th: lap.value(np.concatenate([th, beta0])), np.array([theta0]))[0])
 
     report(progress, "Optimizing Laplace deviance", 0.1)
     state = {"iteration": 0}

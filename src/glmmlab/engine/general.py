@@ -36,7 +36,7 @@ from glmmlab.engine.general_blocks import (
     reml_criterion,
 )
 from glmmlab.engine.glm import starting_mu
-from glmmlab.engine.optimizer import minimize, numeric_gradient, polish_value_only
+from glmmlab.engine.optimizer import feasible_theta, minimize, numeric_gradient, polish_value_only
 from glmmlab.engine.pirls import row_state
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.response import Response
@@ -60,8 +60,8 @@ MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts
 def scaled_design(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """X_s = X[:, kept] T^-1 with X_s' X_s = n I, and T (beta = T gamma). Columns that are linear
     combinations of earlier ones are dropped (lme4 drops rank-deficient columns too), named in ``dropped``.
-    One QR of X (its R alone); the rank and T come from that p x p R (:func:`design_scaling`), since X = Q R
-    and every decision of a pivoted QR is the same on R as on X (two QRs of the 1M x 3 design: 0.8 s)."""
+    One QR of X (its R alone); the kept columns and T come from that p x p R (:func:`design_scaling`), since
+    R'R = X'X (two QRs of the 1M x 3 design took 0.8 s)."""
     n, p = X.shape
     if p == 0:
         return X, np.zeros((0, 0)), [], []
@@ -1043,18 +1043,6 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
                             nb0 if negbin else None, glm_m2 if negbin else None, None if negbin else glm_dev)
     finally:
         obj.close()
-
-
-def feasible_theta(value, theta0: np.ndarray) -> np.ndarray:
-    """Under a link with an edge a large theta can drive some level's modes to the edge of the means' range,
-    where the deviance is infinite (``value`` of theta is not finite): halve theta until it is finite (theta = 0
-    is the GLM's fit, which is feasible), as the random-intercept engine does."""
-    theta = np.asarray(theta0, dtype=float).copy()
-    for _ in range(60):
-        if not np.any(theta) or np.isfinite(value(theta)):
-            return theta
-        theta = theta / 2.0 if np.max(np.abs(theta)) > 1e-8 else np.zeros_like(theta)
-    return theta
 
 
 def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:

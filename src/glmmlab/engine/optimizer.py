@@ -79,6 +79,18 @@ def numeric_gradient(fun: Callable[[np.ndarray], float], lower: np.ndarray) -> F
     return fg
 
 
+def feasible_theta(value: Callable[[np.ndarray], float], theta0: np.ndarray) -> np.ndarray:
+    """A start in theta where the deviance is finite. Under a link with an edge (identity or inverse) a large
+    theta can drive some level's modes to the edge of the means' range, where the deviance (``value`` of
+    theta) is infinite: theta is halved until it is finite (theta = 0 is the GLM's fit, which is feasible)."""
+    theta = np.asarray(theta0, dtype=float).copy()
+    for _ in range(60):
+        if not np.any(theta) or np.isfinite(value(theta)):
+            return theta
+        theta = theta / 2.0 if np.max(np.abs(theta)) > 1e-8 else np.zeros_like(theta)
+    return theta
+
+
 def fd_hessian(fg: FunGrad, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """Symmetrised finite-difference Hessian from gradients (forward step where a bound is near)."""
     k = x.size
