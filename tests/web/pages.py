@@ -26,6 +26,19 @@ def control(panel, name: str):
     return panel.locator(f'.field[data-field="{name}"] .field-control').locator("select, input").first
 
 
+def glmm_form(page, dataset: str, response: str):
+    """Open a GLMM tab, choose the dataset by its name and, once its columns are listed, the response; returns the
+    tab's panel."""
+    from playwright.sync_api import expect
+
+    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
+    panel = active_panel(page)
+    control(panel, "dataset_id").select_option(label=dataset)
+    expect(control(panel, "response").locator(f'option[value="{response}"]')).to_have_count(1)
+    control(panel, "response").select_option(response)
+    return panel
+
+
 @contextlib.contextmanager
 def sized_page(browser, url: str, width: int, height: int) -> Iterator:
     """A fresh page of ``width`` x ``height`` on the workbench at ``url``, ready."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.pages import active_panel, menu, sized_page
+from tests.web.pages import glmm_form, sized_page
 
 pytestmark = pytest.mark.browser
 
@@ -73,11 +73,7 @@ def no_page_scroll(page) -> None:
 
 
 def open_glmm_with_results(page):
-    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
-    panel = active_panel(page)
-    panel.locator('.field[data-field="dataset_id"] select').select_option(label="school scores")
-    expect(panel.locator('.field[data-field="response"] option[value=score]')).to_have_count(1)
-    panel.locator('.field[data-field="response"] select').select_option("score")
+    panel = glmm_form(page, "school scores", "score")
     panel.locator('.field[data-field="fixed"] input[value="study_hours"]').check()
     panel.locator('.field[data-field="group"] select').select_option("school")
     return panel

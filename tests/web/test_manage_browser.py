@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.pages import active_panel, control, menu, ready
+from tests.web.pages import active_panel, control, glmm_form, ready
 
 pytestmark = pytest.mark.browser
 
@@ -117,11 +117,7 @@ FORM_STATE = """panel => {
 def test_a_saved_models_settings_fill_the_glmm_form_again_without_running(page, live_server_factory):
     server = live_server_factory()
     ready(page, server.url)
-    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
-    panel = active_panel(page)
-    control(panel, "dataset_id").select_option(label="regional incidents")
-    expect(control(panel, "response").locator("option[value=incidents]")).to_have_count(1)
-    control(panel, "response").select_option("incidents")
+    panel = glmm_form(page, "regional incidents", "incidents")
     panel.locator('.field[data-field="fixed"] input[value="population_k"]').check()
     control(panel, "group").select_option("region")
     control(panel, "family").select_option("poisson")
@@ -173,11 +169,7 @@ def test_a_model_saved_without_a_form_record_fills_the_simple_form(page, live_se
 def test_closing_a_glmm_tab_with_unsaved_runs_asks_first_and_a_run_can_be_removed(page, live_server_factory):
     server = live_server_factory()
     ready(page, server.url)
-    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
-    panel = active_panel(page)
-    control(panel, "dataset_id").select_option(label="school scores")
-    expect(control(panel, "response").locator("option[value=score]")).to_have_count(1)
-    control(panel, "response").select_option("score")
+    panel = glmm_form(page, "school scores", "score")
     control(panel, "group").select_option("school")
     for _ in range(2):
         panel.locator("button.run").click()
