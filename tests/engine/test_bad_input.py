@@ -26,7 +26,7 @@ def _data(n=200, groups=10, seed=0):
      r"link 'log' is not available for the binomial family: choose one of logit, probit"),
     (dict(family="poisson", link="logit"), r"choose one of log, identity"),
     (dict(family="gamma", link="probit"), r"choose one of inverse, log, identity"),
-    (dict(family="gaussian", link="inverse"), r"choose one of identity, log"),
+    (dict(family="gaussian", link="logit"), r"choose one of identity, log, inverse"),
     (dict(family="tweedie"), r"unknown family .tweedie."),
     (dict(conf_level=0.4), r"conf_level must be between 0.5 and 0.9999"),
     (dict(conf_level=1.0), r"conf_level must be between 0.5 and 0.9999"),

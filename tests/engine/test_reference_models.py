@@ -26,6 +26,7 @@ import pytest
 
 from glmmlab.interfaces.api import glmm
 from glmmlab.interfaces.cli import read_table
+from tests.engine.test_reference_lme4 import lme4_criterion
 
 MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
 IMPLEMENTED_FAMILIES = {"gaussian", "binomial", "poisson", "gamma", "negbin"}
@@ -51,7 +52,7 @@ def fit_case(case: str, key: str):
         r = ref["results"][key]
         data = read_table(str(MODELS / f"{case}.csv"))
         res = glmm(ref["formula"], data, family=ref["family"].lower(), link=ref["link"], weights=ref["weights"],
-                   offset=ref["offset"], nagq=r["nAGQ"])
+                   offset=ref["offset"], nagq=r["nAGQ"], **lme4_criterion(ref))
         _cache[(case, key)] = (ref, r, res.to_dict())
     return _cache[(case, key)]
 

@@ -1,7 +1,8 @@
 """result.r2() against performance::r2_nakagawa 0.10.2 (insight 0.19.0), stored by make_inference.R.
 
-Tolerances: Gaussian fits (REML; the same optimum as lme4's) and the negative binomial (glmmTMB's optimum) 1e-5
-relative. Laplace fits (binomial, Poisson, Gamma) 1e-3 relative: lme4's optimizer stops up to 2e-4 below our
+Tolerances: Gaussian fits (REML; the same optimum as lme4's) and glmmTMB's fits (the negative binomial; the Gamma
+with the dispersion estimated, whose random-effect variance is on the link scale) 1e-5 relative. Laplace fits
+(binomial, Poisson, Gamma with lme4's criterion) 1e-3 relative: lme4's optimizer stops up to 2e-4 below our
 log-likelihood on these data, and the R² follows the variance estimates (the largest difference seen is 6.2e-4).
 (Days || Subject) is not compared: performance 0.10.2 drops the slope's VarCorr block there (see services/r2.py);
 test_uncorrelated_terms_count checks ours by hand."""
@@ -22,7 +23,7 @@ CASES = sorted(k for k in REF["r2"] if k != "sleep_uncorrelated")
 
 def _fit(case):
     return glmmlab.glmm(case["formula"], read(case["data"]), family=FAMILY.get(case["family"], case["family"]),
-                        link=case["link"])
+                        link=case["link"], dispersion=case.get("dispersion", "estimated"))
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -30,7 +31,7 @@ def test_r2_matches_performance(name):
     case = REF["r2"][name]
     res = _fit(case)
     r2 = res.r2()
-    rtol = 1e-5 if case["family"] in EXACT else 1e-3
+    rtol = 1e-5 if case["family"] in EXACT or case.get("engine") == "glmmTMB" else 1e-3
     assert set(r2) == {"marginal", "conditional"}
     assert r2["marginal"] == pytest.approx(case["marginal"], rel=rtol, abs=1e-12)
     assert r2["conditional"] == pytest.approx(case["conditional"], rel=rtol)

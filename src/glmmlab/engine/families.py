@@ -122,6 +122,7 @@ class Link:
     linkinv: Callable[[np.ndarray], np.ndarray]
     mu_eta: Callable[[np.ndarray], np.ndarray]  # dmu/deta
     mu_eta2: Callable[[np.ndarray], np.ndarray]  # d2mu/deta2
+    mu_eta3: Callable[[np.ndarray], np.ndarray] | None = None  # d3mu/deta3 (the observed information's gradient)
 
 
 def _logit_inv(eta):
@@ -166,12 +167,17 @@ def _inverse_d2(eta):
     return 2.0 / (eta * eta * eta)
 
 
+def _inverse_d3(eta):
+    e2 = eta * eta
+    return -6.0 / (e2 * e2)
+
+
 LINKS: dict[str, Link] = {
-    "identity": Link("identity", lambda mu: mu, lambda eta: eta, np.ones_like, np.zeros_like),
-    "log": Link("log", np.log, _exp_capped, _exp_capped, _exp_capped),
+    "identity": Link("identity", lambda mu: mu, lambda eta: eta, np.ones_like, np.zeros_like, np.zeros_like),
+    "log": Link("log", np.log, _exp_capped, _exp_capped, _exp_capped, _exp_capped),
     "logit": Link("logit", special.logit, _logit_inv, _logit_d1, _logit_d2),
     "probit": Link("probit", special.ndtri, _probit_inv, _probit_d1, _probit_d2),
-    "inverse": Link("inverse", lambda mu: 1.0 / mu, _inverse_inv, _inverse_d1, _inverse_d2),
+    "inverse": Link("inverse", lambda mu: 1.0 / mu, _inverse_inv, _inverse_d1, _inverse_d2, _inverse_d3),
 }
 
 
@@ -198,19 +204,34 @@ class Family:
     bounded_mean: bool = False  # a mean bounded on both sides (binomial): separation can occur
     mean_range: tuple[float, float] = (-np.inf, np.inf)  # the open interval of valid means
 
-    def eta_range(self, link: Link) -> tuple[float, float]:
+    def eta_range(self, link: Link, y: np.ndarray | None = None) -> tuple[float, float]:
         """The open interval of linear predictors whose mean is valid under ``link`` (e.g. (0, inf) for a
-        Poisson identity or a Gamma inverse link; the whole line for a log link)."""
+        Poisson identity or a Gamma inverse link; the whole line for a log link). Where both ends of the means'
+        range map to one point (the inverse link of a mean on the whole line: any linear predictor but 0) and
+        the response ``y`` is given, the side of that pole where the mean of ``y`` lies: a mean cannot cross the
+        pole continuously, and a mode on the far side is another stationary point."""
         with np.errstate(all="ignore"):
             ends = link.linkfun(np.array(self.mean_range, dtype=float))
         if np.any(np.isnan(ends)):
             return -np.inf, np.inf
+        if ends[0] == ends[1]:
+            if y is None or y.size == 0:
+                return -np.inf, np.inf
+            with np.errstate(all="ignore"):
+                c = float(link.linkfun(np.array([np.mean(y)]))[0])
+            pole = float(ends[0])
+            return (pole, np.inf) if c > pole else (-np.inf, pole) if c < pole else (-np.inf, np.inf)
         return float(np.min(ends)), float(np.max(ends))
 
-    def has_edge(self, link: Link) -> bool:
+    def has_edge(self, link: Link, y: np.ndarray | None = None) -> bool:
         """Whether some linear predictor under ``link`` gives no valid mean (an end of :meth:`eta_range`), so a
         fit must keep its means inside and its maximum can lie on that edge."""
-        return bool(np.isfinite(self.eta_range(link)).any())
+        return bool(np.isfinite(self.eta_range(link, y)).any())
+
+    def has_dispersion_parameter(self, link: Link) -> bool:
+        """Whether a mixed model of this family and ``link`` estimates a dispersion by Laplace or quadrature
+        (Gamma; Gaussian with another link than the identity, whose linear mixed model is fitted by REML/ML)."""
+        return self.has_dispersion and not (self.name == "gaussian" and link.name == "identity")
 
     @property
     def canonical_link(self) -> str:
@@ -260,6 +281,31 @@ class Family:
 
     def with_parameter(self, value: float) -> "Family":
         return self
+
+    def variance_d2(self, mu: np.ndarray) -> np.ndarray:
+        """V''(mu): 0 for the Gaussian and Poisson variance functions (overridden where it is not)."""
+        return np.zeros_like(mu)
+
+    # -- a dispersion estimated with the other parameters (Gaussian and Gamma; glmmTMB's likelihood) ----------
+    # With prior weights w_i the conditional log-density of a row is c(y_i, phi / w_i) - w_i d_i / (2 phi)
+    # (d_i the unit deviance), so -2 log p(y | mu) = P / phi + K(phi) with P the weighted total deviance and
+    # K(phi) = -2 sum_i c(y_i, phi / w_i): the Laplace criterion then has the same modes for every phi (see
+    # glmmlab.engine.general.Likelihood) and phi can be profiled out exactly.
+    def dispersion_constants(self, y: np.ndarray, pw: np.ndarray) -> dict:
+        """The sums over rows that K(phi) needs (they add over blocks of rows: see :func:`add_dispersion`)."""
+        raise NotImplementedError(f"the {self.name} family has no dispersion parameter")
+
+    def dispersion_minus2(self, P: float, phi: float, const: dict) -> float:
+        """P / phi + K(phi)."""
+        raise NotImplementedError(f"the {self.name} family has no dispersion parameter")
+
+    def dispersion_profile(self, P: float, const: dict) -> tuple[float, float]:
+        """(min over phi of P / phi + K(phi), the minimising phi)."""
+        raise NotImplementedError(f"the {self.name} family has no dispersion parameter")
+
+    def loglik_rows(self, y: np.ndarray, dev: np.ndarray, phi: float, pw: np.ndarray) -> np.ndarray:
+        """log p(y_i | mu_i) at dispersion phi from the unit deviances ``dev`` (prior weights ``pw``)."""
+        raise NotImplementedError(f"the {self.name} family has no dispersion parameter")
 
     def sample(self, rng: np.random.Generator, mu: np.ndarray, pw: np.ndarray, phi: float) -> np.ndarray:
         """Draw responses with means ``mu``, prior weights ``pw`` and dispersion ``phi`` (the parametric
@@ -363,6 +409,19 @@ class Gaussian(Family):
     def row_loglik(self, resp, dev, phi):
         return -0.5 * (LOG_2PI + np.log(phi)) - dev / (2.0 * phi)
 
+    def dispersion_constants(self, y, pw):
+        return {"n": float(y.shape[0]), "sum_log_w": float(np.sum(np.log(pw)))}
+
+    def dispersion_minus2(self, P, phi, const):
+        return float(P / phi + const["n"] * (LOG_2PI + np.log(phi)) - const["sum_log_w"])
+
+    def dispersion_profile(self, P, const):
+        phi = P / const["n"]
+        return self.dispersion_minus2(P, phi, const), float(phi)
+
+    def loglik_rows(self, y, dev, phi, pw):
+        return -0.5 * (LOG_2PI + np.log(phi / pw)) - pw * dev / (2.0 * phi)
+
     def icc_residual(self, link, var_residual):
         return var_residual if link == "identity" else None
 
@@ -408,6 +467,9 @@ class Binomial(Family):
 
     def icc_residual(self, link, var_residual):
         return ICC_LATENT.get(link)
+
+    def variance_d2(self, mu):
+        return np.full_like(mu, -2.0)
 
     def exp_label(self, link):
         return "OR" if link == "logit" else None
@@ -487,6 +549,58 @@ class Gamma(Family):
     def row_loglik(self, resp, dev, phi):
         return -resp.log_y - dev / (2.0 * phi) - (1.0 + np.log(phi)) / phi - special.gammaln(1.0 / phi)
 
+    def variance_d2(self, mu):
+        return np.full_like(mu, 2.0)
+
+    def dispersion_constants(self, y, pw):
+        w, counts = np.unique(pw, return_counts=True)
+        return {"sum_log_y": float(np.sum(np.log(y))), "weights": w, "counts": counts.astype(float)}
+
+    def dispersion_minus2(self, P, phi, const):
+        # K(phi) = -2 sum_i [-log y_i - a_i + a_i log a_i - lgamma(a_i)] with shapes a_i = w_i / phi
+        a = const["weights"] / phi
+        c = const["counts"]
+        return float(P / phi + 2.0 * const["sum_log_y"]
+                     - 2.0 * float(np.sum(c * (-a + a * np.log(a) - special.gammaln(a)))))
+
+    def dispersion_profile(self, P, const):
+        # d/ds (P s + K(1/s)) = P - 2 sum_i w_i (log a_i - digamma(a_i)) with a_i = w_i s; log a - digamma(a)
+        # falls from +inf to 0 as a grows, so the root in s is unique. Newton steps in t = log s, kept inside the
+        # bracket found so far (bisection otherwise), from the large-shape approximation
+        # log a - digamma(a) ~ 1 / (2a), i.e. s = n / P.
+        w, c = const["weights"], const["counts"]
+        if not (P > 0 and np.isfinite(P)):
+            return np.inf, float("nan")
+
+        def h(t):
+            a = w * np.exp(t)
+            return (float(np.sum(c * w * (np.log(a) - special.digamma(a)))) - 0.5 * P,
+                    float(np.sum(c * w * (1.0 - a * special.polygamma(1, a)))))
+
+        t = float(np.log(float(np.sum(c)) / P))
+        lo, hi = -np.inf, np.inf
+        for _ in range(200):
+            f, d = h(t)
+            if f == 0.0:
+                break
+            if f > 0:
+                lo = t
+            else:
+                hi = t
+            t_new = t - f / d if d < 0 else np.nan
+            if not (lo < t_new < hi):
+                t_new = 0.5 * (lo + hi) if np.isfinite(lo) and np.isfinite(hi) else t + (1.0 if f > 0 else -1.0)
+            done = abs(t_new - t) <= 1e-14 * max(1.0, abs(t))
+            t = t_new
+            if done:
+                break
+        phi = float(np.exp(-t))
+        return self.dispersion_minus2(P, phi, const), phi
+
+    def loglik_rows(self, y, dev, phi, pw):
+        a = pw / phi
+        return -np.log(y) - a + a * np.log(a) - special.gammaln(a) - 0.5 * a * dev
+
     def sample(self, rng, mu, pw, phi):
         shape = pw / phi  # prior weights scale the shape, as lme4's simulate uses them
         return rng.gamma(shape, mu / shape)
@@ -494,7 +608,7 @@ class Gamma(Family):
 
 FAMILIES: dict[str, Family] = {
     "gaussian": Gaussian(
-        "gaussian", "Gaussian (Normal)", ("identity", "log"), True,
+        "gaussian", "Gaussian (Normal)", ("identity", "log", "inverse"), True,
         np.ones_like, np.zeros_like, _gaussian_dev, _gaussian_logpdf,
         lambda mu: np.isfinite(mu),
     ),
@@ -533,6 +647,10 @@ class NegativeBinomial(Family):
     def with_parameter(self, value):
         return negbin_family(value)
 
+    def variance_d2(self, mu):
+        assert self.parameter is not None  # the negative binomial's theta
+        return np.full_like(mu, 2.0 / float(self.parameter))
+
     def sample(self, rng, mu, pw, phi):
         assert self.parameter is not None  # the negative binomial's theta
         th = float(self.parameter)
@@ -568,6 +686,39 @@ def negbin_family(theta: float) -> Family:
 
 
 FAMILIES["negbin"] = negbin_family(1.0)
+
+
+def add_dispersion(parts: list[dict]) -> dict:
+    """The whole data's :meth:`Family.dispersion_constants` from those of blocks of its rows."""
+    out = dict(parts[0])
+    for p in parts[1:]:
+        for k, v in p.items():
+            if k == "weights":
+                continue
+            if k == "counts":
+                w = np.concatenate([out["weights"], p["weights"]])
+                c = np.concatenate([out["counts"], v])
+                out["weights"], inv = np.unique(w, return_inverse=True)
+                out["counts"] = np.bincount(inv, weights=c)
+            else:
+                out[k] = out[k] + v
+    return out
+
+
+def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:
+    """The third derivative in eta of a row's unit deviance: the gradient of a Laplace log-determinant that uses
+    the observed information (the second derivative). Through the mean: with r = y - mu,
+    d_mu = -2 r / V, d_mumu = 2 / V + 2 r V' / V^2, d_mumumu = -4 V' / V^2 + 2 r V'' / V^2 - 4 r V'^2 / V^3, and
+    d_etaetaeta = d_mumumu h1^3 + 3 d_mumu h1 h2 + d_mu h3 (h the inverse link)."""
+    if lk.mu_eta3 is None:
+        raise NotImplementedError(f"no third derivative for the {lk.name} link")
+    mu, h1, h2, h3 = rs.mu, rs.h1, rs.h2, lk.mu_eta3(rs.eta)
+    V, V1, V2 = fam.variance(mu), fam.variance_d1(mu), fam.variance_d2(mu)
+    r = y - mu
+    d1 = -2.0 * r / V
+    d2 = 2.0 / V + 2.0 * r * V1 / (V * V)
+    d3 = -4.0 * V1 / (V * V) + 2.0 * r * V2 / (V * V) - 4.0 * r * V1 * V1 / (V ** 3)
+    return d3 * h1 ** 3 + 3.0 * d2 * h1 * h2 + d1 * h3
 
 
 def resolve(family: str, link: str | None) -> tuple[Family, Link]:

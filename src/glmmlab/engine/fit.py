@@ -96,7 +96,7 @@ def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Lin
     }
 
 
-def nondefault_options(reml: bool, ddf: str) -> dict:
+def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> dict:
     """The "model" keys of options the contract's document does not list (so a default fit's document keeps
     exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``."""
     out: dict = {}
@@ -105,6 +105,8 @@ def nondefault_options(reml: bool, ddf: str) -> dict:
     key = str(ddf).strip().lower()
     if key != "none":
         out["ddf"] = key
+    if str(dispersion).strip().lower() == "lme4":
+        out["dispersion"] = "lme4"
     return out
 
 

@@ -23,7 +23,7 @@ from glmmlab.engine.blocked import Structure, batched_inverse_lower, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
 from glmmlab.engine.design import collinear_columns
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families import Family, Link, negbin_family
+from glmmlab.engine.families import Family, Link, dev_eta3, negbin_family
 from glmmlab.engine.general_blocks import (
     MIN_BLOCK_ROWS,
     BlockedLaplace,
@@ -105,9 +105,9 @@ def inside_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
     tenth of the way towards the coefficients whose linear predictor is closest to the constant
     link(mean of y), which lies well inside. Returns ``beta`` when it already keeps a hundredth of that
     distance from the edge."""
-    if not fam.has_edge(lk):
+    if not fam.has_edge(lk, y):
         return beta
-    lo, hi = fam.eta_range(lk)
+    lo, hi = fam.eta_range(lk, y)
     with np.errstate(all="ignore"):
         c = float(lk.linkfun(np.array([np.average(y, weights=pw)]))[0])
     if not np.isfinite(c) or Xs.shape[1] == 0:
@@ -120,29 +120,75 @@ def inside_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
 
 
 # -- likelihood constants with prior weights ---------------------------------------------------------------
-class Likelihood:
-    """-2 log p(y | mu) from the weighted total deviance, by the family's own rule with lme4's conventions (the
-    weights of a binomial proportion are the trials; Gaussian weights are precisions; Gaussian and Gamma with
-    phi = deviance / n, resp. / sum of weights)."""
+DISPERSION_MODES = ("estimated", "lme4")
 
-    def __init__(self, fam: Family, y: np.ndarray, pw: np.ndarray):
+
+class Likelihood:
+    """The data's part of the Laplace deviance, -2 log p(y | mu) + |u|^2, from the weighted total deviance ``dev``
+    and |u|^2 ``uu`` at the modes, with prior weights (the weights of a binomial proportion are the trials;
+    Gaussian weights are precisions).
+
+    ``dispersion`` (families with a dispersion phi: Gamma, Gaussian with another link than the identity):
+    - "estimated" (default): phi is a parameter of the model, as glmmTMB has it. The random effects' covariance
+      is parameterised relative to phi (b = Lambda(theta) u sqrt(phi), as lme4 does for linear mixed models), so
+      the joint log-density is -(dev + uu) / (2 phi) + K(phi)-terms: the modes do not depend on phi and the
+      criterion (dev + uu) / phi + K(phi) + log det(H) is minimised over phi exactly for each (theta, beta)
+      (:meth:`Family.dispersion_profile`); H uses the observed information.
+    - "lme4": glmer's criterion: phi = dev / n plugged into the conditional density (lme4's conventions), |u|^2
+      and the Fisher log-determinant as for a family without a dispersion; theta is then absolute.
+    Families without a dispersion have one criterion, -2 log p(y | mu) + |u|^2, whatever ``dispersion`` says."""
+
+    def __init__(self, fam: Family, y: np.ndarray, pw: np.ndarray, dispersion: str = "estimated",
+                 const: dict | None = None):
         self.family = fam
+        self.estimated = fam.has_dispersion and dispersion == "estimated"
+        if self.estimated:  # K(phi) needs only these sums (``const``: the whole data's, from its blocks)
+            self.disp = const if const is not None else fam.dispersion_constants(y, pw)
+            return
         self.sat_rows = fam.saturated_rows(y, pw)
         self.sat = float(np.sum(self.sat_rows)) if self.sat_rows is not None else 0.0
         self.const = {"n": y.shape[0], "sum_w": float(np.sum(pw)), "sum_log_w": float(np.sum(np.log(pw[pw > 0]))),
                       "sum_w_log_y": float(np.sum(pw * np.log(y))) if np.all(y > 0) else 0.0, "sat": self.sat}
 
     def minus2(self, dev: float) -> float:
-        """-2 log p(y | mu) given the weighted total deviance ``dev``."""
+        """-2 log p(y | mu) given the weighted total deviance ``dev`` (lme4's convention for a dispersion)."""
         return float(self.family.minus2_loglik(dev, self.const)[0])
 
     def slope(self, dev: float) -> float:
-        """d(-2 log p) / d(weighted total deviance)."""
+        """d(-2 log p) / d(weighted total deviance) (lme4's convention for a dispersion)."""
         return float(self.family.minus2_loglik(dev, self.const)[1])
 
     def phi(self, dev: float) -> float:
         """lme4's dispersion for the likelihood (1 for families without one)."""
         return float(self.family.minus2_loglik(dev, self.const)[2])
+
+    def data_term(self, dev: float, uu: float) -> float:
+        """-2 log p(y | mu) + |u|^2 at the modes (phi profiled out where it is estimated)."""
+        if self.estimated:
+            return self.family.dispersion_profile(dev + uu, self.disp)[0]
+        return self.minus2(dev) + uu
+
+    def dispersion(self, dev: float, uu: float) -> float:
+        """The dispersion phi at the modes: the profiled one where estimated, else lme4's (1 without one)."""
+        if self.estimated:
+            return self.family.dispersion_profile(dev + uu, self.disp)[1]
+        return self.phi(dev) if self.family.has_dispersion else 1.0
+
+    def gradient(self, dev: float, uu: float, g_c: np.ndarray, g_0: np.ndarray, direct) -> np.ndarray:
+        """The gradient of the Laplace deviance from its blocks' parts: the total derivative of dev (``g_c``), of
+        |u|^2 + log det(H) (``g_0``), and the partial derivative of dev at fixed modes (``direct``; only where
+        phi is estimated). There the criterion is (dev + uu) / phi + K(phi) + log det(H) at the profiled phi,
+        whose gradient is (dev + uu)' / phi + log det(H)' (phi's own derivative is 0 at its optimum); the modes
+        make dev + uu stationary, so its total derivative is ``direct``, and log det(H)' = g_c + g_0 - direct."""
+        if self.estimated:
+            return g_c + g_0 + (1.0 / self.dispersion(dev, uu) - 1.0) * direct
+        return self.slope(dev) * g_c + g_0
+
+    def curvature(self, dev: float, uu: float) -> float:
+        """c with the Hessian of the data term over beta ~ 2 c X' W X (the approximate Hessian's scale)."""
+        if self.estimated:
+            return 1.0 / self.dispersion(dev, uu)
+        return self.slope(dev)
 
 
 # -- Gaussian + identity: profiled REML ---------------------------------------------------------------------
@@ -216,8 +262,9 @@ class GeneralLaplace:
     """lme4's Laplace deviance D(theta, beta) = -2 log p(y | mu) + |u|^2 + log det(H) at the conditional modes."""
 
     def __init__(self, st: Structure, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
-                 fam: Family, lk: Link):
+                 fam: Family, lk: Link, dispersion: str = "estimated"):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
+        self.dispersion = dispersion
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
         self.fam, self.lk = fam, lk
         self._set_edge()
@@ -229,9 +276,15 @@ class GeneralLaplace:
         self._last_dev = 0.0
         self.evaluations = 0
         self.modes_converged = True
-        # glmmTMB's Laplace approximation for the negative binomial: the log-determinant uses the observed
-        # information (the exact Hessian of the joint log-density) rather than the expected one
-        self.observed = fam.observed_information
+        # glmmTMB's Laplace approximation (the negative binomial, and a dispersion estimated with the other
+        # parameters): the log-determinant uses the observed information (the exact Hessian of the joint
+        # log-density) rather than the expected one
+        self.observed = fam.observed_information or self.estimated
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the family's dispersion is a parameter of the model (see :class:`Likelihood`)."""
+        return self.fam.has_dispersion and self.dispersion == "estimated"
 
     def set_family(self, fam: Family) -> None:
         """Use another member of the family (the negative binomial's theta)."""
@@ -245,7 +298,7 @@ class GeneralLaplace:
         """This block's likelihood constants, made when first needed: a fit over several blocks uses the whole
         data's (BlockedLaplace), and their saturated log-densities cost three log-gamma passes over the rows."""
         if self._lik is None:
-            self._lik = Likelihood(self.fam, self.y, self.pw)
+            self._lik = Likelihood(self.fam, self.y, self.pw, self.dispersion)
         return self._lik
 
     def reset_modes(self) -> None:
@@ -258,8 +311,8 @@ class GeneralLaplace:
         predictors when it has an end (``edge``: e.g. a Poisson or Gamma mean must stay above 0 under an identity
         link); the mode search then keeps every row inside that range."""
         self.fast = self.fam.has_fast_path(self.lk.name)
-        self.eta_lo, self.eta_hi = self.fam.eta_range(self.lk)
-        self.edge = not self.fast and self.fam.has_edge(self.lk)
+        self.eta_lo, self.eta_hi = self.fam.eta_range(self.lk, self.y)
+        self.edge = not self.fast and self.fam.has_edge(self.lk, self.y)
 
     def _weighted(self, a: np.ndarray) -> np.ndarray:
         return a if self.unit_weights else self.pw * a
@@ -268,8 +321,11 @@ class GeneralLaplace:
         re = self.st.row_effect(self.st.b_of_u(u, lams))
         rs = row_state(self.resp, eta_f + re, self.lk)
         pdev = float(np.sum(self._weighted(rs.dev))) + float(u @ u)
-        # a family's fast path keeps its means in range (its has_fast_path promise): no check over the rows
+        # a family's fast path keeps its means in range (its has_fast_path promise): no check over the rows; under
+        # a link with an edge the linear predictors stay inside its range (the side of a pole the data lie on)
         ok = np.isfinite(pdev) and (self.fast or bool(np.all(self.fam.mu_valid(rs.mu))))
+        if ok and self.edge:
+            ok = edge_gap(rs.eta, self.eta_lo, self.eta_hi) > 0
         return re, rs, (pdev if ok else np.inf)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, max_iter: int = 200) -> dict:
@@ -448,23 +504,12 @@ class GeneralLaplace:
         step = float(np.max(np.abs(du), initial=0.0))
         return last["u"] + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
 
-    def _dev_eta3(self, rs) -> np.ndarray:
-        """The third derivative of the negative binomial's unit deviance in eta (log and identity links)."""
-        assert self.fam.parameter is not None  # the negative binomial's theta
-        th, y, mu = float(self.fam.parameter), self.y, rs.mu
-        if self.lk.name == "log":
-            return 2.0 * (y + th) * th * mu * (th - mu) / (mu + th) ** 3
-        V = mu + mu * mu / th
-        V1 = 1.0 + 2.0 * mu / th
-        r = y - mu
-        return -4.0 * V1 / V ** 2 + 4.0 * r / (th * V * V) - 4.0 * r * V1 * V1 / V ** 3
-
     def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         """D and its exact gradient, this block alone (the fit sums blocks with BlockedLaplace)."""
         D, p = self._total(params, True)
         if p is None:
             return np.inf, np.zeros_like(params)
-        return D, self.lik.slope(p["dev"]) * p["g_c"] + p["g_0"]
+        return D, self.lik.gradient(p["dev"], p["uu"], p["g_c"], p["g_0"], p.get("direct"))
 
     def value(self, params: np.ndarray) -> float:
         return self._total(params, False)[0]
@@ -475,7 +520,7 @@ class GeneralLaplace:
             p = self.parts(params[: self.nt], params[self.nt:], gradient)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf, None
-        D = self.lik.minus2(p["dev"]) + p["uu"] + p["logdet"]
+        D = self.lik.data_term(p["dev"], p["uu"]) + p["logdet"]
         if not np.isfinite(D):
             return np.inf, None
         self.modes_converged = p["converged"]
@@ -490,25 +535,57 @@ class GeneralLaplace:
         out = {"dev": m["dev"], "uu": float(m["u"] @ m["u"]), "logdet": m["logdet"], "converged": m["converged"]}
         if gradient:
             out["g_c"], out["g_0"] = self._gradient_split(theta, m)
+            if self.estimated:
+                out["direct"] = self._direct_gradient(theta, m)
         return out
 
-    def agq(self, theta: np.ndarray, beta: np.ndarray, z: np.ndarray, wq: np.ndarray) -> float:
+    def _direct_gradient(self, theta: np.ndarray, m: dict) -> np.ndarray:
+        """The partial derivative of the weighted total deviance in (theta, beta) with the modes held fixed:
+        over beta X_s' d1, over the theta entry at (ra, cb) of a factor's Lambda sum_i d1_i z_i[ra] u[cb] at the
+        row's level (d1 = d dev / d eta per row)."""
+        st = self.st
+        d1 = self._weighted(m["rs"].dev_eta)
+        us = st.split_u(m["u"])
+        grad_theta = []
+        for t, b in enumerate(st.blocks):
+            if t == 0:
+                G = st.lead_sums_z(d1)[0]
+            else:
+                codes = np.asarray(b.codes, dtype=np.intp)
+                G = np.column_stack([np.bincount(codes, weights=d1 * b.Z[:, a], minlength=b.n_levels)
+                                     for a in range(b.q)])
+            grad_theta += [float(G[:, ra] @ us[t][:, cb]) for ra, cb in b.theta_positions()]
+        return np.concatenate([np.array(grad_theta), self.Xs.T @ d1])
+
+    def agq(self, theta: np.ndarray, beta: np.ndarray, z: np.ndarray, wq: np.ndarray,
+            phi: float | None = None) -> float:
         """Sum over this block's levels of log int p(y_j | u) phi(u) du by adaptive Gauss-Hermite quadrature
-        (one scalar random-effects term; families without a dispersion): the rule (z, wq) for N(0, 1) centred on
-        each level's mode and scaled by its conditional SD (the information the Laplace approximation uses, so
-        one node gives the Laplace value)."""
+        (one scalar random-effects term): the rule (z, wq) for N(0, 1) centred on each level's mode and scaled by
+        its conditional SD (the information the Laplace approximation uses, so one node gives the Laplace value).
+        ``phi``: the dispersion where it is estimated (theta is then relative to sqrt(phi): the standard normal
+        effect u has the mode v / sqrt(phi) for the modes v of the penalised deviance, and the same curvature
+        1 + theta^2 W)."""
         st = self.st
         m = self.pirls(theta, beta, self.u)
         t = float(theta[0])
         rs = m["rs"]
         zc = st.lead.Z[:, 0]
         eta_f = self.Xs @ beta + self.off
-        sat = self.lik.sat_rows
+        if phi is not None:
+            scale = float(np.sqrt(phi))
+
+            def loglik(dev):
+                return self.fam.loglik_rows(self.y, dev, phi, self.pw)
+        else:
+            scale, sat = 1.0, self.lik.sat_rows
+
+            def loglik(dev):
+                return sat - 0.5 * self.pw * dev
         if t == 0.0:
-            return float(np.sum(sat - 0.5 * self.pw * rs.dev))
+            return float(np.sum(loglik(rs.dev)))
         # one more Newton step puts the modes at rounding level (the quadrature is not stationary in them)
         F = m["F"]
-        u = F.solve_u(0) if F.G1.shape[2] else m["u"]
+        u = (F.solve_u(0) if F.G1.shape[2] else m["u"]) / scale
         info = 0.5 * self.pw * rs.dev_eta2 if self.observed else self.pw * rs.w
         W = st.lead_sum(info * zc * zc)
         sd = 1.0 / np.sqrt(1.0 + t * t * W)
@@ -516,8 +593,8 @@ class GeneralLaplace:
         logw = np.log(wq)
         for k, zk in enumerate(z):
             uk = u + sd * zk
-            dev = row_state(self.resp, eta_f + t * zc * st.lead_expand(uk), self.lk).dev
-            terms[:, k] = logw[k] + st.lead_sum(sat - 0.5 * self.pw * dev) - 0.5 * uk * uk + 0.5 * zk * zk
+            dev = row_state(self.resp, eta_f + (t * scale) * zc * st.lead_expand(uk), self.lk).dev
+            terms[:, k] = logw[k] + st.lead_sum(loglik(dev)) - 0.5 * uk * uk + 0.5 * zk * zk
         value = float(np.sum(np.log(sd) + special.logsumexp(terms, axis=1)))
         return value if np.isfinite(value) else -np.inf
 
@@ -539,7 +616,10 @@ class GeneralLaplace:
         w = self.pw * rs.w
         F = factor(st, st.crossprods(w, self.Xs), theta)
         resid = self.y - rs.mu
-        return {"u": m["u"], "SEE": F.SEE, "cond": F.diag_blocks_inverse(st), "mu": rs.mu, "resid": resid,
+        # the conditional covariances of the modes: the inverse of the Hessian the log-determinant uses
+        # (the observed information where glmmTMB's likelihood is fitted)
+        cond = (m["F_ld"] if self.estimated else F).diag_blocks_inverse(st)
+        return {"u": m["u"], "SEE": F.SEE, "cond": cond, "mu": rs.mu, "resid": resid,
                 "var": rs.var, "dev_rows": self.pw * rs.dev, "re": m["re"], "converged": m["converged"]}
 
     def _gradient_split(self, theta: np.ndarray, m: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -556,7 +636,7 @@ class GeneralLaplace:
         if self.observed:  # the log-determinant's weights are the observed information (negative binomial)
             F = m["F_ld"]
             w = wobs
-            w_eta = 0.5 * pw * self._dev_eta3(rs)
+            w_eta = 0.5 * pw * dev_eta3(self.fam, self.lk, self.y, rs)
         # |wobs - w| <= 1e-12 |w| (np.allclose's rule with rtol 1e-12, without its cost)
         canonical = bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
         K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
@@ -744,6 +824,23 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
         )
 
 
+def _check_response_mean(mf: ModelFrame, fam: Family, lk: Link, pw: np.ndarray) -> None:
+    """Refuse, in words, a response the model cannot describe: one value in every row (without prior weights:
+    nothing to model), or a mean outside what the link can give (a negative mean under the log link)."""
+    from glmmlab.engine.design import check_response
+
+    if mf.weights is None:
+        check_response(np.asarray(mf.y, dtype=float), fam, mf.response)
+    mean = float(np.average(mf.y, weights=pw)) if mf.n else 0.0
+    with np.errstate(all="ignore"):
+        c = float(lk.linkfun(np.array([mean]))[0])
+    if mf.n and not np.isfinite(c):
+        raise GlmmInputError(
+            f"the fit broke down numerically before it started: the {fam.name} family with the {lk.name} link "
+            f"cannot give the response's mean ({mean:g} for '{mf.response}'); choose another link (identity) or "
+            "check the response")
+
+
 def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
               progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None,
               theta_start: np.ndarray | None = None) -> "GlmmResult":
@@ -752,16 +849,18 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     start = time.perf_counter() if start is None else start
     blocks = merge_terms(mf.terms)
     _check_nagq(blocks, int(model.get("nagq", 1)))
-    if model.get("nagq", 1) > 1 and fam.has_dispersion:
+    if model.get("nagq", 1) > 1 and fam.has_dispersion and model.get("dispersion", "estimated") == "lme4":
         raise GlmmInputError(
-            f"nagq > 1 with the {fam.name} family and prior weights or an offset is not available; use nagq 1 "
-            "(the Laplace approximation)")
+            f"nagq > 1 with the {fam.name} family needs the dispersion estimated with the other parameters "
+            "(dispersion 'estimated', the default); lme4's criterion (dispersion 'lme4') is a Laplace one: use "
+            "nagq 1 with it")
     n = mf.n
     pw = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
     off = np.zeros(n) if mf.offset is None else np.asarray(mf.offset, dtype=float)
     keep_rows = pw > 0
     if not np.all(keep_rows):
         raise GlmmInputError("weights must be positive for every row used; drop rows with weight 0 first")
+    _check_response_mean(mf, fam, lk, pw)
     with one_blas_thread():  # BLAS threads on a tall, thin product cost more than they save (1M x 3: 30x)
         Xs, T, names, dropped = scaled_design(np.asarray(mf.X, dtype=float), list(mf.x_names))
     warnings = list(mf.warnings)
@@ -1036,8 +1135,10 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
     else:
         beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk)
     beta0 = inside_start(Xs, mf.y, pw, off, beta0, fam, lk)
-    laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk) for local, r in _block_rows(st, specs)]
-    obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw), st.n_theta)
+    dispersion = model.get("dispersion", "estimated")
+    laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk, dispersion)
+            for local, r in _block_rows(st, specs)]
+    obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw, dispersion), st.n_theta)
     try:
         return _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0,
                             nb0 if negbin else None, glm_m2 if negbin else None, None if negbin else glm_dev)
@@ -1055,14 +1156,47 @@ def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:
     return (obj.value if value is None else value)(x)
 
 
+def _dev_uu(obj, x: np.ndarray) -> tuple[float, float]:
+    """The weighted total deviance and |u|^2 at the modes of the parameters ``x`` (evaluated there)."""
+    obj.value(x)
+    return (float(sum(obj.map(lambda lap: lap.deviance_at_modes()))),
+            float(sum(obj.map(lambda lap: float(lap.u @ lap.u)))))
+
+
+def _relative_theta_start(fun, theta0: np.ndarray) -> np.ndarray:
+    """A start for theta relative to the residual SD: lme4's start (relative SDs 1) halved or doubled while the
+    deviance at the GLM's coefficients falls (at most 10 halvings, 3 doublings). With a dispersion estimated,
+    theta is the random effects' SD over sigma, which can be far from 1 (an SD of 0.03 on the linear predictor
+    against a residual SD of 0.5); from 1 the modes of a link with a pole (the inverse) can cross it, and the
+    optimiser then settles on another stationary point."""
+    best_x, best_f = theta0, fun(theta0)
+    for factor_, steps in ((0.5, 10), (2.0, 3)):
+        moved = False
+        x = best_x
+        for _ in range(steps):
+            x = x * factor_
+            f = fun(x)
+            if not f < best_f:
+                break
+            best_x, best_f, moved = x, f, True
+        if moved:
+            break
+    return best_x
+
+
 def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
                  glm_dev):
     negbin = nb0 is not None
+    estimated = obj.lik.estimated  # a dispersion estimated with the other parameters (glmmTMB's likelihood)
+    agq_phi = None
     nt = st.n_theta
     x0 = np.concatenate([st.theta_start(), beta0])
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
-    if fam.has_edge(lk):
+    edge = fam.has_edge(lk, mf.y)
+    if edge:
         x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
+    if estimated and st._start is None:  # no start given (a refit starts at its fit's theta)
+        x0[:nt] = _relative_theta_start(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
     report(progress, "Optimizing Laplace deviance", 0.1)
     if negbin:
         def nb_value(params):
@@ -1086,7 +1220,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x, record = _optimize(nb_value, np.append(x0, np.log(nb0)), np.append(lower, -np.inf), model, progress,
                               "Optimizing Laplace deviance", 0.1, 0.8, hessian=(se == "hessian"),
                               fun_grad=nb_value_grad if exact else None)
-        deviance = cold_value(obj, x, fam.has_edge(lk), nb_value)
+        deviance = cold_value(obj, x, edge, nb_value)
         fam = obj.laps[0].fam
         x = x[:-1]
     else:
@@ -1097,33 +1231,43 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                               # without a dispersion c = d(-2 log p)/d(deviance) is 1 and the approximate
                               # Hessian's fixed-effects block is close to the true one: Newton steps finish
                               handover=not fam.has_dispersion)
-        deviance = cold_value(obj, x, fam.has_edge(lk))
+        deviance = cold_value(obj, x, edge)
     method = "Laplace"
     nagq = int(model.get("nagq", 1))
     if nagq > 1:
         from glmmlab.engine.quadrature import normal_nodes
 
         zq, wq = normal_nodes(nagq)
-        nb_log = np.log(fam.parameter) if negbin else None
+        # a parameter besides (theta, beta) on the log scale: the negative binomial's theta, or an estimated
+        # dispersion (which the quadrature cannot profile out)
+        extra = np.log(fam.parameter) if negbin else np.log(obj.lik.dispersion(*_dev_uu(obj, x))) \
+            if estimated else None
 
         def agq_value(params):
+            phi = None
             if negbin:
                 f = negbin_family(np.exp(params[-1]))
                 obj.set_family(f, Likelihood(f, mf.y, pw))
+            elif estimated:
+                phi = float(np.exp(params[-1]))
+                if not np.isfinite(phi) or phi <= 0.0:
+                    return np.inf
+            if extra is not None:
                 params = params[:-1]
             try:
-                total = sum(obj.map(lambda lap: lap.agq(params[:nt], params[nt:], zq, wq)))
+                total = sum(obj.map(lambda lap: lap.agq(params[:nt], params[nt:], zq, wq, phi)))
             except (np.linalg.LinAlgError, FloatingPointError, ValueError):
                 return np.inf
             return -2.0 * total if np.isfinite(total) else np.inf
 
-        x_agq = np.append(x, nb_log) if nb_log is not None else x  # negbin: its log theta too
-        lower_agq = np.append(lower, -np.inf) if negbin else lower
+        x_agq = np.append(x, extra) if extra is not None else x
+        lower_agq = np.append(lower, -np.inf) if extra is not None else lower
         x_agq, record = _optimize(agq_value, x_agq, lower_agq, model, progress,
                                   f"Optimizing AGQ deviance, {nagq} nodes", 0.8, 0.85, hessian=(se == "hessian"))
         deviance = agq_value(x_agq)
         fam = obj.laps[0].fam
-        x = x_agq[:-1] if negbin else x_agq
+        x = x_agq[:-1] if extra is not None else x_agq
+        agq_phi = float(np.exp(x_agq[-1])) if estimated else None
         method = "AGQ"
     theta, beta_s = x[:nt], x[nt:]
     report(progress, "Computing standard errors", 0.85)
@@ -1132,9 +1276,14 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     cat = lambda key: np.concatenate([f[key] for f in finals])  # noqa: E731  rows in block order
     mu, resid, var, dev_rows, re = cat("mu"), cat("resid"), cat("var"), cat("dev_rows"), cat("re")
     uu = float(sum(float(np.sum(u * u)) for u in us))
-    sigma2, var_residual = 1.0, None
+    sigma2, var_residual, scale2 = 1.0, None, 1.0
     pearson = resid * np.sqrt(pw / var)
-    if fam.has_dispersion:
+    if estimated:
+        # the dispersion of the criterion (AGQ: its own estimate); theta is relative to sqrt(phi), so the random
+        # effects' covariance on the linear-predictor scale is phi Lambda Lambda'
+        sigma2 = agq_phi if agq_phi is not None else obj.lik.dispersion(float(np.sum(dev_rows)), uu)
+        var_residual = scale2 = sigma2
+    elif fam.has_dispersion:
         sigma2 = float((pearson @ pearson + uu) / mf.n)
         var_residual = sigma2
     vcov_s = sigma2 * inference.inverse_spd(sum(f["SEE"] for f in finals))
@@ -1154,13 +1303,13 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     if not scalar:
         null_loglik = None
     else:
-        null_loglik = -0.5 * glm_m2 if negbin else -0.5 * obj.lik.minus2(glm_dev)
+        null_loglik = -0.5 * glm_m2 if negbin else -0.5 * obj.lik.data_term(glm_dev, 0.0)
     k = Xs.shape[1] + nt + (1 if (fam.has_dispersion or negbin) else 0)
     converged = record.converged and all(f["converged"] for f in finals)
-    out = _assemble(st, mf, model, method, converged, theta, lams, 1.0, False, beta, vcov, names,
+    out = _assemble(st, mf, model, method, converged, theta, lams, scale2, False, beta, vcov, names,
                     "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
                     record.to_dict(), se_hessian, var_residual)
-    out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, fam.has_edge(lk), converged, False,
+    out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, edge, converged, False,
                                   model["max_iter"], model["tol"])
     if negbin:
         out.family_parameter = {"name": "theta", "value": float(fam.parameter)}

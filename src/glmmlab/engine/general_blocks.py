@@ -156,7 +156,7 @@ class BlockedLaplace(BlockSet):
         if parts is None:
             return np.inf
         dev = sum(p["dev"] for p in parts)
-        D = self.lik.minus2(dev) + sum(p["uu"] for p in parts) + sum(p["logdet"] for p in parts)
+        D = self.lik.data_term(dev, sum(p["uu"] for p in parts)) + sum(p["logdet"] for p in parts)
         self.modes_converged = all(p["converged"] for p in parts)
         return float(D) if np.isfinite(D) else np.inf
 
@@ -164,13 +164,13 @@ class BlockedLaplace(BlockSet):
         parts = self._parts(params, True)
         if parts is None:
             return np.inf, np.zeros_like(params)
-        dev = sum(p["dev"] for p in parts)
-        D = self.lik.minus2(dev) + sum(p["uu"] for p in parts) + sum(p["logdet"] for p in parts)
+        dev, uu = sum(p["dev"] for p in parts), sum(p["uu"] for p in parts)
+        D = self.lik.data_term(dev, uu) + sum(p["logdet"] for p in parts)
         if not np.isfinite(D):
             return np.inf, np.zeros_like(params)
         self.modes_converged = all(p["converged"] for p in parts)
-        c = self.lik.slope(dev)
-        g = c * sum(p["g_c"] for p in parts) + sum(p["g_0"] for p in parts)
+        direct = sum(p["direct"] for p in parts) if "direct" in parts[0] else None
+        g = self.lik.gradient(dev, uu, sum(p["g_c"] for p in parts), sum(p["g_0"] for p in parts), direct)
         return float(D), g
 
     def approx_hessian(self, params: np.ndarray) -> np.ndarray:
@@ -182,7 +182,8 @@ class BlockedLaplace(BlockSet):
         nt, k = self.nt, params.size
         theta, beta = params[:nt], params[nt:]
         g0 = self.value_and_grad(params)[1]
-        c = self.lik.slope(sum(self.map(lambda lap: lap.deviance_at_modes())))
+        c = self.lik.curvature(sum(self.map(lambda lap: lap.deviance_at_modes())),
+                               sum(self.map(lambda lap: float(lap.u @ lap.u))))
         H = np.empty((k, k))
         H[nt:, nt:] = 2.0 * c * sum(self.map(lambda lap: lap.fixed_precision(theta, beta)))
         for i in range(nt):

@@ -114,6 +114,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("ddf", "choice", "none", "Degrees of Freedom",
            "Gaussian + identity: none = Wald z tests (default); satterthwaite = t tests with Satterthwaite's "
            "degrees of freedom (lmerTest's)", choices=("none", "satterthwaite"), examples_bad=("kenward-roger",)),
+    # Gamma, and Gaussian with a log or inverse link: the likelihood that is maximised
+    Option("dispersion", "choice", "estimated", "Dispersion",
+           "Gamma and Gaussian with a log or inverse link: estimated = the dispersion is a parameter estimated "
+           "with the others (the model's Laplace likelihood, as glmmTMB fits it; default); lme4 = glmer's "
+           "criterion, which plugs deviance / n into the density (to reproduce a published lme4 analysis)",
+           choices=("estimated", "lme4"), rule_text="'estimated' or 'lme4'", examples_bad=("profiled",)),
 ]}
 
 # The options of a fitted model's confidence intervals (result.conf_int, the command line's --ci/--nsim/--seed,
@@ -133,20 +139,22 @@ INTERVAL_OPTIONS: dict[str, Option] = {o.name: o for o in [
 
 
 def check_options(family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int,
-                  se: str, reml: bool = True, ddf: str = "none") -> tuple[Family, Link]:
+                  se: str, reml: bool = True, ddf: str = "none", dispersion: str = "estimated"
+                  ) -> tuple[Family, Link]:
     """Check every option against :data:`OPTIONS` and the rules that join them; (family, link) objects."""
     fam, lk = resolve(family, link)  # its messages name the family or link and list the choices
     for name, value in (("conf_level", conf_level), ("max_iter", max_iter), ("tol", tol), ("nagq", nagq),
-                        ("se", se), ("reml", reml), ("ddf", ddf)):
+                        ("se", se), ("reml", reml), ("ddf", ddf), ("dispersion", dispersion)):
         OPTIONS[name].check(value)
     if OPTIONS["ddf"].check(ddf) != "none" and not (fam.name == "gaussian" and lk.name == "identity"):
         raise GlmmInputError(
             f"ddf {ddf!r} (Satterthwaite's t tests) is for linear mixed models, the gaussian family with the "
             f"identity link; this model is {fam.name} with the {lk.name} link, whose tests are Wald z tests: "
             "leave ddf at 'none'")
-    if nagq > 1 and fam.name == "gaussian":
+    if nagq > 1 and fam.name == "gaussian" and lk.name == "identity":
         raise GlmmInputError(
             "nagq > 1 (adaptive Gauss-Hermite quadrature) is for the binomial, poisson, gamma and negbin "
-            "families; use nagq 1 with the gaussian family"
+            "families and the gaussian family with a log or inverse link; use nagq 1 with the gaussian family "
+            "and the identity link (its likelihood is exact)"
         )
     return fam, lk

@@ -59,6 +59,7 @@ class ModelSpec:
     reference_levels: Mapping[str, str] | None = field(default=None, hash=False)
     reml: bool = OPTIONS["reml"].default
     ddf: str = OPTIONS["ddf"].default
+    dispersion: str = OPTIONS["dispersion"].default
 
     @classmethod
     def random_intercept(cls, response: str, group: str, fixed: list[str] | None = None, intercept: bool = True,
@@ -75,7 +76,7 @@ class ModelSpec:
                 raise GlmmInputError(f"{option} must be a column name; got {col!r}")
         check_reference_levels(self.reference_levels)
         return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
-                             self.reml, self.ddf)
+                             self.reml, self.ddf, self.dispersion)
 
     def options(self) -> dict:
         """The fit's options (everything but the formula, weights, offset and reference levels)."""

@@ -39,6 +39,7 @@ def fit_glmm(
     reference_levels: Optional[Mapping[str, Any]] = None,
     reml: bool = True,
     ddf: str = "none",
+    dispersion: str = "estimated",
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
 ) -> GlmmResult:
@@ -57,6 +58,9 @@ def fit_glmm(
     ``reml`` (Gaussian + identity): True = REML (default), False = maximum likelihood (lmer's ``REML = FALSE``).
     ``ddf`` (Gaussian + identity): "none" = Wald z tests (default), "satterthwaite" = t tests with
     Satterthwaite's degrees of freedom, as lmerTest's.
+    ``dispersion`` (Gamma; Gaussian with a log or inverse link): "estimated" (default) fits the model's likelihood
+    with the dispersion as a parameter, as glmmTMB does; "lme4" reproduces glmer's criterion, which plugs
+    deviance / n into the density (its variance components are biased; for reproducing a published lme4 fit).
     """
     if type(data).__module__.startswith("dask"):
         _no_references_on_dask(reference_levels)
@@ -72,12 +76,13 @@ def fit_glmm(
     df = to_pandas(data)
     fixed = list(fixed or [])
     frames.check_columns(df.columns, len(df), response, group, fixed)
-    if weights is not None or offset is not None or reference_levels or any(not _numeric(df[f]) for f in fixed):
+    if weights is not None or offset is not None or reference_levels or any(not _numeric(df[f]) for f in fixed) \
+            or _dispersion_parameter(family, link):
         # factors, weights or an offset: the model language's path (a random-intercept fit all the same)
         spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
                                           weights=weights, offset=offset, conf_level=conf_level, max_iter=max_iter,
                                           tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
-                                          reml=reml, ddf=ddf)
+                                          reml=reml, ddf=ddf, dispersion=dispersion)
         return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
     y = frames.numeric_column(df, response, "response")
     X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
@@ -117,6 +122,18 @@ def _has_parameter(family: Any) -> bool:
     return fam is not None and fam.parameter is not None
 
 
+def _dispersion_parameter(family: Any, link: Any) -> bool:
+    """Whether the model estimates a dispersion by Laplace or quadrature (Gamma; Gaussian with a log or inverse
+    link), which only the general engine does (unknown names are refused later, by name)."""
+    from glmmlab.engine.families import LINKS
+
+    fam = FAMILIES.get(str(family).strip().lower())
+    if fam is None:
+        return False
+    lk = LINKS.get(str(link).strip().lower()) if link is not None else LINKS[fam.canonical_link]
+    return lk is not None and fam.has_dispersion_parameter(lk)
+
+
 def _numeric(col: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
@@ -137,6 +154,7 @@ def glmm(
     se: str = "working",
     reml: bool = True,
     ddf: str = "none",
+    dispersion: str = "estimated",
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
 ) -> GlmmResult:
@@ -173,7 +191,7 @@ def glmm(
                                 progress=progress)
     spec = ModelSpec(formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
                      max_iter=max_iter, tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
-                     reml=reml, ddf=ddf)
+                     reml=reml, ddf=ddf, dispersion=dispersion)
     return fit(spec, data, progress=progress, n_blocks=n_blocks)
 
 

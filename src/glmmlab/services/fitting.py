@@ -103,11 +103,18 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
-        "offset": offset, **nondefault_options(spec.reml, spec.ddf),
+        "offset": offset, **nondefault_options(spec.reml, spec.ddf, spec.dispersion),
     }
     if spec.reference_levels:  # only when asked for: a document without them keeps its keys
         model["reference_levels"] = {str(k): level_label(v) for k, v in spec.reference_levels.items()}
-    if fam.parameter is None and _random_intercept_only(mf):
+    # the random-intercept engine fits lme4's criteria; a family with a parameter of its own (the negative
+    # binomial's theta) or a dispersion estimated with the other parameters (Gamma, Gaussian with another link;
+    # not lme4's criterion) goes to the general engine
+    lme4_criterion = not (fam.has_dispersion_parameter(lk) and spec.dispersion == "estimated")
+    # the random-intercept engine has no inverse link for a mean on the whole line (the Gaussian's: the general
+    # engine keeps its modes on the data's side of the pole)
+    known_link = not (fam.name == "gaussian" and lk.name == "inverse")
+    if fam.parameter is None and lme4_criterion and known_link and _random_intercept_only(mf):
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:
         from glmmlab.engine.general import fit_frame  # the general engine, imported when a model needs it

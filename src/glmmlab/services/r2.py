@@ -8,15 +8,16 @@
   effect) counts as dispersion: it is added to the residual variance (nothing for Gaussian fits);
 - distribution-specific variance: Gaussian sigma²; binomial pi²/3 (logit) or 1 (probit); Poisson with the log link
   log(1 + 1/mu) and the negative binomial (glmmTMB's nbinom2) log(1 + 1/mu + 1/theta), mu = exp(intercept of the
-  null model, the same random effects and offsets with only an intercept, refitted); Gamma sigma² (lme4's
-  dispersion, whatever the link);
+  null model, the same random effects and offsets with only an intercept, refitted); Gamma sigma² (the squared
+  coefficient of variation, whatever the link; for glmmTMB's fit and for glmer's, its dispersion);
 - marginal = fixed / (fixed + random + residual), conditional = (fixed + random) / (fixed + random + residual).
 
 As in performance, a singular fit (a diagonal element of lme4's relative Cholesky factor theta below 1e-5) has no
 random-effects variance: the marginal R² leaves it out and the conditional one is None. Also as in performance,
-Gamma's random-effects variances are lme4's VarCorr ones, which for the Gamma family are sigma² times the variance
-of the random effects on the link scale. Where performance has no definition (Poisson or negative binomial with the
-identity link, Gaussian with the log link) both values are None, with the reason.
+Gamma's random-effects variances are those of the fit: on the link scale (glmmTMB's, the default fit), or lme4's
+VarCorr ones with ``dispersion="lme4"``, which for the Gamma family are sigma² times those. Where performance has no
+definition (Poisson or negative binomial with the identity link, Gaussian with the log link) both values are None,
+with the reason.
 
 One difference, on purpose: for uncorrelated terms ``(x || g)`` performance 0.10.2 drops the second block of lme4's
 VarCorr (``g.1``, the slope's variance) because it matches blocks by the names of ``ranef()``; here every block
@@ -101,7 +102,9 @@ def nakagawa(result: GlmmResult) -> dict[str, Any]:
     var_fixed = float(np.var(eta, ddof=1)) if eta.size > 1 else 0.0
     sigma2 = result.var_residual
     covs = _covariances(result)
-    if fam == "gamma":  # lme4's VarCorr for the Gamma family is scaled by sigma²
+    if fam == "gamma" and result.model.get("dispersion") == "lme4":
+        # glmer's criterion: lme4's VarCorr for the Gamma family is scaled by sigma², and performance reads it so;
+        # with the dispersion estimated the variances are the random effects' own, on the link scale (glmmTMB's)
         assert sigma2 is not None
         covs = {k: (names, S * sigma2) for k, (names, S) in covs.items()}
     scale = sigma2 if fam in ("gaussian", "gamma") and sigma2 else 1.0

@@ -81,10 +81,10 @@ out$satterthwaite <- sat
 
 # -- Nakagawa R2 (performance::r2_nakagawa) ---------------------------------------------------------------------
 r2 <- list()
-r2fit <- function(name, data, formula, m) {
+r2fit <- function(name, data, formula, m, extra = list()) {
   r <- suppressWarnings(performance::r2_nakagawa(m))
-  r2[[name]] <<- list(data = data, formula = formula, family = family(m)$family, link = family(m)$link,
-                      marginal = unname(r$R2_marginal), conditional = unname(r$R2_conditional))
+  r2[[name]] <<- c(list(data = data, formula = formula, family = family(m)$family, link = family(m)$link,
+                        marginal = unname(r$R2_marginal), conditional = unname(r$R2_conditional)), extra)
 }
 r2fit("sleep_ri", "sleepstudy_gaussian.csv", "Reaction ~ Days + (1 | Subject)", m0)
 r2fit("sleep_slope", "sleepstudy_gaussian.csv", "Reaction ~ Days + (Days | Subject)", m1)
@@ -96,8 +96,11 @@ r2fit("probit", "sim_binomial_probit.csv", "y ~ x1 + x2 + (1 | grp)",
 r2fit("grouse", "grouseticks_poisson_log.csv", "TICKS ~ YEAR96 + YEAR97 + cHEIGHT + (1 | BROOD)", p1)
 r2fit("mmmec", "models/mmmec_offset.csv", "deaths ~ uvb + offset(log(expected)) + (1 | region)",
       glmer(deaths ~ uvb + offset(log(expected)) + (1 | region), mmmec, poisson, control = ctrl))
+# glmer's Gamma criterion (glmmlab's dispersion = "lme4") and the model's likelihood (glmmTMB, glmmlab's default)
 r2fit("gamma", "sim_gamma_log.csv", "y ~ x1 + x2 + (1 | grp)",
-      glmer(y ~ x1 + x2 + (1 | grp), gam, Gamma("log"), control = ctrl))
+      glmer(y ~ x1 + x2 + (1 | grp), gam, Gamma("log"), control = ctrl), list(dispersion = "lme4"))
+r2fit("gamma_glmmTMB", "sim_gamma_log.csv", "y ~ x1 + x2 + (1 | grp)",
+      glmmTMB::glmmTMB(y ~ x1 + x2 + (1 | grp), gam, family = Gamma("log")), list(engine = "glmmTMB"))
 r2fit("salamanders", "models/salamanders_negbin.csv", "count ~ mined + (1 | site)",
       glmmTMB::glmmTMB(count ~ mined + (1 | site), sala, family = glmmTMB::nbinom2))
 r2fit("sleep_uncorrelated", "sleepstudy_gaussian.csv", "Reaction ~ Days + (Days || Subject)", mu)
