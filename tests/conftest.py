@@ -1,19 +1,65 @@
-"""Shared fixtures: the lme4 reference cases in ../shared/reference."""
+"""Shared fixtures: the lme4 reference cases in ../shared/reference.
+
+A reference folder that is missing or holds no case must fail the run, never skip it or collect nothing: every
+helper that lists cases (:func:`reference_cases`, :func:`fit_params`, :func:`model_case_names`,
+``model_cases()`` in tests/engine/test_reference_models.py) then returns one param, :func:`missing_reference`,
+whose test fails naming the folder (the ``reference_missing`` mark, :func:`pytest_runtest_call`).
+``GLMMLAB_TEST_SHARED`` points the tests at another ``shared`` folder (tests/engine/test_reference_missing.py uses
+it to run the reference tests against an empty one).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+SHARED = Path(os.environ.get("GLMMLAB_TEST_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+REFERENCE = SHARED / "reference"
+MODELS = REFERENCE / "models"
 
 
-def reference_cases() -> list[str]:
-    return sorted(p.stem for p in REFERENCE.glob("*.json"))
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "reference_missing(folder): the reference folder is missing or empty; the "
+                                       "test fails")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item) -> None:
+    mark = item.get_closest_marker("reference_missing")
+    if mark is not None:
+        pytest.fail(mark.args[0], pytrace=False)
+
+
+def missing_reference(folder: Path, n_args: int = 1, what: str = "*.json") -> object:
+    """The one param of a case list whose folder is missing or has no case: its test fails naming the folder."""
+    state = "does not exist" if not Path(folder).is_dir() else f"holds no {what}"
+    msg = (f"no reference cases: {folder} {state}. The tests compare with the lme4 references in ../shared, "
+           "which must sit beside the repository (or set GLMMLAB_TEST_SHARED).")
+    values = [f"<missing {folder}>"] * n_args
+    return pytest.param(*values, id="reference-missing", marks=pytest.mark.reference_missing(msg))
+
+
+def reference_files(folder: Path, pattern: str = "*.json") -> list[Path]:
+    """The case files of a reference folder, sorted ([] when it is missing)."""
+    return sorted(Path(folder).glob(pattern)) if Path(folder).is_dir() else []
+
+
+def reference_cases(keep: Callable[[dict], bool] | None = None) -> list:
+    """The case names of ../shared/reference (those whose JSON passes ``keep``), or a failing param when none."""
+    names = [p.stem for p in reference_files(REFERENCE)
+             if keep is None or keep(json.loads(p.read_text()))]
+    return names or [missing_reference(REFERENCE)]
+
+
+def model_case_names() -> list:
+    """The case names of ../shared/reference/models, or a failing param when none."""
+    return [p.stem for p in reference_files(MODELS)] or [missing_reference(MODELS)]
 
 
 def load_case(case: str) -> tuple[dict, pd.DataFrame]:
@@ -23,13 +69,12 @@ def load_case(case: str) -> tuple[dict, pd.DataFrame]:
 
 
 def fit_params() -> list:
-    """One pytest param per (reference case, nAGQ) fit in ../shared/reference."""
+    """One pytest param per (reference case, nAGQ) fit in ../shared/reference, or a failing param when none."""
     out = []
-    for case in reference_cases():
-        ref, _ = load_case(case)
-        for key, r in ref["results"].items():
-            out.append(pytest.param(case, r["nAGQ"], id=f"{case}-{key}"))
-    return out
+    for p in reference_files(REFERENCE):
+        for key, r in json.loads(p.read_text())["results"].items():
+            out.append(pytest.param(p.stem, r["nAGQ"], id=f"{p.stem}-{key}"))
+    return out or [missing_reference(REFERENCE, 2)]
 
 
 def assert_rel_close(a, b, rel: float = 1e-8) -> None:

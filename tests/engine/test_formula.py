@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.formula import format_number, is_syntactic, parse_expression, parse_formula
+from tests.conftest import MODELS, model_case_names, reference_files
 
-MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
-CASES = sorted(p.stem for p in MODELS.glob("*.json"))
+CASES = model_case_names()  # a failing param when the folder is missing or empty
 
 # What each reference formula must expand to: response label, fixed term labels, intercept, offsets and the
 # random terms as (component, lhs labels, lhs intercept, correlated).
@@ -47,8 +46,9 @@ def _shape(text: str):
 
 
 def test_every_reference_case_has_an_expectation():
-    assert CASES, f"no reference cases under {MODELS}"
-    assert set(CASES) <= set(EXPECTED), f"add the new cases to EXPECTED: {set(CASES) - set(EXPECTED)}"
+    names = [p.stem for p in reference_files(MODELS)]
+    assert names, f"no reference cases under {MODELS}"
+    assert set(names) <= set(EXPECTED), f"add the new cases to EXPECTED: {set(names) - set(EXPECTED)}"
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -9,6 +9,9 @@ Tolerances, from ../shared/reference/models/README.md ("What the comparison asks
   within 0.03 SE; SEs within 2 %; variances within 3 %; correlations within 0.03; BLUPs within 0.03 of their
   spread (conditional SDs within 3 % for binomial-logit and Poisson-log); fitted values within 0.03 SD;
   residuals within 0.05 SD.
+- The spread of BLUPs is the SD of lme4's conditional modes of the same component and term (blup_spreads).
+- Guards at the precision reached (test_precision_guard): the differences measured for each case (measure())
+  may not grow more than tenfold over those stored in tests/reference/precision/precision.json (README there).
 - Always: names of coefficients, components, terms and levels exactly; n_obs, n_excluded, groups, k; AIC and
   BIC from the log-likelihood; singular flag; method; converged; a Residual row only for Gaussian and Gamma; no
   correlations for || terms; family_parameter null except negbin; icc null except a single random intercept;
@@ -19,28 +22,29 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from glmmlab.interfaces.api import glmm
 from glmmlab.interfaces.cli import read_table
+from tests.conftest import MODELS, missing_reference, reference_files
 from tests.engine.test_reference_lme4 import lme4_criterion
+from tests.precision import check_precision, is_dispersion_case
 
-MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
 IMPLEMENTED_FAMILIES = {"gaussian", "binomial", "poisson", "gamma", "negbin"}
 
 
 def model_cases() -> list:
+    """One param per (case, nAGQ) fit of ../shared/reference/models, or one that fails when there is none."""
     out = []
-    for p in sorted(MODELS.glob("*.json")):
+    for p in reference_files(MODELS):
         ref = json.loads(p.read_text())
         for key in ref["results"]:
             marks = [pytest.mark.skip(reason="negative binomial family not implemented yet")] \
                 if ref["family"].lower() not in IMPLEMENTED_FAMILIES else []
             out.append(pytest.param(p.stem, key, id=f"{p.stem}-{key}", marks=marks))
-    return out
+    return out or [missing_reference(MODELS, 2)]
 
 
 _cache: dict = {}
@@ -55,6 +59,22 @@ def fit_case(case: str, key: str):
                    offset=ref["offset"], nagq=r["nAGQ"], **lme4_criterion(ref))
         _cache[(case, key)] = (ref, r, res.to_dict())
     return _cache[(case, key)]
+
+
+def _component(r: dict, grpvar: str) -> str:
+    """The contract's component of a ranef row: lme4 calls the second term of (x || g) "g.1"."""
+    return grpvar if grpvar in r["ngroups"] else grpvar.split(".")[0]
+
+
+def blup_spreads(r: dict) -> dict:
+    """The spread (population SD) of lme4's conditional modes per (component, term): each BLUP is compared in
+    units of its own term's spread, not of all terms pooled (a slope's BLUPs may be far smaller than an
+    intercept's)."""
+    rr = r["ranef"]
+    groups: dict = {}
+    for g, t, cv in zip(rr["grpvar"], rr["term"], rr["condval"]):
+        groups.setdefault((_component(r, g), t), []).append(cv)
+    return {k: float(np.std(v)) for k, v in groups.items()}
 
 
 @pytest.mark.parametrize("case,key", model_cases())
@@ -87,8 +107,7 @@ def test_structure(case, key):
         assert doc["icc"] is None
     rr = r["ranef"]
     mine = {(b["component"], b["term"], b["group"]) for b in doc["blup"]}
-    theirs = {(g.split(".")[0] if g not in r["ngroups"] else g, t, lv)
-              for g, t, lv in zip(rr["grpvar"], rr["term"], rr["grp"])}
+    theirs = {(_component(r, g), t, lv) for g, t, lv in zip(rr["grpvar"], rr["term"], rr["grp"])}
     assert mine == theirs
     for comp_term in {(b["component"], b["term"]) for b in doc["blup"]}:
         rows = [b for b in doc["blup"] if (b["component"], b["term"]) == comp_term]
@@ -135,11 +154,12 @@ def test_values(case, key):
         return
     rr = r["ranef"]
     blups = {(b["component"], b["term"], b["group"]): b for b in doc["blup"]}
-    spread = np.std(rr["condval"])
+    spread = blup_spreads(r)
     plain_sd = (fam, link) in {("binomial", "logit"), ("poisson", "log")} or reml
     for g, t, lv, cv, cs in zip(rr["grpvar"], rr["term"], rr["grp"], rr["condval"], rr["condsd"]):
-        b = blups[(g.split(".")[0] if g not in r["ngroups"] else g, t, lv)]
-        assert abs(b["value"] - cv) <= spread_tol * spread, (g, t, lv)
+        comp = _component(r, g)
+        b = blups[(comp, t, lv)]
+        assert abs(b["value"] - cv) <= spread_tol * spread[(comp, t)], (g, t, lv)
         if plain_sd:
             assert b["std_error"] == pytest.approx(cs, rel=0.03 if not reml else 1e-3), (g, t, lv)
     fitted = np.array(doc["diagnostics"]["fitted_values"])
@@ -150,3 +170,55 @@ def test_values(case, key):
             continue  # lme4's Gamma Pearson residuals leave out the dispersion (README)
         a, b = np.array(doc["diagnostics"][mine_key]), np.array(r[ref_key])
         assert np.max(np.abs(a - b)) <= (1e-3 if reml else 0.05) * np.std(b), mine_key
+
+
+def measure(case: str, key: str) -> dict:
+    """The differences from the reference that test_values bounds, as the largest over the case's values (None
+    where test_values does not compare): |log-likelihood difference|; fixed effects in SEs; relative SEs;
+    relative variances (the negbin theta included); correlations (absolute); BLUPs in their (component, term)'s
+    spread; fitted values in their SD."""
+    ref, r, doc = fit_case(case, key)
+    fam, link = ref["family"].lower(), ref["link"]
+    out = dict.fromkeys(("loglik", "estimate_se", "se_rel", "var_rel", "correlation", "blup_spread",
+                         "fitted_spread"))
+    if not r["converged"]:
+        return out
+    out["loglik"] = abs(doc["fit"]["log_likelihood"] - r["logLik"])
+    fe = doc["fixed_effects"]
+    out["estimate_se"] = max(abs(f["estimate"] - r["fixef"][f["variable"]]) / r["se"][f["variable"]] for f in fe)
+    out["se_rel"] = max(abs(f["std_error"] / r["se"][f["variable"]] - 1) for f in fe)
+    scale = r["sigma"] ** 2 if (fam == "gamma" or (fam == "gaussian" and link != "identity")) else 1.0
+    mine = {(x["component"], x["term"]): x["variance"] for x in doc["random_effects"]}
+    rel = []
+    for v in r["varcorr"]:
+        if v["var2"] is None:
+            k = ("Residual", None) if v["grp"] == "Residual" else (v["component"], v["var1"])
+            expected = v["vcov"] if v["grp"] == "Residual" else v["vcov"] / scale
+            rel.append(abs(mine[k] / expected - 1) if expected != 0 else abs(mine[k]))
+    if fam == "negbin":
+        rel.append(abs(doc["family_parameter"]["value"] / r["family_parameter"]["value"] - 1))
+    out["var_rel"] = max(rel)
+    corr = {(c["component"], frozenset((c["term1"], c["term2"]))): c["correlation"]
+            for c in doc["random_correlations"]}
+    cd = [abs(corr[(v["component"], frozenset((v["var1"], v["var2"])))] - v["sdcor"])
+          for v in r["varcorr"] if v["var2"] is not None]
+    out["correlation"] = max(cd) if cd else None
+    if r["singular"] or r["nAGQ"] != 1:
+        return out
+    rr = r["ranef"]
+    blups = {(b["component"], b["term"], b["group"]): b["value"] for b in doc["blup"]}
+    spread = blup_spreads(r)
+    out["blup_spread"] = max(abs(blups[(_component(r, g), t, lv)] - cv) / spread[(_component(r, g), t)]
+                             for g, t, lv, cv in zip(rr["grpvar"], rr["term"], rr["grp"], rr["condval"]))
+    rf = np.array(r["fitted"])
+    out["fitted_spread"] = float(np.max(np.abs(np.array(doc["diagnostics"]["fitted_values"]) - rf)) / np.std(rf))
+    return out
+
+
+@pytest.mark.parametrize("case,key", model_cases())
+def test_precision_guard(case, key):
+    """No difference from the reference grows more than tenfold over the stored one (tests/reference/precision).
+    Gamma cases (lme4's dispersion criterion) are kept apart there, to be re-recorded when that fit changes."""
+    ref = json.loads((MODELS / f"{case}.json").read_text())
+    section = "models_dispersion" if is_dispersion_case(ref) else "models"
+    check_precision(section, f"{case}-{key}", measure(case, key))
