@@ -1228,9 +1228,10 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x, record = _optimize(obj.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
                               fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
                               approx_hessian=obj.approx_hessian if exact else None,
-                              # without a dispersion c = d(-2 log p)/d(deviance) is 1 and the approximate
-                              # Hessian's fixed-effects block is close to the true one: Newton steps finish
-                              handover=not fam.has_dispersion)
+                              # without a dispersion c = d(-2 log p)/d(deviance) is 1, with one estimated
+                              # (profiled) c = 1/phi: the approximate Hessian's fixed-effects block is then close
+                              # to the true one and Newton steps finish (lme4's criterion keeps the old stop)
+                              handover=estimated or not fam.has_dispersion)
         deviance = cold_value(obj, x, edge)
     method = "Laplace"
     nagq = int(model.get("nagq", 1))
