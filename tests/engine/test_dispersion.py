@@ -219,3 +219,31 @@ def test_the_truth_is_recovered(case):
     for est, truth, what in checks:
         mc_se = est.std(ddof=1) / np.sqrt(est.size)
         assert abs(est.mean() - truth) <= 3 * mc_se, (what, est.mean(), truth, mc_se)
+
+
+def test_profile_bounds_are_where_the_independent_profile_deviance_reaches_its_quantile():
+    """Profile intervals of the SD and sigma: at each bound, the log-likelihood maximised over the other
+    parameters (the independent Laplace evaluation, maximised by Nelder-Mead) lies 1.96^2 / 2 below the maximum.
+    Checked for the upper bounds of the random-intercept SD and of sigma, on small data."""
+    from scipy import optimize
+
+    data = _simulate("gamma", "log", 20, 10, (1.0, 0.3), 0.4, 0.4, seed=5)
+    res = glmmlab.glmm("y ~ x + (1 | g)", data, family="gamma", link="log")
+    ci = res.conf_int(method="profile")
+    assert list(ci.index) == ["sd_(Intercept)|g", "sigma", "(Intercept)", "x"]
+    y, g = data["y"].to_numpy(), data["g"].to_numpy()
+    X = np.column_stack([np.ones(len(y)), data["x"].to_numpy()])
+    est = np.array([0.5 * np.log(res.var_group), *res.beta, 0.5 * np.log(res.var_residual)])
+
+    def ll(v):  # (log sd, beta0, beta1, log sigma)
+        return independent_laplace.loglik("gamma", "log", y, X, g, v[1:3], float(np.exp(v[0])), float(np.exp(v[3])))
+
+    top = ll(est)
+    assert top == pytest.approx(res.log_likelihood, abs=1e-5)
+    for k, name in ((0, "sd_(Intercept)|g"), (3, "sigma")):
+        fixed = np.log(ci.loc[name, "upper"])
+        others = np.delete(est, k)
+        out = optimize.minimize(lambda o: -ll(np.insert(o, k, fixed)), others, method="Nelder-Mead",
+                                options={"xatol": 1e-6, "fatol": 1e-8, "maxiter": 2000})
+        drop = 2.0 * (top + out.fun)
+        assert drop == pytest.approx(1.959964 ** 2, abs=0.01), (name, drop)

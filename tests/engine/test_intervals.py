@@ -86,12 +86,14 @@ def test_profile_of_a_singular_fit_has_lower_bound_zero():
     assert list(ci.index[-2:]) == ["sigma", "(Intercept)"]
 
 
-def test_profile_refuses_families_with_a_dispersion():
+def test_profile_of_lme4s_criterion_is_refused_with_the_reason():
+    """lme4's criterion (dispersion 'lme4') has sigma computed after the fit, so nothing to profile it over (lme4
+    refuses too); the default fit profiles sigma with the SDs (tests/engine/test_dispersion.py)."""
     d = pd.read_csv(REF / "sim_gamma_log.csv")
     ref = json.loads((REF / "sim_gamma_log.json").read_text())
     res = glmmlab.fit_glmm(d, response=ref["response"], group=ref["group"], fixed=ref["fixed"], family="gamma",
-                           link="log")
-    with pytest.raises(glmmlab.GlmmInputError, match="method='boot'"):
+                           link="log", dispersion="lme4")
+    with pytest.raises(glmmlab.GlmmInputError, match="not a likelihood in sigma.*dispersion 'estimated'.*'boot'"):
         res.conf_int(method="profile")
 
 

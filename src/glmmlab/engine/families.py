@@ -303,6 +303,10 @@ class Family:
         """(min over phi of P / phi + K(phi), the minimising phi)."""
         raise NotImplementedError(f"the {self.name} family has no dispersion parameter")
 
+    def dispersion_slope(self, phi: float, const: dict) -> float:
+        """K'(phi)."""
+        raise NotImplementedError(f"the {self.name} family has no dispersion parameter")
+
     def loglik_rows(self, y: np.ndarray, dev: np.ndarray, phi: float, pw: np.ndarray) -> np.ndarray:
         """log p(y_i | mu_i) at dispersion phi from the unit deviances ``dev`` (prior weights ``pw``)."""
         raise NotImplementedError(f"the {self.name} family has no dispersion parameter")
@@ -418,6 +422,9 @@ class Gaussian(Family):
     def dispersion_profile(self, P, const):
         phi = P / const["n"]
         return self.dispersion_minus2(P, phi, const), float(phi)
+
+    def dispersion_slope(self, phi, const):
+        return float(const["n"] / phi)
 
     def loglik_rows(self, y, dev, phi, pw):
         return -0.5 * (LOG_2PI + np.log(phi / pw)) - pw * dev / (2.0 * phi)
@@ -596,6 +603,12 @@ class Gamma(Family):
                 break
         phi = float(np.exp(-t))
         return self.dispersion_minus2(P, phi, const), phi
+
+    def dispersion_slope(self, phi, const):
+        # dK/dphi = (2 / phi^2) sum_i w_i (log a_i - digamma(a_i)), a_i = w_i / phi
+        a = const["weights"] / phi
+        return float(2.0 / (phi * phi) * np.sum(const["counts"] * const["weights"]
+                                                 * (np.log(a) - special.digamma(a))))
 
     def loglik_rows(self, y, dev, phi, pw):
         a = pw / phi

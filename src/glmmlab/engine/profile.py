@@ -14,7 +14,9 @@ zeta = -/+ qnorm((1 + level) / 2).
 - Other families: the Laplace deviance over (theta, beta) (:class:`~glmmlab.engine.general.GeneralLaplace`) with
   its exact gradient (chained through the sd/cor -> theta map for the variance parameters). The negative
   binomial's theta is held at its estimate (as profiling a ``glmer.nb`` fit does). Families with a dispersion
-  parameter (Gamma, Gaussian with another link) are refused, as lme4 refuses them.
+  (Gamma, Gaussian with another link), fitted by the model's likelihood, also profile ``sigma`` (the CV for Gamma,
+  the residual SD for Gaussian; :class:`DispersionLaplace`), as lme4 profiles a linear mixed model's; lme4 refuses
+  them ("can't (yet) profile GLMMs with non-fixed scale parameters"), and so does a fit of lme4's criterion here.
 - Where lme4 fills a grid of points and interpolates a spline, we find the two roots directly: secant steps on
   zeta in a coordinate where it is nearly linear (log for standard deviations, atanh for correlations), with
   bracketing, each point warm-started from the nearest one already computed. A standard deviation whose zeta
@@ -228,25 +230,108 @@ class LmmProblem(_Problem):
         return prof
 
 
+class _WithSigma:
+    """A :class:`VarianceLayout` with the residual sigma as one more variance parameter (last): sd/cor and sigma
+    map to theta and sigma, for a dispersion estimated by the Laplace likelihood."""
+
+    def __init__(self, layout: VarianceLayout):
+        self.layout = layout
+        self.names = layout.names + ["sigma"]
+        self.kinds = layout.kinds + ["sigma"]
+
+    def theta(self, v: np.ndarray) -> np.ndarray | None:
+        th = self.layout.theta(v[:-1])
+        return None if th is None or not v[-1] > 0 else np.append(th, v[-1])
+
+    def sdcor(self, theta: np.ndarray) -> np.ndarray:
+        return np.append(self.layout.sdcor(theta[:-1]), theta[-1])
+
+    def bounds(self) -> Bounds:
+        return self.layout.bounds() + [(1e-300, None)]
+
+
+class DispersionLaplace:
+    """The Laplace deviance of a family with a dispersion as a function of (theta, sigma, beta) with theta the
+    absolute Cholesky factors (standard deviations on the linear-predictor scale) and sigma held where given, not
+    profiled out: what a profile of sigma and of the random-effect SDs needs. Evaluated through a
+    :class:`~glmmlab.engine.general.GeneralLaplace` ``lap`` (the dispersion estimated), whose theta is relative to
+    sigma: D = (dev + |u|^2) / phi + K(phi) + log det(H) at theta / sigma, phi = sigma^2."""
+
+    def __init__(self, lap):
+        self.lap = lap
+        self.nt = lap.nt + 1
+        self.Xs = lap.Xs
+        self.const = lap.fam.dispersion_constants(lap.y, lap.pw)
+
+    @property
+    def off(self) -> np.ndarray:
+        return self.lap.off
+
+    @off.setter
+    def off(self, value: np.ndarray) -> None:
+        self.lap.off = value
+
+    @property
+    def u(self) -> np.ndarray:
+        return self.lap.u
+
+    @u.setter
+    def u(self, value: np.ndarray) -> None:
+        self.lap.u = value
+
+    def _eval(self, params: np.ndarray, gradient: bool):
+        nt = self.nt - 1
+        theta, sigma, beta = params[:nt], float(params[nt]), params[nt + 1:]
+        if not sigma > 0:
+            return np.inf, None
+        phi = sigma * sigma
+        try:
+            p = self.lap.parts(theta / sigma, beta, gradient)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf, None
+        fam = self.lap.fam
+        P = p["dev"] + p["uu"]
+        D = fam.dispersion_minus2(P, phi, self.const) + p["logdet"]
+        if not np.isfinite(D):
+            return np.inf, None
+        if not gradient:
+            return float(D), None
+        # the gradient over (theta / sigma, beta) at this phi, then the chain rule to (theta, sigma, beta)
+        G = p["g_c"] + p["g_0"] + (1.0 / phi - 1.0) * p["direct"]
+        g_sigma = 2.0 * sigma * (-P / (phi * phi) + fam.dispersion_slope(phi, self.const)) \
+            - float(G[:nt] @ (theta / sigma)) / sigma
+        return float(D), np.concatenate([G[:nt] / sigma, [g_sigma], G[nt:]])
+
+    def value(self, params: np.ndarray) -> float:
+        return self._eval(params, False)[0]
+
+    def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = self._eval(params, True)
+        return f, (g if g is not None else np.zeros_like(params))
+
+    def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
+        sigma = float(theta[-1])
+        fin = dict(self.lap.final(theta[:-1] / sigma, beta))
+        fin["SEE"] = fin["SEE"] / (sigma * sigma)  # the fixed effects' precision (phi times the working one)
+        return fin
+
+
 class LaplaceProblem(_Problem):
-    """Every other family: the Laplace deviance over (sd, cor) and the fixed effects."""
+    """Every other family: the Laplace deviance over (sd, cor) and the fixed effects; with a dispersion (Gamma,
+    Gaussian with another link) also over sigma, as lme4 profiles a linear mixed model's."""
 
     def __init__(self, mf: ModelFrame, fam: Family, lk: Link, result_theta: np.ndarray, beta: dict[str, float],
                  family_parameter: float | None):
-        from glmmlab.engine.general import GeneralLaplace, exact_gradient_ok, scaled_design
+        from glmmlab.engine.general import exact_gradient_ok, scaled_design
 
-        if fam.has_dispersion:
-            raise GlmmInputError(
-                f"profile intervals are not available for the {fam.name} family with the {lk.name} link: its "
-                "dispersion parameter is estimated, and lme4 cannot profile such models either. Use "
-                "method='boot' (parametric bootstrap) or 'wald'")
         if fam.parameter is not None:
             if family_parameter is None:
                 raise GlmmInputError("profile intervals need the negative binomial's theta of the fit")
             fam = negbin_family(float(family_parameter))
         mf, blocks = _ordered(mf)
         self.st = Structure(blocks)
-        self.layout = VarianceLayout.of(blocks)
+        self.dispersion = fam.has_dispersion  # sigma is one more variance parameter (result_theta ends with it)
+        self.layout = _WithSigma(VarianceLayout.of(blocks)) if self.dispersion else VarianceLayout.of(blocks)
         n = mf.n
         self.pw = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
         self.off = np.zeros(n) if mf.offset is None else np.asarray(mf.offset, dtype=float)
@@ -256,14 +341,14 @@ class LaplaceProblem(_Problem):
         keep = [list(mf.x_names).index(nm) for nm in names]
         self.X, self.x_names = X[:, keep], names
         self.exact = exact_gradient_ok(self.st)
-        self.lap = GeneralLaplace(self.st, Xs, mf.y, self.pw, self.off, fam, lk)
+        self.lap = self._laplace(Xs, self.off)
         self.T = T
-        nt = self.st.n_theta
+        nt = self.lap.nt
         self.nt = nt
         gamma0 = linalg.solve(T, np.array([beta.get(nm, 0.0) for nm in names])) if len(names) else np.zeros(0)
         # the optimum of this objective (the fit's, polished)
         x0 = np.concatenate([np.asarray(result_theta, dtype=float), gamma0])
-        f, x = self._minimize(self._fg(self.lap), x0, _theta_bounds(self.st) + [(None, None)] * len(names))
+        f, x = self._minimize(self._fg(self.lap), x0, self._theta_bounds() + [(None, None)] * len(names))
         self.base = f
         self.theta_hat, self.gamma_hat = x[:nt], x[nt:]
         self.nvc = nt
@@ -280,9 +365,21 @@ class LaplaceProblem(_Problem):
         # starts a Newton iteration per profile point (a few gradients each, where L-BFGS-B needs ten or more)
         from glmmlab.engine.optimizer import fd_hessian
 
-        lower = np.concatenate([self.st.theta_lower(), np.full(len(names), -np.inf)])
+        lower = np.array([-np.inf if b[0] is None else b[0] for b in self._theta_bounds()]
+                         + [-np.inf] * len(names))
         self.hessian = fd_hessian(self._fg(self.lap), x, lower) if self.exact else None
         self._h: dict[int, np.ndarray] = {}
+
+    def _laplace(self, Xs: np.ndarray, off: np.ndarray):
+        """The Laplace objective over (theta, [sigma,] beta) for the fixed-effects design ``Xs``."""
+        from glmmlab.engine.general import GeneralLaplace
+
+        lap = GeneralLaplace(self.st, Xs, self.y, self.pw, off, self.fam, self.lk)
+        return DispersionLaplace(lap) if self.dispersion else lap
+
+    def _theta_bounds(self) -> Bounds:
+        """Bounds of the variance part of the objective's parameters (theta, and sigma > 0 with a dispersion)."""
+        return _theta_bounds(self.st) + ([(1e-300, None)] if self.dispersion else [])
 
     def _start_hessian(self, k: int) -> np.ndarray | None:
         """The Hessian at the optimum in the coordinates of parameter k's profile (cached, then carried along
@@ -358,15 +455,15 @@ class LaplaceProblem(_Problem):
         j = k - nvc
         lap, _ = self._beta_lap(j)
         lap.off = self.off + value * self.X[:, j]
-        return self._solve(k, self._fg(lap), start, _theta_bounds(self.st) + [(None, None)] * (start.size - self.nt))
+        return self._solve(k, self._fg(lap), start, self._theta_bounds() + [(None, None)] * (start.size - self.nt))
 
     def _beta_lap(self, j: int):
-        from glmmlab.engine.general import GeneralLaplace, scaled_design
+        from glmmlab.engine.general import scaled_design
 
         if j not in self._beta_laps:
             others = [i for i in range(self.X.shape[1]) if i != j]
             Xs, T, _, _ = scaled_design(self.X[:, others], [self.x_names[i] for i in others])
-            lap = GeneralLaplace(self.st, Xs, self.y, self.pw, self.off.copy(), self.fam, self.lk)
+            lap = self._laplace(Xs, self.off.copy())
             lap.u = self.lap.u.copy()
             self._beta_laps[j] = (lap, T)
         return self._beta_laps[j]
@@ -535,8 +632,10 @@ def make_problem(mf: ModelFrame, fam: Family, lk: Link, variances: list[dict], c
             theta = layout.theta(sd_cor, sigma)
             return LmmProblem(mf, theta if theta is not None else np.ones(len(sd_cor)))
         theta = layout.theta(sd_cor)
-        return LaplaceProblem(mf, fam, lk, theta if theta is not None else np.ones(len(sd_cor)), beta,
-                              family_parameter)
+        theta = theta if theta is not None else np.ones(len(sd_cor))
+        if fam.has_dispersion:  # sigma, profiled like the SDs (the fit's dispersion estimated with the others)
+            theta = np.append(theta, math.sqrt(residual[0]["variance"]))
+        return LaplaceProblem(mf, fam, lk, theta, beta, family_parameter)
 
 
 def profile_intervals(problem: _Problem, level: float, progress: ProgressFn = None

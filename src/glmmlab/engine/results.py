@@ -442,10 +442,11 @@ class GlmmResult:
             raise GlmmInputError("profile intervals use the Laplace deviance: refit with nagq 1, or use "
                                  "method='boot' for an AGQ fit")
         fam, lk = resolve(self.family, self.link)
-        if fam.has_dispersion and not (fam.name == "gaussian" and lk.name == "identity"):
+        if fam.has_dispersion_parameter(lk) and self.model.get("dispersion") == "lme4":
             raise GlmmInputError(
-                f"profile intervals are not available for the {fam.name} family with the {lk.name} link: its "
-                "dispersion parameter is estimated, and lme4 cannot profile such models either. Use "
+                "profile intervals are not available for a fit of lme4's criterion (dispersion 'lme4'): that "
+                "criterion is not a likelihood in sigma (lme4 computes sigma after the fit, and refuses to profile "
+                "such models too). Refit with dispersion 'estimated' (the default) to profile, or use "
                 "method='boot' (parametric bootstrap) or 'wald'")
         fp = None if self.family_parameter is None else self.family_parameter["value"]
         return {"mf": self.require_frame("profile"), "fam": fam, "lk": lk, "variances": self.random_effects_table(),
