@@ -21,7 +21,7 @@ from scipy import linalg, special
 from glmmlab.engine import advice, inference
 from glmmlab.engine.blocked import Structure, batched_inverse_lower, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
-from glmmlab.engine.design import collinear_columns
+from glmmlab.engine.design import check_not_constant, collinear_columns
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, negbin_family
 from glmmlab.engine.general_blocks import (
@@ -750,12 +750,13 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result.
     ``theta_start``: where the optimiser starts in theta (default lme4's: relative SDs 1, correlations 0)."""
     start = time.perf_counter() if start is None else start
+    check_not_constant(mf.y, mf.response)
     blocks = merge_terms(mf.terms)
     _check_nagq(blocks, int(model.get("nagq", 1)))
     if model.get("nagq", 1) > 1 and fam.has_dispersion:
         raise GlmmInputError(
-            f"nagq > 1 with the {fam.name} family and prior weights or an offset is not available; use nagq 1 "
-            "(the Laplace approximation)")
+            f"nagq > 1 (adaptive Gauss-Hermite quadrature) with the {fam.name} family, whose dispersion is "
+            "estimated, is not available; use nagq 1 (the Laplace approximation)")
     n = mf.n
     pw = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
     off = np.zeros(n) if mf.offset is None else np.asarray(mf.offset, dtype=float)
@@ -1029,6 +1030,9 @@ def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict
 
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs):
     report(progress, "Initial values (GLM)", 0.05)
+    mean_y = float(np.average(mf.y, weights=pw))
+    if not np.isfinite(lk.linkfun(np.array([mean_y]))[0]):  # a Gaussian mean of -5 under a log link, say
+        raise FloatingPointError(f"the response's mean {mean_y:g} is outside the range of the {lk.name} link")
     negbin = fam.parameter is not None  # a family with a parameter of its own (the negative binomial's theta)
     if negbin:
         beta0, nb0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)
@@ -1091,13 +1095,26 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x = x[:-1]
     else:
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
-        x, record = _optimize(obj.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
-                              fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
-                              approx_hessian=obj.approx_hessian if exact else None,
-                              # without a dispersion c = d(-2 log p)/d(deviance) is 1 and the approximate
-                              # Hessian's fixed-effects block is close to the true one: Newton steps finish
-                              handover=not fam.has_dispersion)
+
+        def run(start):
+            return _optimize(obj.value, start, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
+                             fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
+                             approx_hessian=obj.approx_hessian if exact else None,
+                             # without a dispersion c = d(-2 log p)/d(deviance) is 1 and the approximate
+                             # Hessian's fixed-effects block is close to the true one: Newton steps finish
+                             handover=not fam.has_dispersion)
+
+        x, record = run(x0)
         deviance = cold_value(obj, x, fam.has_edge(lk))
+        if glm_dev is not None and not fam.has_edge(lk) \
+                and obj.lik.minus2(glm_dev) < deviance - 1e-6 * max(1.0, abs(deviance)):
+            # The GLM (theta = 0, the boundary) beats the optimum reached from lme4's start: that was a local
+            # optimum (a Gamma response far below its means: issue 13 point 13), so the optimiser starts again
+            # from the boundary and keeps the better of the two.
+            x_b, record_b = run(np.concatenate([np.zeros(nt), beta0]))
+            deviance_b = cold_value(obj, x_b, False)
+            if deviance_b < deviance:
+                x, record, deviance = x_b, record_b, deviance_b
     method = "Laplace"
     nagq = int(model.get("nagq", 1))
     if nagq > 1:

@@ -728,7 +728,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
         if (y <= 0).any():
             i = int(rows[np.flatnonzero(y <= 0)[0]])
             raise GlmmInputError(
-                f"the gamma response {label!r} must be > 0; row {i} (0-based) has "
+                f"the gamma response {label!r} must be strictly positive (> 0); row {i} (0-based) has "
                 f"{format_number(float(v.values[i]))}"
             )
     return y, w
