@@ -243,7 +243,7 @@ def test_profile_bounds_are_where_the_independent_profile_deviance_reaches_its_q
     for k, name in ((0, "sd_(Intercept)|g"), (3, "sigma")):
         fixed = np.log(ci.loc[name, "upper"])
         others = np.delete(est, k)
-        out = optimize.minimize(lambda o: -ll(np.insert(o, k, fixed)), others, method="Nelder-Mead",
+        out = optimize.minimize(lambda o, k=k, fixed=fixed: -ll(np.insert(o, k, fixed)), others, method="Nelder-Mead",
                                 options={"xatol": 1e-6, "fatol": 1e-8, "maxiter": 2000})
         drop = 2.0 * (top + out.fun)
         assert drop == pytest.approx(1.959964 ** 2, abs=0.01), (name, drop)

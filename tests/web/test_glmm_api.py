@@ -169,7 +169,7 @@ def slow_fit(*args, progress=None, **kwargs):
 def test_cancel_stops_a_running_fit(client, samples, monkeypatch):
     from glmmlab.services import fits
 
-    monkeypatch.setattr(fits.glmmlab, "fit_glmm", slow_fit)
+    monkeypatch.setattr(fits, "fit_columns", slow_fit)
     ds = samples["school scores"]
     r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "response": "score", "group": "school"})
     fit_id = r.json()["id"]
@@ -317,7 +317,7 @@ def test_a_removed_fit_is_forgotten_with_its_diagnostics_file(client, samples, m
     # a running fit is cancelled and dropped when it has stopped
     from glmmlab.services import fits
 
-    monkeypatch.setattr(fits.glmmlab, "fit_glmm", slow_fit)
+    monkeypatch.setattr(fits, "fit_columns", slow_fit)
     r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "response": "score", "group": "school"})
     kept = client.workbench.jobs.get(r.json()["id"], "fit")
     assert client.delete(f"/api/glmm/fits/{kept.id}").status_code == 200

@@ -137,12 +137,17 @@ def collinear_columns(gram: np.ndarray, first: int, eps: float = 1e-10) -> list[
 
 def check_response(y: np.ndarray, family: Family, response: str) -> None:
     """Refuse a response outside the family's range, or one with a single value (nothing to model)."""
+    check_not_constant(y, response)
+    family.check_response(y, response)
+
+
+def check_not_constant(y: np.ndarray, response: str) -> None:
+    """Refuse a response with a single value in every row used: there is nothing to model."""
     if y.size and np.min(y) == np.max(y):
         raise GlmmInputError(
             f"response '{response}' has the same value ({y[0]:g}) in every complete row: there is nothing to "
             "model; choose another response or check the data"
         )
-    family.check_response(y, response)
 
 
 def prepare(

@@ -21,7 +21,7 @@ from scipy import linalg, special
 from glmmlab.engine import advice, inference
 from glmmlab.engine.blocked import Structure, batched_inverse_lower, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
-from glmmlab.engine.design import collinear_columns
+from glmmlab.engine.design import check_not_constant, collinear_columns
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, dev_eta3, negbin_family
 from glmmlab.engine.general_blocks import (
@@ -825,12 +825,8 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
 
 
 def _check_response_mean(mf: ModelFrame, fam: Family, lk: Link, pw: np.ndarray) -> None:
-    """Refuse, in words, a response the model cannot describe: one value in every row (without prior weights:
-    nothing to model), or a mean outside what the link can give (a negative mean under the log link)."""
-    from glmmlab.engine.design import check_response
-
-    if mf.weights is None:
-        check_response(np.asarray(mf.y, dtype=float), fam, mf.response)
+    """Refuse, in words, a response whose mean the link cannot give (a negative mean under the log link): the GLM
+    that starts the fit has no start there, and a fit would run off to coefficients of -2,000."""
     mean = float(np.average(mf.y, weights=pw)) if mf.n else 0.0
     with np.errstate(all="ignore"):
         c = float(lk.linkfun(np.array([mean]))[0])
@@ -847,6 +843,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result.
     ``theta_start``: where the optimiser starts in theta (default lme4's: relative SDs 1, correlations 0)."""
     start = time.perf_counter() if start is None else start
+    check_not_constant(mf.y, mf.response)
     blocks = merge_terms(mf.terms)
     _check_nagq(blocks, int(model.get("nagq", 1)))
     if model.get("nagq", 1) > 1 and fam.has_dispersion and model.get("dispersion", "estimated") == "lme4":
@@ -1156,13 +1153,6 @@ def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:
     return (obj.value if value is None else value)(x)
 
 
-def _dev_uu(obj, x: np.ndarray) -> tuple[float, float]:
-    """The weighted total deviance and |u|^2 at the modes of the parameters ``x`` (evaluated there)."""
-    obj.value(x)
-    return (float(sum(obj.map(lambda lap: lap.deviance_at_modes()))),
-            float(sum(obj.map(lambda lap: float(lap.u @ lap.u)))))
-
-
 def _relative_theta_start(fun, theta0: np.ndarray) -> np.ndarray:
     """A start for theta relative to the residual SD: lme4's start (relative SDs 1) halved or doubled while the
     deviance at the GLM's coefficients falls (at most 10 halvings, 3 doublings). With a dispersion estimated,
@@ -1225,14 +1215,27 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x = x[:-1]
     else:
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
-        x, record = _optimize(obj.value, x0, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
-                              fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
-                              approx_hessian=obj.approx_hessian if exact else None,
-                              # without a dispersion c = d(-2 log p)/d(deviance) is 1, with one estimated
-                              # (profiled) c = 1/phi: the approximate Hessian's fixed-effects block is then close
-                              # to the true one and Newton steps finish (lme4's criterion keeps the old stop)
-                              handover=estimated or not fam.has_dispersion)
+
+        def run(start):
+            return _optimize(obj.value, start, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
+                             fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
+                             approx_hessian=obj.approx_hessian if exact else None,
+                             # without a dispersion c = d(-2 log p)/d(deviance) is 1, with one estimated
+                             # (profiled) c = 1/phi: the approximate Hessian's fixed-effects block is then close
+                             # to the true one and Newton steps finish (lme4's criterion keeps the old stop)
+                             handover=estimated or not fam.has_dispersion)
+
+        x, record = run(x0)
         deviance = cold_value(obj, x, edge)
+        if glm_dev is not None and not edge \
+                and obj.lik.data_term(glm_dev, 0.0) < deviance - 1e-6 * max(1.0, abs(deviance)):
+            # The GLM (theta = 0, the boundary) beats the optimum reached from lme4's start: that was a local
+            # optimum (lme4's Gamma criterion on a response far below its means), so the optimiser starts again
+            # from the boundary and keeps the better of the two.
+            x_b, record_b = run(np.concatenate([np.zeros(nt), beta0]))
+            deviance_b = cold_value(obj, x_b, False)
+            if deviance_b < deviance:
+                x, record, deviance = x_b, record_b, deviance_b
     method = "Laplace"
     nagq = int(model.get("nagq", 1))
     if nagq > 1:
@@ -1241,7 +1244,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         zq, wq = normal_nodes(nagq)
         # a parameter besides (theta, beta) on the log scale: the negative binomial's theta, or an estimated
         # dispersion (which the quadrature cannot profile out)
-        extra = np.log(fam.parameter) if negbin else np.log(obj.lik.dispersion(*_dev_uu(obj, x))) \
+        extra = np.log(fam.parameter) if negbin else np.log(obj.lik.dispersion(*obj.dev_uu(x))) \
             if estimated else None
 
         def agq_value(params):

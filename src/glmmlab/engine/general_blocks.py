@@ -132,6 +132,7 @@ class BlockedLaplace(BlockSet):
         self.lik, self.nt = lik, nt
         self.evaluations = 0
         self.modes_converged = True
+        self.last_dev_uu = (np.nan, np.nan)  # at the last point value_and_grad evaluated
 
     @property
     def laps(self) -> list:
@@ -171,7 +172,15 @@ class BlockedLaplace(BlockSet):
         self.modes_converged = all(p["converged"] for p in parts)
         direct = sum(p["direct"] for p in parts) if "direct" in parts[0] else None
         g = self.lik.gradient(dev, uu, sum(p["g_c"] for p in parts), sum(p["g_0"] for p in parts), direct)
+        self.last_dev_uu = (dev, uu)
         return float(D), g
+
+    def dev_uu(self, params: np.ndarray) -> tuple[float, float]:
+        """The weighted total deviance and |u|^2 at the modes of ``params``."""
+        parts = self._parts(params, False)
+        if parts is None:
+            return np.inf, np.inf
+        return float(sum(p["dev"] for p in parts)), float(sum(p["uu"] for p in parts))
 
     def approx_hessian(self, params: np.ndarray) -> np.ndarray:
         """An approximation of the Hessian of D for the optimiser's final Newton polish (as the random-intercept
@@ -182,8 +191,7 @@ class BlockedLaplace(BlockSet):
         nt, k = self.nt, params.size
         theta, beta = params[:nt], params[nt:]
         g0 = self.value_and_grad(params)[1]
-        c = self.lik.curvature(sum(self.map(lambda lap: lap.deviance_at_modes())),
-                               sum(self.map(lambda lap: float(lap.u @ lap.u))))
+        c = self.lik.curvature(*self.last_dev_uu)
         H = np.empty((k, k))
         H[nt:, nt:] = 2.0 * c * sum(self.map(lambda lap: lap.fixed_precision(theta, beta)))
         for i in range(nt):

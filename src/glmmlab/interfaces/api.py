@@ -11,13 +11,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families import FAMILIES
-from glmmlab.engine.fit import fit_prepared, prepare_fit
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
 from glmmlab.interfaces import text as _text  # noqa: F401  (registers GlmmResult.summary() and _repr_html_)
-from glmmlab.services import frames
-from glmmlab.services.fitting import fit_spec, frame_loader, to_pandas
+from glmmlab.services.fitting import fit_columns, fit_columns_dask, fit_spec, fit_spec_dask, to_pandas
 
 
 def fit_glmm(
@@ -45,7 +42,9 @@ def fit_glmm(
 ) -> GlmmResult:
     """Fit a random-intercept GLMM ``g(mu_i) = x_i' beta + u_group`` and return its :class:`GlmmResult`.
 
-    ``family`` is gaussian, binomial, poisson or gamma; ``link`` defaults to the family's canonical link.
+    ``family`` is gaussian, binomial, poisson, gamma or negbin (theta estimated); ``link`` defaults to the family's
+    canonical link. The engine is chosen as for every front door (:func:`glmmlab.services.fitting.choose_engine`),
+    so this is the same fit as ``glmm("response ~ fixed + (1 | group)", data)``.
     ``nagq`` 1 is the Laplace approximation, > 1 adaptive Gauss-Hermite quadrature (non-Gaussian families).
     ``se`` "working" (default: working weights at PIRLS convergence) or "hessian" (also reports the
     Hessian-based standard errors). ``progress(stage, fraction)`` is called as the fit proceeds.
@@ -68,37 +67,13 @@ def fit_glmm(
         if weights is not None or offset is not None:
             raise GlmmInputError("weights and offset are not available on a Dask DataFrame yet; fit in memory "
                                  "(a pandas, polars or Arrow table)")
-        from glmmlab.services.distributed import fit_dask  # scale-out path, imported only when used
-
-        return fit_dask(data, response=response, group=group, fixed=fixed, family=family, link=link,
-                        intercept=intercept, conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq,
-                        se=se, progress=progress)
-    df = to_pandas(data)
-    fixed = list(fixed or [])
-    frames.check_columns(df.columns, len(df), response, group, fixed)
-    if weights is not None or offset is not None or reference_levels or any(not _numeric(df[f]) for f in fixed) \
-            or _dispersion_parameter(family, link):
-        # factors, weights or an offset: the model language's path (a random-intercept fit all the same)
-        spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
-                                          weights=weights, offset=offset, conf_level=conf_level, max_iter=max_iter,
-                                          tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
-                                          reml=reml, ddf=ddf, dispersion=dispersion)
-        return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
-    y = frames.numeric_column(df, response, "response")
-    X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
-    codes, levels = frames.group_codes(df, group)
-    prepared = prepare_fit(y, X, fixed, codes, levels, response=response, group_name=group, family=family,
-                           link=link, intercept=intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,
-                           nagq=nagq, se=se, reml=reml, ddf=ddf, progress=progress)
-    del y, X, codes  # converted copies are freed here: the design holds what the fit needs
-    result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
-    # refits (model comparison, profile and bootstrap intervals) and R² need the model frame: it is built from
-    # the same table when first needed
-    result.spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
-                                             conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
-                                             reml=reml, ddf=ddf)
-    result.frame_loader = frame_loader(df, result.spec, result.rows)
-    return result
+        return fit_columns_dask(data, response, group, fixed, intercept=intercept, family=family, link=link,
+                                conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
+                                progress=progress)
+    return fit_columns(to_pandas(data), response, group, fixed, intercept=intercept, family=family, link=link,
+                       weights=weights, offset=offset, reference_levels=reference_levels, conf_level=conf_level,
+                       max_iter=max_iter, tol=tol, nagq=nagq, se=se, reml=reml, ddf=ddf, dispersion=dispersion,
+                       progress=progress, n_blocks=n_blocks)
 
 
 def _in_memory_only(reml: Any, ddf: Any) -> None:
@@ -113,29 +88,6 @@ def _no_references_on_dask(reference_levels: Any) -> None:
         raise GlmmInputError("reference_levels need a fit in memory (a pandas, polars or Arrow table): factors in "
                              "the fixed part are not available on a Dask DataFrame; recode the factor as 0/1 "
                              "columns there")
-
-
-def _has_parameter(family: Any) -> bool:
-    """Whether the family estimates a parameter of its own (the negative binomial's theta), which only the
-    general engine does; the family's own record says so (unknown names are refused later, by name)."""
-    fam = FAMILIES.get(str(family).strip().lower())
-    return fam is not None and fam.parameter is not None
-
-
-def _dispersion_parameter(family: Any, link: Any) -> bool:
-    """Whether the model estimates a dispersion by Laplace or quadrature (Gamma; Gaussian with a log or inverse
-    link), which only the general engine does (unknown names are refused later, by name)."""
-    from glmmlab.engine.families import LINKS
-
-    fam = FAMILIES.get(str(family).strip().lower())
-    if fam is None:
-        return False
-    lk = LINKS.get(str(link).strip().lower()) if link is not None else LINKS[fam.canonical_link]
-    return lk is not None and fam.has_dispersion_parameter(lk)
-
-
-def _numeric(col: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
 
 def glmm(
@@ -170,25 +122,6 @@ def glmm(
     (``{"f": "b"}``: coefficients ``fa``, ``fc``), as ``relevel(f, "b")`` in R's data preparation would; the formula
     itself stays as written. Other options (``reml``, ``ddf`` too) as :func:`fit_glmm`.
     """
-    if type(data).__module__.startswith("dask"):
-        _no_references_on_dask(reference_levels)
-        _in_memory_only(reml, ddf)
-        from glmmlab.interfaces.formula import parse_formula as parse_random_intercept
-
-        try:
-            ri = parse_random_intercept(formula)
-        except GlmmInputError:
-            ri = None
-        if ri is not None and weights is None and offset is None and not _has_parameter(family):
-            # '(1 | g)' over numeric columns: the random-intercept engine's Dask path, as in memory
-            return fit_glmm(data, ri.response, ri.group, ri.fixed, family=family, link=link,
-                            intercept=ri.intercept, conf_level=conf_level, max_iter=max_iter, tol=tol,
-                            nagq=nagq, se=se, progress=progress)
-        from glmmlab.services.distributed_general import fit_formula_dask  # scale-out path, imported when used
-
-        return fit_formula_dask(data, formula, family=family, link=link, weights=weights, offset=offset,
-                                conf_level=conf_level, max_iter=max_iter, tol=tol, nagq=nagq, se=se,
-                                progress=progress)
     spec = ModelSpec(formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
                      max_iter=max_iter, tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
                      reml=reml, ddf=ddf, dispersion=dispersion)
@@ -202,9 +135,9 @@ def fit(spec: ModelSpec, data: Any, *, progress: Optional[Callable[[str, float],
     if not isinstance(spec, ModelSpec):
         raise GlmmInputError(f"spec must be a glmmlab.ModelSpec; got {type(spec).__name__}")
     if type(data).__module__.startswith("dask"):
-        # reml and ddf are among the options: glmm refuses them on Dask with a message
-        opts = dict(spec.options(), weights=spec.weights, offset=spec.offset, reference_levels=spec.reference_levels)
-        return glmm(spec.formula, data, progress=progress, **opts)
+        _no_references_on_dask(spec.reference_levels)
+        _in_memory_only(spec.reml, spec.ddf)
+        return fit_spec_dask(data, spec, progress=progress)
     return fit_spec(to_pandas(data), spec, progress=progress, n_blocks=n_blocks)
 
 

@@ -379,7 +379,8 @@ def fit_parquet_on_dask(path: str, *, scheduler: Optional[str] = None, response:
                         fixed: Optional[Sequence[str]] = None, progress: Optional[Callable] = None,
                         **options: Any) -> GlmmResult:
     """``glmmlab fit DATA.parquet --engine dask [--scheduler ADDRESS]``: read the Parquet file or directory
-    lazily (only the model's columns) and fit on the cluster."""
+    lazily (only the model's columns) and fit on the cluster, on the engine that
+    :func:`glmmlab.services.fitting.choose_engine` gives the model."""
     import dask.dataframe as dd
 
     columns = [response, group] + list(fixed or [])
@@ -388,5 +389,7 @@ def fit_parquet_on_dask(path: str, *, scheduler: Optional[str] = None, response:
     except (ValueError, KeyError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GlmmInputError(f"cannot read Parquet data '{path}' with columns {columns}: {first}") from None
+    from glmmlab.services.fitting import fit_columns_dask  # the one choice of engine (fitting imports this module)
+
     with dask_client(scheduler) as client:
-        return fit_dask(ddf, response, group, fixed, client=client, progress=progress, **options)
+        return fit_columns_dask(ddf, response, group, fixed, client=client, progress=progress, **options)

@@ -41,7 +41,7 @@ from glmmlab.engine.blocked import Structure
 from glmmlab.engine.blocks import one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import negbin_family
-from glmmlab.engine.fit import validate_options
+from glmmlab.engine.fit import nondefault_options, validate_options
 from glmmlab.engine.formula import BinOp, Call, Expr, Paren, Unary, parse_formula
 from glmmlab.engine.general import (
     GeneralLaplace,
@@ -63,6 +63,7 @@ from glmmlab.engine.general_blocks import (
     normal_equations,
     outer_factor,
 )
+from glmmlab.engine.options import OPTIONS
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
@@ -212,7 +213,7 @@ class GeneralBlockActor:
             self.Xs = Xs
             self.normal = normal_equations(Xs, y - off, pw)
         else:
-            self.block = self.lap = GeneralLaplace(self.st, Xs, y, pw, off, fam, lk)
+            self.block = self.lap = GeneralLaplace(self.st, Xs, y, pw, off, fam, lk, spec["dispersion"])
         del part, mf
         release_unused_memory()
 
@@ -249,9 +250,9 @@ class GeneralBlockActor:
         with np.errstate(all="ignore"), one_blas_thread():
             return self.block.final(*args)
 
-    def agq(self, theta, beta, z, wq) -> float:
+    def agq(self, theta, beta, z, wq, phi=None) -> float:
         with np.errstate(all="ignore"), one_blas_thread():
-            return self.lap.agq(theta, beta, z, wq)
+            return self.lap.agq(theta, beta, z, wq, phi)
 
     def deviance_at_modes(self) -> float:
         return self.lap.deviance_at_modes()
@@ -280,8 +281,8 @@ class _Block:
     def final(self, *args):
         return self.actor.final(*args)
 
-    def agq(self, theta, beta, z, wq):
-        return self.actor.agq(theta, beta, z, wq)
+    def agq(self, theta, beta, z, wq, phi=None):
+        return self.actor.agq(theta, beta, z, wq, phi)
 
     def deviance_at_modes(self):
         return self.actor.deviance_at_modes()
@@ -348,6 +349,7 @@ def fit_formula_dask(
     tol: float = 1e-6,
     nagq: int = 1,
     se: str = "working",
+    dispersion: str = "estimated",
     progress: ProgressFn = None,
     client: Any = None,
     scheduler: Optional[str] = None,
@@ -357,8 +359,10 @@ def fit_formula_dask(
     if client is None:
         return on_client(scheduler, lambda c: fit_formula_dask(
             data, formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
-            max_iter=max_iter, tol=tol, nagq=nagq, se=se, progress=progress, client=c, npartitions=npartitions))
+            max_iter=max_iter, tol=tol, nagq=nagq, se=se, dispersion=dispersion, progress=progress, client=c,
+            npartitions=npartitions))
     fam, lk = validate_options(family, link, conf_level, max_iter, tol, nagq, se)
+    dispersion = OPTIONS["dispersion"].check(dispersion)
     if not isinstance(formula, str) or not formula.strip():
         raise GlmmInputError("formula must be text such as 'y ~ x + (1 | g)'")
     for option, col in (("weights", weights), ("offset", offset)):
@@ -435,6 +439,7 @@ def fit_formula_dask(
     parts = [p for p, k in zip(client.futures_of(shuffled), lengths) if k > 0]
     del shuffled, coded_rows
     spec = {"formula": formula, "family": fam.name, "link": lk.name, "weights": weights, "offset": offset,
+            "dispersion": dispersion,
             "order": order, "levels": levels, "outer": outer, "keep": keep, "T": T}
     report(progress, f"Loading {len(parts)} blocks of whole groups on the workers", 0.04)
     actors = []
@@ -462,7 +467,7 @@ def fit_formula_dask(
         "response": mf0.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf0.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
-        "offset": offset,
+        "offset": offset, **nondefault_options(True, "none", dispersion),
     }
     try:
         with np.errstate(all="ignore"), one_blas_thread():
@@ -487,7 +492,7 @@ def fit_formula_dask(
                 beta0 = inside_start(Xs, y, pw, off, beta0, fam, lk)
                 p = Xs.shape[1]
                 del Xs
-                obj = ActorLaplace(laps, Likelihood(fam, y, pw), st.n_theta)
+                obj = ActorLaplace(laps, Likelihood(fam, y, pw, dispersion), st.n_theta)
                 if negbin:
                     obj.set_family(fam, Likelihood(fam, y, pw))
                 out = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, pw, off, fam, lk, model, se,

@@ -2,8 +2,10 @@
 
 The form comes as a plain dict (the web app's body). :func:`check_form` checks it against the dataset and returns
 the fit's ``spec`` or raises :class:`FieldError` naming the control; the random-intercept form (``response``,
-``fixed``, ``group``) runs :func:`glmmlab.services.fitting.fit_spec` on ``y ~ x + (1 | g)`` as the product page
-describes it, and the general form (a ``formula``: the Model section or a typed "Model formula") on that formula.
+``fixed``, ``group``) runs :func:`glmmlab.services.fitting.fit_columns` (``y ~ x + (1 | g)`` as the product page
+describes it), and the general form (a ``formula``: the Model section or a typed "Model formula")
+:func:`glmmlab.services.fitting.fit_spec` on that formula; both fit on the engine that
+:func:`glmmlab.services.fitting.choose_engine` gives the model, as every front door does.
 :func:`start_fit` runs a checked spec as a job of :mod:`glmmlab.services.jobs` (kind ``"fit"``); the finished
 job's result is the fit's JSON document without its per-row diagnostics, which wait on disk (Parquet) until the
 fit is saved (:func:`full_result`) or forgotten.
@@ -20,11 +22,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import glmmlab
+from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
 from glmmlab.engine.options import OPTIONS
 from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.fitting import fit_columns
 from glmmlab.services.jobs import Job, JobRunner
 from glmmlab.services.jsonable import jsonable
 from glmmlab.services.modelframe import build_model_frame
@@ -240,7 +243,7 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
     try:
         return build_model_frame(frame, text, family=family, weights=weights or None,
                                  reference_levels=reference_levels or None), names
-    except glmmlab.GlmmInputError as exc:
+    except GlmmInputError as exc:
         message = str(exc)
         field = "weights" if weights and message.startswith("weights") else \
             "reference_levels" if message.startswith("reference_levels") else "formula"
@@ -306,7 +309,7 @@ def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Proje
         if general:
             result = models.fit_form(frame, spec, progress=job.report)
         else:
-            result = glmmlab.fit_glmm(
+            result = fit_columns(
                 frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],
                 link=spec["link"], intercept=spec["intercept"], conf_level=spec["conf_level"],
                 max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], ddf=spec.get("ddf", "none"),

@@ -1,28 +1,33 @@
-"""One way from a formula and a table to a fit, for every front door (Python API, command line, web app).
+"""One way from a formula and a table to a fit, for every front door (Python API, command line, web app, Dask).
 
-The formula is turned into a :class:`~glmmlab.engine.terms.ModelFrame` (:mod:`glmmlab.services.modelframe`);
-then the model picks its estimator: a single random intercept ``(1 | g)`` without prior weights or an offset
-takes the engine's random-intercept path (blocks of whole groups, exact gradients, AGQ), every other model the
-general path (:mod:`glmmlab.engine.general`). Both give the same numbers where both apply.
+Which engine fits a model is decided in one place, :func:`choose_engine`: the random-intercept engine
+(:mod:`glmmlab.engine.fit`; blocks of whole groups, exact gradients, AGQ) for a single scalar random intercept
+``(1 | g)`` without prior weights or an offset, in a family and link it fits by the general engine's criterion
+(:data:`RANDOM_INTERCEPT_PAIRS`); every other model the general engine (:mod:`glmmlab.engine.general`). Both give
+the same numbers where both apply. The front doors reach it through :func:`fit_spec` (a formula in memory),
+:func:`fit_columns` (the random-intercept form ``response``/``group``/``fixed`` in memory: without a model frame
+when the random-intercept engine fits it), :func:`fit_spec_dask` and :func:`fit_columns_dask` (a Dask DataFrame).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families import resolve
 from glmmlab.engine.fit import fit_prepared, nondefault_options, prepare_fit
 from glmmlab.engine.formula import Name, parse_formula
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
-from glmmlab.engine.spec import ModelSpec
+from glmmlab.engine.spec import ModelSpec, random_intercept_formula
 from glmmlab.engine.terms import ModelFrame
 from glmmlab.services import bootstrap as _bootstrap  # noqa: F401  registers result.conf_int(method="boot")
+from glmmlab.services import frames
 from glmmlab.services import profiling as _profiling  # noqa: F401  and method="profile" on every core
 from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
 from glmmlab.services.modelframe import build_model_frame, level_label
@@ -53,13 +58,57 @@ def _plain_columns(formula: str, df: pd.DataFrame) -> tuple[list[str] | None, st
     return fixed, r.component
 
 
-def _random_intercept_only(mf: ModelFrame) -> bool:
+# -- which engine fits a model: decided here, and only here --------------------------------------------------
+RANDOM_INTERCEPT = "random-intercept"
+GENERAL = "general"
+
+#: The (family, link) pairs the random-intercept engine fits with the general engine's criterion (the same
+#: likelihood, so the same estimates). The others (the negative binomial, whose theta is estimated; Gamma with
+#: every link; Gaussian with a link other than identity, whose dispersion is estimated) are the general engine's.
+RANDOM_INTERCEPT_PAIRS: frozenset[tuple[str, str]] = frozenset({
+    ("gaussian", "identity"), ("binomial", "logit"), ("binomial", "probit"), ("poisson", "log"),
+    ("poisson", "identity")})
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """Where a model is fitted: ``engine`` (:data:`RANDOM_INTERCEPT` or :data:`GENERAL`), in memory or on Dask."""
+
+    engine: str
+    dask: bool = False
+
+    @property
+    def random_intercept(self) -> bool:
+        return self.engine == RANDOM_INTERCEPT
+
+
+def choose_engine(family: Any, link: Any, *, random_intercept: bool, weighted: bool = False, offset: bool = False,
+                  dask: bool = False) -> Route:
+    """The one decision of which engine fits a model, for every front door.
+
+    ``random_intercept``: the random-effects part is a single scalar random intercept ``(1 | g)`` (Z all ones);
+    ``weighted``: there are prior weights other than 1; ``offset``: there is an offset other than 0; ``dask``: the
+    data are a Dask DataFrame. The random-intercept engine fits the model when it is a single random intercept
+    without weights or an offset, in a family and link of :data:`RANDOM_INTERCEPT_PAIRS`; the general engine
+    fits every other model. Unknown family or link names are refused here (GlmmInputError naming the choices)."""
+    fam, lk = resolve(family, link)
+    ri = random_intercept and not weighted and not offset and (fam.name, lk.name) in RANDOM_INTERCEPT_PAIRS
+    return Route(RANDOM_INTERCEPT if ri else GENERAL, bool(dask))
+
+
+def _scalar_intercept(mf: ModelFrame) -> bool:
+    """Whether the model frame's random-effects part is one scalar random intercept whose Z is all ones."""
     if len(mf.terms) != 1:
         return False
     t = mf.terms[0]
-    return (t.q == 1 and t.names == ["(Intercept)"] and bool(np.all(t.Z[:, 0] == 1.0))
-            and (mf.weights is None or bool(np.all(mf.weights == 1.0)))
-            and (mf.offset is None or bool(np.all(mf.offset == 0.0))))
+    return t.q == 1 and t.names == ["(Intercept)"] and bool(np.all(t.Z[:, 0] == 1.0))
+
+
+def route_frame(mf: ModelFrame, family: Any, link: Any) -> Route:
+    """:func:`choose_engine` for a model frame built in memory (weights all 1 and an offset all 0 count as none)."""
+    return choose_engine(family, link, random_intercept=_scalar_intercept(mf),
+                         weighted=mf.weights is not None and not bool(np.all(mf.weights == 1.0)),
+                         offset=mf.offset is not None and not bool(np.all(mf.offset == 0.0)))
 
 
 def fit_formula(df: pd.DataFrame, formula: str, *, progress: ProgressFn = None, n_blocks: int | None = None,
@@ -81,6 +130,118 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
     mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset,
                            reference_levels=spec.reference_levels)
     return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
+
+
+def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Sequence[str]] = None, *,
+                intercept: bool = True, family: str = "gaussian", link: Optional[str] = None,
+                weights: Optional[str] = None, offset: Optional[str] = None,
+                reference_levels: Optional[Mapping[str, Any]] = None, progress: ProgressFn = None,
+                n_blocks: Optional[int] = None, **options: Any) -> GlmmResult:
+    """Fit the random-intercept form ``response ~ fixed + (1 | group)`` to a pandas DataFrame (``options``: the
+    fit options of :class:`ModelSpec`: conf_level, max_iter, tol, nagq, se, reml, ddf).
+
+    When :func:`choose_engine` gives the model to the random-intercept engine and the fixed columns are plain
+    numbers (no factors, weights, offset or reference levels), the engine gets the columns directly and no model
+    frame is built (it is built from ``df`` when first needed: refits, intervals, R²); every other model is
+    :func:`fit_spec` of ``ModelSpec.random_intercept``, and so the same fit as the formula's."""
+    fixed = list(fixed or [])
+    frames.check_columns(df.columns, len(df), response, group, fixed)
+    plain = not (weights is not None or offset is not None or reference_levels
+                 or any(not _numeric(df[f]) for f in fixed))
+    if not (plain and choose_engine(family, link, random_intercept=True).random_intercept):
+        spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
+                                          weights=weights, offset=offset, reference_levels=reference_levels,
+                                          **options)
+        return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
+    y = frames.numeric_column(df, response, "response")
+    X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
+    codes, levels = frames.group_codes(df, group)
+    # no family of the random-intercept engine has a dispersion to estimate: the option does not reach it
+    prepared = prepare_fit(y, X, fixed, codes, levels, response=response, group_name=group, family=family,
+                           link=link, intercept=intercept, progress=progress,
+                           **{k: v for k, v in options.items() if k != "dispersion"})
+    del y, X, codes  # converted copies are freed here: the design holds what the fit needs
+    result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
+    # refits (model comparison, profile and bootstrap intervals) and R² need the model frame: it is built from
+    # the same table when first needed
+    result.spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link, **options)
+    result.frame_loader = frame_loader(df, result.spec, result.rows)
+    return result
+
+
+def _numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+DASK_OPTIONS = ("conf_level", "max_iter", "tol", "nagq", "se", "dispersion")  # the fit options of the Dask paths
+
+
+def fit_columns_dask(data: Any, response: str, group: str, fixed: Optional[Sequence[str]] = None, *,
+                     intercept: bool = True, family: str = "gaussian", link: Optional[str] = None,
+                     progress: ProgressFn = None, client: Any = None, scheduler: Optional[str] = None,
+                     **options: Any) -> GlmmResult:
+    """The random-intercept form on a Dask DataFrame (``options``: :data:`DASK_OPTIONS`): the random-intercept
+    engine's Dask path (:func:`glmmlab.services.distributed.fit_dask`) when :func:`choose_engine` says so, else
+    the general engine's (:func:`glmmlab.services.distributed_general.fit_formula_dask`) on its formula."""
+    fixed = list(fixed or [])
+    frames.check_columns(data.columns, None, response, group, fixed)
+    _dask_options(options)
+    if choose_engine(family, link, random_intercept=True, dask=True).random_intercept:
+        from glmmlab.services.distributed import fit_dask  # scale-out paths, imported only when used
+
+        options.pop("dispersion", None)  # no family of the random-intercept engine has a dispersion to estimate
+        return fit_dask(data, response, group, fixed, family=family, link=link, intercept=intercept,
+                        progress=progress, client=client, scheduler=scheduler, **options)
+    from glmmlab.services.distributed_general import fit_formula_dask
+
+    return fit_formula_dask(data, random_intercept_formula(response, group, fixed, intercept), family=family,
+                            link=link, progress=progress, client=client, scheduler=scheduler, **options)
+
+
+def fit_spec_dask(data: Any, spec: ModelSpec, *, progress: ProgressFn = None, client: Any = None,
+                  scheduler: Optional[str] = None) -> GlmmResult:
+    """A :class:`ModelSpec` on a Dask DataFrame: the random-intercept form over numeric columns (without weights or
+    an offset, in a family and link of the random-intercept engine: :func:`choose_engine`) on the
+    random-intercept engine's Dask path, every other model on the general engine's (models whose grouping
+    factors nest; others are refused there with the reason). Maximum likelihood, Satterthwaite's df and
+    reference levels need a fit in memory (the caller refuses them with its own words; here they are refused
+    too)."""
+    fam, lk = spec.check()
+    if spec.reference_levels or spec.reml is not True or spec.ddf != "none":
+        raise GlmmInputError("reference_levels, reml=False and ddf='satterthwaite' need a fit in memory (a pandas, "
+                             "polars or Arrow table)")
+    form = _random_intercept_form(spec.formula, data._meta)
+    route = choose_engine(fam.name, lk.name, random_intercept=form is not None,
+                          weighted=spec.weights is not None, offset=spec.offset is not None, dask=True)
+    options = {k: getattr(spec, k) for k in DASK_OPTIONS}
+    if route.random_intercept:
+        assert form is not None  # the route is the random-intercept engine's only for that form
+        response, group, fixed, intercept = form
+        return fit_columns_dask(data, response, group, fixed, intercept=intercept, family=fam.name, link=lk.name,
+                                progress=progress, client=client, scheduler=scheduler, **options)
+    from glmmlab.services.distributed_general import fit_formula_dask  # scale-out path, imported when used
+
+    return fit_formula_dask(data, spec.formula, family=fam.name, link=lk.name, weights=spec.weights,
+                            offset=spec.offset, progress=progress, client=client, scheduler=scheduler, **options)
+
+
+def _dask_options(options: dict) -> None:
+    extra = sorted(set(options) - set(DASK_OPTIONS))
+    if extra:
+        raise GlmmInputError(f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not available on a Dask "
+                             "DataFrame; fit in memory (a pandas, polars or Arrow table)")
+
+
+def _random_intercept_form(formula: str, df: pd.DataFrame) -> tuple[str, str, list[str], bool] | None:
+    """(response, group, fixed columns, intercept) when ``formula`` is ``y ~ x1 + x2 + (1 | g)`` over plain
+    numeric columns of ``df`` (a column-named response too), else None."""
+    fixed, group = _plain_columns(formula, df)
+    if fixed is None or group is None or group not in df.columns:
+        return None
+    f = parse_formula(formula)
+    if not isinstance(f.response, Name) or f.response.name not in df.columns:
+        return None
+    return f.response.name, group, fixed, bool(f.fixed.intercept)
 
 
 def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None = None, progress: ProgressFn = None,
@@ -107,14 +268,7 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
     }
     if spec.reference_levels:  # only when asked for: a document without them keeps its keys
         model["reference_levels"] = {str(k): level_label(v) for k, v in spec.reference_levels.items()}
-    # the random-intercept engine fits lme4's criteria; a family with a parameter of its own (the negative
-    # binomial's theta) or a dispersion estimated with the other parameters (Gamma, Gaussian with another link;
-    # not lme4's criterion) goes to the general engine
-    lme4_criterion = not (fam.has_dispersion_parameter(lk) and spec.dispersion == "estimated")
-    # the random-intercept engine has no inverse link for a mean on the whole line (the Gaussian's: the general
-    # engine keeps its modes on the data's side of the pole)
-    known_link = not (fam.name == "gaussian" and lk.name == "inverse")
-    if fam.parameter is None and lme4_criterion and known_link and _random_intercept_only(mf):
+    if route_frame(mf, fam.name, lk.name).random_intercept:
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:
         from glmmlab.engine.general import fit_frame  # the general engine, imported when a model needs it
