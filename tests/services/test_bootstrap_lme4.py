@@ -13,7 +13,8 @@ effects it simulates.
   covariance of many draws of one level's effects is the fitted Sigma within Monte Carlo error (it would not be
   with the identity, with the Cholesky factor transposed, or with the SDs alone: checked by hand on such
   mutants of Simulator).
-- A known defect, kept as a strict xfail: a refit from the fit's theta can stop at theta = 0 below the optimum.
+- A refit from the fit's theta reaches the optimum (it used to stop at theta = 0 below it, where the deviance,
+  even in theta, has zero slope; the general engine now probes off that boundary).
 """
 
 from __future__ import annotations
@@ -105,16 +106,11 @@ def test_simulated_random_effects_are_normal_with_the_fitted_covariance():
         assert np.any(np.abs(wrong - sigma) > 4 * se)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known defect (found by the moments test above): a bootstrap refit started from the "
-                   "fit's theta (fit_frame_spec(..., theta_start=...)) can stop at theta = 0 with a lower "
-                   "log-likelihood than a fit from the default start; lme4's refit() reaches the optimum")
 def test_bootstrap_refit_from_the_fits_theta_reaches_the_optimum():
-    """cbpp_trials, replicates 19 and 92 of seed 20261130: glmmlab's refit from the original theta stops at
-    theta = 0 (log-likelihood -76.819 and -73.932) where a default-start fit, and lme4's refit() of the same
-    responses, reach theta = 0.260 and 0.243 (-76.353, -73.694). So glmmlab's bootstrap has 6.3% singular
-    replicates of the herd SD against lme4's 1.5%, and its mean / SD of that SD sit 3.1 / 3.8 Monte Carlo errors
-    from bootMer's (within the 4 of the moments test, only just)."""
+    """cbpp_trials, replicates 19 and 92 of seed 20261130: a default-start fit, and lme4's refit() of the same
+    responses, reach theta = 0.260 and 0.243 (-76.353, -73.694); glmmlab's refit from the original theta stopped
+    at theta = 0 (-76.819 and -73.932) before the boundary probe, which gave its bootstrap 6.3% singular
+    replicates of the herd SD against lme4's 1.5%."""
     import dataclasses
 
     from glmmlab.services import bootstrap as boot

@@ -1164,6 +1164,22 @@ def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:
     return (obj.value if value is None else value)(x)
 
 
+def _off_the_boundary(fun, x: np.ndarray, x0: np.ndarray, lower: np.ndarray, f: float) -> np.ndarray | None:
+    """For a fit that ended with standard deviations (theta's diagonal entries) at their bound 0 though it started
+    above it (below 1e-8: at rounding level of 0): the first of those SDs set back to 1/2, 1/10 or 1/100 of its start (the other parameters at the end
+    point) whose deviance ``fun`` is lower than ``f``, or None (0 is then where the deviance is lowest nearby)."""
+    nt = lower.size
+    stuck = np.flatnonzero((lower == 0.0) & (x[:nt] < 1e-8) & (x0[:nt] > 1e-8))
+    margin = 1e-6 * max(1.0, abs(f))
+    for k in stuck:
+        for c in (0.5, 0.1, 0.01):
+            trial = x.copy()
+            trial[k] = c * x0[k]
+            if fun(trial) < f - margin:
+                return trial
+    return None
+
+
 def _relative_theta_start(fun, theta0: np.ndarray) -> np.ndarray:
     """A start for theta relative to the residual SD: lme4's start (relative SDs 1) halved or doubled while the
     deviance at the GLM's coefficients falls (at most 10 halvings, 3 doublings). With a dispersion estimated,
@@ -1247,6 +1263,15 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             deviance_b = cold_value(obj, x_b, False)
             if deviance_b < deviance:
                 x, record, deviance = x_b, record_b, deviance_b
+        probe = _off_the_boundary(obj.value, x, x0, st.theta_lower(), deviance)
+        if probe is not None:
+            # The optimiser ended with an SD at 0 where the deviance, even in that SD, has zero slope: a first step
+            # past the bound lands there whether or not it is the optimum (a bootstrap refit from the fit's theta).
+            # A point with that SD back above 0 is lower, so the optimiser starts again from it.
+            x_p, record_p = run(probe)
+            deviance_p = cold_value(obj, x_p, edge)
+            if deviance_p < deviance:
+                x, record, deviance = x_p, record_p, deviance_p
     method = "Laplace"
     nagq = int(model.get("nagq", 1))
     if nagq > 1:
