@@ -1165,9 +1165,9 @@ def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:
 
 
 def _off_the_boundary(fun, x: np.ndarray, x0: np.ndarray, lower: np.ndarray, f: float) -> np.ndarray | None:
-    """For a fit that ended with standard deviations (theta's diagonal entries) at their bound 0 though it started
-    above it (below 1e-8: at rounding level of 0): the first of those SDs set back to 1/2, 1/10 or 1/100 of its start (the other parameters at the end
-    point) whose deviance ``fun`` is lower than ``f``, or None (0 is then where the deviance is lowest nearby)."""
+    """For a fit that ended with standard deviations (theta's diagonal entries) at their bound 0 (below 1e-8) though
+    it started above it: the first of those SDs set back to 1/2, 1/10 or 1/100 of its start (the other parameters
+    at the end point) whose deviance ``fun`` is lower than ``f``, or None (0 is then the lowest nearby)."""
     nt = lower.size
     stuck = np.flatnonzero((lower == 0.0) & (x[:nt] < 1e-8) & (x0[:nt] > 1e-8))
     margin = 1e-6 * max(1.0, abs(f))
