@@ -26,6 +26,7 @@ import pytest
 
 from glmmlab.interfaces.api import glmm
 from glmmlab.interfaces.cli import read_table
+from glmmlab.services.result_view import view
 
 DISPERSION = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "dispersion"
 
@@ -88,7 +89,11 @@ def test_variance_components_on_the_link_scale(case):
             ours = [c["correlation"] for c in doc["random_correlations"] if c["component"] == v["grp"]
                     and {c["term1"], c["term2"]} == {v["var1"], v["var2"]}]
             assert len(ours) == 1 and abs(ours[0] - v["sdcor"]) <= 0.03
-    # the same variances everywhere a user reads them: the result's table and varcorr
+    # the same variances everywhere a user reads them: the result view (text, web, Model Detail, reports), varcorr
+    table = next(t for t in view(doc)["tables"] if t["name"] == "random-effects")
+    sd_col = table["columns"].index("Std.Dev.")
+    assert [row[sd_col] for row in table["rows"]] == pytest.approx([x["std_dev"] for x in doc["random_effects"]],
+                                                                   rel=1e-12)
     vc = res.varcorr
     for row in doc["random_effects"]:
         match = vc[(vc["component"] == row["component"])
