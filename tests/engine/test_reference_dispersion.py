@@ -27,6 +27,7 @@ import pytest
 from glmmlab.interfaces.api import glmm
 from glmmlab.interfaces.cli import read_table
 from glmmlab.services.result_view import view
+from tests.precision import check_precision
 
 DISPERSION = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "dispersion"
 
@@ -128,3 +129,43 @@ def test_hessian_standard_errors_are_glmmTMBs(case):
     se = dict(zip(res.names, res.se_hessian))
     for name, value in r["se"].items():
         assert se[name] == pytest.approx(value, rel=0.02), name
+
+
+def measure(case: str) -> dict:
+    """The largest differences from glmmTMB that the tests above bound: |log-likelihood difference|; fixed effects
+    in SEs; SDs and sigma (relative); correlations (absolute); modes in their (component, term)'s spread;
+    conditional SDs (relative); fitted values in their SD."""
+    ref, r, res, doc = fit_case(case)
+    fe = {f["variable"]: f["estimate"] for f in doc["fixed_effects"]}
+    sds = {(x["component"], x["term"]): x["std_dev"] for x in doc["random_effects"]}
+    sd_rel, cor = [], [0.0]
+    for v in r["varcorr"]:
+        if v["var2"] is None:
+            key = ("Residual", None) if v["grp"] == "Residual" else (v["grp"], v["var1"])
+            sd_rel.append(abs(sds[key] / v["sdcor"] - 1))
+        else:
+            ours = [c["correlation"] for c in doc["random_correlations"] if c["component"] == v["grp"]
+                    and {c["term1"], c["term2"]} == {v["var1"], v["var2"]}]
+            cor.append(abs(ours[0] - v["sdcor"]))
+    rr = r["ranef"]
+    ours = {(b["component"], b["term"], b["group"]): b for b in doc["blup"]}
+    modes, cond = [], []
+    for comp, term in sorted({(c, t) for c, t in zip(rr["grpvar"], rr["term"])}):
+        idx = [i for i, (c, t) in enumerate(zip(rr["grpvar"], rr["term"])) if (c, t) == (comp, term)]
+        ref_vals = np.array([rr["condval"][i] for i in idx])
+        vals = np.array([ours[(comp, term, rr["grp"][i])]["value"] for i in idx])
+        modes.append(float(np.max(np.abs(vals - ref_vals)) / np.std(ref_vals)))
+        sds_ = np.array([ours[(comp, term, rr["grp"][i])]["std_error"] for i in idx])
+        cond.append(float(np.max(np.abs(sds_ / np.array([rr["condsd_given_params"][i] for i in idx]) - 1))))
+    fitted, ref_fitted = np.asarray(doc["diagnostics"]["fitted_values"]), np.asarray(r["fitted"])
+    return {"loglik": abs(doc["fit"]["log_likelihood"] - r["logLik"]),
+            "estimate_se": max(abs(fe[k] - v) / r["se"][k] for k, v in r["fixef"].items()),
+            "sd_rel": max(sd_rel), "correlation": max(cor), "mode_spread": max(modes), "condsd_rel": max(cond),
+            "fitted_spread": float(np.max(np.abs(fitted - ref_fitted)) / np.std(ref_fitted))}
+
+
+@pytest.mark.parametrize("case", dispersion_cases())
+def test_precision_guard(case):
+    """No difference from glmmTMB grows more than tenfold over the stored one (tests/reference/precision)."""
+    fit_case(case)  # a missing reference fails here
+    check_precision("glmmTMB_dispersion", case, measure(case))

@@ -5,7 +5,8 @@ Run from the repository root (with glmmlab importable):
     python tests/reference/precision/record_precision.py                       # every section
     python tests/reference/precision/record_precision.py --section lme4_dispersion models_dispersion
 
-Sections: ``lme4`` (../shared/reference, tests/engine/test_reference_lme4.py), ``models``
+Sections: ``glmmTMB_dispersion`` (../shared/reference/dispersion, tests/engine/test_reference_dispersion.py),
+``lme4`` (../shared/reference, tests/engine/test_reference_lme4.py), ``models``
 (../shared/reference/models, tests/engine/test_reference_models.py), and apart from them ``lme4_dispersion`` and
 ``models_dispersion``: the Gamma / Gaussian non-identity-link cases, whose fit is about to change (re-record them
 alone after that change). Sections not named keep their stored values. Re-record only for an intended change that
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import MODELS, REFERENCE, reference_files  # noqa: E402
 from tests.precision import FACTOR, FLOOR, PRECISION, is_dispersion_case  # noqa: E402
 
-SECTIONS = ("lme4", "lme4_dispersion", "models", "models_dispersion")
+SECTIONS = ("lme4", "lme4_dispersion", "models", "models_dispersion", "glmmTMB_dispersion")
 ABOUT = ("Largest differences from the references per case and quantity (see README.md here). The tests fail "
          "when one grows more than `factor`-fold over the value here floored at `floor`. Written by "
          "tests/reference/precision/record_precision.py.")
@@ -36,6 +37,7 @@ def _round(v):
 
 
 def record(sections: list[str]) -> dict:
+    import tests.engine.test_reference_dispersion as t_disp
     import tests.engine.test_reference_lme4 as t_lme4
     import tests.engine.test_reference_models as t_models
 
@@ -59,6 +61,11 @@ def record(sections: list[str]) -> dict:
                 m = module.measure(p.stem, key)
                 doc[sec][f"{p.stem}-{key}"] = {q: _round(v) for q, v in m.items()}
                 print(sec, p.stem, key, {q: _round(v) for q, v in m.items()}, flush=True)
+    if "glmmTMB_dispersion" in sections:  # ../shared/reference/dispersion: the default fit against glmmTMB
+        for case in t_disp.dispersion_cases():
+            m = t_disp.measure(case)
+            doc["glmmTMB_dispersion"][case] = {q: _round(v) for q, v in m.items()}
+            print("glmmTMB_dispersion", case, doc["glmmTMB_dispersion"][case], flush=True)
     return doc
 
 
