@@ -1,5 +1,6 @@
-"""The Dask path: equal to the in-memory engine to 1e-8 relative on every reference case, on a local cluster
-with two workers; Parquet directories through the command line; bad input answered as in memory."""
+"""The Dask path: equal to the in-memory engine to 1e-8 relative on every reference case (values scattered around
+0 in their spread where the general engine fits: tests/conftest.assert_close_in_spread), on a local cluster with two
+workers; Parquet directories through the command line; bad input answered as in memory."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("dask.distributed")
 
 import glmmlab  # noqa: E402
-from tests.conftest import assert_rel_close, fit_params, load_case  # noqa: E402
+from tests.conftest import assert_close_in_spread, assert_rel_close, fit_params, load_case  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +51,15 @@ def test_dask_equals_in_memory(client, case, nagq):
     if a.var_group > 0:
         rel_close(b.var_group, a.var_group)
     assert b.group_labels == a.group_labels
-    rel_close(b.blup, a.blup)
+    # values scattered around 0 (BLUPs, residuals, row effects): element by element for the random-intercept
+    # engine; in their spread for the general engine (Gamma), as its own Dask tests compare them
+    scattered = rel_close if a.thetas is None else assert_close_in_spread
+    scattered(b.blup, a.blup)
     rel_close(b.blup_se, a.blup_se)
     assert b.rows.tolist() == a.rows.tolist()
-    for k in ("fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
-        rel_close(getattr(b, k), getattr(a, k))
+    rel_close(b.fitted, a.fitted)
+    for k in ("deviance_residuals", "pearson_residuals", "row_random_effect"):
+        scattered(getattr(b, k), getattr(a, k))
 
 
 def test_listwise_deletion_and_refusals_match(client):
