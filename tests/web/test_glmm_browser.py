@@ -142,7 +142,7 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     family, link = control(panel, "family"), control(panel, "link")
     assert family.locator("option").all_inner_texts() == ["Gaussian (Normal)", "Binomial (Logistic)",
                                                           "Poisson (Count)", "Gamma"]
-    assert options_of(link) == ["identity", "log"]
+    assert options_of(link) == ["identity", "log", "inverse"]
     for fam, links in [("poisson", ["log", "identity"]), ("gamma", ["inverse", "log", "identity"]),
                        ("binomial", ["logit", "probit"])]:
         family.select_option(fam)
