@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import glmmlab
@@ -301,3 +302,22 @@ def test_the_later_of_collinear_columns_is_dropped_as_lme4_does():
     ref = glmmlab.glmm("y ~ x1 + x2 + (1 + x1 | g)", df, family="poisson")
     assert r.log_likelihood == pytest.approx(ref.log_likelihood, abs=1e-8)
     np.testing.assert_allclose(r.beta, ref.beta, rtol=1e-7, atol=1e-9)
+
+
+def test_separation_is_flagged_by_the_general_engine_as_by_the_random_intercept_engine():
+    """A two-valued predictor whose one level has only 1s separates the data: both engines name it; a model
+    without separation gets no such warning."""
+    rng = np.random.default_rng(3)
+    n = 400
+    g = rng.integers(0, 20, n)
+    x = rng.normal(size=n)
+    t = (rng.random(n) < 0.3).astype(float)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.3 * x + rng.normal(0, 0.5, 20)[g])))).astype(float)
+    clean = pd.DataFrame({"y": y, "x": x, "t": t, "g": g})
+    sep = clean.assign(y=np.where(t == 1, 1.0, y))
+    for data, expected in ((sep, ["t"]), (clean, [])):
+        ri = glmmlab.fit_glmm(data, "y", "g", ["x", "t"], family="binomial")
+        general = glmmlab.glmm("y ~ x + t + (1 + x | g)", data, family="binomial")
+        for res in (ri, general):
+            named = [w.split("'")[1] for w in res.warnings if w.startswith("Possible separation")]
+            assert named == expected, res.warnings

@@ -77,11 +77,42 @@ def separation(meta, binary_columns: list[list[dict | None]], beta_s: np.ndarray
             flagged.add(name)
         if abs(beta_s[col]) > 10.0:
             flagged.add(name)
+    return _separation_messages([name for name in names if name in flagged], extreme)
+
+
+def separation_in_frame(names: list[str], X: np.ndarray, y: np.ndarray, beta: np.ndarray, mu: np.ndarray,
+                        pw: np.ndarray | None = None) -> list[str]:
+    """:func:`separation` for a whole model frame (the general engine): ``X`` the design with its column
+    ``names`` (the intercept's column "(Intercept)" is not a predictor), ``beta`` the coefficients on those
+    columns (NaN for a dropped one), ``mu`` the fitted probabilities, ``pw`` prior weights (trials: a row of
+    several trials counts as 0 or 1 only when its proportion is). The same two signs: a two-valued predictor
+    with a level whose responses are all 0 or all 1, or a coefficient above 10 per standard deviation of its
+    predictor; else most fitted probabilities at 0 or 1."""
+    flagged = []
+    for j, name in enumerate(names):
+        if name == "(Intercept)":
+            continue
+        x = X[:, j]
+        values = np.unique(x)
+        if values.size == 2:
+            for v in values:
+                ys = y[x == v]
+                if np.all(ys == 0) or np.all(ys == 1):
+                    flagged.append(name)
+                    break
+        sd = float(np.std(x))
+        if name not in flagged and np.isfinite(beta[j]) and sd > 0 and abs(beta[j]) * sd > 10.0:
+            flagged.append(name)
+    extreme = float(np.mean((mu < 1e-8) | (mu > 1 - 1e-8))) if mu.size else 0.0
+    return _separation_messages(flagged, extreme)
+
+
+def _separation_messages(flagged: list[str], extreme: float) -> list[str]:
     out = [
         f"Possible separation: the response is (almost) perfectly predicted by '{name}', so its coefficient "
         "and standard error may be unreliable (very large). Consider removing or combining categories of that "
         "predictor."
-        for name in names if name in flagged
+        for name in flagged
     ]
     if not out and extreme > 0.5:
         out.append(

@@ -1344,6 +1344,11 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                     record.to_dict(), se_hessian, var_residual)
     out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, edge, converged, False,
                                   model["max_iter"], model["tol"])
+    X = np.asarray(mf.X, dtype=float)
+    if fam.bounded_mean and X.shape[1] == len(mf.x_names):  # the binomial: signs of separation (Dask: no X here)
+        coef = dict(zip(names, beta))
+        out.warnings.extend(advice.separation_in_frame(
+            list(mf.x_names), X, mf.y, np.array([coef.get(nm, np.nan) for nm in mf.x_names]), mu))
     if negbin:
         out.family_parameter = {"name": "theta", "value": float(fam.parameter)}
     return out
