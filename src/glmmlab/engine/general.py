@@ -1173,6 +1173,23 @@ def _off_the_boundary(fun, x: np.ndarray, x0: np.ndarray, lower: np.ndarray, f: 
     return None
 
 
+def moment_theta(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
+                 lk: Link, codes: np.ndarray, L: int, relative: bool) -> float:
+    """A start for a random intercept's theta from the GLM fit ``beta``: the between-level variance of the levels'
+    weighted mean working residuals less their average sampling variance (the method of moments on the link
+    scale), as an SD, relative to sigma when ``relative`` (a dispersion estimated with the other parameters;
+    otherwise sigma enters only the sampling variance). Kept within [0.1, 5]."""
+    rs = row_state(Response(y, fam), Xs @ beta + off, lk)
+    r = (y - rs.mu) / rs.h1
+    w = pw * rs.w
+    W = np.maximum(np.bincount(codes, weights=w, minlength=L), 1e-300)
+    rbar = np.bincount(codes, weights=w * r, minlength=L) / W
+    phi = float(np.sum(w * r * r)) / max(y.size - Xs.shape[1], 1) if fam.has_dispersion else 1.0
+    tau2 = (float(rbar @ rbar) - phi * float(np.sum(1.0 / W))) / L
+    sd = np.sqrt(max(tau2, 0.0)) / (np.sqrt(phi) if relative and phi > 0 else 1.0)
+    return float(min(max(sd, 0.1), 5.0)) if np.isfinite(sd) else 1.0
+
+
 def _relative_theta_start(fun, theta0: np.ndarray) -> np.ndarray:
     """A start for theta relative to the residual SD: lme4's start (relative SDs 1) halved or doubled while the
     deviance at the GLM's coefficients falls (at most 10 halvings, 3 doublings). With a dispersion estimated,
@@ -1202,10 +1219,14 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     nt = st.n_theta
     x0 = np.concatenate([st.theta_start(), beta0])
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
+    scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
+    moments = scalar and st._start is None and Xs.shape[0] == mf.n  # (on Dask the rows are not here)
+    if moments:
+        x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated)
     edge = fam.has_edge(lk, mf.y)
     if edge:
         x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
-    if estimated and st._start is None:  # no start given (a refit starts at its fit's theta)
+    if estimated and st._start is None and not moments:  # no start given (a refit starts at its fit's theta)
         x0[:nt] = _relative_theta_start(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
     report(progress, "Optimizing Laplace deviance", 0.1)
     if negbin:
