@@ -274,15 +274,19 @@ def _fit_lmm(blocks, meta: DesignMeta, model: dict, se: str, progress: ProgressF
         meta, model, method, method, fit.converged, st.theta, beta, vcov, "X'V^-1X",
         var_group, st.sigma2, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
+    def vcov_at(vp: np.ndarray) -> np.ndarray:
+        A = reml_state(s, abs(float(vp[0])), reml).A
+        return inference.to_original_scale(meta.T, st.beta, vp[1] ** 2 * inference.inverse_spd(A))[1]
+
+    def varpar_model() -> tuple:
+        return (lambda vp: varpar_deviance(s, vp[0], vp[1], reml), vcov_at,
+                np.array([st.theta, np.sqrt(st.sigma2)]))
+
+    # Satterthwaite's df of any combination of the fixed effects (omnibus F tests, marginal means): on demand
+    result.varpar_model = varpar_model
     if model.get("ddf", "none") == "satterthwaite":
         report(progress, "Satterthwaite degrees of freedom", 0.95)
-
-        def vcov_at(vp: np.ndarray) -> np.ndarray:
-            A = reml_state(s, abs(float(vp[0])), reml).A
-            return inference.to_original_scale(meta.T, st.beta, vp[1] ** 2 * inference.inverse_spd(A))[1]
-
-        result.df = inference.satterthwaite_df(lambda vp: varpar_deviance(s, vp[0], vp[1], reml), vcov_at,
-                                               np.array([st.theta, np.sqrt(st.sigma2)]))
+        result.df = inference.satterthwaite_df(*varpar_model())
     return result
 
 
@@ -415,7 +419,7 @@ def _assemble(
     return GlmmResult(
         model=model, method=method, n_obs=d.n, n_groups=d.n_groups, n_excluded=d.n_excluded,
         converged=bool(converged), singular=bool(singular), warnings=warnings, names=d.names,
-        beta=beta, vcov=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
+        beta=beta, vcov_matrix=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
         var_group=float(var_group), var_residual=None if var_residual is None else float(var_residual),
         icc=icc, log_likelihood=float(loglik), log_likelihood_kind=kind, aic=float(aic), bic=float(bic), k=k,
         group_labels=list(d.levels), blup=blup, blup_se=blup_se, rows=rows["rows"],

@@ -28,6 +28,7 @@ from glmmlab.engine.spec import ModelSpec, random_intercept_formula
 from glmmlab.engine.terms import ModelFrame
 from glmmlab.services import bootstrap as _bootstrap  # noqa: F401  registers result.conf_int(method="boot")
 from glmmlab.services import frames
+from glmmlab.services import marginal as _marginal  # noqa: F401  (registers anova(), emmeans(), pairs(), effects())
 from glmmlab.services import profiling as _profiling  # noqa: F401  and method="profile" on every core
 from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
 from glmmlab.services.modelframe import build_model_frame, level_label
