@@ -82,7 +82,7 @@ def test_views_show_t_tests():
     fe = next(t for t in v["tables"] if t["name"] == "fixed-effects")
     assert fe["columns"][:6] == ["Variable", "Estimate", "Std. Error", "df", "t", "Pr(>|t|)"]
     assert fe["keys"][:6] == ["variable", "estimate", "std_error", "df", "statistic", "p_value"]
-    assert fe["cells"][1][3] == "17.0000" and "Satterthwaite" in fe["note"]
+    assert fe["cells"][1][3] == "17.00" and "Satterthwaite" in fe["note"]
     text = res.summary()
     assert "Pr(>|t|)" in text and "Satterthwaite" not in text.split("Fixed Effects")[0]
     plain = view(glmmlab.glmm("Reaction ~ Days + (Days | Subject)", read("sleep")).to_dict())

@@ -315,6 +315,9 @@ class GlmmResult:
             "optimization": self.optimization,
             "r2": {k: (_num(v) if k != "reason" else v) for k, v in self.r2().items()},
         }
+        terms = self.anova_terms_document()
+        if terms is not None:
+            out["anova_terms"] = terms
         if self.se_hessian is not None:
             out["std_error_hessian"] = {n: _num(s) for n, s in zip(self.names, self.se_hessian)}
         return out
@@ -483,6 +486,26 @@ class GlmmResult:
         """The data of an effect plot of ``term`` on the response scale: ``x``, ``by`` (when given), ``estimate``,
         ``lower``, ``upper``, ``SE``; ``attrs["kind"]`` "line" for a covariate, "points" for a factor."""
         return self._service("effects")(self, term, by=by, level=level, n_grid=n_grid)
+
+    def anova_terms_document(self) -> dict | None:
+        """The omnibus tests per term as the JSON document holds them (``"anova_terms"``): ``test`` ("F" or
+        "Chisq"), ``type``, ``contrasts``, ``note`` and ``rows`` of ``term``, ``df``, ``den_df`` (F tests),
+        ``statistic`` (F or chi-square) and ``p_value``. None when the services are not loaded or no term exists."""
+        compute = _SERVICES.get("anova_terms")
+        if compute is None or not len(self.names):
+            return None
+        try:
+            table = compute(self)
+        except GlmmInputError:
+            return None
+        if not len(table):
+            return None
+        f = table.attrs["test"] == "F"
+        rows = [{"term": str(t), "df": int(r["Df"]), **({"den_df": _num(r["DenDF"])} if f else {}),
+                 "statistic": _num(r["F"] if f else r["Chisq"]), "p_value": _num(r["p"])}
+                for t, r in table.iterrows()]
+        return {"test": table.attrs["test"], "type": table.attrs["type"], "contrasts": table.attrs["contrasts"],
+                "note": table.attrs["note"], "rows": rows}
 
     def __dir__(self) -> list[str]:
         """The public names only (not the fields the engine and services keep for refits)."""
