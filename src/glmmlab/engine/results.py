@@ -199,8 +199,10 @@ class GlmmResult:
                 "statistic": _num(z), "p_value": _num(p_values[k]),
                 "lower": _num(lower[k]), "upper": _num(upper[k]),
             }
-            if self.df is not None:  # Satterthwaite: statistic is a t with df degrees of freedom
+            if self.df is not None:  # Satterthwaite: statistic is a t with df degrees of freedom, p_value its p
                 row["df"] = _num(self.df[k])
+                # the contract's (v2) p_value of the Wald z, kept under its own key
+                row["p_value_normal"] = _num(2.0 * special.ndtr(-abs(z))) if np.isfinite(z) else None
             if with_exp:
                 with np.errstate(over="ignore"):
                     row.update({

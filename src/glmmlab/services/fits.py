@@ -75,7 +75,7 @@ class Form:
         self.max_iter = body.get("max_iter", 100)
         self.tol = body.get("tol", 1e-6)
         self.nagq = body.get("nagq", 1)
-        self.ddf = body.get("ddf") or "none"
+        self.ddf = body.get("ddf") or "auto"
         self.formula: Optional[str] = body.get("formula")
         self.weights: Optional[str] = body.get("weights")
         self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels")
@@ -197,11 +197,11 @@ def check_options(body: Form, families: dict) -> tuple[str, str, dict[str, Any]]
     if not nq.low <= nagq <= nq.high:
         raise FieldError("nagq", f"Quadrature nodes must be between {nq.low:g} and {nq.high:g} (1 is the Laplace "
                                  "approximation).")
-    ddf = str(body.ddf or "none").strip().lower()
+    ddf = str(body.ddf or "auto").strip().lower()
     if ddf not in OPTIONS["ddf"].choices:
         raise FieldError("ddf", f"Fixed-effect tests must be one of {', '.join(OPTIONS['ddf'].choices)}; "
                                 f"got {body.ddf!r}.")
-    if ddf != "none" and (family, link) != ("gaussian", "identity"):
+    if ddf == "satterthwaite" and (family, link) != ("gaussian", "identity"):
         raise FieldError("ddf", "Satterthwaite t tests are for the Gaussian family with the identity link; choose Wald "
                                 "z tests.")
     return family, link, {"conf_level": level, "max_iter": max_iter, "tol": tol, "nagq": nagq, "ddf": ddf}

@@ -38,8 +38,9 @@ class FitBody(BaseModel):
     max_iter: Any = 100
     tol: Any = 1e-6
     nagq: Any = 1
-    ddf: str = Field("none", description="Fixed-effect tests: none (Wald z) or satterthwaite (t tests with "
-                                         "Satterthwaite's df; Gaussian + identity only).")
+    ddf: str = Field("auto", description="Fixed-effect tests: auto (default: satterthwaite for Gaussian + identity, "
+                                         "Wald z otherwise), none (Wald statistic, no df) or satterthwaite (t "
+                                         "tests with Satterthwaite's df; Gaussian + identity only).")
     formula: Optional[str] = Field(None, description="Model formula (lme4's language). When given, it is the model: "
                                                      "response, fixed and group are not used.")
     weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
