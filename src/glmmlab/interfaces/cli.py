@@ -315,7 +315,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for i, formula in enumerate(args.formula):
             fits.append((f"m{i + 1}", glmm(formula, data, family=args.family, link=args.link, weights=args.weights,
                                           offset=args.offset, max_iter=args.max_iter, tol=args.tol, nagq=args.nagq,
-                                          progress=bar)))
+                                          ddf="none", progress=bar)))  # likelihood-ratio tests need no df
         table = comparison.compare(fits)
     finally:
         bar.close()
