@@ -2,12 +2,18 @@
 
 Public Python API:
 
-- ``glmm("y ~ x + (1 + x | g)", data, family=..., weights=..., offset=...)``: fit a model of lme4's language.
-- ``fit_glmm(data, response, group, fixed=..., family=..., link=..., ...)``: the random-intercept form.
-- ``ModelSpec(formula, family=..., ...)`` and ``fit(spec, data)``: the model as one object, fitted.
+- ``glmm("y ~ x + (1 + x | g)", data, family=..., link=..., weights=..., offset=...)``: **the entry point**: fit a
+  model of lme4's language and get a ``GlmmResult``.
+- ``fit_glmm(data, response, group, fixed=..., family=..., link=..., ...)``: the column form of the same fit (the
+  random-intercept model ``response ~ fixed + (1 | group)``, named by columns).
+- ``ModelSpec(formula, family=..., ...)`` and ``fit(spec, data)``: the spec form: the model as one object, fitted.
 - ``GlmmResult``: what a fit returns (``.to_dict()`` gives the JSON contract, ``.summary()`` lme4-like text,
-  ``.params``, ``.bse``, ``.pvalues``, ``.conf_int()``, ``.ranef``, ``.varcorr`` as pandas objects).
-- ``anova(m1, m2, ...)``: lme4's likelihood-ratio comparison of nested models (a pandas DataFrame).
+  ``.params``/``.fixef``, ``.bse``, ``.pvalues``, ``.conf_int()``, ``.vcov``/``.cov_params()``, ``.llf``,
+  ``.nobs``, ``.fittedvalues``, ``.resid``, ``.sigma``, ``.coef``, ``.ranef``, ``.varcorr`` as pandas objects;
+  ``.anova()`` the omnibus test of each fixed-effect term, ``.emmeans(term, by=...)``, ``.pairs(term,
+  adjust=...)`` and ``.effects(term)`` marginal means, pairwise comparisons and effect-plot data).
+- ``anova(m1, m2, ...)``: lme4's likelihood-ratio comparison of nested models (a pandas DataFrame; rows named by
+  keyword or after the models' formulas).
 - ``GlmmInputError``: raised for bad input, with a message that names the column or option.
 - ``FitCancelled``: raised inside a fit when its ``progress`` callback asks to stop.
 

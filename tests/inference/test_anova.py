@@ -37,8 +37,7 @@ def test_anova_matches_lme4(name):
         table = glmmlab.anova(*fits[::-1])  # given largest first: rows come back in order of npar
     assert list(table.columns) == COLUMNS
     expected = pd.DataFrame(case["columns"]).astype(float)
-    n = len(fits)
-    assert list(table.index) == [f"m{n - i}" for i in range(n)]
+    assert list(table.index) == list(case["formulas"])  # rows named after the models' formulas (issue 19)
     gaussian = case["family"] == "gaussian"
     if gaussian:
         assert table.attrs["notes"] == ["refitting model(s) with ML (instead of REML)"]
@@ -68,7 +67,7 @@ def test_ml_fit_matches_lmer_reml_false(name):
     """reml=False: lmer(REML = FALSE)'s log-likelihood to 1e-6 relative, fixed effects to 1e-6, standard errors and
     variance components to 1e-4 (they move with the flat optimum's last digits)."""
     case = REF["ml"][name]
-    res = glmmlab.glmm(case["formula"], read(case["data"]), reml=False)
+    res = glmmlab.glmm(case["formula"], read(case["data"]), reml=False, ddf="none")
     assert res.method == "ML" and res.log_likelihood_kind == "ML" and res.model["reml"] is False
     assert "ddf" not in res.model
     assert res.log_likelihood == pytest.approx(case["logLik"], rel=1e-6)
@@ -112,7 +111,9 @@ def test_named_models_and_fit_glmm_results():
         warnings.simplefilter("error")
         t2 = glmmlab.anova(ml0, ml)
     assert t2.attrs["notes"] == []
-    assert t2.loc["m2", "Chisq"] == pytest.approx(table.loc["full", "Chisq"], rel=1e-8)
+    assert t2.loc["Reaction ~ Days + (1 | Subject)", "Chisq"] == pytest.approx(table.loc["full", "Chisq"], rel=1e-8)
+    same = glmmlab.anova(ml0, ml0)  # the same formula twice: m1, m2 in the order given
+    assert list(same.index) == ["m1", "m2"]
 
 
 def test_refusals_name_the_reason():

@@ -46,7 +46,7 @@ def test_df_and_p_match_lmertest(name):
 def test_method_at_lme4s_estimates():
     """The df of penicillin's intercept at lme4's (theta, sigma): lmerTest's to 1e-6."""
     case = REF["satterthwaite"]["penicillin"]
-    res = glmmlab.glmm(case["formula"], read(case["data"]))
+    res = glmmlab.glmm(case["formula"], read(case["data"]), ddf="none")
     cap = {}
     orig = inference.satterthwaite_df
 
@@ -61,7 +61,7 @@ def test_method_at_lme4s_estimates():
         inference.satterthwaite_df = orig
     df = orig(cap["dev"], cap["vcov"], np.array(case["varpar"]))
     np.testing.assert_allclose(df, case["df"], rtol=1e-6)
-    assert res.df is None  # without ddf, no df
+    assert res.df is None  # with ddf="none", no df
 
 
 def test_both_engines_and_ml():
@@ -82,10 +82,10 @@ def test_views_show_t_tests():
     fe = next(t for t in v["tables"] if t["name"] == "fixed-effects")
     assert fe["columns"][:6] == ["Variable", "Estimate", "Std. Error", "df", "t", "Pr(>|t|)"]
     assert fe["keys"][:6] == ["variable", "estimate", "std_error", "df", "statistic", "p_value"]
-    assert fe["cells"][1][3] == "17.0000" and "Satterthwaite" in fe["note"]
+    assert fe["cells"][1][3] == "17.00" and "Satterthwaite" in fe["note"]
     text = res.summary()
     assert "Pr(>|t|)" in text and "Satterthwaite" not in text.split("Fixed Effects")[0]
-    plain = view(glmmlab.glmm("Reaction ~ Days + (Days | Subject)", read("sleep")).to_dict())
+    plain = view(glmmlab.glmm("Reaction ~ Days + (Days | Subject)", read("sleep"), ddf="none").to_dict())
     fe0 = next(t for t in plain["tables"] if t["name"] == "fixed-effects")
     assert fe0["columns"][3:5] == ["z", "p"] and "df" not in fe0["keys"]
 
@@ -107,3 +107,24 @@ def test_cli_ddf():
     case = REF["satterthwaite"]["sleep_ri"]
     assert [r["df"] for r in doc["fixed_effects"]] == pytest.approx(case["df"], rel=1e-3)
     assert doc["model"]["ddf"] == "satterthwaite" and "reml" not in doc["model"]  # REML: the default
+
+
+def test_gaussian_identity_defaults_to_satterthwaite():
+    """Issue 19 point 4: lmerTest's convention by default; ddf="none" gives lme4's statistic without df; other
+    families keep Wald z tests. The JSON keeps the contract's keys: p_value is the row's test's p-value and
+    p_value_normal the Wald z p-value of contract v2."""
+    case = REF["satterthwaite"]["sleep_ri"]
+    res = glmmlab.glmm(case["formula"], read(case["data"]))
+    assert res.test_kind == "t" and res.model["ddf"] == "satterthwaite"
+    np.testing.assert_allclose(res.df, case["df"], rtol=1e-3)
+    np.testing.assert_allclose(res.pvalues.to_numpy()[1:], case["p"][1:], rtol=1e-3)
+    row = res.to_dict()["fixed_effects"][1]
+    assert set(row) >= {"variable", "estimate", "std_error", "statistic", "p_value", "lower", "upper", "df"}
+    assert row["p_value_normal"] == pytest.approx(2 * stats.norm.sf(abs(row["statistic"])), rel=1e-12)
+    plain = glmmlab.glmm(case["formula"], read(case["data"]), ddf="none")
+    assert plain.df is None and plain.test_kind == "z" and "ddf" not in plain.model
+    same = glmmlab.fit_glmm(read(case["data"]), "Reaction", "Subject", ["Days"])
+    np.testing.assert_allclose(same.df, res.df, rtol=1e-6)
+    glmm = glmmlab.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", read("models/cbpp_trials.csv"),
+                        family="binomial")
+    assert glmm.df is None and "ddf" not in glmm.model

@@ -33,3 +33,10 @@ def test_metric_tables_format_each_row_by_its_own_kind():
 def test_report_tables_stored_without_kinds_are_formatted_by_their_values():
     payload = {"columns": ["Variable", "Estimate", "Rank"], "rows": [["a", 0.0, 1], ["b", 0.5, 1200]]}
     assert table_cells(payload) == [["a", "0.0000", "1"], ["b", "0.5000", "1,200"]]
+
+
+def test_degrees_of_freedom_have_two_decimals():
+    """Satterthwaite's df (issue 19 point 4): 17.00 and 1915.40, not 17.0000; infinite df (asymptotic) is Inf."""
+    from glmmlab.services.numbers import format_column
+
+    assert format_column([16.99998, 1915.396, float("inf"), None], "df") == ["17.00", "1915.40", "Inf", "N/A"]

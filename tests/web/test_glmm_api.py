@@ -110,17 +110,18 @@ def test_a_fit_through_the_api_equals_fit_glmm_then_save_read_and_recompute(clie
     rep = client.post(f"/api/models/{model['id']}/report", json={"conf_level": 0.9}).json()
     assert [i["title"] for i in rep["items"]] == [
         "recovery by age: Random Effects", "recovery by age: ICC", "recovery by age: Fixed Effects",
-        "recovery by age: Model Fit", "recovery by age: Comparison with GLM (no random intercept)",
+        "recovery by age: Omnibus Tests (Type III)", "recovery by age: Model Fit",
+        "recovery by age: Comparison with GLM (no random intercept)",
         "recovery by age: BLUP (Random Effect Predictions)"]
     assert rep["items"][2]["payload"]["columns"][5] == "Lower 90%"
-    assert len(rep["items"][5]["payload"]["rows"]) == got["n_groups"]
+    assert len(rep["items"][6]["payload"]["rows"]) == got["n_groups"]
     png = client.get(f"/api/models/{model['id']}/plots/caterpillar.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     rep = client.post(f"/api/models/{model['id']}/plots/qq/report", json={}).json()
-    assert [i["kind"] for i in rep["items"]] == ["table"] * 6 + ["plot"]
-    plot_id = rep["items"][6]["id"]
+    assert [i["kind"] for i in rep["items"]] == ["table"] * 7 + ["plot"]
+    plot_id = rep["items"][7]["id"]
     rep = client.post(f"/api/reports/{rep['id']}/items/{plot_id}/move", json={"direction": "up"}).json()
-    assert [i["kind"] for i in rep["items"]] == ["table"] * 5 + ["plot", "table"]
+    assert [i["kind"] for i in rep["items"]] == ["table"] * 6 + ["plot", "table"]
     page = client.get(f"/api/reports/{rep['id']}/export")
     assert page.status_code == 200 and "attachment" in page.headers["content-disposition"]
     assert "data:image/png;base64," in page.text and "<script" not in page.text and "Lower 90%" in page.text
@@ -129,7 +130,7 @@ def test_a_fit_through_the_api_equals_fit_glmm_then_save_read_and_recompute(clie
 def test_gaussian_fit_shows_reml_and_no_exp_columns(client, samples):
     ds = samples["school scores"]
     job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school",
-              conf_level=0.9)
+              conf_level=0.9, ddf="none")
     assert job["display"]["fixed_effects_headers"] == ["Variable", "Estimate", "Std. Error", "z", "p", "Lower 90%",
                                                        "Upper 90%"]
     assert job["display"]["log_likelihood_label"] == "REML Log-Likelihood"

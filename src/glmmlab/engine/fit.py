@@ -23,7 +23,7 @@ from glmmlab.engine.glm import glm_fit
 from glmmlab.engine.laplace import LaplaceObjective
 from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state, varpar_deviance
 from glmmlab.engine.optimizer import feasible_theta, minimize, numeric_gradient
-from glmmlab.engine.options import MAX_NAGQ, check_options  # noqa: F401  (MAX_NAGQ re-exported)
+from glmmlab.engine.options import MAX_NAGQ, check_options, resolve_ddf  # noqa: F401  (MAX_NAGQ re-exported)
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.quadrature import AgqObjective
 from glmmlab.engine.results import GlmmResult
@@ -68,7 +68,7 @@ class DesignMeta:
 
 def validate_options(
     family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int, se: str,
-    reml: bool = True, ddf: str = "none",
+    reml: bool = True, ddf: str = "auto",
 ) -> tuple[Family, Link]:
     """Check every option once, at the edge (the rules are declared in :mod:`glmmlab.engine.options`)."""
     return check_options(family, link, conf_level, max_iter, tol, nagq, se, reml, ddf)
@@ -85,14 +85,14 @@ def _formula_or_none(response: str, group: str, fixed: list[str], intercept: boo
 
 def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Link, intercept: bool,
                conf_level: float, nagq: int, max_iter: int, tol: float, reml: bool = True,
-               ddf: str = "none") -> dict:
+               ddf: str = "auto") -> dict:
     """The "model" object of a fit's JSON: what was asked for."""
     return {
         "response": response, "fixed": list(fixed), "group": group, "family": fam.name, "link": lk.name,
         "intercept": bool(intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol),
         "formula": _formula_or_none(response, group, list(fixed), intercept),
-        "weights": None, "offset": None, **nondefault_options(reml, ddf),
+        "weights": None, "offset": None, **nondefault_options(reml, resolve_ddf(ddf, fam.name, lk.name)),
     }
 
 
@@ -103,7 +103,7 @@ def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> d
     if reml is False:
         out["reml"] = False
     key = str(ddf).strip().lower()
-    if key != "none":
+    if key not in ("none", "auto"):  # "auto" is resolved by the caller, which knows the family and link
         out["ddf"] = key
     if str(dispersion).strip().lower() == "lme4":
         out["dispersion"] = "lme4"
@@ -140,7 +140,7 @@ def prepare_fit(
     nagq: int = 1,
     se: str = "working",
     reml: bool = True,
-    ddf: str = "none",
+    ddf: str = "auto",
     progress: ProgressFn = None,
 ) -> PreparedFit:
     """Check the options and build the design (see :func:`fit_arrays` for the arguments). The design holds
@@ -274,15 +274,19 @@ def _fit_lmm(blocks, meta: DesignMeta, model: dict, se: str, progress: ProgressF
         meta, model, method, method, fit.converged, st.theta, beta, vcov, "X'V^-1X",
         var_group, st.sigma2, icc, loglik, k, aic, bic, blup, blup_se, rows, null_loglik, opt, se_hessian,
     )
+    def vcov_at(vp: np.ndarray) -> np.ndarray:
+        A = reml_state(s, abs(float(vp[0])), reml).A
+        return inference.to_original_scale(meta.T, st.beta, vp[1] ** 2 * inference.inverse_spd(A))[1]
+
+    def varpar_model() -> tuple:
+        return (lambda vp: varpar_deviance(s, vp[0], vp[1], reml), vcov_at,
+                np.array([st.theta, np.sqrt(st.sigma2)]))
+
+    # Satterthwaite's df of any combination of the fixed effects (omnibus F tests, marginal means): on demand
+    result.varpar_model = varpar_model
     if model.get("ddf", "none") == "satterthwaite":
         report(progress, "Satterthwaite degrees of freedom", 0.95)
-
-        def vcov_at(vp: np.ndarray) -> np.ndarray:
-            A = reml_state(s, abs(float(vp[0])), reml).A
-            return inference.to_original_scale(meta.T, st.beta, vp[1] ** 2 * inference.inverse_spd(A))[1]
-
-        result.df = inference.satterthwaite_df(lambda vp: varpar_deviance(s, vp[0], vp[1], reml), vcov_at,
-                                               np.array([st.theta, np.sqrt(st.sigma2)]))
+        result.df = inference.satterthwaite_df(*varpar_model())
     return result
 
 
@@ -415,7 +419,7 @@ def _assemble(
     return GlmmResult(
         model=model, method=method, n_obs=d.n, n_groups=d.n_groups, n_excluded=d.n_excluded,
         converged=bool(converged), singular=bool(singular), warnings=warnings, names=d.names,
-        beta=beta, vcov=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
+        beta=beta, vcov_matrix=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
         var_group=float(var_group), var_residual=None if var_residual is None else float(var_residual),
         icc=icc, log_likelihood=float(loglik), log_likelihood_kind=kind, aic=float(aic), bic=float(bic), k=k,
         group_labels=list(d.levels), blup=blup, blup_se=blup_se, rows=rows["rows"],

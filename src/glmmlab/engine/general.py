@@ -1047,15 +1047,25 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
     finally:
         obj.close()
     p = Xs.shape[1]
+    nt = st.n_theta
+    theta = np.asarray(out.optimization["final"], dtype=float)
+    whole: list = [blocks[0]] if len(blocks) == 1 else []
+
+    def varpar_model() -> tuple:
+        """(deviance, vcov, varpar) of Satterthwaite's method; the profiled criterion on all rows is built when
+        first asked for (the fit's own blocks may be several)."""
+        if not whole:
+            whole.append(ProfiledLmm(st, Xs, z, pw, beta0))
+        prof = whole[0]
+        return (lambda vp: prof.varpar_deviance(vp[:nt], vp[nt], reml),
+                lambda vp: vp[nt] ** 2 * (T @ prof.unscaled_vcov(vp[:nt]) @ T.T),
+                np.append(theta, np.sqrt(out.var_residual)))
+
+    if p:  # Satterthwaite's df of any combination of the fixed effects (omnibus F tests, marginal means)
+        out.varpar_model = varpar_model
     if model.get("ddf", "none") == "satterthwaite" and p:
         report(progress, "Satterthwaite degrees of freedom", 0.95)
-        prof = blocks[0] if len(blocks) == 1 else ProfiledLmm(st, Xs, z, pw, beta0)
-        nt = st.n_theta
-        theta = np.asarray(out.optimization["final"], dtype=float)
-        out.df = inference.satterthwaite_df(
-            lambda vp: prof.varpar_deviance(vp[:nt], vp[nt], reml),
-            lambda vp: vp[nt] ** 2 * (T @ prof.unscaled_vcov(vp[:nt]) @ T.T),
-            np.append(theta, np.sqrt(out.var_residual)))
+        out.df = inference.satterthwaite_df(*varpar_model())
     return out
 
 
@@ -1421,7 +1431,7 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
     return GlmmResult(
         model=model, method=method, n_obs=mf.n, n_groups=lead.n_levels, n_excluded=mf.n_input - mf.n,
         converged=bool(converged), singular=singular, warnings=warnings, names=list(names),
-        beta=beta, vcov=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
+        beta=beta, vcov_matrix=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
         var_group=float(var_group), var_residual=None if var_residual is None else float(var_residual),
         icc=icc, log_likelihood=float(loglik), log_likelihood_kind=method, aic=float(aic), bic=float(bic), k=int(k),
         group_labels=list(lead.levels), blup=np.array([r["value"] for r in lead_rows]),

@@ -136,3 +136,70 @@ def satterthwaite_df(deviance, vcov, varpar: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(denom > 0, 2.0 * np.diag(V) ** 2 / denom, np.nan)
     return df
+
+
+class SatterthwaitePieces:
+    """What Satterthwaite's degrees of freedom of any linear combination of the fixed effects need, once per fit:
+    ``A`` = 2 H^-1, the asymptotic covariance of the variance parameters (H the deviance's Hessian in them), ``J``
+    the derivatives of the fixed effects' covariance V in each variance parameter (k, p, p), and V itself."""
+
+    def __init__(self, deviance, vcov, varpar: np.ndarray):
+        varpar = np.asarray(varpar, dtype=float)
+        self.A = 2.0 * linalg.pinvh(numeric_hessian(deviance, varpar))
+        self.V = np.asarray(vcov(varpar), dtype=float)
+        self.J = numeric_jacobian(lambda v: np.asarray(vcov(v), dtype=float), varpar)  # (k, p, p)
+
+    def df(self, L: np.ndarray) -> np.ndarray:
+        """df of each row l of ``L`` (one contrast each): 2 (l'Vl)^2 / (g' A g), g_i = l' dV/dvarpar_i l."""
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        var = np.einsum("ij,jk,ik->i", L, self.V, L)
+        g = np.einsum("mj,ijk,mk->mi", L, self.J, L)  # (rows, k)
+        denom = np.einsum("mi,ij,mj->m", g, self.A, g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denom > 0, 2.0 * var ** 2 / denom, np.inf)
+
+
+def wald_chisq(beta: np.ndarray, vcov: np.ndarray, L: np.ndarray) -> tuple[float, int, float]:
+    """The Wald chi-square test of L beta = 0: (statistic (L b)' (L V L')^-1 (L b), df = rank of L V L', p)."""
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    Lb = L @ np.asarray(beta, dtype=float)
+    M = L @ np.asarray(vcov, dtype=float) @ L.T
+    d, P = linalg.eigh(M)
+    keep = d > max(d.max(), 0.0) * 1e-10 if d.size else d > 0
+    q = int(keep.sum())
+    if q == 0:
+        return float("nan"), 0, float("nan")
+    z = P[:, keep].T @ Lb
+    stat = float(np.sum(z ** 2 / d[keep]))
+    return stat, q, float(special.chdtrc(q, stat))
+
+
+def contest_f(beta: np.ndarray, pieces: SatterthwaitePieces, L: np.ndarray) -> tuple[float, int, float, float]:
+    """lmerTest's multi-df F test of L beta = 0 with Satterthwaite's denominator df (its ``contestMD``): with
+    L V L' = P D P', the q = rank independent t statistics t_m = (P'L b)_m / sqrt(d_m) each get Satterthwaite's
+    df nu_m; F = sum t_m^2 / q and its denominator df from E = sum nu_m / (nu_m - 2): 2E / (E - q) (all nu_m > 2;
+    otherwise 2; the mean when they are equal, nu itself for q = 1). Returns (F, q, denominator df, p)."""
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    M = L @ pieces.V @ L.T
+    d, P = linalg.eigh(M)
+    order = np.argsort(-d)
+    d, P = d[order], P[:, order]
+    keep = d > max(d[0] if d.size else 0.0, 0.0) * np.finfo(float).eps ** 0.5
+    q = int(keep.sum())
+    if q == 0:
+        return float("nan"), 0, float("nan"), float("nan")
+    PtL = P[:, keep].T @ L
+    t2 = (PtL @ np.asarray(beta, dtype=float)) ** 2 / d[keep]
+    F = float(np.sum(t2) / q)
+    nu = pieces.df(PtL)
+    if q == 1:
+        ddf = float(nu[0])
+    elif np.all(np.abs(np.diff(nu)) < 1e-8):
+        ddf = float(np.mean(nu))
+    elif np.any(nu <= 2):
+        ddf = 2.0
+    else:
+        E = float(np.sum(nu / (nu - 2.0)))
+        ddf = 2.0 * E / (E - q)
+    p = float(special.fdtrc(q, ddf, F)) if np.isfinite(ddf) else float(special.chdtrc(q, q * F))
+    return F, q, ddf, p

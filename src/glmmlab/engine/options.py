@@ -111,9 +111,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("reml", "bool", True, "REML", "Gaussian + identity: true = REML (default), false = maximum likelihood "
            "(lmer's REML = FALSE); other families always use maximum likelihood", examples_bad=("yes", 1, None)),
     # Gaussian + identity only: the denominator degrees of freedom of the fixed-effect tests
-    Option("ddf", "choice", "none", "Degrees of Freedom",
-           "Gaussian + identity: none = Wald z tests (default); satterthwaite = t tests with Satterthwaite's "
-           "degrees of freedom (lmerTest's)", choices=("none", "satterthwaite"), examples_bad=("kenward-roger",)),
+    # "auto" (the default): satterthwaite for Gaussian + identity fits in memory (lmerTest's convention), none otherwise
+    Option("ddf", "choice", "auto", "Degrees of Freedom",
+           "auto = satterthwaite for Gaussian + identity (lmerTest's convention; default), none for other models; "
+           "satterthwaite = t tests with Satterthwaite's degrees of freedom (Gaussian + identity); none = the "
+           "Wald statistic without df, p from the normal distribution",
+           choices=("none", "satterthwaite", "auto"), examples_bad=("kenward-roger",)),
     # Gamma, and Gaussian with a log or inverse link: the likelihood that is maximised
     Option("dispersion", "choice", "estimated", "Dispersion",
            "Gamma and Gaussian with a log or inverse link: estimated = the dispersion is a parameter estimated "
@@ -138,15 +141,23 @@ INTERVAL_OPTIONS: dict[str, Option] = {o.name: o for o in [
 ]}
 
 
+def resolve_ddf(ddf: str, family: str, link: str) -> str:
+    """The tests a fit gets: "satterthwaite" or "none"; "auto" is satterthwaite for Gaussian + identity."""
+    key = str(ddf).strip().lower()
+    if key == "auto":
+        return "satterthwaite" if (family, link) == ("gaussian", "identity") else "none"
+    return key
+
+
 def check_options(family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int,
-                  se: str, reml: bool = True, ddf: str = "none", dispersion: str = "estimated"
+                  se: str, reml: bool = True, ddf: str = "auto", dispersion: str = "estimated"
                   ) -> tuple[Family, Link]:
     """Check every option against :data:`OPTIONS` and the rules that join them; (family, link) objects."""
     fam, lk = resolve(family, link)  # its messages name the family or link and list the choices
     for name, value in (("conf_level", conf_level), ("max_iter", max_iter), ("tol", tol), ("nagq", nagq),
                         ("se", se), ("reml", reml), ("ddf", ddf), ("dispersion", dispersion)):
         OPTIONS[name].check(value)
-    if OPTIONS["ddf"].check(ddf) != "none" and not (fam.name == "gaussian" and lk.name == "identity"):
+    if OPTIONS["ddf"].check(ddf) == "satterthwaite" and not (fam.name == "gaussian" and lk.name == "identity"):
         raise GlmmInputError(
             f"ddf {ddf!r} (Satterthwaite's t tests) is for linear mixed models, the gaussian family with the "
             f"identity link; this model is {fam.name} with the {lk.name} link, whose tests are Wald z tests: "

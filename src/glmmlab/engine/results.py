@@ -92,7 +92,7 @@ class GlmmResult:
     warnings: list[str]
     names: list[str]
     beta: np.ndarray
-    vcov: np.ndarray
+    vcov_matrix: np.ndarray  # the fixed effects' covariance (``vcov`` labels it)
     se: np.ndarray
     se_kind: str
     var_group: float
@@ -136,6 +136,20 @@ class GlmmResult:
     # a fit from arrays (fit_glmm's random-intercept path) builds its frame only when first needed (refits,
     # intervals, R²): () -> ModelFrame | None, set by the API
     frame_loader: Any = None
+    # Gaussian + identity: () -> (deviance, vcov, varpar) of Satterthwaite's method (the engine sets it), and the
+    # pieces computed from it when first needed (omnibus F tests, marginal means)
+    varpar_model: Any = None
+    _satterthwaite: Any = None
+
+    def satterthwaite_pieces(self) -> Any:
+        """Satterthwaite's pieces (:class:`glmmlab.engine.inference.SatterthwaitePieces`) of a Gaussian-identity fit
+        made in memory, computed once; None for other fits."""
+        if self._satterthwaite is None and self.varpar_model is not None:
+            from glmmlab.engine.inference import SatterthwaitePieces
+
+            with np.errstate(all="ignore"):
+                self._satterthwaite = SatterthwaitePieces(*self.varpar_model())
+        return self._satterthwaite
 
     def model_frame(self) -> Any:
         """The fit's ModelFrame (built on first use for fits made from arrays), or None when there is none (a
@@ -185,8 +199,10 @@ class GlmmResult:
                 "statistic": _num(z), "p_value": _num(p_values[k]),
                 "lower": _num(lower[k]), "upper": _num(upper[k]),
             }
-            if self.df is not None:  # Satterthwaite: statistic is a t with df degrees of freedom
+            if self.df is not None:  # Satterthwaite: statistic is a t with df degrees of freedom, p_value its p
                 row["df"] = _num(self.df[k])
+                # the contract's (v2) p_value of the Wald z, kept under its own key
+                row["p_value_normal"] = _num(2.0 * special.ndtr(-abs(z))) if np.isfinite(z) else None
             if with_exp:
                 with np.errstate(over="ignore"):
                     row.update({
@@ -301,6 +317,9 @@ class GlmmResult:
             "optimization": self.optimization,
             "r2": {k: (_num(v) if k != "reason" else v) for k, v in self.r2().items()},
         }
+        terms = self.anova_terms_document()
+        if terms is not None:
+            out["anova_terms"] = terms
         if self.se_hessian is not None:
             out["std_error_hessian"] = {n: _num(s) for n, s in zip(self.names, self.se_hessian)}
         return out
@@ -364,6 +383,135 @@ class GlmmResult:
         """Two-sided p-values of the Wald z tests, or of the t tests with Satterthwaite's degrees of freedom
         (pandas Series by coefficient name)."""
         return self._coefficients(self._p_values(), "p_value")
+
+    # -- statsmodels and lme4 names -----------------------------------------------------------------------
+    @property
+    def vcov(self):
+        """The covariance of the fixed effects: a pandas DataFrame labelled by coefficient name (lme4's ``vcov``)."""
+        import pandas as pd
+
+        idx = pd.Index(list(self.names), name="term")
+        return pd.DataFrame(np.asarray(self.vcov_matrix, dtype=float), index=idx, columns=list(self.names))
+
+    def cov_params(self):
+        """statsmodels' name for :attr:`vcov`."""
+        return self.vcov
+
+    @property
+    def fixef(self):
+        """lme4's ``fixef``: the fixed-effect estimates (the same Series as :attr:`params`)."""
+        return self.params
+
+    @property
+    def llf(self) -> float:
+        """statsmodels' name of the log-likelihood (REML criterion for REML fits, as lme4's logLik)."""
+        return float(self.log_likelihood)
+
+    @property
+    def nobs(self) -> int:
+        """The number of rows used in the fit."""
+        return int(self.n_obs)
+
+    @property
+    def sigma(self) -> float:
+        """lme4's ``sigma``: the residual standard deviation (Gaussian), Gamma's dispersion sigma; 1 for families
+        without one (binomial, Poisson, negative binomial), as lme4."""
+        return float(np.sqrt(self.var_residual)) if self.var_residual is not None else 1.0
+
+    @property
+    def fittedvalues(self):
+        """The fitted means with the random effects (lme4's ``fitted``), a pandas Series indexed by input row."""
+        import pandas as pd
+
+        return pd.Series(np.asarray(self.fitted, dtype=float), index=pd.Index(np.asarray(self.rows), name="row"),
+                         name="fitted")
+
+    @property
+    def resid(self):
+        """The residuals lme4's ``residuals()`` gives by default: deviance residuals (for a Gaussian-identity fit
+        the response residuals y - fitted), a pandas Series indexed by input row."""
+        import pandas as pd
+
+        return pd.Series(np.asarray(self.deviance_residuals, dtype=float),
+                         index=pd.Index(np.asarray(self.rows), name="row"), name="resid")
+
+    @property
+    def coef(self) -> dict:
+        """lme4's ``coef``: per grouping factor a DataFrame (a row per level, a column per fixed effect) of the fixed
+        effects plus that level's random effects (the BLUPs) for the terms that vary by it."""
+        import pandas as pd
+
+        out: dict = {}
+        beta = dict(zip(self.names, np.asarray(self.beta, dtype=float)))
+        for r in self.blup_table():
+            comp = out.setdefault(r["component"], {})
+            comp.setdefault(r["group"], {})[r["term"]] = 0.0 if r["value"] is None else float(r["value"])
+        tables = {}
+        for comp, levels in out.items():
+            rows = {lv: {nm: b + terms.get(nm, 0.0) for nm, b in beta.items()} for lv, terms in levels.items()}
+            df = pd.DataFrame.from_dict(rows, orient="index", columns=list(self.names))
+            df.index.name = comp
+            tables[comp] = df
+        return tables
+
+    # -- omnibus tests, marginal means, effects (computed by glmmlab.services.marginal) ------------------------
+    def _service(self, name: str) -> Callable[..., Any]:
+        fn = _SERVICES.get(name)
+        if fn is None:
+            raise RuntimeError(f"{name} is computed by glmmlab.services.marginal (import glmmlab)")
+        return fn
+
+    def anova(self, intercept: bool = False):
+        """Omnibus tests per fixed-effect term (type III, R's treatment contrasts): a pandas DataFrame indexed by
+        term. GLMMs: ``Df``, ``Chisq`` (Wald chi-square of the term's coefficients) and ``p``; Gaussian identity:
+        ``Df``, ``DenDF`` (Satterthwaite), ``F`` and ``p`` (lmerTest's ``anova``, whose type III differs only for a
+        covariate's main effect in an interaction with a factor: see :mod:`glmmlab.services.marginal`).
+        ``df.attrs["note"]`` declares the tests. ``glmmlab.anova(m1, m2)`` compares models instead."""
+        return self._service("anova_terms")(self, intercept=intercept)
+
+    def emmeans(self, term: str, by: str | None = None, type: str = "response", level: float | None = None,
+                at: Any = None, n_grid: int = 20):
+        """Estimated marginal means of ``term`` (a factor or covariate of the fixed part), per level of ``by``, as
+        R's emmeans: a pandas DataFrame with the variables, ``estimate``, ``SE``, ``df``, ``lower``, ``upper``.
+        Other covariates at their means, factors averaged with equal weights; a covariate ``term`` gives ``n_grid``
+        equally spaced values over its range (or the values ``at``); ``type`` "response" or "link"; ``level``: of
+        the intervals (default: the fit's). Satterthwaite's df for Gaussian-identity fits, else asymptotic."""
+        return self._service("emmeans")(self, term, by=by, type=type, level=level, at=at, n_grid=n_grid)
+
+    def pairs(self, term: str, by: str | None = None, adjust: str = "tukey"):
+        """Pairwise comparisons of a factor's marginal means (on the link scale), within each level of ``by``:
+        ``contrast``, ``estimate``, ``SE``, ``df``, ``statistic``, ``p``; ``adjust`` "tukey", "holm", "bonferroni"
+        or "none"."""
+        return self._service("pairs")(self, term, by=by, adjust=adjust)
+
+    def effects(self, term: str, by: str | None = None, level: float | None = None, n_grid: int = 20):
+        """The data of an effect plot of ``term`` on the response scale: ``x``, ``by`` (when given), ``estimate``,
+        ``lower``, ``upper``, ``SE``; ``attrs["kind"]`` "line" for a covariate, "points" for a factor."""
+        return self._service("effects")(self, term, by=by, level=level, n_grid=n_grid)
+
+    def anova_terms_document(self) -> dict | None:
+        """The omnibus tests per term as the JSON document holds them (``"anova_terms"``): ``test`` ("F" or
+        "Chisq"), ``type``, ``contrasts``, ``note`` and ``rows`` of ``term``, ``df``, ``den_df`` (F tests),
+        ``statistic`` (F or chi-square) and ``p_value``. None when the services are not loaded or no term exists."""
+        compute = _SERVICES.get("anova_terms")
+        if compute is None or not len(self.names):
+            return None
+        try:
+            table = compute(self)
+        except GlmmInputError:
+            return None
+        if not len(table):
+            return None
+        f = table.attrs["test"] == "F"
+        rows = [{"term": str(t), "df": int(r["Df"]), **({"den_df": _num(r["DenDF"])} if f else {}),
+                 "statistic": _num(r["F"] if f else r["Chisq"]), "p_value": _num(r["p"])}
+                for t, r in table.iterrows()]
+        return {"test": table.attrs["test"], "type": table.attrs["type"], "contrasts": table.attrs["contrasts"],
+                "note": table.attrs["note"], "rows": rows}
+
+    def __dir__(self) -> list[str]:
+        """The public names only (not the fields the engine and services keep for refits)."""
+        return sorted(PUBLIC_NAMES)
 
     @property
     def df_resid(self):
@@ -561,7 +709,7 @@ class GlmmResult:
                 X = np.ones((n_rows, 1))
             offset = np.zeros(X.shape[0])
         eta = X @ np.asarray(self.beta, dtype=float) + offset
-        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, np.asarray(self.vcov, dtype=float), X), 0.0))
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, np.asarray(self.vcov_matrix, dtype=float), X), 0.0))
         z = float(special.ndtri(0.5 + level / 2.0))
         lower, upper = eta - z * se, eta + z * se
         if type == "response":
@@ -569,6 +717,18 @@ class GlmmResult:
             eta, a, b = inv(eta), inv(lower), inv(upper)
             lower, upper = np.minimum(a, b), np.maximum(a, b)  # a decreasing link (inverse) swaps the ends
         return pd.DataFrame({"prediction": eta, "lower": lower, "upper": upper})
+
+
+PUBLIC_NAMES = (
+    # the fit, as statsmodels and lme4 name it
+    "params", "fixef", "bse", "tvalues", "pvalues", "df_resid", "conf_int", "vcov", "cov_params", "llf", "nobs",
+    "fittedvalues", "resid", "sigma", "coef", "ranef", "varcorr", "re_correlations", "r2", "formula",
+    "family", "link", "conf_level", "method", "converged", "singular", "warnings", "names", "beta", "se",
+    "log_likelihood", "aic", "bic", "k", "n_obs", "n_groups", "n_excluded", "icc", "model", "groups",
+    "test_kind", "fit_seconds",
+    # tests and predictions
+    "anova", "emmeans", "pairs", "effects", "predict", "summary", "to_dict",
+)
 
 
 def _checked(option: Any, value: Any, name: str) -> Any:

@@ -35,7 +35,7 @@ def fit_glmm(
     offset: Optional[str] = None,
     reference_levels: Optional[Mapping[str, Any]] = None,
     reml: bool = True,
-    ddf: str = "none",
+    ddf: str = "auto",
     dispersion: str = "estimated",
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
@@ -55,8 +55,10 @@ def fit_glmm(
     ``{"f": "b"}`` makes level b the reference of factor f, as R's ``relevel``); ``weights`` and ``offset`` name
     columns of prior weights and of an offset.
     ``reml`` (Gaussian + identity): True = REML (default), False = maximum likelihood (lmer's ``REML = FALSE``).
-    ``ddf`` (Gaussian + identity): "none" = Wald z tests (default), "satterthwaite" = t tests with
-    Satterthwaite's degrees of freedom, as lmerTest's.
+    ``ddf``: "auto" (default) = t tests with Satterthwaite's degrees of freedom and their p-values for Gaussian +
+    identity fits (lmerTest's convention; the Dask paths give Wald z there), Wald z tests for other models;
+    "satterthwaite" asks for Satterthwaite explicitly (Gaussian + identity only); "none" = lme4's Wald statistic
+    with no df (its p-value from the normal distribution, as the JSON contract v2 defined ``p_value``).
     ``dispersion`` (Gamma; Gaussian with a log or inverse link): "estimated" (default) fits the model's likelihood
     with the dispersion as a parameter, as glmmTMB does; "lme4" reproduces glmer's criterion, which plugs
     deviance / n into the density (its variance components are biased; for reproducing a published lme4 fit).
@@ -78,7 +80,7 @@ def fit_glmm(
 
 def _in_memory_only(reml: Any, ddf: Any) -> None:
     """The Dask paths fit by REML with Wald tests; maximum likelihood and Satterthwaite's df run in memory."""
-    if reml is not True or str(ddf).strip().lower() != "none":
+    if reml is not True or str(ddf).strip().lower() not in ("none", "auto"):
         raise GlmmInputError("reml=False and ddf='satterthwaite' are available for fits in memory only; fit a "
                              "pandas, polars or Arrow table")
 
@@ -105,7 +107,7 @@ def glmm(
     nagq: int = 1,
     se: str = "working",
     reml: bool = True,
-    ddf: str = "none",
+    ddf: str = "auto",
     dispersion: str = "estimated",
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
@@ -144,8 +146,9 @@ def fit(spec: ModelSpec, data: Any, *, progress: Optional[Callable[[str, float],
 def anova(*models: GlmmResult, **named: GlmmResult) -> pd.DataFrame:
     """Compare nested models by likelihood-ratio tests, as lme4's ``anova(m1, m2, ...)``: a pandas DataFrame with
     columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``, one row per model in order of npar, each
-    tested against the row before it. Rows are named ``m1, m2, ...`` in the order given, or by keyword:
-    ``glmmlab.anova(null=m0, full=m1)``.
+    tested against the row before it. Rows are named after the models given: by keyword
+    (``glmmlab.anova(null=m0, full=m1)``), else by their formulas (``m1, m2, ...`` in the order given where two
+    formulas are the same).
 
     Gaussian + identity REML fits are refitted by maximum likelihood first; ``df.attrs["notes"]`` says so and a
     ``UserWarning`` is issued (lme4: "refitting model(s) with ML (instead of REML)"). Models fitted to different
@@ -154,7 +157,11 @@ def anova(*models: GlmmResult, **named: GlmmResult) -> pd.DataFrame:
 
     from glmmlab.services.comparison import compare
 
-    pairs = [(f"m{i + 1}", m) for i, m in enumerate(models)] + list(named.items())
+    formulas = [getattr(m, "formula", None) for m in models]
+    by_formula = all(isinstance(f, str) and f for f in formulas) and len(set(formulas)) == len(formulas) \
+        and not set(formulas) & set(named)
+    pairs = [(str(formulas[i]) if by_formula else f"m{i + 1}", m) for i, m in enumerate(models)] \
+        + list(named.items())
     table = compare(pairs)
     for note in table.attrs["notes"]:
         warnings.warn(note, UserWarning, stacklevel=2)

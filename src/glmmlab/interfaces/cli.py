@@ -40,7 +40,10 @@ Bad input or a bad option exits with status 2 and one 'error: ...' line on stder
 def build_parser(fit_options: bool = True) -> argparse.ArgumentParser:
     """The parser of every command. ``fit_options=False`` leaves out the options of ``fit`` (the commands' list
     and ``serve`` need no options table, and so no numpy)."""
+    from glmmlab import __version__
+
     p = _Parser(prog="glmmlab", description="Generalized linear mixed models in lme4's model language.")
+    p.add_argument("--version", action="version", version=f"glmmlab {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{fit,compare,serve}")
     f = sub.add_parser("fit", help="fit a model to a CSV, TSV or Parquet file and print its tables or JSON",
                        description="Fit a generalized linear mixed model to a CSV, TSV or Parquet file.\nGive the "
@@ -92,6 +95,9 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
     f.add_argument("--diagnostics", choices=["full", "none"], default="full", type=str.lower,
                    help="with --format json: full (default) includes the per-row fitted values and residuals; "
                         "none leaves them out (\"diagnostics\": null), which keeps the JSON of large data small")
+    f.add_argument("--blups", default="10", metavar="all|none|N",
+                   help="with --format text: the BLUP rows shown per grouping factor: the first N (default 10, with "
+                        "a line saying how many are left out), all, or none (the JSON always has every BLUP)")
     f.add_argument("--engine", choices=["memory", "dask"], default="memory",
                    help="fit in memory (default) or on a Dask cluster (Parquet data)")
     f.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -209,6 +215,22 @@ def reference_levels(pairs: list[str]) -> dict[str, str] | None:
     return out or None
 
 
+def blup_rows(value: str) -> int | None:
+    """``--blups``: None for all, 0 for none, else the number of rows per BLUP table."""
+    text = str(value).strip().lower()
+    if text == "all":
+        return None
+    if text == "none":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise UsageError(f"--blups must be all, none or a whole number of rows (e.g. --blups 20); got {value!r}")
+    return n
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from glmmlab.interfaces.api import fit_glmm
     from glmmlab.interfaces.text import render
@@ -219,6 +241,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     elif not args.response or not args.group:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
     references = reference_levels(args.reference)
+    blup_rows(args.blups)  # checked before the fit runs
     if args.ci is not None:  # the interval options' rules, before the fit runs
         from glmmlab.engine.options import INTERVAL_OPTIONS
 
@@ -250,7 +273,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             if args.weights or args.offset or references:
                 raise UsageError("--weights, --offset and --reference run in memory; leave out --engine dask")
             options.pop("weights"), options.pop("offset"), options.pop("reference_levels")
-            if options.pop("reml") is not True or options.pop("ddf") != "none":
+            if options.pop("reml") is not True or options.pop("ddf") not in ("none", "auto"):
                 raise UsageError("--reml false and --ddf satterthwaite run in memory; leave out --engine dask")
             from glmmlab.services.distributed import fit_parquet_on_dask
 
@@ -269,7 +292,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             doc["intervals"] = intervals
         sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
     else:
-        sys.stdout.write(render(result))
+        sys.stdout.write(render(result, blups=blup_rows(args.blups)))
         if intervals is not None:
             from glmmlab.interfaces.text import render_table
             from glmmlab.services.result_view import intervals_table
@@ -292,7 +315,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for i, formula in enumerate(args.formula):
             fits.append((f"m{i + 1}", glmm(formula, data, family=args.family, link=args.link, weights=args.weights,
                                           offset=args.offset, max_iter=args.max_iter, tol=args.tol, nagq=args.nagq,
-                                          progress=bar)))
+                                          ddf="none", progress=bar)))  # likelihood-ratio tests need no df
         table = comparison.compare(fits)
     finally:
         bar.close()

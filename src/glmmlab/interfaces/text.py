@@ -38,18 +38,33 @@ def _header(d: dict[str, Any]) -> list[str]:
             f"Converged: {'yes' if d['converged'] else 'no'}   Fit time: {d['timing']['fit_seconds']:.3f} s"]
 
 
-def render_document(d: dict[str, Any], blups: bool = True) -> str:
-    """The text of a result document (``GlmmResult.to_dict()``); ``blups=False`` leaves out the BLUP table."""
+BLUP_ROWS = 10  # the command line's default: the first 10 levels of each BLUP table (--blups all shows every one)
+
+
+def render_document(d: dict[str, Any], blups: bool | int | None = True) -> str:
+    """The text of a result document (``GlmmResult.to_dict()``). ``blups``: True or None every BLUP row, False
+    no BLUP table, a number N the first N levels of each BLUP table and a line saying how many were left out (0:
+    one line instead of the tables)."""
     parts = _header(d)
     parts += [f"Warning: {w}" for w in warnings_of(d)]
     for t in result_tables(d):
-        if t["name"] == "blup" and not blups:
+        is_blup = t["name"] == "blup" or t["name"].startswith("blup-")
+        if is_blup and blups is False:
             continue
         if t["name"] == "icc":
             parts.append(f"\nICC: {t['cells'][0][1]}")
             continue
+        limit = blups if is_blup and not isinstance(blups, bool) and blups is not None else None
+        n = len(t["cells"])
+        if limit is not None and limit == 0:
+            parts.append(f"\n{t['title']}: {n:,} levels not shown (--blups all or --blups N shows them)")
+            continue
+        if limit is not None and n > limit:
+            t = dict(t, cells=t["cells"][:limit])
         parts.append(f"\n{t['title']}")
         parts.append(render_table(varcorr_layout(t) if t["name"] == "random-effects" else t))
+        if limit is not None and n > limit:
+            parts.append(f"... {n - limit:,} more of {n:,} levels not shown (--blups all shows every level)")
     return "\n".join(parts) + "\n"
 
 
@@ -72,9 +87,9 @@ def _groups(d: dict[str, Any]) -> str:
     return f"{d['n_groups']:,}"
 
 
-def render(result) -> str:
-    """The text of a :class:`~glmmlab.engine.results.GlmmResult`."""
-    return render_document(result.to_dict())
+def render(result, blups: bool | int | None = True) -> str:
+    """The text of a :class:`~glmmlab.engine.results.GlmmResult` (``blups`` as :func:`render_document`)."""
+    return render_document(result.to_dict(), blups=blups)
 
 
 def summary(result) -> str:

@@ -47,7 +47,9 @@ def _payload(result: GlmmResult) -> dict:
     sd_cor = layout.values(result.random_effects_table(), result.correlations or [])
     fp = None if result.family_parameter is None else result.family_parameter["value"]
     beta = dict(zip(result.names, np.asarray(result.beta, dtype=float)))
-    return {"frame": mf, "spec": result.spec, "names": names, "family": result.family, "link": result.link,
+    # the refits need no Satterthwaite df
+    spec = dataclasses.replace(result.spec, ddf="none") if result.spec is not None else None
+    return {"frame": mf, "spec": spec, "names": names, "family": result.family, "link": result.link,
             "sd_cor": sd_cor, "beta": beta, "var_residual": result.var_residual, "family_parameter": fp,
             "thetas": result.thetas}
 

@@ -75,7 +75,7 @@ class Form:
         self.max_iter = body.get("max_iter", 100)
         self.tol = body.get("tol", 1e-6)
         self.nagq = body.get("nagq", 1)
-        self.ddf = body.get("ddf") or "none"
+        self.ddf = body.get("ddf") or "auto"
         self.formula: Optional[str] = body.get("formula")
         self.weights: Optional[str] = body.get("weights")
         self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels")
@@ -197,11 +197,11 @@ def check_options(body: Form, families: dict) -> tuple[str, str, dict[str, Any]]
     if not nq.low <= nagq <= nq.high:
         raise FieldError("nagq", f"Quadrature nodes must be between {nq.low:g} and {nq.high:g} (1 is the Laplace "
                                  "approximation).")
-    ddf = str(body.ddf or "none").strip().lower()
+    ddf = str(body.ddf or "auto").strip().lower()
     if ddf not in OPTIONS["ddf"].choices:
         raise FieldError("ddf", f"Fixed-effect tests must be one of {', '.join(OPTIONS['ddf'].choices)}; "
                                 f"got {body.ddf!r}.")
-    if ddf != "none" and (family, link) != ("gaussian", "identity"):
+    if ddf == "satterthwaite" and (family, link) != ("gaussian", "identity"):
         raise FieldError("ddf", "Satterthwaite t tests are for the Gaussian family with the identity link; choose Wald "
                                 "z tests.")
     return family, link, {"conf_level": level, "max_iter": max_iter, "tol": tol, "nagq": nagq, "ddf": ddf}
@@ -291,6 +291,9 @@ def fit_label(spec: dict[str, Any], dataset_name: str) -> str:
     return f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {dataset_name}"
 
 
+KEEP_FIT_ROWS = 1_000_000  # a finished fit up to this many rows stays in memory for its marginal means
+
+
 def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Project]], info: Any,
               spec: dict[str, Any], place: Callable[[str], Path], discard: Callable[[Path], None],
               project_key: str = "") -> Job:
@@ -315,7 +318,9 @@ def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Proje
                 max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], ddf=spec.get("ddf", "none"),
                 progress=job.report)
         document = jsonable(result.to_dict())
-        del result  # the arrays of the fit go now; the per-row diagnostics go to disk
+        if result.n_obs <= KEEP_FIT_ROWS:  # marginal means and effect plots of this fit without a refit
+            job.kept["fit"] = result
+        del result  # otherwise the arrays of the fit go now; the per-row diagnostics go to disk
         return _keep_diagnostics(job, document, place)
 
     def attach(job: Job) -> None:
@@ -404,3 +409,115 @@ def wald_document(result: dict[str, Any], level: float) -> dict[str, Any]:
     rows = result_view.fixed_effects_at(result, level)
     return {"method": "wald", "level": level,
             "rows": [{"parameter": r["variable"], "lower": r["lower"], "upper": r["upper"]} for r in rows]}
+
+
+# -- omnibus tests, marginal means, pairwise comparisons and effect plots of a fit or a saved model ----------------
+_REFITS: dict[tuple, Any] = {}  # the last few saved models fitted again for their marginal means
+_REFITS_KEPT = 4
+
+
+def anova_view(document: dict[str, Any]) -> dict[str, Any]:
+    """The omnibus tests per term of a fit's document: ``anova_terms`` (test, type, contrasts, note, rows of term,
+    df, den_df, statistic, p_value) and ``table`` (the Omnibus Tests table as the result view shows it; null when
+    the fit has no term to test)."""
+    return {"anova_terms": document.get("anova_terms"), "table": result_view.omnibus_table(document)}
+
+
+def fit_anova(job: Job) -> dict[str, Any]:
+    return anova_view(_done(job))
+
+
+def _done(job: Job) -> dict[str, Any]:
+    if job.result is None:
+        raise ServiceError(f"The fit '{job.id}' has no result ({job.state}); wait until it is done.")
+    return job.result
+
+
+def fit_result_of_job(job: Job, open_project: Callable[[], ContextManager[Project]]) -> Any:
+    """The fitted model of a finished fit job: kept in memory, or fitted again on its dataset (large fits)."""
+    _done(job)
+    kept = job.kept.get("fit")
+    if kept is not None:
+        return kept
+    spec = job.info["spec"]
+    with open_project() as project:
+        frame = datasets.read_frame(project, job.info["dataset_id"], models.spec_columns(spec))
+    result = models.fit_form(frame, spec)
+    job.kept["fit"] = result
+    return result
+
+
+def saved_fit(project: Project, model: dict[str, Any], key: Any = None) -> Any:
+    """A saved model fitted again on its dataset (a model keeps JSON only); the last few are kept."""
+    k = (key, model["id"], repr(model.get("spec")), (model.get("result") or {}).get("n_obs"))
+    if k in _REFITS:
+        return _REFITS[k]
+    result = models.refit_model(project, model)
+    _REFITS[k] = result
+    while len(_REFITS) > _REFITS_KEPT:
+        _REFITS.pop(next(iter(_REFITS)))
+    return result
+
+
+def saved_anova(project: Project, model: dict[str, Any], key: Any = None) -> dict[str, Any]:
+    """The omnibus tests of a saved model: from its document, or (a model saved before they existed) refitted."""
+    document = model.get("result") or {}
+    if document.get("anova_terms") is None:
+        document = dict(document, anova_terms=saved_fit(project, model, key).anova_terms_document())
+    return anova_view(document)
+
+
+def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response", level: Any = None,
+                  adjust: str = "tukey") -> dict[str, Any]:
+    """Estimated marginal means of ``term`` (by ``by``), their pairwise comparisons (a factor term) and the effect
+    plot's data, JSON-clean (no NaN: infinite df, as for GLMMs, are null)::
+
+        {"term", "by", "type", "level", "kind": "line" | "points", "response",
+         "emmeans": {"columns", "rows": [{<variables>, "estimate", "SE", "df", "lower", "upper"}], "note"},
+         "pairs": {"adjust", "columns", "rows": [{<by>, "contrast", "estimate", "SE", "df", "statistic", "p"}],
+                   "note"} | null,
+         "effects": {"kind", "x", "by", "rows": [{"x", "by"?, "estimate", "lower", "upper", "SE"}]},
+         "tables": [the Marginal Means and Pairwise Comparisons tables, formatted as the result view's]}
+
+    Bad choices raise :class:`FieldError` naming the field (term, by, type, level, adjust)."""
+    term = term if term is None else str(term)
+    by = None if by in (None, "") else str(by)
+    try:
+        em = result.emmeans(term, by=by, type=type, level=level)
+        eff = result.effects(term, by=by, level=level)
+        pr = result.pairs(term, by=by, adjust=adjust) if eff.attrs["kind"] == "points" else None
+    except GlmmInputError as exc:
+        raise FieldError(_field_of(str(exc)), str(exc)) from None
+    keys = [c for c in em.columns if c not in ("estimate", "SE", "df", "lower", "upper")]
+    out = {
+        "term": em.attrs["term"], "by": by, "type": em.attrs["type"], "level": em.attrs["level"],
+        "kind": eff.attrs["kind"], "response": eff.attrs.get("response"),
+        "emmeans": {"columns": list(em.columns), "rows": em.to_dict(orient="records"), "note": em.attrs["note"]},
+        "pairs": None if pr is None else {"adjust": pr.attrs["adjust"], "columns": list(pr.columns),
+                                          "rows": pr.to_dict(orient="records"), "note": pr.attrs["note"]},
+        "effects": {"kind": eff.attrs["kind"], "x": eff.attrs["x"], "by": by,
+                    "rows": eff.to_dict(orient="records")},
+    }
+    lv = result_view.level_text(em.attrs["level"])
+    tables = [result_view._table(
+        "emmeans", f"Estimated Marginal Means: {em.attrs['term']}" + (f" by {by}" if by else ""),
+        keys + ["Estimate", "SE", "df", f"Lower {lv}", f"Upper {lv}"],
+        ["text"] * len(keys) + ["decimal", "decimal", "df", "decimal", "decimal"],
+        [[r[k] for k in keys] + [r["estimate"], r["SE"], r["df"], r["lower"], r["upper"]]
+         for r in out["emmeans"]["rows"]], note=em.attrs["note"])]
+    if pr is not None:
+        bys = [c for c in pr.columns if c not in ("contrast", "estimate", "SE", "df", "statistic", "p")]
+        tables.append(result_view._table(
+            "pairs", f"Pairwise Comparisons: {em.attrs['term']} ({pr.attrs['adjust']})",
+            bys + ["Contrast", "Estimate", "SE", "df", "t" if result.link == "identity" and
+                   result.family == "gaussian" else "z", "p"],
+            ["text"] * (len(bys) + 1) + ["decimal", "decimal", "df", "decimal", "p"],
+            [[r[k] for k in bys] + [r["contrast"], r["estimate"], r["SE"], r["df"], r["statistic"], r["p"]]
+             for r in out["pairs"]["rows"]], note=pr.attrs["note"]))
+    out["tables"] = tables
+    return jsonable(out)
+
+
+def _field_of(message: str) -> str:
+    first = message.split(" ", 1)[0]
+    return first if first in ("term", "by", "type", "level", "adjust", "at", "n_grid") else "term"

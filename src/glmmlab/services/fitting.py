@@ -22,12 +22,14 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import resolve
 from glmmlab.engine.fit import fit_prepared, nondefault_options, prepare_fit
 from glmmlab.engine.formula import Name, parse_formula
+from glmmlab.engine.options import resolve_ddf
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec, random_intercept_formula
 from glmmlab.engine.terms import ModelFrame
 from glmmlab.services import bootstrap as _bootstrap  # noqa: F401  registers result.conf_int(method="boot")
 from glmmlab.services import frames
+from glmmlab.services import marginal as _marginal  # noqa: F401  (registers anova(), emmeans(), pairs(), effects())
 from glmmlab.services import profiling as _profiling  # noqa: F401  and method="profile" on every core
 from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
 from glmmlab.services.modelframe import build_model_frame, level_label
@@ -207,7 +209,7 @@ def fit_spec_dask(data: Any, spec: ModelSpec, *, progress: ProgressFn = None, cl
     reference levels need a fit in memory (the caller refuses them with its own words; here they are refused
     too)."""
     fam, lk = spec.check()
-    if spec.reference_levels or spec.reml is not True or spec.ddf != "none":
+    if spec.reference_levels or spec.reml is not True or spec.ddf not in ("none", "auto"):
         raise GlmmInputError("reference_levels, reml=False and ddf='satterthwaite' need a fit in memory (a pandas, "
                              "polars or Arrow table)")
     form = _random_intercept_form(spec.formula, data._meta)
@@ -264,7 +266,7 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
         "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
-        "offset": offset, **nondefault_options(spec.reml, spec.ddf, spec.dispersion),
+        "offset": offset, **nondefault_options(spec.reml, resolve_ddf(spec.ddf, fam.name, lk.name), spec.dispersion),
     }
     if spec.reference_levels:  # only when asked for: a document without them keeps its keys
         model["reference_levels"] = {str(k): level_label(v) for k, v in spec.reference_levels.items()}

@@ -303,15 +303,20 @@ class _UsedFactor:
 
 
 def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, where: str,
-            factors: dict[Expr, _UsedFactor], check: bool = True) -> tuple[np.ndarray, list[str]]:
+            factors: dict[Expr, _UsedFactor], check: bool = True,
+            assign: list[int] | None = None) -> tuple[np.ndarray, list[str]]:
     """R's model.matrix for one part: columns and names, with R's contrast rules. ``check=False`` (new rows for
-    prediction, coded into the fit's levels) skips the checks that only make sense on the data of a fit."""
+    prediction, coded into the fit's levels) skips the checks that only make sense on the data of a fit.
+    ``assign``, when given, receives R's ``assign`` attribute: per column the index of its term in ``part.terms``
+    plus 1, 0 for the intercept."""
     n = len(rows)
     cols: list[np.ndarray] = []
     names: list[str] = []
     if part.intercept:
         cols.append(np.ones(n))
         names.append("(Intercept)")
+        if assign is not None:
+            assign.append(0)
     sets = [frozenset(t.variables) for t in part.terms]
     # R's TermCode: a factor is coded by contrasts when the term without it is empty or contained in a
     # preceding term; otherwise by indicators of all its levels.
@@ -363,6 +368,8 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
                     )
         cols.extend(block_cols)
         names.extend(block_names)
+        if assign is not None:
+            assign.extend([j + 1] * len(block_names))
     X = np.column_stack(cols) if cols else np.zeros((n, 0))
     return np.ascontiguousarray(X, dtype=float), names
 
@@ -401,6 +408,12 @@ class DesignRecipe:
     # factors given a reference level (``reference_levels``): their levels in R's default order (``levels``
     # holds the coding order, the chosen reference first)
     default_levels: dict[Expr, tuple[str, ...]] = field(default_factory=dict)
+    # R's "assign" of the fixed part: per column of ``x_names`` its term's index in ``formula.fixed.terms`` + 1
+    # (0: the intercept)
+    assign: tuple[int, ...] = ()
+    # the numeric data columns of the fixed part and its offsets on the rows used: {column: (min, mean, max, sd)}
+    # (the reference grid of estimated marginal means: covariates at their means, effect plots over their range)
+    covariates: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     @property
     def factors(self) -> dict[str, dict]:
@@ -501,7 +514,8 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
     default_levels = _apply_references(reference_levels, used, data, ftxt) if reference_levels else {}
 
     # ---- fixed design
-    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole)
+    assign: list[int] = []
+    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole, assign=assign)
     if X.shape[1] == 0:
         raise GlmmInputError(f"{ftxt} has no fixed effects: keep the intercept (1) or add a term")
 
@@ -552,11 +566,25 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         scales=dict(data.scale_params), column_kinds=dict(data.kinds),
         terms=tuple(RandomTermRecipe(t.component, tuple(t.levels), tuple(t.names), t.correlated) for t in terms),
         offset_column=None if offset is None else str(offset), default_levels=default_levels,
+        assign=tuple(assign), covariates=_covariates(data, f, rows),
     )
     return ModelFrame(
         response=f.response_label, y=y, X=X, x_names=x_names, terms=terms, rows=rows, n_input=n_input,
         weights=w, offset=off, intercept=f.fixed.intercept, formula=formula, warnings=warnings, recipe=recipe,
     )
+
+
+def _covariates(data: _Data, f: Formula, rows: np.ndarray) -> dict[str, tuple[float, float, float, float]]:
+    """(min, mean, max, sd) on the rows used of each numeric data column of the fixed part and its offsets."""
+    out: dict[str, tuple[float, float, float, float]] = {}
+    for e in [*f.fixed.variables, *f.fixed.offsets]:
+        for name in e.names():
+            if name in out or data.kinds.get(name) != "numeric" or not len(rows):
+                continue
+            v = data.numeric(Name(name), "the reference grid").values[rows]
+            out[name] = (float(np.min(v)), float(np.mean(v)), float(np.max(v)),
+                         float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+    return out
 
 
 def level_label(level: object) -> str:

@@ -7,6 +7,7 @@ Numbers are formatted a column at a time, by the column's kind:
   is 10^8 or more; a single tiny value in a column of ordinary ones is written with the fixed decimals.
 - ``"count"``: whole numbers with thousands separators (``12,345``).
 - ``"p"``: p-values with 4 decimals, ``< 0.0001`` below that.
+- ``"df"``: degrees of freedom (Satterthwaite's are not whole numbers) with 2 decimals (``17.00``, ``1915.40``).
 - ``"text"``: as it is.
 
 Missing values (None, NaN) are ``N/A`` everywhere; infinities are ``Inf`` and ``-Inf``.
@@ -19,7 +20,8 @@ from typing import Any, Iterable, Sequence
 
 DECIMALS = 4
 NA = "N/A"
-KINDS = ("decimal", "count", "p", "text")
+KINDS = ("decimal", "count", "p", "df", "text")
+DF_DECIMALS = 2
 _SMALL = 10.0 ** -DECIMALS
 _LARGE = 1e8
 
@@ -51,6 +53,8 @@ def format_number(v: Any, kind: str = "decimal", scientific: bool = False) -> st
         return "Inf" if v > 0 else "-Inf"
     if kind == "count":
         return f"{int(round(v)):,}"
+    if kind == "df":
+        return f"{v:.{DF_DECIMALS}f}"
     if kind == "p":
         return f"< {_SMALL:.{DECIMALS}f}" if v < _SMALL else f"{v:.{DECIMALS}f}"
     if scientific:

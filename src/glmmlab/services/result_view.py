@@ -16,7 +16,7 @@ from glmmlab.engine.inference import z_quantile
 from glmmlab.engine.results import exp_label
 from glmmlab.services.numbers import format_rows
 
-TABLE_NAMES = ("random-effects", "icc", "fixed-effects", "model-fit", "glm-comparison", "blup")
+TABLE_NAMES = ("random-effects", "icc", "fixed-effects", "omnibus", "model-fit", "glm-comparison", "blup")
 ICC_NA = "N/A (ICC not defined)"
 
 
@@ -139,7 +139,7 @@ def fixed_effects_table(result: dict[str, Any], conf_level: float | None = None)
         note = ("t tests with Satterthwaite's degrees of freedom (lmerTest's); Wald intervals at "
                 f"{level_text(level)} with the standard normal quantile.")
     table = _table("fixed-effects", "Fixed Effects", fixed_effects_headers(m["family"], m["link"], level, t_tests),
-                   ["text", "decimal", "decimal"] + (["decimal"] if t_tests else []) + ["decimal", "p"]
+                   ["text", "decimal", "decimal"] + (["df"] if t_tests else []) + ["decimal", "p"]
                    + ["decimal"] * (len(keys) - 5 - t_tests), values, note=note)
     table["keys"] = keys
     table["conf_level"] = level
@@ -180,6 +180,9 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
                + [["Rows excluded", result["n_excluded"]]] + extra + r2_rows, na="N/A",
                note=f"R²: {r2['reason']}" if r2 and r2.get("reason") else None),
     ]
+    omnibus = omnibus_table(result)
+    if omnibus is not None:
+        tables.insert(3, omnibus)
     c = result.get("glm_comparison")
     if c:
         tables.append(_table(
@@ -199,6 +202,21 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
         [[b["group"], b["random_intercept"], b["std_error"], b["rank"]] for b in result.get("blup", [])],
         note=f"Group variable {m['group']}; rank 1 is the largest random intercept."))
     return tables
+
+
+def omnibus_table(result: dict[str, Any]) -> dict[str, Any] | None:
+    """Omnibus Tests: one row per fixed-effect term (the document's ``anova_terms``), F with Satterthwaite's
+    denominator df or Wald chi-square; None when the document has none."""
+    a = result.get("anova_terms")
+    if not a or not a.get("rows"):
+        return None
+    f = a["test"] == "F"
+    columns = ["Term", "Df"] + (["DenDF", "F"] if f else ["Chisq"]) + ["Pr(>F)" if f else "Pr(>Chisq)"]
+    kinds = ["text", "count"] + (["df", "decimal"] if f else ["decimal"]) + ["p"]
+    rows = [[r["term"], r["df"]] + ([r.get("den_df"), r["statistic"]] if f else [r["statistic"]]) + [r["p_value"]]
+            for r in a["rows"]]
+    return _table("omnibus", f"Omnibus Tests (Type {a.get('type', 'III')})", columns, kinds, rows,
+                  note=a.get("note"), na="N/A")
 
 
 def is_general(result: dict[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -38,8 +38,9 @@ class FitBody(BaseModel):
     max_iter: Any = 100
     tol: Any = 1e-6
     nagq: Any = 1
-    ddf: str = Field("none", description="Fixed-effect tests: none (Wald z) or satterthwaite (t tests with "
-                                         "Satterthwaite's df; Gaussian + identity only).")
+    ddf: str = Field("auto", description="Fixed-effect tests: auto (default: satterthwaite for Gaussian + identity, "
+                                         "Wald z otherwise), none (Wald statistic, no df) or satterthwaite (t "
+                                         "tests with Satterthwaite's df; Gaussian + identity only).")
     formula: Optional[str] = Field(None, description="Model formula (lme4's language). When given, it is the model: "
                                                      "response, fixed and group are not used.")
     weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
@@ -109,6 +110,31 @@ def get_fit(fit_id: str, request: Request, diagnostics: bool = False) -> dict[st
 @_glmm.post("/fits/{fit_id}/cancel", summary="Ask a running fit to stop (it stops at its next progress report)")
 def cancel_fit(fit_id: str, request: Request) -> dict[str, Any]:
     return jsonable(fits.fit_view(workbench(request).jobs.cancel(fit_id, "fit")))
+
+
+@_glmm.get("/fits/{fit_id}/anova", summary="Omnibus tests per model term of a finished fit (type III, R's "
+                                            "treatment contrasts)")
+def fit_anova(fit_id: str, request: Request) -> dict[str, Any]:
+    """``{"anova_terms": {"test": "F" | "Chisq", "type", "contrasts", "note", "rows": [{"term", "df", "den_df" (F
+    tests), "statistic", "p_value"}]}, "table": <the Omnibus Tests table of the result view>}``."""
+    return jsonable(fits.fit_anova(workbench(request).jobs.get(fit_id, "fit")))
+
+
+@_glmm.get("/fits/{fit_id}/emmeans", summary="Estimated marginal means, pairwise comparisons and effect-plot data "
+                                             "of a term of a finished fit")
+def fit_emmeans(fit_id: str, request: Request, term: str = Query(..., description="A factor or covariate of the "
+                                                                                   "fixed part"),
+                by: Optional[str] = None, type: str = "response", level: Optional[float] = None,
+                adjust: str = "tukey"):
+    """See :func:`glmmlab.services.fits.marginal_view` for the answer; 422 with ``field`` for a bad choice."""
+    wb = workbench(request)
+    job = wb.jobs.get(fit_id, "fit")
+    key = job.kept.get("project_key") or wb.project_key()
+    try:
+        result = fits.fit_result_of_job(job, lambda: wb.project_for(key))
+        return fits.marginal_view(result, term, by=by, type=type, level=level, adjust=adjust)
+    except fits.FieldError as exc:
+        return field_error(exc)
 
 
 @_glmm.delete("/fits/{fit_id}", summary="Remove a fit from this session (a running one is cancelled first); its "

@@ -163,6 +163,30 @@ def _interval_job(request: Request, model_id: int, job_id: str):
     return job
 
 
+@router.get("/{model_id}/anova", summary="Omnibus tests per model term of a saved model (as /api/glmm/fits/{id}/anova)")
+def anova(model_id: int, request: Request) -> dict[str, Any]:
+    wb = workbench(request)
+    with wb.project() as project:
+        model = models.get_model(project, model_id)
+        return jsonable(fits.saved_anova(project, model, wb.project_key()))
+
+
+@router.get("/{model_id}/emmeans", summary="Estimated marginal means, pairwise comparisons and effect-plot data of a "
+                                           "saved model (as /api/glmm/fits/{id}/emmeans; the model is fitted again "
+                                           "on its dataset)")
+def emmeans(model_id: int, request: Request, term: str = Query(...), by: Optional[str] = None,
+            type: str = "response", level: Optional[float] = None, adjust: str = "tukey"):
+    wb = workbench(request)
+    try:
+        with wb.project() as project:
+            model = models.get_model(project, model_id)
+            result = fits.saved_fit(project, model, wb.project_key())
+        return fits.marginal_view(result, term, by=by, type=type, level=level, adjust=adjust)
+    except fits.FieldError as exc:
+        return JSONResponse({"error": f"{exc.label}: {exc}", "field": exc.field, "message": str(exc)},
+                            status_code=422)
+
+
 @router.patch("/{model_id}", summary="Rename a model (names are unique in a project)")
 def rename(model_id: int, body: RenameBody, request: Request) -> dict[str, Any]:
     with workbench(request).project() as project:
