@@ -60,9 +60,6 @@ def titles(result: dict[str, Any]) -> dict[str, str]:
     out = dict(PLOTS)
     if (result.get("model") or {}).get("family") == "binomial":
         out["residuals"] = BINNED_TITLE
-        # the deviance residuals of a binomial model are not normal: the binned residuals replace a Q-Q (the
-        # plot is still drawn on request, by its kind)
-        out.pop("qq")
     if is_general(result):
         out.pop("caterpillar")
         observed = out.pop("observed")
@@ -127,6 +124,15 @@ def plot_png(project: Project, model_id: int, kind: str, fmt: str = "png") -> by
     return draw(project, model, diag, kind, fmt)
 
 
+def run_titles(result: dict[str, Any]) -> dict[str, str]:
+    """The plots the GLMM tab shows right after a run: those of :func:`titles`, without the Normal Q-Q for a
+    binomial model (its deviance residuals are not normal; the binned residuals take its place)."""
+    out = titles(result)
+    if (result.get("model") or {}).get("family") == "binomial":
+        out.pop("qq", None)
+    return out
+
+
 def title_of(result: dict[str, Any], kind: str) -> str:
     """The title of plot ``kind`` of this model (a Q-Q of a binomial model, not listed, still has one)."""
     return _known(result, kind)[kind]
@@ -176,7 +182,7 @@ def draw(project: Project, model: dict[str, Any], diag: dict[str, Any], kind: st
     with _LOCK:
         fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
         ax = fig.add_subplot()
-        title = f"{names[kind]} — {model['name']}"
+        title = f"{names[kind]} — {model['name']}" if model["name"] else names[kind]
         if binned:
             assert observed is not None  # read above for the binned residuals
             b = binned_residuals(fitted, observed)

@@ -119,7 +119,7 @@ def fit_plots(fit_id: str, request: Request) -> dict[str, Any]:
         return {"plots": []}
     return {"plots": [{"kind": k, "title": t, "url": f"/api/glmm/fits/{fit_id}/plots/{k}.png",
                        "svg_url": f"/api/glmm/fits/{fit_id}/plots/{k}.svg"}
-                      for k, t in plots.titles(job.result).items()]}
+                      for k, t in plots.run_titles(job.result).items()]}
 
 
 @_glmm.get("/fits/{fit_id}/plots/{kind}.{fmt}", summary="A plot of a finished fit as PNG or SVG",
@@ -131,7 +131,7 @@ def fit_plot(fit_id: str, kind: str, fmt: str, request: Request):
     if result is None:
         raise ServiceError("This fit has not finished; its plots come when it is done.")
     with wb.project() as project:
-        data = plots.fit_plot(project, job.label, job.info["dataset_id"], result, kind, fmt)
+        data = plots.fit_plot(project, "", job.info["dataset_id"], result, kind, fmt)
     return Response(data, media_type="image/svg+xml" if fmt == "svg" else "image/png",
                     headers={"Cache-Control": "no-store"})
 
