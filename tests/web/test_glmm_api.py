@@ -51,7 +51,7 @@ def test_options_list_families_with_canonical_links_first(client):
     o = client.get("/api/glmm/options").json()
     fams = {f["value"]: f for f in o["families"]}
     assert fams["gaussian"]["label"] == "Gaussian (Normal)"
-    assert fams["gaussian"]["links"] == ["identity", "log", "inverse"]
+    assert fams["gaussian"]["links"] == ["identity", "log", "inverse"]  # the engine's links (issue 19)
     assert fams["binomial"]["links"] == ["logit", "probit"]
     assert fams["poisson"]["links"] == ["log", "identity"]
     assert fams["gamma"]["links"] == ["inverse", "log", "identity"]

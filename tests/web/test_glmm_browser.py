@@ -134,14 +134,17 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     control(panel, "dataset_id").select_option(str(ds["id"]))
     expect(control(panel, "response").locator('option[value="age"]')).to_have_count(1)
     assert options_of(control(panel, "response")) == ["age", "recovered"]  # numeric columns only
-    assert options_of(control(panel, "group")) == ["clinic", "severity"]  # nominal, ordinal and string columns
+    # nominal, ordinal and string columns first; then (issue 19) any other column, its values as the groups
+    assert options_of(control(panel, "group")) == ["clinic", "severity", "age", "recovered"]
+    assert options_of(control(panel, "group").locator("optgroup")) == ["age", "recovered"]
     assert panel.locator('#' + panel.locator(".checklist").get_attribute("id") + " input").evaluate_all(
         "xs => xs.map(x => x.value)") == ["age", "recovered"]
 
     # the family decides the links, canonical first and chosen
     family, link = control(panel, "family"), control(panel, "link")
+    # every family and link the engine fits, from the start (issue 19)
     assert family.locator("option").all_inner_texts() == ["Gaussian (Normal)", "Binomial (Logistic)",
-                                                          "Poisson (Count)", "Gamma"]
+                                                          "Poisson (Count)", "Gamma", "Negative Binomial (NB2)"]
     assert options_of(link) == ["identity", "log", "inverse"]
     for fam, links in [("poisson", ["log", "identity"]), ("gamma", ["inverse", "log", "identity"]),
                        ("binomial", ["logit", "probit"])]:

@@ -106,20 +106,20 @@ def test_the_glmm_tab_and_model_detail_fit_the_window(browser, live_server_facto
         run_and_wait(panel)
         runs = panel.locator(".runs")
         parts = frame_parts(page)
-        parts.update(form=panel.locator(".glmm-form"), runs=runs)
         del parts["panel"]  # the form and the runs are inside it
         assert_apart(page, parts)
-        assert inside(box(panel.locator("button.run")), box(panel.locator(".glmm-form")))  # Run GLMM stays in sight
+        assert inside(box(panel.locator("button.run")), box(panel.locator(".glmm-form")))
         no_page_scroll(page)
-        # the results scroll in their own box: the panel does not scroll, the runs box does
-        assert panel.evaluate("p => p.scrollHeight <= p.clientHeight + 1")
-        assert runs.evaluate("r => r.scrollHeight > r.clientHeight + 50 && getComputedStyle(r).overflowY === 'auto'")
-        # a results table's header sticks flush to the top of the runs box when its rows scroll by
+        # issue 19.2 (replacing 10.8's box of its own): the results scroll with the tab's panel, no box inside it
+        assert panel.evaluate("p => p.scrollHeight > p.clientHeight + 50")
+        assert runs.evaluate("r => r.scrollHeight <= r.clientHeight + 1 && getComputedStyle(r).overflowY === "
+                             "'visible'")
+        # a long results table (BLUP) has a frame of its own whose header sticks flush to its top
         blup = runs.locator('table[data-table="blup"]')
-        runs.evaluate("(r, t) => { r.scrollTop += t.getBoundingClientRect().top - r.getBoundingClientRect().top "
-                      "+ 120; }", blup.element_handle())
+        frame = runs.locator('.table-frame[data-frame-of="blup"]')
+        frame.evaluate("f => { f.scrollTop = 120; }")
         head = box(blup.locator("thead th").first)
-        top = runs.evaluate("r => r.getBoundingClientRect().top + r.clientTop")
+        top = frame.evaluate("f => f.getBoundingClientRect().top + f.clientTop")
         assert abs(head["y"] - top) < 1, (head, top)
         if width == 1024:
             page.screenshot(path=str(CHECKS / "layout-1024-glmm.png"))

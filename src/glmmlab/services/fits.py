@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
+from glmmlab.engine.families import LINKS
 from glmmlab.engine.options import OPTIONS
 from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
@@ -45,7 +46,7 @@ FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "f
                 "link": "Link Function", "conf_level": "Confidence Level", "max_iter": "Max Iterations",
                 "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name",
                 "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials",
-                "reference_levels": "Reference level", "ddf": "Fixed-effect tests"}
+                "reference_levels": "Reference level", "ddf": "Fixed-effect tests", "dispersion": "Dispersion"}
 
 
 class FieldError(ServiceError):
@@ -76,6 +77,7 @@ class Form:
         self.tol = body.get("tol", 1e-6)
         self.nagq = body.get("nagq", 1)
         self.ddf = body.get("ddf") or "auto"
+        self.dispersion = body.get("dispersion") or "estimated"
         self.formula: Optional[str] = body.get("formula")
         self.weights: Optional[str] = body.get("weights")
         self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels")
@@ -93,7 +95,11 @@ def form_options() -> dict[str, Any]:
     return {"families": [{"value": k, "label": f.label, "links": list(f.links), "canonical_link": f.links[0]}
                          for k, f in FAMILIES.items()],
             "general_families": [{"value": k, "label": f.label, "links": list(f.links),
-                                  "canonical_link": f.links[0]} for k, f in GENERAL_FAMILIES.items()],
+                                  "canonical_link": f.links[0],
+                                  "dispersion_links": [lk for lk in f.links if f.has_dispersion_parameter(LINKS[lk])]}
+                                 for k, f in GENERAL_FAMILIES.items()],
+            "dispersion": {"choices": list(OPTIONS["dispersion"].choices), "default": OPTIONS["dispersion"].default,
+                           "label": OPTIONS["dispersion"].label, "help": OPTIONS["dispersion"].help},
             "defaults": {"intercept": True} | {o.name: o.default for o in OPTIONS.values()
                                                if o.name in ("family", "conf_level", "max_iter", "tol", "nagq")},
             "conf_level_range": [OPTIONS["conf_level"].low, OPTIONS["conf_level"].high],
@@ -153,10 +159,7 @@ def _check_simple_form(project: Project, body: Form) -> tuple[Any, dict[str, Any
         raise FieldError("group", "Choose a Group Variable (Random Intercept): a GLMM needs groups.")
     if body.group not in cols:
         raise FieldError("group", f"Dataset '{info.name}' has no column '{body.group}'.")
-    if not cols[body.group].categorical:
-        raise FieldError("group", f"The Group Variable must be a nominal, ordinal or string column; '{body.group}' "
-                                  f"is {cols[body.group].dtype} · {cols[body.group].scale}. Set its scale to nominal "
-                                  "in the dataset tab to use it.")
+    # any column can hold the groups (numeric identifiers included): its values are the groups' labels, a factor
     if body.group == body.response or body.group in body.fixed:
         raise FieldError("group", f"'{body.group}' is already the response or a fixed effect.")
     if not body.intercept and not body.fixed:
@@ -204,7 +207,17 @@ def check_options(body: Form, families: dict) -> tuple[str, str, dict[str, Any]]
     if ddf == "satterthwaite" and (family, link) != ("gaussian", "identity"):
         raise FieldError("ddf", "Satterthwaite t tests are for the Gaussian family with the identity link; choose Wald "
                                 "z tests.")
-    return family, link, {"conf_level": level, "max_iter": max_iter, "tol": tol, "nagq": nagq, "ddf": ddf}
+    dispersion = str(body.dispersion or "estimated").strip().lower()
+    if dispersion not in OPTIONS["dispersion"].choices:
+        raise FieldError("dispersion", f"Dispersion must be one of {', '.join(OPTIONS['dispersion'].choices)}; "
+                                       f"got {body.dispersion!r}.")
+    options: dict[str, Any] = {"conf_level": level, "max_iter": max_iter, "tol": tol, "nagq": nagq, "ddf": ddf}
+    if dispersion != "estimated":
+        if not families[family].has_dispersion_parameter(LINKS[link]):
+            raise FieldError("dispersion", "Dispersion 'lme4' is for the Gamma family and the Gaussian family with a "
+                                           "log or inverse link; this model has no dispersion to estimate.")
+        options["dispersion"] = dispersion
+    return family, link, options
 
 
 _NAME = re.compile(r"`([^`]+)`|([A-Za-z.][A-Za-z0-9._]*)")
@@ -242,7 +255,8 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
     frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
     try:
         return build_model_frame(frame, text, family=family, weights=weights or None,
-                                 reference_levels=reference_levels or None), names
+                                 reference_levels=reference_levels or None,
+                                 known_columns=[c.name for c in info.columns]), names
     except GlmmInputError as exc:
         message = str(exc)
         field = "weights" if weights and message.startswith("weights") else \
@@ -316,7 +330,7 @@ def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Proje
                 frame, spec["response"], spec["group"], spec["fixed"], family=spec["family"],
                 link=spec["link"], intercept=spec["intercept"], conf_level=spec["conf_level"],
                 max_iter=spec["max_iter"], tol=spec["tol"], nagq=spec["nagq"], ddf=spec.get("ddf", "none"),
-                progress=job.report)
+                **({"dispersion": spec["dispersion"]} if spec.get("dispersion") else {}), progress=job.report)
         document = jsonable(result.to_dict())
         if result.n_obs <= KEEP_FIT_ROWS:  # marginal means and effect plots of this fit without a refit
             job.kept["fit"] = result

@@ -149,9 +149,7 @@ def _form(f: Formula, mf: ModelFrame, cols: dict[str, Any], family: str) -> dict
 
 def _grouping(r: RandomPart, cols: dict[str, Any]) -> dict[str, Any]:
     names = [_column(g, cols, "a grouping variable") for g in r.group]
-    for n in names:
-        if not cols[n].categorical:
-            raise _NotForm(f"the grouping variable {n} is not a nominal, ordinal or string column")
+    # any column can hold groups (numeric identifiers included: their values are the groups' labels)
     if len(names) > 2:
         raise _NotForm(f"the grouping {r.component} nests more than two variables")
     # the form writes "b nested in a" as lme4 names a/b's inner factor: (1 | b:a)

@@ -22,7 +22,7 @@ over levels.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,8 +78,10 @@ def _quote(name: str) -> str:
 class _Data:
     """Column lookup and evaluation of formula expressions on every input row."""
 
-    def __init__(self, df: pd.DataFrame, formula_text: str):
+    def __init__(self, df: pd.DataFrame, formula_text: str, known_columns: Sequence[str] | None = None):
         self.df = df
+        # the columns a message names: the whole dataset's when only the formula's columns were read
+        self.known = [str(c) for c in known_columns] if known_columns is not None else [str(c) for c in df.columns]
         self.n = len(df)
         self.formula = formula_text
         self.names = {str(c): c for c in df.columns}
@@ -91,10 +93,10 @@ class _Data:
 
     def column(self, name: str, used_in: str) -> pd.Series:
         if name not in self.names:
-            near = difflib.get_close_matches(name, list(self.names), n=3, cutoff=0.6)
-            near += [c for c in self.names if c.lower() == name.lower() and c not in near]
+            near = difflib.get_close_matches(name, self.known, n=3, cutoff=0.6)
+            near += [c for c in self.known if c.lower() == name.lower() and c not in near]
             hint = f"; did you mean {', '.join(repr(c) for c in near)}?" if near else ""
-            cols = list(self.names)
+            cols = self.known
             shown = ", ".join(cols[:20]) + (", ..." if len(cols) > 20 else "")
             raise GlmmInputError(
                 f"column {name!r} (in {used_in}) is not in the data{hint} Columns: {shown}. "
@@ -434,7 +436,8 @@ class DesignRecipe:
 
 def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian", weights: str | None = None,
                       offset: str | None = None, whole: bool = True,
-                      reference_levels: Mapping[str, object] | None = None) -> ModelFrame:
+                      reference_levels: Mapping[str, object] | None = None,
+                      known_columns: Sequence[str] | None = None) -> ModelFrame:
     """Build the engine's :class:`ModelFrame` for an lme4 ``formula`` on ``df`` (see the module docstring).
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (any case); ``weights`` and ``offset`` are column
@@ -447,6 +450,8 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
     ``whole=False`` says ``df`` is one part of the data (a Dask partition): the checks that only the whole data
     can answer (some complete row, two or more levels of each factor, a grouping factor coarser than the rows,
     interaction columns not all zero) are left to the caller, which makes them on the combined parts.
+    ``known_columns``: every column of the dataset when ``df`` holds only some of them (what an unknown name's
+    message lists and suggests).
     """
     if not isinstance(df, pd.DataFrame):
         raise GlmmInputError(f"data must be a pandas DataFrame; got {type(df).__name__}")
@@ -460,7 +465,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         raise GlmmInputError(
             f"formula {formula!r} has no random term: add one such as (1 | group) (a mixed model needs one)"
         )
-    data = _Data(df, formula)
+    data = _Data(df, formula, known_columns)
     n_input = data.n
     ftxt = f"formula {formula!r}"
 

@@ -112,17 +112,56 @@ def binned_residuals(fitted: np.ndarray, observed: np.ndarray) -> dict[str, np.n
     return {"fitted": mf, "residual": mr, "band": band}
 
 
-def plot_png(project: Project, model_id: int, kind: str) -> bytes:
-    """One diagnostic plot of the saved model as PNG bytes."""
+def plot_png(project: Project, model_id: int, kind: str, fmt: str = "png") -> bytes:
+    """One diagnostic plot of the saved model as PNG (or ``fmt="svg"``: SVG) bytes."""
     model = get_model(project, model_id)
     result = model["result"] or {}
-    names = titles(result)
-    if kind not in names:
-        raise NotFound(f"There is no plot called {kind!r}; choose one of {', '.join(names)}.")
+    _known(result, kind)
     diag = diagnostics_of(project, model)
     if diag is None:
         raise ServiceError(f"The per-row diagnostics of model '{model['name']}' were deleted with its diagnostics "
                            "dataset; run the model again to plot them.")
+    return draw(project, model, diag, kind, fmt)
+
+
+def run_titles(result: dict[str, Any]) -> dict[str, str]:
+    """The plots the GLMM tab shows right after a run: those of :func:`titles`, without the Normal Q-Q for a
+    binomial model (its deviance residuals are not normal; the binned residuals take its place)."""
+    out = titles(result)
+    if (result.get("model") or {}).get("family") == "binomial":
+        out.pop("qq", None)
+    return out
+
+
+def title_of(result: dict[str, Any], kind: str) -> str:
+    """The title of plot ``kind`` of this model (a Q-Q of a binomial model, not listed, still has one)."""
+    return _known(result, kind)[kind]
+
+
+def _known(result: dict[str, Any], kind: str) -> dict[str, str]:
+    names = titles(result)
+    if kind not in names and kind not in PLOTS:
+        raise NotFound(f"There is no plot called {kind!r}; choose one of {', '.join(names)}.")
+    return {**PLOTS, **names}
+
+
+def fit_plot(project: Project, name: str, dataset_id: Any, result: dict[str, Any], kind: str,
+             fmt: str = "png") -> bytes:
+    """A plot of a fit that is not saved (the GLMM tab's run): ``result`` is its document with the per-row
+    diagnostics (:func:`glmmlab.services.fits.full_result`), ``name`` what the title calls it."""
+    _known(result, kind)
+    diag = result.get("diagnostics")
+    if not diag:
+        raise ServiceError("This fit has no per-row diagnostics to plot.")
+    return draw(project, {"name": name, "result": result, "dataset_id": dataset_id}, diag, kind, fmt)
+
+
+def draw(project: Project, model: dict[str, Any], diag: dict[str, Any], kind: str, fmt: str = "png") -> bytes:
+    """Draw plot ``kind`` of ``model`` ({name, result, dataset_id}) from its per-row diagnostics ``diag``."""
+    if fmt not in ("png", "svg"):
+        raise NotFound(f"Plots come as png or svg, not {fmt!r}.")
+    result = model["result"] or {}
+    names = _known(result, kind)
     fitted = _arr(diag.get("fitted_values", []))
     resid = _arr(diag.get("deviance_residuals", []))
     observed = None
@@ -143,7 +182,7 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
     with _LOCK:
         fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
         ax = fig.add_subplot()
-        title = f"{names[kind]} — {model['name']}"
+        title = f"{names[kind]} — {model['name']}" if model["name"] else names[kind]
         if binned:
             assert observed is not None  # read above for the binned residuals
             b = binned_residuals(fitted, observed)
@@ -204,5 +243,5 @@ def plot_png(project: Project, model_id: int, kind: str) -> bytes:
         ax.grid(True, alpha=.25)
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png")
+        fig.savefig(buf, format=fmt)
     return buf.getvalue()

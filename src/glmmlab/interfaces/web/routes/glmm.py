@@ -12,14 +12,15 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
-from glmmlab.services import fits
+from glmmlab.services import fits, plots
+from glmmlab.services.errors import ServiceError
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
 scripts = ["glmm.js", "compare.js"]
@@ -30,7 +31,8 @@ class FitBody(BaseModel):
     dataset_id: Any = Field(description="The dataset to analyse.")
     response: Optional[str] = Field(None, description="Response Variable (Y): a numeric column.")
     fixed: list[str] = Field(default_factory=list, description="Fixed Effects (X): numeric columns.")
-    group: Optional[str] = Field(None, description="Group Variable (Random Intercept): nominal, ordinal or string.")
+    group: Optional[str] = Field(None, description="Group Variable (Random Intercept): any column; its "
+                                                              "values are the groups (numeric identifiers too).")
     family: str = Field("gaussian", description="gaussian, binomial, poisson or gamma.")
     link: Optional[str] = Field(None, description="Default: the family's canonical link.")
     intercept: bool = True
@@ -41,6 +43,8 @@ class FitBody(BaseModel):
     ddf: str = Field("auto", description="Fixed-effect tests: auto (default: satterthwaite for Gaussian + identity, "
                                          "Wald z otherwise), none (Wald statistic, no df) or satterthwaite (t "
                                          "tests with Satterthwaite's df; Gaussian + identity only).")
+    dispersion: str = Field("estimated", description="Gamma, and Gaussian with a log or inverse link: estimated (a "
+                                                     "parameter of the likelihood, glmmTMB's) or lme4 (glmer's).")
     formula: Optional[str] = Field(None, description="Model formula (lme4's language). When given, it is the model: "
                                                      "response, fixed and group are not used.")
     weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
@@ -105,6 +109,32 @@ def list_fits(request: Request) -> dict[str, Any]:
 @_glmm.get("/fits/{fit_id}", summary="A fit's state, stage and progress; with the result when done")
 def get_fit(fit_id: str, request: Request, diagnostics: bool = False) -> dict[str, Any]:
     return jsonable(fits.fit_view(workbench(request).jobs.get(fit_id, "fit"), diagnostics=diagnostics))
+
+
+@_glmm.get("/fits/{fit_id}/plots", summary="The plots of a finished fit (not saved): kind, title and urls")
+def fit_plots(fit_id: str, request: Request) -> dict[str, Any]:
+    """Caterpillar plots, residuals (binned for a binomial model, which has no Normal Q-Q here) and observed
+    against fitted, each as PNG and SVG, right after a run."""
+    job = workbench(request).jobs.get(fit_id, "fit")
+    if job.result is None:
+        return {"plots": []}
+    return {"plots": [{"kind": k, "title": t, "url": f"/api/glmm/fits/{fit_id}/plots/{k}.png",
+                       "svg_url": f"/api/glmm/fits/{fit_id}/plots/{k}.svg"}
+                      for k, t in plots.run_titles(job.result).items()]}
+
+
+@_glmm.get("/fits/{fit_id}/plots/{kind}.{fmt}", summary="A plot of a finished fit as PNG or SVG",
+           response_class=Response, responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}})
+def fit_plot(fit_id: str, kind: str, fmt: str, request: Request):
+    wb = workbench(request)
+    job = wb.jobs.get(fit_id, "fit")
+    result = fits.full_result(job)
+    if result is None:
+        raise ServiceError("This fit has not finished; its plots come when it is done.")
+    with wb.project() as project:
+        data = plots.fit_plot(project, "", job.info["dataset_id"], result, kind, fmt)
+    return Response(data, media_type="image/svg+xml" if fmt == "svg" else "image/png",
+                    headers={"Cache-Control": "no-store"})
 
 
 @_glmm.post("/fits/{fit_id}/cancel", summary="Ask a running fit to stop (it stops at its next progress report)")

@@ -220,6 +220,14 @@ def plot(model_id: int, kind: str, request: Request):
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
+@router.get("/{model_id}/plots/{kind}.svg", summary="A diagnostic plot as SVG",
+            response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
+def plot_svg(model_id: int, kind: str, request: Request):
+    with workbench(request).project() as project:
+        svg = plots.plot_png(project, model_id, kind, "svg")
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
 @router.post("/{model_id}/report", summary="Add every table of the model (Random Effects, ICC, Fixed Effects, "
                                            "Model Fit, GLM comparison, BLUP) to a report")
 def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None) -> dict[str, Any]:
@@ -240,7 +248,7 @@ def plot_to_report(model_id: int, kind: str, request: Request,
         model = models.get_model(project, model_id)
         png = plots.plot_png(project, model_id, kind)
         report = _target(project, body.report_id)
-        item = {"kind": "plot", "title": f"{model['name']}: {plots.titles(model['result'])[kind]}",
+        item = {"kind": "plot", "title": f"{model['name']}: {plots.title_of(model['result'], kind)}",
                 "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
         return jsonable(reports.add_items(project, report["id"], [item]))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from glmmlab.engine.families import FAMILIES
 from glmmlab.interfaces.web.deps import dataset_tree, workbench
 from glmmlab.interfaces.web.routes.catalog import list_models, list_reports
 from glmmlab.interfaces.web.security import human_bytes
@@ -32,6 +33,8 @@ def workbench_page(request: Request):
         "scripts": request.app.state.scripts,
         "styles": request.app.state.styles,
         "version": request.app.version,
+        # what Help > About says the workbench fits: the engine's families with their links
+        "families": [f"{f.label} ({', '.join(f.links)})" for f in FAMILIES.values()],
     }
     return request.app.state.templates.TemplateResponse(request, "workbench.html", context)
 

@@ -31,9 +31,39 @@
         class: v === null ? "na" : (isNumberKind(t.kinds[j], i) ? "num" : null),
         dataset: { value: v === null ? "" : String(v) } }, t.cells[i][j]))));
     }
-    return el("table", { class: "grid result-grid", dataset: { table: name || t.name } },
-      el("thead", {}, el("tr", {}, t.columns.map((h) => el("th", { scope: "col" }, h)))),
-      el("tbody", {}, body));
+    // in a frame of its own: a wide table scrolls sideways inside it, the page and the border stay put
+    return el("div", { class: "table-frame", dataset: { frameOf: name || t.name } },
+      el("table", { class: "grid result-grid", dataset: { table: name || t.name } },
+        el("thead", {}, el("tr", {}, t.columns.map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, body)));
+  }
+
+  // ---- plots: a thumbnail that opens full size in a dialog, with PNG and SVG downloads ------------------------
+
+  function plotFigure(p, name, extra) {
+    const thumb = el("button", { type: "button", class: "plot-open", title: `Open “${p.title}” full size`,
+      "aria-label": `Open ${p.title} full size` },
+    el("img", { src: p.url, alt: p.title, loading: "lazy", width: "504", height: "360" }));
+    thumb.addEventListener("click", () => openPlot(p, name));
+    return el("figure", { class: "plot", dataset: { kind: p.kind } }, thumb,
+      el("figcaption", {}, el("span", {}, p.title), extra || null));
+  }
+
+  function openPlot(p, name) {
+    const svg = p.svg_url || p.url.replace(/\.png$/, ".svg");
+    const base = fileName(`${name || "model"} ${p.title}`);
+    const dlg = el("dialog", { class: "dialog plot-dialog", "aria-label": p.title },
+      el("div", { class: "dialog-body" },
+        el("h2", {}, p.title),
+        el("img", { src: p.url, alt: p.title, class: "plot-full", width: "1008", height: "720" }),
+        el("div", { class: "buttons" },
+          el("a", { class: "button download-png", href: p.url, download: `${base}.png` }, "Download PNG"),
+          el("a", { class: "button download-svg", href: svg, download: `${base}.svg` }, "Download SVG"),
+          el("button", { type: "button", class: "close-plot", onclick: () => dlg.close() }, "Close"))));
+    dlg.addEventListener("close", () => setTimeout(() => dlg.remove(), 0));
+    document.body.appendChild(dlg);
+    g.showDialog(dlg);
+    dlg.querySelector(".close-plot").focus();
   }
 
   // Copy (tab-separated, the cells as shown: pastes into a spreadsheet) and CSV (the values at full precision).
@@ -107,7 +137,7 @@
   }
 
   function warningsBox(disp) {
-    if (!disp.warnings.length) return null;
+    if (!disp.warnings.length) return null;  // (the view's warnings)
     return el("div", { class: "warnings", role: "status" }, el("strong", {}, "Warnings"),
       el("ul", {}, disp.warnings.map((w) => el("li", {}, w))));
   }
@@ -165,14 +195,19 @@
     const fixedBox = el("div", { id: id("fixed"), class: "checklist", role: "group", "aria-label": "Fixed Effects (X)" });
     const group = el("select", { id: id("group"), name: "group" });
     const family = el("select", { id: id("family"), name: "family" },
-      opts.families.map((f) => el("option", { value: f.value }, f.label)));
+      opts.general_families.map((f) => el("option", { value: f.value }, f.label)));
     const link = el("select", { id: id("link"), name: "link" });
     const intercept = el("input", { type: "checkbox", id: id("intercept"), name: "intercept", checked: true });
     const level = el("input", { type: "number", id: id("conf"), name: "conf_level", value: "95", min: "50", max: "99.99", step: "any", class: "short" });
     const maxIter = el("input", { type: "number", id: id("maxiter"), name: "max_iter", value: "100", min: "1", step: "1", class: "short" });
     const tol = el("input", { type: "text", id: id("tol"), name: "tol", value: "1e-6", class: "short" });
-    const ddf = el("select", { id: id("ddf"), name: "ddf" }, el("option", { value: "none" }, "Wald z tests"),
+    const ddf = el("select", { id: id("ddf"), name: "ddf" },
+      el("option", { value: "auto" }, "Automatic (Satterthwaite t for Gaussian identity, else Wald z)"),
+      el("option", { value: "none" }, "Wald z tests"),
       el("option", { value: "satterthwaite" }, "t tests, Satterthwaite df (Gaussian, identity)"));
+    const dispersion = el("select", { id: id("dispersion"), name: "dispersion" },
+      (opts.dispersion ? opts.dispersion.choices : ["estimated", "lme4"]).map((c) => el("option", { value: c },
+        c === "estimated" ? "Estimated (a parameter of the likelihood, as glmmTMB)" : "lme4 (glmer's deviance / n)")));
     const formulaInput = el("input", { type: "text", id: id("formula"), name: "formula", class: "formula", spellcheck: "false",
       autocomplete: "off", "aria-describedby": id("formula-help") });
     const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the form again" }, "Use the form");
@@ -187,6 +222,13 @@
     const colSelect = (name) => el("select", { id: id(name), name });
     const offsetSel = colSelect("offset"), weightsSel = colSelect("weights"), trialsSel = colSelect("trials");
     const run = el("button", { type: "button", class: "primary run" }, "Run GLMM");
+    // the heading's line: what model the controls (or the typed formula) describe
+    const modelKind = el("p", { class: "muted model-kind", "aria-live": "polite" });
+    // the form folded to its one-line model (results get the room), and the button that folds and unfolds it
+    const summaryCode = el("code", { class: "summary-formula" });
+    const formSummary = el("div", { class: "form-summary", hidden: true }, el("span", { class: "muted" }, "Model: "), summaryCode);
+    const collapse = el("button", { type: "button", class: "collapse-form", "aria-expanded": "true",
+      title: "Fold the form to its one-line model; press again to edit the model" }, "Collapse form");
     const formError = el("p", { class: "error", role: "alert", hidden: true });
     const runs = el("div", { class: "runs" });
 
@@ -202,6 +244,7 @@
       max_iter: field("max_iter", "Max Iterations", maxIter),
       tol: field("tol", "Convergence Tolerance", tol),
       ddf: field("ddf", "Fixed-effect tests", ddf),
+      dispersion: field("dispersion", "Dispersion", dispersion),
       formula: field("formula", "Model formula", formulaInput, formulaReset),
       factors: field("factors", "Factors (categorical fixed effects)", factorBox, referenceBox),
       interactions: field("interactions", "Interactions", el("div", { class: "interaction-box" }, interactionPick, interactionAdd, interactionList)),
@@ -222,24 +265,39 @@
         el("div", { class: "col" }, f.offset.row, f.weights.row, f.trials.row)));
     const form = el("form", { class: "glmm-form", novalidate: true, onsubmit: (e) => e.preventDefault() },
       el("h2", {}, "Generalized Linear Mixed Model (GLMM)"),
-      el("p", { class: "muted" }, "Random intercept model g(μ) = Xβ + u_group, u ~ N(0, σu²)."),
+      modelKind,
+      formSummary,
       el("div", { class: "form-grid" },
         el("div", { class: "col" }, f.dataset_id.row, f.response.row, f.fixed.row, f.group.row),
         el("div", { class: "col" }, f.family.row, f.link.row, f.intercept.row, f.conf_level.row,
           el("details", { class: "advanced" }, el("summary", {}, "Advanced Options"), f.max_iter.row, f.tol.row,
-            f.ddf.row))),
+            f.ddf.row, f.dispersion.row))),
       modelSection,
       f.formula.row,
       formError,
-      el("div", { class: "form-actions" }, run));
-    g.append(panel, el("div", { class: "glmm-tab" }, form, runs));
+      el("div", { class: "form-actions" }, run, collapse, el("span", { class: "muted keys" }, "Ctrl+Enter runs the model")));
+    const tabBox = el("div", { class: "glmm-tab" }, form, runs);
+    g.append(panel, tabBox);
+
+    function setCollapsed(on) {
+      form.classList.toggle("collapsed", on);
+      formSummary.hidden = !on;
+      summaryCode.textContent = formulaInput.value;
+      collapse.textContent = on ? "Edit model" : "Collapse form";
+      collapse.setAttribute("aria-expanded", on ? "false" : "true");
+    }
+    collapse.addEventListener("click", () => setCollapsed(!form.classList.contains("collapsed")));
+    // Ctrl+Enter (Cmd+Enter) anywhere in the tab runs the model, as the Run GLMM button does
+    tabBox.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !e.altKey) { e.preventDefault(); run.click(); }
+    });
 
     let columns = [];
 
-    function families() { return general() ? opts.general_families : opts.families; }
+    function families() { return opts.general_families; }
 
-    /* The simple form's four families, or with the general form (Model section open, a typed formula) the
-     * negative binomial too. */
+    /* Every family the engine fits, from the start (issue 19): a family the random-intercept form does not run
+     * (the negative binomial) runs through the formula. */
     function fillFamilies() {
       const keep = family.value;
       const list = families();
@@ -266,8 +324,8 @@
       const none = (what) => (dsSelect.value ? what : "Choose a dataset first");
       clear(response).appendChild(el("option", { value: "" }, responses.length ? "— choose —" : none("(no numeric columns)")));
       for (const c of responses) response.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})`));
-      clear(group).appendChild(el("option", { value: "" }, categorical.length ? "— choose —" : none("(no nominal, ordinal or string columns)")));
-      for (const c of categorical) group.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype} · ${c.scale})`));
+      clear(group).appendChild(el("option", { value: "" }, columns.length ? "— choose —" : none("(no columns)")));
+      groupOptions(group, (c) => `${c.name} (${c.dtype} · ${c.scale})`);
       clear(fixedBox);
       if (!numeric.length) fixedBox.appendChild(el("span", { class: "muted" }, dsSelect.value ? "No numeric columns." : "Choose a dataset first."));
       for (const c of numeric) {
@@ -275,7 +333,7 @@
           el("input", { type: "checkbox", value: c.name, checked: keepX.has(c.name), onchange: changed }), c.name));
       }
       if (responses.some((c) => c.name === keepY)) response.value = keepY;
-      if (categorical.some((c) => c.name === keepG)) group.value = keepG;
+      if (columns.some((c) => c.name === keepG)) group.value = keepG;
       const keepF = new Set(checkedIn(factorBox));
       clear(factorBox);
       if (!categorical.length) factorBox.appendChild(el("span", { class: "muted" }, dsSelect.value ? "No categorical columns." : "Choose a dataset first."));
@@ -289,7 +347,7 @@
         for (const c of numeric) sel.appendChild(el("option", { value: c.name }, c.name));
         if (numeric.some((c) => c.name === keep)) sel.value = keep;
       }
-      randomRows = randomRows.filter((r) => categorical.some((c) => c.name === r.group));
+      randomRows = randomRows.filter((r) => !r.group || columns.some((c) => c.name === r.group));
       renderModel();
     }
 
@@ -302,6 +360,72 @@
     let notForm = "";       // why the form cannot express the typed formula (from the server), once known
     let factorLevels = {};  // factor column -> {levels (R's order), reference}: from the last formula check
     const references = {};  // factor column -> the reference level chosen (absent: R's default, the first level)
+
+    /* Any column can hold the groups (a cluster variable is a factor whatever its type): the nominal, ordinal and
+     * string columns first, then the others (numeric identifiers such as sleepstudy's Subject) in their own list. */
+    function groupOptions(sel, label, except) {
+      const keep = (c) => c.name !== except;
+      for (const c of columns.filter((c) => c.categorical && keep(c))) sel.appendChild(el("option", { value: c.name }, label(c)));
+      const others = columns.filter((c) => !c.categorical && keep(c));
+      if (others.length) {
+        sel.appendChild(el("optgroup", { label: "Other columns (their values as groups)" },
+          others.map((c) => el("option", { value: c.name }, label(c)))));
+      }
+    }
+
+    function hasDispersion() {
+      const fam = opts.general_families.find((x) => x.value === family.value);
+      return !!(fam && fam.dispersion_links && fam.dispersion_links.includes(link.value));
+    }
+
+    /* The heading's line: the model the form (or the typed formula, from its last check) describes. */
+    let lastCheck = null;
+    function describeModel() {
+      const fam = opts.general_families.find((x) => x.value === family.value);
+      const kind = family.value === "gaussian" && link.value === "identity" ? "Linear mixed model" : "Generalized linear mixed model";
+      const head = `${kind} · ${fam ? fam.label : family.value}, ${link.value} link`;
+      let parts = [];
+      if (typed && !matched) {
+        parts = lastCheck && lastCheck.formula === formulaInput.value.trim()
+          ? lastCheck.random_terms.map((t) => `${t.terms.join(" + ")} | ${t.component}`) : null;
+        modelKind.textContent = parts ? `${head} · random effects: ${parts.join("; ")}` : `${head} · the typed formula`;
+        modelKind.dataset.kind = "typed";
+        return;
+      }
+      const eff = effects();
+      const rows = (group.value ? [{ group: group.value, nestedIn: "", r: firstRandom }] : [])
+        .concat(randomRows.filter((r) => r.group).map((r) => ({ group: r.group, nestedIn: r.nestedIn, r })));
+      const slopes = (r) => eff.filter((e) => r.slopes.has(e));
+      let what;
+      if (!rows.length) what = "choose a Group Variable (the random effects' groups)";
+      else if (rows.length === 1 && !slopes(rows[0].r).length && rows[0].r.intercept) {
+        what = `Random intercept model: g(μ) = Xβ + u_${rows[0].group}, u ~ N(0, σu²)`;
+      } else {
+        what = rows.map((x) => {
+          const sl = slopes(x.r);
+          const terms = (x.r.intercept ? ["intercept"] : []).concat(sl.map((e) => `slope of ${e}`));
+          const by = x.nestedIn ? `${x.group} within ${x.nestedIn}` : x.group;
+          return `${terms.join(" and ") || "nothing"} by ${by}${sl.length && x.r.intercept ? (x.r.correlated ? " (correlated)" : " (uncorrelated)") : ""}`;
+        }).join("; ");
+        const nested = rows.some((x) => x.nestedIn);
+        const label = rows.length > 1 ? (nested ? "Nested random effects" : "Crossed random effects")
+          : "Random intercept and slopes";
+        what = `${label}: ${what}`;
+      }
+      modelKind.dataset.kind = rows.length ? "form" : "none";
+      modelKind.textContent = `${head} · ${what}`;
+    }
+
+    /* Another dataset: a new model (the old dataset's formula, choices and reference levels go). */
+    function resetModel() {
+      typed = false; matched = false; notForm = ""; lastCheck = null;
+      interactions = []; randomRows = []; factorLevels = {};
+      Object.assign(firstRandom, { intercept: true, slopes: new Set(), correlated: true });
+      for (const k of Object.keys(references)) delete references[k];
+      for (const sel of [response, group, offsetSel, weightsSel, trialsSel]) sel.value = "";
+      for (const i of form.querySelectorAll(".checklist input, .checks input")) i.checked = false;
+      for (const name of ["formula", "weights", "factors", "interactions", "random"]) showFieldError(name, "");
+    }
 
     function checkedIn(box) { return Array.from(box.querySelectorAll("input:checked")).map((i) => i.value); }
     function quote(name) { return /^[A-Za-z.][A-Za-z0-9._]*$/.test(name) ? name : "`" + name + "`"; }
@@ -359,10 +483,10 @@
     function stateOf(form) {
       const offered = (sel, v) => !v || Array.from(sel.options).some((o) => o.value === v);
       const checkable = (box, names) => names.every((n) => box.querySelector(`input[value="${CSS.escape(n)}"]`));
-      const categorical = new Set(columns.filter((c) => c.categorical).map((c) => c.name));
+      const any = new Set(columns.map((c) => c.name));
       if (!offered(response, form.response) || !offered(group, form.group) || !offered(offsetSel, form.offset) ||
           !offered(trialsSel, form.trials) || !checkable(fixedBox, form.fixed) || !checkable(factorBox, form.factors) ||
-          !form.rows.every((r) => categorical.has(r.group) && (!r.nested_in || categorical.has(r.nested_in)))) return null;
+          !form.rows.every((r) => any.has(r.group) && (!r.nested_in || any.has(r.nested_in)))) return null;
       const row = (r) => ({ group: r.group || "", nestedIn: r.nested_in || "", intercept: r.intercept, slopes: new Set(r.slopes), correlated: r.correlated });
       return { response: form.response, trials: form.trials || "", fixed: form.fixed, factors: form.factors,
         interactions: form.interactions, intercept: form.intercept, group: form.group || "", first: row(form.first),
@@ -448,7 +572,6 @@
       interactions.forEach((t, i) => interactionList.appendChild(el("li", { class: "interaction" }, el("code", {}, t.join(":")), " ",
         el("button", { type: "button", class: "remove-interaction", "aria-label": `Remove ${t.join(":")}`,
           onclick: () => { interactions.splice(i, 1); changed(); } }, "×"))));
-      const categorical = columns.filter((c) => c.categorical);
       clear(randomBox);
       const slopeChecks = (r) => eff.map((e) => el("label", { class: "check" }, el("input", { type: "checkbox", class: "slope", value: e,
         checked: r.slopes.has(e), onchange: (ev) => { if (ev.target.checked) r.slopes.add(e); else r.slopes.delete(e); changed(); } }), e));
@@ -463,11 +586,13 @@
       randomRows.forEach((r, i) => {
         const sel = el("select", { class: "grouping-select", "aria-label": "Grouping variable",
           onchange: (ev) => { r.group = ev.target.value; changed(); } },
-          el("option", { value: "" }, "— grouping variable —"), categorical.map((c) => el("option", { value: c.name }, c.name)));
+          el("option", { value: "" }, "— grouping variable —"));
+        groupOptions(sel, (c) => c.name);
         sel.value = r.group || "";
         const nest = el("select", { class: "nested-in", "aria-label": "Nested in",
           onchange: (ev) => { r.nestedIn = ev.target.value; changed(); } },
-          el("option", { value: "" }, "— not nested —"), categorical.filter((c) => c.name !== r.group).map((c) => el("option", { value: c.name }, c.name)));
+          el("option", { value: "" }, "— not nested —"));
+        groupOptions(nest, (c) => c.name, r.group);
         nest.value = r.nestedIn || "";
         randomBox.appendChild(el("div", { class: "random-row", dataset: { group: r.group || "" } }, sel, common(r),
           el("label", { class: "check" }, "nested in ", nest),
@@ -475,6 +600,8 @@
             onclick: () => { randomRows.splice(i, 1); changed(); } }, "×")));
       });
       f.trials.row.hidden = family.value !== "binomial";
+      f.dispersion.row.hidden = !hasDispersion();
+      describeModel();
       renderReferences();
       if (!typed) formulaInput.value = formFormula();
       formulaReset.hidden = !typed || matched;
@@ -502,6 +629,8 @@
         if (mine === checkSeq) {
           for (const name of ["formula", "weights", "reference_levels"]) showFieldError(name, "");
           factorLevels = answer.factors || {};
+          lastCheck = answer;
+          describeModel();
           renderReferences();
           if (typed && !matched) fillFrom(answer, text, mine);
         }
@@ -588,7 +717,7 @@
           response: response.value || null,
           conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
           max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
-          ddf: ddf.value,
+          ddf: ddf.value, dispersion: hasDispersion() ? dispersion.value : "estimated",
         };
       }
       return {
@@ -597,7 +726,7 @@
         family: family.value, link: link.value, intercept: intercept.checked,
         conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
         max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
-        ddf: ddf.value,
+        ddf: ddf.value, dispersion: hasDispersion() ? dispersion.value : "estimated",
       };
     }
 
@@ -649,7 +778,7 @@
         random_rows: randomRows.map((r) => ({ group: r.group, intercept: r.intercept, slopes: Array.from(r.slopes),
           correlated: r.correlated, nestedIn: r.nestedIn })),
         offset: offsetSel.value, weights: weightsSel.value, trials: trialsSel.value, typed, matched,
-        formula: formulaInput.value, references: Object.assign({}, references),
+        formula: formulaInput.value, references: Object.assign({}, references), dispersion: dispersion.value,
       };
     }
 
@@ -688,13 +817,15 @@
       family.value = st.family;
       fillLinks();
       link.value = st.link;
+      dispersion.value = st.dispersion || spec.dispersion || "estimated";
       renderModel();
       validate(false);
       checkFormulaSoon();
     }
 
-    dsSelect.addEventListener("change", () => loadColumns().then(() => { validate(false); checkFormulaSoon(); }));
+    dsSelect.addEventListener("change", () => { resetModel(); loadColumns().then(() => { validate(false); checkFormulaSoon(); }); });
     family.addEventListener("change", () => { fillLinks(); changed(); });
+    link.addEventListener("change", () => renderModel());
     response.addEventListener("change", () => {
       const col = columns.find((c) => c.name === response.value);
       if (col && col.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
@@ -729,7 +860,7 @@
       const card = el("article", { class: "run", dataset: { fitId: job.id, state: job.state } }, head, progress, body_);
       runs.insertBefore(card, runs.firstChild);
       runs.parentElement.classList.add("has-runs");
-      runs.scrollTop = 0;
+      card.scrollIntoView({ block: "start" });
       const record = { card, id: job.id, state: job.state, saved: false };
       runList.push(record);
       remove.addEventListener("click", async () => {
@@ -793,9 +924,25 @@
       });
       details.addEventListener("click", () => model && g.openTab("model", { id: model.id }, { title: model.name }));
       diag.addEventListener("click", () => model && g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }));
-      g.append(box, renderResults(job.result, job.display),
+      const plotBox = el("div", { class: "plots run-plots" });
+      const omnibus = section("Omnibus tests", null);  // filled when the server offers the tests (issue 19.3)
+      omnibus.hidden = true;
+      g.append(box, renderResults(job.result, job.display), omnibus,
+        section("Plots", null, el("p", { class: "muted note" }, "Click a plot to see it full size and download it as PNG or SVG."), plotBox),
         el("div", { class: "save-row" },
           el("label", { class: "inline" }, "Model Name ", name), save, details, diag, saved), err);
+      requestAnimationFrame(() => box.closest(".run").scrollIntoView({ block: "start" }));  // the results in sight
+      api.get(`/api/glmm/fits/${job.id}/plots`).then((list) => {
+        for (const p of list.plots) plotBox.appendChild(plotFigure(p, name.value));
+      }).catch((e) => plotBox.appendChild(el("p", { class: "muted" }, e.message)));
+      // One test per model term (Wald chi-square / F with Satterthwaite's df): another part of issue 19 serves
+      // them at /api/glmm/fits/{id}/anova as a view table; until it exists the section stays hidden.
+      api.get(`/api/glmm/fits/${job.id}/anova`).then((t) => {
+        if (!t || !Array.isArray(t.columns) || !Array.isArray(t.rows) || !Array.isArray(t.cells)) return;
+        omnibus.appendChild(resultTable(Object.assign({ kinds: "number" }, t), undefined, "omnibus"));
+        if (t.note) omnibus.appendChild(el("p", { class: "muted note" }, t.note));
+        omnibus.hidden = false;
+      }).catch(() => {});
     }
 
     // Closing the tab with runs that are not saved (or still running) asks first.
@@ -981,9 +1128,7 @@
         } catch (err) { status.textContent = err.message; }
         btn.disabled = false;
       });
-      return el("figure", { class: "plot", dataset: { kind: p.kind } },
-        el("img", { src: p.url, alt: p.title, loading: "lazy", width: "504", height: "360" }),
-        el("figcaption", {}, p.title, " ", btn));
+      return plotFigure(p, d.name, btn);
     }));
     const tableBox = el("div", { class: "table-scroll diag-table" });
     const pager = el("div", { class: "pager" });

@@ -254,8 +254,15 @@
     openTabs.push(tab);
     activate(tab);
     const opener = spec ? spec.open : placeholder;
+    const fromMenu = Date.now() - menuActionAt < 1000;  // a menu item opened it: the focus goes into the tab
     Promise.resolve()
       .then(() => opener(panel, params, tab))
+      .then(() => {
+        const where = document.activeElement;
+        if (!fromMenu || activeTab !== tab || (where && where !== document.body && !where.closest(".menubar"))) return;
+        const first = panel.querySelector("[data-autofocus], select:not([disabled]), input:not([disabled]), textarea, button:not([disabled])");
+        if (first) first.focus();
+      })
       .catch((err) => {
         console.error(err);
         append(clear(panel), el("p", { class: "error", role: "alert" }, err.message || String(err)));
@@ -461,6 +468,7 @@
   // ---- menus and actions ----------------------------------------------------------------------------------
 
   function registerAction(name, fn) { actions[name] = fn; }
+  let menuActionAt = 0;  // when a menu item was last chosen (a tab it opens takes the focus)
 
   function runAction(name, detail) {
     const fn = actions[name];
@@ -522,7 +530,7 @@
       }
       const item = e.target.closest("[data-action]");
       const menu = e.target.closest(".menu");
-      if (item) { close(true, menu && menu.querySelector(".menu-title")); runAction(item.dataset.action); }
+      if (item) { close(true, menu && menu.querySelector(".menu-title")); menuActionAt = Date.now(); runAction(item.dataset.action); }
       else if (e.target.closest("a[role=menuitem]")) close(false);
     });
     bar.addEventListener("mouseover", (e) => {
