@@ -1237,7 +1237,14 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     if edge:
         x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
     if estimated and st._start is None and not moments:  # no start given (a refit starts at its fit's theta)
-        x0[:nt] = _relative_theta_start(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
+        tried = [0]
+
+        def start_value(th):
+            tried[0] += 1
+            report(progress, f"Starting values (theta, evaluation {tried[0]})", 0.08)  # where a cancel is seen too
+            return obj.value(np.concatenate([th, x0[nt:]]))
+
+        x0[:nt] = _relative_theta_start(start_value, x0[:nt])
     report(progress, "Optimizing Laplace deviance", 0.1)
     if negbin:
         def nb_value(params):
