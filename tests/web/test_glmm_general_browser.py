@@ -114,11 +114,11 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     corr = want["random_correlations"][0]["correlation"]
     assert close(rows_[1][4], float(f"{corr:.2f}"))
     headers, rows_ = table_values(run, "fixed-effects")
-    assert headers[:5] == ["Variable", "Estimate", "Std. Error", "z", "p"]
+    assert headers[:6] == ["Variable", "Estimate", "Std. Error", "df", "t", "Pr(>|t|)"]  # Gaussian: Satterthwaite
     for r, w in zip(rows_, want["fixed_effects"], strict=True):
         assert r[0] == w["variable"]
-        assert all(close(v, w[k], 1e-6) for v, k in zip(r[1:7], ["estimate", "std_error", "statistic", "p_value",
-                                                                  "lower", "upper"])), (r, w)
+        assert all(close(v, w[k], 1e-6) for v, k in zip(r[1:8], ["estimate", "std_error", "df", "statistic",
+                                                                  "p_value", "lower", "upper"])), (r, w)
     _, rows_ = table_values(run, "model-fit")
     fit = rows_by_first(rows_)
     assert close(fit["REML Log-Likelihood"][0], want["fit"]["log_likelihood"], 1e-8)
@@ -154,13 +154,14 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     run.locator("button.view-details").click()
     detail = active_panel(page)
     detail.locator("input.conf-level").fill("90")
-    expect(detail.locator('table[data-table="fixed-effects"] th').nth(5)).to_have_text("Lower 90%")
+    # Gaussian: Variable, Estimate, Std. Error, df, t, Pr(>|t|), then the interval
+    expect(detail.locator('table[data-table="fixed-effects"] th').nth(6)).to_have_text("Lower 90%")
     expect(detail.locator('table[data-table="blup-g"] tbody tr')).to_have_count(16)
     detail.locator("button.add-report").click()
     expect(detail.locator(".report-status")).to_contain_text("BLUP: g, BLUP: h")
     detail.locator("button.open-report").click()
     report = active_panel(page)
-    expect(report.locator("li.report-item")).to_have_count(7)
+    expect(report.locator("li.report-item")).to_have_count(8)  # the Omnibus Tests table is one of them
 
 
 def test_a_typed_formula_with_an_offset_and_the_negative_binomial(page, live_server_factory, tmp_path):

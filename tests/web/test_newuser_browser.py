@@ -226,7 +226,7 @@ def test_model_detail_shows_every_table_and_the_warnings_and_names_are_unique(pa
     detail = active_panel(page)
     expect(detail.locator(".ds-title")).to_have_text("early stop")
     expect(detail.locator(".result-section h3")).to_have_text(
-        ["Random Effects", "ICC", "Fixed Effects", "Confidence Intervals", "Model Fit",
+        ["Random Effects", "ICC", "Fixed Effects", "Confidence Intervals", "Omnibus Tests (Type III)", "Model Fit",
          "Comparison with GLM (no random intercept)", "BLUP (Random Effect Predictions)"])
     expect(detail.locator(".warnings")).to_contain_text("did not converge")
     for name in ("random-effects", "fixed-effects", "model-fit", "glm-comparison", "blup"):
@@ -237,12 +237,12 @@ def test_model_detail_shows_every_table_and_the_warnings_and_names_are_unique(pa
     detail.locator(".result-section h3").first.scroll_into_view_if_needed()
     shot(page, "model-detail-complete.png")
     detail.locator("button.add-report").click()
-    expect(detail.locator(".report-status")).to_contain_text("Added 6 tables")
+    expect(detail.locator(".report-status")).to_contain_text("Added 7 tables")
     rep = api.get("/api/reports").json()["reports"][0]
     items = api.get(f"/api/reports/{rep['id']}").json()["items"]
     assert [i["title"] for i in items] == [f"early stop: {t}" for t in (
-        "Random Effects", "ICC", "Fixed Effects", "Model Fit", "Comparison with GLM (no random intercept)",
-        "BLUP (Random Effect Predictions)")]
+        "Random Effects", "ICC", "Fixed Effects", "Omnibus Tests (Type III)", "Model Fit",
+        "Comparison with GLM (no random intercept)", "BLUP (Random Effect Predictions)")]
     assert "did not converge" in items[0]["payload"]["note"]
 
 
@@ -277,7 +277,7 @@ def test_the_web_and_the_command_line_write_the_same_digits(page, live_server_fa
     run = panel.locator("article.run").first
     expect(run).to_have_attribute("data-state", "done", timeout=30_000)
     text = cli_text(api, ds["id"], tmp_path / "clinic.csv", "--response", "recovered", "--group", "clinic",
-                    "--fixed", "age", "--family", "binomial")
+                    "--fixed", "age", "--family", "binomial", "--blups", "all")
     for name, title in [("random-effects", "Random Effects"), ("fixed-effects", "Fixed Effects"),
                         ("model-fit", "Model Fit"), ("glm-comparison", "Comparison with GLM (no random intercept)"),
                         ("blup", "BLUP (Random Effect Predictions)")]:
@@ -312,10 +312,11 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     expect(run).to_have_attribute("data-state", "done", timeout=30_000)
     job = api.get(f"/api/glmm/fits/{run.get_attribute('data-fit-id')}").json()
     sections = run.locator("section.result-section")
-    expect(sections).to_have_count(6)
-    for k in range(6):  # every table has both
+    expect(sections).to_have_count(8)  # seven tables (Omnibus Tests among them), then the plots
+    for k in range(7):  # every table has both
         expect(sections.nth(k).locator(".section-head button.copy-table")).to_have_count(1)
         expect(sections.nth(k).locator(".section-head button.csv-table")).to_have_count(1)
+    expect(sections.nth(7)).to_have_attribute("data-section", "Plots")
 
     fe = run.locator('section[data-section="Fixed Effects"]')
     fe.locator("button.copy-table").click()
@@ -350,7 +351,7 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     detail.locator("button.add-report").click()
     detail.locator("button.open-report").click()
     report = active_panel(page)
-    expect(report.locator("li.report-item")).to_have_count(6)
+    expect(report.locator("li.report-item")).to_have_count(7)  # the Omnibus Tests table is one of them
     item = report.locator("li.report-item").nth(2)
     expect(item.locator(".item-title")).to_have_text("copy me: Fixed Effects")
     item.locator("button.copy-table").click()
@@ -365,7 +366,7 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     other = page.context.new_page()
     other.goto(exported.as_uri())
     links = other.locator("a.csv")
-    expect(links).to_have_count(6)
+    expect(links).to_have_count(7)
     href = links.nth(2).get_attribute("href")
     assert href.startswith("data:text/csv;charset=utf-8,")
     csv_text = urllib.parse.unquote(href.split(",", 1)[1])

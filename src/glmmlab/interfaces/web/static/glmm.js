@@ -925,9 +925,7 @@
       details.addEventListener("click", () => model && g.openTab("model", { id: model.id }, { title: model.name }));
       diag.addEventListener("click", () => model && g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }));
       const plotBox = el("div", { class: "plots run-plots" });
-      const omnibus = section("Omnibus tests", null);  // filled when the server offers the tests (issue 19.3)
-      omnibus.hidden = true;
-      g.append(box, renderResults(job.result, job.display), omnibus,
+      g.append(box, renderResults(job.result, job.display),
         section("Plots", null, el("p", { class: "muted note" }, "Click a plot to see it full size and download it as PNG or SVG."), plotBox),
         el("div", { class: "save-row" },
           el("label", { class: "inline" }, "Model Name ", name), save, details, diag, saved), err);
@@ -935,14 +933,6 @@
       api.get(`/api/glmm/fits/${job.id}/plots`).then((list) => {
         for (const p of list.plots) plotBox.appendChild(plotFigure(p, name.value));
       }).catch((e) => plotBox.appendChild(el("p", { class: "muted" }, e.message)));
-      // One test per model term (Wald chi-square / F with Satterthwaite's df): another part of issue 19 serves
-      // them at /api/glmm/fits/{id}/anova as a view table; until it exists the section stays hidden.
-      api.get(`/api/glmm/fits/${job.id}/anova`).then((t) => {
-        if (!t || !Array.isArray(t.columns) || !Array.isArray(t.rows) || !Array.isArray(t.cells)) return;
-        omnibus.appendChild(resultTable(Object.assign({ kinds: "number" }, t), undefined, "omnibus"));
-        if (t.note) omnibus.appendChild(el("p", { class: "muted note" }, t.note));
-        omnibus.hidden = false;
-      }).catch(() => {});
     }
 
     // Closing the tab with runs that are not saved (or still running) asks first.
