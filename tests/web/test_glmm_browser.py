@@ -251,15 +251,19 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     assert saved["saved_conf_level"] == 0.95 and saved["result"]["model"]["conf_level"] == 0.95
 
     # (issue 10.3: Add to Report adds every table of the model)
-    detail.locator("button.add-report").click()
+    detail.locator("button.add-report").click()  # (issue 19.6: a dialog to choose what and where; BLUPs on request)
+    dialog = page.locator("dialog.add-report-dialog")
+    dialog.locator('fieldset[data-group="tables"] label.check', has_text="BLUP").locator("input").check()
+    dialog.locator("button.add-chosen").click()
     expect(detail.locator(".report-status")).to_contain_text(
-        "Added 6 tables (Random Effects, ICC, Fixed Effects, Model Fit, Comparison with GLM, BLUP)")
+        "Added 7 tables (Random Effects, ICC, Fixed Effects, Omnibus Tests, Model Fit, Comparison with GLM, BLUP)")
     detail.locator("button.open-report").click()
     report = active_panel(page)
-    expect(report.locator("li.report-item")).to_have_count(7)
+    expect(report.locator("li.report-item")).to_have_count(8)
     titles = report.locator(".item-title").all_inner_texts()
     assert titles == ["recovery by age: Caterpillar Plot of Random Intercepts", "recovery by age: Random Effects",
-                      "recovery by age: ICC", "recovery by age: Fixed Effects", "recovery by age: Model Fit",
+                      "recovery by age: ICC", "recovery by age: Fixed Effects",
+                      "recovery by age: Omnibus Tests (Type III)", "recovery by age: Model Fit",
                       "recovery by age: Comparison with GLM (no random intercept)",
                       "recovery by age: BLUP (Random Effect Predictions)"]
     for k in range(3):  # move the Fixed Effects table to the top
@@ -282,6 +286,7 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     expect(other.locator("h2")).to_have_text(["recovery by age: Fixed Effects",
                                               "recovery by age: Caterpillar Plot of Random Intercepts",
                                               "recovery by age: Random Effects", "recovery by age: ICC",
+                                              "recovery by age: Omnibus Tests (Type III)",
                                               "recovery by age: Model Fit",
                                               "recovery by age: Comparison with GLM (no random intercept)",
                                               "recovery by age: BLUP (Random Effect Predictions)"])

@@ -39,7 +39,8 @@ def test_the_dialog_lists_a_models_tables_and_plots_and_adds_the_chosen_ones_to_
     assert rep["name"] == "Second" and rep["id"] != first["id"]
     assert [i["title"] for i in rep["items"]] == [
         "scores: Fixed Effects", "scores: Omnibus Tests (Type III)", "scores: Caterpillar Plot of Random Intercepts",
-        "scores: Effect of track", "scores: Estimated Marginal Means: track", "scores: Pairwise Comparisons: track (holm)",
+        "scores: Effect of track", "scores: Estimated Marginal Means: track",
+        "scores: Pairwise Comparisons: track (holm)",
         "scores: Effect of study_hours by track"]
     assert [i["kind"] for i in rep["items"]] == ["table", "table", "plot", "plot", "table", "table", "plot"]
     assert rep["items"][1]["payload"]["rows"][1][0] == "track"

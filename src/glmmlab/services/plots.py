@@ -303,8 +303,10 @@ def effect_plot(view: dict[str, Any], title: str = "", fmt: str = "png") -> byte
             ax.legend(title=by, fontsize=6.5, title_fontsize=7, frameon=False)
         level_pct = f"{float(view.get('level') or 0.95) * 100:g}%"
         ax.set_xlabel(str(eff["x"]))
-        ax.set_ylabel(f"Predicted {view.get('response') or 'response'} ({level_pct} CI)", fontsize=8)
-        ax.set_title(title or f"Effect of {view['term']}" + (f" by {by}" if by else ""), fontsize=10)
+        response = str(view.get("response") or "response")
+        ax.set_ylabel(f"Predicted {response if len(response) <= 24 else 'response'} ({level_pct} CI)", fontsize=8)
+        plain = f"Effect of {view['term']}" + (f" by {by}" if by else "")
+        ax.set_title(title if title and len(title) <= 56 else plain, fontsize=10)  # a long model name is left out
         ax.grid(True, alpha=.25)
         fig.tight_layout()
         buf = io.BytesIO()
