@@ -251,7 +251,10 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     assert saved["saved_conf_level"] == 0.95 and saved["result"]["model"]["conf_level"] == 0.95
 
     # (issue 10.3: Add to Report adds every table of the model)
-    detail.locator("button.add-report").click()
+    detail.locator("button.add-report").click()  # (issue 19.6: a dialog to choose what and where; BLUPs on request)
+    dialog = page.locator("dialog.add-report-dialog")
+    dialog.locator('fieldset[data-group="tables"] label.check', has_text="BLUP").locator("input").check()
+    dialog.locator("button.add-chosen").click()
     expect(detail.locator(".report-status")).to_contain_text(
         "Added 7 tables (Random Effects, ICC, Fixed Effects, Omnibus Tests, Model Fit, Comparison with GLM, BLUP)")
     detail.locator("button.open-report").click()

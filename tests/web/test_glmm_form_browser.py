@@ -290,7 +290,11 @@ def test_offset_weights_show_all_and_the_saved_model(page, live_server_factory, 
         half = z * w["std_error"]
         assert close(r[5], w["estimate"] - half, 1e-6) and close(r[6], w["estimate"] + half, 1e-6)
     expect(detail.locator('table[data-table="blup-site"] tbody tr')).to_have_count(50)
-    detail.locator("button.add-report").click()
+    detail.locator("button.add-report").click()  # (issue 19.6: a dialog to choose what and where; BLUPs on request)
+    dialog = page.locator("dialog.add-report-dialog")
+    for blup in ("BLUP: site", "BLUP: observer"):
+        dialog.locator('fieldset[data-group="tables"] label.check', has_text=blup).locator("input").check()
+    dialog.locator("button.add-chosen").click()
     expect(detail.locator(".report-status")).to_contain_text("BLUP: site, BLUP: observer")
     detail.locator("button.view-diagnostics").click()
     diag = active_panel(page)

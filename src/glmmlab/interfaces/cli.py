@@ -297,7 +297,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             from glmmlab.interfaces.text import render_table
             from glmmlab.services.result_view import intervals_table
 
-            t = intervals_table(intervals)
+            t = intervals_table(intervals, result.family)
             sys.stdout.write(f"\n{t['title']}\n{render_table(t)}\n{t['note']}\n")
     return 0
 

@@ -400,7 +400,8 @@ def start_intervals(runner: JobRunner, open_project: Callable[[], ContextManager
             ci = result.conf_int(level=level, method=method, nsim=nsim, seed=seed,
                                  progress=_share(job, refit_share, 1.0))
             doc = result_view.intervals_document(ci)
-        return {"intervals": doc, "table": result_view.intervals_table(doc)}
+        return {"intervals": doc,
+                "table": result_view.intervals_table(doc, (model["result"].get("model") or {}).get("family"))}
 
     return runner.start("interval", f"{method} intervals of {model['name']}", work,
                         info={"model_id": model["id"], "method": method})

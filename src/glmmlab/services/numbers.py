@@ -5,6 +5,10 @@ Numbers are formatted a column at a time, by the column's kind:
 - ``"decimal"``: a fixed number of decimals (4) for the whole column, so ``0`` is ``0.0000`` beside ``0.1234``. A
   column switches to scientific notation as a whole, only when every non-zero value is below 0.0001 or some value
   is 10^8 or more; a single tiny value in a column of ordinary ones is written with the fixed decimals.
+- ``"proportion"``: a quantity on [0, 1] (R², ICC) with the fixed decimals and never scientific notation: its scale
+  is 1, so a value below 0.00005 is 0 at that scale (a marginal R² of 2.7e-30, an intercept-only model's rounding
+  noise, is ``0.0000``). Decimal columns of other quantities keep the rule above: they carry units, and a small
+  coefficient beside a large one is not noise.
 - ``"count"``: whole numbers with thousands separators (``12,345``).
 - ``"p"``: p-values with 4 decimals, ``< 0.0001`` below that.
 - ``"df"``: degrees of freedom (Satterthwaite's are not whole numbers) with 2 decimals (``17.00``, ``1915.40``).
@@ -20,7 +24,7 @@ from typing import Any, Iterable, Sequence
 
 DECIMALS = 4
 NA = "N/A"
-KINDS = ("decimal", "count", "p", "df", "text")
+KINDS = ("decimal", "proportion", "count", "p", "df", "text")
 DF_DECIMALS = 2
 _SMALL = 10.0 ** -DECIMALS
 _LARGE = 1e8
@@ -57,7 +61,7 @@ def format_number(v: Any, kind: str = "decimal", scientific: bool = False) -> st
         return f"{v:.{DF_DECIMALS}f}"
     if kind == "p":
         return f"< {_SMALL:.{DECIMALS}f}" if v < _SMALL else f"{v:.{DECIMALS}f}"
-    if scientific:
+    if scientific and kind != "proportion":
         return f"{v:.{DECIMALS}e}"
     text = f"{v:.{DECIMALS}f}"
     return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.0000"

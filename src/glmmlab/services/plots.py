@@ -245,3 +245,70 @@ def draw(project: Project, model: dict[str, Any], diag: dict[str, Any], kind: st
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt)
     return buf.getvalue()
+
+
+_BY_COLOURS = ("#2f6fdb", "#c0392b", "#2e8b57", "#8e44ad", "#d4820f", "#17a2b8", "#6c757d", "#b5651d")
+
+
+def effect_plot(view: dict[str, Any], title: str = "", fmt: str = "png") -> bytes:
+    """The effect plot of a term from :func:`glmmlab.services.fits.marginal_view`'s answer: predicted values on the
+    response scale over a covariate (a line with its confidence band, one per level of ``by``) or over a factor's
+    levels (points with interval bars, side by side per level of ``by``)."""
+    if fmt not in ("png", "svg"):
+        raise NotFound(f"Plots come as png or svg, not {fmt!r}.")
+    eff = view["effects"]
+    rows = eff["rows"]
+    by = eff.get("by")
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("by") if by else None, []).append(r)
+    num = lambda v: np.nan if v is None else float(v)  # noqa: E731
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    with _LOCK:
+        fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
+        ax = fig.add_subplot()
+        if eff["kind"] == "line":
+            for k, (level, rs) in enumerate(groups.items()):
+                colour = _BY_COLOURS[k % len(_BY_COLOURS)]
+                x = np.array([num(r["x"]) for r in rs])
+                ax.fill_between(x, [num(r["lower"]) for r in rs], [num(r["upper"]) for r in rs], color=colour,
+                                alpha=.18, lw=0)
+                ax.plot(x, [num(r["estimate"]) for r in rs], color=colour, lw=1.6,
+                        label=None if level is None else str(level))
+        else:
+            levels: list[Any] = []
+            for rs in groups.values():
+                levels += [r["x"] for r in rs if r["x"] not in levels]
+            pos = {lv: i for i, lv in enumerate(levels)}
+            n = len(groups)
+            width = min(.6, .15 * (n - 1)) if n > 1 else 0.0
+            for k, (level, rs) in enumerate(groups.items()):
+                colour = _BY_COLOURS[k % len(_BY_COLOURS)]
+                shift = (k / (n - 1) - .5) * width if n > 1 else 0.0
+                x = np.array([pos[r["x"]] + shift for r in rs])
+                est = np.array([num(r["estimate"]) for r in rs])
+                err = np.array([[e - num(r["lower"]) for e, r in zip(est, rs)],
+                                [num(r["upper"]) - e for e, r in zip(est, rs)]])
+                ax.errorbar(x, est, yerr=err, fmt="o", ms=4, capsize=3, color=colour, elinewidth=1.2,
+                            label=None if level is None else str(level))
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels],
+                          fontsize=7 if len(levels) > 6 else None, rotation=45 if len(levels) > 8 else 0)
+            ax.set_xlim(-.6, len(levels) - .4)
+        if by:
+            ax.legend(title=by, fontsize=6.5, title_fontsize=7, frameon=False)
+        level_pct = f"{float(view.get('level') or 0.95) * 100:g}%"
+        ax.set_xlabel(str(eff["x"]))
+        response = str(view.get("response") or "response")
+        ax.set_ylabel(f"Predicted {response if len(response) <= 24 else 'response'} ({level_pct} CI)", fontsize=8)
+        plain = f"Effect of {view['term']}" + (f" by {by}" if by else "")
+        ax.set_title(title if title and len(title) <= 56 else plain, fontsize=10)  # a long model name is left out
+        ax.grid(True, alpha=.25)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt)
+    return buf.getvalue()

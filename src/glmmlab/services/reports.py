@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import hashlib
 import html
 import io
 import json
@@ -118,21 +119,51 @@ def check_item(kind: Any, title: Any, payload: Any) -> None:
     _check_item(kind, title, payload)
 
 
+def item_key(kind: str, title: str, payload: dict[str, Any]) -> str:
+    """What makes two items the same: the ``source`` the server gave an item (owner, choice and level), or else the
+    item's whole content (kind, title and payload)."""
+    source = payload.get("source")
+    if isinstance(source, str) and source:
+        return "source:" + source
+    content = json.dumps([kind, title, payload], sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return "content:" + hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
 def add_items(project: Project, report_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Append items (each ``{"kind", "title", "payload"}``) to the end of the report, in one transaction."""
+    """Append items (each ``{"kind", "title", "payload"}``) to the end of the report, in one transaction. An item
+    the report already holds (the same :func:`item_key`) is not added again, so adding twice changes nothing; the
+    answer is the report with ``added`` and ``skipped`` (the titles of each)."""
     checked = [_check_item(i.get("kind"), i.get("title"), i.get("payload")) for i in items]
     rid = _id(report_id, "report")
+    added: list[str] = []
+    skipped: list[str] = []
     with project.write() as cur:
         if cur.execute("SELECT 1 FROM reports WHERE id = ?", [rid]).fetchone() is None:
             raise NotFound(f"There is no report with id {rid}; it may have been deleted.")
+        held = {item_key(k, t, json.loads(p) if p else {}) for k, t, p in
+                cur.execute("SELECT kind, title, payload FROM report_items WHERE report_id = ?", [rid]).fetchall()}
         pos = int(cur.execute("SELECT coalesce(max(position) + 1, 0) FROM report_items WHERE report_id = ?",
                               [rid]).fetchone()[0])  # type: ignore[index]  # an aggregate: one row
         for kind, title, payload in checked:
+            key = item_key(kind, title, payload)
+            if key in held:
+                skipped.append(title)
+                continue
+            held.add(key)
             iid = project.next_id(cur, "report_item")
             cur.execute("INSERT INTO report_items (id, report_id, position, kind, title, payload) "
                         "VALUES (?, ?, ?, ?, ?, ?)", [iid, rid, pos, kind, title, json.dumps(payload, allow_nan=False)])
+            added.append(title)
             pos += 1
-    return get_report(project, rid)
+    return dict(get_report(project, rid), added=added, skipped=skipped)
+
+
+def target_report(project: Project, report_id: Any = None, new_report: Any = None) -> dict[str, Any]:
+    """The report to add to: ``new_report`` (a name) creates one, else ``report_id``, else the newest (one called
+    'Report' is created when the project has none)."""
+    if new_report is not None:
+        return create_report(project, new_report)
+    return get_report(project, report_id) if report_id is not None else default_report(project)
 
 
 def _renumber(cur, rid: int, ids: list[int]) -> None:
@@ -304,3 +335,54 @@ def export_html(project: Project, report_id: int) -> str:
         parts.append('<p class="note">This report is empty.</p>')
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def export_docx(project: Project, report_id: int) -> bytes:
+    """The report as a Word document (python-docx): a heading per item, its note, tables as Word tables (the
+    values written as every page shows them, numbers right-aligned) and plots as PNG pictures 6 inches wide."""
+    from docx import Document
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.shared import Inches, Pt, RGBColor
+
+    report = get_report(project, report_id)
+    doc = Document()
+    doc.core_properties.title = report["name"]
+    doc.add_heading(report["name"], level=0)
+    n = len(report["items"])
+    meta = doc.add_paragraph(f"glmmlab report · {n} item{'' if n == 1 else 's'} · created {report['created_at'][:19]}")
+    meta.runs[0].font.color.rgb = RGBColor(0x5F, 0x6B, 0x7A)
+    for item in report["items"]:
+        p = item["payload"]
+        doc.add_heading(item["title"] or "", level=2)
+        if p.get("note"):
+            note = doc.add_paragraph(str(p["note"]))
+            for run in note.runs:
+                run.font.size = Pt(9)
+                run.font.color.rgb = RGBColor(0x5F, 0x6B, 0x7A)
+        if item["kind"] == "table":
+            kinds = table_kinds(p)
+            cells = table_cells(p)
+            table = doc.add_table(rows=1 + len(cells), cols=len(p["columns"]))
+            table.style = "Table Grid"
+            for j, name in enumerate(p["columns"]):
+                cell = table.cell(0, j)
+                cell.text = str(name)
+                cell.paragraphs[0].runs[0].font.bold = True
+            for i, row in enumerate(cells, start=1):
+                for j, value in enumerate(row):
+                    cell = table.cell(i, j)
+                    cell.text = value
+                    if numeric_kind(kinds[j]):
+                        cell.paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.RIGHT
+            for row_ in table.rows:
+                for cell in row_.cells:
+                    for par in cell.paragraphs:
+                        for run in par.runs:
+                            run.font.size = Pt(9)
+        else:
+            doc.add_picture(io.BytesIO(base64.b64decode(p["png_base64"])), width=Inches(6))
+    if not report["items"]:
+        doc.add_paragraph("This report is empty.")
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()

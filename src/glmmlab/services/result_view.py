@@ -166,23 +166,21 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
         _table("random-effects", "Random Effects", ["Component", "Variance", "Std.Dev."],
                ["text", "decimal", "decimal"],
                [[r["component"], r["variance"], r["std_dev"]] for r in result["random_effects"]]),
-        _table("icc", "ICC", ["Metric", "Value"], ["text", "decimal"], [["ICC", result.get("icc")]],
-               na=ICC_NA, note=None if result.get("icc") is not None else
-               "The ICC is defined for a model whose random effects are one random intercept." if general else
-               "No theoretically grounded residual variance exists for this family and link."),
         fixed_effects_table(result, conf_level),
         _table("model-fit", "Model Fit", ["Metric", "Value"],
                ["text", ["decimal", "decimal", "decimal", "count", "count"] + ["count"] * len(group_rows)
-                + ["count"] + ["decimal"] * (len(extra) + len(r2_rows))],
+                + ["count"] + ["decimal"] * len(extra) + ["proportion"] * len(r2_rows)],
                [[log_likelihood_label(fit["log_likelihood_kind"], m.get("nagq", 1)), fit["log_likelihood"]],
                 ["AIC", fit["aic"]], ["BIC", fit["bic"]], ["Parameters (k)", fit.get("k")],
                 ["Observations", result["n_obs"]]] + group_rows
                + [["Rows excluded", result["n_excluded"]]] + extra + r2_rows, na="N/A",
                note=f"R²: {r2['reason']}" if r2 and r2.get("reason") else None),
     ]
+    if result.get("icc") is not None:  # the ICC only where it is defined (one random intercept; see result.icc)
+        tables.insert(1, _table("icc", "ICC", ["Metric", "Value"], ["text", "proportion"], [["ICC", result["icc"]]]))
     omnibus = omnibus_table(result)
     if omnibus is not None:
-        tables.insert(3, omnibus)
+        tables.insert([t["name"] for t in tables].index("fixed-effects") + 1, omnibus)
     c = result.get("glm_comparison")
     if c:
         tables.append(_table(
@@ -312,14 +310,18 @@ def intervals_document(ci: Any) -> dict[str, Any]:
     return doc
 
 
-def intervals_table(doc: dict[str, Any]) -> dict[str, Any]:
-    """The Confidence Intervals table of an :func:`intervals_document`."""
+def intervals_table(doc: dict[str, Any], family: str | None = None) -> dict[str, Any]:
+    """The Confidence Intervals table of an :func:`intervals_document`; its note speaks of the model's ``family``."""
     lv = level_text(doc["level"])
     method = doc["method"]
+    deviance = ("" if family is None else " Gaussian models are profiled on the ML deviance, as lme4 does."
+                if family == "gaussian" else
+                " The profile is on the deviance of the fit (Laplace, or adaptive Gauss-Hermite quadrature with nAGQ "
+                "> 1), as lme4's glmer does.")
     notes = {
         "wald": "Wald intervals of the fixed effects: estimate ± z × standard error.",
         "profile": "Likelihood-profile intervals (lme4's confint method \"profile\"): where the signed root of the "
-                   "deviance change reaches ± z. Gaussian models are profiled on the ML deviance, as lme4 does.",
+                   "deviance change reaches ± z." + deviance,
         "boot": "Parametric bootstrap percentile intervals (lme4's confint method \"boot\")",
     }
     note = notes[method]

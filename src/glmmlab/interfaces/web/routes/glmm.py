@@ -19,7 +19,7 @@ from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
-from glmmlab.services import fits, plots
+from glmmlab.services import fits, models, plots, report_items, reports
 from glmmlab.services.errors import ServiceError
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
@@ -165,6 +165,63 @@ def fit_emmeans(fit_id: str, request: Request, term: str = Query(..., descriptio
         return fits.marginal_view(result, term, by=by, type=type, level=level, adjust=adjust)
     except fits.FieldError as exc:
         return field_error(exc)
+
+
+@_glmm.get("/fits/{fit_id}/effects.{fmt}", summary="The effect plot of a term of a finished fit (PNG or SVG)",
+           response_class=Response, responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}})
+def fit_effects_plot(fit_id: str, fmt: str, request: Request, term: str = Query(...), by: Optional[str] = None,
+                     level: Optional[float] = None, name: str = ""):
+    """Predicted values on the response scale over a covariate (lines with confidence bands) or a factor's levels
+    (points with intervals), by ``by`` when given; other covariates at their means, factors averaged (emmeans)."""
+    wb = workbench(request)
+    job = wb.jobs.get(fit_id, "fit")
+    key = job.kept.get("project_key") or wb.project_key()
+    try:
+        view = fits.marginal_view(fits.fit_result_of_job(job, lambda: wb.project_for(key)), term, by=by, level=level)
+    except fits.FieldError as exc:
+        return field_error(exc)
+    title = f"Effect of {view['term']}" + (f" by {by}" if by else "") + (f" — {name}" if name else "")
+    return Response(plots.effect_plot(view, title, fmt), media_type="image/svg+xml" if fmt == "svg" else "image/png",
+                    headers={"Cache-Control": "no-store"})
+
+
+class FitToReport(models_routes.ToReportBody):
+    name: Optional[str] = Field(None, description="What the items' titles call the run (the Model Name field).")
+
+
+@_glmm.get("/fits/{fit_id}/report-items", summary="The tables and plots of a finished fit that can go into a report")
+def fit_report_choices(fit_id: str, request: Request) -> dict[str, Any]:
+    wb = workbench(request)
+    result = fits.full_result(wb.jobs.get(fit_id, "fit"))
+    if result is None:
+        raise ServiceError("This fit has not finished; its tables come when it is done.")
+    with wb.project() as project:
+        return jsonable({"items": report_items.catalog(result, plots.run_titles(result)),
+                         "reports": reports.list_reports(project)})
+
+
+@_glmm.post("/fits/{fit_id}/report", summary="Add the chosen tables and plots of a finished fit (not saved) to a "
+                                             "report; an item the report holds already is not added again")
+def fit_to_report(fit_id: str, body: FitToReport, request: Request):
+    wb = workbench(request)
+    job = wb.jobs.get(fit_id, "fit")
+    result = fits.full_result(job)
+    if result is None:
+        raise ServiceError("This fit has not finished; its tables come when it is done.")
+    key = job.kept.get("project_key") or wb.project_key()
+    name = (body.name or "").strip() or job.label
+    with wb.project() as project:
+        level = result["model"]["conf_level"] if body.conf_level is None else models.check_conf_level(body.conf_level)
+
+        def items_of(keys):
+            return report_items.build(
+                keys if keys is not None else [c["key"] for c in report_items.catalog(result, {}) if c["checked"]],
+                owner=f"fit:{job.id}", name=name, result=result, conf_level=level,
+                plot_png=lambda kind: plots.fit_plot(project, name, job.info["dataset_id"], result, kind),
+                marginal=lambda term, by, adjust: fits.marginal_view(
+                    fits.fit_result_of_job(job, lambda: wb.project_for(key)), term, by=by, adjust=adjust),
+                effect_png=lambda view, title: plots.effect_plot(view, title))
+        return models_routes.add_chosen(project, body, items_of)
 
 
 @_glmm.delete("/fits/{fit_id}", summary="Remove a fit from this session (a running one is cancelled first); its "

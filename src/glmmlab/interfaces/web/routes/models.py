@@ -14,7 +14,7 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.options import INTERVAL_OPTIONS
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.services import comparison, fits, models, plots, reports, result_view
+from glmmlab.services import comparison, fits, models, plots, report_items, reports, result_view
 from glmmlab.services.errors import ServiceError
 
 
@@ -44,7 +44,40 @@ class CompareBody(BaseModel):
 
 class ToReportBody(BaseModel):
     report_id: Optional[int] = Field(None, description="Default: the newest report (one is created if none).")
+    new_report: Optional[str] = Field(None, description="The name of a new report to add to (instead of report_id).")
     conf_level: Optional[float] = Field(None, description="Level of the fixed-effects intervals; default: saved.")
+    items: Optional[list[str]] = Field(None, description="The choices to add (keys of GET .../report-items, e.g. "
+                                                         "'table:fixed-effects', 'plot:qq', 'effects?term=x'); "
+                                                         "default: every table.")
+
+
+def report_target(project, body: ToReportBody):
+    """The report an Add to Report goes to, or a 422 naming ``new_report`` when the new name is not valid."""
+    try:
+        return reports.target_report(project, body.report_id, body.new_report)
+    except ServiceError as exc:
+        if body.new_report is None or isinstance(exc, reports.NotFound):
+            raise
+        return JSONResponse({"error": f"New report name: {exc}", "field": "new_report", "message": str(exc)},
+                            status_code=422)
+
+
+def add_chosen(project, body: ToReportBody, items_of) -> Any:
+    """Build the chosen items (``items_of(keys)``), then add them to the target report (nothing is created when a
+    choice is bad); 422 with ``field: "items"`` for a bad choice."""
+    try:
+        items = items_of(body.items)
+    except fits.FieldError as exc:
+        return JSONResponse({"error": f"{exc.label}: {exc}", "field": exc.field, "message": str(exc)},
+                            status_code=422)
+    except ServiceError as exc:
+        if isinstance(exc, reports.NotFound):
+            raise
+        return JSONResponse({"error": f"Items: {exc}", "field": "items", "message": str(exc)}, status_code=422)
+    report = report_target(project, body)
+    if isinstance(report, JSONResponse):
+        return report
+    return jsonable(reports.add_items(project, report["id"], items))
 
 
 def fixed_effects_view(result: dict[str, Any], conf_level: float) -> dict[str, Any]:
@@ -228,34 +261,71 @@ def plot_svg(model_id: int, kind: str, request: Request):
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/{model_id}/report", summary="Add every table of the model (Random Effects, ICC, Fixed Effects, "
-                                           "Model Fit, GLM comparison, BLUP) to a report")
-def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None) -> dict[str, Any]:
-    body = body or ToReportBody()
+@router.get("/{model_id}/report-items", summary="The tables and plots of a saved model that can go into a report")
+def report_choices(model_id: int, request: Request, conf_level: Optional[float] = Query(None)) -> dict[str, Any]:
+    """``{"items": [{key, kind, title, checked}], "reports": [...]}``: the keys to POST to .../report."""
     with workbench(request).project() as project:
+        model = models.get_model(project, model_id)
+        level = None if conf_level is None else models.check_conf_level(conf_level)
+        plot_titles = plots.titles(model["result"]) if models.has_diagnostics(model) else {}
+        return jsonable({"items": report_items.catalog(model["result"], plot_titles, level),
+                         "reports": reports.list_reports(project)})
+
+
+@router.get("/{model_id}/effects.{fmt}", summary="The effect plot of a term of a saved model (PNG or SVG)",
+            response_class=Response, responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}})
+def effects_plot(model_id: int, fmt: str, request: Request, term: str = Query(...), by: Optional[str] = None,
+                 level: Optional[float] = None):
+    wb = workbench(request)
+    try:
+        with wb.project() as project:
+            model = models.get_model(project, model_id)
+            view = fits.marginal_view(fits.saved_fit(project, model, wb.project_key()), term, by=by, level=level)
+    except fits.FieldError as exc:
+        return JSONResponse({"error": f"{exc.label}: {exc}", "field": exc.field, "message": str(exc)},
+                            status_code=422)
+    title = f"Effect of {view['term']}" + (f" by {by}" if by else "") + f" — {model['name']}"
+    return Response(plots.effect_plot(view, title, fmt), media_type="image/svg+xml" if fmt == "svg" else "image/png",
+                    headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{model_id}/report", summary="Add the chosen tables and plots of the model (default: every table) "
+                                           "to a report; an item the report holds already is not added again")
+def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None):
+    body = body or ToReportBody()
+    wb = workbench(request)
+    with wb.project() as project:
         model = models.get_model(project, model_id)
         level = model["result"]["model"]["conf_level"] if body.conf_level is None \
             else models.check_conf_level(body.conf_level)
-        report = _target(project, body.report_id)
-        return jsonable(reports.add_items(project, report["id"], report_tables(model, level)))
+        if body.items is None:
+            return add_chosen(project, body, lambda _: report_tables(model, level))
+
+        def items_of(keys):
+            return report_items.build(
+                keys, owner=f"model:{model['id']}", name=model["name"], result=model["result"], conf_level=level,
+                plot_png=lambda kind: plots.plot_png(project, model["id"], kind),
+                marginal=lambda term, by, adjust: fits.marginal_view(
+                    fits.saved_fit(project, model, wb.project_key()), term, by=by, adjust=adjust),
+                effect_png=lambda view, title: plots.effect_plot(view, title))
+        return add_chosen(project, body, items_of)
 
 
 @router.post("/{model_id}/plots/{kind}/report", summary="Add a diagnostic plot to a report")
 def plot_to_report(model_id: int, kind: str, request: Request,
-                   body: Optional[ToReportBody] = None) -> dict[str, Any]:
+                   body: Optional[ToReportBody] = None):
     body = body or ToReportBody()
     with workbench(request).project() as project:
         model = models.get_model(project, model_id)
         png = plots.plot_png(project, model_id, kind)
-        report = _target(project, body.report_id)
+        report = report_target(project, body)
+        if isinstance(report, JSONResponse):
+            return report
         item = {"kind": "plot", "title": f"{model['name']}: {plots.title_of(model['result'], kind)}",
-                "payload": {"png_base64": base64.b64encode(png).decode("ascii")}}
+                "payload": {"png_base64": base64.b64encode(png).decode("ascii"),
+                            "source": f"model:{model['id']}:plot:{kind}"}}
         return jsonable(reports.add_items(project, report["id"], [item]))
 
-
-
-def _target(project, report_id: Optional[int]) -> dict[str, Any]:
-    return reports.get_report(project, report_id) if report_id is not None else reports.default_report(project)
 
 
 def _summary(model: dict[str, Any]) -> dict[str, Any]:

@@ -92,11 +92,18 @@ def remove(report_id: int, item_id: int, request: Request) -> dict[str, Any]:
         return jsonable(reports.remove_item(project, report_id, item_id))
 
 
-@router.get("/{report_id}/export", summary="The report as one self-contained HTML file (a download)",
-            response_class=Response, responses={200: {"content": {"text/html": {}}}})
-def export(report_id: int, request: Request):
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@router.get("/{report_id}/export", summary="The report as one self-contained HTML file, or (format=docx) as a Word "
+                                          "document with tables as Word tables and plots as pictures (a download)",
+            response_class=Response, responses={200: {"content": {"text/html": {}, DOCX: {}}}})
+def export(report_id: int, request: Request, format: Literal["html", "docx"] = "html"):
     with workbench(request).project() as project:
         report = reports.get_report(project, report_id)
+        if format == "docx":
+            return Response(reports.export_docx(project, report_id), media_type=DOCX,
+                            headers={"Content-Disposition": attachment(report["name"], ".docx")})
         page = reports.export_html(project, report_id)
     return Response(page, media_type="text/html; charset=utf-8",
                     headers={"Content-Disposition": attachment(report["name"], ".html")})

@@ -55,6 +55,16 @@
       el("ul", { class: "muted compare-formulas" },
         Object.entries(out.formulas).map(([name, f]) => el("li", {}, `${name}: ${f}`))),
       out.notes.map((n) => el("p", { class: "muted note" }, `Note: ${n}.`)));
+    // Add to Report: the table, the sentence that reads it, the formulas and the notes
+    const status = el("p", { class: "muted report-status", "aria-live": "polite" });
+    const add = el("button", { type: "button", class: "add-compare" }, "Add to Report...");
+    const item = { kind: "table", title: `Compare Models: ${Object.keys(out.formulas).join(", ")}`,
+      payload: { columns: out.columns, rows: out.rows, kinds: out.kinds,
+        note: [out.reading].concat(Object.entries(out.formulas).map(([name, f]) => `${name}: ${f}.`),
+          out.notes.map((n) => `Note: ${n}.`)).join(" ") } };
+    add.addEventListener("click", () => g.addToReport({ heading: "Add Comparison to Report", inline: [{ item }],
+      onAdded: (rep, a, sk) => g.addedStatus(status, rep, a, sk) }).catch((e) => { status.textContent = e.message; }));
+    append(box, el("div", { class: "compare-report" }, add), status);
   }
 
   async function open() {

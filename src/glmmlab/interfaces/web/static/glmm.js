@@ -175,6 +175,191 @@
     return out;
   }
 
+  // ---- Add to Report: choose the tables and plots and the report (a new one made on the way) -----------------
+  /* opts: { heading, choicesUrl (GET: {items: [{key, kind, title, checked}]}), postUrl (POST {items: keys,
+   * report_id | new_report, ...extraBody}), extraBody, extra ([{key, kind, title, checked}] more server keys, e.g.
+   * an effect plot), inline ([{item: {kind, title, payload}, checked}] items the page holds: intervals, Compare
+   * Models), onAdded(rep, added, skipped) }. Adding what a report holds already adds nothing (the server says so). */
+  async function addToReport(opts) {
+    const [choices, reps] = await Promise.all([
+      opts.choicesUrl ? api.get(opts.choicesUrl) : Promise.resolve({ items: [] }),
+      api.get("/api/reports")]);
+    const list = (reps.reports || []);
+    const server = (choices.items || []).concat(opts.extra || []);
+    const inline = opts.inline || [];
+    const groups = [["Tables", server.filter((c) => c.kind === "table")], ["Plots", server.filter((c) => c.kind === "plot")]];
+    const boxes = [];
+    function group(label, entries) {
+      if (!entries.length) return null;
+      const inputs = entries.map((c) => {
+        const input = el("input", { type: "checkbox", value: c.key, name: "report-item" });
+        input.checked = !!c.checked;
+        boxes.push({ input, choice: c });
+        return el("label", { class: "check" }, input, c.title);
+      });
+      const all = el("button", { type: "button", class: "link select-all", "aria-label": `Select all ${label.toLowerCase()}` }, "all");
+      const none = el("button", { type: "button", class: "link select-none", "aria-label": `Select no ${label.toLowerCase()}` }, "none");
+      all.addEventListener("click", () => inputs.forEach((l) => { l.querySelector("input").checked = true; }));
+      none.addEventListener("click", () => inputs.forEach((l) => { l.querySelector("input").checked = false; }));
+      return el("fieldset", { class: "report-choices", dataset: { group: label.toLowerCase() } },
+        el("legend", {}, label, " ", all, " · ", none), inputs);
+    }
+    const inlineBox = inline.length ? el("fieldset", { class: "report-choices", dataset: { group: "results" } },
+      el("legend", {}, "Results"), inline.map((c) => {
+        const input = el("input", { type: "checkbox", name: "report-item" });
+        input.checked = c.checked !== false;
+        boxes.push({ input, inline: c.item });
+        return el("label", { class: "check" }, input, c.item.title);
+      })) : null;
+    const select = el("select", { class: "report-choice", id: "report-choice" },
+      list.map((r) => el("option", { value: String(r.id) }, `${r.name} (${r.n_items} item${r.n_items === 1 ? "" : "s"})`)),
+      el("option", { value: "new" }, "New report..."));
+    select.value = list.length ? String(list[list.length - 1].id) : "new";
+    const newName = el("input", { type: "text", class: "new-report-name", id: "new-report-name", maxlength: "300",
+      value: list.length ? `Report ${list.length + 1}` : "Report" });
+    const newRow = el("label", { class: "new-report-row" }, "New report name", newName);
+    const nameError = el("p", { class: "field-error", role: "alert", hidden: true, dataset: { errorFor: "new_report" } });
+    const error = el("p", { class: "field-error", role: "alert", hidden: true, dataset: { errorFor: "items" } });
+    const showNew = () => { newRow.hidden = select.value !== "new"; };
+    newName.addEventListener("input", () => g.showError(nameError, ""));
+    select.addEventListener("change", () => { showNew(); if (select.value === "new") newName.select(); });
+    showNew();
+    const add = el("button", { type: "submit", class: "primary add-chosen" }, "Add");
+    const cancel = el("button", { type: "button", class: "cancel-add" }, "Cancel");
+    const form = el("form", { method: "dialog", class: "dialog-body" },
+      el("h2", { id: "dlg-add-report-title" }, opts.heading || "Add to Report"),
+      el("p", { class: "muted" }, "Choose what goes in and into which report. What the report holds already is not added again."),
+      el("div", { class: "report-choice-groups" }, groups.map(([label, entries]) => group(label, entries)), inlineBox),
+      error,
+      el("label", { for: "report-choice" }, "Report", select), newRow, nameError,
+      el("div", { class: "buttons" }, cancel, add));
+    const dlg = el("dialog", { class: "dialog wide add-report-dialog", "aria-labelledby": "dlg-add-report-title" }, form);
+    cancel.addEventListener("click", () => dlg.close());
+    dlg.addEventListener("close", () => setTimeout(() => dlg.remove(), 0));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      g.showError(error, ""); g.showError(nameError, "");
+      const keys = boxes.filter((b) => b.input.checked && b.choice).map((b) => b.choice.key);
+      const items = boxes.filter((b) => b.input.checked && b.inline).map((b) => b.inline);
+      if (!keys.length && !items.length) { g.showError(error, "Choose at least one table or plot to add."); return; }
+      const target = {};
+      if (select.value === "new") {
+        if (!newName.value.trim()) { g.showError(nameError, "New report name: give the report a name."); newName.focus(); return; }
+        target.new_report = newName.value.trim();
+      } else target.report_id = Number(select.value);
+      add.disabled = true;
+      try {
+        let rep = null;
+        const added = [], skipped = [];
+        if (keys.length) {
+          rep = await api.post(opts.postUrl, Object.assign({}, opts.extraBody || {}, target, { items: keys }));
+          added.push(...rep.added); skipped.push(...rep.skipped);
+        }
+        if (items.length) {
+          const id = rep ? rep.id : (target.report_id || (await api.post("/api/reports", { name: target.new_report })).id);
+          rep = await api.post(`/api/reports/${id}/items`, { items });
+          added.push(...rep.added); skipped.push(...rep.skipped);
+        }
+        dlg.close();
+        g.emit("reports-changed", rep);
+        if (opts.onAdded) opts.onAdded(rep, added, skipped);
+      } catch (err) {
+        const body = err.body || {};
+        g.showError(body.field === "new_report" ? nameError : error, err.message);
+      } finally { add.disabled = false; }
+    });
+    document.body.appendChild(dlg);
+    g.showDialog(dlg);
+    const first = dlg.querySelector("input[type=checkbox]");
+    if (first) first.focus();
+    return dlg;
+  }
+
+  /* The sentence a page shows after Add to Report, with a button that opens the report. */
+  function addedStatus(status, rep, added, skipped) {
+    const short = (t) => t.replace(/^[^:]*: /, "").replace(/ \(.*\)$/, "");
+    const byKind = (kind) => rep.items.filter((i) => added.includes(i.title) && i.kind === kind).map((i) => short(i.title));
+    const tables = byKind("table"), plots = byKind("plot");
+    const parts = [];
+    if (tables.length) parts.push(`${tables.length} table${tables.length === 1 ? "" : "s"} (${tables.join(", ")})`);
+    if (plots.length) parts.push(`${plots.length} plot${plots.length === 1 ? "" : "s"} (${plots.join(", ")})`);
+    clear(status);
+    g.append(status, (parts.length ? `Added ${parts.join(" and ")}` : "Added nothing new") +
+      ` to report “${rep.name}” (${rep.items.length} items)` +
+      (skipped.length ? `; ${skipped.length} already there, not added again. ` : ". "),
+    el("button", { type: "button", class: "open-report", onclick: () => g.openTab("report", { id: rep.id }, { title: rep.name }) }, "Open Report"));
+  }
+
+  // ---- Effects: effect plot, estimated marginal means and pairwise comparisons of a fixed-effect term -------
+  /* The plot is drawn by the server (matplotlib, as every other plot: the same image opens full size, downloads as
+   * PNG or SVG and goes into reports and Word files); the tables come from /emmeans (services/fits.marginal_view). */
+  function effectsSection(result, base, modelName, reportFrom) {
+    const terms = ((result.anova_terms || {}).rows || []).map((r) => r.term).filter((t) => !t.includes(":"));
+    if (!terms.length) return null;
+    const term = el("select", { class: "effect-term", id: `effect-term-${++formCounter}` }, terms.map((t) => el("option", { value: t }, t)));
+    const by = el("select", { class: "effect-by", id: `effect-by-${formCounter}` });
+    const adjust = el("select", { class: "effect-adjust", id: `effect-adjust-${formCounter}` },
+      [["tukey", "Tukey"], ["holm", "Holm"], ["bonferroni", "Bonferroni"], ["none", "None"]].map(([v, l]) => el("option", { value: v }, l)));
+    const adjustRow = el("label", { class: "inline effect-adjust-row" }, "Adjustment ", adjust);
+    const error = el("p", { class: "field-error", role: "alert", hidden: true });
+    const out = el("div", { class: "effects-out" });
+    const status = el("p", { class: "muted effects-report-status", "aria-live": "polite" });
+    const add = el("button", { type: "button", class: "add-effects" }, "Add to Report...");
+    function fillBy() {
+      const keep = by.value;
+      clear(by).appendChild(el("option", { value: "" }, "(none)"));
+      for (const t of terms) if (t !== term.value) by.appendChild(el("option", { value: t }, t));
+      by.value = terms.includes(keep) && keep !== term.value ? keep : "";
+    }
+    const query = (extra) => {
+      const q = new URLSearchParams({ term: term.value });
+      if (by.value) q.set("by", by.value);
+      for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
+      return q.toString();
+    };
+    let seq = 0, last = null;
+    async function load() {
+      const mine = ++seq;
+      g.showError(error, "");
+      let v;
+      try { v = await api.get(`${base}/emmeans?${query({ adjust: adjust.value })}`); } catch (e) {
+        if (mine === seq) { clear(out); g.showError(error, e.message); }
+        return;
+      }
+      if (mine !== seq) return;
+      last = v;
+      adjustRow.hidden = v.kind !== "points";
+      const title = `Effect of ${v.term}${v.by ? ` by ${v.by}` : ""}`;
+      const p = { kind: "effects", title, url: `${base}/effects.png?${query({ name: modelName() })}`,
+        svg_url: `${base}/effects.svg?${query({ name: modelName() })}` };
+      clear(out).append(el("div", { class: "plots effect-plots" }, plotFigure(p, modelName())),
+        el("div", { class: "effect-tables" }, v.tables.map((t) => el("div", { class: "effect-table", dataset: { table: t.name } },
+          el("div", { class: "section-head" }, el("h4", {}, t.title), tableTools(t, t.title)),
+          resultTable(t, undefined, t.name), t.note ? el("p", { class: "muted note" }, t.note) : null))));
+    }
+    term.addEventListener("change", () => { fillBy(); load(); });
+    by.addEventListener("change", load);
+    adjust.addEventListener("change", load);
+    add.addEventListener("click", () => {
+      if (!last) return;
+      const key = (what, extra) => `${what}?${new URLSearchParams(Object.assign({ term: last.term }, last.by ? { by: last.by } : {}, extra || {}))}`;
+      const extra = [{ key: key("effects"), kind: "plot", title: `Effect of ${last.term}${last.by ? ` by ${last.by}` : ""}`, checked: true }]
+        .concat(last.tables.map((t) => ({ key: t.name === "pairs" ? key("pairs", { adjust: adjust.value }) : key("emmeans"),
+          kind: "table", title: t.title, checked: true })));
+      addToReport({ heading: "Add Effects to Report", postUrl: reportFrom.postUrl, extraBody: reportFrom.extraBody(), extra,
+        onAdded: (rep, a, sk) => addedStatus(status, rep, a, sk) }).catch((e) => { status.textContent = e.message; });
+    });
+    fillBy();
+    load();
+    return el("section", { class: "result-section effects-section", dataset: { section: "Effects" } },
+      el("div", { class: "section-head" }, el("h3", {}, "Effects"), add),
+      el("p", { class: "muted note" }, "Predicted values on the response scale, other covariates at their means and factors averaged over (as emmeans). For a factor: its estimated marginal means and their pairwise comparisons."),
+      el("div", { class: "field inline-field effect-controls" },
+        el("label", { class: "inline", for: term.id }, "Term ", term), " ",
+        el("label", { class: "inline", for: by.id }, "By ", by), " ", adjustRow),
+      error, out, status);
+  }
+
   // ---- the GLMM form --------------------------------------------------------------------------------------
 
   function field(name, label, control, extra) {
@@ -925,10 +1110,18 @@
       details.addEventListener("click", () => model && g.openTab("model", { id: model.id }, { title: model.name }));
       diag.addEventListener("click", () => model && g.openTab("diagnostics", { id: model.id }, { title: `Diagnostics: ${model.name}` }));
       const plotBox = el("div", { class: "plots run-plots" });
+      const addRun = el("button", { type: "button", class: "add-report add-report-run" }, "Add to Report...");
+      const status = el("p", { class: "muted report-status", "aria-live": "polite" });
+      const reportFrom = { choicesUrl: `/api/glmm/fits/${job.id}/report-items`, postUrl: `/api/glmm/fits/${job.id}/report`,
+        extraBody: () => ({ name: name.value.trim() || undefined }) };
+      addRun.addEventListener("click", () => addToReport({ choicesUrl: reportFrom.choicesUrl, postUrl: reportFrom.postUrl,
+        extraBody: reportFrom.extraBody(), onAdded: (rep, a, sk) => addedStatus(status, rep, a, sk) }).catch((e) => { status.textContent = e.message; }));
+      // (the Omnibus Tests table is one of the result view's tables, shown with the others)
       g.append(box, renderResults(job.result, job.display),
+        effectsSection(job.result, `/api/glmm/fits/${job.id}`, () => name.value, reportFrom),
         section("Plots", null, el("p", { class: "muted note" }, "Click a plot to see it full size and download it as PNG or SVG."), plotBox),
         el("div", { class: "save-row" },
-          el("label", { class: "inline" }, "Model Name ", name), save, details, diag, saved), err);
+          el("label", { class: "inline" }, "Model Name ", name), save, details, diag, addRun, saved), status, err);
       requestAnimationFrame(() => box.closest(".run").scrollIntoView({ block: "start" }));  // the results in sight
       api.get(`/api/glmm/fits/${job.id}/plots`).then((list) => {
         for (const p of list.plots) plotBox.appendChild(plotFigure(p, name.value));
@@ -1003,19 +1196,12 @@
     }
     level.addEventListener("input", recompute);
     level.addEventListener("change", recompute);
-    const addBtn = el("button", { type: "button", class: "add-report" }, "Add to Report");
-    addBtn.addEventListener("click", async () => {
-      addBtn.disabled = true;
-      try {
-        const rep = await api.post(`/api/models/${params.id}/report`, { conf_level: current.conf_level });
-        status.textContent = "";
-        const titles = model.display.tables.map((t) => t.title.replace(/ \(.*\)$/, ""));
-        g.append(status, `Added ${titles.length} tables (${titles.join(", ")}) to report “${rep.name}” (${rep.items.length} items). `,
-          el("button", { type: "button", class: "open-report", onclick: () => g.openTab("report", { id: rep.id }, { title: rep.name }) }, "Open Report"));
-        g.emit("reports-changed", rep);
-      } catch (err) { status.textContent = err.message; }
-      addBtn.disabled = false;
-    });
+    const addBtn = el("button", { type: "button", class: "add-report" }, "Add to Report...");
+    const postUrl = `/api/models/${params.id}/report`;
+    addBtn.addEventListener("click", () => addToReport({
+      choicesUrl: `/api/models/${params.id}/report-items?conf_level=${current.conf_level}`, postUrl,
+      extraBody: { conf_level: current.conf_level },
+      onAdded: (rep, added, skipped) => addedStatus(status, rep, added, skipped) }).catch((err) => { status.textContent = err.message; }));
     const disp = model.display;
     g.append(panel, el("div", { class: "model-detail" },
       el("div", { class: "ds-head" },
@@ -1031,13 +1217,15 @@
       warningsBox(disp),
       tableSections(disp, { fixedTable: feTable, fixedEffects: el("div", {},
         el("div", { class: "field inline-field" }, el("label", {}, "Confidence Level ", level, " %"), levelErr), feBox),
-        afterFixed: intervalsSection(params.id, () => Number(level.value) / 100, tab) })));
+        afterFixed: intervalsSection(params.id, () => Number(level.value) / 100, tab, model.name) }),
+      effectsSection(result, `/api/models/${params.id}`, () => model.name,
+        { postUrl, extraBody: () => ({ conf_level: current.conf_level }) })));
     renderFe(model.fixed_effects);
   }
 
   /* Confidence intervals by another method (Wald / Profile / Bootstrap): the server refits the saved model on its
    * dataset and profiles or bootstraps it in the background; the page polls the job for progress and the table. */
-  function intervalsSection(modelId, currentLevel, tab) {
+  function intervalsSection(modelId, currentLevel, tab, modelName) {
     const method = el("select", { class: "ci-method", "aria-label": "Interval Method" },
       el("option", { value: "profile" }, "Profile likelihood"),
       el("option", { value: "boot" }, "Parametric bootstrap"),
@@ -1082,8 +1270,16 @@
         stage.textContent = `${j.stage} (${Math.round(j.fraction * 100)}%)`;
         if (j.state === "done") {
           Object.assign(tableRef, { title: j.table.title, columns: j.table.columns, rows: j.table.rows, cells: j.table.cells });
-          clear(box).append(el("h4", { class: "ci-title" }, j.table.title), resultTable(j.table, undefined, "intervals"),
-            el("p", { class: "muted note" }, j.table.note + ` (${j.elapsed_seconds.toFixed(1)} s)`));
+          const t = j.table;
+          const addCi = el("button", { type: "button", class: "add-intervals" }, "Add to Report...");
+          const ciStatus = el("p", { class: "muted report-status", "aria-live": "polite" });
+          addCi.addEventListener("click", () => addToReport({ heading: "Add Intervals to Report",
+            inline: [{ item: { kind: "table", title: `${modelName}: ${t.title}`,
+              payload: { columns: t.columns, rows: t.rows, kinds: t.kinds, note: t.note } } }],
+            onAdded: (rep, a, sk) => addedStatus(ciStatus, rep, a, sk) }).catch((e) => { ciStatus.textContent = e.message; }));
+          clear(box).append(el("div", { class: "section-head" }, el("h4", { class: "ci-title" }, t.title), addCi),
+            resultTable(t, undefined, "intervals"),
+            el("p", { class: "muted note" }, t.note + ` (${j.elapsed_seconds.toFixed(1)} s)`), ciStatus);
           break;
         }
         if (j.state === "failed" || j.state === "cancelled") {
@@ -1150,16 +1346,19 @@
     const list = el("ol", { class: "report-items" });
     const title = el("h2", { class: "ds-title" });
     const exportLink = el("a", { class: "button export", href: `/api/reports/${params.id}/export`, download: "" }, "Export HTML");
+    const exportWord = el("a", { class: "button export-docx", href: `/api/reports/${params.id}/export?format=docx`, download: "" }, "Export Word");
+    const newReport = el("button", { type: "button", class: "new-report" }, "New Report...");
+    newReport.addEventListener("click", () => g.runAction("new-report"));
     g.append(panel, el("div", { class: "report-tab" },
       el("div", { class: "ds-head" }, el("div", {}, title, el("p", { class: "muted" }, "Tables and plots added from models, in order.")),
-        el("div", { class: "ds-actions" }, exportLink)),
+        el("div", { class: "ds-actions" }, exportLink, exportWord, newReport)),
       error, list));
 
     function render(rep) {
       tab.setTitle(rep.name);
       title.textContent = rep.name;
       clear(list);
-      if (!rep.items.length) list.appendChild(el("li", { class: "empty muted" }, "This report is empty. Use Add to Report in a Model Detail or Diagnostics tab."));
+      if (!rep.items.length) list.appendChild(el("li", { class: "empty muted" }, "This report is empty. Use Add to Report after a run, in a Model Detail, Diagnostics or Compare Models."));
       rep.items.forEach((item, i) => {
         const up = el("button", { type: "button", class: "up", title: "Move up", "aria-label": `Move ${item.title} up`, disabled: i === 0 }, "↑");
         const down = el("button", { type: "button", class: "down", title: "Move down", "aria-label": `Move ${item.title} down`, disabled: i === rep.items.length - 1 }, "↓");
@@ -1201,5 +1400,22 @@
     if (!list.length) g.emit("reports-changed", rep);
     g.openTab("report", { id: rep.id }, { title: rep.name });
   });
-  try { g.addMenuItem("Analysis", "Reports...", "open-reports"); } catch (err) { console.error(err); }
+  g.registerAction("new-report", async () => {
+    const n = (await api.get("/api/reports")).reports.length;
+    const dlg = g.rename({ title: "New Report", value: n ? `Report ${n + 1}` : "Report", save: async (name) => {
+      const rep = await api.post("/api/reports", { name });
+      g.emit("reports-changed", rep);
+      g.openTab("report", { id: rep.id }, { title: rep.name });
+    } });
+    const ok = dlg.querySelector("[data-submit]");
+    const label = ok.textContent;
+    ok.textContent = "Create";
+    dlg.addEventListener("close", () => { ok.textContent = label; }, { once: true });
+  });
+  g.addToReport = addToReport;  // for Compare Models
+  g.addedStatus = addedStatus;
+  try {
+    g.addMenuItem("Analysis", "Reports...", "open-reports");
+    g.addMenuItem("Analysis", "New Report...", "new-report");
+  } catch (err) { console.error(err); }
 })();
