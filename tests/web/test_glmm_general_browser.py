@@ -157,11 +157,16 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     # Gaussian: Variable, Estimate, Std. Error, df, t, Pr(>|t|), then the interval
     expect(detail.locator('table[data-table="fixed-effects"] th').nth(6)).to_have_text("Lower 90%")
     expect(detail.locator('table[data-table="blup-g"] tbody tr')).to_have_count(16)
-    detail.locator("button.add-report").click()
+    detail.locator("button.add-report").click()  # a dialog to choose what and where; BLUPs on request
+    dialog = page.locator("dialog.add-report-dialog")
+    for blup in ("BLUP: g", "BLUP: h"):
+        dialog.locator('fieldset[data-group="tables"] label.check', has_text=blup).locator("input").check()
+    dialog.locator("button.add-chosen").click()
     expect(detail.locator(".report-status")).to_contain_text("BLUP: g, BLUP: h")
     detail.locator("button.open-report").click()
     report = active_panel(page)
-    expect(report.locator("li.report-item")).to_have_count(8)  # the Omnibus Tests table is one of them
+    # the caterpillar plot and six tables: the Omnibus Tests table in, no ICC (not defined for this model)
+    expect(report.locator("li.report-item")).to_have_count(7)
 
 
 def test_a_typed_formula_with_an_offset_and_the_negative_binomial(page, live_server_factory, tmp_path):

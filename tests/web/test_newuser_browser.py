@@ -207,7 +207,7 @@ def test_model_detail_shows_every_table_and_the_warnings_and_names_are_unique(pa
     expect(second).to_have_attribute("data-state", "done", timeout=30_000)
     second.locator("input.model-name").fill("Early Stop")
     second.locator("button.save").click()
-    expect(second.locator(".field-error")).to_have_text(
+    expect(second.locator(".field-error.save-error")).to_have_text(  # (the Effects section has its own)
         "There is already a model called 'early stop' in this project; choose another Model Name.")
     assert [m["name"] for m in api.get("/api/models").json()["models"]] == ["early stop"]
     # a dataset already holding the diagnostics name: the message names the dataset truly made
@@ -227,7 +227,7 @@ def test_model_detail_shows_every_table_and_the_warnings_and_names_are_unique(pa
     expect(detail.locator(".ds-title")).to_have_text("early stop")
     expect(detail.locator(".result-section h3")).to_have_text(
         ["Random Effects", "ICC", "Fixed Effects", "Confidence Intervals", "Omnibus Tests (Type III)", "Model Fit",
-         "Comparison with GLM (no random intercept)", "BLUP (Random Effect Predictions)"])
+         "Comparison with GLM (no random intercept)", "BLUP (Random Effect Predictions)", "Effects"])
     expect(detail.locator(".warnings")).to_contain_text("did not converge")
     for name in ("random-effects", "fixed-effects", "model-fit", "glm-comparison", "blup"):
         expect(detail.locator(f'table[data-table="{name}"]')).to_have_count(1)
@@ -236,7 +236,10 @@ def test_model_detail_shows_every_table_and_the_warnings_and_names_are_unique(pa
         assert detail.locator(f'table[data-table="{name}"] td').all_inner_texts() == run_cells[name] != []
     detail.locator(".result-section h3").first.scroll_into_view_if_needed()
     shot(page, "model-detail-complete.png")
-    detail.locator("button.add-report").click()
+    detail.locator("button.add-report").click()  # a dialog to choose what and where; BLUPs on request
+    dialog = page.locator("dialog.add-report-dialog")
+    dialog.locator('fieldset[data-group="tables"] label.check', has_text="BLUP").locator("input").check()
+    dialog.locator("button.add-chosen").click()
     expect(detail.locator(".report-status")).to_contain_text("Added 7 tables")
     rep = api.get("/api/reports").json()["reports"][0]
     items = api.get(f"/api/reports/{rep['id']}").json()["items"]
@@ -312,11 +315,12 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     expect(run).to_have_attribute("data-state", "done", timeout=30_000)
     job = api.get(f"/api/glmm/fits/{run.get_attribute('data-fit-id')}").json()
     sections = run.locator("section.result-section")
-    expect(sections).to_have_count(8)  # seven tables (Omnibus Tests among them), then the plots
+    expect(sections).to_have_count(9)  # seven tables (Omnibus Tests among them), then Effects and the plots
     for k in range(7):  # every table has both
         expect(sections.nth(k).locator(".section-head button.copy-table")).to_have_count(1)
         expect(sections.nth(k).locator(".section-head button.csv-table")).to_have_count(1)
-    expect(sections.nth(7)).to_have_attribute("data-section", "Plots")
+    expect(sections.nth(7)).to_have_attribute("data-section", "Effects")
+    expect(sections.nth(8)).to_have_attribute("data-section", "Plots")
 
     fe = run.locator('section[data-section="Fixed Effects"]')
     fe.locator("button.copy-table").click()
@@ -348,7 +352,10 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     with page.expect_download() as download:
         detail.locator('section[data-section="Fixed Effects"] button.csv-table').click()
     assert list(pd.read_csv(download.value.path()).columns)[3:7] == ["z", "p", "Lower 90%", "Upper 90%"]
-    detail.locator("button.add-report").click()
+    detail.locator("button.add-report").click()  # a dialog to choose what and where; BLUPs on request
+    dialog = page.locator("dialog.add-report-dialog")
+    dialog.locator('fieldset[data-group="tables"] label.check', has_text="BLUP").locator("input").check()
+    dialog.locator("button.add-chosen").click()
     detail.locator("button.open-report").click()
     report = active_panel(page)
     expect(report.locator("li.report-item")).to_have_count(7)  # the Omnibus Tests table is one of them

@@ -71,6 +71,9 @@ def build(keys: list[str], *, owner: str, name: str, result: dict[str, Any], con
             note = t["note"] or ""
             if arg == "fixed-effects":
                 source += f"@{conf_level:g}"
+            if not any(i["kind"] == "table" for i in items):
+                # the fit's summary line and warnings go with the first table chosen, whichever it is, so a report
+                # never shows a fit's numbers without its warnings (a fit that did not converge, say)
                 note = " ".join([first_note] + ([note] if note else []))
             items.append(_table_item(f"{name}: {t['title']}", t, note, source))
         elif kind == "plot":

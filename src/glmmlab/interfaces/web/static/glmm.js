@@ -1091,7 +1091,7 @@
       const save = el("button", { type: "button", class: "primary save" }, "Save Model");
       const details = el("button", { type: "button", class: "view-details", disabled: true }, "View Model Details");
       const diag = el("button", { type: "button", class: "view-diagnostics", disabled: true }, "View Diagnostics");
-      const err = el("p", { class: "field-error", role: "alert", hidden: true });
+      const err = el("p", { class: "field-error save-error", role: "alert", hidden: true });
       const saved = el("span", { class: "saved muted" });
       let model = null;
       save.addEventListener("click", async () => {
