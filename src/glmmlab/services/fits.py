@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
+from glmmlab.engine.formula import parse_formula
+from glmmlab.engine.limits import shorten
 from glmmlab.engine.options import OPTIONS
 from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
@@ -238,9 +240,10 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
             raise FieldError("weights", f"Dataset '{info.name}' has no column '{weights}'.")
         if not cols[weights].numeric:
             raise FieldError("weights", f"Weights must be a numeric column; '{weights}' is {cols[weights].dtype}.")
-    names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
-    frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
     try:
+        parse_formula(text)  # the formula's limits (length, nesting, terms) before the data are read
+        names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
+        frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
         return build_model_frame(frame, text, family=family, weights=weights or None,
                                  reference_levels=reference_levels or None), names
     except GlmmInputError as exc:
@@ -287,7 +290,7 @@ def check_formula_on(project: Project, dataset_id: Any, formula: Optional[str], 
 
 def fit_label(spec: dict[str, Any], dataset_name: str) -> str:
     if spec.get("formula"):
-        return f"{spec['formula']} on {dataset_name}"
+        return f"{shorten(spec['formula'])} on {dataset_name}"
     return f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {dataset_name}"
 
 

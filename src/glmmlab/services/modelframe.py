@@ -43,6 +43,7 @@ from glmmlab.engine.formula import (
     is_syntactic,
     parse_formula,
 )
+from glmmlab.engine.limits import LIMITS, echo, shorten
 from glmmlab.engine.spec import random_intercept_formula  # noqa: F401  (re-exported: the one definition)
 from glmmlab.engine.terms import ModelFrame, RandomTerm
 
@@ -91,18 +92,20 @@ class _Data:
 
     def column(self, name: str, used_in: str) -> pd.Series:
         if name not in self.names:
-            near = difflib.get_close_matches(name, list(self.names), n=3, cutoff=0.6)
-            near += [c for c in self.names if c.lower() == name.lower() and c not in near]
-            hint = f"; did you mean {', '.join(repr(c) for c in near)}?" if near else ""
+            near: list[str] = []
+            if len(name) <= LIMITS.echo_chars:  # a close match of a long name would cost its length squared
+                near = difflib.get_close_matches(name, list(self.names), n=3, cutoff=0.6)
+                near += [c for c in self.names if c.lower() == name.lower() and c not in near]
+            hint = f"; did you mean {', '.join(echo(c) for c in near)}?" if near else ""
             cols = list(self.names)
-            shown = ", ".join(cols[:20]) + (", ..." if len(cols) > 20 else "")
+            shown = ", ".join(shorten(c) for c in cols[:20]) + (", ..." if len(cols) > 20 else "")
             raise GlmmInputError(
-                f"column {name!r} (in {used_in}) is not in the data{hint} Columns: {shown}. "
+                f"column {echo(name)} (in {used_in}) is not in the data{hint} Columns: {shown}. "
                 "Fix the name in the formula (quote names with spaces in backquotes: `my column`)"
             )
         s = self.df[self.names[name]]
         if isinstance(s, pd.DataFrame):
-            raise GlmmInputError(f"column name {name!r} occurs more than once in the data; rename the copies")
+            raise GlmmInputError(f"column name {echo(name)} occurs more than once in the data; rename the copies")
         return s
 
     # -- one expression ------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ class _Data:
         v = self.eval(e, used_in)
         if isinstance(v, _Fac):
             raise GlmmInputError(
-                f"{what or e.deparse()!r} (in {used_in}) is a factor with levels "
+                f"{echo(what or e.deparse())} (in {used_in}) is a factor with levels "
                 f"{_show_levels(v.levels)}; it must be numeric here. Recode it as numbers in the data"
             )
         return v
@@ -442,14 +445,14 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         raise GlmmInputError(f"unknown family {family!r}: choose one of gaussian, binomial, poisson, gamma, negbin")
     f: Formula = parse_formula(formula)
     if f.response is None:  # pragma: no cover - the parser requires one
-        raise GlmmInputError(f"formula {formula!r} needs a response on the left of '~'")
+        raise GlmmInputError(f"formula {echo(formula)} needs a response on the left of '~'")
     if not f.random:
         raise GlmmInputError(
-            f"formula {formula!r} has no random term: add one such as (1 | group) (a mixed model needs one)"
+            f"formula {echo(formula)} has no random term: add one such as (1 | group) (a mixed model needs one)"
         )
     data = _Data(df, formula)
     n_input = data.n
-    ftxt = f"formula {formula!r}"
+    ftxt = f"formula {echo(formula)}"
 
     # ---- evaluate every variable on all input rows
     resp_expr = f.response
@@ -465,9 +468,9 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
     group_vals: dict[Expr, _Fac] = {}
     for r in f.random:
         for v in r.lhs.variables:
-            rand_vals[v] = data.eval(v, f"random term {r.written} of {ftxt}")
+            rand_vals[v] = data.eval(v, f"random term {shorten(r.written)} of {ftxt}")
         for g in r.group:
-            gv = data.eval(g, f"the grouping of {r.written} in {ftxt}", as_factor=True)
+            gv = data.eval(g, f"the grouping of {shorten(r.written)} in {ftxt}", as_factor=True)
             assert isinstance(gv, _Fac)
             group_vals[g] = gv
     w_val = o_val = None
@@ -513,18 +516,18 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         nl = len(levels)
         if nl < 2 and whole:
             raise GlmmInputError(
-                f"the grouping factor {comp!r} of {r.written} has only {nl} level on the rows used; "
+                f"the grouping factor {comp!r} of {shorten(r.written)} has only {nl} level on the rows used; "
                 "grouping factors need two or more levels"
             )
         if fam == "gaussian" and nl >= n and whole:
             raise GlmmInputError(
-                f"the grouping factor {comp!r} of {r.written} has {nl} levels for {n} rows: each group is a "
+                f"the grouping factor {comp!r} of {shorten(r.written)} has {nl} levels for {n} rows: each group is a "
                 "single row, so its variance cannot be told apart from the residual variance (lme4 refuses this "
                 "too). Group by a coarser column or drop the term"
             )
         if nl > n:  # pragma: no cover - levels are dropped to those present
             raise GlmmInputError(f"the grouping factor {comp!r} has more levels than rows")
-        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {r.written} of {ftxt}", used, check=whole)
+        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {shorten(r.written)} of {ftxt}", used, check=whole)
         correlated = r.correlated or Z.shape[1] > 1
         terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated))
 
@@ -622,7 +625,7 @@ def grouping_levels(df: pd.DataFrame, formula: str) -> dict[str, tuple[np.ndarra
     for r in f.random:
         vals = {}
         for g in r.group:
-            gv = data.eval(g, f"the grouping of {r.written} in formula {formula!r}", as_factor=True)
+            gv = data.eval(g, f"the grouping of {shorten(r.written)} in formula {echo(formula)}", as_factor=True)
             assert isinstance(gv, _Fac)
             vals[g] = gv
         if r.component not in out:

@@ -1,0 +1,45 @@
+"""Pathological formulas through the web (issue 23): the formula check (sent by the GLMM page 250 ms after
+typing) and Run answer 422 naming the Model formula and the limit, at once, with a short body; nothing runs and
+the server stays responsive. The limits themselves: tests/engine/test_formula_limits.py."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.engine.test_formula_limits import FIFTEEN, REFUSED
+from tests.web.test_glmm_api import samples  # noqa: F401  (fixture)
+
+WEB_CASES = REFUSED + [
+    ("a huge power typed on the page", "score ~ study_hours^1000000000 + (1|school) + " + "*".join(
+        f"v{k}" for k in range(12)), "the limit is 1,000 terms"),
+]
+
+
+@pytest.mark.parametrize("case, formula, words", WEB_CASES, ids=[c[0] for c in WEB_CASES])
+def test_check_and_run_refuse_a_pathological_formula_at_once(client, samples, case, formula, words):
+    ds = samples["school scores"]
+    for url in ("/api/glmm/formula", "/api/glmm/fits"):
+        start = time.perf_counter()
+        r = client.post(url, json={"dataset_id": ds["id"], "formula": formula})
+        assert time.perf_counter() - start < 3.0, f"{case}: {url} took {time.perf_counter() - start:.1f} s"
+        assert r.status_code == 422, (case, r.status_code, r.text[:300])
+        body = r.json()
+        assert body["field"] == "formula" and words in body["message"], body["message"][:300]
+        assert len(r.content) < 2_000, f"{case}: a body of {len(r.content):,} bytes"
+    assert client.get("/api/glmm/fits").json()["fits"] == []
+    assert client.get("/api/project").status_code == 200
+
+
+def test_the_check_of_a_huge_power_of_one_variable_is_immediate(client, samples):
+    ds = samples["school scores"]
+    start = time.perf_counter()
+    r = client.post("/api/glmm/formula", json={"dataset_id": ds["id"],
+                                               "formula": "score ~ study_hours^1000000000000 + (1|school)"})
+    assert r.status_code == 200, r.text
+    assert r.json()["fixed_effects"] == ["(Intercept)", "study_hours"]
+    assert time.perf_counter() - start < 3.0
+    big = f"score ~ ({FIFTEEN.replace('+', ' + ')})^2 + (1|school)"
+    r = client.post("/api/glmm/formula", json={"dataset_id": ds["id"], "formula": big})
+    assert r.status_code == 422 and "is not in the data" in r.json()["message"]  # names unknown to the data
