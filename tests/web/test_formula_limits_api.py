@@ -43,3 +43,23 @@ def test_the_check_of_a_huge_power_of_one_variable_is_immediate(client, samples)
     big = f"score ~ ({FIFTEEN.replace('+', ' + ')})^2 + (1|school)"
     r = client.post("/api/glmm/formula", json={"dataset_id": ds["id"], "formula": big})
     assert r.status_code == 422 and "is not in the data" in r.json()["message"]  # names unknown to the data
+
+
+def test_a_fixed_factor_of_30000_levels_is_refused_by_the_check_and_run(client):
+    """The design is sized before it is built (issue 23: a 100,000-level factor took the server past 8 GB)."""
+    import numpy as np
+    import pandas as pd
+
+    n = 30_000
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"y": rng.normal(size=n), "f": [f"f{k}" for k in range(n)],
+                       "g": [f"g{k}" for k in rng.integers(0, 30, n)]})
+    ds = client.import_dataset(df.to_csv(index=False), name="wide", filename="wide.csv")
+    for url in ("/api/glmm/formula", "/api/glmm/fits"):
+        start = time.perf_counter()
+        r = client.post(url, json={"dataset_id": ds["id"], "formula": "y ~ f + (1 | g)"})
+        assert time.perf_counter() - start < 10
+        assert r.status_code == 422, r.text[:300]
+        message = r.json()["message"]
+        assert r.json()["field"] == "formula"
+        assert "factor 'f' has 30,000 levels (29,999 columns)" in message and "2,000 columns" in message, message

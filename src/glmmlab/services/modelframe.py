@@ -43,7 +43,8 @@ from glmmlab.engine.formula import (
     is_syntactic,
     parse_formula,
 )
-from glmmlab.engine.limits import LIMITS, echo, shorten
+from glmmlab.engine.limits import LIMITS, echo, mib, shorten
+from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.spec import random_intercept_formula  # noqa: F401  (re-exported: the one definition)
 from glmmlab.engine.terms import ModelFrame, RandomTerm
 
@@ -305,16 +306,55 @@ class _UsedFactor:
     levels: list[str]
 
 
+def _term_columns(t, values: dict[Expr, _Num | _Fac], factors: dict[Expr, _UsedFactor],
+                  full: dict[Expr, bool]) -> tuple[int, list[tuple[str, int, int]]]:
+    """The number of design columns of term ``t`` and, per factor in it, (label, levels, columns coded)."""
+    cols = 1
+    parts = []
+    for v in t.variables:
+        if isinstance(values[v], _Fac):
+            nl = len(factors[v].levels)
+            k = nl if full[v] else max(nl - 1, 0)
+            parts.append((v.deparse(), nl, k))
+            cols *= k
+    return cols, parts
+
+
+def _check_design_size(part: ModelPart, values: dict[Expr, _Num | _Fac], factors: dict[Expr, _UsedFactor],
+                       full: list[dict[Expr, bool]], n: int, where: str, progress: ProgressFn) -> int:
+    """Size the design before a column is built: its number of columns, or a refusal (naming the term, its
+    factors' levels and the limit) when it has more columns than LIMITS.design_columns or more cells than
+    LIMITS.design_cells."""
+    report(progress, "Preparing data: sizing the design", 0.0)
+    sizes = [_term_columns(t, values, factors, full[j]) for j, t in enumerate(part.terms)]
+    p = int(part.intercept) + sum(c for c, _ in sizes)
+    if p <= LIMITS.design_columns and n * p <= LIMITS.design_cells:
+        return p
+    j = max(range(len(sizes)), key=lambda k: sizes[k][0])
+    cols, parts = sizes[j]
+    label = part.terms[j].label
+    if parts:
+        what = " x ".join(f"{lab!r} has {nl:,} levels" if len(parts) == 1 else f"{lab!r} {nl:,} levels"
+                          for lab, nl, _ in parts)
+        culprit = (f"factor {what} ({cols:,} columns)" if len(parts) == 1 else
+                   f"the interaction {shorten(label)!r} of factors with {what} ({cols:,} columns)")
+    else:
+        culprit = f"term {shorten(label)!r} ({cols:,} columns)"
+    raise GlmmInputError(
+        f"the design of {where} would have {p:,} columns x {n:,} rows ({n * p:,} cells, "
+        f"{mib(8.0 * n * p)}): {culprit}. The limits are {LIMITS.design_columns:,} columns and "
+        f"{LIMITS.design_cells:,} cells ({mib(8.0 * LIMITS.design_cells)}). Use fewer levels (merge rare "
+        "ones), or make a factor with many levels a grouping factor: (1 | factor)"
+    )
+
+
 def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, where: str,
-            factors: dict[Expr, _UsedFactor], check: bool = True) -> tuple[np.ndarray, list[str]]:
+            factors: dict[Expr, _UsedFactor], check: bool = True,
+            progress: ProgressFn = None) -> tuple[np.ndarray, list[str]]:
     """R's model.matrix for one part: columns and names, with R's contrast rules. ``check=False`` (new rows for
     prediction, coded into the fit's levels) skips the checks that only make sense on the data of a fit."""
     n = len(rows)
-    cols: list[np.ndarray] = []
     names: list[str] = []
-    if part.intercept:
-        cols.append(np.ones(n))
-        names.append("(Intercept)")
     sets = [frozenset(t.variables) for t in part.terms]
     # R's TermCode: a factor is coded by contrasts when the term without it is empty or contained in a
     # preceding term; otherwise by indicators of all its levels.
@@ -335,7 +375,15 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
                     break
             if done:
                 break
+    p = _check_design_size(part, values, factors, full, n, where, progress)
+    X = np.empty((n, p))  # filled column by column: no list of columns and stacked copy side by side
+    at = 0
+    if part.intercept:
+        X[:, 0] = 1.0
+        names.append("(Intercept)")
+        at = 1
     for j, t in enumerate(part.terms):
+        report(progress, "Preparing data: the design", 0.0)  # a cancel is seen between terms
         block_cols: list[np.ndarray] = [np.ones(n)]
         block_names: list[str] = [""]
         for v in t.variables:
@@ -349,8 +397,15 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
                         "a factor needs two or more levels: drop it from the formula or check the data"
                     )
                 lv = range(len(f.levels)) if full[j][v] else range(1, len(f.levels))
-                vcols = [(f.codes == k).astype(float) for k in lv]
                 vnames = [label + f.levels[k] for k in lv]
+                if t.degree == 1:  # a factor's indicators, written in place (the values of (codes == k))
+                    block = X[:, at:at + len(lv)]
+                    block[:] = 0.0
+                    hit = f.codes >= lv.start
+                    block[np.flatnonzero(hit), f.codes[hit] - lv.start] = 1.0
+                    block_cols, block_names = [], vnames
+                    break
+                vcols = [(f.codes == k).astype(float) for k in lv]
             else:
                 vcols = [val.values[rows]]
                 vnames = [label]
@@ -364,10 +419,13 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
                         f"the interaction column {nm!r} (term {t.label!r} in {where}) is zero on every row used: "
                         "no row has that combination. Drop the interaction, or merge levels of its factors"
                     )
-        cols.extend(block_cols)
+        for k, c in enumerate(block_cols):
+            X[:, at + k] = c
+        del block_cols
+        at += len(block_names)
         names.extend(block_names)
-    X = np.column_stack(cols) if cols else np.zeros((n, 0))
-    return np.ascontiguousarray(X, dtype=float), names
+    assert at == p  # the sizing counted every column
+    return X, names
 
 
 # ----------------------------------------------------------------------------------------------- recipe
@@ -424,7 +482,8 @@ class DesignRecipe:
 
 def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian", weights: str | None = None,
                       offset: str | None = None, whole: bool = True,
-                      reference_levels: Mapping[str, object] | None = None) -> ModelFrame:
+                      reference_levels: Mapping[str, object] | None = None,
+                      progress: ProgressFn = None) -> ModelFrame:
     """Build the engine's :class:`ModelFrame` for an lme4 ``formula`` on ``df`` (see the module docstring).
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (any case); ``weights`` and ``offset`` are column
@@ -504,7 +563,8 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
     default_levels = _apply_references(reference_levels, used, data, ftxt) if reference_levels else {}
 
     # ---- fixed design
-    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole)
+    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole,
+                         progress=progress)
     if X.shape[1] == 0:
         raise GlmmInputError(f"{ftxt} has no fixed effects: keep the intercept (1) or add a term")
 
@@ -527,7 +587,8 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
             )
         if nl > n:  # pragma: no cover - levels are dropped to those present
             raise GlmmInputError(f"the grouping factor {comp!r} has more levels than rows")
-        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {shorten(r.written)} of {ftxt}", used, check=whole)
+        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {shorten(r.written)} of {ftxt}", used,
+                             check=whole, progress=progress)
         correlated = r.correlated or Z.shape[1] > 1
         terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated))
 
