@@ -26,6 +26,10 @@ Why these values:
   minutes before the fit started; a factor of thousands of levels is a grouping factor, (1 | f).
 - ``coupled_block_bytes`` 2 GB: the dense coupled block of crossed random effects in the general engine
   (Q2 x Q2 doubles, Q2 the random effects outside the first grouping factor).
+- ``interval_jobs`` 1: profile and bootstrap intervals of saved models running at once on the web; the others
+  wait, queued. Each already uses every core (a process pool), so a second one at the same time would only share
+  them and double the memory. The number of bootstrap samples is bounded by the ``nsim`` option (10 to 100,000,
+  glmmlab.engine.options).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Limits:
     design_cells: int = 200_000_000
     design_columns: int = 2_000
     coupled_block_bytes: int = 2 * 1024 ** 3
+    interval_jobs: int = 1
 
 
 LIMITS = Limits()

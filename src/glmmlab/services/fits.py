@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
 from glmmlab.engine.formula import parse_formula
-from glmmlab.engine.limits import shorten
+from glmmlab.engine.limits import LIMITS, shorten
 from glmmlab.engine.options import OPTIONS
 from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
@@ -86,7 +86,7 @@ class Form:
 
 def runner_limits() -> dict[str, Any]:
     """What a :class:`JobRunner` serving fits is made with."""
-    return {"limits": {"fit": MAX_RUNNING}, "keep": {"fit": KEEP, "interval": KEEP}}
+    return {"limits": {"fit": MAX_RUNNING, "interval": LIMITS.interval_jobs}, "keep": {"fit": KEEP, "interval": KEEP}}
 
 
 def form_options() -> dict[str, Any]:
