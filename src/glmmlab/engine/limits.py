@@ -19,7 +19,7 @@ Why these values:
 - ``power``: ``x^k`` crosses terms up to order k, so a k above the number of variables adds nothing and is taken
   as that number (R's terms() gives the same terms); no limit on k is needed, only that it is a whole number.
 - ``echo_chars`` 120: what a message quotes of user text (a formula, a name) before "... (N characters)".
-- ``design_cells`` 200,000,000 (1.6 GB of float64): rows x columns of the fixed-effects design after factors are
+- ``design_cells`` 200,000,000 (1.5 GiB of float64): rows x columns of the fixed-effects design after factors are
   expanded into indicator columns; a factor of 100,000 levels on 100,000 rows would be 80 GB.
 - ``design_columns`` 2,000: columns of the design (each a coefficient with a standard error). Preparing a fit
   costs n p^2 (the cross-products) and p^3 (their factorisation): a 5,000-level fixed factor on 20,000 rows took
