@@ -63,3 +63,30 @@ def test_a_fixed_factor_of_30000_levels_is_refused_by_the_check_and_run(client):
         message = r.json()["message"]
         assert r.json()["field"] == "formula"
         assert "factor 'f' has 30,000 levels (29,999 columns)" in message and "2,000 columns" in message, message
+
+
+def test_a_fit_with_a_wide_design_is_cancelled_promptly(client):
+    """1,500 factor levels on 30,000 rows (within the limits): Cancel is seen while the design is prepared and
+    while it is fitted (issue 23: a 5,000-level factor sat at "Preparing data" and ignored Cancel for minutes)."""
+    import numpy as np
+    import pandas as pd
+
+    n = 30_000
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"y": rng.normal(size=n), "f": [f"f{k}" for k in rng.integers(0, 1_500, n)],
+                       "g": [f"g{k}" for k in rng.integers(0, 30, n)]})
+    ds = client.import_dataset(df.to_csv(index=False), name="wide", filename="wide.csv")
+    r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "formula": "y ~ f + (1 | g)"})
+    assert r.status_code == 202, r.text
+    url = f"/api/glmm/fits/{r.json()['id']}"
+    deadline = time.time() + 30
+    while client.get(url).json()["stage"] in ("Waiting to start", "Reading data") and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(3.0)  # into the preparation (before: minutes in the collinearity check, without a progress report)
+    asked = time.perf_counter()
+    assert client.post(url + "/cancel").status_code == 200
+    while client.get(url).json()["state"] not in ("cancelled", "done", "failed") and time.time() < deadline + 30:
+        time.sleep(0.05)
+    job = client.get(url).json()
+    assert job["state"] == "cancelled", job
+    assert time.perf_counter() - asked < 5.0, f"the cancel took {time.perf_counter() - asked:.1f} s ({job['stage']})"

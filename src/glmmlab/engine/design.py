@@ -239,7 +239,9 @@ def prepare(
         columns = [np.asarray(c, dtype=float) for c in X]
     group_codes = np.asarray(group_codes)
     keep = np.isfinite(y) & (group_codes >= 0)
-    for col in columns:
+    for k, col in enumerate(columns):
+        if k % 200 == 199:  # a wide design: a cancel is seen between columns
+            report(progress, "Preparing data: missing values", 0.0)
         keep &= np.isfinite(col)
     if not keep.any():
         raise no_complete_rows(response, group_name)
@@ -271,6 +273,8 @@ def prepare(
     scale = np.ones(len(columns))
     kept_cols: list[int] = []
     for k, (name, col) in enumerate(zip(names, columns)):
+        if k % 200 == 199:
+            report(progress, "Preparing data: scaling the columns", 0.0)
         v = col if keep_all else col[keep]  # order does not matter for these statistics
         lo, hi = float(v.min()), float(v.max())
         if lo == hi and (intercept or lo == 0.0):
@@ -288,6 +292,8 @@ def prepare(
     if intercept:
         Z[:, 0] = 1.0
     for j, k in enumerate(kept_cols):
+        if j % 200 == 199:
+            report(progress, "Preparing data: scaling the columns", 0.0)
         np.subtract(columns[k][rows], center[k], out=Z[:, off + j])
         Z[:, off + j] /= scale[k]
     center, scale = center[kept_cols], scale[kept_cols]
