@@ -11,11 +11,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.limits import shorten
 from glmmlab.engine.options import INTERVAL_OPTIONS
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.services import comparison, fits, models, plots, report_items, reports, result_view
-from glmmlab.services.errors import ServiceError
+from glmmlab.services.errors import NotFound, ServiceError
 
 
 class SaveBody(BaseModel):
@@ -26,8 +27,9 @@ class SaveBody(BaseModel):
 class IntervalsBody(BaseModel):
     method: str = Field("profile", description="Interval Method: wald, profile or boot.")
     conf_level: Optional[float] = Field(None, description="Confidence level; default: the model's saved level.")
-    nsim: int = Field(INTERVAL_OPTIONS["nsim"].default, description="Bootstrap Samples (method boot).")
-    seed: Optional[int] = Field(None, description="Random Seed of the bootstrap (method boot).")
+    # Any: the option's own check refuses true/false and 2.0 (an int field would take them as 1 and 2)
+    nsim: Any = Field(INTERVAL_OPTIONS["nsim"].default, description="Bootstrap Samples (method boot).")
+    seed: Any = Field(None, description="Random Seed of the bootstrap (method boot).")
 
 
 def _interval_field_error(name: str, message: str) -> JSONResponse:
@@ -192,7 +194,7 @@ def _interval_job(request: Request, model_id: int, job_id: str):
     except ServiceError:
         job = None
     if job is None or job.info.get("model_id") != model_id:
-        raise ServiceError(f"There is no interval computation '{job_id}' for model {model_id}.")
+        raise NotFound(f"There is no interval computation '{shorten(job_id)}' for model {model_id}.")
     return job
 
 
