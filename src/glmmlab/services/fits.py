@@ -325,6 +325,8 @@ def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Proje
         job.report("Reading data", 0.0)
         with open_project() as project:
             frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
+            dtypes = models.column_types(project, info.id, list(frame.columns))
+        job.kept["data_fingerprint"] = models.data_fingerprint(frame, dtypes)
         job.check_cancelled()
         if general:
             result = models.fit_form(frame, spec, progress=job.report)
@@ -467,10 +469,11 @@ def fit_result_of_job(job: Job, open_project: Callable[[], ContextManager[Projec
 
 def saved_fit(project: Project, model: dict[str, Any], key: Any = None) -> Any:
     """A saved model fitted again on its dataset (a model keeps JSON only); the last few are kept."""
+    frame = models.model_data(project, model)  # checked each time: a kept refit is of the data as saved
     k = (key, model["id"], repr(model.get("spec")), (model.get("result") or {}).get("n_obs"))
     if k in _REFITS:
         return _REFITS[k]
-    result = models.refit_model(project, model)
+    result = models.refit_model(project, model, frame=frame)
     _REFITS[k] = result
     while len(_REFITS) > _REFITS_KEPT:
         _REFITS.pop(next(iter(_REFITS)))

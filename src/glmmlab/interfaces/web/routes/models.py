@@ -120,7 +120,8 @@ def save(body: SaveBody, request: Request):
     if not body.name or not body.name.strip():
         return JSONResponse({"error": "Model Name: give the model a name.", "field": "name"}, status_code=422)
     with wb.project_for(job.kept["project_key"], "This fit") as project:
-        model = models.save_model(project, body.name, job.info["dataset_id"], job.info["spec"], result)
+        model = models.save_model(project, body.name, job.info["dataset_id"], job.info["spec"], result,
+                                  data=job.kept.get("data_fingerprint"))
     return JSONResponse(jsonable(_summary(model)), status_code=201)
 
 
@@ -170,6 +171,8 @@ def start_intervals(model_id: int, body: IntervalsBody, request: Request):
     with wb.project() as project:
         model = models.get_model(project, model_id)
         key = wb.project_key()
+        if method != "wald":  # a refit: refused now, not in the job, when the data changed since the save
+            models.model_data(project, model)
     level = model["result"]["model"]["conf_level"] if body.conf_level is None \
         else models.check_conf_level(body.conf_level)
     job = fits.start_intervals(wb.jobs, lambda: wb.project_for(key), model, method, level, nsim, seed)
