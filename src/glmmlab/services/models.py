@@ -248,14 +248,33 @@ def get_model(project: Project, model_id: int) -> dict[str, Any]:
 
 
 def rename_model(project: Project, model_id: int, name: str) -> dict[str, Any]:
-    """Give the model a new name (checked as at saving: not empty, unique in the project without case)."""
+    """Give the model a new name (checked as at saving: not empty, unique in the project without case) and its
+    diagnostics dataset "<name> diagnostics" (made unique as at saving), in one transaction."""
     name = _check_name(name)
     mid = _model_id(model_id)
     with project.write() as cur:
-        if cur.execute("SELECT 1 FROM models WHERE id = ?", [mid]).fetchone() is None:
+        row = cur.execute("SELECT diagnostics_dataset_id FROM models WHERE id = ?", [mid]).fetchone()
+        if row is None:
             raise NotFound(f"There is no model with id {mid}; it may have been deleted.")
         _check_unique(cur, name, mid)
         cur.execute("UPDATE models SET name = ? WHERE id = ?", [name, mid])
+        diag = cur.execute("SELECT id, name, operation FROM datasets WHERE id = ?", [row[0]]).fetchone() \
+            if row[0] is not None else None
+        if diag is not None:
+            wanted = f"{name} diagnostics"
+            taken = {r[0] for r in cur.execute("SELECT name FROM datasets WHERE id <> ?", [diag[0]]).fetchall()}
+            new_name, n = wanted, 2
+            while new_name in taken:
+                new_name, n = f"{wanted} ({n})", n + 1
+            operation = json.loads(diag[2]) if diag[2] else {}
+            if operation.get("type") == "model_diagnostics":
+                old = operation.get("model_name")
+                operation["model_name"] = name
+                if isinstance(operation.get("description"), str) and old is not None:
+                    operation["description"] = operation["description"].replace(f"model '{old}'",
+                                                                                f"model '{name}'", 1)
+            cur.execute("UPDATE datasets SET name = ?, operation = ? WHERE id = ?",
+                        [new_name, json.dumps(operation, default=str), diag[0]])
     return get_model(project, mid)
 
 
