@@ -209,8 +209,8 @@ class _Data:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise GlmmInputError(
-                f"{e.deparse()} (in {used_in}) is not a finite number on {int(bad.sum())} row(s), first on row {i} "
-                "(0-based), although its inputs are; fix those values or change the term (log() and sqrt() need "
+                f"{e.deparse()} (in {used_in}) is not a finite number on {int(bad.sum())} row(s), first on row "
+                f"{i + 1}, although its inputs are; fix those values or change the term (log() and sqrt() need "
                 "positive values)"
             )
         return _Num(r, miss)
@@ -617,7 +617,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         if (w < 0).any():
             i = int(rows[np.flatnonzero(w < 0)[0]])
             raise GlmmInputError(
-                f"weights column {weights!r} has negative values (first on row {i}, 0-based); "
+                f"weights column {weights!r} has negative values (first on row {i + 1}); "
                 "prior weights must be >= 0"
             )
     y, w = _response(fam, f, resp_expr, resp_vals, rows, w, weights, warnings)
@@ -731,8 +731,8 @@ def _finite_or_missing(s: pd.Series, name: str, what: str) -> None:
         bad = np.isinf(v)
         if bad.any():
             raise GlmmInputError(
-                f"{what} column {name!r} has infinite values (first on row {int(np.flatnonzero(bad)[0])}, "
-                f"0-based); {what} must be finite"
+                f"{what} column {name!r} has infinite values (first on row {int(np.flatnonzero(bad)[0]) + 1}); "
+                f"{what} must be finite"
             )
 
 
@@ -775,7 +775,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
             if (arr < 0).any():
                 i = int(rows[np.flatnonzero(arr < 0)[0]])
                 raise GlmmInputError(
-                    f"{part.deparse()!r} in the response {label} is negative on row {i} (0-based); "
+                    f"{part.deparse()!r} in the response {label} is negative on row {i + 1}; "
                     "successes and failures must be counts >= 0"
                 )
         trials = s + fl
@@ -799,8 +799,8 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
         if ((y < 0) | (y > 1)).any():
             i = int(rows[np.flatnonzero((y < 0) | (y > 1))[0]])
             raise GlmmInputError(
-                f"the binomial response {label!r} must lie in [0, 1] (0/1 outcomes or proportions); row {i} "
-                f"(0-based) has {format_number(float(v.values[i]))}. For counts of successes use "
+                f"the binomial response {label!r} must lie in [0, 1] (0/1 outcomes or proportions); row {i + 1} "
+                f"has {format_number(float(v.values[i]))}. For counts of successes use "
                 "cbind(successes, failures)"
             )
         if w is None and ((y > 0) & (y < 1)).any():
@@ -814,7 +814,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
         if (y < 0).any():
             i = int(rows[np.flatnonzero(y < 0)[0]])
             raise GlmmInputError(
-                f"the {fam} response {label!r} must be counts >= 0; row {i} (0-based) has "
+                f"the {fam} response {label!r} must be counts >= 0; row {i + 1} has "
                 f"{format_number(float(v.values[i]))}"
             )
         if not _is_integer(y):
@@ -823,7 +823,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
         if (y <= 0).any():
             i = int(rows[np.flatnonzero(y <= 0)[0]])
             raise GlmmInputError(
-                f"the gamma response {label!r} must be strictly positive (> 0); row {i} (0-based) has "
+                f"the gamma response {label!r} must be strictly positive (> 0); row {i + 1} has "
                 f"{format_number(float(v.values[i]))}: choose another family or remove those rows"
             )
     return y, w
