@@ -366,3 +366,41 @@ def test_a_million_rows_build():
     mf = build_model_frame(df, "y ~ x + f + (1 | g)")
     assert mf.X.shape == (n, 4) and mf.terms[0].n_levels == 10_000
     assert mf.x_names == ["(Intercept)", "x", "fb", "fc"]
+
+
+@pytest.mark.parametrize("formula,kwargs,change,message", [
+    ("y ~ x + (1 | g)", {"family": "poisson"}, ("y", -2.0),
+     "the poisson response 'y' must be counts >= 0; row 5 has -2"),
+    ("y ~ x + (1 | g)", {"family": "gamma"}, ("y", 0.0),
+     "the gamma response 'y' must be strictly positive (> 0); row 5 has 0: choose another family or remove those "
+     "rows"),
+    ("y ~ x + (1 | g)", {"family": "binomial"}, ("y", 2.0),
+     "the binomial response 'y' must lie in [0, 1] (0/1 outcomes or proportions); row 5 has 2. For counts of "
+     "successes use cbind(successes, failures)"),
+    ("y ~ x + (1 | g)", {"weights": "w"}, ("w", -1.0),
+     "weights column 'w' has negative values (first on row 5); prior weights must be >= 0"),
+    ("y ~ x + (1 | g)", {"offset": "w"}, ("w", np.inf),
+     "offset column 'w' has infinite values (first on row 5); offset must be finite"),
+    ("cbind(y, w) ~ x + (1 | g)", {"family": "binomial"}, ("y", -1.0),
+     "'y' in the response cbind(y, w) is negative on row 5; successes and failures must be counts >= 0"),
+])
+def test_row_numbers_in_messages_count_from_1(formula, kwargs, change, message):
+    """issue 19: messages name rows as the data grid counts them (the 5th row is row 5), never 0-based."""
+    df = _toy()
+    df["y"] = np.tile([0.0, 1.0], 12) + (kwargs.get("family") == "gamma")
+    df["w"] = 1.0
+    df.loc[4, change[0]] = change[1]
+    with pytest.raises(GlmmInputError) as err:
+        build_model_frame(df, formula, **kwargs)
+    assert str(err.value) == message
+
+
+def test_a_term_not_finite_names_its_row_counted_from_1():
+    df = _toy()
+    df["x"] = np.abs(df["x"]) + 1
+    df.loc[6, "x"] = 0.0
+    with pytest.raises(GlmmInputError) as err:
+        build_model_frame(df, "y ~ log(x) + (1 | g)")
+    assert str(err.value) == ("log(x) (in term of formula 'y ~ log(x) + (1 | g)') is not a finite number on 1 "
+                              "row(s), first on row 7, although its inputs are; fix those values or change the term "
+                              "(log() and sqrt() need positive values)")

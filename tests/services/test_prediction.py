@@ -259,7 +259,7 @@ def test_missing_values_are_an_error_counting_rows(column):
     with pytest.raises(GlmmInputError) as e:
         prediction_design(mf.recipe, new)
     msg = str(e.value)
-    assert repr(column) in msg and "2 of 8 new row(s)" in msg and "row 2" in msg
+    assert repr(column) in msg and "2 of 8 new row(s), first on row 3; " in msg and "0-based" not in msg
 
 
 def test_missing_factor_value_is_an_error():
@@ -277,7 +277,7 @@ def test_numbers_as_text_convert_and_text_is_an_error():
     d = prediction_design(mf.recipe, new)
     np.testing.assert_array_equal(d.X, mf.X[:5])
     new.loc[new.index[3], "age"] = "old"
-    with pytest.raises(GlmmInputError, match=r"column 'age' .*not numbers: 'old' on row 3"):
+    with pytest.raises(GlmmInputError, match=r"column 'age' .*not numbers: 'old' on row 4$"):
         prediction_design(mf.recipe, new)
     # a factor given as numbers: labels match the fit's ("0", "1", "2", ...)
     new = df.iloc[:40].copy()

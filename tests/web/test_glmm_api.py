@@ -341,3 +341,24 @@ def test_a_model_whose_diagnostics_dataset_was_deleted_says_so_instead_of_plotti
     r = client.get(f"/api/models/{m['id']}/plots/qq.png")
     assert r.status_code == 400 and "run the model again" in r.json()["error"]
     assert client.get(f"/api/models/{m['id']}").json()["display"]["tables"]  # the results stay
+
+
+def test_renaming_a_model_renames_its_diagnostics_dataset(client, samples, scores_csv):
+    """issue 23: the diagnostics dataset follows the model's name, so a new model with the old name gets
+    "<old> diagnostics" (before: the old dataset kept that name and the new one got "m1 diagnostics (2)")."""
+    ds = samples["school scores"]
+    job = run(client, dataset_id=ds["id"], response="score", fixed=["study_hours"], group="school")
+    m = client.post("/api/models", json={"fit_id": job["id"], "name": "m1"}).json()
+    assert client.patch(f"/api/models/{m['id']}", json={"name": "m2"}).status_code == 200
+    diag = client.get(f"/api/datasets/{m['diagnostics_dataset_id']}").json()
+    assert diag["name"] == "m2 diagnostics"
+    assert diag["operation"]["model_name"] == "m2" and diag["operation"]["description"].startswith(
+        "Diagnostics of model 'm2' fitted on")
+    again = client.post("/api/models", json={"fit_id": job["id"], "name": "m1"}).json()
+    assert again["diagnostics_dataset_name"] == "m1 diagnostics"
+    client.import_dataset(scores_csv, name="m3 diagnostics")  # a name already taken: made unique as at saving
+    assert client.patch(f"/api/models/{m['id']}", json={"name": "m3"}).status_code == 200
+    assert client.get(f"/api/datasets/{m['diagnostics_dataset_id']}").json()["name"] == "m3 diagnostics (2)"
+    r = client.patch(f"/api/models/{m['id']}", json={"name": "M1"})  # refused: nothing renamed
+    assert r.status_code == 400
+    assert client.get(f"/api/datasets/{m['diagnostics_dataset_id']}").json()["name"] == "m3 diagnostics (2)"

@@ -89,3 +89,21 @@ def test_a_bootstrap_can_be_cancelled(client, sleep_model):
 def test_bad_choices_name_the_field(client, sleep_model, body, field, words):
     r = client.post(f"/api/models/{sleep_model['id']}/intervals", json=body)
     assert r.status_code == 422 and r.json()["field"] == field and words in r.json()["error"]
+
+
+def test_profile_intervals_of_a_saved_model_above_the_parallel_threshold(client):
+    """From 2,000 rows the profile runs in worker processes started from a fork server (the web server runs
+    threads), so the refitted model must pickle (issue 23: "Can't pickle <function <lambda>")."""
+    from tests.interfaces.test_profile_parallel import big_frame
+
+    ds = client.import_dataset(big_frame().to_csv(index=False), name="big", filename="big.csv")
+    r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "formula": "y ~ x + (1 | g)"})
+    assert r.status_code == 202, r.text
+    fit = wait(client, f"/api/glmm/fits/{r.json()['id']}")
+    assert fit["state"] == "done", fit
+    mid = client.post("/api/models", json={"fit_id": fit["id"], "name": "big"}).json()["id"]
+    job = wait(client, f"/api/models/{mid}/intervals/{start(client, mid, method='profile')}")
+    assert job["state"] == "done", job
+    rows = job["intervals"]["rows"]
+    assert [r["parameter"] for r in rows] == ["sd_(Intercept)|g", "sigma", "(Intercept)", "x"]
+    assert all(r["lower"] < r["upper"] for r in rows), rows

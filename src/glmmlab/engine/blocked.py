@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import linalg, sparse
 
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.limits import LIMITS, mib
 from glmmlab.engine.terms import FactorBlock
 
 DENSE_COUPLING = 400_000  # entries of the Q2 x (L1 q1) coupling below which it is held dense
@@ -38,6 +40,22 @@ def _as_dense(a: Any) -> np.ndarray:
 
 def _level_sum(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=n_levels)
+
+
+def check_coupled_size(st: "Structure") -> None:
+    """Refuse, before the first evaluation, a structure whose dense coupled block (Q2 x Q2 doubles, the random
+    effects outside the leading factor; crossed factors) exceeds LIMITS.coupled_block_bytes, saying why."""
+    need = 8.0 * st.Q2 * st.Q2
+    if need <= LIMITS.coupled_block_bytes:
+        return
+    rest = ", ".join(f"{b.component!r} ({b.n_levels:,} levels{'' if b.q == 1 else f' x {b.q} effects'})"
+                     for b in st.rest)
+    raise GlmmInputError(
+        f"the random effects of {rest} are coupled to those of {st.lead.component!r} ({st.L1:,} levels): the "
+        f"grouping factors cross, and the fit would hold a dense block of {st.Q2:,} x {st.Q2:,} random effects "
+        f"({mib(need)}), above the limit of {mib(LIMITS.coupled_block_bytes)} for that block. Fit the model with "
+        "fewer levels in the crossed factors (or make one of them a fixed effect, or nest the factors)"
+    )
 
 
 class Structure:

@@ -8,7 +8,7 @@ the unit deviance and the log-density of one observation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Callable
 
 import numpy as np
@@ -172,12 +172,22 @@ def _inverse_d3(eta):
     return -6.0 / (e2 * e2)
 
 
+def _same(x):
+    return x
+
+
+def _reciprocal(mu):
+    return 1.0 / mu
+
+
+# Every function a Link or Family holds is a module-level function (or a functools.partial of one), never a
+# lambda or closure: fitted results travel to worker processes (profile intervals, bootstrap) by pickling.
 LINKS: dict[str, Link] = {
-    "identity": Link("identity", lambda mu: mu, lambda eta: eta, np.ones_like, np.zeros_like, np.zeros_like),
+    "identity": Link("identity", _same, _same, np.ones_like, np.zeros_like, np.zeros_like),
     "log": Link("log", np.log, _exp_capped, _exp_capped, _exp_capped, _exp_capped),
     "logit": Link("logit", special.logit, _logit_inv, _logit_d1, _logit_d2),
     "probit": Link("probit", special.ndtri, _probit_inv, _probit_d1, _probit_d2),
-    "inverse": Link("inverse", lambda mu: 1.0 / mu, _inverse_inv, _inverse_d1, _inverse_d2, _inverse_d3),
+    "inverse": Link("inverse", _reciprocal, _inverse_inv, _inverse_d1, _inverse_d2, _inverse_d3),
 }
 
 
@@ -619,26 +629,54 @@ class Gamma(Family):
         return rng.gamma(shape, mu / shape)
 
 
+def _finite(mu):
+    return np.isfinite(mu)
+
+
+def _binomial_var(mu):
+    return mu * (1.0 - mu)
+
+
+def _binomial_var_d1(mu):
+    return 1.0 - 2.0 * mu
+
+
+def _in_unit_interval(mu):
+    return (mu > 0) & (mu < 1)
+
+
+def _positive(mu):
+    return mu > 0
+
+
+def _square(mu):
+    return mu * mu
+
+
+def _twice(mu):
+    return 2.0 * mu
+
+
 FAMILIES: dict[str, Family] = {
     "gaussian": Gaussian(
         "gaussian", "Gaussian (Normal)", ("identity", "log", "inverse"), True,
         np.ones_like, np.zeros_like, _gaussian_dev, _gaussian_logpdf,
-        lambda mu: np.isfinite(mu),
+        _finite,
     ),
     "binomial": Binomial(
         "binomial", "Binomial (Logistic)", ("logit", "probit"), False,
-        lambda mu: mu * (1.0 - mu), lambda mu: 1.0 - 2.0 * mu, _binomial_dev, _binomial_logpdf,
-        lambda mu: (mu > 0) & (mu < 1), bounded_mean=True, mean_range=(0.0, 1.0),
+        _binomial_var, _binomial_var_d1, _binomial_dev, _binomial_logpdf,
+        _in_unit_interval, bounded_mean=True, mean_range=(0.0, 1.0),
     ),
     "poisson": Poisson(
         "poisson", "Poisson (Count)", ("log", "identity"), False,
-        lambda mu: mu, np.ones_like, _poisson_dev, _poisson_logpdf,
-        lambda mu: mu > 0, mean_range=(0.0, np.inf),
+        _same, np.ones_like, _poisson_dev, _poisson_logpdf,
+        _positive, mean_range=(0.0, np.inf),
     ),
     "gamma": Gamma(
         "gamma", "Gamma", ("inverse", "log", "identity"), True,
-        lambda mu: mu * mu, lambda mu: 2.0 * mu, _gamma_dev, _gamma_logpdf,
-        lambda mu: mu > 0, mean_range=(0.0, np.inf),
+        _square, _twice, _gamma_dev, _gamma_logpdf,
+        _positive, mean_range=(0.0, np.inf),
     ),
 }
 
@@ -670,32 +708,37 @@ class NegativeBinomial(Family):
         return rng.negative_binomial(th, th / (th + np.maximum(mu, 1e-300))).astype(float)
 
 
+def _negbin_variance(mu, th):
+    return mu + mu * mu / th
+
+
+def _negbin_variance_d1(mu, th):
+    return 1.0 + 2.0 * mu / th
+
+
+def _negbin_unit_deviance(y, mu, th):
+    mu = np.maximum(mu, _TINY)
+    # 2 [y log(y / mu) - (y + theta) log((y + theta) / (mu + theta))], written through r = (y - mu) / mu
+    # and r' = (y - mu) / (mu + theta) so that it does not cancel near y = mu
+    r1 = (y - mu) / mu
+    r2 = (y - mu) / (mu + th)
+    return 2.0 * (mu * xlog1p_minus(r1) - (mu + th) * xlog1p_minus(r2))
+
+
+def _negbin_logpdf(y, mu, phi, th):
+    mu = np.maximum(mu, _TINY)
+    return (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
+            + th * np.log(th / (th + mu)) + special.xlogy(y, mu / (th + mu)))
+
+
 def negbin_family(theta: float) -> Family:
-    """The negative binomial NB2 with size theta: Var(Y) = mu + mu^2 / theta (glmmTMB's nbinom2)."""
+    """The negative binomial NB2 with size theta: Var(Y) = mu + mu^2 / theta (glmmTMB's nbinom2). Its
+    theta-dependent functions are partials of module-level functions, so the family pickles."""
     th = float(theta)
-
-    def variance(mu):
-        return mu + mu * mu / th
-
-    def variance_d1(mu):
-        return 1.0 + 2.0 * mu / th
-
-    def unit_deviance(y, mu):
-        mu = np.maximum(mu, _TINY)
-        # 2 [y log(y / mu) - (y + theta) log((y + theta) / (mu + theta))], written through r = (y - mu) / mu
-        # and r' = (y - mu) / (mu + theta) so that it does not cancel near y = mu
-        r1 = (y - mu) / mu
-        r2 = (y - mu) / (mu + th)
-        return 2.0 * (mu * xlog1p_minus(r1) - (mu + th) * xlog1p_minus(r2))
-
-    def logpdf(y, mu, phi):
-        mu = np.maximum(mu, _TINY)
-        return (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
-                + th * np.log(th / (th + mu)) + special.xlogy(y, mu / (th + mu)))
-
-    return NegativeBinomial("negbin", "Negative Binomial (NB2)", ("log", "identity"), False, variance,
-                            variance_d1, unit_deviance, logpdf, lambda mu: mu > 0, th, observed_information=True,
-                            mean_range=(0.0, np.inf))
+    return NegativeBinomial("negbin", "Negative Binomial (NB2)", ("log", "identity"), False,
+                            partial(_negbin_variance, th=th), partial(_negbin_variance_d1, th=th),
+                            partial(_negbin_unit_deviance, th=th), partial(_negbin_logpdf, th=th), _positive, th,
+                            observed_information=True, mean_range=(0.0, np.inf))
 
 
 FAMILIES["negbin"] = negbin_family(1.0)

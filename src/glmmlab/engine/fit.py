@@ -150,7 +150,7 @@ def prepare_fit(
     with one_blas_thread():
         report(progress, "Preparing data", 0.0)
         d = prepare(y, X, list(names), group_codes, group_levels, fam,
-                    response=response, group_name=group_name, intercept=intercept)
+                    response=response, group_name=group_name, intercept=intercept, progress=progress)
     model = model_spec(response, list(names), group_name, fam, lk, intercept, conf_level, nagq, max_iter, tol,
                        reml, ddf)
     return PreparedFit(d, fam, lk, model, se, start)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.limits import LIMITS, echo, shorten
 
 # Functions a formula may call, with their number of arguments (min, max). ``offset`` and ``cbind`` are only
 # valid in their places (the fixed part and the response); ``I`` evaluates arithmetic.
@@ -210,10 +211,10 @@ def _tokenize(s: str) -> list[_Tok]:
                 hint = " (quote a column name with backquotes: `my column`)"
                 if re.search(r"\brelevel\s*\(", s):
                     hint = _RELEVEL_HINT
-            raise GlmmInputError(f"cannot read {text!r} at position {start + 1} of formula {s!r}{hint}")
+            raise GlmmInputError(f"cannot read {echo(text)} at position {start + 1} of formula {echo(s)}{hint}")
         if kind == "bq":
             if len(text) == 2:
-                raise GlmmInputError(f"empty backquoted name at position {start + 1} of formula {s!r}")
+                raise GlmmInputError(f"empty backquoted name at position {start + 1} of formula {echo(s)}")
             toks.append(_Tok("name", text[1:-1], start))
         elif kind == "op" and text == "**":
             toks.append(_Tok("op", "^", start))
@@ -231,11 +232,53 @@ _BINARY = {"~": (1, "left"), "|": (2, "left"), "||": (2, "left"), "+": (4, "left
 _UNARY_BP = 8
 
 
+_BALANCE_FROM = 8  # a run of more '+' operands than this is read as a balanced tree (see _balanced)
+
+
+def _balanced(items: list[Expr]) -> Expr:
+    """``a + b + ... + z`` as a balanced tree of '+': the same terms in the same order as the left-deep tree (the
+    union of terms is associative, the last intercept setting wins either way) and the same deparsed text, but a
+    depth of log2(n) instead of n, so a formula of thousands of terms walks no deeper than one of ten."""
+    if len(items) == 1:
+        return items[0]
+    mid = len(items) // 2
+    return BinOp("+", _balanced(items[:mid]), _balanced(items[mid:]))
+
+
+def _too_deep(text: str) -> GlmmInputError:
+    return GlmmInputError(
+        f"formula {echo(text)} is nested more than {LIMITS.nesting_depth} levels deep (parentheses, function "
+        f"calls, signs, '^' or operators other than '+' chained one inside another); the limit is "
+        f"{LIMITS.nesting_depth} levels: write it more simply"
+    )
+
+
+def _check_height(tree: Expr, text: str) -> None:
+    """Refuse a tree deeper than the nesting limit (walked without recursion: chains such as a - b - c - ...
+    are deep though the parser read them in a loop)."""
+    stack: list[tuple[Expr, int]] = [(tree, 1)]
+    while stack:
+        e, h = stack.pop()
+        if h > LIMITS.nesting_depth:
+            raise _too_deep(text)
+        if isinstance(e, BinOp):
+            stack.append((e.left, h + 1))
+            stack.append((e.right, h + 1))
+        elif isinstance(e, Unary):
+            stack.append((e.operand, h + 1))
+        elif isinstance(e, Paren):
+            stack.append((e.inner, h + 1))
+        elif isinstance(e, Call):
+            stack.extend((a, h + 1) for a in e.args)
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0  # nested expr() calls now running: bounded by the nesting limit (no RecursionError)
+        self.calls = 0  # function calls being read: their arithmetic keeps R's left-to-right order
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -247,22 +290,26 @@ class _Parser:
 
     def error(self, tok: _Tok, what: str) -> GlmmInputError:
         where = f"at position {tok.pos + 1}" if tok.kind != "end" else "at the end"
-        return GlmmInputError(f"cannot read formula {self.text!r}: {what} {where}")
+        return GlmmInputError(f"cannot read formula {echo(self.text)}: {what} {where}")
 
     def expect(self, text: str) -> None:
         t = self.next()
         if t.text != text or t.kind != "op":
-            raise self.error(t, f"expected {text!r} but found {t.text or 'nothing'!r}")
+            raise self.error(t, f"expected {echo(text)} but found {t.text or 'nothing'!r}")
 
     def parse(self) -> Expr:
         e = self.expr(0)
         t = self.peek()
         if t.kind != "end":
-            raise self.error(t, f"unexpected {t.text!r}")
+            raise self.error(t, f"unexpected {echo(t.text)}")
         return e
 
     def expr(self, min_bp: int) -> Expr:
+        self.depth += 1
+        if self.depth > LIMITS.nesting_depth:
+            raise _too_deep(self.text)
         left = self.prefix()
+        run: list[Expr] = []  # the operands of a run of '+' (read into a balanced tree when long)
         while True:
             t = self.peek()
             if t.kind != "op" or t.text not in _BINARY:
@@ -272,7 +319,26 @@ class _Parser:
                 break
             self.next()
             right = self.expr(bp + 1 if assoc == "left" else bp)
+            if t.text == "+" and self.calls == 0:
+                if not run:
+                    run.append(left)
+                run.append(right)
+                continue
+            if run:
+                left, run = self._fold(run), []
             left = BinOp(t.text, left, right)
+        if run:
+            left = self._fold(run)
+        self.depth -= 1
+        return left
+
+    @staticmethod
+    def _fold(run: list[Expr]) -> Expr:
+        if len(run) > _BALANCE_FROM:
+            return _balanced(run)
+        left = run[0]
+        for right in run[1:]:
+            left = BinOp("+", left, right)
         return left
 
     def prefix(self) -> Expr:
@@ -292,12 +358,13 @@ class _Parser:
             return Unary(t.text, self.expr(_UNARY_BP))
         if t.kind == "end":
             raise self.error(t, "the formula ends too early")
-        raise self.error(t, f"unexpected {t.text!r}")
+        raise self.error(t, f"unexpected {echo(t.text)}")
 
     def call(self, name_tok: _Tok) -> Expr:
         fn = name_tok.text
         self.expect("(")
         args: list[Expr] = []
+        self.calls += 1
         if not (self.peek().kind == "op" and self.peek().text == ")"):
             while True:
                 args.append(self.expr(0))
@@ -306,9 +373,10 @@ class _Parser:
                     continue
                 break
         self.expect(")")
+        self.calls -= 1
         if fn not in FUNCTIONS:
             raise GlmmInputError(
-                f"unknown function {fn}() in formula {self.text!r}: use one of "
+                f"unknown function {shorten(fn)}() in formula {echo(self.text)}: use one of "
                 f"{', '.join(f + '()' for f in FUNCTIONS)}, or add the transformed column to the data"
                 + (_RELEVEL_HINT if fn == "relevel" else "")
             )
@@ -316,14 +384,26 @@ class _Parser:
         if not lo <= len(args) <= hi:
             n = f"{lo}" if lo == hi else f"{lo} or {hi}"
             raise GlmmInputError(
-                f"{fn}() takes {n} argument{'s' if hi > 1 else ''}, got {len(args)} in formula {self.text!r}"
+                f"{shorten(fn)}() takes {n} argument{'s' if hi > 1 else ''}, got {len(args)} in formula "
+                f"{echo(self.text)}"
             )
         return Call(fn, tuple(args))
 
 
+def _check_length(text: str) -> None:
+    if len(text) > LIMITS.formula_chars:
+        raise GlmmInputError(
+            f"formula {echo(text)} is {len(text):,} characters long; the limit is {LIMITS.formula_chars:,} "
+            "characters"
+        )
+
+
 def parse_expression(text: str) -> Expr:
-    """Parse one expression (no ``~``)."""
-    return _Parser(text).parse()
+    """Parse one expression (no ``~``), within the length and nesting limits."""
+    _check_length(text)
+    tree = _Parser(text).parse()
+    _check_height(tree, text)
+    return tree
 
 
 # --------------------------------------------------------------------------------------- formula structure
@@ -430,13 +510,16 @@ class _Expander:
         self.text = text
         self.allow_random = allow_random
         self.vars: list[Expr] = []
+        self.index: dict[Expr, int] = {}  # position of each variable in vars
         self.random: list[tuple[Expr, Expr, bool, str]] = []  # (lhs, group, correlated, written)
         self.offsets: list[Expr] = []
 
     def var(self, e: Expr) -> int:
-        if e not in self.vars:
+        k = self.index.get(e)
+        if k is None:
+            k = self.index[e] = len(self.vars)
             self.vars.append(e)
-        return self.vars.index(e)
+        return k
 
     def expand(self, e: Expr) -> tuple[list[frozenset[int]], bool | None]:
         """(terms in order, intercept: True/False if set by this expression, else None)."""
@@ -445,7 +528,8 @@ class _Expander:
             if isinstance(inner, BinOp) and inner.op in ("|", "||"):
                 if not self.allow_random:
                     raise GlmmInputError(
-                        f"random term {e.deparse()} cannot sit inside another term in formula {self.text!r}"
+                        f"random term {shorten(e.deparse())} cannot sit inside another term in formula "
+                        f"{echo(self.text)}"
                     )
                 self.random.append((inner.left, inner.right, inner.op == "|", e.deparse()))
                 return [], None
@@ -456,7 +540,7 @@ class _Expander:
             if e.value == 0:
                 return [], False
             raise GlmmInputError(
-                f"the number {e.deparse()} cannot be a term in formula {self.text!r}: "
+                f"the number {shorten(e.deparse())} cannot be a term in formula {echo(self.text)}: "
                 "write 1 or 0 for the intercept, or I(...) for arithmetic"
             )
         if isinstance(e, Unary):
@@ -465,7 +549,7 @@ class _Expander:
             terms, icpt = self.expand(e.operand)
             if terms:
                 raise GlmmInputError(
-                    f"cannot remove {e.operand.deparse()} from nothing in formula {self.text!r}; "
+                    f"cannot remove {shorten(e.operand.deparse())} from nothing in formula {echo(self.text)}; "
                     "just leave the term out"
                 )
             return [], (None if icpt is None else not icpt)
@@ -473,10 +557,10 @@ class _Expander:
             op = e.op
             if op in ("|", "||"):
                 raise GlmmInputError(
-                    f"put the random term in parentheses: ({e.deparse()}) in formula {self.text!r}"
+                    f"put the random term in parentheses: ({shorten(e.deparse())}) in formula {echo(self.text)}"
                 )
             if op == "~":
-                raise GlmmInputError(f"formula {self.text!r} has more than one '~'")
+                raise GlmmInputError(f"formula {echo(self.text)} has more than one '~'")
             if op == "+":
                 lt, li = self.expand(e.left)
                 rt, ri = self.expand(e.right)
@@ -484,7 +568,7 @@ class _Expander:
             if op == "-":
                 lt, li = self.expand(e.left)
                 if isinstance(rhs := _strip(e.right), BinOp) and rhs.op in ("|", "||"):
-                    raise GlmmInputError(f"cannot remove a random term in formula {self.text!r}")
+                    raise GlmmInputError(f"cannot remove a random term in formula {echo(self.text)}")
                 rt, ri = self.expand(e.right)
                 icpt = li
                 if ri is not None:
@@ -492,27 +576,34 @@ class _Expander:
                 return [t for t in lt if t not in rt], icpt
             if op in ("*", ":", "/", "^", "%in%"):
                 if op == "%in%":
-                    raise GlmmInputError(f"%in% is not supported in formula {self.text!r}; use a:b")
+                    raise GlmmInputError(f"%in% is not supported in formula {echo(self.text)}; use a:b")
                 if op == "^":
                     k = _strip(e.right)
-                    if not isinstance(k, Num) or k.value != int(k.value) or k.value < 1:
+                    if not isinstance(k, Num) or not math.isfinite(k.value) or k.value != int(k.value) \
+                            or k.value < 1:
                         raise GlmmInputError(
-                            f"in {e.deparse()} the power must be a whole number >= 1 (outside I(), ^ crosses "
-                            f"terms; write I({e.deparse()}) for arithmetic) in formula {self.text!r}"
+                            f"in {shorten(e.deparse())} the power must be a whole number >= 1 (outside I(), ^ "
+                            f"crosses terms; write I(...) for arithmetic) in formula {echo(self.text)}"
                         )
                     base, _ = self.expand(e.left)
+                    # a power above the number of variables adds no term (R's terms() alike): O(1) in k
+                    power = min(int(k.value), len(frozenset().union(*base)) if base else 1)
                     out = list(base)
-                    for _ in range(int(k.value) - 1):
-                        out = _union(out, [a | b for a in out for b in base])
+                    for _ in range(power - 1):
+                        grown = self._products(out, base, e)
+                        if len(grown) == len(out):
+                            break
+                        out = _union(out, grown)
+                        self._count(out, e)
                     return out, None
                 lt, _ = self.expand(e.left)
                 rt, _ = self.expand(e.right)
                 if not lt or not rt:
                     raise GlmmInputError(
-                        f"cannot read {e.deparse()} in formula {self.text!r}: both sides of '{op}' must be "
-                        "variables"
+                        f"cannot read {shorten(e.deparse())} in formula {echo(self.text)}: both sides of '{op}' "
+                        "must be variables"
                     )
-                prods = [a | b for a in lt for b in rt]
+                prods = self._products(lt, rt, e)
                 if op == ":":
                     return _union([], prods), None
                 if op == "*":
@@ -520,25 +611,46 @@ class _Expander:
                 # a/b = a + (all of a):b
                 whole = frozenset().union(*lt)
                 return _union(lt, [whole | b for b in rt]), None
-            raise GlmmInputError(f"cannot read operator {op!r} in formula {self.text!r}")
+            raise GlmmInputError(f"cannot read operator {op!r} in formula {echo(self.text)}")
         if isinstance(e, Call):
             if e.fn == "offset":
                 self.offsets.append(e.args[0])
                 return [], None
             if e.fn == "cbind":
                 raise GlmmInputError(
-                    f"cbind() belongs on the left of '~' (the binomial response) in formula {self.text!r}"
+                    f"cbind() belongs on the left of '~' (the binomial response) in formula {echo(self.text)}"
                 )
             _check_arith(e, self.text)
             return [frozenset([self.var(e)])], None
         if isinstance(e, Name):
             return [frozenset([self.var(e)])], None
-        raise GlmmInputError(f"cannot read {e.deparse()} in formula {self.text!r}")  # pragma: no cover
+        raise GlmmInputError(f"cannot read {shorten(e.deparse())} in formula {echo(self.text)}")  # pragma: no cover
+
+    def _count(self, terms: list[frozenset[int]], e: Expr) -> None:
+        if len(terms) > LIMITS.fixed_terms:
+            raise GlmmInputError(
+                f"{shorten(e.deparse())} expands into more than {LIMITS.fixed_terms:,} terms in formula "
+                f"{echo(self.text)}; the limit is {LIMITS.fixed_terms:,} terms: use fewer terms or cross fewer "
+                "variables"
+            )
+
+    def _products(self, lt: list[frozenset[int]], rt: list[frozenset[int]], e: Expr) -> list[frozenset[int]]:
+        """Every a | b (a of lt, b of rt), distinct, in order; refused as soon as there are more than the term
+        limit (so an expansion too large to use is never built)."""
+        seen: dict[frozenset[int], None] = {}
+        for a in lt:
+            for b in rt:
+                seen[a | b] = None
+            if len(seen) > LIMITS.fixed_terms:
+                self._count(list(seen), e)
+        self._count(list(seen), e)
+        return list(seen)
 
     def part(self, e: Expr | None, default_intercept: bool = True) -> ModelPart:
         if e is None:
             return ModelPart((), default_intercept, ())
         terms, icpt = self.expand(e)
+        self._count(terms, e)
         intercept = default_intercept if icpt is None else icpt
         terms = sorted(terms, key=len)  # stable: order of appearance within a degree
         out = tuple(Term(tuple(self.vars[i] for i in sorted(t))) for t in terms)
@@ -546,11 +658,7 @@ class _Expander:
 
 
 def _union(a: list[frozenset[int]], b: list[frozenset[int]]) -> list[frozenset[int]]:
-    out = list(a)
-    for t in b:
-        if t not in out:
-            out.append(t)
-    return out
+    return list(dict.fromkeys([*a, *b]))
 
 
 def _group_factors(g: Expr, text: str) -> list[tuple[Expr, ...]]:
@@ -560,7 +668,7 @@ def _group_factors(g: Expr, text: str) -> list[tuple[Expr, ...]]:
         outer = _group_factors(g.left, text)
         inner = _group_factors(g.right, text)
         if len(inner) != 1:
-            raise GlmmInputError(f"cannot read the grouping {g.deparse()} in formula {text!r}")
+            raise GlmmInputError(f"cannot read the grouping {shorten(g.deparse())} in formula {echo(text)}")
         # lme4: (1 | a/b) = (1 | a) + (1 | b:a); a/b/c adds (1 | c:b:a)
         last = outer[-1]
         return outer + [inner[0] + last]
@@ -569,7 +677,7 @@ def _group_factors(g: Expr, text: str) -> list[tuple[Expr, ...]]:
     if isinstance(g, (Name, Call)) and (isinstance(g, Name) or g.fn in _FACTOR_FUNCTIONS):
         return [(g,)]
     raise GlmmInputError(
-        f"the grouping factor {g.deparse()!r} in formula {text!r} must be a column, a:b (interaction) or "
+        f"the grouping factor {echo(g.deparse())} in formula {echo(text)} must be a column, a:b (interaction) or "
         "a/b (nested)"
     )
 
@@ -577,14 +685,14 @@ def _group_factors(g: Expr, text: str) -> list[tuple[Expr, ...]]:
 def parse_formula(text: str) -> Formula:
     """Parse an lme4 formula. Raises :class:`GlmmInputError` naming what cannot be read."""
     if not isinstance(text, str) or not text.strip():
-        raise GlmmInputError(f"formula must look like 'y ~ x + (1 | g)'; got {text!r}")
-    tree = _Parser(text).parse()
+        raise GlmmInputError(f"formula must look like 'y ~ x + (1 | g)'; got {echo(text)}")
+    tree = parse_expression(text)  # the length and nesting limits first
     if not (isinstance(tree, BinOp) and tree.op == "~"):
-        raise GlmmInputError(f"formula {text!r} needs a '~' between the response and the terms, "
+        raise GlmmInputError(f"formula {echo(text)} needs a '~' between the response and the terms, "
                              "like 'y ~ x + (1 | g)'")
     lhs, rhs = tree.left, tree.right
     if isinstance(lhs, BinOp) and lhs.op == "~" or isinstance(rhs, BinOp) and rhs.op == "~":
-        raise GlmmInputError(f"formula {text!r} has more than one '~'")
+        raise GlmmInputError(f"formula {echo(text)} has more than one '~'")
     response = _check_response(lhs, text)
     ex = _Expander(text, allow_random=True)
     fixed = ex.part(rhs)
@@ -594,9 +702,10 @@ def parse_formula(text: str) -> Formula:
         sub = _Expander(text, allow_random=False)
         part = sub.part(r_lhs)
         if part.offsets:
-            raise GlmmInputError(f"offset() cannot sit inside the random term {written} in formula {text!r}")
+            raise GlmmInputError(f"offset() cannot sit inside the random term {shorten(written)} in formula "
+                                 f"{echo(text)}")
         if not part.terms and not part.intercept:
-            raise GlmmInputError(f"the random term {written} has no effects in formula {text!r}")
+            raise GlmmInputError(f"the random term {shorten(written)} has no effects in formula {echo(text)}")
         for grp in groups:
             if correlated:
                 random.append(RandomPart(part, grp, True, written))
@@ -605,13 +714,18 @@ def parse_formula(text: str) -> Formula:
                     random.append(RandomPart(ModelPart((), True), grp, False, written))
                 for t in part.terms:
                     random.append(RandomPart(ModelPart((t,), False), grp, False, written))
+        if len(random) > LIMITS.random_terms:
+            raise GlmmInputError(
+                f"formula {echo(text)} has more than {LIMITS.random_terms} random terms (after (x || g) and "
+                f"(1 | a/b) are expanded); the limit is {LIMITS.random_terms} random terms"
+            )
     return Formula(text, response, fixed, tuple(random))
 
 
 def _check_response(lhs: Expr, text: str) -> Expr:
     e = _strip(lhs)
     if isinstance(e, Call) and e.fn == "offset":
-        raise GlmmInputError(f"offset() cannot be the response in formula {text!r}")
+        raise GlmmInputError(f"offset() cannot be the response in formula {echo(text)}")
     _check_arith(lhs, text, top=True)
     return lhs
 
@@ -622,7 +736,7 @@ def _check_arith(e: Expr, text: str, top: bool = False) -> None:
         return
     if isinstance(e, Paren):
         if isinstance(inner := _strip(e), BinOp) and inner.op in ("|", "||"):
-            raise GlmmInputError(f"a random term {e.deparse()} cannot be the response in formula {text!r}")
+            raise GlmmInputError(f"a random term {shorten(e.deparse())} cannot be the response in formula {echo(text)}")
         _check_arith(e.inner, text)
         return
     if isinstance(e, Unary):
@@ -630,15 +744,16 @@ def _check_arith(e: Expr, text: str, top: bool = False) -> None:
         return
     if isinstance(e, BinOp):
         if e.op not in ("+", "-", "*", "/", "^"):
-            raise GlmmInputError(f"cannot evaluate {e.deparse()!r} in formula {text!r}: '{e.op}' is not arithmetic")
+            raise GlmmInputError(f"cannot evaluate {echo(e.deparse())} in formula {echo(text)}: '{e.op}' is not "
+                                 "arithmetic")
         _check_arith(e.left, text)
         _check_arith(e.right, text)
         return
     if isinstance(e, Call):
         if e.fn == "cbind" and not top:
-            raise GlmmInputError(f"cbind() must be the whole response in formula {text!r}")
+            raise GlmmInputError(f"cbind() must be the whole response in formula {echo(text)}")
         if e.fn == "offset":
-            raise GlmmInputError(f"offset() cannot sit inside {e.deparse()!r} in formula {text!r}")
+            raise GlmmInputError(f"offset() cannot sit inside {echo(e.deparse())} in formula {echo(text)}")
         for a in e.args:
             _check_arith(a, text)
         return

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import linalg, special
 
 from glmmlab.engine import advice, inference
-from glmmlab.engine.blocked import Structure, batched_inverse_lower, factor
+from glmmlab.engine.blocked import Structure, batched_inverse_lower, check_coupled_size, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
 from glmmlab.engine.design import check_not_constant, collinear_columns
 from glmmlab.engine.errors import GlmmInputError
@@ -1072,9 +1072,13 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
 def _block_rows(st: Structure, specs: list) -> list[tuple[Structure, slice]]:
     """Each block's structure on its local levels and its slice of the (sorted) rows."""
     if len(specs) == 1:
+        check_coupled_size(st)
         return [(st, specs[0].rows)]
     ident = np.arange(st.n)
-    return [(Structure(local_blocks(st.blocks, ident, spec)), spec.rows) for spec in specs]
+    out = [(Structure(local_blocks(st.blocks, ident, spec)), spec.rows) for spec in specs]
+    for local, _ in out:
+        check_coupled_size(local)
+    return out
 
 
 def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bool = True):

@@ -242,6 +242,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
     references = reference_levels(args.reference)
     blup_rows(args.blups)  # checked before the fit runs
+    if args.formula is not None:  # the formula's limits (length, nesting, terms) before the data are read
+        from glmmlab.engine.formula import parse_formula
+
+        parse_formula(args.formula)
     if args.ci is not None:  # the interval options' rules, before the fit runs
         from glmmlab.engine.options import INTERVAL_OPTIONS
 
@@ -308,6 +312,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.formula) < 2:
         raise UsageError("give two or more models, each as --formula 'y ~ x + (1 | g)'")
+    from glmmlab.engine.formula import parse_formula
+
+    for formula in args.formula:  # every formula's limits before the data are read
+        parse_formula(formula)
     data = read_table(args.data)
     bar = ProgressBar()
     fits = []

@@ -54,9 +54,74 @@ def _payload(result: GlmmResult) -> dict:
             "thetas": result.thetas}
 
 
+# -- the process pools: every one open is known, so a cancel or the server's shutdown stops its processes ---------
+
+_POOLS: set[ProcessPoolExecutor] = set()
+_POOLS_LOCK = threading.Lock()
+
+
+def die_with_parent() -> None:
+    """In a worker process: be killed when the process that started it ends (Linux's PR_SET_PDEATHSIG; a worker
+    started from a fork server dies with the fork server, which ends with the server), so no worker outlives its
+    server, even one stopped by SIGKILL."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError, TypeError):  # another system: the shutdown's stop_all_pools still holds
+        return
+    if os.getppid() == 1:  # the parent ended before the call
+        os._exit(0)
+
+
+def open_pool(workers: int, initializer, initargs: tuple) -> ProcessPoolExecutor:
+    """A process pool of ``workers`` (started as :func:`_context` says), registered until closed or stopped."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=initializer,
+                               initargs=initargs)
+    with _POOLS_LOCK:
+        _POOLS.add(pool)
+    return pool
+
+
+def close_pool(pool: ProcessPoolExecutor) -> None:
+    """The pool's work is done: let its processes end."""
+    pool.shutdown(wait=True)
+    with _POOLS_LOCK:
+        _POOLS.discard(pool)
+
+
+def stop_pool(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
+    """Stop at once (a cancel, an error, a shutdown): drop the tasks not started and end the processes that are
+    running one (SIGTERM, then SIGKILL after ``grace`` seconds), instead of waiting for their tasks to finish."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+    with _POOLS_LOCK:
+        _POOLS.discard(pool)
+
+
+def stop_all_pools() -> int:
+    """Stop every open pool (the web server's shutdown); returns how many there were."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS)
+    for pool in pools:
+        stop_pool(pool)
+    return len(pools)
+
+
 def _init_worker(payload: dict) -> None:
     from threadpoolctl import threadpool_limits
 
+    die_with_parent()
     _WORKER.clear()
     _WORKER.update(payload)
     _WORKER["simulator"] = Simulator(payload["frame"], payload["family"], payload["link"], payload["sd_cor"],
@@ -141,8 +206,7 @@ def bootstrap(result: GlmmResult, nsim: int = 1000, seed: int | None = None, pro
     else:
         size = max(1, min(25, nsim // (workers * 8)))
         chunks = [list(range(a, min(a + size, nsim))) for a in range(0, nsim, size)]
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
-                                   initargs=(payload,))
+        pool = open_pool(workers, _init_worker, (payload,))
         try:
             pending = {pool.submit(_run_chunk, c, [seeds[i] for i in c]) for c in chunks}
             while pending:
@@ -151,9 +215,9 @@ def bootstrap(result: GlmmResult, nsim: int = 1000, seed: int | None = None, pro
                     collect(f.result())
                 report(progress, f"Bootstrap: {done} of {nsim} refits", done / nsim)
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop_pool(pool)  # a cancel stops the refits running now too, not only those not started
             raise
-        pool.shutdown(wait=True)
+        close_pool(pool)
     return {"names": payload["names"], "replicates": reps, "failed": failed, "not_converged": not_converged,
             "errors": errors, "seed": seed if seed is not None else ss.entropy, "workers": workers,
             "seconds": time.perf_counter() - start}

@@ -204,7 +204,8 @@ def load_saved(project: Any, model_ids: Sequence[Any]) -> dict[str, Any]:
                 f"“{first['name']}” was fitted to dataset “{first['dataset_name']}” and “{m['name']}” to "
                 f"“{m['dataset_name']}”: models can only be compared on the same data. Choose models of one dataset.")
     columns = list(dict.fromkeys(c for m in saved for c in models.spec_columns(m["spec"])))
-    return {"saved": saved, "frame": datasets.read_frame(project, first["dataset_id"], columns)}
+    return {"saved": saved, "frame": datasets.read_frame(project, first["dataset_id"], columns),
+            "dtypes": models.column_types(project, first["dataset_id"], columns)}
 
 
 def compare_loaded(loaded: dict[str, Any], progress: Any = None) -> dict[str, Any]:
@@ -212,7 +213,7 @@ def compare_loaded(loaded: dict[str, Any], progress: Any = None) -> dict[str, An
     them. The answer holds the table as the result view's tables are (columns, kinds, rows, cells), the notes, the
     sentence that reads it and each model's formula. A model that cannot be compared: :class:`ServiceError`."""
     from glmmlab.services.errors import ServiceError
-    from glmmlab.services.models import fit_form
+    from glmmlab.services.models import check_data, fit_form
     from glmmlab.services.numbers import format_rows
 
     saved = loaded["saved"]
@@ -221,6 +222,7 @@ def compare_loaded(loaded: dict[str, Any], progress: Any = None) -> dict[str, An
         for k, m in enumerate(saved):
             if progress is not None:
                 progress(f"Refitting {m['name']}", k / len(saved))
+            check_data(m, loaded["frame"], loaded.get("dtypes", {}))
             fit = fit_form(loaded["frame"], dict(m["spec"], ddf="none"))
             was = (m.get("result") or {}).get("n_obs")
             if was is not None and fit.n_obs != was:

@@ -37,7 +37,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from glmmlab.engine.blocked import Structure
+from glmmlab.engine.blocked import Structure, check_coupled_size
 from glmmlab.engine.blocks import one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import negbin_family
@@ -208,6 +208,7 @@ class GeneralBlockActor:
         self.y, self.pw, self.off = y, pw, off
         self.reml = fam.name == "gaussian" and lk.name == "identity"
         self.st = Structure(blocks)
+        check_coupled_size(self.st)  # before the first evaluation on this worker
         self.block: GeneralLaplace | ProfiledLmm
         if self.reml:  # the ProfiledLmm comes with the centring fit of every block's rows (centre)
             self.Xs = Xs

@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import FAMILIES as ALL_FAMILIES
 from glmmlab.engine.families import LINKS
+from glmmlab.engine.formula import parse_formula
+from glmmlab.engine.limits import LIMITS, shorten
 from glmmlab.engine.options import OPTIONS
 from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
@@ -86,7 +88,7 @@ class Form:
 
 def runner_limits() -> dict[str, Any]:
     """What a :class:`JobRunner` serving fits is made with."""
-    return {"limits": {"fit": MAX_RUNNING}, "keep": {"fit": KEEP, "interval": KEEP}}
+    return {"limits": {"fit": MAX_RUNNING, "interval": LIMITS.interval_jobs}, "keep": {"fit": KEEP, "interval": KEEP}}
 
 
 def form_options() -> dict[str, Any]:
@@ -251,9 +253,10 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
             raise FieldError("weights", f"Dataset '{info.name}' has no column '{weights}'.")
         if not cols[weights].numeric:
             raise FieldError("weights", f"Weights must be a numeric column; '{weights}' is {cols[weights].dtype}.")
-    names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
-    frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
     try:
+        parse_formula(text)  # the formula's limits (length, nesting, terms) before the data are read
+        names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
+        frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
         return build_model_frame(frame, text, family=family, weights=weights or None,
                                  reference_levels=reference_levels or None,
                                  known_columns=[c.name for c in info.columns]), names
@@ -301,7 +304,7 @@ def check_formula_on(project: Project, dataset_id: Any, formula: Optional[str], 
 
 def fit_label(spec: dict[str, Any], dataset_name: str) -> str:
     if spec.get("formula"):
-        return f"{spec['formula']} on {dataset_name}"
+        return f"{shorten(spec['formula'])} on {dataset_name}"
     return f"{spec['response']} ~ {' + '.join(spec['fixed']) or '1'} + (1 | {spec['group']}) on {dataset_name}"
 
 
@@ -322,6 +325,8 @@ def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Proje
         job.report("Reading data", 0.0)
         with open_project() as project:
             frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
+            dtypes = models.column_types(project, info.id, list(frame.columns))
+        job.kept["data_fingerprint"] = models.data_fingerprint(frame, dtypes)
         job.check_cancelled()
         if general:
             result = models.fit_form(frame, spec, progress=job.report)
@@ -464,10 +469,11 @@ def fit_result_of_job(job: Job, open_project: Callable[[], ContextManager[Projec
 
 def saved_fit(project: Project, model: dict[str, Any], key: Any = None) -> Any:
     """A saved model fitted again on its dataset (a model keeps JSON only); the last few are kept."""
+    frame = models.model_data(project, model)  # checked each time: a kept refit is of the data as saved
     k = (key, model["id"], repr(model.get("spec")), (model.get("result") or {}).get("n_obs"))
     if k in _REFITS:
         return _REFITS[k]
-    result = models.refit_model(project, model)
+    result = models.refit_model(project, model, frame=frame)
     _REFITS[k] = result
     while len(_REFITS) > _REFITS_KEPT:
         _REFITS.pop(next(iter(_REFITS)))

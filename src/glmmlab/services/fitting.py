@@ -130,7 +130,7 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
             raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
                                  + ", ".join(map(str, df.columns[:20])))
     mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset,
-                           reference_levels=spec.reference_levels)
+                           reference_levels=spec.reference_levels, progress=progress)
     return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
 
 

@@ -157,6 +157,15 @@ class JobRunner:
             job.stage = "Cancelling"
         return job
 
+    def cancel_all(self) -> list[Job]:
+        """Ask every job not finished to stop (a server shutting down); returns them."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if not j.finished]
+        for job in jobs:
+            job.cancel_requested.set()
+            job.stage = "Cancelling"
+        return jobs
+
     def forget(self, job_id: str, kind: str | None = None) -> Job:
         """Drop a job (a run removed from the page's list): a running one is asked to stop and dropped when it has;
         what a finished one kept (its files) goes at once."""

@@ -43,6 +43,8 @@ from glmmlab.engine.formula import (
     is_syntactic,
     parse_formula,
 )
+from glmmlab.engine.limits import LIMITS, echo, mib, shorten
+from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.spec import random_intercept_formula  # noqa: F401  (re-exported: the one definition)
 from glmmlab.engine.terms import ModelFrame, RandomTerm
 
@@ -93,18 +95,20 @@ class _Data:
 
     def column(self, name: str, used_in: str) -> pd.Series:
         if name not in self.names:
-            near = difflib.get_close_matches(name, self.known, n=3, cutoff=0.6)
-            near += [c for c in self.known if c.lower() == name.lower() and c not in near]
-            hint = f"; did you mean {', '.join(repr(c) for c in near)}?" if near else ""
-            cols = self.known
-            shown = ", ".join(cols[:20]) + (", ..." if len(cols) > 20 else "")
+            near: list[str] = []
+            if len(name) <= LIMITS.echo_chars:  # a close match of a long name would cost its length squared
+                near = difflib.get_close_matches(name, list(self.known), n=3, cutoff=0.6)
+                near += [c for c in self.known if c.lower() == name.lower() and c not in near]
+            hint = f"; did you mean {', '.join(echo(c) for c in near)}?" if near else ""
+            cols = list(self.known)
+            shown = ", ".join(shorten(c) for c in cols[:20]) + (", ..." if len(cols) > 20 else "")
             raise GlmmInputError(
-                f"column {name!r} (in {used_in}) is not in the data{hint} Columns: {shown}. "
+                f"column {echo(name)} (in {used_in}) is not in the data{hint} Columns: {shown}. "
                 "Fix the name in the formula (quote names with spaces in backquotes: `my column`)"
             )
         s = self.df[self.names[name]]
         if isinstance(s, pd.DataFrame):
-            raise GlmmInputError(f"column name {name!r} occurs more than once in the data; rename the copies")
+            raise GlmmInputError(f"column name {echo(name)} occurs more than once in the data; rename the copies")
         return s
 
     # -- one expression ------------------------------------------------------------------------------
@@ -122,7 +126,7 @@ class _Data:
         v = self.eval(e, used_in)
         if isinstance(v, _Fac):
             raise GlmmInputError(
-                f"{what or e.deparse()!r} (in {used_in}) is a factor with levels "
+                f"{echo(what or e.deparse())} (in {used_in}) is a factor with levels "
                 f"{_show_levels(v.levels)}; it must be numeric here. Recode it as numbers in the data"
             )
         return v
@@ -205,8 +209,8 @@ class _Data:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise GlmmInputError(
-                f"{e.deparse()} (in {used_in}) is not a finite number on {int(bad.sum())} row(s), first on row {i} "
-                "(0-based), although its inputs are; fix those values or change the term (log() and sqrt() need "
+                f"{e.deparse()} (in {used_in}) is not a finite number on {int(bad.sum())} row(s), first on row "
+                f"{i + 1}, although its inputs are; fix those values or change the term (log() and sqrt() need "
                 "positive values)"
             )
         return _Num(r, miss)
@@ -304,21 +308,57 @@ class _UsedFactor:
     levels: list[str]
 
 
+def _term_columns(t, values: dict[Expr, _Num | _Fac], factors: dict[Expr, _UsedFactor],
+                  full: dict[Expr, bool]) -> tuple[int, list[tuple[str, int, int]]]:
+    """The number of design columns of term ``t`` and, per factor in it, (label, levels, columns coded)."""
+    cols = 1
+    parts = []
+    for v in t.variables:
+        if isinstance(values[v], _Fac):
+            nl = len(factors[v].levels)
+            k = nl if full[v] else max(nl - 1, 0)
+            parts.append((v.deparse(), nl, k))
+            cols *= k
+    return cols, parts
+
+
+def _check_design_size(part: ModelPart, values: dict[Expr, _Num | _Fac], factors: dict[Expr, _UsedFactor],
+                       full: list[dict[Expr, bool]], n: int, where: str, progress: ProgressFn) -> int:
+    """Size the design before a column is built: its number of columns, or a refusal (naming the term, its
+    factors' levels and the limit) when it has more columns than LIMITS.design_columns or more cells than
+    LIMITS.design_cells."""
+    report(progress, "Preparing data: sizing the design", 0.0)
+    sizes = [_term_columns(t, values, factors, full[j]) for j, t in enumerate(part.terms)]
+    p = int(part.intercept) + sum(c for c, _ in sizes)
+    if p <= LIMITS.design_columns and n * p <= LIMITS.design_cells:
+        return p
+    j = max(range(len(sizes)), key=lambda k: sizes[k][0])
+    cols, parts = sizes[j]
+    label = part.terms[j].label
+    if parts:
+        what = " x ".join(f"{lab!r} has {nl:,} levels" if len(parts) == 1 else f"{lab!r} {nl:,} levels"
+                          for lab, nl, _ in parts)
+        culprit = (f"factor {what} ({cols:,} columns)" if len(parts) == 1 else
+                   f"the interaction {shorten(label)!r} of factors with {what} ({cols:,} columns)")
+    else:
+        culprit = f"term {shorten(label)!r} ({cols:,} columns)"
+    raise GlmmInputError(
+        f"the design of {where} would have {p:,} columns x {n:,} rows ({n * p:,} cells, "
+        f"{mib(8.0 * n * p)}): {culprit}. The limits are {LIMITS.design_columns:,} columns and "
+        f"{LIMITS.design_cells:,} cells ({mib(8.0 * LIMITS.design_cells)}). Use fewer levels (merge rare "
+        "ones), or make a factor with many levels a grouping factor: (1 | factor)"
+    )
+
+
 def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, where: str,
             factors: dict[Expr, _UsedFactor], check: bool = True,
-            assign: list[int] | None = None) -> tuple[np.ndarray, list[str]]:
+            assign: list[int] | None = None, progress: ProgressFn = None) -> tuple[np.ndarray, list[str]]:
     """R's model.matrix for one part: columns and names, with R's contrast rules. ``check=False`` (new rows for
     prediction, coded into the fit's levels) skips the checks that only make sense on the data of a fit.
     ``assign``, when given, receives R's ``assign`` attribute: per column the index of its term in ``part.terms``
     plus 1, 0 for the intercept."""
     n = len(rows)
-    cols: list[np.ndarray] = []
     names: list[str] = []
-    if part.intercept:
-        cols.append(np.ones(n))
-        names.append("(Intercept)")
-        if assign is not None:
-            assign.append(0)
     sets = [frozenset(t.variables) for t in part.terms]
     # R's TermCode: a factor is coded by contrasts when the term without it is empty or contained in a
     # preceding term; otherwise by indicators of all its levels.
@@ -339,7 +379,17 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
                     break
             if done:
                 break
+    p = _check_design_size(part, values, factors, full, n, where, progress)
+    X = np.empty((n, p))  # filled column by column: no list of columns and stacked copy side by side
+    at = 0
+    if part.intercept:
+        X[:, 0] = 1.0
+        names.append("(Intercept)")
+        at = 1
+        if assign is not None:
+            assign.append(0)
     for j, t in enumerate(part.terms):
+        report(progress, "Preparing data: the design", 0.0)  # a cancel is seen between terms
         block_cols: list[np.ndarray] = [np.ones(n)]
         block_names: list[str] = [""]
         for v in t.variables:
@@ -353,8 +403,15 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
                         "a factor needs two or more levels: drop it from the formula or check the data"
                     )
                 lv = range(len(f.levels)) if full[j][v] else range(1, len(f.levels))
-                vcols = [(f.codes == k).astype(float) for k in lv]
                 vnames = [label + f.levels[k] for k in lv]
+                if t.degree == 1:  # a factor's indicators, written in place (the values of (codes == k))
+                    block = X[:, at:at + len(lv)]
+                    block[:] = 0.0
+                    hit = f.codes >= lv.start
+                    block[np.flatnonzero(hit), f.codes[hit] - lv.start] = 1.0
+                    block_cols, block_names = [], vnames
+                    break
+                vcols = [(f.codes == k).astype(float) for k in lv]
             else:
                 vcols = [val.values[rows]]
                 vnames = [label]
@@ -368,12 +425,15 @@ def _design(part: ModelPart, values: dict[Expr, _Num | _Fac], rows: np.ndarray, 
                         f"the interaction column {nm!r} (term {t.label!r} in {where}) is zero on every row used: "
                         "no row has that combination. Drop the interaction, or merge levels of its factors"
                     )
-        cols.extend(block_cols)
+        for k, c in enumerate(block_cols):
+            X[:, at + k] = c
+        del block_cols
+        at += len(block_names)
         names.extend(block_names)
         if assign is not None:
             assign.extend([j + 1] * len(block_names))
-    X = np.column_stack(cols) if cols else np.zeros((n, 0))
-    return np.ascontiguousarray(X, dtype=float), names
+    assert at == p  # the sizing counted every column
+    return X, names
 
 
 # ----------------------------------------------------------------------------------------------- recipe
@@ -437,7 +497,7 @@ class DesignRecipe:
 def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian", weights: str | None = None,
                       offset: str | None = None, whole: bool = True,
                       reference_levels: Mapping[str, object] | None = None,
-                      known_columns: Sequence[str] | None = None) -> ModelFrame:
+                      known_columns: Sequence[str] | None = None, progress: ProgressFn = None) -> ModelFrame:
     """Build the engine's :class:`ModelFrame` for an lme4 ``formula`` on ``df`` (see the module docstring).
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (any case); ``weights`` and ``offset`` are column
@@ -460,14 +520,14 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         raise GlmmInputError(f"unknown family {family!r}: choose one of gaussian, binomial, poisson, gamma, negbin")
     f: Formula = parse_formula(formula)
     if f.response is None:  # pragma: no cover - the parser requires one
-        raise GlmmInputError(f"formula {formula!r} needs a response on the left of '~'")
+        raise GlmmInputError(f"formula {echo(formula)} needs a response on the left of '~'")
     if not f.random:
         raise GlmmInputError(
-            f"formula {formula!r} has no random term: add one such as (1 | group) (a mixed model needs one)"
+            f"formula {echo(formula)} has no random term: add one such as (1 | group) (a mixed model needs one)"
         )
     data = _Data(df, formula, known_columns)
     n_input = data.n
-    ftxt = f"formula {formula!r}"
+    ftxt = f"formula {echo(formula)}"
 
     # ---- evaluate every variable on all input rows
     resp_expr = f.response
@@ -483,9 +543,9 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
     group_vals: dict[Expr, _Fac] = {}
     for r in f.random:
         for v in r.lhs.variables:
-            rand_vals[v] = data.eval(v, f"random term {r.written} of {ftxt}")
+            rand_vals[v] = data.eval(v, f"random term {shorten(r.written)} of {ftxt}")
         for g in r.group:
-            gv = data.eval(g, f"the grouping of {r.written} in {ftxt}", as_factor=True)
+            gv = data.eval(g, f"the grouping of {shorten(r.written)} in {ftxt}", as_factor=True)
             assert isinstance(gv, _Fac)
             group_vals[g] = gv
     w_val = o_val = None
@@ -520,7 +580,8 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
 
     # ---- fixed design
     assign: list[int] = []
-    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole, assign=assign)
+    X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole, assign=assign,
+                         progress=progress)
     if X.shape[1] == 0:
         raise GlmmInputError(f"{ftxt} has no fixed effects: keep the intercept (1) or add a term")
 
@@ -532,18 +593,19 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         nl = len(levels)
         if nl < 2 and whole:
             raise GlmmInputError(
-                f"the grouping factor {comp!r} of {r.written} has only {nl} level on the rows used; "
+                f"the grouping factor {comp!r} of {shorten(r.written)} has only {nl} level on the rows used; "
                 "grouping factors need two or more levels"
             )
         if fam == "gaussian" and nl >= n and whole:
             raise GlmmInputError(
-                f"the grouping factor {comp!r} of {r.written} has {nl} levels for {n} rows: each group is a "
+                f"the grouping factor {comp!r} of {shorten(r.written)} has {nl} levels for {n} rows: each group is a "
                 "single row, so its variance cannot be told apart from the residual variance (lme4 refuses this "
                 "too). Group by a coarser column or drop the term"
             )
         if nl > n:  # pragma: no cover - levels are dropped to those present
             raise GlmmInputError(f"the grouping factor {comp!r} has more levels than rows")
-        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {r.written} of {ftxt}", used, check=whole)
+        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {shorten(r.written)} of {ftxt}", used,
+                             check=whole, progress=progress)
         correlated = r.correlated or Z.shape[1] > 1
         terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated))
 
@@ -555,7 +617,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
         if (w < 0).any():
             i = int(rows[np.flatnonzero(w < 0)[0]])
             raise GlmmInputError(
-                f"weights column {weights!r} has negative values (first on row {i}, 0-based); "
+                f"weights column {weights!r} has negative values (first on row {i + 1}); "
                 "prior weights must be >= 0"
             )
     y, w = _response(fam, f, resp_expr, resp_vals, rows, w, weights, warnings)
@@ -655,7 +717,7 @@ def grouping_levels(df: pd.DataFrame, formula: str) -> dict[str, tuple[np.ndarra
     for r in f.random:
         vals = {}
         for g in r.group:
-            gv = data.eval(g, f"the grouping of {r.written} in formula {formula!r}", as_factor=True)
+            gv = data.eval(g, f"the grouping of {shorten(r.written)} in formula {echo(formula)}", as_factor=True)
             assert isinstance(gv, _Fac)
             vals[g] = gv
         if r.component not in out:
@@ -669,8 +731,8 @@ def _finite_or_missing(s: pd.Series, name: str, what: str) -> None:
         bad = np.isinf(v)
         if bad.any():
             raise GlmmInputError(
-                f"{what} column {name!r} has infinite values (first on row {int(np.flatnonzero(bad)[0])}, "
-                f"0-based); {what} must be finite"
+                f"{what} column {name!r} has infinite values (first on row {int(np.flatnonzero(bad)[0]) + 1}); "
+                f"{what} must be finite"
             )
 
 
@@ -713,7 +775,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
             if (arr < 0).any():
                 i = int(rows[np.flatnonzero(arr < 0)[0]])
                 raise GlmmInputError(
-                    f"{part.deparse()!r} in the response {label} is negative on row {i} (0-based); "
+                    f"{part.deparse()!r} in the response {label} is negative on row {i + 1}; "
                     "successes and failures must be counts >= 0"
                 )
         trials = s + fl
@@ -737,8 +799,8 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
         if ((y < 0) | (y > 1)).any():
             i = int(rows[np.flatnonzero((y < 0) | (y > 1))[0]])
             raise GlmmInputError(
-                f"the binomial response {label!r} must lie in [0, 1] (0/1 outcomes or proportions); row {i} "
-                f"(0-based) has {format_number(float(v.values[i]))}. For counts of successes use "
+                f"the binomial response {label!r} must lie in [0, 1] (0/1 outcomes or proportions); row {i + 1} "
+                f"has {format_number(float(v.values[i]))}. For counts of successes use "
                 "cbind(successes, failures)"
             )
         if w is None and ((y > 0) & (y < 1)).any():
@@ -752,7 +814,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
         if (y < 0).any():
             i = int(rows[np.flatnonzero(y < 0)[0]])
             raise GlmmInputError(
-                f"the {fam} response {label!r} must be counts >= 0; row {i} (0-based) has "
+                f"the {fam} response {label!r} must be counts >= 0; row {i + 1} has "
                 f"{format_number(float(v.values[i]))}"
             )
         if not _is_integer(y):
@@ -761,7 +823,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
         if (y <= 0).any():
             i = int(rows[np.flatnonzero(y <= 0)[0]])
             raise GlmmInputError(
-                f"the gamma response {label!r} must be strictly positive (> 0); row {i} (0-based) has "
+                f"the gamma response {label!r} must be strictly positive (> 0); row {i + 1} has "
                 f"{format_number(float(v.values[i]))}: choose another family or remove those rows"
             )
     return y, w

@@ -9,6 +9,7 @@ unique in a project. Deleting the analysed dataset deletes its models (see
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from typing import Any
@@ -110,10 +111,62 @@ def diagnostics_frame(result: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
+def data_fingerprint(frame: pd.DataFrame, dtypes: dict[str, str]) -> dict[str, Any]:
+    """What a model's data were: the dataset's row count and, per column the model reads (``frame``'s columns),
+    its type (``dtypes``: the dataset's column types) and a SHA-256 checksum of its values in row order."""
+    columns: dict[str, Any] = {}
+    for col in frame.columns:
+        values = pd.util.hash_pandas_object(frame[col], index=False).to_numpy()
+        columns[str(col)] = {"dtype": dtypes.get(col, str(frame[col].dtype)),
+                             "checksum": hashlib.sha256(values.tobytes()).hexdigest()}
+    return {"n_rows": int(len(frame)), "columns": columns}
+
+
+def column_types(project: Project, dataset_id: int, columns: list[str]) -> dict[str, str]:
+    """The dataset's types of ``columns`` (those it has)."""
+    info = datasets.get_dataset(project, dataset_id)
+    names = {c.name for c in info.columns}
+    return {c: info.column(c).dtype for c in columns if c in names}
+
+
+def check_data(model: dict[str, Any], frame: pd.DataFrame, dtypes: dict[str, str]) -> None:
+    """Refuse (:class:`ServiceError`) to refit a saved model when its dataset's rows, the types of the columns it
+    uses or their values differ from when it was fitted. ``frame`` holds (at least) the model's columns. A model
+    saved before fingerprints were kept has none and is not checked here."""
+    was = (model.get("spec") or {}).get("data_fingerprint")
+    if not isinstance(was, dict) or not isinstance(was.get("columns"), dict):
+        return
+    name = model.get("name", "")
+    again = ("its saved results no longer describe these data. Run the model again on the current data and save "
+             "it anew (or undo the change) to compare it or compute its intervals.")
+    if was.get("n_rows") is not None and len(frame) != was["n_rows"]:
+        raise ServiceError(f"The dataset of model '{name}' has changed since the model was saved: it has "
+                           f"{len(frame):,} rows now, {was['n_rows']:,} then; {again}")
+    cols = [c for c in was["columns"] if c in frame.columns]
+    missing = [c for c in was["columns"] if c not in frame.columns]
+    if missing:
+        raise ServiceError(f"The dataset of model '{name}' has changed since the model was saved: column(s) "
+                           f"{', '.join(repr(c) for c in missing)} are gone; {again}")
+    now = data_fingerprint(frame[cols], dtypes)["columns"]
+    for c in cols:
+        if now[c]["dtype"] != was["columns"][c].get("dtype"):
+            raise ServiceError(f"The dataset of model '{name}' has changed since the model was saved: column "
+                               f"'{c}' was {was['columns'][c].get('dtype')} and is now {now[c]['dtype']}; {again}")
+    changed = [c for c in cols if now[c]["checksum"] != was["columns"][c].get("checksum")]
+    if changed:
+        raise ServiceError(f"The dataset of model '{name}' has changed since the model was saved: the values of "
+                           f"column(s) {', '.join(repr(c) for c in changed)} differ; {again}")
+
+
 def save_model(project: Project, name: str, dataset_id: int, spec: dict[str, Any],
-               result: dict[str, Any]) -> dict[str, Any]:
-    """Store a fitted model and create its diagnostics dataset (child of ``dataset_id``), all or nothing."""
+               result: dict[str, Any], data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Store a fitted model and create its diagnostics dataset (child of ``dataset_id``), all or nothing.
+
+    ``data`` is the :func:`data_fingerprint` of the data the fit read; it is kept in the spec
+    (``data_fingerprint``) so that a refit of the saved model on changed data is refused (:func:`check_data`)."""
     name = _check_name(name)
+    if data is not None:
+        spec = dict(spec, data_fingerprint=data)
     frame = diagnostics_frame(result)
     with project.write() as cur:
         _check_unique(cur, name)
@@ -195,14 +248,33 @@ def get_model(project: Project, model_id: int) -> dict[str, Any]:
 
 
 def rename_model(project: Project, model_id: int, name: str) -> dict[str, Any]:
-    """Give the model a new name (checked as at saving: not empty, unique in the project without case)."""
+    """Give the model a new name (checked as at saving: not empty, unique in the project without case) and its
+    diagnostics dataset "<name> diagnostics" (made unique as at saving), in one transaction."""
     name = _check_name(name)
     mid = _model_id(model_id)
     with project.write() as cur:
-        if cur.execute("SELECT 1 FROM models WHERE id = ?", [mid]).fetchone() is None:
+        row = cur.execute("SELECT diagnostics_dataset_id FROM models WHERE id = ?", [mid]).fetchone()
+        if row is None:
             raise NotFound(f"There is no model with id {mid}; it may have been deleted.")
         _check_unique(cur, name, mid)
         cur.execute("UPDATE models SET name = ? WHERE id = ?", [name, mid])
+        diag = cur.execute("SELECT id, name, operation FROM datasets WHERE id = ?", [row[0]]).fetchone() \
+            if row[0] is not None else None
+        if diag is not None:
+            wanted = f"{name} diagnostics"
+            taken = {r[0] for r in cur.execute("SELECT name FROM datasets WHERE id <> ?", [diag[0]]).fetchall()}
+            new_name, n = wanted, 2
+            while new_name in taken:
+                new_name, n = f"{wanted} ({n})", n + 1
+            operation = json.loads(diag[2]) if diag[2] else {}
+            if operation.get("type") == "model_diagnostics":
+                old = operation.get("model_name")
+                operation["model_name"] = name
+                if isinstance(operation.get("description"), str) and old is not None:
+                    operation["description"] = operation["description"].replace(f"model '{old}'",
+                                                                                f"model '{name}'", 1)
+            cur.execute("UPDATE datasets SET name = ?, operation = ? WHERE id = ?",
+                        [new_name, json.dumps(operation, default=str), diag[0]])
     return get_model(project, mid)
 
 
@@ -265,15 +337,26 @@ def fit_form(frame: pd.DataFrame, spec: dict[str, Any], progress=None):
     return fit_spec(frame, model, progress=progress)
 
 
-def refit_model(project: Project, model: dict[str, Any], progress=None):
-    """Fit a saved model again on its dataset (a model keeps its spec and result JSON, not the data): the fit in
-    memory that profile and bootstrap intervals need. Refused when the dataset has changed since."""
+def model_data(project: Project, model: dict[str, Any]) -> pd.DataFrame:
+    """The columns a saved model reads from its dataset, checked against what they were when it was saved
+    (:func:`check_data`): a refit on changed data is refused."""
     spec = model.get("spec") or {}
     try:
         frame = datasets.read_frame(project, model["dataset_id"], spec_columns(spec))
     except (NotFound, KeyError) as exc:
         raise ServiceError(f"The model's dataset or one of its columns is gone ({exc}); run the model again.") \
             from None
+    check_data(model, frame, column_types(project, model["dataset_id"], list(frame.columns)))
+    return frame
+
+
+def refit_model(project: Project, model: dict[str, Any], progress=None, frame: pd.DataFrame | None = None):
+    """Fit a saved model again on its dataset (a model keeps its spec and result JSON, not the data): the fit in
+    memory that profile and bootstrap intervals need. Refused when the dataset has changed since. ``frame``: the
+    :func:`model_data` already read."""
+    spec = model.get("spec") or {}
+    if frame is None:
+        frame = model_data(project, model)
     result = fit_form(frame, spec, progress=progress)
     saved = model.get("result") or {}
     if saved.get("n_obs") is not None and result.n_obs != saved["n_obs"]:

@@ -20,6 +20,7 @@ Missing values (None, NaN) are ``N/A`` everywhere; infinities are ``Inf`` and ``
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable, Sequence
 
 DECIMALS = 4
@@ -90,3 +91,17 @@ def format_rows(rows: Sequence[Sequence[Any]], kinds: Sequence[str | Sequence[st
 def numeric_kind(kind: str | Sequence[str]) -> bool:
     """Whether a column of this kind is right-aligned (numbers)."""
     return kind != "text"
+
+
+# Spreadsheets run a cell that begins with one of these as a formula (CSV injection: OWASP's guidance is to
+# prefix such a cell with a single quote). A plain number such as -1.5 or +2e-3 is left as it is.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(v: Any) -> Any:
+    """A cell for a CSV or tab-separated text that a spreadsheet opens: text that would start a formula gets a
+    leading ``'``; numbers, and text that is a plain number, are unchanged."""
+    if not isinstance(v, str) or not v.startswith(_FORMULA_START) or _PLAIN_NUMBER.fullmatch(v):
+        return v
+    return "'" + v

@@ -122,7 +122,7 @@ def _to_numbers(s: pd.Series, name: str, used_in: str) -> _Num:
         i = int(np.flatnonzero(bad)[0])
         raise GlmmInputError(
             f"column {name!r} (in {used_in}) was numeric in the fit but the new data has values that are not "
-            f"numbers: {s.iloc[i]!r} on row {i} (0-based)"
+            f"numbers: {s.iloc[i]!r} on row {i + 1}"
             + (f" and {int(bad.sum()) - 1} more row(s)" if bad.sum() > 1 else "")
         )
     miss = ~np.isfinite(vals)
@@ -141,11 +141,11 @@ def _no_missing(data: _NewData, e: Expr, val: _Num | _Fac, used_in: str) -> None
         what = f"column {cols[0]!r}" if len(cols) == 1 else "columns " + ", ".join(repr(c) for c in cols)
         where = "" if isinstance(e, Name) else f" (used in {e.deparse()})"
         raise GlmmInputError(
-            f"{what}{where} has missing values on {k} of {m} new row(s), first on row {first} (0-based); "
+            f"{what}{where} has missing values on {k} of {m} new row(s), first on row {first + 1}; "
             "prediction does not drop rows: fill those values or remove the rows"
         )
     raise GlmmInputError(  # pragma: no cover - transforms reject non-finite results themselves
-        f"{e.deparse()} (in {used_in}) is missing on {k} of {m} new row(s), first on row {first} (0-based)"
+        f"{e.deparse()} (in {used_in}) is missing on {k} of {m} new row(s), first on row {first + 1}"
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,9 @@ PARALLEL_ROWS = 2000  # from this many rows the parameters are profiled in paral
 def _init_worker(arguments: dict) -> None:
     from threadpoolctl import threadpool_limits
 
+    from glmmlab.services.bootstrap import die_with_parent
+
+    die_with_parent()
     _WORKER["blas"] = threadpool_limits(1)
     _WORKER["problem"] = make_problem(**arguments)
 
@@ -36,7 +39,7 @@ def _one(k: int, level: float) -> tuple[int, float, float]:
 def profile(result: GlmmResult, level: float, nsim: int, seed: int | None, progress: ProgressFn,
             workers: int | None = None) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
     """The "profile" method of ``result.conf_int``: (names, lower, upper, notes)."""
-    from glmmlab.services.bootstrap import _context
+    from glmmlab.services.bootstrap import close_pool, open_pool, stop_pool
 
     start = time.perf_counter()
     arguments = result.profile_arguments()
@@ -51,8 +54,7 @@ def profile(result: GlmmResult, level: float, nsim: int, seed: int | None, progr
         names, lower, upper = profile_intervals(problem, level, progress)
         return names, lower, upper, {"workers": 1, "seconds": time.perf_counter() - start}
     lower, upper = np.full(len(names), np.nan), np.full(len(names), np.nan)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
-                               initargs=(arguments,))
+    pool = open_pool(workers, _init_worker, (arguments,))
     try:
         # the fixed effects of an LMM are the slow ones (a cross-product per column): they go first
         order = sorted(range(len(names)), key=lambda k: problem.kinds[k] != "beta")
@@ -65,9 +67,9 @@ def profile(result: GlmmResult, level: float, nsim: int, seed: int | None, progr
                 done += 1
             report(progress, f"Profiling: {done} of {len(names)} parameters", done / len(names))
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_pool(pool)  # a cancel ends the profiles running now too
         raise
-    pool.shutdown(wait=True)
+    close_pool(pool)
     return names, lower, upper, {"workers": workers, "seconds": time.perf_counter() - start}
 
 

@@ -78,6 +78,7 @@ def export_project(project: Project, dest_path: str | os.PathLike,
             manifest["sequences"] = {name: int(value) for name, value in cur.execute(
                 "SELECT sequence_name, coalesce(last_value, start_value - 1) + 1 FROM duckdb_sequences() "
                 "WHERE database_name = current_database()").fetchall() if name in _SEQUENCES}
+        left_out += _unreadable_items(manifest)  # a report item that cannot be read stays behind, not the backup
         damaged: set[int] = set(project.damaged)
         for row in manifest["datasets"]:
             if int(row["id"]) in damaged:
@@ -92,7 +93,7 @@ def export_project(project: Project, dest_path: str | os.PathLike,
             except DiskFull:
                 raise disk_full("The project could not be exported") from None
         if damaged:
-            left_out = _leave_out(manifest, damaged)
+            left_out += _leave_out(manifest, damaged)
         manifest["left_out"] = left_out
         partial = dest.with_name(dest.name + ".partial")
         try:
@@ -110,6 +111,23 @@ def export_project(project: Project, dest_path: str | os.PathLike,
                 partial.unlink()
     return {"path": str(dest), "datasets": len(manifest["datasets"]), "models": len(manifest["models"]),
             "reports": len(manifest["reports"]), "bytes": dest.stat().st_size, "left_out": left_out}
+
+
+def _unreadable_items(manifest: dict[str, Any]) -> list[str]:
+    """Drop the report items that cannot be read (stored before items were checked, or damaged) from the
+    catalogue; returns what was left out."""
+    names = {r.get("id"): r.get("name") for r in manifest["reports"]}
+    kept, out = [], []
+    for item in manifest["report_items"]:
+        try:
+            reports.check_item(item.get("kind"), item.get("title"), _json_field(item.get("payload")))
+        except (ServiceError, ValueError, TypeError, RecursionError):
+            out.append(f"report item '{item.get('title')}' of report '{names.get(item.get('report_id'))}' "
+                       "(it cannot be read)")
+            continue
+        kept.append(item)
+    manifest["report_items"] = kept
+    return out
 
 
 def _leave_out(manifest: dict[str, Any], damaged: set[int]) -> list[str]:

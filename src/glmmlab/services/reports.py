@@ -15,12 +15,15 @@ import hashlib
 import html
 import io
 import json
+import math
 import re
 import urllib.parse
 from typing import Any
 
+from glmmlab.engine.limits import shorten
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.numbers import format_rows, numeric_kind
+from glmmlab.services.numbers import KINDS as NUMBER_KINDS
+from glmmlab.services.numbers import format_rows, numeric_kind, spreadsheet_safe
 from glmmlab.services.store import Project
 
 KINDS = ("table", "plot")
@@ -73,9 +76,21 @@ def get_report(project: Project, report_id: int) -> dict[str, Any]:
             raise NotFound(f"There is no report with id {rid}; it may have been deleted.")
         items = cur.execute("SELECT id, position, kind, title, payload FROM report_items WHERE report_id = ? "
                             "ORDER BY position, id", [rid]).fetchall()
-    return {"id": int(row[0]), "name": row[1], "created_at": _iso(row[2]),
-            "items": [{"id": int(i[0]), "position": int(i[1]), "kind": i[2], "title": i[3],
-                       "payload": _with_cells(i[2], json.loads(i[4]) if i[4] else {})} for i in items]}
+    return {"id": int(row[0]), "name": row[1], "created_at": _iso(row[2]), "items": [_read_item(i) for i in items]}
+
+
+def _read_item(row: Any) -> dict[str, Any]:
+    """One stored item as pages show it. An item that cannot be read (stored before items were checked, or
+    damaged) is shown as invalid, with an empty payload, so the report itself stays readable, exportable and
+    deletable: {"invalid": "why"}."""
+    item = {"id": int(row[0]), "position": int(row[1]), "kind": row[2], "title": row[3]}
+    try:
+        payload = json.loads(row[4]) if row[4] else {}
+        kind, _, payload = _check_item(row[2], row[3] or "untitled", payload)
+        return dict(item, payload=_with_cells(kind, payload))
+    except (ServiceError, ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        why = str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {shorten(str(exc), 80)}"
+        return dict(item, payload={}, invalid=f"This item cannot be read ({why}); remove it.")
 
 
 def _with_cells(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -91,18 +106,72 @@ def default_report(project: Project) -> dict[str, Any]:
     return get_report(project, reports[-1]["id"]) if reports else create_report(project, "Report")
 
 
+MAX_COLUMNS = 200  # a report table's columns
+MAX_ROWS = 100_000  # a report table's rows
+MAX_CELL_CHARS = 10_000  # one text cell (or column name, or note)
+MAX_INT = 2 ** 53  # integers beyond this are not exact as numbers in a browser (and a 400-digit one overflows float)
+
+
+def _check_cell(v: Any, where: str) -> None:
+    if v is None or isinstance(v, bool):
+        return
+    if isinstance(v, int):
+        if abs(v) > MAX_INT:
+            raise ServiceError(f"{where} holds an integer of {len(str(abs(v))):,} digits; report tables hold "
+                               f"integers up to 2^53 ({MAX_INT:,}).")
+        return
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ServiceError(f"{where} holds {v!r}; report tables hold finite numbers (leave a missing value "
+                               "as null).")
+        return
+    if isinstance(v, str):
+        if len(v) > MAX_CELL_CHARS:
+            raise ServiceError(f"{where} holds text of {len(v):,} characters (at most {MAX_CELL_CHARS:,}).")
+        return
+    raise ServiceError(f"{where} holds a {type(v).__name__}; a cell is a number, text, true/false or null.")
+
+
+def _check_kinds(kinds: Any, n_columns: int, n_rows: int) -> None:
+    if kinds is None:
+        return
+    if not isinstance(kinds, list) or len(kinds) != n_columns:
+        raise ServiceError(f"A table item's 'kinds' must be a list of one kind per column ({n_columns}).")
+    for j, k in enumerate(kinds):
+        if isinstance(k, str) and k in NUMBER_KINDS:
+            continue
+        if isinstance(k, list) and len(k) == n_rows and all(isinstance(x, str) and x in NUMBER_KINDS for x in k):
+            continue
+        raise ServiceError(f"Kind {j + 1} of a table item must be one of {', '.join(NUMBER_KINDS)} (or a list of "
+                           f"them, one per row); got {shorten(repr(k), 60)}.")
+
+
 def _check_item(kind: Any, title: Any, payload: Any) -> tuple[str, str, dict]:
     if kind not in KINDS:
-        raise ServiceError(f"A report item is a table or a plot, not {kind!r}.")
+        raise ServiceError(f"A report item is a table or a plot, not {shorten(repr(kind), 60)}.")
     title = _name(title, "item")
     if not isinstance(payload, dict):
         raise ServiceError("A report item needs a payload object.")
+    note = payload.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_CELL_CHARS):
+        raise ServiceError(f"A report item's 'note' must be text of at most {MAX_CELL_CHARS:,} characters.")
     if kind == "table":
         cols, rows = payload.get("columns"), payload.get("rows")
         if not isinstance(cols, list) or not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
             raise ServiceError("A table item needs 'columns' (a list of names) and 'rows' (a list of lists).")
         if any(len(r) != len(cols) for r in rows):
             raise ServiceError("Every row of a table item must have one value per column.")
+        if len(cols) > MAX_COLUMNS or len(rows) > MAX_ROWS:
+            raise ServiceError(f"A table item holds at most {MAX_COLUMNS} columns and {MAX_ROWS:,} rows.")
+        for j, c in enumerate(cols):
+            if not isinstance(c, str) or len(c) > MAX_CELL_CHARS:
+                raise ServiceError(f"Column name {j + 1} of a table item must be text (at most "
+                                   f"{MAX_CELL_CHARS:,} characters).")
+        for i, row in enumerate(rows):
+            for j, v in enumerate(row):
+                _check_cell(v, f"Row {i + 1}, column {j + 1} of the table")
+        _check_kinds(payload.get("kinds"), len(cols), len(rows))
+        payload = {k: v for k, v in payload.items() if k != "cells"}  # the written values are derived, not stored
     else:
         data = payload.get("png_base64")
         try:
@@ -111,6 +180,10 @@ def _check_item(kind: Any, title: Any, payload: Any) -> tuple[str, str, dict]:
             raw = b""
         if not raw.startswith(PNG_MAGIC):
             raise ServiceError("A plot item needs 'png_base64', a PNG image in base64.")
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ServiceError(f"A report item's payload cannot be stored ({shorten(str(exc), 80)}).") from None
     return kind, title, payload
 
 
@@ -273,14 +346,17 @@ def table_csv(payload: dict[str, Any]) -> str:
     """A table item as CSV: the header and the values at full precision (missing values empty)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(payload["columns"])
-    writer.writerows([["" if v is None else v for v in row] for row in payload["rows"]])
+    writer.writerow([spreadsheet_safe(c) for c in payload["columns"]])
+    writer.writerows([["" if v is None else spreadsheet_safe(v) for v in row] for row in payload["rows"]])
     return out.getvalue()
 
 
 def table_tsv(payload: dict[str, Any]) -> str:
     """A table item as tab-separated text, the values as shown (pastes into a spreadsheet)."""
-    clean = lambda v: " ".join(str(v).split()) if any(c in str(v) for c in "\t\r\n") else str(v)  # noqa: E731
+    def clean(v: Any) -> str:
+        text = " ".join(str(v).split()) if any(c in str(v) for c in "\t\r\n") else str(v)
+        return str(spreadsheet_safe(text))
+
     lines = ["\t".join(clean(c) for c in payload["columns"])]
     lines += ["\t".join(clean(c) for c in row) for row in table_cells(payload)]
     return "\n".join(lines) + "\n"
@@ -321,6 +397,10 @@ def export_html(project: Project, report_id: int) -> str:
              f'{"" if len(report["items"]) == 1 else "s"} · created {html.escape(report["created_at"][:19])}</p>']
     for item in report["items"]:
         p = item["payload"]
+        if item.get("invalid"):
+            parts.append(f'<section class="item invalid"><h2>{html.escape(str(item["title"] or ""))}</h2>'
+                         f'<p class="note">{html.escape(item["invalid"])}</p></section>')
+            continue
         parts.append(f'<section class="item {item["kind"]}"><h2>{html.escape(item["title"] or "")}</h2>')
         if p.get("note"):
             parts.append(f'<p class="note">{html.escape(str(p["note"]))}</p>')

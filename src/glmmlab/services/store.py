@@ -22,7 +22,10 @@ reaches SQL as a bound parameter or through :func:`quote_ident`.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,6 +126,69 @@ def is_damage(exc: BaseException) -> bool:
         w in text for w in ("corrupt", "checksum", "could not read enough bytes", "invalid block", "failed to read"))
 
 
+NO_EXTENSIONS: dict[str, str | bool | int | float | list[str]] = {"autoinstall_known_extensions": False,
+                                                                "autoload_known_extensions": False}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def _checked_path(given: str | os.PathLike) -> Path:
+    """The project path resolved, refused with its own sentence when it is a symbolic-link loop, a folder, not a
+    regular file (a FIFO, which would block whoever opens it; a socket; a device) or a file of another kind (a
+    SQLite database, any file that is not a DuckDB database). Only stat() and, for a regular file, its first 16
+    bytes are read."""
+    shown = Path(given).expanduser()
+    try:
+        path = shown.resolve()
+        info = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+            raise ServiceError(f"{shown} is a symbolic link that leads back to itself (a loop): it points to no "
+                               "file. Remove the link or give the project file's own path.") from None
+        raise ServiceError(f"{shown} cannot be read ({exc.strerror or exc}).") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ServiceError(f"{path} is a folder, not a project file; give a file such as "
+                           f"{path / 'project.duckdb'}.")
+    for test, kind in _KINDS:
+        if test(info.st_mode):
+            raise ServiceError(f"{path} is {kind}, not a project file; a glmmlab project is a .duckdb file.")
+    if info.st_size:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise ServiceError(f"The project file {path.name} cannot be read ({exc.strerror or exc}).") from None
+        if head.startswith(_SQLITE_MAGIC):
+            raise ServiceError(f"{path.name} is not a glmmlab project file: it is a SQLite database (a glmmlab "
+                               "project is a DuckDB database).")
+        if len(head) >= 12 and head[8:12] != b"DUCK":
+            raise ServiceError(f"{path.name} is not a glmmlab project file (it is not a DuckDB database).")
+    return path
+
+
+def _check_writable(path: Path, existed: bool) -> None:
+    """A project is written (and DuckDB keeps a journal file beside it): refuse a read-only file or folder with
+    its own sentence, before DuckDB opens it. Tried, not guessed from the permission bits (which do not tell
+    root, an immutable file or a read-only file system)."""
+    if existed:
+        try:
+            os.close(os.open(path, os.O_RDWR))
+        except OSError as exc:
+            raise ServiceError(
+                f"The project file {path} is read-only ({exc.strerror}): glmmlab writes to its project. Make it "
+                "writable, or copy it to a writable folder and open the copy.") from None
+    try:
+        with tempfile.TemporaryFile(dir=path.parent, prefix=".glmmlab-write-test-"):
+            pass
+    except OSError as exc:
+        raise ServiceError(
+            f"The folder {path.parent} is read-only ({exc.strerror}): glmmlab keeps a journal file beside the "
+            "project there. Move or copy the project to a writable folder.") from None
+
+
 def _looks_like_duckdb(path: Path) -> bool:
     """True when the file starts like a DuckDB database (its magic bytes), so a failure to open it means damage."""
     try:
@@ -181,17 +247,17 @@ class Project:
         Raises :class:`NotFound` when the file is missing and ``create`` is false, and :class:`ServiceError` when
         the file is not a glmmlab project, was written by a newer glmmlab, or is open in another process.
         """
-        path = Path(path).expanduser().resolve()
+        path = _checked_path(path)  # the kind of file, before anything opens it (a FIFO would block)
         existed = path.exists()
         if not existed and not create:
             raise NotFound(f"There is no project file at {path}; check the path or create a new project.")
-        if existed and path.is_dir():
-            raise ServiceError(f"{path} is a folder, not a project file; choose a file name such as project.duckdb.")
         if not existed:
             if not path.parent.is_dir():
                 raise NotFound(f"The folder {path.parent} does not exist; create it first or choose another place.")
+        _check_writable(path, existed)
         try:
-            con = duckdb.connect(str(path))
+            # never load (or download) a DuckDB extension to read a file: a project needs none
+            con = duckdb.connect(str(path), config=NO_EXTENSIONS)
         except duckdb.IOException as exc:
             text = str(exc)
             if is_disk_full(exc):

@@ -16,14 +16,21 @@ def prepare_project(project_path: str | Path | None) -> Path:
     A missing project is created, with the sample datasets, so a first start shows something to work with.
     """
     from glmmlab.services import samples
+    from glmmlab.services.errors import ServiceError
     from glmmlab.services.store import Project
 
     path = Path(project_path) if project_path else Path.cwd() / DEFAULT_PROJECT
     path = path.expanduser().absolute()
-    if path.suffix == "":
+    if path.is_dir():  # not a new project beside it without a word
+        raise ServiceError(f"{path} is a folder, not a project file; give a file such as "
+                           f"{path / 'project.duckdb'}.")
+    if path.suffix == "" and not path.is_symlink() and not path.exists():
         path = path.with_suffix(".duckdb")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServiceError(f"The folder {path.parent} cannot be created ({exc.strerror or exc}).") from None
+    if not path.exists() and not path.is_symlink():
         project = Project.open(path, create=True)
         try:
             samples.create_sample_datasets(project)

@@ -91,7 +91,6 @@ class Workbench:
                  max_upload_bytes: int = 1 << 30):
         project_path = Path(project_path).expanduser().absolute()
         self.projects_dir = Path(projects_dir or project_path.parent).expanduser().resolve()
-        self.projects_dir.mkdir(parents=True, exist_ok=True)
         self.max_upload_bytes = int(max_upload_bytes)
         self.csrf_token = secrets.token_urlsafe(32)
         self._lock = SharedLock()
@@ -103,10 +102,13 @@ class Workbench:
         self._key_names: dict[str, str] = {}
         self._owned: dict[Path, Any] = {}  # folder in the upload area -> the open lock file that marks it ours
         self._owned_lock = threading.Lock()
-        self.upload_dir.mkdir(parents=True, exist_ok=True)
         # Open (and so lock) the project first: a second server on the same project stops here, before it touches
-        # anything, and the leftovers it then removes are only those no living process owns.
-        self._open(project_path.resolve(), create=True)  # the path the person started with; requests are confined
+        # anything, and the leftovers it then removes are only those no living process owns. Project.open resolves
+        # the path and refuses what is not a writable project file (a link loop, a FIFO, a read-only folder) with
+        # its own sentence, so it comes before any folder is made.
+        self.projects_dir.mkdir(parents=True, exist_ok=True)
+        self._open(project_path, create=True)  # the path the person started with; requests are confined
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
         self._clear_leftovers()
 
     # ---- paths -------------------------------------------------------------------------------------------------

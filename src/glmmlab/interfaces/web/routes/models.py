@@ -11,11 +11,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.limits import shorten
 from glmmlab.engine.options import INTERVAL_OPTIONS
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.services import comparison, fits, models, plots, report_items, reports, result_view
-from glmmlab.services.errors import ServiceError
+from glmmlab.services.errors import NotFound, ServiceError
 
 
 class SaveBody(BaseModel):
@@ -26,8 +27,9 @@ class SaveBody(BaseModel):
 class IntervalsBody(BaseModel):
     method: str = Field("profile", description="Interval Method: wald, profile or boot.")
     conf_level: Optional[float] = Field(None, description="Confidence level; default: the model's saved level.")
-    nsim: int = Field(INTERVAL_OPTIONS["nsim"].default, description="Bootstrap Samples (method boot).")
-    seed: Optional[int] = Field(None, description="Random Seed of the bootstrap (method boot).")
+    # Any: the option's own check refuses true/false and 2.0 (an int field would take them as 1 and 2)
+    nsim: Any = Field(INTERVAL_OPTIONS["nsim"].default, description="Bootstrap Samples (method boot).")
+    seed: Any = Field(None, description="Random Seed of the bootstrap (method boot).")
 
 
 def _interval_field_error(name: str, message: str) -> JSONResponse:
@@ -118,7 +120,8 @@ def save(body: SaveBody, request: Request):
     if not body.name or not body.name.strip():
         return JSONResponse({"error": "Model Name: give the model a name.", "field": "name"}, status_code=422)
     with wb.project_for(job.kept["project_key"], "This fit") as project:
-        model = models.save_model(project, body.name, job.info["dataset_id"], job.info["spec"], result)
+        model = models.save_model(project, body.name, job.info["dataset_id"], job.info["spec"], result,
+                                  data=job.kept.get("data_fingerprint"))
     return JSONResponse(jsonable(_summary(model)), status_code=201)
 
 
@@ -168,6 +171,8 @@ def start_intervals(model_id: int, body: IntervalsBody, request: Request):
     with wb.project() as project:
         model = models.get_model(project, model_id)
         key = wb.project_key()
+        if method != "wald":  # a refit: refused now, not in the job, when the data changed since the save
+            models.model_data(project, model)
     level = model["result"]["model"]["conf_level"] if body.conf_level is None \
         else models.check_conf_level(body.conf_level)
     job = fits.start_intervals(wb.jobs, lambda: wb.project_for(key), model, method, level, nsim, seed)
@@ -192,7 +197,7 @@ def _interval_job(request: Request, model_id: int, job_id: str):
     except ServiceError:
         job = None
     if job is None or job.info.get("model_id") != model_id:
-        raise ServiceError(f"There is no interval computation '{job_id}' for model {model_id}.")
+        raise NotFound(f"There is no interval computation '{shorten(job_id)}' for model {model_id}.")
     return job
 
 

@@ -131,7 +131,8 @@
         const head = el("tr", {}, el("th", { class: "rownum", scope: "col" }, "#"), page.columns.map(header));
         const body = el("tbody", {}, page.rows.map((row, i) => el("tr", {},
           el("th", { scope: "row", class: "rownum" }, g.formatNumber(offset + i + 1)),
-          row.map((v) => el("td", { class: v === null ? "null" : (typeof v === "number" ? "num" : null) }, g.formatCell(v))))));
+          row.map((v) => el("td", { class: v === null ? "null" : (typeof v === "number" ? "num" : null) },
+            v === null ? g.MISSING : g.formatCell(v))))));
         clear(tableBox).appendChild(el("table", { class: "grid data" }, el("thead", {}, head), body));
         const end = Math.min(offset + page.rows.length, page.total);
         rangeText.textContent = page.total

@@ -421,6 +421,9 @@
           if (heading) heading.textContent = t.kind === "diagnostics" ? `Diagnostics: ${r.name}` : r.name;
         }
         g.emit(it.event, r);
+        if (kind === "model" && r.diagnostics_dataset_id != null) {  // its diagnostics dataset was renamed with it
+          g.emit("datasets-changed", { id: r.diagnostics_dataset_id });
+        }
         g.status(`Renamed the ${it.noun} “${name}” to “${r.name}”.`);
       },
     });

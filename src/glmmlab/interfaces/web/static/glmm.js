@@ -67,14 +67,22 @@
   }
 
   // Copy (tab-separated, the cells as shown: pastes into a spreadsheet) and CSV (the values at full precision).
+  // A text cell that a spreadsheet would run as a formula (=, +, -, @, tab, carriage return first) gets a leading
+  // ' (OWASP's CSV-injection advice); numbers and plain-number text such as -1.5 stay as they are. The same rule
+  // as glmmlab.services.numbers.spreadsheet_safe.
+  function spreadsheetSafe(v) {
+    if (typeof v !== "string" || !/^[=+\-@\t\r]/.test(v) || /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(v)) return v;
+    return "'" + v;
+  }
+
   function tsvOf(t) {
-    const clean = (s) => String(s).replace(/[\t\r\n]+/g, " ");
+    const clean = (s) => spreadsheetSafe(String(s).replace(/[\t\r\n]+/g, " "));
     return [t.columns.map(clean).join("\t")].concat(t.cells.map((r) => r.map(clean).join("\t"))).join("\n") + "\n";
   }
 
   function csvOf(t) {
     const q = (v) => {
-      const s = v === null || v === undefined ? "" : String(v);
+      const s = v === null || v === undefined ? "" : String(spreadsheetSafe(v));
       return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
     };
     return [t.columns.map(q).join(",")].concat(t.rows.map((r) => r.map(q).join(","))).join("\r\n") + "\r\n";
@@ -1367,12 +1375,13 @@
         down.addEventListener("click", () => change(api.post(`/api/reports/${rep.id}/items/${item.id}/move`, { direction: "down" })));
         remove.addEventListener("click", () => change(api.del(`/api/reports/${rep.id}/items/${item.id}`)));
         const p = item.payload;
-        const content = item.kind === "table"
-          ? resultTable(p, undefined, "report-table")
+        const table = item.kind === "table" && !item.invalid;
+        const content = item.invalid ? el("p", { class: "error invalid-item" }, item.invalid)
+          : table ? resultTable(p, undefined, "report-table")
           : el("img", { src: `data:image/png;base64,${p.png_base64}`, alt: item.title, class: "report-plot" });
         list.appendChild(el("li", { class: "report-item", dataset: { kind: item.kind, id: String(item.id) } },
           el("div", { class: "item-head" }, el("b", { class: "item-title" }, item.title),
-            el("span", { class: "muted" }, ` ${item.kind}`), item.kind === "table" ? tableTools(p, item.title) : null,
+            el("span", { class: "muted" }, ` ${item.kind}`), table ? tableTools(p, item.title) : null,
             el("span", { class: "item-buttons" }, up, down, remove)),
           p.note ? el("p", { class: "muted note" }, p.note) : null,
           el("div", { class: "item-content" }, content)));

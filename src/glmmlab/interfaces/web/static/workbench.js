@@ -88,6 +88,9 @@
     return typeof n === "number" ? n.toLocaleString("en-US") : String(n);
   }
 
+  /* A missing cell in a grid reads NA (as in R), never "null"; formatCell leaves it blank in running text. */
+  const MISSING = "NA";
+
   function formatCell(value) {
     if (value === null || value === undefined) return "";
     if (typeof value === "number" && !Number.isInteger(value)) {
@@ -105,7 +108,8 @@
     }));
     const body = el("tbody", {}, rows.map((row, i) => el("tr", {},
       opts.rowNumbers ? el("th", { scope: "row", class: "rownum" }, formatNumber(opts.rowOffset + i + 1)) : null,
-      row.map((v) => el("td", { class: v === null ? "null" : (typeof v === "number" ? "num" : null) }, formatCell(v))))));
+      row.map((v) => el("td", { class: v === null ? "null" : (typeof v === "number" ? "num" : null) },
+        v === null ? MISSING : formatCell(v))))));
     if (opts.rowNumbers) head.insertBefore(el("th", { class: "rownum" }, "#"), head.firstChild);
     return el("table", { class: "grid" + (opts.className ? " " + opts.className : "") }, el("thead", {}, head), body);
   }
@@ -630,7 +634,7 @@
   }
 
   window.glmmlab = {
-    el, append, clear, table, formatNumber, formatCell, showError, status,
+    el, append, clear, table, formatNumber, formatCell, MISSING, showError, status,
     on, off, emit, api, pollJob, vocabulary,
     registerTab, openTab, closeTab, requestClose, tabs: () => openTabs.slice(), activeTab: () => activeTab,
     hasTab: (kind) => kind in tabKinds,
