@@ -56,7 +56,7 @@ def build(keys: list[str], *, owner: str, name: str, result: dict[str, Any], con
     tables = {t["name"]: t for t in result_view.result_tables(result, conf_level)}
     first_note = " ".join([result_view.summary_line(result) + "."]
                           + [f"Warning: {w}" for w in result_view.warnings_of(result)])
-    items = []
+    items: list[dict[str, Any]] = []
     for key in keys:
         if not isinstance(key, str):
             raise ServiceError(f"A report choice is a key such as 'table:fixed-effects', not {key!r}.")
