@@ -68,3 +68,39 @@ def test_model_detail_profile_and_bootstrap_intervals(page, live_server_factory)
     assert [r[0] for r in rows] == ref["names"]
     assert np.all(np.abs(np.array([r[1] for r in rows]) - ref["lower"]) < 0.01 * width)
     assert np.all(np.abs(np.array([r[2] for r in rows]) - ref["upper"]) < 0.01 * width)
+
+
+def test_profile_intervals_of_a_model_above_2000_rows(page, live_server_factory):
+    """From 2,000 rows the profile runs in worker processes (the server has threads, so they start from a fork
+    server and the problem is pickled: its family used to hold lambdas, and every such profile failed). A Gamma
+    model, whose profile covers sigma too, equal to result.conf_int(method="profile") in Python."""
+    rng = np.random.default_rng(23)
+    g = np.repeat(np.arange(120), 20)
+    x = rng.normal(size=g.size)
+    mu = np.exp(1.0 + 0.3 * x + rng.normal(0, 0.4, 120)[g])
+    data = pd.DataFrame({"y": rng.gamma(1 / 0.3 ** 2, mu * 0.3 ** 2), "x": x, "g": [f"g{k}" for k in g]})
+    formula = "y ~ x + (1 | g)"
+    server = live_server_factory()
+    api = server.api()
+    ds = import_frame(api, data, "gamma 2400")
+    fit = api.post("/api/glmm/fits", json={"dataset_id": ds["id"], "formula": formula, "family": "gamma",
+                                           "link": "log"}).json()
+    for _ in range(600):
+        fit = api.get(f"/api/glmm/fits/{fit['id']}").json()
+        if fit["state"] == "done":
+            break
+        page.wait_for_timeout(100)
+    model = api.post("/api/models", json={"fit_id": fit["id"], "name": "gamma profile"}).json()
+    ready(page, server.url)
+    page.evaluate("m => window.glmmlab.openTab('model', {id: m.id}, {title: m.name})", model)
+    section = active_panel(page).locator('section[data-section="Confidence Intervals"]')
+    section.locator("select.ci-method").select_option("profile")
+    section.locator("button.ci-run").click()
+    expect(section.locator("h4.ci-title")).to_have_text("Confidence Intervals (Profile likelihood, 95%)",
+                                                        timeout=180_000)
+    _, rows = table_values(section, "intervals")
+    want = glmmlab.glmm(formula, data, family="gamma", link="log").conf_int(method="profile")
+    assert [r[0] for r in rows] == list(want.index) == ["sd_(Intercept)|g", "sigma", "(Intercept)", "x"]
+    # the page shows 4 decimals: 1e-3 relative is what those digits carry for these values (0.05 to 3)
+    np.testing.assert_allclose([r[1] for r in rows], want["lower"], rtol=1e-3)
+    np.testing.assert_allclose([r[2] for r in rows], want["upper"], rtol=1e-3)
