@@ -19,21 +19,25 @@ pytestmark = pytest.mark.browser
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
-def test_model_detail_profile_and_bootstrap_intervals(page, live_server_factory):
-    server = live_server_factory()
-    api = server.api()
-    data = pd.read_csv(SLEEP)
-    ds = import_frame(api, data, "sleepstudy")
-    fit = api.post("/api/glmm/fits", json={"dataset_id": ds["id"], "formula": FORMULA}).json()
+def open_saved_model(page, server, api, body: dict, name: str) -> None:
+    """Fit ``body`` through the API, save it as ``name`` and open its Model Detail tab."""
+    fit = api.post("/api/glmm/fits", json=body).json()
     for _ in range(600):
         fit = api.get(f"/api/glmm/fits/{fit['id']}").json()
         if fit["state"] == "done":
             break
         page.wait_for_timeout(100)
-    model = api.post("/api/models", json={"fit_id": fit["id"], "name": "sleep slopes"}).json()
-
+    model = api.post("/api/models", json={"fit_id": fit["id"], "name": name}).json()
     ready(page, server.url)
     page.evaluate("m => window.glmmlab.openTab('model', {id: m.id}, {title: m.name})", model)
+
+
+def test_model_detail_profile_and_bootstrap_intervals(page, live_server_factory):
+    server = live_server_factory()
+    api = server.api()
+    data = pd.read_csv(SLEEP)
+    ds = import_frame(api, data, "sleepstudy")
+    open_saved_model(page, server, api, {"dataset_id": ds["id"], "formula": FORMULA}, "sleep slopes")
     panel = active_panel(page)
     section = panel.locator('section[data-section="Confidence Intervals"]')
     expect(section).to_have_count(1)
@@ -83,16 +87,8 @@ def test_profile_intervals_of_a_model_above_2000_rows(page, live_server_factory)
     server = live_server_factory()
     api = server.api()
     ds = import_frame(api, data, "gamma 2400")
-    fit = api.post("/api/glmm/fits", json={"dataset_id": ds["id"], "formula": formula, "family": "gamma",
-                                           "link": "log"}).json()
-    for _ in range(600):
-        fit = api.get(f"/api/glmm/fits/{fit['id']}").json()
-        if fit["state"] == "done":
-            break
-        page.wait_for_timeout(100)
-    model = api.post("/api/models", json={"fit_id": fit["id"], "name": "gamma profile"}).json()
-    ready(page, server.url)
-    page.evaluate("m => window.glmmlab.openTab('model', {id: m.id}, {title: m.name})", model)
+    open_saved_model(page, server, api, {"dataset_id": ds["id"], "formula": formula, "family": "gamma",
+                                         "link": "log"}, "gamma profile")
     section = active_panel(page).locator('section[data-section="Confidence Intervals"]')
     section.locator("select.ci-method").select_option("profile")
     section.locator("button.ci-run").click()

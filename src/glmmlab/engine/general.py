@@ -949,34 +949,36 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hes
                     on_iteration=on_iter, polish_gtol=1e-8, hessian=hessian)
 
 
+def _while_falling(fun, x: np.ndarray, f: float, move, plan) -> tuple[np.ndarray, float, float]:
+    """Move ``x`` by ``move(x, c)`` with c = each factor of ``plan`` ((factor, at most how many times), ...) in
+    turn, while ``fun`` falls; stop at the first factor that moved it. Returns (x, f, the product of the factors
+    applied)."""
+    scale = 1.0
+    for factor_, times in plan:
+        moved = False
+        for _ in range(times):
+            xt = move(x, factor_)
+            ft = fun(xt)
+            if not ft < f:
+                break
+            x, f, scale, moved = xt, ft, scale * factor_, True
+        if moved:
+            break
+    return x, f, scale
+
+
 def _scaled_start(fun, x0: np.ndarray) -> tuple[np.ndarray, float]:
     """A start for BOBYQA nearer the optimum than x0, by halving or doubling while the value falls: first x0 as
     a whole (at most six times), then each of its non-zero entries alone (at most four times each). Returns the
     start and the scale of the first move (BOBYQA's first steps are scaled by it)."""
-    f_best, scale = fun(x0), 1.0
-    for factor_ in (0.5, 2.0):
-        c = scale
-        for _ in range(6):
-            c *= factor_
-            f = fun(x0 * c)
-            if not f < f_best:
-                break
-            scale, f_best = c, f
-        if scale != 1.0:
-            break
-    x = x0 * scale
+    x, f_best, scale = _while_falling(fun, x0, fun(x0), lambda x, c: x * c, ((0.5, 6), (2.0, 6)))
     for i in np.flatnonzero(x != 0.0):
-        for factor_ in (0.5, 2.0):
-            moved = False
-            for _ in range(4):
-                xt = x.copy()
-                xt[i] *= factor_
-                f = fun(xt)
-                if not f < f_best:
-                    break
-                x, f_best, moved = xt, f, True
-            if moved:
-                break
+        def entry(x, c, i=i):
+            xt = x.copy()
+            xt[i] *= c
+            return xt
+
+        x, f_best, _ = _while_falling(fun, x, f_best, entry, ((0.5, 4), (2.0, 4)))
     return x, scale
 
 
@@ -1210,19 +1212,7 @@ def _relative_theta_start(fun, theta0: np.ndarray) -> np.ndarray:
     theta is the random effects' SD over sigma, which can be far from 1 (an SD of 0.03 on the linear predictor
     against a residual SD of 0.5); from 1 the modes of a link with a pole (the inverse) can cross it, and the
     optimiser then settles on another stationary point."""
-    best_x, best_f = theta0, fun(theta0)
-    for factor_, steps in ((0.5, 10), (2.0, 3)):
-        moved = False
-        x = best_x
-        for _ in range(steps):
-            x = x * factor_
-            f = fun(x)
-            if not f < best_f:
-                break
-            best_x, best_f, moved = x, f, True
-        if moved:
-            break
-    return best_x
+    return _while_falling(fun, theta0, fun(theta0), lambda x, c: x * c, ((0.5, 10), (2.0, 3)))[0]
 
 
 def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
