@@ -21,11 +21,15 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def pool_workers(pid: int) -> list[psutil.Process]:
+def pool_workers(pid: int, before: frozenset[int] = frozenset()) -> list[psutil.Process]:
     """The worker processes under ``pid``: every descendant but the fork server and the resource tracker
-    (multiprocessing's idle helpers, children of ``pid``); workers forked from the fork server are its children."""
+    (multiprocessing's idle helpers, children of ``pid``); workers forked from the fork server are its children.
+    ``before``: processes that were there before the test's jobs started (in a full run the test process also
+    holds the browser tests' Playwright driver and chromium) are not workers."""
     out = []
     for p in descendants(pid):
+        if p.pid in before:
+            continue
         try:
             helper = p.ppid() == pid and any(w in " ".join(p.cmdline()) for w in ("forkserver", "resource_tracker"))
         except psutil.Error:
@@ -73,17 +77,19 @@ def test_interval_jobs_queue_and_a_cancel_ends_the_pool_processes(client, sleep_
     import os
 
     mid = sleep_model["id"]
+    me = os.getpid()
+    before = frozenset(p.pid for p in descendants(me))
     first = start(client, mid, method="boot", nsim=20_000, seed=1)
     second = start(client, mid, method="boot", nsim=20_000, seed=2)
     assert until(lambda: client.get(f"/api/models/{mid}/intervals/{first}").json()["fraction"] > 0.11, 60)
     assert client.get(f"/api/models/{mid}/intervals/{second}").json()["state"] == "queued"
-    assert until(lambda: len(pool_workers(os.getpid())) > 0, 10)
+    assert until(lambda: len(pool_workers(me, before)) > 0, 10)
     for job_id in (second, first):
         client.post(f"/api/models/{mid}/intervals/{job_id}/cancel")
     assert wait(client, f"/api/models/{mid}/intervals/{first}", timeout=30)["state"] == "cancelled"
     assert wait(client, f"/api/models/{mid}/intervals/{second}", timeout=30)["state"] == "cancelled"
     # the pool's processes end with the cancel (before, they ran their chunks on for minutes)
-    assert until(lambda: pool_workers(os.getpid()) == [], 10), [p.cmdline() for p in pool_workers(os.getpid())]
+    assert until(lambda: pool_workers(me, before) == [], 10), [p.cmdline() for p in pool_workers(me, before)]
 
 
 def test_sigterm_takes_the_servers_worker_processes_with_it(live_server_factory):
