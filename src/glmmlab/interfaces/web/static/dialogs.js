@@ -164,8 +164,11 @@
     }
   }
 
+  let dummyLoads = 0;  // the latest load wins: an earlier dataset's answer arriving late must not replace it
   async function loadDummyDataset(dlg, id) {
+    const mine = ++dummyLoads;
     const [info, vocab] = await Promise.all([api.get(`/api/datasets/${id}`), g.vocabulary()]);
+    if (mine !== dummyLoads) return;
     dummy.info = info;
     dummy.levels = {};
     const body = clear(dlg.querySelector("table.dummy-spec tbody"));
