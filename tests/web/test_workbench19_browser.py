@@ -78,17 +78,22 @@ def test_a_numeric_id_groups_the_heading_says_the_model_and_a_new_dataset_resets
         expect(err).to_contain_text("Columns: herd, incidence, size, period.")
 
 
+def clinic_model(panel) -> None:
+    """The sample clinic data's binomial model, recovered ~ age + (1 | clinic), chosen with the form."""
+    control(panel, "dataset_id").select_option(label="clinic recovery")
+    expect(control(panel, "response").locator('option[value="recovered"]')).to_have_count(1)
+    control(panel, "response").select_option("recovered")
+    control(panel, "family").select_option("binomial")
+    panel.locator('.field[data-field="fixed"] input[value="age"]').check()
+    control(panel, "group").select_option("clinic")
+
+
 @pytest.mark.parametrize("width, height", SIZES)
 def test_results_have_room_and_the_form_folds(browser, live_server_factory, width, height):
     server = live_server_factory()
     with sized_page(browser, server.url, width, height) as page:
         panel = open_glmm(page)
-        control(panel, "dataset_id").select_option(label="clinic recovery")
-        expect(control(panel, "response").locator('option[value="recovered"]')).to_have_count(1)
-        control(panel, "response").select_option("recovered")
-        control(panel, "family").select_option("binomial")
-        panel.locator('.field[data-field="fixed"] input[value="age"]').check()
-        control(panel, "group").select_option("clinic")
+        clinic_model(panel)
         panel.locator("button.run").click()
         run = panel.locator("article.run").first
         expect(run).to_have_attribute("data-state", "done", timeout=90_000)
@@ -130,12 +135,7 @@ def test_plots_right_after_a_run_open_full_size_and_download(browser, live_serve
     server = live_server_factory()
     with sized_page(browser, server.url, 1280, 800) as page:
         panel = open_glmm(page)
-        control(panel, "dataset_id").select_option(label="clinic recovery")
-        expect(control(panel, "response").locator('option[value="recovered"]')).to_have_count(1)
-        control(panel, "response").select_option("recovered")
-        control(panel, "family").select_option("binomial")
-        panel.locator('.field[data-field="fixed"] input[value="age"]').check()
-        control(panel, "group").select_option("clinic")
+        clinic_model(panel)
         control(panel, "formula").press("Control+Enter")  # Ctrl+Enter runs, as the button does
         run = panel.locator("article.run").first
         expect(run).to_have_attribute("data-state", "done", timeout=90_000)
