@@ -302,7 +302,7 @@ class Family:
     # K(phi) = -2 sum_i c(y_i, phi / w_i): the Laplace criterion then has the same modes for every phi (see
     # glmmlab.engine.general.Likelihood) and phi can be profiled out exactly.
     def dispersion_constants(self, y: np.ndarray, pw: np.ndarray) -> dict:
-        """The sums over rows that K(phi) needs (they add over blocks of rows: see :func:`add_dispersion`)."""
+        """The sums over rows that K(phi) needs."""
         raise NotImplementedError(f"the {self.name} family has no dispersion parameter")
 
     def dispersion_minus2(self, P: float, phi: float, const: dict) -> float:
@@ -742,23 +742,6 @@ def negbin_family(theta: float) -> Family:
 
 
 FAMILIES["negbin"] = negbin_family(1.0)
-
-
-def add_dispersion(parts: list[dict]) -> dict:
-    """The whole data's :meth:`Family.dispersion_constants` from those of blocks of its rows."""
-    out = dict(parts[0])
-    for p in parts[1:]:
-        for k, v in p.items():
-            if k == "weights":
-                continue
-            if k == "counts":
-                w = np.concatenate([out["weights"], p["weights"]])
-                c = np.concatenate([out["counts"], v])
-                out["weights"], inv = np.unique(w, return_inverse=True)
-                out["counts"] = np.bincount(inv, weights=c)
-            else:
-                out[k] = out[k] + v
-    return out
 
 
 def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:

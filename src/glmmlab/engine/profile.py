@@ -261,7 +261,7 @@ class DispersionLaplace:
         self.lap = lap
         self.nt = lap.nt + 1
         self.Xs = lap.Xs
-        self.const = lap.fam.dispersion_constants(lap.y, lap.pw)
+        self.const = lap.lik.disp  # K(phi)'s sums, as the fit's likelihood holds them
 
     @property
     def off(self) -> np.ndarray:
