@@ -13,6 +13,7 @@ The numbers follow lme4's conventions (see :mod:`glmmlab.engine.response` for th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -804,7 +805,8 @@ def negbin_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, l
     return beta, float(np.exp(res.x)), float(m2)
 
 
-def _wls(A: np.ndarray, c: np.ndarray, Xs: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _wls(A: np.ndarray, c: np.ndarray, Xs: Callable[[], np.ndarray], z: Callable[[], np.ndarray],
+         w: Callable[[], np.ndarray]) -> np.ndarray:
     """Weighted least squares on the scaled design from its normal equations A = X_s' W X_s, c = X_s' W z (X_s has
     orthogonal columns, so A is as well conditioned as the weights), by an SVD of the rows (``Xs``, ``z``,
     ``w``: callables giving them) when A is not positive definite."""
