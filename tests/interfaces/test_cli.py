@@ -126,3 +126,18 @@ def test_installed_entry_point():
     p = subprocess.run([str(exe), "fit", str(REFERENCE / "dyestuff_gaussian.csv"), "--response", "Yield",
                         "--group", "Batch", "--format", "json"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and json.loads(p.stdout)["method"] == "REML"
+
+
+def test_dispersion_option_reaches_the_fit():
+    """``--dispersion lme4`` fits glmer's criterion (another log-likelihood than the default's) and the JSON's
+    model block says so; it was once parsed and then dropped."""
+    data = REFERENCE / "dispersion" / "sim_gamma_log.csv"
+    docs = {}
+    for mode in ("estimated", "lme4"):
+        p = run("fit", data, "--formula", "y ~ x1 + x2 + (1 | grp)", "--family", "gamma", "--link", "log",
+                "--dispersion", mode, "--format", "json")
+        assert p.returncode == 0, p.stderr
+        docs[mode] = json.loads(p.stdout)
+    assert docs["lme4"]["model"].get("dispersion") == "lme4"
+    assert docs["estimated"]["model"].get("dispersion", "estimated") == "estimated"
+    assert abs(docs["lme4"]["fit"]["log_likelihood"] - docs["estimated"]["fit"]["log_likelihood"]) > 1.0

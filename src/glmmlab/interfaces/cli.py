@@ -255,7 +255,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     bar = ProgressBar()
     common = dict(family=args.family, link=args.link, conf_level=args.conf_level, max_iter=args.max_iter,
                   tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights, offset=args.offset,
-                  reference_levels=references, progress=bar, reml=args.reml, ddf=args.ddf)
+                  reference_levels=references, progress=bar, reml=args.reml, ddf=args.ddf,
+                  dispersion=args.dispersion)
     options = dict(common, response=args.response, group=args.group, fixed=args.fixed,
                    intercept=not args.no_intercept)
     try:
