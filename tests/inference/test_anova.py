@@ -81,17 +81,20 @@ def test_ml_fit_matches_lmer_reml_false(name):
     np.testing.assert_allclose(ours, lme4, rtol=1e-4)
 
 
-def test_ml_both_engines_agree():
-    """The random-intercept engine and the general engine give the same ML fit."""
+def test_ml_front_doors_agree():
+    """The ML fit of a random intercept is the same from the column form (no model frame), the formula and the
+    engine called on the formula's frame."""
     from glmmlab.engine.families import resolve
     from glmmlab.engine.general import fit_frame
 
-    a = glmmlab.glmm("Reaction ~ Days + (1 | Subject)", read("sleep"), reml=False)
-    assert a.optimization.get("parameter") == "theta = sigma_u / sigma_e"  # the random-intercept engine
+    df = read("sleep")
+    a = glmmlab.glmm("Reaction ~ Days + (1 | Subject)", df, reml=False)
+    c = glmmlab.fit_glmm(df, "Reaction", "Subject", ["Days"], reml=False)
     b = fit_frame(a.frame, *resolve("gaussian", "identity"), dict(a.model))
-    assert b.method == "ML"
-    assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-9)
-    np.testing.assert_allclose(a.se, b.se, rtol=1e-6)
+    for other in (b, c):
+        assert other.method == "ML"
+        assert a.log_likelihood == pytest.approx(other.log_likelihood, rel=1e-12)
+        np.testing.assert_allclose(a.se, other.se, rtol=1e-9)
 
 
 def test_named_models_and_fit_glmm_results():

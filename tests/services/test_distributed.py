@@ -57,8 +57,8 @@ def test_dask_equals_in_memory(client, case, nagq):
     scattered(b.blup, a.blup)
     rel_close(b.blup_se, a.blup_se)
     assert b.rows.tolist() == a.rows.tolist()
-    rel_close(b.fitted, a.fitted)
-    for k in ("deviance_residuals", "pearson_residuals", "row_random_effect"):
+    for k in ("fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):  # fitted: a Gaussian's
+        # centred response (exam's) scatters around 0 as well
         scattered(getattr(b, k), getattr(a, k))
 
 

@@ -84,9 +84,11 @@ def constant_column_warning(name: str) -> str:
     return f"Fixed effect '{name}' is constant in the rows used and was dropped from the model."
 
 
-def collinear_column_warning(name: str) -> str:
-    return (f"Fixed effect '{name}' is a linear combination of the other predictors (collinear) and was "
-            "dropped from the model.")
+def rank_deficient_warning(dropped: list[str]) -> str:
+    """lme4's words for fixed-effect columns dropped as linear combinations of those before them, with their
+    names quoted and why."""
+    return (f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
+            f"{', '.join(repr(d) for d in dropped)} (each a linear combination of the columns before it: collinear)")
 
 
 def too_few_groups(group_name: str, n_groups: int) -> GlmmInputError:
@@ -306,7 +308,7 @@ def prepare(
             for k in collinear:
                 name = kept_names[k - off]
                 dropped.append(name)
-                warnings.append(collinear_column_warning(name))
+                warnings.append(rank_deficient_warning([name]))
             keep_z = [k for k in range(Z.shape[1]) if k not in set(collinear)]
             Z = Z[:, keep_z]
             keep_x = [k - off for k in keep_z if k >= off]

@@ -22,7 +22,7 @@ from scipy import linalg, special
 from glmmlab.engine import advice, inference
 from glmmlab.engine.blocked import Structure, batched_inverse_lower, check_coupled_size, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
-from glmmlab.engine.design import check_not_constant, collinear_columns
+from glmmlab.engine.design import check_not_constant, collinear_columns, rank_deficient_warning
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, dev_eta3, negbin_family
 from glmmlab.engine.general_blocks import (
@@ -348,6 +348,10 @@ class GeneralLaplace:
         self.fast = self.fam.has_fast_path(self.lk.name)
         self.eta_lo, self.eta_hi = self.fam.eta_range(self.lk, self.y)
         self.edge = not self.fast and self.fam.has_edge(self.lk, self.y)
+        # Newton steps with the observed curvature in the mode search (see pirls): under a link with an edge, where
+        # the dispersion is estimated, and under a link other than the family's canonical one (probit), where
+        # the expected information's steps converge only linearly (three times the passes over the rows)
+        self.newton = self.edge or self.estimated or self.lk.name != self.fam.canonical_link
 
     def _weighted(self, a: np.ndarray) -> np.ndarray:
         return a if self.unit_weights else self.pw * a
@@ -395,7 +399,7 @@ class GeneralLaplace:
             # fitted (its log-determinant uses that curvature too): quadratic convergence, so the modes are at
             # rounding level when the steps stop (working-weight steps converge only linearly for a non-canonical
             # link, and left the fit depending on the cut into blocks at 1e-7)
-            w, r = self._edge_working(rs, re) if (self.edge or self.estimated) else (self._weighted(rs.w),
+            w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
                                                                   re + (self.y - rs.mu) / rs.h1)
             cp = st.crossprods(w, r[:, None])
             F = factor(st, cp, theta)
@@ -422,10 +426,12 @@ class GeneralLaplace:
                 break
         else:
             cp = None
-        if cp is None or self.edge:
+        fisher_again = self.newton and not self.estimated  # the last factor has the observed curvature
+        if cp is None or self.edge or fisher_again:
             # the log-determinant, the gradient and the predicted modes use the expected information
             w = self._weighted(rs.w)
-            cp = st.crossprods(w, (re + (self.y - rs.mu) / rs.h1)[:, None] if self.edge else None)
+            with_r = self.edge or fisher_again
+            cp = st.crossprods(w, (re + (self.y - rs.mu) / rs.h1)[:, None] if with_r else None)
             F = factor(st, cp, theta)
         if at_edge:
             self._last = None
@@ -951,8 +957,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
         Xs, T, names, dropped = scaled_design(np.asarray(mf.X, dtype=float), list(mf.x_names))
     warnings = list(mf.warnings)
     if dropped:
-        warnings.append("fixed-effect model matrix is rank deficient so dropping "
-                        f"{len(dropped)} column(s): {', '.join(dropped)}")
+        warnings.append(rank_deficient_warning(dropped))
     st = Structure(blocks)
     st.start_at(theta_start)
     try:
@@ -1175,6 +1180,7 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
         record.x, record.objective = [float(v) for v in theta], float(f)
         record.iterations += steps
         record.evaluations += evals
+    theta = _onto_the_boundary(obj.value, theta, lower, record)
     dev, SEE, pwrss = obj.criterion(theta)
     p = SEE.shape[0] - 1
     n = mf.n
@@ -1203,6 +1209,23 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
     k = p + st.n_theta + 1
     return _assemble(st, mf, model, "REML" if reml else "ML", record.converged, theta, lams, sigma2, True, beta,
                      vcov, names, "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, record.to_dict(), None, sigma2)
+
+
+def _onto_the_boundary(fun, theta: np.ndarray, lower: np.ndarray, record) -> np.ndarray:
+    """theta with each SD the optimiser left just above its bound 0 (below 1e-3) set to 0 where the criterion
+    there is no higher than at the optimum, to rounding (1e-10): a singular fit is then reported as exactly
+    singular (variance 0, conditional SDs 0), as lme4 reports it, rather than with an SD of 1e-9 that only the
+    optimiser's stopping rule put there."""
+    theta = np.asarray(theta, dtype=float)
+    f = fun(theta)
+    for k in np.flatnonzero((lower == 0.0) & (theta > 0.0) & (theta < 1e-3)):
+        trial = theta.copy()
+        trial[k] = 0.0
+        f_trial = fun(trial)
+        if f_trial <= f + 1e-10 * max(1.0, abs(f)):
+            theta, f = trial, f_trial
+            record.x, record.objective = [float(v) for v in theta], float(f)
+    return theta
 
 
 def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict]

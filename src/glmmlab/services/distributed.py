@@ -284,7 +284,7 @@ def fit_dask(
         for k in collinear:
             name = meta.names[k]
             meta.dropped.append(name)
-            meta.warnings.append(design.collinear_column_warning(name))
+            meta.warnings.append(design.rank_deficient_warning([name]))
         blocks.map("keep_columns", keep)
         kept = [k - off for k in keep if k >= off]
         names = [meta.names[k] for k in keep if k >= off]

@@ -39,6 +39,7 @@ import pandas as pd
 
 from glmmlab.engine.blocked import Structure, check_coupled_size
 from glmmlab.engine.blocks import one_blas_thread
+from glmmlab.engine.design import rank_deficient_warning
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import negbin_family
 from glmmlab.engine.fit import nondefault_options, validate_options
@@ -422,8 +423,7 @@ def fit_formula_dask(
 
     keep, T, names, dropped = design_scaling(np.vstack([s["R"] for s in full]), n, list(x_names))
     if dropped:
-        warnings.append("fixed-effect model matrix is rank deficient so dropping "
-                        f"{len(dropped)} column(s): {', '.join(dropped)}")
+        warnings.append(rank_deficient_warning(dropped))
     offsets = np.concatenate([[0], np.cumsum([s["n_input"] for s in summaries])[:-1]]).astype(np.int64)
 
     report(progress, "Pass 2 of 2: arranging rows so that each outer group lives in one partition", 0.02)

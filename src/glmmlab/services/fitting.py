@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from glmmlab.engine.blocks import one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import resolve
 from glmmlab.engine.fit import fit_prepared, nondefault_options, prepare_fit
@@ -94,7 +95,7 @@ def choose_engine(family: Any, link: Any, *, random_intercept: bool, weighted: b
     without weights or an offset, in a family and link of :data:`RANDOM_INTERCEPT_PAIRS`; the general engine
     fits every other model. Unknown family or link names are refused here (GlmmInputError naming the choices)."""
     fam, lk = resolve(family, link)
-    ri = random_intercept and not weighted and not offset and (fam.name, lk.name) in RANDOM_INTERCEPT_PAIRS
+    ri = dask and random_intercept and not weighted and not offset and (fam.name, lk.name) in RANDOM_INTERCEPT_PAIRS
     return Route(RANDOM_INTERCEPT if ri else GENERAL, bool(dask))
 
 
@@ -124,14 +125,15 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
     """Fit a :class:`ModelSpec` to a pandas DataFrame: the one way every front door reaches a fit."""
     fam, lk = spec.check()
     start = time.perf_counter()
-    report(progress, "Preparing data", 0.0)
     for option, col in (("weights", spec.weights), ("offset", spec.offset)):
         if col is not None and col not in df.columns:
             raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
                                  + ", ".join(map(str, df.columns[:20])))
-    mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset,
-                           reference_levels=spec.reference_levels, progress=progress)
-    return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
+    with one_blas_thread():  # the engine's threads are its parallelism: BLAS threads would contend with them
+        report(progress, "Preparing data", 0.0)
+        mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset,
+                               reference_levels=spec.reference_levels, progress=progress)
+        return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
 
 
 def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Sequence[str]] = None, *,
@@ -150,24 +152,25 @@ def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Seq
     frames.check_columns(df.columns, len(df), response, group, fixed)
     plain = not (weights is not None or offset is not None or reference_levels
                  or any(not _numeric(df[f]) for f in fixed))
-    if not (plain and choose_engine(family, link, random_intercept=True).random_intercept):
-        spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
-                                          weights=weights, offset=offset, reference_levels=reference_levels,
-                                          **options)
+    spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
+                                      weights=weights, offset=offset, reference_levels=reference_levels, **options)
+    if not plain:
         return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
-    y = frames.numeric_column(df, response, "response")
-    X = [frames.numeric_column(df, f, "fixed-effect") for f in fixed]  # columns, not a stacked copy
-    codes, levels = frames.group_codes(df, group)
-    # no family of the random-intercept engine has a dispersion to estimate: the option does not reach it
-    prepared = prepare_fit(y, X, fixed, codes, levels, response=response, group_name=group, family=family,
-                           link=link, intercept=intercept, progress=progress,
-                           **{k: v for k, v in options.items() if k != "dispersion"})
-    del y, X, codes  # converted copies are freed here: the design holds what the fit needs
-    result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
-    # refits (model comparison, profile and bootstrap intervals) and R² need the model frame: it is built from
-    # the same table when first needed
-    result.spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link, **options)
-    result.frame_loader = frame_loader(df, result.spec, result.rows)
+    fam, _ = spec.check()
+    start = time.perf_counter()
+    with one_blas_thread():  # the engine's threads are its parallelism: BLAS threads would contend with them
+        report(progress, "Preparing data", 0.0)
+        mf = frames.column_frame(df, response, group, fixed, intercept=intercept, family=fam,
+                                 formula=spec.formula)
+        result = fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
+    # the frame's rows are in the order of the groups: the per-row results go back to input order
+    order = np.argsort(np.asarray(result.rows), kind="stable")
+    for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
+        setattr(result, name, np.take(np.asarray(getattr(result, name)), order))
+    # refits (model comparison, profile and bootstrap intervals), R² and marginal means need the formula's model
+    # frame (with its recipe): it is built from the same table when first needed
+    result.frame = None
+    result.frame_loader = frame_loader(df, spec, result.rows)
     return result
 
 

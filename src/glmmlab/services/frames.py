@@ -3,13 +3,14 @@ the column. Used by the Python API (whole frames) and by the Dask path (one part
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.results import group_labels_of
+from glmmlab.engine.terms import ModelFrame
 
 
 def numeric_values(col: pd.Series) -> tuple[np.ndarray, int, int, object]:
@@ -102,3 +103,52 @@ def check_columns(columns: Iterable[str], n_rows: int | None, response: str, gro
         )
     if n_rows == 0:
         raise GlmmInputError("the data have no rows")
+
+
+def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], *, intercept: bool, family: Any,
+                 formula: str) -> ModelFrame:
+    """The model frame of ``response ~ fixed + (1 | group)`` over numeric columns, built from the columns
+    without the formula machinery: rows with a missing, non-numeric or infinite value in a column the model uses
+    are left out (listwise deletion), a predictor constant on the rows used is dropped with a warning naming it,
+    and the design is gathered once, with its rows already in the order of the groups (so the engine does not
+    permute it again). The frame's ``rows`` are in that order; the results are put back in input order by the
+    caller."""
+    from glmmlab.engine.design import constant_column_warning, no_complete_rows, too_few_groups
+    from glmmlab.engine.terms import RandomTerm
+
+    y = numeric_column(df, response, "response")
+    columns = [numeric_column(df, f, "fixed-effect") for f in fixed]
+    codes, levels = group_codes(df, group)
+    keep = np.isfinite(y) & (codes >= 0)
+    for col in columns:
+        keep &= np.isfinite(col)
+    if not keep.any():
+        raise no_complete_rows(response, group)
+    rows = np.flatnonzero(keep)
+    used = np.bincount(codes[rows], minlength=len(levels)) > 0
+    remap = np.cumsum(used) - 1  # the groups that keep rows, renumbered in their order
+    present = [lv for lv, u in zip(levels, used) if u]
+    if len(present) < 2:
+        raise too_few_groups(group, len(present))
+    g = remap[codes[rows]]
+    order = np.argsort(g.astype(np.uint16) if len(present) <= 65_536 else g, kind="stable")
+    rows, g = rows[order], g[order]
+    yv = y[rows]
+    family.check_response(yv, response)
+    warnings: list[str] = []
+    kept: list[str] = []
+    for name, col in zip(fixed, columns):
+        v = col[rows]
+        if v.size and v.min() == v.max() and (intercept or v.min() == 0.0):
+            warnings.append(constant_column_warning(name))
+            continue
+        kept.append(name)
+    names = (["(Intercept)"] if intercept else []) + kept
+    X = np.empty((rows.size, len(names)))
+    if intercept:
+        X[:, 0] = 1.0
+    for j, name in enumerate(kept, start=1 if intercept else 0):
+        np.take(columns[fixed.index(name)], rows, out=X[:, j])
+    term = RandomTerm(group, g, present, np.ones((rows.size, 1)), ["(Intercept)"])
+    return ModelFrame(response=response, y=yv, X=X, x_names=names, terms=[term], rows=rows, n_input=len(df),
+                      intercept=intercept, formula=formula, warnings=warnings)
