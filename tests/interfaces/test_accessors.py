@@ -3,6 +3,7 @@ accessors as pandas objects, checked against lme4's numbers where the reference 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from html.parser import HTMLParser
@@ -14,8 +15,7 @@ import pytest
 from scipy import stats
 
 import glmmlab
-from glmmlab.engine import results as results_module
-from glmmlab.interfaces.text import render
+from glmmlab.services.text import render
 from tests.conftest import load_case
 from tests.engine.test_reference_models import blup_spreads
 
@@ -212,12 +212,23 @@ def test_repr_html_is_escaped_tables():
     assert "f<b>late&</b>" in "".join(p.text)  # the name reads back exactly
 
 
-def test_summary_without_a_registered_renderer_says_what_to_do(sleep, monkeypatch):
+def test_an_engine_result_says_what_needs_the_services(sleep):
+    """The engine's result holds the estimates; what needs the services (the text view, R², omnibus tests,
+    refit intervals) says so, and every front door returns the fitted model that has them."""
+    from glmmlab.engine.results import GlmmResult
+    from glmmlab.services.fitted import FittedModel
+
     _, res = sleep
-    monkeypatch.setattr(results_module, "_RENDERERS", {})
-    with pytest.raises(RuntimeError, match="glmmlab.interfaces.text"):
-        res.summary()
-    assert res._repr_html_().startswith("<pre>&lt;GlmmResult")
+    assert isinstance(res, FittedModel)
+    raw = GlmmResult(**{f.name: getattr(res, f.name) for f in dataclasses.fields(GlmmResult)})
+    raw.r2_values = None
+    for call in (raw.summary, raw.anova, lambda: raw.emmeans("Days"), lambda: raw.conf_int(method="boot")):
+        with pytest.raises(RuntimeError, match="glmmlab's services"):
+            call()
+    assert raw.r2()["reason"].startswith("R² is computed by glmmlab's services")
+    assert raw.anova_terms_document() is None
+    assert raw._repr_html_().startswith("<pre>&lt;GlmmResult")
+    assert "Fixed Effects" in res.summary() and res.r2()["marginal"] is not None
 
 
 def test_fit_cancelled_is_exported_and_stops_a_fit():

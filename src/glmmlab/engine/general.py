@@ -22,7 +22,7 @@ from scipy import linalg, special
 from glmmlab.engine import advice, inference
 from glmmlab.engine.blocked import Structure, batched_inverse_lower, check_coupled_size, factor
 from glmmlab.engine.blocks import cpu_count, one_blas_thread
-from glmmlab.engine.design import check_not_constant, collinear_columns, rank_deficient_warning
+from glmmlab.engine.design import check_not_constant, collinear_columns, gram_matrix, rank_deficient_warning
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link, dev_eta3, negbin_family
 from glmmlab.engine.general_blocks import (
@@ -59,21 +59,29 @@ MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts
 
 
 # -- the fixed-effects design ------------------------------------------------------------------------------
-def scaled_design(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+WIDE_DESIGN_FLOPS = 2e9  # a design with n p^2 above this is worked through in chunks of rows, with progress
+
+
+def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None
+                  ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """X_s = X[:, kept] T^-1 with X_s' X_s = n I, and T (beta = T gamma). Columns that are linear
     combinations of earlier ones are dropped (lme4 drops rank-deficient columns too), named in ``dropped``.
 
-    By Cholesky QR twice (CholeskyQR2): the collinearity test and a first T come from the Gram matrix X'X
-    (equilibrated, so columns of any scale are alike), and a second pass with the Gram matrix of the result
-    makes X_s orthogonal to rounding. Two Gram matrices and two products, where a Householder QR of a tall
-    design runs in one thread at a fraction of the speed (1M x 11: 0.07 s against 0.37 s). The columns kept
-    have a residual on the earlier ones of at least 1e-5 of their norm, inside CholeskyQR2's range; should a
-    factorisation fail anyway, the design falls back to a Householder QR (:func:`design_scaling`)."""
+    By Cholesky QR: the collinearity test and T come from the Gram matrix X'X (equilibrated, so columns of any
+    scale are alike); for a narrow design a second pass with the Gram matrix of the result makes X_s orthogonal
+    to rounding (CholeskyQR2). Gram matrices and products, where a Householder QR of a tall design runs in one
+    thread at a fraction of the speed (1M x 11: 0.07 s against 0.37 s). The columns kept have a residual on the
+    earlier ones of at least 1e-5 of their norm, inside Cholesky QR's range. A wide design (n p^2 above
+    WIDE_DESIGN_FLOPS: a factor of 1,500 levels) takes one pass, in chunks of rows with a progress report
+    between them (where a cancel is seen); its columns are orthogonal to about 1e-6, which the fit does not need
+    to be better. Should a factorisation fail, the design falls back to a Householder QR
+    (:func:`design_scaling`)."""
     n, p = X.shape
     if p == 0:
         return X, np.zeros((0, 0)), [], []
-    G = X.T @ X
-    out = set(collinear_columns(G, 0))
+    wide = n * p * p > WIDE_DESIGN_FLOPS
+    G = gram_matrix(X, progress)
+    out = set(collinear_columns(G, 0, progress=progress))
     keep = np.array([j for j in range(p) if j not in out], dtype=int)
     dropped = [names[j] for j in range(p) if j in out]
     kept = [names[j] for j in keep]
@@ -82,8 +90,8 @@ def scaled_design(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarr
     try:
         R = linalg.cholesky(Gk * d[:, None] * d[None, :], lower=False, check_finite=False)
         T = np.sqrt(n) * d[:, None] * linalg.solve_triangular(R, np.eye(keep.size), check_finite=False)
-        Xs = (X if keep.size == p else X[:, keep]) @ T
-        for _ in range(2):
+        Xs = _times(X if keep.size == p else X[:, keep], T, progress)
+        for _ in range(0 if wide else 2):
             G2 = Xs.T @ Xs / n
             if np.max(np.abs(G2 - np.eye(keep.size))) <= 1e-12:
                 break
@@ -98,6 +106,19 @@ def scaled_design(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarr
     R = linalg.qr(X, mode="r", check_finite=False)[0]
     keep, T, kept, dropped = design_scaling(R, n, names)
     return X[:, keep] @ T, T, kept, dropped
+
+
+def _times(X: np.ndarray, T: np.ndarray, progress: ProgressFn) -> np.ndarray:
+    """X T, in chunks of rows with a progress report between them when it is large."""
+    n, p = X.shape
+    if n * p * T.shape[1] <= WIDE_DESIGN_FLOPS:
+        return X @ T
+    out = np.empty((n, T.shape[1]))
+    rows = max(1, int(WIDE_DESIGN_FLOPS // max(p * T.shape[1], 1)))
+    for a in range(0, n, rows):
+        report(progress, "Preparing data: scaling the design", 0.0)
+        np.matmul(X[a:a + rows], T, out=out[a:a + rows])
+    return out
 
 
 def design_scaling(A: np.ndarray, n: int, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -954,7 +975,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     else:
         perm = None
     with one_blas_thread():  # BLAS threads on a tall, thin product cost more than they save (1M x 3: 30x)
-        Xs, T, names, dropped = scaled_design(np.asarray(mf.X, dtype=float), list(mf.x_names))
+        Xs, T, names, dropped = scaled_design(np.asarray(mf.X, dtype=float), list(mf.x_names), progress)
     warnings = list(mf.warnings)
     if dropped:
         warnings.append(rank_deficient_warning(dropped))

@@ -5,10 +5,10 @@ a short ``repr``, ``_repr_html_`` for notebooks, and ``params``, ``bse``, ``tval
 ``conf_int()``, ``ranef``, ``varcorr`` and ``re_correlations`` as pandas objects.
 
 The engine stays numpy/scipy at import time: pandas is imported inside those accessors, when one is first used.
-The text and HTML of ``summary()`` and ``_repr_html_`` are the one result view of the command line, the web and
-the reports (:mod:`glmmlab.interfaces.text`), which the engine cannot import (layers: interfaces -> services ->
-engine). The interfaces layer registers its renderers here with :func:`register_renderer` when it is imported,
-which every public way to a fit does (``glmmlab.glmm``, ``fit_glmm``, ``fit``, the command line, the web).
+The engine's result holds the estimates and what follows from them alone. What needs the data again, a refit
+or the text of the result view (R², omnibus tests, marginal means, profile and bootstrap intervals, prediction
+intervals for a model with factors, ``summary()``) is the fitted model's of the services layer
+(:class:`glmmlab.services.fitted.FittedModel`, a subclass every front door returns); here those methods say so.
 """
 
 from __future__ import annotations
@@ -27,33 +27,12 @@ from glmmlab.engine.inference import wald
 from glmmlab.engine.options import OPTIONS
 from glmmlab.engine.spec import random_intercept_formula
 
-# "text" -> result -> str (summary), "html" -> result -> str (_repr_html_); set by glmmlab.interfaces.text
-_RENDERERS: dict[str, Callable[[Any], str]] = {}
-
 CONF_INT_METHODS = ("wald", "profile", "boot")
-# method -> (result, level, nsim, seed, progress) -> (names, lower, upper, notes); the services layer registers
-# "boot" (the bootstrap refits through services.fitting and runs a process pool, which the engine cannot do)
-_INTERVAL_METHODS: dict[str, Callable[..., tuple[list[str], np.ndarray, np.ndarray, dict]]] = {}
 
 
-def register_interval_method(method: str, compute: Callable[..., tuple[list[str], np.ndarray, np.ndarray, dict]]
-                             ) -> None:
-    """Register how ``conf_int(method=...)`` computes intervals that need the services layer."""
-    _INTERVAL_METHODS[method] = compute
-
-
-# what the services compute for a result and the engine cannot (it needs the data, or a refit): "r2" -> result -> dict
-_SERVICES: dict[str, Callable[..., Any]] = {}
-
-
-def register_service(name: str, fn: Callable[..., Any]) -> None:
-    """Register a computation of the services layer on a result (``"r2"``: :meth:`GlmmResult.r2`)."""
-    _SERVICES[name] = fn
-
-
-def register_renderer(kind: str, render: Callable[[Any], str]) -> None:
-    """Register how a result is written as ``kind`` ("text" for ``summary()``, "html" for ``_repr_html_``)."""
-    _RENDERERS[kind] = render
+def _needs_services(what: str) -> RuntimeError:
+    return RuntimeError(f"{what} is computed by glmmlab's services: fit with glmmlab.glmm, fit_glmm or fit, whose "
+                        "results carry it (an engine result holds the estimates only)")
 
 
 def _num(x: Any) -> Any:
@@ -217,10 +196,8 @@ class GlmmResult:
         None where it is not defined, with a ``"reason"`` key. Computed once, when first asked for (a Poisson or
         negative binomial model refits its null model for it; see :mod:`glmmlab.services.r2`)."""
         if self.r2_values is None:
-            compute = _SERVICES.get("r2")
-            if compute is None:
-                return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab.services.r2"}
-            self.r2_values = compute(self)
+            return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab's services (fit "
+                    "with glmmlab.glmm, fit_glmm or fit)"}
         return dict(self.r2_values)
 
     @property
@@ -338,11 +315,7 @@ class GlmmResult:
         """lme4-like text: the model, the random effects in VarCorr layout, the fixed effects with z tests and
         Wald intervals, the model fit and the warnings (the command line's tables without the BLUPs, which are
         in :attr:`ranef`)."""
-        render = _RENDERERS.get("text")
-        if render is None:
-            raise RuntimeError("summary() needs glmmlab's text renderer: import glmmlab.interfaces.text (importing "
-                               "glmmlab.glmm, fit_glmm or fit does this)")
-        return render(self)
+        raise _needs_services("summary()")
 
     def __repr__(self) -> str:
         groups = self.groups_table()
@@ -352,9 +325,6 @@ class GlmmResult:
                 f"{'converged' if self.converged else 'NOT converged'}{', singular' if self.singular else ''}>")
 
     def _repr_html_(self) -> str:
-        render = _RENDERERS.get("html")
-        if render is not None:
-            return render(self)
         return f"<pre>{html.escape(repr(self))}</pre>"
 
     def _coefficients(self, values: np.ndarray, name: str):
@@ -455,19 +425,13 @@ class GlmmResult:
         return tables
 
     # -- omnibus tests, marginal means, effects (computed by glmmlab.services.marginal) ------------------------
-    def _service(self, name: str) -> Callable[..., Any]:
-        fn = _SERVICES.get(name)
-        if fn is None:
-            raise RuntimeError(f"{name} is computed by glmmlab.services.marginal (import glmmlab)")
-        return fn
-
     def anova(self, intercept: bool = False):
         """Omnibus tests per fixed-effect term (type III, R's treatment contrasts): a pandas DataFrame indexed by
         term. GLMMs: ``Df``, ``Chisq`` (Wald chi-square of the term's coefficients) and ``p``; Gaussian identity:
         ``Df``, ``DenDF`` (Satterthwaite), ``F`` and ``p`` (lmerTest's ``anova``, whose type III differs only for a
         covariate's main effect in an interaction with a factor: see :mod:`glmmlab.services.marginal`).
         ``df.attrs["note"]`` declares the tests. ``glmmlab.anova(m1, m2)`` compares models instead."""
-        return self._service("anova_terms")(self, intercept=intercept)
+        raise _needs_services("anova()")
 
     def emmeans(self, term: str, by: str | None = None, type: str = "response", level: float | None = None,
                 at: Any = None, n_grid: int = 20):
@@ -476,38 +440,24 @@ class GlmmResult:
         Other covariates at their means, factors averaged with equal weights; a covariate ``term`` gives ``n_grid``
         equally spaced values over its range (or the values ``at``); ``type`` "response" or "link"; ``level``: of
         the intervals (default: the fit's). Satterthwaite's df for Gaussian-identity fits, else asymptotic."""
-        return self._service("emmeans")(self, term, by=by, type=type, level=level, at=at, n_grid=n_grid)
+        raise _needs_services("emmeans()")
 
     def pairs(self, term: str, by: str | None = None, adjust: str = "tukey"):
         """Pairwise comparisons of a factor's marginal means (on the link scale), within each level of ``by``:
         ``contrast``, ``estimate``, ``SE``, ``df``, ``statistic``, ``p``; ``adjust`` "tukey", "holm", "bonferroni"
         or "none"."""
-        return self._service("pairs")(self, term, by=by, adjust=adjust)
+        raise _needs_services("pairs()")
 
     def effects(self, term: str, by: str | None = None, level: float | None = None, n_grid: int = 20):
         """The data of an effect plot of ``term`` on the response scale: ``x``, ``by`` (when given), ``estimate``,
         ``lower``, ``upper``, ``SE``; ``attrs["kind"]`` "line" for a covariate, "points" for a factor."""
-        return self._service("effects")(self, term, by=by, level=level, n_grid=n_grid)
+        raise _needs_services("effects()")
 
     def anova_terms_document(self) -> dict | None:
         """The omnibus tests per term as the JSON document holds them (``"anova_terms"``): ``test`` ("F" or
         "Chisq"), ``type``, ``contrasts``, ``note`` and ``rows`` of ``term``, ``df``, ``den_df`` (F tests),
         ``statistic`` (F or chi-square) and ``p_value``. None when the services are not loaded or no term exists."""
-        compute = _SERVICES.get("anova_terms")
-        if compute is None or not len(self.names):
-            return None
-        try:
-            table = compute(self)
-        except GlmmInputError:
-            return None
-        if not len(table):
-            return None
-        f = table.attrs["test"] == "F"
-        rows = [{"term": str(t), "df": int(r["Df"]), **({"den_df": _num(r["DenDF"])} if f else {}),
-                 "statistic": _num(r["F"] if f else r["Chisq"]), "p_value": _num(r["p"])}
-                for t, r in table.iterrows()]
-        return {"test": table.attrs["test"], "type": table.attrs["type"], "contrasts": table.attrs["contrasts"],
-                "note": table.attrs["note"], "rows": rows}
+        return None
 
     def __dir__(self) -> list[str]:
         """The public names only (not the fields the engine and services keep for refits)."""
@@ -548,29 +498,22 @@ class GlmmResult:
             lower, upper = self.intervals(level)
         else:
             self.require_frame(method)
-            if method == "profile":
-                parallel = _INTERVAL_METHODS.get("profile")  # the services' process pool, when registered
-                if parallel is not None:
-                    names, lower, upper, notes = parallel(self, level, nsim, seed, progress)
-                    attrs.update(notes)
-                else:
-                    from glmmlab.engine.profile import make_problem, profile_intervals
-
-                    names, lower, upper = profile_intervals(make_problem(**self.profile_arguments()), level,
-                                                            progress)
-            else:
+            if method == "boot":
                 nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")
                 if seed is not None:
                     seed = _checked(INTERVAL_OPTIONS["seed"], seed, "seed")
-                compute = _INTERVAL_METHODS.get(method)
-                if compute is None:
-                    raise RuntimeError("bootstrap intervals need glmmlab.services (import glmmlab.services.bootstrap)")
-                names, lower, upper, notes = compute(self, level, nsim, seed, progress)
-                attrs.update(notes)
+            names, lower, upper, notes = self._refit_intervals(method, level, nsim, seed, progress)
+            attrs.update(notes)
         df = pd.DataFrame({"lower": np.asarray(lower, dtype=float), "upper": np.asarray(upper, dtype=float)},
                           index=pd.Index(list(names), name="term"))
         df.attrs.update(attrs)
         return df
+
+    def _refit_intervals(self, method: str, level: float, nsim: int, seed: int | None,
+                         progress: Callable[[str, float], None] | None) -> tuple[list[str], Any, Any, dict]:
+        """(names, lower, upper, notes) of the "profile" and "boot" intervals, which refit the model: the fitted
+        model of the services computes them."""
+        raise _needs_services(f"conf_int(method={method!r})")
 
     def require_frame(self, what: str = "this") -> Any:
         """The fit's model frame (what profile and bootstrap intervals refit), or a GlmmInputError saying why
@@ -668,6 +611,11 @@ class GlmmResult:
             return eta
         return LINKS[self.link].linkinv(eta)
 
+    def _fixed_design(self, new_data: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(X, offset) of the fixed part on new rows from the model frame's recipe (the services rebuild a
+        formula's design), or None: the random-intercept form's columns are read directly."""
+        return None
+
     def _simple_design(self, new_data: Any) -> tuple[np.ndarray, int | None]:
         """X of the random-intercept form over numeric columns (the columns named as the coefficients), or the
         intercept alone as a 0-d array when no column is named; and the number of rows (None: not known)."""
@@ -698,10 +646,11 @@ class GlmmResult:
             level = OPTIONS["conf_level"].check(level)
         except GlmmInputError as exc:
             raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
-        design = _SERVICES.get("fixed_design")
         frame = self.model_frame()
-        if frame is not None and getattr(frame, "recipe", None) is not None and design is not None:
-            X, offset = design(self, new_data)
+        design = self._fixed_design(new_data) if frame is not None and getattr(frame, "recipe", None) is not None \
+            else None
+        if design is not None:
+            X, offset = design
         else:
             X, n_rows = self._simple_design(new_data)
             if n_rows is None:

@@ -13,8 +13,8 @@ import pandas as pd
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec
-from glmmlab.interfaces import text as _text  # noqa: F401  (registers GlmmResult.summary() and _repr_html_)
-from glmmlab.services.fitting import fit_columns, fit_columns_dask, fit_spec, fit_spec_dask, to_pandas
+from glmmlab.services.fitted import fit_columns, fit_columns_dask, fit_spec, fit_spec_dask
+from glmmlab.services.fitting import to_pandas
 
 
 def fit_glmm(

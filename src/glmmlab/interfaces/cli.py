@@ -233,7 +233,7 @@ def blup_rows(value: str) -> int | None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from glmmlab.interfaces.api import fit_glmm
-    from glmmlab.interfaces.text import render
+    from glmmlab.services.text import render
 
     if args.formula is not None:
         if args.response or args.group or args.fixed or args.no_intercept:
@@ -281,8 +281,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
             if options.pop("reml") is not True or options.pop("ddf") not in ("none", "auto"):
                 raise UsageError("--reml false and --ddf satterthwaite run in memory; leave out --engine dask")
             from glmmlab.services.distributed import fit_parquet_on_dask
+            from glmmlab.services.fitted import fitted
 
-            result = fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options)
+            result = fitted(fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options))
         else:
             if args.scheduler:
                 raise UsageError("--scheduler needs --engine dask")
@@ -299,8 +300,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(result, blups=blup_rows(args.blups)))
         if intervals is not None:
-            from glmmlab.interfaces.text import render_table
             from glmmlab.services.result_view import intervals_table
+            from glmmlab.services.text import render_table
 
             t = intervals_table(intervals, result.family)
             sys.stdout.write(f"\n{t['title']}\n{render_table(t)}\n{t['note']}\n")

@@ -33,7 +33,7 @@ from glmmlab.engine.intervals import (
     percentile_interval,
 )
 from glmmlab.engine.progress import ProgressFn, report
-from glmmlab.engine.results import GlmmResult, register_interval_method
+from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import merge_terms
 
 # state of a worker process (set once by _init_worker): the frame, the spec, the simulator and the names
@@ -243,6 +243,3 @@ def _all_failed(run: dict) -> Exception:
 
     return GlmmInputError("every bootstrap refit failed (" + "; ".join(run["errors"][:2]) + "): the model may be "
                           "too complex for data simulated from it; simplify the random effects")
-
-
-register_interval_method("boot", boot_intervals)

@@ -69,9 +69,8 @@ from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.services.distributed import BLOCK_ROWS, on_client, release_unused_memory
-from glmmlab.services.fitting import _plain_columns, blups_by_component
-from glmmlab.services.modelframe import build_model_frame, grouping_levels
-from glmmlab.services.prediction import make_predictor
+from glmmlab.services.modelframe import build_model_frame, grouping_levels, plain_columns
+from glmmlab.services.prediction import blups_by_component, make_predictor
 
 ROW = "__glmmlab_row__"
 OUTER = "__glmmlab_outer__"
@@ -463,7 +462,7 @@ def fit_formula_dask(
     mf = ModelFrame(response=mf0.response, y=y, X=np.zeros((n, 0)), x_names=list(x_names), terms=[], rows=rows,
                     n_input=n_input, weights=pw, offset=off, intercept=mf0.intercept, formula=formula,
                     warnings=list(warnings), recipe=None)
-    fixed_cols, group_col = _plain_columns(formula, meta)
+    fixed_cols, group_col = plain_columns(formula, meta)
     model = {
         "response": mf0.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf0.intercept), "conf_level": float(conf_level), "nagq": int(nagq),

@@ -30,7 +30,7 @@ from glmmlab.engine.limits import LIMITS, shorten
 from glmmlab.engine.options import OPTIONS
 from glmmlab.services import datasets, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.fitting import fit_columns
+from glmmlab.services.fitted import fit_columns
 from glmmlab.services.jobs import Job, JobRunner
 from glmmlab.services.jsonable import jsonable
 from glmmlab.services.modelframe import build_model_frame

@@ -28,38 +28,9 @@ from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec, random_intercept_formula
 from glmmlab.engine.terms import ModelFrame
-from glmmlab.services import bootstrap as _bootstrap  # noqa: F401  registers result.conf_int(method="boot")
 from glmmlab.services import frames
-from glmmlab.services import marginal as _marginal  # noqa: F401  (registers anova(), emmeans(), pairs(), effects())
-from glmmlab.services import profiling as _profiling  # noqa: F401  and method="profile" on every core
-from glmmlab.services import r2 as _r2  # noqa: F401  (registers GlmmResult.r2())
-from glmmlab.services.modelframe import build_model_frame, level_label
-from glmmlab.services.prediction import make_predictor
-
-
-def _plain_columns(formula: str, df: pd.DataFrame) -> tuple[list[str] | None, str | None]:
-    """(fixed columns, grouping column) when the formula is the random-intercept form over plain numeric
-    columns (the contract fills ``model.fixed`` and ``model.group`` only then), else (None, None)."""
-    try:
-        f = parse_formula(formula)
-    except GlmmInputError:
-        return None, None
-    if len(f.random) != 1 or f.fixed.offsets:
-        return None, None
-    r = f.random[0]
-    if len(r.group) != 1 or not isinstance(r.group[0], Name) or r.lhs.terms or not r.lhs.intercept:
-        return None, None
-    fixed = []
-    for t in f.fixed.terms:
-        if len(t.variables) != 1 or not isinstance(t.variables[0], Name):
-            return None, None
-        name = t.variables[0].name
-        if name not in df.columns or not pd.api.types.is_numeric_dtype(df[name]) \
-                or pd.api.types.is_bool_dtype(df[name]):
-            return None, None
-        fixed.append(name)
-    return fixed, r.component
-
+from glmmlab.services.modelframe import build_model_frame, level_label, plain_columns
+from glmmlab.services.prediction import blups_by_component, make_predictor
 
 # -- which engine fits a model: decided here, and only here --------------------------------------------------
 RANDOM_INTERCEPT = "random-intercept"
@@ -240,7 +211,7 @@ def _dask_options(options: dict) -> None:
 def _random_intercept_form(formula: str, df: pd.DataFrame) -> tuple[str, str, list[str], bool] | None:
     """(response, group, fixed columns, intercept) when ``formula`` is ``y ~ x1 + x2 + (1 | g)`` over plain
     numeric columns of ``df`` (a column-named response too), else None."""
-    fixed, group = _plain_columns(formula, df)
+    fixed, group = plain_columns(formula, df)
     if fixed is None or group is None or group not in df.columns:
         return None
     f = parse_formula(formula)
@@ -264,7 +235,7 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
         raise GlmmInputError(
             f"the formula {formula.strip()!r} has no random-effects term: add one such as (1 | group), or "
             "(1 + x | group) for a random slope")
-    fixed_cols, group_col = _plain_columns(formula, df) if df is not None else (None, None)
+    fixed_cols, group_col = plain_columns(formula, df) if df is not None else (None, None)
     model: dict[str, Any] = {
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
@@ -325,27 +296,6 @@ def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
         return mf if same else None
 
     return load
-
-
-def blups_by_component(result: GlmmResult) -> dict:
-    """The conditional modes per grouping factor: {component: {"levels", "names", "values" (levels x q)}}."""
-    if result.blup_rows is None:  # a random-intercept fit: one component, one term
-        return {result.component: {"levels": list(result.group_labels), "names": ["(Intercept)"],
-                                    "values": np.nan_to_num(np.asarray(result.blup, dtype=float)).reshape(-1, 1)}}
-    out: dict = {}
-    for b in result.blup_rows:  # the engine's rows (blup_table() would rank them for the document first)
-        c = out.setdefault(b["component"], {"levels": [], "names": [], "cells": {}})
-        if b["group"] not in c["cells"]:
-            c["levels"].append(b["group"])
-            c["cells"][b["group"]] = {}
-        if b["term"] not in c["names"]:
-            c["names"].append(b["term"])
-        v = b["value"]
-        c["cells"][b["group"]][b["term"]] = float(v) if v is not None and np.isfinite(v) else 0.0
-    for c in out.values():
-        c["values"] = np.array([[c["cells"][lv].get(t, 0.0) for t in c["names"]] for lv in c["levels"]])
-        del c["cells"]
-    return out
 
 
 def _fit_random_intercept(mf: ModelFrame, model: dict, family: str, link: str, se: str, progress: ProgressFn,

@@ -33,7 +33,6 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import LINKS
 from glmmlab.engine.formula import Call, Name
 from glmmlab.engine.inference import contest_f, wald_chisq
-from glmmlab.engine.results import register_service
 
 N_GRID = 20
 ADJUST = ("tukey", "holm", "bonferroni", "none")
@@ -348,9 +347,3 @@ def effects(result: Any, term: Any, by: Any = None, level: float | None = None, 
         c for c, _ in grid.factors.values()} else "points"
     out.attrs.update(em.attrs, kind=kind, x=em.attrs["term"], response=result.model.get("response"))
     return out
-
-
-register_service("anova_terms", anova_terms)
-register_service("emmeans", emmeans)
-register_service("pairs", pairs)
-register_service("effects", effects)

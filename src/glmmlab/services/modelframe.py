@@ -831,3 +831,27 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
 
 def _is_integer(x: np.ndarray) -> bool:
     return bool(np.all(np.abs(x - np.round(x)) <= 1e-7 * np.maximum(1.0, np.abs(x))))
+
+
+def plain_columns(formula: str, df: pd.DataFrame) -> tuple[list[str] | None, str | None]:
+    """(fixed columns, grouping column) when the formula is the random-intercept form over plain numeric
+    columns (the contract fills ``model.fixed`` and ``model.group`` only then), else (None, None)."""
+    try:
+        f = parse_formula(formula)
+    except GlmmInputError:
+        return None, None
+    if len(f.random) != 1 or f.fixed.offsets:
+        return None, None
+    r = f.random[0]
+    if len(r.group) != 1 or not isinstance(r.group[0], Name) or r.lhs.terms or not r.lhs.intercept:
+        return None, None
+    fixed = []
+    for t in f.fixed.terms:
+        if len(t.variables) != 1 or not isinstance(t.variables[0], Name):
+            return None, None
+        name = t.variables[0].name
+        if name not in df.columns or not pd.api.types.is_numeric_dtype(df[name]) \
+                or pd.api.types.is_bool_dtype(df[name]):
+            return None, None
+        fixed.append(name)
+    return fixed, r.component

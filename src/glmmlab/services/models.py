@@ -320,7 +320,7 @@ def fit_form(frame: pd.DataFrame, spec: dict[str, Any], progress=None):
     """Fit a GLMM form's spec to its dataset's columns: ``fit_spec`` with a ModelSpec for the general form (a
     formula), ``fit_glmm`` for the product page's random-intercept form."""
     from glmmlab.engine.spec import ModelSpec
-    from glmmlab.services.fitting import fit_spec
+    from glmmlab.services.fitted import fit_spec
 
     if spec.get("formula"):
         model = ModelSpec(spec["formula"], family=spec["family"], link=spec["link"], weights=spec.get("weights"),

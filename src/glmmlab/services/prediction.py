@@ -25,7 +25,6 @@ import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.formula import Expr, Name
-from glmmlab.engine.results import register_service
 from glmmlab.services.modelframe import (
     DesignRecipe,
     _Data,
@@ -38,7 +37,8 @@ from glmmlab.services.modelframe import (
     _UsedFactor,
 )
 
-__all__ = ["NewRandomTerm", "PredictionDesign", "make_predictor", "prediction_design", "to_pandas"]
+__all__ = ["NewRandomTerm", "PredictionDesign", "blups_by_component", "fixed_design", "make_predictor",
+           "prediction_design", "to_pandas"]
 
 
 class NewRandomTerm(NamedTuple):
@@ -321,10 +321,28 @@ def make_predictor(recipe: DesignRecipe, x_names: list[str], beta: Any,
     return predictor
 
 
-def _fixed_design(result: Any, new_data: Any) -> tuple[np.ndarray, np.ndarray]:
+def fixed_design(result: Any, new_data: Any) -> tuple[np.ndarray, np.ndarray]:
     """(X, offset) of the fixed part of ``result``'s model on new rows (``GlmmResult.predict`` with an interval)."""
     d = prediction_design(result.model_frame().recipe, new_data, list(result.names), fixed_only=True)
     return d.X, d.offset
 
 
-register_service("fixed_design", _fixed_design)
+def blups_by_component(result: Any) -> dict:
+    """The conditional modes per grouping factor: {component: {"levels", "names", "values" (levels x q)}}."""
+    if result.blup_rows is None:  # a random-intercept fit: one component, one term
+        return {result.component: {"levels": list(result.group_labels), "names": ["(Intercept)"],
+                                    "values": np.nan_to_num(np.asarray(result.blup, dtype=float)).reshape(-1, 1)}}
+    out: dict = {}
+    for b in result.blup_rows:  # the engine's rows (blup_table() would rank them for the document first)
+        c = out.setdefault(b["component"], {"levels": [], "names": [], "cells": {}})
+        if b["group"] not in c["cells"]:
+            c["levels"].append(b["group"])
+            c["cells"][b["group"]] = {}
+        if b["term"] not in c["names"]:
+            c["names"].append(b["term"])
+        v = b["value"]
+        c["cells"][b["group"]][b["term"]] = float(v) if v is not None and np.isfinite(v) else 0.0
+    for c in out.values():
+        c["values"] = np.array([[c["cells"][lv].get(t, 0.0) for t in c["names"]] for lv in c["levels"]])
+        del c["cells"]
+    return out

@@ -15,7 +15,7 @@ import numpy as np
 from glmmlab.engine.blocks import cpu_count
 from glmmlab.engine.profile import make_problem, profile_intervals, profile_parameter
 from glmmlab.engine.progress import ProgressFn, report
-from glmmlab.engine.results import GlmmResult, register_interval_method
+from glmmlab.engine.results import GlmmResult
 
 _WORKER: dict[str, Any] = {}
 PARALLEL_ROWS = 2000  # from this many rows the parameters are profiled in parallel processes
@@ -71,6 +71,3 @@ def profile(result: GlmmResult, level: float, nsim: int, seed: int | None, progr
         raise
     close_pool(pool)
     return names, lower, upper, {"workers": workers, "seconds": time.perf_counter() - start}
-
-
-register_interval_method("profile", profile)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.results import GlmmResult, register_service
+from glmmlab.engine.results import GlmmResult
 
 SINGULAR_TOL = 1e-5  # performance's default tolerance
 
@@ -153,4 +153,3 @@ def nakagawa(result: GlmmResult) -> dict[str, Any]:
     return {"marginal": var_fixed / total, "conditional": (var_fixed + var_random) / total}
 
 
-register_service("r2", nakagawa)

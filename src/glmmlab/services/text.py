@@ -1,15 +1,14 @@
 """Plain-text tables of a fit, as a person reads them in the GLMM tab: the same tables, labels and digits
 (:mod:`glmmlab.services.result_view`, :mod:`glmmlab.services.numbers`) as the web pages and the reports.
 
-Importing this module registers :func:`summary` and :func:`render_html` as the renderers of
-``GlmmResult.summary()`` and ``GlmmResult._repr_html_()`` (the engine cannot import this layer)."""
+:func:`summary` and :func:`render_html` are a fitted model's ``summary()`` and ``_repr_html_()``
+(:class:`glmmlab.services.fitted.FittedModel`); the command line prints :func:`render`."""
 
 from __future__ import annotations
 
 import html
 from typing import Any
 
-from glmmlab.engine.results import register_renderer
 from glmmlab.services.numbers import numeric_kind
 from glmmlab.services.result_view import ICC_NA, formula, reference_text, result_tables, warnings_of
 
@@ -121,7 +120,5 @@ def render_html(result) -> str:
     return "\n".join(parts)
 
 
-register_renderer("text", summary)
-register_renderer("html", render_html)
 
 __all__ = ["table", "render", "render_document", "render_table", "summary", "render_html", "ICC_NA"]
