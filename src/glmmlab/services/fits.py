@@ -3,7 +3,7 @@
 The form comes as a plain dict (the web app's body). :func:`check_form` checks it against the dataset and returns
 the fit's ``spec`` or raises :class:`FieldError` naming the control; the random-intercept form (``response``,
 ``fixed``, ``group``) runs :func:`glmmlab.services.fitting.fit_columns` (``y ~ x + (1 | g)`` as the product page
-describes it), and the general form (a ``formula``: the Model section or a typed "Model formula")
+describes it), and the general form (a ``formula``: the roles and builders' formula or a typed "Model formula")
 :func:`glmmlab.services.fitting.fit_spec` on that formula; both fit on the engine that
 :func:`glmmlab.services.fitting.choose_engine` gives the model, as every front door does.
 :func:`start_fit` runs a checked spec as a job of :mod:`glmmlab.services.jobs` (kind ``"fit"``); the finished
@@ -124,7 +124,7 @@ def _number(value: Any, field: str, kind=float) -> Any:
 
 def check_form(project: Project, body: Form) -> tuple[Any, dict[str, Any]]:
     """Check the form against the dataset; returns (dataset info, fit spec) or raises FieldError. The page's own
-    record of the form (``form``: every control, the Model section's state) goes into the spec as it is, so a
+    record of the form (``form``: every control, the roles and builders' model) goes into the spec as it is, so a
     saved model can fill the form again."""
     info, spec = check_general_form(project, body) if body.formula is not None else _check_simple_form(project, body)
     if isinstance(body.form, dict):
@@ -176,7 +176,7 @@ def check_options(body: Form, families: dict) -> tuple[str, str, dict[str, Any]]
     """The family, link and fit options of the form, checked (FieldError names the control)."""
     family = str(body.family or "").lower()
     if family not in families:
-        extra = (" (Negative Binomial is offered with a Model formula: open the Model section or type one)"
+        extra = (" (Negative Binomial is fitted from a Model formula: send the formula)"
                  if family == "negbin" else "")
         raise FieldError("family", f"Distribution Family must be one of {', '.join(families)}; got "
                                    f"{body.family!r}{extra}.")
