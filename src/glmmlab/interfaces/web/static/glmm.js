@@ -934,9 +934,8 @@
         why = put("group", r.group);
         m.cl[r.group] = { intercept: r.intercept, slopes: new Set(r.slopes), correlated: r.correlated, nestedIn: r.nested_in || "" };
       }
+      if (!why && M.weights) why = put("weights", M.weights) && `${M.weights}, the Weights column, is also part of the formula`;
       if (why) return { why };
-      m.weights = M.weights;
-      if (m.weights && roleOf(m.weights) !== "weights") m.weights = "";
       return { model: m, intercept: form.intercept };
     }
 
