@@ -11,8 +11,8 @@ import glmmlab
 from glmmlab.services import datasets as D
 from glmmlab.services import dummy
 from glmmlab.services.frames import group_codes
-from glmmlab.services.modelframe import build_model_frame
 from glmmlab.services.model_form import factor_levels
+from glmmlab.services.modelframe import build_model_frame
 
 IDS = [str(i) for i in range(1, 13)]
 
