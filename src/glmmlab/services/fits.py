@@ -28,7 +28,7 @@ from glmmlab.engine.families import LINKS
 from glmmlab.engine.formula import parse_formula
 from glmmlab.engine.limits import LIMITS, shorten
 from glmmlab.engine.options import OPTIONS
-from glmmlab.services import datasets, model_form, models, result_view
+from glmmlab.services import datasets, marginal, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
 from glmmlab.services.fitting import fit_columns
 from glmmlab.services.jobs import Job, JobRunner
@@ -495,7 +495,8 @@ def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response"
 
         {"term", "by", "type", "level", "kind": "line" | "points", "response",
          "emmeans": {"columns", "rows": [{<variables>, "estimate", "SE", "df", "lower", "upper"}], "note"},
-         "pairs": {"adjust", "columns", "rows": [{<by>, "contrast", "estimate", "SE", "df", "statistic", "p"}],
+         "pairs": {"adjust", "scale" ("difference", or with type "response" and a log / logit link "ratio" /
+                   "odds ratio"), "columns", "rows": [{<by>, "contrast", "estimate", "SE", "df", "statistic", "p"}],
                    "note"} | null,
          "effects": {"kind", "x", "by", "rows": [{"x", "by"?, "estimate", "lower", "upper", "SE"}]},
          "tables": [the Marginal Means and Pairwise Comparisons tables, formatted as the result view's]}
@@ -506,7 +507,7 @@ def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response"
     try:
         em = result.emmeans(term, by=by, type=type, level=level)
         eff = result.effects(term, by=by, level=level)
-        pr = result.pairs(term, by=by, adjust=adjust) if eff.attrs["kind"] == "points" else None
+        pr = marginal.pairs(result, term, by=by, adjust=adjust, type=type) if eff.attrs["kind"] == "points" else None
     except GlmmInputError as exc:
         raise FieldError(_field_of(str(exc)), str(exc)) from None
     keys = [c for c in em.columns if c not in ("estimate", "SE", "df", "lower", "upper")]
@@ -514,7 +515,8 @@ def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response"
         "term": em.attrs["term"], "by": by, "type": em.attrs["type"], "level": em.attrs["level"],
         "kind": eff.attrs["kind"], "response": eff.attrs.get("response"),
         "emmeans": {"columns": list(em.columns), "rows": em.to_dict(orient="records"), "note": em.attrs["note"]},
-        "pairs": None if pr is None else {"adjust": pr.attrs["adjust"], "columns": list(pr.columns),
+        "pairs": None if pr is None else {"adjust": pr.attrs["adjust"], "scale": pr.attrs["scale"],
+                                          "columns": list(pr.columns),
                                           "rows": pr.to_dict(orient="records"), "note": pr.attrs["note"]},
         "effects": {"kind": eff.attrs["kind"], "x": eff.attrs["x"], "by": by,
                     "rows": eff.to_dict(orient="records")},
@@ -530,7 +532,8 @@ def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response"
         bys = [c for c in pr.columns if c not in ("contrast", "estimate", "SE", "df", "statistic", "p")]
         tables.append(result_view._table(
             "pairs", f"Pairwise Comparisons: {em.attrs['term']} ({pr.attrs['adjust']})",
-            bys + ["Contrast", "Estimate", "SE", "df", "t" if result.link == "identity" and
+            bys + ["Contrast", {"ratio": "Ratio", "odds ratio": "Odds ratio"}.get(pr.attrs["scale"], "Estimate"), "SE",
+                   "df", "t" if result.link == "identity" and
                    result.family == "gaussian" else "z", "p"],
             ["text"] * (len(bys) + 1) + ["decimal", "decimal", "df", "decimal", "p"],
             [[r[k] for k in bys] + [r["contrast"], r["estimate"], r["SE"], r["df"], r["statistic"], r["p"]]
