@@ -7,6 +7,8 @@ either updates the other, and a formula the controls cannot show says which part
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from playwright.sync_api import expect
 
 from tests.web.pages import active_panel, assign, control, role_names, sized_page
 from tests.web.test_glmm_browser import import_frame
+from tests.web.test_glmm_general_browser import crossed
 from tests.web.test_workbench19_browser import frames, open_glmm
 
 pytestmark = pytest.mark.browser
@@ -23,6 +26,9 @@ pytestmark = pytest.mark.browser
 SIZES = [(1024, 700), (1280, 800)]
 TOL = 0.5
 RELEVEL = Path(__file__).resolve().parents[1] / "references" / "relevel" / "relevel.csv"
+ROOT = Path(__file__).resolve().parents[2]
+# Screenshots go to docs/ only when GLMMLAB_SCREENSHOTS=1 (as in test_browser.py); otherwise to a temp folder.
+DOCS = ROOT / "docs" if os.environ.get("GLMMLAB_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp(prefix="roles-"))
 
 
 def field(panel, name):
@@ -194,3 +200,38 @@ def test_the_builders_and_the_formula_are_one_model(browser, live_server_factory
         expect(run).to_have_attribute("data-state", "done", timeout=90_000)
         expect(run.locator(".model-line code")).to_have_text(typed)
         assert active_panel(page).locator('table[data-table="blup-g:h"]').count() == 1
+
+
+@pytest.mark.parametrize("width, height", SIZES)
+def test_screenshots_of_the_roles_the_builders_and_the_results(browser, live_server_factory, width, height):
+    """docs/glmm19-form-<width>.png (the roles), glmm19-builders-<width>.png (the builders and the formula) and
+    glmm19-results-<width>.png (the form folded to its model line above the results), at the window's size."""
+    server = live_server_factory()
+    ds = import_frame(server.api(), crossed(), "crossed")  # a real slope by g, 16 g crossed with 6 h
+    DOCS.mkdir(exist_ok=True)
+    with sized_page(browser, server.url, width, height) as page:
+        panel = open_glmm(page)
+        control(panel, "dataset_id").select_option(str(ds["id"]))
+        control(panel, "response").select_option("y")
+        assign(panel, "fixed", "x")
+        assign(panel, "factors", "f")
+        assign(panel, "group", "g", "h")
+        picks = field(panel, "terms").locator(".inline-checks")
+        picks.locator('input[value="x"]').check()
+        picks.locator('input[value="f"]').check()
+        field(panel, "terms").locator("button.add-interaction").click()
+        field(panel, "random").locator(".random-row").nth(0).locator('input.slope[value="x"]').check()
+        model = "y ~ x * f + (1 + x | g) + (1 | h)"
+        expect(control(panel, "formula")).to_have_value(model)
+        expect(field(panel, "factors").locator("select.reference-level option")).to_have_count(3)
+        panel.evaluate("p => { p.scrollTop = 0; }")
+        page.screenshot(path=str(DOCS / f"glmm19-form-{width}.png"))
+        panel.locator(".builders").evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(DOCS / f"glmm19-builders-{width}.png"))
+        panel.locator("button.run").click()
+        run = panel.locator("article.run").first
+        expect(run).to_have_attribute("data-state", "done", timeout=90_000)
+        panel.locator("button.collapse-form").click()
+        expect(panel.locator(".form-summary code")).to_have_text(model)
+        panel.evaluate("p => { p.scrollTop = 0; }")
+        page.screenshot(path=str(DOCS / f"glmm19-results-{width}.png"))

@@ -573,7 +573,8 @@
       formula: field("formula", "Model formula", formulaInput, formulaReset),
       terms: field("terms", "Fixed Effects", el("div", { class: "builder term-builder" },
         el("p", { class: "muted builder-help" }, "Main effects: the Factors and Covariates. For an interaction check two or more, then Add interaction."),
-        termPick, termAdd, termList)),
+        el("div", { class: "term-pick-row" }, termPick, termAdd),
+        el("span", { class: "builder-caption" }, "Model terms"), termList)),
       random: field("random", "Random Effects", el("div", { class: "builder random-box" },
         el("p", { class: "muted builder-help" }, "Per cluster variable: its random intercept, random slopes of the fixed effects, correlated or not, nested within another variable."),
         randomBox)),
@@ -817,7 +818,8 @@
         const label = t.join(":");
         const main = t.length === 1;
         termList.appendChild(el("li", { class: main ? "term main" : "term interaction", dataset: { term: label } },
-          el("code", {}, label), main ? el("span", { class: "muted" }, ROLE[roleOf(t[0])] ? ` ${ROLE[roleOf(t[0])].label.replace(/s$/, "").toLowerCase()}` : "") : null,
+          el("code", {}, label), el("span", { class: "muted" }, main ? (ROLE[roleOf(t[0])] ? ROLE[roleOf(t[0])].label.replace(/s$/, "").toLowerCase() : "")
+            : `${t.length}-way interaction`),
           el("button", { type: "button", class: main ? "remove-term remove-main" : "remove-term remove-interaction",
             dataset: { key: `term:${label}` }, "aria-label": `Remove ${label}`,
             title: main ? `Remove ${label} from the model (back to Variables)` : `Remove ${label}`,
@@ -838,8 +840,10 @@
             onchange: (ev) => { c.intercept = ev.target.checked; changed(); } }), "Intercept"),
           eff.map((e) => el("label", { class: "check" }, el("input", { type: "checkbox", class: "slope", value: e, checked: c.slopes.has(e),
             dataset: { key: key(`slope:${e}`) }, onchange: (ev) => { if (ev.target.checked) c.slopes.add(e); else c.slopes.delete(e); changed(); } }), e)),
-          el("label", { class: "check" }, el("input", { type: "checkbox", class: "correlated", checked: c.correlated, dataset: { key: key("corr") },
-            onchange: (ev) => { c.correlated = ev.target.checked; changed(); } }), "Correlated"),
+          el("label", { class: "check", title: "Correlated random effects (one term); unticked: independent terms (||)" },
+            el("input", { type: "checkbox", class: "correlated", checked: c.correlated, dataset: { key: key("corr") },
+              disabled: (c.intercept ? 1 : 0) + eff.filter((e) => c.slopes.has(e)).length < 2,
+              onchange: (ev) => { c.correlated = ev.target.checked; changed(); } }), "Correlated"),
           el("label", { class: "check nest" }, "nested within ", nest)));
       }
     }
