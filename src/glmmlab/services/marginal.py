@@ -314,7 +314,7 @@ def pairs(result: Any, term: Any, by: Any = None, adjust: str = "tukey", type: s
     within = f"p-values adjusted by {adjust} within each {'group of by' if by_vars else 'family of comparisons'}"
     what = ("differences on the link scale" if scale == "difference" else
             f"{scale}s of the means (the exponentiated differences on the {result.link} scale, SE by the delta "
-            f"method; tests of a {scale} of 1 on the {result.link} scale)")
+            f"method; tests of {'an' if scale[0] in 'aeiou' else 'a'} {scale} of 1 on the {result.link} scale)")
     out.attrs.update({"term": ":".join(term_vars), "by": by_vars or None, "adjust": adjust, "scale": scale,
                       "type": type, "note": f"{what}; {within}"})
     return out
