@@ -759,7 +759,7 @@
           clear(box).appendChild(el("option", { value: "" }, fitting.length ? r.none : none("(no numeric columns)")));
           for (const c of fitting) {
             const other = roleOf(c.name);
-            box.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})${other && other !== r.key ? ` · now ${ROLE[other].label.toLowerCase()}` : ""}`));
+            box.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})${other && other !== r.key ? ` · now ${ROLE[other].label.replace(/s$/, "").toLowerCase()}` : ""}`));
           }
           box.value = M[r.key] || "";
           continue;
