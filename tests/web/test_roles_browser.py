@@ -188,13 +188,21 @@ def test_the_builders_and_the_formula_are_one_model(browser, live_server_factory
         expect(formula).to_have_value("y ~ f * x + (1 + x | g) + (1 | h)")
         expect(helptext).to_have_attribute("data-state", "form")
 
+        # the Weights column as a term of a typed formula: one role per variable, so the controls say so
+        control(panel, "weights").select_option("count")
+        formula.fill("y ~ count + (1 | g)")
+        expect(helptext).to_contain_text("count, the Weights column, is also part of the formula")
+        control(panel, "weights").select_option("")
+        expect(helptext).to_have_attribute("data-state", "filled")
+        expect(role_names(panel, "fixed")).to_have_text(["count"])
+
         # a formula the controls cannot show says which part, and runs as typed
         typed = "y ~ x + (1 | g) + (1 | h/g)"
         formula.fill(typed)
         expect(helptext).to_have_attribute("data-state", "typed")
         expect(helptext).to_contain_text("g groups two random terms (g and g:h)")
         expect(helptext).to_contain_text("it runs as typed")
-        expect(terms).to_have_text(["f", "x", "f:x"])  # the controls stay as they were
+        expect(terms).to_have_text(["count"])  # the controls stay as they were
         panel.locator("button.run").click()
         run = panel.locator("article.run").first
         expect(run).to_have_attribute("data-state", "done", timeout=90_000)
