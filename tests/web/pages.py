@@ -49,3 +49,23 @@ def sized_page(browser, url: str, width: int, height: int) -> Iterator:
         yield page
     finally:
         context.close()
+
+
+def assign(panel, role: str, *names: str) -> None:
+    """Give columns a role in the GLMM form (issue 19.1's variable roles): check them in the Variables list and
+    press the role's arrow; waits until the role holds them."""
+    from playwright.sync_api import expect
+
+    for name in names:
+        panel.locator(f'.var-list input.var-pick[value="{name}"]').check()
+    panel.locator(f'.field[data-field="{role}"] > button.move-to').click()
+    for name in names:
+        if role in ("response", "offset", "weights", "trials"):
+            expect(control(panel, role)).to_have_value(name)
+        else:
+            expect(panel.locator(f'.field[data-field="{role}"] .role-item[data-name="{name}"]')).to_have_count(1)
+
+
+def role_names(panel, role: str):
+    """The names a list role of the GLMM form holds (Factors, Covariates, Cluster Variables), in order."""
+    return panel.locator(f'.field[data-field="{role}"] .role-item .var-name')

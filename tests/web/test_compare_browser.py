@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.inference.conftest import REF, SHARED
+from tests.web.pages import assign
 from tests.web.test_glmm_browser import DOCS, active_panel, control, field, import_frame, menu, ready, table_values
 
 pytestmark = pytest.mark.browser
@@ -77,8 +78,8 @@ def test_satterthwaite_tests_in_the_form(live_server_factory, page):
     panel = active_panel(page)
     control(panel, "dataset_id").select_option(str(sleep["id"]))
     control(panel, "response").select_option("Reaction")
-    field(panel, "fixed").locator('input[value="Days"]').check()
-    control(panel, "group").select_option("Subject")
+    assign(panel, "fixed", "Days")
+    assign(panel, "group", "Subject")
     panel.locator("details.advanced summary").click()
     control(panel, "family").select_option("binomial")
     control(panel, "ddf").select_option("satterthwaite")

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
+from tests.web.pages import assign, role_names
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,9 +123,14 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
 
     menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
     panel = active_panel(page)
-    for label in ("Dataset", "Response Variable (Y)", "Fixed Effects (X)", "Group Variable (Random Intercept)",
-                  "Distribution Family", "Link Function", "Include intercept", "Confidence Level"):
+    # (issue 19.1: the variables get roles as in jamovi's GAMLj; the spec's names stay on the roles' lines)
+    for label in ("Dataset", "Dependent Variable", "Factors", "Covariates", "Cluster Variables", "Offset", "Weights",
+                  "Distribution Family", "Link Function", "Include intercept", "Confidence Level", "Fixed Effects",
+                  "Random Effects"):
         expect(panel.locator(f'.field-label:text-is("{label}")')).to_have_count(1)
+    expect(field(panel, "response").locator(".role-hint")).to_contain_text("Response Variable (Y)")
+    expect(field(panel, "fixed").locator(".role-hint")).to_contain_text("fixed effects (X)")
+    expect(field(panel, "group").locator(".role-hint")).to_contain_text("Group Variables: a random intercept per group")
     expect(panel.locator("button.run")).to_have_text("Run GLMM")
     expect(control(panel, "conf_level")).to_have_value("95")
     expect(control(panel, "intercept")).to_be_checked()
@@ -134,11 +141,10 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     control(panel, "dataset_id").select_option(str(ds["id"]))
     expect(control(panel, "response").locator('option[value="age"]')).to_have_count(1)
     assert options_of(control(panel, "response")) == ["age", "recovered"]  # numeric columns only
-    # nominal, ordinal and string columns first; then (issue 19) any other column, its values as the groups
-    assert options_of(control(panel, "group")) == ["clinic", "severity", "age", "recovered"]
-    assert options_of(control(panel, "group").locator("optgroup")) == ["age", "recovered"]
-    assert panel.locator('#' + panel.locator(".checklist").get_attribute("id") + " input").evaluate_all(
-        "xs => xs.map(x => x.value)") == ["age", "recovered"]
+    # every column is a variable to give a role, with its type; any column can be a cluster variable (issue 19)
+    assert panel.locator(".var-list input.var-pick").evaluate_all("xs => xs.map(x => x.value)") == \
+        [c["name"] for c in api.get(f"/api/datasets/{ds['id']}").json()["columns"]]
+    expect(panel.locator('.var-list label.var:has(input[value="age"]) .var-type')).to_have_text("int64")
 
     # the family decides the links, canonical first and chosen
     family, link = control(panel, "family"), control(panel, "link")
@@ -152,12 +158,17 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
         assert options_of(link) == links
         expect(link).to_have_value(links[0])
 
-    # invalid choices are explained next to the control, and nothing runs
+    # a variable plays one role: the Dependent Variable leaves Covariates; a role refuses a column of another type
+    assign(panel, "fixed", "recovered")
     control(panel, "response").select_option("recovered")
-    field(panel, "fixed").locator('input[value="recovered"]').check()
-    expect(field(panel, "fixed").locator(".field-error")).to_contain_text("cannot also be a fixed effect")
-    field(panel, "fixed").locator('input[value="recovered"]').uncheck()
-    expect(field(panel, "fixed").locator(".field-error")).to_be_hidden()
+    expect(role_names(panel, "fixed")).to_have_count(0)
+    expect(panel.locator('.var-list input[value="recovered"]')).to_have_count(0)
+    panel.locator('.var-list input[value="clinic"]').check()
+    field(panel, "fixed").locator("button.move-to").click()
+    expect(panel.locator(".role-error")).to_contain_text("clinic is string: a covariate must be numeric")
+    expect(role_names(panel, "fixed")).to_have_count(0)
+    panel.locator('.var-list input[value="clinic"]').uncheck()
+    # invalid choices are explained next to the control, and nothing runs
     control(panel, "conf_level").fill("40")
     expect(field(panel, "conf_level").locator(".field-error")).to_contain_text("between 50 and 99.99")
     control(panel, "conf_level").fill("95")
@@ -165,8 +176,8 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     expect(field(panel, "group").locator(".field-error")).to_contain_text("Choose a Group Variable")
     expect(panel.locator("article.run")).to_have_count(0)
 
-    control(panel, "group").select_option("clinic")
-    field(panel, "fixed").locator('input[value="age"]').check()
+    assign(panel, "group", "clinic")
+    assign(panel, "fixed", "age")
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "glmm-form.png"))
     # the progress bar appears below the form (the fit is quick, so watch the page for it)
@@ -344,9 +355,8 @@ def test_a_long_fit_shows_progress_and_can_be_cancelled(page, live_server_factor
     panel = active_panel(page)
     control(panel, "dataset_id").select_option(str(ds_id))
     control(panel, "response").select_option("y")
-    field(panel, "fixed").locator('input[value="x"]').check()
-    field(panel, "fixed").locator('input[value="x2"]').check()
-    control(panel, "group").select_option("g")
+    assign(panel, "fixed", "x", "x2")
+    assign(panel, "group", "g")
     control(panel, "link").select_option("log")
     panel.locator("button.run").click()
     panel.locator("button.run").click()  # a second fit at the same time

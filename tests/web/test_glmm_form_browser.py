@@ -1,5 +1,5 @@
 """The general GLMM form in a real browser, issue 11's remaining points: a factor's reference level, a typed
-formula filling the form, and the Model section's Trials, Weights, Offset, "nested in", uncorrelated slopes and
+formula filling the form, and the roles Trials, Weights, Offset, "nested in", uncorrelated slopes and
 "Show all N rows" of a general BLUP table, each run through the form and checked against `glmmlab fit --formula`
 on the same data; then Save, Model Detail (CI recompute), Diagnostics and a report for a general model."""
 
@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 from scipy.stats import norm
 
+from tests.web.pages import assign, role_names
 from tests.web.test_glmm_browser import (
     DOCS,
     active_panel,
@@ -44,12 +45,11 @@ def open_form(page, server, frame, name):
 
 
 def simple_form_then_model(panel, response, family, fixed, group):
-    """The product page's form (response, family, one fixed effect, the Group Variable), then the Model section."""
+    """The product page's model (response, family, one covariate, the Group Variable) chosen with the roles."""
     control(panel, "response").select_option(response)
     control(panel, "family").select_option(family)
-    field(panel, "fixed").locator(f'input[value="{fixed}"]').check()
-    control(panel, "group").select_option(group)
-    panel.locator('summary:text-is("Model")').click()
+    assign(panel, "fixed", fixed)
+    assign(panel, "group", group)
 
 
 def screenshot(page, panel, name):
@@ -110,8 +110,8 @@ def model_fit(run):
 def test_a_reference_level_chosen_in_the_model_section(page, live_server_factory, tmp_path):
     api, ds, panel = open_form(page, live_server_factory(), pd.read_csv(RELEVEL), "relevel")
     simple_form_then_model(panel, "y", "gaussian", "x", "g")
-    field(panel, "factors").locator('input[value="f"]').check()
-    picks = field(panel, "interactions").locator(".inline-checks")
+    assign(panel, "factors", "f")
+    picks = field(panel, "terms").locator(".inline-checks")
     picks.locator('input[value="x"]').check()
     picks.locator('input[value="f"]').check()
     panel.locator("button.add-interaction").click()
@@ -143,15 +143,14 @@ def test_a_typed_formula_fills_the_form_or_runs_as_typed(page, live_server_facto
 
     formula.fill("y ~ x * f + (1 + x | g) + (1 | h)")
     expect(helptext).to_have_attribute("data-state", "filled")
-    expect(helptext).to_contain_text("The form now shows this formula")
-    expect(panel.locator("details.model-section")).to_have_attribute("open", "")
+    expect(helptext).to_contain_text("The controls now show this formula")
     expect(control(panel, "response")).to_have_value("y")
-    expect(field(panel, "fixed").locator('input[value="x"]')).to_be_checked()
-    expect(field(panel, "factors").locator('input[value="f"]')).to_be_checked()
-    expect(field(panel, "interactions").locator("li.interaction code")).to_have_text(["x:f"])
-    expect(control(panel, "group")).to_have_value("g")
+    expect(role_names(panel, "fixed")).to_have_text(["x"])
+    expect(role_names(panel, "factors")).to_have_text(["f"])
+    expect(field(panel, "terms").locator("li.term code")).to_have_text(["x", "f", "x:f"])
+    expect(role_names(panel, "group")).to_have_text(["g", "h"])
     expect(rows.nth(0).locator('input.slope[value="x"]')).to_be_checked()
-    expect(rows.nth(1).locator("select.grouping-select")).to_have_value("h")
+    expect(rows.nth(1)).to_have_attribute("data-group", "h")
     expect(formula).to_have_value("y ~ x * f + (1 + x | g) + (1 | h)")
     screenshot(page, panel, "glmm-formula-fills-form.png")
     # a control changed now: the form is the model again and writes its formula
@@ -164,22 +163,27 @@ def test_a_typed_formula_fills_the_form_or_runs_as_typed(page, live_server_facto
     expect(helptext).to_have_attribute("data-state", "typed")
     expect(helptext).to_contain_text("I(x^2) (a fixed effect) is not a plain column")
     expect(helptext).to_contain_text("it runs as typed")
-    expect(field(panel, "interactions").locator("li.interaction code")).to_have_text(["x:f"])
-    formula.fill("y ~ f + x + (1 | g)")  # the form would write x + f: another column order
+    expect(field(panel, "terms").locator("li.interaction code")).to_have_text(["x:f"])
+    # a role list keeps its order: f before x is shown (issue 19.1: what the controls build round-trips)
+    formula.fill("y ~ f + x + (1 | g)")
+    expect(helptext).to_have_attribute("data-state", "filled")
+    expect(field(panel, "terms").locator("li.term code")).to_have_text(["f", "x"])
+    # a column in two roles, or a cluster variable in two random terms: the controls say which part they cannot show
+    formula.fill("y ~ x + g + (1 | g)")
     expect(helptext).to_have_attribute("data-state", "typed")
-    expect(helptext).to_contain_text("the form writes this model differently")
+    expect(helptext).to_contain_text("g plays two roles in it")
 
     # nesting and uncorrelated slopes written in lme4's short forms fill the form too
     formula.fill("y ~ x + (x || g) + (1 | h/f)")
     expect(helptext).to_have_attribute("data-state", "filled")
-    expect(control(panel, "group")).to_have_value("g")
+    expect(role_names(panel, "group")).to_have_text(["g", "h", "f"])
     expect(rows.nth(0).locator("input.correlated")).not_to_be_checked()
     expect(rows.nth(0).locator('input.slope[value="x"]')).to_be_checked()
     expect(rows).to_have_count(3)
-    expect(rows.nth(1).locator("select.grouping-select")).to_have_value("h")
-    expect(rows.nth(2).locator("select.grouping-select")).to_have_value("f")
+    expect(rows.nth(1)).to_have_attribute("data-group", "h")
+    expect(rows.nth(2)).to_have_attribute("data-group", "f")
     expect(rows.nth(2).locator("select.nested-in")).to_have_value("h")
-    expect(field(panel, "factors").locator('input[value="f"]')).not_to_be_checked()
+    expect(role_names(panel, "factors")).to_have_count(0)
     run = run_form(panel)
     want = cli_fit(export_csv(api, ds["id"], tmp_path / "relevel.csv"), "--formula",
                    "y ~ x + (x || g) + (1 | h/f)")
@@ -210,9 +214,8 @@ def test_trials_nested_in_and_uncorrelated_slopes_built_with_the_form(page, live
     expect(field(panel, "trials")).to_be_visible()
     control(panel, "trials").select_option("n")
     expect(formula).to_have_value("cbind(s, n - s) ~ x + (1 | region)")
-    panel.locator("button.add-grouping").click()
+    assign(panel, "group", "plot")
     row = field(panel, "random").locator(".random-row").nth(1)
-    row.locator("select.grouping-select").select_option("plot")
     row.locator("select.nested-in").select_option("region")
     row.locator('input.slope[value="x"]').check()
     row.locator("input.correlated").uncheck()
@@ -254,8 +257,7 @@ def test_offset_weights_show_all_and_the_saved_model(page, live_server_factory, 
     control(panel, "offset").select_option("log_exposure")
     control(panel, "weights").select_option("w")
     field(panel, "random").locator(".random-row").nth(0).locator('input.slope[value="x"]').check()
-    panel.locator("button.add-grouping").click()
-    field(panel, "random").locator(".random-row").nth(1).locator("select.grouping-select").select_option("observer")
+    assign(panel, "group", "observer")
     typed = "count ~ x + offset(log_exposure) + (1 + x | site) + (1 | observer)"
     expect(formula).to_have_value(typed)
     run = run_form(panel)

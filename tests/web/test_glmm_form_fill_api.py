@@ -54,12 +54,13 @@ def test_the_check_lists_factor_levels_and_refuses_a_bad_reference(client, ds):
 @pytest.mark.parametrize("formula, family, form", [
     ("y ~ x * f + (1 + x | g) + (1 | h)", "gaussian",
      {"response": "y", "trials": None, "intercept": True, "fixed": ["x"], "factors": ["f"],
-      "interactions": [["x", "f"]], "group": "g", "first": {"intercept": True, "slopes": ["x"], "correlated": True},
+      "interactions": [["x", "f"]], "terms": [["x"], ["f"], ["x", "f"]], "group": "g",
+      "first": {"intercept": True, "slopes": ["x"], "correlated": True},
       "rows": [{"group": "h", "nested_in": None, "intercept": True, "slopes": [], "correlated": True}],
       "offset": None}),
     ("cbind(count, n - count) ~ 0 + x + offset(x) + (x || g) + (1 | h/g)", "binomial",
      {"response": "count", "trials": "n", "intercept": False, "fixed": ["x"], "factors": [], "interactions": [],
-      "group": "g", "first": {"intercept": True, "slopes": ["x"], "correlated": False},
+      "terms": [["x"]], "group": "g", "first": {"intercept": True, "slopes": ["x"], "correlated": False},
       "rows": [{"group": "h", "nested_in": None, "intercept": True, "slopes": [], "correlated": True},
                {"group": "g", "nested_in": "h", "intercept": True, "slopes": [], "correlated": True}],
       "offset": "x"}),
@@ -92,3 +93,12 @@ def test_a_formula_the_form_cannot_show_says_why(client, ds, formula, why):
 def test_the_signature_is_the_model_not_the_text(client, ds, a, b, same):
     sa, sb = (check(client, ds, t).json()["signature"] for t in (a, b))
     assert (sa == sb) is same
+
+
+def test_the_form_keeps_the_term_order_of_the_formula(client, ds):
+    """Issue 19.1: the check lists the fixed terms in the formula's expanded order, so the controls show ``y ~ f +
+    x`` as written (a model the controls build round-trips through its formula)."""
+    r = check(client, ds, "y ~ f + x + f:x + (1 | g)")
+    assert r.status_code == 200, r.text
+    assert r.json()["form"]["terms"] == [["f"], ["x"], ["f", "x"]]
+    assert r.json()["form"]["factors"] == ["f"] and r.json()["form"]["fixed"] == ["x"]

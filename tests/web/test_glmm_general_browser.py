@@ -1,4 +1,4 @@
-"""The GLMM tab for general models in a real browser (issue 11): a model built with the Model section, its
+"""The GLMM tab for general models in a real browser (issue 11): a model built with the roles and builders, its
 formula shown in the Model formula field, every table equal to `glmmlab fit --formula`; a typed formula with an
 offset and the negative binomial; Save, Model Detail, Diagnostics and Reports for a general model."""
 
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
+from tests.web.pages import assign
 from tests.web.test_glmm_browser import (
     DOCS,
     active_panel,
@@ -71,14 +72,13 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     control(panel, "dataset_id").select_option(str(ds["id"]))
     expect(control(panel, "response").locator('option[value="y"]')).to_have_count(1)
     control(panel, "response").select_option("y")
-    field(panel, "fixed").locator('input[value="x"]').check()
-    control(panel, "group").select_option("g")
-    expect(formula).to_have_value("y ~ x + (1 | g)")  # the simple form's formula, always shown
+    assign(panel, "fixed", "x")
+    assign(panel, "group", "g")
+    expect(formula).to_have_value("y ~ x + (1 | g)")  # the controls' formula, always shown
 
-    panel.locator('summary:text-is("Model")').click()
-    field(panel, "factors").locator('input[value="f"]').check()
+    assign(panel, "factors", "f")
     expect(formula).to_have_value("y ~ x + f + (1 | g)")
-    picks = field(panel, "interactions").locator(".inline-checks")
+    picks = field(panel, "terms").locator(".inline-checks")
     picks.locator('input[value="x"]').check()
     picks.locator('input[value="f"]').check()
     panel.locator("button.add-interaction").click()
@@ -86,8 +86,7 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     rows = field(panel, "random").locator(".random-row")
     rows.nth(0).locator('input.slope[value="x"]').check()
     expect(formula).to_have_value("y ~ x * f + (1 + x | g)")
-    panel.locator("button.add-grouping").click()
-    rows.nth(1).locator("select.grouping-select").select_option("h")
+    assign(panel, "group", "h")
     expect(formula).to_have_value("y ~ x * f + (1 + x | g) + (1 | h)")
     # the negative binomial is offered with the general form
     assert control(panel, "family").locator("option").evaluate_all("os => os.map(o => o.value)") == \

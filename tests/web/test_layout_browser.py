@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.pages import glmm_form, sized_page
+from tests.web.pages import assign, glmm_form, sized_page
 
 pytestmark = pytest.mark.browser
 
@@ -74,8 +74,8 @@ def no_page_scroll(page) -> None:
 
 def open_glmm_with_results(page):
     panel = glmm_form(page, "school scores", "score")
-    panel.locator('.field[data-field="fixed"] input[value="study_hours"]').check()
-    panel.locator('.field[data-field="group"] select').select_option("school")
+    assign(panel, "fixed", "study_hours")
+    assign(panel, "group", "school")
     return panel
 
 

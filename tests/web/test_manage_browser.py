@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.pages import active_panel, control, glmm_form, ready
+from tests.web.pages import active_panel, assign, control, glmm_form, ready
 
 pytestmark = pytest.mark.browser
 
@@ -102,14 +102,16 @@ FORM_STATE = """panel => {
   const q = (s) => panel.querySelector(s);
   const v = (name) => { const c = q(`.field[data-field="${name}"] .field-control`).querySelector("select, input");
                         return c.type === "checkbox" ? c.checked : c.value; };
+  const names = (name) => Array.from(panel.querySelectorAll(`.field[data-field="${name}"] .role-item .var-name`))
+                               .map((e) => e.textContent);
   const checked = (name) => Array.from(panel.querySelectorAll(`.field[data-field="${name}"] input:checked`))
                                  .map((i) => (i.className || "") + ":" + i.value);
-  return { dataset: v("dataset_id"), response: v("response"), group: v("group"), family: v("family"),
+  return { dataset: v("dataset_id"), response: v("response"), family: v("family"),
            link: v("link"), intercept: v("intercept"), conf: v("conf_level"), maxIter: v("max_iter"), tol: v("tol"),
-           formula: v("formula"), offset: v("offset"), weights: v("weights"), modelOpen: q(".model-section").open,
-           fixed: checked("fixed"), factors: checked("factors"), random: checked("random"),
-           interactions: Array.from(panel.querySelectorAll(".interactions code")).map((c) => c.textContent),
-           groupings: Array.from(panel.querySelectorAll(".random-row .grouping-select")).map((s) => s.value),
+           formula: v("formula"), offset: v("offset"), weights: v("weights"),
+           fixed: names("fixed"), factors: names("factors"), group: names("group"), random: checked("random"),
+           free: Array.from(panel.querySelectorAll(".var-list input.var-pick")).map((i) => i.value),
+           terms: Array.from(panel.querySelectorAll(".model-terms li.term code")).map((c) => c.textContent),
            nested: Array.from(panel.querySelectorAll(".random-row .nested-in")).map((s) => s.value) };
 }"""
 
@@ -118,19 +120,18 @@ def test_a_saved_models_settings_fill_the_glmm_form_again_without_running(page, 
     server = live_server_factory()
     ready(page, server.url)
     panel = glmm_form(page, "regional incidents", "incidents")
-    panel.locator('.field[data-field="fixed"] input[value="population_k"]').check()
-    control(panel, "group").select_option("region")
+    assign(panel, "fixed", "population_k")
+    assign(panel, "group", "region")
     control(panel, "family").select_option("poisson")
-    panel.locator(".model-section > summary").click()
-    factor = panel.locator('.field[data-field="factors"] input[type=checkbox]').first
-    factor.check()
+    assign(panel, "factors", "season")
     panel.locator(".random-row").first.locator("input.slope").first.check()
     panel.locator(".random-row").first.locator("input.correlated").uncheck()
     control(panel, "conf_level").fill("90")
     panel.locator(".advanced > summary").click()
     control(panel, "max_iter").fill("250")
     before = panel.evaluate(FORM_STATE)
-    assert before["modelOpen"] and "||" in before["formula"] and before["factors"], before
+    assert "||" in before["formula"] and before["factors"] == ["season"], before
+    assert before["terms"] == ["population_k", "season"] and before["group"] == ["region"], before
     panel.locator("button.run").click()
     run = panel.locator("article.run").first
     expect(run).to_have_attribute("data-state", "done", timeout=120_000)
@@ -162,15 +163,15 @@ def test_a_model_saved_without_a_form_record_fills_the_simple_form(page, live_se
     expect(control(panel, "formula")).to_have_value("recovered ~ age + (1 | clinic)")
     state = panel.evaluate(FORM_STATE)
     assert (state["dataset"], state["response"], state["group"], state["family"], state["link"], state["conf"]) == \
-        (str(ids["clinic recovery"]), "recovered", "clinic", "binomial", "probit", "90")
-    assert state["fixed"] == [":age"] and not state["modelOpen"]
+        (str(ids["clinic recovery"]), "recovered", ["clinic"], "binomial", "probit", "90")
+    assert state["fixed"] == ["age"] and state["factors"] == [] and state["terms"] == ["age"]
 
 
 def test_closing_a_glmm_tab_with_unsaved_runs_asks_first_and_a_run_can_be_removed(page, live_server_factory):
     server = live_server_factory()
     ready(page, server.url)
     panel = glmm_form(page, "school scores", "score")
-    control(panel, "group").select_option("school")
+    assign(panel, "group", "school")
     for _ in range(2):
         panel.locator("button.run").click()
     expect(panel.locator('article.run[data-state="done"]')).to_have_count(2, timeout=120_000)

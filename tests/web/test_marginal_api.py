@@ -70,3 +70,27 @@ def test_saved_model_and_glmm_json_is_clean(client, samples):
     m = r.json()
     assert all(row["df"] is None for row in m["emmeans"]["rows"])  # asymptotic: infinite df
     assert all(0 < row["estimate"] < 1 for row in m["emmeans"]["rows"])  # probabilities (the response scale)
+
+
+def test_a_logit_models_pairs_are_odds_ratios_on_the_response_scale(client, samples):
+    """Issue 19.5 as emmeans: means on the response scale compare as odds ratios (logit) or ratios (log), "a / b";
+    type=link gives the differences."""
+    from glmmlab.services.marginal import pairs
+
+    ds = samples["clinic recovery"]
+    formula = "recovered ~ age + severity + (1 | clinic)"
+    job = run(client, dataset_id=ds["id"], formula=formula, family="binomial")
+    want = glmmlab.glmm(formula, frame_of(client, ds["id"], ["recovered", "age", "severity", "clinic"]),
+                        family="binomial")
+    m = client.get(f"/api/glmm/fits/{job['id']}/emmeans", params={"term": "severity"}).json()
+    theirs = pairs(want, "severity", type="response")
+    assert m["pairs"]["scale"] == "odds ratio"
+    assert [r["contrast"] for r in m["pairs"]["rows"]] == theirs["contrast"].tolist()
+    assert all(" / " in r["contrast"] for r in m["pairs"]["rows"])
+    np.testing.assert_allclose([r["estimate"] for r in m["pairs"]["rows"]], theirs["estimate"], rtol=1e-6)
+    table = next(t for t in m["tables"] if t["name"] == "pairs")
+    assert table["columns"][:3] == ["Contrast", "Odds ratio", "SE"] and "odds ratios of the means" in table["note"]
+    link = client.get(f"/api/glmm/fits/{job['id']}/emmeans", params={"term": "severity", "type": "link"}).json()
+    assert link["pairs"]["scale"] == "difference" and " - " in link["pairs"]["rows"][0]["contrast"]
+    np.testing.assert_allclose(np.exp([r["estimate"] for r in link["pairs"]["rows"]]),
+                               [r["estimate"] for r in m["pairs"]["rows"]], rtol=1e-9)

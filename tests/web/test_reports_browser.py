@@ -120,6 +120,8 @@ def test_effects_and_the_add_to_report_dialog(browser, live_server_factory, tmp_
         download.value.save_as(path)
         doc = docx.Document(io.BytesIO(path.read_bytes()))
         assert len(doc.tables) == 8 and len(doc.inline_shapes) == 2
-        assert [c.text for c in doc.tables[-1].rows[0].cells] == ["Contrast", "Estimate", "SE", "df", "z", "p"]
+        # a logit model's means compare as odds ratios on the response scale (as emmeans)
+        assert [c.text for c in doc.tables[-1].rows[0].cells] == ["Contrast", "Odds ratio", "SE", "df", "z", "p"]
+        assert doc.tables[-1].rows[1].cells[0].text == "P1 / P2"
         if big:
             report.screenshot(path=str(DOCS / "report-tab.png"))

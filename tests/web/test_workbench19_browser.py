@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.pages import active_panel, control, sized_page
+from tests.web.pages import active_panel, assign, control, role_names, sized_page
 from tests.web.test_glmm_browser import import_frame
 from tests.web.test_glmm_workbench_api import cbpp_like, sleepstudy_like
 
@@ -48,11 +48,10 @@ def test_a_numeric_id_groups_the_heading_says_the_model_and_a_new_dataset_resets
     with sized_page(browser, server.url, width, height) as page:
         panel = open_glmm(page)
         control(panel, "dataset_id").select_option(str(sleep["id"]))
-        group = control(panel, "group")
-        expect(group.locator('optgroup option[value="Subject"]')).to_have_count(1)  # int64, offered as groups
+        expect(panel.locator('.var-list input[value="Subject"]')).to_have_count(1)
         control(panel, "response").select_option("Reaction")
-        panel.locator('.field[data-field="fixed"] input[value="Days"]').check()
-        group.select_option("Subject")
+        assign(panel, "fixed", "Days")
+        assign(panel, "group", "Subject")  # int64: a cluster variable all the same
         kind = panel.locator(".model-kind")
         expect(kind).to_contain_text("Linear mixed model")
         expect(kind).to_contain_text("Random intercept model: g(μ) = Xβ + u_Subject")
@@ -69,7 +68,8 @@ def test_a_numeric_id_groups_the_heading_says_the_model_and_a_new_dataset_resets
         control(panel, "dataset_id").select_option(str(cbpp["id"]))
         expect(control(panel, "response").locator('option[value="incidence"]')).to_have_count(1)
         expect(control(panel, "response")).to_have_value("")
-        expect(control(panel, "group")).to_have_value("")
+        expect(role_names(panel, "group")).to_have_count(0)
+        expect(role_names(panel, "fixed")).to_have_count(0)
         expect(formula).to_have_value("y ~ 1")
         expect(kind).to_contain_text("choose a Group Variable")
         formula.fill("incidence ~ perod + (1 | herd)")
@@ -84,8 +84,8 @@ def clinic_model(panel) -> None:
     expect(control(panel, "response").locator('option[value="recovered"]')).to_have_count(1)
     control(panel, "response").select_option("recovered")
     control(panel, "family").select_option("binomial")
-    panel.locator('.field[data-field="fixed"] input[value="age"]').check()
-    control(panel, "group").select_option("clinic")
+    assign(panel, "fixed", "age")
+    assign(panel, "group", "clinic")
 
 
 @pytest.mark.parametrize("width, height", SIZES)

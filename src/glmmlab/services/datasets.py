@@ -1040,19 +1040,24 @@ def set_column_type(project: Project, dataset_id: int, column: str, dtype: str,
         if fits is None:
             raise ServiceError(f"Column '{column}' of dataset '{info.name}' is {col.dtype} and cannot become "
                                f"{dtype}; convert it to string first if you need to.")
+        n_bad = 0
         if fits != "TRUE":
             bad = cur.execute(f"SELECT CAST({stored} AS VARCHAR), count(*) OVER () FROM {table} "
                               f"WHERE {stored} IS NOT NULL AND NOT coalesce({fits}, FALSE) LIMIT 1").fetchone()
             if bad is not None and invalid == "refuse":
                 n_bad = int(bad[1])
+                present = int(cur.execute(f"SELECT count({stored}) FROM {table}").fetchone()[0])  # type: ignore[index]
                 others = f" (and {n_bad - 1} other value{'s' if n_bad != 2 else ''})" if n_bad > 1 else ""
                 raise ServiceError(f"Column '{column}' of dataset '{info.name}' cannot become {dtype}: the value "
                                    f"'{bad[0]}'{others} is not {rule}. Turn the {n_bad:,} value"
                                    f"{'s' if n_bad != 1 else ''} that {'are' if n_bad != 1 else 'is'} not {rule} "
                                    f"into missing values, fix them in the file and import it again, or keep the "
-                                   f"type {col.dtype}.", invalid_count=n_bad, example=bad[0], rule=rule)
+                                   f"type {col.dtype}.", invalid_count=n_bad, present_count=present,
+                                   example=bad[0], rule=rule)
             if bad is not None:
+                n_bad = int(bad[1])
                 convert = f"CASE WHEN coalesce({fits}, FALSE) THEN {convert} END"
+        _keep_undo(cur, info, col, dtype, n_bad)
         cur.execute(f"ALTER TABLE {table} ALTER {stored} SET DATA TYPE {_SQL_TYPES[dtype]} USING ({convert})")
         scale = col.scale
         if _FAMILY[col.dtype] != _FAMILY[dtype] or scale not in SCALES_BY_DTYPE[dtype]:
@@ -1061,6 +1066,75 @@ def set_column_type(project: Project, dataset_id: int, column: str, dtype: str,
             scale = default_scale(dtype, negative)
         cur.execute("UPDATE columns SET dtype = ?, scale = ? WHERE dataset_id = ? AND position = ?",
                     [dtype, scale, dataset_id, col.position])
+        return _load_info(cur, dataset_id)
+
+
+def _undo_tables(dataset_id: int) -> tuple[str, str]:
+    """The tables that keep the last type change of a dataset's column: the column's values before it (by row) and
+    what changed (one row)."""
+    return f"undo_{data_table(dataset_id)}", f"undo_{data_table(dataset_id)}_info"
+
+
+def _keep_undo(cur: Any, info: DatasetInfo, col: ColumnInfo, dtype: str, made_missing: int) -> None:
+    """Keep the column's values and type before a type change, so that :func:`undo_column_type` can restore them
+    (the last change of each dataset; the tables are not part of the catalogue and are not exported)."""
+    values, what = _undo_tables(info.id)
+    cur.execute(f"CREATE OR REPLACE TABLE {values} AS SELECT rowid AS rid, {data_column(col.position)} AS v "
+                f"FROM {data_table(info.id)}")
+    cur.execute(f"CREATE OR REPLACE TABLE {what} (position INTEGER, name VARCHAR, dtype VARCHAR, scale VARCHAR, "
+                "to_dtype VARCHAR, made_missing BIGINT, n_rows BIGINT)")
+    cur.execute(f"INSERT INTO {what} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [col.position, col.name, col.dtype, col.scale, dtype, made_missing, info.n_rows])
+
+
+def _undo_record(cur: Any, info: DatasetInfo) -> dict[str, Any] | None:
+    values, what = _undo_tables(info.id)
+    tables = {r[0] for r in cur.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                        "current_database() AND schema_name = 'main' AND table_name IN (?, ?)",
+                                        [values, what]).fetchall()}
+    if tables != {values, what}:
+        return None
+    row = cur.execute(f"SELECT position, name, dtype, scale, to_dtype, made_missing, n_rows FROM {what}").fetchone()
+    if row is None:
+        return None
+    position, name, dtype, scale, to_dtype, made_missing, n_rows = row
+    now = next((c for c in info.columns if c.position == position), None)
+    if now is None or now.name != name or now.dtype != to_dtype or int(n_rows) != info.n_rows:
+        return None  # the column was renamed, changed again or the rows changed since: nothing to restore
+    return {"column": name, "position": int(position), "dtype": dtype, "scale": scale, "to_dtype": to_dtype,
+            "made_missing": int(made_missing)}
+
+
+def column_undo(project: Project, dataset_id: int) -> dict[str, Any] | None:
+    """What :func:`undo_column_type` would restore: ``{"column", "dtype" (before), "scale" (before), "to_dtype"
+    (now), "made_missing" (values the change turned into missing)}``, or None."""
+    dataset_id = _dataset_id(dataset_id)
+    with project.read() as cur:
+        record = _undo_record(cur, _load_info(cur, dataset_id))
+    if record is not None:
+        record.pop("position")
+    return record
+
+
+def undo_column_type(project: Project, dataset_id: int) -> DatasetInfo:
+    """Undo the last type change of a column of the dataset: its values (those the change turned into missing
+    too) and its type and scale as they were. Refused when there is none, or when the column changed since."""
+    dataset_id = _dataset_id(dataset_id)
+    with project.write() as cur:
+        info = _load_info(cur, dataset_id)
+        _writable(info, "column types")
+        record = _undo_record(cur, info)
+        if record is None:
+            raise ServiceError(f"Dataset '{info.name}' has no column type change to undo (only the last change of "
+                               "a column can be undone, before anything else changes that column).")
+        values, what = _undo_tables(dataset_id)
+        table, stored = data_table(dataset_id), data_column(record["position"])
+        cur.execute(f"ALTER TABLE {table} ALTER {stored} SET DATA TYPE {_SQL_TYPES[record['dtype']]} USING (NULL)")
+        cur.execute(f"UPDATE {table} SET {stored} = u.v FROM {values} u WHERE {table}.rowid = u.rid")
+        cur.execute("UPDATE columns SET dtype = ?, scale = ? WHERE dataset_id = ? AND position = ?",
+                    [record["dtype"], record["scale"], dataset_id, record["position"]])
+        cur.execute(f"DROP TABLE {values}")
+        cur.execute(f"DROP TABLE {what}")
         return _load_info(cur, dataset_id)
 
 
@@ -1163,6 +1237,8 @@ def delete_dataset(project: Project, dataset_id: int) -> dict[str, list[dict[str
         model_ids = [int(m[0]) for m in found_m]
         for i in ids:
             cur.execute(f"DROP TABLE IF EXISTS {data_table(i)}")
+            for undo in _undo_tables(i):
+                cur.execute(f"DROP TABLE IF EXISTS {undo}")
         cur.execute("DELETE FROM columns WHERE dataset_id IN (SELECT unnest(?::BIGINT[]))", [ids])
         cur.execute("DELETE FROM datasets WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids])
         if model_ids:

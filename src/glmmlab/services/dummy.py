@@ -42,6 +42,7 @@ from glmmlab.services.datasets import (
     _unique_name,
 )
 from glmmlab.services.errors import ServiceError
+from glmmlab.services.frames import numeric_text_order
 from glmmlab.services.store import Project, data_column, data_table
 
 ACTIONS = ("exclude", "as_is", "dummy_drop", "dummy_keep")
@@ -158,7 +159,8 @@ def _plan(cur, dataset_id: Any, spec: Any) -> _Plan:
                 raise ServiceError(f"Column '{col.name}' of dataset '{info.name}' has only one distinct value "
                                    f"('{_label(rows[0][0])}'), so it cannot be dummy-coded; include it as-is or "
                                    "leave it out.")
-            rows.sort(key=lambda r: _sort_key(r[0]))
+            numeric = numeric_text_order([r[0] for r in rows]) if all(isinstance(r[0], str) for r in rows) else None
+            rows = [rows[i] for i in numeric] if numeric is not None else sorted(rows, key=lambda r: _sort_key(r[0]))
             levels = [r[0] for r in rows]
             wanted = entry.get("reference")
             if wanted is None or wanted == "":

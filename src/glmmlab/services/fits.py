@@ -3,7 +3,7 @@
 The form comes as a plain dict (the web app's body). :func:`check_form` checks it against the dataset and returns
 the fit's ``spec`` or raises :class:`FieldError` naming the control; the random-intercept form (``response``,
 ``fixed``, ``group``) runs :func:`glmmlab.services.fitting.fit_columns` (``y ~ x + (1 | g)`` as the product page
-describes it), and the general form (a ``formula``: the Model section or a typed "Model formula")
+describes it), and the general form (a ``formula``: the roles and builders' formula or a typed "Model formula")
 :func:`glmmlab.services.fitting.fit_spec` on that formula; both fit on the engine that
 :func:`glmmlab.services.fitting.choose_engine` gives the model, as every front door does.
 :func:`start_fit` runs a checked spec as a job of :mod:`glmmlab.services.jobs` (kind ``"fit"``); the finished
@@ -28,7 +28,7 @@ from glmmlab.engine.families import LINKS
 from glmmlab.engine.formula import parse_formula
 from glmmlab.engine.limits import LIMITS, shorten
 from glmmlab.engine.options import OPTIONS
-from glmmlab.services import datasets, model_form, models, result_view
+from glmmlab.services import datasets, marginal, model_form, models, result_view
 from glmmlab.services.errors import NotFound, ServiceError
 from glmmlab.services.fitted import fit_columns
 from glmmlab.services.jobs import Job, JobRunner
@@ -124,7 +124,7 @@ def _number(value: Any, field: str, kind=float) -> Any:
 
 def check_form(project: Project, body: Form) -> tuple[Any, dict[str, Any]]:
     """Check the form against the dataset; returns (dataset info, fit spec) or raises FieldError. The page's own
-    record of the form (``form``: every control, the Model section's state) goes into the spec as it is, so a
+    record of the form (``form``: every control, the roles and builders' model) goes into the spec as it is, so a
     saved model can fill the form again."""
     info, spec = check_general_form(project, body) if body.formula is not None else _check_simple_form(project, body)
     if isinstance(body.form, dict):
@@ -176,7 +176,7 @@ def check_options(body: Form, families: dict) -> tuple[str, str, dict[str, Any]]
     """The family, link and fit options of the form, checked (FieldError names the control)."""
     family = str(body.family or "").lower()
     if family not in families:
-        extra = (" (Negative Binomial is offered with a Model formula: open the Model section or type one)"
+        extra = (" (Negative Binomial is fitted from a Model formula: send the formula)"
                  if family == "negbin" else "")
         raise FieldError("family", f"Distribution Family must be one of {', '.join(families)}; got "
                                    f"{body.family!r}{extra}.")
@@ -495,7 +495,8 @@ def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response"
 
         {"term", "by", "type", "level", "kind": "line" | "points", "response",
          "emmeans": {"columns", "rows": [{<variables>, "estimate", "SE", "df", "lower", "upper"}], "note"},
-         "pairs": {"adjust", "columns", "rows": [{<by>, "contrast", "estimate", "SE", "df", "statistic", "p"}],
+         "pairs": {"adjust", "scale" ("difference", or with type "response" and a log / logit link "ratio" /
+                   "odds ratio"), "columns", "rows": [{<by>, "contrast", "estimate", "SE", "df", "statistic", "p"}],
                    "note"} | null,
          "effects": {"kind", "x", "by", "rows": [{"x", "by"?, "estimate", "lower", "upper", "SE"}]},
          "tables": [the Marginal Means and Pairwise Comparisons tables, formatted as the result view's]}
@@ -506,7 +507,7 @@ def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response"
     try:
         em = result.emmeans(term, by=by, type=type, level=level)
         eff = result.effects(term, by=by, level=level)
-        pr = result.pairs(term, by=by, adjust=adjust) if eff.attrs["kind"] == "points" else None
+        pr = marginal.pairs(result, term, by=by, adjust=adjust, type=type) if eff.attrs["kind"] == "points" else None
     except GlmmInputError as exc:
         raise FieldError(_field_of(str(exc)), str(exc)) from None
     keys = [c for c in em.columns if c not in ("estimate", "SE", "df", "lower", "upper")]
@@ -514,7 +515,8 @@ def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response"
         "term": em.attrs["term"], "by": by, "type": em.attrs["type"], "level": em.attrs["level"],
         "kind": eff.attrs["kind"], "response": eff.attrs.get("response"),
         "emmeans": {"columns": list(em.columns), "rows": em.to_dict(orient="records"), "note": em.attrs["note"]},
-        "pairs": None if pr is None else {"adjust": pr.attrs["adjust"], "columns": list(pr.columns),
+        "pairs": None if pr is None else {"adjust": pr.attrs["adjust"], "scale": pr.attrs["scale"],
+                                          "columns": list(pr.columns),
                                           "rows": pr.to_dict(orient="records"), "note": pr.attrs["note"]},
         "effects": {"kind": eff.attrs["kind"], "x": eff.attrs["x"], "by": by,
                     "rows": eff.to_dict(orient="records")},
@@ -530,7 +532,8 @@ def marginal_view(result: Any, term: Any, by: Any = None, type: str = "response"
         bys = [c for c in pr.columns if c not in ("contrast", "estimate", "SE", "df", "statistic", "p")]
         tables.append(result_view._table(
             "pairs", f"Pairwise Comparisons: {em.attrs['term']} ({pr.attrs['adjust']})",
-            bys + ["Contrast", "Estimate", "SE", "df", "t" if result.link == "identity" and
+            bys + ["Contrast", {"ratio": "Ratio", "odds ratio": "Odds ratio"}.get(pr.attrs["scale"], "Estimate"), "SE",
+                   "df", "t" if result.link == "identity" and
                    result.family == "gaussian" else "z", "p"],
             ["text"] * (len(bys) + 1) + ["decimal", "decimal", "df", "decimal", "p"],
             [[r[k] for k in bys] + [r["contrast"], r["estimate"], r["SE"], r["df"], r["statistic"], r["p"]]

@@ -3,7 +3,12 @@ the column. Used by the Python API (whole frames) and by the Dask path (one part
 
 from __future__ import annotations
 
+<<<<<<< HEAD
 from typing import Any, Iterable
+=======
+import re
+from typing import Iterable, Sequence
+>>>>>>> web
 
 import numpy as np
 import pandas as pd
@@ -62,10 +67,37 @@ def group_keys(col: pd.Series) -> pd.Series:
     return col
 
 
+_NUMBER_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def numeric_text_order(labels: Sequence[str]) -> list[int] | None:
+    """When every label is a number written as text (identifiers turned into text), the indices that list them by
+    their numbers ("1", "2", ..., "10", not "1", "10", "2"; equal numbers by their text); None otherwise."""
+    texts = [str(x).strip() for x in labels]
+    if not texts or not all(_NUMBER_TEXT.fullmatch(t) for t in texts):
+        return None
+    values = [float(t) for t in texts]
+    return sorted(range(len(texts)), key=lambda i: (values[i], texts[i]))
+
+
+def level_order(labels: Sequence[str]) -> np.ndarray:
+    """The indices that list text levels in the order glmmlab reports them: numerically when every label is a
+    number written as text (:func:`numeric_text_order`), else in code-point order (R's sort in the C locale)."""
+    numeric = numeric_text_order(labels)
+    if numeric is not None:
+        return np.asarray(numeric, dtype=np.int64)
+    return np.argsort(np.asarray([str(x) for x in labels], dtype=object), kind="stable")
+
+
+def _order(uniques: np.ndarray, numeric: bool) -> np.ndarray:
+    return np.argsort(uniques.astype(float), kind="stable") if numeric else level_order(list(group_labels_of(uniques)))
+
+
 def sorted_levels(uniques: np.ndarray, numeric: bool) -> tuple[np.ndarray, list[str]]:
-    """The distinct keys in the order groups are reported (numeric order for numbers), and their labels."""
+    """The distinct keys in the order groups are reported (numeric order for numbers, and for numbers written as
+    text), and their labels."""
     uniques = np.asarray(uniques)
-    order = np.argsort(uniques.astype(float) if numeric else group_labels_of(uniques), kind="stable")
+    order = _order(uniques, numeric)
     keys = uniques[order]
     return keys, [str(v) for v in group_labels_of(keys)]
 
@@ -78,7 +110,7 @@ def group_codes(df: pd.DataFrame, name: str) -> tuple[np.ndarray, list[str]]:
     uniques = np.asarray(uniques)
     if uniques.size == 0:
         return codes.astype(np.int64), []
-    order = np.argsort(uniques.astype(float) if numeric else group_labels_of(uniques), kind="stable")
+    order = _order(uniques, numeric)
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size)
     codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)

@@ -259,13 +259,25 @@ def _note(result: Any, type: str, level: float) -> str:
             "averaged with equal weights")
 
 
-def pairs(result: Any, term: Any, by: Any = None, adjust: str = "tukey") -> pd.DataFrame:
-    """Pairwise comparisons of the marginal means of a factor ``term`` on the link scale (within each level of
-    ``by``): ``contrast`` ("a - b"), ``estimate``, ``SE``, ``df``, ``statistic`` (t or z), ``p`` adjusted by
-    ``adjust``: "tukey" (the studentized range over the means compared), "holm", "bonferroni" or "none"."""
+RATIO_LINKS = {"log": "ratio", "logit": "odds ratio"}
+
+
+def pairs(result: Any, term: Any, by: Any = None, adjust: str = "tukey", type: str = "link") -> pd.DataFrame:
+    """Pairwise comparisons of the marginal means of a factor ``term`` (within each level of ``by``): ``contrast``,
+    ``estimate``, ``SE``, ``df``, ``statistic`` (t or z), ``p`` adjusted by ``adjust``: "tukey" (the studentized
+    range over the means compared), "holm", "bonferroni" or "none".
+
+    ``type`` "link" (the default): differences on the link scale ("a - b"). "response", as emmeans' ``pairs()`` of
+    means on the response scale: with a log link the ratios of the means and with a logit link their odds ratios
+    ("a / b", ``estimate`` exp(difference), ``SE`` by the delta method, ``statistic`` and ``p`` those of the link
+    scale: the test of a ratio of 1); with other links the differences on the link scale (there is no ratio to
+    take). ``attrs["scale"]`` says which: "difference", "ratio" or "odds ratio"."""
     if not isinstance(adjust, str) or adjust.strip().lower() not in ADJUST:
         raise GlmmInputError(f"adjust must be one of {', '.join(ADJUST)}; got {adjust!r}")
     adjust = adjust.strip().lower()
+    if type not in ("response", "link"):
+        raise GlmmInputError(f"type must be 'response' or 'link'; got {type!r}")
+    scale = RATIO_LINKS.get(result.link, "difference") if type == "response" else "difference"
     keys, term_vars, by_vars, combos, L, off = _cells(result, term, by, None, N_GRID, "pairwise comparisons")
     grid = _Grid(_recipe(result, "pairwise comparisons"))
     covs = [t for t in term_vars if t not in grid.factors]
@@ -290,13 +302,20 @@ def pairs(result: Any, term: Any, by: Any = None, adjust: str = "tukey") -> pd.D
         with np.errstate(divide="ignore", invalid="ignore"):
             stat = est / se
         p = _adjusted(stat, df, len(idx), adjust)
+        if scale != "difference":  # exp(difference) and its delta-method SE; the test stays the link scale's
+            est = np.exp(est)
+            se = est * se
+        sep = " - " if scale == "difference" else " / "
         for (i, j), e, s, d, t, pv in zip(pairs_, est, se, df, stat, p):
-            label = _label(combos[i][:nt]) + " - " + _label(combos[j][:nt])
+            label = _label(combos[i][:nt]) + sep + _label(combos[j][:nt])
             records.append(list(bkey) + [label, e, s, d, t, pv])
     out = pd.DataFrame(records, columns=by_vars + ["contrast", "estimate", "SE", "df", "statistic", "p"])
-    out.attrs.update({"term": ":".join(term_vars), "by": by_vars or None, "adjust": adjust,
-                      "note": f"differences on the link scale; p-values adjusted by {adjust} within each "
-                              f"{'group of by' if by_vars else 'family of comparisons'}"})
+    within = f"p-values adjusted by {adjust} within each {'group of by' if by_vars else 'family of comparisons'}"
+    what = ("differences on the link scale" if scale == "difference" else
+            f"{scale}s of the means (the exponentiated differences on the {result.link} scale, SE by the delta "
+            f"method; tests of {'an' if scale[0] in 'aeiou' else 'a'} {scale} of 1 on the {result.link} scale)")
+    out.attrs.update({"term": ":".join(term_vars), "by": by_vars or None, "adjust": adjust, "scale": scale,
+                      "type": type, "note": f"{what}; {within}"})
     return out
 
 

@@ -46,7 +46,9 @@ def form_of(f: Formula, mf: ModelFrame, columns: Iterable[Any], family: str) -> 
     with ``name``, ``numeric``, ``categorical`` and ``dtype``): ``(form, "")`` or ``(None, why not)``.
 
     ``form`` has ``response``, ``trials`` (binomial ``cbind(y, n - y)``), ``intercept``, ``fixed`` (numeric
-    effects), ``factors``, ``interactions`` (lists of effects), ``group`` and ``first`` (the Group Variable's row:
+    effects), ``factors``, ``interactions`` (lists of effects), ``terms`` (every fixed term as its list of columns,
+    in the formula's expanded order: the main effects, then the interactions), ``group`` and ``first`` (the Group
+    Variable's row:
     ``intercept``, ``slopes``, ``correlated``), ``rows`` (further grouping variables, each also with ``group`` and
     ``nested_in``) and ``offset``."""
     try:
@@ -91,8 +93,10 @@ def _form(f: Formula, mf: ModelFrame, cols: dict[str, Any], family: str) -> dict
     factors: list[str] = []
     effects: list[str] = []
     interactions: list[list[str]] = []
+    terms: list[list[str]] = []
     for t in f.fixed.terms:
         names = [_column(v, cols, "a fixed effect") for v in t.variables]
+        terms.append(names)
         if t.degree == 1:
             name = names[0]
             if kinds.get(name) == "numeric" and cols[name].numeric:
@@ -107,7 +111,7 @@ def _form(f: Formula, mf: ModelFrame, cols: dict[str, Any], family: str) -> dict
             if missing:
                 raise _NotForm(f"the interaction {t.label} needs {', '.join(missing)} as a fixed effect too")
             interactions.append(names)
-    out.update(fixed=fixed, factors=factors, interactions=interactions)
+    out.update(fixed=fixed, factors=factors, interactions=interactions, terms=terms)
 
     rows: list[dict[str, Any]] = []
     by_component: dict[str, dict[str, Any]] = {}

@@ -3,7 +3,9 @@
 lme4's rules (``lFormula``/``glFormula`` with R's ``model.frame`` and ``model.matrix``):
 
 - string, pandas categorical and boolean columns are factors; their levels are the values present on the rows
-  used, in code-point order (a categorical keeps its own category order; booleans are ``FALSE``/``TRUE``);
+  used, in code-point order, or in numeric order when every value is a number written as text (identifiers turned
+  into text: ``"1", "2", ..., "10"``, as R's ``factor()`` of the numbers would order them; a categorical keeps its
+  own category order; booleans are ``FALSE``/``TRUE``);
   factors get treatment contrasts (the first level is the reference) unless R's marginality rule asks for
   indicator columns (``0 + f``, ``x:f`` without ``x``);
 - a numeric column used as a grouping factor becomes a factor with numerically sorted levels labelled as R
@@ -47,6 +49,7 @@ from glmmlab.engine.limits import LIMITS, echo, mib, shorten
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.spec import random_intercept_formula  # noqa: F401  (re-exported: the one definition)
 from glmmlab.engine.terms import ModelFrame, RandomTerm
+from glmmlab.services.frames import level_order
 
 __all__ = ["DesignRecipe", "RandomTermRecipe", "build_model_frame", "grouping_levels", "random_intercept_formula"]
 
@@ -267,8 +270,10 @@ def _series_value(s: pd.Series, name: str) -> _Num | _Fac:
 
 
 def _relevel(codes: np.ndarray, labels: list[str]) -> _Fac:
-    """Sort labels in code-point order (merging equal texts) and recode."""
-    levels = sorted(set(labels))
+    """Sort labels in code-point order, or by their numbers when every label is a number written as text
+    (identifiers turned into text: "1", "2", ..., "10"), merging equal texts, and recode."""
+    distinct = sorted(set(labels))
+    levels = [distinct[i] for i in level_order(distinct)]
     pos = {lab: i for i, lab in enumerate(levels)}
     perm = np.array([pos[lab] for lab in labels] + [-1], dtype=np.int64)  # index -1 -> -1
     return _Fac(perm[codes], levels)

@@ -69,7 +69,25 @@ def change_column(id: str, body: ColumnChange, request: Request) -> dict[str, An
             datasets.set_column_type(project, did, body.column, body.dtype, invalid=body.invalid)
         if body.scale is not None:
             datasets.set_column_scale(project, did, body.column, body.scale)
-        return jsonable(datasets.get_dataset(project, did))
+        out = jsonable(datasets.get_dataset(project, did))
+        if body.dtype is not None:
+            out["undo"] = datasets.column_undo(project, did)
+        return out
+
+
+@router.get("/datasets/{id}/columns/undo", responses=ERRORS,
+            summary="The last column type change that can be undone (null when there is none)")
+def column_undo(id: str, request: Request) -> dict[str, Any]:
+    """``{"undo": {"column", "dtype" (before), "scale" (before), "to_dtype" (now), "made_missing"} | null}``."""
+    with workbench(request).project() as project:
+        return {"undo": datasets.column_undo(project, dataset_id(id))}
+
+
+@router.post("/datasets/{id}/columns/undo", responses=ERRORS,
+             summary="Undo the last column type change: the column's values and type as they were")
+def undo_column_type(id: str, request: Request) -> dict[str, Any]:
+    with workbench(request).project() as project:
+        return jsonable(datasets.undo_column_type(project, dataset_id(id)))
 
 
 @router.get("/datasets/{id}/dependents", responses=ERRORS,

@@ -27,6 +27,8 @@
     const title = el("h2", { class: "ds-title" });
     const lineage = el("p", { class: "muted ds-lineage" });
     const error = el("p", { class: "error", role: "alert", hidden: true });
+    // the last type change of a column, with its Undo (the values and the type as they were)
+    const undoBar = el("p", { class: "undo-bar", role: "status", hidden: true });
     const tableBox = el("div", { class: "table-scroll", tabindex: "0" });
     const rangeText = el("span", { class: "range" });
     const first = el("button", { type: "button", title: "First page", "aria-label": "First page" }, "«");
@@ -44,6 +46,7 @@
           el("button", { type: "button", onclick: () => g.runAction("dummy-coding", { id }) }, "Dummy Coding..."),
           el("button", { type: "button", class: "danger", onclick: () => g.runAction("delete-dataset", { id }) }, "Delete..."))),
       error,
+      undoBar,
       tableBox,
       el("div", { class: "pager" }, first, prev, rangeText, next, last, size, goto));
 
@@ -66,6 +69,27 @@
       title.textContent = info.name;
       lineage.textContent = lineageText(info, all);
       panel.dataset.readOnly = info.read_only ? "true" : "false";
+      if (!info.read_only) showUndo((await api.get(`/api/datasets/${id}/columns/undo`)).undo);
+    }
+
+    /* The last type change that can be undone ({column, dtype, to_dtype, made_missing}), or null. */
+    function showUndo(u) {
+      clear(undoBar);
+      undoBar.hidden = !u;
+      if (!u) return;
+      const n = u.made_missing;
+      const undo = el("button", { type: "button", class: "undo-type", title: `Give '${u.column}' its ${u.dtype} values back` }, "Undo");
+      undo.addEventListener("click", async () => {
+        undo.disabled = true;
+        try {
+          await api.post(`/api/datasets/${id}/columns/undo`);
+          g.showError(error, "");
+          g.status(`${u.column}: type ${u.dtype} again, with its values.`);
+          g.emit("datasets-changed", { id });
+        } catch (err) { g.showError(error, err.message); undo.disabled = false; }
+      });
+      g.append(undoBar, `'${u.column}' is now ${u.to_dtype}` +
+        (n ? `; ${g.formatNumber(n)} value${n === 1 ? "" : "s"} became missing. ` : ". "), undo);
     }
 
     function header(col) {
@@ -90,7 +114,8 @@
       g.showError(error, "");
       select.disabled = true;
       try {
-        await api.patch(`/api/datasets/${id}/columns`, Object.assign({ column: col.name }, what));
+        const res = await api.patch(`/api/datasets/${id}/columns`, Object.assign({ column: col.name }, what));
+        if (what.dtype) showUndo(res.undo);
         g.status(`${col.name}: ${what.dtype ? "type " + what.dtype : "scale " + what.scale}.`);
         g.emit("datasets-changed", { id });
       } catch (err) {
@@ -102,20 +127,31 @@
       }
     }
 
-    /* A type change refused because some cells do not fit: offer to turn exactly those cells into missing values. */
+    /* A type change refused because some cells do not fit: offer to turn exactly those cells into missing values,
+     * asking first (how many of how many), with an Undo after it. */
     function offerMissing(col, dtype, info) {
       const n = info.invalid_count;
-      const label = `Turn the ${g.formatNumber(n)} value${n === 1 ? "" : "s"} that ${n === 1 ? "is" : "are"} not ` +
-        `${info.rule || dtype} into missing and make '${col.name}' ${dtype}`;
+      const of = info.present_count ? ` of ${g.formatNumber(info.present_count)}` : "";
+      const rule = info.rule || dtype;
+      const label = `Turn the ${g.formatNumber(n)}${of} value${n === 1 && !of ? "" : "s"} that ${n === 1 ? "is" : "are"} not ` +
+        `${rule} into missing and make '${col.name}' ${dtype}...`;
       const btn = el("button", { type: "button", class: "set-missing" }, label);
       btn.addEventListener("click", async () => {
+        const all = info.present_count && n === info.present_count;
+        const ok = await g.confirm({ title: "Turn values into missing?",
+          message: `${all ? `All ${g.formatNumber(n)} values` : `${g.formatNumber(n)}${of} value${n === 1 && !of ? "" : "s"}`} of ` +
+            `'${col.name}' ${n === 1 ? "is" : "are"} not ${rule} (for example '${info.example}') and will be missing ` +
+            `when '${col.name}' becomes ${dtype}. Undo gives them back right after.`,
+          ok: `Make ${g.formatNumber(n)} value${n === 1 ? "" : "s"} missing` });
+        if (!ok) return;
         btn.disabled = true;
         try {
-          await api.patch(`/api/datasets/${id}/columns`, { column: col.name, dtype, invalid: "missing" });
+          const res = await api.patch(`/api/datasets/${id}/columns`, { column: col.name, dtype, invalid: "missing" });
           g.showError(error, "");
+          showUndo(res.undo);
           g.status(`${col.name}: type ${dtype}; ${g.formatNumber(n)} cell${n === 1 ? "" : "s"} set to missing.`);
           g.emit("datasets-changed", { id });
-        } catch (err) { g.showError(error, err.message); }
+        } catch (err) { g.showError(error, err.message); btn.disabled = false; }
       });
       error.appendChild(el("span", { class: "error-actions" }, " ", btn));
     }

@@ -378,17 +378,147 @@
 
   let formCounter = 0;
 
+  /* The variable roles, as jamovi's GAMLj module has them. A column plays one role at a time; the single roles
+   * hold one column, the others a list. `fits` says which columns a role takes, `refuse` why another does not. */
+  const ROLES = [
+    { key: "response", label: "Dependent Variable", single: true, none: "— choose —",
+      hint: "The Response Variable (Y): numeric, or boolean / 0-1 (binomial).",
+      fits: (c) => c.numeric || c.dtype === "boolean",
+      refuse: (c) => `${c.name} is ${c.dtype}: the Dependent Variable must be numeric or boolean.` },
+    { key: "factors", label: "Factors",
+      hint: "Categorical fixed effects: string or boolean columns.",
+      fits: (c) => c.categorical && !c.numeric,
+      refuse: (c) => `${c.name} is ${c.dtype}: a factor needs a string or boolean column. Make it a Covariate, ` +
+        "or change its type to string in the dataset (numbers as text keep their numeric order)." },
+    { key: "fixed", label: "Covariates", hint: "Numeric fixed effects (X).",
+      fits: (c) => c.numeric,
+      refuse: (c) => `${c.name} is ${c.dtype}: a covariate must be numeric; make it a Factor or a Cluster Variable.` },
+    { key: "group", label: "Cluster Variables",
+      hint: "The Group Variables: a random intercept per group. Any column, numeric IDs too.",
+      fits: () => true, refuse: () => "" },
+    { key: "offset", label: "Offset", single: true, none: "— none —", extra: true,
+      hint: "Enters with coefficient 1, e.g. log(exposure).",
+      fits: (c) => c.numeric, refuse: (c) => `${c.name} is ${c.dtype}: the Offset must be numeric.` },
+    { key: "weights", label: "Weights", single: true, none: "— none —", extra: true, hint: "Prior weights.",
+      fits: (c) => c.numeric, refuse: (c) => `${c.name} is ${c.dtype}: Weights must be numeric.` },
+    { key: "trials", label: "Trials", single: true, none: "— none —", extra: true,
+      hint: "Binomial: trials per row; the Dependent Variable counts successes.",
+      fits: (c) => c.numeric, refuse: (c) => `${c.name} is ${c.dtype}: Trials must be numeric.` },
+  ];
+  const ROLE = Object.fromEntries(ROLES.map((r) => [r.key, r]));
+
+  /* The model the GLMM tab describes, one record behind the role lists, the two builders and the formula:
+   * the roles (single: a column name or ""; lists: names in order), `terms` the fixed part (arrays of names: main
+   * effects first, then interactions by degree, as lme4 expands a formula) and `cl` each cluster variable's random
+   * effects {intercept, slopes: Set, correlated, nestedIn}. */
+  function emptyModel() {
+    return { response: "", factors: [], fixed: [], group: [], offset: "", weights: "", trials: "", terms: [], cl: {} };
+  }
+
+  function copyModel(m) {
+    const cl = {};
+    for (const [k, c] of Object.entries(m.cl)) cl[k] = { intercept: c.intercept, slopes: new Set(c.slopes), correlated: c.correlated, nestedIn: c.nestedIn || "" };
+    return { response: m.response, factors: m.factors.slice(), fixed: m.fixed.slice(), group: m.group.slice(), offset: m.offset,
+      weights: m.weights, trials: m.trials, terms: m.terms.map((t) => t.slice()), cl };
+  }
+
+  function byDegree(terms) { return terms.slice().sort((a, b) => a.length - b.length); }  // stable: R's order
+  function termKey(t) { return t.slice().sort().join("\u0000"); }
+  function quote(name) { return /^[A-Za-z.][A-Za-z0-9._]*$/.test(name) && !/^\.\d/.test(name) ? name : "`" + name.replace(/`/g, "") + "`"; }
+
+  /* The fixed part as written: "a * b" for a two-way interaction of neighbouring main effects when lme4 expands the
+   * shorter text to the same terms in the same order; otherwise every term on its own. */
+  function fixedParts(terms) {
+    const mains = terms.filter((t) => t.length === 1).map((t) => t[0]);
+    const inters = terms.filter((t) => t.length > 1);
+    const plain = mains.map(quote).concat(inters.map((t) => t.map(quote).join(":")));
+    const parts = [], done = new Set();
+    for (let i = 0; i < mains.length; i++) {
+      const a = mains[i], b = mains[i + 1];
+      const k = b === undefined ? -1 : inters.findIndex((t, j) => !done.has(j) && t.length === 2 && t[0] === a && t[1] === b);
+      if (k >= 0) { parts.push({ text: `${quote(a)} * ${quote(b)}`, mains: [a, b], inters: [inters[k]] }); done.add(k); i++; }
+      else parts.push({ text: quote(a), mains: [a], inters: [] });
+    }
+    inters.forEach((t, j) => { if (!done.has(j)) parts.push({ text: t.map(quote).join(":"), mains: [], inters: [t] }); });
+    const order = parts.flatMap((p) => p.mains.map((m) => [m])).concat(byDegree(parts.flatMap((p) => p.inters)));
+    const want = mains.map((m) => [m]).concat(inters);
+    const same = order.length === want.length && order.every((t, i) => t.join(":") === want[i].join(":"));
+    return same ? parts.map((p) => p.text) : plain;
+  }
+
+  function randomTerm(c, grouping, eff) {
+    const slopes = eff.filter((e) => c.slopes.has(e)).map(quote);
+    if (!c.intercept && !slopes.length) return null;
+    const lhs = (c.intercept ? ["1"] : ["0"]).concat(slopes);
+    const columns = slopes.length + (c.intercept ? 1 : 0);
+    return `(${lhs.join(" + ")} ${c.correlated || columns < 2 ? "|" : "||"} ${grouping})`;
+  }
+
+  function mainsOf(m) { return m.terms.filter((t) => t.length === 1).map((t) => t[0]); }
+
+  /* The lme4 formula of a model record (`binomial`: whether Trials go into cbind(successes, trials - successes)). */
+  function formulaOf(m, intercept, binomial) {
+    const y = m.response ? quote(m.response) : "y";
+    const lhs = m.trials && binomial ? `cbind(${y}, ${quote(m.trials)} - ${y})` : y;
+    const fixed = (intercept ? [] : ["0"]).concat(fixedParts(m.terms));
+    if (!fixed.length) fixed.push("1");
+    if (m.offset) fixed.push(`offset(${quote(m.offset)})`);
+    const eff = mainsOf(m);
+    const random = m.group.map((name) => {
+      const c = m.cl[name];
+      return randomTerm(c, c.nestedIn ? `${quote(name)}:${quote(c.nestedIn)}` : quote(name), eff);
+    }).filter(Boolean);
+    return `${lhs} ~ ${fixed.concat(random).join(" + ")}`;
+  }
+
+  /* A saved form record of before the roles (issue 11's form: Group Variable, Fixed Effects (X), a Model section)
+   * as a model record. */
+  function modelOfOldRecord(st) {
+    const m = emptyModel();
+    const general = !!st.model_open;
+    m.response = st.response || "";
+    m.fixed = (st.fixed || []).slice();
+    m.factors = general ? (st.factors || []).slice() : [];
+    m.terms = m.fixed.concat(m.factors).map((x) => [x]).concat(byDegree(general ? (st.interactions || []) : []));
+    const add = (name, r, nestedIn) => {
+      if (!name || m.cl[name]) return;
+      m.group.push(name);
+      m.cl[name] = { intercept: r.intercept !== false, slopes: new Set(r.slopes || []), correlated: r.correlated !== false, nestedIn: nestedIn || "" };
+    };
+    add(st.group, st.first_random || {}, "");
+    if (general) for (const r of st.random_rows || []) add(r.group, r, r.nestedIn);
+    if (general) { m.offset = st.offset || ""; m.weights = st.weights || ""; m.trials = st.trials || ""; }
+    return m;
+  }
+
+  function modelRecord(m) {
+    return { response: m.response, factors: m.factors.slice(), fixed: m.fixed.slice(), group: m.group.slice(),
+      offset: m.offset, weights: m.weights, trials: m.trials, terms: m.terms.map((t) => t.slice()),
+      clusters: m.group.map((n) => ({ group: n, intercept: m.cl[n].intercept, slopes: Array.from(m.cl[n].slopes),
+        correlated: m.cl[n].correlated, nestedIn: m.cl[n].nestedIn })) };
+  }
+
+  function modelOfRecord(r) {
+    const m = emptyModel();
+    for (const k of ["response", "offset", "weights", "trials"]) m[k] = r[k] || "";
+    for (const k of ["factors", "fixed"]) m[k] = (r[k] || []).slice();
+    m.terms = (r.terms || []).map((t) => t.slice());
+    for (const c of r.clusters || []) {
+      if (!c.group || m.cl[c.group]) continue;
+      m.group.push(c.group);
+      m.cl[c.group] = { intercept: c.intercept !== false, slopes: new Set(c.slopes || []), correlated: c.correlated !== false, nestedIn: c.nestedIn || "" };
+    }
+    return m;
+  }
+
   async function openGlmm(panel, params, tab) {
     tab.setTitle("GLMM");
     const n = ++formCounter;
     const id = (s) => `glmm${n}-${s}`;
     const opts = await options();
     const dsSelect = el("select", { id: id("dataset"), name: "dataset" });
-    const response = el("select", { id: id("response"), name: "response" });
-    const fixedBox = el("div", { id: id("fixed"), class: "checklist", role: "group", "aria-label": "Fixed Effects (X)" });
-    const group = el("select", { id: id("group"), name: "group" });
     const family = el("select", { id: id("family"), name: "family" },
-      opts.general_families.map((f) => el("option", { value: f.value }, f.label)));
+      opts.general_families.map((x) => el("option", { value: x.value }, x.label)));
     const link = el("select", { id: id("link"), name: "link" });
     const intercept = el("input", { type: "checkbox", id: id("intercept"), name: "intercept", checked: true });
     const level = el("input", { type: "number", id: id("conf"), name: "conf_level", value: "95", min: "50", max: "99.99", step: "any", class: "short" });
@@ -403,17 +533,22 @@
         c === "estimated" ? "Estimated (a parameter of the likelihood, as glmmTMB)" : "lme4 (glmer's deviance / n)")));
     const formulaInput = el("input", { type: "text", id: id("formula"), name: "formula", class: "formula", spellcheck: "false",
       autocomplete: "off", "aria-describedby": id("formula-help") });
-    const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the form again" }, "Use the form");
+    const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the controls again" }, "Use the form");
     const formulaHelp = el("p", { class: "muted formula-help", id: id("formula-help") });
-    const factorBox = el("div", { id: id("factors"), class: "checks", role: "group", "aria-label": "Factors" });
-    const referenceBox = el("div", { class: "references" });
-    const interactionPick = el("div", { class: "checks inline-checks", role: "group", "aria-label": "Effects to interact" });
-    const interactionAdd = el("button", { type: "button", class: "add-interaction" }, "Add interaction");
-    const interactionList = el("ul", { class: "interactions" });
+    // the variables without a role, checked to be given one with a role's arrow button
+    const varList = el("div", { class: "var-list", id: id("variables"), role: "group", "aria-label": "Variables without a role" });
+    const roleError = el("p", { class: "field-error role-error", role: "alert", hidden: true });
+    // the roles: a select for the single ones, a list for the others
+    const roleBox = {};
+    for (const r of ROLES) {
+      roleBox[r.key] = r.single ? el("select", { id: id(r.key), name: r.key, class: "role-select" })
+        : el("ul", { id: id(r.key), class: "role-list", "aria-label": r.label });
+    }
+    const termPick = el("div", { class: "checks inline-checks", role: "group", "aria-label": "Variables to interact" });
+    const termAdd = el("button", { type: "button", class: "add-interaction", dataset: { key: "add-interaction" },
+      title: "Check two or more variables above, then add their interaction" }, "Add interaction");
+    const termList = el("ul", { class: "model-terms", "aria-label": "Fixed-effect terms" });
     const randomBox = el("div", { class: "random-rows" });
-    const randomAdd = el("button", { type: "button", class: "add-grouping" }, "Add grouping variable");
-    const colSelect = (name) => el("select", { id: id(name), name });
-    const offsetSel = colSelect("offset"), weightsSel = colSelect("weights"), trialsSel = colSelect("trials");
     const run = el("button", { type: "button", class: "primary run" }, "Run GLMM");
     // the heading's line: what model the controls (or the typed formula) describe
     const modelKind = el("p", { class: "muted model-kind", "aria-live": "polite" });
@@ -427,9 +562,6 @@
 
     const f = {
       dataset_id: field("dataset_id", "Dataset", dsSelect),
-      response: field("response", "Response Variable (Y)", response),
-      fixed: field("fixed", "Fixed Effects (X)", fixedBox),
-      group: field("group", "Group Variable (Random Intercept)", group),
       family: field("family", "Distribution Family", family),
       link: field("link", "Link Function", link),
       intercept: field("intercept", "Include intercept", intercept),
@@ -439,33 +571,47 @@
       ddf: field("ddf", "Fixed-effect tests", ddf),
       dispersion: field("dispersion", "Dispersion", dispersion),
       formula: field("formula", "Model formula", formulaInput, formulaReset),
-      factors: field("factors", "Factors (categorical fixed effects)", factorBox, referenceBox),
-      interactions: field("interactions", "Interactions", el("div", { class: "interaction-box" }, interactionPick, interactionAdd, interactionList)),
-      random: field("random", "Random effects", el("div", { class: "random-box" }, randomBox, randomAdd)),
-      offset: field("offset", "Offset", offsetSel),
-      weights: field("weights", "Weights", weightsSel),
-      trials: field("trials", "Trials", trialsSel),
+      terms: field("terms", "Fixed Effects", el("div", { class: "builder term-builder" },
+        el("p", { class: "muted builder-help" }, "Main effects: the Factors and Covariates. For an interaction check two or more, then Add interaction."),
+        el("div", { class: "term-pick-row" }, termPick, termAdd),
+        el("span", { class: "builder-caption" }, "Model terms"), termList)),
+      random: field("random", "Random Effects", el("div", { class: "builder random-box" },
+        el("p", { class: "muted builder-help" }, "Per cluster variable: its random intercept, random slopes of the fixed effects, correlated or not, nested within another variable."),
+        randomBox)),
     };
-    f.fixed.row.querySelector("label").removeAttribute("for");
-    for (const k of ["factors", "interactions", "random"]) f[k].row.querySelector("label").removeAttribute("for");
+    const arrows = {};
+    for (const r of ROLES) {
+      f[r.key] = field(r.key, r.label, roleBox[r.key]);
+      f[r.key].row.classList.add("role");
+      f[r.key].row.dataset.role = r.key;
+      if (!r.single) f[r.key].row.querySelector("label").removeAttribute("for");
+      arrows[r.key] = el("button", { type: "button", class: "move-to", dataset: { role: r.key, key: `to:${r.key}` },
+        title: `Move the checked variables to ${r.label}`, "aria-label": `Move the checked variables to ${r.label}` }, "→");
+      f[r.key].row.insertBefore(arrows[r.key], f[r.key].row.firstChild);
+      f[r.key].row.appendChild(el("p", { class: "muted role-hint" }, r.hint));
+    }
+    for (const k of ["terms", "random"]) { f[k].row.querySelector("label").removeAttribute("for"); f[k].row.classList.add("stack"); }
     f.formula.row.classList.add("wide");
     f.formula.row.appendChild(formulaHelp);
-    const modelSection = el("details", { class: "model-section" }, el("summary", {}, "Model"),
-      el("p", { class: "muted" }, "Everything beyond the random-intercept form: factors, interactions, random slopes and " +
-        "several grouping variables, offsets, prior weights and binomial trials. The Model formula shows the result."),
-      el("div", { class: "form-grid" },
-        el("div", { class: "col" }, f.factors.row, f.interactions.row, f.random.row),
-        el("div", { class: "col" }, f.offset.row, f.weights.row, f.trials.row)));
+    const roles = el("section", { class: "roles", "aria-label": "Variables and their roles" },
+      el("div", { class: "var-source" },
+        el("div", { class: "var-head" }, el("span", { class: "field-label" }, "Variables"),
+          el("span", { class: "muted" }, "check, then → a role")),
+        varList, roleError),
+      el("div", { class: "role-fields" },
+        el("div", { class: "role-col" }, ROLES.filter((r) => !r.extra).map((r) => f[r.key].row)),
+        el("div", { class: "role-col" }, ROLES.filter((r) => r.extra).map((r) => f[r.key].row))));
     const form = el("form", { class: "glmm-form", novalidate: true, onsubmit: (e) => e.preventDefault() },
       el("h2", {}, "Generalized Linear Mixed Model (GLMM)"),
       modelKind,
       formSummary,
       el("div", { class: "form-grid" },
-        el("div", { class: "col" }, f.dataset_id.row, f.response.row, f.fixed.row, f.group.row),
-        el("div", { class: "col" }, f.family.row, f.link.row, f.intercept.row, f.conf_level.row,
+        el("div", { class: "col" }, f.dataset_id.row, f.family.row, f.link.row),
+        el("div", { class: "col" }, f.intercept.row, f.conf_level.row,
           el("details", { class: "advanced" }, el("summary", {}, "Advanced Options"), f.max_iter.row, f.tol.row,
             f.ddf.row, f.dispersion.row))),
-      modelSection,
+      roles,
+      el("div", { class: "builders" }, f.terms.row, f.random.row),
       f.formula.row,
       formError,
       el("div", { class: "form-actions" }, run, collapse, el("span", { class: "muted keys" }, "Ctrl+Enter runs the model")));
@@ -486,14 +632,21 @@
     });
 
     let columns = [];
+    let M = emptyModel();   // the model of the controls
+    let typed = false;      // the Model formula was edited by hand: it is the model
+    let matched = false;    // ... and the controls were set to express it (the next change of a control rewrites it)
+    let notForm = "";       // why the controls cannot express the typed formula, once known
+    let factorLevels = {};  // factor column -> {levels (R's order), reference}: from the last formula check
+    const references = {};  // factor column -> the reference level chosen (absent: R's default, the first level)
+    const picked = new Set();  // the variables checked in the Variables list
 
-    function families() { return opts.general_families; }
+    const colOf = (name) => columns.find((c) => c.name === name);
+    const binomial = () => family.value === "binomial";
 
-    /* Every family the engine fits, from the start (issue 19): a family the random-intercept form does not run
-     * (the negative binomial) runs through the formula. */
+    /* Every family the engine fits, from the start (issue 19). */
     function fillFamilies() {
       const keep = family.value;
-      const list = families();
+      const list = opts.general_families;
       if (Array.from(family.options).map((o) => o.value).join() === list.map((x) => x.value).join()) return;
       clear(family);
       for (const x of list) family.appendChild(el("option", { value: x.value }, x.label));
@@ -508,308 +661,344 @@
       link.value = fam.canonical_link;
     }
 
-    function fillColumns() {
-      const numeric = columns.filter((c) => c.numeric);
-      const responses = columns.filter((c) => c.numeric || c.dtype === "boolean");  // a boolean is a 0/1 response
-      const categorical = columns.filter((c) => c.categorical);
-      const keepY = response.value, keepG = group.value;
-      const keepX = new Set(checkedFixed());
-      const none = (what) => (dsSelect.value ? what : "Choose a dataset first");
-      clear(response).appendChild(el("option", { value: "" }, responses.length ? "— choose —" : none("(no numeric columns)")));
-      for (const c of responses) response.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})`));
-      clear(group).appendChild(el("option", { value: "" }, columns.length ? "— choose —" : none("(no columns)")));
-      groupOptions(group, (c) => `${c.name} (${c.dtype} · ${c.scale})`);
-      clear(fixedBox);
-      if (!numeric.length) fixedBox.appendChild(el("span", { class: "muted" }, dsSelect.value ? "No numeric columns." : "Choose a dataset first."));
-      for (const c of numeric) {
-        fixedBox.appendChild(el("label", { class: "check" },
-          el("input", { type: "checkbox", value: c.name, checked: keepX.has(c.name), onchange: changed }), c.name));
-      }
-      if (responses.some((c) => c.name === keepY)) response.value = keepY;
-      if (columns.some((c) => c.name === keepG)) group.value = keepG;
-      const keepF = new Set(checkedIn(factorBox));
-      clear(factorBox);
-      if (!categorical.length) factorBox.appendChild(el("span", { class: "muted" }, dsSelect.value ? "No categorical columns." : "Choose a dataset first."));
-      for (const c of categorical) {
-        factorBox.appendChild(el("label", { class: "check" },
-          el("input", { type: "checkbox", value: c.name, checked: keepF.has(c.name), onchange: changed }), c.name));
-      }
-      for (const sel of [offsetSel, weightsSel, trialsSel]) {
-        const keep = sel.value;
-        clear(sel).appendChild(el("option", { value: "" }, "— none —"));
-        for (const c of numeric) sel.appendChild(el("option", { value: c.name }, c.name));
-        if (numeric.some((c) => c.name === keep)) sel.value = keep;
-      }
-      randomRows = randomRows.filter((r) => !r.group || columns.some((c) => c.name === r.group));
-      renderModel();
-    }
-
-    // ---- the Model section: its state and the formula it makes ----
-    let interactions = [];  // arrays of effect names
-    let randomRows = [];    // extra grouping variables: {group, intercept, slopes: Set, correlated, nestedIn}
-    const firstRandom = { intercept: true, slopes: new Set(), correlated: true };  // for the Group Variable
-    let typed = false;      // the Model formula was edited by hand: it is the model
-    let matched = false;    // ... and the form's controls were filled to express it (the next change rewrites it)
-    let notForm = "";       // why the form cannot express the typed formula (from the server), once known
-    let factorLevels = {};  // factor column -> {levels (R's order), reference}: from the last formula check
-    const references = {};  // factor column -> the reference level chosen (absent: R's default, the first level)
-
-    /* Any column can hold the groups (a cluster variable is a factor whatever its type): the nominal, ordinal and
-     * string columns first, then the others (numeric identifiers such as sleepstudy's Subject) in their own list. */
-    function groupOptions(sel, label, except) {
-      const keep = (c) => c.name !== except;
-      for (const c of columns.filter((c) => c.categorical && keep(c))) sel.appendChild(el("option", { value: c.name }, label(c)));
-      const others = columns.filter((c) => !c.categorical && keep(c));
-      if (others.length) {
-        sel.appendChild(el("optgroup", { label: "Other columns (their values as groups)" },
-          others.map((c) => el("option", { value: c.name }, label(c)))));
-      }
-    }
-
     function hasDispersion() {
       const fam = opts.general_families.find((x) => x.value === family.value);
       return !!(fam && fam.dispersion_links && fam.dispersion_links.includes(link.value));
     }
 
-    /* The heading's line: the model the form (or the typed formula, from its last check) describes. */
+    // ---- roles ----
+    function roleOf(name) {
+      for (const r of ROLES) if (r.single ? M[r.key] === name : M[r.key].includes(name)) return r.key;
+      return "";
+    }
+
+    /* Take a variable out of its role, its fixed-effect terms and the random slopes. */
+    function takeOut(name) {
+      for (const r of ROLES) {
+        if (r.single) { if (M[r.key] === name) M[r.key] = ""; } else M[r.key] = M[r.key].filter((x) => x !== name);
+      }
+      M.terms = M.terms.filter((t) => !t.includes(name));
+      delete M.cl[name];
+      for (const c of Object.values(M.cl)) c.slopes.delete(name);
+    }
+
+    /* Give a variable a role (out of any other: one role per variable); "" gives it back to the Variables list. */
+    function giveRole(name, key) {
+      takeOut(name);
+      if (!key) return;
+      if (ROLE[key].single) { if (M[key]) takeOut(M[key]); M[key] = name; } else M[key].push(name);
+      if (key === "factors" || key === "fixed") {
+        const k = M.terms.findIndex((t) => t.length > 1);
+        M.terms.splice(k < 0 ? M.terms.length : k, 0, [name]);
+      }
+      if (key === "group") M.cl[name] = { intercept: true, slopes: new Set(), correlated: true, nestedIn: "" };
+      if (key === "response") {
+        const c = colOf(name);
+        if (c && c.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
+      }
+    }
+
+    /* The role's arrow: the checked variables (or the one chosen) get the role; those it does not take are named. */
+    function moveTo(key, names) {
+      const r = ROLE[key];
+      names = names || Array.from(picked).filter((x) => colOf(x) && !roleOf(x));
+      if (!names.length) { roleMessage(`Check one or more variables in the Variables list, then press → next to ${r.label}.`); return; }
+      if (r.single && names.length > 1) { roleMessage(`${r.label} holds one variable; check only one.`); return; }
+      const refused = names.map(colOf).filter((c) => c && !r.fits(c));
+      for (const c of names.map(colOf)) if (c && r.fits(c)) { giveRole(c.name, key); picked.delete(c.name); }
+      roleMessage(refused.map((c) => r.refuse(c)).join(" "));
+      changed();
+    }
+
+    function roleMessage(text) { g.showError(roleError, text || ""); }
+
+    /* A double-click on a variable: the role its type suggests (a numeric column a covariate, a string or boolean
+     * one a factor, any other a cluster variable). */
+    function naturalRole(c) { return c.numeric ? "fixed" : ROLE.factors.fits(c) ? "factors" : "group"; }
+
+    /* The columns of a new dataset (or a type changed): roles keep the columns that still fit them. */
+    function keepFitting() {
+      for (const r of ROLES) {
+        const names = r.single ? (M[r.key] ? [M[r.key]] : []) : M[r.key].slice();
+        for (const name of names) { const c = colOf(name); if (!c || !r.fits(c)) takeOut(name); }
+      }
+      for (const c of Object.values(M.cl)) if (c.nestedIn && !colOf(c.nestedIn)) c.nestedIn = "";
+      for (const x of Array.from(picked)) if (!colOf(x) || roleOf(x)) picked.delete(x);
+    }
+
+    // keyboard focus survives a render: the element with the same data-key gets it back
+    function focusKey() {
+      const a = document.activeElement;
+      return a && form.contains(a) && a.dataset && a.dataset.key ? a.dataset.key : null;
+    }
+    function refocus(key, fallback) {
+      if (!key) return;
+      const again = form.querySelector(`[data-key="${CSS.escape(key)}"]`) || (fallback ? form.querySelector(`[data-key="${CSS.escape(fallback)}"]`) : null);
+      if (again && again !== document.activeElement) again.focus();
+    }
+
+    function typeText(c) { return c.dtype + (c.scale ? ` · ${c.scale}` : ""); }
+
+    function renderRoles() {
+      const none = (what) => (dsSelect.value ? what : "Choose a dataset first");
+      clear(varList);
+      const free = columns.filter((c) => !roleOf(c.name));
+      if (!free.length) varList.appendChild(el("p", { class: "muted empty" }, dsSelect.value ? (columns.length ? "Every variable has a role." : "No columns.") : "Choose a dataset first."));
+      for (const c of free) {
+        const box = el("input", { type: "checkbox", class: "var-pick", value: c.name, checked: picked.has(c.name),
+          dataset: { key: `var:${c.name}` }, onchange: (ev) => { if (ev.target.checked) picked.add(c.name); else picked.delete(c.name); } });
+        const item = el("label", { class: "var", title: `${c.name} (${typeText(c)}). Double-click: make it a ${ROLE[naturalRole(c)].label.replace(/s$/, "").toLowerCase()}.` },
+          box, el("span", { class: "var-name" }, c.name), el("span", { class: "var-type" }, c.dtype));
+        item.addEventListener("dblclick", (ev) => { ev.preventDefault(); moveTo(naturalRole(c), [c.name]); });
+        varList.appendChild(item);
+      }
+      for (const r of ROLES) {
+        const box = roleBox[r.key];
+        if (r.single) {
+          const fitting = columns.filter((c) => r.fits(c));
+          clear(box).appendChild(el("option", { value: "" }, fitting.length ? r.none : none("(no numeric columns)")));
+          for (const c of fitting) {
+            const other = roleOf(c.name);
+            box.appendChild(el("option", { value: c.name }, `${c.name} (${c.dtype})${other && other !== r.key ? ` · now ${ROLE[other].label.replace(/s$/, "").toLowerCase()}` : ""}`));
+          }
+          box.value = M[r.key] || "";
+          continue;
+        }
+        clear(box);
+        if (!M[r.key].length) box.appendChild(el("li", { class: "empty muted" }, dsSelect.value ? "none" : "Choose a dataset first."));
+        for (const name of M[r.key]) {
+          const c = colOf(name);
+          const item = el("li", { class: "role-item", dataset: { name } },
+            el("span", { class: "var-name" }, name), c ? el("span", { class: "var-type" }, c.dtype) : null);
+          if (r.key === "factors") item.appendChild(referenceSelect(name));
+          item.appendChild(el("button", { type: "button", class: "remove-role", dataset: { key: `rm:${r.key}:${name}` },
+            title: `Remove ${name} from ${r.label} (back to Variables)`, "aria-label": `Remove ${name} from ${r.label}`,
+            onclick: () => { takeOut(name); changed(); refocus(`to:${r.key}`); } }, "×"));
+          box.appendChild(item);
+        }
+      }
+      f.trials.row.hidden = !binomial();
+    }
+
+    function referenceSelect(name) {
+      const info = factorLevels[name];
+      const sel = el("select", { class: "reference-level", "aria-label": `Reference level of ${name}`, title: `Reference level of ${name}`,
+        dataset: { factor: name, key: `ref:${name}` }, disabled: !info, onchange: (ev) => {
+          if (ev.target.value === info.levels[0]) delete references[name]; else references[name] = ev.target.value;
+          changed();
+        } });
+      if (info) {
+        info.levels.forEach((lv, i) => sel.appendChild(el("option", { value: lv }, i === 0 ? `${lv} (first level)` : lv)));
+        sel.value = references[name] && info.levels.includes(references[name]) ? references[name] : info.levels[0];
+      } else sel.appendChild(el("option", { value: "" }, "(levels when checked)"));
+      return el("label", { class: "reference" }, el("span", { class: "muted" }, "reference "), sel);
+    }
+
+    /* The other columns a cluster can be nested within: the cluster variables first, then any other column. */
+    function nestOptions(sel, except) {
+      const clusters = M.group.filter((x) => x !== except);
+      for (const x of clusters) sel.appendChild(el("option", { value: x }, x));
+      const others = columns.filter((c) => c.name !== except && !clusters.includes(c.name));
+      if (others.length) sel.appendChild(el("optgroup", { label: "Other columns" }, others.map((c) => el("option", { value: c.name }, c.name))));
+    }
+
+    function renderBuilders() {
+      const eff = mainsOf(M);
+      const keepPick = new Set(Array.from(termPick.querySelectorAll("input:checked")).map((i) => i.value));
+      clear(termPick);
+      if (!eff.length) termPick.appendChild(el("span", { class: "muted" }, "Give variables the Factors or Covariates role."));
+      for (const e of eff) {
+        termPick.appendChild(el("label", { class: "check" }, el("input", { type: "checkbox", value: e, checked: keepPick.has(e),
+          dataset: { key: `pick:${e}` } }), e));
+      }
+      termAdd.disabled = eff.length < 2;
+      clear(termList);
+      if (!M.terms.length) termList.appendChild(el("li", { class: "empty muted" }, intercept.checked ? "Intercept only" : "No fixed effects"));
+      for (const t of M.terms) {
+        const label = t.join(":");
+        const main = t.length === 1;
+        termList.appendChild(el("li", { class: main ? "term main" : "term interaction", dataset: { term: label } },
+          el("code", {}, label), el("span", { class: "muted" }, main ? (ROLE[roleOf(t[0])] ? ROLE[roleOf(t[0])].label.replace(/s$/, "").toLowerCase() : "")
+            : `${t.length}-way interaction`),
+          el("button", { type: "button", class: main ? "remove-term remove-main" : "remove-term remove-interaction",
+            dataset: { key: `term:${label}` }, "aria-label": `Remove ${label}`,
+            title: main ? `Remove ${label} from the model (back to Variables)` : `Remove ${label}`,
+            onclick: () => { if (main) takeOut(t[0]); else M.terms = M.terms.filter((x) => x !== t); changed(); refocus("add-interaction"); } }, "×")));
+      }
+      clear(randomBox);
+      if (!M.group.length) randomBox.appendChild(el("p", { class: "muted empty" }, "Give a variable the Cluster Variables role: its groups get a random intercept."));
+      for (const name of M.group) {
+        const c = M.cl[name];
+        const key = (what) => `re:${name}:${what}`;
+        const nest = el("select", { class: "nested-in", "aria-label": `${name} nested within`, dataset: { key: key("nest") },
+          onchange: (ev) => { c.nestedIn = ev.target.value; changed(); } }, el("option", { value: "" }, "— not nested —"));
+        nestOptions(nest, name);
+        nest.value = c.nestedIn || "";
+        randomBox.appendChild(el("div", { class: "random-row", dataset: { group: name } },
+          el("span", { class: "grouping" }, name),
+          el("label", { class: "check" }, el("input", { type: "checkbox", class: "intercept", checked: c.intercept, dataset: { key: key("1") },
+            onchange: (ev) => { c.intercept = ev.target.checked; changed(); } }), "Intercept"),
+          eff.map((e) => el("label", { class: "check" }, el("input", { type: "checkbox", class: "slope", value: e, checked: c.slopes.has(e),
+            dataset: { key: key(`slope:${e}`) }, onchange: (ev) => { if (ev.target.checked) c.slopes.add(e); else c.slopes.delete(e); changed(); } }), e)),
+          el("label", { class: "check", title: "Correlated random effects (one term); unticked: independent terms (||)" },
+            el("input", { type: "checkbox", class: "correlated", checked: c.correlated, dataset: { key: key("corr") },
+              disabled: (c.intercept ? 1 : 0) + eff.filter((e) => c.slopes.has(e)).length < 2,
+              onchange: (ev) => { c.correlated = ev.target.checked; changed(); } }), "Correlated"),
+          el("label", { class: "check nest" }, "nested within ", nest)));
+      }
+    }
+
+    /* The heading's line: the model the controls (or the typed formula, from its last check) describe. */
     let lastCheck = null;
     function describeModel() {
       const fam = opts.general_families.find((x) => x.value === family.value);
       const kind = family.value === "gaussian" && link.value === "identity" ? "Linear mixed model" : "Generalized linear mixed model";
       const head = `${kind} · ${fam ? fam.label : family.value}, ${link.value} link`;
-      let parts = [];
       if (typed && !matched) {
-        parts = lastCheck && lastCheck.formula === formulaInput.value.trim()
+        const parts = lastCheck && lastCheck.formula === formulaInput.value.trim()
           ? lastCheck.random_terms.map((t) => `${t.terms.join(" + ")} | ${t.component}`) : null;
         modelKind.textContent = parts ? `${head} · random effects: ${parts.join("; ")}` : `${head} · the typed formula`;
         modelKind.dataset.kind = "typed";
         return;
       }
-      const eff = effects();
-      const rows = (group.value ? [{ group: group.value, nestedIn: "", r: firstRandom }] : [])
-        .concat(randomRows.filter((r) => r.group).map((r) => ({ group: r.group, nestedIn: r.nestedIn, r })));
-      const slopes = (r) => eff.filter((e) => r.slopes.has(e));
+      const eff = mainsOf(M);
+      const rows = M.group.map((name) => ({ group: name, c: M.cl[name] })).filter((x) => x.c.intercept || eff.some((e) => x.c.slopes.has(e)));
+      const slopes = (c) => eff.filter((e) => c.slopes.has(e));
       let what;
-      if (!rows.length) what = "choose a Group Variable (the random effects' groups)";
-      else if (rows.length === 1 && !slopes(rows[0].r).length && rows[0].r.intercept) {
+      if (!rows.length) what = "choose a Group Variable: give a column the Cluster Variables role";
+      else if (rows.length === 1 && !slopes(rows[0].c).length && rows[0].c.intercept && !rows[0].c.nestedIn) {
         what = `Random intercept model: g(μ) = Xβ + u_${rows[0].group}, u ~ N(0, σu²)`;
       } else {
         what = rows.map((x) => {
-          const sl = slopes(x.r);
-          const terms = (x.r.intercept ? ["intercept"] : []).concat(sl.map((e) => `slope of ${e}`));
-          const by = x.nestedIn ? `${x.group} within ${x.nestedIn}` : x.group;
-          return `${terms.join(" and ") || "nothing"} by ${by}${sl.length && x.r.intercept ? (x.r.correlated ? " (correlated)" : " (uncorrelated)") : ""}`;
+          const sl = slopes(x.c);
+          const terms = (x.c.intercept ? ["intercept"] : []).concat(sl.map((e) => `slope of ${e}`));
+          const by = x.c.nestedIn ? `${x.group} within ${x.c.nestedIn}` : x.group;
+          return `${terms.join(" and ")} by ${by}${sl.length && x.c.intercept ? (x.c.correlated ? " (correlated)" : " (uncorrelated)") : ""}`;
         }).join("; ");
-        const nested = rows.some((x) => x.nestedIn);
+        const nested = rows.some((x) => x.c.nestedIn);
         const label = rows.length > 1 ? (nested ? "Nested random effects" : "Crossed random effects")
-          : "Random intercept and slopes";
+          : nested ? "Nested random effects" : "Random intercept and slopes";
         what = `${label}: ${what}`;
       }
+      const fixedText = M.terms.length ? ` · fixed: ${M.terms.map((t) => t.join(":")).join(", ")}` : "";
       modelKind.dataset.kind = rows.length ? "form" : "none";
-      modelKind.textContent = `${head} · ${what}`;
+      modelKind.textContent = `${head}${fixedText} · ${what}`;
     }
 
-    /* Another dataset: a new model (the old dataset's formula, choices and reference levels go). */
+    /* Another dataset: a new model (the old dataset's roles, formula and reference levels go). */
     function resetModel() {
       typed = false; matched = false; notForm = ""; lastCheck = null;
-      interactions = []; randomRows = []; factorLevels = {};
-      Object.assign(firstRandom, { intercept: true, slopes: new Set(), correlated: true });
+      M = emptyModel(); factorLevels = {};
+      picked.clear();
       for (const k of Object.keys(references)) delete references[k];
-      for (const sel of [response, group, offsetSel, weightsSel, trialsSel]) sel.value = "";
-      for (const i of form.querySelectorAll(".checklist input, .checks input")) i.checked = false;
-      for (const name of ["formula", "weights", "factors", "interactions", "random"]) showFieldError(name, "");
+      roleMessage("");
+      for (const name of ["formula", "weights", "factors", "terms", "random", "response", "group"]) showFieldError(name, "");
     }
 
-    function checkedIn(box) { return Array.from(box.querySelectorAll("input:checked")).map((i) => i.value); }
-    function quote(name) { return /^[A-Za-z.][A-Za-z0-9._]*$/.test(name) ? name : "`" + name + "`"; }
-    function effects() { return checkedFixed().concat(checkedIn(factorBox)); }
-    function general() {
-      return typed || modelSection.open || family.value === "negbin";
+    /* The formula of the controls. */
+    function formFormula() { return formulaOf(M, intercept.checked, binomial()); }
+
+    /* The random-intercept form of the product page (one cluster variable with its intercept, covariates only, no
+     * offset, weights or trials) runs as response/fixed/group; everything else as the formula. */
+    function simple() {
+      if (typed || family.value === "negbin" || M.factors.length || M.offset || M.weights || (M.trials && binomial())) return false;
+      if (M.group.length !== 1 || M.terms.some((t) => t.length > 1)) return false;
+      const c = M.cl[M.group[0]];
+      return c.intercept && !c.slopes.size && !c.nestedIn;
     }
 
-    function randomTerm(r, grouping, eff) {
-      const slopes = eff.filter((e) => r.slopes.has(e)).map(quote);
-      if (!r.intercept && !slopes.length) return null;
-      const lhs = r.intercept ? ["1"].concat(slopes) : ["0"].concat(slopes);
-      const columns = slopes.length + (r.intercept ? 1 : 0);
-      return `(${lhs.join(" + ")} ${r.correlated || columns < 2 ? "|" : "||"} ${grouping})`;
-    }
-
-    /* The form's controls as one record (what formulaOf writes and applyState fills). */
-    function readState() {
-      return { response: response.value, trials: trialsSel.value, fixed: checkedFixed(), factors: checkedIn(factorBox),
-        interactions, intercept: intercept.checked, group: group.value, first: firstRandom, rows: randomRows, offset: offsetSel.value };
-    }
-
-    /* The lme4 formula of the form. */
-    function formFormula() { return formulaOf(readState()); }
-
-    function formulaOf(st) {
-      const y = st.response ? quote(st.response) : "y";
-      const lhs = st.trials && family.value === "binomial" ? `cbind(${y}, ${quote(st.trials)} - ${y})` : y;
-      const eff = st.fixed.concat(st.factors);
-      let mains = eff;
-      const inter = st.interactions.filter((t) => t.every((e) => mains.includes(e)));
-      const parts = [];
-      const used = new Set();
-      for (const t of inter) {  // a two-way interaction of two main effects is written a * b (= a + b + a:b)
-        if (t.length === 2 && !used.has(t[0]) && !used.has(t[1])) { parts.push(t.map(quote).join(" * ")); t.forEach((e) => used.add(e)); }
-        else parts.push(t.map(quote).join(":"));
-      }
-      mains = mains.filter((e) => !used.has(e));
-      const fixed = (st.intercept ? [] : ["0"]).concat(mains.map(quote), parts);
-      if (!fixed.length) fixed.push("1");
-      if (st.offset) fixed.push(`offset(${quote(st.offset)})`);
-      const random = [];
-      if (st.group) random.push(randomTerm(st.first, quote(st.group), eff));
-      for (const r of st.rows) {
-        if (!r.group) continue;
-        // "b nested in a" is lme4's inner factor of a/b, named b:a
-        const grouping = r.nestedIn ? `${quote(r.group)}:${quote(r.nestedIn)}` : quote(r.group);
-        random.push(randomTerm(r, grouping, eff));
-      }
-      return `${lhs} ~ ${fixed.concat(random.filter(Boolean)).join(" + ")}`;
-    }
-
-    /* The server's description of a typed formula ({response, trials, fixed, factors, interactions, intercept,
-     * group, first, rows, offset}) as the form's record, or null when a column is not offered by its control. */
+    /* The server's description of a typed formula (model_form.form_of) as a model record, or {why} when the
+     * controls cannot show it. */
     function stateOf(form) {
-      const offered = (sel, v) => !v || Array.from(sel.options).some((o) => o.value === v);
-      const checkable = (box, names) => names.every((n) => box.querySelector(`input[value="${CSS.escape(n)}"]`));
-      const any = new Set(columns.map((c) => c.name));
-      if (!offered(response, form.response) || !offered(group, form.group) || !offered(offsetSel, form.offset) ||
-          !offered(trialsSel, form.trials) || !checkable(fixedBox, form.fixed) || !checkable(factorBox, form.factors) ||
-          !form.rows.every((r) => any.has(r.group) && (!r.nested_in || any.has(r.nested_in)))) return null;
-      const row = (r) => ({ group: r.group || "", nestedIn: r.nested_in || "", intercept: r.intercept, slopes: new Set(r.slopes), correlated: r.correlated });
-      return { response: form.response, trials: form.trials || "", fixed: form.fixed, factors: form.factors,
-        interactions: form.interactions, intercept: form.intercept, group: form.group || "", first: row(form.first),
-        rows: form.rows.map(row), offset: form.offset || "" };
+      const m = emptyModel();
+      const fits = (key, name) => { const c = colOf(name); return c && ROLE[key].fits(c); };
+      const put = (key, name) => {
+        if ([m.response, m.offset, m.trials].includes(name) || m.factors.includes(name) || m.fixed.includes(name) ||
+            m.group.includes(name)) return `${name} plays two roles in it (a variable has one role in the form)`;
+        if (!fits(key, name)) return `${name} does not fit the ${ROLE[key].label} role`;
+        if (ROLE[key].single) m[key] = name; else m[key].push(name);
+        return "";
+      };
+      let why = put("response", form.response);
+      if (!why && form.trials) why = put("trials", form.trials);
+      if (!why && form.offset) why = put("offset", form.offset);
+      const terms = form.terms || (form.fixed || []).concat(form.factors || []).map((x) => [x]).concat(form.interactions || []);
+      for (const t of terms) {
+        if (why) break;
+        if (t.length === 1) why = put((form.factors || []).includes(t[0]) ? "factors" : "fixed", t[0]);
+        m.terms.push(t.slice());
+      }
+      const rows = (form.group ? [Object.assign({ group: form.group, nested_in: null }, form.first)] : []).concat(form.rows || []);
+      const seen = {};
+      for (const r of rows) {
+        if (why) break;
+        const comp = r.nested_in ? `${r.group}:${r.nested_in}` : r.group;
+        if (seen[r.group]) { why = `${r.group} groups two random terms (${seen[r.group]} and ${comp}); the form has one row per cluster variable`; break; }
+        seen[r.group] = comp;
+        why = put("group", r.group);
+        m.cl[r.group] = { intercept: r.intercept, slopes: new Set(r.slopes), correlated: r.correlated, nestedIn: r.nested_in || "" };
+      }
+      if (!why && M.weights) why = put("weights", M.weights) && `${M.weights}, the Weights column, is also part of the formula`;
+      if (why) return { why };
+      return { model: m, intercept: form.intercept };
     }
 
-    /* Set the controls to a record from stateOf (the typed formula stays in its field). */
-    function applyState(st) {
-      response.value = st.response;
-      trialsSel.value = st.trials;
-      offsetSel.value = st.offset;
-      for (const i of fixedBox.querySelectorAll("input")) i.checked = st.fixed.includes(i.value);
-      for (const i of factorBox.querySelectorAll("input")) i.checked = st.factors.includes(i.value);
-      interactions = st.interactions.map((t) => t.slice());
-      intercept.checked = st.intercept;
-      group.value = st.group;
-      Object.assign(firstRandom, { intercept: st.first.intercept, slopes: st.first.slopes, correlated: st.first.correlated });
-      randomRows = st.rows;
-      const beyond = st.factors.length || st.interactions.length || st.rows.length || st.first.slopes.size ||
-        !st.first.intercept || st.offset || st.trials || !st.intercept;
-      if (beyond && !modelSection.open) modelSection.open = true;
-    }
-
-    /* After the server accepted a typed formula: fill the form when its formula for the description is the same
-     * model (the same signature), else say that the formula runs as typed. */
+    /* After the server accepted a typed formula: set the controls when their formula for the description is the
+     * same model (the same signature), else say which part the controls cannot show (it runs as typed). */
     async function fillFrom(answer, text, mine) {
       const st = answer.form ? stateOf(answer.form) : null;
       let same = false;
-      if (st) {
-        const candidate = formulaOf(st);
-        if (candidate.trim() === text.trim()) same = true;
+      if (st && st.model) {
+        const candidate = formulaOf(st.model, st.intercept, binomial());
+        if (candidate.replace(/\s+/g, "") === text.replace(/\s+/g, "")) same = true;
         else {
           try {
             const other = await api.post("/api/glmm/formula", { dataset_id: collect().dataset_id, formula: candidate,
-              family: family.value, weights: weightsSel.value || null });
+              family: family.value, weights: M.weights || null });
             same = other.signature === answer.signature;
           } catch (err) { same = false; }
         }
       }
       if (mine !== checkSeq || !typed || formulaInput.value !== text) return;
-      if (same) { applyState(st); matched = true; notForm = ""; }
-      else if (answer.form && !st) notForm = "a column it uses is not offered by the form's controls";
-      else notForm = answer.not_form || "the form writes this model differently (for example in another order)";
+      if (same) { M = st.model; intercept.checked = st.intercept; matched = true; notForm = ""; }
+      else if (st && st.why) notForm = st.why;
+      else notForm = answer.not_form || "the form writes this model differently (for example its terms in another order)";
       renderModel();
     }
 
     /* The reference levels chosen for the factors of the model (sent with a general fit). */
     function chosenReferences() {
       const out = {};
-      for (const name of checkedIn(factorBox)) {
+      for (const name of M.factors) {
         const info = factorLevels[name];
         if (references[name] && info && info.levels.includes(references[name]) && references[name] !== info.levels[0]) out[name] = references[name];
       }
       return Object.keys(out).length ? out : null;
     }
 
-    function renderReferences() {
-      clear(referenceBox);
-      for (const name of checkedIn(factorBox)) {
-        const info = factorLevels[name];
-        const sel = el("select", { class: "reference-level", "aria-label": `Reference level of ${name}`, dataset: { factor: name },
-          disabled: !info, onchange: (ev) => {
-            if (ev.target.value === info.levels[0]) delete references[name]; else references[name] = ev.target.value;
-            changed();
-          } });
-        if (info) {
-          info.levels.forEach((lv, i) => sel.appendChild(el("option", { value: lv }, i === 0 ? `${lv} (first level)` : lv)));
-          sel.value = references[name] && info.levels.includes(references[name]) ? references[name] : info.levels[0];
-        } else sel.appendChild(el("option", { value: "" }, "(levels when the formula is checked)"));
-        referenceBox.appendChild(el("label", { class: "reference" }, el("span", {}, `Reference level of ${name} `), sel));
-      }
-    }
-
     function renderModel() {
-      const eff = effects();
-      const keepPick = new Set(checkedIn(interactionPick));
-      clear(interactionPick);
-      if (eff.length < 2) interactionPick.appendChild(el("span", { class: "muted" }, "Choose two or more fixed effects or factors to interact."));
-      for (const e of eff) interactionPick.appendChild(el("label", { class: "check" }, el("input", { type: "checkbox", value: e, checked: keepPick.has(e) }), e));
-      interactionAdd.disabled = eff.length < 2;
-      interactions = interactions.filter((t) => t.every((e) => eff.includes(e)));
-      clear(interactionList);
-      interactions.forEach((t, i) => interactionList.appendChild(el("li", { class: "interaction" }, el("code", {}, t.join(":")), " ",
-        el("button", { type: "button", class: "remove-interaction", "aria-label": `Remove ${t.join(":")}`,
-          onclick: () => { interactions.splice(i, 1); changed(); } }, "×"))));
-      clear(randomBox);
-      const slopeChecks = (r) => eff.map((e) => el("label", { class: "check" }, el("input", { type: "checkbox", class: "slope", value: e,
-        checked: r.slopes.has(e), onchange: (ev) => { if (ev.target.checked) r.slopes.add(e); else r.slopes.delete(e); changed(); } }), e));
-      const common = (r) => [
-        el("label", { class: "check" }, el("input", { type: "checkbox", class: "intercept", checked: r.intercept,
-          onchange: (ev) => { r.intercept = ev.target.checked; changed(); } }), "Intercept"),
-        slopeChecks(r),
-        el("label", { class: "check" }, el("input", { type: "checkbox", class: "correlated", checked: r.correlated,
-          onchange: (ev) => { r.correlated = ev.target.checked; changed(); } }), "Correlated")];
-      randomBox.appendChild(el("div", { class: "random-row", dataset: { group: group.value || "" } },
-        el("span", { class: "grouping" }, group.value ? `${group.value} (Group Variable)` : "Group Variable: choose one above"), common(firstRandom)));
-      randomRows.forEach((r, i) => {
-        const sel = el("select", { class: "grouping-select", "aria-label": "Grouping variable",
-          onchange: (ev) => { r.group = ev.target.value; changed(); } },
-          el("option", { value: "" }, "— grouping variable —"));
-        groupOptions(sel, (c) => c.name);
-        sel.value = r.group || "";
-        const nest = el("select", { class: "nested-in", "aria-label": "Nested in",
-          onchange: (ev) => { r.nestedIn = ev.target.value; changed(); } },
-          el("option", { value: "" }, "— not nested —"));
-        groupOptions(nest, (c) => c.name, r.group);
-        nest.value = r.nestedIn || "";
-        randomBox.appendChild(el("div", { class: "random-row", dataset: { group: r.group || "" } }, sel, common(r),
-          el("label", { class: "check" }, "nested in ", nest),
-          el("button", { type: "button", class: "remove-grouping", "aria-label": "Remove grouping variable",
-            onclick: () => { randomRows.splice(i, 1); changed(); } }, "×")));
-      });
-      f.trials.row.hidden = family.value !== "binomial";
+      const key = focusKey();
+      renderRoles();
+      renderBuilders();
       f.dispersion.row.hidden = !hasDispersion();
       describeModel();
-      renderReferences();
       if (!typed) formulaInput.value = formFormula();
       formulaReset.hidden = !typed || matched;
       formulaHelp.dataset.state = !typed ? "form" : matched ? "filled" : notForm ? "typed" : "checking";
-      formulaHelp.textContent = !typed ? "The formula of the form; edit it to run any model of lme4's language."
-        : matched ? "The form now shows this formula; changing the form writes the form's formula again."
-          : notForm ? `The form cannot show this formula (${notForm}): it runs as typed. “Use the form” shows the form's formula again.`
-            : "Typed by hand: it runs as typed. “Use the form” shows the form's formula again.";
+      formulaHelp.textContent = !typed ? "The formula of the controls; edit it to run any model of lme4's language."
+        : matched ? "The controls now show this formula; changing a control writes their formula again."
+          : notForm ? `The controls cannot show this formula (${notForm}): it runs as typed. “Use the form” shows the controls' formula again.`
+            : "Typed by hand: it runs as typed. “Use the form” shows the controls' formula again.";
+      if (form.classList.contains("collapsed")) summaryCode.textContent = formulaInput.value;
+      if (key) refocus(key);
     }
 
     let checkSeq = 0, checkTimer = null;
-    /* Check the formula against the dataset on the server (the fit's own model frame builder), soon after a change. */
+    /* Check the formula against the dataset on the server (the fit's own model frame builder), soon after a change:
+     * a typed formula, or the controls' once they describe more than the random-intercept form. */
     function checkFormulaSoon() {
       clearTimeout(checkTimer);
-      if (!general()) return;
+      if (!typed && (simple() || !M.response || !M.group.length)) return;
       checkTimer = setTimeout(checkFormula, 250);
     }
     async function checkFormula() {
@@ -818,14 +1007,13 @@
       const text = formulaInput.value;
       try {
         const answer = await api.post("/api/glmm/formula", { dataset_id: collect().dataset_id, formula: text,
-          family: family.value, weights: weightsSel.value || null, reference_levels: chosenReferences() });
+          family: family.value, weights: M.weights || null, reference_levels: chosenReferences() });
         if (mine === checkSeq) {
           for (const name of ["formula", "weights", "reference_levels"]) showFieldError(name, "");
           factorLevels = answer.factors || {};
           lastCheck = answer;
-          describeModel();
-          renderReferences();
           if (typed && !matched) fillFrom(answer, text, mine);
+          renderModel();
         }
         return true;
       } catch (err) {
@@ -837,7 +1025,7 @@
       }
     }
 
-    /* A control of the form changed: once the form showed a typed formula, the form is the model again. */
+    /* A control changed: once the controls showed a typed formula, they are the model again. */
     function changed() {
       if (matched) { typed = false; matched = false; }
       refresh();
@@ -850,15 +1038,23 @@
       checkFormulaSoon();
     }
 
-    interactionAdd.addEventListener("click", () => {
-      const pick = checkedIn(interactionPick);
-      if (pick.length < 2) { showFieldError("interactions", "Pick two or more effects, then Add interaction."); return; }
-      showFieldError("interactions", "");
-      if (!interactions.some((t) => t.join(":") === pick.join(":"))) interactions.push(pick);
-      changed();
-    });
-    randomAdd.addEventListener("click", () => {
-      randomRows.push({ group: "", intercept: true, slopes: new Set(), correlated: true, nestedIn: "" });
+    for (const r of ROLES) {
+      arrows[r.key].addEventListener("click", () => moveTo(r.key));
+      if (r.single) {
+        roleBox[r.key].addEventListener("change", (ev) => {
+          const name = ev.target.value;
+          if (name) giveRole(name, r.key); else if (M[r.key]) takeOut(M[r.key]);
+          roleMessage("");
+          changed();
+        });
+      }
+    }
+    termAdd.addEventListener("click", () => {
+      const pick = Array.from(termPick.querySelectorAll("input:checked")).map((i) => i.value);
+      if (pick.length < 2) { showFieldError("terms", "Check two or more variables, then Add interaction."); return; }
+      showFieldError("terms", "");
+      if (!M.terms.some((t) => termKey(t) === termKey(pick))) M.terms = byDegree(M.terms.concat([pick]));
+      for (const i of termPick.querySelectorAll("input:checked")) i.checked = false;
       changed();
     });
     formulaInput.addEventListener("input", () => {
@@ -868,12 +1064,6 @@
       refresh();
     });
     formulaReset.addEventListener("click", () => { typed = false; matched = false; refresh(); });
-    modelSection.addEventListener("toggle", refresh);  // opening the section changes no choice
-    for (const sel of [offsetSel, weightsSel, trialsSel]) sel.addEventListener("change", changed);
-
-    function checkedFixed() {
-      return Array.from(fixedBox.querySelectorAll("input:checked")).map((i) => i.value);
-    }
 
     async function loadDatasets(selectId) {
       const list = await g.datasets();
@@ -892,7 +1082,8 @@
           g.showError(f.dataset_id.err, "");
         } catch (err) { g.showError(f.dataset_id.err, err.message); }
       }
-      fillColumns();
+      keepFitting();
+      renderModel();
     }
 
     function showFieldError(name, message) {
@@ -902,25 +1093,19 @@
     }
 
     function collect() {
-      if (general()) {
-        return {
-          dataset_id: dsSelect.value ? (/^\d+$/.test(dsSelect.value) ? Number(dsSelect.value) : dsSelect.value) : null,
-          formula: formulaInput.value, weights: weightsSel.value || null, family: family.value, link: link.value,
-          reference_levels: chosenReferences(),
-          response: response.value || null,
-          conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
-          max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
-          ddf: ddf.value, dispersion: hasDispersion() ? dispersion.value : "estimated",
-        };
-      }
-      return {
+      const common = {
         dataset_id: dsSelect.value ? (/^\d+$/.test(dsSelect.value) ? Number(dsSelect.value) : dsSelect.value) : null,
-        response: response.value || null, fixed: checkedFixed(), group: group.value || null,
-        family: family.value, link: link.value, intercept: intercept.checked,
+        family: family.value, link: link.value,
         conf_level: level.value.trim() === "" ? NaN : Number(level.value) / 100,
         max_iter: maxIter.value.trim() === "" ? NaN : Number(maxIter.value), tol: tol.value.trim() === "" ? NaN : Number(tol.value),
         ddf: ddf.value, dispersion: hasDispersion() ? dispersion.value : "estimated",
       };
+      if (simple()) {
+        return Object.assign(common, { response: M.response || null, fixed: mainsOf(M), group: M.group[0] || null,
+          intercept: intercept.checked });
+      }
+      return Object.assign(common, { formula: formulaInput.value, weights: M.weights || null,
+        reference_levels: chosenReferences(), response: M.response || null });
     }
 
     // Satterthwaite's t tests are for linear mixed models only (the server says the same, next to the field)
@@ -929,49 +1114,38 @@
         ? "Satterthwaite t tests are for the Gaussian family with the identity link; choose Wald z tests." : null;
     }
 
-    /* The form's rules, checked before anything runs; `all` also reports missing choices. */
+    /* The controls' rules, checked before anything runs; `all` also reports missing choices. A typed formula is
+     * checked on the server, next to its field. */
     function validate(all) {
       const b = collect();
       const e = {};
-      if (b.formula !== undefined) {  // the general form: the formula is checked on the server, next to its field
-        if (!b.dataset_id && all) e.dataset_id = "Choose a Dataset.";
-        if (!b.formula.trim() && all) e.formula = "Type a Model formula such as y ~ x + (1 | g), or build one with the form.";
-        if (!(b.conf_level >= 0.5 && b.conf_level <= 0.9999)) e.conf_level = "Confidence Level must be between 50 and 99.99 (%).";
-        if (!(Number.isInteger(b.max_iter) && b.max_iter >= 1)) e.max_iter = "Max Iterations must be a whole number of at least 1.";
-        if (!(b.tol > 0 && b.tol < 1)) e.tol = "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).";
-        if (ddfError(b)) e.ddf = ddfError(b);
-        for (const name of Object.keys(f)) if (name !== "formula" && name !== "weights" && name !== "factors" || e[name]) showFieldError(name, e[name] || "");
-        g.showError(formError, "");
-        return Object.keys(e).length ? null : b;
-      }
       if (!b.dataset_id && all) e.dataset_id = "Choose a Dataset.";
-      if (!b.response && all) e.response = "Choose a Response Variable (Y) (numeric columns only).";
-      if (b.response && b.fixed.includes(b.response)) e.fixed = `'${b.response}' is the Response Variable (Y); it cannot also be a fixed effect.`;
-      if (!b.intercept && !b.fixed.length && all) e.fixed = "Without an intercept, choose at least one Fixed Effects (X) column.";
-      if (!b.group && all) e.group = "Choose a Group Variable (Random Intercept): a GLMM needs groups.";
-      if (b.group && (b.group === b.response || b.fixed.includes(b.group))) e.group = `'${b.group}' is already used as the response or a fixed effect.`;
+      if (typed) {
+        if (!formulaInput.value.trim() && all) e.formula = "Type a Model formula such as y ~ x + (1 | g), or build one with the form.";
+      } else if (b.dataset_id) {
+        if (!M.response && all) e.response = "Choose a Dependent Variable (the Response Variable (Y)): a numeric or boolean column.";
+        if (!M.group.length && all) e.group = "Choose a Group Variable: give a column the Cluster Variables role (its groups get a random intercept); a GLMM needs groups.";
+        const bare = M.group.filter((x) => !M.cl[x].intercept && !mainsOf(M).some((s) => M.cl[x].slopes.has(s)));
+        if (bare.length) e.random = `${bare.join(", ")}: tick Intercept or a slope, or remove ${bare.length === 1 ? "it" : "them"} from Cluster Variables.`;
+        if (!intercept.checked && !M.terms.length && all) e.terms = "Without an intercept, add at least one fixed effect: a Covariate or a Factor.";
+      }
       if (!(b.conf_level >= 0.5 && b.conf_level <= 0.9999)) e.conf_level = "Confidence Level must be between 50 and 99.99 (%).";
       if (!(Number.isInteger(b.max_iter) && b.max_iter >= 1)) e.max_iter = "Max Iterations must be a whole number of at least 1.";
       if (!(b.tol > 0 && b.tol < 1)) e.tol = "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).";
       if (ddfError(b)) e.ddf = ddfError(b);
-      for (const name of Object.keys(f)) showFieldError(name, e[name] || "");
+      const server = ["formula", "weights", "factors"];  // (their messages come from the formula check)
+      for (const name of Object.keys(f)) if (!server.includes(name) || e[name]) showFieldError(name, e[name] || "");
       g.showError(formError, "");
       return Object.keys(e).length ? null : b;
     }
 
-    /* Every control of the form, with the Model section's state: kept with a fit (and a saved model) so the form
-     * can be filled again (Model Detail > Open in GLMM Form). */
+    /* Every control, with the model record: kept with a fit (and a saved model) so the form can be filled again
+     * (Model Detail > Open in GLMM Form). */
     function formState() {
       return {
-        dataset_id: dsSelect.value, response: response.value, fixed: checkedFixed(), group: group.value,
-        family: family.value, link: link.value, intercept: intercept.checked, conf_level: level.value,
-        max_iter: maxIter.value, tol: tol.value, model_open: modelSection.open, factors: checkedIn(factorBox),
-        interactions: interactions.map((t) => t.slice()),
-        first_random: { intercept: firstRandom.intercept, slopes: Array.from(firstRandom.slopes), correlated: firstRandom.correlated },
-        random_rows: randomRows.map((r) => ({ group: r.group, intercept: r.intercept, slopes: Array.from(r.slopes),
-          correlated: r.correlated, nestedIn: r.nestedIn })),
-        offset: offsetSel.value, weights: weightsSel.value, trials: trialsSel.value, typed, matched,
-        formula: formulaInput.value, references: Object.assign({}, references), dispersion: dispersion.value,
+        version: 2, dataset_id: dsSelect.value, family: family.value, link: link.value, intercept: intercept.checked,
+        conf_level: level.value, max_iter: maxIter.value, tol: tol.value, ddf: ddf.value, dispersion: dispersion.value,
+        model: modelRecord(M), typed, matched, formula: formulaInput.value, references: Object.assign({}, references),
       };
     }
 
@@ -987,20 +1161,11 @@
       };
       dsSelect.value = String(st.dataset_id || datasetId);
       await loadColumns();
-      const tick = (box, names) => { for (const i of box.querySelectorAll("input[type=checkbox]")) i.checked = (names || []).includes(i.value); };
-      response.value = st.response || "";
-      tick(fixedBox, st.fixed);
-      group.value = st.group || "";
-      tick(factorBox, st.factors);
-      modelSection.open = !!st.model_open;
+      M = st.version === 2 && st.model ? modelOfRecord(st.model) : modelOfOldRecord(st);
+      keepFitting();
       intercept.checked = st.intercept !== false;
       level.value = st.conf_level; maxIter.value = st.max_iter; tol.value = st.tol;
-      interactions = (st.interactions || []).map((t) => t.slice());
-      const fr = st.first_random || {};
-      Object.assign(firstRandom, { intercept: fr.intercept !== false, slopes: new Set(fr.slopes || []), correlated: fr.correlated !== false });
-      randomRows = (st.random_rows || []).map((r) => ({ group: r.group || "", intercept: r.intercept !== false,
-        slopes: new Set(r.slopes || []), correlated: r.correlated !== false, nestedIn: r.nestedIn || "" }));
-      offsetSel.value = st.offset || ""; weightsSel.value = st.weights || ""; trialsSel.value = st.trials || "";
+      if (st.ddf) ddf.value = st.ddf;
       for (const k of Object.keys(references)) delete references[k];
       Object.assign(references, st.references || {});
       typed = !!st.typed;
@@ -1018,18 +1183,13 @@
 
     dsSelect.addEventListener("change", () => { resetModel(); loadColumns().then(() => { validate(false); checkFormulaSoon(); }); });
     family.addEventListener("change", () => { fillLinks(); changed(); });
-    link.addEventListener("change", () => renderModel());
-    response.addEventListener("change", () => {
-      const col = columns.find((c) => c.name === response.value);
-      if (col && col.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
-      changed();
-    });
-    for (const c of [group, intercept]) c.addEventListener("change", changed);
+    link.addEventListener("change", () => { renderModel(); validate(false); });
+    intercept.addEventListener("change", changed);
     ddf.addEventListener("change", () => validate(false));
     for (const c of [level, maxIter, tol]) c.addEventListener("input", () => validate(false));
     run.addEventListener("click", async () => {
       const body = validate(true);
-      if (!body) { const bad = form.querySelector(".field.invalid select, .field.invalid input"); if (bad) bad.focus(); return; }
+      if (!body) { const bad = form.querySelector(".field.invalid select, .field.invalid input, .field.invalid button"); if (bad) bad.focus(); return; }
       let job;
       try {
         job = await api.post("/api/glmm/fits", Object.assign({}, body, { form: formState() }));
