@@ -77,3 +77,12 @@ def test_the_link_scale_stays_the_default_and_other_links_keep_differences():
     assert kept.attrs["scale"] == "difference" and kept["contrast"][0] == "P1 - P2"
     with pytest.raises(GlmmInputError, match="type must be 'response' or 'link'"):
         pairs(res, "period", type="odds")
+
+
+def test_the_result_method_passes_the_scale_on():
+    """``result.pairs(term, type="response")`` is the service's ratio table (the method once dropped ``type``)."""
+    c = next(iter(REF.values()))
+    res = fit(next(iter(REF)))
+    via_method = res.pairs(c["term"], type="response")
+    pd.testing.assert_frame_equal(via_method, pairs(res, c["term"], type="response"))
+    assert via_method.attrs["scale"] in ("ratio", "odds ratio")

@@ -442,10 +442,11 @@ class GlmmResult:
         the intervals (default: the fit's). Satterthwaite's df for Gaussian-identity fits, else asymptotic."""
         raise _needs_services("emmeans()")
 
-    def pairs(self, term: str, by: str | None = None, adjust: str = "tukey"):
-        """Pairwise comparisons of a factor's marginal means (on the link scale), within each level of ``by``:
-        ``contrast``, ``estimate``, ``SE``, ``df``, ``statistic``, ``p``; ``adjust`` "tukey", "holm", "bonferroni"
-        or "none"."""
+    def pairs(self, term: str, by: str | None = None, adjust: str = "tukey", type: str = "link"):
+        """Pairwise comparisons of a factor's marginal means, within each level of ``by``: ``contrast``,
+        ``estimate``, ``SE``, ``df``, ``statistic``, ``p``; ``adjust`` "tukey", "holm", "bonferroni" or "none".
+        ``type="response"``: under a log link the ratios of the means, under a logit link the odds ratios (as
+        emmeans gives them; tests on the link scale); other links keep the differences."""
         raise _needs_services("pairs()")
 
     def effects(self, term: str, by: str | None = None, level: float | None = None, n_grid: int = 20):

@@ -46,8 +46,8 @@ class FittedModel(GlmmResult):
                 at: Any = None, n_grid: int = 20):
         return marginal.emmeans(self, term, by=by, type=type, level=level, at=at, n_grid=n_grid)
 
-    def pairs(self, term: str, by: str | None = None, adjust: str = "tukey"):
-        return marginal.pairs(self, term, by=by, adjust=adjust)
+    def pairs(self, term: str, by: str | None = None, adjust: str = "tukey", type: str = "link"):
+        return marginal.pairs(self, term, by=by, adjust=adjust, type=type)
 
     def effects(self, term: str, by: str | None = None, level: float | None = None, n_grid: int = 20):
         return marginal.effects(self, term, by=by, level=level, n_grid=n_grid)
