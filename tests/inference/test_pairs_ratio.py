@@ -81,8 +81,7 @@ def test_the_link_scale_stays_the_default_and_other_links_keep_differences():
 
 def test_the_result_method_passes_the_scale_on():
     """``result.pairs(term, type="response")`` is the service's ratio table (the method once dropped ``type``)."""
-    c = next(iter(REF.values()))
-    res = fit(next(iter(REF)))
+    c, res = REF[CASES[0]], fit(CASES[0])
     via_method = res.pairs(c["term"], type="response")
     pd.testing.assert_frame_equal(via_method, pairs(res, c["term"], type="response"))
     assert via_method.attrs["scale"] in ("ratio", "odds ratio")

@@ -3,12 +3,8 @@ the column. Used by the Python API (whole frames) and by the Dask path (one part
 
 from __future__ import annotations
 
-<<<<<<< HEAD
-from typing import Any, Iterable
-=======
 import re
-from typing import Iterable, Sequence
->>>>>>> web
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
