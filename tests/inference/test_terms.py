@@ -207,3 +207,16 @@ def test_bad_input_names_the_argument():
         res.anova(intercept="yes")
     with pytest.raises(GlmmInputError, match="'age' is a covariate"):
         fit("contraception").pairs("age")
+
+
+def test_a_numeric_column_made_a_factor_in_the_formula_is_that_factor():
+    """``emmeans("period")`` on a fit of ``factor(period)`` gives the factor's levels, as emmeans does, not the
+    numeric column as a covariate at its mean (a flat line)."""
+    rng = np.random.default_rng(11)
+    n = 400
+    df = pd.DataFrame({"period": rng.integers(1, 5, n), "g": rng.integers(0, 20, n)})
+    df["y"] = (rng.random(n) < 1 / (1 + np.exp(-(df["period"] == 3) * 1.2 + 0.3))).astype(int)
+    res = glmmlab.glmm("y ~ factor(period) + (1 | g)", df, family="binomial")
+    em = res.emmeans("period")
+    assert len(em) == 4 and em["estimate"].nunique() == 4
+    np.testing.assert_allclose(em["estimate"].to_numpy(), res.emmeans("factor(period)")["estimate"].to_numpy())

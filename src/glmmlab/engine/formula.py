@@ -50,7 +50,7 @@ _FACTOR_FUNCTIONS = ("factor", "as.factor")
 # R users write relevel(f, "b") in data preparation; here the reference level is an option of the fit
 _RELEVEL_HINT = ("; relevel() is not part of the formula here: write the factor (f) and give its reference level "
                  "with reference_levels={'f': 'b'} in Python, --reference f=b on the command line, or the "
-                 "Model section's Reference level in the workbench")
+                 "Reference level of the factor in the workbench's Factors role")
 
 
 # --------------------------------------------------------------------------------------------------- the tree

@@ -143,6 +143,9 @@ class _Grid:
         if not isinstance(name, str) or not name.strip():
             raise GlmmInputError(f"{argument} must name a variable of the fixed part; got {name!r}")
         name = name.strip()
+        as_factor = [label for label, (col, _) in self.factors.items() if col == name]
+        if name not in self.factors and as_factor:  # the column of factor(period): the factor it makes
+            return as_factor[0]
         if name not in self.factors and name not in self.covariates:
             known = ", ".join(repr(v) for v in self.variables()) or "none"
             raise GlmmInputError(f"{argument} {name!r} is not a factor or covariate of the model's fixed part; its "
