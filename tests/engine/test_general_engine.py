@@ -18,6 +18,7 @@ from glmmlab.engine.general_blocks import cut_blocks, outer_factor
 from glmmlab.engine.terms import FactorBlock, RandomTerm, merge_terms
 from glmmlab.interfaces.cli import read_table
 from glmmlab.services.modelframe import build_model_frame
+from tests.conftest import MODELS, load_case
 
 MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
 
@@ -321,3 +322,23 @@ def test_separation_is_flagged_by_the_general_engine_as_by_the_random_intercept_
         for res in (ri, general):
             named = [w.split("'")[1] for w in res.warnings if w.startswith("Possible separation")]
             assert named == expected, res.warnings
+
+
+def test_optimization_keeps_every_stage_and_whole_vectors():
+    """The JSON's ``optimization`` holds one summary per stage (the Laplace fit that starts AGQ is not lost), each
+    with its optimiser, settings and bounds, and a log whose every entry has the whole parameter vector."""
+    ref, data = load_case("cbpp_binomial_logit")
+    r = glmmlab.fit_glmm(data, ref["response"], ref["group"], ref["fixed"], family="binomial", nagq=5)
+    o = r.to_dict()["optimization"]
+    assert [s["stage"] for s in o["stages"]] == ["Laplace", "AGQ (5 nodes)"] and o["stage"] == "AGQ (5 nodes)"
+    laplace, agq = o["stages"]
+    assert agq["start"] == pytest.approx(laplace["final"])  # AGQ starts where the Laplace fit ended
+    assert o["final"] == agq["final"] and o["lower"][0] == 0.0 and o["lower"][1] is None
+    for stage in o["stages"]:
+        assert stage["optimizer"] and stage["settings"]["max_iter"] == 100
+        assert stage["log"] and all(len(e["x"]) == len(stage["final"]) and e["theta"] == e["x"][0]
+                                    for e in stage["log"])
+    reml = glmmlab.glmm("Reaction ~ Days + (Days | Subject)", pd.read_csv(MODELS / "sleepstudy_slope.csv"))
+    so = reml.to_dict()["optimization"]
+    assert [s["stage"] for s in so["stages"]] == ["REML"] and so["optimizer"].startswith("BOBYQA")
+    assert {e["step"] for e in so["log"]} <= {"bobyqa", "polish"} and len(so["log"][0]["x"]) == 3

@@ -38,7 +38,7 @@ from glmmlab.engine.general_blocks import (
     reml_criterion,
 )
 from glmmlab.engine.glm import starting_mu
-from glmmlab.engine.optimizer import feasible_theta, minimize, numeric_gradient, polish_value_only
+from glmmlab.engine.optimizer import feasible_theta, minimize, numeric_gradient, polish_value_only, stages_document
 from glmmlab.engine.pirls import row_state
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.response import Response
@@ -1093,7 +1093,7 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
     evaluations) the whole fit takes 60."""
     import nlopt
 
-    from glmmlab.engine.optimizer import OptimizationRecord
+    from glmmlab.engine.optimizer import OptimizationRecord, bounds_list, log_step
 
     log: list[dict] = []
     best: dict[str, Any] = {"f": np.inf, "x": np.asarray(x0, dtype=float)}
@@ -1103,7 +1103,7 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
         report(progress, f"{label} (evaluation {k})", lo + (hi - lo) * min(k / 100.0, 1.0))
         f = fun(np.asarray(x))
         f = float(f) if np.isfinite(f) else 1e300
-        log.append({"iteration": k, "objective": f, "theta": float(x[0]) if len(x) else 0.0})
+        log_step(log, f, x, "bobyqa")
         if f < best["f"]:
             best["f"], best["x"] = f, np.array(x, dtype=float)
         return f
@@ -1133,7 +1133,9 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
         f"reached the maximum of {max_eval} evaluations" if code == nlopt.MAXEVAL_REACHED else f"NLopt code {code}")
     record = OptimizationRecord(x0=[float(v) for v in given], x=[float(v) for v in x], objective=float(best["f"]),
                                 iterations=len(log), evaluations=len(log), converged=bool(converged),
-                                message=message, log=log)
+                                message=message, log=log, optimizer="BOBYQA (NLopt)",
+                                settings={"max_iter": int(model["max_iter"]), "max_evaluations": max_eval,
+                                          "ftol_rel": 1e-14, "xtol_abs": 1e-10}, lower=bounds_list(lower))
     return x, record
 
 
@@ -1202,6 +1204,7 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
         record.iterations += steps
         record.evaluations += evals
     theta = _onto_the_boundary(obj.value, theta, lower, record)
+    record.stage = "REML" if reml else "ML"
     dev, SEE, pwrss = obj.criterion(theta)
     p = SEE.shape[0] - 1
     n = mf.n
@@ -1229,7 +1232,8 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
         null_loglik = -0.5 * (d0 - 2.0 * log_det_T)
     k = p + st.n_theta + 1
     return _assemble(st, mf, model, "REML" if reml else "ML", record.converged, theta, lams, sigma2, True, beta,
-                     vcov, names, "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, record.to_dict(), None, sigma2)
+                     vcov, names, "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, stages_document([record]), None,
+                     sigma2)
 
 
 def _onto_the_boundary(fun, theta: np.ndarray, lower: np.ndarray, record) -> np.ndarray:
@@ -1417,6 +1421,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             if deviance_p < deviance:
                 x, record, deviance = x_p, record_p, deviance_p
     method = "Laplace"
+    record.stage = "Laplace"
+    records = [record]
     nagq = int(model.get("nagq", 1))
     if nagq > 1:
         from glmmlab.engine.quadrature import normal_nodes
@@ -1448,6 +1454,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         lower_agq = np.append(lower, -np.inf) if extra is not None else lower
         x_agq, record = _optimize(agq_value, x_agq, lower_agq, model, progress,
                                   f"Optimizing AGQ deviance, {nagq} nodes", 0.8, 0.85, hessian=(se == "hessian"))
+        record.stage = f"AGQ ({nagq} nodes)"
+        records.append(record)
         deviance = agq_value(x_agq)
         fam = obj.laps[0].fam
         x = x_agq[:-1] if extra is not None else x_agq
@@ -1492,7 +1500,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     converged = record.converged and all(f["converged"] for f in finals)
     out = _assemble(st, mf, model, method, converged, theta, lams, scale2, False, beta, vcov, names,
                     "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
-                    record.to_dict(), se_hessian, var_residual)
+                    stages_document(records), se_hessian, var_residual)
     out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, edge, converged, False,
                                   model["max_iter"], model["tol"])
     X = np.asarray(mf.X, dtype=float)

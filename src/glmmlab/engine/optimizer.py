@@ -41,13 +41,40 @@ class OptimizationRecord:
     message: str
     log: list[dict] = field(default_factory=list)
     hessian: np.ndarray | None = None
+    optimizer: str = "L-BFGS-B, then Newton steps"  # see minimize; "BOBYQA (NLopt)" for REML
+    settings: dict = field(default_factory=dict)  # max_iter, tol, ...
+    lower: list[float | None] | None = None  # the bounds (None: -inf, free)
+    stage: str = ""  # "Laplace", "AGQ (7 nodes)", "REML", "ML"
 
     def to_dict(self) -> dict:
         return {
-            "start": self.x0, "final": self.x, "objective": self.objective,
+            "stage": self.stage, "optimizer": self.optimizer, "settings": dict(self.settings),
+            "lower": self.lower, "start": self.x0, "final": self.x, "objective": self.objective,
             "iterations": self.iterations, "evaluations": self.evaluations,
             "converged": self.converged, "message": self.message, "log": self.log,
         }
+
+
+def bounds_list(lower: np.ndarray) -> list[float | None]:
+    """The lower bounds as the record keeps them (None where a parameter is free)."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(lower, dtype=float)]
+
+
+def stages_document(records: list[OptimizationRecord]) -> dict:
+    """The JSON ``optimization`` of a fit: the last stage's summary (the estimates come from it) and ``stages``,
+    one summary per stage in the order they ran (Laplace, then AGQ), each with its own log."""
+    out = records[-1].to_dict()
+    out["stages"] = [r.to_dict() for r in records]
+    return out
+
+
+def log_step(log: list[dict], f: float, x: np.ndarray, step: str) -> None:
+    """One entry of an optimisation's log, the same shape for every optimiser and step: its number, the
+    objective, the whole parameter vector ``x`` (``theta`` repeats its first entry, as the log has always
+    shown), and the kind of ``step`` ("quasi-newton", "newton", "bfgs", "polish", "bobyqa")."""
+    x = np.asarray(x, dtype=float)
+    log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]) if x.size else 0.0,
+                "x": [float(v) for v in x], "step": step})
 
 
 def projected_gradient(x: np.ndarray, g: np.ndarray, lower: np.ndarray) -> float:
@@ -167,7 +194,7 @@ def minimize(
 
     def callback(xk: np.ndarray) -> None:
         f = counted(xk)[0]
-        log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(xk[0])})
+        log_step(log, f, xk, "quasi-newton")
         if on_iteration is not None:
             on_iteration(len(log), f)
 
@@ -234,7 +261,7 @@ def minimize(
                 break
             f_prev, x, f = f, cand, fc
             iterations += 1
-            log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]), "newton": True})
+            log_step(log, f, x, "newton")
             if f_prev - f < 1e-12 * (1.0 + abs(f)) or small_gradient(x):
                 break
     if hessian:
@@ -255,6 +282,7 @@ def minimize(
     record = OptimizationRecord(
         x0=[float(v) for v in x0], x=[float(v) for v in x], objective=float(f), iterations=iterations,
         evaluations=evaluations, converged=bool(converged), message=message, log=log, hessian=H,
+        settings={"max_iter": int(max_iter), "tol": float(tol)}, lower=bounds_list(lower),
     )
     return x, record
 
@@ -297,7 +325,7 @@ def _bfgs_backtracking(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, 
         stalled = stalled + 1 if f - float(fn) <= 1e-12 * (1.0 + abs(f)) else 0
         x, f, g = xn, float(fn), gn
         it += 1
-        log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]), "bfgs": True})
+        log_step(log, f, x, "bfgs")
     return x, f, it
 
 
@@ -335,7 +363,7 @@ def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H:
             break
         x, f, g = xn, float(fn), gn
         steps += 1
-        log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]), "polish": True})
+        log_step(log, f, x, "polish")
     return x, f, steps
 
 
