@@ -682,8 +682,12 @@ def _group_factors(g: Expr, text: str) -> list[tuple[Expr, ...]]:
     )
 
 
-def parse_formula(text: str) -> Formula:
-    """Parse an lme4 formula. Raises :class:`GlmmInputError` naming what cannot be read."""
+def parse_formula(text: "str | Formula") -> Formula:
+    """Parse an lme4 formula. Raises :class:`GlmmInputError` naming what cannot be read. A formula already
+    parsed is returned as it is: the model specification parses its formula once
+    (:attr:`glmmlab.engine.spec.ModelSpec.parsed`) and hands the parsed object on."""
+    if isinstance(text, Formula):
+        return text
     if not isinstance(text, str) or not text.strip():
         raise GlmmInputError(f"formula must look like 'y ~ x + (1 | g)'; got {echo(text)}")
     tree = parse_expression(text)  # the length and nesting limits first

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link
-from glmmlab.engine.formula import is_syntactic
+from glmmlab.engine.formula import Formula, is_syntactic, parse_formula
 from glmmlab.engine.options import OPTIONS, check_options
 
 
@@ -60,6 +61,12 @@ class ModelSpec:
     reml: bool = OPTIONS["reml"].default
     ddf: str = OPTIONS["ddf"].default
     dispersion: str = OPTIONS["dispersion"].default
+
+    @cached_property
+    def parsed(self) -> Formula:
+        """The formula, parsed once (the front doors, the model frame and the model's description use this
+        object, not the text again)."""
+        return parse_formula(self.formula)
 
     @classmethod
     def random_intercept(cls, response: str, group: str, fixed: list[str] | None = None, intercept: bool = True,

@@ -102,7 +102,7 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
                                  + ", ".join(map(str, df.columns[:20])))
     with one_blas_thread():  # the engine's threads are its parallelism: BLAS threads would contend with them
         report(progress, "Preparing data", 0.0)
-        mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset,
+        mf = build_model_frame(df, spec.parsed, family=fam.name, weights=spec.weights, offset=spec.offset,
                                reference_levels=spec.reference_levels, progress=progress)
         return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
 
@@ -235,7 +235,7 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
         raise GlmmInputError(
             f"the formula {formula.strip()!r} has no random-effects term: add one such as (1 | group), or "
             "(1 + x | group) for a random slope")
-    fixed_cols, group_col = plain_columns(formula, df) if df is not None else (None, None)
+    fixed_cols, group_col = plain_columns(spec.parsed, df) if df is not None else (None, None)
     model: dict[str, Any] = {
         "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
         "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
@@ -289,7 +289,7 @@ def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
     def load() -> ModelFrame | None:
         fam, _ = spec.check()
         try:
-            mf = build_model_frame(df, spec.formula, family=fam.name, weights=spec.weights, offset=spec.offset)
+            mf = build_model_frame(df, spec.parsed, family=fam.name, weights=spec.weights, offset=spec.offset)
         except GlmmInputError:
             return None
         same = mf.n == len(rows) and np.array_equal(np.asarray(mf.rows), np.sort(np.asarray(rows)))

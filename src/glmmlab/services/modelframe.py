@@ -499,7 +499,7 @@ class DesignRecipe:
 # ------------------------------------------------------------------------------------------- the builder
 
 
-def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian", weights: str | None = None,
+def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str = "gaussian", weights: str | None = None,
                       offset: str | None = None, whole: bool = True,
                       reference_levels: Mapping[str, object] | None = None,
                       known_columns: Sequence[str] | None = None, progress: ProgressFn = None) -> ModelFrame:
@@ -524,6 +524,7 @@ def build_model_frame(df: pd.DataFrame, formula: str, *, family: str = "gaussian
     if fam is None:
         raise GlmmInputError(f"unknown family {family!r}: choose one of gaussian, binomial, poisson, gamma, negbin")
     f: Formula = parse_formula(formula)
+    formula = f.text
     if f.response is None:  # pragma: no cover - the parser requires one
         raise GlmmInputError(f"formula {echo(formula)} needs a response on the left of '~'")
     if not f.random:
@@ -710,12 +711,13 @@ def _apply_references(reference_levels: Mapping[str, object], used: dict[Expr, _
     return default
 
 
-def grouping_levels(df: pd.DataFrame, formula: str) -> dict[str, tuple[np.ndarray, list[str]]]:
+def grouping_levels(df: pd.DataFrame, formula: str | Formula) -> dict[str, tuple[np.ndarray, list[str]]]:
     """Per grouping factor of ``formula`` (by component, in the formula's order): its codes on every row of
     ``df`` and its levels, exactly as :func:`build_model_frame` codes them when these are the rows used. The
     levels and their order depend only on the set of values present, so ``df`` may hold just the distinct
     grouping values of data too large for memory (one row per combination)."""
     f = parse_formula(formula)
+    formula = f.text
     data = _Data(df, formula)
     rows = np.arange(len(df))
     out: dict[str, tuple[np.ndarray, list[str]]] = {}
@@ -838,7 +840,7 @@ def _is_integer(x: np.ndarray) -> bool:
     return bool(np.all(np.abs(x - np.round(x)) <= 1e-7 * np.maximum(1.0, np.abs(x))))
 
 
-def plain_columns(formula: str, df: pd.DataFrame) -> tuple[list[str] | None, str | None]:
+def plain_columns(formula: str | Formula, df: pd.DataFrame) -> tuple[list[str] | None, str | None]:
     """(fixed columns, grouping column) when the formula is the random-intercept form over plain numeric
     columns (the contract fills ``model.fixed`` and ``model.group`` only then), else (None, None)."""
     try:
