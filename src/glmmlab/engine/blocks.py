@@ -13,7 +13,6 @@ so the result does not depend on how the groups are cut into blocks, up to the o
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +22,7 @@ from scipy import special
 from glmmlab.engine.families import FAMILIES, LINKS
 from glmmlab.engine.pirls import RowState, find_modes, row_state
 from glmmlab.engine.response import Response
+from glmmlab.engine.threads import cpu_count, one_blas_thread  # noqa: F401  (one_blas_thread: the old engine's users)
 
 
 class Block:
@@ -276,26 +276,6 @@ class LocalBlocks:
 
 
 BLOCK_ROWS = 131_072
-_blas = None
-
-
-def one_blas_thread():
-    """A context in which BLAS (OpenBLAS, MKL) runs on one thread. The blocks are the engine's parallelism;
-    BLAS threads on top of them only contend for the cores, and on the small matrices of a fit (p x p, the
-    optimiser's few vectors) they cost far more than they save, most of all when another process keeps a
-    core busy (measured: 0.31 s against 0.14 s for a 100,000-row Poisson fit)."""
-    global _blas
-    if _blas is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas = ThreadpoolController()
-    return _blas.limit(limits=1, user_api="blas")
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def default_block_count(n_rows: int) -> int:
     """A single block for small designs (threads would cost more than they save); otherwise blocks of about
     BLOCK_ROWS rows, at least one per core. Small blocks keep each evaluation's temporary arrays (a dozen

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy import special
@@ -777,3 +777,27 @@ def resolve(family: str, link: str | None) -> tuple[Family, Link]:
             f"choose one of {', '.join(fam.links)}"
         )
     return fam, LINKS[link_key]
+
+
+def row_state(resp: Any, eta: np.ndarray, link: Link) -> RowState:
+    """Means, weights and deviance derivatives at eta (the family's own fast path where it has one for this
+    link: binomial logit and probit, Poisson log)."""
+    family, y = resp.family, resp.y
+    fast = family.fast_state(resp, eta, link.name)
+    if fast is not None:
+        return fast
+    mu = link.linkinv(eta)
+    h1 = link.mu_eta(eta)
+    h2 = link.mu_eta2(eta)
+    var = np.maximum(family.variance(mu), 1e-300)
+    r = y - mu
+    dev_mu = -2.0 * r / var
+    dev_mu2 = 2.0 / var + 2.0 * r * family.variance_d1(mu) / (var * var)
+    return RowState(
+        eta=eta, mu=mu, h1=h1, h2=h2, var=var,
+        dev=family.unit_deviance(y, mu),
+        dev_eta=dev_mu * h1,
+        dev_eta2=dev_mu2 * h1 * h1 + dev_mu * h2,
+        w=h1 * h1 / var,
+        w_eta=2.0 * h1 * h2 / var - h1 ** 3 * family.variance_d1(mu) / (var * var),
+    )

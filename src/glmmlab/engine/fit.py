@@ -27,7 +27,7 @@ from glmmlab.engine.options import MAX_NAGQ, check_options, resolve_ddf  # noqa:
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.quadrature import AgqObjective
 from glmmlab.engine.results import GlmmResult
-from glmmlab.engine.spec import random_intercept_formula
+from glmmlab.engine.spec import nondefault_options, random_intercept_formula  # noqa: F401  (re-exported)
 
 SINGULAR_THETA = 1e-4
 
@@ -94,20 +94,6 @@ def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Lin
         "formula": _formula_or_none(response, group, list(fixed), intercept),
         "weights": None, "offset": None, **nondefault_options(reml, resolve_ddf(ddf, fam.name, lk.name)),
     }
-
-
-def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> dict:
-    """The "model" keys of options the contract's document does not list (so a default fit's document keeps
-    exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``."""
-    out: dict = {}
-    if reml is False:
-        out["reml"] = False
-    key = str(ddf).strip().lower()
-    if key not in ("none", "auto"):  # "auto" is resolved by the caller, which knows the family and link
-        out["ddf"] = key
-    if str(dispersion).strip().lower() == "lme4":
-        out["dispersion"] = "lme4"
-    return out
 
 
 @dataclass

@@ -21,10 +21,9 @@ from scipy import linalg, special
 
 from glmmlab.engine import advice, inference
 from glmmlab.engine.blocked import Structure, batched_inverse_lower, check_coupled_size, factor
-from glmmlab.engine.blocks import cpu_count, one_blas_thread
 from glmmlab.engine.design import check_not_constant, collinear_columns, gram_matrix, rank_deficient_warning
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families import Family, Link, dev_eta3, negbin_family
+from glmmlab.engine.families import Family, Link, dev_eta3, negbin_family, row_state
 from glmmlab.engine.general_blocks import (
     MIN_BLOCK_ROWS,
     BlockedLaplace,
@@ -37,12 +36,11 @@ from glmmlab.engine.general_blocks import (
     outer_factor,
     reml_criterion,
 )
-from glmmlab.engine.glm import starting_mu
 from glmmlab.engine.optimizer import feasible_theta, minimize, numeric_gradient, polish_value_only, stages_document
-from glmmlab.engine.pirls import row_state
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.response import Response
 from glmmlab.engine.terms import FactorBlock, ModelFrame, merge_terms
+from glmmlab.engine.threads import cpu_count, one_blas_thread
 
 if TYPE_CHECKING:
     from glmmlab.engine.results import GlmmResult
@@ -867,7 +865,7 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
             r, resp = unit
             X = Xs[r]
             if beta is None:  # the first step, from the family's starting means
-                mu = starting_mu(y[r], fam, lk)
+                mu = fam.start_mu(y[r], lk.name)
                 eta = lk.linkfun(mu)
                 h1 = lk.mu_eta(eta)
                 w = pw[r] * h1 ** 2 / np.maximum(fam.variance(mu), 1e-300)

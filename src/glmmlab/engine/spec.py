@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from typing import Any
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link
@@ -85,12 +86,47 @@ class ModelSpec:
         return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
                              self.reml, self.ddf, self.dispersion)
 
+    def document(self, response: str, intercept: bool, fixed: list[str] | None = None, group: str | None = None,
+                 level_label: Any = str) -> dict:
+        """The ``model`` block of the fit's JSON document: what was asked for, built here only. ``response`` and
+        ``intercept`` as the model frame reads them; ``fixed`` and ``group`` the columns of the random-intercept
+        form over plain numeric columns (None otherwise); ``level_label`` writes a reference level as the model
+        frame labels it. Options at their defaults that the contract does not list are left out."""
+        fam, lk = self.check()
+        from glmmlab.engine.options import resolve_ddf
+
+        model: dict[str, Any] = {
+            "response": response, "fixed": fixed, "group": group, "family": fam.name, "link": lk.name,
+            "intercept": bool(intercept), "conf_level": float(self.conf_level), "nagq": int(self.nagq),
+            "max_iter": int(self.max_iter), "tol": float(self.tol), "formula": self.formula.strip(),
+            "weights": self.weights, "offset": self.offset,
+            **nondefault_options(self.reml, resolve_ddf(self.ddf, fam.name, lk.name), self.dispersion),
+        }
+        if self.reference_levels:  # only when asked for: a document without them keeps its keys
+            model["reference_levels"] = {str(k): level_label(v) for k, v in self.reference_levels.items()}
+        return model
+
     def options(self) -> dict:
         """The fit's options (everything but the formula, weights, offset and reference levels)."""
         d = asdict(self)
         for k in ("formula", "weights", "offset", "reference_levels"):
             d.pop(k)
         return d
+
+
+def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> dict:
+    """The "model" keys of options the contract's document does not list (so a default fit's document keeps
+    exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``,
+    ``"dispersion": "lme4"``."""
+    out: dict = {}
+    if reml is False:
+        out["reml"] = False
+    key = str(ddf).strip().lower()
+    if key not in ("none", "auto"):  # "auto" is resolved by the caller, which knows the family and link
+        out["ddf"] = key
+    if str(dispersion).strip().lower() == "lme4":
+        out["dispersion"] = "lme4"
+    return out
 
 
 def check_reference_levels(reference_levels: object) -> None:

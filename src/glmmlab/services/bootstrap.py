@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from glmmlab.engine.blocks import cpu_count
 from glmmlab.engine.intervals import (
     Simulator,
     VarianceLayout,
@@ -35,6 +34,7 @@ from glmmlab.engine.intervals import (
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import merge_terms
+from glmmlab.engine.threads import cpu_count
 
 # state of a worker process (set once by _init_worker): the frame, the spec, the simulator and the names
 _WORKER: dict[str, Any] = {}

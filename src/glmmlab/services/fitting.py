@@ -18,16 +18,15 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from glmmlab.engine.blocks import one_blas_thread
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import resolve
-from glmmlab.engine.fit import fit_prepared, nondefault_options, prepare_fit
+from glmmlab.engine.fit import fit_prepared, prepare_fit
 from glmmlab.engine.formula import Name, parse_formula
-from glmmlab.engine.options import resolve_ddf
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.spec import ModelSpec, random_intercept_formula
 from glmmlab.engine.terms import ModelFrame
+from glmmlab.engine.threads import one_blas_thread
 from glmmlab.services import frames
 from glmmlab.services.modelframe import build_model_frame, level_label, plain_columns
 from glmmlab.services.prediction import blups_by_component, make_predictor
@@ -229,21 +228,13 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
     moment start)."""
     fam, lk = spec.check()
     start = time.perf_counter() if start is None else start
-    formula, weights, offset = spec.formula, spec.weights, spec.offset
-    conf_level, max_iter, tol, nagq, se = spec.conf_level, spec.max_iter, spec.tol, spec.nagq, spec.se
+    formula, se = spec.formula, spec.se
     if not mf.terms:
         raise GlmmInputError(
             f"the formula {formula.strip()!r} has no random-effects term: add one such as (1 | group), or "
             "(1 + x | group) for a random slope")
     fixed_cols, group_col = plain_columns(spec.parsed, df) if df is not None else (None, None)
-    model: dict[str, Any] = {
-        "response": mf.response, "fixed": fixed_cols, "group": group_col, "family": fam.name, "link": lk.name,
-        "intercept": bool(mf.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
-        "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip(), "weights": weights,
-        "offset": offset, **nondefault_options(spec.reml, resolve_ddf(spec.ddf, fam.name, lk.name), spec.dispersion),
-    }
-    if spec.reference_levels:  # only when asked for: a document without them keeps its keys
-        model["reference_levels"] = {str(k): level_label(v) for k, v in spec.reference_levels.items()}
+    model = spec.document(mf.response, mf.intercept, fixed_cols, group_col, level_label)
     if route_frame(mf, fam.name, lk.name).random_intercept:
         result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
     else:

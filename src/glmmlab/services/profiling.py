@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from glmmlab.engine.blocks import cpu_count
 from glmmlab.engine.profile import make_problem, profile_intervals, profile_parameter
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
+from glmmlab.engine.threads import cpu_count
 
 _WORKER: dict[str, Any] = {}
 PARALLEL_ROWS = 2000  # from this many rows the parameters are profiled in parallel processes
