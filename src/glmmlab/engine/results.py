@@ -55,10 +55,12 @@ def exp_label(family: str, link: str) -> str | None:
 
 @dataclass
 class GlmmResult:
-    """A fitted random-intercept GLMM.
+    """The estimates of a fitted generalized linear mixed model, as the engine returns them: any random-effects
+    terms (one scalar random intercept is the simplest), on the original scale of the predictors.
 
     Tables are kept as arrays; ``to_dict()`` gives the JSON document of the contract and ``predict`` applies
-    the model to new rows.
+    the model to new rows. What needs the data again or the services' views is the fitted model's
+    (:class:`glmmlab.services.fitted.FittedModel`, what every front door returns).
     """
 
     model: dict
