@@ -316,13 +316,13 @@ class GeneralLaplace:
     """lme4's Laplace deviance D(theta, beta) = -2 log p(y | mu) + |u|^2 + log det(H) at the conditional modes."""
 
     def __init__(self, st: Structure, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
-                 fam: Family, lk: Link, dispersion: str = "estimated"):
+                 fam: Family, lk: Link, dispersion: str = "estimated", resp: Response | None = None):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
         self.dispersion = dispersion
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
         self.fam, self.lk = fam, lk
         self._set_edge()
-        self.resp = Response(y, fam)
+        self.resp = Response(y, fam) if resp is None else resp  # ``resp``: the rows' part of the whole's
         self._lik: Likelihood | None = None
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
@@ -854,11 +854,13 @@ def row_chunks(n: int, n_chunks: int | None = None) -> list[slice]:
 
 
 def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
-             max_iter: int = 100, n_chunks: int | None = None) -> tuple[np.ndarray, float]:
+             max_iter: int = 100, n_chunks: int | None = None, resp: Response | None = None
+             ) -> tuple[np.ndarray, float]:
     """The GLM without random effects by IRLS with step halving: (coefficients, weighted deviance). Each pass
     over the rows gives the deviance at the coefficients and the normal equations of the next step at once,
     summed over runs of rows in threads."""
-    chunks = BlockSet([(r, Response(y[r], fam)) for r in row_chunks(y.size, n_chunks)])
+    chunks = BlockSet([(r, Response(y[r], fam) if resp is None else resp.part(r))
+                       for r in row_chunks(y.size, n_chunks)])
 
     def normal_equations_at(beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray]:
         def one(unit):
@@ -1267,14 +1269,17 @@ def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs):
     report(progress, "Initial values (GLM)", 0.05)
     negbin = fam.parameter is not None  # a family with a parameter of its own (the negative binomial's theta)
+    resp = None
     if negbin:
         beta0, nb0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)
         fam = negbin_family(nb0)
     else:
-        beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk)
+        resp = Response(mf.y, fam)  # the per-row constants once, sliced for the GLM's chunks and the blocks
+        beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk, resp=resp)
     beta0 = inside_start(Xs, mf.y, pw, off, beta0, fam, lk)
     dispersion = model.get("dispersion", "estimated")
-    laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk, dispersion)
+    laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk, dispersion,
+                           None if resp is None else resp.part(r))
             for local, r in _block_rows(st, specs)]
     obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw, dispersion), st.n_theta)
     try:

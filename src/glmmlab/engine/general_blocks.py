@@ -67,12 +67,15 @@ def cut_blocks(blocks: list[FactorBlock], n_blocks: int) -> tuple[np.ndarray, li
     n = int(np.asarray(blocks[0].codes).shape[0])
     outer = outer_factor(blocks)
     lead = np.asarray(blocks[0].codes)
-    if outer is None or n_blocks <= 1:
-        perm = stable_order(lead, blocks[0].n_levels)
+    if outer is None or n_blocks <= 1:  # rows already in the order of the levels (a column frame) keep it
+        perm = np.arange(n) if bool(np.all(lead[1:] >= lead[:-1])) else stable_order(lead, blocks[0].n_levels)
         return perm, [BlockSpec(slice(0, n), [np.arange(b.n_levels) for b in blocks])]
     oc = np.asarray(blocks[outer].codes)
     # one factor (or the leading factor is the outer one): one stable sort, not a two-key lexsort
-    perm = stable_order(lead, blocks[0].n_levels) if outer == 0 else np.lexsort((lead, oc))
+    if outer == 0:
+        perm = np.arange(n) if bool(np.all(lead[1:] >= lead[:-1])) else stable_order(lead, blocks[0].n_levels)
+    else:
+        perm = np.lexsort((lead, oc))
     o_sorted = oc[perm]
     bounds = np.flatnonzero(np.diff(o_sorted)) + 1  # where an outer group starts
     cuts = [0]

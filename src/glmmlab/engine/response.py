@@ -37,6 +37,22 @@ class Response:
         self.sum_sat = float(np.sum(sat)) if sat is not None and not np.isscalar(sat) else (
             float(sat) * self.n if sat is not None else 0.0)  # type: ignore[arg-type]  # a number here
 
+    def part(self, rows: slice) -> "Response":
+        """The response of a run of its rows, with the per-row constants sliced, not computed again (the
+        log-gamma of a count costs more than a pass of the fit)."""
+        out = object.__new__(Response)
+        for key, value in vars(self).items():
+            is_rows = isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == self.n
+            setattr(out, key, value[rows] if is_rows else value)
+        out.n = out.y.shape[0]
+        sat = getattr(out, "sat", None)
+        out.sum_sat = float(np.sum(sat)) if sat is not None and not np.isscalar(sat) else (
+            float(sat) * out.n if sat is not None else 0.0)  # type: ignore[arg-type]
+        log_y = getattr(out, "log_y", None)
+        if isinstance(log_y, np.ndarray):
+            out.sum_log_y = float(np.sum(log_y))
+        return out
+
     def constants(self) -> dict:
         """The sums over rows the likelihood needs besides the deviance (they add over blocks of rows)."""
         return {"n": self.n, "sum_sat": self.sum_sat, "sum_log_y": getattr(self, "sum_log_y", 0.0)}
