@@ -1537,10 +1537,10 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
                     corr_rows.append({"component": blk.component, "term1": blk.names[a], "term2": blk.names[c],
                                       "correlation": float(S[a, c] / denom) if denom > 0 else None})
         sd = np.sqrt(np.maximum(np.diagonal(M, axis1=1, axis2=2), 0.0))
-        for a, name in enumerate(blk.names):
-            for j, level in enumerate(blk.levels):
-                blup_rows.append({"component": blk.component, "group": level, "term": name,
-                                  "value": float(b[j, a]), "std_error": float(sd[j, a])})
+        comp = blk.component
+        for a, name in enumerate(blk.names):  # one comprehension per term over numbers already Python floats
+            blup_rows.extend({"component": comp, "group": level, "term": name, "value": v, "std_error": e}
+                             for level, v, e in zip(blk.levels, b[:, a].tolist(), sd[:, a].tolist()))
     diag = st.diagonal_theta(theta)
     singular = bool(np.any(diag < SINGULAR_THETA))
     warnings = []

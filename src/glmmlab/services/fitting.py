@@ -130,13 +130,15 @@ def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Seq
     start = time.perf_counter()
     with one_blas_thread():  # the engine's threads are its parallelism: BLAS threads would contend with them
         report(progress, "Preparing data", 0.0)
-        mf = frames.column_frame(df, response, group, fixed, intercept=intercept, family=fam,
-                                 formula=spec.formula)
+        mf, order = frames.column_frame(df, response, group, fixed, intercept=intercept, family=fam,
+                                        formula=spec.formula)
         result = fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
     # the frame's rows are in the order of the groups: the per-row results go back to input order
-    order = np.argsort(np.asarray(result.rows), kind="stable")
     for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
-        setattr(result, name, np.take(np.asarray(getattr(result, name)), order))
+        a = np.asarray(getattr(result, name))
+        back = np.empty_like(a)
+        back[order] = a
+        setattr(result, name, back)
     # refits (model comparison, profile and bootstrap intervals), R² and marginal means need the formula's model
     # frame (with its recipe): it is built from the same table when first needed
     result.frame = None

@@ -134,13 +134,13 @@ def check_columns(columns: Iterable[str], n_rows: int | None, response: str, gro
 
 
 def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], *, intercept: bool, family: Any,
-                 formula: str) -> ModelFrame:
+                 formula: str) -> tuple[ModelFrame, np.ndarray]:
     """The model frame of ``response ~ fixed + (1 | group)`` over numeric columns, built from the columns
     without the formula machinery: rows with a missing, non-numeric or infinite value in a column the model uses
     are left out (listwise deletion), a predictor constant on the rows used is dropped with a warning naming it,
     and the design is gathered once, with its rows already in the order of the groups (so the engine does not
-    permute it again). The frame's ``rows`` are in that order; the results are put back in input order by the
-    caller."""
+    permute it again). The frame's ``rows`` are in that order; the second value, the position of each frame row
+    among the rows used in input order, puts per-row results back in input order (a scatter, not a sort)."""
     from glmmlab.engine.design import constant_column_warning, no_complete_rows, too_few_groups
     from glmmlab.engine.terms import RandomTerm
 
@@ -179,4 +179,4 @@ def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], 
         np.take(columns[fixed.index(name)], rows, out=X[:, j])
     term = RandomTerm(group, g, present, np.ones((rows.size, 1)), ["(Intercept)"])
     return ModelFrame(response=response, y=yv, X=X, x_names=names, terms=[term], rows=rows, n_input=len(df),
-                      intercept=intercept, formula=formula, warnings=warnings)
+                      intercept=intercept, formula=formula, warnings=warnings), order
