@@ -50,7 +50,7 @@ class Response:
             float(sat) * out.n if sat is not None else 0.0)  # type: ignore[arg-type]
         log_y = getattr(out, "log_y", None)
         if isinstance(log_y, np.ndarray):
-            out.sum_log_y = float(np.sum(log_y))  # type: ignore[attr-defined]  (set by prepare_response)
+            out.sum_log_y = float(np.sum(log_y))  # type: ignore[attr-defined]
         return out
 
     def constants(self) -> dict:
