@@ -235,6 +235,15 @@ class Structure:
     # -- cross-products ------------------------------------------------------------------------------
     def crossprods(self, w: np.ndarray, E: np.ndarray | None) -> "CrossProducts":
         """Weighted cross-products of [Z, E] (E: n x m dense, or None)."""
+        if self.q1 == 1 and self.ones1[0] and not self.rest and self.sorted1:
+            # one scalar random intercept on rows sorted by level (the commonest model, and every mode-search
+            # step's): sums over runs of rows of w and w E themselves, no k x n array of products
+            A11 = np.add.reduceat(w, self.starts1).reshape(self.L1, 1, 1)
+            if E is None or E.shape[1] == 0:
+                return CrossProducts(A11, np.empty((self.L1, 1, 0)), np.empty((0, 0)), None, None, None)
+            wE = E * w[:, None]
+            E1 = np.add.reduceat(wE, self.starts1, axis=0).reshape(self.L1, 1, E.shape[1])
+            return CrossProducts(A11, E1, E.T @ wE, None, None, None)
         Z1, L1, q1 = self.lead.Z, self.L1, self.q1
         self._lead_products()
         pairs, npair = self._pairs, len(self._pairs)
