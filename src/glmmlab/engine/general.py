@@ -257,9 +257,14 @@ class ProfiledLmm:
                  beta0: np.ndarray | None = None):
         self.st, self.Xs, self.n, self.p = st, Xs, Xs.shape[0], Xs.shape[1]
         self.beta0 = np.zeros(self.p) if beta0 is None else np.asarray(beta0, dtype=float)
-        zc = z - Xs @ self.beta0 if np.any(self.beta0 != 0.0) else z
-        self.cp = st.crossprods_xz(pw, Xs, zc, unit=bool(np.all(pw == 1.0)))
-        self.sum_log_w = sum_log(pw)
+        if np.any(self.beta0 != 0.0):
+            zc = Xs @ -self.beta0
+            zc += z
+        else:
+            zc = z
+        unit = bool(np.all(pw == 1.0))
+        self.cp = st.crossprods_xz(pw, Xs, zc, unit=unit)
+        self.sum_log_w = 0.0 if unit else sum_log(pw)
         self.evaluations = 0
         self.reml = True  # False: the maximum-likelihood criterion (lmer's REML = FALSE)
 
@@ -928,7 +933,7 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
 def _check_response_mean(mf: ModelFrame, fam: Family, lk: Link, pw: np.ndarray) -> None:
     """Refuse, in words, a response whose mean the link cannot give (a negative mean under the log link): the GLM
     that starts the fit has no start there, and a fit would run off to coefficients of -2,000."""
-    mean = float(np.average(mf.y, weights=pw)) if mf.n else 0.0
+    mean = (float(np.mean(mf.y)) if mf.weights is None else float(np.average(mf.y, weights=pw))) if mf.n else 0.0
     with np.errstate(all="ignore"):
         c = float(lk.linkfun(np.array([mean]))[0])
     if mf.n and not np.isfinite(c):
@@ -967,7 +972,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
         n_blocks = 1 if gaussian_identity else cpu_count() if n >= 2 * MIN_BLOCK_ROWS else 1
     perm: np.ndarray | None
     perm, specs = cut_blocks(blocks, max(1, int(n_blocks)))
-    if np.any(perm != np.arange(n)):
+    if not _is_identity(perm):
         mf = _permuted(mf, perm)
         pw = pw if mf.weights is None else np.take(pw, perm)
         off = off if mf.offset is None else np.take(off, perm)
@@ -1004,6 +1009,11 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     out.fit_seconds = time.perf_counter() - start
     report(progress, "Done", 1.0)
     return out
+
+
+def _is_identity(perm: np.ndarray) -> bool:
+    """Whether a permutation of 0..n-1 leaves every row where it is (strictly increasing), in one pass."""
+    return perm.size < 2 or bool(np.all(perm[1:] > perm[:-1]))
 
 
 def exact_gradient_ok(st: Structure) -> bool:
@@ -1141,7 +1151,7 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
 
 def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
     report(progress, "Computing cross-products", 0.05)
-    z = mf.y - off
+    z = mf.y if mf.offset is None else mf.y - off
     beta0 = centring_fit(normal_equations(Xs, z, pw))
     blocks = [ProfiledLmm(local, Xs[r], z[r], pw[r], beta0) for local, r in _block_rows(st, specs)]
     obj = BlockedProfiledLmm(blocks, mf.n, sum_log(pw), beta0)
@@ -1220,10 +1230,15 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
     us, conds = _at_global_levels(st, obj.units, specs, finals)
     lams = st.lambdas(theta)
     bs = [u @ L.T for u, L in zip(us, lams)]
-    re = np.concatenate([f["re"] for f in finals])  # rows in block order
-    fitted = np.concatenate([f["xb"] for f in finals]) + off + re
-    resid = mf.y - fitted
-    rows = {"fitted": fitted, "deviance_residuals": np.sqrt(pw) * resid, "pearson_residuals": np.sqrt(pw) * resid,
+    re = finals[0]["re"] if len(finals) == 1 else np.concatenate([f["re"] for f in finals])  # rows in block order
+    fitted = finals[0]["xb"] if len(finals) == 1 else np.concatenate([f["xb"] for f in finals])
+    fitted += re
+    if mf.offset is not None:
+        fitted += off
+    resid = np.subtract(mf.y, fitted)
+    if mf.weights is not None:
+        resid *= np.sqrt(pw)
+    rows = {"fitted": fitted, "deviance_residuals": resid, "pearson_residuals": resid.copy(),
             "group_random_effect": re}
     cond = [sigma2 * c for c in conds]
     null_loglik = None
@@ -1524,7 +1539,8 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
     re_rows: list[dict[str, Any]] = []
     corr_rows: list[dict[str, Any]] = []
     blup_rows: list[dict[str, Any]] = []
-    for blk, L, b, cv in zip(st.blocks, lams, bs, cond):
+    lead_blup = lead_se = np.zeros(0)
+    for t, (blk, L, b, cv) in enumerate(zip(st.blocks, lams, bs, cond)):
         S = scale2 * (L @ L.T)
         M = np.einsum("ab,jbc,dc->jad", L, cv, L)  # conditional covariance of b per level
         for a, name in enumerate(blk.names):
@@ -1537,6 +1553,8 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
                     corr_rows.append({"component": blk.component, "term1": blk.names[a], "term2": blk.names[c],
                                       "correlation": float(S[a, c] / denom) if denom > 0 else None})
         sd = np.sqrt(np.maximum(np.diagonal(M, axis1=1, axis2=2), 0.0))
+        if t == 0:  # the leading factor's first term: the random-intercept view (blup, blup_se)
+            lead_blup, lead_se = np.array(b[:, 0], dtype=float), np.array(sd[:, 0], dtype=float)
         comp = blk.component
         for a, name in enumerate(blk.names):  # one comprehension per term over numbers already Python floats
             blup_rows.extend({"component": comp, "group": level, "term": name, "value": v, "std_error": e}
@@ -1558,15 +1576,13 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
     comparison = None
     if null_loglik is not None:
         comparison = inference.glm_comparison(loglik, null_loglik, k, mf.n, lead.n_levels, icc)
-    lead_rows = [r for r in blup_rows if r["component"] == lead.component and r["term"] == lead.names[0]]
     return GlmmResult(
         model=model, method=method, n_obs=mf.n, n_groups=lead.n_levels, n_excluded=mf.n_input - mf.n,
         converged=bool(converged), singular=singular, warnings=warnings, names=list(names),
         beta=beta, vcov_matrix=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
         var_group=float(var_group), var_residual=None if var_residual is None else float(var_residual),
         icc=icc, log_likelihood=float(loglik), log_likelihood_kind=method, aic=float(aic), bic=float(bic), k=int(k),
-        group_labels=list(lead.levels), blup=np.array([r["value"] for r in lead_rows]),
-        blup_se=np.array([r["std_error"] for r in lead_rows]), rows=np.asarray(mf.rows),
+        group_labels=list(lead.levels), blup=lead_blup, blup_se=lead_se, rows=np.asarray(mf.rows),
         fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
         pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"],
         fit_seconds=0.0, theta=float(theta[0]), thetas=np.array(theta, dtype=float), glm_comparison=comparison,
