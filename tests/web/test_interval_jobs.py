@@ -4,7 +4,9 @@ by SIGTERM takes every worker process with it. Each wait is bounded."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import time
 
 import psutil
@@ -31,10 +33,14 @@ def pool_workers(pid: int, before: frozenset[int] = frozenset()) -> list[psutil.
         if p.pid in before:
             continue
         try:
-            helper = p.ppid() == pid and any(w in " ".join(p.cmdline()) for w in ("forkserver", "resource_tracker"))
+            cmd = p.cmdline()
+            helper = p.ppid() == pid and any(w in " ".join(cmd) for w in ("forkserver", "resource_tracker"))
+            # the pool's workers run this Python; chromium (a browser test's, in a full run) starts helper
+            # processes of its own whenever it likes, which are no workers of the pool
+            python = bool(cmd) and os.path.realpath(cmd[0]) == os.path.realpath(sys.executable)
         except psutil.Error:
             continue
-        if not helper:
+        if python and not helper:
             out.append(p)
     return out
 
