@@ -1,12 +1,12 @@
 """One way from a formula and a table to a fit, for every front door (Python API, command line, web app, Dask).
 
-Which engine fits a model is decided in one place, :func:`choose_engine`: the random-intercept engine
-(:mod:`glmmlab.engine.fit`; blocks of whole groups, exact gradients, AGQ) for a single scalar random intercept
-``(1 | g)`` without prior weights or an offset, in a family and link it fits by the general engine's criterion
-(:data:`RANDOM_INTERCEPT_PAIRS`); every other model the general engine (:mod:`glmmlab.engine.general`). Both give
-the same numbers where both apply. The front doors reach it through :func:`fit_spec` (a formula in memory),
-:func:`fit_columns` (the random-intercept form ``response``/``group``/``fixed`` in memory: without a model frame
-when the random-intercept engine fits it), :func:`fit_spec_dask` and :func:`fit_columns_dask` (a Dask DataFrame).
+In memory every model is fitted by the general engine (:mod:`glmmlab.engine.general`), whose single scalar random
+intercept is its fast special case: :func:`fit_spec` (a formula), :func:`fit_columns` (the random-intercept form
+``response``/``group``/``fixed``: over numeric columns without a formula's model frame, see
+:func:`glmmlab.services.frames.column_frame`). On a Dask DataFrame (:func:`fit_spec_dask`, :func:`fit_columns_dask`)
+:func:`choose_engine` still sends the random-intercept form over numeric columns to the first engine's Dask path
+while that path moves to the general engine; every other model runs the general engine's blocks as actors. The
+fits returned here are the engine's; :mod:`glmmlab.services.fitted` hands them to users as fitted models.
 """
 
 from __future__ import annotations
