@@ -23,7 +23,12 @@ from glmmlab.engine.glm import glm_fit
 from glmmlab.engine.laplace import LaplaceObjective
 from glmmlab.engine.lmm import LmmFit, LmmSums, fit_reml, reml_state, varpar_deviance
 from glmmlab.engine.optimizer import feasible_theta, minimize, numeric_gradient
-from glmmlab.engine.options import MAX_NAGQ, check_options, resolve_ddf  # noqa: F401  (MAX_NAGQ re-exported)
+from glmmlab.engine.options import (  # noqa: F401  (MAX_NAGQ re-exported)
+    MAX_NAGQ,
+    check_options,
+    nondefault_options,
+    resolve_ddf,
+)
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.quadrature import AgqObjective
 from glmmlab.engine.results import GlmmResult
@@ -94,20 +99,6 @@ def model_spec(response: str, fixed: list[str], group: str, fam: Family, lk: Lin
         "formula": _formula_or_none(response, group, list(fixed), intercept),
         "weights": None, "offset": None, **nondefault_options(reml, resolve_ddf(ddf, fam.name, lk.name)),
     }
-
-
-def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> dict:
-    """The "model" keys of options the contract's document does not list (so a default fit's document keeps
-    exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``."""
-    out: dict = {}
-    if reml is False:
-        out["reml"] = False
-    key = str(ddf).strip().lower()
-    if key not in ("none", "auto"):  # "auto" is resolved by the caller, which knows the family and link
-        out["ddf"] = key
-    if str(dispersion).strip().lower() == "lme4":
-        out["dispersion"] = "lme4"
-    return out
 
 
 @dataclass
