@@ -117,6 +117,25 @@ def design_scaling(A: np.ndarray, n: int, names: list[str]) -> tuple[np.ndarray,
     return keep, T, [names[j] for j in keep], dropped
 
 
+def design_dot(Xs: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """X_s beta in float64 (by pieces when X_s is stored in float32, as the Dask path's lean blocks hold it: no
+    float64 copy of the design)."""
+    if Xs.dtype == np.float64:
+        return Xs @ beta
+    out = np.empty(Xs.shape[0])
+    for a in range(0, out.size, GLM_PIECE):
+        np.matmul(Xs[a:a + GLM_PIECE], beta, out=out[a:a + GLM_PIECE])
+    return out
+
+
+def design_t_dot(Xs: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """X_s' v in float64 (by pieces when X_s is stored in float32)."""
+    if Xs.dtype == np.float64:
+        return Xs.T @ v
+    return sum((Xs[a:a + GLM_PIECE].T @ v[a:a + GLM_PIECE] for a in range(0, v.size, GLM_PIECE)),
+               np.zeros(Xs.shape[1]))
+
+
 def edge_gap(eta: np.ndarray, lo: float, hi: float) -> float:
     """The smallest distance of a row's linear predictor from an end of the open range (lo, hi) (inf without
     ends; negative when a row is outside)."""
@@ -410,20 +429,10 @@ class GeneralLaplace:
         return a if self.unit_weights else self.pw * a
 
     def _xb(self, beta: np.ndarray) -> np.ndarray:
-        """X_s beta in float64 (by pieces when X_s is stored in float32: no float64 copy of the design)."""
-        if self.Xs.dtype == np.float64:
-            return self.Xs @ beta
-        out = np.empty(self.Xs.shape[0])
-        for a in range(0, out.size, GLM_PIECE):
-            np.matmul(self.Xs[a:a + GLM_PIECE], beta, out=out[a:a + GLM_PIECE])
-        return out
+        return design_dot(self.Xs, beta)
 
     def _xt(self, v: np.ndarray) -> np.ndarray:
-        """X_s' v in float64 (by pieces when X_s is stored in float32)."""
-        if self.Xs.dtype == np.float64:
-            return self.Xs.T @ v
-        return sum((self.Xs[a:a + GLM_PIECE].T @ v[a:a + GLM_PIECE] for a in range(0, v.size, GLM_PIECE)),
-                   np.zeros(self.Xs.shape[1]))
+        return design_t_dot(self.Xs, v)
 
     def _state(self, eta_f: np.ndarray, u: np.ndarray, lams: list[np.ndarray]):
         re = self.st.row_effect(self.st.b_of_u(u, lams))
@@ -924,7 +933,7 @@ def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, res
         z = eta - off + (y - mu) / h1
         dev, ok = np.nan, True
     else:
-        xb = X @ beta
+        xb = design_dot(X, beta)
         rs = row_state(resp, xb + off, lk)
         ok = bool(np.all(fam.mu_valid(rs.mu)))
         dev = float(np.sum(pw * rs.dev))
@@ -934,7 +943,7 @@ def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, res
     for a in range(0, X.shape[0], GLM_PIECE):  # pieces that stay in cache: 2x faster than whole
         Xw = X[a:a + GLM_PIECE] * np.sqrt(w[a:a + GLM_PIECE])[:, None]
         A += Xw.T @ Xw
-    return dev, ok, A, X.T @ (w * z), w, z
+    return dev, ok, A, design_t_dot(X, w * z), w, z
 
 
 def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarray, np.ndarray, list], np.ndarray],
@@ -1413,7 +1422,7 @@ def moment_theta(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
 def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
                 lk: Link, codes: np.ndarray, L: int) -> dict:
     """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels)."""
-    rs = row_state(Response(y, fam), Xs @ beta + off, lk)
+    rs = row_state(Response(y, fam), design_dot(Xs, beta) + off, lk)
     r = (y - rs.mu) / rs.h1
     w = pw * rs.w
     W = np.maximum(np.bincount(codes, weights=w, minlength=L), 1e-300)

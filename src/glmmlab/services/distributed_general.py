@@ -69,6 +69,7 @@ from glmmlab.engine.general import (
     _laplace_run,
     _reml_run,
     check_response_mean,
+    design_dot,
     design_scaling,
     edge_gap,
     glm_pass,
@@ -501,7 +502,7 @@ class GeneralBlockActor:
         return X.T @ X, X.sum(axis=0), X.T @ self.off
 
     def edge_gap(self, beta, lo: float, hi: float) -> float:
-        return edge_gap(self.Xs @ beta + self.off, lo, hi)
+        return edge_gap(design_dot(self.Xs, beta) + self.off, lo, hi)
 
     def moment_sums(self, beta, parameter: float | None = None) -> dict:
         st = self.st
