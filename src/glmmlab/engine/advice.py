@@ -105,8 +105,11 @@ def design_columns(names: list[str], X: np.ndarray, y: np.ndarray) -> list[dict 
         if x.size == 0:
             out.append({"values": {}, "n": 0, "mean": 0.0, "m2": 0.0})
             continue
-        other = x != x[0]
-        masks = [~other] if not other.any() else _two_values(x)
+        if np.unique(x[:64]).size > 2:  # a column of many values shows it in its first rows (no pass over them)
+            masks = None
+        else:
+            other = x != x[0]
+            masks = [~other] if not other.any() else _two_values(x)
         values = None if masks is None else {
             float(x[int(np.argmax(at))]): (bool(np.all(y[at] == 0)), bool(np.all(y[at] == 1))) for at in masks}
         mean = float(np.mean(x))

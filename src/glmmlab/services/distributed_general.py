@@ -40,8 +40,9 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -89,6 +90,7 @@ from glmmlab.engine.general_blocks import (
     centring_fit,
     normal_equations,
     outer_factor,
+    stable_order,
 )
 from glmmlab.engine.options import OPTIONS, check_options, nondefault_options
 from glmmlab.engine.progress import ProgressFn, report
@@ -96,7 +98,7 @@ from glmmlab.engine.response import Response
 from glmmlab.engine.results import GlmmResult
 from glmmlab.engine.terms import FactorBlock, ModelFrame, RandomTerm, merge_terms
 from glmmlab.services import frames
-from glmmlab.services.dask_cluster import on_client, release_unused_memory
+from glmmlab.services.dask_cluster import on_client, release_unused_memory, reuse_freed_memory
 
 # The workers import this module to build the actors: what only the driver or the formula's model frames need is
 # imported where it is used (the workers of a column-form fit then hold some 25 MB less of modules).
@@ -257,11 +259,12 @@ class ColumnRows:
         return values, keys, codes, np.flatnonzero(keep)
 
     def _frame(self, part: pd.DataFrame, values: list[tuple], codes: np.ndarray, rows: np.ndarray,
-               levels: list[str] | None) -> ModelFrame:
-        """The frame of the complete ``rows`` with the group's ``levels`` (None: without the random term)."""
+               levels: list[str] | None, order: Literal["C", "F"] = "C") -> ModelFrame:
+        """The frame of the complete ``rows`` with the group's ``levels`` (None: without the random term); its X in
+        ``order`` ("F": column by column, contiguous writes, for what reads it by columns)."""
         whole = rows.size == len(part)  # every row complete: no gathers
         off = 1 if self.intercept else 0
-        X = np.empty((rows.size, off + len(self.fixed)))
+        X = np.empty((rows.size, off + len(self.fixed)), order=order)
         if off:
             X[:, 0] = 1.0
         for j, v in enumerate(values[1:]):
@@ -280,7 +283,7 @@ class ColumnRows:
         numeric checks (values present, numbers among them, an example of a value that is not), the distinct
         group keys on the rows used, and each design column's range on them."""
         values, keys, codes, rows = self._complete(part)
-        mf = self._frame(part, values, codes, rows, None)
+        mf = self._frame(part, values, codes, rows, None, "F")  # read by columns: ranges, Gram, separation
         out: dict[str, Any] = {"numeric": [v[1:] for v in values],
                                "group_numeric": frames.is_numeric_group(part[self.group]),
                                "groups": pd.unique(keys.to_numpy()[rows]),
@@ -347,11 +350,13 @@ def _summary(part: pd.DataFrame, rows_of: FormulaRows | ColumnRows, binomial: bo
         if mf.weights is not None:
             out["w_min"] = float(np.min(mf.weights))
         y = np.asarray(mf.y, dtype=float)
-        w = np.ones(mf.n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
         mean = float(np.mean(y))
         out["y"] = {"n": mf.n, "mean": mean, "m2": float(np.sum((y - mean) ** 2)), "min": float(np.min(y)),
-                    "max": float(np.max(y)), "sum_w": float(np.sum(w)), "sum_wy": float(np.sum(w * y)),
-                    "sum_log_w": float(np.sum(np.log(w[w > 0])))}
+                    "max": float(np.max(y)), "sum_w": float(mf.n), "sum_wy": mean * mf.n, "sum_log_w": 0.0}
+        if mf.weights is not None:
+            w = np.asarray(mf.weights, dtype=float)
+            out["y"].update(sum_w=float(np.sum(w)), sum_wy=float(np.sum(w * y)),
+                            sum_log_w=float(np.sum(np.log(w[w > 0]))))
         if binomial:  # what the separation check needs of each column
             out["columns"] = design_columns(list(mf.x_names), X, y)
     return out
@@ -428,28 +433,36 @@ class GeneralBlockActor:
         mf = spec["rows_of"].block_frame(part, spec)
         rows = part[ROW].to_numpy()
         local = {b.component: b for b in merge_terms(mf.terms)}
-        gcodes, maps = [], []
+        gcodes, maps, local_of = [], [], []
         for comp in spec["order"]:
             b, levels = local[comp], spec["levels"][comp]
             glob = np.arange(len(levels)) if b.levels == levels else pd.Index(levels).get_indexer(b.levels)
             gc = glob[np.asarray(b.codes)]
+            present = np.bincount(gc, minlength=len(levels)) > 0  # the levels in this block (no sort)
             gcodes.append(gc)
-            maps.append(np.unique(gc))
-        perm = np.lexsort((rows, gcodes[0], gcodes[spec["outer"]]))
+            maps.append(np.flatnonzero(present))
+            local_of.append((np.cumsum(present) - 1).astype(np.int32))  # global level -> local level
+        # sorted by outer group, then leading level, then input row: stable sorts of the local levels (radix sorts
+        # of 16-bit codes) after the rows' own order, 3x faster than a lexsort of the three
+        perm = np.argsort(rows, kind="stable")
+        for t in [0] + ([spec["outer"]] if spec["outer"] != 0 else []):
+            perm = perm[stable_order(local_of[t][gcodes[t][perm]], maps[t].size)]
         n = mf.n
         blocks = []
-        for comp, gc, lmap in zip(spec["order"], gcodes, maps):
+        for comp, gc, lmap, to_local in zip(spec["order"], gcodes, maps, local_of):
             b = local[comp]
             ones = b.q == 1 and bool(np.all(b.Z == 1.0))  # a random intercept: no column of ones per row
             Z = np.broadcast_to(1.0, (n, 1)) if ones else np.ascontiguousarray(b.Z[perm])
-            codes = np.searchsorted(lmap, gc[perm])  # local levels: fewer than the block's rows
-            blocks.append(FactorBlock(comp, codes.astype(np.int32) if comp == spec["order"][0] else codes,
+            codes = to_local[gc[perm]]  # local levels, 32-bit: fewer than the block's rows
+            blocks.append(FactorBlock(comp, codes if comp == spec["order"][0] else codes.astype(np.int64),
                                       [spec["levels"][comp][i] for i in lmap], Z, b.names, b.groups))
         del local, gcodes
-        X, keep, T = np.asarray(mf.X, dtype=float), np.asarray(spec["keep"]), spec["T"]
+        X, keep, T = np.asarray(mf.X, dtype=float), list(spec["keep"]), spec["T"]
+        if keep != list(range(X.shape[1])):
+            X = X[:, keep]
         self.Xs = np.empty((n, T.shape[1]), dtype=np.float32 if self.lean else float)
         for a in range(0, n, GLM_PIECE):  # in pieces: no temporary of the design's size
-            self.Xs[a:a + GLM_PIECE] = X[perm[a:a + GLM_PIECE]][:, keep] @ T
+            self.Xs[a:a + GLM_PIECE] = np.take(X, perm[a:a + GLM_PIECE], axis=0) @ T
         del X
         self.pw = _ones_or(None if mf.weights is None else np.asarray(mf.weights)[perm], n, 1.0)
         self.off = _ones_or(None if mf.offset is None else np.asarray(mf.offset)[perm], n, 0.0)
@@ -949,6 +962,7 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     mf = _Frame(response=mf0.response, y=np.zeros(0), X=np.zeros((0, 0)), x_names=x_names, terms=[],
                 rows=np.zeros(0, dtype=np.int64), n_input=n_input, intercept=mf0.intercept,
                 formula=mf0.formula, warnings=list(warnings), count=n)
+    client.run(reuse_freed_memory, True)  # from here on each evaluation's arrays are those of the one before
     try:
         with np.errstate(all="ignore"), one_blas_thread():
             if normals:  # REML: every block centres the response on the whole data's least-squares fit
@@ -988,6 +1002,8 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
         # distributed keeps each actor call's closure in a reference cycle with the actor's handle: without a
         # collection now the blocks (the data's size on the workers) would stay until Python's next one
         gc.collect()
+        with suppress(OSError, RuntimeError):  # a lost worker has nothing to give back
+            client.run(reuse_freed_memory, False)
     out.warnings[:0] = [w for w in warnings if w not in out.warnings]
     out.dropped = dropped
     out.rows = remote.input_rows
