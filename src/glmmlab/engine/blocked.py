@@ -42,6 +42,18 @@ def _level_sum(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarr
     return np.bincount(codes, weights=values, minlength=n_levels)
 
 
+PIECE = 32_768  # rows per product with a design stored in float32
+
+
+def _times(A: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """A @ E for a k x n A and an n x m E, in float64; by pieces of rows when E is stored in float32 (the Dask
+    path's lean blocks), so E is never copied whole to float64."""
+    if E.dtype == np.float64:
+        return A @ E
+    return sum((A[:, a:a + PIECE] @ E[a:a + PIECE] for a in range(0, E.shape[0], PIECE)),
+               np.zeros((A.shape[0], E.shape[1])))
+
+
 def check_coupled_size(st: "Structure") -> None:
     """Refuse, before the first evaluation, a structure whose dense coupled block (Q2 x Q2 doubles, the random
     effects outside the leading factor; crossed factors) exceeds LIMITS.coupled_block_bytes, saying why."""
@@ -273,7 +285,7 @@ class Structure:
             A11[:, a, b] = sums[:, k]
             A11[:, b, a] = sums[:, k]
         E1 = sums[:, npair:].reshape(L1, q1, m) if m else np.empty((L1, q1, 0))
-        EE = wE @ E if wE is not None and E is not None else np.empty((0, 0))
+        EE = _times(wE, E) if wE is not None and E is not None else np.empty((0, 0))
         A21 = A22 = E2 = None
         if self.rest and self.dense:
             A21, A22, E2 = self._dense_coupling_products(w, E, m)

@@ -738,12 +738,19 @@ class GeneralLaplace:
         rs = m["rs"]
         w = self.pw * rs.w
         F = factor(st, st.crossprods(w, self.Xs), theta)
-        resid = self.y - rs.mu
         # the conditional covariances of the modes: the inverse of the Hessian the log-determinant uses
         # (the observed information where glmmTMB's likelihood is fitted)
         cond = (m["F_ld"] if self.estimated else F).diag_blocks_inverse(st)
-        return {"u": m["u"], "SEE": F.SEE, "cond": cond, "mu": rs.mu, "resid": resid,
-                "var": rs.var, "dev_rows": self.pw * rs.dev, "re": m["re"], "converged": m["converged"]}
+        return {"u": m["u"], "SEE": F.SEE, "cond": cond, **self._row_parts(m), "converged": m["converged"]}
+
+    def final_rows(self, theta: np.ndarray, beta: np.ndarray) -> dict:
+        """The per-row part of :meth:`final` alone, without its cross-products (the Dask path's actors compute
+        their rows' results after the sums)."""
+        return self._row_parts(self.pirls(theta, beta, self.u))
+
+    def _row_parts(self, m: dict) -> dict:
+        rs = m["rs"]
+        return {"mu": rs.mu, "resid": self.y - rs.mu, "var": rs.var, "dev_rows": self.pw * rs.dev, "re": m["re"]}
 
     def _gradient_split(self, theta: np.ndarray, m: dict) -> tuple[np.ndarray, np.ndarray]:
         """The exact gradient of D through the implicit function theorem; every factor block enters through its

@@ -540,22 +540,14 @@ class GeneralBlockActor:
         modes and conditional covariances. The rows' results are computed again when asked for
         (:meth:`take_rows`): kept here, those of every block of a worker would be held at once."""
         self.final_at = args
-        fin, rows = self._final(*args)
-        if self.reml:
-            return {"u": fin["u"], "cond": fin["cond"]}
-        mu, pearson = fin["mu"], rows["pearson_residuals"]
-        return {"u": fin["u"], "SEE": fin["SEE"], "cond": fin["cond"], "converged": fin["converged"],
-                "dev_sum": float(np.sum(fin["dev_rows"])), "pearson2": float(pearson @ pearson),
-                "extreme": int(np.sum((mu < 1e-8) | (mu > 1 - 1e-8)))}
-
-    def _final(self, *args) -> tuple[dict, dict]:
         with np.errstate(all="ignore"), one_blas_thread():
             fin = self.block.final(*args)
         if self.reml:
-            rows = reml_rows(fin, self.y, self.pw, self.off)
-            rows["pearson_residuals"] = rows["deviance_residuals"]  # equal: held and sent once
-            return fin, rows
-        return fin, laplace_rows(fin, self.pw)
+            return {"u": fin["u"], "cond": fin["cond"]}
+        mu, pearson = fin["mu"], laplace_rows(fin, self.pw)["pearson_residuals"]
+        return {"u": fin["u"], "SEE": fin["SEE"], "cond": fin["cond"], "converged": fin["converged"],
+                "dev_sum": float(np.sum(fin["dev_rows"])), "pearson2": float(pearson @ pearson),
+                "extreme": int(np.sum((mu < 1e-8) | (mu > 1 - 1e-8)))}
 
     def row_numbers(self) -> np.ndarray:
         return self.rows
@@ -564,7 +556,12 @@ class GeneralBlockActor:
         """The rows' results at the point of the last :meth:`final`: fitted values, deviance and Pearson
         residuals, random-effects contributions; a column that is the same array as the one before it (a linear
         model's deviance and Pearson residuals) is sent once, as None."""
-        out = self._final(*self.final_at)[1]
+        with np.errstate(all="ignore"), one_blas_thread():
+            if self.reml:
+                out = reml_rows(self.prof.final(*self.final_at), self.y, self.pw, self.off)
+                out["pearson_residuals"] = out["deviance_residuals"]  # equal: held and sent once
+            else:
+                out = laplace_rows(self.lap.final_rows(*self.final_at), self.pw)
         keys = list(out)
         return {k: None if i and out[k] is out[keys[i - 1]] else out[k] for i, k in enumerate(keys)}
 
