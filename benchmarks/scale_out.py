@@ -73,7 +73,8 @@ def worker_dask(folder: str, worker_memory: str) -> dict:
     import dask.dataframe as dd
     from dask.distributed import Client, LocalCluster
 
-    from glmmlab.services.distributed import fit_dask, worker_config
+    from glmmlab.services.dask_cluster import worker_config
+    from glmmlab.services.fitting import fit_columns_dask
 
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
     stages: list[tuple[float, str]] = []
@@ -89,8 +90,8 @@ def worker_dask(folder: str, worker_memory: str) -> dict:
                 stages.append((round(time.perf_counter() - t0, 2), stage))
                 last[0] = head
 
-        res = fit_dask(ddf, "y", "g", [f"x{j + 1}" for j in range(P)], family="binomial", client=client,
-                       progress=progress)
+        res = fit_columns_dask(ddf, "y", "g", [f"x{j + 1}" for j in range(P)], family="binomial", client=client,
+                               progress=progress)
         workers = client.run(vm_hwm_mb)
         # Read before anything turns the result into Python lists (to_dict() of 50M rows of diagnostics
         # would take several GB of its own). The nannies of a LocalCluster run inside this process, so

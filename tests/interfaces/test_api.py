@@ -112,21 +112,3 @@ def test_confidence_level_changes_only_intervals():
     assert t90[1]["estimate"] == t95[1]["estimate"]
     assert t90[1]["upper"] - t90[1]["lower"] < t95[1]["upper"] - t95[1]["lower"]
     assert res.to_dict(conf_level=0.9)["model"]["conf_level"] == 0.9
-
-
-def test_the_engine_array_entry_point_equals_the_dataframe_api():
-    """glmmlab.engine.fit.fit_arrays (float arrays and integer group codes in) gives the DataFrame API's fit."""
-    import numpy as np
-
-    from glmmlab.engine.fit import fit_arrays
-    from tests.conftest import load_case
-
-    ref, data = load_case("grouseticks_poisson_log")
-    levels = sorted(data[ref["group"]].astype(str).unique())
-    codes = data[ref["group"]].astype(str).map({v: k for k, v in enumerate(levels)}).to_numpy()
-    a = fit_arrays(data[ref["response"]].to_numpy(float), data[ref["fixed"]].to_numpy(float), ref["fixed"],
-                   codes, levels, response=ref["response"], group_name=ref["group"], family="poisson")
-    b = glmmlab.fit_glmm(data, ref["response"], ref["group"], ref["fixed"], family="poisson")
-    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-10)
-    assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-12)
-    assert a.group_labels == b.group_labels

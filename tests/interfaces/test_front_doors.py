@@ -20,12 +20,11 @@ estimates and standard errors, the random-effects variances (Residual too) and `
 the negative binomial only, and then the same theta) to 1e-5 relative (floored at 1e-5 of the largest value for
 numbers near 0); the same names, number of observations and method, and a variance away from 0 (a singular fit's
 variance of 1e-34 has no digits to compare). Measured (``pytest -s`` prints each pair's differences): in memory
-every door gives exactly the reference's numbers (difference 0: they reach the same engine, chosen by
-:func:`glmmlab.services.fitting.choose_engine`, on the same doubles; the CSV and the web's dataset store
-round-trip them exactly). On Dask the sums run in another order: log-likelihood within 2e-13 relative,
-estimates, SEs, variances and theta within 1e-15 (binomial, Poisson) to 8e-8 (Gamma log; Gaussian log 3e-9,
-negative binomial 2e-8); the same tolerances hold there. The module runs in about 40 s (a local Dask cluster
-and a web app are started once).
+every door gives exactly the reference's numbers (difference 0: they reach the same engine, the general one,
+on the same doubles; the CSV and the web's dataset store round-trip them exactly). On Dask the sums run in
+another order: log-likelihood within 3e-14 relative, estimates, SEs, variances and theta within 1e-15 (binomial
+probit, Poisson log, Gamma log) to 2e-8 (Gamma identity; binomial logit 1e-11, negative binomial 6e-9); the same
+tolerances hold there. The module runs in about 40 s (a local Dask cluster and a web app are started once).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The Dask path: equal to the in-memory engine to 1e-8 relative on every reference case (values scattered around
-0 in their spread where the general engine fits: tests/conftest.assert_close_in_spread), on a local cluster with two
-workers; Parquet directories through the command line; bad input answered as in memory."""
+"""The random-intercept form on Dask (services/distributed_general.py, as every model): equal to the in-memory fit to
+1e-8 relative on every reference case (values scattered around 0 in their spread:
+tests/conftest.assert_close_in_spread), on a local cluster with two workers; Parquet directories through the
+command line; bad input answered as in memory; float32 blocks above LEAN_ROWS."""
 
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ def test_dask_equals_in_memory(client, case, nagq):
     if a.var_group > 0:
         rel_close(b.var_group, a.var_group)
     assert b.group_labels == a.group_labels
-    # values scattered around 0 (BLUPs, residuals, row effects): element by element for the random-intercept
-    # engine; in their spread for the general engine (Gamma), as its own Dask tests compare them
+    # values scattered around 0 (BLUPs, residuals, row effects): in their spread (the general engine determines theta
+    # to ~1e-9 relative, its gradient's rounding floor), as its own Dask tests compare them
     scattered = rel_close if a.thetas is None else assert_close_in_spread
     scattered(b.blup, a.blup)
     rel_close(b.blup_se, a.blup_se)
@@ -127,10 +128,49 @@ def test_unreachable_scheduler_exits_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Dask scheduler"), p.stderr
 
 
+def _blocks_on_worker(dask_worker) -> list[tuple[str, bool]]:
+    """(dtype of the scaled design, whether per-row state is kept between evaluations) of every block actor on a
+    worker (client.run)."""
+    from glmmlab.services.distributed_general import GeneralBlockActor
+
+    return [(str(a.Xs.dtype), bool(a.lap.keep_last)) for a in dask_worker.state.actors.values()
+            if isinstance(a, GeneralBlockActor)]
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_a_random_intercept_fit_above_the_lean_threshold_holds_float32_blocks(client, monkeypatch, lean):
+    """The random-intercept form on Dask runs on the general engine's actors; with more rows than LEAN_ROWS (here
+    lowered to just below the data's rows) every actor holds the scaled design in float32 and keeps nothing per
+    row between evaluations, at LEAN_ROWS rows or fewer float64 and its last modes' weights, and either way the fit
+    agrees with the in-memory one to the precision of float32 data (~1e-6)."""
+    from glmmlab.services import distributed_general as dist
+
+    ref, data = load_case("cbpp_binomial_logit")
+    kw = dict(family=ref["family"].lower(), link=ref["link"])
+    a = glmmlab.fit_glmm(data, ref["response"], ref["group"], ref["fixed"], **kw)
+    monkeypatch.setattr(dist, "LEAN_ROWS", a.n_obs - 1 if lean else a.n_obs)
+    seen: list = []
+
+    def progress(stage: str, fraction: float) -> None:  # the actors, once they are all loaded
+        if stage.startswith("Initial values") and not seen:
+            seen.extend(b for blocks in client.run(_blocks_on_worker).values() for b in blocks)
+
+    b = glmmlab.fit_glmm(dd.from_pandas(data, npartitions=3), ref["response"], ref["group"], ref["fixed"],
+                         progress=progress, **kw)
+    assert len(seen) == 3 and set(seen) == ({("float32", False)} if lean else {("float64", True)}), seen
+    assert b.converged and b.n_obs == a.n_obs and b.warnings == a.warnings
+    assert_rel_close(b.log_likelihood, a.log_likelihood, 1e-6)
+    np.testing.assert_allclose(b.beta, a.beta, rtol=0, atol=1e-4 * np.max(a.se))
+    np.testing.assert_allclose(b.se, a.se, rtol=1e-4)
+    assert_rel_close(b.var_group, a.var_group, 1e-4)
+    assert b.rows.tolist() == a.rows.tolist()
+    np.testing.assert_allclose(b.fitted, a.fitted, rtol=0, atol=1e-5)
+
+
 def test_lean_blocks_store_the_design_in_float32_and_agree_to_its_precision(client, monkeypatch):
     """Above LEAN_ROWS the actors keep the scaled design in float32 and no per-row state between
     evaluations; the fit then agrees with the in-memory one to float32's precision of the data (~1e-6)."""
-    from glmmlab.services import distributed as dist
+    from glmmlab.services import distributed_general as dist
 
     monkeypatch.setattr(dist, "LEAN_ROWS", 0)
     for case in ("cbpp_binomial_logit", "sleepstudy_gaussian", "sim_gamma_log"):

@@ -52,59 +52,74 @@ def few_groups(n_groups: int) -> str:
     )
 
 
-def separation(meta, binary_columns: list[list[dict | None]], beta_s: np.ndarray, extreme: float) -> list[str]:
-    """Signs of complete or quasi-complete separation in binomial data, naming the predictors.
-
-    ``binary_columns`` has, per block, per column of the design, None or {value: (all y == 0, all y == 1)};
-    a two-valued predictor with a level whose responses are all 0 or all 1 separates the data. A coefficient
-    above 10 per standard deviation of its predictor is flagged too.
-    """
-    offset = 1 if meta.intercept else 0
-    names = meta.names[offset:]
-    flagged: set[str] = set()
-    for k, name in enumerate(names):
-        col = k + offset
-        levels: dict[float, tuple[bool, bool]] | None = {}
-        for block in binary_columns:
-            info = block[col]
-            if info is None or levels is None:
-                levels = None
-                break
-            for value, (zeros, ones) in info.items():
-                z0, o0 = levels.get(value, (True, True))
-                levels[value] = (z0 and zeros, o0 and ones)
-        if levels is not None and len(levels) == 2 and any(z or o for z, o in levels.values()):
-            flagged.add(name)
-        if abs(beta_s[col]) > 10.0:
-            flagged.add(name)
-    return _separation_messages([name for name in names if name in flagged], extreme)
-
-
 def separation_in_frame(names: list[str], X: np.ndarray, y: np.ndarray, beta: np.ndarray, mu: np.ndarray,
                         pw: np.ndarray | None = None) -> list[str]:
-    """:func:`separation` for a whole model frame (the general engine): ``X`` the design with its column
+    """Signs of complete or quasi-complete separation in binomial data, naming the predictors, for a whole model
+    frame: ``X`` the design with its column
     ``names`` (the intercept's column "(Intercept)" is not a predictor), ``beta`` the coefficients on those
     columns (NaN for a dropped one), ``mu`` the fitted probabilities, ``pw`` prior weights (trials: a row of
     several trials counts as 0 or 1 only when its proportion is). The same two signs: a two-valued predictor
     with a level whose responses are all 0 or all 1, or a coefficient above 10 per standard deviation of its
     predictor; else most fitted probabilities at 0 or 1."""
+    extreme = int(np.sum((mu < 1e-8) | (mu > 1 - 1e-8)))
+    return separation_of_parts(names, [design_columns(names, X, y)], beta, extreme, int(mu.size))
+
+
+def design_columns(names: list[str], X: np.ndarray, y: np.ndarray) -> list[dict | None]:
+    """What :func:`separation_of_parts` needs of some rows of a design, per column (None for the intercept):
+    ``values``, {value: (all y == 0, all y == 1)} for a column with one or two distinct values on these rows
+    (None for more), and the column's count, mean and sum of squared deviations."""
+    out: list[dict | None] = []
+    for j, name in enumerate(names):
+        if name == "(Intercept)":
+            out.append(None)
+            continue
+        x = np.ascontiguousarray(X[:, j])
+        if x.size == 0:
+            out.append({"values": {}, "n": 0, "mean": 0.0, "m2": 0.0})
+            continue
+        if np.unique(x[:64]).size > 2:  # a column of many values shows it in its first rows (no pass over them)
+            masks = None
+        else:
+            other = x != x[0]
+            masks = [~other] if not other.any() else _two_values(x)
+        values = None if masks is None else {
+            float(x[int(np.argmax(at))]): (bool(np.all(y[at] == 0)), bool(np.all(y[at] == 1))) for at in masks}
+        mean = float(np.mean(x))
+        out.append({"values": values, "n": int(x.size), "mean": mean, "m2": float(np.sum((x - mean) ** 2))})
+    return out
+
+
+def separation_of_parts(names: list[str], parts: list[list[dict | None]], beta: np.ndarray, extreme: int,
+                        n: int) -> list[str]:
+    """:func:`separation_in_frame` from the :func:`design_columns` of blocks of rows (``parts``), the coefficients,
+    and the number of fitted probabilities at 0 or 1 (``extreme``) among the ``n`` rows."""
     flagged = []
     for j, name in enumerate(names):
         if name == "(Intercept)":
             continue
-        x = np.ascontiguousarray(X[:, j])
-        pair = _two_values(x)
-        if pair is not None:
-            for at in pair:
-                ys = y[at]
-                if np.all(ys == 0) or np.all(ys == 1):
-                    flagged.append(name)
-                    break
-        sd = float(np.std(x))
-        if name not in flagged and np.isfinite(beta[j]) and sd > 0 and abs(beta[j]) * sd > 10.0:
+        cols: list[dict] = [c for c in (p[j] for p in parts) if c is not None and c["n"]]
+        levels: dict | None = {}
+        for c in cols:
+            if c["values"] is None or levels is None:
+                levels = None
+                break
+            for value, (zeros, ones) in c["values"].items():
+                z0, o0 = levels.get(value, (True, True))
+                levels[value] = (z0 and zeros, o0 and ones)
+        if levels is not None and len(levels) == 2 and any(z or o for z, o in levels.values()):
             flagged.append(name)
-    extreme = float(np.mean((mu < 1e-8) | (mu > 1 - 1e-8))) if mu.size else 0.0
-    return _separation_messages(flagged, extreme)
+            continue
+        count, mean, m2 = 0, 0.0, 0.0  # pooled (Chan et al.)
+        for c in cols:
+            delta, total = c["mean"] - mean, count + c["n"]
+            mean += delta * c["n"] / total
+            m2 += c["m2"] + delta * delta * count * c["n"] / total
+            count = total
+        sd = float(np.sqrt(m2 / count)) if count else 0.0
+        if np.isfinite(beta[j]) and sd > 0 and abs(beta[j]) * sd > 10.0:
+            flagged.append(name)
+    return _separation_messages(flagged, extreme / n if n else 0.0)
 
 
 def _two_values(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -42,6 +42,18 @@ def _level_sum(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarr
     return np.bincount(codes, weights=values, minlength=n_levels)
 
 
+PIECE = 32_768  # rows per product with a design stored in float32
+
+
+def _times(A: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """A @ E for a k x n A and an n x m E, in float64; by pieces of rows when E is stored in float32 (the Dask
+    path's lean blocks), so E is never copied whole to float64."""
+    if E.dtype == np.float64:
+        return A @ E
+    return sum((A[:, a:a + PIECE] @ E[a:a + PIECE] for a in range(0, E.shape[0], PIECE)),
+               np.zeros((A.shape[0], E.shape[1])))
+
+
 def check_coupled_size(st: "Structure") -> None:
     """Refuse, before the first evaluation, a structure whose dense coupled block (Q2 x Q2 doubles, the random
     effects outside the leading factor; crossed factors) exceeds LIMITS.coupled_block_bytes, saying why."""
@@ -69,7 +81,10 @@ class Structure:
         self.rest = blocks[1:]
         self.n = int(self.lead.Z.shape[0])
         self.L1, self.q1 = self.lead.n_levels, self.lead.q
-        self.codes1 = np.ascontiguousarray(self.lead.codes, dtype=np.intp)
+        codes1 = np.asarray(self.lead.codes)
+        # 32-bit codes are kept as given (the Dask path's blocks: half the memory per row), others made intp
+        self.codes1 = codes1 if codes1.dtype == np.int32 and codes1.flags.c_contiguous else \
+            np.ascontiguousarray(codes1, dtype=np.intp)
         self.counts1 = np.bincount(self.codes1, minlength=self.L1)
         # rows sorted by the leading factor (fit_frame sorts them) make its per-level sums one np.add.reduceat
         # and its per-row gathers one np.repeat
@@ -183,11 +198,13 @@ class Structure:
         return out
 
     def _lead_products(self) -> None:
-        """The products z_a z_b (a <= b) of the leading factor's columns, once (rows of a k x n array)."""
+        """The products z_a z_b (a <= b) of the leading factor's columns, once (an empty array for two columns of
+        ones, whose product is never used: a random intercept keeps no column of ones per row)."""
         if not hasattr(self, "_ZZ"):
             Z1, q1 = self.lead.Z, self.q1
             self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
-            self._ZZ = np.stack([Z1[:, a] * Z1[:, b] for a, b in self._pairs])
+            self._ZZ = [np.empty(0) if self.ones1[a] and self.ones1[b] else Z1[:, a] * Z1[:, b]
+                        for a, b in self._pairs]
 
     def lead_quadratic(self, C: np.ndarray) -> np.ndarray:
         """Per row, z_i' C_j z_i for a symmetric (L1, q1, q1) stack C at the row's leading level j."""
@@ -277,7 +294,7 @@ class Structure:
             A11[:, a, b] = sums[:, k]
             A11[:, b, a] = sums[:, k]
         E1 = sums[:, npair:].reshape(L1, q1, m) if m else np.empty((L1, q1, 0))
-        EE = wE @ E if wE is not None and E is not None else np.empty((0, 0))
+        EE = _times(wE, E) if wE is not None and E is not None else np.empty((0, 0))
         A21 = A22 = E2 = None
         if self.rest and self.dense:
             A21, A22, E2 = self._dense_coupling_products(w, E, m)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from scipy import linalg, special
@@ -136,6 +136,25 @@ def design_scaling(A: np.ndarray, n: int, names: list[str]) -> tuple[np.ndarray,
     return keep, T, [names[j] for j in keep], dropped
 
 
+def design_dot(Xs: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """X_s beta in float64 (by pieces when X_s is stored in float32, as the Dask path's lean blocks hold it: no
+    float64 copy of the design)."""
+    if Xs.dtype == np.float64:
+        return Xs @ beta
+    out = np.empty(Xs.shape[0])
+    for a in range(0, out.size, GLM_PIECE):
+        np.matmul(Xs[a:a + GLM_PIECE], beta, out=out[a:a + GLM_PIECE])
+    return out
+
+
+def design_t_dot(Xs: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """X_s' v in float64 (by pieces when X_s is stored in float32)."""
+    if Xs.dtype == np.float64:
+        return Xs.T @ v
+    return sum((Xs[a:a + GLM_PIECE].T @ v[a:a + GLM_PIECE] for a in range(0, v.size, GLM_PIECE)),
+               np.zeros(Xs.shape[1]))
+
+
 def edge_gap(eta: np.ndarray, lo: float, hi: float) -> float:
     """The smallest distance of a row's linear predictor from an end of the open range (lo, hi) (inf without
     ends; negative when a row is outside)."""
@@ -156,14 +175,25 @@ def inside_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
     distance from the edge."""
     if not fam.has_edge(lk, y):
         return beta
-    lo, hi = fam.eta_range(lk, y)
+    return inside_start_of(beta, lk, fam.eta_range(lk, y), float(np.average(y, weights=pw)),
+                           lambda c: np.linalg.lstsq(Xs, c - off, rcond=None)[0],
+                           lambda b, lo, hi: edge_gap(Xs @ b + off, lo, hi))
+
+
+def inside_start_of(beta: np.ndarray, lk: Link, eta_range: tuple[float, float], mean_y: float,
+                    centre_of: Callable[[float], np.ndarray], gap: Callable[[np.ndarray, float, float], float]
+                    ) -> np.ndarray:
+    """:func:`inside_start` for a model with an edge from the link's range of linear predictors, the weighted
+    mean of y, ``centre_of(c)``: the least-squares coefficients of the constant c less the offset, and ``gap(b,
+    lo, hi)``: the rows' :func:`edge_gap` at coefficients b (rows that never meet in one place: the Dask path)."""
+    lo, hi = eta_range
     with np.errstate(all="ignore"):
-        c = float(lk.linkfun(np.array([np.average(y, weights=pw)]))[0])
-    if not np.isfinite(c) or Xs.shape[1] == 0:
+        c = float(lk.linkfun(np.array([mean_y]))[0])
+    if not np.isfinite(c) or beta.size == 0:
         return beta
-    centre = np.linalg.lstsq(Xs, c - off, rcond=None)[0]
-    margin = edge_gap(Xs @ centre + off, lo, hi)
-    if not margin > 0 or edge_gap(Xs @ beta + off, lo, hi) >= 0.01 * margin:
+    centre = centre_of(c)
+    margin = gap(centre, lo, hi)
+    if not margin > 0 or gap(beta, lo, hi) >= 0.01 * margin:
         return beta
     return centre + 0.9 * (beta - centre)
 
@@ -194,10 +224,19 @@ class Likelihood:
         if self.estimated:  # K(phi) needs only these sums (``const``: the whole data's, from its blocks)
             self.disp = const if const is not None else fam.dispersion_constants(y, pw)
             return
+        if const is not None:  # the whole data's sums, added up over its blocks (add_likelihood_sums)
+            self.sat_rows, self.sat, self.const = None, float(const["sat"]), const
+            return
         self.sat_rows = fam.saturated_rows(y, pw)
         self.sat = float(np.sum(self.sat_rows)) if self.sat_rows is not None else 0.0
         self.const = {"n": y.shape[0], "sum_w": float(np.sum(pw)), "sum_log_w": float(np.sum(np.log(pw[pw > 0]))),
                       "sum_w_log_y": float(np.sum(pw * np.log(y))) if np.all(y > 0) else 0.0, "sat": self.sat}
+
+    @classmethod
+    def of_blocks(cls, fam: Family, parts: list[dict], dispersion: str = "estimated") -> "Likelihood":
+        """The whole data's likelihood from its blocks' :func:`likelihood_sums` (rows that never meet in one
+        place: the Dask path's actors)."""
+        return cls(fam, np.zeros(0), np.zeros(0), dispersion, const=add_likelihood_sums(parts))
 
     def minus2(self, dev: float) -> float:
         """-2 log p(y | mu) given the weighted total deviance ``dev`` (lme4's convention for a dispersion)."""
@@ -238,6 +277,37 @@ class Likelihood:
         if self.estimated:
             return 1.0 / self.dispersion(dev, uu)
         return self.slope(dev)
+
+
+def likelihood_sums(fam: Family, y: np.ndarray, pw: np.ndarray, dispersion: str = "estimated") -> dict:
+    """The sums over some rows that :class:`Likelihood` needs of the data (its constants, or K(phi)'s sums where
+    the dispersion is estimated); :func:`add_likelihood_sums` adds those of several blocks of rows."""
+    if fam.has_dispersion and dispersion == "estimated":
+        return dict(fam.dispersion_constants(y, pw), positive=True)
+    sat = fam.saturated_rows(y, pw)
+    return {"n": y.shape[0], "sum_w": float(np.sum(pw)), "sum_log_w": float(np.sum(np.log(pw[pw > 0]))),
+            "sum_w_log_y": float(np.sum(pw * np.log(y))) if np.all(y > 0) else 0.0,
+            "sat": float(np.sum(sat)) if sat is not None else 0.0, "positive": bool(np.all(y > 0))}
+
+
+def add_likelihood_sums(parts: list[dict]) -> dict:
+    """The sums of :func:`likelihood_sums` of blocks of rows, as those of all their rows: numbers add up,
+    sum(w log y) counts only when every y is positive, and the distinct prior weights with their counts (the
+    Gamma family's K(phi)) are merged."""
+    out: dict = {}
+    for key in parts[0]:
+        if key == "weights":
+            w, inverse = np.unique(np.concatenate([p["weights"] for p in parts]), return_inverse=True)
+            out["weights"] = w
+            out["counts"] = np.bincount(inverse, weights=np.concatenate([p["counts"] for p in parts]),
+                                        minlength=w.size)
+        elif key == "positive":
+            out[key] = all(p[key] for p in parts)
+        elif key != "counts":
+            out[key] = sum(p[key] for p in parts)
+    if "sum_w_log_y" in out and not out["positive"]:
+        out["sum_w_log_y"] = 0.0
+    return out
 
 
 def sum_log(pw: np.ndarray) -> float:
@@ -332,6 +402,8 @@ class GeneralLaplace:
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
         self._last: dict | None = None  # what predicts the next modes (one grouping factor; see _predicted_modes)
+        # False: nothing per row is kept between evaluations (then no predicted modes): the Dask path's lean blocks
+        self.keep_last = True
         self._last_dev = 0.0
         self.evaluations = 0
         self.modes_converged = True
@@ -380,6 +452,12 @@ class GeneralLaplace:
     def _weighted(self, a: np.ndarray) -> np.ndarray:
         return a if self.unit_weights else self.pw * a
 
+    def _xb(self, beta: np.ndarray) -> np.ndarray:
+        return design_dot(self.Xs, beta)
+
+    def _xt(self, v: np.ndarray) -> np.ndarray:
+        return design_t_dot(self.Xs, v)
+
     def _state(self, eta_f: np.ndarray, u: np.ndarray, lams: list[np.ndarray]):
         re = self.st.row_effect(self.st.b_of_u(u, lams))
         rs = row_state(self.resp, eta_f + re, self.lk)
@@ -402,7 +480,7 @@ class GeneralLaplace:
         row, is infinite there, so the deviance is +inf (``dev``) and the optimiser steps back."""
         st = self.st
         lams = st.lambdas(theta)
-        eta_f = self.Xs @ beta + self.off
+        eta_f = self._xb(beta) + self.off
         u = u0.copy()
         re, rs, pdev = self._state(eta_f, u, lams)
         for fallback in ((self.u,) if u0 is not self.u else ()) + (np.zeros(st.Q),):
@@ -468,7 +546,7 @@ class GeneralLaplace:
             cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
             F_ld = factor(st, cp_ld, theta)
             logdet = F_ld.logdet
-        if not st.rest and converged and cp is not None and cp.E1.shape[2] == 1:
+        if self.keep_last and not st.rest and converged and cp is not None and cp.E1.shape[2] == 1:
             # the score per level, Z' (pw (y - mu) h1 / V), from the last iteration's cross-products of the
             # working response r = Z Lambda u + (y - mu) / h1: Z'W r = A Lambda u + score
             score = cp.E1[:, :, 0] - np.einsum("jab,jb->ja", cp.A11, u.reshape(st.L1, st.q1) @ lams[0].T)
@@ -566,7 +644,7 @@ class GeneralLaplace:
         rhs = last["score"] @ dlam - np.einsum("jab,jb->ja", last["A"], U @ dlam.T) @ lam
         dbeta = np.asarray(beta) - last["beta"]
         if np.any(dbeta != 0.0):
-            xb = last["w"] * (self.Xs @ dbeta)
+            xb = last["w"] * self._xb(dbeta)
             rhs -= st.lead_sums_z(xb)[0] @ lam
         du = last["F"].solve(rhs.ravel())
         # a long step (the optimiser's first iterations) is beyond the linearisation: start from the last modes
@@ -624,7 +702,7 @@ class GeneralLaplace:
                 G = np.column_stack([np.bincount(codes, weights=d1 * b.Z[:, a], minlength=b.n_levels)
                                      for a in range(b.q)])
             grad_theta += [float(G[:, ra] @ us[t][:, cb]) for ra, cb in b.theta_positions()]
-        return np.concatenate([np.array(grad_theta), self.Xs.T @ d1])
+        return np.concatenate([np.array(grad_theta), self._xt(d1)])
 
     def agq(self, theta: np.ndarray, beta: np.ndarray, z: np.ndarray, wq: np.ndarray,
             phi: float | None = None) -> float:
@@ -639,7 +717,7 @@ class GeneralLaplace:
         t = float(theta[0])
         rs = m["rs"]
         zc = st.lead.Z[:, 0]
-        eta_f = self.Xs @ beta + self.off
+        eta_f = self._xb(beta) + self.off
         if phi is not None:
             scale = float(np.sqrt(phi))
 
@@ -684,12 +762,19 @@ class GeneralLaplace:
         rs = m["rs"]
         w = self.pw * rs.w
         F = factor(st, st.crossprods(w, self.Xs), theta)
-        resid = self.y - rs.mu
         # the conditional covariances of the modes: the inverse of the Hessian the log-determinant uses
         # (the observed information where glmmTMB's likelihood is fitted)
         cond = (m["F_ld"] if self.estimated else F).diag_blocks_inverse(st)
-        return {"u": m["u"], "SEE": F.SEE, "cond": cond, "mu": rs.mu, "resid": resid,
-                "var": rs.var, "dev_rows": self.pw * rs.dev, "re": m["re"], "converged": m["converged"]}
+        return {"u": m["u"], "SEE": F.SEE, "cond": cond, **self._row_parts(m), "converged": m["converged"]}
+
+    def final_rows(self, theta: np.ndarray, beta: np.ndarray) -> dict:
+        """The per-row part of :meth:`final` alone, without its cross-products (the Dask path's actors compute
+        their rows' results after the sums)."""
+        return self._row_parts(self.pirls(theta, beta, self.u))
+
+    def _row_parts(self, m: dict) -> dict:
+        rs = m["rs"]
+        return {"mu": rs.mu, "resid": self.y - rs.mu, "var": rs.var, "dev_rows": self.pw * rs.dev, "re": m["re"]}
 
     def _gradient_split(self, theta: np.ndarray, m: dict) -> tuple[np.ndarray, np.ndarray]:
         """The exact gradient of D through the implicit function theorem; every factor block enters through its
@@ -741,7 +826,7 @@ class GeneralLaplace:
                 vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
                 tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
             a_i = a_i - wobs * tv
-            grad_beta = self.Xs.T @ a_i
+            grad_beta = self._xt(a_i)
             grad_theta = np.empty(self.nt)
             k = 0
             constant = v is v0
@@ -790,7 +875,7 @@ class GeneralLaplace:
             grad_theta = np.array([float(AZ[:, ra] @ U[:, cb] - 0.5 * (V[:, cb] @ g[:, ra])) for ra, cb in tp])
             if constant:
                 grad_theta += 2.0 * np.array([const[ra, cb] for ra, cb in tp])
-            out.append(np.concatenate([grad_theta, self.Xs.T @ a_i]))
+            out.append(np.concatenate([grad_theta, self._xt(a_i)]))
         return out[0], out[1]
 
     def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:
@@ -820,14 +905,21 @@ class GeneralLaplace:
 def negbin_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, lk: Link
                ) -> tuple[np.ndarray, float, float]:
     """The negative binomial GLM: (coefficients, theta, -2 log-likelihood), theta by maximum likelihood."""
+    return negbin_profile(lambda fam: glm_irls(Xs, y, pw, off, fam, lk),
+                          lambda fam, dev: Likelihood(fam, y, pw).minus2(dev), float(np.mean(y)), float(np.var(y)))
+
+
+def negbin_profile(glm: Callable[[Family], tuple[np.ndarray, float]], minus2: Callable[[Family, float], float],
+                   mean: float, var: float) -> tuple[np.ndarray, float, float]:
+    """:func:`negbin_glm` from ``glm(family)`` -> (coefficients, weighted deviance), ``minus2(family, deviance)``
+    -> -2 log-likelihood, and the response's mean and variance (the start for theta)."""
     from scipy.optimize import minimize_scalar
 
     def profile(log_th: float):
         fam = negbin_family(np.exp(log_th))
-        beta, dev = glm_irls(Xs, y, pw, off, fam, lk)
-        return Likelihood(fam, y, pw).minus2(dev), beta
+        beta, dev = glm(fam)
+        return minus2(fam, dev), beta
 
-    mean, var = float(np.mean(y)), float(np.var(y))
     start = np.log(mean * mean / (var - mean)) if var > mean * 1.01 else np.log(100.0)
     res = minimize_scalar(lambda t: profile(t)[0], bracket=(start - 1.0, start + 1.0),
                           options={"xtol": 1e-10})
@@ -858,63 +950,84 @@ def row_chunks(n: int, n_chunks: int | None = None) -> list[slice]:
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
-             max_iter: int = 100, n_chunks: int | None = None, resp: Response | None = None
-             ) -> tuple[np.ndarray, float]:
-    """The GLM without random effects by IRLS with step halving: (coefficients, weighted deviance). Each pass
-    over the rows gives the deviance at the coefficients and the normal equations of the next step at once,
-    summed over runs of rows in threads."""
-    chunks = BlockSet([(r, Response(y[r], fam) if resp is None else resp.part(r))
-                       for r in row_chunks(y.size, n_chunks)])
+def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, resp: Response, fam: Family, lk: Link,
+             beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass of the GLM's IRLS over some rows: (weighted deviance at ``beta``, whether every mean is valid,
+    X'WX and X'Wz of the next step, w, z); ``beta`` None: the first step, from the family's starting means (no
+    deviance). ``Xs`` may be float32 (the Dask path's lean blocks): the products are float64."""
+    X = Xs
+    if beta is None:  # the first step, from the family's starting means
+        mu = fam.start_mu(y, lk.name)
+        eta = lk.linkfun(mu)
+        h1 = lk.mu_eta(eta)
+        w = pw * h1 ** 2 / np.maximum(fam.variance(mu), 1e-300)
+        z = eta - off + (y - mu) / h1
+        dev, ok = np.nan, True
+    else:
+        xb = design_dot(X, beta)
+        rs = row_state(resp, xb + off, lk)
+        ok = bool(np.all(fam.mu_valid(rs.mu)))
+        dev = float(np.sum(pw * rs.dev))
+        w = pw * rs.w
+        z = xb + (y - rs.mu) / rs.h1
+    A = np.zeros((X.shape[1], X.shape[1]))
+    for a in range(0, X.shape[0], GLM_PIECE):  # pieces that stay in cache: 2x faster than whole
+        Xw = X[a:a + GLM_PIECE] * np.sqrt(w[a:a + GLM_PIECE])[:, None]
+        A += Xw.T @ Xw
+    return dev, ok, A, design_t_dot(X, w * z), w, z
+
+
+def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarray, np.ndarray, list], np.ndarray],
+         max_iter: int = 100) -> tuple[np.ndarray, float]:
+    """The GLM without random effects by IRLS with step halving, from passes over its blocks of rows:
+    ``passes(beta)`` gives each block's :func:`glm_pass` (its first four entries at least), ``solve(A, c,
+    parts)`` the coefficients of the normal equations A = X'WX, c = X'Wz. Returns (coefficients, weighted
+    deviance). Each pass gives the deviance at the coefficients and the normal equations of the next step."""
 
     def normal_equations_at(beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray]:
-        def one(unit):
-            r, resp = unit
-            X = Xs[r]
-            if beta is None:  # the first step, from the family's starting means
-                mu = fam.start_mu(y[r], lk.name)
-                eta = lk.linkfun(mu)
-                h1 = lk.mu_eta(eta)
-                w = pw[r] * h1 ** 2 / np.maximum(fam.variance(mu), 1e-300)
-                z = eta - off[r] + (y[r] - mu) / h1
-                dev, ok = np.nan, True
-            else:
-                xb = X @ beta
-                rs = row_state(resp, xb + off[r], lk)
-                ok = bool(np.all(fam.mu_valid(rs.mu)))
-                dev = float(np.sum(pw[r] * rs.dev))
-                w = pw[r] * rs.w
-                z = xb + (y[r] - rs.mu) / rs.h1
-            A = np.zeros((X.shape[1], X.shape[1]))
-            for a in range(0, X.shape[0], GLM_PIECE):  # pieces that stay in cache: 2x faster than whole
-                Xw = X[a:a + GLM_PIECE] * np.sqrt(w[a:a + GLM_PIECE])[:, None]
-                A += Xw.T @ Xw
-            return dev, ok, A, X.T @ (w * z), w, z
-
-        parts = chunks.map(one)
+        parts = passes(beta)
         ok = all(p[1] for p in parts)
         dev = float(sum(p[0] for p in parts)) if ok else np.inf
         A, c = sum(p[2] for p in parts), sum(p[3] for p in parts)
-        return dev, ok, _wls(A, c, lambda: Xs, lambda: np.concatenate([p[5] for p in parts]),
-                             lambda: np.concatenate([p[4] for p in parts])), A
+        return dev, ok, solve(A, c, parts), A
+
+    beta = normal_equations_at(None)[2]
+    dev, _, new, _ = normal_equations_at(beta)
+    for _ in range(max_iter):
+        step = new - beta
+        for _h in range(30):
+            d_new, ok, new_next, _ = normal_equations_at(beta + step)
+            if ok and d_new <= dev * (1 + 1e-12) + 1e-12:
+                break
+            step /= 2.0
+        else:
+            break
+        done = abs(dev - d_new) <= 1e-12 * (abs(d_new) + 0.1)
+        beta, dev, new = beta + step, d_new, new_next
+        if done:
+            break
+    return beta, dev
+
+
+def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
+             max_iter: int = 100, n_chunks: int | None = None, resp: Response | None = None
+             ) -> tuple[np.ndarray, float]:
+    """The GLM without random effects by IRLS with step halving (:func:`irls`): (coefficients, weighted
+    deviance), each pass summed over runs of rows in threads; ``resp``: the response's per-row constants, when
+    the caller has them."""
+    chunks = BlockSet([(r, Response(y[r], fam) if resp is None else resp.part(r))
+                       for r in row_chunks(y.size, n_chunks)])
+
+    def passes(beta: np.ndarray | None) -> list:
+        return chunks.map(lambda unit: glm_pass(Xs[unit[0]], y[unit[0]], pw[unit[0]], off[unit[0]], unit[1], fam,
+                                                lk, beta))
+
+    def solve(A: np.ndarray, c: np.ndarray, parts: list) -> np.ndarray:
+        return _wls(A, c, lambda: Xs, lambda: np.concatenate([p[5] for p in parts]),
+                    lambda: np.concatenate([p[4] for p in parts]))
 
     try:
-        beta = normal_equations_at(None)[2]
-        dev, _, new, _ = normal_equations_at(beta)
-        for _ in range(max_iter):
-            step = new - beta
-            for _h in range(30):
-                d_new, ok, new_next, _ = normal_equations_at(beta + step)
-                if ok and d_new <= dev * (1 + 1e-12) + 1e-12:
-                    break
-                step /= 2.0
-            else:
-                break
-            done = abs(dev - d_new) <= 1e-12 * (abs(d_new) + 0.1)
-            beta, dev, new = beta + step, d_new, new_next
-            if done:
-                break
-        return beta, dev
+        return irls(passes, solve, max_iter)
     finally:
         chunks.close()
 
@@ -933,13 +1046,19 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
 def _check_response_mean(mf: ModelFrame, fam: Family, lk: Link, pw: np.ndarray) -> None:
     """Refuse, in words, a response whose mean the link cannot give (a negative mean under the log link): the GLM
     that starts the fit has no start there, and a fit would run off to coefficients of -2,000."""
-    mean = (float(np.mean(mf.y)) if mf.weights is None else float(np.average(mf.y, weights=pw))) if mf.n else 0.0
+    if mf.n:
+        mean = float(np.mean(mf.y)) if mf.weights is None else float(np.average(mf.y, weights=pw))
+        check_response_mean(mean, fam, lk, mf.response)
+
+
+def check_response_mean(mean: float, fam: Family, lk: Link, response: str) -> None:
+    """:func:`_check_response_mean` from the response's weighted ``mean``."""
     with np.errstate(all="ignore"):
         c = float(lk.linkfun(np.array([mean]))[0])
-    if mf.n and not np.isfinite(c):
+    if not np.isfinite(c):
         raise GlmmInputError(
             f"the fit broke down numerically before it started: the {fam.name} family with the {lk.name} link "
-            f"cannot give the response's mean ({mean:g} for '{mf.response}'); choose another link (identity) or "
+            f"cannot give the response's mean ({mean:g} for '{response}'); choose another link (identity) or "
             "check the response")
 
 
@@ -1196,12 +1315,14 @@ def _block_rows(st: Structure, specs: list) -> list[tuple[Structure, slice]]:
     return out
 
 
-def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bool = True):
+def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bool = True,
+              remote: "RemoteRows | None" = None):
     """Optimise the profiled REML (``obj.reml`` False: ML) criterion of ``obj`` (a BlockedProfiledLmm over threads
     or actors) and assemble the result: beta and its covariance from the summed Schur complement, the modes and
     conditional covariances from the blocks, put at their global levels. ``polish``: Newton steps after BOBYQA
     take theta to rounding level, so the fit does not depend on how the rows are cut into blocks (models whose
-    factors nest; each evaluation is cheap there)."""
+    factors nest; each evaluation is cheap there). ``remote``: the rows when they are not in ``mf`` (see
+    :class:`RemoteRows`)."""
     reml = obj.reml
     lower = st.theta_lower()
     label = "Optimizing REML criterion" if reml else "Optimizing ML criterion"
@@ -1230,16 +1351,12 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
     us, conds = _at_global_levels(st, obj.units, specs, finals)
     lams = st.lambdas(theta)
     bs = [u @ L.T for u, L in zip(us, lams)]
-    re = finals[0]["re"] if len(finals) == 1 else np.concatenate([f["re"] for f in finals])  # rows in block order
-    fitted = finals[0]["xb"] if len(finals) == 1 else np.concatenate([f["xb"] for f in finals])
-    fitted += re
-    if mf.offset is not None:
-        fitted += off
-    resid = np.subtract(mf.y, fitted)
-    if mf.weights is not None:
-        resid *= np.sqrt(pw)
-    rows = {"fitted": fitted, "deviance_residuals": resid, "pearson_residuals": resid.copy(),
-            "group_random_effect": re}
+    if remote is None:
+        one = len(finals) == 1  # rows in block order
+        rows = reml_rows({k: finals[0][k] if one else np.concatenate([f[k] for f in finals]) for k in ("re", "xb")},
+                         mf.y, None if mf.weights is None else pw, None if mf.offset is None else off)
+    else:
+        rows = remote.rows(finals)
     cond = [sigma2 * c for c in conds]
     null_loglik = None
     if len(st.blocks) == 1 and st.q1 == 1:
@@ -1249,6 +1366,23 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
     return _assemble(st, mf, model, "REML" if reml else "ML", record.converged, theta, lams, sigma2, True, beta,
                      vcov, names, "X'V^-1X", loglik, k, bs, cond, rows, null_loglik, stages_document([record]), None,
                      sigma2)
+
+
+def reml_rows(fin: dict, y: np.ndarray, pw: np.ndarray | None, off: np.ndarray | None) -> dict:
+    """The per-row results of a linear mixed model from :meth:`ProfiledLmm.final`'s rows (``fin``: of one block,
+    or of all blocks concatenated), the response, prior weights and offset (None: none): fitted values, residuals
+    (times the square root of the weights: the deviance and the Pearson residuals, equal), random-effects
+    contributions. ``fin["xb"]`` is not kept: the fitted values are made in it."""
+    re = fin["re"]
+    fitted = fin["xb"]
+    fitted += re
+    if off is not None:
+        fitted += off
+    resid = np.subtract(y, fitted)
+    if pw is not None:
+        resid *= np.sqrt(pw)
+    return {"fitted": fitted, "deviance_residuals": resid, "pearson_residuals": resid.copy(),
+            "group_random_effect": re}
 
 
 def _onto_the_boundary(fun, theta: np.ndarray, lower: np.ndarray, record) -> np.ndarray:
@@ -1336,13 +1470,26 @@ def moment_theta(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
     weighted mean working residuals less their average sampling variance (the method of moments on the link
     scale), as an SD, relative to sigma when ``relative`` (a dispersion estimated with the other parameters;
     otherwise sigma enters only the sampling variance). Kept within [0.1, 5]."""
-    rs = row_state(Response(y, fam), Xs @ beta + off, lk)
+    return moment_theta_of([moment_sums(Xs, y, pw, off, beta, fam, lk, codes, L)], Xs.shape[1], fam, relative)
+
+
+def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
+                lk: Link, codes: np.ndarray, L: int) -> dict:
+    """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels)."""
+    rs = row_state(Response(y, fam), design_dot(Xs, beta) + off, lk)
     r = (y - rs.mu) / rs.h1
     w = pw * rs.w
     W = np.maximum(np.bincount(codes, weights=w, minlength=L), 1e-300)
     rbar = np.bincount(codes, weights=w * r, minlength=L) / W
-    phi = float(np.sum(w * r * r)) / max(y.size - Xs.shape[1], 1) if fam.has_dispersion else 1.0
-    tau2 = (float(rbar @ rbar) - phi * float(np.sum(1.0 / W))) / L
+    return {"n": y.size, "levels": L, "wr2": float(np.sum(w * r * r)), "rbar2": float(rbar @ rbar),
+            "inv_W": float(np.sum(1.0 / W))}
+
+
+def moment_theta_of(parts: list[dict], p: int, fam: Family, relative: bool) -> float:
+    """:func:`moment_theta` from the :func:`moment_sums` of blocks of whole levels (p: the fixed effects)."""
+    n, L = sum(s["n"] for s in parts), sum(s["levels"] for s in parts)
+    phi = sum(s["wr2"] for s in parts) / max(n - p, 1) if fam.has_dispersion else 1.0
+    tau2 = (sum(s["rbar2"] for s in parts) - phi * sum(s["inv_W"] for s in parts)) / L
     sd = np.sqrt(max(tau2, 0.0)) / (np.sqrt(phi) if relative and phi > 0 else 1.0)
     return float(min(max(sd, 0.1), 5.0)) if np.isfinite(sd) else 1.0
 
@@ -1356,8 +1503,44 @@ def _relative_theta_start(fun, theta0: np.ndarray) -> np.ndarray:
     return _while_falling(fun, theta0, fun(theta0), lambda x, c: x * c, ((0.5, 10), (2.0, 3)))[0]
 
 
+def laplace_rows(fin: dict, pw: np.ndarray) -> dict:
+    """The per-row results of a Laplace or AGQ fit from :meth:`GeneralLaplace.final`'s rows (``fin``: of one
+    block, or of all blocks concatenated) and the prior weights: fitted means, deviance and Pearson residuals,
+    random-effects contributions."""
+    resid = fin["resid"]
+    return {"fitted": fin["mu"], "deviance_residuals": np.sign(resid) * np.sqrt(np.maximum(fin["dev_rows"], 0.0)),
+            "pearson_residuals": resid * np.sqrt(pw / fin["var"]), "group_random_effect": fin["re"]}
+
+
+class RemoteRows(Protocol):
+    """What :func:`_laplace_run` and :func:`_reml_run` ask of rows that are not in this process (the Dask path's
+    actors, each holding a block of whole outer groups). Their blocks' ``final`` returns, besides the modes and
+    covariances, its rows' sums (``dev_sum``, ``pearson2``, and ``extreme``: fitted probabilities at 0 or 1) and
+    keeps their per-row results for :meth:`rows`."""
+
+    def has_edge(self, fam: Family, lk: Link) -> bool:
+        """:meth:`Family.has_edge` for the rows' response."""
+
+    def likelihood(self, fam: Family) -> Likelihood:
+        """The rows' :class:`Likelihood` for ``fam`` (a member of the family: the negative binomial's theta)."""
+
+    def moment_theta(self, beta: np.ndarray, fam: Family, relative: bool) -> float:
+        """:func:`moment_theta` at the GLM's coefficients ``beta``."""
+
+    def rows(self, finals: list[dict]) -> dict:
+        """The per-row results (``fitted``, ``deviance_residuals``, ``pearson_residuals``,
+        ``group_random_effect``) of the blocks whose ``final`` gave ``finals``, in the order of the rows."""
+
+    def separation(self, names: list[str], beta: np.ndarray, extreme: int) -> list[str]:
+        """:func:`advice.separation_in_frame`'s warnings for the design columns ``names`` and their coefficients
+        ``beta`` (NaN for a dropped one), with ``extreme`` fitted probabilities at 0 or 1."""
+
+
 def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
-                 glm_dev):
+                 glm_dev, remote: "RemoteRows | None" = None):
+    """Optimise the Laplace (and AGQ) deviance of ``obj`` (a BlockedLaplace over threads or actors) from the GLM's
+    ``beta0`` and assemble the result. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw`` and
+    ``off`` (see :class:`RemoteRows`)."""
     negbin = nb0 is not None
     estimated = obj.lik.estimated  # a dispersion estimated with the other parameters (glmmTMB's likelihood)
     agq_phi = None
@@ -1365,10 +1548,12 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     x0 = np.concatenate([st.theta_start(), beta0])
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
     scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
-    moments = scalar and st._start is None and Xs.shape[0] == mf.n  # (on Dask the rows are not here)
+    moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None)
     if moments:
-        x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated)
-    edge = fam.has_edge(lk, mf.y)
+        x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated) if remote is None \
+            else remote.moment_theta(beta0, fam, estimated)
+    edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
+    likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
     if edge:
         x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
     if estimated and st._start is None and not moments:  # no start given (a refit starts at its fit's theta)
@@ -1387,7 +1572,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             if not -20.0 < log_nb < 20.0:
                 return np.inf
             f = negbin_family(np.exp(log_nb))
-            obj.set_family(f, Likelihood(f, mf.y, pw))
+            obj.set_family(f, likelihood(f))
             return obj.value(params[:-1])
 
         def nb_value_grad(params):
@@ -1455,7 +1640,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             phi = None
             if negbin:
                 f = negbin_family(np.exp(params[-1]))
-                obj.set_family(f, Likelihood(f, mf.y, pw))
+                obj.set_family(f, likelihood(f))
             elif estimated:
                 phi = float(np.exp(params[-1]))
                 if not np.isfinite(phi) or phi <= 0.0:
@@ -1483,18 +1668,23 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     report(progress, "Computing standard errors", 0.85)
     finals = obj.finals(theta, beta_s)
     us, conds = _at_global_levels(st, obj.laps, specs, finals)
-    cat = lambda key: np.concatenate([f[key] for f in finals])  # noqa: E731  rows in block order
-    mu, resid, var, dev_rows, re = cat("mu"), cat("resid"), cat("var"), cat("dev_rows"), cat("re")
+    if remote is None:
+        cat = lambda key: np.concatenate([f[key] for f in finals])  # noqa: E731  rows in block order
+        mu, resid, var, dev_rows, re = cat("mu"), cat("resid"), cat("var"), cat("dev_rows"), cat("re")
+        rows = laplace_rows({"mu": mu, "resid": resid, "var": var, "dev_rows": dev_rows, "re": re}, pw)
+        dev_sum, pearson2 = float(np.sum(dev_rows)), float(rows["pearson_residuals"] @ rows["pearson_residuals"])
+    else:
+        rows = remote.rows(finals)
+        dev_sum, pearson2 = sum(f["dev_sum"] for f in finals), sum(f["pearson2"] for f in finals)
     uu = float(sum(float(np.sum(u * u)) for u in us))
     sigma2, var_residual, scale2 = 1.0, None, 1.0
-    pearson = resid * np.sqrt(pw / var)
     if estimated:
         # the dispersion of the criterion (AGQ: its own estimate); theta is relative to sqrt(phi), so the random
         # effects' covariance on the linear-predictor scale is phi Lambda Lambda'
-        sigma2 = agq_phi if agq_phi is not None else obj.lik.dispersion(float(np.sum(dev_rows)), uu)
+        sigma2 = agq_phi if agq_phi is not None else obj.lik.dispersion(dev_sum, uu)
         var_residual = scale2 = sigma2
     elif fam.has_dispersion:
-        sigma2 = float((pearson @ pearson + uu) / mf.n)
+        sigma2 = float((pearson2 + uu) / mf.n)
         var_residual = sigma2
     vcov_s = sigma2 * inference.inverse_spd(sum(f["SEE"] for f in finals))
     beta, vcov = T @ beta_s, T @ vcov_s @ T.T
@@ -1507,8 +1697,6 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     lams = st.lambdas(theta)
     bs = [u @ L.T for u, L in zip(us, lams)]
     cond = [sigma2 * c for c in conds]
-    rows = {"fitted": mu, "deviance_residuals": np.sign(resid) * np.sqrt(np.maximum(dev_rows, 0.0)),
-            "pearson_residuals": pearson, "group_random_effect": re}
     scalar = len(st.blocks) == 1 and st.q1 == 1
     if not scalar:
         null_loglik = None
@@ -1521,11 +1709,12 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                     stages_document(records), se_hessian, var_residual)
     out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, edge, converged, False,
                                   model["max_iter"], model["tol"])
-    X = np.asarray(mf.X, dtype=float)
-    if fam.bounded_mean and X.shape[1] == len(mf.x_names):  # the binomial: signs of separation (Dask: no X here)
+    if fam.bounded_mean:  # the binomial: signs of separation
         coef = dict(zip(names, beta))
-        out.warnings.extend(advice.separation_in_frame(
-            list(mf.x_names), X, mf.y, np.array([coef.get(nm, np.nan) for nm in mf.x_names]), mu))
+        x_beta = np.array([coef.get(nm, np.nan) for nm in mf.x_names])
+        out.warnings.extend(advice.separation_in_frame(list(mf.x_names), np.asarray(mf.X, dtype=float), mf.y,
+                                                       x_beta, rows["fitted"]) if remote is None
+                            else remote.separation(list(mf.x_names), x_beta, sum(f["extreme"] for f in finals)))
     if negbin:
         out.family_parameter = {"name": "theta", "value": float(fam.parameter)}
     return out

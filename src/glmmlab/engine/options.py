@@ -149,6 +149,20 @@ def resolve_ddf(ddf: str, family: str, link: str) -> str:
     return key
 
 
+def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> dict:
+    """The "model" keys of options the contract's document does not list (so a default fit's document keeps
+    exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``."""
+    out: dict = {}
+    if reml is False:
+        out["reml"] = False
+    key = str(ddf).strip().lower()
+    if key not in ("none", "auto"):  # "auto" is resolved by the caller, which knows the family and link
+        out["ddf"] = key
+    if str(dispersion).strip().lower() == "lme4":
+        out["dispersion"] = "lme4"
+    return out
+
+
 def check_options(family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int,
                   se: str, reml: bool = True, ddf: str = "auto", dispersion: str = "estimated"
                   ) -> tuple[Family, Link]:

@@ -13,12 +13,11 @@ from typing import Any
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families import Family, Link
 from glmmlab.engine.formula import Formula, is_syntactic, parse_formula
-from glmmlab.engine.options import OPTIONS, check_options
+from glmmlab.engine.options import OPTIONS, check_options, nondefault_options, resolve_ddf
 
 
 def _quote(name: str) -> str:
     return name if is_syntactic(name) else f"`{name}`"
-
 
 def random_intercept_formula(response: str, group: str, fixed: list[str] | tuple[str, ...] | None = None,
                              intercept: bool = True) -> str:
@@ -39,7 +38,6 @@ def random_intercept_formula(response: str, group: str, fixed: list[str] | tuple
     if not parts:
         parts = ["1"]
     return f"{_quote(response)} ~ {' + '.join(parts)} + (1 | {_quote(group)})"
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -93,7 +91,6 @@ class ModelSpec:
         form over plain numeric columns (None otherwise); ``level_label`` writes a reference level as the model
         frame labels it. Options at their defaults that the contract does not list are left out."""
         fam, lk = self.check()
-        from glmmlab.engine.options import resolve_ddf
 
         model: dict[str, Any] = {
             "response": response, "fixed": fixed, "group": group, "family": fam.name, "link": lk.name,
@@ -112,22 +109,6 @@ class ModelSpec:
         for k in ("formula", "weights", "offset", "reference_levels"):
             d.pop(k)
         return d
-
-
-def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> dict:
-    """The "model" keys of options the contract's document does not list (so a default fit's document keeps
-    exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``,
-    ``"dispersion": "lme4"``."""
-    out: dict = {}
-    if reml is False:
-        out["reml"] = False
-    key = str(ddf).strip().lower()
-    if key not in ("none", "auto"):  # "auto" is resolved by the caller, which knows the family and link
-        out["ddf"] = key
-    if str(dispersion).strip().lower() == "lme4":
-        out["dispersion"] = "lme4"
-    return out
-
 
 def check_reference_levels(reference_levels: object) -> None:
     """``reference_levels`` is None or a mapping of column names to levels (text, a number or a boolean); whether

@@ -43,8 +43,8 @@ def fit_glmm(
     """Fit a random-intercept GLMM ``g(mu_i) = x_i' beta + u_group`` and return its :class:`GlmmResult`.
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (theta estimated); ``link`` defaults to the family's
-    canonical link. The engine is chosen as for every front door (:func:`glmmlab.services.fitting.choose_engine`),
-    so this is the same fit as ``glmm("response ~ fixed + (1 | group)", data)``.
+    canonical link. The model is fitted by the general engine, as at every front door
+    (:mod:`glmmlab.services.fitting`), so this is the same fit as ``glmm("response ~ fixed + (1 | group)", data)``.
     ``nagq`` 1 is the Laplace approximation, > 1 adaptive Gauss-Hermite quadrature (non-Gaussian families).
     ``se`` "working" (default: working weights at PIRLS convergence) or "hessian" (also reports the
     Hessian-based standard errors). ``progress(stage, fraction)`` is called as the fit proceeds.

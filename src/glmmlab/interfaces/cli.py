@@ -264,11 +264,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
             from glmmlab.interfaces.api import glmm
 
             if args.engine == "dask":
-                from glmmlab.services.distributed import dask_client
+                from glmmlab.services.dask_cluster import dask_client
                 from glmmlab.services.distributed_general import read_parquet_lazily
 
                 data = read_parquet_lazily(args.data)
-                with dask_client(args.scheduler):  # glmm picks the random-intercept or the general Dask path
+                with dask_client(args.scheduler):  # glmm fits the formula on this cluster
                     result = glmm(args.formula, data, **common)
             elif args.scheduler:
                 raise UsageError("--scheduler needs --engine dask")
@@ -280,8 +280,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             options.pop("weights"), options.pop("offset"), options.pop("reference_levels")
             if options.pop("reml") is not True or options.pop("ddf") not in ("none", "auto"):
                 raise UsageError("--reml false and --ddf satterthwaite run in memory; leave out --engine dask")
-            from glmmlab.services.distributed import fit_parquet_on_dask
             from glmmlab.services.fitted import fitted
+            from glmmlab.services.fitting import fit_parquet_on_dask
 
             result = fitted(fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options))
         else:

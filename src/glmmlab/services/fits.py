@@ -4,8 +4,8 @@ The form comes as a plain dict (the web app's body). :func:`check_form` checks i
 the fit's ``spec`` or raises :class:`FieldError` naming the control; the random-intercept form (``response``,
 ``fixed``, ``group``) runs :func:`glmmlab.services.fitting.fit_columns` (``y ~ x + (1 | g)`` as the product page
 describes it), and the general form (a ``formula``: the roles and builders' formula or a typed "Model formula")
-:func:`glmmlab.services.fitting.fit_spec` on that formula; both fit on the engine that
-:func:`glmmlab.services.fitting.choose_engine` gives the model, as every front door does.
+:func:`glmmlab.services.fitting.fit_spec` on that formula; both fit on the general engine, as every front door
+does.
 :func:`start_fit` runs a checked spec as a job of :mod:`glmmlab.services.jobs` (kind ``"fit"``); the finished
 job's result is the fit's JSON document without its per-row diagnostics, which wait on disk (Parquet) until the
 fit is saved (:func:`full_result`) or forgotten.

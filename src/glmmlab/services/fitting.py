@@ -1,12 +1,12 @@
 """One way from a formula and a table to a fit, for every front door (Python API, command line, web app, Dask).
 
-In memory every model is fitted by the general engine (:mod:`glmmlab.engine.general`), whose single scalar random
-intercept is its fast special case: :func:`fit_spec` (a formula), :func:`fit_columns` (the random-intercept form
-``response``/``group``/``fixed``: over numeric columns without a formula's model frame, see
-:func:`glmmlab.services.frames.column_frame`). On a Dask DataFrame (:func:`fit_spec_dask`, :func:`fit_columns_dask`)
-:func:`choose_engine` still sends the random-intercept form over numeric columns to the first engine's Dask path
-while that path moves to the general engine; every other model runs the general engine's blocks as actors. The
-fits returned here are the engine's; :mod:`glmmlab.services.fitted` hands them to users as fitted models.
+Every model is fitted by the general engine (:mod:`glmmlab.engine.general`; a single scalar random intercept
+``(1 | g)`` is its fast special case): in memory by :func:`fit_frame_spec` once the model frame is built, on a
+Dask DataFrame by :mod:`glmmlab.services.distributed_general`, whose actors run the same blocks. The front doors
+reach it through :func:`fit_spec` (a formula in memory), :func:`fit_columns` (the random-intercept form
+``response``/``group``/``fixed`` in memory: its model frame built from the columns, without the formula
+machinery), :func:`fit_spec_dask` and :func:`fit_columns_dask` (a Dask DataFrame), and
+:func:`fit_parquet_on_dask` (a Parquet file or directory on a Dask cluster).
 """
 
 from __future__ import annotations
@@ -19,69 +19,14 @@ import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families import resolve
-from glmmlab.engine.fit import fit_prepared, prepare_fit
-from glmmlab.engine.formula import Name, parse_formula
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.results import GlmmResult
-from glmmlab.engine.spec import ModelSpec, random_intercept_formula
+from glmmlab.engine.spec import ModelSpec
 from glmmlab.engine.terms import ModelFrame
 from glmmlab.engine.threads import one_blas_thread
 from glmmlab.services import frames
 from glmmlab.services.modelframe import build_model_frame, level_label, plain_columns
 from glmmlab.services.prediction import blups_by_component, make_predictor
-
-# -- which engine fits a model: decided here, and only here --------------------------------------------------
-RANDOM_INTERCEPT = "random-intercept"
-GENERAL = "general"
-
-#: The (family, link) pairs the random-intercept engine fits with the general engine's criterion (the same
-#: likelihood, so the same estimates). The others (the negative binomial, whose theta is estimated; Gamma with
-#: every link; Gaussian with a link other than identity, whose dispersion is estimated) are the general engine's.
-RANDOM_INTERCEPT_PAIRS: frozenset[tuple[str, str]] = frozenset({
-    ("gaussian", "identity"), ("binomial", "logit"), ("binomial", "probit"), ("poisson", "log"),
-    ("poisson", "identity")})
-
-
-@dataclasses.dataclass(frozen=True)
-class Route:
-    """Where a model is fitted: ``engine`` (:data:`RANDOM_INTERCEPT` or :data:`GENERAL`), in memory or on Dask."""
-
-    engine: str
-    dask: bool = False
-
-    @property
-    def random_intercept(self) -> bool:
-        return self.engine == RANDOM_INTERCEPT
-
-
-def choose_engine(family: Any, link: Any, *, random_intercept: bool, weighted: bool = False, offset: bool = False,
-                  dask: bool = False) -> Route:
-    """The one decision of which engine fits a model, for every front door.
-
-    ``random_intercept``: the random-effects part is a single scalar random intercept ``(1 | g)`` (Z all ones);
-    ``weighted``: there are prior weights other than 1; ``offset``: there is an offset other than 0; ``dask``: the
-    data are a Dask DataFrame. The random-intercept engine fits the model when it is a single random intercept
-    without weights or an offset, in a family and link of :data:`RANDOM_INTERCEPT_PAIRS`; the general engine
-    fits every other model. Unknown family or link names are refused here (GlmmInputError naming the choices)."""
-    fam, lk = resolve(family, link)
-    ri = dask and random_intercept and not weighted and not offset and (fam.name, lk.name) in RANDOM_INTERCEPT_PAIRS
-    return Route(RANDOM_INTERCEPT if ri else GENERAL, bool(dask))
-
-
-def _scalar_intercept(mf: ModelFrame) -> bool:
-    """Whether the model frame's random-effects part is one scalar random intercept whose Z is all ones."""
-    if len(mf.terms) != 1:
-        return False
-    t = mf.terms[0]
-    return t.q == 1 and t.names == ["(Intercept)"] and bool(np.all(t.Z[:, 0] == 1.0))
-
-
-def route_frame(mf: ModelFrame, family: Any, link: Any) -> Route:
-    """:func:`choose_engine` for a model frame built in memory (weights all 1 and an offset all 0 count as none)."""
-    return choose_engine(family, link, random_intercept=_scalar_intercept(mf),
-                         weighted=mf.weights is not None and not bool(np.all(mf.weights == 1.0)),
-                         offset=mf.offset is not None and not bool(np.all(mf.offset == 0.0)))
 
 
 def fit_formula(df: pd.DataFrame, formula: str, *, progress: ProgressFn = None, n_blocks: int | None = None,
@@ -114,10 +59,10 @@ def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Seq
     """Fit the random-intercept form ``response ~ fixed + (1 | group)`` to a pandas DataFrame (``options``: the
     fit options of :class:`ModelSpec`: conf_level, max_iter, tol, nagq, se, reml, ddf).
 
-    When :func:`choose_engine` gives the model to the random-intercept engine and the fixed columns are plain
-    numbers (no factors, weights, offset or reference levels), the engine gets the columns directly and no model
-    frame is built (it is built from ``df`` when first needed: refits, intervals, R²); every other model is
-    :func:`fit_spec` of ``ModelSpec.random_intercept``, and so the same fit as the formula's."""
+    When the fixed columns are plain numbers (no factors, weights, offset or reference levels), the model frame
+    is built from the columns without the formula machinery (the formula's frame is built from ``df`` when first
+    needed: refits, intervals, R²); every other model is :func:`fit_spec` of ``ModelSpec.random_intercept``, and
+    so the same fit as the formula's."""
     fixed = list(fixed or [])
     frames.check_columns(df.columns, len(df), response, group, fixed)
     plain = not (weights is not None or offset is not None or reference_levels
@@ -157,49 +102,46 @@ def fit_columns_dask(data: Any, response: str, group: str, fixed: Optional[Seque
                      intercept: bool = True, family: str = "gaussian", link: Optional[str] = None,
                      progress: ProgressFn = None, client: Any = None, scheduler: Optional[str] = None,
                      **options: Any) -> GlmmResult:
-    """The random-intercept form on a Dask DataFrame (``options``: :data:`DASK_OPTIONS`): the random-intercept
-    engine's Dask path (:func:`glmmlab.services.distributed.fit_dask`) when :func:`choose_engine` says so, else
-    the general engine's (:func:`glmmlab.services.distributed_general.fit_formula_dask`) on its formula."""
+    """The random-intercept form ``response ~ fixed + (1 | group)`` over numeric columns on a Dask DataFrame
+    (``options``: :data:`DASK_OPTIONS`), as :func:`fit_columns` fits it in memory:
+    :func:`glmmlab.services.distributed_general.fit_columns_on_dask`."""
     fixed = list(fixed or [])
     frames.check_columns(data.columns, None, response, group, fixed)
     _dask_options(options)
-    if choose_engine(family, link, random_intercept=True, dask=True).random_intercept:
-        from glmmlab.services.distributed import fit_dask  # scale-out paths, imported only when used
+    from glmmlab.services.distributed_general import fit_columns_on_dask  # scale-out path, imported when used
 
-        options.pop("dispersion", None)  # no family of the random-intercept engine has a dispersion to estimate
-        return fit_dask(data, response, group, fixed, family=family, link=link, intercept=intercept,
-                        progress=progress, client=client, scheduler=scheduler, **options)
-    from glmmlab.services.distributed_general import fit_formula_dask
-
-    return fit_formula_dask(data, random_intercept_formula(response, group, fixed, intercept), family=family,
-                            link=link, progress=progress, client=client, scheduler=scheduler, **options)
+    return fit_columns_on_dask(data, response, group, fixed, intercept=intercept, family=family, link=link,
+                               progress=progress, client=client, scheduler=scheduler, **options)
 
 
 def fit_spec_dask(data: Any, spec: ModelSpec, *, progress: ProgressFn = None, client: Any = None,
                   scheduler: Optional[str] = None) -> GlmmResult:
-    """A :class:`ModelSpec` on a Dask DataFrame: the random-intercept form over numeric columns (without weights or
-    an offset, in a family and link of the random-intercept engine: :func:`choose_engine`) on the
-    random-intercept engine's Dask path, every other model on the general engine's (models whose grouping
-    factors nest; others are refused there with the reason). Maximum likelihood, Satterthwaite's df and
-    reference levels need a fit in memory (the caller refuses them with its own words; here they are refused
-    too)."""
+    """A :class:`ModelSpec` on a Dask DataFrame, as :func:`fit_spec` fits it in memory:
+    :func:`glmmlab.services.distributed_general.fit_formula_dask` (models whose grouping factors nest; others are
+    refused there with the reason). Maximum likelihood, Satterthwaite's df and reference levels need a fit in
+    memory (the caller refuses them with its own words; here they are refused too)."""
     fam, lk = spec.check()
     if spec.reference_levels or spec.reml is not True or spec.ddf not in ("none", "auto"):
         raise GlmmInputError("reference_levels, reml=False and ddf='satterthwaite' need a fit in memory (a pandas, "
                              "polars or Arrow table)")
-    form = _random_intercept_form(spec.formula, data._meta)
-    route = choose_engine(fam.name, lk.name, random_intercept=form is not None,
-                          weighted=spec.weights is not None, offset=spec.offset is not None, dask=True)
     options = {k: getattr(spec, k) for k in DASK_OPTIONS}
-    if route.random_intercept:
-        assert form is not None  # the route is the random-intercept engine's only for that form
-        response, group, fixed, intercept = form
-        return fit_columns_dask(data, response, group, fixed, intercept=intercept, family=fam.name, link=lk.name,
-                                progress=progress, client=client, scheduler=scheduler, **options)
     from glmmlab.services.distributed_general import fit_formula_dask  # scale-out path, imported when used
 
     return fit_formula_dask(data, spec.formula, family=fam.name, link=lk.name, weights=spec.weights,
                             offset=spec.offset, progress=progress, client=client, scheduler=scheduler, **options)
+
+
+def fit_parquet_on_dask(path: str, *, scheduler: Optional[str] = None, response: str, group: str,
+                        fixed: Optional[Sequence[str]] = None, progress: ProgressFn = None,
+                        **options: Any) -> GlmmResult:
+    """``glmmlab fit DATA.parquet --engine dask [--scheduler ADDRESS]``: read the Parquet file or directory
+    lazily (only the model's columns) and fit the random-intercept form on the cluster (:func:`fit_columns_dask`)."""
+    from glmmlab.services.dask_cluster import dask_client
+    from glmmlab.services.distributed_general import read_parquet_lazily
+
+    ddf = read_parquet_lazily(path, list(dict.fromkeys([response, group] + list(fixed or []))))
+    with dask_client(scheduler) as client:
+        return fit_columns_dask(ddf, response, group, fixed, client=client, progress=progress, **options)
 
 
 def _dask_options(options: dict) -> None:
@@ -209,25 +151,12 @@ def _dask_options(options: dict) -> None:
                              "DataFrame; fit in memory (a pandas, polars or Arrow table)")
 
 
-def _random_intercept_form(formula: str, df: pd.DataFrame) -> tuple[str, str, list[str], bool] | None:
-    """(response, group, fixed columns, intercept) when ``formula`` is ``y ~ x1 + x2 + (1 | g)`` over plain
-    numeric columns of ``df`` (a column-named response too), else None."""
-    fixed, group = plain_columns(formula, df)
-    if fixed is None or group is None or group not in df.columns:
-        return None
-    f = parse_formula(formula)
-    if not isinstance(f.response, Name) or f.response.name not in df.columns:
-        return None
-    return f.response.name, group, fixed, bool(f.fixed.intercept)
-
-
 def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None = None, progress: ProgressFn = None,
                    n_blocks: int | None = None, start: float | None = None,
                    theta_start: np.ndarray | None = None) -> GlmmResult:
     """Fit a :class:`ModelSpec` whose model frame is already built (``df``, the input table, is only used to
-    tell whether the formula is the random-intercept form over plain numeric columns). ``theta_start``: where a
-    general model's optimiser starts in theta (a related fit's thetas; the random-intercept engine has its own
-    moment start)."""
+    tell whether the formula is the random-intercept form over plain numeric columns). ``theta_start``: where the
+    optimiser starts in theta (a related fit's thetas)."""
     fam, lk = spec.check()
     start = time.perf_counter() if start is None else start
     formula, se = spec.formula, spec.se
@@ -237,13 +166,10 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
             "(1 + x | group) for a random slope")
     fixed_cols, group_col = plain_columns(spec.parsed, df) if df is not None else (None, None)
     model = spec.document(mf.response, mf.intercept, fixed_cols, group_col, level_label)
-    if route_frame(mf, fam.name, lk.name).random_intercept:
-        result = _fit_random_intercept(mf, model, fam.name, lk.name, se, progress, n_blocks)
-    else:
-        from glmmlab.engine.general import fit_frame  # the general engine, imported when a model needs it
+    from glmmlab.engine.general import fit_frame  # the general engine, imported when a model needs it
 
-        result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start, n_blocks=n_blocks,
-                           theta_start=theta_start)
+    result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start, n_blocks=n_blocks,
+                       theta_start=theta_start)
     result.fit_seconds = time.perf_counter() - start
     result.warnings[:0] = [w for w in mf.warnings if w not in result.warnings]
     if mf.recipe is not None:
@@ -291,25 +217,6 @@ def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
     return load
 
 
-def _fit_random_intercept(mf: ModelFrame, model: dict, family: str, link: str, se: str, progress: ProgressFn,
-                          n_blocks: int | None) -> GlmmResult:
-    t = mf.terms[0]
-    names = list(mf.x_names)
-    cols = [mf.X[:, j] for j, nm in enumerate(names) if not (nm == "(Intercept)" and mf.intercept)]
-    fixed_names = [nm for nm in names if not (nm == "(Intercept)" and mf.intercept)]
-    prepared = prepare_fit(mf.y, cols, fixed_names, np.asarray(t.codes), list(t.levels), response=mf.response,
-                           group_name=t.component, family=family, link=link, intercept=mf.intercept,
-                           conf_level=model["conf_level"], max_iter=model["max_iter"], tol=model["tol"],
-                           nagq=model["nagq"], se=se, reml=model.get("reml", True),
-                           ddf=model.get("ddf", "none"), progress=progress)
-    result = fit_prepared(prepared, progress=progress, n_blocks=n_blocks)
-    # the design saw only the frame's rows: report input rows and the frame's own exclusions too
-    result.rows = np.asarray(mf.rows)[np.asarray(result.rows)]
-    result.n_excluded += mf.n_input - mf.n
-    result.groups = {t.component: len(t.levels)}
-    keep = {k: result.model[k] for k in ("response",)}
-    result.model = dict(model, **keep)
-    return result
 
 
 def to_pandas(data: Any) -> pd.DataFrame:
