@@ -66,8 +66,8 @@ def run_glmmlab(path: Path, nsim: int, workers: int | None) -> dict:
     import pandas as pd
 
     import glmmlab
-    from glmmlab.engine.intervals import percentile_interval
-    from glmmlab.services.bootstrap import bootstrap
+    from glmmlab.engine.inference.intervals import percentile_interval
+    from glmmlab.services.modeling.bootstrap import bootstrap
 
     data = pd.read_csv(path)
     res = glmmlab.fit_glmm(data, response="r2", group="id", fixed=FIXED, family="binomial")

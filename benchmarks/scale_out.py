@@ -73,8 +73,8 @@ def worker_dask(folder: str, worker_memory: str) -> dict:
     import dask.dataframe as dd
     from dask.distributed import Client, LocalCluster
 
-    from glmmlab.services.dask_cluster import worker_config
-    from glmmlab.services.fitting import fit_columns_dask
+    from glmmlab.services.distributed.cluster import worker_config
+    from glmmlab.services.distributed.fitting import fit_columns_dask
 
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
     stages: list[tuple[float, str]] = []

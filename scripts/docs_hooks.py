@@ -5,7 +5,7 @@
   backslash, so it is dropped there.
 - ``DocstringsAsMarkdown`` (a griffe extension, for the Python API page): glmmlab's docstrings are written for
   reading in the source and in ``help()``, and two of their habits would print badly as Markdown. Sphinx roles
-  (:class:`~glmmlab.engine.spec.ModelSpec`, :func:`fit_glmm`) become code: the name as written, or its last part
+  (:class:`~glmmlab.engine.model.spec.ModelSpec`, :func:`fit_glmm`) become code: the name as written, or its last part
   when it starts with ``~`` (Sphinx's short form). A list that starts right after a line of text (``method``:
   then ``- "wald": ...``) gets the blank line Markdown needs to see a list.
 """

@@ -36,8 +36,8 @@ _LAZY = {
     "glmm": "glmmlab.interfaces.api",
     "fit": "glmmlab.interfaces.api",
     "anova": "glmmlab.interfaces.api",
-    "ModelSpec": "glmmlab.engine.spec",
-    "GlmmResult": "glmmlab.engine.results",
+    "ModelSpec": "glmmlab.engine.model.spec",
+    "GlmmResult": "glmmlab.engine.inference.results",
 }
 
 

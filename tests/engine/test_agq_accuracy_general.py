@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glmmlab.engine.blocked import Structure
-from glmmlab.engine.families import resolve
-from glmmlab.engine.general import GeneralLaplace
-from glmmlab.engine.quadrature import normal_nodes
-from glmmlab.engine.terms import merge_terms
-from glmmlab.services.modelframe import build_model_frame
+from glmmlab.engine.families.distributions import resolve
+from glmmlab.engine.model.terms import merge_terms
+from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.laplace import GeneralLaplace
+from glmmlab.engine.solvers.quadrature import normal_nodes
+from glmmlab.services.modeling.modelframe import build_model_frame
 from tests.conftest import REFERENCE
 
 

@@ -21,12 +21,16 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine import general as G
-from glmmlab.engine.blocked import Structure
-from glmmlab.engine.families import resolve
-from glmmlab.engine.quadrature import normal_nodes
-from glmmlab.engine.terms import merge_terms
-from glmmlab.services.modelframe import build_model_frame
+from glmmlab.engine.families.distributions import resolve
+from glmmlab.engine.model.terms import merge_terms
+from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.fit import _permuted
+from glmmlab.engine.solvers.laplace import GeneralLaplace
+from glmmlab.engine.solvers.likelihood import Likelihood
+from glmmlab.engine.solvers.quadrature import normal_nodes
+from glmmlab.engine.solvers.row_blocks import BlockedLaplace, cut_blocks
+from glmmlab.engine.solvers.scaling import scaled_design
+from glmmlab.services.modeling.modelframe import build_model_frame
 from tests.engine import independent_laplace
 
 DISPERSION = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "dispersion"
@@ -79,13 +83,13 @@ def _objects(data: pd.DataFrame, family: str, link: str):
     """The engine's Laplace objective and its one block for ``y ~ x + (1 | g)`` (rows in the fit's order)."""
     fam, lk = resolve(family, link)
     mf = build_model_frame(data, "y ~ x + (1 | g)", family=family)
-    Xs, T, names, _ = G.scaled_design(np.asarray(mf.X, dtype=float), list(mf.x_names))
-    perm, _ = G.cut_blocks(merge_terms(mf.terms), 1)
-    mf = G._permuted(mf, perm)
+    Xs, T, names, _ = scaled_design(np.asarray(mf.X, dtype=float), list(mf.x_names))
+    perm, _ = cut_blocks(merge_terms(mf.terms), 1)
+    mf = _permuted(mf, perm)
     st = Structure(merge_terms(mf.terms))
     pw, off = np.ones(mf.n), np.zeros(mf.n)
-    lap = G.GeneralLaplace(st, Xs[perm], mf.y, pw, off, fam, lk)
-    return G.BlockedLaplace([lap], G.Likelihood(fam, mf.y, pw), st.n_theta), lap, T
+    lap = GeneralLaplace(st, Xs[perm], mf.y, pw, off, fam, lk)
+    return BlockedLaplace([lap], Likelihood(fam, mf.y, pw), st.n_theta), lap, T
 
 
 @pytest.mark.parametrize("family,link,beta,sd,sigma", MODELS, ids=[f"{m[0]}-{m[1]}" for m in MODELS])

@@ -1,4 +1,4 @@
-"""The parser of lme4's model language (glmmlab.engine.formula): R's precedence, terms() expansion and labels."""
+"""The parser of lme4's model language (glmmlab.engine.model.formula): R's precedence, terms() expansion and labels."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.formula import format_number, is_syntactic, parse_expression, parse_formula
+from glmmlab.engine.model.formula import format_number, is_syntactic, parse_expression, parse_formula
 from tests.conftest import MODELS, model_case_names, reference_files
 
 CASES = model_case_names()  # a failing param when the folder is missing or empty

@@ -1,4 +1,4 @@
-"""Pathological formulas (issue 23): the limits of glmmlab.engine.limits are checked before any work, by every
+"""Pathological formulas (issue 23): the limits of glmmlab.engine.model.limits are checked before any work, by every
 front door; each refusal says which limit and its value, quotes at most a short piece of the formula, and comes
 at once. No RecursionError, no hang. Python and the command line here; the web in tests/web/test_formula_limits_api.py.
 """
@@ -17,8 +17,8 @@ import pytest
 
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.formula import parse_formula
-from glmmlab.engine.limits import LIMITS
+from glmmlab.engine.model.formula import parse_formula
+from glmmlab.engine.model.limits import LIMITS
 
 GLMMLAB = [sys.executable, "-m", "glmmlab.interfaces.cli"]
 NAMES = "a b c d e f h i j k l m n o p".split()

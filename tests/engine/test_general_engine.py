@@ -11,13 +11,16 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.blocked import Structure, factor
-from glmmlab.engine.families import FAMILIES, LINKS
-from glmmlab.engine.general import GeneralLaplace, glm_irls, scaled_design
-from glmmlab.engine.general_blocks import cut_blocks, outer_factor
-from glmmlab.engine.terms import FactorBlock, RandomTerm, merge_terms
+from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.links import LINKS
+from glmmlab.engine.model.terms import FactorBlock, RandomTerm, merge_terms
+from glmmlab.engine.solvers.blocked_cholesky import Structure, factor
+from glmmlab.engine.solvers.glm_start import glm_irls
+from glmmlab.engine.solvers.laplace import GeneralLaplace
+from glmmlab.engine.solvers.row_blocks import cut_blocks, outer_factor
+from glmmlab.engine.solvers.scaling import scaled_design
 from glmmlab.interfaces.cli import read_table
-from glmmlab.services.modelframe import build_model_frame
+from glmmlab.services.modeling.modelframe import build_model_frame
 from tests.conftest import MODELS, load_case
 
 MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
@@ -64,7 +67,7 @@ def _dense_system(st: Structure, w, E, theta):
                                                     (True, True, "sparse"), (True, False, "sparse"),
                                                     (True, False, "dense")])
 def test_blocked_factor_equals_dense_algebra(crossed, slope, coupling, monkeypatch):
-    import glmmlab.engine.blocked as blocked
+    import glmmlab.engine.solvers.blocked_cholesky as blocked
 
     monkeypatch.setattr(blocked, "DENSE_COUPLING", 10**9 if coupling == "dense" else 0)
     rng = np.random.default_rng(1)
@@ -99,7 +102,7 @@ def test_blocked_factor_equals_dense_algebra(crossed, slope, coupling, monkeypat
 def test_crossed_scalar_factor_reused_over_thetas_equals_dense_algebra(monkeypatch):
     """REML factors one set of cross-products at every theta; from the second call on, the crossed scalar path
     builds the Schur complement from stored products (levels with equal weight sums share a column)."""
-    import glmmlab.engine.blocked as blocked
+    import glmmlab.engine.solvers.blocked_cholesky as blocked
 
     monkeypatch.setattr(blocked, "DENSE_COUPLING", 0)
     rng = np.random.default_rng(7)
@@ -147,7 +150,7 @@ def test_exact_gradient_equals_finite_differences(name):
     st = Structure(merge_terms(mf.terms))
     fam = FAMILIES[ref["family"].lower()]
     if fam.name == "negbin":
-        from glmmlab.engine.families import negbin_family
+        from glmmlab.engine.families.distributions import negbin_family
         fam = negbin_family(0.8)
     lk = LINKS[ref["link"]]
     pw, off = np.ones(mf.n), np.zeros(mf.n)
@@ -198,8 +201,8 @@ REML_NESTED = [("sleepstudy_slope", None), ("sleepstudy_uncorrelated", None), ("
 
 @pytest.mark.parametrize("name,formula", REML_NESTED)
 def test_blocked_reml_criterion_equals_the_whole_data_and_dense_algebra(name, formula):
-    from glmmlab.engine.general import ProfiledLmm
-    from glmmlab.engine.general_blocks import BlockedProfiledLmm, centring_fit, local_blocks, normal_equations
+    from glmmlab.engine.solvers.reml import ProfiledLmm
+    from glmmlab.engine.solvers.row_blocks import BlockedProfiledLmm, centring_fit, local_blocks, normal_equations
 
     mf, _, _, _ = _gaussian_frame(name, formula)
     Xs, _, _, _ = scaled_design(mf.X, mf.x_names)
@@ -255,7 +258,7 @@ def test_reml_blocks_do_not_change_the_fit(name, formula):
 
 @pytest.mark.parametrize("q", [1, 2, 3, 5])
 def test_batched_triangular_solves_equal_lapack(q):
-    from glmmlab.engine.blocked import _batched_solve_lower, _batched_solve_upper
+    from glmmlab.engine.solvers.blocked_cholesky import _batched_solve_lower, _batched_solve_upper
 
     rng = np.random.default_rng(q)
     L = np.tril(rng.normal(size=(7, q, q))) + 3.0 * np.eye(q)[None]
@@ -270,7 +273,7 @@ def test_batched_triangular_solves_equal_lapack(q):
 def test_a_start_in_theta_reaches_the_same_optimum(name):
     """A refit started at a related fit's theta (the R² null model, bootstrap replicates) ends where a fit from
     lme4's start ends: the start changes the path, not the optimum. A start of the wrong length is ignored."""
-    from glmmlab.engine.general import fit_frame
+    from glmmlab.engine.solvers.fit import fit_frame
 
     ref = json.loads((MODELS / f"{name}.json").read_text())
     fam, lk = FAMILIES[ref["family"].lower()], LINKS[ref["link"]]

@@ -20,11 +20,13 @@ from scipy.optimize import minimize
 from scipy.special import gammaln
 
 import glmmlab
-from glmmlab.engine.blocked import Structure
-from glmmlab.engine.families import FAMILIES, LINKS
-from glmmlab.engine.general import GeneralLaplace, scaled_design
-from glmmlab.engine.terms import RandomTerm, merge_terms
-from glmmlab.services.modelframe import build_model_frame
+from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.links import LINKS
+from glmmlab.engine.model.terms import RandomTerm, merge_terms
+from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.laplace import GeneralLaplace
+from glmmlab.engine.solvers.scaling import scaled_design
+from glmmlab.services.modeling.modelframe import build_model_frame
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,16 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.blocked import Structure
-from glmmlab.engine.families import FAMILIES, LINKS
-from glmmlab.engine.general import GeneralLaplace, _permuted, glm_irls, scaled_design
-from glmmlab.engine.general_blocks import cut_blocks
-from glmmlab.engine.terms import merge_terms
-from glmmlab.services.modelframe import build_model_frame
+from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.links import LINKS
+from glmmlab.engine.model.terms import merge_terms
+from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.fit import _permuted
+from glmmlab.engine.solvers.glm_start import glm_irls
+from glmmlab.engine.solvers.laplace import GeneralLaplace
+from glmmlab.engine.solvers.row_blocks import cut_blocks
+from glmmlab.engine.solvers.scaling import scaled_design
+from glmmlab.services.modeling.modelframe import build_model_frame
 from tests.engine.test_identity_edge import _glm_max
 from tests.engine.test_identity_edge import data as edge_data
 

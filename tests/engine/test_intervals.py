@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families import FAMILIES
-from glmmlab.engine.intervals import percentile_interval
+from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.inference.intervals import percentile_interval
 from glmmlab.engine.progress import FitCancelled
-from glmmlab.services import bootstrap as boot
+from glmmlab.services.modeling import bootstrap as boot
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT.parent / "shared" / "reference"
@@ -83,7 +83,7 @@ def test_profile_matches_lme4(case):
 def test_broken_lme4_bounds(case, name, side):
     """Where lme4's bound is broken, the profile itself decides: the signed root deviance zeta is +/-1.96 at our
     bound (to 0.01), and lme4's bound is nowhere near it (the wrong side of the estimate here)."""
-    from glmmlab.engine.profile import make_problem
+    from glmmlab.engine.solvers.profile import make_problem
 
     ref = _ref(case)["profile"]
     res = _fit(case)
@@ -168,7 +168,7 @@ def test_boot_reports_progress_and_can_be_cancelled(sleep):
 
 
 def test_boot_counts_failed_refits(sleep, monkeypatch):
-    import glmmlab.services.fitting as fitting
+    import glmmlab.services.modeling.fitting as fitting
 
     real = fitting.fit_frame_spec
     calls = {"n": 0}
@@ -201,7 +201,7 @@ def test_percentile_rule_is_boot_ci_perc():
     ("gamma", 1.0, 0.5, None), ("negbin", 1.0, 1.0, 3.0),
 ])
 def test_family_samplers_have_the_family_mean_and_variance(family, pw, phi, param):
-    from glmmlab.engine.families import negbin_family
+    from glmmlab.engine.families.distributions import negbin_family
 
     fam = negbin_family(param) if param else FAMILIES[family]
     mu = np.full(200_000, 0.3 if family == "binomial" else 2.5)
@@ -238,8 +238,8 @@ def test_boot_matches_lme4_within_monte_carlo_error(case):
 
 
 def test_profile_in_parallel_processes_equals_the_serial_profile():
-    from glmmlab.engine.profile import make_problem, profile_intervals
-    from glmmlab.services import profiling
+    from glmmlab.engine.solvers.profile import make_problem, profile_intervals
+    from glmmlab.services.modeling import profiling
 
     res = _fit("cbpp_binomial_logit")
     names, lower, upper, notes = profiling.profile(res, 0.95, 0, None, None, workers=2)

@@ -26,7 +26,7 @@ import pytest
 
 from glmmlab.interfaces.api import glmm
 from glmmlab.interfaces.cli import read_table
-from glmmlab.services.result_view import view
+from glmmlab.services.views.result_view import view
 from tests.precision import check_precision
 
 DISPERSION = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "dispersion"

@@ -18,7 +18,7 @@ from scipy import stats
 
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.services.marginal import pairs
+from glmmlab.services.modeling.marginal import pairs
 from tests.inference.conftest import read
 
 REF = json.loads((Path(__file__).resolve().parents[1] / "reference" / "inference" / "pairs_ratio.json").read_text())

@@ -4,8 +4,8 @@ Tolerances: Gaussian fits (REML; the same optimum as lme4's) and glmmTMB's fits 
 with the dispersion estimated, whose random-effect variance is on the link scale) 1e-5 relative. Laplace fits
 (binomial, Poisson, Gamma with lme4's criterion) 1e-3 relative: lme4's optimizer stops up to 2e-4 below our
 log-likelihood on these data, and the R² follows the variance estimates (the largest difference seen is 6.2e-4).
-(Days || Subject) is not compared: performance 0.10.2 drops the slope's VarCorr block there (see services/r2.py);
-test_uncorrelated_terms_count checks ours by hand."""
+(Days || Subject) is not compared: performance 0.10.2 drops the slope's VarCorr block there (see
+services/modeling/r2.py); test_uncorrelated_terms_count checks ours by hand."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import glmmlab
-from glmmlab.services.result_view import view
+from glmmlab.services.views.result_view import view
 from tests.inference.conftest import REF, read
 
 FAMILY = {"Gamma": "gamma", "nbinom2": "negbin"}

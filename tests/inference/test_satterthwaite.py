@@ -17,9 +17,9 @@ import pytest
 from scipy import stats
 
 import glmmlab
-from glmmlab.engine import inference
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.services.result_view import view
+from glmmlab.engine.inference import wald as inference
+from glmmlab.services.views.result_view import view
 from tests.inference.conftest import REF, SHARED, read
 
 P_RTOL = {"penicillin": 2e-3}
@@ -66,8 +66,8 @@ def test_method_at_lme4s_estimates():
 
 def test_both_engines_and_ml():
     """The random-intercept engine's df equal the general engine's; with reml=False the ML deviance is used."""
-    from glmmlab.engine.families import resolve
-    from glmmlab.engine.general import fit_frame
+    from glmmlab.engine.families.distributions import resolve
+    from glmmlab.engine.solvers.fit import fit_frame
 
     a = glmmlab.glmm("Reaction ~ Days + (1 | Subject)", read("sleep"), ddf="satterthwaite")
     b = fit_frame(a.frame, *resolve("gaussian", "identity"), dict(a.model))

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 import glmmlab
-from glmmlab.services.text import render
+from glmmlab.services.views.text import render
 from tests.conftest import load_case
 from tests.engine.test_reference_models import blup_spreads
 
@@ -215,8 +215,8 @@ def test_repr_html_is_escaped_tables():
 def test_an_engine_result_says_what_needs_the_services(sleep):
     """The engine's result holds the estimates; what needs the services (the text view, R², omnibus tests,
     refit intervals) says so, and every front door returns the fitted model that has them."""
-    from glmmlab.engine.results import GlmmResult
-    from glmmlab.services.fitted import FittedModel
+    from glmmlab.engine.inference.results import GlmmResult
+    from glmmlab.services.modeling.fitted import FittedModel
 
     _, res = sleep
     assert isinstance(res, FittedModel)

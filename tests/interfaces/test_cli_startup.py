@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from glmmlab.engine.options import OPTIONS
+from glmmlab.engine.model.options import OPTIONS
 from glmmlab.interfaces.cli import build_parser
 from tests.conftest import REFERENCE, load_case
 
@@ -120,7 +120,7 @@ def test_import_glmmlab_loads_no_heavy_module():
 
 
 def test_engine_results_import_without_pandas():
-    mods = loaded_after("import glmmlab.engine.results")
+    mods = loaded_after("import glmmlab.engine.inference.results")
     assert "numpy" in mods and "pandas" not in mods
 
 

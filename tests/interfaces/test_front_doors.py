@@ -1,6 +1,6 @@
 """Every front door gives the same fit (issue 17, point 3).
 
-For every family and link that :data:`glmmlab.engine.families.FAMILIES` offers (read when the tests are
+For every family and link that :data:`glmmlab.engine.families.distributions.FAMILIES` offers (read when the tests are
 collected, so a link added later is covered without editing this file), a small simulated data set (300 rows,
 20 groups, one numeric ``x``; a response the family accepts, with means well inside the link's range) is fitted
 as ``y ~ x + (1 | g)`` through:
@@ -40,7 +40,8 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families import FAMILIES, LINKS
+from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.links import LINKS
 from glmmlab.interfaces import cli
 
 FORMULA = "y ~ x + (1 | g)"
@@ -176,7 +177,7 @@ def web_doors(client, df: pd.DataFrame, family: str, link: str) -> dict:
     assert job["state"] == "done", job
     ds = job["result"]["dataset"]["id"]
     out = {"web formula": web_fit(client, {"dataset_id": ds, "formula": FORMULA, "family": family, "link": link})}
-    from glmmlab.services.fits import FAMILIES as SIMPLE_FORM_FAMILIES
+    from glmmlab.services.workbench.fits import FAMILIES as SIMPLE_FORM_FAMILIES
 
     if family in SIMPLE_FORM_FAMILIES:
         out["web form"] = web_fit(client, {"dataset_id": ds, "response": "y", "group": "g", "fixed": ["x"],

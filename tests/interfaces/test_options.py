@@ -1,5 +1,5 @@
 """Every bad value of every option, through the Python API and the command line: the message names the option
-and its rule (the rules are declared once, in glmmlab.engine.options)."""
+and its rule (the rules are declared once, in glmmlab.engine.model.options)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.options import OPTIONS
+from glmmlab.engine.model.options import OPTIONS
 from glmmlab.interfaces.cli import read_table
 
 MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families import FAMILIES, LINKS, negbin_family
-from glmmlab.services.profiling import PARALLEL_ROWS
+from glmmlab.engine.families.distributions import FAMILIES, negbin_family
+from glmmlab.engine.families.links import LINKS
+from glmmlab.services.modeling.profiling import PARALLEL_ROWS
 
 
 def big_frame(n: int = PARALLEL_ROWS + 400, seed: int = 3) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from glmmlab.services.store import Project
+from glmmlab.services.project.store import Project
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ effects it simulates.
   SE of a sample SD being se = sd sqrt((kurtosis - 1) / (4 n)) (sd / sqrt(2 n) for a normal; each run's own
   kurtosis, since a binomial fixed effect's near-separated replicates give heavy tails). Two runs estimating the
   same distribution fail one comparison with probability about 6e-5.
-- The simulated random effects (glmmlab.engine.intervals.Simulator): for a correlated random slope, the sample
+- The simulated random effects (glmmlab.engine.inference.intervals.Simulator): for a correlated random slope, the sample
   covariance of many draws of one level's effects is the fitted Sigma within Monte Carlo error (it would not be
   with the identity, with the Cholesky factor transposed, or with the SDs alone: checked by hand on such
   mutants of Simulator).
@@ -29,8 +29,8 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.intervals import Simulator, VarianceLayout
-from glmmlab.engine.terms import merge_terms
+from glmmlab.engine.inference.intervals import Simulator, VarianceLayout
+from glmmlab.engine.model.terms import merge_terms
 from tests.conftest import REFERENCE
 
 BOOTMER = Path(__file__).resolve().parents[1] / "reference" / "bootstrap" / "bootmer.json"
@@ -113,8 +113,8 @@ def test_bootstrap_refit_from_the_fits_theta_reaches_the_optimum():
     replicates of the herd SD against lme4's 1.5%."""
     import dataclasses
 
-    from glmmlab.services import bootstrap as boot
-    from glmmlab.services.fitting import fit_frame_spec
+    from glmmlab.services.modeling import bootstrap as boot
+    from glmmlab.services.modeling.fitting import fit_frame_spec
 
     rb = REF["cbpp_trials"]
     res = glmmlab.glmm(rb["formula"], pd.read_csv(REFERENCE / rb["data"]), family="binomial")

@@ -13,16 +13,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from glmmlab.services import datasets as D
 from glmmlab.services.errors import ServiceError
-from glmmlab.services.store import Project
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project.store import Project
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 IMPORTER = textwrap.dedent("""
     import sys
-    from glmmlab.services.store import Project
-    from glmmlab.services import datasets
+    from glmmlab.services.project.store import Project
+    from glmmlab.services.project import datasets
     project = Project.open(sys.argv[1])
     def progress(stage, fraction):
         print(stage, fraction, flush=True)
@@ -91,8 +91,8 @@ def test_committed_work_survives_a_kill(tmp_path):
     path = tmp_path / "p.duckdb"
     script = textwrap.dedent("""
         import os, sys
-        from glmmlab.services.store import Project
-        from glmmlab.services import datasets
+        from glmmlab.services.project.store import Project
+        from glmmlab.services.project import datasets
         project = Project.open(sys.argv[1])
         info = datasets.import_dataset(project, b"a\\n1\\n2\\n", "kept", fmt="csv")
         datasets.set_column_scale(project, info.id, "a", "nominal")

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glmmlab.services import datasets as D
-from glmmlab.services import models, project_io, reports
 from glmmlab.services.errors import ProjectDamaged, ServiceError
-from glmmlab.services.store import Project, data_table
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project.store import Project, data_table
+from glmmlab.services.workbench import models, project_io, reports
 
 
 def _make(path):

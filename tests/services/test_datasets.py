@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from glmmlab.services import datasets as D
 from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.project import datasets as D
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The random-intercept form on Dask (services/distributed_general.py, as every model): equal to the in-memory fit to
+"""The random-intercept form on Dask (services/distributed/dask_fit.py, as every model): equal to the in-memory fit to
 1e-8 relative on every reference case (values scattered around 0 in their spread:
 tests/conftest.assert_close_in_spread), on a local cluster with two workers; Parquet directories through the
 command line; bad input answered as in memory; float32 blocks above LEAN_ROWS."""
@@ -131,7 +131,7 @@ def test_unreachable_scheduler_exits_2(tmp_path):
 def _blocks_on_worker(dask_worker) -> list[tuple[str, bool]]:
     """(dtype of the scaled design, whether per-row state is kept between evaluations) of every block actor on a
     worker (client.run)."""
-    from glmmlab.services.distributed_general import GeneralBlockActor
+    from glmmlab.services.distributed.dask_fit import GeneralBlockActor
 
     return [(str(a.Xs.dtype), bool(a.lap.keep_last)) for a in dask_worker.state.actors.values()
             if isinstance(a, GeneralBlockActor)]
@@ -143,7 +143,7 @@ def test_a_random_intercept_fit_above_the_lean_threshold_holds_float32_blocks(cl
     lowered to just below the data's rows) every actor holds the scaled design in float32 and keeps nothing per
     row between evaluations, at LEAN_ROWS rows or fewer float64 and its last modes' weights, and either way the fit
     agrees with the in-memory one to the precision of float32 data (~1e-6)."""
-    from glmmlab.services import distributed_general as dist
+    from glmmlab.services.distributed import dask_fit as dist
 
     ref, data = load_case("cbpp_binomial_logit")
     kw = dict(family=ref["family"].lower(), link=ref["link"])
@@ -170,7 +170,7 @@ def test_a_random_intercept_fit_above_the_lean_threshold_holds_float32_blocks(cl
 def test_lean_blocks_store_the_design_in_float32_and_agree_to_its_precision(client, monkeypatch):
     """Above LEAN_ROWS the actors keep the scaled design in float32 and no per-row state between
     evaluations; the fit then agrees with the in-memory one to float32's precision of the data (~1e-6)."""
-    from glmmlab.services import distributed_general as dist
+    from glmmlab.services.distributed import dask_fit as dist
 
     monkeypatch.setattr(dist, "LEAN_ROWS", 0)
     for case in ("cbpp_binomial_logit", "sleepstudy_gaussian", "sim_gamma_log"):

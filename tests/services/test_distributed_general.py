@@ -1,4 +1,4 @@
-"""General models whose grouping factors nest, on a Dask DataFrame (services/distributed_general.py): equal to the
+"""General models whose grouping factors nest, on a Dask DataFrame (services/distributed/dask_fit.py): equal to the
 in-memory fit to 1e-8 on the reference cases (random slopes, nested factors, offsets, weights, the negative
 binomial, AGQ, REML for Gaussian identity models), through glmmlab.glmm and the command line; crossed factors,
 fixed factors and scale() refused with messages that say what to do; bad input refused with the in-memory

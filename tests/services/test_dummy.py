@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from glmmlab.services import datasets as D
-from glmmlab.services import dummy
 from glmmlab.services.errors import ServiceError
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project import dummy
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""One table of file suffixes (services/formats.py): the importer, the web upload and the command line agree."""
+"""One table of file suffixes (services/project/formats.py): the importer, the web upload and the command line agree."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from glmmlab.services import datasets, formats
+from glmmlab.services.project import datasets, formats
 
 TAB_TEXT = "y\tx\tg\n1.5\t2\ta\n2.5\t3\tb\n3.5\t1\ta\n"
 

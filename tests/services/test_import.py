@@ -7,8 +7,8 @@ import io
 import pandas as pd
 import pytest
 
-from glmmlab.services import datasets as D
 from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.project import datasets as D
 
 
 def dtypes(info):

@@ -7,8 +7,8 @@ import time
 import duckdb
 import pytest
 
-from glmmlab.services import datasets as D
-from glmmlab.services import dummy
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project import dummy
 
 
 @pytest.mark.slow

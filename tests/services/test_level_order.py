@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 
 import glmmlab
-from glmmlab.services import datasets as D
-from glmmlab.services import dummy
-from glmmlab.services.frames import group_codes
-from glmmlab.services.model_form import factor_levels
-from glmmlab.services.modelframe import build_model_frame
+from glmmlab.services.modeling.frames import group_codes
+from glmmlab.services.modeling.modelframe import build_model_frame
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project import dummy
+from glmmlab.services.workbench.model_form import factor_levels
 
 IDS = [str(i) for i in range(1, 13)]
 
@@ -27,7 +27,7 @@ def _frame(seed: int = 2) -> pd.DataFrame:
 
 
 def test_numbers_as_text_sort_by_their_numbers_other_text_by_code_point():
-    from glmmlab.services.frames import level_order, numeric_text_order
+    from glmmlab.services.modeling.frames import level_order, numeric_text_order
 
     assert numeric_text_order(["10", "2", "1", "1.5", "-3", "1e1"]) == [4, 2, 3, 1, 0, 5]
     assert numeric_text_order(["1", "10", "a"]) is None and numeric_text_order([]) is None

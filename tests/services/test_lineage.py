@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from glmmlab.services import datasets as D
-from glmmlab.services import dummy
 from glmmlab.services.errors import NotFound
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project import dummy
 
 
 def add_model(project, name, dataset_id, diagnostics_id=None):

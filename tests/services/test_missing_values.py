@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from glmmlab.services import datasets as D
 from glmmlab.services.errors import ServiceError
+from glmmlab.services.project import datasets as D
 
 TEXT = ("g,hours,count,flag,day,label\n"
         "a,1.5,1,TRUE,2024-01-01,NA\n"

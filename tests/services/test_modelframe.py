@@ -11,8 +11,8 @@ from scipy.special import expit
 from scipy.stats import norm
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.terms import ModelFrame, merge_terms
-from glmmlab.services.modelframe import build_model_frame, random_intercept_formula
+from glmmlab.engine.model.terms import ModelFrame, merge_terms
+from glmmlab.services.modeling.modelframe import build_model_frame, random_intercept_formula
 from tests.conftest import MODELS, model_case_names
 
 CASES = model_case_names()  # a failing param when the folder is missing or empty

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 import glmmlab
-from glmmlab.services import datasets, models
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.samples import create_sample_datasets
+from glmmlab.services.project import datasets
+from glmmlab.services.project.samples import create_sample_datasets
+from glmmlab.services.workbench import models
 
 
 @pytest.fixture
@@ -107,8 +108,8 @@ def test_the_per_row_diagnostics_are_stored_once_and_read_back_from_the_dataset(
 def test_a_version_1_project_is_migrated_to_diagnostics_stored_once(tmp_path, fitted, project):
     """Version 1 kept the arrays in the model's document too; opening the file moves to one store, except for a
     model whose diagnostics dataset was deleted (its document is then their only copy)."""
-    from glmmlab.services import plots
-    from glmmlab.services.store import Project
+    from glmmlab.services.project.store import Project
+    from glmmlab.services.workbench import plots
 
     ds, result = fitted
     doc = result.to_dict()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from glmmlab.services.numbers import format_column, format_number, format_rows
-from glmmlab.services.reports import table_cells
+from glmmlab.services.views.numbers import format_column, format_number, format_rows
+from glmmlab.services.workbench.reports import table_cells
 
 
 def test_a_decimal_column_has_one_notation_and_fixed_decimals():
@@ -37,6 +37,6 @@ def test_report_tables_stored_without_kinds_are_formatted_by_their_values():
 
 def test_degrees_of_freedom_have_two_decimals():
     """Satterthwaite's df (issue 19 point 4): 17.00 and 1915.40, not 17.0000; infinite df (asymptotic) is Inf."""
-    from glmmlab.services.numbers import format_column
+    from glmmlab.services.views.numbers import format_column
 
     assert format_column([16.99998, 1915.396, float("inf"), None], "df") == ["17.00", "1915.40", "Inf", "N/A"]

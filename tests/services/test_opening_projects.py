@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from glmmlab.services import project_io, reports
 from glmmlab.services.errors import ServiceError
-from glmmlab.services.store import Project
+from glmmlab.services.project.store import Project
+from glmmlab.services.workbench import project_io, reports
 
 GLMMLAB = [sys.executable, "-m", "glmmlab.interfaces.cli"]
 
@@ -49,7 +49,7 @@ def chattr(flag: str, path: Path) -> bool:
 
 
 def test_duckdb_is_opened_without_extensions(tmp_path):
-    from glmmlab.services.store import NO_EXTENSIONS
+    from glmmlab.services.project.store import NO_EXTENSIONS
 
     assert NO_EXTENSIONS == {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     with Project.open(tmp_path / "p.duckdb") as p, p.read() as cur:

@@ -10,9 +10,9 @@ import pytest
 from scipy.special import expit
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.terms import ModelFrame
-from glmmlab.services.modelframe import DesignRecipe, build_model_frame
-from glmmlab.services.prediction import make_predictor, prediction_design
+from glmmlab.engine.model.terms import ModelFrame
+from glmmlab.services.modeling.modelframe import DesignRecipe, build_model_frame
+from glmmlab.services.modeling.prediction import make_predictor, prediction_design
 from tests.conftest import MODELS, model_case_names
 
 CASES = ["sleepstudy_slope", "contraception_slope", "exam_interaction", "mmmec_offset", "grouseticks_nested",

@@ -8,9 +8,9 @@ import zipfile
 import pandas as pd
 import pytest
 
-from glmmlab.services import datasets as D
-from glmmlab.services import dummy, project_io, samples
 from glmmlab.services.errors import ServiceError
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project import dummy, project_io, samples
 
 
 def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, tmp_path):
@@ -139,7 +139,7 @@ def test_an_export_of_a_version_1_project_is_imported_with_the_diagnostics_store
     """Version 1 repeated the per-row diagnostics in each model's document; the import keeps one store (the
     diagnostics dataset) and reads them back from it."""
     import glmmlab
-    from glmmlab.services import models
+    from glmmlab.services.workbench import models
 
     samples.create_sample_datasets(project)
     ds = next(d for d in D.list_datasets(project) if d.name == "school scores")

@@ -20,8 +20,8 @@ import pytest
 
 import glmmlab
 from glmmlab.interfaces.cli import read_table
-from glmmlab.services.modelframe import build_model_frame
-from glmmlab.services.prediction import prediction_design
+from glmmlab.services.modeling.modelframe import build_model_frame
+from glmmlab.services.modeling.prediction import prediction_design
 
 HERE = Path(__file__).resolve().parents[1] / "references" / "relevel"
 REF = json.loads((HERE / "relevel.json").read_text())

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from glmmlab.services import reports
 from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.workbench import reports
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from glmmlab.services import datasets as D
-from glmmlab.services import samples
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project import samples
 
 
 def test_samples_are_created_once_on_a_new_project(project):

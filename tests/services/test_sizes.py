@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.design import collinear_columns
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.limits import LIMITS
+from glmmlab.engine.model.design import collinear_columns
+from glmmlab.engine.model.limits import LIMITS
 from glmmlab.engine.progress import FitCancelled
 
 

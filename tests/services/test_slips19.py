@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 import glmmlab
-from glmmlab.services.numbers import format_column, format_rows
-from glmmlab.services.result_view import intervals_table, result_tables
+from glmmlab.services.views.numbers import format_column, format_rows
+from glmmlab.services.views.result_view import intervals_table, result_tables
 
 
 def _frame(seed=1):

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.store import SCHEMA_VERSION, Project, quote_ident
+from glmmlab.services.project.store import SCHEMA_VERSION, Project, quote_ident
 
 
 def test_new_project_has_schema_and_reopens(tmp_path):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from glmmlab.services import datasets as D
 from glmmlab.services.errors import ServiceError
-from glmmlab.services.store import Project
+from glmmlab.services.project import datasets as D
+from glmmlab.services.project.store import Project
 
 
 def _herds(project: Project):

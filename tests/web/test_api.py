@@ -344,7 +344,7 @@ def test_unknown_paths_and_methods_answer_json(client):
 
 
 def test_an_unexpected_failure_is_a_json_500_without_traceback(client, monkeypatch):
-    from glmmlab.services import datasets
+    from glmmlab.services.project import datasets
 
     def boom(project):
         raise RuntimeError("disk on fire")
@@ -411,8 +411,8 @@ def test_a_damaged_project_opens_with_a_warning_and_its_intact_data_can_be_expor
     import numpy as np
     import pandas as pd
 
-    from glmmlab.services import datasets as D
-    from glmmlab.services.store import Project
+    from glmmlab.services.project import datasets as D
+    from glmmlab.services.project.store import Project
 
     path = tmp_path / "projects" / "hurt.duckdb"
     path.parent.mkdir(parents=True)
@@ -440,8 +440,8 @@ def test_a_damaged_project_opens_with_a_warning_and_its_intact_data_can_be_expor
 
 
 def test_opening_a_truncated_project_is_refused_with_a_message(client, tmp_path):
-    from glmmlab.services import samples
-    from glmmlab.services.store import Project
+    from glmmlab.services.project import samples
+    from glmmlab.services.project.store import Project
 
     path = client.workbench.projects_dir / "cut.duckdb"
     with Project.open(path) as p:
@@ -454,6 +454,6 @@ def test_opening_a_truncated_project_is_refused_with_a_message(client, tmp_path)
 
 
 def test_upload_of_a_txt_file_is_tab_separated_like_the_importer_and_the_cli(client):
-    """services/formats.py is the one suffix table: a .txt upload is tab-separated text, as for the CLI."""
+    """services/project/formats.py is the one suffix table: a .txt upload is tab-separated text, as for the CLI."""
     ds = client.import_dataset("y\tx\tg\n1.5\t2\ta\n2.5\t3\tb\n", name="export", filename="export.txt")
     assert [c["name"] for c in ds["columns"]] == ["y", "x", "g"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from glmmlab.services import project_io
+from glmmlab.services.workbench import project_io
 
 
 def test_pages_answer_while_a_project_import_is_being_built(client, monkeypatch, scores_csv):

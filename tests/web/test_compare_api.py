@@ -94,9 +94,10 @@ def test_a_saved_model_refuses_to_refit_when_a_columns_type_changed(client):
 
 def test_a_saved_model_refuses_to_refit_when_its_values_changed_and_old_models_still_refit(client):
     """issue 23: the checksum of the used columns' values; a model saved before fingerprints has none and refits."""
-    from glmmlab.services import datasets, fits, models
     from glmmlab.services.errors import ServiceError
-    from glmmlab.services.store import data_column, data_table
+    from glmmlab.services.project import datasets
+    from glmmlab.services.project.store import data_column, data_table
+    from glmmlab.services.workbench import fits, models
 
     ds = _k_data(client)
     m1 = save(client, run(client, dataset_id=ds["id"], formula="y ~ k + (1 | g)"), "m1")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import glmmlab
-from glmmlab.services import datasets
+from glmmlab.services.project import datasets
 
 
 def wait_fit(client, fit_id: str, timeout: float = 60) -> dict:
@@ -169,7 +169,7 @@ def slow_fit(*args, progress=None, **kwargs):
 
 
 def test_cancel_stops_a_running_fit(client, samples, monkeypatch):
-    from glmmlab.services import fits
+    from glmmlab.services.workbench import fits
 
     monkeypatch.setattr(fits, "fit_columns", slow_fit)
     ds = samples["school scores"]
@@ -250,7 +250,7 @@ def test_a_fit_started_before_a_project_switch_does_not_read_the_new_project(cli
 
 def test_a_finished_fit_keeps_its_per_row_diagnostics_on_disk_not_in_memory(client, samples):
     # issue 13.8: 20 finished 1M-row fits held 4.3 GB, mostly the per-row diagnostics lists
-    from glmmlab.services.jobs import Job
+    from glmmlab.services.workbench.jobs import Job
 
     ds = samples["clinic recovery"]
     job = run(client, dataset_id=ds["id"], response="recovered", fixed=["age"], group="clinic", family="binomial")
@@ -277,7 +277,7 @@ def test_a_finished_fit_keeps_its_per_row_diagnostics_on_disk_not_in_memory(clie
 
 
 def test_imports_and_fits_are_jobs_of_one_runner_with_one_progress_vocabulary(client, samples, scores_csv):
-    """issue 10.12: one job object (services/jobs.py) for imports and fits: state, stage and fraction."""
+    """issue 10.12: one job object (services/workbench/jobs.py) for imports and fits: state, stage and fraction."""
     imported = client.import_text(scores_csv, name="again")
     fit = run(client, dataset_id=samples["school scores"]["id"], response="score", fixed=["study_hours"],
               group="school")
@@ -317,7 +317,7 @@ def test_a_removed_fit_is_forgotten_with_its_diagnostics_file(client, samples, m
     assert client.post("/api/models", json={"fit_id": job["id"], "name": "x"}).status_code == 404
 
     # a running fit is cancelled and dropped when it has stopped
-    from glmmlab.services import fits
+    from glmmlab.services.workbench import fits
 
     monkeypatch.setattr(fits, "fit_columns", slow_fit)
     r = client.post("/api/glmm/fits", json={"dataset_id": ds["id"], "response": "score", "group": "school"})

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from glmmlab.engine.limits import LIMITS
+from glmmlab.engine.model.limits import LIMITS
 from tests.web.test_intervals_api import SLEEP, sleep_model, start, wait  # noqa: F401  (fixture)
 
 

@@ -75,7 +75,7 @@ def test_saved_model_and_glmm_json_is_clean(client, samples):
 def test_a_logit_models_pairs_are_odds_ratios_on_the_response_scale(client, samples):
     """Issue 19.5 as emmeans: means on the response scale compare as odds ratios (logit) or ratios (log), "a / b";
     type=link gives the differences."""
-    from glmmlab.services.marginal import pairs
+    from glmmlab.services.modeling.marginal import pairs
 
     ds = samples["clinic recovery"]
     formula = "recovered ~ age + severity + (1 | clinic)"

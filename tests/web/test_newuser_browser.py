@@ -434,7 +434,7 @@ def test_plots_are_drawn_at_twice_their_size_binomial_residuals_are_binned_and_r
 
 
 def test_binned_residuals_average_observed_minus_fitted_per_bin():
-    from glmmlab.services.plots import binned_residuals
+    from glmmlab.services.workbench.plots import binned_residuals
 
     fitted = np.linspace(0.05, 0.95, 400)
     observed = (np.arange(400) % 2).astype(float)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from glmmlab.services import reports
+from glmmlab.services.workbench import reports
 
 GLMM_JS = Path(reports.__file__).resolve().parents[1] / "interfaces" / "web" / "static" / "glmm.js"
 EVIL = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)", "\tx", "\rx"]
@@ -90,7 +90,7 @@ def test_unreadable_items_do_not_break_the_report(client, report):
 # ---- CSV injection ---------------------------------------------------------------------------------------------
 
 def test_spreadsheet_safe_prefixes_formula_starts_and_leaves_numbers():
-    from glmmlab.services.numbers import spreadsheet_safe
+    from glmmlab.services.views.numbers import spreadsheet_safe
 
     assert [spreadsheet_safe(v) for v in EVIL] == ["'" + v for v in EVIL]
     for v in ["-1.5", "+2", "-3e-05", ".5", "1,5", "plain", "", "a=b", -1.5, 7, None, True]:

@@ -17,8 +17,8 @@ GLMMLAB = Path(sys.executable).parent / "glmmlab"
 
 
 def test_the_default_project_is_created_once_with_the_samples(tmp_path, monkeypatch):
-    from glmmlab.services import datasets
-    from glmmlab.services.store import Project
+    from glmmlab.services.project import datasets
+    from glmmlab.services.project.store import Project
 
     monkeypatch.chdir(tmp_path)
     path = prepare_project(None)
@@ -122,7 +122,7 @@ def test_leftovers_of_killed_processes_are_removed_at_start_and_nothing_a_living
 def test_export_scratch_files_stay_in_the_servers_own_folder(client, monkeypatch, tmp_path):
     import tempfile as tf
 
-    from glmmlab.services import project_io
+    from glmmlab.services.workbench import project_io
 
     seen = []
     real = tf.TemporaryDirectory

@@ -11,10 +11,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.results import GlmmResult
-from glmmlab.engine.spec import ModelSpec
-from glmmlab.services.fitted import fit_columns, fit_columns_dask, fit_spec, fit_spec_dask
-from glmmlab.services.fitting import to_pandas
+from glmmlab.engine.inference.results import GlmmResult
+from glmmlab.engine.model.spec import ModelSpec
+from glmmlab.services.distributed.fitting import fit_columns_dask, fit_spec_dask
+from glmmlab.services.modeling.fitted import fit_columns, fit_spec
+from glmmlab.services.modeling.fitting import to_pandas
 
 
 def fit_glmm(
@@ -44,8 +45,8 @@ def fit_glmm(
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (theta estimated); ``link`` defaults to the family's
     canonical link. The model is fitted by the general engine, as at every front door
-    (:mod:`glmmlab.services.fitting`), so this is the same fit as ``glmm("response ~ fixed + (1 | group)", data)``.
-    ``nagq`` 1 is the Laplace approximation, > 1 adaptive Gauss-Hermite quadrature (non-Gaussian families).
+    (:mod:`glmmlab.services.modeling.fitting`), so this is the same fit as ``glmm("response ~ fixed + (1 | group)",
+    data)``. ``nagq`` 1 is the Laplace approximation, > 1 adaptive Gauss-Hermite quadrature (non-Gaussian families).
     ``se`` "working" (default: working weights at PIRLS convergence) or "hessian" (also reports the
     Hessian-based standard errors). ``progress(stage, fraction)`` is called as the fit proceeds.
     ``n_blocks``: how many blocks of whole groups (run in threads) share the work; default one per core
@@ -132,7 +133,7 @@ def glmm(
 
 def fit(spec: ModelSpec, data: Any, *, progress: Optional[Callable[[str, float], None]] = None,
         n_blocks: Optional[int] = None) -> GlmmResult:
-    """Fit a :class:`~glmmlab.engine.spec.ModelSpec` (``glmmlab.ModelSpec("y ~ x + (1 | g)", family=...)``) to a
+    """Fit a :class:`~glmmlab.engine.model.spec.ModelSpec` (``glmmlab.ModelSpec("y ~ x + (1 | g)", family=...)``) to a
     pandas, polars or Arrow table, or a Dask DataFrame."""
     if not isinstance(spec, ModelSpec):
         raise GlmmInputError(f"spec must be a glmmlab.ModelSpec; got {type(spec).__name__}")
@@ -155,7 +156,7 @@ def anova(*models: GlmmResult, **named: GlmmResult) -> pd.DataFrame:
     rows, responses, families or links are refused with the reason (:class:`GlmmInputError`)."""
     import warnings
 
-    from glmmlab.services.comparison import compare
+    from glmmlab.services.workbench.comparison import compare
 
     formulas = [getattr(m, "formula", None) for m in models]
     by_formula = all(isinstance(f, str) and f for f in formulas) and len(set(formulas)) == len(formulas) \

@@ -68,8 +68,11 @@ def build_parser(fit_options: bool = True) -> argparse.ArgumentParser:
 
 
 def _add_fit_options(f: argparse.ArgumentParser) -> None:
-    from glmmlab.engine.options import INTERVAL_OPTIONS, OPTIONS  # numpy, scipy.special: when fit's options are needed
-    from glmmlab.services import formats  # the one suffix table (no heavy imports)
+    from glmmlab.engine.model.options import (  # numpy, scipy.special: when fit's options are needed
+        INTERVAL_OPTIONS,
+        OPTIONS,
+    )
+    from glmmlab.services.project import formats  # the one suffix table (no heavy imports)
 
     f.add_argument("data", metavar="DATA", help=f"a {formats.KNOWN} file (or a Parquet directory; .txt is "
                    "tab-separated); in CSV and TSV the cells NA, NaN, n/a, '.' and empty cells are missing values")
@@ -113,7 +116,7 @@ def _true_or_false(word: str) -> bool:
 
 def _add_option_flags(parser: argparse.ArgumentParser, options: Iterable[Any],
                       unset: dict[str, str] | None = None) -> None:
-    """The flags of ``options`` (declared once in :mod:`glmmlab.engine.options`): flags, defaults and help come
+    """The flags of ``options`` (declared once in :mod:`glmmlab.engine.model.options`): flags, defaults and help come
     from their declaration. ``unset`` names options whose flag defaults to None (not given), with what the help
     says of that case (``--ci``: without it no interval table is added)."""
     kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower,
@@ -140,7 +143,7 @@ Models are named m1, m2, ... in the order of --formula. Bad input or a bad optio
 
 
 def _add_compare_options(c: argparse.ArgumentParser) -> None:
-    from glmmlab.engine.options import OPTIONS
+    from glmmlab.engine.model.options import OPTIONS
 
     c.add_argument("data", metavar="DATA", help="a .csv, .tsv or .parquet file; in CSV and TSV the cells NA, NaN, "
                    "n/a, '.' and empty cells are missing values")
@@ -158,10 +161,10 @@ MISSING = ["NA", "NaN", "n/a", ".", ""]  # cells read as missing values, as R's 
 
 
 def read_table(path: str):
-    """Read DATA by its suffix (the one table of :mod:`glmmlab.services.formats`) or a Parquet directory."""
+    """Read DATA by its suffix (the one table of :mod:`glmmlab.services.project.formats`) or a Parquet directory."""
     import pandas as pd
 
-    from glmmlab.services import formats
+    from glmmlab.services.project import formats
 
     p = Path(path)
     if not p.exists():
@@ -233,7 +236,7 @@ def blup_rows(value: str) -> int | None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from glmmlab.interfaces.api import fit_glmm
-    from glmmlab.services.text import render
+    from glmmlab.services.views.text import render
 
     if args.formula is not None:
         if args.response or args.group or args.fixed or args.no_intercept:
@@ -243,11 +246,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     references = reference_levels(args.reference)
     blup_rows(args.blups)  # checked before the fit runs
     if args.formula is not None:  # the formula's limits (length, nesting, terms) before the data are read
-        from glmmlab.engine.formula import parse_formula
+        from glmmlab.engine.model.formula import parse_formula
 
         parse_formula(args.formula)
     if args.ci is not None:  # the interval options' rules, before the fit runs
-        from glmmlab.engine.options import INTERVAL_OPTIONS
+        from glmmlab.engine.model.options import INTERVAL_OPTIONS
 
         INTERVAL_OPTIONS["nsim"].check(args.nsim)
         if args.seed is not None:
@@ -264,8 +267,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             from glmmlab.interfaces.api import glmm
 
             if args.engine == "dask":
-                from glmmlab.services.dask_cluster import dask_client
-                from glmmlab.services.distributed_general import read_parquet_lazily
+                from glmmlab.services.distributed.cluster import dask_client
+                from glmmlab.services.distributed.dask_fit import read_parquet_lazily
 
                 data = read_parquet_lazily(args.data)
                 with dask_client(args.scheduler):  # glmm fits the formula on this cluster
@@ -280,8 +283,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             options.pop("weights"), options.pop("offset"), options.pop("reference_levels")
             if options.pop("reml") is not True or options.pop("ddf") not in ("none", "auto"):
                 raise UsageError("--reml false and --ddf satterthwaite run in memory; leave out --engine dask")
-            from glmmlab.services.fitted import fitted
-            from glmmlab.services.fitting import fit_parquet_on_dask
+            from glmmlab.services.distributed.fitting import fit_parquet_on_dask
+            from glmmlab.services.modeling.fitted import fitted
 
             result = fitted(fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options))
         else:
@@ -300,8 +303,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(result, blups=blup_rows(args.blups)))
         if intervals is not None:
-            from glmmlab.services.result_view import intervals_table
-            from glmmlab.services.text import render_table
+            from glmmlab.services.views.result_view import intervals_table
+            from glmmlab.services.views.text import render_table
 
             t = intervals_table(intervals, result.family)
             sys.stdout.write(f"\n{t['title']}\n{render_table(t)}\n{t['note']}\n")
@@ -310,11 +313,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from glmmlab.interfaces.api import glmm
-    from glmmlab.services import comparison
+    from glmmlab.services.workbench import comparison
 
     if len(args.formula) < 2:
         raise UsageError("give two or more models, each as --formula 'y ~ x + (1 | g)'")
-    from glmmlab.engine.formula import parse_formula
+    from glmmlab.engine.model.formula import parse_formula
 
     for formula in args.formula:  # every formula's limits before the data are read
         parse_formula(formula)
@@ -341,7 +344,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _intervals(result, args: argparse.Namespace) -> dict:
     """--ci profile|boot|wald: the interval document of the fit (result.conf_int at --conf-level)."""
-    from glmmlab.services.result_view import intervals_document
+    from glmmlab.services.views.result_view import intervals_document
 
     if args.ci != "wald" and result.model_frame() is None:
         raise UsageError(f"--ci {args.ci} refits the model's data and runs in memory; leave out --engine dask")

@@ -1,15 +1,16 @@
-"""Services: projects, datasets, saved models and reports, kept in one embedded DuckDB database per project.
+"""Services: from a table to a fit, and the workbench's projects, kept in one embedded DuckDB database per project.
 
-- :mod:`.store`: :class:`Project`, the only owner of a project's DuckDB connection (one writer, many readers).
-- :mod:`.datasets`: import, page through, retype, rescale, rename and delete datasets (with their dependents);
-  ``store_frame`` for code that makes datasets from a DataFrame.
-- :mod:`.dummy`: preview and create dummy-coded derived datasets.
-- :mod:`.samples`: the sample datasets of a new project.
-- :mod:`.project_io`: export a project to one file and import it again.
+- :mod:`.modeling`: the one way from a table to a fit, the fitted model every front door returns, and what a fit
+  needs the data again for (prediction, marginal means, R², bootstrap, profiles).
+- :mod:`.distributed`: the same fits on a Dask cluster.
+- :mod:`.project`: :class:`Project` (the only owner of a project's DuckDB connection), datasets, dummy coding,
+  the sample datasets.
+- :mod:`.workbench`: fits as jobs, saved models, comparison, plots, reports, project export and import.
+- :mod:`.views`: the one view of a result's tables, numbers, JSON values and plain text.
 - :mod:`.errors`: :class:`ServiceError` (a user-facing message) and :class:`NotFound`.
 
-DuckDB is imported with :mod:`.store`, on first use of ``Project``: a fit from the command line or Python, which
-imports :mod:`.fitting` and :mod:`.frames`, does not load it.
+DuckDB is imported with :mod:`.project.store`, on first use of ``Project``: a fit from the command line or Python,
+which imports :mod:`.modeling.fitting`, does not load it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = ["Project", "ServiceError", "NotFound"]
 
 def __getattr__(name: str) -> Any:
     if name == "Project":
-        from glmmlab.services.store import Project
+        from glmmlab.services.project.store import Project
 
         return Project
     raise AttributeError(f"module 'glmmlab.services' has no attribute {name!r}")

@@ -61,7 +61,7 @@ def create_app(project_path: str | Path, *, projects_dir: str | Path | None = No
         # the jobs' worker processes go with the server: cancel the jobs, end their pools' processes (a job's
         # thread would otherwise wait for its pool, and interpreter exit for the pool's tasks, minutes)
         workbench.jobs.cancel_all()
-        from glmmlab.services.bootstrap import stop_all_pools
+        from glmmlab.services.modeling.bootstrap import stop_all_pools
 
         stop_all_pools()
         workbench.close()

@@ -15,9 +15,9 @@ def prepare_project(project_path: str | Path | None) -> Path:
 
     A missing project is created, with the sample datasets, so a first start shows something to work with.
     """
-    from glmmlab.services import samples
     from glmmlab.services.errors import ServiceError
-    from glmmlab.services.store import Project
+    from glmmlab.services.project import samples
+    from glmmlab.services.project.store import Project
 
     path = Path(project_path) if project_path else Path.cwd() / DEFAULT_PROJECT
     path = path.expanduser().absolute()

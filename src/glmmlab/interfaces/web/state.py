@@ -20,9 +20,9 @@ from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Iterator
 
 from glmmlab.services import errors as service_errors
-from glmmlab.services import fits
-from glmmlab.services.jobs import Job, JobRunner
-from glmmlab.services.store import Project
+from glmmlab.services.project.store import Project
+from glmmlab.services.workbench import fits
+from glmmlab.services.workbench.jobs import Job, JobRunner
 
 PROJECT_SUFFIX = ".duckdb"
 UPLOAD_DIR_NAME = ".uploads"

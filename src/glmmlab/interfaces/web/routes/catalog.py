@@ -1,7 +1,7 @@
 """Saved models and reports, as the sidebar lists them.
 
 The services that store models and reports arrive with the GLMM tab; until a ``list_models``/``list_reports``
-function exists in ``glmmlab.services.models``/``glmmlab.services.reports`` these lists are empty.
+function exists in ``glmmlab.services.workbench.models``/``glmmlab.services.workbench.reports`` these lists are empty.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from glmmlab.interfaces.web.deps import dataset_id, dataset_tree, workbench
 from glmmlab.interfaces.web.encode import jsonable, rows_jsonable
 from glmmlab.interfaces.web.schemas import ColumnChange, ErrorBody, RenameBody
-from glmmlab.services import datasets, samples
 from glmmlab.services.errors import ServiceError
+from glmmlab.services.project import datasets, samples
 
 router = APIRouter(prefix="/api", tags=["datasets"])
 ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody}, 404: {"model": ErrorBody},

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.schemas import DummyBody, ErrorBody
-from glmmlab.services import dummy
+from glmmlab.services.project import dummy
 
 router = APIRouter(prefix="/api", tags=["dummy coding"])
 ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}}

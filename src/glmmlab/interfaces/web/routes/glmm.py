@@ -1,5 +1,5 @@
-"""The GLMM tab's API, a thin view over :mod:`glmmlab.services.fits`: form options, background fits with progress and
-cancel, and (included from here) saved models and reports.
+"""The GLMM tab's API, a thin view over :mod:`glmmlab.services.workbench.fits`: form options, background fits with
+progress and cancel, and (included from here) saved models and reports.
 
 A fit is a job of the workbench's one job runner: ``POST /api/glmm/fits`` checks the form (answering 422 with
 ``field`` naming the control when a choice is invalid) and starts it; ``POST /api/glmm/formula`` checks a formula
@@ -19,8 +19,8 @@ from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
-from glmmlab.services import fits, models, plots, report_items, reports
 from glmmlab.services.errors import ServiceError
+from glmmlab.services.workbench import fits, models, plots, report_items, reports
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
 scripts = ["glmm.js", "compare.js"]
@@ -76,7 +76,7 @@ def options() -> dict[str, Any]:
 def check_formula_route(body: FormulaBody, request: Request):
     """200 with the formula's response, fixed-effect columns and random terms, its factors (levels and reference),
     its ``signature`` and ``form`` (how the form's controls express it; null with ``not_form`` saying why, see
-    :mod:`glmmlab.services.model_form`), or 422 with ``field`` (formula, weights, reference_levels, family or
+    :mod:`glmmlab.services.workbench.model_form`), or 422 with ``field`` (formula, weights, reference_levels, family or
     dataset_id) and a sentence explaining what is wrong."""
     try:
         with workbench(request).project() as project:
@@ -156,7 +156,7 @@ def fit_emmeans(fit_id: str, request: Request, term: str = Query(..., descriptio
                                                                                    "fixed part"),
                 by: Optional[str] = None, type: str = "response", level: Optional[float] = None,
                 adjust: str = "tukey"):
-    """See :func:`glmmlab.services.fits.marginal_view` for the answer; 422 with ``field`` for a bad choice."""
+    """See :func:`glmmlab.services.workbench.fits.marginal_view` for the answer; 422 with ``field`` for a bad choice."""
     wb = workbench(request)
     job = wb.jobs.get(fit_id, "fit")
     key = job.kept.get("project_key") or wb.project_key()

@@ -12,8 +12,8 @@ from glmmlab.interfaces.web.deps import receive_upload, workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.schemas import ErrorBody, JobOut
 from glmmlab.interfaces.web.state import Job, Workbench
-from glmmlab.services import datasets, formats
 from glmmlab.services.errors import ServiceError
+from glmmlab.services.project import datasets, formats
 
 router = APIRouter(prefix="/api", tags=["import"])
 

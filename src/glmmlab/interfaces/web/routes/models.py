@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.limits import shorten
-from glmmlab.engine.options import INTERVAL_OPTIONS
+from glmmlab.engine.model.limits import shorten
+from glmmlab.engine.model.options import INTERVAL_OPTIONS
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.services import comparison, fits, models, plots, report_items, reports, result_view
 from glmmlab.services.errors import NotFound, ServiceError
+from glmmlab.services.views import result_view
+from glmmlab.services.workbench import comparison, fits, models, plots, report_items, reports
 
 
 class SaveBody(BaseModel):

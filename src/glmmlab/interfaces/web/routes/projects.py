@@ -21,8 +21,9 @@ from glmmlab.interfaces.web.schemas import (
     ProjectInfo,
     TokenBody,
 )
-from glmmlab.services import project_io, samples
 from glmmlab.services.errors import ServiceError
+from glmmlab.services.project import samples
+from glmmlab.services.workbench import project_io
 
 router = APIRouter(prefix="/api", tags=["project"])
 ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody}, 403: {"model": ErrorBody},

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.services import reports
+from glmmlab.services.workbench import reports
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 

@@ -69,7 +69,7 @@
   // Copy (tab-separated, the cells as shown: pastes into a spreadsheet) and CSV (the values at full precision).
   // A text cell that a spreadsheet would run as a formula (=, +, -, @, tab, carriage return first) gets a leading
   // ' (OWASP's CSV-injection advice); numbers and plain-number text such as -1.5 stay as they are. The same rule
-  // as glmmlab.services.numbers.spreadsheet_safe.
+  // as glmmlab.services.views.numbers.spreadsheet_safe.
   function spreadsheetSafe(v) {
     if (typeof v !== "string" || !/^[=+\-@\t\r]/.test(v) || /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(v)) return v;
     return "'" + v;

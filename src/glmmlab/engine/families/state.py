@@ -1,0 +1,134 @@
+"""The per-row state the solvers work with at a linear predictor: mean, derivatives, working weights and unit
+deviances, with fast paths for the canonical pairs (binomial logit, Poisson log) and probit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from glmmlab.engine.families.links import Link
+
+_TINY = 1e-300
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+LOG_SQRT_2PI = 0.5 * LOG_2PI
+
+
+@dataclass
+class RowState:
+    """Row-level quantities at a linear predictor eta."""
+
+    eta: np.ndarray
+    mu: np.ndarray
+    h1: np.ndarray  # dmu/deta
+    h2: np.ndarray  # d2mu/deta2
+    var: np.ndarray  # V(mu)
+    dev: np.ndarray  # unit deviances
+    dev_eta: np.ndarray  # d dev / d eta
+    dev_eta2: np.ndarray  # d2 dev / d eta2 (observed)
+    w: np.ndarray  # working (expected-information) weights h1^2 / V
+    w_eta: np.ndarray  # dw / deta
+
+
+class _LogitState(RowState):
+    """The binomial logit's row state. The mean, weights and deviance are computed at once; the derivatives
+    that only the gradient reads (h2 = w_eta, dev_eta, dev_eta2) when first read, so the states that PIRLS
+    only tries (step candidates) cost less. The values are those of the same formulas computed eagerly."""
+
+    def __init__(self, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, var: np.ndarray, dev: np.ndarray):
+        self.y, self.eta, self.mu, self.h1, self.var, self.w, self.dev = y, eta, mu, var, var, var, dev
+
+    @cached_property
+    def h2(self) -> np.ndarray:  # type: ignore[override]
+        return self.var * (1.0 - 2.0 * self.mu)
+
+    @property
+    def w_eta(self) -> np.ndarray:  # type: ignore[override]
+        return self.h2
+
+    @cached_property
+    def dev_eta(self) -> np.ndarray:  # type: ignore[override]
+        return -2.0 * (self.y - self.mu)
+
+    @cached_property
+    def dev_eta2(self) -> np.ndarray:  # type: ignore[override]
+        return 2.0 * self.var
+
+
+def _logit_state(resp, eta):
+    # the same arithmetic as e = exp(-|eta|), sp = max(eta, 0) + log1p(e), mu = where(eta >= 0, 1, e) / (1 + e),
+    # var = max(mu (1 - mu), 1e-300), dev = 2 (ylogy + sp - y eta), in place where it can be (fewer temporaries)
+    y = resp.y
+    e = np.abs(eta)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    sp = np.log1p(e)  # log(1 + exp(eta)), stable
+    sp += np.maximum(eta, 0.0)
+    mu = np.where(eta >= 0, 1.0, e)
+    e += 1.0
+    mu /= e
+    var = 1.0 - mu
+    var *= mu
+    np.maximum(var, 1e-300, out=var)
+    sp += resp.ylogy
+    sp -= y * eta
+    sp *= 2.0
+    return _LogitState(y, eta, mu, var, sp)
+
+
+def _poisson_log_state(resp, eta):
+    y = resp.y
+    mu = np.exp(np.minimum(eta, 700.0))
+    return RowState(eta=eta, mu=mu, h1=mu, h2=mu, var=mu, dev=resp.pois_const + 2.0 * (mu - y * eta),
+                    dev_eta=-2.0 * (y - mu), dev_eta2=2.0 * mu, w=mu, w_eta=mu)
+
+
+def _probit_state(resp, eta):
+    """Binomial-probit on the log scale: with the inverse Mills ratios l1 = phi/Phi(eta) and
+    l0 = phi/Phi(-eta), everything stays finite far into the tails, where Phi itself rounds to 0 or 1."""
+    y = resp.y
+    log_p1 = special.log_ndtr(eta)
+    log_p0 = special.log_ndtr(-eta)
+    log_phi = -0.5 * eta * eta - LOG_SQRT_2PI
+    l1 = np.exp(log_phi - log_p1)
+    l0 = np.exp(log_phi - log_p0)
+    mu = np.exp(log_p1)
+    phi = np.exp(log_phi)
+    w = l1 * np.exp(log_phi - log_p0)  # phi^2 / (Phi (1 - Phi)) = l1 * l0, without cancellation
+    return RowState(
+        eta=eta, mu=mu, h1=phi, h2=-eta * phi, var=np.maximum(mu * (1.0 - mu), 1e-300),
+        dev=2.0 * (resp.ylogy - y * log_p1 - (1.0 - y) * log_p0),
+        dev_eta=-2.0 * (y * l1 - (1.0 - y) * l0),
+        dev_eta2=2.0 * (y * l1 * (eta + l1) + (1.0 - y) * l0 * (l0 - eta)),
+        w=w, w_eta=w * (l0 - l1 - 2.0 * eta),
+    )
+
+
+def row_state(resp: Any, eta: np.ndarray, link: Link) -> RowState:
+    """Means, weights and deviance derivatives at eta (the family's own fast path where it has one for this
+    link: binomial logit and probit, Poisson log)."""
+    family, y = resp.family, resp.y
+    fast = family.fast_state(resp, eta, link.name)
+    if fast is not None:
+        return fast
+    mu = link.linkinv(eta)
+    h1 = link.mu_eta(eta)
+    h2 = link.mu_eta2(eta)
+    var = np.maximum(family.variance(mu), 1e-300)
+    r = y - mu
+    dev_mu = -2.0 * r / var
+    dev_mu2 = 2.0 / var + 2.0 * r * family.variance_d1(mu) / (var * var)
+    return RowState(
+        eta=eta, mu=mu, h1=h1, h2=h2, var=var,
+        dev=family.unit_deviance(y, mu),
+        dev_eta=dev_mu * h1,
+        dev_eta2=dev_mu2 * h1 * h1 + dev_mu * h2,
+        w=h1 * h1 / var,
+        w_eta=2.0 * h1 * h2 / var - h1 ** 3 * family.variance_d1(mu) / (var * var),
+    )

@@ -1,0 +1,728 @@
+"""The result of a fit: every number the GLMM tab shows, on the original scale of the predictors.
+
+Besides the JSON document (``to_dict``) a result reads as lme4 and statsmodels users expect: ``summary()``,
+a short ``repr``, ``_repr_html_`` for notebooks, and ``params``, ``bse``, ``tvalues``, ``pvalues``,
+``conf_int()``, ``ranef``, ``varcorr`` and ``re_correlations`` as pandas objects.
+
+The engine stays numpy/scipy at import time: pandas is imported inside those accessors, when one is first used.
+The engine's result holds the estimates and what follows from them alone. What needs the data again, a refit
+or the text of the result view (R², omnibus tests, marginal means, profile and bootstrap intervals, prediction
+intervals for a model with factors, ``summary()``) is the fitted model's of the services layer
+(:class:`glmmlab.services.modeling.fitted.FittedModel`, a subclass every front door returns); here those methods say so.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy import special
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.links import LINKS
+from glmmlab.engine.inference.wald import wald
+from glmmlab.engine.model.options import OPTIONS
+from glmmlab.engine.model.spec import random_intercept_formula
+
+CONF_INT_METHODS = ("wald", "profile", "boot")
+
+
+def _needs_services(what: str) -> RuntimeError:
+    return RuntimeError(f"{what} is computed by glmmlab's services: fit with glmmlab.glmm, fit_glmm or fit, whose "
+                        "results carry it (an engine result holds the estimates only)")
+
+
+def _num(x: Any) -> Any:
+    """A JSON-safe number: NaN and infinities become None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _nums(a: np.ndarray) -> list:
+    return [_num(v) for v in np.asarray(a, dtype=float)]
+
+
+def exp_label(family: str, link: str) -> str | None:
+    """The column title of exp(estimate): OR for logit, IRR for counts with a log link, exp(Est.) for other
+    log links (the family's own rule)."""
+    return FAMILIES[family].exp_label(link)
+
+
+@dataclass
+class GlmmResult:
+    """The estimates of a fitted generalized linear mixed model, as the engine returns them: any random-effects
+    terms (one scalar random intercept is the simplest), on the original scale of the predictors.
+
+    Tables are kept as arrays; ``to_dict()`` gives the JSON document of the contract and ``predict`` applies
+    the model to new rows. What needs the data again or the services' views is the fitted model's
+    (:class:`glmmlab.services.modeling.fitted.FittedModel`, what every front door returns).
+    """
+
+    model: dict
+    method: str
+    n_obs: int
+    n_groups: int
+    n_excluded: int
+    converged: bool
+    singular: bool
+    warnings: list[str]
+    names: list[str]
+    beta: np.ndarray
+    vcov_matrix: np.ndarray  # the fixed effects' covariance (``vcov`` labels it)
+    se: np.ndarray
+    se_kind: str
+    var_group: float
+    var_residual: float | None
+    icc: float | None
+    log_likelihood: float
+    log_likelihood_kind: str
+    aic: float
+    bic: float
+    k: int
+    group_labels: list[str]
+    blup: np.ndarray
+    blup_se: np.ndarray
+    rows: np.ndarray
+    fitted: np.ndarray
+    deviance_residuals: np.ndarray
+    pearson_residuals: np.ndarray
+    row_random_effect: np.ndarray
+    fit_seconds: float
+    theta: float
+    thetas: np.ndarray | None = None  # every theta of a general model (lme4's getME(, "theta")); None: [theta]
+    dropped: list[str] = field(default_factory=list)
+    glm_comparison: dict | None = None
+    optimization: dict | None = None
+    se_hessian: np.ndarray | None = None
+    # General models (contract version 2). For a random-intercept fit these are derived from the fields above.
+    re_rows: list[dict] | None = None  # {"component", "term", "variance"}
+    correlations: list[dict] | None = None  # {"component", "term1", "term2", "correlation"}
+    groups: dict | None = None  # levels per grouping factor
+    blup_rows: list[dict] | None = None  # {"component", "group", "term", "value", "std_error"}
+    family_parameter: dict | None = None
+    predictor: Any = None  # new data -> (eta without random effects, random-effects contribution); set by services
+    # What was fitted, kept so the services can refit (model comparison refits REML by ML, the bootstrap refits
+    # simulated responses): the ModelSpec and the engine's ModelFrame. In memory only, never in to_dict().
+    spec: Any = None
+    frame: Any = None
+    # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
+    # the tests are then t tests. None: Wald z tests.
+    df: np.ndarray | None = None
+    r2_values: dict | None = None  # Nakagawa's R², once computed (see r2())
+    # a fit from arrays (fit_glmm's random-intercept path) builds its frame only when first needed (refits,
+    # intervals, R²): () -> ModelFrame | None, set by the API
+    frame_loader: Any = None
+    # Gaussian + identity: () -> (deviance, vcov, varpar) of Satterthwaite's method (the engine sets it), and the
+    # pieces computed from it when first needed (omnibus F tests, marginal means)
+    varpar_model: Any = None
+    _satterthwaite: Any = None
+
+    def satterthwaite_pieces(self) -> Any:
+        """Satterthwaite's pieces (:class:`glmmlab.engine.inference.wald.SatterthwaitePieces`) of a Gaussian-identity
+        fit made in memory, computed once; None for other fits."""
+        if self._satterthwaite is None and self.varpar_model is not None:
+            from glmmlab.engine.inference.wald import SatterthwaitePieces
+
+            with np.errstate(all="ignore"):
+                self._satterthwaite = SatterthwaitePieces(*self.varpar_model())
+        return self._satterthwaite
+
+    def model_frame(self) -> Any:
+        """The fit's ModelFrame (built on first use for fits made from arrays), or None when there is none (a
+        Dask fit, a model loaded from a project)."""
+        if self.frame is None and self.frame_loader is not None:
+            self.frame, self.frame_loader = self.frame_loader(), None
+        return self.frame
+
+    # -- derived views -------------------------------------------------------------------------------
+    @property
+    def component(self) -> str:
+        """The grouping factor of a random-intercept fit."""
+        return next(iter(self.groups)) if self.groups else self.model["group"]
+
+    @property
+    def family(self) -> str:
+        return self.model["family"]
+
+    @property
+    def link(self) -> str:
+        return self.model["link"]
+
+    @property
+    def conf_level(self) -> float:
+        return self.model["conf_level"]
+
+    def intervals(self, conf_level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Wald bounds at ``conf_level`` (the fit's own level when None)."""
+        return wald(self.beta, self.se, self.conf_level if conf_level is None else conf_level)
+
+    def blup_rank(self) -> np.ndarray:
+        """Rank 1 for the largest random intercept."""
+        order = np.argsort(-self.blup, kind="stable")
+        rank = np.empty(len(order), dtype=int)
+        rank[order] = np.arange(1, len(order) + 1)
+        return rank
+
+    def fixed_effects_table(self, conf_level: float | None = None) -> list[dict]:
+        lower, upper = self.intervals(conf_level)
+        with_exp = exp_label(self.family, self.link) is not None
+        table = []
+        p_values = self._p_values()
+        for k, name in enumerate(self.names):
+            z = self.beta[k] / self.se[k] if self.se[k] > 0 else np.nan
+            row = {
+                "variable": name, "estimate": _num(self.beta[k]), "std_error": _num(self.se[k]),
+                "statistic": _num(z), "p_value": _num(p_values[k]),
+                "lower": _num(lower[k]), "upper": _num(upper[k]),
+            }
+            if self.df is not None:  # Satterthwaite: statistic is a t with df degrees of freedom, p_value its p
+                row["df"] = _num(self.df[k])
+                # the contract's (v2) p_value of the Wald z, kept under its own key
+                row["p_value_normal"] = _num(2.0 * special.ndtr(-abs(z))) if np.isfinite(z) else None
+            if with_exp:
+                with np.errstate(over="ignore"):
+                    row.update({
+                        "exp_estimate": _num(np.exp(self.beta[k])),
+                        "exp_lower": _num(np.exp(lower[k])), "exp_upper": _num(np.exp(upper[k])),
+                    })
+            table.append(row)
+        return table
+
+    def r2(self) -> dict:
+        """Nakagawa's R² (as ``performance::r2_nakagawa`` 0.10.2): ``{"marginal": x, "conditional": y}``; a value is
+        None where it is not defined, with a ``"reason"`` key. Computed once, when first asked for (a Poisson or
+        negative binomial model refits its null model for it; see :mod:`glmmlab.services.modeling.r2`)."""
+        if self.r2_values is None:
+            return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab's services (fit "
+                    "with glmmlab.glmm, fit_glmm or fit)"}
+        return dict(self.r2_values)
+
+    @property
+    def test_kind(self) -> str:
+        """"t" when the fixed effects' tests are t tests (Satterthwaite's degrees of freedom), else "z"."""
+        return "t" if self.df is not None else "z"
+
+    def _statistics(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.se > 0, self.beta / np.where(self.se > 0, self.se, 1.0), np.nan)
+
+    def _p_values(self) -> np.ndarray:
+        """Two-sided p-values: from the t distribution with the Satterthwaite df when present, else normal."""
+        z = self._statistics()
+        with np.errstate(invalid="ignore"):
+            if self.df is not None:
+                return np.where(np.isfinite(z) & np.isfinite(self.df),
+                                2.0 * special.stdtr(np.where(np.isfinite(self.df), self.df, 1.0), -np.abs(z)), np.nan)
+            return np.where(np.isfinite(z), 2.0 * special.ndtr(-np.abs(z)), np.nan)
+
+    def random_effects_table(self) -> list[dict]:
+        if self.re_rows is not None:
+            rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
+                     "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.re_rows]
+        else:
+            rows = [{"component": self.component, "term": "(Intercept)", "variance": _num(self.var_group),
+                     "std_dev": _num(np.sqrt(max(self.var_group, 0.0)))}]
+        if self.var_residual is not None:
+            rows.append({"component": "Residual", "term": None, "variance": _num(self.var_residual),
+                         "std_dev": _num(np.sqrt(self.var_residual))})
+        return rows
+
+    def random_intercepts_for(self, groups: np.ndarray) -> np.ndarray:
+        """Each row's predicted random intercept; 0 for a group the fit has not seen."""
+        labels = group_labels_of(groups)
+        known = np.asarray(self.group_labels, dtype=str)
+        order = np.argsort(known)
+        pos = np.searchsorted(known[order], labels)
+        pos = np.minimum(pos, len(known) - 1)
+        hit = known[order][pos] == labels
+        return np.where(hit, self.blup[order][pos], 0.0)
+
+    def blup_table(self) -> list[dict]:
+        if self.blup_rows is not None:
+            return long_blups(self.blup_rows)
+        rank = self.blup_rank()
+        comp = self.component
+        return [
+            {"component": comp, "group": g, "term": "(Intercept)", "value": _num(v), "random_intercept": _num(v),
+             "std_error": _num(s), "rank": int(r)}
+            for g, v, s, r in zip(self.group_labels, self.blup, self.blup_se, rank)
+        ]
+
+    def groups_table(self) -> dict:
+        if self.groups is not None:
+            return {k: int(v) for k, v in self.groups.items()}
+        return {self.component: int(self.n_groups)}
+
+    def to_dict(self, conf_level: float | None = None, diagnostics: bool = True) -> dict:
+        """The JSON document of the contract (valid JSON: no NaN or infinities).
+
+        ``diagnostics=False`` leaves out the per-row arrays (fitted values, residuals, each row's random effect):
+        ``"diagnostics"`` is then None. They are most of the document for large data."""
+        model = dict(self.model)
+        if conf_level is not None:
+            model["conf_level"] = conf_level
+        out = {
+            "model": model,
+            "method": self.method,
+            "n_obs": int(self.n_obs), "n_groups": int(self.n_groups), "n_excluded": int(self.n_excluded),
+            "converged": bool(self.converged), "singular": bool(self.singular),
+            "warnings": list(self.warnings),
+            "fixed_effects": self.fixed_effects_table(conf_level),
+            "random_effects": self.random_effects_table(),
+            "random_correlations": [dict(c, correlation=_num(c["correlation"])) for c in (self.correlations or [])],
+            "groups": self.groups_table(),
+            "family_parameter": None if self.family_parameter is None else
+            {"name": self.family_parameter["name"], "value": _num(self.family_parameter["value"])},
+            "icc": _num(self.icc),
+            "fit": {"log_likelihood": _num(self.log_likelihood), "log_likelihood_kind": self.log_likelihood_kind,
+                    "aic": _num(self.aic), "bic": _num(self.bic), "k": int(self.k)},
+            "blup": self.blup_table(),
+            "diagnostics": {
+                "row": [int(r) for r in self.rows],
+                "fitted_values": _nums(self.fitted),
+                "deviance_residuals": _nums(self.deviance_residuals),
+                "pearson_residuals": _nums(self.pearson_residuals),
+                "group_random_effect": _nums(self.row_random_effect),
+            } if diagnostics else None,
+            "timing": {"fit_seconds": _num(self.fit_seconds)},
+            "dropped_fixed_effects": list(self.dropped),
+            "std_error_kind": self.se_kind,
+            "glm_comparison": self.glm_comparison,
+            "optimization": self.optimization,
+            "r2": {k: (_num(v) if k != "reason" else v) for k, v in self.r2().items()},
+        }
+        terms = self.anova_terms_document()
+        if terms is not None:
+            out["anova_terms"] = terms
+        if self.se_hessian is not None:
+            out["std_error_hessian"] = {n: _num(s) for n, s in zip(self.names, self.se_hessian)}
+        return out
+
+    # -- reading a result: text, notebooks and pandas accessors -----------------------------------------
+    @property
+    def formula(self) -> str:
+        """The model in lme4's notation."""
+        m = self.model
+        if m.get("formula"):
+            return m["formula"]
+        return random_intercept_formula(m["response"], m["group"], list(m.get("fixed") or []),
+                                        m.get("intercept", True))
+
+    def summary(self) -> str:
+        """lme4-like text: the model, the random effects in VarCorr layout, the fixed effects with z tests and
+        Wald intervals, the model fit and the warnings (the command line's tables without the BLUPs, which are
+        in :attr:`ranef`)."""
+        raise _needs_services("summary()")
+
+    def __repr__(self) -> str:
+        groups = self.groups_table()
+        where = ", ".join(f"{k} {v:,}" for k, v in groups.items())
+        return (f"<GlmmResult {self.formula}; {self.family}/{self.link}, {self.method}; {self.n_obs:,} obs, "
+                f"groups: {where}; logLik {self.log_likelihood:.4f}; "
+                f"{'converged' if self.converged else 'NOT converged'}{', singular' if self.singular else ''}>")
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(repr(self))}</pre>"
+
+    def _coefficients(self, values: np.ndarray, name: str):
+        import pandas as pd  # lazily: the engine does not need pandas to fit
+
+        return pd.Series(np.asarray(values, dtype=float), index=pd.Index(list(self.names), name="term"), name=name)
+
+    @property
+    def params(self):
+        """The fixed-effect estimates (pandas Series by coefficient name)."""
+        return self._coefficients(self.beta, "estimate")
+
+    @property
+    def bse(self):
+        """The standard errors of the fixed effects (pandas Series by coefficient name)."""
+        return self._coefficients(self.se, "std_error")
+
+    @property
+    def tvalues(self):
+        """The Wald statistics, estimate / standard error (pandas Series; NaN where the error is 0): z tests, or
+        t tests with ``ddf="satterthwaite"``."""
+        return self._coefficients(self._statistics(), "statistic")
+
+    @property
+    def pvalues(self):
+        """Two-sided p-values of the Wald z tests, or of the t tests with Satterthwaite's degrees of freedom
+        (pandas Series by coefficient name)."""
+        return self._coefficients(self._p_values(), "p_value")
+
+    # -- statsmodels and lme4 names -----------------------------------------------------------------------
+    @property
+    def vcov(self):
+        """The covariance of the fixed effects: a pandas DataFrame labelled by coefficient name (lme4's ``vcov``)."""
+        import pandas as pd
+
+        idx = pd.Index(list(self.names), name="term")
+        return pd.DataFrame(np.asarray(self.vcov_matrix, dtype=float), index=idx, columns=list(self.names))
+
+    def cov_params(self):
+        """statsmodels' name for :attr:`vcov`."""
+        return self.vcov
+
+    @property
+    def fixef(self):
+        """lme4's ``fixef``: the fixed-effect estimates (the same Series as :attr:`params`)."""
+        return self.params
+
+    @property
+    def llf(self) -> float:
+        """statsmodels' name of the log-likelihood (REML criterion for REML fits, as lme4's logLik)."""
+        return float(self.log_likelihood)
+
+    @property
+    def nobs(self) -> int:
+        """The number of rows used in the fit."""
+        return int(self.n_obs)
+
+    @property
+    def sigma(self) -> float:
+        """lme4's ``sigma``: the residual standard deviation (Gaussian), Gamma's dispersion sigma; 1 for families
+        without one (binomial, Poisson, negative binomial), as lme4."""
+        return float(np.sqrt(self.var_residual)) if self.var_residual is not None else 1.0
+
+    @property
+    def fittedvalues(self):
+        """The fitted means with the random effects (lme4's ``fitted``), a pandas Series indexed by input row."""
+        import pandas as pd
+
+        return pd.Series(np.asarray(self.fitted, dtype=float), index=pd.Index(np.asarray(self.rows), name="row"),
+                         name="fitted")
+
+    @property
+    def resid(self):
+        """The residuals lme4's ``residuals()`` gives by default: deviance residuals (for a Gaussian-identity fit
+        the response residuals y - fitted), a pandas Series indexed by input row."""
+        import pandas as pd
+
+        return pd.Series(np.asarray(self.deviance_residuals, dtype=float),
+                         index=pd.Index(np.asarray(self.rows), name="row"), name="resid")
+
+    @property
+    def coef(self) -> dict:
+        """lme4's ``coef``: per grouping factor a DataFrame (a row per level, a column per fixed effect) of the fixed
+        effects plus that level's random effects (the BLUPs) for the terms that vary by it."""
+        import pandas as pd
+
+        out: dict = {}
+        beta = dict(zip(self.names, np.asarray(self.beta, dtype=float)))
+        for r in self.blup_table():
+            comp = out.setdefault(r["component"], {})
+            comp.setdefault(r["group"], {})[r["term"]] = 0.0 if r["value"] is None else float(r["value"])
+        tables = {}
+        for comp, levels in out.items():
+            rows = {lv: {nm: b + terms.get(nm, 0.0) for nm, b in beta.items()} for lv, terms in levels.items()}
+            df = pd.DataFrame.from_dict(rows, orient="index", columns=list(self.names))
+            df.index.name = comp
+            tables[comp] = df
+        return tables
+
+    # -- omnibus tests, marginal means, effects (computed by glmmlab.services.modeling.marginal) -----------------
+    def anova(self, intercept: bool = False):
+        """Omnibus tests per fixed-effect term (type III, R's treatment contrasts): a pandas DataFrame indexed by
+        term. GLMMs: ``Df``, ``Chisq`` (Wald chi-square of the term's coefficients) and ``p``; Gaussian identity:
+        ``Df``, ``DenDF`` (Satterthwaite), ``F`` and ``p`` (lmerTest's ``anova``, whose type III differs only for a
+        covariate's main effect in an interaction with a factor: see :mod:`glmmlab.services.modeling.marginal`).
+        ``df.attrs["note"]`` declares the tests. ``glmmlab.anova(m1, m2)`` compares models instead."""
+        raise _needs_services("anova()")
+
+    def emmeans(self, term: str, by: str | None = None, type: str = "response", level: float | None = None,
+                at: Any = None, n_grid: int = 20):
+        """Estimated marginal means of ``term`` (a factor or covariate of the fixed part), per level of ``by``, as
+        R's emmeans: a pandas DataFrame with the variables, ``estimate``, ``SE``, ``df``, ``lower``, ``upper``.
+        Other covariates at their means, factors averaged with equal weights; a covariate ``term`` gives ``n_grid``
+        equally spaced values over its range (or the values ``at``); ``type`` "response" or "link"; ``level``: of
+        the intervals (default: the fit's). Satterthwaite's df for Gaussian-identity fits, else asymptotic."""
+        raise _needs_services("emmeans()")
+
+    def pairs(self, term: str, by: str | None = None, adjust: str = "tukey", type: str = "link"):
+        """Pairwise comparisons of a factor's marginal means, within each level of ``by``: ``contrast``,
+        ``estimate``, ``SE``, ``df``, ``statistic``, ``p``; ``adjust`` "tukey", "holm", "bonferroni" or "none".
+        ``type="response"``: under a log link the ratios of the means, under a logit link the odds ratios (as
+        emmeans gives them; tests on the link scale); other links keep the differences."""
+        raise _needs_services("pairs()")
+
+    def effects(self, term: str, by: str | None = None, level: float | None = None, n_grid: int = 20):
+        """The data of an effect plot of ``term`` on the response scale: ``x``, ``by`` (when given), ``estimate``,
+        ``lower``, ``upper``, ``SE``; ``attrs["kind"]`` "line" for a covariate, "points" for a factor."""
+        raise _needs_services("effects()")
+
+    def anova_terms_document(self) -> dict | None:
+        """The omnibus tests per term as the JSON document holds them (``"anova_terms"``): ``test`` ("F" or
+        "Chisq"), ``type``, ``contrasts``, ``note`` and ``rows`` of ``term``, ``df``, ``den_df`` (F tests),
+        ``statistic`` (F or chi-square) and ``p_value``. None when the services are not loaded or no term exists."""
+        return None
+
+    def __dir__(self) -> list[str]:
+        """The public names only (not the fields the engine and services keep for refits)."""
+        return sorted(PUBLIC_NAMES)
+
+    @property
+    def df_resid(self):
+        """Satterthwaite's degrees of freedom per fixed effect (pandas Series), or None without ``ddf``."""
+        return None if self.df is None else self._coefficients(self.df, "df")
+
+    def conf_int(self, level: float = 0.95, method: str = "wald", nsim: int = 1000, seed: int | None = None,
+                 progress: Callable[[str, float], None] | None = None):
+        """Confidence intervals at ``level``: a pandas DataFrame with columns ``lower`` and ``upper``.
+
+        ``method``:
+        - "wald": the fixed effects, estimate -/+ z * standard error;
+        - "profile": likelihood-profile intervals (lme4's ``confint(method = "profile")``) of the random-effect
+          standard deviations and correlations, ``sigma`` (Gaussian) and the fixed effects, named as lme4's
+          ``oldNames = FALSE`` (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``);
+        - "boot": parametric bootstrap percentile intervals of the same parameters (lme4's
+          ``confint(method = "boot", nsim = nsim)``): ``nsim`` responses simulated from the fit, each refitted on
+          every core; ``seed`` makes them reproducible whatever the number of processes. ``df.attrs`` holds
+          ``nsim``, ``failed`` (refits that failed and were left out), ``seed`` and ``seconds``.
+
+        ``progress(stage, fraction)`` is called as the profile or the bootstrap proceeds; raising
+        :class:`glmmlab.FitCancelled` from it stops them. Profile and bootstrap need a fit made in memory
+        (``glmmlab.glmm``/``fit_glmm``): they refit the model's data.
+        """
+        from glmmlab.engine.model.options import INTERVAL_OPTIONS
+
+        method = _checked(INTERVAL_OPTIONS["ci"], method, "method")
+        level = _checked(OPTIONS["conf_level"], level, "level")
+        import pandas as pd
+
+        attrs: dict = {"method": method, "level": level}
+        if method == "wald":
+            names = list(self.names)
+            lower, upper = self.intervals(level)
+        else:
+            self.require_frame(method)
+            if method == "boot":
+                nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")
+                if seed is not None:
+                    seed = _checked(INTERVAL_OPTIONS["seed"], seed, "seed")
+            names, lower, upper, notes = self._refit_intervals(method, level, nsim, seed, progress)
+            attrs.update(notes)
+        df = pd.DataFrame({"lower": np.asarray(lower, dtype=float), "upper": np.asarray(upper, dtype=float)},
+                          index=pd.Index(list(names), name="term"))
+        df.attrs.update(attrs)
+        return df
+
+    def _refit_intervals(self, method: str, level: float, nsim: int, seed: int | None,
+                         progress: Callable[[str, float], None] | None) -> tuple[list[str], Any, Any, dict]:
+        """(names, lower, upper, notes) of the "profile" and "boot" intervals, which refit the model: the fitted
+        model of the services computes them."""
+        raise _needs_services(f"conf_int(method={method!r})")
+
+    def require_frame(self, what: str = "this") -> Any:
+        """The fit's model frame (what profile and bootstrap intervals refit), or a GlmmInputError saying why
+        there is none."""
+        frame = self.model_frame()
+        if frame is None:
+            raise GlmmInputError(
+                f"{what} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
+                "model loaded from a project keeps no data); fit it in memory with glmmlab.glmm or fit_glmm")
+        return frame
+
+    def profile_arguments(self) -> dict:
+        """What :func:`glmmlab.engine.solvers.profile.make_problem` needs to profile this fit (checked)."""
+        from glmmlab.engine.families.distributions import resolve
+
+        if int(self.model.get("nagq", 1)) > 1:
+            raise GlmmInputError("profile intervals use the Laplace deviance: refit with nagq 1, or use "
+                                 "method='boot' for an AGQ fit")
+        fam, lk = resolve(self.family, self.link)
+        if fam.has_dispersion_parameter(lk) and self.model.get("dispersion") == "lme4":
+            raise GlmmInputError(
+                "profile intervals are not available for a fit of lme4's criterion (dispersion 'lme4'): that "
+                "criterion is not a likelihood in sigma (lme4 computes sigma after the fit, and refuses to profile "
+                "such models too). Refit with dispersion 'estimated' (the default) to profile, or use "
+                "method='boot' (parametric bootstrap) or 'wald'")
+        fp = None if self.family_parameter is None else self.family_parameter["value"]
+        return {"mf": self.require_frame("profile"), "fam": fam, "lk": lk, "variances": self.random_effects_table(),
+                "correlations": self.correlations or [],
+                "beta": dict(zip(self.names, np.asarray(self.beta, dtype=float))), "family_parameter": fp}
+
+    @property
+    def ranef(self):
+        """The BLUPs (conditional modes) in long form: a pandas DataFrame with columns component, group, term,
+        value and std_error, one row per grouping level and term."""
+        import pandas as pd
+
+        cols = ["component", "group", "term", "value", "std_error"]
+        rows = self.blup_table()
+        df = pd.DataFrame({c: [r[c] for r in rows] for c in cols}, columns=cols)
+        return df.astype({"value": float, "std_error": float})
+
+    @property
+    def varcorr(self):
+        """The random-effects variances: a pandas DataFrame with columns component, term, variance and std_dev
+        (the residual row has component "Residual" and term None). Correlations are in :attr:`re_correlations`."""
+        import pandas as pd
+
+        cols = ["component", "term", "variance", "std_dev"]
+        rows = self.random_effects_table()
+        df = pd.DataFrame({c: [r[c] for r in rows] for c in cols}, columns=cols)
+        return df.astype({"variance": float, "std_dev": float})
+
+    @property
+    def re_correlations(self):
+        """The correlations between random terms of one grouping factor: a pandas DataFrame with columns
+        component, term1, term2 and correlation (no rows when the model has no correlated terms)."""
+        import pandas as pd
+
+        cols = ["component", "term1", "term2", "correlation"]
+        rows = self.correlations or []
+        df = pd.DataFrame({c: [r[c] for r in rows] for c in cols}, columns=cols)
+        return df.astype({"correlation": float})
+
+    # -- prediction ----------------------------------------------------------------------------------
+    def predict(self, new_data: Any, include_random: bool | None = None, type: str = "response",
+                interval: str | None = None, level: float = 0.95) -> Any:
+        """Predict for new rows (anything indexable by column name: pandas, polars, a dict of arrays).
+
+        ``type`` is "response" (the mean) or "link" (the linear predictor). Groups not seen in the fit, or
+        ``include_random=False``, get the population-level prediction (random intercept 0).
+
+        ``interval="confidence"`` returns a pandas DataFrame with columns ``prediction``, ``lower`` and ``upper``:
+        the population-level prediction x' beta (+ offsets; lme4's ``re.form = NA``) and its Wald interval at
+        ``level``, x' beta -/+ z sqrt(x' V x) with V the fixed effects' covariance, on the link scale and, for
+        ``type="response"``, mapped through the inverse link (so the bounds stay inside the mean's range).
+        Random effects are not part of it: ``include_random=True`` is refused there.
+        """
+        if type not in ("response", "link"):
+            raise ValueError("type must be 'response' or 'link'")
+        if interval is not None:
+            return self._predict_interval(new_data, include_random, type, interval, level)
+        include_random = True if include_random is None else include_random
+        if self.predictor is not None:  # a general model: the services layer rebuilds its design for new rows
+            eta_fixed, random_part = self.predictor(new_data)
+            eta = eta_fixed + random_part if include_random else eta_fixed
+            return eta if type == "link" else LINKS[self.link].linkinv(eta)
+        eta, n_rows = self._simple_design(new_data)
+        groups = np.asarray(new_data[self.model["group"]]) if include_random else None
+        if n_rows is None:
+            n_rows = len(groups) if groups is not None else len(next(iter(new_data.values())))
+        eta = np.broadcast_to(np.asarray(eta @ self.beta if eta.ndim == 2 else eta, dtype=float), (n_rows,)).copy()
+        if groups is not None:  # include_random
+            eta += self.random_intercepts_for(groups)
+        if type == "link":
+            return eta
+        return LINKS[self.link].linkinv(eta)
+
+    def _fixed_design(self, new_data: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(X, offset) of the fixed part on new rows from the model frame's recipe (the services rebuild a
+        formula's design), or None: the random-intercept form's columns are read directly."""
+        return None
+
+    def _simple_design(self, new_data: Any) -> tuple[np.ndarray, int | None]:
+        """X of the random-intercept form over numeric columns (the columns named as the coefficients), or the
+        intercept alone as a 0-d array when no column is named; and the number of rows (None: not known)."""
+        cols: list[np.ndarray | None] = []
+        n_rows: int | None = None
+        for name in self.names:
+            if name == "(Intercept)":
+                cols.append(None)
+                continue
+            col = np.asarray(new_data[name], dtype=float)
+            n_rows = col.shape[0]
+            cols.append(col)
+        if n_rows is None:
+            return np.asarray(float(self.beta[0]) if len(self.beta) else 0.0), None
+        return np.column_stack([np.ones(n_rows) if c is None else c for c in cols]), n_rows
+
+    def _predict_interval(self, new_data: Any, include_random: bool | None, type: str, interval: str,
+                          level: float):
+        import pandas as pd
+
+        if interval != "confidence":
+            raise GlmmInputError(f"interval must be 'confidence' (or None); got {interval!r}")
+        if include_random:
+            raise GlmmInputError("interval='confidence' is the interval of the population-level prediction (the "
+                                 "fixed effects, random effects 0, as lme4's re.form = NA); leave include_random "
+                                 "out or set it to False")
+        try:
+            level = OPTIONS["conf_level"].check(level)
+        except GlmmInputError as exc:
+            raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
+        frame = self.model_frame()
+        design = self._fixed_design(new_data) if frame is not None and getattr(frame, "recipe", None) is not None \
+            else None
+        if design is not None:
+            X, offset = design
+        else:
+            X, n_rows = self._simple_design(new_data)
+            if n_rows is None:
+                n_rows = len(next(iter(new_data.values()))) if hasattr(new_data, "values") else 1
+                X = np.ones((n_rows, 1))
+            offset = np.zeros(X.shape[0])
+        eta = X @ np.asarray(self.beta, dtype=float) + offset
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, np.asarray(self.vcov_matrix, dtype=float), X), 0.0))
+        z = float(special.ndtri(0.5 + level / 2.0))
+        lower, upper = eta - z * se, eta + z * se
+        if type == "response":
+            inv = LINKS[self.link].linkinv
+            eta, a, b = inv(eta), inv(lower), inv(upper)
+            lower, upper = np.minimum(a, b), np.maximum(a, b)  # a decreasing link (inverse) swaps the ends
+        return pd.DataFrame({"prediction": eta, "lower": lower, "upper": upper})
+
+
+PUBLIC_NAMES = (
+    # the fit, as statsmodels and lme4 name it
+    "params", "fixef", "bse", "tvalues", "pvalues", "df_resid", "conf_int", "vcov", "cov_params", "llf", "nobs",
+    "fittedvalues", "resid", "sigma", "coef", "ranef", "varcorr", "re_correlations", "r2", "formula",
+    "family", "link", "conf_level", "method", "converged", "singular", "warnings", "names", "beta", "se",
+    "log_likelihood", "aic", "bic", "k", "n_obs", "n_groups", "n_excluded", "icc", "model", "groups",
+    "test_kind", "fit_seconds",
+    # tests and predictions
+    "anova", "emmeans", "pairs", "effects", "predict", "summary", "to_dict",
+)
+
+
+def _checked(option: Any, value: Any, name: str) -> Any:
+    """An option's value checked by its declared rule, the message naming the argument as it is named here."""
+    try:
+        return option.check(value)
+    except GlmmInputError as exc:
+        raise GlmmInputError(str(exc).replace(option.name, name, 1)) from None
+
+
+def long_blups(rows: list[dict]) -> list[dict]:
+    """BLUP rows in long form with rank 1 for the largest value within each component and term."""
+    keys: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        keys.setdefault((r["component"], r["term"]), []).append(i)
+    rank = np.zeros(len(rows), dtype=int)
+    for idx in keys.values():
+        vals = np.array([rows[i]["value"] for i in idx], dtype=float)
+        order = np.argsort(-vals, kind="stable")
+        for pos, k in enumerate(order):
+            rank[idx[k]] = pos + 1
+    out = []
+    for i, r in enumerate(rows):
+        row = {"component": r["component"], "group": r["group"], "term": r["term"], "value": _num(r["value"])}
+        if r["term"] == "(Intercept)":
+            row["random_intercept"] = _num(r["value"])
+        row["std_error"] = _num(r["std_error"])
+        row["rank"] = int(rank[i])
+        out.append(row)
+    return out
+
+
+def group_labels_of(values: np.ndarray) -> np.ndarray:
+    """Labels as a fit stores them: strings, integral numbers without a decimal point."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if np.all(values[finite] == np.round(values[finite])):
+            out = np.full(values.shape, "", dtype=object)
+            out[finite] = values[finite].astype(np.int64).astype(str)
+            return out.astype(str)
+    if values.dtype.kind == "b":
+        return np.where(values, "True", "False")
+    return values.astype(str)

@@ -1,0 +1,93 @@
+"""A fit's record: the estimates, variance components, conditional modes and per-row results put together
+as a :class:`~glmmlab.engine.inference.wald.results.GlmmResult`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from glmmlab.engine.inference import advice
+from glmmlab.engine.inference import wald as inference
+from glmmlab.engine.model.terms import ModelFrame
+from glmmlab.engine.solvers.blocked_cholesky import Structure
+
+if TYPE_CHECKING:
+    pass
+
+
+SINGULAR_THETA = 1e-4
+
+
+def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict]
+                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The blocks' modes u and diagonal blocks of H^-1 (``finals``), put at their factors' global levels: one
+    (levels, q) and one (levels, q, q) array per factor."""
+    us = [np.zeros((b.n_levels, b.q)) for b in st.blocks]
+    conds = [np.zeros((b.n_levels, b.q, b.q)) for b in st.blocks]
+    for unit, spec, fin in zip(units, specs, finals):
+        for t, (ub, cb) in enumerate(zip(unit.st.split_u(fin["u"]), fin["cond"])):
+            us[t][spec.level_maps[t]] = ub
+            conds[t][spec.level_maps[t]] = cb
+    return us, conds
+
+
+def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged: bool, theta: np.ndarray,
+              lams: list[np.ndarray], scale2: float, reml: bool, beta, vcov, names, se_kind, loglik, k, bs, cond,
+              rows, null_loglik, opt, se_hessian, var_residual):
+    from glmmlab.engine.inference.results import GlmmResult
+
+    re_rows: list[dict[str, Any]] = []
+    corr_rows: list[dict[str, Any]] = []
+    blup_rows: list[dict[str, Any]] = []
+    lead_blup = lead_se = np.zeros(0)
+    for t, (blk, L, b, cv) in enumerate(zip(st.blocks, lams, bs, cond)):
+        S = scale2 * (L @ L.T)
+        M = np.einsum("ab,jbc,dc->jad", L, cv, L)  # conditional covariance of b per level
+        for a, name in enumerate(blk.names):
+            re_rows.append({"component": blk.component, "term": name, "variance": float(S[a, a])})
+        for g in blk.groups:
+            for i in range(len(g)):
+                for j in range(i + 1, len(g)):
+                    a, c = g[i], g[j]
+                    denom = np.sqrt(S[a, a] * S[c, c])
+                    corr_rows.append({"component": blk.component, "term1": blk.names[a], "term2": blk.names[c],
+                                      "correlation": float(S[a, c] / denom) if denom > 0 else None})
+        sd = np.sqrt(np.maximum(np.diagonal(M, axis1=1, axis2=2), 0.0))
+        if t == 0:  # the leading factor's first term: the random-intercept view (blup, blup_se)
+            lead_blup, lead_se = np.array(b[:, 0], dtype=float), np.array(sd[:, 0], dtype=float)
+        comp = blk.component
+        for a, name in enumerate(blk.names):  # one comprehension per term over numbers already Python floats
+            blup_rows.extend({"component": comp, "group": level, "term": name, "value": v, "std_error": e}
+                             for level, v, e in zip(blk.levels, b[:, a].tolist(), sd[:, a].tolist()))
+    diag = st.diagonal_theta(theta)
+    singular = bool(np.any(diag < SINGULAR_THETA))
+    warnings = []
+    scalar = len(st.blocks) == 1 and st.q1 == 1
+    if singular:
+        warnings.append(advice.SINGULAR if scalar else advice.SINGULAR_GENERAL)
+    if not converged:
+        warnings.append(advice.not_converged(model["max_iter"], model["tol"]))
+    lead = st.lead
+    if lead.n_levels < 5:
+        warnings.append(advice.few_groups(lead.n_levels))
+    aic, bic = inference.information_criteria(loglik, k, mf.n)
+    var_group = re_rows[0]["variance"]
+    icc = inference.icc(model["family"], model["link"], var_group, var_residual) if scalar else None
+    comparison = None
+    if null_loglik is not None:
+        comparison = inference.glm_comparison(loglik, null_loglik, k, mf.n, lead.n_levels, icc)
+    return GlmmResult(
+        model=model, method=method, n_obs=mf.n, n_groups=lead.n_levels, n_excluded=mf.n_input - mf.n,
+        converged=bool(converged), singular=singular, warnings=warnings, names=list(names),
+        beta=beta, vcov_matrix=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
+        var_group=float(var_group), var_residual=None if var_residual is None else float(var_residual),
+        icc=icc, log_likelihood=float(loglik), log_likelihood_kind=method, aic=float(aic), bic=float(bic), k=int(k),
+        group_labels=list(lead.levels), blup=lead_blup, blup_se=lead_se, rows=np.asarray(mf.rows),
+        fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
+        pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"],
+        fit_seconds=0.0, theta=float(theta[0]), thetas=np.array(theta, dtype=float), glm_comparison=comparison,
+        optimization=opt,
+        se_hessian=se_hessian, re_rows=re_rows, correlations=corr_rows,
+        groups={b.component: b.n_levels for b in st.blocks}, blup_rows=blup_rows,
+    )

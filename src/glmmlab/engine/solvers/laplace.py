@@ -1,0 +1,600 @@
+"""The Laplace approximation for every other family and link: conditional modes by penalised IRLS (staying
+inside the link's range), the Laplace deviance and its exact gradient, adaptive quadrature for a scalar random
+intercept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import special
+
+from glmmlab.engine.families.distributions import Family, dev_eta3
+from glmmlab.engine.families.links import Link
+from glmmlab.engine.families.response import Response
+from glmmlab.engine.families.state import row_state
+from glmmlab.engine.solvers.blocked_cholesky import Structure, batched_inverse_lower, factor
+
+if TYPE_CHECKING:
+    pass
+from glmmlab.engine.solvers.likelihood import Likelihood
+from glmmlab.engine.solvers.scaling import design_dot, design_t_dot
+
+SINGULAR_THETA = 1e-4
+# a mode whose linear predictor comes within this fraction of the scale of the row effects of the edge of the link's
+# range (a mean of 0 under an identity link) is on that edge: see GeneralLaplace.pirls
+EDGE_GAP = 1e-8
+
+
+EDGE_GAP = 1e-8
+EDGE_STEPS = 3
+
+
+EDGE_STEPS = 3
+# under such a link the mode search's curvature of a row with no observed curvature (y = 0 under the identity link):
+# this fraction of the expected information, so the steps do not crawl towards the edge (see _edge_weights)
+EDGE_CURVATURE = 1e-3
+
+
+EDGE_CURVATURE = 1e-3
+MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts from by prediction
+
+
+def edge_gap(eta: np.ndarray, lo: float, hi: float) -> float:
+    """The smallest distance of a row's linear predictor from an end of the open range (lo, hi) (inf without
+    ends; negative when a row is outside)."""
+    gap = np.inf
+    if np.isfinite(lo):
+        gap = min(gap, float(np.min(eta - lo, initial=np.inf)))
+    if np.isfinite(hi):
+        gap = min(gap, float(np.min(hi - eta, initial=np.inf)))
+    return gap
+
+
+def inside_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
+                 lk: Link) -> np.ndarray:
+    """A start for the fixed effects inside the link's range. The GLM's maximum can lie on its edge (a Poisson
+    mean of 0 under the identity link), where no random effect keeps every mean valid: the start is then moved a
+    tenth of the way towards the coefficients whose linear predictor is closest to the constant
+    link(mean of y), which lies well inside. Returns ``beta`` when it already keeps a hundredth of that
+    distance from the edge."""
+    if not fam.has_edge(lk, y):
+        return beta
+    return inside_start_of(beta, lk, fam.eta_range(lk, y), float(np.average(y, weights=pw)),
+                           lambda c: np.linalg.lstsq(Xs, c - off, rcond=None)[0],
+                           lambda b, lo, hi: edge_gap(Xs @ b + off, lo, hi))
+
+
+def inside_start_of(beta: np.ndarray, lk: Link, eta_range: tuple[float, float], mean_y: float,
+                    centre_of: Callable[[float], np.ndarray], gap: Callable[[np.ndarray, float, float], float]
+                    ) -> np.ndarray:
+    """:func:`inside_start` for a model with an edge from the link's range of linear predictors, the weighted
+    mean of y, ``centre_of(c)``: the least-squares coefficients of the constant c less the offset, and ``gap(b,
+    lo, hi)``: the rows' :func:`edge_gap` at coefficients b (rows that never meet in one place: the Dask path)."""
+    lo, hi = eta_range
+    with np.errstate(all="ignore"):
+        c = float(lk.linkfun(np.array([mean_y]))[0])
+    if not np.isfinite(c) or beta.size == 0:
+        return beta
+    centre = centre_of(c)
+    margin = gap(centre, lo, hi)
+    if not margin > 0 or gap(beta, lo, hi) >= 0.01 * margin:
+        return beta
+    return centre + 0.9 * (beta - centre)
+
+
+# -- every other family: Laplace ----------------------------------------------------------------------------
+class GeneralLaplace:
+    """lme4's Laplace deviance D(theta, beta) = -2 log p(y | mu) + |u|^2 + log det(H) at the conditional modes."""
+
+    def __init__(self, st: Structure, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
+                 fam: Family, lk: Link, dispersion: str = "estimated", resp: Response | None = None):
+        self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
+        self.dispersion = dispersion
+        self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
+        self.fam, self.lk = fam, lk
+        self._set_edge()
+        self.resp = Response(y, fam) if resp is None else resp  # ``resp``: the rows' part of the whole's
+        self._lik: Likelihood | None = None
+        self.nt = st.n_theta
+        self.u = np.zeros(st.Q)
+        self._last: dict | None = None  # what predicts the next modes (one grouping factor; see _predicted_modes)
+        # False: nothing per row is kept between evaluations (then no predicted modes): the Dask path's lean blocks
+        self.keep_last = True
+        self._last_dev = 0.0
+        self.evaluations = 0
+        self.modes_converged = True
+        # glmmTMB's Laplace approximation (the negative binomial, and a dispersion estimated with the other
+        # parameters): the log-determinant uses the observed information (the exact Hessian of the joint
+        # log-density) rather than the expected one
+        self.observed = fam.observed_information or self.estimated
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the family's dispersion is a parameter of the model (see :class:`Likelihood`)."""
+        return self.fam.has_dispersion and self.dispersion == "estimated"
+
+    def set_family(self, fam: Family) -> None:
+        """Use another member of the family (the negative binomial's theta)."""
+        self.fam = fam
+        self._set_edge()
+        self.resp = Response(self.y, fam)
+        self._lik = None
+
+    @property
+    def lik(self) -> Likelihood:
+        """This block's likelihood constants, made when first needed: a fit over several blocks uses the whole
+        data's (BlockedLaplace), and their saturated log-densities cost three log-gamma passes over the rows."""
+        if self._lik is None:
+            self._lik = Likelihood(self.fam, self.y, self.pw, self.dispersion)
+        return self._lik
+
+    def reset_modes(self) -> None:
+        """Forget the last modes: the next mode search starts from u = 0."""
+        self.u = np.zeros(self.st.Q)
+        self._last = None
+
+    def _set_edge(self) -> None:
+        """The family's fast path (its means always valid) and, without it, the link's range of linear
+        predictors when it has an end (``edge``: e.g. a Poisson or Gamma mean must stay above 0 under an identity
+        link); the mode search then keeps every row inside that range."""
+        self.fast = self.fam.has_fast_path(self.lk.name)
+        self.eta_lo, self.eta_hi = self.fam.eta_range(self.lk, self.y)
+        self.edge = not self.fast and self.fam.has_edge(self.lk, self.y)
+        # Newton steps with the observed curvature in the mode search (see pirls): under a link with an edge, where
+        # the dispersion is estimated, and under a link other than the family's canonical one (probit), where
+        # the expected information's steps converge only linearly (three times the passes over the rows)
+        self.newton = self.edge or self.estimated or self.lk.name != self.fam.canonical_link
+
+    def _weighted(self, a: np.ndarray) -> np.ndarray:
+        return a if self.unit_weights else self.pw * a
+
+    def _xb(self, beta: np.ndarray) -> np.ndarray:
+        return design_dot(self.Xs, beta)
+
+    def _xt(self, v: np.ndarray) -> np.ndarray:
+        return design_t_dot(self.Xs, v)
+
+    def _state(self, eta_f: np.ndarray, u: np.ndarray, lams: list[np.ndarray]):
+        re = self.st.row_effect(self.st.b_of_u(u, lams))
+        rs = row_state(self.resp, eta_f + re, self.lk)
+        pdev = float(np.sum(self._weighted(rs.dev))) + float(u @ u)
+        # a family's fast path keeps its means in range (its has_fast_path promise): no check over the rows; under
+        # a link with an edge the linear predictors stay inside its range (the side of a pole the data lie on)
+        ok = np.isfinite(pdev) and (self.fast or bool(np.all(self.fam.mu_valid(rs.mu))))
+        if ok and self.edge:
+            ok = edge_gap(rs.eta, self.eta_lo, self.eta_hi) > 0
+        return re, rs, (pdev if ok else np.inf)
+
+    def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, max_iter: int = 200) -> dict:
+        """The conditional modes u at (theta, beta) by penalised IRLS with step halving.
+
+        Under a link whose linear predictors have an edge (``self.edge``) every step stays inside it (the
+        feasible set of u is a polyhedron: a step is first cut to 0.9 of the way to the nearest row's edge),
+        the steps use the observed curvature where the expected one would make them crawl (see
+        :meth:`_edge_working`), and a mode that reaches the edge (a row with y = 0 whose mean is driven to 0)
+        makes the point infeasible: the Laplace log-determinant, with the expected information 1 / mu of that
+        row, is infinite there, so the deviance is +inf (``dev``) and the optimiser steps back."""
+        st = self.st
+        lams = st.lambdas(theta)
+        eta_f = self._xb(beta) + self.off
+        u = u0.copy()
+        re, rs, pdev = self._state(eta_f, u, lams)
+        for fallback in ((self.u,) if u0 is not self.u else ()) + (np.zeros(st.Q),):
+            if np.isfinite(pdev):
+                break
+            u = fallback.copy()
+            re, rs, pdev = self._state(eta_f, u, lams)
+        if not np.isfinite(pdev) and self.edge:
+            u = self._moved_in(eta_f, lams)
+            re, rs, pdev = self._state(eta_f, u, lams)
+        if not np.isfinite(pdev):
+            raise FloatingPointError("no valid mean at the starting modes")
+        cp = None
+        converged = at_edge = False
+        near = 0
+        for _ in range(max_iter):
+            # Newton steps with the observed curvature under a link with an edge and where glmmTMB's likelihood is
+            # fitted (its log-determinant uses that curvature too): quadratic convergence, so the modes are at
+            # rounding level when the steps stop (working-weight steps converge only linearly for a non-canonical
+            # link, and left the fit depending on the cut into blocks at 1e-7)
+            w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
+                                                                  re + (self.y - rs.mu) / rs.h1)
+            cp = st.crossprods(w, r[:, None])
+            F = factor(st, cp, theta)
+            delta = F.solve_u(0) - u
+            if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
+                converged = True
+                break
+            t = self._edge_step(eta_f + re, st.row_effect(st.b_of_u(delta, lams))) if self.edge else 1.0
+            for _h in range(30):
+                cand = u + t * delta
+                re_c, rs_c, pdev_c = self._state(eta_f, cand, lams)
+                if pdev_c <= pdev + 1e-12 * abs(pdev):
+                    break
+                t *= 0.5
+            else:
+                converged = True  # no descent left at rounding level
+                break
+            u, re, rs, pdev = cand, re_c, rs_c, pdev_c
+            # a mode that stays at the edge for EDGE_STEPS steps in a row is on it (a start next to the edge
+            # may touch it on the way)
+            near = near + 1 if self.edge and self._at_edge(eta_f + re) else 0
+            if near >= EDGE_STEPS:
+                at_edge = True
+                break
+        else:
+            cp = None
+        fisher_again = self.newton and not self.estimated  # the last factor has the observed curvature
+        if cp is None or self.edge or fisher_again:
+            # the log-determinant, the gradient and the predicted modes use the expected information
+            w = self._weighted(rs.w)
+            with_r = self.edge or fisher_again
+            cp = st.crossprods(w, (re + (self.y - rs.mu) / rs.h1)[:, None] if with_r else None)
+            F = factor(st, cp, theta)
+        if at_edge:
+            self._last = None
+            return {"u": u, "F": F, "rs": rs, "re": re, "dev": np.inf, "pdev": np.inf, "converged": False,
+                    "logdet": np.inf, "F_ld": F, "cp_ld": cp, "at_edge": True}
+        dev = float(np.sum(self._weighted(rs.dev)))
+        self._last_dev = dev
+        logdet, F_ld, cp_ld = F.logdet, F, cp
+        if self.observed:
+            cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
+            F_ld = factor(st, cp_ld, theta)
+            logdet = F_ld.logdet
+        if self.keep_last and not st.rest and converged and cp is not None and cp.E1.shape[2] == 1:
+            # the score per level, Z' (pw (y - mu) h1 / V), from the last iteration's cross-products of the
+            # working response r = Z Lambda u + (y - mu) / h1: Z'W r = A Lambda u + score
+            score = cp.E1[:, :, 0] - np.einsum("jab,jb->ja", cp.A11, u.reshape(st.L1, st.q1) @ lams[0].T)
+            self._last = {"theta": np.array(theta), "beta": np.array(beta), "u": u, "F": F, "w": w, "A": cp.A11,
+                          "score": score, "lam": lams[0]}
+        else:
+            self._last = None
+        return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
+                "logdet": logdet, "F_ld": F_ld, "cp_ld": cp_ld}
+
+    def _edge_working(self, rs, re: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weights and working response of a mode-search step under a link with an edge: a Newton step with the
+        observed curvature (half the second derivative of the unit deviance) where it is positive, at least
+        EDGE_CURVATURE of the expected information, and the expected information where the observed is
+        negative. A row with y = 0 under the identity link has no observed curvature but an expected
+        information 1 / mu that grows without bound near the edge: with it the steps would approach a mode on
+        the edge ever more slowly (geometrically) instead of reaching it."""
+        w = self._weighted(rs.w)
+        wobs = 0.5 * self._weighted(rs.dev_eta2)
+        wh = np.where(wobs >= 0.0, np.maximum(wobs, EDGE_CURVATURE * w), w)
+        return wh, re - 0.5 * self._weighted(rs.dev_eta) / wh
+
+    def _moved_in(self, eta_f: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
+        """A start inside the link's range when u = 0 is outside it (the fixed part alone puts some row past the
+        edge): each level of the leading factor with such a row moves along the first coordinate of its
+        spherical effect whose rows all can be brought inside (row effects s * z_i' Lambda[:, k]: an interval of
+        s per level), as far inside that interval as its end is from 0 (at least half a prior standard
+        deviation; the middle of a narrower interval), as the random-intercept engine's start does.
+        Deterministic in (theta, beta), so the modes, and the deviance, do not depend on the path of the
+        optimiser. Levels that cannot be brought inside stay at 0."""
+        st = self.st
+        L1, q = st.L1, st.q1
+        codes = st.codes1
+        lo, hi = self.eta_lo, self.eta_hi
+        bad = (eta_f <= lo) | (eta_f >= hi)
+        todo = np.bincount(codes, weights=bad.astype(float), minlength=L1) > 0
+        U = np.zeros((L1, q))
+        for k in range(q):
+            if not todo.any():
+                break
+            a = st.lead.Z @ lams[0][:, k]  # each row's effect per unit of the level's k-th coordinate
+            s_lo, s_hi = np.full(L1, -np.inf), np.full(L1, np.inf)
+            with np.errstate(all="ignore"):
+                for end, sign in ((lo, 1.0), (hi, -1.0)):
+                    if not np.isfinite(end):
+                        continue
+                    bound = (end - eta_f) / a  # eta_f + s a crosses the end at this s
+                    up = sign * a > 0  # rows whose effect moves them away from this end as s grows
+                    np.maximum.at(s_lo, codes[up], bound[up])
+                    np.minimum.at(s_hi, codes[~up & (a != 0)], bound[~up & (a != 0)])
+                    stuck = (a == 0) & (sign * (eta_f - end) <= 0)  # a row this coordinate cannot move
+                    s_lo[np.unique(codes[stuck])] = np.inf
+                ok = todo & (s_lo < s_hi)
+                # as far inside again as the edge is from 0 (at least half a prior SD), or the middle of a
+                # narrower interval: a row whose effect per unit is small still gets a margin
+                margin = np.minimum(np.maximum(0.5, np.abs(np.where(np.isfinite(s_lo), s_lo, s_hi))),
+                                    0.5 * (s_hi - s_lo))
+                U[ok, k] = np.clip(0.0, s_lo + margin, s_hi - margin)[ok]
+            todo &= ~ok
+        u = np.zeros(st.Q)
+        u[: L1 * q] = U.ravel()
+        return u
+
+    def _edge_step(self, eta: np.ndarray, d_eta: np.ndarray) -> float:
+        """The first step length of a mode-search step that changes the linear predictor by ``d_eta``: 1, or 0.9
+        of the way to where the first row reaches an end of the link's range."""
+        t = 1.0
+        if np.isfinite(self.eta_lo):
+            m = d_eta < 0.0
+            if m.any():
+                t = min(t, 0.9 * float(np.min((eta[m] - self.eta_lo) / -d_eta[m])))
+        if np.isfinite(self.eta_hi):
+            m = d_eta > 0.0
+            if m.any():
+                t = min(t, 0.9 * float(np.min((self.eta_hi - eta[m]) / d_eta[m])))
+        return t
+
+    def _at_edge(self, eta: np.ndarray) -> bool:
+        """Whether some row's linear predictor is within EDGE_GAP (relative to the largest |eta|) of an end of the
+        link's range."""
+        return edge_gap(eta, self.eta_lo, self.eta_hi) <= EDGE_GAP * (1.0 + float(np.max(np.abs(eta))))
+
+    def _predicted_modes(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """Starting modes for PIRLS at (theta, beta): the last modes moved along their derivative in (theta,
+        beta) (the implicit function theorem with the last factor, one grouping factor), so PIRLS starts at an
+        error of the order of the step squared and needs one Newton step less; otherwise the last modes."""
+        last = self._last
+        if last is None or last["theta"].shape != np.shape(theta) or last["beta"].shape != np.shape(beta):
+            return self.u
+        st = self.st
+        L1, q = st.L1, st.q1
+        lam, U = last["lam"], last["u"].reshape(L1, q)
+        dlam = st.lead.lam(np.asarray(theta)[: st.n_theta]) - lam
+        # d(Lambda' Z' score - u) = dLambda' score - Lambda' A dLambda u - Lambda' Z' W X dbeta
+        rhs = last["score"] @ dlam - np.einsum("jab,jb->ja", last["A"], U @ dlam.T) @ lam
+        dbeta = np.asarray(beta) - last["beta"]
+        if np.any(dbeta != 0.0):
+            xb = last["w"] * self._xb(dbeta)
+            rhs -= st.lead_sums_z(xb)[0] @ lam
+        du = last["F"].solve(rhs.ravel())
+        # a long step (the optimiser's first iterations) is beyond the linearisation: start from the last modes
+        step = float(np.max(np.abs(du), initial=0.0))
+        return last["u"] + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
+
+    def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        """D and its exact gradient, this block alone (the fit sums blocks with BlockedLaplace)."""
+        D, p = self._total(params, True)
+        if p is None:
+            return np.inf, np.zeros_like(params)
+        return D, self.lik.gradient(p["dev"], p["uu"], p["g_c"], p["g_0"], p.get("direct"))
+
+    def value(self, params: np.ndarray) -> float:
+        return self._total(params, False)[0]
+
+    def _total(self, params: np.ndarray, gradient: bool) -> tuple[float, dict | None]:
+        self.evaluations += 1
+        try:
+            p = self.parts(params[: self.nt], params[self.nt:], gradient)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf, None
+        D = self.lik.data_term(p["dev"], p["uu"]) + p["logdet"]
+        if not np.isfinite(D):
+            return np.inf, None
+        self.modes_converged = p["converged"]
+        return float(D), p
+
+    def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
+        """This block's share of D and of its gradient (as c * g_c + g_0) at (theta, beta)."""
+        m = self.pirls(theta, beta, self._predicted_modes(theta, beta))
+        if m.get("at_edge"):  # an infeasible point: its modes are no start for the next one
+            return {"dev": np.inf, "uu": 0.0, "logdet": np.inf, "converged": False}
+        self.u = m["u"]
+        out = {"dev": m["dev"], "uu": float(m["u"] @ m["u"]), "logdet": m["logdet"], "converged": m["converged"]}
+        if gradient:
+            out["g_c"], out["g_0"] = self._gradient_split(theta, m)
+            if self.estimated:
+                out["direct"] = self._direct_gradient(theta, m)
+        return out
+
+    def _direct_gradient(self, theta: np.ndarray, m: dict) -> np.ndarray:
+        """The partial derivative of the weighted total deviance in (theta, beta) with the modes held fixed:
+        over beta X_s' d1, over the theta entry at (ra, cb) of a factor's Lambda sum_i d1_i z_i[ra] u[cb] at the
+        row's level (d1 = d dev / d eta per row)."""
+        st = self.st
+        d1 = self._weighted(m["rs"].dev_eta)
+        us = st.split_u(m["u"])
+        grad_theta = []
+        for t, b in enumerate(st.blocks):
+            if t == 0:
+                G = st.lead_sums_z(d1)[0]
+            else:
+                codes = np.asarray(b.codes, dtype=np.intp)
+                G = np.column_stack([np.bincount(codes, weights=d1 * b.Z[:, a], minlength=b.n_levels)
+                                     for a in range(b.q)])
+            grad_theta += [float(G[:, ra] @ us[t][:, cb]) for ra, cb in b.theta_positions()]
+        return np.concatenate([np.array(grad_theta), self._xt(d1)])
+
+    def agq(self, theta: np.ndarray, beta: np.ndarray, z: np.ndarray, wq: np.ndarray,
+            phi: float | None = None) -> float:
+        """Sum over this block's levels of log int p(y_j | u) phi(u) du by adaptive Gauss-Hermite quadrature
+        (one scalar random-effects term): the rule (z, wq) for N(0, 1) centred on each level's mode and scaled by
+        its conditional SD (the information the Laplace approximation uses, so one node gives the Laplace value).
+        ``phi``: the dispersion where it is estimated (theta is then relative to sqrt(phi): the standard normal
+        effect u has the mode v / sqrt(phi) for the modes v of the penalised deviance, and the same curvature
+        1 + theta^2 W)."""
+        st = self.st
+        m = self.pirls(theta, beta, self.u)
+        t = float(theta[0])
+        rs = m["rs"]
+        zc = st.lead.Z[:, 0]
+        eta_f = self._xb(beta) + self.off
+        if phi is not None:
+            scale = float(np.sqrt(phi))
+
+            def loglik(dev):
+                return self.fam.loglik_rows(self.y, dev, phi, self.pw)
+        else:
+            scale, sat = 1.0, self.lik.sat_rows
+
+            def loglik(dev):
+                return sat - 0.5 * self.pw * dev
+        if t == 0.0:
+            return float(np.sum(loglik(rs.dev)))
+        # one more Newton step puts the modes at rounding level (the quadrature is not stationary in them)
+        F = m["F"]
+        u = (F.solve_u(0) if F.G1.shape[2] else m["u"]) / scale
+        info = 0.5 * self.pw * rs.dev_eta2 if self.observed else self.pw * rs.w
+        W = st.lead_sum(info * zc * zc)
+        sd = 1.0 / np.sqrt(1.0 + t * t * W)
+        terms = np.empty((st.L1, z.size))
+        logw = np.log(wq)
+        for k, zk in enumerate(z):
+            uk = u + sd * zk
+            dev = row_state(self.resp, eta_f + (t * scale) * zc * st.lead_expand(uk), self.lk).dev
+            terms[:, k] = logw[k] + st.lead_sum(loglik(dev)) - 0.5 * uk * uk + 0.5 * zk * zk
+        value = float(np.sum(np.log(sd) + special.logsumexp(terms, axis=1)))
+        return value if np.isfinite(value) else -np.inf
+
+    def deviance_at_modes(self) -> float:
+        """The weighted total deviance at the last modes found."""
+        return self._last_dev
+
+    def fixed_precision(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """X'WX - X'WZ Lambda H^-1 Lambda'Z'WX at the modes of (theta, beta), with the working weights."""
+        m = self.pirls(theta, beta, self.u)
+        self.u = m["u"]
+        return factor(self.st, self.st.crossprods(self._weighted(m["rs"].w), self.Xs), theta).SEE
+
+    def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
+        """What the results need from this block at the optimum."""
+        st = self.st
+        m = self.pirls(theta, beta, self.u)
+        rs = m["rs"]
+        w = self.pw * rs.w
+        F = factor(st, st.crossprods(w, self.Xs), theta)
+        # the conditional covariances of the modes: the inverse of the Hessian the log-determinant uses
+        # (the observed information where glmmTMB's likelihood is fitted)
+        cond = (m["F_ld"] if self.estimated else F).diag_blocks_inverse(st)
+        return {"u": m["u"], "SEE": F.SEE, "cond": cond, **self._row_parts(m), "converged": m["converged"]}
+
+    def final_rows(self, theta: np.ndarray, beta: np.ndarray) -> dict:
+        """The per-row part of :meth:`final` alone, without its cross-products (the Dask path's actors compute
+        their rows' results after the sums)."""
+        return self._row_parts(self.pirls(theta, beta, self.u))
+
+    def _row_parts(self, m: dict) -> dict:
+        rs = m["rs"]
+        return {"mu": rs.mu, "resid": self.y - rs.mu, "var": rs.var, "dev_rows": self.pw * rs.dev, "re": m["re"]}
+
+    def _gradient_split(self, theta: np.ndarray, m: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The exact gradient of D through the implicit function theorem; every factor block enters through its
+        rows' own levels."""
+        st = self.st
+        lams = st.lambdas(theta)
+        u_blocks = st.split_u(m["u"])
+        rs, pw, F = m["rs"], self.pw, m["F"]
+        d1 = self._weighted(rs.dev_eta)
+        w_eta = self._weighted(rs.w_eta)
+        wobs = 0.5 * self._weighted(rs.dev_eta2)
+        w = self._weighted(rs.w)
+        if self.observed:  # the log-determinant's weights are the observed information (negative binomial)
+            F = m["F_ld"]
+            w = wobs
+            w_eta = 0.5 * pw * dev_eta3(self.fam, self.lk, self.y, rs)
+        # |wobs - w| <= 1e-12 |w| (np.allclose's rule with rtol 1e-12, without its cost)
+        canonical = bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
+        K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
+        if not st.rest:
+            return self._gradient_one_factor(lams[0], m, F, K, d1, w_eta, wobs, m["cp_ld"].A11)
+        n = self.Xs.shape[0]
+        # per row: its scaled columns z~_it = Lambda_t' z_it for every factor, stacked (n, q_tot)
+        codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
+        Zt = np.concatenate([b.Z @ L for b, L in zip(st.blocks, lams)], axis=1)
+        qs = [b.q for b in st.blocks]
+        starts = np.concatenate([[0], np.cumsum(qs)]).astype(int)
+        P = self._row_inverse_blocks(F, codes, qs, starts, n)
+        hz = np.einsum("nab,nb->na", P, Zt)  # (H^-1 z~_i) at the row's own levels
+        s = np.einsum("na,na->n", Zt, hz)
+        sw = s * w_eta
+        # g_u = dD/du at the modes, scattered to each factor's levels
+        # g_u = dD/du at the modes = 2 (1 - c) u + S, scattered to each factor's levels; the gradient is linear
+        # in c, so it is returned as (g_c, g_0) with gradient = c g_c + g_0 (blocks add both up before c is known)
+        pieces = []
+        for t, b in enumerate(st.blocks):
+            zt = Zt[:, starts[t]: starts[t + 1]]
+            part = st.lead_sum(sw[:, None] * zt) if t == 0 else np.column_stack(
+                [np.bincount(codes[t], weights=sw * zt[:, a], minlength=b.n_levels) for a in range(b.q)])
+            pieces.append(part.ravel())
+        S = np.concatenate(pieces)
+        v0 = K.solve(2.0 * m["u"] + S)
+        v1 = K.solve(-2.0 * m["u"])
+        out = []
+        for v, a_i in ((v1, d1), (v0, sw)):  # (c part, constant part)
+            v_blocks = st.split_u(v)
+            tv = np.zeros(n)
+            for t in range(len(st.blocks)):
+                vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
+                tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
+            a_i = a_i - wobs * tv
+            grad_beta = self._xt(a_i)
+            grad_theta = np.empty(self.nt)
+            k = 0
+            constant = v is v0
+            for t, b in enumerate(st.blocks):
+                Zr, vt = b.Z, v_blocks[t]
+                ut = st.lead_expand(u_blocks[t]) if t == 0 else u_blocks[t][codes[t]]
+                hzt = hz[:, starts[t]: starts[t + 1]]
+                g = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
+                    [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
+                for ra, cb in b.theta_positions():
+                    val = float(np.sum(a_i * Zr[:, ra] * ut[:, cb]) - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
+                    if constant:
+                        val += 2.0 * float(np.sum(w * Zr[:, ra] * hzt[:, cb]))
+                    grad_theta[k] = val
+                    k += 1
+            out.append(np.concatenate([grad_theta, grad_beta]))
+        return out[0], out[1]
+
+    def _gradient_one_factor(self, lam: np.ndarray, m: dict, F, K, d1: np.ndarray, w_eta: np.ndarray,
+                             wobs: np.ndarray, Aw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_gradient_split` for one grouping factor: every sum over rows that meets a per-level matrix is
+        taken per level first (Aw = Z'WZ per level, from the factor's own cross-products), so the rows are
+        passed over a few times instead of once per term and theta entry."""
+        st = self.st
+        L1, q = st.L1, st.q1
+        U = m["u"].reshape(L1, q)
+        Linv = batched_inverse_lower(F.L11)
+        P = np.matmul(np.swapaxes(Linv, 1, 2), Linv)  # diagonal blocks of H^-1
+        s = st.lead_quadratic(lam @ P @ lam.T)  # z~_i' H^-1 z~_i with z~ = Lambda' z
+        sw = s * w_eta
+        v1 = K.solve(-2.0 * m["u"])  # the c part needs no S: its row sums go with those of sw and d1
+        a1 = d1 - wobs * st.lead_dot(v1.reshape(L1, q) @ lam.T)
+        SZ, g, AZ1 = st.lead_sums_z(sw, d1, a1)
+        S = SZ @ lam
+        const = (Aw @ lam @ P).sum(axis=0)  # sum_j Aw_j Lambda P_j: the log-determinant's direct term
+        tp = st.lead.theta_positions()
+        out = []
+        v0 = K.solve(2.0 * m["u"] + S.ravel())
+        for v, a_i, constant in ((v1, a1, False), (v0, None, True)):
+            V = v.reshape(L1, q)
+            if a_i is None:
+                a_i = sw - wobs * st.lead_dot(V @ lam.T)
+                AZ = st.lead_sums_z(a_i)[0]
+            else:
+                AZ = AZ1
+            grad_theta = np.array([float(AZ[:, ra] @ U[:, cb] - 0.5 * (V[:, cb] @ g[:, ra])) for ra, cb in tp])
+            if constant:
+                grad_theta += 2.0 * np.array([const[ra, cb] for ra, cb in tp])
+            out.append(np.concatenate([grad_theta, self._xt(a_i)]))
+        return out[0], out[1]
+
+    def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:
+        """Per row, the q_tot x q_tot block of H^-1 at the row's own levels of every factor."""
+        st = self.st
+        H11, H12, H22 = F.inverse_parts()
+        qt = int(starts[-1])
+        P = np.empty((n, qt, qt))
+        q1 = qs[0]
+        P[:, :q1, :q1] = st.lead_expand(H11)
+        if H12 is None:
+            return P
+        rows1 = codes[0][:, None] * q1 + np.arange(q1)[None, :]  # (n, q1) rows of H12
+        cols = []
+        for t, (b, o) in enumerate(zip(st.rest, st.rest_offsets), start=1):
+            cols.append(o + codes[t][:, None] * b.q + np.arange(b.q)[None, :])
+        for t, ct in enumerate(cols, start=1):
+            s0, s1 = starts[t], starts[t + 1]
+            blk = H12[rows1[:, :, None], ct[:, None, :]]
+            P[:, :q1, s0:s1] = blk
+            P[:, s0:s1, :q1] = np.swapaxes(blk, 1, 2)
+            for t2, ct2 in enumerate(cols, start=1):
+                P[:, s0:s1, starts[t2]: starts[t2 + 1]] = H22[ct[:, :, None], ct2[:, None, :]]
+        return P

@@ -1,0 +1,290 @@
+"""The Laplace driver: from the GLM start through the joint optimisation over (theta, beta) (and the negative
+binomial's theta, or AGQ), to the per-row results. A Dask fit gives the rows through
+:class:`~glmmlab.engine.solvers.row_blocks.RemoteRows`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from glmmlab.engine.families.distributions import negbin_family
+from glmmlab.engine.families.response import Response
+from glmmlab.engine.inference import advice
+from glmmlab.engine.inference import wald as inference
+from glmmlab.engine.progress import report
+from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.optimizer import (
+    feasible_theta,
+    stages_document,
+)
+from glmmlab.engine.solvers.row_blocks import (
+    BlockedLaplace,
+    RemoteRows,
+)
+
+if TYPE_CHECKING:
+    pass
+from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
+from glmmlab.engine.solvers.glm_start import glm_irls, moment_theta, negbin_glm
+from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
+from glmmlab.engine.solvers.likelihood import Likelihood
+from glmmlab.engine.solvers.reml import _block_rows
+from glmmlab.engine.solvers.search import _optimize, _while_falling
+
+
+def exact_gradient_ok(st: Structure) -> bool:
+    """Whether the exact gradient is cheap: always for one grouping factor; with a coupled block it needs the
+    dense (H^-1)_12, which costs (L1 q1) x Q2^2 operations per evaluation."""
+    return not st.rest or st.L1 * st.q1 * st.Q2 * st.Q2 <= 2e9 and st.L1 * st.q1 * st.Q2 <= 5e7
+
+
+def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs):
+    report(progress, "Initial values (GLM)", 0.05)
+    negbin = fam.parameter is not None  # a family with a parameter of its own (the negative binomial's theta)
+    resp = None
+    if negbin:
+        beta0, nb0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)
+        fam = negbin_family(nb0)
+    else:
+        resp = Response(mf.y, fam)  # the per-row constants once, sliced for the GLM's chunks and the blocks
+        beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk, resp=resp)
+    beta0 = inside_start(Xs, mf.y, pw, off, beta0, fam, lk)
+    dispersion = model.get("dispersion", "estimated")
+    laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk, dispersion,
+                           None if resp is None else resp.part(r))
+            for local, r in _block_rows(st, specs)]
+    obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw, dispersion), st.n_theta)
+    try:
+        return _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0,
+                            nb0 if negbin else None, glm_m2 if negbin else None, None if negbin else glm_dev)
+    finally:
+        obj.close()
+
+
+def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:
+    """The deviance reported at the estimates ``x`` (``value``: another function of the parameters than
+    ``obj.value``). Under a link with an edge (``edge``) it is evaluated from cold modes (every block's modes
+    reset to 0), so it is the objective at the estimates whatever point the optimiser evaluated last; elsewhere
+    PIRLS from the last modes reaches the same modes to rounding level."""
+    if edge:
+        obj.reset_modes()
+    return (obj.value if value is None else value)(x)
+
+
+def _off_the_boundary(fun, x: np.ndarray, x0: np.ndarray, lower: np.ndarray, f: float) -> np.ndarray | None:
+    """For a fit that ended with standard deviations (theta's diagonal entries) at their bound 0 (below 1e-8) though
+    it started above it: the first of those SDs set back to 1/2, 1/10 or 1/100 of its start (the other parameters
+    at the end point) whose deviance ``fun`` is lower than ``f``, or None (0 is then the lowest nearby)."""
+    nt = lower.size
+    stuck = np.flatnonzero((lower == 0.0) & (x[:nt] < 1e-8) & (x0[:nt] > 1e-8))
+    margin = 1e-6 * max(1.0, abs(f))
+    for k in stuck:
+        for c in (0.5, 0.1, 0.01):
+            trial = x.copy()
+            trial[k] = c * x0[k]
+            if fun(trial) < f - margin:
+                return trial
+    return None
+
+
+def _relative_theta_start(fun, theta0: np.ndarray) -> np.ndarray:
+    """A start for theta relative to the residual SD: lme4's start (relative SDs 1) halved or doubled while the
+    deviance at the GLM's coefficients falls (at most 10 halvings, 3 doublings). With a dispersion estimated,
+    theta is the random effects' SD over sigma, which can be far from 1 (an SD of 0.03 on the linear predictor
+    against a residual SD of 0.5); from 1 the modes of a link with a pole (the inverse) can cross it, and the
+    optimiser then settles on another stationary point."""
+    return _while_falling(fun, theta0, fun(theta0), lambda x, c: x * c, ((0.5, 10), (2.0, 3)))[0]
+
+
+def laplace_rows(fin: dict, pw: np.ndarray) -> dict:
+    """The per-row results of a Laplace or AGQ fit from :meth:`GeneralLaplace.final`'s rows (``fin``: of one
+    block, or of all blocks concatenated) and the prior weights: fitted means, deviance and Pearson residuals,
+    random-effects contributions."""
+    resid = fin["resid"]
+    return {"fitted": fin["mu"], "deviance_residuals": np.sign(resid) * np.sqrt(np.maximum(fin["dev_rows"], 0.0)),
+            "pearson_residuals": resid * np.sqrt(pw / fin["var"]), "group_random_effect": fin["re"]}
+
+
+def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
+                 glm_dev, remote: "RemoteRows | None" = None):
+    """Optimise the Laplace (and AGQ) deviance of ``obj`` (a BlockedLaplace over threads or actors) from the GLM's
+    ``beta0`` and assemble the result. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw`` and
+    ``off`` (see :class:`RemoteRows`)."""
+    negbin = nb0 is not None
+    estimated = obj.lik.estimated  # a dispersion estimated with the other parameters (glmmTMB's likelihood)
+    agq_phi = None
+    nt = st.n_theta
+    x0 = np.concatenate([st.theta_start(), beta0])
+    lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
+    scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
+    moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None)
+    if moments:
+        x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated) if remote is None \
+            else remote.moment_theta(beta0, fam, estimated)
+    edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
+    likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
+    if edge:
+        x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
+    if estimated and st._start is None and not moments:  # no start given (a refit starts at its fit's theta)
+        tried = [0]
+
+        def start_value(th):
+            tried[0] += 1
+            report(progress, f"Starting values (theta, evaluation {tried[0]})", 0.08)  # where a cancel is seen too
+            return obj.value(np.concatenate([th, x0[nt:]]))
+
+        x0[:nt] = _relative_theta_start(start_value, x0[:nt])
+    report(progress, "Optimizing Laplace deviance", 0.1)
+    if negbin:
+        def nb_value(params):
+            log_nb = float(params[-1])
+            if not -20.0 < log_nb < 20.0:
+                return np.inf
+            f = negbin_family(np.exp(log_nb))
+            obj.set_family(f, likelihood(f))
+            return obj.value(params[:-1])
+
+        def nb_value_grad(params):
+            # exact over (theta, beta); a central difference over log theta_nb
+            h = 1e-4
+            fp = nb_value(np.append(params[:-1], params[-1] + h))
+            fm = nb_value(np.append(params[:-1], params[-1] - h))
+            nb_value(params)  # the family of this point
+            f, g = obj.value_and_grad(params[:-1])
+            return f, np.append(g, (fp - fm) / (2 * h) if np.isfinite(fp) and np.isfinite(fm) else 0.0)
+
+        exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
+        x, record = _optimize(nb_value, np.append(x0, np.log(nb0)), np.append(lower, -np.inf), model, progress,
+                              "Optimizing Laplace deviance", 0.1, 0.8, hessian=(se == "hessian"),
+                              fun_grad=nb_value_grad if exact else None)
+        deviance = cold_value(obj, x, edge, nb_value)
+        fam = obj.laps[0].fam
+        x = x[:-1]
+    else:
+        exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
+
+        def run(start):
+            return _optimize(obj.value, start, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
+                             fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
+                             approx_hessian=obj.approx_hessian if exact else None,
+                             # without a dispersion c = d(-2 log p)/d(deviance) is 1, with one estimated
+                             # (profiled) c = 1/phi: the approximate Hessian's fixed-effects block is then close
+                             # to the true one and Newton steps finish (lme4's criterion keeps the old stop)
+                             handover=estimated or not fam.has_dispersion)
+
+        x, record = run(x0)
+        deviance = cold_value(obj, x, edge)
+        if glm_dev is not None and not edge \
+                and obj.lik.data_term(glm_dev, 0.0) < deviance - 1e-6 * max(1.0, abs(deviance)):
+            # The GLM (theta = 0, the boundary) beats the optimum reached from lme4's start: that was a local
+            # optimum (lme4's Gamma criterion on a response far below its means), so the optimiser starts again
+            # from the boundary and keeps the better of the two.
+            x_b, record_b = run(np.concatenate([np.zeros(nt), beta0]))
+            deviance_b = cold_value(obj, x_b, False)
+            if deviance_b < deviance:
+                x, record, deviance = x_b, record_b, deviance_b
+        probe = _off_the_boundary(obj.value, x, x0, st.theta_lower(), deviance)
+        if probe is not None:
+            # The optimiser ended with an SD at 0 where the deviance, even in that SD, has zero slope: a first step
+            # past the bound lands there whether or not it is the optimum (a bootstrap refit from the fit's theta).
+            # A point with that SD back above 0 is lower, so the optimiser starts again from it.
+            x_p, record_p = run(probe)
+            deviance_p = cold_value(obj, x_p, edge)
+            if deviance_p < deviance:
+                x, record, deviance = x_p, record_p, deviance_p
+    method = "Laplace"
+    record.stage = "Laplace"
+    records = [record]
+    nagq = int(model.get("nagq", 1))
+    if nagq > 1:
+        from glmmlab.engine.solvers.quadrature import normal_nodes
+
+        zq, wq = normal_nodes(nagq)
+        # a parameter besides (theta, beta) on the log scale: the negative binomial's theta, or an estimated
+        # dispersion (which the quadrature cannot profile out)
+        extra = np.log(fam.parameter) if negbin else np.log(obj.lik.dispersion(*obj.dev_uu(x))) \
+            if estimated else None
+
+        def agq_value(params):
+            phi = None
+            if negbin:
+                f = negbin_family(np.exp(params[-1]))
+                obj.set_family(f, likelihood(f))
+            elif estimated:
+                phi = float(np.exp(params[-1]))
+                if not np.isfinite(phi) or phi <= 0.0:
+                    return np.inf
+            if extra is not None:
+                params = params[:-1]
+            try:
+                total = sum(obj.map(lambda lap: lap.agq(params[:nt], params[nt:], zq, wq, phi)))
+            except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+                return np.inf
+            return -2.0 * total if np.isfinite(total) else np.inf
+
+        x_agq = np.append(x, extra) if extra is not None else x
+        lower_agq = np.append(lower, -np.inf) if extra is not None else lower
+        x_agq, record = _optimize(agq_value, x_agq, lower_agq, model, progress,
+                                  f"Optimizing AGQ deviance, {nagq} nodes", 0.8, 0.85, hessian=(se == "hessian"))
+        record.stage = f"AGQ ({nagq} nodes)"
+        records.append(record)
+        deviance = agq_value(x_agq)
+        fam = obj.laps[0].fam
+        x = x_agq[:-1] if extra is not None else x_agq
+        agq_phi = float(np.exp(x_agq[-1])) if estimated else None
+        method = "AGQ"
+    theta, beta_s = x[:nt], x[nt:]
+    report(progress, "Computing standard errors", 0.85)
+    finals = obj.finals(theta, beta_s)
+    us, conds = _at_global_levels(st, obj.laps, specs, finals)
+    if remote is None:
+        cat = lambda key: np.concatenate([f[key] for f in finals])  # noqa: E731  rows in block order
+        mu, resid, var, dev_rows, re = cat("mu"), cat("resid"), cat("var"), cat("dev_rows"), cat("re")
+        rows = laplace_rows({"mu": mu, "resid": resid, "var": var, "dev_rows": dev_rows, "re": re}, pw)
+        dev_sum, pearson2 = float(np.sum(dev_rows)), float(rows["pearson_residuals"] @ rows["pearson_residuals"])
+    else:
+        rows = remote.rows(finals)
+        dev_sum, pearson2 = sum(f["dev_sum"] for f in finals), sum(f["pearson2"] for f in finals)
+    uu = float(sum(float(np.sum(u * u)) for u in us))
+    sigma2, var_residual, scale2 = 1.0, None, 1.0
+    if estimated:
+        # the dispersion of the criterion (AGQ: its own estimate); theta is relative to sqrt(phi), so the random
+        # effects' covariance on the linear-predictor scale is phi Lambda Lambda'
+        sigma2 = agq_phi if agq_phi is not None else obj.lik.dispersion(dev_sum, uu)
+        var_residual = scale2 = sigma2
+    elif fam.has_dispersion:
+        sigma2 = float((pearson2 + uu) / mf.n)
+        var_residual = sigma2
+    vcov_s = sigma2 * inference.inverse_spd(sum(f["SEE"] for f in finals))
+    beta, vcov = T @ beta_s, T @ vcov_s @ T.T
+    se_hessian = None
+    if se == "hessian" and record.hessian is not None:
+        cov_all = 2.0 * inference.inverse_spd(record.hessian)
+        p_ = Xs.shape[1]
+        se_hessian = np.sqrt(np.abs(np.diag(T @ cov_all[nt:nt + p_, nt:nt + p_] @ T.T)))
+    loglik = -0.5 * deviance
+    lams = st.lambdas(theta)
+    bs = [u @ L.T for u, L in zip(us, lams)]
+    cond = [sigma2 * c for c in conds]
+    scalar = len(st.blocks) == 1 and st.q1 == 1
+    if not scalar:
+        null_loglik = None
+    else:
+        null_loglik = -0.5 * glm_m2 if negbin else -0.5 * obj.lik.data_term(glm_dev, 0.0)
+    k = Xs.shape[1] + nt + (1 if (fam.has_dispersion or negbin) else 0)
+    converged = record.converged and all(f["converged"] for f in finals)
+    out = _assemble(st, mf, model, method, converged, theta, lams, scale2, False, beta, vcov, names,
+                    "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
+                    stages_document(records), se_hessian, var_residual)
+    out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, edge, converged, False,
+                                  model["max_iter"], model["tol"])
+    if fam.bounded_mean:  # the binomial: signs of separation
+        coef = dict(zip(names, beta))
+        x_beta = np.array([coef.get(nm, np.nan) for nm in mf.x_names])
+        out.warnings.extend(advice.separation_in_frame(list(mf.x_names), np.asarray(mf.X, dtype=float), mf.y,
+                                                       x_beta, rows["fitted"]) if remote is None
+                            else remote.separation(list(mf.x_names), x_beta, sum(f["extreme"] for f in finals)))
+    if negbin:
+        out.family_parameter = {"name": "theta", "value": float(fam.parameter)}
+    return out
