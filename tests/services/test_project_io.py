@@ -10,7 +10,8 @@ import pytest
 
 from glmmlab.services.errors import ServiceError
 from glmmlab.services.project import datasets as D
-from glmmlab.services.project import dummy, project_io, samples
+from glmmlab.services.project import dummy, samples
+from glmmlab.services.workbench import project_io
 
 
 def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, tmp_path):
