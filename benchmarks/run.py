@@ -898,6 +898,12 @@ def main(argv=None) -> int:
                 src = tree / "src"
                 if not (src / "glmmlab" / "__init__.py").exists():
                     print(f"   (no src/glmmlab at {short}: its row will say not available)", flush=True)
+                # bytecode for both sides now: a module imported lazily inside the first timed fit would
+                # otherwise be compiled within that fit (always on REV's side, a fresh checkout)
+                for folder in (src, ROOT / "src"):
+                    if folder.is_dir():
+                        subprocess.run([PY, "-m", "compileall", "-q", str(folder)], capture_output=True,
+                                       check=False)
                 sides = {"glmmlab": GlmmlabSide("glmmlab", ROOT / "src"),
                          label: GlmmlabSide(label, src, revision=short)}
                 entries = run_cases(cases, fitters, args, logdir, use_r, r_msg, sides)
