@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py [--quick] [--only NAME[,NAME...]] [--no-r] [--fitters glmmlab,lme4,...]
                                        [--timeout 600] [--all-peers] [--no-cli] [--repeat N] [--peer-repeat N]
+                                       [--vs REV]
 
 Random-intercept cases are given as response/group/fixed; general cases as an lme4 formula (glmmlab.glmm against
 lmer/glmer and glmmTMB).
@@ -9,6 +10,10 @@ lmer/glmer and glmmTMB).
 For every case (see cases.py) each fitter runs in its own subprocess (workers/), which reads the data, resets the
 memory high-water mark, times the fit call alone and writes a JSON record.  This script generates the data, runs
 the workers with a time limit, prints the tables and writes benchmarks/results/latest.json.
+
+--vs REV adds a row glmmlab@<short sha>: glmmlab at the git revision REV, checked out into a temporary git worktree
+(removed at the end, also on an error or Ctrl-C) and imported by the same worker from that worktree's src; its runs
+alternate with the working tree's glmmlab (now, before, now, before, ...) and a last table gives now/before per case.
 See benchmarks/README.md for the columns.
 """
 
@@ -19,12 +24,16 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,19 +83,22 @@ def run_child(cmd: list[str], timeout: float, stdout_path: Path, stderr_path: Pa
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, env=env, cwd=str(ROOT))
         deadline = time.monotonic() + timeout
         timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                timed_out = True
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    _kill_group(proc.pid)
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.02)
+        except BaseException:
+            # Ctrl-C or SIGTERM: the worker runs in its own session, so it would not hear of it and keep running
+            _kill_group(proc.pid)
+            os.wait4(proc.pid, 0)
+            raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {
         "returncode": proc.returncode,
@@ -94,6 +106,13 @@ def run_child(cmd: list[str], timeout: float, stdout_path: Path, stderr_path: Pa
         "wall_seconds": time.perf_counter() - t0,
         "child_maxrss_kb": int(usage.ru_maxrss),
     }
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def worker_spec(case, fitter: str) -> dict:
@@ -116,11 +135,15 @@ def worker_spec(case, fitter: str) -> dict:
     return spec
 
 
-def run_fitter(case, fitter: str, timeout: float, logdir: Path) -> dict:
-    tag = f"{case.name.replace(':', '_')}.{fitter}"
+def run_fitter(case, fitter: str, timeout: float, logdir: Path, side: GlmmlabSide | None = None) -> dict:
+    """One worker process.  side: which glmmlab the API worker imports (--vs: the working tree's or REV's)."""
+    label = side.label if side else fitter
+    tag = f"{case.name.replace(':', '_')}.{label}"
     spec_path = logdir / f"{tag}.spec.json"
     out_path = logdir / f"{tag}.out.json"
     spec = worker_spec(case, fitter)
+    if side:
+        spec.update(glmmlab_src=str(side.src), revision=side.revision)
     spec_path.write_text(json.dumps(spec, indent=1))
     out_path.unlink(missing_ok=True)
     if fitter == "glmmlab-cli":
@@ -129,34 +152,126 @@ def run_fitter(case, fitter: str, timeout: float, logdir: Path) -> dict:
         cmd = ["Rscript", str(WORKERS / "fit_r.R"), str(spec_path), str(out_path)]
     else:
         cmd = [PY, str(WORKERS / "fit_python.py"), str(spec_path), str(out_path)]
-    run = run_child(cmd, timeout, logdir / f"{tag}.stdout", logdir / f"{tag}.stderr")
+    run = run_child(cmd, timeout, logdir / f"{tag}.stdout", logdir / f"{tag}.stderr",
+                    env=side.env() if side else None)
     if run["timed_out"]:
-        rec = {"fitter": fitter, "status": "timeout", "timeout_seconds": timeout,
+        rec = {"fitter": label, "status": "timeout", "timeout_seconds": timeout,
                "error": f"no result within {timeout:.0f} s (killed)"}
     elif out_path.exists():
         rec = json.loads(out_path.read_text())
+        rec["fitter"] = label
     else:
         tail = (logdir / f"{tag}.stderr").read_text(errors="replace")[-1500:]
-        rec = {"fitter": fitter, "status": "error", "error": f"worker exited {run['returncode']}: {tail.strip()}"}
+        rec = {"fitter": label, "status": "error", "error": f"worker exited {run['returncode']}: {tail.strip()}"}
+    if side and side.revision:
+        rec["revision"] = side.revision
     rec["process"] = run
     return rec
 
 
+def run_interleaved(runners: dict, repeat: int) -> dict:
+    """Run each of runners (name -> function returning a worker record) `repeat` times, in turn: a, b, a, b, ...
+    so that whatever else the machine does hits them alike.  Per name: fit_seconds is the median of its runs, the
+    other fields are the first run's; a name whose run fails is not run again (the record says so)."""
+    first: dict = {}
+    times: dict = {name: [] for name in runners}
+    peaks: dict = {name: [] for name in runners}
+    active = list(runners)
+    for i in range(max(1, repeat)):
+        for name in list(active):
+            rec = runners[name]()
+            if i == 0:
+                first[name] = rec
+            if rec.get("status") != "ok":
+                active.remove(name)
+                if i > 0:
+                    first[name]["later_run_failed"] = {"run": i + 1, "status": rec.get("status"),
+                                                       "error": rec.get("error")}
+                continue
+            times[name].append(rec["fit_seconds"])
+            peaks[name].append(rec.get("peak_fit_kb"))
+    for name, rec in first.items():
+        if len(times[name]) > 1:
+            rec["fit_seconds_runs"] = times[name]
+            rec["fit_seconds"] = statistics.median(times[name])
+            rec["peak_fit_kb_runs"] = peaks[name]
+    return first
+
+
 def run_repeated(case, fitter: str, args, logdir: Path) -> dict:
     """--repeat N: N fresh worker processes; fit_seconds is their median, the other fields are the first run's."""
-    first = run_fitter(case, fitter, args.timeout, logdir)
     repeat = args.repeat if fitter in ("glmmlab", "glmmlab-cli") or args.peer_repeat is None else args.peer_repeat
-    if repeat <= 1 or first.get("status") != "ok":
-        return first
-    times = [first["fit_seconds"]]
-    for _ in range(repeat - 1):
-        rec = run_fitter(case, fitter, args.timeout, logdir)
-        if rec.get("status") != "ok":
-            break
-        times.append(rec["fit_seconds"])
-    first["fit_seconds_runs"] = times
-    first["fit_seconds"] = statistics.median(times)
-    return first
+    return run_interleaved({fitter: partial(run_fitter, case, fitter, args.timeout, logdir)}, repeat)[fitter]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --vs REV: glmmlab at an earlier revision beside the working tree's
+
+
+class GlmmlabSide:
+    """Which glmmlab an API worker imports: the working tree's (revision None) or REV's, from a src folder."""
+
+    def __init__(self, label: str, src: Path, revision: str | None = None):
+        self.label, self.src, self.revision = label, src, revision
+
+    def env(self) -> dict:
+        """The environment with self.src first on PYTHONPATH and no other folder that holds a glmmlab package
+        (the editable install's .pth entry comes after PYTHONPATH; the worker checks glmmlab.__file__ as well)."""
+        env = dict(os.environ)
+        rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                if p and not (Path(p) / "glmmlab" / "__init__.py").exists()]
+        env["PYTHONPATH"] = os.pathsep.join([str(self.src), *rest])
+        return env
+
+
+def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=check)
+
+
+def resolve_revision(rev: str) -> tuple[str, str]:
+    """(full sha, short sha) of rev; ValueError when git does not know it."""
+    try:
+        full = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").stdout.strip()
+        short = _git("rev-parse", "--short", full).stdout.strip()
+    except OSError as exc:
+        raise ValueError(f"--vs {rev}: git did not run ({exc})") from None
+    except subprocess.CalledProcessError:
+        raise ValueError(f"--vs {rev}: not a commit of the git repository at {ROOT}") from None
+    return full, short
+
+
+@contextmanager
+def revision_worktree(full_sha: str):
+    """A detached git worktree of full_sha in a new temporary folder; removed on leaving, whatever happened
+    (SIGTERM is turned into KeyboardInterrupt meanwhile so that it ends here too)."""
+    path = Path(tempfile.mkdtemp(prefix=f"glmmlab-vs-{full_sha[:7]}-"))
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    try:
+        _git("worktree", "add", "--detach", str(path), full_sha)
+        yield path
+    finally:
+        # a second Ctrl-C or SIGTERM must not cut the removal short
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            remove_worktree(path)
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def remove_worktree(path: Path) -> None:
+    done = _git("worktree", "remove", "--force", str(path), check=False)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    if done.returncode != 0:
+        _git("worktree", "prune", check=False)
+    if path.exists() or str(path) in _git("worktree", "list", "--porcelain", check=False).stdout:
+        print(f"warning: could not remove the worktree {path}: {done.stderr.strip()}", file=sys.stderr)
 
 
 def run_cli(case, timeout: float, logdir: Path, tag: str) -> dict:
@@ -243,6 +358,17 @@ def agreement(rec: dict, ref: dict | None) -> dict:
     return out
 
 
+def vs_compare(now: dict, before: dict) -> dict:
+    """now/before fit time, both peaks and |logLik difference| (only what both records have)."""
+    out: dict = {"now_status": now.get("status"), "before_status": before.get("status")}
+    if now.get("status") == "ok" and before.get("status") == "ok":
+        if now.get("fit_seconds") and before.get("fit_seconds"):
+            out["now_over_before"] = now["fit_seconds"] / before["fit_seconds"]
+        if now.get("log_likelihood") is not None and before.get("log_likelihood") is not None:
+            out["abs_dloglik"] = abs(now["log_likelihood"] - before["log_likelihood"])
+    return out
+
+
 def stored_lme4(case) -> dict | None:
     """lme4's fit from the reference JSON, shaped like a worker record."""
     fit = case.stored_lme4
@@ -310,7 +436,8 @@ def format_case(entry: dict) -> str:
                      f"fixed effects={len(c['fixed']) + 1}, numeric data {c['data_bytes'] / 2**20:.1f} MB")
     lines = [head_line]
     lines += [f"   ({n})" for n in c["notes"]]
-    head = (f"   {'fitter':<14}{'status':<10}{'fit s':>9}{'peak MB':>9}{'net MB':>8}  {'log-likelihood':>16}  "
+    w = max([14, *(len(name) + 2 for name in entry["fitters"])])  # glmmlab@<sha> can be longer than 14
+    head = (f"   {'fitter':<{w}}{'status':<10}{'fit s':>9}{'peak MB':>9}{'net MB':>8}  {'log-likelihood':>16}  "
             f"{'time vs glmmlab':<26}{'dLL vs lme4':>12}  {'max|dβ| vs lme4 (/SE)':<24}")
     if general:
         head += f"{'dLL vs TMB':>12}  {'max|dβ| vs TMB (/SE)':<22}"
@@ -332,7 +459,9 @@ def format_case(entry: dict) -> str:
             ll = "n/a (VB)"
         else:
             ll = _ll(rec.get("log_likelihood")) if ok else "-"
-        if name in ("glmmlab", "glmmlab-cli") or not ok or not t_g:
+        if name.startswith("glmmlab@"):  # --vs: the earlier revision; the ratio is now over before
+            vs = f"now/before = {t_g / t:.2f}x" if (ok and t and t_g) else "-"
+        elif name in ("glmmlab", "glmmlab-cli") or not ok or not t_g:
             vs = "" if name == "glmmlab" else "-"
             if name == "glmmlab-cli" and ok and t_g and t:
                 vs = f"engine {t:.3f}s / api {t_g:.3f}s"
@@ -341,7 +470,7 @@ def format_case(entry: dict) -> str:
         else:
             vs = f"{name}/glmmlab = {_ratio(t, t_g)}"
         dll, db = _agr_cells(entry["agreement"].get(name, {})) if name != "lme4" else ("", "")
-        row = (f"   {name:<14}{status:<10}{_sec(t):>9}{_mb(peak):>9}{_mb(net):>8}  {ll:>16}  "
+        row = (f"   {name:<{w}}{status:<10}{_sec(t):>9}{_mb(peak):>9}{_mb(net):>8}  {ll:>16}  "
                f"{vs:<26}{dll:>12}  {db:<24}")
         if general:
             tdll, tdb = (_agr_cells(entry.get("agreement_tmb", {}).get(name, {}))
@@ -349,7 +478,7 @@ def format_case(entry: dict) -> str:
             row += f"{tdll:>12}  {tdb:<22}"
         lines.append(row.rstrip())
         for note in row_notes(name, rec, entry):
-            lines.append(f"   {'':<14}note: {note}")
+            lines.append(f"   {'':<{w}}note: {note}")
     if ref_name and ref_name != "lme4":
         lines.append(f"   agreement is against {ref_name} (lme4 was not run live here)")
     return "\n".join(lines)
@@ -371,9 +500,13 @@ def row_notes(name: str, rec: dict, entry: dict) -> list[str]:
         if len(rec.get("fit_seconds_runs") or []) > 1:
             runs = ", ".join(f"{t:.3f}" for t in rec["fit_seconds_runs"])
             notes.append(f"fit s is the median of {len(rec['fit_seconds_runs'])} runs: {runs}")
-        if name == "glmmlab" and rec.get("engine_fit_seconds") is not None:
+        if (name == "glmmlab" or name.startswith("glmmlab@")) and rec.get("engine_fit_seconds") is not None:
             first = " (first run)" if len(rec.get("fit_seconds_runs") or []) > 1 else ""
             notes.append(f"engine's own timing.fit_seconds{first} = {rec['engine_fit_seconds']:.3f}")
+        if name.startswith("glmmlab@"):
+            cmp = entry.get("vs") or {}
+            if "abs_dloglik" in cmp:
+                notes.append(f"|log-likelihood now - before| = {cmp['abs_dloglik']:.3g}")
         if rec.get("coding"):
             notes.append(f"reads the CSV, so its factors have {rec['coding']} (not R's order): other coefficient "
                          "names, the log-likelihood alone is compared")
@@ -458,6 +591,62 @@ def format_memory(entries: list[dict]) -> str:
                  "during the fit; net = peak - baseline (includes the DataFrame); fit extra = peak - loaded")
     return "\n".join(lines)
 
+
+def format_vs(entries: list[dict], vs: dict) -> str:
+    """--vs: per case, the working tree's glmmlab against REV's (runs alternated), then the short summary."""
+    label = vs["label"]
+    lines = [f"== glmmlab now (working tree) vs {label} ({vs['rev']} = {vs['sha']}); runs alternated, "
+             f"fit s the median of each",
+             f"   {'case':<34}{'now s':>12}{'before s':>13}{'now/before':>12}{'peak MB now':>13}{'before':>8}"
+             f"{'|dLL|':>10}  runs"]
+    files = {}
+    for e in entries:
+        for side in ("glmmlab", label):
+            f = e["fitters"].get(side, {}).get("glmmlab_file")
+            if f and side not in files:
+                files[side] = f
+    lines.insert(1, f"   imported (and checked by each worker): now {files.get('glmmlab', '-')}, "
+                    f"before {files.get(label, '-')}")
+    summary = []
+    for e in entries:
+        cmp = e.get("vs")
+        if cmp is None:
+            continue
+        name = e["case"]["name"]
+        now, before = e["fitters"].get("glmmlab", {}), e["fitters"].get(label, {})
+        ok_n, ok_b = now.get("status") == "ok", before.get("status") == "ok"
+        ratio = cmp.get("now_over_before")
+        mark = "  SLOWER" if ratio is not None and ratio > SLOWER_THAN else ""
+        rtxt = f"{ratio:.2f}x" if ratio is not None else "-"
+        dll = f"{cmp['abs_dloglik']:.2g}" if "abs_dloglik" in cmp else "-"
+        t_now = _sec(now.get("fit_seconds")) if ok_n else now.get("status", "-")
+        t_before = _sec(before.get("fit_seconds")) if ok_b else before.get("status", "-")
+        p_now = _mb(now.get("peak_fit_kb")) if ok_n else "-"
+        p_before = _mb(before.get("peak_fit_kb")) if ok_b else "-"
+        runs = f"{_nruns(now)}/{_nruns(before)}"
+        lines.append(f"   {name:<34}{t_now:>12}{t_before:>13}{rtxt:>12}{p_now:>13}{p_before:>8}{dll:>10}  {runs}{mark}")
+        for side, rec in (("now", now), (label, before)):
+            if rec.get("status") not in ("ok", None):
+                lines.append(f"   {'':<34}{side}: {_one_line(rec.get('error') or rec.get('reason') or '')}")
+        if ratio is not None:
+            summary.append(f"{name} {ratio:.2f}x{' <- slower by more than 10 %' if mark else ''}")
+        else:
+            why = before.get("error") if not ok_b else now.get("error")
+            summary.append(f"{name} -" + (f" ({_one_line(why or '', 120)})" if why else ""))
+    lines.append("   now/before = the working tree's median fit time over the earlier revision's (> 1 = slower now); "
+                 "peak MB = the first run's high-water mark during the fit; |dLL| = |log-likelihood now - before|")
+    lines.append("")
+    lines.append(f"== summary: now/before per case (glmmlab vs {label}; SLOWER = ratio above {SLOWER_THAN:.2f})")
+    lines += [f"   {line}" for line in summary]
+    return "\n".join(lines)
+
+
+SLOWER_THAN = 1.10  # --vs summary: marked when now/before is above this
+
+
+def _nruns(rec: dict) -> int:
+    """How many runs a record's fit time is the median of (0 when it has no fit)."""
+    return len(rec.get("fit_seconds_runs") or [1]) if rec.get("status") == "ok" else 0
 
 TARGETS = [
     # (case, kind, threshold, text); speedups are lme4's fit time over glmmlab's, measured in the same run
@@ -568,52 +757,11 @@ def select(cases: list, only: str | None) -> list:
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="shrink the simulated cases to 2,000 rows (smoke run)")
-    ap.add_argument("--only", help="comma-separated case names (exact, else substring: 'ref' = reference cases)")
-    ap.add_argument("--no-r", action="store_true", help="do not run R/lme4 (agreement uses stored lme4 fits)")
-    ap.add_argument("--fitters", default=",".join(ALL_FITTERS), help=f"subset of {','.join(ALL_FITTERS)}")
-    ap.add_argument("--no-cli", action="store_true", help="leave out the glmmlab command-line row")
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per fitter per case (default 600)")
-    ap.add_argument("--all-peers", action="store_true", help="also run the peers skipped on the 1M-row cases")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run every fitter N times (fresh processes) and report the median fit time")
-    ap.add_argument("--peer-repeat", type=int, default=None,
-                    help="runs per peer (lme4, glmmTMB, statsmodels); default: as --repeat")
-    ap.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
-    args = ap.parse_args(argv)
-
-    fitters = [f.strip() for f in args.fitters.split(",") if f.strip()]
-    unknown = set(fitters) - set(ALL_FITTERS)
-    if unknown:
-        ap.error(f"unknown fitter(s) {sorted(unknown)}; choose from {ALL_FITTERS}")
-    if args.no_cli and "glmmlab-cli" in fitters:
-        fitters.remove("glmmlab-cli")
-
-    t_start = time.perf_counter()
-    if args.no_r:
-        r_ok, r_msg = False, "not used (--no-r)"
-    else:
-        r_ok, r_msg = case_defs.r_status()
-    use_r = r_ok  # lme4 and glmmTMB run through Rscript (a missing package: the worker says unavailable)
-
-    cases = select(case_defs.all_cases(args.quick, use_r=not args.no_r, r_ok=r_ok), args.only)
-    if not cases:
-        print(f"no case matches --only {args.only!r}", file=sys.stderr)
-        return 2
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    logdir = RESULTS_DIR / "logs"
-    logdir.mkdir(parents=True, exist_ok=True)
-
-    env = environment(r_msg)
-    print(f"glmmlab benchmarks{' (--quick)' if args.quick else ''}: {len(cases)} case(s), fitters {fitters}, "
-          f"time limit {args.timeout:.0f} s each")
-    print(f"machine: {env.get('cpu')}, {env['cpu_count']} cores, load average {env['loadavg_start'][0]:.2f}; "
-          f"python {env['python']}, numpy {env['numpy']}, statsmodels {env['statsmodels']}; R: {r_msg}")
-    sys.stdout.flush()
-
-    entries = []
+def run_cases(cases: list, fitters: list[str], args, logdir: Path, use_r: bool, r_msg: str,
+              sides: dict | None = None) -> list[dict]:
+    """Every fitter on every case.  sides (--vs): label -> GlmmlabSide, the working tree's glmmlab first; they
+    replace the single glmmlab row and run alternately."""
+    entries: list[dict] = []
     for case in cases:
         t_gen = time.perf_counter()
         if case.build:
@@ -645,12 +793,19 @@ def main(argv=None) -> int:
                 # no process needed to say so (fit_python.py says the same for the Gaussian models it cannot fit)
                 entry["fitters"][fitter] = {"fitter": fitter, "status": "n/a", "error": STATSMODELS_NA}
                 continue
+            if fitter == "glmmlab" and sides:
+                # --vs: the working tree's glmmlab and REV's, alternately (now, before, now, before, ...)
+                print(f"   running {case.name} / {' and '.join(sides)} alternately ...", end="", flush=True)
+                recs = run_interleaved({label: partial(run_fitter, case, "glmmlab", args.timeout, logdir, side)
+                                        for label, side in sides.items()}, args.repeat)
+                entry["fitters"].update(recs)
+                entry["vs"] = vs_compare(*recs.values())
+                print("".join(f"  {label}: {_progress(rec)}" for label, rec in recs.items()), flush=True)
+                continue
             print(f"   running {case.name} / {fitter} ...", end="", flush=True)
             rec = run_repeated(case, fitter, args, logdir)
             entry["fitters"][fitter] = rec
-            print(f" {rec.get('status')}" + (f" {rec['fit_seconds']:.3f}s" if rec.get("fit_seconds") else "")
-                  + (f" (median of {len(rec['fit_seconds_runs'])})" if len(rec.get("fit_seconds_runs", [])) > 1
-                     else ""), flush=True)
+            print(f" {_progress(rec)}", flush=True)
         ref = entry["fitters"].get("lme4")
         if ref and ref.get("status") == "ok":
             entry["agreement_reference"] = "lme4"
@@ -666,6 +821,100 @@ def main(argv=None) -> int:
             entry["agreement_tmb"] = {name: agreement(rec, tmb) for name, rec in entry["fitters"].items()
                                       if name != "glmmTMB"}
         entries.append(entry)
+
+    return entries
+
+
+def _progress(rec: dict) -> str:
+    runs = rec.get("fit_seconds_runs") or []
+    return (f"{rec.get('status')}" + (f" {rec['fit_seconds']:.3f}s" if rec.get("fit_seconds") else "")
+            + (f" (median of {len(runs)})" if len(runs) > 1 else ""))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="shrink the simulated cases to 2,000 rows (smoke run)")
+    ap.add_argument("--only", help="comma-separated case names (exact, else substring: 'ref' = reference cases)")
+    ap.add_argument("--no-r", action="store_true", help="do not run R/lme4 (agreement uses stored lme4 fits)")
+    ap.add_argument("--fitters", default=",".join(ALL_FITTERS), help=f"subset of {','.join(ALL_FITTERS)}")
+    ap.add_argument("--no-cli", action="store_true", help="leave out the glmmlab command-line row")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per fitter per case (default 600)")
+    ap.add_argument("--all-peers", action="store_true", help="also run the peers skipped on the 1M-row cases")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every fitter N times (fresh processes) and report the median fit time")
+    ap.add_argument("--peer-repeat", type=int, default=None,
+                    help="runs per peer (lme4, glmmTMB, statsmodels); default: as --repeat")
+    ap.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
+    ap.add_argument("--vs", metavar="REV",
+                    help="also time glmmlab at git revision REV (a temporary worktree), alternating its runs with "
+                         "the working tree's, and report now/before per case")
+    args = ap.parse_args(argv)
+
+    fitters = [f.strip() for f in args.fitters.split(",") if f.strip()]
+    unknown = set(fitters) - set(ALL_FITTERS)
+    if unknown:
+        ap.error(f"unknown fitter(s) {sorted(unknown)}; choose from {ALL_FITTERS}")
+    if args.no_cli and "glmmlab-cli" in fitters:
+        fitters.remove("glmmlab-cli")
+    if args.vs and "glmmlab" not in fitters:
+        ap.error("--vs compares glmmlab's API rows: --fitters must include glmmlab")
+    if args.vs:
+        try:
+            resolve_revision(args.vs)
+        except ValueError as exc:
+            ap.error(str(exc))
+
+    t_start = time.perf_counter()
+    if args.no_r:
+        r_ok, r_msg = False, "not used (--no-r)"
+    else:
+        r_ok, r_msg = case_defs.r_status()
+    use_r = r_ok  # lme4 and glmmTMB run through Rscript (a missing package: the worker says unavailable)
+
+    cases = select(case_defs.all_cases(args.quick, use_r=not args.no_r, r_ok=r_ok), args.only)
+    if not cases:
+        print(f"no case matches --only {args.only!r}", file=sys.stderr)
+        return 2
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    logdir = RESULTS_DIR / "logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+
+    env = environment(r_msg)
+    print(f"glmmlab benchmarks{' (--quick)' if args.quick else ''}: {len(cases)} case(s), fitters {fitters}, "
+          f"time limit {args.timeout:.0f} s each")
+    print(f"machine: {env.get('cpu')}, {env['cpu_count']} cores, load average {env['loadavg_start'][0]:.2f}; "
+          f"python {env['python']}, numpy {env['numpy']}, statsmodels {env['statsmodels']}; R: {r_msg}")
+    sys.stdout.flush()
+
+    vs: dict | None = None
+    try:
+        if args.vs:
+            full, short = resolve_revision(args.vs)
+            label = f"glmmlab@{short}"
+            vs = {"rev": args.vs, "sha": full, "short": short, "label": label}
+            print(f"--vs {args.vs}: checking out {full} into a temporary git worktree ...", flush=True)
+            with revision_worktree(full) as tree:
+                vs["worktree"] = str(tree)
+                src = tree / "src"
+                if not (src / "glmmlab" / "__init__.py").exists():
+                    print(f"   (no src/glmmlab at {short}: its row will say not available)", flush=True)
+                # bytecode for both sides now: a module imported lazily inside the first timed fit would
+                # otherwise be compiled within that fit (always on REV's side, a fresh checkout)
+                for folder in (src, ROOT / "src"):
+                    if folder.is_dir():
+                        subprocess.run([PY, "-m", "compileall", "-q", str(folder)], capture_output=True,
+                                       check=False)
+                sides = {"glmmlab": GlmmlabSide("glmmlab", ROOT / "src"),
+                         label: GlmmlabSide(label, src, revision=short)}
+                entries = run_cases(cases, fitters, args, logdir, use_r, r_msg, sides)
+            vs["worktree_removed"] = not Path(vs["worktree"]).exists()
+            env["vs"] = vs
+        else:
+            entries = run_cases(cases, fitters, args, logdir, use_r, r_msg)
+    except KeyboardInterrupt:
+        print("\ninterrupted" + (f"; the worktree of {args.vs} was removed" if vs and vs.get("worktree")
+                                  and not Path(vs["worktree"]).exists() else ""), file=sys.stderr)
+        return 130
 
     env["loadavg_end"] = list(os.getloadavg())
     versions = {}
@@ -694,6 +943,9 @@ def main(argv=None) -> int:
     else:
         print(format_targets(entries))
     print()
+    if vs:
+        print(format_vs(entries, vs))
+        print()
     vtxt = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
     print(f"versions: {vtxt or '-'}; load average {env['loadavg_start'][0]:.2f} -> {env['loadavg_end'][0]:.2f}")
     total = time.perf_counter() - t_start

@@ -13,6 +13,11 @@ Measured here:
   before the fit (``/proc/self/clear_refs``), so the peak of reading the CSV does not count; where the reset is not
   allowed, it is the whole process's peak and ``hwm_reset`` says so;
 - ``fit_seconds``: wall time of the fit call alone (``time.perf_counter``), excluding imports and reading the data.
+
+For glmmlab the record also holds ``glmmlab_file`` (the ``glmmlab/__init__.py`` that was imported).  ``run.py --vs``
+adds to the spec ``glmmlab_src`` (the ``src`` folder glmmlab must come from; a glmmlab imported from anywhere else is
+an error, not a fit) and ``revision`` (the git revision of that folder, named when its glmmlab lacks the function
+this spec calls: the record is then ``unavailable``, "not available at REV").
 """
 
 from __future__ import annotations
@@ -231,6 +236,51 @@ def _statsmodels_formula(spec, frame, versions):
 
 FITTERS = {"glmmlab": _glmmlab, "statsmodels": _statsmodels}
 
+# the keywords _glmmlab passes to each entry point
+_GLMMLAB_KEYWORDS = {
+    "glmm": ("family", "link", "weights", "offset", "nagq"),
+    "fit_glmm": ("response", "group", "fixed", "family", "link", "nagq"),
+}
+
+
+def _import_glmmlab(spec, out) -> tuple[str, str] | None:
+    """Import glmmlab and the entry point this spec calls (before the baseline, so no import is timed); record
+    which glmmlab was imported.  Returns (status, error) when there is nothing to fit with: glmmlab not importable,
+    imported from another folder than spec["glmmlab_src"], or without the entry point (or one of its keywords) at
+    spec["revision"]."""
+    from pathlib import Path
+
+    rev = spec.get("revision")
+    where = f"not available at {rev}: " if rev else ""
+    want = spec.get("glmmlab_src")
+    if want and not (Path(want) / "glmmlab" / "__init__.py").exists():
+        return "unavailable", f"{where}no glmmlab package in {want}"
+    try:
+        import glmmlab
+    except Exception as exc:  # noqa: BLE001
+        return "unavailable", f"{where}import glmmlab failed: {type(exc).__name__}: {exc}"
+    out["glmmlab_file"] = getattr(glmmlab, "__file__", None)
+    if want:
+        got = Path(out["glmmlab_file"] or "").resolve()
+        if not got.is_relative_to(Path(want).resolve()):
+            return "error", f"glmmlab was imported from {got}, not from {want}"
+    entry = "glmm" if spec.get("formula") else "fit_glmm"
+    try:
+        fn = getattr(glmmlab, entry)  # a lazy name: imports its module now
+    except Exception as exc:  # noqa: BLE001
+        return "unavailable", f"{where}glmmlab.{entry} ({type(exc).__name__}: {exc})"
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        missing = [k for k in _GLMMLAB_KEYWORDS[entry] if k not in params]
+        if missing:
+            return "unavailable", f"{where}glmmlab.{entry} takes no {', '.join(missing)}"
+    return None
+
 
 def main(argv: list[str]) -> int:
     spec_path, out_path = argv[1], argv[2]
@@ -253,17 +303,20 @@ def main(argv: list[str]) -> int:
         import scipy.special  # noqa: F401
         import scipy.stats  # noqa: F401
 
-        if spec["fitter"] == "glmmlab":
-            import glmmlab  # noqa: F401
-
-            _ = glmmlab.fit_glmm
-        elif spec["fitter"] == "statsmodels":
+        if spec["fitter"] == "statsmodels":
             import statsmodels.genmod.bayes_mixed_glm  # noqa: F401
             import statsmodels.regression.mixed_linear_model  # noqa: F401
     except Exception as exc:  # the library is not there (yet)
         out.update(status="unavailable", error=f"{type(exc).__name__}: {exc}")
         write()
         return 0
+    if spec["fitter"] == "glmmlab":
+        problem = _import_glmmlab(spec, out)
+        if problem:
+            status, error = problem
+            out.update(status=status, error=error)
+            write()
+            return 0
     out["rss_baseline_kb"] = _status_kb("VmRSS")
 
     frame = pd.read_csv(spec["data"])
