@@ -307,25 +307,30 @@ class Structure:
         return CrossProducts(A11, E1, EE, A21, A22, E2)
 
     def crossprods_xz(self, w: np.ndarray, X: np.ndarray, z: np.ndarray, unit: bool = False) -> "CrossProducts":
-        """:meth:`crossprods` of [Z, X, z] without forming [X, z]: for a scalar random intercept on rows sorted by
-        its levels (the commonest model) the per-level sums are sums over runs of rows of X and z themselves,
-        with no n x (p + 1) copy; other structures form [X, z] and call :meth:`crossprods`. ``unit``: the weights
-        are all 1."""
-        if not (self.q1 == 1 and self.ones1[0] and not self.rest and self.sorted1):
+        """:meth:`crossprods` of [Z, X, z] without forming [X, z]: for a scalar random intercept (the commonest
+        model) the per-level sums are taken of the columns of X and z themselves (sums over runs of rows when
+        the rows are sorted by level, else counts weighted by them), with no n x (p + 1) copy; other structures
+        form [X, z] and call :meth:`crossprods`. ``unit``: the weights are all 1."""
+        if not (self.q1 == 1 and self.ones1[0] and not self.rest):
             return self.crossprods(w, np.column_stack([X, z]))
         p = X.shape[1]
         m = p + 1
         Xw = X if unit else X * w[:, None]
         zw = z if unit else z * w
         E1 = np.empty((self.L1, 1, m))
-        if p:
-            E1[:, 0, :p] = np.add.reduceat(Xw, self.starts1, axis=0)
-        E1[:, 0, p] = np.add.reduceat(zw, self.starts1)
+        if self.sorted1:
+            if p:
+                E1[:, 0, :p] = np.add.reduceat(Xw, self.starts1, axis=0)
+            E1[:, 0, p] = np.add.reduceat(zw, self.starts1)
+        else:  # rows in any order (a linear model's cross-products are computed once: no sort is worth it)
+            for k in range(p):
+                E1[:, 0, k] = np.bincount(self.codes1, weights=Xw[:, k], minlength=self.L1)
+            E1[:, 0, p] = np.bincount(self.codes1, weights=zw, minlength=self.L1)
         EE = np.empty((m, m))
         EE[:p, :p] = X.T @ Xw
         EE[:p, p] = EE[p, :p] = X.T @ zw
         EE[p, p] = float(z @ zw)
-        A11 = (self.counts1.astype(float) if unit else np.add.reduceat(w, self.starts1)).reshape(self.L1, 1, 1)
+        A11 = (self.counts1.astype(float) if unit else self.lead_sum(w)).reshape(self.L1, 1, 1)
         return CrossProducts(A11, E1, EE, None, None, None)
 
     def _coupling_columns(self) -> tuple[list, list, list, list]:

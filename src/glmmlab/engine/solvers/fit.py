@@ -16,10 +16,7 @@ from glmmlab.engine.model.design import check_not_constant, rank_deficient_warni
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.blocked_cholesky import Structure
-from glmmlab.engine.solvers.row_blocks import (
-    MIN_BLOCK_ROWS,
-    cut_blocks,
-)
+from glmmlab.engine.solvers.row_blocks import MIN_BLOCK_ROWS, BlockSpec, cut_blocks
 from glmmlab.engine.solvers.threads import cpu_count, one_blas_thread
 
 if TYPE_CHECKING:
@@ -81,13 +78,18 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
         raise GlmmInputError("weights must be positive for every row used; drop rows with weight 0 first")
     _check_response_mean(mf, fam, lk, pw)
     # rows sorted by outer group, then by the leading factor's levels: per-level work is contiguous and the rows
-    # can be cut into blocks of whole outer groups (threads; see general_blocks). The frame is permuted before the
+    # can be cut into blocks of whole outer groups (threads; see row_blocks). The frame is permuted before the
     # design is scaled, so the n x p design is gathered once.
     gaussian_identity = fam.name == "gaussian" and lk.name == "identity"
     if n_blocks is None:
         n_blocks = 1 if gaussian_identity else cpu_count() if n >= 2 * MIN_BLOCK_ROWS else 1
     perm: np.ndarray | None
-    perm, specs = cut_blocks(blocks, max(1, int(n_blocks)))
+    if gaussian_identity and n_blocks <= 1:
+        # REML in one block computes the cross-products of [Z, X, y] once, per level by weighted counts: a sort of
+        # the rows (and a gathered copy of the design) would cost more than it saves
+        perm, specs = np.arange(n), [BlockSpec(slice(0, n), [np.arange(b.n_levels) for b in blocks])]
+    else:
+        perm, specs = cut_blocks(blocks, max(1, int(n_blocks)))
     if not _is_identity(perm):
         mf = _permuted(mf, perm)
         pw = pw if mf.weights is None else np.take(pw, perm)

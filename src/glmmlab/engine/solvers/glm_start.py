@@ -122,7 +122,7 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
             step /= 2.0
         else:
             break
-        done = abs(dev - d_new) <= 1e-12 * (abs(d_new) + 0.1)
+        done = abs(dev - d_new) <= 1e-10 * (abs(d_new) + 0.1)  # as glm.fit (1e-8) and tighter
         beta, dev, new = beta + step, d_new, new_next
         if done:
             break

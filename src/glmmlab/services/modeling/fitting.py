@@ -22,7 +22,7 @@ from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.progress import ProgressFn, report
-from glmmlab.engine.solvers.threads import one_blas_thread
+from glmmlab.engine.solvers.threads import fit_heap, one_blas_thread
 from glmmlab.services.modeling import frames
 from glmmlab.services.modeling.modelframe import build_model_frame, level_label, plain_columns
 from glmmlab.services.modeling.prediction import blups_by_component, make_predictor
@@ -43,7 +43,8 @@ def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
         if col is not None and col not in df.columns:
             raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
                                  + ", ".join(map(str, df.columns[:20])))
-    with one_blas_thread():  # the engine's threads are its parallelism: BLAS threads would contend with them
+    # the engine's threads are its parallelism (BLAS threads would contend with them); the heap is kept for reuse
+    with one_blas_thread(), fit_heap():
         report(progress, "Preparing data", 0.0)
         mf = build_model_frame(df, spec.parsed, family=fam.name, weights=spec.weights, offset=spec.offset,
                                reference_levels=spec.reference_levels, progress=progress)
@@ -70,19 +71,22 @@ def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Seq
                                       weights=weights, offset=offset, reference_levels=reference_levels, **options)
     if not plain:
         return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
-    fam, _ = spec.check()
+    fam, lk = spec.check()
     start = time.perf_counter()
-    with one_blas_thread():  # the engine's threads are its parallelism: BLAS threads would contend with them
+    # the engine's threads are its parallelism (BLAS threads would contend with them); the heap is kept for reuse
+    with one_blas_thread(), fit_heap():
         report(progress, "Preparing data", 0.0)
+        # rows in the order of the groups, except for a linear model in one block (see column_frame)
+        grouped = not (fam.name == "gaussian" and lk.name == "identity" and (n_blocks or 1) <= 1)
         mf, order = frames.column_frame(df, response, group, fixed, intercept=intercept, family=fam,
-                                        formula=spec.formula)
+                                        formula=spec.formula, grouped=grouped)
         result = fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
-    # the frame's rows are in the order of the groups: the per-row results go back to input order
-    for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
-        a = np.asarray(getattr(result, name))
-        back = np.empty_like(a)
-        back[order] = a
-        setattr(result, name, back)
+    if order is not None:  # the frame's rows are in the order of the groups: per-row results back to input order
+        for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
+            a = np.asarray(getattr(result, name))
+            back = np.empty_like(a)
+            back[order] = a
+            setattr(result, name, back)
     # refits (model comparison, profile and bootstrap intervals), R² and marginal means need the formula's model
     # frame (with its recipe): it is built from the same table when first needed
     result.frame = None

@@ -134,13 +134,15 @@ def check_columns(columns: Iterable[str], n_rows: int | None, response: str, gro
 
 
 def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], *, intercept: bool, family: Any,
-                 formula: str) -> tuple[ModelFrame, np.ndarray]:
+                 formula: str, grouped: bool = True) -> tuple[ModelFrame, np.ndarray | None]:
     """The model frame of ``response ~ fixed + (1 | group)`` over numeric columns, built from the columns
     without the formula machinery: rows with a missing, non-numeric or infinite value in a column the model uses
     are left out (listwise deletion), a predictor constant on the rows used is dropped with a warning naming it,
     and the design is gathered once, with its rows already in the order of the groups (so the engine does not
     permute it again). The frame's ``rows`` are in that order; the second value, the position of each frame row
-    among the rows used in input order, puts per-row results back in input order (a scatter, not a sort)."""
+    among the rows used in input order, puts per-row results back in input order (a scatter, not a sort).
+    ``grouped`` False: the rows stay in input order (a linear model, whose cross-products are computed once, needs
+    no sort), and the second value is None."""
     from glmmlab.engine.model.design import constant_column_warning, no_complete_rows, too_few_groups
     from glmmlab.engine.model.terms import RandomTerm
 
@@ -159,9 +161,17 @@ def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], 
     if len(present) < 2:
         raise too_few_groups(group, len(present))
     g = remap[codes[rows]]
-    order = np.argsort(g.astype(np.uint16) if len(present) <= 65_536 else g, kind="stable")
-    rows, g = rows[order], g[order]
-    yv = y[rows]
+    every = rows.size == y.size  # no row left out: the columns are used as they are
+    order: np.ndarray | None = None
+    if grouped:
+        order = np.argsort(g.astype(np.uint16) if len(present) <= 65_536 else g, kind="stable")
+        rows, g = rows[order], g[order]
+        every = False
+    if every:  # the column itself (perhaps the table's own memory): read-only, so no step can write into it
+        yv = y.view()
+        yv.flags.writeable = False
+    else:
+        yv = y[rows]
     family.check_response(yv, response)
     # the design is gathered column by column into contiguous rows of its transpose (X is then column-major:
     # writing the columns of a row-major X strides through memory, 3x slower on 1M rows)
@@ -173,7 +183,10 @@ def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], 
     kept: list[str] = []
     for name, col in zip(fixed, columns):
         v = Xt[off + len(kept)]
-        np.take(col, rows, out=v)
+        if every:
+            v[:] = col
+        else:
+            np.take(col, rows, out=v)
         if v.size and v.min() == v.max() and (intercept or v.min() == 0.0):
             warnings.append(constant_column_warning(name))
             continue
