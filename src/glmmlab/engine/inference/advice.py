@@ -52,17 +52,19 @@ def few_groups(n_groups: int) -> str:
     )
 
 
-def separation_in_frame(names: list[str], X: np.ndarray, y: np.ndarray, beta: np.ndarray, mu: np.ndarray,
-                        pw: np.ndarray | None = None) -> list[str]:
+def separation_in_frame(names: list[str], X: np.ndarray | None, y: np.ndarray, beta: np.ndarray, mu: np.ndarray,
+                        columns: list[dict | None] | None = None) -> list[str]:
     """Signs of complete or quasi-complete separation in binomial data, naming the predictors, for a whole model
-    frame: ``X`` the design with its column
-    ``names`` (the intercept's column "(Intercept)" is not a predictor), ``beta`` the coefficients on those
-    columns (NaN for a dropped one), ``mu`` the fitted probabilities, ``pw`` prior weights (trials: a row of
-    several trials counts as 0 or 1 only when its proportion is). The same two signs: a two-valued predictor
-    with a level whose responses are all 0 or all 1, or a coefficient above 10 per standard deviation of its
-    predictor; else most fitted probabilities at 0 or 1."""
+    frame: ``X`` the design with its column ``names`` (the intercept's column "(Intercept)" is not a predictor),
+    or instead ``columns``, its :func:`design_columns` taken earlier; ``beta`` the coefficients on those columns
+    (NaN for a dropped one), ``mu`` the fitted probabilities. The same two signs: a two-valued predictor with a
+    level whose responses are all 0 or all 1, or a coefficient above 10 per standard deviation of its predictor;
+    else most fitted probabilities at 0 or 1."""
     extreme = int(np.sum((mu < 1e-8) | (mu > 1 - 1e-8)))
-    return separation_of_parts(names, [design_columns(names, X, y)], beta, extreme, int(mu.size))
+    if columns is None:
+        assert X is not None
+        columns = design_columns(names, X, y)
+    return separation_of_parts(names, [columns], beta, extreme, int(mu.size))
 
 
 def design_columns(names: list[str], X: np.ndarray, y: np.ndarray) -> list[dict | None]:

@@ -19,6 +19,20 @@ from typing import Any
 import numpy as np
 
 
+def rows_of(Z: np.ndarray, index: Any) -> np.ndarray:
+    """``Z[index]`` (rows of a term's model-matrix columns); a Z that is one row seen n times (an intercept's
+    ones: ``np.broadcast_to``) stays a view of that row, so it never takes n x q of memory."""
+    if Z.ndim == 2 and Z.shape[0] > 1 and Z.strides[0] == 0:
+        n = len(range(Z.shape[0])[index]) if isinstance(index, slice) else int(np.asarray(index).shape[0])
+        return np.broadcast_to(Z[0], (n, Z.shape[1]))
+    return Z[index]
+
+
+def ones_column(n: int) -> np.ndarray:
+    """A random intercept's Z: n x 1 ones, as a read-only view of one number (see :func:`rows_of`)."""
+    return np.broadcast_to(1.0, (n, 1))
+
+
 @dataclass
 class RandomTerm:
     """One random-effects term on the rows used: ``(names | component)``."""
@@ -132,7 +146,8 @@ def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:
             else:
                 groups.extend([[k + j] for j in range(t.q)])
             k += t.q
-        blocks.append(FactorBlock(name, np.asarray(ts[0].codes), list(ts[0].levels),
-                                  np.ascontiguousarray(Z, dtype=float), names, groups))
+        if not (Z.shape[0] > 1 and Z.strides[0] == 0 and Z.dtype == float):  # one row seen n times stays a view
+            Z = np.ascontiguousarray(Z, dtype=float)
+        blocks.append(FactorBlock(name, np.asarray(ts[0].codes), list(ts[0].levels), Z, names, groups))
     order = sorted(range(len(blocks)), key=lambda i: -blocks[i].n_levels)
     return [blocks[i] for i in order]

@@ -12,6 +12,7 @@ import numpy as np
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
+from glmmlab.engine.inference import advice
 from glmmlab.engine.model.design import check_not_constant, rank_deficient_warning
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
@@ -58,9 +59,11 @@ def check_response_mean(mean: float, fam: Family, lk: Link, response: str) -> No
 
 def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
               progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None,
-              theta_start: np.ndarray | None = None) -> "GlmmResult":
+              theta_start: np.ndarray | None = None, own_design: bool = False) -> "GlmmResult":
     """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result.
-    ``theta_start``: where the optimiser starts in theta (default lme4's: relative SDs 1, correlations 0)."""
+    ``theta_start``: where the optimiser starts in theta (default lme4's: relative SDs 1, correlations 0).
+    ``own_design``: the caller needs ``mf.X`` no more, so the scaled design may take its memory (the fit then
+    holds one n x p design, not two); a frame the fit permutes is its own copy anyway."""
     start = time.perf_counter() if start is None else start
     check_not_constant(mf.y, mf.response)
     blocks = merge_terms(mf.terms)
@@ -71,8 +74,9 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
             "(dispersion 'estimated', the default); lme4's criterion (dispersion 'lme4') is a Laplace one: use "
             "nagq 1 with it")
     n = mf.n
-    pw = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
-    off = np.zeros(n) if mf.offset is None else np.asarray(mf.offset, dtype=float)
+    # no weights or offset: read-only views of one number, not n-row arrays of ones and zeros
+    pw = np.broadcast_to(1.0, (n,)) if mf.weights is None else np.asarray(mf.weights, dtype=float)
+    off = np.broadcast_to(0.0, (n,)) if mf.offset is None else np.asarray(mf.offset, dtype=float)
     keep_rows = pw > 0
     if not np.all(keep_rows):
         raise GlmmInputError("weights must be positive for every row used; drop rows with weight 0 first")
@@ -95,10 +99,16 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
         pw = pw if mf.weights is None else np.take(pw, perm)
         off = off if mf.offset is None else np.take(off, perm)
         blocks = merge_terms(mf.terms)
+        own_design = True
     else:
         perm = None
+    X = np.asarray(mf.X, dtype=float)
+    own_design = own_design and X is mf.X and X.flags.writeable
+    # the separation check reads the design's two-valued columns: taken before the design is scaled in place
+    binary = advice.design_columns(list(mf.x_names), X, mf.y) if fam.bounded_mean else None
     with one_blas_thread():  # BLAS threads on a tall, thin product cost more than they save (1M x 3: 30x)
-        Xs, T, names, dropped = scaled_design(np.asarray(mf.X, dtype=float), list(mf.x_names), progress)
+        Xs, T, names, dropped = scaled_design(X, list(mf.x_names), progress, in_place=own_design)
+    del X
     warnings = list(mf.warnings)
     if dropped:
         warnings.append(rank_deficient_warning(dropped))
@@ -109,7 +119,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
             if fam.name == "gaussian" and lk.name == "identity":
                 out = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
             else:
-                out = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs)
+                out = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
@@ -142,7 +152,8 @@ def _permuted(mf: ModelFrame, perm: np.ndarray) -> ModelFrame:
     def take(a):  # np.take gathers rows of a matrix 2-3x faster than a[perm]
         return np.take(np.asarray(a), perm, axis=0)
 
-    terms = [RandomTerm(t.component, take(t.codes), t.levels, take(t.Z), t.names, t.correlated) for t in mf.terms]
+    terms = [RandomTerm(t.component, take(t.codes), t.levels, t.Z if t.Z.strides[0] == 0 else take(t.Z), t.names,
+                        t.correlated) for t in mf.terms]
     return replace(mf, y=take(mf.y), X=take(mf.X), rows=take(mf.rows), terms=terms,
                    weights=None if mf.weights is None else take(mf.weights),
                    offset=None if mf.offset is None else take(mf.offset))

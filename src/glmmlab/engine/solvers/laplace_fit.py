@@ -39,7 +39,7 @@ def exact_gradient_ok(st: Structure) -> bool:
     return not st.rest or st.L1 * st.q1 * st.Q2 * st.Q2 <= 2e9 and st.L1 * st.q1 * st.Q2 <= 5e7
 
 
-def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs):
+def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary=None):
     report(progress, "Initial values (GLM)", 0.05)
     negbin = fam.parameter is not None  # a family with a parameter of its own (the negative binomial's theta)
     resp = None
@@ -57,7 +57,8 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
     obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw, dispersion), st.n_theta)
     try:
         return _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0,
-                            nb0 if negbin else None, glm_m2 if negbin else None, None if negbin else glm_dev)
+                            nb0 if negbin else None, glm_m2 if negbin else None, None if negbin else glm_dev,
+                            binary=binary)
     finally:
         obj.close()
 
@@ -107,10 +108,11 @@ def laplace_rows(fin: dict, pw: np.ndarray) -> dict:
 
 
 def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
-                 glm_dev, remote: "RemoteRows | None" = None):
+                 glm_dev, remote: "RemoteRows | None" = None, binary: list | None = None):
     """Optimise the Laplace (and AGQ) deviance of ``obj`` (a BlockedLaplace over threads or actors) from the GLM's
     ``beta0`` and assemble the result. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw`` and
-    ``off`` (see :class:`RemoteRows`)."""
+    ``off`` (see :class:`RemoteRows`). ``binary``: the design's :func:`advice.design_columns`, taken before the
+    design was scaled (else from ``mf.X``)."""
     negbin = nb0 is not None
     estimated = obj.lik.estimated  # a dispersion estimated with the other parameters (glmmTMB's likelihood)
     agq_phi = None
@@ -282,9 +284,12 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     if fam.bounded_mean:  # the binomial: signs of separation
         coef = dict(zip(names, beta))
         x_beta = np.array([coef.get(nm, np.nan) for nm in mf.x_names])
-        out.warnings.extend(advice.separation_in_frame(list(mf.x_names), np.asarray(mf.X, dtype=float), mf.y,
-                                                       x_beta, rows["fitted"]) if remote is None
-                            else remote.separation(list(mf.x_names), x_beta, sum(f["extreme"] for f in finals)))
+        if remote is not None:
+            out.warnings.extend(remote.separation(list(mf.x_names), x_beta, sum(f["extreme"] for f in finals)))
+        else:
+            X = None if binary is not None else np.asarray(mf.X, dtype=float)
+            out.warnings.extend(advice.separation_in_frame(list(mf.x_names), X, mf.y, x_beta, rows["fitted"],
+                                                           columns=binary))
     if negbin:
         out.family_parameter = {"name": "theta", "value": float(fam.parameter)}
     return out

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from scipy import linalg
 
-from glmmlab.engine.model.terms import FactorBlock
+from glmmlab.engine.model.terms import FactorBlock, rows_of
 
 if TYPE_CHECKING:
     from glmmlab.engine.families.distributions import Family
@@ -104,7 +104,7 @@ def local_blocks(blocks: list[FactorBlock], perm: np.ndarray, spec: BlockSpec) -
     for f, lmap in zip(blocks, spec.level_maps):
         codes = np.asarray(f.codes)[perm[spec.rows]]
         local = np.searchsorted(lmap, codes)
-        out.append(FactorBlock(f.component, local, [f.levels[i] for i in lmap], f.Z[perm[spec.rows]], f.names,
+        out.append(FactorBlock(f.component, local, [f.levels[i] for i in lmap], rows_of(f.Z, perm[spec.rows]), f.names,
                                f.groups))
     return out
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 WIDE_DESIGN_FLOPS = 2e9  # a design with n p^2 above this is worked through in chunks of rows, with progress
 
 
-def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None
+def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None, in_place: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """X_s = X[:, kept] T^-1 with X_s' X_s = n I, and T (beta = T gamma). Columns that are linear
     combinations of earlier ones are dropped (lme4 drops rank-deficient columns too), named in ``dropped``.
@@ -32,7 +32,8 @@ def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None
     WIDE_DESIGN_FLOPS: a factor of 1,500 levels) takes one pass, in chunks of rows with a progress report
     between them (where a cancel is seen); its columns are orthogonal to about 1e-6, which the fit does not need
     to be better. Should a factorisation fail, the design falls back to a Householder QR
-    (:func:`design_scaling`)."""
+    (:func:`design_scaling`). ``in_place``: X_s is computed in X's own memory (the caller owns X and needs it no
+    more; no column dropped), so the fit holds one n x p design, not two."""
     n, p = X.shape
     if p == 0:
         return X, np.zeros((0, 0)), [], []
@@ -47,14 +48,22 @@ def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None
     try:
         R = linalg.cholesky(Gk * d[:, None] * d[None, :], lower=False, check_finite=False)
         T = np.sqrt(n) * d[:, None] * linalg.solve_triangular(R, np.eye(keep.size), check_finite=False)
-        Xs = _times(X if keep.size == p else X[:, keep], T, progress)
+        if not np.all(np.isfinite(T)):
+            raise ValueError("the design's Gram matrix has no usable Cholesky factor")
+        own = in_place and keep.size == p
+        Xs = _times(X if keep.size == p else X[:, keep], T, progress, own)
         for _ in range(0 if wide else 2):
             G2 = Xs.T @ Xs / n
             if np.max(np.abs(G2 - np.eye(keep.size))) <= 1e-12:
                 break
-            Ri = linalg.solve_triangular(linalg.cholesky(G2, lower=False, check_finite=False), np.eye(keep.size),
-                                         check_finite=False)
-            Xs = Xs @ Ri
+            try:  # X_s may be X's own memory by now: a failure here keeps the first pass (no fallback)
+                Ri = linalg.solve_triangular(linalg.cholesky(G2, lower=False, check_finite=False),
+                                             np.eye(keep.size), check_finite=False)
+            except (np.linalg.LinAlgError, ValueError):
+                break
+            if not np.all(np.isfinite(Ri)):
+                break
+            Xs = _times(Xs, Ri, None, own or Xs is not X)
             T = T @ Ri
         if np.all(np.isfinite(T)):
             return Xs, T, kept, dropped
@@ -65,9 +74,17 @@ def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None
     return X[:, keep] @ T, T, kept, dropped
 
 
-def _times(X: np.ndarray, T: np.ndarray, progress: ProgressFn) -> np.ndarray:
-    """X T, in chunks of rows with a progress report between them when it is large."""
+def _times(X: np.ndarray, T: np.ndarray, progress: ProgressFn, in_place: bool = False) -> np.ndarray:
+    """X T, in chunks of rows with a progress report between them when it is large; ``in_place`` (T square):
+    written over X, a chunk of rows at a time (the chunk's product is all the extra memory)."""
     n, p = X.shape
+    if in_place and T.shape[0] == T.shape[1]:
+        rows = max(1, min(GLM_PIECE, int(WIDE_DESIGN_FLOPS // max(p * p, 1))))
+        for a in range(0, n, rows):
+            if a and n * p * p > WIDE_DESIGN_FLOPS:
+                report(progress, "Preparing data: scaling the design", 0.0)
+            X[a:a + rows] = X[a:a + rows] @ T
+        return X
     if n * p * T.shape[1] <= WIDE_DESIGN_FLOPS:
         return X @ T
     out = np.empty((n, T.shape[1]))

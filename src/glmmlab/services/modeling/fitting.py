@@ -80,7 +80,10 @@ def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Seq
         grouped = not (fam.name == "gaussian" and lk.name == "identity" and (n_blocks or 1) <= 1)
         mf, order = frames.column_frame(df, response, group, fixed, intercept=intercept, family=fam,
                                         formula=spec.formula, grouped=grouped)
-        result = fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
+        # the column frame is this call's own: the scaled design takes the memory of its design (the formula's
+        # frame is built from the table if a refit needs it)
+        result = fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start,
+                                own_design=True)
     if order is not None:  # the frame's rows are in the order of the groups: per-row results back to input order
         for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
             a = np.asarray(getattr(result, name))
@@ -100,10 +103,11 @@ def _numeric(col: pd.Series) -> bool:
 
 def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None = None, progress: ProgressFn = None,
                    n_blocks: int | None = None, start: float | None = None,
-                   theta_start: np.ndarray | None = None) -> GlmmResult:
+                   theta_start: np.ndarray | None = None, own_design: bool = False) -> GlmmResult:
     """Fit a :class:`ModelSpec` whose model frame is already built (``df``, the input table, is only used to
     tell whether the formula is the random-intercept form over plain numeric columns). ``theta_start``: where the
-    optimiser starts in theta (a related fit's thetas)."""
+    optimiser starts in theta (a related fit's thetas); ``own_design``: the frame's design may be scaled in its own
+    memory (the caller needs ``mf.X`` no more)."""
     fam, lk = spec.check()
     start = time.perf_counter() if start is None else start
     formula, se = spec.formula, spec.se
@@ -116,7 +120,7 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
     from glmmlab.engine.solvers.fit import fit_frame  # the general engine, imported when a model needs it
 
     result = fit_frame(mf, fam, lk, model, se=se, progress=progress, start=start, n_blocks=n_blocks,
-                       theta_start=theta_start)
+                       theta_start=theta_start, own_design=own_design)
     result.fit_seconds = time.perf_counter() - start
     result.warnings[:0] = [w for w in mf.warnings if w not in result.warnings]
     if mf.recipe is not None:

@@ -144,7 +144,7 @@ def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], 
     ``grouped`` False: the rows stay in input order (a linear model, whose cross-products are computed once, needs
     no sort), and the second value is None."""
     from glmmlab.engine.model.design import constant_column_warning, no_complete_rows, too_few_groups
-    from glmmlab.engine.model.terms import RandomTerm
+    from glmmlab.engine.model.terms import RandomTerm, ones_column
 
     y = numeric_column(df, response, "response")
     columns = [numeric_column(df, f, "fixed-effect") for f in fixed]
@@ -193,6 +193,6 @@ def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], 
         kept.append(name)
     names = (["(Intercept)"] if intercept else []) + kept
     X = Xt[: len(names)].T
-    term = RandomTerm(group, g, present, np.ones((rows.size, 1)), ["(Intercept)"])
+    term = RandomTerm(group, g, present, ones_column(rows.size), ["(Intercept)"])
     return ModelFrame(response=response, y=yv, X=X, x_names=names, terms=[term], rows=rows, n_input=len(df),
                       intercept=intercept, formula=formula, warnings=warnings), order
