@@ -17,8 +17,8 @@ from glmmlab.engine.model.design import check_not_constant, rank_deficient_warni
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.blocked_cholesky import Structure
-from glmmlab.engine.solvers.row_blocks import MIN_BLOCK_ROWS, BlockSpec, cut_blocks
-from glmmlab.engine.solvers.threads import cpu_count, one_blas_thread
+from glmmlab.engine.solvers.row_blocks import BlockSpec, block_count, cut_blocks
+from glmmlab.engine.solvers.threads import one_blas_thread
 
 if TYPE_CHECKING:
     from glmmlab.engine.inference.results import GlmmResult
@@ -86,7 +86,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     # design is scaled, so the n x p design is gathered once.
     gaussian_identity = fam.name == "gaussian" and lk.name == "identity"
     if n_blocks is None:
-        n_blocks = 1 if gaussian_identity else cpu_count() if n >= 2 * MIN_BLOCK_ROWS else 1
+        n_blocks = 1 if gaussian_identity else block_count(n)
     perm: np.ndarray | None
     if gaussian_identity and n_blocks <= 1:
         # REML in one block computes the cross-products of [Z, X, y] once, per level by weighted counts: a sort of

@@ -4,7 +4,6 @@ of a Dask fit), the negative binomial's profile in theta, and the moment start o
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import linalg
@@ -13,15 +12,8 @@ from glmmlab.engine.families.distributions import Family, negbin_family
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
-from glmmlab.engine.solvers.row_blocks import (
-    MIN_BLOCK_ROWS,
-    BlockSet,
-)
-from glmmlab.engine.solvers.threads import cpu_count
-
-if TYPE_CHECKING:
-    pass
 from glmmlab.engine.solvers.likelihood import Likelihood
+from glmmlab.engine.solvers.row_blocks import BlockSet, block_count
 from glmmlab.engine.solvers.scaling import GLM_PIECE, design_dot, design_t_dot
 
 
@@ -63,9 +55,9 @@ def _wls(A: np.ndarray, c: np.ndarray, Xs: Callable[[], np.ndarray], z: Callable
 
 
 def row_chunks(n: int, n_chunks: int | None = None) -> list[slice]:
-    """Contiguous runs of rows, one per core for a design of at least 2 * MIN_BLOCK_ROWS rows, for work that
-    adds over rows and needs no whole groups (the GLM start)."""
-    k = (cpu_count() if n >= 2 * MIN_BLOCK_ROWS else 1) if n_chunks is None else max(1, int(n_chunks))
+    """Contiguous runs of rows (as many as :func:`block_count` gives), for work that adds over rows and needs no
+    whole groups (the GLM start)."""
+    k = block_count(n) if n_chunks is None else max(1, int(n_chunks))
     cuts = [n * i // k for i in range(k + 1)]
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 

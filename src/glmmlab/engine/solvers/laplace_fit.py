@@ -240,11 +240,23 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     report(progress, "Computing standard errors", 0.85)
     finals = obj.finals(theta, beta_s)
     us, conds = _at_global_levels(st, obj.laps, specs, finals)
-    if remote is None:
-        cat = lambda key: np.concatenate([f[key] for f in finals])  # noqa: E731  rows in block order
-        mu, resid, var, dev_rows, re = cat("mu"), cat("resid"), cat("var"), cat("dev_rows"), cat("re")
-        rows = laplace_rows({"mu": mu, "resid": resid, "var": var, "dev_rows": dev_rows, "re": re}, pw)
-        dev_sum, pearson2 = float(np.sum(dev_rows)), float(rows["pearson_residuals"] @ rows["pearson_residuals"])
+    if remote is None:  # rows in block order, written block by block (a block's row arrays freed as it is done)
+        n_rows = sum(f["mu"].size for f in finals)
+        rows = {key: np.empty(n_rows) for key in ("fitted", "deviance_residuals", "pearson_residuals",
+                                                  "group_random_effect")}
+        dev_sum = pearson2 = 0.0
+        a = 0
+        for f in finals:
+            b = a + f["mu"].size
+            part = laplace_rows(f, pw[a:b])
+            for key, v in part.items():
+                rows[key][a:b] = v
+            dev_sum += float(np.sum(f["dev_rows"]))
+            pearson2 += float(part["pearson_residuals"] @ part["pearson_residuals"])
+            for key in ("mu", "resid", "var", "dev_rows", "re"):
+                del f[key]
+            del part
+            a = b
     else:
         rows = remote.rows(finals)
         dev_sum, pearson2 = sum(f["dev_sum"] for f in finals), sum(f["pearson2"] for f in finals)

@@ -156,7 +156,7 @@ def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], 
         raise no_complete_rows(response, group)
     rows = np.flatnonzero(keep)
     used = np.bincount(codes[rows], minlength=len(levels)) > 0
-    remap = np.cumsum(used) - 1  # the groups that keep rows, renumbered in their order
+    remap = (np.cumsum(used) - 1).astype(np.int32)  # the groups that keep rows, renumbered in their order
     present = [lv for lv, u in zip(levels, used) if u]
     if len(present) < 2:
         raise too_few_groups(group, len(present))
