@@ -245,10 +245,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
     references = reference_levels(args.reference)
     blup_rows(args.blups)  # checked before the fit runs
+    spec = None
     if args.formula is not None:  # the formula's limits (length, nesting, terms) before the data are read
-        from glmmlab.engine.model.formula import parse_formula
+        from glmmlab.engine.model.spec import ModelSpec
 
-        parse_formula(args.formula)
+        spec = ModelSpec(args.formula, family=args.family, link=args.link, conf_level=args.conf_level,
+                         max_iter=args.max_iter, tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights,
+                         offset=args.offset, reference_levels=references, reml=args.reml, ddf=args.ddf,
+                         dispersion=args.dispersion)
+        spec.parsed  # noqa: B018  (parsed here, once: the fit uses this parse)
     if args.ci is not None:  # the interval options' rules, before the fit runs
         from glmmlab.engine.model.options import INTERVAL_OPTIONS
 
@@ -263,20 +268,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options = dict(common, response=args.response, group=args.group, fixed=args.fixed,
                    intercept=not args.no_intercept)
     try:
-        if args.formula is not None:
-            from glmmlab.interfaces.api import glmm
+        if spec is not None:
+            from glmmlab.interfaces.api import fit
 
             if args.engine == "dask":
                 from glmmlab.services.distributed.cluster import dask_client
                 from glmmlab.services.distributed.dask_fit import read_parquet_lazily
 
                 data = read_parquet_lazily(args.data)
-                with dask_client(args.scheduler):  # glmm fits the formula on this cluster
-                    result = glmm(args.formula, data, **common)
+                with dask_client(args.scheduler):  # the formula is fitted on this cluster
+                    result = fit(spec, data, progress=bar)
             elif args.scheduler:
                 raise UsageError("--scheduler needs --engine dask")
             else:
-                result = glmm(args.formula, read_table(args.data), **common)
+                result = fit(spec, read_table(args.data), progress=bar)
         elif args.engine == "dask":
             if args.weights or args.offset or references:
                 raise UsageError("--weights, --offset and --reference run in memory; leave out --engine dask")
@@ -312,23 +317,24 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from glmmlab.interfaces.api import glmm
+    from glmmlab.interfaces.api import fit
     from glmmlab.services.workbench import comparison
 
     if len(args.formula) < 2:
         raise UsageError("give two or more models, each as --formula 'y ~ x + (1 | g)'")
-    from glmmlab.engine.model.formula import parse_formula
+    from glmmlab.engine.model.spec import ModelSpec
 
-    for formula in args.formula:  # every formula's limits before the data are read
-        parse_formula(formula)
+    specs = [ModelSpec(formula, family=args.family, link=args.link, weights=args.weights, offset=args.offset,
+                       max_iter=args.max_iter, tol=args.tol, nagq=args.nagq, ddf="none")  # LR tests need no df
+             for formula in args.formula]
+    for spec in specs:  # every formula's limits before the data are read (parsed once: the fits use this parse)
+        spec.parsed  # noqa: B018
     data = read_table(args.data)
     bar = ProgressBar()
     fits = []
     try:
-        for i, formula in enumerate(args.formula):
-            fits.append((f"m{i + 1}", glmm(formula, data, family=args.family, link=args.link, weights=args.weights,
-                                          offset=args.offset, max_iter=args.max_iter, tol=args.tol, nagq=args.nagq,
-                                          ddf="none", progress=bar)))  # likelihood-ratio tests need no df
+        for i, spec in enumerate(specs):
+            fits.append((f"m{i + 1}", fit(spec, data, progress=bar)))
         table = comparison.compare(fits)
     finally:
         bar.close()

@@ -20,6 +20,7 @@ from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_opti
 def _quote(name: str) -> str:
     return name if is_syntactic(name) else f"`{name}`"
 
+
 def random_intercept_formula(response: str, group: str, fixed: list[str] | tuple[str, ...] | None = None,
                              intercept: bool = True) -> str:
     """The formula of the random-intercept form ``--response Y --group G --fixed X1 X2``:
@@ -39,6 +40,7 @@ def random_intercept_formula(response: str, group: str, fixed: list[str] | tuple
     if not parts:
         parts = ["1"]
     return f"{_quote(response)} ~ {' + '.join(parts)} + (1 | {_quote(group)})"
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -110,6 +112,7 @@ class ModelSpec:
         for k in ("formula", "weights", "offset", "reference_levels"):
             d.pop(k)
         return d
+
 
 def check_reference_levels(reference_levels: object) -> None:
     """``reference_levels`` is None or a mapping of column names to levels (text, a number or a boolean); whether

@@ -61,7 +61,7 @@ from glmmlab.engine.model.design import (
     rank_deficient_warning,
     too_few_groups,
 )
-from glmmlab.engine.model.formula import BinOp, Call, Expr, Paren, Unary, parse_formula
+from glmmlab.engine.model.formula import BinOp, Call, Expr, Formula, Paren, Unary, parse_formula
 from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_options
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, RandomTerm, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
@@ -112,7 +112,7 @@ def _walk(e: Expr):
         yield from _walk(e.inner)
 
 
-def _check_supported(formula: str, meta: pd.DataFrame, family: str, weights, offset) -> ModelFrame:
+def _check_supported(formula: Formula, meta: pd.DataFrame, family: str, weights, offset) -> ModelFrame:
     """Refuse what needs the whole data before any pass; return the model frame of the (empty) meta frame."""
     from glmmlab.services.modeling.modelframe import build_model_frame
 
@@ -161,9 +161,9 @@ def _known(dt) -> bool:
 class FormulaRows:
     """A formula's model frame of one partition (:func:`build_model_frame` without the whole data's checks)."""
 
-    def __init__(self, formula: str, family: str, weights: Optional[str], offset: Optional[str]):
-        self.formula, self.family, self.weights, self.offset = formula, family, weights, offset
-        f = parse_formula(formula)
+    def __init__(self, formula: Formula, family: str, weights: Optional[str], offset: Optional[str]):
+        self.formula, self.family, self.weights, self.offset = formula, family, weights, offset  # parsed once
+        f = formula
         self.columns = list(dict.fromkeys(f.columns() + [c for c in (weights, offset) if c is not None]))
         self.shuffled = self.columns  # what the shuffle carries besides ROW and OUTER
         self.group_columns: list[str] = []
@@ -205,7 +205,7 @@ class FormulaRows:
         distinct = pd.concat([s["distinct"] for s in summaries], ignore_index=True).drop_duplicates(
             ignore_index=True)
         coded = grouping_levels(distinct, self.formula)
-        for r in parse_formula(self.formula).random:
+        for r in self.formula.random:
             nl = len(coded[r.component][1])
             if nl < 2:
                 raise GlmmInputError(
@@ -743,7 +743,7 @@ def _skeleton(blocks: list[FactorBlock], sizes: list[int], levels: list[list[str
 # -- the driver ----------------------------------------------------------------------------------------------
 def fit_formula_dask(
     data: Any,
-    formula: str | None,
+    formula: "str | Formula | None",
     *,
     family: str = "gaussian",
     link: Optional[str] = None,
@@ -776,25 +776,27 @@ def fit_formula_dask(
     if columns is None:
         from glmmlab.services.modeling.modelframe import plain_columns
 
-        if not isinstance(formula, str) or not formula.strip():
+        if not isinstance(formula, Formula) and (not isinstance(formula, str) or not formula.strip()):
             raise GlmmInputError("formula must be text such as 'y ~ x + (1 | g)'")
+        formula = parse_formula(formula)  # once: the parsed formula goes to every pass and every worker
         for option, col in (("weights", weights), ("offset", offset)):
             if col is not None and col not in data.columns:
                 raise GlmmInputError(f"{option} column '{col}' is not in the data; columns are: "
                                      + ", ".join(map(str, list(data.columns)[:20])))
         mf0 = _check_supported(formula, data._meta, fam.name, weights, offset)
         if not mf0.terms:  # pragma: no cover - the parser and the model frame require a random term
-            raise GlmmInputError(f"the formula {formula.strip()!r} has no random-effects term")
+            raise GlmmInputError(f"the formula {formula.text!r} has no random-effects term")
         (fixed, group), rows_of = plain_columns(formula, data._meta), FormulaRows(formula, fam.name, weights, offset)
     else:  # no model frame: one scalar random intercept on the group column, the fixed columns as they are
         mf0 = ModelFrame(response=columns.response, y=np.zeros(0), X=np.zeros((0, 0)), x_names=columns.names,
                          terms=[], rows=np.zeros(0, dtype=np.int64), n_input=0, intercept=columns.intercept,
-                         formula=formula or "")
+                         formula=(formula.text if isinstance(formula, Formula) else formula) or "")
         fixed, group, rows_of = list(columns.fixed), columns.group, columns
+    text = formula.text if isinstance(formula, Formula) else formula.strip() if formula else None
     model = {
         "response": mf0.response, "fixed": fixed, "group": group, "family": fam.name, "link": lk.name,
         "intercept": bool(mf0.intercept), "conf_level": float(conf_level), "nagq": int(nagq),
-        "max_iter": int(max_iter), "tol": float(tol), "formula": formula.strip() if formula else None,
+        "max_iter": int(max_iter), "tol": float(tol), "formula": text,
         "weights": weights, "offset": offset, **nondefault_options(True, "none", dispersion),
     }
     out, levels = _fit(data, rows_of, mf0, fam, lk, model, se, dispersion, progress, client, npartitions)

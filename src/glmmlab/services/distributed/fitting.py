@@ -59,7 +59,7 @@ def _spec_dask(data: Any, spec: ModelSpec, *, progress: ProgressFn = None, clien
     options = {k: getattr(spec, k) for k in DASK_OPTIONS}
     from glmmlab.services.distributed.dask_fit import fit_formula_dask  # scale-out path, imported when used
 
-    return fit_formula_dask(data, spec.formula, family=fam.name, link=lk.name, weights=spec.weights,
+    return fit_formula_dask(data, spec.parsed, family=fam.name, link=lk.name, weights=spec.weights,
                             offset=spec.offset, progress=progress, client=client, scheduler=scheduler, **options)
 
 
