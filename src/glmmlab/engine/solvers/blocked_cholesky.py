@@ -233,6 +233,8 @@ class Structure:
     def lead_sums_z(self, *vectors: np.ndarray) -> list[np.ndarray]:
         """Per-level sums of v_i z_i for each row vector v: one (L1, q1) array each, from one pass of sums."""
         Z1, q1 = self.lead.Z, self.q1
+        if q1 == 1 and self.ones1[0] and self.sorted1:  # a random intercept on sorted rows: sums of v's runs
+            return [np.add.reduceat(v, self.starts1)[:, None] for v in vectors]
         prods = np.empty((len(vectors) * q1, self.n))
         for k, v in enumerate(vectors):
             for a in range(q1):
@@ -590,9 +592,14 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
         L11 = batched_cholesky(H11)
         F1 = Lam1.T @ cp.E1
         G1 = _batched_solve_lower(L11, F1) if F1.shape[2] else F1
-    logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
     m = cp.EE.shape[0]
-    SEE = cp.EE - np.einsum("jam,jak->mk", G1, G1) if m else cp.EE
+    if q1 == 1:  # a scalar term: plain products (einsum's dispatch costs more than the sums on small data)
+        logdet = 2.0 * float(np.sum(np.log(L11)))
+        g1 = G1[:, 0, :]
+        SEE = cp.EE - g1.T @ g1 if m else cp.EE
+    else:
+        logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
+        SEE = cp.EE - np.einsum("jam,jak->mk", G1, G1) if m else cp.EE
     C21 = L22 = G2 = None
     if structure.rest and structure.dense:
         return _factor_dense_coupling(structure, cp, lams, L11, G1, SEE, logdet)

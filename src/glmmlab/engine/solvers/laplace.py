@@ -247,7 +247,10 @@ class GeneralLaplace:
         if self.keep_last and not st.rest and converged and cp is not None and cp.E1.shape[2] == 1:
             # the score per level, Z' (pw (y - mu) h1 / V), from the last iteration's cross-products of the
             # working response r = Z Lambda u + (y - mu) / h1: Z'W r = A Lambda u + score
-            score = cp.E1[:, :, 0] - np.einsum("jab,jb->ja", cp.A11, u.reshape(st.L1, st.q1) @ lams[0].T)
+            if st.q1 == 1:
+                score = cp.E1[:, :, 0] - cp.A11[:, :, 0] * (u.reshape(st.L1, 1) * float(lams[0][0, 0]))
+            else:
+                score = cp.E1[:, :, 0] - np.einsum("jab,jb->ja", cp.A11, u.reshape(st.L1, st.q1) @ lams[0].T)
             self._last = {"theta": np.array(theta), "beta": np.array(beta), "u": u, "F": F, "w": w, "A": cp.A11,
                           "score": score, "lam": lams[0]}
         else:
@@ -339,7 +342,11 @@ class GeneralLaplace:
         lam, U = last["lam"], last["u"].reshape(L1, q)
         dlam = st.lead.lam(np.asarray(theta)[: st.n_theta]) - lam
         # d(Lambda' Z' score - u) = dLambda' score - Lambda' A dLambda u - Lambda' Z' W X dbeta
-        rhs = last["score"] @ dlam - np.einsum("jab,jb->ja", last["A"], U @ dlam.T) @ lam
+        if q == 1:  # a scalar term: the same products as numbers per level
+            d, lm = float(dlam[0, 0]), float(lam[0, 0])
+            rhs = (last["score"][:, 0] * d - last["A"][:, 0, 0] * U[:, 0] * (d * lm))[:, None]
+        else:
+            rhs = last["score"] @ dlam - np.einsum("jab,jb->ja", last["A"], U @ dlam.T) @ lam
         dbeta = np.asarray(beta) - last["beta"]
         if np.any(dbeta != 0.0):
             xb = last["w"] * self._xb(dbeta)
