@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from glmmlab.services.errors import ServiceError
-from glmmlab.services.project import datasets as D
+from glmmlab.services.project import catalogue, importing
 from glmmlab.services.project.store import Project
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -22,11 +22,11 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 IMPORTER = textwrap.dedent("""
     import sys
     from glmmlab.services.project.store import Project
-    from glmmlab.services.project import datasets
+    from glmmlab.services.project import importing
     project = Project.open(sys.argv[1])
     def progress(stage, fraction):
         print(stage, fraction, flush=True)
-    datasets.import_dataset(project, sys.argv[2], "big", progress=progress)
+    importing.import_dataset(project, sys.argv[2], "big", progress=progress)
     print("finished", flush=True)
 """)
 
@@ -71,20 +71,20 @@ def _kill_when(project_path: Path, csv_path: Path, stage: str) -> list[str]:
 def test_killed_import_leaves_the_project_intact(tmp_path, big_csv, stage):
     path = tmp_path / "p.duckdb"
     with Project.open(path) as project:
-        before = D.import_dataset(project, b"a,b\n1,x\n2,y\n", "before", fmt="csv")
+        before = importing.import_dataset(project, b"a,b\n1,x\n2,y\n", "before", fmt="csv")
     seen = _kill_when(path, big_csv, stage)
     assert "finished" not in seen
     with Project.open(path) as project:
-        assert D.list_datasets(project) == [before]
-        assert D.read_rows(project, before.id)["rows"] == [[1, "x"], [2, "y"]]
+        assert catalogue.list_datasets(project) == [before]
+        assert catalogue.read_rows(project, before.id)["rows"] == [[1, "x"], [2, "y"]]
         with project.read() as cur:
             tables = {r[0] for r in cur.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'ds_%'")
                       .fetchall()}
         assert tables == {f"ds_{before.id}"}
-        after = D.import_dataset(project, b"c\n3\n", "after", fmt="csv")
-        assert [d.name for d in D.list_datasets(project)] == ["before", "after"]
+        after = importing.import_dataset(project, b"c\n3\n", "after", fmt="csv")
+        assert [d.name for d in catalogue.list_datasets(project)] == ["before", "after"]
     with Project.open(path) as project:
-        assert D.read_rows(project, after.id)["rows"] == [[3]]
+        assert catalogue.read_rows(project, after.id)["rows"] == [[3]]
 
 
 def test_committed_work_survives_a_kill(tmp_path):
@@ -92,17 +92,17 @@ def test_committed_work_survives_a_kill(tmp_path):
     script = textwrap.dedent("""
         import os, sys
         from glmmlab.services.project.store import Project
-        from glmmlab.services.project import datasets
+        from glmmlab.services.project import editing, importing
         project = Project.open(sys.argv[1])
-        info = datasets.import_dataset(project, b"a\\n1\\n2\\n", "kept", fmt="csv")
-        datasets.set_column_scale(project, info.id, "a", "nominal")
+        info = importing.import_dataset(project, b"a\\n1\\n2\\n", "kept", fmt="csv")
+        editing.set_column_scale(project, info.id, "a", "nominal")
         os.kill(os.getpid(), 9)  # no close, no checkpoint
     """)
     child = subprocess.run([sys.executable, "-c", script, str(path)], env=_env(), capture_output=True, text=True,
                            timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr
     with Project.open(path) as project:
-        (info,) = D.list_datasets(project)
+        (info,) = catalogue.list_datasets(project)
         assert info.name == "kept" and info.columns[0].scale == "nominal" and info.n_rows == 2
 
 

@@ -12,17 +12,17 @@ import pandas as pd
 import pytest
 
 from glmmlab.services.errors import ProjectDamaged, ServiceError
-from glmmlab.services.project import datasets as D
+from glmmlab.services.project import catalogue, importing
 from glmmlab.services.project.store import Project, data_table
 from glmmlab.services.workbench import models, project_io, reports
 
 
 def _make(path):
     with Project.open(path) as p:
-        small = D.import_dataset(p, b"a,b\n1,x\n2,y\n", "small", fmt="csv")
+        small = importing.import_dataset(p, b"a,b\n1,x\n2,y\n", "small", fmt="csv")
         rng = np.random.default_rng(1)
-        big = D.store_frame(p, pd.DataFrame({"x": rng.normal(size=400_000), "g": rng.integers(0, 99, 400_000)}),
-                            "big", operation={"type": "test"})
+        big = catalogue.store_frame(p, pd.DataFrame({"x": rng.normal(size=400_000), "g": rng.integers(0, 99, 400_000)}),
+                                    "big", operation={"type": "test"})
         return small.id, big.id
 
 
@@ -57,15 +57,15 @@ def test_a_flipped_data_block_is_found_on_opening_and_the_rest_can_be_read_and_e
         assert set(p.damaged) == {big}
         assert "The project file p.duckdb is damaged: dataset 'big'" in p.damaged_message()
         with pytest.raises(ProjectDamaged, match="dataset 'big'.*Export Project"):
-            D.read_rows(p, big)
+            catalogue.read_rows(p, big)
         with pytest.raises(ProjectDamaged):
-            D.read_frame(p, big)
-        assert D.read_rows(p, small)["rows"] == [[1, "x"], [2, "y"]]
+            catalogue.read_frame(p, big)
+        assert catalogue.read_rows(p, small)["rows"] == [[1, "x"], [2, "y"]]
         summary = project_io.export_project(p, tmp_path / "rescue.glmmlab")
         assert summary["left_out"] == ["dataset 'big'"] and summary["datasets"] == 1
     with project_io.import_project(tmp_path / "rescue.glmmlab", tmp_path / "rescued.duckdb") as rescued:
-        assert [d.name for d in D.list_datasets(rescued)] == ["small"]
-        assert D.read_rows(rescued, small)["rows"] == [[1, "x"], [2, "y"]]
+        assert [d.name for d in catalogue.list_datasets(rescued)] == ["small"]
+        assert catalogue.read_rows(rescued, small)["rows"] == [[1, "x"], [2, "y"]]
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.999])
@@ -81,13 +81,13 @@ def test_a_truncated_project_file_says_it_is_damaged(tmp_path, keep):
         assert "The project file cut.duckdb is damaged" in str(exc)
         return
     with p:  # it opened: what it cannot do says that the file is damaged, never a raw DuckDB error
-        for info in D.list_datasets(p):
+        for info in catalogue.list_datasets(p):
             try:
-                D.read_rows(p, info.id)
+                catalogue.read_rows(p, info.id)
             except ProjectDamaged as exc:
                 assert "is damaged" in str(exc)
         try:
-            D.import_dataset(p, b"a\n1\n", "new", fmt="csv")
+            importing.import_dataset(p, b"a\n1\n", "new", fmt="csv")
         except ProjectDamaged as exc:
             assert "is damaged" in str(exc) and "nothing was changed" in str(exc)
 
@@ -114,7 +114,7 @@ def _with_model_and_report(project):
     rng = np.random.default_rng(2)
     frame = pd.DataFrame({"y": rng.normal(size=100), "x": rng.normal(size=100),
                           "g": [f"g{i % 10}" for i in range(100)]})
-    info = D.store_frame(project, frame, "d", operation={"type": "test"})
+    info = catalogue.store_frame(project, frame, "d", operation={"type": "test"})
     result = json.loads(json.dumps(glmmlab.fit_glmm(frame, "y", "g", ["x"]).to_dict(), default=float))
     models.save_model(project, "m", info.id, {"response": "y"}, result)
     report = reports.create_report(project, "r")

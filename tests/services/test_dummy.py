@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from glmmlab.services.errors import ServiceError
-from glmmlab.services.project import datasets as D
-from glmmlab.services.project import dummy
+from glmmlab.services.project import catalogue, dummy, editing, lineage
 
 
 @pytest.fixture
@@ -15,7 +14,7 @@ def source(project):
     frame = pd.DataFrame({"region": ["North", "south", "East", None, "North"], "k": [1, 2, 3, 1, 10],
                           "y": [1.0, 2.0, 3.0, 4.0, 5.0], "region_North": [0, 0, 0, 0, 0],
                           "same": ["x"] * 5, "flag": [True, False, True, False, None]})
-    return D.store_frame(project, frame, "survey", operation={"type": "test"})
+    return catalogue.store_frame(project, frame, "survey", operation={"type": "test"})
 
 
 def test_default_reference_is_first_in_alphabetical_order(project, source):
@@ -53,13 +52,13 @@ def test_create_makes_a_read_only_derived_dataset_with_its_lineage(project, sour
     assert op["type"] == "dummy_coding" and op["source"] == "survey"
     assert {"column": "region", "scale": "nominal", "action": "dummy_drop", "reference": "North"} in op["spec"]
     assert op["encodings"][0]["new_columns"] == ["region_East", "region_south"]
-    frame = D.read_frame(project, info.id)
+    frame = catalogue.read_frame(project, info.id)
     assert frame["region_East"].tolist()[:3] == [0, 0, 1] and pd.isna(frame["region_East"][3])
-    assert info.id in [d.id for d in D.list_datasets(project)]
-    assert D.dependents(project, source.id)["datasets"] == [{"id": info.id, "name": info.name,
-                                                             "parent_id": source.id}]
+    assert info.id in [d.id for d in catalogue.list_datasets(project)]
+    assert lineage.dependents(project, source.id)["datasets"] == [{"id": info.id, "name": info.name,
+                                                                   "parent_id": source.id}]
     with pytest.raises(ServiceError, match="read-only"):
-        D.set_column_scale(project, info.id, "k", "nominal")
+        editing.set_column_scale(project, info.id, "k", "nominal")
     again = dummy.create_dummy_coded(project, source.id, spec)
     assert again.name == "survey (dummy coded) (2)"
     named = dummy.create_dummy_coded(project, info.id, [{"column": "flag", "action": "dummy_drop"}], name="twice")
@@ -69,10 +68,10 @@ def test_create_makes_a_read_only_derived_dataset_with_its_lineage(project, sour
 def test_single_valued_column_is_refused_by_name(project, source):
     with pytest.raises(ServiceError, match="Column 'same' of dataset 'survey' has only one distinct value"):
         dummy.preview_dummy_coding(project, source.id, [{"column": "same", "action": "dummy_drop"}])
-    before = len(D.list_datasets(project))
+    before = len(catalogue.list_datasets(project))
     with pytest.raises(ServiceError, match="only one distinct value"):
         dummy.create_dummy_coded(project, source.id, [{"column": "same", "action": "dummy_keep"}])
-    assert len(D.list_datasets(project)) == before
+    assert len(catalogue.list_datasets(project)) == before
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -92,8 +91,8 @@ def test_bad_specs_are_refused_with_a_message(project, source, spec, message):
 
 
 def test_too_many_levels_are_refused(project):
-    info = D.store_frame(project, pd.DataFrame({"id": [f"p{i}" for i in range(dummy.MAX_LEVELS + 5)]}), "many",
-                         operation={"type": "test"})
+    info = catalogue.store_frame(project, pd.DataFrame({"id": [f"p{i}" for i in range(dummy.MAX_LEVELS + 5)]}), "many",
+                                 operation={"type": "test"})
     with pytest.raises(ServiceError, match="more than 200 distinct values"):
         dummy.preview_dummy_coding(project, info.id, [{"column": "id", "action": "dummy_drop"}])
 
@@ -101,7 +100,7 @@ def test_too_many_levels_are_refused(project):
 def test_weird_names_and_values(project):
     col = 'a"; drop table x; --'
     frame = pd.DataFrame({col: ["it's", 'say "hi"', "it's", None], "y": [1, 2, 3, 4]})
-    src = D.store_frame(project, frame, "weird", operation={"type": "test"})
+    src = catalogue.store_frame(project, frame, "weird", operation={"type": "test"})
     info = dummy.create_dummy_coded(project, src.id, [{"column": col, "action": "dummy_drop"}])
     assert [c.name for c in info.columns] == [f"{col}_say \"hi\"", "y"]
-    assert D.read_frame(project, info.id).iloc[:, 0].tolist()[:3] == [0, 1, 0]
+    assert catalogue.read_frame(project, info.id).iloc[:, 0].tolist()[:3] == [0, 1, 0]

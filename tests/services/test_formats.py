@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from glmmlab.services.project import datasets, formats
+from glmmlab.services.project import formats, importing
 
 TAB_TEXT = "y\tx\tg\n1.5\t2\ta\n2.5\t3\tb\n3.5\t1\ta\n"
 
@@ -22,7 +22,7 @@ def test_the_table(name, fmt):
 def test_txt_is_tab_separated_in_the_importer(project, tmp_path):
     path = tmp_path / "export.txt"
     path.write_text(TAB_TEXT)
-    info = datasets.import_dataset(project, path, "export")
+    info = importing.import_dataset(project, path, "export")
     assert [c.name for c in info.columns] == ["y", "x", "g"] and info.n_rows == 3
     assert info.operation["format"] == "tsv"
 

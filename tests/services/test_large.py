@@ -7,8 +7,7 @@ import time
 import duckdb
 import pytest
 
-from glmmlab.services.project import datasets as D
-from glmmlab.services.project import dummy
+from glmmlab.services.project import catalogue, dummy, importing
 
 
 @pytest.mark.slow
@@ -20,7 +19,7 @@ def test_million_rows_import_and_page_read(project, tmp_path):
         "CASE WHEN i % 10 = 0 THEN NULL ELSE 50 + (i % 50) END AS score "
         f"FROM range(1000000) t(i)) TO '{path}' (HEADER)")
     started = time.perf_counter()
-    info = D.import_dataset(project, path, "million")
+    info = importing.import_dataset(project, path, "million")
     import_seconds = time.perf_counter() - started
     assert info.n_rows == 1_000_000
     assert {c.name: c.dtype for c in info.columns} == {"id": "int64", "school": "string", "hours": "float64",
@@ -28,7 +27,7 @@ def test_million_rows_import_and_page_read(project, tmp_path):
     assert import_seconds < 20, import_seconds
 
     started = time.perf_counter()
-    page = D.read_rows(project, info.id, offset=999_900, limit=100)
+    page = catalogue.read_rows(project, info.id, offset=999_900, limit=100)
     page_seconds = time.perf_counter() - started
     assert page["total"] == 1_000_000 and len(page["rows"]) == 100
     assert page["rows"][0][0] == 999_900 and page["rows"][-1][0] == 999_999

@@ -10,8 +10,7 @@ import pandas as pd
 import glmmlab
 from glmmlab.services.modeling.frames import group_codes
 from glmmlab.services.modeling.modelframe import build_model_frame
-from glmmlab.services.project import datasets as D
-from glmmlab.services.project import dummy
+from glmmlab.services.project import catalogue, dummy
 from glmmlab.services.workbench.model_form import factor_levels
 
 IDS = [str(i) for i in range(1, 13)]
@@ -58,7 +57,7 @@ def test_the_random_intercept_forms_groups_of_numbers_as_text_are_in_numeric_ord
 
 def test_dummy_coding_lists_numbers_as_text_in_numeric_order(project):
     frame = pd.DataFrame({"herd": ["10", "2", "1", "2", "11"], "y": [1.0, 2.0, 3.0, 4.0, 5.0]})
-    source = D.store_frame(project, frame, "herds", operation={"type": "test"})
+    source = catalogue.store_frame(project, frame, "herds", operation={"type": "test"})
     preview = dummy.preview_dummy_coding(project, source.id, [{"column": "herd", "action": "dummy_drop"}])
     enc = preview["encodings"][0]
     assert enc["levels"] == ["1", "2", "10", "11"] and enc["reference"] == "1"

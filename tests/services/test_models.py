@@ -6,7 +6,7 @@ import pytest
 
 import glmmlab
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.project import datasets
+from glmmlab.services.project import catalogue, lineage
 from glmmlab.services.project.samples import create_sample_datasets
 from glmmlab.services.workbench import models
 
@@ -14,8 +14,8 @@ from glmmlab.services.workbench import models
 @pytest.fixture
 def fitted(project):
     create_sample_datasets(project)
-    ds = next(d for d in datasets.list_datasets(project) if d.name == "school scores")
-    frame = datasets.read_frame(project, ds.id, ["score", "school", "study_hours"])
+    ds = next(d for d in catalogue.list_datasets(project) if d.name == "school scores")
+    frame = catalogue.read_frame(project, ds.id, ["score", "school", "study_hours"])
     frame.loc[3, "score"] = float("nan")  # one excluded row: the diagnostics keep the source row numbers
     result = glmmlab.fit_glmm(frame, "score", "school", ["study_hours"])
     return ds, result
@@ -26,10 +26,10 @@ def test_save_model_stores_the_model_and_its_diagnostics_dataset(project, fitted
     doc = result.to_dict()
     model = models.save_model(project, "scores", ds.id, {"response": "score"}, doc)
     assert model["name"] == "scores" and model["result"]["n_obs"] == doc["n_obs"]
-    diag = datasets.get_dataset(project, model["diagnostics_dataset_id"])
+    diag = catalogue.get_dataset(project, model["diagnostics_dataset_id"])
     assert diag.parent_id == ds.id and diag.read_only and diag.operation["type"] == "model_diagnostics"
     assert [c.name for c in diag.columns] == list(models.DIAGNOSTIC_COLUMNS)
-    frame = datasets.read_frame(project, diag.id)
+    frame = catalogue.read_frame(project, diag.id)
     assert len(frame) == doc["n_obs"] == ds.n_rows - 1
     assert 3 not in set(frame["row"]) and frame["row"].iloc[3] == 4
     assert frame["fitted_values"].tolist() == pytest.approx(doc["diagnostics"]["fitted_values"])
@@ -39,39 +39,39 @@ def test_save_model_stores_the_model_and_its_diagnostics_dataset(project, fitted
 
 def test_save_is_atomic(project, fitted, monkeypatch):
     ds, result = fitted
-    before = len(datasets.list_datasets(project))
-    real = datasets.store_frame
+    before = len(catalogue.list_datasets(project))
+    real = catalogue.store_frame
 
     def store_then_fail(*args, **kwargs):
         real(*args, **kwargs)
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(datasets, "store_frame", store_then_fail)
+    monkeypatch.setattr(catalogue, "store_frame", store_then_fail)
     with pytest.raises(RuntimeError):
         models.save_model(project, "broken", ds.id, {}, result.to_dict())
-    assert models.list_models(project) == [] and len(datasets.list_datasets(project)) == before
+    assert models.list_models(project) == [] and len(catalogue.list_datasets(project)) == before
 
     doc = result.to_dict()
     doc["diagnostics"]["fitted_values"] = doc["diagnostics"]["fitted_values"][:-1]
-    monkeypatch.setattr(datasets, "store_frame", real)
+    monkeypatch.setattr(catalogue, "store_frame", real)
     with pytest.raises(ServiceError, match="incomplete"):
         models.save_model(project, "short", ds.id, {}, doc)
     with pytest.raises(ServiceError, match="name"):
         models.save_model(project, "  ", ds.id, {}, result.to_dict())
-    assert models.list_models(project) == [] and len(datasets.list_datasets(project)) == before
+    assert models.list_models(project) == [] and len(catalogue.list_datasets(project)) == before
 
 
 def test_deleting_the_dataset_cascades_to_models_and_diagnostics(project, fitted):
     ds, result = fitted
     model = models.save_model(project, "m", ds.id, {}, result.to_dict())
-    deps = datasets.dependents(project, ds.id)
+    deps = lineage.dependents(project, ds.id)
     assert [m["name"] for m in deps["models"]] == ["m"]
     assert model["diagnostics_dataset_id"] in [d["id"] for d in deps["datasets"]]
-    datasets.delete_dataset(project, ds.id)
+    lineage.delete_dataset(project, ds.id)
     with pytest.raises(NotFound):
         models.get_model(project, model["id"])
     with pytest.raises(NotFound):
-        datasets.get_dataset(project, model["diagnostics_dataset_id"])
+        catalogue.get_dataset(project, model["diagnostics_dataset_id"])
 
 
 def test_delete_model_and_recompute_intervals(project, fitted):
@@ -89,7 +89,7 @@ def test_delete_model_and_recompute_intervals(project, fitted):
     models.delete_model(project, model["id"])
     assert models.list_models(project) == []
     with pytest.raises(NotFound):
-        datasets.get_dataset(project, model["diagnostics_dataset_id"])
+        catalogue.get_dataset(project, model["diagnostics_dataset_id"])
 
 
 def test_the_per_row_diagnostics_are_stored_once_and_read_back_from_the_dataset(project, fitted):
@@ -115,7 +115,7 @@ def test_a_version_1_project_is_migrated_to_diagnostics_stored_once(tmp_path, fi
     doc = result.to_dict()
     keep = models.save_model(project, "keep", ds.id, {}, doc)
     lone = models.save_model(project, "lone", ds.id, {}, doc)
-    datasets.delete_dataset(project, lone["diagnostics_dataset_id"])
+    lineage.delete_dataset(project, lone["diagnostics_dataset_id"])
     with project.write() as cur:  # make the file as version 1 wrote it
         for m in (keep, lone):
             cur.execute("UPDATE models SET result = ? WHERE id = ?", [__import__("json").dumps(doc), m["id"]])

@@ -9,16 +9,15 @@ import pandas as pd
 import pytest
 
 from glmmlab.services.errors import ServiceError
-from glmmlab.services.project import datasets as D
-from glmmlab.services.project import dummy, samples
+from glmmlab.services.project import catalogue, dummy, editing, importing, samples
 from glmmlab.services.workbench import project_io
 
 
 def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, tmp_path):
     samples.create_sample_datasets(project)
-    weird = D.store_frame(project, pd.DataFrame({'a"; --': [1.5, None], "d": pd.to_datetime(["2020-01-01", None])}),
-                          "wéird 'name'", operation={"type": "test"})
-    D.set_column_scale(project, weird.id, 'a"; --', "interval")
+    frame = pd.DataFrame({'a"; --': [1.5, None], "d": pd.to_datetime(["2020-01-01", None])})
+    weird = catalogue.store_frame(project, frame, "wéird 'name'", operation={"type": "test"})
+    editing.set_column_scale(project, weird.id, 'a"; --', "interval")
     coded = dummy.create_dummy_coded(project, 1, [{"column": "track", "action": "dummy_drop"}])
     result = _real_result()  # an import checks that a model's result can be shown, so it must be a real one
     with project.write() as cur:
@@ -29,15 +28,15 @@ def test_roundtrip_keeps_datasets_types_scales_lineage_models_and_ids(project, t
     assert summary["datasets"] == 6 and summary["models"] == 1 and summary["reports"] == 1
 
     with project_io.import_project(tmp_path / "out.glmmlab", tmp_path / "copy.duckdb") as copy:
-        assert D.list_datasets(copy) == D.list_datasets(project)
-        for info in D.list_datasets(project):
-            pd.testing.assert_frame_equal(D.read_frame(copy, info.id), D.read_frame(project, info.id))
+        assert catalogue.list_datasets(copy) == catalogue.list_datasets(project)
+        for info in catalogue.list_datasets(project):
+            pd.testing.assert_frame_equal(catalogue.read_frame(copy, info.id), catalogue.read_frame(project, info.id))
         with copy.read() as cur:
             assert cur.execute("SELECT name, dataset_id, spec FROM models").fetchall() == [
                 ("m", coded.id, json.dumps({"family": "gaussian"}))]
         # new ids continue after the imported ones
-        assert D.import_dataset(copy, b"a\n1\n", "new", fmt="csv").id == coded.id + 1
-        assert D.get_dataset(copy, coded.id).read_only
+        assert importing.import_dataset(copy, b"a\n1\n", "new", fmt="csv").id == coded.id + 1
+        assert catalogue.get_dataset(copy, coded.id).read_only
 
 
 def _real_result() -> dict:
@@ -74,7 +73,7 @@ def test_bad_files_are_refused_and_leave_nothing(tmp_path, make, message):
 
 
 def test_tampered_data_is_refused(project, tmp_path):
-    D.import_dataset(project, b"a,b\n1,x\n2,y\n", "t", fmt="csv")
+    importing.import_dataset(project, b"a,b\n1,x\n2,y\n", "t", fmt="csv")
     project_io.export_project(project, tmp_path / "out.glmmlab")
     with zipfile.ZipFile(tmp_path / "out.glmmlab") as zf:
         manifest = json.loads(zf.read("manifest.json"))
@@ -120,7 +119,7 @@ def test_a_manifest_bomb_is_refused_while_streaming_without_taking_its_size_in_m
 
 
 def test_data_members_share_one_unpacking_budget(project, tmp_path, monkeypatch):
-    D.import_dataset(project, b"a,b\n1,x\n2,y\n", "t", fmt="csv")
+    importing.import_dataset(project, b"a,b\n1,x\n2,y\n", "t", fmt="csv")
     project_io.export_project(project, tmp_path / "out.glmmlab")
     with zipfile.ZipFile(tmp_path / "out.glmmlab") as zf:
         manifest = zf.read("manifest.json")
@@ -143,8 +142,8 @@ def test_an_export_of_a_version_1_project_is_imported_with_the_diagnostics_store
     from glmmlab.services.workbench import models
 
     samples.create_sample_datasets(project)
-    ds = next(d for d in D.list_datasets(project) if d.name == "school scores")
-    doc = glmmlab.fit_glmm(D.read_frame(project, ds.id, ["score", "school"]), "score", "school").to_dict()
+    ds = next(d for d in catalogue.list_datasets(project) if d.name == "school scores")
+    doc = glmmlab.fit_glmm(catalogue.read_frame(project, ds.id, ["score", "school"]), "score", "school").to_dict()
     doc = json.loads(json.dumps(doc))
     model = models.save_model(project, "old", ds.id, {}, doc)
     src, old = tmp_path / "new.glmmlab", tmp_path / "old.glmmlab"

@@ -5,30 +5,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from glmmlab.services.project import datasets as D
-from glmmlab.services.project import samples
+from glmmlab.services.project import catalogue, importing, samples
 
 
 def test_samples_are_created_once_on_a_new_project(project):
     created = samples.create_sample_datasets(project)
     assert [d.name for d in created] == ["school scores", "clinic recovery", "regional incidents", "hospital costs"]
     assert samples.create_sample_datasets(project) == []
-    assert len(D.list_datasets(project)) == 4
+    assert len(catalogue.list_datasets(project)) == 4
     for info in created:
         assert 300 <= info.n_rows <= 5000
         group = info.columns[0]
         assert group.dtype == "string" and group.categorical
         assert any(c.dtype == "string" and c is not group for c in info.columns), "a column to dummy-code"
         suggested = info.operation["suggested"]
-        frame = D.read_frame(project, info.id)
+        frame = catalogue.read_frame(project, info.id)
         assert frame[suggested["response"]].notna().all()
         assert all(info.column(x).numeric for x in suggested["fixed"] + [suggested["response"]])
 
 
 def test_samples_are_not_added_to_a_project_that_has_data(project):
-    D.import_dataset(project, b"a\n1\n", "mine", fmt="csv")
+    importing.import_dataset(project, b"a\n1\n", "mine", fmt="csv")
     assert samples.create_sample_datasets(project) == []
-    assert [d.name for d in D.list_datasets(project)] == ["mine"]
+    assert [d.name for d in catalogue.list_datasets(project)] == ["mine"]
 
 
 def test_samples_are_reproducible_and_fit_their_families():

@@ -344,12 +344,12 @@ def test_unknown_paths_and_methods_answer_json(client):
 
 
 def test_an_unexpected_failure_is_a_json_500_without_traceback(client, monkeypatch):
-    from glmmlab.services.project import datasets
+    from glmmlab.services.project import catalogue
 
     def boom(project):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(datasets, "list_datasets", boom)
+    monkeypatch.setattr(catalogue, "list_datasets", boom)
     r = client.get("/api/datasets")
     assert r.status_code == 500
     assert r.json() == {"error": "Internal error (RuntimeError); the server log has the details."}
@@ -411,15 +411,15 @@ def test_a_damaged_project_opens_with_a_warning_and_its_intact_data_can_be_expor
     import numpy as np
     import pandas as pd
 
-    from glmmlab.services.project import datasets as D
+    from glmmlab.services.project import catalogue, importing
     from glmmlab.services.project.store import Project
 
     path = tmp_path / "projects" / "hurt.duckdb"
     path.parent.mkdir(parents=True)
     with Project.open(path) as p:
-        small = D.import_dataset(p, b"a,b\n1,x\n2,y\n", "small", fmt="csv").id
-        big = D.store_frame(p, pd.DataFrame({"x": np.random.default_rng(1).normal(size=400_000)}), "big",
-                            operation={"type": "test"}).id
+        small = importing.import_dataset(p, b"a,b\n1,x\n2,y\n", "small", fmt="csv").id
+        big = catalogue.store_frame(p, pd.DataFrame({"x": np.random.default_rng(1).normal(size=400_000)}), "big",
+                                    operation={"type": "test"}).id
     # inside a block that holds the big dataset's values (a fixed fraction of the file can land in a free block)
     from tests.services.test_damaged import _flip_block_of
 

@@ -95,7 +95,7 @@ def test_a_saved_model_refuses_to_refit_when_a_columns_type_changed(client):
 def test_a_saved_model_refuses_to_refit_when_its_values_changed_and_old_models_still_refit(client):
     """issue 23: the checksum of the used columns' values; a model saved before fingerprints has none and refits."""
     from glmmlab.services.errors import ServiceError
-    from glmmlab.services.project import datasets
+    from glmmlab.services.project import catalogue
     from glmmlab.services.project.store import data_column, data_table
     from glmmlab.services.workbench import fits, models
 
@@ -107,7 +107,7 @@ def test_a_saved_model_refuses_to_refit_when_its_values_changed_and_old_models_s
         assert fp["n_rows"] == 60 and {c: v["dtype"] for c, v in fp["columns"].items()} == \
             {"y": "float64", "k": "int64", "g": "string"}
         assert models.refit_model(project, model).n_obs == 60
-        info = datasets.get_dataset(project, ds["id"])
+        info = catalogue.get_dataset(project, ds["id"])
         with project.write() as cur:
             cur.execute(f"UPDATE {data_table(ds['id'])} SET {data_column(info.column('y').position)} = 100 "
                         f"WHERE {data_column(info.column('k').position)} = 2")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import glmmlab
-from glmmlab.services.project import datasets
+from glmmlab.services.project import catalogue
 
 
 def wait_fit(client, fit_id: str, timeout: float = 60) -> dict:
@@ -30,7 +30,7 @@ def samples(client):
 
 def frame_of(client, dataset_id, columns):
     with client.workbench.project() as project:
-        return datasets.read_frame(project, dataset_id, columns)
+        return catalogue.read_frame(project, dataset_id, columns)
 
 
 def close(a, b, rel=1e-9):

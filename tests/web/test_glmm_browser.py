@@ -330,7 +330,7 @@ def test_blup_table_shows_50_rows_then_all(page, live_server_factory):
 
 def big_project(path: Path) -> int:
     """A project holding 2,000,000 rows in 20,000 groups: a Gaussian fit with the log link takes a few seconds."""
-    from glmmlab.services.project.datasets import store_frame
+    from glmmlab.services.project.catalogue import store_frame
     from glmmlab.services.project.store import Project
 
     rng = np.random.default_rng(3)

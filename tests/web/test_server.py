@@ -17,19 +17,19 @@ GLMMLAB = Path(sys.executable).parent / "glmmlab"
 
 
 def test_the_default_project_is_created_once_with_the_samples(tmp_path, monkeypatch):
-    from glmmlab.services.project import datasets
+    from glmmlab.services.project import catalogue, lineage
     from glmmlab.services.project.store import Project
 
     monkeypatch.chdir(tmp_path)
     path = prepare_project(None)
     assert path == tmp_path / "projects" / "default.duckdb"
     with Project.open(path) as p:
-        names = [d.name for d in datasets.list_datasets(p)]
+        names = [d.name for d in catalogue.list_datasets(p)]
         assert len(names) == 4
-        datasets.delete_dataset(p, datasets.list_datasets(p)[0].id)
+        lineage.delete_dataset(p, catalogue.list_datasets(p)[0].id)
     assert prepare_project(None) == path  # an existing project is opened as it is
     with Project.open(path) as p:
-        assert len(datasets.list_datasets(p)) == 3
+        assert len(catalogue.list_datasets(p)) == 3
     assert prepare_project(tmp_path / "other") == tmp_path / "other.duckdb"
 
 

@@ -30,20 +30,17 @@ from typing import Any
 
 from glmmlab.services.errors import ServiceError
 from glmmlab.services.modeling.frames import numeric_text_order
-from glmmlab.services.project.datasets import (
-    _SQL_TYPES,
-    SCALES_BY_DTYPE,
+from glmmlab.services.project.catalogue import (
     DatasetInfo,
     _check_name,
-    _check_scale,
     _dataset_id,
     _json_value,
     _load_info,
     _register_dataset,
-    _sql_string,
     _unique_name,
 )
-from glmmlab.services.project.store import Project, data_column, data_table
+from glmmlab.services.project.column_types import _SQL_TYPES, SCALES_BY_DTYPE, _check_scale
+from glmmlab.services.project.store import Project, data_column, data_table, quote_literal
 
 ACTIONS = ("exclude", "as_is", "dummy_drop", "dummy_keep")
 MAX_LEVELS = 200
@@ -92,14 +89,14 @@ def _sort_key(value: Any):
 
 def _literal(value: Any, dtype: str) -> str:
     if dtype == "string":
-        return _sql_string(value)
+        return quote_literal(value)
     if dtype == "float64":
         text = repr(float(value))
     elif dtype in ("date", "datetime"):
         text = value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
     else:
         text = _label(value)
-    return f"CAST({_sql_string(text)} AS {_SQL_TYPES[dtype]})"
+    return f"CAST({quote_literal(text)} AS {_SQL_TYPES[dtype]})"
 
 
 def _matches(level: Any, reference: Any) -> bool:

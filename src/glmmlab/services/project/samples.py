@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from glmmlab.services.project.datasets import DatasetInfo, list_datasets, store_frame
+from glmmlab.services.project.catalogue import DatasetInfo, list_datasets, store_frame
 from glmmlab.services.project.store import Project
 
 SEED = 20240611

@@ -17,7 +17,7 @@ Catalogue tables (see ``_MIGRATIONS`` for the exact columns):
 
 The data of dataset ``id`` live in the table ``ds_<id>`` whose columns are ``c0``, ``c1``, ... in the order of the
 ``columns`` catalogue. Table and column names are therefore never built from user text; user text only ever
-reaches SQL as a bound parameter or through :func:`quote_ident`.
+reaches SQL as a bound parameter or through :func:`quote_ident` or :func:`quote_literal`.
 """
 
 from __future__ import annotations
@@ -203,6 +203,11 @@ def quote_ident(name: str) -> str:
     if "\x00" in name:
         raise ServiceError("A name cannot contain the NUL character; rename the column or dataset.")
     return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """Quote ``text`` as a SQL string literal (single quotes, inner quotes doubled): file paths, patterns, values."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def data_table(dataset_id: int) -> str:

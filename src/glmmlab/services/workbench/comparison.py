@@ -191,7 +191,7 @@ def load_saved(project: Any, model_ids: Sequence[Any]) -> dict[str, Any]:
     :class:`ServiceError` naming both) and the dataset's columns they use. Fitting happens in
     :func:`compare_loaded`, after the project is released."""
     from glmmlab.services.errors import ServiceError
-    from glmmlab.services.project import datasets
+    from glmmlab.services.project import catalogue
     from glmmlab.services.workbench import models
 
     ids = list(dict.fromkeys(model_ids))
@@ -205,7 +205,7 @@ def load_saved(project: Any, model_ids: Sequence[Any]) -> dict[str, Any]:
                 f"“{first['name']}” was fitted to dataset “{first['dataset_name']}” and “{m['name']}” to "
                 f"“{m['dataset_name']}”: models can only be compared on the same data. Choose models of one dataset.")
     columns = list(dict.fromkeys(c for m in saved for c in models.spec_columns(m["spec"])))
-    return {"saved": saved, "frame": datasets.read_frame(project, first["dataset_id"], columns),
+    return {"saved": saved, "frame": catalogue.read_frame(project, first["dataset_id"], columns),
             "dtypes": models.column_types(project, first["dataset_id"], columns)}
 
 

@@ -32,7 +32,7 @@ from glmmlab.services.errors import NotFound, ServiceError
 from glmmlab.services.modeling import marginal
 from glmmlab.services.modeling.fitted import fit_columns
 from glmmlab.services.modeling.modelframe import build_model_frame
-from glmmlab.services.project import datasets
+from glmmlab.services.project import catalogue
 from glmmlab.services.project.store import Project
 from glmmlab.services.views import result_view
 from glmmlab.services.views.jsonable import jsonable
@@ -238,7 +238,7 @@ def _dataset(project, dataset_id):
     if dataset_id in (None, ""):
         raise FieldError("dataset_id", "Choose a Dataset.")
     try:
-        return datasets.get_dataset(project, dataset_id)
+        return catalogue.get_dataset(project, dataset_id)
     except (NotFound, ServiceError):
         raise FieldError("dataset_id", f"There is no dataset {dataset_id!r}; choose one from the list.") from None
 
@@ -259,7 +259,7 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
     try:
         parse_formula(text)  # the formula's limits (length, nesting, terms) before the data are read
         names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
-        frame = datasets.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
+        frame = catalogue.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
         return build_model_frame(frame, text, family=family, weights=weights or None,
                                  reference_levels=reference_levels or None,
                                  known_columns=[c.name for c in info.columns]), names
@@ -327,7 +327,7 @@ def start_fit(runner: JobRunner, open_project: Callable[[], ContextManager[Proje
     def work(job: Job) -> dict[str, Any]:
         job.report("Reading data", 0.0)
         with open_project() as project:
-            frame = datasets.read_frame(project, info.id, models.spec_columns(spec))
+            frame = catalogue.read_frame(project, info.id, models.spec_columns(spec))
             dtypes = models.column_types(project, info.id, list(frame.columns))
         job.kept["data_fingerprint"] = models.data_fingerprint(frame, dtypes)
         job.check_cancelled()
@@ -464,7 +464,7 @@ def fit_result_of_job(job: Job, open_project: Callable[[], ContextManager[Projec
         return kept
     spec = job.info["spec"]
     with open_project() as project:
-        frame = datasets.read_frame(project, job.info["dataset_id"], models.spec_columns(spec))
+        frame = catalogue.read_frame(project, job.info["dataset_id"], models.spec_columns(spec))
     result = models.fit_form(frame, spec)
     job.kept["fit"] = result
     return result

@@ -5,7 +5,7 @@
 project never holds one without the other. The per-row diagnostics are stored once, in that dataset: the stored
 result document leaves them out, and :func:`diagnostics_of` reads them back in the document's shape. Model names are
 unique in a project. Deleting the analysed dataset deletes its models (see
-:func:`glmmlab.services.project.datasets.delete_dataset`); :func:`delete_model` removes a model and its diagnostics."""
+:func:`glmmlab.services.project.lineage.delete_dataset`); :func:`delete_model` removes a model and its diagnostics."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from glmmlab.services.errors import NotFound, ServiceError
-from glmmlab.services.project import datasets
+from glmmlab.services.project import catalogue, lineage
 from glmmlab.services.project.store import Project
 from glmmlab.services.views import result_view
 
@@ -125,7 +125,7 @@ def data_fingerprint(frame: pd.DataFrame, dtypes: dict[str, str]) -> dict[str, A
 
 def column_types(project: Project, dataset_id: int, columns: list[str]) -> dict[str, str]:
     """The dataset's types of ``columns`` (those it has)."""
-    info = datasets.get_dataset(project, dataset_id)
+    info = catalogue.get_dataset(project, dataset_id)
     names = {c.name for c in info.columns}
     return {c: info.column(c).dtype for c in columns if c in names}
 
@@ -171,9 +171,9 @@ def save_model(project: Project, name: str, dataset_id: int, spec: dict[str, Any
     frame = diagnostics_frame(result)
     with project.write() as cur:
         _check_unique(cur, name)
-        parent = datasets.get_dataset(project, dataset_id)
+        parent = catalogue.get_dataset(project, dataset_id)
         model_id = project.next_id(cur, "model")
-        diag = datasets.store_frame(
+        diag = catalogue.store_frame(
             project, frame, f"{name} diagnostics", parent_id=parent.id, read_only=True,
             operation={"type": "model_diagnostics", "model_id": model_id, "model_name": name,
                        "description": f"Diagnostics of model '{name}' fitted on '{parent.name}'"})
@@ -196,7 +196,7 @@ def diagnostics_of(project: Project, model: dict[str, Any]) -> dict[str, list] |
     deleted, still has them in its document; otherwise None."""
     if model.get("diagnostics_dataset_id") is not None:
         try:
-            frame = datasets.read_frame(project, model["diagnostics_dataset_id"], list(DIAGNOSTIC_COLUMNS))
+            frame = catalogue.read_frame(project, model["diagnostics_dataset_id"], list(DIAGNOSTIC_COLUMNS))
         except NotFound:
             frame = None
         if frame is not None:
@@ -287,7 +287,7 @@ def delete_model(project: Project, model_id: int) -> dict[str, Any]:
         deleted: dict[str, Any] = {"datasets": []}
         if model["diagnostics_dataset_id"] is not None:
             try:
-                deleted = datasets.delete_dataset(project, model["diagnostics_dataset_id"])
+                deleted = lineage.delete_dataset(project, model["diagnostics_dataset_id"])
             except NotFound:
                 pass
     return {"model": {"id": model["id"], "name": model["name"]}, "datasets": deleted.get("datasets", [])}
@@ -343,7 +343,7 @@ def model_data(project: Project, model: dict[str, Any]) -> pd.DataFrame:
     (:func:`check_data`): a refit on changed data is refused."""
     spec = model.get("spec") or {}
     try:
-        frame = datasets.read_frame(project, model["dataset_id"], spec_columns(spec))
+        frame = catalogue.read_frame(project, model["dataset_id"], spec_columns(spec))
     except (NotFound, KeyError) as exc:
         raise ServiceError(f"The model's dataset or one of its columns is gone ({exc}); run the model again.") \
             from None

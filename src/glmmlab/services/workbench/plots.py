@@ -22,7 +22,7 @@ import numpy as np
 
 from glmmlab.services.errors import NotFound, ServiceError
 from glmmlab.services.modeling.modelframe import build_model_frame
-from glmmlab.services.project import datasets
+from glmmlab.services.project import catalogue
 from glmmlab.services.project.store import Project
 from glmmlab.services.views.result_view import is_general
 from glmmlab.services.workbench.models import diagnostics_of, get_model
@@ -76,18 +76,18 @@ def _observed(project: Project, model: dict[str, Any], rows: np.ndarray, n: int)
     m = result["model"]
     response = m["response"]
     try:
-        cols = datasets.get_dataset(project, model["dataset_id"]).columns
+        cols = catalogue.get_dataset(project, model["dataset_id"]).columns
     except NotFound:
         raise ServiceError(f"The dataset of model '{model['name']}' was deleted.") from None
     names = [c.name for c in cols]
     if response in names:
-        frame = datasets.read_frame(project, model["dataset_id"], [response])
+        frame = catalogue.read_frame(project, model["dataset_id"], [response])
         y = frame[response].to_numpy(dtype=float, na_value=np.nan)
         return y[rows] if rows.size and rows.max() < y.size else np.full(n, np.nan)
     formula = m.get("formula") or ""
     wanted = [c for c in names if c in formula or c == m.get("weights")]
     try:
-        mf = build_model_frame(datasets.read_frame(project, model["dataset_id"], wanted), formula,
+        mf = build_model_frame(catalogue.read_frame(project, model["dataset_id"], wanted), formula,
                                family=m["family"], weights=m.get("weights"), offset=m.get("offset"))
     except Exception:  # noqa: BLE001 - the data changed since the fit: no observed values to draw
         return np.full(n, np.nan)

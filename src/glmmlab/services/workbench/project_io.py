@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 
 from glmmlab.services.errors import DiskFull, NotFound, ProjectDamaged, ServiceError, disk_full, is_disk_full
-from glmmlab.services.project.datasets import _SQL_TYPES, DTYPES, SCALES, _sql_string
+from glmmlab.services.project.column_types import _SQL_TYPES, DTYPES, SCALES
 from glmmlab.services.project.store import (
     CATALOGUE_TABLES,
     DIAGNOSTICS_STORED_ONCE,
@@ -36,6 +36,7 @@ from glmmlab.services.project.store import (
     Project,
     data_column,
     data_table,
+    quote_literal,
 )
 from glmmlab.services.workbench import models, reports
 
@@ -86,7 +87,7 @@ def export_project(project: Project, dest_path: str | os.PathLike,
             target = Path(tmp) / f"ds_{int(row['id'])}.parquet"
             try:
                 with project.read() as cur:
-                    cur.execute(f"COPY (SELECT * FROM {data_table(row['id'])}) TO {_sql_string(str(target))} "
+                    cur.execute(f"COPY (SELECT * FROM {data_table(row['id'])}) TO {quote_literal(str(target))} "
                                 "(FORMAT parquet, COMPRESSION zstd)")
             except ProjectDamaged:  # found only now: leave it out too, so the rest is saved
                 damaged.add(int(row["id"]))
@@ -371,14 +372,14 @@ def _load(project: Project, src: Path, zf: zipfile.ZipFile, manifest: dict[str, 
             target = tmp / f"ds_{dataset_id}.parquet"
             _inflate(src, zf, f"data/ds_{dataset_id}.parquet", target, budget)
             try:
-                found = cur.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_string(str(target))})").fetchall()
+                found = cur.execute(f"DESCRIBE SELECT * FROM read_parquet({quote_literal(str(target))})").fetchall()
                 if len(found) != len(cols):
                     raise _bad(src, f"the data of dataset '{row['name']}' do not match its columns")
                 aliases = ", ".join(data_column(i) for i in range(len(cols)))
                 select = ", ".join(f"CAST({data_column(c['position'])} AS {_SQL_TYPES[c['dtype']]}) AS "
                                    f"{data_column(c['position'])}" for c in cols)
                 cur.execute(f"CREATE TABLE {data_table(dataset_id)} AS SELECT {select or '1 AS _empty'} FROM "
-                            f"(SELECT * FROM read_parquet({_sql_string(str(target))}) AS _p({aliases}))")
+                            f"(SELECT * FROM read_parquet({quote_literal(str(target))}) AS _p({aliases}))")
                 n = cur.execute(f"SELECT count(*) FROM {data_table(dataset_id)}").fetchall()[0][0]
             except duckdb.Error as exc:
                 _full(exc, f"'{src.name}' could not be imported")

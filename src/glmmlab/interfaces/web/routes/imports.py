@@ -13,7 +13,7 @@ from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.schemas import ErrorBody, JobOut
 from glmmlab.interfaces.web.state import Job, Workbench
 from glmmlab.services.errors import ServiceError
-from glmmlab.services.project import datasets, formats
+from glmmlab.services.project import formats, importing
 
 router = APIRouter(prefix="/api", tags=["import"])
 
@@ -53,7 +53,7 @@ def start_import(wb: Workbench, path: Path, name: str, fmt: str, label: str) -> 
         job.report("Waiting for the project")
         with wb.project() as project, project.patient():  # a background job queues for the project's writer lock
             job.report("Importing")
-            info = datasets.import_dataset(project, path, name, fmt=fmt, progress=job.report)
+            info = importing.import_dataset(project, path, name, fmt=fmt, progress=job.report)
         return {"dataset": jsonable(info)}
 
     return wb.start_job("import", label, work, cleanup=lambda: wb.discard_upload(path))

@@ -9,7 +9,7 @@ from glmmlab.engine.families.distributions import FAMILIES
 from glmmlab.interfaces.web.deps import dataset_tree, workbench
 from glmmlab.interfaces.web.routes.catalog import list_models, list_reports
 from glmmlab.interfaces.web.security import human_bytes
-from glmmlab.services.project import datasets, formats
+from glmmlab.services.project import catalogue, formats
 
 router = APIRouter(include_in_schema=False)
 
@@ -18,7 +18,7 @@ router = APIRouter(include_in_schema=False)
 def workbench_page(request: Request):
     wb = workbench(request)
     with wb.project() as project:
-        tree = dataset_tree(datasets.list_datasets(project))
+        tree = dataset_tree(catalogue.list_datasets(project))
         models = list_models(project)
         reports = list_reports(project)
     context = {
