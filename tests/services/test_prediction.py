@@ -11,7 +11,8 @@ from scipy.special import expit
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.model.terms import ModelFrame
-from glmmlab.services.modeling.modelframe import DesignRecipe, build_model_frame
+from glmmlab.services.modeling.design import DesignRecipe
+from glmmlab.services.modeling.modelframe import build_model_frame
 from glmmlab.services.modeling.prediction import make_predictor, prediction_design
 from tests.conftest import MODELS, model_case_names
 

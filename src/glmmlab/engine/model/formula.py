@@ -16,7 +16,7 @@ R's ``terms()`` does:
 
 Labels are R's deparsed text: ``I(age^2)``, ``log(expected)``, ``cbind(incidence, size - incidence)``; names that
 R would not accept unquoted keep their backquotes (```my var```). Evaluating the expressions on data is the
-services' job (``glmmlab.services.modeling.modelframe``).
+services' job (``glmmlab.services.modeling.variables``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every front door (``glmmlab.glmm``/``fit_glmm``/``fit`` in Python, ``glmmlab fit``/``compare``, the web's formula
 check and fits) parses formulas with :func:`glmmlab.engine.model.formula.parse_formula`, which checks the formula limits
-first; the design's size is checked by :mod:`glmmlab.services.modeling.modelframe` before a column is built, and the
+first; the design's size is checked by :mod:`glmmlab.services.modeling.design` before a column is built, and the
 coupled random-effects block of the general engine before its first evaluation. A refusal names the limit and its value.
 
 Why these values:

@@ -25,17 +25,8 @@ import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.model.formula import Expr, Name
-from glmmlab.services.modeling.modelframe import (
-    DesignRecipe,
-    _Data,
-    _design,
-    _Fac,
-    _Num,
-    _numeric_factor,
-    _series_value,
-    _show_levels,
-    _UsedFactor,
-)
+from glmmlab.services.modeling.design import DesignRecipe, _design, _UsedFactor
+from glmmlab.services.modeling.variables import _Data, _Fac, _Num, _numeric_factor, _series_value, _show_levels
 
 __all__ = ["NewRandomTerm", "PredictionDesign", "blups_by_component", "fixed_design", "make_predictor",
            "prediction_design", "to_pandas"]
