@@ -1,5 +1,7 @@
 """Families: unit deviance, log-density, variance function and its derivative, the response's range and
-starting means, parameters (the negative binomial's theta); :func:`resolve` a family and link by name."""
+starting means, parameters (the negative binomial's theta); :func:`resolve` a family and link by name.
+
+One module on purpose: every family is the same handful of pieces, which are checked best side by side."""
 
 from __future__ import annotations
 

@@ -17,6 +17,9 @@ R's ``terms()`` does:
 Labels are R's deparsed text: ``I(age^2)``, ``log(expected)``, ``cbind(incidence, size - incidence)``; names that
 R would not accept unquoted keep their backquotes (```my var```). Evaluating the expressions on data is the
 services' job (``glmmlab.services.modeling.variables``).
+
+One module on purpose: the tree, its tokenizer and parser and R's expansion are the one definition of the model
+language, and every pass works on the same tree classes.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ Catalogue tables (see ``_MIGRATIONS`` for the exact columns):
 The data of dataset ``id`` live in the table ``ds_<id>`` whose columns are ``c0``, ``c1``, ... in the order of the
 ``columns`` catalogue. Table and column names are therefore never built from user text; user text only ever
 reaches SQL as a bound parameter or through :func:`quote_ident` or :func:`quote_literal`.
+
+One module on purpose: the file's checks, the schema and its migrations, the writer lock and the transactions are
+together what owning the one DuckDB file means, and each needs the others' internals.
 """
 
 from __future__ import annotations
