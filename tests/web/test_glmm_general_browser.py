@@ -88,9 +88,9 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     expect(formula).to_have_value("y ~ x * f + (1 + x | g)")
     assign(panel, "group", "h")
     expect(formula).to_have_value("y ~ x * f + (1 + x | g) + (1 | h)")
-    # the negative binomial is offered with the general form
+    # the negative binomial and glmmTMB's families are offered with the general form
     assert control(panel, "family").locator("option").evaluate_all("os => os.map(o => o.value)") == \
-        ["gaussian", "binomial", "poisson", "gamma", "negbin"]
+        ["gaussian", "binomial", "poisson", "gamma", "negbin", "nbinom1"]
     expect(field(panel, "formula").locator(".field-error")).to_be_hidden()
     panel.evaluate("p => p.closest('.tabpanel').scrollTop = 0")
     DOCS.mkdir(exist_ok=True)
@@ -213,3 +213,4 @@ def test_a_typed_formula_with_an_offset_and_the_negative_binomial(page, live_ser
     run.locator("button.view-diagnostics").click()
     diag = active_panel(page)
     expect(diag.locator("figure.plot")).to_have_count(4)
+

@@ -43,12 +43,16 @@ def fit_glmm(
 ) -> GlmmResult:
     """Fit a random-intercept GLMM ``g(mu_i) = x_i' beta + u_group`` and return its :class:`GlmmResult`.
 
-    ``family`` is gaussian, binomial, poisson, gamma or negbin (theta estimated); ``link`` defaults to the family's
-    canonical link. The model is fitted by the general engine, as at every front door
-    (:mod:`glmmlab.services.modeling.fitting`), so this is the same fit as ``glmm("response ~ fixed + (1 | group)",
-    data)``. ``nagq`` 1 is the Laplace approximation, > 1 adaptive Gauss-Hermite quadrature (non-Gaussian families).
-    ``se`` "working" (default: working weights at PIRLS convergence) or "hessian" (also reports the
-    Hessian-based standard errors). ``progress(stage, fraction)`` is called as the fit proceeds.
+    ``family`` is gaussian, binomial, poisson, gamma, negbin (glmmTMB's nbinom2: theta estimated) or one of
+    glmmTMB's families with parameters of their own, estimated with the others: nbinom1 (phi); glmmTMB's spelling
+    ``nbinom2`` is accepted.
+    ``link`` defaults to the family's canonical link. The model is fitted by the general engine, as at every front
+    door (:mod:`glmmlab.services.modeling.fitting`), so this is the same fit as ``glmm("response ~ fixed + (1 |
+    group)", data)``. ``nagq`` 1 is the Laplace approximation, > 1 adaptive
+    Gauss-Hermite quadrature (non-Gaussian families but glmmTMB's, which are fitted by Laplace only).
+    ``se`` "working" (default: working weights at PIRLS convergence; glmmTMB's families: always the Hessian of the
+    Laplace deviance over every parameter, as glmmTMB's) or "hessian" (also reports the Hessian-based standard
+    errors). ``progress(stage, fraction)`` is called as the fit proceeds.
     ``n_blocks``: how many blocks of whole groups (run in threads) share the work; default one per core
     for large data.
     Rows with a missing, non-numeric or infinite value in any model column are excluded (listwise).

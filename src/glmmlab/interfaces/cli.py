@@ -122,7 +122,7 @@ def _add_option_flags(parser: argparse.ArgumentParser, options: Iterable[Any],
     kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str.lower,
                                               "bool": _true_or_false}
     for opt in options:
-        extra: dict[str, Any] = {"choices": list(opt.choices)} if opt.kind == "choice" else {}
+        extra: dict[str, Any] = {"choices": list(opt.choices) + list(opt.aliases)} if opt.kind == "choice" else {}
         if unset and opt.name in unset:
             value, default = None, f"; {unset[opt.name]}"
         else:

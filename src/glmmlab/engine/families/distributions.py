@@ -1,11 +1,12 @@
 """Families: unit deviance, log-density, variance function and its derivative, the response's range and
-starting means, parameters (the negative binomial's theta); :func:`resolve` a family and link by name.
+starting means, parameters of their own (the negative binomial's theta; glmmTMB's phi, sigma, df, power);
+:func:`resolve` a family and link by name (glmmTMB's spelling ``nbinom2`` too).
 
 One module on purpose: every family is the same handful of pieces, which are checked best side by side."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 
@@ -14,7 +15,14 @@ from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.links import _EPS, _TINY, LINKS, Link, _same
-from glmmlab.engine.families.state import LOG_2PI, RowState, _logit_state, _poisson_log_state, _probit_state
+from glmmlab.engine.families.state import (
+    LOG_2PI,
+    DensityState,
+    RowState,
+    _logit_state,
+    _poisson_log_state,
+    _probit_state,
+)
 
 LOG_SQRT_2PI = 0.5 * LOG_2PI
 ICC_LATENT = {"logit": float(np.pi ** 2 / 3.0), "probit": 1.0}  # latent-scale level-1 variances
@@ -22,10 +30,12 @@ ICC_LATENT = {"logit": float(np.pi ** 2 / 3.0), "probit": 1.0}  # latent-scale l
 
 @dataclass(frozen=True)
 class Family:
-    """A distribution family of the exponential-dispersion kind.
+    """A distribution family; a member of it where the family has parameters of its own (:attr:`parameters`).
 
     ``variance(mu)`` is V(mu) with Var(Y | mu) = phi * V(mu); ``unit_deviance(y, mu)`` the deviance of one
-    observation; ``logpdf(y, mu, phi)`` the log-density used for the likelihood.
+    observation; ``logpdf(y, mu, phi)`` the log-density used for the likelihood. A family that is not of the
+    exponential-dispersion kind at fixed parameters (``edm`` False: glmmTMB's NB1, beta, beta-binomial, t) gives its
+    row state itself (:meth:`fast_state`).
     """
 
     name: str
@@ -42,6 +52,26 @@ class Family:
     observed_information: bool = False
     bounded_mean: bool = False  # a mean bounded on both sides (binomial): separation can occur
     mean_range: tuple[float, float] = (-np.inf, np.inf)  # the open interval of valid means
+    # Parameters of the family's own, estimated with the others (glmmTMB's names: theta of nbinom2; phi of nbinom1,
+    # beta_family and betabinomial; sigma and df of t_family; phi and power of tweedie), and their values in this
+    # member. The engine optimises them on the scale of to_internal (glmmTMB's), with a member per point
+    # (with_parameters).
+    parameter_names: tuple[str, ...] = ()
+    parameters: tuple[float, ...] = ()
+    # the optimiser's scale of each: "log" (a positive parameter)
+    parameter_scales: tuple[str, ...] = ()
+    # parameters held at their values in this member instead of estimated (a Tweedie power the user gives)
+    fixed_parameters: tuple[str, ...] = ()
+    # The score is the quasi-likelihood one, (y - mu) h1 / V (an exponential-dispersion member at fixed
+    # parameters), so a Fisher-scoring step's working response is eta + (y - mu) / h1; otherwise it is
+    # eta - dev_eta / (2 w) and the modes are found by Newton steps (glmmTMB's NB1, beta, beta-binomial, t).
+    edm: bool = True
+    # glmmTMB's conventions for the results: standard errors from the Hessian of the Laplace deviance over every
+    # parameter (the family's own included), conditional variances from the observed information
+    hessian_se: bool = False
+    # The prior weights of a proportion are the trials of the density (the beta-binomial's n), not weights of its
+    # rows: the fit hands them to the response (Response.trials) and weighs every row 1
+    trials_from_weights: bool = False
 
     def eta_range(self, link: Link, y: np.ndarray | None = None) -> tuple[float, float]:
         """The open interval of linear predictors whose mean is valid under ``link`` (e.g. (0, inf) for a
@@ -121,6 +151,47 @@ class Family:
     def with_parameter(self, value: float) -> "Family":
         return self
 
+    # -- the family's own parameters (see parameter_names) --------------------------------------------------
+    def free_parameters(self) -> list[int]:
+        """The positions of the parameters that are estimated (not in :attr:`fixed_parameters`)."""
+        return [i for i, n in enumerate(self.parameter_names) if n not in self.fixed_parameters]
+
+    def to_internal(self, values) -> np.ndarray:
+        """The estimated parameters among ``values`` (all of :attr:`parameter_names`) on the optimiser's scale."""
+        values = np.asarray(values, dtype=float)
+        return np.array([_TO_SCALE[self.parameter_scales[i]](float(values[i])) for i in self.free_parameters()])
+
+    def from_internal(self, x) -> tuple[float, ...]:
+        """Every parameter, the estimated ones from the optimiser's scale ``x`` (the inverse of
+        :meth:`to_internal`) and the fixed ones at this member's values."""
+        out = list(self.parameters)
+        for j, i in enumerate(self.free_parameters()):
+            out[i] = _FROM_SCALE[self.parameter_scales[i]](float(x[j]))
+        return tuple(out)
+
+    def internal_range(self) -> tuple[float, float]:
+        """The open box of the optimiser's scale outside which no member is evaluated."""
+        return -20.0, 20.0
+
+    def with_parameters(self, values) -> "Family":
+        """The member with these values of :attr:`parameter_names` (the same ones held fixed)."""
+        member = self._member(tuple(float(v) for v in values))
+        return replace(member, fixed_parameters=self.fixed_parameters) if self.fixed_parameters else member
+
+    def _member(self, values: tuple[float, ...]) -> "Family":
+        return self
+
+    def with_fixed(self, name: str, value: float) -> "Family":
+        """The member with parameter ``name`` held at ``value`` (not estimated)."""
+        if name not in self.parameter_names:
+            raise GlmmInputError(f"the {self.name} family has no parameter {name!r}")
+        values = tuple(float(value) if n == name else v for n, v in zip(self.parameter_names, self.parameters))
+        return replace(self._member(values), fixed_parameters=tuple(sorted({*self.fixed_parameters, name})))
+
+    def start_parameters(self, y: np.ndarray, pw: np.ndarray, trials: np.ndarray | None) -> tuple[float, ...]:
+        """Starting values of the parameters from the response alone (its moments), for the GLM's profile."""
+        return self.parameters
+
     def variance_d2(self, mu: np.ndarray) -> np.ndarray:
         """V''(mu): 0 for the Gaussian and Poisson variance functions (overridden where it is not)."""
         return np.zeros_like(mu)
@@ -154,6 +225,11 @@ class Family:
         """Draw responses with means ``mu``, prior weights ``pw`` and dispersion ``phi`` (the parametric
         bootstrap's simulation, on the scale the fit reads ``y``: a binomial proportion of ``pw`` trials)."""
         raise NotImplementedError(f"no sampler for the {self.name} family")
+
+
+# the optimiser's scales of the families' own parameters (Family.parameter_scales)
+_TO_SCALE: dict[str, Callable[[float], float]] = {"log": np.log}
+_FROM_SCALE: dict[str, Callable[[float], float]] = {"log": np.exp}
 
 
 def _gaussian_dev(y, mu):
@@ -530,6 +606,13 @@ class NegativeBinomial(Family):
     def with_parameter(self, value):
         return negbin_family(value)
 
+    def _member(self, values):
+        return negbin_family(values[0])
+
+    def start_parameters(self, y, pw, trials):
+        mean, var = float(np.mean(y)), float(np.var(y))
+        return (mean * mean / (var - mean),) if var > mean * 1.01 else (100.0,)
+
     def variance_d2(self, mu):
         assert self.parameter is not None  # the negative binomial's theta
         return np.full_like(mu, 2.0 / float(self.parameter))
@@ -570,10 +653,148 @@ def negbin_family(theta: float) -> Family:
     return NegativeBinomial("negbin", "Negative Binomial (NB2)", ("log", "identity"), False,
                             partial(_negbin_variance, th=th), partial(_negbin_variance_d1, th=th),
                             partial(_negbin_unit_deviance, th=th), partial(_negbin_logpdf, th=th), _positive, th,
-                            observed_information=True, mean_range=(0.0, np.inf))
+                            observed_information=True, mean_range=(0.0, np.inf), parameter_names=("theta",),
+                            parameters=(th,), parameter_scales=("log",))
 
 
 FAMILIES["negbin"] = negbin_family(1.0)
+
+
+# -- glmmTMB's families with parameters of their own -------------------------------------------------------------
+# Each member (a family at fixed parameter values) gives the engine what it needs per row: the log-density and its
+# first three derivatives in the linear predictor (the Laplace approximation uses the observed information, the exact
+# Hessian of the joint log-density as glmmTMB does, and its gradient the third derivative), an expected information
+# for the IRLS of the starting GLM, and Var(y) for Pearson residuals. Its parameters (glmmTMB's names, densities and
+# optimiser scales: each constructor's docstring) are estimated with the others by the engine.
+def _polygamma2(x: np.ndarray) -> np.ndarray:
+    return special.polygamma(2, x)
+
+
+@dataclass(frozen=True)
+class DensityFamily(Family):
+    """A family fitted through its log-density's derivatives in the mean (not an exponential-dispersion member,
+    so the quasi-likelihood score (y - mu) h1 / V is not its score)."""
+
+    def mu_terms(self, resp, mu: np.ndarray, q: np.ndarray):
+        """(log f, d/dmu, d2/dmu2 of log f, the expected information in mu, Var(y)) per row; ``q`` is 1 - mu
+        computed without cancellation where the link allows (logit)."""
+        raise NotImplementedError
+
+    def mu_third(self, resp, mu: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """d3/dmu3 of log f per row."""
+        raise NotImplementedError
+
+    def safe_links(self) -> tuple[str, ...]:
+        """The links whose means are always valid (the engine then skips the check over the rows)."""
+        return ()
+
+    def has_fast_path(self, link):
+        return link in self.safe_links()
+
+    def fast_state(self, resp, eta, link):
+        return DensityState(self, resp, eta, link)
+
+    def saturated_rows(self, y, pw):
+        return pw * self._sat(y, None)
+
+    def prepare_response(self, resp):
+        self._prepare(resp)
+        resp.sat = self._sat(resp.y, resp)
+
+    def _prepare(self, resp) -> None:
+        """Per-row constants of the response (its logs, log-gammas) for :meth:`mu_terms`."""
+
+    def _sat(self, y: np.ndarray, resp) -> np.ndarray | float:
+        """A per-row constant c_i free of mu: the engine's deviance of a row is 2 (c_i - log f(y_i | mu_i))."""
+        raise NotImplementedError
+
+    def exp_label(self, link):
+        return None
+
+
+# -- NB1 ----------------------------------------------------------------------------------------------------------
+def _nb1_variance(mu, phi):
+    return mu * (1.0 + phi)
+
+
+def _nb1_variance_d1(mu, phi):
+    return np.full_like(mu, 1.0 + phi)
+
+
+def _nb1_logpdf(y, mu, disp, phi):
+    s = np.maximum(mu, _TINY) / phi
+    return (special.gammaln(y + s) - special.gammaln(s) - special.gammaln(y + 1.0) - s * np.log1p(phi)
+            + y * np.log(phi / (1.0 + phi)))
+
+
+def _nb1_unit_deviance(y, mu, phi):
+    return 2.0 * (_nb1_logpdf(y, np.maximum(y, _TINY), 1.0, phi) - _nb1_logpdf(y, mu, 1.0, phi))
+
+
+@dataclass(frozen=True)
+class NegativeBinomial1(DensityFamily):
+    def safe_links(self):
+        return ("log",)
+
+    def check_response(self, y, response):
+        _check_counts(y, response, self.name)
+
+    def start_mu(self, y, link):
+        return y + 0.1
+
+    def _prepare(self, resp):
+        resp.lgamma_y1 = special.gammaln(resp.y + 1.0)
+
+    def _sat(self, y, resp):
+        return _nb1_logpdf(y, np.maximum(y, _TINY), 1.0, self.parameters[0])
+
+    def mu_terms(self, resp, mu, q):
+        phi = self.parameters[0]
+        y = resp.y
+        s = mu / phi
+        ys = y + s
+        ll = (special.gammaln(ys) - special.gammaln(s) - resp.lgamma_y1 - s * np.log1p(phi)
+              + y * np.log(phi / (1.0 + phi)))
+        l1 = (special.digamma(ys) - special.digamma(s) - np.log1p(phi)) / phi
+        l2 = (special.polygamma(1, ys) - special.polygamma(1, s)) / (phi * phi)
+        var = mu * (1.0 + phi)
+        return ll, l1, l2, 1.0 / var, var
+
+    def mu_third(self, resp, mu, q):
+        phi = self.parameters[0]
+        s = mu / phi
+        return (_polygamma2(resp.y + s) - _polygamma2(s)) / phi ** 3
+
+    def _member(self, values):
+        return nbinom1_family(*values)
+
+    def start_parameters(self, y, pw, trials):
+        mean, var = float(np.average(y, weights=pw)), float(np.average((y - np.average(y, weights=pw)) ** 2,
+                                                                          weights=pw))
+        return (min(max(var / max(mean, 1e-8) - 1.0, 0.1), 1e3),)
+
+    def exp_label(self, link):
+        return "IRR" if link == "log" else None
+
+    def sample(self, rng, mu, pw, phi):
+        size = np.maximum(mu, _TINY) / self.parameters[0]
+        return rng.negative_binomial(size, 1.0 / (1.0 + self.parameters[0])).astype(float)
+
+
+def nbinom1_family(phi: float) -> Family:
+    """glmmTMB's nbinom1: the negative binomial of size mu / phi, Var(Y) = mu (1 + phi); phi on the log scale."""
+    phi = float(phi)
+    return NegativeBinomial1("nbinom1", "Negative Binomial (NB1)", ("log", "identity"), False,
+                             partial(_nb1_variance, phi=phi), partial(_nb1_variance_d1, phi=phi),
+                             partial(_nb1_unit_deviance, phi=phi), partial(_nb1_logpdf, phi=phi), _positive,
+                             observed_information=True, mean_range=(0.0, np.inf), parameter_names=("phi",),
+                             parameters=(phi,), parameter_scales=("log",), edm=False, hessian_se=True)
+
+
+# glmmTMB's families, by glmmTMB's names
+FAMILIES.update({
+    "nbinom1": nbinom1_family(1.0),
+})
 
 
 def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:
@@ -581,6 +802,8 @@ def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:
     the observed information (the second derivative). Through the mean: with r = y - mu,
     d_mu = -2 r / V, d_mumu = 2 / V + 2 r V' / V^2, d_mumumu = -4 V' / V^2 + 2 r V'' / V^2 - 4 r V'^2 / V^3, and
     d_etaetaeta = d_mumumu h1^3 + 3 d_mumu h1 h2 + d_mu h3 (h the inverse link)."""
+    if rs.dev_eta3 is not None:  # the family's own (glmmTMB's families)
+        return rs.dev_eta3
     if lk.mu_eta3 is None:
         raise NotImplementedError(f"no third derivative for the {lk.name} link")
     mu, h1, h2, h3 = rs.mu, rs.h1, rs.h2, lk.mu_eta3(rs.eta)
@@ -592,9 +815,19 @@ def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:
     return d3 * h1 ** 3 + 3.0 * d2 * h1 * h2 + d1 * h3
 
 
+# glmmTMB's and R's other spellings of a family (the catalogue's keys are the canonical names)
+ALIASES = {"nbinom2": "negbin", "negative_binomial": "negbin"}
+
+
+def family_key(family: str) -> str:
+    """The canonical name of a family as a user may spell it (glmmTMB's ``nbinom2`` is ``negbin``)."""
+    key = str(family).strip().lower()
+    return ALIASES.get(key, key)
+
+
 def resolve(family: str, link: str | None) -> tuple[Family, Link]:
     """Return the (family, link) pair, refusing names and pairs the GLMM tab does not offer."""
-    fam_key = str(family).strip().lower()
+    fam_key = family_key(family)
     if fam_key not in FAMILIES:
         raise GlmmInputError(
             f"unknown family {family!r}: choose one of {', '.join(FAMILIES)}"

@@ -41,6 +41,11 @@ def _logit_d2(eta):
     return p * (1.0 - p) * (1.0 - 2.0 * p)
 
 
+def _logit_d3(eta):
+    p = special.expit(eta)
+    return p * (1.0 - p) * (1.0 - 6.0 * p * (1.0 - p))
+
+
 def _probit_inv(eta):
     return np.clip(special.ndtr(eta), _EPS, 1.0 - _EPS)
 
@@ -51,6 +56,10 @@ def _probit_d1(eta):
 
 def _probit_d2(eta):
     return -eta * np.exp(-0.5 * eta * eta) / np.sqrt(2.0 * np.pi)
+
+
+def _probit_d3(eta):
+    return (eta * eta - 1.0) * np.exp(-0.5 * eta * eta) / np.sqrt(2.0 * np.pi)
 
 
 def _exp_capped(eta):
@@ -87,7 +96,7 @@ def _reciprocal(mu):
 LINKS: dict[str, Link] = {
     "identity": Link("identity", _same, _same, np.ones_like, np.zeros_like, np.zeros_like),
     "log": Link("log", np.log, _exp_capped, _exp_capped, _exp_capped, _exp_capped),
-    "logit": Link("logit", special.logit, _logit_inv, _logit_d1, _logit_d2),
-    "probit": Link("probit", special.ndtri, _probit_inv, _probit_d1, _probit_d2),
+    "logit": Link("logit", special.logit, _logit_inv, _logit_d1, _logit_d2, _logit_d3),
+    "probit": Link("probit", special.ndtri, _probit_inv, _probit_d1, _probit_d2, _probit_d3),
     "inverse": Link("inverse", _reciprocal, _inverse_inv, _inverse_d1, _inverse_d2, _inverse_d3),
 }

@@ -28,10 +28,12 @@ def add_constants(parts: list[dict]) -> dict:
 
 
 class Response:
-    def __init__(self, y: np.ndarray, family: Family):
+    def __init__(self, y: np.ndarray, family: Family, trials: np.ndarray | None = None):
         self.y = y
         self.family = family
         self.n = y.shape[0]
+        if trials is not None:  # the beta-binomial's trials: data of its density (Family.trials_from_weights)
+            self.trials = trials
         family.prepare_response(self)
         sat = getattr(self, "sat", None)
         self.sum_sat = float(np.sum(sat)) if sat is not None and not np.isscalar(sat) else (

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from glmmlab.engine.families.distributions import FAMILIES, negbin_family
+from glmmlab.engine.families.distributions import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 
@@ -152,10 +152,12 @@ def parameter_values(result: Any, names: list[str]) -> np.ndarray:
 class Simulator:
     """New responses from a fitted model, unconditional on its random effects (lme4's ``simulate`` with
     ``use.u = FALSE``, what ``bootMer`` does): b ~ N(0, Sigma) per level of each factor, then y from the family
-    with mean g^-1(X beta + Z b + offset), the prior weights (binomial trials) and the dispersion."""
+    with mean g^-1(X beta + Z b + offset), the prior weights (binomial trials) and the dispersion.
+    ``family_parameter``: the family's own parameters (a number, the negative binomial's theta, or a tuple by
+    :attr:`Family.parameter_names`)."""
 
     def __init__(self, mf: ModelFrame, family: str, link: str, sd_cor: np.ndarray, beta: dict[str, float],
-                 var_residual: float | None, family_parameter: float | None):
+                 var_residual: float | None, family_parameter: float | tuple | None):
         self.blocks = merge_terms(mf.terms)
         layout = VarianceLayout.of(self.blocks)
         theta = layout.theta(np.asarray(sd_cor, dtype=float))  # scale 1: the absolute Cholesky factors
@@ -167,7 +169,8 @@ class Simulator:
             k += b.n_theta
         self.codes = [np.asarray(b.codes, dtype=np.intp) for b in self.blocks]
         fam = FAMILIES[family]
-        self.family = fam if fam.parameter is None or family_parameter is None else negbin_family(family_parameter)
+        self.family = fam if not fam.parameter_names or family_parameter is None else \
+            fam.with_parameters(tuple(np.atleast_1d(np.asarray(family_parameter, dtype=float))))
         self.link = LINKS[link]
         coef = np.array([beta.get(nm, 0.0) for nm in mf.x_names], dtype=float)  # a dropped column counts 0
         self.eta = np.asarray(mf.X, dtype=float) @ coef + (0.0 if mf.offset is None else np.asarray(mf.offset))

@@ -105,7 +105,8 @@ class GlmmResult:
     correlations: list[dict] | None = None  # {"component", "term1", "term2", "correlation"}
     groups: dict | None = None  # levels per grouping factor
     blup_rows: list[dict] | None = None  # {"component", "group", "term", "value", "std_error"}
-    family_parameter: dict | None = None
+    family_parameter: dict | None = None  # {"name", "value"} of the family's first parameter (the contract's)
+    family_parameters: dict | None = None  # every parameter of the family's own by glmmTMB's name (family_params)
     predictor: Any = None  # new data -> (eta without random effects, random-effects contribution); set by services
     # What was fitted, kept so the services can refit (model comparison refits REML by ML, the bootstrap refits
     # simulated responses): the ModelSpec and the engine's ModelFrame. In memory only, never in to_dict().
@@ -278,7 +279,8 @@ class GlmmResult:
             "random_correlations": [dict(c, correlation=_num(c["correlation"])) for c in (self.correlations or [])],
             "groups": self.groups_table(),
             "family_parameter": None if self.family_parameter is None else
-            {"name": self.family_parameter["name"], "value": _num(self.family_parameter["value"])},
+            {"name": self.family_parameter["name"], "value": _num(self.family_parameter["value"]),
+             "parameters": {k: _num(v) for k, v in self.family_params.items()}},
             "icc": _num(self.icc),
             "fit": {"log_likelihood": _num(self.log_likelihood), "log_likelihood_kind": self.log_likelihood_kind,
                     "aic": _num(self.aic), "bic": _num(self.bic), "k": int(self.k)},
@@ -384,6 +386,16 @@ class GlmmResult:
     def nobs(self) -> int:
         """The number of rows used in the fit."""
         return int(self.n_obs)
+
+    @property
+    def family_params(self) -> dict[str, float]:
+        """The family's own parameters by glmmTMB's names (``{"theta": ...}`` for the negative binomial,
+        ``{"phi": ...}`` for nbinom1, beta_family and betabinomial, ``{"sigma", "df"}`` for t_family, ``{"phi",
+        "power"}`` for tweedie); empty for the families without (glmmTMB's ``family_params``)."""
+        if self.family_parameters:
+            return {k: float(v) for k, v in self.family_parameters.items()}
+        fp = self.family_parameter
+        return {} if fp is None else {fp["name"]: float(fp["value"])}
 
     @property
     def sigma(self) -> float:
@@ -537,6 +549,11 @@ class GlmmResult:
             raise GlmmInputError("profile intervals use the Laplace deviance: refit with nagq 1, or use "
                                  "method='boot' for an AGQ fit")
         fam, lk = resolve(self.family, self.link)
+        if fam.hessian_se:
+            raise GlmmInputError(
+                f"profile intervals are not available for the {fam.name} family: its own parameters ("
+                f"{', '.join(fam.parameter_names)}) would have to be profiled with the others. Use method='wald' "
+                "(from the Hessian, as glmmTMB's confint) or 'boot' (parametric bootstrap)")
         if fam.has_dispersion_parameter(lk) and self.model.get("dispersion") == "lme4":
             raise GlmmInputError(
                 "profile intervals are not available for a fit of lme4's criterion (dispersion 'lme4'): that "

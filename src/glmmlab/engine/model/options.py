@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES, Family, resolve
+from glmmlab.engine.families.distributions import ALIASES, FAMILIES, Family, resolve
 from glmmlab.engine.families.links import LINKS, Link
 
 MAX_NAGQ = 50
@@ -34,6 +34,7 @@ class Option:
     open: bool = False
     choices: tuple[str, ...] = ()
     rule_text: str | None = None  # the rule in words, where the generic one would say less
+    aliases: dict[str, str] = field(default_factory=dict, compare=False)  # other spellings of choices (glmmTMB's)
     examples_bad: tuple = field(default=(), compare=False)  # values the generic bad-input test feeds
 
     @property
@@ -44,7 +45,8 @@ class Option:
         if self.rule_text:
             return self.rule_text
         if self.kind == "choice":
-            return f"one of {', '.join(self.choices)}"
+            also = f" (also {', '.join(self.aliases)})" if self.aliases else ""
+            return f"one of {', '.join(self.choices)}{also}"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "int":
@@ -58,6 +60,7 @@ class Option:
         """The value if it keeps the rule, else a GlmmInputError naming the option and the rule."""
         if self.kind == "choice":
             key = str(value).strip().lower() if value is not None else ""
+            key = self.aliases.get(key, key)
             if key not in self.choices:
                 raise GlmmInputError(f"{self.name} must be {self.rule()}; got {value!r}")
             return key
@@ -90,7 +93,7 @@ class Option:
 
 OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("family", "choice", "gaussian", "Distribution Family", "the distribution of the response",
-           choices=tuple(FAMILIES), examples_bad=("tweedie", "")),
+           choices=tuple(FAMILIES), aliases=dict(ALIASES), examples_bad=("tweedie", "")),
     Option("link", "choice", None, "Link Function", "the link (default: the family's canonical link)",
            choices=tuple(LINKS), examples_bad=("cloglog",)),
     Option("conf_level", "float", 0.95, "Confidence Level", "the level of the Wald intervals",
@@ -177,6 +180,10 @@ def check_options(family: str, link: str | None, conf_level: float, max_iter: in
             f"ddf {ddf!r} (Satterthwaite's t tests) is for linear mixed models, the gaussian family with the "
             f"identity link; this model is {fam.name} with the {lk.name} link, whose tests are Wald z tests: "
             "leave ddf at 'none'")
+    if nagq > 1 and fam.hessian_se:
+        raise GlmmInputError(
+            f"nagq > 1 (adaptive Gauss-Hermite quadrature) is not available for the {fam.name} family: it is "
+            "fitted by the Laplace approximation, as glmmTMB fits it; use nagq 1")
     if nagq > 1 and fam.name == "gaussian" and lk.name == "identity":
         raise GlmmInputError(
             "nagq > 1 (adaptive Gauss-Hermite quadrature) is for the binomial, poisson, gamma and negbin "

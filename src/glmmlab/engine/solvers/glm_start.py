@@ -42,6 +42,47 @@ def negbin_profile(glm: Callable[[Family], tuple[np.ndarray, float]], minus2: Ca
     return beta, float(np.exp(res.x)), float(m2)
 
 
+def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
+               trials: np.ndarray | None = None) -> tuple[np.ndarray, Family, float]:
+    """The GLM of a family with parameters of its own (glmmTMB's NB1, beta, beta-binomial, t, Tweedie):
+    (coefficients, the member at the parameters' maximum likelihood, -2 log-likelihood). The parameters are
+    profiled on the optimiser's scale (:meth:`Family.to_internal`) from the family's moment start: one by
+    Brent's method, as the negative binomial's theta (:func:`negbin_profile`); more by Nelder-Mead, to 1e-4 (the
+    mixed model's optimiser finishes them)."""
+    from scipy.optimize import minimize, minimize_scalar
+
+    lo, hi = fam.internal_range()
+    cache: dict[bytes, tuple[float, np.ndarray | None]] = {}
+
+    def profile(x) -> float:
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        key = x.tobytes()
+        if key not in cache:
+            if not np.all((lo < x) & (x < hi)):
+                cache[key] = (np.inf, None)
+            else:
+                member = fam.with_parameters(fam.from_internal(x))
+                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials)
+                m2 = Likelihood(member, y, pw).minus2(dev)
+                cache[key] = (m2 if np.isfinite(m2) else np.inf, beta)
+        return cache[key][0]
+
+    x0 = fam.to_internal(fam.start_parameters(y, pw, trials))
+    if x0.size == 1:
+        res = minimize_scalar(profile, bracket=(float(x0[0]) - 1.0, float(x0[0]) + 1.0), options={"xtol": 1e-10})
+        x = np.atleast_1d(float(res.x))
+    else:
+        res = minimize(profile, x0, method="Nelder-Mead",
+                       options={"xatol": 1e-4, "fatol": 1e-8, "maxiter": 400 * x0.size,
+                                "initial_simplex": np.vstack([x0, x0 + 0.5 * np.eye(x0.size)])})
+        x = np.asarray(res.x, dtype=float)
+    m2 = profile(x)
+    beta = cache[x.tobytes()][1]
+    if beta is None:
+        raise FloatingPointError(f"no starting values for the {fam.name} family's parameters")
+    return beta, fam.with_parameters(fam.from_internal(x)), float(m2)
+
+
 def _wls(A: np.ndarray, c: np.ndarray, Xs: Callable[[], np.ndarray], z: Callable[[], np.ndarray],
          w: Callable[[], np.ndarray]) -> np.ndarray:
     """Weighted least squares on the scaled design from its normal equations A = X_s' W X_s, c = X_s' W z (X_s has
@@ -81,7 +122,7 @@ def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, res
         ok = bool(np.all(fam.mu_valid(rs.mu)))
         dev = float(np.sum(pw * rs.dev))
         w = pw * rs.w
-        z = xb + (y - rs.mu) / rs.h1
+        z = xb + (y - rs.mu) / rs.h1 if fam.edm else xb - 0.5 * rs.dev_eta / rs.w
     A = np.zeros((X.shape[1], X.shape[1]))
     for a in range(0, X.shape[0], GLM_PIECE):  # pieces that stay in cache: 2x faster than whole
         Xw = X[a:a + GLM_PIECE] * np.sqrt(w[a:a + GLM_PIECE])[:, None]
@@ -122,12 +163,13 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
 
 
 def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
-             max_iter: int = 100, n_chunks: int | None = None, resp: Response | None = None
-             ) -> tuple[np.ndarray, float]:
+             max_iter: int = 100, n_chunks: int | None = None, resp: Response | None = None,
+             trials: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The GLM without random effects by IRLS with step halving (:func:`irls`): (coefficients, weighted
     deviance), each pass summed over runs of rows in threads; ``resp``: the response's per-row constants, when
-    the caller has them."""
-    chunks = BlockSet([(r, Response(y[r], fam) if resp is None else resp.part(r))
+    the caller has them; ``trials``: the beta-binomial's (Family.trials_from_weights)."""
+    chunks = BlockSet([(r, Response(y[r], fam, None if trials is None else trials[r]) if resp is None
+                        else resp.part(r))
                        for r in row_chunks(y.size, n_chunks)])
 
     def passes(beta: np.ndarray | None) -> list:
@@ -145,19 +187,20 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
 
 
 def moment_theta(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
-                 lk: Link, codes: np.ndarray, L: int, relative: bool) -> float:
+                 lk: Link, codes: np.ndarray, L: int, relative: bool, trials: np.ndarray | None = None) -> float:
     """A start for a random intercept's theta from the GLM fit ``beta``: the between-level variance of the levels'
     weighted mean working residuals less their average sampling variance (the method of moments on the link
     scale), as an SD, relative to sigma when ``relative`` (a dispersion estimated with the other parameters;
     otherwise sigma enters only the sampling variance). Kept within [0.1, 5]."""
-    return moment_theta_of([moment_sums(Xs, y, pw, off, beta, fam, lk, codes, L)], Xs.shape[1], fam, relative)
+    return moment_theta_of([moment_sums(Xs, y, pw, off, beta, fam, lk, codes, L, trials)], Xs.shape[1], fam,
+                           relative)
 
 
 def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
-                lk: Link, codes: np.ndarray, L: int) -> dict:
+                lk: Link, codes: np.ndarray, L: int, trials: np.ndarray | None = None) -> dict:
     """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels)."""
-    rs = row_state(Response(y, fam), design_dot(Xs, beta) + off, lk)
-    r = (y - rs.mu) / rs.h1
+    rs = row_state(Response(y, fam, trials), design_dot(Xs, beta) + off, lk)
+    r = (y - rs.mu) / rs.h1 if fam.edm else -0.5 * rs.dev_eta / rs.w
     w = pw * rs.w
     W = np.maximum(np.bincount(codes, weights=w, minlength=L), 1e-300)
     rbar = np.bincount(codes, weights=w * r, minlength=L) / W

@@ -89,19 +89,23 @@ class GeneralLaplace:
     """lme4's Laplace deviance D(theta, beta) = -2 log p(y | mu) + |u|^2 + log det(H) at the conditional modes."""
 
     def __init__(self, st: Structure, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
-                 fam: Family, lk: Link, dispersion: str = "estimated", resp: Response | None = None):
+                 fam: Family, lk: Link, dispersion: str = "estimated", resp: Response | None = None,
+                 trials: np.ndarray | None = None):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
+        self.trials = trials  # the beta-binomial's trials (Family.trials_from_weights; pw is then 1)
         self.dispersion = dispersion
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
         self.fam, self.lk = fam, lk
         self._set_edge()
-        self.resp = Response(y, fam) if resp is None else resp  # ``resp``: the rows' part of the whole's
+        # ``resp``: the rows' part of the whole's
+        self.resp = Response(y, fam, trials) if resp is None else resp
         self._lik: Likelihood | None = None
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
         self._last: dict | None = None  # what predicts the next modes (one grouping factor; see _predicted_modes)
         # False: nothing per row is kept between evaluations (then no predicted modes): the Dask path's lean blocks
         self.keep_last = True
+        self.psi_gradient = False  # also the gradient in the family's own parameters (see _psi_gradient)
         self._last_dev = 0.0
         self.evaluations = 0
         self.modes_converged = True
@@ -116,10 +120,11 @@ class GeneralLaplace:
         return self.fam.has_dispersion and self.dispersion == "estimated"
 
     def set_family(self, fam: Family) -> None:
-        """Use another member of the family (the negative binomial's theta)."""
+        """Use another member of the family (other values of its own parameters: the negative binomial's theta,
+        glmmTMB's phi, sigma, df, power)."""
         self.fam = fam
         self._set_edge()
-        self.resp = Response(self.y, fam)
+        self.resp = Response(self.y, fam, self.trials)
         self._lik = None
 
     @property
@@ -145,10 +150,18 @@ class GeneralLaplace:
         # Newton steps with the observed curvature in the mode search (see pirls): under a link with an edge, where
         # the dispersion is estimated, and under a link other than the family's canonical one (probit), where
         # the expected information's steps converge only linearly (three times the passes over the rows)
-        self.newton = self.edge or self.estimated or self.lk.name != self.fam.canonical_link
+        # (and for a family whose score is not the quasi-likelihood one: glmmTMB's NB1, beta, beta-binomial, t)
+        self.newton = self.edge or self.estimated or self.lk.name != self.fam.canonical_link or not self.fam.edm
 
     def _weighted(self, a: np.ndarray) -> np.ndarray:
         return a if self.unit_weights else self.pw * a
+
+    def _working_response(self, rs, re: np.ndarray) -> np.ndarray:
+        """The working response of a Fisher-scoring step, re + score / w: re + (y - mu) / h1 for an
+        exponential-dispersion member, re - dev_eta / (2 w) for any family."""
+        if self.fam.edm:
+            return re + (self.y - rs.mu) / rs.h1
+        return re - 0.5 * rs.dev_eta / rs.w
 
     def _xb(self, beta: np.ndarray) -> np.ndarray:
         return design_dot(self.Xs, beta)
@@ -200,7 +213,7 @@ class GeneralLaplace:
             # rounding level when the steps stop (working-weight steps converge only linearly for a non-canonical
             # link, and left the fit depending on the cut into blocks at 1e-7)
             w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
-                                                                  re + (self.y - rs.mu) / rs.h1)
+                                                                  self._working_response(rs, re))
             cp = st.crossprods(w, r[:, None])
             F = factor(st, cp, theta)
             delta = F.solve_u(0) - u
@@ -231,7 +244,7 @@ class GeneralLaplace:
             # the log-determinant, the gradient and the predicted modes use the expected information
             w = self._weighted(rs.w)
             with_r = self.edge or fisher_again
-            cp = st.crossprods(w, (re + (self.y - rs.mu) / rs.h1)[:, None] if with_r else None)
+            cp = st.crossprods(w, self._working_response(rs, re)[:, None] if with_r else None)
             F = factor(st, cp, theta)
         if at_edge:
             self._last = None
@@ -389,7 +402,38 @@ class GeneralLaplace:
             out["g_c"], out["g_0"] = self._gradient_split(theta, m)
             if self.estimated:
                 out["direct"] = self._direct_gradient(theta, m)
+            if self.psi_gradient:
+                out["g_psi"] = self._psi_gradient(m)
         return out
+
+    def _psi_gradient(self, m: dict) -> np.ndarray:
+        """This block's part of the gradient of D in the family's own parameters (on the optimiser's scale,
+        :meth:`Family.to_internal`) at fixed (theta, beta). The modes make dev + |u|^2 stationary, so the
+        parameters act through the data term directly and through log det H directly and by moving the modes:
+        dD/dpsi = -2 sum pw dlog f/dpsi + sum_i s_i dW_i/dpsi - sum_i t_i pw_i d(dev_eta_i / 2)/dpsi, with W the
+        observed information per row, s_i = z~_i' H^-1 z~_i and t = Z Lambda H^-1 S (S the log-determinant's
+        derivative in u), both from the gradient's pass (m["s_rows"], m["t_rows"]). The rows' derivatives in the
+        parameters are central differences of the member's row state at the modes' linear predictors: no mode
+        search, where differences of D would need two per parameter."""
+        fam = self.fam
+        x = fam.to_internal(fam.parameters)
+        eta = m["rs"].eta
+        s_rows, t_rows = m["s_rows"], m["t_rows"]
+        g = np.empty(x.size)
+        h = 1e-5
+        for k in range(x.size):
+            sides = []
+            for sign in (1.0, -1.0):
+                xk = x.copy()
+                xk[k] += sign * h
+                member = fam.with_parameters(fam.from_internal(xk))
+                resp = Response(self.y, member, self.trials)
+                rs = row_state(resp, eta, self.lk)
+                sides.append((getattr(resp, "sat", 0.0) - 0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
+            d_ll, d_e1, d_e2 = ((a - b) / (2.0 * h) for a, b in zip(*sides))
+            g[k] = (-2.0 * float(np.sum(self._weighted(d_ll))) + 0.5 * float(np.sum(s_rows * self._weighted(d_e2)))
+                    - 0.5 * float(np.sum(t_rows * self._weighted(d_e1))))
+        return g
 
     def _direct_gradient(self, theta: np.ndarray, m: dict) -> np.ndarray:
         """The partial derivative of the weighted total deviance in (theta, beta) with the modes held fixed:
@@ -469,7 +513,7 @@ class GeneralLaplace:
         F = factor(st, st.crossprods(w, self.Xs), theta)
         # the conditional covariances of the modes: the inverse of the Hessian the log-determinant uses
         # (the observed information where glmmTMB's likelihood is fitted)
-        cond = (m["F_ld"] if self.estimated else F).diag_blocks_inverse(st)
+        cond = (m["F_ld"] if self.estimated or self.fam.hessian_se else F).diag_blocks_inverse(st)
         return {"u": m["u"], "SEE": F.SEE, "cond": cond, **self._row_parts(m), "converged": m["converged"]}
 
     def final_rows(self, theta: np.ndarray, beta: np.ndarray) -> dict:
@@ -524,12 +568,14 @@ class GeneralLaplace:
         v0 = K.solve(2.0 * m["u"] + S)
         v1 = K.solve(-2.0 * m["u"])
         out = []
+        m["s_rows"], m["t_rows"] = s, np.zeros(n)  # for the family parameters' gradient (see _psi_gradient)
         for v, a_i in ((v1, d1), (v0, sw)):  # (c part, constant part)
             v_blocks = st.split_u(v)
             tv = np.zeros(n)
             for t in range(len(st.blocks)):
                 vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
                 tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
+            m["t_rows"] += tv
             a_i = a_i - wobs * tv
             grad_beta = self._xt(a_i)
             grad_theta = np.empty(self.nt)
@@ -563,7 +609,8 @@ class GeneralLaplace:
         s = st.lead_quadratic(lam @ P @ lam.T)  # z~_i' H^-1 z~_i with z~ = Lambda' z
         sw = s * w_eta
         v1 = K.solve(-2.0 * m["u"])  # the c part needs no S: its row sums go with those of sw and d1
-        a1 = d1 - wobs * st.lead_dot(v1.reshape(L1, q) @ lam.T)
+        t1 = st.lead_dot(v1.reshape(L1, q) @ lam.T)
+        a1 = d1 - wobs * t1
         SZ, g, AZ1 = st.lead_sums_z(sw, d1, a1)
         S = SZ @ lam
         const = (Aw @ lam @ P).sum(axis=0)  # sum_j Aw_j Lambda P_j: the log-determinant's direct term
@@ -573,7 +620,9 @@ class GeneralLaplace:
         for v, a_i, constant in ((v1, a1, False), (v0, None, True)):
             V = v.reshape(L1, q)
             if a_i is None:
-                a_i = sw - wobs * st.lead_dot(V @ lam.T)
+                t0 = st.lead_dot(V @ lam.T)
+                m["s_rows"], m["t_rows"] = s, t0 + t1  # for the family parameters' gradient (_psi_gradient)
+                a_i = sw - wobs * t0
                 AZ = st.lead_sums_z(a_i)[0]
             else:
                 AZ = AZ1

@@ -1,6 +1,6 @@
-"""The Laplace driver: from the GLM start through the joint optimisation over (theta, beta) (and the negative
-binomial's theta, or AGQ), to the per-row results. A Dask fit gives the rows through
-:class:`~glmmlab.engine.solvers.row_blocks.RemoteRows`."""
+"""The Laplace driver: from the GLM start through the joint optimisation over (theta, beta) (and the family's
+own parameters: the negative binomial's theta, glmmTMB's phi, sigma, df, power; or AGQ), to the per-row results.
+A Dask fit gives the rows through :class:`~glmmlab.engine.solvers.row_blocks.RemoteRows`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.optimizer import (
+    fd_hessian,
     feasible_theta,
+    numeric_gradient,
     stages_document,
 )
 from glmmlab.engine.solvers.row_blocks import (
@@ -26,7 +28,7 @@ from glmmlab.engine.solvers.row_blocks import (
 if TYPE_CHECKING:
     pass
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
-from glmmlab.engine.solvers.glm_start import glm_irls, moment_theta, negbin_glm
+from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, moment_theta, negbin_glm
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.reml import _block_rows
@@ -41,24 +43,30 @@ def exact_gradient_ok(st: Structure) -> bool:
 
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary=None):
     report(progress, "Initial values (GLM)", 0.05)
-    negbin = fam.parameter is not None  # a family with a parameter of its own (the negative binomial's theta)
+    # a family with parameters of its own (the negative binomial's theta; glmmTMB's phi, sigma, df, power)
+    negbin = bool(fam.parameter_names)
+    trials = None
+    if fam.trials_from_weights:  # the beta-binomial: the weights of its proportions are its trials
+        trials, pw = pw, np.ones_like(pw)
     resp = None
-    if negbin:
-        beta0, nb0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)
-        fam = negbin_family(nb0)
+    if fam.name == "negbin":
+        beta0, theta0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)
+        fam = negbin_family(theta0)
+    elif negbin:
+        beta0, fam, glm_m2 = family_glm(Xs, mf.y, pw, off, fam, lk, trials)
     else:
         resp = Response(mf.y, fam)  # the per-row constants once, sliced for the GLM's chunks and the blocks
         beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk, resp=resp)
     beta0 = inside_start(Xs, mf.y, pw, off, beta0, fam, lk)
     dispersion = model.get("dispersion", "estimated")
     laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk, dispersion,
-                           None if resp is None else resp.part(r))
+                           None if resp is None else resp.part(r), None if trials is None else trials[r])
             for local, r in _block_rows(st, specs)]
     obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw, dispersion), st.n_theta)
     try:
         return _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0,
-                            nb0 if negbin else None, glm_m2 if negbin else None, None if negbin else glm_dev,
-                            binary=binary)
+                            fam.parameters if negbin else None, glm_m2 if negbin else None,
+                            None if negbin else glm_dev, trials=trials, binary=binary)
     finally:
         obj.close()
 
@@ -108,12 +116,20 @@ def laplace_rows(fin: dict, pw: np.ndarray) -> dict:
 
 
 def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
-                 glm_dev, remote: "RemoteRows | None" = None, binary: list | None = None):
+                 glm_dev, remote: "RemoteRows | None" = None, trials: np.ndarray | None = None,
+                 binary: list | None = None):
     """Optimise the Laplace (and AGQ) deviance of ``obj`` (a BlockedLaplace over threads or actors) from the GLM's
-    ``beta0`` and assemble the result. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw`` and
-    ``off`` (see :class:`RemoteRows`). ``binary``: the design's :func:`advice.design_columns`, taken before the
-    design was scaled (else from ``mf.X``)."""
+    ``beta0`` and assemble the result. ``nb0``: the family's own parameters at the start (a number, the negative
+    binomial's theta, or a tuple by :attr:`Family.parameter_names`), estimated with the others on the family's
+    optimiser scale; None for a family without. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw``
+    and ``off`` (see :class:`RemoteRows`); ``trials``: the beta-binomial's (``pw`` is then 1). ``binary``: the
+    design's :func:`advice.design_columns`, taken before the design was scaled (else from ``mf.X``)."""
     negbin = nb0 is not None
+    if negbin:
+        base_family = fam
+        psi0 = fam.to_internal(np.atleast_1d(np.asarray(nb0, dtype=float)))
+        m_psi = psi0.size
+        psi_lo, psi_hi = fam.internal_range()
     estimated = obj.lik.estimated  # a dispersion estimated with the other parameters (glmmTMB's likelihood)
     agq_phi = None
     nt = st.n_theta
@@ -122,8 +138,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
     moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None)
     if moments:
-        x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated) if remote is None \
-            else remote.moment_theta(beta0, fam, estimated)
+        x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated, trials) \
+            if remote is None else remote.moment_theta(beta0, fam, estimated)
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
     likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
     if edge:
@@ -138,31 +154,55 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
 
         x0[:nt] = _relative_theta_start(start_value, x0[:nt])
     report(progress, "Optimizing Laplace deviance", 0.1)
+    hess_full = x_full = lower_full = None
     if negbin:
-        def nb_value(params):
-            log_nb = float(params[-1])
-            if not -20.0 < log_nb < 20.0:
-                return np.inf
-            f = negbin_family(np.exp(log_nb))
+        # The family's parameters psi join (theta, beta); each point has its member (set_member). The gradient in
+        # psi is exact in memory (GeneralLaplace._psi_gradient), central differences of D over the Dask path's
+        # actors.
+        exact_psi = remote is None
+        for lap in obj.laps if exact_psi else []:
+            lap.psi_gradient = True
+
+        def set_member(psi: np.ndarray) -> bool:
+            if not np.all((psi_lo < psi) & (psi < psi_hi)):
+                return False
+            f = base_family.with_parameters(base_family.from_internal(psi))
             obj.set_family(f, likelihood(f))
-            return obj.value(params[:-1])
+            return True
+
+        def nb_value(params):
+            return obj.value(params[:-m_psi]) if set_member(params[-m_psi:]) else np.inf
 
         def nb_value_grad(params):
-            # exact over (theta, beta); a central difference over log theta_nb
+            if exact_psi:
+                if not set_member(params[-m_psi:]):
+                    return np.inf, np.zeros_like(params)
+                return obj.value_and_grad(params[:-m_psi])
             h = 1e-4
-            fp = nb_value(np.append(params[:-1], params[-1] + h))
-            fm = nb_value(np.append(params[:-1], params[-1] - h))
-            nb_value(params)  # the family of this point
-            f, g = obj.value_and_grad(params[:-1])
-            return f, np.append(g, (fp - fm) / (2 * h) if np.isfinite(fp) and np.isfinite(fm) else 0.0)
+            g_psi = np.zeros(m_psi)
+            for i in range(m_psi):
+                step = np.zeros(params.size)
+                step[params.size - m_psi + i] = h
+                fp, fm = nb_value(params + step), nb_value(params - step)
+                g_psi[i] = (fp - fm) / (2 * h) if np.isfinite(fp) and np.isfinite(fm) else 0.0
+            nb_value(params)  # the member of this point
+            f, g = obj.value_and_grad(params[:-m_psi])
+            return f, np.append(g, g_psi)
 
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
-        x, record = _optimize(nb_value, np.append(x0, np.log(nb0)), np.append(lower, -np.inf), model, progress,
+        lower_full = np.append(lower, np.full(m_psi, -np.inf))
+        x, record = _optimize(nb_value, np.append(x0, psi0), lower_full, model, progress,
                               "Optimizing Laplace deviance", 0.1, 0.8, hessian=(se == "hessian"),
                               fun_grad=nb_value_grad if exact else None)
         deviance = cold_value(obj, x, edge, nb_value)
+        x_full = x
+        if fam.hessian_se:
+            report(progress, "Computing standard errors (Hessian)", 0.82)
+            hess_full = joint_hessian(nb_value_grad if exact else numeric_gradient(nb_value, lower_full), x_full,
+                                      lower_full)
+            nb_value(x_full)  # the member of the estimates again
         fam = obj.laps[0].fam
-        x = x[:-1]
+        x = x[:-m_psi]
     else:
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
 
@@ -203,22 +243,23 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         from glmmlab.engine.solvers.quadrature import normal_nodes
 
         zq, wq = normal_nodes(nagq)
-        # a parameter besides (theta, beta) on the log scale: the negative binomial's theta, or an estimated
-        # dispersion (which the quadrature cannot profile out)
-        extra = np.log(fam.parameter) if negbin else np.log(obj.lik.dispersion(*obj.dev_uu(x))) \
-            if estimated else None
+        # parameters besides (theta, beta): the family's own on their optimiser scale (the negative binomial's
+        # log theta), or an estimated dispersion's log (which the quadrature cannot profile out)
+        extra = fam.to_internal(fam.parameters) if negbin else \
+            np.log([obj.lik.dispersion(*obj.dev_uu(x))]) if estimated else None
+        m_extra = 0 if extra is None else extra.size
 
         def agq_value(params):
             phi = None
             if negbin:
-                f = negbin_family(np.exp(params[-1]))
-                obj.set_family(f, likelihood(f))
+                if not set_member(params[-m_extra:]):
+                    return np.inf
             elif estimated:
                 phi = float(np.exp(params[-1]))
                 if not np.isfinite(phi) or phi <= 0.0:
                     return np.inf
             if extra is not None:
-                params = params[:-1]
+                params = params[:-m_extra]
             try:
                 total = sum(obj.map(lambda lap: lap.agq(params[:nt], params[nt:], zq, wq, phi)))
             except (np.linalg.LinAlgError, FloatingPointError, ValueError):
@@ -226,14 +267,14 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             return -2.0 * total if np.isfinite(total) else np.inf
 
         x_agq = np.append(x, extra) if extra is not None else x
-        lower_agq = np.append(lower, -np.inf) if extra is not None else lower
+        lower_agq = np.append(lower, np.full(m_extra, -np.inf)) if extra is not None else lower
         x_agq, record = _optimize(agq_value, x_agq, lower_agq, model, progress,
                                   f"Optimizing AGQ deviance, {nagq} nodes", 0.8, 0.85, hessian=(se == "hessian"))
         record.stage = f"AGQ ({nagq} nodes)"
         records.append(record)
         deviance = agq_value(x_agq)
         fam = obj.laps[0].fam
-        x = x_agq[:-1] if extra is not None else x_agq
+        x = x_agq[:-m_extra] if extra is not None else x_agq
         agq_phi = float(np.exp(x_agq[-1])) if estimated else None
         method = "AGQ"
     theta, beta_s = x[:nt], x[nt:]
@@ -271,6 +312,12 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         sigma2 = float((pearson2 + uu) / mf.n)
         var_residual = sigma2
     vcov_s = sigma2 * inference.inverse_spd(sum(f["SEE"] for f in finals))
+    se_kind = "working weights at PIRLS convergence"
+    if hess_full is not None and x_full is not None and lower_full is not None and method == "Laplace":
+        # glmmTMB's: the fixed effects' block of the inverse Hessian of the Laplace deviance over every parameter,
+        # the family's own included (its phi and the mean are not orthogonal: the beta block alone is 3 % off)
+        vcov_s = fixed_effects_covariance(hess_full, x_full, lower_full, nt, Xs.shape[1])
+        se_kind = "Hessian of the Laplace deviance"
     beta, vcov = T @ beta_s, T @ vcov_s @ T.T
     se_hessian = None
     if se == "hessian" and record.hessian is not None:
@@ -286,10 +333,11 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         null_loglik = None
     else:
         null_loglik = -0.5 * glm_m2 if negbin else -0.5 * obj.lik.data_term(glm_dev, 0.0)
-    k = Xs.shape[1] + nt + (1 if (fam.has_dispersion or negbin) else 0)
+    # the family's estimated parameters count (a fixed Tweedie power does not, as glmmTMB's mapped psi)
+    k = Xs.shape[1] + nt + (m_psi if negbin else 1 if fam.has_dispersion else 0)
     converged = record.converged and all(f["converged"] for f in finals)
     out = _assemble(st, mf, model, method, converged, theta, lams, scale2, False, beta, vcov, names,
-                    "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
+                    se_kind, loglik, k, bs, cond, rows, null_loglik,
                     stages_document(records), se_hessian, var_residual)
     out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, edge, converged, False,
                                   model["max_iter"], model["tol"])
@@ -303,5 +351,38 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             out.warnings.extend(advice.separation_in_frame(list(mf.x_names), X, mf.y, x_beta, rows["fitted"],
                                                            columns=binary))
     if negbin:
-        out.family_parameter = {"name": "theta", "value": float(fam.parameter)}
+        values = dict(zip(fam.parameter_names, (float(v) for v in fam.parameters)))
+        first = fam.parameter_names[0]
+        out.family_parameter = {"name": first, "value": values[first]}
+        out.family_parameters = values
     return out
+
+
+def joint_hessian(fg, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The finite-difference Hessian of the Laplace deviance (``fg``: value and gradient) at ``x`` over the
+    parameters off their bound (a theta entry at its bound 0 is held there: the deviance has no curvature in it
+    to invert, and glmmTMB's SEs of the others at such a fit are theirs with it fixed); zeros in the rows and
+    columns of the others."""
+    free = ~((lower == 0.0) & (x <= 0.0))
+    idx = np.flatnonzero(free)
+
+    def fg_free(z):
+        xf = x.copy()
+        xf[idx] = z
+        f, g = fg(xf)
+        return f, g[idx]
+
+    H = np.zeros((x.size, x.size))
+    H[np.ix_(idx, idx)] = fd_hessian(fg_free, x[idx], lower[idx])
+    return H
+
+
+def fixed_effects_covariance(H: np.ndarray, x: np.ndarray, lower: np.ndarray, nt: int, p: int) -> np.ndarray:
+    """The covariance of the fixed effects (the scaled design's, entries nt .. nt + p of ``x``) from
+    :func:`joint_hessian` of a deviance (-2 log L): their block of 2 H^-1 over the parameters off their bound."""
+    free = ~((lower == 0.0) & (x <= 0.0))
+    idx = np.flatnonzero(free)
+    cov = 2.0 * inference.inverse_spd(H[np.ix_(idx, idx)])
+    pos = {int(j): i for i, j in enumerate(idx)}
+    sel = [pos[j] for j in range(nt, nt + p)]
+    return cov[np.ix_(sel, sel)]

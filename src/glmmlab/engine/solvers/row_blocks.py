@@ -195,6 +195,8 @@ class BlockedLaplace(BlockSet):
         self.modes_converged = all(p["converged"] for p in parts)
         direct = sum(p["direct"] for p in parts) if "direct" in parts[0] else None
         g = self.lik.gradient(dev, uu, sum(p["g_c"] for p in parts), sum(p["g_0"] for p in parts), direct)
+        if "g_psi" in parts[0]:  # the family's own parameters (see GeneralLaplace._psi_gradient)
+            g = np.append(g, sum(p["g_psi"] for p in parts))
         self.last_dev_uu = (dev, uu)
         return float(D), g
 

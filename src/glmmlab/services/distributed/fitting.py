@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families.distributions import Family, resolve
 from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.progress import ProgressFn
@@ -40,6 +41,7 @@ def _columns_dask(data: Any, response: str, group: str, fixed: Optional[Sequence
     fixed = list(fixed or [])
     frames.check_columns(data.columns, None, response, group, fixed)
     _dask_options(options)
+    _dask_family(resolve(family, link)[0])
     from glmmlab.services.distributed.dask_fit import fit_columns_on_dask  # scale-out path, imported when used
 
     return fit_columns_on_dask(data, response, group, fixed, intercept=intercept, family=family, link=link,
@@ -53,6 +55,7 @@ def _spec_dask(data: Any, spec: ModelSpec, *, progress: ProgressFn = None, clien
     refused there with the reason). Maximum likelihood, Satterthwaite's df and reference levels need a fit in
     memory (the caller refuses them with its own words; here they are refused too)."""
     fam, lk = spec.check()
+    _dask_family(fam)
     if spec.reference_levels or spec.reml is not True or spec.ddf not in ("none", "auto"):
         raise GlmmInputError("reference_levels, reml=False and ddf='satterthwaite' need a fit in memory (a pandas, "
                              "polars or Arrow table)")
@@ -74,6 +77,13 @@ def fit_parquet_on_dask(path: str, *, scheduler: Optional[str] = None, response:
     ddf = read_parquet_lazily(path, list(dict.fromkeys([response, group] + list(fixed or []))))
     with dask_client(scheduler) as client:
         return fit_columns_dask(ddf, response, group, fixed, client=client, progress=progress, **options)
+
+
+def _dask_family(fam: Family) -> None:
+    """glmmTMB's families (parameters of their own besides the negative binomial's theta) are fitted in memory."""
+    if fam.parameter_names and fam.name != "negbin":
+        raise GlmmInputError(f"the {fam.name} family is not available on a Dask DataFrame yet; fit it in memory (a "
+                             "pandas, polars or Arrow table)")
 
 
 def _dask_options(options: dict) -> None:

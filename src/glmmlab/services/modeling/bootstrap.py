@@ -45,7 +45,7 @@ def _payload(result: GlmmResult) -> dict:
     names = parameter_names(mf, result.family, list(result.names))
     layout = VarianceLayout.of(merge_terms(mf.terms))
     sd_cor = layout.values(result.random_effects_table(), result.correlations or [])
-    fp = None if result.family_parameter is None else result.family_parameter["value"]
+    fp = tuple(result.family_params.values()) or None  # the family's own parameters, in the family's order
     beta = dict(zip(result.names, np.asarray(result.beta, dtype=float)))
     # the refits need no Satterthwaite df
     spec = dataclasses.replace(result.spec, ddf="none") if result.spec is not None else None

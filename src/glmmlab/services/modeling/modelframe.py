@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families.distributions import FAMILIES, family_key
 from glmmlab.engine.model.formula import Call, Expr, Formula, Name, format_number, parse_formula
 from glmmlab.engine.model.limits import echo, shorten
 from glmmlab.engine.model.spec import random_intercept_formula  # noqa: F401  (re-exported: the one definition)
@@ -43,8 +44,6 @@ from glmmlab.services.modeling.variables import _Data, _Fac, _Num, _show_levels
 
 __all__ = ["build_model_frame", "grouping_levels", "random_intercept_formula"]
 
-_FAMILIES = {"gaussian": "gaussian", "binomial": "binomial", "poisson": "poisson", "gamma": "gamma",
-             "negbin": "negbin", "negative_binomial": "negbin", "nbinom2": "negbin"}
 
 
 def _compact(codes: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,9 +82,9 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
     """
     if not isinstance(df, pd.DataFrame):
         raise GlmmInputError(f"data must be a pandas DataFrame; got {type(df).__name__}")
-    fam = _FAMILIES.get(str(family).strip().lower())
-    if fam is None:
-        raise GlmmInputError(f"unknown family {family!r}: choose one of gaussian, binomial, poisson, gamma, negbin")
+    fam = family_key(family)
+    if fam not in FAMILIES:
+        raise GlmmInputError(f"unknown family {family!r}: choose one of {', '.join(FAMILIES)}")
     f: Formula = parse_formula(formula)
     formula = f.text
     if f.response is None:  # pragma: no cover - the parser requires one
@@ -332,8 +331,9 @@ def _grouping(group: tuple[Expr, ...], vals: dict[Expr, _Fac], rows: np.ndarray)
 def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: np.ndarray, w: np.ndarray | None,
               weights: str | None, warnings: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
     label = f.response_label
+    binomial_type = fam == "binomial"
     if isinstance(expr, Call) and expr.fn == "cbind":
-        if fam != "binomial":
+        if not binomial_type:
             raise GlmmInputError(
                 f"the response {label} gives binomial successes and failures; use family='binomial' "
                 f"(not {fam}) or a single response column"
@@ -356,7 +356,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
         return y, trials if w is None else w * trials
     v = vals[0]
     if isinstance(v, _Fac):
-        if fam == "binomial":
+        if binomial_type:
             # R: the first level is failure, every other level success
             lv = v.codes[rows]
             return (lv > 0).astype(float), w
@@ -365,22 +365,22 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
             "numbers"
         )
     y = np.ascontiguousarray(v.values[rows], dtype=float)
-    if fam == "binomial":
+    if binomial_type:
         if ((y < 0) | (y > 1)).any():
             i = int(rows[np.flatnonzero((y < 0) | (y > 1))[0]])
             raise GlmmInputError(
-                f"the binomial response {label!r} must lie in [0, 1] (0/1 outcomes or proportions); row {i + 1} "
+                f"the {fam} response {label!r} must lie in [0, 1] (0/1 outcomes or proportions); row {i + 1} "
                 f"has {format_number(float(v.values[i]))}. For counts of successes use "
                 "cbind(successes, failures)"
             )
         if w is None and ((y > 0) & (y < 1)).any():
             raise GlmmInputError(
-                f"the binomial response {label!r} has proportions between 0 and 1 but no weights: give the "
+                f"the {fam} response {label!r} has proportions between 0 and 1 but no weights: give the "
                 "number of trials with weights= (--weights), or write the response as cbind(successes, failures)"
             )
         if w is not None and not _is_integer(y * w):
             warnings.append(f"non-integer numbers of successes: {label} x weights {weights!r} is not whole")
-    elif fam in ("poisson", "negbin"):
+    elif fam in ("poisson", "negbin", "nbinom1"):
         if (y < 0).any():
             i = int(rows[np.flatnonzero(y < 0)[0]])
             raise GlmmInputError(

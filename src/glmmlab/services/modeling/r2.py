@@ -89,6 +89,9 @@ def _null_intercept(result: GlmmResult) -> float:
 def nakagawa(result: GlmmResult) -> dict[str, Any]:
     """{"marginal", "conditional"} (with "reason" when a value is None) of a fit made in memory."""
     fam, link = result.family, result.link
+    if fam not in ("gaussian", "binomial", "poisson", "negbin", "gamma"):
+        return _na(f"Nakagawa's R² is not available for the {fam} family (its distribution-specific variance is "
+                   "not implemented)")
     if fam == "gaussian" and link != "identity" or fam in ("poisson", "negbin") and link != "log":
         return _na(f"Nakagawa's R² is not defined for the {fam} family with the {link} link (performance has no "
                    "distribution-specific variance for it)")

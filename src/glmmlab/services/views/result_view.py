@@ -63,6 +63,10 @@ def fixed_effects_headers(family: str, link: str, conf_level: float, t_tests: bo
     return headers
 
 
+# the symbols of the families' own parameters in the Model Fit table
+PARAMETER_SYMBOLS = {"theta": "θ", "phi": "φ", "sigma": "σ", "df": "ν", "power": "p"}
+
+
 def family_label(family: str) -> str:
     return FAMILIES[family].label if family in FAMILIES else family
 
@@ -157,7 +161,9 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
     extra = []
     fp = result.get("family_parameter")
     if fp:
-        extra = [[f"Negative binomial {fp['name']} (θ)", fp["value"]]]
+        words = "Negative binomial" if m["family"] == "negbin" else family_label(m["family"])
+        extra = [[f"{words} {name} ({PARAMETER_SYMBOLS.get(name, name)})", value]
+                 for name, value in (fp.get("parameters") or {fp["name"]: fp["value"]}).items()]
     r2 = result.get("r2")
     r2_rows = [["Marginal R² (Nakagawa)", r2.get("marginal")],
                ["Conditional R² (Nakagawa)", r2.get("conditional")]] if r2 else []

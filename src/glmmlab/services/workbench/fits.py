@@ -39,9 +39,9 @@ from glmmlab.services.views.jsonable import jsonable
 from glmmlab.services.workbench import model_form, models
 from glmmlab.services.workbench.jobs import Job, JobRunner
 
-# The simple form offers the families of the product page; the general form (a formula) adds the negative
-# binomial (issue 11).
-FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if k != "negbin"}
+# The simple form offers the families of the product page; the general form (a formula) adds those with parameters
+# of their own: the negative binomial (issue 11) and glmmTMB's families (issue 20).
+FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if not v.parameter_names}
 GENERAL_FAMILIES = dict(ALL_FAMILIES)
 MAX_RUNNING = 4  # fits at once; the others wait, queued
 KEEP = 50  # finished fits kept in memory (their diagnostics on disk)
@@ -179,8 +179,8 @@ def check_options(body: Form, families: dict) -> tuple[str, str, dict[str, Any]]
     """The family, link and fit options of the form, checked (FieldError names the control)."""
     family = str(body.family or "").lower()
     if family not in families:
-        extra = (" (Negative Binomial is fitted from a Model formula: send the formula)"
-                 if family == "negbin" else "")
+        extra = (f" ({ALL_FAMILIES[family].label} is fitted from a Model formula: send the formula)"
+                 if family in ALL_FAMILIES else "")
         raise FieldError("family", f"Distribution Family must be one of {', '.join(families)}; got "
                                    f"{body.family!r}{extra}.")
     links = families[family].links

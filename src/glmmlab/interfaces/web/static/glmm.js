@@ -641,6 +641,7 @@
     const picked = new Set();  // the variables checked in the Variables list
 
     const colOf = (name) => columns.find((c) => c.name === name);
+    // families whose response can be successes of trials (Trials go into cbind(successes, trials - successes))
     const binomial = () => family.value === "binomial";
 
     /* Every family the engine fits, from the start (issue 19). */
@@ -901,7 +902,9 @@
     /* The random-intercept form of the product page (one cluster variable with its intercept, covariates only, no
      * offset, weights or trials) runs as response/fixed/group; everything else as the formula. */
     function simple() {
-      if (typed || family.value === "negbin" || M.factors.length || M.offset || M.weights || (M.trials && binomial())) return false;
+      // the simple form offers the product page's families only (not the negative binomial nor glmmTMB's)
+      if (typed || !opts.families.some((f) => f.value === family.value)) return false;
+      if (M.factors.length || M.offset || M.weights || (M.trials && binomial())) return false;
       if (M.group.length !== 1 || M.terms.some((t) => t.length > 1)) return false;
       const c = M.cl[M.group[0]];
       return c.intercept && !c.slopes.size && !c.nestedIn;
