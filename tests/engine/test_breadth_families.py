@@ -1,8 +1,9 @@
-"""glmmTMB's extra families (so far nbinom1) against glmmTMB 1.1.5.
+"""glmmTMB's extra families (so far nbinom1, beta_family) against glmmTMB 1.1.5.
 
-Cases: those of tests/reference/breadth_local, made by the same glmmTMB with make_reference.R there: nbinom1
-without zero-inflation (owls_nbinom1, sim_nbinom1), which ../shared/reference/breadth has no case of. Each is
-fitted as a user would: ``glmm(formula, read_table(csv), family=...)``.
+Cases: every case of ../shared/reference/breadth whose README tags it ``family`` and nothing else (no zi, disp
+or covstruct) of these families (sim_beta), and those of tests/reference/breadth_local, made by the same glmmTMB
+with make_reference.R there, for what the breadth set has no case of: nbinom1 without zero-inflation
+(owls_nbinom1, sim_nbinom1). Each is fitted as a user would: ``glmm(formula, read_table(csv), family=...)``.
 
 Tolerances (issue 20, "Agreement with glmmTMB"), never loosened to pass:
 - log-likelihood never more than 1e-3 below glmmTMB's, nor more than 0.05 above it;
@@ -22,16 +23,19 @@ included, against differences of the deviance; bad input and the front doors' na
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import (
     FAMILIES,
+    beta_family,
     nbinom1_family,
     resolve,
 )
@@ -44,7 +48,7 @@ from tests.conftest import REFERENCE, missing_reference, reference_files
 
 BREADTH = REFERENCE / "breadth"
 LOCAL = Path(__file__).resolve().parents[1] / "reference" / "breadth_local"
-GLMMTMB_FAMILIES = ("nbinom1",)
+GLMMTMB_FAMILIES = ("nbinom1", "beta_family")
 
 LOGLIK_BELOW, LOGLIK_ABOVE = 1e-3, 0.05
 EST_SE, SE_REL, VAR_REL, PARAM_REL, MODE_SPREAD, FITTED_SD = 0.03, 0.02, 0.03, 0.03, 0.03, 0.03
@@ -129,6 +133,12 @@ def _members():
     yc = rng.negative_binomial(mu_c / 2.5, 1 / 3.5).astype(float)
     out.append(("nbinom1-log", nbinom1_family(2.5), yc, None, eta + 1.0, "log",
                 lambda m: stats.nbinom.logpmf(yc, m / 2.5, 1 / 3.5)))
+    mu, phi = special.expit(eta), 7.3
+    y = rng.beta(mu * phi, (1 - mu) * phi)
+    out.append(("beta-logit", beta_family(phi), y, None, eta, "logit",
+                lambda m: stats.beta.logpdf(y, m * phi, (1 - m) * phi)))
+    out.append(("beta-probit", beta_family(phi), y, None, 0.6 * eta, "probit",
+                lambda m: stats.beta.logpdf(y, m * phi, (1 - m) * phi)))
     return out
 
 
@@ -230,7 +240,7 @@ def test_blocks_do_not_change_the_fit(path):
 def test_the_families_are_offered_by_every_front_door_with_glmmTMBs_spellings():
     for name in GLMMTMB_FAMILIES:
         assert name in FAMILIES and name in OPTIONS["family"].choices
-    for alias, name in (("nbinom2", "negbin"),):  # glmmTMB's
+    for alias, name in (("nbinom2", "negbin"), ("beta", "beta_family")):  # glmmTMB's
         assert resolve(alias, None)[0].name == name
         assert OPTIONS["family"].check(alias) == name
     from glmmlab.services.workbench.fits import form_options
@@ -238,6 +248,20 @@ def test_the_families_are_offered_by_every_front_door_with_glmmTMBs_spellings():
     general = {f["value"] for f in form_options()["general_families"]}
     simple = {f["value"] for f in form_options()["families"]}
     assert set(GLMMTMB_FAMILIES) <= general and not set(GLMMTMB_FAMILIES) & simple
+
+
+def test_the_command_line_fits_glmmTMBs_families_by_their_names(tmp_path):
+    csv = BREADTH / "sim_beta.csv"
+    if not csv.exists():
+        pytest.fail(f"no reference case {csv}")
+    p = subprocess.run([sys.executable, "-m", "glmmlab.interfaces.cli", "fit", str(csv), "--formula",
+                        "y ~ x + (1 | g)", "--family", "beta", "--format", "json", "--diagnostics", "none"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    ref = json.loads((BREADTH / "sim_beta.json").read_text())["results"]["ML"]
+    assert doc["model"]["family"] == "beta_family"
+    assert doc["family_parameter"]["parameters"]["phi"] == pytest.approx(ref["family_parameter"]["phi"], rel=1e-3)
 
 
 def _frame(y, **cols):
@@ -248,6 +272,8 @@ def _frame(y, **cols):
 
 
 @pytest.mark.parametrize("family,y,pattern", [
+    ("beta_family", [0.2, 0.5, 1.0, 0.3] * 5, r"beta_family response 'y' must lie strictly between 0 and 1; row 3 "),
+    ("beta", [0.2, 0.0, 0.4, 0.3] * 5, r"beta_family response 'y' must lie strictly between 0 and 1; row 2 "),
     ("nbinom1", [1, 2, -1, 0] * 5, r"nbinom1 response 'y' must be counts >= 0; row 3"),
 ])
 def test_a_response_outside_the_familys_range_is_refused_naming_the_column(family, y, pattern):
@@ -255,9 +281,15 @@ def test_a_response_outside_the_familys_range_is_refused_naming_the_column(famil
         glmmlab.glmm("y ~ x + (1 | g)", _frame(np.asarray(y, dtype=float)), family=family)
 
 
+def test_a_beta_response_outside_the_unit_interval_is_refused_by_the_column_form_too():
+    with pytest.raises(GlmmInputError, match=r"response 'y' must lie strictly between 0 and 1 for the beta_family"):
+        glmmlab.fit_glmm(_frame(np.array([0.2, 0.5, 1.0, 0.3] * 5)), "y", "g", ["x"], family="beta_family")
+
+
 @pytest.mark.parametrize("kwargs,pattern", [
     (dict(family="nbinom1", nagq=5), r"nagq > 1 .* not available for the nbinom1 family"),
     (dict(family="quasibinomial"), r"unknown family 'quasibinomial'"),
+    (dict(family="beta_family", link="log"), r"link 'log' is not available for the beta_family family"),
 ])
 def test_bad_options_of_the_new_families(kwargs, pattern):
     y = np.array([0.2, 0.5, 0.7, 0.3] * 5)

@@ -58,9 +58,9 @@ def pairs() -> list:
 
 # -- the data ---------------------------------------------------------------------------------------------------
 # every other family: 5 (counts, positive amounts and Gaussian values alike)
-TYPICAL_MEAN = {"binomial": 0.4}
+TYPICAL_MEAN = {"binomial": 0.4, "beta_family": 0.4}
 # the simulation's values of the families' own parameters (glmmTMB's names, in the family's order)
-PARAMETERS = {"negbin": (3.0,), "nbinom1": (1.5,)}
+PARAMETERS = {"negbin": (3.0,), "nbinom1": (1.5,), "beta_family": (8.0,)}
 # a column of prior weights the doors pass (a family's trials, its response a proportion of them)
 WEIGHTS: dict[str, str] = {}
 

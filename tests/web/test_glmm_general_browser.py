@@ -1,6 +1,7 @@
 """The GLMM tab for general models in a real browser (issue 11): a model built with the roles and builders, its
 formula shown in the Model formula field, every table equal to `glmmlab fit --formula`; a typed formula with an
-offset and the negative binomial; Save, Model Detail, Diagnostics and Reports for a general model."""
+offset and the negative binomial; a random-intercept model of a glmmTMB family (beta) built with the roles, fitted
+as its formula; Save, Model Detail, Diagnostics and Reports for a general model."""
 
 from __future__ import annotations
 
@@ -55,6 +56,17 @@ def counts(seed: int = 5) -> pd.DataFrame:
                          "log_exposure": np.log(exposure).round(6), "count": count})
 
 
+def shares(seed: int = 7) -> pd.DataFrame:
+    """Proportions strictly inside (0, 1): a beta response with precision 10."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    g = rng.integers(0, 15, n)
+    x = rng.normal(size=n)
+    mu = 1 / (1 + np.exp(-(-0.3 + 0.5 * x + rng.normal(0, 0.4, 15)[g])))
+    y = np.clip(rng.beta(mu * 10, (1 - mu) * 10), 1e-6, 1 - 1e-6)
+    return pd.DataFrame({"site": [f"S{i:02d}" for i in g], "x": x.round(6), "y": y.round(6)})
+
+
 def rows_by_first(rows):
     return {r[0]: r[1:] for r in rows}
 
@@ -90,7 +102,7 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     expect(formula).to_have_value("y ~ x * f + (1 + x | g) + (1 | h)")
     # the negative binomial and glmmTMB's families are offered with the general form
     assert control(panel, "family").locator("option").evaluate_all("os => os.map(o => o.value)") == \
-        ["gaussian", "binomial", "poisson", "gamma", "negbin", "nbinom1"]
+        ["gaussian", "binomial", "poisson", "gamma", "negbin", "nbinom1", "beta_family"]
     expect(field(panel, "formula").locator(".field-error")).to_be_hidden()
     panel.evaluate("p => p.closest('.tabpanel').scrollTop = 0")
     DOCS.mkdir(exist_ok=True)
@@ -214,3 +226,32 @@ def test_a_typed_formula_with_an_offset_and_the_negative_binomial(page, live_ser
     diag = active_panel(page)
     expect(diag.locator("figure.plot")).to_have_count(4)
 
+
+def test_a_glmmTMB_family_with_the_roles_is_fitted_as_its_formula(page, live_server_factory, tmp_path):
+    """One cluster with its intercept and a covariate is the product page's simple form, which offers only its four
+    families: with beta_family the tab sends the formula, and its tables are the command line's."""
+    server = live_server_factory()
+    api = server.api()
+    ds = import_frame(api, shares(), "shares")
+    ready(page, server.url)
+    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
+    panel = active_panel(page)
+    control(panel, "dataset_id").select_option(str(ds["id"]))
+    expect(control(panel, "response").locator('option[value="y"]')).to_have_count(1)
+    control(panel, "response").select_option("y")
+    assign(panel, "fixed", "x")
+    assign(panel, "group", "site")
+    expect(control(panel, "formula")).to_have_value("y ~ x + (1 | site)")
+    control(panel, "family").select_option("beta_family")
+    assert control(panel, "link").locator("option").evaluate_all("os => os.map(o => o.value)") == ["logit", "probit"]
+    panel.locator("button.run").click()
+    run = panel.locator("article.run").first
+    expect(run).to_have_attribute("data-state", "done", timeout=60_000)
+    want = cli_fit(export_csv(api, ds["id"], tmp_path / "shares.csv"), "--formula", "y ~ x + (1 | site)",
+                   "--family", "beta_family")
+    _, rows = table_values(run, "fixed-effects")
+    for r, w in zip(rows, want["fixed_effects"], strict=True):
+        assert r[0] == w["variable"] and close(r[1], w["estimate"], 1e-6) and close(r[2], w["std_error"], 1e-6)
+    fit = rows_by_first(table_values(run, "model-fit")[1])
+    assert close(fit["Beta phi (φ)"][0], want["family_parameter"]["parameters"]["phi"], 1e-6)
+    assert close(fit["Log-Likelihood (Laplace)"][0], want["fit"]["log_likelihood"], 1e-8)

@@ -1,6 +1,6 @@
 """Families: unit deviance, log-density, variance function and its derivative, the response's range and
 starting means, parameters of their own (the negative binomial's theta; glmmTMB's phi, sigma, df, power);
-:func:`resolve` a family and link by name (glmmTMB's spelling ``nbinom2`` too).
+:func:`resolve` a family and link by name (glmmTMB's spellings too: ``nbinom2``, ``beta``).
 
 One module on purpose: every family is the same handful of pieces, which are checked best side by side."""
 
@@ -791,9 +791,97 @@ def nbinom1_family(phi: float) -> Family:
                              parameters=(phi,), parameter_scales=("log",), edm=False, hessian_se=True)
 
 
+# -- beta ---------------------------------------------------------------------------------------------------------
+def _beta_variance(mu, phi):
+    return mu * (1.0 - mu) / (1.0 + phi)
+
+
+def _beta_variance_d1(mu, phi):
+    return (1.0 - 2.0 * mu) / (1.0 + phi)
+
+
+def _beta_logpdf(y, mu, disp, phi):
+    a, b = mu * phi, (1.0 - mu) * phi
+    return (special.gammaln(phi) - special.gammaln(a) - special.gammaln(b) + (a - 1.0) * np.log(y)
+            + (b - 1.0) * np.log1p(-y))
+
+
+def _beta_unit_deviance(y, mu, phi):
+    return 2.0 * (_beta_logpdf(y, y, 1.0, phi) - _beta_logpdf(y, mu, 1.0, phi))
+
+
+def check_unit_interval(y: np.ndarray, response: str, family: str) -> None:
+    """A response strictly between 0 and 1 (the beta family has no density at 0 or 1)."""
+    bad = (y <= 0) | (y >= 1) | ~np.isfinite(y)
+    if np.any(bad):
+        raise GlmmInputError(
+            f"response '{response}' must lie strictly between 0 and 1 for the {family} family (found "
+            f"{y[bad][0]:g}); a proportion with exact 0s or 1s needs another model (e.g. betabinomial with the "
+            "trials, or a transformation such as (y (n - 1) + 0.5) / n)")
+
+
+@dataclass(frozen=True)
+class BetaFamily(DensityFamily):
+    def safe_links(self):
+        return ("logit", "probit")
+
+    def check_response(self, y, response):
+        check_unit_interval(y, response, self.name)
+
+    def start_mu(self, y, link):
+        return 0.5 * (y + float(np.mean(y)))
+
+    def _prepare(self, resp):
+        resp.log_y = np.log(resp.y)
+        resp.log_1my = np.log1p(-resp.y)
+
+    def _sat(self, y, resp):
+        return _beta_logpdf(y, y, 1.0, self.parameters[0])
+
+    def mu_terms(self, resp, mu, q):
+        phi = self.parameters[0]
+        a, b = mu * phi, q * phi
+        ll = (special.gammaln(phi) - special.gammaln(a) - special.gammaln(b) + (a - 1.0) * resp.log_y
+              + (b - 1.0) * resp.log_1my)
+        l1 = phi * (resp.log_y - resp.log_1my - special.digamma(a) + special.digamma(b))
+        t1 = special.polygamma(1, a) + special.polygamma(1, b)
+        return ll, l1, -phi * phi * t1, phi * phi * t1, mu * q / (1.0 + phi)
+
+    def mu_third(self, resp, mu, q):
+        phi = self.parameters[0]
+        return -phi ** 3 * (_polygamma2(mu * phi) - _polygamma2(q * phi))
+
+    def _member(self, values):
+        return beta_family(*values)
+
+    def start_parameters(self, y, pw, trials):
+        m = float(np.average(y, weights=pw))
+        v = float(np.average((y - m) ** 2, weights=pw))
+        return (min(max(m * (1.0 - m) / max(v, 1e-12) - 1.0, 0.5), 1e4),)
+
+    def exp_label(self, link):
+        return "OR" if link == "logit" else None
+
+    def sample(self, rng, mu, pw, phi):
+        p = self.parameters[0]
+        return rng.beta(mu * p, (1.0 - mu) * p)
+
+
+def beta_family(phi: float) -> Family:
+    """glmmTMB's beta_family: Beta(mu phi, (1 - mu) phi), Var = mu (1 - mu) / (1 + phi); the precision phi on the
+    log scale."""
+    phi = float(phi)
+    return BetaFamily("beta_family", "Beta", ("logit", "probit"), False,
+                      partial(_beta_variance, phi=phi), partial(_beta_variance_d1, phi=phi),
+                      partial(_beta_unit_deviance, phi=phi), partial(_beta_logpdf, phi=phi), _in_unit_interval,
+                      observed_information=True, mean_range=(0.0, 1.0), parameter_names=("phi",),
+                      parameters=(phi,), parameter_scales=("log",), edm=False, hessian_se=True)
+
+
 # glmmTMB's families, by glmmTMB's names
 FAMILIES.update({
     "nbinom1": nbinom1_family(1.0),
+    "beta_family": beta_family(1.0),
 })
 
 
@@ -816,7 +904,7 @@ def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:
 
 
 # glmmTMB's and R's other spellings of a family (the catalogue's keys are the canonical names)
-ALIASES = {"nbinom2": "negbin", "negative_binomial": "negbin"}
+ALIASES = {"nbinom2": "negbin", "negative_binomial": "negbin", "beta": "beta_family"}
 
 
 def family_key(family: str) -> str:

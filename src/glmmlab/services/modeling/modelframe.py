@@ -396,6 +396,14 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
                 f"the gamma response {label!r} must be strictly positive (> 0); row {i + 1} has "
                 f"{format_number(float(v.values[i]))}: choose another family or remove those rows"
             )
+    elif fam == "beta_family":
+        bad = (y <= 0) | (y >= 1)
+        if bad.any():
+            i = int(rows[np.flatnonzero(bad)[0]])
+            raise GlmmInputError(
+                f"the beta_family response {label!r} must lie strictly between 0 and 1; row {i + 1} has "
+                f"{format_number(float(v.values[i]))}. The beta density has no mass at 0 or 1: for successes out of "
+                "trials use family='betabinomial' with cbind(successes, failures), or move the values into (0, 1)")
     return y, w
 
 
