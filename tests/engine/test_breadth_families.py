@@ -1,9 +1,10 @@
-"""glmmTMB's extra families (so far nbinom1, beta_family) against glmmTMB 1.1.5.
+"""glmmTMB's extra families (so far nbinom1, beta_family, betabinomial) against glmmTMB 1.1.5.
 
 Cases: every case of ../shared/reference/breadth whose README tags it ``family`` and nothing else (no zi, disp
-or covstruct) of these families (sim_beta), and those of tests/reference/breadth_local, made by the same glmmTMB
-with make_reference.R there, for what the breadth set has no case of: nbinom1 without zero-inflation
-(owls_nbinom1, sim_nbinom1). Each is fitted as a user would: ``glmm(formula, read_table(csv), family=...)``.
+or covstruct) of these families (sim_beta, sim_betabinomial, cbpp_betabinomial), and those of
+tests/reference/breadth_local, made by the same glmmTMB with make_reference.R there, for what the breadth set has
+no case of: nbinom1 without zero-inflation (owls_nbinom1, sim_nbinom1). Each is fitted as a user would:
+``glmm(formula, read_table(csv), family=...)``.
 
 Tolerances (issue 20, "Agreement with glmmTMB"), never loosened to pass:
 - log-likelihood never more than 1e-3 below glmmTMB's, nor more than 0.05 above it;
@@ -12,8 +13,8 @@ Tolerances (issue 20, "Agreement with glmmTMB"), never loosened to pass:
 - conditional modes within 0.03 of their spread (the SD of glmmTMB's modes of the term);
 - fitted means within 0.03 SD of glmmTMB's fitted means;
 - exactly: k (glmmTMB's df), the names of the coefficients, groups and family parameters, n_obs.
-A singular fit (a variance at its boundary) is compared in its log-likelihood, fixed effects, SEs and family
-parameters only.
+cbpp_betabinomial is singular (the README's quirk: the herd SD runs to the boundary and phi absorbs it): only its
+log-likelihood, fixed effects, SEs and phi are compared, and the fit must say singular.
 
 Without R: each family's density against scipy.stats, the first three eta derivatives of every member's row
 state against central differences, and the exact gradient of the Laplace deviance, the family's parameters
@@ -36,6 +37,7 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import (
     FAMILIES,
     beta_family,
+    betabinomial_family,
     nbinom1_family,
     resolve,
 )
@@ -48,7 +50,7 @@ from tests.conftest import REFERENCE, missing_reference, reference_files
 
 BREADTH = REFERENCE / "breadth"
 LOCAL = Path(__file__).resolve().parents[1] / "reference" / "breadth_local"
-GLMMTMB_FAMILIES = ("nbinom1", "beta_family")
+GLMMTMB_FAMILIES = ("nbinom1", "beta_family", "betabinomial")
 
 LOGLIK_BELOW, LOGLIK_ABOVE = 1e-3, 0.05
 EST_SE, SE_REL, VAR_REL, PARAM_REL, MODE_SPREAD, FITTED_SD = 0.03, 0.02, 0.03, 0.03, 0.03, 0.03
@@ -139,6 +141,10 @@ def _members():
                 lambda m: stats.beta.logpdf(y, m * phi, (1 - m) * phi)))
     out.append(("beta-probit", beta_family(phi), y, None, 0.6 * eta, "probit",
                 lambda m: stats.beta.logpdf(y, m * phi, (1 - m) * phi)))
+    nt = rng.integers(1, 25, n).astype(float)
+    k = rng.binomial(nt.astype(int), mu).astype(float)
+    out.append(("betabinomial-logit", betabinomial_family(phi), k / nt, nt, eta, "logit",
+                lambda m: stats.betabinom.logpmf(k, nt, m * phi, (1 - m) * phi)))
     return out
 
 
@@ -221,6 +227,7 @@ def test_exact_gradient_with_the_family_parameters(path):
 
 @pytest.mark.parametrize("path", [
     pytest.param(LOCAL / "sim_nbinom1.json", id="sim_nbinom1"),
+    pytest.param(BREADTH / "sim_betabinomial.json", id="sim_betabinomial"),
 ])
 def test_blocks_do_not_change_the_fit(path):
     """Three blocks of whole groups in threads (each with its rows' trials) give the one block's fit."""
@@ -275,6 +282,7 @@ def _frame(y, **cols):
     ("beta_family", [0.2, 0.5, 1.0, 0.3] * 5, r"beta_family response 'y' must lie strictly between 0 and 1; row 3 "),
     ("beta", [0.2, 0.0, 0.4, 0.3] * 5, r"beta_family response 'y' must lie strictly between 0 and 1; row 2 "),
     ("nbinom1", [1, 2, -1, 0] * 5, r"nbinom1 response 'y' must be counts >= 0; row 3"),
+    ("betabinomial", [0.2, 1.5, 0.5, 0.0] * 5, r"betabinomial response 'y' must lie in \[0, 1\]"),
 ])
 def test_a_response_outside_the_familys_range_is_refused_naming_the_column(family, y, pattern):
     with pytest.raises(GlmmInputError, match=pattern):
@@ -295,6 +303,12 @@ def test_bad_options_of_the_new_families(kwargs, pattern):
     y = np.array([0.2, 0.5, 0.7, 0.3] * 5)
     with pytest.raises(GlmmInputError, match=pattern):
         glmmlab.glmm("y ~ x + (1 | g)", _frame(y), **kwargs)
+
+
+def test_weights_with_a_betabinomial_cbind_response_are_refused():
+    data = _frame(np.zeros(20), s=np.arange(20) % 4, f=np.full(20, 3.0), w=np.ones(20))
+    with pytest.raises(GlmmInputError, match=r"weights 'w' with the betabinomial response"):
+        glmmlab.glmm("cbind(s, f) ~ x + (1 | g)", data, family="betabinomial", weights="w")
 
 
 def test_profile_intervals_are_refused_and_wald_ones_use_the_hessian_ses():

@@ -15,7 +15,8 @@ as ``y ~ x + (1 | g)`` through:
 - Dask (a dask DataFrame of 2 partitions on a local cluster of 2 workers): ``glmm(formula, ddf)`` and
   ``fit_glmm(ddf, ...)``; glmmTMB's families are fitted in memory only, and both refuse them in words.
 
-glmmTMB's families simulate with their own parameters (``PARAMETERS``).
+glmmTMB's families simulate with their own parameters (``PARAMETERS``); the beta-binomial's response is a proportion
+of 5 to 15 trials given as prior weights at every door.
 
 Compared with the reference, from each door's JSON document: the log-likelihood to 1e-6 relative; the fixed-effect
 estimates and standard errors, the random-effects variances (Residual too) and ``family_parameter`` (present for
@@ -58,11 +59,11 @@ def pairs() -> list:
 
 # -- the data ---------------------------------------------------------------------------------------------------
 # every other family: 5 (counts, positive amounts and Gaussian values alike)
-TYPICAL_MEAN = {"binomial": 0.4, "beta_family": 0.4}
+TYPICAL_MEAN = {"binomial": 0.4, "beta_family": 0.4, "betabinomial": 0.4}
 # the simulation's values of the families' own parameters (glmmTMB's names, in the family's order)
-PARAMETERS = {"negbin": (3.0,), "nbinom1": (1.5,), "beta_family": (8.0,)}
-# a column of prior weights the doors pass (a family's trials, its response a proportion of them)
-WEIGHTS: dict[str, str] = {}
+PARAMETERS = {"negbin": (3.0,), "nbinom1": (1.5,), "beta_family": (8.0,), "betabinomial": (5.0,)}
+# a column of prior weights the doors pass: the beta-binomial's trials (its response a proportion of them)
+WEIGHTS = {"betabinomial": "n"}
 
 
 def simulate(family: str, link: str, n: int = 300, groups: int = 20, seed: int = 17) -> pd.DataFrame:

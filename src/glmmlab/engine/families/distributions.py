@@ -878,10 +878,108 @@ def beta_family(phi: float) -> Family:
                       parameters=(phi,), parameter_scales=("log",), edm=False, hessian_se=True)
 
 
+# -- beta-binomial ------------------------------------------------------------------------------------------------
+def _betabinomial_variance(mu, phi):
+    return mu * (1.0 - mu)
+
+
+def _betabinomial_variance_d1(mu, phi):
+    return 1.0 - 2.0 * mu
+
+
+def _betabinomial_unit_deviance(y, mu, phi):
+    raise NotImplementedError("the beta-binomial's deviance needs the trials: see BetaBinomial.mu_terms")
+
+
+def _betabinomial_logpdf(y, mu, disp, phi):
+    raise NotImplementedError("the beta-binomial's density needs the trials: see BetaBinomial.mu_terms")
+
+
+@dataclass(frozen=True)
+class BetaBinomial(DensityFamily):
+    def safe_links(self):
+        return ("logit", "probit")
+
+    def check_response(self, y, response):
+        if np.any(y < 0) or np.any(y > 1):
+            bad = y[(y < 0) | (y > 1)][0]
+            raise GlmmInputError(
+                f"response '{response}' must be a proportion between 0 and 1 for the betabinomial family "
+                f"(found {bad:g}); write it as cbind(successes, failures)")
+
+    def start_mu(self, y, link):
+        return (y + 0.5) / 2.0
+
+    def _prepare(self, resp):
+        n = getattr(resp, "trials", None)
+        n = np.ones_like(resp.y) if n is None else n
+        resp.trials = n
+        k = np.rint(resp.y * n)
+        resp.k = k
+        resp.lchoose = special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+
+    def _sat(self, y, resp):
+        return 0.0  # -2 log f of a count is >= 0: the deviance of a row is -2 log f itself
+
+    def mu_terms(self, resp, mu, q):
+        phi = self.parameters[0]
+        n, k = resp.trials, resp.k
+        a, b = mu * phi, q * phi
+        ka, nb = k + a, n - k + b
+        ll = (resp.lchoose + special.gammaln(ka) + special.gammaln(nb) - special.gammaln(n + phi)
+              + special.gammaln(phi) - special.gammaln(a) - special.gammaln(b))
+        l1 = phi * (special.digamma(ka) - special.digamma(a) - special.digamma(nb) + special.digamma(b))
+        l2 = phi * phi * (special.polygamma(1, ka) - special.polygamma(1, a) + special.polygamma(1, nb)
+                          - special.polygamma(1, b))
+        mq = np.maximum(mu * q, _TINY)
+        info = n * (1.0 + phi) / ((n + phi) * mq)
+        return ll, l1, l2, info, mq * (n + phi) / (n * (1.0 + phi))
+
+    def mu_third(self, resp, mu, q):
+        phi = self.parameters[0]
+        n, k = resp.trials, resp.k
+        a, b = mu * phi, q * phi
+        return phi ** 3 * (_polygamma2(k + a) - _polygamma2(a) - _polygamma2(n - k + b) + _polygamma2(b))
+
+    def _member(self, values):
+        return betabinomial_family(*values)
+
+    def start_parameters(self, y, pw, trials):
+        n = np.ones_like(y) if trials is None else trials
+        m = float(np.average(y, weights=n))
+        v = float(np.mean((y - m) ** 2))
+        inv_n = float(np.mean(1.0 / n))
+        rho = (v / max(m * (1.0 - m), 1e-12) - inv_n) / max(1.0 - inv_n, 1e-12)
+        rho = min(max(rho, 0.01), 0.9)
+        return (1.0 / rho - 1.0,)
+
+    def exp_label(self, link):
+        return "OR" if link == "logit" else None
+
+    def sample(self, rng, mu, pw, phi):
+        p = self.parameters[0]
+        trials = np.maximum(np.rint(pw), 1.0)
+        return rng.binomial(trials.astype(np.int64), rng.beta(mu * p, (1.0 - mu) * p)) / trials
+
+
+def betabinomial_family(phi: float) -> Family:
+    """glmmTMB's betabinomial: k successes of n trials with success probabilities ~ Beta(mu phi, (1 - mu) phi), log
+    choose(n, k) included; phi on the log scale. The trials come from the prior weights of a proportion (cbind(k,
+    n - k) gives them), so the rows are not weighted."""
+    phi = float(phi)
+    return BetaBinomial("betabinomial", "Beta-binomial", ("logit", "probit"), False,
+                        partial(_betabinomial_variance, phi=phi), partial(_betabinomial_variance_d1, phi=phi),
+                        partial(_betabinomial_unit_deviance, phi=phi), partial(_betabinomial_logpdf, phi=phi),
+                        _in_unit_interval, observed_information=True, bounded_mean=True, mean_range=(0.0, 1.0),
+                        parameter_names=("phi",), parameters=(phi,), parameter_scales=("log",), edm=False,
+                        hessian_se=True, trials_from_weights=True)
+
+
 # glmmTMB's families, by glmmTMB's names
 FAMILIES.update({
     "nbinom1": nbinom1_family(1.0),
     "beta_family": beta_family(1.0),
+    "betabinomial": betabinomial_family(1.0),
 })
 
 

@@ -331,13 +331,17 @@ def _grouping(group: tuple[Expr, ...], vals: dict[Expr, _Fac], rows: np.ndarray)
 def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: np.ndarray, w: np.ndarray | None,
               weights: str | None, warnings: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
     label = f.response_label
-    binomial_type = fam == "binomial"
+    binomial_type = fam in ("binomial", "betabinomial")
     if isinstance(expr, Call) and expr.fn == "cbind":
         if not binomial_type:
             raise GlmmInputError(
                 f"the response {label} gives binomial successes and failures; use family='binomial' "
-                f"(not {fam}) or a single response column"
+                f"(or 'betabinomial'; not {fam}) or a single response column"
             )
+        if fam == "betabinomial" and w is not None:
+            raise GlmmInputError(
+                f"weights {weights!r} with the betabinomial response {label}: its trials come from cbind(), and "
+                "beta-binomial rows take no prior weights; leave weights out")
         assert isinstance(vals[0], _Num) and isinstance(vals[1], _Num)  # cbind's arguments were read as numbers
         s = vals[0].values[rows]
         fl = vals[1].values[rows]

@@ -70,7 +70,8 @@ def _form(f: Formula, mf: ModelFrame, cols: dict[str, Any], family: str) -> dict
     resp = f.response
     if isinstance(resp, Call) and resp.fn == "cbind":
         s, rest = resp.args
-        if not (family == "binomial" and isinstance(s, Name) and isinstance(rest, BinOp) and rest.op == "-"
+        successes_of_trials = family in ("binomial", "betabinomial")
+        if not (successes_of_trials and isinstance(s, Name) and isinstance(rest, BinOp) and rest.op == "-"
                 and isinstance(rest.left, Name) and rest.right == s):
             raise _NotForm(f"the response {resp.deparse()} is not cbind(successes, trials - successes)")
         out["response"] = _column(s, cols, "the response")

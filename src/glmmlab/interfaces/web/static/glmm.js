@@ -642,7 +642,7 @@
 
     const colOf = (name) => columns.find((c) => c.name === name);
     // families whose response can be successes of trials (Trials go into cbind(successes, trials - successes))
-    const binomial = () => family.value === "binomial";
+    const binomial = () => family.value === "binomial" || family.value === "betabinomial";
 
     /* Every family the engine fits, from the start (issue 19). */
     function fillFamilies() {
