@@ -1,7 +1,7 @@
-"""glmmTMB's extra families (so far nbinom1, beta_family, betabinomial) against glmmTMB 1.1.5.
+"""glmmTMB's extra families (so far nbinom1, beta_family, betabinomial, t_family) against glmmTMB 1.1.5.
 
 Cases: every case of ../shared/reference/breadth whose README tags it ``family`` and nothing else (no zi, disp
-or covstruct) of these families (sim_beta, sim_betabinomial, cbpp_betabinomial), and those of
+or covstruct) of these families (sim_beta, sim_betabinomial, cbpp_betabinomial, sim_t), and those of
 tests/reference/breadth_local, made by the same glmmTMB with make_reference.R there, for what the breadth set has
 no case of: nbinom1 without zero-inflation (owls_nbinom1, sim_nbinom1). Each is fitted as a user would:
 ``glmm(formula, read_table(csv), family=...)``.
@@ -40,6 +40,7 @@ from glmmlab.engine.families.distributions import (
     betabinomial_family,
     nbinom1_family,
     resolve,
+    t_family,
 )
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.families.response import Response
@@ -50,7 +51,7 @@ from tests.conftest import REFERENCE, missing_reference, reference_files
 
 BREADTH = REFERENCE / "breadth"
 LOCAL = Path(__file__).resolve().parents[1] / "reference" / "breadth_local"
-GLMMTMB_FAMILIES = ("nbinom1", "beta_family", "betabinomial")
+GLMMTMB_FAMILIES = ("nbinom1", "beta_family", "betabinomial", "t_family")
 
 LOGLIK_BELOW, LOGLIK_ABOVE = 1e-3, 0.05
 EST_SE, SE_REL, VAR_REL, PARAM_REL, MODE_SPREAD, FITTED_SD = 0.03, 0.02, 0.03, 0.03, 0.03, 0.03
@@ -145,6 +146,9 @@ def _members():
     k = rng.binomial(nt.astype(int), mu).astype(float)
     out.append(("betabinomial-logit", betabinomial_family(phi), k / nt, nt, eta, "logit",
                 lambda m: stats.betabinom.logpmf(k, nt, m * phi, (1 - m) * phi)))
+    yt = 2.0 + eta + 1.3 * rng.standard_t(3.5, n)
+    out.append(("t-identity", t_family(1.3, 3.5), yt, None, 2.0 + eta + 0.3 * rng.normal(size=n), "identity",
+                lambda m: stats.t.logpdf(yt, 3.5, m, 1.3)))
     return out
 
 
@@ -228,6 +232,7 @@ def test_exact_gradient_with_the_family_parameters(path):
 @pytest.mark.parametrize("path", [
     pytest.param(LOCAL / "sim_nbinom1.json", id="sim_nbinom1"),
     pytest.param(BREADTH / "sim_betabinomial.json", id="sim_betabinomial"),
+    pytest.param(BREADTH / "sim_t.json", id="sim_t"),
 ])
 def test_blocks_do_not_change_the_fit(path):
     """Three blocks of whole groups in threads (each with its rows' trials) give the one block's fit."""
@@ -247,7 +252,7 @@ def test_blocks_do_not_change_the_fit(path):
 def test_the_families_are_offered_by_every_front_door_with_glmmTMBs_spellings():
     for name in GLMMTMB_FAMILIES:
         assert name in FAMILIES and name in OPTIONS["family"].choices
-    for alias, name in (("nbinom2", "negbin"), ("beta", "beta_family")):  # glmmTMB's
+    for alias, name in (("nbinom2", "negbin"), ("beta", "beta_family"), ("t", "t_family")):  # glmmTMB's
         assert resolve(alias, None)[0].name == name
         assert OPTIONS["family"].check(alias) == name
     from glmmlab.services.workbench.fits import form_options

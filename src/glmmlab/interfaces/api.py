@@ -45,8 +45,8 @@ def fit_glmm(
 
     ``family`` is gaussian, binomial, poisson, gamma, negbin (glmmTMB's nbinom2: theta estimated) or one of
     glmmTMB's families with parameters of their own, estimated with the others: nbinom1 (phi), beta_family (phi),
-    betabinomial (phi; the response as cbind(successes, failures)); glmmTMB's spellings ``nbinom2`` and ``beta``
-    are accepted.
+    betabinomial (phi; the response as cbind(successes, failures)), t_family (sigma, df); glmmTMB's spellings
+    ``nbinom2``, ``beta`` and ``t`` are accepted.
     ``link`` defaults to the family's canonical link. The model is fitted by the general engine, as at every front
     door (:mod:`glmmlab.services.modeling.fitting`), so this is the same fit as ``glmm("response ~ fixed + (1 |
     group)", data)``. ``nagq`` 1 is the Laplace approximation, > 1 adaptive

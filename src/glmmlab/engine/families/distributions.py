@@ -1,6 +1,6 @@
 """Families: unit deviance, log-density, variance function and its derivative, the response's range and
 starting means, parameters of their own (the negative binomial's theta; glmmTMB's phi, sigma, df, power);
-:func:`resolve` a family and link by name (glmmTMB's spellings too: ``nbinom2``, ``beta``).
+:func:`resolve` a family and link by name (glmmTMB's spellings too: ``nbinom2``, ``beta``, ``t``).
 
 One module on purpose: every family is the same handful of pieces, which are checked best side by side."""
 
@@ -25,6 +25,7 @@ from glmmlab.engine.families.state import (
 )
 
 LOG_SQRT_2PI = 0.5 * LOG_2PI
+LOG_PI = float(np.log(np.pi))
 ICC_LATENT = {"logit": float(np.pi ** 2 / 3.0), "probit": 1.0}  # latent-scale level-1 variances
 
 
@@ -975,11 +976,96 @@ def betabinomial_family(phi: float) -> Family:
                         hessian_se=True, trials_from_weights=True)
 
 
+# -- Student t ----------------------------------------------------------------------------------------------------
+def _t_variance(mu, sigma, df):
+    """The inverse of the mean's expected information, sigma^2 (df + 3) / (df + 1): the working variance of the
+    IRLS start (Var(y), sigma^2 df / (df - 2), is infinite for df <= 2)."""
+    return np.full_like(mu, sigma * sigma * (df + 3.0) / (df + 1.0))
+
+
+def _t_logpdf(y, mu, disp, sigma, df):
+    z = (y - mu) / sigma
+    return (special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df) - 0.5 * (np.log(df) + LOG_PI)
+            - np.log(sigma) - 0.5 * (df + 1.0) * np.log1p(z * z / df))
+
+
+def _t_unit_deviance(y, mu, sigma, df):
+    z = (y - mu) / sigma
+    return (df + 1.0) * np.log1p(z * z / df)
+
+
+@dataclass(frozen=True)
+class StudentT(DensityFamily):
+    def safe_links(self):
+        return ("identity", "log")
+
+    def start_mu(self, y, link):
+        if link == "log" and np.any(y <= 0):
+            return np.full_like(y, max(float(np.mean(y)), 1e-3))
+        return y.copy()
+
+    def _const(self) -> float:
+        sigma, df = self.parameters
+        return float(special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df) - 0.5 * (np.log(df) + LOG_PI)
+                     - np.log(sigma))
+
+    def _sat(self, y, resp):
+        return np.full_like(y, self._const())
+
+    def prepare_response(self, resp):
+        resp.sat = self._const()  # one number for every row
+
+    def saturated_rows(self, y, pw):
+        return pw * self._const()
+
+    def mu_terms(self, resp, mu, q):
+        sigma, df = self.parameters
+        z = (resp.y - mu) / sigma
+        r2 = z * z
+        D = df + r2
+        ll = self._const() - 0.5 * (df + 1.0) * np.log1p(r2 / df)
+        l1 = (df + 1.0) * z / (sigma * D)
+        l2 = (df + 1.0) * (r2 - df) / (sigma * sigma * D * D)
+        info = np.full_like(mu, (df + 1.0) / ((df + 3.0) * sigma * sigma))
+        var = np.full_like(mu, sigma * sigma * df / (df - 2.0) if df > 2.0 else np.nan)
+        return ll, l1, l2, info, var
+
+    def mu_third(self, resp, mu, q):
+        sigma, df = self.parameters
+        z = (resp.y - mu) / sigma
+        r2 = z * z
+        return -2.0 * (df + 1.0) * z * (3.0 * df - r2) / (sigma ** 3 * (df + r2) ** 3)
+
+    def _member(self, values):
+        return t_family(*values)
+
+    def start_parameters(self, y, pw, trials):
+        r = y - np.median(y)
+        mad = float(np.median(np.abs(r - np.median(r))))
+        return (max(1.4826 * mad, 1e-6 * max(1.0, float(np.max(np.abs(y))))), 10.0)
+
+    def sample(self, rng, mu, pw, phi):
+        sigma, df = self.parameters
+        return mu + sigma * rng.standard_t(df, mu.shape)
+
+
+def t_family(sigma: float, df: float) -> Family:
+    """glmmTMB's t_family: y = mu + sigma T, T ~ Student t with df degrees of freedom (both estimated, on the log
+    scale: log df is glmmTMB's psi); log f = log dt((y - mu) / sigma, df) - log sigma."""
+    sigma, df = float(sigma), float(df)
+    return StudentT("t_family", "Student t", ("identity", "log"), False,
+                    partial(_t_variance, sigma=sigma, df=df), np.zeros_like,
+                    partial(_t_unit_deviance, sigma=sigma, df=df), partial(_t_logpdf, sigma=sigma, df=df),
+                    np.isfinite, observed_information=True, parameter_names=("sigma", "df"),
+                    parameters=(sigma, df), parameter_scales=("log", "log"), edm=False, hessian_se=True)
+
+
 # glmmTMB's families, by glmmTMB's names
 FAMILIES.update({
     "nbinom1": nbinom1_family(1.0),
     "beta_family": beta_family(1.0),
     "betabinomial": betabinomial_family(1.0),
+    "t_family": t_family(1.0, 10.0),
 })
 
 
@@ -1002,7 +1088,7 @@ def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:
 
 
 # glmmTMB's and R's other spellings of a family (the catalogue's keys are the canonical names)
-ALIASES = {"nbinom2": "negbin", "negative_binomial": "negbin", "beta": "beta_family"}
+ALIASES = {"nbinom2": "negbin", "negative_binomial": "negbin", "beta": "beta_family", "t": "t_family"}
 
 
 def family_key(family: str) -> str:
