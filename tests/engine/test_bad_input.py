@@ -27,7 +27,7 @@ def _data(n=200, groups=10, seed=0):
     (dict(family="poisson", link="logit"), r"choose one of log, identity"),
     (dict(family="gamma", link="probit"), r"choose one of inverse, log, identity"),
     (dict(family="gaussian", link="logit"), r"choose one of identity, log, inverse"),
-    (dict(family="tweedie"), r"unknown family .tweedie."),
+    (dict(family="quasipoisson"), r"unknown family .quasipoisson."),
     (dict(conf_level=0.4), r"conf_level must be between 0.5 and 0.9999"),
     (dict(conf_level=1.0), r"conf_level must be between 0.5 and 0.9999"),
     (dict(max_iter=0), r"max_iter must be an integer from 1 to 100000"),

@@ -1,10 +1,10 @@
-"""glmmTMB's extra families (so far nbinom1, beta_family, betabinomial, t_family) against glmmTMB 1.1.5.
+"""glmmTMB's extra families (nbinom1, beta_family, betabinomial, t_family, tweedie) against glmmTMB 1.1.5.
 
 Cases: every case of ../shared/reference/breadth whose README tags it ``family`` and nothing else (no zi, disp
-or covstruct) of these families (sim_beta, sim_betabinomial, cbpp_betabinomial, sim_t), and those of
+or covstruct: sim_beta, sim_betabinomial, cbpp_betabinomial, sim_t, sim_tweedie), and those of
 tests/reference/breadth_local, made by the same glmmTMB with make_reference.R there, for what the breadth set has
-no case of: nbinom1 without zero-inflation (owls_nbinom1, sim_nbinom1). Each is fitted as a user would:
-``glmm(formula, read_table(csv), family=...)``.
+no case of: nbinom1 without zero-inflation (owls_nbinom1, sim_nbinom1) and a Tweedie power held at 1.5
+(sim_tweedie_power). Each is fitted as a user would: ``glmm(formula, read_table(csv), family=...)``.
 
 Tolerances (issue 20, "Agreement with glmmTMB"), never loosened to pass:
 - log-likelihood never more than 1e-3 below glmmTMB's, nor more than 0.05 above it;
@@ -16,21 +16,25 @@ Tolerances (issue 20, "Agreement with glmmTMB"), never loosened to pass:
 cbpp_betabinomial is singular (the README's quirk: the herd SD runs to the boundary and phi absorbs it): only its
 log-likelihood, fixed effects, SEs and phi are compared, and the fit must say singular.
 
-Without R: each family's density against scipy.stats, the first three eta derivatives of every member's row
-state against central differences, and the exact gradient of the Laplace deviance, the family's parameters
-included, against differences of the deviance; bad input and the front doors' names.
+Without R: each family's density against scipy.stats (the Tweedie's: its series against a brute-force sum, and
+its probabilities summing to 1), the first three eta derivatives of every member's row state against central
+differences, and the exact gradient of the Laplace deviance, the family's parameters included, against
+differences of the deviance; bad input and the front doors' names.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import subprocess
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import special, stats
+from scipy import integrate, special, stats
 
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
@@ -41,17 +45,21 @@ from glmmlab.engine.families.distributions import (
     nbinom1_family,
     resolve,
     t_family,
+    tweedie_family,
+    tweedie_log_series,
+    tweedie_sample,
 )
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.model.options import OPTIONS
+from glmmlab.interfaces import cli
 from glmmlab.interfaces.cli import read_table
 from tests.conftest import REFERENCE, missing_reference, reference_files
 
 BREADTH = REFERENCE / "breadth"
 LOCAL = Path(__file__).resolve().parents[1] / "reference" / "breadth_local"
-GLMMTMB_FAMILIES = ("nbinom1", "beta_family", "betabinomial", "t_family")
+GLMMTMB_FAMILIES = ("nbinom1", "beta_family", "betabinomial", "t_family", "tweedie")
 
 LOGLIK_BELOW, LOGLIK_ABOVE = 1e-3, 0.05
 EST_SE, SE_REL, VAR_REL, PARAM_REL, MODE_SPREAD, FITTED_SD = 0.03, 0.02, 0.03, 0.03, 0.03, 0.03
@@ -72,7 +80,8 @@ def _fit(path):
     if path not in _fits:
         ref = json.loads(path.read_text())
         csv = REFERENCE / ref["csv"] if ref.get("csv") else path.with_suffix(".csv")
-        res = glmmlab.glmm(ref["formula"], read_table(str(csv)), family=ref["family"], link=ref["link"])
+        res = glmmlab.glmm(ref["formula"], read_table(str(csv)), family=ref["family"], link=ref["link"],
+                           tweedie_power=ref.get("tweedie_power"))
         _fits[path] = (ref, ref["results"]["ML"], res, res.to_dict())
     return _fits[path]
 
@@ -149,6 +158,8 @@ def _members():
     yt = 2.0 + eta + 1.3 * rng.standard_t(3.5, n)
     out.append(("t-identity", t_family(1.3, 3.5), yt, None, 2.0 + eta + 0.3 * rng.normal(size=n), "identity",
                 lambda m: stats.t.logpdf(yt, 3.5, m, 1.3)))
+    yw = tweedie_sample(rng, np.exp(eta + 0.5), 1.2, 1.45)
+    out.append(("tweedie-log", tweedie_family(1.2, 1.45), yw, None, eta + 0.5, "log", None))
     return out
 
 
@@ -170,6 +181,27 @@ def test_density_and_eta_derivatives(case):
                         (rs.dev_eta2, (up.dev_eta - down.dev_eta) / (2 * h)),
                         (dev_eta3(fam, lk, resp.y, rs), (up.dev_eta2 - down.dev_eta2) / (2 * h))):
         np.testing.assert_allclose(exact, diff, rtol=1e-6, atol=1e-6 * (1 + np.max(np.abs(diff))))
+
+
+def test_tweedie_series_and_density():
+    """The series summed over its window equals the sum of its first 200,000 terms, and the density with the
+    point mass at 0 integrates to 1."""
+    for p in (1.05, 1.3, 1.5, 1.9, 1.99):
+        for phi in (0.05, 1.2, 20.0):
+            y = np.array([1e-6, 0.01, 0.3, 1.0, 4.0, 30.0, 200.0])
+            a = (2 - p) / (1 - p)
+            logz = -a * np.log(y) + a * np.log(p - 1) - (1 - a) * np.log(phi) - np.log(2 - p)
+            j = np.arange(1, 200_001)[None, :]
+            brute = special.logsumexp(j * logz[:, None] - special.gammaln(j + 1) - special.gammaln(-a * j), axis=1)
+            np.testing.assert_allclose(tweedie_log_series(y, phi, p), brute, rtol=1e-13, atol=1e-12)
+    for mu, phi, p in ((2.3, 1.2, 1.4), (0.4, 0.7, 1.8), (10.0, 3.0, 1.2)):
+        fam = tweedie_family(phi, p)
+        mass0 = math.exp(fam.logpdf(np.array([0.0]), np.array([mu]), 1.0)[0])
+        def density(v, fam=fam, mu=mu):
+            return math.exp(fam.logpdf(np.array([v]), np.array([mu]), 1.0)[0])
+
+        body = integrate.quad(density, 0, np.inf, limit=400, epsabs=1e-12)[0]
+        assert mass0 + body == pytest.approx(1.0, abs=1e-8), (mu, phi, p)
 
 
 def _laplace(path):
@@ -276,6 +308,21 @@ def test_the_command_line_fits_glmmTMBs_families_by_their_names(tmp_path):
     assert doc["family_parameter"]["parameters"]["phi"] == pytest.approx(ref["family_parameter"]["phi"], rel=1e-3)
 
 
+def test_the_command_line_holds_the_tweedie_power():
+    path = LOCAL / "sim_tweedie_power.json"
+    ref = json.loads(path.read_text())
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = cli.main(["fit", str(REFERENCE / ref["csv"]), "--formula", ref["formula"], "--family", "tweedie",
+                           "--tweedie-power", "1.5", "--format", "json", "--diagnostics", "none"])
+    assert status == 0
+    doc = json.loads(out.getvalue())
+    r = ref["results"]["ML"]
+    assert doc["model"]["tweedie_power"] == 1.5 and doc["fit"]["k"] == r["df"]
+    assert r["logLik"] - LOGLIK_BELOW <= doc["fit"]["log_likelihood"] <= r["logLik"] + LOGLIK_ABOVE
+    assert doc["family_parameter"]["parameters"] == pytest.approx(r["family_parameter"], rel=PARAM_REL)
+
+
 def _frame(y, **cols):
     import pandas as pd
 
@@ -286,6 +333,7 @@ def _frame(y, **cols):
 @pytest.mark.parametrize("family,y,pattern", [
     ("beta_family", [0.2, 0.5, 1.0, 0.3] * 5, r"beta_family response 'y' must lie strictly between 0 and 1; row 3 "),
     ("beta", [0.2, 0.0, 0.4, 0.3] * 5, r"beta_family response 'y' must lie strictly between 0 and 1; row 2 "),
+    ("tweedie", [0.2, 1.5, -0.1, 0.0] * 5, r"tweedie response 'y' must be >= 0 .*row 3 has -0.1"),
     ("nbinom1", [1, 2, -1, 0] * 5, r"nbinom1 response 'y' must be counts >= 0; row 3"),
     ("betabinomial", [0.2, 1.5, 0.5, 0.0] * 5, r"betabinomial response 'y' must lie in \[0, 1\]"),
 ])
@@ -300,6 +348,10 @@ def test_a_beta_response_outside_the_unit_interval_is_refused_by_the_column_form
 
 
 @pytest.mark.parametrize("kwargs,pattern", [
+    (dict(family="tweedie", tweedie_power=2.5), r"tweedie_power must be a number between 1 and 2 \(exclusive\); "
+                                                r"got 2.5"),
+    (dict(family="tweedie", tweedie_power=1.0), r"tweedie_power must be a number between 1 and 2"),
+    (dict(family="gamma", tweedie_power=1.5), r"tweedie_power is for the tweedie family"),
     (dict(family="nbinom1", nagq=5), r"nagq > 1 .* not available for the nbinom1 family"),
     (dict(family="quasibinomial"), r"unknown family 'quasibinomial'"),
     (dict(family="beta_family", link="log"), r"link 'log' is not available for the beta_family family"),

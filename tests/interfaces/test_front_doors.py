@@ -62,7 +62,7 @@ def pairs() -> list:
 TYPICAL_MEAN = {"binomial": 0.4, "beta_family": 0.4, "betabinomial": 0.4}
 # the simulation's values of the families' own parameters (glmmTMB's names, in the family's order)
 PARAMETERS = {"negbin": (3.0,), "nbinom1": (1.5,), "beta_family": (8.0,), "betabinomial": (5.0,),
-              "t_family": (1.0, 5.0)}
+              "t_family": (1.0, 5.0), "tweedie": (1.2, 1.5)}
 # a column of prior weights the doors pass: the beta-binomial's trials (its response a proportion of them)
 WEIGHTS = {"betabinomial": "n"}
 

@@ -38,6 +38,7 @@ def fit_glmm(
     reml: bool = True,
     ddf: str = "auto",
     dispersion: str = "estimated",
+    tweedie_power: Optional[float] = None,
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
 ) -> GlmmResult:
@@ -45,11 +46,11 @@ def fit_glmm(
 
     ``family`` is gaussian, binomial, poisson, gamma, negbin (glmmTMB's nbinom2: theta estimated) or one of
     glmmTMB's families with parameters of their own, estimated with the others: nbinom1 (phi), beta_family (phi),
-    betabinomial (phi; the response as cbind(successes, failures)), t_family (sigma, df); glmmTMB's spellings
-    ``nbinom2``, ``beta`` and ``t`` are accepted.
-    ``link`` defaults to the family's canonical link. The model is fitted by the general engine, as at every front
-    door (:mod:`glmmlab.services.modeling.fitting`), so this is the same fit as ``glmm("response ~ fixed + (1 |
-    group)", data)``. ``nagq`` 1 is the Laplace approximation, > 1 adaptive
+    betabinomial (phi; the response as cbind(successes, failures)), t_family (sigma, df), tweedie (phi, power;
+    ``tweedie_power`` holds the power at a value in (1, 2) instead); glmmTMB's spellings ``nbinom2``, ``beta``
+    and ``t`` are accepted. ``link`` defaults to the family's canonical link. The model is fitted by the general
+    engine, as at every front door (:mod:`glmmlab.services.modeling.fitting`), so this is the same fit as
+    ``glmm("response ~ fixed + (1 | group)", data)``. ``nagq`` 1 is the Laplace approximation, > 1 adaptive
     Gauss-Hermite quadrature (non-Gaussian families but glmmTMB's, which are fitted by Laplace only).
     ``se`` "working" (default: working weights at PIRLS convergence; glmmTMB's families: always the Hessian of the
     Laplace deviance over every parameter, as glmmTMB's) or "hessian" (also reports the Hessian-based standard
@@ -81,7 +82,7 @@ def fit_glmm(
     return fit_columns(to_pandas(data), response, group, fixed, intercept=intercept, family=family, link=link,
                        weights=weights, offset=offset, reference_levels=reference_levels, conf_level=conf_level,
                        max_iter=max_iter, tol=tol, nagq=nagq, se=se, reml=reml, ddf=ddf, dispersion=dispersion,
-                       progress=progress, n_blocks=n_blocks)
+                       tweedie_power=tweedie_power, progress=progress, n_blocks=n_blocks)
 
 
 def _in_memory_only(reml: Any, ddf: Any) -> None:
@@ -115,6 +116,7 @@ def glmm(
     reml: bool = True,
     ddf: str = "auto",
     dispersion: str = "estimated",
+    tweedie_power: Optional[float] = None,
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
 ) -> GlmmResult:
@@ -132,7 +134,7 @@ def glmm(
     """
     spec = ModelSpec(formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
                      max_iter=max_iter, tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
-                     reml=reml, ddf=ddf, dispersion=dispersion)
+                     reml=reml, ddf=ddf, dispersion=dispersion, tweedie_power=tweedie_power)
     return fit(spec, data, progress=progress, n_blocks=n_blocks)
 
 

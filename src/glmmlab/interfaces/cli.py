@@ -252,7 +252,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         spec = ModelSpec(args.formula, family=args.family, link=args.link, conf_level=args.conf_level,
                          max_iter=args.max_iter, tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights,
                          offset=args.offset, reference_levels=references, reml=args.reml, ddf=args.ddf,
-                         dispersion=args.dispersion)
+                         dispersion=args.dispersion, tweedie_power=args.tweedie_power)
         spec.parsed  # noqa: B018  (parsed here, once: the fit uses this parse)
     if args.ci is not None:  # the interval options' rules, before the fit runs
         from glmmlab.engine.model.options import INTERVAL_OPTIONS
@@ -264,7 +264,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     common = dict(family=args.family, link=args.link, conf_level=args.conf_level, max_iter=args.max_iter,
                   tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights, offset=args.offset,
                   reference_levels=references, progress=bar, reml=args.reml, ddf=args.ddf,
-                  dispersion=args.dispersion)
+                  dispersion=args.dispersion, tweedie_power=args.tweedie_power)
     options = dict(common, response=args.response, group=args.group, fixed=args.fixed,
                    intercept=not args.no_intercept)
     try:
@@ -288,6 +288,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             options.pop("weights"), options.pop("offset"), options.pop("reference_levels")
             if options.pop("reml") is not True or options.pop("ddf") not in ("none", "auto"):
                 raise UsageError("--reml false and --ddf satterthwaite run in memory; leave out --engine dask")
+            if options.pop("tweedie_power") is not None:
+                raise UsageError("--tweedie-power runs in memory (the tweedie family); leave out --engine dask")
             from glmmlab.services.distributed.fitting import fit_parquet_on_dask
             from glmmlab.services.modeling.fitted import fitted
 

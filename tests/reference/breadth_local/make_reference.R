@@ -1,6 +1,7 @@
 ## Reference fits of glmmTMB's families that ../shared/reference/breadth has no case of: nbinom1 without
-## zero-inflation (owls_nbinom1, sim_nbinom1). Same JSON fields as ../shared/reference/breadth (results.ML, as
-## its README describes). Run from the repository root with glmmTMB 1.1.5:
+## zero-inflation (owls_nbinom1, sim_nbinom1) and tweedie with the power held at a given value
+## (sim_tweedie_power: glmmTMB's start + map of psi). Same JSON fields as ../shared/reference/breadth (results.ML, as
+## its README describes), plus "tweedie_power" for the held power. Run from the repository root with glmmTMB 1.1.5:
 ##   Rscript tests/reference/breadth_local/make_reference.R tests/reference/breadth_local ../shared/reference/breadth
 suppressPackageStartupMessages({library(glmmTMB); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
@@ -83,3 +84,7 @@ phi <- 2.5
 y <- rnbinom(G * per, size = mu / phi, mu = mu)
 one("sim_nbinom1", data.frame(y = y, x = x, g = g), "y ~ x + (1 | g)", "nbinom1", "log",
     "simulated (seed 20261310)", "NB1 counts: truth intercept 0.8, slope 0.5, random-intercept SD 0.6, phi 2.5")
+
+one("sim_tweedie_power", "sim_tweedie.csv", "y ~ x + (1 | g)", "tweedie", "log",
+    "../shared/reference/breadth/sim_tweedie.csv",
+    "sim_tweedie with the power held at 1.5 (psi mapped): phi and the rest estimated", power = 1.5)

@@ -93,7 +93,7 @@ class Option:
 
 OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("family", "choice", "gaussian", "Distribution Family", "the distribution of the response",
-           choices=tuple(FAMILIES), aliases=dict(ALIASES), examples_bad=("tweedie", "")),
+           choices=tuple(FAMILIES), aliases=dict(ALIASES), examples_bad=("quasipoisson", "")),
     Option("link", "choice", None, "Link Function", "the link (default: the family's canonical link)",
            choices=tuple(LINKS), examples_bad=("cloglog",)),
     Option("conf_level", "float", 0.95, "Confidence Level", "the level of the Wald intervals",
@@ -127,6 +127,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
            "with the others (the model's Laplace likelihood, as glmmTMB fits it; default); lme4 = glmer's "
            "criterion, which plugs deviance / n into the density (to reproduce a published lme4 analysis)",
            choices=("estimated", "lme4"), rule_text="'estimated' or 'lme4'", examples_bad=("profiled",)),
+    # tweedie only: the power p of Var = phi mu^p held at a value instead of estimated (glmmTMB estimates it; its
+    # users fix it through start and map)
+    Option("tweedie_power", "float", None, "Tweedie Power",
+           "tweedie: hold the power p of Var = phi mu^p at this value instead of estimating it (default: estimated)",
+           low=1.0, high=2.0, open=True, examples_bad=(1.0, 2.0, 2.5, 0.5, float("nan"), "1.5x")),
 ]}
 
 # The options of a fitted model's confidence intervals (result.conf_int, the command line's --ci/--nsim/--seed,
@@ -153,9 +158,11 @@ def resolve_ddf(ddf: str, family: str, link: str) -> str:
     return key
 
 
-def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> dict:
+def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated",
+                       tweedie_power: float | None = None) -> dict:
     """The "model" keys of options the contract's document does not list (so a default fit's document keeps
-    exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``."""
+    exactly the contract's keys): ``"reml": false`` for a maximum-likelihood fit, ``"ddf": "satterthwaite"``,
+    ``"tweedie_power"`` where the power was given."""
     out: dict = {}
     if reml is False:
         out["reml"] = False
@@ -164,17 +171,23 @@ def nondefault_options(reml: bool, ddf: str, dispersion: str = "estimated") -> d
         out["ddf"] = key
     if str(dispersion).strip().lower() == "lme4":
         out["dispersion"] = "lme4"
+    if tweedie_power is not None:
+        out["tweedie_power"] = float(tweedie_power)
     return out
 
 
 def check_options(family: str, link: str | None, conf_level: float, max_iter: int, tol: float, nagq: int,
-                  se: str, reml: bool = True, ddf: str = "auto", dispersion: str = "estimated"
-                  ) -> tuple[Family, Link]:
+                  se: str, reml: bool = True, ddf: str = "auto", dispersion: str = "estimated",
+                  tweedie_power: float | None = None) -> tuple[Family, Link]:
     """Check every option against :data:`OPTIONS` and the rules that join them; (family, link) objects."""
     fam, lk = resolve(family, link)  # its messages name the family or link and list the choices
     for name, value in (("conf_level", conf_level), ("max_iter", max_iter), ("tol", tol), ("nagq", nagq),
                         ("se", se), ("reml", reml), ("ddf", ddf), ("dispersion", dispersion)):
         OPTIONS[name].check(value)
+    if tweedie_power is not None:
+        OPTIONS["tweedie_power"].check(tweedie_power)
+        if fam.name != "tweedie":
+            raise GlmmInputError(f"tweedie_power is for the tweedie family; this model is {fam.name}: leave it out")
     if OPTIONS["ddf"].check(ddf) == "satterthwaite" and not (fam.name == "gaussian" and lk.name == "identity"):
         raise GlmmInputError(
             f"ddf {ddf!r} (Satterthwaite's t tests) is for linear mixed models, the gaussian family with the "

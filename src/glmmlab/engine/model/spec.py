@@ -63,6 +63,7 @@ class ModelSpec:
     reml: bool = OPTIONS["reml"].default
     ddf: str = OPTIONS["ddf"].default
     dispersion: str = OPTIONS["dispersion"].default
+    tweedie_power: float | None = OPTIONS["tweedie_power"].default
 
     @cached_property
     def parsed(self) -> Formula:
@@ -85,7 +86,7 @@ class ModelSpec:
                 raise GlmmInputError(f"{option} must be a column name; got {col!r}")
         check_reference_levels(self.reference_levels)
         return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
-                             self.reml, self.ddf, self.dispersion)
+                             self.reml, self.ddf, self.dispersion, self.tweedie_power)
 
     def document(self, response: str, intercept: bool, fixed: list[str] | None = None, group: str | None = None,
                  level_label: Any = str) -> dict:
@@ -100,7 +101,8 @@ class ModelSpec:
             "intercept": bool(intercept), "conf_level": float(self.conf_level), "nagq": int(self.nagq),
             "max_iter": int(self.max_iter), "tol": float(self.tol), "formula": self.formula.strip(),
             "weights": self.weights, "offset": self.offset,
-            **nondefault_options(self.reml, resolve_ddf(self.ddf, fam.name, lk.name), self.dispersion),
+            **nondefault_options(self.reml, resolve_ddf(self.ddf, fam.name, lk.name), self.dispersion,
+                                 self.tweedie_power),
         }
         if self.reference_levels:  # only when asked for: a document without them keeps its keys
             model["reference_levels"] = {str(k): level_label(v) for k, v in self.reference_levels.items()}

@@ -43,6 +43,8 @@ def exact_gradient_ok(st: Structure) -> bool:
 
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary=None):
     report(progress, "Initial values (GLM)", 0.05)
+    if model.get("tweedie_power") is not None:  # the user's power, held fixed
+        fam = fam.with_fixed("power", float(model["tweedie_power"]))
     # a family with parameters of its own (the negative binomial's theta; glmmTMB's phi, sigma, df, power)
     negbin = bool(fam.parameter_names)
     trials = None

@@ -408,6 +408,12 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
                 f"the beta_family response {label!r} must lie strictly between 0 and 1; row {i + 1} has "
                 f"{format_number(float(v.values[i]))}. The beta density has no mass at 0 or 1: for successes out of "
                 "trials use family='betabinomial' with cbind(successes, failures), or move the values into (0, 1)")
+    elif fam == "tweedie":
+        if (y < 0).any():
+            i = int(rows[np.flatnonzero(y < 0)[0]])
+            raise GlmmInputError(
+                f"the tweedie response {label!r} must be >= 0 (exact zeros and positive amounts); row {i + 1} has "
+                f"{format_number(float(v.values[i]))}")
     return y, w
 
 
