@@ -54,6 +54,18 @@ def exp_label(family: str, link: str) -> str | None:
     return FAMILIES[family].exp_label(link)
 
 
+@dataclass(frozen=True, eq=False)
+class ConditionalModes:
+    """The conditional modes (BLUPs) of one grouping factor's random effects and their conditional standard
+    deviations: one row per level, one column per term."""
+
+    component: str  # the grouping factor as lme4 names it
+    levels: list[str]
+    terms: list[str]  # "(Intercept)", "Days", ...
+    values: np.ndarray  # (levels, terms)
+    std_errors: np.ndarray  # (levels, terms)
+
+
 @dataclass
 class GlmmResult:
     """The estimates of a fitted generalized linear mixed model, as the engine returns them: any random-effects
@@ -65,46 +77,36 @@ class GlmmResult:
     """
 
     model: dict
-    method: str
+    method: str  # "REML", "ML", "Laplace" or "AGQ": also the kind of the log-likelihood
     n_obs: int
-    n_groups: int
     n_excluded: int
     converged: bool
     singular: bool
     warnings: list[str]
     names: list[str]
     beta: np.ndarray
-    vcov_matrix: np.ndarray  # the fixed effects' covariance (``vcov`` labels it)
-    se: np.ndarray
+    vcov_matrix: np.ndarray  # the fixed effects' covariance (``vcov`` labels it; ``se`` is its diagonal's root)
     se_kind: str
-    var_group: float
+    theta: np.ndarray  # every covariance parameter of the random effects (lme4's getME(, "theta"))
+    variances: list[dict]  # {"component", "term", "variance"}: each grouping factor's terms, in theta's order
+    correlations: list[dict]  # {"component", "term1", "term2", "correlation"}
+    modes: list[ConditionalModes]  # the conditional modes per grouping factor, the leading factor first
     var_residual: float | None
     icc: float | None
     log_likelihood: float
-    log_likelihood_kind: str
     aic: float
     bic: float
     k: int
-    group_labels: list[str]
-    blup: np.ndarray
-    blup_se: np.ndarray
     rows: np.ndarray
     fitted: np.ndarray
     deviance_residuals: np.ndarray
     pearson_residuals: np.ndarray
     row_random_effect: np.ndarray
     fit_seconds: float
-    theta: float
-    thetas: np.ndarray | None = None  # every theta of a general model (lme4's getME(, "theta")); None: [theta]
     dropped: list[str] = field(default_factory=list)
     glm_comparison: dict | None = None
     optimization: dict | None = None
     se_hessian: np.ndarray | None = None
-    # General models (contract version 2). For a random-intercept fit these are derived from the fields above.
-    re_rows: list[dict] | None = None  # {"component", "term", "variance"}
-    correlations: list[dict] | None = None  # {"component", "term1", "term2", "correlation"}
-    groups: dict | None = None  # levels per grouping factor
-    blup_rows: list[dict] | None = None  # {"component", "group", "term", "value", "std_error"}
     family_parameter: dict | None = None
     predictor: Any = None  # new data -> (eta without random effects, random-effects contribution); set by services
     # What was fitted, kept so the services can refit (model comparison refits REML by ML, the bootstrap refits
@@ -142,9 +144,19 @@ class GlmmResult:
 
     # -- derived views -------------------------------------------------------------------------------
     @property
-    def component(self) -> str:
-        """The grouping factor of a random-intercept fit."""
-        return next(iter(self.groups)) if self.groups else self.model["group"]
+    def se(self) -> np.ndarray:
+        """The standard errors of the fixed effects: the square roots of the covariance's diagonal."""
+        return np.sqrt(np.maximum(np.diag(np.asarray(self.vcov_matrix, dtype=float)), 0.0))
+
+    @property
+    def groups(self) -> dict[str, int]:
+        """The number of levels of each grouping factor (the JSON's ``groups``), the leading factor first."""
+        return {m.component: len(m.levels) for m in self.modes}
+
+    @property
+    def n_groups(self) -> int:
+        """The number of levels of the leading grouping factor (the JSON's ``n_groups``)."""
+        return len(self.modes[0].levels)
 
     @property
     def family(self) -> str:
@@ -161,13 +173,6 @@ class GlmmResult:
     def intervals(self, conf_level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Wald bounds at ``conf_level`` (the fit's own level when None)."""
         return wald(self.beta, self.se, self.conf_level if conf_level is None else conf_level)
-
-    def blup_rank(self) -> np.ndarray:
-        """Rank 1 for the largest random intercept."""
-        order = np.argsort(-self.blup, kind="stable")
-        rank = np.empty(len(order), dtype=int)
-        rank[order] = np.arange(1, len(order) + 1)
-        return rank
 
     def fixed_effects_table(self, conf_level: float | None = None) -> list[dict]:
         lower, upper = self.intervals(conf_level)
@@ -222,42 +227,29 @@ class GlmmResult:
             return np.where(np.isfinite(z), 2.0 * special.ndtr(-np.abs(z)), np.nan)
 
     def random_effects_table(self) -> list[dict]:
-        if self.re_rows is not None:
-            rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
-                     "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.re_rows]
-        else:
-            rows = [{"component": self.component, "term": "(Intercept)", "variance": _num(self.var_group),
-                     "std_dev": _num(np.sqrt(max(self.var_group, 0.0)))}]
+        rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
+                 "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.variances]
         if self.var_residual is not None:
             rows.append({"component": "Residual", "term": None, "variance": _num(self.var_residual),
                          "std_dev": _num(np.sqrt(self.var_residual))})
         return rows
 
     def random_intercepts_for(self, groups: np.ndarray) -> np.ndarray:
-        """Each row's predicted random intercept; 0 for a group the fit has not seen."""
+        """Each row's predicted random intercept (the leading factor's first term); 0 for a group the fit has not
+        seen."""
+        lead = self.modes[0]
         labels = group_labels_of(groups)
-        known = np.asarray(self.group_labels, dtype=str)
+        known = np.asarray(lead.levels, dtype=str)
         order = np.argsort(known)
         pos = np.searchsorted(known[order], labels)
         pos = np.minimum(pos, len(known) - 1)
         hit = known[order][pos] == labels
-        return np.where(hit, self.blup[order][pos], 0.0)
+        return np.where(hit, np.asarray(lead.values[:, 0], dtype=float)[order][pos], 0.0)
 
     def blup_table(self) -> list[dict]:
-        if self.blup_rows is not None:
-            return long_blups(self.blup_rows)
-        rank = self.blup_rank()
-        comp = self.component
-        return [
-            {"component": comp, "group": g, "term": "(Intercept)", "value": _num(v), "random_intercept": _num(v),
-             "std_error": _num(s), "rank": int(r)}
-            for g, v, s, r in zip(self.group_labels, self.blup, self.blup_se, rank)
-        ]
-
-    def groups_table(self) -> dict:
-        if self.groups is not None:
-            return {k: int(v) for k, v in self.groups.items()}
-        return {self.component: int(self.n_groups)}
+        """The conditional modes in long form (the JSON's ``blup``): per grouping factor, term and level, with rank
+        1 for the largest value within its factor and term."""
+        return long_blups(self.modes)
 
     def to_dict(self, conf_level: float | None = None, diagnostics: bool = True) -> dict:
         """The JSON document of the contract (valid JSON: no NaN or infinities).
@@ -276,11 +268,11 @@ class GlmmResult:
             "fixed_effects": self.fixed_effects_table(conf_level),
             "random_effects": self.random_effects_table(),
             "random_correlations": [dict(c, correlation=_num(c["correlation"])) for c in (self.correlations or [])],
-            "groups": self.groups_table(),
+            "groups": self.groups,
             "family_parameter": None if self.family_parameter is None else
             {"name": self.family_parameter["name"], "value": _num(self.family_parameter["value"])},
             "icc": _num(self.icc),
-            "fit": {"log_likelihood": _num(self.log_likelihood), "log_likelihood_kind": self.log_likelihood_kind,
+            "fit": {"log_likelihood": _num(self.log_likelihood), "log_likelihood_kind": self.method,
                     "aic": _num(self.aic), "bic": _num(self.bic), "k": int(self.k)},
             "blup": self.blup_table(),
             "diagnostics": {
@@ -321,7 +313,7 @@ class GlmmResult:
         raise _needs_services("summary()")
 
     def __repr__(self) -> str:
-        groups = self.groups_table()
+        groups = self.groups
         where = ", ".join(f"{k} {v:,}" for k, v in groups.items())
         return (f"<GlmmResult {self.formula}; {self.family}/{self.link}, {self.method}; {self.n_obs:,} obs, "
                 f"groups: {where}; logLik {self.log_likelihood:.4f}; "
@@ -692,25 +684,24 @@ def _checked(option: Any, value: Any, name: str) -> Any:
         raise GlmmInputError(str(exc).replace(option.name, name, 1)) from None
 
 
-def long_blups(rows: list[dict]) -> list[dict]:
-    """BLUP rows in long form with rank 1 for the largest value within each component and term."""
-    keys: dict[tuple, list[int]] = {}
-    for i, r in enumerate(rows):
-        keys.setdefault((r["component"], r["term"]), []).append(i)
-    rank = np.zeros(len(rows), dtype=int)
-    for idx in keys.values():
-        vals = np.array([rows[i]["value"] for i in idx], dtype=float)
-        order = np.argsort(-vals, kind="stable")
-        for pos, k in enumerate(order):
-            rank[idx[k]] = pos + 1
+def long_blups(modes: list[ConditionalModes]) -> list[dict]:
+    """The conditional modes in long form, factor by factor, term by term, level by level, with rank 1 for the
+    largest value within each factor and term (``random_intercept`` repeats ``value`` for an intercept)."""
     out = []
-    for i, r in enumerate(rows):
-        row = {"component": r["component"], "group": r["group"], "term": r["term"], "value": _num(r["value"])}
-        if r["term"] == "(Intercept)":
-            row["random_intercept"] = _num(r["value"])
-        row["std_error"] = _num(r["std_error"])
-        row["rank"] = int(rank[i])
-        out.append(row)
+    for m in modes:
+        for a, term in enumerate(m.terms):
+            values = np.asarray(m.values[:, a], dtype=float)
+            rank = np.empty(values.size, dtype=int)
+            rank[np.argsort(-values, kind="stable")] = np.arange(1, values.size + 1)
+            intercept = term == "(Intercept)"
+            for level, v, e, r in zip(m.levels, values.tolist(), np.asarray(m.std_errors[:, a]).tolist(),
+                                      rank.tolist()):
+                row = {"component": m.component, "group": level, "term": term, "value": _num(v)}
+                if intercept:
+                    row["random_intercept"] = row["value"]
+                row["std_error"] = _num(e)
+                row["rank"] = r
+                out.append(row)
     return out
 
 

@@ -51,7 +51,7 @@ def _payload(result: GlmmResult) -> dict:
     spec = dataclasses.replace(result.spec, ddf="none") if result.spec is not None else None
     return {"frame": mf, "spec": spec, "names": names, "family": result.family, "link": result.link,
             "sd_cor": sd_cor, "beta": beta, "var_residual": result.var_residual, "family_parameter": fp,
-            "thetas": result.thetas}
+            "thetas": result.theta}
 
 
 # -- the process pools: every one open is known, so a cancel or the server's shutdown stops its processes ---------

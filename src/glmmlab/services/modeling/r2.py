@@ -83,7 +83,7 @@ def _null_intercept(result: GlmmResult) -> float:
     spec = dataclasses.replace(result.spec, ddf="none", se="working")
     # the null model has the same random effects: its optimum in theta lies near the full model's (the slope
     # Poisson case of 200,000 rows: 24 evaluations from lme4's start, 16 from here)
-    return float(fit_frame_spec(null, spec, theta_start=result.thetas).beta[0])
+    return float(fit_frame_spec(null, spec, theta_start=result.theta).beta[0])
 
 
 def nakagawa(result: GlmmResult) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def nakagawa(result: GlmmResult) -> dict[str, Any]:
         covs = {k: (names, S * sigma2) for k, (names, S) in covs.items()}
     scale = sigma2 if fam in ("gaussian", "gamma") and sigma2 else 1.0
     singular = any(np.any(_relative_cholesky_diagonal(S / scale) < SINGULAR_TOL) for _, S in covs.values())
-    groups = result.groups_table()
+    groups = result.groups
     n = X.shape[0]
     var_random, var_dispersion = 0.0, 0.0
     for comp, (names, S) in covs.items():
