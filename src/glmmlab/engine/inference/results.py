@@ -102,7 +102,7 @@ class GlmmResult:
     deviance_residuals: np.ndarray
     pearson_residuals: np.ndarray
     row_random_effect: np.ndarray
-    fit_seconds: float
+    fit_seconds: float = 0.0
     dropped: list[str] = field(default_factory=list)
     glm_comparison: dict | None = None
     optimization: dict | None = None

@@ -1,22 +1,42 @@
 """A fit's record: the estimates, variance components, conditional modes and per-row results put together
-as a :class:`~glmmlab.engine.inference.wald.results.GlmmResult`."""
+as a :class:`~glmmlab.engine.inference.results.GlmmResult`.
+
+The record is built once, when everything is known. The drivers gather its fields first: :func:`_assemble` gives
+those of the optimum (a plain dict), the REML and Laplace drivers add theirs (Satterthwaite's pieces; the link's
+edge, separation, the negative binomial's theta) and the fit's driver (:func:`glmmlab.engine.solvers.fit.fit_frame`,
+or the Dask driver) hands them to :func:`record` with what only it knows (the frame's warnings, the columns
+dropped, the order of the rows)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
+from glmmlab.engine.inference.results import ConditionalModes, GlmmResult
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.solvers.blocked_cholesky import Structure
 
-if TYPE_CHECKING:
-    pass
-
-
 SINGULAR_THETA = 1e-4
+PER_ROW = ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect")
+
+
+def record(fields: dict[str, Any], warnings: list[str], dropped: list[str],
+           order: np.ndarray | None = None) -> GlmmResult:
+    """The fit's record from the ``fields`` its drivers gathered (see :func:`_assemble`): ``warnings`` (the model
+    frame's, the dropped columns') come before the fit's own, ``dropped`` are the fixed-effect columns left out,
+    and ``order`` (None: the rows are in place) is the permutation the fit ran its rows in: the per-row arrays are
+    put back in the frame's order."""
+    fields = dict(fields, warnings=list(warnings) + list(fields["warnings"]), dropped=list(dropped))
+    if order is not None:
+        for name in PER_ROW:
+            a = np.asarray(fields[name])
+            back = np.empty_like(a)
+            back[order] = a
+            fields[name] = back
+    return GlmmResult(**fields)
 
 
 def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict]
@@ -34,9 +54,11 @@ def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict
 
 def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged: bool, theta: np.ndarray,
               lams: list[np.ndarray], scale2: float, reml: bool, beta, vcov, names, se_kind, loglik, k, bs, cond,
-              rows, null_loglik, opt, se_hessian, var_residual):
-    from glmmlab.engine.inference.results import ConditionalModes, GlmmResult
-
+              rows, null_loglik, opt, se_hessian, var_residual) -> dict[str, Any]:
+    """The fields of the record at the optimum (the keyword arguments of :class:`GlmmResult`, see :func:`record`):
+    variances, correlations and conditional modes from theta, the modes ``bs`` and their conditional covariances
+    ``cond`` per factor; the per-row results ``rows``; the warnings the optimum itself gives (singular, not
+    converged, few groups)."""
     re_rows: list[dict[str, Any]] = []
     corr_rows: list[dict[str, Any]] = []
     modes: list[ConditionalModes] = []
@@ -72,7 +94,7 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
     comparison = None
     if null_loglik is not None:
         comparison = inference.glm_comparison(loglik, null_loglik, k, mf.n, lead.n_levels, icc)
-    return GlmmResult(
+    return dict(
         model=model, method=method, n_obs=mf.n, n_excluded=mf.n_input - mf.n,
         converged=bool(converged), singular=singular, warnings=warnings, names=list(names),
         beta=beta, vcov_matrix=vcov, se_kind=se_kind, theta=np.array(theta, dtype=float), variances=re_rows,
@@ -80,5 +102,5 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
         icc=icc, log_likelihood=float(loglik), aic=float(aic), bic=float(bic), k=int(k), rows=np.asarray(mf.rows),
         fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
         pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"],
-        fit_seconds=0.0, glm_comparison=comparison, optimization=opt, se_hessian=se_hessian,
+        glm_comparison=comparison, optimization=opt, se_hessian=se_hessian,
     )

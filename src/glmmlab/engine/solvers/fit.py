@@ -5,28 +5,26 @@ approximation; a single scalar random intercept is the fast special case of the 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
+from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.design import check_not_constant, rank_deficient_warning
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
+from glmmlab.engine.solvers.assemble import record
 from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.laplace_fit import _fit_laplace
+from glmmlab.engine.solvers.reml import _fit_reml
 from glmmlab.engine.solvers.row_blocks import (
     MIN_BLOCK_ROWS,
     cut_blocks,
 )
-from glmmlab.engine.solvers.threads import cpu_count, one_blas_thread
-
-if TYPE_CHECKING:
-    from glmmlab.engine.inference.results import GlmmResult
-from glmmlab.engine.solvers.laplace_fit import _fit_laplace
-from glmmlab.engine.solvers.reml import _fit_reml
 from glmmlab.engine.solvers.scaling import scaled_design
+from glmmlab.engine.solvers.threads import cpu_count, one_blas_thread
 
 
 # -- the driver ---------------------------------------------------------------------------------------------
@@ -61,7 +59,7 @@ def check_response_mean(mean: float, fam: Family, lk: Link, response: str) -> No
 
 def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
               progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None,
-              theta_start: np.ndarray | None = None) -> "GlmmResult":
+              theta_start: np.ndarray | None = None) -> GlmmResult:
     """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result.
     ``theta_start``: where the optimiser starts in theta (default lme4's: relative SDs 1, correlations 0)."""
     start = time.perf_counter() if start is None else start
@@ -105,23 +103,16 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     try:
         with np.errstate(all="ignore"), one_blas_thread():
             if fam.name == "gaussian" and lk.name == "identity":
-                out = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
+                fields = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
             else:
-                out = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs)
+                fields = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
             f"{lk.name} link, or the random-effects terms may ask more than the data can tell. Check the "
             "response and predictors, simplify the random effects, or try another link"
         ) from None
-    out.warnings[:0] = warnings
-    out.dropped = dropped
-    if perm is not None:  # per-row results back in input order
-        for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
-            a = np.asarray(getattr(out, name))
-            back = np.empty_like(a)
-            back[perm] = a
-            setattr(out, name, back)
+    out = record(fields, warnings, dropped, perm)  # per-row results back in the frame's order
     out.fit_seconds = time.perf_counter() - start
     report(progress, "Done", 1.0)
     return out

@@ -109,8 +109,9 @@ def laplace_rows(fin: dict, pw: np.ndarray) -> dict:
 def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
                  glm_dev, remote: "RemoteRows | None" = None):
     """Optimise the Laplace (and AGQ) deviance of ``obj`` (a BlockedLaplace over threads or actors) from the GLM's
-    ``beta0`` and assemble the result. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw`` and
-    ``off`` (see :class:`RemoteRows`)."""
+    ``beta0`` and gather the fields of its record (:func:`~glmmlab.engine.solvers.assemble._assemble`, then the
+    warnings of the link's edge and of separation, and the negative binomial's theta). ``remote``: the rows when
+    they are not in ``mf``, ``Xs``, ``pw`` and ``off`` (see :class:`RemoteRows`)."""
     negbin = nb0 is not None
     estimated = obj.lik.estimated  # a dispersion estimated with the other parameters (glmmTMB's likelihood)
     agq_phi = None
@@ -277,14 +278,14 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     out = _assemble(st, mf, model, method, converged, theta, lams, scale2, False, beta, vcov, names,
                     "working weights at PIRLS convergence", loglik, k, bs, cond, rows, null_loglik,
                     stages_document(records), se_hessian, var_residual)
-    out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, edge, converged, False,
-                                  model["max_iter"], model["tol"])
+    out["warnings"] = advice.at_edge(out["warnings"], fam.name, lk.name, edge, converged, False,
+                                     model["max_iter"], model["tol"])
     if fam.bounded_mean:  # the binomial: signs of separation
         coef = dict(zip(names, beta))
         x_beta = np.array([coef.get(nm, np.nan) for nm in mf.x_names])
-        out.warnings.extend(advice.separation_in_frame(list(mf.x_names), np.asarray(mf.X, dtype=float), mf.y,
-                                                       x_beta, rows["fitted"]) if remote is None
-                            else remote.separation(list(mf.x_names), x_beta, sum(f["extreme"] for f in finals)))
+        out["warnings"].extend(advice.separation_in_frame(list(mf.x_names), np.asarray(mf.X, dtype=float), mf.y,
+                                                          x_beta, rows["fitted"]) if remote is None
+                               else remote.separation(list(mf.x_names), x_beta, sum(f["extreme"] for f in finals)))
     if negbin:
-        out.family_parameter = {"name": "theta", "value": float(fam.parameter)}
+        out["family_parameter"] = {"name": "theta", "value": float(fam.parameter)}
     return out

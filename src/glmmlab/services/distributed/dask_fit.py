@@ -65,6 +65,7 @@ from glmmlab.engine.model.formula import BinOp, Call, Expr, Paren, Unary, parse_
 from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_options
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, RandomTerm, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
+from glmmlab.engine.solvers.assemble import record
 from glmmlab.engine.solvers.blocked_cholesky import Structure, check_coupled_size
 from glmmlab.engine.solvers.fit import _check_nagq, check_response_mean
 from glmmlab.engine.solvers.glm_start import glm_pass, irls, moment_sums, moment_theta_of, negbin_profile
@@ -951,8 +952,8 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 beta0 = centring_fit(sum(normals))
                 for f in [a.centre(beta0) for a in actors]:
                     f.result()
-                out = _reml_run(ActorProfiledLmm(laps, n, y["sum_log_w"], beta0), specs, st, T, names, mf, None,
-                                None, model, progress, remote=remote)
+                fields = _reml_run(ActorProfiledLmm(laps, n, y["sum_log_w"], beta0), specs, st, T, names, mf, None,
+                                   None, model, progress, remote=remote)
             else:
                 report(progress, "Initial values (GLM)", 0.05)
                 nb0: float | None
@@ -970,8 +971,8 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 obj = ActorLaplace(laps, remote.likelihood(fam), st.n_theta)
                 if fam.name == "negbin":
                     obj.set_family(fam, obj.lik)
-                out = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, None, None, fam, lk, model, se,
-                                   progress, beta0, nb0, glm_m2, glm_dev, remote=remote)
+                fields = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, None, None, fam, lk, model,
+                                      se, progress, beta0, nb0, glm_m2, glm_dev, remote=remote)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
@@ -986,9 +987,8 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
         gc.collect()
         with suppress(OSError, RuntimeError):  # a lost worker has nothing to give back
             client.run(reuse_freed_memory, False)
-    out.warnings[:0] = [w for w in warnings if w not in out.warnings]
-    out.dropped = dropped
-    out.rows = remote.input_rows
+    # the record, once: the passes' warnings first, the rows the actors gave their per-row results for
+    out = record(dict(fields, rows=remote.input_rows), [w for w in warnings if w not in fields["warnings"]], dropped)
     return out, levels
 
 
