@@ -220,8 +220,14 @@ def test_an_engine_result_says_what_needs_the_services(sleep):
 
     _, res = sleep
     assert isinstance(res, FittedModel)
-    raw = GlmmResult(**{f.name: getattr(res, f.name) for f in dataclasses.fields(GlmmResult)})
-    raw.r2_values = None
+    raw = res.record
+    assert type(raw) is GlmmResult and raw.beta is res.beta
+    assert raw.spec is None and raw.model_frame() is None and raw.predictor is None and raw.fit_seconds is None
+    assert res.spec is not None and res.model_frame() is not None and res.fit_seconds > 0
+    for record in (raw, res):  # frozen: a changed copy is dataclasses.replace's
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.converged = False
+    assert dataclasses.replace(res, converged=False).converged is False and res.converged
     for call in (raw.summary, raw.anova, lambda: raw.emmeans("Days"), lambda: raw.conf_int(method="boot")):
         with pytest.raises(RuntimeError, match="glmmlab's services"):
             call()

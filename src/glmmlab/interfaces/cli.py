@@ -284,9 +284,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             if options.pop("reml") is not True or options.pop("ddf") not in ("none", "auto"):
                 raise UsageError("--reml false and --ddf satterthwaite run in memory; leave out --engine dask")
             from glmmlab.services.distributed.fitting import fit_parquet_on_dask
-            from glmmlab.services.modeling.fitted import fitted
 
-            result = fitted(fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options))
+            result = fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options)
         else:
             if args.scheduler:
                 raise UsageError("--scheduler needs --engine dask")

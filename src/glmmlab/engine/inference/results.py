@@ -26,7 +26,7 @@ from glmmlab.engine.families.distributions import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.inference.wald import wald
 from glmmlab.engine.model.options import OPTIONS
-from glmmlab.engine.model.spec import random_intercept_formula
+from glmmlab.engine.model.spec import ModelSpec, random_intercept_formula
 
 CONF_INT_METHODS = ("wald", "profile", "boot")
 
@@ -66,14 +66,22 @@ class ConditionalModes:
     std_errors: np.ndarray  # (levels, terms)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class GlmmResult:
     """The estimates of a fitted generalized linear mixed model, as the engine returns them: any random-effects
     terms (one scalar random intercept is the simplest), on the original scale of the predictors.
 
-    Tables are kept as arrays; ``to_dict()`` gives the JSON document of the contract and ``predict`` applies
-    the model to new rows. What needs the data again or the services' views is the fitted model's
-    (:class:`glmmlab.services.modeling.fitted.FittedModel`, what every front door returns).
+    A frozen record: the engine builds it once, complete (:mod:`glmmlab.engine.solvers.assemble`), and nothing
+    changes it afterwards (``dataclasses.replace`` gives a changed copy). Each quantity is kept in one form:
+    ``theta`` the vector, the variance components as rows (``variances``), the conditional modes per grouping
+    factor (``modes``); ``groups``, ``n_groups`` and ``se`` are read from them. Tables are kept as arrays;
+    ``to_dict()`` gives the JSON document of the contract and ``predict`` applies the model to new rows.
+
+    What the services add to a fit (the spec, the model frame, the predictor of a formula's design for new rows,
+    the time the fit took) and what needs the data again or the services' views are the fitted model's
+    (:class:`glmmlab.services.modeling.fitted.FittedModel`, a subclass, what every front door returns); here
+    ``spec``, ``predictor`` and ``fit_seconds`` are None, ``model_frame()`` is None and the methods that need the
+    services say so.
     """
 
     model: dict
@@ -102,45 +110,52 @@ class GlmmResult:
     deviance_residuals: np.ndarray
     pearson_residuals: np.ndarray
     row_random_effect: np.ndarray
-    fit_seconds: float = 0.0
     dropped: list[str] = field(default_factory=list)
     glm_comparison: dict | None = None
-    optimization: dict | None = None
+    optimization: dict | None = None  # one summary per stage of the optimisation (see optimizer.stages_document)
     se_hessian: np.ndarray | None = None
     family_parameter: dict | None = None
-    predictor: Any = None  # new data -> (eta without random effects, random-effects contribution); set by services
-    # What was fitted, kept so the services can refit (model comparison refits REML by ML, the bootstrap refits
-    # simulated responses): the ModelSpec and the engine's ModelFrame. In memory only, never in to_dict().
-    spec: Any = None
-    frame: Any = None
     # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
     # the tests are then t tests. None: Wald z tests.
     df: np.ndarray | None = None
-    r2_values: dict | None = None  # Nakagawa's R², once computed (see r2())
-    # a fit from arrays (fit_glmm's random-intercept path) builds its frame only when first needed (refits,
-    # intervals, R²): () -> ModelFrame | None, set by the API
-    frame_loader: Any = None
-    # Gaussian + identity: () -> (deviance, vcov, varpar) of Satterthwaite's method (the engine sets it), and the
-    # pieces computed from it when first needed (omnibus F tests, marginal means)
-    varpar_model: Any = None
-    _satterthwaite: Any = None
+    # Gaussian + identity in memory: () -> (deviance, vcov, varpar) of Satterthwaite's method, whose pieces are
+    # computed from it when first needed (omnibus F tests, marginal means)
+    varpar_model: Callable[[], tuple] | None = None
+    # values computed from the fields when first asked for (Satterthwaite's pieces; the fitted model's R² and
+    # loaded frame): a cache, never a field's value
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def satterthwaite_pieces(self) -> Any:
         """Satterthwaite's pieces (:class:`glmmlab.engine.inference.wald.SatterthwaitePieces`) of a Gaussian-identity
         fit made in memory, computed once; None for other fits."""
-        if self._satterthwaite is None and self.varpar_model is not None:
+        if "satterthwaite" not in self._memo and self.varpar_model is not None:
             from glmmlab.engine.inference.wald import SatterthwaitePieces
 
             with np.errstate(all="ignore"):
-                self._satterthwaite = SatterthwaitePieces(*self.varpar_model())
-        return self._satterthwaite
+                self._memo["satterthwaite"] = SatterthwaitePieces(*self.varpar_model())
+        return self._memo.get("satterthwaite")
+
+    # -- what the services add (the fitted model's; an engine record has none) -------------------------------
+    @property
+    def spec(self) -> ModelSpec | None:
+        """The :class:`~glmmlab.engine.model.spec.ModelSpec` that was fitted (kept for refits; not in the JSON)."""
+        return None
+
+    @property
+    def predictor(self) -> Callable[[Any], tuple[np.ndarray, np.ndarray]] | None:
+        """A formula's design rebuilt for new rows: ``new_data -> (eta without random effects, random-effects
+        contribution)``; None: :meth:`predict` reads the random-intercept form's columns."""
+        return None
+
+    @property
+    def fit_seconds(self) -> float | None:
+        """The time the fit took, after the data were read (the JSON's ``timing.fit_seconds``)."""
+        return None
 
     def model_frame(self) -> Any:
         """The fit's ModelFrame (built on first use for fits made from arrays), or None when there is none (a
-        Dask fit, a model loaded from a project)."""
-        if self.frame is None and self.frame_loader is not None:
-            self.frame, self.frame_loader = self.frame_loader(), None
-        return self.frame
+        Dask fit, a model loaded from a project, the engine's record)."""
+        return None
 
     # -- derived views -------------------------------------------------------------------------------
     @property
@@ -179,10 +194,11 @@ class GlmmResult:
         with_exp = exp_label(self.family, self.link) is not None
         table = []
         p_values = self._p_values()
+        se = self.se
         for k, name in enumerate(self.names):
-            z = self.beta[k] / self.se[k] if self.se[k] > 0 else np.nan
+            z = self.beta[k] / se[k] if se[k] > 0 else np.nan
             row = {
-                "variable": name, "estimate": _num(self.beta[k]), "std_error": _num(self.se[k]),
+                "variable": name, "estimate": _num(self.beta[k]), "std_error": _num(se[k]),
                 "statistic": _num(z), "p_value": _num(p_values[k]),
                 "lower": _num(lower[k]), "upper": _num(upper[k]),
             }
@@ -203,10 +219,8 @@ class GlmmResult:
         """Nakagawa's R² (as ``performance::r2_nakagawa`` 0.10.2): ``{"marginal": x, "conditional": y}``; a value is
         None where it is not defined, with a ``"reason"`` key. Computed once, when first asked for (a Poisson or
         negative binomial model refits its null model for it; see :mod:`glmmlab.services.modeling.r2`)."""
-        if self.r2_values is None:
-            return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab's services (fit "
-                    "with glmmlab.glmm, fit_glmm or fit)"}
-        return dict(self.r2_values)
+        return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab's services (fit "
+                "with glmmlab.glmm, fit_glmm or fit)"}
 
     @property
     def test_kind(self) -> str:
@@ -215,7 +229,8 @@ class GlmmResult:
 
     def _statistics(self) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.se > 0, self.beta / np.where(self.se > 0, self.se, 1.0), np.nan)
+            se = self.se
+            return np.where(se > 0, self.beta / np.where(se > 0, se, 1.0), np.nan)
 
     def _p_values(self) -> np.ndarray:
         """Two-sided p-values: from the t distribution with the Satterthwaite df when present, else normal."""
@@ -513,13 +528,8 @@ class GlmmResult:
 
     def require_frame(self, what: str = "this") -> Any:
         """The fit's model frame (what profile and bootstrap intervals refit), or a GlmmInputError saying why
-        there is none."""
-        frame = self.model_frame()
-        if frame is None:
-            raise GlmmInputError(
-                f"{what} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
-                "model loaded from a project keeps no data); fit it in memory with glmmlab.glmm or fit_glmm")
-        return frame
+        there is none (the fitted model's)."""
+        raise _needs_services(f"{what} intervals")
 
     def profile_arguments(self) -> dict:
         """What :func:`glmmlab.engine.solvers.profile.make_problem` needs to profile this fit (checked)."""
@@ -608,7 +618,7 @@ class GlmmResult:
         return LINKS[self.link].linkinv(eta)
 
     def _fixed_design(self, new_data: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        """(X, offset) of the fixed part on new rows from the model frame's recipe (the services rebuild a
+        """(X, offset) of the fixed part on new rows from the model frame's recipe (the fitted model rebuilds a
         formula's design), or None: the random-intercept form's columns are read directly."""
         return None
 
@@ -642,9 +652,7 @@ class GlmmResult:
             level = OPTIONS["conf_level"].check(level)
         except GlmmInputError as exc:
             raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
-        frame = self.model_frame()
-        design = self._fixed_design(new_data) if frame is not None and getattr(frame, "recipe", None) is not None \
-            else None
+        design = self._fixed_design(new_data)
         if design is not None:
             X, offset = design
         else:
@@ -670,7 +678,7 @@ PUBLIC_NAMES = (
     "fittedvalues", "resid", "sigma", "coef", "ranef", "varcorr", "re_correlations", "r2", "formula",
     "family", "link", "conf_level", "method", "converged", "singular", "warnings", "names", "beta", "se",
     "log_likelihood", "aic", "bic", "k", "n_obs", "n_groups", "n_excluded", "icc", "model", "groups",
-    "test_kind", "fit_seconds",
+    "test_kind", "fit_seconds", "theta", "family_parameter",
     # tests and predictions
     "anova", "emmeans", "pairs", "effects", "predict", "summary", "to_dict",
 )

@@ -4,8 +4,6 @@ approximation; a single scalar random intercept is the fast special case of the 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from glmmlab.engine.errors import GlmmInputError
@@ -58,11 +56,10 @@ def check_response_mean(mean: float, fam: Family, lk: Link, response: str) -> No
 
 
 def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
-              progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None,
+              progress: ProgressFn = None, n_blocks: int | None = None,
               theta_start: np.ndarray | None = None) -> GlmmResult:
-    """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result.
+    """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its record.
     ``theta_start``: where the optimiser starts in theta (default lme4's: relative SDs 1, correlations 0)."""
-    start = time.perf_counter() if start is None else start
     check_not_constant(mf.y, mf.response)
     blocks = merge_terms(mf.terms)
     _check_nagq(blocks, int(model.get("nagq", 1)))
@@ -113,7 +110,6 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
             "response and predictors, simplify the random effects, or try another link"
         ) from None
     out = record(fields, warnings, dropped, perm)  # per-row results back in the frame's order
-    out.fit_seconds = time.perf_counter() - start
     report(progress, "Done", 1.0)
     return out
 

@@ -86,6 +86,7 @@ from glmmlab.engine.solvers.scaling import GLM_PIECE, design_dot, design_scaling
 from glmmlab.engine.solvers.threads import one_blas_thread
 from glmmlab.services.distributed.cluster import on_client, release_unused_memory, reuse_freed_memory
 from glmmlab.services.modeling import frames
+from glmmlab.services.modeling.fitted import FittedModel
 
 # The workers import this module to build the actors: what only the driver or the formula's model frames need is
 # imported where it is used (the workers of a column-form fit then hold some 25 MB less of modules).
@@ -761,7 +762,7 @@ def fit_formula_dask(
     scheduler: Optional[str] = None,
     npartitions: Optional[int] = None,
     columns: "ColumnRows | None" = None,
-) -> GlmmResult:
+) -> FittedModel:
     """Fit an lme4 formula whose grouping factors nest to a Dask DataFrame (see the module docstring).
     ``columns``: the random-intercept form over numeric columns instead (:func:`fit_columns_on_dask`; ``formula``
     is then its formula, or None where the names cannot be written in one)."""
@@ -799,19 +800,20 @@ def fit_formula_dask(
         "weights": weights, "offset": offset, **nondefault_options(True, "none", dispersion),
     }
     out, levels = _fit(data, rows_of, mf0, fam, lk, model, se, dispersion, progress, client, npartitions)
+    predictor = None
     if mf0.recipe is not None:  # a formula's design is rebuilt for new rows; the column form predicts from columns
         from glmmlab.services.modeling.prediction import blups_by_component, make_predictor
 
         recipe = replace(mf0.recipe, terms=tuple(replace(t, levels=tuple(levels[t.component]))
                                                  for t in mf0.recipe.terms))
-        out.predictor = make_predictor(recipe, list(out.names), np.asarray(out.beta), blups_by_component(out))
-    out.fit_seconds = time.perf_counter() - start
+        predictor = make_predictor(recipe, list(out.names), np.asarray(out.beta), blups_by_component(out))
+    fitted = FittedModel.of(out, predictor=predictor, fit_seconds=time.perf_counter() - start)
     report(progress, "Done", 1.0)
-    return out
+    return fitted
 
 
 def fit_columns_on_dask(data: Any, response: str, group: str, fixed: Optional[Sequence[str]] = None, *,
-                        intercept: bool = True, **options: Any) -> GlmmResult:
+                        intercept: bool = True, **options: Any) -> FittedModel:
     """Fit the random-intercept form ``response ~ fixed + (1 | group)`` over numeric columns to a Dask DataFrame, as
     ``fit_glmm`` fits it in memory (see the module docstring); ``options``: those of :func:`fit_formula_dask` but
     ``weights`` and ``offset``."""
