@@ -121,8 +121,8 @@ class GlmmResult:
     # Gaussian + identity in memory: () -> (deviance, vcov, varpar) of Satterthwaite's method, whose pieces are
     # computed from it when first needed (omnibus F tests, marginal means)
     varpar_model: Callable[[], tuple] | None = None
-    # values computed from the fields when first asked for (Satterthwaite's pieces; the fitted model's R² and
-    # loaded frame): a cache, never a field's value
+    # values computed from the fields when first asked for (Satterthwaite's pieces; the fitted model's R²): a
+    # cache, never a field's value
     _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def satterthwaite_pieces(self) -> Any:

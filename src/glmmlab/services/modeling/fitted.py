@@ -6,10 +6,10 @@ refits and the text of the result view.
 
 :class:`FittedModel` subclasses the frozen record rather than wrapping it: everything a record reads (the JSON
 document, the tables, the statsmodels- and lme4-style accessors) is defined once, on the record, and a fitted
-model is a record with four more fields; a wrapper would have to pass each of those forty-odd names on. The record
+model is a record with a few more fields; a wrapper would have to pass each of those forty-odd names on. The record
 declares what the services add (``spec``, ``predictor``, ``fit_seconds``, ``model_frame()``) as None; here they are
-the fitted model's fields. Like the record, a fitted model is frozen: it is built once, by :meth:`FittedModel.of`,
-and values computed when first asked for (R², a frame built from the table) are kept in its cache.
+the fitted model's fields. Like the record, a fitted model is frozen: it is built once, by :meth:`FittedModel.of`;
+R², computed when first asked for, is kept in its cache, a frame built from the table by its loader.
 
 The functions below are the front doors' ways to a fit: they build the model frame and get the engine's record
 through :mod:`glmmlab.services.modeling.fitting`, and hand it out as a fitted model. The services the methods use
@@ -46,7 +46,8 @@ class FittedModel(GlmmResult):
 
     spec: ModelSpec | None = None  # what was fitted (refits change it); None for a Dask fit of columns
     # the model frame the engine fitted (refits, intervals, R², marginal means); None when the fit keeps no data
-    # (a Dask fit) or builds it when first needed (``frame_loader``: fit_glmm over plain numeric columns)
+    # (a Dask fit) or builds it when first needed (``frame_loader``, which then keeps it: fit_glmm over plain
+    # numeric columns)
     frame: ModelFrame | None = None
     frame_loader: Callable[[], ModelFrame | None] | None = None
     predictor: Predictor | None = None  # new rows -> (eta without random effects, random-effects contribution)
@@ -69,9 +70,7 @@ class FittedModel(GlmmResult):
 
     def model_frame(self) -> ModelFrame | None:
         if self.frame is None and self.frame_loader is not None:
-            if "frame" not in self._memo:
-                self._memo["frame"] = self.frame_loader()
-            return self._memo["frame"]
+            return self.frame_loader()  # built once, then kept by the loader (which lets go of the table)
         return self.frame
 
     model_frame.__doc__ = GlmmResult.model_frame.__doc__

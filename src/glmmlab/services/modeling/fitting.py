@@ -87,17 +87,24 @@ def in_input_order(record: GlmmResult, order: np.ndarray) -> GlmmResult:
 
 def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
     """For a fit made from arrays (fit_glmm's random-intercept path keeps no model frame): a function that builds
-    its frame from ``df`` when first needed (refits, intervals, R²). The fit holds ``df`` until then, as a
-    statsmodels result holds its data. None when the frame does not reproduce the fit's rows."""
+    its frame from ``df`` when first needed (refits, intervals, R²) and then keeps it, not ``df``. The fit holds
+    ``df`` until then, as a statsmodels result holds its data. The frame is None when it does not reproduce the
+    fit's rows."""
+    held: dict[str, Any] = {"df": df}
 
     def load() -> ModelFrame | None:
-        fam, _ = spec.check()
-        try:
-            mf = build_model_frame(df, spec.parsed, family=fam.name, weights=spec.weights, offset=spec.offset)
-        except GlmmInputError:
-            return None
-        same = mf.n == len(rows) and np.array_equal(np.asarray(mf.rows), np.sort(np.asarray(rows)))
-        return mf if same else None
+        if "frame" not in held:
+            fam, _ = spec.check()
+            try:
+                mf = build_model_frame(held["df"], spec.parsed, family=fam.name, weights=spec.weights,
+                                       offset=spec.offset)
+            except GlmmInputError:
+                mf = None
+            same = mf is not None and mf.n == len(rows) \
+                and np.array_equal(np.asarray(mf.rows), np.sort(np.asarray(rows)))
+            held["frame"] = mf if same else None
+            del held["df"]
+        return held["frame"]
 
     return load
 

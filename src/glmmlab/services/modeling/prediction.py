@@ -11,7 +11,7 @@
 - nothing is dropped: a missing value in a needed column is an error naming the column and counting the rows.
 
 :func:`make_predictor` closes over the estimates and returns ``new_data -> (eta_fixed, random_part)``, the form
-``GlmmResult.predictor`` takes: ``eta_fixed`` is X beta plus offsets, ``random_part`` the sum over random terms of
+``FittedModel.predictor`` takes: ``eta_fixed`` is X beta plus offsets, ``random_part`` the sum over random terms of
 z_i' b[level] (0 for a new level).
 """
 
@@ -267,7 +267,7 @@ def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | No
 
 def make_predictor(recipe: DesignRecipe, x_names: list[str], beta: Any,
                    blups: Mapping[str, Mapping[str, Any]]) -> Callable[[Any], tuple[np.ndarray, np.ndarray]]:
-    """A predictor for ``GlmmResult.predictor``: ``new_data -> (eta_fixed, random_part)``.
+    """A predictor for ``FittedModel.predictor``: ``new_data -> (eta_fixed, random_part)``.
 
     ``x_names`` and ``beta`` are the fitted fixed effects (rank-deficient columns left out); ``blups`` maps each
     grouping factor (component, as lme4 names it) to ``{"levels": [...], "names": [...], "values": (levels x q)}``.
