@@ -15,7 +15,7 @@ import pytest
 
 from glmmlab.services.workbench import reports
 
-GLMM_JS = Path(reports.__file__).resolve().parents[1] / "interfaces" / "web" / "static" / "glmm.js"
+GLMM_JS = Path(reports.__file__).resolve().parents[2] / "interfaces" / "web" / "static" / "glmm.js"
 EVIL = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)", "\tx", "\rx"]
 
 

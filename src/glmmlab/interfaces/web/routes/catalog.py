@@ -1,39 +1,24 @@
-"""Saved models and reports, as the sidebar lists them.
-
-The services that store models and reports arrive with the GLMM tab; until a ``list_models``/``list_reports``
-function exists in ``glmmlab.services.workbench.models``/``glmmlab.services.workbench.reports`` these lists are empty.
-"""
+"""Saved models and reports, as the sidebar lists them."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
+from glmmlab.services.workbench import models, reports
 
 router = APIRouter(prefix="/api", tags=["project"])
 
 
-def _optional(module: str, function: str):
-    try:
-        return getattr(importlib.import_module(f"glmmlab.services.{module}"), function, None)
-    except ModuleNotFoundError as exc:
-        if exc.name == f"glmmlab.services.{module}":
-            return None
-        raise
-
-
 def list_models(project: Any) -> list[dict[str, Any]]:
-    fn = _optional("models", "list_models")
-    return [jsonable(m) for m in fn(project)] if fn else []
+    return [jsonable(m) for m in models.list_models(project)]
 
 
 def list_reports(project: Any) -> list[dict[str, Any]]:
-    fn = _optional("reports", "list_reports")
-    return [jsonable(r) for r in fn(project)] if fn else []
+    return [jsonable(r) for r in reports.list_reports(project)]
 
 
 @router.get("/models", summary="Saved models in the open project")
