@@ -61,8 +61,8 @@ def main() -> None:
                         ("glmmlab, dispersion='lme4'", {"dispersion": "lme4"})):
         t = time.perf_counter()
         res = glmmlab.glmm("y ~ x + (1 | g)", data, family="gamma", link="log", **opts)
-        rows.append((label, float(np.sqrt(res.var_group)), float(np.sqrt(res.var_residual)), res.log_likelihood,
-                     time.perf_counter() - t))
+        rows.append((label, float(np.sqrt(res.variances[0]["variance"])), float(np.sqrt(res.var_residual)),
+                     res.log_likelihood, time.perf_counter() - t))
     if not a.no_r:
         with tempfile.TemporaryDirectory() as tmp:
             csv, script = Path(tmp) / "d.csv", Path(tmp) / "fit.R"

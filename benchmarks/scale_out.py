@@ -103,7 +103,7 @@ def worker_dask(folder: str, worker_memory: str) -> dict:
         "iterations": res.optimization["iterations"], "evaluations": res.optimization["evaluations"],
         "n_obs": res.n_obs, "n_groups": res.n_groups,
         "fixed_effects": dict(zip(res.names, res.beta.tolist())),
-        "var_group": res.var_group, "peak_mb": {"client+scheduler": client_peak,
+        "var_group": res.variances[0]["variance"], "peak_mb": {"client+scheduler": client_peak,
                                                **{f"worker {k}": v for k, v in workers.items()}},
         "stages": stages,
     }

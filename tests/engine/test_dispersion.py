@@ -67,7 +67,7 @@ def test_loglik_is_an_independent_laplace_evaluation_at_a_stationary_point(famil
     assert res.converged and not res.singular and res.method == "Laplace"
     y, g = data["y"].to_numpy(), data["g"].to_numpy()
     X = np.column_stack([np.ones(len(y)), data["x"].to_numpy()])
-    sd_hat, sigma_hat = float(np.sqrt(res.var_group)), float(np.sqrt(res.var_residual))
+    sd_hat, sigma_hat = float(np.sqrt(res.variances[0]["variance"])), float(np.sqrt(res.var_residual))
 
     def ll(v):  # (log sd, beta, log sigma)
         return independent_laplace.loglik(family, link, y, X, g, v[1:3], float(np.exp(v[0])), float(np.exp(v[3])))
@@ -97,7 +97,7 @@ def test_agq_with_one_node_is_the_laplace_value(family, link, beta, sd, sigma):
     data = _simulate(family, link, 25, 8, beta, sd, sigma, seed=3)
     res = glmmlab.glmm("y ~ x + (1 | g)", data, family=family, link=link)
     obj, lap, T = _objects(data, family, link)
-    x_hat = np.concatenate([res.thetas, np.linalg.solve(T, np.asarray(res.beta, dtype=float))])
+    x_hat = np.concatenate([res.theta, np.linalg.solve(T, np.asarray(res.beta, dtype=float))])
     z, w = normal_nodes(1)
     for x in (x_hat, x_hat * np.array([0.7, 1.0, 1.0]), x_hat * np.array([1.3, 1.0, 1.02])):
         laplace = obj.value(x)
@@ -114,10 +114,10 @@ def test_agq_and_laplace_estimate_the_same_likelihood():
     lap = glmmlab.glmm("y ~ x + (1 | g)", data, family="gamma", link="log")
     agq = glmmlab.glmm("y ~ x + (1 | g)", data, family="gamma", link="log", nagq=7)
     assert lap.converged and agq.converged and agq.method == "AGQ"
-    assert np.sqrt(agq.var_group) == pytest.approx(np.sqrt(lap.var_group), rel=0.01)
+    assert np.sqrt(agq.variances[0]["variance"]) == pytest.approx(np.sqrt(lap.variances[0]["variance"]), rel=0.01)
     assert np.sqrt(agq.var_residual) == pytest.approx(np.sqrt(lap.var_residual), rel=0.01)
     assert abs(agq.log_likelihood - lap.log_likelihood) < 1.0
-    assert abs(np.sqrt(lap.var_group) - 0.5) < 0.1 and abs(np.sqrt(lap.var_residual) - 0.3) < 0.02
+    assert abs(np.sqrt(lap.variances[0]["variance"]) - 0.5) < 0.1 and abs(np.sqrt(lap.var_residual) - 0.3) < 0.02
 
 
 def _orthodont_shape(seed: int = 1) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def test_a_fit_at_its_optimum_says_converged(shape, dispersion):
             return independent_laplace.loglik("gamma", "inverse", y, X, g, v[1:2], float(np.exp(v[0])),
                                               float(np.exp(v[2])))
 
-        v = np.array([0.5 * np.log(res.var_group), float(res.beta[0]), 0.5 * np.log(res.var_residual)])
+        v = np.array([0.5 * np.log(res.variances[0]["variance"]), float(res.beta[0]), 0.5 * np.log(res.var_residual)])
         assert res.log_likelihood == pytest.approx(ll(v), abs=1e-5)
         steps = np.array([1e-3, 1e-3 * abs(v[1]), 1e-3])
         grad = np.array([(ll(v + s * e) - ll(v - s * e)) / (2 * s) for s, e in zip(steps, np.eye(3))]) * steps
@@ -237,7 +237,7 @@ def test_profile_bounds_are_where_the_independent_profile_deviance_reaches_its_q
     assert list(ci.index) == ["sd_(Intercept)|g", "sigma", "(Intercept)", "x"]
     y, g = data["y"].to_numpy(), data["g"].to_numpy()
     X = np.column_stack([np.ones(len(y)), data["x"].to_numpy()])
-    est = np.array([0.5 * np.log(res.var_group), *res.beta, 0.5 * np.log(res.var_residual)])
+    est = np.array([0.5 * np.log(res.variances[0]["variance"]), *res.beta, 0.5 * np.log(res.var_residual)])
 
     def ll(v):  # (log sd, beta0, beta1, log sigma)
         return independent_laplace.loglik("gamma", "log", y, X, g, v[1:3], float(np.exp(v[0])), float(np.exp(v[3])))

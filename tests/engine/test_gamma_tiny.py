@@ -49,7 +49,7 @@ def test_lme4_criterion_with_tiny_responses_converges_to_an_independently_checke
     # Here the optimum of lme4's criterion is the boundary theta = 0 (lme4 1.1-31 stops at theta = 0.94 with a
     # log-likelihood of 4708.16, 51 below it): the value must then be the GLM's, computed here with scipy's Gamma
     # density at lme4's dispersion convention phi = deviance / n and its "+2" (log-likelihood = sum log p - 1).
-    assert res.theta < 1e-4 and res.singular
+    assert res.theta[0] < 1e-4 and res.singular
     mu = np.asarray(res.fitted)
     y = data["y"].to_numpy()
     dev = float(np.sum(FAMILIES["gamma"].unit_deviance(y, mu)))
@@ -72,7 +72,7 @@ def test_gamma_likelihood_with_tiny_responses_is_checked_independently(door):
     assert res.converged and not res.singular
     y, g = data["y"].to_numpy(), data["g"].to_numpy()
     X = np.column_stack([np.ones(len(y)), data["x"].to_numpy()])
-    sd, sigma = float(np.sqrt(res.var_group)), float(np.sqrt(res.var_residual))
+    sd, sigma = float(np.sqrt(res.variances[0]["variance"])), float(np.sqrt(res.var_residual))
     beta = np.asarray(res.beta, dtype=float)
 
     def ll(v):  # (log sd, beta, log sigma)

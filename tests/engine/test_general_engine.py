@@ -247,10 +247,10 @@ def test_reml_blocks_do_not_change_the_fit(name, formula):
     assert abs(a.log_likelihood - b.log_likelihood) <= 1e-8 * abs(a.log_likelihood)
     assert np.max(np.abs(a.beta - b.beta) / a.se) <= 1e-8
     np.testing.assert_allclose(b.se, a.se, rtol=1e-8)
-    np.testing.assert_allclose([r["variance"] for r in b.re_rows], [r["variance"] for r in a.re_rows], rtol=1e-8)
-    va, vb = (np.array([r["value"] for r in f.blup_rows]) for f in (a, b))
+    np.testing.assert_allclose([r["variance"] for r in b.variances], [r["variance"] for r in a.variances], rtol=1e-8)
+    va, vb = (np.array([r["value"] for r in f.blup_table()]) for f in (a, b))
     assert np.max(np.abs(va - vb)) <= 1e-8 * np.std(va)
-    sa, sb = (np.array([r["std_error"] for r in f.blup_rows]) for f in (a, b))
+    sa, sb = (np.array([r["std_error"] for r in f.blup_table()]) for f in (a, b))
     np.testing.assert_allclose(sb, sa, rtol=1e-8)
     np.testing.assert_array_equal(a.rows, b.rows)
     np.testing.assert_allclose(b.fitted, a.fitted, rtol=0, atol=1e-8 * np.std(a.fitted))
@@ -280,12 +280,12 @@ def test_a_start_in_theta_reaches_the_same_optimum(name):
     mf = build_model_frame(read_table(str(MODELS / f"{name}.csv")), ref["formula"], family=fam.name)
     model = {"family": fam.name, "link": lk.name, "max_iter": 500, "tol": 1e-6, "nagq": 1, "conf_level": 0.95}
     cold = fit_frame(mf, fam, lk, model)
-    start = np.asarray(cold.thetas) * 1.7 + 0.05
+    start = np.asarray(cold.theta) * 1.7 + 0.05
     warm = fit_frame(mf, fam, lk, model, theta_start=start)
     assert warm.optimization["start"][: start.size] == pytest.approx(list(start))
     assert warm.log_likelihood == pytest.approx(cold.log_likelihood, abs=1e-7)
     np.testing.assert_allclose(warm.beta, cold.beta, atol=1e-5 * float(np.max(cold.se)))
-    np.testing.assert_allclose(warm.thetas, cold.thetas, atol=1e-5)
+    np.testing.assert_allclose(warm.theta, cold.theta, atol=1e-5)
     ignored = fit_frame(mf, fam, lk, model, theta_start=np.ones(start.size + 1))
     assert ignored.optimization["start"] == cold.optimization["start"]
 

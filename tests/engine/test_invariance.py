@@ -24,7 +24,7 @@ def test_row_order(case):
     b = _fit(ref, data.iloc[perm].reset_index(drop=True))
     assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=1e-9, abs=1e-7)
     np.testing.assert_allclose(b.beta, a.beta, rtol=1e-5, atol=1e-6 * np.max(a.se))
-    assert b.var_group == pytest.approx(a.var_group, rel=1e-5, abs=1e-9)
+    assert b.variances[0]["variance"] == pytest.approx(a.variances[0]["variance"], rel=1e-5, abs=1e-9)
     # diagnostics follow the rows: row i of b is input row perm[i] of a
     fa = dict(zip(a.rows, a.fitted))
     np.testing.assert_allclose(b.fitted, [fa[perm[r]] for r in b.rows], rtol=1e-5, atol=1e-6 * np.std(a.fitted))
@@ -42,8 +42,8 @@ def test_group_relabelling(case):
     b = _fit(ref, relabelled)
     assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=1e-9, abs=1e-7)
     np.testing.assert_allclose(b.beta, a.beta, rtol=1e-5, atol=1e-6 * np.max(a.se))
-    blup_a = dict(zip(a.group_labels, a.blup))
-    blup_b = dict(zip(b.group_labels, b.blup))
+    blup_a = dict(zip(a.modes[0].levels, a.modes[0].values[:, 0]))
+    blup_b = dict(zip(b.modes[0].levels, b.modes[0].values[:, 0]))
     for lv, new in mapping.items():
         assert blup_b[new] == pytest.approx(blup_a[lv], rel=1e-4, abs=1e-6)
 
@@ -61,7 +61,7 @@ def test_predictor_units(case, factor):
     k = a.names.index(x)
     assert b.beta[k] * factor == pytest.approx(a.beta[k], rel=1e-5)
     assert b.se[k] * factor == pytest.approx(a.se[k], rel=1e-5)
-    assert b.var_group == pytest.approx(a.var_group, rel=1e-5)
+    assert b.variances[0]["variance"] == pytest.approx(a.variances[0]["variance"], rel=1e-5)
     if a.method == "REML":
         # REML's log-likelihood carries log|X'V^-1X|, which moves by -log(factor) exactly (as lme4's would).
         assert b.log_likelihood == pytest.approx(a.log_likelihood - np.log(factor), rel=1e-9)
@@ -76,4 +76,4 @@ def test_integer_coded_groups_match_string_groups():
     codes[ref["group"]] = data[ref["group"]].astype(str).str.extract(r"(\d+)")[0].astype(int)
     b = _fit(ref, codes)
     assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=1e-10)
-    assert all(label.isdigit() for label in b.group_labels)
+    assert all(label.isdigit() for label in b.modes[0].levels)

@@ -95,6 +95,6 @@ def test_against_live_lme4(tmp_path, kind, family, link, nagq):
     se = np.array(r["se"])
     assert np.all(np.abs(res.beta - np.array(r["fixef"])) <= 0.02 * se)
     np.testing.assert_allclose(res.se, se, rtol=1e-2)
-    assert res.var_group == pytest.approx(r["theta"] ** 2, rel=5e-3)
-    assert np.all(np.abs(res.blup - np.array(r["blup"])) <= 0.02 * np.array(r["blup_se"]))
+    assert res.variances[0]["variance"] == pytest.approx(r["theta"] ** 2, rel=5e-3)
+    assert np.all(np.abs(res.modes[0].values[:, 0] - np.array(r["blup"])) <= 0.02 * np.array(r["blup_se"]))
     assert res.converged

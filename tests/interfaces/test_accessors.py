@@ -130,13 +130,13 @@ def test_varcorr_and_correlations_match_lme4(sleep):
 def test_random_intercept_fit_has_the_same_accessors(cbpp):
     res = cbpp
     assert list(res.varcorr["component"]) == ["herd"] and list(res.varcorr["term"]) == ["(Intercept)"]
-    assert res.varcorr["variance"].iloc[0] == pytest.approx(res.var_group, rel=1e-12)
+    assert res.varcorr["variance"].iloc[0] == pytest.approx(res.variances[0]["variance"], rel=1e-12)
     assert len(res.re_correlations) == 0 and list(res.re_correlations.columns) == ["component", "term1", "term2",
                                                                                    "correlation"]
     re = res.ranef
     assert list(re.columns) == ["component", "group", "term", "value", "std_error"]
     assert len(re) == res.n_groups and set(re["term"]) == {"(Intercept)"}
-    np.testing.assert_allclose(re["value"], res.blup, rtol=1e-12)
+    np.testing.assert_allclose(re["value"], res.modes[0].values[:, 0], rtol=1e-12)
     assert list(res.params.index) == res.names
     np.testing.assert_allclose(res.params, res.beta)
     np.testing.assert_allclose(res.pvalues, 2 * stats.norm.sf(np.abs(res.beta / res.se)), rtol=1e-10)
@@ -220,8 +220,14 @@ def test_an_engine_result_says_what_needs_the_services(sleep):
 
     _, res = sleep
     assert isinstance(res, FittedModel)
-    raw = GlmmResult(**{f.name: getattr(res, f.name) for f in dataclasses.fields(GlmmResult)})
-    raw.r2_values = None
+    raw = res.record
+    assert type(raw) is GlmmResult and raw.beta is res.beta
+    assert raw.spec is None and raw.model_frame() is None and raw.predictor is None and raw.fit_seconds is None
+    assert res.spec is not None and res.model_frame() is not None and res.fit_seconds > 0
+    for record in (raw, res):  # frozen: a changed copy is dataclasses.replace's
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.converged = False
+    assert dataclasses.replace(res, converged=False).converged is False and res.converged
     for call in (raw.summary, raw.anova, lambda: raw.emmeans("Days"), lambda: raw.conf_int(method="boot")):
         with pytest.raises(RuntimeError, match="glmmlab's services"):
             call()

@@ -127,7 +127,7 @@ def test_bootstrap_refit_from_the_fits_theta_reaches_the_optimum():
             mf = dataclasses.replace(payload["frame"], y=y)
             refit = fit_frame_spec(mf, payload["spec"], n_blocks=1, theta_start=payload["thetas"])
             fresh = fit_frame_spec(mf, payload["spec"], n_blocks=1)
-            assert refit.log_likelihood >= fresh.log_likelihood - 1e-6, (i, refit.thetas, fresh.thetas)
+            assert refit.log_likelihood >= fresh.log_likelihood - 1e-6, (i, refit.theta, fresh.theta)
     finally:
         boot._WORKER["blas"].restore_original_limits()
         boot._WORKER.clear()

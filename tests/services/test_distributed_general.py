@@ -37,12 +37,12 @@ def assert_same_fit(b, a, tol: float = 1e-8) -> None:
     assert abs(b.log_likelihood - a.log_likelihood) <= tol * abs(a.log_likelihood)
     assert np.max(np.abs(b.beta - a.beta) / a.se) <= tol
     assert_rel_close(b.se, a.se, tol)
-    assert [r["term"] for r in b.re_rows] == [r["term"] for r in a.re_rows]
-    assert_rel_close([r["variance"] for r in b.re_rows], [r["variance"] for r in a.re_rows], tol)
+    assert [r["term"] for r in b.variances] == [r["term"] for r in a.variances]
+    assert_rel_close([r["variance"] for r in b.variances], [r["variance"] for r in a.variances], tol)
     if a.correlations:
         assert_rel_close([r["correlation"] or 0.0 for r in b.correlations],
                          [r["correlation"] or 0.0 for r in a.correlations], tol)
-    ta, tb = pd.DataFrame(a.blup_rows), pd.DataFrame(b.blup_rows)
+    ta, tb = pd.DataFrame(a.blup_table()), pd.DataFrame(b.blup_table())
     assert tb[["component", "group", "term"]].equals(ta[["component", "group", "term"]])
     for _, idx in ta.groupby(["component", "term"]).groups.items():
         spread = float(ta.loc[idx, "value"].std()) or 1.0
@@ -81,7 +81,7 @@ def test_nested_offset_and_weights_equal_in_memory(client, case, npartitions):  
 @pytest.mark.slow
 def test_random_slope_equals_in_memory(client):  # noqa: F811
     a, b = both("sim_binomial_slope", 4, client)
-    assert [r["term"] for r in a.re_rows] == ["(Intercept)", "x1"]
+    assert [r["term"] for r in a.variances] == ["(Intercept)", "x1"]
     assert_same_fit(b, a)
 
 
@@ -119,7 +119,7 @@ def test_reml_random_slopes_equal_in_memory(client):  # noqa: F811
     in-memory fit."""
     a, b = both("sleepstudy_slope", 3, client)
     assert a.method == b.method == "REML"
-    assert [r["term"] for r in a.re_rows] == ["(Intercept)", "Days"] and a.correlations
+    assert [r["term"] for r in a.variances] == ["(Intercept)", "Days"] and a.correlations
     assert_same_fit(b, a)
     ref, df = load("sleepstudy_slope")
     lme4 = ref["results"]["nAGQ1"]["logLik"]  # and lme4's (tests/engine/test_reference_models.py's tolerance)

@@ -291,9 +291,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             if options.pop("tweedie_power") is not None:
                 raise UsageError("--tweedie-power runs in memory (the tweedie family); leave out --engine dask")
             from glmmlab.services.distributed.fitting import fit_parquet_on_dask
-            from glmmlab.services.modeling.fitted import fitted
 
-            result = fitted(fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options))
+            result = fit_parquet_on_dask(args.data, scheduler=args.scheduler, **options)
         else:
             if args.scheduler:
                 raise UsageError("--scheduler needs --engine dask")

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import special
 
 from glmmlab.engine.families.distributions import FAMILIES
 from glmmlab.engine.families.links import LINKS
+from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 
 
@@ -137,9 +137,9 @@ def parameter_names(mf: ModelFrame, family: str, fixed_names: list[str]) -> list
     return VarianceLayout.of(merge_terms(mf.terms)).names + sigma + list(fixed_names)
 
 
-def parameter_values(result: Any, names: list[str]) -> np.ndarray:
-    """A fit's estimates of the parameters ``names`` (NaN for a fixed effect the fit dropped)."""
-    layout = VarianceLayout.of(merge_terms(result.model_frame().terms))
+def parameter_values(result: GlmmResult, names: list[str], layout: VarianceLayout) -> np.ndarray:
+    """A fit's estimates of the parameters ``names`` (NaN for a fixed effect the fit dropped); ``layout``: that of
+    the model's random effects."""
     sd_cor = layout.values(result.random_effects_table(), result.correlations or [])
     fixed = dict(zip(result.names, np.asarray(result.beta, dtype=float)))
     vals = dict(zip(layout.names, sd_cor))

@@ -26,7 +26,7 @@ from glmmlab.engine.families.distributions import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.inference.wald import wald
 from glmmlab.engine.model.options import OPTIONS
-from glmmlab.engine.model.spec import random_intercept_formula
+from glmmlab.engine.model.spec import ModelSpec, random_intercept_formula
 
 CONF_INT_METHODS = ("wald", "profile", "boot")
 
@@ -54,98 +54,125 @@ def exp_label(family: str, link: str) -> str | None:
     return FAMILIES[family].exp_label(link)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
+class ConditionalModes:
+    """The conditional modes (BLUPs) of one grouping factor's random effects and their conditional standard
+    deviations: one row per level, one column per term."""
+
+    component: str  # the grouping factor as lme4 names it
+    levels: list[str]
+    terms: list[str]  # "(Intercept)", "Days", ...
+    values: np.ndarray  # (levels, terms)
+    std_errors: np.ndarray  # (levels, terms)
+
+
+@dataclass(frozen=True, eq=False)
 class GlmmResult:
     """The estimates of a fitted generalized linear mixed model, as the engine returns them: any random-effects
     terms (one scalar random intercept is the simplest), on the original scale of the predictors.
 
-    Tables are kept as arrays; ``to_dict()`` gives the JSON document of the contract and ``predict`` applies
-    the model to new rows. What needs the data again or the services' views is the fitted model's
-    (:class:`glmmlab.services.modeling.fitted.FittedModel`, what every front door returns).
+    A frozen record: the engine builds it once, complete (:mod:`glmmlab.engine.solvers.assemble`), and nothing
+    changes it afterwards (``dataclasses.replace`` gives a changed copy). Each quantity is kept in one form:
+    ``theta`` the vector, the variance components as rows (``variances``), the conditional modes per grouping
+    factor (``modes``); ``groups``, ``n_groups`` and ``se`` are read from them. Tables are kept as arrays;
+    ``to_dict()`` gives the JSON document of the contract and ``predict`` applies the model to new rows.
+
+    What the services add to a fit (the spec, the model frame, the predictor of a formula's design for new rows,
+    the time the fit took) and what needs the data again or the services' views are the fitted model's
+    (:class:`glmmlab.services.modeling.fitted.FittedModel`, a subclass, what every front door returns); here
+    ``spec``, ``predictor`` and ``fit_seconds`` are None, ``model_frame()`` is None and the methods that need the
+    services say so.
     """
 
     model: dict
-    method: str
+    method: str  # "REML", "ML", "Laplace" or "AGQ": also the kind of the log-likelihood
     n_obs: int
-    n_groups: int
     n_excluded: int
     converged: bool
     singular: bool
     warnings: list[str]
     names: list[str]
     beta: np.ndarray
-    vcov_matrix: np.ndarray  # the fixed effects' covariance (``vcov`` labels it)
-    se: np.ndarray
+    vcov_matrix: np.ndarray  # the fixed effects' covariance (``vcov`` labels it; ``se`` is its diagonal's root)
     se_kind: str
-    var_group: float
+    theta: np.ndarray  # every covariance parameter of the random effects (lme4's getME(, "theta"))
+    variances: list[dict]  # {"component", "term", "variance"}: each grouping factor's terms, in theta's order
+    correlations: list[dict]  # {"component", "term1", "term2", "correlation"}
+    modes: list[ConditionalModes]  # the conditional modes per grouping factor, the leading factor first
     var_residual: float | None
     icc: float | None
     log_likelihood: float
-    log_likelihood_kind: str
     aic: float
     bic: float
     k: int
-    group_labels: list[str]
-    blup: np.ndarray
-    blup_se: np.ndarray
     rows: np.ndarray
     fitted: np.ndarray
     deviance_residuals: np.ndarray
     pearson_residuals: np.ndarray
     row_random_effect: np.ndarray
-    fit_seconds: float
-    theta: float
-    thetas: np.ndarray | None = None  # every theta of a general model (lme4's getME(, "theta")); None: [theta]
     dropped: list[str] = field(default_factory=list)
     glm_comparison: dict | None = None
-    optimization: dict | None = None
+    optimization: dict | None = None  # one summary per stage of the optimisation (see optimizer.stages_document)
     se_hessian: np.ndarray | None = None
-    # General models (contract version 2). For a random-intercept fit these are derived from the fields above.
-    re_rows: list[dict] | None = None  # {"component", "term", "variance"}
-    correlations: list[dict] | None = None  # {"component", "term1", "term2", "correlation"}
-    groups: dict | None = None  # levels per grouping factor
-    blup_rows: list[dict] | None = None  # {"component", "group", "term", "value", "std_error"}
     family_parameter: dict | None = None  # {"name", "value"} of the family's first parameter (the contract's)
     family_parameters: dict | None = None  # every parameter of the family's own by glmmTMB's name (family_params)
-    predictor: Any = None  # new data -> (eta without random effects, random-effects contribution); set by services
-    # What was fitted, kept so the services can refit (model comparison refits REML by ML, the bootstrap refits
-    # simulated responses): the ModelSpec and the engine's ModelFrame. In memory only, never in to_dict().
-    spec: Any = None
-    frame: Any = None
     # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
     # the tests are then t tests. None: Wald z tests.
     df: np.ndarray | None = None
-    r2_values: dict | None = None  # Nakagawa's R², once computed (see r2())
-    # a fit from arrays (fit_glmm's random-intercept path) builds its frame only when first needed (refits,
-    # intervals, R²): () -> ModelFrame | None, set by the API
-    frame_loader: Any = None
-    # Gaussian + identity: () -> (deviance, vcov, varpar) of Satterthwaite's method (the engine sets it), and the
-    # pieces computed from it when first needed (omnibus F tests, marginal means)
-    varpar_model: Any = None
-    _satterthwaite: Any = None
+    # Gaussian + identity in memory: () -> (deviance, vcov, varpar) of Satterthwaite's method, whose pieces are
+    # computed from it when first needed (omnibus F tests, marginal means)
+    varpar_model: Callable[[], tuple] | None = None
+    # values computed from the fields when first asked for (Satterthwaite's pieces; the fitted model's R²): a
+    # cache, never a field's value
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def satterthwaite_pieces(self) -> Any:
         """Satterthwaite's pieces (:class:`glmmlab.engine.inference.wald.SatterthwaitePieces`) of a Gaussian-identity
         fit made in memory, computed once; None for other fits."""
-        if self._satterthwaite is None and self.varpar_model is not None:
+        if "satterthwaite" not in self._memo and self.varpar_model is not None:
             from glmmlab.engine.inference.wald import SatterthwaitePieces
 
             with np.errstate(all="ignore"):
-                self._satterthwaite = SatterthwaitePieces(*self.varpar_model())
-        return self._satterthwaite
+                self._memo["satterthwaite"] = SatterthwaitePieces(*self.varpar_model())
+        return self._memo.get("satterthwaite")
+
+    # -- what the services add (the fitted model's; an engine record has none) -------------------------------
+    @property
+    def spec(self) -> ModelSpec | None:
+        """The :class:`~glmmlab.engine.model.spec.ModelSpec` that was fitted (kept for refits; not in the JSON)."""
+        return None
+
+    @property
+    def predictor(self) -> Callable[[Any], tuple[np.ndarray, np.ndarray]] | None:
+        """A formula's design rebuilt for new rows: ``new_data -> (eta without random effects, random-effects
+        contribution)``; None: :meth:`predict` reads the random-intercept form's columns."""
+        return None
+
+    @property
+    def fit_seconds(self) -> float | None:
+        """The time the fit took, after the data were read (the JSON's ``timing.fit_seconds``)."""
+        return None
 
     def model_frame(self) -> Any:
         """The fit's ModelFrame (built on first use for fits made from arrays), or None when there is none (a
-        Dask fit, a model loaded from a project)."""
-        if self.frame is None and self.frame_loader is not None:
-            self.frame, self.frame_loader = self.frame_loader(), None
-        return self.frame
+        Dask fit, a model loaded from a project, the engine's record)."""
+        return None
 
     # -- derived views -------------------------------------------------------------------------------
     @property
-    def component(self) -> str:
-        """The grouping factor of a random-intercept fit."""
-        return next(iter(self.groups)) if self.groups else self.model["group"]
+    def se(self) -> np.ndarray:
+        """The standard errors of the fixed effects: the square roots of the covariance's diagonal."""
+        return np.sqrt(np.maximum(np.diag(np.asarray(self.vcov_matrix, dtype=float)), 0.0))
+
+    @property
+    def groups(self) -> dict[str, int]:
+        """The number of levels of each grouping factor (the JSON's ``groups``), the leading factor first."""
+        return {m.component: len(m.levels) for m in self.modes}
+
+    @property
+    def n_groups(self) -> int:
+        """The number of levels of the leading grouping factor (the JSON's ``n_groups``)."""
+        return len(self.modes[0].levels)
 
     @property
     def family(self) -> str:
@@ -163,22 +190,16 @@ class GlmmResult:
         """Wald bounds at ``conf_level`` (the fit's own level when None)."""
         return wald(self.beta, self.se, self.conf_level if conf_level is None else conf_level)
 
-    def blup_rank(self) -> np.ndarray:
-        """Rank 1 for the largest random intercept."""
-        order = np.argsort(-self.blup, kind="stable")
-        rank = np.empty(len(order), dtype=int)
-        rank[order] = np.arange(1, len(order) + 1)
-        return rank
-
     def fixed_effects_table(self, conf_level: float | None = None) -> list[dict]:
         lower, upper = self.intervals(conf_level)
         with_exp = exp_label(self.family, self.link) is not None
         table = []
         p_values = self._p_values()
+        se = self.se
         for k, name in enumerate(self.names):
-            z = self.beta[k] / self.se[k] if self.se[k] > 0 else np.nan
+            z = self.beta[k] / se[k] if se[k] > 0 else np.nan
             row = {
-                "variable": name, "estimate": _num(self.beta[k]), "std_error": _num(self.se[k]),
+                "variable": name, "estimate": _num(self.beta[k]), "std_error": _num(se[k]),
                 "statistic": _num(z), "p_value": _num(p_values[k]),
                 "lower": _num(lower[k]), "upper": _num(upper[k]),
             }
@@ -199,10 +220,8 @@ class GlmmResult:
         """Nakagawa's R² (as ``performance::r2_nakagawa`` 0.10.2): ``{"marginal": x, "conditional": y}``; a value is
         None where it is not defined, with a ``"reason"`` key. Computed once, when first asked for (a Poisson or
         negative binomial model refits its null model for it; see :mod:`glmmlab.services.modeling.r2`)."""
-        if self.r2_values is None:
-            return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab's services (fit "
-                    "with glmmlab.glmm, fit_glmm or fit)"}
-        return dict(self.r2_values)
+        return {"marginal": None, "conditional": None, "reason": "R² is computed by glmmlab's services (fit "
+                "with glmmlab.glmm, fit_glmm or fit)"}
 
     @property
     def test_kind(self) -> str:
@@ -211,7 +230,8 @@ class GlmmResult:
 
     def _statistics(self) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.se > 0, self.beta / np.where(self.se > 0, self.se, 1.0), np.nan)
+            se = self.se
+            return np.where(se > 0, self.beta / np.where(se > 0, se, 1.0), np.nan)
 
     def _p_values(self) -> np.ndarray:
         """Two-sided p-values: from the t distribution with the Satterthwaite df when present, else normal."""
@@ -223,42 +243,29 @@ class GlmmResult:
             return np.where(np.isfinite(z), 2.0 * special.ndtr(-np.abs(z)), np.nan)
 
     def random_effects_table(self) -> list[dict]:
-        if self.re_rows is not None:
-            rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
-                     "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.re_rows]
-        else:
-            rows = [{"component": self.component, "term": "(Intercept)", "variance": _num(self.var_group),
-                     "std_dev": _num(np.sqrt(max(self.var_group, 0.0)))}]
+        rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
+                 "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.variances]
         if self.var_residual is not None:
             rows.append({"component": "Residual", "term": None, "variance": _num(self.var_residual),
                          "std_dev": _num(np.sqrt(self.var_residual))})
         return rows
 
     def random_intercepts_for(self, groups: np.ndarray) -> np.ndarray:
-        """Each row's predicted random intercept; 0 for a group the fit has not seen."""
+        """Each row's predicted random intercept (the leading factor's first term); 0 for a group the fit has not
+        seen."""
+        lead = self.modes[0]
         labels = group_labels_of(groups)
-        known = np.asarray(self.group_labels, dtype=str)
+        known = np.asarray(lead.levels, dtype=str)
         order = np.argsort(known)
         pos = np.searchsorted(known[order], labels)
         pos = np.minimum(pos, len(known) - 1)
         hit = known[order][pos] == labels
-        return np.where(hit, self.blup[order][pos], 0.0)
+        return np.where(hit, np.asarray(lead.values[:, 0], dtype=float)[order][pos], 0.0)
 
     def blup_table(self) -> list[dict]:
-        if self.blup_rows is not None:
-            return long_blups(self.blup_rows)
-        rank = self.blup_rank()
-        comp = self.component
-        return [
-            {"component": comp, "group": g, "term": "(Intercept)", "value": _num(v), "random_intercept": _num(v),
-             "std_error": _num(s), "rank": int(r)}
-            for g, v, s, r in zip(self.group_labels, self.blup, self.blup_se, rank)
-        ]
-
-    def groups_table(self) -> dict:
-        if self.groups is not None:
-            return {k: int(v) for k, v in self.groups.items()}
-        return {self.component: int(self.n_groups)}
+        """The conditional modes in long form (the JSON's ``blup``): per grouping factor, term and level, with rank
+        1 for the largest value within its factor and term."""
+        return long_blups(self.modes)
 
     def to_dict(self, conf_level: float | None = None, diagnostics: bool = True) -> dict:
         """The JSON document of the contract (valid JSON: no NaN or infinities).
@@ -277,12 +284,12 @@ class GlmmResult:
             "fixed_effects": self.fixed_effects_table(conf_level),
             "random_effects": self.random_effects_table(),
             "random_correlations": [dict(c, correlation=_num(c["correlation"])) for c in (self.correlations or [])],
-            "groups": self.groups_table(),
+            "groups": self.groups,
             "family_parameter": None if self.family_parameter is None else
             {"name": self.family_parameter["name"], "value": _num(self.family_parameter["value"]),
              "parameters": {k: _num(v) for k, v in self.family_params.items()}},
             "icc": _num(self.icc),
-            "fit": {"log_likelihood": _num(self.log_likelihood), "log_likelihood_kind": self.log_likelihood_kind,
+            "fit": {"log_likelihood": _num(self.log_likelihood), "log_likelihood_kind": self.method,
                     "aic": _num(self.aic), "bic": _num(self.bic), "k": int(self.k)},
             "blup": self.blup_table(),
             "diagnostics": {
@@ -323,7 +330,7 @@ class GlmmResult:
         raise _needs_services("summary()")
 
     def __repr__(self) -> str:
-        groups = self.groups_table()
+        groups = self.groups
         where = ", ".join(f"{k} {v:,}" for k, v in groups.items())
         return (f"<GlmmResult {self.formula}; {self.family}/{self.link}, {self.method}; {self.n_obs:,} obs, "
                 f"groups: {where}; logLik {self.log_likelihood:.4f}; "
@@ -533,13 +540,8 @@ class GlmmResult:
 
     def require_frame(self, what: str = "this") -> Any:
         """The fit's model frame (what profile and bootstrap intervals refit), or a GlmmInputError saying why
-        there is none."""
-        frame = self.model_frame()
-        if frame is None:
-            raise GlmmInputError(
-                f"{what} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
-                "model loaded from a project keeps no data); fit it in memory with glmmlab.glmm or fit_glmm")
-        return frame
+        there is none (the fitted model's)."""
+        raise _needs_services(f"{what} intervals")
 
     def profile_arguments(self) -> dict:
         """What :func:`glmmlab.engine.solvers.profile.make_problem` needs to profile this fit (checked)."""
@@ -633,7 +635,7 @@ class GlmmResult:
         return LINKS[self.link].linkinv(eta)
 
     def _fixed_design(self, new_data: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        """(X, offset) of the fixed part on new rows from the model frame's recipe (the services rebuild a
+        """(X, offset) of the fixed part on new rows from the model frame's recipe (the fitted model rebuilds a
         formula's design), or None: the random-intercept form's columns are read directly."""
         return None
 
@@ -667,9 +669,7 @@ class GlmmResult:
             level = OPTIONS["conf_level"].check(level)
         except GlmmInputError as exc:
             raise GlmmInputError(str(exc).replace("conf_level", "level", 1)) from None
-        frame = self.model_frame()
-        design = self._fixed_design(new_data) if frame is not None and getattr(frame, "recipe", None) is not None \
-            else None
+        design = self._fixed_design(new_data)
         if design is not None:
             X, offset = design
         else:
@@ -695,7 +695,7 @@ PUBLIC_NAMES = (
     "fittedvalues", "resid", "sigma", "coef", "ranef", "varcorr", "re_correlations", "r2", "formula",
     "family", "link", "conf_level", "method", "converged", "singular", "warnings", "names", "beta", "se",
     "log_likelihood", "aic", "bic", "k", "n_obs", "n_groups", "n_excluded", "icc", "model", "groups",
-    "test_kind", "fit_seconds",
+    "test_kind", "fit_seconds", "theta", "family_parameter",
     # tests and predictions
     "anova", "emmeans", "pairs", "effects", "predict", "summary", "to_dict",
 )
@@ -709,25 +709,24 @@ def _checked(option: Any, value: Any, name: str) -> Any:
         raise GlmmInputError(str(exc).replace(option.name, name, 1)) from None
 
 
-def long_blups(rows: list[dict]) -> list[dict]:
-    """BLUP rows in long form with rank 1 for the largest value within each component and term."""
-    keys: dict[tuple, list[int]] = {}
-    for i, r in enumerate(rows):
-        keys.setdefault((r["component"], r["term"]), []).append(i)
-    rank = np.zeros(len(rows), dtype=int)
-    for idx in keys.values():
-        vals = np.array([rows[i]["value"] for i in idx], dtype=float)
-        order = np.argsort(-vals, kind="stable")
-        for pos, k in enumerate(order):
-            rank[idx[k]] = pos + 1
+def long_blups(modes: list[ConditionalModes]) -> list[dict]:
+    """The conditional modes in long form, factor by factor, term by term, level by level, with rank 1 for the
+    largest value within each factor and term (``random_intercept`` repeats ``value`` for an intercept)."""
     out = []
-    for i, r in enumerate(rows):
-        row = {"component": r["component"], "group": r["group"], "term": r["term"], "value": _num(r["value"])}
-        if r["term"] == "(Intercept)":
-            row["random_intercept"] = _num(r["value"])
-        row["std_error"] = _num(r["std_error"])
-        row["rank"] = int(rank[i])
-        out.append(row)
+    for m in modes:
+        for a, term in enumerate(m.terms):
+            values = np.asarray(m.values[:, a], dtype=float)
+            rank = np.empty(values.size, dtype=int)
+            rank[np.argsort(-values, kind="stable")] = np.arange(1, values.size + 1)
+            intercept = term == "(Intercept)"
+            for level, v, e, r in zip(m.levels, values.tolist(), np.asarray(m.std_errors[:, a]).tolist(),
+                                      rank.tolist()):
+                row = {"component": m.component, "group": level, "term": term, "value": _num(v)}
+                if intercept:
+                    row["random_intercept"] = row["value"]
+                row["std_error"] = _num(e)
+                row["rank"] = r
+                out.append(row)
     return out
 
 

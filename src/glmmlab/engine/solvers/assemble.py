@@ -1,22 +1,42 @@
 """A fit's record: the estimates, variance components, conditional modes and per-row results put together
-as a :class:`~glmmlab.engine.inference.wald.results.GlmmResult`."""
+as a :class:`~glmmlab.engine.inference.results.GlmmResult`.
+
+The record is built once, when everything is known. The drivers gather its fields first: :func:`_assemble` gives
+those of the optimum (a plain dict), the REML and Laplace drivers add theirs (Satterthwaite's pieces; the link's
+edge, separation, the negative binomial's theta) and the fit's driver (:func:`glmmlab.engine.solvers.fit.fit_frame`,
+or the Dask driver) hands them to :func:`record` with what only it knows (the frame's warnings, the columns
+dropped, the order of the rows)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
+from glmmlab.engine.inference.results import ConditionalModes, GlmmResult
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.solvers.blocked_cholesky import Structure
 
-if TYPE_CHECKING:
-    pass
-
-
 SINGULAR_THETA = 1e-4
+PER_ROW = ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect")
+
+
+def record(fields: dict[str, Any], warnings: list[str], dropped: list[str],
+           order: np.ndarray | None = None) -> GlmmResult:
+    """The fit's record from the ``fields`` its drivers gathered (see :func:`_assemble`): ``warnings`` (the model
+    frame's, the dropped columns') come before the fit's own, ``dropped`` are the fixed-effect columns left out,
+    and ``order`` (None: the rows are in place) is the permutation the fit ran its rows in: the per-row arrays are
+    put back in the frame's order."""
+    fields = dict(fields, warnings=list(warnings) + list(fields["warnings"]), dropped=list(dropped))
+    if order is not None:
+        for name in PER_ROW:
+            a = np.asarray(fields[name])
+            back = np.empty_like(a)
+            back[order] = a
+            fields[name] = back
+    return GlmmResult(**fields)
 
 
 def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict]
@@ -34,14 +54,15 @@ def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict
 
 def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged: bool, theta: np.ndarray,
               lams: list[np.ndarray], scale2: float, reml: bool, beta, vcov, names, se_kind, loglik, k, bs, cond,
-              rows, null_loglik, opt, se_hessian, var_residual):
-    from glmmlab.engine.inference.results import GlmmResult
-
+              rows, null_loglik, opt, se_hessian, var_residual) -> dict[str, Any]:
+    """The fields of the record at the optimum (the keyword arguments of :class:`GlmmResult`, see :func:`record`):
+    variances, correlations and conditional modes from theta, the modes ``bs`` and their conditional covariances
+    ``cond`` per factor; the per-row results ``rows``; the warnings the optimum itself gives (singular, not
+    converged, few groups)."""
     re_rows: list[dict[str, Any]] = []
     corr_rows: list[dict[str, Any]] = []
-    blup_rows: list[dict[str, Any]] = []
-    lead_blup = lead_se = np.zeros(0)
-    for t, (blk, L, b, cv) in enumerate(zip(st.blocks, lams, bs, cond)):
+    modes: list[ConditionalModes] = []
+    for blk, L, b, cv in zip(st.blocks, lams, bs, cond):
         S = scale2 * (L @ L.T)
         M = np.einsum("ab,jbc,dc->jad", L, cv, L)  # conditional covariance of b per level
         for a, name in enumerate(blk.names):
@@ -54,12 +75,8 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
                     corr_rows.append({"component": blk.component, "term1": blk.names[a], "term2": blk.names[c],
                                       "correlation": float(S[a, c] / denom) if denom > 0 else None})
         sd = np.sqrt(np.maximum(np.diagonal(M, axis1=1, axis2=2), 0.0))
-        if t == 0:  # the leading factor's first term: the random-intercept view (blup, blup_se)
-            lead_blup, lead_se = np.array(b[:, 0], dtype=float), np.array(sd[:, 0], dtype=float)
-        comp = blk.component
-        for a, name in enumerate(blk.names):  # one comprehension per term over numbers already Python floats
-            blup_rows.extend({"component": comp, "group": level, "term": name, "value": v, "std_error": e}
-                             for level, v, e in zip(blk.levels, b[:, a].tolist(), sd[:, a].tolist()))
+        modes.append(ConditionalModes(blk.component, list(blk.levels), list(blk.names), np.asarray(b, dtype=float),
+                                      sd))
     diag = st.diagonal_theta(theta)
     singular = bool(np.any(diag < SINGULAR_THETA))
     warnings = []
@@ -77,17 +94,13 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
     comparison = None
     if null_loglik is not None:
         comparison = inference.glm_comparison(loglik, null_loglik, k, mf.n, lead.n_levels, icc)
-    return GlmmResult(
-        model=model, method=method, n_obs=mf.n, n_groups=lead.n_levels, n_excluded=mf.n_input - mf.n,
+    return dict(
+        model=model, method=method, n_obs=mf.n, n_excluded=mf.n_input - mf.n,
         converged=bool(converged), singular=singular, warnings=warnings, names=list(names),
-        beta=beta, vcov_matrix=vcov, se=np.sqrt(np.maximum(np.diag(vcov), 0.0)), se_kind=se_kind,
-        var_group=float(var_group), var_residual=None if var_residual is None else float(var_residual),
-        icc=icc, log_likelihood=float(loglik), log_likelihood_kind=method, aic=float(aic), bic=float(bic), k=int(k),
-        group_labels=list(lead.levels), blup=lead_blup, blup_se=lead_se, rows=np.asarray(mf.rows),
+        beta=beta, vcov_matrix=vcov, se_kind=se_kind, theta=np.array(theta, dtype=float), variances=re_rows,
+        correlations=corr_rows, modes=modes, var_residual=None if var_residual is None else float(var_residual),
+        icc=icc, log_likelihood=float(loglik), aic=float(aic), bic=float(bic), k=int(k), rows=np.asarray(mf.rows),
         fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
         pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"],
-        fit_seconds=0.0, theta=float(theta[0]), thetas=np.array(theta, dtype=float), glm_comparison=comparison,
-        optimization=opt,
-        se_hessian=se_hessian, re_rows=re_rows, correlations=corr_rows,
-        groups={b.component: b.n_levels for b in st.blocks}, blup_rows=blup_rows,
+        glm_comparison=comparison, optimization=opt, se_hessian=se_hessian,
     )

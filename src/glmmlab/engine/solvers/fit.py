@@ -4,27 +4,23 @@ approximation; a single scalar random intercept is the fast special case of the 
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.inference import advice
+from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.design import check_not_constant, rank_deficient_warning
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
+from glmmlab.engine.solvers.assemble import record
 from glmmlab.engine.solvers.blocked_cholesky import Structure
-from glmmlab.engine.solvers.row_blocks import BlockSpec, block_count, cut_blocks
-from glmmlab.engine.solvers.threads import one_blas_thread
-
-if TYPE_CHECKING:
-    from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.solvers.laplace_fit import _fit_laplace
 from glmmlab.engine.solvers.reml import _fit_reml
+from glmmlab.engine.solvers.row_blocks import BlockSpec, block_count, cut_blocks
 from glmmlab.engine.solvers.scaling import scaled_design
+from glmmlab.engine.solvers.threads import one_blas_thread
 
 
 # -- the driver ---------------------------------------------------------------------------------------------
@@ -58,13 +54,12 @@ def check_response_mean(mean: float, fam: Family, lk: Link, response: str) -> No
 
 
 def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "working",
-              progress: ProgressFn = None, start: float | None = None, n_blocks: int | None = None,
-              theta_start: np.ndarray | None = None, own_design: bool = False) -> "GlmmResult":
-    """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its result.
+              progress: ProgressFn = None, n_blocks: int | None = None,
+              theta_start: np.ndarray | None = None, own_design: bool = False) -> GlmmResult:
+    """Fit a general mixed model to a :class:`ModelFrame` (options already checked) and return its record.
     ``theta_start``: where the optimiser starts in theta (default lme4's: relative SDs 1, correlations 0).
     ``own_design``: the caller needs ``mf.X`` no more, so the scaled design may take its memory (the fit then
     holds one n x p design, not two); a frame the fit permutes is its own copy anyway."""
-    start = time.perf_counter() if start is None else start
     check_not_constant(mf.y, mf.response)
     blocks = merge_terms(mf.terms)
     _check_nagq(blocks, int(model.get("nagq", 1)))
@@ -117,24 +112,16 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     try:
         with np.errstate(all="ignore"), one_blas_thread():
             if fam.name == "gaussian" and lk.name == "identity":
-                out = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
+                fields = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
             else:
-                out = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary)
+                fields = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
             f"{lk.name} link, or the random-effects terms may ask more than the data can tell. Check the "
             "response and predictors, simplify the random effects, or try another link"
         ) from None
-    out.warnings[:0] = warnings
-    out.dropped = dropped
-    if perm is not None:  # per-row results back in input order
-        for name in ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect"):
-            a = np.asarray(getattr(out, name))
-            back = np.empty_like(a)
-            back[perm] = a
-            setattr(out, name, back)
-    out.fit_seconds = time.perf_counter() - start
+    out = record(fields, warnings, dropped, perm)  # per-row results back in the frame's order
     report(progress, "Done", 1.0)
     return out
 

@@ -121,11 +121,13 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                  glm_dev, remote: "RemoteRows | None" = None, trials: np.ndarray | None = None,
                  binary: list | None = None):
     """Optimise the Laplace (and AGQ) deviance of ``obj`` (a BlockedLaplace over threads or actors) from the GLM's
-    ``beta0`` and assemble the result. ``nb0``: the family's own parameters at the start (a number, the negative
-    binomial's theta, or a tuple by :attr:`Family.parameter_names`), estimated with the others on the family's
-    optimiser scale; None for a family without. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw``
-    and ``off`` (see :class:`RemoteRows`); ``trials``: the beta-binomial's (``pw`` is then 1). ``binary``: the
-    design's :func:`advice.design_columns`, taken before the design was scaled (else from ``mf.X``)."""
+    ``beta0`` and gather the fields of its record (:func:`~glmmlab.engine.solvers.assemble._assemble`, then the
+    warnings of the link's edge and of separation, and the family's own parameters). ``nb0``: the family's own
+    parameters at the start (a number, the negative binomial's theta, or a tuple by
+    :attr:`Family.parameter_names`), estimated with the others on the family's optimiser scale; None for a family
+    without. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw`` and ``off`` (see
+    :class:`RemoteRows`); ``trials``: the beta-binomial's (``pw`` is then 1). ``binary``: the design's
+    :func:`advice.design_columns`, taken before the design was scaled (else from ``mf.X``)."""
     negbin = nb0 is not None
     if negbin:
         base_family = fam
@@ -341,22 +343,22 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     out = _assemble(st, mf, model, method, converged, theta, lams, scale2, False, beta, vcov, names,
                     se_kind, loglik, k, bs, cond, rows, null_loglik,
                     stages_document(records), se_hessian, var_residual)
-    out.warnings = advice.at_edge(out.warnings, fam.name, lk.name, edge, converged, False,
-                                  model["max_iter"], model["tol"])
+    out["warnings"] = advice.at_edge(out["warnings"], fam.name, lk.name, edge, converged, False,
+                                     model["max_iter"], model["tol"])
     if fam.bounded_mean:  # the binomial: signs of separation
         coef = dict(zip(names, beta))
         x_beta = np.array([coef.get(nm, np.nan) for nm in mf.x_names])
         if remote is not None:
-            out.warnings.extend(remote.separation(list(mf.x_names), x_beta, sum(f["extreme"] for f in finals)))
+            out["warnings"].extend(remote.separation(list(mf.x_names), x_beta, sum(f["extreme"] for f in finals)))
         else:
             X = None if binary is not None else np.asarray(mf.X, dtype=float)
-            out.warnings.extend(advice.separation_in_frame(list(mf.x_names), X, mf.y, x_beta, rows["fitted"],
-                                                           columns=binary))
+            out["warnings"].extend(advice.separation_in_frame(list(mf.x_names), X, mf.y, x_beta, rows["fitted"],
+                                                              columns=binary))
     if negbin:
         values = dict(zip(fam.parameter_names, (float(v) for v in fam.parameters)))
         first = fam.parameter_names[0]
-        out.family_parameter = {"name": first, "value": values[first]}
-        out.family_parameters = values
+        out["family_parameter"] = {"name": first, "value": values[first]}
+        out["family_parameters"] = values
     return out
 
 

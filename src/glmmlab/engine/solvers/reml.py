@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy import linalg
 
 from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.progress import report
+from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import Structure, check_coupled_size, factor
+from glmmlab.engine.solvers.likelihood import sum_log
 from glmmlab.engine.solvers.optimizer import (
     polish_value_only,
     stages_document,
@@ -24,11 +24,6 @@ from glmmlab.engine.solvers.row_blocks import (
     outer_factor,
     reml_criterion,
 )
-
-if TYPE_CHECKING:
-    pass
-from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
-from glmmlab.engine.solvers.likelihood import sum_log
 from glmmlab.engine.solvers.search import bobyqa
 
 
@@ -117,7 +112,7 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
         obj.close()
     p = Xs.shape[1]
     nt = st.n_theta
-    theta = np.asarray(out.optimization["final"], dtype=float)
+    theta = np.asarray(out["optimization"]["final"], dtype=float)
     whole: list = [blocks[0]] if len(blocks) == 1 else []
 
     def varpar_model() -> tuple:
@@ -128,13 +123,13 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
         prof = whole[0]
         return (lambda vp: prof.varpar_deviance(vp[:nt], vp[nt], reml),
                 lambda vp: vp[nt] ** 2 * (T @ prof.unscaled_vcov(vp[:nt]) @ T.T),
-                np.append(theta, np.sqrt(out.var_residual)))
+                np.append(theta, np.sqrt(out["var_residual"])))
 
     if p:  # Satterthwaite's df of any combination of the fixed effects (omnibus F tests, marginal means)
-        out.varpar_model = varpar_model
+        out["varpar_model"] = varpar_model
     if model.get("ddf", "none") == "satterthwaite" and p:
         report(progress, "Satterthwaite degrees of freedom", 0.95)
-        out.df = inference.satterthwaite_df(*varpar_model())
+        out["df"] = inference.satterthwaite_df(*varpar_model())
     return out
 
 
@@ -153,11 +148,11 @@ def _block_rows(st: Structure, specs: list) -> list[tuple[Structure, slice]]:
 def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bool = True,
               remote: "RemoteRows | None" = None):
     """Optimise the profiled REML (``obj.reml`` False: ML) criterion of ``obj`` (a BlockedProfiledLmm over threads
-    or actors) and assemble the result: beta and its covariance from the summed Schur complement, the modes and
-    conditional covariances from the blocks, put at their global levels. ``polish``: Newton steps after BOBYQA
-    take theta to rounding level, so the fit does not depend on how the rows are cut into blocks (models whose
-    factors nest; each evaluation is cheap there). ``remote``: the rows when they are not in ``mf`` (see
-    :class:`RemoteRows`)."""
+    or actors) and gather the fields of its record (:func:`~glmmlab.engine.solvers.assemble._assemble`): beta and
+    its covariance from the summed Schur complement, the modes and conditional covariances from the blocks, put at
+    their global levels. ``polish``: Newton steps after BOBYQA take theta to rounding level, so the fit does not
+    depend on how the rows are cut into blocks (models whose factors nest; each evaluation is cheap there).
+    ``remote``: the rows when they are not in ``mf`` (see :class:`RemoteRows`)."""
     reml = obj.reml
     lower = st.theta_lower()
     label = "Optimizing REML criterion" if reml else "Optimizing ML criterion"

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.solvers.threads import heap_for_fits
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -36,7 +37,7 @@ def dask_client(scheduler: Optional[str] = None, n_workers: int = 2,
         yield client
 
 
-def on_client(scheduler: Optional[str], fit: Callable[[Any], GlmmResult]) -> GlmmResult:
+def on_client(scheduler: Optional[str], fit: Callable[[Any], T]) -> T:
     """``fit(client)`` on the current Dask client, or, when there is none, on a client for ``scheduler`` (a local
     cluster when no address is given) that is closed afterwards."""
     from dask.distributed import default_client

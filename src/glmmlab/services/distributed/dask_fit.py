@@ -65,6 +65,7 @@ from glmmlab.engine.model.formula import BinOp, Call, Expr, Formula, Paren, Unar
 from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_options
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, RandomTerm, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
+from glmmlab.engine.solvers.assemble import record
 from glmmlab.engine.solvers.blocked_cholesky import Structure, check_coupled_size
 from glmmlab.engine.solvers.fit import _check_nagq, check_response_mean
 from glmmlab.engine.solvers.glm_start import glm_pass, irls, moment_sums, moment_theta_of, negbin_profile
@@ -85,6 +86,7 @@ from glmmlab.engine.solvers.scaling import GLM_PIECE, design_dot, design_scaling
 from glmmlab.engine.solvers.threads import one_blas_thread
 from glmmlab.services.distributed.cluster import on_client, release_unused_memory, reuse_freed_memory
 from glmmlab.services.modeling import frames
+from glmmlab.services.modeling.fitted import FittedModel
 
 # The workers import this module to build the actors: what only the driver or the formula's model frames need is
 # imported where it is used (the workers of a column-form fit then hold some 25 MB less of modules).
@@ -760,7 +762,7 @@ def fit_formula_dask(
     scheduler: Optional[str] = None,
     npartitions: Optional[int] = None,
     columns: "ColumnRows | None" = None,
-) -> GlmmResult:
+) -> FittedModel:
     """Fit an lme4 formula whose grouping factors nest to a Dask DataFrame (see the module docstring).
     ``columns``: the random-intercept form over numeric columns instead (:func:`fit_columns_on_dask`; ``formula``
     is then its formula, or None where the names cannot be written in one)."""
@@ -800,19 +802,20 @@ def fit_formula_dask(
         "weights": weights, "offset": offset, **nondefault_options(True, "none", dispersion),
     }
     out, levels = _fit(data, rows_of, mf0, fam, lk, model, se, dispersion, progress, client, npartitions)
+    predictor = None
     if mf0.recipe is not None:  # a formula's design is rebuilt for new rows; the column form predicts from columns
         from glmmlab.services.modeling.prediction import blups_by_component, make_predictor
 
         recipe = replace(mf0.recipe, terms=tuple(replace(t, levels=tuple(levels[t.component]))
                                                  for t in mf0.recipe.terms))
-        out.predictor = make_predictor(recipe, list(out.names), np.asarray(out.beta), blups_by_component(out))
-    out.fit_seconds = time.perf_counter() - start
+        predictor = make_predictor(recipe, list(out.names), np.asarray(out.beta), blups_by_component(out))
+    fitted = FittedModel.of(out, predictor=predictor, fit_seconds=time.perf_counter() - start)
     report(progress, "Done", 1.0)
-    return out
+    return fitted
 
 
 def fit_columns_on_dask(data: Any, response: str, group: str, fixed: Optional[Sequence[str]] = None, *,
-                        intercept: bool = True, **options: Any) -> GlmmResult:
+                        intercept: bool = True, **options: Any) -> FittedModel:
     """Fit the random-intercept form ``response ~ fixed + (1 | group)`` over numeric columns to a Dask DataFrame, as
     ``fit_glmm`` fits it in memory (see the module docstring); ``options``: those of :func:`fit_formula_dask` but
     ``weights`` and ``offset``."""
@@ -953,8 +956,8 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 beta0 = centring_fit(sum(normals))
                 for f in [a.centre(beta0) for a in actors]:
                     f.result()
-                out = _reml_run(ActorProfiledLmm(laps, n, y["sum_log_w"], beta0), specs, st, T, names, mf, None,
-                                None, model, progress, remote=remote)
+                fields = _reml_run(ActorProfiledLmm(laps, n, y["sum_log_w"], beta0), specs, st, T, names, mf, None,
+                                   None, model, progress, remote=remote)
             else:
                 report(progress, "Initial values (GLM)", 0.05)
                 nb0: float | None
@@ -972,8 +975,8 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 obj = ActorLaplace(laps, remote.likelihood(fam), st.n_theta)
                 if fam.name == "negbin":
                     obj.set_family(fam, obj.lik)
-                out = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, None, None, fam, lk, model, se,
-                                   progress, beta0, nb0, glm_m2, glm_dev, remote=remote)
+                fields = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, None, None, fam, lk, model,
+                                      se, progress, beta0, nb0, glm_m2, glm_dev, remote=remote)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
@@ -988,9 +991,8 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
         gc.collect()
         with suppress(OSError, RuntimeError):  # a lost worker has nothing to give back
             client.run(reuse_freed_memory, False)
-    out.warnings[:0] = [w for w in warnings if w not in out.warnings]
-    out.dropped = dropped
-    out.rows = remote.input_rows
+    # the record, once: the passes' warnings first, the rows the actors gave their per-row results for
+    out = record(dict(fields, rows=remote.input_rows), [w for w in warnings if w not in fields["warnings"]], dropped)
     return out, levels
 
 

@@ -8,24 +8,23 @@ from typing import Any, Optional, Sequence
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family, resolve
-from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.progress import ProgressFn
 from glmmlab.services.modeling import frames
-from glmmlab.services.modeling.fitted import FittedModel, fitted
+from glmmlab.services.modeling.fitted import FittedModel
 
 
 def fit_spec_dask(data: Any, spec: ModelSpec, **kwargs: Any) -> FittedModel:
     """A :class:`ModelSpec` on a Dask DataFrame, as :func:`glmmlab.services.modeling.fitted.fit_spec` fits it in
     memory (``kwargs``: ``progress``, ``client``, ``scheduler``); see :func:`_spec_dask`."""
-    return fitted(_spec_dask(data, spec, **kwargs))
+    return _spec_dask(data, spec, **kwargs)
 
 
 def fit_columns_dask(data: Any, response: str, group: str, fixed: Optional[Sequence[str]] = None,
                      **kwargs: Any) -> FittedModel:
     """The random-intercept form over numeric columns on a Dask DataFrame, as
     :func:`glmmlab.services.modeling.fitted.fit_columns` fits it in memory; see :func:`_columns_dask`."""
-    return fitted(_columns_dask(data, response, group, fixed, **kwargs))
+    return _columns_dask(data, response, group, fixed, **kwargs)
 
 
 DASK_OPTIONS = ("conf_level", "max_iter", "tol", "nagq", "se", "dispersion")  # the fit options of the Dask paths
@@ -34,7 +33,7 @@ DASK_OPTIONS = ("conf_level", "max_iter", "tol", "nagq", "se", "dispersion")  # 
 def _columns_dask(data: Any, response: str, group: str, fixed: Optional[Sequence[str]] = None, *,
                      intercept: bool = True, family: str = "gaussian", link: Optional[str] = None,
                      progress: ProgressFn = None, client: Any = None, scheduler: Optional[str] = None,
-                     **options: Any) -> GlmmResult:
+                     **options: Any) -> FittedModel:
     """The random-intercept form ``response ~ fixed + (1 | group)`` over numeric columns on a Dask DataFrame
     (``options``: :data:`DASK_OPTIONS`), as :func:`fit_columns` fits it in memory:
     :func:`glmmlab.services.distributed.dask_fit.fit_columns_on_dask`."""
@@ -49,7 +48,7 @@ def _columns_dask(data: Any, response: str, group: str, fixed: Optional[Sequence
 
 
 def _spec_dask(data: Any, spec: ModelSpec, *, progress: ProgressFn = None, client: Any = None,
-                  scheduler: Optional[str] = None) -> GlmmResult:
+                  scheduler: Optional[str] = None) -> FittedModel:
     """A :class:`ModelSpec` on a Dask DataFrame, as :func:`fit_spec` fits it in memory:
     :func:`glmmlab.services.distributed.dask_fit.fit_formula_dask` (models whose grouping factors nest; others are
     refused there with the reason). Maximum likelihood, Satterthwaite's df and reference levels need a fit in

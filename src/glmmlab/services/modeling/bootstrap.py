@@ -51,7 +51,7 @@ def _payload(result: GlmmResult) -> dict:
     spec = dataclasses.replace(result.spec, ddf="none") if result.spec is not None else None
     return {"frame": mf, "spec": spec, "names": names, "family": result.family, "link": result.link,
             "sd_cor": sd_cor, "beta": beta, "var_residual": result.var_residual, "family_parameter": fp,
-            "thetas": result.thetas}
+            "thetas": result.theta}
 
 
 # -- the process pools: every one open is known, so a cancel or the server's shutdown stops its processes ---------
@@ -126,6 +126,7 @@ def _init_worker(payload: dict) -> None:
     _WORKER.update(payload)
     _WORKER["simulator"] = Simulator(payload["frame"], payload["family"], payload["link"], payload["sd_cor"],
                                      payload["beta"], payload["var_residual"], payload["family_parameter"])
+    _WORKER["layout"] = VarianceLayout.of(merge_terms(payload["frame"].terms))
     _WORKER["blas"] = threadpool_limits(1)  # one process per core: BLAS threads would only contend
 
 
@@ -143,8 +144,7 @@ def _refit_one(seed: np.random.SeedSequence) -> tuple[np.ndarray | None, bool, s
             res = fit_frame_spec(mf, w["spec"], n_blocks=1, theta_start=w["thetas"])
     except Exception as exc:  # a failed refit is counted (lme4 records it and warns), never fatal
         return None, False, f"{type(exc).__name__}: {exc}"
-    res.frame = mf
-    return parameter_values(res, w["names"]), bool(res.converged), None
+    return parameter_values(res, w["names"], w["layout"]), bool(res.converged), None
 
 
 def _run_chunk(indices: list[int], seeds: list[np.random.SeedSequence]) -> list[tuple]:

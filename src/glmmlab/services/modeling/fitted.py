@@ -1,42 +1,104 @@
-"""The fitted model every front door returns: the engine's estimates (:class:`GlmmResult`) with what needs the
-services: R², omnibus tests, marginal means and effects, profile and bootstrap intervals, prediction intervals of
-a formula's design, and the text of the result view.
+"""The fitted model every front door returns: the engine's record of the estimates (:class:`GlmmResult`) with what
+the services add to it, the :class:`ModelSpec`, the model frame (or the function that builds it when first
+needed), the predictor of a formula's design for new rows and the time the fit took, and the methods that need
+them: R², omnibus tests, marginal means and effects, profile and bootstrap intervals, prediction with intervals,
+refits and the text of the result view.
 
-:class:`FittedModel` subclasses the engine's result, so everything a result reads (the JSON document, the pandas
-accessors) stays where it is; the methods here call the services directly. The functions at the end are the
-front doors' ways to a fit (:mod:`glmmlab.services.modeling.fitting` fits, this module hands the fit out as a fitted
-model); the services the methods use refit through :mod:`glmmlab.services.modeling.fitting`, never through this
-module, so the imports run one way.
+:class:`FittedModel` subclasses the frozen record rather than wrapping it: everything a record reads (the JSON
+document, the tables, the statsmodels- and lme4-style accessors) is defined once, on the record, and a fitted
+model is a record with a few more fields; a wrapper would have to pass each of those forty-odd names on. The record
+declares what the services add (``spec``, ``predictor``, ``fit_seconds``, ``model_frame()``) as None; here they are
+the fitted model's fields. Like the record, a fitted model is frozen: it is built once, by :meth:`FittedModel.of`;
+R², computed when first asked for, is kept in its cache, a frame built from the table by its loader.
+
+The functions below are the front doors' ways to a fit: they build the model frame and get the engine's record
+through :mod:`glmmlab.services.modeling.fitting`, and hand it out as a fitted model. The services the methods use
+(R², the bootstrap) refit through :mod:`glmmlab.services.modeling.fitting`, never through this module, so the
+imports run one way.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 
+from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.inference.results import GlmmResult
-from glmmlab.services.modeling import bootstrap, fitting, marginal, prediction, profiling
+from glmmlab.engine.model.spec import ModelSpec
+from glmmlab.engine.model.terms import ModelFrame
+from glmmlab.engine.progress import ProgressFn, report
+from glmmlab.engine.solvers.threads import fit_heap, one_blas_thread
+from glmmlab.services.modeling import bootstrap, fitting, frames, marginal, prediction, profiling
 from glmmlab.services.modeling import r2 as r2_service
 from glmmlab.services.views import text
 
+Predictor = Callable[[Any], "tuple[np.ndarray, np.ndarray]"]
 
-@dataclasses.dataclass(repr=False)
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class FittedModel(GlmmResult):
-    """A fit as users get it from ``glmmlab.glmm``, ``fit_glmm``, ``fit``, the command line and the web."""
+    """A fit as users get it from ``glmmlab.glmm``, ``fit_glmm``, ``fit``, the command line and the web: the
+    engine's estimates (every field of :class:`GlmmResult`) with what the services add."""
+
+    spec: ModelSpec | None = None  # what was fitted (refits change it); None for a Dask fit of columns
+    # the model frame the engine fitted (refits, intervals, R², marginal means); None when the fit keeps no data
+    # (a Dask fit) or builds it when first needed (``frame_loader``, which then keeps it: fit_glmm over plain
+    # numeric columns)
+    frame: ModelFrame | None = None
+    frame_loader: Callable[[], ModelFrame | None] | None = None
+    predictor: Predictor | None = None  # new rows -> (eta without random effects, random-effects contribution)
+    fit_seconds: float | None = None  # the time the fit took, after the data were read
 
     @classmethod
-    def of(cls, result: GlmmResult) -> "FittedModel":
-        """``result`` as a fitted model (the same field values, no copy of the arrays)."""
-        if isinstance(result, cls):
-            return result
-        return cls(**{f.name: getattr(result, f.name) for f in dataclasses.fields(GlmmResult)})
+    def of(cls, record: GlmmResult, *, spec: ModelSpec | None = None, frame: ModelFrame | None = None,
+           frame_loader: Callable[[], ModelFrame | None] | None = None, predictor: Predictor | None = None,
+           fit_seconds: float | None = None) -> "FittedModel":
+        """The fitted model of the engine's ``record`` (the same field values, no copy of the arrays) and what the
+        services add."""
+        fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(GlmmResult) if f.init}
+        return cls(**fields, spec=spec, frame=frame, frame_loader=frame_loader, predictor=predictor,
+                   fit_seconds=fit_seconds)
+
+    @property
+    def record(self) -> GlmmResult:
+        """The engine's record of the estimates alone (the same field values, no copy of the arrays)."""
+        return GlmmResult(**{f.name: getattr(self, f.name) for f in dataclasses.fields(GlmmResult) if f.init})
+
+    def model_frame(self) -> ModelFrame | None:
+        if self.frame is None and self.frame_loader is not None:
+            return self.frame_loader()  # built once, then kept by the loader (which lets go of the table)
+        return self.frame
+
+    model_frame.__doc__ = GlmmResult.model_frame.__doc__
+
+    def require_frame(self, what: str = "this") -> ModelFrame:
+        frame = self.model_frame()
+        if frame is None:
+            raise GlmmInputError(
+                f"{what} intervals need the model's data: this fit was not made in memory (a Dask fit or a "
+                "model loaded from a project keeps no data); fit it in memory with glmmlab.glmm or fit_glmm")
+        return frame
+
+    require_frame.__doc__ = GlmmResult.require_frame.__doc__
+
+    def refit(self, *, y: np.ndarray | None = None, progress: ProgressFn = None,
+              **spec_changes: Any) -> "FittedModel":
+        """This model fitted again on the same rows: with another response ``y`` (same length and scale as the
+        model frame's; the bootstrap's simulated responses) and/or changed options (``spec_changes``, fields of
+        :class:`~glmmlab.engine.model.spec.ModelSpec`, e.g. ``reml=False``). Needs a fit made in memory."""
+        return refit(self, y=y, progress=progress, **spec_changes)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | {"refit"})
 
     def r2(self) -> dict:
-        if self.r2_values is None:
-            self.r2_values = r2_service.nakagawa(self)
-        return dict(self.r2_values)
+        if "r2" not in self._memo:
+            self._memo["r2"] = r2_service.nakagawa(self)
+        return dict(self._memo["r2"])
 
     r2.__doc__ = GlmmResult.r2.__doc__
 
@@ -59,7 +121,6 @@ class FittedModel(GlmmResult):
     effects.__doc__ = GlmmResult.effects.__doc__
 
     def anova_terms_document(self) -> dict | None:
-        from glmmlab.engine.errors import GlmmInputError
         from glmmlab.engine.inference.results import _num
 
         if not len(self.names):
@@ -94,29 +155,96 @@ class FittedModel(GlmmResult):
         return bootstrap.boot_intervals(self, level, nsim, seed, progress)
 
     def _fixed_design(self, new_data: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        frame = self.model_frame()
+        if frame is None or frame.recipe is None:
+            return None
         return prediction.fixed_design(self, new_data)
 
 
-def fitted(result: GlmmResult) -> FittedModel:
-    """``result`` as the fitted model users get."""
-    return FittedModel.of(result)
+# -- the front doors' ways to a fit ---------------------------------------------------------------------------
+def fit_spec(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None,
+             n_blocks: int | None = None) -> FittedModel:
+    """Fit a :class:`ModelSpec` to a pandas DataFrame: the one way every front door reaches a fit in memory."""
+    spec.check()
+    start = time.perf_counter()
+    # the engine's threads are its parallelism (BLAS threads would contend with them); the heap is kept for reuse
+    with one_blas_thread(), fit_heap():
+        mf = fitting.spec_frame(df, spec, progress=progress)
+        return fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, start=start)
 
 
-def fit_spec(*args: Any, **kwargs: Any) -> FittedModel:
-    """:func:`glmmlab.services.modeling.fitting.fit_spec`, as a fitted model."""
-    return fitted(fitting.fit_spec(*args, **kwargs))
+def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Sequence[str]] = None, *,
+                intercept: bool = True, family: str = "gaussian", link: Optional[str] = None,
+                weights: Optional[str] = None, offset: Optional[str] = None,
+                reference_levels: Optional[Mapping[str, Any]] = None, progress: ProgressFn = None,
+                n_blocks: Optional[int] = None, **options: Any) -> FittedModel:
+    """Fit the random-intercept form ``response ~ fixed + (1 | group)`` to a pandas DataFrame (``options``: the
+    fit options of :class:`ModelSpec`: conf_level, max_iter, tol, nagq, se, reml, ddf).
+
+    When the fixed columns are plain numbers (no factors, weights, offset or reference levels), the model frame
+    is built from the columns without the formula machinery (the formula's frame is built from ``df`` when first
+    needed: refits, intervals, R²); every other model is :func:`fit_spec` of ``ModelSpec.random_intercept``, and
+    so the same fit as the formula's."""
+    fixed = list(fixed or [])
+    frames.check_columns(df.columns, len(df), response, group, fixed)
+    spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
+                                      weights=weights, offset=offset, reference_levels=reference_levels, **options)
+    if not fitting.plain(df, fixed, weights, offset, reference_levels):
+        return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
+    fam, lk = spec.check()
+    start = time.perf_counter()
+    # the engine's threads are its parallelism (BLAS threads would contend with them); the heap is kept for reuse
+    with one_blas_thread(), fit_heap():
+        report(progress, "Preparing data", 0.0)
+        # rows in the order of the groups, except for a linear model in one block (see column_frame)
+        grouped = not (fam.name == "gaussian" and lk.name == "identity" and (n_blocks or 1) <= 1)
+        mf, order = frames.column_frame(df, response, group, fixed, intercept=intercept, family=fam,
+                                        formula=spec.formula, grouped=grouped)
+        # the column frame is this call's own: the scaled design takes the memory of its design (the formula's
+        # frame is built from the table if a refit needs it)
+        record = fitting.fit_frame_spec(mf, spec, df=df, progress=progress, n_blocks=n_blocks, own_design=True)
+    seconds = time.perf_counter() - start
+    if order is not None:  # the frame's rows are in the order of the groups: per-row results back to input order
+        record = fitting.in_input_order(record, order)
+    # refits (model comparison, profile and bootstrap intervals), R² and marginal means need the formula's model
+    # frame (with its recipe): it is built from the same table when first needed
+    return FittedModel.of(record, spec=spec, frame_loader=fitting.frame_loader(df, spec, record.rows),
+                          fit_seconds=seconds)
 
 
-def fit_columns(*args: Any, **kwargs: Any) -> FittedModel:
-    """:func:`glmmlab.services.modeling.fitting.fit_columns`, as a fitted model."""
-    return fitted(fitting.fit_columns(*args, **kwargs))
+def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None = None,
+                   columns: tuple[list[str] | None, str | None] | None = None, progress: ProgressFn = None,
+                   n_blocks: int | None = None, start: float | None = None,
+                   theta_start: np.ndarray | None = None) -> FittedModel:
+    """Fit a :class:`ModelSpec` whose model frame is already built (``df`` and ``columns`` as
+    :func:`glmmlab.services.modeling.fitting.fit_frame_spec` reads them; ``start``: when the fit began, for its
+    time; ``theta_start``: where the optimiser starts in theta)."""
+    start = time.perf_counter() if start is None else start
+    record = fitting.fit_frame_spec(mf, spec, df=df, columns=columns, progress=progress, n_blocks=n_blocks,
+                                    theta_start=theta_start)
+    seconds = time.perf_counter() - start
+    predictor = None
+    if mf.recipe is not None:
+        predictor = prediction.make_predictor(mf.recipe, list(record.names), np.asarray(record.beta),
+                                              prediction.blups_by_component(record))
+    return FittedModel.of(record, spec=spec, frame=mf, predictor=predictor, fit_seconds=seconds)
 
 
-def fit_frame_spec(*args: Any, **kwargs: Any) -> FittedModel:
-    """:func:`glmmlab.services.modeling.fitting.fit_frame_spec`, as a fitted model."""
-    return fitted(fitting.fit_frame_spec(*args, **kwargs))
-
-
-def refit(result: GlmmResult, **kwargs: Any) -> FittedModel:
-    """:func:`glmmlab.services.modeling.fitting.refit`, as a fitted model."""
-    return fitted(fitting.refit(result, **kwargs))
+def refit(result: GlmmResult, *, y: np.ndarray | None = None, progress: ProgressFn = None,
+          **spec_changes: Any) -> FittedModel:
+    """Fit ``result``'s model again on the same rows: with another response ``y`` (same length and scale as its
+    model frame's ``y``; the bootstrap's simulated responses) and/or changed options (``spec_changes``, fields of
+    :class:`ModelSpec`). Needs a fit made in memory (a fitted model with its spec and model frame)."""
+    mf = result.model_frame()
+    if mf is None or result.spec is None:
+        raise GlmmInputError("this fit cannot be refitted: it was not made in memory by glmmlab.glmm/fit "
+                             "(a Dask fit or a model loaded from a project keeps no data)")
+    if y is not None:
+        y = np.asarray(y, dtype=float)
+        if y.shape != mf.y.shape:
+            raise GlmmInputError(f"refit needs a response of {mf.y.shape[0]} values; got shape {y.shape}")
+        mf = dataclasses.replace(mf, y=y, warnings=[])
+    spec = dataclasses.replace(result.spec, **spec_changes) if spec_changes else result.spec
+    # the model's description (the fixed/group columns of the random-intercept form) is the original fit's
+    return fit_frame_spec(mf, spec, columns=(result.model.get("fixed"), result.model.get("group")),
+                          progress=progress)

@@ -11,7 +11,7 @@
 - nothing is dropped: a missing value in a needed column is an error naming the column and counting the rows.
 
 :func:`make_predictor` closes over the estimates and returns ``new_data -> (eta_fixed, random_part)``, the form
-``GlmmResult.predictor`` takes: ``eta_fixed`` is X beta plus offsets, ``random_part`` the sum over random terms of
+``FittedModel.predictor`` takes: ``eta_fixed`` is X beta plus offsets, ``random_part`` the sum over random terms of
 z_i' b[level] (0 for a new level).
 """
 
@@ -258,7 +258,7 @@ def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | No
 
 def make_predictor(recipe: DesignRecipe, x_names: list[str], beta: Any,
                    blups: Mapping[str, Mapping[str, Any]]) -> Callable[[Any], tuple[np.ndarray, np.ndarray]]:
-    """A predictor for ``GlmmResult.predictor``: ``new_data -> (eta_fixed, random_part)``.
+    """A predictor for ``FittedModel.predictor``: ``new_data -> (eta_fixed, random_part)``.
 
     ``x_names`` and ``beta`` are the fitted fixed effects (rank-deficient columns left out); ``blups`` maps each
     grouping factor (component, as lme4 names it) to ``{"levels": [...], "names": [...], "values": (levels x q)}``.
@@ -319,21 +319,9 @@ def fixed_design(result: Any, new_data: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def blups_by_component(result: Any) -> dict:
-    """The conditional modes per grouping factor: {component: {"levels", "names", "values" (levels x q)}}."""
-    if result.blup_rows is None:  # a random-intercept fit: one component, one term
-        return {result.component: {"levels": list(result.group_labels), "names": ["(Intercept)"],
-                                    "values": np.nan_to_num(np.asarray(result.blup, dtype=float)).reshape(-1, 1)}}
-    out: dict = {}
-    for b in result.blup_rows:  # the engine's rows (blup_table() would rank them for the document first)
-        c = out.setdefault(b["component"], {"levels": [], "names": [], "cells": {}})
-        if b["group"] not in c["cells"]:
-            c["levels"].append(b["group"])
-            c["cells"][b["group"]] = {}
-        if b["term"] not in c["names"]:
-            c["names"].append(b["term"])
-        v = b["value"]
-        c["cells"][b["group"]][b["term"]] = float(v) if v is not None and np.isfinite(v) else 0.0
-    for c in out.values():
-        c["values"] = np.array([[c["cells"][lv].get(t, 0.0) for t in c["names"]] for lv in c["levels"]])
-        del c["cells"]
-    return out
+    """The conditional modes per grouping factor: {component: {"levels", "names", "values" (levels x q)}}, a mode
+    that is not a number counted as 0."""
+    return {m.component: {"levels": list(m.levels), "names": list(m.terms),
+                          "values": np.nan_to_num(np.asarray(m.values, dtype=float), nan=0.0, posinf=0.0,
+                                                  neginf=0.0)}
+            for m in result.modes}

@@ -77,13 +77,14 @@ def _null_intercept(result: GlmmResult) -> float:
     """The intercept of the null model: the same random effects, offsets and weights, only an intercept."""
     from glmmlab.services.modeling.fitting import fit_frame_spec
 
-    mf = result.model_frame()
+    mf, spec = result.model_frame(), result.spec
+    assert spec is not None  # the caller refuses a fit without one
     null = dataclasses.replace(mf, X=np.ones((mf.n, 1)), x_names=["(Intercept)"], intercept=True, recipe=None,
                                warnings=[])
-    spec = dataclasses.replace(result.spec, ddf="none", se="working")
+    spec = dataclasses.replace(spec, ddf="none", se="working")
     # the null model has the same random effects: its optimum in theta lies near the full model's (the slope
     # Poisson case of 200,000 rows: 24 evaluations from lme4's start, 16 from here)
-    return float(fit_frame_spec(null, spec, theta_start=result.thetas).beta[0])
+    return float(fit_frame_spec(null, spec, theta_start=result.theta).beta[0])
 
 
 def nakagawa(result: GlmmResult) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def nakagawa(result: GlmmResult) -> dict[str, Any]:
         covs = {k: (names, S * sigma2) for k, (names, S) in covs.items()}
     scale = sigma2 if fam in ("gaussian", "gamma") and sigma2 else 1.0
     singular = any(np.any(_relative_cholesky_diagonal(S / scale) < SINGULAR_TOL) for _, S in covs.values())
-    groups = result.groups_table()
+    groups = result.groups
     n = X.shape[0]
     var_random, var_dispersion = 0.0, 0.0
     for comp, (names, S) in covs.items():

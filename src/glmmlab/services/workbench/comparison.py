@@ -26,7 +26,7 @@ from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.inference.results import GlmmResult
-from glmmlab.services.modeling.fitting import refit
+from glmmlab.services.modeling.fitted import refit
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
 REFIT_NOTE = "refitting model(s) with ML (instead of REML)"

@@ -2,9 +2,9 @@
 
 The form comes as a plain dict (the web app's body). :func:`check_form` checks it against the dataset and returns
 the fit's ``spec`` or raises :class:`FieldError` naming the control; the random-intercept form (``response``,
-``fixed``, ``group``) runs :func:`glmmlab.services.modeling.fitting.fit_columns` (``y ~ x + (1 | g)`` as the product
+``fixed``, ``group``) runs :func:`glmmlab.services.modeling.fitted.fit_columns` (``y ~ x + (1 | g)`` as the product
 page describes it), and the general form (a ``formula``: the roles and builders' formula or a typed "Model formula")
-:func:`glmmlab.services.modeling.fitting.fit_spec` on that formula; both fit on the general engine, as every front door
+:func:`glmmlab.services.modeling.fitted.fit_spec` on that formula; both fit on the general engine, as every front door
 does.
 :func:`start_fit` runs a checked spec as a job of :mod:`glmmlab.services.workbench.jobs` (kind ``"fit"``); the finished
 job's result is the fit's JSON document without its per-row diagnostics, which wait on disk (Parquet) until the
