@@ -229,7 +229,7 @@ def _laplace(path):
     lap = GeneralLaplace(st, Xs, mf.y, pw, off, member, lk, trials=trials)
     lap.psi_gradient = True
     obj = BlockedLaplace([lap], Likelihood(member, mf.y, pw), st.n_theta, threads=False)
-    x = np.concatenate([np.asarray(res.thetas) * 0.8 + 0.02, np.linalg.solve(T, np.asarray(res.beta)) + 0.01,
+    x = np.concatenate([np.asarray(res.theta) * 0.8 + 0.02, np.linalg.solve(T, np.asarray(res.beta)) + 0.01,
                         member.to_internal(member.parameters) + 0.05])
     m = member.to_internal(member.parameters).size
 
