@@ -109,7 +109,8 @@ def test_committed_work_survives_a_kill(tmp_path):
 def test_a_project_open_in_another_process_is_refused_with_a_message(tmp_path):
     path = tmp_path / "p.duckdb"
     Project.open(path).close()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom glmmlab.services.project.store import Project\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from glmmlab.services.project.store import Project\n"
                                "p = Project.open(sys.argv[1])\nprint('open', flush=True)\ntime.sleep(60)", str(path)],
                               stdout=subprocess.PIPE, text=True, env=_env())
     try:
