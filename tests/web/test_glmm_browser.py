@@ -150,7 +150,9 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     family, link = control(panel, "family"), control(panel, "link")
     # every family and link the engine fits, from the start (issue 19)
     assert family.locator("option").all_inner_texts() == ["Gaussian (Normal)", "Binomial (Logistic)",
-                                                          "Poisson (Count)", "Gamma", "Negative Binomial (NB2)"]
+                                                          "Poisson (Count)", "Gamma", "Negative Binomial (NB2)",
+                                                          "Negative Binomial (NB1)", "Beta", "Beta-binomial",
+                                                          "Student t", "Tweedie"]
     assert options_of(link) == ["identity", "log", "inverse"]
     for fam, links in [("poisson", ["log", "identity"]), ("gamma", ["inverse", "log", "identity"]),
                        ("binomial", ["logit", "probit"])]:
