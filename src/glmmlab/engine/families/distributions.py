@@ -24,7 +24,6 @@ from glmmlab.engine.families.state import (
     _probit_state,
 )
 
-LOG_SQRT_2PI = 0.5 * LOG_2PI
 LOG_PI = float(np.log(np.pi))
 ICC_LATENT = {"logit": float(np.pi ** 2 / 3.0), "probit": 1.0}  # latent-scale level-1 variances
 
@@ -257,7 +256,6 @@ def _gaussian_logpdf(y, mu, phi):
 _SERIES_R = 0.1
 
 
-_SERIES_R = 0.1
 _SERIES_K = np.arange(2, 19, dtype=float)
 
 

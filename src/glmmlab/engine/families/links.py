@@ -11,7 +11,6 @@ from scipy import special
 _EPS = np.finfo(float).eps
 
 
-_EPS = np.finfo(float).eps
 _TINY = 1e-300
 
 

@@ -12,11 +12,9 @@ from scipy import special
 
 from glmmlab.engine.families.links import LINKS, Link
 
-_TINY = 1e-300
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-LOG_2PI = float(np.log(2.0 * np.pi))
 LOG_SQRT_2PI = 0.5 * LOG_2PI
 
 

@@ -5,7 +5,6 @@ intercept."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import special
@@ -15,29 +14,22 @@ from glmmlab.engine.families.links import Link
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers.blocked_cholesky import Structure, batched_inverse_lower, factor
-
-if TYPE_CHECKING:
-    pass
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.scaling import design_dot, design_t_dot
 
-SINGULAR_THETA = 1e-4
 # a mode whose linear predictor comes within this fraction of the scale of the row effects of the edge of the link's
 # range (a mean of 0 under an identity link) is on that edge: see GeneralLaplace.pirls
 EDGE_GAP = 1e-8
 
 
-EDGE_GAP = 1e-8
 EDGE_STEPS = 3
 
 
-EDGE_STEPS = 3
 # under such a link the mode search's curvature of a row with no observed curvature (y = 0 under the identity link):
 # this fraction of the expected information, so the steps do not crawl towards the edge (see _edge_weights)
 EDGE_CURVATURE = 1e-3
 
 
-EDGE_CURVATURE = 1e-3
 MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts from by prediction
 
 

@@ -4,8 +4,6 @@ A Dask fit gives the rows through :class:`~glmmlab.engine.solvers.row_blocks.Rem
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from glmmlab.engine.families.distributions import negbin_family
@@ -13,25 +11,22 @@ from glmmlab.engine.families.response import Response
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.progress import report
+from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, moment_theta, negbin_glm
+from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
+from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.optimizer import (
     fd_hessian,
     feasible_theta,
     numeric_gradient,
     stages_document,
 )
+from glmmlab.engine.solvers.reml import _block_rows
 from glmmlab.engine.solvers.row_blocks import (
     BlockedLaplace,
     RemoteRows,
 )
-
-if TYPE_CHECKING:
-    pass
-from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
-from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, moment_theta, negbin_glm
-from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
-from glmmlab.engine.solvers.likelihood import Likelihood
-from glmmlab.engine.solvers.reml import _block_rows
 from glmmlab.engine.solvers.search import _optimize, _while_falling
 
 

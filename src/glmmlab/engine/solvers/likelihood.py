@@ -3,18 +3,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from glmmlab.engine.families.distributions import Family
 
-if TYPE_CHECKING:
-    pass
-
-
 # -- likelihood constants with prior weights ---------------------------------------------------------------
-DISPERSION_MODES = ("estimated", "lme4")
 
 
 class Likelihood:

@@ -3,17 +3,11 @@ progress), the later of collinear columns dropped as lme4 does, and products wit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy import linalg
 
 from glmmlab.engine.model.design import collinear_columns, gram_matrix
 from glmmlab.engine.progress import ProgressFn, report
-
-if TYPE_CHECKING:
-    pass
-
 
 # -- the fixed-effects design ------------------------------------------------------------------------------
 WIDE_DESIGN_FLOPS = 2e9  # a design with n p^2 above this is worked through in chunks of rows, with progress

@@ -3,7 +3,7 @@ criterion falls, each run kept as a stage of the optimisation summary."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -12,9 +12,6 @@ from glmmlab.engine.solvers.optimizer import (
     minimize,
     numeric_gradient,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False, approx_hessian=None,
