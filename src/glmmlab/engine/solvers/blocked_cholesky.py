@@ -28,6 +28,7 @@ from scipy import linalg, sparse
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.model.limits import LIMITS, mib
 from glmmlab.engine.model.terms import FactorBlock
+from glmmlab.engine.solvers.scaling import design_t_dot
 
 DENSE_COUPLING = 400_000  # entries of the Q2 x (L1 q1) coupling below which it is held dense
 MAX_COUPLED_PAIRS = 10_000_000  # products of coupled entries kept by _CoupledPairs (about 12 bytes each)
@@ -40,18 +41,6 @@ def _as_dense(a: Any) -> np.ndarray:
 
 def _level_sum(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=n_levels)
-
-
-PIECE = 32_768  # rows per product with a design stored in float32
-
-
-def _times(A: np.ndarray, E: np.ndarray) -> np.ndarray:
-    """A @ E for a k x n A and an n x m E, in float64; by pieces of rows when E is stored in float32 (the Dask
-    path's lean blocks), so E is never copied whole to float64."""
-    if E.dtype == np.float64:
-        return A @ E
-    return sum((A[:, a:a + PIECE] @ E[a:a + PIECE] for a in range(0, E.shape[0], PIECE)),
-               np.zeros((A.shape[0], E.shape[1])))
 
 
 def check_coupled_size(st: "Structure") -> None:
@@ -296,7 +285,7 @@ class Structure:
             A11[:, a, b] = sums[:, k]
             A11[:, b, a] = sums[:, k]
         E1 = sums[:, npair:].reshape(L1, q1, m) if m else np.empty((L1, q1, 0))
-        EE = _times(wE, E) if wE is not None and E is not None else np.empty((0, 0))
+        EE = design_t_dot(E, wE.T) if wE is not None and E is not None else np.empty((0, 0))  # E'WE
         A21 = A22 = E2 = None
         if self.rest and self.dense:
             A21, A22, E2 = self._dense_coupling_products(w, E, m)

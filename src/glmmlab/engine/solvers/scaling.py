@@ -118,11 +118,11 @@ def design_dot(Xs: np.ndarray, beta: np.ndarray) -> np.ndarray:
 
 
 def design_t_dot(Xs: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """X_s' v in float64 (by pieces when X_s is stored in float32)."""
+    """X_s' v (v: n or n x m) in float64 (by pieces when X_s is stored in float32)."""
     if Xs.dtype == np.float64:
         return Xs.T @ v
-    return sum((Xs[a:a + GLM_PIECE].T @ v[a:a + GLM_PIECE] for a in range(0, v.size, GLM_PIECE)),
-               np.zeros(Xs.shape[1]))
+    return sum((Xs[a:a + GLM_PIECE].T @ v[a:a + GLM_PIECE] for a in range(0, v.shape[0], GLM_PIECE)),
+               np.zeros((Xs.shape[1],) + v.shape[1:]))
 
 
 GLM_PIECE = 32_768  # rows per product in the GLM's normal equations
