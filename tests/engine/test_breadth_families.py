@@ -56,6 +56,7 @@ from glmmlab.engine.model.options import OPTIONS
 from glmmlab.interfaces import cli
 from glmmlab.interfaces.cli import read_table
 from tests.conftest import REFERENCE, missing_reference, reference_files
+from tests.gradients import central_differences
 
 BREADTH = REFERENCE / "breadth"
 LOCAL = Path(__file__).resolve().parents[1] / "reference" / "breadth_local"
@@ -251,13 +252,7 @@ def test_exact_gradient_with_the_family_parameters(path):
     central differences of the deviance (h = 1e-5: errors of about 1e-6 relative), near each case's optimum."""
     value, value_and_grad, x = _laplace(path)
     _, g = value_and_grad(x)
-    gn = np.zeros_like(x)
-    for k in range(x.size):
-        h = 1e-5 * max(1.0, abs(x[k]))
-        xp, xm = x.copy(), x.copy()
-        xp[k] += h
-        xm[k] -= h
-        gn[k] = (value(xp) - value(xm)) / (2 * h)
+    gn = central_differences(value, x)
     np.testing.assert_allclose(g, gn, rtol=1e-4, atol=1e-4 * np.max(np.abs(gn)))
 
 
