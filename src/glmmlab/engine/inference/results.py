@@ -116,6 +116,10 @@ class GlmmResult:
     se_hessian: np.ndarray | None = None
     family_parameter: dict | None = None  # {"name", "value"} of the family's first parameter (the contract's)
     family_parameters: dict | None = None  # every parameter of the family's own by glmmTMB's name (family_params)
+    # the zero and dispersion models' coefficients: {"zi": {"names", "estimate", "se", "vcov"}, "disp": ...}
+    submodels: dict | None = None
+    # per row, where a zero or dispersion model is fitted: "fitted_conditional", "zi_prob", "dispersion"
+    row_extras: dict | None = None
     # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
     # the tests are then t tests. None: Wald z tests.
     df: np.ndarray | None = None

@@ -64,6 +64,10 @@ class ModelSpec:
     ddf: str = OPTIONS["ddf"].default
     dispersion: str = OPTIONS["dispersion"].default
     tweedie_power: float | None = OPTIONS["tweedie_power"].default
+    # glmmTMB's ziformula and dispformula: one-sided formulas of a zero-inflation (or hurdle) model and of the
+    # dispersion, e.g. "~ mined"; None: no zero model, the family's constant dispersion
+    zi: str | None = None
+    disp: str | None = None
 
     @cached_property
     def parsed(self) -> Formula:
@@ -104,6 +108,9 @@ class ModelSpec:
             **nondefault_options(self.reml, resolve_ddf(self.ddf, fam.name, lk.name), self.dispersion,
                                  self.tweedie_power),
         }
+        for key in ("zi", "disp"):  # only when given: a document without them keeps its keys
+            if getattr(self, key) is not None:
+                model[key] = str(getattr(self, key)).strip()
         if self.reference_levels:  # only when asked for: a document without them keeps its keys
             model["reference_levels"] = {str(k): level_label(v) for k, v in self.reference_levels.items()}
         return model
@@ -111,7 +118,7 @@ class ModelSpec:
     def options(self) -> dict:
         """The fit's options (everything but the formula, weights, offset and reference levels)."""
         d = asdict(self)
-        for k in ("formula", "weights", "offset", "reference_levels"):
+        for k in ("formula", "weights", "offset", "reference_levels", "zi", "disp"):
             d.pop(k)
         return d
 

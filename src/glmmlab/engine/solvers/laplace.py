@@ -82,15 +82,16 @@ class GeneralLaplace:
 
     def __init__(self, st: Structure, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
                  fam: Family, lk: Link, dispersion: str = "estimated", resp: Response | None = None,
-                 trials: np.ndarray | None = None):
+                 trials: np.ndarray | None = None, data: dict | None = None):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
         self.trials = trials  # the beta-binomial's trials (Family.trials_from_weights; pw is then 1)
+        self.data = data  # this block's rows of a zero or dispersion model's designs (families.modelled)
         self.dispersion = dispersion
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
         self.fam, self.lk = fam, lk
         self._set_edge()
         # ``resp``: the rows' part of the whole's
-        self.resp = Response(y, fam, trials) if resp is None else resp
+        self.resp = Response(y, fam, trials, data) if resp is None else resp
         self._lik: Likelihood | None = None
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
@@ -114,9 +115,13 @@ class GeneralLaplace:
     def set_family(self, fam: Family) -> None:
         """Use another member of the family (other values of its own parameters: the negative binomial's theta,
         glmmTMB's phi, sigma, df, power)."""
+        shares = getattr(fam, "shares_response", None)
+        if shares is not None and shares(self.fam):
+            self.resp = self.resp.with_family(fam)
+        else:
+            self.resp = Response(self.y, fam, self.trials, self.data)
         self.fam = fam
         self._set_edge()
-        self.resp = Response(self.y, fam, self.trials)
         self._lik = None
 
     @property
@@ -413,13 +418,30 @@ class GeneralLaplace:
         s_rows, t_rows = m["s_rows"], m["t_rows"]
         g = np.empty(x.size)
         h = 1e-5
-        for k in range(x.size):
+        positions = range(x.size)
+        row_parts = getattr(fam, "row_parts", None)
+        if row_parts is not None:
+            # coefficients of a predictor that varies by row (a zero or dispersion model): the rows' partials in
+            # that predictor by one pair of differences for all rows, then X' times the rows' gradient
+            for part, where in row_parts():
+                sides = []
+                for sign in (1.0, -1.0):
+                    rs = row_state(self.resp.with_family(fam.shifted(part, sign * h)),  # type: ignore[attr-defined]
+                                   eta, self.lk)
+                    sides.append((-0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
+                d_ll, d_e1, d_e2 = ((a - b) / (2.0 * h) for a, b in zip(*sides))
+                rows = (-2.0 * self._weighted(d_ll) + 0.5 * s_rows * self._weighted(d_e2)
+                        - 0.5 * t_rows * self._weighted(d_e1))
+                g[where] = getattr(self.resp, f"{part}_X").T @ rows
+            positions = fam.rest_positions()  # type: ignore[attr-defined]
+        for k in positions:
             sides = []
             for sign in (1.0, -1.0):
                 xk = x.copy()
                 xk[k] += sign * h
                 member = fam.with_parameters(fam.from_internal(xk))
-                resp = Response(self.y, member, self.trials)
+                resp = self.resp.with_family(member) if row_parts is not None else \
+                    Response(self.y, member, self.trials, self.data)
                 rs = row_state(resp, eta, self.lk)
                 sides.append((getattr(resp, "sat", 0.0) - 0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
             d_ll, d_e1, d_e2 = ((a - b) / (2.0 * h) for a, b in zip(*sides))
