@@ -363,7 +363,7 @@ class ModelledFamily(DensityFamily):
         m = self.member(resp)
         out: dict[str, np.ndarray] = {}
         d = self.dispersion_rows(resp)
-        if d is not None:
+        if d is not None and self.disp_given:
             out["dispersion"] = self.reported_dispersion(np.broadcast_to(d, mu.shape))
         eta_z = self.zi_eta(resp)
         if eta_z is None:
