@@ -283,8 +283,8 @@ class ModelledFamily(DensityFamily):
                 "fit the count part alone (leave out the zi formula)")
         if self.kind == "hurdle" and not self.n_zi and np.any(y == 0):
             raise GlmmInputError(
-                f"response '{response}' has zeros, which the zero-truncated {self.name} family cannot give without a "
-                "zero model: add one (zi='~ 1' or with covariates) for a hurdle model, or use the untruncated family")
+                f"response '{response}' has zeros, which the zero-truncated family {self.name} cannot give without "
+                "a zero model: add one (zi='~ 1' or with covariates) for a hurdle model, or use the untruncated family")
 
     def start_mu(self, y, link):
         return self.base.start_mu(y, link)

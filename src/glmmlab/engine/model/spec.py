@@ -14,6 +14,7 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.model.formula import Formula, is_syntactic, parse_formula
+from glmmlab.engine.model.limits import echo
 from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_options, resolve_ddf
 
 
@@ -89,6 +90,9 @@ class ModelSpec:
             if col is not None and (not isinstance(col, str) or not col):
                 raise GlmmInputError(f"{option} must be a column name; got {col!r}")
         check_reference_levels(self.reference_levels)
+        for key in ("zi", "disp"):
+            if getattr(self, key) is not None:
+                side_formula(key, getattr(self, key))
         return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
                              self.reml, self.ddf, self.dispersion, self.tweedie_power)
 
@@ -121,6 +125,24 @@ class ModelSpec:
         for k in ("formula", "weights", "offset", "reference_levels", "zi", "disp"):
             d.pop(k)
         return d
+
+
+def side_formula(key: str, text: str) -> Formula:
+    """A zero or dispersion model's one-sided formula (``"~ mined"``, ``"~ 1"``) parsed as the right side of a
+    formula; refused in words when it is not one-sided or has a random term."""
+    if not isinstance(text, str) or not text.strip():
+        raise GlmmInputError(f"{key} must be a one-sided formula such as '~ x' or '~ 1'; got {text!r}")
+    body = text.strip()
+    if not body.startswith("~"):
+        if "~" in body:
+            raise GlmmInputError(f"{key} formula {echo(text)} must be one-sided (no response): write '~ ...'")
+        body = "~ " + body
+    pf = parse_formula("zi_response__ " + body)
+    if pf.random:
+        raise GlmmInputError(
+            f"{key} formula {echo(text)} has a random term: random effects in the {key} model are not offered yet; "
+            "keep its fixed effects")
+    return pf
 
 
 def check_reference_levels(reference_levels: object) -> None:

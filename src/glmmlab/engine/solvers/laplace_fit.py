@@ -50,7 +50,9 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
         trials, pw = pw, np.ones_like(pw)
     resp = None
     glm_m2 = None
-    if isinstance(fam, ModelledFamily):
+    if isinstance(fam, ModelledFamily) and not negbin:  # a zero-truncated count alone: no parameters besides
+        beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk, trials=trials)
+    elif isinstance(fam, ModelledFamily):
         beta0, fam = modelled_start(Xs, mf.y, pw, off, fam, lk, trials, data)
     elif fam.name == "negbin":
         beta0, theta0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)

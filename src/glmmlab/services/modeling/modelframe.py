@@ -36,7 +36,10 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import FAMILIES, family_key
 from glmmlab.engine.model.formula import Call, Expr, Formula, Name, format_number, parse_formula
 from glmmlab.engine.model.limits import echo, shorten
-from glmmlab.engine.model.spec import random_intercept_formula  # noqa: F401  (re-exported: the one definition)
+from glmmlab.engine.model.spec import (
+    random_intercept_formula,  # noqa: F401  (re-exported: the one definition)
+    side_formula,
+)
 from glmmlab.engine.model.terms import ModelFrame, RandomTerm
 from glmmlab.engine.progress import ProgressFn
 from glmmlab.services.modeling.design import DesignRecipe, RandomTermRecipe, _design, _UsedFactor
@@ -235,23 +238,6 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
         parts=parts,
     )
 
-
-def side_formula(key: str, text: str) -> Formula:
-    """A zero or dispersion model's one-sided formula (``"~ mined"``, ``"~ 1"``) parsed as the right side of a
-    formula; refused in words when it is not one-sided or has a random term."""
-    if not isinstance(text, str) or not text.strip():
-        raise GlmmInputError(f"{key} must be a one-sided formula such as '~ x' or '~ 1'; got {text!r}")
-    body = text.strip()
-    if not body.startswith("~"):
-        if "~" in body:
-            raise GlmmInputError(f"{key} formula {echo(text)} must be one-sided (no response): write '~ ...'")
-        body = "~ " + body
-    pf = parse_formula("zi_response__ " + body)
-    if pf.random:
-        raise GlmmInputError(
-            f"{key} formula {echo(text)} has a random term: random effects in the {key} model are not offered yet; "
-            "keep its fixed effects")
-    return pf
 
 
 def _covariates(data: _Data, f: Formula, rows: np.ndarray) -> dict[str, tuple[float, float, float, float]]:
