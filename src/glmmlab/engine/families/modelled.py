@@ -65,7 +65,7 @@ class PoissonDensity(DensityFamily):
 
     def mu_terms(self, resp, mu, q):
         y = resp.y
-        ll = special.xlogy(y, mu) - mu - resp.lgamma_y1
+        ll = y * np.log(mu) - mu - resp.lgamma_y1  # mu > 0 under the log link: y log mu is 0 at y = 0
         return ll, y / mu - 1.0, -y / (mu * mu), 1.0 / mu, mu
 
     def mu_third(self, resp, mu, q):
@@ -89,14 +89,26 @@ class NegBin2Density(DensityFamily):
         th = self.parameters[0]
         y = resp.y
         mt = mu + th
-        ll = (special.gammaln(y + th) - special.gammaln(th) - resp.lgamma_y1 + th * np.log(th / mt)
-              + special.xlogy(y, mu / mt))
         yt = y + th
+        ll = _nb2_constant(resp, th) + y * np.log(mu) - yt * np.log(mt)  # + theta log theta in the constant
         return ll, y / mu - yt / mt, -y / (mu * mu) + yt / (mt * mt), th / (mu * mt), mu + mu * mu / th
 
     def mu_third(self, resp, mu, q):
         th = self.parameters[0]
         return 2.0 * resp.y / mu ** 3 - 2.0 * (resp.y + th) / (mu + th) ** 3
+
+
+def _nb2_constant(resp, th):
+    """log Gamma(y + theta) - log Gamma(theta) - log y! + theta log theta per row: kept for the last scalar theta
+    (a mode search and the gradient's differences in the zero model evaluate one theta many times)."""
+    if np.ndim(th):
+        return special.gammaln(resp.y + th) - special.gammaln(th) - resp.lgamma_y1 + th * np.log(th)
+    cached = getattr(resp, "_nb2_const", None)
+    if cached is None or cached[0] != th:
+        value = special.gammaln(resp.y + th) - (special.gammaln(th) - th * np.log(th)) - resp.lgamma_y1
+        cached = (th, value)
+        resp._nb2_const = cached
+    return cached[1]
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,8 @@ class ModelledFamily(DensityFamily):
         if not self.n_disp:
             return None
         b = np.asarray(self.parameters[self.n_zi: self.n_zi + self.n_disp])
+        if getattr(resp, "disp_constant", False):
+            return float(np.exp(float(resp.disp_X[0] @ b) + self.shift_disp))
         return np.exp(resp.disp_X @ b + self.shift_disp)
 
     def member(self, resp) -> Any:
@@ -292,6 +306,42 @@ class ModelledFamily(DensityFamily):
     def _prepare(self, resp):
         self.base._prepare(resp)
         resp.zero = resp.y == 0
+        resp.zero_rows = np.flatnonzero(resp.zero)
+        X = getattr(resp, "disp_X", None)
+        # a constant dispersion (the design of ~ 1): one number, not a value per row
+        resp.disp_constant = X is not None and X.shape[1] == 1 and bool(np.all(X == X[:1]))
+
+    def row_partials(self, part: str, resp, rs):
+        """Per row, the derivatives in the zero model's linear predictor (``part`` "zi") of log f, of the
+        deviance's first and second eta-derivatives, as :meth:`GeneralLaplace._psi_gradient` combines them;
+        None for another part (its differences are taken). With r the count part's share of P(y = 0) and p the
+        zero probability: zero-inflated y = 0: (1 - r) - p, and the mu-derivatives -r (1 - r) l1 and
+        -r (1 - r) (l2 + (1 - 2 r) l1^2); y > 0: -p, 0, 0. Hurdle: 1 - p at y = 0, -p at y > 0, 0, 0."""
+        if part != "zi" or not self.kind:
+            return None
+        eta_z = self.zi_eta(resp)
+        assert eta_z is not None  # a zero model is there (kind)
+        p = special.expit(eta_z)
+        z = resp.zero
+        d_ll = np.where(z, 1.0 - p, -p)
+        zeros = np.zeros_like(p)
+        if self.kind == "hurdle":
+            return d_ll, zeros, zeros
+        zi = resp.zero_rows
+        m = self.member(resp)
+        mu = rs.mu
+        ll, l1, l2, _, _ = m.mu_terms(resp, mu, 1.0 - mu)  # the count bases (log link) do not read q
+        log_1mp = -np.logaddexp(0.0, eta_z[zi])
+        b = log_1mp + ll[zi]
+        r = np.exp(b - np.logaddexp(eta_z[zi] + log_1mp, b))
+        rr = r * (1.0 - r)
+        d_ll[zi] = (1.0 - r) - p[zi]
+        dl1, dl2 = np.zeros_like(p), np.zeros_like(p)
+        l1z = l1[zi]
+        dl1[zi] = -rr * l1z
+        dl2[zi] = -rr * (l2[zi] + (1.0 - 2.0 * r) * l1z * l1z)
+        h1, h2 = rs.h1, rs.h2
+        return d_ll, -2.0 * dl1 * h1, -2.0 * (dl2 * h1 * h1 + dl1 * h2)
 
     def _sat(self, y, resp):
         return 0.0
@@ -313,22 +363,30 @@ class ModelledFamily(DensityFamily):
         m, eta_z, ll, l1, l2, l3, info, var = self._pieces(resp, mu, q, third)
         if eta_z is None:
             return ll, l1, l2, info, var, l3
-        log_p = -np.logaddexp(0.0, -eta_z)
         log_1mp = -np.logaddexp(0.0, eta_z)
         one_m_p = np.exp(log_1mp)
         z = resp.zero
         if self.kind == "zi":
-            b = log_1mp + ll
-            lz = np.logaddexp(log_p, b)
-            r = np.where(z, np.exp(b - lz), 1.0)
+            # positive rows: log(1 - p) + log f(y | mu), the mu-derivatives unchanged; zero rows: the mixture
+            zi = resp.zero_rows
+            new_ll = ll + log_1mp
+            b = new_ll[zi]
+            lz = np.logaddexp(eta_z[zi] + log_1mp[zi], b)  # log p = eta_z + log(1 - p)
+            r = np.exp(b - lz)
             rr = r * (1.0 - r)
-            new_ll = np.where(z, lz, b)
-            n1 = r * l1
-            n2 = r * l2 + rr * l1 * l1
-            n3 = None if l3 is None else r * l3 + 3.0 * rr * l1 * l2 + rr * (1.0 - 2.0 * r) * l1 ** 3
+            new_ll[zi] = lz
+            l1z, l2z = l1[zi], l2[zi]
+            n1, n2 = np.array(l1, dtype=float), np.array(l2, dtype=float)
+            n1[zi] = r * l1z
+            n2[zi] = r * l2z + rr * l1z * l1z
+            n3 = None
+            if l3 is not None:
+                n3 = np.array(l3, dtype=float)
+                n3[zi] = r * l3[zi] + 3.0 * rr * l1z * l2z + rr * (1.0 - 2.0 * r) * l1z ** 3
             mean = one_m_p * mu
             v = one_m_p * (var + mu * mu) - mean * mean
             return new_ll, n1, n2, info * one_m_p, v, n3
+        log_p = eta_z + log_1mp
         # hurdle: zero rows log p; positive rows the truncated density
         zt = zero_terms(m, mu)
         pos = ~z

@@ -77,6 +77,15 @@ def inside_start_of(beta: np.ndarray, lk: Link, eta_range: tuple[float, float], 
 
 
 # -- every other family: Laplace ----------------------------------------------------------------------------
+def _factor_if_positive(st: Structure, cp, theta: np.ndarray):
+    """The factor of the penalised system, or None where it is not positive definite."""
+    try:
+        F = factor(st, cp, theta)
+    except np.linalg.LinAlgError:
+        return None
+    return F if np.isfinite(F.logdet) else None
+
+
 class GeneralLaplace:
     """lme4's Laplace deviance D(theta, beta) = -2 log p(y | mu) + |u|^2 + log det(H) at the conditional modes."""
 
@@ -209,10 +218,18 @@ class GeneralLaplace:
             # fitted (its log-determinant uses that curvature too): quadratic convergence, so the modes are at
             # rounding level when the steps stop (working-weight steps converge only linearly for a non-canonical
             # link, and left the fit depending on the cut into blocks at 1e-7)
-            w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
-                                                                  self._working_response(rs, re))
-            cp = st.crossprods(w, r[:, None])
-            F = factor(st, cp, theta)
+            F = None
+            if self.newton and self.observed and not self.edge:
+                # Newton's own step, with the observed curvature of every row (a zero-inflated row's can be
+                # negative): quadratic convergence where the penalised Hessian is positive definite
+                w, r = self._newton_working(rs, re)
+                cp = st.crossprods(w, r[:, None])
+                F = _factor_if_positive(st, cp, theta)
+            if F is None:
+                w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
+                                                                      self._working_response(rs, re))
+                cp = st.crossprods(w, r[:, None])
+                F = factor(st, cp, theta)
             delta = F.solve_u(0) - u
             if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
                 converged = True
@@ -249,6 +266,7 @@ class GeneralLaplace:
                     "logdet": np.inf, "F_ld": F, "cp_ld": cp, "at_edge": True}
         dev = float(np.sum(self._weighted(rs.dev)))
         self._last_dev = dev
+        assert F is not None  # every path above factors the system
         logdet, F_ld, cp_ld = F.logdet, F, cp
         if self.observed:
             cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
@@ -267,6 +285,14 @@ class GeneralLaplace:
             self._last = None
         return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
                 "logdet": logdet, "F_ld": F_ld, "cp_ld": cp_ld}
+
+    def _newton_working(self, rs, re: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weights and working response of a plain Newton step: the observed curvature of each row as it is
+        (a row whose density is free of its linear predictor, a hurdle model's zero, gets a negligible weight)."""
+        w = self._weighted(rs.w)
+        wobs = 0.5 * self._weighted(rs.dev_eta2)
+        wh = np.where(wobs != 0.0, wobs, 1e-12 * w)
+        return wh, re - 0.5 * self._weighted(rs.dev_eta) / wh
 
     def _edge_working(self, rs, re: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weights and working response of a mode-search step under a link with an edge: a Newton step with the
@@ -424,12 +450,16 @@ class GeneralLaplace:
             # coefficients of a predictor that varies by row (a zero or dispersion model): the rows' partials in
             # that predictor by one pair of differences for all rows, then X' times the rows' gradient
             for part, where in row_parts():
-                sides = []
-                for sign in (1.0, -1.0):
-                    rs = row_state(self.resp.with_family(fam.shifted(part, sign * h)),  # type: ignore[attr-defined]
-                                   eta, self.lk)
-                    sides.append((-0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
-                d_ll, d_e1, d_e2 = ((a - b) / (2.0 * h) for a, b in zip(*sides))
+                exact = fam.row_partials(part, self.resp, m["rs"])  # type: ignore[attr-defined]
+                if exact is not None:
+                    d_ll, d_e1, d_e2 = exact
+                else:
+                    sides = []
+                    for sign in (1.0, -1.0):
+                        rs = row_state(self.resp.with_family(fam.shifted(part, sign * h)),  # type: ignore
+                                       eta, self.lk)
+                        sides.append((-0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
+                    d_ll, d_e1, d_e2 = ((a - b) / (2.0 * h) for a, b in zip(*sides))
                 rows = (-2.0 * self._weighted(d_ll) + 0.5 * s_rows * self._weighted(d_e2)
                         - 0.5 * t_rows * self._weighted(d_e1))
                 g[where] = getattr(self.resp, f"{part}_X").T @ rows
