@@ -319,14 +319,28 @@ class ModelledFamily(DensityFamily):
         -r (1 - r) (l2 + (1 - 2 r) l1^2); y > 0: -p, 0, 0. Hurdle: 1 - p at y = 0, -p at y > 0, 0, 0."""
         if part != "zi" or not self.kind:
             return None
+        d_ll, dl1, dl2, _ = self._zi_rows(resp, rs)
+        h1, h2 = rs.h1, rs.h2
+        return d_ll, -2.0 * dl1 * h1, -2.0 * (dl2 * h1 * h1 + dl1 * h2)
+
+    def zi_deviance_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row, on the deviance's scale (-2 log f): its derivative in the zero model's linear predictor, the
+        cross derivative with the mean's linear predictor, and the second derivative in the zero model's (the
+        Laplace machinery of a zero model with random effects: engine.solvers.joint_laplace). The second: at a
+        zero-inflated zero r (1 - r) - p (1 - p) of log f, elsewhere -p (1 - p)."""
+        d_ll, dl1, _, d2 = self._zi_rows(resp, rs)
+        return -2.0 * d_ll, -2.0 * dl1 * rs.h1, -2.0 * d2
+
+    def _zi_rows(self, resp, rs):
         eta_z = self.zi_eta(resp)
         assert eta_z is not None  # a zero model is there (kind)
         p = special.expit(eta_z)
         z = resp.zero
         d_ll = np.where(z, 1.0 - p, -p)
+        d2 = -p * (1.0 - p)
         zeros = np.zeros_like(p)
         if self.kind == "hurdle":
-            return d_ll, zeros, zeros
+            return d_ll, zeros, zeros, d2
         zi = resp.zero_rows
         m = self.member(resp)
         mu = rs.mu
@@ -336,12 +350,12 @@ class ModelledFamily(DensityFamily):
         r = np.exp(b - np.logaddexp(eta_z[zi] + log_1mp, b))
         rr = r * (1.0 - r)
         d_ll[zi] = (1.0 - r) - p[zi]
+        d2[zi] += rr
         dl1, dl2 = np.zeros_like(p), np.zeros_like(p)
         l1z = l1[zi]
         dl1[zi] = -rr * l1z
         dl2[zi] = -rr * (l2[zi] + (1.0 - 2.0 * r) * l1z * l1z)
-        h1, h2 = rs.h1, rs.h2
-        return d_ll, -2.0 * dl1 * h1, -2.0 * (dl2 * h1 * h1 + dl1 * h2)
+        return d_ll, dl1, dl2, d2
 
     def _sat(self, y, resp):
         return 0.0

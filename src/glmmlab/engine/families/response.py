@@ -28,6 +28,11 @@ def add_constants(parts: list[dict]) -> dict:
 
 
 class Response:
+    # a zero or dispersion model's per-row designs and the zero model's offset, where the model has them
+    zi_X: np.ndarray
+    zi_off: np.ndarray | None
+    disp_X: np.ndarray
+
     def __init__(self, y: np.ndarray, family: Family, trials: np.ndarray | None = None,
                  data: dict | None = None):
         self.y = y

@@ -64,6 +64,7 @@ class ConditionalModes:
     terms: list[str]  # "(Intercept)", "Days", ...
     values: np.ndarray  # (levels, terms)
     std_errors: np.ndarray  # (levels, terms)
+    model: str = "cond"  # the model part the effects enter: "cond" (the mean) or "zi" (the zero model)
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,7 +270,8 @@ class GlmmResult:
 
     def random_effects_table(self) -> list[dict]:
         rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
-                 "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.variances]
+                 "std_dev": _num(np.sqrt(max(r["variance"], 0.0))), **({"model": r["model"]} if "model" in r else {})}
+                for r in self.variances]
         if self.var_residual is not None:
             rows.append({"component": "Residual", "term": None, "variance": _num(self.var_residual),
                          "std_dev": _num(np.sqrt(self.var_residual))})
@@ -760,6 +762,8 @@ def long_blups(modes: list[ConditionalModes]) -> list[dict]:
             for level, v, e, r in zip(m.levels, values.tolist(), np.asarray(m.std_errors[:, a]).tolist(),
                                       rank.tolist()):
                 row = {"component": m.component, "group": level, "term": term, "value": _num(v)}
+                if m.model != "cond":
+                    row["model"] = m.model
                 if intercept:
                     row["random_intercept"] = row["value"]
                 row["std_error"] = _num(e)

@@ -128,8 +128,8 @@ class ModelSpec:
 
 
 def side_formula(key: str, text: str) -> Formula:
-    """A zero or dispersion model's one-sided formula (``"~ mined"``, ``"~ 1"``) parsed as the right side of a
-    formula; refused in words when it is not one-sided or has a random term."""
+    """A zero or dispersion model's one-sided formula (``"~ mined"``, ``"~ 1 + (1 | site)"``) parsed as the right
+    side of a formula; refused in words when it is not one-sided, or a dispersion model has a random term."""
     if not isinstance(text, str) or not text.strip():
         raise GlmmInputError(f"{key} must be a one-sided formula such as '~ x' or '~ 1'; got {text!r}")
     body = text.strip()
@@ -138,10 +138,10 @@ def side_formula(key: str, text: str) -> Formula:
             raise GlmmInputError(f"{key} formula {echo(text)} must be one-sided (no response): write '~ ...'")
         body = "~ " + body
     pf = parse_formula("zi_response__ " + body)
-    if pf.random:
+    if pf.random and key != "zi":
         raise GlmmInputError(
-            f"{key} formula {echo(text)} has a random term: random effects in the {key} model are not offered yet; "
-            "keep its fixed effects")
+            f"{key} formula {echo(text)} has a random term: the {key} model takes fixed effects only (glmmTMB's "
+            "dispformula too); keep its fixed effects")
     return pf
 
 

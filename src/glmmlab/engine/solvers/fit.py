@@ -17,6 +17,7 @@ from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.assemble import record
 from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.joint_laplace import fit_joint
 from glmmlab.engine.solvers.laplace_fit import _fit_laplace
 from glmmlab.engine.solvers.reml import _fit_reml
 from glmmlab.engine.solvers.row_blocks import BlockSpec, block_count, cut_blocks
@@ -113,7 +114,10 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     st.start_at(theta_start)
     try:
         with np.errstate(all="ignore"), one_blas_thread():
-            if fam.name == "gaussian" and lk.name == "identity" and data is None:
+            if data is not None and mf.parts and mf.parts.get("zi_terms"):
+                fields = fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data,
+                                   mf.parts["zi_terms"])
+            elif fam.name == "gaussian" and lk.name == "identity" and data is None:
                 fields = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
             else:
                 fields = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary,
@@ -159,8 +163,11 @@ def _permuted(mf: ModelFrame, perm: np.ndarray) -> ModelFrame:
 
     terms = [RandomTerm(t.component, take(t.codes), t.levels, t.Z if t.Z.strides[0] == 0 else take(t.Z), t.names,
                         t.correlated) for t in mf.terms]
-    parts = None if mf.parts is None else {k: take(v) if isinstance(v, np.ndarray) else v
-                                           for k, v in mf.parts.items()}
+    parts = None if mf.parts is None else {
+        k: take(v) if isinstance(v, np.ndarray) else
+        [RandomTerm(t.component, take(t.codes), t.levels, t.Z if t.Z.strides[0] == 0 else take(t.Z), t.names,
+                    t.correlated) for t in v] if k.endswith("_terms") else v
+        for k, v in mf.parts.items()}
     return replace(mf, y=take(mf.y), X=take(mf.X), rows=take(mf.rows), terms=terms, parts=parts,
                    weights=None if mf.weights is None else take(mf.weights),
                    offset=None if mf.offset is None else take(mf.offset))

@@ -130,6 +130,13 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
             what = f"the {key} formula {echo(text)}"
             side[key] = (pf, {v: data.eval(v, f"term of {what}") for v in pf.fixed.variables},
                          [data.numeric(o, f"offset({o.deparse()}) of {what}") for o in pf.fixed.offsets])
+            for r in pf.random:  # the zero model's random terms (side_formula allows them there only)
+                for v in r.lhs.variables:
+                    rand_vals[v] = data.eval(v, f"random term {shorten(r.written)} of {what}")
+                for g in r.group:
+                    gv = data.eval(g, f"the grouping of {shorten(r.written)} in {what}", as_factor=True)
+                    assert isinstance(gv, _Fac)
+                    group_vals[g] = gv
     w_val = o_val = None
     if weights is not None:
         w_val = data.numeric(Name(str(weights)), "weights=", what=str(weights))
@@ -225,6 +232,18 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
                 raise GlmmInputError(f"the {key} formula has no terms: write '~ 1' for a constant")
             parts[f"{key}_X"], parts[f"{key}_names"] = Xp, names
             parts[f"{key}_off"] = np.sum([o.values[rows] for o in offs], axis=0) if offs else None
+            if pf.random:
+                side_terms = []
+                for r in pf.random:
+                    codes, levels = _grouping(r.group, group_vals, rows)
+                    if len(levels) < 2 and whole:
+                        raise GlmmInputError(f"the grouping factor {r.component!r} of {shorten(r.written)} in the "
+                                             f"{key} formula has only {len(levels)} level on the rows used")
+                    Zr, zr_names = _design(r.lhs, rand_vals, rows, f"random term {shorten(r.written)} of the {key} "
+                                           "formula", used, check=whole)
+                    side_terms.append(RandomTerm(r.component, codes, levels, Zr, zr_names,
+                                                 r.correlated or Zr.shape[1] > 1))
+                parts[f"{key}_terms"] = side_terms
     recipe = DesignRecipe(
         formula=f, x_names=tuple(x_names), levels={v: tuple(u.levels) for v, u in used.items()},
         scales=dict(data.scale_params), column_kinds=dict(data.kinds),
