@@ -656,6 +656,12 @@ class GlmmResult:
         """
         if type not in ("response", "link"):
             raise ValueError("type must be 'response' or 'link'")
+        if type == "response" and (self.model.get("zi") or self.model.get("disp")
+                                   or str(self.family).startswith("truncated_") or self.family == "ziGamma"):
+            raise GlmmInputError(
+                "predicting the mean of new rows of a model with a zero or dispersion model is not available yet: "
+                "type='link' gives the mean's linear predictor; the fitted rows' means, zero probabilities and "
+                "dispersions are in the fit's diagnostics (fitted_values, fitted_conditional, zi_prob, dispersion)")
         if interval is not None:
             return self._predict_interval(new_data, include_random, type, interval, level)
         include_random = True if include_random is None else include_random
