@@ -39,8 +39,8 @@ from glmmlab.engine.families.links import Link
 from glmmlab.engine.inference.intervals import VarianceLayout
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
-from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.row_blocks import cut_blocks
+from glmmlab.engine.solvers.structure import Structure
 
 Bounds = list[tuple[float | None, float | None]]
 
@@ -212,8 +212,8 @@ class LmmProblem(_Problem):
     def _beta_profiler(self, j: int, b: float):
         """The ML criterion with fixed effect j held at b: its column moved into the offset. The cross-products
         of [X_-j (rescaled), x_j, y] are computed once per j; [X_-j, y - b x_j] is a linear map of them."""
-        from glmmlab.engine.solvers.blocked_cholesky import CrossProducts
         from glmmlab.engine.solvers.scaling import scaled_design
+        from glmmlab.engine.solvers.structure import CrossProducts
 
         if j not in self._beta_cp:
             others = [i for i in range(self.X.shape[1]) if i != j]

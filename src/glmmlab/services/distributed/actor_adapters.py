@@ -16,11 +16,11 @@ from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.inference.advice import separation_of_parts
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame
-from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.glm_start import irls, moment_theta_of
 from glmmlab.engine.solvers.laplace import inside_start_of
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.row_blocks import BlockedLaplace, BlockedProfiledLmm
+from glmmlab.engine.solvers.structure import Structure
 
 ROWS_IN_FLIGHT = 4  # blocks whose per-row results the driver asks for at a time
 

@@ -13,7 +13,6 @@ from glmmlab.engine.families.distributions import Family, negbin_family
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.model.options import check_options
 from glmmlab.engine.model.terms import FactorBlock, merge_terms
-from glmmlab.engine.solvers.blocked_cholesky import Structure, check_coupled_size
 from glmmlab.engine.solvers.glm_start import glm_pass, moment_sums
 from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
 from glmmlab.engine.solvers.laplace_fit import laplace_rows
@@ -21,6 +20,7 @@ from glmmlab.engine.solvers.likelihood import likelihood_sums
 from glmmlab.engine.solvers.reml import ProfiledLmm, reml_rows
 from glmmlab.engine.solvers.row_blocks import normal_equations, stable_order
 from glmmlab.engine.solvers.scaling import GLM_PIECE, design_dot
+from glmmlab.engine.solvers.structure import Structure, check_coupled_size
 from glmmlab.engine.solvers.threads import one_blas_thread
 from glmmlab.services.distributed.cluster import release_unused_memory
 from glmmlab.services.distributed.partitions import ROW

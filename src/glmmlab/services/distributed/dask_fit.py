@@ -117,7 +117,6 @@ def _pooled(parts: list[dict]) -> tuple[float, float]:
     return mean, m2 / n
 
 
-
 # -- the driver ----------------------------------------------------------------------------------------------
 def fit_formula_dask(
     data: Any,
