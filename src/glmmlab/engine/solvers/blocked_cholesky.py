@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg, sparse
+from scipy.linalg import lapack
 
 from glmmlab.engine.solvers.batched import (
     batched_cholesky,
@@ -35,6 +36,42 @@ from glmmlab.engine.solvers.batched import (
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
 MAX_COUPLED_PAIRS = 10_000_000  # products of coupled entries kept by _CoupledPairs (about 12 bytes each)
+
+# LAPACK's routines for the coupled block, called directly: scipy.linalg's cholesky and solve_triangular call the
+# same ones (with the same arguments, so the same numbers) behind checks and a batching wrapper that cost several
+# microseconds a call, and the block is factored and solved a few times per PIRLS iteration.
+_POTRF, _TRTRS = lapack.get_lapack_funcs(("potrf", "trtrs"), (np.empty((1, 1)),))
+
+
+def _cholesky_lower(S: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """``linalg.cholesky(S, lower=True, check_finite=False, overwrite_a=overwrite)``."""
+    if S.dtype != np.float64 or S.ndim != 2 or S.size == 0:
+        return linalg.cholesky(S, lower=True, check_finite=False, overwrite_a=overwrite)
+    c, info = _POTRF(S, lower=1, overwrite_a=overwrite, clean=1)
+    if info > 0:
+        raise linalg.LinAlgError(f"{info}-th leading minor of the array is not positive definite")
+    if info < 0:
+        raise ValueError(f'LAPACK reported an illegal value in {-info}-th argument on entry to "POTRF".')
+    return c
+
+
+def _solve_lower(L: np.ndarray, b: np.ndarray, transposed: bool = False, check_finite: bool = True) -> np.ndarray:
+    """``linalg.solve_triangular(L, b, lower=True, trans="T" if transposed else "N", check_finite=check_finite)``:
+    L^-1 b, or L^-T b."""
+    if check_finite:
+        L, b = np.asarray_chkfinite(L), np.asarray_chkfinite(b)
+    if L.dtype != np.float64 or b.dtype != np.float64 or L.ndim != 2 or b.size == 0:
+        return linalg.solve_triangular(L, b, lower=True, trans=1 if transposed else 0, check_finite=False)
+    trans = 1 if transposed else 0
+    if L.flags.f_contiguous:
+        x, info = _TRTRS(L, b, lower=1, trans=trans)
+    else:  # as scipy does: the transposed system, which LAPACK reads in its own (column-major) order
+        x, info = _TRTRS(L.T, b, lower=0, trans=1 - trans)
+    if info > 0:
+        raise linalg.LinAlgError(f"singular matrix: resolution failed at diagonal {info - 1}")
+    if info < 0:
+        raise ValueError(f"illegal value in {-info}-th argument of internal trtrs")
+    return x
 
 
 def _as_dense(a: Any) -> np.ndarray:
@@ -60,7 +97,7 @@ class Factor:
         rhs1 = self.G1[:, :, col]
         if self.L22 is not None:
             assert self.G2 is not None and self.C21 is not None  # the coupled factors' parts come together
-            u2 = linalg.solve_triangular(self.L22, self.G2[:, col], lower=True, trans="T")
+            u2 = _solve_lower(self.L22, self.G2[:, col], transposed=True)
             rhs1 = rhs1 - (self.C21.T @ u2).reshape(L1, q1)
         else:
             u2 = np.empty(0)
@@ -74,8 +111,8 @@ class Factor:
         if self.L22 is None:
             return batched_solve_upper(self.L11, y1).ravel()
         assert self.C21 is not None
-        y2 = linalg.solve_triangular(self.L22, rhs[L1 * q1:] - self.C21 @ y1.ravel(), lower=True)
-        x2 = linalg.solve_triangular(self.L22, y2, lower=True, trans="T")
+        y2 = _solve_lower(self.L22, rhs[L1 * q1:] - self.C21 @ y1.ravel())
+        x2 = _solve_lower(self.L22, y2, transposed=True)
         x1 = batched_solve_upper(self.L11, y1 - (self.C21.T @ x2).reshape(L1, q1))
         return np.concatenate([x1.ravel(), x2])
 
@@ -88,7 +125,7 @@ class Factor:
             return H11, None, None
         assert self.C21 is not None
         Q2 = self.L22.shape[0]
-        L22inv = linalg.solve_triangular(self.L22, np.eye(Q2), lower=True)
+        L22inv = _solve_lower(self.L22, np.eye(Q2))
         Sinv = L22inv.T @ L22inv
         C = _as_dense(self.C21)  # (Q2, L1 q1)
         # X12 = H11^-1 H12 = L11^-T C21'; (H^-1)_12 = -X12 S^-1; diag blocks of (H^-1)_11 add X12 S^-1 X12'
@@ -108,7 +145,7 @@ class Factor:
         assert self.C21 is not None
         # L^-1 = [[L11^-1, 0], [-L22^-1 C21 L11^-1, L22^-1]]; the lower-left block adds to the leading
         # factor's diagonal blocks, and L22^-1 gives those of the coupled factors.
-        L22inv = linalg.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True)
+        L22inv = _solve_lower(self.L22, np.eye(self.L22.shape[0]))
         Linv1_sp = _block_diag_sparse(Linv1)
         Q2 = self.L22.shape[0]
         chunk = max(1, int(2e7 // max(Q2, 1)))
@@ -171,11 +208,11 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
         L11inv = structure.block_diag1(batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11)
         C21 = (B21 @ L11inv.T).tocsr()
         S22 = (Lam2.T @ cp.A22 @ Lam2).toarray() + np.eye(structure.Q2) - (C21 @ C21.T).toarray()
-        L22 = linalg.cholesky(S22, lower=True, check_finite=False)
+        L22 = _cholesky_lower(S22)
         logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
         if m:
             S2E = np.asarray(Lam2.T @ cp.E2) - np.asarray(C21 @ G1.reshape(L1 * q1, m))
-            G2 = linalg.solve_triangular(L22, S2E, lower=True, check_finite=False)
+            G2 = _solve_lower(L22, S2E, check_finite=False)
             SEE = SEE - G2.T @ G2
         else:
             G2 = np.empty((structure.Q2, 0))
@@ -207,12 +244,12 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
         S22 = cp._A22 * np.outer(lam2, lam2)
         S22 -= (C21 @ C21.T).toarray()
     S22[np.diag_indices(Q2)] += 1.0
-    L22 = linalg.cholesky(S22, lower=True, check_finite=False, overwrite_a=True)
+    L22 = _cholesky_lower(S22, overwrite=True)
     logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
     m = cp.EE.shape[0]
     if m:
         S2E = lam2[:, None] * np.asarray(cp.E2) - np.asarray(C21 @ G1.reshape(L1, m))
-        G2 = linalg.solve_triangular(L22, S2E, lower=True, check_finite=False)
+        G2 = _solve_lower(L22, S2E, check_finite=False)
         SEE = SEE - G2.T @ G2
     else:
         G2 = np.empty((Q2, 0))
@@ -289,19 +326,25 @@ def _factor_dense_coupling(structure: Structure, cp: CrossProducts, lams: list[n
     L1, q1, Q2 = structure.L1, structure.q1, structure.Q2
     assert cp.A21 is not None and cp.A22 is not None and cp.E2 is not None  # the model has coupled factors
     Lam1 = lams[0]
-    # B21 = Lambda2' A21 Lambda1, then C21 = B21 L11^-T (per level of the leading factor)
-    B = _apply_lambda_rows(structure, lams, cp.A21)
-    B = np.einsum("kjb,ba->kja", B.reshape(Q2, L1, q1), Lam1)
-    Linv = batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11
-    C = np.einsum("kjb,jab->kja", B, Linv).reshape(Q2, L1 * q1)
-    S22 = _apply_lambda_rows(structure, lams, _apply_lambda_rows(structure, lams, cp.A22).T).T
+    if structure.all_scalar:  # every Lambda a number: its products are scalings (as the einsums below compute them)
+        lam2 = np.repeat([float(L[0, 0]) for L in lams[1:]], structure.rest_levels)
+        C = (lam2[:, None] * cp.A21) * float(Lam1[0, 0]) * (1.0 / L11[:, 0, 0])[None, :]
+        S22 = (lam2[:, None] * cp.A22) * lam2[None, :]
+    else:
+        # B21 = Lambda2' A21 Lambda1, then C21 = B21 L11^-T (per level of the leading factor)
+        B = _apply_lambda_rows(structure, lams, cp.A21)
+        B = np.einsum("kjb,ba->kja", B.reshape(Q2, L1, q1), Lam1)
+        Linv = batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11
+        C = np.einsum("kjb,jab->kja", B, Linv).reshape(Q2, L1 * q1)
+        S22 = _apply_lambda_rows(structure, lams, _apply_lambda_rows(structure, lams, cp.A22).T).T
     S22 = S22 + np.eye(Q2) - C @ C.T
-    L22 = linalg.cholesky(S22, lower=True, check_finite=False)
+    L22 = _cholesky_lower(S22)
     logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
     m = cp.EE.shape[0]
     if m:
-        S2E = _apply_lambda_rows(structure, lams, cp.E2) - C @ G1.reshape(L1 * q1, m)
-        G2 = linalg.solve_triangular(L22, S2E, lower=True, check_finite=False)
+        lam_E2 = lam2[:, None] * cp.E2 if structure.all_scalar else _apply_lambda_rows(structure, lams, cp.E2)
+        S2E = lam_E2 - C @ G1.reshape(L1 * q1, m)
+        G2 = _solve_lower(L22, S2E, check_finite=False)
         SEE = SEE - G2.T @ G2
     else:
         G2 = np.empty((Q2, 0))

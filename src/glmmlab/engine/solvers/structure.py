@@ -71,6 +71,7 @@ class Structure:
         self.n_theta = int(bounds[-1])
         offs = np.concatenate([[0], np.cumsum([b.size for b in self.rest])]).astype(int)
         self.rest_offsets = [int(o) for o in offs[:-1]]
+        self.rest_levels = [b.n_levels for b in self.rest]
         self.Q2 = int(offs[-1])
         self.Q = self.L1 * self.q1 + self.Q2
         self.all_scalar = all(b.q == 1 for b in blocks)
