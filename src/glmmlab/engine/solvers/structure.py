@@ -26,6 +26,11 @@ def _level_sum(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarr
     return np.bincount(codes, weights=values, minlength=n_levels)
 
 
+def _plus(total: np.ndarray | None, part: np.ndarray) -> np.ndarray:
+    """A running sum of arrays: the first part itself, then each part added to the sum before it."""
+    return part if total is None else total + part
+
+
 def check_coupled_size(st: "Structure") -> None:
     """Refuse, before the first evaluation, a structure whose dense coupled block (Q2 x Q2 doubles, the random
     effects outside the leading factor; crossed factors) exceeds LIMITS.coupled_block_bytes, saying why."""
@@ -72,6 +77,8 @@ class Structure:
         offs = np.concatenate([[0], np.cumsum([b.size for b in self.rest])]).astype(int)
         self.rest_offsets = [int(o) for o in offs[:-1]]
         self.rest_levels = [b.n_levels for b in self.rest]
+        # the coupled factors' scalar terms whose column is all ones (a random intercept: no product per row)
+        self.rest_ones = [b.q == 1 and bool(np.all(b.Z[:, 0] == 1.0)) for b in self.rest]
         self.Q2 = int(offs[-1])
         self.Q = self.L1 * self.q1 + self.Q2
         self.all_scalar = all(b.q == 1 for b in blocks)
@@ -165,7 +172,8 @@ class Structure:
                 continue
             codes = np.asarray(blk.codes, dtype=np.intp)
             if blk.q == 1:
-                out += blk.Z[:, 0] * b[codes, 0]
+                at_rows = np.take(b[:, 0], codes)
+                out += at_rows if self.rest_ones[i - 1] else blk.Z[:, 0] * at_rows
             else:
                 out += np.einsum("nq,nq->n", blk.Z, b[codes])
         return out
@@ -331,19 +339,22 @@ class Structure:
         iteration cost 4 ms; these sums 0.3 ms)."""
         cols2, cols1, cells21, cells22 = self._coupling_columns()
         Lq1, Q2 = self.L1 * self.q1, self.Q2
-        A21 = np.zeros(Q2 * Lq1)
-        A22 = np.zeros(Q2 * Q2)
-        E2 = np.zeros((Q2, m))
+        # each product the sum of its columns' sums, the first one as it is (a random intercept has one of each)
+        A21 = A22 = E2 = None
         for i, (p2, z2) in enumerate(cols2):
             wz2 = w if z2 is None else w * z2
             for (_p1, z1), cell in zip(cols1, cells21[i]):
-                A21 += np.bincount(cell, weights=wz2 if z1 is None else wz2 * z1, minlength=Q2 * Lq1)
+                A21 = _plus(A21, np.bincount(cell, weights=wz2 if z1 is None else wz2 * z1, minlength=Q2 * Lq1))
             for (_p3, z3), cell in zip(cols2, cells22[i]):
-                A22 += np.bincount(cell, weights=wz2 if z3 is None else wz2 * z3, minlength=Q2 * Q2)
+                A22 = _plus(A22, np.bincount(cell, weights=wz2 if z3 is None else wz2 * z3, minlength=Q2 * Q2))
             if m and E is not None:
-                idx = (p2[:, None] * m + np.arange(m)[None, :]).ravel()
-                E2 += np.bincount(idx, weights=(wz2[:, None] * E).ravel(), minlength=Q2 * m).reshape(Q2, m)
-        return A21.reshape(Q2, Lq1), A22.reshape(Q2, Q2), E2
+                if m == 1:  # the cells are the coupled rows themselves
+                    idx, wE = p2, wz2 * E[:, 0]
+                else:
+                    idx, wE = (p2[:, None] * m + np.arange(m)[None, :]).ravel(), (wz2[:, None] * E).ravel()
+                E2 = _plus(E2, np.bincount(idx, weights=wE, minlength=Q2 * m))
+        assert A21 is not None and A22 is not None  # a coupling has columns on both sides
+        return A21.reshape(Q2, Lq1), A22.reshape(Q2, Q2), np.zeros((Q2, m)) if E2 is None else E2.reshape(Q2, m)
 
 
 class _BlockDiagPattern:
