@@ -194,7 +194,7 @@ def web_doors(client, df: pd.DataFrame, family: str, link: str) -> dict:
     ds = job["result"]["dataset"]["id"]
     out = {"web formula": web_fit(client, {"dataset_id": ds, "formula": FORMULA, "family": family, "link": link,
                                            "weights": WEIGHTS.get(family)})}
-    from glmmlab.services.workbench.fits import FAMILIES as SIMPLE_FORM_FAMILIES
+    from glmmlab.services.workbench.glmm_form import FAMILIES as SIMPLE_FORM_FAMILIES
 
     if family in SIMPLE_FORM_FAMILIES:
         out["web form"] = web_fit(client, {"dataset_id": ds, "response": "y", "group": "g", "fixed": ["x"],
