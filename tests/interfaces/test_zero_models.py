@@ -136,3 +136,12 @@ def test_refits_refused_in_words(zinb):
     with pytest.raises(GlmmInputError, match="type='link' gives the mean's linear predictor"):
         zinb.predict(pd.DataFrame({"mined": ["yes"], "site": ["R-1"]}))
     assert zinb.r2()["marginal"] is None and "zero" in zinb.r2()["reason"]
+
+
+def test_dask_refuses_in_words(sal):
+    dd = pytest.importorskip("dask.dataframe")
+    ddf = dd.from_pandas(sal, npartitions=2)
+    with pytest.raises(GlmmInputError, match="fitted in memory"):
+        glmmlab.glmm("count ~ mined + (1 | site)", ddf, family="nbinom2", zi="~ mined")
+    with pytest.raises(GlmmInputError, match="not available on a Dask DataFrame"):
+        glmmlab.glmm("count ~ mined + (1 | site)", ddf, family="truncated_poisson")

@@ -36,7 +36,8 @@ FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "f
                 "link": "Link Function", "conf_level": "Confidence Level", "max_iter": "Max Iterations",
                 "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name",
                 "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials",
-                "reference_levels": "Reference level", "ddf": "Fixed-effect tests", "dispersion": "Dispersion"}
+                "reference_levels": "Reference level", "ddf": "Fixed-effect tests", "dispersion": "Dispersion",
+                "zi": "Zero-inflation / hurdle model", "disp": "Dispersion model"}
 
 
 class FieldError(ServiceError):
@@ -70,6 +71,9 @@ class Form:
         self.dispersion = body.get("dispersion") or "estimated"
         self.formula: Optional[str] = body.get("formula")
         self.weights: Optional[str] = body.get("weights")
+        # glmmTMB's ziformula and dispformula (one-sided formulas; empty: none)
+        self.zi: Optional[str] = (str(body.get("zi") or "").strip() or None)
+        self.disp: Optional[str] = (str(body.get("disp") or "").strip() or None)
         self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels")
         self.form: Optional[dict[str, Any]] = body.get("form")
 
@@ -224,7 +228,8 @@ def _dataset(project, dataset_id):
 
 
 def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str],
-                  reference_levels: Optional[dict[str, str]] = None):
+                  reference_levels: Optional[dict[str, str]] = None, zi: Optional[str] = None,
+                  disp: Optional[str] = None):
     """Build the formula's model frame on the dataset (the fit's own builder): the model frame, or FieldError
     naming the Model formula (or the Weights column) with the builder's explanation."""
     text = (formula or "").strip()
@@ -238,15 +243,20 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
             raise FieldError("weights", f"Weights must be a numeric column; '{weights}' is {cols[weights].dtype}.")
     try:
         parse_formula(text)  # the formula's limits (length, nesting, terms) before the data are read
-        names = list(dict.fromkeys(formula_columns(text, info) + ([weights] if weights else [])))
+        side = [t for t in (zi, disp) if t]
+        names = list(dict.fromkeys(formula_columns(text, info) + [c for t in side for c in formula_columns(t, info)]
+                                   + ([weights] if weights else [])))
         frame = catalogue.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
         return build_model_frame(frame, text, family=family, weights=weights or None,
                                  reference_levels=reference_levels or None,
-                                 known_columns=[c.name for c in info.columns]), names
+                                 known_columns=[c.name for c in info.columns], zi=zi, disp=disp), names
     except GlmmInputError as exc:
         message = str(exc)
         field = "weights" if weights and message.startswith("weights") else \
-            "reference_levels" if message.startswith("reference_levels") else "formula"
+            "reference_levels" if message.startswith("reference_levels") else \
+            "zi" if zi and ("zi formula" in message or message.startswith("zi ") or "zero" in message) else \
+            "disp" if disp and ("disp formula" in message or message.startswith("disp ")
+                                or "dispersion" in message) else "formula"
         raise FieldError(field, message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")) from None
 
 
@@ -255,10 +265,12 @@ def check_general_form(project: Project, body: Form) -> tuple[Any, dict[str, Any
     info = _dataset(project, body.dataset_id)
     family, link, options = check_options(body, GENERAL_FAMILIES)
     weights = (body.weights or "").strip() or None
-    mf, columns = check_formula(project, info, body.formula, family, weights, body.reference_levels)
+    mf, columns = check_formula(project, info, body.formula, family, weights, body.reference_levels, body.zi,
+                                body.disp)
     spec = {"formula": (body.formula or "").strip(), "response": mf.response, "fixed": None, "group": None,
             "family": family, "link": link, "intercept": bool(mf.intercept), "weights": weights,
             "reference_levels": body.reference_levels or None, "columns": columns, **options}
+    spec.update({k: v for k, v in (("zi", body.zi), ("disp", body.disp)) if v})  # only when given
     return info, spec
 
 

@@ -52,6 +52,12 @@ class FitBody(BaseModel):
     weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
     reference_levels: Optional[dict[str, str]] = Field(
         None, description="Reference level per factor column (with a formula), e.g. {\"f\": \"b\"}: R's relevel.")
+    zi: Optional[str] = Field(None, description="Zero-inflation / hurdle model (with a formula): a one-sided formula "
+                                                "of the structural-zero probability (logit), e.g. '~ mined'; for a "
+                                                "hurdle family the model of P(y = 0). glmmTMB's ziformula.")
+    disp: Optional[str] = Field(None, description="Dispersion model (with a formula): a one-sided formula of the "
+                                                  "family's dispersion on its log scale, e.g. '~ x'. glmmTMB's "
+                                                  "dispformula.")
     form: Optional[dict[str, Any]] = Field(None, description="The page's record of every control of the form, kept "
                                                               "with a saved model to fill the form again.")
 
