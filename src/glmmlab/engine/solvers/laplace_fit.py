@@ -209,7 +209,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
 
         def nb_run(start):
             return _optimize(nb_value, start, lower_full, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
-                             hessian=(se == "hessian"), fun_grad=nb_value_grad if exact else None)
+                             hessian=(se == "hessian" or (fam.hessian_se and exact)),
+                             fun_grad=nb_value_grad if exact else None)
 
         x, record = nb_run(np.append(x0, psi0))
         deviance = cold_value(obj, x, edge, nb_value)
@@ -224,7 +225,14 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             else:
                 nb_value(x)  # the member of the estimates again
         x_full = x
-        if fam.hessian_se:
+        if fam.hessian_se and exact and record.hessian is not None:
+            # the optimiser's Hessian at its optimum, held at the bound where theta is (as joint_hessian)
+            hess_full = np.array(record.hessian, dtype=float)
+            held = (lower_full == 0.0) & (x_full <= 0.0)
+            hess_full[held, :] = 0.0
+            hess_full[:, held] = 0.0
+            nb_value(x_full)  # the member of the estimates again
+        elif fam.hessian_se:
             report(progress, "Computing standard errors (Hessian)", 0.82)
             hess_full = joint_hessian(nb_value_grad if exact else numeric_gradient(nb_value, lower_full), x_full,
                                       lower_full)

@@ -23,6 +23,7 @@ ROUNDING_GTOL = 1e-10
 # 1e-9 relative (the last quasi-Newton iterations creep through the final digits: on the 1M-row slope case
 # 15 of 36 evaluations; the estimates are the same to 1e-10 either way, the polish ends at rounding level).
 LBFGS_FTOL, HANDOVER_FTOL = 1e-15, 1e-9
+HESSIAN_REUSE = 1e-5  # a polish Hessian serves as the optimum's if the point moved less than this (relative)
 # The scaled gradient (see scaled_gradient) below which an optimum counts as reached when the absolute gradient
 # test cannot tell (at the default tolerance 1e-6; it scales with the tolerance): lme4's check.conv.grad uses 2e-3.
 SCALED_GTOL = 1e-3
@@ -207,6 +208,7 @@ def minimize(
     x, f = res.x.copy(), float(res.fun)
     iterations = int(res.nit)
     H = None
+    H_x: np.ndarray | None = None
     f_prev = f
 
     def gtol_abs(f_: float) -> float:
@@ -228,6 +230,7 @@ def minimize(
         # optimum moves with the rounding of the sums (e.g. with how the groups are cut into blocks). A few
         # Newton steps judged by the gradient, not by f, take it down to rounding level.
         H = approx_hessian(x) if approx_hessian is not None else fd_hessian(counted, x, lower)
+        H_x = x.copy() if approx_hessian is None else None  # where a finite-difference H was taken
         x, f, extra = _gradient_polish(counted, x, f, lower, H, near_rounding, log)
         iterations += extra
     if not small_gradient(x) and not (iterations >= max_iter):
@@ -240,6 +243,7 @@ def minimize(
     if polish and not small_gradient(x):
         for _ in range(4):
             H = fd_hessian(counted, x, lower)
+            H_x = x.copy()
             g = counted(x)[1]
             free = ~((x <= lower) & (g > 0))
             if not free.any():
@@ -264,7 +268,10 @@ def minimize(
             log_step(log, f, x, "newton")
             if f_prev - f < 1e-12 * (1.0 + abs(f)) or small_gradient(x):
                 break
-    if hessian:
+    if hessian and not (H is not None and H_x is not None
+                        and float(np.max(np.abs(x - H_x) / np.maximum(1.0, np.abs(x)))) <= HESSIAN_REUSE):
+        # the polish's Hessian serves where its Newton steps moved the point by a rounding-level amount (the
+        # standard errors change by that relative amount), else it is taken again at the optimum
         H = fd_hessian(counted, x, lower)
     g_final = counted(x)[1]
     gnorm = projected_gradient(x, g_final, lower)
