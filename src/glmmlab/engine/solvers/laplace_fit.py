@@ -205,6 +205,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             # start there, and its value is the null model of the random effects' test
             report(progress, "Initial values (the model without random effects)", 0.09)
             x0, psi0, glm_m2 = glm_stage(nb_value_grad, x0, psi0, nt)
+            if st._start is None:  # theta from lme4's start halved or doubled while the deviance falls
+                x0[:nt] = _relative_theta_start(lambda th: nb_value(np.concatenate([th, x0[nt:], psi0])), x0[:nt])
         lower_full = np.append(lower, np.full(m_psi, -np.inf))
 
         def nb_run(start):
