@@ -152,7 +152,10 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
     assert family.locator("option").all_inner_texts() == ["Gaussian (Normal)", "Binomial (Logistic)",
                                                           "Poisson (Count)", "Gamma", "Negative Binomial (NB2)",
                                                           "Negative Binomial (NB1)", "Beta", "Beta-binomial",
-                                                          "Student t", "Tweedie"]
+                                                          "Student t", "Tweedie", "Truncated Poisson (hurdle)",
+                                                          "Truncated Negative Binomial (NB2, hurdle)",
+                                                          "Truncated Negative Binomial (NB1, hurdle)",
+                                                          "Gamma with exact zeros (hurdle)"]
     assert options_of(link) == ["identity", "log", "inverse"]
     for fam, links in [("poisson", ["log", "identity"]), ("gamma", ["inverse", "log", "identity"]),
                        ("binomial", ["logit", "probit"])]:
