@@ -1,0 +1,357 @@
+"""Simulation-based scaled residuals (randomised quantile residuals, as R's DHARMa computes them) and the tests
+that compare the observed response with responses simulated from the fitted model.
+
+A fit is checked by simulating ``n_sim`` new responses from it and reading each observed value against its own
+row's simulations:
+
+- **scaled residual** of row i: the empirical CDF of its simulations at the observed value. Where simulations tie
+  with the observed value (every count family, the exact zeros of a Tweedie, a binomial proportion), it is drawn
+  uniformly between the share of simulations below the value and the share at or below it (the probability
+  integral transform of Dunn and Smyth's randomised quantile residuals; DHARMa's default ``method = "PIT"``).
+  Under a correct model the residuals are uniform on (0, 1), whatever the family.
+- **dispersion test** (DHARMa's default ``testDispersion``): the variance of the observed response's differences
+  from the fitted means against the same statistic of every simulated response; the ratio observed / mean
+  simulated, above 1 for overdispersion, and a two-sided simulation p-value.
+- **zero-inflation test** (``testZeroInflation``): the number of zeros observed against the numbers simulated.
+- **uniformity test** (``testUniformity``): Kolmogorov-Smirnov of the scaled residuals against U(0, 1).
+- **outlier test** (``testOutliers(type = "binomial")``): residuals at 0 or 1 (outside every simulation) against
+  their expected frequency 2 / (n_sim + 1), by an exact binomial test.
+
+As in DHARMa, the "fitted" values of the dispersion test and of the residual plot are the population-level means
+(the random effects at 0: lme4's ``predict(re.form = ~0, type = "response")``), and a binomial response with
+trials is read as its counts of successes (proportion x trials) on both sides.
+
+What a row's distribution needs, fixed across simulations, is one object, :class:`RowInputs` (built from a fit
+by :func:`row_inputs`): the family member, link, the fixed part of the linear predictor, the fitted modes'
+contribution, prior weights, the dispersion, the random-effects structure to draw from and a per-row probability
+of a structural zero (zero-inflation). The simulations are drawn in chunks of columns whose size depends on the
+number of rows only, so a seed gives the same residuals on any machine and whatever the memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families.distributions import FAMILIES, Family
+from glmmlab.engine.families.links import LINKS, Link
+from glmmlab.engine.inference.intervals import VarianceLayout
+from glmmlab.engine.inference.results import GlmmResult
+from glmmlab.engine.model.terms import ModelFrame, merge_terms
+
+CHUNK_CELLS = 1 << 21  # simulated values drawn at once (rows x columns): about 16 MB per array
+KEEP_CELLS = 5_000_000  # the simulated matrix is kept (``keep``) up to this many values
+COUNT_FAMILIES = ("binomial", "poisson", "negbin", "nbinom1", "betabinomial")  # DHARMa's integer responses
+ALTERNATIVES = ("two.sided", "greater", "less")
+
+
+@dataclass(frozen=True)
+class RandomPart:
+    """The random effects of one grouping factor, drawn afresh for an unconditional simulation: per level q
+    effects b = L z with z standard normal, entering row i's linear predictor as Z[i] . b[codes[i]]."""
+
+    codes: np.ndarray  # (n,) the level of each row
+    Z: np.ndarray  # (n, q) the factor's model-matrix columns (an intercept's ones may be a broadcast view)
+    chol: np.ndarray  # (q, q) lower Cholesky factor of the effects' covariance (absolute, not relative)
+    n_levels: int
+
+    def draw(self, rng: np.random.Generator, k: int) -> np.ndarray:
+        """(n, k): the contribution to each row's linear predictor of k independent draws of the effects."""
+        q = self.chol.shape[0]
+        z = rng.standard_normal((self.n_levels, q, k))
+        b = np.einsum("ij,ljk->lik", self.chol, z)  # (levels, q, k)
+        if q == 1:
+            return self.Z[:, :1] * b[self.codes, 0, :]
+        return np.einsum("nq,nqk->nk", self.Z, b[self.codes])
+
+
+@dataclass(frozen=True)
+class RowInputs:
+    """Everything per row that the response's distribution needs, fixed across simulations.
+
+    The mean of row i is ``link.linkinv(eta_fixed[i] + r[i])`` with r the fitted modes' contribution
+    ``eta_modes`` (a conditional simulation) or a fresh draw of every :class:`RandomPart` (unconditional); the
+    response is then drawn by ``family.sample`` with the prior weights and the dispersion ``phi`` (one number, or
+    one per row for a dispersion model), and set to 0 with probability ``zero_prob[i]`` where a model of
+    structural zeros gives one (zero-inflation; for a hurdle the family's sampler draws the positive part).
+    ``scale`` turns a draw into the response DHARMa compares (a binomial proportion into its count of successes).
+    """
+
+    family: Family  # the member at the fit's estimates of its own parameters
+    link: Link
+    eta_fixed: np.ndarray  # (n,) X beta + offset
+    eta_modes: np.ndarray  # (n,) the fitted conditional modes' contribution, Z b-hat
+    weights: np.ndarray  # (n,) prior weights (binomial and beta-binomial: the trials)
+    phi: float | np.ndarray = 1.0  # the dispersion (Gaussian variance, Gamma's phi): a number or per row
+    random: tuple[RandomPart, ...] = ()
+    zero_prob: np.ndarray | None = None  # (n,) probability of a structural zero, or None
+    scale: np.ndarray | None = None  # (n,) the factor to DHARMa's response scale (trials), or None
+
+    @property
+    def n(self) -> int:
+        return int(self.eta_fixed.shape[0])
+
+    @property
+    def integer(self) -> bool:
+        """Whether the response is integer-valued (DHARMa's ``integerResponse``; every family's residuals are
+        randomised where simulations tie with the observed value, whatever this says)."""
+        return self.family.name in COUNT_FAMILIES
+
+    def fitted(self) -> np.ndarray:
+        """The population-level means on DHARMa's response scale: the random effects at 0 (lme4's
+        ``predict(re.form = ~0, type = "response")``; a binomial's probability, as DHARMa takes it), times the
+        probability of no structural zero."""
+        mu = np.asarray(self.link.linkinv(self.eta_fixed), dtype=float)
+        return mu if self.zero_prob is None else (1.0 - self.zero_prob) * mu
+
+    def observed(self, y: np.ndarray) -> np.ndarray:
+        """The model frame's response on DHARMa's response scale."""
+        y = np.asarray(y, dtype=float)
+        return y if self.scale is None else np.rint(y * self.scale)
+
+    def draw(self, rng: np.random.Generator, k: int, conditional: bool = False) -> np.ndarray:
+        """(n, k): k responses simulated from the model, on DHARMa's response scale."""
+        eta = np.repeat(self.eta_fixed[:, None], k, axis=1)
+        if conditional:
+            eta += self.eta_modes[:, None]
+        else:
+            for part in self.random:
+                eta += part.draw(rng, k)
+        # a fresh draw of the random effects can take a mean past the family's range under a link that does not
+        # keep it inside (Gamma's inverse link, Poisson's identity): it is held at the range's end
+        lo, hi = self.family.mean_range
+        mu = np.clip(self.link.linkinv(eta), lo, hi)
+        phi = self.phi if np.ndim(self.phi) == 0 else np.asarray(self.phi)[:, None]
+        y = np.asarray(self.family.sample(rng, mu, self.weights[:, None], phi), dtype=float)
+        if self.zero_prob is not None:
+            y[rng.random(y.shape) < self.zero_prob[:, None]] = 0.0
+        if self.scale is not None:
+            y = np.rint(y * self.scale[:, None])
+        return y
+
+
+def row_inputs(result: GlmmResult, frame: ModelFrame) -> RowInputs:
+    """The :class:`RowInputs` of a fit made on ``frame`` (its rows in the order of ``frame``)."""
+    fam_key = result.family
+    fam = FAMILIES[fam_key]
+    params = result.family_params
+    if fam.parameter_names and params:
+        fam = fam.with_parameters(tuple(float(params[nm]) for nm in fam.parameter_names))
+    link = LINKS[result.link]
+    beta = dict(zip(result.names, np.asarray(result.beta, dtype=float)))
+    coef = np.array([beta.get(nm, 0.0) for nm in frame.x_names], dtype=float)  # a dropped column counts 0
+    eta = np.asarray(frame.X, dtype=float) @ coef
+    if frame.offset is not None:
+        eta = eta + np.asarray(frame.offset, dtype=float)
+    modes = _per_frame_row(result, frame, np.asarray(result.row_random_effect, dtype=float))
+    weights = np.ones(frame.n) if frame.weights is None else np.asarray(frame.weights, dtype=float)
+    phi = float(result.var_residual) if (fam.has_dispersion and result.var_residual is not None) else 1.0
+    scale = np.maximum(np.rint(weights), 1.0) if fam.name in ("binomial", "betabinomial") and \
+        frame.weights is not None else None
+    return RowInputs(fam, link, eta, modes, weights, phi, random_parts(result, frame), None, scale)
+
+
+def _per_frame_row(result: GlmmResult, frame: ModelFrame, values: np.ndarray) -> np.ndarray:
+    """A per-row array of the record (rows ``result.rows``) in the order of the frame's rows."""
+    rows, frows = np.asarray(result.rows), np.asarray(frame.rows)
+    if rows.shape == frows.shape and np.array_equal(rows, frows):
+        return values
+    order = np.argsort(rows, kind="stable")
+    pos = np.searchsorted(rows[order], frows)
+    if rows.shape[0] != frows.shape[0] or np.any(rows[order][np.minimum(pos, rows.size - 1)] != frows):
+        raise GlmmInputError("the model frame does not hold the fit's rows: refit the model on its data")
+    return values[order[pos]]
+
+
+def random_parts(result: GlmmResult, frame: ModelFrame) -> tuple[RandomPart, ...]:
+    """The random effects of a fit as :class:`RandomPart` s: its estimated standard deviations and correlations
+    turned into each factor's Cholesky factor."""
+    blocks = merge_terms(frame.terms)
+    if not blocks:
+        return ()
+    layout = VarianceLayout.of(blocks)
+    sd_cor = layout.values(result.random_effects_table(), result.correlations or [])
+    theta = layout.theta(np.nan_to_num(sd_cor))  # scale 1: the absolute Cholesky factors
+    if theta is None:
+        raise GlmmInputError("the fit's random-effect correlations are not a valid correlation matrix, so no "
+                             "random effects can be drawn from them: simulate conditional on the fitted modes")
+    parts, k = [], 0
+    for b in blocks:
+        parts.append(RandomPart(np.asarray(b.codes, dtype=np.intp), b.Z, b.lam(theta[k:k + b.n_theta]),
+                                b.n_levels))
+        k += b.n_theta
+    return tuple(parts)
+
+
+# -- the residuals -------------------------------------------------------------------------------------------------
+def pit_residuals(simulated: np.ndarray, observed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """DHARMa's scaled residuals of an (n, n_sim) matrix of simulations: per row the share of simulations below
+    the observed value, or where some tie with it a uniform draw between the shares below and at or below."""
+    simulated = np.asarray(simulated, dtype=float)
+    observed = np.asarray(observed, dtype=float)[:, None]
+    below = np.count_nonzero(simulated < observed, axis=1)
+    at_or_below = np.count_nonzero(simulated <= observed, axis=1)
+    return pit_from_counts(below, at_or_below, simulated.shape[1], rng)
+
+
+def pit_from_counts(below: np.ndarray, at_or_below: np.ndarray, n_sim: int, rng: np.random.Generator
+                    ) -> np.ndarray:
+    """The scaled residuals from each row's numbers of simulations below and at or below its observed value: one
+    uniform draw per row (every row draws, so a row's residual does not depend on the others' ties)."""
+    lower = np.asarray(below, dtype=float) / n_sim
+    upper = np.asarray(at_or_below, dtype=float) / n_sim
+    u = rng.random(lower.shape[0])
+    return np.where(upper > lower, lower + u * (upper - lower), lower)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Scaled residuals and the per-simulation statistics the tests read."""
+
+    residuals: np.ndarray  # (n,) scaled residuals in [0, 1]
+    n_sim: int
+    seed: int | None
+    conditional: bool
+    integer: bool
+    observed: np.ndarray  # (n,) the response on DHARMa's scale
+    fitted: np.ndarray  # (n,) population-level means (the dispersion test's and the plot's)
+    zeros_observed: int
+    zeros_simulated: np.ndarray  # (n_sim,) zeros in each simulated response
+    spread_observed: float  # var(observed - fitted)
+    spread_simulated: np.ndarray  # (n_sim,) var(simulated - fitted)
+    simulated: np.ndarray | None = field(default=None, repr=False)  # (n, n_sim) when kept
+
+
+def simulate(inputs: RowInputs, y: np.ndarray, n_sim: int = 250, seed: int | None = None,
+             conditional: bool = False, keep: bool | None = None) -> Simulation:
+    """Simulate ``n_sim`` responses from the model of ``inputs`` (random effects drawn afresh unless
+    ``conditional``), and the scaled residuals of the observed response ``y`` (the model frame's). Reproducible:
+    the draws come from ``numpy.random.default_rng(seed)`` (two independent streams of its ``SeedSequence``, the
+    simulations' and the residuals' randomisation). ``keep``: keep the simulated matrix (default: up to
+    :data:`KEEP_CELLS` values)."""
+    n_sim = int(n_sim)
+    if n_sim < 2:
+        raise GlmmInputError(f"n_sim must be at least 2 to compute scaled residuals (got {n_sim}); 250 is usual")
+    n = inputs.n
+    obs = inputs.observed(y)
+    if obs.shape != (n,):
+        raise GlmmInputError(f"the response has {obs.shape[0]} values for {n} rows of the model")
+    ss = np.random.SeedSequence(seed)
+    sim_rng, pit_rng = (np.random.default_rng(s) for s in ss.spawn(2))
+    keep = (n * n_sim <= KEEP_CELLS) if keep is None else keep
+    fitted = inputs.fitted()
+    below = np.zeros(n, dtype=np.int64)
+    at_or_below = np.zeros(n, dtype=np.int64)
+    zeros = np.empty(n_sim, dtype=np.int64)
+    spread = np.empty(n_sim)
+    kept = np.empty((n, n_sim)) if keep else None
+    step = max(1, CHUNK_CELLS // max(n, 1))  # depends on n only: the same seed draws the same numbers
+    with np.errstate(all="ignore"):
+        for a in range(0, n_sim, step):
+            k = min(step, n_sim - a)
+            sims = inputs.draw(sim_rng, k, conditional)
+            below += np.count_nonzero(sims < obs[:, None], axis=1)
+            at_or_below += np.count_nonzero(sims <= obs[:, None], axis=1)
+            zeros[a:a + k] = np.count_nonzero(sims == 0.0, axis=0)
+            spread[a:a + k] = np.var(sims - fitted[:, None], axis=0, ddof=1) if n > 1 else np.nan
+            if kept is not None:
+                kept[:, a:a + k] = sims
+    if not np.all(np.isfinite(spread)):
+        raise GlmmInputError("simulations from this fit gave values that are not finite (NaN or infinite); the "
+                             "estimates may lie on the edge of the family's range")
+    residuals = pit_from_counts(below, at_or_below, n_sim, pit_rng)
+    return Simulation(residuals, n_sim, seed, conditional, inputs.integer, obs, fitted,
+                      int(np.count_nonzero(obs == 0.0)), zeros,
+                      float(np.var(obs - fitted, ddof=1)) if n > 1 else float("nan"), spread, kept)
+
+
+# -- the tests -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TestResult:
+    """One test's outcome, as R's ``htest`` reports it."""
+
+    name: str
+    method: str
+    statistic: float
+    statistic_name: str
+    p_value: float
+    alternative: str
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        def num(v):
+            return None if v is None or not np.isfinite(v) else float(v)
+
+        return {"test": self.name, "method": self.method, "statistic": num(self.statistic),
+                "statistic_name": self.statistic_name, "p_value": num(self.p_value), "alternative": self.alternative,
+                **{k: (num(v) if isinstance(v, (float, np.floating)) else v) for k, v in self.details.items()}}
+
+
+def _alternative(alternative: str) -> str:
+    if alternative not in ALTERNATIVES:
+        raise GlmmInputError(f"alternative must be one of {', '.join(ALTERNATIVES)} (got {alternative!r})")
+    return alternative
+
+
+def simulation_p_value(simulated: np.ndarray, observed: float, alternative: str = "two.sided") -> float:
+    """DHARMa's ``getP``: the share of simulated statistics at least as extreme as the observed one (two-sided:
+    twice the smaller tail, at most 1)."""
+    simulated = np.asarray(simulated, dtype=float)
+    ge, le = float(np.mean(simulated >= observed)), float(np.mean(simulated <= observed))
+    if _alternative(alternative) == "greater":
+        return ge
+    if alternative == "less":
+        return le
+    return min(2.0 * min(ge, le), 1.0)
+
+
+def _ratio(observed: float, simulated: np.ndarray) -> float:
+    m = float(np.mean(simulated))
+    return observed / m if m != 0 else (float("nan") if observed == 0 else float("inf"))
+
+
+def dispersion_test(sim: Simulation, alternative: str = "two.sided") -> TestResult:
+    """DHARMa's default dispersion test: var(observed - fitted) against var(simulated - fitted) of each
+    simulation; the statistic is their ratio to the simulations' mean (> 1: overdispersion)."""
+    p = simulation_p_value(sim.spread_simulated, sim.spread_observed, alternative)
+    return TestResult("dispersion", "DHARMa nonparametric dispersion test via sd of residuals fitted vs. simulated",
+                      _ratio(sim.spread_observed, sim.spread_simulated), "dispersion", p, alternative,
+                      {"observed": sim.spread_observed, "simulated_mean": float(np.mean(sim.spread_simulated))})
+
+
+def zero_inflation_test(sim: Simulation, alternative: str = "two.sided") -> TestResult:
+    """DHARMa's zero-inflation test: the observed number of zeros against the numbers in the simulations; the
+    statistic is their ratio to the simulations' mean (> 1: more zeros than the model expects)."""
+    p = simulation_p_value(sim.zeros_simulated, sim.zeros_observed, alternative)
+    return TestResult("zero_inflation", "DHARMa zero-inflation test via comparison to expected zeros with "
+                      "simulation under H0 = fitted model", _ratio(sim.zeros_observed, sim.zeros_simulated),
+                      "ratioObsSim", p, alternative,
+                      {"observed_zeros": sim.zeros_observed,
+                       "simulated_zeros_mean": float(np.mean(sim.zeros_simulated))})
+
+
+def uniformity_test(residuals: np.ndarray, alternative: str = "two.sided") -> TestResult:
+    """DHARMa's ``testUniformity``: the one-sample Kolmogorov-Smirnov test of the scaled residuals against
+    U(0, 1) (exact for small samples, as R's ``ks.test``)."""
+    scipy_alt = {"two.sided": "two-sided", "greater": "greater", "less": "less"}[_alternative(alternative)]
+    ks = stats.kstest(np.asarray(residuals, dtype=float), "uniform", alternative=scipy_alt)
+    return TestResult("uniformity", "Asymptotic one-sample Kolmogorov-Smirnov test" if residuals.size > 100 else
+                      "Exact one-sample Kolmogorov-Smirnov test", float(ks.statistic), "D", float(ks.pvalue),
+                      alternative)
+
+
+def outlier_test(sim: Simulation, alternative: str = "two.sided") -> TestResult:
+    """DHARMa's ``testOutliers(type = "binomial")``: residuals outside every simulation (below 1 / (n_sim + 1)
+    or above 1 - 1 / (n_sim + 1)) against their expected frequency 2 / (n_sim + 1), by an exact binomial test."""
+    r = sim.residuals
+    edge = 1.0 / (sim.n_sim + 1)
+    outliers = int(np.count_nonzero(r < edge) + np.count_nonzero(r > 1.0 - edge))
+    scipy_alt = {"two.sided": "two-sided", "greater": "greater", "less": "less"}[_alternative(alternative)]
+    p = float(stats.binomtest(outliers, r.size, 2.0 * edge, alternative=scipy_alt).pvalue)
+    return TestResult("outliers", "DHARMa outlier test based on exact binomial test with approximate expectations",
+                      float(outliers), "outliers at both margin(s)", p, alternative,
+                      {"observations": int(r.size), "expected_frequency": 2.0 * edge,
+                       "frequency": outliers / max(r.size, 1)})
