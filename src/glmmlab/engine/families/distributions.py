@@ -872,7 +872,8 @@ class BetaFamily(DensityFamily):
 
     def sample(self, rng, mu, pw, phi):
         p = self.parameters[0]
-        return rng.beta(mu * p, (1.0 - mu) * p)
+        m = np.clip(mu, _EPS, 1.0 - _EPS)  # a logit link's mean rounds to 0 or 1 far out: no beta there
+        return rng.beta(m * p, (1.0 - m) * p)
 
 
 def beta_family(phi: float) -> Family:
@@ -967,7 +968,8 @@ class BetaBinomial(DensityFamily):
     def sample(self, rng, mu, pw, phi):
         p = self.parameters[0]
         trials = np.maximum(np.rint(pw), 1.0)
-        return rng.binomial(trials.astype(np.int64), rng.beta(mu * p, (1.0 - mu) * p)) / trials
+        m = np.clip(mu, _EPS, 1.0 - _EPS)  # a logit link's mean rounds to 0 or 1 far out: no beta there
+        return rng.binomial(trials.astype(np.int64), rng.beta(m * p, (1.0 - m) * p)) / trials
 
 
 def betabinomial_family(phi: float) -> Family:
