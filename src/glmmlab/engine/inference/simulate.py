@@ -268,6 +268,29 @@ def simulate(inputs: RowInputs, y: np.ndarray, n_sim: int = 250, seed: int | Non
                       float(np.var(obs - fitted, ddof=1)) if n > 1 else float("nan"), spread, kept)
 
 
+def create(simulated: np.ndarray, observed: np.ndarray, fitted: np.ndarray, seed: int | None = None,
+           integer: bool = False) -> Simulation:
+    """A :class:`Simulation` from simulations made elsewhere (DHARMa's ``createDHARMa``): an (n, n_sim) matrix of
+    simulated responses, the observed response and the predicted means (n values each); the residuals'
+    randomisation draws from the second stream of ``SeedSequence(seed)``, as :func:`simulate`'s does."""
+    sims = np.asarray(simulated, dtype=float)
+    obs = np.asarray(observed, dtype=float)
+    fit = np.asarray(fitted, dtype=float)
+    if sims.ndim != 2 or sims.shape[0] != obs.shape[0] or fit.shape != obs.shape or obs.ndim != 1:
+        raise GlmmInputError(f"simulations must be an n x n_sim matrix for n observed and fitted values (got "
+                             f"{sims.shape}, {obs.shape} and {fit.shape})")
+    if sims.shape[1] < 2:
+        raise GlmmInputError("scaled residuals need at least 2 simulations per row")
+    if not np.all(np.isfinite(sims)):
+        raise GlmmInputError("the simulations hold values that are not finite (NaN or infinite)")
+    pit_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
+    n, n_sim = sims.shape
+    return Simulation(pit_residuals(sims, obs, pit_rng), n_sim, seed, False, bool(integer), obs, fit,
+                      int(np.count_nonzero(obs == 0.0)), np.count_nonzero(sims == 0.0, axis=0),
+                      float(np.var(obs - fit, ddof=1)) if n > 1 else float("nan"),
+                      np.var(sims - fit[:, None], axis=0, ddof=1) if n > 1 else np.full(n_sim, np.nan), sims)
+
+
 # -- the tests -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TestResult:

@@ -41,6 +41,14 @@ class SimulatedResiduals:
         self.link = link
         self.response = response
 
+    @classmethod
+    def from_simulations(cls, simulated: np.ndarray, observed: np.ndarray, fitted: np.ndarray,
+                         seed: int | None = DEFAULT_SEED, integer: bool = False) -> "SimulatedResiduals":
+        """Scaled residuals, tests and plots of simulations made elsewhere (DHARMa's ``createDHARMa``): an n x n_sim
+        matrix of simulated responses, the n observed values and the n predicted means."""
+        simulation = sim_engine.create(simulated, observed, fitted, seed=seed, integer=integer)
+        return cls(simulation, np.arange(simulation.observed.shape[0]), "custom", "")
+
     # -- what the simulation gave ------------------------------------------------------------------------------
     @property
     def residuals(self) -> np.ndarray:
