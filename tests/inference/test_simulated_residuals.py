@@ -134,7 +134,8 @@ def data(family: str, n: int = 1500, groups: int = 40, seed: int = 1, zi: float 
     eta = 0.3 + 0.5 * x + rng.normal(0, 0.5, groups)[g]
     mu, p = np.exp(eta), 1 / (1 + np.exp(-eta))
     y = {"poisson": lambda: rng.poisson(mu), "binomial": lambda: rng.binomial(1, p),
-         "gaussian": lambda: eta + rng.normal(size=n), "negbin": lambda: rng.negative_binomial(size, size / (size + mu)),
+         "gaussian": lambda: eta + rng.normal(size=n),
+         "negbin": lambda: rng.negative_binomial(size, size / (size + mu)),
          "beta_family": lambda: rng.beta(p * 10, (1 - p) * 10)}[family]()
     if zi:
         y = y * (rng.random(n) >= zi)

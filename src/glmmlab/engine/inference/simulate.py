@@ -31,6 +31,7 @@ number of rows only, so a seed gives the same residuals on any machine and whate
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -124,7 +125,8 @@ class RowInputs:
         # keep it inside (Gamma's inverse link, Poisson's identity): it is held at the range's end
         lo, hi = self.family.mean_range
         mu = np.clip(self.link.linkinv(eta), lo, hi)
-        phi = self.phi if np.ndim(self.phi) == 0 else np.asarray(self.phi)[:, None]
+        # a dispersion per row (a dispersion model) goes to the sampler as a column, like the weights
+        phi: Any = self.phi if np.ndim(self.phi) == 0 else np.asarray(self.phi, dtype=float)[:, None]
         y = np.asarray(self.family.sample(rng, mu, self.weights[:, None], phi), dtype=float)
         if self.zero_prob is not None:
             y[rng.random(y.shape) < self.zero_prob[:, None]] = 0.0

@@ -32,9 +32,8 @@ from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.threads import fit_heap, one_blas_thread
-from glmmlab.services.modeling import bootstrap, fitting, frames, marginal, prediction, profiling
+from glmmlab.services.modeling import bootstrap, fitting, frames, marginal, prediction, profiling, simulated_residuals
 from glmmlab.services.modeling import r2 as r2_service
-from glmmlab.services.modeling import simulated_residuals
 from glmmlab.services.views import text
 
 Predictor = Callable[[Any], "tuple[np.ndarray, np.ndarray]"]

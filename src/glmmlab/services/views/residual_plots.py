@@ -113,8 +113,8 @@ def test_lines(tests: dict[str, Any]) -> list[tuple[str, float | None]]:
         if t is None:
             continue
         p_text = _p_text(t.p_value)
-        out.append((f"{label}: p {p_text if p_text.startswith('<') else '= ' + p_text}" + (" (significant)" if t.p_value < 0.05 else ""),
-                    t.p_value))
+        shown = p_text if p_text.startswith("<") else "= " + p_text
+        out.append((f"{label}: p {shown}" + (" (significant)" if t.p_value < 0.05 else ""), t.p_value))
     return out
 
 
