@@ -71,3 +71,21 @@ def test_an_unknown_plot_is_not_found(client, fitted):
     job, _ = fitted
     r = client.get(f"/api/glmm/fits/{job['id']}/simulated-residuals/histogram.png")
     assert r.status_code == 404 and "simulated-qq" in r.json()["error"]
+
+
+def test_simulated_residuals_go_into_a_report_once(client, fitted):
+    job, _ = fitted
+    model = client.post("/api/models", json={"fit_id": job["id"], "name": "recovery"}).json()
+    params = {"n_sim": 100, "seed": 3}
+    r = client.post(f"/api/models/{model['id']}/simulated-residuals/report", params=params, json={})
+    assert r.status_code == 200, r.text
+    rep = r.json()
+    assert rep["added"] == ["recovery: Simulated Residuals (DHARMa)", "recovery: Simulated Residuals: Uniform Q-Q",
+                            "recovery: Simulated Residuals vs Predicted"]
+    again = client.post(f"/api/models/{model['id']}/simulated-residuals/report", params=params, json={}).json()
+    assert again["added"] == [] and len(again["skipped"]) == 3
+    other = client.post(f"/api/glmm/fits/{job['id']}/simulated-residuals/report",
+                        params={**params, "name": "run 1"}, json={"report_id": rep["id"]}).json()
+    assert other["added"][0] == "run 1: Simulated Residuals (DHARMa)"
+    html = client.get(f"/api/reports/{rep['id']}/export")
+    assert html.status_code == 200 and "Simulated Residuals vs Predicted" in html.text

@@ -76,6 +76,8 @@ def test_simulated_residuals_of_a_run_and_of_a_saved_model(page, live_server_fac
     expect(section.locator("figure.plot")).to_have_count(2, timeout=30_000)
     expect(section.locator(".sim-note")).to_contain_text("held at their fitted modes")
     images_loaded(section)
+    section.locator("button.sim-report").click()
+    expect(section.locator(".sim-report-status")).to_contain_text("Added the simulated residuals to report")
     section.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "diagnostics-simulated-residuals.png"))
     section.locator("figure.plot").first.locator("button.plot-open").click()

@@ -399,3 +399,22 @@ def simulated_png(sr: Any, kind: str, name: str = "", fmt: str = "png") -> bytes
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt)
     return buf.getvalue()
+
+
+def simulated_report_items(sr: Any, name: str, owner: str) -> list[dict[str, Any]]:
+    """The report items of simulated residuals: the tests' table and the two plots, titled ``"<name>: ..."``, each
+    with a ``source`` of ``owner`` and the settings (so adding the same run twice adds nothing)."""
+    import base64
+
+    view = simulated_view(sr)
+    t = view["table"]
+    settings = f"n_sim={sr.n_sim}&seed={sr.seed}&conditional={str(sr.conditional).lower()}"
+    items = [{"kind": "table", "title": f"{name}: {t['title']}",
+              "payload": {"columns": t["columns"], "rows": t["rows"], "kinds": t["kinds"], "note": t["note"],
+                          "source": f"{owner}:simulated:table?{settings}"}}]
+    for kind, title in SIMULATED_PLOTS.items():
+        png = simulated_png(sr, kind, name)
+        items.append({"kind": "plot", "title": f"{name}: {title}",
+                      "payload": {"png_base64": base64.b64encode(png).decode("ascii"), "note": t["note"],
+                                  "source": f"{owner}:simulated:{kind}?{settings}"}})
+    return items

@@ -4,7 +4,9 @@ marginal means). Settings come as query parameters: ``n_sim`` (Simulations, defa
 default 123) and ``conditional`` (hold the random effects at their fitted modes).
 
 ``GET .../simulated-residuals`` answers ``{"settings", "tests", "table", "plots": [{"kind", "title", "url",
-"svg_url"}]}``; ``GET .../simulated-residuals/{kind}.{png|svg}`` draws one plot with the same settings."""
+"svg_url"}]}``; ``GET .../simulated-residuals/{kind}.{png|svg}`` draws one plot with the same settings;
+``POST .../simulated-residuals/report`` adds the table and both plots to a report (body as the other Add to Report
+calls: ``report_id`` or ``new_report``; default the newest report)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
-from glmmlab.services.workbench import fits, models, plots
+from glmmlab.interfaces.web.routes.models import ToReportBody, report_target
+from glmmlab.services.workbench import fits, models, plots, reports
 
 router = APIRouter(tags=["glmm"])
 
@@ -37,6 +40,17 @@ def _image(fitted: Callable[[], Any], kind: str, fmt: str, name: str, n_sim: Opt
     data = plots.simulated_png(plots.simulated(fitted(), n, s, cond), kind, name, fmt)
     return Response(data, media_type="image/svg+xml" if fmt == "svg" else "image/png",
                     headers={"Cache-Control": "no-store"})
+
+
+def _to_report(request: Request, fitted: Callable[[], Any], name: str, owner: str, body: Optional[ToReportBody],
+               n_sim: Optional[str], seed: Optional[str], conditional: Optional[str]) -> Any:
+    n, s, cond = plots.simulation_settings(n_sim, seed, conditional)
+    items = plots.simulated_report_items(plots.simulated(fitted(), n, s, cond), name, owner)
+    with workbench(request).project() as project:
+        report = report_target(project, body or ToReportBody())
+        if isinstance(report, JSONResponse):
+            return report
+        return jsonable(reports.add_items(project, report["id"], items))
 
 
 def _fit_of_job(request: Request, fit_id: str) -> Callable[[], Any]:
@@ -89,3 +103,22 @@ def model_simulated_plot(model_id: int, kind: str, fmt: str, request: Request, n
                          seed: Optional[str] = None, conditional: Optional[str] = None):
     fitted, name = _saved(request, model_id)
     return _image(fitted, kind, fmt, name, n_sim, seed, conditional)
+
+
+@router.post("/api/glmm/fits/{fit_id}/simulated-residuals/report",
+             summary="Add the simulated residuals' tests and plots of a finished fit to a report")
+def fit_simulated_to_report(fit_id: str, request: Request, body: Optional[ToReportBody] = None,
+                            n_sim: Optional[str] = None, seed: Optional[str] = None, conditional: Optional[str] = None,
+                            name: Optional[str] = None):
+    job = workbench(request).jobs.get(fit_id, "fit")
+    return _to_report(request, _fit_of_job(request, fit_id), (name or "").strip() or job.label, f"fit:{fit_id}", body,
+                      n_sim, seed, conditional)
+
+
+@router.post("/api/models/{model_id}/simulated-residuals/report",
+             summary="Add the simulated residuals' tests and plots of a saved model to a report")
+def model_simulated_to_report(model_id: int, request: Request, body: Optional[ToReportBody] = None,
+                              n_sim: Optional[str] = None, seed: Optional[str] = None,
+                              conditional: Optional[str] = None):
+    fitted, name = _saved(request, model_id)
+    return _to_report(request, fitted, name, f"model:{model_id}", body, n_sim, seed, conditional)

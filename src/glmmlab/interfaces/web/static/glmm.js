@@ -1479,6 +1479,21 @@
     const run = el("button", { type: "button", class: "sim-run" }, "Simulate Residuals");
     const err = el("p", { class: "field-error sim-error", role: "alert", hidden: true });
     const box = el("div", { class: "sim-box" });
+    const status = el("p", { class: "muted sim-report-status", "aria-live": "polite" });
+    let query = null;
+    const toReport = el("button", { type: "button", class: "sim-report", hidden: true }, "Add to Report");
+    toReport.addEventListener("click", async () => {
+      toReport.disabled = true;
+      try {
+        const label = typeof name === "function" ? name() : name;
+        const extra = typeof name === "function" && label ? `&name=${encodeURIComponent(label)}` : "";
+        const rep = await api.post(`${base}/report?${query}${extra}`, {});
+        status.textContent = rep.added && !rep.added.length ? `These results are in report “${rep.name}” already.`
+          : `Added the simulated residuals to report “${rep.name}” (${rep.items.length} items).`;
+        g.emit("reports-changed", rep);
+      } catch (e) { status.textContent = e.message; }
+      toReport.disabled = false;
+    });
     run.addEventListener("click", async () => {
       g.showError(err, "");
       const n = Number(nsim.value), s = Number(seed.value);
@@ -1488,6 +1503,9 @@
       try {
         const q = new URLSearchParams({ n_sim: String(n), seed: seed.value.trim(), conditional: String(cond.checked) });
         const doc = await api.get(`${base}?${q}`);
+        query = q.toString();
+        toReport.hidden = false;
+        status.textContent = "";
         const label = typeof name === "function" ? name() : name;
         clear(box).append(resultTable(doc.table, undefined, "simulated_residuals"),
           el("p", { class: "muted note sim-note" }, doc.table.note),
@@ -1498,7 +1516,7 @@
     return section("Simulated Residuals (DHARMa)", null,
       el("p", { class: "muted note" }, "Scaled residuals from responses simulated from the fit, as R's DHARMa computes them: uniform between 0 and 1 when the model is right, whatever the family. The tests compare the data with the simulations: uniformity (Kolmogorov-Smirnov), dispersion, zero-inflation and outliers."),
       el("div", { class: "field inline-field sim-controls" }, el("label", {}, "Simulations ", nsim), el("label", {}, " Random Seed ", seed),
-        el("label", { class: "inline" }, cond, " Random effects at their fitted modes"), " ", run), err, box);
+        el("label", { class: "inline" }, cond, " Random effects at their fitted modes"), " ", run, toReport), err, box, status);
   }
 
   // ---- Diagnostics ----------------------------------------------------------------------------------------
