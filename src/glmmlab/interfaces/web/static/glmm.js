@@ -1516,7 +1516,7 @@
     return section("Simulated Residuals (DHARMa)", null,
       el("p", { class: "muted note" }, "Scaled residuals from responses simulated from the fit, as R's DHARMa computes them: uniform between 0 and 1 when the model is right, whatever the family. The tests compare the data with the simulations: uniformity (Kolmogorov-Smirnov), dispersion, zero-inflation and outliers."),
       el("div", { class: "field inline-field sim-controls" }, el("label", {}, "Simulations ", nsim), el("label", {}, " Random Seed ", seed),
-        el("label", { class: "inline" }, cond, " Random effects at their fitted modes"), " ", run, toReport), err, box, status);
+        el("label", { class: "inline" }, cond, " Random effects at their fitted modes"), " ", run, toReport), status, err, box);
   }
 
   // ---- Diagnostics ----------------------------------------------------------------------------------------
