@@ -210,7 +210,7 @@ def test_conditional_simulations_centre_on_the_fitted_means():
     # unconditional: a new random intercept b ~ N(0, s^2) per draw, so the mean is exp(eta_fixed + s^2 / 2)
     uncond = inputs.draw(np.random.default_rng(0), 4000)
     s2 = fit.random_effects_table()[0]["variance"]
-    want = np.exp(inputs.eta_fixed + s2 / 2)
+    want = np.exp(inputs.mean.eta_fixed + s2 / 2)
     z = (uncond.mean(axis=1) - want) / (uncond.std(axis=1) / np.sqrt(4000))
     assert np.max(np.abs(z)) < 4.5
     assert np.max(np.abs((sims.mean(axis=1) - want) / (sims.std(axis=1) / np.sqrt(4000)))) > 10  # not the same
@@ -245,3 +245,28 @@ def test_bad_simulation_settings_are_refused():
         fit.simulate_residuals(50, seed=-3)
     with pytest.raises(glmmlab.GlmmInputError, match="n x n_sim"):
         S.create(np.zeros((3, 4)), np.zeros(2), np.zeros(2))
+
+
+def test_a_model_of_structural_zeros_plugs_in_as_a_second_linear_part():
+    """A zero-inflated Poisson given as RowInputs with a ``zero`` part (what a zero-inflation model supplies): its
+    draws have the ZIP's share of zeros and mean, and the zero-inflation test accepts ZIP data under it and finds
+    them under the Poisson part alone."""
+    from glmmlab.engine.families.links import LINKS
+
+    rng = np.random.default_rng(6)
+    n = 3000
+    x = rng.normal(size=n)
+    mean = S.LinearPart(LINKS["log"], 0.4 + 0.3 * x)
+    zero = S.LinearPart(LINKS["logit"], np.full(n, -1.0))  # P(structural zero) = expit(-1) = 0.269
+    zip_inputs = S.RowInputs(D.FAMILIES["poisson"], mean, np.ones(n), zero=zero)
+    mu, pi = mean.population(), 1 / (1 + np.exp(1.0))
+    draws = zip_inputs.draw(np.random.default_rng(1), 400)
+    p0 = pi + (1 - pi) * np.exp(-mu)
+    z = (np.mean(draws == 0, axis=1) - p0) / np.sqrt(p0 * (1 - p0) / 400)
+    assert np.abs(z).max() < 4.5 and abs(np.mean(z)) < 4.5 / np.sqrt(n) * 3
+    np.testing.assert_allclose(zip_inputs.fitted(), (1 - pi) * mu, rtol=1e-12)
+    y = zip_inputs.draw(np.random.default_rng(2), 1)[:, 0]
+    assert S.zero_inflation_test(S.simulate(zip_inputs, y, 250, seed=3)).p_value > 0.01
+    poisson_only = S.RowInputs(D.FAMILIES["poisson"], mean, np.ones(n))
+    t = S.zero_inflation_test(S.simulate(poisson_only, y, 250, seed=3))
+    assert t.p_value < 0.01 and t.statistic > 1

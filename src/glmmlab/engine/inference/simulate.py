@@ -22,10 +22,11 @@ As in DHARMa, the "fitted" values of the dispersion test and of the residual plo
 trials is read as its counts of successes (proportion x trials) on both sides.
 
 What a row's distribution needs, fixed across simulations, is one object, :class:`RowInputs` (built from a fit
-by :func:`row_inputs`): the family member, link, the fixed part of the linear predictor, the fitted modes'
-contribution, prior weights, the dispersion, the random-effects structure to draw from and a per-row probability
-of a structural zero (zero-inflation). The simulations are drawn in chunks of columns whose size depends on the
-number of rows only, so a seed gives the same residuals on any machine and whatever the memory.
+by :func:`row_inputs`): the family member, the mean's linear predictor (:class:`LinearPart`: its link, fixed part,
+fitted modes' contribution and the random effects to draw from), prior weights, the dispersion (a number or one
+per row) and, for a model of structural zeros, a second linear predictor for the probability of a zero. The
+simulations are drawn in chunks of columns whose size depends on the number of rows only, so a seed gives the same
+residuals on any machine and whatever the memory.
 """
 
 from __future__ import annotations
@@ -70,30 +71,55 @@ class RandomPart:
 
 
 @dataclass(frozen=True)
+class LinearPart:
+    """One linear predictor of a model and what it becomes on its own scale: ``link.linkinv(eta_fixed + r)`` with r
+    the fitted conditional modes' contribution ``eta_modes`` (a conditional simulation) or a fresh draw of every
+    :class:`RandomPart` (unconditional). The mean of the response is one; a model of structural zeros has another
+    (a logit link to the probability of a zero, with random effects of its own)."""
+
+    link: Link
+    eta_fixed: np.ndarray  # (n,) X beta + offset
+    eta_modes: np.ndarray | None = None  # (n,) Z b-hat; None: no random effects
+    random: tuple[RandomPart, ...] = ()
+
+    def population(self) -> np.ndarray:
+        """(n,): the values with the random effects at 0."""
+        return np.asarray(self.link.linkinv(self.eta_fixed), dtype=float)
+
+    def draw(self, rng: np.random.Generator, k: int, conditional: bool = False) -> np.ndarray:
+        """(n, k): the values of k simulations."""
+        eta = np.repeat(self.eta_fixed[:, None], k, axis=1)
+        if conditional:
+            if self.eta_modes is not None:
+                eta += self.eta_modes[:, None]
+        else:
+            for part in self.random:
+                eta += part.draw(rng, k)
+        return np.asarray(self.link.linkinv(eta), dtype=float)
+
+
+@dataclass(frozen=True)
 class RowInputs:
     """Everything per row that the response's distribution needs, fixed across simulations.
 
-    The mean of row i is ``link.linkinv(eta_fixed[i] + r[i])`` with r the fitted modes' contribution
-    ``eta_modes`` (a conditional simulation) or a fresh draw of every :class:`RandomPart` (unconditional); the
-    response is then drawn by ``family.sample`` with the prior weights and the dispersion ``phi`` (one number, or
-    one per row for a dispersion model), and set to 0 with probability ``zero_prob[i]`` where a model of
-    structural zeros gives one (zero-inflation; for a hurdle the family's sampler draws the positive part).
-    ``scale`` turns a draw into the response DHARMa compares (a binomial proportion into its count of successes).
+    Each simulation draws the means from ``mean`` (a :class:`LinearPart`), the response from ``family.sample``
+    with the prior weights and the dispersion ``phi`` (one number, or one per row for a dispersion model), then,
+    where the model has structural zeros, the probability of a zero from ``zero`` (another :class:`LinearPart`)
+    and sets the response to 0 with that probability (zero-inflation; for a hurdle the family's sampler draws the
+    zero-truncated part). ``scale`` turns a draw into the response DHARMa compares (a binomial proportion into its
+    count of successes).
     """
 
     family: Family  # the member at the fit's estimates of its own parameters
-    link: Link
-    eta_fixed: np.ndarray  # (n,) X beta + offset
-    eta_modes: np.ndarray  # (n,) the fitted conditional modes' contribution, Z b-hat
+    mean: LinearPart
     weights: np.ndarray  # (n,) prior weights (binomial and beta-binomial: the trials)
     phi: float | np.ndarray = 1.0  # the dispersion (Gaussian variance, Gamma's phi): a number or per row
-    random: tuple[RandomPart, ...] = ()
-    zero_prob: np.ndarray | None = None  # (n,) probability of a structural zero, or None
+    zero: LinearPart | None = None  # the probability of a structural zero, or None
     scale: np.ndarray | None = None  # (n,) the factor to DHARMa's response scale (trials), or None
 
     @property
     def n(self) -> int:
-        return int(self.eta_fixed.shape[0])
+        return int(self.mean.eta_fixed.shape[0])
 
     @property
     def integer(self) -> bool:
@@ -105,8 +131,8 @@ class RowInputs:
         """The population-level means on DHARMa's response scale: the random effects at 0 (lme4's
         ``predict(re.form = ~0, type = "response")``; a binomial's probability, as DHARMa takes it), times the
         probability of no structural zero."""
-        mu = np.asarray(self.link.linkinv(self.eta_fixed), dtype=float)
-        return mu if self.zero_prob is None else (1.0 - self.zero_prob) * mu
+        mu = self.mean.population()
+        return mu if self.zero is None else (1.0 - self.zero.population()) * mu
 
     def observed(self, y: np.ndarray) -> np.ndarray:
         """The model frame's response on DHARMa's response scale."""
@@ -115,21 +141,15 @@ class RowInputs:
 
     def draw(self, rng: np.random.Generator, k: int, conditional: bool = False) -> np.ndarray:
         """(n, k): k responses simulated from the model, on DHARMa's response scale."""
-        eta = np.repeat(self.eta_fixed[:, None], k, axis=1)
-        if conditional:
-            eta += self.eta_modes[:, None]
-        else:
-            for part in self.random:
-                eta += part.draw(rng, k)
         # a fresh draw of the random effects can take a mean past the family's range under a link that does not
         # keep it inside (Gamma's inverse link, Poisson's identity): it is held at the range's end
         lo, hi = self.family.mean_range
-        mu = np.clip(self.link.linkinv(eta), lo, hi)
+        mu = np.clip(self.mean.draw(rng, k, conditional), lo, hi)
         # a dispersion per row (a dispersion model) goes to the sampler as a column, like the weights
         phi: Any = self.phi if np.ndim(self.phi) == 0 else np.asarray(self.phi, dtype=float)[:, None]
         y = np.asarray(self.family.sample(rng, mu, self.weights[:, None], phi), dtype=float)
-        if self.zero_prob is not None:
-            y[rng.random(y.shape) < self.zero_prob[:, None]] = 0.0
+        if self.zero is not None:
+            y[rng.random(y.shape) < self.zero.draw(rng, k, conditional)] = 0.0
         if self.scale is not None:
             y = np.rint(y * self.scale[:, None])
         return y
@@ -153,7 +173,7 @@ def row_inputs(result: GlmmResult, frame: ModelFrame) -> RowInputs:
     phi = float(result.var_residual) if (fam.has_dispersion and result.var_residual is not None) else 1.0
     scale = np.maximum(np.rint(weights), 1.0) if fam.name in ("binomial", "betabinomial") and \
         frame.weights is not None else None
-    return RowInputs(fam, link, eta, modes, weights, phi, random_parts(result, frame), None, scale)
+    return RowInputs(fam, LinearPart(link, eta, modes, random_parts(result, frame)), weights, phi, None, scale)
 
 
 def _per_frame_row(result: GlmmResult, frame: ModelFrame, values: np.ndarray) -> np.ndarray:
