@@ -8,8 +8,9 @@ Public Python API:
   random-intercept model ``response ~ fixed + (1 | group)``, named by columns).
 - ``ModelSpec(formula, family=..., ...)`` and ``fit(spec, data)``: the spec form: the model as one object, fitted.
 - ``GlmmResult``: what a fit returns (``.to_dict()`` gives the JSON contract, ``.summary()`` lme4-like text,
-  ``.params``/``.fixef``, ``.bse``, ``.pvalues``, ``.conf_int()``, ``.vcov``/``.cov_params()``, ``.llf``,
-  ``.nobs``, ``.fittedvalues``, ``.resid``, ``.sigma``, ``.coef``, ``.ranef``, ``.varcorr`` as pandas objects;
+  ``.params``, ``.fixef`` (a dict by model part: cond, zi, disp), ``.bse``, ``.pvalues``, ``.conf_int()``,
+  ``.vcov``/``.cov_params()``, ``.llf``, ``.nobs``, ``.fittedvalues``, ``.resid``, ``.sigma``, ``.coef``,
+  ``.ranef``, ``.varcorr`` as pandas objects;
   ``.anova()`` the omnibus test of each fixed-effect term, ``.emmeans(term, by=...)``, ``.pairs(term,
   adjust=...)`` and ``.effects(term)`` marginal means, pairwise comparisons and effect-plot data).
 - ``anova(m1, m2, ...)``: lme4's likelihood-ratio comparison of nested models (a pandas DataFrame; rows named by

@@ -117,6 +117,8 @@ def glmm(
     ddf: str = "auto",
     dispersion: str = "estimated",
     tweedie_power: Optional[float] = None,
+    zi: Optional[str] = None,
+    disp: Optional[str] = None,
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
 ) -> GlmmResult:
@@ -131,10 +133,16 @@ def glmm(
     ``offset`` a column added to the linear predictor. ``reference_levels`` chooses a factor's reference level
     (``{"f": "b"}``: coefficients ``fa``, ``fc``), as ``relevel(f, "b")`` in R's data preparation would; the formula
     itself stays as written. Other options (``reml``, ``ddf`` too) as :func:`fit_glmm`.
+
+    glmmTMB's model parts: ``zi`` a one-sided formula of the probability of a structural zero (``"~ mined"``;
+    for a hurdle family, ``truncated_poisson``, ``truncated_nbinom2``, ``truncated_nbinom1`` or ``ziGamma``, the
+    model of P(y = 0)), ``disp`` one of the family's dispersion on its log scale (``"~ x"``: the Gaussian's log
+    variance, the Gamma's log shape, the negative binomial's log theta, ...). ``result.fixef`` then holds the
+    ``"cond"``, ``"zi"`` and ``"disp"`` coefficients.
     """
     spec = ModelSpec(formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
                      max_iter=max_iter, tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
-                     reml=reml, ddf=ddf, dispersion=dispersion, tweedie_power=tweedie_power)
+                     reml=reml, ddf=ddf, dispersion=dispersion, tweedie_power=tweedie_power, zi=zi, disp=disp)
     return fit(spec, data, progress=progress, n_blocks=n_blocks)
 
 

@@ -89,6 +89,14 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
     f.add_argument("--reference", action="append", default=[], metavar="COLUMN=LEVEL",
                    help="the reference level of a factor, e.g. --reference f=b (R's relevel(f, \"b\"): "
                         "coefficients fa, fc); repeat for several factors")
+    f.add_argument("--zi", default=None, metavar="FORMULA",
+                   help="with --formula: a zero-inflation model of the probability of a structural zero, e.g. "
+                        "'~ mined' (for a hurdle family, truncated_poisson, truncated_nbinom2, truncated_nbinom1 or "
+                        "ziGamma: the model of P(y = 0)), as glmmTMB's ziformula")
+    f.add_argument("--disp", default=None, metavar="FORMULA",
+                   help="with --formula: a model of the family's dispersion on its log scale, e.g. '~ x' (the "
+                        "Gaussian's log variance, the Gamma's log shape, the negative binomial's log theta), as "
+                        "glmmTMB's dispformula")
     f.add_argument("--no-intercept", action="store_true",
                    help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
     _add_option_flags(f, OPTIONS.values())
@@ -245,6 +253,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise UsageError("give either --formula or --response/--group/--fixed, not both")
     elif not args.response or not args.group:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
+    elif getattr(args, "zi", None) is not None or getattr(args, "disp", None) is not None:
+        raise UsageError("--zi and --disp go with --formula (write the model as a formula)")
     references = reference_levels(args.reference)
     blup_rows(args.blups)  # checked before the fit runs
     cli_residuals.check(args)
@@ -255,7 +265,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         spec = ModelSpec(args.formula, family=args.family, link=args.link, conf_level=args.conf_level,
                          max_iter=args.max_iter, tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights,
                          offset=args.offset, reference_levels=references, reml=args.reml, ddf=args.ddf,
-                         dispersion=args.dispersion, tweedie_power=args.tweedie_power)
+                         dispersion=args.dispersion, tweedie_power=args.tweedie_power,
+                         zi=getattr(args, "zi", None), disp=getattr(args, "disp", None))
         spec.parsed  # noqa: B018  (parsed here, once: the fit uses this parse)
     if args.ci is not None:  # the interval options' rules, before the fit runs
         from glmmlab.engine.model.options import INTERVAL_OPTIONS

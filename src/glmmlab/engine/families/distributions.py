@@ -1213,6 +1213,18 @@ FAMILIES.update({
     "t_family": t_family(1.0, 10.0),
     "tweedie": tweedie_family(1.0, 1.5),
 })
+# glmmTMB's hurdle families: the count (or positive) part of a hurdle model, truncated at zero; fitted with their
+# zero model by engine.families.modelled (these entries give their names, links and response checks)
+FAMILIES.update({
+    "truncated_poisson": replace(FAMILIES["poisson"], name="truncated_poisson", label="Truncated Poisson (hurdle)",
+                                 links=("log",)),
+    "truncated_nbinom2": replace(FAMILIES["negbin"], name="truncated_nbinom2",
+                                 label="Truncated Negative Binomial (NB2, hurdle)", links=("log",)),
+    "truncated_nbinom1": replace(FAMILIES["nbinom1"], name="truncated_nbinom1",
+                                 label="Truncated Negative Binomial (NB1, hurdle)", links=("log",)),
+    "ziGamma": replace(FAMILIES["gamma"], name="ziGamma", label="Gamma with exact zeros (hurdle)",
+                       links=("log", "inverse")),
+})
 
 
 def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:
@@ -1234,7 +1246,8 @@ def dev_eta3(fam: Family, lk: Link, y: np.ndarray, rs: RowState) -> np.ndarray:
 
 
 # glmmTMB's and R's other spellings of a family (the catalogue's keys are the canonical names)
-ALIASES = {"nbinom2": "negbin", "negative_binomial": "negbin", "beta": "beta_family", "t": "t_family"}
+ALIASES = {"nbinom2": "negbin", "negative_binomial": "negbin", "beta": "beta_family", "t": "t_family",
+           "zigamma": "ziGamma"}
 
 
 def family_key(family: str) -> str:

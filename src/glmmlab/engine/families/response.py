@@ -28,12 +28,20 @@ def add_constants(parts: list[dict]) -> dict:
 
 
 class Response:
-    def __init__(self, y: np.ndarray, family: Family, trials: np.ndarray | None = None):
+    # a zero or dispersion model's per-row designs and the zero model's offset, where the model has them
+    zi_X: np.ndarray
+    zi_off: np.ndarray | None
+    disp_X: np.ndarray
+
+    def __init__(self, y: np.ndarray, family: Family, trials: np.ndarray | None = None,
+                 data: dict | None = None):
         self.y = y
         self.family = family
         self.n = y.shape[0]
         if trials is not None:  # the beta-binomial's trials: data of its density (Family.trials_from_weights)
             self.trials = trials
+        for key, value in (data or {}).items():  # per-row designs of a zero or dispersion model (zi_X, disp_X)
+            setattr(self, key, value)
         family.prepare_response(self)
         sat = getattr(self, "sat", None)
         self.sum_sat = float(np.sum(sat)) if sat is not None and not np.isscalar(sat) else (
@@ -53,6 +61,14 @@ class Response:
         log_y = getattr(out, "log_y", None)
         if isinstance(log_y, np.ndarray):
             out.sum_log_y = float(np.sum(log_y))  # type: ignore[attr-defined]
+        return out
+
+    def with_family(self, family: Family) -> "Response":
+        """This response for another member whose per-row constants are the same (a zero or dispersion model's
+        other coefficients): nothing is computed again."""
+        out = object.__new__(Response)
+        out.__dict__.update(self.__dict__)
+        out.family = family
         return out
 
     def constants(self) -> dict:

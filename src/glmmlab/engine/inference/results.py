@@ -64,6 +64,7 @@ class ConditionalModes:
     terms: list[str]  # "(Intercept)", "Days", ...
     values: np.ndarray  # (levels, terms)
     std_errors: np.ndarray  # (levels, terms)
+    model: str = "cond"  # the model part the effects enter: "cond" (the mean) or "zi" (the zero model)
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +117,10 @@ class GlmmResult:
     se_hessian: np.ndarray | None = None
     family_parameter: dict | None = None  # {"name", "value"} of the family's first parameter (the contract's)
     family_parameters: dict | None = None  # every parameter of the family's own by glmmTMB's name (family_params)
+    # the zero and dispersion models' coefficients: {"zi": {"names", "estimate", "se", "vcov"}, "disp": ...}
+    submodels: dict | None = None
+    # per row, where a zero or dispersion model is fitted: "fitted_conditional", "zi_prob", "dispersion"
+    row_extras: dict | None = None
     # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
     # the tests are then t tests. None: Wald z tests.
     df: np.ndarray | None = None
@@ -216,6 +221,27 @@ class GlmmResult:
             table.append(row)
         return table
 
+    def submodel_table(self, part: str, conf_level: float | None = None) -> list[dict]:
+        """The coefficients of the zero model (``part`` "zi") or the dispersion model ("disp") in the rows of
+        :meth:`fixed_effects_table` (Wald z tests and intervals; exp(estimate) is the odds ratio of a zero model,
+        the ratio of the dispersion for a dispersion model); empty where the model has no such part."""
+        sub = (self.submodels or {}).get(part)
+        if not sub:
+            return []
+        level = float(self.model.get("conf_level", 0.95) if conf_level is None else conf_level)
+        q = float(special.ndtri(0.5 + level / 2.0))
+        table = []
+        for name, est, se in zip(sub["names"], sub["estimate"], sub["se"]):
+            z = est / se if se > 0 else np.nan
+            with np.errstate(over="ignore"):
+                table.append({
+                    "variable": name, "estimate": _num(est), "std_error": _num(se), "statistic": _num(z),
+                    "p_value": _num(2.0 * special.ndtr(-abs(z))) if np.isfinite(z) else None,
+                    "lower": _num(est - q * se), "upper": _num(est + q * se),
+                    "exp_estimate": _num(np.exp(est)), "exp_lower": _num(np.exp(est - q * se)),
+                    "exp_upper": _num(np.exp(est + q * se))})
+        return table
+
     def r2(self) -> dict:
         """Nakagawa's R² (as ``performance::r2_nakagawa`` 0.10.2): ``{"marginal": x, "conditional": y}``; a value is
         None where it is not defined, with a ``"reason"`` key. Computed once, when first asked for (a Poisson or
@@ -244,7 +270,8 @@ class GlmmResult:
 
     def random_effects_table(self) -> list[dict]:
         rows = [{"component": r["component"], "term": r["term"], "variance": _num(r["variance"]),
-                 "std_dev": _num(np.sqrt(max(r["variance"], 0.0)))} for r in self.variances]
+                 "std_dev": _num(np.sqrt(max(r["variance"], 0.0))), **({"model": r["model"]} if "model" in r else {})}
+                for r in self.variances]
         if self.var_residual is not None:
             rows.append({"component": "Residual", "term": None, "variance": _num(self.var_residual),
                          "std_dev": _num(np.sqrt(self.var_residual))})
@@ -282,6 +309,8 @@ class GlmmResult:
             "converged": bool(self.converged), "singular": bool(self.singular),
             "warnings": list(self.warnings),
             "fixed_effects": self.fixed_effects_table(conf_level),
+            **{f"{part}_fixed_effects": self.submodel_table(part, conf_level)
+               for part in ("zi", "disp") if (self.submodels or {}).get(part)},
             "random_effects": self.random_effects_table(),
             "random_correlations": [dict(c, correlation=_num(c["correlation"])) for c in (self.correlations or [])],
             "groups": self.groups,
@@ -298,6 +327,7 @@ class GlmmResult:
                 "deviance_residuals": _nums(self.deviance_residuals),
                 "pearson_residuals": _nums(self.pearson_residuals),
                 "group_random_effect": _nums(self.row_random_effect),
+                **{key: _nums(value) for key, value in (self.row_extras or {}).items()},
             } if diagnostics else None,
             "timing": {"fit_seconds": _num(self.fit_seconds)},
             "dropped_fixed_effects": list(self.dropped),
@@ -380,9 +410,19 @@ class GlmmResult:
         return self.vcov
 
     @property
-    def fixef(self):
-        """lme4's ``fixef``: the fixed-effect estimates (the same Series as :attr:`params`)."""
-        return self.params
+    def fixef(self) -> dict:
+        """glmmTMB's ``fixef``: a dict of pandas Series of the coefficients by model part, ``"cond"`` (the mean's
+        fixed effects, :attr:`params`), ``"zi"`` (the zero model) and ``"disp"`` (the dispersion model), an absent
+        part an empty Series."""
+        import pandas as pd
+
+        out = {"cond": self.params}
+        for part in ("zi", "disp"):
+            sub = (self.submodels or {}).get(part)
+            out[part] = pd.Series(np.asarray(sub["estimate"], dtype=float) if sub else np.zeros(0),
+                                  index=pd.Index(list(sub["names"]) if sub else [], name="term"), name="estimate",
+                                  dtype=float)
+        return out
 
     @property
     def llf(self) -> float:
@@ -616,6 +656,12 @@ class GlmmResult:
         """
         if type not in ("response", "link"):
             raise ValueError("type must be 'response' or 'link'")
+        if type == "response" and (self.model.get("zi") or self.model.get("disp")
+                                   or str(self.family).startswith("truncated_") or self.family == "ziGamma"):
+            raise GlmmInputError(
+                "predicting the mean of new rows of a model with a zero or dispersion model is not available yet: "
+                "type='link' gives the mean's linear predictor; the fitted rows' means, zero probabilities and "
+                "dispersions are in the fit's diagnostics (fitted_values, fitted_conditional, zi_prob, dispersion)")
         if interval is not None:
             return self._predict_interval(new_data, include_random, type, interval, level)
         include_random = True if include_random is None else include_random
@@ -722,6 +768,8 @@ def long_blups(modes: list[ConditionalModes]) -> list[dict]:
             for level, v, e, r in zip(m.levels, values.tolist(), np.asarray(m.std_errors[:, a]).tolist(),
                                       rank.tolist()):
                 row = {"component": m.component, "group": level, "term": term, "value": _num(v)}
+                if m.model != "cond":
+                    row["model"] = m.model
                 if intercept:
                     row["random_intercept"] = row["value"]
                 row["std_error"] = _num(e)

@@ -14,6 +14,7 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.model.formula import Formula, is_syntactic, parse_formula
+from glmmlab.engine.model.limits import echo
 from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_options, resolve_ddf
 
 
@@ -64,6 +65,10 @@ class ModelSpec:
     ddf: str = OPTIONS["ddf"].default
     dispersion: str = OPTIONS["dispersion"].default
     tweedie_power: float | None = OPTIONS["tweedie_power"].default
+    # glmmTMB's ziformula and dispformula: one-sided formulas of a zero-inflation (or hurdle) model and of the
+    # dispersion, e.g. "~ mined"; None: no zero model, the family's constant dispersion
+    zi: str | None = None
+    disp: str | None = None
 
     @cached_property
     def parsed(self) -> Formula:
@@ -85,6 +90,9 @@ class ModelSpec:
             if col is not None and (not isinstance(col, str) or not col):
                 raise GlmmInputError(f"{option} must be a column name; got {col!r}")
         check_reference_levels(self.reference_levels)
+        for key in ("zi", "disp"):
+            if getattr(self, key) is not None:
+                side_formula(key, getattr(self, key))
         return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
                              self.reml, self.ddf, self.dispersion, self.tweedie_power)
 
@@ -104,6 +112,9 @@ class ModelSpec:
             **nondefault_options(self.reml, resolve_ddf(self.ddf, fam.name, lk.name), self.dispersion,
                                  self.tweedie_power),
         }
+        for key in ("zi", "disp"):  # only when given: a document without them keeps its keys
+            if getattr(self, key) is not None:
+                model[key] = str(getattr(self, key)).strip()
         if self.reference_levels:  # only when asked for: a document without them keeps its keys
             model["reference_levels"] = {str(k): level_label(v) for k, v in self.reference_levels.items()}
         return model
@@ -111,9 +122,27 @@ class ModelSpec:
     def options(self) -> dict:
         """The fit's options (everything but the formula, weights, offset and reference levels)."""
         d = asdict(self)
-        for k in ("formula", "weights", "offset", "reference_levels"):
+        for k in ("formula", "weights", "offset", "reference_levels", "zi", "disp"):
             d.pop(k)
         return d
+
+
+def side_formula(key: str, text: str) -> Formula:
+    """A zero or dispersion model's one-sided formula (``"~ mined"``, ``"~ 1 + (1 | site)"``) parsed as the right
+    side of a formula; refused in words when it is not one-sided, or a dispersion model has a random term."""
+    if not isinstance(text, str) or not text.strip():
+        raise GlmmInputError(f"{key} must be a one-sided formula such as '~ x' or '~ 1'; got {text!r}")
+    body = text.strip()
+    if not body.startswith("~"):
+        if "~" in body:
+            raise GlmmInputError(f"{key} formula {echo(text)} must be one-sided (no response): write '~ ...'")
+        body = "~ " + body
+    pf = parse_formula("zi_response__ " + body)
+    if pf.random and key != "zi":
+        raise GlmmInputError(
+            f"{key} formula {echo(text)} has a random term: the {key} model takes fixed effects only (glmmTMB's "
+            "dispformula too); keep its fixed effects")
+    return pf
 
 
 def check_reference_levels(reference_levels: object) -> None:

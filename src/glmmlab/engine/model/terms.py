@@ -70,6 +70,9 @@ class ModelFrame:
     formula: str = ""
     warnings: list[str] = field(default_factory=list)
     recipe: Any = None  # how the services rebuild this design for new rows (prediction); opaque to the engine
+    # the designs of a zero model and a dispersion model on the same rows (glmmTMB's ziformula, dispformula):
+    # {"zi_X", "zi_names", "zi_off", "disp_X", "disp_names"} (absent parts None), or None for neither
+    parts: dict | None = None
 
     @property
     def n(self) -> int:

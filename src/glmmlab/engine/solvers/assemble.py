@@ -36,7 +36,16 @@ def record(fields: dict[str, Any], warnings: list[str], dropped: list[str],
             back = np.empty_like(a)
             back[order] = a
             fields[name] = back
+        extras = fields.get("row_extras")
+        if extras:
+            fields["row_extras"] = {k: _put_back(v, order) for k, v in extras.items()}
     return GlmmResult(**fields)
+
+
+def _put_back(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    back = np.empty_like(np.asarray(a))
+    back[order] = a
+    return back
 
 
 def _at_global_levels(st: Structure, units: list, specs: list, finals: list[dict]

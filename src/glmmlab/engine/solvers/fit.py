@@ -9,6 +9,7 @@ import numpy as np
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
+from glmmlab.engine.families.modelled import HURDLE_BASE, modelled_family
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.design import check_not_constant, rank_deficient_warning
@@ -16,6 +17,7 @@ from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.assemble import record
 from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.joint_laplace import fit_joint
 from glmmlab.engine.solvers.laplace_fit import _fit_laplace
 from glmmlab.engine.solvers.reml import _fit_reml
 from glmmlab.engine.solvers.row_blocks import BlockSpec, block_count, cut_blocks
@@ -97,6 +99,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
         own_design = True
     else:
         perm = None
+    fam, data = _with_parts(fam, mf)
     X = np.asarray(mf.X, dtype=float)
     own_design = own_design and X is mf.X and X.flags.writeable
     # the separation check reads the design's two-valued columns: taken before the design is scaled in place
@@ -111,10 +114,14 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     st.start_at(theta_start)
     try:
         with np.errstate(all="ignore"), one_blas_thread():
-            if fam.name == "gaussian" and lk.name == "identity":
+            if data is not None and mf.parts and mf.parts.get("zi_terms"):
+                fields = fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data,
+                                   mf.parts["zi_terms"])
+            elif fam.name == "gaussian" and lk.name == "identity" and data is None:
                 fields = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
             else:
-                fields = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary)
+                fields = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary,
+                                      data)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
@@ -124,6 +131,21 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     out = record(fields, warnings, dropped, perm)  # per-row results back in the frame's order
     report(progress, "Done", 1.0)
     return out
+
+
+def _with_parts(fam: Family, mf: ModelFrame) -> tuple[Family, dict | None]:
+    """The family with the frame's zero and dispersion models (a hurdle family always has its zero model, which
+    may be absent: a zero-truncated count), and those models' per-row designs; (fam, None) for neither."""
+    parts = mf.parts
+    if parts is None and fam.name not in HURDLE_BASE:
+        return fam, None
+    parts = parts or {}
+    out = modelled_family(fam, parts.get("zi_names"), parts.get("disp_names"))
+    out.check_response(mf.y, mf.response)
+    data = {"zi_X": parts.get("zi_X"), "zi_off": parts.get("zi_off"), "disp_X": parts.get("disp_X")}
+    if out.n_disp and data["disp_X"] is None:
+        data["disp_X"] = np.ones((mf.n, 1))
+    return out, data
 
 
 def _is_identity(perm: np.ndarray) -> bool:
@@ -141,6 +163,11 @@ def _permuted(mf: ModelFrame, perm: np.ndarray) -> ModelFrame:
 
     terms = [RandomTerm(t.component, take(t.codes), t.levels, t.Z if t.Z.strides[0] == 0 else take(t.Z), t.names,
                         t.correlated) for t in mf.terms]
-    return replace(mf, y=take(mf.y), X=take(mf.X), rows=take(mf.rows), terms=terms,
+    parts = None if mf.parts is None else {
+        k: take(v) if isinstance(v, np.ndarray) else
+        [RandomTerm(t.component, take(t.codes), t.levels, t.Z if t.Z.strides[0] == 0 else take(t.Z), t.names,
+                    t.correlated) for t in v] if k.endswith("_terms") else v
+        for k, v in mf.parts.items()}
+    return replace(mf, y=take(mf.y), X=take(mf.X), rows=take(mf.rows), terms=terms, parts=parts,
                    weights=None if mf.weights is None else take(mf.weights),
                    offset=None if mf.offset is None else take(mf.offset))

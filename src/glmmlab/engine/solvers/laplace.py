@@ -77,20 +77,30 @@ def inside_start_of(beta: np.ndarray, lk: Link, eta_range: tuple[float, float], 
 
 
 # -- every other family: Laplace ----------------------------------------------------------------------------
+def _factor_if_positive(st: Structure, cp, theta: np.ndarray):
+    """The factor of the penalised system, or None where it is not positive definite."""
+    try:
+        F = factor(st, cp, theta)
+    except np.linalg.LinAlgError:
+        return None
+    return F if np.isfinite(F.logdet) else None
+
+
 class GeneralLaplace:
     """lme4's Laplace deviance D(theta, beta) = -2 log p(y | mu) + |u|^2 + log det(H) at the conditional modes."""
 
     def __init__(self, st: Structure, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
                  fam: Family, lk: Link, dispersion: str = "estimated", resp: Response | None = None,
-                 trials: np.ndarray | None = None):
+                 trials: np.ndarray | None = None, data: dict | None = None):
         self.st, self.Xs, self.y, self.pw, self.off = st, Xs, y, pw, off
         self.trials = trials  # the beta-binomial's trials (Family.trials_from_weights; pw is then 1)
+        self.data = data  # this block's rows of a zero or dispersion model's designs (families.modelled)
         self.dispersion = dispersion
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
         self.fam, self.lk = fam, lk
         self._set_edge()
         # ``resp``: the rows' part of the whole's
-        self.resp = Response(y, fam, trials) if resp is None else resp
+        self.resp = Response(y, fam, trials, data) if resp is None else resp
         self._lik: Likelihood | None = None
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
@@ -114,9 +124,13 @@ class GeneralLaplace:
     def set_family(self, fam: Family) -> None:
         """Use another member of the family (other values of its own parameters: the negative binomial's theta,
         glmmTMB's phi, sigma, df, power)."""
+        shares = getattr(fam, "shares_response", None)
+        if shares is not None and shares(self.fam):
+            self.resp = self.resp.with_family(fam)
+        else:
+            self.resp = Response(self.y, fam, self.trials, self.data)
         self.fam = fam
         self._set_edge()
-        self.resp = Response(self.y, fam, self.trials)
         self._lik = None
 
     @property
@@ -204,10 +218,18 @@ class GeneralLaplace:
             # fitted (its log-determinant uses that curvature too): quadratic convergence, so the modes are at
             # rounding level when the steps stop (working-weight steps converge only linearly for a non-canonical
             # link, and left the fit depending on the cut into blocks at 1e-7)
-            w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
-                                                                  self._working_response(rs, re))
-            cp = st.crossprods(w, r[:, None])
-            F = factor(st, cp, theta)
+            F = None
+            if self.newton and self.observed and not self.edge:
+                # Newton's own step, with the observed curvature of every row (a zero-inflated row's can be
+                # negative): quadratic convergence where the penalised Hessian is positive definite
+                w, r = self._newton_working(rs, re)
+                cp = st.crossprods(w, r[:, None])
+                F = _factor_if_positive(st, cp, theta)
+            if F is None:
+                w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
+                                                                      self._working_response(rs, re))
+                cp = st.crossprods(w, r[:, None])
+                F = factor(st, cp, theta)
             delta = F.solve_u(0) - u
             if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
                 converged = True
@@ -244,6 +266,7 @@ class GeneralLaplace:
                     "logdet": np.inf, "F_ld": F, "cp_ld": cp, "at_edge": True}
         dev = float(np.sum(self._weighted(rs.dev)))
         self._last_dev = dev
+        assert F is not None  # every path above factors the system
         logdet, F_ld, cp_ld = F.logdet, F, cp
         if self.observed:
             cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
@@ -262,6 +285,14 @@ class GeneralLaplace:
             self._last = None
         return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
                 "logdet": logdet, "F_ld": F_ld, "cp_ld": cp_ld}
+
+    def _newton_working(self, rs, re: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weights and working response of a plain Newton step: the observed curvature of each row as it is
+        (a row whose density is free of its linear predictor, a hurdle model's zero, gets a negligible weight)."""
+        w = self._weighted(rs.w)
+        wobs = 0.5 * self._weighted(rs.dev_eta2)
+        wh = np.where(wobs != 0.0, wobs, 1e-12 * w)
+        return wh, re - 0.5 * self._weighted(rs.dev_eta) / wh
 
     def _edge_working(self, rs, re: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weights and working response of a mode-search step under a link with an edge: a Newton step with the
@@ -413,13 +444,34 @@ class GeneralLaplace:
         s_rows, t_rows = m["s_rows"], m["t_rows"]
         g = np.empty(x.size)
         h = 1e-5
-        for k in range(x.size):
+        positions = range(x.size)
+        row_parts = getattr(fam, "row_parts", None)
+        if row_parts is not None:
+            # coefficients of a predictor that varies by row (a zero or dispersion model): the rows' partials in
+            # that predictor by one pair of differences for all rows, then X' times the rows' gradient
+            for part, where in row_parts():
+                exact = fam.row_partials(part, self.resp, m["rs"])  # type: ignore[attr-defined]
+                if exact is not None:
+                    d_ll, d_e1, d_e2 = exact
+                else:
+                    sides = []
+                    for sign in (1.0, -1.0):
+                        rs = row_state(self.resp.with_family(fam.shifted(part, sign * h)),  # type: ignore
+                                       eta, self.lk)
+                        sides.append((-0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
+                    d_ll, d_e1, d_e2 = ((a - b) / (2.0 * h) for a, b in zip(*sides))
+                rows = (-2.0 * self._weighted(d_ll) + 0.5 * s_rows * self._weighted(d_e2)
+                        - 0.5 * t_rows * self._weighted(d_e1))
+                g[where] = getattr(self.resp, f"{part}_X").T @ rows
+            positions = fam.rest_positions()  # type: ignore[attr-defined]
+        for k in positions:
             sides = []
             for sign in (1.0, -1.0):
                 xk = x.copy()
                 xk[k] += sign * h
                 member = fam.with_parameters(fam.from_internal(xk))
-                resp = Response(self.y, member, self.trials)
+                resp = self.resp.with_family(member) if row_parts is not None else \
+                    Response(self.y, member, self.trials, self.data)
                 rs = row_state(resp, eta, self.lk)
                 sides.append((getattr(resp, "sat", 0.0) - 0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
             d_ll, d_e1, d_e2 = ((a - b) / (2.0 * h) for a, b in zip(*sides))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from glmmlab.engine.families.distributions import negbin_family
+from glmmlab.engine.families.modelled import ModelledFamily
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
@@ -16,6 +17,7 @@ from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, moment_theta, negbin_glm
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
 from glmmlab.engine.solvers.likelihood import Likelihood
+from glmmlab.engine.solvers.modelled_start import glm_stage, modelled_results, modelled_start
 from glmmlab.engine.solvers.optimizer import (
     fd_hessian,
     feasible_theta,
@@ -36,7 +38,8 @@ def exact_gradient_ok(st: Structure) -> bool:
     return not st.rest or st.L1 * st.q1 * st.Q2 * st.Q2 <= 2e9 and st.L1 * st.q1 * st.Q2 <= 5e7
 
 
-def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary=None):
+def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary=None, data=None):
+    """``data``: the per-row designs of a zero or dispersion model (``fam`` is then a ModelledFamily)."""
     report(progress, "Initial values (GLM)", 0.05)
     if model.get("tweedie_power") is not None:  # the user's power, held fixed
         fam = fam.with_fixed("power", float(model["tweedie_power"]))
@@ -46,7 +49,12 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
     if fam.trials_from_weights:  # the beta-binomial: the weights of its proportions are its trials
         trials, pw = pw, np.ones_like(pw)
     resp = None
-    if fam.name == "negbin":
+    glm_m2 = None
+    if isinstance(fam, ModelledFamily) and not negbin:  # a zero-truncated count alone: no parameters besides
+        beta0, glm_dev = glm_irls(Xs, mf.y, pw, off, fam, lk, trials=trials)
+    elif isinstance(fam, ModelledFamily):
+        beta0, fam = modelled_start(Xs, mf.y, pw, off, fam, lk, trials, data)
+    elif fam.name == "negbin":
         beta0, theta0, glm_m2 = negbin_glm(Xs, mf.y, pw, off, lk)
         fam = negbin_family(theta0)
     elif negbin:
@@ -57,13 +65,14 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
     beta0 = inside_start(Xs, mf.y, pw, off, beta0, fam, lk)
     dispersion = model.get("dispersion", "estimated")
     laps = [GeneralLaplace(local, Xs[r], mf.y[r], pw[r], off[r], fam, lk, dispersion,
-                           None if resp is None else resp.part(r), None if trials is None else trials[r])
+                           None if resp is None else resp.part(r), None if trials is None else trials[r],
+                           None if data is None else {k: v[r] for k, v in data.items() if v is not None})
             for local, r in _block_rows(st, specs)]
     obj = BlockedLaplace(laps, Likelihood(fam, mf.y, pw, dispersion), st.n_theta)
     try:
         return _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0,
                             fam.parameters if negbin else None, glm_m2 if negbin else None,
-                            None if negbin else glm_dev, trials=trials, binary=binary)
+                            None if negbin else glm_dev, trials=trials, binary=binary, data=data)
     finally:
         obj.close()
 
@@ -80,13 +89,14 @@ def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:
 
 def _off_the_boundary(fun, x: np.ndarray, x0: np.ndarray, lower: np.ndarray, f: float) -> np.ndarray | None:
     """For a fit that ended with standard deviations (theta's diagonal entries) at their bound 0 (below 1e-8) though
-    it started above it: the first of those SDs set back to 1/2, 1/10 or 1/100 of its start (the other parameters
-    at the end point) whose deviance ``fun`` is lower than ``f``, or None (0 is then the lowest nearby)."""
+    it started above it: the first of those SDs set back to 1/2, 1/4, 1/10, 1/20, 1/40 or 1/100 of its start (the
+    other parameters at the end point) whose deviance ``fun`` is lower than ``f``, or None (0 is then the lowest
+    nearby)."""
     nt = lower.size
     stuck = np.flatnonzero((lower == 0.0) & (x[:nt] < 1e-8) & (x0[:nt] > 1e-8))
     margin = 1e-6 * max(1.0, abs(f))
     for k in stuck:
-        for c in (0.5, 0.1, 0.01):
+        for c in (0.5, 0.25, 0.1, 0.05, 0.025, 0.01):
             trial = x.copy()
             trial[k] = c * x0[k]
             if fun(trial) < f - margin:
@@ -114,7 +124,7 @@ def laplace_rows(fin: dict, pw: np.ndarray) -> dict:
 
 def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, beta0, nb0, glm_m2,
                  glm_dev, remote: "RemoteRows | None" = None, trials: np.ndarray | None = None,
-                 binary: list | None = None):
+                 binary: list | None = None, data: dict | None = None):
     """Optimise the Laplace (and AGQ) deviance of ``obj`` (a BlockedLaplace over threads or actors) from the GLM's
     ``beta0`` and gather the fields of its record (:func:`~glmmlab.engine.solvers.assemble._assemble`, then the
     warnings of the link's edge and of separation, and the family's own parameters). ``nb0``: the family's own
@@ -135,7 +145,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     x0 = np.concatenate([st.theta_start(), beta0])
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
     scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
-    moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None)
+    modelled = isinstance(fam, ModelledFamily)
+    moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None) and not modelled
     if moments:
         x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated, trials) \
             if remote is None else remote.moment_theta(beta0, fam, estimated)
@@ -189,11 +200,29 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             return f, np.append(g, g_psi)
 
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
+        if modelled and exact:
+            # the model without random effects (theta = 0) to its maximum first: every part's coefficients
+            # start there, and its value is the null model of the random effects' test
+            report(progress, "Initial values (the model without random effects)", 0.09)
+            x0, psi0, glm_m2 = glm_stage(nb_value_grad, x0, psi0, nt)
         lower_full = np.append(lower, np.full(m_psi, -np.inf))
-        x, record = _optimize(nb_value, np.append(x0, psi0), lower_full, model, progress,
-                              "Optimizing Laplace deviance", 0.1, 0.8, hessian=(se == "hessian"),
-                              fun_grad=nb_value_grad if exact else None)
+
+        def nb_run(start):
+            return _optimize(nb_value, start, lower_full, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
+                             hessian=(se == "hessian"), fun_grad=nb_value_grad if exact else None)
+
+        x, record = nb_run(np.append(x0, psi0))
         deviance = cold_value(obj, x, edge, nb_value)
+        # the deviance is even in each SD, so its slope there is 0: an SD that reached 0 from above may sit on a
+        # saddle (see _off_the_boundary), and the optimiser starts again from a point beside it that is lower
+        probe = _off_the_boundary(nb_value, x, np.append(x0, psi0), st.theta_lower(), deviance)
+        if probe is not None:
+            x_p, record_p = nb_run(probe)
+            deviance_p = cold_value(obj, x_p, edge, nb_value)
+            if deviance_p < deviance:
+                x, record, deviance = x_p, record_p, deviance_p
+            else:
+                nb_value(x)  # the member of the estimates again
         x_full = x
         if fam.hessian_se:
             report(progress, "Computing standard errors (Hessian)", 0.82)
@@ -331,7 +360,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     if not scalar:
         null_loglik = None
     else:
-        null_loglik = -0.5 * glm_m2 if negbin else -0.5 * obj.lik.data_term(glm_dev, 0.0)
+        null_loglik = (None if glm_m2 is None else -0.5 * glm_m2) if negbin else \
+            -0.5 * obj.lik.data_term(glm_dev, 0.0)
     # the family's estimated parameters count (a fixed Tweedie power does not, as glmmTMB's mapped psi)
     k = Xs.shape[1] + nt + (m_psi if negbin else 1 if fam.has_dispersion else 0)
     converged = record.converged and all(f["converged"] for f in finals)
@@ -349,7 +379,9 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             X = None if binary is not None else np.asarray(mf.X, dtype=float)
             out["warnings"].extend(advice.separation_in_frame(list(mf.x_names), X, mf.y, x_beta, rows["fitted"],
                                                               columns=binary))
-    if negbin:
+    if modelled:
+        out.update(modelled_results(fam, x_full, hess_full, lower_full, nt, mf.y, pw, trials, data or {}, rows))
+    elif negbin:
         values = dict(zip(fam.parameter_names, (float(v) for v in fam.parameters)))
         first = fam.parameter_names[0]
         out["family_parameter"] = {"name": first, "value": values[first]}

@@ -55,6 +55,9 @@ def _spec_dask(data: Any, spec: ModelSpec, *, progress: ProgressFn = None, clien
     memory (the caller refuses them with its own words; here they are refused too)."""
     fam, lk = spec.check()
     _dask_family(fam)
+    if spec.zi is not None or spec.disp is not None:
+        raise GlmmInputError("zero-inflation (zi) and dispersion (disp) models are fitted in memory; fit a pandas, "
+                             "polars or Arrow table, or leave out zi and disp")
     if spec.reference_levels or spec.reml is not True or spec.ddf not in ("none", "auto"):
         raise GlmmInputError("reference_levels, reml=False and ddf='satterthwaite' need a fit in memory (a pandas, "
                              "polars or Arrow table)")
@@ -80,7 +83,7 @@ def fit_parquet_on_dask(path: str, *, scheduler: Optional[str] = None, response:
 
 def _dask_family(fam: Family) -> None:
     """glmmTMB's families (parameters of their own besides the negative binomial's theta) are fitted in memory."""
-    if fam.parameter_names and fam.name != "negbin":
+    if fam.parameter_names and fam.name != "negbin" or fam.name.startswith("truncated_") or fam.name == "ziGamma":
         raise GlmmInputError(f"the {fam.name} family is not available on a Dask DataFrame yet; fit it in memory (a "
                              "pandas, polars or Arrow table)")
 

@@ -35,7 +35,7 @@ def spec_frame(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None
                                  + ", ".join(map(str, df.columns[:20])))
     report(progress, "Preparing data", 0.0)
     return build_model_frame(df, spec.parsed, family=fam.name, weights=spec.weights, offset=spec.offset,
-                             reference_levels=spec.reference_levels, progress=progress)
+                             reference_levels=spec.reference_levels, progress=progress, zi=spec.zi, disp=spec.disp)
 
 
 def plain(df: pd.DataFrame, fixed: Sequence[str], weights: str | None, offset: str | None,

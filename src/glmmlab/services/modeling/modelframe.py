@@ -36,7 +36,10 @@ from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import FAMILIES, family_key
 from glmmlab.engine.model.formula import Call, Expr, Formula, Name, format_number, parse_formula
 from glmmlab.engine.model.limits import echo, shorten
-from glmmlab.engine.model.spec import random_intercept_formula  # noqa: F401  (re-exported: the one definition)
+from glmmlab.engine.model.spec import (
+    random_intercept_formula,  # noqa: F401  (re-exported: the one definition)
+    side_formula,
+)
 from glmmlab.engine.model.terms import ModelFrame, RandomTerm
 from glmmlab.engine.progress import ProgressFn
 from glmmlab.services.modeling.design import DesignRecipe, RandomTermRecipe, _design, _UsedFactor
@@ -64,7 +67,8 @@ def _compact(codes: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
 def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str = "gaussian", weights: str | None = None,
                       offset: str | None = None, whole: bool = True,
                       reference_levels: Mapping[str, object] | None = None,
-                      known_columns: Sequence[str] | None = None, progress: ProgressFn = None) -> ModelFrame:
+                      known_columns: Sequence[str] | None = None, progress: ProgressFn = None,
+                      zi: str | None = None, disp: str | None = None) -> ModelFrame:
     """Build the engine's :class:`ModelFrame` for an lme4 ``formula`` on ``df`` (see the module docstring).
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (any case); ``weights`` and ``offset`` are column
@@ -77,6 +81,9 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
     ``whole=False`` says ``df`` is one part of the data (a Dask partition): the checks that only the whole data
     can answer (some complete row, two or more levels of each factor, a grouping factor coarser than the rows,
     interaction columns not all zero) are left to the caller, which makes them on the combined parts.
+    ``zi`` and ``disp``: one-sided formulas of a zero(-inflation or hurdle) model and a dispersion model
+    (glmmTMB's ``ziformula`` and ``dispformula``, fixed effects and offsets), whose designs the frame carries in
+    ``parts`` on the same rows (a row missing a variable of any part is left out).
     ``known_columns``: every column of the dataset when ``df`` holds only some of them (what an unknown name's
     message lists and suggests).
     """
@@ -116,6 +123,20 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
             gv = data.eval(g, f"the grouping of {shorten(r.written)} in {ftxt}", as_factor=True)
             assert isinstance(gv, _Fac)
             group_vals[g] = gv
+    side: dict[str, tuple[Formula, dict[Expr, _Num | _Fac], list]] = {}
+    for key, text in (("zi", zi), ("disp", disp)):
+        if text is not None:
+            pf = side_formula(key, text)
+            what = f"the {key} formula {echo(text)}"
+            side[key] = (pf, {v: data.eval(v, f"term of {what}") for v in pf.fixed.variables},
+                         [data.numeric(o, f"offset({o.deparse()}) of {what}") for o in pf.fixed.offsets])
+            for r in pf.random:  # the zero model's random terms (side_formula allows them there only)
+                for v in r.lhs.variables:
+                    rand_vals[v] = data.eval(v, f"random term {shorten(r.written)} of {what}")
+                for g in r.group:
+                    gv = data.eval(g, f"the grouping of {shorten(r.written)} in {what}", as_factor=True)
+                    assert isinstance(gv, _Fac)
+                    group_vals[g] = gv
     w_val = o_val = None
     if weights is not None:
         w_val = data.numeric(Name(str(weights)), "weights=", what=str(weights))
@@ -126,7 +147,8 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
 
     # ---- listwise deletion
     missing = np.zeros(n_input, dtype=bool)
-    for val in [*resp_vals, *fixed_vals.values(), *offset_vals, *rand_vals.values(), *group_vals.values()]:
+    for val in [*resp_vals, *fixed_vals.values(), *offset_vals, *rand_vals.values(), *group_vals.values(),
+                *(v for _, vals, offs in side.values() for v in [*vals.values(), *offs])]:
         missing |= val.missing
     for wo in (w_val, o_val):
         if wo is not None:
@@ -144,6 +166,11 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
         if isinstance(val, _Fac):
             codes, keep = _compact(val.codes[rows], len(val.levels))
             used[v] = _UsedFactor(codes, [val.levels[k] for k in keep])
+    for _, vals, _ in side.values():
+        for v, val in vals.items():
+            if isinstance(val, _Fac) and v not in used:
+                codes, keep = _compact(val.codes[rows], len(val.levels))
+                used[v] = _UsedFactor(codes, [val.levels[k] for k in keep])
     default_levels = _apply_references(reference_levels, used, data, ftxt) if reference_levels else {}
 
     # ---- fixed design
@@ -196,6 +223,27 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
             off += o.values[rows]
         if o_val is not None:
             off += o_val.values[rows]
+    parts: dict | None = None
+    if side:
+        parts = {}
+        for key, (pf, vals, offs) in side.items():
+            Xp, names = _design(pf.fixed, vals, rows, f"the {key} formula {echo(pf.text)}", used, check=whole)
+            if Xp.shape[1] == 0:
+                raise GlmmInputError(f"the {key} formula has no terms: write '~ 1' for a constant")
+            parts[f"{key}_X"], parts[f"{key}_names"] = Xp, names
+            parts[f"{key}_off"] = np.sum([o.values[rows] for o in offs], axis=0) if offs else None
+            if pf.random:
+                side_terms = []
+                for r in pf.random:
+                    codes, levels = _grouping(r.group, group_vals, rows)
+                    if len(levels) < 2 and whole:
+                        raise GlmmInputError(f"the grouping factor {r.component!r} of {shorten(r.written)} in the "
+                                             f"{key} formula has only {len(levels)} level on the rows used")
+                    Zr, zr_names = _design(r.lhs, rand_vals, rows, f"random term {shorten(r.written)} of the {key} "
+                                           "formula", used, check=whole)
+                    side_terms.append(RandomTerm(r.component, codes, levels, Zr, zr_names,
+                                                 r.correlated or Zr.shape[1] > 1))
+                parts[f"{key}_terms"] = side_terms
     recipe = DesignRecipe(
         formula=f, x_names=tuple(x_names), levels={v: tuple(u.levels) for v, u in used.items()},
         scales=dict(data.scale_params), column_kinds=dict(data.kinds),
@@ -206,7 +254,9 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
     return ModelFrame(
         response=f.response_label, y=y, X=X, x_names=x_names, terms=terms, rows=rows, n_input=n_input,
         weights=w, offset=off, intercept=f.fixed.intercept, formula=formula, warnings=warnings, recipe=recipe,
+        parts=parts,
     )
+
 
 
 def _covariates(data: _Data, f: Formula, rows: np.ndarray) -> dict[str, tuple[float, float, float, float]]:

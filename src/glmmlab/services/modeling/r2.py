@@ -90,6 +90,11 @@ def _null_intercept(result: GlmmResult) -> float:
 def nakagawa(result: GlmmResult) -> dict[str, Any]:
     """{"marginal", "conditional"} (with "reason" when a value is None) of a fit made in memory."""
     fam, link = result.family, result.link
+    parts = [k for k in ("zi", "disp") if result.model.get(k) is not None]
+    if parts:
+        return _na("Nakagawa's R² is not computed for a model with a " + " and a ".join(
+            {"zi": "zero(-inflation) model", "disp": "dispersion model"}[k] for k in parts)
+            + ": its residual variance varies by row")
     if fam not in ("gaussian", "binomial", "poisson", "negbin", "gamma"):
         return _na(f"Nakagawa's R² is not available for the {fam} family (its distribution-specific variance is "
                    "not implemented)")

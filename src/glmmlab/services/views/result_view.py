@@ -16,7 +16,8 @@ from glmmlab.engine.inference.results import exp_label
 from glmmlab.engine.inference.wald import z_quantile
 from glmmlab.services.views.numbers import format_rows
 
-TABLE_NAMES = ("random-effects", "icc", "fixed-effects", "omnibus", "model-fit", "glm-comparison", "blup")
+TABLE_NAMES = ("random-effects", "icc", "fixed-effects", "omnibus", "zi-fixed-effects", "disp-fixed-effects",
+               "model-fit", "glm-comparison", "blup")
 ICC_NA = "N/A (ICC not defined)"
 
 
@@ -111,12 +112,13 @@ def _exp(x: float | None) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def fixed_effects_at(result: dict[str, Any], conf_level: float) -> list[dict[str, Any]]:
-    """The fixed-effects rows with Wald intervals at ``conf_level``, from the stored estimates and standard errors
+def fixed_effects_at(result: dict[str, Any], conf_level: float, key: str = "fixed_effects") -> list[dict[str, Any]]:
+    """The fixed-effects rows (``key``: of the zero or dispersion model, ``zi_fixed_effects``,
+    ``disp_fixed_effects``) with Wald intervals at ``conf_level``, from the stored estimates and standard errors
     (the standard normal quantile, as the engine computes them); ``exp_*`` where the stored table has them."""
     z = float(z_quantile(conf_level))
     out = []
-    for row in result.get("fixed_effects", []):
+    for row in result.get(key, []):
         est, se = row.get("estimate"), row.get("std_error")
         lower = upper = None
         if est is not None and se is not None:
@@ -148,6 +150,44 @@ def fixed_effects_table(result: dict[str, Any], conf_level: float | None = None)
     table["keys"] = keys
     table["conf_level"] = level
     return table
+
+
+SUBMODEL_TITLES = {"zi": ("Zero-Inflation Model", "Odds ratio"), "hurdle": ("Zero Model (hurdle: P(y = 0))",
+                                                                           "Odds ratio"),
+                   "disp": ("Dispersion Model", "exp(Est.)")}
+
+
+def submodel_table(result: dict[str, Any], part: str, conf_level: float | None = None) -> dict[str, Any] | None:
+    """The coefficients of the zero model (``part`` "zi") or the dispersion model ("disp") as a table like Fixed
+    Effects (Wald z tests; exp(estimate) is the odds ratio of a structural zero, or of P(y = 0) for a hurdle
+    family, and the ratio of the dispersion on glmmTMB's scale of it); None where the model has no such part."""
+    key = f"{part}_fixed_effects"
+    if not result.get(key):
+        return None
+    m = result["model"]
+    level = m["conf_level"] if conf_level is None else conf_level
+    rows = result[key] if level == m["conf_level"] else fixed_effects_at(result, level, key)
+    keys, values = fixed_effects_rows(rows)
+    hurdle = part == "zi" and (m["family"].startswith("truncated_") or m["family"] == "ziGamma")
+    title, exp_name = SUBMODEL_TITLES["hurdle" if hurdle else part]
+    lv = level_text(level)
+    what = ("the log-odds of a zero" if hurdle else "the log-odds of a structural zero") if part == "zi" else \
+        DISPERSION_SCALES.get(m["family"], "the log of the dispersion")
+    table = _table(f"{part}-fixed-effects", title,
+                   ["Variable", "Estimate", "Std. Error", "z", "p", f"Lower {lv}", f"Upper {lv}", exp_name,
+                    f"exp(Lower {lv})", f"exp(Upper {lv})"],
+                   ["text", "decimal", "decimal", "decimal", "p"] + ["decimal"] * (len(keys) - 5), values,
+                   note=f"Model {m[part]}: coefficients on {what}; Wald z tests and intervals at {lv}.")
+    table["keys"] = keys
+    table["conf_level"] = level
+    return table
+
+
+# what a dispersion model's coefficients act on, by family (glmmTMB 1.1.5's parameterisation)
+DISPERSION_SCALES = {"gaussian": "the log of the residual variance", "gamma": "the log of the Gamma shape (1 / CV²)",
+                     "negbin": "the log of the negative binomial's θ", "nbinom1": "the log of NB1's φ",
+                     "beta_family": "the log of the beta precision φ", "betabinomial": "the log of the precision φ",
+                     "t_family": "the log of the t scale σ"}
 
 
 def result_tables(result: dict[str, Any], conf_level: float | None = None) -> list[dict[str, Any]]:
@@ -187,6 +227,10 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
     omnibus = omnibus_table(result)
     if omnibus is not None:
         tables.insert([t["name"] for t in tables].index("fixed-effects") + 1, omnibus)
+    for part in ("disp", "zi"):
+        sub = submodel_table(result, part, conf_level)
+        if sub is not None:
+            tables.insert([t["name"] for t in tables].index("model-fit"), sub)
     c = result.get("glm_comparison")
     if c:
         tables.append(_table(

@@ -1,0 +1,522 @@
+"""Families with more than one linear predictor per row (glmmTMB's model): a zero-inflation model (the
+probability of a structural zero), a hurdle model (the probability of a zero, with a zero-truncated count or a
+positive continuous part), and a dispersion model (the family's dispersion parameter as a log-linear function of
+covariates).
+
+The engine sees such a model as a :class:`ModelledFamily`: a family member whose own parameter vector holds the
+coefficients of the zero and dispersion models (and the base family's other parameters: the t's df). A row's
+structural-zero probability p_i = plogis(x_zi,i' beta_zi) and dispersion d_i = exp(x_d,i' beta_d) are computed from
+the rows' designs, which the response carries (``zi_X``, ``disp_X``; :class:`~glmmlab.engine.families.response
+.Response` slices them per block). The mean's linear predictor keeps its random effects, so the Laplace machinery
+is unchanged: it needs log f(y_i | mu_i) and its first three derivatives in mu at each row's own p_i and d_i, which
+follow from the base density's by the chain rule:
+
+- zero-inflation, y = 0: log(p + (1 - p) f0(mu)) = logaddexp(log p, log(1 - p) + l0(mu)); with r the share of the
+  second term, its mu-derivatives are r l0', r l0'' + r (1 - r) l0'^2 and r l0''' + 3 r (1 - r) l0' l0'' +
+  r (1 - r) (1 - 2 r) l0'^3; y > 0: log(1 - p) + log f(y | mu).
+- hurdle, y = 0: log p (free of mu); y > 0: log(1 - p) + log f(y | mu) - log(1 - f0(mu)), whose truncation term
+  has, with c = f0 / (1 - f0), the derivatives c l0', c l0'' + c (1 + c) l0'^2 and c l0''' + 3 c (1 + c) l0' l0''
+  + c (1 + c) (1 + 2 c) l0'^3 (a continuous part, the Gamma, has no mass at 0 and no truncation term).
+
+The dispersion's parameterisation is glmmTMB 1.1.5's: the log of the Gaussian variance, of the Gamma shape, of
+the negative binomial's theta (NB2) or phi (NB1), of the beta and beta-binomial precision phi, of the t's scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families.distributions import (
+    FAMILIES,
+    DensityFamily,
+    Family,
+    _check_counts,
+    _positive,
+)
+from glmmlab.engine.families.state import LOG_2PI
+
+# the families whose zero model is a hurdle (the base family whose positive part they truncate)
+HURDLE_BASE = {"truncated_poisson": "poisson", "truncated_nbinom2": "negbin", "truncated_nbinom1": "nbinom1",
+               "ziGamma": "gamma"}
+# the base families a zero-inflation model is offered for (counts)
+ZI_BASES = ("poisson", "negbin", "nbinom1")
+# the base families a dispersion model is offered for, with the name of the parameter exp(eta_d) is (glmmTMB's)
+DISP_PARAMETER = {"negbin": "theta", "nbinom1": "phi", "gaussian": "variance", "gamma": "shape",
+                  "beta_family": "phi", "betabinomial": "phi", "t_family": "sigma"}
+
+
+# -- base densities whose dispersion may vary by row --------------------------------------------------------------
+# Each gives log f(y | mu, d) and its mu-derivatives with d = parameters[0] a number or a per-row array.
+@dataclass(frozen=True)
+class PoissonDensity(DensityFamily):
+    def safe_links(self):
+        return ("log",)
+
+    def _prepare(self, resp):
+        resp.lgamma_y1 = special.gammaln(resp.y + 1.0)
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def mu_terms(self, resp, mu, q):
+        y = resp.y
+        ll = y * np.log(mu) - mu - resp.lgamma_y1  # mu > 0 under the log link: y log mu is 0 at y = 0
+        return ll, y / mu - 1.0, -y / (mu * mu), 1.0 / mu, mu
+
+    def mu_third(self, resp, mu, q):
+        return 2.0 * resp.y / mu ** 3
+
+
+@dataclass(frozen=True)
+class NegBin2Density(DensityFamily):
+    """NB2 with size theta = parameters[0]: Var = mu + mu^2 / theta."""
+
+    def safe_links(self):
+        return ("log",)
+
+    def _prepare(self, resp):
+        resp.lgamma_y1 = special.gammaln(resp.y + 1.0)
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def mu_terms(self, resp, mu, q):
+        th = self.parameters[0]
+        y = resp.y
+        mt = mu + th
+        yt = y + th
+        ll = _nb2_constant(resp, th) + y * np.log(mu) - yt * np.log(mt)  # + theta log theta in the constant
+        return ll, y / mu - yt / mt, -y / (mu * mu) + yt / (mt * mt), th / (mu * mt), mu + mu * mu / th
+
+    def mu_third(self, resp, mu, q):
+        th = self.parameters[0]
+        return 2.0 * resp.y / mu ** 3 - 2.0 * (resp.y + th) / (mu + th) ** 3
+
+
+def _nb2_constant(resp, th):
+    """log Gamma(y + theta) - log Gamma(theta) - log y! + theta log theta per row: kept for the last scalar theta
+    (a mode search and the gradient's differences in the zero model evaluate one theta many times)."""
+    if np.ndim(th):
+        return special.gammaln(resp.y + th) - special.gammaln(th) - resp.lgamma_y1 + th * np.log(th)
+    cached = getattr(resp, "_nb2_const", None)
+    if cached is None or cached[0] != th:
+        value = special.gammaln(resp.y + th) - (special.gammaln(th) - th * np.log(th)) - resp.lgamma_y1
+        cached = (th, value)
+        resp._nb2_const = cached
+    return cached[1]
+
+
+@dataclass(frozen=True)
+class GaussianDensity(DensityFamily):
+    """N(mu, v) with the variance v = parameters[0]."""
+
+    def safe_links(self):
+        return ("identity", "log", "inverse")
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def mu_terms(self, resp, mu, q):
+        v = self.parameters[0]
+        r = resp.y - mu
+        ll = -0.5 * (LOG_2PI + np.log(v)) - 0.5 * r * r / v
+        inv = 1.0 / v + np.zeros_like(mu)
+        return ll, r / v, -inv, inv, v + np.zeros_like(mu)
+
+    def mu_third(self, resp, mu, q):
+        return np.zeros_like(mu)
+
+
+@dataclass(frozen=True)
+class GammaDensity(DensityFamily):
+    """Gamma with shape a = parameters[0] and scale mu / a: Var = mu^2 / a."""
+
+    def safe_links(self):
+        return ("log",)
+
+    def _prepare(self, resp):
+        y = resp.y
+        resp.log_y_safe = np.log(np.where(y > 0, y, 1.0))
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def mu_terms(self, resp, mu, q):
+        a = self.parameters[0]
+        y = resp.y
+        ll = -special.gammaln(a) + a * np.log(a / mu) + (a - 1.0) * resp.log_y_safe - a * y / mu
+        return ll, a * (y - mu) / (mu * mu), a * (mu - 2.0 * y) / mu ** 3, a / (mu * mu), mu * mu / a
+
+    def mu_third(self, resp, mu, q):
+        a = self.parameters[0]
+        return -2.0 * a / mu ** 3 + 6.0 * a * resp.y / mu ** 4
+
+
+def _density(key: str) -> Family:
+    """The base density of family ``key`` in the form whose dispersion may vary by row."""
+    base = FAMILIES[key]
+    common = {f.name: getattr(base, f.name) for f in fields(Family)}
+    common.update(edm=False, observed_information=True, hessian_se=True)
+    if key == "poisson":
+        return PoissonDensity(**common)
+    if key == "negbin":
+        return NegBin2Density(**dict(common, parameter_names=("theta",), parameters=(1.0,),
+                                     parameter_scales=("log",)))
+    if key == "gaussian":
+        return GaussianDensity(**dict(common, has_dispersion=False, parameter_names=("variance",),
+                                      parameters=(1.0,), parameter_scales=("log",)))
+    if key == "gamma":
+        return GammaDensity(**dict(common, has_dispersion=False, parameter_names=("shape",), parameters=(1.0,),
+                                   parameter_scales=("log",)))
+    return base  # glmmTMB's own families are densities already (nbinom1, beta_family, betabinomial, t_family)
+
+
+def zero_terms(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """log f(0 | mu) and its first three mu-derivatives for a count family (None for a continuous one, which has
+    no mass at 0)."""
+    if isinstance(base, PoissonDensity):
+        z = np.zeros_like(mu)
+        return -mu, z - 1.0, z, z
+    if isinstance(base, NegBin2Density):
+        th = base.parameters[0]
+        mt = mu + th
+        return th * np.log(th / mt), -th / mt, th / (mt * mt), -2.0 * th / mt ** 3
+    if base.name == "nbinom1":
+        phi = base.parameters[0]
+        z = np.zeros_like(mu)
+        return -mu * np.log1p(phi) / phi, z - np.log1p(phi) / phi, z, z
+    return None
+
+
+# -- the family with zero and dispersion models --------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ModelledFamily(DensityFamily):
+    """A base density with a zero model (``kind`` "zi" or "hurdle", or "" for none) and/or a dispersion model.
+    :attr:`parameters` is the optimiser's vector: the zero model's coefficients, the dispersion model's, then the
+    base's other parameters on their optimiser scale (the t's log df)."""
+
+    base: Any = None
+    kind: str = ""
+    n_zi: int = 0
+    n_disp: int = 0
+    zi_names: tuple[str, ...] = ()
+    disp_names: tuple[str, ...] = ()
+    rest_names: tuple[str, ...] = ()
+    disp_given: bool = False  # a dispersion formula was given (else the family's one constant dispersion)
+    shift_zi: float = 0.0  # added to every row's zero-model predictor (the gradient's differences)
+    shift_disp: float = 0.0
+
+    # -- parameters: coefficients on their own scale --------------------------------------------------------
+    def to_internal(self, values) -> np.ndarray:
+        return np.asarray(values, dtype=float)
+
+    def from_internal(self, x) -> tuple[float, ...]:
+        return tuple(float(v) for v in x)
+
+    def internal_range(self) -> tuple[float, float]:
+        return -60.0, 60.0
+
+    def with_parameters(self, values) -> "Family":
+        return replace(self, parameters=tuple(float(v) for v in values))
+
+    def shifted(self, part: str, h: float) -> "ModelledFamily":
+        """This member with ``h`` added to every row's zero-model (``part`` "zi") or dispersion ("disp")
+        predictor."""
+        return replace(self, shift_zi=h) if part == "zi" else replace(self, shift_disp=h)
+
+    def row_parts(self) -> list[tuple[str, slice]]:
+        """The predictors that vary by row: (the response's design attribute, its coefficients' positions)."""
+        out = []
+        if self.kind and self.n_zi:
+            out.append(("zi", slice(0, self.n_zi)))
+        if self.n_disp:
+            out.append(("disp", slice(self.n_zi, self.n_zi + self.n_disp)))
+        return out
+
+    def rest_positions(self) -> list[int]:
+        a = self.n_zi + self.n_disp
+        return list(range(a, a + len(self.rest_names)))
+
+    def shares_response(self, other: Family) -> bool:
+        """Whether a response prepared for ``other`` serves this member (same base: only coefficients differ)."""
+        return isinstance(other, ModelledFamily) and type(other.base) is type(self.base) \
+            and other.kind == self.kind
+
+    # -- per-row parameters ---------------------------------------------------------------------------------
+    def zi_eta(self, resp) -> np.ndarray | None:
+        if not self.kind:
+            return None
+        if not self.n_zi:  # a hurdle family without a zero model: no zeros (checked), P(0) = 0
+            return np.full(resp.y.shape[0], -np.inf)
+        b = np.asarray(self.parameters[: self.n_zi])
+        eta = resp.zi_X @ b + self.shift_zi
+        off = getattr(resp, "zi_off", None)
+        return eta if off is None else eta + off
+
+    def dispersion_rows(self, resp) -> np.ndarray | float | None:
+        if not self.n_disp:
+            return None
+        b = np.asarray(self.parameters[self.n_zi: self.n_zi + self.n_disp])
+        if getattr(resp, "disp_constant", False):
+            return float(np.exp(float(resp.disp_X[0] @ b) + self.shift_disp))
+        return np.exp(resp.disp_X @ b + self.shift_disp)
+
+    def member(self, resp) -> Any:
+        """The base density at this member's per-row dispersion (and its other parameters)."""
+        d = self.dispersion_rows(resp)
+        rest = [self._rest_value(i, v) for i, v in enumerate(self.parameters[self.n_zi + self.n_disp:])]
+        if d is None and not rest:
+            return self.base
+        values = ((d,) if d is not None else tuple(self.base.parameters[:1])) + tuple(rest)
+        return replace(self.base, parameters=values)
+
+    def _rest_value(self, i: int, x: float) -> float:
+        scale = self.base.parameter_scales[1 + i]
+        return float(np.exp(x)) if scale == "log" else float(1.0 + special.expit(x))
+
+    # -- the density ----------------------------------------------------------------------------------------
+    def safe_links(self):
+        return self.base.safe_links()
+
+    def check_response(self, y, response):
+        if self.base.name in ZI_BASES:
+            _check_counts(y, response, self.name)
+        elif self.base.name == "gamma":
+            if np.any(y < 0) or not np.all(np.isfinite(y)):
+                raise GlmmInputError(f"response '{response}' must be zero or positive for the {self.name} family")
+        else:
+            self.base.check_response(y, response)
+        if self.kind == "hurdle" and not np.any(y == 0) and self.n_zi:
+            raise GlmmInputError(
+                f"response '{response}' has no zeros: a hurdle model ({self.name} with a zero model) needs some; "
+                "fit the count part alone (leave out the zi formula)")
+        if self.kind == "hurdle" and not self.n_zi and np.any(y == 0):
+            raise GlmmInputError(
+                f"response '{response}' has zeros, which the zero-truncated family {self.name} cannot give without "
+                "a zero model: add one (zi='~ 1' or with covariates) for a hurdle model, or use the untruncated family")
+
+    def start_mu(self, y, link):
+        return self.base.start_mu(y, link)
+
+    def _prepare(self, resp):
+        self.base._prepare(resp)
+        resp.zero = resp.y == 0
+        resp.zero_rows = np.flatnonzero(resp.zero)
+        X = getattr(resp, "disp_X", None)
+        # a constant dispersion (the design of ~ 1): one number, not a value per row
+        resp.disp_constant = X is not None and X.shape[1] == 1 and bool(np.all(X == X[:1]))
+
+    def row_partials(self, part: str, resp, rs):
+        """Per row, the derivatives in the zero model's linear predictor (``part`` "zi") of log f, of the
+        deviance's first and second eta-derivatives, as :meth:`GeneralLaplace._psi_gradient` combines them;
+        None for another part (its differences are taken). With r the count part's share of P(y = 0) and p the
+        zero probability: zero-inflated y = 0: (1 - r) - p, and the mu-derivatives -r (1 - r) l1 and
+        -r (1 - r) (l2 + (1 - 2 r) l1^2); y > 0: -p, 0, 0. Hurdle: 1 - p at y = 0, -p at y > 0, 0, 0."""
+        if part != "zi" or not self.kind:
+            return None
+        d_ll, dl1, dl2, _ = self._zi_rows(resp, rs)
+        h1, h2 = rs.h1, rs.h2
+        return d_ll, -2.0 * dl1 * h1, -2.0 * (dl2 * h1 * h1 + dl1 * h2)
+
+    def zi_deviance_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row, on the deviance's scale (-2 log f): its derivative in the zero model's linear predictor, the
+        cross derivative with the mean's linear predictor, and the second derivative in the zero model's (the
+        Laplace machinery of a zero model with random effects: engine.solvers.joint_laplace). The second: at a
+        zero-inflated zero r (1 - r) - p (1 - p) of log f, elsewhere -p (1 - p)."""
+        d_ll, dl1, _, d2 = self._zi_rows(resp, rs)
+        return -2.0 * d_ll, -2.0 * dl1 * rs.h1, -2.0 * d2
+
+    def _zi_rows(self, resp, rs):
+        eta_z = self.zi_eta(resp)
+        assert eta_z is not None  # a zero model is there (kind)
+        p = special.expit(eta_z)
+        z = resp.zero
+        d_ll = np.where(z, 1.0 - p, -p)
+        d2 = -p * (1.0 - p)
+        zeros = np.zeros_like(p)
+        if self.kind == "hurdle":
+            return d_ll, zeros, zeros, d2
+        zi = resp.zero_rows
+        m = self.member(resp)
+        mu = rs.mu
+        ll, l1, l2, _, _ = m.mu_terms(resp, mu, 1.0 - mu)  # the count bases (log link) do not read q
+        log_1mp = -np.logaddexp(0.0, eta_z[zi])
+        b = log_1mp + ll[zi]
+        r = np.exp(b - np.logaddexp(eta_z[zi] + log_1mp, b))
+        rr = r * (1.0 - r)
+        d_ll[zi] = (1.0 - r) - p[zi]
+        d2[zi] += rr
+        dl1, dl2 = np.zeros_like(p), np.zeros_like(p)
+        l1z = l1[zi]
+        dl1[zi] = -rr * l1z
+        dl2[zi] = -rr * (l2[zi] + (1.0 - 2.0 * r) * l1z * l1z)
+        return d_ll, dl1, dl2, d2
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def _pieces(self, resp, mu, q, third: bool):
+        m = self.member(resp)
+        ll, l1, l2, info, var = m.mu_terms(resp, mu, q)
+        l3 = m.mu_third(resp, mu, q) if third else None
+        eta_z = self.zi_eta(resp)
+        return m, eta_z, ll, l1, l2, l3, info, var
+
+    def mu_terms(self, resp, mu, q):
+        return self._combined(resp, mu, q, third=False)[:5]
+
+    def mu_third(self, resp, mu, q):
+        return self._combined(resp, mu, q, third=True)[5]
+
+    def _combined(self, resp, mu, q, third: bool):
+        m, eta_z, ll, l1, l2, l3, info, var = self._pieces(resp, mu, q, third)
+        if eta_z is None:
+            return ll, l1, l2, info, var, l3
+        log_1mp = -np.logaddexp(0.0, eta_z)
+        one_m_p = np.exp(log_1mp)
+        z = resp.zero
+        if self.kind == "zi":
+            # positive rows: log(1 - p) + log f(y | mu), the mu-derivatives unchanged; zero rows: the mixture
+            zi = resp.zero_rows
+            new_ll = ll + log_1mp
+            b = new_ll[zi]
+            lz = np.logaddexp(eta_z[zi] + log_1mp[zi], b)  # log p = eta_z + log(1 - p)
+            r = np.exp(b - lz)
+            rr = r * (1.0 - r)
+            new_ll[zi] = lz
+            l1z, l2z = l1[zi], l2[zi]
+            n1, n2 = np.array(l1, dtype=float), np.array(l2, dtype=float)
+            n1[zi] = r * l1z
+            n2[zi] = r * l2z + rr * l1z * l1z
+            n3 = None
+            if l3 is not None:
+                n3 = np.array(l3, dtype=float)
+                n3[zi] = r * l3[zi] + 3.0 * rr * l1z * l2z + rr * (1.0 - 2.0 * r) * l1z ** 3
+            mean = one_m_p * mu
+            v = one_m_p * (var + mu * mu) - mean * mean
+            return new_ll, n1, n2, info * one_m_p, v, n3
+        log_p = eta_z + log_1mp
+        # hurdle: zero rows log p; positive rows the truncated density
+        zt = zero_terms(m, mu)
+        pos = ~z
+        if zt is None:
+            new_ll = np.where(z, log_p, log_1mp + ll)
+            n1, n2 = np.where(pos, l1, 0.0), np.where(pos, l2, 0.0)
+            n3 = None if l3 is None else np.where(pos, l3, 0.0)
+            mean = one_m_p * mu
+            v = one_m_p * (var + mu * mu) - mean * mean
+        else:
+            l0, d1, d2, d3 = zt
+            log1m = np.log(-np.expm1(np.minimum(l0, -1e-300)))  # log(1 - f0)
+            c = 1.0 / np.expm1(-np.minimum(l0, -1e-300))  # f0 / (1 - f0)
+            cc = c * (1.0 + c)
+            new_ll = np.where(z, log_p, log_1mp + ll - log1m)
+            n1 = np.where(pos, l1 + c * d1, 0.0)
+            n2 = np.where(pos, l2 + c * d2 + cc * d1 * d1, 0.0)
+            n3 = None if l3 is None else np.where(
+                pos, l3 + c * d3 + 3.0 * cc * d1 * d2 + cc * (1.0 + 2.0 * c) * d1 ** 3, 0.0)
+            cond = mu * (1.0 + c)  # the truncated mean mu / (1 - f0)
+            second = (var + mu * mu) * (1.0 + c)  # E[y^2 | y > 0]
+            mean = one_m_p * cond
+            v = one_m_p * second - mean * mean
+        info = np.where(pos, info, 1e-12)
+        return new_ll, n1, n2, info, v, n3
+
+    # -- what the results report ----------------------------------------------------------------------------
+    def response_means(self, resp, mu: np.ndarray) -> dict[str, np.ndarray]:
+        """Per row: the mean of y (zero model included), the conditional part's mean (``fitted_conditional``:
+        mu, or the truncated mean of a hurdle), the zero probability (``zi_prob``) and the dispersion, as
+        glmmTMB's predict types response, conditional, zprob and disp."""
+        m = self.member(resp)
+        out: dict[str, np.ndarray] = {}
+        d = self.dispersion_rows(resp)
+        if d is not None and self.disp_given:
+            out["dispersion"] = self.reported_dispersion(np.broadcast_to(d, mu.shape))
+        eta_z = self.zi_eta(resp)
+        if eta_z is None:
+            out["fitted"] = mu
+            return out
+        p = special.expit(eta_z)
+        cond = mu
+        if self.kind == "hurdle":
+            zt = zero_terms(m, mu)
+            if zt is not None:
+                cond = mu / (-np.expm1(zt[0]))
+        out.update(fitted=(1.0 - p) * cond, fitted_conditional=cond, zi_prob=p)
+        return out
+
+    def reported_dispersion(self, d: np.ndarray) -> np.ndarray:
+        """exp(eta_d) on glmmTMB's ``sigma`` scale: the SD for the Gaussian (d its variance), 1 / sqrt(shape)
+        for the Gamma, d itself for the others."""
+        key = self.base.name
+        if key == "gaussian":
+            return np.sqrt(d)
+        if key == "gamma":
+            return 1.0 / np.sqrt(d)
+        return np.asarray(d, dtype=float)
+
+    def constant_parameters(self) -> dict[str, float]:
+        """The family's parameters by glmmTMB's names where the dispersion model is a constant (``~ 1``)."""
+        out: dict[str, float] = {}
+        if self.n_disp == 1:
+            d = float(np.exp(self.parameters[self.n_zi]))
+            key = self.base.name
+            if key == "gaussian":
+                out["sigma"] = float(np.sqrt(d))
+            elif key == "gamma":
+                out.update(sigma=float(1.0 / np.sqrt(d)), shape=d)
+            else:
+                out[self.base.parameter_names[0]] = d
+        for i, name in enumerate(self.rest_names):
+            out[name] = self._rest_value(i, self.parameters[self.n_zi + self.n_disp + i])
+        return out
+
+    def sample(self, rng, mu, pw, phi):
+        raise NotImplementedError("simulation from a zero-inflated, hurdle or dispersion model: not yet")
+
+
+def modelled_family(fam: Family, zi_names: list[str] | None, disp_names: list[str] | None) -> ModelledFamily:
+    """The :class:`ModelledFamily` of a family (glmmTMB's name; a hurdle family's zero model is its ``zi``) with
+    a zero model whose coefficients are ``zi_names`` (None: no zero model) and a dispersion model whose
+    coefficients are ``disp_names`` (None: the family's constant dispersion, a design of the intercept alone)."""
+    key = fam.name
+    kind = ""
+    if key in HURDLE_BASE:
+        kind, key = "hurdle", HURDLE_BASE[key]
+    elif zi_names is not None:
+        if key not in ZI_BASES:
+            raise GlmmInputError(
+                f"a zero-inflation model (zi) is offered for the count families poisson, nbinom2 and nbinom1, not "
+                f"{fam.name}" + (": for exact zeros in a positive response use the ziGamma family (a hurdle)"
+                                 if key == "gamma" else ""))
+        kind = "zi"
+    base = _density(key)
+    has_disp = key in DISP_PARAMETER
+    if disp_names is not None and not has_disp:
+        raise GlmmInputError(f"the {fam.name} family has no dispersion parameter to model: leave out disp")
+    disp_given = disp_names is not None
+    if has_disp and disp_names is None:
+        disp_names = ["(Intercept)"]
+    rest_names = tuple(base.parameter_names[1:]) if base.parameter_names else ()
+    if key == "tweedie":
+        raise GlmmInputError("zero and dispersion models are not offered for the tweedie family yet")
+    zi_n = list(zi_names or [])
+    dn = list(disp_names or [])
+    start = [0.0] * (len(zi_n) + len(dn)) + [0.0] * len(rest_names)
+    common = {f.name: getattr(base, f.name) for f in fields(Family)}
+    label = base.label + {"zi": ", zero-inflated", "hurdle": ", hurdle"}.get(kind, "")
+    common.update(name=fam.name, label=label, has_dispersion=False, edm=False, observed_information=True,
+                  hessian_se=True, parameter_names=tuple([f"zi~{n}" for n in zi_n] + [f"disp~{n}" for n in dn]
+                                                         + list(rest_names)),
+                  parameters=tuple(start), parameter_scales=tuple("coef" for _ in start), fixed_parameters=(),
+                  mean_range=(0.0, np.inf) if key != "gaussian" and key != "t_family" else base.mean_range,
+                  mu_valid=base.mu_valid if key not in ("poisson", "negbin", "gamma") else _positive)
+    return ModelledFamily(**common, base=base, kind=kind, n_zi=len(zi_n), n_disp=len(dn), zi_names=tuple(zi_n),
+                          disp_names=tuple(dn), rest_names=rest_names, disp_given=disp_given)
+
+

@@ -1,0 +1,245 @@
+"""The Laplace approximation of a model whose zero model has random effects of its own (glmmTMB's
+``ziformula = ~ 1 + (1 | site)``): the mean's and the zero model's linear predictors both carry random effects, so a
+row's log-density couples them (its Hessian in the two predictors is a 2 x 2 matrix per row).
+
+Supported: scalar random-effects terms, in the mean and in the zero model, on one grouping factor (the usual
+``(1 | site)`` in both parts). Per level j the effects u_j (one per term) have the penalised Hessian
+H_j = I + Lambda (sum over the level's rows of a_i a_i' * W_i / 2) Lambda, Lambda = diag(theta), W_i the Hessian of
+the row's deviance (-2 log f) in the predictors of the terms' parts, a_i the terms' columns; the mode search is
+Newton's (with a ridge where a level's Hessian is not positive definite). The Laplace deviance is
+-2 log f(y | modes) + |u|^2 + sum_j log det H_j. Its gradient in the outer parameters (theta, the mean's and the
+other parts' coefficients) is taken by central differences of that deviance (every evaluation a converged mode
+search from the last modes); the standard errors from differences of that gradient, as glmmTMB's from its
+Hessian.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families.modelled import ModelledFamily
+from glmmlab.engine.families.response import Response
+from glmmlab.engine.families.state import row_state
+from glmmlab.engine.inference.results import ConditionalModes
+from glmmlab.engine.progress import report
+from glmmlab.engine.solvers.assemble import _assemble
+from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance, joint_hessian
+from glmmlab.engine.solvers.modelled_start import modelled_results, modelled_start
+
+
+class JointLaplace:
+    """The Laplace deviance D(theta, beta, psi) of a mean and a zero model with scalar random-effects terms on one
+    grouping factor (``codes``: each row's level of it, ``L`` levels)."""
+
+    def __init__(self, codes: np.ndarray, L: int, A: np.ndarray, part: np.ndarray, Xs: np.ndarray, y: np.ndarray,
+                 pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk, data: dict):
+        self.codes, self.L, self.A, self.part = codes, L, A, part  # A: (n, q) the terms' columns; part 0/1
+        self.Xs, self.y, self.pw, self.off, self.lk = Xs, y, np.asarray(pw, dtype=float), off, lk
+        self.q = A.shape[1]
+        self.zi_off0 = data.get("zi_off")
+        self.resp = Response(y, fam, None, {k: v for k, v in data.items() if v is not None})
+        self.fam = fam
+        self.u = np.zeros((L, self.q))
+        self.evaluations = 0
+
+    def set_member(self, psi: np.ndarray) -> None:
+        fam = self.fam.with_parameters(psi)
+        assert isinstance(fam, ModelledFamily)
+        self.fam = fam
+        self.resp = self.resp.with_family(fam)
+
+    def _state(self, theta, eta_f, u):
+        contrib = self.A * theta * u[self.codes]  # (n, q) each term's effect on its part's predictor
+        cond = contrib[:, self.part == 0].sum(axis=1)
+        zi = contrib[:, self.part == 1].sum(axis=1)
+        self.resp.zi_off = zi if self.zi_off0 is None else self.zi_off0 + zi
+        rs = row_state(self.resp, eta_f + cond, self.lk)
+        P = float(np.sum(self.pw * rs.dev)) + float(np.sum(u * u))
+        return rs, cond, P
+
+    def _level_sums(self, theta, rs):
+        """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q)."""
+        g_z, w_cz, w_zz = self.fam.zi_deviance_derivatives(self.resp, rs)
+        pw = self.pw
+        g = np.stack([pw * rs.dev_eta, pw * g_z], axis=1)  # (n, 2): parts mean, zero
+        W = np.empty((g.shape[0], 2, 2))
+        W[:, 0, 0], W[:, 0, 1], W[:, 1, 1] = pw * rs.dev_eta2, pw * w_cz, pw * w_zz
+        W[:, 1, 0] = W[:, 0, 1]
+        a = self.A * theta
+        G = np.column_stack([np.bincount(self.codes, a[:, k] * g[:, self.part[k]], minlength=self.L)
+                             for k in range(self.q)])
+        S = np.empty((self.L, self.q, self.q))
+        for k in range(self.q):
+            for m in range(k, self.q):
+                S[:, k, m] = np.bincount(self.codes, a[:, k] * a[:, m] * W[:, self.part[k], self.part[m]],
+                                         minlength=self.L)
+                S[:, m, k] = S[:, k, m]
+        return G, S
+
+    def modes(self, theta, beta, max_iter: int = 100) -> dict:
+        eta_f = self.Xs @ beta + self.off
+        u = self.u.copy()
+        rs, cond, P = self._state(theta, eta_f, u)
+        if not np.isfinite(P):
+            u = np.zeros_like(u)
+            rs, cond, P = self._state(theta, eta_f, u)
+        eye = np.eye(self.q)
+        converged = False
+        for _ in range(max_iter):
+            G, S = self._level_sums(theta, rs)
+            H = eye + 0.5 * S
+            rhs = -(u + 0.5 * G)
+            delta = _solve_positive(H, rhs)
+            if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
+                converged = True
+                break
+            t = 1.0
+            for _h in range(40):
+                cand = u + t * delta
+                rs_c, cond_c, P_c = self._state(theta, eta_f, cand)
+                if P_c <= P + 1e-12 * abs(P):
+                    break
+                t *= 0.5
+            else:
+                converged = True
+                break
+            u, rs, cond, P = cand, rs_c, cond_c, P_c
+        _, S = self._level_sums(theta, rs)
+        H = eye + 0.5 * S
+        try:
+            Lc = np.linalg.cholesky(H)
+            logdet = 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
+        except np.linalg.LinAlgError:
+            logdet = np.inf
+        self.u = u
+        return {"u": u, "rs": rs, "cond": cond, "P": P, "logdet": logdet, "H": H, "converged": converged}
+
+    def value(self, theta, beta) -> float:
+        self.evaluations += 1
+        with np.errstate(all="ignore"):
+            m = self.modes(theta, beta)
+        D = m["P"] + m["logdet"]
+        return float(D) if np.isfinite(D) else np.inf
+
+
+def _solve_positive(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """H_j delta_j = rhs_j per level; a level whose H_j is not positive definite gets a ridge that makes it so."""
+    w, V = np.linalg.eigh(H)
+    w = np.maximum(w, 1e-3 * np.maximum(np.max(np.abs(w), axis=1, keepdims=True), 1.0))
+    return np.einsum("jab,jb->ja", V, np.einsum("jba,jb->ja", V, rhs) / w)
+
+
+def _central_gradient(fun, x: np.ndarray, lower: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    g = np.zeros_like(x)
+    f0 = None
+    for k in range(x.size):
+        hk = h * max(1.0, abs(x[k]))
+        xp, xm = x.copy(), x.copy()
+        xp[k] += hk
+        if x[k] - hk < lower[k]:  # one-sided at a bound
+            f0 = fun(x) if f0 is None else f0
+            g[k] = (fun(xp) - f0) / hk
+            continue
+        xm[k] -= hk
+        g[k] = (fun(xp) - fun(xm)) / (2.0 * hk)
+    return g
+
+
+def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_terms) -> dict:
+    """The record's fields of a model whose zero model has random effects (see the module docstring); ``fam`` a
+    :class:`ModelledFamily` with a zero model."""
+    assert isinstance(fam, ModelledFamily)
+    lead = st.lead
+    if st.rest or lead.q != 1 or any(t.Z.shape[1] != 1 for t in zi_terms) \
+            or any(list(t.levels) != list(lead.levels) or t.component != lead.component for t in zi_terms):
+        raise GlmmInputError(
+            "random effects in the zero-inflation model are offered as scalar terms such as (1 | g) on the same "
+            "grouping factor as the mean's one scalar term (e.g. count ~ x + (1 | site), zi = ~ x + (1 | site)); "
+            "simplify the random effects of either part")
+    if model.get("nagq", 1) > 1:
+        raise GlmmInputError("nagq > 1 is not available with random effects in the zero-inflation model: use nagq 1")
+    report(progress, "Initial values (GLM)", 0.05)
+    beta0, fam = modelled_start(Xs, mf.y, pw, off, fam, lk, None, data)
+    codes = np.asarray(lead.codes, dtype=np.intp)
+    A = np.column_stack([np.broadcast_to(lead.Z[:, 0], (mf.n,))]
+                        + [np.broadcast_to(np.asarray(t.Z[:, 0], dtype=float), (mf.n,)) for t in zi_terms])
+    part = np.array([0] + [1] * len(zi_terms))
+    obj = JointLaplace(codes, lead.n_levels, A, part, Xs, mf.y, pw, off, fam, lk, data)
+    q, p = A.shape[1], Xs.shape[1]
+    psi0 = np.asarray(fam.parameters, dtype=float)
+    m_psi = psi0.size
+    lo, hi = fam.internal_range()
+
+    def fun(x):
+        psi = x[q + p:]
+        if not np.all((lo < psi) & (psi < hi)):
+            return np.inf
+        obj.set_member(psi)
+        return obj.value(x[:q], x[q:q + p])
+
+    lower = np.concatenate([np.zeros(q), np.full(p + m_psi, -np.inf)])
+
+    def fg(x):
+        return fun(x), _central_gradient(fun, x, lower)
+
+    # the model without random effects first (theta = 0): the start of every part's coefficients
+    report(progress, "Initial values (the model without random effects)", 0.08)
+
+    def fg_glm(z):
+        f, g = fg(np.concatenate([np.zeros(q), z]))
+        return (f, g[q:]) if np.isfinite(f) else (1e300, np.zeros_like(z))
+
+    z0 = np.append(beta0, psi0)
+    res0 = minimize(fg_glm, z0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
+    z_glm = res0.x if np.isfinite(res0.fun) else z0
+    x0 = np.concatenate([np.full(q, 0.5), z_glm])
+    report(progress, "Optimizing Laplace deviance", 0.1)
+    bounds = [(0.0, None)] * q + [(None, None)] * (p + m_psi)
+
+    def run(start):
+        obj.u = np.zeros_like(obj.u)
+        r = minimize(fg, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                     options={"maxiter": int(model.get("max_iter", 100)) * 10, "ftol": 1e-14, "gtol": 1e-7})
+        return r.x, bool(r.success or r.status == 0)
+
+    x, ok = run(x0)
+    f = fun(x)
+    probe = _off_the_boundary(fun, x, x0, np.zeros(q), f)
+    if probe is not None:
+        xp, okp = run(probe)
+        if fun(xp) < f:
+            x, ok, f = xp, okp, fun(xp)
+    report(progress, "Computing standard errors (Hessian)", 0.82)
+    H_full = joint_hessian(fg, x, lower)
+    f = fun(x)  # the member and modes of the estimates again
+    fin = obj.modes(x[:q], x[q:q + p])
+    theta, beta_s, psi = x[:q], x[q:q + p], x[q + p:]
+    vcov_s = fixed_effects_covariance(H_full, x, lower, q, p)
+    beta, vcov = T @ beta_s, T @ vcov_s @ T.T
+    # the modes b = theta u and their conditional covariances (the inverse of H_j, scaled)
+    Hinv = np.linalg.inv(fin["H"])
+    b = fin["u"] * theta
+    sd = np.sqrt(np.maximum(np.diagonal(Hinv, axis1=1, axis2=2), 0.0)) * theta
+    rs = fin["rs"]
+    resid = mf.y - rs.mu
+    rows = {"fitted": rs.mu, "deviance_residuals": np.sign(resid) * np.sqrt(np.maximum(obj.pw * rs.dev, 0.0)),
+            "pearson_residuals": resid * np.sqrt(obj.pw / rs.var), "group_random_effect": fin["cond"]}
+    loglik = -0.5 * f
+    k = p + q + m_psi
+    converged = ok and fin["converged"] and np.isfinite(f)
+    lam = [np.array([[theta[0]]])]
+    out = _assemble(st, mf, model, "Laplace", converged, theta[:1], lam, 1.0, False, beta, vcov, names,
+                    "Hessian of the Laplace deviance", loglik, k, [b[:, :1]], [Hinv[:, :1, :1]], rows, None, None,
+                    None, None)
+    out["theta"] = np.array(theta, dtype=float)
+    for j, t in enumerate(zi_terms, start=1):
+        out["variances"].append({"component": t.component, "term": t.names[0], "variance": float(theta[j] ** 2),
+                                 "model": "zi"})
+    out["modes"].append(ConditionalModes(lead.component, list(lead.levels), [t.names[0] for t in zi_terms],
+                                         b[:, 1:], sd[:, 1:], model="zi"))
+    data_fit = dict(data, zi_off=obj.resp.zi_off)  # the zero model's predictor, its random effects in
+    obj.fam = obj.fam.with_parameters(psi)  # type: ignore[assignment]
+    out.update(modelled_results(obj.fam, x, H_full, lower, q, mf.y, pw, None, data_fit, rows))
+    return out

@@ -1,0 +1,145 @@
+"""Starting values of a model with zero and dispersion models (:class:`~glmmlab.engine.families.modelled
+.ModelledFamily`): the base family's GLM for the mean and a constant dispersion, the zero model from the zeros the
+GLM leaves unexplained (zero-inflation) or from a logistic regression of y = 0 (hurdle, whose zero model is
+separate from the rest), and the dispersion model's intercept at the GLM's dispersion. The fit then takes the
+model without random effects to its maximum (the mixed model's start, and the null model of the random effects'
+test) before the random effects join."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from scipy import special
+
+from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.links import LINKS, Link
+from glmmlab.engine.families.modelled import ModelledFamily, zero_terms
+from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, negbin_glm
+
+
+def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk: Link,
+                   trials: np.ndarray | None, data: dict) -> tuple[np.ndarray, ModelledFamily]:
+    """(the mean's coefficients on the scaled design, the member at the other parts' starting coefficients)."""
+    base = fam.base
+    key = base.name
+    rows = y > 0 if fam.kind == "hurdle" else np.ones(y.shape[0], dtype=bool)
+    Xr, yr, pwr, offr = Xs[rows], y[rows], np.asarray(pw)[rows], np.asarray(off)[rows]
+    tr = None if trials is None else trials[rows]
+    disp = None
+    rest: list[float] = []
+    if key == "negbin":
+        beta, disp, _ = negbin_glm(Xr, yr, pwr, offr, lk)
+    elif key in ("poisson", "gaussian", "gamma"):
+        beta, dev = glm_irls(Xr, yr, pwr, offr, FAMILIES[key], lk)
+        mu = lk.linkinv(Xr @ beta + offr)
+        if key == "gaussian":
+            disp = max(float(np.average((yr - mu) ** 2, weights=pwr)), 1e-8)  # the variance
+        elif key == "gamma":
+            cv2 = float(np.average(((yr - mu) / mu) ** 2, weights=pwr))
+            disp = 1.0 / max(cv2, 1e-8)  # the shape
+    else:  # glmmTMB's own families: their GLM with the parameters profiled
+        beta, member, _ = family_glm(Xr, yr, pwr, offr, base, lk, tr)
+        disp = float(member.parameters[0])
+        rest = [float(v) for v in member.parameters[1:]]
+    coef = []
+    if fam.n_zi:
+        coef += list(_zero_start(fam, Xs, y, pw, off, beta, lk, data, disp))
+    if fam.n_disp and disp is not None:
+        coef += [float(np.log(disp))] + [0.0] * (fam.n_disp - 1)
+    if fam.rest_names:
+        coef += [float(np.log(v)) for v in rest]  # the t's df (the only base with more parameters here)
+    member = fam.with_parameters(coef)
+    assert isinstance(member, ModelledFamily)
+    return beta, member
+
+
+def _zero_start(fam: ModelledFamily, Xs, y, pw, off, beta, lk, data, disp) -> np.ndarray:
+    zX = data["zi_X"]
+    z_off = data.get("zi_off")
+    z_off = np.zeros(y.shape[0]) if z_off is None else z_off
+    zeros = (y == 0).astype(float)
+    if fam.kind == "hurdle":
+        b, _ = glm_irls(zX, zeros, np.asarray(pw, dtype=float) + np.zeros(y.shape[0]), z_off, FAMILIES["binomial"],
+                        LINKS["logit"])
+        return b
+    mu = lk.linkinv(Xs @ beta + off)
+    member = fam.base if disp is None else replace(fam.base, parameters=(disp,))
+    zt = zero_terms(member, mu)
+    f0 = float(np.mean(np.exp(zt[0]))) if zt is not None else 0.0
+    excess = (float(np.mean(zeros)) - f0) / max(1.0 - f0, 1e-8)
+    out = np.zeros(zX.shape[1])
+    # the intercept column of the zero model (glmmTMB's design has it first when present)
+    const = np.flatnonzero(np.all(zX == zX[:1], axis=0))
+    if const.size:
+        c = float(zX[0, const[0]])
+        out[const[0]] = float(special.logit(min(max(excess, 0.02), 0.9))) / (c if c else 1.0)
+    return out
+
+
+def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The model without random effects (theta held at 0) fitted from (x0's coefficients, psi0) by L-BFGS on the
+    Laplace deviance's exact gradient (at theta = 0 the deviance is -2 log L of the GLM of every part):
+    (x0 with those coefficients, the parts' coefficients, -2 log L at the maximum)."""
+    from scipy.optimize import minimize
+
+    p = x0.size - nt
+
+    def fg(z):
+        f, g = fun_grad(np.concatenate([np.zeros(nt), z]))
+        if not np.isfinite(f):
+            return 1e300, np.zeros_like(z)
+        return f, g[nt:]
+
+    z0 = np.append(x0[nt:], psi0)
+    res = minimize(fg, z0, jac=True, method="L-BFGS-B", options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-7})
+    f0 = fg(z0)[0]
+    z = res.x if np.isfinite(res.fun) and res.fun <= f0 else z0
+    x = x0.copy()
+    x[nt:] = z[:p]
+    return x, z[p:], float(min(res.fun, f0))
+
+
+def modelled_results(fam: ModelledFamily, x_full, hess_full, lower_full, nt: int, y: np.ndarray, pw: np.ndarray,
+                     trials: np.ndarray | None, data: dict, rows: dict) -> dict:
+    """The record's fields of the zero and dispersion models: their coefficient tables (``submodels``, SEs from
+    the Hessian of the Laplace deviance over every parameter), the family's parameters where the dispersion is one
+    number, and per row the mean of y with the zero model (``fitted``), the count part's mean, the zero
+    probability and the dispersion (``row_extras``), with Pearson residuals on the mean of y."""
+    from glmmlab.engine.families.response import Response
+    from glmmlab.engine.inference import wald as inference
+
+    m = len(fam.parameters)
+    psi = np.asarray(fam.parameters, dtype=float)
+    se = np.full(m, np.nan)
+    cov = np.full((m, m), np.nan)
+    if hess_full is not None and x_full is not None:
+        free = ~((lower_full == 0.0) & (x_full <= 0.0))
+        idx = np.flatnonzero(free)
+        C = 2.0 * inference.inverse_spd(hess_full[np.ix_(idx, idx)])
+        pos = {int(j): i for i, j in enumerate(idx)}
+        sel = [pos[j] for j in range(x_full.size - m, x_full.size)]
+        cov = C[np.ix_(sel, sel)]
+        se = np.sqrt(np.abs(np.diag(cov)))
+    submodels: dict = {}
+
+    def table(names, where):
+        return {"names": list(names), "estimate": psi[where], "se": se[where], "vcov": cov[where, where]}
+
+    if fam.n_zi:
+        submodels["zi"] = table(fam.zi_names, slice(0, fam.n_zi))
+    if fam.n_disp and fam.disp_given:
+        submodels["disp"] = table(fam.disp_names, slice(fam.n_zi, fam.n_zi + fam.n_disp))
+    resp = Response(y, fam, trials, {k: v for k, v in data.items() if v is not None})
+    mu = np.asarray(rows["fitted"], dtype=float)
+    means = fam.response_means(resp, mu)
+    var = fam.mu_terms(resp, mu, 1.0 - mu)[4]
+    fitted = means.pop("fitted")
+    pearson = (y - fitted) * np.sqrt(np.asarray(pw, dtype=float) / np.maximum(var, 1e-300))
+    params = {} if fam.disp_given else fam.constant_parameters()
+    if fam.disp_given:
+        params = {k: v for k, v in fam.constant_parameters().items() if k in fam.rest_names}
+    first = next(iter(params), None)
+    return {"submodels": submodels, "row_extras": means, "fitted": fitted, "pearson_residuals": pearson,
+            "family_parameter": None if first is None else {"name": first, "value": params[first]},
+            "family_parameters": params or None}
