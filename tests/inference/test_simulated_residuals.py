@@ -16,6 +16,7 @@ import pytest
 import glmmlab
 from glmmlab.engine.families import distributions as D
 from glmmlab.engine.inference import simulate as S
+from glmmlab.engine.inference import simulate_models as M
 
 CASE = json.loads((Path(__file__).resolve().parents[1] / "reference" / "dharma" / "stored_case.json").read_text())
 
@@ -155,7 +156,7 @@ def test_residuals_are_uniform_for_the_true_model(family, conditional):
 def test_integer_residuals_need_the_randomisation():
     """Without the randomisation the residuals of counts are not uniform (the check above can fail)."""
     fit = glmmlab.glmm("y ~ x + (1 | g)", data("poisson"), family="poisson")
-    inputs = S.row_inputs(fit, fit.model_frame())
+    inputs = M.row_inputs(fit, fit.model_frame())
     sim = S.simulate(inputs, fit.model_frame().y, 250, seed=5, keep=True)
     obs = sim.observed[:, None]
     plain = np.mean(sim.simulated <= obs, axis=1)  # the ECDF at the value, no randomisation
@@ -203,7 +204,7 @@ def test_the_run_reads_its_own_simulations():
 
 def test_conditional_simulations_centre_on_the_fitted_means():
     fit = glmmlab.glmm("y ~ x + (1 | g)", data("poisson", n=200), family="poisson")
-    inputs = S.row_inputs(fit, fit.model_frame())
+    inputs = M.row_inputs(fit, fit.model_frame())
     sims = inputs.draw(np.random.default_rng(0), 4000, conditional=True)
     z = (sims.mean(axis=1) - fit.fitted) / np.sqrt(fit.fitted / 4000)
     assert np.max(np.abs(z)) < 4.5
@@ -224,7 +225,7 @@ def test_new_random_effects_have_the_fitted_covariance():
     b0, b1 = rng.multivariate_normal([0, 0], [[0.4, 0.1], [0.1, 0.2]], groups).T
     y = rng.poisson(np.exp(0.2 + 0.3 * x + b0[g] + b1[g] * x))
     fit = glmmlab.glmm("y ~ x + (1 + x | g)", pd.DataFrame({"y": y, "x": x, "g": g}), family="poisson")
-    (part,) = S.random_parts(fit, fit.model_frame())
+    (part,) = M.random_parts(fit, fit.model_frame().terms)
     cov = part.chol @ part.chol.T
     vc = {r["term"]: r["variance"] for r in fit.random_effects_table() if r["component"] == "g"}
     cor = fit.correlations[0]["correlation"]

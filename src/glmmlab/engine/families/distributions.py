@@ -626,8 +626,8 @@ class NegativeBinomial(Family):
         return np.full_like(mu, 2.0 / float(self.parameter))
 
     def sample(self, rng, mu, pw, phi):
-        assert self.parameter is not None  # the negative binomial's theta
-        th = float(self.parameter)
+        assert self.parameter is not None  # the negative binomial's theta (one per row for a dispersion model)
+        th = np.asarray(self.parameter, dtype=float)
         return rng.negative_binomial(th, th / (th + np.maximum(mu, 1e-300))).astype(float)
 
 

@@ -22,27 +22,25 @@ As in DHARMa, the "fitted" values of the dispersion test and of the residual plo
 trials is read as its counts of successes (proportion x trials) on both sides.
 
 What a row's distribution needs, fixed across simulations, is one object, :class:`RowInputs` (built from a fit
-by :func:`row_inputs`): the family member, the mean's linear predictor (:class:`LinearPart`: its link, fixed part,
-fitted modes' contribution and the random effects to draw from), prior weights, the dispersion (a number or one
-per row) and, for a model of structural zeros, a second linear predictor for the probability of a zero. The
-simulations are drawn in chunks of columns whose size depends on the number of rows only, so a seed gives the same
-residuals on any machine and whatever the memory.
+by :func:`glmmlab.engine.inference.simulate_models.row_inputs`): the family member, the mean's linear predictor
+(:class:`LinearPart`: its link, fixed part, fitted modes' contribution and the random effects to draw from), prior
+weights, the dispersion (a number or one per row) and, for a model of structural zeros, a second linear predictor
+for the probability of a zero (and whether the count part is truncated at zero: a hurdle). The simulations are
+drawn in chunks of columns whose size depends on the number of rows only, so a seed gives the same residuals on any
+machine and whatever the memory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES, Family
-from glmmlab.engine.families.links import LINKS, Link
-from glmmlab.engine.inference.intervals import VarianceLayout
-from glmmlab.engine.inference.results import GlmmResult
-from glmmlab.engine.model.terms import ModelFrame, merge_terms
+from glmmlab.engine.families.distributions import Family
+from glmmlab.engine.families.links import Link
 
 CHUNK_CELLS = 1 << 21  # simulated values drawn at once (rows x columns): about 16 MB per array
 KEEP_CELLS = 5_000_000  # the simulated matrix is kept (``keep``) up to this many values
@@ -116,6 +114,7 @@ class RowInputs:
     phi: float | np.ndarray = 1.0  # the dispersion (Gaussian variance, Gamma's phi): a number or per row
     zero: LinearPart | None = None  # the probability of a structural zero, or None
     scale: np.ndarray | None = None  # (n,) the factor to DHARMa's response scale (trials), or None
+    truncated: bool = False  # the family's draws are truncated at zero (a hurdle's count part)
 
     @property
     def n(self) -> int:
@@ -132,6 +131,8 @@ class RowInputs:
         ``predict(re.form = ~0, type = "response")``; a binomial's probability, as DHARMa takes it), times the
         probability of no structural zero."""
         mu = self.mean.population()
+        if self.truncated:  # a hurdle's positive part: the truncated mean mu / (1 - P(0))
+            mu = mu / -np.expm1(log_zero_probability(self.family, mu))
         return mu if self.zero is None else (1.0 - self.zero.population()) * mu
 
     def observed(self, y: np.ndarray) -> np.ndarray:
@@ -148,6 +149,8 @@ class RowInputs:
         # a dispersion per row (a dispersion model) goes to the sampler as a column, like the weights
         phi: Any = self.phi if np.ndim(self.phi) == 0 else np.asarray(self.phi, dtype=float)[:, None]
         y = np.asarray(self.family.sample(rng, mu, self.weights[:, None], phi), dtype=float)
+        if self.truncated:
+            y = truncated_redraw(self.family, rng, y, mu)
         if self.zero is not None:
             y[rng.random(y.shape) < self.zero.draw(rng, k, conditional)] = 0.0
         if self.scale is not None:
@@ -155,57 +158,47 @@ class RowInputs:
         return y
 
 
-def row_inputs(result: GlmmResult, frame: ModelFrame) -> RowInputs:
-    """The :class:`RowInputs` of a fit made on ``frame`` (its rows in the order of ``frame``)."""
-    fam_key = result.family
-    fam = FAMILIES[fam_key]
-    params = result.family_params
-    if fam.parameter_names and params:
-        fam = fam.with_parameters(tuple(float(params[nm]) for nm in fam.parameter_names))
-    link = LINKS[result.link]
-    beta = dict(zip(result.names, np.asarray(result.beta, dtype=float)))
-    coef = np.array([beta.get(nm, 0.0) for nm in frame.x_names], dtype=float)  # a dropped column counts 0
-    eta = np.asarray(frame.X, dtype=float) @ coef
-    if frame.offset is not None:
-        eta = eta + np.asarray(frame.offset, dtype=float)
-    modes = _per_frame_row(result, frame, np.asarray(result.row_random_effect, dtype=float))
-    weights = np.ones(frame.n) if frame.weights is None else np.asarray(frame.weights, dtype=float)
-    phi = float(result.var_residual) if (fam.has_dispersion and result.var_residual is not None) else 1.0
-    scale = np.maximum(np.rint(weights), 1.0) if fam.name in ("binomial", "betabinomial") and \
-        frame.weights is not None else None
-    return RowInputs(fam, LinearPart(link, eta, modes, random_parts(result, frame)), weights, phi, None, scale)
+# -- the zero-truncated count part of a hurdle ----------------------------------------------------------------------
+def _count_distribution(family: Family, mu: np.ndarray):
+    """scipy's distribution of a count family's member at means ``mu`` (its parameters per row or one number)."""
+    if family.name == "poisson":
+        return stats.poisson(mu)
+    if family.name == "negbin":
+        th = np.asarray(family.parameter, dtype=float)
+        return stats.nbinom(th, th / (th + mu))
+    if family.name == "nbinom1":
+        phi = np.asarray(family.parameters[0], dtype=float)
+        return stats.nbinom(mu / phi, 1.0 / (1.0 + phi))
+    return None
 
 
-def _per_frame_row(result: GlmmResult, frame: ModelFrame, values: np.ndarray) -> np.ndarray:
-    """A per-row array of the record (rows ``result.rows``) in the order of the frame's rows."""
-    rows, frows = np.asarray(result.rows), np.asarray(frame.rows)
-    if rows.shape == frows.shape and np.array_equal(rows, frows):
-        return values
-    order = np.argsort(rows, kind="stable")
-    pos = np.searchsorted(rows[order], frows)
-    if rows.shape[0] != frows.shape[0] or np.any(rows[order][np.minimum(pos, rows.size - 1)] != frows):
-        raise GlmmInputError("the model frame does not hold the fit's rows: refit the model on its data")
-    return values[order[pos]]
+def log_zero_probability(family: Family, mu: np.ndarray) -> np.ndarray:
+    """log P(y = 0) of a count family's member at means ``mu`` (-inf for a continuous family: no mass at 0)."""
+    dist = _count_distribution(family, np.maximum(mu, 1e-300))
+    return np.full(np.shape(mu), -np.inf) if dist is None else dist.logpmf(0)
 
 
-def random_parts(result: GlmmResult, frame: ModelFrame) -> tuple[RandomPart, ...]:
-    """The random effects of a fit as :class:`RandomPart` s: its estimated standard deviations and correlations
-    turned into each factor's Cholesky factor."""
-    blocks = merge_terms(frame.terms)
-    if not blocks:
-        return ()
-    layout = VarianceLayout.of(blocks)
-    sd_cor = layout.values(result.random_effects_table(), result.correlations or [])
-    theta = layout.theta(np.nan_to_num(sd_cor))  # scale 1: the absolute Cholesky factors
-    if theta is None:
-        raise GlmmInputError("the fit's random-effect correlations are not a valid correlation matrix, so no "
-                             "random effects can be drawn from them: simulate conditional on the fitted modes")
-    parts, k = [], 0
-    for b in blocks:
-        parts.append(RandomPart(np.asarray(b.codes, dtype=np.intp), b.Z, b.lam(theta[k:k + b.n_theta]),
-                                b.n_levels))
-        k += b.n_theta
-    return tuple(parts)
+def truncated_redraw(family: Family, rng: np.random.Generator, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Draws of the family truncated at zero: every zero among the untruncated draws ``y`` is replaced by a draw of
+    the truncated distribution by inversion, F^-1(u) with u uniform on (F(0), 1) (the positive draws already have
+    the truncated distribution)."""
+    zero = y == 0.0
+    if not np.any(zero):
+        return y
+    mu_z = np.broadcast_to(np.maximum(mu, 1e-300), y.shape)[zero]
+    member = family
+    if family.name in ("negbin", "nbinom1") and np.ndim(family.parameters[0]):  # a dispersion per row
+        col = np.broadcast_to(np.asarray(family.parameters[0], dtype=float), y.shape)[zero]
+        member = replace(family, parameter=col, parameters=(col,)) if family.name == "negbin" else \
+            replace(family, parameters=(col,))
+    dist = _count_distribution(member, mu_z)
+    if dist is None:
+        return y
+    f0 = dist.cdf(0)
+    u = f0 + rng.random(mu_z.shape) * (1.0 - f0)
+    out = y.copy()
+    out[zero] = np.maximum(dist.ppf(np.minimum(u, np.nextafter(1.0, 0.0))), 1.0)
+    return out
 
 
 # -- the residuals -------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.inference import simulate as sim_engine
+from glmmlab.engine.inference import simulate_models
 from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.services.views import residual_plots
 
@@ -161,7 +162,7 @@ def simulate_residuals(result: GlmmResult, n_sim: int = 250, seed: int | None = 
     if frame is None:
         raise GlmmInputError("simulated residuals need the model's data: this fit keeps none (a Dask fit or a "
                              "model loaded from a project); fit it in memory with glmmlab.glmm or fit_glmm")
-    inputs = sim_engine.row_inputs(result, frame)
+    inputs = simulate_models.row_inputs(result, frame)
     simulation = sim_engine.simulate(inputs, frame.y, n_sim=int(n_sim), seed=None if seed is None else int(seed),
                                      conditional=bool(conditional))
     return SimulatedResiduals(simulation, np.asarray(frame.rows), result.family, result.link,
