@@ -135,3 +135,18 @@ def test_truncated_draws_have_the_truncated_mean(family, mu, extra):
     p0 = np.exp(S.log_zero_probability(fam, np.array([mu])))[0]
     want = mu / (1 - p0)
     assert y.mean() == pytest.approx(want, abs=4 * y.std() / np.sqrt(k))
+
+
+def test_truncated_draws_take_a_dispersion_per_row():
+    from dataclasses import replace
+
+    theta = np.array([[0.5], [5.0]])  # a dispersion model's theta per row, as a column
+    fam = replace(D.negbin_family(1.0), parameter=theta, parameters=(theta,))
+    k = 200_000
+    m = np.full((2, k), 0.4)
+    y = S.truncated_redraw(fam, np.random.default_rng(1), fam.sample(np.random.default_rng(0), m, np.ones((2, 1)), 1),
+                           m)
+    assert np.all(y >= 1)
+    for i, th in enumerate(theta[:, 0]):
+        p0 = (th / (th + 0.4)) ** th
+        assert y[i].mean() == pytest.approx(0.4 / (1 - p0), abs=4 * y[i].std() / np.sqrt(k))

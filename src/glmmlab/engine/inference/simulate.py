@@ -178,26 +178,42 @@ def log_zero_probability(family: Family, mu: np.ndarray) -> np.ndarray:
     return np.full(np.shape(mu), -np.inf) if dist is None else dist.logpmf(0)
 
 
+REDRAW_ROUNDS = 12  # rounds of redrawing a hurdle's zeros before the few left are drawn by inversion
+
+
 def truncated_redraw(family: Family, rng: np.random.Generator, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Draws of the family truncated at zero: every zero among the untruncated draws ``y`` is replaced by a draw of
-    the truncated distribution by inversion, F^-1(u) with u uniform on (F(0), 1) (the positive draws already have
-    the truncated distribution)."""
+    """Draws of the family truncated at zero: every zero among the untruncated draws ``y`` is drawn again from the
+    family until it is positive (at most :data:`REDRAW_ROUNDS` rounds, each over the cells still at zero), and
+    those still at zero then by inversion, F^-1(u) with u uniform on (F(0), 1). Both give the truncated
+    distribution, and so do the positive draws of ``y``; the rounds avoid most of the inversions, which are slow."""
     zero = y == 0.0
-    if not np.any(zero):
+    if not np.any(zero) or family.name not in ("poisson", "negbin", "nbinom1"):
         return y
-    mu_z = np.broadcast_to(np.maximum(mu, 1e-300), y.shape)[zero]
-    member = family
-    if family.name in ("negbin", "nbinom1") and np.ndim(family.parameters[0]):  # a dispersion per row
-        col = np.broadcast_to(np.asarray(family.parameters[0], dtype=float), y.shape)[zero]
-        member = replace(family, parameter=col, parameters=(col,)) if family.name == "negbin" else \
-            replace(family, parameters=(col,))
-    dist = _count_distribution(member, mu_z)
-    if dist is None:
-        return y
-    f0 = dist.cdf(0)
-    u = f0 + rng.random(mu_z.shape) * (1.0 - f0)
     out = y.copy()
-    out[zero] = np.maximum(dist.ppf(np.minimum(u, np.nextafter(1.0, 0.0))), 1.0)
+    idx = np.flatnonzero(zero)
+    mu_c = np.broadcast_to(np.maximum(mu, 1e-300), y.shape).ravel()[idx]
+    par: Any = None
+    if family.name != "poisson":  # the member's parameter per cell (a dispersion model has one per row)
+        par = np.broadcast_to(np.asarray(family.parameters[0], dtype=float), y.shape).ravel()[idx]
+    for _ in range(REDRAW_ROUNDS):
+        if par is None:
+            draw = rng.poisson(mu_c).astype(float)
+        elif family.name == "negbin":
+            draw = rng.negative_binomial(par, par / (par + mu_c)).astype(float)
+        else:
+            draw = rng.negative_binomial(mu_c / par, 1.0 / (1.0 + par)).astype(float)
+        ok = draw > 0
+        out.ravel()[idx[ok]] = draw[ok]
+        idx, mu_c = idx[~ok], mu_c[~ok]
+        par = None if par is None else par[~ok]
+        if idx.size == 0:
+            return out
+    member = family if par is None else (replace(family, parameter=par, parameters=(par,))
+                                         if family.name == "negbin" else replace(family, parameters=(par,)))
+    dist: Any = _count_distribution(member, mu_c)
+    f0 = dist.cdf(0)
+    u = f0 + rng.random(mu_c.shape) * (1.0 - f0)
+    out.ravel()[idx] = np.maximum(dist.ppf(np.minimum(u, np.nextafter(1.0, 0.0))), 1.0)
     return out
 
 
