@@ -324,7 +324,7 @@ def create(simulated: np.ndarray, observed: np.ndarray, fitted: np.ndarray, seed
 
 # -- the tests -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class TestResult:
+class ResidualTest:
     """One test's outcome, as R's ``htest`` reports it."""
 
     name: str
@@ -367,37 +367,37 @@ def _ratio(observed: float, simulated: np.ndarray) -> float:
     return observed / m if m != 0 else (float("nan") if observed == 0 else float("inf"))
 
 
-def dispersion_test(sim: Simulation, alternative: str = "two.sided") -> TestResult:
+def dispersion_test(sim: Simulation, alternative: str = "two.sided") -> ResidualTest:
     """DHARMa's default dispersion test: var(observed - fitted) against var(simulated - fitted) of each
     simulation; the statistic is their ratio to the simulations' mean (> 1: overdispersion)."""
     p = simulation_p_value(sim.spread_simulated, sim.spread_observed, alternative)
-    return TestResult("dispersion", "DHARMa nonparametric dispersion test via sd of residuals fitted vs. simulated",
+    return ResidualTest("dispersion", "DHARMa nonparametric dispersion test via sd of residuals fitted vs. simulated",
                       _ratio(sim.spread_observed, sim.spread_simulated), "dispersion", p, alternative,
                       {"observed": sim.spread_observed, "simulated_mean": float(np.mean(sim.spread_simulated))})
 
 
-def zero_inflation_test(sim: Simulation, alternative: str = "two.sided") -> TestResult:
+def zero_inflation_test(sim: Simulation, alternative: str = "two.sided") -> ResidualTest:
     """DHARMa's zero-inflation test: the observed number of zeros against the numbers in the simulations; the
     statistic is their ratio to the simulations' mean (> 1: more zeros than the model expects)."""
     p = simulation_p_value(sim.zeros_simulated, sim.zeros_observed, alternative)
-    return TestResult("zero_inflation", "DHARMa zero-inflation test via comparison to expected zeros with "
+    return ResidualTest("zero_inflation", "DHARMa zero-inflation test via comparison to expected zeros with "
                       "simulation under H0 = fitted model", _ratio(sim.zeros_observed, sim.zeros_simulated),
                       "ratioObsSim", p, alternative,
                       {"observed_zeros": sim.zeros_observed,
                        "simulated_zeros_mean": float(np.mean(sim.zeros_simulated))})
 
 
-def uniformity_test(residuals: np.ndarray, alternative: str = "two.sided") -> TestResult:
+def uniformity_test(residuals: np.ndarray, alternative: str = "two.sided") -> ResidualTest:
     """DHARMa's ``testUniformity``: the one-sample Kolmogorov-Smirnov test of the scaled residuals against
     U(0, 1) (exact for small samples, as R's ``ks.test``)."""
     scipy_alt = {"two.sided": "two-sided", "greater": "greater", "less": "less"}[_alternative(alternative)]
     ks = stats.kstest(np.asarray(residuals, dtype=float), "uniform", alternative=scipy_alt)
-    return TestResult("uniformity", "Asymptotic one-sample Kolmogorov-Smirnov test" if residuals.size > 100 else
+    return ResidualTest("uniformity", "Asymptotic one-sample Kolmogorov-Smirnov test" if residuals.size > 100 else
                       "Exact one-sample Kolmogorov-Smirnov test", float(ks.statistic), "D", float(ks.pvalue),
                       alternative)
 
 
-def outlier_test(sim: Simulation, alternative: str = "two.sided") -> TestResult:
+def outlier_test(sim: Simulation, alternative: str = "two.sided") -> ResidualTest:
     """DHARMa's ``testOutliers(type = "binomial")``: residuals outside every simulation (below 1 / (n_sim + 1)
     or above 1 - 1 / (n_sim + 1)) against their expected frequency 2 / (n_sim + 1), by an exact binomial test."""
     r = sim.residuals
@@ -405,7 +405,7 @@ def outlier_test(sim: Simulation, alternative: str = "two.sided") -> TestResult:
     outliers = int(np.count_nonzero(r < edge) + np.count_nonzero(r > 1.0 - edge))
     scipy_alt = {"two.sided": "two-sided", "greater": "greater", "less": "less"}[_alternative(alternative)]
     p = float(stats.binomtest(outliers, r.size, 2.0 * edge, alternative=scipy_alt).pvalue)
-    return TestResult("outliers", "DHARMa outlier test based on exact binomial test with approximate expectations",
+    return ResidualTest("outliers", "DHARMa outlier test based on exact binomial test with approximate expectations",
                       float(outliers), "outliers at both margin(s)", p, alternative,
                       {"observations": int(r.size), "expected_frequency": 2.0 * edge,
                        "frequency": outliers / max(r.size, 1)})

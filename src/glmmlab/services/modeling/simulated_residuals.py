@@ -90,26 +90,26 @@ class SimulatedResiduals:
         return pd.Series(self.residuals, index=pd.Index(self.rows, name="row"), name="scaled_residual")
 
     # -- DHARMa's tests ----------------------------------------------------------------------------------------
-    def test_dispersion(self, alternative: str = "two.sided") -> sim_engine.TestResult:
+    def test_dispersion(self, alternative: str = "two.sided") -> sim_engine.ResidualTest:
         """DHARMa's ``testDispersion``: the variance of observed minus predicted against that of every simulation
         (statistic > 1: overdispersion, < 1: underdispersion) with a simulation p-value."""
         return sim_engine.dispersion_test(self.simulation, alternative)
 
-    def test_zero_inflation(self, alternative: str = "two.sided") -> sim_engine.TestResult:
+    def test_zero_inflation(self, alternative: str = "two.sided") -> sim_engine.ResidualTest:
         """DHARMa's ``testZeroInflation``: the observed number of zeros against the simulated numbers (statistic
         > 1: more zeros than the model expects)."""
         return sim_engine.zero_inflation_test(self.simulation, alternative)
 
-    def test_uniformity(self, alternative: str = "two.sided") -> sim_engine.TestResult:
+    def test_uniformity(self, alternative: str = "two.sided") -> sim_engine.ResidualTest:
         """DHARMa's ``testUniformity``: Kolmogorov-Smirnov of the residuals against U(0, 1)."""
         return sim_engine.uniformity_test(self.residuals, alternative)
 
-    def test_outliers(self, alternative: str = "two.sided") -> sim_engine.TestResult:
+    def test_outliers(self, alternative: str = "two.sided") -> sim_engine.ResidualTest:
         """DHARMa's ``testOutliers(type = "binomial")``: residuals outside every simulation against their
         expected frequency 2 / (n_sim + 1)."""
         return sim_engine.outlier_test(self.simulation, alternative)
 
-    def tests(self) -> dict[str, sim_engine.TestResult]:
+    def tests(self) -> dict[str, sim_engine.ResidualTest]:
         """Every test, two-sided: ``uniformity``, ``dispersion``, ``zero_inflation``, ``outliers``."""
         return {"uniformity": self.test_uniformity(), "dispersion": self.test_dispersion(),
                 "zero_inflation": self.test_zero_inflation(), "outliers": self.test_outliers()}

@@ -103,7 +103,7 @@ def _p_text(p: float | None) -> str:
     return "< 0.0001" if p < 1e-4 else f"{p:.4f}".rstrip("0").rstrip(".") if p < 1 else "1"
 
 
-def test_lines(tests: dict[str, Any]) -> list[tuple[str, float | None]]:
+def corner_lines(tests: dict[str, Any]) -> list[tuple[str, float | None]]:
     """(text, p-value) of each test named in the Q-Q plot's corner."""
     names = {"uniformity": "KS test", "dispersion": "Dispersion test", "zero_inflation": "Zero-inflation test",
              "outliers": "Outlier test"}
@@ -131,7 +131,7 @@ def qq_uniform(residuals: np.ndarray, tests: dict[str, Any], ax: Any = None, tit
     ax.set_ylim(0, 1)
     ax.set_xlabel("Expected (uniform)")
     ax.set_ylabel("Observed scaled residual")
-    lines = test_lines(tests)
+    lines = corner_lines(tests)
     for i, (text, p) in enumerate(lines):
         ax.text(0.03, 0.97 - 0.075 * i, text, transform=ax.transAxes, ha="left", va="top", fontsize=6.5,
                 color=SIGNAL if p is not None and p < 0.05 else "black")
