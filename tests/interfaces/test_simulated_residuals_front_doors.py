@@ -130,3 +130,16 @@ def test_cli_refuses_bad_residual_options(tmp_path, capsys, args, message):
     assert main(["fit", str(path), "--formula", "count ~ x + (1 | g)", "--family", "poisson", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_few_distinct_predictions_get_a_box_each():
+    df = frame()
+    df["grp"] = np.where(df["x"] > 0, "hi", "lo")
+    fit = glmmlab.glmm("count ~ grp + (1 | g)", df, family="poisson")
+    sr = fit.simulate_residuals(100, seed=1)
+    bins = sr.quantile_deviations()
+    assert bins["by_value"] and len(bins["x"]) == 2
+    ax = sr.plot_vs_predicted().axes[0]
+    assert ax.get_xlabel() == "Model predictions"
+    values = np.unique(sr.predicted)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{v:.3g}" for v in values]

@@ -5,7 +5,8 @@
   zero-inflation and outlier tests' p-values in the corners, in red where p < 0.05;
 - :func:`residuals_vs_predicted`: the residuals against the rank-transformed predictions (ranks / their maximum,
   ties averaged), with the 0.25, 0.5 and 0.75 quantiles of the residuals along the predictions
-  (:func:`quantile_bins`) and dashed lines at the quantiles expected; residuals outside every simulation are marked
+  (:func:`quantile_bins`; a box per value where there are ten distinct predictions or fewer) and dashed lines at
+  the quantiles expected; residuals outside every simulation are marked
   (red where the outlier test is significant).
 
 DHARMa draws its quantile lines by quantile GAMs (qgam) and tests them; here the predictions are cut into bins of
@@ -34,7 +35,8 @@ def rank_transform(x: np.ndarray) -> np.ndarray:
 
 
 def quantile_bins(residuals: np.ndarray, predicted: np.ndarray, quantiles=(0.25, 0.5, 0.75)) -> dict[str, Any]:
-    """The quantiles of the residuals along the rank-transformed predictions: ``x`` (each bin's mean rank), ``lines``
+    """The quantiles of the residuals along the rank-transformed predictions: ``x`` (each bin's mean rank; with
+    ``by_value`` each distinct prediction is its own bin), ``lines``
     (one array of the bins' empirical quantiles per quantile) and ``p_values`` (per quantile: the counts of
     residuals below it per bin against Binomial(n_bin, q), summed as a chi-squared with one degree of freedom per
     bin), ``p_adjusted`` (Benjamini-Hochberg over the quantiles) and ``p_value`` (their smallest)."""
@@ -68,7 +70,8 @@ def quantile_bins(residuals: np.ndarray, predicted: np.ndarray, quantiles=(0.25,
         chi2 = float(np.sum((below - m * q) ** 2 / (m * q * (1.0 - q))))
         pvals.append(float(stats.chi2.sf(chi2, df=int(keep.sum()))))
     adjusted = _bh(np.array(pvals))
-    return {"x": centres, "lines": lines, "quantiles": list(quantiles), "p_values": pvals,
+    return {"x": centres, "lines": lines, "quantiles": list(quantiles), "by_value": bool(uniq.size <= 10),
+            "p_values": pvals,
             "p_adjusted": list(adjusted), "p_value": float(adjusted.min()) if adjusted.size else float("nan")}
 
 
@@ -144,32 +147,45 @@ def qq_uniform(residuals: np.ndarray, tests: dict[str, Any], ax: Any = None, tit
 def residuals_vs_predicted(residuals: np.ndarray, predicted: np.ndarray, quantiles=(0.25, 0.5, 0.75),
                            outliers: Any = None, ax: Any = None, title: str | None = None):
     """Residuals against rank-transformed predictions with their quantile lines (red: a quantile that deviates,
-    BH-adjusted p < 0.05) and dashed lines at the expected quantiles."""
+    BH-adjusted p < 0.05; with ten distinct predictions or fewer a box per value instead, red where any quantile
+    deviates) and dashed lines at the expected quantiles."""
     fig, ax = _figure(ax)
     res = np.asarray(residuals, dtype=float)
-    x = rank_transform(predicted)
-    order = np.argsort(x, kind="stable")
-    idx = order[_thin(res.size)]
-    edge = (res == 0.0) | (res == 1.0)
+    bins = quantile_bins(res, predicted, quantiles)
+    deviating = bool(np.any(np.asarray(bins["p_adjusted"]) < 0.05))
+    if bins["by_value"]:  # a box per distinct prediction, side by side, as DHARMa draws them
+        values, inverse = np.unique(np.asarray(predicted, dtype=float), return_inverse=True)
+        pos = (np.arange(values.size) + 0.5) / values.size
+        xpos = pos[inverse]
+    else:
+        xpos = rank_transform(predicted)
+    idx = np.argsort(xpos, kind="stable")[_thin(res.size)]
     alpha = max(0.12, min(0.6, 3000.0 / max(res.size, 1)))
-    ax.scatter(x[idx], res[idx], s=6, alpha=alpha, color=POINTS, edgecolors="none")
+    ax.scatter(xpos[idx], res[idx], s=6, alpha=alpha, color=POINTS, edgecolors="none")
+    edge = (res == 0.0) | (res == 1.0)
     if np.any(edge):
         flagged = outliers is not None and outliers.p_value < 0.05
-        ax.scatter(x[edge], res[edge], s=14, marker="*", color=SIGNAL if flagged else "black", lw=0)
-    bins = quantile_bins(res, predicted, quantiles)
-    deviating = False
-    for q, line, p in zip(bins["quantiles"], bins["lines"], bins["p_adjusted"]):
+        ax.scatter(xpos[edge], res[edge], s=14, marker="*", color=SIGNAL if flagged else "black", lw=0)
+    for q in bins["quantiles"]:
         ax.axhline(q, color="grey", lw=.7, ls="--")
-        bad = p < 0.05
-        deviating |= bad
-        ax.plot(bins["x"], line, color=SIGNAL if bad else "black", lw=1.4)
+    if bins["by_value"]:
+        colour = SIGNAL if deviating else "black"
+        ax.boxplot([res[inverse == i] for i in range(values.size)], positions=pos, widths=0.5 / values.size,
+                   manage_ticks=False, showfliers=False, boxprops={"color": colour},
+                   whiskerprops={"color": colour}, capprops={"color": colour},
+                   medianprops={"color": colour, "lw": 1.6})
+        ax.set_xticks(pos, [f"{v:.3g}" for v in values], fontsize=7)
+        ax.set_xlabel("Model predictions")
+    else:
+        for line, p in zip(bins["lines"], bins["p_adjusted"]):
+            ax.plot(bins["x"], line, color=SIGNAL if p < 0.05 else "black", lw=1.4)
+        ax.set_xlabel("Model predictions (rank transformed)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_yticks([0, *quantiles, 1])
-    ax.set_xlabel("Model predictions (rank transformed)")
     ax.set_ylabel("Scaled residual")
     head = title or "Residual vs. predicted"
-    ax.set_title(head + ("\nQuantile deviations detected (red curves)" if deviating else
+    ax.set_title(head + ("\nQuantile deviations detected (red)" if deviating else
                          "\nNo significant problems detected"), fontsize=9,
                  color=SIGNAL if deviating else "black")
     ax.grid(True, alpha=.25)
