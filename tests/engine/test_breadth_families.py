@@ -282,7 +282,7 @@ def test_the_families_are_offered_by_every_front_door_with_glmmTMBs_spellings():
     for alias, name in (("nbinom2", "negbin"), ("beta", "beta_family"), ("t", "t_family")):  # glmmTMB's
         assert resolve(alias, None)[0].name == name
         assert OPTIONS["family"].check(alias) == name
-    from glmmlab.services.workbench.fits import form_options
+    from glmmlab.services.workbench.glmm_form import form_options
 
     general = {f["value"] for f in form_options()["general_families"]}
     simple = {f["value"] for f in form_options()["families"]}

@@ -68,9 +68,9 @@ def _dense_system(st: Structure, w, E, theta):
                                                     (True, True, "sparse"), (True, False, "sparse"),
                                                     (True, False, "dense")])
 def test_blocked_factor_equals_dense_algebra(crossed, slope, coupling, monkeypatch):
-    import glmmlab.engine.solvers.blocked_cholesky as blocked
+    import glmmlab.engine.solvers.structure as structure
 
-    monkeypatch.setattr(blocked, "DENSE_COUPLING", 10**9 if coupling == "dense" else 0)
+    monkeypatch.setattr(structure, "DENSE_COUPLING", 10**9 if coupling == "dense" else 0)
     rng = np.random.default_rng(1)
     n = 300
     g, h = rng.integers(0, 12, n), rng.integers(0, 5, n)
@@ -104,8 +104,9 @@ def test_crossed_scalar_factor_reused_over_thetas_equals_dense_algebra(monkeypat
     """REML factors one set of cross-products at every theta; from the second call on, the crossed scalar path
     builds the Schur complement from stored products (levels with equal weight sums share a column)."""
     import glmmlab.engine.solvers.blocked_cholesky as blocked
+    import glmmlab.engine.solvers.structure as structure
 
-    monkeypatch.setattr(blocked, "DENSE_COUPLING", 0)
+    monkeypatch.setattr(structure, "DENSE_COUPLING", 0)
     rng = np.random.default_rng(7)
     n = 400
     codes = [rng.integers(0, 40, n), rng.integers(0, 9, n), rng.integers(0, 3, n)]
@@ -253,15 +254,15 @@ def test_reml_blocks_do_not_change_the_fit(name, formula):
 
 @pytest.mark.parametrize("q", [1, 2, 3, 5])
 def test_batched_triangular_solves_equal_lapack(q):
-    from glmmlab.engine.solvers.blocked_cholesky import _batched_solve_lower, _batched_solve_upper
+    from glmmlab.engine.solvers.batched import batched_solve_lower, batched_solve_upper
 
     rng = np.random.default_rng(q)
     L = np.tril(rng.normal(size=(7, q, q))) + 3.0 * np.eye(q)[None]
     for B in (rng.normal(size=(7, q)), rng.normal(size=(7, q, 4))):
         want_lo = np.stack([np.linalg.solve(Lj, Bj) for Lj, Bj in zip(L, B)])
         want_up = np.stack([np.linalg.solve(Lj.T, Bj) for Lj, Bj in zip(L, B)])
-        np.testing.assert_allclose(_batched_solve_lower(L, B), want_lo, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(_batched_solve_upper(L, B), want_up, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(batched_solve_lower(L, B), want_lo, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(batched_solve_upper(L, B), want_up, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", ["contraception_slope", "sim_poisson_crossed_slope"])

@@ -125,3 +125,23 @@ def test_zero_truncated_without_zero_model(sal):
     d = res.to_dict()["diagnostics"]
     assert "zi_prob" in d and max(d["zi_prob"]) == 0.0
     assert min(d["fitted_values"]) > 1.0  # the truncated mean exceeds 1
+
+
+def test_refits_refused_in_words(zinb):
+    """Profile and bootstrap intervals (which would refit without the zero model) are refused, Wald ones given."""
+    assert list(zinb.conf_int().index) == ["(Intercept)", "minedyes"]
+    for method in ("profile", "boot"):
+        with pytest.raises(GlmmInputError, match="not available yet for a model with a zero or dispersion model"):
+            zinb.conf_int(method=method, nsim=10)
+    with pytest.raises(GlmmInputError, match="type='link' gives the mean's linear predictor"):
+        zinb.predict(pd.DataFrame({"mined": ["yes"], "site": ["R-1"]}))
+    assert zinb.r2()["marginal"] is None and "zero" in zinb.r2()["reason"]
+
+
+def test_dask_refuses_in_words(sal):
+    dd = pytest.importorskip("dask.dataframe")
+    ddf = dd.from_pandas(sal, npartitions=2)
+    with pytest.raises(GlmmInputError, match="fitted in memory"):
+        glmmlab.glmm("count ~ mined + (1 | site)", ddf, family="nbinom2", zi="~ mined")
+    with pytest.raises(GlmmInputError, match="not available on a Dask DataFrame"):
+        glmmlab.glmm("count ~ mined + (1 | site)", ddf, family="truncated_poisson")

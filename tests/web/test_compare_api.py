@@ -97,7 +97,7 @@ def test_a_saved_model_refuses_to_refit_when_its_values_changed_and_old_models_s
     from glmmlab.services.errors import ServiceError
     from glmmlab.services.project import catalogue
     from glmmlab.services.project.store import data_column, data_table
-    from glmmlab.services.workbench import fits, models
+    from glmmlab.services.workbench import fit_analyses, models
 
     ds = _k_data(client)
     m1 = save(client, run(client, dataset_id=ds["id"], formula="y ~ k + (1 | g)"), "m1")
@@ -115,6 +115,6 @@ def test_a_saved_model_refuses_to_refit_when_its_values_changed_and_old_models_s
                                                r"the values of column\(s\) 'y' differ; "):
             models.refit_model(project, model)
         with pytest.raises(ServiceError, match="the values of column"):
-            fits.saved_fit(project, model)
+            fit_analyses.saved_fit(project, model)
         old = dict(model, spec={k: v for k, v in model["spec"].items() if k != "data_fingerprint"})
         assert models.refit_model(project, old).n_obs == 60  # saved before: not checked, as before

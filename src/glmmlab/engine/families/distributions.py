@@ -14,6 +14,7 @@ import numpy as np
 from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.families.gamma_functions import tetragamma, trigamma
 from glmmlab.engine.families.links import _EPS, _TINY, LINKS, Link, _same
 from glmmlab.engine.families.state import (
     LOG_2PI,
@@ -508,7 +509,7 @@ class Gamma(Family):
         def h(t):
             a = w * np.exp(t)
             return (float(np.sum(c * w * (np.log(a) - special.digamma(a)))) - 0.5 * P,
-                    float(np.sum(c * w * (1.0 - a * special.polygamma(1, a)))))
+                    float(np.sum(c * w * (1.0 - a * trigamma(a)))))
 
         t = float(np.log(float(np.sum(c)) / P))
         lo, hi = -np.inf, np.inf
@@ -675,7 +676,7 @@ FAMILIES["negbin"] = negbin_family(1.0)
 # for the IRLS of the starting GLM, and Var(y) for Pearson residuals. Its parameters (glmmTMB's names, densities and
 # optimiser scales: each constructor's docstring) are estimated with the others by the engine.
 def _polygamma2(x: np.ndarray) -> np.ndarray:
-    return special.polygamma(2, x)
+    return tetragamma(x)
 
 
 @dataclass(frozen=True)
@@ -764,7 +765,7 @@ class NegativeBinomial1(DensityFamily):
         ll = (special.gammaln(ys) - special.gammaln(s) - resp.lgamma_y1 - s * np.log1p(phi)
               + y * np.log(phi / (1.0 + phi)))
         l1 = (special.digamma(ys) - special.digamma(s) - np.log1p(phi)) / phi
-        l2 = (special.polygamma(1, ys) - special.polygamma(1, s)) / (phi * phi)
+        l2 = (trigamma(ys) - trigamma(s)) / (phi * phi)
         var = mu * (1.0 + phi)
         return ll, l1, l2, 1.0 / var, var
 
@@ -852,7 +853,7 @@ class BetaFamily(DensityFamily):
         ll = (special.gammaln(phi) - special.gammaln(a) - special.gammaln(b) + (a - 1.0) * resp.log_y
               + (b - 1.0) * resp.log_1my)
         l1 = phi * (resp.log_y - resp.log_1my - special.digamma(a) + special.digamma(b))
-        t1 = special.polygamma(1, a) + special.polygamma(1, b)
+        t1 = trigamma(a) + trigamma(b)
         return ll, l1, -phi * phi * t1, phi * phi * t1, mu * q / (1.0 + phi)
 
     def mu_third(self, resp, mu, q):
@@ -938,8 +939,8 @@ class BetaBinomial(DensityFamily):
         ll = (resp.lchoose + special.gammaln(ka) + special.gammaln(nb) - special.gammaln(n + phi)
               + special.gammaln(phi) - special.gammaln(a) - special.gammaln(b))
         l1 = phi * (special.digamma(ka) - special.digamma(a) - special.digamma(nb) + special.digamma(b))
-        l2 = phi * phi * (special.polygamma(1, ka) - special.polygamma(1, a) + special.polygamma(1, nb)
-                          - special.polygamma(1, b))
+        l2 = phi * phi * (trigamma(ka) - trigamma(a) + trigamma(nb)
+                          - trigamma(b))
         mq = np.maximum(mu * q, _TINY)
         info = n * (1.0 + phi) / ((n + phi) * mq)
         return ll, l1, l2, info, mq * (n + phi) / (n * (1.0 + phi))

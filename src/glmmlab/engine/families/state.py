@@ -136,7 +136,7 @@ class DensityState(RowState):
         assert lk.mu_eta3 is not None  # every link these families offer has its third derivative
         h1, h2, h3 = self.h1, self.h2, lk.mu_eta3(self.eta)
         l3 = fam.mu_third(resp, self.mu, q)
-        return -2.0 * (l3 * h1 ** 3 + 3.0 * l2 * h1 * h2 + l1 * h3)
+        return -2.0 * (l3 * (h1 * h1 * h1) + 3.0 * l2 * h1 * h2 + l1 * h3)
 
     @property
     def w_eta(self) -> np.ndarray:  # type: ignore[override]

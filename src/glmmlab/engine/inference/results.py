@@ -560,6 +560,11 @@ class GlmmResult:
             names = list(self.names)
             lower, upper = self.intervals(level)
         else:
+            if self.submodels or self.row_extras is not None:
+                raise GlmmInputError(
+                    f"{method} intervals are not available yet for a model with a zero or dispersion model (or a "
+                    "hurdle family): use method='wald' (from the Hessian of the Laplace deviance, as glmmTMB's "
+                    "confint)")
             self.require_frame(method)
             if method == "boot":
                 nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")

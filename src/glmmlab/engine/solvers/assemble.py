@@ -17,7 +17,7 @@ from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.inference.results import ConditionalModes, GlmmResult
 from glmmlab.engine.model.terms import ModelFrame
-from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.structure import Structure
 
 SINGULAR_THETA = 1e-4
 PER_ROW = ("rows", "fitted", "deviance_residuals", "pearson_residuals", "row_random_effect")

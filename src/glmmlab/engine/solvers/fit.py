@@ -16,12 +16,12 @@ from glmmlab.engine.model.design import check_not_constant, rank_deficient_warni
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame, merge_terms
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.assemble import record
-from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.joint_laplace import fit_joint
 from glmmlab.engine.solvers.laplace_fit import _fit_laplace
 from glmmlab.engine.solvers.reml import _fit_reml
 from glmmlab.engine.solvers.row_blocks import BlockSpec, block_count, cut_blocks
 from glmmlab.engine.solvers.scaling import scaled_design
+from glmmlab.engine.solvers.structure import Structure
 from glmmlab.engine.solvers.threads import one_blas_thread
 
 

@@ -15,7 +15,7 @@ from scipy import special
 from glmmlab.engine.families.distributions import FAMILIES
 from glmmlab.engine.families.links import LINKS, Link
 from glmmlab.engine.families.modelled import ModelledFamily, zero_terms
-from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, negbin_glm
+from glmmlab.engine.solvers.glm_start import glm_irls
 
 
 def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk: Link,
@@ -28,8 +28,14 @@ def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarra
     tr = None if trials is None else trials[rows]
     disp = None
     rest: list[float] = []
-    if key == "negbin":
-        beta, disp, _ = negbin_glm(Xr, yr, pwr, offr, lk)
+    if key in ("negbin", "nbinom1"):
+        # the Poisson GLM's coefficients and the moments' dispersion: the model without random effects is then
+        # taken to its maximum in every parameter at once (glm_stage), so no profile over the dispersion here
+        beta, _ = glm_irls(Xr, yr, pwr, offr, FAMILIES["poisson"], lk)
+        mean = float(np.average(yr, weights=pwr))
+        var = float(np.average((yr - mean) ** 2, weights=pwr))
+        excess = max(var - mean, 1e-3 * mean)
+        disp = min(max(mean * mean / excess if key == "negbin" else excess / max(mean, 1e-8), 1e-2), 1e3)
     elif key in ("poisson", "gaussian", "gamma"):
         beta, dev = glm_irls(Xr, yr, pwr, offr, FAMILIES[key], lk)
         mu = lk.linkinv(Xr @ beta + offr)
@@ -38,8 +44,9 @@ def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarra
         elif key == "gamma":
             cv2 = float(np.average(((yr - mu) / mu) ** 2, weights=pwr))
             disp = 1.0 / max(cv2, 1e-8)  # the shape
-    else:  # glmmTMB's own families: their GLM with the parameters profiled
-        beta, member, _ = family_glm(Xr, yr, pwr, offr, base, lk, tr)
+    else:  # glmmTMB's own families: the GLM at the moments' parameters
+        member = base.with_parameters(base.start_parameters(yr, pwr, tr))
+        beta, _ = glm_irls(Xr, yr, pwr, offr, member, lk, trials=tr)
         disp = float(member.parameters[0])
         rest = [float(v) for v in member.parameters[1:]]
     coef = []

@@ -9,7 +9,7 @@ from scipy import linalg
 from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
-from glmmlab.engine.solvers.blocked_cholesky import Structure, check_coupled_size, factor
+from glmmlab.engine.solvers.blocked_cholesky import factor
 from glmmlab.engine.solvers.likelihood import sum_log
 from glmmlab.engine.solvers.optimizer import (
     polish_value_only,
@@ -25,6 +25,7 @@ from glmmlab.engine.solvers.row_blocks import (
     reml_criterion,
 )
 from glmmlab.engine.solvers.search import bobyqa
+from glmmlab.engine.solvers.structure import Structure, check_coupled_size
 
 
 # -- Gaussian + identity: profiled REML ---------------------------------------------------------------------

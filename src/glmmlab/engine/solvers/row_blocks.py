@@ -124,7 +124,7 @@ def local_blocks(blocks: list[FactorBlock], perm: np.ndarray, spec: BlockSpec) -
 
 class BlockSet:
     """Blocks that each answer the same call, run in threads (one per core); on a cluster a subclass sends the
-    call to actors instead (services/distributed/dask_fit.py)."""
+    call to actors instead (services/distributed/actor_adapters.py)."""
 
     def __init__(self, units: list, threads: bool = True):
         self.units = units

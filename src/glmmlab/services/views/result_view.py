@@ -30,7 +30,8 @@ def formula(model: dict[str, Any]) -> str:
     """The model in lme4's notation: as given (``Reaction ~ Days + (Days | Subject)``), or ``y ~ 1 + x + (1 | g)``
     for the random-intercept form."""
     if model.get("formula"):
-        return model["formula"]
+        parts = [f"{key} {model[key]}" for key in ("zi", "disp") if model.get(key)]  # glmmTMB's other formulas
+        return "; ".join([model["formula"], *parts])
     terms = (["1"] if model["intercept"] else ["0"]) + list(model["fixed"])
     return f"{model['response']} ~ {' + '.join(terms)} + (1 | {model['group']})"
 

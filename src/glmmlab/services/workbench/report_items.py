@@ -50,7 +50,8 @@ def build(keys: list[str], *, owner: str, name: str, result: dict[str, Any], con
           effect_png: Callable[[dict[str, Any], str], bytes]) -> list[dict[str, Any]]:
     """The report items of ``keys`` (in that order), titled ``"<name>: <title>"``; ``owner`` (e.g. ``model:3``)
     makes each item's ``source``. ``plot_png(kind)`` draws a diagnostic plot, ``marginal(term, by, adjust)`` answers
-    as :func:`glmmlab.services.workbench.fits.marginal_view` and ``effect_png(view, title)`` draws an effect plot."""
+    as :func:`glmmlab.services.workbench.fit_analyses.marginal_view` and ``effect_png(view, title)`` draws an effect
+    plot."""
     if not isinstance(keys, list) or not keys:
         raise ServiceError("Choose at least one table or plot to add to the report.")
     tables = {t["name"]: t for t in result_view.result_tables(result, conf_level)}

@@ -1,5 +1,7 @@
-"""The GLMM tab's API, a thin view over :mod:`glmmlab.services.workbench.fits`: form options, background fits with
-progress and cancel, and (included from here) saved models and reports.
+"""The GLMM tab's API, a thin view over :mod:`glmmlab.services.workbench.glmm_form` (form options and checks),
+:mod:`~glmmlab.services.workbench.fits` (background fits with progress and cancel) and
+:mod:`~glmmlab.services.workbench.fit_analyses` (omnibus tests, marginal means and effects of a fit), and (included
+from here) saved models and reports.
 
 A fit is a job of the workbench's one job runner: ``POST /api/glmm/fits`` checks the form (answering 422 with
 ``field`` naming the control when a choice is invalid) and starts it; ``POST /api/glmm/formula`` checks a formula
@@ -21,7 +23,7 @@ from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
 from glmmlab.interfaces.web.routes import residuals as residuals_routes
 from glmmlab.services.errors import ServiceError
-from glmmlab.services.workbench import fits, models, plots, report_items, reports
+from glmmlab.services.workbench import fit_analyses, fits, glmm_form, models, plots, report_items, reports
 
 _glmm = APIRouter(prefix="/api/glmm", tags=["glmm"])
 scripts = ["glmm.js", "compare.js"]
@@ -51,6 +53,12 @@ class FitBody(BaseModel):
     weights: Optional[str] = Field(None, description="Weights: a numeric column of prior weights (with a formula).")
     reference_levels: Optional[dict[str, str]] = Field(
         None, description="Reference level per factor column (with a formula), e.g. {\"f\": \"b\"}: R's relevel.")
+    zi: Optional[str] = Field(None, description="Zero-inflation / hurdle model (with a formula): a one-sided formula "
+                                                "of the structural-zero probability (logit), e.g. '~ mined'; for a "
+                                                "hurdle family the model of P(y = 0). glmmTMB's ziformula.")
+    disp: Optional[str] = Field(None, description="Dispersion model (with a formula): a one-sided formula of the "
+                                                  "family's dispersion on its log scale, e.g. '~ x'. glmmTMB's "
+                                                  "dispformula.")
     form: Optional[dict[str, Any]] = Field(None, description="The page's record of every control of the form, kept "
                                                               "with a saved model to fill the form again.")
 
@@ -63,14 +71,14 @@ class FormulaBody(BaseModel):
     reference_levels: Optional[dict[str, str]] = None
 
 
-def field_error(exc: fits.FieldError) -> JSONResponse:
+def field_error(exc: glmm_form.FieldError) -> JSONResponse:
     return JSONResponse({"error": f"{exc.label}: {exc}", "field": exc.field, "message": str(exc)}, status_code=422)
 
 
 @_glmm.get("/options", summary="Families, their links (canonical first) and the form's defaults")
 def options() -> dict[str, Any]:
     """``families`` are the simple form's; ``general_families`` add those offered with a Model formula."""
-    return fits.form_options()
+    return glmm_form.form_options()
 
 
 @_glmm.post("/formula", summary="Check a Model formula against a dataset before anything runs")
@@ -81,9 +89,9 @@ def check_formula_route(body: FormulaBody, request: Request):
     dataset_id) and a sentence explaining what is wrong."""
     try:
         with workbench(request).project() as project:
-            return fits.check_formula_on(project, body.dataset_id, body.formula, body.family, body.weights,
-                                         body.reference_levels)
-    except fits.FieldError as exc:
+            return glmm_form.check_formula_on(project, body.dataset_id, body.formula, body.family, body.weights,
+                                              body.reference_levels)
+    except glmm_form.FieldError as exc:
         return field_error(exc)
 
 
@@ -92,9 +100,9 @@ def start_fit(body: FitBody, request: Request):
     wb = workbench(request)
     try:
         with wb.project() as project:
-            info, spec = fits.check_form(project, fits.Form(body.model_dump()))
+            info, spec = glmm_form.check_form(project, glmm_form.Form(body.model_dump()))
             key = wb.project_key()
-    except fits.FieldError as exc:
+    except glmm_form.FieldError as exc:
         return field_error(exc)
     job = fits.start_fit(wb.jobs, lambda: wb.project_for(key), info, spec, wb.new_upload_path, wb.discard_upload,
                          project_key=key)
@@ -148,7 +156,7 @@ def cancel_fit(fit_id: str, request: Request) -> dict[str, Any]:
 def fit_anova(fit_id: str, request: Request) -> dict[str, Any]:
     """``{"anova_terms": {"test": "F" | "Chisq", "type", "contrasts", "note", "rows": [{"term", "df", "den_df" (F
     tests), "statistic", "p_value"}]}, "table": <the Omnibus Tests table of the result view>}``."""
-    return jsonable(fits.fit_anova(workbench(request).jobs.get(fit_id, "fit")))
+    return jsonable(fit_analyses.fit_anova(workbench(request).jobs.get(fit_id, "fit")))
 
 
 @_glmm.get("/fits/{fit_id}/emmeans", summary="Estimated marginal means, pairwise comparisons and effect-plot data "
@@ -157,14 +165,15 @@ def fit_emmeans(fit_id: str, request: Request, term: str = Query(..., descriptio
                                                                                    "fixed part"),
                 by: Optional[str] = None, type: str = "response", level: Optional[float] = None,
                 adjust: str = "tukey"):
-    """See :func:`glmmlab.services.workbench.fits.marginal_view` for the answer; 422 with ``field`` for a bad choice."""
+    """See :func:`glmmlab.services.workbench.fit_analyses.marginal_view` for the answer; 422 with ``field`` for a bad
+    choice."""
     wb = workbench(request)
     job = wb.jobs.get(fit_id, "fit")
     key = job.kept.get("project_key") or wb.project_key()
     try:
-        result = fits.fit_result_of_job(job, lambda: wb.project_for(key))
-        return fits.marginal_view(result, term, by=by, type=type, level=level, adjust=adjust)
-    except fits.FieldError as exc:
+        result = fit_analyses.fit_result_of_job(job, lambda: wb.project_for(key))
+        return fit_analyses.marginal_view(result, term, by=by, type=type, level=level, adjust=adjust)
+    except glmm_form.FieldError as exc:
         return field_error(exc)
 
 
@@ -178,8 +187,9 @@ def fit_effects_plot(fit_id: str, fmt: str, request: Request, term: str = Query(
     job = wb.jobs.get(fit_id, "fit")
     key = job.kept.get("project_key") or wb.project_key()
     try:
-        view = fits.marginal_view(fits.fit_result_of_job(job, lambda: wb.project_for(key)), term, by=by, level=level)
-    except fits.FieldError as exc:
+        view = fit_analyses.marginal_view(fit_analyses.fit_result_of_job(job, lambda: wb.project_for(key)), term, by=by,
+                                          level=level)
+    except glmm_form.FieldError as exc:
         return field_error(exc)
     title = f"Effect of {view['term']}" + (f" by {by}" if by else "") + (f" — {name}" if name else "")
     return Response(plots.effect_plot(view, title, fmt), media_type="image/svg+xml" if fmt == "svg" else "image/png",
@@ -219,8 +229,8 @@ def fit_to_report(fit_id: str, body: FitToReport, request: Request):
                 keys if keys is not None else [c["key"] for c in report_items.catalog(result, {}) if c["checked"]],
                 owner=f"fit:{job.id}", name=name, result=result, conf_level=level,
                 plot_png=lambda kind: plots.fit_plot(project, name, job.info["dataset_id"], result, kind),
-                marginal=lambda term, by, adjust: fits.marginal_view(
-                    fits.fit_result_of_job(job, lambda: wb.project_for(key)), term, by=by, adjust=adjust),
+                marginal=lambda term, by, adjust: fit_analyses.marginal_view(
+                    fit_analyses.fit_result_of_job(job, lambda: wb.project_for(key)), term, by=by, adjust=adjust),
                 effect_png=lambda view, title: plots.effect_plot(view, title))
         return models_routes.add_chosen(project, body, items_of)
 

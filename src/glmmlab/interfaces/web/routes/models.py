@@ -17,7 +17,7 @@ from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.services.errors import NotFound, ServiceError
 from glmmlab.services.views import result_view
-from glmmlab.services.workbench import comparison, fits, models, plots, report_items, reports
+from glmmlab.services.workbench import comparison, fit_analyses, fits, glmm_form, models, plots, report_items, reports
 
 
 class SaveBody(BaseModel):
@@ -70,7 +70,7 @@ def add_chosen(project, body: ToReportBody, items_of) -> Any:
     choice is bad); 422 with ``field: "items"`` for a bad choice."""
     try:
         items = items_of(body.items)
-    except fits.FieldError as exc:
+    except glmm_form.FieldError as exc:
         return JSONResponse({"error": f"{exc.label}: {exc}", "field": exc.field, "message": str(exc)},
                             status_code=422)
     except ServiceError as exc:
@@ -207,7 +207,7 @@ def anova(model_id: int, request: Request) -> dict[str, Any]:
     wb = workbench(request)
     with wb.project() as project:
         model = models.get_model(project, model_id)
-        return jsonable(fits.saved_anova(project, model, wb.project_key()))
+        return jsonable(fit_analyses.saved_anova(project, model, wb.project_key()))
 
 
 @router.get("/{model_id}/emmeans", summary="Estimated marginal means, pairwise comparisons and effect-plot data of a "
@@ -219,9 +219,9 @@ def emmeans(model_id: int, request: Request, term: str = Query(...), by: Optiona
     try:
         with wb.project() as project:
             model = models.get_model(project, model_id)
-            result = fits.saved_fit(project, model, wb.project_key())
-        return fits.marginal_view(result, term, by=by, type=type, level=level, adjust=adjust)
-    except fits.FieldError as exc:
+            result = fit_analyses.saved_fit(project, model, wb.project_key())
+        return fit_analyses.marginal_view(result, term, by=by, type=type, level=level, adjust=adjust)
+    except glmm_form.FieldError as exc:
         return JSONResponse({"error": f"{exc.label}: {exc}", "field": exc.field, "message": str(exc)},
                             status_code=422)
 
@@ -286,8 +286,9 @@ def effects_plot(model_id: int, fmt: str, request: Request, term: str = Query(..
     try:
         with wb.project() as project:
             model = models.get_model(project, model_id)
-            view = fits.marginal_view(fits.saved_fit(project, model, wb.project_key()), term, by=by, level=level)
-    except fits.FieldError as exc:
+            view = fit_analyses.marginal_view(fit_analyses.saved_fit(project, model, wb.project_key()), term, by=by,
+                                              level=level)
+    except glmm_form.FieldError as exc:
         return JSONResponse({"error": f"{exc.label}: {exc}", "field": exc.field, "message": str(exc)},
                             status_code=422)
     title = f"Effect of {view['term']}" + (f" by {by}" if by else "") + f" — {model['name']}"
@@ -311,8 +312,8 @@ def tables_to_report(model_id: int, request: Request, body: Optional[ToReportBod
             return report_items.build(
                 keys, owner=f"model:{model['id']}", name=model["name"], result=model["result"], conf_level=level,
                 plot_png=lambda kind: plots.plot_png(project, model["id"], kind),
-                marginal=lambda term, by, adjust: fits.marginal_view(
-                    fits.saved_fit(project, model, wb.project_key()), term, by=by, adjust=adjust),
+                marginal=lambda term, by, adjust: fit_analyses.marginal_view(
+                    fit_analyses.saved_fit(project, model, wb.project_key()), term, by=by, adjust=adjust),
                 effect_png=lambda view, title: plots.effect_plot(view, title))
         return add_chosen(project, body, items_of)
 

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes.models import ToReportBody, report_target
-from glmmlab.services.workbench import fits, models, plots, reports
+from glmmlab.services.workbench import fit_analyses, models, plots, reports
 
 router = APIRouter(tags=["glmm"])
 
@@ -57,7 +57,7 @@ def _fit_of_job(request: Request, fit_id: str) -> Callable[[], Any]:
     wb = workbench(request)
     job = wb.jobs.get(fit_id, "fit")
     key = job.kept.get("project_key") or wb.project_key()
-    return lambda: fits.fit_result_of_job(job, lambda: wb.project_for(key))
+    return lambda: fit_analyses.fit_result_of_job(job, lambda: wb.project_for(key))
 
 
 def _saved(request: Request, model_id: int) -> tuple[Callable[[], Any], str]:
@@ -67,7 +67,7 @@ def _saved(request: Request, model_id: int) -> tuple[Callable[[], Any], str]:
 
     def fitted() -> Any:
         with wb.project() as project:
-            return fits.saved_fit(project, models.get_model(project, model_id), wb.project_key())
+            return fit_analyses.saved_fit(project, models.get_model(project, model_id), wb.project_key())
 
     return fitted, name
 

@@ -535,6 +535,11 @@
       autocomplete: "off", "aria-describedby": id("formula-help") });
     const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the controls again" }, "Use the form");
     const formulaHelp = el("p", { class: "muted formula-help", id: id("formula-help") });
+    // glmmTMB's further model parts: one-sided formulas (empty: none); either makes the model run as a formula
+    const ziInput = el("input", { type: "text", id: id("zi"), name: "zi", class: "formula part-formula", spellcheck: "false",
+      autocomplete: "off", placeholder: "e.g. ~ mined   or   ~ 1 + (1 | site)" });
+    const dispInput = el("input", { type: "text", id: id("disp"), name: "disp", class: "formula part-formula", spellcheck: "false",
+      autocomplete: "off", placeholder: "e.g. ~ x" });
     // the variables without a role, checked to be given one with a role's arrow button
     const varList = el("div", { class: "var-list", id: id("variables"), role: "group", "aria-label": "Variables without a role" });
     const roleError = el("p", { class: "field-error role-error", role: "alert", hidden: true });
@@ -571,6 +576,8 @@
       ddf: field("ddf", "Fixed-effect tests", ddf),
       dispersion: field("dispersion", "Dispersion", dispersion),
       formula: field("formula", "Model formula", formulaInput, formulaReset),
+      zi: field("zi", "Zero-inflation / hurdle model", ziInput),
+      disp: field("disp", "Dispersion model", dispInput),
       terms: field("terms", "Fixed Effects", el("div", { class: "builder term-builder" },
         el("p", { class: "muted builder-help" }, "Main effects: the Factors and Covariates. For an interaction check two or more, then Add interaction."),
         el("div", { class: "term-pick-row" }, termPick, termAdd),
@@ -613,6 +620,11 @@
       roles,
       el("div", { class: "builders" }, f.terms.row, f.random.row),
       f.formula.row,
+      el("details", { class: "model-parts" }, el("summary", {}, "Zero-inflation / hurdle and dispersion"),
+        el("p", { class: "muted builder-help" }, "Zero-inflation (Poisson, NB2, NB1): the probability of a structural zero, logit scale. "
+          + "With a truncated family or ziGamma: the model of P(y = 0) (a hurdle). Dispersion: the family's dispersion on its log scale "
+          + "(Gaussian variance, Gamma shape, NB theta, ...). Fitted by maximum likelihood, as glmmTMB."),
+        f.zi.row, f.disp.row),
       formError,
       el("div", { class: "form-actions" }, run, collapse, el("span", { class: "muted keys" }, "Ctrl+Enter runs the model")));
     const tabBox = el("div", { class: "glmm-tab" }, form, runs);
@@ -904,6 +916,7 @@
     function simple() {
       // the simple form offers the product page's families only (not the negative binomial nor glmmTMB's)
       if (typed || !opts.families.some((f) => f.value === family.value)) return false;
+      if (ziInput.value.trim() || dispInput.value.trim()) return false;  // zero and dispersion models: a formula
       if (M.factors.length || M.offset || M.weights || (M.trials && binomial())) return false;
       if (M.group.length !== 1 || M.terms.some((t) => t.length > 1)) return false;
       const c = M.cl[M.group[0]];
@@ -1108,7 +1121,8 @@
           intercept: intercept.checked });
       }
       return Object.assign(common, { formula: formulaInput.value, weights: M.weights || null,
-        reference_levels: chosenReferences(), response: M.response || null });
+        reference_levels: chosenReferences(), response: M.response || null,
+        zi: ziInput.value.trim() || null, disp: dispInput.value.trim() || null });
     }
 
     // Satterthwaite's t tests are for linear mixed models only (the server says the same, next to the field)
@@ -1136,7 +1150,7 @@
       if (!(Number.isInteger(b.max_iter) && b.max_iter >= 1)) e.max_iter = "Max Iterations must be a whole number of at least 1.";
       if (!(b.tol > 0 && b.tol < 1)) e.tol = "Convergence Tolerance must be greater than 0 and less than 1 (for example 1e-6).";
       if (ddfError(b)) e.ddf = ddfError(b);
-      const server = ["formula", "weights", "factors"];  // (their messages come from the formula check)
+      const server = ["formula", "weights", "factors", "zi", "disp"];  // (their messages come from the server)
       for (const name of Object.keys(f)) if (!server.includes(name) || e[name]) showFieldError(name, e[name] || "");
       g.showError(formError, "");
       return Object.keys(e).length ? null : b;
@@ -1149,6 +1163,7 @@
         version: 2, dataset_id: dsSelect.value, family: family.value, link: link.value, intercept: intercept.checked,
         conf_level: level.value, max_iter: maxIter.value, tol: tol.value, ddf: ddf.value, dispersion: dispersion.value,
         model: modelRecord(M), typed, matched, formula: formulaInput.value, references: Object.assign({}, references),
+        zi: ziInput.value, disp: dispInput.value,
       };
     }
 
@@ -1179,6 +1194,9 @@
       fillLinks();
       link.value = st.link;
       dispersion.value = st.dispersion || spec.dispersion || "estimated";
+      ziInput.value = st.zi || spec.zi || "";
+      dispInput.value = st.disp || spec.disp || "";
+      if (ziInput.value || dispInput.value) form.querySelector("details.model-parts").open = true;
       renderModel();
       validate(false);
       checkFormulaSoon();
@@ -1189,6 +1207,9 @@
     link.addEventListener("change", () => { renderModel(); validate(false); });
     intercept.addEventListener("change", changed);
     ddf.addEventListener("change", () => validate(false));
+    // a zero or dispersion formula is checked on the server when the model runs: an edit clears its message
+    ziInput.addEventListener("input", () => showFieldError("zi", ""));
+    dispInput.addEventListener("input", () => showFieldError("disp", ""));
     for (const c of [level, maxIter, tol]) c.addEventListener("input", () => validate(false));
     run.addEventListener("click", async () => {
       const body = validate(true);

@@ -1,0 +1,152 @@
+"""The profile problem of a linear mixed model (Gaussian + identity): lme4's ML deviance over the standard
+deviations, correlations and sigma, and the fixed effects (:class:`LmmProblem`), each point minimised by BOBYQA
+over one set of cross-products."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+from scipy import linalg
+
+from glmmlab.engine.inference.intervals import VarianceLayout
+from glmmlab.engine.model.terms import ModelFrame
+from glmmlab.engine.solvers.profile_problem import Bounds, ProfileProblem, ordered_frame, theta_bounds
+from glmmlab.engine.solvers.structure import Structure
+
+
+def _nlopt_min(fun, x0: np.ndarray, bounds: Bounds) -> tuple[float, np.ndarray]:
+    """Minimise a cheap value-only function by BOBYQA (lme4's optimiser for these profiles)."""
+    import nlopt
+
+    x0 = np.asarray(x0, dtype=float)
+    if x0.size == 0:
+        return float(fun(x0)), x0
+    lo = np.array([-1e300 if b[0] is None else b[0] for b in bounds])
+    hi = np.array([1e300 if b[1] is None else b[1] for b in bounds])
+    x0 = np.clip(x0, lo, hi)
+    best = {"f": np.inf, "x": x0.copy()}
+
+    def objective(x, grad):
+        f = fun(np.asarray(x))
+        f = float(f) if np.isfinite(f) else 1e300
+        if f < best["f"]:
+            best["f"], best["x"] = f, np.array(x, dtype=float)
+        return f
+
+    opt = nlopt.opt(nlopt.LN_BOBYQA, x0.size)
+    opt.set_lower_bounds(lo.tolist())
+    opt.set_upper_bounds(hi.tolist())
+    opt.set_min_objective(objective)
+    opt.set_ftol_abs(1e-10)
+    opt.set_xtol_rel(1e-9)
+    opt.set_maxeval(2000 * (1 + x0.size))
+    step = np.maximum(0.1 * np.abs(x0), 0.02)
+    room = np.minimum(hi - x0, x0 - lo)
+    step = np.where(room > 0, np.minimum(step, np.maximum(room, 1e-3)), step)
+    opt.set_initial_step(step.tolist())
+    try:
+        opt.optimize(x0.tolist())
+    except (nlopt.RoundoffLimited, RuntimeError, ValueError):
+        pass
+    return best["f"], best["x"]
+
+
+class LmmProblem(ProfileProblem):
+    """Gaussian + identity: lme4's ML deviance over (sd, cor, sigma) and the fixed effects."""
+
+    def __init__(self, mf: ModelFrame, result_theta: np.ndarray):
+        from glmmlab.engine.solvers.reml import ProfiledLmm
+        from glmmlab.engine.solvers.scaling import scaled_design
+
+        mf, blocks = ordered_frame(mf)
+        self.st = Structure(blocks)
+        self.layout = VarianceLayout.of(blocks)
+        n = mf.n
+        self.n = n
+        self.pw = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
+        self.z = mf.y - (0.0 if mf.offset is None else np.asarray(mf.offset, dtype=float))
+        X = np.asarray(mf.X, dtype=float)
+        Xs, T, names, _ = scaled_design(X, list(mf.x_names))
+        keep = [list(mf.x_names).index(nm) for nm in names]
+        self.X = X[:, keep]
+        self.x_names = names
+        self.prof = ProfiledLmm(self.st, Xs, self.z, self.pw)
+        self.sum_log_w = float(np.sum(np.log(self.pw)))
+        # the ML optimum (lme4 refits a REML fit by ML before profiling)
+        nt = self.st.n_theta
+        f, th = _nlopt_min(lambda t: self.prof.parts(t, reml=False)[0], np.asarray(result_theta, float),
+                           theta_bounds(self.st))
+        self.theta_hat = th
+        self.base = f
+        _, F, pwrss = self.prof.parts(th, reml=False)
+        p = Xs.shape[1]
+        sigma = math.sqrt(pwrss / n)
+        beta_s = linalg.solve(F.SEE[:p, :p], F.SEE[:p, p], assume_a="pos") if p else np.zeros(0)
+        beta = T @ beta_s
+        vcov = sigma * sigma * T @ linalg.inv(F.SEE[:p, :p]) @ T.T if p else np.zeros((0, 0))
+        self.nvc = nt + 1
+        self.vc_hat = np.append(self.layout.sdcor(th, sigma), sigma)
+        self.names = self.layout.names + ["sigma"] + names
+        self.kinds = self.layout.kinds + ["sigma"] + ["beta"] * p
+        self.estimate = np.concatenate([self.vc_hat, beta])
+        self.se = np.concatenate([np.full(self.nvc, np.nan), np.sqrt(np.maximum(np.diag(vcov), 0.0))])
+        self._beta_cp: dict[int, tuple] = {}
+        assert nt == len(self.layout.names)
+
+    def vc_deviance(self, v: np.ndarray) -> float:
+        s = float(v[-1])
+        if not s > 0:
+            return np.inf
+        theta = self.layout.theta(v[:-1], s)
+        if theta is None:
+            return np.inf
+        try:
+            _, F, pwrss = self.prof.parts(theta, reml=False)
+        except (np.linalg.LinAlgError, ValueError):
+            return np.inf
+        return float(F.logdet + pwrss / (s * s) + self.n * math.log(2.0 * math.pi * s * s) - self.sum_log_w)
+
+    def start(self, k: int) -> np.ndarray:
+        if k < self.nvc:
+            return np.delete(self.vc_hat, k)
+        return self.theta_hat.copy()
+
+    def deviance(self, k: int, value: float, start: np.ndarray | None) -> tuple[float, np.ndarray]:
+        if start is None:
+            start = self.start(k)
+        if k < self.nvc:
+            vc_bounds = self.layout.bounds() + [(1e-300, None)]
+            del vc_bounds[k]
+
+            def fun(x):
+                return self.vc_deviance(np.insert(x, k, value))
+
+            return _nlopt_min(fun, start, vc_bounds)
+        prof = self._beta_profiler(k - self.nvc, value)
+        return _nlopt_min(lambda t: prof.parts(t, reml=False)[0], start, theta_bounds(self.st))
+
+    def _beta_profiler(self, j: int, b: float):
+        """The ML criterion with fixed effect j held at b: its column moved into the offset. The cross-products
+        of [X_-j (rescaled), x_j, y] are computed once per j; [X_-j, y - b x_j] is a linear map of them."""
+        from glmmlab.engine.solvers.scaling import scaled_design
+        from glmmlab.engine.solvers.structure import CrossProducts
+
+        if j not in self._beta_cp:
+            others = [i for i in range(self.X.shape[1]) if i != j]
+            Xs, _, _, _ = scaled_design(self.X[:, others], [self.x_names[i] for i in others])
+            E = np.column_stack([Xs, self.X[:, j], self.z])
+            cp = self.st.crossprods(self.pw, E)
+            self._beta_cp[j] = (cp, Xs.shape[1])
+        cp, p = self._beta_cp[j]
+        A = np.zeros((p + 2, p + 1))
+        A[:p, :p] = np.eye(p)
+        A[p + 1, p] = 1.0
+        A[p, p] = -b
+        mapped = CrossProducts(cp.A11, cp.E1 @ A, A.T @ cp.EE @ A, cp.A21, cp.A22,
+                               None if cp.E2 is None else cp.E2 @ A)
+        prof = copy.copy(self.prof)
+        prof.cp, prof.p = mapped, p
+        return prof
+
