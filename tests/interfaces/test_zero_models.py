@@ -145,3 +145,8 @@ def test_dask_refuses_in_words(sal):
         glmmlab.glmm("count ~ mined + (1 | site)", ddf, family="nbinom2", zi="~ mined")
     with pytest.raises(GlmmInputError, match="not available on a Dask DataFrame"):
         glmmlab.glmm("count ~ mined + (1 | site)", ddf, family="truncated_poisson")
+
+
+def test_quadrature_refused(sal):
+    with pytest.raises(GlmmInputError, match="nagq > 1 .* is not available for a model with a zero"):
+        glmmlab.glmm("count ~ mined + (1 | site)", sal, family="poisson", zi="~ mined", nagq=5)

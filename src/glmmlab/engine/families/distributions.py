@@ -1014,10 +1014,11 @@ class StudentT(DensityFamily):
             return np.full_like(y, max(float(np.mean(y)), 1e-3))
         return y.copy()
 
-    def _const(self) -> float:
+    def _const(self):
+        """The density's constant: a number, or one per row where sigma varies by row (a dispersion model)."""
         sigma, df = self.parameters
-        return float(special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df) - 0.5 * (np.log(df) + LOG_PI)
-                     - np.log(sigma))
+        c = special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df) - 0.5 * (np.log(df) + LOG_PI) - np.log(sigma)
+        return float(c) if np.ndim(c) == 0 else c
 
     def _sat(self, y, resp):
         return np.full_like(y, self._const())

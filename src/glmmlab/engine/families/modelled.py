@@ -71,6 +71,9 @@ class PoissonDensity(DensityFamily):
     def mu_third(self, resp, mu, q):
         return 2.0 * resp.y / _cube(mu)
 
+    def sample(self, rng, mu, pw, phi):
+        return rng.poisson(np.maximum(mu, 0.0)).astype(float)
+
 
 @dataclass(frozen=True)
 class NegBin2Density(DensityFamily):
@@ -96,6 +99,10 @@ class NegBin2Density(DensityFamily):
     def mu_third(self, resp, mu, q):
         th = self.parameters[0]
         return 2.0 * resp.y / _cube(mu) - 2.0 * (resp.y + th) / _cube(mu + th)
+
+    def sample(self, rng, mu, pw, phi):
+        th = self.parameters[0]
+        return rng.negative_binomial(th, th / (th + np.maximum(mu, 1e-300))).astype(float)
 
 
 def _nb2_constant(resp, th):
@@ -131,6 +138,9 @@ class GaussianDensity(DensityFamily):
     def mu_third(self, resp, mu, q):
         return np.zeros_like(mu)
 
+    def sample(self, rng, mu, pw, phi):
+        return mu + np.sqrt(self.parameters[0]) * rng.standard_normal(mu.shape)
+
 
 @dataclass(frozen=True)
 class GammaDensity(DensityFamily):
@@ -156,6 +166,10 @@ class GammaDensity(DensityFamily):
         a = self.parameters[0]
         return (-2.0 * a + 6.0 * a * resp.y / mu) / _cube(mu)
 
+    def sample(self, rng, mu, pw, phi):
+        a = self.parameters[0]
+        return rng.gamma(a, mu / a)
+
 
 def _cube(x):
     return x * x * x  # numpy's x ** 3 goes through pow(), several times slower
@@ -169,6 +183,12 @@ def softplus(x: np.ndarray) -> np.ndarray:
 def log_add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """log(exp(a) + exp(b))."""
     return np.maximum(a, b) + np.log1p(np.exp(-np.abs(a - b)))
+
+
+def _rows_member(member, rows: np.ndarray):
+    """The member at a subset of rows (its per-row dispersion taken at those rows)."""
+    params = tuple(v[rows] if np.ndim(v) else v for v in member.parameters)
+    return replace(member, parameters=params) if params else member
 
 
 def _density(key: str) -> Family:
@@ -510,7 +530,31 @@ class ModelledFamily(DensityFamily):
         return out
 
     def sample(self, rng, mu, pw, phi):
-        raise NotImplementedError("simulation from a zero-inflated, hurdle or dispersion model: not yet")
+        raise NotImplementedError("a zero or dispersion model's rows have their own parameters: use sample_rows")
+
+    def sample_rows(self, rng: np.random.Generator, resp, mu: np.ndarray, pw: np.ndarray) -> np.ndarray:
+        """Responses drawn from this model at the conditional means ``mu`` of the rows of ``resp`` (which carries
+        their zero and dispersion designs): the base family at each row's dispersion; then a structural zero with
+        probability p (zero-inflation), or P(y = 0) = p and otherwise a draw of the zero-truncated base (hurdle: the
+        base redrawn where it gave 0, up to 200 times, and 1 where it never left 0, a truncated count's floor)."""
+        m = self.member(resp)
+        y = np.asarray(m.sample(rng, mu, pw, 1.0), dtype=float)
+        eta_z = self.zi_eta(resp)
+        if eta_z is None:
+            return y
+        p = special.expit(eta_z)
+        zero = rng.random(mu.shape) < p
+        if self.kind == "hurdle" and zero_terms(m, mu) is not None:
+            redo = np.flatnonzero((y == 0) & ~zero)
+            for _ in range(200):
+                if not redo.size:
+                    break
+                sub = _rows_member(m, redo)
+                y[redo] = sub.sample(rng, mu[redo], pw[redo] if np.ndim(pw) else pw, 1.0)
+                redo = redo[y[redo] == 0]
+            y[redo] = 1.0
+        y[zero] = 0.0
+        return y
 
 
 def modelled_family(fam: Family, zi_names: list[str] | None, disp_names: list[str] | None) -> ModelledFamily:

@@ -100,6 +100,9 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     else:
         perm = None
     fam, data = _with_parts(fam, mf)
+    if data is not None and int(model.get("nagq", 1)) > 1:
+        raise GlmmInputError("nagq > 1 (adaptive quadrature) is not available for a model with a zero or dispersion "
+                             "model or a hurdle family (glmmTMB has the Laplace approximation only): use nagq 1")
     X = np.asarray(mf.X, dtype=float)
     own_design = own_design and X is mf.X and X.flags.writeable
     # the separation check reads the design's two-valued columns: taken before the design is scaled in place
