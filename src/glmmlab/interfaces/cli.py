@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.interfaces import cli_residuals
 
 
 class UsageError(Exception):
@@ -109,6 +110,7 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
     f.add_argument("--blups", default="10", metavar="all|none|N",
                    help="with --format text: the BLUP rows shown per grouping factor: the first N (default 10, with "
                         "a line saying how many are left out), all, or none (the JSON always has every BLUP)")
+    cli_residuals.add_options(f)
     f.add_argument("--engine", choices=["memory", "dask"], default="memory",
                    help="fit in memory (default) or on a Dask cluster (Parquet data)")
     f.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -255,6 +257,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError("--zi and --disp go with --formula (write the model as a formula)")
     references = reference_levels(args.reference)
     blup_rows(args.blups)  # checked before the fit runs
+    cli_residuals.check(args)
     spec = None
     if args.formula is not None:  # the formula's limits (length, nesting, terms) before the data are read
         from glmmlab.engine.model.spec import ModelSpec
@@ -312,10 +315,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     intervals = _intervals(result, args) if args.ci is not None else None
+    residuals = cli_residuals.run(result, args)
     if args.format == "json":
         doc = result.to_dict(diagnostics=args.diagnostics == "full")
         if intervals is not None:
             doc["intervals"] = intervals
+        if residuals is not None:
+            doc["simulated_residuals"] = residuals
         sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
     else:
         sys.stdout.write(render(result, blups=blup_rows(args.blups)))
@@ -325,6 +331,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
             t = intervals_table(intervals, result.family)
             sys.stdout.write(f"\n{t['title']}\n{render_table(t)}\n{t['note']}\n")
+        if residuals is not None:
+            sys.stdout.write(cli_residuals.text(residuals))
     return 0
 
 

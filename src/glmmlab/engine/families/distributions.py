@@ -627,8 +627,8 @@ class NegativeBinomial(Family):
         return np.full_like(mu, 2.0 / float(self.parameter))
 
     def sample(self, rng, mu, pw, phi):
-        assert self.parameter is not None  # the negative binomial's theta
-        th = float(self.parameter)
+        assert self.parameter is not None  # the negative binomial's theta (one per row for a dispersion model)
+        th = np.asarray(self.parameter, dtype=float)
         return rng.negative_binomial(th, th / (th + np.maximum(mu, 1e-300))).astype(float)
 
 
@@ -873,7 +873,8 @@ class BetaFamily(DensityFamily):
 
     def sample(self, rng, mu, pw, phi):
         p = self.parameters[0]
-        return rng.beta(mu * p, (1.0 - mu) * p)
+        m = np.clip(mu, _EPS, 1.0 - _EPS)  # a logit link's mean rounds to 0 or 1 far out: no beta there
+        return rng.beta(m * p, (1.0 - m) * p)
 
 
 def beta_family(phi: float) -> Family:
@@ -968,7 +969,8 @@ class BetaBinomial(DensityFamily):
     def sample(self, rng, mu, pw, phi):
         p = self.parameters[0]
         trials = np.maximum(np.rint(pw), 1.0)
-        return rng.binomial(trials.astype(np.int64), rng.beta(mu * p, (1.0 - mu) * p)) / trials
+        m = np.clip(mu, _EPS, 1.0 - _EPS)  # a logit link's mean rounds to 0 or 1 far out: no beta there
+        return rng.binomial(trials.astype(np.int64), rng.beta(m * p, (1.0 - m) * p)) / trials
 
 
 def betabinomial_family(phi: float) -> Family:

@@ -32,7 +32,7 @@ from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.threads import fit_heap, one_blas_thread
-from glmmlab.services.modeling import bootstrap, fitting, frames, marginal, prediction, profiling
+from glmmlab.services.modeling import bootstrap, fitting, frames, marginal, prediction, profiling, simulated_residuals
 from glmmlab.services.modeling import r2 as r2_service
 from glmmlab.services.views import text
 
@@ -93,7 +93,18 @@ class FittedModel(GlmmResult):
         return refit(self, y=y, progress=progress, **spec_changes)
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | {"refit"})
+        return sorted(set(super().__dir__()) | {"refit", "simulate_residuals"})
+
+    def simulate_residuals(self, n_sim: int = 250, seed: int | None = simulated_residuals.DEFAULT_SEED,
+                           conditional: bool = False) -> simulated_residuals.SimulatedResiduals:
+        """Simulation-based scaled residuals as R's DHARMa computes them (``simulateResiduals``): ``n_sim``
+        responses simulated from the fit, each row's observed value read against its simulations (uniform on (0, 1)
+        under a correct model, for every family). The random effects are drawn afresh from their estimated
+        covariance, or held at their fitted modes with ``conditional=True``; ``seed`` (default 123, as DHARMa's)
+        makes them reproducible. The answer has ``.residuals``, ``.test_dispersion()``, ``.test_zero_inflation()``,
+        ``.test_uniformity()``, ``.test_outliers()``, ``.plot_qq()`` and ``.plot_vs_predicted()``
+        (:class:`~glmmlab.services.modeling.simulated_residuals.SimulatedResiduals`). Needs a fit made in memory."""
+        return simulated_residuals.simulate_residuals(self, n_sim=n_sim, seed=seed, conditional=conditional)
 
     def r2(self) -> dict:
         if "r2" not in self._memo:

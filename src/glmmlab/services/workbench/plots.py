@@ -313,3 +313,108 @@ def effect_plot(view: dict[str, Any], title: str = "", fmt: str = "png") -> byte
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt)
     return buf.getvalue()
+
+
+# -- simulation-based (DHARMa) residuals of a fitted model: two plots and the tests' table --------------------------
+SIMULATED_PLOTS = {"simulated-qq": "Simulated Residuals: Uniform Q-Q",
+                   "simulated-predicted": "Simulated Residuals vs Predicted"}
+_SIMULATED: dict[tuple, Any] = {}  # the last few runs (the page asks for the tests, then for each plot)
+_SIMULATED_KEPT = 6
+_TEST_LABELS = {"uniformity": "Uniformity (Kolmogorov-Smirnov)", "dispersion": "Dispersion",
+                "zero_inflation": "Zero-inflation", "outliers": "Outliers"}
+
+
+def simulation_settings(n_sim: Any, seed: Any, conditional: Any) -> tuple[int, int, bool]:
+    """The web form's Simulations, Random Seed and Conditional fields checked: (n_sim, seed, conditional); a bad
+    value raises :class:`ServiceError` naming the field."""
+    from glmmlab.services.modeling.simulated_residuals import DEFAULT_SEED, MAX_SIMULATIONS
+
+    def whole(value: Any, default: int, label: str, low: int, high: int) -> int:
+        if value is None or str(value).strip() == "":
+            return default
+        text = str(value).strip()
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise ServiceError(f"{label} must be a whole number from {low:,} to {high:,} (got {text!r}).")
+        return int(text)
+
+    cond = str(conditional).strip().lower() in ("1", "true", "yes", "on") if conditional is not None else False
+    return (whole(n_sim, 250, "Simulations", 2, MAX_SIMULATIONS), whole(seed, DEFAULT_SEED, "Random Seed", 0,
+                                                                         2**63 - 1), cond)
+
+
+def simulated(result: Any, n_sim: int, seed: int, conditional: bool) -> Any:
+    """The simulated residuals of a fitted model at these settings (the same run for the tests and both plots)."""
+    key = (id(result), n_sim, seed, conditional)
+    hit = _SIMULATED.get(key)
+    if hit is not None and hit[0] is result:
+        return hit[1]
+    try:
+        sr = result.simulate_residuals(n_sim, seed=seed, conditional=conditional)
+    except ValueError as exc:  # GlmmInputError: a fit whose data are gone, a simulation that cannot be drawn
+        raise ServiceError(str(exc)) from None
+    _SIMULATED[key] = (result, sr)
+    while len(_SIMULATED) > _SIMULATED_KEPT:
+        _SIMULATED.pop(next(iter(_SIMULATED)))
+    return sr
+
+
+def simulated_view(sr: Any) -> dict[str, Any]:
+    """The settings and tests of simulated residuals as the page shows them: ``settings``, ``tests`` (the JSON of
+    each test) and ``table`` (columns Test, Statistic, p-value, Reading, as the result view's tables)."""
+    from glmmlab.services.views.numbers import format_number
+
+    doc = sr.to_dict()
+    rows, cells = [], []
+    for key, label in _TEST_LABELS.items():
+        t = doc["tests"][key]
+        p = t["p_value"]
+        reading = "deviation significant" if p is not None and p < 0.05 else "n.s."
+        rows.append([label, t["statistic"], p, reading])
+        kind = "count" if key == "outliers" else "decimal"  # the outlier test's statistic is a number of rows
+        cells.append([label, format_number(t["statistic"], kind), format_number(p, "p"), reading])
+    table = {"name": "simulated_residuals", "title": "Simulated Residuals (DHARMa)",
+             "columns": ["Test", "Statistic", "p-value", "Reading"], "kinds": ["text", "decimal", "p", "text"],
+             "rows": rows, "cells": cells,
+             "note": (f"{doc['n_sim']} simulations, seed {doc['seed']}; random effects "
+                      f"{'held at their fitted modes' if doc['conditional'] else 'drawn afresh from their covariance'}"
+                      ". Statistics: dispersion and zero-inflation as observed / simulated (1 expected), KS's D, "
+                      "the number of outliers; two-sided p-values.")}
+    return {"settings": {k: doc[k] for k in ("n_sim", "seed", "conditional", "method", "integer_response")},
+            "tests": doc["tests"], "table": table}
+
+
+def simulated_png(sr: Any, kind: str, name: str = "", fmt: str = "png") -> bytes:
+    """Plot ``kind`` (``simulated-qq`` or ``simulated-predicted``) of simulated residuals as PNG or SVG bytes."""
+    if fmt not in ("png", "svg"):
+        raise NotFound(f"Plots come as png or svg, not {fmt!r}.")
+    if kind not in SIMULATED_PLOTS:
+        raise NotFound(f"There is no plot called {kind!r}; choose one of {', '.join(SIMULATED_PLOTS)}.")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    title = SIMULATED_PLOTS[kind].split(": ")[-1] if ": " in SIMULATED_PLOTS[kind] else SIMULATED_PLOTS[kind]
+    title = f"{title} — {name}" if name and len(name) <= 30 else title
+    with _LOCK:
+        fig = sr.plot_qq(title=title) if kind == "simulated-qq" else sr.plot_vs_predicted(title=title)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt)
+    return buf.getvalue()
+
+
+def simulated_report_items(sr: Any, name: str, owner: str) -> list[dict[str, Any]]:
+    """The report items of simulated residuals: the tests' table and the two plots, titled ``"<name>: ..."``, each
+    with a ``source`` of ``owner`` and the settings (so adding the same run twice adds nothing)."""
+    import base64
+
+    view = simulated_view(sr)
+    t = view["table"]
+    settings = f"n_sim={sr.n_sim}&seed={sr.seed}&conditional={str(sr.conditional).lower()}"
+    items = [{"kind": "table", "title": f"{name}: {t['title']}",
+              "payload": {"columns": t["columns"], "rows": t["rows"], "kinds": t["kinds"], "note": t["note"],
+                          "source": f"{owner}:simulated:table?{settings}"}}]
+    for kind, title in SIMULATED_PLOTS.items():
+        png = simulated_png(sr, kind, name)
+        items.append({"kind": "plot", "title": f"{name}: {title}",
+                      "payload": {"png_base64": base64.b64encode(png).decode("ascii"), "note": t["note"],
+                                  "source": f"{owner}:simulated:{kind}?{settings}"}})
+    return items

@@ -21,6 +21,7 @@ from glmmlab.interfaces.web.deps import workbench
 from glmmlab.interfaces.web.encode import jsonable
 from glmmlab.interfaces.web.routes import models as models_routes
 from glmmlab.interfaces.web.routes import reports as reports_routes
+from glmmlab.interfaces.web.routes import residuals as residuals_routes
 from glmmlab.services.errors import ServiceError
 from glmmlab.services.workbench import fit_analyses, fits, glmm_form, models, plots, report_items, reports
 
@@ -245,3 +246,4 @@ router = APIRouter()
 router.include_router(_glmm)
 router.include_router(models_routes.router)
 router.include_router(reports_routes.router)
+router.include_router(residuals_routes.router)

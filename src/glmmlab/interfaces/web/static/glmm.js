@@ -1312,6 +1312,7 @@
       g.append(box, renderResults(job.result, job.display),
         effectsSection(job.result, `/api/glmm/fits/${job.id}`, () => name.value, reportFrom),
         section("Plots", null, el("p", { class: "muted note" }, "Click a plot to see it full size and download it as PNG or SVG."), plotBox),
+        simulatedSection(`/api/glmm/fits/${job.id}/simulated-residuals`, () => name.value),
         el("div", { class: "save-row" },
           el("label", { class: "inline" }, "Model Name ", name), save, details, diag, addRun, saved), status, err);
       requestAnimationFrame(() => box.closest(".run").scrollIntoView({ block: "start" }));  // the results in sight
@@ -1489,6 +1490,56 @@
       box);
   }
 
+  // ---- Simulated (DHARMa) residuals ---------------------------------------------------------------------------
+  /* Simulations, Random Seed and "random effects at their fitted modes"; the server simulates from the fit (`base`:
+   * the run's or the saved model's .../simulated-residuals) and answers the tests' table and the two plots' urls. */
+  function simulatedSection(base, name) {
+    const nsim = el("input", { type: "number", class: "short sim-nsim", min: "2", max: "10000", step: "1", value: "250", "aria-label": "Simulations" });
+    const seed = el("input", { type: "number", class: "short sim-seed", min: "0", step: "1", value: "123", "aria-label": "Random Seed" });
+    const cond = el("input", { type: "checkbox", class: "sim-conditional" });
+    const run = el("button", { type: "button", class: "sim-run" }, "Simulate Residuals");
+    const err = el("p", { class: "field-error sim-error", role: "alert", hidden: true });
+    const box = el("div", { class: "sim-box" });
+    const status = el("p", { class: "muted sim-report-status", "aria-live": "polite" });
+    let query = null;
+    const toReport = el("button", { type: "button", class: "sim-report", hidden: true }, "Add to Report");
+    toReport.addEventListener("click", async () => {
+      toReport.disabled = true;
+      try {
+        const label = typeof name === "function" ? name() : name;
+        const extra = typeof name === "function" && label ? `&name=${encodeURIComponent(label)}` : "";
+        const rep = await api.post(`${base}/report?${query}${extra}`, {});
+        status.textContent = rep.added && !rep.added.length ? `These results are in report “${rep.name}” already.`
+          : `Added the simulated residuals to report “${rep.name}” (${rep.items.length} items).`;
+        g.emit("reports-changed", rep);
+      } catch (e) { status.textContent = e.message; }
+      toReport.disabled = false;
+    });
+    run.addEventListener("click", async () => {
+      g.showError(err, "");
+      const n = Number(nsim.value), s = Number(seed.value);
+      if (!Number.isInteger(n) || n < 2 || n > 10000) { g.showError(err, "Simulations must be a whole number from 2 to 10,000."); nsim.focus(); return; }
+      if (seed.value.trim() === "" || !Number.isInteger(s) || s < 0) { g.showError(err, "Random Seed must be a whole number of 0 or more."); seed.focus(); return; }
+      run.disabled = true;
+      try {
+        const q = new URLSearchParams({ n_sim: String(n), seed: seed.value.trim(), conditional: String(cond.checked) });
+        const doc = await api.get(`${base}?${q}`);
+        query = q.toString();
+        toReport.hidden = false;
+        status.textContent = "";
+        const label = typeof name === "function" ? name() : name;
+        clear(box).append(resultTable(doc.table, undefined, "simulated_residuals"),
+          el("p", { class: "muted note sim-note" }, doc.table.note),
+          el("div", { class: "plots sim-plots" }, doc.plots.map((p) => plotFigure(p, label))));
+      } catch (e) { g.showError(err, e.message); }
+      run.disabled = false;
+    });
+    return section("Simulated Residuals (DHARMa)", null,
+      el("p", { class: "muted note" }, "Scaled residuals from responses simulated from the fit, as R's DHARMa computes them: uniform between 0 and 1 when the model is right, whatever the family. The tests compare the data with the simulations: uniformity (Kolmogorov-Smirnov), dispersion, zero-inflation and outliers."),
+      el("div", { class: "field inline-field sim-controls" }, el("label", {}, "Simulations ", nsim), el("label", {}, " Random Seed ", seed),
+        el("label", { class: "inline" }, cond, " Random effects at their fitted modes"), " ", run, toReport), status, err, box);
+  }
+
   // ---- Diagnostics ----------------------------------------------------------------------------------------
 
   async function openDiagnostics(panel, params, tab) {
@@ -1517,7 +1568,8 @@
         el("div", { class: "diag-data" },
           el("h3", {}, "Diagnostic dataset ",
             d.dataset_id !== null ? el("button", { type: "button", onclick: () => g.openTab("dataset", { id: d.dataset_id }) }, "Open as dataset") : null),
-          tableBox, pager))));
+          tableBox, pager)),
+      simulatedSection(`/api/models/${params.id}/simulated-residuals`, d.name)));
     if (d.dataset_id === null) { tableBox.appendChild(el("p", { class: "muted" }, "The diagnostics dataset was deleted.")); return; }
     const limit = 100;
     async function load(offset) {
