@@ -104,7 +104,7 @@ def test_cli_writes_the_tests_into_the_json(tmp_path, capsys):
                  str(plots)])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)["simulated_residuals"]
-    assert doc["n_sim"] == 200 and doc["seed"] == 9 and doc["conditional"] is False
+    assert doc["n_sim"] == 200 and doc["seed"] == 9 and doc["conditional"] is True  # the modes held: DHARMa's default
     assert set(doc["tests"]) == {"uniformity", "dispersion", "zero_inflation", "outliers"}
     assert doc["tests"]["zero_inflation"]["statistic"] > 1  # more zeros than a Poisson model expects
     fit = glmmlab.glmm("zi ~ x + (1 | g)", df, family="poisson")
@@ -113,15 +113,15 @@ def test_cli_writes_the_tests_into_the_json(tmp_path, capsys):
     for name in ("qq", "predicted"):
         assert (tmp_path / f"res-{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["fit", str(path), "--formula", "zi ~ x + (1 | g)", "--family", "poisson",
-                 "--simulated-residuals", "50", "--conditional-residuals"]) == 0
+                 "--simulated-residuals", "50", "--unconditional-residuals"]) == 0
     text = capsys.readouterr().out
-    assert "Simulated residuals (DHARMa): 50 simulations, seed 123, random effects held at their modes" in text
+    assert "Simulated residuals (DHARMa): 50 simulations, seed 123, random effects drawn afresh" in text
     assert "Zero-inflation" in text
 
 
 @pytest.mark.parametrize("args, message", [
     (["--simulated-residuals", "1"], "--simulated-residuals must be a whole number from 2"),
-    (["--conditional-residuals"], "need --simulated-residuals N"),
+    (["--unconditional-residuals"], "need --simulated-residuals N"),
     (["--residual-plots", "p"], "need --simulated-residuals N"),
 ])
 def test_cli_refuses_bad_residual_options(tmp_path, capsys, args, message):

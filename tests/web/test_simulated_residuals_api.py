@@ -24,7 +24,7 @@ def test_a_finished_fit_has_simulated_residuals_equal_to_the_api(client, fitted)
     r = client.get(f"/api/glmm/fits/{job['id']}/simulated-residuals", params={"n_sim": 120, "seed": 7})
     assert r.status_code == 200, r.text
     doc = r.json()
-    assert doc["settings"]["n_sim"] == 120 and doc["settings"]["seed"] == 7 and doc["settings"]["conditional"] is False
+    assert doc["settings"]["n_sim"] == 120 and doc["settings"]["seed"] == 7 and doc["settings"]["conditional"] is True
     want = local.simulate_residuals(120, seed=7).to_dict()["tests"]
     for key in ("uniformity", "dispersion", "zero_inflation", "outliers"):
         assert doc["tests"][key]["p_value"] == pytest.approx(want[key]["p_value"], abs=1e-12)
@@ -38,9 +38,9 @@ def test_a_finished_fit_has_simulated_residuals_equal_to_the_api(client, fitted)
         assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
         svg = client.get(p["svg_url"])
         assert svg.status_code == 200 and b"<svg" in svg.content[:400]
-    cond = client.get(f"/api/glmm/fits/{job['id']}/simulated-residuals",
-                      params={"n_sim": 120, "seed": 7, "conditional": "true"}).json()
-    assert cond["settings"]["conditional"] is True and cond["tests"] != doc["tests"]
+    fresh = client.get(f"/api/glmm/fits/{job['id']}/simulated-residuals",
+                       params={"n_sim": 120, "seed": 7, "conditional": "false"}).json()
+    assert fresh["settings"]["conditional"] is False and fresh["tests"] != doc["tests"]
 
 
 def test_a_saved_model_has_simulated_residuals(client, fitted):

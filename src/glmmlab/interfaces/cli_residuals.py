@@ -19,9 +19,9 @@ def add_options(f: argparse.ArgumentParser) -> None:
                         "DHARMa does (uniformity, dispersion, zero-inflation, outliers; 250 is DHARMa's usual N); "
                         "seeded by --seed (default 123, DHARMa's). JSON: the key \"simulated_residuals\"; text: a "
                         "table of the tests")
-    f.add_argument("--conditional-residuals", action="store_true",
-                   help="with --simulated-residuals: hold the random effects at their fitted modes (default: draw "
-                        "them afresh from their estimated covariance)")
+    f.add_argument("--unconditional-residuals", action="store_true",
+                   help="with --simulated-residuals: draw the random effects afresh from their estimated covariance "
+                        "(default: hold them at their fitted modes, DHARMa's default since 0.5.0)")
     f.add_argument("--residual-plots", default=None, metavar="PREFIX",
                    help="with --simulated-residuals: write the uniform Q-Q plot and the residual-vs-predicted plot "
                         "as PREFIX-qq.png and PREFIX-predicted.png")
@@ -33,8 +33,8 @@ def check(args: argparse.Namespace) -> None:
 
     n = args.simulated_residuals
     if n is None:
-        if args.conditional_residuals or args.residual_plots:
-            raise GlmmInputError("--conditional-residuals and --residual-plots need --simulated-residuals N")
+        if args.unconditional_residuals or args.residual_plots:
+            raise GlmmInputError("--unconditional-residuals and --residual-plots need --simulated-residuals N")
     elif not 2 <= n <= MAX_SIMULATIONS:
         raise GlmmInputError(f"--simulated-residuals must be a whole number from 2 to {MAX_SIMULATIONS:,} (got {n}); "
                          "DHARMa uses 250")
@@ -53,7 +53,7 @@ def run(result, args: argparse.Namespace) -> dict | None:
     from glmmlab.services.modeling.simulated_residuals import DEFAULT_SEED
 
     sr = result.simulate_residuals(args.simulated_residuals, seed=DEFAULT_SEED if args.seed is None else args.seed,
-                                   conditional=args.conditional_residuals)
+                                   conditional=not args.unconditional_residuals)
     doc = sr.to_dict()
     if args.residual_plots:
         files = {"qq": f"{args.residual_plots}-qq.png", "predicted": f"{args.residual_plots}-predicted.png"}

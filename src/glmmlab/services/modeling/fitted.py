@@ -96,11 +96,12 @@ class FittedModel(GlmmResult):
         return sorted(set(super().__dir__()) | {"refit", "simulate_residuals"})
 
     def simulate_residuals(self, n_sim: int = 250, seed: int | None = simulated_residuals.DEFAULT_SEED,
-                           conditional: bool = False) -> simulated_residuals.SimulatedResiduals:
+                           conditional: bool = True) -> simulated_residuals.SimulatedResiduals:
         """Simulation-based scaled residuals as R's DHARMa computes them (``simulateResiduals``): ``n_sim``
         responses simulated from the fit, each row's observed value read against its simulations (uniform on (0, 1)
-        under a correct model, for every family). The random effects are drawn afresh from their estimated
-        covariance, or held at their fitted modes with ``conditional=True``; ``seed`` (default 123, as DHARMa's)
+        under a correct model, for every family). The random effects are held at their fitted modes (the default,
+        DHARMa's since 0.5.0: residuals of one group are then not tied together by a shared redrawn effect), or
+        drawn afresh from their estimated covariance with ``conditional=False``; ``seed`` (default 123, as DHARMa's)
         makes them reproducible. The answer has ``.residuals``, ``.test_dispersion()``, ``.test_zero_inflation()``,
         ``.test_uniformity()``, ``.test_outliers()``, ``.plot_qq()`` and ``.plot_vs_predicted()``
         (:class:`~glmmlab.services.modeling.simulated_residuals.SimulatedResiduals`). Needs a fit made in memory."""

@@ -149,10 +149,11 @@ class SimulatedResiduals:
 
 
 def simulate_residuals(result: GlmmResult, n_sim: int = 250, seed: int | None = DEFAULT_SEED,
-                       conditional: bool = False) -> SimulatedResiduals:
+                       conditional: bool = True) -> SimulatedResiduals:
     """DHARMa's scaled residuals of ``result``: ``n_sim`` responses simulated from the fit, with the random effects
-    drawn afresh from their estimated covariance (``conditional=False``, lme4's ``simulate(re.form = NA)``) or held
-    at their fitted modes (``conditional=True``); ``seed`` makes them reproducible (None: fresh entropy)."""
+    held at their fitted modes (``conditional=True``, the default: DHARMa's since 0.5.0) or drawn afresh from their
+    estimated covariance (``conditional=False``, lme4's ``simulate(re.form = NA)``); ``seed`` makes them
+    reproducible (None: fresh entropy)."""
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 2 <= n_sim <= MAX_SIMULATIONS:
         raise GlmmInputError(f"n_sim must be a whole number from 2 to {MAX_SIMULATIONS:,} (got {n_sim!r}); DHARMa "
                              "uses 250")

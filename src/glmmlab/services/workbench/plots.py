@@ -337,7 +337,8 @@ def simulation_settings(n_sim: Any, seed: Any, conditional: Any) -> tuple[int, i
             raise ServiceError(f"{label} must be a whole number from {low:,} to {high:,} (got {text!r}).")
         return int(text)
 
-    cond = str(conditional).strip().lower() in ("1", "true", "yes", "on") if conditional is not None else False
+    # held at the modes unless told otherwise (DHARMa's default since 0.5.0)
+    cond = str(conditional).strip().lower() not in ("0", "false", "no", "off") if conditional is not None else True
     return (whole(n_sim, 250, "Simulations", 2, MAX_SIMULATIONS), whole(seed, DEFAULT_SEED, "Random Seed", 0,
                                                                          2**63 - 1), cond)
 

@@ -1496,7 +1496,7 @@
   function simulatedSection(base, name) {
     const nsim = el("input", { type: "number", class: "short sim-nsim", min: "2", max: "10000", step: "1", value: "250", "aria-label": "Simulations" });
     const seed = el("input", { type: "number", class: "short sim-seed", min: "0", step: "1", value: "123", "aria-label": "Random Seed" });
-    const cond = el("input", { type: "checkbox", class: "sim-conditional" });
+    const cond = el("input", { type: "checkbox", class: "sim-conditional", checked: true });
     const run = el("button", { type: "button", class: "sim-run" }, "Simulate Residuals");
     const err = el("p", { class: "field-error sim-error", role: "alert", hidden: true });
     const box = el("div", { class: "sim-box" });
