@@ -133,3 +133,32 @@ def test_exact_gradient_of_the_laplace_deviance():
     point[0] = abs(point[0]) + 0.2
     f, g = fg(point)
     np.testing.assert_allclose(g, central_differences(fun, point, 1e-5), rtol=1e-5, atol=1e-5)
+
+
+def test_exact_gradient_with_random_effects_in_the_zero_model():
+    """The joint Laplace deviance (random intercepts in the mean and the zero model, a dispersion) has the exact
+    gradient of central differences, at a point away from the optimum."""
+    import pandas as pd
+
+    import glmmlab.engine.solvers.joint_laplace as joint
+    from tests.conftest import REFERENCE
+
+    df = pd.read_csv(REFERENCE / "breadth" / "salamanders_zinb2.csv")
+    seen = []
+    orig = joint.minimize
+
+    def spy(f, x0, *a, **k):
+        seen.append((f, np.array(x0)))
+        return orig(f, x0, *a, **k)
+
+    joint.minimize = spy
+    try:
+        res = glmmlab.glmm("count ~ mined + (1 | site)", df, family="nbinom2", zi="~ mined + (1 | site)")
+    finally:
+        joint.minimize = orig
+    assert res.converged and list(res.fixef["zi"].index) == ["(Intercept)", "minedyes"]
+    fg, x0 = seen[-1]
+    point = x0 + 0.05
+    g = fg(point)[1]
+    numeric = joint._central_gradient(lambda z: fg(z)[0], point, np.full(point.size, -np.inf))
+    np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-4)

@@ -59,14 +59,20 @@ class JointLaplace:
         P = float(np.sum(self.pw * rs.dev)) + float(np.sum(u * u))
         return rs, cond, P
 
-    def _level_sums(self, theta, rs):
-        """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q)."""
+    def _row_derivatives(self, rs) -> tuple[np.ndarray, np.ndarray]:
+        """Per row the deviance's (-2 log f, prior-weighted) gradient in the two predictors (n, 2) and its Hessian
+        (n, 2, 2)."""
         g_z, w_cz, w_zz = self.fam.zi_deviance_derivatives(self.resp, rs)
         pw = self.pw
         g = np.stack([pw * rs.dev_eta, pw * g_z], axis=1)  # (n, 2): parts mean, zero
         W = np.empty((g.shape[0], 2, 2))
         W[:, 0, 0], W[:, 0, 1], W[:, 1, 1] = pw * rs.dev_eta2, pw * w_cz, pw * w_zz
         W[:, 1, 0] = W[:, 0, 1]
+        return g, W
+
+    def _level_sums(self, theta, rs):
+        """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q)."""
+        g, W = self._row_derivatives(rs)
         a = self.A * theta
         G = np.column_stack([np.bincount(self.codes, a[:, k] * g[:, self.part[k]], minlength=self.L)
                              for k in range(self.q)])
@@ -115,6 +121,88 @@ class JointLaplace:
             logdet = np.inf
         self.u = u
         return {"u": u, "rs": rs, "cond": cond, "P": P, "logdet": logdet, "H": H, "converged": converged}
+
+    def value_and_grad(self, theta, beta, designs: dict) -> tuple[float, np.ndarray]:
+        """D and its exact gradient in (theta, beta, the zero and dispersion models' coefficients), by the implicit
+        function theorem at the modes: with S_j = H_j^-1, M_i = B_i S_j B_i' (B_i the row's map from its level's
+        effects to its two predictors), t_i = 1/2 sum M_i * dW_i (the log-determinant's derivative in the row's
+        predictors, dW_i by central differences of the row Hessians in each predictor), v_j = sum_i B_i' t_i and
+        the adjoint w_j = (2 H_j)^-1 v_j: dD/dbeta = sum_i x_i (g_i + t_i - W_i B_i w_j) per predictor, and
+        dD/dtheta_k the same terms through d eta_i / d theta_k = a_ik u_jk plus the explicit
+        sum_i a_ik (S_j B_i' W_i)_(k, part k) and -sum_i w_jk a_ik g_i,part k. ``designs``: the coefficients'
+        designs in order, (X_mean, X_zero, X_disp or None)."""
+        self.evaluations += 1
+        with np.errstate(all="ignore"):
+            m = self.modes(theta, beta)
+            D = m["P"] + m["logdet"]
+            if not np.isfinite(D):
+                return np.inf, np.zeros(theta.size + sum(X.shape[1] for X in designs.values() if X is not None))
+            rs, u = m["rs"], m["u"]
+            g, W = self._row_derivatives(rs)
+            eta = rs.eta
+            h = 1e-5
+            n = eta.shape[0]
+            # third derivatives T[:, p, q, r] in the predictors r = mean, zero, dispersion; the dispersion's first
+            # and cross derivatives from the same differences
+            T = np.zeros((n, 2, 2, 3))
+            gd = np.zeros(n)
+            Wd = np.zeros((n, 2))
+            zi0 = self.resp.zi_off
+            sides = []
+            for sign in (1.0, -1.0):
+                sides.append(self._row_derivatives(row_state(self.resp, eta + sign * h, self.lk)))
+            T[..., 0] = (sides[0][1] - sides[1][1]) / (2 * h)
+            sides = []
+            for sign in (1.0, -1.0):
+                self.resp.zi_off = zi0 + sign * h
+                sides.append(self._row_derivatives(row_state(self.resp, eta, self.lk)))
+            self.resp.zi_off = zi0
+            T[..., 1] = (sides[0][1] - sides[1][1]) / (2 * h)
+            if designs.get("disp") is not None:
+                fam0 = self.fam
+                sides_d = []
+                for sign in (1.0, -1.0):
+                    self.fam = fam0.shifted("disp", sign * h)
+                    self.resp = self.resp.with_family(self.fam)
+                    rs_d = row_state(self.resp, eta, self.lk)
+                    g_d, W_d = self._row_derivatives(rs_d)
+                    sides_d.append((self.pw * rs_d.dev, g_d, W_d))
+                self.fam = fam0
+                self.resp = self.resp.with_family(fam0)
+                gd = (sides_d[0][0] - sides_d[1][0]) / (2 * h)
+                Wd = (sides_d[0][1] - sides_d[1][1]) / (2 * h)
+                T[..., 2] = (sides_d[0][2] - sides_d[1][2]) / (2 * h)
+            a = self.A * theta  # (n, q)
+            part = self.part
+            S = np.linalg.inv(m["H"])  # (L, q, q)
+            Sr = S[self.codes]  # (n, q, q) each row's level
+            # B_i (n, 2, q): the row's map from its level's effects to its predictors
+            B = np.zeros((n, 2, self.q))
+            for k in range(self.q):
+                B[:, part[k], k] = a[:, k]
+            M = np.einsum("npk,nkm,nqm->npq", B, Sr, B)
+            t = 0.5 * np.einsum("npq,npqr->nr", M, T)  # (n, 3)
+            v = np.column_stack([np.bincount(self.codes, t[:, part[k]] * a[:, k], minlength=self.L)
+                                 for k in range(self.q)])
+            w = 0.5 * np.einsum("jkm,jm->jk", S, v)  # (2 H_j)^-1 v_j
+            wr = w[self.codes]  # (n, q)
+            omega = np.einsum("npk,nk->np", B, wr)  # (n, 2): the adjoint in the predictors
+            # per-row gradient in each predictor's linear part: g + t - (W, W_d)' omega
+            Wfull = np.concatenate([W, Wd[:, :, None]], axis=2)  # (n, 2, 3): rows p in {mean, zero}, cols r
+            rows = np.column_stack([g[:, 0], g[:, 1], gd]) + t - np.einsum("np,npr->nr", omega, Wfull)
+            grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"),
+                                                                 designs.get("disp"))) if X is not None]
+            ur = u[self.codes]  # (n, q)
+            SBW = np.einsum("nkm,npm,npr->nkr", Sr, B, W)  # (n, q, 2): (S_j B_i' W_i)
+            grad_theta = np.empty(self.q)
+            for k in range(self.q):
+                c = part[k]
+                ak = self.A[:, k]
+                dk = ak * ur[:, k]  # d eta_c / d theta_k
+                grad_theta[k] = float(np.sum(g[:, c] * dk + SBW[:, k, c] * ak + t[:, c] * dk
+                                             - wr[:, k] * ak * g[:, c] - (omega[:, 0] * W[:, 0, c]
+                                                                         + omega[:, 1] * W[:, 1, c]) * dk))
+        return float(D), np.concatenate([grad_theta, *grad_beta])
 
     def value(self, theta, beta) -> float:
         self.evaluations += 1
@@ -181,8 +269,15 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
 
     lower = np.concatenate([np.zeros(q), np.full(p + m_psi, -np.inf)])
 
+    designs = {"cond": Xs, "zi": data.get("zi_X") if fam.n_zi else None,
+               "disp": data.get("disp_X") if fam.n_disp else None}
+
     def fg(x):
-        return fun(x), _central_gradient(fun, x, lower)
+        psi = x[q + p:]
+        if not np.all((lo < psi) & (psi < hi)):
+            return np.inf, np.zeros_like(x)
+        obj.set_member(psi)
+        return obj.value_and_grad(x[:q], x[q:q + p], designs)
 
     # the model without random effects first (theta = 0): the start of every part's coefficients
     report(progress, "Initial values (the model without random effects)", 0.08)
