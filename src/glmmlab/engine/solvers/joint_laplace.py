@@ -148,6 +148,7 @@ class JointLaplace:
             gd = np.zeros(n)
             Wd = np.zeros((n, 2))
             zi0 = self.resp.zi_off
+            assert zi0 is not None  # _state sets it (the zero model's random effects)
             sides = []
             for sign in (1.0, -1.0):
                 sides.append(self._row_derivatives(row_state(self.resp, eta + sign * h, self.lk)))
