@@ -115,6 +115,8 @@ class GlmmResult:
     glm_comparison: dict | None = None
     optimization: dict | None = None  # one summary per stage of the optimisation (see optimizer.stages_document)
     se_hessian: np.ndarray | None = None
+    # per random-effects term its covariance structure (engine/inference/structures.structure_rows)
+    structures: list[dict] = field(default_factory=list)
     family_parameter: dict | None = None  # {"name", "value"} of the family's first parameter (the contract's)
     family_parameters: dict | None = None  # every parameter of the family's own by glmmTMB's name (family_params)
     # the zero and dispersion models' coefficients: {"zi": {"names", "estimate", "se", "vcov"}, "disp": ...}
@@ -336,6 +338,7 @@ class GlmmResult:
             "optimization": self.optimization,
             "r2": {k: (_num(v) if k != "reason" else v) for k, v in self.r2().items()},
         }
+        out["covariance_structures"] = list(self.structures)
         terms = self.anova_terms_document()
         if terms is not None:
             out["anova_terms"] = terms

@@ -49,6 +49,7 @@ class RandomTerm:
     correlated: bool = True  # False for (x || g): independent effects
     structure: str = "us"  # the covariance structure's keyword (us, diag, cs, ar1, toep, ou)
     times: tuple[float, ...] | None = None  # ou: the time of each column
+    label: str = ""  # the term as glmmTMB labels it, without its keyword: "0 + time | id" ("" : from the names)
 
     @property
     def q(self) -> int:
@@ -98,8 +99,8 @@ class FactorBlock:
     groups: list[list[int]]  # correlated sub-blocks, e.g. [[0, 1]] or [[0], [1]]
     # per sub-block its covariance structure (None: lme4's unstructured Cholesky factor); None: all unstructured
     structures: list[CovStructure | None] | None = None
-    # per term on this factor: (structure keyword, its columns); empty: one unstructured term per sub-block
-    term_layout: list[tuple[str, list[int]]] = field(default_factory=list)
+    # per term on this factor: (structure keyword, its columns, its label); empty: one term per sub-block
+    term_layout: list[tuple[str, list[int], str]] = field(default_factory=list)
 
     @property
     def q(self) -> int:
@@ -191,11 +192,21 @@ class FactorBlock:
         at these)."""
         return [k for k, (r, c) in enumerate(self.theta_positions()) if r == c and r >= 0]
 
-    def layout(self) -> list[tuple[str, list[int]]]:
-        """Per term: (structure keyword, its columns)."""
+    def layout(self) -> list[tuple[str, list[int], str]]:
+        """Per term: (structure keyword, its columns, its label such as ``0 + time | id``)."""
         if self.term_layout:
             return self.term_layout
-        return [("us" if len(g) > 1 else "diag", list(g)) for g in self.groups]
+        return [("us", list(g), _label([self.names[c] for c in g], self.component)) for g in self.groups]
+
+
+def _label(names: list[str], component: str) -> str:
+    """A term's label from its column names: ``Days | Subject``, ``1 | g``, ``0 + x | g``."""
+    parts = ["1" if n == "(Intercept)" else n for n in names]
+    if "1" not in parts:
+        parts.insert(0, "0")
+    elif parts[0] == "1" and len(parts) > 1:
+        parts = parts[1:]
+    return f"{' + '.join(parts)} | {component}"
 
 
 def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:
@@ -210,7 +221,7 @@ def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:
         Z = np.column_stack([t.Z for t in ts]) if len(ts) > 1 else ts[0].Z
         names, groups, k = [], [], 0
         structs: list[CovStructure | None] = []
-        layout: list[tuple[str, list[int]]] = []
+        layout: list[tuple[str, list[int], str]] = []
         for t in ts:
             names.extend(t.names)
             cols = list(range(k, k + t.q))
@@ -224,7 +235,8 @@ def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:
             else:
                 groups.extend([[c] for c in cols])
                 structs.extend([None] * t.q)
-            layout.append((kind if kind != "us" or t.q == 1 or t.correlated else "diag", cols))
+            layout.append((kind if kind != "us" or t.q == 1 or t.correlated else "diag", cols,
+                           t.label or _label(t.names, t.component)))
             k += t.q
         if not (Z.shape[0] > 1 and Z.strides[0] == 0 and Z.dtype == float):  # one row seen n times stays a view
             Z = np.ascontiguousarray(Z, dtype=float)

@@ -110,3 +110,10 @@ def term_levels(r: RandomPart, used: dict) -> list[str] | None:
         return None
     u = used.get(r.lhs.terms[0].variables[0])
     return None if u is None else list(u.levels)
+
+
+def label(r: RandomPart) -> str:
+    """The term as glmmTMB labels it, without its structure keyword: ``0 + visit | Mare``, ``Days | Subject``."""
+    lhs = r.lhs.labels
+    parts = ([] if r.lhs.intercept else ["0"]) + lhs
+    return f"{' + '.join(parts) if parts else '1'} | {r.component}"
