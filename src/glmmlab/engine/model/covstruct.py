@@ -18,7 +18,8 @@ so Lambda is lower triangular and Lambda Lambda' = D R D. The parameters are the
 - ``toep``: q SDs, q - 1 values t_k; rho_k = t_k / sqrt(1 + t_k^2), R_ij = rho_|i - j| (a point where R is not
   positive definite is infeasible);
 - ``ou`` (continuous-time AR1, unequally spaced times s_1 < ... < s_q): one SD, one t; R_ij = exp(-|s_i - s_j| /
-  range), range = exp(t); its ``rho`` is the correlation at a distance of one time unit, exp(-1 / range).
+  range), range = exp(t); its ``rho`` is the correlation at a distance of one time unit, exp(-1 / range)
+  (corr_ij = rho^|s_i - s_j|, so on equally spaced unit times ``ou`` is ``ar1`` with rho > 0).
 
 :meth:`CovStructure.jacobian` gives dLambda / dparameter (the Cholesky factor's derivative, C Phi(C^-1 dR C^-T)
 with Phi the lower triangle and half the diagonal), so an exact gradient in Lambda's entries becomes one in the
@@ -78,8 +79,15 @@ class CovStructure:
         return np.concatenate([np.zeros(self.n_sd), np.full(self.n_cor, -np.inf)])
 
     def start(self) -> np.ndarray:
-        """Relative SDs 1 and no correlation (``ou``: range 1), as lme4's start of an unstructured term."""
-        return np.concatenate([np.ones(self.n_sd), np.zeros(self.n_cor)])
+        """Relative SDs 1 and no correlation, as lme4's start of an unstructured term; ``ou`` starts with a weak
+        one, a correlation of 0.05 between the two closest times (with a strong one the start's scan of the SD
+        runs off towards a model without a residual, a local optimum)."""
+        t = np.zeros(self.n_cor)
+        if self.kind == "ou" and self.times is not None and len(self.times) > 1:
+            gaps = np.diff(np.sort(np.asarray(self.times, dtype=float)))
+            gap = float(np.min(gaps[gaps > 0])) if np.any(gaps > 0) else 1.0
+            t[0] = np.log(gap / -np.log(0.05))
+        return np.concatenate([np.ones(self.n_sd), t])
 
     def sds(self, phi: np.ndarray) -> np.ndarray:
         """The relative SD of every column."""
