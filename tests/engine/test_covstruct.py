@@ -194,3 +194,23 @@ def test_equally_spaced_numeric_levels_are_accepted():
     data["visit"] = data["tnum"].map({0.0: "v01", 1.0: "v02", 2.0: "v03", 3.0: "v04"})
     res = glmmlab.glmm("y ~ tnum + ar1(0 + visit | id)", data, family="poisson")
     assert res.to_dict()["covariance_structures"][0]["names"] == ["visitv01", "visitv02", "visitv03", "visitv04"]
+
+
+@pytest.mark.parametrize("formula", ["y ~ tnum + trt + ar1(0 + time | id)", "y ~ tnum + trt + ou(0 + tnum | id)",
+                                     "y ~ tnum + trt + toep(0 + time | id)"])
+def test_predictions_on_the_fitted_rows_are_the_fitted_values(formula):
+    _, data = _case("sim_longitudinal_ar1")
+    res = glmmlab.glmm(formula, data, reml=False)
+    np.testing.assert_allclose(np.asarray(res.predict(data)), np.asarray(res.fittedvalues), rtol=1e-10, atol=1e-10)
+    if "ou(" in formula:
+        with pytest.raises(GlmmInputError, match="tnum2.5"):
+            res.predict(data.assign(tnum=data["tnum"] + 0.5).head(3))
+
+
+def test_profile_and_bootstrap_intervals_say_they_are_not_available_yet():
+    _, data = _case("sim_longitudinal_ar1")
+    res = glmmlab.glmm("y ~ tnum + trt + ar1(0 + time | id)", data, reml=False)
+    assert list(res.conf_int().index) == ["(Intercept)", "tnum", "trttrt"]
+    for method in ("profile", "boot"):
+        with pytest.raises(GlmmInputError, match="ar1 covariance structure"):
+            res.conf_int(method=method)

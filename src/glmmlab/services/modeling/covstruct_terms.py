@@ -117,3 +117,20 @@ def label(r: RandomPart) -> str:
     lhs = r.lhs.labels
     parts = ([] if r.lhs.intercept else ["0"]) + lhs
     return f"{' + '.join(parts) if parts else '1'} | {r.component}"
+
+
+def ou_new_columns(r: RandomPart, values: dict, rows: np.ndarray, names: list[str],
+                   ftxt: str) -> tuple[np.ndarray, list[str]]:
+    """``ou(0 + times | g)`` on new rows: the indicator of each fitted time (``names``); a time the fit did not
+    have is refused (its effect is not among the fitted ones)."""
+    Z, new_names, _ = ou_columns(r, values, rows)
+    pos = {n: k for k, n in enumerate(names)}
+    unknown = [n for n in new_names if n not in pos]
+    if unknown:
+        raise GlmmInputError(
+            f"the new rows have times the fit of {shorten(r.written)} in {ftxt} did not have ({', '.join(unknown[:5])}"
+            f"{', ...' if len(unknown) > 5 else ''}); predictions with ou() terms need times among the fitted ones")
+    out = np.zeros((rows.size, len(names)))
+    for j, n in enumerate(new_names):
+        out[:, pos[n]] = Z[:, j]
+    return out, list(names)
