@@ -634,4 +634,7 @@ def all_cases(quick: bool, use_r: bool, r_ok: bool) -> list[Case]:
     sleep = sleepstudy_case()
     if sleep:
         general.append(sleep)
-    return [poisson, verbagg, binom, gauss, *general, *reference_cases(), *model_reference_cases()]
+    from covstruct_cases import ar1_case, reference_cases as covstruct_reference_cases  # imports this module
+
+    return [poisson, verbagg, binom, gauss, *general, *reference_cases(), *model_reference_cases(),
+            ar1_case(quick), *covstruct_reference_cases()]

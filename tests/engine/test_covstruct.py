@@ -214,3 +214,14 @@ def test_profile_and_bootstrap_intervals_say_they_are_not_available_yet():
     for method in ("profile", "boot"):
         with pytest.raises(GlmmInputError, match="ar1 covariance structure"):
             res.conf_int(method=method)
+
+
+def test_the_covstruct_accessor():
+    ref, data = _case("sim_cs_conditions")
+    res = glmmlab.glmm(ref["formula"], data, reml=False)
+    cs = res.covstruct
+    assert list(cs["structure"]) == ["cs"] and cs["dim"][0] == 4 and cs["cov"][0].shape == (4, 4)
+    assert cs["rho"][0] == pytest.approx(ref["results"]["ML"]["covstruct"][0]["rho"], rel=1e-3)
+    assert "covstruct" in dir(res)
+    text = res.summary()
+    assert "Covariance Structures" in text and "0 + cond | id" in text

@@ -654,6 +654,18 @@ class GlmmResult:
         df = pd.DataFrame({c: [r[c] for r in rows] for c in cols}, columns=cols)
         return df.astype({"correlation": float})
 
+    @property
+    def covstruct(self):
+        """Each random-effects term's covariance structure: a pandas DataFrame with columns component, term,
+        structure, dim, sd (a list: every column's SD), rho (None; a number for cs, ar1 and ou; a list by lag for
+        toep), cov and corr (the implied matrices as numpy arrays); the JSON document's ``covariance_structures``."""
+        import pandas as pd
+
+        cols = ["component", "term", "structure", "dim", "sd", "rho", "cov", "corr"]
+        rows = self.structures or []
+        return pd.DataFrame({c: [np.array(r[c], dtype=float) if c in ("cov", "corr") else r[c] for r in rows]
+                             for c in cols}, columns=cols)
+
     # -- prediction ----------------------------------------------------------------------------------
     def predict(self, new_data: Any, include_random: bool | None = None, type: str = "response",
                 interval: str | None = None, level: float = 0.95) -> Any:
@@ -752,7 +764,8 @@ class GlmmResult:
 PUBLIC_NAMES = (
     # the fit, as statsmodels and lme4 name it
     "params", "fixef", "bse", "tvalues", "pvalues", "df_resid", "conf_int", "vcov", "cov_params", "llf", "nobs",
-    "fittedvalues", "resid", "sigma", "coef", "ranef", "varcorr", "re_correlations", "r2", "formula",
+    "fittedvalues", "resid", "sigma", "coef", "ranef", "varcorr", "re_correlations", "covstruct", "r2",
+    "formula",
     "family", "link", "conf_level", "method", "converged", "singular", "warnings", "names", "beta", "se",
     "log_likelihood", "aic", "bic", "k", "n_obs", "n_groups", "n_excluded", "icc", "model", "groups",
     "test_kind", "fit_seconds", "theta", "family_parameter",
