@@ -225,3 +225,14 @@ def test_the_covstruct_accessor():
     assert "covstruct" in dir(res)
     text = res.summary()
     assert "Covariance Structures" in text and "0 + cond | id" in text
+
+
+def test_a_factor_under_the_double_bar_stays_one_correlated_term():
+    """lme4's quirk kept: (0 + f || g) is one correlated term of the factor's columns (|| splits terms, not a
+    factor's columns); diag(0 + f | g) is the diagonal one."""
+    _, data = _case("sim_cs_conditions")
+    bars = glmmlab.glmm("y ~ cond + (0 + cond || id)", data, reml=False)
+    us = glmmlab.glmm("y ~ cond + (0 + cond | id)", data, reml=False)
+    diag = glmmlab.glmm("y ~ cond + diag(0 + cond | id)", data, reml=False)
+    assert bars.llf == pytest.approx(us.llf, abs=1e-8) and bars.to_dict()["fit"]["k"] == 4 + 10 + 1
+    assert diag.to_dict()["fit"]["k"] == 4 + 4 + 1 and diag.llf < us.llf

@@ -209,7 +209,8 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
                                  check=whole, progress=progress)
         covstruct_terms.check_columns(r, z_names, covstruct_terms.term_levels(r, used), ftxt)
         correlated = r.correlated or Z.shape[1] > 1
-        terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated, r.kind, times,
+        # a piece of (x || g) keeps lme4's meaning (a factor's columns stay one correlated term): no structure
+        terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated, r.structure or "us", times,
                                 covstruct_terms.label(r)))
 
     # ---- response, weights, offset
