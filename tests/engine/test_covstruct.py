@@ -236,3 +236,27 @@ def test_a_factor_under_the_double_bar_stays_one_correlated_term():
     diag = glmmlab.glmm("y ~ cond + diag(0 + cond | id)", data, reml=False)
     assert bars.llf == pytest.approx(us.llf, abs=1e-8) and bars.to_dict()["fit"]["k"] == 4 + 10 + 1
     assert diag.to_dict()["fit"]["k"] == 4 + 4 + 1 and diag.llf < us.llf
+
+
+def test_the_command_line_fits_a_structure_and_refuses_a_bad_one(capsys):
+    import io
+    from contextlib import redirect_stdout
+
+    from glmmlab.interfaces import cli
+
+    ref, _ = _case("ovary_ar1")
+    csv = str(BREADTH / "ovary_ar1.csv")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = cli.main(["fit", csv, "--formula", ref["formula"], "--reml", "false", "--format", "json",
+                           "--diagnostics", "none"])
+    assert status == 0
+    doc = json.loads(out.getvalue())
+    r = ref["results"]["ML"]
+    assert doc["fit"]["k"] == r["df"] and abs(doc["fit"]["log_likelihood"] - r["logLik"]) < 1e-3
+    (entry,) = doc["covariance_structures"]
+    assert entry["structure"] == "ar1" and entry["dim"] == 31 and entry["n_levels"] == 11
+    with redirect_stdout(io.StringIO()):
+        status = cli.main(["fit", csv, "--formula", "follicles ~ Time + ar1(0 + Time | Mare)"])
+    assert status == 2
+    assert "ar1(0 + Time | Mare)" in capsys.readouterr().err

@@ -225,10 +225,10 @@ def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:
         for t in ts:
             names.extend(t.names)
             cols = list(range(k, k + t.q))
-            kind = getattr(t, "structure", "us")
+            kind = t.structure
             if kind in MAPPED:
                 groups.append(cols)
-                structs.append(CovStructure(kind, t.q, getattr(t, "times", None)))
+                structs.append(CovStructure(kind, t.q, t.times))
             elif t.correlated and kind != "diag":
                 groups.append(cols)
                 structs.append(None)
