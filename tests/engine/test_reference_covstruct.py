@@ -17,6 +17,9 @@ Tolerances (the issue's "Agreement", the same as for lme4's Laplace cases), neve
   correlation below 0.05 in size within 0.0015 absolute, 3 % of 0.05);
 - the implied covariance matrix entrywise within 6 % (twice the SDs' 3 %: a variance is a square) or 3 % of
   its largest entry;
+- conditional modes within 0.03 of their spread (the SD of glmmTMB's modes of the term), and their conditional
+  SDs given the estimates (``condsd_given_params``) within 3 %: every level gets the whole block (ovary_ar1: 11
+  mares x 31 visits = 341 modes, the unobserved visits predicted from the correlation);
 - exactly: k (glmmTMB's df: the structure's parameters counted), the structure and column names of every term,
   the number of levels, the varcorr rows in glmmTMB's order (variances, then covariances (1,2), (1,3), ..., (2,3)).
 """
@@ -34,7 +37,7 @@ from tests.conftest import REFERENCE, missing_reference, reference_files
 
 BREADTH = REFERENCE / "breadth"
 LOGLIK_BELOW, LOGLIK_ABOVE = 1e-3, 0.05
-EST_SE, SE_REL, VC_REL, SMALL_CORR = 0.03, 0.02, 0.03, 0.05
+EST_SE, SE_REL, VC_REL, SMALL_CORR, MODE_SPREAD = 0.03, 0.02, 0.03, 0.05, 0.03
 
 
 def _cases() -> list:
@@ -118,3 +121,16 @@ def test_values(path):
             assert ours.shape == theirs.shape
             assert all(_close(a, b) for a, b in zip(ours, theirs)), (ours, theirs)
         assert np.allclose(m["cov"], t["cov"], rtol=2 * VC_REL, atol=VC_REL * np.max(np.abs(t["cov"])))
+
+
+@pytest.mark.parametrize("path", _cases())
+def test_conditional_modes(path):
+    ref, r, res, doc = _fit(path)
+    rr = r["ranef"]
+    blups = {(b["component"], b["term"], b["group"]): (b["value"], b["std_error"]) for b in doc["blup"]}
+    assert len(blups) == len(rr["grp"])
+    spread = {t: float(np.std([cv for tt, cv in zip(rr["term"], rr["condval"]) if tt == t])) for t in rr["term"]}
+    for g, t, lv, cv, sd in zip(rr["grpvar"], rr["term"], rr["grp"], rr["condval"], rr["condsd_given_params"]):
+        value, se = blups[(g, t, lv)]
+        assert abs(value - cv) <= MODE_SPREAD * spread[t], (g, t, lv)
+        assert se == pytest.approx(sd, rel=VC_REL), (g, t, lv)
