@@ -5,6 +5,12 @@ sleepstudy_diag, sleepstudy_cs, sim_cs_conditions, ovary_ar1, sim_longitudinal_a
 fitted as a user would: ``glmm(formula, read_table(csv), family=..., reml=False)``. The references are maximum
 likelihood fits (glmmTMB has no REML here), so the Gaussian cases are fitted with ``reml=False``.
 
+Also the cases of tests/reference/covstruct_local (made by the same glmmTMB with make_reference.R there) for what
+the shared set has no case of: a binomial ar1 model, ``ou`` over unequally spaced times (glmmTMB's
+``ou(numFactor(hours) + 0 | id)``, here ``ou(0 + hours | id)``) and an ar1 model by REML (glmmTMB's REML = TRUE),
+compared at the same tolerances (log-likelihood, k, fixed effects, SEs: the Hessian's for the binomial, SDs and
+every implied correlation).
+
 Tolerances (the issue's "Agreement", the same as for lme4's Laplace cases), never loosened to pass:
 - log-likelihood never more than 1e-3 below glmmTMB's, nor more than 0.05 above it;
 - fixed effects within 0.03 of their (glmmTMB) standard error;
@@ -27,6 +33,7 @@ Tolerances (the issue's "Agreement", the same as for lme4's Laplace cases), neve
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +43,7 @@ from glmmlab.interfaces.cli import read_table
 from tests.conftest import REFERENCE, missing_reference, reference_files
 
 BREADTH = REFERENCE / "breadth"
+LOCAL = Path(__file__).resolve().parents[1] / "reference" / "covstruct_local"
 LOGLIK_BELOW, LOGLIK_ABOVE = 1e-3, 0.05
 EST_SE, SE_REL, VC_REL, SMALL_CORR, MODE_SPREAD = 0.03, 0.02, 0.03, 0.05, 0.03
 
@@ -134,3 +142,25 @@ def test_conditional_modes(path):
         value, se = blups[(g, t, lv)]
         assert abs(value - cv) <= MODE_SPREAD * spread[t], (g, t, lv)
         assert se == pytest.approx(sd, rel=VC_REL), (g, t, lv)
+
+
+@pytest.mark.parametrize("path", sorted(LOCAL.glob("*.json")), ids=lambda p: p.stem)
+def test_local_cases(path):
+    ref = json.loads(path.read_text())
+    r = ref["results"]
+    gaussian = ref["family"] == "gaussian"
+    res = glmmlab.glmm(ref["formula"], read_table(str(LOCAL / ref["csv"])), family=ref["family"], link=ref["link"],
+                       reml=ref["reml"], se="working" if gaussian else "hessian")
+    doc = res.to_dict(diagnostics=False)
+    ll = doc["fit"]["log_likelihood"]
+    assert r["logLik"] - LOGLIK_BELOW <= ll <= r["logLik"] + LOGLIK_ABOVE, (ll, r["logLik"])
+    assert doc["fit"]["k"] == r["df"] and doc["converged"]
+    se = {f["variable"]: f["std_error"] for f in doc["fixed_effects"]} if gaussian else doc["std_error_hessian"]
+    for f in doc["fixed_effects"]:
+        name = f["variable"]
+        assert abs(f["estimate"] - r["fixef"][name]) <= EST_SE * r["se"][name], name
+        assert se[name] == pytest.approx(r["se"][name], rel=SE_REL), name
+    (entry,) = doc["covariance_structures"]
+    assert all(_close(a, b) for a, b in zip(entry["sd"], r["sd"]))
+    ours, theirs = np.array(entry["corr"]), np.array(r["corr"])
+    assert all(_close(a, b) for a, b in zip(ours.ravel(), theirs.ravel()))
