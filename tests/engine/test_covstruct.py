@@ -207,13 +207,23 @@ def test_predictions_on_the_fitted_rows_are_the_fitted_values(formula):
             res.predict(data.assign(tnum=data["tnum"] + 0.5).head(3))
 
 
-def test_profile_and_bootstrap_intervals_say_they_are_not_available_yet():
+def test_profile_intervals_say_they_are_not_available_yet_and_the_bootstrap_works():
     _, data = _case("sim_longitudinal_ar1")
-    res = glmmlab.glmm("y ~ tnum + trt + ar1(0 + time | id)", data, reml=False)
+    res = glmmlab.glmm("y ~ tnum + trt + toep(0 + time | id)", data.loc[data["tnum"] <= 4], reml=False)
     assert list(res.conf_int().index) == ["(Intercept)", "tnum", "trttrt"]
-    for method in ("profile", "boot"):
-        with pytest.raises(GlmmInputError, match="ar1 covariance structure"):
-            res.conf_int(method=method)
+    with pytest.raises(GlmmInputError, match="toep covariance structure"):
+        res.conf_int(method="profile")
+    # the bootstrap: responses simulated from the structured covariance, refitted with it; intervals of the SDs
+    # and correlations it implies (lme4's names), of sigma and of the fixed effects
+    ci = res.conf_int(method="boot", nsim=40, seed=7)
+    names = list(ci.index)
+    assert names[:5] == ["sd_timet1|id", "cor_timet2.timet1|id", "cor_timet3.timet1|id", "cor_timet4.timet1|id",
+                         "sd_timet2|id"] and names[-4:] == ["sigma", "(Intercept)", "tnum", "trttrt"]
+    assert ci.attrs["failed"] == 0
+    e = res.to_dict(diagnostics=False)["covariance_structures"][0]
+    est = {"sd_timet1|id": e["sd"][0], "cor_timet2.timet1|id": e["corr"][1][0], "tnum": float(res.params["tnum"])}
+    for name, value in est.items():
+        assert ci.loc[name, "lower"] < value < ci.loc[name, "upper"], name
 
 
 def test_the_covstruct_accessor():
@@ -260,3 +270,12 @@ def test_the_command_line_fits_a_structure_and_refuses_a_bad_one(capsys):
         status = cli.main(["fit", csv, "--formula", "follicles ~ Time + ar1(0 + Time | Mare)"])
     assert status == 2
     assert "ar1(0 + Time | Mare)" in capsys.readouterr().err
+
+
+def test_a_toep_estimate_on_the_edge_of_its_range_has_no_satterthwaite_df_and_says_why():
+    _, data = _case("sim_longitudinal_ar1")
+    res = glmmlab.glmm("y ~ tnum + trt + toep(0 + time | id)", data.loc[data["tnum"] <= 4], reml=False)
+    corr = np.array(res.structures[0]["corr"])
+    assert np.linalg.eigvalsh(corr)[0] < 1e-3  # nearly singular: the optimum lies on the edge
+    assert any("Satterthwaite's degrees of freedom are not available" in w for w in res.warnings)
+    assert all(f["df"] is None for f in res.to_dict(diagnostics=False)["fixed_effects"])

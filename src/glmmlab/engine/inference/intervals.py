@@ -36,7 +36,7 @@ class VarianceLayout:
     def of(cls, blocks: list[FactorBlock]) -> "VarianceLayout":
         names, kinds, keys = [], [], []
         for b in blocks:
-            for r, c in b.theta_positions():
+            for r, c in b.entry_positions():  # a structured term: the SDs and correlations it implies
                 keys.append((b.component, b.names[r], b.names[c]))
                 if r == c:
                     names.append(f"sd_{b.names[r]}|{b.component}")
@@ -164,9 +164,12 @@ class Simulator:
         if theta is None:
             raise ValueError("the fit's random-effect correlations are not a valid correlation matrix")
         self.lams, k = [], 0
-        for b in self.blocks:
-            self.lams.append(b.lam(theta[k:k + b.n_theta]))
-            k += b.n_theta
+        for b in self.blocks:  # the unstructured Cholesky factors of the covariance (a structure's too)
+            L = np.zeros((b.q, b.q))
+            for r, c in b.entry_positions():
+                L[r, c] = theta[k]
+                k += 1
+            self.lams.append(L)
         self.codes = [np.asarray(b.codes, dtype=np.intp) for b in self.blocks]
         fam = FAMILIES[family]
         self.family = fam if not fam.parameter_names or family_parameter is None else \

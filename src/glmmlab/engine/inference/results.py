@@ -570,11 +570,12 @@ class GlmmResult:
                     "confint)")
             self.require_frame(method)
             mapped = [e for e in self.structures if e["structure"] in ("cs", "ar1", "toep", "ou")]
-            if mapped:  # their parameters are no lme4 SDs and correlations, which profiles and bootstraps name
+            if mapped and method == "profile":  # a profile holds one of lme4's SDs or correlations, no parameter here
                 e = mapped[0]
                 raise GlmmInputError(
-                    f"conf_int(method={method!r}) is not available for a model with a {e['structure']} covariance "
-                    f"structure ({e['term']}) yet: use method 'wald' for the fixed effects")
+                    f"conf_int(method='profile') is not available for a model with a {e['structure']} covariance "
+                    f"structure ({e['term']}) yet: use method 'boot' (the SDs and correlations it implies) or "
+                    "'wald' (the fixed effects)")
             if method == "boot":
                 nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")
                 if seed is not None:
