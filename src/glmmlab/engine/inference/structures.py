@@ -17,6 +17,9 @@ def _num(x: float) -> float | None:
 
 
 def _matrix(M: np.ndarray) -> list[list[float | None]]:
+    M = np.asarray(M, dtype=float)
+    if np.all(np.isfinite(M)):
+        return M.tolist()
     return [[_num(v) for v in row] for row in M]
 
 

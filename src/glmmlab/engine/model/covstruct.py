@@ -29,6 +29,7 @@ parameters by the chain rule (:mod:`glmmlab.engine.solvers.structured`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -109,11 +110,15 @@ class CovStructure:
         """``ou``: the range (the distance at which the correlation falls to 1/e); None for the others."""
         return float(np.exp(np.asarray(phi, dtype=float)[self.n_sd])) if self.kind == "ou" else None
 
-    def _corr(self, t: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """R(t) and dR/dt_m for every correlation parameter."""
+    @cached_property
+    def _lag(self) -> np.ndarray:
+        i, j = np.indices((self.q, self.q))
+        return np.abs(i - j)
+
+    def _corr(self, t: np.ndarray, derivatives: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
+        """R(t) and (``derivatives``) dR/dt_m for every correlation parameter."""
         q = self.q
-        i, j = np.indices((q, q))
-        lag = np.abs(i - j)
+        lag = self._lag
         if self.kind == "cs":
             a = 1.0 / (q - 1)
             p = 1.0 / (1.0 + np.exp(-t[0]))
@@ -122,8 +127,10 @@ class CovStructure:
             return np.eye(q) + rho * off, [(1.0 + a) * p * (1.0 - p) * off]
         if self.kind == "ar1":
             rho = t[0] / np.sqrt(1.0 + t[0] * t[0])
-            drho = (1.0 + t[0] * t[0]) ** -1.5
             R = rho ** lag
+            if not derivatives:
+                return R, []
+            drho = (1.0 + t[0] * t[0]) ** -1.5
             dR = np.where(lag > 0, lag * rho ** np.maximum(lag - 1, 0), 0.0) * drho
             return R, [dR]
         if self.kind == "toep":
@@ -150,11 +157,16 @@ class CovStructure:
     def factor_and_jacobian(self, phi: np.ndarray, jacobian: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
         """(Lambda, [dLambda / dphi_k for every parameter]) at ``phi``."""
         phi = np.asarray(phi, dtype=float)
-        R, dRs = self._corr(phi[self.n_sd:])
-        try:
-            C = np.linalg.cholesky(R)
-        except np.linalg.LinAlgError:
-            raise NotPositiveDefinite(f"the {self.kind} correlation matrix is not positive definite") from None
+        R, dRs = self._corr(phi[self.n_sd:], jacobian)
+        if self.kind == "ar1":  # its Cholesky factor in closed form: rho^(i - j), columns after the first sqrt(1 - rho^2)
+            rho = float(self.rho(phi)[0])
+            C = np.tril(R)
+            C[:, 1:] *= np.sqrt(1.0 - rho * rho)
+        else:
+            try:
+                C = np.linalg.cholesky(R)
+            except np.linalg.LinAlgError:
+                raise NotPositiveDefinite(f"the {self.kind} correlation matrix is not positive definite") from None
         sd = self.sds(phi)
         lam = sd[:, None] * C
         if not jacobian:

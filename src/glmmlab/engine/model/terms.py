@@ -183,6 +183,8 @@ class FactorBlock:
                     for i in range(j, len(g)):
                         L[g[i], g[j]] = th[k]
                         k += 1
+            elif g == list(range(g[0], g[0] + len(g))):  # the term's columns side by side (always, as merged)
+                L[g[0]:g[0] + len(g), g[0]:g[0] + len(g)] = s.factor(th)
             else:
                 L[np.ix_(g, g)] = s.factor(th)
         return L
