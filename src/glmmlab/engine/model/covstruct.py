@@ -158,7 +158,7 @@ class CovStructure:
         """(Lambda, [dLambda / dphi_k for every parameter]) at ``phi``."""
         phi = np.asarray(phi, dtype=float)
         R, dRs = self._corr(phi[self.n_sd:], jacobian)
-        if self.kind == "ar1":  # its Cholesky factor in closed form: rho^(i - j), columns after the first sqrt(1 - rho^2)
+        if self.kind == "ar1":  # its Cholesky factor in closed form: rho^(i - j), after column 1 times sqrt(1 - rho^2)
             rho = float(self.rho(phi)[0])
             C = np.tril(R)
             C[:, 1:] *= np.sqrt(1.0 - rho * rho)
