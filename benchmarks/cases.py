@@ -634,4 +634,7 @@ def all_cases(quick: bool, use_r: bool, r_ok: bool) -> list[Case]:
     sleep = sleepstudy_case()
     if sleep:
         general.append(sleep)
-    return [poisson, verbagg, binom, gauss, *general, *reference_cases(), *model_reference_cases()]
+    import covstruct_cases  # imports this module: imported when the list is made
+
+    return [poisson, verbagg, binom, gauss, *general, *reference_cases(), *model_reference_cases(),
+            covstruct_cases.ar1_case(quick), *covstruct_cases.reference_cases()]

@@ -786,6 +786,7 @@ def run_cases(cases: list, fitters: list[str], args, logdir: Path, use_r: bool, 
                 continue  # keeps the smoke run short; the full run has the peers on these cases
             # the quick run mirrors the full run's skips (and stays short)
             reason = None if args.all_peers else HEAVY_SKIPS.get(case.name.removesuffix("_quick"), {}).get(fitter)
+            reason = reason or case.skip.get(fitter)  # a model the fitter cannot fit (lme4: no covariance structures)
             if reason:
                 entry["fitters"][fitter] = {"fitter": fitter, "status": "skipped", "reason": reason}
                 continue

@@ -36,7 +36,7 @@ class VarianceLayout:
     def of(cls, blocks: list[FactorBlock]) -> "VarianceLayout":
         names, kinds, keys = [], [], []
         for b in blocks:
-            for r, c in b.theta_positions():
+            for r, c in b.entry_positions():  # a structured term: the SDs and correlations it implies
                 keys.append((b.component, b.names[r], b.names[c]))
                 if r == c:
                     names.append(f"sd_{b.names[r]}|{b.component}")
@@ -102,6 +102,18 @@ class VarianceLayout:
                 out.extend(L[i, j] for j in range(m) for i in range(j, m))
         return np.asarray(out, dtype=float)
 
+    def factors(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each block's q x q lower Cholesky factor from :meth:`theta`'s entries (every sub-block's lower triangle,
+        a structured term's too: its implied covariance, not its own parameters)."""
+        out, k = [], 0
+        for b in self.blocks:
+            L = np.zeros((b.q, b.q))
+            for r, c in b.entry_positions():
+                L[r, c] = theta[k]
+                k += 1
+            out.append(L)
+        return out
+
     def bounds(self) -> list[tuple[float | None, float | None]]:
         return [(0.0, None) if kind == "sd" else (-1.0, 1.0) for kind in self.kinds]
 
@@ -163,10 +175,7 @@ class Simulator:
         theta = layout.theta(np.asarray(sd_cor, dtype=float))  # scale 1: the absolute Cholesky factors
         if theta is None:
             raise ValueError("the fit's random-effect correlations are not a valid correlation matrix")
-        self.lams, k = [], 0
-        for b in self.blocks:
-            self.lams.append(b.lam(theta[k:k + b.n_theta]))
-            k += b.n_theta
+        self.lams = layout.factors(theta)  # the Cholesky factors of the covariance (a structured term's too)
         self.codes = [np.asarray(b.codes, dtype=np.intp) for b in self.blocks]
         fam = FAMILIES[family]
         self.family = fam if not fam.parameter_names or family_parameter is None else \

@@ -115,6 +115,8 @@ class GlmmResult:
     glm_comparison: dict | None = None
     optimization: dict | None = None  # one summary per stage of the optimisation (see optimizer.stages_document)
     se_hessian: np.ndarray | None = None
+    # per random-effects term its covariance structure (engine/inference/structures.structure_rows)
+    structures: list[dict] = field(default_factory=list)
     family_parameter: dict | None = None  # {"name", "value"} of the family's first parameter (the contract's)
     family_parameters: dict | None = None  # every parameter of the family's own by glmmTMB's name (family_params)
     # the zero and dispersion models' coefficients: {"zi": {"names", "estimate", "se", "vcov"}, "disp": ...}
@@ -336,6 +338,7 @@ class GlmmResult:
             "optimization": self.optimization,
             "r2": {k: (_num(v) if k != "reason" else v) for k, v in self.r2().items()},
         }
+        out["covariance_structures"] = list(self.structures)
         terms = self.anova_terms_document()
         if terms is not None:
             out["anova_terms"] = terms
@@ -566,6 +569,13 @@ class GlmmResult:
                     "hurdle family): use method='wald' (from the Hessian of the Laplace deviance, as glmmTMB's "
                     "confint)")
             self.require_frame(method)
+            mapped = [e for e in self.structures if e["structure"] in ("cs", "ar1", "toep", "ou")]
+            if mapped and method == "profile":  # a profile holds one of lme4's SDs or correlations, no parameter here
+                e = mapped[0]
+                raise GlmmInputError(
+                    f"conf_int(method='profile') is not available for a model with a {e['structure']} covariance "
+                    f"structure ({e['term']}) yet: use method 'boot' (the SDs and correlations it implies) or "
+                    "'wald' (the fixed effects)")
             if method == "boot":
                 nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")
                 if seed is not None:
@@ -644,6 +654,18 @@ class GlmmResult:
         rows = self.correlations or []
         df = pd.DataFrame({c: [r[c] for r in rows] for c in cols}, columns=cols)
         return df.astype({"correlation": float})
+
+    @property
+    def covstruct(self):
+        """Each random-effects term's covariance structure: a pandas DataFrame with columns component, term,
+        structure, dim, sd (a list: every column's SD), rho (None; a number for cs, ar1 and ou; a list by lag for
+        toep), cov and corr (the implied matrices as numpy arrays); the JSON document's ``covariance_structures``."""
+        import pandas as pd
+
+        cols = ["component", "term", "structure", "dim", "sd", "rho", "cov", "corr"]
+        rows = self.structures or []
+        return pd.DataFrame({c: [np.array(r[c], dtype=float) if c in ("cov", "corr") else r[c] for r in rows]
+                             for c in cols}, columns=cols)
 
     # -- prediction ----------------------------------------------------------------------------------
     def predict(self, new_data: Any, include_random: bool | None = None, type: str = "response",
@@ -743,7 +765,8 @@ class GlmmResult:
 PUBLIC_NAMES = (
     # the fit, as statsmodels and lme4 name it
     "params", "fixef", "bse", "tvalues", "pvalues", "df_resid", "conf_int", "vcov", "cov_params", "llf", "nobs",
-    "fittedvalues", "resid", "sigma", "coef", "ranef", "varcorr", "re_correlations", "r2", "formula",
+    "fittedvalues", "resid", "sigma", "coef", "ranef", "varcorr", "re_correlations", "covstruct", "r2",
+    "formula",
     "family", "link", "conf_level", "method", "converged", "singular", "warnings", "names", "beta", "se",
     "log_likelihood", "aic", "bic", "k", "n_obs", "n_groups", "n_excluded", "icc", "model", "groups",
     "test_kind", "fit_seconds", "theta", "family_parameter",

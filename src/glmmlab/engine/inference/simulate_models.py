@@ -127,9 +127,6 @@ def random_parts(result: GlmmResult, terms: list[RandomTerm], model: str = "cond
     if theta is None:
         raise GlmmInputError("the fit's random-effect correlations are not a valid correlation matrix, so no "
                              "random effects can be drawn from them: simulate conditional on the fitted modes")
-    parts, k = [], 0
-    for b in blocks:
-        parts.append(RandomPart(np.asarray(b.codes, dtype=np.intp), b.Z, b.lam(theta[k:k + b.n_theta]),
-                                b.n_levels))
-        k += b.n_theta
-    return tuple(parts)
+    # the Cholesky factors of each block's covariance (of a covariance structure's too: theta holds entries here)
+    return tuple(RandomPart(np.asarray(b.codes, dtype=np.intp), b.Z, L, b.n_levels)
+                 for b, L in zip(blocks, layout.factors(theta)))

@@ -129,8 +129,10 @@ def satterthwaite_df(deviance, vcov, varpar: np.ndarray) -> np.ndarray:
     parameters) and g = d(e_k' V e_k)/d varpar, df_k = 2 (e_k' V e_k)^2 / (g' A g)."""
     varpar = np.asarray(varpar, dtype=float)
     H = numeric_hessian(deviance, varpar)
-    A = 2.0 * linalg.pinvh(H)
     V = np.asarray(vcov(varpar))
+    if not np.all(np.isfinite(H)):  # the estimates on the edge of a covariance structure's range: no df
+        return np.full(V.shape[0], np.nan)
+    A = 2.0 * linalg.pinvh(H)
     J = numeric_jacobian(lambda v: np.diag(vcov(v)), varpar)  # (k, p): d V_jj / d varpar_i
     denom = np.einsum("ij,ik,kj->j", J, A, J)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -145,7 +147,9 @@ class SatterthwaitePieces:
 
     def __init__(self, deviance, vcov, varpar: np.ndarray):
         varpar = np.asarray(varpar, dtype=float)
-        self.A = 2.0 * linalg.pinvh(numeric_hessian(deviance, varpar))
+        H = numeric_hessian(deviance, varpar)
+        # the estimates on the edge of a covariance structure's range (the deviance undefined past it): no df
+        self.A = 2.0 * linalg.pinvh(H) if np.all(np.isfinite(H)) else np.full(H.shape, np.nan)
         self.V = np.asarray(vcov(varpar), dtype=float)
         self.J = numeric_jacobian(lambda v: np.asarray(vcov(v), dtype=float), varpar)  # (k, p, p)
 
@@ -156,7 +160,7 @@ class SatterthwaitePieces:
         g = np.einsum("mj,ijk,mk->mi", L, self.J, L)  # (rows, k)
         denom = np.einsum("mi,ij,mj->m", g, self.A, g)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(denom > 0, 2.0 * var ** 2 / denom, np.inf)
+            return np.where(np.isnan(denom), np.nan, np.where(denom > 0, 2.0 * var ** 2 / denom, np.inf))
 
 
 def wald_chisq(beta: np.ndarray, vcov: np.ndarray, L: np.ndarray) -> tuple[float, int, float]:

@@ -12,7 +12,10 @@ R's ``terms()`` does:
 - ``offset(expr)`` is an offset, not a term;
 - a parenthesised ``(lhs | g)`` is a correlated random term, ``(lhs || g)`` is lme4's split into ``(1 | g)`` plus
   one ``(0 + x | g)`` per term of ``lhs``; ``(lhs | a/b)`` is ``(lhs | a) + (lhs | b:a)``; ``(lhs | a:b)``
-  groups by the interaction of ``a`` and ``b``.
+  groups by the interaction of ``a`` and ``b``;
+- glmmTMB's covariance structures ``us(lhs | g)``, ``diag(lhs | g)``, ``cs(lhs | g)``, ``ar1(0 + time | g)``,
+  ``toep(0 + time | g)`` and ``ou(0 + times | g)`` are random terms with that structure
+  (:mod:`glmmlab.engine.model.covstruct`), with or without parentheses around them.
 
 Labels are R's deparsed text: ``I(age^2)``, ``log(expected)``, ``cbind(incidence, size - incidence)``; names that
 R would not accept unquoted keep their backquotes (```my var```). Evaluating the expressions on data is the
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.model.covstruct import STRUCTURES
 from glmmlab.engine.model.limits import LIMITS, echo, shorten
 
 # Functions a formula may call, with their number of arguments (min, max). ``offset`` and ``cbind`` are only
@@ -43,6 +47,8 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "exp": (1, 1),
     "sqrt": (1, 1),
     "abs": (1, 1),
+    "sin": (1, 1),
+    "cos": (1, 1),
     "scale": (1, 1),
     "factor": (1, 1),
     "as.factor": (1, 1),
@@ -363,6 +369,26 @@ class _Parser:
             raise self.error(t, "the formula ends too early")
         raise self.error(t, f"unexpected {echo(t.text)}")
 
+    def _structure(self, fn: str, args: list[Expr], bar: bool) -> Expr:
+        """A covariance-structure term ``fn(lhs | g)``, checked: a known keyword around one random term."""
+        written = f"{fn}({', '.join(a.deparse() for a in args)})"
+        if fn not in STRUCTURES:
+            raise GlmmInputError(
+                f"unknown covariance structure {shorten(fn)}() in the random term {shorten(written)} of formula "
+                f"{echo(self.text)}: use one of {', '.join(k + '()' for k in STRUCTURES)}, or (lhs | g) for an "
+                "unstructured term")
+        if len(args) != 1 or not bar:
+            raise GlmmInputError(
+                f"{fn}() takes one random term such as {fn}(0 + time | id), got {shorten(written)} in formula "
+                f"{echo(self.text)}")
+        inner = _strip(args[0])
+        assert isinstance(inner, BinOp)
+        if inner.op == "||":
+            raise GlmmInputError(
+                f"write {fn}(... | g) with one '|' in {shorten(written)} of formula {echo(self.text)}: the structure "
+                "itself says how the effects are correlated (diag() for none)")
+        return Call(fn, (inner,))
+
     def call(self, name_tok: _Tok) -> Expr:
         fn = name_tok.text
         self.expect("(")
@@ -377,6 +403,9 @@ class _Parser:
                 break
         self.expect(")")
         self.calls -= 1
+        bar = [a for a in args if isinstance(_strip(a), BinOp) and _strip(a).op in ("|", "||")]  # type: ignore
+        if fn in STRUCTURES or bar:
+            return self._structure(fn, args, bool(bar))
         if fn not in FUNCTIONS:
             raise GlmmInputError(
                 f"unknown function {shorten(fn)}() in formula {echo(self.text)}: use one of "
@@ -457,6 +486,12 @@ class RandomPart:
     group: tuple[Expr, ...]  # the grouping variables; more than one for an interaction factor ``b:a``
     correlated: bool = True
     written: str = ""  # the parenthesised term as written in the formula, for messages
+    structure: str = ""  # the covariance structure's keyword when written (us, diag, cs, ar1, toep, ou)
+
+    @property
+    def kind(self) -> str:
+        """The covariance structure: the keyword written, else ``us`` (``diag`` for a piece of ``(x || g)``)."""
+        return self.structure or ("us" if self.correlated else "diag")
 
     @property
     def component(self) -> str:
@@ -514,7 +549,7 @@ class _Expander:
         self.allow_random = allow_random
         self.vars: list[Expr] = []
         self.index: dict[Expr, int] = {}  # position of each variable in vars
-        self.random: list[tuple[Expr, Expr, bool, str]] = []  # (lhs, group, correlated, written)
+        self.random: list[tuple[Expr, Expr, bool, str, str]] = []  # (lhs, group, correlated, written, structure)
         self.offsets: list[Expr] = []
 
     def var(self, e: Expr) -> int:
@@ -534,7 +569,7 @@ class _Expander:
                         f"random term {shorten(e.deparse())} cannot sit inside another term in formula "
                         f"{echo(self.text)}"
                     )
-                self.random.append((inner.left, inner.right, inner.op == "|", e.deparse()))
+                self.random.append((inner.left, inner.right, inner.op == "|", e.deparse(), ""))
                 return [], None
             return self.expand(inner)
         if isinstance(e, Num):
@@ -616,6 +651,16 @@ class _Expander:
                 return _union(lt, [whole | b for b in rt]), None
             raise GlmmInputError(f"cannot read operator {op!r} in formula {echo(self.text)}")
         if isinstance(e, Call):
+            if e.fn in STRUCTURES:
+                if not self.allow_random:
+                    raise GlmmInputError(
+                        f"random term {shorten(e.deparse())} cannot sit inside another term in formula "
+                        f"{echo(self.text)}"
+                    )
+                term = e.args[0]
+                assert isinstance(term, BinOp)
+                self.random.append((term.left, term.right, True, e.deparse(), e.fn))
+                return [], None
             if e.fn == "offset":
                 self.offsets.append(e.args[0])
                 return [], None
@@ -704,7 +749,7 @@ def parse_formula(text: "str | Formula") -> Formula:
     ex = _Expander(text, allow_random=True)
     fixed = ex.part(rhs)
     random: list[RandomPart] = []
-    for r_lhs, r_group, correlated, written in ex.random:
+    for r_lhs, r_group, correlated, written, structure in ex.random:
         groups = _group_factors(r_group, text)
         sub = _Expander(text, allow_random=False)
         part = sub.part(r_lhs)
@@ -714,7 +759,9 @@ def parse_formula(text: "str | Formula") -> Formula:
         if not part.terms and not part.intercept:
             raise GlmmInputError(f"the random term {shorten(written)} has no effects in formula {echo(text)}")
         for grp in groups:
-            if correlated:
+            if structure:
+                random.append(RandomPart(part, grp, True, written, structure))
+            elif correlated:
                 random.append(RandomPart(part, grp, True, written))
             else:  # lme4's expandDoubleVerts: (1 | g) + (0 + x | g) + ...
                 if part.intercept:

@@ -8,7 +8,9 @@ terms, all as arrays on the rows used.
 
 :class:`FactorBlock` merges the terms on one grouping factor into one block of q effects per level, with a
 covariance that is block-diagonal over its terms; theta holds, per correlated sub-block, the lower triangle of
-its relative Cholesky factor column by column (lme4's order).
+its relative Cholesky factor column by column (lme4's order). A term with a covariance structure (``cs``,
+``ar1``, ``toep``, ``ou``: :mod:`glmmlab.engine.model.covstruct`) is one sub-block whose theta is the structure's
+own parameters instead; ``diag`` is the uncorrelated form.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from glmmlab.engine.model.covstruct import MAPPED, CovStructure
 
 
 def rows_of(Z: np.ndarray, index: Any) -> np.ndarray:
@@ -43,6 +47,9 @@ class RandomTerm:
     Z: np.ndarray  # float, (n, q): the term's model-matrix columns
     names: list[str]  # the q column names: "(Intercept)", "Days", "urbanY"
     correlated: bool = True  # False for (x || g): independent effects
+    structure: str = "us"  # the covariance structure's keyword (us, diag, cs, ar1, toep, ou)
+    times: tuple[float, ...] | None = None  # ou: the time of each column
+    label: str = ""  # the term as glmmTMB labels it, without its keyword: "0 + time | id" ("" : from the names)
 
     @property
     def q(self) -> int:
@@ -90,6 +97,10 @@ class FactorBlock:
     Z: np.ndarray  # (n, q)
     names: list[str]
     groups: list[list[int]]  # correlated sub-blocks, e.g. [[0, 1]] or [[0], [1]]
+    # per sub-block its covariance structure (None: lme4's unstructured Cholesky factor); None: all unstructured
+    structures: list[CovStructure | None] | None = None
+    # per term on this factor: (structure keyword, its columns, its label); empty: one term per sub-block
+    term_layout: list[tuple[str, list[int], str]] = field(default_factory=list)
 
     @property
     def q(self) -> int:
@@ -103,32 +114,101 @@ class FactorBlock:
     def size(self) -> int:
         return self.q * self.n_levels
 
+    def _structs(self) -> list[CovStructure | None]:
+        return self.structures if self.structures is not None else [None] * len(self.groups)
+
+    @property
+    def structured(self) -> bool:
+        """Whether some sub-block has a mapped covariance structure (its theta is not Lambda's entries)."""
+        return any(s is not None for s in self._structs())
+
     @property
     def n_theta(self) -> int:
-        return sum(len(g) * (len(g) + 1) // 2 for g in self.groups)
+        return sum(len(g) * (len(g) + 1) // 2 if s is None else s.n_params
+                   for g, s in zip(self.groups, self._structs()))
+
+    def entry_positions(self) -> list[tuple[int, int]]:
+        """(row, column) in Lambda of every free entry of the sub-blocks, in lme4's order (per sub-block, the lower
+        triangle column by column): theta's positions for unstructured sub-blocks."""
+        return [(g[i], g[j]) for g in self.groups for j in range(len(g)) for i in range(j, len(g))]
 
     def theta_positions(self) -> list[tuple[int, int]]:
         """(row, column) in Lambda of each theta entry, in lme4's order: per correlated sub-block, the lower
-        triangle column by column."""
-        return [(g[i], g[j]) for g in self.groups for j in range(len(g)) for i in range(j, len(g))]
+        triangle column by column. A structured sub-block's parameters are no entries of Lambda: its relative SDs
+        are given the diagonal positions of their columns and its correlation parameters (-1, -1)."""
+        out: list[tuple[int, int]] = []
+        for g, s in zip(self.groups, self._structs()):
+            if s is None:
+                out += [(g[i], g[j]) for j in range(len(g)) for i in range(j, len(g))]
+            else:
+                out += [(g[i], g[i]) for i in range(s.n_sd)] + [(-1, -1)] * s.n_cor
+        return out
 
     def theta_lower(self) -> np.ndarray:
-        """0 for diagonal entries of the Cholesky factor, -inf for the rest (lme4's bounds)."""
-        return np.array([0.0 if r == c else -np.inf for r, c in self.theta_positions()])
+        """0 for diagonal entries of the Cholesky factor (and relative SDs), -inf for the rest (lme4's bounds)."""
+        out: list[np.ndarray] = []
+        for g, s in zip(self.groups, self._structs()):
+            out.append(s.lower() if s is not None else
+                       np.array([0.0 if i == j else -np.inf for j in range(len(g)) for i in range(j, len(g))]))
+        return np.concatenate(out) if out else np.zeros(0)
 
     def theta_start(self) -> np.ndarray:
-        return np.array([1.0 if r == c else 0.0 for r, c in self.theta_positions()])
+        out: list[np.ndarray] = []
+        for g, s in zip(self.groups, self._structs()):
+            out.append(s.start() if s is not None else
+                       np.array([1.0 if i == j else 0.0 for j in range(len(g)) for i in range(j, len(g))]))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def theta_spans(self) -> list[slice]:
+        """Each sub-block's slice of this block's theta."""
+        out, k = [], 0
+        for g, s in zip(self.groups, self._structs()):
+            m = len(g) * (len(g) + 1) // 2 if s is None else s.n_params
+            out.append(slice(k, k + m))
+            k += m
+        return out
 
     def lam(self, theta: np.ndarray) -> np.ndarray:
         """The q x q relative Cholesky factor Lambda (lower triangular) for this block's theta."""
         L = np.zeros((self.q, self.q))
-        for k, (r, c) in enumerate(self.theta_positions()):
-            L[r, c] = theta[k]
+        if not self.structured:
+            for k, (r, c) in enumerate(self.theta_positions()):
+                L[r, c] = theta[k]
+            return L
+        for g, s, sl in zip(self.groups, self._structs(), self.theta_spans()):
+            th = np.asarray(theta[sl], dtype=float)
+            if s is None:
+                k = 0
+                for j in range(len(g)):
+                    for i in range(j, len(g)):
+                        L[g[i], g[j]] = th[k]
+                        k += 1
+            elif g == list(range(g[0], g[0] + len(g))):  # the term's columns side by side (always, as merged)
+                L[g[0]:g[0] + len(g), g[0]:g[0] + len(g)] = s.factor(th)
+            else:
+                L[np.ix_(g, g)] = s.factor(th)
         return L
 
     def diagonal_theta_index(self) -> list[int]:
-        """Positions in this block's theta of the Cholesky diagonal (lme4's isSingular looks at these)."""
-        return [k for k, (r, c) in enumerate(self.theta_positions()) if r == c]
+        """Positions in this block's theta of the Cholesky diagonal and the relative SDs (lme4's isSingular looks
+        at these)."""
+        return [k for k, (r, c) in enumerate(self.theta_positions()) if r == c and r >= 0]
+
+    def layout(self) -> list[tuple[str, list[int], str]]:
+        """Per term: (structure keyword, its columns, its label such as ``0 + time | id``)."""
+        if self.term_layout:
+            return self.term_layout
+        return [("us", list(g), _label([self.names[c] for c in g], self.component)) for g in self.groups]
+
+
+def _label(names: list[str], component: str) -> str:
+    """A term's label from its column names: ``Days | Subject``, ``1 | g``, ``0 + x | g``."""
+    parts = ["1" if n == "(Intercept)" else n for n in names]
+    if "1" not in parts:
+        parts.insert(0, "0")
+    elif parts[0] == "1" and len(parts) > 1:
+        parts = parts[1:]
+    return f"{' + '.join(parts)} | {component}"
 
 
 def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:
@@ -142,15 +222,27 @@ def merge_terms(terms: list[RandomTerm]) -> list[FactorBlock]:
     for name, ts in by_name.items():
         Z = np.column_stack([t.Z for t in ts]) if len(ts) > 1 else ts[0].Z
         names, groups, k = [], [], 0
+        structs: list[CovStructure | None] = []
+        layout: list[tuple[str, list[int], str]] = []
         for t in ts:
             names.extend(t.names)
-            if t.correlated:
-                groups.append(list(range(k, k + t.q)))
+            cols = list(range(k, k + t.q))
+            kind = t.structure
+            if kind in MAPPED:
+                groups.append(cols)
+                structs.append(CovStructure(kind, t.q, t.times))
+            elif t.correlated and kind != "diag":
+                groups.append(cols)
+                structs.append(None)
             else:
-                groups.extend([[k + j] for j in range(t.q)])
+                groups.extend([[c] for c in cols])
+                structs.extend([None] * t.q)
+            layout.append((kind if kind != "us" or t.q == 1 or t.correlated else "diag", cols,
+                           t.label or _label(t.names, t.component)))
             k += t.q
         if not (Z.shape[0] > 1 and Z.strides[0] == 0 and Z.dtype == float):  # one row seen n times stays a view
             Z = np.ascontiguousarray(Z, dtype=float)
-        blocks.append(FactorBlock(name, np.asarray(ts[0].codes), list(ts[0].levels), Z, names, groups))
+        blocks.append(FactorBlock(name, np.asarray(ts[0].codes), list(ts[0].levels), Z, names, groups,
+                                  structs if any(s is not None for s in structs) else None, layout))
     order = sorted(range(len(blocks)), key=lambda i: -blocks[i].n_levels)
     return [blocks[i] for i in order]

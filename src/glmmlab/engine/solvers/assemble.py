@@ -16,6 +16,7 @@ import numpy as np
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.inference.results import ConditionalModes, GlmmResult
+from glmmlab.engine.inference.structures import structure_rows
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.solvers.structure import Structure
 
@@ -112,4 +113,5 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
         fitted=rows["fitted"], deviance_residuals=rows["deviance_residuals"],
         pearson_residuals=rows["pearson_residuals"], row_random_effect=rows["group_random_effect"],
         glm_comparison=comparison, optimization=opt, se_hessian=se_hessian,
+        structures=structure_rows(st.blocks, [theta[s] for s in st.theta_slices], lams, scale2),
     )

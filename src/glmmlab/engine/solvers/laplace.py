@@ -13,6 +13,7 @@ from glmmlab.engine.families.distributions import Family, dev_eta3
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
+from glmmlab.engine.solvers import structured
 from glmmlab.engine.solvers.blocked_cholesky import Structure, batched_inverse_lower, factor
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.scaling import design_dot, design_t_dot
@@ -425,6 +426,9 @@ class GeneralLaplace:
             out["g_c"], out["g_0"] = self._gradient_split(theta, m)
             if self.estimated:
                 out["direct"] = self._direct_gradient(theta, m)
+            for key in ("g_c", "g_0", "direct"):  # from Lambda's entries to theta (structured terms)
+                if key in out:
+                    out[key] = structured.to_theta(self.st.blocks, theta, out[key])
             if self.psi_gradient:
                 out["g_psi"] = self._psi_gradient(m)
         return out
@@ -494,7 +498,7 @@ class GeneralLaplace:
                 codes = np.asarray(b.codes, dtype=np.intp)
                 G = np.column_stack([np.bincount(codes, weights=d1 * b.Z[:, a], minlength=b.n_levels)
                                      for a in range(b.q)])
-            grad_theta += [float(G[:, ra] @ us[t][:, cb]) for ra, cb in b.theta_positions()]
+            grad_theta += [float(G[:, ra] @ us[t][:, cb]) for ra, cb in b.entry_positions()]
         return np.concatenate([np.array(grad_theta), self._xt(d1)])
 
     def agq(self, theta: np.ndarray, beta: np.ndarray, z: np.ndarray, wq: np.ndarray,
@@ -622,7 +626,7 @@ class GeneralLaplace:
             m["t_rows"] += tv
             a_i = a_i - wobs * tv
             grad_beta = self._xt(a_i)
-            grad_theta = np.empty(self.nt)
+            grad_theta = np.empty(structured.n_entries(st.blocks))
             k = 0
             constant = v is v0
             for t, b in enumerate(st.blocks):
@@ -631,7 +635,7 @@ class GeneralLaplace:
                 hzt = hz[:, starts[t]: starts[t + 1]]
                 g = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
                     [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
-                for ra, cb in b.theta_positions():
+                for ra, cb in b.entry_positions():
                     val = float(np.sum(a_i * Zr[:, ra] * ut[:, cb]) - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
                     if constant:
                         val += 2.0 * float(np.sum(w * Zr[:, ra] * hzt[:, cb]))
@@ -658,7 +662,7 @@ class GeneralLaplace:
         SZ, g, AZ1 = st.lead_sums_z(sw, d1, a1)
         S = SZ @ lam
         const = (Aw @ lam @ P).sum(axis=0)  # sum_j Aw_j Lambda P_j: the log-determinant's direct term
-        tp = st.lead.theta_positions()
+        tp = st.lead.entry_positions()
         out = []
         v0 = K.solve(2.0 * m["u"] + S.ravel())
         for v, a_i, constant in ((v1, a1, False), (v0, None, True)):

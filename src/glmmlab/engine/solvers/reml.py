@@ -7,6 +7,7 @@ import numpy as np
 from scipy import linalg
 
 from glmmlab.engine.inference import wald as inference
+from glmmlab.engine.model.covstruct import NotPositiveDefinite
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import factor
@@ -122,15 +123,31 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
         if not whole:
             whole.append(ProfiledLmm(st, Xs, z, pw, beta0))
         prof = whole[0]
-        return (lambda vp: prof.varpar_deviance(vp[:nt], vp[nt], reml),
-                lambda vp: vp[nt] ** 2 * (T @ prof.unscaled_vcov(vp[:nt]) @ T.T),
-                np.append(theta, np.sqrt(out["var_residual"])))
+
+        def deviance(vp):  # NaN past the edge of a structure's range (toep: R no longer positive definite)
+            try:
+                return prof.varpar_deviance(vp[:nt], vp[nt], reml)
+            except NotPositiveDefinite:
+                return np.nan
+
+        def vcov(vp):
+            try:
+                return vp[nt] ** 2 * (T @ prof.unscaled_vcov(vp[:nt]) @ T.T)
+            except NotPositiveDefinite:
+                return np.full((p, p), np.nan)
+
+        return deviance, vcov, np.append(theta, np.sqrt(out["var_residual"]))
 
     if p:  # Satterthwaite's df of any combination of the fixed effects (omnibus F tests, marginal means)
         out["varpar_model"] = varpar_model
     if model.get("ddf", "none") == "satterthwaite" and p:
         report(progress, "Satterthwaite degrees of freedom", 0.95)
         out["df"] = inference.satterthwaite_df(*varpar_model())
+        if np.all(np.isnan(out["df"])):
+            out["warnings"] = list(out["warnings"]) + [
+                "Satterthwaite's degrees of freedom are not available: the covariance structure's estimate lies on "
+                "the edge of its range (its correlation matrix is nearly singular), where the deviance has no second "
+                "derivatives. The t tests have no p-values; consider a simpler structure (ar1 instead of toep)"]
     return out
 
 

@@ -15,7 +15,7 @@ every row, so such models run as one block.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -117,8 +117,7 @@ def local_blocks(blocks: list[FactorBlock], perm: np.ndarray, spec: BlockSpec) -
     for f, lmap in zip(blocks, spec.level_maps):
         codes = np.asarray(f.codes)[perm[spec.rows]]
         local = np.searchsorted(lmap, codes)
-        out.append(FactorBlock(f.component, local, [f.levels[i] for i in lmap], rows_of(f.Z, perm[spec.rows]), f.names,
-                               f.groups))
+        out.append(replace(f, codes=local, levels=[f.levels[i] for i in lmap], Z=rows_of(f.Z, perm[spec.rows])))
     return out
 
 

@@ -61,6 +61,10 @@ def _spec_dask(data: Any, spec: ModelSpec, *, progress: ProgressFn = None, clien
     if spec.reference_levels or spec.reml is not True or spec.ddf not in ("none", "auto"):
         raise GlmmInputError("reference_levels, reml=False and ddf='satterthwaite' need a fit in memory (a pandas, "
                              "polars or Arrow table)")
+    structured = [r.written for r in spec.parsed.random if r.structure not in ("", "us")]
+    if structured:
+        raise GlmmInputError(f"the covariance structure of {structured[0]} is not available on a Dask DataFrame yet; "
+                             "fit it in memory (a pandas, polars or Arrow table)")
     options = {k: getattr(spec, k) for k in DASK_OPTIONS}
     from glmmlab.services.distributed.dask_fit import fit_formula_dask  # scale-out path, imported when used
 

@@ -42,6 +42,7 @@ from glmmlab.engine.model.spec import (
 )
 from glmmlab.engine.model.terms import ModelFrame, RandomTerm
 from glmmlab.engine.progress import ProgressFn
+from glmmlab.services.modeling import covstruct_terms
 from glmmlab.services.modeling.design import DesignRecipe, RandomTermRecipe, _design, _UsedFactor
 from glmmlab.services.modeling.variables import _Data, _Fac, _Num, _show_levels
 
@@ -119,6 +120,7 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
     for r in f.random:
         for v in r.lhs.variables:
             rand_vals[v] = data.eval(v, f"random term {shorten(r.written)} of {ftxt}")
+        covstruct_terms.check_structured(r, rand_vals, ftxt)
         for g in r.group:
             gv = data.eval(g, f"the grouping of {shorten(r.written)} in {ftxt}", as_factor=True)
             assert isinstance(gv, _Fac)
@@ -199,10 +201,17 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
             )
         if nl > n:  # pragma: no cover - levels are dropped to those present
             raise GlmmInputError(f"the grouping factor {comp!r} has more levels than rows")
-        Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {shorten(r.written)} of {ftxt}", used,
-                             check=whole, progress=progress)
+        times = None
+        if r.kind == "ou":  # one column per distinct time (services/modeling/covstruct_terms)
+            Z, z_names, times = covstruct_terms.ou_columns(r, rand_vals, rows)
+        else:
+            Z, z_names = _design(r.lhs, rand_vals, rows, f"random term {shorten(r.written)} of {ftxt}", used,
+                                 check=whole, progress=progress)
+        covstruct_terms.check_columns(r, z_names, covstruct_terms.term_levels(r, used), ftxt)
         correlated = r.correlated or Z.shape[1] > 1
-        terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated))
+        # a piece of (x || g) keeps lme4's meaning (a factor's columns stay one correlated term): no structure
+        terms.append(RandomTerm(comp, codes, levels, Z, z_names, correlated, r.structure or "us", times,
+                                covstruct_terms.label(r)))
 
     # ---- response, weights, offset
     warnings: list[str] = []

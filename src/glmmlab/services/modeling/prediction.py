@@ -25,6 +25,7 @@ import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.model.formula import Expr, Name
+from glmmlab.services.modeling import covstruct_terms
 from glmmlab.services.modeling.design import DesignRecipe, _design, _UsedFactor
 from glmmlab.services.modeling.variables import _Data, _Fac, _Num, _numeric_factor, _series_value, _show_levels
 
@@ -249,7 +250,10 @@ def prediction_design(recipe: DesignRecipe, new_df: Any, x_names: list[str] | No
                     k //= len(gv.levels)
                 combo[j] = pos.get(":".join(reversed(parts)), -1)
             codes = combo[kcodes]
-        Z, z_names = _design(r.lhs, values, rows, f"random term {r.written} of {ftxt}", factors, check=False)
+        if r.kind == "ou":  # an indicator per fitted time (services/modeling/covstruct_terms)
+            Z, z_names = covstruct_terms.ou_new_columns(r, values, rows, list(tr.names), ftxt)
+        else:
+            Z, z_names = _design(r.lhs, values, rows, f"random term {r.written} of {ftxt}", factors, check=False)
         if z_names != list(tr.names):  # pragma: no cover - same formula, same levels
             raise ValueError(f"random term {r.written}: columns {z_names} differ from the fit's {list(tr.names)}")
         random.append(NewRandomTerm(tr.component, codes, Z, z_names))

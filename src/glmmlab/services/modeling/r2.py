@@ -87,6 +87,16 @@ def _null_intercept(result: GlmmResult) -> float:
     return float(fit_frame_spec(null, spec, theta_start=result.theta).beta[0])
 
 
+def _term_columns(mf, comp: str) -> dict:
+    """The model-matrix columns of the random terms on ``comp``, by name."""
+    out = {}
+    for t in mf.terms:
+        if t.component == comp:
+            for j, name in enumerate(t.names):
+                out[name] = np.asarray(t.Z[:, j], dtype=float)
+    return out
+
+
 def nakagawa(result: GlmmResult) -> dict[str, Any]:
     """{"marginal", "conditional"} (with "reason" when a value is None) of a fit made in memory."""
     fam, link = result.family, result.link
@@ -122,9 +132,10 @@ def nakagawa(result: GlmmResult) -> dict[str, Any]:
     n = X.shape[0]
     var_random, var_dispersion = 0.0, 0.0
     for comp, (names, S) in covs.items():
-        keep = [i for i, t in enumerate(names) if t in cols or t == "(Intercept)"]
-        Z = np.column_stack([np.ones(n) if names[i] == "(Intercept)" and names[i] not in cols else X[:, cols[names[i]]]
-                             for i in keep])
+        own = _term_columns(mf, comp)  # a random column that is no fixed column (0 + time | id): the term's own
+        keep = [i for i, t in enumerate(names) if t in cols or t == "(Intercept)" or t in own]
+        Z = np.column_stack([np.ones(n) if names[i] == "(Intercept)" and names[i] not in cols else
+                             X[:, cols[names[i]]] if names[i] in cols else own[names[i]] for i in keep])
         v = float(np.mean(np.einsum("ij,jk,ik->i", Z, S[np.ix_(keep, keep)], Z)))
         if groups.get(comp) == n:
             var_dispersion += 0.0 if fam == "gaussian" else v

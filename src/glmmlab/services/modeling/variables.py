@@ -98,6 +98,8 @@ class _Data:
 
     def _eval(self, e: Expr, used_in: str) -> _Num | _Fac:
         if isinstance(e, Name):
+            if e.name == "pi" and e.name not in self.names:  # R's constant, unless the data have such a column
+                return _Num(np.full(self.n, np.pi), np.zeros(self.n, dtype=bool))
             out = _series_value(self.column(e.name, used_in), e.name)
             self.kinds.setdefault(e.name, "factor" if isinstance(out, _Fac) else "numeric")
             return out
@@ -151,7 +153,7 @@ class _Data:
                     r = (x - m) / sd
                 else:
                     r = {"log2": np.log2, "log10": np.log10, "log1p": np.log1p, "exp": np.exp,
-                         "sqrt": np.sqrt, "abs": np.abs}[fn](x)
+                         "sqrt": np.sqrt, "abs": np.abs, "sin": np.sin, "cos": np.cos}[fn](x)
             return self._checked(e, r, miss, used_in)
         raise GlmmInputError(f"cannot evaluate {e.deparse()!r} in {used_in}")  # pragma: no cover
 

@@ -223,6 +223,9 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
                + [["Rows excluded", result["n_excluded"]]] + extra + r2_rows, na="N/A",
                note=f"R²: {r2['reason']}" if r2 and r2.get("reason") else None),
     ]
+    structures = covariance_structures_table(result)
+    if structures is not None:  # after Random Effects
+        tables.insert(1, structures)
     if result.get("icc") is not None:  # the ICC only where it is defined (one random intercept; see result.icc)
         tables.insert(1, _table("icc", "ICC", ["Metric", "Value"], ["text", "proportion"], [["ICC", result["icc"]]]))
     omnibus = omnibus_table(result)
@@ -310,6 +313,34 @@ def random_effects_table(result: dict[str, Any]) -> dict[str, Any]:
                      " ".join("N/A" if c is None else f"{c:.2f}" for c in cs)])
     return _table("random-effects", "Random Effects", ["Component", "Term", "Variance", "Std.Dev.", "Corr"],
                   ["text", "text", "decimal", "decimal", "text"], rows)
+
+
+def _numbers(values: list[float | None], digits: int = 4) -> str:
+    return " ".join("N/A" if v is None else f"{v:.{digits}g}" for v in values)
+
+
+def covariance_structures_table(result: dict[str, Any]) -> dict[str, Any] | None:
+    """Covariance Structures: one row per random-effects term with its structure, columns, SDs and correlation
+    parameter rho (``toep``: by lag 1, 2, ...; ``ou``: at one time unit, with the range); None when every term is
+    unstructured (``us``, the model language's default), where Random Effects says it all."""
+    entries = result.get("covariance_structures") or []
+    if not any(e["structure"] != "us" for e in entries):
+        return None
+    rows = []
+    for e in entries:
+        sds = e["sd"]
+        sd_text = _numbers(sds[:1]) if e["structure"] in ("ar1", "ou") or len(set(sds)) == 1 else _numbers(sds)
+        rho = e.get("rho")
+        rho_text = "" if rho is None else _numbers(rho if isinstance(rho, list) else [rho])
+        if e.get("range") is not None:
+            rho_text += f" (range {e['range']:.4g})"
+        rows.append([e["component"], e["term"], e["structure"], e["dim"], sd_text, rho_text])
+    return _table("covariance-structures", "Covariance Structures",
+                  ["Component", "Term", "Structure", "Columns", "Std.Dev.", "rho"],
+                  ["text", "text", "text", "count", "text", "text"], rows,
+                  note="rho: the correlation parameter (ar1 and cs: one; toep: by lag 1, 2, ...; ou: at one unit "
+                       "of time). The implied covariance and correlation matrices are in the result document "
+                       "(covariance_structures).")
 
 
 def summary_line(result: dict[str, Any]) -> str:

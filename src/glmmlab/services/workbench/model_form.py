@@ -25,7 +25,8 @@ __all__ = ["factor_levels", "form_of", "signature"]
 def signature(f: Formula) -> str:
     """The model ``f`` describes, as text: equal for formulas that lme4 expands to the same terms."""
     fixed = [t.label for t in f.fixed.terms]
-    random = [(r.component, r.lhs.intercept, tuple(t.label for t in r.lhs.terms)) for r in f.random]
+    random = [(r.component, r.lhs.intercept, tuple(t.label for t in r.lhs.terms))
+              + ((r.structure,) if r.structure not in ("", "us") else ()) for r in f.random]
     return repr((f.response_label, f.fixed.intercept, fixed, [o.deparse() for o in f.fixed.offsets], random))
 
 
@@ -49,7 +50,9 @@ def form_of(f: Formula, mf: ModelFrame, columns: Iterable[Any], family: str) -> 
     effects), ``factors``, ``interactions`` (lists of effects), ``terms`` (every fixed term as its list of columns,
     in the formula's expanded order: the main effects, then the interactions), ``group`` and ``first`` (the Group
     Variable's row:
-    ``intercept``, ``slopes``, ``correlated``), ``rows`` (further grouping variables, each also with ``group`` and
+    ``intercept``, ``slopes``, ``correlated``; with a covariance structure also ``structure``, its keyword
+    (``diag``, ``cs``, ``ar1``, ``toep`` or ``ou``), and ``time``, for the last three the column of occasions or
+    times, ``0 + time``), ``rows`` (further grouping variables, each also with ``group`` and
     ``nested_in``) and ``offset``."""
     try:
         return _form(f, mf, {c.name: c for c in columns}, family), ""
@@ -126,6 +129,17 @@ def _form(f: Formula, mf: ModelFrame, cols: dict[str, Any], family: str) -> dict
             raise _NotForm(f"the terms of {r.component} are not written together")
         else:
             row["parts"] += 1
+        kind = r.structure if r.structure not in ("", "us") else ""
+        if kind or row.get("structure"):
+            if row["parts"] > 1:
+                raise _NotForm(f"{r.component} has a covariance structure and another term (the form has one term "
+                               "per cluster variable with a structure)")
+            row["structure"] = kind
+        if kind in ("ar1", "toep", "ou"):
+            if r.lhs.intercept or len(r.lhs.terms) != 1 or r.lhs.terms[0].degree != 1:
+                raise _NotForm(f"the {kind} term of {r.component} is not {kind}(0 + time | {r.component})")
+            row["time"] = _column(r.lhs.terms[0].variables[0], cols, f"the times of {r.component}")
+            continue
         lhs = [_column(v, cols, f"a random slope of {r.component}") for t in r.lhs.terms for v in t.variables]
         if any(t.degree > 1 for t in r.lhs.terms):
             raise _NotForm(f"a random slope of {r.component} is an interaction")
@@ -146,8 +160,8 @@ def _form(f: Formula, mf: ModelFrame, cols: dict[str, Any], family: str) -> dict
         row["correlated"] = row.pop("parts") == 1
     first = rows[0] if rows and rows[0]["nested_in"] is None else None
     out["group"] = first["group"] if first else None
-    out["first"] = {k: first[k] for k in ("intercept", "slopes", "correlated")} if first else \
-        {"intercept": True, "slopes": [], "correlated": True}
+    out["first"] = {k: first[k] for k in ("intercept", "slopes", "correlated", "structure", "time") if k in first} \
+        if first else {"intercept": True, "slopes": [], "correlated": True}
     out["rows"] = rows[1:] if first else rows
     return out
 

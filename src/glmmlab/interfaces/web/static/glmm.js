@@ -417,7 +417,7 @@
 
   function copyModel(m) {
     const cl = {};
-    for (const [k, c] of Object.entries(m.cl)) cl[k] = { intercept: c.intercept, slopes: new Set(c.slopes), correlated: c.correlated, nestedIn: c.nestedIn || "" };
+    for (const [k, c] of Object.entries(m.cl)) cl[k] = { intercept: c.intercept, slopes: new Set(c.slopes), correlated: c.correlated, nestedIn: c.nestedIn || "", ...structureOf(c) };
     return { response: m.response, factors: m.factors.slice(), fixed: m.fixed.slice(), group: m.group.slice(), offset: m.offset,
       weights: m.weights, trials: m.trials, terms: m.terms.map((t) => t.slice()), cl };
   }
@@ -446,7 +446,20 @@
     return same ? parts.map((p) => p.text) : plain;
   }
 
+  /* A cluster's covariance structure (glmmTMB's keywords): "" unstructured (lme4's default), "diag" or "cs" over its
+   * intercept and slopes, "ar1", "toep" or "ou" over one column of occasions or times (`time`: 0 + time). */
+  const STRUCTURES = [["", "Unstructured"], ["diag", "Diagonal"], ["cs", "Compound symmetry"], ["ar1", "AR(1)"],
+    ["toep", "Toeplitz"], ["ou", "Continuous-time AR(1)"]];
+  const OVER_TIME = ["ar1", "toep", "ou"];
+  function structureOf(c) { return { structure: c.structure || "", time: c.time || "" }; }
+
   function randomTerm(c, grouping, eff) {
+    if (OVER_TIME.includes(c.structure)) return c.time ? `${c.structure}(0 + ${quote(c.time)} | ${grouping})` : null;
+    if (c.structure) {
+      const sl = eff.filter((e) => c.slopes.has(e)).map(quote);
+      if (!c.intercept && !sl.length) return null;
+      return `${c.structure}(${(c.intercept ? ["1"] : ["0"]).concat(sl).join(" + ")} | ${grouping})`;
+    }
     const slopes = eff.filter((e) => c.slopes.has(e)).map(quote);
     if (!c.intercept && !slopes.length) return null;
     const lhs = (c.intercept ? ["1"] : ["0"]).concat(slopes);
@@ -495,7 +508,7 @@
     return { response: m.response, factors: m.factors.slice(), fixed: m.fixed.slice(), group: m.group.slice(),
       offset: m.offset, weights: m.weights, trials: m.trials, terms: m.terms.map((t) => t.slice()),
       clusters: m.group.map((n) => ({ group: n, intercept: m.cl[n].intercept, slopes: Array.from(m.cl[n].slopes),
-        correlated: m.cl[n].correlated, nestedIn: m.cl[n].nestedIn })) };
+        correlated: m.cl[n].correlated, nestedIn: m.cl[n].nestedIn, ...structureOf(m.cl[n]) })) };
   }
 
   function modelOfRecord(r) {
@@ -506,7 +519,7 @@
     for (const c of r.clusters || []) {
       if (!c.group || m.cl[c.group]) continue;
       m.group.push(c.group);
-      m.cl[c.group] = { intercept: c.intercept !== false, slopes: new Set(c.slopes || []), correlated: c.correlated !== false, nestedIn: c.nestedIn || "" };
+      m.cl[c.group] = { intercept: c.intercept !== false, slopes: new Set(c.slopes || []), correlated: c.correlated !== false, nestedIn: c.nestedIn || "", ...structureOf(c) };
     }
     return m;
   }
@@ -857,8 +870,26 @@
             el("input", { type: "checkbox", class: "correlated", checked: c.correlated, dataset: { key: key("corr") },
               disabled: (c.intercept ? 1 : 0) + eff.filter((e) => c.slopes.has(e)).length < 2,
               onchange: (ev) => { c.correlated = ev.target.checked; changed(); } }), "Correlated"),
-          el("label", { class: "check nest" }, "nested within ", nest)));
+          el("label", { class: "check nest" }, "nested within ", nest), structureControls(name, c, key)));
       }
+    }
+
+    /* The covariance-structure choice of a cluster row, with the column of occasions or times where it needs one. */
+    function structureControls(name, c, key) {
+      const pick = el("select", { class: "structure", "aria-label": `${name} covariance structure`, dataset: { key: key("structure") },
+        title: "Covariance structure of this cluster's random effects (glmmTMB's us, diag, cs, ar1, toep, ou)",
+        onchange: (ev) => { c.structure = ev.target.value; changed(); } },
+        STRUCTURES.map(([v, label]) => el("option", { value: v }, label)));
+      pick.value = c.structure || "";
+      const parts = [el("label", { class: "check structure-choice" }, "covariance ", pick)];
+      if (OVER_TIME.includes(c.structure)) {
+        const time = el("select", { class: "structure-time", "aria-label": `${name} occasions`, dataset: { key: key("time") },
+          onchange: (ev) => { c.time = ev.target.value; changed(); } }, el("option", { value: "" }, "— choose —"),
+          columns.filter((x) => x.name !== name && (c.structure === "ou" ? x.numeric : true)).map((x) => el("option", { value: x.name }, x.name)));
+        time.value = c.time || "";
+        parts.push(el("label", { class: "check" }, c.structure === "ou" ? "times " : "occasions ", time));
+      }
+      return parts;
     }
 
     /* The heading's line: the model the controls (or the typed formula, from its last check) describe. */
@@ -875,17 +906,20 @@
         return;
       }
       const eff = mainsOf(M);
-      const rows = M.group.map((name) => ({ group: name, c: M.cl[name] })).filter((x) => x.c.intercept || eff.some((e) => x.c.slopes.has(e)));
+      const rows = M.group.map((name) => ({ group: name, c: M.cl[name] })).filter((x) => x.c.intercept || eff.some((e) => x.c.slopes.has(e)) || OVER_TIME.includes(x.c.structure));
       const slopes = (c) => eff.filter((e) => c.slopes.has(e));
       let what;
       if (!rows.length) what = "choose a Group Variable: give a column the Cluster Variables role";
-      else if (rows.length === 1 && !slopes(rows[0].c).length && rows[0].c.intercept && !rows[0].c.nestedIn) {
+      else if (rows.length === 1 && !slopes(rows[0].c).length && rows[0].c.intercept && !rows[0].c.nestedIn && !rows[0].c.structure) {
         what = `Random intercept model: g(μ) = Xβ + u_${rows[0].group}, u ~ N(0, σu²)`;
       } else {
         what = rows.map((x) => {
           const sl = slopes(x.c);
           const terms = (x.c.intercept ? ["intercept"] : []).concat(sl.map((e) => `slope of ${e}`));
           const by = x.c.nestedIn ? `${x.group} within ${x.c.nestedIn}` : x.group;
+          const struct = STRUCTURES.find(([v]) => v === x.c.structure);
+          if (x.c.structure && OVER_TIME.includes(x.c.structure)) return `${struct[1]} over ${x.c.time || "(choose its column)"} by ${by}`;
+          if (x.c.structure) return `${terms.join(" and ")} by ${by} (${struct[1].toLowerCase()})`;
           return `${terms.join(" and ")} by ${by}${sl.length && x.c.intercept ? (x.c.correlated ? " (correlated)" : " (uncorrelated)") : ""}`;
         }).join("; ");
         const nested = rows.some((x) => x.c.nestedIn);
@@ -920,7 +954,7 @@
       if (M.factors.length || M.offset || M.weights || (M.trials && binomial())) return false;
       if (M.group.length !== 1 || M.terms.some((t) => t.length > 1)) return false;
       const c = M.cl[M.group[0]];
-      return c.intercept && !c.slopes.size && !c.nestedIn;
+      return c.intercept && !c.slopes.size && !c.nestedIn && !c.structure;
     }
 
     /* The server's description of a typed formula (model_form.form_of) as a model record, or {why} when the
@@ -952,7 +986,7 @@
         if (seen[r.group]) { why = `${r.group} groups two random terms (${seen[r.group]} and ${comp}); the form has one row per cluster variable`; break; }
         seen[r.group] = comp;
         why = put("group", r.group);
-        m.cl[r.group] = { intercept: r.intercept, slopes: new Set(r.slopes), correlated: r.correlated, nestedIn: r.nested_in || "" };
+        m.cl[r.group] = { intercept: r.intercept, slopes: new Set(r.slopes), correlated: r.correlated, nestedIn: r.nested_in || "", ...structureOf(r) };
       }
       if (!why && M.weights) why = put("weights", M.weights) && `${M.weights}, the Weights column, is also part of the formula`;
       if (why) return { why };

@@ -1,0 +1,55 @@
+"""The chain rule from Lambda's entries to a structured term's parameters, in one place.
+
+The Laplace deviance's exact gradient (:mod:`glmmlab.engine.solvers.laplace`) is computed in the free entries of
+every factor block's Lambda (:meth:`~glmmlab.engine.model.terms.FactorBlock.entry_positions`: per sub-block its
+lower triangle). For an unstructured sub-block these entries are theta itself; for a structured one
+(:mod:`glmmlab.engine.model.covstruct`: ``cs``, ``ar1``, ``toep``, ``ou``) theta is the structure's parameters phi
+and dD/dphi_k = sum over the entries of dD/dLambda_rc dLambda_rc/dphi_k. :func:`to_theta` applies that to a gradient
+over (entries, beta) and returns one over (theta, beta); every other part of the engine sees theta alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glmmlab.engine.model.terms import FactorBlock
+
+
+def n_entries(blocks: list[FactorBlock]) -> int:
+    """The number of free entries of Lambda over every block (the length of the gradient's theta part before
+    :func:`to_theta`)."""
+    return sum(len(b.entry_positions()) for b in blocks)
+
+
+def block_to_theta(b: FactorBlock, theta_b: np.ndarray, g_entries: np.ndarray) -> np.ndarray:
+    """One block's gradient over its entries (in :meth:`FactorBlock.entry_positions` order) as one over its theta."""
+    if not b.structured:
+        return g_entries
+    out = np.empty(b.n_theta)
+    e = 0
+    structs = b.structures or [None] * len(b.groups)
+    for g, s, sl in zip(b.groups, structs, b.theta_spans()):
+        m = len(g) * (len(g) + 1) // 2
+        ge = g_entries[e: e + m]
+        if s is None:
+            out[sl] = ge
+        else:
+            # the sub-block's entries in entry_positions order: column by column, rows from the diagonal down
+            rows, cols = zip(*[(i, j) for j in range(len(g)) for i in range(j, len(g))])
+            _, dlams = s.factor_and_jacobian(np.asarray(theta_b[sl], dtype=float))
+            out[sl] = [float(ge @ d[rows, cols]) for d in dlams]
+        e += m
+    return out
+
+
+def to_theta(blocks: list[FactorBlock], theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """A gradient over (Lambda's free entries of every block, beta ...) as one over (theta, beta ...)."""
+    if not any(b.structured for b in blocks):
+        return grad
+    parts, e, t = [], 0, 0
+    for b in blocks:
+        ne = len(b.entry_positions())
+        parts.append(block_to_theta(b, theta[t: t + b.n_theta], grad[e: e + ne]))
+        e += ne
+        t += b.n_theta
+    return np.concatenate([*parts, grad[e:]])
