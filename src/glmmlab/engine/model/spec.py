@@ -138,6 +138,11 @@ def side_formula(key: str, text: str) -> Formula:
             raise GlmmInputError(f"{key} formula {echo(text)} must be one-sided (no response): write '~ ...'")
         body = "~ " + body
     pf = parse_formula("zi_response__ " + body)
+    for r in pf.random:
+        if r.structure not in ("", "us"):
+            raise GlmmInputError(
+                f"{key} formula {echo(text)}: a covariance structure ({r.structure}) is not offered in the {key} "
+                "model; write its random term plainly, e.g. (1 | g)")
     if pf.random and key != "zi":
         raise GlmmInputError(
             f"{key} formula {echo(text)} has a random term: the {key} model takes fixed effects only (glmmTMB's "
