@@ -119,6 +119,9 @@ class GlmmResult:
     # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
     # the tests are then t tests. None: Wald z tests.
     df: np.ndarray | None = None
+    # an ordinal (cumulative-link) fit's thresholds, their covariance and per-row linear predictors
+    # (glmmlab.engine.inference.ordinal.OrdinalFit); None for the other families
+    ordinal: Any = None
     # Gaussian + identity in memory: () -> (deviance, vcov, varpar) of Satterthwaite's method, whose pieces are
     # computed from it when first needed (omnibus F tests, marginal means)
     varpar_model: Callable[[], tuple] | None = None
@@ -309,6 +312,9 @@ class GlmmResult:
         terms = self.anova_terms_document()
         if terms is not None:
             out["anova_terms"] = terms
+        if self.ordinal is not None:  # the thresholds' table and the ordinal part (categories, probabilities)
+            out["thresholds"] = self.ordinal.table(self.conf_level if conf_level is None else conf_level)
+            out["ordinal"] = self.ordinal.document(diagnostics)
         if self.se_hessian is not None:
             out["std_error_hessian"] = {n: _num(s) for n, s in zip(self.names, self.se_hessian)}
         return out
@@ -383,6 +389,28 @@ class GlmmResult:
     def fixef(self):
         """lme4's ``fixef``: the fixed-effect estimates (the same Series as :attr:`params`)."""
         return self.params
+
+    @property
+    def thresholds(self):
+        """An ordinal fit's thresholds as a pandas Series by clmm's names (``"1|2"``, ``"2|3"``, ...): P(Y <= j) =
+        F(theta_j - eta). None for the other families."""
+        if self.ordinal is None:
+            return None
+        import pandas as pd
+
+        return pd.Series(np.asarray(self.ordinal.thresholds, dtype=float), index=list(self.ordinal.names),
+                         name="threshold")
+
+    @property
+    def category_probs(self):
+        """An ordinal fit's category probabilities per row at the conditional modes (a DataFrame: one column per
+        category, rows in the order of :attr:`rows`); None for the other families."""
+        if self.ordinal is None:
+            return None
+        import pandas as pd
+
+        return pd.DataFrame(self.ordinal.category_probabilities(), columns=list(self.ordinal.levels),
+                            index=pd.Index(np.asarray(self.rows), name="row"))
 
     @property
     def llf(self) -> float:

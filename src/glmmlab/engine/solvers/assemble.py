@@ -36,6 +36,8 @@ def record(fields: dict[str, Any], warnings: list[str], dropped: list[str],
             back = np.empty_like(a)
             back[order] = a
             fields[name] = back
+        if fields.get("ordinal") is not None:  # an ordinal fit's per-row linear predictors and categories
+            fields["ordinal"] = fields["ordinal"].reordered(order)
     return GlmmResult(**fields)
 
 

@@ -37,7 +37,7 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
 def _check_response_mean(mf: ModelFrame, fam: Family, lk: Link, pw: np.ndarray) -> None:
     """Refuse, in words, a response whose mean the link cannot give (a negative mean under the log link): the GLM
     that starts the fit has no start there, and a fit would run off to coefficients of -2,000."""
-    if mf.n:
+    if mf.n and fam.name != "ordinal":  # an ordinal response holds category numbers, not a mean to link
         mean = float(np.mean(mf.y)) if mf.weights is None else float(np.average(mf.y, weights=pw))
         check_response_mean(mean, fam, lk, mf.response)
 
@@ -113,6 +113,10 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
         with np.errstate(all="ignore"), one_blas_thread():
             if fam.name == "gaussian" and lk.name == "identity":
                 fields = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
+            elif fam.name == "ordinal":  # cumulative-link models: their thresholds, start and results
+                from glmmlab.engine.solvers.ordinal_fit import fit_ordinal
+
+                fields = fit_ordinal(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, specs)
             else:
                 fields = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
