@@ -18,6 +18,7 @@ the increments, so every point the optimiser tries keeps them ordered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -347,6 +348,27 @@ def ordinal_family() -> OrdinalFamily:
     return OrdinalFamily("ordinal", "Ordinal (cumulative link)", ORDINAL_LINKS, False, _score_variance,
                          np.zeros_like, _no_deviance, _no_logpdf, np.isfinite, observed_information=True,
                          edm=False)
+
+
+def _is_category(v) -> bool:
+    return isinstance(v, (bool, np.bool_, int, float, np.integer, np.floating)) or (isinstance(v, str) and v != "")
+
+
+def check_levels(levels: object, family: str) -> None:
+    """The ``levels`` option: None, or (the ordinal family) a list of two or more categories (text or numbers)."""
+    if levels is None:
+        return
+    if family != "ordinal":
+        raise GlmmInputError(f"levels orders the categories of an ordinal response; this model is {family}: "
+                             "leave levels out, or use family='ordinal'")
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence):
+        raise GlmmInputError("levels must list the ordinal response's categories in order, lowest first, e.g. "
+                             f"['low', 'mid', 'high']; got {levels!r}")
+    if len(levels) < 2:
+        raise GlmmInputError(f"levels must list two or more categories; got {list(levels)!r}")
+    for v in levels:
+        if not _is_category(v):
+            raise GlmmInputError(f"levels: each category is a value of the response (text or a number); got {v!r}")
 
 
 FAMILIES["ordinal"] = ordinal_family()

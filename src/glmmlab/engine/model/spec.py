@@ -13,6 +13,7 @@ from typing import Any
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
+from glmmlab.engine.families.ordinal import check_levels
 from glmmlab.engine.model.formula import Formula, is_syntactic, parse_formula
 from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_options, resolve_ddf
 
@@ -64,6 +65,9 @@ class ModelSpec:
     ddf: str = OPTIONS["ddf"].default
     dispersion: str = OPTIONS["dispersion"].default
     tweedie_power: float | None = OPTIONS["tweedie_power"].default
+    # the ordinal family: the response's categories in order, lowest first (default: a categorical's order, else
+    # the values sorted)
+    levels: tuple | list | None = field(default=None, hash=False)
 
     @cached_property
     def parsed(self) -> Formula:
@@ -85,8 +89,10 @@ class ModelSpec:
             if col is not None and (not isinstance(col, str) or not col):
                 raise GlmmInputError(f"{option} must be a column name; got {col!r}")
         check_reference_levels(self.reference_levels)
-        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
-                             self.reml, self.ddf, self.dispersion, self.tweedie_power)
+        fam, lk = check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq,
+                                self.se, self.reml, self.ddf, self.dispersion, self.tweedie_power)
+        check_levels(self.levels, fam.name)
+        return fam, lk
 
     def document(self, response: str, intercept: bool, fixed: list[str] | None = None, group: str | None = None,
                  level_label: Any = str) -> dict:
@@ -104,6 +110,8 @@ class ModelSpec:
             **nondefault_options(self.reml, resolve_ddf(self.ddf, fam.name, lk.name), self.dispersion,
                                  self.tweedie_power),
         }
+        if self.levels is not None:  # the ordinal response's order, when given
+            model["levels"] = [level_label(v) for v in self.levels]
         if self.reference_levels:  # only when asked for: a document without them keeps its keys
             model["reference_levels"] = {str(k): level_label(v) for k, v in self.reference_levels.items()}
         return model
@@ -111,7 +119,7 @@ class ModelSpec:
     def options(self) -> dict:
         """The fit's options (everything but the formula, weights, offset and reference levels)."""
         d = asdict(self)
-        for k in ("formula", "weights", "offset", "reference_levels"):
+        for k in ("formula", "weights", "offset", "reference_levels", "levels"):
             d.pop(k)
         return d
 
