@@ -88,6 +88,9 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
     f.add_argument("--reference", action="append", default=[], metavar="COLUMN=LEVEL",
                    help="the reference level of a factor, e.g. --reference f=b (R's relevel(f, \"b\"): "
                         "coefficients fa, fc); repeat for several factors")
+    f.add_argument("--levels", nargs="+", default=None, metavar="LEVEL",
+                   help="--family ordinal with --formula: the response's categories in order, lowest first "
+                        "(default: a categorical's order, else the values sorted)")
     f.add_argument("--no-intercept", action="store_true",
                    help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
     _add_option_flags(f, OPTIONS.values())
@@ -243,6 +246,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise UsageError("give either --formula or --response/--group/--fixed, not both")
     elif not args.response or not args.group:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
+    elif args.levels is not None:
+        raise UsageError("--levels orders an ordinal response in a --formula model; write the model with --formula")
     references = reference_levels(args.reference)
     blup_rows(args.blups)  # checked before the fit runs
     spec = None
@@ -252,7 +257,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         spec = ModelSpec(args.formula, family=args.family, link=args.link, conf_level=args.conf_level,
                          max_iter=args.max_iter, tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights,
                          offset=args.offset, reference_levels=references, reml=args.reml, ddf=args.ddf,
-                         dispersion=args.dispersion, tweedie_power=args.tweedie_power)
+                         dispersion=args.dispersion, tweedie_power=args.tweedie_power, levels=args.levels)
         spec.parsed  # noqa: B018  (parsed here, once: the fit uses this parse)
     if args.ci is not None:  # the interval options' rules, before the fit runs
         from glmmlab.engine.model.options import INTERVAL_OPTIONS
