@@ -184,23 +184,23 @@ def test_threshold_gradient_is_exact():
                     np.arange(len(df)), len(df))
     from glmmlab.engine.model.terms import merge_terms
 
+    ONES = np.ones(len(df))
     for link in ORDINAL_LINKS:
         fam0, lk = resolve("ordinal", link)
         base = fam0.for_levels(["1", "2", "3", "4", "5"], link)
         st = Structure(merge_terms(mf.terms))
-        pw, off = np.ones(len(df)), np.zeros(len(df))
-        lap = GeneralLaplace(st, X, mf.y, pw, off, base, lk)
+        lap = GeneralLaplace(st, X, mf.y, ONES, np.zeros(len(df)), base, lk)
         lap.psi_gradient = True
-        obj = BlockedLaplace([lap], Likelihood(base, mf.y, pw), st.n_theta, threads=False)
+        obj = BlockedLaplace([lap], Likelihood(base, mf.y, ONES), st.n_theta, threads=False)
 
         def value(z, obj=obj, base=base):
             f = base.with_parameters(base.from_internal(z[3:]))
-            obj.set_family(f, Likelihood(f, mf.y, pw))
+            obj.set_family(f, Likelihood(f, mf.y, ONES))
             return obj.value(z[:3])
 
         z = np.concatenate([[0.9, 1.5, 0.8], base.to_internal([-1.2, 1.0, 3.5, 5.0])])
         f = base.with_parameters(base.from_internal(z[3:]))
-        obj.set_family(f, Likelihood(f, mf.y, pw))
+        obj.set_family(f, Likelihood(f, mf.y, ONES))
         _, g = obj.value_and_grad(z[:3])
         num = central_differences(value, z, h=1e-5)
         assert np.allclose(g, num, rtol=1e-4, atol=1e-5), (link, g, num)

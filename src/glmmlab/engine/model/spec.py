@@ -5,7 +5,7 @@ form through the API, the Dask path) and the fit consumes. Its option rules are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -67,7 +67,7 @@ class ModelSpec:
     tweedie_power: float | None = OPTIONS["tweedie_power"].default
     # the ordinal family: the response's categories in order, lowest first (default: a categorical's order, else
     # the values sorted)
-    levels: tuple | list | None = field(default=None, hash=False)
+    levels: Sequence[Any] | None = field(default=None, hash=False)
 
     @cached_property
     def parsed(self) -> Formula:

@@ -116,7 +116,8 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
             elif fam.name == "ordinal":  # cumulative-link models: their thresholds, start and results
                 from glmmlab.engine.solvers.ordinal_fit import fit_ordinal
 
-                fields = fit_ordinal(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, specs)
+                fields = fit_ordinal(st, Xs, T, names, mf, pw, off, fam, lk, model,  # type: ignore[arg-type]
+                                     progress, specs)
             else:
                 fields = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
