@@ -378,7 +378,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
             return (lv > 0).astype(float), w
         raise GlmmInputError(
             f"the response {label!r} is a factor with levels {_show_levels(v.levels)}; the {fam} family needs "
-            "numbers"
+            "numbers (for ordered categories choose the ordinal family)"
         )
     y = np.ascontiguousarray(v.values[rows], dtype=float)
     if binomial_type:

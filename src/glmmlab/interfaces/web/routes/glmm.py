@@ -52,6 +52,8 @@ class FitBody(BaseModel):
         None, description="Reference level per factor column (with a formula), e.g. {\"f\": \"b\"}: R's relevel.")
     form: Optional[dict[str, Any]] = Field(None, description="The page's record of every control of the form, kept "
                                                               "with a saved model to fill the form again.")
+    levels: Optional[list[Any]] = Field(None, description="Ordinal family: the response's categories in order, "
+                                                          "lowest first (default: the values sorted).")
 
 
 class FormulaBody(BaseModel):
@@ -60,6 +62,7 @@ class FormulaBody(BaseModel):
     family: str = "gaussian"
     weights: Optional[str] = None
     reference_levels: Optional[dict[str, str]] = None
+    levels: Optional[list[Any]] = None
 
 
 def field_error(exc: fits.FieldError) -> JSONResponse:
@@ -81,7 +84,7 @@ def check_formula_route(body: FormulaBody, request: Request):
     try:
         with workbench(request).project() as project:
             return fits.check_formula_on(project, body.dataset_id, body.formula, body.family, body.weights,
-                                         body.reference_levels)
+                                         body.reference_levels, levels=body.levels)
     except fits.FieldError as exc:
         return field_error(exc)
 

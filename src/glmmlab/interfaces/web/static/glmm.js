@@ -382,9 +382,9 @@
    * hold one column, the others a list. `fits` says which columns a role takes, `refuse` why another does not. */
   const ROLES = [
     { key: "response", label: "Dependent Variable", single: true, none: "— choose —",
-      hint: "The Response Variable (Y): numeric, or boolean / 0-1 (binomial).",
-      fits: (c) => c.numeric || c.dtype === "boolean",
-      refuse: (c) => `${c.name} is ${c.dtype}: the Dependent Variable must be numeric or boolean.` },
+      hint: "The Response Variable (Y): numeric, boolean / 0-1 (binomial), or ordered categories (ordinal).",
+      fits: (c) => c.numeric || c.dtype === "boolean" || c.categorical,
+      refuse: (c) => `${c.name} is ${c.dtype}: the Dependent Variable must be numeric, boolean or categorical.` },
     { key: "factors", label: "Factors",
       hint: "Categorical fixed effects: string or boolean columns.",
       fits: (c) => c.categorical && !c.numeric,
@@ -533,6 +533,10 @@
         c === "estimated" ? "Estimated (a parameter of the likelihood, as glmmTMB)" : "lme4 (glmer's deviance / n)")));
     const formulaInput = el("input", { type: "text", id: id("formula"), name: "formula", class: "formula", spellcheck: "false",
       autocomplete: "off", "aria-describedby": id("formula-help") });
+    // an ordinal response's categories, lowest first: shown from the formula check, editable (comma-separated)
+    const levelsInput = el("input", { type: "text", id: id("levels"), name: "levels", class: "levels", spellcheck: "false",
+      autocomplete: "off", placeholder: "lowest first, separated by commas" });
+    let levelsEdited = false;  // the order was typed: it is sent with the check and the fit
     const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the controls again" }, "Use the form");
     const formulaHelp = el("p", { class: "muted formula-help", id: id("formula-help") });
     // the variables without a role, checked to be given one with a role's arrow button
@@ -570,6 +574,7 @@
       tol: field("tol", "Convergence Tolerance", tol),
       ddf: field("ddf", "Fixed-effect tests", ddf),
       dispersion: field("dispersion", "Dispersion", dispersion),
+      levels: field("levels", "Category order", levelsInput),
       formula: field("formula", "Model formula", formulaInput, formulaReset),
       terms: field("terms", "Fixed Effects", el("div", { class: "builder term-builder" },
         el("p", { class: "muted builder-help" }, "Main effects: the Factors and Covariates. For an interaction check two or more, then Add interaction."),
@@ -606,7 +611,7 @@
       modelKind,
       formSummary,
       el("div", { class: "form-grid" },
-        el("div", { class: "col" }, f.dataset_id.row, f.family.row, f.link.row),
+        el("div", { class: "col" }, f.dataset_id.row, f.family.row, f.link.row, f.levels.row),
         el("div", { class: "col" }, f.intercept.row, f.conf_level.row,
           el("details", { class: "advanced" }, el("summary", {}, "Advanced Options"), f.max_iter.row, f.tol.row,
             f.ddf.row, f.dispersion.row))),
@@ -660,6 +665,7 @@
       clear(link);
       for (const l of fam.links) link.appendChild(el("option", { value: l }, l === fam.canonical_link ? `${cap(l)} (canonical)` : cap(l)));
       link.value = fam.canonical_link;
+      showLevels();
     }
 
     function hasDispersion() {
@@ -696,6 +702,11 @@
       if (key === "response") {
         const c = colOf(name);
         if (c && c.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
+        // a categorical response is an ordered factor: the ordinal family, its order from the next formula check
+        if (c && c.categorical && !c.numeric && c.dtype !== "boolean" && family.value !== "ordinal") {
+          family.value = "ordinal"; fillLinks();
+        }
+        levelsEdited = false; levelsInput.value = "";
       }
     }
 
@@ -1010,9 +1021,10 @@
       const text = formulaInput.value;
       try {
         const answer = await api.post("/api/glmm/formula", { dataset_id: collect().dataset_id, formula: text,
-          family: family.value, weights: M.weights || null, reference_levels: chosenReferences() });
+          family: family.value, weights: M.weights || null, reference_levels: chosenReferences(), levels: chosenLevels() });
         if (mine === checkSeq) {
-          for (const name of ["formula", "weights", "reference_levels"]) showFieldError(name, "");
+          for (const name of ["formula", "weights", "reference_levels", "levels"]) showFieldError(name, "");
+          if (answer.response_levels && !levelsEdited) levelsInput.value = answer.response_levels.join(", ");
           factorLevels = answer.factors || {};
           lastCheck = answer;
           if (typed && !matched) fillFrom(answer, text, mine);
@@ -1108,8 +1120,16 @@
           intercept: intercept.checked });
       }
       return Object.assign(common, { formula: formulaInput.value, weights: M.weights || null,
-        reference_levels: chosenReferences(), response: M.response || null });
+        reference_levels: chosenReferences(), response: M.response || null, levels: chosenLevels() });
     }
+
+    /* The ordinal response's order typed in Category order (null: the data's order, which the check shows). */
+    function chosenLevels() {
+      if (family.value !== "ordinal" || !levelsEdited) return null;
+      const out = levelsInput.value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      return out.length ? out : null;
+    }
+    function showLevels() { f.levels.row.hidden = family.value !== "ordinal"; }
 
     // Satterthwaite's t tests are for linear mixed models only (the server says the same, next to the field)
     function ddfError(b) {
@@ -1185,7 +1205,9 @@
     }
 
     dsSelect.addEventListener("change", () => { resetModel(); loadColumns().then(() => { validate(false); checkFormulaSoon(); }); });
-    family.addEventListener("change", () => { fillLinks(); changed(); });
+    family.addEventListener("change", () => { fillLinks(); showLevels(); changed(); });
+    levelsInput.addEventListener("input", () => { levelsEdited = true; checkFormulaSoon(); });
+    showLevels();
     link.addEventListener("change", () => { renderModel(); validate(false); });
     intercept.addEventListener("change", changed);
     ddf.addEventListener("change", () => validate(false));
