@@ -313,3 +313,24 @@ def test_bad_input(change, message):
         glmmlab.glmm(change.get("formula", FORMULA), data, family=change.get("family", "ordinal"),
                      link=change.get("link"), levels=change.get("levels"))
     assert message in str(err.value)
+
+
+def test_what_follows_from_a_fit():
+    """predict gives each category's probability (at the modes for the fit's own rows), the linear predictor with
+    type='link'; Wald intervals, omnibus tests and model comparison work; what is not available yet says so."""
+    df = read_table(str(WINE))
+    res = glmmlab.glmm(FORMULA, df, family="ordinal")
+    probs = res.predict(df)
+    assert list(probs.columns) == ["1", "2", "3", "4", "5"]
+    assert np.allclose(probs.to_numpy(), res.category_probs.to_numpy(), atol=1e-12)
+    assert np.allclose(res.predict(df, type="link"), res.to_dict()["ordinal"]["linear_predictor"])
+    assert list(res.conf_int().index) == ["tempwarm", "contactyes"]
+    assert list(res.anova().index) == ["temp", "contact"]
+    assert list(res.emmeans("temp", type="link")["temp"]) == ["cold", "warm"]
+    smaller = glmmlab.glmm("rating ~ temp + (1 | judge)", df, family="ordinal")
+    assert list(glmmlab.anova(smaller, res)["npar"]) == [6, 7]
+    for call, words in ((lambda: res.conf_int(method="profile"), "not available for ordinal models"),
+                        (lambda: res.emmeans("temp"), "use type='link'"),
+                        (lambda: res.predict(df, interval="confidence"), "without intervals")):
+        with pytest.raises(GlmmInputError, match=words):
+            call()

@@ -61,6 +61,13 @@ class OrdinalFit:
         probs = self.category_probabilities()
         return probs[np.arange(probs.shape[0]), self.codes - 1]
 
+    def probabilities_frame(self, eta: np.ndarray):
+        """A DataFrame of P(Y = k) at linear predictors ``eta`` (new rows): one column per category."""
+        import pandas as pd
+
+        return pd.DataFrame(category_probabilities(self.link, self.thresholds, np.asarray(eta, dtype=float)),
+                            columns=list(self.levels))
+
     def table(self, conf_level: float) -> list[dict]:
         """The thresholds' table: name, estimate, std_error, statistic (z), p_value, lower, upper (Wald)."""
         se = self.se

@@ -544,6 +544,9 @@ class GlmmResult:
         import pandas as pd
 
         attrs: dict = {"method": method, "level": level}
+        if method != "wald" and self.ordinal is not None:
+            raise GlmmInputError(f"method {method!r}: profile and bootstrap intervals are not available for ordinal "
+                                 "models yet; use method='wald'")
         if method == "wald":
             names = list(self.names)
             lower, upper = self.intervals(level)
@@ -644,6 +647,14 @@ class GlmmResult:
         """
         if type not in ("response", "link"):
             raise ValueError("type must be 'response' or 'link'")
+        if self.ordinal is not None and self.predictor is not None and interval is None:
+            # an ordinal model: "link" the linear predictor, "response" each category's probability
+            eta_fixed, random_part = self.predictor(new_data)
+            eta = eta_fixed + random_part if include_random is not False else eta_fixed
+            return eta if type == "link" else self.ordinal.probabilities_frame(eta)
+        if self.ordinal is not None:
+            raise GlmmInputError("predict: an ordinal model predicts from a formula fit without intervals; "
+                                 "type='response' gives each category's probability")
         if interval is not None:
             return self._predict_interval(new_data, include_random, type, interval, level)
         include_random = True if include_random is None else include_random
