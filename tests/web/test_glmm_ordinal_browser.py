@@ -1,5 +1,5 @@
-"""The GLMM tab with an ordinal response in a real browser: a text column as the Dependent Variable chooses the
-Ordinal family, the Category order shows the response's categories (sorted) once the formula is checked, a typed
+"""The GLMM tab with an ordinal response in a real browser: a text column of the ordinal measurement scale as the
+Dependent Variable chooses the Ordinal family (a column of another scale is not offered), the Category order shows the response's categories (sorted) once the formula is checked, a typed
 order is the fit's, and the results show the Thresholds table (equal to ``glmmlab.glmm``'s)."""
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ def test_a_categorical_response_is_fitted_as_an_ordinal_model(page, live_server_
     df["rating"] = df["rating"].map(NAMES)
     df["judge"] = "J" + df["judge"].astype(str)
     server = live_server_factory()
-    ds = import_frame(server.api(), df, "wine")
+    api = server.api()
+    ds = import_frame(api, df, "wine")
+    ready(page, server.url)
+    menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
+    panel = active_panel(page)
+    control(panel, "dataset_id").select_option(str(ds["id"]))
+    expect(control(panel, "response").locator('option[value="rating"]')).to_have_count(0)  # nominal: not offered
+    r = api.patch(f"/api/datasets/{ds['id']}/columns", json={"column": "rating", "scale": "ordinal"})
+    assert r.status_code == 200, r.text
     ready(page, server.url)
     menu(page, "Analysis", "Mixed Effects Model (GLMM)...")
     panel = active_panel(page)

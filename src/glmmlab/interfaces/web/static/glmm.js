@@ -382,9 +382,10 @@
    * hold one column, the others a list. `fits` says which columns a role takes, `refuse` why another does not. */
   const ROLES = [
     { key: "response", label: "Dependent Variable", single: true, none: "— choose —",
-      hint: "The Response Variable (Y): numeric, boolean / 0-1 (binomial), or ordered categories (ordinal).",
-      fits: (c) => c.numeric || c.dtype === "boolean" || c.categorical,
-      refuse: (c) => `${c.name} is ${c.dtype}: the Dependent Variable must be numeric, boolean or categorical.` },
+      hint: "The Response Variable (Y): numeric, boolean / 0-1 (binomial), or a column of the ordinal scale (ordinal).",
+      fits: (c) => c.numeric || c.dtype === "boolean" || c.scale === "ordinal",
+      refuse: (c) => `${c.name} is ${c.dtype}: the Dependent Variable must be numeric or boolean, or a column ` +
+        "whose measurement scale is ordinal (ordered categories)." },
     { key: "factors", label: "Factors",
       hint: "Categorical fixed effects: string or boolean columns.",
       fits: (c) => c.categorical && !c.numeric,
@@ -702,8 +703,8 @@
       if (key === "response") {
         const c = colOf(name);
         if (c && c.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
-        // a categorical response is an ordered factor: the ordinal family, its order from the next formula check
-        if (c && c.categorical && !c.numeric && c.dtype !== "boolean" && family.value !== "ordinal") {
+        // a column of the ordinal scale is an ordered factor: the ordinal family, its order from the formula check
+        if (c && c.scale === "ordinal" && c.dtype !== "boolean" && family.value !== "ordinal") {
           family.value = "ordinal"; fillLinks();
         }
         levelsEdited = false; levelsInput.value = "";
