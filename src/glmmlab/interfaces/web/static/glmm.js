@@ -383,7 +383,7 @@
   const ROLES = [
     { key: "response", label: "Dependent Variable", single: true, none: "— choose —",
       hint: "The Response Variable (Y): numeric, boolean / 0-1 (binomial), or a column of the ordinal scale (ordinal).",
-      fits: (c) => c.numeric || c.dtype === "boolean" || c.scale === "ordinal",
+      fits: (c) => c.numeric || c.dtype === "boolean" || (c.scale === "ordinal" && c.dtype === "string"),
       refuse: (c) => `${c.name} is ${c.dtype}: the Dependent Variable must be numeric or boolean, or a column ` +
         "whose measurement scale is ordinal (ordered categories)." },
     { key: "factors", label: "Factors",
