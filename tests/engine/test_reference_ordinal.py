@@ -179,11 +179,13 @@ def test_extreme_rows_stay_finite():
 
 
 def test_threshold_gradient_is_exact():
-    """The gradient of the Laplace deviance in (theta, beta, thresholds) against differences of the deviance."""
+    """The gradient of the Laplace deviance in (theta, beta, thresholds) against differences of the deviance, and
+    the exact threshold gradient (OrdinalLaplace) against the general one (central differences of row states)."""
     from glmmlab.engine.model.terms import ModelFrame, RandomTerm, ones_column
     from glmmlab.engine.solvers.blocked_cholesky import Structure
     from glmmlab.engine.solvers.laplace import GeneralLaplace
     from glmmlab.engine.solvers.likelihood import Likelihood
+    from glmmlab.engine.solvers.ordinal_fit import OrdinalLaplace
     from glmmlab.engine.solvers.row_blocks import BlockedLaplace
 
     df = read_table(str(WINE))
@@ -199,9 +201,12 @@ def test_threshold_gradient_is_exact():
         fam0, lk = resolve("ordinal", link)
         base = fam0.for_levels(["1", "2", "3", "4", "5"], link)
         st = Structure(merge_terms(mf.terms))
-        lap = GeneralLaplace(st, X, mf.y, ONES, np.zeros(len(df)), base, lk)
+        lap = OrdinalLaplace(st, X, mf.y, ONES, np.zeros(len(df)), base, lk)
         lap.psi_gradient = True
         obj = BlockedLaplace([lap], Likelihood(base, mf.y, ONES), st.n_theta, threads=False)
+        general = GeneralLaplace(st, X, mf.y, ONES, np.zeros(len(df)), base, lk)  # central differences in psi
+        general.psi_gradient = True
+        general_obj = BlockedLaplace([general], Likelihood(base, mf.y, ONES), st.n_theta, threads=False)
 
         def value(z, obj=obj, base=base):
             f = base.with_parameters(base.from_internal(z[3:]))
@@ -214,7 +219,10 @@ def test_threshold_gradient_is_exact():
         _, g = obj.value_and_grad(z[:3])
         num = central_differences(value, z, h=1e-5)
         assert np.allclose(g, num, rtol=1e-4, atol=1e-5), (link, g, num)
+        general_obj.set_family(f, Likelihood(f, mf.y, ONES))
+        assert np.allclose(g, general_obj.value_and_grad(z[:3])[1], rtol=1e-6, atol=1e-8), link
         obj.close()
+        general_obj.close()
 
 
 def _brute_force_loglik(link, th, beta, sd, X, y, g, nodes=80):

@@ -1,6 +1,7 @@
 """The GLMM tab with an ordinal response in a real browser: a text column of the ordinal measurement scale as the
-Dependent Variable chooses the Ordinal family (a column of another scale is not offered), the Category order shows the response's categories (sorted) once the formula is checked, a typed
-order is the fit's, and the results show the Thresholds table (equal to ``glmmlab.glmm``'s)."""
+Dependent Variable chooses the Ordinal family (a column of another scale is not offered), the Category order shows
+the response's categories (sorted) once the formula is checked, a typed order is the fit's, and the results show
+the Thresholds table (equal to ``glmmlab.glmm``'s)."""
 
 from __future__ import annotations
 

@@ -81,43 +81,55 @@ def quantile(link: str, p: np.ndarray) -> np.ndarray:
     return np.log(-np.log1p(-p))
 
 
-def _shape(link: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(f'/f, f''/f, f'''/f) at finite x."""
+def _shape(link: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(f'/f, f''/f) at finite x."""
     if link == "logit":
         t = -np.tanh(0.5 * x)  # 1 - 2F
-        f = 0.25 * (1.0 - t * t)
-        return t, t * t - 2.0 * f, t * (t * t - 8.0 * f)
+        return t, 1.5 * t * t - 0.5  # f''/f = t^2 - 2f with f = (1 - t^2) / 4
     if link == "probit":
-        return -x, x * x - 1.0, -x * (x * x - 3.0)
+        return -x, x * x - 1.0
     e = np.exp(np.minimum(x, MAX_EXP))
     g = 1.0 - e
-    # (f''/f)' = f'''/f - (f'/f)(f''/f); with f''/f = g^2 - e: (g^2 - e)' = -2 g e - e
-    return g, g * g - e, g * (g * g - e) - 2.0 * g * e - e
+    return g, g * g - e
 
 
 def _log1mexp(d: np.ndarray) -> np.ndarray:
-    """log(1 - exp(d)) for d <= 0, accurate at both ends."""
+    """log(1 - exp(d)) for d <= 0 (-inf at 0). Near d = -inf, log(-expm1(d)) keeps an absolute error below
+    exp(d), all that a log-probability needs."""
     with np.errstate(divide="ignore"):
-        return np.where(d > -0.6931471805599453, np.log(-np.expm1(np.minimum(d, 0.0))), np.log1p(-np.exp(d)))
+        return np.log(-np.expm1(np.minimum(d, 0.0)))
 
 
-def row_terms(link: str, thresholds: np.ndarray, codes: np.ndarray, eta: np.ndarray, third: bool = False):
-    """Per row of category ``codes`` (1 .. K) at linear predictors ``eta``: (log p, d/deta, d2/deta2 of log p,
-    and the third derivative if ``third``), with p = F(theta_c - eta) - F(theta_(c-1) - eta) computed on the side of
-    F or of 1 - F where it does not cancel."""
+def _row_parts(link: str, thresholds: np.ndarray, codes: np.ndarray, eta: np.ndarray):
+    """Per row: log p, f(a)/p, f(b)/p, and f'/f, f''/f at a and at b (0 at an infinite end), with a = theta_c -
+    eta, b = theta_(c-1) - eta and p = F(a) - F(b) computed on the side of F or of 1 - F where it does not cancel
+    (for the symmetric links 1 - F(x) = F(-x): two log-CDFs a row)."""
     ext = np.concatenate([[-np.inf], np.asarray(thresholds, dtype=float), [np.inf]])
     a = ext[codes] - eta
     b = ext[codes - 1] - eta
     upper = a + b > 0.0  # both ends in the upper half: 1 - F(b) - (1 - F(a)) does not cancel
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # the discarded branches of where
-        lo_a, lo_b = log_cdf(link, a), log_cdf(link, b)
-        up_a, up_b = log_sf(link, a), log_sf(link, b)
-        lp = np.where(upper, up_b + _log1mexp(up_a - up_b), lo_a + _log1mexp(lo_b - lo_a))
+        if link in ("logit", "probit"):
+            hi, lo = np.where(upper, -b, a), np.where(upper, -a, b)  # p = F(hi) - F(lo)
+            l_hi = log_cdf(link, hi)
+            lp = l_hi + _log1mexp(log_cdf(link, lo) - l_hi)
+        else:
+            lo_a, lo_b = log_cdf(link, a), log_cdf(link, b)
+            up_a, up_b = log_sf(link, a), log_sf(link, b)
+            lp = np.where(upper, up_b + _log1mexp(up_a - up_b), lo_a + _log1mexp(lo_b - lo_a))
         fin_a, fin_b = np.isfinite(a), np.isfinite(b)
-        ra = np.where(fin_a, np.exp(log_pdf(link, np.where(fin_a, a, 0.0)) - lp), 0.0)  # f(a) / p
-        rb = np.where(fin_b, np.exp(log_pdf(link, np.where(fin_b, b, 0.0)) - lp), 0.0)  # f(b) / p
-    ga, ha, ka = _shape(link, np.where(fin_a, a, 0.0))
-    gb, hb, kb = _shape(link, np.where(fin_b, b, 0.0))
+        a0, b0 = np.where(fin_a, a, 0.0), np.where(fin_b, b, 0.0)
+        ra = np.where(fin_a, np.exp(log_pdf(link, a0) - lp), 0.0)  # f(a) / p
+        rb = np.where(fin_b, np.exp(log_pdf(link, b0) - lp), 0.0)  # f(b) / p
+    ga, ha = _shape(link, a0)
+    gb, hb = _shape(link, b0)
+    return lp, ra, rb, ga, gb, ha, hb
+
+
+def row_terms(link: str, thresholds: np.ndarray, codes: np.ndarray, eta: np.ndarray, third: bool = False):
+    """Per row of category ``codes`` (1 .. K) at linear predictors ``eta``: (log p, d/deta, d2/deta2 of log p,
+    and the third derivative if ``third``), p = F(theta_c - eta) - F(theta_(c-1) - eta)."""
+    lp, ra, rb, ga, gb, ha, hb = _row_parts(link, thresholds, codes, eta)
     l1 = rb - ra  # p'/p (d a / d eta = -1)
     p2 = ga * ra - gb * rb  # p''/p
     l2 = p2 - l1 * l1
@@ -126,6 +138,19 @@ def row_terms(link: str, thresholds: np.ndarray, codes: np.ndarray, eta: np.ndar
     p3 = hb * rb - ha * ra  # p'''/p
     l3 = p3 - 3.0 * l1 * p2 + 2.0 * l1 ** 3
     return lp, l1, l2, l3
+
+
+def threshold_terms(link: str, thresholds: np.ndarray, codes: np.ndarray, eta: np.ndarray):
+    """The derivatives of (log p, d/deta log p, d2/deta2 log p) in the row's upper end a = theta_c - eta and in its
+    lower end b = theta_(c-1) - eta: ((dlp/da, dl1/da, dl2/da), (dlp/db, dl1/db, dl2/db)), exactly. A threshold
+    moves the ends of the rows of its two categories, so these are the rows' derivatives in the thresholds."""
+    lp, ra, rb, ga, gb, ha, hb = _row_parts(link, thresholds, codes, eta)
+    l1 = rb - ra
+    l1_a = ra * (ra - rb - ga)
+    l1_b = rb * (gb + rb - ra)
+    p2_a = ha * ra - ga * ra * ra + gb * ra * rb
+    p2_b = ga * ra * rb - hb * rb - gb * rb * rb
+    return (ra, l1_a, p2_a - 2.0 * l1 * l1_a), (-rb, l1_b, p2_b - 2.0 * l1 * l1_b)
 
 
 def category_probabilities(link: str, thresholds: np.ndarray, eta: np.ndarray) -> np.ndarray:
