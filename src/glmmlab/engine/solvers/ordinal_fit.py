@@ -37,8 +37,9 @@ class OrdinalLaplace(GeneralLaplace):
         lower end b (threshold c - 1); summed per threshold and taken to the optimiser's scale by the thresholds'
         Jacobian."""
         fam = self.fam
+        assert isinstance(fam, OrdinalFamily)  # the blocks of an ordinal fit hold its members
         K = len(fam.levels)
-        codes = self.resp.codes
+        codes = self.resp.codes  # type: ignore[attr-defined]  # OrdinalFamily.prepare_response's
         (lp_a, l1_a, l2_a), (lp_b, l1_b, l2_b) = threshold_terms(fam.link_name(), fam.thresholds, codes,
                                                                  m["rs"].eta)
         s_rows, t_rows = m["s_rows"], m["t_rows"]
