@@ -77,6 +77,8 @@ def simulate(family: str, link: str, n: int = 300, groups: int = 20, seed: int =
     range (both clipped at 2.5)."""
     rng = np.random.default_rng(seed)
     fam, lk = FAMILIES[family], LINKS[link]
+    if family == "ordinal":  # five ordered categories from a latent scale with the link's distribution
+        return simulate_ordinal(rng, link, n, groups)
     g = rng.integers(0, groups, n)
     x = np.clip(rng.normal(size=n), -2.5, 2.5)
     u = np.clip(rng.normal(size=groups), -2.5, 2.5)[g]
@@ -96,6 +98,18 @@ def simulate(family: str, link: str, n: int = 300, groups: int = 20, seed: int =
     if family in WEIGHTS:
         df[WEIGHTS[family]] = trials
     return df
+
+
+def simulate_ordinal(rng: np.random.Generator, link: str, n: int, groups: int) -> pd.DataFrame:
+    """``y ~ x + (1 | g)`` for the ordinal family: y = 1 + the thresholds (-1, 0, 1, 2) below x + u + e, with e
+    logistic, standard normal or Gumbel-minimum (log of an exponential: P(e <= t) = 1 - exp(-exp(t)), cloglog)."""
+    g = rng.integers(0, groups, n)
+    x = np.clip(rng.normal(size=n), -2.5, 2.5)
+    u = rng.normal(size=groups)[g]
+    e = {"logit": rng.logistic, "probit": rng.normal}.get(link, lambda size: np.log(rng.exponential(size=size)))(
+        size=n)
+    y = 1 + np.searchsorted([-1.0, 0.0, 1.0, 2.0], 0.8 * x + u + e)
+    return pd.DataFrame({"y": y.astype(float), "x": x, "g": [f"g{k:02d}" for k in g]})
 
 
 # -- what is compared -------------------------------------------------------------------------------------------
@@ -219,7 +233,7 @@ def dask_doors(df: pd.DataFrame, family: str, link: str) -> dict:
     dd = pytest.importorskip("dask.dataframe")
     ddf = dd.from_pandas(df, npartitions=2)
     kw = dict(family=family, link=link)
-    if FAMILIES[family].parameter_names and family != "negbin":  # glmmTMB's families: in memory only, said so
+    if (FAMILIES[family].parameter_names and family != "negbin") or family == "ordinal":  # in memory only, said so
         for fit in (lambda: glmmlab.glmm(FORMULA, ddf, **kw), lambda: glmmlab.fit_glmm(ddf, "y", "g", ["x"], **kw)):
             with pytest.raises(glmmlab.GlmmInputError, match=f"the {family} family is not available on a Dask"):
                 fit()

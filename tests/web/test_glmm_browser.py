@@ -140,7 +140,8 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
 
     control(panel, "dataset_id").select_option(str(ds["id"]))
     expect(control(panel, "response").locator('option[value="age"]')).to_have_count(1)
-    assert options_of(control(panel, "response")) == ["age", "recovered"]  # numeric columns only
+    # numeric and boolean columns, and those of the ordinal scale (ordered categories: the ordinal family)
+    assert options_of(control(panel, "response")) == ["age", "severity", "recovered"]
     # every column is a variable to give a role, with its type; any column can be a cluster variable (issue 19)
     assert panel.locator(".var-list input.var-pick").evaluate_all("xs => xs.map(x => x.value)") == \
         [c["name"] for c in api.get(f"/api/datasets/{ds['id']}").json()["columns"]]
@@ -155,7 +156,8 @@ def test_the_spec_story_from_form_to_exported_report(page, live_server_factory, 
                                                           "Student t", "Tweedie", "Truncated Poisson (hurdle)",
                                                           "Truncated Negative Binomial (NB2, hurdle)",
                                                           "Truncated Negative Binomial (NB1, hurdle)",
-                                                          "Gamma with exact zeros (hurdle)"]
+                                                          "Gamma with exact zeros (hurdle)",
+                                                          "Ordinal (cumulative link)"]
     assert options_of(link) == ["identity", "log", "inverse"]
     for fam, links in [("poisson", ["log", "identity"]), ("gamma", ["inverse", "log", "identity"]),
                        ("binomial", ["logit", "probit"])]:

@@ -100,10 +100,10 @@ def test_a_general_model_built_with_the_form_equals_the_command_line(page, live_
     expect(formula).to_have_value("y ~ x * f + (1 + x | g)")
     assign(panel, "group", "h")
     expect(formula).to_have_value("y ~ x * f + (1 + x | g) + (1 | h)")
-    # the negative binomial and glmmTMB's families are offered with the general form
+    # the negative binomial, glmmTMB's families and the ordinal family are offered with the general form
     assert control(panel, "family").locator("option").evaluate_all("os => os.map(o => o.value)") == \
         ["gaussian", "binomial", "poisson", "gamma", "negbin", "nbinom1", "beta_family", "betabinomial", "t_family",
-         "tweedie", "truncated_poisson", "truncated_nbinom2", "truncated_nbinom1", "ziGamma"]
+         "tweedie", "truncated_poisson", "truncated_nbinom2", "truncated_nbinom1", "ziGamma", "ordinal"]
     expect(field(panel, "formula").locator(".field-error")).to_be_hidden()
     panel.evaluate("p => p.closest('.tabpanel').scrollTop = 0")
     DOCS.mkdir(exist_ok=True)

@@ -121,6 +121,7 @@ def glmm(
     disp: Optional[str] = None,
     progress: Optional[Callable[[str, float], None]] = None,
     n_blocks: Optional[int] = None,
+    levels: Optional[Sequence[Any]] = None,
 ) -> GlmmResult:
     """Fit a model written in lme4's language, e.g.
     ``glmm("Reaction ~ Days + (Days | Subject)", df)`` or
@@ -139,10 +140,17 @@ def glmm(
     model of P(y = 0)), ``disp`` one of the family's dispersion on its log scale (``"~ x"``: the Gaussian's log
     variance, the Gamma's log shape, the negative binomial's log theta, ...). ``result.fixef`` then holds the
     ``"cond"``, ``"zi"`` and ``"disp"`` coefficients.
+
+    ``family="ordinal"`` fits a cumulative-link mixed model (``ordinal::clmm``; links logit, probit, cloglog) to an
+    ordered response: ``glmm("rating ~ temp + contact + (1 | judge)", df, family="ordinal", link="probit")``. Its
+    categories are a pandas categorical's order, else the values sorted (numbers in numeric order); ``levels``
+    gives the order (``levels=["low", "mid", "high"]``). The thresholds are ``result.thresholds`` (a Series by
+    clmm's names ``"1|2"``, ...), the category probabilities per row ``result.category_probs``.
     """
     spec = ModelSpec(formula, family=family, link=link, weights=weights, offset=offset, conf_level=conf_level,
                      max_iter=max_iter, tol=tol, nagq=nagq, se=se, reference_levels=reference_levels,
-                     reml=reml, ddf=ddf, dispersion=dispersion, tweedie_power=tweedie_power, zi=zi, disp=disp)
+                     reml=reml, ddf=ddf, dispersion=dispersion, tweedie_power=tweedie_power, zi=zi, disp=disp,
+                     levels=levels)
     return fit(spec, data, progress=progress, n_blocks=n_blocks)
 
 

@@ -97,6 +97,9 @@ def _add_fit_options(f: argparse.ArgumentParser) -> None:
                    help="with --formula: a model of the family's dispersion on its log scale, e.g. '~ x' (the "
                         "Gaussian's log variance, the Gamma's log shape, the negative binomial's log theta), as "
                         "glmmTMB's dispformula")
+    f.add_argument("--levels", nargs="+", default=None, metavar="LEVEL",
+                   help="--family ordinal with --formula: the response's categories in order, lowest first "
+                        "(default: a categorical's order, else the values sorted)")
     f.add_argument("--no-intercept", action="store_true",
                    help="fit without a fixed intercept (with --response/--group; in a formula write 0 +)")
     _add_option_flags(f, OPTIONS.values())
@@ -255,6 +258,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError("give --formula 'y ~ x + (1 | g)', or --response Y and --group G")
     elif getattr(args, "zi", None) is not None or getattr(args, "disp", None) is not None:
         raise UsageError("--zi and --disp go with --formula (write the model as a formula)")
+    elif args.levels is not None:
+        raise UsageError("--levels orders an ordinal response in a --formula model; write the model with --formula")
     references = reference_levels(args.reference)
     blup_rows(args.blups)  # checked before the fit runs
     cli_residuals.check(args)
@@ -266,7 +271,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                          max_iter=args.max_iter, tol=args.tol, nagq=args.nagq, se=args.se, weights=args.weights,
                          offset=args.offset, reference_levels=references, reml=args.reml, ddf=args.ddf,
                          dispersion=args.dispersion, tweedie_power=args.tweedie_power,
-                         zi=getattr(args, "zi", None), disp=getattr(args, "disp", None))
+                         zi=getattr(args, "zi", None), disp=getattr(args, "disp", None), levels=args.levels)
         spec.parsed  # noqa: B018  (parsed here, once: the fit uses this parse)
     if args.ci is not None:  # the interval options' rules, before the fit runs
         from glmmlab.engine.model.options import INTERVAL_OPTIONS

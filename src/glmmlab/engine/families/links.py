@@ -99,3 +99,31 @@ LINKS: dict[str, Link] = {
     "probit": Link("probit", special.ndtri, _probit_inv, _probit_d1, _probit_d2, _probit_d3),
     "inverse": Link("inverse", _reciprocal, _inverse_inv, _inverse_d1, _inverse_d2, _inverse_d3),
 }
+
+
+# the complementary log-log link (the ordinal family's third cumulative link): mu = 1 - exp(-exp(eta))
+def _cloglog_fun(mu):
+    return np.log(-np.log1p(-mu))
+
+
+def _cloglog_inv(eta):
+    return -np.expm1(-np.exp(np.minimum(eta, 700.0)))
+
+
+def _cloglog_d1(eta):
+    e = np.minimum(eta, 700.0)
+    return np.exp(e - np.exp(e))
+
+
+def _cloglog_d2(eta):
+    e = np.minimum(eta, 700.0)
+    return np.exp(e - np.exp(e)) * (1.0 - np.exp(e))
+
+
+def _cloglog_d3(eta):
+    e = np.minimum(eta, 700.0)
+    x = np.exp(e)
+    return np.exp(e - x) * ((1.0 - x) ** 2 - x)
+
+
+LINKS["cloglog"] = Link("cloglog", _cloglog_fun, _cloglog_inv, _cloglog_d1, _cloglog_d2, _cloglog_d3)

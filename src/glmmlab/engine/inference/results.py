@@ -126,6 +126,9 @@ class GlmmResult:
     # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
     # the tests are then t tests. None: Wald z tests.
     df: np.ndarray | None = None
+    # an ordinal (cumulative-link) fit's thresholds, their covariance and per-row linear predictors
+    # (glmmlab.engine.inference.ordinal.OrdinalFit); None for the other families
+    ordinal: Any = None
     # Gaussian + identity in memory: () -> (deviance, vcov, varpar) of Satterthwaite's method, whose pieces are
     # computed from it when first needed (omnibus F tests, marginal means)
     varpar_model: Callable[[], tuple] | None = None
@@ -342,6 +345,9 @@ class GlmmResult:
         terms = self.anova_terms_document()
         if terms is not None:
             out["anova_terms"] = terms
+        if self.ordinal is not None:  # the thresholds' table and the ordinal part (categories, probabilities)
+            out["thresholds"] = self.ordinal.table(self.conf_level if conf_level is None else conf_level)
+            out["ordinal"] = self.ordinal.document(diagnostics)
         if self.se_hessian is not None:
             out["std_error_hessian"] = {n: _num(s) for n, s in zip(self.names, self.se_hessian)}
         return out
@@ -426,6 +432,28 @@ class GlmmResult:
                                   index=pd.Index(list(sub["names"]) if sub else [], name="term"), name="estimate",
                                   dtype=float)
         return out
+
+    @property
+    def thresholds(self):
+        """An ordinal fit's thresholds as a pandas Series by clmm's names (``"1|2"``, ``"2|3"``, ...): P(Y <= j) =
+        F(theta_j - eta). None for the other families."""
+        if self.ordinal is None:
+            return None
+        import pandas as pd
+
+        return pd.Series(np.asarray(self.ordinal.thresholds, dtype=float), index=list(self.ordinal.names),
+                         name="threshold")
+
+    @property
+    def category_probs(self):
+        """An ordinal fit's category probabilities per row at the conditional modes (a DataFrame: one column per
+        category, rows in the order of :attr:`rows`); None for the other families."""
+        if self.ordinal is None:
+            return None
+        import pandas as pd
+
+        return pd.DataFrame(self.ordinal.category_probabilities(), columns=list(self.ordinal.levels),
+                            index=pd.Index(np.asarray(self.rows), name="row"))
 
     @property
     def llf(self) -> float:
@@ -559,6 +587,9 @@ class GlmmResult:
         import pandas as pd
 
         attrs: dict = {"method": method, "level": level}
+        if method != "wald" and self.ordinal is not None:
+            raise GlmmInputError(f"method {method!r}: profile and bootstrap intervals are not available for ordinal "
+                                 "models yet; use method='wald'")
         if method == "wald":
             names = list(self.names)
             lower, upper = self.intervals(level)
@@ -683,6 +714,14 @@ class GlmmResult:
         """
         if type not in ("response", "link"):
             raise ValueError("type must be 'response' or 'link'")
+        if self.ordinal is not None and self.predictor is not None and interval is None:
+            # an ordinal model: "link" the linear predictor, "response" each category's probability
+            eta_fixed, random_part = self.predictor(new_data)
+            eta = eta_fixed + random_part if include_random is not False else eta_fixed
+            return eta if type == "link" else self.ordinal.probabilities_frame(eta)
+        if self.ordinal is not None:
+            raise GlmmInputError("predict: an ordinal model predicts from a formula fit without intervals; "
+                                 "type='response' gives each category's probability")
         if type == "response" and (self.model.get("zi") or self.model.get("disp")
                                    or str(self.family).startswith("truncated_") or self.family == "ziGamma"):
             raise GlmmInputError(

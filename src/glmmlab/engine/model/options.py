@@ -95,7 +95,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("family", "choice", "gaussian", "Distribution Family", "the distribution of the response",
            choices=tuple(FAMILIES), aliases=dict(ALIASES), examples_bad=("quasipoisson", "")),
     Option("link", "choice", None, "Link Function", "the link (default: the family's canonical link)",
-           choices=tuple(LINKS), examples_bad=("cloglog",)),
+           choices=tuple(LINKS), examples_bad=("cauchit",)),
     Option("conf_level", "float", 0.95, "Confidence Level", "the level of the Wald intervals",
            low=0.5, high=0.9999, rule_text="between 0.5 and 0.9999 (50% to 99.99%)",
            examples_bad=(0.3, 1.0, 95, float("nan"), "high")),

@@ -5,7 +5,7 @@ form through the API, the Dask path) and the fit consumes. Its option rules are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
+from glmmlab.engine.families.ordinal import check_levels
 from glmmlab.engine.model.formula import Formula, is_syntactic, parse_formula
 from glmmlab.engine.model.limits import echo
 from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_options, resolve_ddf
@@ -69,6 +70,9 @@ class ModelSpec:
     # dispersion, e.g. "~ mined"; None: no zero model, the family's constant dispersion
     zi: str | None = None
     disp: str | None = None
+    # the ordinal family: the response's categories in order, lowest first (default: a categorical's order, else
+    # the values sorted)
+    levels: Sequence[Any] | None = field(default=None, hash=False)
 
     @cached_property
     def parsed(self) -> Formula:
@@ -93,8 +97,10 @@ class ModelSpec:
         for key in ("zi", "disp"):
             if getattr(self, key) is not None:
                 side_formula(key, getattr(self, key))
-        return check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq, self.se,
-                             self.reml, self.ddf, self.dispersion, self.tweedie_power)
+        fam, lk = check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq,
+                                self.se, self.reml, self.ddf, self.dispersion, self.tweedie_power)
+        check_levels(self.levels, fam.name)
+        return fam, lk
 
     def document(self, response: str, intercept: bool, fixed: list[str] | None = None, group: str | None = None,
                  level_label: Any = str) -> dict:
@@ -115,6 +121,8 @@ class ModelSpec:
         for key in ("zi", "disp"):  # only when given: a document without them keeps its keys
             if getattr(self, key) is not None:
                 model[key] = str(getattr(self, key)).strip()
+        if self.levels is not None:  # the ordinal response's order, when given
+            model["levels"] = [level_label(v) for v in self.levels]
         if self.reference_levels:  # only when asked for: a document without them keeps its keys
             model["reference_levels"] = {str(k): level_label(v) for k, v in self.reference_levels.items()}
         return model
@@ -122,7 +130,7 @@ class ModelSpec:
     def options(self) -> dict:
         """The fit's options (everything but the formula, weights, offset and reference levels)."""
         d = asdict(self)
-        for k in ("formula", "weights", "offset", "reference_levels", "zi", "disp"):
+        for k in ("formula", "weights", "offset", "reference_levels", "zi", "disp", "levels"):
             d.pop(k)
         return d
 

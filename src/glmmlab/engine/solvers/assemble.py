@@ -40,6 +40,8 @@ def record(fields: dict[str, Any], warnings: list[str], dropped: list[str],
         extras = fields.get("row_extras")
         if extras:
             fields["row_extras"] = {k: _put_back(v, order) for k, v in extras.items()}
+        if fields.get("ordinal") is not None:  # an ordinal fit's per-row linear predictors and categories
+            fields["ordinal"] = fields["ordinal"].reordered(order)
     return GlmmResult(**fields)
 
 

@@ -39,7 +39,7 @@ def _check_nagq(blocks: list[FactorBlock], nagq: int) -> None:
 def _check_response_mean(mf: ModelFrame, fam: Family, lk: Link, pw: np.ndarray) -> None:
     """Refuse, in words, a response whose mean the link cannot give (a negative mean under the log link): the GLM
     that starts the fit has no start there, and a fit would run off to coefficients of -2,000."""
-    if mf.n:
+    if mf.n and fam.name != "ordinal":  # an ordinal response holds category numbers, not a mean to link
         mean = float(np.mean(mf.y)) if mf.weights is None else float(np.average(mf.y, weights=pw))
         check_response_mean(mean, fam, lk, mf.response)
 
@@ -122,6 +122,11 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
                                    mf.parts["zi_terms"])
             elif fam.name == "gaussian" and lk.name == "identity" and data is None:
                 fields = _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs)
+            elif fam.name == "ordinal":  # cumulative-link models: their thresholds, start and results
+                from glmmlab.engine.solvers.ordinal_fit import fit_ordinal
+
+                fields = fit_ordinal(st, Xs, T, names, mf, pw, off, fam, lk, model,  # type: ignore[arg-type]
+                                     progress, specs)
             else:
                 fields = _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary,
                                       data)

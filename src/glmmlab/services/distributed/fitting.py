@@ -86,8 +86,10 @@ def fit_parquet_on_dask(path: str, *, scheduler: Optional[str] = None, response:
 
 
 def _dask_family(fam: Family) -> None:
-    """glmmTMB's families (parameters of their own besides the negative binomial's theta) are fitted in memory."""
-    if fam.parameter_names and fam.name != "negbin" or fam.name.startswith("truncated_") or fam.name == "ziGamma":
+    """glmmTMB's families (parameters of their own besides the negative binomial's theta), the hurdle families and
+    the ordinal family are fitted in memory."""
+    if (fam.parameter_names and fam.name != "negbin") or fam.name.startswith("truncated_") \
+            or fam.name in ("ziGamma", "ordinal"):
         raise GlmmInputError(f"the {fam.name} family is not available on a Dask DataFrame yet; fit it in memory (a "
                              "pandas, polars or Arrow table)")
 

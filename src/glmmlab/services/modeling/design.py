@@ -193,6 +193,8 @@ class DesignRecipe:
     # the numeric data columns of the fixed part and its offsets on the rows used: {column: (min, mean, max, sd)}
     # (the reference grid of estimated marginal means: covariates at their means, effect plots over their range)
     covariates: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    # an ordinal response's categories in order (the ordinal family; its y holds their numbers 1 .. K)
+    response_levels: tuple[str, ...] = ()
 
     @property
     def factors(self) -> dict[str, dict]:

@@ -201,7 +201,7 @@ def fit_columns(df: pd.DataFrame, response: str, group: str, fixed: Optional[Seq
     frames.check_columns(df.columns, len(df), response, group, fixed)
     spec = ModelSpec.random_intercept(response, group, fixed, intercept, family=family, link=link,
                                       weights=weights, offset=offset, reference_levels=reference_levels, **options)
-    if not fitting.plain(df, fixed, weights, offset, reference_levels):
+    if not fitting.plain(df, fixed, weights, offset, reference_levels) or spec.check()[0].name == "ordinal":
         return fit_spec(df, spec, progress=progress, n_blocks=n_blocks)
     fam, lk = spec.check()
     start = time.perf_counter()

@@ -35,7 +35,8 @@ def spec_frame(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None
                                  + ", ".join(map(str, df.columns[:20])))
     report(progress, "Preparing data", 0.0)
     return build_model_frame(df, spec.parsed, family=fam.name, weights=spec.weights, offset=spec.offset,
-                             reference_levels=spec.reference_levels, progress=progress, zi=spec.zi, disp=spec.disp)
+                             reference_levels=spec.reference_levels, progress=progress, zi=spec.zi, disp=spec.disp,
+                             response_levels=spec.levels)
 
 
 def plain(df: pd.DataFrame, fixed: Sequence[str], weights: str | None, offset: str | None,
@@ -70,6 +71,10 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
     model = spec.document(mf.response, mf.intercept, columns[0], columns[1], level_label)
     from glmmlab.engine.solvers.fit import fit_frame  # the general engine, imported when a model needs it
 
+    levels = getattr(mf.recipe, "response_levels", ())
+    if fam.name == "ordinal" and levels:  # the family's member names its thresholds after the categories
+        fam = fam.for_levels(levels, lk.name)  # type: ignore[attr-defined]
+
     return fit_frame(mf, fam, lk, model, se=se, progress=progress, n_blocks=n_blocks, theta_start=theta_start,
                      own_design=own_design)
 
@@ -100,7 +105,7 @@ def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
             fam, _ = spec.check()
             try:
                 mf = build_model_frame(held["df"], spec.parsed, family=fam.name, weights=spec.weights,
-                                       offset=spec.offset)
+                                       offset=spec.offset, response_levels=spec.levels)
             except GlmmInputError:
                 mf = None
             same = mf is not None and mf.n == len(rows) \

@@ -230,6 +230,10 @@ def emmeans(result: Any, term: Any, by: Any = None, type: str = "response", leve
     ``lower``, ``upper``. ``type`` "response" (the mean, via the inverse link) or "link"."""
     if type not in ("response", "link"):
         raise GlmmInputError(f"type must be 'response' or 'link'; got {type!r}")
+    if type == "response" and getattr(result, "ordinal", None) is not None:
+        raise GlmmInputError("type 'response': an ordinal model has no mean on the response scale (its fixed part "
+                             "has no intercept: the thresholds take its place); use type='link' (x'beta, the "
+                             "shift of the latent scale)")
     level = _level(result, level)
     keys, term_vars, by_vars, combos, L, off = _cells(result, term, by, at, n_grid, "estimated marginal means")
     beta = np.asarray(result.beta, dtype=float)

@@ -44,6 +44,7 @@ from glmmlab.engine.model.terms import ModelFrame, RandomTerm
 from glmmlab.engine.progress import ProgressFn
 from glmmlab.services.modeling import covstruct_terms
 from glmmlab.services.modeling.design import DesignRecipe, RandomTermRecipe, _design, _UsedFactor
+from glmmlab.services.modeling.ordinal_response import ordinal_response, without_intercept
 from glmmlab.services.modeling.variables import _Data, _Fac, _Num, _show_levels
 
 __all__ = ["build_model_frame", "grouping_levels", "random_intercept_formula"]
@@ -69,7 +70,8 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
                       offset: str | None = None, whole: bool = True,
                       reference_levels: Mapping[str, object] | None = None,
                       known_columns: Sequence[str] | None = None, progress: ProgressFn = None,
-                      zi: str | None = None, disp: str | None = None) -> ModelFrame:
+                      zi: str | None = None, disp: str | None = None,
+                      response_levels: Sequence | None = None) -> ModelFrame:
     """Build the engine's :class:`ModelFrame` for an lme4 ``formula`` on ``df`` (see the module docstring).
 
     ``family`` is gaussian, binomial, poisson, gamma or negbin (any case); ``weights`` and ``offset`` are column
@@ -86,7 +88,8 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
     (glmmTMB's ``ziformula`` and ``dispformula``, fixed effects and offsets), whose designs the frame carries in
     ``parts`` on the same rows (a row missing a variable of any part is left out).
     ``known_columns``: every column of the dataset when ``df`` holds only some of them (what an unknown name's
-    message lists and suggests).
+    message lists and suggests). ``response_levels``: the categories of an ordinal response in order (the
+    ordinal family; see :mod:`~glmmlab.services.modeling.ordinal_response`).
     """
     if not isinstance(df, pd.DataFrame):
         raise GlmmInputError(f"data must be a pandas DataFrame; got {type(df).__name__}")
@@ -179,7 +182,9 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
     assign: list[int] = []
     X, x_names = _design(f.fixed, fixed_vals, rows, f"the fixed part of {ftxt}", used, check=whole, assign=assign,
                          progress=progress)
-    if X.shape[1] == 0:
+    if fam == "ordinal":  # the thresholds take the intercept's place
+        X, x_names, assign = without_intercept(formula, f.fixed.intercept, X, x_names, assign)
+    elif X.shape[1] == 0:
         raise GlmmInputError(f"{ftxt} has no fixed effects: keep the intercept (1) or add a term")
 
     # ---- random terms
@@ -224,7 +229,14 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
                 f"weights column {weights!r} has negative values (first on row {i + 1}); "
                 "prior weights must be >= 0"
             )
-    y, w = _response(fam, f, resp_expr, resp_vals, rows, w, weights, warnings)
+    ordinal_levels: list[str] = []
+    if fam == "ordinal":  # an ordered factor: category numbers 1 .. K and the categories in order
+        if is_cbind:
+            raise GlmmInputError(f"the response {f.response_label} gives binomial successes and failures; the "
+                                 "ordinal family needs one column of ordered categories")
+        y, ordinal_levels = ordinal_response(f.response_label, resp_vals[0], rows, response_levels, warnings)
+    else:
+        y, w = _response(fam, f, resp_expr, resp_vals, rows, w, weights, warnings)
     off = None
     if offset_vals or o_val is not None:
         off = np.zeros(n)
@@ -258,7 +270,7 @@ def build_model_frame(df: pd.DataFrame, formula: str | Formula, *, family: str =
         scales=dict(data.scale_params), column_kinds=dict(data.kinds),
         terms=tuple(RandomTermRecipe(t.component, tuple(t.levels), tuple(t.names), t.correlated) for t in terms),
         offset_column=None if offset is None else str(offset), default_levels=default_levels,
-        assign=tuple(assign), covariates=_covariates(data, f, rows),
+        assign=tuple(assign), covariates=_covariates(data, f, rows), response_levels=tuple(ordinal_levels),
     )
     return ModelFrame(
         response=f.response_label, y=y, X=X, x_names=x_names, terms=terms, rows=rows, n_input=n_input,
@@ -425,7 +437,7 @@ def _response(fam: str, f: Formula, expr: Expr, vals: list[_Num | _Fac], rows: n
             return (lv > 0).astype(float), w
         raise GlmmInputError(
             f"the response {label!r} is a factor with levels {_show_levels(v.levels)}; the {fam} family needs "
-            "numbers"
+            "numbers (for ordered categories choose the ordinal family)"
         )
     y = np.ascontiguousarray(v.values[rows], dtype=float)
     if binomial_type:

@@ -16,8 +16,8 @@ from glmmlab.engine.inference.results import exp_label
 from glmmlab.engine.inference.wald import z_quantile
 from glmmlab.services.views.numbers import format_rows
 
-TABLE_NAMES = ("random-effects", "icc", "fixed-effects", "omnibus", "zi-fixed-effects", "disp-fixed-effects",
-               "model-fit", "glm-comparison", "blup")
+TABLE_NAMES = ("random-effects", "icc", "fixed-effects", "thresholds", "omnibus", "zi-fixed-effects",
+               "disp-fixed-effects", "model-fit", "glm-comparison", "blup")
 ICC_NA = "N/A (ICC not defined)"
 
 
@@ -191,6 +191,20 @@ DISPERSION_SCALES = {"gaussian": "the log of the residual variance", "gamma": "t
                      "t_family": "the log of the t scale σ"}
 
 
+def thresholds_table(result: dict[str, Any]) -> dict[str, Any]:
+    """An ordinal model's Thresholds table (the JSON's ``thresholds``): P(Y <= j) = F(threshold_j - eta)."""
+    level = result["model"]["conf_level"]
+    keys = ["threshold", "estimate", "std_error", "statistic", "p_value", "lower", "upper"]
+    levels = (result.get("ordinal") or {}).get("levels") or []
+    return _table("thresholds", "Thresholds", ["Threshold", "Estimate", "Std. Error", "z", "p",
+                                               f"Lower {level_text(level)}", f"Upper {level_text(level)}"],
+                  ["text", "decimal", "decimal", "decimal", "p", "decimal", "decimal"],
+                  [[r.get(k) for k in keys] for r in result["thresholds"]],
+                  note="P(Y <= j) = F(threshold_j - eta), eta = the fixed effects and the random effects "
+                       "(no intercept: the thresholds take its place); categories in order: "
+                       + ", ".join(map(str, levels)) + ". Wald z tests and intervals.")
+
+
 def result_tables(result: dict[str, Any], conf_level: float | None = None) -> list[dict[str, Any]]:
     """Every table of a result document, in the order the GLMM tab shows them (see :data:`TABLE_NAMES`)."""
     m = result["model"]
@@ -235,6 +249,8 @@ def result_tables(result: dict[str, Any], conf_level: float | None = None) -> li
         sub = submodel_table(result, part, conf_level)
         if sub is not None:
             tables.insert([t["name"] for t in tables].index("model-fit"), sub)
+    if result.get("thresholds"):  # an ordinal model's thresholds, after its fixed effects
+        tables.insert([t["name"] for t in tables].index("fixed-effects") + 1, thresholds_table(result))
     c = result.get("glm_comparison")
     if c:
         tables.append(_table(

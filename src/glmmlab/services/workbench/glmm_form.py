@@ -28,7 +28,7 @@ from glmmlab.services.workbench import model_form
 
 # The simple form offers the families of the product page; the general form (a formula) adds those with parameters
 # of their own: the negative binomial (issue 11) and glmmTMB's families (issue 20).
-FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if not v.parameter_names}
+FAMILIES = {k: v for k, v in ALL_FAMILIES.items() if not v.parameter_names and k != "ordinal"}  # the simple form's
 GENERAL_FAMILIES = dict(ALL_FAMILIES)
 
 FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "fixed": "Fixed Effects (X)",
@@ -37,7 +37,7 @@ FIELD_LABELS = {"dataset_id": "Dataset", "response": "Response Variable (Y)", "f
                 "tol": "Convergence Tolerance", "nagq": "Quadrature nodes", "name": "Model Name",
                 "formula": "Model formula", "weights": "Weights", "offset": "Offset", "trials": "Trials",
                 "reference_levels": "Reference level", "ddf": "Fixed-effect tests", "dispersion": "Dispersion",
-                "zi": "Zero-inflation / hurdle model", "disp": "Dispersion model"}
+                "zi": "Zero-inflation / hurdle model", "disp": "Dispersion model", "levels": "Category order"}
 
 
 class FieldError(ServiceError):
@@ -74,6 +74,7 @@ class Form:
         # glmmTMB's ziformula and dispformula (one-sided formulas; empty: none)
         self.zi: Optional[str] = (str(body.get("zi") or "").strip() or None)
         self.disp: Optional[str] = (str(body.get("disp") or "").strip() or None)
+        self.levels: Optional[list[Any]] = body.get("levels") or None  # an ordinal response's order
         self.reference_levels: Optional[dict[str, str]] = body.get("reference_levels")
         self.form: Optional[dict[str, Any]] = body.get("form")
 
@@ -229,7 +230,7 @@ def _dataset(project, dataset_id):
 
 def check_formula(project, info, formula: Optional[str], family: str, weights: Optional[str],
                   reference_levels: Optional[dict[str, str]] = None, zi: Optional[str] = None,
-                  disp: Optional[str] = None):
+                  disp: Optional[str] = None, levels: Optional[list[Any]] = None):
     """Build the formula's model frame on the dataset (the fit's own builder): the model frame, or FieldError
     naming the Model formula (or the Weights column) with the builder's explanation."""
     text = (formula or "").strip()
@@ -248,12 +249,13 @@ def check_formula(project, info, formula: Optional[str], family: str, weights: O
                                    + ([weights] if weights else [])))
         frame = catalogue.read_frame(project, info.id, names) if names else pd.DataFrame(index=range(info.n_rows))
         return build_model_frame(frame, text, family=family, weights=weights or None,
-                                 reference_levels=reference_levels or None,
+                                 reference_levels=reference_levels or None, response_levels=levels,
                                  known_columns=[c.name for c in info.columns], zi=zi, disp=disp), names
     except GlmmInputError as exc:
         message = str(exc)
         field = "weights" if weights and message.startswith("weights") else \
             "reference_levels" if message.startswith("reference_levels") else \
+            "levels" if message.startswith("levels") else \
             "zi" if zi and ("zi formula" in message or message.startswith("zi ") or "zero" in message) else \
             "disp" if disp and ("disp formula" in message or message.startswith("disp ")
                                 or "dispersion" in message) else "formula"
@@ -266,16 +268,18 @@ def check_general_form(project: Project, body: Form) -> tuple[Any, dict[str, Any
     family, link, options = check_options(body, GENERAL_FAMILIES)
     weights = (body.weights or "").strip() or None
     mf, columns = check_formula(project, info, body.formula, family, weights, body.reference_levels, body.zi,
-                                body.disp)
+                                body.disp, body.levels)
     spec = {"formula": (body.formula or "").strip(), "response": mf.response, "fixed": None, "group": None,
             "family": family, "link": link, "intercept": bool(mf.intercept), "weights": weights,
-            "reference_levels": body.reference_levels or None, "columns": columns, **options}
+            "reference_levels": body.reference_levels or None, "columns": columns, **options,
+            **({"levels": list(body.levels)} if body.levels and family == "ordinal" else {})}
     spec.update({k: v for k, v in (("zi", body.zi), ("disp", body.disp)) if v})  # only when given
     return info, spec
 
 
 def check_formula_on(project: Project, dataset_id: Any, formula: Optional[str], family: str,
-                     weights: Optional[str], reference_levels: Optional[dict[str, str]] = None) -> dict[str, Any]:
+                     weights: Optional[str], reference_levels: Optional[dict[str, str]] = None,
+                     levels: Optional[list[Any]] = None) -> dict[str, Any]:
     """The "Model formula" check before anything runs: the formula's response, fixed-effect columns and random
     terms on the dataset, its factors (levels and reference), its ``signature`` and ``form`` (how the form's
     controls express it; None with ``not_form`` saying why, see :mod:`glmmlab.services.workbench.model_form`), or
@@ -285,7 +289,8 @@ def check_formula_on(project: Project, dataset_id: Any, formula: Optional[str], 
     if family not in GENERAL_FAMILIES:
         raise FieldError("family", f"Distribution Family must be one of {', '.join(GENERAL_FAMILIES)}; "
                                    f"got {family!r}.")
-    mf, _ = check_formula(project, info, formula, family, (weights or "").strip() or None, reference_levels)
+    mf, _ = check_formula(project, info, formula, family, (weights or "").strip() or None, reference_levels,
+                          levels=levels if family == "ordinal" else None)
     assert mf.recipe is not None  # build_model_frame always records one
     parsed = mf.recipe.formula
     form, why = model_form.form_of(parsed, mf, info.columns, family)
@@ -294,5 +299,7 @@ def check_formula_on(project: Project, dataset_id: Any, formula: Optional[str], 
             "random_terms": [{"component": t.component, "terms": list(t.names), "levels": len(t.levels),
                               "correlated": bool(t.correlated)} for t in mf.terms],
             "warnings": list(mf.warnings), "factors": model_form.factor_levels(mf),
-            "signature": model_form.signature(parsed), "form": form, "not_form": why}
+            "signature": model_form.signature(parsed), "form": form, "not_form": why,
+            # an ordinal response's categories in the order the fit uses (the page shows them and may reorder)
+            **({"response_levels": list(mf.recipe.response_levels)} if mf.recipe.response_levels else {})}
 

@@ -328,6 +328,7 @@ def fit_form(frame: pd.DataFrame, spec: dict[str, Any], progress=None):
                           reference_levels=spec.get("reference_levels"), conf_level=spec["conf_level"],
                           max_iter=spec["max_iter"], tol=spec["tol"],
                           nagq=spec["nagq"], ddf=spec.get("ddf", "none"), zi=spec.get("zi"), disp=spec.get("disp"),
+                          levels=spec.get("levels"),
                           **({"dispersion": spec["dispersion"]} if spec.get("dispersion") else {}))
         return fit_spec(frame, model, progress=progress)
     model = ModelSpec.random_intercept(spec["response"], spec["group"], list(spec["fixed"]), spec["intercept"],

@@ -80,7 +80,7 @@ def _observed(project: Project, model: dict[str, Any], rows: np.ndarray, n: int)
     except NotFound:
         raise ServiceError(f"The dataset of model '{model['name']}' was deleted.") from None
     names = [c.name for c in cols]
-    if response in names:
+    if response in names and m["family"] != "ordinal":  # an ordinal response: its category numbers, below
         frame = catalogue.read_frame(project, model["dataset_id"], [response])
         y = frame[response].to_numpy(dtype=float, na_value=np.nan)
         return y[rows] if rows.size and rows.max() < y.size else np.full(n, np.nan)
@@ -88,7 +88,8 @@ def _observed(project: Project, model: dict[str, Any], rows: np.ndarray, n: int)
     wanted = [c for c in names if c in formula or c == m.get("weights")]
     try:
         mf = build_model_frame(catalogue.read_frame(project, model["dataset_id"], wanted), formula,
-                               family=m["family"], weights=m.get("weights"), offset=m.get("offset"))
+                               family=m["family"], weights=m.get("weights"), offset=m.get("offset"),
+                               response_levels=m.get("levels"))
     except Exception:  # noqa: BLE001 - the data changed since the fit: no observed values to draw
         return np.full(n, np.nan)
     by_row = dict(zip(np.asarray(mf.rows).tolist(), np.asarray(mf.y, dtype=float).tolist()))

@@ -61,6 +61,8 @@ class FitBody(BaseModel):
                                                   "dispformula.")
     form: Optional[dict[str, Any]] = Field(None, description="The page's record of every control of the form, kept "
                                                               "with a saved model to fill the form again.")
+    levels: Optional[list[Any]] = Field(None, description="Ordinal family: the response's categories in order, "
+                                                          "lowest first (default: the values sorted).")
 
 
 class FormulaBody(BaseModel):
@@ -69,6 +71,7 @@ class FormulaBody(BaseModel):
     family: str = "gaussian"
     weights: Optional[str] = None
     reference_levels: Optional[dict[str, str]] = None
+    levels: Optional[list[Any]] = None
 
 
 def field_error(exc: glmm_form.FieldError) -> JSONResponse:
@@ -90,7 +93,7 @@ def check_formula_route(body: FormulaBody, request: Request):
     try:
         with workbench(request).project() as project:
             return glmm_form.check_formula_on(project, body.dataset_id, body.formula, body.family, body.weights,
-                                              body.reference_levels)
+                                              body.reference_levels, levels=body.levels)
     except glmm_form.FieldError as exc:
         return field_error(exc)
 

@@ -382,9 +382,10 @@
    * hold one column, the others a list. `fits` says which columns a role takes, `refuse` why another does not. */
   const ROLES = [
     { key: "response", label: "Dependent Variable", single: true, none: "— choose —",
-      hint: "The Response Variable (Y): numeric, or boolean / 0-1 (binomial).",
-      fits: (c) => c.numeric || c.dtype === "boolean",
-      refuse: (c) => `${c.name} is ${c.dtype}: the Dependent Variable must be numeric or boolean.` },
+      hint: "The Response Variable (Y): numeric, boolean / 0-1 (binomial), or a column of the ordinal scale (ordinal).",
+      fits: (c) => c.numeric || c.dtype === "boolean" || (c.scale === "ordinal" && c.dtype === "string"),
+      refuse: (c) => `${c.name} is ${c.dtype}: the Dependent Variable must be numeric or boolean, or a column ` +
+        "whose measurement scale is ordinal (ordered categories)." },
     { key: "factors", label: "Factors",
       hint: "Categorical fixed effects: string or boolean columns.",
       fits: (c) => c.categorical && !c.numeric,
@@ -546,6 +547,10 @@
         c === "estimated" ? "Estimated (a parameter of the likelihood, as glmmTMB)" : "lme4 (glmer's deviance / n)")));
     const formulaInput = el("input", { type: "text", id: id("formula"), name: "formula", class: "formula", spellcheck: "false",
       autocomplete: "off", "aria-describedby": id("formula-help") });
+    // an ordinal response's categories, lowest first: shown from the formula check, editable (comma-separated)
+    const levelsInput = el("input", { type: "text", id: id("levels"), name: "levels", class: "levels", spellcheck: "false",
+      autocomplete: "off", placeholder: "lowest first, separated by commas" });
+    let levelsEdited = false;  // the order was typed: it is sent with the check and the fit
     const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the controls again" }, "Use the form");
     const formulaHelp = el("p", { class: "muted formula-help", id: id("formula-help") });
     // glmmTMB's further model parts: one-sided formulas (empty: none); either makes the model run as a formula
@@ -588,6 +593,7 @@
       tol: field("tol", "Convergence Tolerance", tol),
       ddf: field("ddf", "Fixed-effect tests", ddf),
       dispersion: field("dispersion", "Dispersion", dispersion),
+      levels: field("levels", "Category order", levelsInput),
       formula: field("formula", "Model formula", formulaInput, formulaReset),
       zi: field("zi", "Zero-inflation / hurdle model", ziInput),
       disp: field("disp", "Dispersion model", dispInput),
@@ -626,7 +632,7 @@
       modelKind,
       formSummary,
       el("div", { class: "form-grid" },
-        el("div", { class: "col" }, f.dataset_id.row, f.family.row, f.link.row),
+        el("div", { class: "col" }, f.dataset_id.row, f.family.row, f.link.row, f.levels.row),
         el("div", { class: "col" }, f.intercept.row, f.conf_level.row,
           el("details", { class: "advanced" }, el("summary", {}, "Advanced Options"), f.max_iter.row, f.tol.row,
             f.ddf.row, f.dispersion.row))),
@@ -685,6 +691,7 @@
       clear(link);
       for (const l of fam.links) link.appendChild(el("option", { value: l }, l === fam.canonical_link ? `${cap(l)} (canonical)` : cap(l)));
       link.value = fam.canonical_link;
+      showLevels();
     }
 
     function hasDispersion() {
@@ -721,6 +728,11 @@
       if (key === "response") {
         const c = colOf(name);
         if (c && c.dtype === "boolean" && family.value !== "binomial") { family.value = "binomial"; fillLinks(); }
+        // a column of the ordinal scale is an ordered factor: the ordinal family, its order from the formula check
+        if (c && c.scale === "ordinal" && c.dtype !== "boolean" && family.value !== "ordinal") {
+          family.value = "ordinal"; fillLinks();
+        }
+        levelsEdited = false; levelsInput.value = "";
       }
     }
 
@@ -1057,9 +1069,10 @@
       const text = formulaInput.value;
       try {
         const answer = await api.post("/api/glmm/formula", { dataset_id: collect().dataset_id, formula: text,
-          family: family.value, weights: M.weights || null, reference_levels: chosenReferences() });
+          family: family.value, weights: M.weights || null, reference_levels: chosenReferences(), levels: chosenLevels() });
         if (mine === checkSeq) {
-          for (const name of ["formula", "weights", "reference_levels"]) showFieldError(name, "");
+          for (const name of ["formula", "weights", "reference_levels", "levels"]) showFieldError(name, "");
+          if (answer.response_levels && !levelsEdited) levelsInput.value = answer.response_levels.join(", ");
           factorLevels = answer.factors || {};
           lastCheck = answer;
           if (typed && !matched) fillFrom(answer, text, mine);
@@ -1155,9 +1168,17 @@
           intercept: intercept.checked });
       }
       return Object.assign(common, { formula: formulaInput.value, weights: M.weights || null,
-        reference_levels: chosenReferences(), response: M.response || null,
+        reference_levels: chosenReferences(), response: M.response || null, levels: chosenLevels(),
         zi: ziInput.value.trim() || null, disp: dispInput.value.trim() || null });
     }
+
+    /* The ordinal response's order typed in Category order (null: the data's order, which the check shows). */
+    function chosenLevels() {
+      if (family.value !== "ordinal" || !levelsEdited) return null;
+      const out = levelsInput.value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      return out.length ? out : null;
+    }
+    function showLevels() { f.levels.row.hidden = family.value !== "ordinal"; }
 
     // Satterthwaite's t tests are for linear mixed models only (the server says the same, next to the field)
     function ddfError(b) {
@@ -1237,7 +1258,9 @@
     }
 
     dsSelect.addEventListener("change", () => { resetModel(); loadColumns().then(() => { validate(false); checkFormulaSoon(); }); });
-    family.addEventListener("change", () => { fillLinks(); changed(); });
+    family.addEventListener("change", () => { fillLinks(); showLevels(); changed(); });
+    levelsInput.addEventListener("input", () => { levelsEdited = true; checkFormulaSoon(); });
+    showLevels();
     link.addEventListener("change", () => { renderModel(); validate(false); });
     intercept.addEventListener("change", changed);
     ddf.addEventListener("change", () => validate(false));
