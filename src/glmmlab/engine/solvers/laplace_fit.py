@@ -17,7 +17,7 @@ from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, moment_theta, negbin_glm
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
 from glmmlab.engine.solvers.likelihood import Likelihood
-from glmmlab.engine.solvers.modelled_start import glm_stage, modelled_results, modelled_start
+from glmmlab.engine.solvers.modelled_start import glm_objective, glm_stage, modelled_results, modelled_start
 from glmmlab.engine.solvers.optimizer import (
     fd_hessian,
     feasible_theta,
@@ -204,7 +204,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             # the model without random effects (theta = 0) to its maximum first: every part's coefficients
             # start there, and its value is the null model of the random effects' test
             report(progress, "Initial values (the model without random effects)", 0.09)
-            x0, psi0, glm_m2 = glm_stage(nb_value_grad, x0, psi0, nt)
+            x0, psi0, glm_m2 = glm_stage(nb_value_grad, x0, psi0, nt,
+                                         glm_objective(obj.laps, base_family, lk, x0.size - nt))
             if st._start is None:  # theta from lme4's start halved or doubled while the deviance falls
                 x0[:nt] = _relative_theta_start(lambda th: nb_value(np.concatenate([th, x0[nt:], psi0])), x0[:nt])
         lower_full = np.append(lower, np.full(m_psi, -np.inf))

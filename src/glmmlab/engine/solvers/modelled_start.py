@@ -84,19 +84,70 @@ def _zero_start(fam: ModelledFamily, Xs, y, pw, off, beta, lk, data, disp) -> np
     return out
 
 
-def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int) -> tuple[np.ndarray, np.ndarray, float]:
+def glm_objective(laps: list, fam: ModelledFamily, lk: Link, p: int):
+    """-2 log L of the model without random effects and its gradient in (the mean's coefficients on the scaled
+    design, every other part's coefficients), over the fit's blocks of rows (``laps``: their responses, designs,
+    offsets and weights): one row state per block and point, the zero model's partials in closed form, the
+    dispersion model's by a pair of differences in its predictor. At theta = 0 this is the Laplace deviance."""
+    from glmmlab.engine.families.state import row_state
+    from glmmlab.engine.solvers.scaling import design_dot, design_t_dot
+
+    lo, hi = fam.internal_range()
+    h = 1e-5
+
+    def fg(z):
+        beta, psi = z[:p], z[p:]
+        if not np.all((lo < psi) & (psi < hi)):
+            return np.inf, np.zeros_like(z)
+        member = fam.with_parameters(psi)
+        assert isinstance(member, ModelledFamily)
+        f = 0.0
+        g = np.zeros_like(z)
+        with np.errstate(all="ignore"):
+            for lap in laps:
+                resp = lap.resp.with_family(member)
+                pw = np.asarray(lap.pw, dtype=float)
+                eta = design_dot(lap.Xs, beta) + lap.off
+                rs = row_state(resp, eta, lk)
+                f += float(np.sum(pw * rs.dev))
+                g[:p] += design_t_dot(lap.Xs, pw * rs.dev_eta)
+                for part, where in member.row_parts():
+                    exact = member.row_partials(part, resp, rs)
+                    if exact is not None:
+                        d_dev = -2.0 * exact[0]
+                    else:
+                        up = row_state(resp.with_family(member.shifted(part, h)), eta, lk).dev
+                        down = row_state(resp.with_family(member.shifted(part, -h)), eta, lk).dev
+                        d_dev = (up - down) / (2.0 * h)
+                    g[p + where.start: p + where.stop] += getattr(resp, f"{part}_X").T @ (pw * d_dev)
+                for k in member.rest_positions():
+                    sides = []
+                    for sign in (1.0, -1.0):
+                        zk = psi.copy()
+                        zk[k] += sign * h
+                        other = member.with_parameters(zk)
+                        sides.append(float(np.sum(pw * row_state(resp.with_family(other), eta, lk).dev)))
+                    g[p + k] += (sides[0] - sides[1]) / (2.0 * h)
+        return (f, g) if np.isfinite(f) else (np.inf, np.zeros_like(z))
+
+    return fg
+
+
+def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None) -> tuple[np.ndarray, np.ndarray,
+                                                                                           float]:
     """The model without random effects (theta held at 0) fitted from (x0's coefficients, psi0) by L-BFGS on the
-    Laplace deviance's exact gradient (at theta = 0 the deviance is -2 log L of the GLM of every part):
+    Laplace deviance's exact gradient (at theta = 0 the deviance is -2 log L of the GLM of every part), or on
+    ``glm_fg`` (:func:`glm_objective`, the same function without the Laplace machinery):
     (x0 with those coefficients, the parts' coefficients, -2 log L at the maximum)."""
     from scipy.optimize import minimize
 
     p = x0.size - nt
 
     def fg(z):
-        f, g = fun_grad(np.concatenate([np.zeros(nt), z]))
+        f, g = glm_fg(z) if glm_fg is not None else fun_grad(np.concatenate([np.zeros(nt), z]))
         if not np.isfinite(f):
             return 1e300, np.zeros_like(z)
-        return f, g[nt:]
+        return f, (g if glm_fg is not None else g[nt:])
 
     z0 = np.append(x0[nt:], psi0)
     res = minimize(fg, z0, jac=True, method="L-BFGS-B", options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-7})
