@@ -67,19 +67,27 @@ def test_mu_derivatives(name, zi, disp, coef):
     np.testing.assert_allclose(l3, (up[2] - down[2]) / (2 * h), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("name,zi,disp,coef", [c for c in CASES if c[1]], ids=[c[0] for c in CASES if c[1]])
-def test_zero_model_partials(name, zi, disp, coef):
-    """The closed-form partials in the zero model's predictor against differences of the row state."""
+PARTS = [(c, part) for c in CASES for part in ("zi", "disp") if (part == "zi" and c[1]) or
+         (part == "disp" and c[0] not in ("poisson", "truncated_poisson"))]
+
+
+@pytest.mark.parametrize("case,part", PARTS, ids=[f"{c[0]}-{part}" for c, part in PARTS])
+def test_row_partials(case, part):
+    """The closed-form partials in the zero model's and the dispersion model's predictors against differences of
+    the row state."""
+    name, zi, disp, coef = case
     rng = np.random.default_rng(4)
     y = np.concatenate([np.zeros(15), rng.integers(1, 9, 30).astype(float)])
     eta = rng.normal(0.5, 0.6, y.size)
     fam, data = _member(name, zi, disp, coef, y.size, rng.uniform(-1, 1, y.size))
     lk = LINKS["log"]
     rs = row_state(Response(y, fam, None, data), eta, lk)
-    d_ll, d_e1, d_e2 = fam.row_partials("zi", Response(y, fam, None, data), rs)
+    exact = fam.row_partials(part, Response(y, fam, None, data), rs)
+    assert exact is not None
+    d_ll, d_e1, d_e2 = exact
     h = 1e-5
-    up = row_state(Response(y, fam.shifted("zi", h), None, data), eta, lk)
-    down = row_state(Response(y, fam.shifted("zi", -h), None, data), eta, lk)
+    up = row_state(Response(y, fam.shifted(part, h), None, data), eta, lk)
+    down = row_state(Response(y, fam.shifted(part, -h), None, data), eta, lk)
     np.testing.assert_allclose(d_ll, -0.5 * (up.dev - down.dev) / (2 * h), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(d_e1, (up.dev_eta - down.dev_eta) / (2 * h), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(d_e2, (up.dev_eta2 - down.dev_eta2) / (2 * h), rtol=1e-5, atol=1e-8)

@@ -38,6 +38,7 @@ from glmmlab.engine.families.distributions import (
     _check_counts,
     _positive,
 )
+from glmmlab.engine.families.gamma_functions import tetragamma, trigamma
 from glmmlab.engine.families.state import LOG_2PI
 
 # the families whose zero model is a hurdle (the base family whose positive part they truncate)
@@ -227,6 +228,50 @@ def zero_terms(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
     return None
 
 
+def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """The derivatives of (log f, its first and second mu-derivatives) in the log of the base's dispersion
+    parameter d (NB2's theta, NB1's phi), per row; None for a base without them here (differences are taken).
+    NB2: d log f / d theta = psi(y + theta) - psi(theta) + log theta + 1 - log(mu + theta) - (y + theta) /
+    (mu + theta), d l1 / d theta = (y - mu) / (mu + theta)^2, d l2 / d theta = (mu - theta - 2 y) / (mu + theta)^3.
+    NB1 (size s = mu / phi, ds / dphi = -s / phi): d log f / d phi = -(psi(y + s) - psi(s) - log(1 + phi)) s / phi
+    - s / (1 + phi) + y / (phi (1 + phi)), d l1 / d phi = -((psi1(y + s) - psi1(s)) s / phi + 1 / (1 + phi)) / phi -
+    l1 / phi, d l2 / d phi = -(psi2(y + s) - psi2(s)) s / phi^3 - 2 l2 / phi; each times d (the log scale)."""
+    y = resp.y
+    if isinstance(base, NegBin2Density):
+        th = base.parameters[0]
+        mt = mu + th
+        dll = special.digamma(y + th) - special.digamma(th) + np.log(th / mt) + 1.0 - (y + th) / mt
+        return th * dll, th * (y - mu) / (mt * mt), th * (mu - th - 2.0 * y) / _cube(mt)
+    if base.name == "nbinom1":
+        phi = base.parameters[0]
+        sz = mu / phi
+        lp = np.log1p(phi)
+        dg = special.digamma(y + sz) - special.digamma(sz)
+        tg = trigamma(y + sz) - trigamma(sz)
+        l1 = (dg - lp) / phi
+        l2 = tg / (phi * phi)
+        dll = -(dg - lp) * sz / phi - sz / (1.0 + phi) + y / (phi * (1.0 + phi))
+        dl1 = -(tg * sz / phi + 1.0 / (1.0 + phi)) / phi - l1 / phi
+        dl2 = -(tetragamma(y + sz) - tetragamma(sz)) * sz / _cube(phi) - 2.0 * l2 / phi
+        return phi * dll, phi * dl1, phi * dl2
+    return None
+
+
+def zero_disp_partials(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """The derivatives of (log f(0 | mu), its first and second mu-derivatives) in the log of the dispersion."""
+    if isinstance(base, NegBin2Density):
+        th = base.parameters[0]
+        mt = mu + th
+        return th * (np.log(th / mt) + mu / mt), -th * mu / (mt * mt), th * (mu - th) / _cube(mt)
+    if base.name == "nbinom1":
+        phi = base.parameters[0]
+        lp = np.log1p(phi)
+        z = np.zeros_like(mu)
+        return phi * (mu * lp / (phi * phi) - mu / (phi * (1.0 + phi))), \
+            phi * (lp / (phi * phi) - 1.0 / (phi * (1.0 + phi))) + z, z
+    return None
+
+
 # -- the family with zero and dispersion models --------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class ModelledFamily(DensityFamily):
@@ -351,11 +396,53 @@ class ModelledFamily(DensityFamily):
         None for another part (its differences are taken). With r the count part's share of P(y = 0) and p the
         zero probability: zero-inflated y = 0: (1 - r) - p, and the mu-derivatives -r (1 - r) l1 and
         -r (1 - r) (l2 + (1 - 2 r) l1^2); y > 0: -p, 0, 0. Hurdle: 1 - p at y = 0, -p at y > 0, 0, 0."""
-        if part != "zi" or not self.kind:
+        if part == "disp":
+            rows = self._disp_rows(resp, rs)
+            if rows is None:
+                return None
+            d_ll, dl1, dl2 = rows
+        elif part != "zi" or not self.kind:
             return None
-        d_ll, dl1, dl2, _ = self._zi_rows(resp, rs)
+        else:
+            d_ll, dl1, dl2, _ = self._zi_rows(resp, rs)
         h1, h2 = rs.h1, rs.h2
         return d_ll, -2.0 * dl1 * h1, -2.0 * (dl2 * h1 * h1 + dl1 * h2)
+
+    def _disp_rows(self, resp, rs):
+        """(d log f, d l1, d l2) per row in the dispersion model's predictor (the log of d), the zero model's
+        mixture or truncation included; None where the base has no closed form here."""
+        mu = rs.mu
+        m, eta_z, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)
+        base = disp_partials(m, resp, mu)
+        if base is None:
+            return None
+        dll, dl1, dl2 = (np.array(a, dtype=float) for a in base)
+        if not self.kind or eta_z is None:
+            return dll, dl1, dl2
+        zi = resp.zero_rows
+        if self.kind == "zi":
+            log_1mp = -softplus(eta_z[zi])
+            b = log_1mp + ll[zi]
+            r = np.exp(b - log_add(eta_z[zi] + log_1mp, b))
+            rr = r * (1.0 - r)
+            d0, a1, a2, b1, b2 = dll[zi], l1[zi], l2[zi], dl1[zi], dl2[zi]
+            dll[zi] = r * d0
+            dl1[zi] = r * b1 + a1 * rr * d0
+            dl2[zi] = r * b2 + a2 * rr * d0 + (1.0 - 2.0 * r) * rr * d0 * a1 * a1 + 2.0 * rr * a1 * b1
+            return dll, dl1, dl2
+        zt = zero_terms(m, mu)
+        zd = zero_disp_partials(m, mu)
+        if zt is None or zd is None:
+            return None
+        l0, d1, d2, _ = zt
+        e0, e1, e2 = zd
+        c = 1.0 / np.expm1(-np.minimum(l0, -1e-300))  # f0 / (1 - f0)
+        cc = c * (1.0 + c)
+        dll = dll + c * e0
+        dl1 = dl1 + c * e1 + d1 * cc * e0
+        dl2 = dl2 + c * e2 + d2 * cc * e0 + cc * (1.0 + 2.0 * c) * e0 * d1 * d1 + 2.0 * cc * d1 * e1
+        dll[zi] = dl1[zi] = dl2[zi] = 0.0
+        return dll, dl1, dl2
 
     def zi_deviance_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row, on the deviance's scale (-2 log f): its derivative in the zero model's linear predictor, the
