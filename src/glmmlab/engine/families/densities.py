@@ -1,0 +1,236 @@
+"""The base densities of the zero and dispersion models (engine.families.modelled) in the form whose dispersion
+may vary by row (Poisson, NB2, Gaussian with its variance, Gamma with its shape; glmmTMB's own families are that
+form already), with what the zero and dispersion models need of them: log f(0 | mu) and its mu-derivatives, and the
+derivatives of log f and of its mu-derivatives in the log of the dispersion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+from scipy import special
+
+from glmmlab.engine.families.distributions import FAMILIES, DensityFamily, Family
+from glmmlab.engine.families.gamma_functions import tetragamma, trigamma
+from glmmlab.engine.families.state import LOG_2PI
+
+
+# -- base densities whose dispersion may vary by row --------------------------------------------------------------
+# Each gives log f(y | mu, d) and its mu-derivatives with d = parameters[0] a number or a per-row array.
+@dataclass(frozen=True)
+class PoissonDensity(DensityFamily):
+    def safe_links(self):
+        return ("log",)
+
+    def _prepare(self, resp):
+        resp.lgamma_y1 = special.gammaln(resp.y + 1.0)
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def mu_terms(self, resp, mu, q):
+        y = resp.y
+        ll = y * np.log(mu) - mu - resp.lgamma_y1  # mu > 0 under the log link: y log mu is 0 at y = 0
+        return ll, y / mu - 1.0, -y / (mu * mu), 1.0 / mu, mu
+
+    def mu_third(self, resp, mu, q):
+        return 2.0 * resp.y / _cube(mu)
+
+    def sample(self, rng, mu, pw, phi):
+        return rng.poisson(np.maximum(mu, 0.0)).astype(float)
+
+
+@dataclass(frozen=True)
+class NegBin2Density(DensityFamily):
+    """NB2 with size theta = parameters[0]: Var = mu + mu^2 / theta."""
+
+    def safe_links(self):
+        return ("log",)
+
+    def _prepare(self, resp):
+        resp.lgamma_y1 = special.gammaln(resp.y + 1.0)
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def mu_terms(self, resp, mu, q):
+        th = self.parameters[0]
+        y = resp.y
+        mt = mu + th
+        yt = y + th
+        ll = _nb2_constant(resp, th) + y * np.log(mu) - yt * np.log(mt)  # + theta log theta in the constant
+        return ll, y / mu - yt / mt, -y / (mu * mu) + yt / (mt * mt), th / (mu * mt), mu + mu * mu / th
+
+    def mu_third(self, resp, mu, q):
+        th = self.parameters[0]
+        return 2.0 * resp.y / _cube(mu) - 2.0 * (resp.y + th) / _cube(mu + th)
+
+    def sample(self, rng, mu, pw, phi):
+        th = self.parameters[0]
+        return rng.negative_binomial(th, th / (th + np.maximum(mu, 1e-300))).astype(float)
+
+
+def _nb2_constant(resp, th):
+    """log Gamma(y + theta) - log Gamma(theta) - log y! + theta log theta per row: kept for the last scalar theta
+    (a mode search and the gradient's differences in the zero model evaluate one theta many times)."""
+    if np.ndim(th):
+        return special.gammaln(resp.y + th) - special.gammaln(th) - resp.lgamma_y1 + th * np.log(th)
+    cached = getattr(resp, "_nb2_const", None)
+    if cached is None or cached[0] != th:
+        value = special.gammaln(resp.y + th) - (special.gammaln(th) - th * np.log(th)) - resp.lgamma_y1
+        cached = (th, value)
+        resp._nb2_const = cached
+    return cached[1]
+
+
+@dataclass(frozen=True)
+class GaussianDensity(DensityFamily):
+    """N(mu, v) with the variance v = parameters[0]."""
+
+    def safe_links(self):
+        return ("identity", "log", "inverse")
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def mu_terms(self, resp, mu, q):
+        v = self.parameters[0]
+        r = resp.y - mu
+        ll = -0.5 * (LOG_2PI + np.log(v)) - 0.5 * r * r / v
+        inv = 1.0 / v + np.zeros_like(mu)
+        return ll, r / v, -inv, inv, v + np.zeros_like(mu)
+
+    def mu_third(self, resp, mu, q):
+        return np.zeros_like(mu)
+
+    def sample(self, rng, mu, pw, phi):
+        return mu + np.sqrt(self.parameters[0]) * rng.standard_normal(mu.shape)
+
+
+@dataclass(frozen=True)
+class GammaDensity(DensityFamily):
+    """Gamma with shape a = parameters[0] and scale mu / a: Var = mu^2 / a."""
+
+    def safe_links(self):
+        return ("log",)
+
+    def _prepare(self, resp):
+        y = resp.y
+        resp.log_y_safe = np.log(np.where(y > 0, y, 1.0))
+
+    def _sat(self, y, resp):
+        return 0.0
+
+    def mu_terms(self, resp, mu, q):
+        a = self.parameters[0]
+        y = resp.y
+        ll = -special.gammaln(a) + a * np.log(a / mu) + (a - 1.0) * resp.log_y_safe - a * y / mu
+        return ll, a * (y - mu) / (mu * mu), a * (mu - 2.0 * y) / _cube(mu), a / (mu * mu), mu * mu / a
+
+    def mu_third(self, resp, mu, q):
+        a = self.parameters[0]
+        return (-2.0 * a + 6.0 * a * resp.y / mu) / _cube(mu)
+
+    def sample(self, rng, mu, pw, phi):
+        a = self.parameters[0]
+        return rng.gamma(a, mu / a)
+
+
+def _cube(x):
+    return x * x * x  # numpy's x ** 3 goes through pow(), several times slower
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + exp(x)) without overflow (numpy's logaddexp(0, x) is several times slower on large arrays)."""
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def log_add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log(exp(a) + exp(b))."""
+    return np.maximum(a, b) + np.log1p(np.exp(-np.abs(a - b)))
+
+
+def _rows_member(member, rows: np.ndarray):
+    """The member at a subset of rows (its per-row dispersion taken at those rows)."""
+    params = tuple(v[rows] if np.ndim(v) else v for v in member.parameters)
+    return replace(member, parameters=params) if params else member
+
+
+def _density(key: str) -> Family:
+    """The base density of family ``key`` in the form whose dispersion may vary by row."""
+    base = FAMILIES[key]
+    common = {f.name: getattr(base, f.name) for f in fields(Family)}
+    common.update(edm=False, observed_information=True, hessian_se=True)
+    if key == "poisson":
+        return PoissonDensity(**common)
+    if key == "negbin":
+        return NegBin2Density(**dict(common, parameter_names=("theta",), parameters=(1.0,),
+                                     parameter_scales=("log",)))
+    if key == "gaussian":
+        return GaussianDensity(**dict(common, has_dispersion=False, parameter_names=("variance",),
+                                      parameters=(1.0,), parameter_scales=("log",)))
+    if key == "gamma":
+        return GammaDensity(**dict(common, has_dispersion=False, parameter_names=("shape",), parameters=(1.0,),
+                                   parameter_scales=("log",)))
+    return base  # glmmTMB's own families are densities already (nbinom1, beta_family, betabinomial, t_family)
+
+
+def zero_terms(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """log f(0 | mu) and its first three mu-derivatives for a count family (None for a continuous one, which has
+    no mass at 0)."""
+    if isinstance(base, PoissonDensity):
+        z = np.zeros_like(mu)
+        return -mu, z - 1.0, z, z
+    if isinstance(base, NegBin2Density):
+        th = base.parameters[0]
+        mt = mu + th
+        return th * np.log(th / mt), -th / mt, th / (mt * mt), -2.0 * th / _cube(mt)
+    if base.name == "nbinom1":
+        phi = base.parameters[0]
+        z = np.zeros_like(mu)
+        return -mu * np.log1p(phi) / phi, z - np.log1p(phi) / phi, z, z
+    return None
+
+
+def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """The derivatives of (log f, its first and second mu-derivatives) in the log of the base's dispersion
+    parameter d (NB2's theta, NB1's phi), per row; None for a base without them here (differences are taken).
+    NB2: d log f / d theta = psi(y + theta) - psi(theta) + log theta + 1 - log(mu + theta) - (y + theta) /
+    (mu + theta), d l1 / d theta = (y - mu) / (mu + theta)^2, d l2 / d theta = (mu - theta - 2 y) / (mu + theta)^3.
+    NB1 (size s = mu / phi, ds / dphi = -s / phi): d log f / d phi = -(psi(y + s) - psi(s) - log(1 + phi)) s / phi
+    - s / (1 + phi) + y / (phi (1 + phi)), d l1 / d phi = -((psi1(y + s) - psi1(s)) s / phi + 1 / (1 + phi)) / phi -
+    l1 / phi, d l2 / d phi = -(psi2(y + s) - psi2(s)) s / phi^3 - 2 l2 / phi; each times d (the log scale)."""
+    y = resp.y
+    if isinstance(base, NegBin2Density):
+        th = base.parameters[0]
+        mt = mu + th
+        dll = special.digamma(y + th) - special.digamma(th) + np.log(th / mt) + 1.0 - (y + th) / mt
+        return th * dll, th * (y - mu) / (mt * mt), th * (mu - th - 2.0 * y) / _cube(mt)
+    if base.name == "nbinom1":
+        phi = base.parameters[0]
+        sz = mu / phi
+        lp = np.log1p(phi)
+        dg = special.digamma(y + sz) - special.digamma(sz)
+        tg = trigamma(y + sz) - trigamma(sz)
+        l1 = (dg - lp) / phi
+        l2 = tg / (phi * phi)
+        dll = -(dg - lp) * sz / phi - sz / (1.0 + phi) + y / (phi * (1.0 + phi))
+        dl1 = -(tg * sz / phi + 1.0 / (1.0 + phi)) / phi - l1 / phi
+        dl2 = -(tetragamma(y + sz) - tetragamma(sz)) * sz / _cube(phi) - 2.0 * l2 / phi
+        return phi * dll, phi * dl1, phi * dl2
+    return None
+
+
+def zero_disp_partials(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """The derivatives of (log f(0 | mu), its first and second mu-derivatives) in the log of the dispersion."""
+    if isinstance(base, NegBin2Density):
+        th = base.parameters[0]
+        mt = mu + th
+        return th * (np.log(th / mt) + mu / mt), -th * mu / (mt * mt), th * (mu - th) / _cube(mt)
+    if base.name == "nbinom1":
+        phi = base.parameters[0]
+        lp = np.log1p(phi)
+        z = np.zeros_like(mu)
+        return phi * (mu * lp / (phi * phi) - mu / (phi * (1.0 + phi))), \
+            phi * (lp / (phi * phi) - 1.0 / (phi * (1.0 + phi))) + z, z
+    return None
