@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 import glmmlab
-from glmmlab.engine.families.distributions import tweedie_sample
+from glmmlab.engine.families.glmmtmb import tweedie_sample
 
 OUT = Path(__file__).resolve().parent / "results" / "simulated_residuals.json"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glmmlab.engine.families.distributions import resolve
+from glmmlab.engine.families.catalogue import resolve
 from glmmlab.engine.model.terms import merge_terms
 from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.laplace import GeneralLaplace

@@ -38,12 +38,11 @@ from scipy import integrate, special, stats
 
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import (
-    FAMILIES,
+from glmmlab.engine.families.catalogue import FAMILIES, resolve
+from glmmlab.engine.families.glmmtmb import (
     beta_family,
     betabinomial_family,
     nbinom1_family,
-    resolve,
     t_family,
     tweedie_family,
     tweedie_log_series,

@@ -13,7 +13,7 @@ import pytest
 
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.model.covstruct import CovStructure
 from glmmlab.engine.model.formula import parse_formula

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families.distributions import resolve
+from glmmlab.engine.families.catalogue import resolve
 from glmmlab.engine.model.terms import merge_terms
 from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.fit import _permuted

@@ -8,7 +8,8 @@ from decimal import Decimal, getcontext
 import numpy as np
 import pytest
 
-from glmmlab.engine.families.distributions import FAMILIES, minus_log1p, xlog1p_minus
+from glmmlab.engine.families.catalogue import FAMILIES
+from glmmlab.engine.families.distributions import minus_log1p, xlog1p_minus
 
 getcontext().prec = 50
 R = np.concatenate([-np.logspace(-9, np.log10(0.99), 150), np.logspace(-9, 1, 150), [-0.1, 0.1, -0.0999, 0.1001]])

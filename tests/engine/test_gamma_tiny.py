@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 import glmmlab
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from tests.engine import independent_laplace
 
 getcontext().prec = 60

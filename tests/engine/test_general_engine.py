@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.model.terms import FactorBlock, RandomTerm, merge_terms
 from glmmlab.engine.solvers.blocked_cholesky import Structure, factor

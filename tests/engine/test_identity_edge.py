@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 from scipy.special import gammaln
 
 import glmmlab
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.model.terms import RandomTerm, merge_terms
 from glmmlab.engine.solvers.blocked_cholesky import Structure

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.inference.intervals import percentile_interval
 from glmmlab.engine.progress import FitCancelled
 from glmmlab.services.modeling import bootstrap as boot

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import glmmlab
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.families.modelled import ModelledFamily, modelled_family
 from glmmlab.engine.families.response import Response

@@ -42,7 +42,7 @@ import pytest
 
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES, resolve
+from glmmlab.engine.families.catalogue import FAMILIES, resolve
 from glmmlab.engine.families.ordinal import ORDINAL_LINKS, category_probabilities, row_terms
 from glmmlab.interfaces import cli
 from glmmlab.interfaces.cli import read_table

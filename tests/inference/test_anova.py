@@ -85,7 +85,7 @@ def test_ml_fit_matches_lmer_reml_false(name):
 def test_ml_front_doors_agree():
     """The ML fit of a random intercept is the same from the column form (no model frame), the formula and the
     engine called on the formula's frame."""
-    from glmmlab.engine.families.distributions import resolve
+    from glmmlab.engine.families.catalogue import resolve
     from glmmlab.engine.solvers.fit import fit_frame
 
     df = read("sleep")

@@ -66,7 +66,7 @@ def test_method_at_lme4s_estimates():
 
 def test_both_engines_and_ml():
     """The random-intercept engine's df equal the general engine's; with reml=False the ML deviance is used."""
-    from glmmlab.engine.families.distributions import resolve
+    from glmmlab.engine.families.catalogue import resolve
     from glmmlab.engine.solvers.fit import fit_frame
 
     a = glmmlab.glmm("Reaction ~ Days + (1 | Subject)", read("sleep"), ddf="satterthwaite")

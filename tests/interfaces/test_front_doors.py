@@ -1,6 +1,6 @@
 """Every front door gives the same fit (issue 17, point 3).
 
-For every family and link that :data:`glmmlab.engine.families.distributions.FAMILIES` offers (read when the tests are
+For every family and link that :data:`glmmlab.engine.families.catalogue.FAMILIES` offers (read when the tests are
 collected, so a link added later is covered without editing this file), a small simulated data set (300 rows,
 20 groups, one numeric ``x``; a response the family accepts, with means well inside the link's range) is fitted
 as ``y ~ x + (1 | g)`` through:
@@ -44,7 +44,7 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.families.modelled import HURDLE_BASE
 from glmmlab.interfaces import cli

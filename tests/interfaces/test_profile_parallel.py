@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families.distributions import FAMILIES, negbin_family
+from glmmlab.engine.families.catalogue import FAMILIES
+from glmmlab.engine.families.distributions import negbin_family
 from glmmlab.engine.families.links import LINKS
 from glmmlab.services.modeling.profiling import PARALLEL_ROWS
 

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import glmmlab
-from glmmlab.engine.families.distributions import tweedie_sample
+from glmmlab.engine.families.glmmtmb import tweedie_sample
 from glmmlab.interfaces.cli import main
 from glmmlab.services.modeling.fitted import FittedModel
 from glmmlab.services.modeling.simulated_residuals import SimulatedResiduals

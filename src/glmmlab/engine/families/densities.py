@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from scipy import special
 
-from glmmlab.engine.families.distributions import FAMILIES, DensityFamily, Family
+from glmmlab.engine.families.catalogue import FAMILIES
+from glmmlab.engine.families.distributions import DensityFamily, Family
 from glmmlab.engine.families.gamma_functions import tetragamma, trigamma
 from glmmlab.engine.families.state import LOG_2PI
 

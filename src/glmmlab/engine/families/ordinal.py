@@ -26,7 +26,7 @@ import numpy as np
 from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES, Family
+from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.state import LOG_2PI, RowState
 
 ORDINAL_LINKS = ("logit", "probit", "cloglog")
@@ -396,4 +396,4 @@ def check_levels(levels: object, family: str) -> None:
             raise GlmmInputError(f"levels: each category is a value of the response (text or a number); got {v!r}")
 
 
-FAMILIES["ordinal"] = ordinal_family()
+

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from glmmlab.engine.families.distributions import FAMILIES, Family
+from glmmlab.engine.families.catalogue import FAMILIES
+from glmmlab.engine.families.distributions import Family
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 

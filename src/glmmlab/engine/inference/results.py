@@ -22,7 +22,7 @@ import numpy as np
 from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.inference.prediction import Prediction
 from glmmlab.engine.inference.result_views import PandasViews
 from glmmlab.engine.inference.wald import wald
@@ -492,7 +492,7 @@ class GlmmResult(PandasViews, Prediction):
 
     def profile_arguments(self) -> dict:
         """What :func:`glmmlab.engine.solvers.profile.make_problem` needs to profile this fit (checked)."""
-        from glmmlab.engine.families.distributions import resolve
+        from glmmlab.engine.families.catalogue import resolve
 
         if int(self.model.get("nagq", 1)) > 1:
             raise GlmmInputError("profile intervals use the Laplace deviance: refit with nagq 1, or use "

@@ -19,7 +19,8 @@ import numpy as np
 from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES, Family
+from glmmlab.engine.families.catalogue import FAMILIES
+from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.inference.intervals import VarianceLayout
 from glmmlab.engine.inference.results import GlmmResult

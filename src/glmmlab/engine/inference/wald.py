@@ -31,7 +31,7 @@ def wald(beta: np.ndarray, se: np.ndarray, conf_level: float) -> tuple[np.ndarra
 
 def icc(family: str, link: str, var_group: float, var_residual: float | None) -> float | None:
     """ICC where the spec defines one (Gaussian+identity, Binomial+logit, Binomial+probit), else None."""
-    from glmmlab.engine.families.distributions import FAMILIES
+    from glmmlab.engine.families.catalogue import FAMILIES
 
     resid = FAMILIES[family].icc_residual(link, var_residual)
     if resid is None:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import ALIASES, FAMILIES, Family, resolve
+from glmmlab.engine.families.catalogue import ALIASES, FAMILIES, resolve
+from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import LINKS, Link
 
 MAX_NAGQ = 50

@@ -12,8 +12,8 @@ from dataclasses import replace
 import numpy as np
 from scipy import special
 
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.densities import zero_terms
-from glmmlab.engine.families.distributions import FAMILIES
 from glmmlab.engine.families.links import LINKS, Link
 from glmmlab.engine.families.modelled import ModelledFamily
 from glmmlab.engine.solvers.glm_start import glm_irls

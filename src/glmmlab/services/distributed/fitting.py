@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import Family, resolve
+from glmmlab.engine.families.catalogue import resolve
+from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.progress import ProgressFn
 from glmmlab.services.modeling import frames

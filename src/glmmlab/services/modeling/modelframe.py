@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES, family_key
+from glmmlab.engine.families.catalogue import FAMILIES, family_key
 from glmmlab.engine.model.formula import Call, Expr, Formula, Name, format_number, parse_formula
 from glmmlab.engine.model.limits import echo, shorten
 from glmmlab.engine.model.spec import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.inference.results import exp_label
 from glmmlab.engine.inference.wald import z_quantile
 from glmmlab.services.views.numbers import format_rows

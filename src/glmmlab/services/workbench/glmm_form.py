@@ -16,7 +16,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.distributions import FAMILIES as ALL_FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES as ALL_FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.model.formula import parse_formula
 from glmmlab.engine.model.options import OPTIONS

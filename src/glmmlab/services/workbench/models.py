@@ -53,7 +53,7 @@ def check_result(result: Any) -> None:
     Used on documents that come from outside (a project import): the keys, their types, a family and link that
     exist, and the fixed-effects, random-effects and BLUP rows.
     """
-    from glmmlab.engine.families.distributions import FAMILIES
+    from glmmlab.engine.families.catalogue import FAMILIES
 
     def need(ok: bool, what: str) -> None:
         if not ok:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from glmmlab.engine.families.distributions import FAMILIES
+from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.interfaces.web.deps import dataset_tree, workbench
 from glmmlab.interfaces.web.routes.catalog import list_models, list_reports
 from glmmlab.interfaces.web.security import human_bytes
