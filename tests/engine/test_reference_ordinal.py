@@ -2,7 +2,8 @@
 
 Cases: every case of ../shared/reference/breadth tagged ``ordinal`` (wine_clmm_logit, wine_clmm_probit: the
 Laplace approximation), and those of tests/reference/ordinal_local, made by the same R with make_reference.R
-there: clmm with nAGQ = 10 (logit and probit), crossed random intercepts (sim_clmm_crossed: 40 judges x 30
+there: clmm with nAGQ = 10 (logit and probit), the wine model without predictors (wine_clmm_null: thresholds
+and the judge SD only; glmmlab's log-likelihood is 1.1e-3 above clmm's there), crossed random intercepts (sim_clmm_crossed: 40 judges x 30
 items, 1,200 rows) and nested ones (sim_clmm_nested: 60 classes in 20 schools, 600 rows), and clm (no random
 effects; logit, probit, cloglog). Each clmm case
 is fitted as a user would: ``glmm(formula, read_table(csv), family="ordinal", link=...)``.
@@ -66,7 +67,7 @@ def _cases() -> list:
     return [pytest.param(p, id=p.stem) for p in shared + local]
 
 
-def _laplace_cases() -> list:
+def _laplace_cases() -> list:  # the cases with the modes (the nAGQ cases keep the estimates only)
     return [c for c in _cases() if not str(c.id).endswith("agq10")]
 
 
