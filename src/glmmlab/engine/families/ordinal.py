@@ -341,14 +341,9 @@ class OrdinalFamily(Family):
             th = np.asarray(self.from_internal(x))
             if not np.all(np.isfinite(th)):
                 return np.inf, np.zeros_like(z)
-            eta = (Xs @ beta if p else 0.0) + off
-            ext = np.concatenate([[-np.inf], th, [np.inf]])
-            a, b = ext[codes] - eta, ext[codes - 1] - eta
-            lp, l1, _ = row_terms(link, th, codes, eta)
-            with np.errstate(invalid="ignore"):
-                fin_a, fin_b = np.isfinite(a), np.isfinite(b)
-                ra = np.where(fin_a, np.exp(log_pdf(link, np.where(fin_a, a, 0.0)) - lp), 0.0)
-                rb = np.where(fin_b, np.exp(log_pdf(link, np.where(fin_b, b, 0.0)) - lp), 0.0)
+            eta = (Xs @ beta if p else np.zeros(codes.size)) + off
+            lp, ra, rb = _row_parts(link, th, codes, eta)[:3]  # d log p / d theta_c = ra, / d theta_(c-1) = -rb
+            l1 = rb - ra
             f = -float(np.sum(pw * lp))
             if not np.isfinite(f):
                 return np.inf, np.zeros_like(z)
