@@ -3,10 +3,10 @@
 Cases: every case of ../shared/reference/breadth tagged ``ordinal`` (wine_clmm_logit, wine_clmm_probit: the
 Laplace approximation), and those of tests/reference/ordinal_local, made by the same R with make_reference.R
 there: clmm with nAGQ = 10 (logit and probit), the wine model without predictors (wine_clmm_null: thresholds
-and the judge SD only; glmmlab's log-likelihood is 1.1e-3 above clmm's there), crossed random intercepts (sim_clmm_crossed: 40 judges x 30
-items, 1,200 rows) and nested ones (sim_clmm_nested: 60 classes in 20 schools, 600 rows), and clm (no random
-effects; logit, probit, cloglog). Each clmm case
-is fitted as a user would: ``glmm(formula, read_table(csv), family="ordinal", link=...)``.
+and the judge SD only; glmmlab's log-likelihood is 1.1e-3 above clmm's there), crossed random intercepts
+(sim_clmm_crossed: 40 judges x 30 items, 1,200 rows) and nested ones (sim_clmm_nested: 60 classes in 20
+schools, 600 rows), and clm (no random effects; logit, probit, cloglog). Each clmm case is fitted as a user
+would: ``glmm(formula, read_table(csv), family="ordinal", link=...)``.
 
 Tolerances (the breadth README's, as for lme4's Laplace cases), never loosened to pass:
 - log-likelihood never more than 1e-3 below clmm's, nor more than 0.05 above it;
