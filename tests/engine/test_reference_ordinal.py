@@ -93,6 +93,8 @@ def test_structure(path):
     assert [f["variable"] for f in doc["fixed_effects"]] == list(r["fixef"]["cond"])  # no (Intercept)
     assert [t["threshold"] for t in doc["thresholds"]] == list(r["thresholds"])
     assert list(res.thresholds.index) == list(r["thresholds"])
+    assert list(res.fixef["cond"].index) == list(r["fixef"]["cond"])  # glmmTMB's form of fixef: by model part
+    assert res.fixef["cond"].to_numpy() == pytest.approx([f["estimate"] for f in doc["fixed_effects"]])
     assert doc["fit"]["k"] == r["df"] == len(r["thresholds"]) + len(r["fixef"]["cond"]) + len(r["varcorr"])
     if "nobs" in r:
         assert doc["n_obs"] == r["nobs"] and doc["groups"] == r["ngroups"]
