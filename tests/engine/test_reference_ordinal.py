@@ -3,7 +3,9 @@
 Cases: every case of ../shared/reference/breadth tagged ``ordinal`` (wine_clmm_logit, wine_clmm_probit: the
 Laplace approximation), and those of tests/reference/ordinal_local, made by the same R with make_reference.R
 there: clmm with nAGQ = 10 (logit and probit), the wine model without predictors (wine_clmm_null: thresholds
-and the judge SD only; glmmlab's log-likelihood is 1.1e-3 above clmm's there), crossed random intercepts
+and the judge SD only; glmmlab's log-likelihood is 1.1e-3 above clmm's there because clmm's modes stop at its
+inner gradient tolerance, gradTol = 1e-4: with clmm.control(gradTol = 1e-10) clmm gives -102.986885, 6e-7 from
+glmmlab's, and -81.5654128 on wine_clmm_logit, 3e-10 from glmmlab's), crossed random intercepts
 (sim_clmm_crossed: 40 judges x 30 items, 1,200 rows) and nested ones (sim_clmm_nested: 60 classes in 20
 schools, 600 rows), and clm (no random effects; logit, probit, cloglog). Each clmm case is fitted as a user
 would: ``glmm(formula, read_table(csv), family="ordinal", link=...)``.
