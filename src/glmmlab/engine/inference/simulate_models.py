@@ -37,6 +37,11 @@ def row_inputs(result: GlmmResult, frame: ModelFrame) -> RowInputs:
               for k, v in (result.row_extras or {}).items()}
     base_key = HURDLE_BASE.get(result.family, result.family)
     fam = FAMILIES[base_key]
+    if result.ordinal is not None:  # an ordinal fit: the member of its categories, link and thresholds
+        from glmmlab.engine.families.ordinal import OrdinalFamily
+
+        assert isinstance(fam, OrdinalFamily)
+        fam = fam.for_levels(result.ordinal.levels, result.ordinal.link).with_parameters(result.ordinal.thresholds)
     params = result.family_params
     modelled = bool(result.model.get("zi") or result.model.get("disp") or result.family in HURDLE_BASE)
     phi: float | np.ndarray = 1.0
