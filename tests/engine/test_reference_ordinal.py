@@ -355,8 +355,8 @@ def test_what_follows_from_a_fit():
 def test_simulated_categories_follow_the_model(link):
     """The family's sampler (the simulations of DHARMa-style residuals) draws each category with the model's
     probability at the row's linear predictor: 200,000 draws at three linear predictors, within 0.005 (about 4
-    standard errors) of category_probabilities; a probit linear predictor beyond the inverse link's rounding is
-    refused in words."""
+    standard errors) of category_probabilities; a linear predictor where the inverse link rounds to 1 is refused
+    in words."""
     from glmmlab.engine.families.links import LINKS
 
     th = np.array([-1.3, 0.2, 0.9, 2.5])
@@ -366,9 +366,9 @@ def test_simulated_categories_follow_the_model(link):
     y = fam.sample(np.random.default_rng(5), mu, np.ones((3, 1)), 1.0)
     freq = np.stack([(y == k).mean(axis=1) for k in range(1, 6)], axis=1)
     assert np.max(np.abs(freq - category_probabilities(link, th, eta))) < 0.005
-    if link == "probit":
-        with pytest.raises(GlmmInputError, match="beyond"):
-            fam.sample(np.random.default_rng(5), LINKS["probit"].linkinv(np.array([[9.0]])), np.ones((1, 1)), 1.0)
+    far = {"logit": 40.0, "probit": 9.0, "cloglog": 4.0}[link]  # the inverse link rounds to 1 there
+    with pytest.raises(GlmmInputError, match="beyond the range"):
+        fam.sample(np.random.default_rng(5), LINKS[link].linkinv(np.array([[far]])), np.ones((1, 1)), 1.0)
 
 
 def test_simulated_residuals_of_an_ordinal_fit():
