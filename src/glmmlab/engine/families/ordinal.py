@@ -346,20 +346,12 @@ class OrdinalFamily(Family):
         return "OR" if link == "logit" else None
 
     def sample(self, rng, mu, pw, phi):
-        """Category numbers drawn at linear predictors eta = F^-1(mu) (``mu``: the link's inverse at eta, as the
-        simulations hand every family): the latent eta + e, e with distribution F, falls between two thresholds.
-        Where mu is rounded to 1 (eta above about 36 for the logit, 3.6 for the cloglog; the probit's inverse link
-        is held within 2.2e-16 of 0 and 1, so beyond +-8.1) eta is lost: such a draw is refused in words rather
-        than drawn at the wrong eta."""
+        """Category numbers drawn at linear predictors ``mu``: an ordinal model has no mean, so its simulations
+        hand the sampler eta itself (:func:`glmmlab.engine.inference.simulate_models.row_inputs` gives it the
+        identity link). The latent eta + e, e with the link's distribution F, falls between two thresholds:
+        P(Y <= j) = F(theta_j - eta)."""
+        eta = np.asarray(mu, dtype=float)
         link = self.link_name()
-        mu = np.asarray(mu, dtype=float)
-        low = 2.3e-16 if link == "probit" else 0.0
-        if np.any((mu <= low) | (mu >= 1.0 - 2.3e-16)):
-            raise GlmmInputError(f"simulating this {link} ordinal model: some linear predictors lie beyond the range "
-                                 "where the link's inverse keeps them apart (its value rounds to 0 or 1); "
-                                 "simulations are not available for it")
-        with np.errstate(divide="ignore", over="ignore"):
-            eta = quantile(link, mu)
         if link == "logit":
             e = rng.logistic(size=eta.shape)
         elif link == "probit":

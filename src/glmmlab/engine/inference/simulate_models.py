@@ -55,7 +55,8 @@ def row_inputs(result: GlmmResult, frame: ModelFrame) -> RowInputs:
         phi = 1.0 / float(params["shape"])
     elif fam.has_dispersion and result.var_residual is not None:
         phi = float(result.var_residual)
-    link = LINKS[result.link]
+    # an ordinal model has no mean: its sampler takes the linear predictor itself (the identity link hands it on)
+    link = LINKS["identity" if result.ordinal is not None else result.link]
     beta = dict(zip(result.names, np.asarray(result.beta, dtype=float)))
     coef = np.array([beta.get(nm, 0.0) for nm in frame.x_names], dtype=float)  # a dropped column counts 0
     eta = np.asarray(frame.X, dtype=float) @ coef
