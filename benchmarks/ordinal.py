@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BREADTH = ROOT.parent / "shared" / "reference" / "breadth"
+# ../shared beside the repository, as the tests find it (GLMMLAB_TEST_SHARED overrides)
+BREADTH = Path(os.environ.get("GLMMLAB_TEST_SHARED") or ROOT.parent / "shared") / "reference" / "breadth"
 DATA = HERE / "data"
 CROSSED = ROOT / "tests" / "reference" / "ordinal_local" / "sim_clmm_crossed.csv"  # 1,200 rows, 40 x 30 crossed
 
@@ -114,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-r", action="store_true")
     p.add_argument("--cpu", default="1", help="the core both fitters are pinned to (taskset); '' for none")
     args = p.parse_args(argv)
-    import os
-
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     cpu = args.cpu or None
