@@ -4,7 +4,9 @@
 
 Cases: the two wine cases of ../shared/reference/breadth (72 rows, 9 judges; logit and probit), and a simulated
 rating panel of 5,000 rows with 200 judges (``sim_ordinal_5k``: five categories, two predictors, judge SD 0.8,
-logit; seed 211), fitted with ``rating ~ temp + contact + (1 | judge)`` / ``rating ~ x1 + x2 + (1 | judge)``.
+logit; seed 211), fitted with ``rating ~ temp + contact + (1 | judge)`` / ``rating ~ x1 + x2 + (1 | judge)``, and
+the crossed case of tests/reference/ordinal_local (``sim_clmm_crossed``: 1,200 rows, 40 judges x 30 items,
+``y ~ x + (1 | judge) + (1 | item)``).
 
 Each fitter runs in its own process (``--cpu N`` pins both to that core with ``taskset``), after a warm-up fit;
 ``--repeat`` fits are timed in the process and the minimum is reported: CPU time for both (glmmlab's
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,8 +30,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BREADTH = ROOT.parent / "shared" / "reference" / "breadth"
+# ../shared beside the repository, as the tests find it (GLMMLAB_TEST_SHARED overrides)
+BREADTH = Path(os.environ.get("GLMMLAB_TEST_SHARED") or ROOT.parent / "shared") / "reference" / "breadth"
 DATA = HERE / "data"
+CROSSED = ROOT / "tests" / "reference" / "ordinal_local" / "sim_clmm_crossed.csv"  # 1,200 rows, 40 x 30 crossed
 
 PY_WORKER = r"""
 import json, sys, time
@@ -48,8 +53,9 @@ print(json.dumps({"seconds": best, "loglik": r.llf, "thresholds": r.thresholds.t
 R_WORKER = r"""
 suppressMessages(library(ordinal))
 args <- commandArgs(trailingOnly = TRUE)
-d <- read.csv(args[1]); d$rating <- factor(d$rating, ordered = TRUE); d$judge <- factor(d$judge)
-f <- as.formula(args[2]); link <- args[3]; repeat_n <- as.integer(args[4])
+d <- read.csv(args[1]); f <- as.formula(args[2]); link <- args[3]; repeat_n <- as.integer(args[4])
+d[[args[5]]] <- factor(d[[args[5]]], ordered = TRUE)
+for (g in strsplit(args[6], ",")[[1]]) d[[g]] <- factor(d[[g]])
 m <- clmm(f, data = d, link = link)
 best <- Inf
 for (i in seq_len(repeat_n)) {
@@ -90,6 +96,8 @@ def cases() -> list[dict]:
         {"name": "wine_clmm_probit", "csv": wine, "formula": "rating ~ temp + contact + (1 | judge)",
          "link": "probit"},
         {"name": "sim_ordinal_5k", "csv": sim, "formula": "rating ~ x1 + x2 + (1 | judge)", "link": "logit"},
+        {"name": "sim_clmm_crossed", "csv": CROSSED, "formula": "y ~ x + (1 | judge) + (1 | item)", "link": "logit",
+         "response": "y", "groups": "judge,item"},
     ]
 
 
@@ -108,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-r", action="store_true")
     p.add_argument("--cpu", default="1", help="the core both fitters are pinned to (taskset); '' for none")
     args = p.parse_args(argv)
-    import os
-
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     cpu = args.cpu or None
@@ -123,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             common = [str(case["csv"]), case["formula"], case["link"], str(args.repeat)]
             row["glmmlab"] = run([sys.executable, str(py)] + common, cpu, env)
             if not args.no_r and shutil.which("Rscript"):
-                row["clmm"] = run(["Rscript", str(r_script)] + common, cpu)
+                row["clmm"] = run(["Rscript", str(r_script)] + common
+                                  + [case.get("response", "rating"), case.get("groups", "judge")], cpu)
             g, c = row["glmmlab"], row.get("clmm") or {}
             ratio = c["seconds"] / g["seconds"] if "seconds" in c and "seconds" in g and g["seconds"] > 0 else None
             dll = g["loglik"] - c["loglik"] if "loglik" in c and "loglik" in g else None

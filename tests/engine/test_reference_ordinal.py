@@ -2,10 +2,13 @@
 
 Cases: every case of ../shared/reference/breadth tagged ``ordinal`` (wine_clmm_logit, wine_clmm_probit: the
 Laplace approximation), and those of tests/reference/ordinal_local, made by the same R with make_reference.R
-there: clmm with nAGQ = 10 (logit and probit), crossed random intercepts (sim_clmm_crossed: 40 judges x 30
-items, 1,200 rows) and nested ones (sim_clmm_nested: 60 classes in 20 schools, 600 rows), and clm (no random
-effects; logit, probit, cloglog). Each clmm case
-is fitted as a user would: ``glmm(formula, read_table(csv), family="ordinal", link=...)``.
+there: clmm with nAGQ = 10 (logit and probit), the wine model without predictors (wine_clmm_null: thresholds
+and the judge SD only; glmmlab's log-likelihood is 1.1e-3 above clmm's there because clmm's modes stop at its
+inner gradient tolerance, gradTol = 1e-4: with clmm.control(gradTol = 1e-10) clmm gives -102.986885, 6e-7 from
+glmmlab's, and -81.5654128 on wine_clmm_logit, 3e-10 from glmmlab's), crossed random intercepts
+(sim_clmm_crossed: 40 judges x 30 items, 1,200 rows) and nested ones (sim_clmm_nested: 60 classes in 20
+schools, 600 rows), and clm (no random effects; logit, probit, cloglog). Each clmm case is fitted as a user
+would: ``glmm(formula, read_table(csv), family="ordinal", link=...)``.
 
 Tolerances (the breadth README's, as for lme4's Laplace cases), never loosened to pass:
 - log-likelihood never more than 1e-3 below clmm's, nor more than 0.05 above it;
@@ -66,7 +69,7 @@ def _cases() -> list:
     return [pytest.param(p, id=p.stem) for p in shared + local]
 
 
-def _laplace_cases() -> list:
+def _laplace_cases() -> list:  # the cases with the modes (the nAGQ cases keep the estimates only)
     return [c for c in _cases() if not str(c.id).endswith("agq10")]
 
 
@@ -92,6 +95,8 @@ def test_structure(path):
     assert [f["variable"] for f in doc["fixed_effects"]] == list(r["fixef"]["cond"])  # no (Intercept)
     assert [t["threshold"] for t in doc["thresholds"]] == list(r["thresholds"])
     assert list(res.thresholds.index) == list(r["thresholds"])
+    assert list(res.fixef["cond"].index) == list(r["fixef"]["cond"])  # glmmTMB's form of fixef: by model part
+    assert res.fixef["cond"].to_numpy() == pytest.approx([f["estimate"] for f in doc["fixed_effects"]])
     assert doc["fit"]["k"] == r["df"] == len(r["thresholds"]) + len(r["fixef"]["cond"]) + len(r["varcorr"])
     if "nobs" in r:
         assert doc["n_obs"] == r["nobs"] and doc["groups"] == r["ngroups"]
@@ -170,10 +175,12 @@ def test_row_derivatives(link):
 
 def test_extreme_rows_stay_finite():
     """A row far into a tail keeps a finite log-probability and derivatives (the side of F that does not
-    cancel)."""
+    cancel; for the logit, the logarithmic path where the logistic functions underflow)."""
     th = np.array([-1.0, 1.0])
     for link in ORDINAL_LINKS:
-        for code, eta in ((1, -60.0), (3, 60.0), (2, 0.0), (1, 30.0), (3, -30.0)):
+        far = ((1, 790.0),) if link == "cloglog" else ((1, 790.0), (3, -790.0))  # cloglog's upper tail is
+        # exp(-e^x): below every double beyond x = 709
+        for code, eta in ((1, -60.0), (3, 60.0), (2, 0.0), (1, 30.0), (3, -30.0)) + far:
             out = row_terms(link, th, np.array([code]), np.array([eta]), third=True)
             assert all(np.isfinite(v).all() for v in out), (link, code, eta)
 
@@ -342,3 +349,25 @@ def test_what_follows_from_a_fit():
                         (lambda: res.predict(df, interval="confidence"), "without intervals")):
         with pytest.raises(GlmmInputError, match=words):
             call()
+
+
+@pytest.mark.parametrize("link", ORDINAL_LINKS)
+def test_simulated_categories_follow_the_model(link):
+    """The family's sampler (the simulations of DHARMa-style residuals, which hand it the linear predictor) draws
+    each category with the model's probability: 200,000 draws at four linear predictors (one far beyond where
+    the links' inverses round to 1), within 0.005 (about 4 standard errors) of category_probabilities."""
+    th = np.array([-1.3, 0.2, 0.9, 2.5])
+    fam = FAMILIES["ordinal"].for_levels(["a", "b", "c", "d", "e"], link).with_parameters(th)
+    eta = np.array([-1.0, 0.4, 2.0, 45.0])
+    y = fam.sample(np.random.default_rng(5), np.repeat(eta[:, None], 200_000, axis=1), np.ones((4, 1)), 1.0)
+    freq = np.stack([(y == k).mean(axis=1) for k in range(1, 6)], axis=1)
+    assert np.max(np.abs(freq - category_probabilities(link, th, eta))) < 0.005
+
+
+def test_simulated_residuals_of_an_ordinal_fit():
+    """DHARMa-style residuals of the wine fit: simulated from the fit's own member (categories, link,
+    thresholds), uniform by the Kolmogorov-Smirnov test (seeded, so the same every run)."""
+    res = glmmlab.glmm(FORMULA, read_table(str(WINE)), family="ordinal")
+    sim = res.simulate_residuals(n_sim=250)
+    assert sim.residuals.shape == (72,) and np.all((sim.residuals >= 0) & (sim.residuals <= 1))
+    assert sim.to_dict()["tests"]["uniformity"]["p_value"] > 0.05

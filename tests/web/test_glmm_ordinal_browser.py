@@ -1,7 +1,8 @@
 """The GLMM tab with an ordinal response in a real browser: a text column of the ordinal measurement scale as the
 Dependent Variable chooses the Ordinal family (a column of another scale is not offered), the Category order shows
 the response's categories (sorted) once the formula is checked, a typed order is the fit's, and the results show
-the Thresholds table (equal to ``glmmlab.glmm``'s)."""
+the Thresholds table (equal to ``glmmlab.glmm``'s); saved, Model Detail shows it too, and reopened the form has
+its family, link and order again."""
 
 from __future__ import annotations
 
@@ -61,3 +62,17 @@ def test_a_categorical_response_is_fitted_as_an_ordinal_model(page, live_server_
     _, fixed = table_values(run, "fixed-effects")
     assert [r[0] for r in fixed] == ["tempwarm", "contactyes"]
     assert all(close(r[1], w["estimate"], 1e-6) for r, w in zip(fixed, want["fixed_effects"], strict=True))
+    # saved and reopened from Model Detail: the form comes back with the family, link and the typed order
+    run.locator(".model-name").fill("wine ordinal")
+    run.locator("button.save").click()
+    expect(run.locator(".saved")).to_contain_text("Saved as")
+    run.locator("button.view-details").click()
+    detail = active_panel(page)
+    expect(detail.locator('table[data-table="thresholds"]')).to_have_count(1)
+    detail.locator("button.reopen").click()
+    form = active_panel(page)
+    expect(page.locator(".tab.active .tab-label")).to_have_text("GLMM: wine ordinal")
+    expect(control(form, "family")).to_have_value("ordinal")
+    expect(control(form, "link")).to_have_value("probit")
+    expect(control(form, "levels")).to_have_value(", ".join(order))
+    expect(control(form, "formula")).to_have_value(FORMULA)

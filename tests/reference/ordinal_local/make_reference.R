@@ -46,12 +46,14 @@ ranef_rows <- function(fit) {
     grp = rownames(re[[g]]), condval = signif(re[[g]][, 1], 10),
     condsd = signif(sqrt(attr(re[[g]], "condVar")[, 1]), 10), stringsAsFactors = FALSE)))
 }
-sim_case <- function(case, d, formula, note) {
-  csv <- file.path(out, paste0(case, ".csv"))
-  write.csv(d, csv, row.names = FALSE)
+sim_case <- function(case, d, formula, note, response = "y", csv = NULL) {
+  if (is.null(csv)) {
+    csv <- file.path(out, paste0(case, ".csv"))
+    write.csv(d, csv, row.names = FALSE)
+  }
   d <- read.csv(csv)
-  d$y <- factor(d$y, ordered = TRUE)
-  for (g in setdiff(names(d), c("y", "x"))) d[[g]] <- factor(d[[g]])
+  d[[response]] <- factor(d[[response]], ordered = TRUE)
+  for (g in setdiff(names(d), c(response, "x"))) d[[g]] <- factor(d[[g]])
   fit <- clmm(as.formula(formula), data = d)
   stopifnot(fit$optRes$convergence == 0, max(abs(fit$gradient)) < 0.01)
   se <- sqrt(diag(vcov(fit)))
@@ -70,9 +72,11 @@ sim_case <- function(case, d, formula, note) {
               se_log_sd = setNames(as.list(se_log), st),
               varcorr = lapply(st, function(g) list(grp = g, sdcor = unname(fit$ST[[g]][1, 1]))),
               ranef = ranef_rows(fit), max_gradient = max(abs(fit$gradient)))
-  case <- list(case = case, formula = formula, link = "logit", response_levels = levels(d$y), note = note,
+  case <- list(case = case, formula = formula, link = "logit", response_levels = levels(d[[response]]),
+               note = note,
                versions = list(R = R.version.string, ordinal = as.character(packageVersion("ordinal"))),
                results = list(ML = res))
+  if (grepl("^wine", case$case)) case$csv <- basename(csv)  # a breadth CSV, fitted as it is
   write(toJSON(case, auto_unbox = TRUE, digits = NA, pretty = TRUE, dataframe = "columns"),
         file.path(out, paste0(case$case, ".json")))
 }
@@ -91,3 +95,6 @@ lat <- 0.8 * x + rnorm(20, 0, 0.7)[school] + rnorm(60, 0, 0.5)[class] + rlogis(n
 sim_case("sim_clmm_nested", data.frame(y = cut(lat, c(-Inf, -1, 0.5, 2, Inf), labels = FALSE), x = round(x, 6),
          school = school, class = class), "y ~ x + (1 | school/class)",
          "seed 5; 60 classes (10 rows each) within 20 schools; true slope 0.8, SDs 0.7 (school) and 0.5 (class)")
+sim_case("wine_clmm_null", NULL, "rating ~ 1 + (1 | judge)",
+         "the wine data without predictors: thresholds and the judge SD only", response = "rating",
+         csv = file.path(breadth, "wine_clmm_logit.csv"))

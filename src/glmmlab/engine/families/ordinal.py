@@ -42,7 +42,9 @@ def log_cdf(link: str, x: np.ndarray) -> np.ndarray:
         return -np.logaddexp(0.0, -x)
     if link == "probit":
         return special.log_ndtr(x)
-    return np.log(-np.expm1(-np.exp(np.minimum(x, MAX_EXP))))
+    with np.errstate(divide="ignore"):  # far below: log(1 - exp(-e^x)) = x - e^x / 2 + O(e^2x), where 1 - ... is 0
+        return np.where(x < -20.0, x - 0.5 * np.exp(np.minimum(x, -20.0)),
+                        np.log(-np.expm1(-np.exp(np.minimum(x, MAX_EXP)))))
 
 
 def log_sf(link: str, x: np.ndarray) -> np.ndarray:
@@ -51,7 +53,8 @@ def log_sf(link: str, x: np.ndarray) -> np.ndarray:
         return -np.logaddexp(0.0, x)
     if link == "probit":
         return special.log_ndtr(-x)
-    return -np.exp(np.minimum(x, MAX_EXP))
+    with np.errstate(over="ignore"):  # -inf beyond 709 (and at +inf): exp(-e^x) is below every double there
+        return -np.exp(x)
 
 
 def log_pdf(link: str, x: np.ndarray) -> np.ndarray:
@@ -108,6 +111,10 @@ def _row_parts(link: str, thresholds: np.ndarray, codes: np.ndarray, eta: np.nda
     a = ext[codes] - eta
     b = ext[codes - 1] - eta
     upper = a + b > 0.0  # both ends in the upper half: 1 - F(b) - (1 - F(a)) does not cancel
+    if link == "logit":
+        out = _logit_parts(a, b, upper)
+        if out is not None:
+            return out
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # the discarded branches of where
         if link in ("logit", "probit"):
             hi, lo = np.where(upper, -b, a), np.where(upper, -a, b)  # p = F(hi) - F(lo)
@@ -124,6 +131,25 @@ def _row_parts(link: str, thresholds: np.ndarray, codes: np.ndarray, eta: np.nda
     ga, ha = _shape(link, a0)
     gb, hb = _shape(link, b0)
     return lp, ra, rb, ga, gb, ha, hb
+
+
+def _logit_parts(a: np.ndarray, b: np.ndarray, upper: np.ndarray):
+    """:func:`_row_parts` for the logit link without logarithms of the CDF (two logistic functions a row): on the
+    side where it does not cancel, p = F(hi) - F(lo) with hi + lo <= 0, and the logistic's f = F (1 - F), f'/f =
+    1 - 2F, f''/f = 1.5 (1 - 2F)^2 - 0.5 follow from the same two values. None when some row's p underflows
+    (an end 700 units beyond the linear predictor): the logarithmic path then takes every row."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        f_hi = special.expit(np.where(upper, -b, a))
+        f_lo = special.expit(np.where(upper, -a, b))
+        p = f_hi - f_lo
+        if not np.all(p > 1e-300):
+            return None
+        lp = np.log(p)
+        d_hi, d_lo = f_hi * (1.0 - f_hi) / p, f_lo * (1.0 - f_lo) / p  # f / p at the two ends (f is even)
+        ra, rb = np.where(upper, d_lo, d_hi), np.where(upper, d_hi, d_lo)
+        ga = np.where(upper, 2.0 * f_lo - 1.0, 1.0 - 2.0 * f_hi)  # 1 - 2F(a), F(a) = 1 - F(-a)
+        gb = np.where(upper, 2.0 * f_hi - 1.0, 1.0 - 2.0 * f_lo)
+    return lp, ra, rb, ga, gb, 1.5 * ga * ga - 0.5, 1.5 * gb * gb - 0.5
 
 
 def row_terms(link: str, thresholds: np.ndarray, codes: np.ndarray, eta: np.ndarray, third: bool = False):
@@ -320,7 +346,19 @@ class OrdinalFamily(Family):
         return "OR" if link == "logit" else None
 
     def sample(self, rng, mu, pw, phi):
-        raise NotImplementedError("simulating an ordinal response needs its linear predictor, not its mean")
+        """Category numbers drawn at linear predictors ``mu``: an ordinal model has no mean, so its simulations
+        hand the sampler eta itself (:func:`glmmlab.engine.inference.simulate_models.row_inputs` gives it the
+        identity link). The latent eta + e, e with the link's distribution F, falls between two thresholds:
+        P(Y <= j) = F(theta_j - eta)."""
+        eta = np.asarray(mu, dtype=float)
+        link = self.link_name()
+        if link == "logit":
+            e = rng.logistic(size=eta.shape)
+        elif link == "probit":
+            e = rng.standard_normal(eta.shape)
+        else:
+            e = np.log(rng.exponential(size=eta.shape))  # P(e <= x) = 1 - exp(-exp(x))
+        return 1.0 + np.searchsorted(self.thresholds, eta + e).astype(float)
 
     # -- the model without random effects: the fit's start ----------------------------------------------------
     def fixed_effects_fit(self, Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray
@@ -341,14 +379,9 @@ class OrdinalFamily(Family):
             th = np.asarray(self.from_internal(x))
             if not np.all(np.isfinite(th)):
                 return np.inf, np.zeros_like(z)
-            eta = (Xs @ beta if p else 0.0) + off
-            ext = np.concatenate([[-np.inf], th, [np.inf]])
-            a, b = ext[codes] - eta, ext[codes - 1] - eta
-            lp, l1, _ = row_terms(link, th, codes, eta)
-            with np.errstate(invalid="ignore"):
-                fin_a, fin_b = np.isfinite(a), np.isfinite(b)
-                ra = np.where(fin_a, np.exp(log_pdf(link, np.where(fin_a, a, 0.0)) - lp), 0.0)
-                rb = np.where(fin_b, np.exp(log_pdf(link, np.where(fin_b, b, 0.0)) - lp), 0.0)
+            eta = (Xs @ beta if p else np.zeros(codes.size)) + off
+            lp, ra, rb = _row_parts(link, th, codes, eta)[:3]  # d log p / d theta_c = ra, / d theta_(c-1) = -rb
+            l1 = rb - ra
             f = -float(np.sum(pw * lp))
             if not np.isfinite(f):
                 return np.inf, np.zeros_like(z)

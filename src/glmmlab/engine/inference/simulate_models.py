@@ -38,6 +38,11 @@ def row_inputs(result: GlmmResult, frame: ModelFrame) -> RowInputs:
               for k, v in (result.row_extras or {}).items()}
     base_key = HURDLE_BASE.get(result.family, result.family)
     fam = FAMILIES[base_key]
+    if result.ordinal is not None:  # an ordinal fit: the member of its categories, link and thresholds
+        from glmmlab.engine.families.ordinal import OrdinalFamily
+
+        assert isinstance(fam, OrdinalFamily)
+        fam = fam.for_levels(result.ordinal.levels, result.ordinal.link).with_parameters(result.ordinal.thresholds)
     params = result.family_params
     modelled = bool(result.model.get("zi") or result.model.get("disp") or result.family in HURDLE_BASE)
     phi: float | np.ndarray = 1.0
@@ -51,7 +56,8 @@ def row_inputs(result: GlmmResult, frame: ModelFrame) -> RowInputs:
         phi = 1.0 / float(params["shape"])
     elif fam.has_dispersion and result.var_residual is not None:
         phi = float(result.var_residual)
-    link = LINKS[result.link]
+    # an ordinal model has no mean: its sampler takes the linear predictor itself (the identity link hands it on)
+    link = LINKS["identity" if result.ordinal is not None else result.link]
     beta = dict(zip(result.names, np.asarray(result.beta, dtype=float)))
     coef = np.array([beta.get(nm, 0.0) for nm in frame.x_names], dtype=float)  # a dropped column counts 0
     eta = np.asarray(frame.X, dtype=float) @ coef

@@ -1218,7 +1218,7 @@
         version: 2, dataset_id: dsSelect.value, family: family.value, link: link.value, intercept: intercept.checked,
         conf_level: level.value, max_iter: maxIter.value, tol: tol.value, ddf: ddf.value, dispersion: dispersion.value,
         model: modelRecord(M), typed, matched, formula: formulaInput.value, references: Object.assign({}, references),
-        zi: ziInput.value, disp: dispInput.value,
+        zi: ziInput.value, disp: dispInput.value, levels: chosenLevels(),
       };
     }
 
@@ -1230,7 +1230,7 @@
         family: spec.family, link: spec.link, intercept: spec.intercept !== false,
         conf_level: String(+(spec.conf_level * 100).toPrecision(10)), max_iter: String(spec.max_iter), tol: String(spec.tol),
         model_open: !!spec.formula, weights: spec.weights || "", typed: !!spec.formula, formula: spec.formula || "",
-        references: spec.reference_levels || {},
+        references: spec.reference_levels || {}, levels: spec.levels || null,
       };
       dsSelect.value = String(st.dataset_id || datasetId);
       await loadColumns();
@@ -1252,6 +1252,8 @@
       ziInput.value = st.zi || spec.zi || "";
       dispInput.value = st.disp || spec.disp || "";
       if (ziInput.value || dispInput.value) form.querySelector("details.model-parts").open = true;
+      levelsEdited = !!(st.levels && st.levels.length);  // a saved model's own order of the categories
+      levelsInput.value = levelsEdited ? st.levels.join(", ") : "";
       renderModel();
       validate(false);
       checkFormulaSoon();
