@@ -379,6 +379,7 @@ def t_family(sigma: float, df: float) -> Family:
 
 # -- Tweedie ------------------------------------------------------------------------------------------------------
 SERIES_CELLS = 1_000_000  # terms of the series computed at once (rows x window)
+SERIES_TABLE = 2_000_000  # the most terms j whose log-gammas are tabulated at once
 
 
 def tweedie_log_series(y: np.ndarray, phi: float, p: float) -> np.ndarray:
@@ -398,6 +399,14 @@ def tweedie_log_series(y: np.ndarray, phi: float, p: float) -> np.ndarray:
     lo = np.maximum(1.0, np.floor(jmax - spread))
     width = np.ceil(jmax + spread) - lo + 1.0
     band = np.ceil(np.log2(width)).astype(np.int64)
+    # log j! + log Gamma(-alpha j) depends on j alone (alpha is the member's): one table over every j any window
+    # reaches, read by index, instead of two log-gammas per term
+    j0 = float(np.min(lo))
+    top_j = float(np.max(lo + np.exp2(band.astype(float)))) + 1.0
+    table = None
+    if top_j - j0 <= SERIES_TABLE:
+        grid = np.arange(j0, top_j)
+        table = special.gammaln(grid + 1.0) + special.gammaln(-alpha * grid)
     for b in np.unique(band):
         K = 1 << int(b)
         rows_b = np.flatnonzero(band == b)
@@ -406,8 +415,12 @@ def tweedie_log_series(y: np.ndarray, phi: float, p: float) -> np.ndarray:
             rows = rows_b[a:a + step]
             j = lo[rows][:, None] + np.arange(K, dtype=float)[None, :]
             terms = j * logz[rows][:, None]
-            terms -= special.gammaln(j + 1.0)
-            terms -= special.gammaln(-alpha * j)
+            if table is not None:
+                idx = (lo[rows] - j0).astype(np.int64)[:, None] + np.arange(K, dtype=np.int64)[None, :]
+                terms -= table[idx]
+            else:  # windows spread over more terms than the table holds: the log-gammas term by term
+                terms -= special.gammaln(j + 1.0)
+                terms -= special.gammaln(-alpha * j)
             top = np.max(terms, axis=1)
             np.subtract(terms, top[:, None], out=terms)
             np.exp(terms, out=terms)
