@@ -554,9 +554,9 @@
     const formulaReset = el("button", { type: "button", class: "formula-reset", hidden: true, title: "Show the formula of the controls again" }, "Use the form");
     const formulaHelp = el("p", { class: "muted formula-help", id: id("formula-help") });
     // glmmTMB's further model parts: one-sided formulas (empty: none); either makes the model run as a formula
-    const ziInput = el("input", { type: "text", id: id("zi"), name: "zi", class: "formula part-formula", spellcheck: "false",
+    const ziInput = el("input", { type: "text", id: id("zi"), name: "zi", class: "part-formula", spellcheck: "false",
       autocomplete: "off", placeholder: "e.g. ~ mined   or   ~ 1 + (1 | site)" });
-    const dispInput = el("input", { type: "text", id: id("disp"), name: "disp", class: "formula part-formula", spellcheck: "false",
+    const dispInput = el("input", { type: "text", id: id("disp"), name: "disp", class: "part-formula", spellcheck: "false",
       autocomplete: "off", placeholder: "e.g. ~ x" });
     // the variables without a role, checked to be given one with a role's arrow button
     const varList = el("div", { class: "var-list", id: id("variables"), role: "group", "aria-label": "Variables without a role" });
