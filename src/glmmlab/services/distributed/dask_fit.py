@@ -69,6 +69,7 @@ from glmmlab.engine.solvers.laplace_fit import _laplace_run
 from glmmlab.engine.solvers.reml import _reml_run
 from glmmlab.engine.solvers.row_blocks import BlockSpec, centring_fit, outer_factor
 from glmmlab.engine.solvers.scaling import design_scaling
+from glmmlab.engine.solvers.structure import check_coupled_size
 from glmmlab.engine.solvers.threads import one_blas_thread
 from glmmlab.services.distributed.actor_adapters import (
     ActorBlock,
@@ -80,6 +81,8 @@ from glmmlab.services.distributed.actor_adapters import (
 )
 from glmmlab.services.distributed.block_actor import GeneralBlockActor
 from glmmlab.services.distributed.cluster import on_client, release_unused_memory, reuse_freed_memory
+from glmmlab.services.distributed.coupled import check_coupled_levels
+from glmmlab.services.distributed.coupled_fit import CoupledLmm
 from glmmlab.services.distributed.partitions import (
     IN_MEMORY,
     OUTER,
@@ -264,8 +267,14 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     levels = {c: list(coded[c][1]) for c in order}
     probe = [FactorBlock(c, coded[c][0], levels[c], np.zeros((n_distinct, 0)), [], []) for c in order]
     outer = outer_factor(probe)
-    if outer is None:
-        raise GlmmInputError(_crossed_message(probe))
+    coupled = outer is None  # crossed factors: rows cut by the leading factor, the coupled block reduced
+    if coupled:
+        check_coupled_levels([(c, len(levels[c]), b.q) for c, b in zip(order[1:], shapes[1:])],
+                             (order[0], len(levels[order[0]])))
+        check_coupled_size(skeleton(shapes, [len(levels[c]) for c in order]))  # the in-memory limit as well
+        outer = 0
+        if not (fam.name == "gaussian" and lk.name == "identity"):
+            raise GlmmInputError(_crossed_message(probe))
 
     # the fixed-effects design: constant columns of the column form dropped by name, then the scaling T
     cols = list(range(len(x_names)))
@@ -300,7 +309,7 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     del shuffled, coded_rows
     client.run(release_unused_memory)
     spec = {"rows_of": rows_of, "family": fam.name, "link": lk.name, "dispersion": dispersion, "order": order,
-            "levels": levels, "outer": outer, "keep": keep, "T": T, "lean": n > LEAN_ROWS}
+            "levels": levels, "outer": outer, "keep": keep, "T": T, "lean": n > LEAN_ROWS, "coupled": coupled}
     report(progress, f"Loading {len(parts)} blocks of whole groups on the workers", 0.04)
     # one copy of the spec (the global levels, of the size of the groups) on each worker, which every actor's
     # task refers to: a copy in each task would stay as long as its actor
@@ -332,8 +341,10 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 beta0 = centring_fit(sum(normals))
                 for f in [a.centre(beta0) for a in actors]:
                     f.result()
-                fields = _reml_run(ActorProfiledLmm(laps, n, y["sum_log_w"], beta0), specs, st, T, names, mf, None,
-                                   None, model, progress, remote=remote)
+                lmm = CoupledLmm(laps, n, y["sum_log_w"], beta0, st) if coupled else \
+                    ActorProfiledLmm(laps, n, y["sum_log_w"], beta0)
+                fields = _reml_run(lmm, specs, st, T, names, mf, None, None, model, progress, remote=remote,
+                                   polish=not coupled)
             else:
                 report(progress, "Initial values (GLM)", 0.05)
                 nb0: float | None
