@@ -24,6 +24,7 @@ from glmmlab.engine.solvers.structure import Structure, check_coupled_size
 from glmmlab.engine.solvers.threads import one_blas_thread
 from glmmlab.services.distributed.cluster import release_unused_memory
 from glmmlab.services.distributed.coupled import PartialFactor
+from glmmlab.services.distributed.coupled_block import CoupledRows
 from glmmlab.services.distributed.partitions import ROW
 
 # The workers import this module to build the actors: what only the driver needs is imported elsewhere.
@@ -54,6 +55,7 @@ class GeneralBlockActor:
         self.block: GeneralLaplace | ProfiledLmm
         self.final_at: tuple = ()  # the point of the last final(), where take_rows() computes the rows' results
         self.coupled_u: np.ndarray | None = None  # crossed factors: the modes of the last final (coupled.py)
+        self._coupled: CoupledRows | None = None  # crossed factors, Laplace: the rows' side of the mode search
         self._glm: tuple[float | None, Response] | None = None  # the GLM's response constants, per family member
         if not self.reml:  # the ProfiledLmm comes with the centring fit of every block's rows (centre)
             self.block = self.lap = GeneralLaplace(self.st, self.Xs, self.y, self.pw, self.off, fam, lk,
@@ -205,6 +207,8 @@ class GeneralBlockActor:
             elif self.reml:
                 out = reml_rows(self.prof.final(*self.final_at), self.y, self.pw, self.off)
                 out["pearson_residuals"] = out["deviance_residuals"]  # equal: held and sent once
+            elif self._coupled is not None:
+                out = self._coupled.rows()
             else:
                 out = laplace_rows(self.lap.final_rows(*self.final_at), self.pw)
         keys = list(out)
@@ -226,6 +230,13 @@ class GeneralBlockActor:
 
 
     # -- crossed factors: this block's part of each factor of the penalised system (coupled.py) -------------
+    def coupled(self, method: str, *args: Any) -> Any:
+        """Laplace: one step of the crossed model's fit on this block's rows (a method of :class:`CoupledRows`)."""
+        if self._coupled is None:
+            self._coupled = CoupledRows(self.lap)
+        with np.errstate(all="ignore"), one_blas_thread():
+            return getattr(self._coupled, method)(*args)
+
     def coupled_sums(self, theta) -> dict:
         """REML: this block's parts of the blocked factor of its cross-products at theta."""
         with np.errstate(all="ignore"), one_blas_thread():

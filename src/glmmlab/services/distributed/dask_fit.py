@@ -82,7 +82,7 @@ from glmmlab.services.distributed.actor_adapters import (
 from glmmlab.services.distributed.block_actor import GeneralBlockActor
 from glmmlab.services.distributed.cluster import on_client, release_unused_memory, reuse_freed_memory
 from glmmlab.services.distributed.coupled import check_coupled_levels
-from glmmlab.services.distributed.coupled_fit import CoupledLmm
+from glmmlab.services.distributed.coupled_fit import CoupledLaplace, CoupledLmm, CoupledUnit
 from glmmlab.services.distributed.partitions import (
     IN_MEMORY,
     OUTER,
@@ -273,8 +273,6 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                              (order[0], len(levels[order[0]])))
         check_coupled_size(skeleton(shapes, [len(levels[c]) for c in order]))  # the in-memory limit as well
         outer = 0
-        if not (fam.name == "gaussian" and lk.name == "identity"):
-            raise GlmmInputError(_crossed_message(probe))
 
     # the fixed-effects design: constant columns of the column form dropped by name, then the scaling T
     cols = list(range(len(x_names)))
@@ -325,6 +323,7 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     futures = [a.info() for a in actors]
     infos = [f.result() for f in futures]
     specs = [BlockSpec(slice(0, 0), i["level_maps"]) for i in infos]
+    level_maps = [i["level_maps"] for i in infos]
     st = skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
     laps = [ActorBlock(a, skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]
     normals = [i["normal"] for i in infos if "normal" in i]
@@ -359,7 +358,13 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                     beta0, glm_dev = remote.glm(fam)
                     nb0 = glm_m2 = None
                 beta0 = remote.inside_start(beta0, fam, lk)
-                obj = ActorLaplace(laps, remote.likelihood(fam), st.n_theta)
+                obj: ActorLaplace | CoupledLaplace
+                if coupled:  # one block: the whole data over the actors, each step's factor reduced here
+                    obj = CoupledLaplace(CoupledUnit(actors, st, fam, level_maps), remote.likelihood(fam),
+                                         st.n_theta)
+                    specs = [BlockSpec(slice(0, 0), [np.arange(len(levels[c])) for c in order])]
+                else:
+                    obj = ActorLaplace(laps, remote.likelihood(fam), st.n_theta)
                 if fam.name == "negbin":
                     obj.set_family(fam, obj.lik)
                 fields = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, None, None, fam, lk, model,
