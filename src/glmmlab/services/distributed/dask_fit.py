@@ -1,5 +1,5 @@
 """Mixed models on a Dask DataFrame: any random-effects part whose grouping factors nest (one factor, ``(1 | g)``,
-``(1 + x | g)``, ``(x || g)``, or ``(1 | a/b)``), fitted as in memory (:mod:`glmmlab.engine.solvers`).
+``(1 + x | g)``, ``(x || g)``, or ``(1 | a/b)``), or cross, fitted as in memory (:mod:`glmmlab.engine.solvers`).
 
 When every factor nests in one outer factor, the modes of one outer group depend only on its own rows, so the
 Laplace deviance and its gradient are sums over blocks of whole outer groups (:class:`BlockedLaplace`), and so
@@ -31,14 +31,23 @@ columns, ``I()``, ``log()``, ``exp()``, ``sqrt()``, products and interactions of
 weights, ``cbind()``), or the random-intercept form ``response ~ fixed + (1 | group)`` over numeric columns
 (:func:`fit_columns_on_dask`, as ``fit_glmm`` in memory: rows with a missing, non-numeric or infinite value left
 out, a predictor constant on the rows used dropped by name). Fixed factors and ``scale()`` need the whole data's
-levels or moments; they are refused with a message saying to fit in memory. Crossed factors couple every row and
-are refused too.
+levels or moments; they are refused with a message saying to fit in memory.
+
+Crossed (or partially crossed) factors couple every row through the other factors' levels: the rows are then cut
+by the leading factor (the one with the most levels), the other factors keep their global levels on every actor,
+and each factor of the penalised system is reduced on the driver from the actors' parts
+(:mod:`~glmmlab.services.distributed.coupled`): REML by :class:`CoupledLmm` (one reduction per theta), the Laplace
+approximation by :class:`CoupledUnit` (one per step of the mode search, of the log-determinant and of the
+gradient's solves). Up to :data:`~glmmlab.services.distributed.coupled.COUPLED_LEVELS` coupled random effects;
+beyond, a message before the rows move.
 
 This module is the driver. What it runs on the workers and talks to lives beside it:
 :mod:`~glmmlab.services.distributed.partitions` (a partition's rows as a model frame, what is refused before any
 pass, pass 1's summary and the rows coded for the shuffle), :mod:`~glmmlab.services.distributed.block_actor` (the
 actor a block of whole groups is on a worker) and :mod:`~glmmlab.services.distributed.actor_adapters` (the actors
-seen as the in-memory driver's blocks and rows).
+seen as the in-memory driver's blocks and rows), and for crossed factors
+:mod:`~glmmlab.services.distributed.coupled_block` (a block's steps on a worker) and
+:mod:`~glmmlab.services.distributed.coupled_fit` (the driver's objectives over them).
 """
 
 from __future__ import annotations
@@ -84,7 +93,6 @@ from glmmlab.services.distributed.cluster import on_client, release_unused_memor
 from glmmlab.services.distributed.coupled import check_coupled_levels
 from glmmlab.services.distributed.coupled_fit import CoupledLaplace, CoupledLmm, CoupledUnit
 from glmmlab.services.distributed.partitions import (
-    IN_MEMORY,
     OUTER,
     ROW,
     ColumnRows,
@@ -141,7 +149,7 @@ def fit_formula_dask(
     npartitions: Optional[int] = None,
     columns: "ColumnRows | None" = None,
 ) -> FittedModel:
-    """Fit an lme4 formula whose grouping factors nest to a Dask DataFrame (see the module docstring).
+    """Fit an lme4 formula to a Dask DataFrame (see the module docstring).
     ``columns``: the random-intercept form over numeric columns instead (:func:`fit_columns_on_dask`; ``formula``
     is then its formula, or None where the names cannot be written in one)."""
     if client is None:
@@ -266,13 +274,13 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     order = [b.component for b in shapes]
     levels = {c: list(coded[c][1]) for c in order}
     probe = [FactorBlock(c, coded[c][0], levels[c], np.zeros((n_distinct, 0)), [], []) for c in order]
-    outer = outer_factor(probe)
-    coupled = outer is None  # crossed factors: rows cut by the leading factor, the coupled block reduced
+    nesting = outer_factor(probe)
+    coupled = nesting is None  # crossed factors: rows cut by the leading factor, the coupled block reduced
+    outer = 0 if nesting is None else nesting
     if coupled:
         check_coupled_levels([(c, len(levels[c]), b.q) for c, b in zip(order[1:], shapes[1:])],
                              (order[0], len(levels[order[0]])))
         check_coupled_size(skeleton(shapes, [len(levels[c]) for c in order]))  # the in-memory limit as well
-        outer = 0
 
     # the fixed-effects design: constant columns of the column form dropped by name, then the scaling T
     cols = list(range(len(x_names)))
@@ -386,19 +394,6 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     # the record, once: the passes' warnings first, the rows the actors gave their per-row results for
     out = record(dict(fields, rows=remote.input_rows), [w for w in warnings if w not in fields["warnings"]], dropped)
     return out, levels
-
-
-def _crossed_message(blocks: list[FactorBlock]) -> str:
-    pairs = []
-    for i, a in enumerate(blocks):
-        for b in blocks[i + 1:]:
-            if outer_factor([a, b]) is None:
-                pairs.append(f"{a.component!r} and {b.component!r}")
-    which = "; ".join(pairs) if pairs else ", ".join(repr(b.component) for b in blocks)
-    return (f"the grouping factors {which} cross (neither nests in the other), so every row is coupled to every "
-            "other and the rows cannot be cut into blocks of whole groups. On a Dask DataFrame glmmlab fits "
-            "models whose grouping factors nest, such as (1 + x | g) or (1 | a/b); fit crossed models "
-            f"{IN_MEMORY[4:]}")
 
 
 def read_parquet_lazily(path: str, columns: list[str] | None = None) -> Any:
