@@ -116,3 +116,21 @@ def test_too_many_coupled_levels_refused_before_the_rows_move(client):  # noqa: 
     assert "'b' (20,001 levels) is crossed with 'a' (20,002 levels)" in msg
     assert "up to 20,000 coupled random effects" in msg and "fit in memory" in msg
     assert not any(s.startswith("Pass 2") for s in stages)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["penicillin_crossed", "verbagg_crossed"])
+def test_crossed_lean_blocks_agree_to_float32_precision(client, monkeypatch, case):  # noqa: F811
+    """Above LEAN_ROWS (here 0) the actors of a crossed fit hold the design in float32 too; the fit then agrees
+    with the in-memory one to the precision of float32 data, as the nested fits do."""
+    from glmmlab.services.distributed import dask_fit as dist
+
+    monkeypatch.setattr(dist, "LEAN_ROWS", 0)
+    ref, df = load(case)
+    a, b = dask_and_memory(ref["formula"], df, 3, family=ref["family"].lower(), link=ref["link"])
+    assert b.converged and b.n_obs == a.n_obs and b.warnings == a.warnings
+    assert abs(b.log_likelihood - a.log_likelihood) <= 1e-6 * abs(a.log_likelihood)
+    np.testing.assert_allclose(b.beta, a.beta, rtol=0, atol=1e-4 * np.max(a.se))
+    np.testing.assert_allclose(b.se, a.se, rtol=1e-4)
+    assert b.rows.tolist() == a.rows.tolist()
+    np.testing.assert_allclose(b.fitted, a.fitted, rtol=0, atol=1e-5 * np.max(np.abs(a.fitted)))
