@@ -147,18 +147,29 @@ def _lambda2_rows(st: Structure, lams: list[np.ndarray], M: np.ndarray) -> np.nd
     return out
 
 
-class CoupledFactor:
-    """The driver's side of the factor at one theta: the blocks' parts added, the coupled block factored."""
+def add_parts(total: dict | None, part: dict) -> dict:
+    """The running sum of the blocks' parts of one factor (:meth:`PartialFactor.sums`): the first part itself (a
+    copy of its arrays), then each part added into it, so the driver holds the sum and the parts in flight."""
+    if total is None:
+        return {k: np.array(v, dtype=float) for k, v in part.items()}
+    for k, v in part.items():
+        total[k] += v
+    return total
 
-    def __init__(self, parts: list[dict]):
-        S22 = sum(p["S22"] for p in parts)
+
+class CoupledFactor:
+    """The driver's side of the factor at one theta: the blocks' parts added (:func:`add_parts`), the coupled
+    block factored."""
+
+    def __init__(self, parts: dict):
+        S22 = parts.pop("S22")
         S22[np.diag_indices(S22.shape[0])] += 1.0
         self.L22 = linalg.cholesky(S22, lower=True, overwrite_a=True, check_finite=False)
         del S22
-        self.logdet = float(sum(p["logdet"] for p in parts)) + 2.0 * float(np.sum(np.log(np.diag(self.L22))))
-        S2E = sum(p["S2E"] for p in parts)
+        self.logdet = float(parts["logdet"]) + 2.0 * float(np.sum(np.log(np.diag(self.L22))))
+        S2E = parts["S2E"]
         self.G2 = linalg.solve_triangular(self.L22, S2E, lower=True, check_finite=False) if S2E.shape[1] else S2E
-        SEE = sum(p["SEE"] for p in parts)
+        SEE = parts["SEE"]
         self.SEE = SEE - self.G2.T @ self.G2 if SEE.size else SEE
         self._L22inv: np.ndarray | None = None
 

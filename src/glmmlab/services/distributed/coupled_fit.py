@@ -4,25 +4,56 @@ block, the driver factors it and sends back what the solves need."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from glmmlab.engine.solvers.laplace import EDGE_GAP, EDGE_STEPS
 from glmmlab.engine.solvers.row_blocks import BlockedLaplace, reml_criterion
 from glmmlab.engine.solvers.structure import Structure
 from glmmlab.services.distributed.actor_adapters import ActorBlock, ActorProfiledLmm
-from glmmlab.services.distributed.coupled import CoupledFactor
+from glmmlab.services.distributed.coupled import CoupledFactor, add_parts
+
+
+def reduced_factor(calls: list, in_flight: int) -> CoupledFactor | None:
+    """The factor of the parts the actors return for ``calls`` (functions that each start one actor's call), added
+    as they come with at most ``in_flight`` calls at a time, so the driver holds a few Q2 x Q2 parts and their sum,
+    not one per actor; None when an actor has none (a factor that is not positive definite there)."""
+    total: dict | None = None
+    missing = False
+    pending: deque = deque()
+
+    def take() -> None:
+        nonlocal total, missing
+        part = pending.popleft().result()
+        if part is None:
+            missing = True
+        elif not missing:
+            total = add_parts(total, part)
+
+    for call in calls:
+        pending.append(call())
+        if len(pending) >= in_flight:
+            take()
+    while pending:
+        take()
+    return None if missing or total is None else CoupledFactor(total)
 
 
 class CoupledLmm(ActorProfiledLmm):
     """The profiled REML (or ML) criterion of a model with crossed factors over actors holding blocks of rows cut
-    by the leading factor (``st``: the whole model's structure, levels only)."""
+    by the leading factor (``st``: the whole model's structure, levels only; ``in_flight``: see
+    :func:`reduced_factor`)."""
 
-    def __init__(self, blocks: list[ActorBlock], n: int, sum_log_w: float, beta0: np.ndarray, st: Structure):
+    def __init__(self, blocks: list[ActorBlock], n: int, sum_log_w: float, beta0: np.ndarray, st: Structure,
+                 in_flight: int):
         super().__init__(blocks, n, sum_log_w, beta0)
-        self.st = st
+        self.st, self.in_flight = st, in_flight
 
     def factor(self, theta: np.ndarray) -> CoupledFactor:
-        return CoupledFactor(self.map(lambda b: b.actor.coupled_sums(theta)))
+        F = reduced_factor([lambda b=b: b.actor.coupled_sums(theta) for b in self.units], self.in_flight)
+        assert F is not None
+        return F
 
     def criterion(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
         F = self.factor(np.asarray(theta, dtype=float))
@@ -45,10 +76,11 @@ class CoupledUnit:
     factor, as one block of :class:`BlockedLaplace` (``st``: the whole model's structure, levels only): the
     mode search of :class:`~glmmlab.engine.solvers.laplace.GeneralLaplace` step by step, each step's factor
     reduced here from the actors' parts (:mod:`~glmmlab.services.distributed.coupled_block` on the workers).
-    The driver holds the coupled factors' modes; each actor its own leading levels'."""
+    The driver holds the coupled factors' modes; each actor its own leading levels'. ``in_flight``: how many actors'
+parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
 
-    def __init__(self, actors: list, st: Structure, fam, level_maps: list[list[np.ndarray]]):
-        self.actors, self.st, self.fam = actors, st, fam
+    def __init__(self, actors: list, st: Structure, fam, level_maps: list[list[np.ndarray]], in_flight: int):
+        self.actors, self.st, self.fam, self.in_flight = actors, st, fam, in_flight
         self.maps = [m[0] for m in level_maps]  # each actor's leading levels
         self.u2 = np.zeros(st.Q2)
         self.nt = st.n_theta
@@ -66,10 +98,7 @@ class CoupledUnit:
         return [f.result() for f in futures]
 
     def _factor(self, key: str, kind: str) -> CoupledFactor | None:
-        parts = self._all("factor", key, kind)
-        if any(p is None for p in parts):
-            return None
-        return CoupledFactor(parts)
+        return reduced_factor([lambda a=a: a.coupled("factor", key, kind) for a in self.actors], self.in_flight)
 
     def _positive(self, key: str) -> CoupledFactor | None:
         try:

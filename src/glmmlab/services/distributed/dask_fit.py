@@ -332,6 +332,9 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     infos = [f.result() for f in futures]
     specs = [BlockSpec(slice(0, 0), i["level_maps"]) for i in infos]
     level_maps = [i["level_maps"] for i in infos]
+    # crossed factors: the actors' parts of the coupled block asked for a few at a time (one per worker, at least
+    # two), so the driver holds those and their sum
+    in_flight = max(2, len(client.scheduler_info().get("workers", {})))
     st = skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
     laps = [ActorBlock(a, skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]
     normals = [i["normal"] for i in infos if "normal" in i]
@@ -348,7 +351,7 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 beta0 = centring_fit(sum(normals))
                 for f in [a.centre(beta0) for a in actors]:
                     f.result()
-                lmm = CoupledLmm(laps, n, y["sum_log_w"], beta0, st) if coupled else \
+                lmm = CoupledLmm(laps, n, y["sum_log_w"], beta0, st, in_flight) if coupled else \
                     ActorProfiledLmm(laps, n, y["sum_log_w"], beta0)
                 fields = _reml_run(lmm, specs, st, T, names, mf, None, None, model, progress, remote=remote,
                                    polish=not coupled)
@@ -368,8 +371,8 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 beta0 = remote.inside_start(beta0, fam, lk)
                 obj: ActorLaplace | CoupledLaplace
                 if coupled:  # one block: the whole data over the actors, each step's factor reduced here
-                    obj = CoupledLaplace(CoupledUnit(actors, st, fam, level_maps), remote.likelihood(fam),
-                                         st.n_theta)
+                    obj = CoupledLaplace(CoupledUnit(actors, st, fam, level_maps, in_flight),
+                                         remote.likelihood(fam), st.n_theta)
                     specs = [BlockSpec(slice(0, 0), [np.arange(len(levels[c])) for c in order])]
                 else:
                     obj = ActorLaplace(laps, remote.likelihood(fam), st.n_theta)
