@@ -8,8 +8,9 @@ rows (200,000 users x 2,000 items) on a local Dask cluster of two workers with 4
                                                      [--quick] [--skip-full]
 
 Data are generated once (numpy, fixed seed) as Parquet files of 1,000,000 rows each under
-``benchmarks/data/scale_out_crossed_<rows>/`` (of the subsample's rows when fewer), users and items spread over
-all files (user activity and item popularity log-normal, skewed). ``--quick``: 400,000 rows, 20,000 users x 400 items, 100,000 in the comparison.
+``benchmarks/data/scale_out_crossed_<rows>/`` (of the subsample's rows when fewer), users and items spread over all
+files (user activity and item popularity log-normal, skewed). ``--quick``: 400,000 rows, 20,000 users x 400 items,
+100,000 in the comparison.
 """
 
 from __future__ import annotations

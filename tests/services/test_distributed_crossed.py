@@ -134,3 +134,28 @@ def test_crossed_lean_blocks_agree_to_float32_precision(client, monkeypatch, cas
     np.testing.assert_allclose(b.se, a.se, rtol=1e-4)
     assert b.rows.tolist() == a.rows.tolist()
     np.testing.assert_allclose(b.fitted, a.fitted, rtol=0, atol=1e-5 * np.max(np.abs(a.fitted)))
+
+
+def many_levels(seed: int = 5) -> pd.DataFrame:
+    """6,000 rows over 3,000 x 400 crossed levels: every block's coupling is above DENSE_COUPLING entries, so
+    the actors take the sparse paths of their parts (scalar terms, and a slope on the leading factor)."""
+    rng = np.random.default_rng(seed)
+    n, na, nb = 6_000, 3_000, 400
+    a = np.concatenate([np.arange(na), rng.integers(0, na, n - na)])
+    b = np.concatenate([np.arange(nb), rng.integers(0, nb, n - nb)])
+    rng.shuffle(a)
+    x = rng.normal(size=n)
+    eta = 0.3 + 0.4 * x + rng.normal(0, 0.5, na)[a] + rng.normal(0, 0.2, na)[a] * x + rng.normal(0, 0.4, nb)[b]
+    return pd.DataFrame({"y": rng.poisson(np.exp(eta)), "bin": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int),
+                         "x": x, "a": a, "b": b})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("formula,family", [("bin ~ x + (1 | a) + (1 | b)", "binomial"),
+                                            ("y ~ x + (1 + x | a) + (1 | b)", "poisson")])
+def test_sparse_couplings_equal_in_memory(client, formula, family):  # noqa: F811
+    from glmmlab.engine.solvers.structure import DENSE_COUPLING
+
+    assert 1_500 * 400 > DENSE_COUPLING  # each of the two blocks' couplings is held sparse
+    a, b = dask_and_memory(formula, many_levels(), 2, family=family)
+    assert_crossed_fit(b, a)

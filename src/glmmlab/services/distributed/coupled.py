@@ -80,10 +80,21 @@ class PartialFactor:
         SEE = cp.EE - g1.T @ g1 if m else cp.EE
         assert cp.A21 is not None and cp.A22 is not None  # a coupled structure
         Linv = 1.0 / L11 if q1 == 1 else batched_inverse_lower(L11)
-        if sparse.issparse(cp.A21):
+        if sparse.issparse(cp.A21) and st.all_scalar:
+            # scalar terms (Lambda diagonal): C's entries are A21's scaled, as in blocked_cholesky's crossed
+            # scalar factorisation, without sparse products by Lambda
+            A21 = sparse.csr_matrix(cp.A21)
+            lam2 = np.concatenate([np.full(b.n_levels, float(L[0, 0])) for b, L in zip(st.rest, lams[1:])])
+            rows21 = np.repeat(np.arange(A21.shape[0]), np.diff(A21.indptr))
+            data = A21.data * lam2[rows21] * (float(Lam1[0, 0]) / L11[:, 0, 0][A21.indices])
+            C: Any = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)
+            A22 = cp.A22.toarray() if sparse.issparse(cp.A22) else np.asarray(cp.A22)
+            S22 = A22 * np.outer(lam2, lam2) - (C @ C.T).toarray()
+            S2E = (lam2[:, None] * np.asarray(cp.E2) - np.asarray(C @ g1)) if m else np.zeros((Q2, 0))
+        elif sparse.issparse(cp.A21):
             Lam2 = st.lambda2(lams)
             B21 = Lam2.T @ cp.A21 @ st.lambda1_sparse(Lam1)
-            C: Any = (B21 @ st.block_diag1(Linv).T).tocsr()
+            C = (B21 @ st.block_diag1(Linv).T).tocsr()
             S22 = np.asarray((Lam2.T @ cp.A22 @ Lam2).toarray()) - (C @ C.T).toarray()
             S2E = (np.asarray(Lam2.T @ cp.E2) - np.asarray(C @ g1)) if m else np.zeros((Q2, 0))
         else:
