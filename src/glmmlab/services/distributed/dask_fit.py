@@ -101,6 +101,7 @@ from glmmlab.services.distributed.partitions import (
     code_outer_groups,
     summarise_partition,
 )
+from glmmlab.services.distributed.whole_data import summarise_levels, whole_data
 from glmmlab.services.modeling import frames
 from glmmlab.services.modeling.fitted import FittedModel
 
@@ -174,7 +175,9 @@ def fit_formula_dask(
         mf0 = check_supported(formula, data._meta, fam.name, weights, offset)
         if not mf0.terms:  # pragma: no cover - the parser and the model frame require a random term
             raise GlmmInputError(f"the formula {formula.text!r} has no random-effects term")
-        (fixed, group), rows_of = plain_columns(formula, data._meta), FormulaRows(formula, fam.name, weights, offset)
+        factors = [v for v in mf0.recipe.levels if v in formula.fixed.variables]  # fixed factors: whole_data.py
+        (fixed, group) = plain_columns(formula, data._meta)
+        rows_of = FormulaRows(formula, fam.name, weights, offset, factors)
     else:  # no model frame: one scalar random intercept on the group column, the fixed columns as they are
         mf0 = ModelFrame(response=columns.response, y=np.zeros(0), X=np.zeros((0, 0)), x_names=columns.names,
                          terms=[], rows=np.zeros(0, dtype=np.int64), n_input=0, intercept=columns.intercept,
@@ -192,8 +195,8 @@ def fit_formula_dask(
     if mf0.recipe is not None:  # a formula's design is rebuilt for new rows; the column form predicts from columns
         from glmmlab.services.modeling.prediction import blups_by_component, make_predictor
 
-        recipe = replace(mf0.recipe, terms=tuple(replace(t, levels=tuple(levels[t.component]))
-                                                 for t in mf0.recipe.terms))
+        base = rows_of.whole[0] if isinstance(rows_of, FormulaRows) and rows_of.whole is not None else mf0.recipe
+        recipe = replace(base, terms=tuple(replace(t, levels=tuple(levels[t.component])) for t in base.terms))
         predictor = make_predictor(recipe, list(out.names), np.asarray(out.beta), blups_by_component(out))
     fitted = FittedModel.of(out, predictor=predictor, fit_seconds=time.perf_counter() - start)
     report(progress, "Done", 1.0)
@@ -235,6 +238,17 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     ddf = data[rows_of.columns]
     binomial = bool(fam.bounded_mean)
 
+    if isinstance(rows_of, FormulaRows) and rows_of.needs_whole:
+        report(progress, "Levels and moments: one pass over the data for the fixed factors and scale()", 0.0)
+        parts = client.compute([dask.delayed(summarise_levels)(
+            p, rows_of.rows_formula, rows_of.formula, fam.name, rows_of.weights, rows_of.offset,
+            rows_of.factor_columns, rows_of.scales) for p in ddf.to_delayed()], sync=True)
+        for k, s in enumerate(parts):
+            if "error" in s:
+                raise GlmmInputError(f"{s['error']} [rows counted and numbered within partition {k} of the Dask "
+                                     "DataFrame]")
+        rows_of.whole = whole_data(mf0.recipe, rows_of.formula, rows_of.factors, rows_of.scales, parts)
+        del parts
     report(progress, "Pass 1 of 2 over the data: checking columns and collecting groups", 0.0)
     summaries = client.compute([dask.delayed(summarise_partition)(p, rows_of, binomial) for p in ddf.to_delayed()],
                                sync=True)
