@@ -27,11 +27,12 @@ result). Above :data:`LEAN_ROWS` rows the actors hold the scaled design in float
 float64) and keep nothing per row between evaluations (no predicted modes), as few bytes a row as the data need.
 
 Two ways to say the model: a formula (:func:`fit_formula_dask`: the fixed part built row by row: numeric
-columns, ``I()``, ``log()``, ``exp()``, ``sqrt()``, products and interactions of numeric columns, offsets,
-weights, ``cbind()``), or the random-intercept form ``response ~ fixed + (1 | group)`` over numeric columns
-(:func:`fit_columns_on_dask`, as ``fit_glmm`` in memory: rows with a missing, non-numeric or infinite value left
-out, a predictor constant on the rows used dropped by name). Fixed factors and ``scale()`` need the whole data's
-levels or moments; they are refused with a message saying to fit in memory.
+columns, ``I()``, ``log()``, ``exp()``, ``sqrt()``, products and interactions, offsets, weights, ``cbind()``; fixed
+factors and ``scale()`` by the whole data's levels and moments, computed in one pass before pass 1
+(:mod:`~glmmlab.services.distributed.whole_data`)), or the random-intercept form ``response ~ fixed + (1 | group)``
+over numeric columns (:func:`fit_columns_on_dask`, as ``fit_glmm`` in memory: rows with a missing, non-numeric or
+infinite value left out, a predictor constant on the rows used dropped by name). Factors in random terms and
+``scale()`` outside the fixed part are refused with a message saying to fit in memory.
 
 Crossed (or partially crossed) factors couple every row through the other factors' levels: the rows are then cut
 by the leading factor (the one with the most levels), the other factors keep their global levels on every actor,

@@ -1,11 +1,13 @@
 """How the rows of one partition of a Dask DataFrame become a model frame, and the passes over the partitions.
 
-:class:`FormulaRows` builds a formula's model frame of a partition (the in-memory :func:`build_model_frame`
-without the whole data's checks), :class:`ColumnRows` that of the random-intercept form over numeric columns.
-Before any pass, :func:`check_supported` refuses what needs the whole data (``scale()``, fixed factors, a text
-response, categorical groups with unknown categories). Pass 1 (:func:`summarise_partition`) gives the driver each
-partition's counts, Gram matrix, response moments, distinct grouping values and separation columns; before the
-shuffle, :func:`code_outer_groups` numbers the rows used and codes their outer group.
+:class:`FormulaRows` builds a formula's model frame of a partition (the in-memory :func:`build_model_frame` without
+the whole data's checks), :class:`ColumnRows` that of the random-intercept form over numeric columns. Before any
+pass, :func:`check_supported` refuses what needs the rows in one place (``scale()`` outside the fixed part, factors
+in random terms, a text response, categorical columns with unknown categories); fixed factors and ``scale()`` get
+the whole data's levels and moments from :mod:`~glmmlab.services.distributed.whole_data`. Pass 1
+(:func:`summarise_partition`) gives the driver each partition's counts, Gram matrix, response moments, distinct
+grouping values and separation columns; before the shuffle, :func:`code_outer_groups` numbers the rows used and
+codes their outer group.
 """
 
 from __future__ import annotations
