@@ -349,7 +349,7 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     level_maps = [i["level_maps"] for i in infos]
     # crossed factors: the actors' parts of the coupled block asked for a few at a time (one per worker, at least
     # two), so the driver holds those and their sum
-    in_flight = max(2, len(client.scheduler_info().get("workers", {})))
+    in_flight = max(2, len(client.nthreads()))
     st = skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
     laps = [ActorBlock(a, skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]
     normals = [i["normal"] for i in infos if "normal" in i]
