@@ -159,3 +159,19 @@ def test_sparse_couplings_equal_in_memory(client, formula, family):  # noqa: F81
     assert 1_500 * 400 > DENSE_COUPLING  # each of the two blocks' couplings is held sparse
     a, b = dask_and_memory(formula, many_levels(), 2, family=family)
     assert_crossed_fit(b, a)
+
+
+@pytest.mark.slow
+def test_link_with_an_edge_equals_in_memory(client):  # noqa: F811
+    """Poisson with the identity link: every step of the mode search stays inside the link's range (the steps
+    cut short at the nearest row's edge, the edge tests over every block's rows)."""
+    rng = np.random.default_rng(3)
+    n, na, nb = 1500, 60, 25
+    a, b = rng.integers(0, na, n), rng.integers(0, nb, n)
+    x = rng.uniform(0, 1, n)
+    mu = 6 + 2 * x + rng.normal(0, 1.5, na)[a] + rng.normal(0, 1.0, nb)[b]
+    df = pd.DataFrame({"y": rng.poisson(np.maximum(mu, 0.3)), "x": x, "a": [f"a{i}" for i in a],
+                       "b": [f"b{i}" for i in b]})
+    first, second = dask_and_memory("y ~ x + (1 | a) + (1 | b)", df, 3, family="poisson", link="identity")
+    assert not first.singular
+    assert_crossed_fit(second, first)
