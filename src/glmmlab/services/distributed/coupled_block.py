@@ -29,11 +29,6 @@ class CoupledRows:
         self.u2 = np.zeros(self.st.Q2)
         self.pf: dict[str, PartialFactor] = {}
 
-    def keep(self) -> None:
-        """Remember the modes a search starts from (:meth:`restore`: a search that ends on the edge leaves them
-        as the next one's start)."""
-        self.kept = self.u1.copy()
-
     def restore(self) -> None:
         self.u1 = self.kept
 
@@ -60,9 +55,12 @@ class CoupledRows:
         return re, rs, (pdev if ok else np.inf)
 
     def start(self, theta, beta, u2, how: str) -> float:
-        """The state at (theta, beta) from this block's last modes (``how`` "last"), zero (``"zero"``) or a start
-        inside the link's range (``"moved"``), with the coupled modes ``u2``."""
+        """The state at (theta, beta) from this block's last modes (``how`` "last"; they are remembered for
+        :meth:`restore`: a search that ends on the edge leaves them as the next one's start), zero (``"zero"``) or
+        a start inside the link's range (``"moved"``), with the coupled modes ``u2``."""
         lap = self.lap
+        if how == "last":
+            self.kept = self.u1.copy()
         self.theta, self.lams = np.asarray(theta, dtype=float), self.st.lambdas(np.asarray(theta, dtype=float))
         self.eta_f = lap._xb(np.asarray(beta, dtype=float)) + lap.off
         if how == "zero":
@@ -73,11 +71,14 @@ class CoupledRows:
         self.re, self.rs, pdev = self._state(self.u)
         return pdev
 
-    def factor(self, key: str, kind: str) -> dict | None:
+    def factor(self, key: str, kind: str, accept: bool = False) -> dict | None:
         """This block's parts of one factor of the penalised system (kept under ``key`` for the solves): ``kind``
         "newton" (plain Newton weights; None where not positive definite), "step" (the mode search's weights),
         "fisher_r" / "fisher" (the expected information, with / without the working response), "observed"
-        (the observed information) or "X" (the expected information with the scaled design)."""
+        (the observed information) or "X" (the expected information with the scaled design). ``accept``: first
+        move to the last candidate (:meth:`accept`, a round trip saved)."""
+        if accept:
+            self.accept()
         lap, rs, re = self.lap, self.rs, self.re
         E = None
         if kind == "newton":
@@ -103,13 +104,15 @@ class CoupledRows:
         self.pf[key] = pf
         return pf.sums()
 
-    def step(self, key: str, u2_new) -> float:
+    def step(self, key: str, u2_new, trial: bool = False) -> float | tuple[float, float]:
         """The full step to the modes solved with factor ``key`` (the driver's ``u2_new``): kept, and the largest
-        change of this block's leading modes."""
+        change of this block's leading modes; ``trial``: with :meth:`try_step` of the full step (a round trip
+        saved where no edge cuts the step first)."""
         pf = self.pf[key]
         u1_new = pf.u1(pf.G1[:, :, 0], np.asarray(u2_new, dtype=float))
         self.delta = np.concatenate([u1_new - self.u1, np.asarray(u2_new, dtype=float) - self.u2])
-        return float(np.max(np.abs(self.delta[:self.n1]), initial=0.0))
+        change = float(np.max(np.abs(self.delta[:self.n1]), initial=0.0))
+        return (change, self.try_step(1.0)) if trial else change
 
     def edge_step(self) -> float:
         st = self.st
@@ -131,8 +134,10 @@ class CoupledRows:
         eta = self.eta_f + self.re
         return edge_gap(eta, self.lap.eta_lo, self.lap.eta_hi), float(np.max(np.abs(eta), initial=0.0))
 
-    def deviance(self) -> tuple[float, float]:
-        """The rows' weighted deviance and |u1|^2 at the modes."""
+    def deviance(self, accept: bool = False) -> tuple[float, float]:
+        """The rows' weighted deviance and |u1|^2 at the modes (``accept``: see :meth:`factor`)."""
+        if accept:
+            self.accept()
         return float(np.sum(self.lap._weighted(self.rs.dev))), float(self.u1 @ self.u1)
 
     # -- the exact gradient (GeneralLaplace._gradient_split with the factor split) ------------------------------

@@ -85,6 +85,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         self.u2 = np.zeros(st.Q2)
         self.nt = st.n_theta
         self.psi_gradient = False
+        self._pending = False
         self._flags()
 
     def _flags(self) -> None:
@@ -97,8 +98,16 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         futures = [a.coupled(method, *args) for a in self.actors]
         return [f.result() for f in futures]
 
+    def _taken(self) -> bool:
+        """Whether the actors are still to move to their last candidate (told with the next call that reads their
+        state: a round trip saved per step)."""
+        pending, self._pending = self._pending, False
+        return pending
+
     def _factor(self, key: str, kind: str) -> CoupledFactor | None:
-        return reduced_factor([lambda a=a: a.coupled("factor", key, kind) for a in self.actors], self.in_flight)
+        accept = self._taken()
+        return reduced_factor([lambda a=a: a.coupled("factor", key, kind, accept) for a in self.actors],
+                              self.in_flight)
 
     def _positive(self, key: str) -> CoupledFactor | None:
         try:
@@ -125,7 +134,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
     def pirls(self, theta: np.ndarray, beta: np.ndarray, max_iter: int = 200) -> dict:
         """:meth:`GeneralLaplace.pirls` over the actors (the same steps, tests and fallbacks)."""
         u2_before = self.u2.copy()
-        self._all("keep")
+        self._pending = False
         pdev = self._start(theta, beta, "last")
         if not np.isfinite(pdev):
             pdev = self._start(theta, beta, "zero")
@@ -142,24 +151,33 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
             assert F is not None
             u2_new = F.upper(F.G2[:, 0])
             delta2 = u2_new - self.u2
-            change = max(max(self._all("step", "F", u2_new)), float(np.max(np.abs(delta2), initial=0.0)))
-            if change < 1e-10:
+            tried = None  # without an edge the full step's deviance comes with the step
+            if self.edge:
+                change1 = max(self._all("step", "F", u2_new, False))
+            else:
+                steps = self._all("step", "F", u2_new, True)
+                change1, tried = max(s[0] for s in steps), float(sum(s[1] for s in steps))
+            if max(change1, float(np.max(np.abs(delta2), initial=0.0))) < 1e-10:
                 converged = True
                 break
             t = min(self._all("edge_step")) if self.edge else 1.0
-            for _h in range(30):
+            for h in range(30):
                 cand2 = self.u2 + t * delta2
-                pdev_c = float(sum(self._all("try_step", t))) + float(cand2 @ cand2)
+                rows = tried if h == 0 and tried is not None else float(sum(self._all("try_step", t)))
+                pdev_c = rows + float(cand2 @ cand2)
                 if pdev_c <= pdev + 1e-12 * abs(pdev):
                     break
                 t *= 0.5
             else:
                 converged = True  # no descent left at rounding level
                 break
-            gaps = self._all("accept")
             self.u2, pdev = cand2, pdev_c
+            if not self.edge:
+                self._pending = True
+                continue
+            gaps = self._all("accept")
             gap, top = min(g[0] for g in gaps), max(g[1] for g in gaps)
-            near = near + 1 if self.edge and gap <= EDGE_GAP * (1.0 + top) else 0
+            near = near + 1 if gap <= EDGE_GAP * (1.0 + top) else 0
             if near >= EDGE_STEPS:
                 at_edge = True
                 break
@@ -172,7 +190,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
             self._all("restore")
             self.u2 = u2_before
             return {"at_edge": True}
-        sums = self._all("deviance")
+        sums = self._all("deviance", self._taken())
         dev = float(sum(s[0] for s in sums))
         uu = float(sum(s[1] for s in sums)) + float(self.u2 @ self.u2)
         F_ld, ld_key = F, "F"
