@@ -134,11 +134,12 @@ class CoupledRows:
         eta = self.eta_f + self.re
         return edge_gap(eta, self.lap.eta_lo, self.lap.eta_hi), float(np.max(np.abs(eta), initial=0.0))
 
-    def deviance(self, accept: bool = False) -> tuple[float, float]:
-        """The rows' weighted deviance and |u1|^2 at the modes (``accept``: see :meth:`factor`)."""
+    def deviance(self, accept: bool = False) -> tuple[float, float, bool]:
+        """The rows' weighted deviance and |u1|^2 at the modes, and :meth:`canonical` (``accept``: see
+        :meth:`factor`)."""
         if accept:
             self.accept()
-        return float(np.sum(self.lap._weighted(self.rs.dev))), float(self.u1 @ self.u1)
+        return float(np.sum(self.lap._weighted(self.rs.dev))), float(self.u1 @ self.u1), self.canonical()
 
     # -- the exact gradient (GeneralLaplace._gradient_split with the factor split) ------------------------------
     def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -156,9 +157,10 @@ class CoupledRows:
         _, _, wobs, w = self._weights()
         return bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
 
-    def gradient_sums(self, key: str, Sinv) -> np.ndarray:
+    def gradient_sums(self, key: str, Sinv, k_key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The rows' quadratic forms s_i = z~_i' H^-1 z~_i (H: the factor ``key``, (H^-1)_22 = ``Sinv``) and their
-        sums S per level: the leading levels' kept, this block's part of the coupled levels' returned."""
+        sums S per level: the leading levels' kept, this block's part of the coupled levels' returned, with
+        :meth:`gradient_forward` with the factor ``k_key``."""
         st = self.st
         d1, w_eta, wobs, w = self._weights()
         H11, H12 = self.pf[key].lead_inverse(np.asarray(Sinv))
@@ -192,7 +194,7 @@ class CoupledRows:
             pieces.append(part.ravel())
         self._g = {"codes": codes, "Zt": Zt, "starts": starts, "hz": hz, "sw": sw, "S1": pieces[0],
                    "weights": (d1, wobs, w)}
-        return np.concatenate(pieces[1:])
+        return (np.concatenate(pieces[1:]), *self.gradient_forward(k_key))
 
     def gradient_forward(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """The forward halves of K^-1 (2u + S) and K^-1 (-2u) (K: the factor ``key``) on the leading levels; this

@@ -193,12 +193,13 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         sums = self._all("deviance", self._taken())
         dev = float(sum(s[0] for s in sums))
         uu = float(sum(s[1] for s in sums)) + float(self.u2 @ self.u2)
+        canonical = all(s[2] for s in sums)
         F_ld, ld_key = F, "F"
         if self.observed:
             F_ld, ld_key = self._factor("ld", "observed"), "ld"
         assert F is not None and F_ld is not None
         return {"dev": dev, "uu": uu, "logdet": F_ld.logdet, "converged": converged, "F": F, "F_ld": F_ld,
-                "ld_key": ld_key}
+                "ld_key": ld_key, "canonical": canonical}
 
     def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
         """:meth:`GeneralLaplace.parts` of the whole data."""
@@ -213,15 +214,14 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
     def _gradient(self, m: dict) -> dict:
         """:meth:`GeneralLaplace._gradient_split` (and the deviance's direct part) over the actors."""
         key, F = (m["ld_key"], m["F_ld"]) if self.observed else ("F", m["F"])
-        if all(self._all("canonical")):
+        if m["canonical"]:
             K, k_key = F, key
         else:
             K, k_key = self._factor("K", "observed"), "K"
         assert K is not None
-        S2 = sum(self._all("gradient_sums", key, F.Sinv()))
-        cs = self._all("gradient_forward", k_key)
-        x0 = K.middle(2.0 * self.u2 + S2, sum(c[0] for c in cs))
-        x1 = K.middle(-2.0 * self.u2, sum(c[1] for c in cs))
+        cs = self._all("gradient_sums", key, F.Sinv(), k_key)  # S's coupled part and the solves' forward halves
+        x0 = K.middle(2.0 * self.u2 + sum(c[0] for c in cs), sum(c[1] for c in cs))
+        x1 = K.middle(-2.0 * self.u2, sum(c[2] for c in cs))
         parts = self._all("gradient", x0, x1)
         out = {k: sum(p[k] for p in parts) for k in parts[0]}
         return out
