@@ -631,6 +631,9 @@ def all_cases(quick: bool, use_r: bool, r_ok: bool) -> list[Case]:
     slope_1m = slope_case("sim_binomial_slope_1m" + ("_quick" if quick else ""), SlopeSpec(n, gr, seed=402))
     general = [slope_200k, slope_1m, real_formula_case("insteval_crossed", quick, use_r, r_ok),
                real_formula_case("verbagg_crossed", quick, use_r, r_ok)]
+    from crossed import crossed_cases  # type: ignore[import-not-found]  # beside this module (it imports Case)
+
+    general += crossed_cases(quick)
     sleep = sleepstudy_case()
     if sleep:
         general.append(sleep)

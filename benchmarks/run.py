@@ -67,6 +67,11 @@ HEAVY_SKIPS = {
         "glmmTMB": "skipped: heavy (glmmTMB took 29-57 s on the 200k-row case; 5x the rows and groups here); "
         "--all-peers to run it",
     },
+    "elp_crossed": {
+        "lme4": "skipped: glmer on 2.7M rows and 81,776 crossed levels would take hours; it runs on "
+        "elp_crossed_sub10, a 10 % subsample of the same rows",
+        "glmmTMB": "skipped: heavy (2.7M rows, 81,776 crossed levels); --all-peers to run it",
+    },
 }
 STATSMODELS_NA = ("statsmodels: no comparable fitter for this general model (MixedLM: Gaussian, one grouping "
                   "factor; its Bayes GLMMs: variance components without correlated slopes, no likelihood)")
@@ -661,6 +666,10 @@ TARGETS = [
     ("sim_binomial_slope_1m", "seconds", 10.0, "fit < 10 s"),
     ("sim_binomial_logit_1m", "seconds", 2.3, "no slower than 2.3 s (issue 8)"),
     ("sim_poisson_log_big", "seconds", 0.14, "no slower than 0.14 s (issue 8)"),
+    # big crossed models in memory
+    ("elp_crossed", "seconds", 60.0, "fit < 60 s (2.7M rows)"),
+    ("elp_crossed_sub10", "speedup", 30.0, ">= 30x faster than glmer"),
+    ("movielens_crossed", "seconds", 10.0, "fit < 10 s (1M rows)"),
 ]
 
 

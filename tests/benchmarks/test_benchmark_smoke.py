@@ -20,7 +20,8 @@ RUN = ROOT / "benchmarks" / "run.py"
 MAIN_CASES = {"sim_poisson_log_big_quick", "verbagg_binary", "sim_binomial_logit_1m_quick", "sim_gaussian_1m_quick"}
 # general models given as an lme4 formula (glmmlab.glmm); without R, InstEval/VerbAgg may be simulated stand-ins
 FORMULA_CASES = {"sim_binomial_slope_200k_quick", "sim_binomial_slope_1m_quick", "insteval_crossed",
-                 "verbagg_crossed", "sleepstudy_slope"}
+                 "verbagg_crossed", "sleepstudy_slope", "elp_crossed_quick", "elp_crossed_sub10_quick",
+                 "movielens_crossed_quick"}
 
 
 def _api_available() -> bool:

@@ -1,8 +1,8 @@
 """General models whose grouping factors nest, on a Dask DataFrame (services/distributed/dask_fit.py): equal to the
 in-memory fit to 1e-8 on the reference cases (random slopes, nested factors, offsets, weights, the negative
-binomial, AGQ, REML for Gaussian identity models), through glmmlab.glmm and the command line; crossed factors,
-fixed factors and scale() refused with messages that say what to do; bad input refused with the in-memory
-message."""
+binomial, AGQ, REML for Gaussian identity models), through glmmlab.glmm and the command line (crossed factors:
+test_distributed_crossed.py; fixed factors and scale(): test_distributed_whole_data.py); bad input refused with
+the in-memory message."""
 
 from __future__ import annotations
 
@@ -155,23 +155,6 @@ def test_reml_nested_with_offset_and_missing_rows_equals_in_memory(client):  # n
     b = glmmlab.glmm(formula, dd.from_pandas(df, npartitions=4))
     assert a.n_excluded > 0 and a.method == "REML"
     assert_same_fit(b, a)
-
-
-def test_crossed_factors_refused_by_name(client):  # noqa: F811
-    ref, df = load("sim_poisson_crossed_slope")
-    with pytest.raises(GlmmInputError) as exc:
-        glmmlab.glmm(ref["formula"], dd.from_pandas(df, npartitions=3), family="poisson")
-    msg = str(exc.value)
-    assert "'a' and 'b' cross" in msg and "in memory" in msg
-
-
-def test_whole_data_features_refused_with_what_to_do(client):  # noqa: F811
-    ref, df = load("cbpp_trials")
-    ddf = dd.from_pandas(df, npartitions=2)
-    with pytest.raises(GlmmInputError, match=r"'period' is a factor.*fit in memory"):
-        glmmlab.glmm(ref["formula"], ddf, family="binomial")
-    with pytest.raises(GlmmInputError, match=r"scale\(size\).*mean and SD of the whole data"):
-        glmmlab.glmm("cbind(incidence, size - incidence) ~ scale(size) + (1 | herd)", ddf, family="binomial")
 
 
 def test_bad_input_refused_with_the_in_memory_message(client):  # noqa: F811

@@ -23,6 +23,8 @@ from glmmlab.engine.solvers.scaling import GLM_PIECE, design_dot
 from glmmlab.engine.solvers.structure import Structure, check_coupled_size
 from glmmlab.engine.solvers.threads import one_blas_thread
 from glmmlab.services.distributed.cluster import release_unused_memory
+from glmmlab.services.distributed.coupled import PartialFactor
+from glmmlab.services.distributed.coupled_block import CoupledRows
 from glmmlab.services.distributed.partitions import ROW
 
 # The workers import this module to build the actors: what only the driver needs is imported elsewhere.
@@ -52,6 +54,8 @@ class GeneralBlockActor:
         check_coupled_size(self.st)  # before the first evaluation on this worker
         self.block: GeneralLaplace | ProfiledLmm
         self.final_at: tuple = ()  # the point of the last final(), where take_rows() computes the rows' results
+        self.coupled_u: np.ndarray | None = None  # crossed factors: the modes of the last final (coupled.py)
+        self._coupled: CoupledRows | None = None  # crossed factors, Laplace: the rows' side of the mode search
         self._glm: tuple[float | None, Response] | None = None  # the GLM's response constants, per family member
         if not self.reml:  # the ProfiledLmm comes with the centring fit of every block's rows (centre)
             self.block = self.lap = GeneralLaplace(self.st, self.Xs, self.y, self.pw, self.off, fam, lk,
@@ -66,11 +70,15 @@ class GeneralBlockActor:
         rows = part[ROW].to_numpy()
         local = {b.component: b for b in merge_terms(mf.terms)}
         gcodes, maps, local_of = [], [], []
-        for comp in spec["order"]:
+        coupled = bool(spec.get("coupled"))
+        for k, comp in enumerate(spec["order"]):
             b, levels = local[comp], spec["levels"][comp]
             glob = np.arange(len(levels)) if b.levels == levels else pd.Index(levels).get_indexer(b.levels)
             gc = glob[np.asarray(b.codes)]
-            present = np.bincount(gc, minlength=len(levels)) > 0  # the levels in this block (no sort)
+            # the levels in this block (no sort); crossed factors other than the leading one keep every global
+            # level, so the blocks' parts of the coupled block add up (see coupled.py)
+            present = np.ones(len(levels), dtype=bool) if coupled and k > 0 else \
+                np.bincount(gc, minlength=len(levels)) > 0
             gcodes.append(gc)
             maps.append(np.flatnonzero(present))
             local_of.append((np.cumsum(present) - 1).astype(np.int32))  # global level -> local level
@@ -189,9 +197,18 @@ class GeneralBlockActor:
         residuals, random-effects contributions; a column that is the same array as the one before it (a linear
         model's deviance and Pearson residuals) is sent once, as None."""
         with np.errstate(all="ignore"), one_blas_thread():
-            if self.reml:
+            if self.reml and self.coupled_u is not None:  # crossed factors: the modes the driver solved for
+                theta, beta_s = self.final_at
+                st = self.st
+                fin = {"re": st.row_effect(st.b_of_u(self.coupled_u, st.lambdas(theta))),
+                       "xb": design_dot(self.Xs, beta_s)}
+                out = reml_rows(fin, self.y, self.pw, self.off)
+                out["pearson_residuals"] = out["deviance_residuals"]
+            elif self.reml:
                 out = reml_rows(self.prof.final(*self.final_at), self.y, self.pw, self.off)
                 out["pearson_residuals"] = out["deviance_residuals"]  # equal: held and sent once
+            elif self._coupled is not None:
+                out = self._coupled.rows()
             else:
                 out = laplace_rows(self.lap.final_rows(*self.final_at), self.pw)
         keys = list(out)
@@ -211,3 +228,31 @@ class GeneralBlockActor:
     def reset_modes(self) -> None:
         self.lap.reset_modes()
 
+
+    # -- crossed factors: this block's part of each factor of the penalised system (coupled.py) -------------
+    def coupled(self, method: str, *args: Any) -> Any:
+        """Laplace: one step of the crossed model's fit on this block's rows (a method of :class:`CoupledRows`)."""
+        if self._coupled is None:
+            self._coupled = CoupledRows(self.lap)
+        with np.errstate(all="ignore"), one_blas_thread():
+            return getattr(self._coupled, method)(*args)
+
+    def coupled_sums(self, theta) -> dict:
+        """REML: this block's parts of the blocked factor of its cross-products at theta."""
+        with np.errstate(all="ignore"), one_blas_thread():
+            return PartialFactor(self.st, self.prof.cp, theta).sums()
+
+    def coupled_reml_final(self, theta, beta_s, u2, Sinv) -> dict:
+        """REML at the optimum: this block's leading levels' modes (given the coupled ones, ``u2``) and their
+        conditional covariances over sigma^2 (given (H^-1)_22, ``Sinv``); the rows' results follow from them
+        (:meth:`take_rows`)."""
+        p = self.Xs.shape[1]
+        with np.errstate(all="ignore"), one_blas_thread():
+            pf = PartialFactor(self.st, self.prof.cp, theta)
+            pf.sums()
+            shift = np.asarray(beta_s, dtype=float) - self.prof.beta0
+            g1 = pf.G1[:, :, p] - pf.G1[:, :, :p] @ shift
+            u = np.concatenate([pf.u1(g1, u2), u2])
+            cond1 = pf.lead_inverse(Sinv)[0]
+        self.coupled_u, self.final_at = u, (theta, beta_s)
+        return {"u": u, "cond": cond1}

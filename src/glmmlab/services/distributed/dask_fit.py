@@ -1,5 +1,5 @@
 """Mixed models on a Dask DataFrame: any random-effects part whose grouping factors nest (one factor, ``(1 | g)``,
-``(1 + x | g)``, ``(x || g)``, or ``(1 | a/b)``), fitted as in memory (:mod:`glmmlab.engine.solvers`).
+``(1 + x | g)``, ``(x || g)``, or ``(1 | a/b)``), or cross, fitted as in memory (:mod:`glmmlab.engine.solvers`).
 
 When every factor nests in one outer factor, the modes of one outer group depend only on its own rows, so the
 Laplace deviance and its gradient are sums over blocks of whole outer groups (:class:`BlockedLaplace`), and so
@@ -27,18 +27,28 @@ result). Above :data:`LEAN_ROWS` rows the actors hold the scaled design in float
 float64) and keep nothing per row between evaluations (no predicted modes), as few bytes a row as the data need.
 
 Two ways to say the model: a formula (:func:`fit_formula_dask`: the fixed part built row by row: numeric
-columns, ``I()``, ``log()``, ``exp()``, ``sqrt()``, products and interactions of numeric columns, offsets,
-weights, ``cbind()``), or the random-intercept form ``response ~ fixed + (1 | group)`` over numeric columns
-(:func:`fit_columns_on_dask`, as ``fit_glmm`` in memory: rows with a missing, non-numeric or infinite value left
-out, a predictor constant on the rows used dropped by name). Fixed factors and ``scale()`` need the whole data's
-levels or moments; they are refused with a message saying to fit in memory. Crossed factors couple every row and
-are refused too.
+columns, ``I()``, ``log()``, ``exp()``, ``sqrt()``, products and interactions, offsets, weights, ``cbind()``; fixed
+factors and ``scale()`` by the whole data's levels and moments, computed in one pass before pass 1
+(:mod:`~glmmlab.services.distributed.whole_data`)), or the random-intercept form ``response ~ fixed + (1 | group)``
+over numeric columns (:func:`fit_columns_on_dask`, as ``fit_glmm`` in memory: rows with a missing, non-numeric or
+infinite value left out, a predictor constant on the rows used dropped by name). Factors in random terms and
+``scale()`` outside the fixed part are refused with a message saying to fit in memory.
+
+Crossed (or partially crossed) factors couple every row through the other factors' levels: the rows are then cut
+by the leading factor (the one with the most levels), the other factors keep their global levels on every actor,
+and each factor of the penalised system is reduced on the driver from the actors' parts
+(:mod:`~glmmlab.services.distributed.coupled`): REML by :class:`CoupledLmm` (one reduction per theta), the Laplace
+approximation by :class:`CoupledUnit` (one per step of the mode search, of the log-determinant and of the
+gradient's solves). Up to :data:`~glmmlab.services.distributed.coupled.COUPLED_LEVELS` coupled random effects;
+beyond, a message before the rows move.
 
 This module is the driver. What it runs on the workers and talks to lives beside it:
 :mod:`~glmmlab.services.distributed.partitions` (a partition's rows as a model frame, what is refused before any
 pass, pass 1's summary and the rows coded for the shuffle), :mod:`~glmmlab.services.distributed.block_actor` (the
 actor a block of whole groups is on a worker) and :mod:`~glmmlab.services.distributed.actor_adapters` (the actors
-seen as the in-memory driver's blocks and rows).
+seen as the in-memory driver's blocks and rows), and for crossed factors
+:mod:`~glmmlab.services.distributed.coupled_block` (a block's steps on a worker) and
+:mod:`~glmmlab.services.distributed.coupled_fit` (the driver's objectives over them).
 """
 
 from __future__ import annotations
@@ -69,6 +79,7 @@ from glmmlab.engine.solvers.laplace_fit import _laplace_run
 from glmmlab.engine.solvers.reml import _reml_run
 from glmmlab.engine.solvers.row_blocks import BlockSpec, centring_fit, outer_factor
 from glmmlab.engine.solvers.scaling import design_scaling
+from glmmlab.engine.solvers.structure import check_coupled_size
 from glmmlab.engine.solvers.threads import one_blas_thread
 from glmmlab.services.distributed.actor_adapters import (
     ActorBlock,
@@ -80,8 +91,9 @@ from glmmlab.services.distributed.actor_adapters import (
 )
 from glmmlab.services.distributed.block_actor import GeneralBlockActor
 from glmmlab.services.distributed.cluster import on_client, release_unused_memory, reuse_freed_memory
+from glmmlab.services.distributed.coupled import check_coupled_levels
+from glmmlab.services.distributed.coupled_fit import CoupledLaplace, CoupledLmm, CoupledUnit
 from glmmlab.services.distributed.partitions import (
-    IN_MEMORY,
     OUTER,
     ROW,
     ColumnRows,
@@ -90,6 +102,7 @@ from glmmlab.services.distributed.partitions import (
     code_outer_groups,
     summarise_partition,
 )
+from glmmlab.services.distributed.whole_data import summarise_levels, whole_data
 from glmmlab.services.modeling import frames
 from glmmlab.services.modeling.fitted import FittedModel
 
@@ -138,7 +151,7 @@ def fit_formula_dask(
     npartitions: Optional[int] = None,
     columns: "ColumnRows | None" = None,
 ) -> FittedModel:
-    """Fit an lme4 formula whose grouping factors nest to a Dask DataFrame (see the module docstring).
+    """Fit an lme4 formula to a Dask DataFrame (see the module docstring).
     ``columns``: the random-intercept form over numeric columns instead (:func:`fit_columns_on_dask`; ``formula``
     is then its formula, or None where the names cannot be written in one)."""
     if client is None:
@@ -163,7 +176,9 @@ def fit_formula_dask(
         mf0 = check_supported(formula, data._meta, fam.name, weights, offset)
         if not mf0.terms:  # pragma: no cover - the parser and the model frame require a random term
             raise GlmmInputError(f"the formula {formula.text!r} has no random-effects term")
-        (fixed, group), rows_of = plain_columns(formula, data._meta), FormulaRows(formula, fam.name, weights, offset)
+        factors = [v for v in mf0.recipe.levels if v in formula.fixed.variables]  # fixed factors: whole_data.py
+        (fixed, group) = plain_columns(formula, data._meta)
+        rows_of = FormulaRows(formula, fam.name, weights, offset, factors)
     else:  # no model frame: one scalar random intercept on the group column, the fixed columns as they are
         mf0 = ModelFrame(response=columns.response, y=np.zeros(0), X=np.zeros((0, 0)), x_names=columns.names,
                          terms=[], rows=np.zeros(0, dtype=np.int64), n_input=0, intercept=columns.intercept,
@@ -181,8 +196,8 @@ def fit_formula_dask(
     if mf0.recipe is not None:  # a formula's design is rebuilt for new rows; the column form predicts from columns
         from glmmlab.services.modeling.prediction import blups_by_component, make_predictor
 
-        recipe = replace(mf0.recipe, terms=tuple(replace(t, levels=tuple(levels[t.component]))
-                                                 for t in mf0.recipe.terms))
+        base = rows_of.whole[0] if isinstance(rows_of, FormulaRows) and rows_of.whole is not None else mf0.recipe
+        recipe = replace(base, terms=tuple(replace(t, levels=tuple(levels[t.component])) for t in base.terms))
         predictor = make_predictor(recipe, list(out.names), np.asarray(out.beta), blups_by_component(out))
     fitted = FittedModel.of(out, predictor=predictor, fit_seconds=time.perf_counter() - start)
     report(progress, "Done", 1.0)
@@ -224,6 +239,17 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     ddf = data[rows_of.columns]
     binomial = bool(fam.bounded_mean)
 
+    if isinstance(rows_of, FormulaRows) and rows_of.needs_whole:
+        report(progress, "Levels and moments: one pass over the data for the fixed factors and scale()", 0.0)
+        parts = client.compute([dask.delayed(summarise_levels)(
+            p, rows_of.rows_formula, rows_of.formula, fam.name, rows_of.weights, rows_of.offset,
+            rows_of.factor_columns, rows_of.scales) for p in ddf.to_delayed()], sync=True)
+        for k, s in enumerate(parts):
+            if "error" in s:
+                raise GlmmInputError(f"{s['error']} [rows counted and numbered within partition {k} of the Dask "
+                                     "DataFrame]")
+        rows_of.whole = whole_data(mf0.recipe, rows_of.formula, rows_of.factors, rows_of.scales, parts)
+        del parts
     report(progress, "Pass 1 of 2 over the data: checking columns and collecting groups", 0.0)
     summaries = client.compute([dask.delayed(summarise_partition)(p, rows_of, binomial) for p in ddf.to_delayed()],
                                sync=True)
@@ -263,9 +289,13 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     order = [b.component for b in shapes]
     levels = {c: list(coded[c][1]) for c in order}
     probe = [FactorBlock(c, coded[c][0], levels[c], np.zeros((n_distinct, 0)), [], []) for c in order]
-    outer = outer_factor(probe)
-    if outer is None:
-        raise GlmmInputError(_crossed_message(probe))
+    nesting = outer_factor(probe)
+    coupled = nesting is None  # crossed factors: rows cut by the leading factor, the coupled block reduced
+    outer = 0 if nesting is None else nesting
+    if coupled:
+        check_coupled_levels([(c, len(levels[c]), b.q) for c, b in zip(order[1:], shapes[1:])],
+                             (order[0], len(levels[order[0]])))
+        check_coupled_size(skeleton(shapes, [len(levels[c]) for c in order]))  # the in-memory limit as well
 
     # the fixed-effects design: constant columns of the column form dropped by name, then the scaling T
     cols = list(range(len(x_names)))
@@ -300,7 +330,7 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     del shuffled, coded_rows
     client.run(release_unused_memory)
     spec = {"rows_of": rows_of, "family": fam.name, "link": lk.name, "dispersion": dispersion, "order": order,
-            "levels": levels, "outer": outer, "keep": keep, "T": T, "lean": n > LEAN_ROWS}
+            "levels": levels, "outer": outer, "keep": keep, "T": T, "lean": n > LEAN_ROWS, "coupled": coupled}
     report(progress, f"Loading {len(parts)} blocks of whole groups on the workers", 0.04)
     # one copy of the spec (the global levels, of the size of the groups) on each worker, which every actor's
     # task refers to: a copy in each task would stay as long as its actor
@@ -316,6 +346,10 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     futures = [a.info() for a in actors]
     infos = [f.result() for f in futures]
     specs = [BlockSpec(slice(0, 0), i["level_maps"]) for i in infos]
+    level_maps = [i["level_maps"] for i in infos]
+    # crossed factors: the actors' parts of the coupled block asked for a few at a time (one per worker, at least
+    # two), so the driver holds those and their sum
+    in_flight = max(2, len(client.nthreads()))
     st = skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
     laps = [ActorBlock(a, skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]
     normals = [i["normal"] for i in infos if "normal" in i]
@@ -332,8 +366,10 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 beta0 = centring_fit(sum(normals))
                 for f in [a.centre(beta0) for a in actors]:
                     f.result()
-                fields = _reml_run(ActorProfiledLmm(laps, n, y["sum_log_w"], beta0), specs, st, T, names, mf, None,
-                                   None, model, progress, remote=remote)
+                lmm = CoupledLmm(laps, n, y["sum_log_w"], beta0, st, in_flight) if coupled else \
+                    ActorProfiledLmm(laps, n, y["sum_log_w"], beta0)
+                fields = _reml_run(lmm, specs, st, T, names, mf, None, None, model, progress, remote=remote,
+                                   polish=not coupled)
             else:
                 report(progress, "Initial values (GLM)", 0.05)
                 nb0: float | None
@@ -348,7 +384,13 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                     beta0, glm_dev = remote.glm(fam)
                     nb0 = glm_m2 = None
                 beta0 = remote.inside_start(beta0, fam, lk)
-                obj = ActorLaplace(laps, remote.likelihood(fam), st.n_theta)
+                obj: ActorLaplace | CoupledLaplace
+                if coupled:  # one block: the whole data over the actors, each step's factor reduced here
+                    obj = CoupledLaplace(CoupledUnit(actors, st, fam, level_maps, in_flight),
+                                         remote.likelihood(fam), st.n_theta)
+                    specs = [BlockSpec(slice(0, 0), [np.arange(len(levels[c])) for c in order])]
+                else:
+                    obj = ActorLaplace(laps, remote.likelihood(fam), st.n_theta)
                 if fam.name == "negbin":
                     obj.set_family(fam, obj.lik)
                 fields = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, None, None, fam, lk, model,
@@ -370,19 +412,6 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     # the record, once: the passes' warnings first, the rows the actors gave their per-row results for
     out = record(dict(fields, rows=remote.input_rows), [w for w in warnings if w not in fields["warnings"]], dropped)
     return out, levels
-
-
-def _crossed_message(blocks: list[FactorBlock]) -> str:
-    pairs = []
-    for i, a in enumerate(blocks):
-        for b in blocks[i + 1:]:
-            if outer_factor([a, b]) is None:
-                pairs.append(f"{a.component!r} and {b.component!r}")
-    which = "; ".join(pairs) if pairs else ", ".join(repr(b.component) for b in blocks)
-    return (f"the grouping factors {which} cross (neither nests in the other), so every row is coupled to every "
-            "other and the rows cannot be cut into blocks of whole groups. On a Dask DataFrame glmmlab fits "
-            "models whose grouping factors nest, such as (1 + x | g) or (1 | a/b); fit crossed models "
-            f"{IN_MEMORY[4:]}")
 
 
 def read_parquet_lazily(path: str, columns: list[str] | None = None) -> Any:

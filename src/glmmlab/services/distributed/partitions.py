@@ -1,15 +1,18 @@
 """How the rows of one partition of a Dask DataFrame become a model frame, and the passes over the partitions.
 
-:class:`FormulaRows` builds a formula's model frame of a partition (the in-memory :func:`build_model_frame`
-without the whole data's checks), :class:`ColumnRows` that of the random-intercept form over numeric columns.
-Before any pass, :func:`check_supported` refuses what needs the whole data (``scale()``, fixed factors, a text
-response, categorical groups with unknown categories). Pass 1 (:func:`summarise_partition`) gives the driver each
-partition's counts, Gram matrix, response moments, distinct grouping values and separation columns; before the
-shuffle, :func:`code_outer_groups` numbers the rows used and codes their outer group.
+:class:`FormulaRows` builds a formula's model frame of a partition (the in-memory :func:`build_model_frame` without
+the whole data's checks), :class:`ColumnRows` that of the random-intercept form over numeric columns. Before any
+pass, :func:`check_supported` refuses what needs the rows in one place (``scale()`` outside the fixed part, factors
+in random terms, a text response, categorical columns with unknown categories); fixed factors and ``scale()`` get
+the whole data's levels and moments from :mod:`~glmmlab.services.distributed.whole_data`. Pass 1
+(:func:`summarise_partition`) gives the driver each partition's counts, Gram matrix, response moments, distinct
+grouping values and separation columns; before the shuffle, :func:`code_outer_groups` numbers the rows used and
+codes their outer group.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal, Optional
 
 import numpy as np
@@ -20,6 +23,7 @@ from glmmlab.engine.inference.advice import design_columns
 from glmmlab.engine.model.design import no_complete_rows, too_few_groups
 from glmmlab.engine.model.formula import BinOp, Call, Expr, Formula, Paren, Unary, parse_formula
 from glmmlab.engine.model.terms import ModelFrame, RandomTerm
+from glmmlab.services.distributed.whole_data import fixed_design, parse_rows_formula, scale_calls
 from glmmlab.services.modeling import frames
 
 # The workers import this module (the rows' model frames, the passes): what only the driver or the formula's
@@ -54,18 +58,23 @@ def check_supported(formula: Formula, meta: pd.DataFrame, family: str, weights, 
     exprs = ([f.response] if f.response is not None else []) + list(f.fixed.variables) + list(f.fixed.offsets)
     for r in f.random:
         exprs += list(r.lhs.variables) + list(r.group)
-    scaled = sorted({e.deparse() for x in exprs for e in _walk(x) if isinstance(e, Call) and e.fn == "scale"})
+    fixed_scales = set(scale_calls(f))
+    scaled = sorted({e.deparse() for x in exprs for e in _walk(x) if isinstance(e, Call) and e.fn == "scale"
+                     and (e not in fixed_scales or len(e.args) != 1)})
     if scaled:
         raise GlmmInputError(
-            f"{', '.join(scaled)} in the formula needs the mean and SD of the whole data, which a Dask "
-            f"DataFrame does not give in one place; centre and scale the column beforehand, or {IN_MEMORY}")
-    mf0 = build_model_frame(meta, formula, family=family, weights=weights, offset=offset, whole=False)
-    factors = [v.deparse() for v in mf0.recipe.levels]
+            f"{', '.join(scaled)} in the formula: on a Dask DataFrame scale() takes one argument and stands in the "
+            f"fixed part only (its mean and SD are computed once on the cluster); centre and scale the column "
+            f"beforehand, or {IN_MEMORY}")
+    mf0 = build_model_frame(meta, parse_rows_formula(f) if fixed_scales else f, family=family, weights=weights,
+                            offset=offset, whole=False)
+    mf0 = replace(mf0, formula=f.text)
+    factors = [v.deparse() for v in mf0.recipe.levels if any(v in r.lhs.variables for r in f.random)]
     if factors:
         raise GlmmInputError(
-            f"on a Dask DataFrame the fixed part and the random terms' columns must be numeric; "
-            f"{', '.join(repr(x) for x in factors)} {'is a factor' if len(factors) == 1 else 'are factors'}, "
-            f"whose coding needs the whole data's levels. Recode as 0/1 columns, or {IN_MEMORY}")
+            f"on a Dask DataFrame the random terms' columns must be numeric; "
+            f"{', '.join(repr(x) for x in factors)} {'is a factor' if len(factors) == 1 else 'are factors'} "
+            f"in a random term. Recode as 0/1 columns, or {IN_MEMORY}")
     resp = f.response
     if resp is not None and not (isinstance(resp, Call) and resp.fn == "cbind"):
         names = resp.names()
@@ -74,14 +83,14 @@ def check_supported(formula: Formula, meta: pd.DataFrame, family: str, weights, 
             raise GlmmInputError(
                 f"the response {f.response_label!r} is text or a factor; on a Dask DataFrame give it as 0/1 "
                 f"numbers or booleans, or {IN_MEMORY}")
-    for r in f.random:
-        for g in r.group:
-            for n in g.names():
-                dt = meta[n].dtype
-                if isinstance(dt, pd.CategoricalDtype) and not _known(dt):
-                    raise GlmmInputError(
-                        f"the grouping column {n!r} is categorical with unknown categories; make them known "
-                        f"(ddf[{n!r}] = ddf[{n!r}].cat.as_known()) or use a text or number column")
+    columns = [(n, "grouping") for r in f.random for g in r.group for n in g.names()]
+    columns += [(n, "factor") for v in mf0.recipe.levels for n in v.names()]
+    for n, what in columns:
+        dt = meta[n].dtype
+        if isinstance(dt, pd.CategoricalDtype) and not _known(dt):
+            raise GlmmInputError(
+                f"the {what} column {n!r} is categorical with unknown categories; make them known "
+                f"(ddf[{n!r}] = ddf[{n!r}].cat.as_known()) or use a text or number column")
     return mf0
 
 
@@ -95,9 +104,16 @@ def _known(dt) -> bool:
 class FormulaRows:
     """A formula's model frame of one partition (:func:`build_model_frame` without the whole data's checks)."""
 
-    def __init__(self, formula: Formula, family: str, weights: Optional[str], offset: Optional[str]):
+    def __init__(self, formula: Formula, family: str, weights: Optional[str], offset: Optional[str],
+                 factors: Optional[list] = None):
         self.formula, self.family, self.weights, self.offset = formula, family, weights, offset  # parsed once
         f = formula
+        # fixed factors and scale(): their levels and moments come from the whole data (whole_data.py); the rows
+        # used from the formula with scale(x) read as I(x), the fixed design from the fit's recipe (``whole``)
+        self.factors, self.scales = list(factors or []), scale_calls(f)
+        self.rows_formula = parse_rows_formula(f) if self.scales else f
+        self.factor_columns = sorted({n for v in self.factors for n in v.names()})
+        self.whole: tuple | None = None
         self.columns = list(dict.fromkeys(f.columns() + [c for c in (weights, offset) if c is not None]))
         self.shuffled = self.columns  # what the shuffle carries besides ROW and OUTER
         self.group_columns: list[str] = []
@@ -105,11 +121,19 @@ class FormulaRows:
             for g in r.group:
                 self.group_columns += [n for n in g.names() if n not in self.group_columns]
 
+    @property
+    def needs_whole(self) -> bool:
+        return bool(self.factors or self.scales)
+
     def frame(self, part: pd.DataFrame) -> ModelFrame:
         from glmmlab.services.modeling.modelframe import build_model_frame
 
-        return build_model_frame(part, self.formula, family=self.family, weights=self.weights, offset=self.offset,
-                                 whole=False)
+        mf = build_model_frame(part, self.rows_formula, family=self.family, weights=self.weights,
+                               offset=self.offset, whole=False)
+        if self.whole is not None:  # the fit's design of these rows: the whole data's levels and moments
+            recipe, x_names = self.whole
+            mf = replace(mf, X=fixed_design(recipe, x_names, part.iloc[mf.rows]), x_names=list(x_names))
+        return mf
 
     def summary(self, part: pd.DataFrame) -> tuple[ModelFrame, dict]:
         """Pass 1's model frame and what the driver needs besides it: the distinct grouping values on the rows
@@ -150,7 +174,7 @@ class FormulaRows:
     def no_rows(self, meta: pd.DataFrame) -> None:
         from glmmlab.services.modeling.modelframe import build_model_frame
 
-        build_model_frame(meta, self.formula, family=self.family, weights=self.weights, offset=self.offset)
+        build_model_frame(meta, self.rows_formula, family=self.family, weights=self.weights, offset=self.offset)
 
 
 class ColumnRows:

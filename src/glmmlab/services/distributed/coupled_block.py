@@ -1,0 +1,275 @@
+"""A block of rows of a model with crossed factors, on a worker: the steps of the Laplace approximation's mode
+search, log-determinant and exact gradient that touch its rows (:class:`CoupledRows`), for the driver's
+:class:`~glmmlab.services.distributed.coupled_fit.CoupledUnit` to combine with the other blocks'.
+
+The block holds the modes of its own leading levels (``u1``) and a copy of the coupled factors' modes (``u2``,
+every global level) the driver sends; the arithmetic is that of
+:class:`~glmmlab.engine.solvers.laplace.GeneralLaplace` (its row state, working weights and steps, used as they
+are), with each factor of the penalised system split as :mod:`~glmmlab.services.distributed.coupled` splits it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glmmlab.engine.families.distributions import dev_eta3
+from glmmlab.engine.families.state import row_state
+from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
+from glmmlab.engine.solvers.laplace_fit import laplace_rows
+from glmmlab.services.distributed.coupled import PartialFactor
+
+
+class CoupledRows:
+    """The rows' side of one block of a crossed model's Laplace fit (see the module docstring)."""
+
+    def __init__(self, lap: GeneralLaplace):
+        self.lap, self.st = lap, lap.st
+        self.n1 = self.st.L1 * self.st.q1
+        self.u1 = np.zeros(self.n1)
+        self.u2 = np.zeros(self.st.Q2)
+        self.pf: dict[str, PartialFactor] = {}
+
+    def restore(self) -> None:
+        self.u1 = self.kept
+
+    def flags(self) -> dict:
+        lap = self.lap
+        return {"edge": lap.edge, "newton": lap.newton, "observed": lap.observed, "estimated": lap.estimated}
+
+    # -- the mode search ------------------------------------------------------------------------------------
+    @property
+    def u(self) -> np.ndarray:
+        return np.concatenate([self.u1, self.u2])
+
+    def _state(self, u: np.ndarray):
+        """The rows' state at the modes ``u`` (this block's) and their part of the penalised deviance (the
+        deviance and |u1|^2; the driver adds |u2|^2 once), inf where some mean is not valid."""
+        lap, st = self.lap, self.st
+        re = st.row_effect(st.b_of_u(u, self.lams))
+        rs = row_state(lap.resp, self.eta_f + re, lap.lk)
+        u1 = u[:self.n1]
+        pdev = float(np.sum(lap._weighted(rs.dev))) + float(u1 @ u1)
+        ok = np.isfinite(pdev) and (lap.fast or bool(np.all(lap.fam.mu_valid(rs.mu))))
+        if ok and lap.edge:
+            ok = edge_gap(rs.eta, lap.eta_lo, lap.eta_hi) > 0
+        return re, rs, (pdev if ok else np.inf)
+
+    def start(self, theta, beta, u2, how: str) -> float:
+        """The state at (theta, beta) from this block's last modes (``how`` "last"; they are remembered for
+        :meth:`restore`: a search that ends on the edge leaves them as the next one's start), zero (``"zero"``) or
+        a start inside the link's range (``"moved"``), with the coupled modes ``u2``."""
+        lap = self.lap
+        if how == "last":
+            self.kept = self.u1.copy()
+        self.theta, self.lams = np.asarray(theta, dtype=float), self.st.lambdas(np.asarray(theta, dtype=float))
+        self.eta_f = lap._xb(np.asarray(beta, dtype=float)) + lap.off
+        if how == "zero":
+            self.u1 = np.zeros(self.n1)
+        elif how == "moved":
+            self.u1 = lap._moved_in(self.eta_f, self.lams)[:self.n1]
+        self.u2 = np.asarray(u2, dtype=float).copy()
+        self.re, self.rs, pdev = self._state(self.u)
+        return pdev
+
+    def factor(self, key: str, kind: str, accept: bool = False) -> dict | None:
+        """This block's parts of one factor of the penalised system (kept under ``key`` for the solves): ``kind``
+        "newton" (plain Newton weights; None where not positive definite), "step" (the mode search's weights),
+        "fisher_r" / "fisher" (the expected information, with / without the working response), "observed"
+        (the observed information) or "X" (the expected information with the scaled design). ``accept``: first
+        move to the last candidate (:meth:`accept`, a round trip saved)."""
+        if accept:
+            self.accept()
+        lap, rs, re = self.lap, self.rs, self.re
+        E = None
+        if kind == "newton":
+            w, r = lap._newton_working(rs, re)
+            E = r[:, None]
+        elif kind == "step":
+            w, r = lap._edge_working(rs, re) if lap.newton else (lap._weighted(rs.w), lap._working_response(rs, re))
+            E = r[:, None]
+        elif kind in ("fisher_r", "fisher", "X"):
+            w = lap._weighted(rs.w)
+            if kind == "fisher_r":
+                E = lap._working_response(rs, re)[:, None]
+            elif kind == "X":
+                E = np.asarray(lap.Xs, dtype=float)
+        else:  # "observed"
+            w = 0.5 * lap.pw * rs.dev_eta2
+        try:
+            pf = PartialFactor(self.st, self.st.crossprods(w, E), self.theta)
+        except np.linalg.LinAlgError:
+            if kind == "newton":
+                return None
+            raise
+        self.pf[key] = pf
+        return pf.sums()
+
+    def step(self, key: str, u2_new, trial: bool = False) -> float | tuple[float, float]:
+        """The full step to the modes solved with factor ``key`` (the driver's ``u2_new``): kept, and the largest
+        change of this block's leading modes; ``trial``: with :meth:`try_step` of the full step (a round trip
+        saved where no edge cuts the step first)."""
+        pf = self.pf[key]
+        u1_new = pf.u1(pf.G1[:, :, 0], np.asarray(u2_new, dtype=float))
+        self.delta = np.concatenate([u1_new - self.u1, np.asarray(u2_new, dtype=float) - self.u2])
+        change = float(np.max(np.abs(self.delta[:self.n1]), initial=0.0))
+        return (change, self.try_step(1.0)) if trial else change
+
+    def edge_step(self) -> float:
+        st = self.st
+        return self.lap._edge_step(self.eta_f + self.re, st.row_effect(st.b_of_u(self.delta, self.lams)))
+
+    def try_step(self, t: float) -> float:
+        """The rows' part of the penalised deviance at the modes moved by ``t`` times the step (kept)."""
+        cand = self.u + t * self.delta
+        re, rs, pdev = self._state(cand)
+        self.cand = (cand, re, rs)
+        return pdev
+
+    def accept(self) -> tuple[float, float]:
+        """Move to the last candidate; for the edge test the rows' distance from the link's edge and largest
+        |eta|."""
+        u, self.re, self.rs = self.cand
+        self.u1, self.u2 = u[:self.n1], u[self.n1:]
+        del self.cand
+        eta = self.eta_f + self.re
+        return edge_gap(eta, self.lap.eta_lo, self.lap.eta_hi), float(np.max(np.abs(eta), initial=0.0))
+
+    def deviance(self, accept: bool = False) -> tuple[float, float, bool]:
+        """The rows' weighted deviance and |u1|^2 at the modes, and :meth:`canonical` (``accept``: see
+        :meth:`factor`)."""
+        if accept:
+            self.accept()
+        return float(np.sum(self.lap._weighted(self.rs.dev))), float(self.u1 @ self.u1), self.canonical()
+
+    # -- the exact gradient (GeneralLaplace._gradient_split with the factor split) ------------------------------
+    def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """d dev/d eta, the weights' derivative in eta, the observed and the log-determinant's weights."""
+        lap, rs = self.lap, self.rs
+        d1, w_eta = lap._weighted(rs.dev_eta), lap._weighted(rs.w_eta)
+        wobs, w = 0.5 * lap._weighted(rs.dev_eta2), lap._weighted(rs.w)
+        if lap.observed:  # the log-determinant's weights are the observed information
+            w = wobs
+            w_eta = 0.5 * lap.pw * dev_eta3(lap.fam, lap.lk, lap.y, rs)
+        return d1, w_eta, wobs, w
+
+    def canonical(self) -> bool:
+        """Whether the observed information equals the log-determinant's on these rows (then K is F)."""
+        _, _, wobs, w = self._weights()
+        return bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
+
+    def gradient_sums(self, key: str, Sinv, k_key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows' quadratic forms s_i = z~_i' H^-1 z~_i (H: the factor ``key``, (H^-1)_22 = ``Sinv``) and their
+        sums S per level: the leading levels' kept, this block's part of the coupled levels' returned, with
+        :meth:`gradient_forward` with the factor ``k_key``."""
+        st = self.st
+        d1, w_eta, wobs, w = self._weights()
+        H11, H12 = self.pf[key].lead_inverse(np.asarray(Sinv))
+        n = self.rs.mu.shape[0]
+        codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
+        Zt = np.concatenate([b.Z @ L for b, L in zip(st.blocks, self.lams)], axis=1)
+        qs = [b.q for b in st.blocks]
+        starts = np.concatenate([[0], np.cumsum(qs)]).astype(int)
+        qt, q1 = int(starts[-1]), qs[0]
+        P = np.empty((n, qt, qt))  # per row, the block of H^-1 at its own levels of every factor
+        P[:, :q1, :q1] = st.lead_expand(H11)
+        rows1 = codes[0][:, None] * q1 + np.arange(q1)[None, :]
+        cols = [o + codes[t][:, None] * b.q + np.arange(b.q)[None, :]
+                for t, (b, o) in enumerate(zip(st.rest, st.rest_offsets), start=1)]
+        for t, ct in enumerate(cols, start=1):
+            s0, s1 = starts[t], starts[t + 1]
+            blk = H12[rows1[:, :, None], ct[:, None, :]]
+            P[:, :q1, s0:s1] = blk
+            P[:, s0:s1, :q1] = np.swapaxes(blk, 1, 2)
+            for t2, ct2 in enumerate(cols, start=1):
+                P[:, s0:s1, starts[t2]: starts[t2 + 1]] = Sinv[ct[:, :, None], ct2[:, None, :]]
+        hz = np.einsum("nab,nb->na", P, Zt)
+        del P
+        s = np.einsum("na,na->n", Zt, hz)
+        sw = s * w_eta
+        pieces = []
+        for t, b in enumerate(st.blocks):
+            zt = Zt[:, starts[t]: starts[t + 1]]
+            part = st.lead_sum(sw[:, None] * zt) if t == 0 else np.column_stack(
+                [np.bincount(codes[t], weights=sw * zt[:, a], minlength=b.n_levels) for a in range(b.q)])
+            pieces.append(part.ravel())
+        self._g = {"codes": codes, "Zt": Zt, "starts": starts, "hz": hz, "sw": sw, "S1": pieces[0],
+                   "weights": (d1, wobs, w)}
+        return (np.concatenate(pieces[1:]), *self.gradient_forward(k_key))
+
+    def gradient_forward(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The forward halves of K^-1 (2u + S) and K^-1 (-2u) (K: the factor ``key``) on the leading levels; this
+        block's C y1 of each."""
+        pf = self.pf[key]
+        y0, c0 = pf.forward(2.0 * self.u1 + self._g["S1"])
+        y1, c1 = pf.forward(-2.0 * self.u1)
+        self._g["y"] = (key, y0, y1)
+        return c0, c1
+
+    def gradient(self, x0, x1) -> dict:
+        """This block's part of the gradient (split as c g_c + g_0, and the deviance's direct part where the
+        dispersion is estimated), given the coupled halves of the two solves."""
+        lap, st, g = self.lap, self.st, self._g
+        key, y0, y1 = g["y"]
+        pf = self.pf[key]
+        x0, x1 = np.asarray(x0, dtype=float), np.asarray(x1, dtype=float)
+        v0 = np.concatenate([pf.back(y0, x0), x0])
+        v1 = np.concatenate([pf.back(y1, x1), x1])
+        d1, wobs, w = g["weights"]
+        codes, Zt, starts, hz, sw = g["codes"], g["Zt"], g["starts"], g["hz"], g["sw"]
+        u_blocks = st.split_u(self.u)
+        n = Zt.shape[0]
+        out = []
+        for v, a_i in ((v1, d1), (v0, sw)):  # (c part, constant part)
+            v_blocks = st.split_u(v)
+            tv = np.zeros(n)
+            for t in range(len(st.blocks)):
+                vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
+                tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
+            a_i = a_i - wobs * tv
+            grad_beta = lap._xt(a_i)
+            grad_theta = np.empty(lap.nt)
+            k = 0
+            for t, b in enumerate(st.blocks):
+                Zr, vt = b.Z, v_blocks[t]
+                ut = st.lead_expand(u_blocks[t]) if t == 0 else u_blocks[t][codes[t]]
+                hzt = hz[:, starts[t]: starts[t + 1]]
+                gz = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
+                    [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
+                for ra, cb in b.theta_positions():
+                    val = float(np.sum(a_i * Zr[:, ra] * ut[:, cb]) - 0.5 * np.sum(vt[:, cb] * gz[:, ra]))
+                    if v is v0:
+                        val += 2.0 * float(np.sum(w * Zr[:, ra] * hzt[:, cb]))
+                    grad_theta[k] = val
+                    k += 1
+            out.append(np.concatenate([grad_theta, grad_beta]))
+        self._g = {}
+        res = {"g_c": out[0], "g_0": out[1]}
+        if lap.estimated:
+            res["direct"] = lap._direct_gradient(self.theta, {"rs": self.rs, "u": self.u})
+        return res
+
+    # -- at the optimum ---------------------------------------------------------------------------------------
+    def final(self, key: str, Sinv, beta) -> dict:
+        """This block's leading modes and their conditional covariances (the inverse of the factor ``key``), and
+        its rows' sums; the modes are kept for :meth:`rows`."""
+        lap = self.lap
+        cond1 = self.pf[key].lead_inverse(np.asarray(Sinv))[0]
+        fin = lap._row_parts({"rs": self.rs, "re": self.re})
+        pearson = laplace_rows(fin, lap.pw)["pearson_residuals"]
+        mu = self.rs.mu
+        self.final_at = (self.theta, np.asarray(beta, dtype=float), self.u)
+        return {"u1": self.u1, "cond1": cond1, "dev_sum": float(np.sum(fin["dev_rows"])),
+                "pearson2": float(pearson @ pearson), "extreme": int(np.sum((mu < 1e-8) | (mu > 1 - 1e-8)))}
+
+    def rows(self) -> dict:
+        """The rows' results at the modes of the last :meth:`final`."""
+        lap = self.lap
+        theta, beta, u = self.final_at
+        self.lams = self.st.lambdas(theta)
+        self.eta_f = lap._xb(beta) + lap.off
+        re, rs, _ = self._state(u)
+        return laplace_rows(lap._row_parts({"rs": rs, "re": re}), lap.pw)
+
+    def reset(self) -> None:
+        self.u1 = np.zeros(self.n1)
+        self.pf = {}

@@ -1,0 +1,262 @@
+"""The driver's objectives for crossed grouping factors on Dask: each evaluation factors the penalised system
+across the actors (:mod:`~glmmlab.services.distributed.coupled`): the actors send their parts of the coupled
+block, the driver factors it and sends back what the solves need."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from glmmlab.engine.solvers.laplace import EDGE_GAP, EDGE_STEPS
+from glmmlab.engine.solvers.row_blocks import BlockedLaplace, reml_criterion
+from glmmlab.engine.solvers.structure import Structure
+from glmmlab.services.distributed.actor_adapters import ActorBlock, ActorProfiledLmm
+from glmmlab.services.distributed.coupled import CoupledFactor, add_parts
+
+
+def reduced_factor(calls: list, in_flight: int) -> CoupledFactor | None:
+    """The factor of the parts the actors return for ``calls`` (functions that each start one actor's call), added
+    as they come with at most ``in_flight`` calls at a time, so the driver holds a few Q2 x Q2 parts and their sum,
+    not one per actor; None when an actor has none (a factor that is not positive definite there)."""
+    total: dict | None = None
+    missing = False
+    pending: deque = deque()
+
+    def take() -> None:
+        nonlocal total, missing
+        part = pending.popleft().result()
+        if part is None:
+            missing = True
+        elif not missing:
+            total = add_parts(total, part)
+
+    for call in calls:
+        pending.append(call())
+        if len(pending) >= in_flight:
+            take()
+    while pending:
+        take()
+    return None if missing or total is None else CoupledFactor(total)
+
+
+class CoupledLmm(ActorProfiledLmm):
+    """The profiled REML (or ML) criterion of a model with crossed factors over actors holding blocks of rows cut
+    by the leading factor (``st``: the whole model's structure, levels only; ``in_flight``: see
+    :func:`reduced_factor`)."""
+
+    def __init__(self, blocks: list[ActorBlock], n: int, sum_log_w: float, beta0: np.ndarray, st: Structure,
+                 in_flight: int):
+        super().__init__(blocks, n, sum_log_w, beta0)
+        self.st, self.in_flight = st, in_flight
+
+    def factor(self, theta: np.ndarray) -> CoupledFactor:
+        F = reduced_factor([lambda b=b: b.actor.coupled_sums(theta) for b in self.units], self.in_flight)
+        assert F is not None
+        return F
+
+    def criterion(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
+        F = self.factor(np.asarray(theta, dtype=float))
+        dev, pwrss = reml_criterion(F.logdet, F.SEE, self.n, self.sum_log_w, self.reml)
+        return dev, F.SEE, pwrss
+
+    def finals(self, theta: np.ndarray, beta_s: np.ndarray) -> list[dict]:
+        theta = np.asarray(theta, dtype=float)
+        F = self.factor(theta)
+        p = F.SEE.shape[0] - 1
+        shift = np.asarray(beta_s, dtype=float) - self.beta0
+        u2 = F.upper(F.G2[:, p] - F.G2[:, :p] @ shift)
+        Sinv, rest = F.Sinv(), F.rest_inverse(self.st)
+        finals = self.map(lambda b: b.actor.coupled_reml_final(theta, beta_s, u2, Sinv))
+        return [{"u": f["u"], "cond": [f["cond"], *rest]} for f in finals]
+
+
+class CoupledUnit:
+    """The Laplace deviance of a model with crossed factors over actors holding blocks of rows cut by the leading
+    factor, as one block of :class:`BlockedLaplace` (``st``: the whole model's structure, levels only): the
+    mode search of :class:`~glmmlab.engine.solvers.laplace.GeneralLaplace` step by step, each step's factor
+    reduced here from the actors' parts (:mod:`~glmmlab.services.distributed.coupled_block` on the workers).
+    The driver holds the coupled factors' modes; each actor its own leading levels'. ``in_flight``: how many actors'
+parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
+
+    def __init__(self, actors: list, st: Structure, fam, level_maps: list[list[np.ndarray]], in_flight: int):
+        self.actors, self.st, self.fam, self.in_flight = actors, st, fam, in_flight
+        self.maps = [m[0] for m in level_maps]  # each actor's leading levels
+        self.u2 = np.zeros(st.Q2)
+        self.nt = st.n_theta
+        self.psi_gradient = False
+        self._pending = False
+        self._flags()
+
+    def _flags(self) -> None:
+        flags = self._all("flags")
+        self.edge = any(f["edge"] for f in flags)
+        self.newton, self.observed = flags[0]["newton"], flags[0]["observed"]
+        self.estimated = flags[0]["estimated"]
+
+    def _all(self, method: str, *args) -> list:
+        futures = [a.coupled(method, *args) for a in self.actors]
+        return [f.result() for f in futures]
+
+    def _taken(self) -> bool:
+        """Whether the actors are still to move to their last candidate (told with the next call that reads their
+        state: a round trip saved per step)."""
+        pending, self._pending = self._pending, False
+        return pending
+
+    def _factor(self, key: str, kind: str) -> CoupledFactor | None:
+        accept = self._taken()
+        return reduced_factor([lambda a=a: a.coupled("factor", key, kind, accept) for a in self.actors],
+                              self.in_flight)
+
+    def _positive(self, key: str) -> CoupledFactor | None:
+        try:
+            F = self._factor(key, "newton")
+        except np.linalg.LinAlgError:
+            return None
+        return F if F is not None and np.isfinite(F.logdet) else None
+
+    def set_family(self, fam) -> None:
+        for f in [a.set_family(float(fam.parameter)) for a in self.actors]:
+            f.result()
+        self.fam = fam
+        self._flags()
+
+    def reset_modes(self) -> None:
+        self._all("reset")
+        self.u2 = np.zeros(self.st.Q2)
+
+    def _start(self, theta, beta, how: str) -> float:
+        if how != "last":
+            self.u2 = np.zeros(self.st.Q2)
+        return float(sum(self._all("start", theta, beta, self.u2, how))) + float(self.u2 @ self.u2)
+
+    def pirls(self, theta: np.ndarray, beta: np.ndarray, max_iter: int = 200) -> dict:
+        """:meth:`GeneralLaplace.pirls` over the actors (the same steps, tests and fallbacks)."""
+        u2_before = self.u2.copy()
+        self._pending = False
+        pdev = self._start(theta, beta, "last")
+        if not np.isfinite(pdev):
+            pdev = self._start(theta, beta, "zero")
+        if not np.isfinite(pdev) and self.edge:
+            pdev = self._start(theta, beta, "moved")
+        if not np.isfinite(pdev):
+            raise FloatingPointError("no valid mean at the starting modes")
+        converged = at_edge = exhausted = False
+        near = 0
+        for _ in range(max_iter):
+            F = self._positive("F") if self.newton and self.observed and not self.edge else None
+            if F is None:
+                F = self._factor("F", "step")
+            assert F is not None
+            u2_new = F.upper(F.G2[:, 0])
+            delta2 = u2_new - self.u2
+            tried = None  # without an edge the full step's deviance comes with the step
+            if self.edge:
+                change1 = max(self._all("step", "F", u2_new, False))
+            else:
+                steps = self._all("step", "F", u2_new, True)
+                change1, tried = max(s[0] for s in steps), float(sum(s[1] for s in steps))
+            if max(change1, float(np.max(np.abs(delta2), initial=0.0))) < 1e-10:
+                converged = True
+                break
+            t = min(self._all("edge_step")) if self.edge else 1.0
+            for h in range(30):
+                cand2 = self.u2 + t * delta2
+                rows = tried if h == 0 and tried is not None else float(sum(self._all("try_step", t)))
+                pdev_c = rows + float(cand2 @ cand2)
+                if pdev_c <= pdev + 1e-12 * abs(pdev):
+                    break
+                t *= 0.5
+            else:
+                converged = True  # no descent left at rounding level
+                break
+            self.u2, pdev = cand2, pdev_c
+            if not self.edge:
+                self._pending = True
+                continue
+            gaps = self._all("accept")
+            gap, top = min(g[0] for g in gaps), max(g[1] for g in gaps)
+            near = near + 1 if gap <= EDGE_GAP * (1.0 + top) else 0
+            if near >= EDGE_STEPS:
+                at_edge = True
+                break
+        else:
+            exhausted = True
+        fisher_again = self.newton and not self.estimated
+        if exhausted or self.edge or fisher_again:
+            F = self._factor("F", "fisher_r" if self.edge or fisher_again else "fisher")
+        if at_edge:  # the modes before this search stay the start of the next
+            self._all("restore")
+            self.u2 = u2_before
+            return {"at_edge": True}
+        sums = self._all("deviance", self._taken())
+        dev = float(sum(s[0] for s in sums))
+        uu = float(sum(s[1] for s in sums)) + float(self.u2 @ self.u2)
+        canonical = all(s[2] for s in sums)
+        F_ld, ld_key = F, "F"
+        if self.observed:
+            F_ld, ld_key = self._factor("ld", "observed"), "ld"
+        assert F is not None and F_ld is not None
+        return {"dev": dev, "uu": uu, "logdet": F_ld.logdet, "converged": converged, "F": F, "F_ld": F_ld,
+                "ld_key": ld_key, "canonical": canonical}
+
+    def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
+        """:meth:`GeneralLaplace.parts` of the whole data."""
+        m = self.pirls(theta, beta)
+        if m.get("at_edge"):
+            return {"dev": np.inf, "uu": 0.0, "logdet": np.inf, "converged": False}
+        out = {"dev": m["dev"], "uu": m["uu"], "logdet": m["logdet"], "converged": m["converged"]}
+        if gradient:
+            out.update(self._gradient(m))
+        return out
+
+    def _gradient(self, m: dict) -> dict:
+        """:meth:`GeneralLaplace._gradient_split` (and the deviance's direct part) over the actors."""
+        key, F = (m["ld_key"], m["F_ld"]) if self.observed else ("F", m["F"])
+        if m["canonical"]:
+            K, k_key = F, key
+        else:
+            K, k_key = self._factor("K", "observed"), "K"
+        assert K is not None
+        cs = self._all("gradient_sums", key, F.Sinv(), k_key)  # S's coupled part and the solves' forward halves
+        x0 = K.middle(2.0 * self.u2 + sum(c[0] for c in cs), sum(c[1] for c in cs))
+        x1 = K.middle(-2.0 * self.u2, sum(c[2] for c in cs))
+        parts = self._all("gradient", x0, x1)
+        out = {k: sum(p[k] for p in parts) for k in parts[0]}
+        return out
+
+    def fixed_precision(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        self.pirls(theta, beta)
+        F = self._factor("X", "X")
+        assert F is not None
+        return F.SEE
+
+    def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
+        """:meth:`GeneralLaplace.final` of the whole data, with the rows' sums of the Dask path's blocks."""
+        st = self.st
+        m = self.pirls(theta, beta)
+        if m.get("at_edge"):
+            raise FloatingPointError("the modes at the estimates lie on the edge of the link's range")
+        FX = self._factor("X", "X")
+        assert FX is not None
+        cond_F, key = (m["F_ld"], m["ld_key"]) if self.estimated or self.fam.hessian_se else (FX, "X")
+        fins = self._all("final", key, cond_F.Sinv(), beta)
+        U1, C1 = np.zeros((st.L1, st.q1)), np.zeros((st.L1, st.q1, st.q1))
+        for lmap, f in zip(self.maps, fins):
+            U1[lmap] = f["u1"].reshape(-1, st.q1)
+            C1[lmap] = f["cond1"]
+        return {"u": np.concatenate([U1.ravel(), self.u2]), "SEE": FX.SEE,
+                "cond": [C1, *cond_F.rest_inverse(st)], "converged": m["converged"],
+                "dev_sum": sum(f["dev_sum"] for f in fins), "pearson2": sum(f["pearson2"] for f in fins),
+                "extreme": sum(f["extreme"] for f in fins)}
+
+    def agq(self, *args):  # pragma: no cover - nagq > 1 is refused for more than one term before any pass
+        raise NotImplementedError("adaptive quadrature needs one scalar random-effects term")
+
+
+class CoupledLaplace(BlockedLaplace):
+    """BlockedLaplace whose one block is the whole data over the actors (:class:`CoupledUnit`)."""
+
+    def __init__(self, unit: CoupledUnit, lik, nt: int):
+        super().__init__([unit], lik, nt, threads=False)
