@@ -319,7 +319,7 @@ def test_every_results_table_copies_as_tab_separated_text_and_downloads_as_csv(p
     expect(run).to_have_attribute("data-state", "done", timeout=30_000)
     job = api.get(f"/api/glmm/fits/{run.get_attribute('data-fit-id')}").json()
     sections = run.locator("section.result-section")
-    expect(sections).to_have_count(10)  # seven tables (Omnibus Tests among them), Effects, the plots, simulated residuals
+    expect(sections).to_have_count(10)  # seven tables (Omnibus Tests among them), Effects, plots, simulated residuals
     for k in range(7):  # every table has both
         expect(sections.nth(k).locator(".section-head button.copy-table")).to_have_count(1)
         expect(sections.nth(k).locator(".section-head button.csv-table")).to_have_count(1)
