@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families import distributions as D
+from glmmlab.engine.families import catalogue, distributions, glmmtmb
 from glmmlab.engine.inference import simulate as S
 from glmmlab.engine.inference import simulate_models as M
 
@@ -96,16 +96,16 @@ PW = np.array([1.0, 3.0, 1.0])
 
 
 @pytest.mark.parametrize("name, family, mu, phi, var", [
-    ("gaussian", D.FAMILIES["gaussian"], MU, 2.0, 2.0 / PW),
-    ("poisson", D.FAMILIES["poisson"], MU, 1.0, MU),
-    ("gamma", D.FAMILIES["gamma"], MU, 0.5, 0.5 * MU ** 2 / PW),
-    ("negbin", D.negbin_family(2.5), MU, 1.0, MU + MU ** 2 / 2.5),
-    ("nbinom1", D.nbinom1_family(1.5), MU, 1.0, MU * 2.5),
-    ("tweedie", D.tweedie_family(1.2, 1.4), MU, 1.0, 1.2 * MU ** 1.4),
-    ("t_family", D.t_family(0.7, 5.0), MU, 1.0, np.full(3, 0.49 * 5 / 3)),
-    ("beta_family", D.beta_family(8.0), PROB, 1.0, PROB * (1 - PROB) / 9.0),
-    ("binomial", D.FAMILIES["binomial"], PROB, 1.0, PROB * (1 - PROB) / np.rint(PW)),
-    ("betabinomial", D.betabinomial_family(4.0), PROB, 1.0,
+    ("gaussian", catalogue.FAMILIES["gaussian"], MU, 2.0, 2.0 / PW),
+    ("poisson", catalogue.FAMILIES["poisson"], MU, 1.0, MU),
+    ("gamma", catalogue.FAMILIES["gamma"], MU, 0.5, 0.5 * MU ** 2 / PW),
+    ("negbin", distributions.negbin_family(2.5), MU, 1.0, MU + MU ** 2 / 2.5),
+    ("nbinom1", glmmtmb.nbinom1_family(1.5), MU, 1.0, MU * 2.5),
+    ("tweedie", glmmtmb.tweedie_family(1.2, 1.4), MU, 1.0, 1.2 * MU ** 1.4),
+    ("t_family", glmmtmb.t_family(0.7, 5.0), MU, 1.0, np.full(3, 0.49 * 5 / 3)),
+    ("beta_family", glmmtmb.beta_family(8.0), PROB, 1.0, PROB * (1 - PROB) / 9.0),
+    ("binomial", catalogue.FAMILIES["binomial"], PROB, 1.0, PROB * (1 - PROB) / np.rint(PW)),
+    ("betabinomial", glmmtmb.betabinomial_family(4.0), PROB, 1.0,
      PROB * (1 - PROB) / np.rint(PW) * (np.rint(PW) + 4.0) / 5.0),
 ])
 def test_samplers_draw_the_family_mean_and_variance(name, family, mu, phi, var):
@@ -123,8 +123,8 @@ def test_samplers_draw_the_family_mean_and_variance(name, family, mu, phi, var):
 def test_beta_samplers_take_a_mean_rounded_to_the_edge():
     rng = np.random.default_rng(0)
     edge = np.array([0.0, 1.0])
-    assert np.all(np.isfinite(D.beta_family(5.0).sample(rng, edge, np.ones(2), 1.0)))
-    assert np.all(np.isfinite(D.betabinomial_family(5.0).sample(rng, edge, np.full(2, 4.0), 1.0)))
+    assert np.all(np.isfinite(glmmtmb.beta_family(5.0).sample(rng, edge, np.ones(2), 1.0)))
+    assert np.all(np.isfinite(glmmtmb.betabinomial_family(5.0).sample(rng, edge, np.full(2, 4.0), 1.0)))
 
 
 # -- from a fit --------------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_a_model_of_structural_zeros_plugs_in_as_a_second_linear_part():
     x = rng.normal(size=n)
     mean = S.LinearPart(LINKS["log"], 0.4 + 0.3 * x)
     zero = S.LinearPart(LINKS["logit"], np.full(n, -1.0))  # P(structural zero) = expit(-1) = 0.269
-    zip_inputs = S.RowInputs(D.FAMILIES["poisson"], mean, np.ones(n), zero=zero)
+    zip_inputs = S.RowInputs(catalogue.FAMILIES["poisson"], mean, np.ones(n), zero=zero)
     mu, pi = mean.population(), 1 / (1 + np.exp(1.0))
     draws = zip_inputs.draw(np.random.default_rng(1), 400)
     p0 = pi + (1 - pi) * np.exp(-mu)
@@ -268,6 +268,6 @@ def test_a_model_of_structural_zeros_plugs_in_as_a_second_linear_part():
     np.testing.assert_allclose(zip_inputs.fitted(), (1 - pi) * mu, rtol=1e-12)
     y = zip_inputs.draw(np.random.default_rng(2), 1)[:, 0]
     assert S.zero_inflation_test(S.simulate(zip_inputs, y, 250, seed=3)).p_value > 0.01
-    poisson_only = S.RowInputs(D.FAMILIES["poisson"], mean, np.ones(n))
+    poisson_only = S.RowInputs(catalogue.FAMILIES["poisson"], mean, np.ones(n))
     t = S.zero_inflation_test(S.simulate(poisson_only, y, 250, seed=3))
     assert t.p_value < 0.01 and t.statistic > 1

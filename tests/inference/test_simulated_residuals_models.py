@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import glmmlab
-from glmmlab.engine.families import distributions as D
+from glmmlab.engine.families import catalogue, distributions
 from glmmlab.engine.inference import simulate as S
 from glmmlab.engine.inference import simulate_models as M
 from tests.conftest import REFERENCE
@@ -124,7 +124,7 @@ def test_reference_zero_models_simulate(name):
 @pytest.mark.parametrize("family, mu, extra", [("poisson", 0.3, {}), ("negbin", 0.8, {"theta": 1.5}),
                                                ("nbinom1", 2.0, {"phi": 2.0})])
 def test_truncated_draws_have_the_truncated_mean(family, mu, extra):
-    fam = D.FAMILIES[family]
+    fam = catalogue.FAMILIES[family]
     if extra:
         fam = fam.with_parameters(tuple(extra.values()))
     k = 200_000
@@ -141,7 +141,7 @@ def test_truncated_draws_take_a_dispersion_per_row():
     from dataclasses import replace
 
     theta = np.array([[0.5], [5.0]])  # a dispersion model's theta per row, as a column
-    fam = replace(D.negbin_family(1.0), parameter=theta, parameters=(theta,))
+    fam = replace(distributions.negbin_family(1.0), parameter=theta, parameters=(theta,))
     k = 200_000
     m = np.full((2, k), 0.4)
     y = S.truncated_redraw(fam, np.random.default_rng(1), fam.sample(np.random.default_rng(0), m, np.ones((2, 1)), 1),
