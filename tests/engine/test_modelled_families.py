@@ -168,5 +168,5 @@ def test_exact_gradient_with_random_effects_in_the_zero_model():
     fg, x0 = seen[-1]
     point = x0 + 0.05
     g = fg(point)[1]
-    numeric = joint._central_gradient(lambda z: fg(z)[0], point, np.full(point.size, -np.inf))
+    numeric = central_differences(lambda z: fg(z)[0], point, 1e-5)
     np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-4)

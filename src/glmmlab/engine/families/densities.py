@@ -19,16 +19,26 @@ from glmmlab.engine.families.state import LOG_2PI
 # -- base densities whose dispersion may vary by row --------------------------------------------------------------
 # Each gives log f(y | mu, d) and its mu-derivatives with d = parameters[0] a number or a per-row array.
 @dataclass(frozen=True)
-class PoissonDensity(DensityFamily):
+class RowDensity(DensityFamily):
+    """A base density of these models: its deviance is -2 log f itself (no saturated constant)."""
+
+    def _sat(self, y, resp):
+        return 0.0
+
+
+@dataclass(frozen=True)
+class CountDensity(RowDensity):
+    """A count density under the log link: log y! kept per row."""
+
     def safe_links(self):
         return ("log",)
 
     def _prepare(self, resp):
         resp.lgamma_y1 = special.gammaln(resp.y + 1.0)
 
-    def _sat(self, y, resp):
-        return 0.0
 
+@dataclass(frozen=True)
+class PoissonDensity(CountDensity):
     def mu_terms(self, resp, mu, q):
         y = resp.y
         ll = y * np.log(mu) - mu - resp.lgamma_y1  # mu > 0 under the log link: y log mu is 0 at y = 0
@@ -42,17 +52,8 @@ class PoissonDensity(DensityFamily):
 
 
 @dataclass(frozen=True)
-class NegBin2Density(DensityFamily):
+class NegBin2Density(CountDensity):
     """NB2 with size theta = parameters[0]: Var = mu + mu^2 / theta."""
-
-    def safe_links(self):
-        return ("log",)
-
-    def _prepare(self, resp):
-        resp.lgamma_y1 = special.gammaln(resp.y + 1.0)
-
-    def _sat(self, y, resp):
-        return 0.0
 
     def mu_terms(self, resp, mu, q):
         th = self.parameters[0]
@@ -85,14 +86,11 @@ def _nb2_constant(resp, th):
 
 
 @dataclass(frozen=True)
-class GaussianDensity(DensityFamily):
+class GaussianDensity(RowDensity):
     """N(mu, v) with the variance v = parameters[0]."""
 
     def safe_links(self):
         return ("identity", "log", "inverse")
-
-    def _sat(self, y, resp):
-        return 0.0
 
     def mu_terms(self, resp, mu, q):
         v = self.parameters[0]
@@ -109,7 +107,7 @@ class GaussianDensity(DensityFamily):
 
 
 @dataclass(frozen=True)
-class GammaDensity(DensityFamily):
+class GammaDensity(RowDensity):
     """Gamma with shape a = parameters[0] and scale mu / a: Var = mu^2 / a."""
 
     def safe_links(self):
@@ -118,9 +116,6 @@ class GammaDensity(DensityFamily):
     def _prepare(self, resp):
         y = resp.y
         resp.log_y_safe = np.log(np.where(y > 0, y, 1.0))
-
-    def _sat(self, y, resp):
-        return 0.0
 
     def mu_terms(self, resp, mu, q):
         a = self.parameters[0]

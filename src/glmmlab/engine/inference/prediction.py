@@ -11,6 +11,7 @@ from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.links import LINKS
+from glmmlab.engine.families.modelled import HURDLE_BASE
 from glmmlab.engine.model.options import OPTIONS
 
 
@@ -54,7 +55,7 @@ class Prediction:
             raise GlmmInputError("predict: an ordinal model predicts from a formula fit without intervals; "
                                  "type='response' gives each category's probability")
         if type == "response" and (self.model.get("zi") or self.model.get("disp")
-                                   or str(self.family).startswith("truncated_") or self.family == "ziGamma"):
+                                   or self.family in HURDLE_BASE):
             raise GlmmInputError(
                 "predicting the mean of new rows of a model with a zero or dispersion model is not available yet: "
                 "type='link' gives the mean's linear predictor; the fitted rows' means, zero probabilities and "

@@ -220,22 +220,6 @@ def _solve_positive(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return np.einsum("jab,jb->ja", V, np.einsum("jba,jb->ja", V, rhs) / w)
 
 
-def _central_gradient(fun, x: np.ndarray, lower: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    g = np.zeros_like(x)
-    f0 = None
-    for k in range(x.size):
-        hk = h * max(1.0, abs(x[k]))
-        xp, xm = x.copy(), x.copy()
-        xp[k] += hk
-        if x[k] - hk < lower[k]:  # one-sided at a bound
-            f0 = fun(x) if f0 is None else f0
-            g[k] = (fun(xp) - f0) / hk
-            continue
-        xm[k] -= hk
-        g[k] = (fun(xp) - fun(xm)) / (2.0 * hk)
-    return g
-
-
 def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_terms) -> dict:
     """The record's fields of a model whose zero model has random effects (see the module docstring); ``fam`` a
     :class:`ModelledFamily` with a zero model."""

@@ -195,9 +195,9 @@ def modelled_results(fam: ModelledFamily, x_full, hess_full, lower_full, nt: int
     var = fam.mu_terms(resp, mu, 1.0 - mu)[4]
     fitted = means.pop("fitted")
     pearson = (y - fitted) * np.sqrt(np.asarray(pw, dtype=float) / np.maximum(var, 1e-300))
-    params = {} if fam.disp_given else fam.constant_parameters()
-    if fam.disp_given:
-        params = {k: v for k, v in fam.constant_parameters().items() if k in fam.rest_names}
+    params = fam.constant_parameters()
+    if fam.disp_given:  # the dispersion varies by row: only the base's other parameters (the t's df) are numbers
+        params = {k: v for k, v in params.items() if k in fam.rest_names}
     first = next(iter(params), None)
     return {"submodels": submodels, "row_extras": means, "fitted": fitted, "pearson_residuals": pearson,
             "family_parameter": None if first is None else {"name": first, "value": params[first]},

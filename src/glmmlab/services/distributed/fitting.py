@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.catalogue import resolve
 from glmmlab.engine.families.distributions import Family
+from glmmlab.engine.families.modelled import HURDLE_BASE
 from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.progress import ProgressFn
 from glmmlab.services.modeling import frames
@@ -89,8 +90,7 @@ def fit_parquet_on_dask(path: str, *, scheduler: Optional[str] = None, response:
 def _dask_family(fam: Family) -> None:
     """glmmTMB's families (parameters of their own besides the negative binomial's theta), the hurdle families and
     the ordinal family are fitted in memory."""
-    if (fam.parameter_names and fam.name != "negbin") or fam.name.startswith("truncated_") \
-            or fam.name in ("ziGamma", "ordinal"):
+    if (fam.parameter_names and fam.name != "negbin") or fam.name in HURDLE_BASE or fam.name == "ordinal":
         raise GlmmInputError(f"the {fam.name} family is not available on a Dask DataFrame yet; fit it in memory (a "
                              "pandas, polars or Arrow table)")
 

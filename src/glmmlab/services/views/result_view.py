@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from glmmlab.engine.families.catalogue import FAMILIES
+from glmmlab.engine.families.modelled import HURDLE_BASE
 from glmmlab.engine.inference.results import exp_label
 from glmmlab.engine.inference.wald import z_quantile
 from glmmlab.services.views.numbers import format_rows
@@ -169,7 +170,7 @@ def submodel_table(result: dict[str, Any], part: str, conf_level: float | None =
     level = m["conf_level"] if conf_level is None else conf_level
     rows = result[key] if level == m["conf_level"] else fixed_effects_at(result, level, key)
     keys, values = fixed_effects_rows(rows)
-    hurdle = part == "zi" and (m["family"].startswith("truncated_") or m["family"] == "ziGamma")
+    hurdle = part == "zi" and m["family"] in HURDLE_BASE
     title, exp_name = SUBMODEL_TITLES["hurdle" if hurdle else part]
     lv = level_text(level)
     what = ("the log-odds of a zero" if hurdle else "the log-odds of a structural zero") if part == "zi" else \
