@@ -180,9 +180,30 @@ def test_boot_counts_failed_refits(sleep, monkeypatch):
         return real(mf, spec, **kw)
 
     monkeypatch.setattr(fitting, "fit_frame_spec", flaky)
+    monkeypatch.setattr(boot, "refitter", lambda payload: None)  # every replicate by the ordinary fit
     run = boot.bootstrap(sleep, nsim=12, seed=3, workers=1)
     assert run["failed"] == 4 and np.isnan(run["replicates"]).all(axis=1).sum() == 4
     assert "simulated failure" in run["errors"][0]
+
+
+def test_boot_replicates_the_fast_refit_gives_up_are_refitted_the_ordinary_way(sleep, monkeypatch):
+    """A replicate the structure-keeping refit could not settle (None) is refitted by the ordinary fit, which
+    reaches the same optimum."""
+    whole = boot.bootstrap(sleep, nsim=12, seed=3, workers=1)
+    real = boot.refitter
+
+    class GivesUp:
+        def __init__(self, payload):
+            self.inner = real(payload)
+
+        def refit_many(self, Y):
+            got = self.inner.refit_many(Y)
+            return [None if i % 3 == 0 else v for i, v in enumerate(got)]
+
+    monkeypatch.setattr(boot, "refitter", GivesUp)
+    run = boot.bootstrap(sleep, nsim=12, seed=3, workers=1)
+    assert run["failed"] == 0
+    np.testing.assert_allclose(run["replicates"], whole["replicates"], rtol=2e-4, atol=1e-6)
 
 
 def test_percentile_rule_is_boot_ci_perc():

@@ -275,10 +275,10 @@ class LaplaceProblem(ProfileProblem):
         return self._beta_laps[j]
 
 
-def _newton(fg, x0: np.ndarray, bounds: Bounds, H0: np.ndarray, max_iter: int = 40
+def _newton(fg, x0: np.ndarray, bounds: Bounds, H0: np.ndarray, max_iter: int = 40, tol: float = 1e-8
             ) -> tuple[float, np.ndarray, np.ndarray] | None:
     """Minimise ``fg`` (value and gradient) within box ``bounds`` by Newton steps from the Hessian ``H0``, updated
-    by BFGS, with step halving; stops when the Newton decrement (the deviance still to gain) is below 1e-8.
+    by BFGS, with step halving; stops when the Newton decrement (the deviance still to gain) is below ``tol``.
     (f, x, H) or None when it cannot make progress (the caller falls back to L-BFGS-B)."""
     lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
     hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
@@ -298,7 +298,7 @@ def _newton(fg, x0: np.ndarray, bounds: Bounds, H0: np.ndarray, max_iter: int = 
         decrement = -0.5 * float(g[free] @ step_f)
         if decrement < 0:
             return None
-        if decrement < 1e-8:
+        if decrement < tol:
             return f, x, H
         step = np.zeros_like(x)
         step[free] = step_f

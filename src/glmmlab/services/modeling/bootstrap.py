@@ -35,6 +35,7 @@ from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.terms import merge_terms
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.threads import cpu_count
+from glmmlab.services.modeling.bootstrap_refit import batched, refitter
 
 # state of a worker process (set once by _init_worker): the frame, the spec, the simulator and the names
 _WORKER: dict[str, Any] = {}
@@ -51,7 +52,7 @@ def _payload(result: GlmmResult) -> dict:
     spec = dataclasses.replace(result.spec, ddf="none") if result.spec is not None else None
     return {"frame": mf, "spec": spec, "names": names, "family": result.family, "link": result.link,
             "sd_cor": sd_cor, "beta": beta, "var_residual": result.var_residual, "family_parameter": fp,
-            "thetas": result.theta}
+            "thetas": result.theta, "method": result.method, "x_names": list(result.names)}
 
 
 # -- the process pools: every one open is known, so a cancel or the server's shutdown stops its processes ---------
@@ -128,15 +129,18 @@ def _init_worker(payload: dict) -> None:
                                      payload["beta"], payload["var_residual"], payload["family_parameter"])
     _WORKER["layout"] = VarianceLayout.of(merge_terms(payload["frame"].terms))
     _WORKER["blas"] = threadpool_limits(1)  # one process per core: BLAS threads would only contend
+    _WORKER["refitter"] = refitter(payload)
 
 
-def _refit_one(seed: np.random.SeedSequence) -> tuple[np.ndarray | None, bool, str | None]:
-    """(parameter values or None when the refit failed, converged, the failure's message)."""
+def _refit_one(seed: np.random.SeedSequence, y: np.ndarray | None = None
+               ) -> tuple[np.ndarray | None, bool, str | None]:
+    """(parameter values or None when the refit failed, converged, the failure's message): the ordinary fit of
+    replicate ``seed``'s response (``y`` when it is drawn already)."""
     from glmmlab.services.modeling.fitting import fit_frame_spec
 
     w = _WORKER
-    rng = np.random.default_rng(seed)
-    y = w["simulator"].draw(rng)
+    if y is None:
+        y = w["simulator"].draw(np.random.default_rng(seed))
     mf = dataclasses.replace(w["frame"], y=y)
     try:
         with np.errstate(all="ignore"):
@@ -148,7 +152,15 @@ def _refit_one(seed: np.random.SeedSequence) -> tuple[np.ndarray | None, bool, s
 
 
 def _run_chunk(indices: list[int], seeds: list[np.random.SeedSequence]) -> list[tuple]:
-    return [(i,) + _refit_one(s) for i, s in zip(indices, seeds)]
+    fast = _WORKER.get("refitter")
+    if fast is None:
+        return [(i,) + _refit_one(s) for i, s in zip(indices, seeds)]
+    sim = _WORKER["simulator"]
+    Y = [sim.draw(np.random.default_rng(s)) for s in seeds]  # each replicate from its own generator
+    values = fast.refit_many(Y)
+    # a replicate the structure-keeping refit could not settle is refitted the ordinary way
+    return [(i, vals, True, None) if vals is not None else (i,) + _refit_one(s, y)
+            for i, s, y, vals in zip(indices, seeds, Y, values)]
 
 
 def _context():
@@ -194,18 +206,21 @@ def bootstrap(result: GlmmResult, nsim: int = 1000, seed: int | None = None, pro
                 not_converged += 0 if conv else 1
 
     report(progress, f"Bootstrap: 0 of {nsim} refits", 0.0)
+    if batched(payload):  # refitted a chunk at a time: chunks as large as progress reports allow
+        size = max(1, min(250, -(-nsim // (workers * 2))))
+    else:
+        size = max(1, min(25, nsim // (workers * 8)))
+    chunks = [list(range(a, min(a + size, nsim))) for a in range(0, nsim, size)]
     if workers == 1:
         _init_worker(payload)
         try:
-            for i in range(nsim):
-                collect(_run_chunk([i], [seeds[i]]))
+            for c in chunks:
+                collect(_run_chunk(c, [seeds[i] for i in c]))
                 report(progress, f"Bootstrap: {done} of {nsim} refits", done / nsim)
         finally:
             _WORKER["blas"].restore_original_limits()
             _WORKER.clear()
     else:
-        size = max(1, min(25, nsim // (workers * 8)))
-        chunks = [list(range(a, min(a + size, nsim))) for a in range(0, nsim, size)]
         pool = open_pool(workers, _init_worker, (payload,))
         try:
             pending = {pool.submit(_run_chunk, c, [seeds[i] for i in c]) for c in chunks}
