@@ -17,7 +17,8 @@ The cases (each fitted once by glmmlab and once by lme4; the fits themselves are
 glmmlab runs ``result.conf_int(method="profile")`` and the bootstrap of ``conf_int(method="boot", nsim=N, seed=1)``
 (every core); R runs ``confint(m, method="profile")`` and bootMer with confint's statistic and
 ``confint(., type = "perc")`` (one core: bootMer's default), glmer with the bobyqa optimiser. Printed per case:
-seconds, the ratio lme4 / glmmlab, and agreement: the profile bounds' largest difference as a fraction of lme4's
+wall seconds and CPU seconds (glmmlab's own and its worker processes'; R's user + system), the ratios
+lme4 / glmmlab, and agreement: the profile bounds' largest difference as a fraction of lme4's
 interval width, the bootstrap bounds' largest difference in Monte Carlo standard errors of the two runs combined.
 Results go to benchmarks/results/intervals.json.
 """
@@ -66,15 +67,17 @@ if (fam == "gaussian") {
   m <- glmer(form, d, family = fam, control = glmerControl(optimizer = "bobyqa"))
   stat <- function(x) c(Cv_to_Sv(x@theta, n = lengths(x@cnms)), fixef(x))
 }
-t_prof <- system.time(pr <- confint(m, method = "profile", oldNames = FALSE, quiet = TRUE))[["elapsed"]]
+st_prof <- system.time(pr <- confint(m, method = "profile", oldNames = FALSE, quiet = TRUE))
 set.seed(1)
-t_boot <- system.time({bb <- bootMer(m, FUN = stat, nsim = nsim)
-                       ci <- confint(bb, type = "perc", level = 0.95)})[["elapsed"]]
+st_boot <- system.time({bb <- bootMer(m, FUN = stat, nsim = nsim)
+                        ci <- confint(bb, type = "perc", level = 0.95)})
+cpu <- function(st) sum(st[c("user.self", "sys.self", "user.child", "sys.child")], na.rm = TRUE)
 qse <- function(x, p) { x <- sort(x[is.finite(x)]); n <- length(x); s <- sqrt(n * p * (1 - p))
   (x[min(n, ceiling(n * p + s))] - x[max(1, floor(n * p - s))]) / 2 }
 writeLines(jsonlite::toJSON(list(
-  profile = list(names = rownames(pr), lower = unname(pr[, 1]), upper = unname(pr[, 2]), seconds = t_prof),
-  boot = list(lower = unname(ci[, 1]), upper = unname(ci[, 2]), seconds = t_boot,
+  profile = list(names = rownames(pr), lower = unname(pr[, 1]), upper = unname(pr[, 2]),
+                 seconds = st_prof[["elapsed"]], cpu = cpu(st_prof)),
+  boot = list(lower = unname(ci[, 1]), upper = unname(ci[, 2]), seconds = st_boot[["elapsed"]], cpu = cpu(st_boot),
               se_lower = unname(apply(bb$t, 2, qse, p = 0.025)), se_upper = unname(apply(bb$t, 2, qse, p = 0.975)),
               failed = sum(!complete.cases(bb$t)))),
   auto_unbox = TRUE, digits = NA), out)
@@ -113,6 +116,14 @@ def quantile_se(x: np.ndarray, p: float) -> float:
     return float(x[min(n, math.ceil(n * p + s)) - 1] - x[max(1, math.floor(n * p - s)) - 1]) / 2
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (the worker processes of a pool)."""
+    import resource
+
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
 def fit_glmmlab(case: IntervalCase):
     import pandas as pd
 
@@ -129,16 +140,20 @@ def run_glmmlab(case: IntervalCase, nsim: int, workers: int | None) -> dict:
     from glmmlab.services.modeling.bootstrap import bootstrap
 
     res = fit_glmmlab(case)
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     prof = res.conf_int(method="profile")
     t_prof = time.perf_counter() - t0
+    c1 = cpu_seconds()
     run = bootstrap(res, nsim=nsim, seed=1, workers=workers)
+    c2 = cpu_seconds()
     lo, up = percentile_interval(run["replicates"], 0.95)
     reps = run["replicates"]
     return {"n": int(res.n_obs),
             "profile": {"names": list(prof.index), "lower": prof["lower"].tolist(), "upper": prof["upper"].tolist(),
-                        "seconds": t_prof},
+                        "seconds": t_prof, "cpu": c1 - c0},
             "boot": {"names": run["names"], "lower": lo.tolist(), "upper": up.tolist(), "seconds": run["seconds"],
+                     "cpu": c2 - c1,
                      "workers": run["workers"], "failed": run["failed"],
                      "se_lower": [quantile_se(reps[:, j], 0.025) for j in range(reps.shape[1])],
                      "se_upper": [quantile_se(reps[:, j], 0.975) for j in range(reps.shape[1])]}}
@@ -160,12 +175,14 @@ def run_lme4(case: IntervalCase, nsim: int, timeout: float) -> dict:
 
 def report_case(case: IntervalCase, ours: dict, theirs: dict) -> None:
     print(f"\n{case.title}: {ours['n']:,} rows")
-    print(f"{'':24s}{'glmmlab s':>12s}{'lme4 s':>12s}{'lme4/glmmlab':>14s}  agreement")
+    print(f"{'':10s}{'glmmlab s':>10s}{'lme4 s':>10s}{'ratio':>8s}{'glmmlab cpu':>13s}{'lme4 cpu':>10s}"
+          f"{'ratio':>8s}  agreement")
     for kind in ("profile", "boot"):
         o = ours[kind]
         t = theirs.get(kind) if "error" not in theirs else None
         if t is None:
-            print(f"{kind:24s}{o['seconds']:12.2f}{'-':>12s}{'-':>14s}  lme4: {theirs.get('error')}")
+            print(f"{kind:10s}{o['seconds']:10.2f}{'-':>10s}{'-':>8s}{o['cpu']:13.2f}{'-':>10s}{'-':>8s}  lme4: "
+                  f"{theirs.get('error')}")
             continue
         lo_o, up_o = np.array(o["lower"]), np.array(o["upper"])
         lo_t, up_t = np.array(t["lower"], dtype=float), np.array(t["upper"], dtype=float)
@@ -180,7 +197,9 @@ def report_case(case: IntervalCase, ours: dict, theirs: dict) -> None:
                      f" Monte Carlo SEs (glmmlab {o['workers']} workers, {o['failed']} failed; lme4 "
                      f"{t.get('failed', 0)} failed)")
         t["ratio"] = t["seconds"] / o["seconds"]
-        print(f"{kind:24s}{o['seconds']:12.2f}{t['seconds']:12.2f}{t['ratio']:14.1f}  {agree}")
+        t["cpu_ratio"] = t["cpu"] / o["cpu"]
+        print(f"{kind:10s}{o['seconds']:10.2f}{t['seconds']:10.2f}{t['ratio']:8.1f}{o['cpu']:13.2f}{t['cpu']:10.2f}"
+              f"{t['cpu_ratio']:8.1f}  {agree}")
     names = ours["profile"]["names"]
     print("intervals (glmmlab profile | lme4 profile | glmmlab boot | lme4 boot)")
     for j, name in enumerate(names):
