@@ -106,7 +106,7 @@ def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER) -> tuple[np
         converged[active[done]] = True
         go = ok & ~done
         norm = np.sqrt(np.einsum("bi,bi->b", step, step))
-        step *= np.minimum(1.0, 1.0 / np.maximum(norm, 1e-300))[:, None]  # at most a unit step in theta
+        step *= np.minimum(1.0, 1.0 / np.maximum(norm, 1e-300))[:, None]  # at most a unit step
         # step halving, all replicates still searching at once
         t = np.ones(active.size)
         moving = np.flatnonzero(go)
@@ -215,12 +215,6 @@ class BatchedLmm:
         self.XtY = np.einsum("bn,np->bp", WR, self.X)  # B x p (no BLAS: a row's sums do not depend on B)
         self.yty = np.einsum("bn,bn->b", WR, R)
 
-    def lambdas(self, theta: np.ndarray) -> np.ndarray:
-        lam = np.zeros((theta.shape[0], self.q, self.q))
-        for k, (r, c) in enumerate(self.pos):
-            lam[:, r, c] = theta[:, k]
-        return lam
-
     def _solve(self, theta: np.ndarray, idx: np.ndarray) -> dict:
         """The profiled pieces at thetas (M x n_theta) of responses ``idx``, every level's q x q system and the
         fixed effects' p x p one as planes of (M x G) and (M,) arrays (no matrix products: each replicate's
@@ -277,38 +271,43 @@ class BatchedLmm:
         B = Y.shape[0]
         x0 = np.tile(np.asarray(theta0, dtype=float), (B, 1))
         theta, _, conv = newton_batched(self.deviance, x0)
-        theta = self.canonical(theta)
+        theta = canonical_theta(theta, self.pos, self.q)
         idx = np.arange(B)
         with np.errstate(all="ignore"):
             s = self._solve(theta, idx)
             beta = np.column_stack(planar_backward(s["C"], s["cb"])) / self.xscale
             sigma = np.sqrt(s["pwrss"] / (self.n - self.p if self.reml else self.n))
         conv &= np.all(np.isfinite(beta), axis=1) & np.isfinite(sigma)
-        return {"theta": theta, "sigma": sigma, "beta": beta, "sd_cor": self.sd_cor(theta, sigma),
+        return {"theta": theta, "sigma": sigma, "beta": beta, "sd_cor": sd_cor(theta, self.pos, self.q, sigma),
                 "converged": conv}
 
-    def canonical(self, theta: np.ndarray) -> np.ndarray:
-        """Each column of Lambda turned to a non-negative diagonal (the same Lambda Lambda')."""
-        theta = theta.copy()
-        for c in range(self.q):
-            ks = [k for k, (r, cc) in enumerate(self.pos) if cc == c]
-            diag = [k for k in ks if self.pos[k][0] == c]
-            if diag:
-                sign = np.where(theta[:, diag[0]] < 0, -1.0, 1.0)
-                theta[:, ks] *= sign[:, None]
-        return theta
 
-    def sd_cor(self, theta: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """Standard deviations and correlations of the random effects (theta's order) from theta and the
-        residual scale, for a batch."""
-        lam = self.lambdas(theta)
-        S = np.einsum("mik,mjk->mij", lam, lam) * (scale * scale)[:, None, None]
-        sd = np.sqrt(np.maximum(np.diagonal(S, axis1=1, axis2=2), 0.0))
-        out = np.empty_like(theta)
-        for k, (r, c) in enumerate(self.pos):
-            if r == c:
-                out[:, k] = sd[:, r]
-            else:
-                den = sd[:, r] * sd[:, c]
-                out[:, k] = np.where(den > 0, S[:, r, c] / np.where(den > 0, den, 1.0), 0.0)
-        return out
+def canonical_theta(theta: np.ndarray, pos: list[tuple[int, int]], q: int) -> np.ndarray:
+    """Each column of Lambda (entries ``theta`` at positions ``pos``) turned to a non-negative diagonal: the same
+    Lambda Lambda', within lme4's bounds."""
+    theta = theta.copy()
+    for c in range(q):
+        ks = [k for k, (_, cc) in enumerate(pos) if cc == c]
+        diag = [k for k in ks if pos[k][0] == c]
+        if diag:
+            sign = np.where(theta[:, diag[0]] < 0, -1.0, 1.0)
+            theta[:, ks] *= sign[:, None]
+    return theta
+
+
+def sd_cor(theta: np.ndarray, pos: list[tuple[int, int]], q: int, scale: np.ndarray) -> np.ndarray:
+    """Standard deviations and correlations of the random effects (theta's order) from a batch of thetas and
+    residual scales (1 for a family without a dispersion)."""
+    lam = np.zeros((theta.shape[0], q, q))
+    for k, (r, c) in enumerate(pos):
+        lam[:, r, c] = theta[:, k]
+    S = np.einsum("mik,mjk->mij", lam, lam) * (scale * scale)[:, None, None]
+    sd = np.sqrt(np.maximum(np.diagonal(S, axis1=1, axis2=2), 0.0))
+    out = np.empty_like(theta)
+    for k, (r, c) in enumerate(pos):
+        if r == c:
+            out[:, k] = sd[:, r]
+        else:
+            den = sd[:, r] * sd[:, c]
+            out[:, k] = np.where(den > 0, S[:, r, c] / np.where(den > 0, den, 1.0), 0.0)
+    return out
