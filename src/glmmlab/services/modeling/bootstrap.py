@@ -1,9 +1,12 @@
 """Parametric bootstrap intervals (lme4's ``bootMer`` + ``confint(type = "perc")``), on every core.
 
 ``nsim`` responses are simulated from the fit (:class:`glmmlab.engine.inference.intervals.Simulator`: new random effects
-from their estimated distribution, then the response from the family) and each is refitted on the same rows
-(:func:`glmmlab.services.modeling.fitting.fit_frame_spec`, the one way to a fit). The refits run in a process pool: a
-random-intercept refit spends much of its time in Python, which threads would serialise.
+from their estimated distribution, then the response from the family) and each is refitted on the same rows. A
+model with structure-keeping refits (:mod:`glmmlab.services.modeling.bootstrap_refit`: a one-factor linear mixed
+model, a binomial or Poisson GLMM) is refitted from the fit's design, random-effects structure and estimates,
+made once per process, and returns only the interval's parameters; any other model, and a replicate those refits
+could not settle, by the ordinary fit (:func:`glmmlab.services.modeling.fitting.fit_frame_spec`). The refits run in
+a process pool: a per-replicate refit spends much of its time in Python, which threads would serialise.
 
 - Reproducible: replicate i draws from its own generator, seeded by ``SeedSequence(seed).spawn(nsim)[i]``, so the
   intervals depend on the seed only, not on the number of processes or how the replicates are shared out.
@@ -206,8 +209,10 @@ def bootstrap(result: GlmmResult, nsim: int = 1000, seed: int | None = None, pro
                 not_converged += 0 if conv else 1
 
     report(progress, f"Bootstrap: 0 of {nsim} refits", 0.0)
-    if batched(payload):  # refitted a chunk at a time: chunks as large as progress reports allow
-        size = max(1, min(250, -(-nsim // (workers * 2))))
+    if batched(payload):
+        # refitted a chunk at a time: chunks as large as progress reports allow, made from nsim alone, so the
+        # replicates do not depend on the number of processes even if a batch's arithmetic did on its size
+        size = max(1, min(250, -(-nsim // 8)))
     else:
         size = max(1, min(25, nsim // (workers * 8)))
     chunks = [list(range(a, min(a + size, nsim))) for a in range(0, nsim, size)]
