@@ -14,6 +14,9 @@ Tolerances (the optimum is found by another route, so equal to the optimisers' c
 - each replicate's parameters within 1e-4 of that parameter's SD over the replicates (we measure < 2e-5);
 - each percentile bound within 2e-5 of the interval's width (we measure < 1e-6);
 - each profile bound within 1e-5 of the interval's width.
+
+A few more models (diagonal sub-blocks, weights, two grouping factors, an offset) are checked against the
+ordinary refits in the same run only.
 """
 
 from __future__ import annotations
@@ -141,3 +144,18 @@ if __name__ == "__main__":
     TODAY.parent.mkdir(parents=True, exist_ok=True)
     TODAY.write_text(json.dumps(_today_values(), indent=1))
     sys.exit(0)
+
+
+@pytest.mark.parametrize("name", ["sleepstudy_uncorrelated", "sim_lmm_weights", "grouseticks_nested",
+                                  "mmmec_offset"])
+def test_more_models_fast_refits_equal_the_ordinary(name, monkeypatch):
+    """Diagonal sub-blocks, prior weights, two grouping factors (per-replicate Laplace refits) and an offset."""
+    ref = json.loads((REF / f"{name}.json").read_text())
+    kw = {k: ref[k] for k in ("weights", "offset") if ref.get(k)}
+    res = glmmlab.glmm(ref["formula"], pd.read_csv(REF / f"{name}.csv"), family=ref["family"].lower(),
+                       link=ref["link"], **kw)
+    assert boot.refitter(boot._payload(res)) is not None
+    fast = boot.bootstrap(res, nsim=4, seed=5, workers=1)
+    monkeypatch.setattr(boot, "refitter", lambda payload: None)
+    ordinary = boot.bootstrap(res, nsim=4, seed=5, workers=1)
+    _close_replicates(fast["replicates"], ordinary["replicates"])

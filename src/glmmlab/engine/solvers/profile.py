@@ -72,6 +72,9 @@ def _bound(problem: ProfileProblem, k: int, side: int, target: float) -> float:
     cache: list[tuple[float, float, np.ndarray]] = []  # (value, zeta, others)
 
     def zeta(v: float) -> float:
+        for c in cache:  # a point computed already (the ends of a bracket): its value, not a second fit
+            if c[0] == v:
+                return c[1]
         start = None
         if cache:
             start = min(cache, key=lambda c: abs(c[0] - v))[2]
