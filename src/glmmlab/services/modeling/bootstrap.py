@@ -132,7 +132,10 @@ def _init_worker(payload: dict) -> None:
                                      payload["beta"], payload["var_residual"], payload["family_parameter"])
     _WORKER["layout"] = VarianceLayout.of(merge_terms(payload["frame"].terms))
     _WORKER["blas"] = threadpool_limits(1)  # one process per core: BLAS threads would only contend
-    _WORKER["refitter"] = refitter(payload)
+    try:
+        _WORKER["refitter"] = refitter(payload)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):  # then every replicate by the ordinary fit
+        _WORKER["refitter"] = None
 
 
 def _refit_one(seed: np.random.SeedSequence, y: np.ndarray | None = None
@@ -160,7 +163,10 @@ def _run_chunk(indices: list[int], seeds: list[np.random.SeedSequence]) -> list[
         return [(i,) + _refit_one(s) for i, s in zip(indices, seeds)]
     sim = _WORKER["simulator"]
     Y = [sim.draw(np.random.default_rng(s)) for s in seeds]  # each replicate from its own generator
-    values = fast.refit_many(Y)
+    try:
+        values = fast.refit_many(Y)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        values = [None] * len(Y)
     # a replicate the structure-keeping refit could not settle is refitted the ordinary way
     return [(i, vals, True, None) if vals is not None else (i,) + _refit_one(s, y)
             for i, s, y, vals in zip(indices, seeds, Y, values)]
