@@ -15,8 +15,13 @@ from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.solvers.profile_problem import Bounds, ProfileProblem, ordered_frame, theta_bounds
 from glmmlab.engine.solvers.structure import Structure
 
+# a profile point's fit: started from its neighbour (a first step of 2% of each value) and stopped at a deviance
+# change of 1e-8 (the base optimum keeps 1e-10): the bounds move by 1.3e-7 of the width on sleepstudy, 27% less CPU
+POINT_FTOL, POINT_XTOL, POINT_STEP = 1e-8, 1e-7, 0.02
 
-def _nlopt_min(fun, x0: np.ndarray, bounds: Bounds) -> tuple[float, np.ndarray]:
+
+def _nlopt_min(fun, x0: np.ndarray, bounds: Bounds, ftol: float = 1e-10, xtol: float = 1e-9,
+               step_frac: float = 0.1) -> tuple[float, np.ndarray]:
     """Minimise a cheap value-only function by BOBYQA (lme4's optimiser for these profiles)."""
     import nlopt
 
@@ -39,10 +44,10 @@ def _nlopt_min(fun, x0: np.ndarray, bounds: Bounds) -> tuple[float, np.ndarray]:
     opt.set_lower_bounds(lo.tolist())
     opt.set_upper_bounds(hi.tolist())
     opt.set_min_objective(objective)
-    opt.set_ftol_abs(1e-10)
-    opt.set_xtol_rel(1e-9)
+    opt.set_ftol_abs(ftol)
+    opt.set_xtol_rel(xtol)
     opt.set_maxeval(2000 * (1 + x0.size))
-    step = np.maximum(0.1 * np.abs(x0), 0.02)
+    step = np.maximum(step_frac * np.abs(x0), 0.2 * step_frac)
     room = np.minimum(hi - x0, x0 - lo)
     step = np.where(room > 0, np.minimum(step, np.maximum(room, 1e-3)), step)
     opt.set_initial_step(step.tolist())
@@ -123,9 +128,10 @@ class LmmProblem(ProfileProblem):
             def fun(x):
                 return self.vc_deviance(np.insert(x, k, value))
 
-            return _nlopt_min(fun, start, vc_bounds)
+            return _nlopt_min(fun, start, vc_bounds, POINT_FTOL, POINT_XTOL, POINT_STEP)
         prof = self._beta_profiler(k - self.nvc, value)
-        return _nlopt_min(lambda t: prof.parts(t, reml=False)[0], start, theta_bounds(self.st))
+        return _nlopt_min(lambda t: prof.parts(t, reml=False)[0], start, theta_bounds(self.st), POINT_FTOL,
+                          POINT_XTOL, POINT_STEP)
 
     def _beta_profiler(self, j: int, b: float):
         """The ML criterion with fixed effect j held at b: its column moved into the offset. The cross-products
