@@ -118,8 +118,9 @@ class Family:
             return np.full_like(y, max(float(np.mean(y)), 1e-3))
         return y.copy()
 
-    def saturated_rows(self, y: np.ndarray, pw: np.ndarray) -> np.ndarray | None:
-        """log p(y_i | mu_i = y_i) with prior weights (families whose -2 log p is deviance - 2 sat), or None."""
+    def saturated_rows(self, y: np.ndarray, pw: np.ndarray) -> np.ndarray | float | None:
+        """log p(y_i | mu_i = y_i) with prior weights (families whose -2 log p is deviance - 2 sat; a number when
+        it is the same in every row), or None."""
         return None
 
     def minus2_loglik(self, dev: float, const: dict) -> tuple[float, float, float]:
@@ -377,6 +378,8 @@ class Binomial(Family):
         return (y + 0.5) / 2.0
 
     def saturated_rows(self, y, pw):
+        if bool(np.all(pw == 1.0)) and bool(np.all((y == 0.0) | (y == 1.0))):
+            return 0.0  # 0/1 data: log p(y | mu = y) = log 1 in every row (no log-gamma passes, no n-vector)
         k = pw * y  # successes
         lchoose = special.gammaln(pw + 1.0) - special.gammaln(k + 1.0) - special.gammaln(pw - k + 1.0)
         return lchoose + pw * (special.xlogy(y, y) + special.xlog1py(1.0 - y, -y))

@@ -72,6 +72,7 @@ def design_columns(names: list[str], X: np.ndarray, y: np.ndarray) -> list[dict 
     ``values``, {value: (all y == 0, all y == 1)} for a column with one or two distinct values on these rows
     (None for more), and the column's count, mean and sum of squared deviations."""
     out: list[dict | None] = []
+    y_not0 = y_not1 = None  # the rows whose response is not 0 (not 1), once for every two-valued column
     for j, name in enumerate(names):
         if name == "(Intercept)":
             out.append(None)
@@ -85,8 +86,12 @@ def design_columns(names: list[str], X: np.ndarray, y: np.ndarray) -> list[dict 
         else:
             other = x != x[0]
             masks = [~other] if not other.any() else _two_values(x)
+        if masks is not None and y_not0 is None:
+            y_not0, y_not1 = y != 0, y != 1
+        # all(y[at] == 0) is: no row of the mask has y != 0 (two passes of booleans, no gathered copy of y)
         values = None if masks is None else {
-            float(x[int(np.argmax(at))]): (bool(np.all(y[at] == 0)), bool(np.all(y[at] == 1))) for at in masks}
+            float(x[int(np.argmax(at))]): (not bool(np.any(at & y_not0)), not bool(np.any(at & y_not1)))
+            for at in masks}
         mean = float(np.mean(x))
         out.append({"values": values, "n": int(x.size), "mean": mean, "m2": float(np.sum((x - mean) ** 2))})
     return out

@@ -103,31 +103,45 @@ def row_chunks(n: int, n_chunks: int | None = None) -> list[slice]:
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, resp: Response, fam: Family, lk: Link,
-             beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One pass of the GLM's IRLS over some rows: (weighted deviance at ``beta``, whether every mean is valid,
-    X'WX and X'Wz of the next step, w, z); ``beta`` None: the first step, from the family's starting means (no
-    deviance). ``Xs`` may be float32 (the Dask path's lean blocks): the products are float64."""
-    X = Xs
+def glm_working(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, resp: Response, fam: Family,
+                lk: Link, beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray]:
+    """The IRLS step's rows at ``beta``: (weighted deviance, whether every mean is valid, weights w, working
+    response z); ``beta`` None: from the family's starting means (no deviance)."""
     if beta is None:  # the first step, from the family's starting means
         mu = fam.start_mu(y, lk.name)
         eta = lk.linkfun(mu)
         h1 = lk.mu_eta(eta)
         w = pw * h1 ** 2 / np.maximum(fam.variance(mu), 1e-300)
         z = eta - off + (y - mu) / h1
-        dev, ok = np.nan, True
-    else:
-        xb = design_dot(X, beta)
-        rs = row_state(resp, xb + off, lk)
-        ok = bool(np.all(fam.mu_valid(rs.mu)))
-        dev = float(np.sum(pw * rs.dev))
-        w = pw * rs.w
-        z = xb + (y - rs.mu) / rs.h1 if fam.edm else xb - 0.5 * rs.dev_eta / rs.w
+        return np.nan, True, w, z
+    xb = design_dot(Xs, beta)
+    rs = row_state(resp, xb if _no_offset(off) else xb + off, lk)
+    ok = bool(np.all(fam.mu_valid(rs.mu)))
+    dev = float(np.sum(pw * rs.dev))
+    w = pw * rs.w
+    z = xb + (y - rs.mu) / rs.h1 if fam.edm else xb - 0.5 * rs.dev_eta / rs.w
+    return dev, ok, w, z
+
+
+def _no_offset(off: np.ndarray) -> bool:
+    """Whether the offset is the read-only zero view of a fit without one (its addition is then skipped)."""
+    return off.ndim == 1 and off.strides[0] == 0 and off.size > 0 and float(off[0]) == 0.0
+
+
+def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, resp: Response, fam: Family, lk: Link,
+             beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray]:
+    """One pass of the GLM's IRLS over some rows: (weighted deviance at ``beta``, whether every mean is valid,
+    X'WX and X'Wz of the next step); ``beta`` None: the first step, from the family's starting means (no
+    deviance). ``Xs`` may be float32 (the Dask path's lean blocks): the products are float64. The rows' w and z
+    are not kept (a fit's passes would hold them for every row at once): :func:`glm_working` gives them again."""
+    X = Xs
+    dev, ok, w, z = glm_working(Xs, y, pw, off, resp, fam, lk, beta)
     A = np.zeros((X.shape[1], X.shape[1]))
     for a in range(0, X.shape[0], GLM_PIECE):  # pieces that stay in cache: 2x faster than whole
         Xw = X[a:a + GLM_PIECE] * np.sqrt(w[a:a + GLM_PIECE])[:, None]
         A += Xw.T @ Xw
-    return dev, ok, A, design_t_dot(X, w * z), w, z
+    w *= z
+    return dev, ok, A, design_t_dot(X, w)
 
 
 def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarray, np.ndarray, list], np.ndarray],
@@ -171,14 +185,19 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
     chunks = BlockSet([(r, Response(y[r], fam, None if trials is None else trials[r]) if resp is None
                         else resp.part(r))
                        for r in row_chunks(y.size, n_chunks)])
+    at: list = [None]  # the coefficients of the last pass
 
     def passes(beta: np.ndarray | None) -> list:
+        at[0] = beta
         return chunks.map(lambda unit: glm_pass(Xs[unit[0]], y[unit[0]], pw[unit[0]], off[unit[0]], unit[1], fam,
                                                 lk, beta))
 
+    def rows(k: int) -> np.ndarray:  # w (k = 2) or z (k = 3) of every row at the last pass's coefficients
+        return np.concatenate(chunks.map(lambda unit: glm_working(Xs[unit[0]], y[unit[0]], pw[unit[0]],
+                                                                  off[unit[0]], unit[1], fam, lk, at[0])[k]))
+
     def solve(A: np.ndarray, c: np.ndarray, parts: list) -> np.ndarray:
-        return _wls(A, c, lambda: Xs, lambda: np.concatenate([p[5] for p in parts]),
-                    lambda: np.concatenate([p[4] for p in parts]))
+        return _wls(A, c, lambda: Xs, lambda: rows(3), lambda: rows(2))
 
     try:
         return irls(passes, solve, max_iter)
@@ -196,16 +215,29 @@ def moment_theta(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
                            relative)
 
 
+MOMENT_PIECE = 131_072  # rows per piece of the moment start's sums (its temporaries stay small)
+
+
 def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
                 lk: Link, codes: np.ndarray, L: int, trials: np.ndarray | None = None) -> dict:
-    """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels)."""
-    rs = row_state(Response(y, fam, trials), design_dot(Xs, beta) + off, lk)
-    r = (y - rs.mu) / rs.h1 if fam.edm else -0.5 * rs.dev_eta / rs.w
-    w = pw * rs.w
-    W = np.maximum(np.bincount(codes, weights=w, minlength=L), 1e-300)
-    rbar = np.bincount(codes, weights=w * r, minlength=L) / W
-    return {"n": y.size, "levels": L, "wr2": float(np.sum(w * r * r)), "rbar2": float(rbar @ rbar),
-            "inv_W": float(np.sum(1.0 / W))}
+    """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels), taken over
+    pieces of MOMENT_PIECE rows (the per-level sums add up)."""
+    n = y.shape[0]
+    W, Wr = np.zeros(L), np.zeros(L)
+    wr2 = 0.0
+    for a in range(0, n, MOMENT_PIECE):
+        r_ = slice(a, a + MOMENT_PIECE)
+        rs = row_state(Response(y[r_], fam, None if trials is None else trials[r_]),
+                       design_dot(Xs[r_], beta) + off[r_], lk)
+        r = (y[r_] - rs.mu) / rs.h1 if fam.edm else -0.5 * rs.dev_eta / rs.w
+        w = pw[r_] * rs.w
+        W += np.bincount(codes[r_], weights=w, minlength=L)
+        w *= r
+        Wr += np.bincount(codes[r_], weights=w, minlength=L)
+        wr2 += float(w @ r)
+    W = np.maximum(W, 1e-300)
+    rbar = Wr / W
+    return {"n": n, "levels": L, "wr2": wr2, "rbar2": float(rbar @ rbar), "inv_W": float(np.sum(1.0 / W))}
 
 
 def moment_theta_of(parts: list[dict], p: int, fam: Family, relative: bool) -> float:

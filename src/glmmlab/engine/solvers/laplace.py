@@ -4,8 +4,6 @@ intercept."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy import special
 
@@ -15,6 +13,7 @@ from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers import structured
 from glmmlab.engine.solvers.blocked_cholesky import Structure, factor
+from glmmlab.engine.solvers.edge import edge_gap, inside_start, inside_start_of  # noqa: F401  (imported from here)
 from glmmlab.engine.solvers.laplace_gradient import LaplaceGradient
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.scaling import design_dot, design_t_dot
@@ -33,49 +32,6 @@ EDGE_CURVATURE = 1e-3
 
 
 MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts from by prediction
-
-
-def edge_gap(eta: np.ndarray, lo: float, hi: float) -> float:
-    """The smallest distance of a row's linear predictor from an end of the open range (lo, hi) (inf without
-    ends; negative when a row is outside)."""
-    gap = np.inf
-    if np.isfinite(lo):
-        gap = min(gap, float(np.min(eta - lo, initial=np.inf)))
-    if np.isfinite(hi):
-        gap = min(gap, float(np.min(hi - eta, initial=np.inf)))
-    return gap
-
-
-def inside_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
-                 lk: Link) -> np.ndarray:
-    """A start for the fixed effects inside the link's range. The GLM's maximum can lie on its edge (a Poisson
-    mean of 0 under the identity link), where no random effect keeps every mean valid: the start is then moved a
-    tenth of the way towards the coefficients whose linear predictor is closest to the constant
-    link(mean of y), which lies well inside. Returns ``beta`` when it already keeps a hundredth of that
-    distance from the edge."""
-    if not fam.has_edge(lk, y):
-        return beta
-    return inside_start_of(beta, lk, fam.eta_range(lk, y), float(np.average(y, weights=pw)),
-                           lambda c: np.linalg.lstsq(Xs, c - off, rcond=None)[0],
-                           lambda b, lo, hi: edge_gap(Xs @ b + off, lo, hi))
-
-
-def inside_start_of(beta: np.ndarray, lk: Link, eta_range: tuple[float, float], mean_y: float,
-                    centre_of: Callable[[float], np.ndarray], gap: Callable[[np.ndarray, float, float], float]
-                    ) -> np.ndarray:
-    """:func:`inside_start` for a model with an edge from the link's range of linear predictors, the weighted
-    mean of y, ``centre_of(c)``: the least-squares coefficients of the constant c less the offset, and ``gap(b,
-    lo, hi)``: the rows' :func:`edge_gap` at coefficients b (rows that never meet in one place: the Dask path)."""
-    lo, hi = eta_range
-    with np.errstate(all="ignore"):
-        c = float(lk.linkfun(np.array([mean_y]))[0])
-    if not np.isfinite(c) or beta.size == 0:
-        return beta
-    centre = centre_of(c)
-    margin = gap(centre, lo, hi)
-    if not margin > 0 or gap(beta, lo, hi) >= 0.01 * margin:
-        return beta
-    return centre + 0.9 * (beta - centre)
 
 
 # -- every other family: Laplace ----------------------------------------------------------------------------
@@ -99,6 +55,8 @@ class GeneralLaplace(LaplaceGradient):
         self.data = data  # this block's rows of a zero or dispersion model's designs (families.modelled)
         self.dispersion = dispersion
         self.unit_weights = bool(np.all(pw == 1.0))  # then pw * a is a itself, and the product is skipped
+        # no offset: the read-only zero view fit_frame passes (its addition to X beta is skipped)
+        self.no_offset = off.ndim == 1 and off.strides[0] == 0 and off.size > 0 and float(off[0]) == 0.0
         self.fam, self.lk = fam, lk
         self._set_edge()
         # ``resp``: the rows' part of the whole's
@@ -177,6 +135,13 @@ class GeneralLaplace(LaplaceGradient):
     def _xt(self, v: np.ndarray) -> np.ndarray:
         return design_t_dot(self.Xs, v)
 
+    def _eta_fixed(self, beta: np.ndarray) -> np.ndarray:
+        """X beta + offset: the fixed part of the rows' linear predictors."""
+        xb = self._xb(beta)
+        if not self.no_offset:
+            xb += self.off
+        return xb
+
     def _state(self, eta_f: np.ndarray, u: np.ndarray, lams: list[np.ndarray]):
         re = self.st.row_effect(self.st.b_of_u(u, lams))
         rs = row_state(self.resp, eta_f + re, self.lk)
@@ -188,7 +153,8 @@ class GeneralLaplace(LaplaceGradient):
             ok = edge_gap(rs.eta, self.eta_lo, self.eta_hi) > 0
         return re, rs, (pdev if ok else np.inf)
 
-    def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, max_iter: int = 200) -> dict:
+    def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, max_iter: int = 200,
+              eta_f: np.ndarray | None = None) -> dict:
         """The conditional modes u at (theta, beta) by penalised IRLS with step halving.
 
         Under a link whose linear predictors have an edge (``self.edge``) every step stays inside it (the
@@ -196,10 +162,12 @@ class GeneralLaplace(LaplaceGradient):
         the steps use the observed curvature where the expected one would make them crawl (see
         :meth:`_edge_working`), and a mode that reaches the edge (a row with y = 0 whose mean is driven to 0)
         makes the point infeasible: the Laplace log-determinant, with the expected information 1 / mu of that
-        row, is infinite there, so the deviance is +inf (``dev``) and the optimiser steps back."""
+        row, is infinite there, so the deviance is +inf (``dev``) and the optimiser steps back. ``eta_f``: X beta +
+        offset when the caller has it."""
         st = self.st
         lams = st.lambdas(theta)
-        eta_f = self._xb(beta) + self.off
+        if eta_f is None:
+            eta_f = self._eta_fixed(beta)
         u = u0.copy()
         re, rs, pdev = self._state(eta_f, u, lams)
         for fallback in ((self.u,) if u0 is not self.u else ()) + (np.zeros(st.Q),):
@@ -282,7 +250,7 @@ class GeneralLaplace(LaplaceGradient):
             else:
                 score = cp.E1[:, :, 0] - np.einsum("jab,jb->ja", cp.A11, u.reshape(st.L1, st.q1) @ lams[0].T)
             self._last = {"theta": np.array(theta), "beta": np.array(beta), "u": u, "F": F, "w": w, "A": cp.A11,
-                          "score": score, "lam": lams[0]}
+                          "score": score, "lam": lams[0], "eta_f": eta_f}
         else:
             self._last = None
         return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
@@ -368,10 +336,11 @@ class GeneralLaplace(LaplaceGradient):
         link's range."""
         return edge_gap(eta, self.eta_lo, self.eta_hi) <= EDGE_GAP * (1.0 + float(np.max(np.abs(eta))))
 
-    def _predicted_modes(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    def _predicted_modes(self, theta: np.ndarray, beta: np.ndarray, eta_f: np.ndarray) -> np.ndarray:
         """Starting modes for PIRLS at (theta, beta): the last modes moved along their derivative in (theta,
         beta) (the implicit function theorem with the last factor, one grouping factor), so PIRLS starts at an
-        error of the order of the step squared and needs one Newton step less; otherwise the last modes."""
+        error of the order of the step squared and needs one Newton step less; otherwise the last modes.
+        ``eta_f``: X beta + offset at this point (X dbeta is its change from the last point's)."""
         last = self._last
         if last is None or last["theta"].shape != np.shape(theta) or last["beta"].shape != np.shape(beta):
             return self.u
@@ -387,7 +356,8 @@ class GeneralLaplace(LaplaceGradient):
             rhs = last["score"] @ dlam - np.einsum("jab,jb->ja", last["A"], U @ dlam.T) @ lam
         dbeta = np.asarray(beta) - last["beta"]
         if np.any(dbeta != 0.0):
-            xb = last["w"] * self._xb(dbeta)
+            xb = eta_f - last["eta_f"]
+            xb *= last["w"]
             rhs -= st.lead_sums_z(xb)[0] @ lam
         du = last["F"].solve(rhs.ravel())
         # a long step (the optimiser's first iterations) is beyond the linearisation: start from the last modes
@@ -418,7 +388,8 @@ class GeneralLaplace(LaplaceGradient):
 
     def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
         """This block's share of D and of its gradient (as c * g_c + g_0) at (theta, beta)."""
-        m = self.pirls(theta, beta, self._predicted_modes(theta, beta))
+        eta_f = self._eta_fixed(beta)
+        m = self.pirls(theta, beta, self._predicted_modes(theta, beta, eta_f), eta_f=eta_f)
         if m.get("at_edge"):  # an infeasible point: its modes are no start for the next one
             return {"dev": np.inf, "uu": 0.0, "logdet": np.inf, "converged": False}
         self.u = m["u"]
@@ -480,18 +451,26 @@ class GeneralLaplace(LaplaceGradient):
         return self._last_dev
 
     def fixed_precision(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
-        """X'WX - X'WZ Lambda H^-1 Lambda'Z'WX at the modes of (theta, beta), with the working weights."""
-        m = self.pirls(theta, beta, self.u)
-        self.u = m["u"]
-        return factor(self.st, self.st.crossprods(self._weighted(m["rs"].w), self.Xs), theta).SEE
+        """X'WX - X'WZ Lambda H^-1 Lambda'Z'WX at the modes of (theta, beta), with the working weights (those of
+        the last evaluation where it was at (theta, beta) and its mode search used them: no mode search again)."""
+        last = self._last
+        if last is not None and not self.newton and np.array_equal(last["theta"], theta) \
+                and np.array_equal(last["beta"], beta):
+            w = last["w"]
+        else:
+            m = self.pirls(theta, beta, self.u)
+            self.u, w = m["u"], self._weighted(m["rs"].w)
+        return factor(self.st, self.st.crossprods(w, self.Xs), theta).SEE
 
     def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
         """What the results need from this block at the optimum."""
         st = self.st
         m = self.pirls(theta, beta, self.u)
+        # what predicts the next modes is dropped (its per-row arrays with it): an evaluation after the results'
+        # starts from these modes
+        self._last = None
         rs = m["rs"]
-        w = self.pw * rs.w
-        F = factor(st, st.crossprods(w, self.Xs), theta)
+        F = factor(st, st.crossprods(self._weighted(rs.w), self.Xs), theta)
         # the conditional covariances of the modes: the inverse of the Hessian the log-determinant uses
         # (the observed information where glmmTMB's likelihood is fitted)
         cond = (m["F_ld"] if self.estimated or self.fam.hessian_se else F).diag_blocks_inverse(st)
@@ -504,4 +483,5 @@ class GeneralLaplace(LaplaceGradient):
 
     def _row_parts(self, m: dict) -> dict:
         rs = m["rs"]
-        return {"mu": rs.mu, "resid": self.y - rs.mu, "var": rs.var, "dev_rows": self.pw * rs.dev, "re": m["re"]}
+        return {"mu": rs.mu, "resid": self.y - rs.mu, "var": rs.var, "dev_rows": self._weighted(rs.dev),
+                "re": m["re"]}

@@ -77,13 +77,16 @@ def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, sp
         obj.close()
 
 
-def cold_value(obj, x: np.ndarray, edge: bool, value=None) -> float:
+def cold_value(obj, x: np.ndarray, edge: bool, value=None, known: float | None = None) -> float:
     """The deviance reported at the estimates ``x`` (``value``: another function of the parameters than
     ``obj.value``). Under a link with an edge (``edge``) it is evaluated from cold modes (every block's modes
     reset to 0), so it is the objective at the estimates whatever point the optimiser evaluated last; elsewhere
-    PIRLS from the last modes reaches the same modes to rounding level."""
+    PIRLS from the last modes reaches the same modes to rounding level, so ``known``, the optimiser's value at
+    ``x``, is that deviance (no evaluation)."""
     if edge:
         obj.reset_modes()
+    elif known is not None and np.isfinite(known):
+        return float(known)
     return (obj.value if value is None else value)(x)
 
 
@@ -244,18 +247,21 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x = x[:-m_psi]
     else:
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
+        # without a dispersion c = d(-2 log p)/d(deviance) is 1, with one estimated (profiled) c = 1/phi: the
+        # approximate Hessian's fixed-effects block is then close to the true one and Newton steps finish (lme4's
+        # criterion keeps the old stop); for one random intercept they start at once (from lme4's start of the
+        # 200k-row slope case they took no step, and cost the approximate Hessian's evaluations: L-BFGS-B first)
+        handover = estimated or not fam.has_dispersion
+        newton = handover and scalar
 
         def run(start):
             return _optimize(obj.value, start, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
                              fun_grad=obj.value_and_grad if exact else None, hessian=(se == "hessian"),
-                             approx_hessian=obj.approx_hessian if exact else None,
-                             # without a dispersion c = d(-2 log p)/d(deviance) is 1, with one estimated
-                             # (profiled) c = 1/phi: the approximate Hessian's fixed-effects block is then close
-                             # to the true one and Newton steps finish (lme4's criterion keeps the old stop)
-                             handover=estimated or not fam.has_dispersion)
+                             approx_hessian=obj.approx_hessian if exact else None, handover=handover,
+                             newton=newton)
 
         x, record = run(x0)
-        deviance = cold_value(obj, x, edge)
+        deviance = cold_value(obj, x, edge, known=record.objective)
         if glm_dev is not None and not edge \
                 and obj.lik.data_term(glm_dev, 0.0) < deviance - 1e-6 * max(1.0, abs(deviance)):
             # The GLM (theta = 0, the boundary) beats the optimum reached from lme4's start: that was a local

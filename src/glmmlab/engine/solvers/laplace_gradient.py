@@ -39,6 +39,12 @@ class LaplaceGradient:
     def _xt(self, v: np.ndarray) -> np.ndarray:  # pragma: no cover - GeneralLaplace's
         raise NotImplementedError
 
+    def _unit_slope(self) -> bool:
+        """Whether the gradient's c = d(-2 log p)/d(total deviance) is 1 whatever the deviance (a family without a
+        dispersion, or one estimated with the other parameters: see Likelihood.gradient), so that the parts
+        c g_c + g_0 may be added here."""
+        return bool(getattr(self, "estimated", False)) or not self.fam.has_dispersion
+
     def _psi_gradient(self, m: dict) -> np.ndarray:
         """This block's part of the gradient of D in the family's own parameters (on the optimiser's scale,
         :meth:`Family.to_internal`) at fixed (theta, beta). The modes make dev + |u|^2 stationary, so the
@@ -117,14 +123,17 @@ class LaplaceGradient:
         rs, pw, F = m["rs"], self.pw, m["F"]
         d1 = self._weighted(rs.dev_eta)
         w_eta = self._weighted(rs.w_eta)
-        wobs = 0.5 * self._weighted(rs.dev_eta2)
         w = self._weighted(rs.w)
-        if self.observed:  # the log-determinant's weights are the observed information (negative binomial)
-            F = m["F_ld"]
-            w = wobs
-            w_eta = 0.5 * pw * dev_eta3(self.fam, self.lk, self.y, rs)
-        # |wobs - w| <= 1e-12 |w| (np.allclose's rule with rtol 1e-12, without its cost)
-        canonical = bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
+        if rs.observed_is_expected and not self.observed:  # a canonical pair's fast path: no check over the rows
+            wobs, canonical = w, True
+        else:
+            wobs = 0.5 * self._weighted(rs.dev_eta2)
+            if self.observed:  # the log-determinant's weights are the observed information (negative binomial)
+                F = m["F_ld"]
+                w = wobs
+                w_eta = 0.5 * pw * dev_eta3(self.fam, self.lk, self.y, rs)
+            # |wobs - w| <= 1e-12 |w| (np.allclose's rule with rtol 1e-12, without its cost)
+            canonical = bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
         K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
         if not st.rest:
             return self._gradient_one_factor(lams[0], m, F, K, d1, w_eta, wobs, m["cp_ld"].A11)
@@ -191,28 +200,34 @@ class LaplaceGradient:
         P = np.matmul(np.swapaxes(Linv, 1, 2), Linv)  # diagonal blocks of H^-1
         s = st.lead_quadratic(lam @ P @ lam.T)  # z~_i' H^-1 z~_i with z~ = Lambda' z
         sw = s * w_eta
+        # the rows' weights of the beta gradient's two parts, a1 (the c part) and a0
+        a1, a0 = np.empty(d1.size), np.empty(d1.size)
         v1 = K.solve(-2.0 * m["u"])  # the c part needs no S: its row sums go with those of sw and d1
         t1 = st.lead_dot(v1.reshape(L1, q) @ lam.T)
-        a1 = d1 - wobs * t1
+        np.multiply(wobs, t1, out=a1)
+        np.subtract(d1, a1, out=a1)
         SZ, g, AZ1 = st.lead_sums_z(sw, d1, a1)
         S = SZ @ lam
         const = (Aw @ lam @ P).sum(axis=0)  # sum_j Aw_j Lambda P_j: the log-determinant's direct term
         tp = st.lead.entry_positions()
-        out = []
         v0 = K.solve(2.0 * m["u"] + S.ravel())
-        for v, a_i, constant in ((v1, a1, False), (v0, None, True)):
-            V = v.reshape(L1, q)
-            if a_i is None:
-                t0 = st.lead_dot(V @ lam.T)
-                m["s_rows"], m["t_rows"] = s, t0 + t1  # for the family parameters' gradient (_psi_gradient)
-                a_i = sw - wobs * t0
-                AZ = st.lead_sums_z(a_i)[0]
-            else:
-                AZ = AZ1
+        V0 = v0.reshape(L1, q)
+        t0 = st.lead_dot(V0 @ lam.T)
+        m["s_rows"], m["t_rows"] = s, t0 + t1  # for the family parameters' gradient (_psi_gradient)
+        np.multiply(wobs, t0, out=a0)
+        np.subtract(sw, a0, out=a0)
+        AZ0 = st.lead_sums_z(a0)[0]
+        if self._unit_slope():  # the gradient is g_c + g_0: X_s'(a1 + a0) as one part, one pass over the design
+            a0 += a1
+            gb_c, gb_0 = np.zeros(self.Xs.shape[1]), self._xt(a0)
+        else:  # two products with one vector each (BLAS's product with an n x 2 matrix is slower than both)
+            gb_c, gb_0 = self._xt(a1), self._xt(a0)
+        out = []
+        for V, AZ, gb, constant in ((v1.reshape(L1, q), AZ1, gb_c, False), (V0, AZ0, gb_0, True)):
             grad_theta = np.array([float(AZ[:, ra] @ U[:, cb] - 0.5 * (V[:, cb] @ g[:, ra])) for ra, cb in tp])
             if constant:
                 grad_theta += 2.0 * np.array([const[ra, cb] for ra, cb in tp])
-            out.append(np.concatenate([grad_theta, self._xt(a_i)]))
+            out.append(np.concatenate([grad_theta, gb]))
         return out[0], out[1]
 
     def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:

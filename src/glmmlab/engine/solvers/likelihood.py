@@ -35,9 +35,11 @@ class Likelihood:
         if const is not None:  # the whole data's sums, added up over its blocks (add_likelihood_sums)
             self.sat_rows, self.sat, self.const = None, float(const["sat"]), const
             return
-        self.sat_rows = fam.saturated_rows(y, pw)
+        self.sat_rows = fam.saturated_rows(y, pw)  # a number where it is the same in every row (0/1 data)
         self.sat = float(np.sum(self.sat_rows)) if self.sat_rows is not None else 0.0
-        self.const = {"n": y.shape[0], "sum_w": float(np.sum(pw)), "sum_log_w": float(np.sum(np.log(pw[pw > 0]))),
+        # sum(log w) over the positive weights, without an n-row copy where they all are (all 1: no pass)
+        log_w = sum_log(pw[pw > 0]) if bool(np.any(pw <= 0)) else sum_log(pw)
+        self.const = {"n": y.shape[0], "sum_w": float(np.sum(pw)), "sum_log_w": log_w,
                       "sum_w_log_y": float(np.sum(pw * np.log(y))) if np.all(y > 0) else 0.0, "sat": self.sat}
 
     @classmethod

@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 from scipy import optimize
 
+from glmmlab.engine.solvers.newton import backtrack, newton_run, projected_gradient
+
 FunGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 # The gradient (times sqrt(|f|)) at which an optimum counts as determined to rounding level: the parameters
@@ -23,6 +25,7 @@ ROUNDING_GTOL = 1e-10
 # 1e-9 relative (the last quasi-Newton iterations creep through the final digits: on the 1M-row slope case
 # 15 of 36 evaluations; the estimates are the same to 1e-10 either way, the polish ends at rounding level).
 LBFGS_FTOL, HANDOVER_FTOL = 1e-15, 1e-9
+NEWTON_NAME = "Newton steps from an approximate Hessian (BFGS updates)"  # the record's name of minimize(newton=)
 HESSIAN_REUSE = 1e-5  # a polish Hessian serves as the optimum's if the point moved less than this (relative)
 # The scaled gradient (see scaled_gradient) below which an optimum counts as reached when the absolute gradient
 # test cannot tell (at the default tolerance 1e-6; it scales with the tolerance): lme4's check.conv.grad uses 2e-3.
@@ -76,13 +79,6 @@ def log_step(log: list[dict], f: float, x: np.ndarray, step: str) -> None:
     x = np.asarray(x, dtype=float)
     log.append({"iteration": len(log) + 1, "objective": float(f), "theta": float(x[0]) if x.size else 0.0,
                 "x": [float(v) for v in x], "step": step})
-
-
-def projected_gradient(x: np.ndarray, g: np.ndarray, lower: np.ndarray) -> float:
-    """The largest gradient entry that a step inside the bounds could still use (a component pushing
-    against its bound does not count)."""
-    proj = np.where((x <= lower) & (g > 0), 0.0, g)
-    return float(np.max(np.abs(proj))) if proj.size else 0.0
 
 
 def scaled_gradient(x: np.ndarray, g: np.ndarray, lower: np.ndarray, H: np.ndarray) -> float:
@@ -166,8 +162,9 @@ def minimize(
     polish: bool = True,
     hessian: bool = False,
     polish_gtol: float | None = None,
-    approx_hessian: Callable[[np.ndarray], np.ndarray] | None = None,
+    approx_hessian: Callable[..., np.ndarray] | None = None,
     handover: bool = False,
+    newton: bool = False,
 ) -> tuple[np.ndarray, OptimizationRecord]:
     """Minimise ``fg`` from ``x0`` subject to x >= lower (entries of -inf mean free).
 
@@ -179,17 +176,23 @@ def minimize(
     finite-difference Hessian of the gradient is used without it).
     ``handover``: ``approx_hessian`` is close to the true Hessian near the optimum, so the quasi-Newton run stops
     once f falls by less than HANDOVER_FTOL relative and Newton steps with it finish (fewer evaluations).
+    ``newton``: start with quasi-Newton steps from ``approx_hessian`` at x0 (:func:`newton.newton_run`); L-BFGS-B
+    runs only where they stop short of a small gradient. ``approx_hessian`` is called as ``approx_hessian(x,
+    fg)`` with the cached value and gradient (so the point just evaluated is not evaluated again).
     """
     log: list[dict] = []
     evaluations = 0
     cache: dict[bytes, tuple[float, np.ndarray]] = {}
 
     def counted(x: np.ndarray) -> tuple[float, np.ndarray]:
+        # the last two points (an approximate Hessian's difference step does not push out the point it was
+        # taken at)
         nonlocal evaluations
         key = x.tobytes()
         if key not in cache:
             evaluations += 1
-            cache.clear()
+            if len(cache) >= 2:
+                del cache[next(iter(cache))]
             cache[key] = fg(x)
         return cache[key]
 
@@ -198,18 +201,6 @@ def minimize(
         log_step(log, f, xk, "quasi-newton")
         if on_iteration is not None:
             on_iteration(len(log), f)
-
-    bounds = [(None if not np.isfinite(lo) else lo, None) for lo in lower]
-    res = optimize.minimize(
-        counted, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-        options={"maxiter": int(max_iter), "ftol": HANDOVER_FTOL if handover and approx_hessian is not None
-                 else LBFGS_FTOL, "gtol": 1e-9, "maxcor": 20},
-    )
-    x, f = res.x.copy(), float(res.fun)
-    iterations = int(res.nit)
-    H = None
-    H_x: np.ndarray | None = None
-    f_prev = f
 
     def gtol_abs(f_: float) -> float:
         return max(tol, 1e-6) * max(1.0, abs(f_)) ** 0.5 * 10
@@ -225,11 +216,41 @@ def minimize(
         f_, g_ = counted(x_)
         return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
 
-    if polish and not (iterations >= max_iter) and not near_rounding(x):
+    start = np.asarray(x0, dtype=float)
+    iterations = 0
+    newton_done = False
+    message = "converged"
+    if newton and approx_hessian is not None:
+        # Newton steps from the start; a point they leave short of a small gradient is L-BFGS-B's start
+        start, f, steps = newton_run(counted, start, lower, lambda x_: approx_hessian(x_, counted), near_rounding,
+                                     max_steps=min(30, int(max_iter)))
+        for f_s, x_s in steps:
+            log_step(log, f_s, x_s, "newton")
+            if on_iteration is not None:
+                on_iteration(len(log), f_s)
+        iterations = len(steps)
+        newton_done = bool(np.isfinite(f)) and small_gradient(start) and (bool(steps) or near_rounding(start))
+    if newton_done:
+        x = start.copy()
+    else:
+        bounds = [(None if not np.isfinite(lo) else lo, None) for lo in lower]
+        res = optimize.minimize(
+            counted, start, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+            options={"maxiter": int(max_iter), "ftol": HANDOVER_FTOL if handover and approx_hessian is not None
+                     else LBFGS_FTOL, "gtol": 1e-9, "maxcor": 20},
+        )
+        x, f = res.x.copy(), float(res.fun)
+        iterations += int(res.nit)
+        message = str(res.message)
+    H = None
+    H_x: np.ndarray | None = None
+    f_prev = f
+
+    if polish and not newton_done and not (iterations >= max_iter) and not near_rounding(x):
         # L-BFGS-B stops once f no longer falls measurably, which can leave a gradient large enough that the
         # optimum moves with the rounding of the sums (e.g. with how the groups are cut into blocks). A few
         # Newton steps judged by the gradient, not by f, take it down to rounding level.
-        H = approx_hessian(x) if approx_hessian is not None else fd_hessian(counted, x, lower)
+        H = approx_hessian(x, counted) if approx_hessian is not None else fd_hessian(counted, x, lower)
         H_x = x.copy() if approx_hessian is None else None  # where a finite-difference H was taken
         x, f, extra = _gradient_polish(counted, x, f, lower, H, near_rounding, log)
         iterations += extra
@@ -283,7 +304,7 @@ def minimize(
         # units of the parameters' standard errors; lme4's test too) does not depend on the scaling.
         H_end = H if H is not None and H.shape == (x.size, x.size) else fd_hessian(counted, x, lower)
         converged = scaled_gradient(x, g_final, lower, H_end) <= SCALED_GTOL * max(tol, 1e-6) / 1e-6
-    message = str(res.message) if not converged else "converged"
+    message = message if not converged else "converged"
     if not converged and iterations >= max_iter:
         message = f"reached the maximum of {max_iter} iterations"
     record = OptimizationRecord(
@@ -291,6 +312,8 @@ def minimize(
         evaluations=evaluations, converged=bool(converged), message=message, log=log, hessian=H,
         settings={"max_iter": int(max_iter), "tol": float(tol)}, lower=bounds_list(lower),
     )
+    if newton and approx_hessian is not None:
+        record.optimizer = NEWTON_NAME if newton_done else NEWTON_NAME + ", then L-BFGS-B and Newton steps"
     return x, record
 
 
@@ -311,16 +334,10 @@ def _bfgs_backtracking(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, 
         if not g @ d < 0:
             Hinv = np.eye(x.size)
             d = np.where(free, -g, 0.0)
-        t, accepted = 1.0, False
-        for _ in range(60):
-            xn = np.maximum(x + t * d, lower)
-            fn, gn = fg(xn)
-            if np.isfinite(fn) and fn <= f + 1e-4 * float(g @ (xn - x)):
-                accepted = True
-                break
-            t *= 0.5
-        if not accepted:
+        step = backtrack(fg, x, f, g, d, lower, 60)
+        if step is None:
             break
+        xn, fn, gn = step
         s_, y_ = xn - x, gn - g
         sy = float(s_ @ y_)
         if sy > 1e-12 * float(np.linalg.norm(s_) * np.linalg.norm(y_)):

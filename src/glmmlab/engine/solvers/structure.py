@@ -20,6 +20,7 @@ from glmmlab.engine.model.terms import FactorBlock
 from glmmlab.engine.solvers.scaling import design_t_dot
 
 DENSE_COUPLING = 400_000  # entries of the Q2 x (L1 q1) coupling below which it is held dense
+PIECE_ROWS = 16_384  # rows of a piece of a wide cross-product's (see Structure._intercept_products)
 
 
 def _level_sum(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarray:
@@ -241,9 +242,11 @@ class Structure:
             A11 = np.add.reduceat(w, self.starts1).reshape(self.L1, 1, 1)
             if E is None or E.shape[1] == 0:
                 return CrossProducts(A11, np.empty((self.L1, 1, 0)), np.empty((0, 0)), None, None, None)
-            wE = E * w[:, None]
-            E1 = np.add.reduceat(wE, self.starts1, axis=0).reshape(self.L1, 1, E.shape[1])
-            return CrossProducts(A11, E1, E.T @ wE, None, None, None)
+            if E.shape[1] == 1:
+                wE = E * w[:, None]
+                E1 = np.add.reduceat(wE, self.starts1, axis=0).reshape(self.L1, 1, 1)
+                return CrossProducts(A11, E1, E.T @ wE, None, None, None)
+            return CrossProducts(A11, *self._intercept_products(w, E), None, None, None)
         Z1, L1, q1 = self.lead.Z, self.L1, self.q1
         self._lead_products()
         pairs, npair = self._pairs, len(self._pairs)
@@ -288,6 +291,23 @@ class Structure:
             A22 = (Z2w.T @ self.Z2).tocsr()
             E2 = np.asarray(Z2w.T @ E) if m else np.empty((self.Q2, 0))
         return CrossProducts(A11, E1, EE, A21, A22, E2)
+
+    def _intercept_products(self, w: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Z'WE per level and E'WE of a scalar random intercept on sorted rows, over pieces of whole levels of
+        about PIECE_ROWS rows: the product W E is never held for every row at once (1M rows x 11 columns: 88 MB
+        a block set's worth)."""
+        m = E.shape[1]
+        E1 = np.empty((self.L1, 1, m))
+        EE = np.zeros((m, m))
+        bounds = np.searchsorted(self.starts1, np.arange(PIECE_ROWS, self.n, PIECE_ROWS))
+        levels = np.unique(np.concatenate([[0], bounds, [self.L1]]))
+        for la, lb in zip(levels[:-1], levels[1:]):
+            a = int(self.starts1[la])
+            b = int(self.starts1[lb]) if lb < self.L1 else self.n
+            wE = E[a:b] * w[a:b, None]
+            E1[la:lb, 0] = np.add.reduceat(wE, self.starts1[la:lb] - a, axis=0)
+            EE += E[a:b].T @ wE
+        return E1, EE
 
     def crossprods_xz(self, w: np.ndarray, X: np.ndarray, z: np.ndarray, unit: bool = False) -> "CrossProducts":
         """:meth:`crossprods` of [Z, X, z] without forming [X, z]: for a scalar random intercept (the commonest
