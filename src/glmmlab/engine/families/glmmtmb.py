@@ -6,6 +6,7 @@ estimated with the others. The catalogue of every family is :mod:`glmmlab.engine
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 
@@ -380,9 +381,29 @@ def t_family(sigma: float, df: float) -> Family:
 # -- Tweedie ------------------------------------------------------------------------------------------------------
 SERIES_CELLS = 1_000_000  # terms of the series computed at once (rows x window)
 SERIES_TABLE = 2_000_000  # the most terms j whose log-gammas are tabulated at once
+SERIES_MEMO_ROWS = 200_000  # responses up to this many rows keep their last few series (SERIES_MEMO_SIZE)
+SERIES_MEMO_SIZE = 8
+_series_memo: OrderedDict = OrderedDict()
 
 
 def tweedie_log_series(y: np.ndarray, phi: float, p: float) -> np.ndarray:
+    """:func:`series_sum`, remembered for the last few (y, phi, p) of a small response: a member's response
+    constants and its likelihood's saturated rows, taken in different places of a fit, are one series."""
+    y = np.asarray(y, dtype=float)
+    if y.size > SERIES_MEMO_ROWS:
+        return series_sum(y, phi, p)
+    key = (float(phi), float(p), y.shape, hash(y.tobytes()))
+    kept = _series_memo.get(key)
+    if kept is not None and np.array_equal(kept[0], y):
+        return kept[1].copy()
+    out = series_sum(y, phi, p)
+    _series_memo[key] = (y.copy(), out.copy())
+    while len(_series_memo) > SERIES_MEMO_SIZE:
+        _series_memo.popitem(last=False)
+    return out
+
+
+def series_sum(y: np.ndarray, phi: float, p: float) -> np.ndarray:
     """log W(y, phi, p) for y > 0: the series sum_j z^j / (j! Gamma(-alpha j)) of Dunn and Smyth (2005), alpha =
     (2 - p) / (1 - p), summed over a window about its largest term j_max = y^(2-p) / (phi (2 - p)). The terms fall
     off like a normal density in j of variance j (p - 1), so j_max -+ (10 + 10 sd) leaves out nothing above

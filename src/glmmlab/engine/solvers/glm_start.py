@@ -48,11 +48,13 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
     (coefficients, the member at the parameters' maximum likelihood, -2 log-likelihood). The parameters are
     profiled on the optimiser's scale (:meth:`Family.to_internal`) from the family's moment start: one by
     Brent's method, as the negative binomial's theta (:func:`negbin_profile`); more by Nelder-Mead, to 1e-4 (the
-    mixed model's optimiser finishes them)."""
+    mixed model's optimiser finishes them). Each point's IRLS starts from the coefficients of the last point
+    (the profile's points are near one another: about half the passes)."""
     from scipy.optimize import minimize, minimize_scalar
 
     lo, hi = fam.internal_range()
     cache: dict[bytes, tuple[float, np.ndarray | None]] = {}
+    last: list[np.ndarray | None] = [None]
 
     def profile(x) -> float:
         x = np.atleast_1d(np.asarray(x, dtype=float))
@@ -62,9 +64,11 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
                 cache[key] = (np.inf, None)
             else:
                 member = fam.with_parameters(fam.from_internal(x))
-                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials)
+                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials, beta0=last[0])
                 m2 = Likelihood(member, y, pw).minus2(dev)
                 cache[key] = (m2 if np.isfinite(m2) else np.inf, beta)
+                if np.isfinite(m2):
+                    last[0] = beta
         return cache[key][0]
 
     x0 = fam.to_internal(fam.start_parameters(y, pw, trials))
@@ -131,11 +135,13 @@ def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, res
 
 
 def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarray, np.ndarray, list], np.ndarray],
-         max_iter: int = 100) -> tuple[np.ndarray, float]:
+         max_iter: int = 100, beta0: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The GLM without random effects by IRLS with step halving, from passes over its blocks of rows:
     ``passes(beta)`` gives each block's :func:`glm_pass` (its first four entries at least), ``solve(A, c,
     parts)`` the coefficients of the normal equations A = X'WX, c = X'Wz. Returns (coefficients, weighted
-    deviance). Each pass gives the deviance at the coefficients and the normal equations of the next step."""
+    deviance). Each pass gives the deviance at the coefficients and the normal equations of the next step.
+    ``beta0``: coefficients to start from (a nearby fit's), instead of the family's starting means; where its
+    deviance is not finite, the starting means after all."""
 
     def normal_equations_at(beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray]:
         parts = passes(beta)
@@ -144,8 +150,13 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
         A, c = sum(p[2] for p in parts), sum(p[3] for p in parts)
         return dev, ok, solve(A, c, parts), A
 
-    beta = normal_equations_at(None)[2]
-    dev, _, new, _ = normal_equations_at(beta)
+    dev = np.inf
+    if beta0 is not None:
+        beta = np.asarray(beta0, dtype=float)
+        dev, _, new, _ = normal_equations_at(beta)
+    if not np.isfinite(dev):
+        beta = normal_equations_at(None)[2]
+        dev, _, new, _ = normal_equations_at(beta)
     for _ in range(max_iter):
         step = new - beta
         for _h in range(30):
@@ -164,10 +175,11 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
 
 def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
              max_iter: int = 100, n_chunks: int | None = None, resp: Response | None = None,
-             trials: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+             trials: np.ndarray | None = None, beta0: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The GLM without random effects by IRLS with step halving (:func:`irls`): (coefficients, weighted
     deviance), each pass summed over runs of rows in threads; ``resp``: the response's per-row constants, when
-    the caller has them; ``trials``: the beta-binomial's (Family.trials_from_weights)."""
+    the caller has them; ``trials``: the beta-binomial's (Family.trials_from_weights); ``beta0``: where to start
+    (see :func:`irls`)."""
     chunks = BlockSet([(r, Response(y[r], fam, None if trials is None else trials[r]) if resp is None
                         else resp.part(r))
                        for r in row_chunks(y.size, n_chunks)])
@@ -181,7 +193,7 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
                     lambda: np.concatenate([p[4] for p in parts]))
 
     try:
-        return irls(passes, solve, max_iter)
+        return irls(passes, solve, max_iter, beta0)
     finally:
         chunks.close()
 
