@@ -387,32 +387,42 @@ _series_memo: OrderedDict = OrderedDict()
 
 
 def tweedie_log_series(y: np.ndarray, phi: float, p: float) -> np.ndarray:
-    """:func:`series_sum`, remembered for the last few (y, phi, p) of a small response: a member's response
-    constants and its likelihood's saturated rows, taken in different places of a fit, are one series."""
+    """log W(y, phi, p) for y > 0 (:func:`tweedie_series_parts`)."""
+    return tweedie_series_parts(y, phi, p)[0]
+
+
+def tweedie_series_parts(y: np.ndarray, phi: float, p: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`series_sum` (log W and the moments of its derivatives), remembered for the last few (y, phi, p) of
+    a small response: a member's response constants, its likelihood's saturated rows and the partials of the
+    gradient, taken in different places of a fit, are one series."""
     y = np.asarray(y, dtype=float)
     if y.size > SERIES_MEMO_ROWS:
         return series_sum(y, phi, p)
     key = (float(phi), float(p), y.shape, hash(y.tobytes()))
     kept = _series_memo.get(key)
     if kept is not None and np.array_equal(kept[0], y):
-        return kept[1].copy()
+        return kept[1]
     out = series_sum(y, phi, p)
-    _series_memo[key] = (y.copy(), out.copy())
+    for a in out:
+        a.flags.writeable = False  # shared by every caller of these (y, phi, p)
+    _series_memo[key] = (y.copy(), out)
     while len(_series_memo) > SERIES_MEMO_SIZE:
         _series_memo.popitem(last=False)
     return out
 
 
-def series_sum(y: np.ndarray, phi: float, p: float) -> np.ndarray:
-    """log W(y, phi, p) for y > 0: the series sum_j z^j / (j! Gamma(-alpha j)) of Dunn and Smyth (2005), alpha =
-    (2 - p) / (1 - p), summed over a window about its largest term j_max = y^(2-p) / (phi (2 - p)). The terms fall
-    off like a normal density in j of variance j (p - 1), so j_max -+ (10 + 10 sd) leaves out nothing above
-    e^-50 of the largest. Rows go in bands of window widths rounded up to a power of two (one array per band and
-    run of rows); a row's window then holds a few more of the series' terms, which only adds to its accuracy."""
+def series_sum(y: np.ndarray, phi: float, p: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log W(y, phi, p) for y > 0, with E[j] and E[j psi(-alpha j)] under the series' terms as weights (the
+    derivatives of log W in phi and p follow from them: :func:`tweedie_sat_partials`). W is the series
+    sum_j z^j / (j! Gamma(-alpha j)) of Dunn and Smyth (2005), alpha = (2 - p) / (1 - p), summed over a window
+    about its largest term j_max = y^(2-p) / (phi (2 - p)). The terms fall off like a normal density in j of
+    variance j (p - 1), so j_max -+ (10 + 10 sd) leaves out nothing above e^-50 of the largest. Rows go in bands
+    of window widths rounded up to a power of two (one array per band and run of rows); a row's window then holds a
+    few more of the series' terms, which only adds to its accuracy."""
     y = np.asarray(y, dtype=float)
-    out = np.empty_like(y)
+    out, e_j, e_jd = np.empty_like(y), np.empty_like(y), np.empty_like(y)
     if y.size == 0:
-        return out
+        return out, e_j, e_jd
     alpha = (2.0 - p) / (1.0 - p)
     logz = -alpha * np.log(y) + alpha * np.log(p - 1.0) - (1.0 - alpha) * np.log(phi) - np.log(2.0 - p)
     jmax = np.maximum(1.0, y ** (2.0 - p) / (phi * (2.0 - p)))
@@ -420,14 +430,15 @@ def series_sum(y: np.ndarray, phi: float, p: float) -> np.ndarray:
     lo = np.maximum(1.0, np.floor(jmax - spread))
     width = np.ceil(jmax + spread) - lo + 1.0
     band = np.ceil(np.log2(width)).astype(np.int64)
-    # log j! + log Gamma(-alpha j) depends on j alone (alpha is the member's): one table over every j any window
-    # reaches, read by index, instead of two log-gammas per term
+    # log j! + log Gamma(-alpha j) and j psi(-alpha j) depend on j alone (alpha is the member's): tables over every
+    # j any window reaches, read by index, instead of special functions per term
     j0 = float(np.min(lo))
     top_j = float(np.max(lo + np.exp2(band.astype(float)))) + 1.0
-    table = None
+    table = table_d = None
     if top_j - j0 <= SERIES_TABLE:
         grid = np.arange(j0, top_j)
         table = special.gammaln(grid + 1.0) + special.gammaln(-alpha * grid)
+        table_d = grid * special.digamma(-alpha * grid)
     for b in np.unique(band):
         K = 1 << int(b)
         rows_b = np.flatnonzero(band == b)
@@ -436,17 +447,45 @@ def series_sum(y: np.ndarray, phi: float, p: float) -> np.ndarray:
             rows = rows_b[a:a + step]
             j = lo[rows][:, None] + np.arange(K, dtype=float)[None, :]
             terms = j * logz[rows][:, None]
-            if table is not None:
+            if table is not None and table_d is not None:
                 idx = (lo[rows] - j0).astype(np.int64)[:, None] + np.arange(K, dtype=np.int64)[None, :]
                 terms -= table[idx]
-            else:  # windows spread over more terms than the table holds: the log-gammas term by term
+                jd = table_d[idx]
+            else:  # windows spread over more terms than the table holds: the special functions term by term
                 terms -= special.gammaln(j + 1.0)
                 terms -= special.gammaln(-alpha * j)
+                jd = j * special.digamma(-alpha * j)
             top = np.max(terms, axis=1)
             np.subtract(terms, top[:, None], out=terms)
             np.exp(terms, out=terms)
-            out[rows] = top + np.log(np.sum(terms, axis=1))
-    return out
+            total = np.sum(terms, axis=1)
+            out[rows] = top + np.log(total)
+            e_j[rows] = np.einsum("ij,ij->i", terms, j) / total
+            e_jd[rows] = np.einsum("ij,ij->i", terms, jd) / total
+    return out, e_j, e_jd
+
+
+def tweedie_sat_partials(y: np.ndarray, phi: float, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the derivatives of the saturated log-density c(y) = log W - log y + y^(2-p) / ((1-p)(2-p) phi)
+    (0 at y = 0) in log phi and in p. With log z = -alpha log y + alpha log(p - 1) - (1 - alpha) log phi -
+    log(2 - p) and a term's log j log z - log j! - log Gamma(-alpha j): d log W / d log phi = -(1 - alpha) E[j],
+    d log W / dp = E[j] d log z / dp + alpha' E[j psi(-alpha j)], alpha' = 1 / (1 - p)^2."""
+    y = np.asarray(y, dtype=float)
+    d_phi, d_p = np.zeros_like(y), np.zeros_like(y)
+    pos = y > 0
+    if not np.any(pos):
+        return d_phi, d_p
+    yp = y[pos]
+    _, e_j, e_jd = tweedie_series_parts(yp, phi, p)
+    alpha = (2.0 - p) / (1.0 - p)
+    d_alpha = 1.0 / (1.0 - p) ** 2
+    log_y = np.log(yp)
+    u = (1.0 - p) * (2.0 - p)
+    g = yp ** (2.0 - p) / u
+    d_logz = d_alpha * (-log_y + np.log(p - 1.0) + np.log(phi)) + alpha / (p - 1.0) + 1.0 / (2.0 - p)
+    d_phi[pos] = -(1.0 - alpha) * e_j - g / phi
+    d_p[pos] = d_logz * e_j + d_alpha * e_jd + g * (-log_y + (3.0 - 2.0 * p) / u) / phi
+    return d_phi, d_p
 
 
 def _tweedie_variance(mu, phi, p):
@@ -514,6 +553,15 @@ class Tweedie(Family):
 
     def saturated_rows(self, y, pw):
         return pw * self._sat(y)
+
+    def sat_partials(self, y: np.ndarray) -> list[np.ndarray]:
+        """Per row, the derivatives of the response's constant (:meth:`_sat`, the only part of log f besides the
+        unit deviance that moves with the parameters) in each estimated parameter on the optimiser's scale (log
+        phi; the power's qlogis(power - 1)), in closed form from the series (:func:`tweedie_sat_partials`)."""
+        phi, p = self.parameters
+        d_phi, d_p = tweedie_sat_partials(y, phi, p)
+        by_name = {"phi": d_phi, "power": d_p * (p - 1.0) * (2.0 - p)}
+        return [by_name[self.parameter_names[i]] for i in self.free_parameters()]
 
     def variance_d2(self, mu):
         phi, p = self.parameters
