@@ -214,8 +214,9 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             return _optimize(nb_value, start, lower_full, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
                              hessian=(se == "hessian" or (fam.hessian_se and exact)),
                              fun_grad=nb_value_grad if exact else None,
-                             # glmmTMB's families: the Hessian only for their standard errors (2 % is their need)
-                             forward_hessian=fam.hessian_se)
+                             # glmmTMB's families: the Hessian only for their standard errors (2 % is their need),
+                             # and Newton steps with it finish the optimum (no quasi-Newton creep at rounding level)
+                             forward_hessian=fam.hessian_se, handover=fam.hessian_se and exact)
 
         x, record = nb_run(np.append(x0, psi0))
         deviance = cold_value(obj, x, edge, nb_value)

@@ -186,7 +186,9 @@ def minimize(
     ``handover``: ``approx_hessian`` is close to the true Hessian near the optimum, so the quasi-Newton run stops
     once f falls by less than HANDOVER_FTOL relative and Newton steps with it finish (fewer evaluations).
     ``forward_hessian``: the finite-difference Hessian of the polish and of the record by forward differences (half
-    the gradients; its O(1e-4) relative error is far below what standard errors need).
+    the gradients; its O(1e-4) relative error is far below what standard errors need); with ``handover`` the
+    quasi-Newton run then stops as with an approximate Hessian and chord steps with that Hessian finish (it is
+    taken anyway, for the standard errors).
     """
     log: list[dict] = []
     evaluations = 0
@@ -208,10 +210,10 @@ def minimize(
             on_iteration(len(log), f)
 
     bounds = [(None if not np.isfinite(lo) else lo, None) for lo in lower]
+    early = handover and (approx_hessian is not None or forward_hessian)
     res = optimize.minimize(
         counted, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-        options={"maxiter": int(max_iter), "ftol": HANDOVER_FTOL if handover and approx_hessian is not None
-                 else LBFGS_FTOL, "gtol": 1e-9, "maxcor": 20},
+        options={"maxiter": int(max_iter), "ftol": HANDOVER_FTOL if early else LBFGS_FTOL, "gtol": 1e-9, "maxcor": 20},
     )
     x, f = res.x.copy(), float(res.fun)
     iterations = int(res.nit)
