@@ -445,7 +445,23 @@ def series_sum(y: np.ndarray, phi: float, p: float) -> tuple[np.ndarray, np.ndar
         step = max(1, SERIES_CELLS // K)
         for a in range(0, rows_b.size, step):
             rows = rows_b[a:a + step]
-            j = lo[rows][:, None] + np.arange(K, dtype=float)[None, :]
+            lo_r = lo[rows]
+            if table is not None and table_d is not None and lo_r[0] == lo_r[-1] and np.all(lo_r == lo_r[0]):
+                # one window for every row (small means: it starts at j = 1): the tables' slice, no gathers
+                at = int(lo_r[0] - j0)
+                j1 = np.arange(lo_r[0], lo_r[0] + K)
+                tab, tab_d = table[at:at + K], table_d[at:at + K]
+                terms = np.multiply.outer(logz[rows], j1)
+                terms -= tab
+                top = np.max(terms, axis=1)
+                np.subtract(terms, top[:, None], out=terms)
+                np.exp(terms, out=terms)
+                total = np.sum(terms, axis=1)
+                out[rows] = top + np.log(total)
+                e_j[rows] = (terms @ j1) / total
+                e_jd[rows] = (terms @ tab_d) / total
+                continue
+            j = lo_r[:, None] + np.arange(K, dtype=float)[None, :]
             terms = j * logz[rows][:, None]
             if table is not None and table_d is not None:
                 idx = (lo[rows] - j0).astype(np.int64)[:, None] + np.arange(K, dtype=np.int64)[None, :]
