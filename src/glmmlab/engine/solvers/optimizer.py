@@ -241,7 +241,8 @@ def minimize(
         # Newton steps judged by the gradient, not by f, take it down to rounding level.
         H = approx_hessian(x) if approx_hessian is not None else fd_hessian(counted, x, lower, forward_hessian)
         H_x = x.copy() if approx_hessian is None else None  # where a finite-difference H was taken
-        x, f, extra = _gradient_polish(counted, x, f, lower, H, near_rounding, log)
+        x, f, extra = _gradient_polish(counted, x, f, lower, H, near_rounding, log,
+                                       shrink=0.1 if forward_hessian and approx_hessian is None else 1.0)
         iterations += extra
     if not small_gradient(x) and not (iterations >= max_iter):
         # L-BFGS-B's line search cannot step back from an infinite objective (a trial point where a mean
@@ -347,12 +348,14 @@ def _bfgs_backtracking(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, 
 
 
 def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H: np.ndarray,
-                     done: Callable[[np.ndarray], bool], log: list[dict], max_steps: int = 6
+                     done: Callable[[np.ndarray], bool], log: list[dict], max_steps: int = 6, shrink: float = 1.0
                      ) -> tuple[np.ndarray, float, int]:
     """Newton steps near an optimum with a fixed approximate Hessian ``H`` (a chord method: each step costs
-    one evaluation), accepted when the projected gradient shrinks and f does not rise beyond its rounding
-    error; f itself no longer tells the steps apart there. Stops when the step is below 1e-12 of the
-    parameters or the gradient stops shrinking."""
+    one evaluation), accepted when the projected gradient shrinks (below ``shrink`` times its last value) and f
+    does not rise beyond its rounding error; f itself no longer tells the steps apart there. Stops when the step
+    is below 1e-12 of the parameters or the gradient stops shrinking. ``shrink`` 0.1 with a finite-difference
+    Hessian of the gradient (each step then divides the gradient by some thousands): steps that only move it
+    about its noise floor (differences in the family's parameters: some 1e-8) are not taken."""
     if H is None or H.shape != (x.size, x.size) or not np.all(np.isfinite(H)):
         return x, f, 0
     g = fg(x)[1]
@@ -372,7 +375,7 @@ def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H:
             xn = np.maximum(x + t * d, lower)
             fn, gn = fg(xn)
             if np.isfinite(fn) and fn <= f + 64 * np.finfo(float).eps * max(1.0, abs(f)) \
-                    and projected_gradient(xn, gn, lower) < projected_gradient(x, g, lower):
+                    and projected_gradient(xn, gn, lower) < shrink * projected_gradient(x, g, lower):
                 accepted = True
                 break
             t *= 0.25
