@@ -183,7 +183,9 @@ class JointLaplace:
             B = np.zeros((n, 2, self.q))
             for k in range(self.q):
                 B[:, part[k], k] = a[:, k]
-            M = np.einsum("npk,nkm,nqm->npq", B, Sr, B)
+            Bt = B.transpose(0, 2, 1)
+            # products of three stacked matrices by two matmuls (einsum's three-operand loop took 5x as long)
+            M = (B @ Sr) @ Bt
             t = 0.5 * np.einsum("npq,npqr->nr", M, T)  # (n, 3)
             v = np.column_stack([np.bincount(self.codes, t[:, part[k]] * a[:, k], minlength=self.L)
                                  for k in range(self.q)])
@@ -196,7 +198,7 @@ class JointLaplace:
             grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"),
                                                                  designs.get("disp"))) if X is not None]
             ur = u[self.codes]  # (n, q)
-            SBW = np.einsum("nkm,npm,npr->nkr", Sr, B, W)  # (n, q, 2): (S_j B_i' W_i)
+            SBW = Sr @ (Bt @ W)  # (n, q, 2): (S_j B_i' W_i)
             grad_theta = np.empty(self.q)
             for k in range(self.q):
                 c = part[k]
