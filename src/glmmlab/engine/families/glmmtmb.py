@@ -26,6 +26,7 @@ from glmmlab.engine.families.distributions import (
 )
 from glmmlab.engine.families.gamma_functions import trigamma
 from glmmlab.engine.families.links import _EPS
+from glmmlab.engine.families.state import RowState
 
 
 # -- NB1 ----------------------------------------------------------------------------------------------------------
@@ -379,6 +380,7 @@ def t_family(sigma: float, df: float) -> Family:
 
 
 # -- Tweedie ------------------------------------------------------------------------------------------------------
+LOG_TINY = float(np.log(_TINY))
 SERIES_CELLS = 1_000_000  # terms of the series computed at once (rows x window)
 SERIES_TABLE = 2_000_000  # the most terms j whose log-gammas are tabulated at once
 SERIES_MEMO_ROWS = 200_000  # responses up to this many rows keep their last few series (SERIES_MEMO_SIZE)
@@ -569,6 +571,28 @@ class Tweedie(Family):
 
     def saturated_rows(self, y, pw):
         return pw * self._sat(y)
+
+    def fast_state(self, resp, eta, link):
+        """The log link's row state in closed form: with m = mu^(1-p) = exp((1 - p) eta) and mu^(2-p) = mu m, the
+        variance function's derivatives reduce to dev = 2 (y^(2-p) / ((1-p)(2-p)) - y m / (1-p) + mu m / (2-p)) /
+        phi, dev_eta = -2 (y - mu) m / phi, dev_eta2 = 2 (mu m + (p - 1)(y - mu) m) / phi, w = mu m / phi and
+        w_eta = (2 - p) mu m / phi (the generic path's values with two exponentials instead of five powers)."""
+        if link != "log":
+            return None
+        phi, p = self.parameters
+        y = resp.y
+        e = np.clip(eta, LOG_TINY, 700.0)  # the means' floor of the unit deviance (_TINY) and the log link's cap
+        mu = np.exp(e)
+        m = np.exp((1.0 - p) * e)
+        mu2 = mu * m
+        r = y - mu
+        if getattr(resp, "tweedie_p", None) != p:  # y^(2-p) / ((1-p)(2-p)), kept for this power
+            resp.tweedie_y = np.power(y, 2.0 - p) / ((1.0 - p) * (2.0 - p))
+            resp.tweedie_p = p
+        dev = 2.0 * (resp.tweedie_y - y * m / (1.0 - p) + mu2 / (2.0 - p)) / phi
+        return RowState(eta=eta, mu=mu, h1=mu, h2=mu, var=np.maximum(phi * mu / m, 1e-300), dev=dev,
+                        dev_eta=-2.0 * r * m / phi, dev_eta2=2.0 * (mu2 + (p - 1.0) * r * m) / phi, w=mu2 / phi,
+                        w_eta=(2.0 - p) * mu2 / phi)
 
     def sat_partials(self, y: np.ndarray) -> list[np.ndarray]:
         """Per row, the derivatives of the response's constant (:meth:`_sat`, the only part of log f besides the
