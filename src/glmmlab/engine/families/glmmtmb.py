@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -27,6 +28,17 @@ from glmmlab.engine.families.distributions import (
 from glmmlab.engine.families.gamma_functions import trigamma
 from glmmlab.engine.families.links import _EPS
 from glmmlab.engine.families.state import RowState
+
+
+class CompleteDensity:
+    """glmmTMB's families fitted through their log-density (NB1, beta, beta-binomial, t): a row state's deviance
+    2 (c - log f) carries log f whole, and a response's constants other than c (logs, log-gammas of y) do not
+    depend on the parameters, so one response serves every member and differences of the row states in the
+    parameters are those of log f itself: the constant c has no partials to add (see
+    laplace_gradient._psi_gradient, glm_start.profile_slope)."""
+
+    def sat_partials(self: Any, y: np.ndarray) -> list[np.ndarray]:  # self: the Family it is mixed into
+        return [np.zeros_like(y) for _ in self.free_parameters()]
 
 
 # -- NB1 ----------------------------------------------------------------------------------------------------------
@@ -49,7 +61,7 @@ def _nb1_unit_deviance(y, mu, phi):
 
 
 @dataclass(frozen=True)
-class NegativeBinomial1(DensityFamily):
+class NegativeBinomial1(CompleteDensity, DensityFamily):
     def safe_links(self):
         return ("log",)
 
@@ -138,7 +150,7 @@ def check_unit_interval(y: np.ndarray, response: str, family: str) -> None:
 
 
 @dataclass(frozen=True)
-class BetaFamily(DensityFamily):
+class BetaFamily(CompleteDensity, DensityFamily):
     def safe_links(self):
         return ("logit", "probit")
 
@@ -214,7 +226,7 @@ def _betabinomial_logpdf(y, mu, disp, phi):
 
 
 @dataclass(frozen=True)
-class BetaBinomial(DensityFamily):
+class BetaBinomial(CompleteDensity, DensityFamily):
     def safe_links(self):
         return ("logit", "probit")
 
@@ -313,7 +325,7 @@ def _t_unit_deviance(y, mu, sigma, df):
 
 
 @dataclass(frozen=True)
-class StudentT(DensityFamily):
+class StudentT(CompleteDensity, DensityFamily):
     def safe_links(self):
         return ("identity", "log")
 
