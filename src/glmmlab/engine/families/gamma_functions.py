@@ -1,7 +1,8 @@
 """The trigamma and tetragamma functions (the first and second derivatives of the digamma function) for arrays,
 as the densities with log-gamma terms need them on every pass over the rows (scipy's ``polygamma`` goes through
-the Hurwitz zeta function, about ten times slower). Arguments below SHIFT are moved up by the recurrences
-psi1(x) = psi1(x + 1) + 1 / x^2 and psi2(x) = psi2(x + 1) - 2 / x^3, then the asymptotic series (Bernoulli
+the Hurwitz zeta function, about ten times slower). Where any argument is below SHIFT, every argument is moved up
+by SHIFT whole steps by the recurrences psi1(x) = psi1(x + 1) + 1 / x^2 and psi2(x) = psi2(x + 1) - 2 / x^3 (the
+same steps for all: one array operation over rows x steps, no per-row count), then the asymptotic series (Bernoulli
 numbers) is summed to terms below 1e-15 of the value; the relative error is below 1e-13 for x > 0."""
 
 from __future__ import annotations
@@ -9,20 +10,33 @@ from __future__ import annotations
 import numpy as np
 
 SHIFT = 10.0
+_STEPS = np.arange(SHIFT)[:, None]  # the recurrence's steps 0 .. SHIFT - 1, down a column
+_AT_ONCE = 1 << 16  # rows whose steps are taken as one (steps x rows) array; more go step by step (memory)
 
 
 def _shifted(x, power: int, sign: float):
-    """(x moved to SHIFT or above by whole steps, the recurrence's sum sign * sum_k 1 / (x + k)^power over the
-    steps taken), with a fixed number of vector passes (no per-pass test of which arguments still move)."""
+    """(x + SHIFT, the recurrence's sum sign * sum_k 1 / (x + k)^power over k = 0 .. SHIFT - 1), or (x, 0) where
+    every argument is at SHIFT or above already."""
     x = np.asarray(x, dtype=float)
     if x.size == 0 or float(np.min(x)) >= SHIFT:
         return x, 0.0
-    steps = np.clip(np.ceil(SHIFT - x), 0.0, SHIFT)
-    acc = np.zeros_like(x)
-    for k in range(int(SHIFT)):
-        xk = x + k
-        acc += (k < steps) / xk ** power
-    return x + steps, sign * acc
+    flat = x.reshape(-1)
+    if flat.size <= _AT_ONCE:
+        acc = _inverse_power(_STEPS + flat[None, :], power).sum(axis=0)
+    else:
+        acc = np.zeros_like(flat)
+        for k in range(int(SHIFT)):
+            acc += _inverse_power(flat + float(k), power)
+    return x + SHIFT, sign * acc.reshape(x.shape)
+
+
+def _inverse_power(t: np.ndarray, power: int) -> np.ndarray:
+    """1 / t^power for a power of 2 or 3, by multiplications (not a power)."""
+    t2 = t * t
+    if power == 3:
+        t2 *= t
+    np.reciprocal(t2, out=t2)
+    return t2
 
 
 def trigamma(x) -> np.ndarray:

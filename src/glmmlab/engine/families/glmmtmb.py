@@ -2,12 +2,14 @@
 ``beta_family``, ``betabinomial``, ``t_family`` and ``tweedie``. Each member (a family at fixed parameter values)
 gives the engine the log-density's derivatives in the mean (:class:`~glmmlab.engine.families.distributions
 .DensityFamily`), an expected information for the starting GLM and Var(y) for Pearson residuals; its parameters are
-estimated with the others. The catalogue of every family is :mod:`glmmlab.engine.families.catalogue`."""
+estimated with the others (the Tweedie, with its series, lives in :mod:`glmmlab.engine.families.tweedie` and is
+given here too). The catalogue of every family is :mod:`glmmlab.engine.families.catalogue`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -25,6 +27,24 @@ from glmmlab.engine.families.distributions import (
 )
 from glmmlab.engine.families.gamma_functions import trigamma
 from glmmlab.engine.families.links import _EPS
+from glmmlab.engine.families.tweedie import (  # noqa: F401 - glmmTMB's tweedie, given here with the others
+    Tweedie,
+    tweedie_family,
+    tweedie_log_series,
+    tweedie_sample,
+    tweedie_sat_partials,
+)
+
+
+class CompleteDensity:
+    """glmmTMB's families fitted through their log-density (NB1, beta, beta-binomial, t): a row state's deviance
+    2 (c - log f) carries log f whole, and a response's constants other than c (logs, log-gammas of y) do not
+    depend on the parameters, so one response serves every member and differences of the row states in the
+    parameters are those of log f itself: the constant c has no partials to add (see
+    laplace_gradient._psi_gradient, glm_start.profile_slope)."""
+
+    def sat_partials(self: Any, y: np.ndarray) -> list[np.ndarray]:  # self: the Family it is mixed into
+        return [np.zeros_like(y) for _ in self.free_parameters()]
 
 
 # -- NB1 ----------------------------------------------------------------------------------------------------------
@@ -47,7 +67,7 @@ def _nb1_unit_deviance(y, mu, phi):
 
 
 @dataclass(frozen=True)
-class NegativeBinomial1(DensityFamily):
+class NegativeBinomial1(CompleteDensity, DensityFamily):
     def safe_links(self):
         return ("log",)
 
@@ -136,7 +156,7 @@ def check_unit_interval(y: np.ndarray, response: str, family: str) -> None:
 
 
 @dataclass(frozen=True)
-class BetaFamily(DensityFamily):
+class BetaFamily(CompleteDensity, DensityFamily):
     def safe_links(self):
         return ("logit", "probit")
 
@@ -212,7 +232,7 @@ def _betabinomial_logpdf(y, mu, disp, phi):
 
 
 @dataclass(frozen=True)
-class BetaBinomial(DensityFamily):
+class BetaBinomial(CompleteDensity, DensityFamily):
     def safe_links(self):
         return ("logit", "probit")
 
@@ -311,7 +331,7 @@ def _t_unit_deviance(y, mu, sigma, df):
 
 
 @dataclass(frozen=True)
-class StudentT(DensityFamily):
+class StudentT(CompleteDensity, DensityFamily):
     def safe_links(self):
         return ("identity", "log")
 
@@ -375,152 +395,3 @@ def t_family(sigma: float, df: float) -> Family:
                     partial(_t_unit_deviance, sigma=sigma, df=df), partial(_t_logpdf, sigma=sigma, df=df),
                     np.isfinite, observed_information=True, parameter_names=("sigma", "df"),
                     parameters=(sigma, df), parameter_scales=("log", "log"), edm=False, hessian_se=True)
-
-
-# -- Tweedie ------------------------------------------------------------------------------------------------------
-SERIES_CELLS = 1_000_000  # terms of the series computed at once (rows x window)
-SERIES_TABLE = 2_000_000  # the most terms j whose log-gammas are tabulated at once
-
-
-def tweedie_log_series(y: np.ndarray, phi: float, p: float) -> np.ndarray:
-    """log W(y, phi, p) for y > 0: the series sum_j z^j / (j! Gamma(-alpha j)) of Dunn and Smyth (2005), alpha =
-    (2 - p) / (1 - p), summed over a window about its largest term j_max = y^(2-p) / (phi (2 - p)). The terms fall
-    off like a normal density in j of variance j (p - 1), so j_max -+ (10 + 10 sd) leaves out nothing above
-    e^-50 of the largest. Rows go in bands of window widths rounded up to a power of two (one array per band and
-    run of rows); a row's window then holds a few more of the series' terms, which only adds to its accuracy."""
-    y = np.asarray(y, dtype=float)
-    out = np.empty_like(y)
-    if y.size == 0:
-        return out
-    alpha = (2.0 - p) / (1.0 - p)
-    logz = -alpha * np.log(y) + alpha * np.log(p - 1.0) - (1.0 - alpha) * np.log(phi) - np.log(2.0 - p)
-    jmax = np.maximum(1.0, y ** (2.0 - p) / (phi * (2.0 - p)))
-    spread = 10.0 + 10.0 * np.sqrt(jmax * (p - 1.0))
-    lo = np.maximum(1.0, np.floor(jmax - spread))
-    width = np.ceil(jmax + spread) - lo + 1.0
-    band = np.ceil(np.log2(width)).astype(np.int64)
-    # log j! + log Gamma(-alpha j) depends on j alone (alpha is the member's): one table over every j any window
-    # reaches, read by index, instead of two log-gammas per term
-    j0 = float(np.min(lo))
-    top_j = float(np.max(lo + np.exp2(band.astype(float)))) + 1.0
-    table = None
-    if top_j - j0 <= SERIES_TABLE:
-        grid = np.arange(j0, top_j)
-        table = special.gammaln(grid + 1.0) + special.gammaln(-alpha * grid)
-    for b in np.unique(band):
-        K = 1 << int(b)
-        rows_b = np.flatnonzero(band == b)
-        step = max(1, SERIES_CELLS // K)
-        for a in range(0, rows_b.size, step):
-            rows = rows_b[a:a + step]
-            j = lo[rows][:, None] + np.arange(K, dtype=float)[None, :]
-            terms = j * logz[rows][:, None]
-            if table is not None:
-                idx = (lo[rows] - j0).astype(np.int64)[:, None] + np.arange(K, dtype=np.int64)[None, :]
-                terms -= table[idx]
-            else:  # windows spread over more terms than the table holds: the log-gammas term by term
-                terms -= special.gammaln(j + 1.0)
-                terms -= special.gammaln(-alpha * j)
-            top = np.max(terms, axis=1)
-            np.subtract(terms, top[:, None], out=terms)
-            np.exp(terms, out=terms)
-            out[rows] = top + np.log(np.sum(terms, axis=1))
-    return out
-
-
-def _tweedie_variance(mu, phi, p):
-    return phi * np.power(mu, p)
-
-
-def _tweedie_variance_d1(mu, phi, p):
-    return phi * p * np.power(mu, p - 1.0)
-
-
-def _tweedie_unit_deviance(y, mu, phi, p):
-    """d(y, mu) / phi with d the Tweedie unit deviance 2 [y^(2-p) / ((1-p)(2-p)) - y mu^(1-p) / (1-p) +
-    mu^(2-p) / (2-p)]."""
-    mu = np.maximum(mu, _TINY)
-    d = 2.0 * (np.power(y, 2.0 - p) / ((1.0 - p) * (2.0 - p)) - y * np.power(mu, 1.0 - p) / (1.0 - p)
-               + np.power(mu, 2.0 - p) / (2.0 - p))
-    return d / phi
-
-
-def _tweedie_logpdf(y, mu, disp, phi, p):
-    y = np.asarray(y, dtype=float)
-    mu = np.broadcast_to(np.maximum(mu, _TINY), y.shape)
-    kappa = np.power(mu, 2.0 - p) / (2.0 - p)
-    out = -kappa / phi
-    pos = y > 0
-    if np.any(pos):
-        yp = y[pos]
-        theta = np.power(mu[pos], 1.0 - p) / (1.0 - p)
-        out = np.array(out, dtype=float)
-        out[pos] = tweedie_log_series(yp, phi, p) - np.log(yp) + (yp * theta - kappa[pos]) / phi
-    return out
-
-
-def tweedie_sample(rng: np.random.Generator, mu: np.ndarray, phi: float, p: float) -> np.ndarray:
-    """Compound Poisson-gamma draws: N ~ Poisson(mu^(2-p) / (phi (2-p))) gamma summands of shape (2-p)/(p-1)
-    and scale phi (p-1) mu^(p-1); y = 0 where N = 0."""
-    mu = np.maximum(np.asarray(mu, dtype=float), _TINY)
-    lam = np.power(mu, 2.0 - p) / (phi * (2.0 - p))
-    shape = (2.0 - p) / (p - 1.0)
-    scale = phi * (p - 1.0) * np.power(mu, p - 1.0)
-    n = rng.poisson(lam)
-    out = np.zeros_like(mu)
-    pos = n > 0
-    out[pos] = rng.gamma(n[pos] * shape, scale[pos])
-    return out
-
-
-@dataclass(frozen=True)
-class Tweedie(Family):
-    def check_response(self, y, response):
-        if np.any(y < 0):
-            raise GlmmInputError(
-                f"response '{response}' must be >= 0 for the tweedie family (found {y[y < 0][0]:g}); choose "
-                "another family or fix the data")
-
-    def start_mu(self, y, link):
-        return 0.5 * (y + float(np.mean(y))) + 1e-3
-
-    def _sat(self, y):
-        phi, p = self.parameters
-        return _tweedie_logpdf(y, y, 1.0, phi, p)  # 0 where y = 0 (the limit mu -> 0)
-
-    def prepare_response(self, resp):
-        resp.sat = self._sat(resp.y)
-
-    def saturated_rows(self, y, pw):
-        return pw * self._sat(y)
-
-    def variance_d2(self, mu):
-        phi, p = self.parameters
-        return phi * p * (p - 1.0) * np.power(mu, p - 2.0)
-
-    def _member(self, values):
-        return tweedie_family(*values)
-
-    def start_parameters(self, y, pw, trials):
-        m = float(np.average(y, weights=pw))
-        v = float(np.average((y - m) ** 2, weights=pw))
-        return (max(v / max(m, 1e-8) ** 1.5, 1e-3), 1.5)
-
-    def exp_label(self, link):
-        return "exp(Est.)" if link == "log" else None
-
-    def sample(self, rng, mu, pw, phi):
-        return tweedie_sample(rng, mu, *self.parameters)
-
-
-def tweedie_family(phi: float, power: float) -> Family:
-    """glmmTMB's tweedie: compound Poisson-gamma, Var = phi mu^power, 1 < power < 2, exact zeros with probability
-    exp(-mu^(2-p) / (phi (2-p))); phi on the log scale, the power on qlogis(power - 1) (glmmTMB's psi). At fixed
-    (phi, power) an exponential-dispersion member with V = phi mu^p (the engine's variance-function path); the y-only
-    part of its density is the series of Dunn and Smyth (2005)."""
-    phi, p = float(phi), float(power)
-    return Tweedie("tweedie", "Tweedie", ("log",), False,
-                   partial(_tweedie_variance, phi=phi, p=p), partial(_tweedie_variance_d1, phi=phi, p=p),
-                   partial(_tweedie_unit_deviance, phi=phi, p=p), partial(_tweedie_logpdf, phi=phi, p=p), _positive,
-                   observed_information=True, mean_range=(0.0, np.inf), parameter_names=("phi", "power"),
-                   parameters=(phi, p), parameter_scales=("log", "power"), hessian_se=True)

@@ -46,13 +46,17 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
                trials: np.ndarray | None = None) -> tuple[np.ndarray, Family, float]:
     """The GLM of a family with parameters of its own (glmmTMB's NB1, beta, beta-binomial, t, Tweedie):
     (coefficients, the member at the parameters' maximum likelihood, -2 log-likelihood). The parameters are
-    profiled on the optimiser's scale (:meth:`Family.to_internal`) from the family's moment start: one by
-    Brent's method, as the negative binomial's theta (:func:`negbin_profile`); more by Nelder-Mead, to 1e-4 (the
-    mixed model's optimiser finishes them)."""
+    profiled on the optimiser's scale (:meth:`Family.to_internal`) from the family's moment start by L-BFGS-B on
+    the profile's slope (:func:`profile_slope`: some ten points where Brent's method took twenty and
+    Nelder-Mead eighty); should that fail, one parameter by Brent's method, as the negative binomial's theta
+    (:func:`negbin_profile`), more by Nelder-Mead, to 1e-4 (the mixed model's optimiser finishes them). Each
+    point's IRLS starts from the coefficients of the last point (the profile's points are near one another:
+    about half the passes)."""
     from scipy.optimize import minimize, minimize_scalar
 
     lo, hi = fam.internal_range()
     cache: dict[bytes, tuple[float, np.ndarray | None]] = {}
+    last: list[np.ndarray | None] = [None]
 
     def profile(x) -> float:
         x = np.atleast_1d(np.asarray(x, dtype=float))
@@ -62,13 +66,30 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
                 cache[key] = (np.inf, None)
             else:
                 member = fam.with_parameters(fam.from_internal(x))
-                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials)
+                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials, beta0=last[0])
                 m2 = Likelihood(member, y, pw).minus2(dev)
                 cache[key] = (m2 if np.isfinite(m2) else np.inf, beta)
+                if np.isfinite(m2):
+                    last[0] = beta
         return cache[key][0]
 
+    def profile_fg(x) -> tuple[float, np.ndarray]:
+        f = profile(x)
+        beta = cache[np.atleast_1d(np.asarray(x, dtype=float)).tobytes()][1]
+        if not np.isfinite(f) or beta is None:
+            return 1e300, np.zeros_like(x)
+        return f, profile_slope(Xs, y, pw, off, fam, lk, trials, np.asarray(x, dtype=float), beta)
+
     x0 = fam.to_internal(fam.start_parameters(y, pw, trials))
-    if x0.size == 1:
+    # within 3 of the start (e^3 times a parameter on the log scale): L-BFGS-B's first step follows the slope alone
+    # and could land where a member is costly or meaningless (a Tweedie phi of e^-20 has a series of 1e10 terms)
+    box = [(max(lo + 1e-6, v - 3.0), min(hi - 1e-6, v + 3.0)) for v in x0]
+    res = minimize(profile_fg, x0, jac=True, method="L-BFGS-B", bounds=box,
+                   options={"ftol": 1e-13, "gtol": 1e-6, "maxiter": 200})
+    inside = all(a + 1e-3 < v < b - 1e-3 for v, (a, b) in zip(res.x, box))
+    if inside and np.isfinite(profile(res.x)) and profile(res.x) <= profile(x0):
+        x = np.asarray(res.x, dtype=float)
+    elif x0.size == 1:
         res = minimize_scalar(profile, bracket=(float(x0[0]) - 1.0, float(x0[0]) + 1.0), options={"xtol": 1e-10})
         x = np.atleast_1d(float(res.x))
     else:
@@ -81,6 +102,37 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
     if beta is None:
         raise FloatingPointError(f"no starting values for the {fam.name} family's parameters")
     return beta, fam.with_parameters(fam.from_internal(x)), float(m2)
+
+
+def profile_slope(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
+                  trials: np.ndarray | None, x: np.ndarray, beta: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """The slope of :func:`family_glm`'s profile at ``x`` (the parameters on the optimiser's scale), ``beta`` its
+    coefficients there: the partial derivatives of -2 log L at fixed coefficients (they maximise it, so their
+    own move does not count to first order), by central differences of the rows' deviance at fixed linear
+    predictors; a family that gives its response constant's partials in closed form (``sat_partials``, the
+    Tweedie's series) keeps one response for both sides and adds them."""
+    member = fam.with_parameters(fam.from_internal(x))
+    eta = design_dot(Xs, beta) + off
+    sat_partials = getattr(member, "sat_partials", None)
+    d_sat = sat_partials(y) if sat_partials is not None else None
+    resp_c = Response(y, member, trials) if d_sat is not None else None
+    lik_c = Likelihood(member, y, pw) if d_sat is not None else None
+    g = np.empty(x.size)
+    for k in range(x.size):
+        sides = []
+        for sign in (1.0, -1.0):
+            xk = x.copy()
+            xk[k] += sign * h
+            side = fam.with_parameters(fam.from_internal(xk))
+            if resp_c is not None and lik_c is not None:
+                resp, lik = resp_c.with_family(side), lik_c
+            else:
+                resp, lik = Response(y, side, trials), Likelihood(side, y, pw)
+            sides.append(lik.minus2(float(np.sum(pw * row_state(resp, eta, lk).dev))))
+        g[k] = (sides[0] - sides[1]) / (2.0 * h)
+        if d_sat is not None:  # -2 log L = dev - 2 sum pw c(y)
+            g[k] -= 2.0 * float(np.sum(pw * d_sat[k]))
+    return g
 
 
 def _wls(A: np.ndarray, c: np.ndarray, Xs: Callable[[], np.ndarray], z: Callable[[], np.ndarray],
@@ -145,11 +197,13 @@ def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, res
 
 
 def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarray, np.ndarray, list], np.ndarray],
-         max_iter: int = 100) -> tuple[np.ndarray, float]:
+         max_iter: int = 100, beta0: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The GLM without random effects by IRLS with step halving, from passes over its blocks of rows:
     ``passes(beta)`` gives each block's :func:`glm_pass` (its first four entries at least), ``solve(A, c,
     parts)`` the coefficients of the normal equations A = X'WX, c = X'Wz. Returns (coefficients, weighted
-    deviance). Each pass gives the deviance at the coefficients and the normal equations of the next step."""
+    deviance). Each pass gives the deviance at the coefficients and the normal equations of the next step.
+    ``beta0``: coefficients to start from (a nearby fit's), instead of the family's starting means; where its
+    deviance is not finite, the starting means after all."""
 
     def normal_equations_at(beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray]:
         parts = passes(beta)
@@ -158,8 +212,13 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
         A, c = sum(p[2] for p in parts), sum(p[3] for p in parts)
         return dev, ok, solve(A, c, parts), A
 
-    beta = normal_equations_at(None)[2]
-    dev, _, new, _ = normal_equations_at(beta)
+    dev = np.inf
+    if beta0 is not None:
+        beta = np.asarray(beta0, dtype=float)
+        dev, _, new, _ = normal_equations_at(beta)
+    if not np.isfinite(dev):
+        beta = normal_equations_at(None)[2]
+        dev, _, new, _ = normal_equations_at(beta)
     for _ in range(max_iter):
         step = new - beta
         for _h in range(30):
@@ -178,10 +237,11 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
 
 def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
              max_iter: int = 100, n_chunks: int | None = None, resp: Response | None = None,
-             trials: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+             trials: np.ndarray | None = None, beta0: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The GLM without random effects by IRLS with step halving (:func:`irls`): (coefficients, weighted
     deviance), each pass summed over runs of rows in threads; ``resp``: the response's per-row constants, when
-    the caller has them; ``trials``: the beta-binomial's (Family.trials_from_weights)."""
+    the caller has them; ``trials``: the beta-binomial's (Family.trials_from_weights); ``beta0``: where to start
+    (see :func:`irls`)."""
     chunks = BlockSet([(r, Response(y[r], fam, None if trials is None else trials[r]) if resp is None
                         else resp.part(r))
                        for r in row_chunks(y.size, n_chunks)])
@@ -200,7 +260,7 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
         return _wls(A, c, lambda: Xs, lambda: rows(3), lambda: rows(2))
 
     try:
-        return irls(passes, solve, max_iter)
+        return irls(passes, solve, max_iter, beta0)
     finally:
         chunks.close()
 

@@ -15,6 +15,8 @@ Hessian.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from scipy.optimize import minimize
 
@@ -26,7 +28,7 @@ from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance, joint_hessian
-from glmmlab.engine.solvers.modelled_start import modelled_results, modelled_start
+from glmmlab.engine.solvers.modelled_start import glm_objective, modelled_results, modelled_start
 
 
 class JointLaplace:
@@ -181,7 +183,9 @@ class JointLaplace:
             B = np.zeros((n, 2, self.q))
             for k in range(self.q):
                 B[:, part[k], k] = a[:, k]
-            M = np.einsum("npk,nkm,nqm->npq", B, Sr, B)
+            Bt = B.transpose(0, 2, 1)
+            # products of three stacked matrices by two matmuls (einsum's three-operand loop took 5x as long)
+            M = (B @ Sr) @ Bt
             t = 0.5 * np.einsum("npq,npqr->nr", M, T)  # (n, 3)
             v = np.column_stack([np.bincount(self.codes, t[:, part[k]] * a[:, k], minlength=self.L)
                                  for k in range(self.q)])
@@ -194,7 +198,7 @@ class JointLaplace:
             grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"),
                                                                  designs.get("disp"))) if X is not None]
             ur = u[self.codes]  # (n, q)
-            SBW = np.einsum("nkm,npm,npr->nkr", Sr, B, W)  # (n, q, 2): (S_j B_i' W_i)
+            SBW = Sr @ (Bt @ W)  # (n, q, 2): (S_j B_i' W_i)
             grad_theta = np.empty(self.q)
             for k in range(self.q):
                 c = part[k]
@@ -267,9 +271,14 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
     # the model without random effects first (theta = 0): the start of every part's coefficients
     report(progress, "Initial values (the model without random effects)", 0.08)
 
+    # -2 log L without random effects and its gradient over the rows (no mode search: at theta = 0 it is D)
+    glm_rows = SimpleNamespace(resp=Response(mf.y, fam, None, {k: v for k, v in data.items() if v is not None}),
+                               Xs=Xs, off=off, pw=np.asarray(pw, dtype=float))
+    glm_fg = glm_objective([glm_rows], fam, lk, p)
+
     def fg_glm(z):
-        f, g = fg(np.concatenate([np.zeros(q), z]))
-        return (f, g[q:]) if np.isfinite(f) else (1e300, np.zeros_like(z))
+        f, g = glm_fg(z)
+        return (f, g) if np.isfinite(f) else (1e300, np.zeros_like(z))
 
     z0 = np.append(beta0, psi0)
     res0 = minimize(fg_glm, z0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
@@ -292,7 +301,7 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
         if fun(xp) < f:
             x, ok, f = xp, okp, fun(xp)
     report(progress, "Computing standard errors (Hessian)", 0.82)
-    H_full = joint_hessian(fg, x, lower)
+    H_full = joint_hessian(fg, x, lower, forward=True)
     f = fun(x)  # the member and modes of the estimates again
     fin = obj.modes(x[:q], x[q:q + p])
     theta, beta_s, psi = x[:q], x[q:q + p], x[q + p:]

@@ -216,7 +216,10 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         def nb_run(start):
             return _optimize(nb_value, start, lower_full, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
                              hessian=(se == "hessian" or (fam.hessian_se and exact)),
-                             fun_grad=nb_value_grad if exact else None)
+                             fun_grad=nb_value_grad if exact else None,
+                             # glmmTMB's families: the Hessian only for their standard errors (2 % is their need),
+                             # and Newton steps with it finish the optimum (no quasi-Newton creep at rounding level)
+                             forward_hessian=fam.hessian_se, handover=fam.hessian_se and exact)
 
         x, record = nb_run(np.append(x0, psi0))
         deviance = cold_value(obj, x, edge, nb_value)
@@ -241,7 +244,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         elif fam.hessian_se:
             report(progress, "Computing standard errors (Hessian)", 0.82)
             hess_full = joint_hessian(nb_value_grad if exact else numeric_gradient(nb_value, lower_full), x_full,
-                                      lower_full)
+                                      lower_full, forward=True)
             nb_value(x_full)  # the member of the estimates again
         fam = obj.laps[0].fam
         x = x[:-m_psi]
@@ -406,11 +409,11 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     return out
 
 
-def joint_hessian(fg, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+def joint_hessian(fg, x: np.ndarray, lower: np.ndarray, forward: bool = False) -> np.ndarray:
     """The finite-difference Hessian of the Laplace deviance (``fg``: value and gradient) at ``x`` over the
     parameters off their bound (a theta entry at its bound 0 is held there: the deviance has no curvature in it
     to invert, and glmmTMB's SEs of the others at such a fit are theirs with it fixed); zeros in the rows and
-    columns of the others."""
+    columns of the others. ``forward``: forward differences (:func:`fd_hessian`)."""
     free = ~((lower == 0.0) & (x <= 0.0))
     idx = np.flatnonzero(free)
 
@@ -421,7 +424,7 @@ def joint_hessian(fg, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
         return f, g[idx]
 
     H = np.zeros((x.size, x.size))
-    H[np.ix_(idx, idx)] = fd_hessian(fg_free, x[idx], lower[idx])
+    H[np.ix_(idx, idx)] = fd_hessian(fg_free, x[idx], lower[idx], forward)
     return H
 
 

@@ -81,17 +81,23 @@ class LaplaceGradient:
                         - 0.5 * t_rows * self._weighted(d_e1))
                 g[where] = getattr(self.resp, f"{part}_X").T @ rows
             positions = fam.rest_positions()
-        for k in positions:
+        # a family that gives its response constant's partials in closed form (the Tweedie's series): the sides
+        # keep this response (its constant cancels) and the partial is added
+        sat_partials = getattr(fam, "sat_partials", None) if row_parts is None else None
+        d_sat = sat_partials(self.y) if sat_partials is not None else None
+        for j, k in enumerate(positions):
             sides = []
             for sign in (1.0, -1.0):
                 xk = x.copy()
                 xk[k] += sign * h
                 member = fam.with_parameters(fam.from_internal(xk))
-                resp = self.resp.with_family(member) if row_parts is not None else \
+                resp = self.resp.with_family(member) if row_parts is not None or d_sat is not None else \
                     Response(self.y, member, self.trials, self.data)
                 rs = row_state(resp, eta, self.lk)
                 sides.append((getattr(resp, "sat", 0.0) - 0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
             d_ll, d_e1, d_e2 = ((a - b) / (2.0 * h) for a, b in zip(*sides))
+            if d_sat is not None:
+                d_ll = d_ll + d_sat[j]
             g[k] = (-2.0 * float(np.sum(self._weighted(d_ll))) + 0.5 * float(np.sum(s_rows * self._weighted(d_e2)))
                     - 0.5 * float(np.sum(t_rows * self._weighted(d_e1))))
         return g

@@ -133,21 +133,26 @@ def feasible_theta(value: Callable[[np.ndarray], float], theta0: np.ndarray) -> 
     return theta
 
 
-def fd_hessian(fg: FunGrad, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """Symmetrised finite-difference Hessian from gradients (forward step where a bound is near)."""
+def fd_hessian(fg: FunGrad, x: np.ndarray, lower: np.ndarray, forward: bool = False) -> np.ndarray:
+    """Symmetrised finite-difference Hessian from gradients: central differences (2 k gradients), a forward step
+    where a bound is near; ``forward``: forward steps throughout (k gradients and the one at ``x``, which is
+    taken once; O(h) = 1e-4 relative error, for standard errors that need no more)."""
     k = x.size
     H = np.zeros((k, k))
+    g0 = fg(x)[1] if forward else None
     for i in range(k):
         h = 1e-4 * max(1.0, abs(x[i]))
         xp = x.copy()
         xp[i] += h
         gp = fg(xp)[1]
-        if x[i] - h >= lower[i]:
+        if not forward and x[i] - h >= lower[i]:
             xm = x.copy()
             xm[i] -= h
             H[:, i] = (gp - fg(xm)[1]) / (2 * h)
         else:
-            H[:, i] = (gp - fg(x)[1]) / h
+            if g0 is None:
+                g0 = fg(x)[1]
+            H[:, i] = (gp - g0) / h
     return 0.5 * (H + H.T)
 
 
@@ -165,6 +170,7 @@ def minimize(
     approx_hessian: Callable[..., np.ndarray] | None = None,
     handover: bool = False,
     newton: bool = False,
+    forward_hessian: bool = False,
 ) -> tuple[np.ndarray, OptimizationRecord]:
     """Minimise ``fg`` from ``x0`` subject to x >= lower (entries of -inf mean free).
 
@@ -179,6 +185,10 @@ def minimize(
     ``newton``: start with quasi-Newton steps from ``approx_hessian`` at x0 (:func:`newton.newton_run`); L-BFGS-B
     runs only where they stop short of a small gradient. ``approx_hessian`` is called as ``approx_hessian(x,
     fg)`` with the cached value and gradient (so the point just evaluated is not evaluated again).
+    ``forward_hessian``: the finite-difference Hessian of the polish and of the record by forward differences (half
+    the gradients; its O(1e-4) relative error is far below what standard errors need); with ``handover`` the
+    quasi-Newton run then stops as with an approximate Hessian and chord steps with that Hessian finish (it is
+    taken anyway, for the standard errors).
     """
     log: list[dict] = []
     evaluations = 0
@@ -234,10 +244,11 @@ def minimize(
         x = start.copy()
     else:
         bounds = [(None if not np.isfinite(lo) else lo, None) for lo in lower]
+        early = handover and (approx_hessian is not None or forward_hessian)
         res = optimize.minimize(
             counted, start, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-            options={"maxiter": int(max_iter), "ftol": HANDOVER_FTOL if handover and approx_hessian is not None
-                     else LBFGS_FTOL, "gtol": 1e-9, "maxcor": 20},
+            options={"maxiter": int(max_iter), "ftol": HANDOVER_FTOL if early else LBFGS_FTOL, "gtol": 1e-9,
+                     "maxcor": 20},
         )
         x, f = res.x.copy(), float(res.fun)
         iterations += int(res.nit)
@@ -250,9 +261,10 @@ def minimize(
         # L-BFGS-B stops once f no longer falls measurably, which can leave a gradient large enough that the
         # optimum moves with the rounding of the sums (e.g. with how the groups are cut into blocks). A few
         # Newton steps judged by the gradient, not by f, take it down to rounding level.
-        H = approx_hessian(x, counted) if approx_hessian is not None else fd_hessian(counted, x, lower)
+        H = approx_hessian(x, counted) if approx_hessian is not None else fd_hessian(counted, x, lower, forward_hessian)
         H_x = x.copy() if approx_hessian is None else None  # where a finite-difference H was taken
-        x, f, extra = _gradient_polish(counted, x, f, lower, H, near_rounding, log)
+        x, f, extra = _gradient_polish(counted, x, f, lower, H, near_rounding, log,
+                                       shrink=0.1 if forward_hessian and approx_hessian is None else 1.0)
         iterations += extra
     if not small_gradient(x) and not (iterations >= max_iter):
         # L-BFGS-B's line search cannot step back from an infinite objective (a trial point where a mean
@@ -293,7 +305,7 @@ def minimize(
                         and float(np.max(np.abs(x - H_x) / np.maximum(1.0, np.abs(x)))) <= HESSIAN_REUSE):
         # the polish's Hessian serves where its Newton steps moved the point by a rounding-level amount (the
         # standard errors change by that relative amount), else it is taken again at the optimum
-        H = fd_hessian(counted, x, lower)
+        H = fd_hessian(counted, x, lower, forward_hessian)
     g_final = counted(x)[1]
     gnorm = projected_gradient(x, g_final, lower)
     converged = iterations < max_iter and gnorm <= gtol_abs(f)
@@ -302,7 +314,7 @@ def minimize(
         # rounding level of the sums, which can lie above the absolute test (a Gamma inverse link: linear
         # predictors of 0.015, curvatures of 1e7). The scaled gradient L^-1 g (H = L L', the Newton step in
         # units of the parameters' standard errors; lme4's test too) does not depend on the scaling.
-        H_end = H if H is not None and H.shape == (x.size, x.size) else fd_hessian(counted, x, lower)
+        H_end = H if H is not None and H.shape == (x.size, x.size) else fd_hessian(counted, x, lower, forward_hessian)
         converged = scaled_gradient(x, g_final, lower, H_end) <= SCALED_GTOL * max(tol, 1e-6) / 1e-6
     message = message if not converged else "converged"
     if not converged and iterations >= max_iter:
@@ -354,12 +366,14 @@ def _bfgs_backtracking(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, 
 
 
 def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H: np.ndarray,
-                     done: Callable[[np.ndarray], bool], log: list[dict], max_steps: int = 6
+                     done: Callable[[np.ndarray], bool], log: list[dict], max_steps: int = 6, shrink: float = 1.0
                      ) -> tuple[np.ndarray, float, int]:
     """Newton steps near an optimum with a fixed approximate Hessian ``H`` (a chord method: each step costs
-    one evaluation), accepted when the projected gradient shrinks and f does not rise beyond its rounding
-    error; f itself no longer tells the steps apart there. Stops when the step is below 1e-12 of the
-    parameters or the gradient stops shrinking."""
+    one evaluation), accepted when the projected gradient shrinks (below ``shrink`` times its last value) and f
+    does not rise beyond its rounding error; f itself no longer tells the steps apart there. Stops when the step
+    is below 1e-12 of the parameters or the gradient stops shrinking. ``shrink`` 0.1 with a finite-difference
+    Hessian of the gradient (each step then divides the gradient by some thousands): steps that only move it
+    about its noise floor (differences in the family's parameters: some 1e-8) are not taken."""
     if H is None or H.shape != (x.size, x.size) or not np.all(np.isfinite(H)):
         return x, f, 0
     g = fg(x)[1]
@@ -379,7 +393,7 @@ def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H:
             xn = np.maximum(x + t * d, lower)
             fn, gn = fg(xn)
             if np.isfinite(fn) and fn <= f + 64 * np.finfo(float).eps * max(1.0, abs(f)) \
-                    and projected_gradient(xn, gn, lower) < projected_gradient(x, g, lower):
+                    and projected_gradient(xn, gn, lower) < shrink * projected_gradient(x, g, lower):
                 accepted = True
                 break
             t *= 0.25

@@ -15,7 +15,7 @@ from glmmlab.engine.solvers.optimizer import (
 
 
 def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hessian=False, approx_hessian=None,
-              handover=False, newton=False):
+              handover=False, newton=False, forward_hessian=False):
     state = {"it": 0}
 
     def on_iter(k: int, f: float) -> None:
@@ -33,7 +33,8 @@ def _optimize(fun, x0, lower, model, progress, label, lo, hi, fun_grad=None, hes
             return fun_grad(x)
 
         return minimize(counted_fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], on_iteration=on_iter,
-                        hessian=hessian, approx_hessian=approx_hessian, handover=handover, newton=newton)
+                        hessian=hessian, approx_hessian=approx_hessian, handover=handover, newton=newton,
+                        forward_hessian=forward_hessian)
     return minimize(numeric_gradient(counted, lower), x0, lower, max_iter=model["max_iter"], tol=model["tol"],
                     on_iteration=on_iter, polish_gtol=1e-8, hessian=hessian)
 
