@@ -15,6 +15,7 @@ import numpy as np
 
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
+from glmmlab.engine.inference.deferred import Deferred
 from glmmlab.engine.inference.results import ConditionalModes, GlmmResult
 from glmmlab.engine.inference.structures import structure_rows
 from glmmlab.engine.model.terms import ModelFrame
@@ -30,7 +31,10 @@ def record(fields: dict[str, Any], warnings: list[str], dropped: list[str],
     frame's, the dropped columns') come before the fit's own, ``dropped`` are the fixed-effect columns left out,
     and ``order`` (None: the rows are in place) is the permutation the fit ran its rows in: the per-row arrays are
     put back in the frame's order."""
-    fields = dict(fields, warnings=list(warnings) + list(fields["warnings"]), dropped=list(dropped))
+    own = fields["warnings"]
+    first = list(warnings)
+    fields = dict(fields, warnings=own.then(lambda w: first + list(w)) if isinstance(own, Deferred)
+                  else first + list(own), dropped=list(dropped))
     if order is not None:
         for name in PER_ROW:
             a = np.asarray(fields[name])

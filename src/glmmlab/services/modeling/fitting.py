@@ -12,13 +12,13 @@ null model) take the record from here.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.inference.deferred import raw_fields
 from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.model.terms import ModelFrame
@@ -90,7 +90,7 @@ def in_input_order(record: GlmmResult, order: np.ndarray) -> GlmmResult:
         return out
 
     per_row: dict[str, Any] = {name: back(np.asarray(getattr(record, name))) for name in PER_ROW}
-    return dataclasses.replace(record, **per_row)
+    return type(record)(**{**raw_fields(record, type(record)), **per_row})  # a pending df stays pending
 
 
 def frame_loader(df: pd.DataFrame, spec: ModelSpec, rows: np.ndarray):
