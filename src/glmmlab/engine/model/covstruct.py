@@ -28,6 +28,7 @@ parameters by the chain rule (:mod:`glmmlab.engine.solvers.structured`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -115,6 +116,15 @@ class CovStructure:
         i, j = np.indices((self.q, self.q))
         return np.abs(i - j)
 
+    @cached_property
+    def _lag_masks(self) -> list[np.ndarray]:
+        """Per lag k = 1 .. q - 1, where |i - j| = k (1.0, else 0.0)."""
+        return [(self._lag == k).astype(float) for k in range(1, self.q)]
+
+    @cached_property
+    def _lower(self) -> np.ndarray:
+        return np.tri(self.q, dtype=bool)
+
     def _corr(self, t: np.ndarray, derivatives: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
         """R(t) and (``derivatives``) dR/dt_m for every correlation parameter."""
         q = self.q
@@ -135,13 +145,10 @@ class CovStructure:
             return R, [dR]
         if self.kind == "toep":
             rhos = t / np.sqrt(1.0 + t * t)
-            R = np.eye(q)
-            dRs = []
-            for k in range(1, q):
-                mask = (lag == k).astype(float)
-                R = R + rhos[k - 1] * mask
-                dRs.append((1.0 + t[k - 1] ** 2) ** -1.5 * mask)
-            return R, dRs
+            R = np.concatenate([[1.0], rhos])[lag]  # rho by lag, 1 on the diagonal
+            if not derivatives:
+                return R, []
+            return R, [(1.0 + t[k - 1] ** 2) ** -1.5 * mask for k, mask in enumerate(self._lag_masks, start=1)]
         # ou: R = exp(-|s_i - s_j| / range), range = exp(t): dR/dt = R |ds| / range
         s = np.asarray(self.times, dtype=float)
         dist = np.abs(s[:, None] - s[None, :])
@@ -159,9 +166,12 @@ class CovStructure:
         phi = np.asarray(phi, dtype=float)
         R, dRs = self._corr(phi[self.n_sd:], jacobian)
         if self.kind == "ar1":  # its Cholesky factor in closed form: rho^(i - j), after column 1 times sqrt(1 - rho^2)
-            rho = float(self.rho(phi)[0])
-            C = np.tril(R)
-            C[:, 1:] *= np.sqrt(1.0 - rho * rho)
+            t = float(phi[1])
+            rho = t / math.sqrt(1.0 + t * t)  # self.rho(phi), as a number
+            C = np.where(self._lower, R, 0.0)
+            C[:, 1:] *= math.sqrt(1.0 - rho * rho)
+            if not jacobian:  # one SD for every column
+                return float(phi[0]) * C, []
         else:
             try:
                 C = np.linalg.cholesky(R)
