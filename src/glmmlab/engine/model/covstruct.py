@@ -50,12 +50,6 @@ class NotPositiveDefinite(ValueError):
     """A point of a structure's parameters whose correlation matrix is not positive definite (``toep``)."""
 
 
-def _phi_lower(A: np.ndarray) -> np.ndarray:
-    out = np.tril(A)
-    out[np.diag_indices_from(out)] *= 0.5
-    return out
-
-
 @dataclass(frozen=True)
 class CovStructure:
     """One structured term of ``q`` columns: ``kind`` one of :data:`MAPPED`; ``times`` the ``ou`` times."""
@@ -181,19 +175,23 @@ class CovStructure:
         lam = sd[:, None] * C
         if not jacobian:
             return lam, []
-        out: list[np.ndarray] = []
+        return lam, list(self._jacobian(C, sd, dRs))
+
+    def _jacobian(self, C: np.ndarray, sd: np.ndarray, dRs: list[np.ndarray]) -> np.ndarray:
+        """dLambda / dphi_k stacked (n_params, q, q): the SDs' (rows of C), then the correlation parameters'
+        (D C Phi(C^-1 dR C^-T), every one in one batched product)."""
+        q = self.q
+        out = np.zeros((self.n_params, q, q))
         if self.n_sd == 1:
-            out.append(C.copy())
-        else:
-            for k in range(self.q):
-                d = np.zeros_like(C)
-                d[k] = C[k]
-                out.append(d)
-        Cinv = np.linalg.inv(C)
-        for dR in dRs:
-            dC = C @ _phi_lower(Cinv @ dR @ Cinv.T)
-            out.append(sd[:, None] * dC)
-        return lam, out
+            out[0] = C
+        else:  # dLambda / dsd_k: row k of C
+            out[np.arange(q), np.arange(q), :] = C
+        if dRs:
+            Cinv = np.linalg.inv(C)
+            X = np.where(self._lower, Cinv @ np.stack(dRs) @ Cinv.T, 0.0)  # Phi: the lower triangle ...
+            X[:, np.arange(q), np.arange(q)] *= 0.5  # ... and half the diagonal
+            out[self.n_sd:] = sd[:, None] * (C @ X)
+        return out
 
     def correlation(self, phi: np.ndarray) -> np.ndarray:
         """The implied correlation matrix R."""

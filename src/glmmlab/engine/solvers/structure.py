@@ -73,6 +73,7 @@ class Structure:
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.theta_slices = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(blocks))]
         self._start: np.ndarray | None = None  # the optimiser's start in theta when given (start_at)
+        self._lams_memo: tuple[bytes, list[np.ndarray]] | None = None  # lambdas' last (theta, Lambdas)
         self.n_theta = int(bounds[-1])
         offs = np.concatenate([[0], np.cumsum([b.size for b in self.rest])]).astype(int)
         self.rest_offsets = [int(o) for o in offs[:-1]]
@@ -129,7 +130,18 @@ class Structure:
                 self._start = np.maximum(t, self.theta_lower())
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        return [b.lam(theta[s]) for b, s in zip(self.blocks, self.theta_slices)]
+        """Each block's Lambda at theta (read-only arrays). The last theta's are kept: an evaluation asks for
+        them several times (each PIRLS step's factor, the gradient, the modes' predictions)."""
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        last = self._lams_memo
+        if last is not None and last[0] == key:
+            return list(last[1])
+        lams = [b.lam(theta[s]) for b, s in zip(self.blocks, self.theta_slices)]
+        for L in lams:
+            L.setflags(write=False)
+        self._lams_memo = (key, lams)
+        return list(lams)
 
     def lambda2(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
         """Lambda of the coupled block as a sparse block-diagonal matrix (pattern built once, data refilled)."""
