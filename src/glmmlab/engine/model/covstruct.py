@@ -119,6 +119,11 @@ class CovStructure:
     def _lower(self) -> np.ndarray:
         return np.tri(self.q, dtype=bool)
 
+    @cached_property
+    def _eye_off(self) -> tuple[np.ndarray, np.ndarray]:
+        """The identity and the indicator of the off-diagonal entries (cs)."""
+        return np.eye(self.q), (self._lag > 0).astype(float)
+
     def _corr(self, t: np.ndarray, derivatives: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
         """R(t) and (``derivatives``) dR/dt_m for every correlation parameter."""
         q = self.q
@@ -127,8 +132,8 @@ class CovStructure:
             a = 1.0 / (q - 1)
             p = 1.0 / (1.0 + np.exp(-t[0]))
             rho = p * (1.0 + a) - a
-            off = (lag > 0).astype(float)
-            return np.eye(q) + rho * off, [(1.0 + a) * p * (1.0 - p) * off]
+            eye, off = self._eye_off
+            return eye + rho * off, [(1.0 + a) * p * (1.0 - p) * off]
         if self.kind == "ar1":
             rho = t[0] / np.sqrt(1.0 + t[0] * t[0])
             R = rho ** lag
