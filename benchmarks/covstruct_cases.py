@@ -3,11 +3,30 @@
 longitudinal ``ar1`` model of 100,000 rows, 10,000 subjects x 10 equally spaced occasions, Gaussian:
 
     y_it = b0 + b1 t + b2 trt_i + u_it + e_it,   (u_i1 .. u_i10) ~ N(0, sd^2 rho^|s - t|),   e ~ N(0, sigma^2)
+
+``run.py`` fits them (``--only breadth:`` and ``--only sim_gaussian_ar1_100k``), one fresh process per fit. Run as a
+script, this module prints glmmlab beside glmmTMB for the seven breadth cases, side by side in one run:
+
+    .venv/bin/python benchmarks/covstruct_cases.py [--repeat 7] [--only NAME[,NAME]] [--no-r]
+
+Each fitter runs in its own process per case (glmmlab: Python; glmmTMB: Rscript), imports its package, reads the
+CSV (string columns as factors, levels sorted), then fits the model 1 + ``--repeat`` times: ``first`` is the
+first fit in the process (the CPU time a one-off fit costs, lazily imported modules and first calls included),
+``cpu`` the median CPU time (user + system) of the fits after it, ``wall`` their median wall time. Both fit
+Gaussian models by REML (glmmlab's default; glmmTMB's ``REML = TRUE``), as ``run.py`` does, and Poisson ones by
+the Laplace approximation; glmmTMB's ``ratio`` is its median CPU time over glmmlab's, and the log-likelihoods'
+difference shows they fitted the same model. The reference's recorded glmmTMB seconds (its ML fit) are shown
+beside them. Results also go to benchmarks/results/covstruct_latest.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import statistics
+import sys
+import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +112,106 @@ def reference_cases() -> list[Case]:
             skip={"lme4": NO_LME4, "statsmodels": NO_STATSMODELS},
             notes=[f"glmmTMB's ML fit in R: {fit.get('seconds', float('nan')):.2f} s"]))
     return out
+
+
+# -- glmmlab beside glmmTMB on the seven breadth cases (run as a script) ------------------------------------------
+PY_TIMER = textwrap.dedent("""
+    import json, sys, time
+    import pandas as pd
+    import glmmlab
+    glmmlab.glmm  # the entry point's module, imported before the clock starts (as run.py's worker does)
+    spec = json.loads(sys.argv[1])
+    df = pd.read_csv(spec["csv"])
+    for col in df.columns:  # string columns as factors, levels sorted (as the R worker)
+        if df[col].dtype == object:
+            df[col] = pd.Categorical(df[col], categories=sorted(df[col].unique()))
+    cpu, wall = [], []
+    for _ in range(spec["repeat"] + 1):
+        t, c = time.perf_counter(), time.process_time()
+        res = glmmlab.glmm(spec["formula"], df, family=spec["family"], link=spec["link"])
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - t)
+    print(json.dumps({"cpu": cpu, "wall": wall, "logLik": res.llf}))
+""")
+
+R_TIMER = textwrap.dedent("""
+    suppressMessages(library(glmmTMB))
+    spec <- jsonlite::fromJSON(commandArgs(trailingOnly = TRUE)[1])
+    d <- read.csv(spec$csv, stringsAsFactors = FALSE)
+    for (col in names(d)) if (is.character(d[[col]])) d[[col]] <- factor(d[[col]], levels = sort(unique(d[[col]])))
+    fam <- get(spec$family)(link = spec$link)
+    lmm <- spec$family == "gaussian" && spec$link == "identity"
+    cpu <- c(); wall <- c()
+    for (i in seq_len(spec[["repeat"]] + 1)) {
+      t <- system.time(m <- glmmTMB(as.formula(spec$formula), data = d, family = fam, REML = lmm))
+      cpu <- c(cpu, t[["user.self"]] + t[["sys.self"]])
+      wall <- c(wall, t[["elapsed"]])
+    }
+    cat(jsonlite::toJSON(list(cpu = cpu, wall = wall, logLik = as.numeric(logLik(m))), digits = NA), "\n")
+""")
+
+
+def _timed(cmd: list[str], timeout: float) -> dict:
+    from breadth import _run  # one process, its last line of output as JSON
+
+    out = _run(cmd, timeout)
+    if out["status"] == "ok":
+        logl = out["logLik"]
+        out.update(logLik=float(logl[0] if isinstance(logl, list) else logl), first=out["cpu"][0],
+                   cpu_median=statistics.median(out["cpu"][1:]), wall_median=statistics.median(out["wall"][1:]))
+    return out
+
+
+def side_by_side(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="glmmlab beside glmmTMB on the covstruct cases of the breadth references")
+    ap.add_argument("--repeat", type=int, default=7, help="timed fits after the first, per fitter and case")
+    ap.add_argument("--only", default=None, help="comma-separated case names (e.g. ovary_ar1)")
+    ap.add_argument("--no-r", action="store_true", help="glmmlab only")
+    ap.add_argument("--timeout", type=float, default=600.0)
+    args = ap.parse_args(argv)
+    rows = []
+    head = (f"{'case':22s} {'rows':>5s} | {'glmmlab first':>13s} {'cpu':>7s} {'wall':>7s} | {'glmmTMB first':>13s} "
+            f"{'cpu':>7s} {'wall':>7s} | {'ratio':>6s} {'recorded':>8s} {'dlogLik':>9s}")
+    print(head)
+    print("-" * len(head))
+    for case in reference_cases():
+        name = case.name.split(":", 1)[1]
+        if args.only and name not in args.only.split(","):
+            continue
+        ref = json.loads(case.path.with_suffix(".json").read_text())
+        spec = {"csv": str(case.path), "formula": case.formula, "family": case.family, "link": case.link,
+                "repeat": args.repeat}
+        mine = _timed([sys.executable, "-c", PY_TIMER, json.dumps(spec)], args.timeout)
+        if args.no_r:
+            peer: dict = {"status": "skipped (--no-r)"}
+        else:
+            with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False) as fh:
+                fh.write(R_TIMER)
+            try:
+                peer = _timed(["Rscript", fh.name, json.dumps(spec)], args.timeout)
+            finally:
+                Path(fh.name).unlink()
+
+        def cols(r: dict) -> str:
+            if r["status"] != "ok":
+                return f"{r['status'][:31]:>31s}"
+            return f"{r['first']:13.4f} {r['cpu_median']:7.4f} {r['wall_median']:7.4f}"
+
+        both = mine["status"] == "ok" and peer["status"] == "ok"
+        ratio = f"{peer['cpu_median'] / mine['cpu_median']:5.1f}x" if both else ""
+        dll = f"{mine['logLik'] - peer['logLik']:+9.1e}" if both else ""
+        recorded = ref["results"]["ML"].get("seconds")
+        print(f"{name:22s} {case.n:5d} | {cols(mine)} | {cols(peer)} | {ratio:>6s} "
+              f"{'' if recorded is None else f'{recorded:8.3f}'} {dll:>9s}", flush=True)
+        rows.append({"case": name, "glmmlab": mine, "glmmTMB": peer, "recorded_glmmTMB_ML_seconds": recorded})
+    print("seconds of CPU (user + system) per fit; first = the first fit in a fresh process; cpu, wall = medians of "
+          f"the {args.repeat} fits after it; ratio = glmmTMB cpu / glmmlab cpu; recorded = the reference's glmmTMB "
+          "ML fit")
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "covstruct_latest.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(side_by_side())

@@ -23,6 +23,7 @@ from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.catalogue import FAMILIES
+from glmmlab.engine.inference.deferred import deferred_fields
 from glmmlab.engine.inference.prediction import Prediction
 from glmmlab.engine.inference.result_views import PandasViews
 from glmmlab.engine.inference.wald import wald
@@ -68,6 +69,7 @@ class ConditionalModes:
     model: str = "cond"  # the model part the effects enter: "cond" (the mean) or "zi" (the zero model)
 
 
+@deferred_fields("warnings", "df")
 @dataclass(frozen=True, eq=False)
 class GlmmResult(PandasViews, Prediction):
     """The estimates of a fitted generalized linear mixed model, as the engine returns them: any random-effects
@@ -92,7 +94,7 @@ class GlmmResult(PandasViews, Prediction):
     n_excluded: int
     converged: bool
     singular: bool
-    warnings: list[str]
+    warnings: list[str]  # may wait for the Satterthwaite df (one warning is about them): see df
     names: list[str]
     beta: np.ndarray
     vcov_matrix: np.ndarray  # the fixed effects' covariance (``vcov`` labels it; ``se`` is its diagonal's root)
@@ -125,7 +127,8 @@ class GlmmResult(PandasViews, Prediction):
     # per row, where a zero or dispersion model is fitted: "fitted_conditional", "zi_prob", "dispersion"
     row_extras: dict | None = None
     # Satterthwaite's denominator degrees of freedom per fixed effect (ddf="satterthwaite"; Gaussian + identity):
-    # the tests are then t tests. None: Wald z tests.
+    # the tests are then t tests. None: Wald z tests. The fit may leave them pending (a Deferred): they are then
+    # computed when first read (deferred.deferred_fields), with the same numbers
     df: np.ndarray | None = None
     # an ordinal (cumulative-link) fit's thresholds, their covariance and per-row linear predictors
     # (glmmlab.engine.inference.ordinal.OrdinalFit); None for the other families

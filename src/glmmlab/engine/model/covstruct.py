@@ -28,6 +28,7 @@ parameters by the chain rule (:mod:`glmmlab.engine.solvers.structured`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -47,12 +48,6 @@ MAPPED = ("cs", "ar1", "toep", "ou")  # structures that are a map from their par
 
 class NotPositiveDefinite(ValueError):
     """A point of a structure's parameters whose correlation matrix is not positive definite (``toep``)."""
-
-
-def _phi_lower(A: np.ndarray) -> np.ndarray:
-    out = np.tril(A)
-    out[np.diag_indices_from(out)] *= 0.5
-    return out
 
 
 @dataclass(frozen=True)
@@ -115,6 +110,20 @@ class CovStructure:
         i, j = np.indices((self.q, self.q))
         return np.abs(i - j)
 
+    @cached_property
+    def _lag_masks(self) -> list[np.ndarray]:
+        """Per lag k = 1 .. q - 1, where |i - j| = k (1.0, else 0.0)."""
+        return [(self._lag == k).astype(float) for k in range(1, self.q)]
+
+    @cached_property
+    def _lower(self) -> np.ndarray:
+        return np.tri(self.q, dtype=bool)
+
+    @cached_property
+    def _eye_off(self) -> tuple[np.ndarray, np.ndarray]:
+        """The identity and the indicator of the off-diagonal entries (cs)."""
+        return np.eye(self.q), (self._lag > 0).astype(float)
+
     def _corr(self, t: np.ndarray, derivatives: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
         """R(t) and (``derivatives``) dR/dt_m for every correlation parameter."""
         q = self.q
@@ -123,8 +132,8 @@ class CovStructure:
             a = 1.0 / (q - 1)
             p = 1.0 / (1.0 + np.exp(-t[0]))
             rho = p * (1.0 + a) - a
-            off = (lag > 0).astype(float)
-            return np.eye(q) + rho * off, [(1.0 + a) * p * (1.0 - p) * off]
+            eye, off = self._eye_off
+            return eye + rho * off, [(1.0 + a) * p * (1.0 - p) * off]
         if self.kind == "ar1":
             rho = t[0] / np.sqrt(1.0 + t[0] * t[0])
             R = rho ** lag
@@ -135,13 +144,10 @@ class CovStructure:
             return R, [dR]
         if self.kind == "toep":
             rhos = t / np.sqrt(1.0 + t * t)
-            R = np.eye(q)
-            dRs = []
-            for k in range(1, q):
-                mask = (lag == k).astype(float)
-                R = R + rhos[k - 1] * mask
-                dRs.append((1.0 + t[k - 1] ** 2) ** -1.5 * mask)
-            return R, dRs
+            R = np.concatenate([[1.0], rhos])[lag]  # rho by lag, 1 on the diagonal
+            if not derivatives:
+                return R, []
+            return R, [(1.0 + t[k - 1] ** 2) ** -1.5 * mask for k, mask in enumerate(self._lag_masks, start=1)]
         # ou: R = exp(-|s_i - s_j| / range), range = exp(t): dR/dt = R |ds| / range
         s = np.asarray(self.times, dtype=float)
         dist = np.abs(s[:, None] - s[None, :])
@@ -159,9 +165,12 @@ class CovStructure:
         phi = np.asarray(phi, dtype=float)
         R, dRs = self._corr(phi[self.n_sd:], jacobian)
         if self.kind == "ar1":  # its Cholesky factor in closed form: rho^(i - j), after column 1 times sqrt(1 - rho^2)
-            rho = float(self.rho(phi)[0])
-            C = np.tril(R)
-            C[:, 1:] *= np.sqrt(1.0 - rho * rho)
+            t = float(phi[1])
+            rho = t / math.sqrt(1.0 + t * t)  # self.rho(phi), as a number
+            C = np.where(self._lower, R, 0.0)
+            C[:, 1:] *= math.sqrt(1.0 - rho * rho)
+            if not jacobian:  # one SD for every column
+                return float(phi[0]) * C, []
         else:
             try:
                 C = np.linalg.cholesky(R)
@@ -171,19 +180,23 @@ class CovStructure:
         lam = sd[:, None] * C
         if not jacobian:
             return lam, []
-        out: list[np.ndarray] = []
+        return lam, list(self._jacobian(C, sd, dRs))
+
+    def _jacobian(self, C: np.ndarray, sd: np.ndarray, dRs: list[np.ndarray]) -> np.ndarray:
+        """dLambda / dphi_k stacked (n_params, q, q): the SDs' (rows of C), then the correlation parameters'
+        (D C Phi(C^-1 dR C^-T), every one in one batched product)."""
+        q = self.q
+        out = np.zeros((self.n_params, q, q))
         if self.n_sd == 1:
-            out.append(C.copy())
-        else:
-            for k in range(self.q):
-                d = np.zeros_like(C)
-                d[k] = C[k]
-                out.append(d)
-        Cinv = np.linalg.inv(C)
-        for dR in dRs:
-            dC = C @ _phi_lower(Cinv @ dR @ Cinv.T)
-            out.append(sd[:, None] * dC)
-        return lam, out
+            out[0] = C
+        else:  # dLambda / dsd_k: row k of C
+            out[np.arange(q), np.arange(q), :] = C
+        if dRs:
+            Cinv = np.linalg.inv(C)
+            X = np.where(self._lower, Cinv @ np.stack(dRs) @ Cinv.T, 0.0)  # Phi: the lower triangle ...
+            X[:, np.arange(q), np.arange(q)] *= 0.5  # ... and half the diagonal
+            out[self.n_sd:] = sd[:, None] * (C @ X)
+        return out
 
     def correlation(self, phi: np.ndarray) -> np.ndarray:
         """The implied correlation matrix R."""

@@ -101,6 +101,7 @@ class FactorBlock:
     structures: list[CovStructure | None] | None = None
     # per term on this factor: (structure keyword, its columns, its label); empty: one term per sub-block
     term_layout: list[tuple[str, list[int], str]] = field(default_factory=list)
+    _plan: Any = field(default=None, init=False, repr=False, compare=False)  # lam's, see _lam_plan
 
     @property
     def q(self) -> int:
@@ -168,25 +169,41 @@ class FactorBlock:
             k += m
         return out
 
+    def _lam_plan(self) -> tuple:
+        """How :meth:`lam` fills Lambda, worked out once per block (its layout is fixed): the (row, column)
+        positions of the unstructured entries and their places in theta, and per structured sub-block its
+        structure, its slice of theta and where its factor goes."""
+        key = (id(self.groups), id(self.structures))
+        if self._plan is None or self._plan[0] != key:
+            entries, places, mapped = [], [], []
+            for g, s, sl in zip(self.groups, self._structs(), self.theta_spans()):
+                if s is None:
+                    k = sl.start
+                    for j in range(len(g)):
+                        for i in range(j, len(g)):
+                            entries.append((g[i], g[j]))
+                            places.append(k)
+                            k += 1
+                else:
+                    side = g == list(range(g[0], g[0] + len(g)))  # the term's columns side by side (as merged)
+                    mapped.append((s, sl, slice(g[0], g[0] + len(g)) if side else np.ix_(g, g)))
+            rows = np.array([r for r, _ in entries], dtype=np.intp)
+            cols = np.array([c for _, c in entries], dtype=np.intp)
+            self._plan = (key, rows, cols, np.array(places, dtype=np.intp), mapped)
+        return self._plan
+
     def lam(self, theta: np.ndarray) -> np.ndarray:
         """The q x q relative Cholesky factor Lambda (lower triangular) for this block's theta."""
+        _, rows, cols, places, mapped = self._lam_plan()
         L = np.zeros((self.q, self.q))
-        if not self.structured:
-            for k, (r, c) in enumerate(self.theta_positions()):
-                L[r, c] = theta[k]
-            return L
-        for g, s, sl in zip(self.groups, self._structs(), self.theta_spans()):
-            th = np.asarray(theta[sl], dtype=float)
-            if s is None:
-                k = 0
-                for j in range(len(g)):
-                    for i in range(j, len(g)):
-                        L[g[i], g[j]] = th[k]
-                        k += 1
-            elif g == list(range(g[0], g[0] + len(g))):  # the term's columns side by side (always, as merged)
-                L[g[0]:g[0] + len(g), g[0]:g[0] + len(g)] = s.factor(th)
+        theta = np.asarray(theta, dtype=float)
+        if rows.size:
+            L[rows, cols] = theta[places]
+        for s, sl, at in mapped:
+            if isinstance(at, slice):
+                L[at, at] = s.factor(theta[sl])
             else:
-                L[np.ix_(g, g)] = s.factor(th)
+                L[at] = s.factor(theta[sl])
         return L
 
     def diagonal_theta_index(self) -> list[int]:

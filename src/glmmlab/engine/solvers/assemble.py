@@ -15,6 +15,7 @@ import numpy as np
 
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
+from glmmlab.engine.inference.deferred import Deferred
 from glmmlab.engine.inference.results import ConditionalModes, GlmmResult
 from glmmlab.engine.inference.structures import structure_rows
 from glmmlab.engine.model.terms import ModelFrame
@@ -30,7 +31,10 @@ def record(fields: dict[str, Any], warnings: list[str], dropped: list[str],
     frame's, the dropped columns') come before the fit's own, ``dropped`` are the fixed-effect columns left out,
     and ``order`` (None: the rows are in place) is the permutation the fit ran its rows in: the per-row arrays are
     put back in the frame's order."""
-    fields = dict(fields, warnings=list(warnings) + list(fields["warnings"]), dropped=list(dropped))
+    own = fields["warnings"]
+    first = list(warnings)
+    fields = dict(fields, warnings=own.then(lambda w: first + list(w)) if isinstance(own, Deferred)
+                  else first + list(own), dropped=list(dropped))
     if order is not None:
         for name in PER_ROW:
             a = np.asarray(fields[name])
@@ -76,7 +80,9 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
     modes: list[ConditionalModes] = []
     for blk, L, b, cv in zip(st.blocks, lams, bs, cond):
         S = scale2 * (L @ L.T)
-        M = np.einsum("ab,jbc,dc->jad", L, cv, L)  # conditional covariance of b per level
+        # the conditional variances of b per level: the diagonal of L cv_j L' (a three-operand einsum here took
+        # 38 ms for 11 levels of 31 effects; a batched product and a row-wise dot take 0.05 ms)
+        var_b = np.einsum("jab,ab->ja", L @ cv, L)
         for a, name in enumerate(blk.names):
             re_rows.append({"component": blk.component, "term": name, "variance": float(S[a, a])})
         for g in blk.groups:
@@ -86,7 +92,7 @@ def _assemble(st: Structure, mf: ModelFrame, model: dict, method: str, converged
                     denom = np.sqrt(S[a, a] * S[c, c])
                     corr_rows.append({"component": blk.component, "term1": blk.names[a], "term2": blk.names[c],
                                       "correlation": float(S[a, c] / denom) if denom > 0 else None})
-        sd = np.sqrt(np.maximum(np.diagonal(M, axis1=1, axis2=2), 0.0))
+        sd = np.sqrt(np.maximum(var_b, 0.0))
         modes.append(ConditionalModes(blk.component, list(blk.levels), list(blk.names), np.asarray(b, dtype=float),
                                       sd))
     diag = st.diagonal_theta(theta)

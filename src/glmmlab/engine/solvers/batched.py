@@ -16,13 +16,14 @@ def batched_cholesky(H: np.ndarray) -> np.ndarray:
     if q > SUBSTITUTION_Q:
         return np.linalg.cholesky(H)
     L = np.zeros_like(H)
+    add = np.add.reduce  # np.sum's own reduction, without its Python wrapper (called q (q + 1) / 2 times)
     for j in range(q):
-        d = H[:, j, j] - np.sum(L[:, j, :j] ** 2, axis=1) if j else H[:, j, j]
-        if not np.all(d > 0):
+        d = H[:, j, j] - add(L[:, j, :j] ** 2, axis=1) if j else H[:, j, j]
+        if not (d > 0).all():
             raise np.linalg.LinAlgError("Matrix is not positive definite")
         L[:, j, j] = np.sqrt(d)
         for i in range(j + 1, q):
-            num = H[:, i, j] - np.sum(L[:, i, :j] * L[:, j, :j], axis=1) if j else H[:, i, j]
+            num = H[:, i, j] - add(L[:, i, :j] * L[:, j, :j], axis=1) if j else H[:, i, j]
             L[:, i, j] = num / L[:, j, j]
     return L
 

@@ -7,6 +7,7 @@ import numpy as np
 from scipy import linalg
 
 from glmmlab.engine.inference import wald as inference
+from glmmlab.engine.inference.deferred import Deferred
 from glmmlab.engine.model.covstruct import NotPositiveDefinite
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
@@ -141,14 +142,26 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
     if p:  # Satterthwaite's df of any combination of the fixed effects (omnibus F tests, marginal means)
         out["varpar_model"] = varpar_model
     if model.get("ddf", "none") == "satterthwaite" and p:
-        report(progress, "Satterthwaite degrees of freedom", 0.95)
-        out["df"] = inference.satterthwaite_df(*varpar_model())
-        if np.all(np.isnan(out["df"])):
-            out["warnings"] = list(out["warnings"]) + [
-                "Satterthwaite's degrees of freedom are not available: the covariance structure's estimate lies on "
-                "the edge of its range (its correlation matrix is nearly singular), where the deviance has no second "
-                "derivatives. The t tests have no p-values; consider a simpler structure (ar1 instead of toep)"]
+        # computed when first read (the record's tests, the JSON, the text): a numeric Hessian of the deviance,
+        # about a third of a small model's fit, that a caller who reads no tests need not wait for
+        sat = Deferred(lambda: _satterthwaite(varpar_model))
+        base = list(out["warnings"])
+        out["df"] = sat.then(lambda r: r[0])
+        out["warnings"] = sat.then(lambda r: base + r[1])
     return out
+
+
+def _satterthwaite(varpar_model) -> tuple[np.ndarray, list[str]]:
+    """Satterthwaite's df of each fixed effect, and the warning when there are none (the estimates on the edge of
+    a covariance structure's range)."""
+    with np.errstate(all="ignore"):
+        df = inference.satterthwaite_df(*varpar_model())
+    if not np.all(np.isnan(df)):
+        return df, []
+    return df, [
+        "Satterthwaite's degrees of freedom are not available: the covariance structure's estimate lies on "
+        "the edge of its range (its correlation matrix is nearly singular), where the deviance has no second "
+        "derivatives. The t tests have no p-values; consider a simpler structure (ar1 instead of toep)"]
 
 
 def _block_rows(st: Structure, specs: list) -> list[tuple[Structure, slice]]:

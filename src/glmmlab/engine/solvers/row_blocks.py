@@ -22,6 +22,7 @@ import numpy as np
 from scipy import linalg
 
 from glmmlab.engine.model.terms import FactorBlock, rows_of
+from glmmlab.engine.solvers.blocked_cholesky import _cholesky_lower
 from glmmlab.engine.solvers.threads import cpu_count
 
 if TYPE_CHECKING:
@@ -245,7 +246,8 @@ def reml_criterion(logdet: float, SEE: np.ndarray, n: int, sum_log_w: float, rem
     """lme4's profiled REML (or ML) deviance and the penalised RSS from log det(Lambda' Z' W Z Lambda + I) and
     the Schur complement SEE of [X, y] ((p + 1) x (p + 1), y last) in the penalised system."""
     p = SEE.shape[0] - 1
-    R = linalg.cholesky(SEE, lower=True)
+    # linalg.cholesky(SEE, lower=True) without its wrappers (the same LAPACK call; one per evaluation)
+    R = _cholesky_lower(np.asarray_chkfinite(SEE))
     ld_x = 2.0 * float(np.sum(np.log(np.diag(R)[:p])))
     pwrss = float(R[p, p] ** 2)
     nmp = n - p if reml else n

@@ -74,6 +74,7 @@ class Structure:
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.theta_slices = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(blocks))]
         self._start: np.ndarray | None = None  # the optimiser's start in theta when given (start_at)
+        self._lams_memo: tuple[bytes, list[np.ndarray]] | None = None  # lambdas' last (theta, Lambdas)
         self.n_theta = int(bounds[-1])
         offs = np.concatenate([[0], np.cumsum([b.size for b in self.rest])]).astype(int)
         self.rest_offsets = [int(o) for o in offs[:-1]]
@@ -130,7 +131,18 @@ class Structure:
                 self._start = np.maximum(t, self.theta_lower())
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        return [b.lam(theta[s]) for b, s in zip(self.blocks, self.theta_slices)]
+        """Each block's Lambda at theta (read-only arrays). The last theta's are kept: an evaluation asks for
+        them several times (each PIRLS step's factor, the gradient, the modes' predictions)."""
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        last = self._lams_memo
+        if last is not None and last[0] == key:
+            return list(last[1])
+        lams = [b.lam(theta[s]) for b, s in zip(self.blocks, self.theta_slices)]
+        for L in lams:
+            L.setflags(write=False)
+        self._lams_memo = (key, lams)
+        return list(lams)
 
     def lambda2(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
         """Lambda of the coupled block as a sparse block-diagonal matrix (pattern built once, data refilled)."""
@@ -180,13 +192,18 @@ class Structure:
         return out
 
     def _lead_products(self) -> None:
-        """The products z_a z_b (a <= b) of the leading factor's columns, once (an empty array for two columns of
-        ones, whose product is never used: a random intercept keeps no column of ones per row)."""
+        """The products z_a z_b (a <= b) of the leading factor's columns, once: a (pairs, n) array, with the pairs'
+        first and second columns (``_ia``, ``_ib``)."""
         if not hasattr(self, "_ZZ"):
             Z1, q1 = self.lead.Z, self.q1
             self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
-            self._ZZ = [np.empty(0) if self.ones1[a] and self.ones1[b] else Z1[:, a] * Z1[:, b]
-                        for a, b in self._pairs]
+            self._ia, self._ib = np.triu_indices(q1)  # the same pairs, in the same order
+            Zt = np.asarray(Z1).T
+            self._ZZ = np.empty((len(self._pairs), self.n))
+            k = 0
+            for a in range(q1):  # column a times columns a .. q1 - 1, a row each
+                np.multiply(Zt[a][None, :], Zt[a:], out=self._ZZ[k:k + q1 - a])
+                k += q1 - a
 
     def lead_quadratic(self, C: np.ndarray) -> np.ndarray:
         """Per row, z_i' C_j z_i for a symmetric (L1, q1, q1) stack C at the row's leading level j."""
@@ -231,7 +248,17 @@ class Structure:
         """Per-level sums of the rows of a k x n array: (L1, k)."""
         if self.sorted1:
             return np.add.reduceat(prods, self.starts1, axis=1).T
-        return np.column_stack([_level_sum(self.codes1, row, self.L1) for row in prods])
+        # a few rows at a time, each row's levels shifted to its own range of bins: one bincount per chunk (the
+        # same sums, in the same order, as a bincount per row)
+        k, n, L1 = prods.shape[0], prods.shape[1], self.L1
+        out = np.empty((L1, k))
+        step = max(1, min(k, (1 << 22) // max(n, 1)))
+        for start in range(0, k, step):
+            rows = prods[start:start + step]
+            bins = (self.codes1[None, :] + (L1 * np.arange(rows.shape[0]))[:, None]).ravel()
+            out[:, start:start + rows.shape[0]] = np.bincount(bins, weights=rows.ravel(),
+                                                             minlength=L1 * rows.shape[0]).reshape(-1, L1).T
+        return out
 
     # -- cross-products ------------------------------------------------------------------------------
     def crossprods(self, w: np.ndarray, E: np.ndarray | None) -> "CrossProducts":
@@ -249,36 +276,26 @@ class Structure:
             return CrossProducts(A11, *self._intercept_products(w, E), None, None, None)
         Z1, L1, q1 = self.lead.Z, self.L1, self.q1
         self._lead_products()
-        pairs, npair = self._pairs, len(self._pairs)
+        npair = len(self._pairs)
         m = 0 if E is None else E.shape[1]
         # every per-row product as one contiguous row of a k x n array, then one pass of per-level sums
         prods = np.empty((npair + q1 * m, self.n))
-        for k, (a, b) in enumerate(pairs):
-            if self.ones1[a] and self.ones1[b]:
-                prods[k] = w
-            else:
-                np.multiply(self._ZZ[k], w, out=prods[k])
+        np.multiply(self._ZZ, w, out=prods[:npair])
         wE = None  # (m, n): the rows w e_c
         if m and E is not None:
             a1 = self.ones1.index(True) if any(self.ones1) else None
+            per_column = prods[npair:].reshape(q1, m, self.n)  # [a, c] = z_a w e_c
             if a1 is not None:  # an intercept column's products are the rows w e_c themselves
-                wE = prods[npair + a1 * m: npair + (a1 + 1) * m]
+                wE = per_column[a1]
                 np.multiply(E.T, w[None, :], out=wE)
             else:
                 wE = (w[:, None] * E).T
-            for a in range(q1):
-                for c in range(m):
-                    if a == a1:
-                        continue
-                    if self.ones1[a]:
-                        prods[npair + a * m + c] = wE[c]
-                    else:
-                        np.multiply(Z1[:, a], wE[c], out=prods[npair + a * m + c])
+            # every column's at once (an intercept's z_a = 1 leaves its rows as they are)
+            np.multiply(np.asarray(Z1).T[:, None, :], wE[None, :, :], out=per_column)
         sums = self._row_sums(prods)
         A11 = np.empty((L1, q1, q1))
-        for k, (a, b) in enumerate(pairs):
-            A11[:, a, b] = sums[:, k]
-            A11[:, b, a] = sums[:, k]
+        A11[:, self._ia, self._ib] = sums[:, :npair]
+        A11[:, self._ib, self._ia] = sums[:, :npair]
         E1 = sums[:, npair:].reshape(L1, q1, m) if m else np.empty((L1, q1, 0))
         EE = design_t_dot(E, wE.T) if wE is not None and E is not None else np.empty((0, 0))  # E'WE
         A21 = A22 = E2 = None

@@ -35,9 +35,9 @@ def block_to_theta(b: FactorBlock, theta_b: np.ndarray, g_entries: np.ndarray) -
             out[sl] = ge
         else:
             # the sub-block's entries in entry_positions order: column by column, rows from the diagonal down
-            rows, cols = zip(*[(i, j) for j in range(len(g)) for i in range(j, len(g))])
+            cols, rows = np.triu_indices(len(g))
             _, dlams = s.factor_and_jacobian(np.asarray(theta_b[sl], dtype=float))
-            out[sl] = [float(ge @ d[rows, cols]) for d in dlams]
+            out[sl] = [float(ge @ d) for d in np.stack(dlams)[:, rows, cols]]  # one entry's dot per parameter
         e += m
     return out
 

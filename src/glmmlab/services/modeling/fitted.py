@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from glmmlab.engine.errors import GlmmInputError
+from glmmlab.engine.inference.deferred import raw_fields
 from glmmlab.engine.inference.results import GlmmResult
 from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.model.terms import ModelFrame
@@ -59,14 +60,14 @@ class FittedModel(GlmmResult):
            fit_seconds: float | None = None) -> "FittedModel":
         """The fitted model of the engine's ``record`` (the same field values, no copy of the arrays) and what the
         services add."""
-        fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(GlmmResult) if f.init}
+        fields = raw_fields(record, GlmmResult)  # a pending value (Satterthwaite's df) stays pending
         return cls(**fields, spec=spec, frame=frame, frame_loader=frame_loader, predictor=predictor,
                    fit_seconds=fit_seconds)
 
     @property
     def record(self) -> GlmmResult:
         """The engine's record of the estimates alone (the same field values, no copy of the arrays)."""
-        return GlmmResult(**{f.name: getattr(self, f.name) for f in dataclasses.fields(GlmmResult) if f.init})
+        return GlmmResult(**raw_fields(self, GlmmResult))
 
     def model_frame(self) -> ModelFrame | None:
         if self.frame is None and self.frame_loader is not None:
