@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from glmmlab.engine.families.distributions import dev_eta3
 from glmmlab.engine.families.response import Response
@@ -218,6 +219,8 @@ class LaplaceGradient:
     def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:
         """Per row, the q_tot x q_tot block of H^-1 at the row's own levels of every factor."""
         st = self.st
+        if st.rest and st.q1 == 1 and st.all_scalar and sparse.issparse(F.C21):  # only the pairs the rows meet
+            return F.scalar_row_inverse(codes[0], [o + c for o, c in zip(st.rest_offsets, codes[1:])])
         H11, H12, H22 = F.inverse_parts()
         qt = int(starts[-1])
         P = np.empty((n, qt, qt))
