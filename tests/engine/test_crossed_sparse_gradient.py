@@ -102,7 +102,7 @@ def test_exact_gradient_equals_central_differences(formula, family, link, third,
 
 def test_the_english_lexicon_projects_shape_takes_the_exact_gradient():
     """80,000 items x 814 subjects: the dense (H^-1)_12 would cost 5e10 operations per gradient, the pairs
-    n x Q2; a Dask driver's structure (no rows) keeps the dense rule."""
+    n x Q2 (on Dask, each block's)."""
     mf = build_model_frame(crossed(n=100_000, items=80_000, subjects=814), "y ~ x + (1 | item) + (1 | subject)",
                            family="binomial")
     st = Structure(merge_terms(mf.terms))
