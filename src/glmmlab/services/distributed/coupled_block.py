@@ -18,6 +18,7 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers.blocked_cholesky import PatternInverse
 from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
 from glmmlab.engine.solvers.laplace_fit import laplace_rows
+from glmmlab.engine.solvers.laplace_gradient import row_inverse_blocks
 from glmmlab.services.distributed.coupled import PartialFactor
 
 
@@ -175,7 +176,8 @@ class CoupledRows:
         if pattern is not None:  # per row, the block of H^-1 at its own levels of every factor
             P = pattern.row_blocks(Sinv, codes[0], [o + c for o, c in zip(st.rest_offsets, codes[1:])])
         else:
-            P = self._dense_row_blocks(key, Sinv, codes, starts, n)
+            H11, H12 = self.pf[key].lead_inverse(Sinv)  # the dense rows of (H^-1)_12
+            P = row_inverse_blocks(st, H11, H12, Sinv, codes, starts, n)
         hz = np.einsum("nab,nb->na", P, Zt)
         del P
         s = np.einsum("na,na->n", Zt, hz)
@@ -198,24 +200,6 @@ class CoupledRows:
             return None
         return PatternInverse(pf.L11[:, 0, 0], pf.C, Sinv)
 
-    def _dense_row_blocks(self, key: str, Sinv: np.ndarray, codes: list, starts: np.ndarray, n: int) -> np.ndarray:
-        """Per row, the block of H^-1 at its own levels of every factor, from the dense rows of (H^-1)_12."""
-        st = self.st
-        H11, H12 = self.pf[key].lead_inverse(Sinv)
-        qt, q1 = int(starts[-1]), st.q1
-        P = np.empty((n, qt, qt))
-        P[:, :q1, :q1] = st.lead_expand(H11)
-        rows1 = codes[0][:, None] * q1 + np.arange(q1)[None, :]
-        cols = [o + codes[t][:, None] * b.q + np.arange(b.q)[None, :]
-                for t, (b, o) in enumerate(zip(st.rest, st.rest_offsets), start=1)]
-        for t, ct in enumerate(cols, start=1):
-            s0, s1 = starts[t], starts[t + 1]
-            blk = H12[rows1[:, :, None], ct[:, None, :]]
-            P[:, :q1, s0:s1] = blk
-            P[:, s0:s1, :q1] = np.swapaxes(blk, 1, 2)
-            for t2, ct2 in enumerate(cols, start=1):
-                P[:, s0:s1, starts[t2]: starts[t2 + 1]] = Sinv[ct[:, :, None], ct2[:, None, :]]
-        return P
 
     def gradient_forward(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """The forward halves of K^-1 (2u + S) and K^-1 (-2u) (K: the factor ``key``) on the leading levels; this
