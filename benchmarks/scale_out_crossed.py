@@ -88,11 +88,21 @@ def worker_dask(folder: str, rows: int, worker_memory: str) -> dict:
         ddf = dd.read_parquet(_files(folder, rows), columns=COLUMNS)
         last = [""]
 
+        live = HERE / "results" / f"scale_out_crossed_{rows}.stages.log"  # the stages as they come (a long run)
+        live.parent.mkdir(exist_ok=True)
+        live.write_text("")
+
+        written = [""]
+
         def progress(stage: str, fraction: float) -> None:
             head = stage.split(" (")[0]
             if head != last[0]:
                 stages.append((round(time.perf_counter() - t0, 2), stage))
                 last[0] = head
+            if stage != written[0]:  # every new stage, count and evaluation; not the beats that repeat one
+                written[0] = stage
+                with live.open("a") as fh:
+                    fh.write(f"{time.perf_counter() - t0:9.1f} s  {fraction:5.3f}  {stage}\n")
 
         res = glmmlab.glmm(FORMULA, ddf, family="binomial", progress=progress)
         workers = client.run(vm_hwm_mb)

@@ -37,6 +37,7 @@ from glmmlab.engine.solvers.batched import (
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
 MAX_COUPLED_PAIRS = 10_000_000  # products of coupled entries kept by _CoupledPairs (about 12 bytes each)
+PAIRS_AT_ONCE = 4_000_000  # pairs of a column's entries PatternInverse sums at a time (~100 MB)
 
 # LAPACK's routines for the coupled block, called directly: scipy.linalg's cholesky and solve_triangular call the
 # same ones (with the same arguments, so the same numbers) behind checks and a batching wrapper that cost several
@@ -135,6 +136,22 @@ class Factor:
         add = np.einsum("jak,jbk->jab", (-H12).reshape(L1, q1, Q2), X12.reshape(L1, q1, Q2))
         return H11 + add, H12, Sinv
 
+    def _pattern_inverse(self) -> tuple[np.ndarray, "PatternInverse"]:
+        """S^-1 = (H^-1)_22 and :class:`PatternInverse` of this factor (scalar terms, a sparse coupling)."""
+        assert self.L22 is not None and self.C21 is not None and self.L11.shape[1] == 1
+        L22inv = _solve_lower(self.L22, np.eye(self.L22.shape[0]))
+        Sinv = L22inv.T @ L22inv
+        return Sinv, PatternInverse(self.L11[:, 0, 0], self.C21, Sinv)
+
+    def scalar_row_inverse(self, lead: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
+        """Per row, the (1 + r) x (1 + r) block of H^-1 at the row's own levels, for scalar terms (q1 = 1) with a
+        sparse coupling C21: ``lead`` the rows' leading levels, ``rest`` their columns of the coupled block (one
+        array per coupled factor). :meth:`inverse_parts` forms (H^-1)_12 whole ((L1, Q2) dense, L1 Q2^2
+        operations); here only its entries on C21's pattern, where every row's pair of levels lies
+        (:class:`PatternInverse`)."""
+        Sinv, pattern = self._pattern_inverse()
+        return pattern.row_blocks(Sinv, lead, rest)
+
     def diag_blocks_inverse(self, structure: Structure) -> list[np.ndarray]:
         """The diagonal blocks of H^-1 per level of each factor: (levels, q, q) arrays."""
         L1, q1 = self.L11.shape[0], self.L11.shape[1]
@@ -144,6 +161,12 @@ class Factor:
         if self.L22 is None:
             return res
         assert self.C21 is not None
+        if q1 == 1 and sparse.issparse(self.C21):  # scalar terms, sparse coupling: from the pattern's pairs
+            Sinv, pattern = self._pattern_inverse()
+            res = [pattern.h11.reshape(L1, 1, 1)]
+            for b, o in zip(structure.rest, structure.rest_offsets):
+                res.append(np.diag(Sinv)[o: o + b.size].reshape(b.n_levels, 1, 1).copy())
+            return res
         # L^-1 = [[L11^-1, 0], [-L22^-1 C21 L11^-1, L22^-1]]; the lower-left block adds to the leading
         # factor's diagonal blocks, and L22^-1 gives those of the coupled factors.
         L22inv = _solve_lower(self.L22, np.eye(self.L22.shape[0]))
@@ -164,6 +187,56 @@ class Factor:
             cols = L22inv[:, o: o + b.size].reshape(Q2, b.n_levels, b.q)
             res.append(np.einsum("kja,kjb->jab", cols, cols))
         return res
+
+
+class PatternInverse:
+    """For scalar terms (q1 = 1) with a sparse coupling C21 (Q2 x L1) and S^-1 = (H^-1)_22 (the whole model's, so
+    also for a block of whole leading levels on a Dask worker, whose C21 columns hold all their entries): at
+    each entry (k, j) of C21, V = C21[:, j]' S^-1[:, k], so (H^-1)_12[j, k] = -V / L11_j there, and the diagonal
+    of (H^-1)_11, h11 = (1 + C21[:, j]' S^-1 C21[:, j]) / L11_j^2. V sums over the pairs of entries in one column
+    (sum_j nnz_j^2 products: the English Lexicon Project's 2.7M rows, ~100M, where C21' S^-1 in full would cost
+    nnz Q2 = 2.2e9), PAIRS_AT_ONCE pairs at a time."""
+
+    def __init__(self, d: np.ndarray, C21: Any, Sinv: np.ndarray):
+        L1 = d.size
+        C = sparse.csc_matrix(C21)
+        C.sort_indices()
+        counts = np.diff(C.indptr)
+        col_of = np.repeat(np.arange(L1), counts)
+        V = np.empty(C.nnz)
+        per_entry = counts[col_of].astype(np.int64)  # the pairs each entry is the second of
+        ends = np.cumsum(per_entry)
+        a = 0
+        while a < C.nnz:  # entries [a, b) as the pairs' second entries, about PAIRS_AT_ONCE pairs at a time
+            done = int(ends[a - 1]) if a else 0
+            b = max(a + 1, int(np.searchsorted(ends, done + PAIRS_AT_ONCE, side="right")))
+            k = per_entry[a:b]
+            e2 = np.repeat(np.arange(a, b), k)
+            e1 = np.repeat(C.indptr[col_of[a:b]] - (np.cumsum(k) - k), k) + np.arange(e2.size)  # its column's
+            V[a:b] = np.bincount(e2 - a, weights=C.data[e1] * Sinv[C.indices[e1], C.indices[e2]], minlength=b - a)
+            a = b
+        self.d, self.C, self.V, self.col_of = d, C, V, col_of
+        self.h11 = (1.0 + np.bincount(col_of, weights=C.data * V, minlength=L1)) / (d * d)
+
+    def row_blocks(self, Sinv: np.ndarray, lead: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
+        """Per row, the (1 + r) x (1 + r) block of H^-1 at its own levels: ``lead`` the rows' leading levels,
+        ``rest`` their columns of the coupled block (one array per coupled factor)."""
+        C, V, d, Q2 = self.C, self.V, self.d, Sinv.shape[0]
+        keys = self.col_of.astype(np.int64) * Q2 + C.indices  # ascending: by column, rows sorted within
+        P = np.empty((lead.size, 1 + len(rest), 1 + len(rest)))
+        P[:, 0, 0] = self.h11[lead]
+        for t, kt in enumerate(rest, start=1):
+            want = lead.astype(np.int64) * Q2 + kt
+            at = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
+            v = V[at] if keys.size else np.zeros(lead.size)
+            off = keys[at] != want if keys.size else np.ones(lead.size, dtype=bool)
+            if np.any(off):  # a pair whose entry of C21 is an exact zero (a weight of 0): from its column
+                i = np.flatnonzero(off)
+                v[i] = np.asarray(C[:, lead[i]].multiply(Sinv[:, kt[i]]).sum(axis=0)).ravel()
+            P[:, 0, t] = P[:, t, 0] = -v / d[lead]
+            for u, ku in enumerate(rest, start=1):
+                P[:, t, u] = Sinv[kt, ku]
+        return P
 
 
 def _block_diag_sparse(B: np.ndarray) -> sparse.csr_matrix:

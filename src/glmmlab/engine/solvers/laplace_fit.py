@@ -34,8 +34,12 @@ from glmmlab.engine.solvers.search import _optimize, _while_falling
 
 def exact_gradient_ok(st: Structure) -> bool:
     """Whether the exact gradient is cheap: always for one grouping factor; with a coupled block it needs the
-    dense (H^-1)_12, which costs (L1 q1) x Q2^2 operations per evaluation."""
-    return not st.rest or st.L1 * st.q1 * st.Q2 * st.Q2 <= 2e9 and st.L1 * st.q1 * st.Q2 <= 5e7
+    dense (H^-1)_12, which costs (L1 q1) x Q2^2 operations per evaluation, except for scalar terms with a sparse
+    coupling, which need it only on the coupling's pattern (at most n x Q2 operations:
+    :class:`~glmmlab.engine.solvers.blocked_cholesky.PatternInverse`, in memory and on every Dask block, whose
+    driver's structure has no rows)."""
+    sparse_pairs = st.q1 == 1 and st.all_scalar and not st.dense and st.n * st.Q2 <= 5e9
+    return not st.rest or st.L1 * st.q1 * st.Q2 * st.Q2 <= 2e9 and st.L1 * st.q1 * st.Q2 <= 5e7 or sparse_pairs
 
 
 def _fit_laplace(st, Xs, T, names, mf, pw, off, fam, lk, model, se, progress, specs, binary=None, data=None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from glmmlab.engine.families.distributions import dev_eta3
 from glmmlab.engine.families.response import Response
@@ -239,22 +240,30 @@ class LaplaceGradient:
     def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:
         """Per row, the q_tot x q_tot block of H^-1 at the row's own levels of every factor."""
         st = self.st
+        if st.rest and st.q1 == 1 and st.all_scalar and sparse.issparse(F.C21):  # only the pairs the rows meet
+            return F.scalar_row_inverse(codes[0], [o + c for o, c in zip(st.rest_offsets, codes[1:])])
         H11, H12, H22 = F.inverse_parts()
-        qt = int(starts[-1])
-        P = np.empty((n, qt, qt))
-        q1 = qs[0]
-        P[:, :q1, :q1] = st.lead_expand(H11)
-        if H12 is None:
-            return P
-        rows1 = codes[0][:, None] * q1 + np.arange(q1)[None, :]  # (n, q1) rows of H12
-        cols = []
-        for t, (b, o) in enumerate(zip(st.rest, st.rest_offsets), start=1):
-            cols.append(o + codes[t][:, None] * b.q + np.arange(b.q)[None, :])
-        for t, ct in enumerate(cols, start=1):
-            s0, s1 = starts[t], starts[t + 1]
-            blk = H12[rows1[:, :, None], ct[:, None, :]]
-            P[:, :q1, s0:s1] = blk
-            P[:, s0:s1, :q1] = np.swapaxes(blk, 1, 2)
-            for t2, ct2 in enumerate(cols, start=1):
-                P[:, s0:s1, starts[t2]: starts[t2 + 1]] = H22[ct[:, :, None], ct2[:, None, :]]
+        return row_inverse_blocks(st, H11, H12, H22, codes, starts, n)
+
+
+def row_inverse_blocks(st, H11: np.ndarray, H12: np.ndarray | None, H22: np.ndarray | None, codes: list,
+                       starts: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the q_tot x q_tot block of H^-1 at the row's own levels of every factor, from the diagonal blocks
+    of (H^-1)_11 per leading level and the dense (H^-1)_12 and (H^-1)_22 (``st``: the rows' structure,
+    ``codes`` each factor's level per row, ``starts`` the factors' offsets in a row's block)."""
+    qt, q1 = int(starts[-1]), st.q1
+    P = np.empty((n, qt, qt))
+    P[:, :q1, :q1] = st.lead_expand(H11)
+    if H12 is None or H22 is None:
         return P
+    rows1 = codes[0][:, None] * q1 + np.arange(q1)[None, :]  # (n, q1) rows of H12
+    cols = [o + codes[t][:, None] * b.q + np.arange(b.q)[None, :]
+            for t, (b, o) in enumerate(zip(st.rest, st.rest_offsets), start=1)]
+    for t, ct in enumerate(cols, start=1):
+        s0, s1 = starts[t], starts[t + 1]
+        blk = H12[rows1[:, :, None], ct[:, None, :]]
+        P[:, :q1, s0:s1] = blk
+        P[:, s0:s1, :q1] = np.swapaxes(blk, 1, 2)
+        for t2, ct2 in enumerate(cols, start=1):
+            P[:, s0:s1, starts[t2]: starts[t2 + 1]] = H22[ct[:, :, None], ct2[:, None, :]]
+    return P

@@ -21,6 +21,7 @@ from glmmlab.engine.solvers.laplace import inside_start_of
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.row_blocks import BlockedLaplace, BlockedProfiledLmm
 from glmmlab.engine.solvers.structure import Structure
+from glmmlab.services.distributed.pulse import Pulse, results, settle
 
 ROWS_IN_FLIGHT = 4  # blocks whose per-row results the driver asks for at a time
 
@@ -56,13 +57,13 @@ class ActorBlock:
 
 class _OnActors:
     """``map`` for blocks that are Dask actors: the same call goes to every block, then the answers are
-    gathered (the actors work at the same time)."""
+    gathered (the actors work at the same time), and the fit's :class:`Pulse` beats (where a cancel is seen)."""
 
     units: list
+    pulse: Pulse | None = None
 
     def map(self, fn):
-        futures = [fn(unit) for unit in self.units]
-        return [f.result() for f in futures]
+        return results([fn(unit) for unit in self.units], self.pulse)
 
 
 class ActorProfiledLmm(_OnActors, BlockedProfiledLmm):
@@ -104,10 +105,10 @@ class ActorRows:
     def __init__(self, actors: list, y: dict, p: int, dispersion: str, columns: list | None):
         self.actors, self.y, self.p, self.dispersion, self.columns = actors, y, p, dispersion, columns
         self.input_rows: np.ndarray | None = None
+        self.pulse: Pulse | None = None  # the fit's progress between round trips (pulse.py)
 
     def _map(self, method: str, *args: Any) -> list:
-        futures = [getattr(a, method)(*args) for a in self.actors]
-        return [f.result() for f in futures]
+        return results([getattr(a, method)(*args) for a in self.actors], self.pulse)
 
     def has_edge(self, fam: Family, lk: Link) -> bool:
         return fam.has_edge(lk, np.array([self.y["mean"]]))  # the only thing of y it reads: its mean
@@ -177,13 +178,19 @@ class ActorRows:
                 else:
                     out.setdefault(key, np.empty(n, dtype=col.dtype))[at] = col
                 last = key
+            if self.pulse is not None:
+                self.pulse.beat(f"per-row results of {j + 1} of {len(self.actors)} blocks")
 
-        for k, actor in enumerate(self.actors):
-            pending.append((k, actor.take_rows()))
-            if len(pending) >= ROWS_IN_FLIGHT:
+        try:
+            for k, actor in enumerate(self.actors):
+                pending.append((k, actor.take_rows()))
+                if len(pending) >= ROWS_IN_FLIGHT:
+                    place(*pending.popleft())
+            while pending:
                 place(*pending.popleft())
-        while pending:
-            place(*pending.popleft())
+        except BaseException:
+            settle([f for _, f in pending])
+            raise
         return out
 
     def separation(self, names: list[str], beta: np.ndarray, extreme: int) -> list[str]:

@@ -11,11 +11,14 @@ are), with each factor of the penalised system split as :mod:`~glmmlab.services.
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from glmmlab.engine.families.distributions import dev_eta3
 from glmmlab.engine.families.state import row_state
+from glmmlab.engine.solvers.blocked_cholesky import PatternInverse
 from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
 from glmmlab.engine.solvers.laplace_fit import laplace_rows
+from glmmlab.engine.solvers.laplace_gradient import row_inverse_blocks
 from glmmlab.services.distributed.coupled import PartialFactor
 
 
@@ -163,25 +166,18 @@ class CoupledRows:
         :meth:`gradient_forward` with the factor ``k_key``."""
         st = self.st
         d1, w_eta, wobs, w = self._weights()
-        H11, H12 = self.pf[key].lead_inverse(np.asarray(Sinv))
         n = self.rs.mu.shape[0]
         codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
         Zt = np.concatenate([b.Z @ L for b, L in zip(st.blocks, self.lams)], axis=1)
         qs = [b.q for b in st.blocks]
         starts = np.concatenate([[0], np.cumsum(qs)]).astype(int)
-        qt, q1 = int(starts[-1]), qs[0]
-        P = np.empty((n, qt, qt))  # per row, the block of H^-1 at its own levels of every factor
-        P[:, :q1, :q1] = st.lead_expand(H11)
-        rows1 = codes[0][:, None] * q1 + np.arange(q1)[None, :]
-        cols = [o + codes[t][:, None] * b.q + np.arange(b.q)[None, :]
-                for t, (b, o) in enumerate(zip(st.rest, st.rest_offsets), start=1)]
-        for t, ct in enumerate(cols, start=1):
-            s0, s1 = starts[t], starts[t + 1]
-            blk = H12[rows1[:, :, None], ct[:, None, :]]
-            P[:, :q1, s0:s1] = blk
-            P[:, s0:s1, :q1] = np.swapaxes(blk, 1, 2)
-            for t2, ct2 in enumerate(cols, start=1):
-                P[:, s0:s1, starts[t2]: starts[t2 + 1]] = Sinv[ct[:, :, None], ct2[:, None, :]]
+        Sinv = np.asarray(Sinv)
+        pattern = self._pattern(key, Sinv)
+        if pattern is not None:  # per row, the block of H^-1 at its own levels of every factor
+            P = pattern.row_blocks(Sinv, codes[0], [o + c for o, c in zip(st.rest_offsets, codes[1:])])
+        else:
+            H11, H12 = self.pf[key].lead_inverse(Sinv)  # the dense rows of (H^-1)_12
+            P = row_inverse_blocks(st, H11, H12, Sinv, codes, starts, n)
         hz = np.einsum("nab,nb->na", P, Zt)
         del P
         s = np.einsum("na,na->n", Zt, hz)
@@ -195,6 +191,15 @@ class CoupledRows:
         self._g = {"codes": codes, "Zt": Zt, "starts": starts, "hz": hz, "sw": sw, "S1": pieces[0],
                    "weights": (d1, wobs, w)}
         return (np.concatenate(pieces[1:]), *self.gradient_forward(k_key))
+
+    def _pattern(self, key: str, Sinv: np.ndarray) -> PatternInverse | None:
+        """H^-1 at the pairs of levels this block's rows meet, for scalar terms with a sparse coupling (None
+        otherwise: the dense rows of (H^-1)_12, :meth:`PartialFactor.lead_inverse`)."""
+        pf = self.pf[key]
+        if not (self.st.all_scalar and sparse.issparse(pf.C)):
+            return None
+        return PatternInverse(pf.L11[:, 0, 0], pf.C, Sinv)
+
 
     def gradient_forward(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """The forward halves of K^-1 (2u + S) and K^-1 (-2u) (K: the factor ``key``) on the leading levels; this
@@ -253,7 +258,9 @@ class CoupledRows:
         """This block's leading modes and their conditional covariances (the inverse of the factor ``key``), and
         its rows' sums; the modes are kept for :meth:`rows`."""
         lap = self.lap
-        cond1 = self.pf[key].lead_inverse(np.asarray(Sinv))[0]
+        Sinv = np.asarray(Sinv)
+        pattern = self._pattern(key, Sinv)
+        cond1 = pattern.h11.reshape(-1, 1, 1) if pattern is not None else self.pf[key].lead_inverse(Sinv)[0]
         fin = lap._row_parts({"rs": self.rs, "re": self.re})
         pearson = laplace_rows(fin, lap.pw)["pearson_residuals"]
         mu = self.rs.mu

@@ -13,12 +13,14 @@ from glmmlab.engine.solvers.row_blocks import BlockedLaplace, reml_criterion
 from glmmlab.engine.solvers.structure import Structure
 from glmmlab.services.distributed.actor_adapters import ActorBlock, ActorProfiledLmm
 from glmmlab.services.distributed.coupled import CoupledFactor, add_parts
+from glmmlab.services.distributed.pulse import Pulse, results, settle
 
 
-def reduced_factor(calls: list, in_flight: int) -> CoupledFactor | None:
+def reduced_factor(calls: list, in_flight: int, pulse: Pulse | None = None) -> CoupledFactor | None:
     """The factor of the parts the actors return for ``calls`` (functions that each start one actor's call), added
     as they come with at most ``in_flight`` calls at a time, so the driver holds a few Q2 x Q2 parts and their sum,
-    not one per actor; None when an actor has none (a factor that is not positive definite there)."""
+    not one per actor; None when an actor has none (a factor that is not positive definite there). ``pulse``:
+    beats after each part (a cancel is seen there)."""
     total: dict | None = None
     missing = False
     pending: deque = deque()
@@ -26,17 +28,23 @@ def reduced_factor(calls: list, in_flight: int) -> CoupledFactor | None:
     def take() -> None:
         nonlocal total, missing
         part = pending.popleft().result()
+        if pulse is not None:
+            pulse.beat()
         if part is None:
             missing = True
         elif not missing:
             total = add_parts(total, part)
 
-    for call in calls:
-        pending.append(call())
-        if len(pending) >= in_flight:
+    try:
+        for call in calls:
+            pending.append(call())
+            if len(pending) >= in_flight:
+                take()
+        while pending:
             take()
-    while pending:
-        take()
+    except BaseException:
+        settle(pending)
+        raise
     return None if missing or total is None else CoupledFactor(total)
 
 
@@ -51,7 +59,8 @@ class CoupledLmm(ActorProfiledLmm):
         self.st, self.in_flight = st, in_flight
 
     def factor(self, theta: np.ndarray) -> CoupledFactor:
-        F = reduced_factor([lambda b=b: b.actor.coupled_sums(theta) for b in self.units], self.in_flight)
+        F = reduced_factor([lambda b=b: b.actor.coupled_sums(theta) for b in self.units], self.in_flight,
+                           self.pulse)
         assert F is not None
         return F
 
@@ -86,6 +95,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         self.nt = st.n_theta
         self.psi_gradient = False
         self._pending = False
+        self.pulse: Pulse | None = None  # the fit's progress between round trips (pulse.py)
         self._flags()
 
     def _flags(self) -> None:
@@ -95,8 +105,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         self.estimated = flags[0]["estimated"]
 
     def _all(self, method: str, *args) -> list:
-        futures = [a.coupled(method, *args) for a in self.actors]
-        return [f.result() for f in futures]
+        return results([a.coupled(method, *args) for a in self.actors], self.pulse)
 
     def _taken(self) -> bool:
         """Whether the actors are still to move to their last candidate (told with the next call that reads their
@@ -107,7 +116,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
     def _factor(self, key: str, kind: str) -> CoupledFactor | None:
         accept = self._taken()
         return reduced_factor([lambda a=a: a.coupled("factor", key, kind, accept) for a in self.actors],
-                              self.in_flight)
+                              self.in_flight, self.pulse)
 
     def _positive(self, key: str) -> CoupledFactor | None:
         try:

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import gc
 import time
+import traceback
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Optional, Sequence
@@ -102,6 +103,7 @@ from glmmlab.services.distributed.partitions import (
     code_outer_groups,
     summarise_partition,
 )
+from glmmlab.services.distributed.pulse import Pulse, wait_for
 from glmmlab.services.distributed.whole_data import summarise_levels, whole_data
 from glmmlab.services.modeling import frames
 from glmmlab.services.modeling.fitted import FittedModel
@@ -238,21 +240,22 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     _check_nagq(shapes, int(model["nagq"]))
     ddf = data[rows_of.columns]
     binomial = bool(fam.bounded_mean)
+    pulse = Pulse(progress)  # the engine's reports go through it; it beats between round trips (cancel)
 
     if isinstance(rows_of, FormulaRows) and rows_of.needs_whole:
-        report(progress, "Levels and moments: one pass over the data for the fixed factors and scale()", 0.0)
-        parts = client.compute([dask.delayed(summarise_levels)(
+        step = pulse.step("Levels and moments: one pass over the data for the fixed factors and scale()", 0.0, 0.0)
+        parts = wait_for(client, client.compute([dask.delayed(summarise_levels)(
             p, rows_of.rows_formula, rows_of.formula, fam.name, rows_of.weights, rows_of.offset,
-            rows_of.factor_columns, rows_of.scales) for p in ddf.to_delayed()], sync=True)
+            rows_of.factor_columns, rows_of.scales) for p in ddf.to_delayed()]), step, "partitions read")
         for k, s in enumerate(parts):
             if "error" in s:
                 raise GlmmInputError(f"{s['error']} [rows counted and numbered within partition {k} of the Dask "
                                      "DataFrame]")
         rows_of.whole = whole_data(mf0.recipe, rows_of.formula, rows_of.factors, rows_of.scales, parts)
         del parts
-    report(progress, "Pass 1 of 2 over the data: checking columns and collecting groups", 0.0)
-    summaries = client.compute([dask.delayed(summarise_partition)(p, rows_of, binomial) for p in ddf.to_delayed()],
-                               sync=True)
+    step = pulse.step("Pass 1 of 2 over the data: checking columns and collecting groups", 0.0, 0.01)
+    summaries = wait_for(client, client.compute([dask.delayed(summarise_partition)(p, rows_of, binomial)
+                                                 for p in ddf.to_delayed()]), step, "partitions read")
     client.run(release_unused_memory)
     for k, s in enumerate(summaries):
         if "error" in s:
@@ -313,7 +316,7 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
         warnings.append(rank_deficient_warning(dropped))
     offsets = np.concatenate([[0], np.cumsum([s["n_input"] for s in summaries])[:-1]]).astype(np.int64)
 
-    report(progress, "Pass 2 of 2: arranging rows so that each outer group lives in one partition", 0.02)
+    step = pulse.step("Pass 2 of 2: arranging rows so that each outer group lives in one partition", 0.01, 0.03)
     outer_name = order[outer]
     cmeta = meta[rows_of.shuffled].iloc[:0].copy()
     cmeta[ROW] = pd.Series(dtype=np.int64)
@@ -325,24 +328,59 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     n_outer = len(levels[outer_name])
     nparts = npartitions or max(1, min(max(ddf.npartitions, n // BLOCK_ROWS + 1), n_outer))
     shuffled = client.persist(coded_rows.shuffle(OUTER, npartitions=nparts))
+    wait_for(client, client.futures_of(shuffled), step, "partitions arranged")
     lengths = client.compute(shuffled.map_partitions(len), sync=True)
     parts = [p for p, k in zip(client.futures_of(shuffled), lengths) if k > 0]
     del shuffled, coded_rows
     client.run(release_unused_memory)
     spec = {"rows_of": rows_of, "family": fam.name, "link": lk.name, "dispersion": dispersion, "order": order,
             "levels": levels, "outer": outer, "keep": keep, "T": T, "lean": n > LEAN_ROWS, "coupled": coupled}
-    report(progress, f"Loading {len(parts)} blocks of whole groups on the workers", 0.04)
+    n_blocks = len(parts)
+    step = pulse.step(f"Loading {n_blocks} blocks of whole groups on the workers", 0.03, 0.05)
     # one copy of the spec (the global levels, of the size of the groups) on each worker, which every actor's
     # task refers to: a copy in each task would stay as long as its actor
     spec_on_workers = client.scatter([spec], broadcast=True)[0]
-    actors = []
-    while parts:  # one partition at a time, released as soon as its block holds the rows
-        part = parts.pop(0)
-        actors.append(client.submit(GeneralBlockActor, part, spec_on_workers, actor=True).result())
-        del part
-    del spec_on_workers
-    client.run(release_unused_memory)
+    actors: list = []
+    laps: list[ActorBlock] = []
+    try:
+        while parts:  # one partition at a time, released as soon as its block holds the rows
+            part = parts.pop(0)
+            actors.append(client.submit(GeneralBlockActor, part, spec_on_workers, actor=True).result())
+            del part
+            step.done(len(actors), n_blocks, "blocks loaded")
+        del spec_on_workers
+        client.run(release_unused_memory)
+        fields = _fit_on_actors(client, actors, laps, rows_of, mf0, fam, lk, model, se, dispersion, pulse, shapes,
+                                order, levels, coupled, full, y, binomial, T, names, x_names, n, n_input, warnings)
+    except BaseException as exc:
+        # a cancel (or an error) leaves the fit with its traceback, whose frames hold handles of the actors (the
+        # driver's objectives, the calls in flight) as long as the error is kept, e.g. by whoever reports it: the
+        # finished frames' locals go now, so that the blocks leave the workers below
+        traceback.clear_frames(exc.__traceback__)
+        raise
+    finally:  # the actors end when the last handle goes; a cancelled load drops the partitions not yet loaded
+        parts.clear()
+        laps.clear()
+        actors.clear()
+        # distributed keeps each actor call's closure in a reference cycle with the actor's handle: without a
+        # collection now the blocks (the data's size on the workers) would stay until Python's next one
+        gc.collect()
+        with suppress(OSError, RuntimeError):  # a lost worker has nothing to give back
+            client.run(reuse_freed_memory, False)
+    # the record, once: the passes' warnings first, the rows the actors gave their per-row results for
+    out = record(dict(fields, rows=fields.pop("_input_rows")), [w for w in warnings if w not in fields["warnings"]],
+                 dropped)
+    return out, levels
 
+
+def _fit_on_actors(client: Any, actors: list, laps: list, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame,
+                   fam: Family, lk: Link, model: dict, se: str, dispersion: str, pulse: Pulse, shapes: list,
+                   order: list[str], levels: dict[str, list[str]], coupled: bool, full: list[dict], y: dict,
+                   binomial: bool, T: np.ndarray, names: list[str], x_names: list[str], n: int, n_input: int,
+                   warnings: list[str]) -> dict:
+    """The fit over the loaded actors (step 3 of the module docstring): the in-memory driver's fields, with the
+    rows the actors gave their per-row results for under ``_input_rows``. ``laps``: filled here with the actors'
+    driver-side blocks, cleared by the caller."""
     futures = [a.info() for a in actors]
     infos = [f.result() for f in futures]
     specs = [BlockSpec(slice(0, 0), i["level_maps"]) for i in infos]
@@ -351,11 +389,12 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     # two), so the driver holds those and their sum
     in_flight = max(2, len(client.nthreads()))
     st = skeleton(shapes, [len(levels[c]) for c in order], [levels[c] for c in order])
-    laps = [ActorBlock(a, skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos)]
+    laps.extend(ActorBlock(a, skeleton(shapes, i["sizes"]), fam) for a, i in zip(actors, infos))
     normals = [i["normal"] for i in infos if "normal" in i]
     del infos
     p = T.shape[1]
     remote = ActorRows(actors, y, p, dispersion, [s["columns"] for s in full] if binomial else None)
+    remote.pulse = pulse
     mf = DriverFrame(response=mf0.response, y=np.zeros(0), X=np.zeros((0, 0)), x_names=x_names, terms=[],
                 rows=np.zeros(0, dtype=np.int64), n_input=n_input, intercept=mf0.intercept,
                 formula=mf0.formula, warnings=list(warnings), count=n)
@@ -368,10 +407,11 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                     f.result()
                 lmm = CoupledLmm(laps, n, y["sum_log_w"], beta0, st, in_flight) if coupled else \
                     ActorProfiledLmm(laps, n, y["sum_log_w"], beta0)
-                fields = _reml_run(lmm, specs, st, T, names, mf, None, None, model, progress, remote=remote,
+                lmm.pulse = pulse
+                fields = _reml_run(lmm, specs, st, T, names, mf, None, None, model, pulse, remote=remote,
                                    polish=not coupled)
             else:
-                report(progress, "Initial values (GLM)", 0.05)
+                pulse("Initial values (GLM)", 0.05)
                 nb0: float | None
                 glm_m2: float | None
                 glm_dev: float | None
@@ -386,32 +426,23 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
                 beta0 = remote.inside_start(beta0, fam, lk)
                 obj: ActorLaplace | CoupledLaplace
                 if coupled:  # one block: the whole data over the actors, each step's factor reduced here
-                    obj = CoupledLaplace(CoupledUnit(actors, st, fam, level_maps, in_flight),
-                                         remote.likelihood(fam), st.n_theta)
+                    unit = CoupledUnit(actors, st, fam, level_maps, in_flight)
+                    unit.pulse = pulse
+                    obj = CoupledLaplace(unit, remote.likelihood(fam), st.n_theta)
                     specs = [BlockSpec(slice(0, 0), [np.arange(len(levels[c])) for c in order])]
                 else:
                     obj = ActorLaplace(laps, remote.likelihood(fam), st.n_theta)
+                    obj.pulse = pulse
                 if fam.name == "negbin":
                     obj.set_family(fam, obj.lik)
                 fields = _laplace_run(obj, specs, st, np.zeros((0, p)), T, names, mf, None, None, fam, lk, model,
-                                      se, progress, beta0, nb0, glm_m2, glm_dev, remote=remote)
+                                      se, pulse, beta0, nb0, glm_m2, glm_dev, remote=remote)
     except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
         raise GlmmInputError(
             f"the fit broke down numerically ({exc}): the data may not suit the {fam.name} family with the "
             f"{lk.name} link, or the random-effects terms may ask more than the data can tell. Check the "
             "response and predictors, simplify the random effects, or try another link") from None
-    finally:  # the actors end when the last handle goes
-        laps.clear()
-        actors.clear()
-        remote.actors = []
-        # distributed keeps each actor call's closure in a reference cycle with the actor's handle: without a
-        # collection now the blocks (the data's size on the workers) would stay until Python's next one
-        gc.collect()
-        with suppress(OSError, RuntimeError):  # a lost worker has nothing to give back
-            client.run(reuse_freed_memory, False)
-    # the record, once: the passes' warnings first, the rows the actors gave their per-row results for
-    out = record(dict(fields, rows=remote.input_rows), [w for w in warnings if w not in fields["warnings"]], dropped)
-    return out, levels
+    return dict(fields, _input_rows=remote.input_rows)
 
 
 def read_parquet_lazily(path: str, columns: list[str] | None = None) -> Any:
