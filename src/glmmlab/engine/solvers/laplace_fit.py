@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from glmmlab.engine.families.distributions import negbin_family
-from glmmlab.engine.families.limits import at_limit, limit_start, limit_warnings
 from glmmlab.engine.families.modelled import ModelledFamily
+from glmmlab.engine.families.parameter_limits import at_limit, limit_start, limit_warnings
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
@@ -230,7 +230,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                 nb_value(x)  # the member of the estimates again
         # a parameter that ended part of the way to its limit (NB2's theta -> infinity on data without
         # overdispersion): the deviance flattens out there and the optimiser stops early, so it starts once more
-        # from the limit and the better end is kept (see families/limits.py)
+        # from the limit and the better end is kept (see families/parameter_limits.py)
         toward = limit_start(base_family, x[-m_psi:])
         if toward is not None:
             # the other parameters optimised with the family's held at the limit (the limit model's fit: held
@@ -440,7 +440,7 @@ def _head(fg: tuple[float, np.ndarray], m: int) -> tuple[float, np.ndarray]:
 
 def _free(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """The parameters the standard errors' Hessian is taken over: not a theta entry at its bound 0, nor a family
-    parameter at its limit (marked by a bound of +inf; families/limits.py)."""
+    parameter at its limit (marked by a bound of +inf; families/parameter_limits.py)."""
     return ~(((lower == 0.0) & (x <= 0.0)) | (lower == np.inf))
 
 
