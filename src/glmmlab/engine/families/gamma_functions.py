@@ -12,6 +12,8 @@ and :func:`digamma_diff` give them through Stirling's series with the large part
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import special
 
@@ -65,8 +67,13 @@ def _stirling_tail(x: np.ndarray) -> np.ndarray:
         1.0 / 1188 + r2 * (-691.0 / 360360 + r2 / 156))))))
 
 
-def _split(y: np.ndarray, s: np.ndarray, at: float, big_fn, small_fn) -> np.ndarray:
-    """big_fn where s >= at, small_fn elsewhere, without indexing when all rows fall on one side."""
+def _split(y, s, at: float, big_fn, small_fn) -> np.ndarray:
+    """big_fn where s >= at, small_fn elsewhere (arrays broadcast), without masks when one side takes every row
+    (always for a scalar s: one dispersion for all rows)."""
+    if isinstance(s, (float, int)) or np.ndim(s) == 0:
+        s = float(s)
+        return big_fn(np.asarray(y, dtype=float), s) if s >= at else small_fn(np.asarray(y, dtype=float), s)
+    y, s = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(s, dtype=float))
     big = s >= at
     if big.all():
         return big_fn(y, s)
@@ -81,6 +88,10 @@ def _split(y: np.ndarray, s: np.ndarray, at: float, big_fn, small_fn) -> np.ndar
 
 def _x_minus_log1p(x: np.ndarray) -> np.ndarray:
     """x - log(1 + x) for x >= 0, by its series below 0.01 (12 terms: below 1e-26 of the value)."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 0:
+        x = x.reshape(1)
+        return _x_minus_log1p(x)[0]
     out = x - np.log1p(x)
     small = x < 0.01
     if small.any():
@@ -105,8 +116,14 @@ def lgamma_ratio(y, s) -> np.ndarray:
     """log Gamma(y + s) - log Gamma(s) - y log s for y >= 0, s > 0 (arrays broadcast), accurate to rounding of
     the result also for s of 1e15: for s >= STIRLING_FROM by Stirling's series, (y - 1/2) x - (s + y - 1/2)
     (x - log1p(x)) with x = y / s, plus the series' tails' difference."""
-    y, s = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(s, dtype=float))
-    return _split(y.ravel(), s.ravel(), STIRLING_FROM, _lgamma_ratio_big, _lgamma_ratio_small).reshape(y.shape)
+    if isinstance(y, (float, int)) and isinstance(s, (float, int)):  # one number (the t's constant): no arrays
+        yf, sf = float(y), float(s)
+        if sf < STIRLING_FROM:
+            return math.lgamma(yf + sf) - math.lgamma(sf) - yf * math.log(sf)
+        x = yf / sf
+        tail = _stirling_tail(np.array([sf + yf, sf]))
+        return (yf - 0.5) * x - (sf + yf - 0.5) * float(_x_minus_log1p(np.array([x]))[0]) + float(tail[0] - tail[1])
+    return _split(y, s, STIRLING_FROM, _lgamma_ratio_big, _lgamma_ratio_small)
 
 
 def _digamma_diff_big(y: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -122,8 +139,7 @@ def _digamma_diff_small(y: np.ndarray, s: np.ndarray) -> np.ndarray:
 def digamma_diff(y, s) -> np.ndarray:
     """psi(y + s) - psi(s) for y >= 0, s > 0 (arrays broadcast), accurate to rounding of the result for large s:
     log1p(y / s) + y / (2 s (s + y)) + y (2 s + y) / (12 s^2 (s + y)^2) - the next term's difference."""
-    y, s = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(s, dtype=float))
-    return _split(y.ravel(), s.ravel(), DIGAMMA_FROM, _digamma_diff_big, _digamma_diff_small).reshape(y.shape)
+    return _split(y, s, DIGAMMA_FROM, _digamma_diff_big, _digamma_diff_small)
 
 
 def _trigamma_diff_big(y: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -143,13 +159,9 @@ def _tetragamma_diff_big(y: np.ndarray, s: np.ndarray) -> np.ndarray:
 def trigamma_diff(y, s) -> np.ndarray:
     """psi1(y + s) - psi1(s) (y >= 0, s > 0), accurate to rounding of the result also for large s, where the
     difference of the two values (each about 1 / s) would keep few digits of it (about y / s^2)."""
-    y, s = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(s, dtype=float))
-    return _split(y.ravel(), s.ravel(), DIGAMMA_FROM, _trigamma_diff_big,
-                  lambda a, b: trigamma(a + b) - trigamma(b)).reshape(y.shape)
+    return _split(y, s, DIGAMMA_FROM, _trigamma_diff_big, lambda a, b: trigamma(a + b) - trigamma(b))
 
 
 def tetragamma_diff(y, s) -> np.ndarray:
     """psi2(y + s) - psi2(s) (y >= 0, s > 0), accurate to rounding of the result also for large s."""
-    y, s = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(s, dtype=float))
-    return _split(y.ravel(), s.ravel(), DIGAMMA_FROM, _tetragamma_diff_big,
-                  lambda a, b: tetragamma(a + b) - tetragamma(b)).reshape(y.shape)
+    return _split(y, s, DIGAMMA_FROM, _tetragamma_diff_big, lambda a, b: tetragamma(a + b) - tetragamma(b))
