@@ -128,3 +128,21 @@ def test_zero_inflation_at_its_limit_is_the_model_without_it():
     assert any("zero-inflation probability went to its limit" in w for w in zip_.warnings), zip_.warnings
     np.testing.assert_array_less(np.abs(zip_.fixef["cond"].values - plain.fixef["cond"].values),
                                  1e-3 * plain.bse.values)
+
+
+def test_a_beta_binomial_fit_to_binomial_counts_reaches_the_binomial_fit():
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(30), 15)
+    x = rng.normal(size=g.size)
+    n = rng.integers(5, 20, size=g.size)
+    p = special.expit(-0.3 + 0.5 * x + rng.normal(0.0, 0.6, 30)[g])
+    k = rng.binomial(n, p)
+    d = pd.DataFrame({"k": k, "f": n - k, "x": x, "g": [f"g{i}" for i in g]})
+    binom = glmmlab.glmm("cbind(k, f) ~ x + (1 | g)", d, family="binomial")
+    r = glmmlab.glmm("cbind(k, f) ~ x + (1 | g)", d, family="betabinomial")
+    assert r.converged
+    assert r.llf >= binom.llf - 1e-6
+    if r.llf <= binom.llf + 1e-6:
+        assert any("binomial" in w and "went to its limit" in w for w in r.warnings), r.warnings
+        np.testing.assert_array_less(np.abs(r.fixef["cond"].values - binom.fixef["cond"].values),
+                                     1e-3 * binom.bse.values)

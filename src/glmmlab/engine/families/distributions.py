@@ -599,8 +599,17 @@ BASE_FAMILIES: dict[str, Family] = {
 }
 
 
+# The optimiser's box for the families whose parameter has a simpler family at its limit (families/
+# parameter_limits.py): their log-densities keep their digits out to 1e15, so the limit is tried where the
+# difference from the limit model is below 1e-12 of a log-likelihood
+LIMIT_RANGE = (-36.0, 36.0)
+
+
 @dataclass(frozen=True)
 class NegativeBinomial(Family):
+    def internal_range(self):
+        return LIMIT_RANGE
+
     def check_response(self, y, response):
         _check_counts(y, response, self.name)
 

@@ -15,6 +15,7 @@ from scipy import special
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import (
     _TINY,
+    LIMIT_RANGE,
     LOG_PI,
     DensityFamily,
     Family,
@@ -50,6 +51,9 @@ def _nb1_unit_deviance(y, mu, phi):
 
 @dataclass(frozen=True)
 class NegativeBinomial1(DensityFamily):
+    def internal_range(self):
+        return LIMIT_RANGE
+
     def safe_links(self):
         return ("log",)
 
@@ -215,6 +219,9 @@ def _betabinomial_logpdf(y, mu, disp, phi):
 
 @dataclass(frozen=True)
 class BetaBinomial(DensityFamily):
+    def internal_range(self):
+        return LIMIT_RANGE
+
     def safe_links(self):
         return ("logit", "probit")
 
@@ -243,15 +250,13 @@ class BetaBinomial(DensityFamily):
         phi = self.parameters[0]
         n, k = resp.trials, resp.k
         a, b = mu * phi, q * phi
-        ka, nb = k + a, n - k + b
         # log Gamma(k + a) - log Gamma(a) + log Gamma(n - k + b) - log Gamma(b) - log Gamma(n + phi) + log Gamma(phi)
         # with the parts of size log phi cancelled by hand (gamma_functions.lgamma_ratio): every digit also near
         # the binomial limit phi -> inf
         ll = (resp.lchoose + lgamma_ratio(k, a) + lgamma_ratio(n - k, b) - lgamma_ratio(n, phi)
               + special.xlogy(k, mu) + special.xlogy(n - k, q))
         l1 = phi * (digamma_diff(k, a) - digamma_diff(n - k, b))
-        l2 = phi * phi * (trigamma(ka) - trigamma(a) + trigamma(nb)
-                          - trigamma(b))
+        l2 = phi * phi * (trigamma_diff(k, a) + trigamma_diff(n - k, b))
         mq = np.maximum(mu * q, _TINY)
         info = n * (1.0 + phi) / ((n + phi) * mq)
         return ll, l1, l2, info, mq * (n + phi) / (n * (1.0 + phi))
@@ -260,7 +265,7 @@ class BetaBinomial(DensityFamily):
         phi = self.parameters[0]
         n, k = resp.trials, resp.k
         a, b = mu * phi, q * phi
-        return phi ** 3 * (_polygamma2(k + a) - _polygamma2(a) - _polygamma2(n - k + b) + _polygamma2(b))
+        return phi ** 3 * (tetragamma_diff(k, a) - tetragamma_diff(n - k, b))
 
     def _member(self, values):
         return betabinomial_family(*values)
@@ -322,6 +327,9 @@ def _t_unit_deviance(y, mu, sigma, df):
 
 @dataclass(frozen=True)
 class StudentT(DensityFamily):
+    def internal_range(self):
+        return LIMIT_RANGE
+
     def safe_links(self):
         return ("identity", "log")
 

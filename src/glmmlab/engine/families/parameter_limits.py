@@ -22,9 +22,10 @@ LIMITS = {
     "betabinomial": ("phi", 1.0, "binomial", "no overdispersion beyond the binomial"),
     "t_family": ("df", 1.0, "gaussian", "tails no heavier than the normal's"),
 }
-# where the optimiser starts on the log scale, on the limit's side: the families' own box is (-20, 20) (NB2 at
-# theta = 3e8 is the Poisson to a deviance of sum((y - mu)^2 - y) / theta), a zero or dispersion model's (-60, 60)
-PLAIN_LIMIT, MODELLED_LIMIT = 19.5, 30.0
+# where the fit at the limit holds the parameter, on the log scale: inside the families' box LIMIT_RANGE (-36, 36)
+# and a zero or dispersion model's (-60, 60); NB2 at theta = e^35 = 1.6e15 is the Poisson to a deviance of
+# sum((y - mu)^2 - y) / theta
+PLAIN_LIMIT, MODELLED_LIMIT = 35.0, 35.0
 NEAR_FROM = 5.0  # a fit that ended beyond this on the limit's side (NB2: theta > 148) is tried at the limit too
 HELD_FROM = 18.0  # a parameter that ended beyond this on the limit's side (NB2: theta > 6.6e7) is at the limit
 
