@@ -11,8 +11,8 @@ import numpy as np
 from scipy import special
 
 from glmmlab.engine.families.catalogue import FAMILIES
-from glmmlab.engine.families.distributions import DensityFamily, Family
-from glmmlab.engine.families.gamma_functions import tetragamma, trigamma
+from glmmlab.engine.families.distributions import DensityFamily, Family, minus_log1p
+from glmmlab.engine.families.gamma_functions import digamma_diff, lgamma_ratio, tetragamma_diff, trigamma_diff
 from glmmlab.engine.families.state import LOG_2PI
 
 
@@ -60,7 +60,7 @@ class NegBin2Density(CountDensity):
         y = resp.y
         mt = mu + th
         yt = y + th
-        ll = _nb2_constant(resp, th) + y * np.log(mu) - yt * np.log(mt)  # + theta log theta in the constant
+        ll = _nb2_constant(resp, th) + y * np.log(mu) - yt * np.log1p(mu / th)  # - y log theta in the constant
         return ll, y / mu - yt / mt, -y / (mu * mu) + yt / (mt * mt), th / (mu * mt), mu + mu * mu / th
 
     def mu_third(self, resp, mu, q):
@@ -73,13 +73,14 @@ class NegBin2Density(CountDensity):
 
 
 def _nb2_constant(resp, th):
-    """log Gamma(y + theta) - log Gamma(theta) - log y! + theta log theta per row: kept for the last scalar theta
-    (a mode search and the gradient's differences in the zero model evaluate one theta many times)."""
+    """log Gamma(y + theta) - log Gamma(theta) - y log theta - log y! per row, without cancellation near the
+    Poisson limit (gamma_functions.lgamma_ratio): kept for the last scalar theta (a mode search and the gradient's
+    differences in the zero model evaluate one theta many times)."""
     if np.ndim(th):
-        return special.gammaln(resp.y + th) - special.gammaln(th) - resp.lgamma_y1 + th * np.log(th)
+        return lgamma_ratio(resp.y, th) - resp.lgamma_y1
     cached = getattr(resp, "_nb2_const", None)
     if cached is None or cached[0] != th:
-        value = special.gammaln(resp.y + th) - (special.gammaln(th) - th * np.log(th)) - resp.lgamma_y1
+        value = lgamma_ratio(resp.y, th) - resp.lgamma_y1
         cached = (th, value)
         resp._nb2_const = cached
     return cached[1]
@@ -180,7 +181,7 @@ def zero_terms(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
     if isinstance(base, NegBin2Density):
         th = base.parameters[0]
         mt = mu + th
-        return th * np.log(th / mt), -th / mt, th / (mt * mt), -2.0 * th / _cube(mt)
+        return -th * np.log1p(mu / th), -th / mt, th / (mt * mt), -2.0 * th / _cube(mt)
     if base.name == "nbinom1":
         phi = base.parameters[0]
         z = np.zeros_like(mu)
@@ -200,19 +201,19 @@ def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] 
     if isinstance(base, NegBin2Density):
         th = base.parameters[0]
         mt = mu + th
-        dll = special.digamma(y + th) - special.digamma(th) + np.log(th / mt) + 1.0 - (y + th) / mt
+        dll = digamma_diff(y, th) - np.log1p(mu / th) + (mu - y) / mt
         return th * dll, th * (y - mu) / (mt * mt), th * (mu - th - 2.0 * y) / _cube(mt)
     if base.name == "nbinom1":
         phi = base.parameters[0]
         sz = mu / phi
         lp = np.log1p(phi)
-        dg = special.digamma(y + sz) - special.digamma(sz)
-        tg = trigamma(y + sz) - trigamma(sz)
+        dg = digamma_diff(y, sz)
+        tg = trigamma_diff(y, sz)
         l1 = (dg - lp) / phi
         l2 = tg / (phi * phi)
         dll = -(dg - lp) * sz / phi - sz / (1.0 + phi) + y / (phi * (1.0 + phi))
         dl1 = -(tg * sz / phi + 1.0 / (1.0 + phi)) / phi - l1 / phi
-        dl2 = -(tetragamma(y + sz) - tetragamma(sz)) * sz / _cube(phi) - 2.0 * l2 / phi
+        dl2 = -tetragamma_diff(y, sz) * sz / _cube(phi) - 2.0 * l2 / phi
         return phi * dll, phi * dl1, phi * dl2
     return None
 
@@ -222,7 +223,8 @@ def zero_disp_partials(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] |
     if isinstance(base, NegBin2Density):
         th = base.parameters[0]
         mt = mu + th
-        return th * (np.log(th / mt) + mu / mt), -th * mu / (mt * mt), th * (mu - th) / _cube(mt)
+        x = mu / th  # log(theta / mt) + mu / mt = (x - log1p(x)) - x^2 / (1 + x), without cancellation
+        return th * (minus_log1p(x) - x * x / (1.0 + x)), -th * mu / (mt * mt), th * (mu - th) / _cube(mt)
     if base.name == "nbinom1":
         phi = base.parameters[0]
         lp = np.log1p(phi)

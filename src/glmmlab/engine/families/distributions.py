@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.families.gamma_functions import tetragamma, trigamma
+from glmmlab.engine.families.gamma_functions import lgamma_ratio, tetragamma, trigamma
 from glmmlab.engine.families.links import _EPS, _TINY, Link, _same
 from glmmlab.engine.families.state import (
     LOG_2PI,
@@ -602,8 +602,17 @@ BASE_FAMILIES: dict[str, Family] = {
 }
 
 
+# The optimiser's box for the families whose parameter has a simpler family at its limit (families/
+# parameter_limits.py): their log-densities keep their digits out to 1e15, so the limit is tried where the
+# difference from the limit model is below 1e-12 of a log-likelihood
+LIMIT_RANGE = (-36.0, 36.0)
+
+
 @dataclass(frozen=True)
 class NegativeBinomial(Family):
+    def internal_range(self):
+        return LIMIT_RANGE
+
     def check_response(self, y, response):
         _check_counts(y, response, self.name)
 
@@ -655,8 +664,10 @@ def _negbin_unit_deviance(y, mu, th):
 
 def _negbin_logpdf(y, mu, phi, th):
     mu = np.maximum(mu, _TINY)
-    return (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
-            + th * np.log(th / (th + mu)) + special.xlogy(y, mu / (th + mu)))
+    # log Gamma(y + th) - log Gamma(th) - log y! + th log(th / (th + mu)) + y log(mu / (th + mu)), with the parts of
+    # size log th cancelled by hand (see gamma_functions.lgamma_ratio): every digit also near the Poisson limit
+    return (lgamma_ratio(y, th) - special.gammaln(y + 1.0) + special.xlogy(y, mu)
+            - (y + th) * np.log1p(mu / th))
 
 
 def negbin_family(theta: float) -> Family:

@@ -17,6 +17,7 @@ from scipy import special
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import (
     _TINY,
+    LIMIT_RANGE,
     LOG_PI,
     DensityFamily,
     Family,
@@ -25,7 +26,7 @@ from glmmlab.engine.families.distributions import (
     _polygamma2,
     _positive,
 )
-from glmmlab.engine.families.gamma_functions import trigamma
+from glmmlab.engine.families.gamma_functions import digamma_diff, lgamma_ratio, tetragamma_diff, trigamma, trigamma_diff
 from glmmlab.engine.families.links import _EPS
 from glmmlab.engine.families.tweedie import (  # noqa: F401 - glmmTMB's tweedie, given here with the others
     Tweedie,
@@ -57,9 +58,11 @@ def _nb1_variance_d1(mu, phi):
 
 
 def _nb1_logpdf(y, mu, disp, phi):
-    s = np.maximum(mu, _TINY) / phi
-    return (special.gammaln(y + s) - special.gammaln(s) - special.gammaln(y + 1.0) - s * np.log1p(phi)
-            + y * np.log(phi / (1.0 + phi)))
+    mu = np.maximum(mu, _TINY)
+    s = mu / phi
+    # log Gamma(y + s) - log Gamma(s) - log y! - s log(1 + phi) + y log(phi / (1 + phi)), the parts of size log s
+    # cancelled by hand (gamma_functions.lgamma_ratio): every digit also near the Poisson limit phi -> 0
+    return lgamma_ratio(y, s) - special.gammaln(y + 1.0) + special.xlogy(y, mu) - (s + y) * np.log1p(phi)
 
 
 def _nb1_unit_deviance(y, mu, phi):
@@ -68,6 +71,9 @@ def _nb1_unit_deviance(y, mu, phi):
 
 @dataclass(frozen=True)
 class NegativeBinomial1(CompleteDensity, DensityFamily):
+    def internal_range(self):
+        return LIMIT_RANGE
+
     def safe_links(self):
         return ("log",)
 
@@ -88,17 +94,17 @@ class NegativeBinomial1(CompleteDensity, DensityFamily):
         y = resp.y
         s = mu / phi
         ys = y + s
-        ll = (special.gammaln(ys) - special.gammaln(s) - resp.lgamma_y1 - s * np.log1p(phi)
-              + y * np.log(phi / (1.0 + phi)))
-        l1 = (special.digamma(ys) - special.digamma(s) - np.log1p(phi)) / phi
-        l2 = (trigamma(ys) - trigamma(s)) / (phi * phi)
+        lp = np.log1p(phi)
+        ll = lgamma_ratio(y, s) - resp.lgamma_y1 + y * np.log(mu) - ys * lp  # as _nb1_logpdf
+        l1 = (digamma_diff(y, s) - lp) / phi
+        l2 = trigamma_diff(y, s) / (phi * phi)
         var = mu * (1.0 + phi)
         return ll, l1, l2, 1.0 / var, var
 
     def mu_third(self, resp, mu, q):
         phi = self.parameters[0]
         s = mu / phi
-        return (_polygamma2(resp.y + s) - _polygamma2(s)) / phi ** 3
+        return tetragamma_diff(resp.y, s) / phi ** 3
 
     def _member(self, values):
         return nbinom1_family(*values)
@@ -233,6 +239,9 @@ def _betabinomial_logpdf(y, mu, disp, phi):
 
 @dataclass(frozen=True)
 class BetaBinomial(CompleteDensity, DensityFamily):
+    def internal_range(self):
+        return LIMIT_RANGE
+
     def safe_links(self):
         return ("logit", "probit")
 
@@ -261,12 +270,13 @@ class BetaBinomial(CompleteDensity, DensityFamily):
         phi = self.parameters[0]
         n, k = resp.trials, resp.k
         a, b = mu * phi, q * phi
-        ka, nb = k + a, n - k + b
-        ll = (resp.lchoose + special.gammaln(ka) + special.gammaln(nb) - special.gammaln(n + phi)
-              + special.gammaln(phi) - special.gammaln(a) - special.gammaln(b))
-        l1 = phi * (special.digamma(ka) - special.digamma(a) - special.digamma(nb) + special.digamma(b))
-        l2 = phi * phi * (trigamma(ka) - trigamma(a) + trigamma(nb)
-                          - trigamma(b))
+        # log Gamma(k + a) - log Gamma(a) + log Gamma(n - k + b) - log Gamma(b) - log Gamma(n + phi) + log Gamma(phi)
+        # with the parts of size log phi cancelled by hand (gamma_functions.lgamma_ratio): every digit also near
+        # the binomial limit phi -> inf
+        ll = (resp.lchoose + lgamma_ratio(k, a) + lgamma_ratio(n - k, b) - lgamma_ratio(n, phi)
+              + special.xlogy(k, mu) + special.xlogy(n - k, q))
+        l1 = phi * (digamma_diff(k, a) - digamma_diff(n - k, b))
+        l2 = phi * phi * (trigamma_diff(k, a) + trigamma_diff(n - k, b))
         mq = np.maximum(mu * q, _TINY)
         info = n * (1.0 + phi) / ((n + phi) * mq)
         return ll, l1, l2, info, mq * (n + phi) / (n * (1.0 + phi))
@@ -275,7 +285,7 @@ class BetaBinomial(CompleteDensity, DensityFamily):
         phi = self.parameters[0]
         n, k = resp.trials, resp.k
         a, b = mu * phi, q * phi
-        return phi ** 3 * (_polygamma2(k + a) - _polygamma2(a) - _polygamma2(n - k + b) + _polygamma2(b))
+        return phi ** 3 * (tetragamma_diff(k, a) - tetragamma_diff(n - k, b))
 
     def _member(self, values):
         return betabinomial_family(*values)
@@ -321,8 +331,13 @@ def _t_variance(mu, sigma, df):
 
 def _t_logpdf(y, mu, disp, sigma, df):
     z = (y - mu) / sigma
-    return (special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df) - 0.5 * (np.log(df) + LOG_PI)
-            - np.log(sigma) - 0.5 * (df + 1.0) * np.log1p(z * z / df))
+    return _t_constant(sigma, df) - 0.5 * (df + 1.0) * np.log1p(z * z / df)
+
+
+def _t_constant(sigma, df):
+    """log Gamma((df + 1) / 2) - log Gamma(df / 2) - log(df pi) / 2 - log sigma, without cancellation at large df
+    (gamma_functions.lgamma_ratio: the first two differ by log(df / 2) / 2 + lgamma_ratio(1/2, df / 2))."""
+    return lgamma_ratio(0.5, 0.5 * df) - 0.5 * (np.log(2.0) + LOG_PI) - np.log(sigma)
 
 
 def _t_unit_deviance(y, mu, sigma, df):
@@ -332,6 +347,9 @@ def _t_unit_deviance(y, mu, sigma, df):
 
 @dataclass(frozen=True)
 class StudentT(CompleteDensity, DensityFamily):
+    def internal_range(self):
+        return LIMIT_RANGE
+
     def safe_links(self):
         return ("identity", "log")
 
@@ -343,7 +361,7 @@ class StudentT(CompleteDensity, DensityFamily):
     def _const(self):
         """The density's constant: a number, or one per row where sigma varies by row (a dispersion model)."""
         sigma, df = self.parameters
-        c = special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df) - 0.5 * (np.log(df) + LOG_PI) - np.log(sigma)
+        c = _t_constant(sigma, df)
         return float(c) if np.ndim(c) == 0 else c
 
     def _sat(self, y, resp):

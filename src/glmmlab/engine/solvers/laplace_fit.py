@@ -8,6 +8,7 @@ import numpy as np
 
 from glmmlab.engine.families.distributions import negbin_family
 from glmmlab.engine.families.modelled import ModelledFamily
+from glmmlab.engine.families.parameter_limits import at_limit, limit_start, limit_warnings
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.inference import advice
 from glmmlab.engine.inference import wald as inference
@@ -237,19 +238,49 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                 x, record, deviance = x_p, record_p, deviance_p
             else:
                 nb_value(x)  # the member of the estimates again
+        # a parameter that ended part of the way to its limit (NB2's theta -> infinity on data without
+        # overdispersion): the deviance flattens out there and the optimiser stops early, so it starts once more
+        # from the limit and the better end is kept (see families/parameter_limits.py)
+        toward = limit_start(base_family, x[-m_psi:])
+        if toward is not None:
+            # the other parameters optimised with the family's held at the limit (the limit model's fit: held
+            # free, the deviance's flat direction would keep the optimiser wandering)
+            report(progress, "Trying the family parameter's limit", 0.8)
+
+            def at_toward(params):
+                return np.append(params, toward)
+
+            x_r, record_l = _optimize(lambda p: nb_value(at_toward(p)), x[:-m_psi], lower, model, progress,
+                                      "Optimizing Laplace deviance (family parameter at its limit)", 0.8, 0.82,
+                                      fun_grad=(lambda p: _head(nb_value_grad(at_toward(p)), m_psi))
+                                      if exact else None)
+            x_l = at_toward(x_r)
+            record_l.x0, record_l.x, record_l.hessian = list(map(float, x[:-m_psi])) + list(map(float, toward)), \
+                list(map(float, x_l)), None
+            record_l.lower = record.lower
+            deviance_l = cold_value(obj, x_l, edge, nb_value)
+            if deviance_l <= deviance + 1e-9 * max(1.0, abs(deviance)):
+                x, record, deviance = x_l, record_l, deviance_l
+            else:
+                nb_value(x)  # the member of the estimates again
         x_full = x
+        limit_held = at_limit(base_family, x_full[-m_psi:])
+        # the bounds of the standard errors' Hessian: a parameter at its limit is held there (+inf, see _free)
+        lower_se = lower_full.copy()
+        lower_se[lower_se.size - m_psi:][limit_held] = np.inf
         if fam.hessian_se and exact and record.hessian is not None:
             # the optimiser's Hessian at its optimum, held at the bound where theta is (as joint_hessian)
             hess_full = np.array(record.hessian, dtype=float)
-            held = (lower_full == 0.0) & (x_full <= 0.0)
+            held = ~_free(x_full, lower_se)
             hess_full[held, :] = 0.0
             hess_full[:, held] = 0.0
             nb_value(x_full)  # the member of the estimates again
         elif fam.hessian_se:
             report(progress, "Computing standard errors (Hessian)", 0.82)
             hess_full = joint_hessian(nb_value_grad if exact else numeric_gradient(nb_value, lower_full), x_full,
-                                      lower_full, forward=True)
+                                      lower_se, forward=True)
             nb_value(x_full)  # the member of the estimates again
+        lower_full = lower_se
         fam = obj.laps[0].fam
         x = x[:-m_psi]
     else:
@@ -403,6 +434,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             X = None if binary is not None else np.asarray(mf.X, dtype=float)
             out["warnings"].extend(advice.separation_in_frame(list(mf.x_names), X, mf.y, x_beta, rows["fitted"],
                                                               columns=binary))
+    if negbin:
+        out["warnings"].extend(limit_warnings(fam, x_full[-m_psi:]))
     if modelled:
         out.update(modelled_results(fam, x_full, hess_full, lower_full, nt, mf.y, pw, trials, data or {}, rows))
     elif negbin:
@@ -413,13 +446,23 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     return out
 
 
+def _head(fg: tuple[float, np.ndarray], m: int) -> tuple[float, np.ndarray]:
+    """A value and gradient with the gradient's last ``m`` entries left out."""
+    return fg[0], fg[1][:-m]
+
+
+def _free(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The parameters the standard errors' Hessian is taken over: not a theta entry at its bound 0, nor a family
+    parameter at its limit (marked by a bound of +inf; families/parameter_limits.py)."""
+    return ~(((lower == 0.0) & (x <= 0.0)) | (lower == np.inf))
+
+
 def joint_hessian(fg, x: np.ndarray, lower: np.ndarray, forward: bool = False) -> np.ndarray:
     """The finite-difference Hessian of the Laplace deviance (``fg``: value and gradient) at ``x`` over the
-    parameters off their bound (a theta entry at its bound 0 is held there: the deviance has no curvature in it
-    to invert, and glmmTMB's SEs of the others at such a fit are theirs with it fixed); zeros in the rows and
-    columns of the others. ``forward``: forward differences (:func:`fd_hessian`)."""
-    free = ~((lower == 0.0) & (x <= 0.0))
-    idx = np.flatnonzero(free)
+    parameters off their bound (a theta entry at its bound 0, a family parameter at its limit: held there, the
+    deviance has no curvature in it to invert, and glmmTMB's SEs of the others at such a fit are theirs with it
+    fixed); zeros in the rows and columns of the others. ``forward``: forward differences (:func:`fd_hessian`)."""
+    idx = np.flatnonzero(_free(x, lower))
 
     def fg_free(z):
         xf = x.copy()
@@ -435,8 +478,7 @@ def joint_hessian(fg, x: np.ndarray, lower: np.ndarray, forward: bool = False) -
 def fixed_effects_covariance(H: np.ndarray, x: np.ndarray, lower: np.ndarray, nt: int, p: int) -> np.ndarray:
     """The covariance of the fixed effects (the scaled design's, entries nt .. nt + p of ``x``) from
     :func:`joint_hessian` of a deviance (-2 log L): their block of 2 H^-1 over the parameters off their bound."""
-    free = ~((lower == 0.0) & (x <= 0.0))
-    idx = np.flatnonzero(free)
+    idx = np.flatnonzero(_free(x, lower))
     cov = 2.0 * inference.inverse_spd(H[np.ix_(idx, idx)])
     pos = {int(j): i for i, j in enumerate(idx)}
     sel = [pos[j] for j in range(nt, nt + p)]

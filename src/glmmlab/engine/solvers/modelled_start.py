@@ -173,12 +173,12 @@ def modelled_results(fam: ModelledFamily, x_full, hess_full, lower_full, nt: int
     se = np.full(m, np.nan)
     cov = np.full((m, m), np.nan)
     if hess_full is not None and x_full is not None:
-        free = ~((lower_full == 0.0) & (x_full <= 0.0))
-        idx = np.flatnonzero(free)
+        idx = np.flatnonzero(~(((lower_full == 0.0) & (x_full <= 0.0)) | (lower_full == np.inf)))  # as _free
         C = 2.0 * inference.inverse_spd(hess_full[np.ix_(idx, idx)])
         pos = {int(j): i for i, j in enumerate(idx)}
-        sel = [pos[j] for j in range(x_full.size - m, x_full.size)]
-        cov = C[np.ix_(sel, sel)]
+        mine = [k for k, j in enumerate(range(x_full.size - m, x_full.size)) if j in pos]  # held ones: NaN
+        sel = [pos[x_full.size - m + k] for k in mine]
+        cov[np.ix_(mine, mine)] = C[np.ix_(sel, sel)]
         se = np.sqrt(np.abs(np.diag(cov)))
     submodels: dict = {}
 
