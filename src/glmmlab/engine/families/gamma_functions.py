@@ -126,7 +126,7 @@ def _lgamma_ratio_small(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     return special.gammaln(y + s) - special.gammaln(s) - y * np.log(s)
 
 
-def lgamma_ratio(y, s) -> np.ndarray:
+def lgamma_ratio(y, s) -> np.ndarray | float:
     """log Gamma(y + s) - log Gamma(s) - y log s for y >= 0, s > 0 (arrays broadcast), accurate to rounding of
     the result also for s of 1e15: for s >= STIRLING_FROM by Stirling's series, (y - 1/2) x - (s + y - 1/2)
     (x - log1p(x)) with x = y / s, plus the series' tails' difference."""

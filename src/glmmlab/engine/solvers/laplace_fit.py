@@ -434,7 +434,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             X = None if binary is not None else np.asarray(mf.X, dtype=float)
             out["warnings"].extend(advice.separation_in_frame(list(mf.x_names), X, mf.y, x_beta, rows["fitted"],
                                                               columns=binary))
-    if negbin:
+    if negbin and x_full is not None:
         out["warnings"].extend(limit_warnings(fam, x_full[-m_psi:]))
     if modelled:
         out.update(modelled_results(fam, x_full, hess_full, lower_full, nt, mf.y, pw, trials, data or {}, rows))
