@@ -175,17 +175,21 @@ def test_a_large_file_imports_with_a_progress_bar_and_pages_fast(page, live_serv
     menu(page, "File", "Import Data...")
     page.set_input_files("#dlg-import input[type=file]", str(path))
     # record what the progress bar shows while the upload and the server-side import run
+    # every text the bar shows, as it changes (a MutationObserver: polling every 15 ms could miss a stage that
+    # lasts less, e.g. the server-side import on a fast machine)
     page.evaluate("""() => {
         window.__seen = [];
         const box = document.querySelector('#dlg-import .progress-box');
-        window.__timer = setInterval(() => {
-            if (!box.hidden) window.__seen.push(box.querySelector('.progress-text').textContent);
-        }, 15);
+        const text = box.querySelector('.progress-text');
+        const record = () => { if (!box.hidden) window.__seen.push(text.textContent); };
+        window.__observer = new MutationObserver(record);
+        window.__observer.observe(box, {subtree: true, childList: true, characterData: true, attributes: true});
+        window.__timer = setInterval(record, 15);
     }""")
     page.locator("#dlg-import [data-submit]").click()
     panel = active_panel(page)
     expect(panel.locator(".ds-title")).to_have_text("large", timeout=60_000)
-    seen = page.evaluate("clearInterval(window.__timer), window.__seen")
+    seen = page.evaluate("clearInterval(window.__timer), window.__observer.disconnect(), window.__seen")
     assert any(t.startswith("Uploading") for t in seen), seen
     assert any(t.startswith("Importing") for t in seen), seen
     expect(panel.locator(".range")).to_have_text("Rows 1–100 of 1,000,000")
