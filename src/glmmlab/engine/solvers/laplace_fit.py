@@ -23,6 +23,7 @@ from glmmlab.engine.solvers.optimizer import (
     fd_hessian,
     feasible_theta,
     numeric_gradient,
+    off_bound,
     stages_document,
 )
 from glmmlab.engine.solvers.reml import _block_rows
@@ -265,13 +266,13 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                 nb_value(x)  # the member of the estimates again
         x_full = x
         limit_held = at_limit(base_family, x_full[-m_psi:])
-        # the bounds of the standard errors' Hessian: a parameter at its limit is held there (+inf, see _free)
+        # the bounds of the standard errors' Hessian: a parameter at its limit is held there (+inf: off_bound)
         lower_se = lower_full.copy()
         lower_se[lower_se.size - m_psi:][limit_held] = np.inf
         if fam.hessian_se and exact and record.hessian is not None:
             # the optimiser's Hessian at its optimum, held at the bound where theta is (as joint_hessian)
             hess_full = np.array(record.hessian, dtype=float)
-            held = ~_free(x_full, lower_se)
+            held = ~off_bound(x_full, lower_se)
             hess_full[held, :] = 0.0
             hess_full[:, held] = 0.0
             nb_value(x_full)  # the member of the estimates again
@@ -451,18 +452,12 @@ def _head(fg: tuple[float, np.ndarray], m: int) -> tuple[float, np.ndarray]:
     return fg[0], fg[1][:-m]
 
 
-def _free(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """The parameters the standard errors' Hessian is taken over: not a theta entry at its bound 0, nor a family
-    parameter at its limit (marked by a bound of +inf; families/parameter_limits.py)."""
-    return ~(((lower == 0.0) & (x <= 0.0)) | (lower == np.inf))
-
-
 def joint_hessian(fg, x: np.ndarray, lower: np.ndarray, forward: bool = False) -> np.ndarray:
     """The finite-difference Hessian of the Laplace deviance (``fg``: value and gradient) at ``x`` over the
     parameters off their bound (a theta entry at its bound 0, a family parameter at its limit: held there, the
     deviance has no curvature in it to invert, and glmmTMB's SEs of the others at such a fit are theirs with it
     fixed); zeros in the rows and columns of the others. ``forward``: forward differences (:func:`fd_hessian`)."""
-    idx = np.flatnonzero(_free(x, lower))
+    idx = np.flatnonzero(off_bound(x, lower))
 
     def fg_free(z):
         xf = x.copy()
@@ -478,7 +473,7 @@ def joint_hessian(fg, x: np.ndarray, lower: np.ndarray, forward: bool = False) -
 def fixed_effects_covariance(H: np.ndarray, x: np.ndarray, lower: np.ndarray, nt: int, p: int) -> np.ndarray:
     """The covariance of the fixed effects (the scaled design's, entries nt .. nt + p of ``x``) from
     :func:`joint_hessian` of a deviance (-2 log L): their block of 2 H^-1 over the parameters off their bound."""
-    idx = np.flatnonzero(_free(x, lower))
+    idx = np.flatnonzero(off_bound(x, lower))
     cov = 2.0 * inference.inverse_spd(H[np.ix_(idx, idx)])
     pos = {int(j): i for i, j in enumerate(idx)}
     sel = [pos[j] for j in range(nt, nt + p)]

@@ -17,6 +17,7 @@ from glmmlab.engine.families.densities import zero_terms
 from glmmlab.engine.families.links import LINKS, Link
 from glmmlab.engine.families.modelled import ModelledFamily
 from glmmlab.engine.solvers.glm_start import glm_irls
+from glmmlab.engine.solvers.optimizer import off_bound
 
 
 def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk: Link,
@@ -173,7 +174,7 @@ def modelled_results(fam: ModelledFamily, x_full, hess_full, lower_full, nt: int
     se = np.full(m, np.nan)
     cov = np.full((m, m), np.nan)
     if hess_full is not None and x_full is not None:
-        idx = np.flatnonzero(~(((lower_full == 0.0) & (x_full <= 0.0)) | (lower_full == np.inf)))  # as _free
+        idx = np.flatnonzero(off_bound(x_full, lower_full))
         C = 2.0 * inference.inverse_spd(hess_full[np.ix_(idx, idx)])
         pos = {int(j): i for i, j in enumerate(idx)}
         mine = [k for k, j in enumerate(range(x_full.size - m, x_full.size)) if j in pos]  # held ones: NaN

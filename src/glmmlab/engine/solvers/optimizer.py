@@ -81,6 +81,12 @@ def log_step(log: list[dict], f: float, x: np.ndarray, step: str) -> None:
                 "x": [float(v) for v in x], "step": step})
 
 
+def off_bound(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The parameters a standard errors' Hessian is taken over: not a theta entry at its bound 0, nor a family
+    parameter held at its limit (marked by a bound of +inf; families/parameter_limits.py)."""
+    return ~(((lower == 0.0) & (x <= 0.0)) | (lower == np.inf))
+
+
 def scaled_gradient(x: np.ndarray, g: np.ndarray, lower: np.ndarray, H: np.ndarray) -> float:
     """max |L^-1 g| over the free parameters (H = L L'): the Newton step in units of the parameters' standard
     errors (the deviance's Hessian is twice the information); inf when H is not positive definite there."""

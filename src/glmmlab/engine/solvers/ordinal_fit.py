@@ -19,7 +19,7 @@ from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.laplace import GeneralLaplace
 from glmmlab.engine.solvers.laplace_fit import _laplace_run
 from glmmlab.engine.solvers.likelihood import Likelihood
-from glmmlab.engine.solvers.optimizer import fd_hessian
+from glmmlab.engine.solvers.optimizer import fd_hessian, off_bound
 from glmmlab.engine.solvers.reml import _block_rows
 from glmmlab.engine.solvers.row_blocks import BlockedLaplace
 from glmmlab.engine.solvers.scaling import design_dot
@@ -120,8 +120,7 @@ def _hessian(obj: BlockedLaplace, fam: OrdinalFamily, st: Structure, Xs, mf, pw,
         return True
 
     lower = np.concatenate([st.theta_lower(), np.full(x.size - nt, -np.inf)])
-    free = ~((lower == 0.0) & (x <= 0.0))
-    idx = np.flatnonzero(free)
+    idx = np.flatnonzero(off_bound(x, lower))
     H = np.zeros((x.size, x.size))
     if nagq > 1:
         from glmmlab.engine.solvers.quadrature import normal_nodes
