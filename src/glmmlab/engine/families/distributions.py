@@ -29,6 +29,20 @@ LOG_PI = float(np.log(np.pi))
 ICC_LATENT = {"logit": float(np.pi ** 2 / 3.0), "probit": 1.0}  # latent-scale level-1 variances
 
 
+# Family parameters whose limit is a simpler family (families/parameter_limits.py fits and reports them there).
+# family name -> (parameter, +1 if its limit is +infinity on the log scale, -1 if 0; the limit model's family,
+# what the data show there)
+LIMITS = {
+    "negbin": ("theta", 1.0, "poisson", "no overdispersion beyond the Poisson"),
+    "nbinom1": ("phi", -1.0, "poisson", "no overdispersion beyond the Poisson"),
+    "betabinomial": ("phi", 1.0, "binomial", "no overdispersion beyond the binomial"),
+    "t_family": ("df", 1.0, "gaussian", "tails no heavier than the normal's"),
+}
+# the optimiser's box of these families (Family.internal_range; the others' is (-20, 20)): their log-densities keep
+# their digits out to 1e15, so the limit can be held where the limit model differs by 1e-13 of a log-likelihood
+LIMIT_RANGE = (-36.0, 36.0)
+
+
 @dataclass(frozen=True)
 class Family:
     """A distribution family; a member of it where the family has parameters of its own (:attr:`parameters`).
@@ -173,8 +187,9 @@ class Family:
         return tuple(out)
 
     def internal_range(self) -> tuple[float, float]:
-        """The open box of the optimiser's scale outside which no member is evaluated."""
-        return -20.0, 20.0
+        """The open box of the optimiser's scale outside which no member is evaluated: wider for a family whose
+        parameter has a simpler family at its limit (families/parameter_limits.py), so the limit can be held."""
+        return LIMIT_RANGE if self.name in LIMITS else (-20.0, 20.0)
 
     def with_parameters(self, values) -> "Family":
         """The member with these values of :attr:`parameter_names` (the same ones held fixed)."""
@@ -602,17 +617,8 @@ BASE_FAMILIES: dict[str, Family] = {
 }
 
 
-# The optimiser's box for the families whose parameter has a simpler family at its limit (families/
-# parameter_limits.py): their log-densities keep their digits out to 1e15, so the limit is tried where the
-# difference from the limit model is below 1e-12 of a log-likelihood
-LIMIT_RANGE = (-36.0, 36.0)
-
-
 @dataclass(frozen=True)
 class NegativeBinomial(Family):
-    def internal_range(self):
-        return LIMIT_RANGE
-
     def check_response(self, y, response):
         _check_counts(y, response, self.name)
 

@@ -17,7 +17,6 @@ from scipy import special
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import (
     _TINY,
-    LIMIT_RANGE,
     LOG_PI,
     DensityFamily,
     Family,
@@ -71,9 +70,6 @@ def _nb1_unit_deviance(y, mu, phi):
 
 @dataclass(frozen=True)
 class NegativeBinomial1(CompleteDensity, DensityFamily):
-    def internal_range(self):
-        return LIMIT_RANGE
-
     def safe_links(self):
         return ("log",)
 
@@ -239,9 +235,6 @@ def _betabinomial_logpdf(y, mu, disp, phi):
 
 @dataclass(frozen=True)
 class BetaBinomial(CompleteDensity, DensityFamily):
-    def internal_range(self):
-        return LIMIT_RANGE
-
     def safe_links(self):
         return ("logit", "probit")
 
@@ -347,9 +340,6 @@ def _t_unit_deviance(y, mu, sigma, df):
 
 @dataclass(frozen=True)
 class StudentT(CompleteDensity, DensityFamily):
-    def internal_range(self):
-        return LIMIT_RANGE
-
     def safe_links(self):
         return ("identity", "log")
 

@@ -14,14 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# family name -> (parameter, +1 if its limit is +infinity on the log scale, -1 if 0; the limit model's family,
-# what the data show there)
-LIMITS = {
-    "negbin": ("theta", 1.0, "poisson", "no overdispersion beyond the Poisson"),
-    "nbinom1": ("phi", -1.0, "poisson", "no overdispersion beyond the Poisson"),
-    "betabinomial": ("phi", 1.0, "binomial", "no overdispersion beyond the binomial"),
-    "t_family": ("df", 1.0, "gaussian", "tails no heavier than the normal's"),
-}
+from glmmlab.engine.families.distributions import LIMITS
+from glmmlab.engine.families.modelled import HURDLE_BASE, ModelledFamily
+
 # where the fit at the limit holds the parameter, on the log scale: inside the families' box LIMIT_RANGE (-36, 36)
 # and a zero or dispersion model's (-60, 60); NB2 at theta = e^35 = 1.6e15 is the Poisson to a deviance of
 # sum((y - mu)^2 - y) / theta
@@ -34,8 +29,6 @@ def _positions(fam) -> list[tuple[int, float, str, str]]:
     """(position in the optimiser's vector of the family's parameters, the limit start there, the parameter's
     name, what the limit means) for each parameter of ``fam`` with a limit. A zero-inflation model ``~ 1`` has one
     too: its intercept at -infinity (no structural zeros) is the model without zero-inflation."""
-    from glmmlab.engine.families.modelled import HURDLE_BASE, ModelledFamily
-
     out = []
     if isinstance(fam, ModelledFamily):
         if fam.kind == "zi" and fam.zi_names == ("(Intercept)",):
