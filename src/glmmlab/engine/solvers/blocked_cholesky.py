@@ -410,7 +410,7 @@ class _CoupledPairs:
         return out.reshape(self.Q2, self.Q2)
 
 
-def _apply_lambda_rows(structure: Structure, lams: list[np.ndarray], M: np.ndarray) -> np.ndarray:
+def apply_lambda_rows(structure: Structure, lams: list[np.ndarray], M: np.ndarray) -> np.ndarray:
     """Lambda2' M for the coupled block's rows (M: Q2 x k), block by block."""
     out = np.empty_like(M)
     for b, o, L in zip(structure.rest, structure.rest_offsets, lams[1:]):
@@ -430,17 +430,17 @@ def _factor_dense_coupling(structure: Structure, cp: CrossProducts, lams: list[n
         S22 = (lam2[:, None] * cp.A22) * lam2[None, :]
     else:
         # B21 = Lambda2' A21 Lambda1, then C21 = B21 L11^-T (per level of the leading factor)
-        B = _apply_lambda_rows(structure, lams, cp.A21)
+        B = apply_lambda_rows(structure, lams, cp.A21)
         B = np.einsum("kjb,ba->kja", B.reshape(Q2, L1, q1), Lam1)
         Linv = batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11
         C = np.einsum("kjb,jab->kja", B, Linv).reshape(Q2, L1 * q1)
-        S22 = _apply_lambda_rows(structure, lams, _apply_lambda_rows(structure, lams, cp.A22).T).T
+        S22 = apply_lambda_rows(structure, lams, apply_lambda_rows(structure, lams, cp.A22).T).T
     S22 = S22 + np.eye(Q2) - C @ C.T
     L22 = _cholesky_lower(S22)
     logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
     m = cp.EE.shape[0]
     if m:
-        lam_E2 = lam2[:, None] * cp.E2 if structure.all_scalar else _apply_lambda_rows(structure, lams, cp.E2)
+        lam_E2 = lam2[:, None] * cp.E2 if structure.all_scalar else apply_lambda_rows(structure, lams, cp.E2)
         S2E = lam_E2 - C @ G1.reshape(L1 * q1, m)
         G2 = _solve_lower(L22, S2E, check_finite=False)
         SEE = SEE - G2.T @ G2

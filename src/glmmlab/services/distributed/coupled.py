@@ -31,6 +31,7 @@ from glmmlab.engine.solvers.batched import (
     batched_solve_lower,
     batched_solve_upper,
 )
+from glmmlab.engine.solvers.blocked_cholesky import apply_lambda_rows
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
 # random effects of the factors other than the leading one that a crossed fit on Dask couples at most: their dense
@@ -99,11 +100,11 @@ class PartialFactor:
             S2E = (np.asarray(Lam2.T @ cp.E2) - np.asarray(C @ g1)) if m else np.zeros((Q2, 0))
         else:
             A21, A22 = np.asarray(cp.A21), np.asarray(cp.A22)
-            B = _lambda2_rows(st, lams, A21)
+            B = apply_lambda_rows(st, lams, A21)
             B = np.einsum("kjb,ba->kja", B.reshape(Q2, L1, q1), Lam1)
             C = np.einsum("kjb,jab->kja", B, Linv).reshape(Q2, L1 * q1)
-            S22 = _lambda2_rows(st, lams, _lambda2_rows(st, lams, A22).T).T - C @ C.T
-            S2E = (_lambda2_rows(st, lams, np.asarray(cp.E2)) - C @ g1) if m else np.zeros((Q2, 0))
+            S22 = apply_lambda_rows(st, lams, apply_lambda_rows(st, lams, A22).T).T - C @ C.T
+            S2E = (apply_lambda_rows(st, lams, np.asarray(cp.E2)) - C @ g1) if m else np.zeros((Q2, 0))
         self.L11, self.G1, self.C = L11, G1, C
         self.parts = {"logdet": logdet, "SEE": SEE, "S22": S22, "S2E": S2E}
 
@@ -147,15 +148,6 @@ class PartialFactor:
         H12 = -(X12 @ Sinv)
         add = np.einsum("jak,jbk->jab", (-H12).reshape(L1, q1, Q2), X12.reshape(L1, q1, Q2))
         return H11 + add, H12
-
-
-def _lambda2_rows(st: Structure, lams: list[np.ndarray], M: np.ndarray) -> np.ndarray:
-    """Lambda2' M for the coupled block's rows (M: Q2 x k), block by block."""
-    out = np.empty_like(M)
-    for b, o, L in zip(st.rest, st.rest_offsets, lams[1:]):
-        part = M[o: o + b.size].reshape(b.n_levels, b.q, -1)
-        out[o: o + b.size] = np.einsum("ba,jbk->jak", L, part).reshape(b.size, -1)
-    return out
 
 
 def add_parts(total: dict | None, part: dict) -> dict:
