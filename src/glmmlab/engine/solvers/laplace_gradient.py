@@ -145,25 +145,14 @@ class LaplaceGradient:
         if not st.rest:
             return self._gradient_one_factor(lams[0], m, F, K, d1, w_eta, wobs, m["cp_ld"].A11)
         n = self.Xs.shape[0]
-        # per row: its scaled columns z~_it = Lambda_t' z_it for every factor, stacked (n, q_tot)
-        codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
-        Zt = np.concatenate([b.Z @ L for b, L in zip(st.blocks, lams)], axis=1)
-        qs = [b.q for b in st.blocks]
-        starts = np.concatenate([[0], np.cumsum(qs)]).astype(int)
+        codes, Zt, qs, starts = scaled_rows(st, lams)
         P = self._row_inverse_blocks(F, codes, qs, starts, n)
         hz = np.einsum("nab,nb->na", P, Zt)  # (H^-1 z~_i) at the row's own levels
         s = np.einsum("na,na->n", Zt, hz)
         sw = s * w_eta
-        # g_u = dD/du at the modes, scattered to each factor's levels
         # g_u = dD/du at the modes = 2 (1 - c) u + S, scattered to each factor's levels; the gradient is linear
         # in c, so it is returned as (g_c, g_0) with gradient = c g_c + g_0 (blocks add both up before c is known)
-        pieces = []
-        for t, b in enumerate(st.blocks):
-            zt = Zt[:, starts[t]: starts[t + 1]]
-            part = st.lead_sum(sw[:, None] * zt) if t == 0 else np.column_stack(
-                [np.bincount(codes[t], weights=sw * zt[:, a], minlength=b.n_levels) for a in range(b.q)])
-            pieces.append(part.ravel())
-        S = np.concatenate(pieces)
+        S = np.concatenate(level_sums(st, codes, Zt, starts, sw))
         v0 = K.solve(2.0 * m["u"] + S)
         v1 = K.solve(-2.0 * m["u"])
         out = []
@@ -244,6 +233,28 @@ class LaplaceGradient:
             return F.scalar_row_inverse(codes[0], [o + c for o, c in zip(st.rest_offsets, codes[1:])])
         H11, H12, H22 = F.inverse_parts()
         return row_inverse_blocks(st, H11, H12, H22, codes, starts, n)
+
+
+def scaled_rows(st, lams: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, list[int], np.ndarray]:
+    """Per row, every factor's level code and its scaled columns z~_it = Lambda_t' z_it, stacked (n, q_tot);
+    with each factor's q and where its columns start there."""
+    codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
+    Zt = np.concatenate([b.Z @ L for b, L in zip(st.blocks, lams)], axis=1)
+    qs = [b.q for b in st.blocks]
+    starts = np.concatenate([[0], np.cumsum(qs)]).astype(int)
+    return codes, Zt, qs, starts
+
+
+def level_sums(st, codes: list[np.ndarray], Zt: np.ndarray, starts: np.ndarray,
+               weights: np.ndarray) -> list[np.ndarray]:
+    """Per factor, sum_i weights_i z~_it over each level's rows (levels x q, raveled), from :func:`scaled_rows`."""
+    pieces = []
+    for t, b in enumerate(st.blocks):
+        zt = Zt[:, starts[t]: starts[t + 1]]
+        part = st.lead_sum(weights[:, None] * zt) if t == 0 else np.column_stack(
+            [np.bincount(codes[t], weights=weights * zt[:, a], minlength=b.n_levels) for a in range(b.q)])
+        pieces.append(part.ravel())
+    return pieces
 
 
 def row_inverse_blocks(st, H11: np.ndarray, H12: np.ndarray | None, H22: np.ndarray | None, codes: list,

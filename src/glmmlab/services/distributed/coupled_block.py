@@ -18,7 +18,7 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers.blocked_cholesky import PatternInverse
 from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
 from glmmlab.engine.solvers.laplace_fit import laplace_rows
-from glmmlab.engine.solvers.laplace_gradient import row_inverse_blocks
+from glmmlab.engine.solvers.laplace_gradient import level_sums, row_inverse_blocks, scaled_rows
 from glmmlab.services.distributed.coupled import PartialFactor
 
 
@@ -167,10 +167,7 @@ class CoupledRows:
         st = self.st
         d1, w_eta, wobs, w = self._weights()
         n = self.rs.mu.shape[0]
-        codes = [np.asarray(b.codes, dtype=np.intp) for b in st.blocks]
-        Zt = np.concatenate([b.Z @ L for b, L in zip(st.blocks, self.lams)], axis=1)
-        qs = [b.q for b in st.blocks]
-        starts = np.concatenate([[0], np.cumsum(qs)]).astype(int)
+        codes, Zt, _, starts = scaled_rows(st, self.lams)
         Sinv = np.asarray(Sinv)
         pattern = self._pattern(key, Sinv)
         if pattern is not None:  # per row, the block of H^-1 at its own levels of every factor
@@ -182,12 +179,7 @@ class CoupledRows:
         del P
         s = np.einsum("na,na->n", Zt, hz)
         sw = s * w_eta
-        pieces = []
-        for t, b in enumerate(st.blocks):
-            zt = Zt[:, starts[t]: starts[t + 1]]
-            part = st.lead_sum(sw[:, None] * zt) if t == 0 else np.column_stack(
-                [np.bincount(codes[t], weights=sw * zt[:, a], minlength=b.n_levels) for a in range(b.q)])
-            pieces.append(part.ravel())
+        pieces = level_sums(st, codes, Zt, starts, sw)
         self._g = {"codes": codes, "Zt": Zt, "starts": starts, "hz": hz, "sw": sw, "S1": pieces[0],
                    "weights": (d1, wobs, w)}
         return (np.concatenate(pieces[1:]), *self.gradient_forward(k_key))
