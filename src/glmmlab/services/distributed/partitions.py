@@ -158,7 +158,7 @@ class FormulaRows:
     def levels(self, summaries: list[dict]) -> tuple[dict[str, tuple[np.ndarray, list[str]]], int]:
         """Per grouping factor, its codes on the distinct grouping values and its global levels (the order of
         :func:`build_model_frame`), and the number of distinct values."""
-        from glmmlab.services.modeling.modelframe import grouping_levels
+        from glmmlab.services.modeling.levels import grouping_levels
 
         distinct = pd.concat([s["distinct"] for s in summaries], ignore_index=True).drop_duplicates(
             ignore_index=True)

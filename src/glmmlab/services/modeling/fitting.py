@@ -27,7 +27,8 @@ from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.assemble import PER_ROW
 from glmmlab.engine.solvers.fit import fit_frame
-from glmmlab.services.modeling.modelframe import build_model_frame, level_label, plain_columns
+from glmmlab.services.modeling.levels import level_label
+from glmmlab.services.modeling.modelframe import build_model_frame, plain_columns
 
 
 def spec_frame(df: pd.DataFrame, spec: ModelSpec, *, progress: ProgressFn = None) -> ModelFrame:
