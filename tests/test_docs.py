@@ -28,6 +28,10 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     api = (site / "reference" / "python" / "index.html").read_text(encoding="utf-8")
     for name in ("glmmlab.glmm", "glmmlab.fit_glmm", "glmmlab.ModelSpec", "glmmlab.GlmmResult", "conf_int"):
         assert name in api, f"the Python API page has no entry for {name}"
+    # the result's accessors that its mixins define (pandas views, prediction, intervals) are on the page too
+    for member in ("params", "bse", "fixef", "llf", "predict", "conf_int"):
+        assert f'id="glmmlab.engine.inference.results.GlmmResult.{member}"' in api, (
+            f"the Python API page has no entry for GlmmResult.{member}")
 
 
 def _links(markdown: str) -> list[str]:

@@ -21,21 +21,15 @@ from typing import Any, Callable
 import numpy as np
 from scipy import special
 
-from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.inference.deferred import deferred_fields
 from glmmlab.engine.inference.prediction import Prediction
+from glmmlab.engine.inference.result_intervals import IntervalMethods, _needs_services
 from glmmlab.engine.inference.result_views import PandasViews
 from glmmlab.engine.inference.wald import wald
-from glmmlab.engine.model.options import OPTIONS
 from glmmlab.engine.model.spec import ModelSpec, random_intercept_formula
 
 CONF_INT_METHODS = ("wald", "profile", "boot")
-
-
-def _needs_services(what: str) -> RuntimeError:
-    return RuntimeError(f"{what} is computed by glmmlab's services: fit with glmmlab.glmm, fit_glmm or fit, whose "
-                        "results carry it (an engine result holds the estimates only)")
 
 
 def _num(x: Any) -> Any:
@@ -71,7 +65,7 @@ class ConditionalModes:
 
 @deferred_fields("warnings", "df")
 @dataclass(frozen=True, eq=False)
-class GlmmResult(PandasViews, Prediction):
+class GlmmResult(PandasViews, Prediction, IntervalMethods):
     """The estimates of a fitted generalized linear mixed model, as the engine returns them: any random-effects
     terms (one scalar random intercept is the simplest), on the original scale of the predictors.
 
@@ -426,97 +420,6 @@ class GlmmResult(PandasViews, Prediction):
         """Satterthwaite's degrees of freedom per fixed effect (pandas Series), or None without ``ddf``."""
         return None if self.df is None else self._coefficients(self.df, "df")
 
-    def conf_int(self, level: float = 0.95, method: str = "wald", nsim: int = 1000, seed: int | None = None,
-                 progress: Callable[[str, float], None] | None = None):
-        """Confidence intervals at ``level``: a pandas DataFrame with columns ``lower`` and ``upper``.
-
-        ``method``:
-        - "wald": the fixed effects, estimate -/+ z * standard error;
-        - "profile": likelihood-profile intervals (lme4's ``confint(method = "profile")``) of the random-effect
-          standard deviations and correlations, ``sigma`` (Gaussian) and the fixed effects, named as lme4's
-          ``oldNames = FALSE`` (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``);
-        - "boot": parametric bootstrap percentile intervals of the same parameters (lme4's
-          ``confint(method = "boot", nsim = nsim)``): ``nsim`` responses simulated from the fit, each refitted on
-          every core; ``seed`` makes them reproducible whatever the number of processes. ``df.attrs`` holds
-          ``nsim``, ``failed`` (refits that failed and were left out), ``seed`` and ``seconds``.
-
-        ``progress(stage, fraction)`` is called as the profile or the bootstrap proceeds; raising
-        :class:`glmmlab.FitCancelled` from it stops them. Profile and bootstrap need a fit made in memory
-        (``glmmlab.glmm``/``fit_glmm``): they refit the model's data.
-        """
-        from glmmlab.engine.model.options import INTERVAL_OPTIONS
-
-        method = _checked(INTERVAL_OPTIONS["ci"], method, "method")
-        level = _checked(OPTIONS["conf_level"], level, "level")
-        import pandas as pd
-
-        attrs: dict = {"method": method, "level": level}
-        if method != "wald" and self.ordinal is not None:
-            raise GlmmInputError(f"method {method!r}: profile and bootstrap intervals are not available for ordinal "
-                                 "models yet; use method='wald'")
-        if method == "wald":
-            names = list(self.names)
-            lower, upper = self.intervals(level)
-        else:
-            if self.submodels or self.row_extras is not None:
-                raise GlmmInputError(
-                    f"{method} intervals are not available yet for a model with a zero or dispersion model (or a "
-                    "hurdle family): use method='wald' (from the Hessian of the Laplace deviance, as glmmTMB's "
-                    "confint)")
-            self.require_frame(method)
-            mapped = [e for e in self.structures if e["structure"] in ("cs", "ar1", "toep", "ou")]
-            if mapped and method == "profile":  # a profile holds one of lme4's SDs or correlations, no parameter here
-                e = mapped[0]
-                raise GlmmInputError(
-                    f"conf_int(method='profile') is not available for a model with a {e['structure']} covariance "
-                    f"structure ({e['term']}) yet: use method 'boot' (the SDs and correlations it implies) or "
-                    "'wald' (the fixed effects)")
-            if method == "boot":
-                nsim = _checked(INTERVAL_OPTIONS["nsim"], nsim, "nsim")
-                if seed is not None:
-                    seed = _checked(INTERVAL_OPTIONS["seed"], seed, "seed")
-            names, lower, upper, notes = self._refit_intervals(method, level, nsim, seed, progress)
-            attrs.update(notes)
-        df = pd.DataFrame({"lower": np.asarray(lower, dtype=float), "upper": np.asarray(upper, dtype=float)},
-                          index=pd.Index(list(names), name="term"))
-        df.attrs.update(attrs)
-        return df
-
-    def _refit_intervals(self, method: str, level: float, nsim: int, seed: int | None,
-                         progress: Callable[[str, float], None] | None) -> tuple[list[str], Any, Any, dict]:
-        """(names, lower, upper, notes) of the "profile" and "boot" intervals, which refit the model: the fitted
-        model of the services computes them."""
-        raise _needs_services(f"conf_int(method={method!r})")
-
-    def require_frame(self, what: str = "this") -> Any:
-        """The fit's model frame (what profile and bootstrap intervals refit), or a GlmmInputError saying why
-        there is none (the fitted model's)."""
-        raise _needs_services(f"{what} intervals")
-
-    def profile_arguments(self) -> dict:
-        """What :func:`glmmlab.engine.solvers.profile.make_problem` needs to profile this fit (checked)."""
-        from glmmlab.engine.families.catalogue import resolve
-
-        if int(self.model.get("nagq", 1)) > 1:
-            raise GlmmInputError("profile intervals use the Laplace deviance: refit with nagq 1, or use "
-                                 "method='boot' for an AGQ fit")
-        fam, lk = resolve(self.family, self.link)
-        if fam.hessian_se:
-            raise GlmmInputError(
-                f"profile intervals are not available for the {fam.name} family: its own parameters ("
-                f"{', '.join(fam.parameter_names)}) would have to be profiled with the others. Use method='wald' "
-                "(from the Hessian, as glmmTMB's confint) or 'boot' (parametric bootstrap)")
-        if fam.has_dispersion_parameter(lk) and self.model.get("dispersion") == "lme4":
-            raise GlmmInputError(
-                "profile intervals are not available for a fit of lme4's criterion (dispersion 'lme4'): that "
-                "criterion is not a likelihood in sigma (lme4 computes sigma after the fit, and refuses to profile "
-                "such models too). Refit with dispersion 'estimated' (the default) to profile, or use "
-                "method='boot' (parametric bootstrap) or 'wald'")
-        fp = None if self.family_parameter is None else self.family_parameter["value"]
-        return {"mf": self.require_frame("profile"), "fam": fam, "lk": lk, "variances": self.random_effects_table(),
-                "correlations": self.correlations or [],
-                "beta": dict(zip(self.names, np.asarray(self.beta, dtype=float))), "family_parameter": fp}
-
 
 PUBLIC_NAMES = (
     # the fit, as statsmodels and lme4 name it
@@ -529,14 +432,6 @@ PUBLIC_NAMES = (
     # tests and predictions
     "anova", "emmeans", "pairs", "effects", "predict", "summary", "to_dict",
 )
-
-
-def _checked(option: Any, value: Any, name: str) -> Any:
-    """An option's value checked by its declared rule, the message naming the argument as it is named here."""
-    try:
-        return option.check(value)
-    except GlmmInputError as exc:
-        raise GlmmInputError(str(exc).replace(option.name, name, 1)) from None
 
 
 def long_blups(modes: list[ConditionalModes]) -> list[dict]:
