@@ -14,7 +14,6 @@ dispersion estimated with the other parameters (glmmTMB's), and lme4's criterion
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,9 +30,10 @@ from glmmlab.engine.solvers.quadrature import normal_nodes
 from glmmlab.engine.solvers.row_blocks import BlockedLaplace, cut_blocks
 from glmmlab.engine.solvers.scaling import scaled_design
 from glmmlab.services.modeling.modelframe import build_model_frame
+from tests.conftest import REFERENCE
 from tests.engine import independent_laplace
 
-DISPERSION = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "dispersion"
+DISPERSION = REFERENCE / "dispersion"
 LINKS = {"log": np.exp, "identity": lambda e: e, "inverse": lambda e: 1.0 / e}
 
 

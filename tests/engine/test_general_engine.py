@@ -4,7 +4,6 @@ detection, the exact Laplace gradient against finite differences, and invariance
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,8 +22,6 @@ from glmmlab.interfaces.cli import read_table
 from glmmlab.services.modeling.modelframe import build_model_frame
 from tests.conftest import MODELS, load_case
 from tests.gradients import central_differences
-
-MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
 
 
 def test_theta_layout_is_lme4s():

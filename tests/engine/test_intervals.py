@@ -25,9 +25,10 @@ from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.inference.intervals import percentile_interval
 from glmmlab.engine.progress import FitCancelled
 from glmmlab.services.modeling import bootstrap as boot
+from tests.conftest import REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
-REF = ROOT.parent / "shared" / "reference"
+REF = REFERENCE
 INTERVALS = ROOT / "tests" / "reference" / "intervals"
 
 CASES = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,7 @@ from scipy.special import gammaln, xlogy
 
 import glmmlab
 from glmmlab.interfaces.cli import read_table
-
-MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
+from tests.conftest import MODELS
 
 R_SCRIPT = r"""
 suppressMessages({library(lme4); library(jsonlite)})

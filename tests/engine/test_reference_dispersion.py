@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +26,10 @@ import pytest
 from glmmlab.interfaces.api import glmm
 from glmmlab.interfaces.cli import read_table
 from glmmlab.services.views.result_view import view
+from tests.conftest import REFERENCE
 from tests.precision import check_precision
 
-DISPERSION = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "dispersion"
+DISPERSION = REFERENCE / "dispersion"
 
 
 def dispersion_cases() -> list:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import REFERENCE
+
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "reference"
+SHARED = REFERENCE
 REF = json.loads((ROOT / "tests" / "reference" / "inference" / "inference.json").read_text())
 # the R script's data-frame names
 DATA = {"sleep": "sleepstudy_gaussian.csv", "pen": "models/penicillin_crossed.csv", "exam": "exam_gaussian.csv"}

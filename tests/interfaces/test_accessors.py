@@ -7,7 +7,6 @@ import dataclasses
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,10 +15,8 @@ from scipy import stats
 
 import glmmlab
 from glmmlab.services.views.text import render
-from tests.conftest import load_case
+from tests.conftest import MODELS, load_case
 from tests.engine.test_reference_models import blup_spreads
-
-MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
 
 
 def _sleepstudy():

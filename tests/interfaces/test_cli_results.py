@@ -4,7 +4,6 @@ the text and the JSON, the statsmodels and lme4 names on a result, dir(result) w
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,8 @@ import pytest
 
 import glmmlab
 from glmmlab.interfaces.cli import main
+from tests.conftest import MODELS
 
-MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
 SLEEP = str(MODELS / "sleepstudy_slope.csv")
 CBPP = str(MODELS / "cbpp_trials.csv")
 SLEEP_F = "Reaction ~ Days + (Days | Subject)"

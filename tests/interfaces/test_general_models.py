@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,8 +13,7 @@ import pytest
 import glmmlab
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.interfaces.cli import read_table
-
-MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
+from tests.conftest import MODELS
 
 
 def case(name: str):

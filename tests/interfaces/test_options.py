@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,8 @@ import glmmlab
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.model.options import OPTIONS
 from glmmlab.interfaces.cli import read_table
+from tests.conftest import MODELS
 
-MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models"
 DATA = MODELS / "cbpp_trials.csv"
 FORMULA = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 

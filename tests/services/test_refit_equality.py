@@ -32,9 +32,10 @@ import pytest
 import glmmlab
 from glmmlab.engine.inference.intervals import percentile_interval
 from glmmlab.services.modeling import bootstrap as boot
+from tests.conftest import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
-REF = ROOT.parent / "shared" / "reference" / "models"
+REF = MODELS
 TODAY = ROOT / "tests" / "reference" / "intervals" / "refits_today.json"
 NSIM, SEED = 20, 11
 

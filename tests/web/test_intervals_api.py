@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import MODELS
+
 ROOT = Path(__file__).resolve().parents[2]
-SLEEP = ROOT.parent / "shared" / "reference" / "models" / "sleepstudy_slope.csv"
+SLEEP = MODELS / "sleepstudy_slope.csv"
 REF = ROOT / "tests" / "reference" / "intervals" / "sleepstudy_slope.json"
 
 
