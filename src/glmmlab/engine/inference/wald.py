@@ -79,28 +79,31 @@ def _steps(x: np.ndarray) -> np.ndarray:
     return 1e-2 * np.abs(x) + 1e-4
 
 
+def central_hessian(f, x: np.ndarray, h: np.ndarray, f0: float | None = None) -> np.ndarray:
+    """The Hessian of a scalar function by central differences with steps ``h`` (error O(h^2)); ``f0`` is f(x)
+    when known."""
+    x = np.asarray(x, dtype=float)
+    k = x.size
+    f0 = f(x) if f0 is None else f0
+    H = np.empty((k, k))
+    for i in range(k):
+        e_i = np.zeros(k)
+        e_i[i] = h[i]
+        H[i, i] = (f(x + e_i) - 2.0 * f0 + f(x - e_i)) / (h[i] * h[i])
+        for j in range(i):
+            e_j = np.zeros(k)
+            e_j[j] = h[j]
+            H[i, j] = H[j, i] = (f(x + e_i + e_j) - f(x + e_i - e_j) - f(x - e_i + e_j)
+                                 + f(x - e_i - e_j)) / (4.0 * h[i] * h[j])
+    return H
+
+
 def numeric_hessian(f, x: np.ndarray) -> np.ndarray:
     """The Hessian of a scalar function by central differences with one Richardson step (error O(h^4))."""
     x = np.asarray(x, dtype=float)
-    k = x.size
     h0 = _steps(x)
     f0 = f(x)
-
-    def at(scale: float) -> np.ndarray:
-        h = h0 * scale
-        H = np.empty((k, k))
-        for i in range(k):
-            e_i = np.zeros(k)
-            e_i[i] = h[i]
-            H[i, i] = (f(x + e_i) - 2.0 * f0 + f(x - e_i)) / (h[i] * h[i])
-            for j in range(i):
-                e_j = np.zeros(k)
-                e_j[j] = h[j]
-                H[i, j] = H[j, i] = (f(x + e_i + e_j) - f(x + e_i - e_j) - f(x - e_i + e_j)
-                                     + f(x - e_i - e_j)) / (4.0 * h[i] * h[j])
-        return H
-
-    return _richardson(at)
+    return _richardson(lambda scale: central_hessian(f, x, h0 * scale, f0))
 
 
 def numeric_jacobian(f, x: np.ndarray) -> np.ndarray:

@@ -136,7 +136,7 @@ def _hessian(obj: BlockedLaplace, fam: OrdinalFamily, st: Structure, Xs, mf, pw,
             total = sum(obj.map(lambda lap: lap.agq(params[:nt], params[nt:], zq, wq, None)))
             return -2.0 * float(total)
 
-        H[np.ix_(idx, idx)] = _value_hessian(value, x[idx])
+        H[np.ix_(idx, idx)] = inference.central_hessian(value, x[idx], 1e-3 * np.maximum(1.0, np.abs(x[idx])))
     else:
         def fg(z: np.ndarray):
             xf = x.copy()
@@ -149,24 +149,6 @@ def _hessian(obj: BlockedLaplace, fam: OrdinalFamily, st: Structure, Xs, mf, pw,
         H[np.ix_(idx, idx)] = fd_hessian(fg, x[idx], lower[idx])
     set_member(x[-m:])  # the member of the estimates again
     obj.value(x[:-m])  # and its modes
-    return H
-
-
-def _value_hessian(fun, x: np.ndarray) -> np.ndarray:
-    """Central second differences of a value-only function (the AGQ deviance)."""
-    k = x.size
-    h = 1e-3 * np.maximum(1.0, np.abs(x))
-    f0 = fun(x)
-    H = np.empty((k, k))
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = h[i]
-        H[i, i] = (fun(x + ei) - 2.0 * f0 + fun(x - ei)) / (h[i] * h[i])
-        for j in range(i):
-            ej = np.zeros(k)
-            ej[j] = h[j]
-            H[i, j] = H[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej)
-                                 + fun(x - ei - ej)) / (4.0 * h[i] * h[j])
     return H
 
 
