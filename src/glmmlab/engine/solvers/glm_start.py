@@ -225,7 +225,7 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
         A, c = sum(p[2] for p in parts), sum(p[3] for p in parts)
         return dev, ok, solve(A, c, parts), A
 
-    def deviance_at(beta: np.ndarray) -> tuple[float, bool, None, None]:
+    def deviance_at(beta: np.ndarray) -> tuple[float, bool, np.ndarray | None, np.ndarray | None]:
         assert deviance_passes is not None
         parts = deviance_passes(beta)
         ok = all(p[1] for p in parts)
@@ -249,11 +249,12 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
         else:
             break
         done = abs(dev - d_new) <= IRLS_TOL * (abs(d_new) + 0.1)
-        if last and not done:  # the deviance fell by more than predicted: the next step needs the equations
-            d_new, ok, new_next, A_next = normal_equations_at(beta + step)
-        beta, dev, new, A = beta + step, d_new, new_next, A_next
+        beta, dev = beta + step, d_new
         if done:
             break
+        if new_next is None or A_next is None:  # the deviance fell by more than predicted: the next step needs
+            _, _, new_next, A_next = normal_equations_at(beta)  # the equations here after all
+        new, A = new_next, A_next
     return beta, dev
 
 
