@@ -13,7 +13,6 @@ intervals for a model with factors, ``summary()``) is the fitted model's of the 
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -374,6 +373,8 @@ class GlmmResult(PandasViews, Prediction, IntervalMethods):
                 f"{'converged' if self.converged else 'NOT converged'}{', singular' if self.singular else ''}>")
 
     def _repr_html_(self) -> str:
+        import html  # here, not with the record: importing html reads its table of entities (0.3 MB)
+
         return f"<pre>{html.escape(repr(self))}</pre>"
 
     def anova(self, intercept: bool = False):

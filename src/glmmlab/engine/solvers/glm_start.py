@@ -14,7 +14,7 @@ from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.row_blocks import BlockSet, block_count
-from glmmlab.engine.solvers.scaling import GLM_PIECE, design_dot, design_t_dot
+from glmmlab.engine.solvers.scaling import GLM_PIECE, design_dot
 
 
 def negbin_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, lk: Link
@@ -181,29 +181,42 @@ def _no_offset(off: np.ndarray) -> bool:
 
 
 def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, resp: Response, fam: Family, lk: Link,
-             beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray]:
+             beta: np.ndarray | None, equations: bool = True) -> tuple[float, bool, np.ndarray, np.ndarray]:
     """One pass of the GLM's IRLS over some rows: (weighted deviance at ``beta``, whether every mean is valid,
     X'WX and X'Wz of the next step); ``beta`` None: the first step, from the family's starting means (no
     deviance). ``Xs`` may be float32 (the Dask path's lean blocks): the products are float64. The rows' w and z
-    are not kept (a fit's passes would hold them for every row at once): :func:`glm_working` gives them again."""
+    are not kept (a fit's passes would hold them for every row at once): :func:`glm_working` gives them again.
+    ``equations`` False: the deviance alone (the normal equations are None), for a pass expected to be the last."""
     X = Xs
     dev, ok, w, z = glm_working(Xs, y, pw, off, resp, fam, lk, beta)
+    if not equations:
+        return dev, ok, None, None  # type: ignore[return-value]
     A = np.zeros((X.shape[1], X.shape[1]))
+    c = np.zeros(X.shape[1])
+    np.sqrt(w, out=w)
+    z *= w  # sqrt(w) z: X'Wz is (sqrt(w) X)' (sqrt(w) z), from the same piece while it is in cache
     for a in range(0, X.shape[0], GLM_PIECE):  # pieces that stay in cache: 2x faster than whole
-        Xw = X[a:a + GLM_PIECE] * np.sqrt(w[a:a + GLM_PIECE])[:, None]
+        Xw = X[a:a + GLM_PIECE] * w[a:a + GLM_PIECE, None]
         A += Xw.T @ Xw
-    w *= z
-    return dev, ok, A, design_t_dot(X, w)
+        c += Xw.T @ z[a:a + GLM_PIECE]
+    return dev, ok, A, c
+
+
+IRLS_TOL = 1e-10  # IRLS stops where the deviance changes by less than this (relative): as glm.fit (1e-8), tighter
 
 
 def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarray, np.ndarray, list], np.ndarray],
-         max_iter: int = 100, beta0: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+         max_iter: int = 100, beta0: np.ndarray | None = None,
+         deviance_passes: Callable[[np.ndarray], list] | None = None) -> tuple[np.ndarray, float]:
     """The GLM without random effects by IRLS with step halving, from passes over its blocks of rows:
     ``passes(beta)`` gives each block's :func:`glm_pass` (its first four entries at least), ``solve(A, c,
     parts)`` the coefficients of the normal equations A = X'WX, c = X'Wz. Returns (coefficients, weighted
     deviance). Each pass gives the deviance at the coefficients and the normal equations of the next step.
     ``beta0``: coefficients to start from (a nearby fit's), instead of the family's starting means; where its
-    deviance is not finite, the starting means after all."""
+    deviance is not finite, the starting means after all. ``deviance_passes(beta)``: the blocks' deviances alone
+    (their first two entries); given, a step whose predicted fall of the deviance (s' A s, the weighted least
+    squares' own) is a tenth of the stopping rule's at most is taken with it, and the normal equations there
+    (which the last step would not use) only if the step does not end the iteration after all."""
 
     def normal_equations_at(beta: np.ndarray | None) -> tuple[float, bool, np.ndarray, np.ndarray]:
         parts = passes(beta)
@@ -212,26 +225,36 @@ def irls(passes: Callable[[np.ndarray | None], list], solve: Callable[[np.ndarra
         A, c = sum(p[2] for p in parts), sum(p[3] for p in parts)
         return dev, ok, solve(A, c, parts), A
 
+    def deviance_at(beta: np.ndarray) -> tuple[float, bool, np.ndarray | None, np.ndarray | None]:
+        assert deviance_passes is not None
+        parts = deviance_passes(beta)
+        ok = all(p[1] for p in parts)
+        return (float(sum(p[0] for p in parts)) if ok else np.inf), ok, None, None
+
     dev = np.inf
     if beta0 is not None:
         beta = np.asarray(beta0, dtype=float)
-        dev, _, new, _ = normal_equations_at(beta)
+        dev, _, new, A = normal_equations_at(beta)
     if not np.isfinite(dev):
         beta = normal_equations_at(None)[2]
-        dev, _, new, _ = normal_equations_at(beta)
+        dev, _, new, A = normal_equations_at(beta)
     for _ in range(max_iter):
         step = new - beta
+        last = deviance_passes is not None and float(step @ A @ step) <= 0.1 * IRLS_TOL * (abs(dev) + 0.1)
         for _h in range(30):
-            d_new, ok, new_next, _ = normal_equations_at(beta + step)
+            d_new, ok, new_next, A_next = (deviance_at if last else normal_equations_at)(beta + step)
             if ok and d_new <= dev * (1 + 1e-12) + 1e-12:
                 break
             step /= 2.0
         else:
             break
-        done = abs(dev - d_new) <= 1e-10 * (abs(d_new) + 0.1)  # as glm.fit (1e-8) and tighter
-        beta, dev, new = beta + step, d_new, new_next
+        done = abs(dev - d_new) <= IRLS_TOL * (abs(d_new) + 0.1)
+        beta, dev = beta + step, d_new
         if done:
             break
+        if new_next is None or A_next is None:  # the deviance fell by more than predicted: the next step needs
+            _, _, new_next, A_next = normal_equations_at(beta)  # the equations here after all
+        new, A = new_next, A_next
     return beta, dev
 
 
@@ -247,10 +270,11 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
                        for r in row_chunks(y.size, n_chunks)])
     at: list = [None]  # the coefficients of the last pass
 
-    def passes(beta: np.ndarray | None) -> list:
-        at[0] = beta
+    def passes(beta: np.ndarray | None, equations: bool = True) -> list:
+        if equations:
+            at[0] = beta
         return chunks.map(lambda unit: glm_pass(Xs[unit[0]], y[unit[0]], pw[unit[0]], off[unit[0]], unit[1], fam,
-                                                lk, beta))
+                                                lk, beta, equations))
 
     def rows(k: int) -> np.ndarray:  # w (k = 2) or z (k = 3) of every row at the last pass's coefficients
         return np.concatenate(chunks.map(lambda unit: glm_working(Xs[unit[0]], y[unit[0]], pw[unit[0]],
@@ -260,7 +284,7 @@ def glm_irls(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam
         return _wls(A, c, lambda: Xs, lambda: rows(3), lambda: rows(2))
 
     try:
-        return irls(passes, solve, max_iter, beta0)
+        return irls(passes, solve, max_iter, beta0, deviance_passes=lambda beta: passes(beta, False))
     finally:
         chunks.close()
 

@@ -465,7 +465,7 @@ class GeneralLaplace(LaplaceGradient):
     def final(self, theta: np.ndarray, beta: np.ndarray) -> dict:
         """What the results need from this block at the optimum."""
         st = self.st
-        m = self.pirls(theta, beta, self.u)
+        m = self._at_last_modes(theta, beta) or self.pirls(theta, beta, self.u)
         # what predicts the next modes is dropped (its per-row arrays with it): an evaluation after the results'
         # starts from these modes
         self._last = None
@@ -475,6 +475,22 @@ class GeneralLaplace(LaplaceGradient):
         # (the observed information where glmmTMB's likelihood is fitted)
         cond = (m["F_ld"] if self.estimated or self.fam.hessian_se else F).diag_blocks_inverse(st)
         return {"u": m["u"], "SEE": F.SEE, "cond": cond, **self._row_parts(m), "converged": m["converged"]}
+
+    def _at_last_modes(self, theta: np.ndarray, beta: np.ndarray) -> dict | None:
+        """:meth:`pirls`'s answer at (theta, beta) where the last evaluation was there and its mode search ended
+        converged (the optimiser's last point, as a rule): the row state at those modes, with no mode-search step
+        (PIRLS from them would take one, find its step below its tolerance and keep them, number for number).
+        Only for the mode search with the expected information and no edge (the factor it would return is not
+        read here). None otherwise."""
+        last = self._last
+        if last is None or self.newton or self.observed or self.edge or self.fam.hessian_se \
+                or not np.array_equal(last["theta"], theta) \
+                or not np.array_equal(last["beta"], beta):
+            return None
+        re, rs, pdev = self._state(last["eta_f"], last["u"], self.st.lambdas(theta))
+        if not np.isfinite(pdev):
+            return None
+        return {"u": last["u"], "rs": rs, "re": re, "converged": True}
 
     def final_rows(self, theta: np.ndarray, beta: np.ndarray) -> dict:
         """The per-row part of :meth:`final` alone, without its cross-products (the Dask path's actors compute

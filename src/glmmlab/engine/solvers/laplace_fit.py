@@ -365,23 +365,25 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     report(progress, "Computing standard errors", 0.85)
     finals = obj.finals(theta, beta_s)
     us, conds = _at_global_levels(st, obj.laps, specs, finals)
-    if remote is None:  # rows in block order, written block by block (a block's row arrays freed as it is done)
-        n_rows = sum(f["mu"].size for f in finals)
-        rows = {key: np.empty(n_rows) for key in ("fitted", "deviance_residuals", "pearson_residuals",
-                                                  "group_random_effect")}
-        dev_sum = pearson2 = 0.0
-        a = 0
-        for f in finals:
-            b = a + f["mu"].size
+    if remote is None:  # rows in block order, each block's written by its thread (its row arrays then freed)
+        ends = np.cumsum([0] + [f["mu"].size for f in finals])
+        rows = {key: np.empty(int(ends[-1])) for key in ("fitted", "deviance_residuals", "pearson_residuals",
+                                                         "group_random_effect")}
+        block_of = {id(lap): k for k, lap in enumerate(obj.laps)}
+
+        def write_rows(lap) -> tuple[float, float]:
+            k = block_of[id(lap)]
+            f, a, b = finals[k], int(ends[k]), int(ends[k + 1])
             part = laplace_rows(f, pw[a:b])
             for key, v in part.items():
                 rows[key][a:b] = v
-            dev_sum += float(np.sum(f["dev_rows"]))
-            pearson2 += float(part["pearson_residuals"] @ part["pearson_residuals"])
+            sums = float(np.sum(f["dev_rows"])), float(part["pearson_residuals"] @ part["pearson_residuals"])
             for key in ("mu", "resid", "var", "dev_rows", "re"):
                 del f[key]
-            del part
-            a = b
+            return sums
+
+        sums = obj.map(write_rows)  # in block order: the sums add up as block by block
+        dev_sum, pearson2 = sum(d for d, _ in sums), sum(q for _, q in sums)
     else:
         rows = remote.rows(finals)
         dev_sum, pearson2 = sum(f["dev_sum"] for f in finals), sum(f["pearson2"] for f in finals)

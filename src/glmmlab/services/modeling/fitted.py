@@ -33,9 +33,11 @@ from glmmlab.engine.model.spec import ModelSpec
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.threads import fit_heap, one_blas_thread
-from glmmlab.services.modeling import bootstrap, fitting, frames, marginal, prediction, profiling, simulated_residuals
-from glmmlab.services.modeling import r2 as r2_service
-from glmmlab.services.views import text
+from glmmlab.services.modeling import fitting, frames, prediction, simulated_residuals
+
+# R², the omnibus tests and marginal means, profile and bootstrap intervals and the text views are imported when a
+# method first asks for them: a fit does not use them, and their modules (the bootstrap's process pool and
+# multiprocessing, the text view's html) held some 0.7 MB of a fresh process that only fits
 
 Predictor = Callable[[Any], "tuple[np.ndarray, np.ndarray]"]
 
@@ -110,22 +112,32 @@ class FittedModel(GlmmResult):
 
     def r2(self) -> dict:
         if "r2" not in self._memo:
+            from glmmlab.services.modeling import r2 as r2_service
+
             self._memo["r2"] = r2_service.nakagawa(self)
         return dict(self._memo["r2"])
 
     r2.__doc__ = GlmmResult.r2.__doc__
 
     def anova(self, intercept: bool = False):
+        from glmmlab.services.modeling import marginal
+
         return marginal.anova_terms(self, intercept=intercept)
 
     def emmeans(self, term: str, by: str | None = None, type: str = "response", level: float | None = None,
                 at: Any = None, n_grid: int = 20):
+        from glmmlab.services.modeling import marginal
+
         return marginal.emmeans(self, term, by=by, type=type, level=level, at=at, n_grid=n_grid)
 
     def pairs(self, term: str, by: str | None = None, adjust: str = "tukey", type: str = "link"):
+        from glmmlab.services.modeling import marginal
+
         return marginal.pairs(self, term, by=by, adjust=adjust, type=type)
 
     def effects(self, term: str, by: str | None = None, level: float | None = None, n_grid: int = 20):
+        from glmmlab.services.modeling import marginal
+
         return marginal.effects(self, term, by=by, level=level, n_grid=n_grid)
 
     anova.__doc__ = GlmmResult.anova.__doc__
@@ -135,6 +147,7 @@ class FittedModel(GlmmResult):
 
     def anova_terms_document(self) -> dict | None:
         from glmmlab.engine.inference.results import _num
+        from glmmlab.services.modeling import marginal
 
         if not len(self.names):
             return None
@@ -154,17 +167,25 @@ class FittedModel(GlmmResult):
     anova_terms_document.__doc__ = GlmmResult.anova_terms_document.__doc__
 
     def summary(self) -> str:
+        from glmmlab.services.views import text
+
         return text.summary(self)
 
     summary.__doc__ = GlmmResult.summary.__doc__
 
     def _repr_html_(self) -> str:
+        from glmmlab.services.views import text
+
         return text.render_html(self)
 
     def _refit_intervals(self, method: str, level: float, nsim: int, seed: int | None,
                          progress: Callable[[str, float], None] | None) -> tuple[list[str], Any, Any, dict]:
         if method == "profile":
+            from glmmlab.services.modeling import profiling
+
             return profiling.profile(self, level, nsim, seed, progress)
+        from glmmlab.services.modeling import bootstrap
+
         return bootstrap.boot_intervals(self, level, nsim, seed, progress)
 
     def _fixed_design(self, new_data: Any) -> tuple[np.ndarray, np.ndarray] | None:

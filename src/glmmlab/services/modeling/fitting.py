@@ -91,7 +91,9 @@ def in_input_order(record: GlmmResult, order: np.ndarray) -> GlmmResult:
         out[order] = a
         return out
 
-    per_row: dict[str, Any] = {name: back(np.asarray(getattr(record, name))) for name in PER_ROW}
+    per_row: dict[str, Any] = {name: back(np.asarray(getattr(record, name))) for name in PER_ROW if name != "rows"}
+    # the rows themselves in input order are the input row numbers used, ascending: with none left out, 0 .. n-1
+    per_row["rows"] = np.arange(record.n_obs) if record.n_excluded == 0 else back(np.asarray(record.rows))
     return type(record)(**{**raw_fields(record, type(record)), **per_row})  # a pending df stays pending
 
 

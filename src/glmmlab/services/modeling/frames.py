@@ -98,10 +98,38 @@ def sorted_levels(uniques: np.ndarray, numeric: bool) -> tuple[np.ndarray, list[
     return keys, [str(v) for v in group_labels_of(keys)]
 
 
+# integer group keys spanning at most this many values (and two per row) are coded by counting, not hashing
+COUNTED_SPAN = 1 << 24
+
+
+def _counted_codes(values: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    """:func:`group_codes` of an integer column by counting: each value's rank among the distinct values present
+    (a pass to mark them, a cumulative sum, a lookup), where the values span fewer than COUNTED_SPAN numbers
+    (and at most two per row) within +-2^53 (where they are exact as floats, as the hashed path sees them). 1M rows
+    of 10,000 groups: 9 ms against 65 ms for the hashed floats. None for a column that does not qualify."""
+    if values.size == 0:
+        return None
+    lo, hi = int(values.min()), int(values.max())
+    span = hi - lo + 1
+    if span > min(COUNTED_SPAN, 2 * values.size + 1024) or max(abs(lo), abs(hi)) > 2 ** 53:
+        return None
+    offset = values - lo if lo else values
+    present = np.zeros(span, dtype=bool)
+    present[offset] = True
+    rank = np.cumsum(present, dtype=np.int32) - 1
+    levels = np.flatnonzero(present) + lo
+    return rank[offset], [str(v) for v in levels.tolist()]
+
+
 def group_codes(df: pd.DataFrame, name: str) -> tuple[np.ndarray, list[str]]:
-    """Integer codes (-1 where missing) into the sorted group labels; O(n) hashing, only the labels sorted."""
+    """Integer codes (-1 where missing) into the sorted group labels; O(n) hashing, only the labels sorted (plain
+    integers of a moderate span: by counting, :func:`_counted_codes`)."""
     col = df[name]
     numeric = is_numeric_group(col)
+    if numeric and isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
+        counted = _counted_codes(col.to_numpy())
+        if counted is not None:
+            return counted
     codes, uniques = pd.factorize(group_keys(col), sort=False, use_na_sentinel=True)
     uniques = np.asarray(uniques)
     if uniques.size == 0:
@@ -133,6 +161,36 @@ def check_columns(columns: Iterable[str], n_rows: int | None, response: str, gro
         raise GlmmInputError("the data have no rows")
 
 
+def plain_values(df: pd.DataFrame, name: str, role: str) -> np.ndarray:
+    """A column as :func:`numeric_column` gives it, except that plain numpy integers stay integers (no float copy:
+    the column frame converts them as it gathers its rows) and plain float64 is the column's own memory."""
+    col = df[name]
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf" and not pd.api.types.is_bool_dtype(col):
+        return col.to_numpy()
+    return numeric_column(df, name, role)
+
+
+GATHER_WIDTH = 4  # columns gathered together (their rows side by side: one memory access per row for all four)
+GATHER_ROWS = 65_536  # rows gathered at a time (their block of the output stays in cache while it is spread out)
+
+
+def gather_rows(columns: list[np.ndarray], rows: np.ndarray, outs: list[np.ndarray]) -> None:
+    """``outs[k][:] = columns[k][rows]`` (as floats) for rows in another order (the order of the groups). A column
+    gathered alone reads one row per cache line at random; GATHER_WIDTH columns are first put side by side (a
+    sequential copy, which also turns integers into floats), so each row read fetches all of them: 1M rows, 10
+    columns in the order of 10,000 groups, 75 ms against 150 ms. The extra memory is one n x GATHER_WIDTH copy."""
+    for s in range(0, len(columns), GATHER_WIDTH):
+        part = columns[s:s + GATHER_WIDTH]
+        side = np.empty((part[0].size, len(part)))
+        for j, col in enumerate(part):
+            side[:, j] = col
+        for a in range(0, rows.size, GATHER_ROWS):
+            block = np.take(side, rows[a:a + GATHER_ROWS], axis=0)
+            for j in range(len(part)):
+                outs[s + j][a:a + GATHER_ROWS] = block[:, j]
+        del side
+
+
 def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], *, intercept: bool, family: Any,
                  formula: str, grouped: bool = True) -> tuple[ModelFrame, np.ndarray | None]:
     """The model frame of ``response ~ fixed + (1 | group)`` over numeric columns, built from the columns
@@ -146,52 +204,62 @@ def column_frame(df: pd.DataFrame, response: str, group: str, fixed: list[str], 
     from glmmlab.engine.model.design import constant_column_warning, no_complete_rows, too_few_groups
     from glmmlab.engine.model.terms import RandomTerm, ones_column
 
-    y = numeric_column(df, response, "response")
-    columns = [numeric_column(df, f, "fixed-effect") for f in fixed]
+    y = plain_values(df, response, "response")
+    columns = [plain_values(df, f, "fixed-effect") for f in fixed]
     codes, levels = group_codes(df, group)
-    keep = np.isfinite(y) & (codes >= 0)
-    for col in columns:
-        keep &= np.isfinite(col)
+    keep = codes >= 0
+    for col in [y] + columns:
+        if col.dtype.kind == "f":  # integers are always finite
+            keep &= np.isfinite(col)
     if not keep.any():
         raise no_complete_rows(response, group)
-    rows = np.flatnonzero(keep)
-    used = np.bincount(codes[rows], minlength=len(levels)) > 0
-    remap = (np.cumsum(used) - 1).astype(np.int32)  # the groups that keep rows, renumbered in their order
-    present = [lv for lv, u in zip(levels, used) if u]
+    every = bool(keep.all())  # no row left out: no gather of the codes, no renumbering of the groups
+    rows = np.arange(y.size) if every else np.flatnonzero(keep)
+    counts = np.bincount(codes if every else codes[rows], minlength=len(levels))
+    used = counts > 0
+    present = levels if used.all() else [lv for lv, u in zip(levels, used) if u]
     if len(present) < 2:
         raise too_few_groups(group, len(present))
-    g = remap[codes[rows]]
-    every = rows.size == y.size  # no row left out: the columns are used as they are
     order: np.ndarray | None = None
     if grouped:
+        g = codes if every and used.all() else (np.cumsum(used) - 1)[codes[rows]]
         order = np.argsort(g.astype(np.uint16) if len(present) <= 65_536 else g, kind="stable")
-        rows, g = rows[order], g[order]
+        rows = order if every else rows[order]
+        g = np.repeat(np.arange(len(present), dtype=np.int32), counts[used])  # the codes in their sorted order
         every = False
-    if every:  # the column itself (perhaps the table's own memory): read-only, so no step can write into it
-        yv = y.view()
-        yv.flags.writeable = False
     else:
-        yv = y[rows]
-    family.check_response(yv, response)
-    # the design is gathered column by column into contiguous rows of its transpose (X is then column-major:
-    # writing the columns of a row-major X strides through memory, 3x slower on 1M rows)
+        g = (codes if every and used.all() else (np.cumsum(used) - 1)[codes[rows]]).astype(np.int32)
     off = 1 if intercept else 0
+    # the design is gathered into contiguous rows of its transpose (X is then column-major: writing the columns of
+    # a row-major X strides through memory, 3x slower on 1M rows), the response with it
     Xt = np.empty((off + len(fixed), rows.size))
     if intercept:
         Xt[0] = 1.0
+    sources, targets = list(columns), [Xt[off + k] for k in range(len(fixed))]
+    if every and y.dtype == np.float64:  # the column itself (perhaps the table's own memory): read-only, so no
+        yv = y.view()  # step can write into it
+        yv.flags.writeable = False
+    else:
+        yv = np.empty(rows.size)
+        sources.insert(0, y)
+        targets.insert(0, yv)
+    if every:
+        for col, out in zip(sources, targets):
+            out[:] = col
+    else:
+        gather_rows(sources, rows, targets)
+    family.check_response(yv, response)
     warnings: list[str] = []
-    kept: list[str] = []
-    for name, col in zip(fixed, columns):
-        v = Xt[off + len(kept)]
-        if every:
-            v[:] = col
-        else:
-            np.take(col, rows, out=v)
+    kept: list[int] = []
+    for k, name in enumerate(fixed):
+        v = Xt[off + k]
         if v.size and v.min() == v.max() and (intercept or v.min() == 0.0):
             warnings.append(constant_column_warning(name))
             continue
-        kept.append(name)
-    names = (["(Intercept)"] if intercept else []) + kept
+        kept.append(off + k)
+    if len(kept) < len(fixed):  # the constant columns are left out (the others moved up over them)
+        Xt[off:off + len(kept)] = Xt[kept]
+    names = (["(Intercept)"] if intercept else []) + [fixed[k - off] for k in kept]
     X = Xt[: len(names)].T
     term = RandomTerm(group, g, present, ones_column(rows.size), ["(Intercept)"])
     return ModelFrame(response=response, y=yv, X=X, x_names=names, terms=[term], rows=rows, n_input=len(df),

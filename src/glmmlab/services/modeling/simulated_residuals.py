@@ -12,15 +12,18 @@ fit or a model loaded from a project does not, and is refused with a message.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.inference import simulate as sim_engine
-from glmmlab.engine.inference import simulate_models
 from glmmlab.engine.inference.results import GlmmResult
-from glmmlab.services.views import residual_plots
+
+if TYPE_CHECKING:
+    from glmmlab.engine.inference import simulate as sim_engine
+
+# the simulation engine and the plots are imported when residuals are first simulated or drawn: the fitted model
+# imports this module (for DEFAULT_SEED), and a process that only fits need not hold them
 
 DEFAULT_SEED = 123  # DHARMa's default: the same residuals every time unless a seed is given
 MAX_SIMULATIONS = 10_000
@@ -47,6 +50,8 @@ class SimulatedResiduals:
                          seed: int | None = DEFAULT_SEED, integer: bool = False) -> "SimulatedResiduals":
         """Scaled residuals, tests and plots of simulations made elsewhere (DHARMa's ``createDHARMa``): an n x n_sim
         matrix of simulated responses, the n observed values and the n predicted means."""
+        from glmmlab.engine.inference import simulate as sim_engine
+
         simulation = sim_engine.create(simulated, observed, fitted, seed=seed, integer=integer)
         return cls(simulation, np.arange(simulation.observed.shape[0]), "custom", "")
 
@@ -93,20 +98,28 @@ class SimulatedResiduals:
     def test_dispersion(self, alternative: str = "two.sided") -> sim_engine.ResidualTest:
         """DHARMa's ``testDispersion``: the variance of observed minus predicted against that of every simulation
         (statistic > 1: overdispersion, < 1: underdispersion) with a simulation p-value."""
+        from glmmlab.engine.inference import simulate as sim_engine
+
         return sim_engine.dispersion_test(self.simulation, alternative)
 
     def test_zero_inflation(self, alternative: str = "two.sided") -> sim_engine.ResidualTest:
         """DHARMa's ``testZeroInflation``: the observed number of zeros against the simulated numbers (statistic
         > 1: more zeros than the model expects)."""
+        from glmmlab.engine.inference import simulate as sim_engine
+
         return sim_engine.zero_inflation_test(self.simulation, alternative)
 
     def test_uniformity(self, alternative: str = "two.sided") -> sim_engine.ResidualTest:
         """DHARMa's ``testUniformity``: Kolmogorov-Smirnov of the residuals against U(0, 1)."""
+        from glmmlab.engine.inference import simulate as sim_engine
+
         return sim_engine.uniformity_test(self.residuals, alternative)
 
     def test_outliers(self, alternative: str = "two.sided") -> sim_engine.ResidualTest:
         """DHARMa's ``testOutliers(type = "binomial")``: residuals outside every simulation against their
         expected frequency 2 / (n_sim + 1)."""
+        from glmmlab.engine.inference import simulate as sim_engine
+
         return sim_engine.outlier_test(self.simulation, alternative)
 
     def tests(self) -> dict[str, sim_engine.ResidualTest]:
@@ -129,22 +142,30 @@ class SimulatedResiduals:
     def plot_qq(self, ax: Any = None, title: str | None = None):
         """The uniform Q-Q plot of the residuals with the tests' results in its corners (a matplotlib Figure; drawn
         into ``ax`` when given)."""
+        from glmmlab.services.views import residual_plots
+
         return residual_plots.qq_uniform(self.residuals, self.tests(), ax=ax, title=title)
 
     def plot_vs_predicted(self, ax: Any = None, quantiles: tuple[float, ...] = (0.25, 0.5, 0.75),
                           title: str | None = None):
         """The residuals against the rank-transformed predictions, with the quantiles of the residuals along
         them (a matplotlib Figure; drawn into ``ax`` when given)."""
+        from glmmlab.services.views import residual_plots
+
         return residual_plots.residuals_vs_predicted(self.residuals, self.predicted, quantiles=quantiles,
                                                      outliers=self.test_outliers(), ax=ax, title=title)
 
     def plot(self):
         """Both plots side by side (DHARMa's ``plot()``)."""
+        from glmmlab.services.views import residual_plots
+
         return residual_plots.both(self)
 
     def quantile_deviations(self, quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)) -> dict[str, Any]:
         """The quantile lines of :meth:`plot_vs_predicted` and their tests (see
         :func:`glmmlab.services.views.residual_plots.quantile_bins`)."""
+        from glmmlab.services.views import residual_plots
+
         return residual_plots.quantile_bins(self.residuals, self.predicted, quantiles)
 
 
@@ -154,6 +175,9 @@ def simulate_residuals(result: GlmmResult, n_sim: int = 250, seed: int | None = 
     held at their fitted modes (``conditional=True``, the default: DHARMa's since 0.5.0) or drawn afresh from their
     estimated covariance (``conditional=False``, lme4's ``simulate(re.form = NA)``); ``seed`` makes them
     reproducible (None: fresh entropy)."""
+    from glmmlab.engine.inference import simulate as sim_engine
+    from glmmlab.engine.inference import simulate_models
+
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 2 <= n_sim <= MAX_SIMULATIONS:
         raise GlmmInputError(f"n_sim must be a whole number from 2 to {MAX_SIMULATIONS:,} (got {n_sim!r}); DHARMa "
                              "uses 250")
