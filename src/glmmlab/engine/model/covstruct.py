@@ -171,6 +171,7 @@ class CovStructure:
             C[:, 1:] *= math.sqrt(1.0 - rho * rho)
             if not jacobian:  # one SD for every column
                 return float(phi[0]) * C, []
+            return float(phi[0]) * C, list(self._ar1_jacobian(C, float(phi[0]), t, rho))
         else:
             try:
                 C = np.linalg.cholesky(R)
@@ -181,6 +182,22 @@ class CovStructure:
         if not jacobian:
             return lam, []
         return lam, list(self._jacobian(C, sd, dRs))
+
+    def _ar1_jacobian(self, C: np.ndarray, sd: float, t: float, rho: float) -> np.ndarray:
+        """ar1's dLambda / d(sd, t) in closed form: Lambda_ij = sd rho^(i - j) c_j (i >= j; c_0 = 1, c_j = sqrt(1 -
+        rho^2) after), so dLambda / drho = sd (lag rho^(lag - 1) c_j + rho^lag dc_j / drho) and drho / dt =
+        (1 + t^2)^-1.5: no inverse of C (the generic map's C Phi(C^-1 dR C^-T) costs two products and an inverse)."""
+        q = self.q
+        out = np.empty((2, q, q))
+        out[0] = C
+        c = math.sqrt(1.0 - rho * rho)
+        lag = self._lag
+        # lag rho^(lag - 1) on the lower triangle (0 on the diagonal), times each column's scale c_j
+        d = np.where(self._lower & (lag > 0), lag * rho ** np.maximum(lag - 1, 0), 0.0)
+        d[:, 1:] *= c
+        d[:, 1:] -= (rho / c) * np.where(self._lower, rho ** lag, 0.0)[:, 1:]  # rho^lag dc_j / drho, c_j' = -rho / c
+        out[1] = (sd * (1.0 + t * t) ** -1.5) * d
+        return out
 
     def _jacobian(self, C: np.ndarray, sd: np.ndarray, dRs: list[np.ndarray]) -> np.ndarray:
         """dLambda / dphi_k stacked (n_params, q, q): the SDs' (rows of C), then the correlation parameters'
