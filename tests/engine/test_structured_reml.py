@@ -1,10 +1,11 @@
 """The linear mixed model with a structured term fitted with the profiled criterion's exact gradient
 (engine/solvers/structured_reml.py): the gradient against central differences (REML and ML, prior weights, rows
-cut into blocks), and an optimum the derivative-free search missed."""
+cut into blocks), the moments' start, and an optimum the derivative-free search missed."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import glmmlab
@@ -15,6 +16,7 @@ from glmmlab.engine.solvers.reml import ProfiledLmm, _block_rows
 from glmmlab.engine.solvers.row_blocks import BlockedProfiledLmm, centring_fit, cut_blocks, normal_equations
 from glmmlab.engine.solvers.scaling import scaled_design
 from glmmlab.engine.solvers.structure import Structure
+from glmmlab.engine.solvers.structured_start import moment_start
 from glmmlab.interfaces.cli import read_table
 from glmmlab.services.modeling.modelframe import build_model_frame
 from tests.conftest import REFERENCE
@@ -74,3 +76,38 @@ def test_cs_reaches_glmmtmbs_optimum_on_the_edge():
     data = read_table(str(DATA))
     res = glmmlab.glmm("y ~ tnum + trt + cs(0 + time | id)", data.loc[data["tnum"] <= 4], reml=False)
     assert res.llf >= -496.5721 - 1e-3
+
+
+@pytest.mark.parametrize("formula", ["y ~ tnum + trt + ar1(0 + time | id)", "y ~ tnum + trt + cs(0 + time | id)"])
+def test_the_moments_start_near_the_optimum(formula):
+    # sim_longitudinal_ar1: one row per subject and occasion (ar1's noise from the lags); cs on a copy with every
+    # row twice, shifted, so there are residual degrees of freedom within the subjects
+    st, obj = _criterion(formula, True, False, 1)
+    if "cs(" in formula:
+        data = read_table(str(DATA))
+        twice = pd.concat([data, data.assign(y=data["y"] + np.random.default_rng(2).normal(0.0, 0.5, len(data)))])
+        mf = build_model_frame(twice.reset_index(drop=True), formula)
+        Xs, _, _, _ = scaled_design(mf.X, mf.x_names)
+        st = Structure(merge_terms(mf.terms))
+        pw = np.ones(mf.n)
+        beta0 = centring_fit(normal_equations(Xs, mf.y, pw))
+        obj = BlockedProfiledLmm([ProfiledLmm(st, Xs, mf.y, pw, beta0)], mf.n, 0.0, beta0, threads=False)
+    x0 = st.theta_start()
+    start = moment_start(st.blocks[0], [u.cp for u in obj.units], obj.n, x0)
+    assert start is not None and start.shape == x0.shape
+    opt, _ = structured_reml.fit(obj, st, st.theta_lower(), {"max_iter": 100, "tol": 1e-6})
+    f_opt, f_start, f_usual = obj.value(opt), obj.value(start), obj.value(x0)
+    assert f_opt <= f_start < f_usual
+    assert f_start - f_opt < 0.05 * (f_usual - f_opt)  # most of the way there before the first step
+    sd = st.theta_lower() == 0.0
+    np.testing.assert_allclose(start[sd], opt[sd], rtol=0.1)
+
+
+def test_no_moments_start_for_other_structures():
+    data = read_table(str(DATA))
+    mf = build_model_frame(data, "y ~ tnum + trt + ou(0 + tnum | id)")
+    st = Structure(merge_terms(mf.terms))
+    Xs, _, _, _ = scaled_design(mf.X, mf.x_names)
+    pw = np.ones(mf.n)
+    lmm = ProfiledLmm(st, Xs, mf.y, pw, centring_fit(normal_equations(Xs, mf.y, pw)))
+    assert moment_start(st.blocks[0], [lmm.cp], mf.n, st.theta_start()) is None

@@ -14,8 +14,8 @@ derivative in S is M = [S^-1 +] c r v v' (v = S^-1 e_z, c = n - p - 1 or n), and
     dd / dLambda = 2 sum_j [A_j Lambda H_j^-1 - P_j M W_j'],   P_j = E_j - A_j Lambda W_j,
 
 which :func:`glmmlab.engine.solvers.structured.to_theta` takes to the structure's parameters by the chain rule.
-The M term is linear in M, so each block of rows returns sum_j P_j (x) W_j (an m x m stack of q x q matrices,
-m = p + 1) and the blocks' sums are contracted with the whole data's M: one pass over the levels per evaluation.
+M depends on the whole data's S, so each block of rows returns its P_j and W_j with its sums, and the M term is
+contracted from them once S is summed: one factorisation of the levels per evaluation.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from glmmlab.engine.solvers import structured
-from glmmlab.engine.solvers.batched import batched_cholesky, batched_inverse_lower
-from glmmlab.engine.solvers.optimizer import OptimizationRecord, minimize
+from glmmlab.engine.solvers.optimizer import OptimizationRecord, fd_hessian, minimize
 from glmmlab.engine.solvers.row_blocks import reml_criterion
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
+from glmmlab.engine.solvers.structured_start import moment_start
 
 
 def gradient_ok(st: Structure, obj) -> bool:
@@ -43,29 +43,27 @@ def gradient_ok(st: Structure, obj) -> bool:
 
 def level_parts(st: Structure, cp: CrossProducts, theta: np.ndarray) -> dict:
     """One block of rows' share of the criterion and its gradient at theta: log det H (summed over its levels),
-    its S part sum_j F_j' W_j, sum_j A_j Lambda H_j^-1 (q x q) and sum_j P_j (x) W_j ((m, m, q, q))."""
+    its S part sum_j F_j' W_j, sum_j A_j Lambda H_j^-1 (q x q), and W_j and P_j per level (the M term's
+    factors, contracted once M is known)."""
     Lam = st.lambdas(theta)[0]
     A, E = cp.A11, cp.E1
     n_lev, q, m = E.shape
     AL = (A.reshape(n_lev * q, q) @ Lam).reshape(n_lev, q, q)  # A_j Lambda, every level in one product
     H = np.matmul(Lam.T, AL)
     H[:, np.arange(q), np.arange(q)] += 1.0
-    C = batched_cholesky(H)
-    Ci = batched_inverse_lower(C)
-    Hinv = np.matmul(np.swapaxes(Ci, 1, 2), Ci)
+    C = np.linalg.cholesky(H)  # log det H (H >= I: positive definite)
+    Hinv = np.linalg.inv(H)
     F = np.matmul(Lam.T, E)
     W = np.matmul(Hinv, F)
     P = E - np.matmul(AL, W)
     return {"logdet": 2.0 * float(np.sum(np.log(np.diagonal(C, axis1=1, axis2=2)))),
-            "FW": np.tensordot(F, W, axes=([0, 1], [0, 1])),
-            "ALH": np.tensordot(AL, Hinv, axes=([0, 2], [0, 1])),
-            "PW": np.einsum("jak,jcl->klac", P, W)}
+            "FW": F.reshape(n_lev * q, m).T @ W.reshape(n_lev * q, m),
+            "ALH": np.einsum("jab,jbc->ac", AL, Hinv), "P": P, "W": W}
 
 
 def value_and_grad(obj, theta: np.ndarray) -> tuple[float, np.ndarray]:
     """The criterion of ``obj`` (a :class:`~glmmlab.engine.solvers.row_blocks.BlockedProfiledLmm` of a model
-    :func:`gradient_ok` takes) and its gradient in theta; (inf, 0) where it is not defined (a ``toep`` point whose
-    correlation matrix is not positive definite)."""
+    :func:`gradient_ok` takes) and its gradient in theta; (inf, 0) where it is not defined."""
     theta = np.asarray(theta, dtype=float)
     try:
         parts = obj.map(lambda b: level_parts(b.st, b.cp, theta))
@@ -84,13 +82,22 @@ def value_and_grad(obj, theta: np.ndarray) -> tuple[float, np.ndarray]:
     M = n_sub * pwrss * np.outer(v, v)
     if obj.reml:
         M += Sinv
-    G = 2.0 * (sum(p["ALH"] for p in parts) - np.tensordot(M, sum(p["PW"] for p in parts), axes=([0, 1], [0, 1])))
-    return float(dev), structured.matrix_to_theta(obj.units[0].st.blocks[0], theta, G)
+    G = sum(p["ALH"] - np.einsum("jak,jck->ac", p["P"] @ M, p["W"]) for p in parts)
+    return float(dev), structured.matrix_to_theta(obj.units[0].st.blocks[0], theta, 2.0 * G)
 
 
 def fit(obj, st: Structure, lower: np.ndarray, model: dict) -> tuple[np.ndarray, OptimizationRecord]:
-    """Minimise the criterion by quasi-Newton steps with its exact gradient (L-BFGS-B, then Newton steps with a
-    finite-difference Hessian of the gradient to rounding level: :func:`~glmmlab.engine.solvers.optimizer.minimize`)
-    from the structure's start."""
-    return minimize(lambda x: value_and_grad(obj, x), st.theta_start(), lower, max_iter=model["max_iter"],
-                    tol=model["tol"], handover=True, forward_hessian=True)
+    """Minimise the criterion with its exact gradient. From the moments' start
+    (:func:`~glmmlab.engine.solvers.structured_start.moment_start`), where it has a lower criterion than the usual
+    start (or the caller's): Newton steps from a forward-difference Hessian of the gradient, updated by BFGS
+    (:func:`~glmmlab.engine.solvers.newton.newton_run`; the evaluations: ovary_ar1 16 -> 10, sleepstudy_cs 28 ->
+    13); else L-BFGS-B, then Newton steps with that Hessian to rounding level. Either way
+    :func:`~glmmlab.engine.solvers.optimizer.minimize` runs them."""
+    x0 = st.theta_start()
+    moments = moment_start(st.blocks[0], [u.cp for u in obj.units], obj.n, x0)
+    fg = lambda x: value_and_grad(obj, x)  # noqa: E731
+    if moments is not None and obj.value(moments) < obj.value(x0):
+        return minimize(fg, moments, lower, max_iter=model["max_iter"], tol=model["tol"], newton=True,
+                        approx_hessian=lambda x, fg_: fd_hessian(fg_, x, lower, forward=True))
+    return minimize(fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], handover=True,
+                    forward_hessian=True)
