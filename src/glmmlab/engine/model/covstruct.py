@@ -161,8 +161,22 @@ class CovStructure:
         return self.factor_and_jacobian(phi, jacobian=False)[0]
 
     def factor_and_jacobian(self, phi: np.ndarray, jacobian: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(Lambda, [dLambda / dphi_k for every parameter]) at ``phi``."""
+        """(Lambda, [dLambda / dphi_k for every parameter]) at ``phi``. With the Jacobian, the last point's answer is
+        kept (read-only arrays): the Laplace gradient takes several gradients through it at one point."""
         phi = np.asarray(phi, dtype=float)
+        if jacobian:
+            key = phi.tobytes()
+            last = self.__dict__.get("_last_jacobian")
+            if last is not None and last[0] == key:
+                return last[1], list(last[2])
+            lam, dlams = self._factor_and_jacobian(phi, True)
+            for a in (lam, *dlams):
+                a.setflags(write=False)
+            self.__dict__["_last_jacobian"] = (key, lam, dlams)  # a cache, not state: the dataclass stays frozen
+            return lam, list(dlams)
+        return self._factor_and_jacobian(phi, False)
+
+    def _factor_and_jacobian(self, phi: np.ndarray, jacobian: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         R, dRs = self._corr(phi[self.n_sd:], jacobian)
         if self.kind == "ar1":  # its Cholesky factor in closed form: rho^(i - j), after column 1 times sqrt(1 - rho^2)
             t = float(phi[1])
