@@ -97,7 +97,18 @@ def fit(obj, st: Structure, lower: np.ndarray, model: dict) -> tuple[np.ndarray,
     moments = moment_start(st.blocks[0], [u.cp for u in obj.units], obj.n, x0)
     fg = lambda x: value_and_grad(obj, x)  # noqa: E731
     if moments is not None and obj.value(moments) < obj.value(x0):
+        taken: list[bool] = []
+
+        def hessian_once(x: np.ndarray, fg_) -> np.ndarray:
+            # the start's Hessian only: near the moments' start its BFGS updates serve to the end, where a second
+            # one (newton_run's refresh once the gradient has fallen twentyfold) cost k more gradients for one
+            # step saved; a non-finite answer keeps the updated one
+            if taken:
+                return np.full((x.size, x.size), np.nan)
+            taken.append(True)
+            return fd_hessian(fg_, x, lower, forward=True)
+
         return minimize(fg, moments, lower, max_iter=model["max_iter"], tol=model["tol"], newton=True,
-                        approx_hessian=lambda x, fg_: fd_hessian(fg_, x, lower, forward=True))
+                        approx_hessian=hessian_once)
     return minimize(fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], handover=True,
                     forward_hessian=True)

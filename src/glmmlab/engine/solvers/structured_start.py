@@ -5,13 +5,13 @@ instead of at lme4's start (relative SDs 1, no correlation).
 Per level j of the grouping factor, the residuals r of the fixed effects' least-squares fit give per-level
 effects b_j = A_j^-1 Z_j' W r_j (A_j = Z_j' W Z_j; a column the level lacks counts as absent), and their mean
 cross-product S (over the levels that have both columns) estimates Sigma_b + sigma^2 A^-1: the random effects'
-covariance plus noise on the diagonal where each column is observed once per level. So:
+covariance plus noise (sigma^2 times the mean of A_j^-1, diagonal where the columns are indicators). So:
 
 - ``ar1`` (equally spaced occasions): the mean covariance c_k at lag k is sd^2 rho^k for k >= 1, so rho = c_2 / c_1
   (c_1 / c_0 with two columns), sd^2 = c_1 / rho and sigma^2 = c_0 - sd^2 when the design has no residual degrees
   of freedom within the levels (one row per level and column);
 - ``cs``: sigma^2 from the residuals within the levels (when there are enough), each SD^2 the diagonal of S less
-  the noise, rho the mean off-diagonal correlation.
+  the noise, rho the mean off-diagonal correlation of S less the noise.
 
 The relative SDs are sd / sigma. Where the moments do not give a usable answer (too few levels or columns, a
 negative variance, other structures) the term keeps its usual start; the caller keeps whichever start has the
@@ -41,7 +41,7 @@ def moment_start(block: FactorBlock, cps: list[CrossProducts], n: int, theta0: n
     Ar = A + np.where(present, 0.0, 1.0)[:, :, None] * np.eye(q)
     try:
         b = np.linalg.solve(Ar, r[..., None])[..., 0]
-        noise = np.einsum("jaa->ja", np.linalg.inv(Ar))  # (A_j^-1)_aa: sigma^2's share of b's variance
+        Ainv = np.linalg.inv(Ar)  # sigma^2 A_j^-1: the noise in b_j's covariance
     except np.linalg.LinAlgError:
         return None
     pf = present.astype(float)
@@ -49,7 +49,7 @@ def moment_start(block: FactorBlock, cps: list[CrossProducts], n: int, theta0: n
     if n_lev < 3:
         return None
     B = b.T @ b
-    noise_mean = (noise * pf).sum(axis=0) / np.maximum(pf.sum(axis=0), 1.0)
+    noise_mean = np.einsum("jab,ja,jb->ab", Ainv, pf, pf) / np.maximum(pairs, 1.0)  # over the levels with both
     df_within = n - int(np.sum(present)) - (cps[0].E1.shape[2] - 1)
     sigma2_within = (rss - float(np.einsum("ja,ja->", b, r))) / df_within if df_within >= max(10, n // 10) else None
     theta = np.array(theta0, dtype=float)
@@ -60,7 +60,7 @@ def moment_start(block: FactorBlock, cps: list[CrossProducts], n: int, theta0: n
             continue
         at = np.ix_(g, g)
         phi = _ar1(s, B[at], pairs[at], sigma2_within) if s.kind == "ar1" else (
-            _cs(s, B[at], pairs[at], noise_mean[g], sigma2_within) if s.kind == "cs" else None)
+            _cs(s, B[at], pairs[at], noise_mean[at], sigma2_within) if s.kind == "cs" else None)
         if phi is not None and np.all(np.isfinite(phi)):
             theta[sl] = phi
             changed = True
@@ -90,11 +90,12 @@ def _ar1(s: CovStructure, B: np.ndarray, pairs: np.ndarray, sigma2: float | None
 def _cs(s: CovStructure, B: np.ndarray, pairs: np.ndarray, noise: np.ndarray, sigma2: float | None
         ) -> np.ndarray | None:
     """(relative SDs, t) from the mean cross-products (``B``, ``pairs`` as for :func:`_ar1`), ``noise`` the mean
-    of each column's (A_j^-1)_aa and ``sigma2`` the residual variance within the levels."""
+    of A_j^-1 (over the levels with both columns) and ``sigma2`` the residual variance within the levels."""
     if sigma2 is None or not sigma2 > 0.0 or np.min(pairs) < 3:
         return None
     S = B / pairs
-    var = np.diag(S) - sigma2 * noise
+    S = S - sigma2 * noise
+    var = np.diag(S)
     if np.any(var <= 0.0):
         return None
     sd = np.sqrt(var)
