@@ -91,12 +91,16 @@ def fit(obj, st: Structure, lower: np.ndarray, model: dict) -> tuple[np.ndarray,
     (:func:`~glmmlab.engine.solvers.structured_start.moment_start`), where it has a lower criterion than the usual
     start (or the caller's): Newton steps from a forward-difference Hessian of the gradient, updated by BFGS
     (:func:`~glmmlab.engine.solvers.newton.newton_run`; the evaluations: ovary_ar1 16 -> 10, sleepstudy_cs 28 ->
-    13); else L-BFGS-B, then Newton steps with that Hessian to rounding level. Either way
-    :func:`~glmmlab.engine.solvers.optimizer.minimize` runs them."""
+    11); else L-BFGS-B, then Newton steps with that Hessian to rounding level. Either way
+    :func:`~glmmlab.engine.solvers.optimizer.minimize` runs them; the record's evaluations count the two values
+    that chose the start too."""
     x0 = st.theta_start()
     moments = moment_start(st.blocks[0], [u.cp for u in obj.units], obj.n, x0)
     fg = lambda x: value_and_grad(obj, x)  # noqa: E731
-    if moments is not None and obj.value(moments) < obj.value(x0):
+    if moments is None:
+        return minimize(fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], handover=True,
+                        forward_hessian=True)
+    if obj.value(moments) < obj.value(x0):
         taken: list[bool] = []
 
         def hessian_once(x: np.ndarray, fg_) -> np.ndarray:
@@ -108,7 +112,10 @@ def fit(obj, st: Structure, lower: np.ndarray, model: dict) -> tuple[np.ndarray,
             taken.append(True)
             return fd_hessian(fg_, x, lower, forward=True)
 
-        return minimize(fg, moments, lower, max_iter=model["max_iter"], tol=model["tol"], newton=True,
-                        approx_hessian=hessian_once)
-    return minimize(fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], handover=True,
-                    forward_hessian=True)
+        theta, record = minimize(fg, moments, lower, max_iter=model["max_iter"], tol=model["tol"], newton=True,
+                                 approx_hessian=hessian_once)
+    else:
+        theta, record = minimize(fg, x0, lower, max_iter=model["max_iter"], tol=model["tol"], handover=True,
+                                 forward_hessian=True)
+    record.evaluations += 2
+    return theta, record
