@@ -16,7 +16,8 @@ first fit in the process (the CPU time a one-off fit costs, lazily imported modu
 Gaussian models by REML (glmmlab's default; glmmTMB's ``REML = TRUE``), as ``run.py`` does, and Poisson ones by
 the Laplace approximation; glmmTMB's ``ratio`` is its median CPU time over glmmlab's, and the log-likelihoods'
 difference shows they fitted the same model. The reference's recorded glmmTMB seconds (its ML fit) are shown
-beside them. Results also go to benchmarks/results/covstruct_latest.json.
+beside them, and glmmlab's number of evaluations of its criterion. Results also go to
+benchmarks/results/covstruct_latest.json.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ PY_TIMER = textwrap.dedent("""
         res = glmmlab.glmm(spec["formula"], df, family=spec["family"], link=spec["link"])
         cpu.append(time.process_time() - c)
         wall.append(time.perf_counter() - t)
-    print(json.dumps({"cpu": cpu, "wall": wall, "logLik": res.llf}))
+    print(json.dumps({"cpu": cpu, "wall": wall, "logLik": res.llf, "evaluations": res.optimization["evaluations"]}))
 """)
 
 R_TIMER = textwrap.dedent("""
@@ -171,7 +172,7 @@ def side_by_side(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = []
     head = (f"{'case':22s} {'rows':>5s} | {'glmmlab first':>13s} {'cpu':>7s} {'wall':>7s} | {'glmmTMB first':>13s} "
-            f"{'cpu':>7s} {'wall':>7s} | {'ratio':>6s} {'recorded':>8s} {'dlogLik':>9s}")
+            f"{'cpu':>7s} {'wall':>7s} | {'ratio':>6s} {'recorded':>8s} {'dlogLik':>9s} {'evals':>5s}")
     print(head)
     print("-" * len(head))
     for case in reference_cases():
@@ -201,12 +202,14 @@ def side_by_side(argv: list[str] | None = None) -> int:
         ratio = f"{peer['cpu_median'] / mine['cpu_median']:5.1f}x" if both else ""
         dll = f"{mine['logLik'] - peer['logLik']:+9.1e}" if both else ""
         recorded = ref["results"]["ML"].get("seconds")
+        evals = str(mine.get("evaluations", "")) if mine["status"] == "ok" else ""
         print(f"{name:22s} {case.n:5d} | {cols(mine)} | {cols(peer)} | {ratio:>6s} "
-              f"{'' if recorded is None else f'{recorded:8.3f}'} {dll:>9s}", flush=True)
+              f"{'' if recorded is None else f'{recorded:8.3f}'} {dll:>9s} {evals:>5s}", flush=True)
         rows.append({"case": name, "glmmlab": mine, "glmmTMB": peer, "recorded_glmmTMB_ML_seconds": recorded})
     print("seconds of CPU (user + system) per fit; first = the first fit in a fresh process; cpu, wall = medians of "
           f"the {args.repeat} fits after it; ratio = glmmTMB cpu / glmmlab cpu; recorded = the reference's glmmTMB "
-          "ML fit")
+          "ML fit; evals = glmmlab's evaluations of its criterion in its last fit (of the value, or of the value and "
+          "the gradient, by optimiser)")
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "covstruct_latest.json").write_text(json.dumps(rows, indent=1))

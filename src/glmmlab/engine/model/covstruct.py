@@ -161,8 +161,22 @@ class CovStructure:
         return self.factor_and_jacobian(phi, jacobian=False)[0]
 
     def factor_and_jacobian(self, phi: np.ndarray, jacobian: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(Lambda, [dLambda / dphi_k for every parameter]) at ``phi``."""
+        """(Lambda, [dLambda / dphi_k for every parameter]) at ``phi``. With the Jacobian, the last point's answer is
+        kept (read-only arrays): the Laplace gradient takes several gradients through it at one point."""
         phi = np.asarray(phi, dtype=float)
+        if jacobian:
+            key = phi.tobytes()
+            last = self.__dict__.get("_last_jacobian")
+            if last is not None and last[0] == key:
+                return last[1], list(last[2])
+            lam, dlams = self._factor_and_jacobian(phi, True)
+            for a in (lam, *dlams):
+                a.setflags(write=False)
+            self.__dict__["_last_jacobian"] = (key, lam, dlams)  # a cache, not state: the dataclass stays frozen
+            return lam, list(dlams)
+        return self._factor_and_jacobian(phi, False)
+
+    def _factor_and_jacobian(self, phi: np.ndarray, jacobian: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         R, dRs = self._corr(phi[self.n_sd:], jacobian)
         if self.kind == "ar1":  # its Cholesky factor in closed form: rho^(i - j), after column 1 times sqrt(1 - rho^2)
             t = float(phi[1])
@@ -171,6 +185,7 @@ class CovStructure:
             C[:, 1:] *= math.sqrt(1.0 - rho * rho)
             if not jacobian:  # one SD for every column
                 return float(phi[0]) * C, []
+            return float(phi[0]) * C, list(self._ar1_jacobian(C, float(phi[0]), t, rho))
         else:
             try:
                 C = np.linalg.cholesky(R)
@@ -181,6 +196,22 @@ class CovStructure:
         if not jacobian:
             return lam, []
         return lam, list(self._jacobian(C, sd, dRs))
+
+    def _ar1_jacobian(self, C: np.ndarray, sd: float, t: float, rho: float) -> np.ndarray:
+        """ar1's dLambda / d(sd, t) in closed form: Lambda_ij = sd rho^(i - j) c_j (i >= j; c_0 = 1, c_j = sqrt(1 -
+        rho^2) after), so dLambda / drho = sd (lag rho^(lag - 1) c_j + rho^lag dc_j / drho) and drho / dt =
+        (1 + t^2)^-1.5: no inverse of C (the generic map's C Phi(C^-1 dR C^-T) costs two products and an inverse)."""
+        q = self.q
+        out = np.empty((2, q, q))
+        out[0] = C
+        c = math.sqrt(1.0 - rho * rho)
+        lag = self._lag
+        # lag rho^(lag - 1) on the lower triangle (0 on the diagonal), times each column's scale c_j
+        d = np.where(self._lower & (lag > 0), lag * rho ** np.maximum(lag - 1, 0), 0.0)
+        d[:, 1:] *= c
+        d[:, 1:] -= (rho / c) * np.where(self._lower, rho ** lag, 0.0)[:, 1:]  # rho^lag dc_j / drho, c_j' = -rho / c
+        out[1] = (sd * (1.0 + t * t) ** -1.5) * d
+        return out
 
     def _jacobian(self, C: np.ndarray, sd: np.ndarray, dRs: list[np.ndarray]) -> np.ndarray:
         """dLambda / dphi_k stacked (n_params, q, q): the SDs' (rows of C), then the correlation parameters'

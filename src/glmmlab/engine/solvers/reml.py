@@ -10,6 +10,7 @@ from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.inference.deferred import Deferred
 from glmmlab.engine.model.covstruct import NotPositiveDefinite
 from glmmlab.engine.progress import report
+from glmmlab.engine.solvers import structured_reml
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import factor
 from glmmlab.engine.solvers.likelihood import sum_log
@@ -188,8 +189,12 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
     lower = st.theta_lower()
     label = "Optimizing REML criterion" if reml else "Optimizing ML criterion"
     report(progress, label, 0.1)
-    theta, record = bobyqa(obj.value, st.theta_start(), lower, model, progress, label, 0.1, 0.8, scale_start=True)
-    if polish and record.converged:
+    if structured_reml.gradient_ok(st, obj):  # a structured term: quasi-Newton with the exact gradient
+        theta, record = structured_reml.fit(obj, st, lower, model)
+    else:
+        theta, record = bobyqa(obj.value, st.theta_start(), lower, model, progress, label, 0.1, 0.8,
+                               scale_start=True)
+    if polish and record.converged and record.optimizer.startswith("BOBYQA"):
         report(progress, f"{label} (Newton steps)", 0.8)
         theta, f, steps, evals = polish_value_only(obj.value, theta, lower, record.log)
         record.x, record.objective = [float(v) for v in theta], float(f)

@@ -10,6 +10,8 @@ over (entries, beta) and returns one over (theta, beta); every other part of the
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from glmmlab.engine.model.terms import FactorBlock
@@ -35,10 +37,33 @@ def block_to_theta(b: FactorBlock, theta_b: np.ndarray, g_entries: np.ndarray) -
             out[sl] = ge
         else:
             # the sub-block's entries in entry_positions order: column by column, rows from the diagonal down
-            cols, rows = np.triu_indices(len(g))
+            cols, rows = _lower_order(len(g))
             _, dlams = s.factor_and_jacobian(np.asarray(theta_b[sl], dtype=float))
-            out[sl] = [float(ge @ d) for d in np.stack(dlams)[:, rows, cols]]  # one entry's dot per parameter
+            out[sl] = np.stack(dlams)[:, rows, cols] @ ge  # one entry's dot per parameter
         e += m
+    return out
+
+
+@lru_cache(maxsize=64)
+def _lower_order(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, rows) of a q x q lower triangle column by column, rows from the diagonal down."""
+    return np.triu_indices(q)
+
+
+def matrix_to_theta(b: FactorBlock, theta_b: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """One block's gradient given as a q x q matrix over every entry of its Lambda (dD/dLambda_rc, of which only
+    the sub-blocks' lower triangles count) as one over its theta: a structured sub-block's parameters by the
+    contraction of G with each dLambda/dphi_k, an unstructured one's entries read off in theta's order."""
+    out = np.empty(b.n_theta)
+    structs = b.structures or [None] * len(b.groups)
+    for g, s, sl in zip(b.groups, structs, b.theta_spans()):
+        Gs = G[np.ix_(g, g)]
+        if s is None:
+            cols, rows = _lower_order(len(g))
+            out[sl] = Gs[rows, cols]
+        else:
+            _, dlams = s.factor_and_jacobian(np.asarray(theta_b[sl], dtype=float))
+            out[sl] = np.tensordot(np.asarray(dlams), Gs, axes=2)
     return out
 
 

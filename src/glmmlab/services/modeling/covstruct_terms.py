@@ -38,12 +38,25 @@ def _numeric_levels(levels: list[str]) -> np.ndarray | None:
     return np.array([float(lv[k:]) for lv in levels])
 
 
+def _a(kind: str) -> str:
+    """The structure's name with its article: "an ar1", "a toep"."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def _single_variable(r: RandomPart):
+    """The term's one variable when it has exactly one (``ar1(0 + time | g)``, ``toep(x | g)``), else None."""
+    terms = r.lhs.terms
+    return terms[0].variables[0] if len(terms) == 1 and len(terms[0].variables) == 1 else None
+
+
 def _one_variable(r: RandomPart, ftxt: str, kind: str, what: str):
     """The one variable of ``kind(0 + v | g)``, refusing an intercept or more than one term."""
     if r.lhs.intercept:
+        single = _single_variable(r)
+        name = "time" if single is None else single.deparse()
         raise GlmmInputError(
-            f"the random term {shorten(r.written)} of {ftxt} has an intercept column, which a {kind} structure "
-            f"cannot hold ({what}): write {kind}(0 + time | {r.component}) (with '0 +')")
+            f"the random term {shorten(r.written)} of {ftxt} has an intercept column, which {_a(kind)} structure "
+            f"cannot hold ({what}): write {kind}(0 + {name} | {r.component}) (with '0 +')")
     if len(r.lhs.terms) != 1 or len(r.lhs.terms[0].variables) != 1:
         raise GlmmInputError(
             f"the random term {shorten(r.written)} of {ftxt} must have one variable after '0 +' ({what}), as "
@@ -56,7 +69,10 @@ def check_structured(r: RandomPart, values: dict, ftxt: str) -> None:
     kind = r.kind
     if kind in ("ar1", "toep"):
         what = "its columns are the levels of a factor of occasions"
-        v = _one_variable(r, ftxt, kind, what)
+        # a numeric variable is named first, with or without an intercept (toep(x | g) on a numeric slope)
+        single = _single_variable(r)
+        v = single if single is not None and not isinstance(values[single], _Fac) else _one_variable(
+            r, ftxt, kind, what)
         val = values[v]
         if not isinstance(val, _Fac):
             raise GlmmInputError(
@@ -79,7 +95,7 @@ def check_columns(r: RandomPart, names: list[str], levels: list[str] | None, ftx
     kind = r.kind
     if kind in ("cs", "ar1", "toep") and len(names) < 2:
         raise GlmmInputError(
-            f"the random term {shorten(r.written)} of {ftxt} has {len(names)} column; a {kind} structure needs two "
+            f"the random term {shorten(r.written)} of {ftxt} has {len(names)} column; {_a(kind)} structure needs two "
             f"or more (a correlation between them): use (1 | {r.component}) for a single effect")
     if kind in ("ar1", "toep") and levels is not None:
         nums = _numeric_levels(levels)
@@ -89,8 +105,8 @@ def check_columns(r: RandomPart, names: list[str], levels: list[str] | None, ftx
                 raise GlmmInputError(
                     f"the occasions of {shorten(r.written)} in {ftxt} are not equally spaced in level order "
                     f"({', '.join(levels[:8])}{', ...' if len(levels) > 8 else ''}): {kind}() takes its lag from the "
-                    f"level positions, so use ou(0 + time | {r.component}) with the numeric times, or relabel the "
-                    "levels so that they sort in time order (v01, v02, ...)")
+                    f"level positions, so use ou() on a numeric column of the times (ou(0 + times | {r.component})), "
+                    "or relabel the levels so that they sort in time order (v01, v02, ...)")
 
 
 def ou_columns(r: RandomPart, values: dict, rows: np.ndarray) -> tuple[np.ndarray, list[str], tuple[float, ...]]:
