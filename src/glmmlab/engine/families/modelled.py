@@ -233,7 +233,32 @@ class ModelledFamily(DensityFamily):
         d_ll, dl1, _, d2 = self._zi_rows(resp, rs)
         return -2.0 * d_ll, -2.0 * dl1 * rs.h1, -2.0 * d2
 
+    def zi_third_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row, on the deviance's scale (-2 log f), the third derivatives that involve the zero model's
+        predictor z (eta the mean's): d3/deta2 dz, d3/deta dz2 and d3/dz3 (the joint Laplace's gradient; d3/deta3
+        is the row state's ``dev_eta3``). With r the count part's share of P(y = 0) at a zero-inflated zero,
+        dr/dz = -r (1 - r) and dr/d log f0 = r (1 - r): the first is -2 (d l2 h1^2 + d l1 h2) with :meth:`row_partials`'
+        mu-derivatives, the second -2 h1 (1 - 2 r) r (1 - r) l1 there (0 elsewhere and in a hurdle, whose parts do
+        not share a predictor), the third 2 p (1 - p) (1 - 2 p) plus 2 (1 - 2 r) r (1 - r) there."""
+        (_, dl1, dl2, _), p, share = self._zi_pieces(resp, rs)
+        h1 = rs.h1
+        t001 = -2.0 * (dl2 * h1 * h1 + dl1 * rs.h2)
+        t111 = 2.0 * p * (1.0 - p) * (1.0 - 2.0 * p)
+        t011 = np.zeros_like(p)
+        if self.kind == "zi":
+            zi = resp.zero_rows
+            r, rr, l1z = share
+            a = (1.0 - 2.0 * r) * rr
+            t011[zi] = -2.0 * h1[zi] * a * l1z
+            t111[zi] += 2.0 * a
+        return t001, t011, t111
+
     def _zi_rows(self, resp, rs):
+        return self._zi_pieces(resp, rs)[0]
+
+    def _zi_pieces(self, resp, rs):
+        """((d log f, d l1, d l2, d2 log f) in the zero model's predictor per row, the zero probabilities p, and at
+        the zero rows of a zero-inflation (r, r (1 - r), l1) or None)."""
         eta_z = self.zi_eta(resp)
         assert eta_z is not None  # a zero model is there (kind)
         p = special.expit(eta_z)
@@ -242,21 +267,25 @@ class ModelledFamily(DensityFamily):
         d2 = -p * (1.0 - p)
         zeros = np.zeros_like(p)
         if self.kind == "hurdle":
-            return d_ll, zeros, zeros, d2
+            return (d_ll, zeros, zeros, d2), p, None
         zi = resp.zero_rows
         mu = rs.mu
-        _, _, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)  # (the count bases do not read q)
-        log_1mp = -softplus(eta_z[zi])
-        b = log_1mp + ll[zi]
-        r = np.exp(b - log_add(eta_z[zi] + log_1mp, b))
-        rr = r * (1.0 - r)
+        kept = getattr(resp, "_zi_mix", None)
+        if kept is not None and kept[0] is self and kept[1] is mu:
+            r, rr, l1z, l2z = kept[2]  # the mixture's shares from the row state's own pass (the same numbers)
+        else:
+            _, _, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)  # (the count bases do not read q)
+            log_1mp = -softplus(eta_z[zi])
+            b = log_1mp + ll[zi]
+            r = np.exp(b - log_add(eta_z[zi] + log_1mp, b))
+            rr = r * (1.0 - r)
+            l1z, l2z = l1[zi], l2[zi]
         d_ll[zi] = (1.0 - r) - p[zi]
         d2[zi] += rr
         dl1, dl2 = np.zeros_like(p), np.zeros_like(p)
-        l1z = l1[zi]
         dl1[zi] = -rr * l1z
-        dl2[zi] = -rr * (l2[zi] + (1.0 - 2.0 * r) * l1z * l1z)
-        return d_ll, dl1, dl2, d2
+        dl2[zi] = -rr * (l2z + (1.0 - 2.0 * r) * l1z * l1z)
+        return (d_ll, dl1, dl2, d2), p, (r, rr, l1z)
 
     def _sat(self, y, resp):
         return 0.0

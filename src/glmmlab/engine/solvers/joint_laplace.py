@@ -8,7 +8,7 @@ H_j = I + Lambda (sum over the level's rows of a_i a_i' * W_i / 2) Lambda, Lambd
 the row's deviance (-2 log f) in the predictors of the terms' parts, a_i the terms' columns; the mode search is
 Newton's (with a ridge where a level's Hessian is not positive definite). The Laplace deviance is
 -2 log f(y | modes) + |u|^2 + sum_j log det H_j. Its gradient in the outer parameters (theta, the mean's and the
-other parts' coefficients) is taken by central differences of that deviance (every evaluation a converged mode
+other parts' coefficients) is exact at the modes (JointLaplace.value_and_grad; every evaluation a converged mode
 search from the last modes); the standard errors from differences of that gradient, as glmmTMB's from its
 Hessian.
 """
@@ -95,12 +95,12 @@ class JointLaplace:
             rs, cond, P = self._state(theta, eta_f, u)
         eye = np.eye(self.q)
         converged = False
+        G, S = self._level_sums(theta, rs)
         for _ in range(max_iter):
-            G, S = self._level_sums(theta, rs)
             H = eye + 0.5 * S
-            rhs = -(u + 0.5 * G)
-            delta = _solve_positive(H, rhs)
-            if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
+            delta = _solve_positive(H, -(u + 0.5 * G))
+            size = float(np.max(np.abs(delta), initial=0.0))
+            if size < 1e-10:
                 converged = True
                 break
             t = 1.0
@@ -114,13 +114,13 @@ class JointLaplace:
                 converged = True
                 break
             u, rs, cond, P = cand, rs_c, cond_c, P_c
-        _, S = self._level_sums(theta, rs)
+            G, S = self._level_sums(theta, rs)
+            if size < 1e-6 and t == 1.0:
+                # a full Newton step of that size: the next one is of its square's order, below the 1e-10 test
+                converged = True
+                break
         H = eye + 0.5 * S
-        try:
-            Lc = np.linalg.cholesky(H)
-            logdet = 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
-        except np.linalg.LinAlgError:
-            logdet = np.inf
+        logdet = _logdet_positive(H)
         self.u = u
         return {"u": u, "rs": rs, "cond": cond, "P": P, "logdet": logdet, "H": H, "converged": converged}
 
@@ -128,7 +128,7 @@ class JointLaplace:
         """D and its exact gradient in (theta, beta, the zero and dispersion models' coefficients), by the implicit
         function theorem at the modes: with S_j = H_j^-1, M_i = B_i S_j B_i' (B_i the row's map from its level's
         effects to its two predictors), t_i = 1/2 sum M_i * dW_i (the log-determinant's derivative in the row's
-        predictors, dW_i by central differences of the row Hessians in each predictor), v_j = sum_i B_i' t_i and
+        predictors, dW_i the rows' third derivatives: :meth:`_third_derivatives`), v_j = sum_i B_i' t_i and
         the adjoint w_j = (2 H_j)^-1 v_j: dD/dbeta = sum_i x_i (g_i + t_i - W_i B_i w_j) per predictor, and
         dD/dtheta_k the same terms through d eta_i / d theta_k = a_ik u_jk plus the explicit
         sum_i a_ik (S_j B_i' W_i)_(k, part k) and -sum_i w_jk a_ik g_i,part k. ``designs``: the coefficients'
@@ -149,18 +149,7 @@ class JointLaplace:
             T = np.zeros((n, 2, 2, 3))
             gd = np.zeros(n)
             Wd = np.zeros((n, 2))
-            zi0 = self.resp.zi_off
-            assert zi0 is not None  # _state sets it (the zero model's random effects)
-            sides = []
-            for sign in (1.0, -1.0):
-                sides.append(self._row_derivatives(row_state(self.resp, eta + sign * h, self.lk)))
-            T[..., 0] = (sides[0][1] - sides[1][1]) / (2 * h)
-            sides = []
-            for sign in (1.0, -1.0):
-                self.resp.zi_off = zi0 + sign * h
-                sides.append(self._row_derivatives(row_state(self.resp, eta, self.lk)))
-            self.resp.zi_off = zi0
-            T[..., 1] = (sides[0][1] - sides[1][1]) / (2 * h)
+            self._third_derivatives(rs, eta, T, h)
             if designs.get("disp") is not None:
                 fam0 = self.fam
                 sides_d = []
@@ -209,6 +198,34 @@ class JointLaplace:
                                                                          + omega[:, 1] * W[:, 1, c]) * dk))
         return float(D), np.concatenate([grad_theta, *grad_beta])
 
+    def _third_derivatives(self, rs, eta, T, h) -> None:
+        """T[:, p, q, r] for r = mean, zero: the derivatives of the rows' prior-weighted Hessians W in the two
+        predictors. In closed form where the row state has the mean's third derivative (the count bases under
+        their log link: the modelled family's ``zi_third_derivatives`` give the rest, the tensor is symmetric);
+        else central differences of W in each predictor."""
+        d3 = getattr(rs, "dev_eta3", None)
+        if d3 is not None:
+            pw = self.pw
+            t001, t011, t111 = self.fam.zi_third_derivatives(self.resp, rs)
+            a, b, c = pw * t001, pw * t011, pw * t111
+            T[:, 0, 0, 0] = pw * d3
+            T[:, 0, 0, 1] = T[:, 0, 1, 0] = T[:, 1, 0, 0] = a
+            T[:, 0, 1, 1] = T[:, 1, 0, 1] = T[:, 1, 1, 0] = b
+            T[:, 1, 1, 1] = c
+            return
+        zi0 = self.resp.zi_off
+        assert zi0 is not None  # _state sets it (the zero model's random effects)
+        sides = []
+        for sign in (1.0, -1.0):
+            sides.append(self._row_derivatives(row_state(self.resp, eta + sign * h, self.lk)))
+        T[..., 0] = (sides[0][1] - sides[1][1]) / (2 * h)
+        sides = []
+        for sign in (1.0, -1.0):
+            self.resp.zi_off = zi0 + sign * h
+            sides.append(self._row_derivatives(row_state(self.resp, eta, self.lk)))
+        self.resp.zi_off = zi0
+        T[..., 1] = (sides[0][1] - sides[1][1]) / (2 * h)
+
     def value(self, theta, beta) -> float:
         self.evaluations += 1
         with np.errstate(all="ignore"):
@@ -218,10 +235,32 @@ class JointLaplace:
 
 
 def _solve_positive(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """H_j delta_j = rhs_j per level; a level whose H_j is not positive definite gets a ridge that makes it so."""
+    """H_j delta_j = rhs_j per level; a level whose H_j is not positive definite gets a ridge that makes it so.
+    Two effects per level (the usual (1 | g) in both parts): Cramer's rule where every level's H_j is positive
+    definite."""
+    if H.shape[1] == 2:
+        a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+        det = a * d - b * b
+        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
+            r0, r1 = rhs[:, 0], rhs[:, 1]
+            return np.column_stack([d * r0 - b * r1, a * r1 - b * r0]) / det[:, None]
     w, V = np.linalg.eigh(H)
     w = np.maximum(w, 1e-3 * np.maximum(np.max(np.abs(w), axis=1, keepdims=True), 1.0))
     return np.einsum("jab,jb->ja", V, np.einsum("jba,jb->ja", V, rhs) / w)
+
+
+def _logdet_positive(H: np.ndarray) -> float:
+    """sum_j log det H_j, or inf where some H_j is not positive definite."""
+    if H.shape[1] == 2:
+        a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+        det = a * d - b * b
+        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
+            return float(np.sum(np.log(det)))
+    try:
+        Lc = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return np.inf
+    return 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
 
 
 def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_terms) -> dict:
