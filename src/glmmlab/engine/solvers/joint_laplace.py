@@ -27,8 +27,17 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
-from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance, joint_hessian
+from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
 from glmmlab.engine.solvers.modelled_start import glm_objective, modelled_results, modelled_start
+from glmmlab.engine.solvers.newton import projected_gradient
+from glmmlab.engine.solvers.optimizer import (
+    HANDOVER_FTOL,
+    HESSIAN_REUSE,
+    ROUNDING_GTOL,
+    _gradient_polish,
+    fd_hessian,
+    off_bound,
+)
 
 
 class JointLaplace:
@@ -263,6 +272,42 @@ def _logdet_positive(H: np.ndarray) -> float:
     return 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
 
 
+def last_two(fg):
+    """``fg`` remembering its last two points (the quasi-Newton run's end point is the polish's start)."""
+    cache: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def counted(x_: np.ndarray) -> tuple[float, np.ndarray]:
+        key = x_.tobytes()
+        if key not in cache:
+            if len(cache) >= 2:
+                del cache[next(iter(cache))]
+            cache[key] = fg(x_)
+        return cache[key]
+
+    return counted
+
+
+def polish_to_rounding(counted, x: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """(x, f, H): chord Newton steps from ``x`` (where a quasi-Newton run stopped) with the forward-difference
+    Hessian H of the gradient of ``counted`` (value and gradient, :func:`last_two`) there, until the projected
+    gradient is at rounding level (optimizer.minimize's polish); H is taken again at the end point where the steps
+    moved it by more than HESSIAN_REUSE (relative)."""
+
+    def near_rounding(x_: np.ndarray) -> bool:
+        f_, g_ = counted(x_)
+        return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
+
+    x = np.asarray(x, dtype=float).copy()
+    f = float(counted(x)[0])
+    H = fd_hessian(counted, x, lower, forward=True)
+    x_h = x.copy()
+    if np.isfinite(f):
+        x, f, _ = _gradient_polish(counted, x, f, lower, H, near_rounding, [], shrink=0.1)
+    if float(np.max(np.abs(x - x_h) / np.maximum(1.0, np.abs(x)), initial=0.0)) > HESSIAN_REUSE:
+        H = fd_hessian(counted, x, lower, forward=True)
+    return x, float(f), H
+
+
 def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_terms) -> dict:
     """The record's fields of a model whose zero model has random effects (see the module docstring); ``fam`` a
     :class:`ModelledFamily` with a zero model."""
@@ -296,6 +341,7 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
         return obj.value(x[:q], x[q:q + p])
 
     lower = np.concatenate([np.zeros(q), np.full(p + m_psi, -np.inf)])
+    bounds = [(0.0, None)] * q + [(None, None)] * (p + m_psi)
 
     designs = {"cond": Xs, "zi": data.get("zi_X") if fam.n_zi else None,
                "disp": data.get("disp_X") if fam.n_disp else None}
@@ -324,25 +370,30 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
     z_glm = res0.x if np.isfinite(res0.fun) else z0
     x0 = np.concatenate([np.full(q, 0.5), z_glm])
     report(progress, "Optimizing Laplace deviance", 0.1)
-    bounds = [(0.0, None)] * q + [(None, None)] * (p + m_psi)
 
     def run(start):
+        # L-BFGS-B until f falls by less than 1e-9 relative, then chord Newton steps with a forward-difference
+        # Hessian of the exact gradient down to a rounding-level gradient (polish_to_rounding); that
+        # Hessian, taken again where the steps moved the point, is the standard errors'
         obj.u = np.zeros_like(obj.u)
-        r = minimize(fg, start, jac=True, method="L-BFGS-B", bounds=bounds,
-                     options={"maxiter": int(model.get("max_iter", 100)) * 10, "ftol": 1e-14, "gtol": 1e-7})
-        return r.x, bool(r.success or r.status == 0)
+        counted = last_two(fg)
+        r = minimize(counted, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                     options={"maxiter": int(model.get("max_iter", 100)) * 10, "ftol": HANDOVER_FTOL, "gtol": 1e-7})
+        return polish_to_rounding(counted, r.x, lower), bool(r.success or r.status == 0)
 
-    x, ok = run(x0)
-    f = fun(x)
+    (x, f, H_full), ok = run(x0)
     probe = _off_the_boundary(fun, x, x0, np.zeros(q), f)
     if probe is not None:
-        xp, okp = run(probe)
-        if fun(xp) < f:
-            x, ok, f = xp, okp, fun(xp)
-    report(progress, "Computing standard errors (Hessian)", 0.82)
-    H_full = joint_hessian(fg, x, lower, forward=True)
-    f = fun(x)  # the member and modes of the estimates again
+        (xp, fp, Hp), okp = run(probe)
+        if fp < f:
+            x, f, H_full, ok = xp, fp, Hp, okp
+    # the Hessian over the parameters off their bound (an SD at 0 held there, as joint_hessian): zeros elsewhere
+    held = ~off_bound(x, lower)
+    H_full[held, :] = 0.0
+    H_full[:, held] = 0.0
+    obj.set_member(x[q + p:])  # the member and modes of the estimates again
     fin = obj.modes(x[:q], x[q:q + p])
+    f = float(fin["P"] + fin["logdet"])
     theta, beta_s, psi = x[:q], x[q:q + p], x[q + p:]
     vcov_s = fixed_effects_covariance(H_full, x, lower, q, p)
     beta, vcov = T @ beta_s, T @ vcov_s @ T.T
