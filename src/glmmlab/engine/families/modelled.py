@@ -118,6 +118,22 @@ class ModelledFamily(DensityFamily):
         off = getattr(resp, "zi_off", None)
         return eta if off is None else eta + off
 
+    def _zero_model(self, resp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(z = the zero model's predictor, log(1 - p), 1 - p, log p at the zero rows) per row (a member with a
+        zero model), kept on the response for this member, rows and zero-model offset: a mode search's row states
+        all share them."""
+        off = getattr(resp, "zi_off", None)
+        kept = getattr(resp, "_zero_kept", None)
+        if kept is not None and kept[0] is self and kept[1] is off and kept[2] is resp.y:
+            return kept[3]
+        eta_z = self.zi_eta(resp)
+        assert eta_z is not None  # a zero model is there (kind)
+        zi = resp.zero_rows
+        log_1mp = -softplus(eta_z)
+        parts = (eta_z, log_1mp, np.exp(log_1mp), eta_z[zi] + log_1mp[zi])
+        resp._zero_kept = (self, off, resp.y, parts)
+        return parts
+
     def dispersion_rows(self, resp) -> np.ndarray | float | None:
         if not self.n_disp:
             return None
@@ -202,10 +218,7 @@ class ModelledFamily(DensityFamily):
             return dll, dl1, dl2
         zi = resp.zero_rows
         if self.kind == "zi":
-            log_1mp = -softplus(eta_z[zi])
-            b = log_1mp + ll[zi]
-            r = np.exp(b - log_add(eta_z[zi] + log_1mp, b))
-            rr = r * (1.0 - r)
+            r, rr = self._mixture(resp, mu)[:2]
             d0, a1, a2, b1, b2 = dll[zi], l1[zi], l2[zi], dl1[zi], dl2[zi]
             dll[zi] = r * d0
             dl1[zi] = r * b1 + a1 * rr * d0
@@ -270,22 +283,27 @@ class ModelledFamily(DensityFamily):
             return (d_ll, zeros, zeros, d2), p, None
         zi = resp.zero_rows
         mu = rs.mu
-        kept = getattr(resp, "_zi_mix", None)
-        if kept is not None and kept[0] is self and kept[1] is mu:
-            r, rr, l1z, l2z = kept[2]  # the mixture's shares from the row state's own pass (the same numbers)
-        else:
-            _, _, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)  # (the count bases do not read q)
-            log_1mp = -softplus(eta_z[zi])
-            b = log_1mp + ll[zi]
-            r = np.exp(b - log_add(eta_z[zi] + log_1mp, b))
-            rr = r * (1.0 - r)
-            l1z, l2z = l1[zi], l2[zi]
+        r, rr, l1z, l2z = self._mixture(resp, mu)
         d_ll[zi] = (1.0 - r) - p[zi]
         d2[zi] += rr
         dl1, dl2 = np.zeros_like(p), np.zeros_like(p)
         dl1[zi] = -rr * l1z
         dl2[zi] = -rr * (l2z + (1.0 - 2.0 * r) * l1z * l1z)
         return (d_ll, dl1, dl2, d2), p, (r, rr, l1z)
+
+    def _mixture(self, resp, mu):
+        """At the zero rows of a zero-inflation: (r, r (1 - r), l1, l2), r the count part's share of P(y = 0)
+        and l1, l2 the base's mu-derivatives, from the row state's own pass where it made these means (the same
+        numbers), else computed again."""
+        kept = getattr(resp, "_zi_mix", None)
+        if kept is not None and kept[0] is self and kept[1] is mu:
+            return kept[2]
+        zi = resp.zero_rows
+        _, _, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)  # (the count bases do not read q)
+        _, log_1mp, _, log_p0 = self._zero_model(resp)
+        b = log_1mp[zi] + ll[zi]
+        r = np.exp(b - log_add(log_p0, b))
+        return r, r * (1.0 - r), l1[zi], l2[zi]
 
     def _sat(self, y, resp):
         return 0.0
@@ -300,7 +318,8 @@ class ModelledFamily(DensityFamily):
         else:
             m = self.member(resp)
             ll, l1, l2, info, var = m.mu_terms(resp, mu, q)
-            pieces = {"m": m, "eta_z": self.zi_eta(resp), "ll": ll, "l1": l1, "l2": l2, "info": info, "var": var}
+            eta_z = self._zero_model(resp)[0] if self.kind else None
+            pieces = {"m": m, "eta_z": eta_z, "ll": ll, "l1": l1, "l2": l2, "info": info, "var": var}
             resp._pieces = (self, mu, pieces)
         if third and "l3" not in pieces:
             pieces["l3"] = pieces["m"].mu_third(resp, mu, q)
@@ -326,15 +345,14 @@ class ModelledFamily(DensityFamily):
         m, eta_z, ll, l1, l2, l3, info, var = self._pieces(resp, mu, q, third)
         if eta_z is None:
             return ll, l1, l2, info, var, l3
-        log_1mp = -softplus(eta_z)
-        one_m_p = np.exp(log_1mp)
+        _, log_1mp, one_m_p, log_p0 = self._zero_model(resp)
         z = resp.zero
         if self.kind == "zi":
             # positive rows: log(1 - p) + log f(y | mu), the mu-derivatives unchanged; zero rows: the mixture
             zi = resp.zero_rows
             new_ll = ll + log_1mp
             b = new_ll[zi]
-            lz = log_add(eta_z[zi] + log_1mp[zi], b)  # log p = eta_z + log(1 - p)
+            lz = log_add(log_p0, b)  # log p = eta_z + log(1 - p)
             r = np.exp(b - lz)
             rr = r * (1.0 - r)
             new_ll[zi] = lz
