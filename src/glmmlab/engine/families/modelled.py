@@ -143,7 +143,16 @@ class ModelledFamily(DensityFamily):
         return np.exp(resp.disp_X @ b + self.shift_disp)
 
     def member(self, resp) -> Any:
-        """The base density at this member's per-row dispersion (and its other parameters)."""
+        """The base density at this member's per-row dispersion (and its other parameters), kept on the response
+        for this member and rows (a dataclass copy costs more than a row state's arithmetic on 600 rows)."""
+        kept = getattr(resp, "_member_kept", None)
+        if kept is not None and kept[0] is self and kept[1] is resp.y:
+            return kept[2]
+        m = self._member(resp)
+        resp._member_kept = (self, resp.y, m)
+        return m
+
+    def _member(self, resp) -> Any:
         d = self.dispersion_rows(resp)
         rest = [self._rest_value(i, v) for i, v in enumerate(self.parameters[self.n_zi + self.n_disp:])]
         if d is None and not rest:
