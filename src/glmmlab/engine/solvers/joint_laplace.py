@@ -27,6 +27,7 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
+from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
 from glmmlab.engine.solvers.modelled_start import glm_objective, modelled_results, modelled_start
 from glmmlab.engine.solvers.newton import projected_gradient
@@ -54,6 +55,7 @@ class JointLaplace:
         self.fam = fam
         self.u = np.zeros((L, self.q))
         self.evaluations = 0
+        self._last: dict | None = None  # what predicts the next modes (see _predicted_modes)
 
     def set_member(self, psi: np.ndarray) -> None:
         fam = self.fam.with_parameters(psi)
@@ -84,6 +86,7 @@ class JointLaplace:
     def _level_sums(self, theta, rs):
         """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q)."""
         g, W = self._row_derivatives(rs)
+        self._rows = (g, W)
         a = self.A * theta
         G = np.column_stack([np.bincount(self.codes, a[:, k] * g[:, self.part[k]], minlength=self.L)
                              for k in range(self.q)])
@@ -95,10 +98,44 @@ class JointLaplace:
                 S[:, m, k] = S[:, k, m]
         return G, S
 
+    def _zero_fixed(self) -> np.ndarray | float:
+        """The zero model's predictor without its random effects, less its offset: zi_X b."""
+        fam = self.fam
+        return self.resp.zi_X @ np.asarray(fam.parameters[: fam.n_zi]) if fam.n_zi else 0.0
+
+    def _predicted_modes(self, theta, eta_f, z_fixed) -> np.ndarray:
+        """Starting modes at (theta, beta, the zero model's coefficients): the last modes moved along their
+        derivative (the implicit function theorem at the last modes: H_j du_j = -1/2 dG_j, with dG_j the change of
+        the level's gradient sum through the rows' predictors at fixed u and through theta in a = A theta; a change
+        of the dispersion is left out), so the mode search starts at an error of the order of the step squared;
+        the last modes where there are none or the step is long (beyond the linearisation)."""
+        last = self._last
+        if last is None:
+            return self.u
+        g, W, H, u0, theta0 = last["g"], last["W"], last["H"], last["u"], last["theta"]
+        d_eta = np.empty((eta_f.shape[0], 2))
+        d_eta[:, 0] = eta_f - last["eta_f"]
+        d_eta[:, 1] = z_fixed - last["z_fixed"]
+        dth = theta - theta0
+        ur = u0[self.codes]
+        for k in range(self.q):
+            d_eta[:, self.part[k]] += self.A[:, k] * ur[:, k] * dth[k]
+        Wd = W[:, :, 0] * d_eta[:, :1] + W[:, :, 1] * d_eta[:, 1:]  # W_i d eta_i, (n, 2)
+        rhs = np.column_stack([np.bincount(self.codes, self.A[:, k] * (theta0[k] * Wd[:, self.part[k]]
+                                                                        + dth[k] * g[:, self.part[k]]),
+                                           minlength=self.L) for k in range(self.q)])
+        du = _solve_positive(H, -0.5 * rhs)
+        step = float(np.max(np.abs(du), initial=0.0))
+        return u0 + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
+
     def modes(self, theta, beta, max_iter: int = 100) -> dict:
         eta_f = self.Xs @ beta + self.off
-        u = self.u.copy()
+        z_fixed = self._zero_fixed()
+        u = self._predicted_modes(theta, eta_f, z_fixed)
         rs, cond, P = self._state(theta, eta_f, u)
+        if not np.isfinite(P) and u is not self.u:
+            u = self.u
+            rs, cond, P = self._state(theta, eta_f, u)
         if not np.isfinite(P):
             u = np.zeros_like(u)
             rs, cond, P = self._state(theta, eta_f, u)
@@ -131,6 +168,9 @@ class JointLaplace:
         H = eye + 0.5 * S
         logdet = _logdet_positive(H)
         self.u = u
+        g, W = self._rows
+        self._last = {"theta": np.array(theta, dtype=float), "eta_f": eta_f, "z_fixed": z_fixed, "u": u, "g": g,
+                      "W": W, "H": H} if converged and np.isfinite(P) else None
         return {"u": u, "rs": rs, "cond": cond, "P": P, "logdet": logdet, "H": H, "converged": converged}
 
     def value_and_grad(self, theta, beta, designs: dict) -> tuple[float, np.ndarray]:
@@ -175,7 +215,7 @@ class JointLaplace:
                 T[..., 2] = (sides_d[0][2] - sides_d[1][2]) / (2 * h)
             a = self.A * theta  # (n, q)
             part = self.part
-            S = np.linalg.inv(m["H"])  # (L, q, q)
+            S = _inverse(m["H"])  # (L, q, q)
             Sr = S[self.codes]  # (n, q, q) each row's level
             # B_i (n, 2, q): the row's map from its level's effects to its predictors
             B = np.zeros((n, 2, self.q))
@@ -256,6 +296,18 @@ def _solve_positive(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     w, V = np.linalg.eigh(H)
     w = np.maximum(w, 1e-3 * np.maximum(np.max(np.abs(w), axis=1, keepdims=True), 1.0))
     return np.einsum("jab,jb->ja", V, np.einsum("jba,jb->ja", V, rhs) / w)
+
+
+def _inverse(H: np.ndarray) -> np.ndarray:
+    """H_j^-1 per level (2 x 2 by the adjugate: a batched LAPACK inverse of small matrices costs more)."""
+    if H.shape[1] != 2:
+        return np.linalg.inv(H)
+    a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+    det = a * d - b * b
+    out = np.empty_like(H)
+    out[:, 0, 0], out[:, 1, 1] = d / det, a / det
+    out[:, 0, 1] = out[:, 1, 0] = -b / det
+    return out
 
 
 def _logdet_positive(H: np.ndarray) -> float:
@@ -375,7 +427,7 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
         # L-BFGS-B until f falls by less than 1e-9 relative, then chord Newton steps with a forward-difference
         # Hessian of the exact gradient down to a rounding-level gradient (polish_to_rounding); that
         # Hessian, taken again where the steps moved the point, is the standard errors'
-        obj.u = np.zeros_like(obj.u)
+        obj.u, obj._last = np.zeros_like(obj.u), None
         counted = last_two(fg)
         r = minimize(counted, start, jac=True, method="L-BFGS-B", bounds=bounds,
                      options={"maxiter": int(model.get("max_iter", 100)) * 10, "ftol": HANDOVER_FTOL, "gtol": 1e-7})
