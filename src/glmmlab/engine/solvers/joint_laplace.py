@@ -189,7 +189,7 @@ class JointLaplace:
             if not np.isfinite(D):
                 return np.inf, np.zeros(theta.size + sum(X.shape[1] for X in designs.values() if X is not None))
             rs, u = m["rs"], m["u"]
-            g, W = self._row_derivatives(rs)
+            g, W = self._rows  # the modes' last level sums were taken at rs
             eta = rs.eta
             h = 1e-5
             n = eta.shape[0]
@@ -214,37 +214,41 @@ class JointLaplace:
                 Wd = (sides_d[0][1] - sides_d[1][1]) / (2 * h)
                 T[..., 2] = (sides_d[0][2] - sides_d[1][2]) / (2 * h)
             a = self.A * theta  # (n, q)
-            part = self.part
+            part, codes = self.part, self.codes
             S = _inverse(m["H"])  # (L, q, q)
-            Sr = S[self.codes]  # (n, q, q) each row's level
-            # B_i (n, 2, q): the row's map from its level's effects to its predictors
-            B = np.zeros((n, 2, self.q))
+            # per row, with k, m the terms and p = part k, p' = part m (B_i has a_ik at (p, k), zeros elsewhere):
+            # M_i = B_i S_j B_i' as sum over k, m of a_ik a_im S_j,km at (p, p'), and S_j B_i' W_i's (k, part k)
+            # entries as sum over m of S_j,km a_im W_i,(part m, part k): vectors over the rows, no stacked products
+            Skm = [[S[:, k, mm][codes] for mm in range(self.q)] for k in range(self.q)]
+            M = np.zeros((n, 2, 2))
             for k in range(self.q):
-                B[:, part[k], k] = a[:, k]
-            Bt = B.transpose(0, 2, 1)
-            # products of three stacked matrices by two matmuls (einsum's three-operand loop took 5x as long)
-            M = (B @ Sr) @ Bt
+                for mm in range(self.q):
+                    M[:, part[k], part[mm]] += a[:, k] * a[:, mm] * Skm[k][mm]
             t = 0.5 * np.einsum("npq,npqr->nr", M, T)  # (n, 3)
-            v = np.column_stack([np.bincount(self.codes, t[:, part[k]] * a[:, k], minlength=self.L)
+            v = np.column_stack([np.bincount(codes, t[:, part[k]] * a[:, k], minlength=self.L)
                                  for k in range(self.q)])
             w = 0.5 * np.einsum("jkm,jm->jk", S, v)  # (2 H_j)^-1 v_j
-            wr = w[self.codes]  # (n, q)
-            omega = np.einsum("npk,nk->np", B, wr)  # (n, 2): the adjoint in the predictors
+            wr = w[codes]  # (n, q)
+            omega = np.zeros((n, 2))  # B_i w_j: the adjoint in the predictors
+            for k in range(self.q):
+                omega[:, part[k]] += a[:, k] * wr[:, k]
             # per-row gradient in each predictor's linear part: g + t - (W, W_d)' omega
-            Wfull = np.concatenate([W, Wd[:, :, None]], axis=2)  # (n, 2, 3): rows p in {mean, zero}, cols r
-            rows = np.column_stack([g[:, 0], g[:, 1], gd]) + t - np.einsum("np,npr->nr", omega, Wfull)
+            rows = t - omega[:, :1] * np.column_stack([W[:, 0, :], Wd[:, 0]]) \
+                - omega[:, 1:] * np.column_stack([W[:, 1, :], Wd[:, 1]])
+            rows[:, 0] += g[:, 0]
+            rows[:, 1] += g[:, 1]
+            rows[:, 2] += gd
             grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"),
                                                                  designs.get("disp"))) if X is not None]
-            ur = u[self.codes]  # (n, q)
-            SBW = Sr @ (Bt @ W)  # (n, q, 2): (S_j B_i' W_i)
+            ur = u[codes]  # (n, q)
             grad_theta = np.empty(self.q)
             for k in range(self.q):
                 c = part[k]
                 ak = self.A[:, k]
                 dk = ak * ur[:, k]  # d eta_c / d theta_k
-                grad_theta[k] = float(np.sum(g[:, c] * dk + SBW[:, k, c] * ak + t[:, c] * dk
-                                             - wr[:, k] * ak * g[:, c] - (omega[:, 0] * W[:, 0, c]
-                                                                         + omega[:, 1] * W[:, 1, c]) * dk))
+                sbw = sum(Skm[k][mm] * a[:, mm] * W[:, part[mm], c] for mm in range(self.q))  # (S_j B_i' W_i)_k,c
+                grad_theta[k] = float(np.sum(g[:, c] * dk + sbw * ak + t[:, c] * dk - wr[:, k] * ak * g[:, c]
+                                             - (omega[:, 0] * W[:, 0, c] + omega[:, 1] * W[:, 1, c]) * dk))
         return float(D), np.concatenate([grad_theta, *grad_beta])
 
     def _third_derivatives(self, rs, eta, T, h) -> None:
