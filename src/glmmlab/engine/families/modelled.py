@@ -37,11 +37,11 @@ from glmmlab.engine.families.densities import (
     _rows_member,
     disp_partials,
     log_add,
-    softplus,
     zero_disp_partials,
     zero_terms,
 )
 from glmmlab.engine.families.distributions import DensityFamily, Family, _check_counts, _positive
+from glmmlab.engine.families.zero_model import ZeroModelRows
 
 # the families whose zero model is a hurdle (the base family whose positive part they truncate)
 HURDLE_BASE = {"truncated_poisson": "poisson", "truncated_nbinom2": "negbin", "truncated_nbinom1": "nbinom1",
@@ -55,7 +55,7 @@ DISP_PARAMETER = {"negbin": "theta", "nbinom1": "phi", "gaussian": "variance", "
 
 # -- the family with zero and dispersion models --------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class ModelledFamily(DensityFamily):
+class ModelledFamily(ZeroModelRows, DensityFamily):
     """A base density with a zero model (``kind`` "zi" or "hurdle", or "" for none) and/or a dispersion model.
     :attr:`parameters` is the optimiser's vector: the zero model's coefficients, the dispersion model's, then the
     base's other parameters on their optimiser scale (the t's log df)."""
@@ -117,22 +117,6 @@ class ModelledFamily(DensityFamily):
         eta = resp.zi_X @ b + self.shift_zi
         off = getattr(resp, "zi_off", None)
         return eta if off is None else eta + off
-
-    def _zero_model(self, resp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(z = the zero model's predictor, log(1 - p), 1 - p, log p at the zero rows) per row (a member with a
-        zero model), kept on the response for this member, rows and zero-model offset: a mode search's row states
-        all share them."""
-        off = getattr(resp, "zi_off", None)
-        kept = getattr(resp, "_zero_kept", None)
-        if kept is not None and kept[0] is self and kept[1] is off and kept[2] is resp.y:
-            return kept[3]
-        eta_z = self.zi_eta(resp)
-        assert eta_z is not None  # a zero model is there (kind)
-        zi = resp.zero_rows
-        log_1mp = -softplus(eta_z)
-        parts = (eta_z, log_1mp, np.exp(log_1mp), eta_z[zi] + log_1mp[zi])
-        resp._zero_kept = (self, off, resp.y, parts)
-        return parts
 
     def dispersion_rows(self, resp) -> np.ndarray | float | None:
         if not self.n_disp:
@@ -246,73 +230,6 @@ class ModelledFamily(DensityFamily):
         dl2 = dl2 + c * e2 + d2 * cc * e0 + cc * (1.0 + 2.0 * c) * e0 * d1 * d1 + 2.0 * cc * d1 * e1
         dll[zi] = dl1[zi] = dl2[zi] = 0.0
         return dll, dl1, dl2
-
-    def zi_deviance_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per row, on the deviance's scale (-2 log f): its derivative in the zero model's linear predictor, the
-        cross derivative with the mean's linear predictor, and the second derivative in the zero model's (the
-        Laplace machinery of a zero model with random effects: engine.solvers.joint_laplace). The second: at a
-        zero-inflated zero r (1 - r) - p (1 - p) of log f, elsewhere -p (1 - p)."""
-        d_ll, dl1, _, d2 = self._zi_rows(resp, rs)
-        return -2.0 * d_ll, -2.0 * dl1 * rs.h1, -2.0 * d2
-
-    def zi_third_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per row, on the deviance's scale (-2 log f), the third derivatives that involve the zero model's
-        predictor z (eta the mean's): d3/deta2 dz, d3/deta dz2 and d3/dz3 (the joint Laplace's gradient; d3/deta3
-        is the row state's ``dev_eta3``). With r the count part's share of P(y = 0) at a zero-inflated zero,
-        dr/dz = -r (1 - r) and dr/d log f0 = r (1 - r): the first is -2 (d l2 h1^2 + d l1 h2) with :meth:`row_partials`'
-        mu-derivatives, the second -2 h1 (1 - 2 r) r (1 - r) l1 there (0 elsewhere and in a hurdle, whose parts do
-        not share a predictor), the third 2 p (1 - p) (1 - 2 p) plus 2 (1 - 2 r) r (1 - r) there."""
-        (_, dl1, dl2, _), p, share = self._zi_pieces(resp, rs)
-        h1 = rs.h1
-        t001 = -2.0 * (dl2 * h1 * h1 + dl1 * rs.h2)
-        t111 = 2.0 * p * (1.0 - p) * (1.0 - 2.0 * p)
-        t011 = np.zeros_like(p)
-        if self.kind == "zi":
-            zi = resp.zero_rows
-            r, rr, l1z = share
-            a = (1.0 - 2.0 * r) * rr
-            t011[zi] = -2.0 * h1[zi] * a * l1z
-            t111[zi] += 2.0 * a
-        return t001, t011, t111
-
-    def _zi_rows(self, resp, rs):
-        return self._zi_pieces(resp, rs)[0]
-
-    def _zi_pieces(self, resp, rs):
-        """((d log f, d l1, d l2, d2 log f) in the zero model's predictor per row, the zero probabilities p, and at
-        the zero rows of a zero-inflation (r, r (1 - r), l1) or None)."""
-        eta_z = self.zi_eta(resp)
-        assert eta_z is not None  # a zero model is there (kind)
-        p = special.expit(eta_z)
-        d_ll = -p
-        d_ll[resp.zero_rows] += 1.0
-        d2 = -p * (1.0 - p)
-        zeros = np.zeros_like(p)
-        if self.kind == "hurdle":
-            return (d_ll, zeros, zeros, d2), p, None
-        zi = resp.zero_rows
-        mu = rs.mu
-        r, rr, l1z, l2z = self._mixture(resp, mu)
-        d_ll[zi] = (1.0 - r) - p[zi]
-        d2[zi] += rr
-        dl1, dl2 = np.zeros_like(p), np.zeros_like(p)
-        dl1[zi] = -rr * l1z
-        dl2[zi] = -rr * (l2z + (1.0 - 2.0 * r) * l1z * l1z)
-        return (d_ll, dl1, dl2, d2), p, (r, rr, l1z)
-
-    def _mixture(self, resp, mu):
-        """At the zero rows of a zero-inflation: (r, r (1 - r), l1, l2), r the count part's share of P(y = 0)
-        and l1, l2 the base's mu-derivatives, from the row state's own pass where it made these means (the same
-        numbers), else computed again."""
-        kept = getattr(resp, "_zi_mix", None)
-        if kept is not None and kept[0] is self and kept[1] is mu:
-            return kept[2]
-        zi = resp.zero_rows
-        _, _, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)  # (the count bases do not read q)
-        _, log_1mp, _, log_p0 = self._zero_model(resp)
-        b = log_1mp[zi] + ll[zi]
-        r = np.exp(b - log_add(log_p0, b))
-        return r, r * (1.0 - r), l1[zi], l2[zi]
 
     def _sat(self, y, resp):
         return 0.0
