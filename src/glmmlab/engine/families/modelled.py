@@ -24,6 +24,7 @@ the negative binomial's theta (NB2) or phi (NB1), of the beta and beta-binomial 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -82,7 +83,11 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         return -60.0, 60.0
 
     def with_parameters(self, values) -> "Family":
-        return replace(self, parameters=tuple(float(v) for v in values))
+        # a copy with its parameters set (dataclasses.replace runs __init__ over every field: some 50 us, once
+        # per evaluation of the deviance and of the model without random effects)
+        out = copy.copy(self)
+        object.__setattr__(out, "parameters", tuple(float(v) for v in values))
+        return out
 
     def shifted(self, part: str, h: float) -> "ModelledFamily":
         """This member with ``h`` added to every row's zero-model (``part`` "zi") or dispersion ("disp")

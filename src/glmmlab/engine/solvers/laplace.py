@@ -85,12 +85,14 @@ class GeneralLaplace(LaplaceGradient):
         """Use another member of the family (other values of its own parameters: the negative binomial's theta,
         glmmTMB's phi, sigma, df, power)."""
         shares = getattr(fam, "shares_response", None)
-        if shares is not None and shares(self.fam):
+        same_base = shares is not None and shares(self.fam)
+        if same_base:
             self.resp = self.resp.with_family(fam)
         else:
             self.resp = Response(self.y, fam, self.trials, self.data)
         self.fam = fam
-        self._set_edge()
+        if not same_base:  # (a member with the same base has its edge and fast path)
+            self._set_edge()
         self._lik = None
 
     @property
