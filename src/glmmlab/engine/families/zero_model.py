@@ -80,8 +80,7 @@ class ZeroModelRows:
     def _zi_pieces(self, resp, rs):
         """((d log f, d l1, d l2, d2 log f) in the zero model's predictor per row, the zero probabilities p, and at
         the zero rows of a zero-inflation (r, r (1 - r), l1) or None)."""
-        eta_z = self.zi_eta(resp)
-        assert eta_z is not None  # a zero model is there (kind)
+        eta_z = self._zero_model(resp)[0]
         p = special.expit(eta_z)
         d_ll = -p
         d_ll[resp.zero_rows] += 1.0

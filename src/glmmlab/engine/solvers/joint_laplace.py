@@ -49,6 +49,7 @@ class JointLaplace:
                  pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk, data: dict):
         self.codes, self.L, self.A, self.part = codes, L, A, part  # A: (n, q) the terms' columns; part 0/1
         self.Xs, self.y, self.pw, self.off, self.lk = Xs, y, np.asarray(pw, dtype=float), off, lk
+        self.unit = bool(np.all(self.pw == 1.0))  # then pw * a is a itself, and the products are skipped
         self.q = A.shape[1]
         self.zi_off0 = data.get("zi_off")
         self.resp = Response(y, fam, None, {k: v for k, v in data.items() if v is not None})
@@ -69,17 +70,22 @@ class JointLaplace:
         zi = contrib[:, self.part == 1].sum(axis=1)
         self.resp.zi_off = zi if self.zi_off0 is None else self.zi_off0 + zi
         rs = row_state(self.resp, eta_f + cond, self.lk)
-        P = float(np.sum(self.pw * rs.dev)) + float(np.sum(u * u))
+        P = float(np.sum(rs.dev if self.unit else self.pw * rs.dev)) + float(np.sum(u * u))
         return rs, cond, P
 
     def _row_derivatives(self, rs) -> tuple[np.ndarray, np.ndarray]:
         """Per row the deviance's (-2 log f, prior-weighted) gradient in the two predictors (n, 2) and its Hessian
         (n, 2, 2)."""
         g_z, w_cz, w_zz = self.fam.zi_deviance_derivatives(self.resp, rs)
-        pw = self.pw
-        g = np.stack([pw * rs.dev_eta, pw * g_z], axis=1)  # (n, 2): parts mean, zero
-        W = np.empty((g.shape[0], 2, 2))
-        W[:, 0, 0], W[:, 0, 1], W[:, 1, 1] = pw * rs.dev_eta2, pw * w_cz, pw * w_zz
+        g = np.empty((g_z.shape[0], 2))  # parts mean, zero
+        W = np.empty((g_z.shape[0], 2, 2))
+        g[:, 0], g[:, 1] = rs.dev_eta, g_z
+        W[:, 0, 0], W[:, 0, 1], W[:, 1, 1] = rs.dev_eta2, w_cz, w_zz
+        if not self.unit:
+            g *= self.pw[:, None]
+            W[:, 0, 0] *= self.pw
+            W[:, 0, 1] *= self.pw
+            W[:, 1, 1] *= self.pw
         W[:, 1, 0] = W[:, 0, 1]
         return g, W
 
