@@ -24,6 +24,7 @@ the negative binomial's theta (NB2) or phi (NB1), of the beta and beta-binomial 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -37,11 +38,11 @@ from glmmlab.engine.families.densities import (
     _rows_member,
     disp_partials,
     log_add,
-    softplus,
     zero_disp_partials,
     zero_terms,
 )
 from glmmlab.engine.families.distributions import DensityFamily, Family, _check_counts, _positive
+from glmmlab.engine.families.zero_model import ZeroModelRows
 
 # the families whose zero model is a hurdle (the base family whose positive part they truncate)
 HURDLE_BASE = {"truncated_poisson": "poisson", "truncated_nbinom2": "negbin", "truncated_nbinom1": "nbinom1",
@@ -55,7 +56,7 @@ DISP_PARAMETER = {"negbin": "theta", "nbinom1": "phi", "gaussian": "variance", "
 
 # -- the family with zero and dispersion models --------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class ModelledFamily(DensityFamily):
+class ModelledFamily(ZeroModelRows, DensityFamily):
     """A base density with a zero model (``kind`` "zi" or "hurdle", or "" for none) and/or a dispersion model.
     :attr:`parameters` is the optimiser's vector: the zero model's coefficients, the dispersion model's, then the
     base's other parameters on their optimiser scale (the t's log df)."""
@@ -82,7 +83,11 @@ class ModelledFamily(DensityFamily):
         return -60.0, 60.0
 
     def with_parameters(self, values) -> "Family":
-        return replace(self, parameters=tuple(float(v) for v in values))
+        # a copy with its parameters set (dataclasses.replace runs __init__ over every field: some 50 us, once
+        # per evaluation of the deviance and of the model without random effects)
+        out = copy.copy(self)
+        object.__setattr__(out, "parameters", tuple(float(v) for v in values))
+        return out
 
     def shifted(self, part: str, h: float) -> "ModelledFamily":
         """This member with ``h`` added to every row's zero-model (``part`` "zi") or dispersion ("disp")
@@ -127,7 +132,16 @@ class ModelledFamily(DensityFamily):
         return np.exp(resp.disp_X @ b + self.shift_disp)
 
     def member(self, resp) -> Any:
-        """The base density at this member's per-row dispersion (and its other parameters)."""
+        """The base density at this member's per-row dispersion (and its other parameters), kept on the response
+        for this member and rows (a dataclass copy costs more than a row state's arithmetic on 600 rows)."""
+        kept = getattr(resp, "_member_kept", None)
+        if kept is not None and kept[0] is self and kept[1] is resp.y:
+            return kept[2]
+        m = self._member(resp)
+        resp._member_kept = (self, resp.y, m)
+        return m
+
+    def _member(self, resp) -> Any:
         d = self.dispersion_rows(resp)
         rest = [self._rest_value(i, v) for i, v in enumerate(self.parameters[self.n_zi + self.n_disp:])]
         if d is None and not rest:
@@ -202,10 +216,7 @@ class ModelledFamily(DensityFamily):
             return dll, dl1, dl2
         zi = resp.zero_rows
         if self.kind == "zi":
-            log_1mp = -softplus(eta_z[zi])
-            b = log_1mp + ll[zi]
-            r = np.exp(b - log_add(eta_z[zi] + log_1mp, b))
-            rr = r * (1.0 - r)
+            r, rr = self._mixture(resp, mu)[:2]
             d0, a1, a2, b1, b2 = dll[zi], l1[zi], l2[zi], dl1[zi], dl2[zi]
             dll[zi] = r * d0
             dl1[zi] = r * b1 + a1 * rr * d0
@@ -225,39 +236,6 @@ class ModelledFamily(DensityFamily):
         dll[zi] = dl1[zi] = dl2[zi] = 0.0
         return dll, dl1, dl2
 
-    def zi_deviance_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per row, on the deviance's scale (-2 log f): its derivative in the zero model's linear predictor, the
-        cross derivative with the mean's linear predictor, and the second derivative in the zero model's (the
-        Laplace machinery of a zero model with random effects: engine.solvers.joint_laplace). The second: at a
-        zero-inflated zero r (1 - r) - p (1 - p) of log f, elsewhere -p (1 - p)."""
-        d_ll, dl1, _, d2 = self._zi_rows(resp, rs)
-        return -2.0 * d_ll, -2.0 * dl1 * rs.h1, -2.0 * d2
-
-    def _zi_rows(self, resp, rs):
-        eta_z = self.zi_eta(resp)
-        assert eta_z is not None  # a zero model is there (kind)
-        p = special.expit(eta_z)
-        d_ll = -p
-        d_ll[resp.zero_rows] += 1.0
-        d2 = -p * (1.0 - p)
-        zeros = np.zeros_like(p)
-        if self.kind == "hurdle":
-            return d_ll, zeros, zeros, d2
-        zi = resp.zero_rows
-        mu = rs.mu
-        _, _, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)  # (the count bases do not read q)
-        log_1mp = -softplus(eta_z[zi])
-        b = log_1mp + ll[zi]
-        r = np.exp(b - log_add(eta_z[zi] + log_1mp, b))
-        rr = r * (1.0 - r)
-        d_ll[zi] = (1.0 - r) - p[zi]
-        d2[zi] += rr
-        dl1, dl2 = np.zeros_like(p), np.zeros_like(p)
-        l1z = l1[zi]
-        dl1[zi] = -rr * l1z
-        dl2[zi] = -rr * (l2[zi] + (1.0 - 2.0 * r) * l1z * l1z)
-        return d_ll, dl1, dl2, d2
-
     def _sat(self, y, resp):
         return 0.0
 
@@ -271,7 +249,8 @@ class ModelledFamily(DensityFamily):
         else:
             m = self.member(resp)
             ll, l1, l2, info, var = m.mu_terms(resp, mu, q)
-            pieces = {"m": m, "eta_z": self.zi_eta(resp), "ll": ll, "l1": l1, "l2": l2, "info": info, "var": var}
+            eta_z = self._zero_model(resp)[0] if self.kind else None
+            pieces = {"m": m, "eta_z": eta_z, "ll": ll, "l1": l1, "l2": l2, "info": info, "var": var}
             resp._pieces = (self, mu, pieces)
         if third and "l3" not in pieces:
             pieces["l3"] = pieces["m"].mu_third(resp, mu, q)
@@ -297,15 +276,14 @@ class ModelledFamily(DensityFamily):
         m, eta_z, ll, l1, l2, l3, info, var = self._pieces(resp, mu, q, third)
         if eta_z is None:
             return ll, l1, l2, info, var, l3
-        log_1mp = -softplus(eta_z)
-        one_m_p = np.exp(log_1mp)
+        _, log_1mp, one_m_p, log_p0 = self._zero_model(resp)
         z = resp.zero
         if self.kind == "zi":
             # positive rows: log(1 - p) + log f(y | mu), the mu-derivatives unchanged; zero rows: the mixture
             zi = resp.zero_rows
             new_ll = ll + log_1mp
             b = new_ll[zi]
-            lz = log_add(eta_z[zi] + log_1mp[zi], b)  # log p = eta_z + log(1 - p)
+            lz = log_add(log_p0, b)  # log p = eta_z + log(1 - p)
             r = np.exp(b - lz)
             rr = r * (1.0 - r)
             new_ll[zi] = lz

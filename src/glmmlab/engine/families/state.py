@@ -149,7 +149,9 @@ class DensityState(RowState):
     def __init__(self, fam: Any, resp, eta: np.ndarray, link: str):
         lk = LINKS[link]
         mu = lk.linkinv(eta)
-        h1, h2 = lk.mu_eta(eta), lk.mu_eta2(eta)
+        # the log link's derivatives are its inverse itself: the same array (as the Poisson log's fast state)
+        h1 = mu if lk.mu_eta is lk.linkinv else lk.mu_eta(eta)
+        h2 = mu if lk.mu_eta2 is lk.linkinv else lk.mu_eta2(eta)
         q = special.expit(-eta) if link == "logit" else 1.0 - mu
         ll, l1, l2, info, var = fam.mu_terms(resp, mu, q)
         self.eta, self.mu, self.h1, self.h2, self.var = eta, mu, h1, h2, var

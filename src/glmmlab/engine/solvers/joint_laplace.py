@@ -8,7 +8,7 @@ H_j = I + Lambda (sum over the level's rows of a_i a_i' * W_i / 2) Lambda, Lambd
 the row's deviance (-2 log f) in the predictors of the terms' parts, a_i the terms' columns; the mode search is
 Newton's (with a ridge where a level's Hessian is not positive definite). The Laplace deviance is
 -2 log f(y | modes) + |u|^2 + sum_j log det H_j. Its gradient in the outer parameters (theta, the mean's and the
-other parts' coefficients) is taken by central differences of that deviance (every evaluation a converged mode
+other parts' coefficients) is exact at the modes (JointLaplace.value_and_grad; every evaluation a converged mode
 search from the last modes); the standard errors from differences of that gradient, as glmmTMB's from its
 Hessian.
 """
@@ -27,8 +27,18 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
-from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance, joint_hessian
+from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
+from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
 from glmmlab.engine.solvers.modelled_start import glm_objective, modelled_results, modelled_start
+from glmmlab.engine.solvers.newton import projected_gradient
+from glmmlab.engine.solvers.optimizer import (
+    HANDOVER_FTOL,
+    HESSIAN_REUSE,
+    ROUNDING_GTOL,
+    _gradient_polish,
+    fd_hessian,
+    off_bound,
+)
 
 
 class JointLaplace:
@@ -39,12 +49,14 @@ class JointLaplace:
                  pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk, data: dict):
         self.codes, self.L, self.A, self.part = codes, L, A, part  # A: (n, q) the terms' columns; part 0/1
         self.Xs, self.y, self.pw, self.off, self.lk = Xs, y, np.asarray(pw, dtype=float), off, lk
+        self.unit = bool(np.all(self.pw == 1.0))  # then pw * a is a itself, and the products are skipped
         self.q = A.shape[1]
         self.zi_off0 = data.get("zi_off")
         self.resp = Response(y, fam, None, {k: v for k, v in data.items() if v is not None})
         self.fam = fam
         self.u = np.zeros((L, self.q))
         self.evaluations = 0
+        self._last: dict | None = None  # what predicts the next modes (see _predicted_modes)
 
     def set_member(self, psi: np.ndarray) -> None:
         fam = self.fam.with_parameters(psi)
@@ -58,23 +70,29 @@ class JointLaplace:
         zi = contrib[:, self.part == 1].sum(axis=1)
         self.resp.zi_off = zi if self.zi_off0 is None else self.zi_off0 + zi
         rs = row_state(self.resp, eta_f + cond, self.lk)
-        P = float(np.sum(self.pw * rs.dev)) + float(np.sum(u * u))
+        P = float(np.sum(rs.dev if self.unit else self.pw * rs.dev)) + float(np.sum(u * u))
         return rs, cond, P
 
     def _row_derivatives(self, rs) -> tuple[np.ndarray, np.ndarray]:
         """Per row the deviance's (-2 log f, prior-weighted) gradient in the two predictors (n, 2) and its Hessian
         (n, 2, 2)."""
         g_z, w_cz, w_zz = self.fam.zi_deviance_derivatives(self.resp, rs)
-        pw = self.pw
-        g = np.stack([pw * rs.dev_eta, pw * g_z], axis=1)  # (n, 2): parts mean, zero
-        W = np.empty((g.shape[0], 2, 2))
-        W[:, 0, 0], W[:, 0, 1], W[:, 1, 1] = pw * rs.dev_eta2, pw * w_cz, pw * w_zz
+        g = np.empty((g_z.shape[0], 2))  # parts mean, zero
+        W = np.empty((g_z.shape[0], 2, 2))
+        g[:, 0], g[:, 1] = rs.dev_eta, g_z
+        W[:, 0, 0], W[:, 0, 1], W[:, 1, 1] = rs.dev_eta2, w_cz, w_zz
+        if not self.unit:
+            g *= self.pw[:, None]
+            W[:, 0, 0] *= self.pw
+            W[:, 0, 1] *= self.pw
+            W[:, 1, 1] *= self.pw
         W[:, 1, 0] = W[:, 0, 1]
         return g, W
 
     def _level_sums(self, theta, rs):
         """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q)."""
         g, W = self._row_derivatives(rs)
+        self._rows = (g, W)
         a = self.A * theta
         G = np.column_stack([np.bincount(self.codes, a[:, k] * g[:, self.part[k]], minlength=self.L)
                              for k in range(self.q)])
@@ -86,21 +104,55 @@ class JointLaplace:
                 S[:, m, k] = S[:, k, m]
         return G, S
 
+    def _zero_fixed(self) -> np.ndarray | float:
+        """The zero model's predictor without its random effects, less its offset: zi_X b."""
+        fam = self.fam
+        return self.resp.zi_X @ np.asarray(fam.parameters[: fam.n_zi]) if fam.n_zi else 0.0
+
+    def _predicted_modes(self, theta, eta_f, z_fixed) -> np.ndarray:
+        """Starting modes at (theta, beta, the zero model's coefficients): the last modes moved along their
+        derivative (the implicit function theorem at the last modes: H_j du_j = -1/2 dG_j, with dG_j the change of
+        the level's gradient sum through the rows' predictors at fixed u and through theta in a = A theta; a change
+        of the dispersion is left out), so the mode search starts at an error of the order of the step squared;
+        the last modes where there are none or the step is long (beyond the linearisation)."""
+        last = self._last
+        if last is None:
+            return self.u
+        g, W, H, u0, theta0 = last["g"], last["W"], last["H"], last["u"], last["theta"]
+        d_eta = np.empty((eta_f.shape[0], 2))
+        d_eta[:, 0] = eta_f - last["eta_f"]
+        d_eta[:, 1] = z_fixed - last["z_fixed"]
+        dth = theta - theta0
+        ur = u0[self.codes]
+        for k in range(self.q):
+            d_eta[:, self.part[k]] += self.A[:, k] * ur[:, k] * dth[k]
+        Wd = W[:, :, 0] * d_eta[:, :1] + W[:, :, 1] * d_eta[:, 1:]  # W_i d eta_i, (n, 2)
+        rhs = np.column_stack([np.bincount(self.codes, self.A[:, k] * (theta0[k] * Wd[:, self.part[k]]
+                                                                        + dth[k] * g[:, self.part[k]]),
+                                           minlength=self.L) for k in range(self.q)])
+        du = _solve_positive(H, -0.5 * rhs)
+        step = float(np.max(np.abs(du), initial=0.0))
+        return u0 + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
+
     def modes(self, theta, beta, max_iter: int = 100) -> dict:
         eta_f = self.Xs @ beta + self.off
-        u = self.u.copy()
+        z_fixed = self._zero_fixed()
+        u = self._predicted_modes(theta, eta_f, z_fixed)
         rs, cond, P = self._state(theta, eta_f, u)
+        if not np.isfinite(P) and u is not self.u:
+            u = self.u
+            rs, cond, P = self._state(theta, eta_f, u)
         if not np.isfinite(P):
             u = np.zeros_like(u)
             rs, cond, P = self._state(theta, eta_f, u)
         eye = np.eye(self.q)
         converged = False
+        G, S = self._level_sums(theta, rs)
         for _ in range(max_iter):
-            G, S = self._level_sums(theta, rs)
             H = eye + 0.5 * S
-            rhs = -(u + 0.5 * G)
-            delta = _solve_positive(H, rhs)
-            if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
+            delta = _solve_positive(H, -(u + 0.5 * G))
+            size = float(np.max(np.abs(delta), initial=0.0))
+            if size < 1e-10:
                 converged = True
                 break
             t = 1.0
@@ -114,21 +166,24 @@ class JointLaplace:
                 converged = True
                 break
             u, rs, cond, P = cand, rs_c, cond_c, P_c
-        _, S = self._level_sums(theta, rs)
+            G, S = self._level_sums(theta, rs)
+            if size < 1e-6 and t == 1.0:
+                # a full Newton step of that size: the next one is of its square's order, below the 1e-10 test
+                converged = True
+                break
         H = eye + 0.5 * S
-        try:
-            Lc = np.linalg.cholesky(H)
-            logdet = 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
-        except np.linalg.LinAlgError:
-            logdet = np.inf
+        logdet = _logdet_positive(H)
         self.u = u
+        g, W = self._rows
+        self._last = {"theta": np.array(theta, dtype=float), "eta_f": eta_f, "z_fixed": z_fixed, "u": u, "g": g,
+                      "W": W, "H": H} if converged and np.isfinite(P) else None
         return {"u": u, "rs": rs, "cond": cond, "P": P, "logdet": logdet, "H": H, "converged": converged}
 
     def value_and_grad(self, theta, beta, designs: dict) -> tuple[float, np.ndarray]:
         """D and its exact gradient in (theta, beta, the zero and dispersion models' coefficients), by the implicit
         function theorem at the modes: with S_j = H_j^-1, M_i = B_i S_j B_i' (B_i the row's map from its level's
         effects to its two predictors), t_i = 1/2 sum M_i * dW_i (the log-determinant's derivative in the row's
-        predictors, dW_i by central differences of the row Hessians in each predictor), v_j = sum_i B_i' t_i and
+        predictors, dW_i the rows' third derivatives: :meth:`_third_derivatives`), v_j = sum_i B_i' t_i and
         the adjoint w_j = (2 H_j)^-1 v_j: dD/dbeta = sum_i x_i (g_i + t_i - W_i B_i w_j) per predictor, and
         dD/dtheta_k the same terms through d eta_i / d theta_k = a_ik u_jk plus the explicit
         sum_i a_ik (S_j B_i' W_i)_(k, part k) and -sum_i w_jk a_ik g_i,part k. ``designs``: the coefficients'
@@ -140,7 +195,7 @@ class JointLaplace:
             if not np.isfinite(D):
                 return np.inf, np.zeros(theta.size + sum(X.shape[1] for X in designs.values() if X is not None))
             rs, u = m["rs"], m["u"]
-            g, W = self._row_derivatives(rs)
+            g, W = self._rows  # the modes' last level sums were taken at rs
             eta = rs.eta
             h = 1e-5
             n = eta.shape[0]
@@ -149,18 +204,7 @@ class JointLaplace:
             T = np.zeros((n, 2, 2, 3))
             gd = np.zeros(n)
             Wd = np.zeros((n, 2))
-            zi0 = self.resp.zi_off
-            assert zi0 is not None  # _state sets it (the zero model's random effects)
-            sides = []
-            for sign in (1.0, -1.0):
-                sides.append(self._row_derivatives(row_state(self.resp, eta + sign * h, self.lk)))
-            T[..., 0] = (sides[0][1] - sides[1][1]) / (2 * h)
-            sides = []
-            for sign in (1.0, -1.0):
-                self.resp.zi_off = zi0 + sign * h
-                sides.append(self._row_derivatives(row_state(self.resp, eta, self.lk)))
-            self.resp.zi_off = zi0
-            T[..., 1] = (sides[0][1] - sides[1][1]) / (2 * h)
+            self._third_derivatives(rs, eta, T, h)
             if designs.get("disp") is not None:
                 fam0 = self.fam
                 sides_d = []
@@ -176,38 +220,70 @@ class JointLaplace:
                 Wd = (sides_d[0][1] - sides_d[1][1]) / (2 * h)
                 T[..., 2] = (sides_d[0][2] - sides_d[1][2]) / (2 * h)
             a = self.A * theta  # (n, q)
-            part = self.part
-            S = np.linalg.inv(m["H"])  # (L, q, q)
-            Sr = S[self.codes]  # (n, q, q) each row's level
-            # B_i (n, 2, q): the row's map from its level's effects to its predictors
-            B = np.zeros((n, 2, self.q))
+            part, codes = self.part, self.codes
+            S = _inverse(m["H"])  # (L, q, q)
+            # per row, with k, m the terms and p = part k, p' = part m (B_i has a_ik at (p, k), zeros elsewhere):
+            # M_i = B_i S_j B_i' as sum over k, m of a_ik a_im S_j,km at (p, p'), and S_j B_i' W_i's (k, part k)
+            # entries as sum over m of S_j,km a_im W_i,(part m, part k): vectors over the rows, no stacked products
+            Skm = [[S[:, k, mm][codes] for mm in range(self.q)] for k in range(self.q)]
+            M = np.zeros((n, 2, 2))
             for k in range(self.q):
-                B[:, part[k], k] = a[:, k]
-            Bt = B.transpose(0, 2, 1)
-            # products of three stacked matrices by two matmuls (einsum's three-operand loop took 5x as long)
-            M = (B @ Sr) @ Bt
+                for mm in range(self.q):
+                    M[:, part[k], part[mm]] += a[:, k] * a[:, mm] * Skm[k][mm]
             t = 0.5 * np.einsum("npq,npqr->nr", M, T)  # (n, 3)
-            v = np.column_stack([np.bincount(self.codes, t[:, part[k]] * a[:, k], minlength=self.L)
+            v = np.column_stack([np.bincount(codes, t[:, part[k]] * a[:, k], minlength=self.L)
                                  for k in range(self.q)])
             w = 0.5 * np.einsum("jkm,jm->jk", S, v)  # (2 H_j)^-1 v_j
-            wr = w[self.codes]  # (n, q)
-            omega = np.einsum("npk,nk->np", B, wr)  # (n, 2): the adjoint in the predictors
+            wr = w[codes]  # (n, q)
+            omega = np.zeros((n, 2))  # B_i w_j: the adjoint in the predictors
+            for k in range(self.q):
+                omega[:, part[k]] += a[:, k] * wr[:, k]
             # per-row gradient in each predictor's linear part: g + t - (W, W_d)' omega
-            Wfull = np.concatenate([W, Wd[:, :, None]], axis=2)  # (n, 2, 3): rows p in {mean, zero}, cols r
-            rows = np.column_stack([g[:, 0], g[:, 1], gd]) + t - np.einsum("np,npr->nr", omega, Wfull)
+            rows = t - omega[:, :1] * np.column_stack([W[:, 0, :], Wd[:, 0]]) \
+                - omega[:, 1:] * np.column_stack([W[:, 1, :], Wd[:, 1]])
+            rows[:, 0] += g[:, 0]
+            rows[:, 1] += g[:, 1]
+            rows[:, 2] += gd
             grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"),
                                                                  designs.get("disp"))) if X is not None]
-            ur = u[self.codes]  # (n, q)
-            SBW = Sr @ (Bt @ W)  # (n, q, 2): (S_j B_i' W_i)
+            ur = u[codes]  # (n, q)
             grad_theta = np.empty(self.q)
             for k in range(self.q):
                 c = part[k]
                 ak = self.A[:, k]
                 dk = ak * ur[:, k]  # d eta_c / d theta_k
-                grad_theta[k] = float(np.sum(g[:, c] * dk + SBW[:, k, c] * ak + t[:, c] * dk
-                                             - wr[:, k] * ak * g[:, c] - (omega[:, 0] * W[:, 0, c]
-                                                                         + omega[:, 1] * W[:, 1, c]) * dk))
+                sbw = sum(Skm[k][mm] * a[:, mm] * W[:, part[mm], c] for mm in range(self.q))  # (S_j B_i' W_i)_k,c
+                grad_theta[k] = float(np.sum(g[:, c] * dk + sbw * ak + t[:, c] * dk - wr[:, k] * ak * g[:, c]
+                                             - (omega[:, 0] * W[:, 0, c] + omega[:, 1] * W[:, 1, c]) * dk))
         return float(D), np.concatenate([grad_theta, *grad_beta])
+
+    def _third_derivatives(self, rs, eta, T, h) -> None:
+        """T[:, p, q, r] for r = mean, zero: the derivatives of the rows' prior-weighted Hessians W in the two
+        predictors. In closed form where the row state has the mean's third derivative (the count bases under
+        their log link: the modelled family's ``zi_third_derivatives`` give the rest, the tensor is symmetric);
+        else central differences of W in each predictor."""
+        d3 = getattr(rs, "dev_eta3", None)
+        if d3 is not None:
+            pw = self.pw
+            t001, t011, t111 = self.fam.zi_third_derivatives(self.resp, rs)
+            a, b, c = pw * t001, pw * t011, pw * t111
+            T[:, 0, 0, 0] = pw * d3
+            T[:, 0, 0, 1] = T[:, 0, 1, 0] = T[:, 1, 0, 0] = a
+            T[:, 0, 1, 1] = T[:, 1, 0, 1] = T[:, 1, 1, 0] = b
+            T[:, 1, 1, 1] = c
+            return
+        zi0 = self.resp.zi_off
+        assert zi0 is not None  # _state sets it (the zero model's random effects)
+        sides = []
+        for sign in (1.0, -1.0):
+            sides.append(self._row_derivatives(row_state(self.resp, eta + sign * h, self.lk)))
+        T[..., 0] = (sides[0][1] - sides[1][1]) / (2 * h)
+        sides = []
+        for sign in (1.0, -1.0):
+            self.resp.zi_off = zi0 + sign * h
+            sides.append(self._row_derivatives(row_state(self.resp, eta, self.lk)))
+        self.resp.zi_off = zi0
+        T[..., 1] = (sides[0][1] - sides[1][1]) / (2 * h)
 
     def value(self, theta, beta) -> float:
         self.evaluations += 1
@@ -218,10 +294,80 @@ class JointLaplace:
 
 
 def _solve_positive(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """H_j delta_j = rhs_j per level; a level whose H_j is not positive definite gets a ridge that makes it so."""
+    """H_j delta_j = rhs_j per level; a level whose H_j is not positive definite gets a ridge that makes it so.
+    Two effects per level (the usual (1 | g) in both parts): Cramer's rule where every level's H_j is positive
+    definite."""
+    if H.shape[1] == 2:
+        a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+        det = a * d - b * b
+        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
+            r0, r1 = rhs[:, 0], rhs[:, 1]
+            return np.column_stack([d * r0 - b * r1, a * r1 - b * r0]) / det[:, None]
     w, V = np.linalg.eigh(H)
     w = np.maximum(w, 1e-3 * np.maximum(np.max(np.abs(w), axis=1, keepdims=True), 1.0))
     return np.einsum("jab,jb->ja", V, np.einsum("jba,jb->ja", V, rhs) / w)
+
+
+def _inverse(H: np.ndarray) -> np.ndarray:
+    """H_j^-1 per level (2 x 2 by the adjugate: a batched LAPACK inverse of small matrices costs more)."""
+    if H.shape[1] != 2:
+        return np.linalg.inv(H)
+    a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+    det = a * d - b * b
+    out = np.empty_like(H)
+    out[:, 0, 0], out[:, 1, 1] = d / det, a / det
+    out[:, 0, 1] = out[:, 1, 0] = -b / det
+    return out
+
+
+def _logdet_positive(H: np.ndarray) -> float:
+    """sum_j log det H_j, or inf where some H_j is not positive definite."""
+    if H.shape[1] == 2:
+        a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+        det = a * d - b * b
+        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
+            return float(np.sum(np.log(det)))
+    try:
+        Lc = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return np.inf
+    return 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
+
+
+def last_two(fg):
+    """``fg`` remembering its last two points (the quasi-Newton run's end point is the polish's start)."""
+    cache: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def counted(x_: np.ndarray) -> tuple[float, np.ndarray]:
+        key = x_.tobytes()
+        if key not in cache:
+            if len(cache) >= 2:
+                del cache[next(iter(cache))]
+            cache[key] = fg(x_)
+        return cache[key]
+
+    return counted
+
+
+def polish_to_rounding(counted, x: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """(x, f, H): chord Newton steps from ``x`` (where a quasi-Newton run stopped) with the forward-difference
+    Hessian H of the gradient of ``counted`` (value and gradient, :func:`last_two`) there, until the projected
+    gradient is at rounding level (optimizer.minimize's polish); H is taken again at the end point where the steps
+    moved it by more than HESSIAN_REUSE (relative)."""
+
+    def near_rounding(x_: np.ndarray) -> bool:
+        f_, g_ = counted(x_)
+        return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
+
+    x = np.asarray(x, dtype=float).copy()
+    f = float(counted(x)[0])
+    H = fd_hessian(counted, x, lower, forward=True)
+    x_h = x.copy()
+    if np.isfinite(f):
+        x, f, _ = _gradient_polish(counted, x, f, lower, H, near_rounding, [], shrink=0.1)
+    if float(np.max(np.abs(x - x_h) / np.maximum(1.0, np.abs(x)), initial=0.0)) > HESSIAN_REUSE:
+        H = fd_hessian(counted, x, lower, forward=True)
+    return x, float(f), H
 
 
 def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_terms) -> dict:
@@ -257,6 +403,7 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
         return obj.value(x[:q], x[q:q + p])
 
     lower = np.concatenate([np.zeros(q), np.full(p + m_psi, -np.inf)])
+    bounds = [(0.0, None)] * q + [(None, None)] * (p + m_psi)
 
     designs = {"cond": Xs, "zi": data.get("zi_X") if fam.n_zi else None,
                "disp": data.get("disp_X") if fam.n_disp else None}
@@ -285,25 +432,30 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
     z_glm = res0.x if np.isfinite(res0.fun) else z0
     x0 = np.concatenate([np.full(q, 0.5), z_glm])
     report(progress, "Optimizing Laplace deviance", 0.1)
-    bounds = [(0.0, None)] * q + [(None, None)] * (p + m_psi)
 
     def run(start):
-        obj.u = np.zeros_like(obj.u)
-        r = minimize(fg, start, jac=True, method="L-BFGS-B", bounds=bounds,
-                     options={"maxiter": int(model.get("max_iter", 100)) * 10, "ftol": 1e-14, "gtol": 1e-7})
-        return r.x, bool(r.success or r.status == 0)
+        # L-BFGS-B until f falls by less than 1e-9 relative, then chord Newton steps with a forward-difference
+        # Hessian of the exact gradient down to a rounding-level gradient (polish_to_rounding); that
+        # Hessian, taken again where the steps moved the point, is the standard errors'
+        obj.u, obj._last = np.zeros_like(obj.u), None
+        counted = last_two(fg)
+        r = minimize(counted, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                     options={"maxiter": int(model.get("max_iter", 100)) * 10, "ftol": HANDOVER_FTOL, "gtol": 1e-7})
+        return polish_to_rounding(counted, r.x, lower), bool(r.success or r.status == 0)
 
-    x, ok = run(x0)
-    f = fun(x)
+    (x, f, H_full), ok = run(x0)
     probe = _off_the_boundary(fun, x, x0, np.zeros(q), f)
     if probe is not None:
-        xp, okp = run(probe)
-        if fun(xp) < f:
-            x, ok, f = xp, okp, fun(xp)
-    report(progress, "Computing standard errors (Hessian)", 0.82)
-    H_full = joint_hessian(fg, x, lower, forward=True)
-    f = fun(x)  # the member and modes of the estimates again
+        (xp, fp, Hp), okp = run(probe)
+        if fp < f:
+            x, f, H_full, ok = xp, fp, Hp, okp
+    # the Hessian over the parameters off their bound (an SD at 0 held there, as joint_hessian): zeros elsewhere
+    held = ~off_bound(x, lower)
+    H_full[held, :] = 0.0
+    H_full[:, held] = 0.0
+    obj.set_member(x[q + p:])  # the member and modes of the estimates again
     fin = obj.modes(x[:q], x[q:q + p])
+    f = float(fin["P"] + fin["logdet"])
     theta, beta_s, psi = x[:q], x[q:q + p], x[q + p:]
     vcov_s = fixed_effects_covariance(H_full, x, lower, q, p)
     beta, vcov = T @ beta_s, T @ vcov_s @ T.T

@@ -85,12 +85,14 @@ class GeneralLaplace(LaplaceGradient):
         """Use another member of the family (other values of its own parameters: the negative binomial's theta,
         glmmTMB's phi, sigma, df, power)."""
         shares = getattr(fam, "shares_response", None)
-        if shares is not None and shares(self.fam):
+        same_base = shares is not None and shares(self.fam)
+        if same_base:
             self.resp = self.resp.with_family(fam)
         else:
             self.resp = Response(self.y, fam, self.trials, self.data)
         self.fam = fam
-        self._set_edge()
+        if not same_base:  # (a member with the same base has its edge and fast path)
+            self._set_edge()
         self._lik = None
 
     @property
@@ -189,19 +191,22 @@ class GeneralLaplace(LaplaceGradient):
             # rounding level when the steps stop (working-weight steps converge only linearly for a non-canonical
             # link, and left the fit depending on the cut into blocks at 1e-7)
             F = None
+            newton_step = False
             if self.newton and self.observed and not self.edge:
                 # Newton's own step, with the observed curvature of every row (a zero-inflated row's can be
                 # negative): quadratic convergence where the penalised Hessian is positive definite
                 w, r = self._newton_working(rs, re)
                 cp = st.crossprods(w, r[:, None])
                 F = _factor_if_positive(st, cp, theta)
+                newton_step = F is not None
             if F is None:
                 w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
                                                                       self._working_response(rs, re))
                 cp = st.crossprods(w, r[:, None])
                 F = factor(st, cp, theta)
             delta = F.solve_u(0) - u
-            if float(np.max(np.abs(delta), initial=0.0)) < 1e-10:
+            size = float(np.max(np.abs(delta), initial=0.0))
+            if size < 1e-10:
                 converged = True
                 break
             t = self._edge_step(eta_f + re, st.row_effect(st.b_of_u(delta, lams))) if self.edge else 1.0
@@ -215,6 +220,11 @@ class GeneralLaplace(LaplaceGradient):
                 converged = True  # no descent left at rounding level
                 break
             u, re, rs, pdev = cand, re_c, rs_c, pdev_c
+            if newton_step and t == 1.0 and size < 1e-6 and not self.estimated:
+                # a full Newton step (quadratic convergence) this small: the next is of its square's order, below
+                # the test above; the factors below are taken at these modes (fisher_again), so none is lost
+                converged = True
+                break
             # a mode that stays at the edge for EDGE_STEPS steps in a row is on it (a start next to the edge
             # may touch it on the way)
             near = near + 1 if self.edge and self._at_edge(eta_f + re) else 0
