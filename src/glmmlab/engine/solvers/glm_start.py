@@ -42,6 +42,9 @@ def negbin_profile(glm: Callable[[Family], tuple[np.ndarray, float]], minus2: Ca
     return beta, float(np.exp(res.x)), float(m2)
 
 
+PROFILE_FTOL, PROFILE_GTOL = 1e-10, 1e-3  # family_glm's stop (its slope is that of -2 log L)
+
+
 def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
                trials: np.ndarray | None = None) -> tuple[np.ndarray, Family, float]:
     """The GLM of a family with parameters of its own (glmmTMB's NB1, beta, beta-binomial, t, Tweedie):
@@ -49,9 +52,12 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
     profiled on the optimiser's scale (:meth:`Family.to_internal`) from the family's moment start by L-BFGS-B on
     the profile's slope (:func:`profile_slope`: some ten points where Brent's method took twenty and
     Nelder-Mead eighty); should that fail, one parameter by Brent's method, as the negative binomial's theta
-    (:func:`negbin_profile`), more by Nelder-Mead, to 1e-4 (the mixed model's optimiser finishes them). Each
-    point's IRLS starts from the coefficients of the last point (the profile's points are near one another:
-    about half the passes)."""
+    (:func:`negbin_profile`), more by Nelder-Mead, to 1e-4 (the mixed model's optimiser finishes them). L-BFGS-B
+    stops at a slope of PROFILE_GTOL or a relative fall of f below PROFILE_FTOL: the parameters are then within
+    some 1e-6 of the profile's maximum (its curvature grows with the rows), and tighter stops only added
+    line-search points at rounding level. Each point's IRLS starts from the coefficients of the last point (the
+    profile's points are near one another: about half the passes) and its response's constants are computed
+    once (the Tweedie's series: once a point, not again in each IRLS chunk)."""
     from scipy.optimize import minimize, minimize_scalar
 
     lo, hi = fam.internal_range()
@@ -66,7 +72,8 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
                 cache[key] = (np.inf, None)
             else:
                 member = fam.with_parameters(fam.from_internal(x))
-                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials, beta0=last[0])
+                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials, beta0=last[0],
+                                     resp=Response(y, member, trials))
                 m2 = Likelihood(member, y, pw).minus2(dev)
                 cache[key] = (m2 if np.isfinite(m2) else np.inf, beta)
                 if np.isfinite(m2):
@@ -85,7 +92,7 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
     # and could land where a member is costly or meaningless (a Tweedie phi of e^-20 has a series of 1e10 terms)
     box = [(max(lo + 1e-6, v - 3.0), min(hi - 1e-6, v + 3.0)) for v in x0]
     res = minimize(profile_fg, x0, jac=True, method="L-BFGS-B", bounds=box,
-                   options={"ftol": 1e-13, "gtol": 1e-6, "maxiter": 200})
+                   options={"ftol": PROFILE_FTOL, "gtol": PROFILE_GTOL, "maxiter": 200})
     inside = all(a + 1e-3 < v < b - 1e-3 for v, (a, b) in zip(res.x, box))
     if inside and np.isfinite(profile(res.x)) and profile(res.x) <= profile(x0):
         x = np.asarray(res.x, dtype=float)
