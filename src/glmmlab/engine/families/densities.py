@@ -191,13 +191,28 @@ def zero_terms(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
 
 def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """The derivatives of (log f, its first and second mu-derivatives) in the log of the base's dispersion
-    parameter d (NB2's theta, NB1's phi), per row; None for a base without them here (differences are taken).
+    parameter d (NB2's theta, NB1's phi, the Gaussian's variance, the Gamma's shape), per row; None for a base
+    without them here (differences are taken).
     NB2: d log f / d theta = psi(y + theta) - psi(theta) + log theta + 1 - log(mu + theta) - (y + theta) /
     (mu + theta), d l1 / d theta = (y - mu) / (mu + theta)^2, d l2 / d theta = (mu - theta - 2 y) / (mu + theta)^3.
     NB1 (size s = mu / phi, ds / dphi = -s / phi): d log f / d phi = -(psi(y + s) - psi(s) - log(1 + phi)) s / phi
     - s / (1 + phi) + y / (phi (1 + phi)), d l1 / d phi = -((psi1(y + s) - psi1(s)) s / phi + 1 / (1 + phi)) / phi -
-    l1 / phi, d l2 / d phi = -(psi2(y + s) - psi2(s)) s / phi^3 - 2 l2 / phi; each times d (the log scale)."""
+    l1 / phi, d l2 / d phi = -(psi2(y + s) - psi2(s)) s / phi^3 - 2 l2 / phi; each times d (the log scale).
+    Gaussian in the log variance v: (r^2 / v - 1) / 2, -r / v, 1 / v (r = y - mu). Gamma in the log shape a:
+    a (log(a / mu) + 1 - psi(a) + log y - y / mu), and l1, l2 themselves (both are a times a function of mu)."""
     y = resp.y
+    if isinstance(base, GaussianDensity):
+        v = base.parameters[0]
+        r = y - mu
+        q = r / v
+        return 0.5 * (q * r - 1.0), -q, 1.0 / v + np.zeros_like(mu)
+    if isinstance(base, GammaDensity):
+        a = base.parameters[0]
+        ym = y / mu
+        ll_a = np.log(a / mu) + 1.0 - special.digamma(a) + resp.log_y_safe - ym
+        l1 = a * (ym - 1.0) / mu
+        l2 = a * (1.0 - 2.0 * ym) / (mu * mu)
+        return a * ll_a, l1, l2
     if isinstance(base, NegBin2Density):
         th = base.parameters[0]
         mt = mu + th

@@ -212,8 +212,11 @@ class ModelledFamily(DensityFamily):
             dl2[zi] = r * b2 + a2 * rr * d0 + (1.0 - 2.0 * r) * rr * d0 * a1 * a1 + 2.0 * rr * a1 * b1
             return dll, dl1, dl2
         zt = zero_terms(m, mu)
+        if zt is None:  # a continuous positive part (ziGamma): no mass at 0, so no truncation term
+            dll[zi] = dl1[zi] = dl2[zi] = 0.0
+            return dll, dl1, dl2
         zd = zero_disp_partials(m, mu)
-        if zt is None or zd is None:
+        if zd is None:
             return None
         l0, d1, d2, _ = zt
         e0, e1, e2 = zd
