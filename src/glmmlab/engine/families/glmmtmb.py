@@ -7,6 +7,7 @@ given here too). The catalogue of every family is :mod:`glmmlab.engine.families.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -330,6 +331,8 @@ def _t_logpdf(y, mu, disp, sigma, df):
 def _t_constant(sigma, df):
     """log Gamma((df + 1) / 2) - log Gamma(df / 2) - log(df pi) / 2 - log sigma, without cancellation at large df
     (gamma_functions.lgamma_ratio: the first two differ by log(df / 2) / 2 + lgamma_ratio(1/2, df / 2))."""
+    if isinstance(sigma, float) and isinstance(df, float):  # one member's number: no arrays
+        return lgamma_ratio(0.5, 0.5 * df) - 0.5 * (math.log(2.0) + LOG_PI) - math.log(sigma)
     return lgamma_ratio(0.5, 0.5 * df) - 0.5 * (np.log(2.0) + LOG_PI) - np.log(sigma)
 
 

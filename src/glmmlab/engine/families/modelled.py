@@ -127,13 +127,20 @@ class ModelledFamily(DensityFamily):
         return np.exp(resp.disp_X @ b + self.shift_disp)
 
     def member(self, resp) -> Any:
-        """The base density at this member's per-row dispersion (and its other parameters)."""
+        """The base density at this member's per-row dispersion (and its other parameters), kept on the response
+        for this member and these rows (a mode search's row states all use it)."""
+        kept = getattr(resp, "_member", None)
+        if kept is not None and kept[0] is self and kept[1] is resp.y:
+            return kept[2]
         d = self.dispersion_rows(resp)
         rest = [self._rest_value(i, v) for i, v in enumerate(self.parameters[self.n_zi + self.n_disp:])]
         if d is None and not rest:
-            return self.base
-        values = ((d,) if d is not None else tuple(self.base.parameters[:1])) + tuple(rest)
-        return replace(self.base, parameters=values)
+            m = self.base
+        else:
+            values = ((d,) if d is not None else tuple(self.base.parameters[:1])) + tuple(rest)
+            m = replace(self.base, parameters=values)
+        resp._member = (self, resp.y, m)
+        return m
 
     def _rest_value(self, i: int, x: float) -> float:
         scale = self.base.parameter_scales[1 + i]
