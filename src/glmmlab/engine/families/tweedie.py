@@ -92,7 +92,7 @@ def series_sum(y: np.ndarray, phi: float, p: float) -> tuple[np.ndarray, np.ndar
                 j1 = np.arange(lo_r[0], lo_r[0] + K)
                 terms = np.multiply.outer(j1, logz[rows])
                 terms -= table[at:at + K, None]
-                j_w, jd_w = j1, table_d[at:at + K]
+                window: tuple[np.ndarray, np.ndarray] | None = (j1, table_d[at:at + K])
             else:
                 j = np.arange(K, dtype=float)[:, None] + lo_r[None, :]
                 terms = j * logz[rows][None, :]
@@ -104,15 +104,15 @@ def series_sum(y: np.ndarray, phi: float, p: float) -> tuple[np.ndarray, np.ndar
                     terms -= special.gammaln(j + 1.0)
                     terms -= special.gammaln(-alpha * j)
                     jd = j * special.digamma(-alpha * j)
-                j_w = jd_w = None
+                window = None
             top = np.max(terms, axis=0)
             terms -= top
             np.exp(terms, out=terms)
             total = np.sum(terms, axis=0)
             out[rows] = top + np.log(total)
-            if j_w is not None and jd_w is not None:
-                e_j[rows] = (j_w @ terms) / total
-                e_jd[rows] = (jd_w @ terms) / total
+            if window is not None:  # the same j for every row: products with the window's vectors
+                e_j[rows] = (window[0] @ terms) / total
+                e_jd[rows] = (window[1] @ terms) / total
             else:
                 e_j[rows] = np.einsum("ij,ij->j", terms, j) / total
                 e_jd[rows] = np.einsum("ij,ij->j", terms, jd) / total
