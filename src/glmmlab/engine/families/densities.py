@@ -121,7 +121,9 @@ class GammaDensity(RowDensity):
     def mu_terms(self, resp, mu, q):
         a = self.parameters[0]
         y = resp.y
-        ll = -special.gammaln(a) + a * np.log(a / mu) + (a - 1.0) * resp.log_y_safe - a * y / mu
+        # log f = [-log Gamma(a) + a log a + (a - 1) log y] - a log mu - a y / mu, the bracket kept for this member
+        c = _kept(resp, self, lambda a_: -special.gammaln(a_) + a_ * np.log(a_) + (a_ - 1.0) * resp.log_y_safe)
+        ll = c - a * (np.log(mu) + y / mu)
         return ll, a * (y - mu) / (mu * mu), a * (mu - 2.0 * y) / _cube(mu), a / (mu * mu), mu * mu / a
 
     def mu_third(self, resp, mu, q):
@@ -131,6 +133,17 @@ class GammaDensity(RowDensity):
     def sample(self, rng, mu, pw, phi):
         a = self.parameters[0]
         return rng.gamma(a, mu / a)
+
+
+def _kept(resp, member, make):
+    """``make(d)`` of the member's dispersion d (a number or one per row), kept on the response for this member: a
+    mode search evaluates one member at many means, and these parts of log f do not depend on them (the Gamma's
+    log-gamma of its shape per row)."""
+    kept = getattr(resp, "_density_parts", None)
+    if kept is None or kept[0] is not member or kept[1] is not resp.y:
+        kept = (member, resp.y, make(member.parameters[0]))
+        resp._density_parts = kept
+    return kept[2]
 
 
 def _cube(x):
