@@ -185,6 +185,34 @@ def test_density_and_eta_derivatives(case):
         np.testing.assert_allclose(exact, diff, rtol=1e-6, atol=1e-6 * (1 + np.max(np.abs(diff))))
 
 
+@pytest.mark.parametrize("link", ["identity", "log"])
+def test_t_parameter_partials_against_differences(link):
+    """The t's closed-form partials of (log f, dev_eta, dev_eta2) in log sigma and log df (the gradient's) equal
+    central differences of the row state in those parameters."""
+    from glmmlab.engine.families.glmmtmb import t_family
+
+    rng = np.random.default_rng(11)
+    eta = rng.normal(1.0, 0.5, 80)
+    lk = LINKS[link]
+    y = lk.linkinv(eta) + 1.3 * rng.standard_t(3.0, eta.size)
+    fam = t_family(1.3, 4.2)
+    resp = _response(fam, y, None)
+    exact = fam.parameter_partials(resp, row_state(resp, eta, lk))
+    x = fam.to_internal(fam.parameters)
+    h = 1e-5
+    assert len(exact) == x.size == 2
+    for k in range(x.size):
+        sides = []
+        for sign in (1.0, -1.0):
+            xk = x.copy()
+            xk[k] += sign * h
+            rs = row_state(resp.with_family(fam.with_parameters(fam.from_internal(xk))), eta, lk)
+            sides.append((resp.sat - 0.5 * rs.dev, rs.dev_eta, rs.dev_eta2))
+        for j in range(3):
+            diff = (sides[0][j] - sides[1][j]) / (2 * h)
+            np.testing.assert_allclose(exact[k][j], diff, rtol=1e-6, atol=1e-7 * (1 + np.max(np.abs(diff))))
+
+
 def test_tweedie_series_and_density():
     """The series summed over its window equals the sum of its first 200,000 terms, and the density with the
     point mass at 0 integrates to 1."""

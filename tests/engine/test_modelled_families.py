@@ -93,6 +93,35 @@ def test_row_partials(case, part):
     np.testing.assert_allclose(d_e2, (up.dev_eta2 - down.dev_eta2) / (2 * h), rtol=1e-5, atol=1e-8)
 
 
+CONTINUOUS = [("gaussian", "identity", False), ("gamma", "log", False), ("ziGamma", "log", True)]
+
+
+@pytest.mark.parametrize("name,link,hurdle", CONTINUOUS, ids=[c[0] for c in CONTINUOUS])
+def test_dispersion_partials_of_the_continuous_bases(name, link, hurdle):
+    """The Gaussian's (log variance) and the Gamma's (log shape) closed-form partials in the dispersion model's
+    predictor, also a hurdle's positive Gamma part (its zeros free of it), against differences of the row state."""
+    rng = np.random.default_rng(6)
+    n = 60
+    x = rng.uniform(-1, 1, n)
+    eta = rng.normal(0.5, 0.6, n)
+    y = rng.normal(eta, 0.8) if name == "gaussian" else rng.gamma(2.0, np.exp(eta) / 2.0)
+    if hurdle:
+        y[:12] = 0.0
+    fam = modelled_family(FAMILIES[name], ["(Intercept)"] if hurdle else None, ["(Intercept)", "x"])
+    fam = fam.with_parameters(([-0.5] if hurdle else []) + [0.3, -0.4])
+    assert isinstance(fam, ModelledFamily)
+    data = {"zi_X": np.ones((n, 1)), "disp_X": np.column_stack([np.ones(n), x])}
+    lk = LINKS[link]
+    exact = fam.row_partials("disp", Response(y, fam, None, data), row_state(Response(y, fam, None, data), eta, lk))
+    assert exact is not None
+    h = 1e-5
+    up = row_state(Response(y, fam.shifted("disp", h), None, data), eta, lk)
+    down = row_state(Response(y, fam.shifted("disp", -h), None, data), eta, lk)
+    np.testing.assert_allclose(exact[0], -0.5 * (up.dev - down.dev) / (2 * h), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(exact[1], (up.dev_eta - down.dev_eta) / (2 * h), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(exact[2], (up.dev_eta2 - down.dev_eta2) / (2 * h), rtol=1e-5, atol=1e-8)
+
+
 @pytest.mark.parametrize("name,zi,disp,coef", CASES, ids=[c[0] for c in CASES])
 def test_sampler_moments(name, zi, disp, coef):
     rng = np.random.default_rng(5)

@@ -121,7 +121,9 @@ class GammaDensity(RowDensity):
     def mu_terms(self, resp, mu, q):
         a = self.parameters[0]
         y = resp.y
-        ll = -special.gammaln(a) + a * np.log(a / mu) + (a - 1.0) * resp.log_y_safe - a * y / mu
+        # log f = [-log Gamma(a) + a log a + (a - 1) log y] - a log mu - a y / mu, the bracket kept for this member
+        c = _kept(resp, self, lambda a_: -special.gammaln(a_) + a_ * np.log(a_) + (a_ - 1.0) * resp.log_y_safe)
+        ll = c - a * (np.log(mu) + y / mu)
         return ll, a * (y - mu) / (mu * mu), a * (mu - 2.0 * y) / _cube(mu), a / (mu * mu), mu * mu / a
 
     def mu_third(self, resp, mu, q):
@@ -131,6 +133,17 @@ class GammaDensity(RowDensity):
     def sample(self, rng, mu, pw, phi):
         a = self.parameters[0]
         return rng.gamma(a, mu / a)
+
+
+def _kept(resp, member, make):
+    """``make(d)`` of the member's dispersion d (a number or one per row), kept on the response for this member: a
+    mode search evaluates one member at many means, and these parts of log f do not depend on them (the Gamma's
+    log-gamma of its shape per row)."""
+    kept = getattr(resp, "_density_parts", None)
+    if kept is None or kept[0] is not member or kept[1] is not resp.y:
+        kept = (member, resp.y, make(member.parameters[0]))
+        resp._density_parts = kept
+    return kept[2]
 
 
 def _cube(x):
@@ -191,13 +204,28 @@ def zero_terms(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
 
 def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """The derivatives of (log f, its first and second mu-derivatives) in the log of the base's dispersion
-    parameter d (NB2's theta, NB1's phi), per row; None for a base without them here (differences are taken).
+    parameter d (NB2's theta, NB1's phi, the Gaussian's variance, the Gamma's shape), per row; None for a base
+    without them here (differences are taken).
     NB2: d log f / d theta = psi(y + theta) - psi(theta) + log theta + 1 - log(mu + theta) - (y + theta) /
     (mu + theta), d l1 / d theta = (y - mu) / (mu + theta)^2, d l2 / d theta = (mu - theta - 2 y) / (mu + theta)^3.
     NB1 (size s = mu / phi, ds / dphi = -s / phi): d log f / d phi = -(psi(y + s) - psi(s) - log(1 + phi)) s / phi
     - s / (1 + phi) + y / (phi (1 + phi)), d l1 / d phi = -((psi1(y + s) - psi1(s)) s / phi + 1 / (1 + phi)) / phi -
-    l1 / phi, d l2 / d phi = -(psi2(y + s) - psi2(s)) s / phi^3 - 2 l2 / phi; each times d (the log scale)."""
+    l1 / phi, d l2 / d phi = -(psi2(y + s) - psi2(s)) s / phi^3 - 2 l2 / phi; each times d (the log scale).
+    Gaussian in the log variance v: (r^2 / v - 1) / 2, -r / v, 1 / v (r = y - mu). Gamma in the log shape a:
+    a (log(a / mu) + 1 - psi(a) + log y - y / mu), and l1, l2 themselves (both are a times a function of mu)."""
     y = resp.y
+    if isinstance(base, GaussianDensity):
+        v = base.parameters[0]
+        r = y - mu
+        q = r / v
+        return 0.5 * (q * r - 1.0), -q, 1.0 / v + np.zeros_like(mu)
+    if isinstance(base, GammaDensity):
+        a = base.parameters[0]
+        ym = y / mu
+        ll_a = np.log(a / mu) + 1.0 - special.digamma(a) + resp.log_y_safe - ym
+        l1 = a * (ym - 1.0) / mu
+        l2 = a * (1.0 - 2.0 * ym) / (mu * mu)
+        return a * ll_a, l1, l2
     if isinstance(base, NegBin2Density):
         th = base.parameters[0]
         mt = mu + th

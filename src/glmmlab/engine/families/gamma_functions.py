@@ -73,8 +73,9 @@ DIGAMMA_FROM = 1e4  # and digamma_diff its asymptotic series (next term below 1e
 # keeps 1e-11 of the result)
 
 
-def _stirling_tail(x: np.ndarray) -> np.ndarray:
-    """log Gamma(x) - [(x - 1/2) log x - x + log(2 pi) / 2] for x >= STIRLING_FROM (terms to x^-13)."""
+def _stirling_tail(x):
+    """log Gamma(x) - [(x - 1/2) log x - x + log(2 pi) / 2] for x >= STIRLING_FROM (terms to x^-13); an array or
+    one number."""
     r = 1.0 / x
     r2 = r * r
     return r * (1.0 / 12 + r2 * (-1.0 / 360 + r2 * (1.0 / 1260 + r2 * (-1.0 / 1680 + r2 * (
@@ -117,6 +118,16 @@ def _x_minus_log1p(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _x_minus_log1p_number(x: float) -> float:
+    """:func:`_x_minus_log1p` of one number, in Python floats (the same operations, no arrays)."""
+    if x >= 0.01:
+        return x - math.log1p(x)
+    acc = 0.0
+    for k in range(13, 1, -1):
+        acc = acc * x + (1.0 if k % 2 == 0 else -1.0) / k
+    return acc * x * x
+
+
 def _lgamma_ratio_big(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     x = y / s
     return (y - 0.5) * x - (s + y - 0.5) * _x_minus_log1p(x) + (_stirling_tail(s + y) - _stirling_tail(s))
@@ -135,8 +146,8 @@ def lgamma_ratio(y, s) -> np.ndarray | float:
         if sf < STIRLING_FROM:
             return math.lgamma(yf + sf) - math.lgamma(sf) - yf * math.log(sf)
         x = yf / sf
-        tail = _stirling_tail(np.array([sf + yf, sf]))
-        return (yf - 0.5) * x - (sf + yf - 0.5) * float(_x_minus_log1p(np.array([x]))[0]) + float(tail[0] - tail[1])
+        return (yf - 0.5) * x - (sf + yf - 0.5) * _x_minus_log1p_number(x) + (_stirling_tail(sf + yf)
+                                                                              - _stirling_tail(sf))
     return _split(y, s, STIRLING_FROM, _lgamma_ratio_big, _lgamma_ratio_small)
 
 

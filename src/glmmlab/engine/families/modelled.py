@@ -137,17 +137,19 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         kept = getattr(resp, "_member_kept", None)
         if kept is not None and kept[0] is self and kept[1] is resp.y:
             return kept[2]
-        m = self._member(resp)
+        m = self._build_member(resp)
         resp._member_kept = (self, resp.y, m)
         return m
 
-    def _member(self, resp) -> Any:
+    def _build_member(self, resp) -> Any:
         d = self.dispersion_rows(resp)
         rest = [self._rest_value(i, v) for i, v in enumerate(self.parameters[self.n_zi + self.n_disp:])]
         if d is None and not rest:
-            return self.base
-        values = ((d,) if d is not None else tuple(self.base.parameters[:1])) + tuple(rest)
-        return replace(self.base, parameters=values)
+            m = self.base
+        else:
+            values = ((d,) if d is not None else tuple(self.base.parameters[:1])) + tuple(rest)
+            m = replace(self.base, parameters=values)
+        return m
 
     def _rest_value(self, i: int, x: float) -> float:
         scale = self.base.parameter_scales[1 + i]
@@ -223,8 +225,11 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             dl2[zi] = r * b2 + a2 * rr * d0 + (1.0 - 2.0 * r) * rr * d0 * a1 * a1 + 2.0 * rr * a1 * b1
             return dll, dl1, dl2
         zt = zero_terms(m, mu)
+        if zt is None:  # a continuous positive part (ziGamma): no mass at 0, so no truncation term
+            dll[zi] = dl1[zi] = dl2[zi] = 0.0
+            return dll, dl1, dl2
         zd = zero_disp_partials(m, mu)
-        if zt is None or zd is None:
+        if zd is None:
             return None
         l0, d1, d2, _ = zt
         e0, e1, e2 = zd

@@ -77,6 +77,8 @@ def series_sum(y: np.ndarray, phi: float, p: float) -> tuple[np.ndarray, np.ndar
         grid = np.arange(j0, top_j)
         table = special.gammaln(grid + 1.0) + special.gammaln(-alpha * grid)
         table_d = grid * special.digamma(-alpha * grid)
+    # the terms go down the columns (window position x rows): the reductions over a row's window are then sums
+    # and maxima of whole contiguous rows, several times faster than along short rows
     for b in np.unique(band):
         K = 1 << int(b)
         rows_b = np.flatnonzero(band == b)
@@ -88,34 +90,32 @@ def series_sum(y: np.ndarray, phi: float, p: float) -> tuple[np.ndarray, np.ndar
                 # one window for every row (small means: it starts at j = 1): the tables' slice, no gathers
                 at = int(lo_r[0] - j0)
                 j1 = np.arange(lo_r[0], lo_r[0] + K)
-                tab, tab_d = table[at:at + K], table_d[at:at + K]
-                terms = np.multiply.outer(logz[rows], j1)
-                terms -= tab
-                top = np.max(terms, axis=1)
-                np.subtract(terms, top[:, None], out=terms)
-                np.exp(terms, out=terms)
-                total = np.sum(terms, axis=1)
-                out[rows] = top + np.log(total)
-                e_j[rows] = (terms @ j1) / total
-                e_jd[rows] = (terms @ tab_d) / total
-                continue
-            j = lo_r[:, None] + np.arange(K, dtype=float)[None, :]
-            terms = j * logz[rows][:, None]
-            if table is not None and table_d is not None:
-                idx = (lo[rows] - j0).astype(np.int64)[:, None] + np.arange(K, dtype=np.int64)[None, :]
-                terms -= table[idx]
-                jd = table_d[idx]
-            else:  # windows spread over more terms than the table holds: the special functions term by term
-                terms -= special.gammaln(j + 1.0)
-                terms -= special.gammaln(-alpha * j)
-                jd = j * special.digamma(-alpha * j)
-            top = np.max(terms, axis=1)
-            np.subtract(terms, top[:, None], out=terms)
+                terms = np.multiply.outer(j1, logz[rows])
+                terms -= table[at:at + K, None]
+                window: tuple[np.ndarray, np.ndarray] | None = (j1, table_d[at:at + K])
+            else:
+                j = np.arange(K, dtype=float)[:, None] + lo_r[None, :]
+                terms = j * logz[rows][None, :]
+                if table is not None and table_d is not None:
+                    idx = np.arange(K, dtype=np.int64)[:, None] + (lo_r - j0).astype(np.int64)[None, :]
+                    terms -= table[idx]
+                    jd = table_d[idx]
+                else:  # windows spread over more terms than the table holds: the special functions term by term
+                    terms -= special.gammaln(j + 1.0)
+                    terms -= special.gammaln(-alpha * j)
+                    jd = j * special.digamma(-alpha * j)
+                window = None
+            top = np.max(terms, axis=0)
+            terms -= top
             np.exp(terms, out=terms)
-            total = np.sum(terms, axis=1)
+            total = np.sum(terms, axis=0)
             out[rows] = top + np.log(total)
-            e_j[rows] = np.einsum("ij,ij->i", terms, j) / total
-            e_jd[rows] = np.einsum("ij,ij->i", terms, jd) / total
+            if window is not None:  # the same j for every row: products with the window's vectors
+                e_j[rows] = (window[0] @ terms) / total
+                e_jd[rows] = (window[1] @ terms) / total
+            else:
+                e_j[rows] = np.einsum("ij,ij->j", terms, j) / total
+                e_jd[rows] = np.einsum("ij,ij->j", terms, jd) / total
     return out, e_j, e_jd
 
 

@@ -42,6 +42,10 @@ def negbin_profile(glm: Callable[[Family], tuple[np.ndarray, float]], minus2: Ca
     return beta, float(np.exp(res.x)), float(m2)
 
 
+PROFILE_FTOL, PROFILE_GTOL = 1e-10, 1e-5  # family_glm's stop (the slope of -2 log L over the scaled parameters)
+CURVATURE_STEP = 1e-2  # the step of _curvature's differences (on the optimiser's scale)
+
+
 def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
                trials: np.ndarray | None = None) -> tuple[np.ndarray, Family, float]:
     """The GLM of a family with parameters of its own (glmmTMB's NB1, beta, beta-binomial, t, Tweedie):
@@ -49,9 +53,14 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
     profiled on the optimiser's scale (:meth:`Family.to_internal`) from the family's moment start by L-BFGS-B on
     the profile's slope (:func:`profile_slope`: some ten points where Brent's method took twenty and
     Nelder-Mead eighty); should that fail, one parameter by Brent's method, as the negative binomial's theta
-    (:func:`negbin_profile`), more by Nelder-Mead, to 1e-4 (the mixed model's optimiser finishes them). Each
-    point's IRLS starts from the coefficients of the last point (the profile's points are near one another:
-    about half the passes)."""
+    (:func:`negbin_profile`), more by Nelder-Mead, to 1e-4 (the mixed model's optimiser finishes them).
+    L-BFGS-B works on the parameters scaled by the square root of -2 log L's curvature in each (:func:`_curvature`,
+    at the start's coefficients): its first step is then about Newton's, where unscaled it went to the edge of
+    its box (a slope of some hundreds) and back (sim_t 12 points -> 6, sim_beta 7 -> 4). It stops at a scaled
+    slope of PROFILE_GTOL (-2 log L within some 1e-10 of the maximum, the GLM's value the random effects' test
+    uses) or a relative fall of f below PROFILE_FTOL. Each point's IRLS starts from the coefficients of the last
+    point (the profile's points are near one another: about half the passes) and its response's constants are
+    computed once (the Tweedie's series: once a point, not again in each IRLS chunk)."""
     from scipy.optimize import minimize, minimize_scalar
 
     lo, hi = fam.internal_range()
@@ -66,29 +75,45 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
                 cache[key] = (np.inf, None)
             else:
                 member = fam.with_parameters(fam.from_internal(x))
-                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials, beta0=last[0])
+                beta, dev = glm_irls(Xs, y, pw, off, member, lk, trials=trials, beta0=last[0],
+                                     resp=Response(y, member, trials))
                 m2 = Likelihood(member, y, pw).minus2(dev)
                 cache[key] = (m2 if np.isfinite(m2) else np.inf, beta)
                 if np.isfinite(m2):
                     last[0] = beta
         return cache[key][0]
 
+    slopes: dict[bytes, np.ndarray] = {}
+
     def profile_fg(x) -> tuple[float, np.ndarray]:
         f = profile(x)
-        beta = cache[np.atleast_1d(np.asarray(x, dtype=float)).tobytes()][1]
+        key = np.atleast_1d(np.asarray(x, dtype=float)).tobytes()
+        beta = cache[key][1]
         if not np.isfinite(f) or beta is None:
             return 1e300, np.zeros_like(x)
-        return f, profile_slope(Xs, y, pw, off, fam, lk, trials, np.asarray(x, dtype=float), beta)
+        if key not in slopes:
+            slopes[key] = profile_slope(Xs, y, pw, off, fam, lk, trials, np.asarray(x, dtype=float), beta)
+        return f, slopes[key]
 
     x0 = fam.to_internal(fam.start_parameters(y, pw, trials))
     # within 3 of the start (e^3 times a parameter on the log scale): L-BFGS-B's first step follows the slope alone
     # and could land where a member is costly or meaningless (a Tweedie phi of e^-20 has a series of 1e10 terms)
     box = [(max(lo + 1e-6, v - 3.0), min(hi - 1e-6, v + 3.0)) for v in x0]
-    res = minimize(profile_fg, x0, jac=True, method="L-BFGS-B", bounds=box,
-                   options={"ftol": 1e-13, "gtol": 1e-6, "maxiter": 200})
-    inside = all(a + 1e-3 < v < b - 1e-3 for v, (a, b) in zip(res.x, box))
-    if inside and np.isfinite(profile(res.x)) and profile(res.x) <= profile(x0):
-        x = np.asarray(res.x, dtype=float)
+    g0 = profile_fg(x0)[1]
+    beta0 = cache[x0.tobytes()][1]
+    sc = np.ones(x0.size) if beta0 is None else _curvature(Xs, y, pw, off, fam, lk, trials, x0, beta0, g0) ** 0.5
+
+    def scaled_fg(z):
+        f, g = profile_fg(x0 + z / sc)
+        return f, g / sc
+
+    res = minimize(scaled_fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
+                   bounds=[((a - v) * c, (b - v) * c) for (a, b), v, c in zip(box, x0, sc)],
+                   options={"ftol": PROFILE_FTOL, "gtol": PROFILE_GTOL, "maxiter": 200})
+    x_end = x0 + np.asarray(res.x, dtype=float) / sc
+    inside = all(a + 1e-3 < v < b - 1e-3 for v, (a, b) in zip(x_end, box))
+    if inside and np.isfinite(profile(x_end)) and profile(x_end) <= profile(x0):
+        x = x_end
     elif x0.size == 1:
         res = minimize_scalar(profile, bracket=(float(x0[0]) - 1.0, float(x0[0]) + 1.0), options={"xtol": 1e-10})
         x = np.atleast_1d(float(res.x))
@@ -102,6 +127,25 @@ def family_glm(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, f
     if beta is None:
         raise FloatingPointError(f"no starting values for the {fam.name} family's parameters")
     return beta, fam.with_parameters(fam.from_internal(x)), float(m2)
+
+
+def _curvature(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
+               trials: np.ndarray | None, x: np.ndarray, beta: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The second derivatives of -2 log L in each parameter at ``x`` (the optimiser's scale) with the coefficients
+    held at ``beta`` (``g``: :func:`profile_slope` there), by forward differences of the slope; 1 where one is
+    not positive and finite. With the coefficients held it is at least the profile's own curvature, so the steps
+    it scales err on the short side."""
+    out = np.ones(x.size)
+    for k in range(x.size):
+        xk = x.copy()
+        xk[k] += CURVATURE_STEP
+        try:
+            h = (profile_slope(Xs, y, pw, off, fam, lk, trials, xk, beta)[k] - g[k]) / CURVATURE_STEP
+        except (FloatingPointError, ValueError, ZeroDivisionError):
+            continue
+        if np.isfinite(h) and h > 0.0:
+            out[k] = h
+    return out
 
 
 def profile_slope(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: Family, lk: Link,
