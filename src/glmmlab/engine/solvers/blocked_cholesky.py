@@ -34,9 +34,9 @@ from glmmlab.engine.solvers.batched import (
     batched_solve_lower,
     batched_solve_upper,
 )
+from glmmlab.engine.solvers.coupled_pairs import CoupledPairs
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
-MAX_COUPLED_PAIRS = 10_000_000  # products of coupled entries kept by _CoupledPairs (about 12 bytes each)
 PAIRS_AT_ONCE = 4_000_000  # pairs of a column's entries PatternInverse sums at a time (~100 MB)
 
 # LAPACK's routines for the coupled block, called directly: scipy.linalg's cholesky and solve_triangular call the
@@ -335,8 +335,8 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     C21 = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)
     cp._calls += 1
     if cp._pairs is None and cp._calls == 2:
-        cp._pairs = _CoupledPairs.build(A21, cp.A22, cp.A11[:, 0, 0], Q2)
-    if isinstance(cp._pairs, _CoupledPairs):
+        cp._pairs = CoupledPairs.build(A21, cp.A22, cp.A11[:, 0, 0], Q2)
+    if isinstance(cp._pairs, CoupledPairs):
         S22 = cp._pairs.lower(t1, lam2)
     else:
         S22 = cp._A22 * np.outer(lam2, lam2)
@@ -352,62 +352,6 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     else:
         G2 = np.empty((Q2, 0))
     return Factor(L11, G1, C21, L22, G2, SEE, logdet)
-
-
-class _CoupledPairs:
-    """The lower triangle of Lambda2' (A22 - A21 D A21') Lambda2 for crossed scalar terms, where D is diagonal
-    over the leading factor's levels (D_j = t1^2 / (t1^2 a_j + 1)) and Lambda2 diagonal: every entry is a fixed
-    linear combination of the D_j, so with the products A21[a, j] A21[b, j] stored once as a sparse matrix
-    (pairs x leading levels, A22 as one more column) an evaluation is one sparse matrix-vector product and a
-    scatter, instead of the sparse product C21 C21' (its cost: InstEval's 1.8 million products)."""
-
-    def __init__(self, M: sparse.csc_matrix, a: np.ndarray, keys: np.ndarray, Q2: int):
-        self.M, self.a, self.keys, self.Q2 = M, a, keys, Q2
-        self.rows, self.cols = keys // Q2, keys % Q2
-
-    @classmethod
-    def build(cls, A21: sparse.csr_matrix, A22, a11: np.ndarray, Q2: int) -> "_CoupledPairs | bool":
-        """The stored products, or False when there would be more than MAX_COUPLED_PAIRS of them. ``a11``: the
-        leading factor's diagonal (Z1' W Z1); levels with equal a11 share D_j, so their columns are summed once
-        (InstEval: 2,972 students, 86 distinct numbers of ratings; 1.8 million products become 1.06 million)."""
-        csc = sparse.csc_matrix(A21)
-        csc.sort_indices()  # rows ascending within each leading level: the later entry of a pair is the lower row
-        L1 = csc.shape[1]
-        per_col = np.diff(csc.indptr)
-        col_of = np.repeat(np.arange(L1), per_col)
-        pos = np.arange(csc.nnz) - csc.indptr[:-1][col_of]  # an entry's place within its leading level
-        count = pos + 1  # pairs with itself and every earlier entry of its level
-        total = int(np.sum(count))
-        if total > MAX_COUPLED_PAIRS:
-            return False
-        e1 = np.repeat(np.arange(csc.nnz), count)
-        e2 = np.repeat(csc.indptr[:-1][col_of], count) + (np.arange(total) - np.repeat(np.cumsum(count) - count,
-                                                                                           count))
-        lo = sparse.tril(sparse.coo_matrix(A22)).tocoo()
-        keys = np.concatenate([csc.indices[e1].astype(np.int64) * Q2 + csc.indices[e2], lo.row.astype(np.int64) * Q2
-                               + lo.col])
-        values = np.concatenate([-csc.data[e1] * csc.data[e2], lo.data])
-        # the distinct entries without a sort: mark them on the Q2 x Q2 grid the result fills anyway
-        seen = np.zeros(Q2 * Q2, dtype=bool)
-        seen[keys] = True
-        uniq = np.flatnonzero(seen)
-        index = np.cumsum(seen) - 1
-        # pairs come level by level (CSC order), then A22's entries as the last column
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(col_of, weights=count, minlength=L1)).astype(np.int64),
-                                 [total + lo.nnz]])
-        M = sparse.csc_matrix((values, index[keys], indptr), shape=(uniq.size, L1 + 1))
-        a, group = np.unique(a11, return_inverse=True)
-        merge = sparse.csr_matrix((np.ones(L1 + 1), (np.arange(L1 + 1), np.append(group.ravel(), a.size))),
-                                  shape=(L1 + 1, a.size + 1))
-        return cls(sparse.csc_matrix(M @ merge), a, uniq, Q2)
-
-    def lower(self, t1: float, lam2: np.ndarray) -> np.ndarray:
-        """The dense Q2 x Q2 matrix with the lower triangle filled (the upper left zero)."""
-        vals = self.M @ np.append(t1 * t1 / (t1 * t1 * self.a + 1.0), 1.0)
-        vals *= lam2[self.rows] * lam2[self.cols]
-        out = np.zeros(self.Q2 * self.Q2)
-        out[self.keys] = vals
-        return out.reshape(self.Q2, self.Q2)
 
 
 def apply_lambda_rows(structure: Structure, lams: list[np.ndarray], M: np.ndarray) -> np.ndarray:
