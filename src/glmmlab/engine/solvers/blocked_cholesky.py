@@ -38,11 +38,15 @@ from glmmlab.engine.solvers.coupled_pairs import CoupledPairs
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
 PAIRS_AT_ONCE = 4_000_000  # pairs of a column's entries PatternInverse sums at a time (~100 MB)
+# PatternInverse takes a column of C21 densely (a product with S^-1, BLAS) when it has more entries than this share
+# of Q2: its c^2 pairs, summed by numpy's gathers and bincount (~15 ns each), then cost more than the product's
+# 2 Q2^2 operations (MovieLens' shape: ~1,300 of 6,040 users, 22 s of pairs under load -> about 1 s)
+DENSE_COLUMN_SHARE = 0.06
 
 # LAPACK's routines for the coupled block, called directly: scipy.linalg's cholesky and solve_triangular call the
 # same ones (with the same arguments, so the same numbers) behind checks and a batching wrapper that cost several
 # microseconds a call, and the block is factored and solved a few times per PIRLS iteration.
-_POTRF, _TRTRS = lapack.get_lapack_funcs(("potrf", "trtrs"), (np.empty((1, 1)),))
+_POTRF, _TRTRS, _POTRI = lapack.get_lapack_funcs(("potrf", "trtrs", "potri"), (np.empty((1, 1)),))
 
 
 def _cholesky_lower(S: np.ndarray, overwrite: bool = False) -> np.ndarray:
@@ -74,6 +78,18 @@ def _solve_lower(L: np.ndarray, b: np.ndarray, transposed: bool = False, check_f
     if info < 0:
         raise ValueError(f"illegal value in {-info}-th argument of internal trtrs")
     return x
+
+
+def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
+    """S^-1 (whole, symmetric) from S's lower Cholesky factor L, by LAPACK's potri (L^-1, then L^-T L^-1 on one
+    triangle: a third of the operations of a triangular solve with the identity and a full product)."""
+    inv, info = _POTRI(L, lower=1)
+    if info != 0:
+        raise linalg.LinAlgError(f"potri failed (info {info})")
+    low = np.tril(inv)
+    out = low + low.T
+    out[np.diag_indices_from(out)] -= np.diag(low)
+    return out
 
 
 def _as_dense(a: Any) -> np.ndarray:
@@ -139,8 +155,7 @@ class Factor:
     def _pattern_inverse(self) -> tuple[np.ndarray, "PatternInverse"]:
         """S^-1 = (H^-1)_22 and :class:`PatternInverse` of this factor (scalar terms, a sparse coupling)."""
         assert self.L22 is not None and self.C21 is not None and self.L11.shape[1] == 1
-        L22inv = _solve_lower(self.L22, np.eye(self.L22.shape[0]))
-        Sinv = L22inv.T @ L22inv
+        Sinv = _inverse_from_cholesky(self.L22)
         return Sinv, PatternInverse(self.L11[:, 0, 0], self.C21, Sinv)
 
     def scalar_row_inverse(self, lead: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
@@ -195,25 +210,38 @@ class PatternInverse:
     each entry (k, j) of C21, V = C21[:, j]' S^-1[:, k], so (H^-1)_12[j, k] = -V / L11_j there, and the diagonal
     of (H^-1)_11, h11 = (1 + C21[:, j]' S^-1 C21[:, j]) / L11_j^2. V sums over the pairs of entries in one column
     (sum_j nnz_j^2 products: the English Lexicon Project's 2.7M rows, ~100M, where C21' S^-1 in full would cost
-    nnz Q2 = 2.2e9), PAIRS_AT_ONCE pairs at a time."""
+    nnz Q2 = 2.2e9), PAIRS_AT_ONCE pairs at a time; a column with many entries (more than DENSE_COLUMN_SHARE of
+    Q2) takes its V from S^-1 times the column instead."""
 
     def __init__(self, d: np.ndarray, C21: Any, Sinv: np.ndarray):
-        L1 = d.size
+        L1, Q2 = d.size, Sinv.shape[0]
         C = sparse.csc_matrix(C21)
         C.sort_indices()
         counts = np.diff(C.indptr)
         col_of = np.repeat(np.arange(L1), counts)
         V = np.empty(C.nnz)
+        # columns with many entries (a MovieLens user's thousands of ratings: millions of pairs) densely: S^-1
+        # times a panel of them (BLAS), read at their entries
+        dense = np.flatnonzero(counts > DENSE_COLUMN_SHARE * Q2)
+        step = max(1, PAIRS_AT_ONCE // max(Q2, 1))
+        for start in range(0, dense.size, step):
+            cols = dense[start:start + step]
+            W = Sinv @ C[:, cols].toarray()
+            at = np.flatnonzero(np.isin(col_of, cols))
+            V[at] = W[C.indices[at], np.searchsorted(cols, col_of[at])]
         per_entry = counts[col_of].astype(np.int64)  # the pairs each entry is the second of
+        per_entry[np.isin(col_of, dense)] = 0
         ends = np.cumsum(per_entry)
-        a = 0
+        a = int(np.searchsorted(ends, 0, side="right"))
         while a < C.nnz:  # entries [a, b) as the pairs' second entries, about PAIRS_AT_ONCE pairs at a time
             done = int(ends[a - 1]) if a else 0
             b = max(a + 1, int(np.searchsorted(ends, done + PAIRS_AT_ONCE, side="right")))
             k = per_entry[a:b]
             e2 = np.repeat(np.arange(a, b), k)
             e1 = np.repeat(C.indptr[col_of[a:b]] - (np.cumsum(k) - k), k) + np.arange(e2.size)  # its column's
-            V[a:b] = np.bincount(e2 - a, weights=C.data[e1] * Sinv[C.indices[e1], C.indices[e2]], minlength=b - a)
+            part = np.bincount(e2 - a, weights=C.data[e1] * Sinv[C.indices[e1], C.indices[e2]], minlength=b - a)
+            keep = k > 0  # entries of the dense columns within [a, b) have theirs already
+            V[a:b][keep] = part[keep]
             a = b
         self.d, self.C, self.V, self.col_of = d, C, V, col_of
         self.h11 = (1.0 + np.bincount(col_of, weights=C.data * V, minlength=L1)) / (d * d)
