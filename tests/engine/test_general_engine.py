@@ -125,8 +125,10 @@ def test_crossed_scalar_factor_reused_over_thetas_equals_dense_algebra(heavy_sha
     w = rng.integers(1, 3, n).astype(float)  # integer weights: many leading levels share their sum
     E = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
     cp = st.crossprods(w, E)
-    for theta in ([0.8, 1.3, 0.4], [0.2, 0.0, 2.5], [1.7, 0.6, 0.05]):
+    for k, theta in enumerate(([0.8, 1.3, 0.4], [0.2, 0.0, 2.5], [1.7, 0.6, 0.05])):
         F = factor(st, cp, np.array(theta))
+        if k == 0:  # built at the first call when the pairs (1,940 here) exceed the cap, else at the second
+            assert isinstance(cp._pairs, CoupledPairs) if max_pairs < 1940 else cp._pairs is None
         H, S, Zl = _dense_system(st, w, E, np.array(theta))
         assert F.logdet == pytest.approx(np.linalg.slogdet(H)[1], rel=1e-12)
         np.testing.assert_allclose(F.SEE, S, rtol=1e-10, atol=1e-10)

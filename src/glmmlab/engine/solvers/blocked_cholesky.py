@@ -34,7 +34,7 @@ from glmmlab.engine.solvers.batched import (
     batched_solve_lower,
     batched_solve_upper,
 )
-from glmmlab.engine.solvers.coupled_pairs import CoupledPairs
+from glmmlab.engine.solvers.coupled_pairs import CoupledPairs, over_the_cap
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
 PAIRS_AT_ONCE = 4_000_000  # pairs of a column's entries PatternInverse sums at a time (~100 MB)
@@ -362,7 +362,7 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     data = A21.data * lam2[cp._rows21] * (t1 / d1[A21.indices])
     C21 = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)
     cp._calls += 1
-    if cp._pairs is None and cp._calls == 2:
+    if cp._pairs is None and (cp._calls == 2 or cp._calls == 1 and over_the_cap(A21)):
         cp._pairs = CoupledPairs.build(A21, cp.A22, cp.A11[:, 0, 0], Q2)
     if isinstance(cp._pairs, CoupledPairs):
         S22 = cp._pairs.lower(t1, lam2)

@@ -46,12 +46,12 @@ class CoupledPairs:
     def build(cls, A21: sparse.csr_matrix, A22, a11: np.ndarray, Q2: int) -> "CoupledPairs | bool":
         """The stored products, or False when the light pairs or the heavy panel would exceed their caps
         (:data:`MAX_COUPLED_PAIRS`, :data:`MAX_PANEL_BYTES`). ``a11``: the leading factor's diagonal (Z1' W Z1)."""
-        csc = sparse.csc_matrix(A21)
-        csc.sort_indices()  # rows ascending within each leading level: the later entry of a pair is the lower row
-        per_col = np.diff(csc.indptr)
-        heavy = _heavy_levels(per_col.astype(np.int64), Q2)
+        A21 = sparse.csr_matrix(A21)
+        heavy = _heavy_levels(np.bincount(A21.indices, minlength=A21.shape[1]).astype(np.int64), Q2)
         if heavy is None:
             return False
+        csc = sparse.csc_matrix(A21)
+        csc.sort_indices()  # rows ascending within each leading level: the later entry of a pair is the lower row
         panel = panel_a = None
         if heavy.size:
             light = np.setdiff1d(np.arange(csc.shape[1]), heavy)
@@ -81,6 +81,14 @@ class CoupledPairs:
             B *= np.sqrt(t2 / (t2 * self.panel_a + 1.0))[None, :]
             S = blas.dsyrk(-1.0, B, beta=1.0, c=S, lower=1, overwrite_c=1)
         return S
+
+
+def over_the_cap(A21: sparse.csr_matrix) -> bool:
+    """Whether the pairs of A21's entries within its leading levels (columns) exceed MAX_COUPLED_PAIRS: then the
+    sparse product C21 C21' costs about what :meth:`CoupledPairs.build` does (MovieLens' shape: 3e8 products),
+    so the factorisation builds the stored products at once rather than at the second call."""
+    per_col = np.bincount(sparse.csr_matrix(A21).indices, minlength=A21.shape[1]).astype(np.int64)
+    return int(np.sum(per_col * (per_col + 1) // 2)) > MAX_COUPLED_PAIRS
 
 
 def _heavy_levels(per_col: np.ndarray, Q2: int) -> np.ndarray | None:
