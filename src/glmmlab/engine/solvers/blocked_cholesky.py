@@ -39,9 +39,10 @@ from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
 PAIRS_AT_ONCE = 4_000_000  # pairs of a column's entries PatternInverse sums at a time (~100 MB)
 # PatternInverse takes a column of C21 densely (a product with S^-1, BLAS) when it has more entries than this share
-# of Q2: its c^2 pairs, summed by numpy's gathers and bincount (~15 ns each), then cost more than the product's
-# 2 Q2^2 operations (MovieLens' shape: ~1,300 of 6,040 users, 22 s of pairs under load -> about 1 s)
-DENSE_COLUMN_SHARE = 0.06
+# of Q2: its c^2 pairs, summed by numpy's gathers and bincount (~60 ns each), then cost more than the product's
+# 2 Q2^2 operations (MovieLens' shape, 3,706 movies: diag_blocks_inverse 11.9 s CPU with every column by pairs,
+# 4.4 s with the share 0.06, 3.4 s with 0.03, 3.6 s with 0.015)
+DENSE_COLUMN_SHARE = 0.03
 
 # LAPACK's routines for the coupled block, called directly: scipy.linalg's cholesky and solve_triangular call the
 # same ones (with the same arguments, so the same numbers) behind checks and a batching wrapper that cost several
