@@ -349,8 +349,10 @@ def _factor_augmented(Lam1: np.ndarray, A11: np.ndarray, E1: np.ndarray) -> tupl
 def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], L11: np.ndarray,
                             G1: np.ndarray, SEE: np.ndarray, logdet: float) -> Factor:
     """Crossed scalar terms with a large sparse coupling (InstEval's students x instructors): Lambda is
-    diagonal, so scaling the stored cross-products is a scaling of their data arrays; the only sparse product
-    per evaluation is C21 C21'."""
+    diagonal, so scaling the stored cross-products is a scaling of their data arrays. The coupled block's Schur
+    complement comes from :class:`~glmmlab.engine.solvers.coupled_pairs.CoupledPairs` once built (at the second
+    call on the same cross-products, or the first when the pairs exceed its cap), else from the sparse product
+    C21 C21'."""
     L1, Q2 = structure.L1, structure.Q2
     t1 = float(lams[0][0, 0])
     lam2 = np.concatenate([np.full(b.n_levels, float(L[0, 0])) for b, L in zip(structure.rest, lams[1:])])
