@@ -54,17 +54,17 @@ class ProfiledLmm:
         self.sum_log_w = 0.0 if unit else sum_log(pw)
         self.evaluations = 0
         self.reml = True  # False: the maximum-likelihood criterion (lmer's REML = FALSE)
-        self._last: tuple[bytes, Any] | None = None  # the last theta's factor
+        self._last: tuple[bytes, Any, Any] | None = None  # the last theta, the cross-products, their factor
 
     def _factor(self, theta: np.ndarray):
         """The blocked factor at theta; the last one is kept, as the optimiser's last point is asked for again
         (its value, the criterion's parts, the final results: a dense Cholesky factor each on a big crossed
-        model)."""
+        model). Kept for the same cross-products only: a profile of a fixed effect puts others in ``cp``."""
         theta = np.asarray(theta, dtype=float)
         key = theta.tobytes()
-        if self._last is None or self._last[0] != key:
-            self._last = (key, factor(self.st, self.cp, theta))
-        return self._last[1]
+        if self._last is None or self._last[0] != key or self._last[1] is not self.cp:
+            self._last = (key, self.cp, factor(self.st, self.cp, theta))
+        return self._last[2]
 
     def parts(self, theta: np.ndarray, reml: bool = True):
         """(criterion, factor, penalised RSS) at theta, this data alone."""
