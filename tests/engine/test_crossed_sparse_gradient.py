@@ -55,12 +55,17 @@ CASES = [
 
 
 @pytest.mark.parametrize("formula,family,link,third", CASES)
-@pytest.mark.parametrize("at_once", [None, 7])  # the pairs summed all at once, or a few at a time
-def test_pairs_of_the_inverse_equal_the_dense_inverse(formula, family, link, third, at_once, monkeypatch):
+# the pairs summed all at once, or a few at a time; the columns of C21 with many entries (every column; those with
+# more than 2 of the 300 subjects) taken densely, a whole panel at once or one column at a time
+@pytest.mark.parametrize("at_once,dense_share", [(None, None), (7, None), (None, 0.0), (7, 0.008)])
+def test_pairs_of_the_inverse_equal_the_dense_inverse(formula, family, link, third, at_once, dense_share,
+                                                      monkeypatch):
     from glmmlab.engine.solvers import blocked_cholesky
 
     if at_once is not None:
         monkeypatch.setattr(blocked_cholesky, "PAIRS_AT_ONCE", at_once)
+    if dense_share is not None:
+        monkeypatch.setattr(blocked_cholesky, "DENSE_COLUMN_SHARE", dense_share)
     st, lap, b0 = laplace(formula, crossed(third=third), family, link)
     assert not st.dense and st.all_scalar and st.q1 == 1 and st.rest  # the sparse coupling
     rng = np.random.default_rng(1)

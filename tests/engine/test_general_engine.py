@@ -97,13 +97,21 @@ def test_blocked_factor_equals_dense_algebra(crossed, slope, coupling, monkeypat
         np.testing.assert_allclose(got[1][:, 0, 0], np.diag(Hinv)[base:], rtol=1e-9)
 
 
-def test_crossed_scalar_factor_reused_over_thetas_equals_dense_algebra(monkeypatch):
+@pytest.mark.parametrize("heavy_share,max_pairs,heavy", [(10.0, 10**7, 0), (0.85, 10**7, 8), (10.0, 1500, 7),
+                                                         (0.0, 10**7, 40)])
+def test_crossed_scalar_factor_reused_over_thetas_equals_dense_algebra(heavy_share, max_pairs, heavy, monkeypatch):
     """REML factors one set of cross-products at every theta; from the second call on, the crossed scalar path
-    builds the Schur complement from stored products (levels with equal weight sums share a column)."""
-    import glmmlab.engine.solvers.blocked_cholesky as blocked
+    builds the Schur complement from stored products (levels with equal weight sums share a column), the leading
+    levels with many coupled entries as a dense panel (one syrk): none; those above a share of the coupled block's
+    side (12: more than 10 entries); the largest ones, until the other levels' pairs fit under the cap (1,940
+    pairs in all); every level."""
+    import glmmlab.engine.solvers.coupled_pairs as coupled_pairs
     import glmmlab.engine.solvers.structure as structure
+    from glmmlab.engine.solvers.coupled_pairs import CoupledPairs
 
     monkeypatch.setattr(structure, "DENSE_COUPLING", 0)
+    monkeypatch.setattr(coupled_pairs, "HEAVY_SHARE", heavy_share)
+    monkeypatch.setattr(coupled_pairs, "MAX_COUPLED_PAIRS", max_pairs)
     rng = np.random.default_rng(7)
     n = 400
     codes = [rng.integers(0, 40, n), rng.integers(0, 9, n), rng.integers(0, 3, n)]
@@ -114,13 +122,16 @@ def test_crossed_scalar_factor_reused_over_thetas_equals_dense_algebra(monkeypat
     w = rng.integers(1, 3, n).astype(float)  # integer weights: many leading levels share their sum
     E = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
     cp = st.crossprods(w, E)
-    for theta in ([0.8, 1.3, 0.4], [0.2, 0.0, 2.5], [1.7, 0.6, 0.05]):
+    for k, theta in enumerate(([0.8, 1.3, 0.4], [0.2, 0.0, 2.5], [1.7, 0.6, 0.05])):
         F = factor(st, cp, np.array(theta))
+        if k == 0:  # built at the first call when the pairs (1,940 here) exceed the cap, else at the second
+            assert isinstance(cp._pairs, CoupledPairs) if max_pairs < 1940 else cp._pairs is None
         H, S, Zl = _dense_system(st, w, E, np.array(theta))
         assert F.logdet == pytest.approx(np.linalg.slogdet(H)[1], rel=1e-12)
         np.testing.assert_allclose(F.SEE, S, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(F.solve_u(2), np.linalg.solve(H, Zl.T @ (w * E[:, 2])), rtol=1e-10, atol=1e-12)
-    assert isinstance(cp._pairs, blocked._CoupledPairs) and cp._pairs.a.size < st.L1
+    assert isinstance(cp._pairs, CoupledPairs) and (cp._pairs.a.size < st.L1 - heavy or heavy == st.L1)
+    assert (0 if cp._pairs.panel is None else cp._pairs.panel.shape[1]) == heavy
 
 
 def test_nesting_is_detected_and_crossing_is_not():

@@ -34,15 +34,20 @@ from glmmlab.engine.solvers.batched import (
     batched_solve_lower,
     batched_solve_upper,
 )
+from glmmlab.engine.solvers.coupled_pairs import CoupledPairs, over_the_cap
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
-MAX_COUPLED_PAIRS = 10_000_000  # products of coupled entries kept by _CoupledPairs (about 12 bytes each)
 PAIRS_AT_ONCE = 4_000_000  # pairs of a column's entries PatternInverse sums at a time (~100 MB)
+# PatternInverse takes a column of C21 densely (a product with S^-1, BLAS) when it has more entries than this share
+# of Q2: its c^2 pairs, summed by numpy's gathers and bincount (~60 ns each), then cost more than the product's
+# 2 Q2^2 operations (MovieLens' shape, 3,706 movies: diag_blocks_inverse 11.9 s CPU with every column by pairs,
+# 4.4 s with the share 0.06, 3.4 s with 0.03, 3.6 s with 0.015)
+DENSE_COLUMN_SHARE = 0.03
 
 # LAPACK's routines for the coupled block, called directly: scipy.linalg's cholesky and solve_triangular call the
 # same ones (with the same arguments, so the same numbers) behind checks and a batching wrapper that cost several
 # microseconds a call, and the block is factored and solved a few times per PIRLS iteration.
-_POTRF, _TRTRS = lapack.get_lapack_funcs(("potrf", "trtrs"), (np.empty((1, 1)),))
+_POTRF, _TRTRS, _POTRI = lapack.get_lapack_funcs(("potrf", "trtrs", "potri"), (np.empty((1, 1)),))
 
 
 def _cholesky_lower(S: np.ndarray, overwrite: bool = False) -> np.ndarray:
@@ -74,6 +79,18 @@ def _solve_lower(L: np.ndarray, b: np.ndarray, transposed: bool = False, check_f
     if info < 0:
         raise ValueError(f"illegal value in {-info}-th argument of internal trtrs")
     return x
+
+
+def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
+    """S^-1 (whole, symmetric) from S's lower Cholesky factor L, by LAPACK's potri (L^-1, then L^-T L^-1 on one
+    triangle: a third of the operations of a triangular solve with the identity and a full product)."""
+    inv, info = _POTRI(L, lower=1)
+    if info != 0:
+        raise linalg.LinAlgError(f"potri failed (info {info})")
+    low = np.tril(inv)
+    out = low + low.T
+    out[np.diag_indices_from(out)] -= np.diag(low)
+    return out
 
 
 def _as_dense(a: Any) -> np.ndarray:
@@ -139,8 +156,7 @@ class Factor:
     def _pattern_inverse(self) -> tuple[np.ndarray, "PatternInverse"]:
         """S^-1 = (H^-1)_22 and :class:`PatternInverse` of this factor (scalar terms, a sparse coupling)."""
         assert self.L22 is not None and self.C21 is not None and self.L11.shape[1] == 1
-        L22inv = _solve_lower(self.L22, np.eye(self.L22.shape[0]))
-        Sinv = L22inv.T @ L22inv
+        Sinv = _inverse_from_cholesky(self.L22)
         return Sinv, PatternInverse(self.L11[:, 0, 0], self.C21, Sinv)
 
     def scalar_row_inverse(self, lead: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
@@ -195,25 +211,38 @@ class PatternInverse:
     each entry (k, j) of C21, V = C21[:, j]' S^-1[:, k], so (H^-1)_12[j, k] = -V / L11_j there, and the diagonal
     of (H^-1)_11, h11 = (1 + C21[:, j]' S^-1 C21[:, j]) / L11_j^2. V sums over the pairs of entries in one column
     (sum_j nnz_j^2 products: the English Lexicon Project's 2.7M rows, ~100M, where C21' S^-1 in full would cost
-    nnz Q2 = 2.2e9), PAIRS_AT_ONCE pairs at a time."""
+    nnz Q2 = 2.2e9), PAIRS_AT_ONCE pairs at a time; a column with many entries (more than DENSE_COLUMN_SHARE of
+    Q2) takes its V from S^-1 times the column instead."""
 
     def __init__(self, d: np.ndarray, C21: Any, Sinv: np.ndarray):
-        L1 = d.size
+        L1, Q2 = d.size, Sinv.shape[0]
         C = sparse.csc_matrix(C21)
         C.sort_indices()
         counts = np.diff(C.indptr)
         col_of = np.repeat(np.arange(L1), counts)
         V = np.empty(C.nnz)
+        # columns with many entries (a MovieLens user's thousands of ratings: millions of pairs) densely: S^-1
+        # times a panel of them (BLAS), read at their entries
+        dense = np.flatnonzero(counts > DENSE_COLUMN_SHARE * Q2)
+        step = max(1, PAIRS_AT_ONCE // max(Q2, 1))
+        for start in range(0, dense.size, step):
+            cols = dense[start:start + step]
+            W = Sinv @ C[:, cols].toarray()
+            at = np.flatnonzero(np.isin(col_of, cols))
+            V[at] = W[C.indices[at], np.searchsorted(cols, col_of[at])]
         per_entry = counts[col_of].astype(np.int64)  # the pairs each entry is the second of
+        per_entry[np.isin(col_of, dense)] = 0
         ends = np.cumsum(per_entry)
-        a = 0
+        a = int(np.searchsorted(ends, 0, side="right"))
         while a < C.nnz:  # entries [a, b) as the pairs' second entries, about PAIRS_AT_ONCE pairs at a time
             done = int(ends[a - 1]) if a else 0
             b = max(a + 1, int(np.searchsorted(ends, done + PAIRS_AT_ONCE, side="right")))
             k = per_entry[a:b]
             e2 = np.repeat(np.arange(a, b), k)
             e1 = np.repeat(C.indptr[col_of[a:b]] - (np.cumsum(k) - k), k) + np.arange(e2.size)  # its column's
-            V[a:b] = np.bincount(e2 - a, weights=C.data[e1] * Sinv[C.indices[e1], C.indices[e2]], minlength=b - a)
+            part = np.bincount(e2 - a, weights=C.data[e1] * Sinv[C.indices[e1], C.indices[e2]], minlength=b - a)
+            keep = k > 0  # entries of the dense columns within [a, b) have theirs already
+            V[a:b][keep] = part[keep]
             a = b
         self.d, self.C, self.V, self.col_of = d, C, V, col_of
         self.h11 = (1.0 + np.bincount(col_of, weights=C.data * V, minlength=L1)) / (d * d)
@@ -320,8 +349,10 @@ def _factor_augmented(Lam1: np.ndarray, A11: np.ndarray, E1: np.ndarray) -> tupl
 def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], L11: np.ndarray,
                             G1: np.ndarray, SEE: np.ndarray, logdet: float) -> Factor:
     """Crossed scalar terms with a large sparse coupling (InstEval's students x instructors): Lambda is
-    diagonal, so scaling the stored cross-products is a scaling of their data arrays; the only sparse product
-    per evaluation is C21 C21'."""
+    diagonal, so scaling the stored cross-products is a scaling of their data arrays. The coupled block's Schur
+    complement comes from :class:`~glmmlab.engine.solvers.coupled_pairs.CoupledPairs` once built (at the second
+    call on the same cross-products, or the first when the pairs exceed its cap), else from the sparse product
+    C21 C21'."""
     L1, Q2 = structure.L1, structure.Q2
     t1 = float(lams[0][0, 0])
     lam2 = np.concatenate([np.full(b.n_levels, float(L[0, 0])) for b, L in zip(structure.rest, lams[1:])])
@@ -334,9 +365,9 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     data = A21.data * lam2[cp._rows21] * (t1 / d1[A21.indices])
     C21 = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)
     cp._calls += 1
-    if cp._pairs is None and cp._calls == 2:
-        cp._pairs = _CoupledPairs.build(A21, cp.A22, cp.A11[:, 0, 0], Q2)
-    if isinstance(cp._pairs, _CoupledPairs):
+    if cp._pairs is None and (cp._calls == 2 or cp._calls == 1 and over_the_cap(A21)):
+        cp._pairs = CoupledPairs.build(A21, cp.A22, cp.A11[:, 0, 0], Q2)
+    if isinstance(cp._pairs, CoupledPairs):
         S22 = cp._pairs.lower(t1, lam2)
     else:
         S22 = cp._A22 * np.outer(lam2, lam2)
@@ -352,62 +383,6 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     else:
         G2 = np.empty((Q2, 0))
     return Factor(L11, G1, C21, L22, G2, SEE, logdet)
-
-
-class _CoupledPairs:
-    """The lower triangle of Lambda2' (A22 - A21 D A21') Lambda2 for crossed scalar terms, where D is diagonal
-    over the leading factor's levels (D_j = t1^2 / (t1^2 a_j + 1)) and Lambda2 diagonal: every entry is a fixed
-    linear combination of the D_j, so with the products A21[a, j] A21[b, j] stored once as a sparse matrix
-    (pairs x leading levels, A22 as one more column) an evaluation is one sparse matrix-vector product and a
-    scatter, instead of the sparse product C21 C21' (its cost: InstEval's 1.8 million products)."""
-
-    def __init__(self, M: sparse.csc_matrix, a: np.ndarray, keys: np.ndarray, Q2: int):
-        self.M, self.a, self.keys, self.Q2 = M, a, keys, Q2
-        self.rows, self.cols = keys // Q2, keys % Q2
-
-    @classmethod
-    def build(cls, A21: sparse.csr_matrix, A22, a11: np.ndarray, Q2: int) -> "_CoupledPairs | bool":
-        """The stored products, or False when there would be more than MAX_COUPLED_PAIRS of them. ``a11``: the
-        leading factor's diagonal (Z1' W Z1); levels with equal a11 share D_j, so their columns are summed once
-        (InstEval: 2,972 students, 86 distinct numbers of ratings; 1.8 million products become 1.06 million)."""
-        csc = sparse.csc_matrix(A21)
-        csc.sort_indices()  # rows ascending within each leading level: the later entry of a pair is the lower row
-        L1 = csc.shape[1]
-        per_col = np.diff(csc.indptr)
-        col_of = np.repeat(np.arange(L1), per_col)
-        pos = np.arange(csc.nnz) - csc.indptr[:-1][col_of]  # an entry's place within its leading level
-        count = pos + 1  # pairs with itself and every earlier entry of its level
-        total = int(np.sum(count))
-        if total > MAX_COUPLED_PAIRS:
-            return False
-        e1 = np.repeat(np.arange(csc.nnz), count)
-        e2 = np.repeat(csc.indptr[:-1][col_of], count) + (np.arange(total) - np.repeat(np.cumsum(count) - count,
-                                                                                           count))
-        lo = sparse.tril(sparse.coo_matrix(A22)).tocoo()
-        keys = np.concatenate([csc.indices[e1].astype(np.int64) * Q2 + csc.indices[e2], lo.row.astype(np.int64) * Q2
-                               + lo.col])
-        values = np.concatenate([-csc.data[e1] * csc.data[e2], lo.data])
-        # the distinct entries without a sort: mark them on the Q2 x Q2 grid the result fills anyway
-        seen = np.zeros(Q2 * Q2, dtype=bool)
-        seen[keys] = True
-        uniq = np.flatnonzero(seen)
-        index = np.cumsum(seen) - 1
-        # pairs come level by level (CSC order), then A22's entries as the last column
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(col_of, weights=count, minlength=L1)).astype(np.int64),
-                                 [total + lo.nnz]])
-        M = sparse.csc_matrix((values, index[keys], indptr), shape=(uniq.size, L1 + 1))
-        a, group = np.unique(a11, return_inverse=True)
-        merge = sparse.csr_matrix((np.ones(L1 + 1), (np.arange(L1 + 1), np.append(group.ravel(), a.size))),
-                                  shape=(L1 + 1, a.size + 1))
-        return cls(sparse.csc_matrix(M @ merge), a, uniq, Q2)
-
-    def lower(self, t1: float, lam2: np.ndarray) -> np.ndarray:
-        """The dense Q2 x Q2 matrix with the lower triangle filled (the upper left zero)."""
-        vals = self.M @ np.append(t1 * t1 / (t1 * t1 * self.a + 1.0), 1.0)
-        vals *= lam2[self.rows] * lam2[self.cols]
-        out = np.zeros(self.Q2 * self.Q2)
-        out[self.keys] = vals
-        return out.reshape(self.Q2, self.Q2)
 
 
 def apply_lambda_rows(structure: Structure, lams: list[np.ndarray], M: np.ndarray) -> np.ndarray:

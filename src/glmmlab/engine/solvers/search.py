@@ -73,13 +73,14 @@ def _scaled_start(fun, x0: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: ProgressFn, label: str, lo: float,
-           hi: float, scale_start: bool = False):
+           hi: float, scale_start: bool = False, initial_step: np.ndarray | None = None):
     """Minimise a value-only function by BOBYQA (NLopt), the derivative-free optimiser lme4 uses for lmer;
     a profiled REML criterion over a few thetas needs some tens of evaluations with it.
 
     ``scale_start``: start from :func:`_scaled_start`'s point. From lme4's start (every relative SD 1) to
     InstEval's optimum (0.33, 0.51, 0.08) BOBYQA spent some 60 of its 114 evaluations; with the scan (about 10
-    evaluations) the whole fit takes 60."""
+    evaluations) the whole fit takes 60. ``initial_step``: BOBYQA's first steps (a start known to be near the
+    optimum; no scan then)."""
     import nlopt
 
     from glmmlab.engine.solvers.optimizer import OptimizationRecord, bounds_list, log_step
@@ -98,7 +99,7 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
         return f
 
     scale, given = 1.0, np.asarray(x0, dtype=float)
-    if scale_start and np.any(x0 != 0.0):
+    if scale_start and initial_step is None and np.any(x0 != 0.0):
         x0, scale = _scaled_start(lambda x: objective(x, None), np.asarray(x0, dtype=float))
     k = x0.size
     opt = nlopt.opt(nlopt.LN_BOBYQA, k)
@@ -109,7 +110,10 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
     opt.set_xtol_abs(1e-10)
     max_eval = int(model["max_iter"]) * 10 * (1 + k)
     opt.set_maxeval(max_eval)
-    opt.set_initial_step((scale * np.where(np.isfinite(lower) & (x0 <= lower + 1e-12), 0.5, 0.75)).tolist())
+    if initial_step is not None:
+        opt.set_initial_step(np.asarray(initial_step, dtype=float).tolist())
+    else:
+        opt.set_initial_step((scale * np.where(np.isfinite(lower) & (x0 <= lower + 1e-12), 0.5, 0.75)).tolist())
     try:
         x = np.asarray(opt.optimize(np.asarray(x0, dtype=float).tolist()))
         code = opt.last_optimize_result()

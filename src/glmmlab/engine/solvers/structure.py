@@ -437,7 +437,7 @@ class CrossProducts:
     _rows21: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     _A22: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     # the crossed scalar factorisation's Schur complement as one sparse product, once the same cross-products
-    # are factored a second time (REML factors them at every theta): blocked_cholesky's _CoupledPairs, or False
+    # are factored a second time (REML factors them at every theta): coupled_pairs.CoupledPairs, or False
     _pairs: Any = field(default=None, init=False, repr=False, compare=False)
     _calls: int = field(default=0, init=False, repr=False, compare=False)
 
