@@ -138,3 +138,26 @@ def test_a_cancel_ends_the_fit_and_leaves_the_cluster_clean_and_usable(client, m
     assert abs(b.log_likelihood - a.log_likelihood) <= 1e-8 * abs(a.log_likelihood)
     assert np.max(np.abs(b.beta - a.beta) / a.se) <= 1e-6
     assert leftovers(client)["actors"] == 0
+
+
+def test_the_shuffled_rows_stay_on_the_workers(client, monkeypatch):  # noqa: F811
+    """Waiting for the shuffle with progress must not bring its partitions to the driver: gathered, a 50M-row
+    fit's rows would all pass through the client (the workers died serialising them). Everything the driver
+    gathers during a fit is recorded; none of it may be a partition of rows (a DataFrame with the outer code)."""
+    from glmmlab.services.distributed.partitions import OUTER
+
+    gathered: list = []
+    real = client.gather
+
+    def recording(futures, *args, **kwargs):
+        out = real(futures, *args, **kwargs)
+        gathered.extend(out if isinstance(out, list) else [out])
+        return out
+
+    monkeypatch.setattr(client, "gather", recording)
+    df = data()
+    fit = glmmlab.glmm(NESTED, dd.from_pandas(df, npartitions=3), family="binomial")
+    assert fit.converged
+    assert gathered  # the passes' summaries do come back through gather
+    rows = [g for g in gathered if isinstance(g, pd.DataFrame) and OUTER in g.columns]
+    assert not rows, f"{len(rows)} partitions of rows ({sum(len(r) for r in rows)} rows) were gathered to the driver"

@@ -328,7 +328,7 @@ def _fit(data: Any, rows_of: FormulaRows | ColumnRows, mf0: ModelFrame, fam: Fam
     n_outer = len(levels[outer_name])
     nparts = npartitions or max(1, min(max(ddf.npartitions, n // BLOCK_ROWS + 1), n_outer))
     shuffled = client.persist(coded_rows.shuffle(OUTER, npartitions=nparts))
-    wait_for(client, client.futures_of(shuffled), step, "partitions arranged")
+    wait_for(client, client.futures_of(shuffled), step, "partitions arranged", gather=False)
     lengths = client.compute(shuffled.map_partitions(len), sync=True)
     parts = [p for p, k in zip(client.futures_of(shuffled), lengths) if k > 0]
     del shuffled, coded_rows

@@ -70,10 +70,11 @@ class Step:
         self.pulse.beat(f"{k} of {total} {what}", frac, force=force or k == total)
 
 
-def wait_for(client: Any, futures: Sequence[Any], step: Step, what: str = "done") -> list:
+def wait_for(client: Any, futures: Sequence[Any], step: Step, what: str = "done", gather: bool = True) -> list:
     """The results of ``futures`` (Dask futures of one pass), beating with how many are done while they run; when
     the callback raises (a cancel) or a task fails, the pass's tasks still queued or running are cancelled on the
-    cluster first."""
+    cluster first. ``gather=False`` waits only and returns ``[]``: for a pass whose results stay on the workers
+    (the shuffled rows: gathering them would bring every row to the driver)."""
     from dask.distributed import wait
 
     futures = list(futures)
@@ -88,6 +89,12 @@ def wait_for(client: Any, futures: Sequence[Any], step: Step, what: str = "done"
                 # the error's frames hold the futures in a cycle that only a collection would break: drop them
                 exc.__traceback__ = None
                 step.done(sum(f.done() for f in futures), total, what)
+        if not gather:
+            # a failed task raises here as gather would have raised it (wait returns for errors too)
+            failed = [f for f in futures if f.status == "error"]
+            if failed:
+                failed[0].result()
+            return []
         return client.gather(futures)
     except BaseException:
         client.cancel(futures)
