@@ -122,7 +122,8 @@ class GammaDensity(RowDensity):
         a = self.parameters[0]
         y = resp.y
         # log f = [-log Gamma(a) + a log a + (a - 1) log y] - a log mu - a y / mu, the bracket kept for this member
-        c = _kept(resp, self, lambda a_: -special.gammaln(a_) + a_ * np.log(a_) + (a_ - 1.0) * resp.log_y_safe)
+        c = kept_on(resp, "_density_parts", (self, y),
+                    lambda: -special.gammaln(a) + a * np.log(a) + (a - 1.0) * resp.log_y_safe)
         ll = c - a * (np.log(mu) + y / mu)
         return ll, a * (y - mu) / (mu * mu), a * (mu - 2.0 * y) / _cube(mu), a / (mu * mu), mu * mu / a
 
@@ -135,15 +136,15 @@ class GammaDensity(RowDensity):
         return rng.gamma(a, mu / a)
 
 
-def _kept(resp, member, make):
-    """``make(d)`` of the member's dispersion d (a number or one per row), kept on the response for this member: a
-    mode search evaluates one member at many means, and these parts of log f do not depend on them (the Gamma's
-    log-gamma of its shape per row)."""
-    kept = getattr(resp, "_density_parts", None)
-    if kept is None or kept[0] is not member or kept[1] is not resp.y:
-        kept = (member, resp.y, make(member.parameters[0]))
-        resp._density_parts = kept
-    return kept[2]
+def kept_on(resp, slot: str, keys: tuple, make):
+    """``make()``, kept on the response in attribute ``slot`` while ``keys`` are the same objects (compared by
+    identity: a member, the response's y, an offset): a mode search evaluates one member at many means, and what
+    does not depend on them is made once."""
+    kept = getattr(resp, slot, None)
+    if kept is None or any(a is not b for a, b in zip(kept[0], keys)):
+        kept = (keys, make())
+        setattr(resp, slot, kept)
+    return kept[1]
 
 
 def _cube(x):

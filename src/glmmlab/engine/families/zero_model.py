@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from glmmlab.engine.families.densities import log_add, softplus
+from glmmlab.engine.families.densities import kept_on, log_add, softplus
 
 
 class ZeroModelRows:
@@ -34,17 +34,15 @@ class ZeroModelRows:
         """(z = the zero model's predictor, log(1 - p), 1 - p, log p at the zero rows) per row (a member with a
         zero model), kept on the response for this member, rows and zero-model offset: a mode search's row states
         all share them."""
-        off = getattr(resp, "zi_off", None)
-        kept = getattr(resp, "_zero_kept", None)
-        if kept is not None and kept[0] is self and kept[1] is off and kept[2] is resp.y:
-            return kept[3]
+        keys = (self, getattr(resp, "zi_off", None), resp.y)
+        return kept_on(resp, "_zero_kept", keys, lambda: self._zero_parts(resp))
+
+    def _zero_parts(self, resp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         eta_z = self.zi_eta(resp)
         assert eta_z is not None  # a zero model is there (kind)
         zi = resp.zero_rows
         log_1mp = -softplus(eta_z)
-        parts = (eta_z, log_1mp, np.exp(log_1mp), eta_z[zi] + log_1mp[zi])
-        resp._zero_kept = (self, off, resp.y, parts)
-        return parts
+        return eta_z, log_1mp, np.exp(log_1mp), eta_z[zi] + log_1mp[zi]
 
     def zi_deviance_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row, on the deviance's scale (-2 log f): its derivative in the zero model's linear predictor, the
