@@ -13,6 +13,7 @@ Measured here:
   before the fit (``/proc/self/clear_refs``), so the peak of reading the CSV does not count; where the reset is not
   allowed, it is the whole process's peak and ``hwm_reset`` says so;
 - ``fit_seconds``: wall time of the fit call alone (``time.perf_counter``), excluding imports and reading the data.
+- ``cpu_seconds``: CPU time of this process's threads over the same call (``time.process_time``).
 
 For glmmlab the record also holds ``glmmlab_file`` (the ``glmmlab/__init__.py`` that was imported).  ``run.py --vs``
 adds to the spec ``glmmlab_src`` (the ``src`` folder glmmlab must come from; a glmmlab imported from anywhere else is
@@ -339,9 +340,9 @@ def main(argv: list[str]) -> int:
     gc.collect()
     out["hwm_reset"] = _reset_hwm()
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = fit()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
     except Exception as exc:
         out.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
         out["peak_fit_kb"] = _peak_kb()
@@ -349,6 +350,7 @@ def main(argv: list[str]) -> int:
         return 0
     out["peak_fit_kb"] = _peak_kb()  # before the result is turned into a dict (per-row lists would count)
     out["fit_seconds"] = t1 - t0
+    out["cpu_seconds"] = c1 - c0  # every thread of this process (not a Dask cluster's workers)
     try:
         out.update(extract(res))
         out["status"] = "ok"

@@ -7,7 +7,8 @@
 # lme4: Gaussian + identity: lmer(REML = TRUE); otherwise glmer(nAGQ = nagq, control = glmerControl(optimizer =
 # "bobyqa")); negbin: n/a (glmer.nb is a different procedure).  glmmTMB: glmmTMB(REML = TRUE for Gaussian +
 # identity; family binomial/poisson/gaussian/Gamma(link), nbinom2 for negbin), its default controls (one thread).
-# fit_seconds is system.time()'s elapsed time around the fitting call only (not R start-up, not reading data).
+# fit_seconds is system.time()'s elapsed time around the fitting call only (not R start-up, not reading data);
+# cpu_seconds its user + system time (R's own, one core unless a BLAS threads).
 # Memory: VmRSS after loading the package (baseline), after reading the data, and the VmHWM high-water mark during
 # the fit (reset through /proc/self/clear_refs just before it, so reading the CSV does not count).
 
@@ -95,6 +96,7 @@ out$hwm_reset <- tryCatch({ writeLines("5", "/proc/self/clear_refs"); TRUE }, er
 msgs <- character(0)
 fit <- NULL
 elapsed <- NA_real_
+cpu <- NA_real_
 err <- tryCatch({
   withCallingHandlers({
     if (fitter == "glmmTMB") {
@@ -114,6 +116,7 @@ err <- tryCatch({
       out$method <- sprintf("glmer nAGQ=%d bobyqa", nagq)
     }
     elapsed <- tm[["elapsed"]]
+    cpu <- sum(tm[c("user.self", "sys.self", "user.child", "sys.child")], na.rm = TRUE)
   }, warning = function(w) {
     msgs <<- c(msgs, conditionMessage(w))
     invokeRestart("muffleWarning")
@@ -132,6 +135,7 @@ if (!is.null(err)) {
 }
 
 out$fit_seconds <- elapsed
+out$cpu_seconds <- cpu
 if (fitter == "glmmTMB") {
   fe <- fixef(fit)$cond
   out$se <- as.list(sqrt(diag(as.matrix(vcov(fit)$cond))))
