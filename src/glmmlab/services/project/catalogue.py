@@ -114,14 +114,19 @@ def _check_name(name: Any, what: str = "dataset") -> str:
     return name
 
 
+def free_name(base: str, taken: set[str], pattern: str = "{base}_{n}") -> str:
+    """``base`` if no name in ``taken`` has it, else the first of ``pattern`` with n = 2, 3, ... that is free."""
+    if base not in taken:
+        return base
+    n = 2
+    while pattern.format(base=base, n=n) in taken:
+        n += 1
+    return pattern.format(base=base, n=n)
+
+
 def _unique_name(cur, name: str) -> str:
     taken = {r[0] for r in cur.execute("SELECT name FROM datasets").fetchall()}
-    if name not in taken:
-        return name
-    n = 2
-    while f"{name} ({n})" in taken:
-        n += 1
-    return f"{name} ({n})"
+    return free_name(name, taken, "{base} ({n})")
 
 
 def _unique_column_names(names: list[str]) -> list[str]:
@@ -133,10 +138,7 @@ def _unique_column_names(names: list[str]) -> list[str]:
         name = name.replace("\x00", "")
         if not name:
             name = f"column_{i + 1}"
-        candidate, n = name, 2
-        while candidate in seen:
-            candidate = f"{name}_{n}"
-            n += 1
+        candidate = free_name(name, seen)
         seen.add(candidate)
         out.append(candidate)
     return out

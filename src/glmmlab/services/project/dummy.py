@@ -38,6 +38,7 @@ from glmmlab.services.project.catalogue import (
     _load_info,
     _register_dataset,
     _unique_name,
+    free_name,
 )
 from glmmlab.services.project.column_types import _SQL_TYPES, SCALES_BY_DTYPE, _check_scale
 from glmmlab.services.project.store import Project, data_column, data_table, quote_literal
@@ -173,11 +174,7 @@ def _plan(cur, dataset_id: Any, spec: Any) -> _Plan:
             for level in levels:
                 if level is reference or level == reference or (_label(level) == _label(reference)):
                     continue
-                base = f"{col.name}_{_label(level)}"
-                new_name, n = base, 2
-                while new_name in taken:
-                    new_name = f"{base}_{n}"
-                    n += 1
+                new_name = free_name(f"{col.name}_{_label(level)}", taken)
                 taken.add(new_name)
                 new_columns.append(new_name)
                 plan.outputs.append(_Output(

@@ -264,9 +264,7 @@ def rename_model(project: Project, model_id: int, name: str) -> dict[str, Any]:
         if diag is not None:
             wanted = f"{name} diagnostics"
             taken = {r[0] for r in cur.execute("SELECT name FROM datasets WHERE id <> ?", [diag[0]]).fetchall()}
-            new_name, n = wanted, 2
-            while new_name in taken:
-                new_name, n = f"{wanted} ({n})", n + 1
+            new_name = catalogue.free_name(wanted, taken, "{base} ({n})")
             operation = json.loads(diag[2]) if diag[2] else {}
             if operation.get("type") == "model_diagnostics":
                 old = operation.get("model_name")
