@@ -12,7 +12,7 @@ from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.inference.deferred import Deferred
 from glmmlab.engine.model.covstruct import NotPositiveDefinite
 from glmmlab.engine.progress import report
-from glmmlab.engine.solvers import structured_reml
+from glmmlab.engine.solvers import structured_reml, structured_start
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import factor
 from glmmlab.engine.solvers.likelihood import sum_log
@@ -191,6 +191,7 @@ def _block_rows(st: Structure, specs: list) -> list[tuple[Structure, slice]]:
     return out
 
 
+TOEP_OUTSIDE = 1e10  # BOBYQA's value for a toep theta past the positive-definite range (see _reml_run)
 MOMENT_STEP = 0.05  # BOBYQA's first steps from moment_start's theta, relative to it
 
 
@@ -243,8 +244,18 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
     if structured_reml.gradient_ok(st, obj):  # a structured term: quasi-Newton with the exact gradient
         theta, record = structured_reml.fit(obj, st, lower, model)
     elif start is None:
-        theta, record = bobyqa(obj.value, st.theta_start(), lower, model, progress, label, 0.1, 0.8,
-                               scale_start=True)
+        x0 = st.theta_start()
+        nested = structured_start.nested_ar1(obj.value, st.blocks[0], x0) if len(st.blocks) == 1 else None
+        if nested is not None and obj.value(nested[0]) < obj.value(x0):  # a toep term: from its ar1 optimum
+            # past the edge of toep's range the criterion is undefined: a finite stand-in (TOEP_OUTSIDE) keeps
+            # BOBYQA's quadratic model usable where the optimum lies on that edge (with 1e300 it stopped 1e-3
+            # short in log-likelihood, the correlation matrix's least eigenvalue 2e-3 from singular)
+            theta, record = bobyqa(obj.value, nested[0], lower, model, progress, label, 0.1, 0.8,
+                                   initial_step=MOMENT_STEP * np.maximum(np.abs(nested[0]), 0.1),
+                                   outside=TOEP_OUTSIDE)
+            record.evaluations += nested[1] + 2
+        else:
+            theta, record = bobyqa(obj.value, x0, lower, model, progress, label, 0.1, 0.8, scale_start=True)
     else:
         theta, record = bobyqa(obj.value, start, lower, model, progress, label, 0.1, 0.8,
                                initial_step=MOMENT_STEP * start)

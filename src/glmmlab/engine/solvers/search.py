@@ -73,14 +73,14 @@ def _scaled_start(fun, x0: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: ProgressFn, label: str, lo: float,
-           hi: float, scale_start: bool = False, initial_step: np.ndarray | None = None):
+           hi: float, scale_start: bool = False, initial_step: np.ndarray | None = None, outside: float = 1e300):
     """Minimise a value-only function by BOBYQA (NLopt), the derivative-free optimiser lme4 uses for lmer;
     a profiled REML criterion over a few thetas needs some tens of evaluations with it.
 
     ``scale_start``: start from :func:`_scaled_start`'s point. From lme4's start (every relative SD 1) to
     InstEval's optimum (0.33, 0.51, 0.08) BOBYQA spent some 60 of its 114 evaluations; with the scan (about 10
     evaluations) the whole fit takes 60. ``initial_step``: BOBYQA's first steps (a start known to be near the
-    optimum; no scan then)."""
+    optimum; no scan then). ``outside``: the value BOBYQA sees where ``fun`` is not finite."""
     import nlopt
 
     from glmmlab.engine.solvers.optimizer import OptimizationRecord, bounds_list, log_step
@@ -92,7 +92,7 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
         k = len(log) + 1
         report(progress, f"{label} (evaluation {k})", lo + (hi - lo) * min(k / 100.0, 1.0))
         f = fun(np.asarray(x))
-        f = float(f) if np.isfinite(f) else 1e300
+        f = float(f) if np.isfinite(f) else outside
         log_step(log, f, x, "bobyqa")
         if f < best["f"]:
             best["f"], best["x"] = f, np.array(x, dtype=float)
