@@ -27,6 +27,9 @@ ROUNDING_GTOL = 1e-10
 LBFGS_FTOL, HANDOVER_FTOL = 1e-15, 1e-9
 NEWTON_NAME = "Newton steps from an approximate Hessian (BFGS updates)"  # the record's name of minimize(newton=)
 HESSIAN_REUSE = 1e-5  # a polish Hessian serves as the optimum's if the point moved less than this (relative)
+# the same for a forward-difference Hessian, whose own error is O(h) = 1e-4 relative: a point moved by less than
+# that changes it by no more (sim_t's polish moved it 4e-5: its SEs 2e-5 relative apart, 5 evaluations fewer)
+HESSIAN_REUSE_FORWARD = 1e-4
 # The scaled gradient (see scaled_gradient) below which an optimum counts as reached when the absolute gradient
 # test cannot tell (at the default tolerance 1e-6; it scales with the tolerance): lme4's check.conv.grad uses 2e-3.
 SCALED_GTOL = 1e-3
@@ -320,7 +323,8 @@ def minimize(
             if f_prev - f < 1e-12 * (1.0 + abs(f)) or small_gradient(x):
                 break
     if hessian and not (H is not None and H_x is not None
-                        and float(np.max(np.abs(x - H_x) / np.maximum(1.0, np.abs(x)))) <= HESSIAN_REUSE):
+                        and float(np.max(np.abs(x - H_x) / np.maximum(1.0, np.abs(x))))
+                        <= (HESSIAN_REUSE_FORWARD if forward_hessian else HESSIAN_REUSE)):
         # the polish's Hessian serves where its Newton steps moved the point by a rounding-level amount (the
         # standard errors change by that relative amount), else it is taken again at the optimum
         H = fd_hessian_at(x)
