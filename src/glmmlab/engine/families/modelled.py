@@ -37,12 +37,12 @@ from glmmlab.engine.families.densities import (
     _density,
     _rows_member,
     disp_partials,
-    kept_on,
     log_add,
     zero_disp_partials,
     zero_terms,
 )
 from glmmlab.engine.families.distributions import DensityFamily, Family, _check_counts, _positive
+from glmmlab.engine.families.state import kept_on
 from glmmlab.engine.families.zero_model import ZeroModelRows
 
 # the families whose zero model is a hurdle (the base family whose positive part they truncate)
