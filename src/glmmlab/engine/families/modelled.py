@@ -144,7 +144,8 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             m = self.base
         else:
             values = ((d,) if d is not None else tuple(self.base.parameters[:1])) + tuple(rest)
-            m = replace(self.base, parameters=values)
+            m = copy.copy(self.base)  # (dataclasses.replace runs __init__ over every field, as with_parameters)
+            object.__setattr__(m, "parameters", values)
         return m
 
     def _rest_value(self, i: int, x: float) -> float:

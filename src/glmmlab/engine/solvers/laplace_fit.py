@@ -161,6 +161,11 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             if remote is None else remote.moment_theta(beta0, fam, estimated)
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
     likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
+    if modelled and remote is None:
+        # zero and dispersion models: -2 log p is the deviance itself (no saturated constant), the same function
+        # for every member, so one Likelihood serves them all (its sums over the rows were made per evaluation)
+        shared = Likelihood(fam, mf.y, pw)
+        likelihood = lambda f: shared  # noqa: E731
     if edge:
         x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
     if estimated and st._start is None and not moments:  # no start given (a refit starts at its fit's theta)
