@@ -12,8 +12,9 @@ from scipy import special
 
 from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.distributions import DensityFamily, Family, minus_log1p
-from glmmlab.engine.families.gamma_functions import digamma_diff, lgamma_ratio, tetragamma_diff, trigamma_diff
-from glmmlab.engine.families.state import LOG_2PI
+from glmmlab.engine.families.gamma_functions import digamma_diff, lgamma_ratio
+from glmmlab.engine.families.glmmtmb import NegativeBinomial1
+from glmmlab.engine.families.state import LOG_2PI, kept_on
 
 
 # -- base densities whose dispersion may vary by row --------------------------------------------------------------
@@ -136,17 +137,6 @@ class GammaDensity(RowDensity):
         return rng.gamma(a, mu / a)
 
 
-def kept_on(resp, slot: str, keys: tuple, make):
-    """``make()``, kept on the response in attribute ``slot`` while ``keys`` are the same objects (compared by
-    identity: a member, the response's y, an offset): a mode search evaluates one member at many means, and what
-    does not depend on them is made once."""
-    kept = getattr(resp, slot, None)
-    if kept is None or any(a is not b for a, b in zip(kept[0], keys)):
-        kept = (keys, make())
-        setattr(resp, slot, kept)
-    return kept[1]
-
-
 def _cube(x):
     return x * x * x  # numpy's x ** 3 goes through pow(), several times slower
 
@@ -232,17 +222,17 @@ def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] 
         mt = mu + th
         dll = digamma_diff(y, th) - np.log1p(mu / th) + (mu - y) / mt
         return th * dll, th * (y - mu) / (mt * mt), th * (mu - th - 2.0 * y) / _cube(mt)
-    if base.name == "nbinom1":
+    if isinstance(base, NegativeBinomial1):
         phi = base.parameters[0]
         sz = mu / phi
         lp = np.log1p(phi)
-        dg = digamma_diff(y, sz)
-        tg = trigamma_diff(y, sz)
+        dg = base.size_diffs(resp, mu, 0)  # (the row state's and the third derivative's at these means)
+        tg = base.size_diffs(resp, mu, 1)
         l1 = (dg - lp) / phi
         l2 = tg / (phi * phi)
         dll = -(dg - lp) * sz / phi - sz / (1.0 + phi) + y / (phi * (1.0 + phi))
         dl1 = -(tg * sz / phi + 1.0 / (1.0 + phi)) / phi - l1 / phi
-        dl2 = -tetragamma_diff(y, sz) * sz / _cube(phi) - 2.0 * l2 / phi
+        dl2 = -base.size_diffs(resp, mu, 2) * sz / _cube(phi) - 2.0 * l2 / phi
         return phi * dll, phi * dl1, phi * dl2
     return None
 

@@ -181,12 +181,23 @@ def _tetragamma_diff_big(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     return y * ((s + t) / (st * st) + (t * t + st + s * s) / st ** 3 + (s + t) * (s * s + t * t) / (2.0 * st ** 4))
 
 
+def _pair_difference(fn, a: np.ndarray, b) -> np.ndarray:
+    """fn(a + b) - fn(b) (``a`` an array, ``b`` one like it or a number): both arguments in one call of ``fn`` where
+    b is an array, so the recurrence's steps and the series pass over them together (600 rows: one call of twice
+    the rows costs 0.7 of two)."""
+    if np.ndim(b) == 0:
+        return fn(a + b) - fn(b)
+    n = a.size
+    both = fn(np.concatenate([(a + b).reshape(-1), np.reshape(b, -1)]))
+    return (both[:n] - both[n:]).reshape(a.shape)
+
+
 def trigamma_diff(y, s) -> np.ndarray:
     """psi1(y + s) - psi1(s) (y >= 0, s > 0), accurate to rounding of the result also for large s, where the
     difference of the two values (each about 1 / s) would keep few digits of it (about y / s^2)."""
-    return _split(y, s, DIGAMMA_FROM, _trigamma_diff_big, lambda a, b: trigamma(a + b) - trigamma(b))
+    return _split(y, s, DIGAMMA_FROM, _trigamma_diff_big, lambda a, b: _pair_difference(trigamma, a, b))
 
 
 def tetragamma_diff(y, s) -> np.ndarray:
     """psi2(y + s) - psi2(s) (y >= 0, s > 0), accurate to rounding of the result also for large s."""
-    return _split(y, s, DIGAMMA_FROM, _tetragamma_diff_big, lambda a, b: tetragamma(a + b) - tetragamma(b))
+    return _split(y, s, DIGAMMA_FROM, _tetragamma_diff_big, lambda a, b: _pair_difference(tetragamma, a, b))

@@ -28,6 +28,7 @@ from glmmlab.engine.families.distributions import (
 )
 from glmmlab.engine.families.gamma_functions import digamma_diff, lgamma_ratio, tetragamma_diff, trigamma, trigamma_diff
 from glmmlab.engine.families.links import _EPS
+from glmmlab.engine.families.state import kept_on
 from glmmlab.engine.families.tweedie import (  # noqa: F401 - glmmTMB's tweedie, given here with the others
     Tweedie,
     tweedie_family,
@@ -93,15 +94,24 @@ class NegativeBinomial1(CompleteDensity, DensityFamily):
         ys = y + s
         lp = np.log1p(phi)
         ll = lgamma_ratio(y, s) - resp.lgamma_y1 + y * np.log(mu) - ys * lp  # as _nb1_logpdf
-        l1 = (digamma_diff(y, s) - lp) / phi
-        l2 = trigamma_diff(y, s) / (phi * phi)
+        l1 = (self.size_diffs(resp, mu, 0) - lp) / phi
+        l2 = self.size_diffs(resp, mu, 1) / (phi * phi)
         var = mu * (1.0 + phi)
         return ll, l1, l2, 1.0 / var, var
 
     def mu_third(self, resp, mu, q):
         phi = self.parameters[0]
-        s = mu / phi
-        return tetragamma_diff(resp.y, s) / phi ** 3
+        return self.size_diffs(resp, mu, 2) / phi ** 3
+
+    def size_diffs(self, resp, mu: np.ndarray, order: int) -> np.ndarray:
+        """psi^(order)(y + s) - psi^(order)(s) per row (order 0, 1 or 2; s = mu / phi, the size), kept on the
+        response for this member and these means: a row state, the gradient's third derivatives and the
+        dispersion model's partials take them at the same means (each trigamma or tetragamma difference costs
+        as much as the rest of the row state)."""
+        kept = kept_on(resp, "_nb1_size_diffs", (self, mu, resp.y), dict)
+        if order not in kept:
+            kept[order] = (digamma_diff, trigamma_diff, tetragamma_diff)[order](resp.y, mu / self.parameters[0])
+        return kept[order]
 
     def _member(self, values):
         return nbinom1_family(*values)

@@ -37,12 +37,12 @@ from glmmlab.engine.families.densities import (
     _density,
     _rows_member,
     disp_partials,
-    kept_on,
     log_add,
     zero_disp_partials,
     zero_terms,
 )
 from glmmlab.engine.families.distributions import DensityFamily, Family, _check_counts, _positive
+from glmmlab.engine.families.state import kept_on
 from glmmlab.engine.families.zero_model import ZeroModelRows
 
 # the families whose zero model is a hurdle (the base family whose positive part they truncate)
@@ -144,7 +144,8 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             m = self.base
         else:
             values = ((d,) if d is not None else tuple(self.base.parameters[:1])) + tuple(rest)
-            m = replace(self.base, parameters=values)
+            m = copy.copy(self.base)  # (dataclasses.replace runs __init__ over every field, as with_parameters)
+            object.__setattr__(m, "parameters", values)
         return m
 
     def _rest_value(self, i: int, x: float) -> float:

@@ -196,3 +196,14 @@ def row_state(resp: Any, eta: np.ndarray, link: Link) -> RowState:
         w=h1 * h1 / var,
         w_eta=2.0 * h1 * h2 / var - h1 ** 3 * family.variance_d1(mu) / (var * var),
     )
+
+
+def kept_on(resp, slot: str, keys: tuple, make):
+    """``make()``, kept on the response in attribute ``slot`` while ``keys`` are the same objects (compared by
+    identity: a member, the response's y, an offset): a mode search evaluates one member at many means, and what
+    does not depend on them is made once."""
+    kept = getattr(resp, slot, None)
+    if kept is None or any(a is not b for a, b in zip(kept[0], keys)):
+        kept = (keys, make())
+        setattr(resp, slot, kept)
+    return kept[1]

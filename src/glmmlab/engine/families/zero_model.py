@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from glmmlab.engine.families.densities import kept_on, log_add, softplus
+from glmmlab.engine.families.densities import log_add, softplus
+from glmmlab.engine.families.state import kept_on
 
 
 class ZeroModelRows:

@@ -33,7 +33,7 @@ from glmmlab.engine.solvers.modelled_start import glm_objective, modelled_result
 from glmmlab.engine.solvers.newton import projected_gradient
 from glmmlab.engine.solvers.optimizer import (
     HANDOVER_FTOL,
-    HESSIAN_REUSE,
+    HESSIAN_REUSE_FORWARD,
     ROUNDING_GTOL,
     _gradient_polish,
     fd_hessian,
@@ -353,19 +353,24 @@ def polish_to_rounding(counted, x: np.ndarray, lower: np.ndarray) -> tuple[np.nd
     """(x, f, H): chord Newton steps from ``x`` (where a quasi-Newton run stopped) with the forward-difference
     Hessian H of the gradient of ``counted`` (value and gradient, :func:`last_two`) there, until the projected
     gradient is at rounding level (optimizer.minimize's polish); H is taken again at the end point where the steps
-    moved it by more than HESSIAN_REUSE (relative)."""
-
-    def near_rounding(x_: np.ndarray) -> bool:
-        f_, g_ = counted(x_)
-        return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
+    moved it by more than HESSIAN_REUSE_FORWARD (relative)."""
 
     x = np.asarray(x, dtype=float).copy()
-    f = float(counted(x)[0])
-    H = fd_hessian(counted, x, lower, forward=True)
+    at_x, key = counted(x), x.tobytes()
+
+    def kept(z: np.ndarray) -> tuple[float, np.ndarray]:  # x's value and gradient past the differences' points
+        return at_x if z.tobytes() == key else counted(z)
+
+    def near_rounding(x_: np.ndarray) -> bool:
+        f_, g_ = kept(x_)
+        return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
+
+    f = float(at_x[0])
+    H = fd_hessian(kept, x, lower, forward=True)
     x_h = x.copy()
     if np.isfinite(f):
-        x, f, _ = _gradient_polish(counted, x, f, lower, H, near_rounding, [], shrink=0.1)
-    if float(np.max(np.abs(x - x_h) / np.maximum(1.0, np.abs(x)), initial=0.0)) > HESSIAN_REUSE:
+        x, f, _ = _gradient_polish(kept, x, f, lower, H, near_rounding, [], shrink=0.1)
+    if float(np.max(np.abs(x - x_h) / np.maximum(1.0, np.abs(x)), initial=0.0)) > HESSIAN_REUSE_FORWARD:
         H = fd_hessian(counted, x, lower, forward=True)
     return x, float(f), H
 

@@ -234,7 +234,15 @@ class GeneralLaplace(LaplaceGradient):
         else:
             cp = None
         fisher_again = self.newton and not self.estimated  # the last factor has the observed curvature
-        if cp is None or self.edge or fisher_again:
+        # glmmTMB's likelihood without an estimated dispersion: the log-determinant's factor, with the observed
+        # curvature at these modes, also predicts the next modes (below), so no factor with the expected one
+        observed_only = fisher_again and self.observed and not self.edge and not at_edge
+        if observed_only:
+            wobs = 0.5 * self._weighted(rs.dev_eta2)
+            cp_ld = st.crossprods(wobs, self._observed_working(rs, re, wobs)[:, None])
+            F_ld = F = factor(st, cp_ld, theta)
+            cp, w = cp_ld, wobs
+        elif cp is None or self.edge or fisher_again:
             # the log-determinant, the gradient and the predicted modes use the expected information
             w = self._weighted(rs.w)
             with_r = self.edge or fisher_again
@@ -247,11 +255,12 @@ class GeneralLaplace(LaplaceGradient):
         dev = float(np.sum(self._weighted(rs.dev)))
         self._last_dev = dev
         assert F is not None  # every path above factors the system
-        logdet, F_ld, cp_ld = F.logdet, F, cp
-        if self.observed:
-            cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
-            F_ld = factor(st, cp_ld, theta)
-            logdet = F_ld.logdet
+        if not observed_only:
+            F_ld, cp_ld = F, cp
+            if self.observed:
+                cp_ld = st.crossprods(0.5 * self.pw * rs.dev_eta2, None)
+                F_ld = factor(st, cp_ld, theta)
+        logdet = F_ld.logdet
         if self.keep_last and not st.rest and converged and cp is not None and cp.E1.shape[2] == 1:
             # the score per level, Z' (pw (y - mu) h1 / V), from the last iteration's cross-products of the
             # working response r = Z Lambda u + (y - mu) / h1: Z'W r = A Lambda u + score
@@ -273,6 +282,12 @@ class GeneralLaplace(LaplaceGradient):
         wobs = 0.5 * self._weighted(rs.dev_eta2)
         wh = np.where(wobs != 0.0, wobs, 1e-12 * w)
         return wh, re - 0.5 * self._weighted(rs.dev_eta) / wh
+
+    def _observed_working(self, rs, re: np.ndarray, wobs: np.ndarray) -> np.ndarray:
+        """The working response of a Newton step with the observed curvature ``wobs`` as it is: re - 0.5 dev_eta /
+        wobs (a row whose curvature is 0, a hurdle model's zero, has no score either, and gets re)."""
+        d = 0.5 * self._weighted(rs.dev_eta)
+        return re - d / np.where(wobs != 0.0, wobs, 1.0)
 
     def _edge_working(self, rs, re: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weights and working response of a mode-search step under a link with an edge: a Newton step with the

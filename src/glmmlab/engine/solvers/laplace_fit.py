@@ -161,6 +161,11 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             if remote is None else remote.moment_theta(beta0, fam, estimated)
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
     likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
+    if modelled and remote is None:
+        # zero and dispersion models: -2 log p is the deviance itself (no saturated constant), the same function
+        # for every member, so one Likelihood serves them all (its sums over the rows were made per evaluation)
+        shared = Likelihood(fam, mf.y, pw)
+        likelihood = lambda f: shared  # noqa: E731
     if edge:
         x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
     if estimated and st._start is None and not moments:  # no start given (a refit starts at its fit's theta)
@@ -228,13 +233,13 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                              forward_hessian=fam.hessian_se, handover=fam.hessian_se and exact)
 
         x, record = nb_run(np.append(x0, psi0))
-        deviance = cold_value(obj, x, edge, nb_value)
+        deviance = cold_value(obj, x, edge, nb_value, known=record.objective)
         # the deviance is even in each SD, so its slope there is 0: an SD that reached 0 from above may sit on a
         # saddle (see _off_the_boundary), and the optimiser starts again from a point beside it that is lower
         probe = _off_the_boundary(nb_value, x, np.append(x0, psi0), st.theta_lower(), deviance)
         if probe is not None:
             x_p, record_p = nb_run(probe)
-            deviance_p = cold_value(obj, x_p, edge, nb_value)
+            deviance_p = cold_value(obj, x_p, edge, nb_value, known=record_p.objective)
             if deviance_p < deviance:
                 x, record, deviance = x_p, record_p, deviance_p
             else:
@@ -275,7 +280,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             held = ~off_bound(x_full, lower_se)
             hess_full[held, :] = 0.0
             hess_full[:, held] = 0.0
-            nb_value(x_full)  # the member of the estimates again
+            set_member(x_full[-m_psi:])  # the member of the estimates again (the results' mode search follows)
         elif fam.hessian_se:
             report(progress, "Computing standard errors (Hessian)", 0.82)
             hess_full = joint_hessian(nb_value_grad if exact else numeric_gradient(nb_value, lower_full), x_full,

@@ -169,15 +169,21 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None) 
 
     p = x0.size - nt
 
+    z0 = np.append(x0[nt:], psi0)
+    at_start: list[float] = []  # the value at z0 (L-BFGS-B's first point), kept for the comparison below
+
     def fg(z):
         f, g = glm_fg(z) if glm_fg is not None else fun_grad(np.concatenate([np.zeros(nt), z]))
         if not np.isfinite(f):
-            return 1e300, np.zeros_like(z)
-        return f, (g if glm_fg is not None else g[nt:])
+            f, g = 1e300, np.zeros_like(z)
+        elif glm_fg is None:
+            g = g[nt:]
+        if not at_start and np.array_equal(z, z0):
+            at_start.append(f)
+        return f, g
 
-    z0 = np.append(x0[nt:], psi0)
     res = minimize(fg, z0, jac=True, method="L-BFGS-B", options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-7})
-    f0 = fg(z0)[0]
+    f0 = at_start[0] if at_start else fg(z0)[0]
     z = res.x if np.isfinite(res.fun) and res.fun <= f0 else z0
     x = x0.copy()
     x[nt:] = z[:p]

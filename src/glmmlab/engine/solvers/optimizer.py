@@ -27,6 +27,9 @@ ROUNDING_GTOL = 1e-10
 LBFGS_FTOL, HANDOVER_FTOL = 1e-15, 1e-9
 NEWTON_NAME = "Newton steps from an approximate Hessian (BFGS updates)"  # the record's name of minimize(newton=)
 HESSIAN_REUSE = 1e-5  # a polish Hessian serves as the optimum's if the point moved less than this (relative)
+# the same for a forward-difference Hessian, whose own error is O(h) = 1e-4 relative: a point moved by less than
+# that changes it by no more (sim_t's polish moved it 4e-5: its SEs 2e-5 relative apart, 5 evaluations fewer)
+HESSIAN_REUSE_FORWARD = 1e-4
 # The scaled gradient (see scaled_gradient) below which an optimum counts as reached when the absolute gradient
 # test cannot tell (at the default tolerance 1e-6; it scales with the tolerance): lme4's check.conv.grad uses 2e-3.
 SCALED_GTOL = 1e-3
@@ -212,6 +215,18 @@ def minimize(
             cache[key] = fg(x)
         return cache[key]
 
+    def fd_hessian_at(x_: np.ndarray, forward: bool = forward_hessian) -> np.ndarray:
+        # the point's own value and gradient kept past the differences' evaluations (the polish and the record
+        # read them next: without this they were evaluated again)
+        at_x = counted(x_)
+        H_ = fd_hessian(counted, x_, lower, forward)
+        key = x_.tobytes()
+        if key not in cache:
+            if len(cache) >= 2:
+                del cache[next(iter(cache))]
+            cache[key] = at_x
+        return H_
+
     def callback(xk: np.ndarray) -> None:
         f = counted(xk)[0]
         log_step(log, f, xk, "quasi-newton")
@@ -267,7 +282,7 @@ def minimize(
         # L-BFGS-B stops once f no longer falls measurably, which can leave a gradient large enough that the
         # optimum moves with the rounding of the sums (e.g. with how the groups are cut into blocks). A few
         # Newton steps judged by the gradient, not by f, take it down to rounding level.
-        H = approx_hessian(x, counted) if approx_hessian is not None else fd_hessian(counted, x, lower, forward_hessian)
+        H = approx_hessian(x, counted) if approx_hessian is not None else fd_hessian_at(x)
         H_x = x.copy() if approx_hessian is None else None  # where a finite-difference H was taken
         x, f, extra = _gradient_polish(counted, x, f, lower, H, near_rounding, log,
                                        shrink=0.1 if forward_hessian and approx_hessian is None else 1.0)
@@ -281,7 +296,7 @@ def minimize(
         iterations += extra
     if polish and not small_gradient(x):
         for _ in range(4):
-            H = fd_hessian(counted, x, lower)
+            H = fd_hessian_at(x, False)
             H_x = x.copy()
             g = counted(x)[1]
             free = ~((x <= lower) & (g > 0))
@@ -308,10 +323,11 @@ def minimize(
             if f_prev - f < 1e-12 * (1.0 + abs(f)) or small_gradient(x):
                 break
     if hessian and not (H is not None and H_x is not None
-                        and float(np.max(np.abs(x - H_x) / np.maximum(1.0, np.abs(x)))) <= HESSIAN_REUSE):
+                        and float(np.max(np.abs(x - H_x) / np.maximum(1.0, np.abs(x))))
+                        <= (HESSIAN_REUSE_FORWARD if forward_hessian else HESSIAN_REUSE)):
         # the polish's Hessian serves where its Newton steps moved the point by a rounding-level amount (the
         # standard errors change by that relative amount), else it is taken again at the optimum
-        H = fd_hessian(counted, x, lower, forward_hessian)
+        H = fd_hessian_at(x)
     g_final = counted(x)[1]
     gnorm = projected_gradient(x, g_final, lower)
     converged = iterations < max_iter and gnorm <= gtol_abs(f)
@@ -320,7 +336,7 @@ def minimize(
         # rounding level of the sums, which can lie above the absolute test (a Gamma inverse link: linear
         # predictors of 0.015, curvatures of 1e7). The scaled gradient L^-1 g (H = L L', the Newton step in
         # units of the parameters' standard errors; lme4's test too) does not depend on the scaling.
-        H_end = H if H is not None and H.shape == (x.size, x.size) else fd_hessian(counted, x, lower, forward_hessian)
+        H_end = H if H is not None and H.shape == (x.size, x.size) else fd_hessian_at(x)
         converged = scaled_gradient(x, g_final, lower, H_end) <= SCALED_GTOL * max(tol, 1e-6) / 1e-6
     message = message if not converged else "converged"
     if not converged and iterations >= max_iter:
