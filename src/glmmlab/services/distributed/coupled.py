@@ -25,7 +25,13 @@ from scipy import linalg, sparse
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.solvers.batched import batched_inverse_lower, batched_solve_lower, batched_solve_upper
 from glmmlab.engine.solvers.blocked_cholesky import factor_part, finish_coupled
+from glmmlab.engine.solvers.coupled_pairs import CoupledPairs
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
+
+# the stored products of the coupled block (coupled_pairs.CoupledPairs) that a block of rows keeps between the
+# evaluations of a linear mixed model at most: a worker holds a dozen blocks, and the engine's own caps (for the
+# whole data in memory) would let each keep ~400 MB
+ACTOR_PAIRS_BYTES = 64 * 2**20
 
 # random effects of the factors other than the leading one that a crossed fit on Dask couples at most: their dense
 # block (Q2 x Q2 doubles, 3.2 GB at 20,000) is held by the driver and by every worker during an evaluation
@@ -57,6 +63,8 @@ class PartialFactor:
         self.L1, self.q1, self.Q2 = st.L1, st.q1, st.Q2
         L11, G1, C, S22, S2E, SEE, logdet = factor_part(st, cp, lams, identity=False)
         assert S22 is not None  # a coupled structure
+        if isinstance(cp._pairs, CoupledPairs) and cp._pairs.nbytes() > ACTOR_PAIRS_BYTES:
+            cp._pairs = False  # a worker holds many blocks: above the cap, the sparse product at every theta
         self.L11, self.G1, self.C = L11, G1, C
         self.parts = {"logdet": logdet, "SEE": SEE, "S22": S22,
                       "S2E": S2E if S2E is not None else np.zeros((st.Q2, 0))}
