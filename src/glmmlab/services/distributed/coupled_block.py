@@ -99,8 +99,13 @@ class CoupledRows:
                 E = np.asarray(lap.Xs, dtype=float)
         else:  # "observed"
             w = 0.5 * lap.pw * rs.dev_eta2
+        cp = self.st.crossprods(w, E)
+        # factored once: the sparse product C C', not the stored products the engine builds at once for
+        # cross-products with many pairs (measured on a block of the 20M-row crossed benchmark, 990,922 rows,
+        # 10,000 users x 2,000 items: 1.5-1.7 s CPU to build and use them against 0.6 s for the product)
+        cp._pairs = False
         try:
-            pf = PartialFactor(self.st, self.st.crossprods(w, E), self.theta)
+            pf = PartialFactor(self.st, cp, self.theta)
         except np.linalg.LinAlgError:
             if kind == "newton":
                 return None
