@@ -276,10 +276,22 @@ def _block_diag_sparse(B: np.ndarray) -> sparse.csr_matrix:
 
 
 def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor:
-    """Scale the cross-products by Lambda(theta) and factor the penalised system blockwise."""
-    lams = structure.lambdas(theta)
+    """Scale the cross-products by Lambda(theta) and factor the penalised system blockwise: the leading levels
+    and their part of the coupled block (:func:`factor_part`, what a Dask actor computes on its rows), then the
+    coupled block itself (:func:`finish_coupled`, what the Dask driver does with the actors' parts added)."""
+    L11, G1, C21, S22, S2E, SEE, logdet = factor_part(structure, cp, structure.lambdas(theta), identity=True)
+    if S22 is None:
+        return Factor(L11, G1, None, None, None, SEE, logdet)
+    L22, G2, SEE, logdet = finish_coupled(S22, S2E, SEE, logdet)
+    return Factor(L11, G1, C21, L22, G2, SEE, logdet)
+
+
+def factor_lead(structure: Structure, cp: CrossProducts, lams: list[np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The leading factor's levels factored: (L11, G1 = L11^-1 Lambda1' Z1' W E, E' W E - G1' G1, their
+    log-determinant)."""
     Lam1 = lams[0]
-    L1, q1 = structure.L1, structure.q1
+    q1 = structure.q1
     if q1 == 1:
         t = Lam1[0, 0]
         H11 = cp.A11 * (t * t) + 1.0
@@ -301,27 +313,58 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
     else:
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
         SEE = cp.EE - np.einsum("jam,jak->mk", G1, G1) if m else cp.EE
-    C21 = L22 = G2 = None
-    if structure.rest and structure.dense:
-        return _factor_dense_coupling(structure, cp, lams, L11, G1, SEE, logdet)
-    if structure.rest and structure.all_scalar:
-        return _factor_scalar_coupling(structure, cp, lams, L11, G1, SEE, logdet)
-    if structure.rest:
-        Lam2 = structure.lambda2(lams)
-        Lam1_sp = structure.lambda1_sparse(Lam1)
-        B21 = (Lam2.T @ cp.A21 @ Lam1_sp).tocsr()
-        L11inv = structure.block_diag1(batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11)
-        C21 = (B21 @ L11inv.T).tocsr()
-        S22 = (Lam2.T @ cp.A22 @ Lam2).toarray() + np.eye(structure.Q2) - (C21 @ C21.T).toarray()
-        L22 = _cholesky_lower(S22)
-        logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
-        if m:
-            S2E = np.asarray(Lam2.T @ cp.E2) - np.asarray(C21 @ G1.reshape(L1 * q1, m))
-            G2 = _solve_lower(L22, S2E, check_finite=False)
-            SEE = SEE - G2.T @ G2
-        else:
-            G2 = np.empty((structure.Q2, 0))
-    return Factor(L11, G1, C21, L22, G2, SEE, logdet)
+    return L11, G1, SEE, logdet
+
+
+def factor_part(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], identity: bool) -> tuple:
+    """The part of the blocked factor that the rows of ``cp`` determine alone (all of them, or a Dask block's rows
+    cut by the leading factor, whose leading levels hold all their rows): :func:`factor_lead`'s L11 and G1, the
+    coupling C21 = Lambda2' Z2' W Z1 Lambda1 L11^-T, the coupled block's Schur complement
+    Lambda2' Z2' W Z2 Lambda2 - C21 C21' (+ I with ``identity``: once, where the parts are added) and
+    Lambda2' Z2' W E - C21 G1. Returns (L11, G1, C21, S22, S2E, SEE, logdet); C21, S22 and S2E None without
+    coupled factors, S2E None without columns E."""
+    L11, G1, SEE, logdet = factor_lead(structure, cp, lams)
+    if not structure.rest:
+        return L11, G1, None, None, None, SEE, logdet
+    if structure.dense:
+        part = _factor_dense_coupling(structure, cp, lams, L11, G1, identity)
+    elif structure.all_scalar:
+        part = _factor_scalar_coupling(structure, cp, lams, L11, G1, identity)
+    else:
+        part = _sparse_coupling(structure, cp, lams, L11, G1, identity)
+    return (L11, G1, *part, SEE, logdet)
+
+
+def finish_coupled(S22: np.ndarray, S2E: np.ndarray | None, SEE: np.ndarray, logdet: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The coupled block factored from its Schur complement ``S22`` (with the identity; overwritten) and
+    ``S2E`` (None without columns E): (L22, G2 = L22^-1 S2E, the Schur complement of E, the whole log-determinant)."""
+    L22 = _cholesky_lower(S22, overwrite=True)
+    logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
+    if S2E is not None and S2E.shape[1]:
+        G2 = _solve_lower(L22, S2E, check_finite=False)
+        SEE = SEE - G2.T @ G2
+    else:
+        G2 = np.empty((L22.shape[0], 0))
+    return L22, G2, SEE, logdet
+
+
+def _sparse_coupling(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], L11: np.ndarray,
+                     G1: np.ndarray, identity: bool) -> tuple:
+    """(C21, S22, S2E) of :func:`factor_part` for a sparse coupling of terms with more than one column."""
+    L1, q1 = structure.L1, structure.q1
+    assert cp.A21 is not None and cp.A22 is not None  # the model has coupled factors
+    Lam2 = structure.lambda2(lams)
+    B21 = (Lam2.T @ cp.A21 @ structure.lambda1_sparse(lams[0])).tocsr()
+    L11inv = structure.block_diag1(batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11)
+    C21 = (B21 @ L11inv.T).tocsr()
+    S22 = (Lam2.T @ cp.A22 @ Lam2).toarray()
+    if identity:
+        S22 = S22 + np.eye(structure.Q2)
+    S22 = S22 - (C21 @ C21.T).toarray()
+    m = cp.EE.shape[0]
+    S2E = np.asarray(Lam2.T @ cp.E2) - np.asarray(C21 @ G1.reshape(L1 * q1, m)) if m else None
+    return C21, S22, S2E
 
 
 def _factor_augmented(Lam1: np.ndarray, A11: np.ndarray, E1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -347,7 +390,7 @@ def _factor_augmented(Lam1: np.ndarray, A11: np.ndarray, E1: np.ndarray) -> tupl
 
 
 def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], L11: np.ndarray,
-                            G1: np.ndarray, SEE: np.ndarray, logdet: float) -> Factor:
+                            G1: np.ndarray, identity: bool) -> tuple:
     """Crossed scalar terms with a large sparse coupling (InstEval's students x instructors): Lambda is
     diagonal, so scaling the stored cross-products is a scaling of their data arrays. The coupled block's Schur
     complement comes from :class:`~glmmlab.engine.solvers.coupled_pairs.CoupledPairs` once built (at the second
@@ -372,17 +415,11 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     else:
         S22 = cp._A22 * np.outer(lam2, lam2)
         S22 -= (C21 @ C21.T).toarray()
-    S22[np.diag_indices(Q2)] += 1.0
-    L22 = _cholesky_lower(S22, overwrite=True)
-    logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
+    if identity:
+        S22[np.diag_indices(Q2)] += 1.0
     m = cp.EE.shape[0]
-    if m:
-        S2E = lam2[:, None] * np.asarray(cp.E2) - np.asarray(C21 @ G1.reshape(L1, m))
-        G2 = _solve_lower(L22, S2E, check_finite=False)
-        SEE = SEE - G2.T @ G2
-    else:
-        G2 = np.empty((Q2, 0))
-    return Factor(L11, G1, C21, L22, G2, SEE, logdet)
+    S2E = lam2[:, None] * np.asarray(cp.E2) - np.asarray(C21 @ G1.reshape(L1, m)) if m else None
+    return C21, S22, S2E
 
 
 def apply_lambda_rows(structure: Structure, lams: list[np.ndarray], M: np.ndarray) -> np.ndarray:
@@ -395,7 +432,8 @@ def apply_lambda_rows(structure: Structure, lams: list[np.ndarray], M: np.ndarra
 
 
 def _factor_dense_coupling(structure: Structure, cp: CrossProducts, lams: list[np.ndarray], L11: np.ndarray,
-                           G1: np.ndarray, SEE: np.ndarray, logdet: float) -> Factor:
+                           G1: np.ndarray, identity: bool) -> tuple:
+    """(C21, S22, S2E) of :func:`factor_part` for a dense coupling (small coupled factors)."""
     L1, q1, Q2 = structure.L1, structure.q1, structure.Q2
     assert cp.A21 is not None and cp.A22 is not None and cp.E2 is not None  # the model has coupled factors
     Lam1 = lams[0]
@@ -410,15 +448,10 @@ def _factor_dense_coupling(structure: Structure, cp: CrossProducts, lams: list[n
         Linv = batched_inverse_lower(L11) if q1 > 1 else 1.0 / L11
         C = np.einsum("kjb,jab->kja", B, Linv).reshape(Q2, L1 * q1)
         S22 = apply_lambda_rows(structure, lams, apply_lambda_rows(structure, lams, cp.A22).T).T
-    S22 = S22 + np.eye(Q2) - C @ C.T
-    L22 = _cholesky_lower(S22)
-    logdet += 2.0 * float(np.sum(np.log(np.diag(L22))))
+    S22 = S22 + np.eye(Q2) - C @ C.T if identity else S22 - C @ C.T
     m = cp.EE.shape[0]
+    S2E = None
     if m:
         lam_E2 = lam2[:, None] * cp.E2 if structure.all_scalar else apply_lambda_rows(structure, lams, cp.E2)
         S2E = lam_E2 - C @ G1.reshape(L1 * q1, m)
-        G2 = _solve_lower(L22, S2E, check_finite=False)
-        SEE = SEE - G2.T @ G2
-    else:
-        G2 = np.empty((Q2, 0))
-    return Factor(L11, G1, C, L22, G2, SEE, logdet)
+    return C, S22, S2E

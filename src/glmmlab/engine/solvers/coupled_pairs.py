@@ -67,6 +67,12 @@ class CoupledPairs:
                                   shape=(L1 + 1, a.size + 1))
         return cls(sparse.csc_matrix(M @ merge), a, uniq, Q2, panel, panel_a)
 
+    def nbytes(self) -> int:
+        """The bytes these stored products hold."""
+        arrays = [self.M.data, self.M.indices, self.M.indptr, self.a, self.rows, self.cols, self.fkeys,
+                  self.panel, self.panel_a]
+        return int(sum(a.nbytes for a in arrays if a is not None))
+
     def lower(self, t1: float, lam2: np.ndarray) -> np.ndarray:
         """The dense Q2 x Q2 matrix, column-major, with its lower triangle filled (the strict upper one left
         zero or partly filled)."""

@@ -16,15 +16,8 @@ from glmmlab.engine.solvers.blocked_cholesky import Structure, factor
 from glmmlab.engine.solvers.edge import edge_gap, inside_start, inside_start_of  # noqa: F401  (imported from here)
 from glmmlab.engine.solvers.laplace_gradient import LaplaceGradient
 from glmmlab.engine.solvers.likelihood import Likelihood
+from glmmlab.engine.solvers.mode_search import EDGE_GAP, RowModes, search
 from glmmlab.engine.solvers.scaling import design_dot, design_t_dot
-
-# a mode whose linear predictor comes within this fraction of the scale of the row effects of the edge of the link's
-# range (a mean of 0 under an identity link) is on that edge: see GeneralLaplace.pirls
-EDGE_GAP = 1e-8
-
-
-EDGE_STEPS = 3
-
 
 # under such a link the mode search's curvature of a row with no observed curvature (y = 0 under the identity link):
 # this fraction of the expected information, so the steps do not crawl towards the edge (see _edge_weights)
@@ -35,15 +28,6 @@ MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts
 
 
 # -- every other family: Laplace ----------------------------------------------------------------------------
-def _factor_if_positive(st: Structure, cp, theta: np.ndarray):
-    """The factor of the penalised system, or None where it is not positive definite."""
-    try:
-        F = factor(st, cp, theta)
-    except np.linalg.LinAlgError:
-        return None
-    return F if np.isfinite(F.logdet) else None
-
-
 class GeneralLaplace(LaplaceGradient):
     """lme4's Laplace deviance D(theta, beta) = -2 log p(y | mu) + |u|^2 + log det(H) at the conditional modes."""
 
@@ -182,57 +166,10 @@ class GeneralLaplace(LaplaceGradient):
             re, rs, pdev = self._state(eta_f, u, lams)
         if not np.isfinite(pdev):
             raise FloatingPointError("no valid mean at the starting modes")
-        cp = None
-        converged = at_edge = False
-        near = 0
-        for _ in range(max_iter):
-            # Newton steps with the observed curvature under a link with an edge and where glmmTMB's likelihood is
-            # fitted (its log-determinant uses that curvature too): quadratic convergence, so the modes are at
-            # rounding level when the steps stop (working-weight steps converge only linearly for a non-canonical
-            # link, and left the fit depending on the cut into blocks at 1e-7)
-            F = None
-            newton_step = False
-            if self.newton and self.observed and not self.edge:
-                # Newton's own step, with the observed curvature of every row (a zero-inflated row's can be
-                # negative): quadratic convergence where the penalised Hessian is positive definite
-                w, r = self._newton_working(rs, re)
-                cp = st.crossprods(w, r[:, None])
-                F = _factor_if_positive(st, cp, theta)
-                newton_step = F is not None
-            if F is None:
-                w, r = self._edge_working(rs, re) if self.newton else (self._weighted(rs.w),
-                                                                      self._working_response(rs, re))
-                cp = st.crossprods(w, r[:, None])
-                F = factor(st, cp, theta)
-            delta = F.solve_u(0) - u
-            size = float(np.max(np.abs(delta), initial=0.0))
-            if size < 1e-10:
-                converged = True
-                break
-            t = self._edge_step(eta_f + re, st.row_effect(st.b_of_u(delta, lams))) if self.edge else 1.0
-            for _h in range(30):
-                cand = u + t * delta
-                re_c, rs_c, pdev_c = self._state(eta_f, cand, lams)
-                if pdev_c <= pdev + 1e-12 * abs(pdev):
-                    break
-                t *= 0.5
-            else:
-                converged = True  # no descent left at rounding level
-                break
-            u, re, rs, pdev = cand, re_c, rs_c, pdev_c
-            if newton_step and t == 1.0 and size < 1e-6 and not self.estimated:
-                # a full Newton step (quadratic convergence) this small: the next is of its square's order, below
-                # the test above; the factors below are taken at these modes (fisher_again), so none is lost
-                converged = True
-                break
-            # a mode that stays at the edge for EDGE_STEPS steps in a row is on it (a start next to the edge
-            # may touch it on the way)
-            near = near + 1 if self.edge and self._at_edge(eta_f + re) else 0
-            if near >= EDGE_STEPS:
-                at_edge = True
-                break
-        else:
-            cp = None
+        rows = RowModes(self, theta, lams, eta_f, u, re, rs)
+        pdev, converged, at_edge, exhausted = search(rows, pdev, self.newton and self.observed and not self.edge,
+                                                     self.edge, self.estimated, max_iter)
+        u, re, rs, cp, F, w = rows.u, rows.re, rows.rs, rows.cp, rows.F, rows.w
         fisher_again = self.newton and not self.estimated  # the last factor has the observed curvature
         # glmmTMB's likelihood without an estimated dispersion: the log-determinant's factor, with the observed
         # curvature at these modes, also predicts the next modes (below), so no factor with the expected one
@@ -242,7 +179,7 @@ class GeneralLaplace(LaplaceGradient):
             cp_ld = st.crossprods(wobs, self._observed_working(rs, re, wobs)[:, None])
             F_ld = F = factor(st, cp_ld, theta)
             cp, w = cp_ld, wobs
-        elif cp is None or self.edge or fisher_again:
+        elif exhausted or cp is None or self.edge or fisher_again:
             # the log-determinant, the gradient and the predicted modes use the expected information
             w = self._weighted(rs.w)
             with_r = self.edge or fisher_again

@@ -133,7 +133,6 @@ class LaplaceGradient:
         rows' own levels."""
         st = self.st
         lams = st.lambdas(theta)
-        u_blocks = st.split_u(m["u"])
         rs, pw, F = m["rs"], self.pw, m["F"]
         d1 = self._weighted(rs.dev_eta)
         w_eta = self._weighted(rs.w_eta)
@@ -162,34 +161,10 @@ class LaplaceGradient:
         S = np.concatenate(level_sums(st, codes, Zt, starts, sw))
         v0 = K.solve(2.0 * m["u"] + S)
         v1 = K.solve(-2.0 * m["u"])
-        out = []
-        m["s_rows"], m["t_rows"] = s, np.zeros(n)  # for the family parameters' gradient (see _psi_gradient)
-        for v, a_i in ((v1, d1), (v0, sw)):  # (c part, constant part)
-            v_blocks = st.split_u(v)
-            tv = np.zeros(n)
-            for t in range(len(st.blocks)):
-                vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
-                tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
-            m["t_rows"] += tv
-            a_i = a_i - wobs * tv
-            grad_beta = self._xt(a_i)
-            grad_theta = np.empty(structured.n_entries(st.blocks))
-            k = 0
-            constant = v is v0
-            for t, b in enumerate(st.blocks):
-                Zr, vt = b.Z, v_blocks[t]
-                ut = st.lead_expand(u_blocks[t]) if t == 0 else u_blocks[t][codes[t]]
-                hzt = hz[:, starts[t]: starts[t + 1]]
-                g = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
-                    [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
-                for ra, cb in b.entry_positions():
-                    val = float(np.sum(a_i * Zr[:, ra] * ut[:, cb]) - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
-                    if constant:
-                        val += 2.0 * float(np.sum(w * Zr[:, ra] * hzt[:, cb]))
-                    grad_theta[k] = val
-                    k += 1
-            out.append(np.concatenate([grad_theta, grad_beta]))
-        return out[0], out[1]
+        m["s_rows"] = s  # for the family parameters' gradient (see _psi_gradient)
+        g_c, g_0, m["t_rows"] = gradient_parts(st, self._xt, m["u"], v0, v1, (codes, Zt, starts, hz),
+                                               (d1, sw, wobs, w))
+        return g_c, g_0
 
     def _gradient_one_factor(self, lam: np.ndarray, m: dict, F, K, d1: np.ndarray, w_eta: np.ndarray,
                              wobs: np.ndarray, Aw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,3 +260,47 @@ def row_inverse_blocks(st, H11: np.ndarray, H12: np.ndarray | None, H22: np.ndar
         for t2, ct2 in enumerate(cols, start=1):
             P[:, s0:s1, starts[t2]: starts[t2 + 1]] = H22[ct[:, :, None], ct2[:, None, :]]
     return P
+
+
+def gradient_parts(st, xt, u: np.ndarray, v0: np.ndarray, v1: np.ndarray, rows: tuple, weights: tuple
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exact gradient's two parts over (Lambda's free entries, beta), as c g_c + g_0 (c: the dispersion slope,
+    applied after blocks of rows add their parts), from the solves v1 = K^-1 (-2u) (the c part) and
+    v0 = K^-1 (2u + S) (the constant part) at the modes ``u``. ``rows``: (codes, Zt, starts) of
+    :func:`scaled_rows` and hz = H^-1 z~_i at each row's own levels; ``weights``: the rows' d dev/d eta, s_i times
+    the weights' derivative, the observed information and the log-determinant's weights; ``xt``: X' times a
+    vector. Also the rows' z~_i' (v0 + v1) (the family parameters' gradient uses them). For the rows of the
+    whole model or of a Dask block cut by the leading factor (``u``, ``v0``, ``v1`` then its leading levels'
+    and every coupled level's)."""
+    codes, Zt, starts, hz = rows
+    d1, sw, wobs, w = weights
+    n = Zt.shape[0]
+    u_blocks = st.split_u(u)
+    out = []
+    t_rows = np.zeros(n)
+    for v, a_i in ((v1, d1), (v0, sw)):  # (c part, constant part)
+        v_blocks = st.split_u(v)
+        tv = np.zeros(n)
+        for t in range(len(st.blocks)):
+            vt_rows = st.lead_expand(v_blocks[t]) if t == 0 else v_blocks[t][codes[t]]
+            tv += np.einsum("na,na->n", Zt[:, starts[t]: starts[t + 1]], vt_rows)
+        t_rows += tv
+        a_i = a_i - wobs * tv
+        grad_beta = xt(a_i)
+        grad_theta = np.empty(structured.n_entries(st.blocks))
+        k = 0
+        constant = v is v0
+        for t, b in enumerate(st.blocks):
+            Zr, vt = b.Z, v_blocks[t]
+            ut = st.lead_expand(u_blocks[t]) if t == 0 else u_blocks[t][codes[t]]
+            hzt = hz[:, starts[t]: starts[t + 1]]
+            g = st.lead_sum(d1[:, None] * Zr) if t == 0 else np.column_stack(
+                [np.bincount(codes[t], weights=d1 * Zr[:, a], minlength=b.n_levels) for a in range(b.q)])
+            for ra, cb in b.entry_positions():
+                val = float(np.sum(a_i * Zr[:, ra] * ut[:, cb]) - 0.5 * np.sum(vt[:, cb] * g[:, ra]))
+                if constant:
+                    val += 2.0 * float(np.sum(w * Zr[:, ra] * hzt[:, cb]))
+                grad_theta[k] = val
+                k += 1
+        out.append(np.concatenate([grad_theta, grad_beta]))
+    return out[0], out[1], t_rows

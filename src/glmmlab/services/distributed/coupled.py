@@ -19,20 +19,19 @@ those of the in-memory factor (the same sums, added in another order).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from scipy import linalg, sparse
 
 from glmmlab.engine.errors import GlmmInputError
-from glmmlab.engine.solvers.batched import (
-    batched_cholesky,
-    batched_inverse_lower,
-    batched_solve_lower,
-    batched_solve_upper,
-)
-from glmmlab.engine.solvers.blocked_cholesky import apply_lambda_rows
+from glmmlab.engine.solvers.batched import batched_inverse_lower, batched_solve_lower, batched_solve_upper
+from glmmlab.engine.solvers.blocked_cholesky import factor_part, finish_coupled
+from glmmlab.engine.solvers.coupled_pairs import CoupledPairs
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
+
+# the stored products of the coupled block (coupled_pairs.CoupledPairs) that a block of rows keeps between the
+# evaluations of a linear mixed model at most: a worker holds a dozen blocks, and the engine's own caps (for the
+# whole data in memory) would let each keep ~400 MB
+ACTOR_PAIRS_BYTES = 64 * 2**20
 
 # random effects of the factors other than the leading one that a crossed fit on Dask couples at most: their dense
 # block (Q2 x Q2 doubles, 3.2 GB at 20,000) is held by the driver and by every worker during an evaluation
@@ -61,52 +60,14 @@ class PartialFactor:
 
     def __init__(self, st: Structure, cp: CrossProducts, theta: np.ndarray):
         lams = st.lambdas(np.asarray(theta, dtype=float))
-        Lam1 = lams[0]
-        L1, q1, Q2 = st.L1, st.q1, st.Q2
-        self.L1, self.q1, self.Q2 = L1, q1, Q2
-        if q1 == 1:
-            t = float(Lam1[0, 0])
-            L11 = np.sqrt(cp.A11 * (t * t) + 1.0)
-            G1 = cp.E1 * (t / L11)
-            logdet = 2.0 * float(np.sum(np.log(L11)))
-        else:
-            H11 = Lam1.T @ cp.A11 @ Lam1
-            H11[:, np.arange(q1), np.arange(q1)] += 1.0
-            L11 = batched_cholesky(H11)
-            F1 = Lam1.T @ cp.E1
-            G1 = batched_solve_lower(L11, F1) if F1.shape[2] else F1
-            logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
-        m = cp.EE.shape[0]
-        g1 = G1.reshape(L1 * q1, m)
-        SEE = cp.EE - g1.T @ g1 if m else cp.EE
-        assert cp.A21 is not None and cp.A22 is not None  # a coupled structure
-        Linv = 1.0 / L11 if q1 == 1 else batched_inverse_lower(L11)
-        if sparse.issparse(cp.A21) and st.all_scalar:
-            # scalar terms (Lambda diagonal): C's entries are A21's scaled, as in blocked_cholesky's crossed
-            # scalar factorisation, without sparse products by Lambda
-            A21 = sparse.csr_matrix(cp.A21)
-            lam2 = np.concatenate([np.full(b.n_levels, float(L[0, 0])) for b, L in zip(st.rest, lams[1:])])
-            rows21 = np.repeat(np.arange(A21.shape[0]), np.diff(A21.indptr))
-            data = A21.data * lam2[rows21] * (float(Lam1[0, 0]) / L11[:, 0, 0][A21.indices])
-            C: Any = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)
-            A22 = cp.A22.toarray() if sparse.issparse(cp.A22) else np.asarray(cp.A22)
-            S22 = A22 * np.outer(lam2, lam2) - (C @ C.T).toarray()
-            S2E = (lam2[:, None] * np.asarray(cp.E2) - np.asarray(C @ g1)) if m else np.zeros((Q2, 0))
-        elif sparse.issparse(cp.A21):
-            Lam2 = st.lambda2(lams)
-            B21 = Lam2.T @ cp.A21 @ st.lambda1_sparse(Lam1)
-            C = (B21 @ st.block_diag1(Linv).T).tocsr()
-            S22 = np.asarray((Lam2.T @ cp.A22 @ Lam2).toarray()) - (C @ C.T).toarray()
-            S2E = (np.asarray(Lam2.T @ cp.E2) - np.asarray(C @ g1)) if m else np.zeros((Q2, 0))
-        else:
-            A21, A22 = np.asarray(cp.A21), np.asarray(cp.A22)
-            B = apply_lambda_rows(st, lams, A21)
-            B = np.einsum("kjb,ba->kja", B.reshape(Q2, L1, q1), Lam1)
-            C = np.einsum("kjb,jab->kja", B, Linv).reshape(Q2, L1 * q1)
-            S22 = apply_lambda_rows(st, lams, apply_lambda_rows(st, lams, A22).T).T - C @ C.T
-            S2E = (apply_lambda_rows(st, lams, np.asarray(cp.E2)) - C @ g1) if m else np.zeros((Q2, 0))
+        self.L1, self.q1, self.Q2 = st.L1, st.q1, st.Q2
+        L11, G1, C, S22, S2E, SEE, logdet = factor_part(st, cp, lams, identity=False)
+        assert S22 is not None  # a coupled structure
+        if isinstance(cp._pairs, CoupledPairs) and cp._pairs.nbytes() > ACTOR_PAIRS_BYTES:
+            cp._pairs = False  # a worker holds many blocks: above the cap, the sparse product at every theta
         self.L11, self.G1, self.C = L11, G1, C
-        self.parts = {"logdet": logdet, "SEE": SEE, "S22": S22, "S2E": S2E}
+        self.parts = {"logdet": logdet, "SEE": SEE, "S22": S22,
+                      "S2E": S2E if S2E is not None else np.zeros((st.Q2, 0))}
 
     def sums(self) -> dict:
         """What the driver adds up (and then forgets here: the Q2 x Q2 part is the largest array of a block)."""
@@ -167,13 +128,9 @@ class CoupledFactor:
     def __init__(self, parts: dict):
         S22 = parts.pop("S22")
         S22[np.diag_indices(S22.shape[0])] += 1.0
-        self.L22 = linalg.cholesky(S22, lower=True, overwrite_a=True, check_finite=False)
+        self.L22, self.G2, self.SEE, self.logdet = finish_coupled(S22, parts["S2E"], parts["SEE"],
+                                                                  float(parts["logdet"]))
         del S22
-        self.logdet = float(parts["logdet"]) + 2.0 * float(np.sum(np.log(np.diag(self.L22))))
-        S2E = parts["S2E"]
-        self.G2 = linalg.solve_triangular(self.L22, S2E, lower=True, check_finite=False) if S2E.shape[1] else S2E
-        SEE = parts["SEE"]
-        self.SEE = SEE - self.G2.T @ self.G2 if SEE.size else SEE
         self._L22inv: np.ndarray | None = None
 
     def upper(self, y2: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from collections import deque
 
 import numpy as np
 
-from glmmlab.engine.solvers.laplace import EDGE_GAP, EDGE_STEPS
+from glmmlab.engine.solvers.mode_search import EDGE_GAP, search
 from glmmlab.engine.solvers.row_blocks import BlockedLaplace, reml_criterion
 from glmmlab.engine.solvers.structure import Structure
 from glmmlab.services.distributed.actor_adapters import ActorBlock, ActorProfiledLmm
@@ -141,7 +141,9 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         return float(sum(self._all("start", theta, beta, self.u2, how))) + float(self.u2 @ self.u2)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, max_iter: int = 200) -> dict:
-        """:meth:`GeneralLaplace.pirls` over the actors (the same steps, tests and fallbacks)."""
+        """:meth:`GeneralLaplace.pirls` over the actors: the engine's mode search
+        (:func:`~glmmlab.engine.solvers.mode_search.search`) with each of its operations a round of calls to the
+        actors (:class:`_ActorSteps`), and the same fallbacks."""
         u2_before = self.u2.copy()
         self._pending = False
         pdev = self._start(theta, beta, "last")
@@ -151,47 +153,10 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
             pdev = self._start(theta, beta, "moved")
         if not np.isfinite(pdev):
             raise FloatingPointError("no valid mean at the starting modes")
-        converged = at_edge = exhausted = False
-        near = 0
-        for _ in range(max_iter):
-            F = self._positive("F") if self.newton and self.observed and not self.edge else None
-            if F is None:
-                F = self._factor("F", "step")
-            assert F is not None
-            u2_new = F.upper(F.G2[:, 0])
-            delta2 = u2_new - self.u2
-            tried = None  # without an edge the full step's deviance comes with the step
-            if self.edge:
-                change1 = max(self._all("step", "F", u2_new, False))
-            else:
-                steps = self._all("step", "F", u2_new, True)
-                change1, tried = max(s[0] for s in steps), float(sum(s[1] for s in steps))
-            if max(change1, float(np.max(np.abs(delta2), initial=0.0))) < 1e-10:
-                converged = True
-                break
-            t = min(self._all("edge_step")) if self.edge else 1.0
-            for h in range(30):
-                cand2 = self.u2 + t * delta2
-                rows = tried if h == 0 and tried is not None else float(sum(self._all("try_step", t)))
-                pdev_c = rows + float(cand2 @ cand2)
-                if pdev_c <= pdev + 1e-12 * abs(pdev):
-                    break
-                t *= 0.5
-            else:
-                converged = True  # no descent left at rounding level
-                break
-            self.u2, pdev = cand2, pdev_c
-            if not self.edge:
-                self._pending = True
-                continue
-            gaps = self._all("accept")
-            gap, top = min(g[0] for g in gaps), max(g[1] for g in gaps)
-            near = near + 1 if gap <= EDGE_GAP * (1.0 + top) else 0
-            if near >= EDGE_STEPS:
-                at_edge = True
-                break
-        else:
-            exhausted = True
+        steps = _ActorSteps(self)
+        _, converged, at_edge, exhausted = search(steps, pdev, self.newton and self.observed and not self.edge,
+                                                  self.edge, self.estimated, max_iter)
+        F = steps.F
         fisher_again = self.newton and not self.estimated
         if exhausted or self.edge or fisher_again:
             F = self._factor("F", "fisher_r" if self.edge or fisher_again else "fisher")
@@ -262,6 +227,62 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
 
     def agq(self, *args):  # pragma: no cover - nagq > 1 is refused for more than one term before any pass
         raise NotImplementedError("adaptive quadrature needs one scalar random-effects term")
+
+
+class _ActorSteps:
+    """The mode search's operations (:class:`~glmmlab.engine.solvers.mode_search.ModeSteps`) over the actors of a
+    :class:`CoupledUnit`: the driver holds the coupled factors' modes and the last factor, each actor its leading
+    levels' modes and the step's candidate. Without an edge, the full step's deviance comes with the step and the
+    actors move to a candidate with the next call that reads their state (a round trip saved each)."""
+
+    def __init__(self, unit: CoupledUnit):
+        self.unit = unit
+        self.F: CoupledFactor | None = None
+        self.tried: float | None = None
+
+    def factor(self, newton: bool) -> bool:
+        unit = self.unit
+        F = unit._positive("F") if newton else unit._factor("F", "step")
+        if F is None:
+            assert newton  # a working-weight factor is positive definite
+            return False
+        self.F = F
+        return True
+
+    def step(self) -> float:
+        unit, F = self.unit, self.F
+        assert F is not None
+        u2_new = F.upper(F.G2[:, 0])
+        self.delta2 = u2_new - unit.u2
+        if unit.edge:
+            change1, self.tried = max(unit._all("step", "F", u2_new, False)), None
+        else:
+            steps = unit._all("step", "F", u2_new, True)
+            change1, self.tried = max(s[0] for s in steps), float(sum(s[1] for s in steps))
+        return max(change1, float(np.max(np.abs(self.delta2), initial=0.0)))
+
+    def edge_step(self) -> float:
+        return min(self.unit._all("edge_step"))
+
+    def try_step(self, t: float) -> float:
+        unit = self.unit
+        self.cand2 = unit.u2 + t * self.delta2
+        if self.tried is not None and t == 1.0:  # the full step's, computed with the step
+            rows = self.tried
+        else:
+            rows = float(sum(unit._all("try_step", t)))
+        self.tried = None
+        return rows + float(self.cand2 @ self.cand2)
+
+    def accept(self) -> bool:
+        unit = self.unit
+        unit.u2 = self.cand2
+        if not unit.edge:
+            unit._pending = True
+            return False
+        gaps = unit._all("accept")
+        gap, top = min(g[0] for g in gaps), max(g[1] for g in gaps)
+        return gap <= EDGE_GAP * (1.0 + top)
 
 
 class CoupledLaplace(BlockedLaplace):
