@@ -440,4 +440,7 @@ class CrossProducts:
     # are factored a second time (REML factors them at every theta): coupled_pairs.CoupledPairs, or False
     _pairs: Any = field(default=None, init=False, repr=False, compare=False)
     _calls: int = field(default=0, init=False, repr=False, compare=False)
+    # set by an optimiser that evaluates several thetas with the same leading SD in a row: CoupledPairs keeps
+    # its matrix of that t1 between them (coupled_pairs.CoupledPairs.lower's keep)
+    keep_t1: bool = field(default=False, init=False, repr=False, compare=False)
 
