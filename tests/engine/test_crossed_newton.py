@@ -76,8 +76,8 @@ def test_the_kept_matrix_of_a_t1_is_the_fresh_one(monkeypatch):
     assert isinstance(pairs, CoupledPairs) and isinstance(other, CoupledPairs)
     rng = np.random.default_rng(3)
     kept = None
-    for t1 in (0.7, 0.7, 0.3, 0.3):
-        lam2 = rng.uniform(0.2, 1.5, st.Q2)
+    for t1, same in ((0.7, False), (0.7, True), (0.3, True), (0.3, False)):
+        lam2 = np.full(st.Q2, 0.6) if same else rng.uniform(0.2, 1.5, st.Q2)  # one SD, or several
         got = np.tril(pairs.lower(t1, lam2, keep=True))
         np.testing.assert_allclose(got, np.tril(other.lower(t1, lam2)), rtol=1e-13, atol=1e-15)
         assert pairs._kept is not None and pairs._kept[0] == t1

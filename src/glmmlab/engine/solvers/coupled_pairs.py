@@ -80,6 +80,8 @@ class CoupledPairs:
         if self._kept is None or self._kept[0] != t1:
             self._kept = None  # its memory back before the next one is made
             self._kept = (t1, self._unit_scaled(t1, np.ones(self.Q2)))
+        if lam2.size and np.all(lam2 == lam2[0]):  # one coupled factor: one SD, one pass
+            return np.multiply(self._kept[1], lam2[0] * lam2[0], order="F")
         S = np.multiply(self._kept[1], lam2[:, None], order="F")
         S *= lam2[None, :]
         return S
