@@ -381,8 +381,10 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     """Crossed scalar terms with a large sparse coupling (InstEval's students x instructors): Lambda is
     diagonal, so scaling the stored cross-products is a scaling of their data arrays. The coupled block's Schur
     complement comes from :class:`~glmmlab.engine.solvers.coupled_pairs.CoupledPairs` once built (at the second
-    call on the same cross-products, or the first when the pairs exceed its cap), else from the sparse product
-    C21 C21'."""
+    call on the same cross-products, or the first when the pairs exceed its cap and the cross-products are
+    ``reused``: REML's), else from the sparse product C21 C21'. PIRLS factors each iteration's cross-products
+    once: there a build at the first call cost twice the sparse product (the English Lexicon Project's shape,
+    80,962 items x 814 subjects: build 1.37 s + its use 1.18 s against 1.27 s CPU)."""
     L1, Q2 = structure.L1, structure.Q2
     t1 = float(lams[0][0, 0])
     lam2 = np.concatenate([np.full(b.n_levels, float(L[0, 0])) for b, L in zip(structure.rest, lams[1:])])
@@ -395,7 +397,7 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     data = A21.data * lam2[cp._rows21] * (t1 / d1[A21.indices])
     C21 = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)
     cp._calls += 1
-    if cp._pairs is None and (cp._calls == 2 or cp._calls == 1 and over_the_cap(A21)):
+    if cp._pairs is None and (cp._calls == 2 or cp._calls == 1 and cp.reused and over_the_cap(A21)):
         cp._pairs = CoupledPairs.build(A21, cp.A22, cp.A11[:, 0, 0], Q2)
     if isinstance(cp._pairs, CoupledPairs):
         S22 = cp._pairs.lower(t1, lam2, keep=cp.keep_t1)

@@ -53,6 +53,7 @@ class ProfiledLmm:
             zc = z
         unit = bool(np.all(pw == 1.0))
         self.cp = st.crossprods_xz(pw, Xs, zc, unit=unit)
+        self.cp.reused = True  # factored at every theta
         self.sum_log_w = 0.0 if unit else sum_log(pw)
         self.evaluations = 0
         self.reml = True  # False: the maximum-likelihood criterion (lmer's REML = FALSE)
