@@ -48,10 +48,15 @@ def test_moment_start_is_near_the_optimum_and_the_fit_unchanged(monkeypatch):
     # ... and the fit from there is the usual one
     assert fit["fit"]["log_likelihood"] == pytest.approx(usual["fit"]["log_likelihood"], abs=1e-6)
     np.testing.assert_allclose(theta, usual["optimization"]["final"], rtol=1e-5)
+    assert_same_fixed_effects(fit, usual)
+    assert fit["optimization"]["evaluations"] < usual["optimization"]["evaluations"]
+
+
+def assert_same_fixed_effects(fit: dict, usual: dict) -> None:
+    """Two fits' records (``to_dict``) with the same fixed effects and standard errors."""
     for a, b in zip(fit["fixed_effects"], usual["fixed_effects"]):
         assert a["estimate"] == pytest.approx(b["estimate"], rel=1e-7, abs=1e-9)
         assert a["std_error"] == pytest.approx(b["std_error"], rel=1e-6)
-    assert fit["optimization"]["evaluations"] < usual["optimization"]["evaluations"]
 
 
 def test_no_moment_start_for_nested_factors_or_slopes(monkeypatch):

@@ -121,7 +121,11 @@ def test_crossed_scalar_factor_reused_over_thetas_equals_dense_algebra(heavy_sha
     assert [b.component for b in st.blocks] == ["g", "h", "k"] and not st.dense and st.all_scalar
     w = rng.integers(1, 3, n).astype(float)  # integer weights: many leading levels share their sum
     E = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
+    once = st.crossprods(w, E)  # PIRLS's: factored once, so never built at the first call
+    factor(st, once, np.array([0.8, 1.3, 0.4]))
+    assert once._pairs is None
     cp = st.crossprods(w, E)
+    cp.reused = True  # REML's: factored at every theta
     for k, theta in enumerate(([0.8, 1.3, 0.4], [0.2, 0.0, 2.5], [1.7, 0.6, 0.05])):
         F = factor(st, cp, np.array(theta))
         if k == 0:  # built at the first call when the pairs (1,940 here) exceed the cap, else at the second

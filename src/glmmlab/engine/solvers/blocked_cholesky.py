@@ -43,6 +43,9 @@ PAIRS_AT_ONCE = 4_000_000  # pairs of a column's entries PatternInverse sums at 
 # 2 Q2^2 operations (MovieLens' shape, 3,706 movies: diag_blocks_inverse 11.9 s CPU with every column by pairs,
 # 4.4 s with the share 0.06, 3.4 s with 0.03, 3.6 s with 0.015)
 DENSE_COLUMN_SHARE = 0.03
+# the diagonal of H^-1 alone (the conditional variances) takes such a column by a triangular solve with L22 (Q2^2
+# operations, half the product with S^-1): it pays from 0.02 of Q2 (MovieLens' shape: 2,398 -> 3,217 columns)
+DIAG_DENSE_SHARE = 0.02
 
 # LAPACK's routines for the coupled block, called directly: scipy.linalg's cholesky and solve_triangular call the
 # same ones (with the same arguments, so the same numbers) behind checks and a batching wrapper that cost several
@@ -177,11 +180,11 @@ class Factor:
         if self.L22 is None:
             return res
         assert self.C21 is not None
-        if q1 == 1 and sparse.issparse(self.C21):  # scalar terms, sparse coupling: from the pattern's pairs
-            Sinv, pattern = self._pattern_inverse()
-            res = [pattern.h11.reshape(L1, 1, 1)]
+        if q1 == 1 and sparse.issparse(self.C21):  # scalar terms, sparse coupling: pairs and a triangular solve
+            h11, s22 = _scalar_diag_inverse(self.L11[:, 0, 0], self.C21, self.L22)
+            res = [h11.reshape(L1, 1, 1)]
             for b, o in zip(structure.rest, structure.rest_offsets):
-                res.append(np.diag(Sinv)[o: o + b.size].reshape(b.n_levels, 1, 1).copy())
+                res.append(s22[o: o + b.size].reshape(b.n_levels, 1, 1).copy())
             return res
         # L^-1 = [[L11^-1, 0], [-L22^-1 C21 L11^-1, L22^-1]]; the lower-left block adds to the leading
         # factor's diagonal blocks, and L22^-1 gives those of the coupled factors.
@@ -203,6 +206,33 @@ class Factor:
             cols = L22inv[:, o: o + b.size].reshape(Q2, b.n_levels, b.q)
             res.append(np.einsum("kja,kjb->jab", cols, cols))
         return res
+
+
+def _scalar_diag_inverse(d: np.ndarray, C21: Any, L22: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The diagonals of (H^-1)_11 and (H^-1)_22 = S^-1 for scalar terms with a sparse coupling C21 (Q2 x L1):
+    h11_j = (1 + c_j' S^-1 c_j) / d_j^2 for C21's column c_j. A column with many entries (more than
+    :data:`DIAG_DENSE_SHARE` of Q2: a MovieLens user's hundreds of ratings) takes c_j' S^-1 c_j = |L22^-1 c_j|^2
+    from one triangular solve with a panel of them (Q2^2 operations a column, half of S^-1 times the column,
+    which :class:`PatternInverse` computes because it needs every entry of S^-1 c_j); the others sum S^-1 over
+    the pairs of their entries (:class:`PatternInverse` of those columns alone)."""
+    Q2, L1 = L22.shape[0], d.size
+    Sinv = _inverse_from_cholesky(L22)
+    C = sparse.csc_matrix(C21)
+    counts = np.diff(C.indptr)
+    dense = counts > DIAG_DENSE_SHARE * Q2
+    quad = np.zeros(L1)
+    light = np.flatnonzero(~dense)
+    if light.size:
+        quad[light] = PatternInverse(np.ones(light.size), C[:, light], Sinv).h11 - 1.0
+    diag22 = np.diag(Sinv).copy()
+    del Sinv
+    heavy = np.flatnonzero(dense)
+    step = max(1, PAIRS_AT_ONCE // max(Q2, 1))
+    for start in range(0, heavy.size, step):
+        cols = heavy[start:start + step]
+        W = _solve_lower(L22, C[:, cols].toarray(), check_finite=False)
+        quad[cols] = np.einsum("ij,ij->j", W, W)
+    return (1.0 + quad) / (d * d), diag22
 
 
 class PatternInverse:
@@ -394,8 +424,10 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     """Crossed scalar terms with a large sparse coupling (InstEval's students x instructors): Lambda is
     diagonal, so scaling the stored cross-products is a scaling of their data arrays. The coupled block's Schur
     complement comes from :class:`~glmmlab.engine.solvers.coupled_pairs.CoupledPairs` once built (at the second
-    call on the same cross-products, or the first when the pairs exceed its cap), else from the sparse product
-    C21 C21'."""
+    call on the same cross-products, or the first when the pairs exceed its cap and the cross-products are
+    ``reused``: REML's), else from the sparse product C21 C21'. PIRLS factors each iteration's cross-products
+    once: there a build at the first call cost twice the sparse product (the English Lexicon Project's shape,
+    80,962 items x 814 subjects: build 1.37 s + its use 1.18 s against 1.27 s CPU)."""
     L1, Q2 = structure.L1, structure.Q2
     t1 = float(lams[0][0, 0])
     lam2 = np.concatenate([np.full(b.n_levels, float(L[0, 0])) for b, L in zip(structure.rest, lams[1:])])
@@ -408,10 +440,10 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
     data = A21.data * lam2[cp._rows21] * (t1 / d1[A21.indices])
     C21 = sparse.csr_matrix((data, A21.indices, A21.indptr), shape=A21.shape)
     cp._calls += 1
-    if cp._pairs is None and (cp._calls == 2 or cp._calls == 1 and over_the_cap(A21)):
+    if cp._pairs is None and (cp._calls == 2 or cp._calls == 1 and cp.reused and over_the_cap(A21)):
         cp._pairs = CoupledPairs.build(A21, cp.A22, cp.A11[:, 0, 0], Q2)
     if isinstance(cp._pairs, CoupledPairs):
-        S22 = cp._pairs.lower(t1, lam2)
+        S22 = cp._pairs.lower(t1, lam2, keep=cp.keep_t1)
     else:
         S22 = cp._A22 * np.outer(lam2, lam2)
         S22 -= (C21 @ C21.T).toarray()

@@ -41,6 +41,7 @@ class CoupledPairs:
         self.rows, self.cols = keys // Q2, keys % Q2
         self.fkeys = self.cols * Q2 + self.rows  # the entries' places in a column-major (Fortran) Q2 x Q2 array
         self.panel, self.panel_a = panel, panel_a  # (Q2, heavy) Fortran-ordered, and the heavy levels' a_j
+        self._kept: tuple[float, np.ndarray] | None = None  # (t1, the matrix at lam2 = 1): see lower's keep
 
     @classmethod
     def build(cls, A21: sparse.csr_matrix, A22, a11: np.ndarray, Q2: int) -> "CoupledPairs | bool":
@@ -73,9 +74,25 @@ class CoupledPairs:
                   self.panel, self.panel_a]
         return int(sum(a.nbytes for a in arrays if a is not None))
 
-    def lower(self, t1: float, lam2: np.ndarray) -> np.ndarray:
+    def lower(self, t1: float, lam2: np.ndarray, keep: bool = False) -> np.ndarray:
         """The dense Q2 x Q2 matrix, column-major, with its lower triangle filled (the strict upper one left
-        zero or partly filled)."""
+        zero or partly filled). ``keep``: the matrix at lam2 = 1 is kept for the next call at the same t1, which
+        then only scales it by lam2 (Q2^2 products instead of the pairs and the panel's rank update): an optimiser
+        that evaluates several thetas with the same t1 in a row (:mod:`~glmmlab.engine.solvers.crossed_newton`)
+        asks for that; the kept matrix (Q2^2 doubles) is dropped by a call without ``keep``."""
+        if not keep:
+            self._kept = None
+            return self._unit_scaled(t1, lam2)
+        if self._kept is None or self._kept[0] != t1:
+            self._kept = None  # its memory back before the next one is made
+            self._kept = (t1, self._unit_scaled(t1, np.ones(self.Q2)))
+        if lam2.size and np.all(lam2 == lam2[0]):  # one coupled factor: one SD, one pass
+            return np.multiply(self._kept[1], lam2[0] * lam2[0], order="F")
+        S = np.multiply(self._kept[1], lam2[:, None], order="F")
+        S *= lam2[None, :]
+        return S
+
+    def _unit_scaled(self, t1: float, lam2: np.ndarray) -> np.ndarray:
         t2 = t1 * t1
         vals = self.M @ np.append(t2 / (t2 * self.a + 1.0), 1.0)
         vals *= lam2[self.rows] * lam2[self.cols]

@@ -12,7 +12,7 @@ from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.inference.deferred import Deferred
 from glmmlab.engine.model.covstruct import NotPositiveDefinite
 from glmmlab.engine.progress import report
-from glmmlab.engine.solvers import structured_reml, structured_start
+from glmmlab.engine.solvers import crossed_newton, structured_reml, structured_start
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import factor
 from glmmlab.engine.solvers.likelihood import sum_log
@@ -31,6 +31,7 @@ from glmmlab.engine.solvers.row_blocks import (
 )
 from glmmlab.engine.solvers.search import bobyqa
 from glmmlab.engine.solvers.structure import Structure, check_coupled_size
+from glmmlab.engine.solvers.threads import wide_blas
 
 
 # -- Gaussian + identity: profiled REML ---------------------------------------------------------------------
@@ -52,10 +53,14 @@ class ProfiledLmm:
             zc = z
         unit = bool(np.all(pw == 1.0))
         self.cp = st.crossprods_xz(pw, Xs, zc, unit=unit)
+        self.cp.reused = True  # factored at every theta
         self.sum_log_w = 0.0 if unit else sum_log(pw)
         self.evaluations = 0
         self.reml = True  # False: the maximum-likelihood criterion (lmer's REML = FALSE)
         self._last: tuple[bytes, Any, Any] | None = None  # the last theta, the cross-products, their factor
+        # the side of the dense coupled block factored with BLAS on every core (threads.wide_blas): set by the
+        # driver when this is the fit's only block (crossed factors), 0 (one BLAS thread) otherwise
+        self.blas_side = 0
 
     def _factor(self, theta: np.ndarray):
         """The blocked factor at theta; the last one is kept, as the optimiser's last point is asked for again
@@ -64,7 +69,8 @@ class ProfiledLmm:
         theta = np.asarray(theta, dtype=float)
         key = theta.tobytes()
         if self._last is None or self._last[0] != key or self._last[1] is not self.cp:
-            self._last = (key, self.cp, factor(self.st, self.cp, theta))
+            with wide_blas(self.blas_side):
+                self._last = (key, self.cp, factor(self.st, self.cp, theta))
         return self._last[2]
 
     def parts(self, theta: np.ndarray, reml: bool = True):
@@ -87,7 +93,9 @@ class ProfiledLmm:
         shift = np.asarray(beta_s, dtype=float) - self.beta0
         u = F.solve_u(p) - sum((F.solve_u(k) * shift[k] for k in range(p)), np.zeros(st.Q))
         re = st.row_effect(st.b_of_u(u, st.lambdas(theta)))
-        return {"u": u, "cond": F.diag_blocks_inverse(st), "re": re, "xb": self.Xs @ beta_s}
+        with wide_blas(self.blas_side):
+            cond = F.diag_blocks_inverse(st)
+        return {"u": u, "cond": cond, "re": re, "xb": self.Xs @ beta_s}
 
     def varpar_deviance(self, theta: np.ndarray, sigma: float, reml: bool = True) -> float:
         """The deviance at (theta, sigma) without profiling sigma out (lmerTest's, for Satterthwaite's degrees of
@@ -120,6 +128,8 @@ def _fit_reml(st, Xs, T, names, mf, pw, off, model, progress, specs):
     z = mf.y if mf.offset is None else mf.y - off
     beta0 = centring_fit(normal_equations(Xs, z, pw))
     blocks = [ProfiledLmm(local, Xs[r], z[r], pw[r], beta0) for local, r in _block_rows(st, specs)]
+    if len(blocks) == 1 and st.rest:  # no blocks in threads: the coupled block's dense work on every core
+        blocks[0].blas_side = st.Q2
     obj = BlockedProfiledLmm(blocks, mf.n, sum_log(pw), beta0)
     obj.reml = reml = bool(model.get("reml", True))
     start = moment_start(st, Xs, z, pw, beta0) if len(specs) == 1 else None
@@ -235,14 +245,18 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
     their global levels. ``polish``: Newton steps after BOBYQA take theta to rounding level, so the fit does not
     depend on how the rows are cut into blocks (models whose factors nest; each evaluation is cheap there).
     ``remote``: the rows when they are not in ``mf`` (see :class:`RemoteRows`). ``start``: a theta near the
-    optimum (:func:`moment_start`), where BOBYQA starts with steps of MOMENT_STEP of it; None: lme4's start and
-    the halving scan."""
+    optimum (:func:`moment_start`), where :mod:`~glmmlab.engine.solvers.crossed_newton`'s Newton steps start
+    (with the blocks in this process), else BOBYQA with steps of MOMENT_STEP of it; None: lme4's start and the
+    halving scan."""
     reml = obj.reml
     lower = st.theta_lower()
     label = "Optimizing REML criterion" if reml else "Optimizing ML criterion"
     report(progress, label, 0.1)
     if structured_reml.gradient_ok(st, obj):  # a structured term: quasi-Newton with the exact gradient
         theta, record = structured_reml.fit(obj, st, lower, model)
+    elif start is not None and crossed_newton.applies(obj, start) and (
+            newton := crossed_newton.fit(obj, start, lower)) is not None:
+        theta, record = newton  # crossed intercepts: Newton steps from stencils that share their t1
     elif start is None:
         x0 = st.theta_start()
         nested = structured_start.nested_ar1(obj.value, st.blocks[0], x0) if len(st.blocks) == 1 else None

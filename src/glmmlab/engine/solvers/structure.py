@@ -440,4 +440,11 @@ class CrossProducts:
     # are factored a second time (REML factors them at every theta): coupled_pairs.CoupledPairs, or False
     _pairs: Any = field(default=None, init=False, repr=False, compare=False)
     _calls: int = field(default=0, init=False, repr=False, compare=False)
+    # set by an optimiser that evaluates several thetas with the same leading SD in a row: CoupledPairs keeps
+    # its matrix of that t1 between them (coupled_pairs.CoupledPairs.lower's keep)
+    keep_t1: bool = field(default=False, init=False, repr=False, compare=False)
+    # set by an owner that factors these cross-products at many thetas (REML's ProfiledLmm): the stored pairs are
+    # then built at the first factorisation when they exceed their cap (coupled_pairs.over_the_cap), not only at
+    # the second; PIRLS factors each iteration's cross-products once or twice, where the build does not pay
+    reused: bool = field(default=False, init=False, repr=False, compare=False)
 
