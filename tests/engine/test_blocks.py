@@ -37,3 +37,49 @@ def test_blas_runs_on_one_thread_during_a_fit():
                      progress=lambda stage, fraction: seen.extend(
                          i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
     assert seen and set(seen) == {1}
+
+
+@pytest.mark.parametrize("slope", [False, True])
+def test_a_block_keeps_no_rows_between_evaluations(slope):
+    """A block kept between evaluations (a Dask actor holds one per partition, a worker dozens) holds its data and
+    per-level state only: what the evaluations (modes, gradient, final, the rows' results) allocate per row is
+    freed when they return (a random intercept's products of columns of ones were once kept, a float64 row per
+    row of data)."""
+    import tracemalloc
+
+    import numpy as np
+
+    from glmmlab.engine.families.catalogue import resolve
+    from glmmlab.engine.model.terms import FactorBlock
+    from glmmlab.engine.solvers.laplace import GeneralLaplace
+    from glmmlab.engine.solvers.structure import Structure
+
+    n, levels = 200_000, 400
+    rng = np.random.default_rng(3)
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))]).astype(np.float32)
+    g = np.sort(rng.integers(0, levels, n)).astype(np.int32)
+    x = rng.normal(size=n)
+    Z = np.column_stack([np.ones(n), x]) if slope else np.broadcast_to(1.0, (n, 1))
+    eta = X @ np.array([-0.2, 0.5, -0.3]) + rng.normal(scale=0.6, size=levels)[g] + (0.3 * x if slope else 0.0)
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    fam, lk = resolve("binomial", None)
+    block = FactorBlock("g", g, [str(k) for k in range(levels)], Z, ["(Intercept)", "x"][:Z.shape[1]],
+                        [[0, 1]] if slope else [[0]])
+    st = Structure([block])
+    tracemalloc.start()
+    try:
+        lap = GeneralLaplace(st, X, y, np.broadcast_to(1.0, (n,)), np.broadcast_to(0.0, (n,)), fam, lk, "estimated")
+        lap.keep_last = False  # the Dask path's lean blocks
+        before = tracemalloc.get_traced_memory()[0]
+        theta = np.array([0.6, 0.1, 0.3]) if slope else np.array([0.6])
+        beta = np.array([-0.2, 0.5, -0.3])
+        for k in range(3):
+            lap.parts(theta * (1 + 0.01 * k), beta, True)
+        lap.final(theta, beta)
+        lap.final_rows(theta, beta)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # the products a random slope needs (z x and x^2, a float64 row each) are the block's to keep
+    allowed = 2 * 8 * n if slope else 0
+    assert kept < allowed + n  # less than an eighth of one float64 row per row of data beyond that

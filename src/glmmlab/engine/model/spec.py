@@ -13,7 +13,6 @@ from typing import Any
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
-from glmmlab.engine.families.ordinal import check_levels
 from glmmlab.engine.model.formula import Formula, is_syntactic, parse_formula
 from glmmlab.engine.model.limits import echo
 from glmmlab.engine.model.options import OPTIONS, check_options, nondefault_options, resolve_ddf
@@ -99,7 +98,10 @@ class ModelSpec:
                 side_formula(key, getattr(self, key))
         fam, lk = check_options(self.family, self.link, self.conf_level, self.max_iter, self.tol, self.nagq,
                                 self.se, self.reml, self.ddf, self.dispersion, self.tweedie_power)
-        check_levels(self.levels, fam.name)
+        if self.levels is not None:  # the ordinal family's option (its module is loaded only when asked for)
+            from glmmlab.engine.families.ordinal import check_levels
+
+            check_levels(self.levels, fam.name)
         return fam, lk
 
     def document(self, response: str, intercept: bool, fixed: list[str] | None = None, group: str | None = None,

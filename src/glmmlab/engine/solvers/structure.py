@@ -192,27 +192,25 @@ class Structure:
         return out
 
     def _lead_products(self) -> None:
-        """The products z_a z_b (a <= b) of the leading factor's columns, once: a (pairs, n) array, with the pairs'
-        first and second columns (``_ia``, ``_ib``)."""
+        """The products z_a z_b (a <= b) of the leading factor's columns, once: ``_ZZ[k]`` a row of the k-th pair
+        of ``_pairs`` (None where both columns are ones: a random intercept's product is 1, and a block's rows
+        would otherwise keep a row of ones per row of data), with the pairs' first and second columns (``_ia``,
+        ``_ib``)."""
         if not hasattr(self, "_ZZ"):
-            Z1, q1 = self.lead.Z, self.q1
+            Zt, q1 = np.asarray(self.lead.Z).T, self.q1
             self._pairs = [(a, b) for a in range(q1) for b in range(a, q1)]
             self._ia, self._ib = np.triu_indices(q1)  # the same pairs, in the same order
-            Zt = np.asarray(Z1).T
-            self._ZZ = np.empty((len(self._pairs), self.n))
-            k = 0
-            for a in range(q1):  # column a times columns a .. q1 - 1, a row each
-                np.multiply(Zt[a][None, :], Zt[a:], out=self._ZZ[k:k + q1 - a])
-                k += q1 - a
+            self._ZZ: list[np.ndarray | None] = [
+                None if self.ones1[a] and self.ones1[b] else np.multiply(Zt[a], Zt[b]) for a, b in self._pairs]
 
     def lead_quadratic(self, C: np.ndarray) -> np.ndarray:
         """Per row, z_i' C_j z_i for a symmetric (L1, q1, q1) stack C at the row's leading level j."""
         self._lead_products()
         out = np.zeros(self.n)
-        for k, (a, b) in enumerate(self._pairs):
+        for (a, b), zz in zip(self._pairs, self._ZZ):
             coef = self.lead_expand(C[:, a, b] if a == b else 2.0 * C[:, a, b])
-            if not (self.ones1[a] and self.ones1[b]):
-                coef *= self._ZZ[k]
+            if zz is not None:
+                coef *= zz
             out += coef
         return out
 
@@ -280,7 +278,11 @@ class Structure:
         m = 0 if E is None else E.shape[1]
         # every per-row product as one contiguous row of a k x n array, then one pass of per-level sums
         prods = np.empty((npair + q1 * m, self.n))
-        np.multiply(self._ZZ, w, out=prods[:npair])
+        for k, zz in enumerate(self._ZZ):
+            if zz is None:  # both columns ones: the product is w
+                prods[k] = w
+            else:
+                np.multiply(zz, w, out=prods[k])
         wE = None  # (m, n): the rows w e_c
         if m and E is not None:
             a1 = self.ones1.index(True) if any(self.ones1) else None
