@@ -259,7 +259,7 @@ def _reml_run(obj, specs, st, T, names, mf, pw, off, model, progress, polish: bo
         theta, record = newton  # crossed intercepts: Newton steps from stencils that share their t1
     elif start is None:
         x0 = st.theta_start()
-        nested = structured_start.nested_ar1(obj.value, st.blocks[0], x0) if len(st.blocks) == 1 else None
+        nested = structured_start.nested_ar1(obj.value, st.blocks[0], x0, model) if len(st.blocks) == 1 else None
         if nested is not None and obj.value(nested[0]) < obj.value(x0):  # a toep term: from its ar1 optimum
             # past the edge of toep's range the criterion is undefined: a finite stand-in (TOEP_OUTSIDE) keeps
             # BOBYQA's quadratic model usable where the optimum lies on that edge (with 1e300 it stopped 1e-3

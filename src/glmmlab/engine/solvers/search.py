@@ -73,14 +73,16 @@ def _scaled_start(fun, x0: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: ProgressFn, label: str, lo: float,
-           hi: float, scale_start: bool = False, initial_step: np.ndarray | None = None, outside: float = 1e300):
+           hi: float, scale_start: bool = False, initial_step: np.ndarray | None = None, outside: float = 1e300,
+           upper: np.ndarray | None = None):
     """Minimise a value-only function by BOBYQA (NLopt), the derivative-free optimiser lme4 uses for lmer;
     a profiled REML criterion over a few thetas needs some tens of evaluations with it.
 
     ``scale_start``: start from :func:`_scaled_start`'s point. From lme4's start (every relative SD 1) to
     InstEval's optimum (0.33, 0.51, 0.08) BOBYQA spent some 60 of its 114 evaluations; with the scan (about 10
     evaluations) the whole fit takes 60. ``initial_step``: BOBYQA's first steps (a start known to be near the
-    optimum; no scan then). ``outside``: the value BOBYQA sees where ``fun`` is not finite."""
+    optimum; no scan then). ``outside``: the value BOBYQA sees where ``fun`` is not finite. ``upper``: bounds above
+    (None: none)."""
     import nlopt
 
     from glmmlab.engine.solvers.optimizer import OptimizationRecord, bounds_list, log_step
@@ -104,6 +106,8 @@ def bobyqa(fun, x0: np.ndarray, lower: np.ndarray, model: dict, progress: Progre
     k = x0.size
     opt = nlopt.opt(nlopt.LN_BOBYQA, k)
     opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -1e300).tolist())
+    if upper is not None:
+        opt.set_upper_bounds(np.asarray(upper, dtype=float).tolist())
     opt.set_min_objective(objective)
     opt.set_ftol_abs(1e-12)
     opt.set_ftol_rel(1e-14)

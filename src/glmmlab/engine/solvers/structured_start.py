@@ -26,7 +26,6 @@ from glmmlab.engine.model.covstruct import CovStructure
 from glmmlab.engine.model.terms import FactorBlock
 from glmmlab.engine.solvers.structure import CrossProducts
 
-AR1_EVALUATIONS = 400  # the cap on nested_ar1's search (2 parameters per toep term; it takes some 30-60)
 T_MAX = 7.0  # nested_ar1's bound on t: a lag-1 correlation within +-0.99 (the lag's powers on toep's scale stay finite)
 RHO_MAX = 0.95  # moment correlations are clipped to +-RHO_MAX (the optimiser's correlation scale is unbounded)
 
@@ -108,7 +107,7 @@ def _cs(s: CovStructure, B: np.ndarray, pairs: np.ndarray, noise: np.ndarray, si
     return np.concatenate([sd / np.sqrt(sigma2), [np.log(p / (1.0 - p))]])
 
 
-def nested_ar1(fun, block: FactorBlock, theta0: np.ndarray) -> tuple[np.ndarray, int] | None:
+def nested_ar1(fun, block: FactorBlock, theta0: np.ndarray, model: dict) -> tuple[np.ndarray, int] | None:
     """A start for a block's ``toep`` terms from the ``ar1`` model they hold (equal SDs, the correlation at lag k
     rho^k): theta0 with each ``toep`` sub-block at the best such point of ``fun`` (the criterion over the block's
     theta), found by BOBYQA over a relative SD and a correlation parameter per ``toep`` sub-block, and the
@@ -118,7 +117,7 @@ def nested_ar1(fun, block: FactorBlock, theta0: np.ndarray) -> tuple[np.ndarray,
     matrix is near its edge (sim_longitudinal_ar1's first four occasions by ML: -515.75 in log-likelihood, where
     the ``ar1`` model reaches -492.70 and ``toep``'s optimum, on the edge, -491.16). From the ``ar1`` optimum the
     fit can only gain: its log-likelihood is never below the ``ar1`` model's."""
-    import nlopt
+    from glmmlab.engine.solvers.search import bobyqa
 
     structs = block.structures or [None] * len(block.groups)
     spans = [(sl, s) for s, sl in zip(structs, block.theta_spans()) if s is not None and s.kind == "toep" and s.q >= 3]
@@ -134,24 +133,8 @@ def nested_ar1(fun, block: FactorBlock, theta0: np.ndarray) -> tuple[np.ndarray,
             theta[sl] = np.concatenate([np.full(s.q, z[2 * i]), r / np.sqrt(1.0 - r * r)])
         return theta
 
-    count = [0]
-
-    def objective(z, grad):
-        count[0] += 1
-        f = fun(embed(np.asarray(z)))
-        return float(f) if np.isfinite(f) else 1e300
-
-    z0 = np.tile([1.0, 0.0], len(spans))
-    opt = nlopt.opt(nlopt.LN_BOBYQA, z0.size)
-    opt.set_min_objective(objective)
-    opt.set_lower_bounds(np.tile([0.0, -T_MAX], len(spans)).tolist())
-    opt.set_upper_bounds(np.tile([np.inf, T_MAX], len(spans)).tolist())
-    opt.set_initial_step(np.full(z0.size, 0.25).tolist())
-    opt.set_xtol_abs(1e-8)
-    opt.set_ftol_rel(1e-12)
-    opt.set_maxeval(AR1_EVALUATIONS)
-    try:
-        z = opt.optimize(z0.tolist())
-    except (nlopt.RoundoffLimited, ValueError, RuntimeError):
-        return None
-    return embed(np.asarray(z)), count[0]
+    k = 2 * len(spans)
+    z, record = bobyqa(lambda z: fun(embed(z)), np.tile([1.0, 0.0], len(spans)), np.tile([0.0, -T_MAX], len(spans)),
+                       model, None, "", 0.0, 0.0, initial_step=np.full(k, 0.25),
+                       upper=np.tile([np.inf, T_MAX], len(spans)))
+    return embed(z), record.evaluations

@@ -17,12 +17,17 @@ def one_blas_thread():
     BLAS threads on top of them only contend for the cores, and on the small matrices of a fit (p x p, the
     optimiser's few vectors) they cost far more than they save, most of all when another process keeps a
     core busy (measured: 0.31 s against 0.14 s for a 100,000-row Poisson fit)."""
+    return _controller().limit(limits=1, user_api="blas")
+
+
+def _controller() -> Any:
+    """threadpoolctl's controller of the BLAS libraries, made once."""
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController
 
         _blas = ThreadpoolController()
-    return _blas.limit(limits=1, user_api="blas")
+    return _blas
 
 
 # a dense coupled block of at least this side is factored with BLAS on every core (see :func:`wide_blas`)
@@ -38,15 +43,10 @@ def wide_blas(side: int):
     (:func:`one_blas_thread` stays in force): OpenBLAS's threads then wait for each other's time slices, and on
     the 2-core development machine at a load of 15-20 a MovieLens fit took 50 s of CPU with them against ~30 s
     without."""
-    global _blas
     cores = cpu_count()
     if side < WIDE_BLAS_SIDE or cores < 2 or _load() >= cores:
         return nullcontext()
-    if _blas is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas = ThreadpoolController()
-    return _blas.limit(limits=cpu_count(), user_api="blas")
+    return _controller().limit(limits=cores, user_api="blas")
 
 
 def _load() -> float:
