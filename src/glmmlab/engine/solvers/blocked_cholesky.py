@@ -112,6 +112,7 @@ class Factor:
     G2: np.ndarray | None  # (Q2, m)
     SEE: np.ndarray  # (m, m): E' W E - G1'G1 - G2'G2 (the Schur complement of E)
     logdet: float  # log det(Lambda' Z' W Z Lambda + I)
+    pairs: Any = None  # coupled_columns.ColumnPairs of C21's pattern (crossed scalar terms held sparse), or None
 
     def solve_u(self, col: int) -> np.ndarray:
         """u = H^-1 Lambda' Z' W e for the E column ``col`` (back substitution of the stored forward pass)."""
@@ -160,7 +161,7 @@ class Factor:
         """S^-1 = (H^-1)_22 and :class:`PatternInverse` of this factor (scalar terms, a sparse coupling)."""
         assert self.L22 is not None and self.C21 is not None and self.L11.shape[1] == 1
         Sinv = _inverse_from_cholesky(self.L22)
-        return Sinv, PatternInverse(self.L11[:, 0, 0], self.C21, Sinv)
+        return Sinv, PatternInverse(self.L11[:, 0, 0], self.C21, Sinv, self.pairs)
 
     def scalar_row_inverse(self, lead: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
         """Per row, the (1 + r) x (1 + r) block of H^-1 at the row's own levels, for scalar terms (q1 = 1) with a
@@ -181,7 +182,7 @@ class Factor:
             return res
         assert self.C21 is not None
         if q1 == 1 and sparse.issparse(self.C21):  # scalar terms, sparse coupling: pairs and a triangular solve
-            h11, s22 = _scalar_diag_inverse(self.L11[:, 0, 0], self.C21, self.L22)
+            h11, s22 = _scalar_diag_inverse(self.L11[:, 0, 0], self.C21, self.L22, self.pairs)
             res = [h11.reshape(L1, 1, 1)]
             for b, o in zip(structure.rest, structure.rest_offsets):
                 res.append(s22[o: o + b.size].reshape(b.n_levels, 1, 1).copy())
@@ -208,15 +209,20 @@ class Factor:
         return res
 
 
-def _scalar_diag_inverse(d: np.ndarray, C21: Any, L22: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _scalar_diag_inverse(d: np.ndarray, C21: Any, L22: np.ndarray, pairs: Any = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """The diagonals of (H^-1)_11 and (H^-1)_22 = S^-1 for scalar terms with a sparse coupling C21 (Q2 x L1):
     h11_j = (1 + c_j' S^-1 c_j) / d_j^2 for C21's column c_j. A column with many entries (more than
     :data:`DIAG_DENSE_SHARE` of Q2: a MovieLens user's hundreds of ratings) takes c_j' S^-1 c_j = |L22^-1 c_j|^2
     from one triangular solve with a panel of them (Q2^2 operations a column, half of S^-1 times the column,
     which :class:`PatternInverse` computes because it needs every entry of S^-1 c_j); the others sum S^-1 over
-    the pairs of their entries (:class:`PatternInverse` of those columns alone)."""
+    the pairs of their entries (:class:`PatternInverse` of those columns alone; of all, with ``pairs``, the
+    layout of C21's pattern: :class:`~glmmlab.engine.solvers.coupled_columns.ColumnPairs`)."""
     Q2, L1 = L22.shape[0], d.size
     Sinv = _inverse_from_cholesky(L22)
+    if pairs is not None:
+        h11 = PatternInverse(d, C21, Sinv, pairs).h11
+        return h11, np.diag(Sinv).copy()
     C = sparse.csc_matrix(C21)
     counts = np.diff(C.indptr)
     dense = counts > DIAG_DENSE_SHARE * Q2
@@ -244,12 +250,17 @@ class PatternInverse:
     nnz Q2 = 2.2e9), PAIRS_AT_ONCE pairs at a time; a column with many entries (more than DENSE_COLUMN_SHARE of
     Q2) takes its V from S^-1 times the column instead."""
 
-    def __init__(self, d: np.ndarray, C21: Any, Sinv: np.ndarray):
+    def __init__(self, d: np.ndarray, C21: Any, Sinv: np.ndarray, pairs: Any = None):
         L1, Q2 = d.size, Sinv.shape[0]
         C = sparse.csc_matrix(C21)
         C.sort_indices()
         counts = np.diff(C.indptr)
         col_of = np.repeat(np.arange(L1), counts)
+        if pairs is not None:  # C21's pattern laid out once per fit (coupled_columns.ColumnPairs): its V at once
+            V = pairs.pattern_products(C21.data, Sinv)[pairs.csc_order]
+            self.d, self.C, self.V, self.col_of = d, C, V, col_of
+            self.h11 = (1.0 + np.bincount(col_of, weights=C.data * V, minlength=L1)) / (d * d)
+            return
         V = np.empty(C.nnz)
         # columns with many entries (a MovieLens user's thousands of ratings: millions of pairs) densely: S^-1
         # times a panel of them (BLAS), read at their entries
@@ -313,7 +324,8 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
     if S22 is None:
         return Factor(L11, G1, None, None, None, SEE, logdet)
     L22, G2, SEE, logdet = finish_coupled(S22, S2E, SEE, logdet)
-    return Factor(L11, G1, C21, L22, G2, SEE, logdet)
+    return Factor(L11, G1, C21, L22, G2, SEE, logdet,
+                  structure.column_pairs(C21) if structure.all_scalar else None)
 
 
 def factor_lead(structure: Structure, cp: CrossProducts, lams: list[np.ndarray]
@@ -446,7 +458,11 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
         S22 = cp._pairs.lower(t1, lam2, keep=cp.keep_t1)
     else:
         S22 = cp._A22 * np.outer(lam2, lam2)
-        S22 -= (C21 @ C21.T).toarray()
+        pairs = structure.column_pairs(C21)
+        if pairs is not None:  # its lower triangle: the pairs within each leading level, laid out once per fit
+            S22 -= pairs.gram_lower(C21.data)
+        else:
+            S22 -= (C21 @ C21.T).toarray()
     if identity:
         S22[np.diag_indices(Q2)] += 1.0
     m = cp.EE.shape[0]

@@ -17,6 +17,7 @@ from scipy import sparse
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.model.limits import LIMITS, mib
 from glmmlab.engine.model.terms import FactorBlock
+from glmmlab.engine.solvers.coupled_columns import ColumnPairs, ScalarCoupling
 from glmmlab.engine.solvers.scaling import design_t_dot
 
 DENSE_COUPLING = 400_000  # entries of the Q2 x (L1 q1) coupling below which it is held dense
@@ -84,6 +85,10 @@ class Structure:
         self.Q2 = int(offs[-1])
         self.Q = self.L1 * self.q1 + self.Q2
         self.all_scalar = all(b.q == 1 for b in blocks)
+        # crossed scalar terms held sparse: the coupling's pattern and its pairs' layout, found once (see
+        # scalar_coupling and column_pairs)
+        self._scalar_coupling: ScalarCoupling | None = None
+        self._column_pairs: ColumnPairs | None = None
         # A small coupling (e.g. 24 x 6 levels) is cheaper dense than through scipy.sparse's per-call overhead.
         self.dense = self.Q2 * self.L1 * self.q1 <= DENSE_COUPLING
         if self.rest:
@@ -303,6 +308,8 @@ class Structure:
         A21 = A22 = E2 = None
         if self.rest and self.dense:
             A21, A22, E2 = self._dense_coupling_products(w, E, m)
+        elif self.rest and self.all_scalar:  # every step's products by bincounts over a pattern found once
+            A21, A22, E2 = self.scalar_coupling().products(w, E)
         elif self.rest:
             Wd = sparse.diags(w)
             Z2w = (Wd @ self.Z2).tocsr()
@@ -310,6 +317,26 @@ class Structure:
             A22 = (Z2w.T @ self.Z2).tocsr()
             E2 = np.asarray(Z2w.T @ E) if m else np.empty((self.Q2, 0))
         return CrossProducts(A11, E1, EE, A21, A22, E2)
+
+    def scalar_coupling(self) -> ScalarCoupling:
+        """The coupling's pattern of crossed scalar terms held sparse, found at the first call."""
+        if self._scalar_coupling is None:
+            z1 = None if self.ones1[0] else np.asarray(self.lead.Z[:, 0], dtype=float)
+            cols2 = [(o + np.asarray(b.codes, dtype=np.intp), None if one else np.asarray(b.Z[:, 0], dtype=float))
+                     for b, o, one in zip(self.rest, self.rest_offsets, self.rest_ones)]
+            self._scalar_coupling = ScalarCoupling(self.codes1, z1, cols2, self.L1, self.Q2)
+        return self._scalar_coupling
+
+    def column_pairs(self, C21: Any) -> ColumnPairs | None:
+        """:class:`ColumnPairs` of the coupling C21 when it has the pattern of :meth:`scalar_coupling` (laid out at
+        the first call), else None."""
+        sc = self._scalar_coupling
+        if sc is None or not sparse.isspmatrix_csr(C21) or C21.indptr is not sc.A21_indptr \
+                or not np.may_share_memory(C21.indices, sc.A21_indices):
+            return None
+        if self._column_pairs is None:
+            self._column_pairs = ColumnPairs(sc.A21_indptr, sc.A21_indices, self.Q2, self.L1)
+        return self._column_pairs
 
     def _intercept_products(self, w: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Z'WE per level and E'WE of a scalar random intercept on sorted rows, over pieces of whole levels of
