@@ -53,12 +53,17 @@ class ScalarCoupling:
                                  self.A22_indptr), shape=(self.Q2, self.Q2))
         m = 0 if E is None else E.shape[1]
         E2 = np.zeros((self.Q2, m))
-        if m and E is not None:
-            for c, z in zip(self.cols2, self.z2):
-                wz = w if z is None else w * z
-                for k in range(m):
-                    E2[:, k] += np.bincount(c, weights=wz * E[:, k], minlength=self.Q2)
+        for k in range(m):
+            assert E is not None
+            E2[:, k] = self.z2_sums(w * E[:, k])
         return A21, A22, E2
+
+    def z2_sums(self, v: np.ndarray) -> np.ndarray:
+        """Z2' v: per column of the coupled block, the sum of its rows' v z."""
+        out = np.zeros(self.Q2)
+        for c, z in zip(self.cols2, self.z2):
+            out += np.bincount(c, weights=v if z is None else v * z, minlength=self.Q2)
+        return out
 
     def _sums(self, inv: np.ndarray, w: np.ndarray, zs: list[np.ndarray | None], size: int) -> np.ndarray:
         weights = [w if z is None else w * z for z in zs]

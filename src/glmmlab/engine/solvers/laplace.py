@@ -13,6 +13,7 @@ from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers import structured
 from glmmlab.engine.solvers.blocked_cholesky import Structure, factor
+from glmmlab.engine.solvers.crossed_modes import crossed_sparse, lambda_vector, mode_change
 from glmmlab.engine.solvers.edge import edge_gap, inside_start, inside_start_of  # noqa: F401  (imported from here)
 from glmmlab.engine.solvers.laplace_gradient import LaplaceGradient
 from glmmlab.engine.solvers.likelihood import Likelihood
@@ -48,7 +49,7 @@ class GeneralLaplace(LaplaceGradient):
         self._lik: Likelihood | None = None
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
-        self._last: dict | None = None  # what predicts the next modes (one grouping factor; see _predicted_modes)
+        self._last: dict | None = None  # what predicts the next modes (see _predicted_modes)
         # False: nothing per row is kept between evaluations (then no predicted modes): the Dask path's lean blocks
         self.keep_last = True
         self.psi_gradient = False  # also the gradient in the family's own parameters (see _psi_gradient)
@@ -207,6 +208,9 @@ class GeneralLaplace(LaplaceGradient):
                 score = cp.E1[:, :, 0] - np.einsum("jab,jb->ja", cp.A11, u.reshape(st.L1, st.q1) @ lams[0].T)
             self._last = {"theta": np.array(theta), "beta": np.array(beta), "u": u, "F": F, "w": w, "A": cp.A11,
                           "score": score, "lam": lams[0], "eta_f": eta_f}
+        elif self.keep_last and crossed_sparse(st) and converged and cp is not None and cp.E1.shape[2] == 1:
+            self._last = {"crossed": True, "theta": np.array(theta), "beta": np.array(beta), "u": u, "F": F, "w": w,
+                          "cp": cp, "lam": lambda_vector(st, lams), "eta_f": eta_f}
         else:
             self._last = None
         return {"u": u, "F": F, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged,
@@ -300,13 +304,18 @@ class GeneralLaplace(LaplaceGradient):
 
     def _predicted_modes(self, theta: np.ndarray, beta: np.ndarray, eta_f: np.ndarray) -> np.ndarray:
         """Starting modes for PIRLS at (theta, beta): the last modes moved along their derivative in (theta,
-        beta) (the implicit function theorem with the last factor, one grouping factor), so PIRLS starts at an
+        beta) (the implicit function theorem with the last factor: one grouping factor, or crossed scalar terms
+        held sparse, :mod:`~glmmlab.engine.solvers.crossed_modes`), so PIRLS starts at an
         error of the order of the step squared and needs one Newton step less; otherwise the last modes.
         ``eta_f``: X beta + offset at this point (X dbeta is its change from the last point's)."""
         last = self._last
         if last is None or last["theta"].shape != np.shape(theta) or last["beta"].shape != np.shape(beta):
             return self.u
         st = self.st
+        if last.get("crossed"):  # crossed scalar terms held sparse (crossed_modes)
+            du = mode_change(st, last, theta, eta_f)
+            step = float(np.max(np.abs(du), initial=0.0))
+            return last["u"] + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
         L1, q = st.L1, st.q1
         lam, U = last["lam"], last["u"].reshape(L1, q)
         dlam = st.lead.lam(np.asarray(theta)[: st.n_theta]) - lam
