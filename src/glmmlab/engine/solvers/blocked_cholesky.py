@@ -324,8 +324,10 @@ def factor(structure: Structure, cp: CrossProducts, theta: np.ndarray) -> Factor
     if S22 is None:
         return Factor(L11, G1, None, None, None, SEE, logdet)
     L22, G2, SEE, logdet = finish_coupled(S22, S2E, SEE, logdet)
+    # the pairs' layout for the gradient's and the conditional variances' sums over C21's pattern (PIRLS'; REML's
+    # conditional variances, once per fit, by triangular solves: on MovieLens' shape, 71M pairs, 3.9 against 6.5 s)
     return Factor(L11, G1, C21, L22, G2, SEE, logdet,
-                  structure.column_pairs(C21) if structure.all_scalar else None)
+                  structure.column_pairs(C21) if structure.all_scalar and not cp.reused else None)
 
 
 def factor_lead(structure: Structure, cp: CrossProducts, lams: list[np.ndarray]
@@ -458,8 +460,10 @@ def _factor_scalar_coupling(structure: Structure, cp: CrossProducts, lams: list[
         S22 = cp._pairs.lower(t1, lam2, keep=cp.keep_t1)
     else:
         S22 = cp._A22 * np.outer(lam2, lam2)
-        pairs = structure.column_pairs(C21)
-        if pairs is not None:  # its lower triangle: the pairs within each leading level, laid out once per fit
+        # PIRLS (a new W at every step): the lower triangle from the pairs within each leading level, laid out once
+        # per fit; REML (cp.reused) takes the sparse product once, then the stored pairs
+        pairs = None if cp.reused else structure.column_pairs(C21)
+        if pairs is not None:
             S22 -= pairs.gram_lower(C21.data)
         else:
             S22 -= (C21 @ C21.T).toarray()
