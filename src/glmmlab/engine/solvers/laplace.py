@@ -13,7 +13,7 @@ from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers import structured
 from glmmlab.engine.solvers.blocked_cholesky import Structure, factor
-from glmmlab.engine.solvers.crossed_modes import crossed_sparse, lambda_vector, mode_change
+from glmmlab.engine.solvers.crossed_modes import ChordModes, crossed_sparse, lambda_vector, mode_change
 from glmmlab.engine.solvers.edge import edge_gap, inside_start, inside_start_of  # noqa: F401  (imported from here)
 from glmmlab.engine.solvers.laplace_gradient import LaplaceGradient
 from glmmlab.engine.solvers.likelihood import Likelihood
@@ -167,9 +167,17 @@ class GeneralLaplace(LaplaceGradient):
             re, rs, pdev = self._state(eta_f, u, lams)
         if not np.isfinite(pdev):
             raise FloatingPointError("no valid mean at the starting modes")
-        rows = RowModes(self, theta, lams, eta_f, u, re, rs)
+        rows: RowModes
+        if crossed_sparse(st) and not self.newton and not self.edge:  # chord steps (crossed_modes.ChordModes)
+            last = self._last
+            rows = ChordModes(self, theta, lams, eta_f, u, re, rs,
+                              last["F"] if last is not None and last.get("crossed") else None)
+        else:
+            rows = RowModes(self, theta, lams, eta_f, u, re, rs)
         pdev, converged, at_edge, exhausted = search(rows, pdev, self.newton and self.observed and not self.edge,
                                                      self.edge, self.estimated, max_iter)
+        if isinstance(rows, ChordModes):
+            rows.finish()
         u, re, rs, cp, F, w = rows.u, rows.re, rows.rs, rows.cp, rows.F, rows.w
         fisher_again = self.newton and not self.estimated  # the last factor has the observed curvature
         # glmmTMB's likelihood without an estimated dispersion: the log-determinant's factor, with the observed
