@@ -15,7 +15,14 @@ from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import Structure
-from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, moment_theta, negbin_glm
+from glmmlab.engine.solvers.glm_start import (
+    family_glm,
+    glm_irls,
+    moment_sums,
+    moment_theta,
+    moment_theta_of,
+    negbin_glm,
+)
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.modelled_start import glm_objective, glm_stage, modelled_results, modelled_start
@@ -156,7 +163,11 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
     modelled = isinstance(fam, ModelledFamily)
     moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None) and not modelled
-    if moments:
+    if moments and remote is None and len(obj.laps) > 1:  # each block's sums over its whole levels, in threads
+        x0[0] = moment_theta_of(obj.map(lambda lap: moment_sums(lap.Xs, lap.y, lap.pw, lap.off, beta0, fam, lk,
+                                                               lap.st.codes1, lap.st.L1, lap.trials)),
+                                Xs.shape[1], fam, estimated)
+    elif moments:
         x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated, trials) \
             if remote is None else remote.moment_theta(beta0, fam, estimated)
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
