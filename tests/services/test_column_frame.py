@@ -101,10 +101,11 @@ def test_a_constant_column_is_left_out_and_the_later_ones_move_up():
 
 
 def test_a_large_datas_threaded_passes_give_the_same_fit(monkeypatch):
-    """The gather of the rows, the design's scaling and the per-row results put back in input order run in threads
-    from THREADED_ROWS rows: forced on a small fit, it is the same fit, its rows in input order."""
+    """The gather of the rows, the design's scaling, the separation check's columns and the per-row results put
+    back in input order run in threads from THREADED_ROWS rows: forced on a small fit, it is the same fit (its
+    warnings too), its rows in input order."""
     import glmmlab
-    from glmmlab.engine.solvers import scaling
+    from glmmlab.engine.solvers import fit, scaling
     from glmmlab.services.modeling import fitting
 
     rng = np.random.default_rng(11)
@@ -112,11 +113,16 @@ def test_a_large_datas_threaded_passes_give_the_same_fit(monkeypatch):
     g = rng.integers(0, groups, n)
     x = rng.normal(size=n)
     eta = -0.3 + 0.6 * x + rng.normal(0, 0.8, groups)[g]
-    df = pd.DataFrame({"y": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float), "x": x, "g": g})
-    plain = glmmlab.fit_glmm(df, response="y", group="g", fixed=["x"], family="binomial")
-    for module in (frames, scaling, fitting):
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    s = np.where(y == 1.0, rng.integers(0, 2, n), 0).astype(float)  # y is 1 wherever s is: separation
+    df = pd.DataFrame({"y": y, "x": x, "s": s, "b": rng.integers(0, 2, n), "g": g})
+    fixed = ["x", "s", "b"]
+    plain = glmmlab.fit_glmm(df, response="y", group="g", fixed=fixed, family="binomial")
+    for module in (frames, scaling, fitting, fit):
         monkeypatch.setattr(module, "THREADED_ROWS", 10)
-    threaded = glmmlab.fit_glmm(df, response="y", group="g", fixed=["x"], family="binomial")
+    threaded = glmmlab.fit_glmm(df, response="y", group="g", fixed=fixed, family="binomial")
+    assert any("separation" in w and "'s'" in w for w in plain.warnings)
+    assert threaded.warnings == plain.warnings
     assert abs(threaded.llf - plain.llf) < 1e-8
     np.testing.assert_allclose(threaded.fitted, plain.fitted, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(threaded.rows, plain.rows)

@@ -78,7 +78,7 @@ def in_threads(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 
 def row_slices(n: int, parts: int) -> list[slice]:
-    """``parts`` contiguous runs of about equal size covering rows 0 .. n-1."""
+    """``parts`` contiguous runs of about equal size covering 0 .. n-1 (rows, or the columns of a design)."""
     cuts = [n * i // parts for i in range(parts + 1)]
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
