@@ -179,7 +179,7 @@ class GeneralLaplace(LaplaceGradient):
             cp_ld = st.crossprods(wobs, self._observed_working(rs, re, wobs)[:, None])
             F_ld = F = factor(st, cp_ld, theta)
             cp, w = cp_ld, wobs
-        elif exhausted or cp is None or self.edge or fisher_again:
+        elif exhausted or self.edge or fisher_again:  # exhausted covers no step taken (cp None)
             # the log-determinant, the gradient and the predicted modes use the expected information
             w = self._weighted(rs.w)
             with_r = self.edge or fisher_again
