@@ -260,7 +260,11 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
                 pieces["info"], pieces["var"])
 
     def mu_terms(self, resp, mu, q):
-        return self._combined(resp, mu, q, third=False)[:5]
+        ll, l1, l2, moments, _ = self._combined(resp, mu, q, third=False)
+        return (ll, l1, l2) + moments()
+
+    def mu_core(self, resp, mu, q):
+        return self._combined(resp, mu, q, third=False)[:4]
 
     def mu_third(self, resp, mu, q):
         kept = getattr(resp, "_zi_mix", None)
@@ -272,12 +276,14 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             n3 = np.array(l3, dtype=float)
             n3[zi] = r * l3[zi] + 3.0 * rr * l1z * l2z + rr * (1.0 - 2.0 * r) * _cube(l1z)
             return n3
-        return self._combined(resp, mu, q, third=True)[5]
+        return self._combined(resp, mu, q, third=True)[4]
 
     def _combined(self, resp, mu, q, third: bool):
+        """(log f, its first and second mu-derivatives, a function giving (the expected information, Var(y)), the
+        third derivative or None) per row, the zero model's mixture or truncation included."""
         m, eta_z, ll, l1, l2, l3, info, var = self._pieces(resp, mu, q, third)
         if eta_z is None:
-            return ll, l1, l2, info, var, l3
+            return ll, l1, l2, lambda: (info, var), l3
         _, log_1mp, one_m_p, log_p0 = self._zero_model(resp)
         z = resp.zero
         if self.kind == "zi":
@@ -298,9 +304,12 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             if l3 is not None:
                 n3 = np.array(l3, dtype=float)
                 n3[zi] = r * l3[zi] + 3.0 * rr * l1z * l2z + rr * (1.0 - 2.0 * r) * _cube(l1z)
-            mean = one_m_p * mu
-            v = one_m_p * (var + mu * mu) - mean * mean
-            return new_ll, n1, n2, info * one_m_p, v, n3
+
+            def zi_moments():
+                mean = one_m_p * mu
+                return info * one_m_p, one_m_p * (var + mu * mu) - mean * mean
+
+            return new_ll, n1, n2, zi_moments, n3
         log_p = eta_z + log_1mp
         # hurdle: zero rows log p; positive rows the truncated density
         zt = zero_terms(m, mu)
@@ -309,8 +318,7 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             new_ll = np.where(z, log_p, log_1mp + ll)
             n1, n2 = np.where(pos, l1, 0.0), np.where(pos, l2, 0.0)
             n3 = None if l3 is None else np.where(pos, l3, 0.0)
-            mean = one_m_p * mu
-            v = one_m_p * (var + mu * mu) - mean * mean
+            cond, second = mu, var + mu * mu
         else:
             l0, d1, d2, d3 = zt
             log1m = np.log(-np.expm1(np.minimum(l0, -1e-300)))  # log(1 - f0)
@@ -323,10 +331,12 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
                 pos, l3 + c * d3 + 3.0 * cc * d1 * d2 + cc * (1.0 + 2.0 * c) * _cube(d1), 0.0)
             cond = mu * (1.0 + c)  # the truncated mean mu / (1 - f0)
             second = (var + mu * mu) * (1.0 + c)  # E[y^2 | y > 0]
+
+        def hurdle_moments():
             mean = one_m_p * cond
-            v = one_m_p * second - mean * mean
-        info = np.where(pos, info, 1e-12)
-        return new_ll, n1, n2, info, v, n3
+            return np.where(pos, info, 1e-12), one_m_p * second - mean * mean
+
+        return new_ll, n1, n2, hurdle_moments, n3
 
     # -- what the results report ----------------------------------------------------------------------------
     def response_means(self, resp, mu: np.ndarray) -> dict[str, np.ndarray]:

@@ -135,9 +135,8 @@ class LaplaceGradient:
         lams = st.lambdas(theta)
         rs, pw, F = m["rs"], self.pw, m["F"]
         d1 = self._weighted(rs.dev_eta)
-        w_eta = self._weighted(rs.w_eta)
-        w = self._weighted(rs.w)
         if rs.observed_is_expected and not self.observed:  # a canonical pair's fast path: no check over the rows
+            w_eta, w = self._weighted(rs.w_eta), self._weighted(rs.w)
             wobs, canonical = w, True
         else:
             wobs = 0.5 * self._weighted(rs.dev_eta2)
@@ -145,6 +144,8 @@ class LaplaceGradient:
                 F = m["F_ld"]
                 w = wobs
                 w_eta = 0.5 * pw * dev_eta3(self.fam, self.lk, self.y, rs)
+            else:
+                w_eta, w = self._weighted(rs.w_eta), self._weighted(rs.w)
             # |wobs - w| <= 1e-12 |w| (np.allclose's rule with rtol 1e-12, without its cost)
             canonical = bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
         K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
