@@ -24,6 +24,7 @@ from glmmlab.engine.solvers.modelled_start import (
     hurdle_zero_fit,
     modelled_results,
     modelled_start,
+    moment_theta_rows,
     optimize_held,
 )
 from glmmlab.engine.solvers.optimizer import (
@@ -236,7 +237,10 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             x0, psi0, glm_m2 = glm_stage(nb_value_grad, x0, psi0, nt,
                                          glm_objective(obj.laps, base_family, lk, x0.size - nt),
                                          None if held is None else held[nt:])
-            if st._start is None:  # theta from lme4's start halved or doubled while the deviance falls
+            if st._start is None and scalar and remote is None:
+                # one random intercept: the moments of the model's working residuals per level (no evaluation)
+                x0[0] = moment_theta_rows(obj.laps, base_family, lk, x0[nt:], psi0)
+            elif st._start is None:  # theta from lme4's start halved or doubled while the deviance falls
                 x0[:nt] = _relative_theta_start(lambda th: nb_value(np.concatenate([th, x0[nt:], psi0])), x0[:nt])
         lower_full = np.append(lower, np.full(m_psi, -np.inf))
 
