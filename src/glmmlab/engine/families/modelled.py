@@ -37,13 +37,12 @@ from glmmlab.engine.families.densities import (
     _density,
     _rows_member,
     disp_partials,
-    log_add,
     zero_disp_partials,
     zero_terms,
 )
 from glmmlab.engine.families.distributions import DensityFamily, Family, _check_counts, _positive
 from glmmlab.engine.families.state import kept_on
-from glmmlab.engine.families.zero_model import ZeroModelRows
+from glmmlab.engine.families.zero_model import ZeroModelRows, zero_share
 
 # the families whose zero model is a hurdle (the base family whose positive part they truncate)
 HURDLE_BASE = {"truncated_poisson": "poisson", "truncated_nbinom2": "negbin", "truncated_nbinom1": "nbinom1",
@@ -284,15 +283,14 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         m, eta_z, ll, l1, l2, l3, info, var = self._pieces(resp, mu, q, third)
         if eta_z is None:
             return ll, l1, l2, lambda: (info, var), l3
-        _, log_1mp, one_m_p, log_p0 = self._zero_model(resp)
+        zero_model = self._zero_model(resp)
+        _, log_1mp, one_m_p = zero_model[:3]
         z = resp.zero
         if self.kind == "zi":
             # positive rows: log(1 - p) + log f(y | mu), the mu-derivatives unchanged; zero rows: the mixture
             zi = resp.zero_rows
             new_ll = ll + log_1mp
-            b = new_ll[zi]
-            lz = log_add(log_p0, b)  # log p = eta_z + log(1 - p)
-            r = np.exp(b - lz)
+            lz, r = zero_share(zero_model, ll[zi])
             rr = r * (1.0 - r)
             new_ll[zi] = lz
             l1z, l2z = l1[zi], l2[zi]
