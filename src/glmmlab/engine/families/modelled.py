@@ -183,38 +183,44 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         # a constant dispersion (the design of ~ 1): one number, not a value per row
         resp.disp_constant = X is not None and X.shape[1] == 1 and bool(np.all(X == X[:1]))
 
-    def row_partials(self, part: str, resp, rs):
+    def row_partials(self, part: str, resp, rs, first_only: bool = False):
         """Per row, the derivatives in the zero model's linear predictor (``part`` "zi") of log f, of the
         deviance's first and second eta-derivatives, as :meth:`GeneralLaplace._psi_gradient` combines them;
         None for another part (its differences are taken). With r the count part's share of P(y = 0) and p the
         zero probability: zero-inflated y = 0: (1 - r) - p, and the mu-derivatives -r (1 - r) l1 and
-        -r (1 - r) (l2 + (1 - 2 r) l1^2); y > 0: -p, 0, 0. Hurdle: 1 - p at y = 0, -p at y > 0, 0, 0."""
+        -r (1 - r) (l2 + (1 - 2 r) l1^2); y > 0: -p, 0, 0. Hurdle: 1 - p at y = 0, -p at y > 0, 0, 0.
+        ``first_only``: only the first, as a 1-tuple (the gradient of the model without random effects)."""
         if part == "disp":
-            rows = self._disp_rows(resp, rs)
-            if rows is None:
-                return None
+            rows = self._disp_rows(resp, rs, first_only)
+            if rows is None or first_only:
+                return rows
             d_ll, dl1, dl2 = rows
         elif part != "zi" or not self.kind:
             return None
+        elif first_only:
+            return (self._zi_first(resp, rs),)
         else:
             d_ll, dl1, dl2, _ = self._zi_rows(resp, rs)
         h1, h2 = rs.h1, rs.h2
         return d_ll, -2.0 * dl1 * h1, -2.0 * (dl2 * h1 * h1 + dl1 * h2)
 
-    def _disp_rows(self, resp, rs):
+    def _disp_rows(self, resp, rs, first_only: bool = False):
         """(d log f, d l1, d l2) per row in the dispersion model's predictor (the log of d), the zero model's
-        mixture or truncation included; None where the base has no closed form here."""
+        mixture or truncation included; None where the base has no closed form here. ``first_only``: (d log f,)."""
         mu = rs.mu
         m, eta_z, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)
-        base = disp_partials(m, resp, mu)
+        base = disp_partials(m, resp, mu, first_only)
         if base is None:
             return None
-        dll, dl1, dl2 = (np.array(a, dtype=float) for a in base)
+        dll, dl1, dl2 = (np.array(a, dtype=float) for a in ((base[0], 0.0, 0.0) if first_only else base))
         if not self.kind or eta_z is None:
-            return dll, dl1, dl2
+            return (dll,) if first_only else (dll, dl1, dl2)
         zi = resp.zero_rows
         if self.kind == "zi":
             r, rr = self._mixture(resp, mu)[:2]
+            if first_only:
+                dll[zi] = r * dll[zi]
+                return (dll,)
             d0, a1, a2, b1, b2 = dll[zi], l1[zi], l2[zi], dl1[zi], dl2[zi]
             dll[zi] = r * d0
             dl1[zi] = r * b1 + a1 * rr * d0
@@ -222,7 +228,10 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             return dll, dl1, dl2
         zt = zero_terms(m, mu)
         if zt is None:  # a continuous positive part (ziGamma): no mass at 0, so no truncation term
-            dll[zi] = dl1[zi] = dl2[zi] = 0.0
+            dll[zi] = 0.0
+            if first_only:
+                return (dll,)
+            dl1[zi] = dl2[zi] = 0.0
             return dll, dl1, dl2
         zd = zero_disp_partials(m, mu)
         if zd is None:
@@ -230,6 +239,10 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         l0, d1, d2, _ = zt
         e0, e1, e2 = zd
         c = 1.0 / np.expm1(-np.minimum(l0, -1e-300))  # f0 / (1 - f0)
+        if first_only:
+            dll = dll + c * e0
+            dll[zi] = 0.0
+            return (dll,)
         cc = c * (1.0 + c)
         dll = dll + c * e0
         dl1 = dl1 + c * e1 + d1 * cc * e0

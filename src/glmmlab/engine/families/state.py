@@ -157,8 +157,13 @@ class DensityState(RowState):
         self.eta, self.mu, self.h1, self.h2 = eta, mu, h1, h2
         self.dev = 2.0 * (resp.sat - ll)
         self.dev_eta = -2.0 * l1 * h1
-        self.dev_eta2 = -2.0 * (l2 * h1 * h1 + l1 * h2)
         self._third = (fam, resp, q, l1, l2, lk)
+
+    @cached_property
+    def dev_eta2(self) -> np.ndarray:  # type: ignore[override]
+        # when first read: a step's candidate that is not taken, and the model without random effects, need none
+        _, _, _, l1, l2, _ = self._third
+        return -2.0 * (l2 * self.h1 * self.h1 + l1 * self.h2)
 
     # the expected information and Var(y), when first read (the mode search's Newton steps and the gradient use
     # the observed information: the states they make need neither)

@@ -77,6 +77,22 @@ class ZeroModelRows:
     def _zi_rows(self, resp, rs):
         return self._zi_pieces(resp, rs)[0]
 
+    def _zi_first(self, resp, rs) -> np.ndarray:
+        """d log f / dz per row alone (:meth:`_zi_pieces`' first), with p kept per member."""
+        p, base = kept_on(resp, "_zi_first_kept", (self, getattr(resp, "zi_off", None), resp.y),
+                          lambda: self._zi_first_base(resp))
+        d_ll = base.copy()
+        if self.kind == "zi":
+            zi = resp.zero_rows
+            d_ll[zi] = (1.0 - self._mixture(resp, rs.mu)[0]) - p[zi]
+        return d_ll
+
+    def _zi_first_base(self, resp) -> tuple[np.ndarray, np.ndarray]:
+        p = special.expit(self._zero_model(resp)[0])
+        d_ll = -p
+        d_ll[resp.zero_rows] += 1.0
+        return p, d_ll
+
     def _zi_pieces(self, resp, rs):
         """((d log f, d l1, d l2, d2 log f) in the zero model's predictor per row, the zero probabilities p, and at
         the zero rows of a zero-inflation (r, r (1 - r), l1) or None)."""

@@ -138,7 +138,7 @@ def glm_objective(laps: list, fam: ModelledFamily, lk: Link, p: int):
                 f += float(np.sum(pw * rs.dev))
                 g[:p] += design_t_dot(lap.Xs, pw * rs.dev_eta)
                 for part, where in member.row_parts():
-                    exact = member.row_partials(part, resp, rs)
+                    exact = member.row_partials(part, resp, rs, first_only=True)
                     if exact is not None:
                         d_dev = -2.0 * exact[0]
                     else:
