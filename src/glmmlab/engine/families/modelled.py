@@ -226,8 +226,8 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             dl1[zi] = r * b1 + a1 * rr * d0
             dl2[zi] = r * b2 + a2 * rr * d0 + (1.0 - 2.0 * r) * rr * d0 * a1 * a1 + 2.0 * rr * a1 * b1
             return dll, dl1, dl2
-        zt = zero_terms(m, mu)
-        if zt is None:  # a continuous positive part (ziGamma): no mass at 0, so no truncation term
+        trunc = self._truncation(resp, m, mu)
+        if trunc is None:  # a continuous positive part (ziGamma): no mass at 0, so no truncation term
             dll[zi] = 0.0
             if first_only:
                 return (dll,)
@@ -236,14 +236,12 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         zd = zero_disp_partials(m, mu)
         if zd is None:
             return None
-        l0, d1, d2, _ = zt
+        c, cc, (_, d1, d2, _) = trunc  # c = f0 / (1 - f0)
         e0, e1, e2 = zd
-        c = 1.0 / np.expm1(-np.minimum(l0, -1e-300))  # f0 / (1 - f0)
         if first_only:
             dll = dll + c * e0
             dll[zi] = 0.0
             return (dll,)
-        cc = c * (1.0 + c)
         dll = dll + c * e0
         dl1 = dl1 + c * e1 + d1 * cc * e0
         dl2 = dl2 + c * e2 + d2 * cc * e0 + cc * (1.0 + 2.0 * c) * e0 * d1 * d1 + 2.0 * cc * d1 * e1
@@ -288,7 +286,27 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             n3 = np.array(l3, dtype=float)
             n3[zi] = r * l3[zi] + 3.0 * rr * l1z * l2z + rr * (1.0 - 2.0 * r) * _cube(l1z)
             return n3
+        kept = getattr(resp, "_hurdle_mix", None)
+        if self.kind == "hurdle" and kept is not None and kept[0] is self and kept[1] is mu:
+            # the truncation's pieces from the row state's own pass (the same numbers)
+            c, cc, zt = kept[2]
+            l3 = self._pieces(resp, mu, q, True)[5]
+            _, d1, d2, d3 = zt
+            return np.where(~resp.zero, l3 + c * d3 + 3.0 * cc * d1 * d2 + cc * (1.0 + 2.0 * c) * _cube(d1), 0.0)
         return self._combined(resp, mu, q, third=True)[4]
+
+    def _truncation(self, resp, m, mu):
+        """A hurdle's truncation at ``mu`` (member ``m``): (c = f0 / (1 - f0), c (1 + c), :func:`zero_terms`), from
+        the row state's own pass where it made these means (the same numbers), else computed; None for a
+        continuous positive part (no mass at 0)."""
+        kept = getattr(resp, "_hurdle_mix", None)
+        if kept is not None and kept[0] is self and kept[1] is mu:
+            return kept[2]
+        zt = zero_terms(m, mu)
+        if zt is None:
+            return None
+        c = 1.0 / np.expm1(-np.minimum(zt[0], -1e-300))
+        return c, c * (1.0 + c), zt
 
     def _combined(self, resp, mu, q, third: bool):
         """(log f, its first and second mu-derivatives, a function giving (the expected information, Var(y)), the
@@ -342,6 +360,7 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
                 pos, l3 + c * d3 + 3.0 * cc * d1 * d2 + cc * (1.0 + 2.0 * c) * _cube(d1), 0.0)
             cond = mu * (1.0 + c)  # the truncated mean mu / (1 - f0)
             second = (var + mu * mu) * (1.0 + c)  # E[y^2 | y > 0]
+            resp._hurdle_mix = (self, mu, (c, cc, zt))
 
         def hurdle_moments():
             mean = one_m_p * cond

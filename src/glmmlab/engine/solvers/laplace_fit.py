@@ -255,7 +255,13 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             fg = nb_value_grad if exact else None
             if held is None or H_held is None or lower_full is None:
                 return nb_optimize(nb_value, fg, start, lower_full)
-            return optimize_held(nb_optimize, nb_value, fg, start, lower_full, held, H_held)
+            for lap in obj.laps:
+                lap.psi_held = ("zi",)
+            try:
+                return optimize_held(nb_optimize, nb_value, fg, start, lower_full, held, H_held)
+            finally:
+                for lap in obj.laps:
+                    lap.psi_held = ()
 
         x, record = nb_run(np.append(x0, psi0))
         deviance = cold_value(obj, x, edge, nb_value, known=record.objective)

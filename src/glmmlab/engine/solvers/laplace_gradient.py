@@ -33,6 +33,7 @@ class LaplaceGradient:
     Xs: np.ndarray
     nt: int
     observed: bool
+    psi_held: tuple[str, ...] = ()  # parts of the family's parameters whose gradient is not needed (left 0)
 
     def _weighted(self, a: np.ndarray) -> np.ndarray:  # pragma: no cover - GeneralLaplace's
         raise NotImplementedError
@@ -68,6 +69,9 @@ class LaplaceGradient:
             # that predictor (in closed form where the family has them, else one pair of differences for all
             # rows), then X' times the rows' gradient
             for part, where in row_parts():
+                if part in self.psi_held:  # held by the optimiser (a hurdle's zero model): not read
+                    g[where] = 0.0
+                    continue
                 exact = fam.row_partials(part, self.resp, m["rs"])
                 if exact is not None:
                     d_ll, d_e1, d_e2 = exact
