@@ -339,30 +339,37 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
                 return info * one_m_p, one_m_p * (var + mu * mu) - mean * mean
 
             return new_ll, n1, n2, zi_moments, n3
-        log_p = eta_z + log_1mp
         # hurdle: zero rows log p; positive rows the truncated density
         zt = zero_terms(m, mu)
         pos = ~z
         if zt is None:
-            new_ll = np.where(z, log_p, log_1mp + ll)
+            new_ll = np.where(z, eta_z + log_1mp, log_1mp + ll)
             n1, n2 = np.where(pos, l1, 0.0), np.where(pos, l2, 0.0)
             n3 = None if l3 is None else np.where(pos, l3, 0.0)
-            cond, second = mu, var + mu * mu
         else:
+            # (the same numbers as np.where(y = 0, ..., ...): the zero rows set after, log p there kept per member)
             l0, d1, d2, d3 = zt
-            log1m = np.log(-np.expm1(np.minimum(l0, -1e-300)))  # log(1 - f0)
-            c = 1.0 / np.expm1(-np.minimum(l0, -1e-300))  # f0 / (1 - f0)
+            gap = np.minimum(l0, -1e-300)
+            log1m = np.log(-np.expm1(gap))  # log(1 - f0)
+            c = 1.0 / np.expm1(-gap)  # f0 / (1 - f0)
             cc = c * (1.0 + c)
-            new_ll = np.where(z, log_p, log_1mp + ll - log1m)
-            n1 = np.where(pos, l1 + c * d1, 0.0)
-            n2 = np.where(pos, l2 + c * d2 + cc * d1 * d1, 0.0)
+            zi = resp.zero_rows
+            new_ll = log_1mp + ll - log1m
+            new_ll[zi] = zero_model[3]
+            n1 = l1 + c * d1
+            n1[zi] = 0.0
+            n2 = l2 + c * d2 + cc * d1 * d1
+            n2[zi] = 0.0
             n3 = None if l3 is None else np.where(
                 pos, l3 + c * d3 + 3.0 * cc * d1 * d2 + cc * (1.0 + 2.0 * c) * _cube(d1), 0.0)
-            cond = mu * (1.0 + c)  # the truncated mean mu / (1 - f0)
-            second = (var + mu * mu) * (1.0 + c)  # E[y^2 | y > 0]
             resp._hurdle_mix = (self, mu, (c, cc, zt))
 
         def hurdle_moments():
+            if zt is None:
+                cond, second = mu, var + mu * mu
+            else:
+                cond = mu * (1.0 + c)  # the truncated mean mu / (1 - f0)
+                second = (var + mu * mu) * (1.0 + c)  # E[y^2 | y > 0]
             mean = one_m_p * cond
             return np.where(pos, info, 1e-12), one_m_p * second - mean * mean
 
