@@ -204,7 +204,9 @@ def tetragamma_diff(y, s) -> np.ndarray:
 
 
 # -- integer counts: the differences as sums over each count's run ---------------------------------------------
-RUNS_PER_ROW = 64  # counts whose total is at most this many per row use CountRuns (a pass over sum(y) entries)
+# counts whose total is at most this many per row use CountRuns (a pass over sum(y) entries): its temporaries (the
+# pairs' sizes and powers) then hold at most 16 n numbers, fewer than the recurrence's SHIFT x 2n
+RUNS_PER_ROW = 16
 
 
 class CountRuns:
