@@ -187,8 +187,12 @@ def gather_rows(columns: list[np.ndarray], rows: np.ndarray, outs: list[np.ndarr
         part = columns[s:s + GATHER_WIDTH]
         side = np.empty((part[0].size, len(part)))
         in_threads(partial(_side_by_side, part, side), row_slices(side.shape[0], parts))
-        in_threads(partial(_spread, side, rows, outs[s:s + len(part)]), row_slices(rows.size, parts))
-        del side
+        runs = row_slices(rows.size, parts)
+        # each run's block of gathered rows made here, not in its thread (a thread's own allocations went to a
+        # malloc arena of its own, which the fit's later temporaries could not reuse: the first fit's peak +17 MB)
+        blocks = [np.empty((min(GATHER_ROWS, r.stop - r.start), len(part))) for r in runs]
+        in_threads(partial(_spread, side, rows, outs[s:s + len(part)]), list(zip(runs, blocks)))
+        del side, blocks
 
 
 def _side_by_side(part: list[np.ndarray], side: np.ndarray, r: slice) -> None:
@@ -197,11 +201,12 @@ def _side_by_side(part: list[np.ndarray], side: np.ndarray, r: slice) -> None:
         side[r, j] = col[r]
 
 
-def _spread(side: np.ndarray, rows: np.ndarray, outs: list[np.ndarray], r: slice) -> None:
-    """``outs[j][r] = side[rows[r], j]``, GATHER_ROWS rows at a time."""
+def _spread(side: np.ndarray, rows: np.ndarray, outs: list[np.ndarray], run: tuple[slice, np.ndarray]) -> None:
+    """``outs[j][r] = side[rows[r], j]`` for the run of rows r, GATHER_ROWS rows at a time through ``buffer``."""
+    r, buffer = run
     for a in range(r.start, r.stop, GATHER_ROWS):
         b = min(a + GATHER_ROWS, r.stop)
-        block = np.take(side, rows[a:b], axis=0)
+        block = np.take(side, rows[a:b], axis=0, out=buffer[: b - a], mode="clip")  # (raise would buffer out)
         for j, out in enumerate(outs):
             out[a:b] = block[:, j]
 
