@@ -30,8 +30,12 @@ def test_integer_group_codes_match_the_hashed_codes_of_the_keys_as_floats(values
     np.testing.assert_array_equal(codes, want_codes)
 
 
+@pytest.mark.parametrize("threaded", [False, True])
 @pytest.mark.parametrize("k", [1, 3, 4, 5, 9])
-def test_gather_rows_is_fancy_indexing_as_floats(k):
+def test_gather_rows_is_fancy_indexing_as_floats(k, threaded, monkeypatch):
+    if threaded:  # the large data's path: runs of rows in threads (from THREADED_ROWS rows)
+        monkeypatch.setattr(frames, "THREADED_ROWS", 10)
+        monkeypatch.setattr(frames, "GATHER_ROWS", 64)
     rng = np.random.default_rng(k)
     n = 1000
     cols = [rng.standard_normal(n) if j % 2 else rng.integers(-3, 4, n) for j in range(k)]
@@ -94,3 +98,31 @@ def test_a_constant_column_is_left_out_and_the_later_ones_move_up():
         if not grouped:  # input order; the float response is the column itself, read-only
             assert order is None and not mf.y.flags.writeable
             np.testing.assert_array_equal(rows, np.arange(n))
+
+
+def test_a_large_datas_threaded_passes_give_the_same_fit(monkeypatch):
+    """The gather of the rows, the design's scaling, the separation check's columns and the per-row results put
+    back in input order run in threads from THREADED_ROWS rows: forced on a small fit, it is the same fit (its
+    warnings too), its rows in input order."""
+    import glmmlab
+    from glmmlab.engine.solvers import fit, scaling
+    from glmmlab.services.modeling import fitting
+
+    rng = np.random.default_rng(11)
+    n, groups = 3000, 60
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=n)
+    eta = -0.3 + 0.6 * x + rng.normal(0, 0.8, groups)[g]
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    s = np.where(y == 1.0, rng.integers(0, 2, n), 0).astype(float)  # y is 1 wherever s is: separation
+    df = pd.DataFrame({"y": y, "x": x, "s": s, "b": rng.integers(0, 2, n), "g": g})
+    fixed = ["x", "s", "b"]
+    plain = glmmlab.fit_glmm(df, response="y", group="g", fixed=fixed, family="binomial")
+    for module in (frames, scaling, fitting, fit):
+        monkeypatch.setattr(module, "THREADED_ROWS", 10)
+    threaded = glmmlab.fit_glmm(df, response="y", group="g", fixed=fixed, family="binomial")
+    assert any("separation" in w and "'s'" in w for w in plain.warnings)
+    assert threaded.warnings == plain.warnings
+    assert abs(threaded.llf - plain.llf) < 1e-8
+    np.testing.assert_allclose(threaded.fitted, plain.fitted, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(threaded.rows, plain.rows)

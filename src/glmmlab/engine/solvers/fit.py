@@ -22,7 +22,7 @@ from glmmlab.engine.solvers.reml import _fit_reml
 from glmmlab.engine.solvers.row_blocks import BlockSpec, block_count, cut_blocks
 from glmmlab.engine.solvers.scaling import scaled_design
 from glmmlab.engine.solvers.structure import Structure
-from glmmlab.engine.solvers.threads import one_blas_thread
+from glmmlab.engine.solvers.threads import THREADED_ROWS, cpu_count, in_threads, one_blas_thread, row_slices
 
 
 # -- the driver ---------------------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     X = np.asarray(mf.X, dtype=float)
     own_design = own_design and X is mf.X and X.flags.writeable
     # the separation check reads the design's two-valued columns: taken before the design is scaled in place
-    binary = advice.design_columns(list(mf.x_names), X, mf.y) if fam.bounded_mean else None
+    binary = _design_columns(list(mf.x_names), X, mf.y) if fam.bounded_mean else None
     with one_blas_thread():  # BLAS threads on a tall, thin product cost more than they save (1M x 3: 30x)
         Xs, T, names, dropped = scaled_design(X, list(mf.x_names), progress, in_place=own_design)
     del X
@@ -139,6 +139,16 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     out = record(fields, warnings, dropped, perm)  # per-row results back in the frame's order
     report(progress, "Done", 1.0)
     return out
+
+
+def _design_columns(names: list[str], X: np.ndarray, y: np.ndarray) -> list[dict | None]:
+    """:func:`advice.design_columns`; a large design's columns in threads, a run of columns each (the same numbers:
+    each column's are its own)."""
+    if X.shape[0] < THREADED_ROWS or len(names) < 2:
+        return advice.design_columns(names, X, y)
+    parts = in_threads(lambda cols: advice.design_columns(names[cols], X[:, cols], y),
+                       row_slices(len(names), cpu_count()))
+    return [column for part in parts for column in part]
 
 
 def _with_parts(fam: Family, mf: ModelFrame) -> tuple[Family, dict | None]:

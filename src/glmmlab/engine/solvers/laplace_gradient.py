@@ -33,6 +33,8 @@ class LaplaceGradient:
     Xs: np.ndarray
     nt: int
     observed: bool
+    psi_gradient: bool
+    psi_held: tuple[str, ...] = ()  # parts of the family's parameters whose gradient is not needed (left 0)
 
     def _weighted(self, a: np.ndarray) -> np.ndarray:  # pragma: no cover - GeneralLaplace's
         raise NotImplementedError
@@ -68,6 +70,9 @@ class LaplaceGradient:
             # that predictor (in closed form where the family has them, else one pair of differences for all
             # rows), then X' times the rows' gradient
             for part, where in row_parts():
+                if part in self.psi_held:  # held by the optimiser (a hurdle's zero model): not read
+                    g[where] = 0.0
+                    continue
                 exact = fam.row_partials(part, self.resp, m["rs"])
                 if exact is not None:
                     d_ll, d_e1, d_e2 = exact
@@ -135,9 +140,8 @@ class LaplaceGradient:
         lams = st.lambdas(theta)
         rs, pw, F = m["rs"], self.pw, m["F"]
         d1 = self._weighted(rs.dev_eta)
-        w_eta = self._weighted(rs.w_eta)
-        w = self._weighted(rs.w)
         if rs.observed_is_expected and not self.observed:  # a canonical pair's fast path: no check over the rows
+            w_eta, w = self._weighted(rs.w_eta), self._weighted(rs.w)
             wobs, canonical = w, True
         else:
             wobs = 0.5 * self._weighted(rs.dev_eta2)
@@ -145,6 +149,8 @@ class LaplaceGradient:
                 F = m["F_ld"]
                 w = wobs
                 w_eta = 0.5 * pw * dev_eta3(self.fam, self.lk, self.y, rs)
+            else:
+                w_eta, w = self._weighted(rs.w_eta), self._weighted(rs.w)
             # |wobs - w| <= 1e-12 |w| (np.allclose's rule with rtol 1e-12, without its cost)
             canonical = bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
         K = F if canonical else factor(st, st.crossprods(wobs, None), theta)
@@ -172,6 +178,8 @@ class LaplaceGradient:
         taken per level first (Aw = Z'WZ per level, from the factor's own cross-products), so the rows are
         passed over a few times instead of once per term and theta entry."""
         st = self.st
+        if st.q1 == 1 and st.ones1[0] and st.sorted1:
+            return self._gradient_intercept(float(lam[0, 0]), m, F, K, d1, w_eta, wobs, Aw)
         L1, q = st.L1, st.q1
         U = m["u"].reshape(L1, q)
         Linv = batched_inverse_lower(F.L11)
@@ -207,6 +215,47 @@ class LaplaceGradient:
                 grad_theta += 2.0 * np.array([const[ra, cb] for ra, cb in tp])
             out.append(np.concatenate([grad_theta, gb]))
         return out[0], out[1]
+
+    def _gradient_intercept(self, lam: float, m: dict, F, K, d1: np.ndarray, w_eta: np.ndarray, wobs: np.ndarray,
+                            Aw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_gradient_one_factor` for one random intercept (1 | g) on rows sorted by level, the commonest
+        model: H^-1 is one number per level (P_j = 1 / L_j^2), z~_i' H^-1 z~_i is lam^2 P_j and the solves' row
+        terms are lam v_j, so every sum over the rows but X_s' a is a per-level sum of d1, w_eta and wobs (three
+        sums over runs of rows), and the rows' own work is the beta gradient's vector a alone: the same gradient
+        with a third of the passes over the rows (no per-row s, t0, t1, a0, a1 held)."""
+        st = self.st
+        u = m["u"]
+        P = 1.0 / (F.L11[:, 0, 0] * F.L11[:, 0, 0])  # H^-1 per level
+        s_lev = (lam * lam) * P  # z~' H^-1 z~ of each level's rows
+        Wd, Wo, Ww = (np.add.reduceat(v, st.starts1) for v in (d1, wobs, w_eta))  # per-level sums
+        SZ = s_lev * Ww  # per level, the sum of sw_i = s_i w_eta_i
+        v1 = K.solve(-2.0 * u)
+        v0 = K.solve(2.0 * u + SZ * lam)
+        AZ1 = Wd - (lam * v1) * Wo  # per level, the sums of a1_i = d1_i - wobs_i lam v1_j
+        AZ0 = SZ - (lam * v0) * Wo  # and of a0_i = sw_i - wobs_i lam v0_j
+        const = lam * float(Aw[:, 0, 0] @ P)  # sum_j Aw_j lam P_j: the log-determinant's direct term
+        if self.psi_gradient:  # the rows' s and t for the family parameters' gradient (_psi_gradient)
+            m["s_rows"], m["t_rows"] = st.lead_expand(s_lev), st.lead_expand(lam * (v0 + v1))
+        if self._unit_slope():  # X_s'(a1 + a0), a1 + a0 = d1 + s w_eta - wobs lam (v0 + v1): one product
+            a = st.lead_expand(s_lev)
+            a *= w_eta
+            a += d1
+            t = st.lead_expand(lam * (v0 + v1))
+            t *= wobs
+            a -= t
+            gb_c, gb_0 = np.zeros(self.Xs.shape[1]), self._xt(a)
+        else:
+            a1 = st.lead_expand(lam * v1)
+            a1 *= wobs
+            np.subtract(d1, a1, out=a1)
+            a0 = st.lead_expand(lam * v0)
+            a0 *= wobs
+            a0 *= -1.0
+            a0 += st.lead_expand(s_lev) * w_eta
+            gb_c, gb_0 = self._xt(a1), self._xt(a0)
+        g_c = float(AZ1 @ u) - 0.5 * float(v1 @ Wd)
+        g_0 = float(AZ0 @ u) - 0.5 * float(v0 @ Wd) + 2.0 * const
+        return np.concatenate([[g_c], gb_c]), np.concatenate([[g_0], gb_0])
 
     def _row_inverse_blocks(self, F, codes, qs, starts, n) -> np.ndarray:
         """Per row, the q_tot x q_tot block of H^-1 at the row's own levels of every factor."""

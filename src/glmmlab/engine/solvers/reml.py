@@ -194,8 +194,7 @@ def _block_rows(st: Structure, specs: list) -> list[tuple[Structure, slice]]:
     if len(specs) == 1:
         check_coupled_size(st)
         return [(st, specs[0].rows)]
-    ident = np.arange(st.n)
-    out = [(Structure(local_blocks(st.blocks, ident, spec)), spec.rows) for spec in specs]
+    out = [(Structure(local_blocks(st.blocks, None, spec)), spec.rows) for spec in specs]
     for local, _ in out:
         check_coupled_size(local)
     return out

@@ -93,11 +93,14 @@ def cut_blocks(blocks: list[FactorBlock], n_blocks: int) -> tuple[np.ndarray, li
         return perm, [BlockSpec(slice(0, n), [np.arange(b.n_levels) for b in blocks])]
     oc = np.asarray(blocks[outer].codes)
     # one factor (or the leading factor is the outer one): one stable sort, not a two-key lexsort
-    if outer == 0:
-        perm = np.arange(n) if bool(np.all(lead[1:] >= lead[:-1])) else stable_order(lead, blocks[0].n_levels)
+    in_order = outer == 0 and bool(np.all(lead[1:] >= lead[:-1]))  # rows already by level (a column frame)
+    if in_order:
+        perm = np.arange(n)
+    elif outer == 0:
+        perm = stable_order(lead, blocks[0].n_levels)
     else:
         perm = np.lexsort((lead, oc))
-    o_sorted = oc[perm]
+    o_sorted = oc if in_order else oc[perm]
     bounds = np.flatnonzero(np.diff(o_sorted)) + 1  # where an outer group starts
     cuts = [0]
     for k in range(1, n_blocks):
@@ -108,18 +111,35 @@ def cut_blocks(blocks: list[FactorBlock], n_blocks: int) -> tuple[np.ndarray, li
     cuts.append(n)
     specs = []
     for a, b in zip(cuts[:-1], cuts[1:]):
-        maps = [np.unique(np.asarray(f.codes)[perm[a:b]]) for f in blocks]
+        # rows in order: the leading factor's levels of a block are its run of sorted codes' distinct values
+        maps = [_distinct_sorted(lead[a:b]) if in_order and k == 0 else
+                np.unique(np.asarray(f.codes)[slice(a, b) if in_order else perm[a:b]]) for k, f in enumerate(blocks)]
         specs.append(BlockSpec(slice(a, b), maps))
     return perm, specs
 
 
-def local_blocks(blocks: list[FactorBlock], perm: np.ndarray, spec: BlockSpec) -> list[FactorBlock]:
-    """The factor blocks restricted to one block's rows, with local level codes."""
+def _distinct_sorted(codes: np.ndarray) -> np.ndarray:
+    """np.unique of codes already sorted: the first of each run."""
+    if codes.size == 0:
+        return codes.copy()
+    first = np.empty(codes.size, dtype=bool)
+    first[0] = True
+    np.not_equal(codes[1:], codes[:-1], out=first[1:])
+    return codes[first]
+
+
+def local_blocks(blocks: list[FactorBlock], perm: np.ndarray | None, spec: BlockSpec) -> list[FactorBlock]:
+    """The factor blocks restricted to one block's rows (``perm``: the rows' order; None: as they are), with
+    local level codes (a block's levels that are a run of the global ones: the codes less the first)."""
     out = []
+    rows = spec.rows if perm is None else perm[spec.rows]
     for f, lmap in zip(blocks, spec.level_maps):
-        codes = np.asarray(f.codes)[perm[spec.rows]]
-        local = np.searchsorted(lmap, codes)
-        out.append(replace(f, codes=local, levels=[f.levels[i] for i in lmap], Z=rows_of(f.Z, perm[spec.rows])))
+        codes = np.asarray(f.codes)[rows]
+        if lmap.size and int(lmap[-1]) - int(lmap[0]) == lmap.size - 1:  # (lmap is sorted and distinct)
+            local = np.subtract(codes, lmap[0], dtype=np.intp)
+        else:
+            local = np.searchsorted(lmap, codes)
+        out.append(replace(f, codes=local, levels=[f.levels[i] for i in lmap], Z=rows_of(f.Z, rows)))
     return out
 
 

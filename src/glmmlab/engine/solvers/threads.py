@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -55,6 +57,30 @@ def _load() -> float:
         return float(os.getloadavg()[0])
     except (OSError, AttributeError):
         return 0.0
+
+
+# data of at least this many rows have their one-off passes outside the fit's blocks (the gather of the column
+# frame's rows, the design's Gram matrices and scaling, the per-row results put back in input order) run in threads
+THREADED_ROWS = 200_000
+
+
+def in_threads(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(item) for item in items]``, the items run in a pool of one thread per core (numpy's loops, BLAS and
+    np.take release the GIL); in this thread where there is one item or one core. For the one-off passes over
+    a large design outside the fit's blocks (its Gram matrix and scaling, the gather of its rows), which ran on
+    one core while the other waited: the caller decides from the data's size whether the pool's start (~0.2 ms)
+    is worth it (THREADED_ROWS)."""
+    workers = min(len(items), cpu_count())
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def row_slices(n: int, parts: int) -> list[slice]:
+    """``parts`` contiguous runs of about equal size covering 0 .. n-1 (rows, or the columns of a design)."""
+    cuts = [n * i // parts for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
 def cpu_count() -> int:

@@ -27,6 +27,7 @@ from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.progress import ProgressFn, report
 from glmmlab.engine.solvers.assemble import PER_ROW
 from glmmlab.engine.solvers.fit import fit_frame
+from glmmlab.engine.solvers.threads import THREADED_ROWS, in_threads
 from glmmlab.services.modeling.levels import level_label
 from glmmlab.services.modeling.modelframe import build_model_frame, plain_columns
 
@@ -91,7 +92,11 @@ def in_input_order(record: GlmmResult, order: np.ndarray) -> GlmmResult:
         out[order] = a
         return out
 
-    per_row: dict[str, Any] = {name: back(np.asarray(getattr(record, name))) for name in PER_ROW if name != "rows"}
+    names = [name for name in PER_ROW if name != "rows"]
+    # a large fit's arrays in threads, one per core (each scatter is one pass of random writes)
+    arrays = [np.asarray(getattr(record, name)) for name in names]
+    arrays = in_threads(back, arrays) if order.size >= THREADED_ROWS else [back(a) for a in arrays]
+    per_row: dict[str, Any] = dict(zip(names, arrays))
     # the rows themselves in input order are the input row numbers used, ascending: with none left out, 0 .. n-1
     per_row["rows"] = np.arange(record.n_obs) if record.n_excluded == 0 else back(np.asarray(record.rows))
     return type(record)(**{**raw_fields(record, type(record)), **per_row})  # a pending df stays pending
