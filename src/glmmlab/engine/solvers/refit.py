@@ -311,3 +311,17 @@ def sd_cor(theta: np.ndarray, pos: list[tuple[int, int]], q: int, scale: np.ndar
             den = sd[:, r] * sd[:, c]
             out[:, k] = np.where(den > 0, S[:, r, c] / np.where(den > 0, den, 1.0), 0.0)
     return out
+
+
+def theta_of_sd_cor(v: np.ndarray, pos: list[tuple[int, int]], q: int, scale: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`sd_cor`: thetas (M x n_theta, the relative Cholesky factors of the covariances over
+    scale^2) of a batch of standard deviations and correlations (M x n_theta, theta's order) and residual scales
+    (M,). A row whose correlations are not positive definite (or has an SD of 0) is NaN."""
+    sd = {r: v[:, k] for k, (r, c) in enumerate(pos) if r == c}
+    s2 = scale * scale
+    zero = np.zeros(v.shape[0])
+    S: list[list[Any]] = [[zero] * q for _ in range(q)]
+    for k, (r, c) in enumerate(pos):
+        S[r][c] = (1.0 if r == c else v[:, k]) * (sd[r] * sd[c]) / s2
+    L = planar_cholesky(S)
+    return np.column_stack([L[r][c] for r, c in pos])

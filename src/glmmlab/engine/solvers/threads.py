@@ -43,8 +43,10 @@ def wide_blas(side: int):
     (:func:`one_blas_thread` stays in force): OpenBLAS's threads then wait for each other's time slices, and on
     the 2-core development machine at a load of 15-20 a MovieLens fit took 50 s of CPU with them against ~30 s
     without."""
+    if side < WIDE_BLAS_SIDE:  # first: a small side (every profile point) costs no system call
+        return nullcontext()
     cores = cpu_count()
-    if side < WIDE_BLAS_SIDE or cores < 2 or _load() >= cores:
+    if cores < 2 or _load() >= cores:
         return nullcontext()
     return _controller().limit(limits=cores, user_api="blas")
 
