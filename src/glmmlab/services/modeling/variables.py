@@ -215,6 +215,12 @@ def _series_value(s: pd.Series, name: str) -> _Num | _Fac:
         else:
             codes = arr.astype(np.int64)
         return _Fac(codes, ["FALSE", "TRUE"])
+    if isinstance(dt, np.dtype) and dt.kind in "fiu":  # numpy's numbers: NaN is their only missing value
+        vals = np.array(s.to_numpy(), dtype=float)  # a copy: the frame's arrays are not the data's
+        miss = ~np.isfinite(vals)
+        if miss.any():
+            vals[miss] = np.nan
+        return _Num(vals, miss)
     if pd.api.types.is_numeric_dtype(dt):
         vals = s.to_numpy(dtype=float, na_value=np.nan)
         miss = ~np.isfinite(vals)
@@ -228,7 +234,13 @@ def _series_value(s: pd.Series, name: str) -> _Num | _Fac:
         codes[~miss] = np.asarray(s[~miss].astype(bool), dtype=np.int64)
         return _Fac(codes, ["FALSE", "TRUE"])
     # strings (object, pandas string dtypes) and anything else: a factor of the values' text
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if isinstance(dt, pd.StringDtype) or dt == object:  # noqa: E721  (a dtype compared with object dtype)
+        # as Python objects (missing values None): half the time of factorizing an Arrow-backed column and
+        # iterating its uniques
+        codes, uniques = pd.factorize(s.to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
+        uniques = uniques.tolist()
+    else:
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
     labels = [u if isinstance(u, str) else str(u) for u in uniques]
     return _relevel(np.asarray(codes, dtype=np.int64), labels)
 
