@@ -14,7 +14,13 @@ from scipy import linalg
 from glmmlab.engine.inference.intervals import VarianceLayout
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.solvers.profile_problem import Bounds, ProfileProblem, ordered_frame, theta_bounds
-from glmmlab.engine.solvers.refit import batched_lmm_ok
+from glmmlab.engine.solvers.refit import (
+    BatchedLmm,
+    batched_lmm_ok,
+    canonical_theta,
+    newton_batched,
+    theta_of_sd_cor,
+)
 from glmmlab.engine.solvers.structure import Structure
 
 # a profile point's fit: started from its neighbour (a first step of 2% of each value) and stopped at a deviance
@@ -22,6 +28,7 @@ from glmmlab.engine.solvers.structure import Structure
 POINT_FTOL, POINT_XTOL, POINT_STEP = 1e-8, 1e-7, 0.02
 # a one-factor model's point by Newton steps (_BatchedPoints): at most this many from its neighbour, else BOBYQA
 POINT_NEWTON_ITER = 12
+DIAG_ZERO = 1e-3  # a relative SD (theta's diagonal) below this at a Newton point: BOBYQA finds that point
 
 
 def _nlopt_min(fun, x0: np.ndarray, bounds: Bounds, ftol: float = 1e-10, xtol: float = 1e-9,
@@ -69,19 +76,16 @@ class _BatchedPoints:
     whose steps do not converge inside the parameters' bounds returns None, and BOBYQA finds it."""
 
     def __init__(self, mf: ModelFrame, x_names: list[str], sum_log_w: float):
-        from glmmlab.engine.solvers.refit import BatchedLmm
-
         self.mf, self.x_names, self.sum_log_w = mf, x_names, sum_log_w
         self.lmm = BatchedLmm(mf, x_names, reml=False)
         self.lmm.set_responses(np.asarray(mf.y, dtype=float)[None, :])
         self.pos, self.q = self.lmm.pos, self.lmm.q
+        self.diag = np.array([r == c for r, c in self.pos])
         self._by_beta: dict[int, Any] = {}
 
     def vc_point(self, k: int, value: float, start: np.ndarray, kinds: list[str]) -> tuple[float, np.ndarray] | None:
         """The ML deviance minimised over the SDs, correlations and sigma (``kinds``: theirs, sigma last) with
         entry k held at ``value``."""
-        from glmmlab.engine.solvers.refit import newton_batched, theta_of_sd_cor
-
         free = [kd for i, kd in enumerate(kinds) if i != k]
         sd = np.array([kd in ("sd", "sigma") for kd in free])
         cor = np.array([kd == "cor" for kd in free])
@@ -93,11 +97,11 @@ class _BatchedPoints:
             s = V[:, -1]
             with np.errstate(all="ignore"):
                 theta = theta_of_sd_cor(V[:, :-1], self.pos, self.q, s)
-                parts = lmm._solve(theta, np.zeros(len(P), dtype=np.intp))
-                dev = parts["logdet"] + parts["pwrss"] / (s * s) + n * np.log(2.0 * math.pi * s * s) - self.sum_log_w
+                logdet, pwrss = lmm.logdet_pwrss(theta, np.zeros(len(P), dtype=np.intp))
+                dev = logdet + pwrss / (s * s) + n * np.log(2.0 * math.pi * s * s) - self.sum_log_w
             return np.where(inside & np.isfinite(dev), dev, np.inf)
 
-        x, f, ok = newton_batched(fun, np.asarray(start, dtype=float)[None, :], max_iter=POINT_NEWTON_ITER)
+        x, f, ok = newton_batched(fun, np.asarray(start, dtype=float)[None, :], POINT_NEWTON_ITER, fused=True)
         if not (ok[0] and np.isfinite(f[0])):
             return None
         return float(f[0]), x[0]
@@ -105,19 +109,21 @@ class _BatchedPoints:
     def beta_point(self, j: int, b: float, x_j: np.ndarray, start: np.ndarray) -> tuple[float, np.ndarray] | None:
         """The ML deviance minimised over theta with fixed effect j held at ``b`` (its column ``x_j`` moved into the
         offset)."""
-        from glmmlab.engine.solvers.refit import BatchedLmm, canonical_theta, newton_batched
-
         if j not in self._by_beta:
-            self._by_beta[j] = BatchedLmm(self.mf, [nm for i, nm in enumerate(self.x_names) if i != j], reml=False)
+            lmm = BatchedLmm(self.mf, [nm for i, nm in enumerate(self.x_names) if i != j], reml=False)
+            lmm.set_line(np.asarray(self.mf.y, dtype=float) - lmm.off, np.asarray(x_j, dtype=float))
+            self._by_beta[j] = lmm
         lmm = self._by_beta[j]
-        lmm.set_responses((np.asarray(self.mf.y, dtype=float) - b * x_j)[None, :])
+        lmm.at_line(b)
 
         def fun(P: np.ndarray, idx: np.ndarray) -> np.ndarray:
             dev = lmm.deviance(P, np.zeros(len(P), dtype=np.intp)) - self.sum_log_w
             return np.where(np.isfinite(dev), dev, np.inf)
 
-        x, f, ok = newton_batched(fun, np.asarray(start, dtype=float)[None, :], max_iter=POINT_NEWTON_ITER)
-        if not (ok[0] and np.isfinite(f[0])):
+        x, f, ok = newton_batched(fun, np.asarray(start, dtype=float)[None, :], POINT_NEWTON_ITER, fused=True)
+        # the deviance is even in each column of Lambda: at a diagonal entry of 0 its slope is 0 whether or not 0
+        # is the optimum there, which BOBYQA within lme4's bounds decides
+        if not (ok[0] and np.isfinite(f[0])) or np.any(np.abs(x[0, self.diag]) < DIAG_ZERO):
             return None
         return float(f[0]), canonical_theta(x, self.pos, self.q)[0]
 
@@ -163,7 +169,9 @@ class LmmProblem(ProfileProblem):
         self.se = np.concatenate([np.full(self.nvc, np.nan), np.sqrt(np.maximum(np.diag(vcov), 0.0))])
         self._beta_cp: dict[int, tuple] = {}
         assert nt == len(self.layout.names)
-        self.batched = _BatchedPoints(mf, list(names), self.sum_log_w) if batched_lmm_ok(mf) else None
+        # Newton's stencils pay where BOBYQA's evaluations grow with the free parameters: two or more theta
+        # entries (a scalar intercept's points take BOBYQA a handful of its cheapest evaluations)
+        self.batched = _BatchedPoints(mf, list(names), self.sum_log_w) if nt >= 2 and batched_lmm_ok(mf) else None
 
     def vc_deviance(self, v: np.ndarray) -> float:
         s = float(v[-1])
