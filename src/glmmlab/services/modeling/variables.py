@@ -158,7 +158,7 @@ class _Data:
         raise GlmmInputError(f"cannot evaluate {e.deparse()!r} in {used_in}")  # pragma: no cover
 
     def _arith_arg(self, arg: Expr, whole: Expr, used_in: str) -> _Num:
-        v = self._eval(arg, used_in)
+        v = self.eval(arg, used_in)  # a column met again (cbind(s, n - s)) is read once
         if isinstance(v, _Fac):
             if v.levels == ["FALSE", "TRUE"]:  # R: arithmetic on a logical uses 0/1
                 vals = v.codes.astype(float)
