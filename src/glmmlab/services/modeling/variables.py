@@ -47,11 +47,12 @@ class _Data:
 
     def __init__(self, df: pd.DataFrame, formula_text: str, known_columns: Sequence[str] | None = None):
         self.df = df
+        columns = df.columns.tolist()  # a list once (iterating a pandas Index of strings costs 1 us a name)
         # the columns a message names: the whole dataset's when only the formula's columns were read
-        self.known = [str(c) for c in known_columns] if known_columns is not None else [str(c) for c in df.columns]
+        self.known = [str(c) for c in (known_columns if known_columns is not None else columns)]
         self.n = len(df)
         self.formula = formula_text
-        self.names = {str(c): c for c in df.columns}
+        self.names = {str(c): c for c in columns}
         self.cache: dict[tuple[Expr, bool], _Num | _Fac] = {}
         # scale(): the centre and scale each call used; given (``fixed_scales``) when rebuilding for new rows
         self.scale_params: dict[Expr, tuple[float, float]] = {}
