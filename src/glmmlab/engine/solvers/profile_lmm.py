@@ -91,8 +91,11 @@ class _BatchedPoints:
         cor = np.array([kd == "cor" for kd in free])
         n, lmm = self.lmm.n, self.lmm
 
+        others = [i for i in range(len(kinds)) if i != k]
+
         def fun(P: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            V = np.insert(P, k, value, axis=1)
+            V = np.empty((P.shape[0], len(kinds)))  # the points with entry k put back
+            V[:, others], V[:, k] = P, value
             inside = np.all(P[:, sd] > 0, axis=1) & np.all(np.abs(P[:, cor]) < 1, axis=1)
             s = V[:, -1]
             with np.errstate(all="ignore"):
