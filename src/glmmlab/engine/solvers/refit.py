@@ -107,13 +107,18 @@ def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER, fused: bool
         fa = F[:, 0]
         f[active] = fa
         g, H = _grad_hess(F, h, d)
+        # a stencil with a point where the function is not finite (past a bound) gives no step: that function
+        # stops here, not converged (eigh of a matrix that is not finite raises)
+        bad = ~(np.all(np.isfinite(H), axis=(1, 2)) & np.all(np.isfinite(g), axis=1))
+        if bad.any():
+            H[bad], g[bad] = np.eye(d), 0.0
         lam, V = np.linalg.eigh(H)
         floor = np.maximum(1e-8 * np.abs(lam).max(axis=1, keepdims=True), 1e-12)
         lam = np.maximum(np.abs(lam), floor)
         vg = np.einsum("bji,bj->bi", V, g)
         step = -np.einsum("bij,bj->bi", V, vg / lam)
         dec = 0.5 * np.einsum("bi,bi->b", vg, vg / lam)
-        ok = np.isfinite(fa) & np.isfinite(dec)
+        ok = np.isfinite(fa) & np.isfinite(dec) & ~bad
         done = ok & (dec < DECREMENT_TOL)
         converged[active[done]] = True
         go = ok & ~done
