@@ -10,7 +10,9 @@ zeta = -/+ qnorm((1 + level) / 2).
 - Gaussian + identity: lme4 profiles the *ML* deviance (``devfun2`` refits a REML fit by ML first), so we do too:
   the base point is the ML optimum. Each deviance costs one blocked factor of cross-products computed once
   (:class:`~glmmlab.engine.solvers.reml.ProfiledLmm`); a fixed effect is profiled as lme4 does, by moving its column
-  into the offset, which is a linear map of those cross-products (no pass over the rows per point).
+  into the offset, which is a linear map of those cross-products (no pass over the rows per point). With one
+  grouping factor and two or more theta entries a point is found by Newton steps on stacked evaluations
+  (:mod:`~glmmlab.engine.solvers.profile_lmm`), BOBYQA where they do not converge.
 - Other families: the Laplace deviance over (theta, beta)
   (:class:`~glmmlab.engine.solvers.laplace.GeneralLaplace`) with its exact gradient (chained through the sd/cor ->
   theta map for the variance parameters). The negative

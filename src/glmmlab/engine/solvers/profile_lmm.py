@@ -1,6 +1,7 @@
 """The profile problem of a linear mixed model (Gaussian + identity): lme4's ML deviance over the standard
 deviations, correlations and sigma, and the fixed effects (:class:`LmmProblem`), each point minimised by BOBYQA
-over one set of cross-products."""
+over one set of cross-products; with one grouping factor and two or more theta entries, by Newton steps whose
+stencils are stacked evaluations (:class:`_BatchedPoints`), BOBYQA taking the points they do not converge at."""
 
 from __future__ import annotations
 
@@ -86,12 +87,10 @@ class _BatchedPoints:
     def vc_point(self, k: int, value: float, start: np.ndarray, kinds: list[str]) -> tuple[float, np.ndarray] | None:
         """The ML deviance minimised over the SDs, correlations and sigma (``kinds``: theirs, sigma last) with
         entry k held at ``value``."""
-        free = [kd for i, kd in enumerate(kinds) if i != k]
-        sd = np.array([kd in ("sd", "sigma") for kd in free])
-        cor = np.array([kd == "cor" for kd in free])
-        n, lmm = self.lmm.n, self.lmm
-
         others = [i for i in range(len(kinds)) if i != k]
+        sd = np.array([kinds[i] in ("sd", "sigma") for i in others])
+        cor = np.array([kinds[i] == "cor" for i in others])
+        n, lmm = self.lmm.n, self.lmm
 
         def fun(P: np.ndarray, idx: np.ndarray) -> np.ndarray:
             V = np.empty((P.shape[0], len(kinds)))  # the points with entry k put back
