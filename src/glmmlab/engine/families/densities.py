@@ -193,7 +193,7 @@ def zero_terms(base: Family, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
     return None
 
 
-def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] | None:
+def disp_partials(base: Family, resp, mu: np.ndarray, first_only: bool = False) -> tuple | None:
     """The derivatives of (log f, its first and second mu-derivatives) in the log of the base's dispersion
     parameter d (NB2's theta, NB1's phi, the Gaussian's variance, the Gamma's shape), per row; None for a base
     without them here (differences are taken).
@@ -203,7 +203,9 @@ def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] 
     - s / (1 + phi) + y / (phi (1 + phi)), d l1 / d phi = -((psi1(y + s) - psi1(s)) s / phi + 1 / (1 + phi)) / phi -
     l1 / phi, d l2 / d phi = -(psi2(y + s) - psi2(s)) s / phi^3 - 2 l2 / phi; each times d (the log scale).
     Gaussian in the log variance v: (r^2 / v - 1) / 2, -r / v, 1 / v (r = y - mu). Gamma in the log shape a:
-    a (log(a / mu) + 1 - psi(a) + log y - y / mu), and l1, l2 themselves (both are a times a function of mu)."""
+    a (log(a / mu) + 1 - psi(a) + log y - y / mu), and l1, l2 themselves (both are a times a function of mu).
+    ``first_only``: the first alone where the others cost more (NB1's trigamma and tetragamma differences), as
+    (d log f, None, None)."""
     y = resp.y
     if isinstance(base, GaussianDensity):
         v = base.parameters[0]
@@ -227,6 +229,8 @@ def disp_partials(base: Family, resp, mu: np.ndarray) -> tuple[np.ndarray, ...] 
         sz = mu / phi
         lp = np.log1p(phi)
         dg = base.size_diffs(resp, mu, 0)  # (the row state's and the third derivative's at these means)
+        if first_only:
+            return phi * (-(dg - lp) * sz / phi - sz / (1.0 + phi) + y / (phi * (1.0 + phi))), None, None
         tg = base.size_diffs(resp, mu, 1)
         l1 = (dg - lp) / phi
         l2 = tg / (phi * phi)

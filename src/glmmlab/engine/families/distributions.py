@@ -710,6 +710,12 @@ class DensityFamily(Family):
         computed without cancellation where the link allows (logit)."""
         raise NotImplementedError
 
+    def mu_core(self, resp, mu: np.ndarray, q: np.ndarray):
+        """(log f, d/dmu, d2/dmu2 of log f, a function giving (the expected information, Var(y))): :meth:`mu_terms`
+        whose last two a row state computes when it reads them."""
+        ll, l1, l2, info, var = self.mu_terms(resp, mu, q)
+        return ll, l1, l2, lambda: (info, var)
+
     def mu_third(self, resp, mu: np.ndarray, q: np.ndarray) -> np.ndarray:
         """d3/dmu3 of log f per row."""
         raise NotImplementedError

@@ -201,3 +201,46 @@ def trigamma_diff(y, s) -> np.ndarray:
 def tetragamma_diff(y, s) -> np.ndarray:
     """psi2(y + s) - psi2(s) (y >= 0, s > 0), accurate to rounding of the result also for large s."""
     return _split(y, s, DIGAMMA_FROM, _tetragamma_diff_big, lambda a, b: _pair_difference(tetragamma, a, b))
+
+
+# -- integer counts: the differences as sums over each count's run ---------------------------------------------
+# counts whose total is at most this many per row use CountRuns (a pass over sum(y) entries): its temporaries (the
+# pairs' sizes and powers) then hold at most 16 n numbers, fewer than the recurrence's SHIFT x 2n
+RUNS_PER_ROW = 16
+
+
+class CountRuns:
+    """The pairs (i, k), k = 0 .. y_i - 1, of integer counts y as flat arrays (``rows``, ``k``), so that a sum
+    over k of a function of (s_i, k) is one pass over sum(y) entries and one segmented sum: psi(y + s) - psi(s) =
+    sum 1 / (s + k), psi1(y + s) - psi1(s) = -sum 1 / (s + k)^2, psi2(y + s) - psi2(s) = 2 sum 1 / (s + k)^3 and
+    log Gamma(y + s) - log Gamma(s) - y log s = sum log1p(k / s). Each is a sum of terms of one sign, so it is
+    accurate to rounding for every s (no cancellation near the Poisson limit either), and at the small totals of
+    count data it costs less than the recurrences and series above (owls, 599 rows, sum(y) 4,000: a row state's
+    three differences 170 -> 40 us)."""
+
+    def __init__(self, y: np.ndarray):
+        counts = y.astype(np.intp)
+        self.n = int(y.shape[0])
+        self.rows = np.repeat(np.arange(self.n), counts)
+        first = np.cumsum(counts) - counts
+        self.k = (np.arange(self.rows.size) - np.repeat(first, counts)).astype(float)
+        self.nonzero = np.flatnonzero(counts > 0)
+        self.starts = first[self.nonzero]
+
+    def sums(self, terms: np.ndarray) -> np.ndarray:
+        """Per row, the sum of ``terms`` (one per pair) over its run (0 for a count of 0)."""
+        out = np.zeros(self.n)
+        if terms.size:
+            out[self.nonzero] = np.add.reduceat(terms, self.starts)
+        return out
+
+
+def count_runs(y) -> CountRuns | None:
+    """:class:`CountRuns` of ``y`` where it is a vector of integer counts totalling at most RUNS_PER_ROW per row,
+    else None."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0 or not np.all(np.isfinite(y)) or np.any(y < 0) or np.any(y != np.floor(y)):
+        return None
+    if float(np.sum(y)) > RUNS_PER_ROW * y.size:
+        return None
+    return CountRuns(y)

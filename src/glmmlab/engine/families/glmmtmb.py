@@ -26,7 +26,14 @@ from glmmlab.engine.families.distributions import (
     _polygamma2,
     _positive,
 )
-from glmmlab.engine.families.gamma_functions import digamma_diff, lgamma_ratio, tetragamma_diff, trigamma, trigamma_diff
+from glmmlab.engine.families.gamma_functions import (
+    count_runs,
+    digamma_diff,
+    lgamma_ratio,
+    tetragamma_diff,
+    trigamma,
+    trigamma_diff,
+)
 from glmmlab.engine.families.links import _EPS
 from glmmlab.engine.families.state import kept_on
 from glmmlab.engine.families.tweedie import (  # noqa: F401 - glmmTMB's tweedie, given here with the others
@@ -93,7 +100,9 @@ class NegativeBinomial1(CompleteDensity, DensityFamily):
         s = mu / phi
         ys = y + s
         lp = np.log1p(phi)
-        ll = lgamma_ratio(y, s) - resp.lgamma_y1 + y * np.log(mu) - ys * lp  # as _nb1_logpdf
+        runs = self._runs(resp)
+        ratio = lgamma_ratio(y, s) if runs is None else runs.sums(np.log1p(runs.k / self._run_sizes(resp, mu)))
+        ll = ratio - resp.lgamma_y1 + y * np.log(mu) - ys * lp  # as _nb1_logpdf
         l1 = (self.size_diffs(resp, mu, 0) - lp) / phi
         l2 = self.size_diffs(resp, mu, 1) / (phi * phi)
         var = mu * (1.0 + phi)
@@ -110,8 +119,30 @@ class NegativeBinomial1(CompleteDensity, DensityFamily):
         as much as the rest of the row state)."""
         kept = kept_on(resp, "_nb1_size_diffs", (self, mu, resp.y), dict)
         if order not in kept:
-            kept[order] = (digamma_diff, trigamma_diff, tetragamma_diff)[order](resp.y, mu / self.parameters[0])
+            runs = self._runs(resp)
+            if runs is None:
+                kept[order] = (digamma_diff, trigamma_diff, tetragamma_diff)[order](resp.y, mu / self.parameters[0])
+            else:  # (integer counts: sums of 1 / (s + k)^(order + 1) over each count's run, the powers shared)
+                if "inv" not in kept:
+                    kept["inv"] = 1.0 / (self._run_sizes(resp, mu) + runs.k)
+                inv = kept["inv"]
+                if order == 0:
+                    kept[order] = runs.sums(inv)
+                else:
+                    if "inv2" not in kept:
+                        kept["inv2"] = inv * inv
+                    kept[order] = -runs.sums(kept["inv2"]) if order == 1 else 2.0 * runs.sums(kept["inv2"] * inv)
         return kept[order]
+
+    @staticmethod
+    def _runs(resp):
+        """The counts' :class:`~glmmlab.engine.families.gamma_functions.CountRuns` (or None), kept per y."""
+        return kept_on(resp, "_count_runs", (resp.y,), lambda: count_runs(resp.y))
+
+    def _run_sizes(self, resp, mu: np.ndarray) -> np.ndarray:
+        """The size s = mu / phi at each pair of the counts' runs, kept for this member and these means."""
+        return kept_on(resp, "_nb1_run_sizes", (self, mu, resp.y),
+                       lambda: (mu / self.parameters[0])[self._runs(resp).rows])
 
     def _member(self, values):
         return nbinom1_family(*values)
@@ -168,6 +199,16 @@ def check_unit_interval(y: np.ndarray, response: str, family: str) -> None:
             "trials, or a transformation such as (y (n - 1) + 0.5) / n)")
 
 
+def _pair_sum(fn, a: np.ndarray, b: np.ndarray, sign: float) -> np.ndarray:
+    """fn(a) + sign fn(b) with both in one call of ``fn`` (the polygamma recurrences and series pass over them
+    together: 1,800 rows' trigamma pair 169 -> 122 us)."""
+    if np.ndim(a) != 1 or np.shape(a) != np.shape(b):
+        return fn(a) + sign * fn(b)
+    both = fn(np.concatenate([a, b]))
+    n = a.shape[0]
+    return both[:n] + both[n:] if sign > 0 else both[:n] - both[n:]
+
+
 @dataclass(frozen=True)
 class BetaFamily(CompleteDensity, DensityFamily):
     def safe_links(self):
@@ -192,12 +233,12 @@ class BetaFamily(CompleteDensity, DensityFamily):
         ll = (special.gammaln(phi) - special.gammaln(a) - special.gammaln(b) + (a - 1.0) * resp.log_y
               + (b - 1.0) * resp.log_1my)
         l1 = phi * (resp.log_y - resp.log_1my - special.digamma(a) + special.digamma(b))
-        t1 = trigamma(a) + trigamma(b)
+        t1 = _pair_sum(trigamma, a, b, 1.0)
         return ll, l1, -phi * phi * t1, phi * phi * t1, mu * q / (1.0 + phi)
 
     def mu_third(self, resp, mu, q):
         phi = self.parameters[0]
-        return -phi ** 3 * (_polygamma2(mu * phi) - _polygamma2(q * phi))
+        return -phi ** 3 * _pair_sum(_polygamma2, mu * phi, q * phi, -1.0)
 
     def _member(self, values):
         return beta_family(*values)

@@ -37,13 +37,12 @@ from glmmlab.engine.families.densities import (
     _density,
     _rows_member,
     disp_partials,
-    log_add,
     zero_disp_partials,
     zero_terms,
 )
 from glmmlab.engine.families.distributions import DensityFamily, Family, _check_counts, _positive
 from glmmlab.engine.families.state import kept_on
-from glmmlab.engine.families.zero_model import ZeroModelRows
+from glmmlab.engine.families.zero_model import ZeroModelRows, zero_share
 
 # the families whose zero model is a hurdle (the base family whose positive part they truncate)
 HURDLE_BASE = {"truncated_poisson": "poisson", "truncated_nbinom2": "negbin", "truncated_nbinom1": "nbinom1",
@@ -184,54 +183,65 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         # a constant dispersion (the design of ~ 1): one number, not a value per row
         resp.disp_constant = X is not None and X.shape[1] == 1 and bool(np.all(X == X[:1]))
 
-    def row_partials(self, part: str, resp, rs):
+    def row_partials(self, part: str, resp, rs, first_only: bool = False):
         """Per row, the derivatives in the zero model's linear predictor (``part`` "zi") of log f, of the
         deviance's first and second eta-derivatives, as :meth:`GeneralLaplace._psi_gradient` combines them;
         None for another part (its differences are taken). With r the count part's share of P(y = 0) and p the
         zero probability: zero-inflated y = 0: (1 - r) - p, and the mu-derivatives -r (1 - r) l1 and
-        -r (1 - r) (l2 + (1 - 2 r) l1^2); y > 0: -p, 0, 0. Hurdle: 1 - p at y = 0, -p at y > 0, 0, 0."""
+        -r (1 - r) (l2 + (1 - 2 r) l1^2); y > 0: -p, 0, 0. Hurdle: 1 - p at y = 0, -p at y > 0, 0, 0.
+        ``first_only``: only the first, as a 1-tuple (the gradient of the model without random effects)."""
         if part == "disp":
-            rows = self._disp_rows(resp, rs)
-            if rows is None:
-                return None
+            rows = self._disp_rows(resp, rs, first_only)
+            if rows is None or first_only:
+                return rows
             d_ll, dl1, dl2 = rows
         elif part != "zi" or not self.kind:
             return None
+        elif first_only:
+            return (self._zi_first(resp, rs),)
         else:
             d_ll, dl1, dl2, _ = self._zi_rows(resp, rs)
         h1, h2 = rs.h1, rs.h2
         return d_ll, -2.0 * dl1 * h1, -2.0 * (dl2 * h1 * h1 + dl1 * h2)
 
-    def _disp_rows(self, resp, rs):
+    def _disp_rows(self, resp, rs, first_only: bool = False):
         """(d log f, d l1, d l2) per row in the dispersion model's predictor (the log of d), the zero model's
-        mixture or truncation included; None where the base has no closed form here."""
+        mixture or truncation included; None where the base has no closed form here. ``first_only``: (d log f,)."""
         mu = rs.mu
         m, eta_z, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)
-        base = disp_partials(m, resp, mu)
+        base = disp_partials(m, resp, mu, first_only)
         if base is None:
             return None
-        dll, dl1, dl2 = (np.array(a, dtype=float) for a in base)
+        dll, dl1, dl2 = (np.array(a, dtype=float) for a in ((base[0], 0.0, 0.0) if first_only else base))
         if not self.kind or eta_z is None:
-            return dll, dl1, dl2
+            return (dll,) if first_only else (dll, dl1, dl2)
         zi = resp.zero_rows
         if self.kind == "zi":
             r, rr = self._mixture(resp, mu)[:2]
+            if first_only:
+                dll[zi] = r * dll[zi]
+                return (dll,)
             d0, a1, a2, b1, b2 = dll[zi], l1[zi], l2[zi], dl1[zi], dl2[zi]
             dll[zi] = r * d0
             dl1[zi] = r * b1 + a1 * rr * d0
             dl2[zi] = r * b2 + a2 * rr * d0 + (1.0 - 2.0 * r) * rr * d0 * a1 * a1 + 2.0 * rr * a1 * b1
             return dll, dl1, dl2
-        zt = zero_terms(m, mu)
-        if zt is None:  # a continuous positive part (ziGamma): no mass at 0, so no truncation term
-            dll[zi] = dl1[zi] = dl2[zi] = 0.0
+        trunc = self._truncation(resp, m, mu)
+        if trunc is None:  # a continuous positive part (ziGamma): no mass at 0, so no truncation term
+            dll[zi] = 0.0
+            if first_only:
+                return (dll,)
+            dl1[zi] = dl2[zi] = 0.0
             return dll, dl1, dl2
         zd = zero_disp_partials(m, mu)
         if zd is None:
             return None
-        l0, d1, d2, _ = zt
+        c, cc, (_, d1, d2, _) = trunc  # c = f0 / (1 - f0)
         e0, e1, e2 = zd
-        c = 1.0 / np.expm1(-np.minimum(l0, -1e-300))  # f0 / (1 - f0)
-        cc = c * (1.0 + c)
+        if first_only:
+            dll = dll + c * e0
+            dll[zi] = 0.0
+            return (dll,)
         dll = dll + c * e0
         dl1 = dl1 + c * e1 + d1 * cc * e0
         dl2 = dl2 + c * e2 + d2 * cc * e0 + cc * (1.0 + 2.0 * c) * e0 * d1 * d1 + 2.0 * cc * d1 * e1
@@ -260,7 +270,11 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
                 pieces["info"], pieces["var"])
 
     def mu_terms(self, resp, mu, q):
-        return self._combined(resp, mu, q, third=False)[:5]
+        ll, l1, l2, moments, _ = self._combined(resp, mu, q, third=False)
+        return (ll, l1, l2) + moments()
+
+    def mu_core(self, resp, mu, q):
+        return self._combined(resp, mu, q, third=False)[:4]
 
     def mu_third(self, resp, mu, q):
         kept = getattr(resp, "_zi_mix", None)
@@ -272,21 +286,42 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             n3 = np.array(l3, dtype=float)
             n3[zi] = r * l3[zi] + 3.0 * rr * l1z * l2z + rr * (1.0 - 2.0 * r) * _cube(l1z)
             return n3
-        return self._combined(resp, mu, q, third=True)[5]
+        kept = getattr(resp, "_hurdle_mix", None)
+        if self.kind == "hurdle" and kept is not None and kept[0] is self and kept[1] is mu:
+            # the truncation's pieces from the row state's own pass (the same numbers)
+            c, cc, zt = kept[2]
+            l3 = self._pieces(resp, mu, q, True)[5]
+            _, d1, d2, d3 = zt
+            return np.where(~resp.zero, l3 + c * d3 + 3.0 * cc * d1 * d2 + cc * (1.0 + 2.0 * c) * _cube(d1), 0.0)
+        return self._combined(resp, mu, q, third=True)[4]
+
+    def _truncation(self, resp, m, mu):
+        """A hurdle's truncation at ``mu`` (member ``m``): (c = f0 / (1 - f0), c (1 + c), :func:`zero_terms`), from
+        the row state's own pass where it made these means (the same numbers), else computed; None for a
+        continuous positive part (no mass at 0)."""
+        kept = getattr(resp, "_hurdle_mix", None)
+        if kept is not None and kept[0] is self and kept[1] is mu:
+            return kept[2]
+        zt = zero_terms(m, mu)
+        if zt is None:
+            return None
+        c = 1.0 / np.expm1(-np.minimum(zt[0], -1e-300))
+        return c, c * (1.0 + c), zt
 
     def _combined(self, resp, mu, q, third: bool):
+        """(log f, its first and second mu-derivatives, a function giving (the expected information, Var(y)), the
+        third derivative or None) per row, the zero model's mixture or truncation included."""
         m, eta_z, ll, l1, l2, l3, info, var = self._pieces(resp, mu, q, third)
         if eta_z is None:
-            return ll, l1, l2, info, var, l3
-        _, log_1mp, one_m_p, log_p0 = self._zero_model(resp)
+            return ll, l1, l2, lambda: (info, var), l3
+        zero_model = self._zero_model(resp)
+        _, log_1mp, one_m_p = zero_model[:3]
         z = resp.zero
         if self.kind == "zi":
             # positive rows: log(1 - p) + log f(y | mu), the mu-derivatives unchanged; zero rows: the mixture
             zi = resp.zero_rows
             new_ll = ll + log_1mp
-            b = new_ll[zi]
-            lz = log_add(log_p0, b)  # log p = eta_z + log(1 - p)
-            r = np.exp(b - lz)
+            lz, r = zero_share(zero_model, ll[zi])
             rr = r * (1.0 - r)
             new_ll[zi] = lz
             l1z, l2z = l1[zi], l2[zi]
@@ -298,35 +333,47 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
             if l3 is not None:
                 n3 = np.array(l3, dtype=float)
                 n3[zi] = r * l3[zi] + 3.0 * rr * l1z * l2z + rr * (1.0 - 2.0 * r) * _cube(l1z)
-            mean = one_m_p * mu
-            v = one_m_p * (var + mu * mu) - mean * mean
-            return new_ll, n1, n2, info * one_m_p, v, n3
-        log_p = eta_z + log_1mp
+
+            def zi_moments():
+                mean = one_m_p * mu
+                return info * one_m_p, one_m_p * (var + mu * mu) - mean * mean
+
+            return new_ll, n1, n2, zi_moments, n3
         # hurdle: zero rows log p; positive rows the truncated density
         zt = zero_terms(m, mu)
         pos = ~z
         if zt is None:
-            new_ll = np.where(z, log_p, log_1mp + ll)
+            new_ll = np.where(z, eta_z + log_1mp, log_1mp + ll)
             n1, n2 = np.where(pos, l1, 0.0), np.where(pos, l2, 0.0)
             n3 = None if l3 is None else np.where(pos, l3, 0.0)
-            mean = one_m_p * mu
-            v = one_m_p * (var + mu * mu) - mean * mean
         else:
+            # (the same numbers as np.where(y = 0, ..., ...): the zero rows set after, log p there kept per member)
             l0, d1, d2, d3 = zt
-            log1m = np.log(-np.expm1(np.minimum(l0, -1e-300)))  # log(1 - f0)
-            c = 1.0 / np.expm1(-np.minimum(l0, -1e-300))  # f0 / (1 - f0)
+            gap = np.minimum(l0, -1e-300)
+            log1m = np.log(-np.expm1(gap))  # log(1 - f0)
+            c = 1.0 / np.expm1(-gap)  # f0 / (1 - f0)
             cc = c * (1.0 + c)
-            new_ll = np.where(z, log_p, log_1mp + ll - log1m)
-            n1 = np.where(pos, l1 + c * d1, 0.0)
-            n2 = np.where(pos, l2 + c * d2 + cc * d1 * d1, 0.0)
+            zi = resp.zero_rows
+            new_ll = log_1mp + ll - log1m
+            new_ll[zi] = zero_model[3]
+            n1 = l1 + c * d1
+            n1[zi] = 0.0
+            n2 = l2 + c * d2 + cc * d1 * d1
+            n2[zi] = 0.0
             n3 = None if l3 is None else np.where(
                 pos, l3 + c * d3 + 3.0 * cc * d1 * d2 + cc * (1.0 + 2.0 * c) * _cube(d1), 0.0)
-            cond = mu * (1.0 + c)  # the truncated mean mu / (1 - f0)
-            second = (var + mu * mu) * (1.0 + c)  # E[y^2 | y > 0]
+            resp._hurdle_mix = (self, mu, (c, cc, zt))
+
+        def hurdle_moments():
+            if zt is None:
+                cond, second = mu, var + mu * mu
+            else:
+                cond = mu * (1.0 + c)  # the truncated mean mu / (1 - f0)
+                second = (var + mu * mu) * (1.0 + c)  # E[y^2 | y > 0]
             mean = one_m_p * cond
-            v = one_m_p * second - mean * mean
-        info = np.where(pos, info, 1e-12)
-        return new_ll, n1, n2, info, v, n3
+            return np.where(pos, info, 1e-12), one_m_p * second - mean * mean
+
+        return new_ll, n1, n2, hurdle_moments, n3
 
     # -- what the results report ----------------------------------------------------------------------------
     def response_means(self, resp, mu: np.ndarray) -> dict[str, np.ndarray]:

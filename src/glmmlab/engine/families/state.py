@@ -153,13 +153,31 @@ class DensityState(RowState):
         h1 = mu if lk.mu_eta is lk.linkinv else lk.mu_eta(eta)
         h2 = mu if lk.mu_eta2 is lk.linkinv else lk.mu_eta2(eta)
         q = special.expit(-eta) if link == "logit" else 1.0 - mu
-        ll, l1, l2, info, var = fam.mu_terms(resp, mu, q)
-        self.eta, self.mu, self.h1, self.h2, self.var = eta, mu, h1, h2, var
+        ll, l1, l2, self._moments = fam.mu_core(resp, mu, q)
+        self.eta, self.mu, self.h1, self.h2 = eta, mu, h1, h2
         self.dev = 2.0 * (resp.sat - ll)
         self.dev_eta = -2.0 * l1 * h1
-        self.dev_eta2 = -2.0 * (l2 * h1 * h1 + l1 * h2)
-        self.w = info * h1 * h1
         self._third = (fam, resp, q, l1, l2, lk)
+
+    @cached_property
+    def dev_eta2(self) -> np.ndarray:  # type: ignore[override]
+        # when first read: a step's candidate that is not taken, and the model without random effects, need none
+        _, _, _, l1, l2, _ = self._third
+        return -2.0 * (l2 * self.h1 * self.h1 + l1 * self.h2)
+
+    # the expected information and Var(y), when first read (the mode search's Newton steps and the gradient use
+    # the observed information: the states they make need neither)
+    @cached_property
+    def _info_var(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._moments()
+
+    @cached_property
+    def var(self) -> np.ndarray:  # type: ignore[override]
+        return self._info_var[1]
+
+    @cached_property
+    def w(self) -> np.ndarray:  # type: ignore[override]
+        return self._info_var[0] * self.h1 * self.h1
 
     @cached_property
     def dev_eta3(self) -> np.ndarray:  # type: ignore[override]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from glmmlab.engine.families.densities import log_add, softplus
+from glmmlab.engine.families.densities import softplus
 from glmmlab.engine.families.state import kept_on
 
 
@@ -31,19 +31,20 @@ class ZeroModelRows:
     def _pieces(self, resp, mu, q, third: bool):
         raise NotImplementedError
 
-    def _zero_model(self, resp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(z = the zero model's predictor, log(1 - p), 1 - p, log p at the zero rows) per row (a member with a
-        zero model), kept on the response for this member, rows and zero-model offset: a mode search's row states
-        all share them."""
+    def _zero_model(self, resp) -> tuple[np.ndarray, ...]:
+        """(z = the zero model's predictor, log(1 - p), 1 - p, log p at the zero rows, p at the zero rows,
+        log(1 - p) at the zero rows) per row (a member with a zero model), kept on the response for this member,
+        rows and zero-model offset: a mode search's row states all share them."""
         keys = (self, getattr(resp, "zi_off", None), resp.y)
         return kept_on(resp, "_zero_kept", keys, lambda: self._zero_parts(resp))
 
-    def _zero_parts(self, resp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _zero_parts(self, resp) -> tuple[np.ndarray, ...]:
         eta_z = self.zi_eta(resp)
         assert eta_z is not None  # a zero model is there (kind)
         zi = resp.zero_rows
         log_1mp = -softplus(eta_z)
-        return eta_z, log_1mp, np.exp(log_1mp), eta_z[zi] + log_1mp[zi]
+        log_p0 = eta_z[zi] + log_1mp[zi]
+        return eta_z, log_1mp, np.exp(log_1mp), log_p0, np.exp(log_p0), log_1mp[zi]
 
     def zi_deviance_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row, on the deviance's scale (-2 log f): its derivative in the zero model's linear predictor, the
@@ -76,6 +77,22 @@ class ZeroModelRows:
     def _zi_rows(self, resp, rs):
         return self._zi_pieces(resp, rs)[0]
 
+    def _zi_first(self, resp, rs) -> np.ndarray:
+        """d log f / dz per row alone (:meth:`_zi_pieces`' first), with p kept per member."""
+        p, base = kept_on(resp, "_zi_first_kept", (self, getattr(resp, "zi_off", None), resp.y),
+                          lambda: self._zi_first_base(resp))
+        d_ll = base.copy()
+        if self.kind == "zi":
+            zi = resp.zero_rows
+            d_ll[zi] = (1.0 - self._mixture(resp, rs.mu)[0]) - p[zi]
+        return d_ll
+
+    def _zi_first_base(self, resp) -> tuple[np.ndarray, np.ndarray]:
+        p = special.expit(self._zero_model(resp)[0])
+        d_ll = -p
+        d_ll[resp.zero_rows] += 1.0
+        return p, d_ll
+
     def _zi_pieces(self, resp, rs):
         """((d log f, d l1, d l2, d2 log f) in the zero model's predictor per row, the zero probabilities p, and at
         the zero rows of a zero-inflation (r, r (1 - r), l1) or None)."""
@@ -106,7 +123,15 @@ class ZeroModelRows:
             return kept[2]
         zi = resp.zero_rows
         _, _, ll, l1, l2, _, _, _ = self._pieces(resp, mu, 1.0 - mu, False)  # (the count bases do not read q)
-        _, log_1mp, _, log_p0 = self._zero_model(resp)
-        b = log_1mp[zi] + ll[zi]
-        r = np.exp(b - log_add(log_p0, b))
+        r = zero_share(self._zero_model(resp), ll[zi])[1]
         return r, r * (1.0 - r), l1[zi], l2[zi]
+
+
+def zero_share(zero_model: tuple, ll0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At the zero rows of a zero-inflation, from :meth:`ZeroModelRows._zero_model`'s pieces and the count part's
+    log f(0 | mu) ``ll0``: (log P(y = 0) = log(p + (1 - p) f0), the count part's share r of it). Both terms are at
+    most 1 and p at least plogis(-60) (the coefficients' range), so the sum neither overflows nor underflows."""
+    p0, log_1mp_z = zero_model[4], zero_model[5]
+    e = np.exp(log_1mp_z + ll0)  # (1 - p) f0
+    total = e + p0
+    return np.log(total), np.divide(e, total, out=e)

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from glmmlab.engine.solvers.newton import bfgs_update
 from glmmlab.engine.solvers.optimizer import OptimizationRecord, bounds_list, log_step
 
 FIRST_STEP = 1e-3  # the stencil's steps, relative to theta
@@ -140,7 +141,7 @@ def _run(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray
         g_new = _forward_gradient(value, x_new, f_new, H)
         if g_new is None:
             return None
-        H = _bfgs(H, d, g_new - g)
+        H = bfgs_update(H, d, g_new - g)
         x, f, g = x_new, f_new, g_new
     return None
 
@@ -159,12 +160,3 @@ def _forward_gradient(value: Callable[[np.ndarray], float], x: np.ndarray, f: fl
             return None
         g[j] = (fj - f) / h[j] - 0.5 * H[j, j] * h[j]
     return g
-
-
-def _bfgs(H: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """H updated by BFGS with the step s and the gradient's change y (kept where s'y is not positive)."""
-    sy = float(s @ y)
-    if not sy > 0.0:
-        return H
-    Hs = H @ s
-    return H - np.outer(Hs, Hs) / float(s @ Hs) + np.outer(y, y) / sy

@@ -179,7 +179,7 @@ class GeneralLaplace(LaplaceGradient):
             cp_ld = st.crossprods(wobs, self._observed_working(rs, re, wobs)[:, None])
             F_ld = F = factor(st, cp_ld, theta)
             cp, w = cp_ld, wobs
-        elif exhausted or cp is None or self.edge or fisher_again:
+        elif exhausted or self.edge or fisher_again:  # exhausted covers no step taken (cp None)
             # the log-determinant, the gradient and the predicted modes use the expected information
             w = self._weighted(rs.w)
             with_r = self.edge or fisher_again
@@ -215,9 +215,10 @@ class GeneralLaplace(LaplaceGradient):
     def _newton_working(self, rs, re: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weights and working response of a plain Newton step: the observed curvature of each row as it is
         (a row whose density is free of its linear predictor, a hurdle model's zero, gets a negligible weight)."""
-        w = self._weighted(rs.w)
         wobs = 0.5 * self._weighted(rs.dev_eta2)
-        wh = np.where(wobs != 0.0, wobs, 1e-12 * w)
+        zero = wobs == 0.0
+        # (the expected information only where it is needed: a glmmTMB family's state computes it when read)
+        wh = np.where(zero, 1e-12 * self._weighted(rs.w), wobs) if zero.any() else wobs
         return wh, re - 0.5 * self._weighted(rs.dev_eta) / wh
 
     def _observed_working(self, rs, re: np.ndarray, wobs: np.ndarray) -> np.ndarray:

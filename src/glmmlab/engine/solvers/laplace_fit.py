@@ -18,7 +18,15 @@ from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.glm_start import family_glm, glm_irls, moment_theta, negbin_glm
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
 from glmmlab.engine.solvers.likelihood import Likelihood
-from glmmlab.engine.solvers.modelled_start import glm_objective, glm_stage, modelled_results, modelled_start
+from glmmlab.engine.solvers.modelled_start import (
+    glm_objective,
+    glm_stage,
+    hurdle_zero_fit,
+    modelled_results,
+    modelled_start,
+    moment_theta_rows,
+    optimize_held,
+)
 from glmmlab.engine.solvers.optimizer import (
     fd_hessian,
     feasible_theta,
@@ -214,23 +222,46 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             return f, np.append(g, g_psi)
 
         exact = all(exact_gradient_ok(lap.st) for lap in obj.laps)
+        held = H_held = None  # a hurdle's zero model: at its own maximum, apart from the rest (hurdle_zero_fit)
+        zero = hurdle_zero_fit(fam, mf.y, pw, data, psi0[:fam.n_zi]) if modelled and exact and remote is None \
+            and data is not None and fam.kind == "hurdle" and fam.n_zi else None
+        if zero is not None:
+            psi0 = psi0.copy()
+            psi0[:fam.n_zi], H_held = zero
+            held = np.zeros(x0.size + m_psi, dtype=bool)
+            held[x0.size: x0.size + fam.n_zi] = True
         if modelled and exact:
             # the model without random effects (theta = 0) to its maximum first: every part's coefficients
             # start there, and its value is the null model of the random effects' test
             report(progress, "Initial values (the model without random effects)", 0.09)
             x0, psi0, glm_m2 = glm_stage(nb_value_grad, x0, psi0, nt,
-                                         glm_objective(obj.laps, base_family, lk, x0.size - nt))
-            if st._start is None:  # theta from lme4's start halved or doubled while the deviance falls
+                                         glm_objective(obj.laps, base_family, lk, x0.size - nt),
+                                         None if held is None else held[nt:])
+            if st._start is None and scalar and remote is None:
+                # one random intercept: the moments of the model's working residuals per level (no evaluation)
+                x0[0] = moment_theta_rows(obj.laps, base_family, lk, x0[nt:], psi0)
+            elif st._start is None:  # theta from lme4's start halved or doubled while the deviance falls
                 x0[:nt] = _relative_theta_start(lambda th: nb_value(np.concatenate([th, x0[nt:], psi0])), x0[:nt])
         lower_full = np.append(lower, np.full(m_psi, -np.inf))
 
-        def nb_run(start):
-            return _optimize(nb_value, start, lower_full, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
-                             hessian=(se == "hessian" or (fam.hessian_se and exact)),
-                             fun_grad=nb_value_grad if exact else None,
+        def nb_optimize(f, fg, start, lo):
+            return _optimize(f, start, lo, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
+                             hessian=(se == "hessian" or (fam.hessian_se and exact)), fun_grad=fg,
                              # glmmTMB's families: the Hessian only for their standard errors (2 % is their need),
                              # and Newton steps with it finish the optimum (no quasi-Newton creep at rounding level)
                              forward_hessian=fam.hessian_se, handover=fam.hessian_se and exact)
+
+        def nb_run(start):
+            fg = nb_value_grad if exact else None
+            if held is None or H_held is None or lower_full is None:
+                return nb_optimize(nb_value, fg, start, lower_full)
+            for lap in obj.laps:
+                lap.psi_held = ("zi",)
+            try:
+                return optimize_held(nb_optimize, nb_value, fg, start, lower_full, held, H_held)
+            finally:
+                for lap in obj.laps:
+                    lap.psi_held = ()
 
         x, record = nb_run(np.append(x0, psi0))
         deviance = cold_value(obj, x, edge, nb_value, known=record.objective)

@@ -33,6 +33,7 @@ class LaplaceGradient:
     Xs: np.ndarray
     nt: int
     observed: bool
+    psi_held: tuple[str, ...] = ()  # parts of the family's parameters whose gradient is not needed (left 0)
 
     def _weighted(self, a: np.ndarray) -> np.ndarray:  # pragma: no cover - GeneralLaplace's
         raise NotImplementedError
@@ -68,6 +69,9 @@ class LaplaceGradient:
             # that predictor (in closed form where the family has them, else one pair of differences for all
             # rows), then X' times the rows' gradient
             for part, where in row_parts():
+                if part in self.psi_held:  # held by the optimiser (a hurdle's zero model): not read
+                    g[where] = 0.0
+                    continue
                 exact = fam.row_partials(part, self.resp, m["rs"])
                 if exact is not None:
                     d_ll, d_e1, d_e2 = exact
@@ -135,9 +139,8 @@ class LaplaceGradient:
         lams = st.lambdas(theta)
         rs, pw, F = m["rs"], self.pw, m["F"]
         d1 = self._weighted(rs.dev_eta)
-        w_eta = self._weighted(rs.w_eta)
-        w = self._weighted(rs.w)
         if rs.observed_is_expected and not self.observed:  # a canonical pair's fast path: no check over the rows
+            w_eta, w = self._weighted(rs.w_eta), self._weighted(rs.w)
             wobs, canonical = w, True
         else:
             wobs = 0.5 * self._weighted(rs.dev_eta2)
@@ -145,6 +148,8 @@ class LaplaceGradient:
                 F = m["F_ld"]
                 w = wobs
                 w_eta = 0.5 * pw * dev_eta3(self.fam, self.lk, self.y, rs)
+            else:
+                w_eta, w = self._weighted(rs.w_eta), self._weighted(rs.w)
             # |wobs - w| <= 1e-12 |w| (np.allclose's rule with rtol 1e-12, without its cost)
             canonical = bool(np.all(np.abs(wobs - w) <= 1e-12 * np.abs(w)))
         K = F if canonical else factor(st, st.crossprods(wobs, None), theta)

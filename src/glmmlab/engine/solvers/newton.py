@@ -45,6 +45,17 @@ def backtrack(fg: FunGrad, x: np.ndarray, f: float, g: np.ndarray, d: np.ndarray
     return None
 
 
+def bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray, min_curvature: float = 0.0) -> np.ndarray:
+    """H updated by BFGS with the step s and the gradient's change y; H itself where the curvature s'y is not
+    above ``min_curvature`` or s'Hs is not positive (the update would lose positive definiteness)."""
+    sy = float(s @ y)
+    Hs = H @ s
+    sHs = float(s @ Hs)
+    if not (sy > min_curvature and sHs > 0):
+        return H
+    return H - np.outer(Hs, Hs) / sHs + np.outer(y, y) / sy
+
+
 def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable[[np.ndarray], np.ndarray],
                done: Callable[[np.ndarray], bool], max_steps: int = 30
                ) -> tuple[np.ndarray, float, list[tuple[float, np.ndarray]]]:
@@ -81,11 +92,7 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
             break
         xn, fn, gn = step
         s, yv = xn - x, gn - g
-        sy = float(s @ yv)
-        Hs = H @ s
-        sHs = float(s @ Hs)
-        if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yv)) and sHs > 0:
-            H = H - np.outer(Hs, Hs) / sHs + np.outer(yv, yv) / sy
+        H = bfgs_update(H, s, yv, 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yv)))
         x, f, g = xn, float(fn), gn
         steps.append((f, x.copy()))
         if done(x):

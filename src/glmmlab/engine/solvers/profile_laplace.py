@@ -14,6 +14,7 @@ from glmmlab.engine.families.distributions import Family, negbin_family
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.inference.intervals import VarianceLayout
 from glmmlab.engine.model.terms import ModelFrame
+from glmmlab.engine.solvers.newton import bfgs_update
 from glmmlab.engine.solvers.profile_problem import Bounds, ProfileProblem, ordered_frame, theta_bounds
 from glmmlab.engine.solvers.structure import Structure
 
@@ -311,11 +312,7 @@ def _newton(fg, x0: np.ndarray, bounds: Bounds, H0: np.ndarray, max_iter: int = 
             t *= 0.5
         else:
             return None
-        s, y = x_new - x, g_new - g
-        sy = float(s @ y)
-        if sy > 1e-12:
-            Hs = H @ s
-            H = H - np.outer(Hs, Hs) / float(s @ Hs) + np.outer(y, y) / sy
+        H = bfgs_update(H, x_new - x, g_new - g, 1e-12)
         x, f, g = x_new, float(f_new), g_new
     return None
 
