@@ -194,3 +194,18 @@ def test_syntactic_names():
     assert is_syntactic("x") and is_syntactic("x.1") and is_syntactic(".x") and is_syntactic("x_1")
     assert not is_syntactic("my var") and not is_syntactic("2x") and not is_syntactic(".2x")
     assert not is_syntactic("_x") and not is_syntactic("TRUE")
+
+
+def test_a_formula_text_is_parsed_once_and_a_spec_checked_once():
+    """The parsed formula is immutable, so the same text gives the same object (a bootstrap's or a user's many
+    fits of one model parse it once); a spec's check is made once, a bad one raises every time."""
+    from glmmlab.engine.model.spec import ModelSpec
+
+    text = "y ~ x + (x | g)"
+    assert parse_formula(text) is parse_formula(text)
+    spec = ModelSpec(text, family="poisson")
+    assert spec.check() is spec.check()
+    bad = ModelSpec(text, family="no-such-family")
+    for _ in range(2):
+        with pytest.raises(GlmmInputError):
+            bad.check()

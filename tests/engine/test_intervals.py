@@ -104,6 +104,36 @@ def test_broken_lme4_bounds(case, name, side):
     assert abs(zeta(lme4) - target) > 1.0, (lme4, zeta(lme4))
 
 
+def test_lmm_profile_points_by_newton_equal_bobyquas(sleep):
+    """A one-factor LMM's profile points by Newton steps on the stacked deviance (profile_lmm._BatchedPoints) give
+    the bounds BOBYQA's points give, to 1e-7 of the interval's width (measured: 3e-9)."""
+    from glmmlab.engine.solvers.profile import make_problem, profile_intervals
+
+    newton = make_problem(**sleep.profile_arguments())
+    assert newton.batched is not None  # sleepstudy's (Days | Subject) takes the Newton path
+    bobyqa = make_problem(**sleep.profile_arguments())
+    bobyqa.batched = None
+    names, lo_n, up_n = profile_intervals(newton, 0.95)
+    _, lo_b, up_b = profile_intervals(bobyqa, 0.95)
+    width = up_b - lo_b
+    assert names == list(sleep.conf_int(method="profile").index)
+    np.testing.assert_array_less(np.abs(lo_n - lo_b), 1e-7 * width)
+    np.testing.assert_array_less(np.abs(up_n - up_b), 1e-7 * width)
+
+
+def test_newton_stops_where_its_stencil_leaves_the_domain():
+    """newton_batched: a function whose stencil has a point where it is not finite (a profile point next to a
+    bound) stops there, not converged (its caller then uses BOBYQA), instead of raising."""
+    from glmmlab.engine.solvers.refit import newton_batched
+
+    def fun(X, idx):
+        return np.where(X[:, 0] <= 1.00001, (X[:, 0] - 2.0) ** 2, np.inf)
+
+    with np.errstate(all="ignore"):
+        x, f, ok = newton_batched(fun, np.array([[1.0]]), fused=True)
+    assert not ok[0] and f[0] == 1.0 and x[0, 0] == 1.0
+
+
 def test_profile_at_another_level_is_narrower(sleep):
     ci95 = sleep.conf_int(method="profile")
     ci80 = sleep.conf_int(0.80, method="profile")

@@ -11,6 +11,7 @@ Copying a record field by field (the fitted model of the services wraps the engi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from typing import Any, Callable
 
@@ -86,10 +87,18 @@ def deferred_fields(*names: str) -> Callable[[type], type]:
 
 def raw_fields(obj: Any, cls: type) -> dict[str, Any]:
     """The ``__init__`` fields of dataclass ``cls`` read from ``obj`` as held (pending values stay pending)."""
-    out = {}
+    return {name: getattr(obj, name) if descriptor is None else descriptor.raw(obj)
+            for name, descriptor in _init_fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def _init_fields(cls: type) -> tuple[tuple[str, "DeferredField | None"], ...]:
+    """The ``__init__`` fields of dataclass ``cls`` and each one's :class:`DeferredField` (None for a plain field):
+    looked up once per class, not for every fitted model."""
+    out = []
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         descriptor = next((c.__dict__[f.name] for c in cls.__mro__ if f.name in c.__dict__), None)
-        out[f.name] = descriptor.raw(obj) if isinstance(descriptor, DeferredField) else getattr(obj, f.name)
-    return out
+        out.append((f.name, descriptor if isinstance(descriptor, DeferredField) else None))
+    return tuple(out)

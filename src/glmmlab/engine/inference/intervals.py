@@ -83,24 +83,28 @@ class VarianceLayout:
         return np.asarray(out, dtype=float)
 
     def theta(self, v: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
-        """Standard deviations and correlations -> theta (None when the correlations are not a valid matrix)."""
+        """Standard deviations and correlations -> theta (None when the correlations are not a valid matrix).
+        In Python floats, group by group: a profile point asks for it at every evaluation, and the groups are a
+        few entries each (numpy's calls on 2 x 2 arrays cost ten times the arithmetic)."""
+        vals = [float(x) for x in v]
+        s2 = float(scale) * float(scale)
         out: list[float] = []
         k = 0
-        for b in self.blocks:
-            for g in b.groups:
-                m = len(g)
-                S = np.zeros((m, m))
-                for i, j in _lower_triangle(m):
-                    S[i, j] = S[j, i] = v[k]
-                    k += 1
-                sd = np.diag(S).copy()
-                C = S.copy()
-                np.fill_diagonal(C, 1.0)
-                L = _cholesky_psd(C * np.outer(sd, sd) / (scale * scale))
-                if L is None:
-                    return None
-                out.extend(L[i, j] for j in range(m) for i in range(j, m))
+        for m in self._group_sizes():
+            tri = _lower_triangle(m)
+            entry = dict(zip(tri, vals[k:k + len(tri)]))
+            k += len(tri)
+            sd = [entry[(i, i)] for i in range(m)]
+            S = [[(1.0 if i == j else entry[(i, j) if i >= j else (j, i)]) * (sd[i] * sd[j]) / s2 for j in range(m)]
+                 for i in range(m)]
+            L = _cholesky_psd(S)
+            if L is None:
+                return None
+            out.extend(L[i][j] for i, j in tri)
         return np.asarray(out, dtype=float)
+
+    def _group_sizes(self) -> list[int]:
+        return [len(g) for b in self.blocks for g in b.groups]
 
     def factors(self, theta: np.ndarray) -> list[np.ndarray]:
         """Each block's q x q lower Cholesky factor from :meth:`theta`'s entries (every sub-block's lower triangle,
@@ -123,21 +127,22 @@ def _lower_triangle(m: int) -> list[tuple[int, int]]:
     return [(i, j) for j in range(m) for i in range(j, m)]
 
 
-def _cholesky_psd(S: np.ndarray) -> np.ndarray | None:
-    """The lower Cholesky factor of a positive semi-definite matrix (zero columns where a pivot is 0)."""
-    m = S.shape[0]
-    L = np.zeros_like(S)
-    scale = max(1.0, float(np.max(np.abs(np.diag(S)))))
+def _cholesky_psd(S: list[list[float]]) -> list[list[float]] | None:
+    """The lower Cholesky factor of a positive semi-definite matrix (rows of Python floats; zero columns where a
+    pivot is 0)."""
+    m = len(S)
+    L = [[0.0] * m for _ in range(m)]
+    scale = max(1.0, max(abs(S[j][j]) for j in range(m)))
     for j in range(m):
-        d = S[j, j] - L[j, :j] @ L[j, :j]
+        d = S[j][j] - sum(L[j][k] * L[j][k] for k in range(j))
         if d < -1e-10 * scale:
             return None
         d = math.sqrt(max(d, 0.0))
-        L[j, j] = d
+        L[j][j] = d
         for i in range(j + 1, m):
-            r = S[i, j] - L[i, :j] @ L[j, :j]
+            r = S[i][j] - sum(L[i][k] * L[j][k] for k in range(j))
             if d > 1e-12 * math.sqrt(scale):
-                L[i, j] = r / d
+                L[i][j] = r / d
             elif abs(r) > 1e-8 * scale:
                 return None
     return L

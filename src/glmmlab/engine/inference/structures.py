@@ -37,11 +37,12 @@ def structure_rows(blocks: list[FactorBlock], thetas: list[np.ndarray], lams: li
         structs = b.structures or [None] * len(b.groups)
         spans = b.theta_spans()
         for kind, cols, label in b.layout():
-            S = S_all[np.ix_(cols, cols)]
-            sd = np.sqrt(np.maximum(np.diag(S), 0.0))
+            # plain indexing and products (np.ix_, np.outer and diag_indices_from cost more than the arithmetic)
+            S = S_all[cols][:, cols]
+            sd = np.sqrt(np.maximum(np.diagonal(S), 0.0))
             with np.errstate(all="ignore"):
-                corr = S / np.outer(sd, sd)
-            corr[np.diag_indices_from(corr)] = 1.0
+                corr = S / (sd[:, None] * sd[None, :])
+            np.fill_diagonal(corr, 1.0)
             # the sub-blocks of this term (one, or one per column for diag) and their parameters
             subs = [k for k, g in enumerate(b.groups) if g[0] in cols]
             params = np.concatenate([np.asarray(th[spans[k]], dtype=float) for k in subs])

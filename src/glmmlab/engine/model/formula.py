@@ -31,6 +31,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.model.covstruct import STRUCTURES
@@ -733,11 +734,17 @@ def _group_factors(g: Expr, text: str) -> list[tuple[Expr, ...]]:
 def parse_formula(text: "str | Formula") -> Formula:
     """Parse an lme4 formula. Raises :class:`GlmmInputError` naming what cannot be read. A formula already
     parsed is returned as it is: the model specification parses its formula once
-    (:attr:`glmmlab.engine.model.spec.ModelSpec.parsed`) and hands the parsed object on."""
+    (:attr:`glmmlab.engine.model.spec.ModelSpec.parsed`) and hands the parsed object on. A text parsed before
+    gives the same (immutable) object again: a bootstrap's or a user's many fits of one model parse it once."""
     if isinstance(text, Formula):
         return text
     if not isinstance(text, str) or not text.strip():
         raise GlmmInputError(f"formula must look like 'y ~ x + (1 | g)'; got {echo(text)}")
+    return _parse_text(text)
+
+
+@lru_cache(maxsize=256)
+def _parse_text(text: str) -> Formula:
     tree = parse_expression(text)  # the length and nesting limits first
     if not (isinstance(tree, BinOp) and tree.op == "~"):
         raise GlmmInputError(f"formula {echo(text)} needs a '~' between the response and the terms, "

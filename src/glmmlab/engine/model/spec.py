@@ -86,7 +86,12 @@ class ModelSpec:
         return cls(random_intercept_formula(response, group, fixed, intercept), **options)
 
     def check(self) -> tuple[Family, Link]:
-        """Check every option (messages name the option and its rule); the family and link objects."""
+        """Check every option (messages name the option and its rule); the family and link objects. Checked once
+        (a fit's front door, model frame and description each ask); a spec that fails raises each time."""
+        return self._checked
+
+    @cached_property
+    def _checked(self) -> tuple[Family, Link]:
         if not isinstance(self.formula, str) or not self.formula.strip():
             raise GlmmInputError("formula must be text such as 'y ~ x + (1 | g)'")
         for option, col in (("weights", self.weights), ("offset", self.offset)):

@@ -10,7 +10,9 @@ zeta = -/+ qnorm((1 + level) / 2).
 - Gaussian + identity: lme4 profiles the *ML* deviance (``devfun2`` refits a REML fit by ML first), so we do too:
   the base point is the ML optimum. Each deviance costs one blocked factor of cross-products computed once
   (:class:`~glmmlab.engine.solvers.reml.ProfiledLmm`); a fixed effect is profiled as lme4 does, by moving its column
-  into the offset, which is a linear map of those cross-products (no pass over the rows per point).
+  into the offset, which is a linear map of those cross-products (no pass over the rows per point). With one
+  grouping factor and two or more theta entries a point is found by Newton steps on stacked evaluations
+  (:mod:`~glmmlab.engine.solvers.profile_lmm`), BOBYQA where they do not converge.
 - Other families: the Laplace deviance over (theta, beta)
   (:class:`~glmmlab.engine.solvers.laplace.GeneralLaplace`) with its exact gradient (chained through the sd/cor ->
   theta map for the variance parameters). The negative
@@ -72,12 +74,10 @@ def _bound(problem: ProfileProblem, k: int, side: int, target: float) -> float:
     cache: list[tuple[float, float, np.ndarray]] = []  # (value, zeta, others)
 
     def zeta(v: float) -> float:
-        for c in cache:  # a point computed already (the ends of a bracket): its value, not a second fit
-            if c[0] == v:
+        for c in cache:  # a point computed already (the ends of a bracket, back from the working coordinate to
+            if abs(c[0] - v) <= 1e-13 * abs(v):  # the last bits): its value, not a second fit
                 return c[1]
-        start = None
-        if cache:
-            start = min(cache, key=lambda c: abs(c[0] - v))[2]
+        start = min(cache, key=lambda c: abs(c[0] - v))[2]
         f, x = problem.deviance(k, v, start)
         d = max(f - problem.base, 0.0) if np.isfinite(f) else np.inf
         z = math.copysign(math.sqrt(d), v - est) if np.isfinite(d) else side * np.inf
@@ -87,6 +87,7 @@ def _bound(problem: ProfileProblem, k: int, side: int, target: float) -> float:
     goal = side * target
     if kind == "sd" and est <= 0 and side < 0:
         return 0.0
+    cache.append((est, 0.0, problem.start(k)))  # the estimate: zeta 0 at the fit's other parameters
     c0 = _to_coord(kind, est, est)
     # first step: from a standard error where there is one, else a fixed step in the working coordinate
     se = float(problem.se[k])

@@ -1,11 +1,13 @@
 """The profile problem of a linear mixed model (Gaussian + identity): lme4's ML deviance over the standard
 deviations, correlations and sigma, and the fixed effects (:class:`LmmProblem`), each point minimised by BOBYQA
-over one set of cross-products."""
+over one set of cross-products; with one grouping factor and two or more theta entries, by Newton steps whose
+stencils are stacked evaluations (:class:`_BatchedPoints`), BOBYQA taking the points they do not converge at."""
 
 from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import numpy as np
 from scipy import linalg
@@ -13,11 +15,21 @@ from scipy import linalg
 from glmmlab.engine.inference.intervals import VarianceLayout
 from glmmlab.engine.model.terms import ModelFrame
 from glmmlab.engine.solvers.profile_problem import Bounds, ProfileProblem, ordered_frame, theta_bounds
+from glmmlab.engine.solvers.refit import (
+    BatchedLmm,
+    batched_lmm_ok,
+    canonical_theta,
+    newton_batched,
+    theta_of_sd_cor,
+)
 from glmmlab.engine.solvers.structure import Structure
 
 # a profile point's fit: started from its neighbour (a first step of 2% of each value) and stopped at a deviance
 # change of 1e-8 (the base optimum keeps 1e-10): the bounds move by 1.3e-7 of the width on sleepstudy, 27% less CPU
 POINT_FTOL, POINT_XTOL, POINT_STEP = 1e-8, 1e-7, 0.02
+# a one-factor model's point by Newton steps (_BatchedPoints): at most this many from its neighbour, else BOBYQA
+POINT_NEWTON_ITER = 12
+DIAG_ZERO = 1e-3  # a relative SD (theta's diagonal) below this at a Newton point: BOBYQA finds that point
 
 
 def _nlopt_min(fun, x0: np.ndarray, bounds: Bounds, ftol: float = 1e-10, xtol: float = 1e-9,
@@ -56,6 +68,66 @@ def _nlopt_min(fun, x0: np.ndarray, bounds: Bounds, ftol: float = 1e-10, xtol: f
     except (nlopt.RoundoffLimited, RuntimeError, ValueError):
         pass
     return best["f"], best["x"]
+
+
+class _BatchedPoints:
+    """A one-factor model's profile points by Newton steps (:func:`~glmmlab.engine.solvers.refit.newton_batched`:
+    the central-difference stencil of every step in one stacked call of
+    :class:`~glmmlab.engine.solvers.refit.BatchedLmm`), where BOBYQA's 20-odd evaluations cost one each. A point
+    whose steps do not converge inside the parameters' bounds returns None, and BOBYQA finds it."""
+
+    def __init__(self, mf: ModelFrame, x_names: list[str], sum_log_w: float):
+        self.mf, self.x_names, self.sum_log_w = mf, x_names, sum_log_w
+        self.lmm = BatchedLmm(mf, x_names, reml=False)
+        self.lmm.set_responses(np.asarray(mf.y, dtype=float)[None, :])
+        self.pos, self.q = self.lmm.pos, self.lmm.q
+        self.diag = np.array([r == c for r, c in self.pos])
+        self._by_beta: dict[int, Any] = {}
+
+    def vc_point(self, k: int, value: float, start: np.ndarray, kinds: list[str]) -> tuple[float, np.ndarray] | None:
+        """The ML deviance minimised over the SDs, correlations and sigma (``kinds``: theirs, sigma last) with
+        entry k held at ``value``."""
+        others = [i for i in range(len(kinds)) if i != k]
+        sd = np.array([kinds[i] in ("sd", "sigma") for i in others])
+        cor = np.array([kinds[i] == "cor" for i in others])
+        n, lmm = self.lmm.n, self.lmm
+
+        def fun(P: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            V = np.empty((P.shape[0], len(kinds)))  # the points with entry k put back
+            V[:, others], V[:, k] = P, value
+            inside = np.all(P[:, sd] > 0, axis=1) & np.all(np.abs(P[:, cor]) < 1, axis=1)
+            s = V[:, -1]
+            with np.errstate(all="ignore"):
+                theta = theta_of_sd_cor(V[:, :-1], self.pos, self.q, s)
+                logdet, pwrss = lmm.logdet_pwrss(theta, np.zeros(len(P), dtype=np.intp))
+                dev = logdet + pwrss / (s * s) + n * np.log(2.0 * math.pi * s * s) - self.sum_log_w
+            return np.where(inside & np.isfinite(dev), dev, np.inf)
+
+        x, f, ok = newton_batched(fun, np.asarray(start, dtype=float)[None, :], POINT_NEWTON_ITER, fused=True)
+        if not (ok[0] and np.isfinite(f[0])):
+            return None
+        return float(f[0]), x[0]
+
+    def beta_point(self, j: int, b: float, x_j: np.ndarray, start: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """The ML deviance minimised over theta with fixed effect j held at ``b`` (its column ``x_j`` moved into the
+        offset)."""
+        if j not in self._by_beta:
+            lmm = BatchedLmm(self.mf, [nm for i, nm in enumerate(self.x_names) if i != j], reml=False)
+            lmm.set_line(np.asarray(self.mf.y, dtype=float) - lmm.off, np.asarray(x_j, dtype=float))
+            self._by_beta[j] = lmm
+        lmm = self._by_beta[j]
+        lmm.at_line(b)
+
+        def fun(P: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            dev = lmm.deviance(P, np.zeros(len(P), dtype=np.intp)) - self.sum_log_w
+            return np.where(np.isfinite(dev), dev, np.inf)
+
+        x, f, ok = newton_batched(fun, np.asarray(start, dtype=float)[None, :], POINT_NEWTON_ITER, fused=True)
+        # the deviance is even in each column of Lambda: at a diagonal entry of 0 its slope is 0 whether or not 0
+        # is the optimum there, which BOBYQA within lme4's bounds decides
+        if not (ok[0] and np.isfinite(f[0])) or np.any(np.abs(x[0, self.diag]) < DIAG_ZERO):
+            return None
+        return float(f[0]), canonical_theta(x, self.pos, self.q)[0]
 
 
 class LmmProblem(ProfileProblem):
@@ -99,6 +171,9 @@ class LmmProblem(ProfileProblem):
         self.se = np.concatenate([np.full(self.nvc, np.nan), np.sqrt(np.maximum(np.diag(vcov), 0.0))])
         self._beta_cp: dict[int, tuple] = {}
         assert nt == len(self.layout.names)
+        # Newton's stencils pay where BOBYQA's evaluations grow with the free parameters: two or more theta
+        # entries (a scalar intercept's points take BOBYQA a handful of its cheapest evaluations)
+        self.batched = _BatchedPoints(mf, list(names), self.sum_log_w) if nt >= 2 and batched_lmm_ok(mf) else None
 
     def vc_deviance(self, v: np.ndarray) -> float:
         s = float(v[-1])
@@ -121,12 +196,21 @@ class LmmProblem(ProfileProblem):
     def deviance(self, k: int, value: float, start: np.ndarray | None) -> tuple[float, np.ndarray]:
         if start is None:
             start = self.start(k)
+        if self.batched is not None:
+            point = self.batched.vc_point(k, value, start, self.kinds[:self.nvc]) if k < self.nvc else \
+                self.batched.beta_point(k - self.nvc, value, self.X[:, k - self.nvc], start)
+            if point is not None:
+                return point
         if k < self.nvc:
             vc_bounds = self.layout.bounds() + [(1e-300, None)]
             del vc_bounds[k]
 
-            def fun(x):
-                return self.vc_deviance(np.insert(x, k, value))
+            full = np.full(self.nvc, float(value))
+            others = np.delete(np.arange(self.nvc), k)
+
+            def fun(x):  # the point (np.insert's checks cost a fifth of an evaluation)
+                full[others] = x
+                return self.vc_deviance(full)
 
             return _nlopt_min(fun, start, vc_bounds, POINT_FTOL, POINT_XTOL, POINT_STEP)
         prof = self._beta_profiler(k - self.nvc, value)

@@ -74,10 +74,15 @@ def _grad_hess(F: np.ndarray, h: np.ndarray, d: int) -> tuple[np.ndarray, np.nda
     return g, H
 
 
-def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER, fused: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Minimise B smooth functions of d variables at once: ``fun(X, idx)`` gives the values of the functions
     ``idx`` (M) at the points X (M x d). Newton steps from a central-difference gradient and Hessian (eigenvalues
-    floored, so a step always descends), halved until the value decreases. Returns (x, f, converged)."""
+    floored, so a step always descends), halved until the value decreases. Returns (x, f, converged).
+    ``fused``: each trial point is evaluated with its whole stencil (its value is the stencil's centre), which an
+    accepted trial's next step then uses: one call of ``fun`` per step instead of two, for few functions whose
+    calls cost about the same whatever their number of points (a profile's point); the same steps and values
+    when ``fun``'s value at a point does not depend on the other points of its call."""
     x = np.array(x0, dtype=float)
     B, d = x.shape
     st = _stencil(d)
@@ -85,23 +90,35 @@ def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER) -> tuple[np
     f = np.full(B, np.nan)
     converged = np.zeros(B, dtype=bool)
     active = np.arange(B)
+    held = np.full((B, K), np.nan)  # fused: the stencil's values at each function's x, once computed
+    have = np.zeros(B, dtype=bool)
+
+    def stencil(xs: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        h = 1e-4 * np.maximum(np.abs(xs), 0.05)
+        pts = (xs[:, None, :] + st[None, :, :] * h[:, None, :]).reshape(-1, d)
+        return fun(pts, np.repeat(idx, K)).reshape(idx.size, K)
+
     for _ in range(max_iter):
         if active.size == 0:
             break
         xa = x[active]
         h = 1e-4 * np.maximum(np.abs(xa), 0.05)
-        pts = (xa[:, None, :] + st[None, :, :] * h[:, None, :]).reshape(-1, d)
-        F = fun(pts, np.repeat(active, K)).reshape(active.size, K)
+        F = held[active] if fused and have[active].all() else stencil(xa, active)
         fa = F[:, 0]
         f[active] = fa
         g, H = _grad_hess(F, h, d)
+        # a stencil with a point where the function is not finite (past a bound) gives no step: that function
+        # stops here, not converged (eigh of a matrix that is not finite raises)
+        bad = ~(np.all(np.isfinite(H), axis=(1, 2)) & np.all(np.isfinite(g), axis=1))
+        if bad.any():
+            H[bad], g[bad] = np.eye(d), 0.0
         lam, V = np.linalg.eigh(H)
         floor = np.maximum(1e-8 * np.abs(lam).max(axis=1, keepdims=True), 1e-12)
         lam = np.maximum(np.abs(lam), floor)
         vg = np.einsum("bji,bj->bi", V, g)
         step = -np.einsum("bij,bj->bi", V, vg / lam)
         dec = 0.5 * np.einsum("bi,bi->b", vg, vg / lam)
-        ok = np.isfinite(fa) & np.isfinite(dec)
+        ok = np.isfinite(fa) & np.isfinite(dec) & ~bad
         done = ok & (dec < DECREMENT_TOL)
         converged[active[done]] = True
         go = ok & ~done
@@ -115,12 +132,18 @@ def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER) -> tuple[np
             if moving.size == 0:
                 break
             trial = xa[moving] + t[moving, None] * step[moving]
-            ft = fun(trial, active[moving])
+            if fused:
+                Ft = stencil(trial, active[moving])
+                ft = Ft[:, 0]
+            else:
+                ft = fun(trial, active[moving])
             better = np.isfinite(ft) & (ft <= fa[moving] - 1e-4 * t[moving] * dec[moving])
             # a step too small to change the deviance: the replicate is at its optimum to rounding
             flat = ~better & (t[moving] * np.max(np.abs(step[moving]), axis=1) < 1e-12)
             new_x[moving[better]] = trial[better]
             f[active[moving[better]]] = ft[better]
+            if fused:
+                held[active[moving[better]]], have[active[moving[better]]] = Ft[better], True
             converged[active[moving[flat]]] = True
             moving = moving[~better & ~flat]
             t[moving] *= 0.5
@@ -215,6 +238,20 @@ class BatchedLmm:
         self.XtY = np.einsum("bn,np->bp", WR, self.X)  # B x p (no BLAS: a row's sums do not depend on B)
         self.yty = np.einsum("bn,bn->b", WR, R)
 
+    def set_line(self, r: np.ndarray, x: np.ndarray) -> None:
+        """Prepare the responses r - b x for any b (:meth:`at_line`): a fixed effect held at b, its column x moved
+        into the offset (a profile's points). ``r``: the response less the offset. The cross-products of r and x
+        are taken once; each b is a linear combination of them (no pass over the rows)."""
+        self.set_responses(np.vstack([r, x]) + self.off)
+        self._line = (self.ZtY, self.XtY, self.yty, float(np.einsum("n,n,n->", r, self.pw, x)))
+
+    def at_line(self, b: float) -> None:
+        """The single response r - b x of :meth:`set_line` (the batch's response 0)."""
+        ZtY, XtY, yty, rx = self._line
+        self.ZtY = (ZtY[0] - b * ZtY[1])[None]
+        self.XtY = (XtY[0] - b * XtY[1])[None]
+        self.yty = np.array([yty[0] - 2.0 * b * rx + b * b * yty[1]])
+
     def _solve(self, theta: np.ndarray, idx: np.ndarray) -> dict:
         """The profiled pieces at thetas (M x n_theta) of responses ``idx``, every level's q x q system and the
         fixed effects' p x p one as planes of (M x G) and (M,) arrays (no matrix products: each replicate's
@@ -251,6 +288,13 @@ class BatchedLmm:
         cb = planar_forward(C, r)
         pwrss = self.yty[idx] - sum((cu[i] * cu[i]).sum(axis=1) for i in range(q)) - sum(c * c for c in cb)
         return {"logdet": logdet, "C": C, "cb": cb, "pwrss": pwrss}
+
+    def logdet_pwrss(self, theta: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log det(Lambda' Z'WZ Lambda + I) and the penalised RSS (beta profiled out) of responses ``idx`` at thetas
+        (M x n_theta): what a deviance at a given sigma needs (a profile's points)."""
+        with np.errstate(all="ignore"):
+            s = self._solve(theta, idx)
+        return s["logdet"], s["pwrss"]
 
     def deviance(self, theta: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """The profiled deviance (up to a constant) of responses ``idx`` at thetas (M x n_theta)."""
@@ -311,3 +355,17 @@ def sd_cor(theta: np.ndarray, pos: list[tuple[int, int]], q: int, scale: np.ndar
             den = sd[:, r] * sd[:, c]
             out[:, k] = np.where(den > 0, S[:, r, c] / np.where(den > 0, den, 1.0), 0.0)
     return out
+
+
+def theta_of_sd_cor(v: np.ndarray, pos: list[tuple[int, int]], q: int, scale: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`sd_cor`: thetas (M x n_theta, the relative Cholesky factors of the covariances over
+    scale^2) of a batch of standard deviations and correlations (M x n_theta, theta's order) and residual scales
+    (M,). A row whose correlations are not positive definite (or has an SD of 0) is NaN."""
+    sd = {r: v[:, k] for k, (r, c) in enumerate(pos) if r == c}
+    s2 = scale * scale
+    zero = np.zeros(v.shape[0])
+    S: list[list[Any]] = [[zero] * q for _ in range(q)]
+    for k, (r, c) in enumerate(pos):
+        S[r][c] = (1.0 if r == c else v[:, k]) * (sd[r] * sd[c]) / s2
+    L = planar_cholesky(S)
+    return np.column_stack([L[r][c] for r, c in pos])

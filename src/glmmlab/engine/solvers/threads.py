@@ -14,12 +14,30 @@ from typing import Any
 _blas: Any = None
 
 
+_nesting = {"one": 0, "wide": 0}  # the contexts below now entered (every thread's), under _nesting_lock
+_nesting_lock = threading.Lock()
+
+
+@contextmanager
 def one_blas_thread():
     """A context in which BLAS (OpenBLAS, MKL) runs on one thread. The blocks are the engine's parallelism;
     BLAS threads on top of them only contend for the cores, and on the small matrices of a fit (p x p, the
     optimiser's few vectors) they cost far more than they save, most of all when another process keeps a
-    core busy (measured: 0.31 s against 0.14 s for a 100,000-row Poisson fit)."""
-    return _controller().limit(limits=1, user_api="blas")
+    core busy (measured: 0.31 s against 0.14 s for a 100,000-row Poisson fit). Inside another one (and no
+    :func:`wide_blas`) it changes nothing: BLAS is on one thread already, and the limiter's calls into every BLAS
+    library cost a small fit some 20 us each."""
+    with _nesting_lock:
+        nested = _nesting["one"] > 0 and _nesting["wide"] == 0
+        _nesting["one"] += 1
+    try:
+        if nested:
+            yield
+        else:
+            with _controller().limit(limits=1, user_api="blas"):
+                yield
+    finally:
+        with _nesting_lock:
+            _nesting["one"] -= 1
 
 
 def _controller() -> Any:
@@ -45,10 +63,24 @@ def wide_blas(side: int):
     (:func:`one_blas_thread` stays in force): OpenBLAS's threads then wait for each other's time slices, and on
     the 2-core development machine at a load of 15-20 a MovieLens fit took 50 s of CPU with them against ~30 s
     without."""
-    cores = cpu_count()
-    if side < WIDE_BLAS_SIDE or cores < 2 or _load() >= cores:
+    if side < WIDE_BLAS_SIDE:  # first: a small side (every profile point) costs no system call
         return nullcontext()
-    return _controller().limit(limits=cores, user_api="blas")
+    cores = cpu_count()
+    if cores < 2 or _load() >= cores:
+        return nullcontext()
+    return _widened(cores)
+
+
+@contextmanager
+def _widened(cores: int):
+    with _nesting_lock:
+        _nesting["wide"] += 1
+    try:
+        with _controller().limit(limits=cores, user_api="blas"):
+            yield
+    finally:
+        with _nesting_lock:
+            _nesting["wide"] -= 1
 
 
 def _load() -> float:

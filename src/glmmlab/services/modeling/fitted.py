@@ -259,8 +259,9 @@ def fit_frame_spec(mf: ModelFrame, spec: ModelSpec, *, df: pd.DataFrame | None =
     seconds = time.perf_counter() - start
     predictor = None
     if mf.recipe is not None:
-        predictor = prediction.make_predictor(mf.recipe, list(record.names), np.asarray(record.beta),
-                                              prediction.blups_by_component(record))
+        recipe = mf.recipe
+        predictor = prediction.OnFirstCall(lambda: prediction.make_predictor(
+            recipe, list(record.names), np.asarray(record.beta), prediction.blups_by_component(record)))
     return FittedModel.of(record, spec=spec, frame=mf, predictor=predictor, fit_seconds=seconds)
 
 

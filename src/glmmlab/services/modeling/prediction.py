@@ -329,3 +329,18 @@ def blups_by_component(result: Any) -> dict:
                           "values": np.nan_to_num(np.asarray(m.values, dtype=float), nan=0.0, posinf=0.0,
                                                   neginf=0.0)}
             for m in result.modes}
+
+
+class OnFirstCall:
+    """The predictor of a fit, made by ``build()`` (:func:`make_predictor`'s arguments taken from the record) when
+    first called: a fit whose caller never predicts for new rows does not pay for it."""
+
+    def __init__(self, build: Callable[[], Callable[[Any], tuple[np.ndarray, np.ndarray]]]):
+        self._build: Callable[[], Callable[[Any], tuple[np.ndarray, np.ndarray]]] | None = build
+        self._predictor: Callable[[Any], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def __call__(self, new_data: Any) -> tuple[np.ndarray, np.ndarray]:
+        if self._predictor is None:
+            assert self._build is not None
+            self._predictor, self._build = self._build(), None
+        return self._predictor(new_data)

@@ -47,11 +47,12 @@ class _Data:
 
     def __init__(self, df: pd.DataFrame, formula_text: str, known_columns: Sequence[str] | None = None):
         self.df = df
+        columns = df.columns.tolist()  # a list once (iterating a pandas Index of strings costs 1 us a name)
         # the columns a message names: the whole dataset's when only the formula's columns were read
-        self.known = [str(c) for c in known_columns] if known_columns is not None else [str(c) for c in df.columns]
+        self.known = [str(c) for c in (known_columns if known_columns is not None else columns)]
         self.n = len(df)
         self.formula = formula_text
-        self.names = {str(c): c for c in df.columns}
+        self.names = {str(c): c for c in columns}
         self.cache: dict[tuple[Expr, bool], _Num | _Fac] = {}
         # scale(): the centre and scale each call used; given (``fixed_scales``) when rebuilding for new rows
         self.scale_params: dict[Expr, tuple[float, float]] = {}
@@ -158,7 +159,7 @@ class _Data:
         raise GlmmInputError(f"cannot evaluate {e.deparse()!r} in {used_in}")  # pragma: no cover
 
     def _arith_arg(self, arg: Expr, whole: Expr, used_in: str) -> _Num:
-        v = self._eval(arg, used_in)
+        v = self.eval(arg, used_in)  # a column met again (cbind(s, n - s)) is read once
         if isinstance(v, _Fac):
             if v.levels == ["FALSE", "TRUE"]:  # R: arithmetic on a logical uses 0/1
                 vals = v.codes.astype(float)
@@ -215,6 +216,12 @@ def _series_value(s: pd.Series, name: str) -> _Num | _Fac:
         else:
             codes = arr.astype(np.int64)
         return _Fac(codes, ["FALSE", "TRUE"])
+    if isinstance(dt, np.dtype) and dt.kind in "fiu":  # numpy's numbers: NaN is their only missing value
+        vals = np.array(s.to_numpy(), dtype=float)  # a copy: the frame's arrays are not the data's
+        miss = ~np.isfinite(vals)
+        if miss.any():
+            vals[miss] = np.nan
+        return _Num(vals, miss)
     if pd.api.types.is_numeric_dtype(dt):
         vals = s.to_numpy(dtype=float, na_value=np.nan)
         miss = ~np.isfinite(vals)
@@ -228,7 +235,13 @@ def _series_value(s: pd.Series, name: str) -> _Num | _Fac:
         codes[~miss] = np.asarray(s[~miss].astype(bool), dtype=np.int64)
         return _Fac(codes, ["FALSE", "TRUE"])
     # strings (object, pandas string dtypes) and anything else: a factor of the values' text
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if isinstance(dt, pd.StringDtype) or dt == object:  # noqa: E721  (a dtype compared with object dtype)
+        # as Python objects (missing values None): half the time of factorizing an Arrow-backed column and
+        # iterating its uniques
+        codes, uniques = pd.factorize(s.to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
+        uniques = uniques.tolist()
+    else:
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
     labels = [u if isinstance(u, str) else str(u) for u in uniques]
     return _relevel(np.asarray(codes, dtype=np.int64), labels)
 
