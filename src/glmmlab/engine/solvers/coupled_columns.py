@@ -20,7 +20,8 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg import blas
 
-HEAVY_SHARE = 0.15  # as coupled_pairs.HEAVY_SHARE: a column with more entries costs less as a dense panel's
+from glmmlab.engine.solvers.coupled_pairs import HEAVY_SHARE  # a column with more entries: a dense panel's
+
 BINCOUNT_AT_ONCE = 2_000_000  # pairs summed by one bincount (their keys and products: ~32 MB)
 
 

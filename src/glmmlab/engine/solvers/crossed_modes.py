@@ -24,10 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from glmmlab.engine.solvers.blocked_cholesky import Factor, factor
-from glmmlab.engine.solvers.mode_search import RowModes
+from glmmlab.engine.solvers.mode_search import STEP_TOL, RowModes
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
-CONVERGED = 1e-10  # mode_search.search's tolerance on a step
 CHORD_RATE = 0.1  # a chord step that shrinks by less than this factor has the system factored again
 
 
@@ -50,14 +49,19 @@ def _times_a(cp: CrossProducts, v: np.ndarray, L1: int) -> np.ndarray:
     return np.concatenate([cp.A11[:, 0, 0] * v1 + cp.A21.T @ v2, cp.A21 @ v1 + cp.A22 @ v2])
 
 
+def _score(cp: CrossProducts, lam: np.ndarray, u: np.ndarray, L1: int) -> np.ndarray:
+    """s = Z'W r - Z'WZ Lambda u from the cross-products of the working response r (see the module's docstring)."""
+    assert cp.E2 is not None  # a crossed structure's cross-products
+    return np.concatenate([cp.E1[:, 0, 0], cp.E2[:, 0]]) - _times_a(cp, lam * u, L1)
+
+
 def mode_change(st: Structure, last: dict, theta: np.ndarray, eta_f: np.ndarray) -> np.ndarray:
     """du from the last modes to those at (theta, beta) (see the module's docstring). ``last``: the last point's
     modes ``u``, factor ``F``, cross-products ``cp`` of the working response with its weights ``w``, Lambda's
     diagonal ``lam`` and X beta + offset ``eta_f``; ``eta_f``: the new point's."""
     cp, u, lam, L1 = last["cp"], last["u"], last["lam"], st.L1
-    assert cp.E2 is not None  # a crossed structure's cross-products
     dlam = lambda_vector(st, st.lambdas(theta)) - lam
-    score = np.concatenate([cp.E1[:, 0, 0], cp.E2[:, 0]]) - _times_a(cp, lam * u, L1)
+    score = _score(cp, lam, u, L1)
     rhs = dlam * score - lam * _times_a(cp, dlam * u, L1)
     xb = eta_f - last["eta_f"]
     if np.any(xb != 0.0):
@@ -81,13 +85,17 @@ class ChordModes(RowModes):
         self.factors = 0
 
     def factor(self, newton: bool) -> bool:
-        lap = self.lap
-        self.w = lap._weighted(self.rs.w)
-        self.cp = self.st.crossprods(self.w, lap._working_response(self.rs, self.re)[:, None])
+        self._products()
         self.exact = False
         if self.F is None:
             self._refactor()
         return True
+
+    def _products(self) -> None:
+        """The working weights and the cross-products of the working response at the current modes."""
+        lap = self.lap
+        self.w = lap._weighted(self.rs.w)
+        self.cp = self.st.crossprods(self.w, lap._working_response(self.rs, self.re)[:, None])
 
     def _refactor(self) -> None:
         self.F = factor(self.st, self.cp, self.theta)
@@ -95,23 +103,21 @@ class ChordModes(RowModes):
         self.factors += 1
 
     def step(self) -> float:
-        assert self.F is not None and self.cp is not None and self.cp.E2 is not None
+        assert self.F is not None and self.cp is not None
         if not self.exact:
-            cp, lam, u = self.cp, self.lam, self.u
-            s = np.concatenate([cp.E1[:, 0, 0], cp.E2[:, 0]]) - _times_a(cp, lam * u, self.st.L1)
-            self.delta = self.F.solve(lam * s - u)
+            lam, u = self.lam, self.u
+            self.delta = self.F.solve(lam * _score(self.cp, lam, u, self.st.L1) - u)
             size = float(np.max(np.abs(self.delta), initial=0.0))
-            if size >= CONVERGED and size <= CHORD_RATE * self.last_size:
+            if size >= STEP_TOL and size <= CHORD_RATE * self.last_size:
                 self.last_size = size
                 return size
-            if size < CONVERGED:
+            if size < STEP_TOL:
                 # the modes are found: this last chord step is taken (its error, linear in the last one's, is not
                 # of the order of its square as a Newton step's), and the system factored at the modes it reaches
                 # (the log-determinant and the gradient use that factor), whose Newton step the search then tests
                 self.u = self.u + self.delta
                 self.re, self.rs, _ = self.lap._state(self.eta_f, self.u, self.lams)
-                self.w = self.lap._weighted(self.rs.w)
-                self.cp = self.st.crossprods(self.w, self.lap._working_response(self.rs, self.re)[:, None])
+                self._products()
             self._refactor()  # at the modes, or where the chord steps are too slow
         self.delta = self.F.solve_u(0) - self.u
         self.last_size = float(np.max(np.abs(self.delta), initial=0.0))

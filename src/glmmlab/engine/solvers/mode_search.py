@@ -19,6 +19,7 @@ from glmmlab.engine.solvers.blocked_cholesky import factor
 # range (a mean of 0 under an identity link) is on that edge: see GeneralLaplace.pirls
 EDGE_GAP = 1e-8
 EDGE_STEPS = 3  # steps in a row at the edge that put a mode on it
+STEP_TOL = 1e-10  # a step of the modes below this (largest entry) ends the search: they are found
 
 
 class ModeSteps(Protocol):
@@ -42,6 +43,7 @@ class ModeSteps(Protocol):
         """Move to the last candidate; with an edge, whether some row is on it (see :data:`EDGE_GAP`)."""
 
 
+
 def search(ops: ModeSteps, pdev: float, newton_first: bool, edge: bool, estimated: bool, max_iter: int = 200
            ) -> tuple[float, bool, bool, bool]:
     """Penalised IRLS from the modes ``ops`` holds (their penalised deviance ``pdev``): (the final penalised
@@ -60,7 +62,7 @@ def search(ops: ModeSteps, pdev: float, newton_first: bool, edge: bool, estimate
         if not newton_step:
             ops.factor(False)
         size = ops.step()
-        if size < 1e-10:
+        if size < STEP_TOL:
             converged = True
             break
         t = ops.edge_step() if edge else 1.0
