@@ -74,6 +74,11 @@ def _grad_hess(F: np.ndarray, h: np.ndarray, d: int) -> tuple[np.ndarray, np.nda
     return g, H
 
 
+def _stencil_steps(x: np.ndarray) -> np.ndarray:
+    """The central differences' step per coordinate of the points x (B x d): the stencil's and the gradient's."""
+    return 1e-4 * np.maximum(np.abs(x), 0.05)
+
+
 def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER, fused: bool = False
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Minimise B smooth functions of d variables at once: ``fun(X, idx)`` gives the values of the functions
@@ -94,7 +99,7 @@ def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER, fused: bool
     have = np.zeros(B, dtype=bool)
 
     def stencil(xs: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        h = 1e-4 * np.maximum(np.abs(xs), 0.05)
+        h = _stencil_steps(xs)
         pts = (xs[:, None, :] + st[None, :, :] * h[:, None, :]).reshape(-1, d)
         return fun(pts, np.repeat(idx, K)).reshape(idx.size, K)
 
@@ -102,7 +107,7 @@ def newton_batched(fun, x0: np.ndarray, max_iter: int = NEWTON_ITER, fused: bool
         if active.size == 0:
             break
         xa = x[active]
-        h = 1e-4 * np.maximum(np.abs(xa), 0.05)
+        h = _stencil_steps(xa)
         F = held[active] if fused and have[active].all() else stencil(xa, active)
         fa = F[:, 0]
         f[active] = fa
