@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+import numpy as np
+
 _blas: Any = None
 
 
@@ -101,12 +103,19 @@ def in_threads(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     np.take release the GIL); in this thread where there is one item or one core. For the one-off passes over
     a large design outside the fit's blocks (its Gram matrix and scaling, the gather of its rows), which ran on
     one core while the other waited: the caller decides from the data's size whether the pool's start (~0.2 ms)
-    is worth it (THREADED_ROWS)."""
+    is worth it (THREADED_ROWS). numpy's floating-point error settings are per thread: the pool's threads run
+    under the caller's (np.geterr), so a pass warns, raises or stays quiet as it would in this thread."""
     workers = min(len(items), cpu_count())
     if workers <= 1:
         return [fn(item) for item in items]
+    settings = np.geterr()
+
+    def as_caller(item: Any) -> Any:
+        with np.errstate(**settings):
+            return fn(item)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, items))
+        return list(pool.map(as_caller, items))
 
 
 def row_slices(n: int, parts: int) -> list[slice]:
