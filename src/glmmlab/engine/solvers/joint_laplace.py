@@ -29,7 +29,13 @@ from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
-from glmmlab.engine.solvers.modelled_start import GLM_STAGE_FTOL, glm_objective, modelled_results, modelled_start
+from glmmlab.engine.solvers.modelled_start import (
+    glm_objective,
+    glm_stage,
+    glm_start_hessian,
+    modelled_results,
+    modelled_start,
+)
 from glmmlab.engine.solvers.newton import projected_gradient
 from glmmlab.engine.solvers.optimizer import (
     HANDOVER_FTOL,
@@ -437,16 +443,9 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
     glm_rows = SimpleNamespace(resp=Response(mf.y, fam, None, {k: v for k, v in data.items() if v is not None}),
                                Xs=Xs, off=off, pw=np.asarray(pw, dtype=float))
     glm_fg = glm_objective([glm_rows], fam, lk, p)
-
-    def fg_glm(z):
-        f, g = glm_fg(z)
-        return (f, g) if np.isfinite(f) else (1e300, np.zeros_like(z))
-
-    z0 = np.append(beta0, psi0)
-    res0 = minimize(fg_glm, z0, jac=True, method="L-BFGS-B",
-                    options={"maxiter": 500, "ftol": GLM_STAGE_FTOL, "gtol": 1e-7})
-    z_glm = res0.x if np.isfinite(res0.fun) else z0
-    x0 = np.concatenate([np.full(q, 0.5), z_glm])
+    beta_glm, psi_glm, _ = glm_stage(None, beta0, psi0, 0, glm_fg, None,
+                                     glm_start_hessian([glm_rows], fam, lk, p, glm_fg))
+    x0 = np.concatenate([np.full(q, 0.5), beta_glm, psi_glm])
     report(progress, "Optimizing Laplace deviance", 0.1)
 
     def run(start):
