@@ -29,7 +29,13 @@ from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
-from glmmlab.engine.solvers.modelled_start import glm_objective, modelled_results, modelled_start
+from glmmlab.engine.solvers.modelled_start import (
+    glm_objective,
+    glm_stage,
+    glm_start_hessian,
+    modelled_results,
+    modelled_start,
+)
 from glmmlab.engine.solvers.newton import projected_gradient
 from glmmlab.engine.solvers.optimizer import (
     HANDOVER_FTOL,
@@ -39,6 +45,7 @@ from glmmlab.engine.solvers.optimizer import (
     fd_hessian,
     off_bound,
 )
+from glmmlab.engine.solvers.secant import Recent, secant_hessian
 
 
 class JointLaplace:
@@ -334,8 +341,9 @@ def _logdet_positive(H: np.ndarray) -> float:
     return 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
 
 
-def last_two(fg):
-    """``fg`` remembering its last two points (the quasi-Newton run's end point is the polish's start)."""
+def last_two(fg, recent: Recent | None = None):
+    """``fg`` remembering its last two points (the quasi-Newton run's end point is the polish's start), and every
+    point it evaluates in ``recent``."""
     cache: dict[bytes, tuple[float, np.ndarray]] = {}
 
     def counted(x_: np.ndarray) -> tuple[float, np.ndarray]:
@@ -344,16 +352,24 @@ def last_two(fg):
             if len(cache) >= 2:
                 del cache[next(iter(cache))]
             cache[key] = fg(x_)
+            if recent is not None:
+                recent.add(x_, *cache[key])
         return cache[key]
 
     return counted
 
 
-def polish_to_rounding(counted, x: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+def polish_to_rounding(counted, x: np.ndarray, lower: np.ndarray, recent: Recent | None = None
+                       ) -> tuple[np.ndarray, float, np.ndarray]:
     """(x, f, H): chord Newton steps from ``x`` (where a quasi-Newton run stopped) with the forward-difference
     Hessian H of the gradient of ``counted`` (value and gradient, :func:`last_two`) there, until the projected
     gradient is at rounding level (optimizer.minimize's polish); H is taken again at the end point where the steps
-    moved it by more than HESSIAN_REUSE_FORWARD (relative)."""
+    moved it by more than HESSIAN_REUSE_FORWARD (relative). Both take differences only along the directions that
+    the ``recent`` points near x leave (:func:`~glmmlab.engine.solvers.secant.secant_hessian`)."""
+
+    def hessian_at(fg_, z: np.ndarray) -> np.ndarray:
+        H_ = secant_hessian(fg_, z, lower, recent)
+        return fd_hessian(fg_, z, lower, forward=True) if H_ is None else H_
 
     x = np.asarray(x, dtype=float).copy()
     at_x, key = counted(x), x.tobytes()
@@ -366,12 +382,12 @@ def polish_to_rounding(counted, x: np.ndarray, lower: np.ndarray) -> tuple[np.nd
         return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
 
     f = float(at_x[0])
-    H = fd_hessian(kept, x, lower, forward=True)
+    H = hessian_at(kept, x)
     x_h = x.copy()
     if np.isfinite(f):
         x, f, _ = _gradient_polish(kept, x, f, lower, H, near_rounding, [], shrink=0.1)
     if float(np.max(np.abs(x - x_h) / np.maximum(1.0, np.abs(x)), initial=0.0)) > HESSIAN_REUSE_FORWARD:
-        H = fd_hessian(counted, x, lower, forward=True)
+        H = hessian_at(counted, x)
     return x, float(f), H
 
 
@@ -427,15 +443,9 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
     glm_rows = SimpleNamespace(resp=Response(mf.y, fam, None, {k: v for k, v in data.items() if v is not None}),
                                Xs=Xs, off=off, pw=np.asarray(pw, dtype=float))
     glm_fg = glm_objective([glm_rows], fam, lk, p)
-
-    def fg_glm(z):
-        f, g = glm_fg(z)
-        return (f, g) if np.isfinite(f) else (1e300, np.zeros_like(z))
-
-    z0 = np.append(beta0, psi0)
-    res0 = minimize(fg_glm, z0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
-    z_glm = res0.x if np.isfinite(res0.fun) else z0
-    x0 = np.concatenate([np.full(q, 0.5), z_glm])
+    beta_glm, psi_glm, _ = glm_stage(None, beta0, psi0, 0, glm_fg, None,
+                                     glm_start_hessian([glm_rows], fam, lk, p, glm_fg))
+    x0 = np.concatenate([np.full(q, 0.5), beta_glm, psi_glm])
     report(progress, "Optimizing Laplace deviance", 0.1)
 
     def run(start):
@@ -443,10 +453,11 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
         # Hessian of the exact gradient down to a rounding-level gradient (polish_to_rounding); that
         # Hessian, taken again where the steps moved the point, is the standard errors'
         obj.u, obj._last = np.zeros_like(obj.u), None
-        counted = last_two(fg)
+        recent = Recent()
+        counted = last_two(fg, recent)
         r = minimize(counted, start, jac=True, method="L-BFGS-B", bounds=bounds,
                      options={"maxiter": int(model.get("max_iter", 100)) * 10, "ftol": HANDOVER_FTOL, "gtol": 1e-7})
-        return polish_to_rounding(counted, r.x, lower), bool(r.success or r.status == 0)
+        return polish_to_rounding(counted, r.x, lower, recent), bool(r.success or r.status == 0)
 
     (x, f, H_full), ok = run(x0)
     probe = _off_the_boundary(fun, x, x0, np.zeros(q), f)

@@ -19,6 +19,15 @@ from glmmlab.engine.families.modelled import ModelledFamily
 from glmmlab.engine.solvers.glm_start import glm_irls
 from glmmlab.engine.solvers.optimizer import off_bound
 
+# L-BFGS-B's stop in the model without random effects (glm_stage): a relative decrease of -2 log L below this, about
+# 2e-7 on the salamanders' 1,900, leaves it within some 1e-8 of its maximum (the null model's log-likelihood moved
+# by at most 4e-9 against 1e-13), and the mixed model starts from theta > 0 anyway; 1e-13 took 2 to 3 more
+# evaluations of the model (salamanders_zip 19 -> 16, zinb2 23 -> 21, owls_zinb1 16 -> 14, hurdle_nb2 21 -> 18)
+GLM_STAGE_FTOL = 1e-10
+# the longest Newton step of that stage (max-norm, coefficients on the link scales): from salamanders_zip's start
+# the first one, where the Hessian is indefinite, went 45 units along the zero model's slope and was halved 4 times
+MAX_STEP = 2.0
+
 
 def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk: Link,
                    trials: np.ndarray | None, data: dict) -> tuple[np.ndarray, ModelledFamily]:
@@ -159,6 +168,50 @@ def glm_objective(laps: list, fam: ModelledFamily, lk: Link, p: int):
     return fg
 
 
+def glm_start_hessian(laps: list, fam: ModelledFamily, lk: Link, p: int, glm_fg):
+    """``hessian(z, g, wanted)``: the Hessian of :func:`glm_objective` (``glm_fg``, whose gradient at z is ``g``) at
+    z, over the fit's blocks of rows: the mean's and a zero-inflation model's blocks in closed form from the rows'
+    second derivatives of the deviance (the mean's predictor: the row state's observed ``dev_eta2``; with the zero
+    model's: :meth:`~glmmlab.engine.families.zero_model.ZeroModelRows.zi_deviance_derivatives`), every other
+    parameter's column (dispersion model, the base's other parameters, a hurdle's zero model) by a forward
+    difference of the gradient (one evaluation each), only for the ``wanted`` ones (a mask; the others' rows and
+    columns are left 0)."""
+    from glmmlab.engine.families.state import row_state
+    from glmmlab.engine.solvers.scaling import design_dot
+
+    zi = fam.kind == "zi" and fam.n_zi > 0
+    exact = p + (fam.n_zi if zi else 0)  # the parameters with closed-form blocks come first
+
+    def hessian(z: np.ndarray, g: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        k = z.size
+        H = np.zeros((k, k))
+        member = fam.with_parameters(z[p:])
+        assert isinstance(member, ModelledFamily)
+        with np.errstate(all="ignore"):
+            for lap in laps:
+                resp = lap.resp.with_family(member)
+                pw = np.asarray(lap.pw, dtype=float) + np.zeros(resp.y.shape[0])
+                X = np.asarray(lap.Xs, dtype=float)
+                rs = row_state(resp, design_dot(lap.Xs, z[:p]) + lap.off, lk)
+                H[:p, :p] += X.T @ (X * (pw * rs.dev_eta2)[:, None])
+                if zi:
+                    Z = resp.zi_X
+                    _, w_cz, w_zz = member.zi_deviance_derivatives(resp, rs)
+                    H[:p, p:exact] += X.T @ (Z * (pw * w_cz)[:, None])
+                    H[p:exact, p:exact] += Z.T @ (Z * (pw * w_zz)[:, None])
+        H[p:exact, :p] = H[:p, p:exact].T
+        for j in np.flatnonzero(wanted[exact:]) + exact:
+            h = 1e-4 * max(1.0, abs(float(z[j])))
+            zj = z.copy()
+            zj[j] += h
+            H[:, j] = (glm_fg(zj)[1] - g) / h
+        H[exact:, :exact] = H[:exact, exact:].T  # the differences' columns give their cross terms
+        H[exact:, exact:] = 0.5 * (H[exact:, exact:] + H[exact:, exact:].T)
+        return H
+
+    return hessian
+
+
 def moment_theta_rows(laps: list, fam: ModelledFamily, lk: Link, beta: np.ndarray, psi: np.ndarray) -> float:
     """A random intercept's start for the mixed model from the model without random effects (``beta``, ``psi``:
     its maximum, :func:`glm_stage`), over the fit's blocks of whole levels (``laps``): the method of moments on
@@ -189,12 +242,14 @@ def moment_theta_rows(laps: list, fam: ModelledFamily, lk: Link, beta: np.ndarra
 
 
 def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
-              held: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+              held: np.ndarray | None = None, glm_hessian=None) -> tuple[np.ndarray, np.ndarray, float]:
     """The model without random effects (theta held at 0) fitted from (x0's coefficients, psi0) by L-BFGS on the
     Laplace deviance's exact gradient (at theta = 0 the deviance is -2 log L of the GLM of every part), or on
     ``glm_fg`` (:func:`glm_objective`, the same function without the Laplace machinery):
     (x0 with those coefficients, the parts' coefficients, -2 log L at the maximum). ``held``: a mask over
-    (coefficients, psi) of entries that stay at their start (a hurdle's zero model: :func:`hurdle_zero_fit`)."""
+    (coefficients, psi) of entries that stay at their start (a hurdle's zero model: :func:`hurdle_zero_fit`).
+    ``glm_hessian``: :func:`glm_start_hessian` of ``glm_fg``; Newton steps with it then fit the model
+    (:func:`_newton_from`), and L-BFGS-B runs only where their first step fails."""
     from scipy.optimize import minimize
 
     p = x0.size - nt
@@ -203,6 +258,7 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
     free = np.ones(z_all.size, dtype=bool) if held is None else ~held
     z0 = z_all[free]
     at_start: list[float] = []  # the value at z0 (L-BFGS-B's first point), kept for the comparison below
+    last: dict = {}  # the last point's whole gradient (held entries too), for glm_hessian
 
     def fg(zf):
         z = z_all.copy()
@@ -214,15 +270,82 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
             g = g[nt:]
         if not at_start and np.array_equal(zf, z0):
             at_start.append(f)
+        last.update(key=zf.tobytes(), g=g)
         return f, g[free]
 
-    res = minimize(fg, z0, jac=True, method="L-BFGS-B", options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-7})
+    found = None
+    if glm_fg is not None and glm_hessian is not None:
+        def hessian_free(zf: np.ndarray, gf: np.ndarray) -> np.ndarray:
+            z = z_all.copy()
+            z[free] = zf
+            g_all = last["g"] if last.get("key") == zf.tobytes() else glm_fg(z)[1]
+            return glm_hessian(z, g_all, free)[np.ix_(free, free)]
+
+        found = _newton_from(fg, z0, hessian_free)
+    if found is None:
+        res = minimize(fg, z0, jac=True, method="L-BFGS-B",
+                       options={"maxiter": 1000, "ftol": GLM_STAGE_FTOL, "gtol": 1e-7})
+        found = res.x, float(res.fun)
+    z_end, f_end = found
     f0 = at_start[0] if at_start else fg(z0)[0]
     z = z_all.copy()
-    z[free] = res.x if np.isfinite(res.fun) and res.fun <= f0 else z0
+    z[free] = z_end if np.isfinite(f_end) and f_end <= f0 else z0
     x = x0.copy()
     x[nt:] = z[:p]
-    return x, z[p:], float(min(res.fun, f0))
+    return x, z[p:], float(min(f_end, f0))
+
+
+def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200) -> tuple[np.ndarray, float] | None:
+    """Quasi-Newton steps from ``z0`` with ``hessian(z0, g0)`` (made positive definite, :func:`_positive`: far from
+    the maximum it can be indefinite) updated by BFGS; each step at most MAX_STEP long (max-norm) and halved until
+    f falls by Armijo's rule; until a step lowers f by less than GLM_STAGE_FTOL (relative) or the gradient is below
+    1e-7: (z, f), or None where the first step fails (the caller's L-BFGS-B then runs). L-BFGS-B's first step went
+    a unit length along the gradient and back, and it learnt the curvature over the steps after (evaluations of the
+    model: salamanders_zip 16 -> 12, zinb2 21 -> 15, owls 14 -> 8, hurdle NB2 18 -> 9, sim_gamma_disp 18 -> 11;
+    the Hessian taken again at every step took zip to 7 evaluations but cost more than the 5 it saved)."""
+    from glmmlab.engine.solvers.newton import backtrack, bfgs_update
+
+    f, g = fg(z0)
+    if not np.isfinite(f) or f >= 1e300:
+        return None
+    B = _positive(hessian(z0, g))
+    if B is None:
+        return None
+    z = np.array(z0, dtype=float)
+    lower = np.full(z.size, -np.inf)
+    for it in range(max_iter):
+        if float(np.max(np.abs(g), initial=0.0)) <= 1e-7:
+            break
+        try:
+            d = -np.linalg.solve(B, g)
+        except np.linalg.LinAlgError:
+            return None if it == 0 else (z, float(f))
+        big = float(np.max(np.abs(d), initial=0.0))
+        if big > MAX_STEP:
+            d *= MAX_STEP / big
+        step = backtrack(fg, z, f, g, d, lower, 40)
+        if step is None:
+            return None if it == 0 else (z, float(f))
+        zn, fn, gn = step
+        B = bfgs_update(B, zn - z, gn - g, 1e-12 * float(np.linalg.norm(zn - z) * np.linalg.norm(gn - g)))
+        decrease = f - fn
+        z, f, g = zn, float(fn), gn
+        if decrease <= GLM_STAGE_FTOL * max(1.0, abs(f)):
+            break
+    return z, float(f)
+
+
+def _positive(hessian_value) -> np.ndarray | None:
+    """A Hessian made positive definite (the absolute values of its eigenvalues, at least 1e-6 of the largest), or
+    None where it is not finite or its eigenvalues cannot be found."""
+    try:
+        H = np.asarray(hessian_value, dtype=float)
+        w, V = np.linalg.eigh(H)
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+        return None
+    if not np.all(np.isfinite(w)) or not np.max(np.abs(w), initial=0.0) > 0.0:
+        return None
+    return (V * np.maximum(np.abs(w), 1e-6 * np.max(np.abs(w)))) @ V.T
 
 
 def hurdle_zero_fit(fam: ModelledFamily, y: np.ndarray, pw: np.ndarray, data: dict, b0: np.ndarray
