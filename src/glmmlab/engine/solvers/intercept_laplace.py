@@ -61,6 +61,15 @@ class InterceptModes:
         st = lap.st
         self.starts, self.counts, self.L = st.starts1, st.counts1, st.L1
         self.last: dict | None = None  # the last converged point: what predicts the next modes
+        # the search's current modes, their row effects and row state, its step and candidate (see modes)
+        self.u: np.ndarray = np.zeros(self.L)
+        self.re: Any = None
+        self.rs: Any = None
+        self.cand: Any = None
+        self.delta: np.ndarray = self.u
+        self.H: np.ndarray = self.u
+        self.lam = self.lam2 = 0.0
+        self.eta_f: np.ndarray = self.u
 
     # -- rows ------------------------------------------------------------------------------------------------
     def _sum(self, v: np.ndarray) -> np.ndarray:
