@@ -112,3 +112,43 @@ def test_predicted_modes_are_the_general_paths(monkeypatch):
     fast = search._predicted(float(b[0]), b[1:], search.lap._eta_fixed(b[1:]))
     assert np.max(np.abs(general - lap.u)) > 1e-4  # a real move from the last modes
     np.testing.assert_allclose(fast, general, atol=1e-9)
+
+
+def test_joint_laplace_on_the_distinct_rows():
+    """A zero model with random effects (JointLaplace): the optimiser's evaluations on the twin of the distinct rows
+    give the rows' own value and gradient to rounding, at random points."""
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    df = _data(False)
+    seen = []
+    orig = joint.JointLaplace.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append((self, a))
+
+    joint.JointLaplace.__init__ = spy
+    try:
+        glmmlab.glmm("y ~ x + (1 | g)", df, family="nbinom2", zi="~ x + (1 | g)")
+    finally:
+        joint.JointLaplace.__init__ = orig
+    obj, args = seen[0]
+    assert isinstance(obj._twin, joint.JointLaplace) and obj._twin.y.size < 0.5 * obj.y.size
+    plain = joint.JointLaplace(*args)
+    plain._twin = False
+    rng = np.random.default_rng(2)
+    fam = obj.fam
+    designs = {"cond": obj.Xs, "zi": obj.resp.zi_X, "disp": obj.resp.disp_X}
+    for _ in range(4):
+        theta = rng.uniform(0.3, 1.2, 2)
+        beta = rng.normal(0.0, 0.4, obj.Xs.shape[1])
+        psi = np.asarray(fam.parameters) + rng.normal(0.0, 0.3, len(fam.parameters))
+        res = []
+        for o in (obj, plain):
+            o.set_member(psi)
+            o.u, o._last = np.zeros_like(o.u), None
+            res.append((o.value_and_grad(theta, beta, designs), o.value(theta, beta), o.u.copy()))
+        ((f1, g1), v1, u1), ((f0, g0), v0, u0) = res
+        assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-11) and v1 == pytest.approx(v0, rel=1e-11)
+        np.testing.assert_allclose(g1, g0, rtol=1e-7, atol=1e-7 * max(1.0, float(np.max(np.abs(g0)))))
+        np.testing.assert_allclose(u1, u0, atol=1e-8)

@@ -26,6 +26,7 @@ from glmmlab.engine.families.distributions import dev_eta3
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.model.terms import rows_of
 from glmmlab.engine.solvers import structured
+from glmmlab.engine.solvers.distinct_rows import distinct_rows
 from glmmlab.engine.solvers.mode_search import EDGE_CURVATURE, MAX_PREDICTED_STEP, search
 
 MAX_ROWS = 100_000  # (row_blocks.MIN_BLOCK_ROWS: a design this small is one block)
@@ -175,28 +176,19 @@ class InterceptModes:
 
 def compact(lap: Any) -> Any:
     """A GeneralLaplace on the distinct rows of ``lap`` (equal level, design rows, offset, response, weight and
-    every zero or dispersion design row), each with the sum of its copies' prior weights: the Laplace deviance
-    and its gradient are sums over rows linear in the weights (every row term is pw times a function of the
-    row), so they are the same to rounding, over fewer rows (salamanders: 644 rows, 128 distinct). None where
-    fewer than a fifth of the rows are copies."""
+    every zero or dispersion design row), each with the sum of its copies' prior weights
+    (:mod:`~glmmlab.engine.solvers.distinct_rows`); None where there are too few copies."""
     from glmmlab.engine.solvers.blocked_cholesky import Structure
     from glmmlab.engine.solvers.laplace import GeneralLaplace
 
     n = lap.y.shape[0]
-    cols = [lap.st.codes1.astype(float)[:, None], np.asarray(lap.Xs, dtype=float).reshape(n, -1),
-            lap.y[:, None], np.broadcast_to(lap.pw, (n,))[:, None]]
-    if not lap.no_offset:
-        cols.append(np.broadcast_to(lap.off, (n,))[:, None])
-    if lap.trials is not None:
-        cols.append(np.asarray(lap.trials, dtype=float)[:, None])
     data = {k: v for k, v in (lap.data or {}).items() if v is not None}
-    cols += [np.asarray(v, dtype=float).reshape(n, -1) for v in data.values()]
-    keys = np.column_stack(cols)
-    if not np.all(np.isfinite(keys)):
+    cols = [lap.st.codes1, lap.Xs, lap.y, np.broadcast_to(lap.pw, (n,))] + ([] if lap.no_offset else [
+        np.broadcast_to(lap.off, (n,))]) + ([] if lap.trials is None else [lap.trials]) + list(data.values())
+    found = distinct_rows(cols, n)
+    if found is None:
         return None
-    _, rows, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)  # (sorted: level first)
-    if rows.size > 0.8 * n:
-        return None
+    rows, counts = found
     b = lap.st.lead
     st = Structure([replace(b, codes=np.asarray(b.codes)[rows], Z=rows_of(b.Z, rows))])
     pw = np.broadcast_to(lap.pw, (n,))[rows] * counts

@@ -27,6 +27,7 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
+from glmmlab.engine.solvers.joint_twin import DistinctTwin
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
 from glmmlab.engine.solvers.modelled_start import glm_objective, modelled_results, modelled_start
@@ -41,7 +42,7 @@ from glmmlab.engine.solvers.optimizer import (
 )
 
 
-class JointLaplace:
+class JointLaplace(DistinctTwin):
     """The Laplace deviance D(theta, beta, psi) of a mean and a zero model with scalar random-effects terms on one
     grouping factor (``codes``: each row's level of it, ``L`` levels)."""
 
@@ -57,6 +58,17 @@ class JointLaplace:
         self.u = np.zeros((L, self.q))
         self.evaluations = 0
         self._last: dict | None = None  # what predicts the next modes (see _predicted_modes)
+        self._data = data
+        # one term per part with a column of ones (the usual (1 | g) in both) on rows sorted by level: each part's
+        # random effect is theta_k u_jk, and the per-level sums are runs of rows (one reduceat for all of them)
+        self._single = [int(np.flatnonzero(part == c)[0]) if np.count_nonzero(part == c) == 1 else None
+                        for c in (0, 1)]
+        self._ones = bool(np.all(A == 1.0))
+        counts = np.bincount(codes, minlength=L)
+        self._runs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp) \
+            if bool(np.all(codes[1:] >= codes[:-1])) and bool(np.all(counts > 0)) else None
+        self._twin: JointLaplace | None | bool = None  # the distinct rows' (see DistinctTwin); False: none
+        self._designs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # designs on the twin's rows, by id
 
     def set_member(self, psi: np.ndarray) -> None:
         fam = self.fam.with_parameters(psi)
@@ -65,9 +77,13 @@ class JointLaplace:
         self.resp = self.resp.with_family(fam)
 
     def _state(self, theta, eta_f, u):
-        contrib = self.A * theta * u[self.codes]  # (n, q) each term's effect on its part's predictor
-        cond = contrib[:, self.part == 0].sum(axis=1)
-        zi = contrib[:, self.part == 1].sum(axis=1)
+        k0, k1 = self._single
+        if self._ones and k0 is not None and k1 is not None:  # one intercept per part
+            cond, zi = theta[k0] * u[self.codes, k0], theta[k1] * u[self.codes, k1]
+        else:
+            contrib = self.A * theta * u[self.codes]  # (n, q) each term's effect on its part's predictor
+            cond = contrib[:, self.part == 0].sum(axis=1)
+            zi = contrib[:, self.part == 1].sum(axis=1)
         self.resp.zi_off = zi if self.zi_off0 is None else self.zi_off0 + zi
         rs = row_state(self.resp, eta_f + cond, self.lk)
         P = float(np.sum(rs.dev if self.unit else self.pw * rs.dev)) + float(np.sum(u * u))
@@ -77,22 +93,25 @@ class JointLaplace:
         """Per row the deviance's (-2 log f, prior-weighted) gradient in the two predictors (n, 2) and its Hessian
         (n, 2, 2)."""
         g_z, w_cz, w_zz = self.fam.zi_deviance_derivatives(self.resp, rs)
-        g = np.empty((g_z.shape[0], 2))  # parts mean, zero
-        W = np.empty((g_z.shape[0], 2, 2))
-        g[:, 0], g[:, 1] = rs.dev_eta, g_z
-        W[:, 0, 0], W[:, 0, 1], W[:, 1, 1] = rs.dev_eta2, w_cz, w_zz
+        n = g_z.shape[0]
+        B = np.empty((n, 6))  # g (parts mean, zero) and W side by side: their level sums are one call
+        B[:, 0], B[:, 1], B[:, 2], B[:, 3], B[:, 5] = rs.dev_eta, g_z, rs.dev_eta2, w_cz, w_zz
+        B[:, 4] = B[:, 3]
         if not self.unit:
-            g *= self.pw[:, None]
-            W[:, 0, 0] *= self.pw
-            W[:, 0, 1] *= self.pw
-            W[:, 1, 1] *= self.pw
-        W[:, 1, 0] = W[:, 0, 1]
-        return g, W
+            B *= self.pw[:, None]
+        self._stacked = B
+        return B[:, :2], B[:, 2:].reshape(n, 2, 2)
 
     def _level_sums(self, theta, rs):
         """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q)."""
         g, W = self._row_derivatives(rs)
         self._rows = (g, W)
+        if self._ones and self._runs is not None:  # a_ik = theta_k: the level sums of g and W, times theta
+            sums = np.add.reduceat(self._stacked, self._runs, axis=0)
+            part = self.part
+            G = sums[:, part] * theta
+            S = sums[:, 2:].reshape(-1, 2, 2)[:, part[:, None], part[None, :]] * np.outer(theta, theta)
+            return G, S
         a = self.A * theta
         G = np.column_stack([np.bincount(self.codes, a[:, k] * g[:, self.part[k]], minlength=self.L)
                              for k in range(self.q)])
@@ -116,7 +135,7 @@ class JointLaplace:
         of the dispersion is left out), so the mode search starts at an error of the order of the step squared;
         the last modes where there are none or the step is long (beyond the linearisation)."""
         last = self._last
-        if last is None:
+        if last is None or "g" not in last:  # (none, or the twin's: see _on_twin)
             return self.u
         g, W, H, u0, theta0 = last["g"], last["W"], last["H"], last["u"], last["theta"]
         d_eta = np.empty((eta_f.shape[0], 2))
@@ -188,6 +207,9 @@ class JointLaplace:
         dD/dtheta_k the same terms through d eta_i / d theta_k = a_ik u_jk plus the explicit
         sum_i a_ik (S_j B_i' W_i)_(k, part k) and -sum_i w_jk a_ik g_i,part k. ``designs``: the coefficients'
         designs in order, (X_mean, X_zero, X_disp or None)."""
+        twin = self._compact()
+        if twin is not None:
+            return self._on_twin(twin, lambda tw: tw.value_and_grad(theta, beta, self._twin_designs(designs)))
         self.evaluations += 1
         with np.errstate(all="ignore"):
             m = self.modes(theta, beta)
@@ -286,6 +308,9 @@ class JointLaplace:
         T[..., 1] = (sides[0][1] - sides[1][1]) / (2 * h)
 
     def value(self, theta, beta) -> float:
+        twin = self._compact()
+        if twin is not None:
+            return self._on_twin(twin, lambda tw: tw.value(theta, beta))
         self.evaluations += 1
         with np.errstate(all="ignore"):
             m = self.modes(theta, beta)
