@@ -81,7 +81,7 @@ class InterceptModes:
         re = np.repeat(lam * u, self.counts)
         rs = row_state(lap.resp, eta_f + re, lap.lk)
         dev = rs.dev if lap.unit_weights else lap.pw * rs.dev
-        pdev = float(np.sum(dev)) + float(u @ u)
+        pdev = float(dev.sum()) + float(u @ u)  # (array methods: no numpy wrapper per call)
         ok = np.isfinite(pdev) and (lap.fast or bool(np.all(lap.fam.mu_valid(rs.mu))))
         return re, rs, (pdev if ok else np.inf)
 
@@ -94,12 +94,12 @@ class InterceptModes:
         lam0, u0 = last["lam"], last["u"]
         d = lam - lam0
         rhs = last["score"] * d - last["A"] * u0 * (d * lam0)
-        if np.any(beta != last["beta"]):
+        if (beta != last["beta"]).any():
             xb = eta_f - last["eta_f"]
             xb *= last["w"]
             rhs -= self._sum(xb) * lam0
         du = rhs / last["H"]
-        step = float(np.max(np.abs(du), initial=0.0))
+        step = float(np.abs(du).max())  # (L >= 1 levels)
         return u0 + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else u_keep
 
     # -- the search (mode_search.ModeSteps: search() runs the steps) -------------------------------------------
@@ -112,7 +112,7 @@ class InterceptModes:
             if (wobs == 0.0).any():  # a negligible floor where a row has no curvature
                 wobs = np.where(wobs == 0.0, 1e-12 * weighted(rs.w), wobs)
             H = self.lam2 * self._sum(wobs) + 1.0
-            if not (bool(np.all(H > 0.0)) and bool(np.all(np.isfinite(H)))):
+            if not (float(H.min()) > 0.0 and np.isfinite(float(H.max()))):  # (a NaN fails the first)
                 return False
         else:
             w = weighted(rs.w)
@@ -122,7 +122,7 @@ class InterceptModes:
 
     def step(self) -> float:
         self.delta = -(self.u + self.lam * self._sum(0.5 * self.lap._weighted(self.rs.dev_eta))) / self.H
-        return float(np.max(np.abs(self.delta), initial=0.0))
+        return float(np.abs(self.delta).max())
 
     def edge_step(self) -> float:  # pragma: no cover - (no edge: see applies)
         return 1.0
@@ -161,8 +161,8 @@ class InterceptModes:
         A = self._sum(wobs)
         H = self.lam2 * A + 1.0
         with np.errstate(invalid="ignore", divide="ignore"):
-            logdet = float(np.sum(np.log(H)))
-        dev = float(np.sum(weighted(rs.dev)))
+            logdet = float(np.log(H).sum())
+        dev = float(weighted(rs.dev).sum())
         lap._last_dev = dev
         if converged and lap.keep_last:
             # the score per level, -1/2 sum_j dev_eta (the factor's working response's sums less A lam u)
