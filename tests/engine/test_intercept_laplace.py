@@ -152,3 +152,41 @@ def test_joint_laplace_on_the_distinct_rows():
         assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-11) and v1 == pytest.approx(v0, rel=1e-11)
         np.testing.assert_allclose(g1, g0, rtol=1e-7, atol=1e-7 * max(1.0, float(np.max(np.abs(g0)))))
         np.testing.assert_allclose(u1, u0, atol=1e-8)
+
+
+@pytest.mark.parametrize("family, zi, disp", [("nbinom2", "~ x + (1 | g)", None), ("poisson", "~ 1 + (1 | g)", None),
+                                              ("nbinom2", "~ x + (1 | g)", "~ x")])
+def test_joint_gradient_of_one_intercept_per_part(family, zi, disp):
+    """JointLaplace's gradient by per-level sums (one intercept in the mean and one in the zero model) is its general
+    gradient, at random points."""
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    seen = []
+    orig = joint.JointLaplace.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append(a)
+
+    joint.JointLaplace.__init__ = spy
+    try:
+        glmmlab.glmm("y ~ x + (1 | g)", _data(True), family=family, zi=zi, disp=disp)
+    finally:
+        joint.JointLaplace.__init__ = orig
+    fast, general = joint.JointLaplace(*seen[0]), joint.JointLaplace(*seen[0])
+    fast._twin = general._twin = False
+    general._intercepts = False
+    assert fast._intercepts
+    rng = np.random.default_rng(1)
+    designs = {"cond": fast.Xs, "zi": fast.resp.zi_X, "disp": fast.resp.disp_X if fast.fam.n_disp else None}
+    for _ in range(4):
+        theta, beta = rng.uniform(0.3, 1.2, 2), rng.normal(0.0, 0.4, fast.Xs.shape[1])
+        psi = np.asarray(fast.fam.parameters) + rng.normal(0.0, 0.3, len(fast.fam.parameters))
+        out = []
+        for o in (fast, general):
+            o.set_member(psi)
+            o.u, o._last = np.zeros_like(o.u), None
+            out.append(o.value_and_grad(theta, beta, designs))
+        (f1, g1), (f0, g0) = out
+        assert np.isfinite(f0) and f1 == f0
+        np.testing.assert_allclose(g1, g0, rtol=1e-10, atol=1e-10 * max(1.0, float(np.max(np.abs(g0)))))

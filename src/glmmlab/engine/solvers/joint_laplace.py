@@ -27,6 +27,7 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
+from glmmlab.engine.solvers.joint_levels import _inverse, _logdet_positive, _solve_positive
 from glmmlab.engine.solvers.joint_twin import DistinctTwin
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
@@ -64,9 +65,12 @@ class JointLaplace(DistinctTwin):
         self._single = [int(np.flatnonzero(part == c)[0]) if np.count_nonzero(part == c) == 1 else None
                         for c in (0, 1)]
         self._ones = bool(np.all(A == 1.0))
+        self._sums = np.zeros((L, 6))
         counts = np.bincount(codes, minlength=L)
         self._runs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp) \
             if bool(np.all(codes[1:] >= codes[:-1])) and bool(np.all(counts > 0)) else None
+        # one intercept per part (mean, zero) on sorted rows: the gradient of _intercepts_gradient
+        self._intercepts = self._ones and self._runs is not None and list(part) == [0, 1]
         self._twin: JointLaplace | None | bool = None  # the distinct rows' (see DistinctTwin); False: none
         self._designs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # designs on the twin's rows, by id
 
@@ -107,7 +111,7 @@ class JointLaplace(DistinctTwin):
         g, W = self._row_derivatives(rs)
         self._rows = (g, W)
         if self._ones and self._runs is not None:  # a_ik = theta_k: the level sums of g and W, times theta
-            sums = np.add.reduceat(self._stacked, self._runs, axis=0)
+            sums = self._sums = np.add.reduceat(self._stacked, self._runs, axis=0)
             part = self.part
             G = sums[:, part] * theta
             S = sums[:, 2:].reshape(-1, 2, 2)[:, part[:, None], part[None, :]] * np.outer(theta, theta)
@@ -241,6 +245,9 @@ class JointLaplace(DistinctTwin):
                 gd = (sides_d[0][0] - sides_d[1][0]) / (2 * h)
                 Wd = (sides_d[0][1] - sides_d[1][1]) / (2 * h)
                 T[..., 2] = (sides_d[0][2] - sides_d[1][2]) / (2 * h)
+            if self._intercepts:
+                grad_theta, grad_beta = self._intercepts_gradient(theta, u, m["H"], g, W, T, gd, Wd, designs)
+                return float(D), np.concatenate([grad_theta, *grad_beta])
             a = self.A * theta  # (n, q)
             part, codes = self.part, self.codes
             S = _inverse(m["H"])  # (L, q, q)
@@ -279,6 +286,31 @@ class JointLaplace(DistinctTwin):
                                              - (omega[:, 0] * W[:, 0, c] + omega[:, 1] * W[:, 1, c]) * dk))
         return float(D), np.concatenate([grad_theta, *grad_beta])
 
+    def _intercepts_gradient(self, theta, u, H, g, W, T, gd, Wd, designs) -> tuple[np.ndarray, list]:
+        """:meth:`value_and_grad`'s gradient where each part has one intercept on rows sorted by level (a_ik =
+        theta_k, B_i = diag(theta)): M_i = diag(theta) S_j diag(theta) per level, and the theta terms as per-level
+        sums, sum_j u_jk R_jk + (S_j diag(theta) sum_j W_i)_kk - w_jk G_jk, R the level sums of the beta gradient's
+        rows and G, W's those of the last mode-search state (the same gradient, fewer passes over the rows)."""
+        codes, runs = self.codes, self._runs
+        assert runs is not None  # (_intercepts: rows sorted by level)
+        S = _inverse(H)  # (L, 2, 2)
+        t = 0.5 * np.einsum("npq,npqr->nr", (S * np.outer(theta, theta))[codes], T)  # (n, 3)
+        w = 0.5 * np.einsum("jkm,jm->jk", S, np.add.reduceat(t[:, :2], runs, axis=0) * theta)  # (2 H_j)^-1 v_j
+        omega = w[codes] * theta  # B_i w_j
+        rows = t - omega[:, :1] * np.column_stack([W[:, 0, :], Wd[:, 0]]) \
+            - omega[:, 1:] * np.column_stack([W[:, 1, :], Wd[:, 1]])
+        rows[:, 0] += g[:, 0]
+        rows[:, 1] += g[:, 1]
+        rows[:, 2] += gd
+        grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"), designs.get("disp")))
+                     if X is not None]
+        R = np.add.reduceat(rows[:, :2], runs, axis=0)  # (L, 2)
+        sums = self._sums  # the level sums of g and W at the modes (_level_sums)
+        Wsum = sums[:, 2:].reshape(-1, 2, 2)
+        SW = np.einsum("jkm,m,jmk->jk", S, theta, Wsum)  # (S_j diag(theta) W_j)_kk
+        grad_theta = (u * R).sum(axis=0) + SW.sum(axis=0) - (w * sums[:, :2]).sum(axis=0)
+        return grad_theta, grad_beta
+
     def _third_derivatives(self, rs, eta, T, h) -> None:
         """T[:, p, q, r] for r = mean, zero: the derivatives of the rows' prior-weighted Hessians W in the two
         predictors. In closed form where the row state has the mean's third derivative (the count bases under
@@ -316,47 +348,6 @@ class JointLaplace(DistinctTwin):
             m = self.modes(theta, beta)
         D = m["P"] + m["logdet"]
         return float(D) if np.isfinite(D) else np.inf
-
-
-def _solve_positive(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """H_j delta_j = rhs_j per level; a level whose H_j is not positive definite gets a ridge that makes it so.
-    Two effects per level (the usual (1 | g) in both parts): Cramer's rule where every level's H_j is positive
-    definite."""
-    if H.shape[1] == 2:
-        a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
-        det = a * d - b * b
-        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
-            r0, r1 = rhs[:, 0], rhs[:, 1]
-            return np.column_stack([d * r0 - b * r1, a * r1 - b * r0]) / det[:, None]
-    w, V = np.linalg.eigh(H)
-    w = np.maximum(w, 1e-3 * np.maximum(np.max(np.abs(w), axis=1, keepdims=True), 1.0))
-    return np.einsum("jab,jb->ja", V, np.einsum("jba,jb->ja", V, rhs) / w)
-
-
-def _inverse(H: np.ndarray) -> np.ndarray:
-    """H_j^-1 per level (2 x 2 by the adjugate: a batched LAPACK inverse of small matrices costs more)."""
-    if H.shape[1] != 2:
-        return np.linalg.inv(H)
-    a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
-    det = a * d - b * b
-    out = np.empty_like(H)
-    out[:, 0, 0], out[:, 1, 1] = d / det, a / det
-    out[:, 0, 1] = out[:, 1, 0] = -b / det
-    return out
-
-
-def _logdet_positive(H: np.ndarray) -> float:
-    """sum_j log det H_j, or inf where some H_j is not positive definite."""
-    if H.shape[1] == 2:
-        a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
-        det = a * d - b * b
-        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
-            return float(np.sum(np.log(det)))
-    try:
-        Lc = np.linalg.cholesky(H)
-    except np.linalg.LinAlgError:
-        return np.inf
-    return 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
 
 
 def last_two(fg):
