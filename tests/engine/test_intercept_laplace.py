@@ -190,3 +190,10 @@ def test_joint_gradient_of_one_intercept_per_part(family, zi, disp):
         (f1, g1), (f0, g0) = out
         assert np.isfinite(f0) and f1 == f0
         np.testing.assert_allclose(g1, g0, rtol=1e-10, atol=1e-10 * max(1.0, float(np.max(np.abs(g0)))))
+    # the next point's predicted modes (one reduceat per part) are the general ones
+    theta2, beta2 = theta + 0.03, beta - 0.02
+    predicted = []
+    for o in (fast, general):
+        predicted.append(o._predicted_modes(theta2, o.Xs @ beta2 + o.off, o._zero_fixed()))
+    assert np.max(np.abs(predicted[1] - fast.u)) > 1e-4
+    np.testing.assert_allclose(predicted[0], predicted[1], rtol=1e-12, atol=1e-12)

@@ -27,7 +27,7 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
-from glmmlab.engine.solvers.joint_levels import _inverse, _logdet_positive, _solve_positive
+from glmmlab.engine.solvers.joint_levels import _inverse, _logdet_positive, _solve_positive, intercepts_gradient
 from glmmlab.engine.solvers.joint_twin import DistinctTwin
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
@@ -112,10 +112,11 @@ class JointLaplace(DistinctTwin):
         self._rows = (g, W)
         if self._ones and self._runs is not None:  # a_ik = theta_k: the level sums of g and W, times theta
             sums = self._sums = np.add.reduceat(self._stacked, self._runs, axis=0)
+            tt = theta[:, None] * theta[None, :]
+            if self._intercepts:  # (parts 0, 1: the sums' own order)
+                return sums[:, :2] * theta, sums[:, 2:].reshape(-1, 2, 2) * tt
             part = self.part
-            G = sums[:, part] * theta
-            S = sums[:, 2:].reshape(-1, 2, 2)[:, part[:, None], part[None, :]] * np.outer(theta, theta)
-            return G, S
+            return sums[:, part] * theta, sums[:, 2:].reshape(-1, 2, 2)[:, part[:, None], part[None, :]] * tt
         a = self.A * theta
         G = np.column_stack([np.bincount(self.codes, a[:, k] * g[:, self.part[k]], minlength=self.L)
                              for k in range(self.q)])
@@ -147,6 +148,14 @@ class JointLaplace(DistinctTwin):
         d_eta[:, 1] = z_fixed - last["z_fixed"]
         dth = theta - theta0
         ur = u0[self.codes]
+        if self._intercepts and self._runs is not None:  # a_ik = 1: per part its column, the sums one reduceat
+            d_eta += ur * dth
+            Wd = W[:, :, 0] * d_eta[:, :1] + W[:, :, 1] * d_eta[:, 1:]
+            Wd *= theta0
+            Wd += g * dth
+            du = _solve_positive(H, -0.5 * np.add.reduceat(Wd, self._runs, axis=0))
+            step = float(np.abs(du).max())
+            return u0 + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
         for k in range(self.q):
             d_eta[:, self.part[k]] += self.A[:, k] * ur[:, k] * dth[k]
         Wd = W[:, :, 0] * d_eta[:, :1] + W[:, :, 1] * d_eta[:, 1:]  # W_i d eta_i, (n, 2)
@@ -245,8 +254,9 @@ class JointLaplace(DistinctTwin):
                 gd = (sides_d[0][0] - sides_d[1][0]) / (2 * h)
                 Wd = (sides_d[0][1] - sides_d[1][1]) / (2 * h)
                 T[..., 2] = (sides_d[0][2] - sides_d[1][2]) / (2 * h)
-            if self._intercepts:
-                grad_theta, grad_beta = self._intercepts_gradient(theta, u, m["H"], g, W, T, gd, Wd, designs)
+            if self._intercepts and self._runs is not None:
+                grad_theta, grad_beta = intercepts_gradient(self.codes, self._runs, theta, u, m["H"],
+                                                            (g, W, self._sums), (T, gd, Wd), designs)
                 return float(D), np.concatenate([grad_theta, *grad_beta])
             a = self.A * theta  # (n, q)
             part, codes = self.part, self.codes
@@ -285,31 +295,6 @@ class JointLaplace(DistinctTwin):
                 grad_theta[k] = float(np.sum(g[:, c] * dk + sbw * ak + t[:, c] * dk - wr[:, k] * ak * g[:, c]
                                              - (omega[:, 0] * W[:, 0, c] + omega[:, 1] * W[:, 1, c]) * dk))
         return float(D), np.concatenate([grad_theta, *grad_beta])
-
-    def _intercepts_gradient(self, theta, u, H, g, W, T, gd, Wd, designs) -> tuple[np.ndarray, list]:
-        """:meth:`value_and_grad`'s gradient where each part has one intercept on rows sorted by level (a_ik =
-        theta_k, B_i = diag(theta)): M_i = diag(theta) S_j diag(theta) per level, and the theta terms as per-level
-        sums, sum_j u_jk R_jk + (S_j diag(theta) sum_j W_i)_kk - w_jk G_jk, R the level sums of the beta gradient's
-        rows and G, W's those of the last mode-search state (the same gradient, fewer passes over the rows)."""
-        codes, runs = self.codes, self._runs
-        assert runs is not None  # (_intercepts: rows sorted by level)
-        S = _inverse(H)  # (L, 2, 2)
-        t = 0.5 * np.einsum("npq,npqr->nr", (S * np.outer(theta, theta))[codes], T)  # (n, 3)
-        w = 0.5 * np.einsum("jkm,jm->jk", S, np.add.reduceat(t[:, :2], runs, axis=0) * theta)  # (2 H_j)^-1 v_j
-        omega = w[codes] * theta  # B_i w_j
-        rows = t - omega[:, :1] * np.column_stack([W[:, 0, :], Wd[:, 0]]) \
-            - omega[:, 1:] * np.column_stack([W[:, 1, :], Wd[:, 1]])
-        rows[:, 0] += g[:, 0]
-        rows[:, 1] += g[:, 1]
-        rows[:, 2] += gd
-        grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"), designs.get("disp")))
-                     if X is not None]
-        R = np.add.reduceat(rows[:, :2], runs, axis=0)  # (L, 2)
-        sums = self._sums  # the level sums of g and W at the modes (_level_sums)
-        Wsum = sums[:, 2:].reshape(-1, 2, 2)
-        SW = np.einsum("jkm,m,jmk->jk", S, theta, Wsum)  # (S_j diag(theta) W_j)_kk
-        grad_theta = (u * R).sum(axis=0) + SW.sum(axis=0) - (w * sums[:, :2]).sum(axis=0)
-        return grad_theta, grad_beta
 
     def _third_derivatives(self, rs, eta, T, h) -> None:
         """T[:, p, q, r] for r = mean, zero: the derivatives of the rows' prior-weighted Hessians W in the two

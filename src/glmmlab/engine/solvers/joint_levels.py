@@ -1,6 +1,7 @@
 """The per-level algebra of :class:`~glmmlab.engine.solvers.joint_laplace.JointLaplace`: each level's penalised
 Hessian H_j is q x q (q the scalar terms on the grouping factor, 2 for (1 | g) in the mean and the zero model), so
-its solves, inverse and log-determinant are in closed form for 2 x 2 and batched otherwise."""
+its solves, inverse and log-determinant are in closed form for 2 x 2 and batched otherwise; with one intercept per
+part the gradient is per-level sums (:func:`intercepts_gradient`)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,32 @@ def _logdet_positive(H: np.ndarray) -> float:
     except np.linalg.LinAlgError:
         return np.inf
     return 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
+
+
+def intercepts_gradient(codes: np.ndarray, runs: np.ndarray, theta: np.ndarray, u: np.ndarray, H: np.ndarray,
+                        rows_at_modes: tuple, third: tuple, designs: dict) -> tuple[np.ndarray, list]:
+    """JointLaplace.value_and_grad's gradient where each part (mean, zero model) has one intercept on rows sorted by
+    level (``codes``; ``runs`` where each level's rows start): a_ik = theta_k, B_i = diag(theta), so
+    M_i = diag(theta) S_j diag(theta) per level, and the theta terms are per-level sums,
+    sum_j u_jk R_jk + (S_j diag(theta) W_j)_kk - w_jk G_jk, R the level sums of the beta gradient's rows and G, W
+    those of the rows' g and W at the modes (the same gradient, fewer passes over the rows). ``rows_at_modes``: the
+    rows' g (n, 2), W (n, 2, 2) and their level sums (L, 6); ``third``: the third derivatives T (n, 2, 2, 3) and the
+    dispersion's gd (n,), Wd (n, 2)."""
+    g, W, sums = rows_at_modes
+    T, gd, Wd = third
+    S = _inverse(H)  # (L, 2, 2)
+    t = 0.5 * np.einsum("npq,npqr->nr", (S * np.outer(theta, theta))[codes], T)  # (n, 3)
+    w = 0.5 * np.einsum("jkm,jm->jk", S, np.add.reduceat(t[:, :2], runs, axis=0) * theta)  # (2 H_j)^-1 v_j
+    omega = w[codes] * theta  # B_i w_j
+    rows = t - omega[:, :1] * np.column_stack([W[:, 0, :], Wd[:, 0]]) \
+        - omega[:, 1:] * np.column_stack([W[:, 1, :], Wd[:, 1]])
+    rows[:, 0] += g[:, 0]
+    rows[:, 1] += g[:, 1]
+    rows[:, 2] += gd
+    grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"), designs.get("disp")))
+                 if X is not None]
+    R = np.add.reduceat(rows[:, :2], runs, axis=0)  # (L, 2)
+    Wsum = sums[:, 2:].reshape(-1, 2, 2)
+    SW = np.einsum("jkm,m,jmk->jk", S, theta, Wsum)  # (S_j diag(theta) W_j)_kk
+    grad_theta = (u * R).sum(axis=0) + SW.sum(axis=0) - (w * sums[:, :2]).sum(axis=0)
+    return grad_theta, grad_beta
