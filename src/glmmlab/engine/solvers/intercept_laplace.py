@@ -104,13 +104,13 @@ class InterceptModes:
 
     # -- the search (mode_search.ModeSteps: search() runs the steps) -------------------------------------------
     def factor(self, newton: bool) -> bool:
-        """Per level H_j = 1 + lam^2 sum_j W_i: Newton's weights (GeneralLaplace._newton_working; False where some
-        H_j is not positive), else the working weights (GeneralLaplace._edge_working)."""
+        """Per level H_j = 1 + lam^2 sum_j W_i: Newton's weights (the observed curvature; False where some H_j is not
+        positive), else the working weights (GeneralLaplace._edge_working). A row without curvature (a hurdle's
+        zero) adds nothing here: GeneralLaplace._newton_working gives it 1e-12 of its expected information, for its
+        working response's division, which this step does not take (the step differs by ~1e-12, the modes not)."""
         weighted, rs = self.lap._weighted, self.rs
         wobs = 0.5 * weighted(rs.dev_eta2)
         if newton:
-            if (wobs == 0.0).any():  # a negligible floor where a row has no curvature
-                wobs = np.where(wobs == 0.0, 1e-12 * weighted(rs.w), wobs)
             H = self.lam2 * self._sum(wobs) + 1.0
             if not (float(H.min()) > 0.0 and np.isfinite(float(H.max()))):  # (a NaN fails the first)
                 return False
