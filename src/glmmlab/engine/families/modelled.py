@@ -42,7 +42,8 @@ from glmmlab.engine.families.densities import (
 )
 from glmmlab.engine.families.distributions import DensityFamily, Family, _check_counts, _positive
 from glmmlab.engine.families.state import kept_on
-from glmmlab.engine.families.zero_model import ZeroModelRows, zero_share
+from glmmlab.engine.families.zero_model import ZeroModelRows
+from glmmlab.engine.families.zero_state import ZeroInflatedState, zi_mixture
 
 # the families whose zero model is a hurdle (the base family whose positive part they truncate)
 HURDLE_BASE = {"truncated_poisson": "poisson", "truncated_nbinom2": "negbin", "truncated_nbinom1": "nbinom1",
@@ -155,6 +156,11 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
     def safe_links(self):
         return self.base.safe_links()
 
+    def fast_state(self, resp, eta, link):
+        if self.kind == "zi" and link == "log":  # a zero-inflated count: the row state in one pass
+            return ZeroInflatedState(self, resp, eta)
+        return super().fast_state(resp, eta, link)
+
     def check_response(self, y, response):
         if self.base.name in ZI_BASES:
             _check_counts(y, response, self.name)
@@ -259,15 +265,20 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         if cached is not None and cached[0] is self and cached[1] is mu:
             pieces = cached[2]
         else:
-            m = self.member(resp)
-            ll, l1, l2, info, var = m.mu_terms(resp, mu, q)
-            eta_z = self._zero_model(resp)[0] if self.kind else None
-            pieces = {"m": m, "eta_z": eta_z, "ll": ll, "l1": l1, "l2": l2, "info": info, "var": var}
-            resp._pieces = (self, mu, pieces)
+            pieces = self._new_pieces(resp, mu, q, self.member(resp), self._zero_model(resp) if self.kind else None)
         if third and "l3" not in pieces:
             pieces["l3"] = pieces["m"].mu_third(resp, mu, q)
         return (pieces["m"], pieces["eta_z"], pieces["ll"], pieces["l1"], pieces["l2"], pieces.get("l3"),
                 pieces["info"], pieces["var"])
+
+    def _new_pieces(self, resp, mu, q, m, zero_model: tuple | None) -> dict:
+        """:meth:`_pieces`' dict at new means, kept on the response (``m``: the member, ``zero_model``: the zero
+        model's kept pieces or None)."""
+        ll, l1, l2, info, var = m.mu_terms(resp, mu, q)
+        pieces = {"m": m, "eta_z": None if zero_model is None else zero_model[0], "ll": ll, "l1": l1, "l2": l2,
+                  "info": info, "var": var}
+        resp._pieces = (self, mu, pieces)
+        return pieces
 
     def mu_terms(self, resp, mu, q):
         ll, l1, l2, moments, _ = self._combined(resp, mu, q, third=False)
@@ -318,27 +329,8 @@ class ModelledFamily(ZeroModelRows, DensityFamily):
         _, log_1mp, one_m_p = zero_model[:3]
         z = resp.zero
         if self.kind == "zi":
-            # positive rows: log(1 - p) + log f(y | mu), the mu-derivatives unchanged; zero rows: the mixture
-            zi = resp.zero_rows
-            new_ll = ll + log_1mp
-            lz, r = zero_share(zero_model, ll[zi])
-            rr = r * (1.0 - r)
-            new_ll[zi] = lz
-            l1z, l2z = l1[zi], l2[zi]
-            n1, n2 = np.array(l1, dtype=float), np.array(l2, dtype=float)
-            n1[zi] = r * l1z
-            n2[zi] = r * l2z + rr * l1z * l1z
-            resp._zi_mix = (self, mu, (r, rr, l1z, l2z))
-            n3 = None
-            if l3 is not None:
-                n3 = np.array(l3, dtype=float)
-                n3[zi] = r * l3[zi] + 3.0 * rr * l1z * l2z + rr * (1.0 - 2.0 * r) * _cube(l1z)
-
-            def zi_moments():
-                mean = one_m_p * mu
-                return info * one_m_p, one_m_p * (var + mu * mu) - mean * mean
-
-            return new_ll, n1, n2, zi_moments, n3
+            new_ll, n1, second, zi_moments, n3 = zi_mixture(self, resp, mu, (ll, l1, l2, l3, info, var), zero_model)
+            return new_ll, n1, second(), zi_moments, n3
         # hurdle: zero rows log p; positive rows the truncated density
         zt = zero_terms(m, mu)
         pos = ~z

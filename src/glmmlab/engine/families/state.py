@@ -223,7 +223,12 @@ def kept_on(resp, slot: str, keys: tuple, make):
     identity: a member, the response's y, an offset): a mode search evaluates one member at many means, and what
     does not depend on them is made once."""
     kept = getattr(resp, slot, None)
-    if kept is None or any(a is not b for a, b in zip(kept[0], keys)):
-        kept = (keys, make())
-        setattr(resp, slot, kept)
+    if kept is not None:
+        for a, b in zip(kept[0], keys):  # (a loop: any() over a generator costs more on these few keys)
+            if a is not b:
+                break
+        else:
+            return kept[1]
+    kept = (keys, make())
+    setattr(resp, slot, kept)
     return kept[1]

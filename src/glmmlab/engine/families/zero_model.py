@@ -51,7 +51,7 @@ class ZeroModelRows:
         cross derivative with the mean's linear predictor, and the second derivative in the zero model's (the
         Laplace machinery of a zero model with random effects: engine.solvers.joint_laplace). The second: at a
         zero-inflated zero r (1 - r) - p (1 - p) of log f, elsewhere -p (1 - p)."""
-        d_ll, dl1, _, d2 = self._zi_rows(resp, rs)
+        d_ll, dl1, _, d2 = self._zi_pieces(resp, rs, second=False)[0]  # (the mu-derivative's second not read)
         return -2.0 * d_ll, -2.0 * dl1 * rs.h1, -2.0 * d2
 
     def zi_third_derivatives(self, resp, rs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,9 +93,9 @@ class ZeroModelRows:
         d_ll[resp.zero_rows] += 1.0
         return p, d_ll
 
-    def _zi_pieces(self, resp, rs):
+    def _zi_pieces(self, resp, rs, second: bool = True):
         """((d log f, d l1, d l2, d2 log f) in the zero model's predictor per row, the zero probabilities p, and at
-        the zero rows of a zero-inflation (r, r (1 - r), l1) or None)."""
+        the zero rows of a zero-inflation (r, r (1 - r), l1) or None). ``second`` False: d l2 left 0 (not read)."""
         eta_z = self._zero_model(resp)[0]
         p = special.expit(eta_z)
         d_ll = -p
@@ -111,7 +111,8 @@ class ZeroModelRows:
         d2[zi] += rr
         dl1, dl2 = np.zeros_like(p), np.zeros_like(p)
         dl1[zi] = -rr * l1z
-        dl2[zi] = -rr * (l2z + (1.0 - 2.0 * r) * l1z * l1z)
+        if second:
+            dl2[zi] = -rr * (l2z + (1.0 - 2.0 * r) * l1z * l1z)
         return (d_ll, dl1, dl2, d2), p, (r, rr, l1z)
 
     def _mixture(self, resp, mu):

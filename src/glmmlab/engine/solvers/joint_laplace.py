@@ -27,6 +27,8 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
+from glmmlab.engine.solvers.joint_levels import _inverse, _logdet_positive, _solve_positive, intercepts_gradient
+from glmmlab.engine.solvers.joint_twin import DistinctTwin
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
 from glmmlab.engine.solvers.modelled_start import (
@@ -48,7 +50,7 @@ from glmmlab.engine.solvers.optimizer import (
 from glmmlab.engine.solvers.secant import Recent, secant_hessian
 
 
-class JointLaplace:
+class JointLaplace(DistinctTwin):
     """The Laplace deviance D(theta, beta, psi) of a mean and a zero model with scalar random-effects terms on one
     grouping factor (``codes``: each row's level of it, ``L`` levels)."""
 
@@ -64,6 +66,20 @@ class JointLaplace:
         self.u = np.zeros((L, self.q))
         self.evaluations = 0
         self._last: dict | None = None  # what predicts the next modes (see _predicted_modes)
+        self._data = data
+        # one term per part with a column of ones (the usual (1 | g) in both) on rows sorted by level: each part's
+        # random effect is theta_k u_jk, and the per-level sums are runs of rows (one reduceat for all of them)
+        self._single = [int(np.flatnonzero(part == c)[0]) if np.count_nonzero(part == c) == 1 else None
+                        for c in (0, 1)]
+        self._ones = bool(np.all(A == 1.0))
+        self._sums = np.zeros((L, 6))
+        counts = np.bincount(codes, minlength=L)
+        self._runs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp) \
+            if bool(np.all(codes[1:] >= codes[:-1])) and bool(np.all(counts > 0)) else None
+        # one intercept per part (mean, zero) on sorted rows: the gradient of _intercepts_gradient
+        self._intercepts = self._ones and self._runs is not None and list(part) == [0, 1]
+        self._twin: JointLaplace | None | bool = None  # the distinct rows' (see DistinctTwin); False: none
+        self._designs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # designs on the twin's rows, by id
 
     def set_member(self, psi: np.ndarray) -> None:
         fam = self.fam.with_parameters(psi)
@@ -72,9 +88,13 @@ class JointLaplace:
         self.resp = self.resp.with_family(fam)
 
     def _state(self, theta, eta_f, u):
-        contrib = self.A * theta * u[self.codes]  # (n, q) each term's effect on its part's predictor
-        cond = contrib[:, self.part == 0].sum(axis=1)
-        zi = contrib[:, self.part == 1].sum(axis=1)
+        k0, k1 = self._single
+        if self._ones and k0 is not None and k1 is not None:  # one intercept per part
+            cond, zi = theta[k0] * u[self.codes, k0], theta[k1] * u[self.codes, k1]
+        else:
+            contrib = self.A * theta * u[self.codes]  # (n, q) each term's effect on its part's predictor
+            cond = contrib[:, self.part == 0].sum(axis=1)
+            zi = contrib[:, self.part == 1].sum(axis=1)
         self.resp.zi_off = zi if self.zi_off0 is None else self.zi_off0 + zi
         rs = row_state(self.resp, eta_f + cond, self.lk)
         P = float(np.sum(rs.dev if self.unit else self.pw * rs.dev)) + float(np.sum(u * u))
@@ -84,22 +104,26 @@ class JointLaplace:
         """Per row the deviance's (-2 log f, prior-weighted) gradient in the two predictors (n, 2) and its Hessian
         (n, 2, 2)."""
         g_z, w_cz, w_zz = self.fam.zi_deviance_derivatives(self.resp, rs)
-        g = np.empty((g_z.shape[0], 2))  # parts mean, zero
-        W = np.empty((g_z.shape[0], 2, 2))
-        g[:, 0], g[:, 1] = rs.dev_eta, g_z
-        W[:, 0, 0], W[:, 0, 1], W[:, 1, 1] = rs.dev_eta2, w_cz, w_zz
+        n = g_z.shape[0]
+        B = np.empty((n, 6))  # g (parts mean, zero) and W side by side: their level sums are one call
+        B[:, 0], B[:, 1], B[:, 2], B[:, 3], B[:, 5] = rs.dev_eta, g_z, rs.dev_eta2, w_cz, w_zz
+        B[:, 4] = B[:, 3]
         if not self.unit:
-            g *= self.pw[:, None]
-            W[:, 0, 0] *= self.pw
-            W[:, 0, 1] *= self.pw
-            W[:, 1, 1] *= self.pw
-        W[:, 1, 0] = W[:, 0, 1]
-        return g, W
+            B *= self.pw[:, None]
+        self._stacked = B
+        return B[:, :2], B[:, 2:].reshape(n, 2, 2)
 
     def _level_sums(self, theta, rs):
         """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q)."""
         g, W = self._row_derivatives(rs)
         self._rows = (g, W)
+        if self._ones and self._runs is not None:  # a_ik = theta_k: the level sums of g and W, times theta
+            sums = self._sums = np.add.reduceat(self._stacked, self._runs, axis=0)
+            tt = theta[:, None] * theta[None, :]
+            if self._intercepts:  # (parts 0, 1: the sums' own order)
+                return sums[:, :2] * theta, sums[:, 2:].reshape(-1, 2, 2) * tt
+            part = self.part
+            return sums[:, part] * theta, sums[:, 2:].reshape(-1, 2, 2)[:, part[:, None], part[None, :]] * tt
         a = self.A * theta
         G = np.column_stack([np.bincount(self.codes, a[:, k] * g[:, self.part[k]], minlength=self.L)
                              for k in range(self.q)])
@@ -123,7 +147,7 @@ class JointLaplace:
         of the dispersion is left out), so the mode search starts at an error of the order of the step squared;
         the last modes where there are none or the step is long (beyond the linearisation)."""
         last = self._last
-        if last is None:
+        if last is None or "g" not in last:  # (none, or the twin's: see _on_twin)
             return self.u
         g, W, H, u0, theta0 = last["g"], last["W"], last["H"], last["u"], last["theta"]
         d_eta = np.empty((eta_f.shape[0], 2))
@@ -131,6 +155,14 @@ class JointLaplace:
         d_eta[:, 1] = z_fixed - last["z_fixed"]
         dth = theta - theta0
         ur = u0[self.codes]
+        if self._intercepts and self._runs is not None:  # a_ik = 1: per part its column, the sums one reduceat
+            d_eta += ur * dth
+            Wd = W[:, :, 0] * d_eta[:, :1] + W[:, :, 1] * d_eta[:, 1:]
+            Wd *= theta0
+            Wd += g * dth
+            du = _solve_positive(H, -0.5 * np.add.reduceat(Wd, self._runs, axis=0))
+            step = float(np.abs(du).max())
+            return u0 + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
         for k in range(self.q):
             d_eta[:, self.part[k]] += self.A[:, k] * ur[:, k] * dth[k]
         Wd = W[:, :, 0] * d_eta[:, :1] + W[:, :, 1] * d_eta[:, 1:]  # W_i d eta_i, (n, 2)
@@ -195,6 +227,9 @@ class JointLaplace:
         dD/dtheta_k the same terms through d eta_i / d theta_k = a_ik u_jk plus the explicit
         sum_i a_ik (S_j B_i' W_i)_(k, part k) and -sum_i w_jk a_ik g_i,part k. ``designs``: the coefficients'
         designs in order, (X_mean, X_zero, X_disp or None)."""
+        twin = self._compact()
+        if twin is not None:
+            return self._on_twin(twin, lambda tw: tw.value_and_grad(theta, beta, self._twin_designs(designs)))
         self.evaluations += 1
         with np.errstate(all="ignore"):
             m = self.modes(theta, beta)
@@ -226,6 +261,10 @@ class JointLaplace:
                 gd = (sides_d[0][0] - sides_d[1][0]) / (2 * h)
                 Wd = (sides_d[0][1] - sides_d[1][1]) / (2 * h)
                 T[..., 2] = (sides_d[0][2] - sides_d[1][2]) / (2 * h)
+            if self._intercepts and self._runs is not None:
+                grad_theta, grad_beta = intercepts_gradient(self.codes, self._runs, theta, u, m["H"],
+                                                            (g, W, self._sums), (T, gd, Wd), designs)
+                return float(D), np.concatenate([grad_theta, *grad_beta])
             a = self.A * theta  # (n, q)
             part, codes = self.part, self.codes
             S = _inverse(m["H"])  # (L, q, q)
@@ -293,52 +332,14 @@ class JointLaplace:
         T[..., 1] = (sides[0][1] - sides[1][1]) / (2 * h)
 
     def value(self, theta, beta) -> float:
+        twin = self._compact()
+        if twin is not None:
+            return self._on_twin(twin, lambda tw: tw.value(theta, beta))
         self.evaluations += 1
         with np.errstate(all="ignore"):
             m = self.modes(theta, beta)
         D = m["P"] + m["logdet"]
         return float(D) if np.isfinite(D) else np.inf
-
-
-def _solve_positive(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """H_j delta_j = rhs_j per level; a level whose H_j is not positive definite gets a ridge that makes it so.
-    Two effects per level (the usual (1 | g) in both parts): Cramer's rule where every level's H_j is positive
-    definite."""
-    if H.shape[1] == 2:
-        a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
-        det = a * d - b * b
-        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
-            r0, r1 = rhs[:, 0], rhs[:, 1]
-            return np.column_stack([d * r0 - b * r1, a * r1 - b * r0]) / det[:, None]
-    w, V = np.linalg.eigh(H)
-    w = np.maximum(w, 1e-3 * np.maximum(np.max(np.abs(w), axis=1, keepdims=True), 1.0))
-    return np.einsum("jab,jb->ja", V, np.einsum("jba,jb->ja", V, rhs) / w)
-
-
-def _inverse(H: np.ndarray) -> np.ndarray:
-    """H_j^-1 per level (2 x 2 by the adjugate: a batched LAPACK inverse of small matrices costs more)."""
-    if H.shape[1] != 2:
-        return np.linalg.inv(H)
-    a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
-    det = a * d - b * b
-    out = np.empty_like(H)
-    out[:, 0, 0], out[:, 1, 1] = d / det, a / det
-    out[:, 0, 1] = out[:, 1, 0] = -b / det
-    return out
-
-
-def _logdet_positive(H: np.ndarray) -> float:
-    """sum_j log det H_j, or inf where some H_j is not positive definite."""
-    if H.shape[1] == 2:
-        a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
-        det = a * d - b * b
-        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
-            return float(np.sum(np.log(det)))
-    try:
-        Lc = np.linalg.cholesky(H)
-    except np.linalg.LinAlgError:
-        return np.inf
-    return 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
 
 
 def last_two(fg, recent: Recent | None = None):

@@ -11,21 +11,20 @@ from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.families.state import row_state
-from glmmlab.engine.solvers import structured
+from glmmlab.engine.solvers import intercept_laplace, structured
 from glmmlab.engine.solvers.blocked_cholesky import Structure, factor
 from glmmlab.engine.solvers.crossed_modes import ChordModes, crossed_sparse, lambda_vector, mode_change
 from glmmlab.engine.solvers.edge import edge_gap, inside_start, inside_start_of  # noqa: F401  (imported from here)
 from glmmlab.engine.solvers.laplace_gradient import LaplaceGradient
 from glmmlab.engine.solvers.likelihood import Likelihood
-from glmmlab.engine.solvers.mode_search import EDGE_GAP, RowModes, search
+from glmmlab.engine.solvers.mode_search import (  # noqa: F401  (MAX_PREDICTED_STEP imported from here)
+    EDGE_CURVATURE,
+    EDGE_GAP,
+    MAX_PREDICTED_STEP,
+    RowModes,
+    search,
+)
 from glmmlab.engine.solvers.scaling import design_dot, design_t_dot
-
-# under such a link the mode search's curvature of a row with no observed curvature (y = 0 under the identity link):
-# this fraction of the expected information, so the steps do not crawl towards the edge (see _edge_weights)
-EDGE_CURVATURE = 1e-3
-
-
-MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts from by prediction
 
 
 # -- every other family: Laplace ----------------------------------------------------------------------------
@@ -50,6 +49,7 @@ class GeneralLaplace(LaplaceGradient):
         self.nt = st.n_theta
         self.u = np.zeros(st.Q)
         self._last: dict | None = None  # what predicts the next modes (see _predicted_modes)
+        self._intercept_modes = None  # one small random intercept's evaluation (intercept_laplace), when made
         # False: nothing per row is kept between evaluations (then no predicted modes): the Dask path's lean blocks
         self.keep_last = True
         self.psi_gradient = False  # also the gradient in the family's own parameters (see _psi_gradient)
@@ -92,6 +92,8 @@ class GeneralLaplace(LaplaceGradient):
         """Forget the last modes: the next mode search starts from u = 0."""
         self.u = np.zeros(self.st.Q)
         self._last = None
+        if self._intercept_modes is not None:
+            self._intercept_modes.last = None
 
     def _set_edge(self) -> None:
         """The family's fast path (its means always valid) and, without it, the link's range of linear
@@ -368,6 +370,8 @@ class GeneralLaplace(LaplaceGradient):
 
     def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
         """This block's share of D and of its gradient (as c * g_c + g_0) at (theta, beta)."""
+        if intercept_laplace.applies(self):  # one small random intercept: its own evaluation
+            return intercept_laplace.parts(self, theta, beta, gradient)
         eta_f = self._eta_fixed(beta)
         m = self.pirls(theta, beta, self._predicted_modes(theta, beta, eta_f), eta_f=eta_f)
         if m.get("at_edge"):  # an infeasible point: its modes are no start for the next one

@@ -20,6 +20,11 @@ from glmmlab.engine.solvers.blocked_cholesky import factor
 EDGE_GAP = 1e-8
 EDGE_STEPS = 3  # steps in a row at the edge that put a mode on it
 STEP_TOL = 1e-10  # a step of the modes below this (largest entry) ends the search: they are found
+MAX_PREDICTED_STEP = 0.5  # largest change of a spherical mode that PIRLS starts from by prediction
+# under a link with an edge the mode search's curvature of a row with no observed curvature (y = 0 under the
+# identity link): this fraction of the expected information, so the steps do not crawl towards the edge
+# (GeneralLaplace._edge_working)
+EDGE_CURVATURE = 1e-3
 
 
 class ModeSteps(Protocol):

@@ -1,0 +1,236 @@
+"""One Laplace evaluation of a small model with one random intercept whose mode search takes Newton steps with the
+observed curvature (glmmTMB's families, zero and dispersion models: :class:`~glmmlab.engine.solvers.laplace.
+GeneralLaplace`'s ``observed_only`` path), with the penalised system as what it is there: one number per level.
+
+With a scalar intercept on rows sorted by level, H_j = 1 + lam^2 sum_j W_i, the Newton step of level j is
+delta_j = -(u_j + lam/2 sum_j dev_eta_i) / H_j, the log-determinant sum_j log H_j and the next evaluation's
+predicted modes du_j = rhs_j / H_j: per-level sums over runs of rows and arithmetic on L numbers, where the general
+path builds cross-products, a blocked factor and dicts per step. The same steps, step halving, stopping rules and
+fallbacks as :func:`~glmmlab.engine.solvers.mode_search.search` and ``GeneralLaplace.pirls`` (the same numbers to
+rounding: tested against the general path at random points), the gradient by ``_gradient_intercept`` and the
+family parameters' by ``_psi_gradient`` themselves.
+
+Taken (:func:`applies`) for one block of at most MAX_ROWS rows: at 644 rows a numpy call costs about as much as
+its arithmetic, so the per-step objects were most of an evaluation; larger fits (and their thread pool) keep the
+general path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from glmmlab.engine.families.distributions import dev_eta3
+from glmmlab.engine.families.state import row_state
+from glmmlab.engine.model.terms import rows_of
+from glmmlab.engine.solvers import structured
+from glmmlab.engine.solvers.distinct_rows import distinct_rows
+from glmmlab.engine.solvers.mode_search import EDGE_CURVATURE, MAX_PREDICTED_STEP, search
+
+MAX_ROWS = 100_000  # (row_blocks.MIN_BLOCK_ROWS: a design this small is one block)
+
+
+def applies(lap: Any) -> bool:
+    """Whether ``lap`` (a GeneralLaplace) evaluates through this module: one random intercept (1 | g) on rows
+    sorted by level, Newton steps with the observed curvature whose factor is also the log-determinant's (no
+    estimated dispersion, no link edge), the modes kept between evaluations, at most MAX_ROWS rows."""
+    st = lap.st
+    return (not st.rest and st.q1 == 1 and st.ones1[0] and st.sorted1 and st.n <= MAX_ROWS and lap.keep_last
+            and lap.newton and lap.observed and not lap.edge and not lap.estimated)
+
+
+class _ScalarFactor:
+    """What ``_gradient_intercept`` reads of a factor: L11 (the square roots of H_j) and solves with H."""
+
+    def __init__(self, H: np.ndarray):
+        self.H = H
+        self.L11 = np.sqrt(H).reshape(-1, 1, 1)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        return rhs / self.H
+
+
+class InterceptModes:
+    """The mode search, log-determinant and predicted modes of one random intercept (see the module docstring) on
+    the rows of ``lap`` (a GeneralLaplace: the block's own, or its :func:`compact` twin), kept on the
+    GeneralLaplace it serves."""
+
+    def __init__(self, lap: Any):
+        self.lap = lap
+        st = lap.st
+        self.starts, self.counts, self.L = st.starts1, st.counts1, st.L1
+        self.last: dict | None = None  # the last converged point: what predicts the next modes
+        # the search's current modes, their row effects and row state, its step and candidate (see modes)
+        self.u: np.ndarray = np.zeros(self.L)
+        self.re: Any = None
+        self.rs: Any = None
+        self.cand: Any = None
+        self.delta: np.ndarray = self.u
+        self.H: np.ndarray = self.u
+        self.lam = self.lam2 = 0.0
+        self.eta_f: np.ndarray = self.u
+
+    # -- rows ------------------------------------------------------------------------------------------------
+    def _sum(self, v: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(v, self.starts)
+
+    def _state(self, eta_f: np.ndarray, u: np.ndarray, lam: float):
+        lap = self.lap
+        re = np.repeat(lam * u, self.counts)
+        rs = row_state(lap.resp, eta_f + re, lap.lk)
+        dev = rs.dev if lap.unit_weights else lap.pw * rs.dev
+        pdev = float(dev.sum()) + float(u @ u)  # (array methods: no numpy wrapper per call)
+        ok = np.isfinite(pdev) and (lap.fast or bool(np.all(lap.fam.mu_valid(rs.mu))))
+        return re, rs, (pdev if ok else np.inf)
+
+    def _predicted(self, lam: float, beta: np.ndarray, eta_f: np.ndarray) -> np.ndarray:
+        """GeneralLaplace._predicted_modes for one intercept: the last modes moved by the implicit function
+        theorem, du_j = (score_j d - A_j u_j lam_0 d - lam_0 sum_j W_i X_i dbeta) / H_j with d the change of lam."""
+        last, u_keep = self.last, self.lap.u
+        if last is None or last["beta"].shape != beta.shape:
+            return u_keep
+        lam0, u0 = last["lam"], last["u"]
+        d = lam - lam0
+        rhs = last["score"] * d - last["A"] * u0 * (d * lam0)
+        if (beta != last["beta"]).any():
+            xb = eta_f - last["eta_f"]
+            xb *= last["w"]
+            rhs -= self._sum(xb) * lam0
+        du = rhs / last["H"]
+        step = float(np.abs(du).max())  # (L >= 1 levels)
+        return u0 + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else u_keep
+
+    # -- the search (mode_search.ModeSteps: search() runs the steps) -------------------------------------------
+    def factor(self, newton: bool) -> bool:
+        """Per level H_j = 1 + lam^2 sum_j W_i: Newton's weights (the observed curvature; False where some H_j is not
+        positive), else the working weights (GeneralLaplace._edge_working). A row without curvature (a hurdle's
+        zero) adds nothing here: GeneralLaplace._newton_working gives it 1e-12 of its expected information, for its
+        working response's division, which this step does not take (the step differs by ~1e-12, the modes not)."""
+        weighted, rs = self.lap._weighted, self.rs
+        wobs = 0.5 * weighted(rs.dev_eta2)
+        if newton:
+            H = self.lam2 * self._sum(wobs) + 1.0
+            if not (float(H.min()) > 0.0 and np.isfinite(float(H.max()))):  # (a NaN fails the first)
+                return False
+        else:
+            w = weighted(rs.w)
+            H = self.lam2 * self._sum(np.where(wobs >= 0.0, np.maximum(wobs, EDGE_CURVATURE * w), w)) + 1.0
+        self.H = H
+        return True
+
+    def step(self) -> float:
+        self.delta = -(self.u + self.lam * self._sum(0.5 * self.lap._weighted(self.rs.dev_eta))) / self.H
+        return float(np.abs(self.delta).max())
+
+    def edge_step(self) -> float:  # pragma: no cover - (no edge: see applies)
+        return 1.0
+
+    def try_step(self, t: float) -> float:
+        cand = self.u + t * self.delta
+        re, rs, pdev = self._state(self.eta_f, cand, self.lam)
+        self.cand = (cand, re, rs)
+        return pdev
+
+    def accept(self) -> bool:
+        self.u, self.re, self.rs = self.cand
+        return False
+
+    def modes(self, theta: np.ndarray, beta: np.ndarray, max_iter: int = 200) -> dict:
+        lap = self.lap
+        lam = float(lap.st.lambdas(theta)[0][0, 0])
+        eta_f = lap._eta_fixed(beta)
+        u0 = self._predicted(lam, beta, eta_f)
+        u = u0.copy()
+        re, rs, pdev = self._state(eta_f, u, lam)
+        for fallback in ((lap.u,) if u0 is not lap.u else ()) + (np.zeros(self.L),):
+            if np.isfinite(pdev):
+                break
+            u = fallback.copy()
+            re, rs, pdev = self._state(eta_f, u, lam)
+        if not np.isfinite(pdev):
+            raise FloatingPointError("no valid mean at the starting modes")
+        self.lam, self.lam2, self.eta_f, self.u, self.re, self.rs = lam, lam * lam, eta_f, u, re, rs
+        pdev, converged = search(self, pdev, True, False, False, max_iter)[:2]
+        u, re, rs = self.u, self.re, self.rs
+        self.rs = self.re = self.cand = None  # (nothing per row kept past the evaluation but the prediction's)
+        weighted = lap._weighted
+        # the log-determinant's (and the gradient's) observed curvature at the modes
+        wobs = 0.5 * weighted(rs.dev_eta2)
+        A = self._sum(wobs)
+        H = self.lam2 * A + 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            logdet = float(np.log(H).sum())
+        dev = float(weighted(rs.dev).sum())
+        lap._last_dev = dev
+        if converged and lap.keep_last:
+            # the score per level, -1/2 sum_j dev_eta (the factor's working response's sums less A lam u)
+            self.last = {"lam": lam, "beta": np.array(beta), "u": u, "H": H, "A": A, "w": wobs, "eta_f": eta_f,
+                         "score": -self._sum(0.5 * weighted(rs.dev_eta))}
+        else:
+            self.last = None
+        return {"u": u, "rs": rs, "re": re, "dev": dev, "pdev": pdev, "converged": converged, "logdet": logdet,
+                "H": H, "A": A, "wobs": wobs, "lam": lam}
+
+
+def compact(lap: Any) -> Any:
+    """A GeneralLaplace on the distinct rows of ``lap`` (equal level, design rows, offset, response, weight and
+    every zero or dispersion design row), each with the sum of its copies' prior weights
+    (:mod:`~glmmlab.engine.solvers.distinct_rows`); None where there are too few copies."""
+    from glmmlab.engine.solvers.blocked_cholesky import Structure
+    from glmmlab.engine.solvers.laplace import GeneralLaplace
+
+    n = lap.y.shape[0]
+    data = {k: v for k, v in (lap.data or {}).items() if v is not None}
+    cols = [lap.st.codes1, lap.Xs, lap.y, np.broadcast_to(lap.pw, (n,))] + ([] if lap.no_offset else [
+        np.broadcast_to(lap.off, (n,))]) + ([] if lap.trials is None else [lap.trials]) + list(data.values())
+    found = distinct_rows(cols, n)
+    if found is None:
+        return None
+    rows, counts = found
+    b = lap.st.lead
+    st = Structure([replace(b, codes=np.asarray(b.codes)[rows], Z=rows_of(b.Z, rows))])
+    pw = np.broadcast_to(lap.pw, (n,))[rows] * counts
+    # (no offset: the read-only zero view GeneralLaplace recognises)
+    off = np.broadcast_to(0.0, (rows.size,)) if lap.no_offset else np.broadcast_to(lap.off, (n,))[rows]
+    twin = GeneralLaplace(st, lap.Xs[rows], lap.y[rows], pw, off, lap.fam, lap.lk, lap.dispersion,
+                          trials=None if lap.trials is None else lap.trials[rows],
+                          data={k: v[rows] for k, v in data.items()} or None)
+    return twin if applies(twin) else None
+
+
+def parts(lap: Any, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
+    """GeneralLaplace.parts through :class:`InterceptModes` (see :func:`applies`), on the rows' :func:`compact`
+    twin where it has one."""
+    search = lap._intercept_modes
+    if search is None:
+        twin = compact(lap)
+        search = lap._intercept_modes = InterceptModes(lap if twin is None else twin)
+    rows = search.lap
+    if rows is not lap:  # the twin: this block's member, modes and flags
+        if rows.fam is not lap.fam:
+            rows.set_family(lap.fam)
+        rows.u, rows.psi_gradient, rows.psi_held = lap.u, lap.psi_gradient, lap.psi_held
+    out = _parts(rows, search, theta, beta, gradient)
+    lap.u, lap._last_dev = rows.u, rows._last_dev
+    lap._last = None  # (the general path's predictions: this module keeps its own)
+    return out
+
+
+def _parts(lap: Any, search: InterceptModes, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
+    m = search.modes(theta, beta)
+    lap.u = m["u"]
+    out = {"dev": m["dev"], "uu": float(m["u"] @ m["u"]), "logdet": m["logdet"], "converged": m["converged"]}
+    if not gradient:
+        return out
+    rs = m["rs"]
+    d1 = lap._weighted(rs.dev_eta)
+    w_eta = 0.5 * lap.pw * dev_eta3(lap.fam, lap.lk, lap.y, rs)
+    F = _ScalarFactor(m["H"])
+    g_c, g_0 = lap._gradient_intercept(m["lam"], m, F, F, d1, w_eta, m["wobs"], m["A"].reshape(-1, 1, 1))
+    blocks = lap.st.blocks
+    out["g_c"], out["g_0"] = structured.to_theta(blocks, theta, g_c), structured.to_theta(blocks, theta, g_0)
+    if lap.psi_gradient:
+        out["g_psi"] = lap._psi_gradient(m)
+    return out

@@ -1,0 +1,199 @@
+"""One small random intercept's Laplace evaluation (engine/solvers/intercept_laplace.py) gives the general path's
+value and gradient (GeneralLaplace.pirls, the blocked factor, _gradient_split) to rounding, at random points away
+from the optimum, with and without the twin on the distinct rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import glmmlab
+from glmmlab.engine.solvers import intercept_laplace, row_blocks
+
+
+def _data(row_level: bool, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    G, per = 20, 25
+    g = np.repeat(np.arange(G), per)
+    x = rng.uniform(-1, 1, G * per) if row_level else rng.choice([0.0, 1.0], G)[g]
+    mu = np.exp(0.6 + 0.5 * x + rng.normal(0, 0.6, G)[g])
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float)
+    y[rng.random(y.size) < 0.3] = 0.0
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{k}" for k in g]})
+
+
+def _objective(df: pd.DataFrame, family: str, zi: str | None, disp: str | None):
+    seen = []
+    orig = row_blocks.BlockedLaplace.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append(self)
+
+    row_blocks.BlockedLaplace.__init__ = spy
+    try:
+        glmmlab.glmm("y ~ x + (1 | g)", df, family=family, zi=zi, disp=disp)
+    finally:
+        row_blocks.BlockedLaplace.__init__ = orig
+    return seen[-1]
+
+
+CASES = [("poisson", "~ x", None), ("nbinom2", "~ x", "~ x"), ("nbinom1", "~ 1", None),
+         ("truncated_nbinom2", "~ x", None), ("nbinom1", None, None)]
+
+
+@pytest.mark.parametrize("row_level", [False, True])
+@pytest.mark.parametrize("family, zi, disp", CASES)
+def test_same_value_and_gradient_as_the_general_path(family, zi, disp, row_level, monkeypatch):
+    df = _data(row_level)
+    obj = _objective(df, family, zi, disp)
+    lap = obj.laps[0]
+    assert intercept_laplace.applies(lap)
+    fam0 = lap.fam
+    psi0 = np.asarray(fam0.to_internal(fam0.parameters), dtype=float)
+    rng = np.random.default_rng(11)
+    nt, p = lap.nt, lap.Xs.shape[1]
+    for _ in range(4):
+        params = np.concatenate([[rng.uniform(0.2, 1.5)], rng.normal(0.0, 0.4, p)])
+        psi = psi0 + rng.normal(0.0, 0.3, psi0.size)
+        fam = fam0.with_parameters(fam0.from_internal(psi))
+        obj.set_family(fam, obj.lik)
+        results = []
+        for fast in (True, False):
+            monkeypatch.setattr(intercept_laplace, "applies", (lambda lap: True) if fast else (lambda lap: False))
+            obj.reset_modes()
+            f, g = obj.value_and_grad(params)
+            obj.reset_modes()
+            v = obj.value(params)
+            results.append((f, g, v, lap.u.copy()))
+        (f1, g1, v1, u1), (f0, g0, v0, u0) = results
+        assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-11, abs=1e-9)
+        assert v1 == pytest.approx(v0, rel=1e-11, abs=1e-9)
+        np.testing.assert_allclose(g1, g0, rtol=1e-7, atol=1e-7 * max(1.0, float(np.max(np.abs(g0)))))
+        np.testing.assert_allclose(u1, u0, atol=1e-8)
+    assert (lap._intercept_modes.lap is not lap) == (not row_level)  # the twin on the distinct rows
+    assert nt == 1
+
+
+@pytest.mark.parametrize("family, zi, disp", CASES[:2])
+def test_a_path_of_points_with_predicted_modes(family, zi, disp, monkeypatch):
+    """Evaluations in sequence (each mode search from the modes predicted at the last point) agree too."""
+    obj = _objective(_data(False), family, zi, disp)
+    lap = obj.laps[0]
+    rng = np.random.default_rng(5)
+    p = lap.Xs.shape[1]
+    start = np.concatenate([[0.8], rng.normal(0.0, 0.3, p)])
+    path = [start + 0.02 * k * rng.normal(0.0, 1.0, start.size) for k in range(8)]
+    out = {}
+    for fast in (True, False):
+        monkeypatch.setattr(intercept_laplace, "applies", (lambda lap: True) if fast else (lambda lap: False))
+        obj.reset_modes()
+        out[fast] = [obj.value_and_grad(x) for x in path]
+    for (f1, g1), (f0, g0) in zip(out[True], out[False]):
+        assert f1 == pytest.approx(f0, rel=1e-11, abs=1e-9)
+        np.testing.assert_allclose(g1, g0, rtol=1e-7, atol=1e-7 * max(1.0, float(np.max(np.abs(g0)))))
+
+
+def test_predicted_modes_are_the_general_paths(monkeypatch):
+    """The next point's starting modes (the implicit function theorem at the last modes) are the general path's."""
+    obj = _objective(_data(False), "nbinom2", "~ x", "~ x")
+    lap = obj.laps[0]
+    a = np.array([0.7, 0.5, 0.3])
+    b = a + np.array([0.05, -0.03, 0.04])
+    monkeypatch.setattr(intercept_laplace, "applies", lambda lap: False)
+    obj.reset_modes()
+    obj.value_and_grad(a)
+    general = lap._predicted_modes(b[:1], b[1:], lap._eta_fixed(b[1:]))
+    monkeypatch.setattr(intercept_laplace, "applies", lambda lap: True)
+    obj.reset_modes()
+    obj.value_and_grad(a)
+    search = lap._intercept_modes
+    fast = search._predicted(float(b[0]), b[1:], search.lap._eta_fixed(b[1:]))
+    assert np.max(np.abs(general - lap.u)) > 1e-4  # a real move from the last modes
+    np.testing.assert_allclose(fast, general, atol=1e-9)
+
+
+def test_joint_laplace_on_the_distinct_rows():
+    """A zero model with random effects (JointLaplace): the optimiser's evaluations on the twin of the distinct rows
+    give the rows' own value and gradient to rounding, at random points."""
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    df = _data(False)
+    seen = []
+    orig = joint.JointLaplace.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append((self, a))
+
+    joint.JointLaplace.__init__ = spy
+    try:
+        glmmlab.glmm("y ~ x + (1 | g)", df, family="nbinom2", zi="~ x + (1 | g)")
+    finally:
+        joint.JointLaplace.__init__ = orig
+    obj, args = seen[0]
+    assert isinstance(obj._twin, joint.JointLaplace) and obj._twin.y.size < 0.5 * obj.y.size
+    plain = joint.JointLaplace(*args)
+    plain._twin = False
+    rng = np.random.default_rng(2)
+    fam = obj.fam
+    designs = {"cond": obj.Xs, "zi": obj.resp.zi_X, "disp": obj.resp.disp_X}
+    for _ in range(4):
+        theta = rng.uniform(0.3, 1.2, 2)
+        beta = rng.normal(0.0, 0.4, obj.Xs.shape[1])
+        psi = np.asarray(fam.parameters) + rng.normal(0.0, 0.3, len(fam.parameters))
+        res = []
+        for o in (obj, plain):
+            o.set_member(psi)
+            o.u, o._last = np.zeros_like(o.u), None
+            res.append((o.value_and_grad(theta, beta, designs), o.value(theta, beta), o.u.copy()))
+        ((f1, g1), v1, u1), ((f0, g0), v0, u0) = res
+        assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-11) and v1 == pytest.approx(v0, rel=1e-11)
+        np.testing.assert_allclose(g1, g0, rtol=1e-7, atol=1e-7 * max(1.0, float(np.max(np.abs(g0)))))
+        np.testing.assert_allclose(u1, u0, atol=1e-8)
+
+
+@pytest.mark.parametrize("family, zi, disp", [("nbinom2", "~ x + (1 | g)", None), ("poisson", "~ 1 + (1 | g)", None),
+                                              ("nbinom2", "~ x + (1 | g)", "~ x")])
+def test_joint_gradient_of_one_intercept_per_part(family, zi, disp):
+    """JointLaplace's gradient by per-level sums (one intercept in the mean and one in the zero model) is its general
+    gradient, at random points."""
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    seen = []
+    orig = joint.JointLaplace.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append(a)
+
+    joint.JointLaplace.__init__ = spy
+    try:
+        glmmlab.glmm("y ~ x + (1 | g)", _data(True), family=family, zi=zi, disp=disp)
+    finally:
+        joint.JointLaplace.__init__ = orig
+    fast, general = joint.JointLaplace(*seen[0]), joint.JointLaplace(*seen[0])
+    fast._twin = general._twin = False
+    general._intercepts = False
+    assert fast._intercepts
+    rng = np.random.default_rng(1)
+    designs = {"cond": fast.Xs, "zi": fast.resp.zi_X, "disp": fast.resp.disp_X if fast.fam.n_disp else None}
+    for _ in range(4):
+        theta, beta = rng.uniform(0.3, 1.2, 2), rng.normal(0.0, 0.4, fast.Xs.shape[1])
+        psi = np.asarray(fast.fam.parameters) + rng.normal(0.0, 0.3, len(fast.fam.parameters))
+        out = []
+        for o in (fast, general):
+            o.set_member(psi)
+            o.u, o._last = np.zeros_like(o.u), None
+            out.append(o.value_and_grad(theta, beta, designs))
+        (f1, g1), (f0, g0) = out
+        assert np.isfinite(f0) and f1 == f0
+        np.testing.assert_allclose(g1, g0, rtol=1e-10, atol=1e-10 * max(1.0, float(np.max(np.abs(g0)))))
+    # the next point's predicted modes (one reduceat per part) are the general ones
+    theta2, beta2 = theta + 0.03, beta - 0.02
+    predicted = []
+    for o in (fast, general):
+        predicted.append(o._predicted_modes(theta2, o.Xs @ beta2 + o.off, o._zero_fixed()))
+    assert np.max(np.abs(predicted[1] - fast.u)) > 1e-4
+    np.testing.assert_allclose(predicted[0], predicted[1], rtol=1e-12, atol=1e-12)
