@@ -237,6 +237,9 @@ class CoupledRows:
         as GeneralLaplace keeps them, when they are those of the current modes)."""
         if accept:
             self.accept()
+        # the full step's candidate computed with the search's last step, which found the modes (its row state and
+        # effects: ~30 MB a 1M-row block would hold until the next evaluation)
+        self.__dict__.pop("cand", None)
         self.unpredicted = None
         self.last = None
         if keep and self.now is not None:
