@@ -102,6 +102,12 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         # modes' (crossed_modes), None where there is none or the last search did not converge
         self.last_F: CoupledFactor | None = None
         self.counts = {"factors": 0, "chord_steps": 0, "predicted": 0, "evaluations": 0}
+        # the actors in turns round their workers (an actor's worker: its address; in this process, one)
+        by_worker: dict = {}
+        for i, a in enumerate(actors):
+            by_worker.setdefault(getattr(a, "_address", None), []).append(i)
+        queues = list(by_worker.values())
+        self.turns = [q[k] for k in range(max(map(len, queues), default=0)) for q in queues if k < len(q)]
         self._flags()
 
     def _flags(self) -> None:
@@ -116,6 +122,28 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
 
     def _all(self, method: str, *args) -> list:
         return results([a.coupled(method, *args) for a in self.actors], self.pulse)
+
+    def _few_at_a_time(self, method: str, *args) -> list:
+        """:meth:`_all` with at most ``in_flight`` calls at a time, the actors taken round the workers in turn: for
+        a call that sends a Q2 x Q2 array (``(H^-1)_22``), of which a worker would otherwise hold one copy per
+        block at once (2,000 coupled levels, a dozen blocks: 400 MB of its 4 GiB)."""
+        out: list = [None] * len(self.actors)
+        pending: deque = deque()
+        try:
+            for i in self.turns:
+                pending.append((i, self.actors[i].coupled(method, *args)))
+                if len(pending) >= self.in_flight:
+                    j, f = pending.popleft()
+                    out[j] = f.result()
+            while pending:
+                j, f = pending.popleft()
+                out[j] = f.result()
+        except BaseException:
+            settle([f for _, f in pending])
+            raise
+        if self.pulse is not None:
+            self.pulse.beat()
+        return out
 
     def _taken(self) -> bool:
         """Whether the actors are still to move to their last candidate (told with the next call that reads their
@@ -237,7 +265,8 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         else:
             K, k_key = self._factor("K", "observed"), "K"
         assert K is not None
-        cs = self._all("gradient_sums", key, F.Sinv(), k_key)  # S's coupled part and the solves' forward halves
+        # S's coupled part and the solves' forward halves
+        cs = self._few_at_a_time("gradient_sums", key, F.Sinv(), k_key)
         x0 = K.middle(2.0 * self.u2 + sum(c[0] for c in cs), sum(c[1] for c in cs))
         x1 = K.middle(-2.0 * self.u2, sum(c[2] for c in cs))
         parts = self._all("gradient", x0, x1)
@@ -259,7 +288,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         FX = self._factor("X", "X")
         assert FX is not None
         cond_F, key = (m["F_ld"], m["ld_key"]) if self.estimated or self.fam.hessian_se else (FX, "X")
-        fins = self._all("final", key, cond_F.Sinv(), beta)
+        fins = self._few_at_a_time("final", key, cond_F.Sinv(), beta)
         U1, C1 = np.zeros((st.L1, st.q1)), np.zeros((st.L1, st.q1, st.q1))
         for lmap, f in zip(self.maps, fins):
             U1[lmap] = f["u1"].reshape(-1, st.q1)
