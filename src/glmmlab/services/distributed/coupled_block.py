@@ -17,6 +17,7 @@ from glmmlab.engine.families.distributions import dev_eta3
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers import structured
 from glmmlab.engine.solvers.blocked_cholesky import PatternInverse
+from glmmlab.engine.solvers.crossed_modes import _score, _times_a, lambda_vector
 from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
 from glmmlab.engine.solvers.laplace_fit import laplace_rows
 from glmmlab.engine.solvers.laplace_gradient import gradient_parts, level_sums, row_inverse_blocks, scaled_rows
@@ -32,13 +33,31 @@ class CoupledRows:
         self.u1 = np.zeros(self.n1)
         self.u2 = np.zeros(self.st.Q2)
         self.pf: dict[str, PartialFactor] = {}
+        # crossed scalar terms held sparse, working weights (no Newton steps, no edge): the modes predicted from the
+        # last evaluation's and the chord steps of crossed_modes, split as the factor is (see chord and predict)
+        self.now: tuple | None = None  # the working weights and their cross-products at the current modes
+        self.last: dict | None = None  # what predicts the next evaluation's modes (kept by deviance)
+        self.unpredicted: np.ndarray | None = None  # the last modes while a prediction is tried
+        self.eta_next: np.ndarray | None = None  # X beta + offset at the point of the last prediction
+        self.y_pred: np.ndarray | None = None  # the forward halves of a prediction's and a chord step's solves
+        self.y_chord: np.ndarray | None = None
+
+    @property
+    def chords(self) -> bool:
+        """Whether the driver may predict the modes and search them by chord steps (it decides as
+        GeneralLaplace.pirls does, from the whole model's structure: crossed_sparse; a small block's coupling may
+        be held dense, which the steps here serve as well)."""
+        st = self.st
+        return bool(st.rest) and st.all_scalar and not self.lap.newton and not self.lap.edge
 
     def restore(self) -> None:
         self.u1 = self.kept
+        self.now = None
 
     def flags(self) -> dict:
         lap = self.lap
-        return {"edge": lap.edge, "newton": lap.newton, "observed": lap.observed, "estimated": lap.estimated}
+        return {"edge": lap.edge, "newton": lap.newton, "observed": lap.observed, "estimated": lap.estimated,
+                "chords": self.chords}
 
     # -- the mode search ------------------------------------------------------------------------------------
     @property
@@ -58,22 +77,57 @@ class CoupledRows:
             ok = edge_gap(rs.eta, lap.eta_lo, lap.eta_hi) > 0
         return re, rs, (pdev if ok else np.inf)
 
-    def start(self, theta, beta, u2, how: str) -> float:
+    def start(self, theta, beta, u2, how: str, x2=None) -> float | tuple[float, float]:
         """The state at (theta, beta) from this block's last modes (``how`` "last"; they are remembered for
-        :meth:`restore`: a search that ends on the edge leaves them as the next one's start), zero (``"zero"``) or
-        a start inside the link's range (``"moved"``), with the coupled modes ``u2``."""
+        :meth:`restore`: a search that ends on the edge leaves them as the next one's start), zero (``"zero"``),
+        a start inside the link's range (``"moved"``) or the last modes moved by the prediction of :meth:`predict`
+        whose coupled part is ``x2`` (``"predicted"``; also returned: the largest change of a leading mode), with
+        the coupled modes ``u2``."""
         lap = self.lap
-        if how == "last":
+        if self.unpredicted is not None:  # a prediction the driver refused: back to the last modes
+            self.u1, self.unpredicted = self.unpredicted, None
+        if how in ("last", "predicted"):
             self.kept = self.u1.copy()
         self.theta, self.lams = np.asarray(theta, dtype=float), self.st.lambdas(np.asarray(theta, dtype=float))
-        self.eta_f = lap._xb(np.asarray(beta, dtype=float)) + lap.off
+        eta_f = self.eta_next if how == "predicted" else None  # (predict's X beta + offset at this beta)
+        self.eta_f = eta_f if eta_f is not None else lap._xb(np.asarray(beta, dtype=float)) + lap.off
+        self.eta_next = None
+        self.now = None
+        change = 0.0
         if how == "zero":
             self.u1 = np.zeros(self.n1)
         elif how == "moved":
             self.u1 = lap._moved_in(self.eta_f, self.lams)[:self.n1]
+        elif how == "predicted":
+            pf = self.pf["F"]
+            assert self.y_pred is not None  # predict() came first
+            du1 = pf.back(self.y_pred, np.asarray(x2, dtype=float))
+            self.y_pred = None
+            change = float(np.max(np.abs(du1), initial=0.0))
+            self.unpredicted, self.u1 = self.u1, self.u1 + du1
         self.u2 = np.asarray(u2, dtype=float).copy()
         self.re, self.rs, pdev = self._state(self.u)
-        return pdev
+        return (pdev, change) if how == "predicted" else pdev
+
+    def predict(self, theta, beta) -> tuple[np.ndarray, np.ndarray] | None:
+        """The forward half of :func:`~glmmlab.engine.solvers.crossed_modes.mode_change` from the last
+        evaluation's modes to (theta, beta) with the last factor "F" (its right-hand side's leading part solved
+        here, kept for :meth:`start`): this block's part of the coupled right-hand side and its C y1; None without
+        a last evaluation to predict from."""
+        last, st, lap = self.last, self.st, self.lap
+        if last is None or "F" not in self.pf:
+            return None
+        theta = np.asarray(theta, dtype=float)
+        cp, u, lam, L1 = last["cp"], last["u"], last["lam"], self.n1
+        dlam = lambda_vector(st, st.lambdas(theta)) - lam
+        rhs = dlam * _score(cp, lam, u, L1) - lam * _times_a(cp, dlam * u, L1)
+        self.eta_next = lap._xb(np.asarray(beta, dtype=float)) + lap.off
+        xb = self.eta_next - last["eta_f"]
+        if np.any(xb != 0.0):
+            xb *= last["w"]
+            rhs -= lam * np.concatenate([st.lead_sums_z(xb)[0][:, 0], st.scalar_coupling().z2_sums(xb)])
+        self.y_pred, c = self.pf["F"].forward(rhs[:L1])
+        return rhs[L1:], c
 
     def factor(self, key: str, kind: str, accept: bool = False) -> dict | None:
         """This block's parts of one factor of the penalised system (kept under ``key`` for the solves): ``kind``
@@ -85,7 +139,9 @@ class CoupledRows:
             self.accept()
         lap, rs, re = self.lap, self.rs, self.re
         E = None
-        if kind == "newton":
+        if kind == "step" and self.now is not None:  # the cross-products of chord() at these modes
+            cp = self.now[1]
+        elif kind == "newton":
             w, r = lap._newton_working(rs, re)
             E = r[:, None]
         elif kind == "step":
@@ -99,7 +155,10 @@ class CoupledRows:
                 E = np.asarray(lap.Xs, dtype=float)
         else:  # "observed"
             w = 0.5 * lap.pw * rs.dev_eta2
-        cp = self.st.crossprods(w, E)
+        if not (kind == "step" and self.now is not None):
+            cp = self.st.crossprods(w, E)
+            if kind == "step" and self.chords:  # kept for the prediction of the next evaluation's modes
+                self.now = (w, cp)
         # factored once: the sparse product C C', not the stored products the engine builds at once for
         # cross-products with many pairs (measured on a block of the 20M-row crossed benchmark, 990,922 rows,
         # 10,000 users x 2,000 items: 1.5-1.7 s CPU to build and use them against 0.6 s for the product)
@@ -110,8 +169,37 @@ class CoupledRows:
             if kind == "newton":
                 return None
             raise
+        finally:  # the factorisation's caches: a dense Q2 x Q2 copy of A22 (32 MB at 2,000 levels) per block
+            cp._A22 = cp._rows21 = None
         self.pf[key] = pf
         return pf.sums()
+
+    def chord(self, accept: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The forward half of a chord step (:class:`~glmmlab.engine.solvers.crossed_modes.ChordModes`) with the
+        last factor "F": the working weights' cross-products at the current modes (kept for a factor at these
+        modes), the step's right-hand side Lambda s - u (s the score) with its leading part solved here; this
+        block's part of the coupled right-hand side and its C y1 (``accept``: see :meth:`factor`)."""
+        if accept:
+            self.accept()
+        lap, st = self.lap, self.st
+        w = lap._weighted(self.rs.w)
+        cp = st.crossprods(w, lap._working_response(self.rs, self.re)[:, None])
+        self.now = (w, cp)
+        lam = lambda_vector(st, self.lams)
+        rhs = lam * _score(cp, lam, self.u, self.n1)
+        rhs[:self.n1] -= self.u1
+        self.y_chord, c = self.pf["F"].forward(rhs[:self.n1])
+        return rhs[self.n1:], c
+
+    def chord_step(self, x2) -> tuple[float, float]:
+        """The chord step given its coupled part ``x2`` (the driver's): kept as the step, with its largest change
+        of a leading mode and :meth:`try_step` of the full step."""
+        x2 = np.asarray(x2, dtype=float)
+        assert self.y_chord is not None  # chord() came first
+        d1 = self.pf["F"].back(self.y_chord, x2)
+        self.y_chord = None
+        self.delta = np.concatenate([d1, x2])
+        return float(np.max(np.abs(d1), initial=0.0)), self.try_step(1.0)
 
     def step(self, key: str, u2_new, trial: bool = False) -> float | tuple[float, float]:
         """The full step to the modes solved with factor ``key`` (the driver's ``u2_new``): kept, and the largest
@@ -140,14 +228,26 @@ class CoupledRows:
         u, self.re, self.rs = self.cand
         self.u1, self.u2 = u[:self.n1], u[self.n1:]
         del self.cand
+        self.now = None
+        self.unpredicted = None
         eta = self.eta_f + self.re
         return edge_gap(eta, self.lap.eta_lo, self.lap.eta_hi), float(np.max(np.abs(eta), initial=0.0))
 
-    def deviance(self, accept: bool = False) -> tuple[float, float, bool]:
+    def deviance(self, accept: bool = False, keep: bool = False) -> tuple[float, float, bool]:
         """The rows' weighted deviance and |u1|^2 at the modes, and :meth:`canonical` (``accept``: see
-        :meth:`factor`)."""
+        :meth:`factor`; ``keep``: the modes and their cross-products are kept to predict the next evaluation's,
+        as GeneralLaplace keeps them, when they are those of the current modes)."""
         if accept:
             self.accept()
+        # the full step's candidate computed with the search's last step, which found the modes (its row state and
+        # effects: ~30 MB a 1M-row block would hold until the next evaluation)
+        self.__dict__.pop("cand", None)
+        self.unpredicted = None
+        self.last = None
+        if keep and self.now is not None:
+            w, cp = self.now
+            self.last = {"cp": cp, "w": w, "u": self.u, "lam": lambda_vector(self.st, self.lams),
+                         "eta_f": self.eta_f}
         return float(np.sum(self.lap._weighted(self.rs.dev))), float(self.u1 @ self.u1), self.canonical()
 
     # -- the exact gradient (GeneralLaplace._gradient_split with the factor split) ------------------------------
@@ -196,7 +296,9 @@ class CoupledRows:
         pf = self.pf[key]
         if not (self.st.all_scalar and sparse.issparse(pf.C)):
             return None
-        return PatternInverse(pf.L11[:, 0, 0], pf.C, Sinv)
+        # the pairs within each leading level laid out once per fit (coupled_columns.ColumnPairs, as in memory:
+        # on a 1M-row block of the 20M-row benchmark, 10,000 users x 2,000 items, 2.9 s -> see the notes)
+        return PatternInverse(pf.L11[:, 0, 0], pf.C, Sinv, self.st.column_pairs(pf.C))
 
 
     def gradient_forward(self, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -224,6 +326,9 @@ class CoupledRows:
         res = {"g_c": g_c, "g_0": g_0}
         if lap.estimated:
             res["direct"] = lap._direct_gradient(self.theta, {"rs": self.rs, "u": self.u})
+        # the row state and effects are not needed again before the next evaluation's start (which makes its own):
+        # with the derivatives the gradient cached on it, ~70 MB of a 1M-row block, a dozen blocks to a worker
+        del self.rs, self.re
         # from Lambda's entries to theta (structured terms), as GeneralLaplace.parts does
         return {k: structured.to_theta(st.blocks, self.theta, v) for k, v in res.items()}
 
@@ -254,3 +359,4 @@ class CoupledRows:
     def reset(self) -> None:
         self.u1 = np.zeros(self.n1)
         self.pf = {}
+        self.now = self.last = self.unpredicted = None

@@ -8,7 +8,9 @@ from collections import deque
 
 import numpy as np
 
-from glmmlab.engine.solvers.mode_search import EDGE_GAP, search
+from glmmlab.engine.solvers.crossed_modes import CHORD_RATE, crossed_sparse
+from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
+from glmmlab.engine.solvers.mode_search import EDGE_GAP, STEP_TOL, search
 from glmmlab.engine.solvers.row_blocks import BlockedLaplace, reml_criterion
 from glmmlab.engine.solvers.structure import Structure
 from glmmlab.services.distributed.actor_adapters import ActorBlock, ActorProfiledLmm
@@ -96,6 +98,16 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         self.psi_gradient = False
         self._pending = False
         self.pulse: Pulse | None = None  # the fit's progress between round trips (pulse.py)
+        # the last evaluation's factor (the actors hold their parts as "F"): the chord steps' and the predicted
+        # modes' (crossed_modes), None where there is none or the last search did not converge
+        self.last_F: CoupledFactor | None = None
+        self.counts = {"factors": 0, "chord_steps": 0, "predicted": 0, "evaluations": 0}
+        # the actors in turns round their workers (an actor's worker: its address; in this process, one)
+        by_worker: dict = {}
+        for i, a in enumerate(actors):
+            by_worker.setdefault(getattr(a, "_address", None), []).append(i)
+        queues = list(by_worker.values())
+        self.turns = [q[k] for k in range(max(map(len, queues), default=0)) for q in queues if k < len(q)]
         self._flags()
 
     def _flags(self) -> None:
@@ -103,9 +115,35 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         self.edge = any(f["edge"] for f in flags)
         self.newton, self.observed = flags[0]["newton"], flags[0]["observed"]
         self.estimated = flags[0]["estimated"]
+        # the modes predicted and searched by chord steps where GeneralLaplace.pirls does so in memory
+        self.chords = crossed_sparse(self.st) and not self.newton and not self.edge \
+            and all(f["chords"] for f in flags)
+        self.last_F = None
 
     def _all(self, method: str, *args) -> list:
         return results([a.coupled(method, *args) for a in self.actors], self.pulse)
+
+    def _few_at_a_time(self, method: str, *args) -> list:
+        """:meth:`_all` with at most ``in_flight`` calls at a time, the actors taken round the workers in turn: for
+        a call that sends a Q2 x Q2 array (``(H^-1)_22``), of which a worker would otherwise hold one copy per
+        block at once (2,000 coupled levels, a dozen blocks: 400 MB of its 4 GiB)."""
+        out: list = [None] * len(self.actors)
+        pending: deque = deque()
+        try:
+            for i in self.turns:
+                pending.append((i, self.actors[i].coupled(method, *args)))
+                if len(pending) >= self.in_flight:
+                    j, f = pending.popleft()
+                    out[j] = f.result()
+            while pending:
+                j, f = pending.popleft()
+                out[j] = f.result()
+        except BaseException:
+            settle([f for _, f in pending])
+            raise
+        if self.pulse is not None:
+            self.pulse.beat()
+        return out
 
     def _taken(self) -> bool:
         """Whether the actors are still to move to their last candidate (told with the next call that reads their
@@ -115,6 +153,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
 
     def _factor(self, key: str, kind: str) -> CoupledFactor | None:
         accept = self._taken()
+        self.counts["factors"] += 1
         return reduced_factor([lambda a=a: a.coupled("factor", key, kind, accept) for a in self.actors],
                               self.in_flight, self.pulse)
 
@@ -134,6 +173,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
     def reset_modes(self) -> None:
         self._all("reset")
         self.u2 = np.zeros(self.st.Q2)
+        self.last_F = None
 
     def _start(self, theta, beta, how: str) -> float:
         if how != "last":
@@ -146,16 +186,22 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         actors (:class:`_ActorSteps`), and the same fallbacks."""
         u2_before = self.u2.copy()
         self._pending = False
-        pdev = self._start(theta, beta, "last")
+        self.counts["evaluations"] += 1
+        pdev = self._predicted_start(theta, beta) if self.chords else None
+        if pdev is None:
+            pdev = self._start(theta, beta, "last")
         if not np.isfinite(pdev):
             pdev = self._start(theta, beta, "zero")
         if not np.isfinite(pdev) and self.edge:
             pdev = self._start(theta, beta, "moved")
         if not np.isfinite(pdev):
             raise FloatingPointError("no valid mean at the starting modes")
-        steps = _ActorSteps(self)
+        steps = _ChordSteps(self, self.last_F) if self.chords else _ActorSteps(self)
+        self.last_F = None  # (the actors' parts of it are replaced by the search's first factor)
         _, converged, at_edge, exhausted = search(steps, pdev, self.newton and self.observed and not self.edge,
                                                   self.edge, self.estimated, max_iter)
+        if isinstance(steps, _ChordSteps):
+            steps.finish()
         F = steps.F
         fisher_again = self.newton and not self.estimated
         if exhausted or self.edge or fisher_again:
@@ -164,7 +210,9 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
             self._all("restore")
             self.u2 = u2_before
             return {"at_edge": True}
-        sums = self._all("deviance", self._taken())
+        keep = self.chords and converged
+        sums = self._all("deviance", self._taken(), keep)
+        self.last_F = F if keep else None
         dev = float(sum(s[0] for s in sums))
         uu = float(sum(s[1] for s in sums)) + float(self.u2 @ self.u2)
         canonical = all(s[2] for s in sums)
@@ -174,6 +222,30 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         assert F is not None and F_ld is not None
         return {"dev": dev, "uu": uu, "logdet": F_ld.logdet, "converged": converged, "F": F, "F_ld": F_ld,
                 "ld_key": ld_key, "canonical": canonical}
+
+    def _predicted_start(self, theta: np.ndarray, beta: np.ndarray) -> float | None:
+        """The state at the modes predicted from the last evaluation's (GeneralLaplace._predicted_modes: the
+        last factor's solve split as the factor is), or None where there is no prediction or it is refused (a
+        step beyond MAX_PREDICTED_STEP, no valid mean there)."""
+        F = self.last_F
+        if F is None:
+            return None
+        parts = self._all("predict", theta, beta)
+        if any(p is None for p in parts):
+            return None
+        x2 = F.middle(sum(p[0] for p in parts), sum(p[1] for p in parts))
+        change2 = float(np.max(np.abs(x2), initial=0.0))
+        if not np.isfinite(change2) or change2 > MAX_PREDICTED_STEP:
+            return None
+        u2 = self.u2 + x2
+        res = self._all("start", theta, beta, u2, "predicted", x2)
+        change = max(change2, max(r[1] for r in res))
+        pdev = float(sum(r[0] for r in res)) + float(u2 @ u2)
+        if not (np.isfinite(change) and change <= MAX_PREDICTED_STEP and np.isfinite(pdev)):
+            return None  # (start "last" takes the actors back to their last modes)
+        self.u2 = u2
+        self.counts["predicted"] += 1
+        return pdev
 
     def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
         """:meth:`GeneralLaplace.parts` of the whole data."""
@@ -193,7 +265,8 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         else:
             K, k_key = self._factor("K", "observed"), "K"
         assert K is not None
-        cs = self._all("gradient_sums", key, F.Sinv(), k_key)  # S's coupled part and the solves' forward halves
+        # S's coupled part and the solves' forward halves
+        cs = self._few_at_a_time("gradient_sums", key, F.Sinv(), k_key)
         x0 = K.middle(2.0 * self.u2 + sum(c[0] for c in cs), sum(c[1] for c in cs))
         x1 = K.middle(-2.0 * self.u2, sum(c[2] for c in cs))
         parts = self._all("gradient", x0, x1)
@@ -215,7 +288,7 @@ parts of a factor the driver asks for at a time (:func:`reduced_factor`)."""
         FX = self._factor("X", "X")
         assert FX is not None
         cond_F, key = (m["F_ld"], m["ld_key"]) if self.estimated or self.fam.hessian_se else (FX, "X")
-        fins = self._all("final", key, cond_F.Sinv(), beta)
+        fins = self._few_at_a_time("final", key, cond_F.Sinv(), beta)
         U1, C1 = np.zeros((st.L1, st.q1)), np.zeros((st.L1, st.q1, st.q1))
         for lmap, f in zip(self.maps, fins):
             U1[lmap] = f["u1"].reshape(-1, st.q1)
@@ -283,6 +356,56 @@ class _ActorSteps:
         gaps = unit._all("accept")
         gap, top = min(g[0] for g in gaps), max(g[1] for g in gaps)
         return gap <= EDGE_GAP * (1.0 + top)
+
+
+class _ChordSteps(_ActorSteps):
+    """:class:`_ActorSteps` with the chord steps of :class:`~glmmlab.engine.solvers.crossed_modes.ChordModes`
+    (crossed scalar terms held sparse, the working weights): a step solved with the last factor ``F`` (the last
+    evaluation's, at first) where it still converges fast enough, the system factored again (a reduction of the
+    actors' parts of the coupled block) only where it does not or the modes are found. A chord step is two round
+    trips (the actors' forward halves with their right-hand sides, then the backward halves with the full step's
+    deviance), as a factor and its step are."""
+
+    def __init__(self, unit: CoupledUnit, F: CoupledFactor | None):
+        super().__init__(unit)
+        self.F = F
+        self.exact = False  # whether F is the factor at the current modes
+        self.last_size = np.inf
+
+    def factor(self, newton: bool) -> bool:
+        self.exact = False
+        if self.F is None:
+            self._refactor()
+        return True
+
+    def _refactor(self) -> None:
+        self.F = self.unit._factor("F", "step")  # (the actors' cross-products of chord() where at these modes)
+        assert self.F is not None  # a working-weight factor is positive definite
+        self.exact = True
+
+    def step(self) -> float:
+        unit, F = self.unit, self.F
+        assert F is not None
+        if not self.exact:
+            parts = unit._all("chord", unit._taken())
+            x2 = F.middle(sum(p[0] for p in parts) - unit.u2, sum(p[1] for p in parts))
+            res = unit._all("chord_step", x2)
+            unit.counts["chord_steps"] += 1
+            size = max(float(np.max(np.abs(x2), initial=0.0)), max(r[0] for r in res))
+            if STEP_TOL <= size <= CHORD_RATE * self.last_size:
+                self.last_size, self.delta2, self.tried = size, x2, float(sum(r[1] for r in res))
+                return size
+            if size < STEP_TOL:  # taken (the actors move to it with the next call), then factored there
+                unit.u2 = unit.u2 + x2
+                unit._pending = True
+            self._refactor()
+        self.last_size = super().step()
+        return self.last_size
+
+    def finish(self) -> None:
+        """The factor at the current modes, where the search stopped after a chord step."""
+        if not self.exact:
+            self._refactor()
 
 
 class CoupledLaplace(BlockedLaplace):
