@@ -15,8 +15,8 @@ current modes and H_F the last factor's matrix (the last evaluation's, at first)
 of the relative change of H since that factor, which near an optimum is small. A chord step below the search's
 tolerance is taken, and the system factored at the modes it reaches: the search's last factor is exact there (the
 step that finds the modes converged is Newton's), and the log-determinant and the gradient use it
-(elp_crossed_sub10: 33 factors and 63 chord steps in 21 evaluations; the search with a factor at every step took
-about three per evaluation).
+(elp_crossed_sub10 from lme4's start: 33 factors and 63 chord steps in 21 evaluations, from the moment start 19
+factors in 14; the search with a factor at every step took about three per evaluation).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 
 from glmmlab.engine.solvers.blocked_cholesky import Factor, factor
 from glmmlab.engine.solvers.mode_search import STEP_TOL, RowModes
+from glmmlab.engine.solvers.row_blocks import outer_factor
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
 CHORD_RATE = 0.1  # a chord step that shrinks by less than this factor has the system factored again
@@ -34,6 +35,15 @@ def crossed_sparse(st: Structure) -> bool:
     """Whether the structure is crossed scalar terms held sparse (its cross-products by
     :meth:`~glmmlab.engine.solvers.structure.Structure.scalar_coupling`)."""
     return bool(st.rest) and st.all_scalar and not st.dense
+
+
+def crossed_intercepts(st: Structure) -> bool:
+    """Whether the structure is random intercepts of crossed (or partially crossed) grouping factors, none nested
+    in another: each factor's theta then has a moment start of its own (the between-level variance of its levels'
+    mean working residuals, :func:`~glmmlab.engine.solvers.glm_start.moment_theta`, as for one random intercept),
+    and the Laplace fit takes Newton steps from it (``laplace_fit._laplace_run``)."""
+    return (bool(st.rest) and st.all_scalar and all(st.ones1) and all(st.rest_ones)
+            and outer_factor(st.blocks) is None)
 
 
 def lambda_vector(st: Structure, lams: list[np.ndarray]) -> np.ndarray:

@@ -15,6 +15,7 @@ from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import Structure
+from glmmlab.engine.solvers.crossed_modes import crossed_intercepts
 from glmmlab.engine.solvers.glm_start import (
     family_glm,
     glm_irls,
@@ -172,6 +173,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
     modelled = isinstance(fam, ModelledFamily)
     moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None) and not modelled
+    crossed = st._start is None and remote is None and not modelled and Xs.shape[0] == mf.n \
+        and crossed_intercepts(st)
     if moments and remote is None and len(obj.laps) > 1:  # each block's sums over its whole levels, in threads
         x0[0] = moment_theta_of(obj.map(lambda lap: moment_sums(lap.Xs, lap.y, lap.pw, lap.off, beta0, fam, lk,
                                                                lap.st.codes1, lap.st.L1, lap.trials)),
@@ -179,6 +182,9 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     elif moments:
         x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated, trials) \
             if remote is None else remote.moment_theta(beta0, fam, estimated)
+    elif crossed:  # each crossed factor's intercept from its own levels' moments
+        x0[:nt] = [moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, np.asarray(b.codes, dtype=np.intp), b.n_levels,
+                                estimated, trials) for b in st.blocks]
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
     likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
     if modelled and remote is None:
@@ -188,7 +194,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         likelihood = lambda f: shared  # noqa: E731
     if edge:
         x0[:nt] = feasible_theta(lambda th: obj.value(np.concatenate([th, x0[nt:]])), x0[:nt])
-    if estimated and st._start is None and not moments:  # no start given (a refit starts at its fit's theta)
+    # no start given (a refit starts at its fit's theta)
+    if estimated and st._start is None and not moments and not crossed:
         tried = [0]
 
         def start_value(th):
@@ -339,7 +346,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         # criterion keeps the old stop); for one random intercept they start at once (from lme4's start of the
         # 200k-row slope case they took no step, and cost the approximate Hessian's evaluations: L-BFGS-B first)
         handover = estimated or not fam.has_dispersion
-        newton = handover and scalar
+        newton = handover and (scalar or crossed)
 
         def run(start):
             return _optimize(obj.value, start, lower, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
