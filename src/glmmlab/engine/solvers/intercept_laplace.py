@@ -18,7 +18,7 @@ general path.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -174,12 +174,12 @@ class InterceptModes:
                 "H": H, "A": A, "wobs": wobs, "lam": lam}
 
 
-def compact(lap: Any) -> Any:
-    """A GeneralLaplace on the distinct rows of ``lap`` (equal level, design rows, offset, response, weight and
-    every zero or dispersion design row), each with the sum of its copies' prior weights
+def compact(lap: Any, general: Callable[..., Any]) -> Any:
+    """A GeneralLaplace (``general``, the class: laplace.py imports this module, so it is passed in rather than
+    imported) on the distinct rows of ``lap`` (equal level, design rows, offset, response, weight and every zero or
+    dispersion design row), each with the sum of its copies' prior weights
     (:mod:`~glmmlab.engine.solvers.distinct_rows`); None where there are too few copies."""
     from glmmlab.engine.solvers.blocked_cholesky import Structure
-    from glmmlab.engine.solvers.laplace import GeneralLaplace
 
     n = lap.y.shape[0]
     data = {k: v for k, v in (lap.data or {}).items() if v is not None}
@@ -194,18 +194,18 @@ def compact(lap: Any) -> Any:
     pw = np.broadcast_to(lap.pw, (n,))[rows] * counts
     # (no offset: the read-only zero view GeneralLaplace recognises)
     off = np.broadcast_to(0.0, (rows.size,)) if lap.no_offset else np.broadcast_to(lap.off, (n,))[rows]
-    twin = GeneralLaplace(st, lap.Xs[rows], lap.y[rows], pw, off, lap.fam, lap.lk, lap.dispersion,
+    twin = general(st, lap.Xs[rows], lap.y[rows], pw, off, lap.fam, lap.lk, lap.dispersion,
                           trials=None if lap.trials is None else lap.trials[rows],
                           data={k: v[rows] for k, v in data.items()} or None)
     return twin if applies(twin) else None
 
 
-def parts(lap: Any, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
+def parts(lap: Any, theta: np.ndarray, beta: np.ndarray, gradient: bool, general: Callable[..., Any]) -> dict:
     """GeneralLaplace.parts through :class:`InterceptModes` (see :func:`applies`), on the rows' :func:`compact`
-    twin where it has one."""
+    twin (a ``general``, the GeneralLaplace class) where it has one."""
     search = lap._intercept_modes
     if search is None:
-        twin = compact(lap)
+        twin = compact(lap, general)
         search = lap._intercept_modes = InterceptModes(lap if twin is None else twin)
     rows = search.lap
     if rows is not lap:  # the twin: this block's member, modes and flags

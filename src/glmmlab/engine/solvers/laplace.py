@@ -371,7 +371,7 @@ class GeneralLaplace(LaplaceGradient):
     def parts(self, theta: np.ndarray, beta: np.ndarray, gradient: bool) -> dict:
         """This block's share of D and of its gradient (as c * g_c + g_0) at (theta, beta)."""
         if intercept_laplace.applies(self):  # one small random intercept: its own evaluation
-            return intercept_laplace.parts(self, theta, beta, gradient)
+            return intercept_laplace.parts(self, theta, beta, gradient, GeneralLaplace)
         eta_f = self._eta_fixed(beta)
         m = self.pirls(theta, beta, self._predicted_modes(theta, beta, eta_f), eta_f=eta_f)
         if m.get("at_edge"):  # an infeasible point: its modes are no start for the next one
