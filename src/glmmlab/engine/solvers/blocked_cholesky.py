@@ -84,7 +84,7 @@ def _solve_lower(L: np.ndarray, b: np.ndarray, transposed: bool = False, check_f
     return x
 
 
-def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
+def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
     """S^-1 (whole, symmetric) from S's lower Cholesky factor L, by LAPACK's potri (L^-1, then L^-T L^-1 on one
     triangle: a third of the operations of a triangular solve with the identity and a full product)."""
     inv, info = _POTRI(L, lower=1)
@@ -160,7 +160,7 @@ class Factor:
     def _pattern_inverse(self) -> tuple[np.ndarray, "PatternInverse"]:
         """S^-1 = (H^-1)_22 and :class:`PatternInverse` of this factor (scalar terms, a sparse coupling)."""
         assert self.L22 is not None and self.C21 is not None and self.L11.shape[1] == 1
-        Sinv = _inverse_from_cholesky(self.L22)
+        Sinv = inverse_from_cholesky(self.L22)
         return Sinv, PatternInverse(self.L11[:, 0, 0], self.C21, Sinv, self.pairs)
 
     def scalar_row_inverse(self, lead: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
@@ -219,7 +219,7 @@ def _scalar_diag_inverse(d: np.ndarray, C21: Any, L22: np.ndarray, pairs: Any = 
     the pairs of their entries (:class:`PatternInverse` of those columns alone; of all, with ``pairs``, the
     layout of C21's pattern: :class:`~glmmlab.engine.solvers.coupled_columns.ColumnPairs`)."""
     Q2, L1 = L22.shape[0], d.size
-    Sinv = _inverse_from_cholesky(L22)
+    Sinv = inverse_from_cholesky(L22)
     if pairs is not None:
         h11 = PatternInverse(d, C21, Sinv, pairs).h11
         return h11, np.diag(Sinv).copy()

@@ -52,17 +52,17 @@ def lambda_vector(st: Structure, lams: list[np.ndarray]) -> np.ndarray:
                           + [np.full(b.n_levels, float(L[0, 0])) for b, L in zip(st.rest, lams[1:])])
 
 
-def _times_a(cp: CrossProducts, v: np.ndarray, L1: int) -> np.ndarray:
+def times_a(cp: CrossProducts, v: np.ndarray, L1: int) -> np.ndarray:
     """Z'WZ v from the cross-products (the leading factor's diagonal, the coupling A21, the coupled block A22)."""
     assert cp.A21 is not None and cp.A22 is not None  # a crossed structure
     v1, v2 = v[:L1], v[L1:]
     return np.concatenate([cp.A11[:, 0, 0] * v1 + cp.A21.T @ v2, cp.A21 @ v1 + cp.A22 @ v2])
 
 
-def _score(cp: CrossProducts, lam: np.ndarray, u: np.ndarray, L1: int) -> np.ndarray:
+def coupled_score(cp: CrossProducts, lam: np.ndarray, u: np.ndarray, L1: int) -> np.ndarray:
     """s = Z'W r - Z'WZ Lambda u from the cross-products of the working response r (see the module's docstring)."""
     assert cp.E2 is not None  # a crossed structure's cross-products
-    return np.concatenate([cp.E1[:, 0, 0], cp.E2[:, 0]]) - _times_a(cp, lam * u, L1)
+    return np.concatenate([cp.E1[:, 0, 0], cp.E2[:, 0]]) - times_a(cp, lam * u, L1)
 
 
 def mode_change(st: Structure, last: dict, theta: np.ndarray, eta_f: np.ndarray) -> np.ndarray:
@@ -71,8 +71,8 @@ def mode_change(st: Structure, last: dict, theta: np.ndarray, eta_f: np.ndarray)
     diagonal ``lam`` and X beta + offset ``eta_f``; ``eta_f``: the new point's."""
     cp, u, lam, L1 = last["cp"], last["u"], last["lam"], st.L1
     dlam = lambda_vector(st, st.lambdas(theta)) - lam
-    score = _score(cp, lam, u, L1)
-    rhs = dlam * score - lam * _times_a(cp, dlam * u, L1)
+    score = coupled_score(cp, lam, u, L1)
+    rhs = dlam * score - lam * times_a(cp, dlam * u, L1)
     xb = eta_f - last["eta_f"]
     if np.any(xb != 0.0):
         xb *= last["w"]
@@ -116,7 +116,7 @@ class ChordModes(RowModes):
         assert self.F is not None and self.cp is not None
         if not self.exact:
             lam, u = self.lam, self.u
-            self.delta = self.F.solve(lam * _score(self.cp, lam, u, self.st.L1) - u)
+            self.delta = self.F.solve(lam * coupled_score(self.cp, lam, u, self.st.L1) - u)
             size = float(np.max(np.abs(self.delta), initial=0.0))
             if size >= STEP_TOL and size <= CHORD_RATE * self.last_size:
                 self.last_size = size

@@ -91,11 +91,17 @@ class Structure:
         self._column_pairs: ColumnPairs | None = None
         # A small coupling (e.g. 24 x 6 levels) is cheaper dense than through scipy.sparse's per-call overhead.
         self.dense = self.Q2 * self.L1 * self.q1 <= DENSE_COUPLING
-        if self.rest:
-            self.Z1 = self._sparse_block(self.lead)
-            self.Z2 = sparse.hstack([self._sparse_block(b) for b in self.rest], format="csr")
-        else:
-            self.Z1 = self.Z2 = None
+        self._Z12: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None
+
+    def sparse_z(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        """The leading factor's and the coupled factors' rows of Z as sparse matrices, built on first use: only
+        the general crossed cross-products need them (scalar crossed terms sum by bincounts, see scalar_coupling),
+        and at millions of rows they are two n-row matrices (~40 MB per million rows)."""
+        assert self.rest, "sparse Z blocks exist only for crossed or nested structures"
+        if self._Z12 is None:
+            self._Z12 = (self._sparse_block(self.lead),
+                         sparse.hstack([self._sparse_block(b) for b in self.rest], format="csr"))
+        return self._Z12
 
     def _sparse_block(self, b: FactorBlock) -> sparse.csr_matrix:
         """The n x (levels * q) indicator-times-columns matrix of one factor (columns level-major)."""
@@ -312,9 +318,10 @@ class Structure:
             A21, A22, E2 = self.scalar_coupling().products(w, E)
         elif self.rest:
             Wd = sparse.diags(w)
-            Z2w = (Wd @ self.Z2).tocsr()
-            A21 = (Z2w.T @ self.Z1).tocsr()
-            A22 = (Z2w.T @ self.Z2).tocsr()
+            Z1, Z2 = self.sparse_z()
+            Z2w = (Wd @ Z2).tocsr()
+            A21 = (Z2w.T @ Z1).tocsr()
+            A22 = (Z2w.T @ Z2).tocsr()
             E2 = np.asarray(Z2w.T @ E) if m else np.empty((self.Q2, 0))
         return CrossProducts(A11, E1, EE, A21, A22, E2)
 

@@ -13,7 +13,6 @@ from glmmlab.engine.families.distributions import Family, negbin_family
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.model.options import check_options
 from glmmlab.engine.model.terms import FactorBlock, merge_terms
-from glmmlab.engine.solvers.crossed_modes import crossed_sparse
 from glmmlab.engine.solvers.glm_start import glm_pass, moment_sums
 from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
 from glmmlab.engine.solvers.laplace_fit import laplace_rows
@@ -111,8 +110,6 @@ class GeneralBlockActor:
         index = np.int32 if rows.size == 0 or rows.max() < np.iinfo(np.int32).max else np.int64
         self.rows, self.level_maps = np.take(rows, perm).astype(index), maps
         self.st = Structure(blocks)
-        if crossed_sparse(self.st):  # its cross-products by bincounts (scalar_coupling): Z1, Z2 are never used
-            self.st.Z1 = self.st.Z2 = None  # (two sparse n-row matrices: ~40 MB of a 1M-row block)
 
     def info(self) -> dict:
         """The block's levels per factor, and for REML the normal equations of its rows (the centring fit)."""

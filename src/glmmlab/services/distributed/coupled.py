@@ -24,7 +24,7 @@ from scipy import linalg, sparse
 
 from glmmlab.engine.errors import GlmmInputError
 from glmmlab.engine.solvers.batched import batched_inverse_lower, batched_solve_lower, batched_solve_upper
-from glmmlab.engine.solvers.blocked_cholesky import _inverse_from_cholesky, factor_part, finish_coupled
+from glmmlab.engine.solvers.blocked_cholesky import factor_part, finish_coupled, inverse_from_cholesky
 from glmmlab.engine.solvers.coupled_pairs import CoupledPairs
 from glmmlab.engine.solvers.structure import CrossProducts, Structure
 
@@ -152,7 +152,7 @@ class CoupledFactor:
     def Sinv(self) -> np.ndarray:
         """The inverse of the coupled block's Schur complement, (H^-1)_22 (LAPACK's potri, as the in-memory factor
         computes it: a third of the operations of L22^-1 and a product)."""
-        return _inverse_from_cholesky(self.L22)
+        return inverse_from_cholesky(self.L22)
 
     def rest_inverse(self, st: Structure) -> list[np.ndarray]:
         """The diagonal blocks of (H^-1)_22 per level of each coupled factor: (levels, q, q) arrays."""

@@ -17,7 +17,7 @@ from glmmlab.engine.families.distributions import dev_eta3
 from glmmlab.engine.families.state import row_state
 from glmmlab.engine.solvers import structured
 from glmmlab.engine.solvers.blocked_cholesky import PatternInverse
-from glmmlab.engine.solvers.crossed_modes import _score, _times_a, lambda_vector
+from glmmlab.engine.solvers.crossed_modes import coupled_score, lambda_vector, times_a
 from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
 from glmmlab.engine.solvers.laplace_fit import laplace_rows
 from glmmlab.engine.solvers.laplace_gradient import gradient_parts, level_sums, row_inverse_blocks, scaled_rows
@@ -120,7 +120,7 @@ class CoupledRows:
         theta = np.asarray(theta, dtype=float)
         cp, u, lam, L1 = last["cp"], last["u"], last["lam"], self.n1
         dlam = lambda_vector(st, st.lambdas(theta)) - lam
-        rhs = dlam * _score(cp, lam, u, L1) - lam * _times_a(cp, dlam * u, L1)
+        rhs = dlam * coupled_score(cp, lam, u, L1) - lam * times_a(cp, dlam * u, L1)
         self.eta_next = lap._xb(np.asarray(beta, dtype=float)) + lap.off
         xb = self.eta_next - last["eta_f"]
         if np.any(xb != 0.0):
@@ -186,7 +186,7 @@ class CoupledRows:
         cp = st.crossprods(w, lap._working_response(self.rs, self.re)[:, None])
         self.now = (w, cp)
         lam = lambda_vector(st, self.lams)
-        rhs = lam * _score(cp, lam, self.u, self.n1)
+        rhs = lam * coupled_score(cp, lam, self.u, self.n1)
         rhs[:self.n1] -= self.u1
         self.y_chord, c = self.pf["F"].forward(rhs[:self.n1])
         return rhs[self.n1:], c
