@@ -31,7 +31,7 @@ def test_moment_start_and_newton_steps_reach_the_usual_optimum(sparse, monkeypat
         monkeypatch.setattr(structure, "DENSE_COUPLING", 0)  # the sparse coupling path at a small size
     df = crossed(n=6000, items=800, subjects=120, seed=5)
     fit = _fit(df)
-    monkeypatch.setattr(laplace_fit, "crossed_intercepts", lambda st: False)
+    monkeypatch.setattr(laplace_fit, "crossed_intercepts", lambda st, crossing=None: False)
     usual = _fit(df)
     assert fit["optimization"]["start"][:2] != usual["optimization"]["start"][:2]  # lme4's start there: 1, 1
     assert fit["fit"]["log_likelihood"] == pytest.approx(usual["fit"]["log_likelihood"], abs=1e-7)

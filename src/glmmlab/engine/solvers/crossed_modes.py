@@ -37,13 +37,14 @@ def crossed_sparse(st: Structure) -> bool:
     return bool(st.rest) and st.all_scalar and not st.dense
 
 
-def crossed_intercepts(st: Structure) -> bool:
+def crossed_intercepts(st: Structure, crossing: bool | None = None) -> bool:
     """Whether the structure is random intercepts of crossed (or partially crossed) grouping factors, none nested
     in another: each factor's theta then has a moment start of its own (the between-level variance of its levels'
     mean working residuals, :func:`~glmmlab.engine.solvers.glm_start.moment_theta`, as for one random intercept),
-    and the Laplace fit takes Newton steps from it (``laplace_fit._laplace_run``)."""
+    and the Laplace fit takes Newton steps from it (``laplace_fit._laplace_run``). ``crossing``: whether the
+    factors cross, where ``st`` holds no rows to tell (the Dask driver's: its first pass over the data found it)."""
     return (bool(st.rest) and st.all_scalar and all(st.ones1) and all(st.rest_ones)
-            and outer_factor(st.blocks) is None)
+            and (outer_factor(st.blocks) is None if crossing is None else crossing))
 
 
 def lambda_vector(st: Structure, lams: list[np.ndarray]) -> np.ndarray:

@@ -346,12 +346,15 @@ def moment_theta(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray,
 MOMENT_PIECE = 131_072  # rows per piece of the moment start's sums (its temporaries stay small)
 
 
-def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
-                lk: Link, codes: np.ndarray, L: int, trials: np.ndarray | None = None) -> dict:
-    """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels), taken over
-    pieces of MOMENT_PIECE rows (the per-level sums add up)."""
+def level_moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
+                      lk: Link, factors: list[tuple[np.ndarray, int]], trials: np.ndarray | None = None) -> dict:
+    """The per-level sums behind :func:`moment_theta` for several factors in one pass over the rows (pieces of
+    MOMENT_PIECE rows): ``factors`` their (codes, number of levels). Returns the rows' count ``n``, ``wr2`` (the sum
+    of w r^2 over the rows) and per factor its levels' summed working weights ``W`` and weighted working residuals
+    ``Wr`` (arrays that add up over blocks of rows that index the same levels)."""
     n = y.shape[0]
-    W, Wr = np.zeros(L), np.zeros(L)
+    W = [np.zeros(L) for _, L in factors]
+    Wr = [np.zeros(L) for _, L in factors]
     wr2 = 0.0
     for a in range(0, n, MOMENT_PIECE):
         r_ = slice(a, a + MOMENT_PIECE)
@@ -359,13 +362,47 @@ def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, 
                        design_dot(Xs[r_], beta) + off[r_], lk)
         r = (y[r_] - rs.mu) / rs.h1 if fam.edm else -0.5 * rs.dev_eta / rs.w
         w = pw[r_] * rs.w
-        W += np.bincount(codes[r_], weights=w, minlength=L)
-        w *= r
-        Wr += np.bincount(codes[r_], weights=w, minlength=L)
-        wr2 += float(w @ r)
+        wr = w * r
+        for (codes, L), W_k, Wr_k in zip(factors, W, Wr):
+            W_k += np.bincount(codes[r_], weights=w, minlength=L)
+            Wr_k += np.bincount(codes[r_], weights=wr, minlength=L)
+        wr2 += float(wr @ r)
+    return {"n": n, "wr2": wr2, "W": W, "Wr": Wr}
+
+
+def level_moments(n: int, wr2: float, W: np.ndarray, Wr: np.ndarray) -> dict:
+    """:func:`moment_theta_of`'s part from one factor's whole levels' sums (:func:`level_moment_sums`)."""
     W = np.maximum(W, 1e-300)
     rbar = Wr / W
-    return {"n": n, "levels": L, "wr2": wr2, "rbar2": float(rbar @ rbar), "inv_W": float(np.sum(1.0 / W))}
+    return {"n": n, "levels": W.size, "wr2": wr2, "rbar2": float(rbar @ rbar), "inv_W": float(np.sum(1.0 / W))}
+
+
+def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
+                lk: Link, codes: np.ndarray, L: int, trials: np.ndarray | None = None) -> dict:
+    """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels)."""
+    s = level_moment_sums(Xs, y, pw, off, beta, fam, lk, [(codes, L)], trials)
+    return level_moments(s["n"], s["wr2"], s["W"][0], s["Wr"][0])
+
+
+def crossed_moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray,
+                        fam: Family, lk: Link, factors: list[tuple[np.ndarray, int]],
+                        trials: np.ndarray | None = None) -> dict:
+    """:func:`moment_thetas_of`'s part from a block of rows of crossed factors (``factors``: (codes, levels), the
+    leading one first): the leading factor's levels are whole in the block (its sums reduce here), every other
+    factor's codes index all its levels (its arrays add up over blocks)."""
+    s = level_moment_sums(Xs, y, pw, off, beta, fam, lk, factors, trials)
+    return dict(s, lead=level_moments(s["n"], s["wr2"], s["W"][0], s["Wr"][0]), W=s["W"][1:], Wr=s["Wr"][1:])
+
+
+def moment_thetas_of(parts: list[dict], p: int, fam: Family, relative: bool) -> list[float]:
+    """Each crossed factor's :func:`moment_theta` (its own levels' moments, as for one random intercept) from the
+    :func:`crossed_moment_sums` of blocks of rows (p: the fixed effects)."""
+    n, wr2 = sum(q["n"] for q in parts), sum(q["wr2"] for q in parts)
+    out = [moment_theta_of([q["lead"] for q in parts], p, fam, relative)]
+    for k in range(len(parts[0]["W"])):
+        pooled = level_moments(n, wr2, sum(q["W"][k] for q in parts), sum(q["Wr"][k] for q in parts))
+        out.append(moment_theta_of([pooled], p, fam, relative))
+    return out
 
 
 def moment_theta_of(parts: list[dict], p: int, fam: Family, relative: bool) -> float:

@@ -17,11 +17,13 @@ from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.crossed_modes import crossed_intercepts
 from glmmlab.engine.solvers.glm_start import (
+    crossed_moment_sums,
     family_glm,
     glm_irls,
     moment_sums,
     moment_theta,
     moment_theta_of,
+    moment_thetas_of,
     negbin_glm,
 )
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
@@ -173,8 +175,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
     modelled = isinstance(fam, ModelledFamily)
     moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None) and not modelled
-    crossed = st._start is None and remote is None and not modelled and Xs.shape[0] == mf.n \
-        and crossed_intercepts(st)
+    crossed = st._start is None and not modelled and (remote is not None or Xs.shape[0] == mf.n) \
+        and crossed_intercepts(st, None if remote is None else remote.crossed)
     if moments and remote is None and len(obj.laps) > 1:  # each block's sums over its whole levels, in threads
         x0[0] = moment_theta_of(obj.map(lambda lap: moment_sums(lap.Xs, lap.y, lap.pw, lap.off, beta0, fam, lk,
                                                                lap.st.codes1, lap.st.L1, lap.trials)),
@@ -182,9 +184,10 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     elif moments:
         x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated, trials) \
             if remote is None else remote.moment_theta(beta0, fam, estimated)
-    elif crossed:  # each crossed factor's intercept from its own levels' moments
-        x0[:nt] = [moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, np.asarray(b.codes, dtype=np.intp), b.n_levels,
-                                estimated, trials) for b in st.blocks]
+    elif crossed:  # each crossed factor's intercept from its own levels' moments (one pass over the rows)
+        x0[:nt] = moment_thetas_of([crossed_moment_sums(
+            Xs, mf.y, pw, off, beta0, fam, lk, [(np.asarray(b.codes, dtype=np.intp), b.n_levels) for b in st.blocks],
+            trials)], Xs.shape[1], fam, estimated) if remote is None else remote.moment_thetas(beta0, fam, estimated)
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
     likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
     if modelled and remote is None:

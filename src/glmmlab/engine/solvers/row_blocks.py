@@ -337,7 +337,10 @@ class RemoteRows(Protocol):
     """What :func:`_laplace_run` and :func:`_reml_run` ask of rows that are not in this process (the Dask path's
     actors, each holding a block of whole outer groups). Their blocks' ``final`` returns, besides the modes and
     covariances, its rows' sums (``dev_sum``, ``pearson2``, and ``extreme``: fitted probabilities at 0 or 1) and
-    keeps their per-row results for :meth:`rows`."""
+    keeps their per-row results for :meth:`rows`. ``crossed``: the grouping factors cross, none nested in another
+    (the rows are cut by the leading factor and the others' random effects are coupled)."""
+
+    crossed: bool
 
     def has_edge(self, fam: Family, lk: Link) -> bool:
         """:meth:`Family.has_edge` for the rows' response."""
@@ -347,6 +350,9 @@ class RemoteRows(Protocol):
 
     def moment_theta(self, beta: np.ndarray, fam: Family, relative: bool) -> float:
         """:func:`moment_theta` at the GLM's coefficients ``beta``."""
+
+    def moment_thetas(self, beta: np.ndarray, fam: Family, relative: bool) -> list[float]:
+        """Crossed random intercepts: each factor's :func:`moment_theta` at ``beta`` (:func:`moment_thetas_of`)."""
 
     def rows(self, finals: list[dict]) -> dict:
         """The per-row results (``fitted``, ``deviance_residuals``, ``pearson_residuals``,

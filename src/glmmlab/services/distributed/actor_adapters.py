@@ -16,7 +16,7 @@ from glmmlab.engine.families.distributions import Family
 from glmmlab.engine.families.links import Link
 from glmmlab.engine.inference.advice import separation_of_parts
 from glmmlab.engine.model.terms import FactorBlock, ModelFrame
-from glmmlab.engine.solvers.glm_start import irls, moment_theta_of
+from glmmlab.engine.solvers.glm_start import irls, moment_theta_of, moment_thetas_of
 from glmmlab.engine.solvers.laplace import inside_start_of
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.row_blocks import BlockedLaplace, BlockedProfiledLmm
@@ -102,8 +102,9 @@ class ActorRows:
     """The rows on the actors, as :class:`glmmlab.engine.solvers.row_blocks.RemoteRows`: sums over them, and their
     per-row results gathered once, in input order."""
 
-    def __init__(self, actors: list, y: dict, p: int, dispersion: str, columns: list | None):
+    def __init__(self, actors: list, y: dict, p: int, dispersion: str, columns: list | None, crossed: bool):
         self.actors, self.y, self.p, self.dispersion, self.columns = actors, y, p, dispersion, columns
+        self.crossed = crossed
         self.input_rows: np.ndarray | None = None
         self.pulse: Pulse | None = None  # the fit's progress between round trips (pulse.py)
 
@@ -123,6 +124,10 @@ class ActorRows:
     def moment_theta(self, beta: np.ndarray, fam: Family, relative: bool) -> float:
         parameter = None if fam.parameter is None else float(fam.parameter)
         return moment_theta_of(self._map("moment_sums", beta, parameter), self.p, fam, relative)
+
+    def moment_thetas(self, beta: np.ndarray, fam: Family, relative: bool) -> list[float]:
+        parameter = None if fam.parameter is None else float(fam.parameter)
+        return moment_thetas_of(self._map("crossed_moment_sums", beta, parameter), self.p, fam, relative)
 
     def glm(self, fam: Family) -> tuple[np.ndarray, float]:
         """The GLM by IRLS on the actors' summed normal equations."""

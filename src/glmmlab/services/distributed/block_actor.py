@@ -13,7 +13,7 @@ from glmmlab.engine.families.distributions import Family, negbin_family
 from glmmlab.engine.families.response import Response
 from glmmlab.engine.model.options import check_options
 from glmmlab.engine.model.terms import FactorBlock, merge_terms
-from glmmlab.engine.solvers.glm_start import glm_pass, moment_sums
+from glmmlab.engine.solvers.glm_start import crossed_moment_sums, glm_pass, moment_sums
 from glmmlab.engine.solvers.laplace import GeneralLaplace, edge_gap
 from glmmlab.engine.solvers.laplace_fit import laplace_rows
 from glmmlab.engine.solvers.likelihood import likelihood_sums
@@ -162,6 +162,11 @@ class GeneralBlockActor:
         with np.errstate(all="ignore"):
             return moment_sums(self.Xs, self.y, self.pw, self.off, beta, self._family(parameter), self.lk,
                                st.codes1, st.L1)
+
+    def crossed_moment_sums(self, beta, parameter: float | None = None) -> dict:
+        with np.errstate(all="ignore"):
+            return crossed_moment_sums(self.Xs, self.y, self.pw, self.off, beta, self._family(parameter), self.lk,
+                                       [(np.asarray(b.codes, dtype=np.intp), b.n_levels) for b in self.st.blocks])
 
     def set_family(self, parameter: float) -> None:
         self.lap.set_family(negbin_family(parameter))

@@ -393,7 +393,8 @@ def _fit_on_actors(client: Any, actors: list, laps: list, rows_of: FormulaRows |
     normals = [i["normal"] for i in infos if "normal" in i]
     del infos
     p = T.shape[1]
-    remote = ActorRows(actors, y, p, dispersion, [s["columns"] for s in full] if binomial else None)
+    remote = ActorRows(actors, y, p, dispersion, [s["columns"] for s in full] if binomial else None,
+                       coupled)
     remote.pulse = pulse
     mf = DriverFrame(response=mf0.response, y=np.zeros(0), X=np.zeros((0, 0)), x_names=x_names, terms=[],
                 rows=np.zeros(0, dtype=np.int64), n_input=n_input, intercept=mf0.intercept,
