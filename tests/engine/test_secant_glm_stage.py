@@ -108,3 +108,42 @@ def test_glm_stage_reaches_the_maximum_lbfgsb_reaches(name):
     assert m2 == pytest.approx(fg(np.append(beta, psi))[0], abs=1e-12)
     assert abs(m2 - ref.fun) <= 1e-7 * abs(ref.fun)
     np.testing.assert_allclose(np.append(beta, psi), ref.x, atol=1e-4)
+
+
+def test_structured_update_meets_the_secant_equation_in_the_differenced_rows():
+    # the closed-form block (the first three entries) known; the others' rows and columns moved by the step
+    from glmmlab.engine.solvers.modelled_start import _structured_update
+
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((5, 5))
+    H_true = M @ M.T + 5 * np.eye(5)
+    known = np.array([True, True, True, False, False])
+    C = np.where(np.outer(known, known), H_true, 0.0)
+    H_old = C + np.where(np.outer(known, known), 0.0, 0.3 * np.eye(5) + 0.1)
+    s = rng.standard_normal(5)
+    y = H_true @ s
+    H = _structured_update(H_old, C, known, s, y)
+    assert np.allclose(H, H.T)
+    assert np.allclose(H[np.ix_(known, known)], C[np.ix_(known, known)])
+    np.testing.assert_allclose(H @ s, y, rtol=1e-12, atol=1e-12)  # C is the block at both ends: H s = y exactly
+
+
+def test_glm_stage_with_the_closed_form_hessian_takes_fewer_evaluations_than_lbfgsb():
+    fam, lap = _rows("poisson", seed=11)
+    lk = LINKS["log"]
+    fg = glm_objective([lap], fam, lk, 2)
+    calls = []
+
+    def counted(z):
+        calls.append(1)
+        out = fg(z)
+        counted.last = fg.last
+        return out
+
+    counted.last = None
+    beta0, psi0 = np.array([0.2, 0.0]), np.array([0.0, 0.0])
+    _, _, m2 = glm_stage(None, beta0, psi0, 0, counted, None, glm_start_hessian([lap], fam, lk, 2, counted))
+    ref = minimize(fg, np.append(beta0, psi0), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-10})
+    assert abs(m2 - ref.fun) <= 1e-9 * abs(ref.fun)
+    assert len(calls) < ref.nfev / 2
