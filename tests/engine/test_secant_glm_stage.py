@@ -110,24 +110,6 @@ def test_glm_stage_reaches_the_maximum_lbfgsb_reaches(name):
     np.testing.assert_allclose(np.append(beta, psi), ref.x, atol=1e-4)
 
 
-def test_structured_update_meets_the_secant_equation_in_the_differenced_rows():
-    # the closed-form block (the first three entries) known; the others' rows and columns moved by the step
-    from glmmlab.engine.solvers.modelled_start import _structured_update
-
-    rng = np.random.default_rng(3)
-    M = rng.standard_normal((5, 5))
-    H_true = M @ M.T + 5 * np.eye(5)
-    known = np.array([True, True, True, False, False])
-    C = np.where(np.outer(known, known), H_true, 0.0)
-    H_old = C + np.where(np.outer(known, known), 0.0, 0.3 * np.eye(5) + 0.1)
-    s = rng.standard_normal(5)
-    y = H_true @ s
-    H = _structured_update(H_old, C, known, s, y)
-    assert np.allclose(H, H.T)
-    assert np.allclose(H[np.ix_(known, known)], C[np.ix_(known, known)])
-    np.testing.assert_allclose(H @ s, y, rtol=1e-12, atol=1e-12)  # C is the block at both ends: H s = y exactly
-
-
 def test_glm_stage_with_the_closed_form_hessian_takes_fewer_evaluations_than_lbfgsb():
     fam, lap = _rows("poisson", seed=11)
     lk = LINKS["log"]

@@ -307,16 +307,18 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
 
         closed = getattr(glm_hessian, "closed", None)
         closed_free = None
-        known = None
-        if closed is not None:
-            known = (np.arange(z_all.size) < glm_hessian.n_exact)[free]
+        if closed is not None and bool(np.all(np.arange(z_all.size)[free] < glm_hessian.n_exact)):
+            # only where the closed form is the whole Hessian: with the other columns moved by the secant equation
+            # (Broyden's least change) the stage took fewer evaluations (zinb2 15 -> 11, owls 8 -> 7,
+            # sim_gamma_disp 11 -> 10) but more CPU than BFGS (6.9 -> 7.6 ms, 4.7 -> 5.3, 5.3 -> 6.1: the block's
+            # pass over the rows costs half an evaluation)
 
             def closed_free(zf: np.ndarray) -> np.ndarray:
                 z = z_all.copy()
                 z[free] = zf
                 return closed(z)[np.ix_(free, free)]
 
-        found = _newton_from(fg, z0, hessian_free, closed=closed_free, known=known)
+        found = _newton_from(fg, z0, hessian_free, closed=closed_free)
     if found is None:
         res = minimize(fg, z0, jac=True, method="L-BFGS-B",
                        options={"maxiter": 1000, "ftol": GLM_STAGE_FTOL, "gtol": 1e-7})
@@ -330,30 +332,24 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
     return x, z[p:], float(min(f_end, f0))
 
 
-def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None, known: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, float] | None:
+def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None) -> tuple[np.ndarray, float] | None:
     """Quasi-Newton steps from ``z0`` with ``hessian(z0, g0)`` (made positive definite, :func:`_positive`: far from
     the maximum it can be indefinite); each step at most MAX_STEP long (max-norm) and halved until f falls by
     Armijo's rule; until a step lowers f by less than GLM_STAGE_FTOL (relative) or the gradient is below 1e-7: (z,
     f), or None where the first step fails (the caller's L-BFGS-B then runs). Without ``closed`` the Hessian is
-    updated by BFGS. With ``closed(z)`` (the Hessian's closed-form block over the ``known`` entries at the point
-    just evaluated, from the rows' states that evaluation kept) it is that block taken again at every point and
-    the other entries' rows and columns moved by the secant equation (:func:`_structured_update`); where that
-    block is the whole Hessian, the stage also stops where its Newton step promises a decrease below GLM_STAGE_FTOL
-    (the step that only confirmed it is not evaluated; with a secant part the promise is not exact enough: NB2's
-    log theta in a flat direction stopped 5e-4 short). L-BFGS-B's first step went a unit length along the gradient and
-    back, and it learnt the curvature over the steps after (evaluations of the model: salamanders_zip 16 -> 12,
-    zinb2 21 -> 15, owls 14 -> 8, hurdle NB2 18 -> 9, sim_gamma_disp 18 -> 11 by BFGS; with ``closed`` zip 12 -> 6,
-    zinb2 15 -> 10, zip_zire's 8 -> 5, owls 8 -> 6, hurdle NB2 9 -> 6, sim_gamma_disp 11 -> 9, the fits the
-    same to 1e-12 in the log-likelihood)."""
+    updated by BFGS. With ``closed(z)`` (the whole Hessian in closed form at the point just evaluated, from the
+    rows' states that evaluation kept) it is taken again at every point, and the stage also stops where its Newton
+    step promises a decrease below GLM_STAGE_FTOL (the step that would only confirm it is not evaluated).
+    L-BFGS-B's first step went a unit length along the gradient and back, and it learnt the curvature over the
+    steps after (evaluations of the model: salamanders_zip 16 -> 12, zinb2 21 -> 15, owls 14 -> 8, hurdle NB2
+    18 -> 9, sim_gamma_disp 18 -> 11 by BFGS; with ``closed`` zip 12 -> 6 evaluations and 3.6 -> 2.8 ms CPU,
+    zip_zire's 8 -> 5; the fits the same to 1e-12 in the log-likelihood)."""
     from glmmlab.engine.solvers.newton import backtrack, bfgs_update
 
     f, g = fg(z0)
     if not np.isfinite(f) or f >= 1e300:
         return None
-    H = hessian(z0, g)
-    B, definite = _positive(H, flag=True)
-    exact = closed is not None and known is not None and bool(np.all(known))
+    B, definite = _positive(hessian(z0, g), flag=True)
     if B is None:
         return None
     z = np.array(z0, dtype=float)
@@ -365,7 +361,7 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None, 
             d = -np.linalg.solve(B, g)
         except np.linalg.LinAlgError:
             return None if it == 0 else (z, float(f))
-        if exact and definite and -0.5 * float(g @ d) <= GLM_STAGE_FTOL * max(1.0, abs(f)):
+        if closed is not None and definite and -0.5 * float(g @ d) <= GLM_STAGE_FTOL * max(1.0, abs(f)):
             break  # the Newton step's predicted decrease (its model the exact Hessian) is below the stop: not taken
         big = float(np.max(np.abs(d), initial=0.0))
         if big > MAX_STEP:
@@ -374,9 +370,8 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None, 
         if step is None:
             return None if it == 0 else (z, float(f))
         zn, fn, gn = step
-        if closed is not None and known is not None:
-            H = _structured_update(H, closed(zn), known, zn - z, gn - g)
-            B, definite = _positive(H, flag=True)
+        if closed is not None:
+            B, definite = _positive(closed(zn), flag=True)
             if B is None:
                 return z, float(f)
         else:
@@ -386,33 +381,6 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None, 
         if decrease <= GLM_STAGE_FTOL * max(1.0, abs(f)):
             break
     return z, float(f)
-
-
-def _structured_update(H: np.ndarray, C: np.ndarray, known: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The Hessian after a step ``s`` whose gradient changed by ``y``: the ``known`` entries' block in closed form
-    at the new point (``C``, its other entries 0), the rows and columns of the others (differenced at the start)
-    moved by the secant equation H s = y, each block by the least change that satisfies its rows of it
-    (Broyden's, the diagonal block symmetric as Powell's), with the known block at the step's midpoint."""
-    R = ~known
-    out = C.copy()
-    out[R, :] = H[R, :]
-    out[:, R] = H[:, R]
-    sR = s[R]
-    ss = float(sR @ sR)
-    if not R.any() or not ss > 0.0:
-        return out
-    E = known
-    K = out[np.ix_(E, R)]
-    M = out[np.ix_(R, R)]
-    mid = 0.5 * (H[np.ix_(E, E)] + C[np.ix_(E, E)])
-    rE = y[E] - mid @ s[E] - K @ sR
-    K = K + np.outer(rE, sR) / ss
-    rR = y[R] - K.T @ s[E] - M @ sR
-    M = M + (np.outer(rR, sR) + np.outer(sR, rR)) / ss - float(rR @ sR) * np.outer(sR, sR) / (ss * ss)
-    out[np.ix_(E, R)] = K
-    out[np.ix_(R, E)] = K.T
-    out[np.ix_(R, R)] = M
-    return out
 
 
 def _positive(hessian_value, flag: bool = False):
