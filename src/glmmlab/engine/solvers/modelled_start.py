@@ -24,12 +24,21 @@ from glmmlab.engine.solvers.optimizer import off_bound
 # by at most 4e-9 against 1e-13), and the mixed model starts from theta > 0 anyway; 1e-13 took 2 to 3 more
 # evaluations of the model (salamanders_zip 19 -> 16, zinb2 23 -> 21, owls_zinb1 16 -> 14, hurdle_nb2 21 -> 18).
 # 1e-9 took one fewer than 1e-10 on salamanders_zinb2 (15 -> 14), hurdle_nb2, sim_gamma_disp and
-# sim_gaussian_disp: the null model's log-likelihood moved by at most 8e-9, the fits' by 1.4e-11 (the Laplace stage's
-# evaluations the same)
+# sim_gaussian_disp: the null model's log-likelihood moved by at most 8e-9 (4.3e-8 on owls_zinb1 with START_IRLS's
+# start), the fits' by 1.4e-11 (the Laplace stage's evaluations the same)
 GLM_STAGE_FTOL = 1e-9
+# with the exact Hessian, the stage stops where a Newton step would lower -2 log L by less than this (relative): its
+# steps converge quadratically, so the stop costs no more evaluations than GLM_STAGE_FTOL's and leaves the null
+# model's log-likelihood within some 1e-9 (GLM_STAGE_FTOL there moved it by 2.7e-7 on salamanders_zip)
+NEWTON_DECREMENT = 1e-12
 # the longest Newton step of that stage (max-norm, coefficients on the link scales): from salamanders_zip's start
 # the first one, where the Hessian is indefinite, went 45 units along the zero model's slope and was halved 4 times
 MAX_STEP = 2.0
+# the IRLS steps of the Poisson GLM the start of a Poisson, NB2 or NB1 base is built from: the model without random
+# effects is then fitted in every parameter at once, so that GLM to rounding level (6 steps on the salamanders) is not
+# needed. Its evaluations from 2 steps against 6: salamanders_zip 6 -> 5, owls_zinb1 8 -> 7, zinb2 14 -> 15, zip_zire
+# and hurdle_nb2 the same (1 step: zip_zire 4, hurdle_nb2 9); the GLM 0.93 -> 0.64 ms on zip
+START_IRLS = 2
 
 
 def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk: Link,
@@ -45,13 +54,13 @@ def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarra
     if key in ("negbin", "nbinom1"):
         # the Poisson GLM's coefficients and the moments' dispersion: the model without random effects is then
         # taken to its maximum in every parameter at once (glm_stage), so no profile over the dispersion here
-        beta, _ = glm_irls(Xr, yr, pwr, offr, FAMILIES["poisson"], lk)
+        beta, _ = glm_irls(Xr, yr, pwr, offr, FAMILIES["poisson"], lk, max_iter=START_IRLS)
         mean = float(np.average(yr, weights=pwr))
         var = float(np.average((yr - mean) ** 2, weights=pwr))
         excess = max(var - mean, 1e-3 * mean)
         disp = min(max(mean * mean / excess if key == "negbin" else excess / max(mean, 1e-8), 1e-2), 1e3)
     elif key in ("poisson", "gaussian", "gamma"):
-        beta, dev = glm_irls(Xr, yr, pwr, offr, FAMILIES[key], lk)
+        beta, dev = glm_irls(Xr, yr, pwr, offr, FAMILIES[key], lk, max_iter=START_IRLS if key == "poisson" else 100)
         mu = lk.linkinv(Xr @ beta + offr)
         if key == "gaussian":
             disp = max(float(np.average((yr - mu) ** 2, weights=pwr)), 1e-8)  # the variance
@@ -342,7 +351,7 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None) 
     f), or None where the first step fails (the caller's L-BFGS-B then runs). Without ``closed`` the Hessian is
     updated by BFGS. With ``closed(z)`` (the whole Hessian in closed form at the point just evaluated, from the
     rows' states that evaluation kept) it is taken again at every point, and the stage also stops where its Newton
-    step promises a decrease below GLM_STAGE_FTOL (the step that would only confirm it is not evaluated).
+    step promises a decrease below NEWTON_DECREMENT (the step that would only confirm it is not evaluated).
     L-BFGS-B's first step went a unit length along the gradient and back, and it learnt the curvature over the
     steps after (evaluations of the model: salamanders_zip 16 -> 12, zinb2 21 -> 15, owls 14 -> 8, hurdle NB2
     18 -> 9, sim_gamma_disp 18 -> 11 by BFGS; with ``closed`` zip 12 -> 6 evaluations and 3.6 -> 2.8 ms CPU,
@@ -364,7 +373,7 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None) 
             d = -np.linalg.solve(B, g)
         except np.linalg.LinAlgError:
             return None if it == 0 else (z, float(f))
-        if closed is not None and definite and -0.5 * float(g @ d) <= GLM_STAGE_FTOL * max(1.0, abs(f)):
+        if closed is not None and definite and -0.5 * float(g @ d) <= NEWTON_DECREMENT * max(1.0, abs(f)):
             break  # the Newton step's predicted decrease (its model the exact Hessian) is below the stop: not taken
         big = float(np.max(np.abs(d), initial=0.0))
         if big > MAX_STEP:
