@@ -19,25 +19,18 @@ from glmmlab.engine.families.modelled import ModelledFamily
 from glmmlab.engine.solvers.glm_start import glm_irls
 from glmmlab.engine.solvers.optimizer import off_bound
 
-# L-BFGS-B's stop in the model without random effects (glm_stage): a relative decrease of -2 log L below this, about
-# 2e-7 on the salamanders' 1,900, leaves it within some 1e-8 of its maximum (the null model's log-likelihood moved
-# by at most 4e-9 against 1e-13), and the mixed model starts from theta > 0 anyway; 1e-13 took 2 to 3 more
-# evaluations of the model (salamanders_zip 19 -> 16, zinb2 23 -> 21, owls_zinb1 16 -> 14, hurdle_nb2 21 -> 18).
-# 1e-9 took one fewer than 1e-10 on salamanders_zinb2 (15 -> 14), hurdle_nb2, sim_gamma_disp and
-# sim_gaussian_disp: the null model's log-likelihood moved by at most 8e-9 (4.3e-8 on owls_zinb1 with START_IRLS's
-# start), the fits' by 1.4e-11 (the Laplace stage's evaluations the same)
+# The stop of the model without random effects (glm_stage): a relative decrease of -2 log L below this (the mixed
+# model starts from theta > 0 anyway). Against 1e-10 one evaluation fewer on zinb2, hurdle_nb2, sim_gamma_disp and
+# sim_gaussian_disp (1e-13 took 2 to 3 more), the null model's log-likelihood within 4.3e-8, the fits' 1.4e-11.
 GLM_STAGE_FTOL = 1e-9
-# with the exact Hessian, the stage stops where a Newton step would lower -2 log L by less than this (relative): its
-# steps converge quadratically, so the stop costs no more evaluations than GLM_STAGE_FTOL's and leaves the null
-# model's log-likelihood within some 1e-9 (GLM_STAGE_FTOL there moved it by 2.7e-7 on salamanders_zip)
+# with the exact Hessian, a Newton step promising a relative decrease below this is not taken: its steps converge
+# quadratically, and the null model's log-likelihood stays within some 1e-9 (GLM_STAGE_FTOL there: 2.7e-7 off)
 NEWTON_DECREMENT = 1e-12
 # the longest Newton step of that stage (max-norm, coefficients on the link scales): from salamanders_zip's start
 # the first one, where the Hessian is indefinite, went 45 units along the zero model's slope and was halved 4 times
 MAX_STEP = 2.0
-# the IRLS steps of the Poisson GLM the start of a Poisson, NB2 or NB1 base is built from: the model without random
-# effects is then fitted in every parameter at once, so that GLM to rounding level (6 steps on the salamanders) is not
-# needed. Its evaluations from 2 steps against 6: salamanders_zip 6 -> 5, owls_zinb1 8 -> 7, zinb2 14 -> 15, zip_zire
-# and hurdle_nb2 the same (1 step: zip_zire 4, hurdle_nb2 9); the GLM 0.93 -> 0.64 ms on zip
+# the IRLS steps of the Poisson GLM that starts a Poisson, NB2 or NB1 base (glm_stage refits it in every parameter):
+# against 6 (rounding level) the stage's evaluations owls_zinb1 8 -> 7, zinb2 14 -> 15, others equal; 0.93 -> 0.64 ms
 START_IRLS = 2
 
 
@@ -284,7 +277,7 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
     (x0 with those coefficients, the parts' coefficients, -2 log L at the maximum). ``held``: a mask over
     (coefficients, psi) of entries that stay at their start (a hurdle's zero model: :func:`hurdle_zero_fit`).
     ``glm_hessian``: :func:`glm_start_hessian` of ``glm_fg``; Newton steps with it then fit the model
-    (:func:`_newton_from`, with its closed-form block taken again at every point), and L-BFGS-B runs only where
+    (:func:`_newton_from`; Newton's own where the closed form is the whole Hessian), and L-BFGS-B runs only where
     their first step fails."""
     from scipy.optimize import minimize
 
@@ -351,11 +344,9 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None) 
     f), or None where the first step fails (the caller's L-BFGS-B then runs). Without ``closed`` the Hessian is
     updated by BFGS. With ``closed(z)`` (the whole Hessian in closed form at the point just evaluated, from the
     rows' states that evaluation kept) it is taken again at every point, and the stage also stops where its Newton
-    step promises a decrease below NEWTON_DECREMENT (the step that would only confirm it is not evaluated).
-    L-BFGS-B's first step went a unit length along the gradient and back, and it learnt the curvature over the
-    steps after (evaluations of the model: salamanders_zip 16 -> 12, zinb2 21 -> 15, owls 14 -> 8, hurdle NB2
-    18 -> 9, sim_gamma_disp 18 -> 11 by BFGS; with ``closed`` zip 12 -> 6 evaluations and 3.6 -> 2.8 ms CPU,
-    zip_zire's 8 -> 5; the fits the same to 1e-12 in the log-likelihood)."""
+    step promises a decrease below NEWTON_DECREMENT. Evaluations against L-BFGS-B's (its first step a unit length
+    along the gradient): salamanders_zip 16 -> 12, zinb2 21 -> 15, owls 14 -> 8, hurdle NB2 18 -> 9, sim_gamma_disp
+    18 -> 11 by BFGS; with ``closed`` zip 12 -> 6 (3.6 -> 2.8 ms), zip_zire's 8 -> 5."""
     from glmmlab.engine.solvers.newton import backtrack, bfgs_update
 
     f, g = fg(z0)
