@@ -21,7 +21,7 @@ from glmmlab.engine.solvers.optimizer import off_bound
 
 # The stop of the model without random effects (glm_stage): a relative decrease of -2 log L below this (the mixed
 # model starts from theta > 0 anyway). Against 1e-10 one evaluation fewer on zinb2, hurdle_nb2, sim_gamma_disp and
-# sim_gaussian_disp (1e-13 took 2 to 3 more), the null model's log-likelihood within 4.3e-8, the fits' 1.4e-11.
+# sim_gaussian_disp (1e-13 took 2 to 3 more), the null model's log-likelihood within 8e-9, the fits' 1.4e-11.
 GLM_STAGE_FTOL = 1e-9
 # with the exact Hessian, a Newton step promising a relative decrease below this is not taken: its steps converge
 # quadratically, and the null model's log-likelihood stays within some 1e-9 (GLM_STAGE_FTOL there: 2.7e-7 off)
@@ -30,8 +30,9 @@ NEWTON_DECREMENT = 1e-12
 # the first one, where the Hessian is indefinite, went 45 units along the zero model's slope and was halved 4 times
 MAX_STEP = 2.0
 # the IRLS steps of the Poisson GLM that starts a Poisson, NB2 or NB1 base (glm_stage refits it in every parameter):
-# against 6 (rounding level) the stage's evaluations owls_zinb1 8 -> 7, zinb2 14 -> 15, others equal; 0.93 -> 0.64 ms
-START_IRLS = 2
+# against 6 (rounding level) the stage's evaluations salamanders_zip 6 -> 5, zip_zire 5 -> 4, owls_zinb1 8 -> 7,
+# hurdle_nb2 8 -> 9, zinb2 14 -> 15 (2 steps: zip, zip_zire and hurdle_nb2 as with 6); the GLM 0.93 -> 0.5 ms on zip
+START_IRLS = 1
 
 
 def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk: Link,
