@@ -108,3 +108,24 @@ def test_glm_stage_reaches_the_maximum_lbfgsb_reaches(name):
     assert m2 == pytest.approx(fg(np.append(beta, psi))[0], abs=1e-12)
     assert abs(m2 - ref.fun) <= 1e-7 * abs(ref.fun)
     np.testing.assert_allclose(np.append(beta, psi), ref.x, atol=1e-4)
+
+
+def test_glm_stage_with_the_closed_form_hessian_takes_fewer_evaluations_than_lbfgsb():
+    fam, lap = _rows("poisson", seed=11)
+    lk = LINKS["log"]
+    fg = glm_objective([lap], fam, lk, 2)
+    calls = []
+
+    def counted(z):
+        calls.append(1)
+        out = fg(z)
+        counted.last = fg.last
+        return out
+
+    counted.last = None
+    beta0, psi0 = np.array([0.2, 0.0]), np.array([0.0, 0.0])
+    _, _, m2 = glm_stage(None, beta0, psi0, 0, counted, None, glm_start_hessian([lap], fam, lk, 2, counted))
+    ref = minimize(fg, np.append(beta0, psi0), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-10})
+    assert abs(m2 - ref.fun) <= 1e-9 * abs(ref.fun)
+    assert len(calls) < ref.nfev / 2

@@ -19,14 +19,20 @@ from glmmlab.engine.families.modelled import ModelledFamily
 from glmmlab.engine.solvers.glm_start import glm_irls
 from glmmlab.engine.solvers.optimizer import off_bound
 
-# L-BFGS-B's stop in the model without random effects (glm_stage): a relative decrease of -2 log L below this, about
-# 2e-7 on the salamanders' 1,900, leaves it within some 1e-8 of its maximum (the null model's log-likelihood moved
-# by at most 4e-9 against 1e-13), and the mixed model starts from theta > 0 anyway; 1e-13 took 2 to 3 more
-# evaluations of the model (salamanders_zip 19 -> 16, zinb2 23 -> 21, owls_zinb1 16 -> 14, hurdle_nb2 21 -> 18)
-GLM_STAGE_FTOL = 1e-10
+# The stop of the model without random effects (glm_stage): a relative decrease of -2 log L below this (the mixed
+# model starts from theta > 0 anyway). Against 1e-10 one evaluation fewer on zinb2, hurdle_nb2, sim_gamma_disp and
+# sim_gaussian_disp (1e-13 took 2 to 3 more), the null model's log-likelihood within 8e-9, the fits' 1.4e-11.
+GLM_STAGE_FTOL = 1e-9
+# with the exact Hessian, a Newton step promising a relative decrease below this is not taken: its steps converge
+# quadratically, and the null model's log-likelihood stays within some 1e-9 (GLM_STAGE_FTOL there: 2.7e-7 off)
+NEWTON_DECREMENT = 1e-12
 # the longest Newton step of that stage (max-norm, coefficients on the link scales): from salamanders_zip's start
 # the first one, where the Hessian is indefinite, went 45 units along the zero model's slope and was halved 4 times
 MAX_STEP = 2.0
+# the IRLS steps of the Poisson GLM that starts a Poisson, NB2 or NB1 base (glm_stage refits it in every parameter):
+# against 6 (rounding level) the stage's evaluations salamanders_zip 6 -> 5, zip_zire 5 -> 4, owls_zinb1 8 -> 7,
+# hurdle_nb2 8 -> 9, zinb2 14 -> 15 (2 steps: zip, zip_zire and hurdle_nb2 as with 6); the GLM 0.93 -> 0.5 ms on zip
+START_IRLS = 1
 
 
 def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, fam: ModelledFamily, lk: Link,
@@ -42,13 +48,13 @@ def modelled_start(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarra
     if key in ("negbin", "nbinom1"):
         # the Poisson GLM's coefficients and the moments' dispersion: the model without random effects is then
         # taken to its maximum in every parameter at once (glm_stage), so no profile over the dispersion here
-        beta, _ = glm_irls(Xr, yr, pwr, offr, FAMILIES["poisson"], lk)
+        beta, _ = glm_irls(Xr, yr, pwr, offr, FAMILIES["poisson"], lk, max_iter=START_IRLS)
         mean = float(np.average(yr, weights=pwr))
         var = float(np.average((yr - mean) ** 2, weights=pwr))
         excess = max(var - mean, 1e-3 * mean)
         disp = min(max(mean * mean / excess if key == "negbin" else excess / max(mean, 1e-8), 1e-2), 1e3)
     elif key in ("poisson", "gaussian", "gamma"):
-        beta, dev = glm_irls(Xr, yr, pwr, offr, FAMILIES[key], lk)
+        beta, dev = glm_irls(Xr, yr, pwr, offr, FAMILIES[key], lk, max_iter=START_IRLS if key == "poisson" else 100)
         mu = lk.linkinv(Xr @ beta + offr)
         if key == "gaussian":
             disp = max(float(np.average((yr - mu) ** 2, weights=pwr)), 1e-8)  # the variance
@@ -132,18 +138,21 @@ def glm_objective(laps: list, fam: ModelledFamily, lk: Link, p: int):
 
     def fg(z):
         beta, psi = z[:p], z[p:]
+        fg.last = None  # type: ignore[attr-defined]
         if not np.all((lo < psi) & (psi < hi)):
             return np.inf, np.zeros_like(z)
         member = fam.with_parameters(psi)
         assert isinstance(member, ModelledFamily)
         f = 0.0
         g = np.zeros_like(z)
+        states = []
         with np.errstate(all="ignore"):
             for lap in laps:
                 resp = lap.resp.with_family(member)
                 pw = np.asarray(lap.pw, dtype=float)
                 eta = design_dot(lap.Xs, beta) + lap.off
                 rs = row_state(resp, eta, lk)
+                states.append((lap, resp, rs))
                 f += float(np.sum(pw * rs.dev))
                 g[:p] += design_t_dot(lap.Xs, pw * rs.dev_eta)
                 for part, where in member.row_parts():
@@ -163,8 +172,13 @@ def glm_objective(laps: list, fam: ModelledFamily, lk: Link, p: int):
                         other = member.with_parameters(zk)
                         sides.append(float(np.sum(pw * row_state(resp.with_family(other), eta, lk).dev)))
                     g[p + k] += (sides[0] - sides[1]) / (2.0 * h)
-        return (f, g) if np.isfinite(f) else (np.inf, np.zeros_like(z))
+        if not np.isfinite(f):
+            return np.inf, np.zeros_like(z)
+        # the rows' states at z: the Hessian's closed-form blocks read them
+        fg.last = (z.tobytes(), member, states)  # type: ignore[attr-defined]
+        return f, g
 
+    fg.last = None  # type: ignore[attr-defined]
     return fg
 
 
@@ -175,24 +189,33 @@ def glm_start_hessian(laps: list, fam: ModelledFamily, lk: Link, p: int, glm_fg)
     model's: :meth:`~glmmlab.engine.families.zero_model.ZeroModelRows.zi_deviance_derivatives`), every other
     parameter's column (dispersion model, the base's other parameters, a hurdle's zero model) by a forward
     difference of the gradient (one evaluation each), only for the ``wanted`` ones (a mask; the others' rows and
-    columns are left 0)."""
+    columns are left 0). Its attributes: ``closed(z)``, the closed-form blocks alone (the other entries 0), from
+    the rows' states ``glm_fg`` kept where z is the point it evaluated last; ``n_exact``, how many of the leading
+    parameters those blocks cover."""
     from glmmlab.engine.families.state import row_state
     from glmmlab.engine.solvers.scaling import design_dot
 
     zi = fam.kind == "zi" and fam.n_zi > 0
     exact = p + (fam.n_zi if zi else 0)  # the parameters with closed-form blocks come first
 
-    def hessian(z: np.ndarray, g: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    def closed(z: np.ndarray) -> np.ndarray:
+        # the closed-form blocks at z (every other entry 0), from the rows' states glm_fg kept at z when it was
+        # the last point evaluated (no pass over the rows again), else from new ones
         k = z.size
         H = np.zeros((k, k))
-        member = fam.with_parameters(z[p:])
+        last = getattr(glm_fg, "last", None)
+        if last is not None and last[0] == z.tobytes():
+            member, states = last[1], last[2]
+        else:
+            member = fam.with_parameters(z[p:])
+            states = [(lap, lap.resp.with_family(member), None) for lap in laps]
         assert isinstance(member, ModelledFamily)
         with np.errstate(all="ignore"):
-            for lap in laps:
-                resp = lap.resp.with_family(member)
+            for lap, resp, rs in states:
                 pw = np.asarray(lap.pw, dtype=float) + np.zeros(resp.y.shape[0])
                 X = np.asarray(lap.Xs, dtype=float)
-                rs = row_state(resp, design_dot(lap.Xs, z[:p]) + lap.off, lk)
+                if rs is None:
+                    rs = row_state(resp, design_dot(lap.Xs, z[:p]) + lap.off, lk)
                 H[:p, :p] += X.T @ (X * (pw * rs.dev_eta2)[:, None])
                 if zi:
                     Z = resp.zi_X
@@ -200,6 +223,10 @@ def glm_start_hessian(laps: list, fam: ModelledFamily, lk: Link, p: int, glm_fg)
                     H[:p, p:exact] += X.T @ (Z * (pw * w_cz)[:, None])
                     H[p:exact, p:exact] += Z.T @ (Z * (pw * w_zz)[:, None])
         H[p:exact, :p] = H[:p, p:exact].T
+        return H
+
+    def hessian(z: np.ndarray, g: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        H = closed(z)
         for j in np.flatnonzero(wanted[exact:]) + exact:
             h = 1e-4 * max(1.0, abs(float(z[j])))
             zj = z.copy()
@@ -209,6 +236,8 @@ def glm_start_hessian(laps: list, fam: ModelledFamily, lk: Link, p: int, glm_fg)
         H[exact:, exact:] = 0.5 * (H[exact:, exact:] + H[exact:, exact:].T)
         return H
 
+    hessian.closed = closed  # type: ignore[attr-defined]
+    hessian.n_exact = exact  # type: ignore[attr-defined]
     return hessian
 
 
@@ -249,7 +278,8 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
     (x0 with those coefficients, the parts' coefficients, -2 log L at the maximum). ``held``: a mask over
     (coefficients, psi) of entries that stay at their start (a hurdle's zero model: :func:`hurdle_zero_fit`).
     ``glm_hessian``: :func:`glm_start_hessian` of ``glm_fg``; Newton steps with it then fit the model
-    (:func:`_newton_from`), and L-BFGS-B runs only where their first step fails."""
+    (:func:`_newton_from`; Newton's own where the closed form is the whole Hessian), and L-BFGS-B runs only where
+    their first step fails."""
     from scipy.optimize import minimize
 
     p = x0.size - nt
@@ -281,7 +311,20 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
             g_all = last["g"] if last.get("key") == zf.tobytes() else glm_fg(z)[1]
             return glm_hessian(z, g_all, free)[np.ix_(free, free)]
 
-        found = _newton_from(fg, z0, hessian_free)
+        closed = getattr(glm_hessian, "closed", None)
+        closed_free = None
+        if closed is not None and bool(np.all(np.arange(z_all.size)[free] < glm_hessian.n_exact)):
+            # only where the closed form is the whole Hessian: with the other columns moved by the secant equation
+            # (Broyden's least change) the stage took fewer evaluations (zinb2 15 -> 11, owls 8 -> 7,
+            # sim_gamma_disp 11 -> 10) but more CPU than BFGS (6.9 -> 7.6 ms, 4.7 -> 5.3, 5.3 -> 6.1: the block's
+            # pass over the rows costs half an evaluation)
+
+            def closed_free(zf: np.ndarray) -> np.ndarray:
+                z = z_all.copy()
+                z[free] = zf
+                return closed(z)[np.ix_(free, free)]
+
+        found = _newton_from(fg, z0, hessian_free, closed=closed_free)
     if found is None:
         res = minimize(fg, z0, jac=True, method="L-BFGS-B",
                        options={"maxiter": 1000, "ftol": GLM_STAGE_FTOL, "gtol": 1e-7})
@@ -295,20 +338,22 @@ def glm_stage(fun_grad, x0: np.ndarray, psi0: np.ndarray, nt: int, glm_fg=None,
     return x, z[p:], float(min(f_end, f0))
 
 
-def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200) -> tuple[np.ndarray, float] | None:
+def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200, closed=None) -> tuple[np.ndarray, float] | None:
     """Quasi-Newton steps from ``z0`` with ``hessian(z0, g0)`` (made positive definite, :func:`_positive`: far from
-    the maximum it can be indefinite) updated by BFGS; each step at most MAX_STEP long (max-norm) and halved until
-    f falls by Armijo's rule; until a step lowers f by less than GLM_STAGE_FTOL (relative) or the gradient is below
-    1e-7: (z, f), or None where the first step fails (the caller's L-BFGS-B then runs). L-BFGS-B's first step went
-    a unit length along the gradient and back, and it learnt the curvature over the steps after (evaluations of the
-    model: salamanders_zip 16 -> 12, zinb2 21 -> 15, owls 14 -> 8, hurdle NB2 18 -> 9, sim_gamma_disp 18 -> 11;
-    the Hessian taken again at every step took zip to 7 evaluations but cost more than the 5 it saved)."""
+    the maximum it can be indefinite); each step at most MAX_STEP long (max-norm) and halved until f falls by
+    Armijo's rule; until a step lowers f by less than GLM_STAGE_FTOL (relative) or the gradient is below 1e-7: (z,
+    f), or None where the first step fails (the caller's L-BFGS-B then runs). Without ``closed`` the Hessian is
+    updated by BFGS. With ``closed(z)`` (the whole Hessian in closed form at the point just evaluated, from the
+    rows' states that evaluation kept) it is taken again at every point, and the stage also stops where its Newton
+    step promises a decrease below NEWTON_DECREMENT. Evaluations against L-BFGS-B's (its first step a unit length
+    along the gradient): salamanders_zip 16 -> 12, zinb2 21 -> 15, owls 14 -> 8, hurdle NB2 18 -> 9, sim_gamma_disp
+    18 -> 11 by BFGS; with ``closed`` zip 12 -> 6 (3.6 -> 2.8 ms), zip_zire's 8 -> 5."""
     from glmmlab.engine.solvers.newton import backtrack, bfgs_update
 
     f, g = fg(z0)
     if not np.isfinite(f) or f >= 1e300:
         return None
-    B = _positive(hessian(z0, g))
+    B, definite = _positive(hessian(z0, g), flag=True)
     if B is None:
         return None
     z = np.array(z0, dtype=float)
@@ -320,6 +365,8 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200) -> tuple[np.n
             d = -np.linalg.solve(B, g)
         except np.linalg.LinAlgError:
             return None if it == 0 else (z, float(f))
+        if closed is not None and definite and -0.5 * float(g @ d) <= NEWTON_DECREMENT * max(1.0, abs(f)):
+            break  # the Newton step's predicted decrease (its model the exact Hessian) is below the stop: not taken
         big = float(np.max(np.abs(d), initial=0.0))
         if big > MAX_STEP:
             d *= MAX_STEP / big
@@ -327,7 +374,12 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200) -> tuple[np.n
         if step is None:
             return None if it == 0 else (z, float(f))
         zn, fn, gn = step
-        B = bfgs_update(B, zn - z, gn - g, 1e-12 * float(np.linalg.norm(zn - z) * np.linalg.norm(gn - g)))
+        if closed is not None:
+            B, definite = _positive(closed(zn), flag=True)
+            if B is None:
+                return z, float(f)
+        else:
+            B = bfgs_update(B, zn - z, gn - g, 1e-12 * float(np.linalg.norm(zn - z) * np.linalg.norm(gn - g)))
         decrease = f - fn
         z, f, g = zn, float(fn), gn
         if decrease <= GLM_STAGE_FTOL * max(1.0, abs(f)):
@@ -335,17 +387,26 @@ def _newton_from(fg, z0: np.ndarray, hessian, max_iter: int = 200) -> tuple[np.n
     return z, float(f)
 
 
-def _positive(hessian_value) -> np.ndarray | None:
+def _positive(hessian_value, flag: bool = False):
     """A Hessian made positive definite (the absolute values of its eigenvalues, at least 1e-6 of the largest), or
-    None where it is not finite or its eigenvalues cannot be found."""
+    None where it is not finite or its eigenvalues cannot be found. ``flag``: (that, whether it was positive
+    definite as it came)."""
+    H = np.asarray(hessian_value, dtype=float)
+    if flag and np.all(np.isfinite(H)):
+        try:  # positive definite as it comes (near the maximum, the usual case): no eigenvalues needed
+            np.linalg.cholesky(H)
+            return H, True
+        except np.linalg.LinAlgError:
+            pass
     try:
-        H = np.asarray(hessian_value, dtype=float)
         w, V = np.linalg.eigh(H)
     except (np.linalg.LinAlgError, FloatingPointError, ValueError):
-        return None
+        return (None, False) if flag else None
     if not np.all(np.isfinite(w)) or not np.max(np.abs(w), initial=0.0) > 0.0:
-        return None
-    return (V * np.maximum(np.abs(w), 1e-6 * np.max(np.abs(w)))) @ V.T
+        return (None, False) if flag else None
+    top = float(np.max(np.abs(w)))
+    B = (V * np.maximum(np.abs(w), 1e-6 * top)) @ V.T
+    return (B, bool(np.min(w) >= 1e-6 * top)) if flag else B
 
 
 def hurdle_zero_fit(fam: ModelledFamily, y: np.ndarray, pw: np.ndarray, data: dict, b0: np.ndarray
