@@ -395,7 +395,8 @@ def minimize(
         settings={"max_iter": int(max_iter), "tol": float(tol)}, lower=bounds_list(lower),
     )
     if newton and approx_hessian is not None:
-        record.optimizer = NEWTON_NAME if newton_done else NEWTON_NAME + ", then L-BFGS-B and Newton steps"
+        record.optimizer = NEWTON_NAME if newton_done else NEWTON_NAME + (
+            ", then chord steps with a forward-difference Hessian" if handed else ", then L-BFGS-B and Newton steps")
     return x, record
 
 
