@@ -79,13 +79,13 @@ def test_curvature_is_the_profiled_penalised_deviances_hessian(family, zi, disp,
         H = np.empty((k, k))
         for i in range(k):
             for j in range(k):
-                def at(a, b):
+                sides = []
+                for a, b in ((h, h), (h, -h), (-h, h), (-h, -h)):
                     z = z0.copy()
                     z[i] += a
                     z[j] += b
-                    return pdev(z, theta, psi)
-
-                H[i, j] = (at(h, h) - at(h, -h) - at(-h, h) + at(-h, -h)) / (4 * h * h)
+                    sides.append(pdev(z, theta, psi))
+                H[i, j] = (sides[0] - sides[1] - sides[2] + sides[3]) / (4 * h * h)
         np.testing.assert_allclose(C, H, rtol=2e-4, atol=2e-4 * float(np.max(np.abs(H))))
         # the modes are no longer those of the last evaluation: no curvature
         assert obj.zero_model_curvature(np.concatenate([theta, beta + 0.1])) is None
