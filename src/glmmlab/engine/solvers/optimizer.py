@@ -298,8 +298,10 @@ def minimize(
 
     if newton and approx_hessian is not None:
         # Newton steps from the start; a point they leave short of a small gradient is L-BFGS-B's start
+        # (with the hand-over, the forward-difference Hessian near the optimum takes the place of newton_run's one
+        # refresh of the approximate Hessian: salamanders_zip 13 -> 12 evaluations, zinb2 and owls_zinb1 the same)
         start, f, steps = newton_run(counted, start, lower, approx_kept, near_step if chord else near_rounding,
-                                     max_steps=min(30, int(max_iter)))
+                                     max_steps=min(30, int(max_iter)), refresh=not chord)
         for f_s, x_s in steps:
             log_step(log, f_s, x_s, "newton")
             if on_iteration is not None:
