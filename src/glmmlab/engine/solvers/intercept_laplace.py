@@ -76,6 +76,10 @@ class InterceptModes:
     def _sum(self, v: np.ndarray) -> np.ndarray:
         return np.add.reduceat(v, self.starts)
 
+    def _sum_rows(self, a: np.ndarray) -> np.ndarray:
+        """Per-level sums of the rows of a 2-D array (levels x columns)."""
+        return np.add.reduceat(a, self.starts, axis=0)
+
     def _state(self, eta_f: np.ndarray, u: np.ndarray, lam: float):
         lap = self.lap
         re = np.repeat(lam * u, self.counts)
@@ -234,3 +238,78 @@ def _parts(lap: Any, search: InterceptModes, theta: np.ndarray, beta: np.ndarray
     if lap.psi_gradient:
         out["g_psi"] = lap._psi_gradient(m)
     return out
+
+
+def zero_model_curvature(lap: Any, theta: np.ndarray, beta: np.ndarray) -> np.ndarray | None:
+    """An approximate Hessian of the Laplace deviance in (beta, the zero model's coefficients) of a zero-inflated
+    family at the modes of the last evaluation, which must be at (theta, beta) (else None; None too for a block
+    that does not evaluate through this module, or a family without a zero-inflation model): the Hessian of the
+    penalised deviance sum dev + |u|^2 in those coefficients and u, with u profiled out (its Schur complement on
+    the per-level u block, 2 H_j), from the rows' second derivatives in the mean's and the zero model's
+    predictors (``zi_deviance_derivatives``). The log-determinant's curvature is left out (its third derivatives:
+    a few per cent of the whole on the salamanders cases), as is theta's row (the caller's difference)."""
+    search = lap._intercept_modes
+    if search is None or not applies(lap):
+        return None
+    rows = search.lap
+    if rows.fam is not lap.fam:
+        rows.set_family(lap.fam)
+    fam = rows.fam
+    if getattr(fam, "kind", "") != "zi" or not getattr(fam, "n_zi", 0):
+        return None
+    lam = float(rows.st.lambdas(theta)[0][0, 0])
+    last = search.last
+    if last is None or last["lam"] != lam or not np.array_equal(last["beta"], beta):
+        return None
+    resp = rows.resp
+    rs = row_state(resp, last["eta_f"] + np.repeat(lam * last["u"], search.counts), rows.lk)
+    d_ee = rows._weighted(rs.dev_eta2)
+    _, d_ez, d_zz = fam.zi_deviance_derivatives(resp, rs)
+    d_ez, d_zz = rows._weighted(d_ez), rows._weighted(d_zz)
+    X = np.asarray(rows.Xs, dtype=float)
+    Z = np.asarray(resp.zi_X, dtype=float)
+    p = X.shape[1]
+    Xe, Ze = X * d_ee[:, None], Z * d_ez[:, None]
+    H = np.empty((p + Z.shape[1],) * 2)
+    H[:p, :p] = X.T @ Xe
+    H[:p, p:] = X.T @ Ze
+    H[p:, p:] = Z.T @ (Z * d_zz[:, None])
+    H[p:, :p] = H[:p, p:].T
+    S = search._sum_rows(np.hstack([Xe, Ze]))  # the coefficients' cross derivatives with u_j over lam
+    H -= (lam * lam) * (S.T @ (S / (2.0 + (lam * lam) * search._sum(d_ee))[:, None]))
+    return H
+
+
+def zero_inflated_hessian(obj: Any, set_member: Callable[[np.ndarray], Any], params: np.ndarray, fg, nt: int,
+                          m_psi: int, n_zi: int) -> np.ndarray:
+    """An approximate Hessian of the Laplace deviance of a zero-inflated family over (theta, beta, psi) at
+    ``params`` for Newton steps (``fg``: the optimiser's cached value and gradient, evaluated at ``params`` just
+    before): over beta and the zero model's coefficients (psi's first ``n_zi``) the closed-form curvature at the
+    modes (:func:`zero_model_curvature` over ``obj``'s blocks, a BlockedLaplace), every other parameter's column
+    (theta, the base's own) by a forward difference of the gradient (one evaluation each, where a
+    finite-difference Hessian takes one per parameter); made positive definite. ``set_member``: makes psi's
+    member the blocks' family."""
+    k = params.size
+    g0 = fg(params)[1]
+    set_member(params[k - m_psi:])
+    closed = np.arange(nt, k - m_psi + n_zi)
+    H = np.zeros((k, k))
+    C = obj.zero_model_curvature(params[:k - m_psi])
+    if C is None:  # the modes are not those of params: differences throughout
+        closed = closed[:0]
+    else:
+        H[np.ix_(closed, closed)] = C
+    other = np.setdiff1d(np.arange(k), closed)
+    for i in other:
+        h = 1e-5 * max(abs(float(params[i])), 0.1)
+        step = params.copy()
+        step[i] += h
+        H[:, i] = (fg(step)[1] - g0) / h
+    H[np.ix_(other, closed)] = H[np.ix_(closed, other)].T  # the differences' columns give their cross terms
+    H = 0.5 * (H + H.T)
+    # where the deviance is not convex at the point (owls_zinb1's start: its theta's curvature -14) the
+    # eigenvalues' absolute values: Newton's steps need a positive definite matrix
+    lam, V = np.linalg.eigh(H)
+    if lam.min() > 0.0 or not np.all(np.isfinite(lam)):
+        return H
+    return (V * np.maximum(np.abs(lam), 1e-3 * float(np.abs(lam).max()))) @ V.T

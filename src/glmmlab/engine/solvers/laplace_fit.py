@@ -26,6 +26,8 @@ from glmmlab.engine.solvers.glm_start import (
     moment_thetas_of,
     negbin_glm,
 )
+from glmmlab.engine.solvers.intercept_laplace import applies as intercept_applies
+from glmmlab.engine.solvers.intercept_laplace import zero_inflated_hessian
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.modelled_start import (
@@ -265,13 +267,24 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             elif st._start is None:  # theta from lme4's start halved or doubled while the deviance falls
                 x0[:nt] = _relative_theta_start(lambda th: nb_value(np.concatenate([th, x0[nt:], psi0])), x0[:nt])
         lower_full = np.append(lower, np.full(m_psi, -np.inf))
+        # a zero-inflated family with one small random intercept (every block evaluated by intercept_laplace):
+        # Newton steps from the start with zi_hessian (the closed-form curvature and a difference per other
+        # parameter) instead of L-BFGS-B. (The 1M-row ZINB2's blocks are larger: with differences throughout
+        # that Hessian took 25 evaluations where L-BFGS-B takes 22.)
+        zi_newton = modelled and exact and scalar and remote is None and held is None and fam.hessian_se \
+            and fam.kind == "zi" and fam.n_zi > 0 and all(intercept_applies(lap) for lap in obj.laps)
+
+        def zi_hessian(params: np.ndarray, fgc) -> np.ndarray:
+            return zero_inflated_hessian(obj, set_member, params, fgc, nt, m_psi, fam.n_zi)
 
         def nb_optimize(f, fg, start, lo):
             return _optimize(f, start, lo, model, progress, "Optimizing Laplace deviance", 0.1, 0.8,
                              hessian=(se == "hessian" or (fam.hessian_se and exact)), fun_grad=fg,
                              # glmmTMB's families: the Hessian only for their standard errors (2 % is their need),
                              # and Newton steps with it finish the optimum (no quasi-Newton creep at rounding level)
-                             forward_hessian=fam.hessian_se, handover=fam.hessian_se and exact)
+                             forward_hessian=fam.hessian_se, handover=fam.hessian_se and exact,
+                             approx_hessian=zi_hessian if zi_newton and fg is not None else None,
+                             newton=zi_newton and fg is not None)
 
         def nb_run(start):
             fg = nb_value_grad if exact else None

@@ -57,7 +57,7 @@ def bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray, min_curvature: floa
 
 
 def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable[[np.ndarray], np.ndarray],
-               done: Callable[[np.ndarray], bool], max_steps: int = 30
+               done: Callable[[np.ndarray], bool], max_steps: int = 30, refresh: bool = True
                ) -> tuple[np.ndarray, float, list[tuple[float, np.ndarray]]]:
     """Minimise ``fg`` (value and gradient) from ``x0`` subject to x >= lower by Newton steps with ``hessian(x0)``
     (positive definite over the free parameters, else no step is taken), updated by BFGS after each step, and
@@ -65,7 +65,8 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
     parameter at its bound whose gradient pushes against it is held there; a step is cut back to the bounds and
     halved until f falls by Armijo's rule, or, near the optimum where f no longer tells points apart, until the
     projected gradient shrinks with f within its rounding error. Stops when ``done(x)``, after ``max_steps``
-    steps, or when no step is accepted. Returns (x, f, the accepted steps as (f, x))."""
+    steps, or when no step is accepted. ``refresh`` False: ``hessian`` is called once (BFGS updates only: a caller
+    that hands over to another Hessian near the optimum). Returns (x, f, the accepted steps as (f, x))."""
     x = np.asarray(x0, dtype=float).copy()
     f, g = fg(x)
     steps: list[tuple[float, np.ndarray]] = []
@@ -74,7 +75,7 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
     H = _hessian_or_none(hessian, x)
     if H is None or H.shape != (x.size, x.size) or not np.all(np.isfinite(H)):
         return x, float(f), steps
-    g_start, refreshed = projected_gradient(x, g, lower), False
+    g_start, refreshed = projected_gradient(x, g, lower), not refresh
     while len(steps) < max_steps:
         free = ~((x <= lower) & (g > 0))
         if not free.any():

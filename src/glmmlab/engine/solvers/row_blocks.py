@@ -23,6 +23,7 @@ from scipy import linalg
 
 from glmmlab.engine.model.terms import FactorBlock, rows_of
 from glmmlab.engine.solvers.blocked_cholesky import _cholesky_lower
+from glmmlab.engine.solvers.intercept_laplace import zero_model_curvature
 from glmmlab.engine.solvers.threads import cpu_count
 
 if TYPE_CHECKING:
@@ -251,6 +252,13 @@ class BlockedLaplace(BlockSet):
         H[:nt, :nt] = 0.5 * (H[:nt, :nt] + H[:nt, :nt].T)
         H[:nt, nt:] = H[nt:, :nt].T
         return H
+
+    def zero_model_curvature(self, params: np.ndarray) -> np.ndarray | None:
+        """The blocks' :func:`~glmmlab.engine.solvers.intercept_laplace.zero_model_curvature` summed (the levels
+        do not span blocks), at the last evaluation's modes; None where some block has none."""
+        theta, beta = params[: self.nt], params[self.nt:]
+        parts = self.map(lambda lap: zero_model_curvature(lap, theta, beta))
+        return None if any(H is None for H in parts) else sum(parts[1:], parts[0])
 
     def finals(self, theta: np.ndarray, beta: np.ndarray) -> list[dict]:
         return self.map(lambda lap: lap.final(theta, beta))
