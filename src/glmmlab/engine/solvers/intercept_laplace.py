@@ -27,7 +27,7 @@ from glmmlab.engine.families.state import row_state
 from glmmlab.engine.model.terms import rows_of
 from glmmlab.engine.solvers import structured
 from glmmlab.engine.solvers.distinct_rows import distinct_rows
-from glmmlab.engine.solvers.mode_search import EDGE_CURVATURE, MAX_PREDICTED_STEP, search
+from glmmlab.engine.solvers.mode_search import EDGE_CURVATURE, MAX_PREDICTED_STEP, search, valid_start
 
 MAX_ROWS = 100_000  # (row_blocks.MIN_BLOCK_ROWS: a design this small is one block)
 
@@ -146,13 +146,7 @@ class InterceptModes:
         lam = float(lap.st.lambdas(theta)[0][0, 0])
         eta_f = lap._eta_fixed(beta)
         u0 = self._predicted(lam, beta, eta_f)
-        u = u0.copy()
-        re, rs, pdev = self._state(eta_f, u, lam)
-        for fallback in ((lap.u,) if u0 is not lap.u else ()) + (np.zeros(self.L),):
-            if np.isfinite(pdev):
-                break
-            u = fallback.copy()
-            re, rs, pdev = self._state(eta_f, u, lam)
+        u, (re, rs, pdev) = valid_start(lambda v: self._state(eta_f, v, lam), u0, lap.u, self.L)
         if not np.isfinite(pdev):
             raise FloatingPointError("no valid mean at the starting modes")
         self.lam, self.lam2, self.eta_f, self.u, self.re, self.rs = lam, lam * lam, eta_f, u, re, rs

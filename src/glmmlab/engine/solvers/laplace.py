@@ -23,6 +23,7 @@ from glmmlab.engine.solvers.mode_search import (  # noqa: F401  (MAX_PREDICTED_S
     MAX_PREDICTED_STEP,
     RowModes,
     search,
+    valid_start,
 )
 from glmmlab.engine.solvers.scaling import design_dot, design_t_dot
 
@@ -157,13 +158,7 @@ class GeneralLaplace(LaplaceGradient):
         lams = st.lambdas(theta)
         if eta_f is None:
             eta_f = self._eta_fixed(beta)
-        u = u0.copy()
-        re, rs, pdev = self._state(eta_f, u, lams)
-        for fallback in ((self.u,) if u0 is not self.u else ()) + (np.zeros(st.Q),):
-            if np.isfinite(pdev):
-                break
-            u = fallback.copy()
-            re, rs, pdev = self._state(eta_f, u, lams)
+        u, (re, rs, pdev) = valid_start(lambda v: self._state(eta_f, v, lams), u0, self.u, st.Q)
         if not np.isfinite(pdev) and self.edge:
             u = self._moved_in(eta_f, lams)
             re, rs, pdev = self._state(eta_f, u, lams)

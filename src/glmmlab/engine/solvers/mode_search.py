@@ -97,6 +97,20 @@ def search(ops: ModeSteps, pdev: float, newton_first: bool, edge: bool, estimate
     return pdev, converged, at_edge, exhausted
 
 
+def valid_start(state, u0: np.ndarray, last: np.ndarray, size: int) -> tuple[np.ndarray, tuple]:
+    """The mode search's start: the first of ``u0``, the last modes ``last`` (when u0 is not them) and zeros (of
+    ``size``) whose row state has a finite penalised deviance; ``state(u)`` gives (..., pdev). Returns (u,
+    state(u)); the caller tries further (or refuses) when even zeros give none."""
+    u = u0.copy()
+    out = state(u)
+    for fallback in ((last,) if u0 is not last else ()) + (np.zeros(size),):
+        if np.isfinite(out[-1]):
+            break
+        u = fallback.copy()
+        out = state(u)
+    return u, out
+
+
 class RowModes:
     """:class:`ModeSteps` of a :class:`~glmmlab.engine.solvers.laplace.GeneralLaplace` on its own rows: the modes
     ``u`` with their row effects ``re`` and row state ``rs`` at (theta, X beta + offset ``eta_f``), and the last
