@@ -176,6 +176,7 @@ def test_joint_gradient_of_one_intercept_per_part(family, zi, disp):
     fast, general = joint.JointLaplace(*seen[0]), joint.JointLaplace(*seen[0])
     fast._twin = general._twin = False
     general._intercepts = False
+    fast._zip = general._zip = None  # the family's own row states in both (the fused rows: the next test)
     assert fast._intercepts
     rng = np.random.default_rng(1)
     designs = {"cond": fast.Xs, "zi": fast.resp.zi_X, "disp": fast.resp.disp_X if fast.fam.n_disp else None}
@@ -197,3 +198,42 @@ def test_joint_gradient_of_one_intercept_per_part(family, zi, disp):
         predicted.append(o._predicted_modes(theta2, o.Xs @ beta2 + o.off, o._zero_fixed()))
     assert np.max(np.abs(predicted[1] - fast.u)) > 1e-4
     np.testing.assert_allclose(predicted[0], predicted[1], rtol=1e-12, atol=1e-12)
+
+
+def test_fused_zero_inflated_poisson_rows():
+    """The fused rows of a zero-inflated Poisson (joint_zip) give JointLaplace's value, gradient and modes of the
+    family's own row states, at random points and at the next point's predicted modes."""
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    seen = []
+    orig = joint.JointLaplace.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append(a)
+
+    joint.JointLaplace.__init__ = spy
+    try:
+        glmmlab.glmm("y ~ x + (1 | g)", _data(True), family="poisson", zi="~ x + (1 | g)")
+    finally:
+        joint.JointLaplace.__init__ = orig
+    fused, plain = joint.JointLaplace(*seen[0]), joint.JointLaplace(*seen[0])
+    fused._twin = plain._twin = False
+    plain._zip = None
+    assert fused._zip is not None
+    rng = np.random.default_rng(3)
+    designs = {"cond": fused.Xs, "zi": fused.resp.zi_X, "disp": None}
+    for _ in range(4):
+        theta, beta = rng.uniform(0.3, 1.5, 2), rng.normal(0.0, 0.5, fused.Xs.shape[1])
+        psi = np.asarray(fused.fam.parameters) + rng.normal(0.0, 0.5, len(fused.fam.parameters))
+        out = []
+        for o in (fused, plain):
+            o.set_member(psi)
+            o.u, o._last = np.zeros_like(o.u), None
+            first = o.value_and_grad(theta, beta, designs)
+            out.append((first, o.u.copy(), o.value_and_grad(theta + 0.02, beta - 0.03, designs)))
+        for k in (0, 2):
+            (f1, g1), (f0, g0) = out[0][k], out[1][k]
+            assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-12)
+            np.testing.assert_allclose(g1, g0, rtol=1e-9, atol=1e-9 * max(1.0, float(np.max(np.abs(g0)))))
+        np.testing.assert_allclose(out[0][1], out[1][1], atol=1e-10)

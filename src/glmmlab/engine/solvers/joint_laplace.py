@@ -29,6 +29,7 @@ from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
 from glmmlab.engine.solvers.joint_levels import _inverse, _logdet_positive, _solve_positive, intercepts_gradient
 from glmmlab.engine.solvers.joint_twin import DistinctTwin
+from glmmlab.engine.solvers.joint_zip import zip_rows
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
 from glmmlab.engine.solvers.modelled_start import (
@@ -78,6 +79,8 @@ class JointLaplace(DistinctTwin):
             if bool(np.all(codes[1:] >= codes[:-1])) and bool(np.all(counts > 0)) else None
         # one intercept per part (mean, zero) on sorted rows: the gradient of _intercepts_gradient
         self._intercepts = self._ones and self._runs is not None and list(part) == [0, 1]
+        # a zero-inflated Poisson under the log link with one intercept per part: the evaluations' rows in one pass
+        self._zip = zip_rows(fam, lk, y, self.pw, codes) if self._intercepts else None
         self._twin: JointLaplace | None | bool = None  # the distinct rows' (see DistinctTwin); False: none
         self._designs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # designs on the twin's rows, by id
 
@@ -114,8 +117,13 @@ class JointLaplace(DistinctTwin):
         return B[:, :2], B[:, 2:].reshape(n, 2, 2)
 
     def _level_sums(self, theta, rs):
-        """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q)."""
-        g, W = self._row_derivatives(rs)
+        """Per level: the deviance's gradient in u (without 2u) and the Hessian's data part, (L, q), (L, q, q).
+        ``rs``: a row state, or the fused rows' (:mod:`~glmmlab.engine.solvers.joint_zip`) state."""
+        if isinstance(rs, tuple):  # (P, the rows' g and W side by side, pieces)
+            B = self._stacked = rs[1]
+            g, W = B[:, :2], B[:, 2:].reshape(-1, 2, 2)
+        else:
+            g, W = self._row_derivatives(rs)
         self._rows = (g, W)
         if self._ones and self._runs is not None:  # a_ik = theta_k: the level sums of g and W, times theta
             sums = self._sums = np.add.reduceat(self._stacked, self._runs, axis=0)
@@ -173,17 +181,29 @@ class JointLaplace(DistinctTwin):
         step = float(np.max(np.abs(du), initial=0.0))
         return u0 + du if np.isfinite(step) and step <= MAX_PREDICTED_STEP else self.u
 
-    def modes(self, theta, beta, max_iter: int = 100) -> dict:
+    def modes(self, theta, beta, max_iter: int = 100, fused: bool = False) -> dict:
+        """The modes at (theta, beta) and the current member by Newton's steps from the predicted ones; ``fused``:
+        on the fused rows where they apply (the evaluations: no row state, ``rs`` the fused state and ``cond``
+        None in the answer)."""
         eta_f = self.Xs @ beta + self.off
         z_fixed = self._zero_fixed()
         u = self._predicted_modes(theta, eta_f, z_fixed)
-        rs, cond, P = self._state(theta, eta_f, u)
+        if fused and self._zip is not None:
+            zip_, z_f = self._zip, z_fixed if self.zi_off0 is None else z_fixed + self.zi_off0
+
+            def state(u_):
+                st = zip_.state(theta, eta_f, z_f, u_)
+                return st, None, st[0]
+        else:
+            def state(u_):
+                return self._state(theta, eta_f, u_)
+        rs, cond, P = state(u)
         if not np.isfinite(P) and u is not self.u:
             u = self.u
-            rs, cond, P = self._state(theta, eta_f, u)
+            rs, cond, P = state(u)
         if not np.isfinite(P):
             u = np.zeros_like(u)
-            rs, cond, P = self._state(theta, eta_f, u)
+            rs, cond, P = state(u)
         eye = np.eye(self.q)
         converged = False
         G, S = self._level_sums(theta, rs)
@@ -197,7 +217,7 @@ class JointLaplace(DistinctTwin):
             t = 1.0
             for _h in range(40):
                 cand = u + t * delta
-                rs_c, cond_c, P_c = self._state(theta, eta_f, cand)
+                rs_c, cond_c, P_c = state(cand)
                 if P_c <= P + 1e-12 * abs(P):
                     break
                 t *= 0.5
@@ -232,12 +252,18 @@ class JointLaplace(DistinctTwin):
             return self._on_twin(twin, lambda tw: tw.value_and_grad(theta, beta, self._twin_designs(designs)))
         self.evaluations += 1
         with np.errstate(all="ignore"):
-            m = self.modes(theta, beta)
+            m = self.modes(theta, beta, fused=True)
             D = m["P"] + m["logdet"]
             if not np.isfinite(D):
                 return np.inf, np.zeros(theta.size + sum(X.shape[1] for X in designs.values() if X is not None))
             rs, u = m["rs"], m["u"]
             g, W = self._rows  # the modes' last level sums were taken at rs
+            if isinstance(rs, tuple):  # the fused rows (one intercept per part, no dispersion model)
+                assert self._zip is not None and self._runs is not None
+                grad_theta, grad_beta = intercepts_gradient(self.codes, self._runs, theta, u, m["H"],
+                                                            (g, W, self._sums), (self._zip.thirds(rs[2]), None, None),
+                                                            designs)
+                return float(D), np.concatenate([grad_theta, *grad_beta])
             eta = rs.eta
             h = 1e-5
             n = eta.shape[0]
@@ -337,7 +363,7 @@ class JointLaplace(DistinctTwin):
             return self._on_twin(twin, lambda tw: tw.value(theta, beta))
         self.evaluations += 1
         with np.errstate(all="ignore"):
-            m = self.modes(theta, beta)
+            m = self.modes(theta, beta, fused=True)
         D = m["P"] + m["logdet"]
         return float(D) if np.isfinite(D) else np.inf
 
