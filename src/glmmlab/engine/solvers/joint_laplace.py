@@ -28,6 +28,7 @@ from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
 from glmmlab.engine.solvers.joint_levels import _inverse, _logdet_positive, _solve_positive, intercepts_gradient
+from glmmlab.engine.solvers.joint_search import handed_over, last_two, newton_metric, polish_to_rounding
 from glmmlab.engine.solvers.joint_twin import DistinctTwin
 from glmmlab.engine.solvers.joint_zip import zip_rows
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
@@ -39,16 +40,12 @@ from glmmlab.engine.solvers.modelled_start import (
     modelled_results,
     modelled_start,
 )
-from glmmlab.engine.solvers.newton import projected_gradient
+from glmmlab.engine.solvers.newton import newton_run
 from glmmlab.engine.solvers.optimizer import (
     HANDOVER_FTOL,
-    HESSIAN_REUSE_FORWARD,
-    ROUNDING_GTOL,
-    _gradient_polish,
-    fd_hessian,
     off_bound,
 )
-from glmmlab.engine.solvers.secant import Recent, secant_hessian
+from glmmlab.engine.solvers.secant import Recent
 
 
 class JointLaplace(DistinctTwin):
@@ -235,7 +232,8 @@ class JointLaplace(DistinctTwin):
         self.u = u
         g, W = self._rows
         self._last = {"theta": np.array(theta, dtype=float), "eta_f": eta_f, "z_fixed": z_fixed, "u": u, "g": g,
-                      "W": W, "H": H} if converged and np.isfinite(P) else None
+                      "W": W, "H": H, "beta": np.array(beta, dtype=float), "fam": self.fam, "sums": self._sums} \
+            if converged and np.isfinite(P) else None
         return {"u": u, "rs": rs, "cond": cond, "P": P, "logdet": logdet, "H": H, "converged": converged}
 
     def value_and_grad(self, theta, beta, designs: dict) -> tuple[float, np.ndarray]:
@@ -368,56 +366,6 @@ class JointLaplace(DistinctTwin):
         return float(D) if np.isfinite(D) else np.inf
 
 
-def last_two(fg, recent: Recent | None = None):
-    """``fg`` remembering its last two points (the quasi-Newton run's end point is the polish's start), and every
-    point it evaluates in ``recent``."""
-    cache: dict[bytes, tuple[float, np.ndarray]] = {}
-
-    def counted(x_: np.ndarray) -> tuple[float, np.ndarray]:
-        key = x_.tobytes()
-        if key not in cache:
-            if len(cache) >= 2:
-                del cache[next(iter(cache))]
-            cache[key] = fg(x_)
-            if recent is not None:
-                recent.add(x_, *cache[key])
-        return cache[key]
-
-    return counted
-
-
-def polish_to_rounding(counted, x: np.ndarray, lower: np.ndarray, recent: Recent | None = None
-                       ) -> tuple[np.ndarray, float, np.ndarray]:
-    """(x, f, H): chord Newton steps from ``x`` (where a quasi-Newton run stopped) with the forward-difference
-    Hessian H of the gradient of ``counted`` (value and gradient, :func:`last_two`) there, until the projected
-    gradient is at rounding level (optimizer.minimize's polish); H is taken again at the end point where the steps
-    moved it by more than HESSIAN_REUSE_FORWARD (relative). Both take differences only along the directions that
-    the ``recent`` points near x leave (:func:`~glmmlab.engine.solvers.secant.secant_hessian`)."""
-
-    def hessian_at(fg_, z: np.ndarray) -> np.ndarray:
-        H_ = secant_hessian(fg_, z, lower, recent)
-        return fd_hessian(fg_, z, lower, forward=True) if H_ is None else H_
-
-    x = np.asarray(x, dtype=float).copy()
-    at_x, key = counted(x), x.tobytes()
-
-    def kept(z: np.ndarray) -> tuple[float, np.ndarray]:  # x's value and gradient past the differences' points
-        return at_x if z.tobytes() == key else counted(z)
-
-    def near_rounding(x_: np.ndarray) -> bool:
-        f_, g_ = kept(x_)
-        return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
-
-    f = float(at_x[0])
-    H = hessian_at(kept, x)
-    x_h = x.copy()
-    if np.isfinite(f):
-        x, f, _ = _gradient_polish(kept, x, f, lower, H, near_rounding, [], shrink=0.1)
-    if float(np.max(np.abs(x - x_h) / np.maximum(1.0, np.abs(x)), initial=0.0)) > HESSIAN_REUSE_FORWARD:
-        H = hessian_at(counted, x)
-    return x, float(f), H
-
-
 def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_terms) -> dict:
     """The record's fields of a model whose zero model has random effects (see the module docstring); ``fam`` a
     :class:`ModelledFamily` with a zero model."""
@@ -476,15 +424,23 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
     report(progress, "Optimizing Laplace deviance", 0.1)
 
     def run(start):
-        # L-BFGS-B until f falls by less than 1e-9 relative, then chord Newton steps with a forward-difference
-        # Hessian of the exact gradient down to a rounding-level gradient (polish_to_rounding); that
-        # Hessian, taken again where the steps moved the point, is the standard errors'
+        # Newton steps from the approximate Hessian (joint_hessian; BFGS updates) where it applies, else (or where
+        # they stop short) L-BFGS-B until f falls by less than 1e-9 relative; then chord Newton steps with a
+        # forward-difference Hessian of the exact gradient down to a rounding-level gradient (polish_to_rounding);
+        # that Hessian, taken again where the steps moved the point, is the standard errors'
         obj.u, obj._last = np.zeros_like(obj.u), None
         recent = Recent()
         counted = last_two(fg, recent)
+        if metric is not None:
+            start, _, _ = newton_run(counted, start, lower, metric, lambda z: handed_over(counted, z, lower))
+            if handed_over(counted, start, lower):
+                return polish_to_rounding(counted, start, lower, recent), True
         r = minimize(counted, start, jac=True, method="L-BFGS-B", bounds=bounds,
                      options={"maxiter": int(model.get("max_iter", 100)) * 10, "ftol": HANDOVER_FTOL, "gtol": 1e-7})
         return polish_to_rounding(counted, r.x, lower, recent), bool(r.success or r.status == 0)
+
+    metric = newton_metric(obj, fg, designs, q, p) if q == 2 and obj._zip is not None and m_psi == fam.n_zi \
+        else None
 
     (x, f, H_full), ok = run(x0)
     probe = _off_the_boundary(fun, x, x0, np.zeros(q), f)
