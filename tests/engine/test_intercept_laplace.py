@@ -237,3 +237,24 @@ def test_fused_zero_inflated_poisson_rows():
             assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-12)
             np.testing.assert_allclose(g1, g0, rtol=1e-9, atol=1e-9 * max(1.0, float(np.max(np.abs(g0)))))
         np.testing.assert_allclose(out[0][1], out[1][1], atol=1e-10)
+
+
+def test_distinct_rows_are_numpy_unique_rows():
+    """distinct_rows' sort and runs give np.unique(axis=0)'s first rows and counts (signed zeros equal), or None
+    above MAX_SHARE distinct."""
+    from glmmlab.engine.solvers.distinct_rows import MAX_SHARE, distinct_rows
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n = int(rng.integers(2, 200))
+        cols = [rng.integers(0, 3, n).astype(float)] + [
+            rng.integers(0, 2, (n, int(rng.integers(1, 3)))) * rng.choice([0.5, -0.0, 0.0]) for _ in range(2)]
+        keys = np.column_stack([np.asarray(c, dtype=float).reshape(n, -1) for c in cols])
+        _, rows, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+        found = distinct_rows(cols, n)
+        if rows.size > MAX_SHARE * n:
+            assert found is None
+        else:
+            assert found is not None
+            np.testing.assert_array_equal(found[0], rows)
+            np.testing.assert_array_equal(found[1], counts)
