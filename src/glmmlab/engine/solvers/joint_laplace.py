@@ -432,7 +432,8 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
         recent = Recent()
         counted = last_two(fg, recent)
         if metric is not None:
-            start, _, _ = newton_run(counted, start, lower, metric, lambda z: handed_over(counted, z, lower))
+            start, _, _ = newton_run(counted, start, lower, metric, lambda z: handed_over(counted, z, lower),
+                                     refresh_every=True)
             if handed_over(counted, start, lower):
                 return polish_to_rounding(counted, start, lower, recent), True
         r = minimize(counted, start, jac=True, method="L-BFGS-B", bounds=bounds,

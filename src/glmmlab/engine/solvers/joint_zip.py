@@ -40,6 +40,7 @@ class ZipRows:
         self.zf = (y == 0).astype(float)
         self.lgy = special.gammaln(y + 1.0)
         self.m2w = -2.0 * np.broadcast_to(np.asarray(pw, dtype=float), y.shape)  # log f -> the deviance's scale
+        self._m2w_col = self.m2w[:, None]
 
     def state(self, theta: np.ndarray, eta_f: np.ndarray, z_f: np.ndarray | float, u: np.ndarray):
         """At the effects ``u`` (L, 2) scaled by ``theta``: (the penalised deviance P = sum w dev + |u|^2, the
@@ -55,18 +56,18 @@ class ZipRows:
         zf = self.zf
         # log(1 + e^x) by logaddexp: one call (densities.softplus's five cost more on a small fit's rows)
         ll = self.y * eta - self.lgy - np.logaddexp(0.0, z) - mu + zf * np.logaddexp(0.0, s)
-        P = float(self.m2w @ ll) + float(np.sum(u * u))
+        P = float(self.m2w @ ll) + float(np.vdot(u, u))
         qz = zf * q
         k = qz * (1.0 - q)  # (0 at a positive count)
         kmu = k * mu
+        qm1 = qz - 1.0
         B = np.empty((eta.shape[0], 6))
-        B[:, 0] = self.y - mu + qz * mu
+        B[:, 0] = qm1 * mu + self.y
         B[:, 1] = qz - p
-        B[:, 2] = (kmu + qz - 1.0) * mu
-        B[:, 3] = kmu
-        B[:, 4] = kmu
+        B[:, 2] = (kmu + qm1) * mu
+        B[:, 3] = B[:, 4] = kmu
         B[:, 5] = k - p * (1.0 - p)
-        B *= self.m2w[:, None]
+        B *= self._m2w_col
         return P, B, (eta, mu, p, q, k)
 
     def thirds(self, pieces: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

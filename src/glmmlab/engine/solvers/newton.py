@@ -57,7 +57,7 @@ def bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray, min_curvature: floa
 
 
 def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable[[np.ndarray], np.ndarray],
-               done: Callable[[np.ndarray], bool], max_steps: int = 30
+               done: Callable[[np.ndarray], bool], max_steps: int = 30, refresh_every: bool = False
                ) -> tuple[np.ndarray, float, list[tuple[float, np.ndarray]]]:
     """Minimise ``fg`` (value and gradient) from ``x0`` subject to x >= lower by Newton steps with ``hessian(x0)``
     (positive definite over the free parameters, else no step is taken), updated by BFGS after each step, and
@@ -65,7 +65,9 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
     parameter at its bound whose gradient pushes against it is held there; a step is cut back to the bounds and
     halved until f falls by Armijo's rule, or, near the optimum where f no longer tells points apart, until the
     projected gradient shrinks with f within its rounding error. Stops when ``done(x)``, after ``max_steps``
-    steps, or when no step is accepted. Returns (x, f, the accepted steps as (f, x))."""
+    steps, or when no step is accepted. ``refresh_every``: ``hessian`` is taken at every accepted step instead (an
+    approximation that costs no evaluation and beats its BFGS updates: joint_search's). Returns (x, f, the accepted
+    steps as (f, x))."""
     x = np.asarray(x0, dtype=float).copy()
     f, g = fg(x)
     steps: list[tuple[float, np.ndarray]] = []
@@ -80,11 +82,11 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
         if not free.any():
             break
         try:
-            cf = linalg.cho_factor(H[np.ix_(free, free)])
+            cf = linalg.cho_factor(H[np.ix_(free, free)], check_finite=False)  # (H finite: checked, BFGS-updated)
         except (np.linalg.LinAlgError, ValueError):
             break
         d = np.zeros_like(x)
-        d[free] = -linalg.cho_solve(cf, g[free])
+        d[free] = -linalg.cho_solve(cf, g[free], check_finite=False)  # (a step that is not finite ends the run)
         if not np.all(np.isfinite(d)) or np.all(np.abs(d) <= 1e-14 * np.maximum(1.0, np.abs(x))):
             break
         step = backtrack(fg, x, f, g, d, lower, 30, rounding=True)
@@ -97,7 +99,9 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
         steps.append((f, x.copy()))
         if done(x):
             break
-        if not refreshed and projected_gradient(x, g, lower) < REFRESH * g_start:
+        if refresh_every:
+            H = _refreshed(hessian, x, H, lower, g)
+        elif not refreshed and projected_gradient(x, g, lower) < REFRESH * g_start:
             # the start's Hessian was taken far from the optimum (its theta column most of all): the gradient
             # fell by about a tenth a step on the 1M-row case; with one taken here, nearer, by 1/20 to 1/200
             refreshed = True
