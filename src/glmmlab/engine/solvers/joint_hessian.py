@@ -40,8 +40,8 @@ def approximate_hessian(codes: np.ndarray, runs: np.ndarray, theta: np.ndarray, 
     C = C.reshape(-1, 2, nx)  # (L, u_j's two, x): P_ux_j
     C[:, 0, 0] += sums[:, 0]
     C[:, 1, 1] += sums[:, 1]
-    K = 0.5 * _inverse(H)  # (2 H_j)^-1
-    out = Pxx - np.einsum("jka,jkl,jlb->ab", C, K, C)
+    KC = np.matmul(0.5 * _inverse(H), C)  # (2 H_j)^-1 P_ux_j
+    out = Pxx - C.reshape(-1, nx).T @ KC.reshape(-1, nx)
     # sum_j log D_j, D_j = det(I + 1/2 diag(theta) S_j diag(theta)) = 1 + a t0^2 + d t1^2 + c t0^2 t1^2
     a, b, d = 0.5 * sums[:, 2], 0.5 * sums[:, 3], 0.5 * sums[:, 5]
     c = a * d - b * b

@@ -117,7 +117,7 @@ def _refreshed(hessian: Callable[[np.ndarray], np.ndarray], x: np.ndarray, H: np
     if H_new is None or H_new.shape != H.shape or not np.all(np.isfinite(H_new)):
         return H
     try:
-        linalg.cho_factor(H_new[np.ix_(free, free)])
+        linalg.cho_factor(H_new[np.ix_(free, free)], check_finite=False)  # (H_new checked finite above)
     except (np.linalg.LinAlgError, ValueError):
         return H
     return H_new
