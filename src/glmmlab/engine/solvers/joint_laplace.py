@@ -207,7 +207,7 @@ class JointLaplace(DistinctTwin):
         for _ in range(max_iter):
             H = eye + 0.5 * S
             delta = _solve_positive(H, -(u + 0.5 * G))
-            size = float(np.max(np.abs(delta), initial=0.0))
+            size = float(np.abs(delta).max(initial=0.0))
             if size < 1e-10:
                 converged = True
                 break

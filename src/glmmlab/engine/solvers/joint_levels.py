@@ -71,7 +71,7 @@ def intercepts_gradient(codes: np.ndarray, runs: np.ndarray, theta: np.ndarray, 
     g, W, sums = rows_at_modes
     T, gd, Wd = third
     S = _inverse(H)  # (L, 2, 2)
-    M = S * np.outer(theta, theta)  # B_i S_j B_i' per level
+    M = S * (theta[:, None] * theta[None, :])  # B_i S_j B_i' per level
     if isinstance(T, tuple):  # symmetric in the two predictors: t_r = 1/2 sum_pq M_pq T_pqr
         m00, m01, m11 = M[:, 0, 0][codes], 2.0 * M[:, 0, 1][codes], M[:, 1, 1][codes]
         t = np.empty((codes.shape[0], 2))
@@ -83,12 +83,12 @@ def intercepts_gradient(codes: np.ndarray, runs: np.ndarray, theta: np.ndarray, 
     omega = w[codes] * theta  # B_i w_j
     if Wd is None:
         rows = t - omega[:, :1] * W[:, 0, :] - omega[:, 1:] * W[:, 1, :]
+        rows += g
     else:
         rows = t - omega[:, :1] * np.column_stack([W[:, 0, :], Wd[:, 0]]) \
             - omega[:, 1:] * np.column_stack([W[:, 1, :], Wd[:, 1]])
         rows[:, 2] += gd
-    rows[:, 0] += g[:, 0]
-    rows[:, 1] += g[:, 1]
+        rows[:, :2] += g
     grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"), designs.get("disp")))
                  if X is not None]
     R = np.add.reduceat(rows[:, :2], runs, axis=0)  # (L, 2)
