@@ -3,7 +3,8 @@ evaluations, in one pass: the deviance, its gradient and Hessian in the two pred
 model's) and, when asked, its third derivatives, from closed forms in eta and z. On a small fit's distinct rows a
 numpy call costs about as much as its arithmetic, so the family's generic pieces (the row state, the mixture's
 shares, the zero model's partials, each kept on the response) cost several times this (salamanders' 128 distinct
-rows: ~150 -> ~40 us per row state, about three per evaluation).
+rows: 49 us a row state with its derivatives, about three per evaluation; a value and gradient evaluation 1.07 ->
+0.60 ms CPU, each fit's own points replayed, at a load of 6.5).
 
 With mu = exp(eta), p = plogis(z) and s = z + mu: a positive count has log f = y eta - mu - log y! - log(1 + e^z),
 whose eta-derivatives are y - mu, -mu, -mu and z-derivatives -p, -p (1 - p), -p (1 - p) (1 - 2 p) (no cross
