@@ -258,3 +258,45 @@ def test_distinct_rows_are_numpy_unique_rows():
             assert found is not None
             np.testing.assert_array_equal(found[0], rows)
             np.testing.assert_array_equal(found[1], counts)
+
+
+def test_fused_rows_model_without_random_effects():
+    """The fused rows' -2 log L of the model without random effects, its gradient and Hessian (joint_zip's
+    glm_functions, glm_stage's inputs) are glm_objective's and glm_start_hessian's on the same rows."""
+    from types import SimpleNamespace
+
+    import glmmlab.engine.solvers.joint_laplace as joint
+    from glmmlab.engine.families.response import Response
+    from glmmlab.engine.solvers.modelled_start import glm_objective, glm_start_hessian
+
+    seen = []
+    orig = joint.JointLaplace.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append(self)
+
+    joint.JointLaplace.__init__ = spy
+    try:
+        glmmlab.glmm("y ~ x + (1 | g)", _data(True), family="poisson", zi="~ x + (1 | g)")
+    finally:
+        joint.JointLaplace.__init__ = orig
+    obj = seen[0]
+    assert obj._zip is not None
+    fam, p = obj.fam, obj.Xs.shape[1]
+    Z = obj._data["zi_X"]
+    fg, hessian = obj._zip.glm_functions(obj.Xs, Z, obj.off, 0.0, fam.internal_range())
+    rows = SimpleNamespace(resp=Response(obj.y, fam, None, {k: v for k, v in obj._data.items() if v is not None}),
+                           Xs=obj.Xs, off=obj.off, pw=obj.pw)
+    ref_fg = glm_objective([rows], fam, obj.lk, p)
+    ref_h = glm_start_hessian([rows], fam, obj.lk, p, ref_fg)
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        z = np.concatenate([rng.normal(0.0, 0.5, p), rng.normal(0.0, 0.8, Z.shape[1])])
+        (f1, g1), (f0, g0) = fg(z), ref_fg(z)
+        assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-12)
+        np.testing.assert_allclose(g1, g0, rtol=1e-10, atol=1e-10 * max(1.0, float(np.max(np.abs(g0)))))
+        wanted = np.ones(z.size, dtype=bool)
+        H0 = ref_h(z, g0, wanted)
+        np.testing.assert_allclose(hessian(z, g1, wanted), H0, rtol=1e-10, atol=1e-10 * float(np.max(np.abs(H0))))
+    assert fg(np.r_[np.zeros(p), np.full(Z.shape[1], 100.0)])[0] == np.inf  # outside the coefficients' range

@@ -48,8 +48,11 @@ class ZipRows:
         rows' prior-weighted deviance gradient and Hessian in (eta, z) side by side (n, 6: g_eta, g_z, W_ee,
         W_ez, W_ze, W_zz), the pieces :meth:`thirds` reads)."""
         ur = u[self.codes]
-        eta = eta_f + theta[0] * ur[:, 0]
-        z = z_f + theta[1] * ur[:, 1]
+        D, B, pieces = self.rows(eta_f + theta[0] * ur[:, 0], z_f + theta[1] * ur[:, 1])
+        return D + float(np.vdot(u, u)), B, pieces
+
+    def rows(self, eta: np.ndarray, z: np.ndarray):
+        """At the predictors themselves: (the deviance sum w dev, :meth:`state`'s B and pieces)."""
         mu = np.exp(eta)
         p = special.expit(z)
         s = z + mu
@@ -57,7 +60,7 @@ class ZipRows:
         zf = self.zf
         # log(1 + e^x) by logaddexp: one call (densities.softplus's five cost more on a small fit's rows)
         ll = self.y * eta - self.lgy - np.logaddexp(0.0, z) - mu + zf * np.logaddexp(0.0, s)
-        P = float(self.m2w @ ll) + float(np.vdot(u, u))
+        D = float(self.m2w @ ll)
         qz = zf * q
         k = qz * (1.0 - q)  # (0 at a positive count)
         kmu = k * mu
@@ -69,7 +72,7 @@ class ZipRows:
         B[:, 3] = B[:, 4] = kmu
         B[:, 5] = k - p * (1.0 - p)
         B *= self._m2w_col
-        return P, B, (eta, mu, p, q, k)
+        return D, B, (eta, mu, p, q, k)
 
     def thirds(self, pieces: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The prior-weighted deviance's third derivatives (eta eta eta, eta eta z, eta z z, z z z) per row, at
@@ -83,3 +86,39 @@ class ZipRows:
         ezz = jmu * m2w
         zzz = (j - p * (1.0 - p) * (1.0 - 2.0 * p)) * m2w
         return eee, eez, ezz, zzz
+
+    def glm_functions(self, X: np.ndarray, Z: np.ndarray, off: np.ndarray, z_off: np.ndarray | float,
+                      psi_range: tuple[float, float]):
+        """The model without random effects (theta = 0) on these rows for modelled_start.glm_stage, as its
+        ``glm_fg`` and ``glm_hessian``: -2 log L and its gradient in (the mean's coefficients, the zero model's)
+        (glm_objective's sums: inf outside ``psi_range``), and its Hessian from the rows' second derivatives
+        (glm_start_hessian's blocks; every parameter has one)."""
+        p = X.shape[1]
+        lo, hi = psi_range
+
+        def at(zv: np.ndarray):
+            psi = zv[p:]
+            if not np.all((lo < psi) & (psi < hi)):
+                return None
+            with np.errstate(all="ignore"):
+                return self.rows(X @ zv[:p] + off, Z @ psi + z_off)
+
+        def fg(zv: np.ndarray) -> tuple[float, np.ndarray]:
+            found = at(zv)
+            if found is None or not np.isfinite(found[0]):
+                return np.inf, np.zeros_like(zv)
+            B = found[1]
+            return found[0], np.concatenate([X.T @ B[:, 0], Z.T @ B[:, 1]])
+
+        def hessian(zv: np.ndarray, g: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+            found = at(zv)
+            B = found[1] if found is not None else np.full((self.y.shape[0], 6), np.nan)
+            H = np.empty((zv.size, zv.size))
+            H[:p, :p] = X.T @ (X * B[:, 2, None])
+            H[:p, p:] = X.T @ (Z * B[:, 3, None])
+            H[p:, :p] = H[:p, p:].T
+            H[p:, p:] = Z.T @ (Z * B[:, 5, None])
+            return H
+
+        return fg, hessian
+
