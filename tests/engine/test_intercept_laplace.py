@@ -114,12 +114,10 @@ def test_predicted_modes_are_the_general_paths(monkeypatch):
     np.testing.assert_allclose(fast, general, atol=1e-9)
 
 
-def test_joint_laplace_on_the_distinct_rows():
-    """A zero model with random effects (JointLaplace): the optimiser's evaluations on the twin of the distinct rows
-    give the rows' own value and gradient to rounding, at random points."""
+def _joint_made(df, **kw):
+    """The first JointLaplace a fit of ``y ~ x + (1 | g)`` with ``kw`` made, and its constructor's arguments."""
     import glmmlab.engine.solvers.joint_laplace as joint
 
-    df = _data(False)
     seen = []
     orig = joint.JointLaplace.__init__
 
@@ -129,10 +127,18 @@ def test_joint_laplace_on_the_distinct_rows():
 
     joint.JointLaplace.__init__ = spy
     try:
-        glmmlab.glmm("y ~ x + (1 | g)", df, family="nbinom2", zi="~ x + (1 | g)")
+        glmmlab.glmm("y ~ x + (1 | g)", df, **kw)
     finally:
         joint.JointLaplace.__init__ = orig
-    obj, args = seen[0]
+    return seen[0]
+
+
+def test_joint_laplace_on_the_distinct_rows():
+    """A zero model with random effects (JointLaplace): the optimiser's evaluations on the twin of the distinct rows
+    give the rows' own value and gradient to rounding, at random points."""
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    obj, args = _joint_made(_data(False), family="nbinom2", zi="~ x + (1 | g)")
     assert isinstance(obj._twin, joint.JointLaplace) and obj._twin.y.size < 0.5 * obj.y.size
     plain = joint.JointLaplace(*args)
     plain._twin = False
@@ -161,19 +167,8 @@ def test_joint_gradient_of_one_intercept_per_part(family, zi, disp):
     gradient, at random points."""
     import glmmlab.engine.solvers.joint_laplace as joint
 
-    seen = []
-    orig = joint.JointLaplace.__init__
-
-    def spy(self, *a, **k):
-        orig(self, *a, **k)
-        seen.append(a)
-
-    joint.JointLaplace.__init__ = spy
-    try:
-        glmmlab.glmm("y ~ x + (1 | g)", _data(True), family=family, zi=zi, disp=disp)
-    finally:
-        joint.JointLaplace.__init__ = orig
-    fast, general = joint.JointLaplace(*seen[0]), joint.JointLaplace(*seen[0])
+    args = _joint_made(_data(True), family=family, zi=zi, disp=disp)[1]
+    fast, general = joint.JointLaplace(*args), joint.JointLaplace(*args)
     fast._twin = general._twin = False
     general._intercepts = False
     fast._zip = general._zip = None  # the family's own row states in both (the fused rows: the next test)
@@ -205,19 +200,8 @@ def test_fused_zero_inflated_poisson_rows():
     family's own row states, at random points and at the next point's predicted modes."""
     import glmmlab.engine.solvers.joint_laplace as joint
 
-    seen = []
-    orig = joint.JointLaplace.__init__
-
-    def spy(self, *a, **k):
-        orig(self, *a, **k)
-        seen.append(a)
-
-    joint.JointLaplace.__init__ = spy
-    try:
-        glmmlab.glmm("y ~ x + (1 | g)", _data(True), family="poisson", zi="~ x + (1 | g)")
-    finally:
-        joint.JointLaplace.__init__ = orig
-    fused, plain = joint.JointLaplace(*seen[0]), joint.JointLaplace(*seen[0])
+    args = _joint_made(_data(True), family="poisson", zi="~ x + (1 | g)")[1]
+    fused, plain = joint.JointLaplace(*args), joint.JointLaplace(*args)
     fused._twin = plain._twin = False
     plain._zip = None
     assert fused._zip is not None
@@ -265,23 +249,10 @@ def test_fused_rows_model_without_random_effects():
     glm_functions, glm_stage's inputs) are glm_objective's and glm_start_hessian's on the same rows."""
     from types import SimpleNamespace
 
-    import glmmlab.engine.solvers.joint_laplace as joint
     from glmmlab.engine.families.response import Response
     from glmmlab.engine.solvers.modelled_start import glm_objective, glm_start_hessian
 
-    seen = []
-    orig = joint.JointLaplace.__init__
-
-    def spy(self, *a, **k):
-        orig(self, *a, **k)
-        seen.append(self)
-
-    joint.JointLaplace.__init__ = spy
-    try:
-        glmmlab.glmm("y ~ x + (1 | g)", _data(True), family="poisson", zi="~ x + (1 | g)")
-    finally:
-        joint.JointLaplace.__init__ = orig
-    obj = seen[0]
+    obj = _joint_made(_data(True), family="poisson", zi="~ x + (1 | g)")[0]
     assert obj._zip is not None
     fam, p = obj.fam, obj.Xs.shape[1]
     Z = obj._data["zi_X"]
