@@ -33,15 +33,21 @@ def approximate_hessian(codes: np.ndarray, runs: np.ndarray, theta: np.ndarray, 
     F = np.zeros((n, nx))
     E[:, 0], E[:, 2:2 + p] = u[codes, 0], X
     F[:, 1], F[:, 2 + p:] = u[codes, 1], Z
-    WE = W[:, 0, 0, None] * E + W[:, 0, 1, None] * F  # W_i [E_i; F_i]: its eta row
-    WF = W[:, 1, 0, None] * E + W[:, 1, 1, None] * F  # and its z row
+    w00, w01, w11 = W[:, 0, 0, None], W[:, 0, 1, None], W[:, 1, 1, None]
+    WE = w00 * E
+    WE += w01 * F  # W_i [E_i; F_i]: its eta row
+    WF = w01 * E
+    WF += w11 * F  # and its z row
     Pxx = E.T @ WE + F.T @ WF
-    C = np.add.reduceat(np.concatenate([theta[0] * WE, theta[1] * WF], axis=1), runs, axis=0)
-    C = C.reshape(-1, 2, nx)  # (L, u_j's two, x): P_ux_j
-    C[:, 0, 0] += sums[:, 0]
-    C[:, 1, 1] += sums[:, 1]
-    KC = np.matmul(0.5 * _inverse(H), C)  # (2 H_j)^-1 P_ux_j
-    out = Pxx - C.reshape(-1, nx).T @ KC.reshape(-1, nx)
+    C0 = np.add.reduceat(WE, runs, axis=0)  # (L, x): P_ux_j's row of u_j0, over theta_0
+    C1 = np.add.reduceat(WF, runs, axis=0)
+    C0 *= theta[0]
+    C1 *= theta[1]
+    C0[:, 0] += sums[:, 0]
+    C1[:, 1] += sums[:, 1]
+    K = _inverse(H)  # H_j^-1 (symmetric): P_xu_j (2 H_j)^-1 P_ux_j from its three entries, halved
+    k00, k01, k11 = 0.5 * K[:, 0, 0, None], 0.5 * K[:, 0, 1, None], 0.5 * K[:, 1, 1, None]
+    out = Pxx - C0.T @ (k00 * C0 + k01 * C1) - C1.T @ (k01 * C0 + k11 * C1)
     # sum_j log D_j, D_j = det(I + 1/2 diag(theta) S_j diag(theta)) = 1 + a t0^2 + d t1^2 + c t0^2 t1^2
     a, b, d = 0.5 * sums[:, 2], 0.5 * sums[:, 3], 0.5 * sums[:, 5]
     c = a * d - b * b
