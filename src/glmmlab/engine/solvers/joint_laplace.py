@@ -10,7 +10,9 @@ Newton's (with a ridge where a level's Hessian is not positive definite). The La
 -2 log f(y | modes) + |u|^2 + sum_j log det H_j. Its gradient in the outer parameters (theta, the mean's and the
 other parts' coefficients) is exact at the modes (JointLaplace.value_and_grad; every evaluation a converged mode
 search from the last modes); the standard errors from differences of that gradient, as glmmTMB's from its
-Hessian.
+Hessian. A zero-inflated Poisson under the log link with one intercept per part evaluates on fused rows
+(:mod:`~glmmlab.engine.solvers.joint_zip`) and is optimised by Newton steps from an approximate Hessian
+(:mod:`~glmmlab.engine.solvers.joint_search`); the other models by L-BFGS-B.
 """
 
 from __future__ import annotations
@@ -434,8 +436,9 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
     report(progress, "Optimizing Laplace deviance", 0.1)
 
     def run(start):
-        # Newton steps from the approximate Hessian (joint_hessian; BFGS updates) where it applies, else (or where
-        # they stop short) L-BFGS-B until f falls by less than 1e-9 relative; then chord Newton steps with a
+        # Newton steps from the approximate Hessian (joint_hessian, taken again at every accepted step) where it
+        # applies, else (or where they stop short) L-BFGS-B until f falls by less than 1e-9 relative; then chord
+        # Newton steps with a
         # forward-difference Hessian of the exact gradient down to a rounding-level gradient (polish_to_rounding);
         # that Hessian, taken again where the steps moved the point, is the standard errors'
         obj.u, obj._last = np.zeros_like(obj.u), None
