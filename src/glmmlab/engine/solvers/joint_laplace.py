@@ -210,7 +210,9 @@ class JointLaplace(DistinctTwin):
             H = eye + 0.5 * S
             delta = _solve_positive(H, -(u + 0.5 * G))
             size = float(np.abs(delta).max(initial=0.0))
-            if size < 1e-10:
+            if size < 1e-13:
+                # (a step above rounding is taken: D = P + log det is not stationary in u, so leaving a 1e-10 step
+                # left an error of 2e-10 in D, which made polish_to_rounding refuse its steps)
                 converged = True
                 break
             t = 1.0
@@ -226,7 +228,7 @@ class JointLaplace(DistinctTwin):
             u, rs, cond, P = cand, rs_c, cond_c, P_c
             G, S = self._level_sums(theta, rs)
             if size < 1e-6 and t == 1.0:
-                # a full Newton step of that size: the next one is of its square's order, below the 1e-10 test
+                # a full Newton step of that size: the next one is of its square's order (below 1e-12)
                 converged = True
                 break
         H = eye + 0.5 * S

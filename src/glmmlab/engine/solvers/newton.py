@@ -102,7 +102,7 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
         if refresh_every:
             # the approximation at the new point, with the curvature along the step it missed put in by one BFGS
             # update (alone it can miss the same curvature every step: a small zero-model SD's theta crept by
-            # halved steps, 50 evaluations where L-BFGS-B took 21; over 30 simulated joint fits 461 evaluations,
+            # halved steps, 50 evaluations where L-BFGS-B took 21; over 30 simulated joint fits 459 evaluations,
             # L-BFGS-B's 648, at most 26 a fit)
             H = bfgs_update(_refreshed(hessian, x, H, lower, g), s, yv,
                             1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yv)))
