@@ -30,7 +30,13 @@ from glmmlab.engine.inference.results import ConditionalModes
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble
 from glmmlab.engine.solvers.joint_levels import _inverse, _logdet_positive, _solve_positive, intercepts_gradient
-from glmmlab.engine.solvers.joint_search import handed_over, last_two, newton_metric, polish_to_rounding
+from glmmlab.engine.solvers.joint_search import (
+    handed_over,
+    last_two,
+    newton_metric,
+    polish_to_rounding,
+    theta_step_limit,
+)
 from glmmlab.engine.solvers.joint_twin import DistinctTwin
 from glmmlab.engine.solvers.joint_zip import zip_rows
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
@@ -448,7 +454,7 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
         counted = last_two(fg, recent)
         if metric is not None:
             start, _, _ = newton_run(counted, start, lower, metric, lambda z: handed_over(counted, z, lower),
-                                     refresh_every=True)
+                                     refresh_every=True, step_limit=theta_step_limit(q))
             if handed_over(counted, start, lower):
                 return polish_to_rounding(counted, start, lower, recent), True
         r = minimize(counted, start, jac=True, method="L-BFGS-B", bounds=bounds,

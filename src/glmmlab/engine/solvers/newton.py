@@ -57,7 +57,8 @@ def bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray, min_curvature: floa
 
 
 def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable[[np.ndarray], np.ndarray],
-               done: Callable[[np.ndarray], bool], max_steps: int = 30, refresh_every: bool = False
+               done: Callable[[np.ndarray], bool], max_steps: int = 30, refresh_every: bool = False,
+               step_limit: Callable[[np.ndarray, np.ndarray], float] | None = None
                ) -> tuple[np.ndarray, float, list[tuple[float, np.ndarray]]]:
     """Minimise ``fg`` (value and gradient) from ``x0`` subject to x >= lower by Newton steps with ``hessian(x0)``
     (positive definite over the free parameters, else no step is taken), updated by BFGS after each step, and
@@ -67,7 +68,8 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
     projected gradient shrinks with f within its rounding error. Stops when ``done(x)``, after ``max_steps``
     steps, or when no step is accepted. ``refresh_every``: ``hessian`` is taken at every accepted step instead and
     updated by that step alone (an approximation that costs no evaluation and beats the BFGS updates of the
-    start's: joint_search's). Returns (x, f, the accepted steps as (f, x))."""
+    start's: joint_search's). ``step_limit(x, d)``: the largest share of the Newton step d tried first (a trust
+    limit; the whole step where it is 1 or more). Returns (x, f, the accepted steps as (f, x))."""
     x = np.asarray(x0, dtype=float).copy()
     f, g = fg(x)
     steps: list[tuple[float, np.ndarray]] = []
@@ -89,6 +91,8 @@ def newton_run(fg: FunGrad, x0: np.ndarray, lower: np.ndarray, hessian: Callable
         d[free] = -linalg.cho_solve(cf, g[free], check_finite=False)  # (a step that is not finite ends the run)
         if not np.all(np.isfinite(d)) or np.all(np.abs(d) <= 1e-14 * np.maximum(1.0, np.abs(x))):
             break
+        if step_limit is not None:
+            d = d * min(1.0, step_limit(x, d))
         step = backtrack(fg, x, f, g, d, lower, 30, rounding=True)
         if step is None:
             break
