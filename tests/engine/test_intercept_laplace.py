@@ -116,12 +116,10 @@ def test_predicted_modes_are_the_general_paths(monkeypatch):
     np.testing.assert_allclose(fast, general, atol=1e-9)
 
 
-def test_joint_laplace_on_the_distinct_rows():
-    """A zero model with random effects (JointLaplace): the optimiser's evaluations on the twin of the distinct rows
-    give the rows' own value and gradient to rounding, at random points."""
+def _joint_made(df, **kw):
+    """The first JointLaplace a fit of ``y ~ x + (1 | g)`` with ``kw`` made, and its constructor's arguments."""
     import glmmlab.engine.solvers.joint_laplace as joint
 
-    df = _data(False)
     seen = []
     orig = joint.JointLaplace.__init__
 
@@ -131,10 +129,18 @@ def test_joint_laplace_on_the_distinct_rows():
 
     joint.JointLaplace.__init__ = spy
     try:
-        glmmlab.glmm("y ~ x + (1 | g)", df, family="nbinom2", zi="~ x + (1 | g)")
+        glmmlab.glmm("y ~ x + (1 | g)", df, **kw)
     finally:
         joint.JointLaplace.__init__ = orig
-    obj, args = seen[0]
+    return seen[0]
+
+
+def test_joint_laplace_on_the_distinct_rows():
+    """A zero model with random effects (JointLaplace): the optimiser's evaluations on the twin of the distinct rows
+    give the rows' own value and gradient to rounding, at random points."""
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    obj, args = _joint_made(_data(False), family="nbinom2", zi="~ x + (1 | g)")
     assert isinstance(obj._twin, joint.JointLaplace) and obj._twin.y.size < 0.5 * obj.y.size
     plain = joint.JointLaplace(*args)
     plain._twin = False
@@ -163,21 +169,11 @@ def test_joint_gradient_of_one_intercept_per_part(family, zi, disp):
     gradient, at random points."""
     import glmmlab.engine.solvers.joint_laplace as joint
 
-    seen = []
-    orig = joint.JointLaplace.__init__
-
-    def spy(self, *a, **k):
-        orig(self, *a, **k)
-        seen.append(a)
-
-    joint.JointLaplace.__init__ = spy
-    try:
-        glmmlab.glmm("y ~ x + (1 | g)", _data(True), family=family, zi=zi, disp=disp)
-    finally:
-        joint.JointLaplace.__init__ = orig
-    fast, general = joint.JointLaplace(*seen[0]), joint.JointLaplace(*seen[0])
+    args = _joint_made(_data(True), family=family, zi=zi, disp=disp)[1]
+    fast, general = joint.JointLaplace(*args), joint.JointLaplace(*args)
     fast._twin = general._twin = False
     general._intercepts = False
+    fast._zip = general._zip = None  # the family's own row states in both (the fused rows: the next test)
     assert fast._intercepts
     rng = np.random.default_rng(1)
     designs = {"cond": fast.Xs, "zi": fast.resp.zi_X, "disp": fast.resp.disp_X if fast.fam.n_disp else None}
@@ -275,3 +271,110 @@ def test_zero_inflated_newton_run_reaches_lbfgs_fit(family, zi, disp, monkeypatc
         for a, b in zip(d1[key], d0[key]):
             assert a["estimate"] == pytest.approx(b["estimate"], abs=1e-4 * b["std_error"])
             assert a["std_error"] == pytest.approx(b["std_error"], rel=2e-3)
+
+
+def test_fused_zero_inflated_poisson_rows():
+    """The fused rows of a zero-inflated Poisson (joint_zip) give JointLaplace's value, gradient and modes of the
+    family's own row states, at random points and at the next point's predicted modes."""
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    args = _joint_made(_data(True), family="poisson", zi="~ x + (1 | g)")[1]
+    fused, plain = joint.JointLaplace(*args), joint.JointLaplace(*args)
+    fused._twin = plain._twin = False
+    plain._zip = None
+    assert fused._zip is not None
+    rng = np.random.default_rng(3)
+    designs = {"cond": fused.Xs, "zi": fused.resp.zi_X, "disp": None}
+    for _ in range(4):
+        theta, beta = rng.uniform(0.3, 1.5, 2), rng.normal(0.0, 0.5, fused.Xs.shape[1])
+        psi = np.asarray(fused.fam.parameters) + rng.normal(0.0, 0.5, len(fused.fam.parameters))
+        out = []
+        for o in (fused, plain):
+            o.set_member(psi)
+            o.u, o._last = np.zeros_like(o.u), None
+            first = o.value_and_grad(theta, beta, designs)
+            out.append((first, o.u.copy(), o.value_and_grad(theta + 0.02, beta - 0.03, designs)))
+        for k in (0, 2):
+            (f1, g1), (f0, g0) = out[0][k], out[1][k]
+            assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-12)
+            np.testing.assert_allclose(g1, g0, rtol=1e-9, atol=1e-9 * max(1.0, float(np.max(np.abs(g0)))))
+        np.testing.assert_allclose(out[0][1], out[1][1], atol=1e-10)
+
+
+def test_distinct_rows_are_numpy_unique_rows():
+    """distinct_rows' sort and runs give np.unique(axis=0)'s first rows and counts (signed zeros equal), or None
+    above MAX_SHARE distinct."""
+    from glmmlab.engine.solvers.distinct_rows import MAX_SHARE, distinct_rows
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n = int(rng.integers(2, 200))
+        cols = [rng.integers(0, 3, n).astype(float)] + [
+            rng.integers(0, 2, (n, int(rng.integers(1, 3)))) * rng.choice([0.5, -0.0, 0.0]) for _ in range(2)]
+        keys = np.column_stack([np.asarray(c, dtype=float).reshape(n, -1) for c in cols])
+        _, rows, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+        found = distinct_rows(cols, n)
+        if rows.size > MAX_SHARE * n:
+            assert found is None
+        else:
+            assert found is not None
+            np.testing.assert_array_equal(found[0], rows)
+            np.testing.assert_array_equal(found[1], counts)
+
+
+def test_fused_rows_model_without_random_effects():
+    """The fused rows' -2 log L of the model without random effects, its gradient and Hessian (joint_zip's
+    glm_functions, glm_stage's inputs) are glm_objective's and glm_start_hessian's on the same rows."""
+    from types import SimpleNamespace
+
+    from glmmlab.engine.families.response import Response
+    from glmmlab.engine.solvers.modelled_start import glm_objective, glm_start_hessian
+
+    obj = _joint_made(_data(True), family="poisson", zi="~ x + (1 | g)")[0]
+    assert obj._zip is not None
+    fam, p = obj.fam, obj.Xs.shape[1]
+    Z = obj._data["zi_X"]
+    fg, hessian = obj._zip.glm_functions(obj.Xs, Z, obj.off, 0.0, fam.internal_range())
+    rows = SimpleNamespace(resp=Response(obj.y, fam, None, {k: v for k, v in obj._data.items() if v is not None}),
+                           Xs=obj.Xs, off=obj.off, pw=obj.pw)
+    ref_fg = glm_objective([rows], fam, obj.lk, p)
+    ref_h = glm_start_hessian([rows], fam, obj.lk, p, ref_fg)
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        z = np.concatenate([rng.normal(0.0, 0.5, p), rng.normal(0.0, 0.8, Z.shape[1])])
+        (f1, g1), (f0, g0) = fg(z), ref_fg(z)
+        assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-12)
+        np.testing.assert_allclose(g1, g0, rtol=1e-10, atol=1e-10 * max(1.0, float(np.max(np.abs(g0)))))
+        wanted = np.ones(z.size, dtype=bool)
+        H0 = ref_h(z, g0, wanted)
+        np.testing.assert_allclose(hessian(z, g1, wanted), H0, rtol=1e-10, atol=1e-10 * float(np.max(np.abs(H0))))
+    assert fg(np.r_[np.zeros(p), np.full(Z.shape[1], 100.0)])[0] == np.inf  # outside the coefficients' range
+
+
+def test_joint_newton_steps_reach_the_quasi_newton_optimum():
+    """The zero-inflated Poisson's Newton steps from the approximate Hessian (joint_search, newton_run with
+    refresh_every) end where L-BFGS-B alone does, on data whose zero-model SD is small (where the approximation
+    alone crept) and where it is 0, in fewer evaluations than 30."""
+    import pandas as pd
+
+    import glmmlab.engine.solvers.joint_laplace as joint
+
+    rng = np.random.default_rng(11)
+    for sd_c, sd_z in ((0.4, 0.8), (0.5, 0.0)):
+        g = np.repeat(np.arange(30), 20)
+        x = rng.standard_normal(g.size)
+        y = rng.poisson(np.exp(0.5 + 0.4 * x + rng.normal(0.0, sd_c, 30)[g])).astype(float)
+        y[rng.random(g.size) < 1.0 / (1.0 + np.exp(0.5 - rng.normal(0.0, sd_z, 30)[g]))] = 0.0
+        df = pd.DataFrame({"y": y, "x": x, "g": [f"g{k}" for k in g]})
+        obj, _ = _joint_made(df, family="poisson", zi="~ 1 + (1 | g)")
+        newton = glmmlab.glmm("y ~ x + (1 | g)", df, family="poisson", zi="~ 1 + (1 | g)")
+        orig = joint.newton_run
+        joint.newton_run = lambda fg, x0, *a, **k: (x0, fg(x0)[0], [])  # (no steps: L-BFGS-B from the start)
+        try:
+            plain = glmmlab.glmm("y ~ x + (1 | g)", df, family="poisson", zi="~ 1 + (1 | g)")
+        finally:
+            joint.newton_run = orig
+        assert obj._zip is not None and newton.converged and plain.converged
+        assert abs(newton.llf - plain.llf) < 1e-9
+        np.testing.assert_allclose(newton.theta, plain.theta, atol=1e-5)
+        assert obj.evaluations < 30

@@ -17,5 +17,12 @@ def distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.nda
     keys = np.column_stack([np.asarray(c, dtype=float).reshape(n, -1) for c in columns])
     if not np.all(np.isfinite(keys)):
         return None
-    _, rows, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
-    return None if rows.size > MAX_SHARE * n else (rows, counts)
+    # the rows sorted by their values, the first column first (a stable sort: a run's first row is its first
+    # copy), and a new run wherever a row differs from the one before: np.unique(keys, axis=0)'s answer, which
+    # sorts a structured view of the rows (some 1 ms on salamanders' 644 rows, lexsort some 0.1 ms)
+    order = np.lexsort(keys.T[::-1])
+    ranked = keys[order]
+    starts = np.flatnonzero(np.r_[True, np.any(ranked[1:] != ranked[:-1], axis=1)])
+    if starts.size > MAX_SHARE * n:
+        return None
+    return order[starts], np.diff(np.r_[starts, n])

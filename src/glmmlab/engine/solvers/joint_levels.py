@@ -15,12 +15,21 @@ def _solve_positive(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     if H.shape[1] == 2:
         a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
         det = a * d - b * b
-        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
+        if _positive(a, det, d):
             r0, r1 = rhs[:, 0], rhs[:, 1]
-            return np.column_stack([d * r0 - b * r1, a * r1 - b * r0]) / det[:, None]
+            out = np.empty_like(rhs)
+            out[:, 0] = (d * r0 - b * r1) / det
+            out[:, 1] = (a * r1 - b * r0) / det
+            return out
     w, V = np.linalg.eigh(H)
     w = np.maximum(w, 1e-3 * np.maximum(np.max(np.abs(w), axis=1, keepdims=True), 1.0))
     return np.einsum("jab,jb->ja", V, np.einsum("jba,jb->ja", V, rhs) / w)
+
+
+def _positive(a: np.ndarray, det: np.ndarray, d: np.ndarray) -> bool:
+    """Whether every level's 2 x 2 H_j (diagonal a, d, determinant det) is positive definite, away from singular
+    (False where any entry is NaN)."""
+    return bool(a.min() > 0.0) and bool((det - 1e-8 * a * d).min() > 0.0)
 
 
 def _inverse(H: np.ndarray) -> np.ndarray:
@@ -40,8 +49,8 @@ def _logdet_positive(H: np.ndarray) -> float:
     if H.shape[1] == 2:
         a, b, d = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
         det = a * d - b * b
-        if np.all(a > 0.0) and np.all(det > 1e-8 * a * d):
-            return float(np.sum(np.log(det)))
+        if _positive(a, det, d):
+            return float(np.log(det).sum())
     try:
         Lc = np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
@@ -57,18 +66,29 @@ def intercepts_gradient(codes: np.ndarray, runs: np.ndarray, theta: np.ndarray, 
     sum_j u_jk R_jk + (S_j diag(theta) W_j)_kk - w_jk G_jk, R the level sums of the beta gradient's rows and G, W
     those of the rows' g and W at the modes (the same gradient, fewer passes over the rows). ``rows_at_modes``: the
     rows' g (n, 2), W (n, 2, 2) and their level sums (L, 6); ``third``: the third derivatives T (n, 2, 2, 3) and the
-    dispersion's gd (n,), Wd (n, 2)."""
+    dispersion's gd (n,), Wd (n, 2), or without a dispersion model (T's distinct entries in the two predictors
+    (T000, T001, T011, T111), None, None)."""
     g, W, sums = rows_at_modes
     T, gd, Wd = third
     S = _inverse(H)  # (L, 2, 2)
-    t = 0.5 * np.einsum("npq,npqr->nr", (S * np.outer(theta, theta))[codes], T)  # (n, 3)
+    M = S * (theta[:, None] * theta[None, :])  # B_i S_j B_i' per level
+    if isinstance(T, tuple):  # symmetric in the two predictors: t_r = 1/2 sum_pq M_pq T_pqr
+        m00, m01, m11 = M[:, 0, 0][codes], 2.0 * M[:, 0, 1][codes], M[:, 1, 1][codes]
+        t = np.empty((codes.shape[0], 2))
+        t[:, 0] = 0.5 * (m00 * T[0] + m01 * T[1] + m11 * T[2])
+        t[:, 1] = 0.5 * (m00 * T[1] + m01 * T[2] + m11 * T[3])
+    else:
+        t = 0.5 * np.einsum("npq,npqr->nr", M[codes], T)  # (n, 3)
     w = 0.5 * np.einsum("jkm,jm->jk", S, np.add.reduceat(t[:, :2], runs, axis=0) * theta)  # (2 H_j)^-1 v_j
     omega = w[codes] * theta  # B_i w_j
-    rows = t - omega[:, :1] * np.column_stack([W[:, 0, :], Wd[:, 0]]) \
-        - omega[:, 1:] * np.column_stack([W[:, 1, :], Wd[:, 1]])
-    rows[:, 0] += g[:, 0]
-    rows[:, 1] += g[:, 1]
-    rows[:, 2] += gd
+    if Wd is None:
+        rows = t - omega[:, :1] * W[:, 0, :] - omega[:, 1:] * W[:, 1, :]
+        rows += g
+    else:
+        rows = t - omega[:, :1] * np.column_stack([W[:, 0, :], Wd[:, 0]]) \
+            - omega[:, 1:] * np.column_stack([W[:, 1, :], Wd[:, 1]])
+        rows[:, 2] += gd
+        rows[:, :2] += g
     grad_beta = [X.T @ rows[:, r] for r, X in enumerate((designs["cond"], designs.get("zi"), designs.get("disp")))
                  if X is not None]
     R = np.add.reduceat(rows[:, :2], runs, axis=0)  # (L, 2)
