@@ -378,3 +378,29 @@ def test_joint_newton_steps_reach_the_quasi_newton_optimum():
         assert abs(newton.llf - plain.llf) < 1e-9
         np.testing.assert_allclose(newton.theta, plain.theta, atol=1e-5)
         assert obj.evaluations < 30
+
+
+@pytest.mark.parametrize("family, zi, disp", [("poisson", "~ x", None), ("nbinom2", "~ x", "~ x")])
+def test_model_without_random_effects_on_the_summed_rows(family, zi, disp):
+    """The GLM stage sums over the distinct rows (summed_rows: the compact twin, summed weights) where the
+    evaluations do: its -2 log L, gradient and Hessian are those over every row, at random points."""
+    from glmmlab.engine.solvers.laplace import GeneralLaplace
+    from glmmlab.engine.solvers.modelled_start import glm_objective, glm_start_hessian
+
+    obj = _objective(_data(False), family, zi, disp)  # (a group-level covariate: 144 distinct rows of 500)
+    lap = obj.laps[0]
+    rows = intercept_laplace.summed_rows(lap, GeneralLaplace)
+    assert rows is not lap and rows.y.size < lap.y.size / 3
+    fam, p = lap.fam, lap.Xs.shape[1]
+    fg_all, fg_sum = glm_objective([lap], fam, lap.lk, p), glm_objective([rows], fam, lap.lk, p)
+    h_all, h_sum = glm_start_hessian([lap], fam, lap.lk, p, fg_all), glm_start_hessian([rows], fam, lap.lk, p, fg_sum)
+    psi0 = np.asarray(fam.to_internal(fam.parameters), dtype=float)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        z = np.concatenate([rng.normal(0.0, 0.5, p), psi0 + rng.normal(0.0, 0.3, psi0.size)])
+        (f1, g1), (f0, g0) = fg_sum(z), fg_all(z)
+        assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-12)
+        np.testing.assert_allclose(g1, g0, rtol=1e-9, atol=1e-9 * float(np.max(np.abs(g0))))
+        wanted = np.ones(z.size, dtype=bool)
+        H0 = h_all(z, g0, wanted)
+        np.testing.assert_allclose(h_sum(z, g1, wanted), H0, rtol=1e-6, atol=1e-6 * float(np.max(np.abs(H0))))

@@ -198,13 +198,33 @@ def compact(lap: Any, general: Callable[..., Any]) -> Any:
     return twin if applies(twin) else None
 
 
-def parts(lap: Any, theta: np.ndarray, beta: np.ndarray, gradient: bool, general: Callable[..., Any]) -> dict:
-    """GeneralLaplace.parts through :class:`InterceptModes` (see :func:`applies`), on the rows' :func:`compact`
-    twin (a ``general``, the GeneralLaplace class) where it has one."""
+def _search(lap: Any, general: Callable[..., Any]) -> InterceptModes:
+    """``lap``'s :class:`InterceptModes`, made at the first call (on the rows' :func:`compact` twin where it has
+    one)."""
     search = lap._intercept_modes
     if search is None:
         twin = compact(lap, general)
         search = lap._intercept_modes = InterceptModes(lap if twin is None else twin)
+    return search
+
+
+def summed_rows(lap: Any, general: Callable[..., Any]) -> Any:
+    """The rows to sum over in place of ``lap``'s where a sum over rows is all that is wanted (the model without
+    random effects: ``modelled_start.glm_objective``, whose weighted sums merged rows leave as they are): its
+    :func:`compact` twin (the distinct rows with summed weights) where it evaluates through this module and has
+    one, else ``lap``. salamanders: 128 rows for 644."""
+    if not applies(lap):
+        return lap
+    rows = _search(lap, general).lap
+    if rows is not lap and rows.fam is not lap.fam:
+        rows.set_family(lap.fam)
+    return rows
+
+
+def parts(lap: Any, theta: np.ndarray, beta: np.ndarray, gradient: bool, general: Callable[..., Any]) -> dict:
+    """GeneralLaplace.parts through :class:`InterceptModes` (see :func:`applies`), on the rows' :func:`compact`
+    twin (a ``general``, the GeneralLaplace class) where it has one."""
+    search = _search(lap, general)
     rows = search.lap
     if rows is not lap:  # the twin: this block's member, modes and flags
         if rows.fam is not lap.fam:

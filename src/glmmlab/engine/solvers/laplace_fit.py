@@ -27,7 +27,7 @@ from glmmlab.engine.solvers.glm_start import (
     negbin_glm,
 )
 from glmmlab.engine.solvers.intercept_laplace import applies as intercept_applies
-from glmmlab.engine.solvers.intercept_laplace import zero_inflated_hessian
+from glmmlab.engine.solvers.intercept_laplace import summed_rows, zero_inflated_hessian
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.modelled_start import (
@@ -258,9 +258,11 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             # the model without random effects (theta = 0) to its maximum first: every part's coefficients
             # start there, and its value is the null model of the random effects' test
             report(progress, "Initial values (the model without random effects)", 0.09)
-            glm_fg = glm_objective(obj.laps, base_family, lk, x0.size - nt)
+            # (one small random intercept: on the distinct rows its evaluations use, with their summed weights)
+            glm_rows = [summed_rows(lap, GeneralLaplace) for lap in obj.laps]
+            glm_fg = glm_objective(glm_rows, base_family, lk, x0.size - nt)
             x0, psi0, glm_m2 = glm_stage(nb_value_grad, x0, psi0, nt, glm_fg, None if held is None else held[nt:],
-                                         glm_start_hessian(obj.laps, base_family, lk, x0.size - nt, glm_fg))
+                                         glm_start_hessian(glm_rows, base_family, lk, x0.size - nt, glm_fg))
             if st._start is None and scalar and remote is None:
                 # one random intercept: the moments of the model's working residuals per level (no evaluation)
                 x0[0] = moment_theta_rows(obj.laps, base_family, lk, x0[nt:], psi0)
