@@ -368,6 +368,22 @@ def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, 
     return {"n": n, "levels": L, "wr2": wr2, "rbar2": float(rbar @ rbar), "inv_W": float(np.sum(1.0 / W))}
 
 
+# Zeger, Liang & Albert (1988): averaged over a random intercept of SD sigma, a probit model's linear predictor is
+# the conditional one over sqrt(1 + sigma^2) exactly, a logit model's over sqrt(1 + c^2 sigma^2) nearly, c = 16
+# sqrt(3) / (15 pi) (the logistic's closest scaled normal)
+ATTENUATION_C2 = {"logit": (16.0 * np.sqrt(3.0) / (15.0 * np.pi)) ** 2, "probit": 1.0}
+
+
+def attenuation(fam: Family, lk: Link, sd: float) -> float:
+    """How much smaller the GLM's linear predictor is than a binomial model's with a random intercept of SD ``sd``
+    (the GLM fits the mean averaged over the levels): 1 / sqrt(1 + c^2 sd^2) under the logit and probit links
+    (ATTENUATION_C2), 1 for other families and links. The moment start's SD (taken on the GLM's scale) and the
+    GLM's coefficients over it are a start nearer the optimum: the 1M-row random intercept's start 0.706 -> 0.764
+    (optimum 0.798), one Newton step fewer."""
+    c2 = ATTENUATION_C2.get(lk.name) if fam.name == "binomial" else None
+    return 1.0 if c2 is None or not np.isfinite(sd) else float(1.0 / np.sqrt(1.0 + c2 * sd * sd))
+
+
 def moment_theta_of(parts: list[dict], p: int, fam: Family, relative: bool) -> float:
     """:func:`moment_theta` from the :func:`moment_sums` of blocks of whole levels (p: the fixed effects)."""
     n, L = sum(s["n"] for s in parts), sum(s["levels"] for s in parts)

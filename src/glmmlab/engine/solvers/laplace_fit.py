@@ -17,6 +17,7 @@ from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.crossed_modes import crossed_intercepts
 from glmmlab.engine.solvers.glm_start import (
+    attenuation,
     family_glm,
     glm_irls,
     moment_sums,
@@ -185,6 +186,10 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     elif crossed:  # each crossed factor's intercept from its own levels' moments
         x0[:nt] = [moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, np.asarray(b.codes, dtype=np.intp), b.n_levels,
                                 estimated, trials) for b in st.blocks]
+    if moments and not estimated:
+        # a binomial's GLM is the conditional model attenuated (the random intercept averaged out): its
+        # coefficients and the moment start's SD, both on the GLM's scale, over that attenuation
+        x0[:] /= attenuation(fam, lk, float(x0[0]))
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
     likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
     if modelled and remote is None:
