@@ -64,3 +64,32 @@ def test_the_attenuated_start_reaches_the_glm_starts_optimum(monkeypatch):
             sd = plain.theta[0]
             assert abs(a.optimization["start"][0] - sd) < abs(plain.optimization["start"][0] - sd)
             assert a.optimization["evaluations"] <= plain.optimization["evaluations"]
+
+
+def test_the_first_mode_search_starts_one_step_from_zero(monkeypatch):
+    # big data's blocks (here two, forced) start their first mode search from start_modes: one penalised IRLS step
+    # from u = 0 at the GLM's predictor, the moment sums' own rows; the same fit as from u = 0, in fewer row states
+    from glmmlab.engine.solvers import laplace
+
+    rng = np.random.default_rng(3)
+    n, groups = 30_000, 300
+    g = np.sort(rng.integers(0, groups, n))
+    x1 = rng.normal(size=n)
+    eta = 0.3 + 0.5 * x1 + rng.normal(0.0, 0.9, groups)[g]
+    df = pd.DataFrame({"y": (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(float), "x1": x1, "g": g})
+    states = []
+    real = laplace.GeneralLaplace._state
+
+    def counted(self, *args):
+        states.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(laplace.GeneralLaplace, "_state", counted)
+    a = glmmlab.fit_glmm(df, "y", "g", ["x1"], family="binomial", n_blocks=2)
+    with_start = len(states)
+    states.clear()
+    monkeypatch.setattr(laplace_fit, "start_modes", lambda sums, sd: np.zeros(sums["W"].size))
+    b = glmmlab.fit_glmm(df, "y", "g", ["x1"], family="binomial", n_blocks=2)
+    assert abs(a.log_likelihood - b.log_likelihood) < 1e-8
+    assert np.max(np.abs(a.beta - b.beta) / b.se) < 1e-5
+    assert with_start < len(states)

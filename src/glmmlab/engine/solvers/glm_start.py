@@ -347,9 +347,11 @@ MOMENT_PIECE = 131_072  # rows per piece of the moment start's sums (its tempora
 
 
 def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
-                lk: Link, codes: np.ndarray, L: int, trials: np.ndarray | None = None) -> dict:
+                lk: Link, codes: np.ndarray, L: int, trials: np.ndarray | None = None, per_level: bool = False
+                ) -> dict:
     """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels), taken over
-    pieces of MOMENT_PIECE rows (the per-level sums add up)."""
+    pieces of MOMENT_PIECE rows (the per-level sums add up); ``per_level``: also each level's sums of the working
+    weights and weighted working residuals ("W", "Wr": :func:`start_modes`)."""
     n = y.shape[0]
     W, Wr = np.zeros(L), np.zeros(L)
     wr2 = 0.0
@@ -365,7 +367,17 @@ def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, 
         wr2 += float(w @ r)
     W = np.maximum(W, 1e-300)
     rbar = Wr / W
-    return {"n": n, "levels": L, "wr2": wr2, "rbar2": float(rbar @ rbar), "inv_W": float(np.sum(1.0 / W))}
+    out = {"n": n, "levels": L, "wr2": wr2, "rbar2": float(rbar @ rbar), "inv_W": float(np.sum(1.0 / W))}
+    if per_level:
+        out["W"], out["Wr"] = W, Wr
+    return out
+
+
+def start_modes(sums: dict, sd: float) -> np.ndarray:
+    """Spherical modes u (b = sd u) of a random intercept to start the first mode search from: one penalised IRLS
+    step from u = 0 at the GLM's linear predictor, u_j = sd Wr_j / (1 + sd^2 W_j) per level, from a block's
+    :func:`moment_sums` with ``per_level`` (``sd``: the SD on the GLM's scale)."""
+    return sd * sums["Wr"] / (1.0 + sd * sd * sums["W"])
 
 
 # Zeger, Liang & Albert (1988): averaged over a random intercept of SD sigma, a probit model's linear predictor is
