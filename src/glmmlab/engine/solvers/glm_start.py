@@ -378,10 +378,15 @@ def level_moments(n: int, wr2: float, W: np.ndarray, Wr: np.ndarray) -> dict:
 
 
 def moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray, fam: Family,
-                lk: Link, codes: np.ndarray, L: int, trials: np.ndarray | None = None) -> dict:
-    """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels)."""
+                lk: Link, codes: np.ndarray, L: int, trials: np.ndarray | None = None, per_level: bool = False
+                ) -> dict:
+    """:func:`moment_theta`'s sums over rows holding whole levels (``codes`` into their L levels); ``per_level``:
+    also each level's sums of the working weights and weighted working residuals ("W", "Wr": :func:`start_modes`)."""
     s = level_moment_sums(Xs, y, pw, off, beta, fam, lk, [(codes, L)], trials)
-    return level_moments(s["n"], s["wr2"], s["W"][0], s["Wr"][0])
+    out = level_moments(s["n"], s["wr2"], s["W"][0], s["Wr"][0])
+    if per_level:
+        out["W"], out["Wr"] = np.maximum(s["W"][0], 1e-300), s["Wr"][0]
+    return out
 
 
 def crossed_moment_sums(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, beta: np.ndarray,
@@ -403,6 +408,29 @@ def moment_thetas_of(parts: list[dict], p: int, fam: Family, relative: bool) -> 
         pooled = level_moments(n, wr2, sum(q["W"][k] for q in parts), sum(q["Wr"][k] for q in parts))
         out.append(moment_theta_of([pooled], p, fam, relative))
     return out
+
+
+def start_modes(sums: dict, sd: float) -> np.ndarray:
+    """Spherical modes u (b = sd u) of a random intercept to start the first mode search from: one penalised IRLS
+    step from u = 0 at the GLM's linear predictor, u_j = sd Wr_j / (1 + sd^2 W_j) per level, from a block's
+    :func:`moment_sums` with ``per_level`` (``sd``: the SD on the GLM's scale)."""
+    return sd * sums["Wr"] / (1.0 + sd * sd * sums["W"])
+
+
+# Zeger, Liang & Albert (1988): averaged over a random intercept of SD sigma, a probit model's linear predictor is
+# the conditional one over sqrt(1 + sigma^2) exactly, a logit model's over sqrt(1 + c^2 sigma^2) nearly, c = 16
+# sqrt(3) / (15 pi) (the logistic's closest scaled normal)
+ATTENUATION_C2 = {"logit": (16.0 * np.sqrt(3.0) / (15.0 * np.pi)) ** 2, "probit": 1.0}
+
+
+def attenuation(fam: Family, lk: Link, sd: float) -> float:
+    """How much smaller the GLM's linear predictor is than a binomial model's with a random intercept of SD ``sd``
+    (the GLM fits the mean averaged over the levels): 1 / sqrt(1 + c^2 sd^2) under the logit and probit links
+    (ATTENUATION_C2), 1 for other families and links. The moment start's SD (taken on the GLM's scale) and the
+    GLM's coefficients over it are a start nearer the optimum: the 1M-row random intercept's start 0.706 -> 0.764
+    (optimum 0.798), one Newton step fewer."""
+    c2 = ATTENUATION_C2.get(lk.name) if fam.name == "binomial" else None
+    return 1.0 if c2 is None or not np.isfinite(sd) else float(1.0 / np.sqrt(1.0 + c2 * sd * sd))
 
 
 def moment_theta_of(parts: list[dict], p: int, fam: Family, relative: bool) -> float:

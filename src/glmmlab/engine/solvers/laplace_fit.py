@@ -17,6 +17,7 @@ from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import Structure
 from glmmlab.engine.solvers.crossed_modes import crossed_intercepts
 from glmmlab.engine.solvers.glm_start import (
+    attenuation,
     crossed_moment_sums,
     family_glm,
     glm_irls,
@@ -25,6 +26,7 @@ from glmmlab.engine.solvers.glm_start import (
     moment_theta_of,
     moment_thetas_of,
     negbin_glm,
+    start_modes,
 )
 from glmmlab.engine.solvers.intercept_laplace import applies as intercept_applies
 from glmmlab.engine.solvers.intercept_laplace import summed_rows, zero_inflated_hessian
@@ -179,10 +181,11 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None) and not modelled
     crossed = st._start is None and not modelled and (remote is not None or Xs.shape[0] == mf.n) \
         and crossed_intercepts(st, None if remote is None else remote.crossed)
+    sums = None  # each block's moment sums, per level
     if moments and remote is None and len(obj.laps) > 1:  # each block's sums over its whole levels, in threads
-        x0[0] = moment_theta_of(obj.map(lambda lap: moment_sums(lap.Xs, lap.y, lap.pw, lap.off, beta0, fam, lk,
-                                                               lap.st.codes1, lap.st.L1, lap.trials)),
-                                Xs.shape[1], fam, estimated)
+        sums = obj.map(lambda lap: moment_sums(lap.Xs, lap.y, lap.pw, lap.off, beta0, fam, lk, lap.st.codes1,
+                                               lap.st.L1, lap.trials, per_level=True))
+        x0[0] = moment_theta_of(sums, Xs.shape[1], fam, estimated)
     elif moments:
         x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated, trials) \
             if remote is None else remote.moment_theta(beta0, fam, estimated)
@@ -190,7 +193,18 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x0[:nt] = moment_thetas_of([crossed_moment_sums(
             Xs, mf.y, pw, off, beta0, fam, lk, [(np.asarray(b.codes, dtype=np.intp), b.n_levels) for b in st.blocks],
             trials)], Xs.shape[1], fam, estimated) if remote is None else remote.moment_thetas(beta0, fam, estimated)
+    if moments and not estimated:
+        # a binomial's GLM is the conditional model attenuated (the random intercept averaged out): its
+        # coefficients and the moment start's SD, both on the GLM's scale, over that attenuation
+        sd_glm = float(x0[0])
+        x0[:] /= attenuation(fam, lk, sd_glm)
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
+    if sums is not None and not estimated and not edge and not negbin:
+        # the first mode search starts one step from u = 0 at the GLM's linear predictor and moment SD (the
+        # step's rows are the moment sums' own; u = b / sd on either scale): the 1M-row random intercept's first
+        # evaluation 6.5 -> 5.25 row states per block
+        for lap, s_ in zip(obj.laps, sums):
+            lap.u = start_modes(s_, sd_glm)
     likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
     if modelled and remote is None:
         # zero and dispersion models: -2 log p is the deviance itself (no saturated constant), the same function
