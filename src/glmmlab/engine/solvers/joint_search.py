@@ -11,7 +11,7 @@ import numpy as np
 
 from glmmlab.engine.solvers.joint_hessian import approximate_hessian
 from glmmlab.engine.solvers.newton import projected_gradient
-from glmmlab.engine.solvers.optimizer import HESSIAN_REUSE_FORWARD, ROUNDING_GTOL, _gradient_polish, fd_hessian
+from glmmlab.engine.solvers.optimizer import HESSIAN_REUSE_FORWARD, ROUNDING_GTOL, fd_hessian, gradient_polish
 from glmmlab.engine.solvers.secant import Recent, secant_hessian
 
 
@@ -59,7 +59,7 @@ def polish_to_rounding(counted, x: np.ndarray, lower: np.ndarray, recent: Recent
     H = hessian_at(kept, x)
     x_h = x.copy()
     if np.isfinite(f):
-        x, f, _ = _gradient_polish(kept, x, f, lower, H, near_rounding, [], shrink=0.1)
+        x, f, _ = gradient_polish(kept, x, f, lower, H, near_rounding, [], shrink=0.1)
     if float(np.max(np.abs(x - x_h) / np.maximum(1.0, np.abs(x)), initial=0.0)) > HESSIAN_REUSE_FORWARD:
         H = hessian_at(counted, x)
     return x, float(f), H

@@ -31,7 +31,7 @@ HESSIAN_REUSE = 1e-5  # a polish Hessian serves as the optimum's if the point mo
 # the same for a forward-difference Hessian, whose own error is O(h) = 1e-4 relative: a point moved by less than
 # that changes it by no more (sim_t's polish moved it 4e-5: its SEs 2e-5 relative apart, 5 evaluations fewer)
 HESSIAN_REUSE_FORWARD = 1e-4
-# A chord step with a finite-difference Hessian below this (relative) ends the polish (see _gradient_polish): that
+# A chord step with a finite-difference Hessian below this (relative) ends the polish (see gradient_polish): that
 # step is the point's distance from the optimum to some 1e-4, so the parameters are fixed to 1e-8 relative (1e-6 of
 # a standard error, -2 log L to 1e-12); below it the gradient is at its noise floor, where steps were tried three
 # times and refused (sim_beta 21 -> 17 evaluations per fit, sim_betabinomial 17 -> 13, cbpp_betabinomial 31 -> 27)
@@ -334,7 +334,7 @@ def minimize(
         by_differences = approx_hessian is None or chord
         H = fd_hessian_at(x) if by_differences or approx_hessian is None else approx_hessian(x, counted)
         H_x = x.copy() if by_differences else None  # where a finite-difference H was taken
-        x, f, extra = _gradient_polish(counted, x, f, lower, H, near_rounding, log,
+        x, f, extra = gradient_polish(counted, x, f, lower, H, near_rounding, log,
                                        shrink=0.1 if forward_hessian and by_differences else 1.0)
         iterations += extra
     if not small_gradient(x) and not (iterations >= max_iter):
@@ -438,7 +438,7 @@ def _bfgs_backtracking(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, 
     return x, f, it
 
 
-def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H: np.ndarray,
+def gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H: np.ndarray,
                      done: Callable[[np.ndarray], bool], log: list[dict], max_steps: int = 6, shrink: float = 1.0
                      ) -> tuple[np.ndarray, float, int]:
     """Newton steps near an optimum with a fixed approximate Hessian ``H`` (a chord method: each step costs
@@ -479,74 +479,3 @@ def _gradient_polish(fg: FunGrad, x: np.ndarray, f: float, lower: np.ndarray, H:
         steps += 1
         log_step(log, f, x, "polish")
     return x, f, steps
-
-
-def polish_value_only(fun: Callable[[np.ndarray], float], x: np.ndarray, lower: np.ndarray, log: list[dict]
-                      ) -> tuple[np.ndarray, float, int, int]:
-    """Take the optimum of a value-only function, where a derivative-free optimiser stopped, down to rounding
-    level: Newton steps with its fourth-order finite-difference gradient and a finite-difference Hessian of
-    that gradient, until the projected gradient is at rounding level (as :func:`minimize` does after its
-    quasi-Newton run). A stopping rule on changes of f leaves the parameters determined only to about
-    sqrt(ftol), so they would move with the rounding of the sums (e.g. how the rows are cut into blocks).
-    Returns (x, f, Newton steps, evaluations)."""
-    evaluations = 0
-    cache: dict[bytes, tuple[float, np.ndarray]] = {}
-
-    def counted(x_: np.ndarray) -> float:
-        nonlocal evaluations
-        evaluations += 1
-        return fun(x_)
-
-    numeric = numeric_gradient(counted, lower)
-
-    def fg(x_: np.ndarray) -> tuple[float, np.ndarray]:
-        key = x_.tobytes()
-        if key not in cache:
-            cache.clear()
-            cache[key] = numeric(x_)
-        return cache[key]
-
-    def near_rounding(x_: np.ndarray) -> bool:
-        f_, g_ = fg(x_)
-        return projected_gradient(x_, g_, lower) <= ROUNDING_GTOL * max(1.0, abs(f_)) ** 0.5
-
-    x = np.asarray(x, dtype=float).copy()
-    f = fg(x)[0]
-    if not np.isfinite(f) or near_rounding(x):
-        return x, float(f), 0, evaluations
-    H = _value_hessian(counted, x, f, lower)
-
-    def done(x_: np.ndarray) -> bool:
-        # with large |f| (many rows) the finite-difference gradient's rounding floor, eps |f| / h, lies above
-        # the rounding-level gradient; there the optimum is fixed once the Newton step is below 1e-10 of theta
-        if near_rounding(x_):
-            return True
-        return newton_step_below(H, x_, fg(x_)[1], lower, 1e-10)
-
-    x, f, steps = _gradient_polish(fg, x, f, lower, H, done, log)
-    return x, float(f), steps, evaluations
-
-
-def _value_hessian(fun: Callable[[np.ndarray], float], x: np.ndarray, f0: float, lower: np.ndarray) -> np.ndarray:
-    """A finite-difference Hessian from values alone, for a chord method (k (k + 3) / 2 evaluations, against
-    2 k (4 k + 1) for :func:`fd_hessian` of a numeric gradient): central second differences on the diagonal
-    (forward where a bound is within reach), forward cross differences off it."""
-    k = x.size
-    h = 1e-3 * np.maximum(1.0, np.abs(x))
-
-    def at(*steps: tuple[int, float]) -> float:
-        xs = x.copy()
-        for i, step in steps:
-            xs[i] += step
-        return fun(xs)
-
-    fp = np.array([at((i, h[i])) for i in range(k)])
-    H = np.zeros((k, k))
-    for i in range(k):
-        if x[i] - h[i] >= lower[i]:
-            H[i, i] = (fp[i] - 2.0 * f0 + at((i, -h[i]))) / h[i] ** 2
-        else:
-            H[i, i] = (at((i, 2 * h[i])) - 2.0 * fp[i] + f0) / h[i] ** 2
-        for j in range(i):
-            H[i, j] = H[j, i] = (at((i, h[i]), (j, h[j])) - fp[i] - fp[j] + f0) / (h[i] * h[j])
-    return H

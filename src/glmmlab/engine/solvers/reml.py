@@ -16,10 +16,7 @@ from glmmlab.engine.solvers import crossed_newton, structured_reml, structured_s
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import factor
 from glmmlab.engine.solvers.likelihood import sum_log
-from glmmlab.engine.solvers.optimizer import (
-    polish_value_only,
-    stages_document,
-)
+from glmmlab.engine.solvers.optimizer import stages_document
 from glmmlab.engine.solvers.row_blocks import (
     BlockedProfiledLmm,
     RemoteRows,
@@ -32,6 +29,7 @@ from glmmlab.engine.solvers.row_blocks import (
 from glmmlab.engine.solvers.search import bobyqa
 from glmmlab.engine.solvers.structure import Structure, check_coupled_size
 from glmmlab.engine.solvers.threads import wide_blas
+from glmmlab.engine.solvers.value_polish import polish_value_only
 
 
 # -- Gaussian + identity: profiled REML ---------------------------------------------------------------------
