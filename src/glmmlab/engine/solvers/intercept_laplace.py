@@ -208,6 +208,14 @@ def _search(lap: Any, general: Callable[..., Any]) -> InterceptModes:
     return search
 
 
+def _rows(lap: Any, search: InterceptModes) -> Any:
+    """The rows ``search`` evaluates (``lap`` itself or its twin), with ``lap``'s member of the family."""
+    rows = search.lap
+    if rows.fam is not lap.fam:
+        rows.set_family(lap.fam)
+    return rows
+
+
 def summed_rows(lap: Any, general: Callable[..., Any]) -> Any:
     """The rows to sum over in place of ``lap``'s where a sum over rows is all that is wanted (the model without
     random effects: ``modelled_start.glm_objective``, whose weighted sums merged rows leave as they are): its
@@ -215,20 +223,15 @@ def summed_rows(lap: Any, general: Callable[..., Any]) -> Any:
     one, else ``lap``. salamanders: 128 rows for 644."""
     if not applies(lap):
         return lap
-    rows = _search(lap, general).lap
-    if rows is not lap and rows.fam is not lap.fam:
-        rows.set_family(lap.fam)
-    return rows
+    return _rows(lap, _search(lap, general))
 
 
 def parts(lap: Any, theta: np.ndarray, beta: np.ndarray, gradient: bool, general: Callable[..., Any]) -> dict:
     """GeneralLaplace.parts through :class:`InterceptModes` (see :func:`applies`), on the rows' :func:`compact`
     twin (a ``general``, the GeneralLaplace class) where it has one."""
     search = _search(lap, general)
-    rows = search.lap
-    if rows is not lap:  # the twin: this block's member, modes and flags
-        if rows.fam is not lap.fam:
-            rows.set_family(lap.fam)
+    rows = _rows(lap, search)
+    if rows is not lap:  # the twin: this block's modes and flags too
         rows.u, rows.psi_gradient, rows.psi_held = lap.u, lap.psi_gradient, lap.psi_held
     out = _parts(rows, search, theta, beta, gradient)
     lap.u, lap._last_dev = rows.u, rows._last_dev
@@ -265,9 +268,7 @@ def zero_model_curvature(lap: Any, theta: np.ndarray, beta: np.ndarray) -> np.nd
     search = lap._intercept_modes
     if search is None or not applies(lap):
         return None
-    rows = search.lap
-    if rows.fam is not lap.fam:
-        rows.set_family(lap.fam)
+    rows = _rows(lap, search)
     fam = rows.fam
     if getattr(fam, "kind", "") != "zi" or not getattr(fam, "n_zi", 0):
         return None

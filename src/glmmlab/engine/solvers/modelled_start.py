@@ -251,7 +251,7 @@ def moment_theta_rows(laps: list, fam: ModelledFamily, lk: Link, beta: np.ndarra
     Laplace evaluations per fit salamanders_zip 24 -> 20, zinb2 32 -> 28, owls_zinb1 31 -> 28, hurdle_nb2 33 -> 27,
     sim_gamma_disp 38 -> 32."""
     from glmmlab.engine.families.state import row_state
-    from glmmlab.engine.solvers.glm_start import moment_theta_of
+    from glmmlab.engine.solvers.glm_start import level_moments, moment_theta_of
     from glmmlab.engine.solvers.scaling import design_dot
 
     member = fam.with_parameters(fam.from_internal(psi))
@@ -262,11 +262,9 @@ def moment_theta_rows(laps: list, fam: ModelledFamily, lk: Link, beta: np.ndarra
             rs = row_state(lap.resp.with_family(member), design_dot(lap.Xs, beta) + lap.off, lk)
             w = np.asarray(lap.pw, dtype=float) * rs.w
             r = -0.5 * rs.dev_eta / np.maximum(rs.w, 1e-300)
-            W = np.maximum(np.bincount(st.codes1, weights=w, minlength=st.L1), 1e-300)
-            w *= r
-            rbar = np.bincount(st.codes1, weights=w, minlength=st.L1) / W
-            parts.append({"n": r.size, "levels": st.L1, "wr2": float(w @ r), "rbar2": float(rbar @ rbar),
-                          "inv_W": float(np.sum(1.0 / W))})
+            wr = w * r
+            parts.append(level_moments(r.size, float(wr @ r), np.bincount(st.codes1, weights=w, minlength=st.L1),
+                                       np.bincount(st.codes1, weights=wr, minlength=st.L1)))
     return moment_theta_of(parts, beta.size, member, False)
 
 
