@@ -116,6 +116,19 @@ def test_predicted_modes_are_the_general_paths(monkeypatch):
     np.testing.assert_allclose(fast, general, atol=1e-9)
 
 
+def _joint_point(rng, p: int, centre, theta_hi: float, beta_sd: float, psi_sd: float):
+    """A random (theta, beta, psi): two SDs in [0.3, theta_hi), p coefficients of the mean around 0, the family's
+    parameters around ``centre``."""
+    theta, beta = rng.uniform(0.3, theta_hi, 2), rng.normal(0.0, beta_sd, p)
+    return theta, beta, np.asarray(centre) + rng.normal(0.0, psi_sd, len(centre))
+
+
+def _cold_at(o, psi) -> None:
+    """``o`` (a JointLaplace) at the member ``psi``, its modes forgotten (the next search starts from 0)."""
+    o.set_member(psi)
+    o.u, o._last = np.zeros_like(o.u), None
+
+
 def _joint_made(df, **kw):
     """The first JointLaplace a fit of ``y ~ x + (1 | g)`` with ``kw`` made, and its constructor's arguments."""
     import glmmlab.engine.solvers.joint_laplace as joint
@@ -148,13 +161,10 @@ def test_joint_laplace_on_the_distinct_rows():
     fam = obj.fam
     designs = {"cond": obj.Xs, "zi": obj.resp.zi_X, "disp": obj.resp.disp_X}
     for _ in range(4):
-        theta = rng.uniform(0.3, 1.2, 2)
-        beta = rng.normal(0.0, 0.4, obj.Xs.shape[1])
-        psi = np.asarray(fam.parameters) + rng.normal(0.0, 0.3, len(fam.parameters))
+        theta, beta, psi = _joint_point(rng, obj.Xs.shape[1], fam.parameters, 1.2, 0.4, 0.3)
         res = []
         for o in (obj, plain):
-            o.set_member(psi)
-            o.u, o._last = np.zeros_like(o.u), None
+            _cold_at(o, psi)
             res.append((o.value_and_grad(theta, beta, designs), o.value(theta, beta), o.u.copy()))
         ((f1, g1), v1, u1), ((f0, g0), v0, u0) = res
         assert np.isfinite(f0) and f1 == pytest.approx(f0, rel=1e-11) and v1 == pytest.approx(v0, rel=1e-11)
@@ -178,12 +188,10 @@ def test_joint_gradient_of_one_intercept_per_part(family, zi, disp):
     rng = np.random.default_rng(1)
     designs = {"cond": fast.Xs, "zi": fast.resp.zi_X, "disp": fast.resp.disp_X if fast.fam.n_disp else None}
     for _ in range(4):
-        theta, beta = rng.uniform(0.3, 1.2, 2), rng.normal(0.0, 0.4, fast.Xs.shape[1])
-        psi = np.asarray(fast.fam.parameters) + rng.normal(0.0, 0.3, len(fast.fam.parameters))
+        theta, beta, psi = _joint_point(rng, fast.Xs.shape[1], fast.fam.parameters, 1.2, 0.4, 0.3)
         out = []
         for o in (fast, general):
-            o.set_member(psi)
-            o.u, o._last = np.zeros_like(o.u), None
+            _cold_at(o, psi)
             out.append(o.value_and_grad(theta, beta, designs))
         (f1, g1), (f0, g0) = out
         assert np.isfinite(f0) and f1 == f0
@@ -286,12 +294,10 @@ def test_fused_zero_inflated_poisson_rows():
     rng = np.random.default_rng(3)
     designs = {"cond": fused.Xs, "zi": fused.resp.zi_X, "disp": None}
     for _ in range(4):
-        theta, beta = rng.uniform(0.3, 1.5, 2), rng.normal(0.0, 0.5, fused.Xs.shape[1])
-        psi = np.asarray(fused.fam.parameters) + rng.normal(0.0, 0.5, len(fused.fam.parameters))
+        theta, beta, psi = _joint_point(rng, fused.Xs.shape[1], fused.fam.parameters, 1.5, 0.5, 0.5)
         out = []
         for o in (fused, plain):
-            o.set_member(psi)
-            o.u, o._last = np.zeros_like(o.u), None
+            _cold_at(o, psi)
             first = o.value_and_grad(theta, beta, designs)
             out.append((first, o.u.copy(), o.value_and_grad(theta + 0.02, beta - 0.03, designs)))
         for k in (0, 2):
