@@ -39,6 +39,10 @@ class RowState:
     # Poisson log), so the solvers need not compare them row by row
     observed_is_expected: ClassVar[bool] = False
 
+    def dev_sum(self, pw: np.ndarray | None = None) -> float:
+        """The sum of the unit deviances, weighted by ``pw`` (None: unit weights)."""
+        return float(np.sum(self.dev if pw is None else pw * self.dev))
+
 
 class _CanonicalState(RowState):
     """The row state of a canonical pair's fast path (binomial logit, Poisson log): the mean, weights and deviance
@@ -60,10 +64,37 @@ class _CanonicalState(RowState):
 
 
 class _LogitState(_CanonicalState):
-    """The binomial logit's row state; h2 = w_eta, too, when first read."""
+    """The binomial logit's row state; h2 = w_eta, too, when first read. Its unit deviances are made when first
+    read: the mode search's steps need only their sum (:meth:`dev_sum`)."""
 
-    def __init__(self, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, var: np.ndarray, dev: np.ndarray):
-        self.y, self.eta, self.mu, self.h1, self.var, self.w, self.dev = y, eta, mu, var, var, var, dev
+    def __init__(self, resp, eta: np.ndarray, mu: np.ndarray, var: np.ndarray, d: np.ndarray, positive: float):
+        self.y, self.eta, self.mu, self.h1, self.var, self.w = resp.y, eta, mu, var, var, var
+        self._resp, self._d, self._positive = resp, d, positive
+
+    @cached_property
+    def dev(self) -> np.ndarray:  # type: ignore[override]
+        # 2 (ylogy + log(1 + exp(-|eta|)) + max(eta, 0) - y eta), in place where it can be (fewer temporaries)
+        dev = np.log(self._d)
+        dev += np.maximum(self.eta, 0.0)
+        if not _zero_ylogy(self._resp):
+            dev += self._resp.ylogy
+        dev -= self.y * self.eta
+        dev *= 2.0
+        return dev
+
+    def dev_sum(self, pw: np.ndarray | None = None) -> float:
+        if pw is not None or "dev" in self.__dict__:
+            return super().dev_sum(pw)
+        # the same sum by its parts: the log of a product is the sum of the logs, so 1 + exp(-|eta|) (in [1, 2])
+        # multiplied over runs of LOG_RUN rows (at most 2^256) takes one log per run, not per row (a row state of
+        # 125,000 rows 1.87 -> 1.24 ms); the sums of max(eta, 0) and y eta are dot products (``positive``: the
+        # first, made with the means). Rounding: a run's product is within LOG_RUN ulps of the rows', below the
+        # sum's own rounding over a million rows
+        d = self._d
+        whole = d.size - d.size % LOG_RUN
+        logs = float(np.log(np.prod(d[:whole].reshape(-1, LOG_RUN), axis=1)).sum()) + float(np.log(d[whole:]).sum())
+        ylogy = 0.0 if _zero_ylogy(self._resp) else float(np.sum(self._resp.ylogy))
+        return 2.0 * (ylogy + logs + self._positive - float(self.y @ self.eta))
 
     @cached_property
     def h2(self) -> np.ndarray:  # type: ignore[override]
@@ -74,32 +105,32 @@ class _LogitState(_CanonicalState):
         return self.h2
 
 
+LOG_RUN = 256  # rows whose 1 + exp(-|eta|) are multiplied before one log (_LogitState.dev_sum)
+
+
+def _zero_ylogy(resp) -> bool:
+    """Whether the response's y log y constants are the number 0 (0/1 data)."""
+    return np.isscalar(resp.ylogy) and resp.ylogy == 0.0
+
+
 def _logit_state(resp, eta):
-    # e = exp(-|eta|), d = 1 + e, sp = max(eta, 0) + log(d), mu = where(eta >= 0, 1, e) / d,
-    # var = max(mu (1 - mu), 1e-300), dev = 2 (ylogy + sp - y eta), in place where it can be (fewer temporaries).
-    # One exp and one log per row: where(eta >= 0, 1, e) is max(eta >= 0, e) (e <= 1; the same numbers as
-    # exp(min(eta, 0)), a second exp, gave), and log(1 + e) is log of d, which mu needs anyway (log1p(e) costs twice
-    # a log here; the two differ by at most 2e-16 per row, the rounding of d). 125,000 rows: 2.2 ms, was 4.0 ms.
-    y = resp.y
+    # e = exp(-|eta|), d = 1 + e, mu = where(eta >= 0, 1, e) / d, var = max(mu (1 - mu), 1e-300); the deviance
+    # 2 (ylogy + log(d) + max(eta, 0) - y eta) when first read (or its sum alone: _LogitState.dev_sum).
+    # One exp per row: where(eta >= 0, 1, e) is max(eta >= 0, e) (e <= 1; the same numbers as exp(min(eta, 0)), a
+    # second exp, gave), and log(1 + e) is log of d (log1p(e) costs twice a log here; the two differ by at most
+    # 2e-16 per row, the rounding of d).
     e = np.abs(eta)
     np.negative(e, out=e)
     np.exp(e, out=e)
     d = e + 1.0
-    sp = np.log(d)  # log(1 + exp(-|eta|)), stable
-    mu = np.maximum(eta, 0.0)
-    sp += mu
-    np.greater_equal(eta, 0.0, out=mu)  # 1 where eta >= 0, else 0
+    mu = np.greater_equal(eta, 0.0).astype(float)  # 1 where eta >= 0, else 0
+    positive = float(mu @ eta)  # the sum of max(eta, 0)
     np.maximum(mu, e, out=mu)  # the numerator: 1 where eta >= 0, else e
     mu /= d
     var = 1.0 - mu
     var *= mu
     np.maximum(var, 1e-300, out=var)
-    if not (np.isscalar(resp.ylogy) and resp.ylogy == 0.0):  # 0/1 data: ylogy is the number 0
-        sp += resp.ylogy
-    e = np.multiply(y, eta, out=e)
-    sp -= e
-    sp *= 2.0
-    return _LogitState(y, eta, mu, var, sp)
+    return _LogitState(resp, eta, mu, var, d, positive)
 
 
 class _PoissonLogState(_CanonicalState):

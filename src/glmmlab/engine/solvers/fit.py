@@ -141,14 +141,11 @@ def fit_frame(mf: ModelFrame, fam: Family, lk: Link, model: dict, *, se: str = "
     return out
 
 
-def _design_columns(names: list[str], X: np.ndarray, y: np.ndarray) -> list[dict | None]:
-    """:func:`advice.design_columns`; a large design's columns in threads, a run of columns each (the same numbers:
-    each column's are its own)."""
-    if X.shape[0] < THREADED_ROWS or len(names) < 2:
-        return advice.design_columns(names, X, y)
-    parts = in_threads(lambda cols: advice.design_columns(names[cols], X[:, cols], y),
-                       row_slices(len(names), cpu_count()))
-    return [column for part in parts for column in part]
+def _design_columns(names: list[str], X: np.ndarray, y: np.ndarray) -> list[list[dict | None]]:
+    """:func:`advice.design_columns` of runs of X's rows (its ``parts``), a large design's in threads, one run per
+    core (the separation check pools them as it pools the Dask path's partitions)."""
+    runs = row_slices(X.shape[0], cpu_count()) if X.shape[0] >= THREADED_ROWS else [slice(0, X.shape[0])]
+    return in_threads(lambda r: advice.design_columns(names, X[r], y[r]), runs)
 
 
 def _with_parts(fam: Family, mf: ModelFrame) -> tuple[Family, dict | None]:

@@ -213,10 +213,15 @@ def glm_working(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, 
     xb = design_dot(Xs, beta)
     rs = row_state(resp, xb if _no_offset(off) else xb + off, lk)
     ok = bool(np.all(fam.mu_valid(rs.mu)))
-    dev = float(np.sum(pw * rs.dev))
+    dev = rs.dev_sum(None if _unit_weights(pw) else pw)
     w = pw * rs.w
     z = xb + (y - rs.mu) / rs.h1 if fam.edm else xb - 0.5 * rs.dev_eta / rs.w
     return dev, ok, w, z
+
+
+def _unit_weights(pw: np.ndarray) -> bool:
+    """Whether the weights are the read-only view of one 1 of a fit without them."""
+    return pw.ndim == 1 and pw.strides[0] == 0 and pw.size > 0 and float(pw[0]) == 1.0
 
 
 def _no_offset(off: np.ndarray) -> bool:

@@ -163,8 +163,9 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     parameters at the start (a number, the negative binomial's theta, or a tuple by
     :attr:`Family.parameter_names`), estimated with the others on the family's optimiser scale; None for a family
     without. ``remote``: the rows when they are not in ``mf``, ``Xs``, ``pw`` and ``off`` (see
-    :class:`RemoteRows`); ``trials``: the beta-binomial's (``pw`` is then 1). ``binary``: the design's
-    :func:`advice.design_columns`, taken before the design was scaled (else from ``mf.X``)."""
+    :class:`RemoteRows`); ``trials``: the beta-binomial's (``pw`` is then 1). ``binary``: the
+    :func:`advice.design_columns` of the design's runs of rows, taken before the design was scaled (else from
+    ``mf.X``)."""
     negbin = nb0 is not None
     if negbin:
         base_family = fam
@@ -523,7 +524,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         else:
             X = None if binary is not None else np.asarray(mf.X, dtype=float)
             out["warnings"].extend(advice.separation_in_frame(list(mf.x_names), X, mf.y, x_beta, rows["fitted"],
-                                                              columns=binary))
+                                                              parts=binary))
     if negbin and x_full is not None:
         out["warnings"].extend(limit_warnings(fam, x_full[-m_psi:]))
     if modelled:

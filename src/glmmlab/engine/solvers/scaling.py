@@ -12,6 +12,9 @@ from glmmlab.engine.solvers.threads import THREADED_ROWS, cpu_count, in_threads,
 
 # -- the fixed-effects design ------------------------------------------------------------------------------
 WIDE_DESIGN_FLOPS = 2e9  # a design with n p^2 above this is worked through in chunks of rows, with progress
+# a narrow design whose equilibrated Cholesky factor has at most this condition number takes one pass of Cholesky
+# QR (its columns orthogonal to ~1e-9 or better: 1M x 11 simulated, 4e-15); above it, a second (CholeskyQR2)
+ONE_PASS_COND = 100.0
 
 
 def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None, in_place: bool = False
@@ -20,10 +23,12 @@ def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None, 
     combinations of earlier ones are dropped (lme4 drops rank-deficient columns too), named in ``dropped``.
 
     By Cholesky QR: the collinearity test and T come from the Gram matrix X'X (equilibrated, so columns of any
-    scale are alike); for a narrow design a second pass with the Gram matrix of the result makes X_s orthogonal
-    to rounding (CholeskyQR2). Gram matrices and products, where a Householder QR of a tall design runs in one
-    thread at a fraction of the speed (1M x 11: 0.07 s against 0.37 s). The columns kept have a residual on the
-    earlier ones of at least 1e-5 of their norm, inside Cholesky QR's range. A wide design (n p^2 above
+    scale are alike). For a narrow design whose factor is not well conditioned (above ONE_PASS_COND), a second
+    pass with the Gram matrix of the result makes X_s orthogonal to rounding (CholeskyQR2); a well-conditioned
+    one needs none (checking that it had none to make was a third pass over the rows). Gram matrices and
+    products, where a Householder QR of a tall design runs in one thread at a fraction of the speed (1M x 11:
+    0.07 s against 0.37 s). The columns kept have a residual on the earlier ones of at least 1e-5 of their norm,
+    inside Cholesky QR's range. A wide design (n p^2 above
     WIDE_DESIGN_FLOPS: a factor of 1,500 levels) takes one pass, in chunks of rows with a progress report
     between them (where a cancel is seen); its columns are orthogonal to about 1e-6, which the fit does not need
     to be better. Should a factorisation fail, the design falls back to a Householder QR
@@ -47,7 +52,10 @@ def scaled_design(X: np.ndarray, names: list[str], progress: ProgressFn = None, 
             raise ValueError("the design's Gram matrix has no usable Cholesky factor")
         own = in_place and keep.size == p
         Xs = _times(X if keep.size == p else X[:, keep], T, progress, own)
-        for _ in range(0 if wide else 2):
+        # the second pass only where the first can leave X_s off orthogonal by more than about 1e-9: its error is
+        # about cond(R)^2 times the Gram matrix's rounding (1M rows: ~1e-13)
+        one_pass = wide or np.linalg.cond(R) <= ONE_PASS_COND
+        for _ in range(0 if one_pass else 2):
             G2 = _gram(Xs, None) / n
             if np.max(np.abs(G2 - np.eye(keep.size))) <= 1e-12:
                 break
