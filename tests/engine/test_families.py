@@ -71,3 +71,38 @@ def test_unit_deviance_to_rounding_near_and_far_from_the_mean(family):
         y[near] = np.round(y[near])
     ref = np.array([_exact_dev(family, a, b) for a, b in zip(y, mu)])
     np.testing.assert_allclose(FAMILIES[family].unit_deviance(y, mu), ref, rtol=1e-11)
+
+
+@pytest.mark.parametrize("case", ["binary", "proportions", "far", "separated"])
+def test_logit_deviance_sum_by_parts(case):
+    # the binomial logit's fast state sums its deviance by parts (a log per run of rows, one dot product): within
+    # the rounding of 1 + exp(-|eta|) per row (which the per-row logarithms carry too) of the exact sum, also where
+    # most rows contribute almost nothing
+    from math import fsum
+
+    from glmmlab.engine.families.links import LINKS
+    from glmmlab.engine.families.response import Response
+    from glmmlab.engine.families.state import LOG_RUN, row_state
+
+    rng = np.random.default_rng(7)
+    n = 7 * LOG_RUN + 13  # runs of LOG_RUN rows and a rest
+    eta = rng.normal(size=n) * (40.0 if case == "far" else 2.0)
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    if case == "proportions":
+        y = rng.integers(0, 6, size=n) / 5.0
+    if case == "separated":  # most rows far on the side of their response (deviances of about 1e-13 each)
+        eta = np.where(y == 1.0, 30.0, -30.0) + rng.normal(size=n)
+        eta[::50] = rng.normal(size=eta[::50].size)
+    resp = Response(y, FAMILIES["binomial"])
+    rs = row_state(resp, eta, LINKS["logit"])
+    total = rs.dev_sum()
+    ylogy = np.broadcast_to(resp.ylogy, (n,))
+    exact = 2 * sum(Decimal(c) + _ln(1 + (-abs(Decimal(e))).exp()) + max(Decimal(e), Decimal(0))
+                    - Decimal(v) * Decimal(e) for c, e, v in zip(ylogy, eta, y))
+    # the rounding of 1 + exp(-|eta|) and of a run's product, at most an ulp of 1 each per row, and a dot product's;
+    # the sums of max(eta, 0) and of y eta apart: off by 4.4e-12 here ("separated"), 1.7e-12 ("far")
+    bound = 4e-15 * abs(float(exact)) + 2 * n * 2.2e-16
+    assert abs(total - float(exact)) <= bound
+    assert abs(fsum(rs.dev) - float(exact)) <= bound  # the per-row deviances (made when first read) alike
+    w = rng.uniform(0.5, 2.0, size=n)
+    assert rs.dev_sum(w) == pytest.approx(fsum(w * rs.dev), rel=1e-12)

@@ -67,9 +67,9 @@ class _LogitState(_CanonicalState):
     """The binomial logit's row state; h2 = w_eta, too, when first read. Its unit deviances are made when first
     read: the mode search's steps need only their sum (:meth:`dev_sum`)."""
 
-    def __init__(self, resp, eta: np.ndarray, mu: np.ndarray, var: np.ndarray, d: np.ndarray, positive: float):
+    def __init__(self, resp, eta: np.ndarray, mu: np.ndarray, var: np.ndarray, d: np.ndarray, linear: float):
         self.y, self.eta, self.mu, self.h1, self.var, self.w = resp.y, eta, mu, var, var, var
-        self._resp, self._d, self._positive = resp, d, positive
+        self._resp, self._d, self._linear = resp, d, linear
 
     @cached_property
     def dev(self) -> np.ndarray:  # type: ignore[override]
@@ -87,14 +87,14 @@ class _LogitState(_CanonicalState):
             return super().dev_sum(pw)
         # the same sum by its parts: the log of a product is the sum of the logs, so 1 + exp(-|eta|) (in [1, 2])
         # multiplied over runs of LOG_RUN rows (at most 2^256) takes one log per run, not per row (a row state of
-        # 125,000 rows 1.87 -> 1.24 ms); the sums of max(eta, 0) and y eta are dot products (``positive``: the
-        # first, made with the means). Rounding: a run's product is within LOG_RUN ulps of the rows', below the
-        # sum's own rounding over a million rows
+        # 125,000 rows 1.87 -> 1.24 ms); the sum of max(eta, 0) - y eta is one dot product (``linear``, made with
+        # the means). Rounding: each product's is of the order of the rounding of its rows' 1 + exp(-|eta|), which
+        # the per-row logarithms carry too (tests/engine/test_families.py)
         d = self._d
         whole = d.size - d.size % LOG_RUN
         logs = float(np.log(np.prod(d[:whole].reshape(-1, LOG_RUN), axis=1)).sum()) + float(np.log(d[whole:]).sum())
         ylogy = 0.0 if _zero_ylogy(self._resp) else float(np.sum(self._resp.ylogy))
-        return 2.0 * (ylogy + logs + self._positive - float(self.y @ self.eta))
+        return 2.0 * (ylogy + logs + self._linear)
 
     @cached_property
     def h2(self) -> np.ndarray:  # type: ignore[override]
@@ -124,13 +124,15 @@ def _logit_state(resp, eta):
     np.exp(e, out=e)
     d = e + 1.0
     mu = np.greater_equal(eta, 0.0).astype(float)  # 1 where eta >= 0, else 0
-    positive = float(mu @ eta)  # the sum of max(eta, 0)
+    # the sum of max(eta, 0) - y eta, as one dot product of terms that are all >= 0 for y in [0, 1] (the two sums
+    # apart cancel where most rows are far on the side of their response)
+    linear = float((mu - resp.y) @ eta)
     np.maximum(mu, e, out=mu)  # the numerator: 1 where eta >= 0, else e
     mu /= d
     var = 1.0 - mu
     var *= mu
     np.maximum(var, 1e-300, out=var)
-    return _LogitState(resp, eta, mu, var, d, positive)
+    return _LogitState(resp, eta, mu, var, d, linear)
 
 
 class _PoissonLogState(_CanonicalState):
