@@ -1,5 +1,5 @@
 """Crossed random intercepts under the Laplace approximation start each factor's theta at its own moment estimate
-and take Newton steps from there (laplace_fit, crossed_modes.crossed_intercepts): the same optimum as L-BFGS-B
+and take Newton steps from there (laplace_start, crossed_modes.crossed_intercepts): the same optimum as L-BFGS-B
 from lme4's start, in fewer evaluations, on the sparse coupling (the English Lexicon Project's shape) and the dense
 one (VerbAgg's); and the REML Newton steps of crossed_newton stop with the criterion within their bound of the
 optimum their further steps reach."""
@@ -13,7 +13,7 @@ import pytest
 import glmmlab
 from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.links import LINKS
-from glmmlab.engine.solvers import crossed_modes, crossed_newton, laplace_fit, structure
+from glmmlab.engine.solvers import crossed_modes, crossed_newton, laplace_start, structure
 from glmmlab.engine.solvers.glm_start import moment_theta
 from tests.engine.test_crossed_reml_start import FORMULA, crossed_lmm
 from tests.engine.test_crossed_sparse_gradient import crossed, laplace
@@ -31,7 +31,7 @@ def test_moment_start_and_newton_steps_reach_the_usual_optimum(sparse, monkeypat
         monkeypatch.setattr(structure, "DENSE_COUPLING", 0)  # the sparse coupling path at a small size
     df = crossed(n=6000, items=800, subjects=120, seed=5)
     fit = _fit(df)
-    monkeypatch.setattr(laplace_fit, "crossed_intercepts", lambda st, crossing=None: False)
+    monkeypatch.setattr(laplace_start, "crossed_intercepts", lambda st, crossing=None: False)
     usual = _fit(df)
     assert fit["optimization"]["start"][:2] != usual["optimization"]["start"][:2]  # lme4's start there: 1, 1
     assert fit["fit"]["log_likelihood"] == pytest.approx(usual["fit"]["log_likelihood"], abs=1e-7)

@@ -9,7 +9,7 @@ import pandas as pd
 
 import glmmlab
 from glmmlab.engine.families.catalogue import resolve
-from glmmlab.engine.solvers import glm_start, laplace_fit, newton
+from glmmlab.engine.solvers import glm_start, laplace_start, newton
 
 
 def test_newton_steps_stop_where_the_next_promises_less_than_the_tolerance():
@@ -53,7 +53,7 @@ def test_the_attenuated_start_reaches_the_glm_starts_optimum(monkeypatch):
     for link in ("logit", "probit"):
         fits[link] = glmmlab.fit_glmm(df, "y", "g", ["x1", "x2"], family="binomial", link=link)
     with monkeypatch.context() as m:
-        m.setattr(laplace_fit, "attenuation", lambda fam, lk, sd: 1.0)  # the GLM's own start
+        m.setattr(laplace_start, "attenuation", lambda fam, lk, sd: 1.0)  # the GLM's own start
         for link in ("logit", "probit"):
             plain = glmmlab.fit_glmm(df, "y", "g", ["x1", "x2"], family="binomial", link=link)
             a = fits[link]
@@ -88,7 +88,7 @@ def test_the_first_mode_search_starts_one_step_from_zero(monkeypatch):
     a = glmmlab.fit_glmm(df, "y", "g", ["x1"], family="binomial", n_blocks=2)
     with_start = len(states)
     states.clear()
-    monkeypatch.setattr(laplace_fit, "start_modes", lambda sums, sd: np.zeros(sums["W"].size))
+    monkeypatch.setattr(laplace_start, "start_modes", lambda sums, sd: np.zeros(sums["W"].size))
     b = glmmlab.fit_glmm(df, "y", "g", ["x1"], family="binomial", n_blocks=2)
     assert abs(a.log_likelihood - b.log_likelihood) < 1e-8
     assert np.max(np.abs(a.beta - b.beta) / b.se) < 1e-5

@@ -40,7 +40,8 @@ from glmmlab.engine.solvers.joint_search import (
 from glmmlab.engine.solvers.joint_twin import DistinctTwin
 from glmmlab.engine.solvers.joint_zip import zip_rows
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
-from glmmlab.engine.solvers.laplace_fit import _off_the_boundary, fixed_effects_covariance
+from glmmlab.engine.solvers.laplace_fit import fixed_effects_covariance
+from glmmlab.engine.solvers.laplace_start import off_the_boundary
 from glmmlab.engine.solvers.modelled_start import (
     glm_objective,
     glm_stage,
@@ -465,7 +466,7 @@ def fit_joint(st, Xs, T, names, mf, pw, off, fam, lk, model, progress, data, zi_
         else None
 
     (x, f, H_full), ok = run(x0)
-    probe = _off_the_boundary(fun, x, x0, np.zeros(q), f)
+    probe = off_the_boundary(fun, x, x0, np.zeros(q), f)
     if probe is not None:
         (xp, fp, Hp), okp = run(probe)
         if fp < f:

@@ -15,22 +15,15 @@ from glmmlab.engine.inference import wald as inference
 from glmmlab.engine.progress import report
 from glmmlab.engine.solvers.assemble import _assemble, _at_global_levels
 from glmmlab.engine.solvers.blocked_cholesky import Structure
-from glmmlab.engine.solvers.crossed_modes import crossed_intercepts
 from glmmlab.engine.solvers.glm_start import (
-    attenuation,
-    crossed_moment_sums,
     family_glm,
     glm_irls,
-    moment_sums,
-    moment_theta,
-    moment_theta_of,
-    moment_thetas_of,
     negbin_glm,
-    start_modes,
 )
 from glmmlab.engine.solvers.intercept_laplace import applies as intercept_applies
 from glmmlab.engine.solvers.intercept_laplace import summed_rows, zero_inflated_hessian
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
+from glmmlab.engine.solvers.laplace_start import moment_start, off_the_boundary, relative_theta_start
 from glmmlab.engine.solvers.likelihood import Likelihood
 from glmmlab.engine.solvers.modelled_start import (
     glm_objective,
@@ -54,7 +47,7 @@ from glmmlab.engine.solvers.row_blocks import (
     BlockedLaplace,
     RemoteRows,
 )
-from glmmlab.engine.solvers.search import _optimize, _while_falling
+from glmmlab.engine.solvers.search import _optimize
 
 
 def exact_gradient_ok(st: Structure) -> bool:
@@ -119,32 +112,6 @@ def cold_value(obj, x: np.ndarray, edge: bool, value=None, known: float | None =
     return (obj.value if value is None else value)(x)
 
 
-def _off_the_boundary(fun, x: np.ndarray, x0: np.ndarray, lower: np.ndarray, f: float) -> np.ndarray | None:
-    """For a fit that ended with standard deviations (theta's diagonal entries) at their bound 0 (below 1e-8) though
-    it started above it: the first of those SDs set back to 1/2, 1/4, 1/10, 1/20, 1/40 or 1/100 of its start (the
-    other parameters at the end point) whose deviance ``fun`` is lower than ``f``, or None (0 is then the lowest
-    nearby)."""
-    nt = lower.size
-    stuck = np.flatnonzero((lower == 0.0) & (x[:nt] < 1e-8) & (x0[:nt] > 1e-8))
-    margin = 1e-6 * max(1.0, abs(f))
-    for k in stuck:
-        for c in (0.5, 0.25, 0.1, 0.05, 0.025, 0.01):
-            trial = x.copy()
-            trial[k] = c * x0[k]
-            if fun(trial) < f - margin:
-                return trial
-    return None
-
-
-def _relative_theta_start(fun, theta0: np.ndarray) -> np.ndarray:
-    """A start for theta relative to the residual SD: lme4's start (relative SDs 1) halved or doubled while the
-    deviance at the GLM's coefficients falls (at most 10 halvings, 3 doublings). With a dispersion estimated,
-    theta is the random effects' SD over sigma, which can be far from 1 (an SD of 0.03 on the linear predictor
-    against a residual SD of 0.5); from 1 the modes of a link with a pole (the inverse) can cross it, and the
-    optimiser then settles on another stationary point."""
-    return _while_falling(fun, theta0, fun(theta0), lambda x, c: x * c, ((0.5, 10), (2.0, 3)))[0]
-
-
 def laplace_rows(fin: dict, pw: np.ndarray) -> dict:
     """The per-row results of a Laplace or AGQ fit from :meth:`GeneralLaplace.final`'s rows (``fin``: of one
     block, or of all blocks concatenated) and the prior weights: fitted means, deviance and Pearson residuals,
@@ -179,33 +146,9 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
     lower = np.concatenate([st.theta_lower(), np.full(beta0.size, -np.inf)])
     scalar = not st.rest and st.q1 == 1 and st.ones1[0]  # one random intercept (1 | g)
     modelled = isinstance(fam, ModelledFamily)
-    moments = scalar and st._start is None and (Xs.shape[0] == mf.n or remote is not None) and not modelled
-    crossed = st._start is None and not modelled and (remote is not None or Xs.shape[0] == mf.n) \
-        and crossed_intercepts(st, None if remote is None else remote.crossed)
-    sums = None  # each block's moment sums, per level
-    if moments and remote is None and len(obj.laps) > 1:  # each block's sums over its whole levels, in threads
-        sums = obj.map(lambda lap: moment_sums(lap.Xs, lap.y, lap.pw, lap.off, beta0, fam, lk, lap.st.codes1,
-                                               lap.st.L1, lap.trials, per_level=True))
-        x0[0] = moment_theta_of(sums, Xs.shape[1], fam, estimated)
-    elif moments:
-        x0[0] = moment_theta(Xs, mf.y, pw, off, beta0, fam, lk, st.codes1, st.L1, estimated, trials) \
-            if remote is None else remote.moment_theta(beta0, fam, estimated)
-    elif crossed:  # each crossed factor's intercept from its own levels' moments (one pass over the rows)
-        x0[:nt] = moment_thetas_of([crossed_moment_sums(
-            Xs, mf.y, pw, off, beta0, fam, lk, [(np.asarray(b.codes, dtype=np.intp), b.n_levels) for b in st.blocks],
-            trials)], Xs.shape[1], fam, estimated) if remote is None else remote.moment_thetas(beta0, fam, estimated)
-    if moments and not estimated:
-        # a binomial's GLM is the conditional model attenuated (the random intercept averaged out): its
-        # coefficients and the moment start's SD, both on the GLM's scale, over that attenuation
-        sd_glm = float(x0[0])
-        x0[:] /= attenuation(fam, lk, sd_glm)
     edge = fam.has_edge(lk, mf.y) if remote is None else remote.has_edge(fam, lk)
-    if sums is not None and not estimated and not edge and not negbin:
-        # the first mode search starts one step from u = 0 at the GLM's linear predictor and moment SD (the
-        # step's rows are the moment sums' own; u = b / sd on either scale): the 1M-row random intercept's first
-        # evaluation 6.5 -> 5.25 row states per block
-        for lap, s_ in zip(obj.laps, sums):
-            lap.u = start_modes(s_, sd_glm)
+    moments, crossed = moment_start(obj, st, Xs, mf, pw, off, fam, lk, x0, scalar and not modelled,
+                                    not modelled, remote, trials, first_modes=not (edge or negbin))
     likelihood = (lambda f: Likelihood(f, mf.y, pw)) if remote is None else remote.likelihood  # noqa: E731
     if modelled and remote is None:
         # zero and dispersion models: -2 log p is the deviance itself (no saturated constant), the same function
@@ -223,7 +166,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             report(progress, f"Starting values (theta, evaluation {tried[0]})", 0.08)  # where a cancel is seen too
             return obj.value(np.concatenate([th, x0[nt:]]))
 
-        x0[:nt] = _relative_theta_start(start_value, x0[:nt])
+        x0[:nt] = relative_theta_start(start_value, x0[:nt])
     report(progress, "Optimizing Laplace deviance", 0.1)
     hess_full = x_full = lower_full = None
     if negbin:
@@ -282,7 +225,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
                 # one random intercept: the moments of the model's working residuals per level (no evaluation)
                 x0[0] = moment_theta_rows(obj.laps, base_family, lk, x0[nt:], psi0)
             elif st._start is None:  # theta from lme4's start halved or doubled while the deviance falls
-                x0[:nt] = _relative_theta_start(lambda th: nb_value(np.concatenate([th, x0[nt:], psi0])), x0[:nt])
+                x0[:nt] = relative_theta_start(lambda th: nb_value(np.concatenate([th, x0[nt:], psi0])), x0[:nt])
         lower_full = np.append(lower, np.full(m_psi, -np.inf))
         # a zero-inflated family with one small random intercept (every block evaluated by intercept_laplace):
         # Newton steps from the start with zi_hessian (the closed-form curvature and a difference per other
@@ -318,8 +261,8 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
         x, record = nb_run(np.append(x0, psi0))
         deviance = cold_value(obj, x, edge, nb_value, known=record.objective)
         # the deviance is even in each SD, so its slope there is 0: an SD that reached 0 from above may sit on a
-        # saddle (see _off_the_boundary), and the optimiser starts again from a point beside it that is lower
-        probe = _off_the_boundary(nb_value, x, np.append(x0, psi0), st.theta_lower(), deviance)
+        # saddle (see off_the_boundary), and the optimiser starts again from a point beside it that is lower
+        probe = off_the_boundary(nb_value, x, np.append(x0, psi0), st.theta_lower(), deviance)
         if probe is not None:
             x_p, record_p = nb_run(probe)
             deviance_p = cold_value(obj, x_p, edge, nb_value, known=record_p.objective)
@@ -398,7 +341,7 @@ def _laplace_run(obj, specs, st, Xs, T, names, mf, pw, off, fam, lk, model, se, 
             deviance_b = cold_value(obj, x_b, False)
             if deviance_b < deviance:
                 x, record, deviance = x_b, record_b, deviance_b
-        probe = _off_the_boundary(obj.value, x, x0, st.theta_lower(), deviance)
+        probe = off_the_boundary(obj.value, x, x0, st.theta_lower(), deviance)
         if probe is not None:
             # The optimiser ended with an SD at 0 where the deviance, even in that SD, has zero slope: a first step
             # past the bound lands there whether or not it is the optimum (a bootstrap refit from the fit's theta).
