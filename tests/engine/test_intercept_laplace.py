@@ -334,7 +334,7 @@ def test_fused_rows_model_without_random_effects():
     from types import SimpleNamespace
 
     from glmmlab.engine.families.response import Response
-    from glmmlab.engine.solvers.modelled_start import glm_objective, glm_start_hessian
+    from glmmlab.engine.solvers.modelled_glm import glm_objective, glm_start_hessian
 
     obj = _joint_made(_data(True), family="poisson", zi="~ x + (1 | g)")[0]
     assert obj._zip is not None
@@ -391,7 +391,7 @@ def test_model_without_random_effects_on_the_summed_rows(family, zi, disp):
     """The GLM stage sums over the distinct rows (summed_rows: the compact twin, summed weights) where the
     evaluations do: its -2 log L, gradient and Hessian are those over every row, at random points."""
     from glmmlab.engine.solvers.laplace import GeneralLaplace
-    from glmmlab.engine.solvers.modelled_start import glm_objective, glm_start_hessian
+    from glmmlab.engine.solvers.modelled_glm import glm_objective, glm_start_hessian
 
     obj = _objective(_data(False), family, zi, disp)  # (a group-level covariate: 144 distinct rows of 500)
     lap = obj.laps[0]

@@ -1,6 +1,6 @@
 """The optimiser's pieces around the Laplace evaluations of zero and dispersion models: the standard errors'
 forward-difference Hessian that reuses nearby points (solvers/secant.py), and the model without random effects
-fitted by BFGS from its Hessian at the start (modelled_start.glm_start_hessian, glm_stage), each against an
+fitted by BFGS from its Hessian at the start (modelled_glm.glm_start_hessian, glm_stage), each against an
 independent computation (exact Hessians, central differences, L-BFGS-B)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from glmmlab.engine.families.catalogue import FAMILIES
 from glmmlab.engine.families.links import LINKS
 from glmmlab.engine.families.modelled import modelled_family
 from glmmlab.engine.families.response import Response
-from glmmlab.engine.solvers.modelled_start import glm_objective, glm_stage, glm_start_hessian
+from glmmlab.engine.solvers.modelled_glm import glm_objective, glm_stage, glm_start_hessian
 from glmmlab.engine.solvers.optimizer import fd_hessian
 from glmmlab.engine.solvers.secant import Recent, secant_hessian
 

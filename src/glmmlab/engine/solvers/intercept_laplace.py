@@ -217,7 +217,7 @@ def _rows(lap: Any, search: InterceptModes) -> Any:
 
 def summed_rows(lap: Any, general: Callable[..., Any]) -> Any:
     """The rows to sum over in place of ``lap``'s where a sum over rows is all that is wanted (the model without
-    random effects: ``modelled_start.glm_objective``, whose weighted sums merged rows leave as they are): its
+    random effects: ``modelled_glm.glm_objective``, whose weighted sums merged rows leave as they are): its
     :func:`compact` twin (the distinct rows with summed weights) where it evaluates through this module and has
     one, else ``lap``. salamanders: 128 rows for 644."""
     if not applies(lap):

@@ -42,10 +42,8 @@ from glmmlab.engine.solvers.joint_zip import zip_rows
 from glmmlab.engine.solvers.laplace import MAX_PREDICTED_STEP
 from glmmlab.engine.solvers.laplace_fit import fixed_effects_covariance
 from glmmlab.engine.solvers.laplace_start import off_the_boundary
+from glmmlab.engine.solvers.modelled_glm import glm_objective, glm_stage, glm_start_hessian
 from glmmlab.engine.solvers.modelled_start import (
-    glm_objective,
-    glm_stage,
-    glm_start_hessian,
     modelled_results,
     modelled_start,
 )

@@ -89,7 +89,7 @@ class ZipRows:
 
     def glm_functions(self, X: np.ndarray, Z: np.ndarray, off: np.ndarray, z_off: np.ndarray | float,
                       psi_range: tuple[float, float]):
-        """The model without random effects (theta = 0) on these rows for modelled_start.glm_stage, as its
+        """The model without random effects (theta = 0) on these rows for modelled_glm.glm_stage, as its
         ``glm_fg`` and ``glm_hessian``: -2 log L and its gradient in (the mean's coefficients, the zero model's)
         (glm_objective's sums: inf outside ``psi_range``), and its Hessian from the rows' second derivatives
         (glm_start_hessian's blocks; every parameter has one)."""

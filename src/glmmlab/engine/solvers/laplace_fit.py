@@ -25,14 +25,11 @@ from glmmlab.engine.solvers.intercept_laplace import summed_rows, zero_inflated_
 from glmmlab.engine.solvers.laplace import GeneralLaplace, inside_start
 from glmmlab.engine.solvers.laplace_start import moment_start, off_the_boundary, relative_theta_start
 from glmmlab.engine.solvers.likelihood import Likelihood
+from glmmlab.engine.solvers.modelled_glm import glm_objective, glm_stage, glm_start_hessian, moment_theta_rows
 from glmmlab.engine.solvers.modelled_start import (
-    glm_objective,
-    glm_stage,
-    glm_start_hessian,
     hurdle_zero_fit,
     modelled_results,
     modelled_start,
-    moment_theta_rows,
     optimize_held,
 )
 from glmmlab.engine.solvers.optimizer import (
