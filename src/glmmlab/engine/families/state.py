@@ -93,7 +93,10 @@ class _LogitState(_CanonicalState):
         d = self._d
         whole = d.size - d.size % LOG_RUN
         logs = float(np.log(np.prod(d[:whole].reshape(-1, LOG_RUN), axis=1)).sum()) + float(np.log(d[whole:]).sum())
-        ylogy = 0.0 if _zero_ylogy(self._resp) else float(np.sum(self._resp.ylogy))
+        resp = self._resp
+        # (the response's constants summed once: every row state of a fit reads the same sum)
+        ylogy = 0.0 if _zero_ylogy(resp) else kept_on(resp, "_ylogy_sum", (resp.ylogy,),
+                                                     lambda: float(np.sum(resp.ylogy)))
         return 2.0 * (ylogy + logs + self._linear)
 
     @cached_property

@@ -211,22 +211,18 @@ def glm_working(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, 
         z = eta - off + (y - mu) / h1
         return np.nan, True, w, z
     xb = design_dot(Xs, beta)
-    rs = row_state(resp, xb if _no_offset(off) else xb + off, lk)
+    rs = row_state(resp, xb if _one_number(off, 0.0) else xb + off, lk)
     ok = bool(np.all(fam.mu_valid(rs.mu)))
-    dev = rs.dev_sum(None if _unit_weights(pw) else pw)
+    dev = rs.dev_sum(None if _one_number(pw, 1.0) else pw)
     w = pw * rs.w
     z = xb + (y - rs.mu) / rs.h1 if fam.edm else xb - 0.5 * rs.dev_eta / rs.w
     return dev, ok, w, z
 
 
-def _unit_weights(pw: np.ndarray) -> bool:
-    """Whether the weights are the read-only view of one 1 of a fit without them."""
-    return pw.ndim == 1 and pw.strides[0] == 0 and pw.size > 0 and float(pw[0]) == 1.0
-
-
-def _no_offset(off: np.ndarray) -> bool:
-    """Whether the offset is the read-only zero view of a fit without one (its addition is then skipped)."""
-    return off.ndim == 1 and off.strides[0] == 0 and off.size > 0 and float(off[0]) == 0.0
+def _one_number(a: np.ndarray, value: float) -> bool:
+    """Whether ``a`` is the read-only view of the one number ``value`` that a fit without weights (1) or an offset
+    (0) holds, so that a product with it or its addition can be skipped."""
+    return a.ndim == 1 and a.strides[0] == 0 and a.size > 0 and float(a[0]) == value
 
 
 def glm_pass(Xs: np.ndarray, y: np.ndarray, pw: np.ndarray, off: np.ndarray, resp: Response, fam: Family, lk: Link,

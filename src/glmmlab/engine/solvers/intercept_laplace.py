@@ -84,7 +84,7 @@ class InterceptModes:
         lap = self.lap
         re = np.repeat(lam * u, self.counts)
         rs = row_state(lap.resp, eta_f + re, lap.lk)
-        pdev = rs.dev_sum(None if lap.unit_weights else lap.pw) + float(u @ u)
+        pdev = lap._dev_sum(rs) + float(u @ u)
         ok = np.isfinite(pdev) and (lap.fast or bool(np.all(lap.fam.mu_valid(rs.mu))))
         return re, rs, (pdev if ok else np.inf)
 
@@ -159,7 +159,7 @@ class InterceptModes:
         H = self.lam2 * A + 1.0
         with np.errstate(invalid="ignore", divide="ignore"):
             logdet = float(np.log(H).sum())
-        dev = rs.dev_sum(None if lap.unit_weights else lap.pw)
+        dev = lap._dev_sum(rs)
         lap._last_dev = dev
         if converged and lap.keep_last:
             # the score per level, -1/2 sum_j dev_eta (the factor's working response's sums less A lam u)

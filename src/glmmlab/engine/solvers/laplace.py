@@ -112,6 +112,10 @@ class GeneralLaplace(LaplaceGradient):
     def _weighted(self, a: np.ndarray) -> np.ndarray:
         return a if self.unit_weights else self.pw * a
 
+    def _dev_sum(self, rs) -> float:
+        """The weighted sum of a row state's unit deviances (the family's own sum, :meth:`RowState.dev_sum`)."""
+        return rs.dev_sum(None if self.unit_weights else self.pw)
+
     def _working_response(self, rs, re: np.ndarray) -> np.ndarray:
         """The working response of a Fisher-scoring step, re + score / w: re + (y - mu) / h1 for an
         exponential-dispersion member, re - dev_eta / (2 w) for any family."""
@@ -135,7 +139,7 @@ class GeneralLaplace(LaplaceGradient):
     def _state(self, eta_f: np.ndarray, u: np.ndarray, lams: list[np.ndarray]):
         re = self.st.row_effect(self.st.b_of_u(u, lams))
         rs = row_state(self.resp, eta_f + re, self.lk)
-        pdev = rs.dev_sum(None if self.unit_weights else self.pw) + float(u @ u)
+        pdev = self._dev_sum(rs) + float(u @ u)
         # a family's fast path keeps its means in range (its has_fast_path promise): no check over the rows; under
         # a link with an edge the linear predictors stay inside its range (the side of a pole the data lie on)
         ok = np.isfinite(pdev) and (self.fast or bool(np.all(self.fam.mu_valid(rs.mu))))
@@ -195,7 +199,7 @@ class GeneralLaplace(LaplaceGradient):
             self._last = None
             return {"u": u, "F": F, "rs": rs, "re": re, "dev": np.inf, "pdev": np.inf, "converged": False,
                     "logdet": np.inf, "F_ld": F, "cp_ld": cp, "at_edge": True}
-        dev = rs.dev_sum(None if self.unit_weights else self.pw)
+        dev = self._dev_sum(rs)
         self._last_dev = dev
         assert F is not None  # every path above factors the system
         if not observed_only:

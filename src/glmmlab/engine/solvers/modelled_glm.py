@@ -2,9 +2,8 @@
 .modelled.ModelledFamily`), on -2 log L itself: its objective and closed-form Hessian over the fit's blocks of rows
 (:func:`glm_objective`, :func:`glm_start_hessian`), the stage that takes it to its maximum before the random effects
 join (:func:`glm_stage`: BFGS from that Hessian at the start, Newton's method where the closed form is the whole
-Hessian, L-BFGS-B where the first step fails), and one random
-intercept's moment start from its working residuals (:func:`moment_theta_rows`). Its value is the null model of the
-random effects' test."""
+Hessian, L-BFGS-B where the first step fails), and one random intercept's moment start from its working residuals
+(:func:`moment_theta_rows`). Its value is the null model of the random effects' test."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ NEWTON_DECREMENT = 1e-12
 # the longest Newton step of that stage (max-norm, coefficients on the link scales): from salamanders_zip's start
 # the first one, where the Hessian is indefinite, went 45 units along the zero model's slope and was halved 4 times
 MAX_STEP = 2.0
+
 
 def glm_objective(laps: list, fam: ModelledFamily, lk: Link, p: int):
     """-2 log L of the model without random effects and its gradient in (the mean's coefficients on the scaled
